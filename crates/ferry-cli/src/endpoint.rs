@@ -1,0 +1,184 @@
+//! The endpoint verbs: `-setup`, `-start`, `-stop`, `-status`, `-pause`,
+//! `-unpause`.
+
+use crate::args::{SetupArgs, StartArgs};
+use crate::{Invocation, EXIT_NOT_RUNNING, client_runtime, detach};
+use anyhow::{Context as _, bail};
+use ferry_daemon::local_api::{ClientError, call};
+use ferry_daemon::logging::{self, LogTarget};
+use ferry_daemon::{Daemon, DaemonLock, LockState, PolicyChoice};
+use ferry_proto::local_api::{Request, Response, StatusReport};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// How long a request to the daemon may take.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// How long `-stop` waits for the daemon to checkpoint and exit.
+const EXIT_WITHIN: Duration = Duration::from_secs(60);
+
+pub fn setup(ctx: &Invocation, args: SetupArgs) -> anyhow::Result<ExitCode> {
+    if ctx.dir.looks_set_up() && !args.force {
+        let who = match ctx.dir.load_identity() {
+            Ok(id) => format!(" as endpoint {:?} ({})", id.name, id.id),
+            Err(_) => String::new(),
+        };
+        bail!(
+            "{} is already set up{who}; use --force to register anew, or -dir for another endpoint",
+            ctx.dir.root().display()
+        );
+    }
+    bail!("cannot register with a hub: this build of ferry has no hub client yet")
+}
+
+fn log_level(args: &StartArgs) -> tracing::Level {
+    if args.trace {
+        tracing::Level::TRACE
+    } else if args.debug {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    }
+}
+
+pub fn start(ctx: Invocation, args: StartArgs) -> anyhow::Result<ExitCode> {
+    let level = log_level(&args);
+    let choice = match args.restrict_paths {
+        Some(spec) => PolicyChoice::RestrictPaths(spec),
+        None => PolicyChoice::ConfigPaths,
+    };
+    let daemon = Daemon::prepare(ctx.dir.clone(), ctx.home, choice)?;
+    if args.detach {
+        return detach::run(daemon, &ctx.dir, level);
+    }
+    logging::init(&LogTarget::for_foreground(), level).context("cannot set up logging")?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(daemon.run(|_| {}))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the daemon; `None` when none answers.
+fn ask(ctx: &Invocation, request: Request) -> anyhow::Result<Option<Response>> {
+    let socket = ctx.dir.socket();
+    match client_runtime()?.block_on(call(&socket, &request, ANSWER_WITHIN)) {
+        Ok(response) => Ok(Some(response)),
+        Err(ClientError::NotRunning) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Asks the daemon if one answers; any failure is just "no answer".
+pub fn ask_quietly(ctx: &Invocation, request: Request) -> Option<Response> {
+    ask(ctx, request).ok().flatten()
+}
+
+pub fn stop(ctx: &Invocation) -> anyhow::Result<ExitCode> {
+    let lock = ctx.dir.lock_file();
+    let LockState::Held { pid } = DaemonLock::probe(&lock)? else {
+        println!("ferry is not running");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let pid_text = pid.map_or_else(|| "unknown pid".to_string(), |p| format!("pid {p}"));
+    match ask(ctx, Request::Stop) {
+        Ok(Some(Response::Done { .. })) => {}
+        Ok(Some(Response::Error { message })) => bail!("the daemon refused to stop: {message}"),
+        Ok(Some(other)) => bail!("unexpected answer from the daemon: {other:?}"),
+        // The lock is held but the socket does not answer: the daemon is
+        // starting or wedged. SIGTERM asks for the same graceful stop.
+        Ok(None) | Err(_) => {
+            let Some(pid) = pid else {
+                bail!("a daemon holds {} but does not answer and its pid is unknown", lock.display());
+            };
+            let target = nix::unistd::Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
+            nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM)
+                .with_context(|| format!("cannot signal the daemon (pid {pid})"))?;
+        }
+    }
+    let deadline = Instant::now() + EXIT_WITHIN;
+    while Instant::now() < deadline {
+        if DaemonLock::probe(&lock)? == LockState::Free {
+            println!("ferry stopped ({pid_text})");
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    bail!(
+        "the daemon ({pid_text}) did not exit within {}s; it may still be checkpointing. `kill -9` forces it (transfers then resume from their journals)",
+        EXIT_WITHIN.as_secs()
+    )
+}
+
+fn print_status(report: &StatusReport) {
+    println!("Hub: {}", report.hub.as_str());
+    if let Some(detail) = &report.hub_detail {
+        println!("  {detail}");
+    }
+    println!("Transfer Status: {}", report.transfer.as_str());
+    println!("Endpoint: {} ({})", report.endpoint_name, report.endpoint_id);
+    println!("Hub URL: {}", report.hub_url);
+    println!("Config dir: {}", report.config_dir);
+    match &report.policy {
+        ferry_proto::local_api::PolicySource::ConfigPaths { file, rules } => {
+            println!("Paths: {file} ({rules} rules)")
+        }
+        ferry_proto::local_api::PolicySource::RestrictPaths { spec, rules } => {
+            println!("Paths: -restrict-paths {spec} ({rules} rules; config-paths ignored)")
+        }
+    }
+    println!(
+        "Daemon: pid {}, up {}s, ferry {}",
+        report.pid, report.uptime_secs, report.version
+    );
+}
+
+pub fn status(ctx: &Invocation, json: bool) -> anyhow::Result<ExitCode> {
+    let answer = match ask(ctx, Request::Status) {
+        Ok(answer) => answer,
+        Err(e) => {
+            // A daemon that holds the lock but does not answer is, for a
+            // script, as good as not running; say what we know.
+            eprintln!("ferry: {e:#}");
+            None
+        }
+    };
+    match answer {
+        Some(Response::Status(report)) => {
+            if json {
+                let mut doc = serde_json::to_value(&report)?;
+                if let Some(map) = doc.as_object_mut() {
+                    map.insert("running".into(), true.into());
+                }
+                println!("{doc}");
+            } else {
+                print_status(&report);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Response::Error { message }) => bail!("the daemon refused: {message}"),
+        Some(other) => bail!("unexpected answer from the daemon: {other:?}"),
+        None => {
+            if json {
+                println!("{}", serde_json::json!({ "running": false }));
+            } else {
+                println!("ferry is not running");
+            }
+            Ok(ExitCode::from(EXIT_NOT_RUNNING))
+        }
+    }
+}
+
+pub fn pause(ctx: &Invocation, pause: bool) -> anyhow::Result<ExitCode> {
+    let request = if pause {
+        Request::Pause
+    } else {
+        Request::Unpause
+    };
+    match ask(ctx, request)? {
+        Some(Response::Done { message }) => {
+            println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Response::Error { message }) => bail!("{message}"),
+        Some(other) => bail!("unexpected answer from the daemon: {other:?}"),
+        None => bail!("ferry is not running; start it with `ferry -start &`"),
+    }
+}

@@ -1,0 +1,20 @@
+//! The endpoint daemon: one per config dir, holding the hub link, the path
+//! policy and the local API socket.
+//!
+//! Start-up is split in two so every refusal (not set up, already running,
+//! a bad config-paths) happens synchronously, before `-detach` forks and
+//! before the tokio runtime exists: [`Daemon::prepare`] checks and claims,
+//! [`Daemon::run`] serves until stopped.
+
+mod error;
+mod hub_link;
+pub mod local_api;
+mod lock;
+pub mod logging;
+mod policy;
+mod serve;
+
+pub use error::DaemonError;
+pub use lock::{DaemonLock, LockState};
+pub use policy::{PolicyChoice, load_policy};
+pub use serve::Daemon;

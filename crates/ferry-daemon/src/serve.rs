@@ -1,0 +1,275 @@
+//! The running daemon: claims the config dir, serves the local API, keeps
+//! the hub link, and stops gracefully on `ferry -stop`, SIGTERM or SIGINT.
+
+use crate::hub_link::{self, HubView};
+use crate::local_api::{self, TransportError};
+use crate::{DaemonError, DaemonLock, PolicyChoice, load_policy};
+use ferry_paths::Policy;
+use ferry_proto::local_api::{
+    HubState, PolicySource, Request, Response, StatusReport, TransferState,
+};
+use ferry_setup::{EndpointDir, EndpointIdentity};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::net::UnixStream;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, watch};
+
+/// Local API clients served at once; more wait for the kernel's backlog.
+const MAX_CLIENTS: usize = 32;
+/// A client that sends nothing for this long is dropped.
+const CLIENT_IDLE: Duration = Duration::from_secs(30);
+
+/// A daemon that has passed every start-up check and holds the lock.
+#[derive(Debug)]
+pub struct Daemon {
+    dir: EndpointDir,
+    home: PathBuf,
+    identity: EndpointIdentity,
+    lock: DaemonLock,
+    policy_choice: PolicyChoice,
+    policy: (Arc<Policy>, PolicySource),
+    tightened_dir_mode: Option<u32>,
+}
+
+impl Daemon {
+    /// Every check that can refuse a start, in the order a user would fix
+    /// them: set up, not already running, a valid policy.
+    pub fn prepare(dir: EndpointDir, home: PathBuf, policy_choice: PolicyChoice) -> Result<Self, DaemonError> {
+        let identity = dir.load_identity()?;
+        let tightened_dir_mode = dir.ensure_private()?;
+        let lock = DaemonLock::acquire(&dir.lock_file(), dir.root())?;
+        let (policy, source) = load_policy(&policy_choice, &dir, &home)?;
+        Ok(Self {
+            dir,
+            home,
+            identity,
+            lock,
+            policy_choice,
+            policy: (Arc::new(policy), source),
+            tightened_dir_mode,
+        })
+    }
+
+    /// After `-detach` forked: the lock came along, the pid in it did not.
+    pub fn adopt_after_fork(&mut self) -> std::io::Result<()> {
+        self.lock.record_pid()
+    }
+
+    /// In the parent after `-detach` forked: the child now holds the lock
+    /// (flock belongs to the shared open file description), and dropping it
+    /// here would unlock it for both, so the parent lets it go unreleased.
+    pub fn hand_over_to_forked_child(self) {
+        std::mem::forget(self.lock);
+    }
+
+    /// Serves until stopped. `on_ready` runs once the socket answers.
+    pub async fn run(self, on_ready: impl FnOnce(u32)) -> Result<(), DaemonError> {
+        if let Some(mode) = self.tightened_dir_mode {
+            tracing::warn!(dir = %self.dir.root().display(), old_mode = format!("{mode:04o}"), "config dir was open to others; set it to 0700");
+        }
+        if let PolicySource::RestrictPaths { spec, .. } = &self.policy.1 {
+            tracing::info!(%spec, "-restrict-paths given: config-paths is ignored while this daemon runs");
+        }
+        let socket = self.dir.socket();
+        let listener = local_api::bind(&socket)?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (hub_tx, hub_rx) = watch::channel(HubView::connecting());
+        let hub_task = tokio::spawn(hub_link::run(
+            self.identity.hub_url.clone(),
+            hub_tx,
+            shutdown_rx.clone(),
+        ));
+        let shared = Arc::new(Shared {
+            started: Instant::now(),
+            dir: self.dir,
+            home: self.home,
+            identity: self.identity,
+            policy_choice: self.policy_choice,
+            policy: RwLock::new(self.policy),
+            paused: AtomicBool::new(false),
+            hub: hub_rx,
+            shutdown: shutdown_tx,
+        });
+        let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::io("handle", "SIGTERM"))?;
+        let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::io("handle", "SIGINT"))?;
+        let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::io("handle", "SIGHUP"))?;
+        let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
+        let mut stop_requested = shutdown_rx.clone();
+        let pid = std::process::id();
+        tracing::info!(
+            pid,
+            dir = %shared.dir.root().display(),
+            endpoint = %shared.identity.name,
+            id = %shared.identity.id,
+            hub = %shared.identity.hub_url,
+            "ferry daemon ready"
+        );
+        on_ready(pid);
+
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let Ok(permit) = clients.clone().try_acquire_owned() else {
+                            tracing::warn!("too many local API clients; dropping one");
+                            continue;
+                        };
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            serve_client(stream, &shared).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept on local socket failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+                _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
+                _ = sighup.recv() => {
+                    match shared.reload() {
+                        Ok(message) => tracing::info!("SIGHUP: {message}"),
+                        Err(message) => tracing::error!("SIGHUP: {message}"),
+                    }
+                }
+                _ = stop_requested.changed() => { tracing::info!("stop requested over the local socket"); break; }
+            }
+        }
+
+        shared.shutdown.send_replace(true);
+        // Nothing to checkpoint yet but the hub link; give it a bounded moment.
+        let _ = tokio::time::timeout(Duration::from_secs(5), hub_task).await;
+        if let Err(e) = std::fs::remove_file(&socket) {
+            tracing::warn!(socket = %socket.display(), error = %e, "could not remove socket");
+        }
+        tracing::info!(pid, "ferry daemon stopped");
+        Ok(())
+    }
+}
+
+/// State the local API handlers read and change.
+struct Shared {
+    started: Instant,
+    dir: EndpointDir,
+    home: PathBuf,
+    identity: EndpointIdentity,
+    policy_choice: PolicyChoice,
+    policy: RwLock<(Arc<Policy>, PolicySource)>,
+    paused: AtomicBool,
+    hub: watch::Receiver<HubView>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Re-reads config-paths. A bad file keeps the old policy in force.
+    fn reload(&self) -> Result<String, String> {
+        if let PolicyChoice::RestrictPaths(_) = self.policy_choice {
+            return Ok("policy comes from -restrict-paths; config-paths not re-read".into());
+        }
+        match load_policy(&self.policy_choice, &self.dir, &self.home) {
+            Ok((policy, source)) => {
+                let rules = policy.rules().len();
+                match self.policy.write() {
+                    Ok(mut current) => *current = (Arc::new(policy), source),
+                    Err(poisoned) => *poisoned.into_inner() = (Arc::new(policy), source),
+                }
+                Ok(format!("config-paths reloaded ({rules} rules)"))
+            }
+            Err(e) => Err(format!("{e}; keeping the previous policy")),
+        }
+    }
+
+    fn status(&self) -> StatusReport {
+        let paused = self.paused.load(Ordering::SeqCst);
+        let hub = self.hub.borrow().clone();
+        let policy = match self.policy.read() {
+            Ok(p) => p.1.clone(),
+            Err(poisoned) => poisoned.into_inner().1.clone(),
+        };
+        StatusReport {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            config_dir: self.dir.root().display().to_string(),
+            endpoint_id: self.identity.id.clone(),
+            endpoint_name: self.identity.name.clone(),
+            hub_url: self.identity.hub_url.clone(),
+            hub: if paused { HubState::Paused } else { hub.state },
+            hub_detail: hub.detail,
+            // The data mover does not exist yet, so no data work can run.
+            transfer: TransferState::Idle,
+            paused,
+            policy,
+            uptime_secs: self.started.elapsed().as_secs(),
+        }
+    }
+
+    fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::Status => Response::Status(self.status()),
+            Request::Stop => {
+                self.shutdown.send_replace(true);
+                Response::Done {
+                    message: "stopping".into(),
+                }
+            }
+            Request::Pause => {
+                let was = self.paused.swap(true, Ordering::SeqCst);
+                tracing::info!("paused: taking no data work");
+                Response::Done {
+                    message: if was { "already paused" } else { "paused" }.into(),
+                }
+            }
+            Request::Unpause => {
+                let was = self.paused.swap(false, Ordering::SeqCst);
+                tracing::info!("unpaused: taking data work again");
+                Response::Done {
+                    message: if was { "unpaused" } else { "was not paused" }.into(),
+                }
+            }
+            Request::Reload => match self.reload() {
+                Ok(message) => Response::Done { message },
+                Err(message) => Response::Error { message },
+            },
+        }
+    }
+}
+
+fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
+    let cred = stream.peer_cred().map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    let ours = nix::unistd::geteuid().as_raw();
+    if cred.uid() == ours || cred.uid() == 0 {
+        Ok(())
+    } else {
+        Err(format!("uid {} may not use the daemon of uid {ours}", cred.uid()))
+    }
+}
+
+async fn serve_client(mut stream: UnixStream, shared: &Shared) {
+    if let Err(reason) = peer_allowed(&stream) {
+        tracing::warn!(%reason, "refused local API client");
+        let _ = local_api::write_message(&mut stream, &Response::Error { message: reason }).await;
+        return;
+    }
+    loop {
+        let request = match tokio::time::timeout(CLIENT_IDLE, local_api::read_message::<Request>(&mut stream)).await {
+            Err(_) | Ok(Ok(None)) => return,
+            Ok(Ok(Some(request))) => request,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "invalid local API message; closing");
+                if !matches!(e, TransportError::Io(_)) {
+                    let _ = local_api::write_message(&mut stream, &Response::Error { message: e.to_string() }).await;
+                }
+                return;
+            }
+        };
+        tracing::debug!(?request, "local API request");
+        let response = shared.handle(request);
+        if local_api::write_message(&mut stream, &response).await.is_err() {
+            return;
+        }
+    }
+}

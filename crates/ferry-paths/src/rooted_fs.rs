@@ -1,0 +1,619 @@
+//! The rooted filesystem: every open of a user path goes through the policy and
+//! is then resolved with `openat2(RESOLVE_BENEATH)` below the matched rule's root.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, FcntlArg, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{FileStat, Mode};
+use nix::unistd::UnlinkatFlags;
+
+use crate::policy::{Decision, Policy, PolicyError};
+use crate::rule_path::show;
+
+/// Why a rooted filesystem operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// The policy refuses the path, or resolving it would leave the rule's area.
+    #[error("path not allowed by config-paths: {}: {reason}", show(.path))]
+    NotAllowed { path: PathBuf, reason: String },
+    /// The operating system refused or failed the operation.
+    #[error("cannot {op} {}: {source}", show(.path))]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The path exists but is not the kind of object the operation works on.
+    #[error("cannot {op} {}: it is a {found}, expected {expected}", show(.path))]
+    WrongKind {
+        op: &'static str,
+        path: PathBuf,
+        found: EntryKind,
+        expected: &'static str,
+    },
+}
+
+impl FsError {
+    /// The underlying I/O error kind, e.g. to tell "not found" apart from other failures.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            FsError::Io { source, .. } => Some(source.kind()),
+            FsError::NotAllowed { .. } | FsError::WrongKind { .. } => None,
+        }
+    }
+
+    pub fn is_not_allowed(&self) -> bool {
+        matches!(self, FsError::NotAllowed { .. })
+    }
+}
+
+/// The type of a directory entry, never following a symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+impl std::fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EntryKind::File => "regular file",
+            EntryKind::Dir => "directory",
+            EntryKind::Symlink => "symlink",
+            EntryKind::Other => "special file",
+        })
+    }
+}
+
+/// What `lstat` tells about an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metadata {
+    pub kind: EntryKind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+}
+
+/// One directory entry; `name` is the raw bytes from the directory, not necessarily UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: OsString,
+    pub metadata: Metadata,
+}
+
+/// The only way the daemon opens user paths. See the crate documentation for the invariants.
+#[derive(Debug, Clone)]
+pub struct RootedFs {
+    policy: Arc<Policy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Read,
+    Write,
+}
+
+/// A path that the policy allows, with its rule's root directory opened.
+#[derive(Debug)]
+struct Prepared {
+    decision: Decision,
+    rule_root: PathBuf,
+    root_fd: OwnedFd,
+    /// The part of the path below the rule root; empty for the root itself.
+    below_root: PathBuf,
+    /// Whether some more specific rule lies beneath this rule's root, so a
+    /// symlink could lead into it and real locations must be checked.
+    has_nested_rules: bool,
+}
+
+/// Transient EAGAIN from openat2 (a concurrent rename or mount) is worth a few retries.
+const OPENAT2_ATTEMPTS: usize = 8;
+
+const ESCAPE_REASON: &str = "via `..`, an absolute path or a symlink";
+
+impl RootedFs {
+    pub fn new(policy: Arc<Policy>) -> Self {
+        RootedFs { policy }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Opens an existing regular file or directory for reading; symlinks are
+    /// followed only while they stay beneath the rule's root.
+    pub fn open_read(&self, path: &Path) -> Result<File, FsError> {
+        const OP: &str = "open for reading";
+        let prepared = self.prepare(path, Want::Read)?;
+        // O_NONBLOCK keeps a FIFO from hanging the open; it is cleared again below.
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
+        let fd = self.open_beneath(OP, &prepared, &prepared.below_root, flags)?;
+        self.verify_real_location(&prepared, &fd, None, Want::Read)?;
+        let kind = fstat(OP, &prepared, &fd)?.kind;
+        if !matches!(kind, EntryKind::File | EntryKind::Dir) {
+            return Err(wrong_kind(OP, &prepared, kind, "regular file or directory"));
+        }
+        clear_nonblock(OP, &prepared, &fd)?;
+        Ok(File::from(fd))
+    }
+
+    /// Opens an existing directory for listing.
+    ///
+    /// The descriptor must not be used to open paths beneath it: that would
+    /// bypass the policy. Use the methods of `RootedFs` instead.
+    pub fn open_dir(&self, path: &Path) -> Result<OwnedFd, FsError> {
+        let prepared = self.prepare(path, Want::Read)?;
+        let (fd, _) = self.open_dir_prepared("open directory", &prepared)?;
+        Ok(fd)
+    }
+
+    /// Lists a directory without following symlinks in it. `.` and `..` are
+    /// skipped, and so are entries the policy denies (e.g. `~/.ssh` when listing home).
+    pub fn read_dir(&self, path: &Path) -> Result<Vec<Entry>, FsError> {
+        const OP: &str = "list directory";
+        let prepared = self.prepare(path, Want::Read)?;
+        let (fd, real_decision) = self.open_dir_prepared(OP, &prepared)?;
+        let stat_fd = fd.try_clone().map_err(|source| io_error(OP, &prepared, source))?;
+        let mut dir = nix::dir::Dir::from_fd(fd).map_err(|errno| errno_error(OP, &prepared, errno))?;
+        let mut entries = Vec::new();
+        for dir_entry in dir.iter() {
+            let dir_entry = dir_entry.map_err(|errno| errno_error(OP, &prepared, errno))?;
+            let name = OsStr::from_bytes(dir_entry.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            if prepared.has_nested_rules {
+                let child = real_decision.path.join(name);
+                if !self.policy.decide_normalized(child).allows_read() {
+                    continue;
+                }
+            }
+            let stat = match nix::sys::stat::fstatat(&stat_fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(stat) => stat,
+                // Removed between readdir and stat: it is simply no longer there.
+                Err(Errno::ENOENT) => continue,
+                Err(errno) => return Err(errno_error(OP, &prepared, errno)),
+            };
+            entries.push(Entry {
+                name: name.to_os_string(),
+                metadata: metadata_from(&stat),
+            });
+        }
+        entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        Ok(entries)
+    }
+
+    /// Metadata of the path itself; a symlink at the final component is not followed.
+    pub fn stat(&self, path: &Path) -> Result<Metadata, FsError> {
+        const OP: &str = "stat";
+        let prepared = self.prepare(path, Want::Read)?;
+        let Some((parent_fd, leaf, _)) = self.open_parent(OP, &prepared, Want::Read)? else {
+            return Ok(metadata_from(&fstat_raw(OP, &prepared, &prepared.root_fd)?));
+        };
+        let stat = nix::sys::stat::fstatat(&parent_fd, leaf, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|errno| errno_error(OP, &prepared, errno))?;
+        Ok(metadata_from(&stat))
+    }
+
+    /// Creates a new regular file for writing; fails if anything (even a dangling
+    /// symlink) already has that name.
+    pub fn create_file(&self, path: &Path, mode: u32) -> Result<File, FsError> {
+        const OP: &str = "create";
+        let prepared = self.prepare(path, Want::Write)?;
+        let Some((parent_fd, leaf, _)) = self.open_parent(OP, &prepared, Want::Write)? else {
+            return Err(io_error(OP, &prepared, io::ErrorKind::AlreadyExists.into()));
+        };
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_CREAT
+            | OFlag::O_EXCL
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOCTTY;
+        let fd = nix::fcntl::openat(&parent_fd, leaf, flags, Mode::from_bits_truncate(mode))
+            .map_err(|errno| errno_error(OP, &prepared, errno))?;
+        Ok(File::from(fd))
+    }
+
+    /// Opens an existing regular file for writing (no truncation); a symlink at
+    /// the final component is refused, never followed.
+    pub fn open_write(&self, path: &Path) -> Result<File, FsError> {
+        const OP: &str = "open for writing";
+        let prepared = self.prepare(path, Want::Write)?;
+        let Some((parent_fd, leaf, _)) = self.open_parent(OP, &prepared, Want::Write)? else {
+            return Err(wrong_kind(OP, &prepared, EntryKind::Dir, "regular file"));
+        };
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOCTTY
+            | OFlag::O_NONBLOCK;
+        let fd = match nix::fcntl::openat(&parent_fd, leaf, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ELOOP) => {
+                return Err(not_allowed(
+                    &prepared,
+                    "it is a symlink, and writes never follow a symlink at the final component"
+                        .to_owned(),
+                ));
+            }
+            Err(errno) => return Err(errno_error(OP, &prepared, errno)),
+        };
+        let kind = fstat(OP, &prepared, &fd)?.kind;
+        if kind != EntryKind::File {
+            return Err(wrong_kind(OP, &prepared, kind, "regular file"));
+        }
+        clear_nonblock(OP, &prepared, &fd)?;
+        Ok(File::from(fd))
+    }
+
+    pub fn mkdir(&self, path: &Path, mode: u32) -> Result<(), FsError> {
+        const OP: &str = "create directory";
+        let prepared = self.prepare(path, Want::Write)?;
+        let Some((parent_fd, leaf, _)) = self.open_parent(OP, &prepared, Want::Write)? else {
+            return Err(io_error(OP, &prepared, io::ErrorKind::AlreadyExists.into()));
+        };
+        nix::sys::stat::mkdirat(&parent_fd, leaf, Mode::from_bits_truncate(mode))
+            .map_err(|errno| errno_error(OP, &prepared, errno))
+    }
+
+    /// Removes a file or symlink (the link itself, never its target).
+    pub fn remove_file(&self, path: &Path) -> Result<(), FsError> {
+        self.remove(path, "remove", UnlinkatFlags::NoRemoveDir)
+    }
+
+    /// Removes an empty directory.
+    pub fn remove_dir(&self, path: &Path) -> Result<(), FsError> {
+        self.remove(path, "remove directory", UnlinkatFlags::RemoveDir)
+    }
+
+    fn remove(&self, path: &Path, op: &'static str, flag: UnlinkatFlags) -> Result<(), FsError> {
+        let prepared = self.prepare(path, Want::Write)?;
+        let Some((parent_fd, leaf, real_decision)) =
+            self.open_parent(op, &prepared, Want::Write)?
+        else {
+            return Err(is_rule_root(&prepared, &prepared.decision));
+        };
+        self.refuse_structural_change(&prepared, &real_decision, false)?;
+        nix::unistd::unlinkat(&parent_fd, leaf, flag)
+            .map_err(|errno| errno_error(op, &prepared, errno))
+    }
+
+    /// Renames `from` to `to`, replacing `to` if it exists (as rename(2) does).
+    /// Neither end's final component is followed if it is a symlink.
+    pub fn rename(&self, from: &Path, to: &Path) -> Result<(), FsError> {
+        const OP: &str = "rename";
+        // Both ends are judged before either is touched.
+        let from_prepared = self.prepare(from, Want::Write)?;
+        let to_prepared = self.prepare(to, Want::Write)?;
+        let Some((from_parent, from_leaf, from_real)) =
+            self.open_parent(OP, &from_prepared, Want::Write)?
+        else {
+            return Err(is_rule_root(&from_prepared, &from_prepared.decision));
+        };
+        let Some((to_parent, to_leaf, to_real)) =
+            self.open_parent(OP, &to_prepared, Want::Write)?
+        else {
+            return Err(is_rule_root(&to_prepared, &to_prepared.decision));
+        };
+        self.refuse_structural_change(&from_prepared, &from_real, true)?;
+        self.refuse_structural_change(&to_prepared, &to_real, false)?;
+        nix::fcntl::renameat(&from_parent, from_leaf, &to_parent, to_leaf)
+            .map_err(|errno| errno_error(OP, &from_prepared, errno))
+    }
+
+    /// Decides on `path` and opens its rule's root. Nothing beneath the root is
+    /// touched, so a refusal here leaves the filesystem as it was.
+    fn prepare(&self, path: &Path, want: Want) -> Result<Prepared, FsError> {
+        let decision = self
+            .policy
+            .decide(path)
+            .map_err(|error| FsError::NotAllowed {
+                path: path.to_path_buf(),
+                reason: match error {
+                    PolicyError::BadRequestPath { problem, .. } => problem.to_string(),
+                    other => other.to_string(),
+                },
+            })?;
+        let allowed = match want {
+            Want::Read => decision.allows_read(),
+            Want::Write => decision.allows_write(),
+        };
+        let rule = match &decision.rule {
+            Some(rule) if allowed => rule,
+            _ => {
+                return Err(FsError::NotAllowed {
+                    path: decision.path.clone(),
+                    reason: decision.reason(),
+                });
+            }
+        };
+        let rule_root = rule.path.clone();
+        let below_root = decision
+            .path
+            .strip_prefix(&rule_root)
+            .map(Path::to_path_buf)
+            .map_err(|_| FsError::NotAllowed {
+                path: decision.path.clone(),
+                reason: format!("it is not beneath the root of {rule}"),
+            })?;
+        // The rule path is the owner's choice and may itself be a symlink they set up.
+        let root_fd = nix::fcntl::open(
+            &rule_root,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| FsError::Io {
+            op: "open the root of its rule",
+            path: rule_root.clone(),
+            source: errno.into(),
+        })?;
+        let has_nested_rules = self.policy.rule_strictly_beneath(&rule_root).is_some();
+        Ok(Prepared {
+            decision,
+            rule_root,
+            root_fd,
+            below_root,
+            has_nested_rules,
+        })
+    }
+
+    fn open_dir_prepared(
+        &self,
+        op: &'static str,
+        prepared: &Prepared,
+    ) -> Result<(OwnedFd, Decision), FsError> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let fd = self.open_beneath(op, prepared, &prepared.below_root, flags)?;
+        let real_decision = self.verify_real_location(prepared, &fd, None, Want::Read)?;
+        Ok((fd, real_decision))
+    }
+
+    /// Opens the parent of the final component beneath the root and checks the
+    /// final component's real location. `None` means the path is the root itself.
+    fn open_parent<'p>(
+        &self,
+        op: &'static str,
+        prepared: &'p Prepared,
+        want: Want,
+    ) -> Result<Option<(OwnedFd, &'p OsStr, Decision)>, FsError> {
+        let Some(leaf) = prepared.below_root.file_name() else {
+            return Ok(None);
+        };
+        let parent = prepared.below_root.parent().unwrap_or(Path::new(""));
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let parent_fd = self.open_beneath(op, prepared, parent, flags)?;
+        let real_decision = self.verify_real_location(prepared, &parent_fd, Some(leaf), want)?;
+        Ok(Some((parent_fd, leaf, real_decision)))
+    }
+
+    /// Removing or renaming a rule's root, or moving away a directory with
+    /// another rule's area inside it, would take that area out from under its rule.
+    fn refuse_structural_change(
+        &self,
+        prepared: &Prepared,
+        real_decision: &Decision,
+        moves_away: bool,
+    ) -> Result<(), FsError> {
+        if real_decision
+            .rule
+            .as_ref()
+            .is_some_and(|rule| rule.path == real_decision.path)
+        {
+            return Err(is_rule_root(prepared, real_decision));
+        }
+        if moves_away {
+            for candidate in [&prepared.decision.path, &real_decision.path] {
+                if let Some(inner) = self.policy.rule_strictly_beneath(candidate) {
+                    return Err(not_allowed(
+                        prepared,
+                        format!("renaming it would move the area of {inner} inside it"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open_beneath(
+        &self,
+        op: &'static str,
+        prepared: &Prepared,
+        below_root: &Path,
+        flags: OFlag,
+    ) -> Result<OwnedFd, FsError> {
+        let target = if below_root.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            below_root
+        };
+        let how = OpenHow::new()
+            .flags(flags)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let mut attempt = 1;
+        loop {
+            match nix::fcntl::openat2(&prepared.root_fd, target, how) {
+                Ok(fd) => return Ok(fd),
+                Err(Errno::EAGAIN) if attempt < OPENAT2_ATTEMPTS => attempt += 1,
+                Err(Errno::EXDEV) => {
+                    return Err(not_allowed(
+                        prepared,
+                        format!("it escapes the root of {} {ESCAPE_REASON}", rule_of(prepared)),
+                    ));
+                }
+                Err(Errno::ELOOP) => {
+                    return Err(not_allowed(
+                        prepared,
+                        "it resolves through a symlink loop, too many symlinks or a /proc magic link"
+                            .to_owned(),
+                    ));
+                }
+                Err(errno) => return Err(errno_error(op, prepared, errno)),
+            }
+        }
+    }
+
+    /// Maps an opened descriptor back to the logical path it really is and
+    /// decides again, so a symlink into a more specific rule's area (a denied
+    /// dot-entry, a read-only subtree) is refused. Checking the descriptor that
+    /// will be used leaves no window for a race.
+    fn verify_real_location(
+        &self,
+        prepared: &Prepared,
+        fd: &OwnedFd,
+        leaf: Option<&OsStr>,
+        want: Want,
+    ) -> Result<Decision, FsError> {
+        if !prepared.has_nested_rules {
+            return Ok(prepared.decision.clone());
+        }
+        let real_root = fd_real_path(&prepared.root_fd).map_err(|source| FsError::Io {
+            op: "find the real location of",
+            path: prepared.rule_root.clone(),
+            source,
+        })?;
+        let real_target = fd_real_path(fd)
+            .map_err(|source| io_error("find the real location of", prepared, source))?;
+        let Ok(real_below_root) = real_target.strip_prefix(&real_root) else {
+            return Err(not_allowed(
+                prepared,
+                format!(
+                    "its real location {} is outside the root of {}",
+                    show(&real_target),
+                    rule_of(prepared)
+                ),
+            ));
+        };
+        let mut logical = prepared.rule_root.join(real_below_root);
+        if let Some(leaf) = leaf {
+            logical.push(leaf);
+        }
+        let real_decision = self.policy.decide_normalized(logical);
+        let allowed = match want {
+            Want::Read => real_decision.allows_read(),
+            Want::Write => real_decision.allows_write(),
+        };
+        if !allowed {
+            return Err(not_allowed(
+                prepared,
+                format!(
+                    "it resolves through a symlink to {}, which is {}",
+                    show(&real_decision.path),
+                    real_decision.reason()
+                ),
+            ));
+        }
+        Ok(real_decision)
+    }
+}
+
+fn fd_real_path(fd: &OwnedFd) -> io::Result<PathBuf> {
+    let link = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
+    Ok(PathBuf::from(nix::fcntl::readlink(link.as_str())?))
+}
+
+fn rule_of(prepared: &Prepared) -> String {
+    prepared
+        .decision
+        .rule
+        .as_ref()
+        .map_or_else(|| "its rule".to_owned(), ToString::to_string)
+}
+
+fn is_rule_root(prepared: &Prepared, decision: &Decision) -> FsError {
+    let rule = decision
+        .rule
+        .as_ref()
+        .map_or_else(|| "its rule".to_owned(), ToString::to_string);
+    not_allowed(
+        prepared,
+        format!("it is the root of {rule}, which cannot be removed or renamed"),
+    )
+}
+
+fn not_allowed(prepared: &Prepared, reason: String) -> FsError {
+    FsError::NotAllowed {
+        path: prepared.decision.path.clone(),
+        reason,
+    }
+}
+
+fn io_error(op: &'static str, prepared: &Prepared, source: io::Error) -> FsError {
+    FsError::Io {
+        op,
+        path: prepared.decision.path.clone(),
+        source,
+    }
+}
+
+fn errno_error(op: &'static str, prepared: &Prepared, errno: Errno) -> FsError {
+    io_error(op, prepared, errno.into())
+}
+
+fn wrong_kind(
+    op: &'static str,
+    prepared: &Prepared,
+    found: EntryKind,
+    expected: &'static str,
+) -> FsError {
+    FsError::WrongKind {
+        op,
+        path: prepared.decision.path.clone(),
+        found,
+        expected,
+    }
+}
+
+fn fstat_raw(op: &'static str, prepared: &Prepared, fd: &OwnedFd) -> Result<FileStat, FsError> {
+    nix::sys::stat::fstat(fd).map_err(|errno| errno_error(op, prepared, errno))
+}
+
+fn fstat(op: &'static str, prepared: &Prepared, fd: &OwnedFd) -> Result<Metadata, FsError> {
+    fstat_raw(op, prepared, fd).map(|stat| metadata_from(&stat))
+}
+
+fn clear_nonblock(op: &'static str, prepared: &Prepared, fd: &OwnedFd) -> Result<(), FsError> {
+    let bits = nix::fcntl::fcntl(fd, FcntlArg::F_GETFL)
+        .map_err(|errno| errno_error(op, prepared, errno))?;
+    let flags = OFlag::from_bits_truncate(bits) & !OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(fd, FcntlArg::F_SETFL(flags))
+        .map(drop)
+        .map_err(|errno| errno_error(op, prepared, errno))
+}
+
+fn metadata_from(stat: &FileStat) -> Metadata {
+    let kind = match stat.st_mode & nix::libc::S_IFMT {
+        nix::libc::S_IFREG => EntryKind::File,
+        nix::libc::S_IFDIR => EntryKind::Dir,
+        nix::libc::S_IFLNK => EntryKind::Symlink,
+        _ => EntryKind::Other,
+    };
+    Metadata {
+        kind,
+        size: u64::try_from(stat.st_size).unwrap_or(0),
+        mtime: system_time(stat.st_mtime, stat.st_mtime_nsec),
+        mode: stat.st_mode & 0o7777,
+    }
+}
+
+fn system_time(seconds: i64, nanoseconds: i64) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::try_from(nanoseconds).unwrap_or(0));
+    let whole = Duration::from_secs(seconds.unsigned_abs());
+    let base = if seconds >= 0 {
+        UNIX_EPOCH.checked_add(whole)
+    } else {
+        UNIX_EPOCH.checked_sub(whole)
+    };
+    base.and_then(|time| time.checked_add(nanos))
+        .unwrap_or(UNIX_EPOCH)
+}

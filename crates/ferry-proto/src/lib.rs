@@ -1,0 +1,9 @@
+//! Wire types and framing for ferry's channels, with no I/O.
+//!
+//! Everything here is pure: bytes and time go in, values and decisions come
+//! out. The daemon and the CLI own the sockets and the clock; this crate owns
+//! what may cross them, how large it may be, and which version speaks it.
+
+pub mod backoff;
+pub mod frame;
+pub mod local_api;
