@@ -9,6 +9,8 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::io::{BufRead, BufReader};
+use std::sync::{Arc, Mutex};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -138,22 +140,18 @@ impl User {
         args.extend_from_slice(extra);
         let child = self
             .ferry(&args)
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut daemon = Daemon { child: Some(child) };
+        let mut daemon = Daemon::watch(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if self.run(&["-status"]).code == Some(0) {
                 return daemon;
             }
             if let Some(status) = daemon.child_mut().try_wait().unwrap() {
-                let out = daemon.child.take().unwrap().wait_with_output().unwrap();
-                panic!(
-                    "daemon exited during start with {status}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                panic!("daemon exited during start with {status}: {}", daemon.log());
             }
             assert!(Instant::now() < deadline, "daemon did not answer within 20s");
             std::thread::sleep(Duration::from_millis(20));
@@ -166,12 +164,34 @@ impl User {
 }
 
 /// A foreground daemon process; killed if the test ends without stopping it.
+/// Its stderr (the log, in the foreground) is collected as it comes.
 #[derive(Debug)]
 pub struct Daemon {
     child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
+    fn watch(mut child: Child) -> Self {
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Daemon {
+            child: Some(child),
+            log,
+            reader: Some(reader),
+        }
+    }
+
     fn child_mut(&mut self) -> &mut Child {
         self.child.as_mut().unwrap()
     }
@@ -180,18 +200,47 @@ impl Daemon {
         self.child.as_ref().unwrap().id()
     }
 
+    /// What the daemon has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until the log contains `text`.
+    pub fn wait_for_log(&self, text: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not log {text:?} within {limit:?}; log so far:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), signal).unwrap();
     }
 
-    /// Waits (bounded) for the process to exit and returns what it printed.
+    /// Waits (bounded) for the process to exit; returns its code and log.
     pub fn wait_exit(mut self, limit: Duration) -> Ran {
         let deadline = Instant::now() + limit;
-        while self.child_mut().try_wait().unwrap().is_none() {
+        let status = loop {
+            if let Some(status) = self.child_mut().try_wait().unwrap() {
+                break status;
+            }
             assert!(Instant::now() < deadline, "daemon did not exit within {limit:?}");
             std::thread::sleep(Duration::from_millis(20));
+        };
+        self.child = None;
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
         }
-        self.child.take().unwrap().wait_with_output().unwrap().into()
+        Ran {
+            code: status.code(),
+            stdout: String::new(),
+            stderr: self.log(),
+        }
     }
 }
 

@@ -158,7 +158,11 @@ mod tests {
         );
         assert_eq!(
             parse_err("~/x,yes,1"),
-            (1, "~/x,yes,1".to_owned(), LineProblem::BadSharing("yes".into()))
+            (
+                1,
+                "~/x,yes,1".to_owned(),
+                LineProblem::BadSharing("yes".into())
+            )
         );
         assert_eq!(parse_err("~/x,0,").2, LineProblem::BadRw(String::new()));
         let message = parse("~/x,0,2", Path::new(HOME)).unwrap_err().to_string();
@@ -186,10 +190,7 @@ mod tests {
             parse_err("/data/../etc,0,1").2,
             LineProblem::Path(RulePathError::ParentDir("/data/../etc".into()))
         );
-        assert_eq!(
-            parse_err(",0,1").2,
-            LineProblem::Path(RulePathError::Empty)
-        );
+        assert_eq!(parse_err(",0,1").2, LineProblem::Path(RulePathError::Empty));
     }
 
     #[test]

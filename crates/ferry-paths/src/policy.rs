@@ -285,7 +285,10 @@ impl Policy {
             return Some(user_rule.clone());
         }
         if self.config_dir != path && self.config_dir.starts_with(path) {
-            return Some(built_in_deny(self.config_dir.clone(), RuleOrigin::ConfigDir));
+            return Some(built_in_deny(
+                self.config_dir.clone(),
+                RuleOrigin::ConfigDir,
+            ));
         }
         // Any directory that is home or above it has (potential) dot-entries of home beneath it.
         if self.home.starts_with(path) {

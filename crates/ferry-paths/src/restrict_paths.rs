@@ -130,7 +130,10 @@ mod tests {
         );
         assert_eq!(parse_err("/a,,/b"), (2, String::new(), ItemProblem::Empty));
         assert_eq!(parse_err("/a,").0, 2);
-        assert_eq!(parse_err("data"), (1, "data".to_owned(), ItemProblem::NoPath));
+        assert_eq!(
+            parse_err("data"),
+            (1, "data".to_owned(), ItemProblem::NoPath)
+        );
         assert_eq!(
             parse_err("R~bob/x").2,
             ItemProblem::Path(RulePathError::TildeUser("~bob/x".into()))

@@ -164,8 +164,11 @@ impl RootedFs {
         const OP: &str = "list directory";
         let prepared = self.prepare(path, Want::Read)?;
         let (fd, real_decision) = self.open_dir_prepared(OP, &prepared)?;
-        let stat_fd = fd.try_clone().map_err(|source| io_error(OP, &prepared, source))?;
-        let mut dir = nix::dir::Dir::from_fd(fd).map_err(|errno| errno_error(OP, &prepared, errno))?;
+        let stat_fd = fd
+            .try_clone()
+            .map_err(|source| io_error(OP, &prepared, source))?;
+        let mut dir =
+            nix::dir::Dir::from_fd(fd).map_err(|errno| errno_error(OP, &prepared, errno))?;
         let mut entries = Vec::new();
         for dir_entry in dir.iter() {
             let dir_entry = dir_entry.map_err(|errno| errno_error(OP, &prepared, errno))?;
@@ -448,7 +451,10 @@ impl RootedFs {
                 Err(Errno::EXDEV) => {
                     return Err(not_allowed(
                         prepared,
-                        format!("it escapes the root of {} {ESCAPE_REASON}", rule_of(prepared)),
+                        format!(
+                            "it escapes the root of {} {ESCAPE_REASON}",
+                            rule_of(prepared)
+                        ),
                     ));
                 }
                 Err(Errno::ELOOP) => {

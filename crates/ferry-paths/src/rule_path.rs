@@ -119,8 +119,14 @@ mod tests {
             normalize_absolute(Path::new("//a/./b//c/")).unwrap(),
             PathBuf::from("/a/b/c")
         );
-        assert_eq!(normalize_absolute(Path::new("/")).unwrap(), PathBuf::from("/"));
-        assert_eq!(normalize_absolute(Path::new("/./")).unwrap(), PathBuf::from("/"));
+        assert_eq!(
+            normalize_absolute(Path::new("/")).unwrap(),
+            PathBuf::from("/")
+        );
+        assert_eq!(
+            normalize_absolute(Path::new("/./")).unwrap(),
+            PathBuf::from("/")
+        );
     }
 
     #[test]
@@ -146,8 +152,14 @@ mod tests {
     #[test]
     fn expand_tilde_forms() {
         let home = Path::new("/home/u");
-        assert_eq!(expand_rule_path("~", home).unwrap(), PathBuf::from("/home/u"));
-        assert_eq!(expand_rule_path("~/", home).unwrap(), PathBuf::from("/home/u"));
+        assert_eq!(
+            expand_rule_path("~", home).unwrap(),
+            PathBuf::from("/home/u")
+        );
+        assert_eq!(
+            expand_rule_path("~/", home).unwrap(),
+            PathBuf::from("/home/u")
+        );
         assert_eq!(
             expand_rule_path("~/data/", home).unwrap(),
             PathBuf::from("/home/u/data")
