@@ -10,10 +10,10 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::sync::{Arc, Mutex};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The dir holding the built binaries: the test executable lives in
@@ -83,7 +83,10 @@ impl Default for User {
 
 impl User {
     pub fn new() -> Self {
-        let tmp = tempfile::Builder::new().prefix("ferry-e2e").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("ferry-e2e")
+            .tempdir()
+            .unwrap();
         let home = tmp.path().join("home");
         fs::create_dir(&home).unwrap();
         let dir = home.join(".ferry");
@@ -153,7 +156,10 @@ impl User {
             if let Some(status) = daemon.child_mut().try_wait().unwrap() {
                 panic!("daemon exited during start with {status}: {}", daemon.log());
             }
-            assert!(Instant::now() < deadline, "daemon did not answer within 20s");
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not answer within 20s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -229,7 +235,10 @@ impl Daemon {
             if let Some(status) = self.child_mut().try_wait().unwrap() {
                 break status;
             }
-            assert!(Instant::now() < deadline, "daemon did not exit within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         self.child = None;

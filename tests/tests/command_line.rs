@@ -15,13 +15,24 @@ fn version_and_help_in_both_spellings() {
     for flag in ["-help", "--help"] {
         let out = user.run(&[flag]);
         assert_eq!(out.code, Some(0), "{out:?}");
-        for verb in ["-setup", "-start", "-stop", "-status", "-pause", "-unpause", "config-paths"] {
+        for verb in [
+            "-setup",
+            "-start",
+            "-stop",
+            "-status",
+            "-pause",
+            "-unpause",
+            "config-paths",
+        ] {
             assert!(out.stdout.contains(verb), "help lacks {verb}: {out:?}");
         }
     }
     let start_help = user.run(&["-start", "-help"]);
     assert_eq!(start_help.code, Some(0));
-    assert!(start_help.stdout.contains("-restrict-paths"), "{start_help:?}");
+    assert!(
+        start_help.stdout.contains("-restrict-paths"),
+        "{start_help:?}"
+    );
 }
 
 #[test]
@@ -54,7 +65,13 @@ fn setup_spellings_are_accepted_and_an_existing_setup_is_kept() {
     ] {
         let out = user.run(args);
         assert_eq!(out.code, Some(1), "{args:?}: {out:?}");
-        assert!(out.stderr.contains("already set up") && out.stderr.contains("--force"), "{out:?}");
+        assert!(
+            out.stderr.contains("already set up") && out.stderr.contains("--force"),
+            "{out:?}"
+        );
     }
-    assert_eq!(std::fs::read(user.dir.join("endpoint.toml")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(user.dir.join("endpoint.toml")).unwrap(),
+        before
+    );
 }

@@ -21,7 +21,10 @@ fn start_status_pause_stop_like_a_user() {
     assert_eq!(status.code, Some(0), "{status:?}");
     let hub = line_value(&status.stdout, "Hub: ").unwrap();
     assert!(hub == "connecting" || hub == "disconnected", "{status:?}");
-    assert_eq!(line_value(&status.stdout, "Transfer Status: "), Some("idle"));
+    assert_eq!(
+        line_value(&status.stdout, "Transfer Status: "),
+        Some("idle")
+    );
     assert!(status.stdout.contains("laptop"), "{status:?}");
 
     // The hub URL points at a closed port: once tried, -status says why.
@@ -46,7 +49,11 @@ fn start_status_pause_stop_like_a_user() {
 
     assert_eq!(user.run(&["-pause"]).code, Some(0));
     let paused = user.run(&["-status"]);
-    assert_eq!(line_value(&paused.stdout, "Hub: "), Some("paused"), "{paused:?}");
+    assert_eq!(
+        line_value(&paused.stdout, "Hub: "),
+        Some("paused"),
+        "{paused:?}"
+    );
     assert_eq!(user.run(&["-unpause"]).code, Some(0));
     let unpaused = user.run(&["-status"]);
     assert_ne!(line_value(&unpaused.stdout, "Hub: "), Some("paused"));
@@ -84,21 +91,32 @@ fn detach_returns_once_the_daemon_answers() {
     }
     let _guard = StopOnDrop(&user);
     assert_eq!(started.code, Some(0), "{started:?}");
-    assert!(started.stdout.contains("ferry started (pid "), "{started:?}");
+    assert!(
+        started.stdout.contains("ferry started (pid "),
+        "{started:?}"
+    );
 
     // Ready means ready: no polling needed before the first -status.
     let status = user.run(&["-status", "--json"]);
     assert_eq!(status.code, Some(0), "{status:?}");
     let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     let pid = doc["pid"].as_u64().unwrap();
-    assert!(started.stdout.contains(&format!("pid {pid}")), "{started:?}");
+    assert!(
+        started.stdout.contains(&format!("pid {pid}")),
+        "{started:?}"
+    );
     // The lock names the daemon, not the parent that forked it.
     let lock = fs::read_to_string(user.dir.join("ferry.lock")).unwrap();
     assert_eq!(lock.trim(), pid.to_string());
 
     let refused = user.run(&["-start", "-detach"]);
     assert_eq!(refused.code, Some(1));
-    assert!(refused.stderr.contains(&format!("already running (pid {pid})")), "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("already running (pid {pid})")),
+        "{refused:?}"
+    );
 
     assert_eq!(user.run(&["-stop"]).code, Some(0));
     assert_eq!(user.run(&["-status"]).code, Some(3));
@@ -114,7 +132,10 @@ fn a_dir_never_set_up_is_refused_in_one_line() {
         let out = user.run(args);
         assert_eq!(out.code, Some(1), "{out:?}");
         let first = out.stderr.lines().next().unwrap();
-        assert!(first.contains("not set up") && first.contains("ferry -setup"), "{out:?}");
+        assert!(
+            first.contains("not set up") && first.contains("ferry -setup"),
+            "{out:?}"
+        );
     }
     assert!(!user.dir.join("ferry.sock").exists());
 }

@@ -77,7 +77,10 @@ fn another_uid_is_refused_even_if_the_socket_were_reachable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("uid 65534 may not use"), "{stderr}");
     let status = user.run(&["-status"]);
-    assert!(!status.stdout.contains("Hub: paused"), "another uid paused the daemon");
+    assert!(
+        !status.stdout.contains("Hub: paused"),
+        "another uid paused the daemon"
+    );
     user.run(&["-stop"]);
     daemon.wait_exit(LIMIT);
 }

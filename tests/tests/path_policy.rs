@@ -15,7 +15,11 @@ const LIMIT: Duration = Duration::from_secs(30);
 fn a_malformed_config_paths_stops_the_start_naming_the_line() {
     let user = User::new();
     user.set_up_endpoint("node");
-    fs::write(user.dir.join("config-paths"), "# data\n~/data,0,1\n/scratch,0,2\n").unwrap();
+    fs::write(
+        user.dir.join("config-paths"),
+        "# data\n~/data,0,1\n/scratch,0,2\n",
+    )
+    .unwrap();
     let out = user.run(&["-start"]);
     assert_eq!(out.code, Some(1), "{out:?}");
     let first = out.stderr.lines().next().unwrap();
@@ -42,9 +46,17 @@ fn sighup_rereads_config_paths_and_a_bad_file_keeps_the_old_policy() {
     fs::write(user.dir.join("config-paths"), "~/,0,1\nnot a rule\n").unwrap();
     daemon.signal(Signal::SIGHUP);
     daemon.wait_for_log("keeping the previous policy", LIMIT);
-    assert!(daemon.log().contains("config-paths line 2"), "{}", daemon.log());
+    assert!(
+        daemon.log().contains("config-paths line 2"),
+        "{}",
+        daemon.log()
+    );
     assert!(rules(2), "the old policy must stay in force");
-    assert_eq!(user.run(&["-status"]).code, Some(0), "daemon survives a bad file");
+    assert_eq!(
+        user.run(&["-status"]).code,
+        Some(0),
+        "daemon survives a bad file"
+    );
 
     user.run(&["-stop"]);
     daemon.wait_exit(LIMIT);
@@ -64,10 +76,16 @@ fn restrict_paths_replaces_config_paths_and_says_so() {
     // `paths check` explains with the running daemon's policy.
     let ro = user.run(&["paths", "check", &format!("{home}/data/run1/out.h5")]);
     assert_eq!(ro.code, Some(0), "{ro:?}");
-    assert!(ro.stdout.contains("read-only") && ro.stdout.contains("-restrict-paths item 1"), "{ro:?}");
+    assert!(
+        ro.stdout.contains("read-only") && ro.stdout.contains("-restrict-paths item 1"),
+        "{ro:?}"
+    );
     let secret = user.run(&["paths", "check", &format!("{home}/data/secret/key")]);
     assert_eq!(secret.code, Some(1), "{secret:?}");
-    assert!(secret.stdout.contains("denied by -restrict-paths item 2"), "{secret:?}");
+    assert!(
+        secret.stdout.contains("denied by -restrict-paths item 2"),
+        "{secret:?}"
+    );
     // Home is allowed by config-paths, but config-paths is not in force.
     let other = user.run(&["paths", "check", &format!("{home}/other")]);
     assert_eq!(other.code, Some(1), "{other:?}");
@@ -97,12 +115,21 @@ fn paths_check_explains_lines_dot_entries_and_the_config_dir() {
 
     let rw = check("notes.txt");
     assert_eq!(rw.code, Some(0));
-    assert!(rw.stdout.contains("read-write") && rw.stdout.contains("line 1"), "{rw:?}");
+    assert!(
+        rw.stdout.contains("read-write") && rw.stdout.contains("line 1"),
+        "{rw:?}"
+    );
     let ro = check("data/x");
-    assert!(ro.stdout.contains("read-only") && ro.stdout.contains("line 2"), "{ro:?}");
+    assert!(
+        ro.stdout.contains("read-only") && ro.stdout.contains("line 2"),
+        "{ro:?}"
+    );
     // By component: ~/data does not cover ~/database.
     let db = check("database/x");
-    assert!(db.stdout.contains("read-write") && db.stdout.contains("line 1"), "{db:?}");
+    assert!(
+        db.stdout.contains("read-write") && db.stdout.contains("line 1"),
+        "{db:?}"
+    );
     let ssh = check(".ssh/id_ed25519");
     assert_eq!(ssh.code, Some(1));
     assert!(ssh.stdout.contains("dot-entries"), "{ssh:?}");
@@ -115,7 +142,10 @@ fn paths_check_explains_lines_dot_entries_and_the_config_dir() {
     assert!(key.stdout.contains("config dir"), "{key:?}");
     let outside = user.run(&["paths", "check", "/etc/passwd"]);
     assert_eq!(outside.code, Some(1));
-    assert!(outside.stdout.contains("no config-paths line"), "{outside:?}");
+    assert!(
+        outside.stdout.contains("no config-paths line"),
+        "{outside:?}"
+    );
     let dotdot = user.run(&["paths", "check", &format!("{home}/data/../.ssh")]);
     assert_eq!(dotdot.code, Some(1), "{dotdot:?}");
 

@@ -25,13 +25,21 @@ fn every_rust_file_starts_with_a_module_doc_line() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
     rust_files(root, &mut files);
-    assert!(files.len() > 10, "found only {} .rs files under {}", files.len(), root.display());
+    assert!(
+        files.len() > 10,
+        "found only {} .rs files under {}",
+        files.len(),
+        root.display()
+    );
     let missing: Vec<_> = files
         .iter()
         .filter(|f| !std::fs::read_to_string(f).unwrap().starts_with("//!"))
         .map(|f| f.strip_prefix(root).unwrap().display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a leading `//!` line: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//!` line: {missing:?}"
+    );
 }
 
 #[test]

@@ -59,10 +59,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Register this machine as an endpoint with a hub.
-    #[command(override_usage = "ferry -setup [KEY] [--name NAME] [--hub URL] [--hub-ca FILE] [--force] [-dir DIR]")]
+    #[command(
+        override_usage = "ferry -setup [KEY] [--name NAME] [--hub URL] [--hub-ca FILE] [--force] [-dir DIR]"
+    )]
     Setup(SetupArgs),
     /// Run the endpoint daemon in the foreground until stopped.
-    #[command(override_usage = "ferry -start [-dir DIR] [-detach] [-restrict-paths SPEC] [-debug|-trace]")]
+    #[command(
+        override_usage = "ferry -start [-dir DIR] [-detach] [-restrict-paths SPEC] [-debug|-trace]"
+    )]
     Start(StartArgs),
     /// Stop the daemon gracefully; returns after it has exited.
     #[command(override_usage = "ferry -stop [-dir DIR]")]

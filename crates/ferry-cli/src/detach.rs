@@ -80,8 +80,11 @@ fn serve_detached(
     level: tracing::Level,
     report: Arc<Mutex<Option<File>>>,
 ) -> anyhow::Result<()> {
-    daemon.adopt_after_fork().context("cannot record the daemon's pid")?;
-    logging::init(&LogTarget::File(log_path.to_path_buf()), level).context("cannot set up logging")?;
+    daemon
+        .adopt_after_fork()
+        .context("cannot record the daemon's pid")?;
+    logging::init(&LogTarget::File(log_path.to_path_buf()), level)
+        .context("cannot set up logging")?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(daemon.run(move |pid| {
         if let Some(mut pipe) = report.lock().ok().and_then(|mut p| p.take()) {
@@ -113,5 +116,8 @@ fn wait_for_child(mut pipe: File, log_path: &std::path::Path) -> anyhow::Result<
     if let Some(message) = line.strip_prefix("error ") {
         bail!("{message}");
     }
-    bail!("the daemon exited while starting; see {}", log_path.display())
+    bail!(
+        "the daemon exited while starting; see {}",
+        log_path.display()
+    )
 }

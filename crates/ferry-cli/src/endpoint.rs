@@ -2,7 +2,7 @@
 //! `-unpause`.
 
 use crate::args::{SetupArgs, StartArgs};
-use crate::{Invocation, EXIT_NOT_RUNNING, client_runtime, detach};
+use crate::{EXIT_NOT_RUNNING, Invocation, client_runtime, detach};
 use anyhow::{Context as _, bail};
 use ferry_daemon::local_api::{ClientError, call};
 use ferry_daemon::logging::{self, LogTarget};
@@ -86,9 +86,13 @@ pub fn stop(ctx: &Invocation) -> anyhow::Result<ExitCode> {
         // starting or wedged. SIGTERM asks for the same graceful stop.
         Ok(None) | Err(_) => {
             let Some(pid) = pid else {
-                bail!("a daemon holds {} but does not answer and its pid is unknown", lock.display());
+                bail!(
+                    "a daemon holds {} but does not answer and its pid is unknown",
+                    lock.display()
+                );
             };
-            let target = nix::unistd::Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
+            let target =
+                nix::unistd::Pid::from_raw(i32::try_from(pid).context("pid out of range")?);
             nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM)
                 .with_context(|| format!("cannot signal the daemon (pid {pid})"))?;
         }
@@ -113,7 +117,10 @@ fn print_status(report: &StatusReport) {
         println!("  {detail}");
     }
     println!("Transfer Status: {}", report.transfer.as_str());
-    println!("Endpoint: {} ({})", report.endpoint_name, report.endpoint_id);
+    println!(
+        "Endpoint: {} ({})",
+        report.endpoint_name, report.endpoint_id
+    );
     println!("Hub URL: {}", report.hub_url);
     println!("Config dir: {}", report.config_dir);
     match &report.policy {

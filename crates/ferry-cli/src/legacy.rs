@@ -151,8 +151,16 @@ mod tests {
     }
 
     fn rw(args: &[&str]) -> Result<Vec<String>, UnknownOption> {
-        let args = std::iter::once("ferry").chain(args.iter().copied()).map(OsString::from).collect();
-        rewrite(args, &cmd()).map(|v| v.into_iter().skip(1).map(|s| s.into_string().unwrap()).collect())
+        let args = std::iter::once("ferry")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        rewrite(args, &cmd()).map(|v| {
+            v.into_iter()
+                .skip(1)
+                .map(|s| s.into_string().unwrap())
+                .collect()
+        })
     }
 
     #[test]
@@ -167,21 +175,39 @@ mod tests {
 
     #[test]
     fn options_may_come_before_or_after_the_verb() {
-        assert_eq!(rw(&["-dir", "/d", "-status"]).unwrap(), ["--dir", "/d", "status"]);
-        assert_eq!(rw(&["-status", "-dir", "/d"]).unwrap(), ["status", "--dir", "/d"]);
-        assert_eq!(rw(&["-start", "-dir=/d", "-detach"]).unwrap(), ["start", "--dir=/d", "--detach"]);
+        assert_eq!(
+            rw(&["-dir", "/d", "-status"]).unwrap(),
+            ["--dir", "/d", "status"]
+        );
+        assert_eq!(
+            rw(&["-status", "-dir", "/d"]).unwrap(),
+            ["status", "--dir", "/d"]
+        );
+        assert_eq!(
+            rw(&["-start", "-dir=/d", "-detach"]).unwrap(),
+            ["start", "--dir=/d", "--detach"]
+        );
     }
 
     #[test]
     fn values_are_never_rewritten() {
-        assert_eq!(rw(&["-setup", "--name", "-start"]).unwrap(), ["setup", "--name", "-start"]);
-        assert_eq!(rw(&["-status", "-dir", "-stop"]).unwrap(), ["status", "--dir", "-stop"]);
+        assert_eq!(
+            rw(&["-setup", "--name", "-start"]).unwrap(),
+            ["setup", "--name", "-start"]
+        );
+        assert_eq!(
+            rw(&["-status", "-dir", "-stop"]).unwrap(),
+            ["status", "--dir", "-stop"]
+        );
         assert_eq!(
             rw(&["-start", "-restrict-paths", "R/data,N/x"]).unwrap(),
             ["start", "--restrict-paths", "R/data,N/x"]
         );
         // After `--`, everything is an operand.
-        assert_eq!(rw(&["-setup", "--", "-stop"]).unwrap(), ["setup", "--", "-stop"]);
+        assert_eq!(
+            rw(&["-setup", "--", "-stop"]).unwrap(),
+            ["setup", "--", "-stop"]
+        );
     }
 
     #[test]
@@ -192,7 +218,10 @@ mod tests {
         assert!(rw(&["-status", "-json"]).is_err());
         // Short flags, negative numbers, two-dash options and bare words pass.
         assert_eq!(rw(&["rm", "-r", "x"]).unwrap(), ["rm", "-r", "x"]);
-        assert_eq!(rw(&["-status", "--json", "-1"]).unwrap(), ["status", "--json", "-1"]);
+        assert_eq!(
+            rw(&["-status", "--json", "-1"]).unwrap(),
+            ["status", "--json", "-1"]
+        );
         assert_eq!(rw(&["-status", "-"]).unwrap(), ["status", "-"]);
     }
 
@@ -200,7 +229,11 @@ mod tests {
     fn non_utf8_arguments_pass_through_untouched() {
         use std::os::unix::ffi::OsStringExt;
         let odd = OsString::from_vec(vec![b'-', 0xff, b'x']);
-        let args = vec![OsString::from("ferry"), OsString::from("-setup"), odd.clone()];
+        let args = vec![
+            OsString::from("ferry"),
+            OsString::from("-setup"),
+            odd.clone(),
+        ];
         let out = rewrite(args, &cmd()).unwrap();
         assert_eq!(out[2], odd);
     }

@@ -59,7 +59,8 @@ pub struct Invocation {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = user_home()?;
-    let dir = EndpointDir::resolve(cli.dir.as_deref(), &home).context("cannot use the config dir")?;
+    let dir =
+        EndpointDir::resolve(cli.dir.as_deref(), &home).context("cannot use the config dir")?;
     let ctx = Invocation { dir, home };
     match cli.command {
         Command::Setup(args) => endpoint::setup(&ctx, args),

@@ -15,12 +15,20 @@ pub enum DaemonError {
         #[source]
         source: ferry_paths::PolicyError,
     },
-    #[error("another daemon answers on {path}; it is never replaced: stop it with `ferry -stop` first")]
+    #[error(
+        "another daemon answers on {path}; it is never replaced: stop it with `ferry -stop` first"
+    )]
     SocketInUse { path: PathBuf },
     #[error("{path} exists and is not a socket; move it away and start again")]
     NotASocket { path: PathBuf },
-    #[error("socket path {path} is {len} bytes, over the {max} the kernel allows; choose a shorter -dir")]
-    SocketPathTooLong { path: PathBuf, len: usize, max: usize },
+    #[error(
+        "socket path {path} is {len} bytes, over the {max} the kernel allows; choose a shorter -dir"
+    )]
+    SocketPathTooLong {
+        path: PathBuf,
+        len: usize,
+        max: usize,
+    },
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -31,7 +39,10 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| DaemonError::Io { op, path, source }
     }

@@ -70,7 +70,9 @@ fn describe_dial_error(target: &str, port: u16, err: &std::io::Error) -> String 
     use std::io::ErrorKind::*;
     match err.kind() {
         ConnectionRefused => {
-            format!("connection refused by {target} (is the hub running and listening on port {port}?)")
+            format!(
+                "connection refused by {target} (is the hub running and listening on port {port}?)"
+            )
         }
         TimedOut => format!(
             "timed out connecting to {target} (a firewall may drop outbound traffic to port {port})"
@@ -93,11 +95,12 @@ fn jitter_seed() -> u64 {
 
 /// One dial: resolve, then try each address. The error is the user's line.
 async fn dial(host: &str, port: u16) -> Result<TcpStream, String> {
-    let addrs: Vec<_> = match tokio::time::timeout(DIAL_TIMEOUT, tokio::net::lookup_host((host, port))).await {
-        Ok(Ok(addrs)) => addrs.collect(),
-        Ok(Err(e)) => return Err(format!("cannot resolve hub host {host:?}: {e}")),
-        Err(_) => return Err(format!("timed out resolving hub host {host:?}")),
-    };
+    let addrs: Vec<_> =
+        match tokio::time::timeout(DIAL_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(addrs)) => addrs.collect(),
+            Ok(Err(e)) => return Err(format!("cannot resolve hub host {host:?}: {e}")),
+            Err(_) => return Err(format!("timed out resolving hub host {host:?}")),
+        };
     let mut last = format!("hub host {host:?} resolved to no addresses");
     for addr in addrs {
         let target = addr.to_string();
@@ -113,7 +116,11 @@ async fn dial(host: &str, port: u16) -> Result<TcpStream, String> {
 }
 
 /// Keeps dialing the hub until `shutdown` turns true.
-pub(crate) async fn run(url: String, view: watch::Sender<HubView>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    url: String,
+    view: watch::Sender<HubView>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let (host, port) = match hub_address(&url) {
         Ok(a) => a,
         Err(reason) => {
@@ -139,7 +146,9 @@ pub(crate) async fn run(url: String, view: watch::Sender<HubView>, mut shutdown:
             },
             _ = shutdown.changed() => return,
         };
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let wait = backoff.on_failure(seed >> 11);
         tracing::warn!(%reason, retry_in = ?wait, "hub not connected");
         view.send_replace(HubView {
@@ -160,10 +169,20 @@ mod tests {
     #[test]
     fn hub_addresses_parse_like_urls() {
         let ok = |u: &str| hub_address(u).unwrap();
-        assert_eq!(ok("https://hub.example.org"), ("hub.example.org".into(), 443));
+        assert_eq!(
+            ok("https://hub.example.org"),
+            ("hub.example.org".into(), 443)
+        );
         assert_eq!(ok("https://127.0.0.1:8443/"), ("127.0.0.1".into(), 8443));
         assert_eq!(ok("https://[::1]:9000/api"), ("::1".into(), 9000));
-        for bad in ["http://h", "https://", "https://h:0", "https://h:99999", "https://u@h", "https://[::1"] {
+        for bad in [
+            "http://h",
+            "https://",
+            "https://h:0",
+            "https://h:99999",
+            "https://u@h",
+            "https://[::1",
+        ] {
             assert!(hub_address(bad).is_err(), "{bad}");
         }
     }
@@ -171,7 +190,11 @@ mod tests {
     #[tokio::test]
     async fn a_closed_port_is_reported_as_refused_with_a_hint() {
         // Bind then drop, so the port is known to be closed on loopback.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let err = dial("127.0.0.1", port).await.unwrap_err();
         assert!(err.contains("connection refused"), "{err}");
         assert!(err.contains(&port.to_string()), "{err}");

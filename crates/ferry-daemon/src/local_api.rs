@@ -71,7 +71,11 @@ pub enum ClientError {
 }
 
 /// Sends one request to the daemon of `socket` and waits for its answer.
-pub async fn call(socket: &Path, request: &Request, limit: Duration) -> Result<Response, ClientError> {
+pub async fn call(
+    socket: &Path,
+    request: &Request,
+    limit: Duration,
+) -> Result<Response, ClientError> {
     let exchange = async {
         let mut stream = match UnixStream::connect(socket).await {
             Ok(s) => s,

@@ -22,7 +22,9 @@ pub struct DaemonLock {
 pub enum LockState {
     Free,
     /// Held by a live daemon; its pid if the file names one.
-    Held { pid: Option<u32> },
+    Held {
+        pid: Option<u32>,
+    },
 }
 
 fn open(path: &Path) -> Result<File, DaemonError> {

@@ -37,7 +37,11 @@ pub struct Daemon {
 impl Daemon {
     /// Every check that can refuse a start, in the order a user would fix
     /// them: set up, not already running, a valid policy.
-    pub fn prepare(dir: EndpointDir, home: PathBuf, policy_choice: PolicyChoice) -> Result<Self, DaemonError> {
+    pub fn prepare(
+        dir: EndpointDir,
+        home: PathBuf,
+        policy_choice: PolicyChoice,
+    ) -> Result<Self, DaemonError> {
         let identity = dir.load_identity()?;
         let tightened_dir_mode = dir.ensure_private()?;
         let lock = DaemonLock::acquire(&dir.lock_file(), dir.root())?;
@@ -93,9 +97,12 @@ impl Daemon {
             hub: hub_rx,
             shutdown: shutdown_tx,
         });
-        let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::io("handle", "SIGTERM"))?;
-        let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::io("handle", "SIGINT"))?;
-        let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::io("handle", "SIGHUP"))?;
+        let mut sigterm =
+            signal(SignalKind::terminate()).map_err(DaemonError::io("handle", "SIGTERM"))?;
+        let mut sigint =
+            signal(SignalKind::interrupt()).map_err(DaemonError::io("handle", "SIGINT"))?;
+        let mut sighup =
+            signal(SignalKind::hangup()).map_err(DaemonError::io("handle", "SIGHUP"))?;
         let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
         let mut stop_requested = shutdown_rx.clone();
         let pid = std::process::id();
@@ -239,12 +246,17 @@ impl Shared {
 }
 
 fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
-    let cred = stream.peer_cred().map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("cannot read peer credentials: {e}"))?;
     let ours = nix::unistd::geteuid().as_raw();
     if cred.uid() == ours || cred.uid() == 0 {
         Ok(())
     } else {
-        Err(format!("uid {} may not use the daemon of uid {ours}", cred.uid()))
+        Err(format!(
+            "uid {} may not use the daemon of uid {ours}",
+            cred.uid()
+        ))
     }
 }
 
@@ -255,20 +267,34 @@ async fn serve_client(mut stream: UnixStream, shared: &Shared) {
         return;
     }
     loop {
-        let request = match tokio::time::timeout(CLIENT_IDLE, local_api::read_message::<Request>(&mut stream)).await {
+        let request = match tokio::time::timeout(
+            CLIENT_IDLE,
+            local_api::read_message::<Request>(&mut stream),
+        )
+        .await
+        {
             Err(_) | Ok(Ok(None)) => return,
             Ok(Ok(Some(request))) => request,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "invalid local API message; closing");
                 if !matches!(e, TransportError::Io(_)) {
-                    let _ = local_api::write_message(&mut stream, &Response::Error { message: e.to_string() }).await;
+                    let _ = local_api::write_message(
+                        &mut stream,
+                        &Response::Error {
+                            message: e.to_string(),
+                        },
+                    )
+                    .await;
                 }
                 return;
             }
         };
         tracing::debug!(?request, "local API request");
         let response = shared.handle(request);
-        if local_api::write_message(&mut stream, &response).await.is_err() {
+        if local_api::write_message(&mut stream, &response)
+            .await
+            .is_err()
+        {
             return;
         }
     }

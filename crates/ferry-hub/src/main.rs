@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "ferry-hub", version, about = "the ferry hub: login, endpoint registry, task orchestration")]
+#[command(
+    name = "ferry-hub",
+    version,
+    about = "the ferry hub: login, endpoint registry, task orchestration"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,7 +22,12 @@ struct Cli {
 #[derive(Debug, clap::Args)]
 struct DirArg {
     /// The hub's state dir.
-    #[arg(long, env = "FERRY_HUB_DIR", default_value = "/var/lib/ferry-hub", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "FERRY_HUB_DIR",
+        default_value = "/var/lib/ferry-hub",
+        value_name = "DIR"
+    )]
     dir: PathBuf,
 }
 

@@ -43,9 +43,13 @@ pub enum Request {
 pub enum Response {
     Status(StatusReport),
     /// The request was accepted and carried out (stop: the daemon is exiting).
-    Done { message: String },
+    Done {
+        message: String,
+    },
     /// The request was refused; `message` is one line for the user.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// The hub link as the user sees it in `ferry -status`.
@@ -131,7 +135,9 @@ struct VersionOnly {
 /// Why a local API message could not be decoded.
 #[derive(Debug, Error)]
 pub enum DecodeError {
-    #[error("local API version {theirs} is not spoken here (this ferry speaks {ours}); restart the daemon after upgrading ferry")]
+    #[error(
+        "local API version {theirs} is not spoken here (this ferry speaks {ours}); restart the daemon after upgrading ferry"
+    )]
     Version { theirs: u32, ours: u32 },
     #[error("malformed local API message: {0}")]
     Malformed(#[from] serde_json::Error),

@@ -51,7 +51,10 @@ mod tests {
         let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(entries.len(), 1);
         write_atomic(&dir.path().join("fresh"), b"x", 0o600).unwrap();
-        let mode = fs::metadata(dir.path().join("fresh")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("fresh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -111,12 +111,11 @@ impl EndpointDir {
             }
             Err(e) => return Err(SetupError::io("read", &file)(e)),
         };
-        let identity = EndpointIdentity::parse(&text).map_err(|reason| {
-            SetupError::InvalidIdentity {
+        let identity =
+            EndpointIdentity::parse(&text).map_err(|reason| SetupError::InvalidIdentity {
                 file: file.clone(),
                 reason,
-            }
-        })?;
+            })?;
         for needed in [self.key_file(), self.cert_file(), self.hub_ca_file()] {
             if !needed.exists() {
                 return Err(SetupError::MissingFile { file: needed });
@@ -165,9 +164,7 @@ pub fn user_home() -> Result<PathBuf, SetupError> {
     let uid = nix::unistd::getuid();
     match nix::unistd::User::from_uid(uid) {
         Ok(Some(user)) => Ok(user.dir),
-        _ => Err(SetupError::NoHome {
-            uid: uid.as_raw(),
-        }),
+        _ => Err(SetupError::NoHome { uid: uid.as_raw() }),
     }
 }
 
@@ -204,9 +201,15 @@ mod tests {
         assert_eq!(dir.load_identity().unwrap().name, "laptop");
         fs::set_permissions(dir.key_file(), fs::Permissions::from_mode(0o644)).unwrap();
         let err = dir.load_identity().unwrap_err();
-        assert!(matches!(err, SetupError::KeyTooOpen { mode: 0o644, .. }), "{err}");
+        assert!(
+            matches!(err, SetupError::KeyTooOpen { mode: 0o644, .. }),
+            "{err}"
+        );
         fs::remove_file(dir.cert_file()).unwrap();
-        assert!(matches!(dir.load_identity(), Err(SetupError::MissingFile { .. })));
+        assert!(matches!(
+            dir.load_identity(),
+            Err(SetupError::MissingFile { .. })
+        ));
     }
 
     #[test]
@@ -226,10 +229,17 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = EndpointDir::resolve(Some(tmp.path()), tmp.path()).unwrap();
         assert!(dir.write_default_config_paths().unwrap());
-        assert!(fs::read_to_string(dir.config_paths()).unwrap().contains("\n~/,0,1\n"));
+        assert!(
+            fs::read_to_string(dir.config_paths())
+                .unwrap()
+                .contains("\n~/,0,1\n")
+        );
         fs::write(dir.config_paths(), "/data,0,0\n").unwrap();
         assert!(!dir.write_default_config_paths().unwrap());
-        assert_eq!(fs::read_to_string(dir.config_paths()).unwrap(), "/data,0,0\n");
+        assert_eq!(
+            fs::read_to_string(dir.config_paths()).unwrap(),
+            "/data,0,0\n"
+        );
     }
 
     #[test]

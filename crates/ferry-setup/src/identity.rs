@@ -46,7 +46,11 @@ mod tests {
         assert_eq!(EndpointIdentity::parse(ok).unwrap().id, "x");
         assert!(EndpointIdentity::parse("id = \"x\"\n").is_err());
         let http = ok.replace("https", "http");
-        assert!(EndpointIdentity::parse(&http).unwrap_err().contains("https://"));
+        assert!(
+            EndpointIdentity::parse(&http)
+                .unwrap_err()
+                .contains("https://")
+        );
         let extra = format!("{ok}evil = 1\n");
         assert!(EndpointIdentity::parse(&extra).is_err());
     }

@@ -33,13 +33,17 @@ pub const DEFAULT_CONFIG_PATHS: &str = "\
 pub enum SetupError {
     #[error("{dir} is not set up as a ferry endpoint (no endpoint.toml); run `ferry -setup` first")]
     NotSetUp { dir: PathBuf },
-    #[error("{file} is missing; the endpoint's setup is incomplete: run `ferry -setup --force` again")]
+    #[error(
+        "{file} is missing; the endpoint's setup is incomplete: run `ferry -setup --force` again"
+    )]
     MissingFile { file: PathBuf },
     #[error("{file} is readable by other users (mode {mode:04o}); fix it with: chmod 600 {file}")]
     KeyTooOpen { file: PathBuf, mode: u32 },
     #[error("{file} is invalid: {reason}")]
     InvalidIdentity { file: PathBuf, reason: String },
-    #[error("cannot find the home directory: $HOME is unset and the password database has no entry for uid {uid}")]
+    #[error(
+        "cannot find the home directory: $HOME is unset and the password database has no entry for uid {uid}"
+    )]
     NoHome { uid: u32 },
     #[error("cannot {op} {path}: {source}")]
     Io {
@@ -51,7 +55,10 @@ pub enum SetupError {
 }
 
 impl SetupError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| SetupError::Io { op, path, source }
     }
