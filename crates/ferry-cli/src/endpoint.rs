@@ -111,9 +111,19 @@ pub fn stop(ctx: &Invocation) -> anyhow::Result<ExitCode> {
     )
 }
 
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 fn print_status(report: &StatusReport) {
     println!("Hub: {}", report.hub.as_str());
-    if let Some(detail) = &report.hub_detail {
+    if report.paused {
+        println!("  data work paused; `ferry -unpause` resumes it");
+    } else if let Some(detail) = &report.hub_detail {
         println!("  {detail}");
     }
     println!("Transfer Status: {}", report.transfer.as_str());
@@ -125,10 +135,13 @@ fn print_status(report: &StatusReport) {
     println!("Config dir: {}", report.config_dir);
     match &report.policy {
         ferry_proto::local_api::PolicySource::ConfigPaths { file, rules } => {
-            println!("Paths: {file} ({rules} rules)")
+            println!("Paths: {file} ({})", plural(*rules, "rule"))
         }
         ferry_proto::local_api::PolicySource::RestrictPaths { spec, rules } => {
-            println!("Paths: -restrict-paths {spec} ({rules} rules; config-paths ignored)")
+            println!(
+                "Paths: -restrict-paths {spec} ({}; config-paths ignored)",
+                plural(*rules, "rule")
+            )
         }
     }
     println!(
@@ -143,7 +156,7 @@ pub fn status(ctx: &Invocation, json: bool) -> anyhow::Result<ExitCode> {
         Err(e) => {
             // A daemon that holds the lock but does not answer is, for a
             // script, as good as not running; say what we know.
-            eprintln!("ferry: {e:#}");
+            eprintln!("ferry: {}", crate::one_line(&e));
             None
         }
     };

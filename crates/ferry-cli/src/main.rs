@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ferry: {e:#}");
+            eprintln!("ferry: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -75,6 +75,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         }) => paths::check(&ctx, &path, restrict_paths, json.json),
     }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the
+/// line already holds (many errors print their source in their own text).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// A small runtime for talking to the daemon; the daemon builds its own.

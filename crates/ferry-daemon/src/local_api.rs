@@ -23,7 +23,7 @@ pub enum TransportError {
     Frame(#[from] FrameError),
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -62,7 +62,7 @@ pub enum ClientError {
     Timeout(Duration),
     #[error("the daemon closed the connection without answering")]
     NoAnswer,
-    #[error("cannot talk to the daemon at {path}: {source}")]
+    #[error("cannot talk to the daemon at {path}")]
     Transport {
         path: PathBuf,
         #[source]

@@ -261,11 +261,9 @@ fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
 }
 
 async fn serve_client(mut stream: UnixStream, shared: &Shared) {
-    if let Err(reason) = peer_allowed(&stream) {
-        tracing::warn!(%reason, "refused local API client");
-        let _ = local_api::write_message(&mut stream, &Response::Error { message: reason }).await;
-        return;
-    }
+    // Read before judging the peer, so a refused client gets the reason as
+    // the answer to its request instead of a broken pipe.
+    let mut authorized = None;
     loop {
         let request = match tokio::time::timeout(
             CLIENT_IDLE,
@@ -289,6 +287,12 @@ async fn serve_client(mut stream: UnixStream, shared: &Shared) {
                 return;
             }
         };
+        if let Err(reason) = authorized.get_or_insert_with(|| peer_allowed(&stream)) {
+            tracing::warn!(%reason, "refused local API client");
+            let message = reason.clone();
+            let _ = local_api::write_message(&mut stream, &Response::Error { message }).await;
+            return;
+        }
         tracing::debug!(?request, "local API request");
         let response = shared.handle(request);
         if local_api::write_message(&mut stream, &response)
