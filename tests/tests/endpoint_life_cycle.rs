@@ -215,3 +215,17 @@ fn ferry_dir_from_the_environment_selects_the_endpoint() {
     user.run(&["-stop"]);
     daemon.wait_exit(EXIT);
 }
+
+#[test]
+fn a_live_socket_is_never_replaced() {
+    let user = User::new();
+    user.set_up_endpoint("node");
+    // Something answers on ferry.sock without holding the lock (say, a
+    // daemon of an older ferry): the new daemon must not steal its socket.
+    let squatter = std::os::unix::net::UnixListener::bind(user.socket()).unwrap();
+    let out = user.run(&["-start"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("never replaced"), "{out:?}");
+    assert!(user.socket().exists());
+    drop(squatter);
+}
