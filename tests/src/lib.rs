@@ -141,8 +141,13 @@ impl User {
     pub fn start_foreground(&self, extra: &[&str]) -> Daemon {
         let mut args = vec!["-start"];
         args.extend_from_slice(extra);
-        let child = self
-            .ferry(&args)
+        self.start_with(self.ferry(&args))
+    }
+
+    /// Spawns a prepared `ferry -start` command; returns once `-status`
+    /// answers.
+    pub fn start_with(&self, mut command: Command) -> Daemon {
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

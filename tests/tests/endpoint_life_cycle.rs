@@ -229,3 +229,32 @@ fn a_live_socket_is_never_replaced() {
     assert!(user.socket().exists());
     drop(squatter);
 }
+
+#[test]
+fn under_systemd_the_daemon_notifies_ready_status_and_stopping() {
+    let user = User::new();
+    user.set_up_endpoint("service");
+    let notify_path = user.home.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(EXIT)).unwrap();
+    let mut start = user.ferry(&["-start"]);
+    start.env("NOTIFY_SOCKET", &notify_path);
+    let daemon = user.start_with(start);
+
+    let mut received = String::new();
+    let mut buf = [0u8; 4096];
+    while !received.contains("READY=1") {
+        let n = notify.recv(&mut buf).expect("no READY=1 from the daemon");
+        received.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(received.contains("STATUS=Hub: "), "{received}");
+
+    user.run(&["-stop"]);
+    while !received.contains("STOPPING=1") {
+        let n = notify
+            .recv(&mut buf)
+            .expect("no STOPPING=1 from the daemon");
+        received.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    daemon.wait_exit(EXIT);
+}

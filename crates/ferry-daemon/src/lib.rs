@@ -13,6 +13,7 @@ mod lock;
 pub mod logging;
 mod policy;
 mod serve;
+mod service_manager;
 
 pub use error::DaemonError;
 pub use lock::{DaemonLock, LockState};

@@ -3,6 +3,7 @@
 
 use crate::hub_link::{self, HubView};
 use crate::local_api::{self, TransportError};
+use crate::service_manager;
 use crate::{DaemonError, DaemonLock, PolicyChoice, load_policy};
 use ferry_paths::Policy;
 use ferry_proto::local_api::{
@@ -115,6 +116,8 @@ impl Daemon {
             "ferry daemon ready"
         );
         on_ready(pid);
+        service_manager::ready(&shared.hub.borrow());
+        tokio::spawn(service_manager::follow_hub(shared.hub.clone()));
 
         loop {
             tokio::select! {
@@ -147,6 +150,7 @@ impl Daemon {
             }
         }
 
+        service_manager::stopping();
         shared.shutdown.send_replace(true);
         // Nothing to checkpoint yet but the hub link; give it a bounded moment.
         let _ = tokio::time::timeout(Duration::from_secs(5), hub_task).await;

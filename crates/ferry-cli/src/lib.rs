@@ -1,0 +1,111 @@
+//! `ferry`: the endpoint's command line, as a library so packaging tools can
+//! render man pages and completions from the same clap definition.
+//!
+//! Parsing happens in two phases (as ripgrep does): [`legacy`] rewrites the
+//! contract's one-dash spellings, then clap parses [`args::Cli`]. Each verb
+//! lives in its own module and returns the exit code; errors become one
+//! line on stderr and exit 1.
+
+pub mod args;
+mod detach;
+mod endpoint;
+mod legacy;
+mod paths;
+
+use anyhow::Context;
+use args::{Cli, Command, PathsCommand};
+use clap::{CommandFactory, FromArgMatches};
+use ferry_setup::{EndpointDir, user_home};
+use std::process::ExitCode;
+
+/// Exit code for `-status` when no daemon answers.
+const EXIT_NOT_RUNNING: u8 = 3;
+const EXIT_USAGE: u8 = 2;
+
+/// The clap definition of `ferry`, for man pages and completions.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Runs `ferry` with these arguments (program name first); returns the
+/// process's exit code.
+pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let mut command = Cli::command();
+    let args = match legacy::rewrite(args, &command) {
+        Ok(args) => args,
+        Err(unknown) => {
+            eprintln!("ferry: {unknown}\nTry `ferry -help`.");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let cli = match command
+        .try_get_matches_from_mut(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version print to stdout and exit 0; usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE));
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ferry: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What every verb needs: where the config dir is and whose home `~` is.
+#[derive(Debug)]
+pub struct Invocation {
+    pub dir: EndpointDir,
+    pub home: std::path::PathBuf,
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home = user_home()?;
+    let dir =
+        EndpointDir::resolve(cli.dir.as_deref(), &home).context("cannot use the config dir")?;
+    let ctx = Invocation { dir, home };
+    match cli.command {
+        Command::Setup(args) => endpoint::setup(&ctx, args),
+        Command::Start(args) => endpoint::start(ctx, args),
+        Command::Stop => endpoint::stop(&ctx),
+        Command::Status(args) => endpoint::status(&ctx, args.json),
+        Command::Pause => endpoint::pause(&ctx, true),
+        Command::Unpause => endpoint::pause(&ctx, false),
+        Command::Paths(PathsCommand::Check {
+            path,
+            restrict_paths,
+            json,
+        }) => paths::check(&ctx, &path, restrict_paths, json.json),
+    }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the
+/// line already holds (many errors print their source in their own text).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// A small runtime for talking to the daemon; the daemon builds its own.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
