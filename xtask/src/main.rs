@@ -1,0 +1,2 @@
+//! Project chores (man pages, completions, packages): `cargo xtask --help`.
+fn main() {}
