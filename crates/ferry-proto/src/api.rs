@@ -1,0 +1,139 @@
+//! The hub's REST API bodies, shared by the hub and the CLI, and the file
+//! operations that travel on from the hub to an endpoint.
+//!
+//! All routes are under `/api/v1`. Errors are [`ApiError`] with an HTTP
+//! status; `message` is one line a user can act on.
+
+use crate::wire_path::WirePath;
+use serde::{Deserialize, Serialize};
+
+/// OAuth2 client id of the `ferry` command line (a public client: PKCE).
+pub const CLI_CLIENT_ID: &str = "ferry-cli";
+/// Scope to create and register endpoints.
+pub const SCOPE_SETUP: &str = "endpoint:setup";
+/// Scope for transfers and file operations.
+pub const SCOPE_TRANSFER: &str = "transfer";
+/// Path of the hub page that shows the one-time code to paste.
+pub const AUTH_CODE_PATH: &str = "/auth/code";
+/// Path serving the hub's TLS CA certificate (PEM), for setup by key.
+pub const CA_CERT_PATH: &str = "/ca.crt";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// A stable machine word, e.g. `not_found`, `forbidden`, `endpoint_offline`.
+    pub error: String,
+    pub message: String,
+}
+
+/// RFC 6749 §5.1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub scope: String,
+}
+
+/// RFC 6749 §5.2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthError {
+    pub error: String,
+    #[serde(default)]
+    pub error_description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateEndpoint {
+    pub display_name: String,
+}
+
+/// A new endpoint and the one-time key that registers a machine as it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedEndpoint {
+    pub id: String,
+    pub display_name: String,
+    pub setup_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    pub id: String,
+    pub display_name: String,
+    pub owner: String,
+    pub connected: bool,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilterScope {
+    MyEndpoints,
+    SharedWithMe,
+    All,
+}
+
+/// `POST /api/v1/endpoints/register`: authorised by a setup key (header
+/// `Authorization: SetupKey KEY`) for a pre-created endpoint, or by a bearer
+/// token with [`SCOPE_SETUP`], which creates the endpoint named here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterEndpoint {
+    pub csr_pem: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredEndpoint {
+    pub id: String,
+    pub display_name: String,
+    pub owner: String,
+    pub cert_pem: String,
+    /// The CA that signs endpoint certificates (for endpoint-to-endpoint TLS).
+    pub endpoint_ca_pem: String,
+}
+
+/// What the hub may ask an endpoint to do to its files: a closed set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FsOp {
+    List { path: WirePath },
+    Mkdir { path: WirePath },
+    Rename { from: WirePath, to: WirePath },
+    Remove { path: WirePath, recursive: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsEntryKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsEntry {
+    pub name: WirePath,
+    #[serde(rename = "type")]
+    pub kind: FsEntryKind,
+    pub size: u64,
+    /// Unix seconds.
+    pub mtime: i64,
+    /// Permission bits, e.g. 0o644.
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum FsOutcome {
+    Listing { entries: Vec<FsEntry>, truncated: bool },
+    Done,
+    Failed { message: String },
+}
+
+/// Most entries one listing carries, so a reply fits a control frame.
+pub const MAX_LIST_ENTRIES: usize = 4000;

@@ -1,0 +1,678 @@
+//! The control channel between an endpoint daemon and the hub, as two state
+//! machines without I/O (in the manner of quinn-proto): bytes and `now` go
+//! in, frames to send, deadlines and events come out. The daemon and the
+//! hub each own a socket and drive one side.
+//!
+//! The endpoint speaks first (`Hello` with the versions it speaks); the hub
+//! answers `Welcome` or `Refuse`. Before that exchange completes, nothing but
+//! the handshake is accepted. Afterwards both sides send `Ping` when they
+//! have been quiet for a heartbeat interval, and declare the link dead when
+//! they have heard nothing for [`DEAD_AFTER_INTERVALS`] intervals.
+//!
+//! Protocol versions (one number, dated history):
+//! - 1 (2026-11): hello/welcome/refuse, ping/pong, file operations.
+
+use crate::api::{FsOp, FsOutcome};
+use crate::frame::{self, FrameDecoder, FrameError};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The oldest version this build still speaks.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
+/// The ALPN id that sends a TLS connection to the control channel rather
+/// than to the web/API side of the hub's one port.
+pub const ALPN: &[u8] = b"ferry-control/1";
+/// Largest control frame: a directory listing is the biggest message.
+pub const MAX_FRAME: usize = 2 * 1024 * 1024;
+/// Silence, in heartbeat intervals, after which the link is declared dead.
+pub const DEAD_AFTER_INTERVALS: u32 = 3;
+/// The default heartbeat interval the hub announces.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Why the hub turned an endpoint away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefuseReason {
+    Revoked,
+    UnknownEndpoint,
+    IncompatibleVersion,
+    Superseded,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EndpointMessage {
+    Hello {
+        version: u32,
+        min_version: u32,
+        software: String,
+    },
+    Ping {
+        seq: u64,
+    },
+    Pong {
+        seq: u64,
+    },
+    FsReply {
+        id: u64,
+        outcome: FsOutcome,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HubMessage {
+    Welcome {
+        version: u32,
+        endpoint_id: String,
+        heartbeat_secs: u64,
+    },
+    Refuse {
+        reason: RefuseReason,
+        message: String,
+    },
+    Ping {
+        seq: u64,
+    },
+    Pong {
+        seq: u64,
+    },
+    FsRequest {
+        id: u64,
+        op: FsOp,
+    },
+}
+
+/// One variant per rule a peer can break, plus the ways a link ends.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ControlError {
+    #[error("invalid frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("{0} sent before the handshake completed")]
+    BeforeHandshake(&'static str),
+    #[error("{0} sent after the handshake completed")]
+    AfterHandshake(&'static str),
+    #[error("incompatible protocol versions: peer speaks {peer_min}..={peer_max}, this build {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}; upgrade the older side")]
+    IncompatibleVersion { peer_min: u32, peer_max: u32 },
+    #[error("the hub refused this endpoint: {message}")]
+    Refused { reason: RefuseReason, message: String },
+    #[error("heard nothing for {0:?}: the link is dead")]
+    HeartbeatTimeout(Duration),
+    #[error("the connection is closed")]
+    Closed,
+}
+
+fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    // Plain enums of strings and numbers always serialize; an empty body would
+    // be refused by the peer as an empty frame rather than panic here.
+    let body = serde_json::to_vec(message).unwrap_or_default();
+    frame::encode(&body, MAX_FRAME).unwrap_or_default()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ControlError> {
+    serde_json::from_slice(body).map_err(|e| ControlError::Malformed(e.to_string()))
+}
+
+/// Both sides' keep-alive: when to ping, when to give up.
+#[derive(Debug, Clone)]
+struct Heartbeat {
+    interval: Duration,
+    last_received: Instant,
+    last_sent: Instant,
+    seq: u64,
+}
+
+impl Heartbeat {
+    fn new(now: Instant, interval: Duration) -> Self {
+        Self {
+            interval,
+            last_received: now,
+            last_sent: now,
+            seq: 0,
+        }
+    }
+    fn dead_after(&self) -> Duration {
+        self.interval * DEAD_AFTER_INTERVALS
+    }
+    fn deadline(&self) -> Instant {
+        (self.last_sent + self.interval).min(self.last_received + self.dead_after())
+    }
+    /// `Ok(Some(seq))` when a ping is due.
+    fn on_timeout(&mut self, now: Instant) -> Result<Option<u64>, ControlError> {
+        let silent = now.saturating_duration_since(self.last_received);
+        if silent >= self.dead_after() {
+            return Err(ControlError::HeartbeatTimeout(silent));
+        }
+        if now >= self.last_sent + self.interval {
+            self.seq += 1;
+            return Ok(Some(self.seq));
+        }
+        Ok(None)
+    }
+}
+
+/// What the endpoint side learned from the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointEvent {
+    Connected { endpoint_id: String },
+    Fs { id: u64, op: FsOp },
+}
+
+#[derive(Debug)]
+enum EndpointState {
+    ExpectWelcome,
+    Ready,
+    Closed,
+}
+
+/// The endpoint's side of one control connection.
+#[derive(Debug)]
+pub struct EndpointConnection {
+    state: EndpointState,
+    decoder: FrameDecoder,
+    outbox: VecDeque<Vec<u8>>,
+    heartbeat: Heartbeat,
+}
+
+impl EndpointConnection {
+    /// A new connection; its `Hello` is ready to send. Until the hub's
+    /// welcome names an interval, `handshake_timeout` bounds the wait.
+    pub fn new(now: Instant, software: &str, handshake_timeout: Duration) -> Self {
+        let mut conn = Self {
+            state: EndpointState::ExpectWelcome,
+            decoder: FrameDecoder::new(MAX_FRAME),
+            outbox: VecDeque::new(),
+            heartbeat: Heartbeat::new(now, handshake_timeout / DEAD_AFTER_INTERVALS),
+        };
+        conn.send(
+            now,
+            &EndpointMessage::Hello {
+                version: PROTOCOL_VERSION,
+                min_version: MIN_PROTOCOL_VERSION,
+                software: software.to_string(),
+            },
+        );
+        conn
+    }
+
+    fn send(&mut self, now: Instant, message: &EndpointMessage) {
+        self.outbox.push_back(encode(message));
+        self.heartbeat.last_sent = now;
+    }
+
+    /// Feeds received bytes; returns what they meant, in order. An error
+    /// ends the connection: the caller logs it and closes the socket.
+    pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) -> Result<Vec<EndpointEvent>, ControlError> {
+        self.decoder.push(bytes);
+        let mut events = Vec::new();
+        loop {
+            let body = match self.decoder.next_frame() {
+                Ok(Some(body)) => body,
+                Ok(None) => return Ok(events),
+                Err(e) => return Err(self.close(e.into())),
+            };
+            self.heartbeat.last_received = now;
+            let message = match decode::<HubMessage>(&body) {
+                Ok(m) => m,
+                Err(e) => return Err(self.close(e)),
+            };
+            match self.on_message(now, message) {
+                Ok(Some(event)) => events.push(event),
+                Ok(None) => {}
+                Err(e) => return Err(self.close(e)),
+            }
+        }
+    }
+
+    fn on_message(&mut self, now: Instant, message: HubMessage) -> Result<Option<EndpointEvent>, ControlError> {
+        match (&self.state, message) {
+            (EndpointState::Closed, _) => Err(ControlError::Closed),
+            (_, HubMessage::Refuse { reason, message }) => Err(ControlError::Refused { reason, message }),
+            (
+                EndpointState::ExpectWelcome,
+                HubMessage::Welcome {
+                    version,
+                    endpoint_id,
+                    heartbeat_secs,
+                },
+            ) => {
+                if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
+                    return Err(ControlError::IncompatibleVersion {
+                        peer_min: version,
+                        peer_max: version,
+                    });
+                }
+                let interval = Duration::from_secs(heartbeat_secs.clamp(1, 3600));
+                self.heartbeat = Heartbeat::new(now, interval);
+                self.state = EndpointState::Ready;
+                Ok(Some(EndpointEvent::Connected { endpoint_id }))
+            }
+            (EndpointState::ExpectWelcome, other) => Err(ControlError::BeforeHandshake(hub_message_name(&other))),
+            (EndpointState::Ready, HubMessage::Welcome { .. }) => Err(ControlError::AfterHandshake("welcome")),
+            (EndpointState::Ready, HubMessage::Ping { seq }) => {
+                self.send(now, &EndpointMessage::Pong { seq });
+                Ok(None)
+            }
+            (EndpointState::Ready, HubMessage::Pong { .. }) => Ok(None),
+            (EndpointState::Ready, HubMessage::FsRequest { id, op }) => Ok(Some(EndpointEvent::Fs { id, op })),
+        }
+    }
+
+    /// Queues the answer to a file operation.
+    pub fn reply_fs(&mut self, now: Instant, id: u64, outcome: FsOutcome) {
+        if matches!(self.state, EndpointState::Ready) {
+            self.send(now, &EndpointMessage::FsReply { id, outcome });
+        }
+    }
+
+    /// The next frame to write, if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.outbox.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            EndpointState::Closed => None,
+            _ => Some(self.heartbeat.deadline()),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ControlError> {
+        if matches!(self.state, EndpointState::Closed) {
+            return Err(ControlError::Closed);
+        }
+        match self.heartbeat.on_timeout(now) {
+            Ok(Some(seq)) if matches!(self.state, EndpointState::Ready) => {
+                self.send(now, &EndpointMessage::Ping { seq });
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.close(e)),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(self.state, EndpointState::Ready)
+    }
+
+    fn close(&mut self, e: ControlError) -> ControlError {
+        self.state = EndpointState::Closed;
+        e
+    }
+}
+
+fn hub_message_name(m: &HubMessage) -> &'static str {
+    match m {
+        HubMessage::Welcome { .. } => "welcome",
+        HubMessage::Refuse { .. } => "refuse",
+        HubMessage::Ping { .. } => "ping",
+        HubMessage::Pong { .. } => "pong",
+        HubMessage::FsRequest { .. } => "fs_request",
+    }
+}
+
+fn endpoint_message_name(m: &EndpointMessage) -> &'static str {
+    match m {
+        EndpointMessage::Hello { .. } => "hello",
+        EndpointMessage::Ping { .. } => "ping",
+        EndpointMessage::Pong { .. } => "pong",
+        EndpointMessage::FsReply { .. } => "fs_reply",
+    }
+}
+
+/// What the hub side learned from an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubEvent {
+    /// The endpoint said hello with compatible versions; the hub must now
+    /// [`HubConnection::accept`] or [`HubConnection::refuse`] it.
+    Hello { software: String },
+    FsReply { id: u64, outcome: FsOutcome },
+}
+
+#[derive(Debug)]
+enum HubState {
+    ExpectHello,
+    /// Hello received; waiting for the hub's own decision.
+    Deciding,
+    Ready,
+    Closed,
+}
+
+/// The hub's side of one control connection.
+#[derive(Debug)]
+pub struct HubConnection {
+    state: HubState,
+    decoder: FrameDecoder,
+    outbox: VecDeque<Vec<u8>>,
+    heartbeat: Heartbeat,
+    next_request: u64,
+}
+
+impl HubConnection {
+    /// `handshake_timeout` bounds how long a silent peer may hold the
+    /// connection before saying hello.
+    pub fn new(now: Instant, handshake_timeout: Duration) -> Self {
+        Self {
+            state: HubState::ExpectHello,
+            decoder: FrameDecoder::new(MAX_FRAME),
+            outbox: VecDeque::new(),
+            heartbeat: Heartbeat::new(now, handshake_timeout / DEAD_AFTER_INTERVALS),
+            next_request: 0,
+        }
+    }
+
+    fn send(&mut self, now: Instant, message: &HubMessage) {
+        self.outbox.push_back(encode(message));
+        self.heartbeat.last_sent = now;
+    }
+
+    pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) -> Result<Vec<HubEvent>, ControlError> {
+        self.decoder.push(bytes);
+        let mut events = Vec::new();
+        loop {
+            let body = match self.decoder.next_frame() {
+                Ok(Some(body)) => body,
+                Ok(None) => return Ok(events),
+                Err(e) => return Err(self.close(e.into())),
+            };
+            self.heartbeat.last_received = now;
+            let message = match decode::<EndpointMessage>(&body) {
+                Ok(m) => m,
+                Err(e) => return Err(self.close(e)),
+            };
+            match self.on_message(now, message) {
+                Ok(Some(event)) => events.push(event),
+                Ok(None) => {}
+                Err(e) => return Err(self.close(e)),
+            }
+        }
+    }
+
+    fn on_message(&mut self, now: Instant, message: EndpointMessage) -> Result<Option<HubEvent>, ControlError> {
+        match (&self.state, message) {
+            (HubState::Closed, _) => Err(ControlError::Closed),
+            (
+                HubState::ExpectHello,
+                EndpointMessage::Hello {
+                    version,
+                    min_version,
+                    software,
+                },
+            ) => {
+                if version < MIN_PROTOCOL_VERSION || min_version > PROTOCOL_VERSION || min_version > version {
+                    self.send(
+                        now,
+                        &HubMessage::Refuse {
+                            reason: RefuseReason::IncompatibleVersion,
+                            message: format!(
+                                "this hub speaks control protocol {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}, the endpoint {min_version}..={version}; upgrade the older side"
+                            ),
+                        },
+                    );
+                    return Err(ControlError::IncompatibleVersion {
+                        peer_min: min_version,
+                        peer_max: version,
+                    });
+                }
+                self.state = HubState::Deciding;
+                Ok(Some(HubEvent::Hello { software }))
+            }
+            (HubState::ExpectHello | HubState::Deciding, other) => {
+                Err(ControlError::BeforeHandshake(endpoint_message_name(&other)))
+            }
+            (HubState::Ready, EndpointMessage::Hello { .. }) => Err(ControlError::AfterHandshake("hello")),
+            (HubState::Ready, EndpointMessage::Ping { seq }) => {
+                self.send(now, &HubMessage::Pong { seq });
+                Ok(None)
+            }
+            (HubState::Ready, EndpointMessage::Pong { .. }) => Ok(None),
+            (HubState::Ready, EndpointMessage::FsReply { id, outcome }) => Ok(Some(HubEvent::FsReply { id, outcome })),
+        }
+    }
+
+    /// Admits the endpoint after its hello (identity checked by the caller).
+    pub fn accept(&mut self, now: Instant, endpoint_id: &str, heartbeat: Duration) {
+        if matches!(self.state, HubState::Deciding) {
+            self.send(
+                now,
+                &HubMessage::Welcome {
+                    version: PROTOCOL_VERSION,
+                    endpoint_id: endpoint_id.to_string(),
+                    heartbeat_secs: heartbeat.as_secs().max(1),
+                },
+            );
+            self.heartbeat = Heartbeat::new(now, heartbeat);
+            self.heartbeat.last_sent = now;
+            self.state = HubState::Ready;
+        }
+    }
+
+    /// Turns the endpoint away; the caller flushes, then closes.
+    pub fn refuse(&mut self, now: Instant, reason: RefuseReason, message: &str) {
+        self.send(
+            now,
+            &HubMessage::Refuse {
+                reason,
+                message: message.to_string(),
+            },
+        );
+        self.state = HubState::Closed;
+    }
+
+    /// Queues a file operation; returns its id for matching the reply.
+    pub fn request_fs(&mut self, now: Instant, op: FsOp) -> Result<u64, ControlError> {
+        if !matches!(self.state, HubState::Ready) {
+            return Err(ControlError::Closed);
+        }
+        self.next_request += 1;
+        let id = self.next_request;
+        self.send(now, &HubMessage::FsRequest { id, op });
+        Ok(id)
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            HubState::Closed => None,
+            _ => Some(self.heartbeat.deadline()),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ControlError> {
+        if matches!(self.state, HubState::Closed) {
+            return Err(ControlError::Closed);
+        }
+        match self.heartbeat.on_timeout(now) {
+            Ok(Some(seq)) if matches!(self.state, HubState::Ready) => {
+                self.send(now, &HubMessage::Ping { seq });
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.close(e)),
+        }
+    }
+
+    fn close(&mut self, e: ControlError) -> ControlError {
+        self.state = HubState::Closed;
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::FsOutcome;
+    use crate::wire_path::WirePath;
+
+    const HB: Duration = Duration::from_secs(10);
+
+    /// Moves every queued frame from one side to the other, in memory.
+    fn pump_to_hub(ep: &mut EndpointConnection, hub: &mut HubConnection, now: Instant) -> Result<Vec<HubEvent>, ControlError> {
+        let mut events = Vec::new();
+        while let Some(bytes) = ep.poll_transmit() {
+            events.extend(hub.handle_bytes(now, &bytes)?);
+        }
+        Ok(events)
+    }
+
+    fn pump_to_endpoint(hub: &mut HubConnection, ep: &mut EndpointConnection, now: Instant) -> Result<Vec<EndpointEvent>, ControlError> {
+        let mut events = Vec::new();
+        while let Some(bytes) = hub.poll_transmit() {
+            events.extend(ep.handle_bytes(now, &bytes)?);
+        }
+        Ok(events)
+    }
+
+    fn connected(now: Instant) -> (EndpointConnection, HubConnection) {
+        let mut ep = EndpointConnection::new(now, "ferry test", Duration::from_secs(30));
+        let mut hub = HubConnection::new(now, Duration::from_secs(30));
+        let events = pump_to_hub(&mut ep, &mut hub, now).unwrap();
+        assert_eq!(events, vec![HubEvent::Hello { software: "ferry test".into() }]);
+        hub.accept(now, "ep-1", HB);
+        let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
+        assert_eq!(events, vec![EndpointEvent::Connected { endpoint_id: "ep-1".into() }]);
+        (ep, hub)
+    }
+
+    #[test]
+    fn handshake_then_file_operation_round_trip() {
+        let now = Instant::now();
+        let (mut ep, mut hub) = connected(now);
+        let op = FsOp::List { path: WirePath::from_bytes("/home/u") };
+        let id = hub.request_fs(now, op.clone()).unwrap();
+        let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
+        assert_eq!(events, vec![EndpointEvent::Fs { id, op }]);
+        ep.reply_fs(now, id, FsOutcome::Done);
+        let events = pump_to_hub(&mut ep, &mut hub, now).unwrap();
+        assert_eq!(events, vec![HubEvent::FsReply { id, outcome: FsOutcome::Done }]);
+    }
+
+    #[test]
+    fn heartbeats_keep_a_quiet_link_alive_and_silence_kills_it() {
+        let t0 = Instant::now();
+        let (mut ep, mut hub) = connected(t0);
+        // Drive both sides through a minute of quiet, one second at a time.
+        for s in 1..=60 {
+            let now = t0 + Duration::from_secs(s);
+            ep.handle_timeout(now).unwrap();
+            hub.handle_timeout(now).unwrap();
+            pump_to_hub(&mut ep, &mut hub, now).unwrap();
+            pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
+        }
+        // Now the hub goes silent: the endpoint gives up within 3 intervals.
+        let silent_from = t0 + Duration::from_secs(60);
+        let mut dead_at = None;
+        for s in 1..=60 {
+            let now = silent_from + Duration::from_secs(s);
+            if let Err(e) = ep.handle_timeout(now) {
+                assert!(matches!(e, ControlError::HeartbeatTimeout(_)), "{e}");
+                dead_at = Some(s);
+                break;
+            }
+            while ep.poll_transmit().is_some() {}
+        }
+        let dead_at = dead_at.expect("silence was never detected");
+        assert!(dead_at <= 30 + 1, "detected after {dead_at}s");
+        assert_eq!(ep.poll_timeout(), None);
+    }
+
+    #[test]
+    fn poll_timeout_says_when_to_wake() {
+        let t0 = Instant::now();
+        let (ep, _hub) = connected(t0);
+        assert_eq!(ep.poll_timeout(), Some(t0 + HB));
+    }
+
+    #[test]
+    fn nothing_but_the_handshake_before_it_completes() {
+        let now = Instant::now();
+        let mut hub = HubConnection::new(now, Duration::from_secs(30));
+        let ping = encode(&EndpointMessage::Ping { seq: 1 });
+        assert_eq!(hub.handle_bytes(now, &ping), Err(ControlError::BeforeHandshake("ping")));
+        // And a closed connection stays closed.
+        assert_eq!(hub.handle_timeout(now), Err(ControlError::Closed));
+
+        let mut ep = EndpointConnection::new(now, "t", Duration::from_secs(30));
+        let req = encode(&HubMessage::FsRequest { id: 1, op: FsOp::Mkdir { path: WirePath::from_bytes("/x") } });
+        assert_eq!(ep.handle_bytes(now, &req), Err(ControlError::BeforeHandshake("fs_request")));
+    }
+
+    #[test]
+    fn hello_between_accept_decisions_is_refused() {
+        let now = Instant::now();
+        let mut ep = EndpointConnection::new(now, "t", Duration::from_secs(30));
+        let mut hub = HubConnection::new(now, Duration::from_secs(30));
+        pump_to_hub(&mut ep, &mut hub, now).unwrap();
+        // Still deciding: a reply to a request never sent is a violation.
+        let reply = encode(&EndpointMessage::FsReply { id: 9, outcome: FsOutcome::Done });
+        assert_eq!(hub.handle_bytes(now, &reply), Err(ControlError::BeforeHandshake("fs_reply")));
+    }
+
+    #[test]
+    fn incompatible_versions_are_refused_with_a_reason() {
+        let now = Instant::now();
+        let mut hub = HubConnection::new(now, Duration::from_secs(30));
+        let hello = encode(&EndpointMessage::Hello { version: 7, min_version: 5, software: "future".into() });
+        let err = hub.handle_bytes(now, &hello).unwrap_err();
+        assert_eq!(err, ControlError::IncompatibleVersion { peer_min: 5, peer_max: 7 });
+        let refusal = hub.poll_transmit().unwrap();
+        let mut ep = EndpointConnection::new(now, "t", Duration::from_secs(30));
+        match ep.handle_bytes(now, &refusal) {
+            Err(ControlError::Refused { reason: RefuseReason::IncompatibleVersion, message }) => {
+                assert!(message.contains("upgrade"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_revoked_endpoint_learns_why() {
+        let now = Instant::now();
+        let mut ep = EndpointConnection::new(now, "t", Duration::from_secs(30));
+        let mut hub = HubConnection::new(now, Duration::from_secs(30));
+        pump_to_hub(&mut ep, &mut hub, now).unwrap();
+        hub.refuse(now, RefuseReason::Revoked, "endpoint revoked by the hub admin");
+        let err = pump_to_endpoint(&mut hub, &mut ep, now).unwrap_err();
+        assert!(matches!(err, ControlError::Refused { reason: RefuseReason::Revoked, .. }));
+        assert!(hub.request_fs(now, FsOp::Mkdir { path: WirePath::from_bytes("/x") }).is_err());
+    }
+
+    #[test]
+    fn oversized_and_malformed_frames_close_the_connection() {
+        let now = Instant::now();
+        let mut hub = HubConnection::new(now, Duration::from_secs(30));
+        let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        assert!(matches!(hub.handle_bytes(now, &huge), Err(ControlError::Frame(_))));
+        let mut hub = HubConnection::new(now, Duration::from_secs(30));
+        let junk = frame::encode(b"{not json", MAX_FRAME).unwrap();
+        assert!(matches!(hub.handle_bytes(now, &junk), Err(ControlError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_silent_peer_cannot_hold_the_handshake_open() {
+        let t0 = Instant::now();
+        let mut hub = HubConnection::new(t0, Duration::from_secs(30));
+        let deadline = hub.poll_timeout().unwrap();
+        assert!(deadline <= t0 + Duration::from_secs(30));
+        let mut now = t0;
+        let mut result = Ok(());
+        for _ in 0..100 {
+            now += Duration::from_secs(1);
+            result = hub.handle_timeout(now);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(result, Err(ControlError::HeartbeatTimeout(_))));
+        assert!(now <= t0 + Duration::from_secs(31));
+    }
+}
