@@ -1,10 +1,27 @@
-//! `ferry-hub`: accounts, OAuth2, the endpoint registry and CA, task
-//! orchestration.
+//! `ferry-hub`: accounts, the OAuth2 provider, the endpoint registry and its
+//! CA, the control channel endpoints dial, and the REST API the CLI uses.
 //!
-//! Only the command line exists so far: every verb of the contract parses,
-//! and says plainly that it is not available in this build.
+//! The admin verbs (`init`, `user add`, `endpoint create`, `token create`,
+//! ...) work on the state dir directly, also while `serve` runs (SQLite in
+//! WAL mode lets them share the database).
 
-use clap::{CommandFactory, Parser, Subcommand};
+mod api;
+mod control;
+mod endpoints;
+mod grants;
+mod oauth;
+mod pages;
+mod pki;
+mod secrets;
+mod server;
+mod state;
+mod store;
+mod web;
+
+use anyhow::{Context, bail};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use state::HubDir;
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,43 +29,121 @@ use std::process::ExitCode;
 #[command(
     name = "ferry-hub",
     version,
-    about = "the ferry hub: login, endpoint registry, task orchestration"
+    about = "the ferry hub: login, endpoint registry, task orchestration",
+    after_help = "Start a hub:\n  ferry-hub init --dir /var/lib/ferry-hub --url https://hub.example.org:8443\n  echo 'a password' | ferry-hub user add alice --password-stdin\n  ferry-hub serve\nEvery verb takes --dir DIR (default: env FERRY_HUB_DIR, else /var/lib/ferry-hub)."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Args)]
 struct DirArg {
     /// The hub's state dir.
-    #[arg(
-        long,
-        env = "FERRY_HUB_DIR",
-        default_value = "/var/lib/ferry-hub",
-        value_name = "DIR"
-    )]
+    #[arg(long, env = "FERRY_HUB_DIR", default_value = "/var/lib/ferry-hub", value_name = "DIR", global = true)]
     dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create the state dir: config, CA, server certificate, database.
+    /// Create the state dir: config, CAs, server certificate, database, signing key.
     Init {
         #[command(flatten)]
         dir: DirArg,
-        /// The URL endpoints and users reach the hub at.
+        /// The URL endpoints and users reach the hub at (its host goes in the certificate).
         #[arg(long, value_name = "https://HOST:PORT")]
         url: String,
         #[arg(long)]
         json: bool,
     },
-    /// Serve until SIGTERM.
+    /// Serve the web pages, the REST API and the control channel until SIGTERM.
     Serve {
         #[command(flatten)]
         dir: DirArg,
+        /// Listen here instead of the config's `listen`, e.g. 127.0.0.1:8443.
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+    },
+    /// Manage login accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage endpoints.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+    /// Mint access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Register OAuth clients for automation (client_credentials).
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a login account; the password is read from stdin.
+    Add {
+        name: String,
+        #[command(flatten)]
+        dir: DirArg,
+        /// Read the password from stdin (the only way: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EndpointCommand {
+    /// Create an endpoint and a one-time setup key for `ferry -setup KEY`.
+    Create {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The account that will own the endpoint.
+        #[arg(long, value_name = "NAME")]
+        owner: String,
+        /// The endpoint's display name.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Seconds until the setup key expires.
+        #[arg(long, value_name = "SECS", default_value_t = endpoints::SETUP_KEY_TTL)]
+        expires: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an endpoint: its certificate stops working at once.
+    Revoke {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The endpoint's id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print an access token for FERRY_TOKEN.
+    Create {
+        #[command(flatten)]
+        dir: DirArg,
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        /// Lifetime in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 12 * 3600)]
+        expires: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Register a confidential client that acts as USER; prints its id and secret.
+    Add {
+        #[command(flatten)]
+        dir: DirArg,
+        /// A name for the client, e.g. the service using it.
+        name: String,
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -66,10 +161,144 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    let verb = match cli.command {
-        Command::Init { .. } => "init",
-        Command::Serve { .. } => "serve",
-    };
-    eprintln!("ferry-hub: `{verb}` is not available in this build yet; the hub is being built");
-    ExitCode::FAILURE
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry-hub: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause whose
+/// text is already there.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init { dir, url, json } => {
+            let done = state::init(&HubDir::new(&dir.dir)?, &url)?;
+            if json {
+                println!("{}", serde_json::to_string(&done)?);
+            } else {
+                println!("initialized hub state in {}", done.dir);
+                println!("CA certificate: {}", done.ca_cert);
+                println!("CA fingerprint (SHA-256): {}", done.ca_fingerprint);
+                println!("next: ferry-hub user add NAME --password-stdin --dir {}; ferry-hub serve --dir {}", done.dir, done.dir);
+            }
+            Ok(())
+        }
+        Command::Serve { dir, listen } => server::serve(HubDir::new(&dir.dir)?, listen),
+        Command::User(UserCommand::Add { name, dir, .. }) => {
+            let store = HubDir::new(&dir.dir)?.open_store()?;
+            check_user_name(&name)?;
+            let password = read_password()?;
+            let hash = secrets::hash_password(&password).map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+            store.add_user(&name, &hash, grants::now())?;
+            println!("user {name} added");
+            Ok(())
+        }
+        Command::Endpoint(EndpointCommand::Create { dir, owner, name, expires, json }) => {
+            let hub = HubDir::new(&dir.dir)?;
+            let config = hub.load_config()?;
+            let store = hub.open_store()?;
+            let owner = user(&store, &owner)?;
+            let ca_sha = server::tls_ca_sha256(&hub, &config)?;
+            let created = endpoints::create(&store, &config.url, ca_sha, owner.id, &name, expires)?;
+            if json {
+                println!("{}", serde_json::to_string(&created)?);
+            } else {
+                println!("Endpoint ID: {}", created.id);
+                println!("Setup Key: {}", created.setup_key);
+            }
+            Ok(())
+        }
+        Command::Endpoint(EndpointCommand::Revoke { dir, id }) => {
+            let store = HubDir::new(&dir.dir)?.open_store()?;
+            if !store.revoke_endpoint(&id)? {
+                bail!("no endpoint with id {id}");
+            }
+            println!("endpoint {id} revoked; its daemon is disconnected within one heartbeat");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create { dir, user: name, expires }) => {
+            let store = HubDir::new(&dir.dir)?.open_store()?;
+            let account = user(&store, &name)?;
+            if expires <= 0 {
+                bail!("--expires must be positive");
+            }
+            let grant = uuid::Uuid::new_v4().to_string();
+            let scope = format!("{} {}", ferry_proto::api::SCOPE_TRANSFER, ferry_proto::api::SCOPE_SETUP);
+            let token = grants::issue(&store, account.id, &account.name, "ferry-hub-admin", &scope, &grant, expires, false)?;
+            println!("{}", token.access_token);
+            Ok(())
+        }
+        Command::Client(ClientCommand::Add { dir, name, user: account, json }) => {
+            let store = HubDir::new(&dir.dir)?.open_store()?;
+            let account = user(&store, &account)?;
+            let client_id = format!("svc-{}", uuid::Uuid::new_v4());
+            let secret = secrets::random_token(32).context("no randomness")?;
+            store.add_client(
+                &store::ClientRow {
+                    client_id: client_id.clone(),
+                    name,
+                    secret_hash: Some(secrets::token_hash(&secret)),
+                    user_id: account.id,
+                    scopes: ferry_proto::api::SCOPE_TRANSFER.to_string(),
+                },
+                grants::now(),
+            )?;
+            if json {
+                println!("{}", serde_json::json!({ "client_id": client_id, "client_secret": secret }));
+            } else {
+                println!("Client ID: {client_id}");
+                println!("Client Secret: {secret}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn user(store: &store::Store, name: &str) -> anyhow::Result<store::UserRow> {
+    store
+        .user_by_name(name)?
+        .with_context(|| format!("no user named {name:?}; add one with `ferry-hub user add {name} --password-stdin`"))
+}
+
+fn check_user_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)) {
+        bail!("user name {name:?} is not allowed: use 1 to 64 of A-Z a-z 0-9 . _ - @");
+    }
+    Ok(())
+}
+
+/// One line from stdin, without its line ending; at most 1 KiB.
+fn read_password() -> anyhow::Result<String> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .take(1025)
+        .read_to_end(&mut buf)
+        .context("cannot read the password from stdin")?;
+    if buf.len() > 1024 {
+        bail!("the password is over 1024 bytes");
+    }
+    let text = String::from_utf8(buf).context("the password is not UTF-8")?;
+    let password = text.lines().next().unwrap_or_default().to_string();
+    if password.len() < 8 {
+        bail!("the password must be at least 8 characters");
+    }
+    Ok(password)
 }

@@ -137,3 +137,7 @@ pub enum FsOutcome {
 
 /// Most entries one listing carries, so a reply fits a control frame.
 pub const MAX_LIST_ENTRIES: usize = 4000;
+
+/// Endpoint certificates name their endpoint in a URI SAN with this prefix
+/// followed by the endpoint id.
+pub const ENDPOINT_URI_PREFIX: &str = "urn:ferry:endpoint:";

@@ -1,0 +1,236 @@
+//! The hub's side of the control channel: who is connected, and the driver
+//! that runs [`HubConnection`] over each endpoint's TLS stream.
+//!
+//! An endpoint is admitted when its certificate (already verified against
+//! the endpoint CA by TLS) names an endpoint the registry knows, that is not
+//! revoked, and whose registered certificate is this very one. The check is
+//! repeated on every heartbeat tick, so `ferry-hub endpoint revoke` takes
+//! effect on a live connection within one interval.
+
+use crate::secrets::hex;
+use crate::server::Hub;
+use ferry_proto::api::{FsOp, FsOutcome};
+use ferry_proto::control::{ControlError, HubConnection, HubEvent, RefuseReason};
+use ferry_proto::setup_key::cert_sha256;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+/// A peer has this long to say hello after the TLS handshake.
+const HELLO_WITHIN: Duration = Duration::from_secs(10);
+/// Requests queued for one endpoint before callers are told it is busy.
+const QUEUE: usize = 64;
+
+/// Something the hub wants an endpoint to do.
+#[derive(Debug)]
+enum Command {
+    Fs { op: FsOp, reply: oneshot::Sender<FsOutcome> },
+}
+
+#[derive(Debug)]
+struct Handle {
+    connection: u64,
+    commands: mpsc::Sender<Command>,
+}
+
+/// Why a request to an endpoint got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("the endpoint is not connected to the hub; is its daemon running (`ferry -start`)?")]
+    Offline,
+    #[error("the endpoint did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the endpoint's connection dropped before it answered")]
+    Dropped,
+    #[error("the endpoint has too many requests queued; try again")]
+    Busy,
+}
+
+/// The endpoints connected now.
+#[derive(Debug, Default)]
+pub struct Registry {
+    live: Mutex<HashMap<String, Handle>>,
+    next_connection: AtomicU64,
+}
+
+impl Registry {
+    pub fn is_connected(&self, endpoint_id: &str) -> bool {
+        self.live.lock().map(|m| m.contains_key(endpoint_id)).unwrap_or(false)
+    }
+
+    fn insert(&self, endpoint_id: &str, commands: mpsc::Sender<Command>) -> u64 {
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut live) = self.live.lock() {
+            // A newer connection of the same endpoint replaces the older one,
+            // whose command channel then closes and whose driver ends.
+            live.insert(endpoint_id.to_string(), Handle { connection, commands });
+        }
+        connection
+    }
+
+    fn remove(&self, endpoint_id: &str, connection: u64) {
+        if let Ok(mut live) = self.live.lock()
+            && live.get(endpoint_id).is_some_and(|h| h.connection == connection)
+        {
+            live.remove(endpoint_id);
+        }
+    }
+
+    /// Asks a connected endpoint to do a file operation.
+    pub async fn fs(&self, endpoint_id: &str, op: FsOp, limit: Duration) -> Result<FsOutcome, CallError> {
+        let sender = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|m| m.get(endpoint_id).map(|h| h.commands.clone()))
+            .ok_or(CallError::Offline)?;
+        let (reply, answer) = oneshot::channel();
+        sender.try_send(Command::Fs { op, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => CallError::Busy,
+            mpsc::error::TrySendError::Closed(_) => CallError::Offline,
+        })?;
+        match tokio::time::timeout(limit, answer).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) => Err(CallError::Dropped),
+            Err(_) => Err(CallError::Timeout(limit)),
+        }
+    }
+}
+
+/// Whether this endpoint, presenting this certificate, may be connected.
+fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, (RefuseReason, String)> {
+    let cert = cert.ok_or((
+        RefuseReason::UnknownEndpoint,
+        "no endpoint certificate was presented; run `ferry -setup`".to_string(),
+    ))?;
+    let id = crate::pki::endpoint_id_of(cert).ok_or((
+        RefuseReason::UnknownEndpoint,
+        "the certificate names no endpoint".to_string(),
+    ))?;
+    let row = match hub.store.endpoint(&id) {
+        Ok(Some(row)) => row,
+        Ok(None) => return Err((RefuseReason::UnknownEndpoint, format!("endpoint {id} is not known to this hub"))),
+        Err(e) => {
+            tracing::error!(error = %e, "registry lookup failed");
+            return Err((RefuseReason::UnknownEndpoint, "the hub cannot read its registry; try later".into()));
+        }
+    };
+    if row.revoked {
+        return Err((
+            RefuseReason::Revoked,
+            format!("endpoint {id} was revoked by the hub's admin; set this machine up again with `ferry -setup --force`"),
+        ));
+    }
+    if row.cert_sha256.as_deref() != Some(hex(&cert_sha256(cert)).as_str()) {
+        return Err((
+            RefuseReason::Superseded,
+            format!("endpoint {id} was set up again elsewhere; this certificate is no longer valid"),
+        ));
+    }
+    Ok(id)
+}
+
+/// Runs one control connection until it ends.
+pub async fn serve_connection<S>(hub: Arc<Hub>, stream: S, cert: Option<Vec<u8>>, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut conn = HubConnection::new(Instant::now(), HELLO_WITHIN);
+    let heartbeat = Duration::from_secs(hub.config.heartbeat_secs);
+    let (commands_tx, mut commands) = mpsc::channel::<Command>(QUEUE);
+    let mut commands_tx = Some(commands_tx);
+    let mut admitted: Option<(String, u64)> = None;
+    let mut pending: HashMap<u64, oneshot::Sender<FsOutcome>> = HashMap::new();
+    let mut buf = vec![0u8; 64 * 1024];
+
+    let end: Result<(), String> = loop {
+        while let Some(bytes) = conn.poll_transmit() {
+            if let Err(e) = writer.write_all(&bytes).await {
+                break_with(&mut admitted, &hub);
+                return tracing::debug!(%peer, error = %e, "control write failed");
+            }
+        }
+        let _ = writer.flush().await;
+        // A refused connection is closed once its refusal is written.
+        let Some(deadline) = conn.poll_timeout().map(tokio::time::Instant::from_std) else {
+            break Err("refused".into());
+        };
+        tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) => break Err("the endpoint closed the connection".into()),
+                Ok(n) => match conn.handle_bytes(Instant::now(), &buf[..n]) {
+                    Ok(events) => {
+                        for event in events {
+                            match event {
+                                HubEvent::Hello { software } => match admission(&hub, cert.as_deref()) {
+                                    Ok(id) => {
+                                        conn.accept(Instant::now(), &id, heartbeat);
+                                        if let Some(tx) = commands_tx.take() {
+                                            let connection = hub.control.insert(&id, tx);
+                                            tracing::info!(endpoint = %id, %peer, %software, "endpoint connected");
+                                            admitted = Some((id, connection));
+                                        }
+                                    }
+                                    Err((reason, message)) => {
+                                        tracing::warn!(%peer, %message, "endpoint refused");
+                                        conn.refuse(Instant::now(), reason, &message);
+                                    }
+                                },
+                                HubEvent::FsReply { id, outcome } => {
+                                    if let Some(reply) = pending.remove(&id) {
+                                        let _ = reply.send(outcome);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => break Err(e.to_string()),
+                },
+                Err(e) => break Err(format!("read failed: {e}")),
+            },
+            command = commands.recv(), if admitted.is_some() => match command {
+                Some(Command::Fs { op, reply }) => match conn.request_fs(Instant::now(), op) {
+                    Ok(id) => { pending.insert(id, reply); }
+                    Err(e) => break Err(e.to_string()),
+                },
+                None => break Err("replaced by a newer connection of the same endpoint".into()),
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                if let Err(e) = conn.handle_timeout(Instant::now()) {
+                    break Err(match e { ControlError::Closed => "closed".into(), other => other.to_string() });
+                }
+                if admitted.is_some() {
+                    if let Err((reason, message)) = admission(&hub, cert.as_deref()) {
+                        tracing::warn!(%peer, %message, "endpoint no longer admitted");
+                        conn.refuse(Instant::now(), reason, &message);
+                    }
+                }
+            }
+        }
+    };
+    // Let a refusal reach the endpoint before the socket closes.
+    while let Some(bytes) = conn.poll_transmit() {
+        if writer.write_all(&bytes).await.is_err() {
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+    if let Err(reason) = end {
+        match &admitted {
+            Some((id, _)) => tracing::info!(endpoint = %id, %peer, %reason, "endpoint disconnected"),
+            None => tracing::debug!(%peer, %reason, "control connection ended before admission"),
+        }
+    }
+    break_with(&mut admitted, &hub);
+}
+
+fn break_with(admitted: &mut Option<(String, u64)>, hub: &Hub) {
+    if let Some((id, connection)) = admitted.take() {
+        hub.control.remove(&id, connection);
+    }
+}

@@ -1,0 +1,135 @@
+//! Endpoint registry operations shared by the REST API and the admin
+//! command line: create with a setup key, register a CSR, search.
+
+use crate::pki::CertificateAuthority;
+use crate::secrets::{hex, random_token, token_hash};
+use crate::store::{SetupKeyUse, Store, StoreError};
+use anyhow::Context;
+use ferry_proto::api::{CreatedEndpoint, RegisteredEndpoint};
+use ferry_proto::setup_key::SetupKey;
+
+/// Setup keys expire after a day unless told otherwise.
+pub const SETUP_KEY_TTL: i64 = 86_400;
+/// Display names: printable, no control characters, no `:` (it separates
+/// `EP:PATH`), at most this many bytes.
+pub const MAX_NAME: usize = 128;
+
+/// What a user did wrong, as opposed to the hub failing.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the setup key was already used; create a new one with `ferry endpoint create`")]
+    KeyUsed,
+    #[error("the setup key has expired; create a new one with `ferry endpoint create`")]
+    KeyExpired,
+    #[error("the setup key is not known to this hub; check you copied it whole and use the hub it came from")]
+    KeyUnknown,
+    #[error("endpoint {0} was revoked; create a new endpoint")]
+    Revoked(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => RegistryError::Conflict(m),
+            other => RegistryError::Internal(other.into()),
+        }
+    }
+}
+
+pub fn check_display_name(name: &str) -> Result<(), RegistryError> {
+    if name.trim().is_empty() || name.len() > MAX_NAME || name.chars().any(|c| c.is_control() || c == ':') {
+        return Err(RegistryError::Invalid(format!(
+            "endpoint name {name:?} is not allowed: use 1 to {MAX_NAME} printable characters without ':'"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates an endpoint record and a one-time setup key for it.
+pub fn create(
+    store: &Store,
+    hub_url: &str,
+    ca_sha256: [u8; 32],
+    owner_id: i64,
+    display_name: &str,
+    key_ttl: i64,
+) -> Result<CreatedEndpoint, RegistryError> {
+    check_display_name(display_name)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = crate::grants::now();
+    store.create_endpoint(&id, owner_id, display_name, now)?;
+    let secret = random_token(32).context("no randomness for a setup key")?;
+    store.put_setup_key(&token_hash(&secret), &id, now + key_ttl)?;
+    let key = SetupKey {
+        hub_url: hub_url.to_string(),
+        ca_sha256,
+        secret,
+    };
+    Ok(CreatedEndpoint {
+        id,
+        display_name: display_name.to_string(),
+        setup_key: key.encode(),
+    })
+}
+
+/// Signs the CSR of the endpoint a setup key was made for.
+pub fn register_with_key(
+    store: &Store,
+    endpoint_ca: &CertificateAuthority,
+    key_text: &str,
+    csr_pem: &str,
+) -> Result<RegisteredEndpoint, RegistryError> {
+    let key = SetupKey::decode(key_text).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let endpoint_id = match store.take_setup_key(&token_hash(&key.secret), crate::grants::now())? {
+        SetupKeyUse::Fresh { endpoint_id } => endpoint_id,
+        SetupKeyUse::Used => return Err(RegistryError::KeyUsed),
+        SetupKeyUse::Expired => return Err(RegistryError::KeyExpired),
+        SetupKeyUse::Unknown => return Err(RegistryError::KeyUnknown),
+    };
+    sign(store, endpoint_ca, &endpoint_id, csr_pem)
+}
+
+/// Creates an endpoint for a logged-in user and signs its CSR at once.
+pub fn register_new(
+    store: &Store,
+    endpoint_ca: &CertificateAuthority,
+    owner_id: i64,
+    display_name: &str,
+    csr_pem: &str,
+) -> Result<RegisteredEndpoint, RegistryError> {
+    check_display_name(display_name)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    store.create_endpoint(&id, owner_id, display_name, crate::grants::now())?;
+    sign(store, endpoint_ca, &id, csr_pem)
+}
+
+fn sign(
+    store: &Store,
+    endpoint_ca: &CertificateAuthority,
+    endpoint_id: &str,
+    csr_pem: &str,
+) -> Result<RegisteredEndpoint, RegistryError> {
+    let endpoint = store
+        .endpoint(endpoint_id)?
+        .ok_or_else(|| RegistryError::Internal(anyhow::anyhow!("endpoint {endpoint_id} vanished")))?;
+    if endpoint.revoked {
+        return Err(RegistryError::Revoked(endpoint_id.to_string()));
+    }
+    let (cert_pem, sha) = endpoint_ca
+        .sign_endpoint_csr(csr_pem, endpoint_id)
+        .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;
+    store.set_endpoint_cert(endpoint_id, &hex(&sha), crate::grants::now())?;
+    Ok(RegisteredEndpoint {
+        id: endpoint.id,
+        display_name: endpoint.display_name,
+        owner: endpoint.owner_name,
+        cert_pem,
+        endpoint_ca_pem: endpoint_ca.cert_pem.clone(),
+    })
+}

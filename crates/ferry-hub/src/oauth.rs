@@ -1,0 +1,1 @@
+//! OAuth2 authorization server: /authorize, /token, /revoke (to be written).

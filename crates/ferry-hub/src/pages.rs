@@ -1,0 +1,1 @@
+//! HTML pages of the hub (to be written).

@@ -1,0 +1,182 @@
+//! `ferry-hub serve`: one TLS port for everything. ALPN tells a control
+//! connection (`ferry-control/1`, endpoint certificate required) from the
+//! web pages and REST API (`http/1.1`), so an endpoint needs exactly one
+//! outbound port.
+//!
+//! Every connection is bounded: a limit on how many are served at once, a
+//! deadline for the TLS handshake and for request headers, a cap on header
+//! and body sizes.
+
+use crate::control::Registry;
+use crate::pki::{CertificateAuthority, first_cert_der};
+use crate::state::{HubConfig, HubDir};
+use crate::store::Store;
+use crate::web::LoginLimiter;
+use anyhow::{Context, bail};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+const TLS_HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
+const HEADERS_WITHIN: Duration = Duration::from_secs(10);
+/// Largest request head (line + headers) and buffered body chunk.
+const MAX_HTTP_BUF: usize = 64 * 1024;
+
+/// Everything a request or a control connection may need.
+#[derive(Debug)]
+pub struct Hub {
+    pub config: HubConfig,
+    pub store: Store,
+    pub endpoint_ca: CertificateAuthority,
+    /// PEM of the CA endpoints must trust for this hub (served at /ca.crt).
+    pub tls_ca_pem: String,
+    pub tls_ca_sha256: [u8; 32],
+    pub control: Registry,
+    pub logins: LoginLimiter,
+}
+
+/// SHA-256 of the CA certificate the hub tells endpoints to trust.
+pub fn tls_ca_sha256(dir: &HubDir, config: &HubConfig) -> anyhow::Result<[u8; 32]> {
+    let path = config.resolve(dir, &config.tls_ca);
+    let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let der = first_cert_der(&pem).with_context(|| format!("{} holds no certificate", path.display()))?;
+    Ok(ferry_proto::setup_key::cert_sha256(&der))
+}
+
+fn tls_config(dir: &HubDir, config: &HubConfig) -> anyhow::Result<rustls::ServerConfig> {
+    let cert_path = config.resolve(dir, &config.tls_cert);
+    let key_path = config.resolve(dir, &config.tls_key);
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .with_context(|| format!("cannot read {}", cert_path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} is not a PEM certificate chain", cert_path.display()))?;
+    if chain.is_empty() {
+        bail!("{} holds no certificate", cert_path.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| format!("cannot read the key {}", key_path.display()))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.endpoint_ca_cert())
+        .with_context(|| format!("cannot read {}", dir.endpoint_ca_cert().display()))?
+    {
+        roots.add(cert.context("bad endpoint CA certificate")?).context("unusable endpoint CA certificate")?;
+    }
+    // Browsers and the CLI present no certificate; endpoints must, and the
+    // control channel refuses connections without one.
+    let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+        .allow_unauthenticated()
+        .build()
+        .context("cannot build the client certificate verifier")?;
+    let mut tls = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("the TLS certificate and key do not match")?;
+    tls.alpn_protocols = vec![ferry_proto::control::ALPN.to_vec(), b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init()
+        .ok();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let config = dir.load_config()?;
+    let tls = tls_config(&dir, &config)?;
+    let tls_ca_path = config.resolve(&dir, &config.tls_ca);
+    let tls_ca_pem = std::fs::read_to_string(&tls_ca_path).with_context(|| format!("cannot read {}", tls_ca_path.display()))?;
+    let hub = Arc::new(Hub {
+        tls_ca_sha256: tls_ca_sha256(&dir, &config)?,
+        tls_ca_pem,
+        endpoint_ca: CertificateAuthority::load(&dir.endpoint_ca_cert(), &dir.endpoint_ca_key())?,
+        store: dir.open_store()?,
+        control: Registry::default(),
+        logins: LoginLimiter::default(),
+        config,
+    });
+    let listen = listen.unwrap_or_else(|| hub.config.listen.clone());
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(accept_loop(hub, Arc::new(tls), listen))
+}
+
+async fn accept_loop(hub: Arc<Hub>, tls: Arc<rustls::ServerConfig>, listen: String) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let acceptor = TlsAcceptor::from(tls);
+    let router = crate::web::router(hub.clone());
+    let slots = Arc::new(Semaphore::new(hub.config.max_connections));
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or(listen), url = %hub.config.url, "ferry-hub serving");
+    let purge_hub = hub.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = purge_hub.store.purge_expired(crate::grants::now()) {
+                tracing::warn!(error = %e, "purging expired state failed");
+            }
+        }
+    });
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; dropping a connection");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, hub, router) = (acceptor.clone(), hub.clone(), router.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_WITHIN, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let (_, conn) = tls.get_ref();
+            if conn.alpn_protocol() == Some(ferry_proto::control::ALPN) {
+                let cert = conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+                crate::control::serve_connection(hub, tls, cert, peer).await;
+            } else {
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADERS_WITHIN)
+                    .max_buf_size(MAX_HTTP_BUF)
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                }
+            }
+            drop(slot);
+        });
+    }
+    tracing::info!("ferry-hub stopping");
+    Ok(())
+}

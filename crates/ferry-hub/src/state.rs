@@ -1,0 +1,234 @@
+//! The hub's state dir: where each file lives, the `hub.toml` config, and
+//! `ferry-hub init`, which creates it all.
+
+use crate::pki;
+use crate::store::Store;
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Layout of the state dir.
+#[derive(Debug, Clone)]
+pub struct HubDir {
+    root: PathBuf,
+}
+
+impl HubDir {
+    pub fn new(root: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            root: std::path::absolute(root).with_context(|| format!("cannot resolve {}", root.display()))?,
+        })
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join("hub.toml")
+    }
+    pub fn database(&self) -> PathBuf {
+        self.root.join("hub.db")
+    }
+    /// The CA the hub's TLS certificate chains to (given to endpoints).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("ca.crt")
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.root.join("ca.key")
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.root.join("server.crt")
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.root.join("server.key")
+    }
+    /// The CA that signs endpoint certificates.
+    pub fn endpoint_ca_cert(&self) -> PathBuf {
+        self.root.join("endpoint-ca.crt")
+    }
+    pub fn endpoint_ca_key(&self) -> PathBuf {
+        self.root.join("endpoint-ca.key")
+    }
+    /// Signs task capabilities for the data channel.
+    pub fn signing_key(&self) -> PathBuf {
+        self.root.join("signing.key")
+    }
+
+    /// Loads `hub.toml`, or says how to create it.
+    pub fn load_config(&self) -> anyhow::Result<HubConfig> {
+        let path = self.config();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "{} is not a hub state dir (no hub.toml); create one with `ferry-hub init --dir {} --url https://HOST:PORT`",
+                self.root.display(),
+                self.root.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let config: HubConfig =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+        config.check().with_context(|| format!("{} is invalid", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn open_store(&self) -> anyhow::Result<Store> {
+        Store::open(&self.database())
+    }
+}
+
+/// `hub.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// The URL users and endpoints reach the hub at.
+    pub url: String,
+    /// Where `serve` listens (overridden by `--listen`).
+    pub listen: String,
+    /// TLS certificate chain (PEM) and key; relative paths are in the state dir.
+    /// Point these at your institution's certificate to replace the generated one.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// CA certificate that endpoints are told to trust for the hub (PEM).
+    pub tls_ca: PathBuf,
+    /// Seconds between control-channel heartbeats.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+    /// Most TLS connections served at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_heartbeat() -> u64 {
+    15
+}
+fn default_max_connections() -> usize {
+    20_000
+}
+
+impl HubConfig {
+    fn check(&self) -> anyhow::Result<()> {
+        url_host_port(&self.url)?;
+        if !(1..=3600).contains(&self.heartbeat_secs) {
+            bail!("heartbeat_secs must be 1..=3600, got {}", self.heartbeat_secs);
+        }
+        Ok(())
+    }
+
+    /// A config path, resolved against the state dir.
+    pub fn resolve(&self, dir: &HubDir, path: &Path) -> PathBuf {
+        dir.root().join(path)
+    }
+}
+
+/// Host and port of an `https://` URL (default port 443).
+pub fn url_host_port(url: &str) -> anyhow::Result<(String, u16)> {
+    let rest = url
+        .strip_prefix("https://")
+        .with_context(|| format!("URL {url:?} must start with https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').with_context(|| format!("URL {url:?}: unclosed ["))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || host.contains('@') {
+        bail!("URL {url:?} has no usable host");
+    }
+    let port = match port {
+        None => 443,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).with_context(|| format!("URL {url:?}: bad port {p:?}"))?,
+    };
+    Ok((host.to_string(), port))
+}
+
+/// What `init` made, for its output.
+#[derive(Debug, Serialize)]
+pub struct Initialized {
+    pub ca_cert: String,
+    pub ca_fingerprint: String,
+    pub url: String,
+    pub dir: String,
+}
+
+/// `ferry-hub init`: creates the state dir (0700), the CAs, the server
+/// certificate for the URL's host, the signing key, the database and
+/// `hub.toml`. Refuses to touch an existing hub.
+pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
+    let url = url.trim_end_matches('/').to_string();
+    let (host, port) = url_host_port(&url)?;
+    if dir.config().exists() {
+        bail!(
+            "{} already holds a hub (hub.toml exists); refusing to overwrite it",
+            dir.root().display()
+        );
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.root())
+        .with_context(|| format!("cannot create {}", dir.root().display()))?;
+    fs::set_permissions(dir.root(), fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot chmod {}", dir.root().display()))?;
+
+    let ca = pki::CertificateAuthority::create("ferry hub CA")?;
+    let server = ca.issue_server_cert(&host)?;
+    let endpoint_ca = pki::CertificateAuthority::create("ferry endpoint CA")?;
+    let signing = pki::new_key_pem()?;
+    let write = |path: PathBuf, text: &str, mode: u32| -> anyhow::Result<()> {
+        ferry_setup::write_atomic(&path, text.as_bytes(), mode).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write(dir.ca_cert(), &ca.cert_pem, 0o644)?;
+    write(dir.ca_key(), &ca.key_pem, 0o600)?;
+    write(dir.server_cert(), &format!("{}{}", server.cert_pem, ca.cert_pem), 0o644)?;
+    write(dir.server_key(), &server.key_pem, 0o600)?;
+    write(dir.endpoint_ca_cert(), &endpoint_ca.cert_pem, 0o644)?;
+    write(dir.endpoint_ca_key(), &endpoint_ca.key_pem, 0o600)?;
+    write(dir.signing_key(), &signing, 0o600)?;
+    dir.open_store()?;
+
+    let listen = if host.parse::<std::net::IpAddr>().is_ok() {
+        format!("{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() })
+    } else {
+        format!("0.0.0.0:{port}")
+    };
+    let config = HubConfig {
+        url: url.clone(),
+        listen,
+        tls_cert: "server.crt".into(),
+        tls_key: "server.key".into(),
+        tls_ca: "ca.crt".into(),
+        heartbeat_secs: default_heartbeat(),
+        max_connections: default_max_connections(),
+    };
+    let text = format!(
+        "# ferry-hub configuration. Edit, then restart `ferry-hub serve`.\n# To use your institution's certificate, point tls_cert/tls_key at it and\n# tls_ca at the CA that issued it.\n{}",
+        toml::to_string(&config).context("cannot render hub.toml")?
+    );
+    write(dir.config(), &text, 0o600)?;
+    Ok(Initialized {
+        ca_cert: dir.ca_cert().display().to_string(),
+        ca_fingerprint: ferry_proto::setup_key::format_fingerprint(&ca.cert_sha256),
+        url,
+        dir: dir.root().display().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_host_and_port() {
+        assert_eq!(url_host_port("https://h.example:8443/x").unwrap(), ("h.example".into(), 8443));
+        assert_eq!(url_host_port("https://[::1]:9").unwrap(), ("::1".into(), 9));
+        assert_eq!(url_host_port("https://h").unwrap().1, 443);
+        assert!(url_host_port("http://h").is_err());
+        assert!(url_host_port("https://:80").is_err());
+    }
+}
