@@ -167,10 +167,10 @@ mod tests {
     #[test]
     fn an_endpoint_csr_becomes_a_certificate_naming_the_endpoint_only() {
         let ca = CertificateAuthority::create("test CA").unwrap();
-        // A hostile CSR asking to be a CA for some other name.
+        // A hostile CSR asking for the hub's own name.
         let key = KeyPair::generate().unwrap();
         let mut asked = CertificateParams::new(vec!["hub.example.org".to_string()]).unwrap();
-        asked.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        asked.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
         let csr = asked.serialize_request(&key).unwrap().pem().unwrap();
         let (pem, sha) = ca.sign_endpoint_csr(&csr, "0b5e3a52-8d1c-4a53-9c1e-2f0d2a9b7c11").unwrap();
         let der = first_cert_der(&pem).unwrap();
