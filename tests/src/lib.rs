@@ -37,6 +37,10 @@ pub fn ferry_bin() -> PathBuf {
     bin_dir().join("ferry")
 }
 
+pub fn hub_bin() -> PathBuf {
+    bin_dir().join("ferry-hub")
+}
+
 /// Waits until `cond` holds, polling, for at most `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -134,6 +138,27 @@ impl User {
     /// Runs `ferry ARGS` to completion (bounded by the command itself).
     pub fn run(&self, args: &[&str]) -> Ran {
         self.ferry(args).output().unwrap().into()
+    }
+
+    /// Runs a user verb against `hub` with an access token in the
+    /// environment, as a script would (no -dir: user verbs do not need it).
+    pub fn run_as(&self, hub: &Hub, token: &str, args: &[impl AsRef<OsStr>]) -> Ran {
+        Command::new(ferry_bin())
+            .args(args)
+            .env_clear()
+            .env("HOME", &self.home)
+            .env("FERRY_TOKEN", token)
+            .env("FERRY_HUB", &hub.url)
+            .env("FERRY_HUB_CA", hub.ca_cert())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    }
+
+    /// `ferry -setup KEY` for this user's dir.
+    pub fn setup_with_key(&self, key: &str, name: &str) -> Ran {
+        self.run(&["-setup", key, "--name", name])
     }
 
     /// `ferry -start` in the foreground, as `ferry -start &` would run it,
@@ -289,4 +314,169 @@ pub fn on_path(program: impl AsRef<OsStr>) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(program.as_ref()).is_file()))
         .unwrap_or(false)
+}
+
+/// Runs a command to completion and returns what it printed.
+pub fn run_command(cmd: &mut Command) -> Ran {
+    cmd.stdin(Stdio::null()).output().unwrap().into()
+}
+
+/// A real `ferry-hub` serving on a loopback port, with its own state dir.
+#[derive(Debug)]
+pub struct Hub {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub url: String,
+    pub port: u16,
+    process: Option<Daemon>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::start()
+    }
+}
+
+impl Hub {
+    /// `ferry-hub init` then `serve`, with one-second heartbeats so link
+    /// failures and revocations show quickly.
+    pub fn start() -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("ferry-hub-e2e")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().join("hub");
+        let port = closed_loopback_port();
+        let url = format!("https://127.0.0.1:{port}");
+        let init = run_command(
+            Command::new(hub_bin())
+                .args(["init", "--url", &url, "--json", "--dir"])
+                .arg(&dir),
+        );
+        assert_eq!(init.code, Some(0), "hub init failed: {init:?}");
+        let config = dir.join("hub.toml");
+        let text = fs::read_to_string(&config).unwrap();
+        fs::write(
+            &config,
+            text.replace("heartbeat_secs = 15", "heartbeat_secs = 1"),
+        )
+        .unwrap();
+        let mut hub = Hub {
+            _tmp: tmp,
+            dir,
+            url,
+            port,
+            process: None,
+        };
+        hub.serve();
+        hub
+    }
+
+    /// (Re)starts `ferry-hub serve`, returning once its port accepts.
+    pub fn serve(&mut self) {
+        let child = Command::new(hub_bin())
+            .args(["serve", "--dir"])
+            .arg(&self.dir)
+            .env("FERRY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut daemon = Daemon::watch(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = daemon.child_mut().try_wait().unwrap() {
+                panic!("ferry-hub exited with {status}: {}", daemon.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferry-hub did not listen within 20s: {}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.process = Some(daemon);
+    }
+
+    /// kill -9 the hub process.
+    pub fn kill(&mut self) {
+        if let Some(daemon) = self.process.take() {
+            daemon.signal(nix::sys::signal::Signal::SIGKILL);
+            daemon.wait_exit(Duration::from_secs(10));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.process.as_ref().map(Daemon::log).unwrap_or_default()
+    }
+
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// Runs `ferry-hub ARGS --dir DIR`.
+    pub fn admin(&self, args: &[&str]) -> Ran {
+        run_command(
+            Command::new(hub_bin())
+                .args(args)
+                .arg("--dir")
+                .arg(&self.dir),
+        )
+    }
+
+    pub fn add_user(&self, name: &str, password: &str) {
+        let mut child = Command::new(hub_bin())
+            .args(["user", "add", name, "--password-stdin", "--dir"])
+            .arg(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out: Ran = child.wait_with_output().unwrap().into();
+        assert_eq!(out.code, Some(0), "user add failed: {out:?}");
+    }
+
+    /// An access token for `user`, as `ferry-hub token create` prints it.
+    pub fn token(&self, user: &str) -> String {
+        let out = self.admin(&["token", "create", "--user", user]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        out.stdout.trim().to_string()
+    }
+
+    /// (endpoint id, setup key) from `ferry-hub endpoint create`.
+    pub fn endpoint_key(&self, owner: &str, name: &str, extra: &[&str]) -> (String, String) {
+        let mut args = vec![
+            "endpoint", "create", "--owner", owner, "--name", name, "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.admin(&args);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        (
+            doc["id"].as_str().unwrap().to_string(),
+            doc["setup_key"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+impl User {
+    /// Waits (bounded) until `-status` says `Hub: STATE`.
+    pub fn wait_hub_state(&self, state: &str, limit: Duration) -> Ran {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = self.run(&["-status"]);
+            if line_value(&status.stdout, "Hub: ") == Some(state) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hub state never became {state:?}; last status: {status:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

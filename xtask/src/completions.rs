@@ -137,10 +137,15 @@ mod tests {
             .into_iter()
             .map(|(w, _)| w)
             .collect();
-        for word in ["-start", "-dir", "-detach", "-version", "-help", "--json", "paths"] {
+        for word in [
+            "-start", "-dir", "-detach", "-version", "-help", "--json", "paths",
+        ] {
             assert!(words.iter().any(|w| w == word), "{word} in {words:?}");
         }
-        assert!(!words.iter().any(|w| w == "start" || w == "--dir"), "{words:?}");
+        assert!(
+            !words.iter().any(|w| w == "start" || w == "--dir"),
+            "{words:?}"
+        );
     }
 
     #[test]

@@ -36,8 +36,12 @@ pub fn write_all(out: &Path) -> Result<()> {
 }
 
 pub fn pages() -> Result<Vec<Page>> {
-    let date = release_date();
-    Ok(vec![ferry_page(&date)?, hub_page(&date)?, config_paths_page(&date)?])
+    let date = crate::iso_date(crate::source_date_epoch());
+    Ok(vec![
+        ferry_page(&date)?,
+        hub_page(&date)?,
+        config_paths_page(&date)?,
+    ])
 }
 
 fn ferry_page(date: &str) -> Result<Page> {
@@ -110,6 +114,7 @@ fn config_paths_page(date: &str) -> Result<Page> {
 /// The `.TH` line and the NAME section, from clap_mangen.
 fn title_and_name(cmd: &Command, section: &str, date: &str) -> Result<(String, String)> {
     let man = clap_mangen::Man::new(cmd.clone())
+        .title(cmd.get_name().to_uppercase())
         .section(section)
         .date(date)
         .source(format!("ferry {VERSION}"))
@@ -159,7 +164,11 @@ fn is_placeholder(line: &str) -> bool {
 
 /// Every leaf command: its path of subcommand names and the command.
 fn leaves<'a>(cmd: &'a Command, path: Vec<&'a str>, out: &mut Vec<(Vec<&'a str>, &'a Command)>) {
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    // clap's generated `help` subcommand is not worth a man page entry.
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let mut p = path.clone();
         p.push(sub.get_name());
         if sub.has_subcommands() {
@@ -268,7 +277,18 @@ fn synopsis(cmd: &Command, spelling: Spelling) -> String {
     if !top.is_empty() {
         lines.push(usage_roff(&format!("{bin} {}", top.join(" | "))));
     }
-    lines.join("\n.br\n")
+    // No hyphenation or justification inside command lines.
+    format!(".nh\n.ad l\n{}\n.ad\n.hy", lines.join("\n.br\n"))
+}
+
+/// Help text as a sentence: clap's help lines often lack the full stop
+/// that the man page's running text needs.
+fn sentence(text: &str) -> String {
+    let trimmed = text.trim_end();
+    match trimmed.chars().last() {
+        Some(c) if c.is_alphanumeric() || c == ')' || c == '`' => format!("{trimmed}."),
+        _ => trimmed.to_string(),
+    }
 }
 
 /// One `.TP` item for an argument: its usage, its help, its default.
@@ -283,21 +303,18 @@ fn arg_item(arg: &Arg, spelling: Spelling) -> String {
     };
     let mut out = format!(".TP\n{head}\n");
     if let Some(help) = arg.get_long_help().or(arg.get_help()) {
-        out.push_str(&paragraphs(&help.to_string(), true));
+        out.push_str(&paragraphs(&sentence(&help.to_string()), true));
     }
     let defaults: Vec<String> = arg
         .get_default_values()
         .iter()
         .map(|d| d.to_string_lossy().into_owned())
         .collect();
-    if !defaults.is_empty() && !arg.is_hide_default_value_set() {
+    if !defaults.is_empty() && arg.get_action().takes_values() && !arg.is_hide_default_value_set() {
         out.push_str(&format!("Default: {}.\n", italic(&defaults.join(", "))));
     }
     if let Some(env) = arg.get_env().filter(|_| !arg.is_hide_env_set()) {
-        out.push_str(&format!(
-            "Also set by {}.\n",
-            bold(&env.to_string_lossy())
-        ));
+        out.push_str(&format!("Also set by {}.\n", bold(&env.to_string_lossy())));
     }
     out
 }
@@ -310,7 +327,7 @@ fn commands(cmd: &Command, spelling: Spelling) -> String {
         let words: Vec<String> = path.iter().map(|w| spelling.verb(w)).collect();
         out.push_str(&format!(".TP\n{}\n", usage_roff(&words.join(" "))));
         if let Some(about) = sub.get_long_about().or(sub.get_about()) {
-            out.push_str(&paragraphs(&about.to_string(), true));
+            out.push_str(&paragraphs(&sentence(&about.to_string()), true));
         }
         let args: Vec<&Arg> = sub.get_arguments().filter(|a| listed(a)).collect();
         if !args.is_empty() {
@@ -357,24 +374,14 @@ fn environment(cmd: &Command, spelling: Spelling) -> String {
         if let Some(word) = spelling.option(arg) {
             out.push_str(&format!("The default for {}", bold(&word)));
             match arg.get_help() {
-                Some(help) => out.push_str(&format!(": {}\n", escape(&help.to_string()))),
+                Some(help) => {
+                    out.push_str(&format!(": {}\n", escape(&sentence(&help.to_string()))))
+                }
                 None => out.push_str(".\n"),
             }
         }
     }
     out
-}
-
-/// The date of the last commit (reproducible), or none outside git.
-fn release_date() -> String {
-    std::process::Command::new("git")
-        .args(["log", "-1", "--format=%cs"])
-        .current_dir(crate::root())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -385,10 +392,14 @@ mod tests {
     fn ferry_page_uses_the_contract_spelling() {
         let page = ferry_page("2025-01-01").unwrap();
         assert!(page.text.starts_with(".\\\""), "{}", page.text);
-        assert!(page.text.contains(".TH ferry 1"), "{}", page.text);
+        assert!(page.text.contains(".TH FERRY 1"), "{}", page.text);
         // SYNOPSIS and COMMANDS show -start and -dir, never clap's forms.
         assert!(page.text.contains("\\fB\\-start\\fR"), "{}", page.text);
-        assert!(page.text.contains("\\fB\\-dir\\fR \\fIDIR\\fR"), "{}", page.text);
+        assert!(
+            page.text.contains("\\fB\\-dir\\fR \\fIDIR\\fR"),
+            "{}",
+            page.text
+        );
         assert!(!page.text.contains("\\-\\-dir"), "{}", page.text);
         assert!(!page.text.contains("\\fBstart\\fR"), "{}", page.text);
         assert!(page.text.contains(".B FERRY_DIR"), "{}", page.text);
@@ -398,11 +409,11 @@ mod tests {
     #[test]
     fn hub_and_config_paths_pages_render() {
         let hub = hub_page("").unwrap();
-        assert!(hub.text.contains(".TH ferry-hub 8"), "{}", hub.text);
+        assert!(hub.text.contains(".TH FERRY-HUB 8"), "{}", hub.text);
         assert!(hub.text.contains("\\fBserve\\fR"), "{}", hub.text);
         assert!(hub.text.contains(".B FERRY_HUB_DIR"), "{}", hub.text);
         let cp = config_paths_page("").unwrap();
-        assert!(cp.text.contains(".TH config-paths 5"), "{}", cp.text);
+        assert!(cp.text.contains(".TH CONFIG-PATHS 5"), "{}", cp.text);
         assert!(cp.text.contains("GridFTP"), "{}", cp.text);
     }
 

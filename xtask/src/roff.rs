@@ -74,7 +74,10 @@ mod tests {
 
     #[test]
     fn paragraphs_are_joined_and_separated() {
-        assert_eq!(paragraphs("one\ntwo\n\nthree", false), "one two\n.PP\nthree\n");
+        assert_eq!(
+            paragraphs("one\ntwo\n\nthree", false),
+            "one two\n.PP\nthree\n"
+        );
         assert_eq!(paragraphs("a\n\nb", true), "a\n.IP\nb\n");
     }
 }

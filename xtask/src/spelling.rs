@@ -116,9 +116,7 @@ mod tests {
 
     #[test]
     fn every_one_dash_word_exists_in_the_clap_definition() {
-        Spelling::FERRY
-            .check(&built(ferry_cli::command()))
-            .unwrap();
+        Spelling::FERRY.check(&built(ferry_cli::command())).unwrap();
     }
 
     #[test]

@@ -12,6 +12,9 @@ Usage:
   ferry -start [-detach] [-restrict-paths SPEC] [-debug|-trace]
   ferry -stop | -status [--json] | -pause | -unpause
   ferry paths check PATH [--json]
+  ferry login --hub URL [--hub-ca FILE]
+  ferry endpoint create --personal NAME | endpoint search [QUERY]
+  ferry ls [-l] EP:PATH | mkdir EP:PATH | rename EP:OLD NEW | rm [-r] EP:PATH
   ferry -version | -help
 Every command takes -dir DIR (or env FERRY_DIR; default ~/.ferry).
 
@@ -23,6 +26,14 @@ Endpoint commands:
   -pause     Stop taking data work until -unpause
   -unpause   Take data work again
   paths      Explain what config-paths allows: ferry paths check PATH
+
+Hub commands (log in first, or set FERRY_TOKEN and FERRY_HUB):
+  login      Log in to a hub; logout forgets it
+  endpoint   create --personal NAME: a setup key for another machine;
+             search [QUERY]: your endpoints and whether they are connected
+  ls, mkdir, rename, rm
+             File operations on an endpoint, as EP:PATH (PATH absolute,
+             or /~/... for the endpoint owner's home)
 
 Getting started on a cluster node:
   ferry -setup           # once: log in to the hub, name this endpoint
@@ -83,6 +94,84 @@ pub enum Command {
     /// Inspect the path policy (config-paths).
     #[command(subcommand)]
     Paths(PathsCommand),
+    /// Log in to a hub (the same paste-the-code flow as -setup).
+    Login(LoginArgs),
+    /// Forget the saved login.
+    Logout,
+    /// Create and find endpoints.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+    /// List a directory on an endpoint: ferry ls EP:PATH.
+    Ls {
+        /// ENDPOINT:PATH; the endpoint by id or by your display name for it,
+        /// PATH absolute or starting with /~/ (the endpoint owner's home).
+        #[arg(value_name = "EP:PATH")]
+        target: std::ffi::OsString,
+        /// Long listing: type, permissions, size, modification time.
+        #[arg(short = 'l')]
+        long: bool,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Create a directory on an endpoint.
+    Mkdir {
+        #[arg(value_name = "EP:PATH")]
+        target: std::ffi::OsString,
+    },
+    /// Rename (move) a file or directory within an endpoint.
+    Rename {
+        #[arg(value_name = "EP:OLD")]
+        source: std::ffi::OsString,
+        /// The new path on the same endpoint (EP: prefix optional).
+        #[arg(value_name = "NEW")]
+        destination: std::ffi::OsString,
+    },
+    /// Remove a file (or, with -r, a directory tree) on an endpoint.
+    Rm {
+        /// Remove directories and their contents.
+        #[arg(short = 'r', long = "recursive")]
+        recursive: bool,
+        #[arg(value_name = "EP:PATH")]
+        target: std::ffi::OsString,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The hub's URL, e.g. https://hub.example.org:8443.
+    #[arg(long, value_name = "URL", env = "FERRY_HUB")]
+    pub hub: String,
+    /// CA certificate to trust for a hub with a self-signed certificate.
+    #[arg(long = "hub-ca", value_name = "FILE", env = "FERRY_HUB_CA")]
+    pub hub_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// Create an endpoint and print a one-time setup key for `ferry -setup KEY`.
+    Create {
+        /// A personal endpoint with this display name.
+        #[arg(long, value_name = "NAME")]
+        personal: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// List endpoints: id, name, owner, and whether connected now.
+    Search {
+        /// Only endpoints whose name or id contains this.
+        query: Option<String>,
+        #[arg(long = "filter-scope", value_enum, default_value = "my-endpoints")]
+        filter_scope: FilterScopeArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FilterScopeArg {
+    MyEndpoints,
+    SharedWithMe,
+    All,
 }
 
 #[derive(Debug, Args)]

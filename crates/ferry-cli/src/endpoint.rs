@@ -2,12 +2,15 @@
 //! `-unpause`.
 
 use crate::args::{SetupArgs, StartArgs};
+use crate::hub::Terminal;
 use crate::{EXIT_NOT_RUNNING, Invocation, client_runtime, detach};
 use anyhow::{Context as _, bail};
 use ferry_daemon::local_api::{ClientError, call};
 use ferry_daemon::logging::{self, LogTarget};
 use ferry_daemon::{Daemon, DaemonLock, LockState, PolicyChoice};
 use ferry_proto::local_api::{Request, Response, StatusReport};
+use ferry_setup::login::Credentials;
+use ferry_setup::register::{self, SetupRequest};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -17,17 +20,29 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 const EXIT_WITHIN: Duration = Duration::from_secs(60);
 
 pub fn setup(ctx: &Invocation, args: SetupArgs) -> anyhow::Result<ExitCode> {
-    if ctx.dir.looks_set_up() && !args.force {
-        let who = match ctx.dir.load_identity() {
-            Ok(id) => format!(" as endpoint {:?} ({})", id.name, id.id),
-            Err(_) => String::new(),
-        };
-        bail!(
-            "{} is already set up{who}; use --force to register anew, or -dir for another endpoint",
-            ctx.dir.root().display()
+    let request = SetupRequest {
+        key: args.key.or(args.setup_key),
+        hub: args.hub,
+        hub_ca: args.hub_ca,
+        name: args.name,
+        force: args.force,
+    };
+    let credentials = Credentials::default_path(&ctx.home);
+    let registered = client_runtime()?.block_on(register::setup(
+        &ctx.dir,
+        request,
+        &mut Terminal,
+        &credentials,
+    ))?;
+    println!("registered new endpoint, id: {}", registered.id);
+    if registered.wrote_config_paths {
+        println!(
+            "wrote {} allowing your home directory (~/,0,1); edit it to change what transfers may reach",
+            ctx.dir.config_paths().display()
         );
     }
-    bail!("cannot register with a hub: this build of ferry has no hub client yet")
+    println!("setup completed successfully");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn log_level(args: &StartArgs) -> tracing::Level {

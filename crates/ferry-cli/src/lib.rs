@@ -9,6 +9,7 @@
 pub mod args;
 mod detach;
 mod endpoint;
+mod hub;
 mod legacy;
 mod paths;
 
@@ -82,6 +83,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             restrict_paths,
             json,
         }) => paths::check(&ctx, &path, restrict_paths, json.json),
+        Command::Login(args) => hub::login(&ctx, args),
+        Command::Logout => hub::logout(&ctx),
+        Command::Endpoint(command) => hub::endpoint(&ctx, command),
+        Command::Ls { target, long, json } => hub::ls(&ctx, &target, long, json.json),
+        Command::Mkdir { target } => hub::mkdir(&ctx, &target),
+        Command::Rename {
+            source,
+            destination,
+        } => hub::rename(&ctx, &source, &destination),
+        Command::Rm { recursive, target } => hub::rm(&ctx, &target, recursive),
     }
 }
 

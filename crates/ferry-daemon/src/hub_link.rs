@@ -1,18 +1,26 @@
-//! The daemon's side of the hub link: dial, report why it failed in words a
-//! user can act on, back off with jitter, dial again.
-//!
-//! The control-channel handshake (mutual TLS, versions, heartbeats) is not
-//! built yet; until it is, a dial that reaches the hub's port is reported as
-//! reachable-but-not-connected, never as connected.
+//! The daemon's side of the hub link: dial the hub over mutual TLS with the
+//! endpoint certificate, run the control protocol (handshake, heartbeats,
+//! file operations), and when the link fails say why in words a user can
+//! act on, back off with jitter, and dial again.
 
+use crate::PolicyHandle;
+use ferry_paths::Policy;
+use ferry_proto::api::FsOutcome;
 use ferry_proto::backoff::Backoff;
+use ferry_proto::control::{self, ControlError, EndpointConnection, EndpointEvent};
 use ferry_proto::local_api::HubState;
+use ferry_setup::{EndpointDir, tls};
 use std::hash::{BuildHasher, Hasher};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The hub has this long to welcome us after the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 
@@ -115,13 +123,28 @@ async fn dial(host: &str, port: u16) -> Result<TcpStream, String> {
     Err(last)
 }
 
-/// Keeps dialing the hub until `shutdown` turns true.
+/// What the link needs from the daemon.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkContext {
+    pub url: String,
+    pub dir: EndpointDir,
+    pub home: PathBuf,
+    pub policy: PolicyHandle,
+}
+
+/// How a session with the hub ended.
+struct SessionEnd {
+    reason: String,
+    was_connected: bool,
+}
+
+/// Keeps the link up until `shutdown` turns true.
 pub(crate) async fn run(
-    url: String,
+    ctx: LinkContext,
     view: watch::Sender<HubView>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (host, port) = match hub_address(&url) {
+    let (host, port) = match hub_address(&ctx.url) {
         Ok(a) => a,
         Err(reason) => {
             tracing::error!(%reason, "hub link disabled");
@@ -136,29 +159,174 @@ pub(crate) async fn run(
     let mut seed = jitter_seed();
     loop {
         view.send_replace(HubView::connecting());
-        let reason = tokio::select! {
-            result = dial(&host, port) => match result {
-                Ok(stream) => {
-                    drop(stream);
-                    format!("the hub at {host}:{port} accepts connections, but this build of ferry has no control channel yet")
-                }
-                Err(reason) => reason,
-            },
+        let end = tokio::select! {
+            end = session(&ctx, &host, port, &view) => end,
             _ = shutdown.changed() => return,
         };
+        if end.was_connected {
+            backoff.reset();
+        }
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let wait = backoff.on_failure(seed >> 11);
-        tracing::warn!(%reason, retry_in = ?wait, "hub not connected");
+        tracing::warn!(reason = %end.reason, retry_in = ?wait, "hub not connected");
         view.send_replace(HubView {
             state: HubState::Disconnected,
-            detail: Some(format!("{reason}; next try in {}s", wait.as_secs().max(1))),
+            detail: Some(format!(
+                "{}; next try in {}s",
+                end.reason,
+                wait.as_secs().max(1)
+            )),
         });
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+fn tls_config(dir: &EndpointDir) -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = tls::certs_from_file(&dir.hub_ca_file()).map_err(|e| e.to_string())?;
+    let chain = tls::certs_from_file(&dir.cert_file()).map_err(|e| e.to_string())?;
+    let key = tls::key_from_file(&dir.key_file()).map_err(|e| e.to_string())?;
+    tls::client_config(&roots, Some((chain, key)), &[control::ALPN]).map_err(|e| e.to_string())
+}
+
+/// Words for a TLS failure, telling whose certificate was the problem.
+fn describe_tls_error(dir: &EndpointDir, e: &std::io::Error) -> String {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidCertificate(why)) => format!(
+            "certificate rejected: the hub's certificate does not verify against {} ({why:?})",
+            dir.hub_ca_file().display()
+        ),
+        Some(rustls::Error::AlertReceived(alert)) => format!(
+            "certificate rejected: the hub refused this endpoint's certificate ({alert:?}); set the endpoint up again with `ferry -setup --force`"
+        ),
+        Some(other) => format!("TLS with the hub failed: {other}"),
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the hub closed the connection".to_string()
+        }
+        None => format!("connection to the hub failed: {e}"),
+    }
+}
+
+/// One connection, from dial to its end.
+async fn session(
+    ctx: &LinkContext,
+    host: &str,
+    port: u16,
+    view: &watch::Sender<HubView>,
+) -> SessionEnd {
+    let fail = |reason: String| SessionEnd {
+        reason,
+        was_connected: false,
+    };
+    let config = match tls_config(&ctx.dir) {
+        Ok(c) => c,
+        Err(reason) => return fail(format!("cannot load the endpoint's credentials: {reason}")),
+    };
+    let server_name = match rustls_pki_types::ServerName::try_from(host.to_string()) {
+        Ok(n) => n,
+        Err(_) => return fail(format!("{host:?} is not a valid hub host name")),
+    };
+    let tcp = match dial(host, port).await {
+        Ok(t) => t,
+        Err(reason) => return fail(reason),
+    };
+    let _ = tcp.set_nodelay(true);
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tls = match tokio::time::timeout(DIAL_TIMEOUT, connector.connect(server_name, tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return fail(describe_tls_error(&ctx.dir, &e)),
+        Err(_) => return fail(format!("timed out in the TLS handshake with {host}:{port}")),
+    };
+    drive(ctx, tls, view).await
+}
+
+/// Runs the control protocol over an established TLS stream.
+async fn drive<S>(ctx: &LinkContext, stream: S, view: &watch::Sender<HubView>) -> SessionEnd
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let software = format!("ferry {}", env!("CARGO_PKG_VERSION"));
+    let mut conn = EndpointConnection::new(Instant::now(), &software, HANDSHAKE_TIMEOUT);
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (done_tx, mut done) = mpsc::channel::<(u64, FsOutcome)>(16);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut was_connected = false;
+    let reason = 'session: loop {
+        while let Some(bytes) = conn.poll_transmit() {
+            if let Err(e) = writer.write_all(&bytes).await {
+                break 'session describe_tls_error(&ctx.dir, &e);
+            }
+        }
+        if let Err(e) = writer.flush().await {
+            break 'session describe_tls_error(&ctx.dir, &e);
+        }
+        let Some(deadline) = conn.poll_timeout() else {
+            break "the control connection closed".to_string();
+        };
+        tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) => break "the hub closed the connection".to_string(),
+                Ok(n) => match conn.handle_bytes(Instant::now(), &buf[..n]) {
+                    Ok(events) => for event in events {
+                        match event {
+                            EndpointEvent::Connected { endpoint_id } => {
+                                was_connected = true;
+                                tracing::info!(endpoint = %endpoint_id, "connected to the hub");
+                                view.send_replace(HubView { state: HubState::Connected, detail: None });
+                            }
+                            EndpointEvent::Fs { id, op } => {
+                                let policy = current_policy(&ctx.policy);
+                                let home = ctx.home.clone();
+                                let done = done_tx.clone();
+                                tracing::debug!(?op, "file operation from the hub");
+                                tokio::task::spawn_blocking(move || {
+                                    let outcome = crate::fs_ops::execute(policy, &home, op);
+                                    let _ = done.blocking_send((id, outcome));
+                                });
+                            }
+                        }
+                    },
+                    Err(e) => break describe_control_error(&e),
+                },
+                Err(e) => break describe_tls_error(&ctx.dir, &e),
+            },
+            Some((id, outcome)) = done.recv() => conn.reply_fs(Instant::now(), id, outcome),
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                if let Err(e) = conn.handle_timeout(Instant::now()) {
+                    break describe_control_error(&e);
+                }
+            }
+        }
+    };
+    let _ = writer.shutdown().await;
+    SessionEnd {
+        reason,
+        was_connected,
+    }
+}
+
+fn describe_control_error(e: &ControlError) -> String {
+    match e {
+        ControlError::Refused { message, .. } => {
+            format!("the hub refused this endpoint: {message}")
+        }
+        ControlError::HeartbeatTimeout(d) => format!(
+            "no word from the hub for {}s; the link is dead",
+            d.as_secs()
+        ),
+        other => format!("control channel error: {other}"),
+    }
+}
+
+fn current_policy(handle: &PolicyHandle) -> Arc<Policy> {
+    match handle.read() {
+        Ok(p) => p.0.clone(),
+        Err(poisoned) => poisoned.into_inner().0.clone(),
     }
 }
 

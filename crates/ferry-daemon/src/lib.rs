@@ -7,6 +7,7 @@
 //! [`Daemon::run`] serves until stopped.
 
 mod error;
+mod fs_ops;
 mod hub_link;
 pub mod local_api;
 mod lock;
@@ -19,3 +20,12 @@ pub use error::DaemonError;
 pub use lock::{DaemonLock, LockState};
 pub use policy::{PolicyChoice, load_policy};
 pub use serve::Daemon;
+
+/// The policy in force and where it came from, shared by the local API
+/// (which reloads it) and the hub link (which enforces it).
+pub(crate) type PolicyHandle = std::sync::Arc<
+    std::sync::RwLock<(
+        std::sync::Arc<ferry_paths::Policy>,
+        ferry_proto::local_api::PolicySource,
+    )>,
+>;

@@ -4,7 +4,7 @@
 use crate::hub_link::{self, HubView};
 use crate::local_api::{self, TransportError};
 use crate::service_manager;
-use crate::{DaemonError, DaemonLock, PolicyChoice, load_policy};
+use crate::{DaemonError, DaemonLock, PolicyChoice, PolicyHandle, load_policy};
 use ferry_paths::Policy;
 use ferry_proto::local_api::{
     HubState, PolicySource, Request, Response, StatusReport, TransferState,
@@ -82,8 +82,14 @@ impl Daemon {
         let listener = local_api::bind(&socket)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (hub_tx, hub_rx) = watch::channel(HubView::connecting());
+        let policy: PolicyHandle = Arc::new(RwLock::new(self.policy));
         let hub_task = tokio::spawn(hub_link::run(
-            self.identity.hub_url.clone(),
+            hub_link::LinkContext {
+                url: self.identity.hub_url.clone(),
+                dir: self.dir.clone(),
+                home: self.home.clone(),
+                policy: policy.clone(),
+            },
             hub_tx,
             shutdown_rx.clone(),
         ));
@@ -93,7 +99,7 @@ impl Daemon {
             home: self.home,
             identity: self.identity,
             policy_choice: self.policy_choice,
-            policy: RwLock::new(self.policy),
+            policy,
             paused: AtomicBool::new(false),
             hub: hub_rx,
             shutdown: shutdown_tx,
@@ -169,7 +175,7 @@ struct Shared {
     home: PathBuf,
     identity: EndpointIdentity,
     policy_choice: PolicyChoice,
-    policy: RwLock<(Arc<Policy>, PolicySource)>,
+    policy: PolicyHandle,
     paused: AtomicBool,
     hub: watch::Receiver<HubView>,
     shutdown: watch::Sender<bool>,

@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_proto::api::{
-    ApiError, CreateEndpoint, EndpointInfo, FilterScope, FsOp, FsOutcome, RegisterEndpoint, SCOPE_SETUP, SCOPE_TRANSFER,
+    ApiError, CreateEndpoint, EndpointInfo, FilterScope, FsOp, FsOutcome, RegisterEndpoint,
+    SCOPE_SETUP, SCOPE_TRANSFER,
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -26,7 +27,10 @@ const SEARCH_LIMIT: usize = 1000;
 
 pub fn routes() -> Router<Arc<Hub>> {
     Router::new()
-        .route("/api/v1/endpoints", post(create_endpoint).get(search_endpoints))
+        .route(
+            "/api/v1/endpoints",
+            post(create_endpoint).get(search_endpoints),
+        )
         .route("/api/v1/endpoints/register", post(register_endpoint))
         .route("/api/v1/endpoints/{endpoint}/fs", post(fs_operation))
         .route("/api/v1/endpoints/{endpoint}", get(show_endpoint))
@@ -38,11 +42,21 @@ pub struct Failure(StatusCode, ApiError);
 
 impl Failure {
     pub fn new(status: StatusCode, error: &str, message: impl Into<String>) -> Self {
-        Self(status, ApiError { error: error.into(), message: message.into() })
+        Self(
+            status,
+            ApiError {
+                error: error.into(),
+                message: message.into(),
+            },
+        )
     }
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the hub failed to handle the request; see its log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the hub failed to handle the request; see its log",
+        )
     }
 }
 
@@ -50,9 +64,10 @@ impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let mut response = (self.0, Json(self.1)).into_response();
         if self.0 == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }
@@ -63,10 +78,13 @@ impl From<RegistryError> for Failure {
         match e {
             RegistryError::Invalid(m) => Failure::new(StatusCode::BAD_REQUEST, "invalid", m),
             RegistryError::Conflict(m) => Failure::new(StatusCode::CONFLICT, "conflict", m),
-            e @ (RegistryError::KeyUsed | RegistryError::KeyExpired | RegistryError::KeyUnknown) => {
+            e
+            @ (RegistryError::KeyUsed | RegistryError::KeyExpired | RegistryError::KeyUnknown) => {
                 Failure::new(StatusCode::UNAUTHORIZED, "invalid_setup_key", e.to_string())
             }
-            e @ RegistryError::Revoked(_) => Failure::new(StatusCode::FORBIDDEN, "revoked", e.to_string()),
+            e @ RegistryError::Revoked(_) => {
+                Failure::new(StatusCode::FORBIDDEN, "revoked", e.to_string())
+            }
             RegistryError::Internal(e) => Failure::internal(format!("{e:#}")),
         }
     }
@@ -76,13 +94,19 @@ impl From<RegistryError> for Failure {
 fn credential<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (given, credential) = value.split_once(' ')?;
-    given.eq_ignore_ascii_case(scheme).then(|| credential.trim())
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| credential.trim())
 }
 
 /// The caller, who must hold one of `scopes`.
 fn principal(hub: &Hub, headers: &HeaderMap, scopes: &[&str]) -> Result<Principal, Failure> {
     let token = credential(headers, "Bearer").ok_or_else(|| {
-        Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", "no access token; log in with `ferry login` or set FERRY_TOKEN")
+        Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "no access token; log in with `ferry login` or set FERRY_TOKEN",
+        )
     })?;
     let principal = grants::authenticate(&hub.store, token)
         .map_err(Failure::internal)?
@@ -118,7 +142,10 @@ fn resolve(hub: &Hub, who: &Principal, name: &str) -> Result<EndpointRow, Failur
     let by_id = hub.store.endpoint(name).map_err(Failure::internal)?;
     let row = match by_id {
         Some(row) => Some(row),
-        None => hub.store.endpoint_by_name(who.user_id, name).map_err(Failure::internal)?,
+        None => hub
+            .store
+            .endpoint_by_name(who.user_id, name)
+            .map_err(Failure::internal)?,
     };
     match row {
         Some(row) if row.owner_id == who.user_id => Ok(row),
@@ -193,9 +220,19 @@ async fn register_endpoint(
     } else {
         let who = principal(&hub, &headers, &[SCOPE_SETUP])?;
         let name = body.display_name.as_deref().ok_or_else(|| {
-            Failure::new(StatusCode::BAD_REQUEST, "invalid", "registering with a login needs a display_name")
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "registering with a login needs a display_name",
+            )
         })?;
-        endpoints::register_new(&hub.store, &hub.endpoint_ca, who.user_id, name, &body.csr_pem)?
+        endpoints::register_new(
+            &hub.store,
+            &hub.endpoint_ca,
+            who.user_id,
+            name,
+            &body.csr_pem,
+        )?
     };
     tracing::info!(endpoint = %registered.id, owner = %registered.owner, "endpoint registered");
     Ok((StatusCode::CREATED, Json(registered)))
@@ -210,14 +247,26 @@ async fn fs_operation(
     let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
     let row = resolve(&hub, &who, &endpoint)?;
     match hub.control.fs(&row.id, op, FS_WITHIN).await {
-        Ok(FsOutcome::Failed { message }) => Err(Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "operation_failed", message)),
+        Ok(FsOutcome::Failed { message }) => Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "operation_failed",
+            message,
+        )),
         Ok(outcome) => Ok(Json(outcome)),
         Err(e @ CallError::Offline) => Err(Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "endpoint_offline",
             format!("endpoint {} ({}): {e}", row.display_name, row.id),
         )),
-        Err(e @ CallError::Timeout(_)) => Err(Failure::new(StatusCode::GATEWAY_TIMEOUT, "timeout", e.to_string())),
-        Err(e) => Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, "endpoint_unavailable", e.to_string())),
+        Err(e @ CallError::Timeout(_)) => Err(Failure::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            e.to_string(),
+        )),
+        Err(e) => Err(Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "endpoint_unavailable",
+            e.to_string(),
+        )),
     }
 }

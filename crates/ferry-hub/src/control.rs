@@ -28,7 +28,10 @@ const QUEUE: usize = 64;
 /// Something the hub wants an endpoint to do.
 #[derive(Debug)]
 enum Command {
-    Fs { op: FsOp, reply: oneshot::Sender<FsOutcome> },
+    Fs {
+        op: FsOp,
+        reply: oneshot::Sender<FsOutcome>,
+    },
 }
 
 #[derive(Debug)]
@@ -59,7 +62,10 @@ pub struct Registry {
 
 impl Registry {
     pub fn is_connected(&self, endpoint_id: &str) -> bool {
-        self.live.lock().map(|m| m.contains_key(endpoint_id)).unwrap_or(false)
+        self.live
+            .lock()
+            .map(|m| m.contains_key(endpoint_id))
+            .unwrap_or(false)
     }
 
     fn insert(&self, endpoint_id: &str, commands: mpsc::Sender<Command>) -> u64 {
@@ -67,21 +73,34 @@ impl Registry {
         if let Ok(mut live) = self.live.lock() {
             // A newer connection of the same endpoint replaces the older one,
             // whose command channel then closes and whose driver ends.
-            live.insert(endpoint_id.to_string(), Handle { connection, commands });
+            live.insert(
+                endpoint_id.to_string(),
+                Handle {
+                    connection,
+                    commands,
+                },
+            );
         }
         connection
     }
 
     fn remove(&self, endpoint_id: &str, connection: u64) {
         if let Ok(mut live) = self.live.lock()
-            && live.get(endpoint_id).is_some_and(|h| h.connection == connection)
+            && live
+                .get(endpoint_id)
+                .is_some_and(|h| h.connection == connection)
         {
             live.remove(endpoint_id);
         }
     }
 
     /// Asks a connected endpoint to do a file operation.
-    pub async fn fs(&self, endpoint_id: &str, op: FsOp, limit: Duration) -> Result<FsOutcome, CallError> {
+    pub async fn fs(
+        &self,
+        endpoint_id: &str,
+        op: FsOp,
+        limit: Duration,
+    ) -> Result<FsOutcome, CallError> {
         let sender = self
             .live
             .lock()
@@ -89,10 +108,12 @@ impl Registry {
             .and_then(|m| m.get(endpoint_id).map(|h| h.commands.clone()))
             .ok_or(CallError::Offline)?;
         let (reply, answer) = oneshot::channel();
-        sender.try_send(Command::Fs { op, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => CallError::Busy,
-            mpsc::error::TrySendError::Closed(_) => CallError::Offline,
-        })?;
+        sender
+            .try_send(Command::Fs { op, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => CallError::Busy,
+                mpsc::error::TrySendError::Closed(_) => CallError::Offline,
+            })?;
         match tokio::time::timeout(limit, answer).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Err(CallError::Dropped),
@@ -113,22 +134,34 @@ fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, (RefuseReason, St
     ))?;
     let row = match hub.store.endpoint(&id) {
         Ok(Some(row)) => row,
-        Ok(None) => return Err((RefuseReason::UnknownEndpoint, format!("endpoint {id} is not known to this hub"))),
+        Ok(None) => {
+            return Err((
+                RefuseReason::UnknownEndpoint,
+                format!("endpoint {id} is not known to this hub"),
+            ));
+        }
         Err(e) => {
             tracing::error!(error = %e, "registry lookup failed");
-            return Err((RefuseReason::UnknownEndpoint, "the hub cannot read its registry; try later".into()));
+            return Err((
+                RefuseReason::UnknownEndpoint,
+                "the hub cannot read its registry; try later".into(),
+            ));
         }
     };
     if row.revoked {
         return Err((
             RefuseReason::Revoked,
-            format!("endpoint {id} was revoked by the hub's admin; set this machine up again with `ferry -setup --force`"),
+            format!(
+                "endpoint {id} was revoked by the hub's admin; set this machine up again with `ferry -setup --force`"
+            ),
         ));
     }
     if row.cert_sha256.as_deref() != Some(hex(&cert_sha256(cert)).as_str()) {
         return Err((
             RefuseReason::Superseded,
-            format!("endpoint {id} was set up again elsewhere; this certificate is no longer valid"),
+            format!(
+                "endpoint {id} was set up again elsewhere; this certificate is no longer valid"
+            ),
         ));
     }
     Ok(id)
@@ -222,7 +255,9 @@ where
     let _ = writer.shutdown().await;
     if let Err(reason) = end {
         match &admitted {
-            Some((id, _)) => tracing::info!(endpoint = %id, %peer, %reason, "endpoint disconnected"),
+            Some((id, _)) => {
+                tracing::info!(endpoint = %id, %peer, %reason, "endpoint disconnected")
+            }
             None => tracing::debug!(%peer, %reason, "control connection ended before admission"),
         }
     }

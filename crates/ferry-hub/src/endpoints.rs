@@ -25,7 +25,9 @@ pub enum RegistryError {
     KeyUsed,
     #[error("the setup key has expired; create a new one with `ferry endpoint create`")]
     KeyExpired,
-    #[error("the setup key is not known to this hub; check you copied it whole and use the hub it came from")]
+    #[error(
+        "the setup key is not known to this hub; check you copied it whole and use the hub it came from"
+    )]
     KeyUnknown,
     #[error("endpoint {0} was revoked; create a new endpoint")]
     Revoked(String),
@@ -43,7 +45,10 @@ impl From<StoreError> for RegistryError {
 }
 
 pub fn check_display_name(name: &str) -> Result<(), RegistryError> {
-    if name.trim().is_empty() || name.len() > MAX_NAME || name.chars().any(|c| c.is_control() || c == ':') {
+    if name.trim().is_empty()
+        || name.len() > MAX_NAME
+        || name.chars().any(|c| c.is_control() || c == ':')
+    {
         return Err(RegistryError::Invalid(format!(
             "endpoint name {name:?} is not allowed: use 1 to {MAX_NAME} printable characters without ':'"
         )));
@@ -115,9 +120,9 @@ fn sign(
     endpoint_id: &str,
     csr_pem: &str,
 ) -> Result<RegisteredEndpoint, RegistryError> {
-    let endpoint = store
-        .endpoint(endpoint_id)?
-        .ok_or_else(|| RegistryError::Internal(anyhow::anyhow!("endpoint {endpoint_id} vanished")))?;
+    let endpoint = store.endpoint(endpoint_id)?.ok_or_else(|| {
+        RegistryError::Internal(anyhow::anyhow!("endpoint {endpoint_id} vanished"))
+    })?;
     if endpoint.revoked {
         return Err(RegistryError::Revoked(endpoint_id.to_string()));
     }

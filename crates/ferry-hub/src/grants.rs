@@ -74,10 +74,12 @@ pub fn issue(
 
 /// The principal behind a bearer token, if it is live.
 pub fn authenticate(store: &Store, bearer: &str) -> anyhow::Result<Option<Principal>> {
-    Ok(store.token(&token_hash(bearer), TokenKind::Access, now())?.map(|t| Principal {
-        user_id: t.user_id,
-        user_name: t.user_name,
-        client_id: t.client_id,
-        scopes: t.scope.split_whitespace().map(str::to_string).collect(),
-    }))
+    Ok(store
+        .token(&token_hash(bearer), TokenKind::Access, now())?
+        .map(|t| Principal {
+            user_id: t.user_id,
+            user_name: t.user_name,
+            client_id: t.client_id,
+            scopes: t.scope.split_whitespace().map(str::to_string).collect(),
+        }))
 }

@@ -40,7 +40,13 @@ struct Cli {
 #[derive(Debug, Args)]
 struct DirArg {
     /// The hub's state dir.
-    #[arg(long, env = "FERRY_HUB_DIR", default_value = "/var/lib/ferry-hub", value_name = "DIR", global = true)]
+    #[arg(
+        long,
+        env = "FERRY_HUB_DIR",
+        default_value = "/var/lib/ferry-hub",
+        value_name = "DIR",
+        global = true
+    )]
     dir: PathBuf,
 }
 
@@ -197,7 +203,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("initialized hub state in {}", done.dir);
                 println!("CA certificate: {}", done.ca_cert);
                 println!("CA fingerprint (SHA-256): {}", done.ca_fingerprint);
-                println!("next: ferry-hub user add NAME --password-stdin --dir {}; ferry-hub serve --dir {}", done.dir, done.dir);
+                println!(
+                    "next: ferry-hub user add NAME --password-stdin --dir {}; ferry-hub serve --dir {}",
+                    done.dir, done.dir
+                );
             }
             Ok(())
         }
@@ -206,12 +215,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let store = HubDir::new(&dir.dir)?.open_store()?;
             check_user_name(&name)?;
             let password = read_password()?;
-            let hash = secrets::hash_password(&password).map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+            let hash = secrets::hash_password(&password)
+                .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
             store.add_user(&name, &hash, grants::now())?;
             println!("user {name} added");
             Ok(())
         }
-        Command::Endpoint(EndpointCommand::Create { dir, owner, name, expires, json }) => {
+        Command::Endpoint(EndpointCommand::Create {
+            dir,
+            owner,
+            name,
+            expires,
+            json,
+        }) => {
             let hub = HubDir::new(&dir.dir)?;
             let config = hub.load_config()?;
             let store = hub.open_store()?;
@@ -234,19 +250,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("endpoint {id} revoked; its daemon is disconnected within one heartbeat");
             Ok(())
         }
-        Command::Token(TokenCommand::Create { dir, user: name, expires }) => {
+        Command::Token(TokenCommand::Create {
+            dir,
+            user: name,
+            expires,
+        }) => {
             let store = HubDir::new(&dir.dir)?.open_store()?;
             let account = user(&store, &name)?;
             if expires <= 0 {
                 bail!("--expires must be positive");
             }
             let grant = uuid::Uuid::new_v4().to_string();
-            let scope = format!("{} {}", ferry_proto::api::SCOPE_TRANSFER, ferry_proto::api::SCOPE_SETUP);
-            let token = grants::issue(&store, account.id, &account.name, "ferry-hub-admin", &scope, &grant, expires, false)?;
+            let scope = format!(
+                "{} {}",
+                ferry_proto::api::SCOPE_TRANSFER,
+                ferry_proto::api::SCOPE_SETUP
+            );
+            let token = grants::issue(
+                &store,
+                account.id,
+                &account.name,
+                "ferry-hub-admin",
+                &scope,
+                &grant,
+                expires,
+                false,
+            )?;
             println!("{}", token.access_token);
             Ok(())
         }
-        Command::Client(ClientCommand::Add { dir, name, user: account, json }) => {
+        Command::Client(ClientCommand::Add {
+            dir,
+            name,
+            user: account,
+            json,
+        }) => {
             let store = HubDir::new(&dir.dir)?.open_store()?;
             let account = user(&store, &account)?;
             let client_id = format!("svc-{}", uuid::Uuid::new_v4());
@@ -262,7 +300,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 grants::now(),
             )?;
             if json {
-                println!("{}", serde_json::json!({ "client_id": client_id, "client_secret": secret }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "client_id": client_id, "client_secret": secret })
+                );
             } else {
                 println!("Client ID: {client_id}");
                 println!("Client Secret: {secret}");
@@ -273,13 +314,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn user(store: &store::Store, name: &str) -> anyhow::Result<store::UserRow> {
-    store
-        .user_by_name(name)?
-        .with_context(|| format!("no user named {name:?}; add one with `ferry-hub user add {name} --password-stdin`"))
+    store.user_by_name(name)?.with_context(|| {
+        format!("no user named {name:?}; add one with `ferry-hub user add {name} --password-stdin`")
+    })
 }
 
 fn check_user_name(name: &str) -> anyhow::Result<()> {
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)) {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+    {
         bail!("user name {name:?} is not allowed: use 1 to 64 of A-Z a-z 0-9 . _ - @");
     }
     Ok(())

@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use ferry_proto::api::ENDPOINT_URI_PREFIX;
 use ferry_proto::setup_key::cert_sha256;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::path::Path;
 use time::{Duration, OffsetDateTime};
@@ -34,12 +34,15 @@ pub struct CertificateAuthority {
 
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateAuthority").finish_non_exhaustive()
+        f.debug_struct("CertificateAuthority")
+            .finish_non_exhaustive()
     }
 }
 
 pub fn new_key_pem() -> anyhow::Result<String> {
-    Ok(KeyPair::generate().context("cannot generate a key")?.serialize_pem())
+    Ok(KeyPair::generate()
+        .context("cannot generate a key")?
+        .serialize_pem())
 }
 
 fn validity(params: &mut CertificateParams, days: i64) {
@@ -65,10 +68,16 @@ impl CertificateAuthority {
         dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         validity(&mut params, 3650);
         serial(&mut params)?;
-        let cert = params.self_signed(&key).context("cannot sign the CA certificate")?;
+        let cert = params
+            .self_signed(&key)
+            .context("cannot sign the CA certificate")?;
         Ok(Self {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -78,10 +87,14 @@ impl CertificateAuthority {
     }
 
     pub fn load(cert_path: &Path, key_path: &Path) -> anyhow::Result<Self> {
-        let cert_pem = std::fs::read_to_string(cert_path).with_context(|| format!("cannot read {}", cert_path.display()))?;
-        let key_pem = std::fs::read_to_string(key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
-        let key = KeyPair::from_pem(&key_pem).with_context(|| format!("{} is not a usable key", key_path.display()))?;
-        let der = first_cert_der(&cert_pem).with_context(|| format!("{} holds no certificate", cert_path.display()))?;
+        let cert_pem = std::fs::read_to_string(cert_path)
+            .with_context(|| format!("cannot read {}", cert_path.display()))?;
+        let key_pem = std::fs::read_to_string(key_path)
+            .with_context(|| format!("cannot read {}", key_path.display()))?;
+        let key = KeyPair::from_pem(&key_pem)
+            .with_context(|| format!("{} is not a usable key", key_path.display()))?;
+        let der = first_cert_der(&cert_pem)
+            .with_context(|| format!("{} holds no certificate", cert_path.display()))?;
         let issuer = Issuer::from_ca_cert_der(&der.as_slice().into(), key)
             .with_context(|| format!("{} is not a usable CA certificate", cert_path.display()))?;
         Ok(Self {
@@ -101,13 +114,18 @@ impl CertificateAuthority {
         params.distinguished_name = dn;
         params.subject_alt_names = vec![match host.parse::<std::net::IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(host.try_into().with_context(|| format!("{host:?} is not a valid host name"))?),
+            Err(_) => SanType::DnsName(
+                host.try_into()
+                    .with_context(|| format!("{host:?} is not a valid host name"))?,
+            ),
         }];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         validity(&mut params, 825);
         serial(&mut params)?;
-        let cert = params.signed_by(&key, &self.issuer).context("cannot sign the server certificate")?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .context("cannot sign the server certificate")?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -117,7 +135,11 @@ impl CertificateAuthority {
     /// Signs an endpoint's CSR: the certificate names the endpoint (URI SAN
     /// and CN) and may authenticate as client and server (the data channel
     /// listens on one side).
-    pub fn sign_endpoint_csr(&self, csr_pem: &str, endpoint_id: &str) -> anyhow::Result<(String, [u8; 32])> {
+    pub fn sign_endpoint_csr(
+        &self,
+        csr_pem: &str,
+        endpoint_id: &str,
+    ) -> anyhow::Result<(String, [u8; 32])> {
         if csr_pem.len() > MAX_CSR_PEM {
             bail!("the certificate request is over {MAX_CSR_PEM} bytes");
         }
@@ -128,9 +150,16 @@ impl CertificateAuthority {
         dn.push(DnType::CommonName, endpoint_id);
         params.distinguished_name = dn;
         let uri = format!("{ENDPOINT_URI_PREFIX}{endpoint_id}");
-        params.subject_alt_names = vec![SanType::URI(uri.as_str().try_into().context("endpoint id is not URI-safe")?)];
+        params.subject_alt_names = vec![SanType::URI(
+            uri.as_str()
+                .try_into()
+                .context("endpoint id is not URI-safe")?,
+        )];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
         validity(&mut params, 825);
         serial(&mut params)?;
         let cert = params
@@ -155,7 +184,9 @@ pub fn endpoint_id_of(cert_der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     let san = cert.subject_alternative_name().ok()??;
     san.value.general_names.iter().find_map(|name| match name {
-        x509_parser::extensions::GeneralName::URI(uri) => uri.strip_prefix(ENDPOINT_URI_PREFIX).map(str::to_string),
+        x509_parser::extensions::GeneralName::URI(uri) => {
+            uri.strip_prefix(ENDPOINT_URI_PREFIX).map(str::to_string)
+        }
         _ => None,
     })
 }
@@ -172,10 +203,15 @@ mod tests {
         let mut asked = CertificateParams::new(vec!["hub.example.org".to_string()]).unwrap();
         asked.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
         let csr = asked.serialize_request(&key).unwrap().pem().unwrap();
-        let (pem, sha) = ca.sign_endpoint_csr(&csr, "0b5e3a52-8d1c-4a53-9c1e-2f0d2a9b7c11").unwrap();
+        let (pem, sha) = ca
+            .sign_endpoint_csr(&csr, "0b5e3a52-8d1c-4a53-9c1e-2f0d2a9b7c11")
+            .unwrap();
         let der = first_cert_der(&pem).unwrap();
         assert_eq!(cert_sha256(&der), sha);
-        assert_eq!(endpoint_id_of(&der).as_deref(), Some("0b5e3a52-8d1c-4a53-9c1e-2f0d2a9b7c11"));
+        assert_eq!(
+            endpoint_id_of(&der).as_deref(),
+            Some("0b5e3a52-8d1c-4a53-9c1e-2f0d2a9b7c11")
+        );
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         assert!(!cert.is_ca(), "a CSR must not make itself a CA");
         let san = cert.subject_alternative_name().unwrap().unwrap();
@@ -185,8 +221,17 @@ mod tests {
     #[test]
     fn garbage_and_oversized_csrs_are_refused() {
         let ca = CertificateAuthority::create("test CA").unwrap();
-        assert!(ca.sign_endpoint_csr("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", "x").is_err());
-        assert!(ca.sign_endpoint_csr(&"A".repeat(MAX_CSR_PEM + 1), "x").is_err());
+        assert!(
+            ca.sign_endpoint_csr(
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+                "x"
+            )
+            .is_err()
+        );
+        assert!(
+            ca.sign_endpoint_csr(&"A".repeat(MAX_CSR_PEM + 1), "x")
+                .is_err()
+        );
     }
 
     #[test]
@@ -195,7 +240,9 @@ mod tests {
         let ca = CertificateAuthority::create("test CA").unwrap();
         std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
         std::fs::write(dir.path().join("ca.key"), &ca.key_pem).unwrap();
-        let loaded = CertificateAuthority::load(&dir.path().join("ca.crt"), &dir.path().join("ca.key")).unwrap();
+        let loaded =
+            CertificateAuthority::load(&dir.path().join("ca.crt"), &dir.path().join("ca.key"))
+                .unwrap();
         assert_eq!(loaded.cert_sha256, ca.cert_sha256);
         loaded.issue_server_cert("127.0.0.1").unwrap();
         loaded.issue_server_cert("hub.example.org").unwrap();

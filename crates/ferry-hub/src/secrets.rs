@@ -41,7 +41,12 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 }
 
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordVerifier::<str>::verify_password(&argon2::Argon2::default(), password.as_bytes(), stored).is_ok()
+    PasswordVerifier::<str>::verify_password(
+        &argon2::Argon2::default(),
+        password.as_bytes(),
+        stored,
+    )
+    .is_ok()
 }
 
 /// RFC 7636 S256: BASE64URL(SHA256(verifier)) == challenge.
@@ -70,7 +75,10 @@ mod tests {
             "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
-        assert!(!pkce_s256_matches("other", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(!pkce_s256_matches(
+            "other",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
     }
 
     #[test]

@@ -46,8 +46,10 @@ pub struct Hub {
 /// SHA-256 of the CA certificate the hub tells endpoints to trust.
 pub fn tls_ca_sha256(dir: &HubDir, config: &HubConfig) -> anyhow::Result<[u8; 32]> {
     let path = config.resolve(dir, &config.tls_ca);
-    let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let der = first_cert_der(&pem).with_context(|| format!("{} holds no certificate", path.display()))?;
+    let pem = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let der =
+        first_cert_der(&pem).with_context(|| format!("{} holds no certificate", path.display()))?;
     Ok(ferry_proto::setup_key::cert_sha256(&der))
 }
 
@@ -61,12 +63,15 @@ fn tls_config(dir: &HubDir, config: &HubConfig) -> anyhow::Result<rustls::Server
     if chain.is_empty() {
         bail!("{} holds no certificate", cert_path.display());
     }
-    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| format!("cannot read the key {}", key_path.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .with_context(|| format!("cannot read the key {}", key_path.display()))?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(dir.endpoint_ca_cert())
         .with_context(|| format!("cannot read {}", dir.endpoint_ca_cert().display()))?
     {
-        roots.add(cert.context("bad endpoint CA certificate")?).context("unusable endpoint CA certificate")?;
+        roots
+            .add(cert.context("bad endpoint CA certificate")?)
+            .context("unusable endpoint CA certificate")?;
     }
     // Browsers and the CLI present no certificate; endpoints must, and the
     // control channel refuses connections without one.
@@ -85,7 +90,8 @@ fn tls_config(dir: &HubDir, config: &HubConfig) -> anyhow::Result<rustls::Server
 pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .try_init()
@@ -94,7 +100,8 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
     let config = dir.load_config()?;
     let tls = tls_config(&dir, &config)?;
     let tls_ca_path = config.resolve(&dir, &config.tls_ca);
-    let tls_ca_pem = std::fs::read_to_string(&tls_ca_path).with_context(|| format!("cannot read {}", tls_ca_path.display()))?;
+    let tls_ca_pem = std::fs::read_to_string(&tls_ca_path)
+        .with_context(|| format!("cannot read {}", tls_ca_path.display()))?;
     let hub = Arc::new(Hub {
         tls_ca_sha256: tls_ca_sha256(&dir, &config)?,
         tls_ca_pem,
@@ -109,8 +116,14 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
     runtime.block_on(accept_loop(hub, Arc::new(tls), listen))
 }
 
-async fn accept_loop(hub: Arc<Hub>, tls: Arc<rustls::ServerConfig>, listen: String) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+async fn accept_loop(
+    hub: Arc<Hub>,
+    tls: Arc<rustls::ServerConfig>,
+    listen: String,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let acceptor = TlsAcceptor::from(tls);
     let router = crate::web::router(hub.clone());
     let slots = Arc::new(Semaphore::new(hub.config.max_connections));
@@ -160,7 +173,10 @@ async fn accept_loop(hub: Arc<Hub>, tls: Arc<rustls::ServerConfig>, listen: Stri
             };
             let (_, conn) = tls.get_ref();
             if conn.alpn_protocol() == Some(ferry_proto::control::ALPN) {
-                let cert = conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+                let cert = conn
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.to_vec());
                 crate::control::serve_connection(hub, tls, cert, peer).await;
             } else {
                 let service = hyper_util::service::TowerToHyperService::new(router);

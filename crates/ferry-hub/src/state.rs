@@ -18,7 +18,8 @@ pub struct HubDir {
 impl HubDir {
     pub fn new(root: &Path) -> anyhow::Result<Self> {
         Ok(Self {
-            root: std::path::absolute(root).with_context(|| format!("cannot resolve {}", root.display()))?,
+            root: std::path::absolute(root)
+                .with_context(|| format!("cannot resolve {}", root.display()))?,
         })
     }
     pub fn root(&self) -> &Path {
@@ -67,9 +68,11 @@ impl HubDir {
             ),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let config: HubConfig =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
-        config.check().with_context(|| format!("{} is invalid", path.display()))?;
+        let config: HubConfig = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+        config
+            .check()
+            .with_context(|| format!("{} is invalid", path.display()))?;
         Ok(config)
     }
 
@@ -111,7 +114,10 @@ impl HubConfig {
     fn check(&self) -> anyhow::Result<()> {
         url_host_port(&self.url)?;
         if !(1..=3600).contains(&self.heartbeat_secs) {
-            bail!("heartbeat_secs must be 1..=3600, got {}", self.heartbeat_secs);
+            bail!(
+                "heartbeat_secs must be 1..=3600, got {}",
+                self.heartbeat_secs
+            );
         }
         Ok(())
     }
@@ -129,7 +135,9 @@ pub fn url_host_port(url: &str) -> anyhow::Result<(String, u16)> {
         .with_context(|| format!("URL {url:?} must start with https://"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').with_context(|| format!("URL {url:?}: unclosed ["))?;
+        let (host, after) = v6
+            .split_once(']')
+            .with_context(|| format!("URL {url:?}: unclosed ["))?;
         (host, after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -142,7 +150,11 @@ pub fn url_host_port(url: &str) -> anyhow::Result<(String, u16)> {
     }
     let port = match port {
         None => 443,
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).with_context(|| format!("URL {url:?}: bad port {p:?}"))?,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .with_context(|| format!("URL {url:?}: bad port {p:?}"))?,
     };
     Ok((host.to_string(), port))
 }
@@ -181,11 +193,16 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
     let endpoint_ca = pki::CertificateAuthority::create("ferry endpoint CA")?;
     let signing = pki::new_key_pem()?;
     let write = |path: PathBuf, text: &str, mode: u32| -> anyhow::Result<()> {
-        ferry_setup::write_atomic(&path, text.as_bytes(), mode).with_context(|| format!("cannot write {}", path.display()))
+        ferry_setup::write_atomic(&path, text.as_bytes(), mode)
+            .with_context(|| format!("cannot write {}", path.display()))
     };
     write(dir.ca_cert(), &ca.cert_pem, 0o644)?;
     write(dir.ca_key(), &ca.key_pem, 0o600)?;
-    write(dir.server_cert(), &format!("{}{}", server.cert_pem, ca.cert_pem), 0o644)?;
+    write(
+        dir.server_cert(),
+        &format!("{}{}", server.cert_pem, ca.cert_pem),
+        0o644,
+    )?;
     write(dir.server_key(), &server.key_pem, 0o600)?;
     write(dir.endpoint_ca_cert(), &endpoint_ca.cert_pem, 0o644)?;
     write(dir.endpoint_ca_key(), &endpoint_ca.key_pem, 0o600)?;
@@ -193,7 +210,14 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
     dir.open_store()?;
 
     let listen = if host.parse::<std::net::IpAddr>().is_ok() {
-        format!("{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() })
+        format!(
+            "{}:{port}",
+            if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.clone()
+            }
+        )
     } else {
         format!("0.0.0.0:{port}")
     };
@@ -225,7 +249,10 @@ mod tests {
 
     #[test]
     fn urls_split_into_host_and_port() {
-        assert_eq!(url_host_port("https://h.example:8443/x").unwrap(), ("h.example".into(), 8443));
+        assert_eq!(
+            url_host_port("https://h.example:8443/x").unwrap(),
+            ("h.example".into(), 8443)
+        );
         assert_eq!(url_host_port("https://[::1]:9").unwrap(), ("::1".into(), 9));
         assert_eq!(url_host_port("https://h").unwrap().1, 443);
         assert!(url_host_port("http://h").is_err());

@@ -18,7 +18,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
     Conflict(String),
-    #[error("the database is from a newer ferry-hub (schema {found}, this build knows {known}); upgrade ferry-hub")]
+    #[error(
+        "the database is from a newer ferry-hub (schema {found}, this build knows {known}); upgrade ferry-hub"
+    )]
     TooNew { found: i64, known: i64 },
     #[error("the database lock was poisoned by a crashed request")]
     Poisoned,
@@ -190,7 +192,8 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open(path).map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))?;
+        let conn = Connection::open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))?;
         Self::init(conn).map_err(|e| anyhow::anyhow!("database {}: {e}", path.display()))
     }
 
@@ -204,7 +207,9 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Self { conn: Mutex::new(conn) };
+        let store = Self {
+            conn: Mutex::new(conn),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -218,13 +223,19 @@ impl Store {
             .unwrap_or(0);
         let known = MIGRATIONS.len() as i64;
         if version > known {
-            return Err(StoreError::TooNew { found: version, known });
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
         }
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction()?;
             tx.execute_batch(migration)?;
             tx.execute("DELETE FROM schema_version", [])?;
-            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [i as i64 + 1])?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [i as i64 + 1],
+            )?;
             tx.commit()?;
         }
         Ok(())
@@ -243,7 +254,9 @@ impl Store {
             params![name, password_hash, now],
         ) {
             Ok(_) => Ok(conn.last_insert_rowid()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("user {name:?} already exists"))),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "user {name:?} already exists"
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -254,7 +267,30 @@ impl Store {
             .query_row(
                 "SELECT id, name, password_hash FROM users WHERE name = ?1",
                 [name],
-                |r| Ok(UserRow { id: r.get(0)?, name: r.get(1)?, password_hash: r.get(2)? }),
+                |r| {
+                    Ok(UserRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        password_hash: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row(
+                "SELECT id, name, password_hash FROM users WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(UserRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        password_hash: r.get(2)?,
+                    })
+                },
             )
             .optional()?)
     }
@@ -332,12 +368,18 @@ impl Store {
             None => CodeUse::Unknown,
             Some((_, true)) => {
                 // The code's grant id is the code hash itself.
-                tx.execute("UPDATE tokens SET revoked = 1 WHERE grant_id = ?1", [code_hash])?;
+                tx.execute(
+                    "UPDATE tokens SET revoked = 1 WHERE grant_id = ?1",
+                    [code_hash],
+                )?;
                 CodeUse::Reused
             }
             Some((row, false)) if row.expires < now => CodeUse::Expired,
             Some((row, false)) => {
-                tx.execute("UPDATE auth_codes SET used = 1 WHERE code_hash = ?1", [code_hash])?;
+                tx.execute(
+                    "UPDATE auth_codes SET used = 1 WHERE code_hash = ?1",
+                    [code_hash],
+                )?;
                 CodeUse::Fresh(row)
             }
         };
@@ -396,19 +438,42 @@ impl Store {
 
     pub fn revoke_token(&self, token_hash: &str) -> Result<()> {
         let conn = self.lock()?;
-        conn.execute("UPDATE tokens SET revoked = 1 WHERE token_hash = ?1", [token_hash])?;
+        conn.execute(
+            "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1",
+            [token_hash],
+        )?;
         Ok(())
+    }
+
+    /// Revokes a token if it is still unrevoked; `false` when another
+    /// request revoked it first, so two concurrent refreshes cannot both
+    /// rotate the same refresh token.
+    pub fn revoke_live_token(&self, token_hash: &str) -> Result<bool> {
+        let conn = self.lock()?;
+        Ok(conn.execute(
+            "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1 AND revoked = 0",
+            [token_hash],
+        )? > 0)
     }
 
     pub fn revoke_grant(&self, grant_id: &str) -> Result<()> {
         let conn = self.lock()?;
-        conn.execute("UPDATE tokens SET revoked = 1 WHERE grant_id = ?1", [grant_id])?;
+        conn.execute(
+            "UPDATE tokens SET revoked = 1 WHERE grant_id = ?1",
+            [grant_id],
+        )?;
         Ok(())
     }
 
     // --- browser sessions ---
 
-    pub fn put_session(&self, session_hash: &str, user_id: i64, csrf: &str, expires: i64) -> Result<()> {
+    pub fn put_session(
+        &self,
+        session_hash: &str,
+        user_id: i64,
+        csrf: &str,
+        expires: i64,
+    ) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "INSERT INTO sessions (session_hash, user_id, csrf, expires) VALUES (?1, ?2, ?3, ?4)",
@@ -431,13 +496,22 @@ impl Store {
 
     pub fn delete_session(&self, session_hash: &str) -> Result<()> {
         let conn = self.lock()?;
-        conn.execute("DELETE FROM sessions WHERE session_hash = ?1", [session_hash])?;
+        conn.execute(
+            "DELETE FROM sessions WHERE session_hash = ?1",
+            [session_hash],
+        )?;
         Ok(())
     }
 
     // --- endpoints ---
 
-    pub fn create_endpoint(&self, id: &str, owner_id: i64, display_name: &str, now: i64) -> Result<()> {
+    pub fn create_endpoint(
+        &self,
+        id: &str,
+        owner_id: i64,
+        display_name: &str,
+        now: i64,
+    ) -> Result<()> {
         let conn = self.lock()?;
         match conn.execute(
             "INSERT INTO endpoints (id, owner_id, display_name, created) VALUES (?1, ?2, ?3, ?4)",
@@ -451,8 +525,7 @@ impl Store {
         }
     }
 
-    const ENDPOINT_COLUMNS: &str =
-        "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked FROM endpoints e JOIN users u ON u.id = e.owner_id";
+    const ENDPOINT_COLUMNS: &str = "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked FROM endpoints e JOIN users u ON u.id = e.owner_id";
 
     fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EndpointRow> {
         Ok(EndpointRow {
@@ -469,15 +542,26 @@ impl Store {
     pub fn endpoint(&self, id: &str) -> Result<Option<EndpointRow>> {
         let conn = self.lock()?;
         Ok(conn
-            .query_row(&format!("SELECT {} WHERE e.id = ?1", Self::ENDPOINT_COLUMNS), [id], Self::endpoint_row)
+            .query_row(
+                &format!("SELECT {} WHERE e.id = ?1", Self::ENDPOINT_COLUMNS),
+                [id],
+                Self::endpoint_row,
+            )
             .optional()?)
     }
 
-    pub fn endpoint_by_name(&self, owner_id: i64, display_name: &str) -> Result<Option<EndpointRow>> {
+    pub fn endpoint_by_name(
+        &self,
+        owner_id: i64,
+        display_name: &str,
+    ) -> Result<Option<EndpointRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
-                &format!("SELECT {} WHERE e.owner_id = ?1 AND e.display_name = ?2", Self::ENDPOINT_COLUMNS),
+                &format!(
+                    "SELECT {} WHERE e.owner_id = ?1 AND e.display_name = ?2",
+                    Self::ENDPOINT_COLUMNS
+                ),
                 params![owner_id, display_name],
                 Self::endpoint_row,
             )
@@ -486,9 +570,20 @@ impl Store {
 
     /// Endpoints owned by `owner_id` (or everyone's when `None`), whose name
     /// or id contains `query`, oldest first, at most `limit`.
-    pub fn search_endpoints(&self, owner_id: Option<i64>, query: &str, limit: usize) -> Result<Vec<EndpointRow>> {
+    pub fn search_endpoints(
+        &self,
+        owner_id: Option<i64>,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<EndpointRow>> {
         let conn = self.lock()?;
-        let pattern = format!("%{}%", query.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = format!(
+            "%{}%",
+            query
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
         let mut stmt = conn.prepare(&format!(
             "SELECT {} WHERE (?1 IS NULL OR e.owner_id = ?1) AND (e.display_name LIKE ?2 ESCAPE '\\' OR e.id LIKE ?2 ESCAPE '\\')
              ORDER BY e.created, e.id LIMIT ?3",
@@ -541,7 +636,10 @@ impl Store {
             Some((_, _, true)) => SetupKeyUse::Used,
             Some((_, expires, false)) if expires < now => SetupKeyUse::Expired,
             Some((endpoint_id, _, false)) => {
-                tx.execute("UPDATE setup_keys SET used = 1 WHERE key_hash = ?1", [key_hash])?;
+                tx.execute(
+                    "UPDATE setup_keys SET used = 1 WHERE key_hash = ?1",
+                    [key_hash],
+                )?;
                 SetupKeyUse::Fresh { endpoint_id }
             }
         };
@@ -579,8 +677,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
         Store::open(&path).unwrap().add_user("a", "h", 0).unwrap();
-        assert!(Store::open(&path).unwrap().user_by_name("a").unwrap().is_some());
-        Connection::open(&path).unwrap().execute("UPDATE schema_version SET version = 99", []).unwrap();
+        assert!(
+            Store::open(&path)
+                .unwrap()
+                .user_by_name("a")
+                .unwrap()
+                .is_some()
+        );
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
         let err = Store::open(&path).unwrap_err().to_string();
         assert!(err.contains("newer ferry-hub"), "{err}");
     }
@@ -588,7 +695,10 @@ mod tests {
     #[test]
     fn users_are_unique() {
         let (s, _) = store_with_user();
-        assert!(matches!(s.add_user("alice", "h", 0), Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            s.add_user("alice", "h", 0),
+            Err(StoreError::Conflict(_))
+        ));
     }
 
     #[test]
@@ -605,7 +715,10 @@ mod tests {
         };
         s.put_auth_code(&code).unwrap();
         assert_eq!(s.take_auth_code("c", 200).unwrap(), CodeUse::Expired);
-        assert_eq!(s.take_auth_code("c", 50).unwrap(), CodeUse::Fresh(code.clone()));
+        assert_eq!(
+            s.take_auth_code("c", 50).unwrap(),
+            CodeUse::Fresh(code.clone())
+        );
         let token = TokenRow {
             token_hash: "t".into(),
             kind: TokenKind::Access,
@@ -620,7 +733,11 @@ mod tests {
         assert_eq!(s.token("t", TokenKind::Access, 50).unwrap(), Some(token));
         assert_eq!(s.token("t", TokenKind::Refresh, 50).unwrap(), None);
         assert_eq!(s.take_auth_code("c", 50).unwrap(), CodeUse::Reused);
-        assert_eq!(s.token("t", TokenKind::Access, 50).unwrap(), None, "replay must revoke");
+        assert_eq!(
+            s.token("t", TokenKind::Access, 50).unwrap(),
+            None,
+            "replay must revoke"
+        );
         assert_eq!(s.take_auth_code("nope", 50).unwrap(), CodeUse::Unknown);
     }
 
@@ -630,7 +747,12 @@ mod tests {
         s.create_endpoint("e1", uid, "laptop", 0).unwrap();
         s.put_setup_key("k", "e1", 100).unwrap();
         assert_eq!(s.take_setup_key("k", 200).unwrap(), SetupKeyUse::Expired);
-        assert_eq!(s.take_setup_key("k", 10).unwrap(), SetupKeyUse::Fresh { endpoint_id: "e1".into() });
+        assert_eq!(
+            s.take_setup_key("k", 10).unwrap(),
+            SetupKeyUse::Fresh {
+                endpoint_id: "e1".into()
+            }
+        );
         assert_eq!(s.take_setup_key("k", 10).unwrap(), SetupKeyUse::Used);
         assert_eq!(s.take_setup_key("other", 10).unwrap(), SetupKeyUse::Unknown);
     }
@@ -641,10 +763,17 @@ mod tests {
         let bob = s.add_user("bob", "h", 0).unwrap();
         s.create_endpoint("e1", uid, "laptop", 1).unwrap();
         s.create_endpoint("e2", bob, "laptop", 2).unwrap();
-        assert!(matches!(s.create_endpoint("e3", uid, "laptop", 3), Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            s.create_endpoint("e3", uid, "laptop", 3),
+            Err(StoreError::Conflict(_))
+        ));
         assert_eq!(s.search_endpoints(Some(uid), "", 10).unwrap().len(), 1);
         assert_eq!(s.search_endpoints(None, "lap", 10).unwrap().len(), 2);
-        assert_eq!(s.search_endpoints(None, "%", 10).unwrap().len(), 0, "LIKE wildcards are escaped");
+        assert_eq!(
+            s.search_endpoints(None, "%", 10).unwrap().len(),
+            0,
+            "LIKE wildcards are escaped"
+        );
         assert_eq!(s.endpoint_by_name(bob, "laptop").unwrap().unwrap().id, "e2");
         assert!(s.revoke_endpoint("e1").unwrap());
         assert!(s.endpoint("e1").unwrap().unwrap().revoked);

@@ -130,9 +130,14 @@ pub struct FsEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum FsOutcome {
-    Listing { entries: Vec<FsEntry>, truncated: bool },
+    Listing {
+        entries: Vec<FsEntry>,
+        truncated: bool,
+    },
     Done,
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 /// Most entries one listing carries, so a reply fits a control frame.

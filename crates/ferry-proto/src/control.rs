@@ -97,10 +97,15 @@ pub enum ControlError {
     BeforeHandshake(&'static str),
     #[error("{0} sent after the handshake completed")]
     AfterHandshake(&'static str),
-    #[error("incompatible protocol versions: peer speaks {peer_min}..={peer_max}, this build {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}; upgrade the older side")]
+    #[error(
+        "incompatible protocol versions: peer speaks {peer_min}..={peer_max}, this build {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}; upgrade the older side"
+    )]
     IncompatibleVersion { peer_min: u32, peer_max: u32 },
     #[error("the hub refused this endpoint: {message}")]
-    Refused { reason: RefuseReason, message: String },
+    Refused {
+        reason: RefuseReason,
+        message: String,
+    },
     #[error("heard nothing for {0:?}: the link is dead")]
     HeartbeatTimeout(Duration),
     #[error("the connection is closed")]
@@ -207,7 +212,11 @@ impl EndpointConnection {
 
     /// Feeds received bytes; returns what they meant, in order. An error
     /// ends the connection: the caller logs it and closes the socket.
-    pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) -> Result<Vec<EndpointEvent>, ControlError> {
+    pub fn handle_bytes(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Result<Vec<EndpointEvent>, ControlError> {
         self.decoder.push(bytes);
         let mut events = Vec::new();
         loop {
@@ -229,10 +238,16 @@ impl EndpointConnection {
         }
     }
 
-    fn on_message(&mut self, now: Instant, message: HubMessage) -> Result<Option<EndpointEvent>, ControlError> {
+    fn on_message(
+        &mut self,
+        now: Instant,
+        message: HubMessage,
+    ) -> Result<Option<EndpointEvent>, ControlError> {
         match (&self.state, message) {
             (EndpointState::Closed, _) => Err(ControlError::Closed),
-            (_, HubMessage::Refuse { reason, message }) => Err(ControlError::Refused { reason, message }),
+            (_, HubMessage::Refuse { reason, message }) => {
+                Err(ControlError::Refused { reason, message })
+            }
             (
                 EndpointState::ExpectWelcome,
                 HubMessage::Welcome {
@@ -252,14 +267,20 @@ impl EndpointConnection {
                 self.state = EndpointState::Ready;
                 Ok(Some(EndpointEvent::Connected { endpoint_id }))
             }
-            (EndpointState::ExpectWelcome, other) => Err(ControlError::BeforeHandshake(hub_message_name(&other))),
-            (EndpointState::Ready, HubMessage::Welcome { .. }) => Err(ControlError::AfterHandshake("welcome")),
+            (EndpointState::ExpectWelcome, other) => {
+                Err(ControlError::BeforeHandshake(hub_message_name(&other)))
+            }
+            (EndpointState::Ready, HubMessage::Welcome { .. }) => {
+                Err(ControlError::AfterHandshake("welcome"))
+            }
             (EndpointState::Ready, HubMessage::Ping { seq }) => {
                 self.send(now, &EndpointMessage::Pong { seq });
                 Ok(None)
             }
             (EndpointState::Ready, HubMessage::Pong { .. }) => Ok(None),
-            (EndpointState::Ready, HubMessage::FsRequest { id, op }) => Ok(Some(EndpointEvent::Fs { id, op })),
+            (EndpointState::Ready, HubMessage::FsRequest { id, op }) => {
+                Ok(Some(EndpointEvent::Fs { id, op }))
+            }
         }
     }
 
@@ -331,8 +352,13 @@ fn endpoint_message_name(m: &EndpointMessage) -> &'static str {
 pub enum HubEvent {
     /// The endpoint said hello with compatible versions; the hub must now
     /// [`HubConnection::accept`] or [`HubConnection::refuse`] it.
-    Hello { software: String },
-    FsReply { id: u64, outcome: FsOutcome },
+    Hello {
+        software: String,
+    },
+    FsReply {
+        id: u64,
+        outcome: FsOutcome,
+    },
 }
 
 #[derive(Debug)]
@@ -372,7 +398,11 @@ impl HubConnection {
         self.heartbeat.last_sent = now;
     }
 
-    pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) -> Result<Vec<HubEvent>, ControlError> {
+    pub fn handle_bytes(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Result<Vec<HubEvent>, ControlError> {
         self.decoder.push(bytes);
         let mut events = Vec::new();
         loop {
@@ -394,7 +424,11 @@ impl HubConnection {
         }
     }
 
-    fn on_message(&mut self, now: Instant, message: EndpointMessage) -> Result<Option<HubEvent>, ControlError> {
+    fn on_message(
+        &mut self,
+        now: Instant,
+        message: EndpointMessage,
+    ) -> Result<Option<HubEvent>, ControlError> {
         match (&self.state, message) {
             (HubState::Closed, _) => Err(ControlError::Closed),
             (
@@ -405,7 +439,10 @@ impl HubConnection {
                     software,
                 },
             ) => {
-                if version < MIN_PROTOCOL_VERSION || min_version > PROTOCOL_VERSION || min_version > version {
+                if version < MIN_PROTOCOL_VERSION
+                    || min_version > PROTOCOL_VERSION
+                    || min_version > version
+                {
                     self.send(
                         now,
                         &HubMessage::Refuse {
@@ -426,13 +463,17 @@ impl HubConnection {
             (HubState::ExpectHello | HubState::Deciding, other) => {
                 Err(ControlError::BeforeHandshake(endpoint_message_name(&other)))
             }
-            (HubState::Ready, EndpointMessage::Hello { .. }) => Err(ControlError::AfterHandshake("hello")),
+            (HubState::Ready, EndpointMessage::Hello { .. }) => {
+                Err(ControlError::AfterHandshake("hello"))
+            }
             (HubState::Ready, EndpointMessage::Ping { seq }) => {
                 self.send(now, &HubMessage::Pong { seq });
                 Ok(None)
             }
             (HubState::Ready, EndpointMessage::Pong { .. }) => Ok(None),
-            (HubState::Ready, EndpointMessage::FsReply { id, outcome }) => Ok(Some(HubEvent::FsReply { id, outcome })),
+            (HubState::Ready, EndpointMessage::FsReply { id, outcome }) => {
+                Ok(Some(HubEvent::FsReply { id, outcome }))
+            }
         }
     }
 
@@ -516,7 +557,11 @@ mod tests {
     const HB: Duration = Duration::from_secs(10);
 
     /// Moves every queued frame from one side to the other, in memory.
-    fn pump_to_hub(ep: &mut EndpointConnection, hub: &mut HubConnection, now: Instant) -> Result<Vec<HubEvent>, ControlError> {
+    fn pump_to_hub(
+        ep: &mut EndpointConnection,
+        hub: &mut HubConnection,
+        now: Instant,
+    ) -> Result<Vec<HubEvent>, ControlError> {
         let mut events = Vec::new();
         while let Some(bytes) = ep.poll_transmit() {
             events.extend(hub.handle_bytes(now, &bytes)?);
@@ -524,7 +569,11 @@ mod tests {
         Ok(events)
     }
 
-    fn pump_to_endpoint(hub: &mut HubConnection, ep: &mut EndpointConnection, now: Instant) -> Result<Vec<EndpointEvent>, ControlError> {
+    fn pump_to_endpoint(
+        hub: &mut HubConnection,
+        ep: &mut EndpointConnection,
+        now: Instant,
+    ) -> Result<Vec<EndpointEvent>, ControlError> {
         let mut events = Vec::new();
         while let Some(bytes) = hub.poll_transmit() {
             events.extend(ep.handle_bytes(now, &bytes)?);
@@ -536,10 +585,20 @@ mod tests {
         let mut ep = EndpointConnection::new(now, "ferry test", Duration::from_secs(30));
         let mut hub = HubConnection::new(now, Duration::from_secs(30));
         let events = pump_to_hub(&mut ep, &mut hub, now).unwrap();
-        assert_eq!(events, vec![HubEvent::Hello { software: "ferry test".into() }]);
+        assert_eq!(
+            events,
+            vec![HubEvent::Hello {
+                software: "ferry test".into()
+            }]
+        );
         hub.accept(now, "ep-1", HB);
         let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
-        assert_eq!(events, vec![EndpointEvent::Connected { endpoint_id: "ep-1".into() }]);
+        assert_eq!(
+            events,
+            vec![EndpointEvent::Connected {
+                endpoint_id: "ep-1".into()
+            }]
+        );
         (ep, hub)
     }
 
@@ -547,13 +606,21 @@ mod tests {
     fn handshake_then_file_operation_round_trip() {
         let now = Instant::now();
         let (mut ep, mut hub) = connected(now);
-        let op = FsOp::List { path: WirePath::from_bytes("/home/u") };
+        let op = FsOp::List {
+            path: WirePath::from_bytes("/home/u"),
+        };
         let id = hub.request_fs(now, op.clone()).unwrap();
         let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
         assert_eq!(events, vec![EndpointEvent::Fs { id, op }]);
         ep.reply_fs(now, id, FsOutcome::Done);
         let events = pump_to_hub(&mut ep, &mut hub, now).unwrap();
-        assert_eq!(events, vec![HubEvent::FsReply { id, outcome: FsOutcome::Done }]);
+        assert_eq!(
+            events,
+            vec![HubEvent::FsReply {
+                id,
+                outcome: FsOutcome::Done
+            }]
+        );
     }
 
     #[test]
@@ -597,13 +664,24 @@ mod tests {
         let now = Instant::now();
         let mut hub = HubConnection::new(now, Duration::from_secs(30));
         let ping = encode(&EndpointMessage::Ping { seq: 1 });
-        assert_eq!(hub.handle_bytes(now, &ping), Err(ControlError::BeforeHandshake("ping")));
+        assert_eq!(
+            hub.handle_bytes(now, &ping),
+            Err(ControlError::BeforeHandshake("ping"))
+        );
         // And a closed connection stays closed.
         assert_eq!(hub.handle_timeout(now), Err(ControlError::Closed));
 
         let mut ep = EndpointConnection::new(now, "t", Duration::from_secs(30));
-        let req = encode(&HubMessage::FsRequest { id: 1, op: FsOp::Mkdir { path: WirePath::from_bytes("/x") } });
-        assert_eq!(ep.handle_bytes(now, &req), Err(ControlError::BeforeHandshake("fs_request")));
+        let req = encode(&HubMessage::FsRequest {
+            id: 1,
+            op: FsOp::Mkdir {
+                path: WirePath::from_bytes("/x"),
+            },
+        });
+        assert_eq!(
+            ep.handle_bytes(now, &req),
+            Err(ControlError::BeforeHandshake("fs_request"))
+        );
     }
 
     #[test]
@@ -613,21 +691,40 @@ mod tests {
         let mut hub = HubConnection::new(now, Duration::from_secs(30));
         pump_to_hub(&mut ep, &mut hub, now).unwrap();
         // Still deciding: a reply to a request never sent is a violation.
-        let reply = encode(&EndpointMessage::FsReply { id: 9, outcome: FsOutcome::Done });
-        assert_eq!(hub.handle_bytes(now, &reply), Err(ControlError::BeforeHandshake("fs_reply")));
+        let reply = encode(&EndpointMessage::FsReply {
+            id: 9,
+            outcome: FsOutcome::Done,
+        });
+        assert_eq!(
+            hub.handle_bytes(now, &reply),
+            Err(ControlError::BeforeHandshake("fs_reply"))
+        );
     }
 
     #[test]
     fn incompatible_versions_are_refused_with_a_reason() {
         let now = Instant::now();
         let mut hub = HubConnection::new(now, Duration::from_secs(30));
-        let hello = encode(&EndpointMessage::Hello { version: 7, min_version: 5, software: "future".into() });
+        let hello = encode(&EndpointMessage::Hello {
+            version: 7,
+            min_version: 5,
+            software: "future".into(),
+        });
         let err = hub.handle_bytes(now, &hello).unwrap_err();
-        assert_eq!(err, ControlError::IncompatibleVersion { peer_min: 5, peer_max: 7 });
+        assert_eq!(
+            err,
+            ControlError::IncompatibleVersion {
+                peer_min: 5,
+                peer_max: 7
+            }
+        );
         let refusal = hub.poll_transmit().unwrap();
         let mut ep = EndpointConnection::new(now, "t", Duration::from_secs(30));
         match ep.handle_bytes(now, &refusal) {
-            Err(ControlError::Refused { reason: RefuseReason::IncompatibleVersion, message }) => {
+            Err(ControlError::Refused {
+                reason: RefuseReason::IncompatibleVersion,
+                message,
+            }) => {
                 assert!(message.contains("upgrade"), "{message}")
             }
             other => panic!("{other:?}"),
@@ -640,10 +737,28 @@ mod tests {
         let mut ep = EndpointConnection::new(now, "t", Duration::from_secs(30));
         let mut hub = HubConnection::new(now, Duration::from_secs(30));
         pump_to_hub(&mut ep, &mut hub, now).unwrap();
-        hub.refuse(now, RefuseReason::Revoked, "endpoint revoked by the hub admin");
+        hub.refuse(
+            now,
+            RefuseReason::Revoked,
+            "endpoint revoked by the hub admin",
+        );
         let err = pump_to_endpoint(&mut hub, &mut ep, now).unwrap_err();
-        assert!(matches!(err, ControlError::Refused { reason: RefuseReason::Revoked, .. }));
-        assert!(hub.request_fs(now, FsOp::Mkdir { path: WirePath::from_bytes("/x") }).is_err());
+        assert!(matches!(
+            err,
+            ControlError::Refused {
+                reason: RefuseReason::Revoked,
+                ..
+            }
+        ));
+        assert!(
+            hub.request_fs(
+                now,
+                FsOp::Mkdir {
+                    path: WirePath::from_bytes("/x")
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -651,10 +766,16 @@ mod tests {
         let now = Instant::now();
         let mut hub = HubConnection::new(now, Duration::from_secs(30));
         let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
-        assert!(matches!(hub.handle_bytes(now, &huge), Err(ControlError::Frame(_))));
+        assert!(matches!(
+            hub.handle_bytes(now, &huge),
+            Err(ControlError::Frame(_))
+        ));
         let mut hub = HubConnection::new(now, Duration::from_secs(30));
         let junk = frame::encode(b"{not json", MAX_FRAME).unwrap();
-        assert!(matches!(hub.handle_bytes(now, &junk), Err(ControlError::Malformed(_))));
+        assert!(matches!(
+            hub.handle_bytes(now, &junk),
+            Err(ControlError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub struct SetupKey {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SetupKeyError {
-    #[error("not a ferry setup key (it should start with {PREFIX}.); copy it again from `ferry endpoint create` or the hub admin")]
+    #[error(
+        "not a ferry setup key (it should start with {PREFIX}.); copy it again from `ferry endpoint create` or the hub admin"
+    )]
     NotAKey,
     #[error("the setup key is damaged ({0}); copy it again in full")]
     Damaged(&'static str),
@@ -44,7 +46,9 @@ impl SetupKey {
         if parts.next() != Some(PREFIX) {
             return Err(SetupKeyError::NotAKey);
         }
-        let (Some(url), Some(ca), Some(secret), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(url), Some(ca), Some(secret), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(SetupKeyError::Damaged("wrong number of parts"));
         };
         let url = B64
@@ -58,7 +62,11 @@ impl SetupKey {
             .ok()
             .and_then(|c| c.try_into().ok())
             .ok_or(SetupKeyError::Damaged("CA fingerprint unreadable"))?;
-        if secret.len() < 32 || !secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if secret.len() < 32
+            || !secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(SetupKeyError::Damaged("secret unreadable"));
         }
         Ok(Self {

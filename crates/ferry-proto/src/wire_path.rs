@@ -57,7 +57,9 @@ impl WirePath {
                     .get(i + 1..i + 3)
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("bad %-escape in path {text:?}: use %25 for a literal %"))?;
+                    .ok_or_else(|| {
+                        format!("bad %-escape in path {text:?}: use %25 for a literal %")
+                    })?;
                 out.push(hex);
                 i += 3;
             } else {
@@ -107,7 +109,10 @@ mod tests {
 
     #[test]
     fn ordinary_names_read_as_themselves() {
-        assert_eq!(WirePath::from_bytes("/data/run 1/é.h5").encode(), "/data/run 1/é.h5");
+        assert_eq!(
+            WirePath::from_bytes("/data/run 1/é.h5").encode(),
+            "/data/run 1/é.h5"
+        );
         assert_eq!(WirePath::from_bytes("100%").encode(), "100%25");
         assert_eq!(WirePath::from_bytes(b"a\xffb".to_vec()).encode(), "a%FFb");
         assert!(WirePath::decode("bad%zz").is_err());

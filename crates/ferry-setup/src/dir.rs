@@ -42,6 +42,10 @@ impl EndpointDir {
     pub fn hub_ca_file(&self) -> PathBuf {
         self.root.join("hub-ca.crt")
     }
+    /// The CA that signs endpoint certificates (for endpoint-to-endpoint TLS).
+    pub fn endpoint_ca_file(&self) -> PathBuf {
+        self.root.join("endpoint-ca.crt")
+    }
     /// Per-task journals of the data mover.
     pub fn state_dir(&self) -> PathBuf {
         self.root.join("state")

@@ -5,8 +5,13 @@
 //! sides in this crate keeps the format in one place.
 
 mod atomic;
+mod csr;
 mod dir;
+pub mod hub_client;
 mod identity;
+pub mod login;
+pub mod register;
+pub mod tls;
 
 pub use atomic::write_atomic;
 pub use dir::{EndpointDir, user_home};

@@ -1,0 +1,342 @@
+//! The user verbs that talk to the hub's REST API: `login`, `logout`,
+//! `endpoint create|search`, `ls`, `mkdir`, `rename`, `rm`.
+
+use crate::args::{EndpointCommand, FilterScopeArg, LoginArgs};
+use crate::{Invocation, client_runtime};
+use anyhow::{Context, bail};
+use ferry_proto::api::{
+    CreateEndpoint, CreatedEndpoint, EndpointInfo, FsEntry, FsEntryKind, FsOp, FsOutcome,
+};
+use ferry_proto::wire_path::WirePath;
+use ferry_setup::hub_client::{Auth, HubClient, Trust};
+use ferry_setup::login::{Credentials, Prompt, interactive_login};
+use ferry_setup::tls::certs_from_file;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::process::ExitCode;
+
+/// Prompts on the terminal: lines to stdout, answers from stdin.
+#[derive(Debug)]
+pub struct Terminal;
+
+impl Prompt for Terminal {
+    fn say(&mut self, line: &str) {
+        println!("{line}");
+    }
+    fn ask(&mut self, prompt: &str) -> std::io::Result<String> {
+        print!("{prompt}");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "end of input",
+            ));
+        }
+        Ok(line.trim_end_matches(['\n', '\r']).to_string())
+    }
+}
+
+/// A client and a live token: from FERRY_TOKEN/FERRY_HUB, else the saved login.
+async fn session(inv: &Invocation) -> anyhow::Result<(HubClient, String)> {
+    if let Some(token) = std::env::var_os("FERRY_TOKEN") {
+        let token = token
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("FERRY_TOKEN is not valid text"))?;
+        let hub = std::env::var("FERRY_HUB").map_err(|_| {
+            anyhow::anyhow!("FERRY_TOKEN is set but FERRY_HUB is not; set it to the hub's URL")
+        })?;
+        let trust = match std::env::var_os("FERRY_HUB_CA") {
+            Some(path) => Trust::Ca(certs_from_file(path.as_ref())?),
+            None => Trust::System,
+        };
+        return Ok((HubClient::new(&hub, &trust)?, token));
+    }
+    let path = Credentials::default_path(&inv.home);
+    let mut creds = Credentials::load(&path)?.ok_or(ferry_setup::login::LoginError::NotLoggedIn)?;
+    let token = creds.fresh_token(&path).await?;
+    Ok((HubClient::new(&creds.hub, &creds.trust()?)?, token))
+}
+
+pub fn login(inv: &Invocation, args: LoginArgs) -> anyhow::Result<ExitCode> {
+    client_runtime()?.block_on(async {
+        let (trust, pem) = match &args.hub_ca {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                (Trust::Ca(certs_from_file(path)?), Some(pem))
+            }
+            None => (Trust::System, None),
+        };
+        let client = HubClient::new(&args.hub, &trust)?;
+        let token = interactive_login(&client, &mut Terminal).await?;
+        let path = Credentials::default_path(&inv.home);
+        Credentials::from_token(&args.hub, pem, token).save(&path)?;
+        println!(
+            "logged in to {}; credentials saved in {}",
+            client.base_url(),
+            path.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn logout(inv: &Invocation) -> anyhow::Result<ExitCode> {
+    let path = Credentials::default_path(&inv.home);
+    match std::fs::remove_file(&path) {
+        Ok(()) => println!("logged out ({} removed)", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => println!("not logged in"),
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Query-string escaping for an endpoint named in a URL path.
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<ExitCode> {
+    client_runtime()?.block_on(async {
+        let (client, token) = session(inv).await?;
+        match command {
+            EndpointCommand::Create { personal, json } => {
+                let created: CreatedEndpoint = client
+                    .post_json(
+                        "/api/v1/endpoints",
+                        &CreateEndpoint {
+                            display_name: personal,
+                        },
+                        Auth::Bearer(&token),
+                    )
+                    .await?;
+                if json.json {
+                    println!("{}", serde_json::to_string(&created)?);
+                } else {
+                    println!("Endpoint ID: {}", created.id);
+                    println!("Setup Key: {}", created.setup_key);
+                    println!(
+                        "On the new endpoint's machine, run: ferry -setup {}",
+                        created.setup_key
+                    );
+                }
+            }
+            EndpointCommand::Search {
+                query,
+                filter_scope,
+                json,
+            } => {
+                let scope = match filter_scope {
+                    FilterScopeArg::MyEndpoints => "my-endpoints",
+                    FilterScopeArg::SharedWithMe => "shared-with-me",
+                    FilterScopeArg::All => "all",
+                };
+                let q = query.unwrap_or_default();
+                let found: Vec<EndpointInfo> = client
+                    .get_json(
+                        "/api/v1/endpoints",
+                        &[("q", &q), ("filter_scope", scope)],
+                        Auth::Bearer(&token),
+                    )
+                    .await?;
+                if json.json {
+                    println!("{}", serde_json::to_string(&found)?);
+                } else {
+                    print_endpoints(&found);
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_endpoints(found: &[EndpointInfo]) {
+    let name_width = found
+        .iter()
+        .map(|e| e.display_name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(12);
+    let owner_width = found
+        .iter()
+        .map(|e| e.owner.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    println!(
+        "{:<36} | {:<name_width$} | {:<owner_width$} | Connected",
+        "ID", "Display Name", "Owner"
+    );
+    for e in found {
+        println!(
+            "{:<36} | {:<name_width$} | {:<owner_width$} | {}",
+            e.id,
+            e.display_name,
+            e.owner,
+            if e.connected { "yes" } else { "no" }
+        );
+    }
+}
+
+/// `EP:PATH` split at the first colon; the path stays bytes.
+fn split_target(target: &OsString) -> anyhow::Result<(String, WirePath)> {
+    let bytes = target.as_bytes();
+    let Some(colon) = bytes.iter().position(|b| *b == b':') else {
+        bail!("{:?} is not EP:PATH (e.g. laptop:/~/data)", target);
+    };
+    let endpoint =
+        std::str::from_utf8(&bytes[..colon]).context("the endpoint name is not valid text")?;
+    if endpoint.is_empty() {
+        bail!("{:?} names no endpoint before the ':'", target);
+    }
+    let path = &bytes[colon + 1..];
+    if path.is_empty() {
+        bail!(
+            "{:?} has no path after the ':' (use EP:/~/ for the home directory)",
+            target
+        );
+    }
+    Ok((endpoint.to_string(), WirePath::from_bytes(path)))
+}
+
+async fn fs(inv: &Invocation, endpoint: &str, op: FsOp) -> anyhow::Result<FsOutcome> {
+    let (client, token) = session(inv).await?;
+    let path = format!("/api/v1/endpoints/{}/fs", path_segment(endpoint));
+    Ok(client.post_json(&path, &op, Auth::Bearer(&token)).await?)
+}
+
+pub fn ls(inv: &Invocation, target: &OsString, long: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let (endpoint, path) = split_target(target)?;
+    let outcome = client_runtime()?.block_on(fs(inv, &endpoint, FsOp::List { path }))?;
+    let FsOutcome::Listing { entries, truncated } = outcome else {
+        bail!("unexpected answer from the hub: {outcome:?}");
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "entries": entries, "truncated": truncated })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    for entry in &entries {
+        if long {
+            write!(out, "{} ", long_prefix(entry))?;
+        }
+        // Names are bytes: written as they are, as ls(1) does.
+        out.write_all(entry.name.as_bytes())?;
+        if entry.kind == FsEntryKind::Dir && !long {
+            out.write_all(b"/")?;
+        }
+        out.write_all(b"\n")?;
+    }
+    if truncated {
+        eprintln!("ferry: listing truncated at {} entries", entries.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn long_prefix(e: &FsEntry) -> String {
+    let kind = match e.kind {
+        FsEntryKind::Dir => 'd',
+        FsEntryKind::Symlink => 'l',
+        FsEntryKind::File => '-',
+        FsEntryKind::Other => '?',
+    };
+    let mut perms = String::with_capacity(9);
+    for shift in [6, 3, 0] {
+        let bits = (e.mode >> shift) & 7;
+        perms.push(if bits & 4 != 0 { 'r' } else { '-' });
+        perms.push(if bits & 2 != 0 { 'w' } else { '-' });
+        perms.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    format!("{kind}{perms} {:>12} {}", e.size, utc(e.mtime))
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC, from Unix seconds (days-from-civil inverse).
+fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+fn expect_done(outcome: FsOutcome) -> anyhow::Result<ExitCode> {
+    match outcome {
+        FsOutcome::Done => Ok(ExitCode::SUCCESS),
+        other => bail!("unexpected answer from the hub: {other:?}"),
+    }
+}
+
+pub fn mkdir(inv: &Invocation, target: &OsString) -> anyhow::Result<ExitCode> {
+    let (endpoint, path) = split_target(target)?;
+    expect_done(client_runtime()?.block_on(fs(inv, &endpoint, FsOp::Mkdir { path }))?)
+}
+
+pub fn rename(
+    inv: &Invocation,
+    source: &OsString,
+    destination: &OsString,
+) -> anyhow::Result<ExitCode> {
+    let (endpoint, from) = split_target(source)?;
+    // NEW may repeat the endpoint (EP:NEW) or be a bare path.
+    let to = match split_target(destination) {
+        Ok((other, to)) if !destination.as_bytes().starts_with(b"/") => {
+            if other != endpoint {
+                bail!("rename stays within one endpoint: {endpoint} vs {other}");
+            }
+            to
+        }
+        _ => WirePath::from_bytes(destination.as_bytes()),
+    };
+    expect_done(client_runtime()?.block_on(fs(inv, &endpoint, FsOp::Rename { from, to }))?)
+}
+
+pub fn rm(inv: &Invocation, target: &OsString, recursive: bool) -> anyhow::Result<ExitCode> {
+    let (endpoint, path) = split_target(target)?;
+    expect_done(client_runtime()?.block_on(fs(inv, &endpoint, FsOp::Remove { path, recursive }))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_split_at_the_first_colon_and_keep_bytes() {
+        use std::os::unix::ffi::OsStringExt;
+        let (ep, path) = split_target(&OsString::from("laptop:/~/a:b")).unwrap();
+        assert_eq!((ep.as_str(), path.as_bytes()), ("laptop", &b"/~/a:b"[..]));
+        let odd = OsString::from_vec(b"ep:/x/\xff".to_vec());
+        assert_eq!(split_target(&odd).unwrap().1.as_bytes(), b"/x/\xff");
+        assert!(split_target(&OsString::from("nocolon")).is_err());
+        assert!(split_target(&OsString::from(":/x")).is_err());
+        assert!(split_target(&OsString::from("ep:")).is_err());
+    }
+
+    #[test]
+    fn utc_dates_are_right() {
+        assert_eq!(utc(0), "1970-01-01 00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
+        assert_eq!(utc(1_795_420_800 + 3_661), "2026-11-23 01:01");
+    }
+}

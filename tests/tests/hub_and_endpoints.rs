@@ -1,0 +1,272 @@
+//! A hub, endpoints set up against it, and file operations through it, as
+//! a lab would run them: all real processes on loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferry_tests::{Hub, User, line_value};
+use nix::sys::signal::Signal;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn registered_id(out: &ferry_tests::Ran) -> String {
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let id = line_value(&out.stdout, "registered new endpoint, id: ")
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some("setup completed successfully"),
+        "{out:?}"
+    );
+    id.to_string()
+}
+
+#[test]
+fn setup_by_key_then_files_on_the_endpoint_through_the_hub() {
+    let hub = Hub::start();
+    hub.add_user("alice", "correct horse battery");
+    let (id, key) = hub.endpoint_key("alice", "laptop", &[]);
+    let user = User::new();
+
+    // Setup with a key asks nothing: stdin is /dev/null here.
+    let out = user.setup_with_key(&key, "laptop");
+    assert_eq!(registered_id(&out), id);
+    let mode = |f: &str| fs::metadata(user.dir.join(f)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("endpoint.key"), 0o600);
+    assert_eq!(
+        fs::read_to_string(user.dir.join("config-paths"))
+            .unwrap()
+            .lines()
+            .last(),
+        Some("~/,0,1")
+    );
+    let toml = fs::read_to_string(user.dir.join("endpoint.toml")).unwrap();
+    assert!(toml.contains(&id) && toml.contains(&hub.url), "{toml}");
+
+    let daemon = user.start_foreground(&[]);
+    user.wait_hub_state("connected", LIMIT);
+
+    let token = hub.token("alice");
+    let search = user.run_as(&hub, &token, &["endpoint", "search", "--json"]);
+    assert_eq!(search.code, Some(0), "{search:?}");
+    let found: serde_json::Value = serde_json::from_str(&search.stdout).unwrap();
+    assert_eq!(found[0]["id"], id.as_str());
+    assert_eq!(found[0]["display_name"], "laptop");
+    assert_eq!(found[0]["owner"], "alice");
+    assert_eq!(found[0]["connected"], true);
+    let table = user.run_as(&hub, &token, &["endpoint", "search"]);
+    assert!(
+        table.stdout.contains("laptop") && table.stdout.contains("yes"),
+        "{table:?}"
+    );
+
+    // Files, by display name and by id, under the owner's home.
+    fs::create_dir(user.home.join("data")).unwrap();
+    fs::write(user.home.join("data/run1.txt"), "results").unwrap();
+    let ls = user.run_as(&hub, &token, &["ls", "laptop:/~/data"]);
+    assert_eq!(ls.code, Some(0), "{ls:?}");
+    assert_eq!(ls.stdout, "run1.txt\n");
+    let long = user.run_as(&hub, &token, &["ls", "-l", &format!("{id}:/~/data")]);
+    assert!(
+        long.stdout.starts_with("-rw") && long.stdout.contains("       7 "),
+        "{long:?}"
+    );
+
+    assert_eq!(
+        user.run_as(&hub, &token, &["mkdir", "laptop:/~/data/new"])
+            .code,
+        Some(0)
+    );
+    assert!(user.home.join("data/new").is_dir());
+    let renamed = user.run_as(
+        &hub,
+        &token,
+        &["rename", "laptop:/~/data/run1.txt", "/~/data/new/run1.txt"],
+    );
+    assert_eq!(renamed.code, Some(0), "{renamed:?}");
+    assert_eq!(
+        fs::read_to_string(user.home.join("data/new/run1.txt")).unwrap(),
+        "results"
+    );
+    let not_recursive = user.run_as(&hub, &token, &["rm", "laptop:/~/data/new"]);
+    assert_eq!(not_recursive.code, Some(1));
+    assert!(not_recursive.stderr.contains("rm -r"), "{not_recursive:?}");
+    assert_eq!(
+        user.run_as(&hub, &token, &["rm", "-r", "laptop:/~/data/new"])
+            .code,
+        Some(0)
+    );
+    assert!(!user.home.join("data/new").exists());
+
+    // Names are bytes: a non-UTF-8 name lists and round-trips exactly.
+    let odd = OsString::from_vec(b"caf\xe9 \xff.dat".to_vec());
+    fs::write(user.home.join("data").join(&odd), "x").unwrap();
+    let listed = user.run_as(&hub, &token, &["ls", "laptop:/~/data"]);
+    assert_eq!(listed.code, Some(0));
+    let bytes_out = std::process::Command::new(ferry_tests::ferry_bin())
+        .args(["ls", "laptop:/~/data"])
+        .env_clear()
+        .env("HOME", &user.home)
+        .env("FERRY_TOKEN", &token)
+        .env("FERRY_HUB", &hub.url)
+        .env("FERRY_HUB_CA", hub.ca_cert())
+        .output()
+        .unwrap();
+    assert_eq!(bytes_out.stdout, [odd.as_bytes(), b"\n"].concat());
+    let json = user.run_as(&hub, &token, &["ls", "--json", "laptop:/~/data"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["entries"][0]["name"], "caf%E9 %FF.dat");
+    let mut rm_target = OsString::from("laptop:/~/data/");
+    rm_target.push(&odd);
+    let removed = user.run_as(&hub, &token, &[OsString::from("rm"), rm_target]);
+    assert_eq!(removed.code, Some(0), "{removed:?}");
+    assert!(!user.home.join("data").join(&odd).exists());
+
+    // The daemon enforces config-paths, whatever the hub asks.
+    let outside = user.run_as(&hub, &token, &["ls", "laptop:/etc"]);
+    assert_eq!(outside.code, Some(1));
+    assert!(
+        outside.stderr.contains("path not allowed by config-paths"),
+        "{outside:?}"
+    );
+    let ssh = user.run_as(&hub, &token, &["mkdir", "laptop:/~/.ssh"]);
+    assert_eq!(ssh.code, Some(1));
+    assert!(ssh.stderr.contains("path not allowed"), "{ssh:?}");
+    let key = user.run_as(&hub, &token, &["ls", "laptop:/~/.ferry"]);
+    assert_eq!(key.code, Some(1), "{key:?}");
+
+    // Another user's token cannot reach alice's endpoint.
+    hub.add_user("mallory", "another long password");
+    let foreign = user.run_as(&hub, &hub.token("mallory"), &["ls", &format!("{id}:/~/")]);
+    assert_eq!(foreign.code, Some(1));
+    assert!(foreign.stderr.contains("no endpoint"), "{foreign:?}");
+
+    user.run(&["-stop"]);
+    daemon.wait_exit(LIMIT);
+    let offline = user.run_as(&hub, &token, &["ls", "laptop:/~/"]);
+    assert_eq!(offline.code, Some(1));
+    assert!(offline.stderr.contains("not connected"), "{offline:?}");
+}
+
+#[test]
+fn a_setup_key_works_once_and_wrong_keys_say_why() {
+    let hub = Hub::start();
+    hub.add_user("alice", "correct horse battery");
+    let (_, key) = hub.endpoint_key("alice", "server", &[]);
+    let first = User::new();
+    registered_id(&first.setup_with_key(&key, "server"));
+
+    // A set-up dir is kept unless --force, and the key is not spent on it.
+    let again = first.setup_with_key(&key, "server");
+    assert_eq!(again.code, Some(1));
+    assert!(
+        again.stderr.contains("already set up") && again.stderr.contains("--force"),
+        "{again:?}"
+    );
+
+    let second = User::new();
+    let used = second.setup_with_key(&key, "server");
+    assert_eq!(used.code, Some(1), "{used:?}");
+    assert_eq!(used.stderr.lines().count(), 1, "{used:?}");
+    assert!(used.stderr.contains("already used"), "{used:?}");
+    assert!(!second.dir.join("endpoint.toml").exists());
+
+    let damaged = second.setup_with_key(&key[..key.len() - 10], "server");
+    assert_eq!(damaged.code, Some(1));
+    assert!(damaged.stderr.contains("setup key"), "{damaged:?}");
+    let not_a_key = second.setup_with_key("hello", "server");
+    assert_eq!(not_a_key.code, Some(1));
+    assert!(
+        not_a_key.stderr.contains("not a ferry setup key"),
+        "{not_a_key:?}"
+    );
+
+    let (_, short_lived) = hub.endpoint_key("alice", "later", &["--expires", "1"]);
+    std::thread::sleep(Duration::from_millis(2100));
+    let expired = second.setup_with_key(&short_lived, "later");
+    assert_eq!(expired.code, Some(1));
+    assert!(expired.stderr.contains("expired"), "{expired:?}");
+}
+
+#[test]
+fn a_key_whose_ca_does_not_match_the_hub_is_refused() {
+    let hub = Hub::start();
+    hub.add_user("alice", "correct horse battery");
+    let (_, key) = hub.endpoint_key("alice", "node", &[]);
+    // Another hub's CA, as a man in the middle would present.
+    let other = tempfile::tempdir().unwrap();
+    let init = ferry_tests::run_command(
+        std::process::Command::new(ferry_tests::hub_bin())
+            .args(["init", "--url", "https://127.0.0.1:1", "--dir"])
+            .arg(other.path().join("h")),
+    );
+    assert_eq!(init.code, Some(0));
+    let user = User::new();
+    let out = user.run(&[
+        "-setup",
+        &key,
+        "--hub-ca",
+        other.path().join("h/ca.crt").to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("refusing to trust"), "{out:?}");
+    // The key was not spent: the right CA still works.
+    registered_id(&user.setup_with_key(&key, "node"));
+}
+
+#[test]
+fn daemons_reconnect_by_themselves_after_the_hub_is_killed() {
+    let mut hub = Hub::start();
+    hub.add_user("alice", "correct horse battery");
+    let (_, key) = hub.endpoint_key("alice", "node", &[]);
+    let user = User::new();
+    registered_id(&user.setup_with_key(&key, "node"));
+    let daemon = user.start_foreground(&[]);
+    user.wait_hub_state("connected", LIMIT);
+
+    hub.kill();
+    let status = user.wait_hub_state("disconnected", LIMIT);
+    assert!(
+        status.stdout.contains("connection refused") || status.stdout.contains("closed"),
+        "{status:?}"
+    );
+    hub.serve();
+    user.wait_hub_state("connected", Duration::from_secs(90));
+    // And the link carries work again.
+    let ls = user.run_as(&hub, &hub.token("alice"), &["ls", "node:/~/"]);
+    assert_eq!(ls.code, Some(0), "{ls:?}");
+
+    daemon.signal(Signal::SIGTERM);
+    daemon.wait_exit(LIMIT);
+}
+
+#[test]
+fn a_revoked_endpoint_is_locked_out_and_status_says_why() {
+    let hub = Hub::start();
+    hub.add_user("alice", "correct horse battery");
+    let (id, key) = hub.endpoint_key("alice", "node", &[]);
+    let user = User::new();
+    registered_id(&user.setup_with_key(&key, "node"));
+    let daemon = user.start_foreground(&[]);
+    user.wait_hub_state("connected", LIMIT);
+
+    let revoke = hub.admin(&["endpoint", "revoke", &id]);
+    assert_eq!(revoke.code, Some(0), "{revoke:?}");
+    let status = user.wait_hub_state("disconnected", LIMIT);
+    assert!(status.stdout.contains("revoked"), "{status:?}");
+    let ls = user.run_as(&hub, &hub.token("alice"), &["ls", "node:/~/"]);
+    assert_eq!(ls.code, Some(1));
+    // It stays out across reconnect attempts.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        line_value(&user.run(&["-status"]).stdout, "Hub: "),
+        Some("disconnected")
+    );
+
+    user.run(&["-stop"]);
+    daemon.wait_exit(LIMIT);
+}
