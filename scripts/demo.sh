@@ -1,62 +1,67 @@
 #!/usr/bin/env bash
-# ferry on one machine, end to end, as far as it is built today.
-#
-# Today: the endpoint daemon's life cycle and its path policy. The hub,
-# `ferry -setup` against it and transfers are not built yet, so this script
-# writes the endpoint files `ferry -setup` would write, pointing at a hub
-# address nothing serves, and says so. Every command it runs is printed,
-# so you can repeat them by hand.
+# ferry on one machine, end to end, as far as it is built today: a hub and
+# two endpoints on loopback, set up with one-time keys, connected over
+# mutual TLS, and file operations on both through the hub. Transfers
+# between the endpoints are not built yet. Every command is printed, so you
+# can repeat them by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 run() { printf '\n$ %s\n' "$*"; "$@"; }
 
 cargo build --workspace --bins --quiet
-FERRY="$PWD/target/debug/ferry"
 export PATH="$PWD/target/debug:$PATH"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ferry-demo.XXXXXX")
-export FERRY_DIR="$work/endpoint"
-trap '"$FERRY" -stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-mkdir -p "$work/data/run1" "$work/data/private"
-echo "results" > "$work/data/run1/out.txt"
+hub_pid=
+cleanup() {
+  ferry -stop -dir "$work/ep-a" >/dev/null 2>&1 || true
+  ferry -stop -dir "$work/ep-b" >/dev/null 2>&1 || true
+  [ -n "$hub_pid" ] && kill "$hub_pid" 2>/dev/null && wait "$hub_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export HOME="$work/home"   # a throwaway home, so nothing of yours is touched
+mkdir -p "$HOME/data/run1"
+echo "results of run 1" > "$HOME/data/run1/out.txt"
 
-echo "== A fake registration (no hub yet): the files ferry -setup would write, in $FERRY_DIR"
-mkdir -m 700 "$FERRY_DIR"
-cat > "$FERRY_DIR/endpoint.toml" <<TOML
-id = "00000000-0000-4000-8000-000000000001"
-name = "demo"
-hub_url = "https://127.0.0.1:9"
-TOML
-for f in endpoint.key endpoint.crt hub-ca.crt; do
-  printf 'placeholder\n' > "$FERRY_DIR/$f"; chmod 600 "$FERRY_DIR/$f"
+echo "== The hub"
+run ferry-hub init --dir "$work/hub" --url "https://127.0.0.1:$port"
+echo 'demo password 1' | run ferry-hub user add alice --password-stdin --dir "$work/hub"
+ferry-hub serve --dir "$work/hub" 2>"$work/hub.log" &
+hub_pid=$!
+echo "\$ ferry-hub serve --dir $work/hub &   (log: $work/hub.log)"
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+
+echo
+echo "== Two endpoints, set up with one-time keys (no questions asked)"
+for ep in a b; do
+  key=$(ferry-hub endpoint create --dir "$work/hub" --owner alice --name "ep-$ep" --json |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["setup_key"])')
+  echo "\$ ferry-hub endpoint create --dir $work/hub --owner alice --name ep-$ep   -> key ${key:0:24}..."
+  run ferry -setup "$key" --name "ep-$ep" -dir "$work/ep-$ep"
+  run ferry -start -detach -dir "$work/ep-$ep"
 done
-cat > "$FERRY_DIR/config-paths" <<CP
-# Transfers may read and write the demo's data; its private dir is read-only.
-$work/data,0,1
-$work/data/private,0,0
-CP
-run cat "$FERRY_DIR/config-paths"
+for _ in $(seq 100); do ferry -status -dir "$work/ep-b" | grep -q '^Hub: connected' && break; sleep 0.1; done
+run ferry -status -dir "$work/ep-a"
 
 echo
-echo "== The endpoint daemon"
-run ferry -start -detach
-run ferry -start -detach || echo "(refused, as it should be: one daemon per config dir)"
-sleep 1
-run ferry -status || true
-run ferry -pause
-run ferry -status || true
-run ferry -unpause
+echo "== As alice, through the hub's REST API"
+export FERRY_HUB="https://127.0.0.1:$port" FERRY_HUB_CA="$work/hub/ca.crt"
+FERRY_TOKEN=$(ferry-hub token create --dir "$work/hub" --user alice)
+export FERRY_TOKEN
+echo "\$ export FERRY_HUB=$FERRY_HUB FERRY_HUB_CA=$FERRY_HUB_CA FERRY_TOKEN=\$(ferry-hub token create --dir $work/hub --user alice)"
+run ferry endpoint search
+run ferry ls -l ep-a:/~/data/run1
+run ferry mkdir ep-b:/~/incoming
+run ferry rename ep-b:/~/incoming /~/inbox
+run ferry ls ep-b:/~/
+run ferry ls ep-a:/etc || echo "(refused: /etc is outside ep-a's config-paths)"
+run ferry rm -r ep-b:/~/inbox
 
 echo
-echo "== The path policy"
-run ferry paths check "$work/data/run1/out.txt"
-run ferry paths check "$work/data/private/notes" || true
-run ferry paths check /etc/passwd || true
-run ferry paths check "$FERRY_DIR/endpoint.key" || true
-
+run ferry -stop -dir "$work/ep-a"
+run ferry -stop -dir "$work/ep-b"
 echo
-run ferry -stop
-run ferry -status || echo "(exit $?: not running)"
-echo
-echo "Done. Not built yet: the hub, ferry -setup against it, and transfers."
+echo "Done. Not built yet: transfers between endpoints (ferry transfer)."

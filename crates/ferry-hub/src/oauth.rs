@@ -157,27 +157,58 @@ fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
 
 // --- responses ---
 
+/// Why a page request failed; each variant is a page or a redirect.
+#[derive(Debug, thiserror::Error)]
+enum PageError {
+    #[error("{title}: {message}")]
+    Shown { status: StatusCode, title: &'static str, message: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("authorization request refused")]
+    Refused(Refusal),
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::Shown { status, title, message } => page(status, pages::error(title, &message)),
+            PageError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    pages::error(
+                        "Something went wrong",
+                        "The hub could not handle this request; its operator can find the reason in its log.",
+                    ),
+                )
+            }
+            PageError::Refused(refusal) => refusal.into_response(),
+        }
+    }
+}
+
+impl From<Refusal> for PageError {
+    fn from(refusal: Refusal) -> Self {
+        PageError::Refused(refusal)
+    }
+}
+
+fn shown(status: StatusCode, title: &'static str, message: impl Into<String>) -> PageError {
+    PageError::Shown { status, title, message: message.into() }
+}
+
+fn internal(e: impl std::fmt::Display) -> PageError {
+    PageError::Internal(e.to_string())
+}
+
 fn page(status: StatusCode, html: String) -> Response {
     (status, Html(html)).into_response()
-}
-
-fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
-    page(status, pages::error(title, message))
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "internal error");
-    error_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        "The hub could not handle this request; its operator can find the reason in its log.",
-    )
 }
 
 fn see_other(location: &str) -> Response {
     match HeaderValue::try_from(location) {
         Ok(value) => (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response(),
-        Err(e) => internal(format!("unusable redirect location: {e}")),
+        Err(e) => internal(format!("unusable redirect location: {e}")).into_response(),
     }
 }
 
@@ -207,16 +238,12 @@ fn csrf_matches(given: Option<&str>, expected: &str) -> bool {
 }
 
 /// The signed-in browser's session, if its cookie names a live one.
-fn session(hub: &Hub, headers: &HeaderMap) -> Result<Option<(String, SessionRow)>, Response> {
+fn session(hub: &Hub, headers: &HeaderMap) -> Result<Option<(String, SessionRow)>, PageError> {
     let Some(value) = cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
     let hash = token_hash(value);
-    Ok(hub
-        .store
-        .session(&hash, grants::now())
-        .map_err(internal)?
-        .map(|s| (hash, s)))
+    Ok(hub.store.session(&hash, grants::now()).map_err(internal)?.map(|s| (hash, s)))
 }
 
 fn client_ip(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<IpAddr> {
