@@ -251,7 +251,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let software = format!("ferry {}", env!("CARGO_PKG_VERSION"));
-    let mut conn = EndpointConnection::new(Instant::now(), &software, HANDSHAKE_TIMEOUT);
+    let mut conn = EndpointConnection::new(Instant::now(), &software, None, HANDSHAKE_TIMEOUT);
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (done_tx, mut done) = mpsc::channel::<(u64, FsOutcome)>(16);
     let mut buf = vec![0u8; 64 * 1024];
@@ -274,7 +274,7 @@ where
                 Ok(n) => match conn.handle_bytes(Instant::now(), &buf[..n]) {
                     Ok(events) => for event in events {
                         match event {
-                            EndpointEvent::Connected { endpoint_id } => {
+                            EndpointEvent::Connected { endpoint_id, .. } => {
                                 was_connected = true;
                                 tracing::info!(endpoint = %endpoint_id, "connected to the hub");
                                 view.send_replace(HubView { state: HubState::Connected, detail: None });
@@ -288,6 +288,9 @@ where
                                     let outcome = crate::fs_ops::execute(policy, &home, op);
                                     let _ = done.blocking_send((id, outcome));
                                 });
+                            }
+                            EndpointEvent::TaskStart { .. } | EndpointEvent::TaskCancel { .. } => {
+                                tracing::warn!("the hub sent transfer work, which this build cannot do yet");
                             }
                         }
                     },

@@ -12,6 +12,7 @@ use crate::server::Hub;
 use ferry_proto::api::{FsOp, FsOutcome};
 use ferry_proto::control::{ControlError, HubConnection, HubEvent, RefuseReason};
 use ferry_proto::setup_key::cert_sha256;
+use ferry_proto::task::TaskReport;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,12 +33,37 @@ enum Command {
         op: FsOp,
         reply: oneshot::Sender<FsOutcome>,
     },
+    StartTask {
+        capability: String,
+        connect_to: String,
+    },
+    CancelTask {
+        task_id: String,
+    },
 }
 
 #[derive(Debug)]
 struct Handle {
     connection: u64,
     commands: mpsc::Sender<Command>,
+    data_address: Option<String>,
+}
+
+/// What the task scheduler hears from the control channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    Connected {
+        endpoint_id: String,
+    },
+    Disconnected {
+        endpoint_id: String,
+    },
+    Report {
+        endpoint_id: String,
+        task_id: String,
+        attempt: u32,
+        report: TaskReport,
+    },
 }
 
 /// Why a request to an endpoint got no answer.
@@ -54,13 +80,77 @@ pub enum CallError {
 }
 
 /// The endpoints connected now.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     live: Mutex<HashMap<String, Handle>>,
     next_connection: AtomicU64,
+    notices: mpsc::UnboundedSender<Notice>,
 }
 
 impl Registry {
+    /// A registry and the receiving end of its notices (for the scheduler).
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Notice>) {
+        let (notices, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                live: Mutex::new(HashMap::new()),
+                next_connection: AtomicU64::new(0),
+                notices,
+            },
+            rx,
+        )
+    }
+
+    fn notify(&self, notice: Notice) {
+        let _ = self.notices.send(notice);
+    }
+
+    /// Where a connected endpoint accepts data connections, if it does.
+    pub fn data_address(&self, endpoint_id: &str) -> Option<String> {
+        self.live
+            .lock()
+            .ok()
+            .and_then(|m| m.get(endpoint_id).and_then(|h| h.data_address.clone()))
+    }
+
+    fn command(&self, endpoint_id: &str, command: Command) -> Result<(), CallError> {
+        let sender = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|m| m.get(endpoint_id).map(|h| h.commands.clone()))
+            .ok_or(CallError::Offline)?;
+        sender.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => CallError::Busy,
+            mpsc::error::TrySendError::Closed(_) => CallError::Offline,
+        })
+    }
+
+    /// Tells a task's source endpoint to send.
+    pub fn start_task(
+        &self,
+        endpoint_id: &str,
+        capability: String,
+        connect_to: String,
+    ) -> Result<(), CallError> {
+        self.command(
+            endpoint_id,
+            Command::StartTask {
+                capability,
+                connect_to,
+            },
+        )
+    }
+
+    pub fn cancel_task(&self, endpoint_id: &str, task_id: &str) -> Result<(), CallError> {
+        self.command(
+            endpoint_id,
+            Command::CancelTask {
+                task_id: task_id.to_string(),
+            },
+        )
+    }
+
     pub fn is_connected(&self, endpoint_id: &str) -> bool {
         self.live
             .lock()
@@ -68,7 +158,12 @@ impl Registry {
             .unwrap_or(false)
     }
 
-    fn insert(&self, endpoint_id: &str, commands: mpsc::Sender<Command>) -> u64 {
+    fn insert(
+        &self,
+        endpoint_id: &str,
+        commands: mpsc::Sender<Command>,
+        data_address: Option<String>,
+    ) -> u64 {
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut live) = self.live.lock() {
             // A newer connection of the same endpoint replaces the older one,
@@ -78,19 +173,32 @@ impl Registry {
                 Handle {
                     connection,
                     commands,
+                    data_address,
                 },
             );
         }
+        self.notify(Notice::Connected {
+            endpoint_id: endpoint_id.to_string(),
+        });
         connection
     }
 
     fn remove(&self, endpoint_id: &str, connection: u64) {
-        if let Ok(mut live) = self.live.lock()
-            && live
-                .get(endpoint_id)
-                .is_some_and(|h| h.connection == connection)
-        {
-            live.remove(endpoint_id);
+        let removed = match self.live.lock() {
+            Ok(mut live)
+                if live
+                    .get(endpoint_id)
+                    .is_some_and(|h| h.connection == connection) =>
+            {
+                live.remove(endpoint_id);
+                true
+            }
+            _ => false,
+        };
+        if removed {
+            self.notify(Notice::Disconnected {
+                endpoint_id: endpoint_id.to_string(),
+            });
         }
     }
 
@@ -200,11 +308,11 @@ where
                     Ok(events) => {
                         for event in events {
                             match event {
-                                HubEvent::Hello { software } => match admission(&hub, cert.as_deref()) {
+                                HubEvent::Hello { software, data_address } => match admission(&hub, cert.as_deref()) {
                                     Ok(id) => {
-                                        conn.accept(Instant::now(), &id, heartbeat);
+                                        conn.accept(Instant::now(), &id, heartbeat, &hub.signer.public_key());
                                         if let Some(tx) = commands_tx.take() {
-                                            let connection = hub.control.insert(&id, tx);
+                                            let connection = hub.control.insert(&id, tx, data_address);
                                             tracing::info!(endpoint = %id, %peer, %software, "endpoint connected");
                                             admitted = Some((id, connection));
                                         }
@@ -219,6 +327,16 @@ where
                                         let _ = reply.send(outcome);
                                     }
                                 }
+                                HubEvent::TaskReport { task_id, attempt, report } => {
+                                    if let Some((endpoint_id, _)) = &admitted {
+                                        hub.control.notify(Notice::Report {
+                                            endpoint_id: endpoint_id.clone(),
+                                            task_id,
+                                            attempt,
+                                            report,
+                                        });
+                                    }
+                                }
                             }
                         }
                     }
@@ -231,6 +349,16 @@ where
                     Ok(id) => { pending.insert(id, reply); }
                     Err(e) => break Err(e.to_string()),
                 },
+                Some(Command::StartTask { capability, connect_to }) => {
+                    if let Err(e) = conn.start_task(Instant::now(), &capability, &connect_to) {
+                        break Err(e.to_string());
+                    }
+                }
+                Some(Command::CancelTask { task_id }) => {
+                    if let Err(e) = conn.cancel_task(Instant::now(), &task_id) {
+                        break Err(e.to_string());
+                    }
+                }
                 None => break Err("replaced by a newer connection of the same endpoint".into()),
             },
             _ = tokio::time::sleep_until(deadline) => {

@@ -6,6 +6,7 @@
 //! WAL mode lets them share the database).
 
 mod api;
+mod capability;
 mod control;
 mod endpoints;
 mod grants;

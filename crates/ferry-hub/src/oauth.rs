@@ -22,7 +22,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use base64::Engine;
-use ferry_proto::api::{AUTH_CODE_PATH, CLI_CLIENT_ID, OAuthError, SCOPE_SETUP, SCOPE_TRANSFER};
+use ferry_proto::api::{
+    AUTH_CODE_PATH, CLI_CLIENT_ID, OAuthError, SCOPE_SETUP, SCOPE_TRANSFER, TokenResponse,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
@@ -161,7 +163,11 @@ fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
 #[derive(Debug, thiserror::Error)]
 enum PageError {
     #[error("{title}: {message}")]
-    Shown { status: StatusCode, title: &'static str, message: String },
+    Shown {
+        status: StatusCode,
+        title: &'static str,
+        message: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("authorization request refused")]
@@ -171,7 +177,11 @@ enum PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self {
-            PageError::Shown { status, title, message } => page(status, pages::error(title, &message)),
+            PageError::Shown {
+                status,
+                title,
+                message,
+            } => page(status, pages::error(title, &message)),
             PageError::Internal(e) => {
                 tracing::error!(error = %e, "internal error");
                 page(
@@ -194,7 +204,11 @@ impl From<Refusal> for PageError {
 }
 
 fn shown(status: StatusCode, title: &'static str, message: impl Into<String>) -> PageError {
-    PageError::Shown { status, title, message: message.into() }
+    PageError::Shown {
+        status,
+        title,
+        message: message.into(),
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> PageError {
@@ -243,7 +257,11 @@ fn session(hub: &Hub, headers: &HeaderMap) -> Result<Option<(String, SessionRow)
         return Ok(None);
     };
     let hash = token_hash(value);
-    Ok(hub.store.session(&hash, grants::now()).map_err(internal)?.map(|s| (hash, s)))
+    Ok(hub
+        .store
+        .session(&hash, grants::now())
+        .map_err(internal)?
+        .map(|s| (hash, s)))
 }
 
 fn client_ip(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<IpAddr> {
@@ -276,13 +294,12 @@ enum Refusal {
     },
 }
 
-impl Refusal {
+impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
-            Refusal::Show(message) => error_page(
+            Refusal::Show(message) => page(
                 StatusCode::BAD_REQUEST,
-                "This sign-in link is not valid",
-                &message,
+                pages::error("This sign-in link is not valid", &message),
             ),
             Refusal::Redirect {
                 to,
@@ -316,8 +333,9 @@ fn is_loopback_redirect(uri: &str) -> bool {
             let end = port_and_path
                 .find(['/', '?'])
                 .unwrap_or(port_and_path.len());
-            if !port_and_path[..end].parse::<u16>().is_ok_and(|p| p != 0)
-                || !port_and_path[..end].bytes().all(|b| b.is_ascii_digit())
+            let port = &port_and_path[..end];
+            if !port.bytes().all(|b| b.is_ascii_digit())
+                || !port.parse::<u16>().is_ok_and(|p| p != 0)
             {
                 return false;
             }
@@ -343,11 +361,12 @@ fn redirect_allowed(hub: &Hub, uri: &str) -> bool {
 
 /// The requested scopes, known ones only; both when none is asked for.
 fn parse_scopes(scope: Option<&str>) -> Result<Vec<&'static str>, String> {
-    let Some(scope) = scope else {
-        return Ok(vec![SCOPE_SETUP, SCOPE_TRANSFER]);
-    };
     let mut scopes = Vec::new();
-    for word in scope.split(' ').filter(|w| !w.is_empty()) {
+    for word in scope
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|w| !w.is_empty())
+    {
         let known = [SCOPE_SETUP, SCOPE_TRANSFER]
             .into_iter()
             .find(|s| *s == word)
@@ -362,7 +381,7 @@ fn parse_scopes(scope: Option<&str>) -> Result<Vec<&'static str>, String> {
         }
     }
     if scopes.is_empty() {
-        return Ok(vec![SCOPE_SETUP, SCOPE_TRANSFER]);
+        scopes = vec![SCOPE_SETUP, SCOPE_TRANSFER];
     }
     scopes.sort_unstable();
     Ok(scopes)
@@ -401,14 +420,14 @@ fn check_request(hub: &Hub, params: &Params) -> Result<AuthRequest, Refusal> {
         .ok_or_else(|| Refusal::Show("The link has no redirect_uri.".into()))?;
     if !redirect_allowed(hub, redirect_uri) {
         return Err(Refusal::Show(format!(
-            "The redirect_uri is not allowed for {CLI_CLIENT_ID}; it may go to this hub's code page or to a loopback address only."
+            "The redirect_uri is not allowed for {CLI_CLIENT_ID}: it may lead to this hub's code page or to a loopback address only."
         )));
     }
     let state = params.get("state").map(str::to_string);
-    let refuse = |error: &'static str, description: String| Refusal::Redirect {
+    let refuse = |error: &'static str, description: &str| Refusal::Redirect {
         to: redirect_uri.to_string(),
         error,
-        description,
+        description: description.to_string(),
         state: state.clone(),
     };
     match params.get("response_type") {
@@ -416,30 +435,30 @@ fn check_request(hub: &Hub, params: &Params) -> Result<AuthRequest, Refusal> {
         Some(_) => {
             return Err(refuse(
                 "unsupported_response_type",
-                "only response_type=code is supported".into(),
+                "only response_type=code is supported",
             ));
         }
-        None => return Err(refuse("invalid_request", "response_type is missing".into())),
+        None => return Err(refuse("invalid_request", "response_type is missing")),
     }
     let challenge = params.get("code_challenge").ok_or_else(|| {
         refuse(
             "invalid_request",
-            "PKCE is required: code_challenge is missing".into(),
+            "PKCE is required: code_challenge is missing",
         )
     })?;
     if params.get("code_challenge_method") != Some("S256") {
         return Err(refuse(
             "invalid_request",
-            "PKCE with code_challenge_method=S256 is required".into(),
+            "PKCE with code_challenge_method=S256 is required",
         ));
     }
     if !is_s256_challenge(challenge) {
         return Err(refuse(
             "invalid_request",
-            "code_challenge is not an S256 challenge".into(),
+            "code_challenge is not an S256 challenge",
         ));
     }
-    let scopes = parse_scopes(params.get("scope")).map_err(|e| refuse("invalid_scope", e))?;
+    let scopes = parse_scopes(params.get("scope")).map_err(|e| refuse("invalid_scope", &e))?;
     Ok(AuthRequest {
         client_id: client_id.to_string(),
         client_name: CLI_CLIENT_NAME,
@@ -498,7 +517,7 @@ fn wants(scopes: &[&str]) -> Vec<&'static str> {
         .iter()
         .filter_map(|s| match *s {
             SCOPE_SETUP => Some("register endpoints"),
-            SCOPE_TRANSFER => Some("transfer files and manage your endpoints' files"),
+            SCOPE_TRANSFER => Some("transfer files and work with files on your endpoints"),
             _ => None,
         })
         .collect()
@@ -513,7 +532,7 @@ fn login_page(
 ) -> Response {
     let csrf = match random_token(32) {
         Ok(t) => t,
-        Err(e) => return internal(format!("no randomness: {e}")),
+        Err(e) => return internal(format!("no randomness: {e}")).into_response(),
     };
     let mut response = page(status, pages::login(&csrf, user, carry, error));
     set_cookie(
@@ -525,49 +544,53 @@ fn login_page(
     response
 }
 
+/// The authorize parameters among `params`, to take through a login.
+fn carried(params: &Params) -> Vec<(String, String)> {
+    CARRIED
+        .iter()
+        .filter_map(|name| params.get(name).map(|v| (name.to_string(), v.to_string())))
+        .collect()
+}
+
 fn query_params(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Params, Response> {
+) -> Result<Params, PageError> {
     let Query(pairs) =
-        query.map_err(|e| error_page(StatusCode::BAD_REQUEST, "Bad request", &e.body_text()))?;
-    Params::new(pairs).map_err(|e| error_page(StatusCode::BAD_REQUEST, "Bad request", &e))
+        query.map_err(|e| shown(StatusCode::BAD_REQUEST, "Bad request", e.body_text()))?;
+    Params::new(pairs).map_err(|e| shown(StatusCode::BAD_REQUEST, "Bad request", e))
 }
 
 fn form_params(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Result<Params, Response> {
+) -> Result<Params, PageError> {
     let Form(pairs) =
-        form.map_err(|e| error_page(StatusCode::BAD_REQUEST, "Bad request", &e.body_text()))?;
-    Params::new(pairs).map_err(|e| error_page(StatusCode::BAD_REQUEST, "Bad request", &e))
-}
-
-fn flatten(result: Result<Response, Response>) -> Response {
-    result.unwrap_or_else(|e| e)
+        form.map_err(|e| shown(StatusCode::BAD_REQUEST, "Bad request", e.body_text()))?;
+    Params::new(pairs).map_err(|e| shown(StatusCode::BAD_REQUEST, "Bad request", e))
 }
 
 // --- pages ---
 
-async fn landing(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
-    flatten((|| {
-        let current = session(&hub, &headers)?;
-        let fingerprint = ferry_proto::setup_key::format_fingerprint(&hub.tls_ca_sha256);
-        Ok(page(
-            StatusCode::OK,
-            pages::landing(
-                current.as_ref().map(|(_, s)| s.user_name.as_str()),
-                current.as_ref().map(|(_, s)| s.csrf.as_str()),
-                &fingerprint,
-            ),
-        ))
-    })())
+async fn landing(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<Response, PageError> {
+    let current = session(&hub, &headers)?;
+    let fingerprint = ferry_proto::setup_key::format_fingerprint(&hub.tls_ca_sha256);
+    Ok(page(
+        StatusCode::OK,
+        pages::landing(
+            current.as_ref().map(|(_, s)| s.user_name.as_str()),
+            current.as_ref().map(|(_, s)| s.csrf.as_str()),
+            &fingerprint,
+        ),
+    ))
 }
 
-async fn login_form(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
-    match session(&hub, &headers) {
-        Ok(Some(_)) => see_other("/"),
-        Ok(None) => login_page(StatusCode::OK, &[], "", None),
-        Err(response) => response,
-    }
+async fn login_form(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    Ok(match session(&hub, &headers)? {
+        Some(_) => see_other("/"),
+        None => login_page(StatusCode::OK, &[], "", None),
+    })
 }
 
 /// Argon2 runs for unknown accounts too, against this, so the time taken
@@ -584,56 +607,48 @@ async fn login(
     headers: HeaderMap,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    let params = match form_params(form) {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
-    let carry: Vec<(String, String)> = CARRIED
-        .iter()
-        .filter_map(|name| params.get(name).map(|v| (name.to_string(), v.to_string())))
-        .collect();
+) -> Result<Response, PageError> {
+    let params = form_params(form)?;
+    let carry = carried(&params);
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE);
     if !expected.is_some_and(|expected| csrf_matches(params.get("csrf"), expected)) {
-        return error_page(
+        return Err(shown(
             StatusCode::FORBIDDEN,
             "Sign-in form expired",
             "This sign-in form expired or did not come from this hub. Go back, reload the page and sign in again.",
-        );
+        ));
     }
     let user = params.get("username").unwrap_or_default();
     let Some(password) = params.get("password").filter(|_| !user.is_empty()) else {
-        return login_page(
+        return Ok(login_page(
             StatusCode::BAD_REQUEST,
             &carry,
             user,
             Some("Enter your user name and password."),
-        );
+        ));
     };
     let ip = client_ip(peer);
     let now = grants::now();
     if let Some(wait) = hub.logins.blocked_for(user, ip, now) {
         let minutes = (wait + 59) / 60;
         tracing::warn!(user = %truncate(user), ?ip, "login refused: too many failed logins");
-        return login_page(
+        let plural = if minutes == 1 { "" } else { "s" };
+        return Ok(login_page(
             StatusCode::TOO_MANY_REQUESTS,
             &carry,
             user,
             Some(&format!(
-                "too many failed logins; try again in {minutes} minute{}",
-                if minutes == 1 { "" } else { "s" }
+                "too many failed logins; try again in {minutes} minute{plural}"
             )),
-        );
+        ));
     }
-    let account = match hub.store.user_by_name(user) {
-        Ok(a) => a,
-        Err(e) => return internal(e),
-    };
+    let account = hub.store.user_by_name(user).map_err(internal)?;
     let stored = account.as_ref().map_or_else(
         || dummy_password_hash().to_string(),
         |a| a.password_hash.clone(),
     );
     let password = password.to_string();
+    // Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
     let verified = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
         .await
         .unwrap_or(false);
@@ -642,33 +657,28 @@ async fn login(
         _ => {
             hub.logins.failed(user, ip, now);
             tracing::info!(user = %truncate(user), ?ip, "failed login");
-            return login_page(
+            return Ok(login_page(
                 StatusCode::UNAUTHORIZED,
                 &carry,
                 user,
                 Some("wrong user name or password"),
-            );
+            ));
         }
     };
     hub.logins.succeeded(user);
-    let (token, csrf) = match (random_token(32), random_token(32)) {
-        (Ok(t), Ok(c)) => (t, c),
-        (Err(e), _) | (_, Err(e)) => return internal(format!("no randomness: {e}")),
-    };
-    if let Some(old) = cookie(&headers, SESSION_COOKIE)
-        && let Err(e) = hub.store.delete_session(&token_hash(old))
-    {
-        return internal(e);
+    let token = random_token(32).map_err(|e| internal(format!("no randomness: {e}")))?;
+    let csrf = random_token(32).map_err(|e| internal(format!("no randomness: {e}")))?;
+    if let Some(old) = cookie(&headers, SESSION_COOKIE) {
+        hub.store
+            .delete_session(&token_hash(old))
+            .map_err(internal)?;
     }
-    if let Err(e) = hub
-        .store
+    hub.store
         .put_session(&token_hash(&token), account.id, &csrf, now + SESSION_TTL)
-    {
-        return internal(e);
-    }
+        .map_err(internal)?;
     tracing::info!(user = %account.name, "signed in");
     // Back to the authorize request that sent the browser here, never to a
-    // caller-chosen place.
+    // place the form names.
     let next = if carry.is_empty() {
         "/".to_string()
     } else {
@@ -689,63 +699,59 @@ async fn login(
         &mut response,
         &format!("{LOGIN_CSRF_COOKIE}=; Secure; HttpOnly; SameSite=Strict; Path=/login; Max-Age=0"),
     );
-    response
+    Ok(response)
 }
 
 async fn logout(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    flatten((|| {
-        let params = form_params(form)?;
-        if let Some((hash, current)) = session(&hub, &headers)? {
-            if !csrf_matches(params.get("csrf"), &current.csrf) {
-                return Err(error_page(
-                    StatusCode::FORBIDDEN,
-                    "Sign-out refused",
-                    "This sign-out form did not come from this hub.",
-                ));
-            }
-            hub.store.delete_session(&hash).map_err(internal)?;
-            tracing::info!(user = %current.user_name, "signed out");
+) -> Result<Response, PageError> {
+    let params = form_params(form)?;
+    if let Some((hash, current)) = session(&hub, &headers)? {
+        if !csrf_matches(params.get("csrf"), &current.csrf) {
+            return Err(shown(
+                StatusCode::FORBIDDEN,
+                "Sign-out refused",
+                "This sign-out form did not come from this hub.",
+            ));
         }
-        let mut response = see_other("/");
-        set_cookie(
-            &mut response,
-            &format!("{SESSION_COOKIE}=; Secure; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"),
-        );
-        Ok(response)
-    })())
+        hub.store.delete_session(&hash).map_err(internal)?;
+        tracing::info!(user = %current.user_name, "signed out");
+    }
+    let mut response = see_other("/");
+    set_cookie(
+        &mut response,
+        &format!("{SESSION_COOKIE}=; Secure; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"),
+    );
+    Ok(response)
 }
 
 async fn authorize(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Response {
-    flatten((|| {
-        let params = query_params(query)?;
-        let request = check_request(&hub, &params).map_err(Refusal::into_response)?;
-        let Some((_, current)) = session(&hub, &headers)? else {
-            return Ok(login_page(StatusCode::OK, &request.carry(), "", None));
-        };
-        let mut response = page(
-            StatusCode::OK,
-            pages::consent(
-                request.client_name,
-                &current.user_name,
-                &wants(&request.scopes),
-                &current.csrf,
-                &request.carry(),
-            ),
-        );
-        let csp = HeaderValue::try_from(request.consent_csp()).map_err(internal)?;
-        response
-            .headers_mut()
-            .insert(header::CONTENT_SECURITY_POLICY, csp);
-        Ok(response)
-    })())
+) -> Result<Response, PageError> {
+    let params = query_params(query)?;
+    let request = check_request(&hub, &params)?;
+    let Some((_, current)) = session(&hub, &headers)? else {
+        return Ok(login_page(StatusCode::OK, &request.carry(), "", None));
+    };
+    let mut response = page(
+        StatusCode::OK,
+        pages::consent(
+            request.client_name,
+            &current.user_name,
+            &wants(&request.scopes),
+            &current.csrf,
+            &request.carry(),
+        ),
+    );
+    let csp = HeaderValue::try_from(request.consent_csp()).map_err(internal)?;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, csp);
+    Ok(response)
 }
 
 /// The consent form's answer.
@@ -753,118 +759,129 @@ async fn decide(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Response {
-    flatten((|| {
-        let params = form_params(form)?;
-        let Some((_, current)) = session(&hub, &headers)? else {
-            let carry: Vec<(String, String)> = CARRIED
-                .iter()
-                .filter_map(|name| params.get(name).map(|v| (name.to_string(), v.to_string())))
-                .collect();
-            return Ok(login_page(
-                StatusCode::UNAUTHORIZED,
-                &carry,
-                "",
-                Some("Your session ended; sign in again."),
-            ));
-        };
-        if !csrf_matches(params.get("csrf"), &current.csrf) {
-            tracing::warn!(user = %current.user_name, "consent with a missing or wrong CSRF token");
-            return Err(error_page(
-                StatusCode::FORBIDDEN,
-                "Request refused",
-                "This approval did not come from this hub's consent page. Start again from the link in your terminal.",
+) -> Result<Response, PageError> {
+    let params = form_params(form)?;
+    let Some((_, current)) = session(&hub, &headers)? else {
+        return Ok(login_page(
+            StatusCode::UNAUTHORIZED,
+            &carried(&params),
+            "",
+            Some("Your session ended; sign in again."),
+        ));
+    };
+    if !csrf_matches(params.get("csrf"), &current.csrf) {
+        tracing::warn!(user = %current.user_name, "consent with a missing or wrong CSRF token");
+        return Err(shown(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "This approval did not come from this hub's consent page. Start again from the link in your terminal.",
+        ));
+    }
+    let request = check_request(&hub, &params)?;
+    match params.get("decision") {
+        Some("approve") => {}
+        Some("deny") => {
+            tracing::info!(user = %current.user_name, client = %request.client_id, "authorization denied");
+            return Ok(request.redirect_back(&[
+                ("error", "access_denied"),
+                ("error_description", "the user denied the request"),
+            ]));
+        }
+        _ => {
+            return Err(shown(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                "Choose Approve or Deny.",
             ));
         }
-        let request = check_request(&hub, &params).map_err(Refusal::into_response)?;
-        match params.get("decision") {
-            Some("approve") => {}
-            Some("deny") => {
-                tracing::info!(user = %current.user_name, client = %request.client_id, "authorization denied");
-                return Ok(request.redirect_back(&[
-                    ("error", "access_denied"),
-                    ("error_description", "the user denied the request"),
-                ]));
-            }
-            _ => {
-                return Err(error_page(
-                    StatusCode::BAD_REQUEST,
-                    "Bad request",
-                    "Choose Approve or Deny.",
-                ));
-            }
-        }
-        let code = random_token(32).map_err(|e| internal(format!("no randomness: {e}")))?;
-        hub.store
-            .put_auth_code(&AuthCodeRow {
-                code_hash: token_hash(&code),
-                client_id: request.client_id.clone(),
-                user_id: current.user_id,
-                redirect_uri: request.redirect_uri.clone(),
-                challenge: request.challenge.clone(),
-                scope: request.scopes.join(" "),
-                expires: grants::now() + CODE_TTL,
-            })
-            .map_err(internal)?;
-        tracing::info!(user = %current.user_name, client = %request.client_id, scope = %request.scopes.join(" "), "authorization approved");
-        Ok(request.redirect_back(&[("code", &code)]))
-    })())
+    }
+    let code = random_token(32).map_err(|e| internal(format!("no randomness: {e}")))?;
+    let scope = request.scopes.join(" ");
+    hub.store
+        .put_auth_code(&AuthCodeRow {
+            code_hash: token_hash(&code),
+            client_id: request.client_id.clone(),
+            user_id: current.user_id,
+            redirect_uri: request.redirect_uri.clone(),
+            challenge: request.challenge.clone(),
+            scope: scope.clone(),
+            expires: grants::now() + CODE_TTL,
+        })
+        .map_err(internal)?;
+    tracing::info!(user = %current.user_name, client = %request.client_id, %scope, "authorization approved");
+    Ok(request.redirect_back(&[("code", &code)]))
 }
 
-async fn code_page(query: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Response {
-    flatten((|| {
-        let params = query_params(query)?;
-        let error =
-            params
-                .get("error")
-                .map(|error| match (error, params.get("error_description")) {
-                    ("access_denied", _) => {
-                        "You denied the request, so no code was issued.".to_string()
-                    }
-                    (error, Some(description)) => format!("{error}: {description}"),
-                    (error, None) => error.to_string(),
-                });
-        Ok(page(
-            StatusCode::OK,
-            pages::auth_code(params.get("code"), error.as_deref()),
-        ))
-    })())
+async fn code_page(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let params = query_params(query)?;
+    let error = params
+        .get("error")
+        .map(|error| match (error, params.get("error_description")) {
+            ("access_denied", _) => "You denied the request, so no code was issued.".to_string(),
+            (error, Some(description)) => format!("{error}: {description}"),
+            (error, None) => error.to_string(),
+        });
+    Ok(page(
+        StatusCode::OK,
+        pages::auth_code(params.get("code"), error.as_deref()),
+    ))
 }
 
 // --- the token endpoint ---
 
 /// An RFC 6749 §5.2 error.
-fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
-    let mut response = (
-        status,
-        Json(OAuthError {
-            error: error.to_string(),
-            error_description: description.into(),
-        }),
-    )
-        .into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"ferry-hub\""),
-        );
-    }
-    response
+#[derive(Debug, thiserror::Error)]
+#[error("{error}: {description}")]
+struct OAuthFailure {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
 }
 
-fn invalid_request(description: impl Into<String>) -> Response {
+impl IntoResponse for OAuthFailure {
+    fn into_response(self) -> Response {
+        let body = OAuthError {
+            error: self.error.to_string(),
+            error_description: self.description,
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"ferry-hub\""),
+            );
+        }
+        response
+    }
+}
+
+fn oauth_error(
+    status: StatusCode,
+    error: &'static str,
+    description: impl Into<String>,
+) -> OAuthFailure {
+    OAuthFailure {
+        status,
+        error,
+        description: description.into(),
+    }
+}
+
+fn invalid_request(description: impl Into<String>) -> OAuthFailure {
     oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description)
 }
 
-fn invalid_grant(description: impl Into<String>) -> Response {
+fn invalid_grant(description: impl Into<String>) -> OAuthFailure {
     oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
 }
 
-fn invalid_client(description: impl Into<String>) -> Response {
+fn invalid_client(description: impl Into<String>) -> OAuthFailure {
     oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description)
 }
 
-fn server_error(e: impl std::fmt::Display) -> Response {
+fn server_error(e: impl std::fmt::Display) -> OAuthFailure {
     tracing::error!(error = %e, "internal error at the token endpoint");
     oauth_error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -892,16 +909,14 @@ impl Client {
 }
 
 /// RFC 6749 §2.3.1: `Basic base64(urlencode(id):urlencode(secret))`.
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Response> {
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthFailure> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let malformed =
         || invalid_client("the Authorization header is not valid HTTP Basic client authentication");
     let value = value.to_str().map_err(|_| malformed())?;
-    let Some((scheme, encoded)) = value.split_once(' ') else {
-        return Err(malformed());
-    };
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(malformed());
     }
@@ -922,7 +937,7 @@ fn authenticate_client(
     hub: &Hub,
     headers: &HeaderMap,
     params: &Params,
-) -> Result<Option<Client>, Response> {
+) -> Result<Option<Client>, OAuthFailure> {
     let basic = basic_credentials(headers)?;
     let form_id = params.get("client_id");
     let form_secret = params.get("client_secret");
@@ -937,7 +952,7 @@ fn authenticate_client(
                 "client_id differs from the client in the Authorization header",
             ));
         }
-        (Some((id, secret)), _) => (id.as_str(), Some(secret.as_str())),
+        (Some((id, secret)), _) => (id.as_str(), Some(secret.as_str()).filter(|s| !s.is_empty())),
         (None, Some(id)) => (id, form_secret),
         (None, None) if form_secret.is_some() => {
             return Err(invalid_request("client_secret without client_id"));
@@ -945,7 +960,7 @@ fn authenticate_client(
         (None, None) => return Ok(None),
     };
     if id == CLI_CLIENT_ID {
-        if secret.is_some_and(|s| !s.is_empty()) {
+        if secret.is_some() {
             return Err(invalid_client(format!(
                 "{CLI_CLIENT_ID} is a public client and has no secret"
             )));
@@ -964,14 +979,12 @@ fn authenticate_client(
             Ok(Some(Client::Confidential(row)))
         }
         (Some(_), _) => Err(invalid_client("client authentication failed")),
-        (None, Some(s)) if !s.is_empty() => {
-            Err(invalid_client("this client is public and has no secret"))
-        }
-        (None, _) => Ok(Some(Client::Public(row.client_id))),
+        (None, Some(_)) => Err(invalid_client("this client is public and has no secret")),
+        (None, None) => Ok(Some(Client::Public(row.client_id))),
     }
 }
 
-/// `/token` answers are never cached (RFC 6749 §5.1), also its errors.
+/// Token answers, errors included, are never cached (RFC 6749 §5.1).
 fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -981,7 +994,7 @@ fn no_store(mut response: Response) -> Response {
 
 fn token_params(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Result<Params, Response> {
+) -> Result<Params, OAuthFailure> {
     let Form(pairs) = form.map_err(|e| {
         invalid_request(format!(
             "the body must be application/x-www-form-urlencoded: {}",
@@ -996,8 +1009,7 @@ async fn token(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    no_store(flatten((|| {
-        let params = token_params(form)?;
+    let granted = token_params(form).and_then(|params| {
         let client = authenticate_client(&hub, &headers, &params)?;
         match params.get("grant_type") {
             Some("authorization_code") => authorization_code_grant(&hub, client, &params),
@@ -1010,18 +1022,18 @@ async fn token(
             )),
             None => Err(invalid_request("grant_type is missing")),
         }
-    })()))
-}
-
-fn granted(response: ferry_proto::api::TokenResponse) -> Result<Response, Response> {
-    Ok((StatusCode::OK, Json(response)).into_response())
+    });
+    no_store(match granted {
+        Ok(tokens) => (StatusCode::OK, Json(tokens)).into_response(),
+        Err(failure) => failure.into_response(),
+    })
 }
 
 fn authorization_code_grant(
     hub: &Hub,
     client: Option<Client>,
     params: &Params,
-) -> Result<Response, Response> {
+) -> Result<TokenResponse, OAuthFailure> {
     let client = client.ok_or_else(|| invalid_request("client_id is missing"))?;
     let code = params
         .get("code")
@@ -1038,10 +1050,9 @@ fn authorization_code_grant(
             "code_verifier must be 43 to 128 unreserved characters (RFC 7636)",
         ));
     }
-    let code_hash = token_hash(code.trim());
     let row = match hub
         .store
-        .take_auth_code(&code_hash, grants::now())
+        .take_auth_code(&token_hash(code.trim()), grants::now())
         .map_err(server_error)?
     {
         CodeUse::Fresh(row) => row,
@@ -1076,6 +1087,7 @@ fn authorization_code_grant(
         .user_by_id(row.user_id)
         .map_err(server_error)?
         .ok_or_else(|| invalid_grant("the account no longer exists"))?;
+    // The code hash is the grant id, so a replayed code finds these tokens.
     let issued = grants::issue(
         &hub.store,
         user.id,
@@ -1088,17 +1100,14 @@ fn authorization_code_grant(
     )
     .map_err(|e| server_error(format!("{e:#}")))?;
     tracing::info!(user = %user.name, client = %row.client_id, scope = %row.scope, "tokens issued for an authorization code");
-    granted(issued)
+    Ok(issued)
 }
 
 /// Scopes that must all be among `allowed`; `allowed` itself when none are asked for.
-fn narrow_scope(requested: Option<&str>, allowed: &str) -> Result<String, Response> {
-    let Some(requested) = requested else {
-        return Ok(allowed.to_string());
-    };
+fn narrow_scope(requested: Option<&str>, allowed: &str) -> Result<String, OAuthFailure> {
     let allowed: Vec<&str> = allowed.split_whitespace().collect();
     let mut scopes: Vec<&str> = Vec::new();
-    for word in requested.split_whitespace() {
+    for word in requested.unwrap_or_default().split_whitespace() {
         if !allowed.contains(&word) {
             return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -1111,21 +1120,24 @@ fn narrow_scope(requested: Option<&str>, allowed: &str) -> Result<String, Respon
         }
     }
     if scopes.is_empty() {
-        return Ok(allowed.join(" "));
+        scopes = allowed;
     }
     scopes.sort_unstable();
     Ok(scopes.join(" "))
 }
 
-fn refresh_grant(hub: &Hub, client: Option<Client>, params: &Params) -> Result<Response, Response> {
+fn refresh_grant(
+    hub: &Hub,
+    client: Option<Client>,
+    params: &Params,
+) -> Result<TokenResponse, OAuthFailure> {
     let presented = params
         .get("refresh_token")
         .ok_or_else(|| invalid_request("refresh_token is missing"))?;
     let hash = token_hash(presented);
-    let now = grants::now();
     let Some(old) = hub
         .store
-        .token(&hash, TokenKind::Refresh, now)
+        .token(&hash, TokenKind::Refresh, grants::now())
         .map_err(server_error)?
     else {
         // A rotated-away token coming back means two parties hold it: end
@@ -1149,7 +1161,7 @@ fn refresh_grant(hub: &Hub, client: Option<Client>, params: &Params) -> Result<R
         }
         Some(_) => {}
         // Only a public client may leave itself unnamed; a confidential one
-        // must authenticate on every grant.
+        // authenticates on every grant.
         None => {
             let public = old.client_id == CLI_CLIENT_ID
                 || hub
@@ -1174,7 +1186,7 @@ fn refresh_grant(hub: &Hub, client: Option<Client>, params: &Params) -> Result<R
             "the refresh token was already used; this login is revoked, log in again",
         ));
     }
-    let issued = grants::issue(
+    grants::issue(
         &hub.store,
         old.user_id,
         &old.user_name,
@@ -1184,15 +1196,14 @@ fn refresh_grant(hub: &Hub, client: Option<Client>, params: &Params) -> Result<R
         ACCESS_TTL,
         true,
     )
-    .map_err(|e| server_error(format!("{e:#}")))?;
-    granted(issued)
+    .map_err(|e| server_error(format!("{e:#}")))
 }
 
 fn client_credentials_grant(
     hub: &Hub,
     client: Option<Client>,
     params: &Params,
-) -> Result<Response, Response> {
+) -> Result<TokenResponse, OAuthFailure> {
     let row = match client {
         Some(Client::Confidential(row)) => row,
         Some(Client::Public(id)) => {
@@ -1225,7 +1236,7 @@ fn client_credentials_grant(
     )
     .map_err(|e| server_error(format!("{e:#}")))?;
     tracing::info!(client = %row.client_id, user = %user.name, "client_credentials token issued");
-    granted(issued)
+    Ok(issued)
 }
 
 /// RFC 7009. Holding a token is enough to revoke it; a client that does
@@ -1235,8 +1246,7 @@ async fn revoke(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    no_store(flatten((|| {
-        let params = token_params(form)?;
+    let revoked = token_params(form).and_then(|params| {
         let client = authenticate_client(&hub, &headers, &params)?;
         let presented = params
             .get("token")
@@ -1254,29 +1264,1306 @@ async fn revoke(
                 .token(&hash, TokenKind::Access, now)
                 .map_err(server_error)?,
         };
-        if let Some(row) = found {
-            if let Some(Client::Confidential(c)) = &client
-                && c.client_id != row.client_id
-            {
-                return Err(oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "unauthorized_client",
-                    "the token was issued to another client",
-                ));
-            }
-            match row.kind {
-                // A refresh token stands for the whole login.
-                TokenKind::Refresh => hub
-                    .store
-                    .revoke_grant(&row.grant_id)
-                    .map_err(server_error)?,
-                TokenKind::Access => hub.store.revoke_token(&hash).map_err(server_error)?,
-            }
-            tracing::info!(user = %row.user_name, client = %row.client_id, "token revoked");
+        let Some(row) = found else {
+            return Ok(());
+        };
+        if let Some(Client::Confidential(c)) = &client
+            && c.client_id != row.client_id
+        {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                "the token was issued to another client",
+            ));
         }
-        Ok(StatusCode::OK.into_response())
-    })()))
+        match row.kind {
+            // A refresh token stands for the whole login.
+            TokenKind::Refresh => hub
+                .store
+                .revoke_grant(&row.grant_id)
+                .map_err(server_error)?,
+            TokenKind::Access => hub.store.revoke_token(&hash).map_err(server_error)?,
+        }
+        tracing::info!(user = %row.user_name, client = %row.client_id, "token revoked");
+        Ok(())
+    });
+    no_store(match revoked {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(failure) => failure.into_response(),
+    })
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+    use crate::store::ClientRow;
+    use axum::body::Body;
+    use axum::http::Request;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use http_body_util::BodyExt;
+    use sha2::Digest;
+    use tower::ServiceExt;
+
+    const PASSWORD: &str = "correct horse battery";
+    const CODE_PAGE: &str = "https://hub.test:8443/auth/code";
+
+    struct Reply {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: String,
+    }
+
+    impl Reply {
+        fn location(&self) -> &str {
+            self.headers
+                .get(header::LOCATION)
+                .map(|v| v.to_str().unwrap())
+                .unwrap_or_default()
+        }
+        fn json(&self) -> serde_json::Value {
+            serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+        }
+        fn set_cookies(&self) -> Vec<&str> {
+            self.headers
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect()
+        }
+    }
+
+    /// A cookie-keeping browser driving the router.
+    struct Browser {
+        hub: Arc<Hub>,
+        cookies: Vec<(String, String)>,
+        ip: Option<SocketAddr>,
+    }
+
+    impl Browser {
+        fn new(hub: &Arc<Hub>) -> Self {
+            Self {
+                hub: hub.clone(),
+                cookies: Vec::new(),
+                ip: None,
+            }
+        }
+
+        async fn send(&mut self, mut request: Request<Body>) -> Reply {
+            if !self.cookies.is_empty() {
+                let jar: Vec<String> = self
+                    .cookies
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                request
+                    .headers_mut()
+                    .insert(header::COOKIE, jar.join("; ").parse().unwrap());
+            }
+            if let Some(ip) = self.ip {
+                request.extensions_mut().insert(ConnectInfo(ip));
+            }
+            let reply = send(&self.hub, request).await;
+            for set in reply.set_cookies() {
+                let (pair, attributes) = set.split_once(';').unwrap();
+                assert!(
+                    attributes.contains("Secure") && attributes.contains("HttpOnly"),
+                    "{set}"
+                );
+                let (name, value) = pair.split_once('=').unwrap();
+                self.cookies.retain(|(n, _)| n != name);
+                if !attributes.contains("Max-Age=0") {
+                    self.cookies.push((name.to_string(), value.to_string()));
+                }
+            }
+            reply
+        }
+
+        async fn get(&mut self, uri: &str) -> Reply {
+            self.send(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+        }
+
+        async fn post(&mut self, uri: &str, form: &[(String, String)]) -> Reply {
+            let pairs: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            self.send(
+                Request::post(uri)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(encode_pairs(&pairs)))
+                    .unwrap(),
+            )
+            .await
+        }
+
+        fn cookie(&self, name: &str) -> Option<&str> {
+            self.cookies
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    async fn send(hub: &Arc<Hub>, request: Request<Body>) -> Reply {
+        let response = crate::web::router(hub.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn unescape(text: &str) -> String {
+        text.replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    }
+
+    /// The hidden inputs of a page, as a browser would submit them.
+    fn hidden(html: &str) -> Vec<(String, String)> {
+        let mut fields = Vec::new();
+        for piece in html.split("<input type=\"hidden\" name=\"").skip(1) {
+            let (name, rest) = piece.split_once("\" value=\"").unwrap();
+            let value = rest.split_once('"').unwrap().0;
+            fields.push((unescape(name), unescape(value)));
+        }
+        fields
+    }
+
+    fn with(mut fields: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        for (k, v) in extra {
+            fields.retain(|(n, _)| n != k);
+            fields.push((k.to_string(), v.to_string()));
+        }
+        fields
+    }
+
+    fn query_of(url: &str) -> Vec<(String, String)> {
+        url.split_once('?')
+            .map(|(_, q)| {
+                q.split('&')
+                    .map(|p| {
+                        let (k, v) = p.split_once('=').unwrap();
+                        (form_decode(k).unwrap(), form_decode(v).unwrap())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn pkce() -> (String, String) {
+        let verifier = random_token(32).unwrap();
+        let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+        (verifier, challenge)
+    }
+
+    fn authorize_uri(redirect_uri: &str, challenge: &str, extra: &[(&str, &str)]) -> String {
+        let mut pairs = vec![
+            ("response_type", "code"),
+            ("client_id", CLI_CLIENT_ID),
+            ("redirect_uri", redirect_uri),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "st4te"),
+            ("scope", "endpoint:setup transfer"),
+        ];
+        for (k, v) in extra {
+            pairs.retain(|(n, _)| n != k);
+            if !v.is_empty() {
+                pairs.push((k, v));
+            }
+        }
+        format!("/authorize?{}", encode_pairs(&pairs))
+    }
+
+    fn hub_with_alice() -> Arc<Hub> {
+        let hub = crate::web::for_tests();
+        hub.store
+            .add_user(
+                "alice",
+                &crate::secrets::hash_password(PASSWORD).unwrap(),
+                0,
+            )
+            .unwrap();
+        hub
+    }
+
+    /// Signs in through the login page the authorize request shows.
+    async fn sign_in(browser: &mut Browser, authorize: &str) -> Reply {
+        let login = browser.get(authorize).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+        assert!(login.body.contains("name=\"password\""), "{}", login.body);
+        let form = with(
+            hidden(&login.body),
+            &[("username", "alice"), ("password", PASSWORD)],
+        );
+        let reply = browser.post("/login", &form).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+        reply
+    }
+
+    /// The browser part of the flow: sign in, approve, follow the redirect.
+    async fn approved_code(
+        hub: &Arc<Hub>,
+        redirect_uri: &str,
+        challenge: &str,
+    ) -> (Browser, String) {
+        let mut browser = Browser::new(hub);
+        let authorize = authorize_uri(redirect_uri, challenge, &[]);
+        let signed_in = sign_in(&mut browser, &authorize).await;
+        let consent = browser.get(signed_in.location()).await;
+        assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+        let approved = browser
+            .post(
+                "/authorize",
+                &with(hidden(&consent.body), &[("decision", "approve")]),
+            )
+            .await;
+        assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+        assert!(
+            approved.location().starts_with(&format!("{redirect_uri}?")),
+            "{}",
+            approved.location()
+        );
+        let back = query_of(approved.location());
+        assert_eq!(param(&back, "state"), Some("st4te"));
+        let code = param(&back, "code").unwrap().to_string();
+        (browser, code)
+    }
+
+    async fn post_token(
+        hub: &Arc<Hub>,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Reply {
+        let mut request = Request::post("/token")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some((id, secret)) = basic {
+            let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                encode(id),
+                encode(secret)
+            ));
+            request = request.header(header::AUTHORIZATION, format!("Basic {credentials}"));
+        }
+        send(hub, request.body(Body::from(encode_pairs(form))).unwrap()).await
+    }
+
+    async fn redeem(hub: &Arc<Hub>, code: &str, verifier: &str) -> Reply {
+        post_token(
+            hub,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", CODE_PAGE),
+                ("client_id", CLI_CLIENT_ID),
+                ("code_verifier", verifier),
+            ],
+            None,
+        )
+        .await
+    }
+
+    fn live(hub: &Hub, access: &str) -> bool {
+        grants::authenticate(&hub.store, access).unwrap().is_some()
+    }
+
+    #[tokio::test]
+    async fn the_paste_flow_issues_tokens_once_and_a_replayed_code_revokes_them() {
+        let hub = hub_with_alice();
+        let (verifier, challenge) = pkce();
+        let mut browser = Browser::new(&hub);
+        let authorize = authorize_uri(CODE_PAGE, &challenge, &[]);
+
+        let login = browser.get(&authorize).await;
+        assert_eq!(login.status, StatusCode::OK);
+        assert!(browser.cookie(LOGIN_CSRF_COOKIE).is_some());
+        let carried = hidden(&login.body);
+        assert_eq!(param(&carried, "code_challenge"), Some(challenge.as_str()));
+        assert_eq!(param(&carried, "redirect_uri"), Some(CODE_PAGE));
+        assert_eq!(param(&carried, "state"), Some("st4te"));
+
+        let signed_in = browser
+            .post(
+                "/login",
+                &with(carried, &[("username", "alice"), ("password", PASSWORD)]),
+            )
+            .await;
+        assert_eq!(
+            signed_in.status,
+            StatusCode::SEE_OTHER,
+            "{}",
+            signed_in.body
+        );
+        assert!(
+            signed_in.location().starts_with("/authorize?"),
+            "{}",
+            signed_in.location()
+        );
+        let session_cookie = signed_in
+            .set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with("ferry_session="))
+            .unwrap()
+            .to_string();
+        for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(session_cookie.contains(attribute), "{session_cookie}");
+        }
+        let session_value = browser.cookie(SESSION_COOKIE).unwrap().to_string();
+        assert_eq!(session_value.len(), 43, "32 random bytes");
+        assert!(
+            hub.store
+                .session(&token_hash(&session_value), grants::now())
+                .unwrap()
+                .is_some(),
+            "stored hashed"
+        );
+        assert!(
+            hub.store
+                .session(&session_value, grants::now())
+                .unwrap()
+                .is_none(),
+            "never stored in clear"
+        );
+
+        let consent = browser.get(signed_in.location()).await;
+        assert_eq!(consent.status, StatusCode::OK);
+        assert!(
+            consent.body.contains("ferry-cli") && consent.body.contains("wants to"),
+            "{}",
+            consent.body
+        );
+        assert!(
+            consent.body.contains("register endpoints") && consent.body.contains("transfer files"),
+            "{}",
+            consent.body
+        );
+        assert!(consent.body.contains("alice"));
+
+        let approved = browser
+            .post(
+                "/authorize",
+                &with(hidden(&consent.body), &[("decision", "approve")]),
+            )
+            .await;
+        assert_eq!(approved.status, StatusCode::SEE_OTHER);
+        assert!(
+            approved
+                .location()
+                .starts_with(&format!("{CODE_PAGE}?code=")),
+            "{}",
+            approved.location()
+        );
+        let code = param(&query_of(approved.location()), "code")
+            .unwrap()
+            .to_string();
+
+        let shown = browser
+            .get(&format!(
+                "{AUTH_CODE_PATH}?{}",
+                approved.location().split_once('?').unwrap().1
+            ))
+            .await;
+        assert_eq!(shown.status, StatusCode::OK);
+        assert!(
+            shown.body.contains(&format!(
+                "<code class=\"code\" id=\"auth-code\">{code}</code>"
+            )),
+            "{}",
+            shown.body
+        );
+        assert!(
+            shown.body.contains("paste it into the terminal"),
+            "{}",
+            shown.body
+        );
+
+        let tokens = redeem(&hub, &code, &verifier).await;
+        assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.body);
+        assert_eq!(tokens.headers[header::CACHE_CONTROL], "no-store");
+        let tokens: TokenResponse = serde_json::from_str(&tokens.body).unwrap();
+        assert_eq!(tokens.token_type, "Bearer");
+        assert_eq!(tokens.expires_in, ACCESS_TTL as u64);
+        assert_eq!(tokens.scope, "endpoint:setup transfer");
+        let principal = grants::authenticate(&hub.store, &tokens.access_token)
+            .unwrap()
+            .unwrap();
+        assert_eq!(principal.user_name, "alice");
+        assert_eq!(principal.client_id, CLI_CLIENT_ID);
+        assert!(principal.has_scope(SCOPE_SETUP) && principal.has_scope(SCOPE_TRANSFER));
+
+        let again = redeem(&hub, &code, &verifier).await;
+        assert_eq!(again.status, StatusCode::BAD_REQUEST);
+        assert_eq!(again.json()["error"], "invalid_grant");
+        assert!(
+            !live(&hub, &tokens.access_token),
+            "a replayed code revokes what it issued"
+        );
+        let refresh = post_token(
+            &hub,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tokens.refresh_token.as_deref().unwrap()),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(
+            refresh.json()["error"],
+            "invalid_grant",
+            "the refresh token went too"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_verifier_or_redirect_uri_gets_invalid_grant_and_burns_the_code() {
+        let hub = hub_with_alice();
+        let (verifier, challenge) = pkce();
+        let (_, code) = approved_code(&hub, CODE_PAGE, &challenge).await;
+        let (other_verifier, _) = pkce();
+        let wrong = redeem(&hub, &code, &other_verifier).await;
+        assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+        assert_eq!(wrong.json()["error"], "invalid_grant");
+        assert_eq!(
+            redeem(&hub, &code, &verifier).await.json()["error"],
+            "invalid_grant",
+            "one attempt per code"
+        );
+
+        let (verifier, challenge) = pkce();
+        let (_, code) = approved_code(&hub, CODE_PAGE, &challenge).await;
+        let moved = post_token(
+            &hub,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", "http://127.0.0.1:5000/cb"),
+                ("client_id", CLI_CLIENT_ID),
+                ("code_verifier", &verifier),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(moved.json()["error"], "invalid_grant");
+
+        let (verifier, challenge) = pkce();
+        let (_, code) = approved_code(&hub, CODE_PAGE, &challenge).await;
+        let no_verifier = post_token(
+            &hub,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CODE_PAGE),
+                ("client_id", CLI_CLIENT_ID),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(no_verifier.json()["error"], "invalid_request");
+        assert_eq!(
+            redeem(&hub, &code, &verifier).await.status,
+            StatusCode::OK,
+            "a malformed request does not burn the code"
+        );
+        assert_eq!(
+            redeem(&hub, "made-up", &verifier).await.json()["error"],
+            "invalid_grant"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_code_is_refused() {
+        let hub = hub_with_alice();
+        let (verifier, challenge) = pkce();
+        let alice = hub.store.user_by_name("alice").unwrap().unwrap();
+        hub.store
+            .put_auth_code(&AuthCodeRow {
+                code_hash: token_hash("old-code"),
+                client_id: CLI_CLIENT_ID.into(),
+                user_id: alice.id,
+                redirect_uri: CODE_PAGE.into(),
+                challenge,
+                scope: SCOPE_TRANSFER.into(),
+                expires: grants::now() - 1,
+            })
+            .unwrap();
+        let reply = redeem(&hub, "old-code", &verifier).await;
+        assert_eq!(reply.json()["error"], "invalid_grant");
+        assert!(
+            reply.json()["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("expired")
+        );
+    }
+
+    #[tokio::test]
+    async fn pkce_s256_is_required() {
+        let hub = hub_with_alice();
+        let (verifier, challenge) = pkce();
+        let loopback = "http://127.0.0.1:43210/callback";
+        for (extra, why) in [
+            (
+                vec![
+                    ("code_challenge_method", "plain"),
+                    ("code_challenge", verifier.as_str()),
+                ],
+                "plain",
+            ),
+            (vec![("code_challenge_method", "")], "no method"),
+            (vec![("code_challenge", "")], "no challenge"),
+            (vec![("code_challenge", "short")], "not a S256 challenge"),
+        ] {
+            let reply = Browser::new(&hub)
+                .get(&authorize_uri(loopback, &challenge, &extra))
+                .await;
+            assert_eq!(reply.status, StatusCode::SEE_OTHER, "{why}");
+            let back = query_of(reply.location());
+            assert!(reply.location().starts_with(loopback), "{why}");
+            assert_eq!(param(&back, "error"), Some("invalid_request"), "{why}");
+            assert_eq!(param(&back, "state"), Some("st4te"), "{why}");
+        }
+        let unknown_scope = Browser::new(&hub)
+            .get(&authorize_uri(
+                loopback,
+                &challenge,
+                &[("scope", "transfer admin")],
+            ))
+            .await;
+        assert_eq!(
+            param(&query_of(unknown_scope.location()), "error"),
+            Some("invalid_scope")
+        );
+        let token_type = Browser::new(&hub)
+            .get(&authorize_uri(
+                loopback,
+                &challenge,
+                &[("response_type", "token")],
+            ))
+            .await;
+        assert_eq!(
+            param(&query_of(token_type.location()), "error"),
+            Some("unsupported_response_type")
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_clients_and_redirect_uris_show_an_error_and_never_redirect() {
+        let hub = hub_with_alice();
+        let (_, challenge) = pkce();
+        for (redirect, client) in [
+            ("https://evil.example/cb", CLI_CLIENT_ID),
+            ("https://hub.test:8443/auth/code/../../evil", CLI_CLIENT_ID),
+            ("https://hub.test:8443/auth/codex", CLI_CLIENT_ID),
+            ("http://hub.test:8443/auth/code", CLI_CLIENT_ID),
+            ("http://127.0.0.1.evil.example/cb", CLI_CLIENT_ID),
+            ("http://127.0.0.1:80@evil.example/cb", CLI_CLIENT_ID),
+            ("http://127.0.0.1:99999/cb", CLI_CLIENT_ID),
+            ("http://127.0.0.1:0/cb", CLI_CLIENT_ID),
+            ("http://127.0.0.1:+80/cb", CLI_CLIENT_ID),
+            ("http://127.0.0.1:5000/cb#frag", CLI_CLIENT_ID),
+            ("http://localhost:5000/cb", CLI_CLIENT_ID),
+            ("https://127.0.0.1:5000/cb", CLI_CLIENT_ID),
+            ("http://[::1]x/cb", CLI_CLIENT_ID),
+            ("", CLI_CLIENT_ID),
+            (CODE_PAGE, "svc-made-up"),
+            (CODE_PAGE, "<script>"),
+        ] {
+            let mut browser = Browser::new(&hub);
+            let mut extra = vec![("redirect_uri", redirect), ("client_id", client)];
+            // Even an otherwise refusable request must not bounce to an untrusted place.
+            extra.push(("code_challenge_method", "plain"));
+            let reply = browser
+                .get(&authorize_uri(CODE_PAGE, &challenge, &extra))
+                .await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{redirect} {client}");
+            assert!(
+                reply.headers.get(header::LOCATION).is_none(),
+                "{redirect} {client}"
+            );
+            assert!(reply.body.contains("not valid"), "{}", reply.body);
+            assert!(!reply.body.contains("<script>"), "{}", reply.body);
+        }
+        for allowed in [
+            CODE_PAGE,
+            "http://127.0.0.1:43210/cb",
+            "http://127.0.0.1/",
+            "http://[::1]:8080/x?y=1",
+            "http://127.0.0.1:1",
+        ] {
+            let reply = Browser::new(&hub)
+                .get(&authorize_uri(allowed, &challenge, &[]))
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{allowed}: {}", reply.body);
+        }
+    }
+
+    #[tokio::test]
+    async fn loopback_redirects_get_code_and_state_and_deny_gets_access_denied() {
+        let hub = hub_with_alice();
+        let (verifier, challenge) = pkce();
+        let loopback = "http://[::1]:43210/done";
+        let (mut browser, code) = approved_code(&hub, loopback, &challenge).await;
+        let tokens = post_token(
+            &hub,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", loopback),
+                ("client_id", CLI_CLIENT_ID),
+                ("code_verifier", &verifier),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.body);
+
+        let consent = browser
+            .get(&authorize_uri(
+                "http://127.0.0.1:5000/cb",
+                &challenge,
+                &[("scope", "transfer")],
+            ))
+            .await;
+        assert!(
+            consent.body.contains("transfer files") && !consent.body.contains("register endpoints"),
+            "{}",
+            consent.body
+        );
+        let csp = consent.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("form-action 'self' http://127.0.0.1:*"),
+            "{csp}"
+        );
+        let denied = browser
+            .post(
+                "/authorize",
+                &with(hidden(&consent.body), &[("decision", "deny")]),
+            )
+            .await;
+        assert_eq!(denied.status, StatusCode::SEE_OTHER);
+        let back = query_of(denied.location());
+        assert!(denied.location().starts_with("http://127.0.0.1:5000/cb?"));
+        assert_eq!(param(&back, "error"), Some("access_denied"));
+        assert_eq!(param(&back, "state"), Some("st4te"));
+        assert_eq!(param(&back, "code"), None);
+
+        let page = browser
+            .get(&format!("{AUTH_CODE_PATH}?error=access_denied&state=x"))
+            .await;
+        assert!(
+            page.body.contains("denied") && !page.body.contains("id=\"auth-code\""),
+            "{}",
+            page.body
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_wrong_csrf_token_is_forbidden() {
+        let hub = hub_with_alice();
+        let (_, challenge) = pkce();
+        let authorize = authorize_uri(CODE_PAGE, &challenge, &[]);
+
+        // Login form without its cookie, with a wrong field, without the field.
+        let mut browser = Browser::new(&hub);
+        let login = browser.get(&authorize).await;
+        let form = with(
+            hidden(&login.body),
+            &[("username", "alice"), ("password", PASSWORD)],
+        );
+        let mut cookieless = Browser::new(&hub);
+        assert_eq!(
+            cookieless.post("/login", &form).await.status,
+            StatusCode::FORBIDDEN
+        );
+        let wrong = with(form.clone(), &[("csrf", &random_token(32).unwrap())]);
+        assert_eq!(
+            browser.post("/login", &wrong).await.status,
+            StatusCode::FORBIDDEN
+        );
+        let missing: Vec<_> = form.iter().filter(|(k, _)| k != "csrf").cloned().collect();
+        assert_eq!(
+            browser.post("/login", &missing).await.status,
+            StatusCode::FORBIDDEN
+        );
+        assert!(browser.cookie(SESSION_COOKIE).is_none());
+
+        // Consent without the session's token.
+        let signed_in = browser.post("/login", &form).await;
+        let consent = browser.get(signed_in.location()).await;
+        let approve = with(hidden(&consent.body), &[("decision", "approve")]);
+        for forged in [
+            with(approve.clone(), &[("csrf", &random_token(32).unwrap())]),
+            approve
+                .iter()
+                .filter(|(k, _)| k != "csrf")
+                .cloned()
+                .collect(),
+        ] {
+            let reply = browser.post("/authorize", &forged).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN);
+            assert!(reply.headers.get(header::LOCATION).is_none());
+        }
+        // Another browser's session does not make the token valid.
+        let mut other = Browser::new(&hub);
+        sign_in(&mut other, &authorize).await;
+        assert_eq!(
+            other.post("/authorize", &approve).await.status,
+            StatusCode::FORBIDDEN
+        );
+
+        // Logout too.
+        let bad_logout = browser
+            .post("/logout", &[("csrf".to_string(), "nope".to_string())])
+            .await;
+        assert_eq!(bad_logout.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            browser.post("/authorize", &approve).await.status,
+            StatusCode::SEE_OTHER,
+            "still signed in"
+        );
+    }
+
+    #[tokio::test]
+    async fn logout_ends_the_session() {
+        let hub = hub_with_alice();
+        let mut browser = Browser::new(&hub);
+        let login = browser.get("/login").await;
+        let signed_in = browser
+            .post(
+                "/login",
+                &with(
+                    hidden(&login.body),
+                    &[("username", "alice"), ("password", PASSWORD)],
+                ),
+            )
+            .await;
+        assert_eq!(signed_in.location(), "/");
+        let landing = browser.get("/").await;
+        assert!(
+            landing.body.contains("Signed in as <strong>alice</strong>"),
+            "{}",
+            landing.body
+        );
+        let session = token_hash(browser.cookie(SESSION_COOKIE).unwrap());
+        let out = browser.post("/logout", &hidden(&landing.body)).await;
+        assert_eq!(out.status, StatusCode::SEE_OTHER);
+        assert!(
+            out.set_cookies()
+                .iter()
+                .any(|c| c.starts_with("ferry_session=;") && c.contains("Max-Age=0"))
+        );
+        assert!(browser.cookie(SESSION_COOKIE).is_none());
+        assert!(
+            hub.store
+                .session(&session, grants::now())
+                .unwrap()
+                .is_none()
+        );
+        assert!(browser.get("/").await.body.contains("Sign in"));
+    }
+
+    #[tokio::test]
+    async fn failed_logins_are_rate_limited_without_revealing_accounts() {
+        let hub = hub_with_alice();
+        let mut browser = Browser::new(&hub);
+        let login = browser.get("/login").await;
+        let attempt = |user: &str, password: &str| {
+            with(
+                hidden(&login.body),
+                &[("username", user), ("password", password)],
+            )
+        };
+
+        let unknown = browser
+            .post("/login", &attempt("mallory", "whatever1"))
+            .await;
+        assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+        assert!(unknown.body.contains("wrong user name or password"));
+        for _ in 0..crate::web::MAX_FAILURES_PER_ACCOUNT {
+            let reply = browser
+                .post("/login", &attempt("alice", "guess-guess"))
+                .await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+            assert!(
+                reply.body.contains("wrong user name or password"),
+                "same words as for an unknown account"
+            );
+        }
+        let limited = browser.post("/login", &attempt("alice", PASSWORD)).await;
+        assert_eq!(
+            limited.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "even the right password waits"
+        );
+        assert!(
+            limited
+                .body
+                .contains("too many failed logins; try again in 15 minutes"),
+            "{}",
+            limited.body
+        );
+        assert!(browser.cookie(SESSION_COOKIE).is_none());
+        for _ in 1..crate::web::MAX_FAILURES_PER_ACCOUNT {
+            browser
+                .post("/login", &attempt("mallory", "whatever1"))
+                .await;
+        }
+        let limited_unknown = browser
+            .post("/login", &attempt("mallory", "whatever1"))
+            .await;
+        assert_eq!(
+            limited_unknown.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "unknown accounts are limited alike"
+        );
+
+        // Per address: a spray over many names from one place.
+        let hub = hub_with_alice();
+        let mut sprayer = Browser::new(&hub);
+        sprayer.ip = Some("198.51.100.9:40000".parse().unwrap());
+        let login = sprayer.get("/login").await;
+        for i in 0..crate::web::MAX_FAILURES_PER_ADDRESS {
+            let form = with(
+                hidden(&login.body),
+                &[
+                    ("username", &format!("user{i}")),
+                    ("password", "spray-spray"),
+                ],
+            );
+            assert_eq!(
+                sprayer.post("/login", &form).await.status,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        let form = with(
+            hidden(&login.body),
+            &[("username", "alice"), ("password", PASSWORD)],
+        );
+        assert_eq!(
+            sprayer.post("/login", &form).await.status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        let mut elsewhere = Browser::new(&hub);
+        elsewhere.ip = Some("203.0.113.5:40000".parse().unwrap());
+        let login = elsewhere.get("/login").await;
+        let form = with(
+            hidden(&login.body),
+            &[("username", "alice"), ("password", PASSWORD)],
+        );
+        assert_eq!(
+            elsewhere.post("/login", &form).await.status,
+            StatusCode::SEE_OTHER
+        );
+    }
+
+    async fn fresh_tokens(hub: &Arc<Hub>) -> TokenResponse {
+        let (verifier, challenge) = pkce();
+        let (_, code) = approved_code(hub, CODE_PAGE, &challenge).await;
+        let reply = redeem(hub, &code, &verifier).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        serde_json::from_str(&reply.body).unwrap()
+    }
+
+    async fn refresh(hub: &Arc<Hub>, token: &str) -> Reply {
+        post_token(
+            hub,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token),
+                ("client_id", CLI_CLIENT_ID),
+            ],
+            None,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn refresh_tokens_rotate_and_a_replay_revokes_the_grant() {
+        let hub = hub_with_alice();
+        let first = fresh_tokens(&hub).await;
+        let first_refresh = first.refresh_token.clone().unwrap();
+        let rotated = refresh(&hub, &first_refresh).await;
+        assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+        assert_eq!(rotated.headers[header::CACHE_CONTROL], "no-store");
+        let second: TokenResponse = serde_json::from_str(&rotated.body).unwrap();
+        let second_refresh = second.refresh_token.clone().unwrap();
+        assert_ne!(second_refresh, first_refresh);
+        assert_eq!(second.scope, first.scope);
+        assert!(live(&hub, &second.access_token));
+
+        // Narrowing works, widening does not.
+        let narrow = post_token(
+            &hub,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &second_refresh),
+                ("scope", "transfer admin"),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(narrow.json()["error"], "invalid_scope");
+
+        let replay = refresh(&hub, &first_refresh).await;
+        assert_eq!(replay.status, StatusCode::BAD_REQUEST);
+        assert_eq!(replay.json()["error"], "invalid_grant");
+        assert!(
+            !live(&hub, &second.access_token),
+            "the replay revoked the whole grant"
+        );
+        assert!(!live(&hub, &first.access_token));
+        assert_eq!(
+            refresh(&hub, &second_refresh).await.json()["error"],
+            "invalid_grant"
+        );
+
+        // Another login's grant is untouched, and a client cannot use a token of another.
+        let other = fresh_tokens(&hub).await;
+        assert!(live(&hub, &other.access_token));
+        let stolen = post_token(
+            &hub,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", other.refresh_token.as_deref().unwrap()),
+                ("client_id", "svc-x"),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(stolen.json()["error"], "invalid_client");
+        assert_eq!(
+            refresh(&hub, "never-issued").await.json()["error"],
+            "invalid_grant"
+        );
+    }
+
+    fn add_service_client(hub: &Hub, scopes: &str) -> (String, String) {
+        let bob = hub.store.add_user("bob", "unused", 0).unwrap();
+        let secret = random_token(32).unwrap();
+        hub.store
+            .add_client(
+                &ClientRow {
+                    client_id: "svc-registry".into(),
+                    name: "image registry".into(),
+                    secret_hash: Some(token_hash(&secret)),
+                    user_id: bob,
+                    scopes: scopes.into(),
+                },
+                0,
+            )
+            .unwrap();
+        ("svc-registry".into(), secret)
+    }
+
+    #[tokio::test]
+    async fn client_credentials_need_a_confidential_client_and_its_secret() {
+        let hub = hub_with_alice();
+        let (id, secret) = add_service_client(&hub, SCOPE_TRANSFER);
+
+        let basic = post_token(
+            &hub,
+            &[("grant_type", "client_credentials")],
+            Some((&id, &secret)),
+        )
+        .await;
+        assert_eq!(basic.status, StatusCode::OK, "{}", basic.body);
+        assert_eq!(basic.headers[header::CACHE_CONTROL], "no-store");
+        let tokens: TokenResponse = serde_json::from_str(&basic.body).unwrap();
+        assert_eq!(tokens.refresh_token, None);
+        assert_eq!(tokens.scope, SCOPE_TRANSFER);
+        let principal = grants::authenticate(&hub.store, &tokens.access_token)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (principal.user_name.as_str(), principal.client_id.as_str()),
+            ("bob", "svc-registry")
+        );
+
+        let in_form = post_token(
+            &hub,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", &secret),
+                ("scope", "transfer"),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(in_form.status, StatusCode::OK, "{}", in_form.body);
+
+        let wrong = post_token(
+            &hub,
+            &[("grant_type", "client_credentials")],
+            Some((&id, "not-the-secret")),
+        )
+        .await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(wrong.json()["error"], "invalid_client");
+        assert!(wrong.headers.get(header::WWW_AUTHENTICATE).is_some());
+        let no_secret = post_token(
+            &hub,
+            &[("grant_type", "client_credentials"), ("client_id", &id)],
+            None,
+        )
+        .await;
+        assert_eq!(no_secret.json()["error"], "invalid_client");
+        let unknown = post_token(
+            &hub,
+            &[("grant_type", "client_credentials")],
+            Some(("svc-nobody", &secret)),
+        )
+        .await;
+        assert_eq!(unknown.json()["error"], "invalid_client");
+        let wider = post_token(
+            &hub,
+            &[("grant_type", "client_credentials"), ("scope", SCOPE_SETUP)],
+            Some((&id, &secret)),
+        )
+        .await;
+        assert_eq!(wider.json()["error"], "invalid_scope");
+        let both = post_token(
+            &hub,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_secret", &secret),
+            ],
+            Some((&id, &secret)),
+        )
+        .await;
+        assert_eq!(both.json()["error"], "invalid_request");
+        let public = post_token(
+            &hub,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", CLI_CLIENT_ID),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(public.json()["error"], "unauthorized_client");
+        let public_secret = post_token(
+            &hub,
+            &[("grant_type", "client_credentials")],
+            Some((CLI_CLIENT_ID, "guess")),
+        )
+        .await;
+        assert_eq!(public_secret.json()["error"], "invalid_client");
+        let nobody = post_token(&hub, &[("grant_type", "client_credentials")], None).await;
+        assert_eq!(nobody.json()["error"], "invalid_client");
+    }
+
+    #[tokio::test]
+    async fn the_token_endpoint_rejects_malformed_requests() {
+        let hub = hub_with_alice();
+        assert_eq!(
+            post_token(&hub, &[("grant_type", "password")], None)
+                .await
+                .json()["error"],
+            "unsupported_grant_type"
+        );
+        assert_eq!(
+            post_token(&hub, &[], None).await.json()["error"],
+            "invalid_request"
+        );
+        let long = "x".repeat(MAX_PARAM + 1);
+        assert_eq!(
+            post_token(&hub, &[("grant_type", &long)], None)
+                .await
+                .json()["error"],
+            "invalid_request"
+        );
+        let twice = send(
+            &hub,
+            Request::post("/token")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(
+                    "grant_type=refresh_token&refresh_token=a&refresh_token=b",
+                ))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(twice.json()["error"], "invalid_request");
+        let json = send(
+            &hub,
+            Request::post("/token")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(json.status, StatusCode::BAD_REQUEST);
+        assert_eq!(json.json()["error"], "invalid_request");
+        let (_, challenge) = pkce();
+        let duplicated = Browser::new(&hub)
+            .get(&format!(
+                "{}&state=again",
+                authorize_uri(CODE_PAGE, &challenge, &[])
+            ))
+            .await;
+        assert_eq!(duplicated.status, StatusCode::BAD_REQUEST);
+        assert!(duplicated.headers.get(header::LOCATION).is_none());
+    }
+
+    async fn revoke_token(hub: &Arc<Hub>, form: &[(&str, &str)]) -> Reply {
+        send(
+            hub,
+            Request::post("/revoke")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(encode_pairs(form)))
+                .unwrap(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn revocation_ends_a_token_or_a_whole_login() {
+        let hub = hub_with_alice();
+        let tokens = fresh_tokens(&hub).await;
+        let revoked = revoke_token(
+            &hub,
+            &[
+                ("token", &tokens.access_token),
+                ("token_type_hint", "access_token"),
+            ],
+        )
+        .await;
+        assert_eq!(revoked.status, StatusCode::OK);
+        assert!(!live(&hub, &tokens.access_token));
+        let refreshed = refresh(&hub, tokens.refresh_token.as_deref().unwrap()).await;
+        assert_eq!(
+            refreshed.status,
+            StatusCode::OK,
+            "revoking an access token keeps the login"
+        );
+        let refreshed: TokenResponse = serde_json::from_str(&refreshed.body).unwrap();
+
+        let by_refresh = revoke_token(
+            &hub,
+            &[("token", refreshed.refresh_token.as_deref().unwrap())],
+        )
+        .await;
+        assert_eq!(by_refresh.status, StatusCode::OK);
+        assert!(
+            !live(&hub, &refreshed.access_token),
+            "revoking the refresh token ends the grant"
+        );
+        assert_eq!(
+            refresh(&hub, refreshed.refresh_token.as_deref().unwrap())
+                .await
+                .json()["error"],
+            "invalid_grant"
+        );
+
+        assert_eq!(
+            revoke_token(&hub, &[("token", "never-issued")])
+                .await
+                .status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            revoke_token(&hub, &[]).await.json()["error"],
+            "invalid_request"
+        );
+
+        let (id, secret) = add_service_client(&hub, SCOPE_TRANSFER);
+        let other = fresh_tokens(&hub).await;
+        let foreign = send(
+            &hub,
+            Request::post("/revoke")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(
+                    header::AUTHORIZATION,
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+                    ),
+                )
+                .body(Body::from(encode_pairs(&[("token", &other.access_token)])))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(foreign.json()["error"], "unauthorized_client");
+        assert!(live(&hub, &other.access_token));
+    }
+
+    #[test]
+    fn loopback_redirects_follow_rfc_8252() {
+        for ok in [
+            "http://127.0.0.1:1/",
+            "http://127.0.0.1:65535/a/b?c=d",
+            "http://[::1]:9/",
+            "http://127.0.0.1",
+            "http://[::1]?x",
+        ] {
+            assert!(is_loopback_redirect(ok), "{ok}");
+        }
+        for bad in [
+            "http://127.0.0.1:65536/",
+            "http://127.0.0.1:/",
+            "http://127.0.0.10/",
+            "http://127.0.0.1:1x/",
+            "http://[::1]:1@evil/",
+        ] {
+            assert!(!is_loopback_redirect(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_default_to_both_and_unknown_ones_are_refused() {
+        assert_eq!(parse_scopes(None).unwrap(), [SCOPE_SETUP, SCOPE_TRANSFER]);
+        assert_eq!(
+            parse_scopes(Some("transfer transfer")).unwrap(),
+            [SCOPE_TRANSFER]
+        );
+        assert!(parse_scopes(Some("transfer root")).is_err());
+        assert_eq!(
+            narrow_scope(None, "transfer endpoint:setup").unwrap(),
+            "endpoint:setup transfer"
+        );
+        assert_eq!(
+            narrow_scope(Some("transfer"), "transfer endpoint:setup").unwrap(),
+            "transfer"
+        );
+        assert!(narrow_scope(Some("endpoint:setup"), "transfer").is_err());
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let text = "a b&c=d/é+%";
+        assert_eq!(form_decode(&encode(text)).unwrap(), text);
+        assert_eq!(form_decode("a+b%2B").unwrap(), "a b+");
+        assert_eq!(form_decode("%zz"), None);
+        assert_eq!(form_decode("%4"), None);
+        assert_eq!(
+            with_query("http://127.0.0.1:1/cb?x=1", &[("code", "a b")]),
+            "http://127.0.0.1:1/cb?x=1&code=a%20b"
+        );
+    }
+}

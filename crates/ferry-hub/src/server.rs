@@ -41,6 +41,7 @@ pub struct Hub {
     pub tls_ca_sha256: [u8; 32],
     pub control: Registry,
     pub logins: LoginLimiter,
+    pub signer: crate::capability::TaskSigner,
 }
 
 /// SHA-256 of the CA certificate the hub tells endpoints to trust.
@@ -102,12 +103,14 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
     let tls_ca_path = config.resolve(&dir, &config.tls_ca);
     let tls_ca_pem = std::fs::read_to_string(&tls_ca_path)
         .with_context(|| format!("cannot read {}", tls_ca_path.display()))?;
+    let (control, _notices) = Registry::new();
     let hub = Arc::new(Hub {
+        signer: crate::capability::TaskSigner::load(&dir.signing_key())?,
         tls_ca_sha256: tls_ca_sha256(&dir, &config)?,
         tls_ca_pem,
         endpoint_ca: CertificateAuthority::load(&dir.endpoint_ca_cert(), &dir.endpoint_ca_key())?,
         store: dir.open_store()?,
-        control: Registry::default(),
+        control,
         logins: LoginLimiter::default(),
         config,
     });

@@ -198,6 +198,7 @@ impl Store {
     }
 
     /// An in-memory store, for tests.
+    #[cfg(test)]
     pub fn in_memory() -> Result<Self> {
         Self::init(Connection::open_in_memory()?)
     }

@@ -203,8 +203,9 @@ pub fn for_tests() -> Arc<Hub> {
         tls_ca_pem: ca.cert_pem.clone(),
         tls_ca_sha256: ca.cert_sha256,
         endpoint_ca: ca,
-        control: crate::control::Registry::default(),
+        control: crate::control::Registry::new().0,
         logins: LoginLimiter::default(),
+        signer: crate::capability::TaskSigner::generate(),
     })
 }
 

@@ -14,6 +14,7 @@
 
 use crate::api::{FsOp, FsOutcome};
 use crate::frame::{self, FrameDecoder, FrameError};
+use crate::task::TaskReport;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -49,6 +50,9 @@ pub enum EndpointMessage {
         version: u32,
         min_version: u32,
         software: String,
+        /// `host:port` where this endpoint accepts data connections, if it does.
+        #[serde(default)]
+        data_address: Option<String>,
     },
     Ping {
         seq: u64,
@@ -60,6 +64,11 @@ pub enum EndpointMessage {
         id: u64,
         outcome: FsOutcome,
     },
+    TaskReport {
+        task_id: String,
+        attempt: u32,
+        report: TaskReport,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +78,9 @@ pub enum HubMessage {
         version: u32,
         endpoint_id: String,
         heartbeat_secs: u64,
+        /// The hub's task-signing public key (SEC1 point, base64url).
+        #[serde(default)]
+        capability_key: String,
     },
     Refuse {
         reason: RefuseReason,
@@ -83,6 +95,15 @@ pub enum HubMessage {
     FsRequest {
         id: u64,
         op: FsOp,
+    },
+    /// To a task's source: send, connecting to the destination at `connect_to`.
+    TaskStart {
+        capability: String,
+        connect_to: String,
+    },
+    /// To both endpoints of a task: stop its data work now.
+    TaskCancel {
+        task_id: String,
     },
 }
 
@@ -164,8 +185,21 @@ impl Heartbeat {
 /// What the endpoint side learned from the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointEvent {
-    Connected { endpoint_id: String },
-    Fs { id: u64, op: FsOp },
+    Connected {
+        endpoint_id: String,
+        capability_key: String,
+    },
+    Fs {
+        id: u64,
+        op: FsOp,
+    },
+    TaskStart {
+        capability: String,
+        connect_to: String,
+    },
+    TaskCancel {
+        task_id: String,
+    },
 }
 
 #[derive(Debug)]
@@ -187,7 +221,12 @@ pub struct EndpointConnection {
 impl EndpointConnection {
     /// A new connection; its `Hello` is ready to send. Until the hub's
     /// welcome names an interval, `handshake_timeout` bounds the wait.
-    pub fn new(now: Instant, software: &str, handshake_timeout: Duration) -> Self {
+    pub fn new(
+        now: Instant,
+        software: &str,
+        data_address: Option<String>,
+        handshake_timeout: Duration,
+    ) -> Self {
         let mut conn = Self {
             state: EndpointState::ExpectWelcome,
             decoder: FrameDecoder::new(MAX_FRAME),
@@ -200,6 +239,7 @@ impl EndpointConnection {
                 version: PROTOCOL_VERSION,
                 min_version: MIN_PROTOCOL_VERSION,
                 software: software.to_string(),
+                data_address,
             },
         );
         conn
@@ -254,6 +294,7 @@ impl EndpointConnection {
                     version,
                     endpoint_id,
                     heartbeat_secs,
+                    capability_key,
                 },
             ) => {
                 if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
@@ -265,7 +306,10 @@ impl EndpointConnection {
                 let interval = Duration::from_secs(heartbeat_secs.clamp(1, 3600));
                 self.heartbeat = Heartbeat::new(now, interval);
                 self.state = EndpointState::Ready;
-                Ok(Some(EndpointEvent::Connected { endpoint_id }))
+                Ok(Some(EndpointEvent::Connected {
+                    endpoint_id,
+                    capability_key,
+                }))
             }
             (EndpointState::ExpectWelcome, other) => {
                 Err(ControlError::BeforeHandshake(hub_message_name(&other)))
@@ -281,6 +325,19 @@ impl EndpointConnection {
             (EndpointState::Ready, HubMessage::FsRequest { id, op }) => {
                 Ok(Some(EndpointEvent::Fs { id, op }))
             }
+            (
+                EndpointState::Ready,
+                HubMessage::TaskStart {
+                    capability,
+                    connect_to,
+                },
+            ) => Ok(Some(EndpointEvent::TaskStart {
+                capability,
+                connect_to,
+            })),
+            (EndpointState::Ready, HubMessage::TaskCancel { task_id }) => {
+                Ok(Some(EndpointEvent::TaskCancel { task_id }))
+            }
         }
     }
 
@@ -288,6 +345,20 @@ impl EndpointConnection {
     pub fn reply_fs(&mut self, now: Instant, id: u64, outcome: FsOutcome) {
         if matches!(self.state, EndpointState::Ready) {
             self.send(now, &EndpointMessage::FsReply { id, outcome });
+        }
+    }
+
+    /// Queues a report about a task.
+    pub fn report_task(&mut self, now: Instant, task_id: &str, attempt: u32, report: TaskReport) {
+        if matches!(self.state, EndpointState::Ready) {
+            self.send(
+                now,
+                &EndpointMessage::TaskReport {
+                    task_id: task_id.to_string(),
+                    attempt,
+                    report,
+                },
+            );
         }
     }
 
@@ -335,6 +406,8 @@ fn hub_message_name(m: &HubMessage) -> &'static str {
         HubMessage::Ping { .. } => "ping",
         HubMessage::Pong { .. } => "pong",
         HubMessage::FsRequest { .. } => "fs_request",
+        HubMessage::TaskStart { .. } => "task_start",
+        HubMessage::TaskCancel { .. } => "task_cancel",
     }
 }
 
@@ -344,6 +417,7 @@ fn endpoint_message_name(m: &EndpointMessage) -> &'static str {
         EndpointMessage::Ping { .. } => "ping",
         EndpointMessage::Pong { .. } => "pong",
         EndpointMessage::FsReply { .. } => "fs_reply",
+        EndpointMessage::TaskReport { .. } => "task_report",
     }
 }
 
@@ -354,10 +428,16 @@ pub enum HubEvent {
     /// [`HubConnection::accept`] or [`HubConnection::refuse`] it.
     Hello {
         software: String,
+        data_address: Option<String>,
     },
     FsReply {
         id: u64,
         outcome: FsOutcome,
+    },
+    TaskReport {
+        task_id: String,
+        attempt: u32,
+        report: TaskReport,
     },
 }
 
@@ -437,6 +517,7 @@ impl HubConnection {
                     version,
                     min_version,
                     software,
+                    data_address,
                 },
             ) => {
                 if version < MIN_PROTOCOL_VERSION
@@ -458,7 +539,10 @@ impl HubConnection {
                     });
                 }
                 self.state = HubState::Deciding;
-                Ok(Some(HubEvent::Hello { software }))
+                Ok(Some(HubEvent::Hello {
+                    software,
+                    data_address,
+                }))
             }
             (HubState::ExpectHello | HubState::Deciding, other) => {
                 Err(ControlError::BeforeHandshake(endpoint_message_name(&other)))
@@ -474,11 +558,29 @@ impl HubConnection {
             (HubState::Ready, EndpointMessage::FsReply { id, outcome }) => {
                 Ok(Some(HubEvent::FsReply { id, outcome }))
             }
+            (
+                HubState::Ready,
+                EndpointMessage::TaskReport {
+                    task_id,
+                    attempt,
+                    report,
+                },
+            ) => Ok(Some(HubEvent::TaskReport {
+                task_id,
+                attempt,
+                report,
+            })),
         }
     }
 
     /// Admits the endpoint after its hello (identity checked by the caller).
-    pub fn accept(&mut self, now: Instant, endpoint_id: &str, heartbeat: Duration) {
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        endpoint_id: &str,
+        heartbeat: Duration,
+        capability_key: &str,
+    ) {
         if matches!(self.state, HubState::Deciding) {
             self.send(
                 now,
@@ -486,6 +588,7 @@ impl HubConnection {
                     version: PROTOCOL_VERSION,
                     endpoint_id: endpoint_id.to_string(),
                     heartbeat_secs: heartbeat.as_secs().max(1),
+                    capability_key: capability_key.to_string(),
                 },
             );
             self.heartbeat = Heartbeat::new(now, heartbeat);
@@ -515,6 +618,39 @@ impl HubConnection {
         let id = self.next_request;
         self.send(now, &HubMessage::FsRequest { id, op });
         Ok(id)
+    }
+
+    /// Tells a task's source to start sending.
+    pub fn start_task(
+        &mut self,
+        now: Instant,
+        capability: &str,
+        connect_to: &str,
+    ) -> Result<(), ControlError> {
+        if !matches!(self.state, HubState::Ready) {
+            return Err(ControlError::Closed);
+        }
+        self.send(
+            now,
+            &HubMessage::TaskStart {
+                capability: capability.to_string(),
+                connect_to: connect_to.to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    pub fn cancel_task(&mut self, now: Instant, task_id: &str) -> Result<(), ControlError> {
+        if !matches!(self.state, HubState::Ready) {
+            return Err(ControlError::Closed);
+        }
+        self.send(
+            now,
+            &HubMessage::TaskCancel {
+                task_id: task_id.to_string(),
+            },
+        );
+        Ok(())
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
@@ -582,21 +718,28 @@ mod tests {
     }
 
     fn connected(now: Instant) -> (EndpointConnection, HubConnection) {
-        let mut ep = EndpointConnection::new(now, "ferry test", Duration::from_secs(30));
+        let mut ep = EndpointConnection::new(
+            now,
+            "ferry test",
+            Some("127.0.0.1:50000".into()),
+            Duration::from_secs(30),
+        );
         let mut hub = HubConnection::new(now, Duration::from_secs(30));
         let events = pump_to_hub(&mut ep, &mut hub, now).unwrap();
         assert_eq!(
             events,
             vec![HubEvent::Hello {
-                software: "ferry test".into()
+                software: "ferry test".into(),
+                data_address: Some("127.0.0.1:50000".into())
             }]
         );
-        hub.accept(now, "ep-1", HB);
+        hub.accept(now, "ep-1", HB, "key");
         let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
         assert_eq!(
             events,
             vec![EndpointEvent::Connected {
-                endpoint_id: "ep-1".into()
+                endpoint_id: "ep-1".into(),
+                capability_key: "key".into()
             }]
         );
         (ep, hub)
@@ -619,6 +762,37 @@ mod tests {
             vec![HubEvent::FsReply {
                 id,
                 outcome: FsOutcome::Done
+            }]
+        );
+    }
+
+    #[test]
+    fn tasks_start_cancel_and_report() {
+        let now = Instant::now();
+        let (mut ep, mut hub) = connected(now);
+        hub.start_task(now, "cap", "127.0.0.1:50001").unwrap();
+        hub.cancel_task(now, "t1").unwrap();
+        let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
+        assert_eq!(
+            events,
+            vec![
+                EndpointEvent::TaskStart {
+                    capability: "cap".into(),
+                    connect_to: "127.0.0.1:50001".into()
+                },
+                EndpointEvent::TaskCancel {
+                    task_id: "t1".into()
+                },
+            ]
+        );
+        ep.report_task(now, "t1", 2, TaskReport::Started);
+        let events = pump_to_hub(&mut ep, &mut hub, now).unwrap();
+        assert_eq!(
+            events,
+            vec![HubEvent::TaskReport {
+                task_id: "t1".into(),
+                attempt: 2,
+                report: TaskReport::Started
             }]
         );
     }
@@ -671,7 +845,7 @@ mod tests {
         // And a closed connection stays closed.
         assert_eq!(hub.handle_timeout(now), Err(ControlError::Closed));
 
-        let mut ep = EndpointConnection::new(now, "t", Duration::from_secs(30));
+        let mut ep = EndpointConnection::new(now, "t", None, Duration::from_secs(30));
         let req = encode(&HubMessage::FsRequest {
             id: 1,
             op: FsOp::Mkdir {
@@ -687,7 +861,7 @@ mod tests {
     #[test]
     fn hello_between_accept_decisions_is_refused() {
         let now = Instant::now();
-        let mut ep = EndpointConnection::new(now, "t", Duration::from_secs(30));
+        let mut ep = EndpointConnection::new(now, "t", None, Duration::from_secs(30));
         let mut hub = HubConnection::new(now, Duration::from_secs(30));
         pump_to_hub(&mut ep, &mut hub, now).unwrap();
         // Still deciding: a reply to a request never sent is a violation.
@@ -709,6 +883,7 @@ mod tests {
             version: 7,
             min_version: 5,
             software: "future".into(),
+            data_address: None,
         });
         let err = hub.handle_bytes(now, &hello).unwrap_err();
         assert_eq!(
@@ -719,7 +894,7 @@ mod tests {
             }
         );
         let refusal = hub.poll_transmit().unwrap();
-        let mut ep = EndpointConnection::new(now, "t", Duration::from_secs(30));
+        let mut ep = EndpointConnection::new(now, "t", None, Duration::from_secs(30));
         match ep.handle_bytes(now, &refusal) {
             Err(ControlError::Refused {
                 reason: RefuseReason::IncompatibleVersion,
@@ -734,7 +909,7 @@ mod tests {
     #[test]
     fn a_revoked_endpoint_learns_why() {
         let now = Instant::now();
-        let mut ep = EndpointConnection::new(now, "t", Duration::from_secs(30));
+        let mut ep = EndpointConnection::new(now, "t", None, Duration::from_secs(30));
         let mut hub = HubConnection::new(now, Duration::from_secs(30));
         pump_to_hub(&mut ep, &mut hub, now).unwrap();
         hub.refuse(

@@ -11,4 +11,5 @@ pub mod control;
 pub mod frame;
 pub mod local_api;
 pub mod setup_key;
+pub mod task;
 pub mod wire_path;

@@ -1,0 +1,223 @@
+//! Transfer tasks as they travel: what the hub tells a source endpoint to
+//! send, the capability that authorises one task's data connections, and
+//! what endpoints report back.
+//!
+//! A capability is `base64url(JSON body) "." base64url(signature)`, signed
+//! by the hub's task-signing key (ECDSA P-256, SHA-256, ASN.1 signature).
+//! Endpoints learn the verifying key in the control channel's welcome. The
+//! destination checks the signature, the expiry, both endpoint ids (against
+//! the TLS certificates) and the paths before touching its filesystem.
+
+use crate::wire_path::WirePath;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Largest encoded capability accepted (a `--batch` task lists its items).
+pub const MAX_CAPABILITY: usize = 1024 * 1024;
+
+/// What decides that a destination file needs no transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncLevel {
+    /// The destination file exists.
+    Exists,
+    /// ... and has the same size.
+    Size,
+    /// ... and the same size and modification time.
+    Mtime,
+    /// ... and the same content (compared by digest).
+    Checksum,
+}
+
+impl SyncLevel {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "exists" | "0" => Some(Self::Exists),
+            "size" | "1" => Some(Self::Size),
+            "mtime" | "2" => Some(Self::Mtime),
+            "checksum" | "3" => Some(Self::Checksum),
+            _ => None,
+        }
+    }
+}
+
+/// One source path and where it lands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferItem {
+    pub source: WirePath,
+    pub destination: WirePath,
+    /// The source is a directory whose contents land in `destination`.
+    pub recursive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferOptions {
+    /// `None`: transfer every file, replacing what is there.
+    pub sync_level: Option<SyncLevel>,
+    /// Remove destination files that the source does not have.
+    pub delete: bool,
+    pub preserve_mtime: bool,
+    pub preserve_mode: bool,
+    /// Report unreadable source entries and go on, instead of failing.
+    pub skip_source_errors: bool,
+    /// Parallel data streams; `None` lets the endpoints choose.
+    pub streams: Option<u32>,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        Self {
+            sync_level: None,
+            delete: false,
+            preserve_mtime: true,
+            preserve_mode: true,
+            skip_source_errors: false,
+            streams: None,
+        }
+    }
+}
+
+/// The signed body of a capability.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capability {
+    pub task_id: String,
+    /// Increases each time the hub (re)starts the task's data work.
+    pub attempt: u32,
+    pub source_endpoint: String,
+    pub destination_endpoint: String,
+    pub items: Vec<TransferItem>,
+    pub options: TransferOptions,
+    /// Unix seconds.
+    pub issued: i64,
+    pub expires: i64,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CapabilityError {
+    #[error("capability is too large")]
+    TooLarge,
+    #[error("capability is malformed")]
+    Malformed,
+    #[error("capability signature does not verify")]
+    BadSignature,
+    #[error("capability expired")]
+    Expired,
+    #[error("capability is for another endpoint")]
+    WrongEndpoint,
+}
+
+impl Capability {
+    /// The bytes the hub signs.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Joins a body and its signature into the travelling form.
+    pub fn seal(body: &[u8], signature: &[u8]) -> String {
+        format!("{}.{}", B64.encode(body), B64.encode(signature))
+    }
+
+    /// Splits the travelling form into (body, signature) without trusting it.
+    pub fn open(sealed: &str) -> Result<(Vec<u8>, Vec<u8>), CapabilityError> {
+        if sealed.len() > MAX_CAPABILITY {
+            return Err(CapabilityError::TooLarge);
+        }
+        let (body, sig) = sealed.split_once('.').ok_or(CapabilityError::Malformed)?;
+        let body = B64.decode(body).map_err(|_| CapabilityError::Malformed)?;
+        let sig = B64.decode(sig).map_err(|_| CapabilityError::Malformed)?;
+        Ok((body, sig))
+    }
+
+    /// Parses a body whose signature the caller has verified.
+    pub fn parse_verified(body: &[u8]) -> Result<Self, CapabilityError> {
+        serde_json::from_slice(body).map_err(|_| CapabilityError::Malformed)
+    }
+}
+
+/// Running totals of one attempt, as the destination counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCounters {
+    /// Files seen in the source.
+    pub files: u64,
+    /// Files sent and committed at the destination.
+    pub files_transferred: u64,
+    /// Files not sent: already there per the sync level, or committed by an
+    /// earlier attempt.
+    pub files_skipped: u64,
+    pub bytes_transferred: u64,
+}
+
+/// What an endpoint reports about a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskReport {
+    /// Data is flowing (destination).
+    Started,
+    Progress {
+        counters: TaskCounters,
+    },
+    /// A source entry was not transferred (a symlink, a FIFO, unreadable).
+    Skipped {
+        path: WirePath,
+        reason: String,
+    },
+    /// A file's content did not verify and is being sent again.
+    Resent {
+        path: WirePath,
+        reason: String,
+    },
+    /// Something went wrong that a later attempt may get past.
+    Fault {
+        message: String,
+    },
+    /// Every file is committed and verified (destination).
+    Succeeded {
+        counters: TaskCounters,
+    },
+    /// Something no retry will fix.
+    Failed {
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_capabilities_open_to_the_same_bytes() {
+        let cap = Capability {
+            task_id: "t".into(),
+            attempt: 1,
+            source_endpoint: "a".into(),
+            destination_endpoint: "b".into(),
+            items: vec![TransferItem {
+                source: WirePath::from_bytes("/x"),
+                destination: WirePath::from_bytes("/y"),
+                recursive: true,
+            }],
+            options: TransferOptions::default(),
+            issued: 1,
+            expires: 2,
+        };
+        let body = cap.body();
+        let sealed = Capability::seal(&body, b"sig");
+        let (b, s) = Capability::open(&sealed).unwrap();
+        assert_eq!((b.as_slice(), s.as_slice()), (body.as_slice(), &b"sig"[..]));
+        assert_eq!(Capability::parse_verified(&b).unwrap(), cap);
+        assert_eq!(Capability::open("nodot"), Err(CapabilityError::Malformed));
+        assert_eq!(
+            Capability::open(&"a".repeat(MAX_CAPABILITY + 1)),
+            Err(CapabilityError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn sync_levels_parse_by_name_and_number() {
+        assert_eq!(SyncLevel::parse("checksum"), Some(SyncLevel::Checksum));
+        assert_eq!(SyncLevel::parse("1"), Some(SyncLevel::Size));
+        assert_eq!(SyncLevel::parse("fast"), None);
+    }
+}
