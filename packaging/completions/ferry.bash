@@ -38,7 +38,7 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "my-endpoints shared-with-me all" -- "$cur")
             return
             ;;
-        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --timeout | --personal | --expires)
+        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --expires)
             return
             ;;
     esac
@@ -47,10 +47,10 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --label | --timeout | --filter-scope | --personal)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --label | --deadline | --batch | --timeout | --filter-scope | --personal)
                 ((i++))
                 ;;
-            -setup | -start | -stop | -status | -pause | -unpause | paths | login | endpoint | ls | mkdir | rename | rm | transfer | task)
+            -setup | -start | -stop | -status | -pause | -unpause | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task)
                 if [[ -z $verb ]]; then verb=${words[i]}; fi
                 ;;
             -*) ;;
@@ -62,7 +62,7 @@ _ferry()
 
     local opts="" files=""
     case $verb in
-        "") opts="-setup -start -stop -status -pause -unpause -version -help -dir paths login endpoint ls mkdir rename rm transfer task" ;;
+        "") opts="-setup -start -stop -status -pause -unpause -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task" ;;
         -setup) opts="--name --hub --hub-ca --force --setup-key --no-gui -dir" ;;
         -start) opts="-detach -restrict-paths -debug -trace -dir" ;;
         -status) opts="--json -dir" ;;
@@ -70,7 +70,7 @@ _ferry()
         paths)
             if [[ -z $sub ]]; then opts="check"; else opts="-restrict-paths --json -dir" files=1; fi
             ;;
-        login) opts="--hub" ;;
+        login) opts="--hub --hub-ca" ;;
         endpoint)
             case $sub in
                 "") opts="create search" ;;
@@ -79,9 +79,9 @@ _ferry()
             esac
             ;;
         ls) opts="-l --json" ;;
-        rm) opts="-r" ;;
-        mkdir | rename) opts="" ;;
-        transfer) opts="-r --sync-level --delete --label --wait --json" ;;
+        rm) opts="-r --recursive" ;;
+        logout | mkdir | rename) opts="" ;;
+        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --batch --wait --json" ;;
         task)
             case $sub in
                 "") opts="show wait list cancel events" ;;

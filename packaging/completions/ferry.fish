@@ -19,9 +19,9 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --label --timeout --filter-scope --personal
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --label --deadline --batch --timeout --filter-scope --personal
                 set skip 1
-            case -setup -start -stop -status -pause -unpause paths login endpoint ls mkdir rename rm transfer task
+            case -setup -start -stop -status -pause -unpause paths login logout endpoint ls mkdir rename rm transfer task
                 if test (count $found) -eq 0
                     set found $t
                 end
@@ -53,6 +53,7 @@ complete -c ferry -n '__ferry_at ""' -o version -d 'Print the version'
 complete -c ferry -n '__ferry_at ""' -o help -d 'Print help'
 complete -c ferry -n '__ferry_at ""' -a paths -d 'Explain what config-paths allows'
 complete -c ferry -n '__ferry_at ""' -a login -d 'Log in to a hub for the user verbs'
+complete -c ferry -n '__ferry_at ""' -a logout -d 'Forget the login of the user verbs'
 complete -c ferry -n '__ferry_at ""' -a endpoint -d 'Create or search endpoints'
 complete -c ferry -n '__ferry_at ""' -a ls -d 'List a directory on an endpoint'
 complete -c ferry -n '__ferry_at ""' -a mkdir -d 'Make a directory on an endpoint'
@@ -89,17 +90,21 @@ complete -c ferry -n 'string match -q "paths check" -- (__ferry_verb)' -l json -
 
 # User verbs (talk to the hub's REST API).
 complete -c ferry -n '__ferry_at login' -l hub -x -d 'The hub URL'
+complete -c ferry -n '__ferry_at login' -l hub-ca -r -F -d 'CA certificate of a self-signed hub'
 complete -c ferry -n '__ferry_at endpoint' -a 'create search'
 complete -c ferry -n 'string match -q "endpoint create" -- (__ferry_verb)' -l personal -x -d 'A personal endpoint with this name'
 complete -c ferry -n 'string match -q "endpoint search*" -- (__ferry_verb)' -l filter-scope -x -a 'my-endpoints shared-with-me all'
 complete -c ferry -n 'string match -q "endpoint *" -- (__ferry_verb)' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at ls' -s l -d 'Long listing'
 complete -c ferry -n '__ferry_at ls' -l json -d 'JSON output'
-complete -c ferry -n '__ferry_at rm' -s r -d 'Recursive'
-complete -c ferry -n '__ferry_at transfer' -s r -d 'Recursive'
+complete -c ferry -n '__ferry_at rm' -s r -l recursive -d 'Recursive'
+complete -c ferry -n '__ferry_at transfer' -s r -l recursive -d 'Recursive'
 complete -c ferry -n '__ferry_at transfer' -l sync-level -x -a 'exists size mtime checksum'
 complete -c ferry -n '__ferry_at transfer' -l delete -d 'Delete destination files missing at the source'
 complete -c ferry -n '__ferry_at transfer' -l label -x -d 'A label for the task'
+complete -c ferry -n '__ferry_at transfer' -l deadline -x -d 'Fail unless done by then (2h, RFC 3339)'
+complete -c ferry -n '__ferry_at transfer' -l skip-source-errors -d 'Skip unreadable source files'
+complete -c ferry -n '__ferry_at transfer' -l batch -r -F -d 'Read SRC DST [-r] lines from FILE'
 complete -c ferry -n '__ferry_at transfer' -l wait -d 'Show progress until the task ends'
 complete -c ferry -n '__ferry_at transfer' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at task' -a 'show wait list cancel events'

@@ -313,6 +313,15 @@ fn arg_item(arg: &Arg, spelling: Spelling) -> String {
     if !defaults.is_empty() && arg.get_action().takes_values() && !arg.is_hide_default_value_set() {
         out.push_str(&format!("Default: {}.\n", italic(&defaults.join(", "))));
     }
+    let values: Vec<String> = arg
+        .get_possible_values()
+        .iter()
+        .filter(|v| !v.is_hide_set())
+        .map(|v| bold(v.get_name()))
+        .collect();
+    if !values.is_empty() && arg.get_action().takes_values() && !arg.is_hide_possible_values_set() {
+        out.push_str(&format!("One of {}.\n", values.join(", ")));
+    }
     if let Some(env) = arg.get_env().filter(|_| !arg.is_hide_env_set()) {
         out.push_str(&format!("Also set by {}.\n", bold(&env.to_string_lossy())));
     }

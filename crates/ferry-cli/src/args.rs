@@ -15,6 +15,8 @@ Usage:
   ferry login --hub URL [--hub-ca FILE]
   ferry endpoint create --personal NAME | endpoint search [QUERY]
   ferry ls [-l] EP:PATH | mkdir EP:PATH | rename EP:OLD NEW | rm [-r] EP:PATH
+  ferry transfer SRC_EP:PATH DST_EP:PATH [-r] [--sync-level LEVEL] [--wait] ...
+  ferry task show|wait|cancel|events ID | task list
   ferry -version | -help
 Every command takes -dir DIR (or env FERRY_DIR; default ~/.ferry).
 
@@ -34,6 +36,9 @@ Hub commands (log in first, or set FERRY_TOKEN and FERRY_HUB):
   ls, mkdir, rename, rm
              File operations on an endpoint, as EP:PATH (PATH absolute,
              or /~/... for the endpoint owner's home)
+  transfer   Copy files between two endpoints as a task the hub runs to
+             the end, through faults and offline endpoints (ferry transfer -h)
+  task       Follow tasks: show, wait, list, cancel, events
 
 Getting started on a cluster node:
   ferry -setup           # once: log in to the hub, name this endpoint
@@ -133,6 +138,242 @@ pub enum Command {
         recursive: bool,
         #[arg(value_name = "EP:PATH")]
         target: std::ffi::OsString,
+    },
+    /// Submit a transfer task: ferry transfer SRC_EP:PATH DST_EP:PATH.
+    #[command(after_help = TRANSFER_HELP)]
+    Transfer(TransferArgs),
+    /// Follow and manage transfer tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+}
+
+const TRANSFER_HELP: &str = "\
+The hub runs the task to the end: it retries faults, waits for an endpoint
+that is offline, and resumes from what the destination already committed.
+It prints `Task ID: <UUID>`; follow it with `ferry task show|wait|events`.
+
+Paths are absolute on their endpoint; /~/ starts at the endpoint owner's home.
+With -r the contents of the source directory land in the destination
+directory. Modification times and permissions are kept.
+
+--deadline WHEN: the task fails if it has not completed by then. WHEN is a
+time from now (`3600`, `3600s`, `90m`, `2h`, `1d`) or an RFC 3339 time
+(`2026-12-01T18:00:00Z`, `2026-12-01T19:00:00+01:00`).
+
+--batch FILE (`-` reads stdin): many items in one task. One item per line,
+`SRC_PATH DST_PATH`, with `-r` (or `--recursive`) anywhere on the line for a
+directory; `#` starts a comment; quote paths with spaces ('a b' or \"a b\").
+Relative paths are taken under SRC_EP:PATH and DST_EP:PATH given on the
+command line (then just SRC_EP and DST_EP are enough if every path is
+absolute).
+
+Examples:
+  ferry transfer laptop:/~/data/run7 cluster:/scratch/me/run7 -r --wait
+  ferry transfer laptop:/~/data cluster:/scratch/me --batch files.txt
+  ferry transfer laptop:/~/big.h5 cluster:/~/big.h5 --sync-level checksum --deadline 2h";
+
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// The source endpoint (id or your display name for it) and path;
+    /// with --batch, the base that relative paths in the file start from.
+    #[arg(value_name = "SRC_EP:PATH")]
+    pub source: std::ffi::OsString,
+    /// The destination endpoint and path (base for --batch).
+    #[arg(value_name = "DST_EP:PATH")]
+    pub destination: std::ffi::OsString,
+    /// The source is a directory: its contents land in the destination directory.
+    #[arg(short = 'r', long = "recursive")]
+    pub recursive: bool,
+    /// Skip files already at the destination: when they exist, have the
+    /// same size, the same size and modification time, or the same content.
+    #[arg(long = "sync-level", value_enum, value_name = "LEVEL")]
+    pub sync_level: Option<SyncLevelArg>,
+    /// Delete destination files that the source does not have (with -r).
+    #[arg(long)]
+    pub delete: bool,
+    /// A label to recognise the task by in `ferry task list`.
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
+    /// Fail the task if it has not completed by then: 3600s, 90m, 2h, 1d
+    /// from now, or an RFC 3339 time such as 2026-12-01T18:00:00Z.
+    #[arg(long, value_name = "WHEN", value_parser = parse_deadline)]
+    pub deadline: Option<DeadlineArg>,
+    /// Report unreadable source files as events and go on, instead of failing.
+    #[arg(long = "skip-source-errors")]
+    pub skip_source_errors: bool,
+    /// Read many `SRC_PATH DST_PATH [-r]` items from FILE (- for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub batch: Option<PathBuf>,
+    /// Show progress and return when the task ends: exit 0 only if it SUCCEEDED.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncLevelArg {
+    #[value(alias = "0")]
+    Exists,
+    #[value(alias = "1")]
+    Size,
+    #[value(alias = "2")]
+    Mtime,
+    #[value(alias = "3")]
+    Checksum,
+}
+
+/// When a task must have completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineArg {
+    /// Seconds from now.
+    In(i64),
+    /// Unix seconds.
+    At(i64),
+}
+
+/// `3600`, `3600s`, `90m`, `2h`, `1d`, or an RFC 3339 time.
+pub fn parse_deadline(text: &str) -> Result<DeadlineArg, String> {
+    let usage = || {
+        format!(
+            "{text:?} is not a deadline: use a time from now (3600s, 90m, 2h, 1d) or an RFC 3339 time (2026-12-01T18:00:00Z)"
+        )
+    };
+    if text.contains(['-', ':']) {
+        return parse_rfc3339(text).map(DeadlineArg::At).ok_or_else(usage);
+    }
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_lowercase()),
+        _ => (text, 's'),
+    };
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(usage()),
+    };
+    let n: i64 = digits
+        .parse()
+        .ok()
+        .filter(|n| *n > 0 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(usage)?;
+    n.checked_mul(scale).map(DeadlineArg::In).ok_or_else(usage)
+}
+
+/// Unix seconds of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(range)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &b[19..];
+    if rest.first() == Some(&b'.') {
+        let digits = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &rest[1 + digits..];
+    }
+    let offset = match rest {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digits = [*h1, *h2, *m1, *m2];
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let d = |i: usize| i64::from(digits[i] - b'0');
+            let (h, m) = (d(0) * 10 + d(1), d(2) * 10 + d(3));
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let secs = h * 3600 + m * 60;
+            if *sign == b'+' { secs } else { -secs }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// A task's status and counters.
+    Show {
+        /// The task's id, as `ferry transfer` printed it.
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Wait until a task ends, with progress on a terminal. Exit 0 if it
+    /// SUCCEEDED; 1 if it FAILED, was CANCELED or the timeout passed.
+    Wait {
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Give up after SECS seconds (the task goes on).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
+    /// Your tasks, newest first.
+    List {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Cancel a task: both endpoints stop its data work.
+    Cancel {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// What happened to a task: starts, faults, waits, skipped files, its end.
+    Events {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
     },
 }
 
@@ -249,5 +490,39 @@ mod tests {
     #[test]
     fn the_clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn deadlines_parse_as_durations_or_rfc3339_times() {
+        assert_eq!(parse_deadline("3600"), Ok(DeadlineArg::In(3600)));
+        assert_eq!(parse_deadline("3600s"), Ok(DeadlineArg::In(3600)));
+        assert_eq!(parse_deadline("90m"), Ok(DeadlineArg::In(5400)));
+        assert_eq!(parse_deadline("2h"), Ok(DeadlineArg::In(7200)));
+        assert_eq!(parse_deadline("1d"), Ok(DeadlineArg::In(86_400)));
+        assert_eq!(
+            parse_deadline("2026-11-23T01:01:01Z"),
+            Ok(DeadlineArg::At(1_795_392_000 + 3_661))
+        );
+        assert_eq!(
+            parse_deadline("2026-11-23T02:01:01.250+01:00"),
+            Ok(DeadlineArg::At(1_795_392_000 + 3_661))
+        );
+        assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00-00:30"), Some(1800));
+        for bad in [
+            "",
+            "0",
+            "-5",
+            "10x",
+            "h",
+            "1.5h",
+            "2026-02-30T00:00:00Z",
+            "2026-11-23T01:01:01",
+            "2026-11-23 25:00:00Z",
+            "99999999999999999d",
+            "2026-11-23T01:01:01+1:00",
+        ] {
+            assert!(parse_deadline(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -39,7 +39,7 @@ impl Prompt for Terminal {
 }
 
 /// A client and a live token: from FERRY_TOKEN/FERRY_HUB, else the saved login.
-async fn session(inv: &Invocation) -> anyhow::Result<(HubClient, String)> {
+pub(crate) async fn session(inv: &Invocation) -> anyhow::Result<(HubClient, String)> {
     if let Some(token) = std::env::var_os("FERRY_TOKEN") {
         let token = token
             .into_string()
@@ -337,6 +337,6 @@ mod tests {
     fn utc_dates_are_right() {
         assert_eq!(utc(0), "1970-01-01 00:00");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00");
-        assert_eq!(utc(1_795_420_800 + 3_661), "2026-11-23 01:01");
+        assert_eq!(utc(1_795_392_000 + 3_661), "2026-11-23 01:01");
     }
 }

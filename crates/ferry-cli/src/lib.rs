@@ -12,6 +12,7 @@ mod endpoint;
 mod hub;
 mod legacy;
 mod paths;
+mod transfer;
 
 use anyhow::Context;
 use args::{Cli, Command, PathsCommand};
@@ -93,6 +94,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             destination,
         } => hub::rename(&ctx, &source, &destination),
         Command::Rm { recursive, target } => hub::rm(&ctx, &target, recursive),
+        Command::Transfer(args) => transfer::transfer(&ctx, args),
+        Command::Task(command) => transfer::task(&ctx, command),
     }
 }
 

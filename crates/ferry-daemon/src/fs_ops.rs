@@ -5,8 +5,6 @@
 use ferry_paths::{EntryKind, FsError, Policy, RootedFs};
 use ferry_proto::api::{FsEntry, FsEntryKind, FsOp, FsOutcome, MAX_LIST_ENTRIES};
 use ferry_proto::wire_path::WirePath;
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -16,24 +14,8 @@ const MAX_LIST_BYTES: usize = ferry_proto::control::MAX_FRAME * 3 / 4;
 /// Per-entry JSON overhead besides the name, generously.
 const ENTRY_OVERHEAD: usize = 96;
 
-/// `/~/x` is the owner's home; other paths must be absolute.
 fn resolve(home: &Path, path: &WirePath) -> Result<PathBuf, String> {
-    let bytes = path.as_bytes();
-    if bytes == b"/~" || bytes == b"~" {
-        return Ok(home.to_path_buf());
-    }
-    if let Some(rest) = bytes
-        .strip_prefix(b"/~/")
-        .or_else(|| bytes.strip_prefix(b"~/"))
-    {
-        return Ok(home.join(OsStr::from_bytes(rest)));
-    }
-    if bytes.first() != Some(&b'/') {
-        return Err(format!(
-            "path {path} must be absolute, or start with /~/ for the home directory"
-        ));
-    }
-    Ok(path.to_path_buf())
+    ferry_paths::resolve_endpoint_path(home, path.as_bytes())
 }
 
 fn kind(k: EntryKind) -> FsEntryKind {

@@ -4,6 +4,8 @@
 //! act on, back off with jitter, and dial again.
 
 use crate::PolicyHandle;
+use crate::transfers::Transfers;
+use ferry_mover::Report;
 use ferry_paths::Policy;
 use ferry_proto::api::FsOutcome;
 use ferry_proto::backoff::Backoff;
@@ -130,6 +132,9 @@ pub(crate) struct LinkContext {
     pub dir: EndpointDir,
     pub home: PathBuf,
     pub policy: PolicyHandle,
+    pub transfers: Option<Arc<Transfers>>,
+    /// Reports from the mover, sent while a session is up.
+    pub reports: Arc<tokio::sync::Mutex<Option<mpsc::UnboundedReceiver<Report>>>>,
 }
 
 /// How a session with the hub ended.
@@ -223,35 +228,48 @@ async fn session(
         reason,
         was_connected: false,
     };
-    let config = match tls_config(&ctx.dir) {
-        Ok(c) => c,
-        Err(reason) => return fail(format!("cannot load the endpoint's credentials: {reason}")),
-    };
     let server_name = match rustls_pki_types::ServerName::try_from(host.to_string()) {
         Ok(n) => n,
         Err(_) => return fail(format!("{host:?} is not a valid hub host name")),
     };
+    // The network first: "refused" or "timed out" is what a user on a new
+    // cluster most needs to see.
     let tcp = match dial(host, port).await {
         Ok(t) => t,
         Err(reason) => return fail(reason),
     };
+    let config = match tls_config(&ctx.dir) {
+        Ok(c) => c,
+        Err(reason) => return fail(format!("cannot load the endpoint's credentials: {reason}")),
+    };
     let _ = tcp.set_nodelay(true);
+    let data_address = ctx
+        .transfers
+        .as_ref()
+        .and_then(|t| t.data_address(tcp.local_addr().ok().map(|a| a.ip())));
     let connector = tokio_rustls::TlsConnector::from(config);
     let tls = match tokio::time::timeout(DIAL_TIMEOUT, connector.connect(server_name, tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return fail(describe_tls_error(&ctx.dir, &e)),
         Err(_) => return fail(format!("timed out in the TLS handshake with {host}:{port}")),
     };
-    drive(ctx, tls, view).await
+    drive(ctx, tls, view, data_address).await
 }
 
 /// Runs the control protocol over an established TLS stream.
-async fn drive<S>(ctx: &LinkContext, stream: S, view: &watch::Sender<HubView>) -> SessionEnd
+async fn drive<S>(
+    ctx: &LinkContext,
+    stream: S,
+    view: &watch::Sender<HubView>,
+    data_address: Option<String>,
+) -> SessionEnd
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let software = format!("ferry {}", env!("CARGO_PKG_VERSION"));
-    let mut conn = EndpointConnection::new(Instant::now(), &software, None, HANDSHAKE_TIMEOUT);
+    let mut conn =
+        EndpointConnection::new(Instant::now(), &software, data_address, HANDSHAKE_TIMEOUT);
+    let mut reports_guard = ctx.reports.lock().await;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (done_tx, mut done) = mpsc::channel::<(u64, FsOutcome)>(16);
     let mut buf = vec![0u8; 64 * 1024];
@@ -274,7 +292,10 @@ where
                 Ok(n) => match conn.handle_bytes(Instant::now(), &buf[..n]) {
                     Ok(events) => for event in events {
                         match event {
-                            EndpointEvent::Connected { endpoint_id, .. } => {
+                            EndpointEvent::Connected { endpoint_id, capability_key } => {
+                                if let Some(t) = &ctx.transfers {
+                                    t.set_hub_key(&capability_key);
+                                }
                                 was_connected = true;
                                 tracing::info!(endpoint = %endpoint_id, "connected to the hub");
                                 view.send_replace(HubView { state: HubState::Connected, detail: None });
@@ -289,8 +310,14 @@ where
                                     let _ = done.blocking_send((id, outcome));
                                 });
                             }
-                            EndpointEvent::TaskStart { .. } | EndpointEvent::TaskCancel { .. } => {
-                                tracing::warn!("the hub sent transfer work, which this build cannot do yet");
+                            EndpointEvent::TaskStart { capability, connect_to } => match &ctx.transfers {
+                                Some(t) => t.start_sending(capability, connect_to),
+                                None => tracing::warn!("the hub sent a transfer, but transfers are disabled here (see the start-up log)"),
+                            },
+                            EndpointEvent::TaskCancel { task_id } => {
+                                if let Some(t) = &ctx.transfers {
+                                    t.cancel(&task_id);
+                                }
                             }
                         }
                     },
@@ -299,6 +326,9 @@ where
                 Err(e) => break describe_tls_error(&ctx.dir, &e),
             },
             Some((id, outcome)) = done.recv() => conn.reply_fs(Instant::now(), id, outcome),
+            Some((task_id, attempt, report)) = next_report(&mut reports_guard) => {
+                conn.report_task(Instant::now(), &task_id, attempt, report);
+            }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
                 if let Err(e) = conn.handle_timeout(Instant::now()) {
                     break describe_control_error(&e);
@@ -310,6 +340,13 @@ where
     SessionEnd {
         reason,
         was_connected,
+    }
+}
+
+async fn next_report(reports: &mut Option<mpsc::UnboundedReceiver<Report>>) -> Option<Report> {
+    match reports {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod logging;
 mod policy;
 mod serve;
 mod service_manager;
+mod transfers;
 
 pub use error::DaemonError;
 pub use lock::{DaemonLock, LockState};

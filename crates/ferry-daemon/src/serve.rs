@@ -4,6 +4,7 @@
 use crate::hub_link::{self, HubView};
 use crate::local_api::{self, TransportError};
 use crate::service_manager;
+use crate::transfers::Transfers;
 use crate::{DaemonError, DaemonLock, PolicyChoice, PolicyHandle, load_policy};
 use ferry_paths::Policy;
 use ferry_proto::local_api::{
@@ -83,17 +84,35 @@ impl Daemon {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (hub_tx, hub_rx) = watch::channel(HubView::connecting());
         let policy: PolicyHandle = Arc::new(RwLock::new(self.policy));
+        let (transfers, reports) = match Transfers::start(
+            &self.dir,
+            &self.identity,
+            self.home.clone(),
+            policy.clone(),
+            shutdown_rx.clone(),
+        )
+        .await
+        {
+            Ok((t, r)) => (Some(t), Some(r)),
+            Err(reason) => {
+                tracing::warn!(%reason, "transfers disabled");
+                (None, None)
+            }
+        };
         let hub_task = tokio::spawn(hub_link::run(
             hub_link::LinkContext {
                 url: self.identity.hub_url.clone(),
                 dir: self.dir.clone(),
                 home: self.home.clone(),
                 policy: policy.clone(),
+                transfers: transfers.clone(),
+                reports: Arc::new(tokio::sync::Mutex::new(reports)),
             },
             hub_tx,
             shutdown_rx.clone(),
         ));
         let shared = Arc::new(Shared {
+            transfers,
             started: Instant::now(),
             dir: self.dir,
             home: self.home,
@@ -170,6 +189,7 @@ impl Daemon {
 
 /// State the local API handlers read and change.
 struct Shared {
+    transfers: Option<Arc<Transfers>>,
     started: Instant,
     dir: EndpointDir,
     home: PathBuf,
@@ -216,8 +236,11 @@ impl Shared {
             hub_url: self.identity.hub_url.clone(),
             hub: if paused { HubState::Paused } else { hub.state },
             hub_detail: hub.detail,
-            // The data mover does not exist yet, so no data work can run.
-            transfer: TransferState::Idle,
+            transfer: if self.transfers.as_ref().is_some_and(|t| t.active()) {
+                TransferState::Active
+            } else {
+                TransferState::Idle
+            },
             paused,
             policy,
             uptime_secs: self.started.elapsed().as_secs(),
@@ -235,6 +258,9 @@ impl Shared {
             }
             Request::Pause => {
                 let was = self.paused.swap(true, Ordering::SeqCst);
+                if let Some(t) = &self.transfers {
+                    t.set_paused(true);
+                }
                 tracing::info!("paused: taking no data work");
                 Response::Done {
                     message: if was { "already paused" } else { "paused" }.into(),
@@ -242,6 +268,9 @@ impl Shared {
             }
             Request::Unpause => {
                 let was = self.paused.swap(false, Ordering::SeqCst);
+                if let Some(t) = &self.transfers {
+                    t.set_paused(false);
+                }
                 tracing::info!("unpaused: taking data work again");
                 Response::Done {
                     message: if was { "unpaused" } else { "was not paused" }.into(),

@@ -1,21 +1,28 @@
-//! The REST API under `/api/v1`: endpoints (create, search, register) and
-//! file operations on connected endpoints. Every route authenticates first
+//! The REST API under `/api/v1`: endpoints (create, search, register),
+//! file operations on connected endpoints, and transfer tasks. Every route authenticates first
 //! and answers errors as JSON [`ApiError`]s with one line a user can act on.
 
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
 use crate::grants::{self, Principal};
 use crate::server::Hub;
-use crate::store::EndpointRow;
-use axum::extract::{Path, Query, State};
+use crate::store::{EndpointRow, MAX_TASK_EVENTS, NewTask, TaskRow};
+use crate::tasks::{self, Wake};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use ferry_proto::api::{
     ApiError, CreateEndpoint, EndpointInfo, FilterScope, FsOp, FsOutcome, RegisterEndpoint,
     SCOPE_SETUP, SCOPE_TRANSFER,
 };
+use ferry_proto::task::{
+    Capability, MAX_CAPABILITY, MAX_ITEM_PATH, MAX_LABEL, MAX_TASK_ITEMS, SubmitTask,
+    SubmittedTask, TaskEvent, TaskInfo, TaskStatus,
+};
+use ferry_proto::wire_path::WirePath;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +31,15 @@ use std::time::Duration;
 const FS_WITHIN: Duration = Duration::from_secs(30);
 /// Most endpoints one search returns.
 const SEARCH_LIMIT: usize = 1000;
+/// Largest task submission: a `--batch` task lists many paths.
+const MAX_SUBMIT: usize = 1024 * 1024;
+/// Tasks one list returns unless asked for fewer, and at most.
+const TASK_LIST_DEFAULT: usize = 100;
+const TASK_LIST_MAX: usize = 1000;
+/// Events one request returns unless asked for fewer.
+const EVENTS_DEFAULT: usize = 1000;
+/// Furthest deadline accepted, in seconds from now.
+const MAX_DEADLINE: i64 = 366 * 86_400;
 
 pub fn routes() -> Router<Arc<Hub>> {
     Router::new()
@@ -34,6 +50,15 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/api/v1/endpoints/register", post(register_endpoint))
         .route("/api/v1/endpoints/{endpoint}/fs", post(fs_operation))
         .route("/api/v1/endpoints/{endpoint}", get(show_endpoint))
+        .route(
+            "/api/v1/tasks",
+            post(submit_task)
+                .layer(DefaultBodyLimit::max(MAX_SUBMIT))
+                .get(list_tasks),
+        )
+        .route("/api/v1/tasks/{task}", get(show_task))
+        .route("/api/v1/tasks/{task}/cancel", post(cancel_task))
+        .route("/api/v1/tasks/{task}/events", get(task_events))
 }
 
 /// An API error: status plus the JSON body.
@@ -268,5 +293,671 @@ async fn fs_operation(
             "endpoint_unavailable",
             e.to_string(),
         )),
+    }
+}
+
+// --- tasks ---
+
+fn bad(message: impl Into<String>) -> Failure {
+    Failure::new(StatusCode::BAD_REQUEST, "invalid", message)
+}
+
+fn check_path(which: &str, index: usize, path: &WirePath) -> Result<(), Failure> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(bad(format!(
+            "item {}: the {which} path {path:?} is not absolute: start it with / (or /~/ for the endpoint owner's home)",
+            index + 1,
+            path = path.to_string()
+        )));
+    }
+    if bytes.len() > MAX_ITEM_PATH {
+        return Err(bad(format!(
+            "item {}: the {which} path is longer than {MAX_ITEM_PATH} bytes",
+            index + 1
+        )));
+    }
+    if bytes.contains(&0) {
+        return Err(bad(format!(
+            "item {}: the {which} path contains a NUL byte",
+            index + 1
+        )));
+    }
+    Ok(())
+}
+
+/// Everything about a submission that does not need the store.
+fn check_submission(submit: &SubmitTask, now: i64) -> Result<(), Failure> {
+    if submit.items.is_empty() {
+        return Err(bad("the task lists nothing to transfer"));
+    }
+    if submit.items.len() > MAX_TASK_ITEMS {
+        return Err(bad(format!(
+            "the task lists {} items; at most {MAX_TASK_ITEMS} fit one task: split it",
+            submit.items.len()
+        )));
+    }
+    for (i, item) in submit.items.iter().enumerate() {
+        check_path("source", i, &item.source)?;
+        check_path("destination", i, &item.destination)?;
+    }
+    if let Some(label) = &submit.label {
+        if label.len() > MAX_LABEL || label.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "the label is not allowed: use at most {MAX_LABEL} bytes without control characters"
+            )));
+        }
+    }
+    if let Some(deadline) = submit.deadline {
+        if deadline <= now {
+            return Err(bad("the deadline has already passed"));
+        }
+        if deadline > now + MAX_DEADLINE {
+            return Err(bad("the deadline is more than a year away"));
+        }
+    }
+    if submit.options.streams.is_some_and(|n| n == 0 || n > 64) {
+        return Err(bad("streams must be between 1 and 64"));
+    }
+    // The capability carries the items to both endpoints, base64 in a
+    // control frame: refuse here what could never be sent.
+    let body = Capability {
+        task_id: uuid::Uuid::nil().to_string(),
+        attempt: u32::MAX,
+        source_endpoint: uuid::Uuid::nil().to_string(),
+        destination_endpoint: uuid::Uuid::nil().to_string(),
+        items: submit.items.clone(),
+        options: submit.options.clone(),
+        issued: i64::MAX,
+        expires: i64::MAX,
+    }
+    .body();
+    if body.len().div_ceil(3) * 4 + 512 > MAX_CAPABILITY {
+        return Err(bad(
+            "the task's paths add up to more than one task can carry; split it into several tasks",
+        ));
+    }
+    Ok(())
+}
+
+fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
+    let totals = row.totals();
+    let waiting_for = (row.status == TaskStatus::Active)
+        .then(|| {
+            [
+                (&row.source_id, &row.source_name),
+                (&row.destination_id, &row.destination_name),
+            ]
+            .into_iter()
+            .find(|(id, _)| !hub.control.is_connected(id))
+            .map(|(_, name)| format!("endpoint '{name}' is not connected to the hub"))
+        })
+        .flatten();
+    TaskInfo {
+        task_id: row.id,
+        status: row.status,
+        label: row.label,
+        source_endpoint: row.source_id,
+        source_endpoint_name: row.source_name,
+        destination_endpoint: row.destination_id,
+        destination_endpoint_name: row.destination_name,
+        files: totals.files,
+        files_transferred: totals.files_transferred,
+        files_skipped: totals.files_skipped,
+        bytes_transferred: totals.bytes_transferred,
+        faults: row.faults,
+        attempt: row.attempt,
+        item_count: row.item_count,
+        created: row.created,
+        completed: row.completed,
+        deadline: row.deadline,
+        last_fault: row.last_fault,
+        fatal_error: row.fatal_error,
+        waiting_for,
+    }
+}
+
+/// One of the caller's tasks; someone else's is as absent as a missing one.
+fn own_task(hub: &Hub, who: &Principal, id: &str) -> Result<TaskRow, Failure> {
+    match hub.store.task(id).map_err(Failure::internal)? {
+        Some(row) if row.owner_id == who.user_id => Ok(row),
+        _ => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no task {id:?} among yours; list them with `ferry task list`"),
+        )),
+    }
+}
+
+fn wake_scheduler(wake: Option<Extension<Wake>>) {
+    if let Some(Extension(wake)) = wake {
+        wake.wake();
+    }
+}
+
+async fn submit_task(
+    State(hub): State<Arc<Hub>>,
+    wake: Option<Extension<Wake>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<SubmittedTask>), Failure> {
+    let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
+    // Parsed here rather than by the Json extractor, so a bad field (an
+    // unknown sync level) is answered as an ApiError the CLI can show.
+    let submit: SubmitTask = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("the task is not understood: {e}")))?;
+    let now = grants::now();
+    check_submission(&submit, now)?;
+    let source = resolve(&hub, &who, &submit.source_endpoint)?;
+    let destination = resolve(&hub, &who, &submit.destination_endpoint)?;
+    for endpoint in [&source, &destination] {
+        if endpoint.revoked {
+            return Err(Failure::new(
+                StatusCode::CONFLICT,
+                "revoked",
+                format!(
+                    "endpoint '{}' was revoked; set its machine up again with `ferry -setup --force`",
+                    endpoint.display_name
+                ),
+            ));
+        }
+    }
+    let task = NewTask {
+        id: uuid::Uuid::new_v4().to_string(),
+        owner_id: who.user_id,
+        source_id: source.id.clone(),
+        destination_id: destination.id.clone(),
+        items_json: serde_json::to_string(&submit.items).map_err(Failure::internal)?,
+        item_count: submit.items.len() as u64,
+        options_json: serde_json::to_string(&submit.options).map_err(Failure::internal)?,
+        label: submit.label.filter(|l| !l.is_empty()),
+        deadline: submit.deadline,
+        created: now,
+    };
+    let described = format!(
+        "{} item{} from '{}' to '{}'",
+        task.item_count,
+        if task.item_count == 1 { "" } else { "s" },
+        source.display_name,
+        destination.display_name
+    );
+    hub.store
+        .create_task(&task, tasks::code::SUBMITTED, &described)
+        .map_err(Failure::internal)?;
+    tracing::info!(task = %task.id, owner = %who.user_name, "task submitted: {described}");
+    wake_scheduler(wake);
+    Ok((
+        StatusCode::CREATED,
+        Json(SubmittedTask { task_id: task.id }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct LimitQuery {
+    limit: Option<usize>,
+}
+
+async fn list_tasks(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Query(query): Query<LimitQuery>,
+) -> Result<Json<Vec<TaskInfo>>, Failure> {
+    let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
+    let limit = query
+        .limit
+        .unwrap_or(TASK_LIST_DEFAULT)
+        .clamp(1, TASK_LIST_MAX);
+    let rows = hub
+        .store
+        .tasks_of(who.user_id, limit)
+        .map_err(Failure::internal)?;
+    Ok(Json(rows.into_iter().map(|r| task_info(&hub, r)).collect()))
+}
+
+async fn show_task(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(task): Path<String>,
+) -> Result<Json<TaskInfo>, Failure> {
+    let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
+    let row = own_task(&hub, &who, &task)?;
+    Ok(Json(task_info(&hub, row)))
+}
+
+/// Cancels an ACTIVE task; canceling a canceled one again is not an error.
+async fn cancel_task(
+    State(hub): State<Arc<Hub>>,
+    wake: Option<Extension<Wake>>,
+    headers: HeaderMap,
+    Path(task): Path<String>,
+) -> Result<Json<TaskInfo>, Failure> {
+    let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
+    let row = own_task(&hub, &who, &task)?;
+    let now = grants::now();
+    let canceled = hub
+        .store
+        .finish_task(&row.id, TaskStatus::Canceled, None, None, now)
+        .map_err(Failure::internal)?;
+    if canceled {
+        hub.store
+            .add_task_event(
+                &row.id,
+                tasks::code::CANCELED,
+                &format!("canceled by {}", who.user_name),
+                now,
+                true,
+            )
+            .map_err(Failure::internal)?;
+        for endpoint in [&row.source_id, &row.destination_id] {
+            if let Err(e) = hub.control.cancel_task(endpoint, &row.id) {
+                tracing::debug!(task = %row.id, %endpoint, error = %e, "cannot send a task cancel");
+            }
+        }
+        tracing::info!(task = %row.id, by = %who.user_name, "task canceled");
+        wake_scheduler(wake);
+    }
+    let row = own_task(&hub, &who, &task)?;
+    match row.status {
+        TaskStatus::Canceled => Ok(Json(task_info(&hub, row))),
+        status => Err(Failure::new(
+            StatusCode::CONFLICT,
+            "task_ended",
+            format!("task {} already ended: {status}", row.id),
+        )),
+    }
+}
+
+async fn task_events(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(task): Path<String>,
+    Query(query): Query<LimitQuery>,
+) -> Result<Json<Vec<TaskEvent>>, Failure> {
+    let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
+    let row = own_task(&hub, &who, &task)?;
+    let limit = query
+        .limit
+        .unwrap_or(EVENTS_DEFAULT)
+        .clamp(1, MAX_TASK_EVENTS as usize);
+    let events = hub
+        .store
+        .task_events(&row.id, limit)
+        .map_err(Failure::internal)?;
+    Ok(Json(
+        events
+            .into_iter()
+            .map(|e| TaskEvent {
+                is_error: tasks::is_error(&e.code),
+                seq: e.seq,
+                time: e.time,
+                code: e.code,
+                description: e.description,
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    struct Setup {
+        hub: Arc<Hub>,
+        alice: String,
+        bob: String,
+        laptop: String,
+        cluster: String,
+    }
+
+    fn token(hub: &Hub, user_id: i64, name: &str, scope: &str) -> String {
+        grants::issue(
+            &hub.store,
+            user_id,
+            name,
+            "test",
+            scope,
+            &uuid::Uuid::new_v4().to_string(),
+            3600,
+            false,
+        )
+        .unwrap()
+        .access_token
+    }
+
+    fn setup() -> Setup {
+        let hub = crate::web::for_tests();
+        let alice = hub.store.add_user("alice", "h", 0).unwrap();
+        let bob = hub.store.add_user("bob", "h", 0).unwrap();
+        hub.store
+            .create_endpoint("11111111-0000-0000-0000-000000000001", alice, "laptop", 0)
+            .unwrap();
+        hub.store
+            .create_endpoint("11111111-0000-0000-0000-000000000002", alice, "cluster", 0)
+            .unwrap();
+        hub.store
+            .create_endpoint("22222222-0000-0000-0000-000000000001", bob, "bobs", 0)
+            .unwrap();
+        Setup {
+            alice: token(&hub, alice, "alice", SCOPE_TRANSFER),
+            bob: token(&hub, bob, "bob", SCOPE_TRANSFER),
+            laptop: "11111111-0000-0000-0000-000000000001".into(),
+            cluster: "11111111-0000-0000-0000-000000000002".into(),
+            hub,
+        }
+    }
+
+    async fn call(
+        hub: &Arc<Hub>,
+        method: &str,
+        uri: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        let body = match body {
+            Some(v) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = crate::web::router(hub.clone())
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)));
+        (status, value)
+    }
+
+    fn submission(source: &str, destination: &str) -> Value {
+        json!({
+            "source_endpoint": source,
+            "destination_endpoint": destination,
+            "items": [{"source": "/~/data", "destination": "/scratch/run7", "recursive": true}],
+            "options": {"sync_level": "checksum"},
+            "label": "run 7",
+            "deadline": grants::now() + 3600,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_task_is_submitted_shown_listed_and_canceled() {
+        let s = setup();
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(submission("laptop", &s.cluster)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["task_id"].as_str().unwrap().to_string();
+
+        let (status, shown) = call(
+            &s.hub,
+            "GET",
+            &format!("/api/v1/tasks/{id}"),
+            &s.alice,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(shown["status"], "ACTIVE");
+        assert_eq!(shown["label"], "run 7");
+        assert_eq!(shown["source_endpoint"], s.laptop.as_str());
+        assert_eq!(shown["source_endpoint_name"], "laptop");
+        assert_eq!(shown["destination_endpoint_name"], "cluster");
+        for key in [
+            "files",
+            "files_transferred",
+            "files_skipped",
+            "bytes_transferred",
+            "faults",
+            "attempt",
+        ] {
+            assert_eq!(shown[key], 0, "{key}");
+        }
+        assert_eq!(shown["item_count"], 1);
+        assert!(
+            shown["waiting_for"]
+                .as_str()
+                .unwrap()
+                .contains("'laptop' is not connected"),
+            "{shown}"
+        );
+        assert!(shown["deadline"].is_i64());
+        assert!(shown["completed"].is_null());
+        let stored = s.hub.store.task_work(&id).unwrap().unwrap();
+        let options: ferry_proto::task::TransferOptions = serde_json::from_str(&stored.1).unwrap();
+        assert_eq!(
+            options.sync_level,
+            Some(ferry_proto::task::SyncLevel::Checksum)
+        );
+        assert!(
+            options.preserve_mtime && options.preserve_mode,
+            "defaults fill what is left out"
+        );
+
+        let (_, list) = call(&s.hub, "GET", "/api/v1/tasks", &s.alice, None).await;
+        assert_eq!(list.as_array().unwrap().len(), 1);
+        assert_eq!(list[0]["task_id"], id.as_str());
+        let (_, none) = call(&s.hub, "GET", "/api/v1/tasks", &s.bob, None).await;
+        assert_eq!(none, json!([]));
+
+        let (status, canceled) = call(
+            &s.hub,
+            "POST",
+            &format!("/api/v1/tasks/{id}/cancel"),
+            &s.alice,
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{canceled}");
+        assert_eq!(canceled["status"], "CANCELED");
+        assert!(canceled["completed"].is_i64());
+        assert!(canceled["waiting_for"].is_null());
+        let (status, again) = call(
+            &s.hub,
+            "POST",
+            &format!("/api/v1/tasks/{id}/cancel"),
+            &s.alice,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, &again["status"]),
+            (StatusCode::OK, &json!("CANCELED")),
+            "canceling twice is fine"
+        );
+
+        let (status, events) = call(
+            &s.hub,
+            "GET",
+            &format!("/api/v1/tasks/{id}/events"),
+            &s.alice,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let codes: Vec<&str> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, ["SUBMITTED", "CANCELED"]);
+        assert_eq!(events[1]["description"], "canceled by alice");
+        assert_eq!(events[1]["is_error"], false);
+    }
+
+    #[tokio::test]
+    async fn an_ended_task_cannot_be_canceled_and_others_tasks_are_invisible() {
+        let s = setup();
+        let (_, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(submission(&s.laptop, "cluster")),
+        )
+        .await;
+        let id = body["task_id"].as_str().unwrap().to_string();
+        for (method, uri) in [
+            ("GET", format!("/api/v1/tasks/{id}")),
+            ("GET", format!("/api/v1/tasks/{id}/events")),
+            ("POST", format!("/api/v1/tasks/{id}/cancel")),
+        ] {
+            let (status, body) = call(&s.hub, method, &uri, &s.bob, None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {body}");
+            assert_eq!(body["error"], "not_found");
+        }
+        s.hub
+            .store
+            .finish_task(&id, TaskStatus::Succeeded, None, None, 1)
+            .unwrap();
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            &format!("/api/v1/tasks/{id}/cancel"),
+            &s.alice,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("already ended: SUCCEEDED"),
+            "{body}"
+        );
+        let (status, _) = call(&s.hub, "GET", "/api/v1/tasks/nope", &s.alice, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = call(&s.hub, "GET", "/api/v1/tasks", "not-a-token", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn bad_submissions_are_refused_with_a_reason() {
+        let s = setup();
+        let bobs = "22222222-0000-0000-0000-000000000001";
+        let mut cases = vec![
+            (
+                submission("laptop", bobs),
+                StatusCode::NOT_FOUND,
+                "no endpoint",
+            ),
+            (
+                submission("bobs", "cluster"),
+                StatusCode::NOT_FOUND,
+                "no endpoint",
+            ),
+        ];
+        let mut bad_level = submission("laptop", "cluster");
+        bad_level["options"]["sync_level"] = json!("fast");
+        cases.push((bad_level, StatusCode::BAD_REQUEST, "fast"));
+        let mut relative = submission("laptop", "cluster");
+        relative["items"][0]["source"] = json!("data/run7");
+        cases.push((relative, StatusCode::BAD_REQUEST, "not absolute"));
+        let mut tilde = submission("laptop", "cluster");
+        tilde["items"][0]["destination"] = json!("~/x");
+        cases.push((tilde, StatusCode::BAD_REQUEST, "/~/"));
+        let mut empty = submission("laptop", "cluster");
+        empty["items"] = json!([]);
+        cases.push((empty, StatusCode::BAD_REQUEST, "nothing to transfer"));
+        let mut past = submission("laptop", "cluster");
+        past["deadline"] = json!(grants::now() - 1);
+        cases.push((past, StatusCode::BAD_REQUEST, "already passed"));
+        let mut label = submission("laptop", "cluster");
+        label["label"] = json!("a\nb");
+        cases.push((label, StatusCode::BAD_REQUEST, "label"));
+        let mut streams = submission("laptop", "cluster");
+        streams["options"]["streams"] = json!(0);
+        cases.push((streams, StatusCode::BAD_REQUEST, "streams"));
+        let mut nul = submission("laptop", "cluster");
+        nul["items"][0]["source"] = json!("/a%00b");
+        cases.push((nul, StatusCode::BAD_REQUEST, "NUL"));
+        for (body, expected, words) in cases {
+            let (status, answer) = call(
+                &s.hub,
+                "POST",
+                "/api/v1/tasks",
+                &s.alice,
+                Some(body.clone()),
+            )
+            .await;
+            assert_eq!(status, expected, "{body} -> {answer}");
+            assert!(
+                answer["message"].as_str().unwrap().contains(words),
+                "{body} -> {answer}"
+            );
+        }
+        s.hub.store.revoke_endpoint(&s.cluster).unwrap();
+        let (status, answer) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(submission("laptop", "cluster")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+        let setup_only = token(&s.hub, 1, "alice", SCOPE_SETUP);
+        let (status, _) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &setup_only,
+            Some(submission("laptop", "laptop")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(s.hub.store.tasks_of(1, 10).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_ordinary_requests_is_accepted_up_to_what_a_capability_carries() {
+        let s = setup();
+        let item = |i: usize| json!({"source": format!("/~/data/{i:0>90}"), "destination": format!("/scratch/{i:0>90}"), "recursive": false});
+        let mut body = submission("laptop", "cluster");
+        body["items"] = (0..1000).map(item).collect();
+        assert!(body.to_string().len() > crate::web::MAX_BODY);
+        let (status, answer) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        let (_, shown) = call(
+            &s.hub,
+            "GET",
+            &format!("/api/v1/tasks/{}", answer["task_id"].as_str().unwrap()),
+            &s.alice,
+            None,
+        )
+        .await;
+        assert_eq!(shown["item_count"], 1000);
+        body["items"] = (0..4000).map(item).collect();
+        let (status, answer) = call(&s.hub, "POST", "/api/v1/tasks", &s.alice, Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains("split"),
+            "{answer}"
+        );
     }
 }

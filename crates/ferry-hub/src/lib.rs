@@ -1,5 +1,6 @@
 //! `ferry-hub`: accounts, the OAuth2 provider, the endpoint registry and its
-//! CA, the control channel endpoints dial, and the REST API the CLI uses.
+//! CA, the control channel endpoints dial, the task scheduler, and the REST
+//! API the CLI uses.
 //!
 //! The admin verbs (`init`, `user add`, `endpoint create`, `token create`,
 //! ...) work on the state dir directly, also while `serve` runs (SQLite in
@@ -17,6 +18,7 @@ mod secrets;
 mod server;
 mod state;
 mod store;
+mod tasks;
 mod web;
 
 use anyhow::{Context, bail};

@@ -14,6 +14,7 @@ use crate::secrets::{
     constant_time_eq, pkce_s256_matches, random_token, token_hash, verify_password,
 };
 use crate::server::Hub;
+use crate::state::url_host_port;
 use crate::store::{AuthCodeRow, ClientRow, CodeUse, SessionRow, TokenKind};
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Form, Query, State};
@@ -346,8 +347,34 @@ fn is_loopback_redirect(uri: &str) -> bool {
     rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')
 }
 
-fn hub_code_page(hub: &Hub) -> String {
-    format!("{}{AUTH_CODE_PATH}", hub.config.url.trim_end_matches('/'))
+/// `https://AUTHORITY/PATH` split at the first `/` after the authority.
+fn split_https(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix("https://")?;
+    Some(rest.split_at(rest.find('/').unwrap_or(rest.len())))
+}
+
+/// This hub's copy-the-code page. The CLI builds the URI from the hub URL
+/// its user typed, so the host's case and an explicit default port do not
+/// matter; everything else must be the configured URL's.
+fn is_hub_code_page(hub: &Hub, uri: &str) -> bool {
+    let (Some((authority, path)), Some((own_authority, own_path))) = (
+        split_https(uri),
+        split_https(hub.config.url.trim_end_matches('/')),
+    ) else {
+        return false;
+    };
+    if path != format!("{own_path}{AUTH_CODE_PATH}") {
+        return false;
+    }
+    match (
+        url_host_port(&format!("https://{authority}")),
+        url_host_port(&format!("https://{own_authority}")),
+    ) {
+        (Ok((host, port)), Ok((own_host, own_port))) => {
+            host.eq_ignore_ascii_case(&own_host) && port == own_port
+        }
+        _ => false,
+    }
 }
 
 /// Where the built-in CLI may be sent back to.
@@ -356,7 +383,7 @@ fn redirect_allowed(hub: &Hub, uri: &str) -> bool {
     if !uri.bytes().all(|b| b.is_ascii_graphic()) || uri.contains(['#', '"', '<', '>', '\\', '`']) {
         return false;
     }
-    uri == hub_code_page(hub) || is_loopback_redirect(uri)
+    is_hub_code_page(hub, uri) || is_loopback_redirect(uri)
 }
 
 /// The requested scopes, known ones only; both when none is asked for.
@@ -523,14 +550,24 @@ fn wants(scopes: &[&str]) -> Vec<&'static str> {
         .collect()
 }
 
-/// The login page, with a fresh CSRF token in a cookie and a hidden field.
+/// The login page, with its CSRF token in a cookie and a hidden field. A
+/// token the browser already holds is kept, so two open login tabs both work.
 fn login_page(
+    headers: &HeaderMap,
     status: StatusCode,
     carry: &[(String, String)],
     user: &str,
     error: Option<&str>,
 ) -> Response {
-    let csrf = match random_token(32) {
+    let held = cookie(headers, LOGIN_CSRF_COOKIE).filter(|t| {
+        t.len() == 43
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    let csrf = match held
+        .map(str::to_string)
+        .map_or_else(|| random_token(32), Ok)
+    {
         Ok(t) => t,
         Err(e) => return internal(format!("no randomness: {e}")).into_response(),
     };
@@ -589,7 +626,7 @@ async fn login_form(
 ) -> Result<Response, PageError> {
     Ok(match session(&hub, &headers)? {
         Some(_) => see_other("/"),
-        None => login_page(StatusCode::OK, &[], "", None),
+        None => login_page(&headers, StatusCode::OK, &[], "", None),
     })
 }
 
@@ -621,6 +658,7 @@ async fn login(
     let user = params.get("username").unwrap_or_default();
     let Some(password) = params.get("password").filter(|_| !user.is_empty()) else {
         return Ok(login_page(
+            &headers,
             StatusCode::BAD_REQUEST,
             &carry,
             user,
@@ -634,6 +672,7 @@ async fn login(
         tracing::warn!(user = %truncate(user), ?ip, "login refused: too many failed logins");
         let plural = if minutes == 1 { "" } else { "s" };
         return Ok(login_page(
+            &headers,
             StatusCode::TOO_MANY_REQUESTS,
             &carry,
             user,
@@ -658,6 +697,7 @@ async fn login(
             hub.logins.failed(user, ip, now);
             tracing::info!(user = %truncate(user), ?ip, "failed login");
             return Ok(login_page(
+                &headers,
                 StatusCode::UNAUTHORIZED,
                 &carry,
                 user,
@@ -735,7 +775,13 @@ async fn authorize(
     let params = query_params(query)?;
     let request = check_request(&hub, &params)?;
     let Some((_, current)) = session(&hub, &headers)? else {
-        return Ok(login_page(StatusCode::OK, &request.carry(), "", None));
+        return Ok(login_page(
+            &headers,
+            StatusCode::OK,
+            &request.carry(),
+            "",
+            None,
+        ));
     };
     let mut response = page(
         StatusCode::OK,
@@ -763,6 +809,7 @@ async fn decide(
     let params = form_params(form)?;
     let Some((_, current)) = session(&hub, &headers)? else {
         return Ok(login_page(
+            &headers,
             StatusCode::UNAUTHORIZED,
             &carried(&params),
             "",
@@ -1878,6 +1925,16 @@ mod tests {
             ("https://evil.example/cb", CLI_CLIENT_ID),
             ("https://hub.test:8443/auth/code/../../evil", CLI_CLIENT_ID),
             ("https://hub.test:8443/auth/codex", CLI_CLIENT_ID),
+            ("https://hub.test:8443/auth/code?x=1", CLI_CLIENT_ID),
+            ("https://hub.test/auth/code", CLI_CLIENT_ID),
+            (
+                "https://hub.test:8443@evil.example/auth/code",
+                CLI_CLIENT_ID,
+            ),
+            (
+                "https://evil.example/x/https://hub.test:8443/auth/code",
+                CLI_CLIENT_ID,
+            ),
             ("http://hub.test:8443/auth/code", CLI_CLIENT_ID),
             ("http://127.0.0.1.evil.example/cb", CLI_CLIENT_ID),
             ("http://127.0.0.1:80@evil.example/cb", CLI_CLIENT_ID),
@@ -1913,6 +1970,7 @@ mod tests {
             "http://127.0.0.1/",
             "http://[::1]:8080/x?y=1",
             "http://127.0.0.1:1",
+            "https://HUB.test:8443/auth/code",
         ] {
             let reply = Browser::new(&hub)
                 .get(&authorize_uri(allowed, &challenge, &[]))

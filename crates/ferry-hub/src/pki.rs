@@ -150,11 +150,21 @@ impl CertificateAuthority {
         dn.push(DnType::CommonName, endpoint_id);
         params.distinguished_name = dn;
         let uri = format!("{ENDPOINT_URI_PREFIX}{endpoint_id}");
-        params.subject_alt_names = vec![SanType::URI(
-            uri.as_str()
-                .try_into()
-                .context("endpoint id is not URI-safe")?,
-        )];
+        // The DNS name lets a peer endpoint verify this certificate with
+        // standard name checks on the data channel; `.invalid` never resolves.
+        let dns = ferry_proto::api::endpoint_dns_name(endpoint_id);
+        params.subject_alt_names = vec![
+            SanType::URI(
+                uri.as_str()
+                    .try_into()
+                    .context("endpoint id is not URI-safe")?,
+            ),
+            SanType::DnsName(
+                dns.as_str()
+                    .try_into()
+                    .context("endpoint id is not DNS-safe")?,
+            ),
+        ];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ClientAuth,
@@ -179,17 +189,7 @@ pub fn first_cert_der(pem: &str) -> Option<Vec<u8>> {
         .map(|c| c.to_vec())
 }
 
-/// The endpoint id a certificate names in its URI SAN.
-pub fn endpoint_id_of(cert_der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
-    let san = cert.subject_alternative_name().ok()??;
-    san.value.general_names.iter().find_map(|name| match name {
-        x509_parser::extensions::GeneralName::URI(uri) => {
-            uri.strip_prefix(ENDPOINT_URI_PREFIX).map(str::to_string)
-        }
-        _ => None,
-    })
-}
+pub use ferry_setup::tls::endpoint_id_of;
 
 #[cfg(test)]
 mod tests {
@@ -215,7 +215,7 @@ mod tests {
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         assert!(!cert.is_ca(), "a CSR must not make itself a CA");
         let san = cert.subject_alternative_name().unwrap().unwrap();
-        assert_eq!(san.value.general_names.len(), 1, "only the hub's names");
+        assert_eq!(san.value.general_names.len(), 2, "only the hub's names");
     }
 
     #[test]

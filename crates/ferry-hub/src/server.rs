@@ -103,7 +103,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
     let tls_ca_path = config.resolve(&dir, &config.tls_ca);
     let tls_ca_pem = std::fs::read_to_string(&tls_ca_path)
         .with_context(|| format!("cannot read {}", tls_ca_path.display()))?;
-    let (control, _notices) = Registry::new();
+    let (control, notices) = Registry::new();
     let hub = Arc::new(Hub {
         signer: crate::capability::TaskSigner::load(&dir.signing_key())?,
         tls_ca_sha256: tls_ca_sha256(&dir, &config)?,
@@ -116,19 +116,25 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
     });
     let listen = listen.unwrap_or_else(|| hub.config.listen.clone());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(accept_loop(hub, Arc::new(tls), listen))
+    runtime.block_on(async {
+        // Before the listener, so it hears every endpoint's first connect.
+        let wake = crate::tasks::spawn(hub.clone(), notices);
+        accept_loop(hub, Arc::new(tls), listen, wake).await
+    })
 }
 
 async fn accept_loop(
     hub: Arc<Hub>,
     tls: Arc<rustls::ServerConfig>,
     listen: String,
+    wake: crate::tasks::Wake,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let acceptor = TlsAcceptor::from(tls);
-    let router = crate::web::router(hub.clone());
+    // The task routes wake the scheduler when they change a task.
+    let router = crate::web::router(hub.clone()).layer(axum::Extension(wake));
     let slots = Arc::new(Semaphore::new(hub.config.max_connections));
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;

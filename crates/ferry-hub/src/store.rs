@@ -1,5 +1,5 @@
 //! The hub's state: accounts, OAuth clients, codes, tokens, sessions,
-//! endpoints and setup keys.
+//! endpoints, setup keys, and transfer tasks with their events.
 //!
 //! [`Store`] is the storage interface: plain methods on plain rows, times as
 //! Unix seconds passed in, every secret stored only as a hash. The SQLite
@@ -7,6 +7,7 @@
 //! that a PostgreSQL one can follow. Schema changes are numbered migrations
 //! applied in order at open.
 
+use ferry_proto::task::{TaskCounters, TaskStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
@@ -29,7 +30,8 @@ pub enum StoreError {
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// Each entry migrates the schema from its index to index + 1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -87,7 +89,50 @@ CREATE TABLE setup_keys (
     expires INTEGER NOT NULL,
     used INTEGER NOT NULL DEFAULT 0
 );
-"#];
+"#,
+    r#"
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    owner_id INTEGER NOT NULL REFERENCES users(id),
+    source_id TEXT NOT NULL REFERENCES endpoints(id),
+    destination_id TEXT NOT NULL REFERENCES endpoints(id),
+    items TEXT NOT NULL,
+    item_count INTEGER NOT NULL,
+    options TEXT NOT NULL,
+    label TEXT,
+    deadline INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('ACTIVE', 'SUCCEEDED', 'FAILED', 'CANCELED')),
+    attempt INTEGER NOT NULL DEFAULT 0,
+    files INTEGER NOT NULL DEFAULT 0,
+    files_transferred INTEGER NOT NULL DEFAULT 0,
+    files_skipped INTEGER NOT NULL DEFAULT 0,
+    bytes_transferred INTEGER NOT NULL DEFAULT 0,
+    faults INTEGER NOT NULL DEFAULT 0,
+    cur_files INTEGER NOT NULL DEFAULT 0,
+    cur_files_transferred INTEGER NOT NULL DEFAULT 0,
+    cur_files_skipped INTEGER NOT NULL DEFAULT 0,
+    cur_bytes_transferred INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL,
+    completed INTEGER,
+    last_fault TEXT,
+    fatal_error TEXT
+);
+CREATE INDEX tasks_owner ON tasks(owner_id, created);
+CREATE INDEX tasks_active ON tasks(status) WHERE status = 'ACTIVE';
+CREATE TABLE task_events (
+    task_id TEXT NOT NULL REFERENCES tasks(id),
+    seq INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    description TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)
+);
+"#,
+];
+
+/// Events kept per task; a task that reports more (a million unreadable
+/// files) keeps the first ones, a note, and its final event.
+pub const MAX_TASK_EVENTS: u64 = 5000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
@@ -182,6 +227,98 @@ pub enum SetupKeyUse {
     Used,
     Expired,
     Unknown,
+}
+
+/// A task as submitted; its items and options are JSON of the wire types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    pub id: String,
+    pub owner_id: i64,
+    pub source_id: String,
+    pub destination_id: String,
+    pub items_json: String,
+    pub item_count: u64,
+    pub options_json: String,
+    pub label: Option<String>,
+    pub deadline: Option<i64>,
+    pub created: i64,
+}
+
+/// A task's state, without its items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub id: String,
+    pub owner_id: i64,
+    pub source_id: String,
+    pub source_name: String,
+    pub destination_id: String,
+    pub destination_name: String,
+    pub item_count: u64,
+    pub label: Option<String>,
+    pub deadline: Option<i64>,
+    pub status: TaskStatus,
+    pub attempt: u32,
+    /// Summed over the attempts that ended.
+    pub done: TaskCounters,
+    /// The running attempt's, as last reported.
+    pub current: TaskCounters,
+    pub faults: u64,
+    pub created: i64,
+    pub completed: Option<i64>,
+    pub last_fault: Option<String>,
+    pub fatal_error: Option<String>,
+}
+
+impl TaskRow {
+    /// What the task has done over all its attempts.
+    pub fn totals(&self) -> TaskCounters {
+        TaskCounters {
+            files: self.done.files.max(self.current.files),
+            files_transferred: self
+                .done
+                .files_transferred
+                .saturating_add(self.current.files_transferred),
+            files_skipped: self
+                .done
+                .files_skipped
+                .saturating_add(self.current.files_skipped),
+            bytes_transferred: self
+                .done
+                .bytes_transferred
+                .saturating_add(self.current.bytes_transferred),
+        }
+    }
+}
+
+/// What the scheduler needs to know of an ACTIVE task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveTask {
+    pub id: String,
+    pub source_id: String,
+    pub source_name: String,
+    pub source_revoked: bool,
+    pub destination_id: String,
+    pub destination_name: String,
+    pub destination_revoked: bool,
+    pub attempt: u32,
+    pub deadline: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEventRow {
+    pub seq: u64,
+    pub time: i64,
+    pub code: String,
+    pub description: String,
+}
+
+/// SQLite integers are signed; counters beyond i64 stick at the top.
+fn sql_u64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn u64_of(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or_default()
 }
 
 /// The SQLite backend.
@@ -657,6 +794,275 @@ impl Store {
         conn.execute("DELETE FROM tokens WHERE expires < ?1", [day_ago])?;
         Ok(())
     }
+
+    // --- tasks ---
+
+    /// Stores a new ACTIVE task and its first event, together.
+    pub fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO tasks (id, owner_id, source_id, destination_id, items, item_count, options, label, deadline, status, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'ACTIVE', ?10)",
+            params![
+                task.id,
+                task.owner_id,
+                task.source_id,
+                task.destination_id,
+                task.items_json,
+                sql_u64(task.item_count),
+                task.options_json,
+                task.label,
+                task.deadline,
+                task.created
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO task_events (task_id, seq, time, code, description) VALUES (?1, 1, ?2, ?3, ?4)",
+            params![task.id, task.created, code, event],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.destination_id, d.display_name,
+        t.item_count, t.label, t.deadline, t.status, t.attempt,
+        t.files, t.files_transferred, t.files_skipped, t.bytes_transferred,
+        t.cur_files, t.cur_files_transferred, t.cur_files_skipped, t.cur_bytes_transferred,
+        t.faults, t.created, t.completed, t.last_fault, t.fatal_error
+        FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
+
+    fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
+        let status: String = r.get(9)?;
+        let counters = |first: usize| -> rusqlite::Result<TaskCounters> {
+            Ok(TaskCounters {
+                files: u64_of(r.get(first)?),
+                files_transferred: u64_of(r.get(first + 1)?),
+                files_skipped: u64_of(r.get(first + 2)?),
+                bytes_transferred: u64_of(r.get(first + 3)?),
+            })
+        };
+        Ok(TaskRow {
+            id: r.get(0)?,
+            owner_id: r.get(1)?,
+            source_id: r.get(2)?,
+            source_name: r.get(3)?,
+            destination_id: r.get(4)?,
+            destination_name: r.get(5)?,
+            item_count: u64_of(r.get(6)?),
+            label: r.get(7)?,
+            deadline: r.get(8)?,
+            // The CHECK constraint admits nothing else.
+            status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
+            attempt: u32::try_from(r.get::<_, i64>(10)?).unwrap_or_default(),
+            done: counters(11)?,
+            current: counters(15)?,
+            faults: u64_of(r.get(19)?),
+            created: r.get(20)?,
+            completed: r.get(21)?,
+            last_fault: r.get(22)?,
+            fatal_error: r.get(23)?,
+        })
+    }
+
+    pub fn task(&self, id: &str) -> Result<Option<TaskRow>> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row(
+                &format!("SELECT {} WHERE t.id = ?1", Self::TASK_COLUMNS),
+                [id],
+                Self::task_row,
+            )
+            .optional()?)
+    }
+
+    /// A user's tasks, newest first, at most `limit`.
+    pub fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {} WHERE t.owner_id = ?1 ORDER BY t.created DESC, t.rowid DESC LIMIT ?2",
+            Self::TASK_COLUMNS
+        ))?;
+        let rows = stmt.query_map(params![owner_id, limit as i64], Self::task_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every ACTIVE task, oldest first.
+    pub fn active_tasks(&self) -> Result<Vec<ActiveTask>> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(
+            "SELECT t.id, t.source_id, s.display_name, s.revoked, t.destination_id, d.display_name, d.revoked, t.attempt, t.deadline
+             FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id
+             WHERE t.status = 'ACTIVE' ORDER BY t.created, t.rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ActiveTask {
+                id: r.get(0)?,
+                source_id: r.get(1)?,
+                source_name: r.get(2)?,
+                source_revoked: r.get::<_, i64>(3)? != 0,
+                destination_id: r.get(4)?,
+                destination_name: r.get(5)?,
+                destination_revoked: r.get::<_, i64>(6)? != 0,
+                attempt: u32::try_from(r.get::<_, i64>(7)?).unwrap_or_default(),
+                deadline: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A task's items and options (JSON), for its capability.
+    pub fn task_work(&self, id: &str) -> Result<Option<(String, String)>> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row(
+                "SELECT items, options FROM tasks WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Records that attempt `attempt` starts, with fresh counters; `false`
+    /// when the task is no longer ACTIVE.
+    pub fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool> {
+        let conn = self.lock()?;
+        Ok(conn.execute(
+            "UPDATE tasks SET attempt = ?2, cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0
+             WHERE id = ?1 AND status = 'ACTIVE'",
+            params![id, attempt],
+        )? > 0)
+    }
+
+    /// The running attempt's counters, as its destination last reported them.
+    pub fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool> {
+        let conn = self.lock()?;
+        Ok(conn.execute(
+            "UPDATE tasks SET cur_files = ?3, cur_files_transferred = ?4, cur_files_skipped = ?5, cur_bytes_transferred = ?6
+             WHERE id = ?1 AND attempt = ?2 AND status = 'ACTIVE'",
+            params![
+                id,
+                attempt,
+                sql_u64(counters.files),
+                sql_u64(counters.files_transferred),
+                sql_u64(counters.files_skipped),
+                sql_u64(counters.bytes_transferred)
+            ],
+        )? > 0)
+    }
+
+    /// Ends attempt `attempt` without success: its counters join the
+    /// totals, and a fault, if given, is counted.
+    pub fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool> {
+        let conn = self.lock()?;
+        Ok(conn.execute(
+            "UPDATE tasks SET files = MAX(files, cur_files),
+                files_transferred = files_transferred + cur_files_transferred,
+                files_skipped = files_skipped + cur_files_skipped,
+                bytes_transferred = bytes_transferred + cur_bytes_transferred,
+                cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0,
+                faults = faults + (?3 IS NOT NULL), last_fault = COALESCE(?3, last_fault)
+             WHERE id = ?1 AND attempt = ?2 AND status = 'ACTIVE'",
+            params![id, attempt, fault],
+        )? > 0)
+    }
+
+    /// Counts a fault that happened outside an attempt.
+    pub fn note_fault(&self, id: &str, fault: &str) -> Result<bool> {
+        let conn = self.lock()?;
+        Ok(conn.execute(
+            "UPDATE tasks SET faults = faults + 1, last_fault = ?2 WHERE id = ?1 AND status = 'ACTIVE'",
+            params![id, fault],
+        )? > 0)
+    }
+
+    /// Ends an ACTIVE task: the running attempt's counters (`last`, or as
+    /// last reported) join the totals. `false` when it had already ended.
+    pub fn finish_task(
+        &self,
+        id: &str,
+        status: TaskStatus,
+        last: Option<&TaskCounters>,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let conn = self.lock()?;
+        let n = |f: fn(&TaskCounters) -> u64| last.map(|c| sql_u64(f(c)));
+        Ok(conn.execute(
+            "UPDATE tasks SET files = MAX(files, COALESCE(?3, cur_files)),
+                files_transferred = files_transferred + COALESCE(?4, cur_files_transferred),
+                files_skipped = files_skipped + COALESCE(?5, cur_files_skipped),
+                bytes_transferred = bytes_transferred + COALESCE(?6, cur_bytes_transferred),
+                cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0,
+                status = ?2, completed = ?7, fatal_error = ?8
+             WHERE id = ?1 AND status = 'ACTIVE'",
+            params![
+                id,
+                status.as_str(),
+                n(|c| c.files),
+                n(|c| c.files_transferred),
+                n(|c| c.files_skipped),
+                n(|c| c.bytes_transferred),
+                now,
+                error
+            ],
+        )? > 0)
+    }
+
+    /// Appends an event. Past [`MAX_TASK_EVENTS`] only `always` events
+    /// (a task's end) are kept.
+    pub fn add_task_event(
+        &self,
+        id: &str,
+        code: &str,
+        description: &str,
+        now: i64,
+        always: bool,
+    ) -> Result<()> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let count: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM task_events WHERE task_id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        let count = u64_of(count);
+        let (code, description) = if always || count + 1 < MAX_TASK_EVENTS {
+            (code, description)
+        } else if count + 1 == MAX_TASK_EVENTS {
+            (
+                "EVENTS_TRUNCATED",
+                "too many events: further ones are not recorded, except how the task ends",
+            )
+        } else {
+            return Ok(());
+        };
+        tx.execute(
+            "INSERT INTO task_events (task_id, seq, time, code, description) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, sql_u64(count + 1), now, code, description],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A task's latest `limit` events, oldest first.
+    pub fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(
+            "SELECT seq, time, code, description FROM task_events WHERE task_id = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![id, limit as i64], |r| {
+            Ok(TaskEventRow {
+                seq: u64_of(r.get(0)?),
+                time: r.get(1)?,
+                code: r.get(2)?,
+                description: r.get(3)?,
+            })
+        })?;
+        let mut events: Vec<TaskEventRow> = rows.collect::<rusqlite::Result<_>>()?;
+        events.reverse();
+        Ok(events)
+    }
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -778,5 +1184,193 @@ mod tests {
         assert_eq!(s.endpoint_by_name(bob, "laptop").unwrap().unwrap().id, "e2");
         assert!(s.revoke_endpoint("e1").unwrap());
         assert!(s.endpoint("e1").unwrap().unwrap().revoked);
+    }
+
+    fn new_task(id: &str, owner_id: i64, created: i64) -> NewTask {
+        NewTask {
+            id: id.into(),
+            owner_id,
+            source_id: "e1".into(),
+            destination_id: "e2".into(),
+            items_json: "[]".into(),
+            item_count: 1,
+            options_json: "{}".into(),
+            label: Some("run 7".into()),
+            deadline: Some(9999),
+            created,
+        }
+    }
+
+    fn counters(files: u64, transferred: u64, skipped: u64, bytes: u64) -> TaskCounters {
+        TaskCounters {
+            files,
+            files_transferred: transferred,
+            files_skipped: skipped,
+            bytes_transferred: bytes,
+        }
+    }
+
+    #[test]
+    fn migration_two_adds_tasks_to_an_existing_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        {
+            // A database as the first release left it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL);
+                 INSERT INTO schema_version (version) VALUES (1);
+                 INSERT INTO users (name, password_hash, created) VALUES ('alice', 'h', 0);
+                 INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e1', 1, 'laptop', 0);
+                 INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e2', 1, 'cluster', 0);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let version: i64 = s
+            .lock()
+            .unwrap()
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        assert!(s.user_by_name("alice").unwrap().is_some());
+        s.create_task(&new_task("t1", 1, 5), "SUBMITTED", "1 item")
+            .unwrap();
+        let row = s.task("t1").unwrap().unwrap();
+        assert_eq!(
+            (row.source_name.as_str(), row.destination_name.as_str()),
+            ("laptop", "cluster")
+        );
+        assert_eq!(row.status, TaskStatus::Active);
+    }
+
+    #[test]
+    fn tasks_and_their_counters_survive_a_reopen_and_fold_across_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        {
+            let s = Store::open(&path).unwrap();
+            let uid = s.add_user("alice", "h", 0).unwrap();
+            s.create_endpoint("e1", uid, "laptop", 0).unwrap();
+            s.create_endpoint("e2", uid, "cluster", 0).unwrap();
+            s.create_task(&new_task("t1", uid, 5), "SUBMITTED", "1 item")
+                .unwrap();
+            assert!(s.begin_attempt("t1", 1).unwrap());
+            assert!(s.set_progress("t1", 1, &counters(10, 4, 1, 400)).unwrap());
+            assert!(s.end_attempt("t1", 1, Some("connection reset")).unwrap());
+            assert!(!s.end_attempt("t1", 7, None).unwrap(), "not the attempt");
+            assert!(s.begin_attempt("t1", 2).unwrap());
+            assert!(
+                !s.set_progress("t1", 1, &counters(1, 1, 1, 1)).unwrap(),
+                "a stale attempt's progress is refused"
+            );
+            assert!(s.set_progress("t1", 2, &counters(12, 3, 5, 300)).unwrap());
+            s.add_task_event("t1", "FAULT", "attempt 1: reset", 6, false)
+                .unwrap();
+        }
+        // As after kill -9: only what was committed.
+        let s = Store::open(&path).unwrap();
+        let row = s.task("t1").unwrap().unwrap();
+        assert_eq!(row.status, TaskStatus::Active);
+        assert_eq!(row.attempt, 2);
+        assert_eq!(row.faults, 1);
+        assert_eq!(row.last_fault.as_deref(), Some("connection reset"));
+        assert_eq!(row.totals(), counters(12, 7, 6, 700));
+        assert_eq!(row.label.as_deref(), Some("run 7"));
+        assert_eq!(row.deadline, Some(9999));
+        let active = s.active_tasks().unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!((active[0].attempt, active[0].deadline), (2, Some(9999)));
+        assert_eq!(s.task_work("t1").unwrap().unwrap().0, "[]");
+
+        // The destination's final counters for the attempt replace its progress.
+        assert!(
+            s.finish_task(
+                "t1",
+                TaskStatus::Succeeded,
+                Some(&counters(12, 8, 4, 800)),
+                None,
+                50
+            )
+            .unwrap()
+        );
+        let row = s.task("t1").unwrap().unwrap();
+        assert_eq!(row.status, TaskStatus::Succeeded);
+        assert_eq!(row.completed, Some(50));
+        assert_eq!(row.totals(), counters(12, 12, 5, 1200));
+        assert!(
+            !s.finish_task("t1", TaskStatus::Canceled, None, None, 60)
+                .unwrap(),
+            "an ended task stays ended"
+        );
+        assert!(!s.begin_attempt("t1", 3).unwrap());
+        assert!(!s.note_fault("t1", "late").unwrap());
+        assert!(s.active_tasks().unwrap().is_empty());
+        let events = s.task_events("t1", 10).unwrap();
+        let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
+        assert_eq!(codes, ["SUBMITTED", "FAULT"]);
+        assert_eq!(events[1].seq, 2);
+    }
+
+    #[test]
+    fn a_failed_task_keeps_the_running_attempts_counters_and_its_reason() {
+        let (s, uid) = store_with_user();
+        s.create_endpoint("e1", uid, "laptop", 0).unwrap();
+        s.create_endpoint("e2", uid, "cluster", 0).unwrap();
+        s.create_task(&new_task("t1", uid, 5), "SUBMITTED", "x")
+            .unwrap();
+        s.begin_attempt("t1", 1).unwrap();
+        s.set_progress("t1", 1, &counters(3, 2, 0, 20)).unwrap();
+        assert!(s.note_fault("t1", "no data address").unwrap());
+        s.finish_task("t1", TaskStatus::Failed, None, Some("deadline passed"), 9)
+            .unwrap();
+        let row = s.task("t1").unwrap().unwrap();
+        assert_eq!(row.totals(), counters(3, 2, 0, 20));
+        assert_eq!(row.current, TaskCounters::default());
+        assert_eq!(row.fatal_error.as_deref(), Some("deadline passed"));
+        assert_eq!(row.faults, 1);
+    }
+
+    #[test]
+    fn task_lists_are_per_owner_newest_first_and_bounded() {
+        let (s, uid) = store_with_user();
+        let bob = s.add_user("bob", "h", 0).unwrap();
+        s.create_endpoint("e1", uid, "laptop", 0).unwrap();
+        s.create_endpoint("e2", uid, "cluster", 0).unwrap();
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            s.create_task(&new_task(id, uid, i as i64), "SUBMITTED", "x")
+                .unwrap();
+        }
+        s.create_task(&new_task("bobs", bob, 10), "SUBMITTED", "x")
+            .unwrap();
+        let ids: Vec<String> = s
+            .tasks_of(uid, 10)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, ["c", "b", "a"]);
+        assert_eq!(s.tasks_of(uid, 2).unwrap().len(), 2);
+        assert_eq!(s.tasks_of(bob, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn events_are_capped_but_a_tasks_end_is_always_kept() {
+        let (s, uid) = store_with_user();
+        s.create_endpoint("e1", uid, "laptop", 0).unwrap();
+        s.create_endpoint("e2", uid, "cluster", 0).unwrap();
+        s.create_task(&new_task("t1", uid, 0), "SUBMITTED", "x")
+            .unwrap();
+        for i in 0..MAX_TASK_EVENTS + 10 {
+            s.add_task_event("t1", "SKIPPED", &format!("f{i}"), 1, false)
+                .unwrap();
+        }
+        s.add_task_event("t1", "SUCCEEDED", "done", 2, true)
+            .unwrap();
+        let events = s.task_events("t1", 3).unwrap();
+        let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
+        assert_eq!(codes, ["SKIPPED", "EVENTS_TRUNCATED", "SUCCEEDED"]);
+        assert_eq!(events[2].seq, MAX_TASK_EVENTS + 1);
     }
 }

@@ -31,4 +31,6 @@ pub use config_paths::LineProblem;
 pub use policy::{Access, Decision, Policy, PolicyError, PolicySource, Rule, RuleOrigin};
 pub use restrict_paths::ItemProblem;
 pub use rooted_fs::{Entry, EntryKind, FsError, Metadata, RootedFs};
-pub use rule_path::{RequestPathError, RulePathError, ShowPath, normalize_absolute, show};
+pub use rule_path::{
+    RequestPathError, RulePathError, ShowPath, normalize_absolute, resolve_endpoint_path, show,
+};

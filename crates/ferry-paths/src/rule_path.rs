@@ -107,6 +107,28 @@ impl fmt::Display for ShowPath<'_> {
     }
 }
 
+/// A path as users and the hub spell it on an endpoint: absolute, or
+/// starting with `/~/` (or `~/`) for the endpoint owner's home, as in
+/// Globus. Bytes in, bytes out.
+pub fn resolve_endpoint_path(home: &Path, path: &[u8]) -> Result<PathBuf, String> {
+    if path == b"/~" || path == b"~" {
+        return Ok(home.to_path_buf());
+    }
+    if let Some(rest) = path
+        .strip_prefix(b"/~/")
+        .or_else(|| path.strip_prefix(b"~/"))
+    {
+        return Ok(home.join(OsStr::from_bytes(rest)));
+    }
+    if path.first() != Some(&b'/') {
+        return Err(format!(
+            "path {} must be absolute, or start with /~/ for the home directory",
+            show(Path::new(OsStr::from_bytes(path)))
+        ));
+    }
+    Ok(PathBuf::from(OsStr::from_bytes(path)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,3 +146,9 @@ pub const MAX_LIST_ENTRIES: usize = 4000;
 /// Endpoint certificates name their endpoint in a URI SAN with this prefix
 /// followed by the endpoint id.
 pub const ENDPOINT_URI_PREFIX: &str = "urn:ferry:endpoint:";
+
+/// The DNS name in an endpoint's certificate, used to verify it as a TLS
+/// server on the data channel.
+pub fn endpoint_dns_name(endpoint_id: &str) -> String {
+    format!("{endpoint_id}.endpoint.ferry.invalid")
+}

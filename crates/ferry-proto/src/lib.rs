@@ -8,6 +8,7 @@
 pub mod api;
 pub mod backoff;
 pub mod control;
+pub mod data;
 pub mod frame;
 pub mod local_api;
 pub mod setup_key;

@@ -52,7 +52,9 @@ pub struct TransferItem {
     pub recursive: bool,
 }
 
+/// Fields left out of a request take their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TransferOptions {
     /// `None`: transfer every file, replacing what is there.
     pub sync_level: Option<SyncLevel>,
@@ -182,9 +184,152 @@ pub enum TaskReport {
     },
 }
 
+// --- The tasks REST API (`/api/v1/tasks`) ---
+
+/// Most items one task may list (a `--batch` file's lines).
+pub const MAX_TASK_ITEMS: usize = 10_000;
+/// Longest path in an item, in bytes (PATH_MAX).
+pub const MAX_ITEM_PATH: usize = 4096;
+/// Longest task label, in bytes.
+pub const MAX_LABEL: usize = 256;
+
+/// `POST /api/v1/tasks`: both endpoints by id or by the caller's display
+/// name for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitTask {
+    pub source_endpoint: String,
+    pub destination_endpoint: String,
+    pub items: Vec<TransferItem>,
+    #[serde(default)]
+    pub options: TransferOptions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Unix seconds; an ACTIVE task still running then fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmittedTask {
+    pub task_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    Active,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Canceled => "CANCELED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ACTIVE" => Some(Self::Active),
+            "SUCCEEDED" => Some(Self::Succeeded),
+            "FAILED" => Some(Self::Failed),
+            "CANCELED" => Some(Self::Canceled),
+            _ => None,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Active)
+    }
+}
+
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `GET /api/v1/tasks/{id}` (and each entry of the list).
+///
+/// The counters add up over the task's attempts, except `files`, which is
+/// what the latest attempt saw in the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub task_id: String,
+    pub status: TaskStatus,
+    #[serde(default)]
+    pub label: Option<String>,
+    pub source_endpoint: String,
+    pub source_endpoint_name: String,
+    pub destination_endpoint: String,
+    pub destination_endpoint_name: String,
+    pub files: u64,
+    pub files_transferred: u64,
+    pub files_skipped: u64,
+    pub bytes_transferred: u64,
+    pub faults: u64,
+    /// How many times the hub started the data work.
+    pub attempt: u32,
+    /// How many items (source/destination pairs) the task lists.
+    pub item_count: u64,
+    /// Unix seconds.
+    pub created: i64,
+    #[serde(default)]
+    pub completed: Option<i64>,
+    #[serde(default)]
+    pub deadline: Option<i64>,
+    #[serde(default)]
+    pub last_fault: Option<String>,
+    /// Why a FAILED task failed.
+    #[serde(default)]
+    pub fatal_error: Option<String>,
+    /// Why an ACTIVE task is not moving data now, e.g. an endpoint is offline.
+    #[serde(default)]
+    pub waiting_for: Option<String>,
+}
+
+/// One entry of `GET /api/v1/tasks/{id}/events`, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    pub seq: u64,
+    /// Unix seconds.
+    pub time: i64,
+    /// A stable word: SUBMITTED, STARTED, TRANSFERRING, FAULT,
+    /// ENDPOINT_OFFLINE, SKIPPED, RESENT, SUCCEEDED, FAILED, CANCELED, ...
+    pub code: String,
+    pub is_error: bool,
+    pub description: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_bodies_keep_their_wire_spelling() {
+        let submit: SubmitTask = serde_json::from_str(
+            r#"{"source_endpoint":"a","destination_endpoint":"b","items":[{"source":"/x","destination":"/~/y","recursive":false}]}"#,
+        )
+        .unwrap();
+        assert_eq!(submit.options, TransferOptions::default());
+        assert_eq!(submit.deadline, None);
+        assert_eq!(
+            serde_json::to_string(&TaskStatus::Canceled).unwrap(),
+            "\"CANCELED\""
+        );
+        for s in ["ACTIVE", "SUCCEEDED", "FAILED", "CANCELED"] {
+            assert_eq!(TaskStatus::parse(s).unwrap().as_str(), s);
+        }
+        let bad = serde_json::from_str::<TransferOptions>(
+            r#"{"sync_level":"fast","delete":false,"preserve_mtime":true,"preserve_mode":true,"skip_source_errors":false,"streams":null}"#,
+        );
+        assert!(bad.is_err());
+    }
 
     #[test]
     fn sealed_capabilities_open_to_the_same_bytes() {

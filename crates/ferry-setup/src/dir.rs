@@ -182,6 +182,8 @@ mod tests {
             id: "0b5e3a52-8d1c-4a53-9c1e-2f0d2a9b7c11".into(),
             name: "laptop".into(),
             hub_url: "https://127.0.0.1:8443".into(),
+            data_ports: None,
+            data_address: None,
         })
         .unwrap();
         for f in [dir.key_file(), dir.cert_file(), dir.hub_ca_file()] {

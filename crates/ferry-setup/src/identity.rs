@@ -12,6 +12,14 @@ pub struct EndpointIdentity {
     pub name: String,
     /// Base URL of the hub, e.g. `https://hub.example.org:8443`.
     pub hub_url: String,
+    /// Ports to accept data connections on, `FIRST-LAST` (default 50000-51000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_ports: Option<String>,
+    /// The host other endpoints should connect to for data, when the
+    /// address this machine reaches the hub from is not it (NAT, several
+    /// interfaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_address: Option<String>,
 }
 
 impl EndpointIdentity {
@@ -20,6 +28,13 @@ impl EndpointIdentity {
         let identity: Self = toml::from_str(text).map_err(|e| e.message().to_string())?;
         if identity.id.trim().is_empty() {
             return Err("`id` is empty".into());
+        }
+        if let Some(ports) = &identity.data_ports
+            && parse_port_range(ports).is_none()
+        {
+            return Err(format!(
+                "`data_ports` must look like 50000-51000, got {ports:?}"
+            ));
         }
         if !identity.hub_url.starts_with("https://") {
             return Err(format!(
@@ -34,6 +49,18 @@ impl EndpointIdentity {
         let body = toml::to_string(self).unwrap_or_default();
         format!("# Written by `ferry -setup`. Run `ferry -setup --force` to register anew.\n{body}")
     }
+}
+
+/// `FIRST-LAST` (or a single port), first <= last, no port 0.
+pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+        None => {
+            let p = text.trim().parse().ok()?;
+            (p, p)
+        }
+    };
+    (first > 0 && first <= last).then_some((first, last))
 }
 
 #[cfg(test)]
@@ -53,5 +80,14 @@ mod tests {
         );
         let extra = format!("{ok}evil = 1\n");
         assert!(EndpointIdentity::parse(&extra).is_err());
+        let ports = format!("{ok}data_ports = \"9-8\"\n");
+        assert!(
+            EndpointIdentity::parse(&ports)
+                .unwrap_err()
+                .contains("data_ports")
+        );
+        assert_eq!(parse_port_range("50000-51000"), Some((50000, 51000)));
+        assert_eq!(parse_port_range("7"), Some((7, 7)));
+        assert_eq!(parse_port_range("0-5"), None);
     }
 }

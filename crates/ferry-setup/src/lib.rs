@@ -15,7 +15,7 @@ pub mod tls;
 
 pub use atomic::write_atomic;
 pub use dir::{EndpointDir, user_home};
-pub use identity::EndpointIdentity;
+pub use identity::{EndpointIdentity, parse_port_range};
 
 use std::path::PathBuf;
 use thiserror::Error;

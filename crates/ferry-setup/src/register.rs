@@ -217,6 +217,8 @@ fn write_files(
         id: registered.id.clone(),
         name: registered.display_name.clone(),
         hub_url: hub_url.trim_end_matches('/').to_string(),
+        data_ports: None,
+        data_address: None,
     })?;
     Ok(Registered {
         id: registered.id.clone(),

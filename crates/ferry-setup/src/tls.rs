@@ -76,3 +76,15 @@ pub fn client_config(
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
+
+/// The endpoint id a certificate names in its URI SAN.
+pub fn endpoint_id_of(cert_der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|name| match name {
+        x509_parser::extensions::GeneralName::URI(uri) => uri
+            .strip_prefix(ferry_proto::api::ENDPOINT_URI_PREFIX)
+            .map(str::to_string),
+        _ => None,
+    })
+}

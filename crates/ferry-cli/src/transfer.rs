@@ -1,0 +1,850 @@
+//! `ferry transfer` and `ferry task show|wait|list|cancel|events`: submit
+//! tasks to the hub and follow them, with a progress line on a terminal.
+
+use crate::args::{DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs};
+use crate::hub::session;
+use crate::{Invocation, client_runtime};
+use anyhow::{Context, bail};
+use ferry_proto::task::{
+    SubmitTask, SubmittedTask, SyncLevel, TaskEvent, TaskInfo, TaskStatus, TransferItem,
+    TransferOptions,
+};
+use ferry_proto::wire_path::WirePath;
+use ferry_setup::hub_client::{Auth, HubClient, HubError};
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::io::{IsTerminal, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Largest batch file read.
+const MAX_BATCH: u64 = 16 * 1024 * 1024;
+/// How long following a task tolerates an unreachable hub (a restart).
+const HUB_GONE_FOR: Duration = Duration::from_secs(120);
+/// The rate shown is measured over this much recent time.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode> {
+    let batch = args.batch.is_some();
+    let (source_ep, source_path) = endpoint_and_path(&args.source, batch)?;
+    let (destination_ep, destination_path) = endpoint_and_path(&args.destination, batch)?;
+    let items = match &args.batch {
+        Some(file) => {
+            let text = read_batch(file)?;
+            parse_batch(
+                &text,
+                source_path.as_ref(),
+                destination_path.as_ref(),
+                args.recursive,
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+        }
+        None => vec![TransferItem {
+            // Both are present without --batch: endpoint_and_path insists.
+            source: source_path.unwrap_or_default(),
+            destination: destination_path.unwrap_or_default(),
+            recursive: args.recursive,
+        }],
+    };
+    let deadline = args.deadline.map(|d| match d {
+        DeadlineArg::In(secs) => now().saturating_add(secs),
+        DeadlineArg::At(at) => at,
+    });
+    let submit = SubmitTask {
+        source_endpoint: source_ep,
+        destination_endpoint: destination_ep,
+        items,
+        options: TransferOptions {
+            sync_level: args.sync_level.map(sync_level),
+            delete: args.delete,
+            preserve_mtime: true,
+            preserve_mode: true,
+            skip_source_errors: args.skip_source_errors,
+            streams: None,
+        },
+        label: args.label,
+        deadline,
+    };
+    client_runtime()?.block_on(async {
+        let (client, token) = session(inv).await?;
+        let submitted: SubmittedTask = client
+            .post_json("/api/v1/tasks", &submit, Auth::Bearer(&token))
+            .await?;
+        if !args.wait {
+            if args.json.json {
+                println!("{}", serde_json::to_string(&submitted)?);
+            } else {
+                println!("Task ID: {}", submitted.task_id);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !args.json.json {
+            println!("Task ID: {}", submitted.task_id);
+            std::io::stdout().flush()?;
+        }
+        let mut follower = Follower::new(inv, client, token);
+        let info = match follower.follow(&submitted.task_id, None).await? {
+            Followed::Ended(info) | Followed::TimedOut(info) => info,
+        };
+        if args.json.json {
+            println!("{}", serde_json::to_string(&info)?);
+        } else {
+            println!("Status: {} ({})", info.status, summary(&info));
+        }
+        Ok(ended(&info))
+    })
+}
+
+fn sync_level(arg: SyncLevelArg) -> SyncLevel {
+    match arg {
+        SyncLevelArg::Exists => SyncLevel::Exists,
+        SyncLevelArg::Size => SyncLevel::Size,
+        SyncLevelArg::Mtime => SyncLevel::Mtime,
+        SyncLevelArg::Checksum => SyncLevel::Checksum,
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// `EP:PATH`, split at the first colon, the path kept as bytes. With
+/// `--batch` the path (even the colon) may be left out.
+fn endpoint_and_path(target: &OsStr, batch: bool) -> anyhow::Result<(String, Option<WirePath>)> {
+    let bytes = target.as_bytes();
+    let (endpoint, path) = match bytes.iter().position(|b| *b == b':') {
+        Some(colon) => (&bytes[..colon], &bytes[colon + 1..]),
+        None if batch => (bytes, &b""[..]),
+        None => bail!("{target:?} is not EP:PATH (e.g. laptop:/~/data)"),
+    };
+    let endpoint = std::str::from_utf8(endpoint).context("the endpoint name is not valid text")?;
+    if endpoint.is_empty() {
+        bail!("{target:?} names no endpoint before the ':'");
+    }
+    if path.is_empty() && !batch {
+        bail!("{target:?} has no path after the ':' (use EP:/~/ for the home directory)");
+    }
+    let path = (!path.is_empty()).then(|| WirePath::from_bytes(path));
+    Ok((endpoint.to_string(), path))
+}
+
+fn read_batch(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let mut text = Vec::new();
+    let read = if file.as_os_str() == "-" {
+        std::io::stdin().take(MAX_BATCH + 1).read_to_end(&mut text)
+    } else {
+        std::fs::File::open(file).and_then(|f| f.take(MAX_BATCH + 1).read_to_end(&mut text))
+    };
+    read.with_context(|| format!("cannot read the batch file {}", file.display()))?;
+    if text.len() as u64 > MAX_BATCH {
+        bail!(
+            "the batch file {} is larger than {} MiB; split it into several tasks",
+            file.display(),
+            MAX_BATCH >> 20
+        );
+    }
+    Ok(text)
+}
+
+/// The items of a batch file: `SRC_PATH DST_PATH` per line, `-r` or
+/// `--recursive` anywhere on it, `#` comments, shell-style quotes. Relative
+/// paths go under the bases.
+fn parse_batch(
+    text: &[u8],
+    source_base: Option<&WirePath>,
+    destination_base: Option<&WirePath>,
+    recursive: bool,
+) -> Result<Vec<TransferItem>, String> {
+    let mut items = Vec::new();
+    for (number, line) in text.split(|b| *b == b'\n').enumerate() {
+        let number = number + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut item_recursive = recursive;
+        let mut paths = Vec::new();
+        for (word, quoted) in split_words(line).map_err(|e| format!("line {number}: {e}"))? {
+            match (word.as_slice(), quoted) {
+                (b"-r" | b"--recursive", false) => item_recursive = true,
+                ([b'-', ..], false) => {
+                    return Err(format!(
+                        "line {number}: unknown option {:?} (only -r/--recursive; quote a path that starts with -)",
+                        String::from_utf8_lossy(&word)
+                    ));
+                }
+                _ => paths.push(word),
+            }
+        }
+        match paths.len() {
+            0 => continue,
+            2 => {}
+            n => {
+                return Err(format!(
+                    "line {number}: expected SRC_PATH DST_PATH, found {n} path{}",
+                    if n == 1 { "" } else { "s" }
+                ));
+            }
+        }
+        let mut paths = paths.into_iter();
+        let (source, destination) = match (paths.next(), paths.next()) {
+            (Some(s), Some(d)) => (s, d),
+            _ => continue,
+        };
+        items.push(TransferItem {
+            source: under(source_base, source, "source", number)?,
+            destination: under(destination_base, destination, "destination", number)?,
+            recursive: item_recursive,
+        });
+    }
+    if items.is_empty() {
+        return Err("the batch file lists no transfers".into());
+    }
+    Ok(items)
+}
+
+fn under(
+    base: Option<&WirePath>,
+    path: Vec<u8>,
+    which: &str,
+    number: usize,
+) -> Result<WirePath, String> {
+    if path.first() == Some(&b'/') {
+        return Ok(WirePath::from_bytes(path));
+    }
+    let Some(base) = base else {
+        return Err(format!(
+            "line {number}: the {which} path {:?} is relative, but the command line gives no {which} path to start from (EP:PATH)",
+            String::from_utf8_lossy(&path)
+        ));
+    };
+    let mut joined = base.as_bytes().to_vec();
+    if joined.last() != Some(&b'/') {
+        joined.push(b'/');
+    }
+    joined.extend_from_slice(&path);
+    Ok(WirePath::from_bytes(joined))
+}
+
+/// Splits a line into words as a shell would: blanks separate, '...' is
+/// literal, "..." honours \" and \\, a backslash escapes the next byte, and
+/// `#` at the start of a word begins a comment. Each word says whether any
+/// of it was quoted (so a quoted "-r" is a path).
+fn split_words(line: &[u8]) -> Result<Vec<(Vec<u8>, bool)>, String> {
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= line.len() || line[i] == b'#' {
+            break;
+        }
+        let mut word = Vec::new();
+        let mut quoted = false;
+        while i < line.len() && !line[i].is_ascii_whitespace() {
+            match line[i] {
+                b'\'' => {
+                    quoted = true;
+                    let end = line[i + 1..]
+                        .iter()
+                        .position(|b| *b == b'\'')
+                        .ok_or("unterminated ' quote")?;
+                    word.extend_from_slice(&line[i + 1..i + 1 + end]);
+                    i += end + 2;
+                }
+                b'"' => {
+                    quoted = true;
+                    i += 1;
+                    loop {
+                        match line.get(i) {
+                            None => return Err("unterminated \" quote".into()),
+                            Some(b'"') => break,
+                            Some(b'\\') if matches!(line.get(i + 1), Some(b'"' | b'\\')) => {
+                                word.push(line[i + 1]);
+                                i += 2;
+                            }
+                            Some(b) => {
+                                word.push(*b);
+                                i += 1;
+                            }
+                        }
+                    }
+                    i += 1;
+                }
+                b'\\' => {
+                    let next = line.get(i + 1).ok_or("a \\ ends the line")?;
+                    word.push(*next);
+                    i += 2;
+                }
+                b => {
+                    word.push(b);
+                    i += 1;
+                }
+            }
+        }
+        words.push((word, quoted));
+    }
+    Ok(words)
+}
+
+// --- following a task ---
+
+enum Followed {
+    Ended(TaskInfo),
+    TimedOut(TaskInfo),
+}
+
+/// Exit code of an ended task: 0 only for SUCCEEDED, with the reason on
+/// stderr otherwise.
+fn ended(info: &TaskInfo) -> ExitCode {
+    if info.status == TaskStatus::Succeeded {
+        return ExitCode::SUCCESS;
+    }
+    let why = info
+        .fatal_error
+        .as_deref()
+        .or(info.last_fault.as_deref())
+        .map(|w| format!(": {w}"))
+        .unwrap_or_default();
+    eprintln!("ferry: task {} {}{why}", info.task_id, info.status);
+    ExitCode::FAILURE
+}
+
+struct Follower<'a> {
+    inv: &'a Invocation,
+    client: HubClient,
+    token: String,
+}
+
+impl<'a> Follower<'a> {
+    fn new(inv: &'a Invocation, client: HubClient, token: String) -> Self {
+        Self { inv, client, token }
+    }
+
+    async fn show(&mut self, id: &str) -> Result<TaskInfo, HubError> {
+        let path = format!("/api/v1/tasks/{id}");
+        self.client
+            .get_json(&path, &[], Auth::Bearer(&self.token))
+            .await
+    }
+
+    /// Polls until the task ends or `timeout` passes. Rides out a hub that
+    /// is briefly away (a restart) and a token that expires on the way.
+    async fn follow(&mut self, id: &str, timeout: Option<Duration>) -> anyhow::Result<Followed> {
+        let terminal = std::io::stderr().is_terminal();
+        let poll = if terminal {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(1)
+        };
+        let started = Instant::now();
+        let mut bar = Bar::new(terminal);
+        let mut gone_since: Option<Instant> = None;
+        let mut renewed = false;
+        let mut last: Option<TaskInfo> = None;
+        loop {
+            match self.show(id).await {
+                Ok(info) => {
+                    gone_since = None;
+                    renewed = false;
+                    if info.status.is_final() {
+                        bar.finish(&info, started.elapsed());
+                        return Ok(Followed::Ended(info));
+                    }
+                    bar.draw(&info, None);
+                    last = Some(info);
+                }
+                Err(HubError::Api { status: 401, .. }) if !renewed => {
+                    renewed = true;
+                    let (client, token) = session(self.inv).await?;
+                    (self.client, self.token) = (client, token);
+                    continue;
+                }
+                Err(e @ (HubError::Unreachable { .. } | HubError::Protocol { .. })) => {
+                    let since = *gone_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > HUB_GONE_FOR {
+                        bar.clear();
+                        return Err(e.into());
+                    }
+                    if let Some(info) = &last {
+                        bar.draw(info, Some("the hub is not answering; retrying"));
+                    }
+                }
+                Err(e) => {
+                    bar.clear();
+                    return Err(e.into());
+                }
+            }
+            if let Some(limit) = timeout {
+                if started.elapsed() >= limit {
+                    bar.clear();
+                    let info = match last {
+                        Some(info) => info,
+                        None => self.show(id).await?,
+                    };
+                    return Ok(Followed::TimedOut(info));
+                }
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
+/// The progress line on stderr, redrawn in place; nothing when stderr is
+/// not a terminal.
+struct Bar {
+    terminal: bool,
+    /// (when, bytes, files done) of recent polls, for the rates.
+    samples: VecDeque<(Instant, u64, u64)>,
+}
+
+impl Bar {
+    fn new(terminal: bool) -> Self {
+        Self {
+            terminal,
+            samples: VecDeque::new(),
+        }
+    }
+
+    fn put(&self, line: &str) {
+        if self.terminal {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r{line}\x1b[K");
+            let _ = err.flush();
+        }
+    }
+
+    fn clear(&self) {
+        self.put("");
+    }
+
+    fn draw(&mut self, info: &TaskInfo, note: Option<&str>) {
+        if !self.terminal {
+            return;
+        }
+        let done = info.files_transferred + info.files_skipped;
+        let now = Instant::now();
+        self.samples.push_back((now, info.bytes_transferred, done));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _, _)| now.duration_since(*t) > RATE_WINDOW)
+            && self.samples.len() > 2
+        {
+            self.samples.pop_front();
+        }
+        let line = match note.or(info.waiting_for.as_deref()) {
+            Some(waiting) => format!("{}  waiting: {waiting}", info.status),
+            None => progress_line(info, rates(&self.samples)),
+        };
+        self.put(&line);
+    }
+
+    fn finish(&mut self, info: &TaskInfo, took: Duration) {
+        if self.terminal {
+            self.put(&format!(
+                "{}  {} in {}",
+                info.status,
+                summary(info),
+                clock(took.as_secs())
+            ));
+            eprintln!();
+        }
+    }
+}
+
+/// (bytes per second, files per second) over the samples.
+fn rates(samples: &VecDeque<(Instant, u64, u64)>) -> (f64, f64) {
+    match (samples.front(), samples.back()) {
+        (Some(first), Some(last)) if last.0 > first.0 => {
+            let secs = last.0.duration_since(first.0).as_secs_f64();
+            (
+                last.1.saturating_sub(first.1) as f64 / secs,
+                last.2.saturating_sub(first.2) as f64 / secs,
+            )
+        }
+        _ => (0.0, 0.0),
+    }
+}
+
+/// `ACTIVE [######----------]  37/120 files  1.2 GiB  45.3 MiB/s  ETA 0:42`.
+/// The files seen so far are the total: the source is walked as a stream,
+/// so the bar and the ETA grow more exact as the walk goes on.
+fn progress_line(info: &TaskInfo, (byte_rate, file_rate): (f64, f64)) -> String {
+    const WIDTH: usize = 20;
+    let done = (info.files_transferred + info.files_skipped).min(info.files);
+    let filled = if info.files == 0 {
+        0
+    } else {
+        (done as usize * WIDTH / info.files as usize).min(WIDTH)
+    };
+    let mut line = format!(
+        "{} [{}{}] {done}/{} files  {}  {}/s",
+        info.status,
+        "#".repeat(filled),
+        "-".repeat(WIDTH - filled),
+        info.files,
+        human_bytes(info.bytes_transferred),
+        human_bytes(byte_rate as u64),
+    );
+    if file_rate > 0.0 && info.files > done {
+        let eta = ((info.files - done) as f64 / file_rate).ceil() as u64;
+        line.push_str(&format!("  ETA {}", clock(eta)));
+    }
+    if info.faults > 0 {
+        line.push_str(&format!("  faults: {}", info.faults));
+    }
+    line
+}
+
+fn summary(info: &TaskInfo) -> String {
+    format!(
+        "{} files transferred, {} skipped, {}, {} fault{}",
+        info.files_transferred,
+        info.files_skipped,
+        human_bytes(info.bytes_transferred),
+        info.faults,
+        if info.faults == 1 { "" } else { "s" }
+    )
+}
+
+/// `1.2 GiB`, `512 B`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `0:42`, `1:02:03`.
+fn clock(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+/// `2026-11-23 01:01:05 UTC` from Unix seconds.
+fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+// --- ferry task ... ---
+
+/// A task id goes into a URL path: only what a UUID is made of.
+fn task_id(id: &str) -> anyhow::Result<&str> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        bail!("{id:?} is not a task id (a UUID, as `ferry transfer` printed it)");
+    }
+    Ok(id)
+}
+
+pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> {
+    client_runtime()?.block_on(async {
+        let (client, token) = session(inv).await?;
+        let auth = Auth::Bearer(&token);
+        match command {
+            TaskCommand::Show { id, json } => {
+                let id = task_id(&id)?;
+                let info: TaskInfo = client
+                    .get_json(&format!("/api/v1/tasks/{id}"), &[], auth)
+                    .await?;
+                if json.json {
+                    println!("{}", serde_json::to_string(&info)?);
+                } else {
+                    print_task(&info);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            TaskCommand::Wait { id, timeout } => {
+                let id = task_id(&id)?.to_string();
+                let mut follower = Follower::new(inv, client, token);
+                match follower
+                    .follow(&id, timeout.map(Duration::from_secs))
+                    .await?
+                {
+                    Followed::Ended(info) => Ok(ended(&info)),
+                    Followed::TimedOut(info) => {
+                        eprintln!(
+                            "ferry: task {} is still {} after {}s; it goes on (ferry task show {})",
+                            info.task_id,
+                            info.status,
+                            timeout.unwrap_or_default(),
+                            info.task_id
+                        );
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
+            }
+            TaskCommand::List { json } => {
+                let tasks: Vec<TaskInfo> = client.get_json("/api/v1/tasks", &[], auth).await?;
+                if json.json {
+                    println!("{}", serde_json::to_string(&tasks)?);
+                } else {
+                    print_tasks(&tasks);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            TaskCommand::Cancel { id } => {
+                let id = task_id(&id)?;
+                let info: TaskInfo = client
+                    .post_json(
+                        &format!("/api/v1/tasks/{id}/cancel"),
+                        &serde_json::json!({}),
+                        auth,
+                    )
+                    .await?;
+                println!("Task {} {}", info.task_id, info.status);
+                Ok(ExitCode::SUCCESS)
+            }
+            TaskCommand::Events { id, json } => {
+                let id = task_id(&id)?;
+                let events: Vec<TaskEvent> = client
+                    .get_json(&format!("/api/v1/tasks/{id}/events"), &[], auth)
+                    .await?;
+                if json.json {
+                    println!("{}", serde_json::to_string(&events)?);
+                } else {
+                    for e in &events {
+                        println!("{}  {:<16} {}", utc(e.time), e.code, e.description);
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+fn print_task(info: &TaskInfo) {
+    let endpoint = |name: &str, id: &str| format!("{name} ({id})");
+    let mut rows: Vec<(&str, String)> = vec![
+        ("Task ID", info.task_id.clone()),
+        ("Label", info.label.clone().unwrap_or_else(|| "-".into())),
+        ("Status", info.status.to_string()),
+        (
+            "Source",
+            endpoint(&info.source_endpoint_name, &info.source_endpoint),
+        ),
+        (
+            "Destination",
+            endpoint(&info.destination_endpoint_name, &info.destination_endpoint),
+        ),
+        ("Items", info.item_count.to_string()),
+        ("Files", info.files.to_string()),
+        ("Files Transferred", info.files_transferred.to_string()),
+        ("Files Skipped", info.files_skipped.to_string()),
+        (
+            "Bytes Transferred",
+            format!(
+                "{} ({})",
+                info.bytes_transferred,
+                human_bytes(info.bytes_transferred)
+            ),
+        ),
+        ("Faults", info.faults.to_string()),
+        ("Attempts", info.attempt.to_string()),
+        ("Created", utc(info.created)),
+    ];
+    if let Some(t) = info.completed {
+        rows.push(("Completed", utc(t)));
+    }
+    if let Some(t) = info.deadline {
+        rows.push(("Deadline", utc(t)));
+    }
+    if let Some(w) = &info.waiting_for {
+        rows.push(("Waiting For", w.clone()));
+    }
+    if let Some(f) = &info.last_fault {
+        rows.push(("Last Fault", f.clone()));
+    }
+    if let Some(e) = &info.fatal_error {
+        rows.push(("Error", e.clone()));
+    }
+    for (key, value) in rows {
+        println!("{:<19}{value}", format!("{key}:"));
+    }
+}
+
+fn print_tasks(tasks: &[TaskInfo]) {
+    println!(
+        "{:<36} | {:<9} | {:<30} | {:>7} | {:>10} | Label",
+        "Task ID", "Status", "Source -> Destination", "Files", "Bytes"
+    );
+    for t in tasks {
+        let route = format!(
+            "{} -> {}",
+            t.source_endpoint_name, t.destination_endpoint_name
+        );
+        println!(
+            "{:<36} | {:<9} | {:<30} | {:>7} | {:>10} | {}",
+            t.task_id,
+            t.status.as_str(),
+            route,
+            t.files_transferred + t.files_skipped,
+            human_bytes(t.bytes_transferred),
+            t.label.as_deref().unwrap_or("")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wp(s: &str) -> WirePath {
+        WirePath::from_bytes(s)
+    }
+
+    fn item(s: &str, d: &str, r: bool) -> TransferItem {
+        TransferItem {
+            source: wp(s),
+            destination: wp(d),
+            recursive: r,
+        }
+    }
+
+    #[test]
+    fn targets_split_at_the_first_colon_and_batch_may_leave_out_the_path() {
+        let (ep, path) = endpoint_and_path(OsStr::new("laptop:/~/a:b"), false).unwrap();
+        assert_eq!((ep.as_str(), path), ("laptop", Some(wp("/~/a:b"))));
+        assert!(endpoint_and_path(OsStr::new("laptop"), false).is_err());
+        assert!(endpoint_and_path(OsStr::new("laptop:"), false).is_err());
+        assert!(endpoint_and_path(OsStr::new(":/x"), true).is_err());
+        assert_eq!(
+            endpoint_and_path(OsStr::new("laptop"), true).unwrap(),
+            ("laptop".to_string(), None)
+        );
+        assert_eq!(
+            endpoint_and_path(OsStr::new("laptop:"), true).unwrap(),
+            ("laptop".to_string(), None)
+        );
+        let odd = OsStr::from_bytes(b"ep:/x/\xff");
+        assert_eq!(
+            endpoint_and_path(odd, false).unwrap().1.unwrap().as_bytes(),
+            b"/x/\xff"
+        );
+    }
+
+    #[test]
+    fn batch_lines_become_items_under_the_bases() {
+        let text = b"# results of run 7\n\
+            a.h5 b.h5\n\
+            -r raw /scratch/raw   # a directory\n\
+            'with space' \"other \\\"q\\\" \"  --recursive\r\n\
+            \n\
+            /abs/x rel/y\n\
+            name\\ with\\ escapes '-r'\n";
+        let items = parse_batch(text, Some(&wp("/~/data")), Some(&wp("/dst/")), false).unwrap();
+        assert_eq!(
+            items,
+            [
+                item("/~/data/a.h5", "/dst/b.h5", false),
+                item("/~/data/raw", "/scratch/raw", true),
+                item("/~/data/with space", "/dst/other \"q\" ", true),
+                item("/abs/x", "/dst/rel/y", false),
+                item("/~/data/name with escapes", "/dst/-r", false),
+            ]
+        );
+        // The command line's -r applies to every line.
+        let all = parse_batch(b"a b\n", Some(&wp("/s")), Some(&wp("/d")), true).unwrap();
+        assert!(all[0].recursive);
+        // Bytes pass through untouched.
+        let odd = parse_batch(b"/x/\xff /y/\xfe\n", None, None, false).unwrap();
+        assert_eq!(odd[0].source.as_bytes(), b"/x/\xff");
+    }
+
+    #[test]
+    fn bad_batch_lines_say_which_and_why() {
+        let err = |text: &[u8], base: Option<&WirePath>| {
+            parse_batch(text, base, base, false).unwrap_err()
+        };
+        assert!(
+            err(b"a b\nonly-one\n", Some(&wp("/b")))
+                .starts_with("line 2: expected SRC_PATH DST_PATH, found 1 path")
+        );
+        assert!(err(b"a b c\n", Some(&wp("/b"))).contains("found 3 paths"));
+        assert!(err(b"a b --sync\n", Some(&wp("/b"))).contains("unknown option"));
+        assert!(err(b"'a b\n", Some(&wp("/b"))).contains("unterminated"));
+        assert!(err(b"rel /abs\n", None).contains("relative"));
+        assert!(err(b"# nothing\n\n", None).contains("lists no transfers"));
+    }
+
+    fn info(files: u64, transferred: u64, skipped: u64, bytes: u64) -> TaskInfo {
+        TaskInfo {
+            task_id: "t".into(),
+            status: TaskStatus::Active,
+            label: None,
+            source_endpoint: "s".into(),
+            source_endpoint_name: "laptop".into(),
+            destination_endpoint: "d".into(),
+            destination_endpoint_name: "cluster".into(),
+            files,
+            files_transferred: transferred,
+            files_skipped: skipped,
+            bytes_transferred: bytes,
+            faults: 0,
+            attempt: 1,
+            item_count: 1,
+            created: 0,
+            completed: None,
+            deadline: None,
+            last_fault: None,
+            fatal_error: None,
+            waiting_for: None,
+        }
+    }
+
+    #[test]
+    fn the_progress_line_shows_files_bytes_rate_and_eta() {
+        let line = progress_line(&info(120, 30, 6, 3 << 30), (45.0 * 1048576.0, 2.0));
+        assert_eq!(
+            line,
+            "ACTIVE [######--------------] 36/120 files  3.0 GiB  45.0 MiB/s  ETA 0:42"
+        );
+        let empty = progress_line(&info(0, 0, 0, 0), (0.0, 0.0));
+        assert_eq!(empty, "ACTIVE [--------------------] 0/0 files  0 B  0 B/s");
+        // Skips counted over several attempts can outnumber the files seen.
+        let over = progress_line(&info(10, 10, 5, 1), (0.0, 0.0));
+        assert!(over.contains("[####################] 10/10"), "{over}");
+    }
+
+    #[test]
+    fn numbers_read_as_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(u64::MAX), "16.0 EiB");
+        assert_eq!(clock(42), "0:42");
+        assert_eq!(clock(3723), "1:02:03");
+        assert_eq!(utc(1_795_392_000 + 3_661), "2026-11-23 01:01:01 UTC");
+        assert!(task_id("0b5e3a52-8d1c-4a53-9c1e-2f0d2a9b7c11").is_ok());
+        assert!(task_id("../etc").is_err());
+        assert!(task_id("").is_err());
+    }
+}

@@ -1,0 +1,1388 @@
+//! The task scheduler: starts each ACTIVE task's data work when both its
+//! endpoints are connected, follows what they report, retries faults with
+//! backoff, waits for offline endpoints, and ends tasks (success, failure,
+//! deadline).
+//!
+//! The decisions live in [`Core`], a state machine without I/O: inputs
+//! (the ACTIVE tasks in the store, connections, reports, ticks) and `now`
+//! go in, [`Action`]s come out. [`spawn`] runs it: it feeds the control
+//! channel's notices and a periodic sweep of the store into the core, and
+//! carries the actions out on the store and the control channel.
+//!
+//! The store is the source of truth for which tasks are ACTIVE: the API
+//! writes a new or canceled task there and wakes the scheduler, which picks
+//! the change up on its next sweep. Every state change in the store is
+//! conditional on the task still being ACTIVE (and on the attempt), so a
+//! cancel racing a report cannot be undone by it. After a hub restart the
+//! sweep loads the ACTIVE tasks again; each starts a fresh attempt once its
+//! endpoints reconnect, and reports for older attempts are ignored.
+
+use crate::control::{CallError, Notice};
+use crate::server::Hub;
+use crate::store::ActiveTask;
+use ferry_proto::task::{Capability, TaskCounters, TaskReport, TaskStatus};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+
+/// How often deadlines, retries and the store are looked at.
+pub const TICK: Duration = Duration::from_millis(500);
+/// After the hub starts, endpoints need a while to reconnect: tasks loaded
+/// then do not record "not connected" waits until this many seconds passed.
+pub const STARTUP_GRACE: i64 = 30;
+/// The longest pause before retrying after a fault, in seconds.
+pub const MAX_BACKOFF: i64 = 60;
+
+/// Event codes, as `ferry task events` shows them.
+pub mod code {
+    pub const SUBMITTED: &str = "SUBMITTED";
+    pub const STARTED: &str = "STARTED";
+    pub const TRANSFERRING: &str = "TRANSFERRING";
+    pub const FAULT: &str = "FAULT";
+    pub const ENDPOINT_OFFLINE: &str = "ENDPOINT_OFFLINE";
+    pub const SKIPPED: &str = "SKIPPED";
+    pub const RESENT: &str = "RESENT";
+    pub const SUCCEEDED: &str = "SUCCEEDED";
+    pub const FAILED: &str = "FAILED";
+    pub const CANCELED: &str = "CANCELED";
+}
+
+/// Whether an event code reports something that went wrong.
+pub fn is_error(code: &str) -> bool {
+    matches!(
+        code,
+        code::FAULT | code::ENDPOINT_OFFLINE | code::FAILED | code::SKIPPED
+    )
+}
+
+/// Seconds to wait before the next attempt after `in_a_row` faults without
+/// progress: 2, 4, 8, ... capped at [`MAX_BACKOFF`].
+pub fn backoff(in_a_row: u32) -> i64 {
+    1i64.checked_shl(in_a_row.clamp(1, 6))
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF)
+}
+
+/// What the scheduler learns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The ACTIVE tasks in the store now; `initial` on the hub's first sweep.
+    Active {
+        tasks: Vec<ActiveTask>,
+        initial: bool,
+    },
+    Connected {
+        endpoint_id: String,
+        data_address: Option<String>,
+    },
+    Disconnected {
+        endpoint_id: String,
+    },
+    Report {
+        endpoint_id: String,
+        task_id: String,
+        attempt: u32,
+        report: TaskReport,
+    },
+    /// The hub could not start an attempt it decided on; `fatal` when no
+    /// retry can help (the stored task is unreadable).
+    StartFailed {
+        task_id: String,
+        attempt: u32,
+        message: String,
+        fatal: bool,
+    },
+    Tick,
+}
+
+/// What the scheduler wants done, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Record the new attempt, sign its capability and send it to the source.
+    Start {
+        task_id: String,
+        attempt: u32,
+        source: String,
+        destination: String,
+        connect_to: String,
+    },
+    Cancel {
+        endpoint_id: String,
+        task_id: String,
+    },
+    /// The running attempt's counters.
+    Progress {
+        task_id: String,
+        attempt: u32,
+        counters: TaskCounters,
+    },
+    /// The attempt is over without success: fold its counters into the
+    /// totals and count the fault, if any.
+    EndAttempt {
+        task_id: String,
+        attempt: u32,
+        fault: Option<String>,
+    },
+    /// A fault outside any attempt.
+    NoteFault { task_id: String, message: String },
+    Finish {
+        task_id: String,
+        status: TaskStatus,
+        counters: Option<TaskCounters>,
+        error: Option<String>,
+    },
+    /// `always`: kept even when the task has recorded too many events.
+    Event {
+        task_id: String,
+        code: &'static str,
+        description: String,
+        always: bool,
+    },
+}
+
+/// Why a task that could run does not, once recorded, so a wait is told once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wait {
+    Offline(String),
+    NoDataAddress,
+}
+
+#[derive(Debug, Clone)]
+struct Live {
+    source: String,
+    source_name: String,
+    destination: String,
+    destination_name: String,
+    attempt: u32,
+    deadline: Option<i64>,
+    running: bool,
+    /// The running attempt moved data (so a fault after it starts the
+    /// backoff over).
+    progressed: bool,
+    faults_in_a_row: u32,
+    retry_at: i64,
+    noted: Option<Wait>,
+    quiet_until: i64,
+}
+
+impl Live {
+    fn name_of(&self, endpoint_id: &str) -> &str {
+        if endpoint_id == self.source {
+            &self.source_name
+        } else {
+            &self.destination_name
+        }
+    }
+    fn involves(&self, endpoint_id: &str) -> bool {
+        self.source == endpoint_id || self.destination == endpoint_id
+    }
+}
+
+/// The scheduler's decisions, without I/O.
+#[derive(Debug, Default)]
+pub struct Core {
+    tasks: BTreeMap<String, Live>,
+    /// Connected endpoints and where they accept data connections.
+    connected: HashMap<String, Option<String>>,
+}
+
+impl Core {
+    pub fn handle(&mut self, input: Input, now: i64) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Active { tasks, initial } => self.sync(tasks, initial, now, &mut out),
+            Input::Connected {
+                endpoint_id,
+                data_address,
+            } => {
+                // A second connection replaces the first without a
+                // disconnect notice: the daemon restarted or re-dialled, and
+                // whatever it ran for a task went with the old link.
+                if self.connected.contains_key(&endpoint_id) {
+                    self.interrupt(&endpoint_id, now, Interruption::Reconnected, &mut out);
+                }
+                self.connected.insert(endpoint_id, data_address);
+            }
+            Input::Disconnected { endpoint_id } => {
+                self.connected.remove(&endpoint_id);
+                self.interrupt(&endpoint_id, now, Interruption::Offline, &mut out);
+            }
+            Input::Report {
+                endpoint_id,
+                task_id,
+                attempt,
+                report,
+            } => self.report(&endpoint_id, &task_id, attempt, report, now, &mut out),
+            Input::StartFailed {
+                task_id,
+                attempt,
+                message,
+                fatal,
+            } => {
+                if fatal {
+                    self.finish(&task_id, TaskStatus::Failed, None, Some(message), &mut out);
+                } else if self.is_running(&task_id, attempt) {
+                    self.fault(&task_id, &message, now, &mut out);
+                }
+            }
+            Input::Tick => {}
+        }
+        self.schedule(now, &mut out);
+        out
+    }
+
+    fn is_running(&self, task_id: &str, attempt: u32) -> bool {
+        self.tasks
+            .get(task_id)
+            .is_some_and(|t| t.running && t.attempt == attempt)
+    }
+
+    fn sync(&mut self, tasks: Vec<ActiveTask>, initial: bool, now: i64, out: &mut Vec<Action>) {
+        let active: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        // Ended outside the scheduler (canceled through the API): make sure
+        // its endpoints stop, even if a start crossed the cancel.
+        let gone: Vec<String> = self
+            .tasks
+            .keys()
+            .filter(|id| !active.contains(id.as_str()))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(live) = self.tasks.remove(&id) {
+                if live.running {
+                    self.cancel_both(&id, &live, out);
+                }
+            }
+        }
+        for row in tasks {
+            if row.source_revoked || row.destination_revoked {
+                let name = if row.source_revoked {
+                    &row.source_name
+                } else {
+                    &row.destination_name
+                };
+                let message = format!("endpoint '{name}' was revoked; the task cannot complete");
+                if !self.tasks.contains_key(&row.id) {
+                    self.tasks
+                        .insert(row.id.clone(), live_of(&row, initial, now));
+                }
+                self.finish(&row.id, TaskStatus::Failed, None, Some(message), out);
+                continue;
+            }
+            self.tasks
+                .entry(row.id.clone())
+                .or_insert_with(|| live_of(&row, initial, now));
+        }
+    }
+
+    fn report(
+        &mut self,
+        endpoint_id: &str,
+        task_id: &str,
+        attempt: u32,
+        report: TaskReport,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(live) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        // Only the task's own endpoints speak for it, and only about the
+        // attempt that runs now: an older attempt's late words are stale.
+        if !live.involves(endpoint_id) || !live.running || live.attempt != attempt {
+            return;
+        }
+        let from_destination = endpoint_id == live.destination;
+        let who = live.name_of(endpoint_id).to_string();
+        let event = |code: &'static str, description: String| Action::Event {
+            task_id: task_id.to_string(),
+            code,
+            description,
+            always: false,
+        };
+        match report {
+            TaskReport::Started => out.push(event(
+                code::TRANSFERRING,
+                format!(
+                    "attempt {attempt}: '{}' connected to '{}'; data is flowing",
+                    live.source_name, live.destination_name
+                ),
+            )),
+            // The destination counts what it committed; the source's view
+            // would count the same files twice.
+            TaskReport::Progress { counters } if from_destination => {
+                if counters.files_transferred > 0 || counters.bytes_transferred > 0 {
+                    live.progressed = true;
+                }
+                out.push(Action::Progress {
+                    task_id: task_id.to_string(),
+                    attempt,
+                    counters,
+                });
+            }
+            TaskReport::Progress { .. } => {}
+            TaskReport::Skipped { path, reason } => {
+                out.push(event(code::SKIPPED, format!("{path}: {reason}")))
+            }
+            TaskReport::Resent { path, reason } => out.push(event(
+                code::RESENT,
+                format!("{path}: {reason}; sending it again"),
+            )),
+            TaskReport::Fault { message } => {
+                let message = format!("'{who}' reported: {message}");
+                self.fault(task_id, &message, now, out);
+            }
+            TaskReport::Succeeded { counters } if from_destination => {
+                self.finish(task_id, TaskStatus::Succeeded, Some(counters), None, out)
+            }
+            TaskReport::Succeeded { .. } => {}
+            TaskReport::Failed { message } => {
+                let message = format!("'{who}' reported: {message}");
+                self.finish(task_id, TaskStatus::Failed, None, Some(message), out)
+            }
+        }
+    }
+
+    /// The running attempt hit something a later attempt may get past.
+    fn fault(&mut self, task_id: &str, message: &str, now: i64, out: &mut Vec<Action>) {
+        let Some(live) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        live.faults_in_a_row = if live.progressed {
+            1
+        } else {
+            live.faults_in_a_row.saturating_add(1)
+        };
+        let delay = backoff(live.faults_in_a_row);
+        live.retry_at = now + delay;
+        live.running = false;
+        let attempt = live.attempt;
+        let live = live.clone();
+        out.push(Action::EndAttempt {
+            task_id: task_id.to_string(),
+            attempt,
+            fault: Some(message.to_string()),
+        });
+        out.push(Action::Event {
+            task_id: task_id.to_string(),
+            code: code::FAULT,
+            description: format!("attempt {attempt}: {message}; retrying in {delay}s"),
+            always: false,
+        });
+        self.cancel_both(task_id, &live, out);
+    }
+
+    fn interrupt(&mut self, endpoint_id: &str, now: i64, why: Interruption, out: &mut Vec<Action>) {
+        let hit: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.running && t.involves(endpoint_id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in hit {
+            let Some(live) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            live.running = false;
+            // Nothing is wrong with the task itself: start again as soon as
+            // both endpoints are there.
+            live.retry_at = now;
+            let name = live.name_of(endpoint_id).to_string();
+            let attempt = live.attempt;
+            let (event_code, message) = match why {
+                Interruption::Offline => {
+                    live.noted = Some(Wait::Offline(endpoint_id.to_string()));
+                    (
+                        code::ENDPOINT_OFFLINE,
+                        format!("endpoint '{name}' went offline; the task waits for it"),
+                    )
+                }
+                Interruption::Reconnected => (
+                    code::FAULT,
+                    format!(
+                        "endpoint '{name}' reconnected to the hub; the attempt's data work is restarted"
+                    ),
+                ),
+            };
+            let live = live.clone();
+            out.push(Action::EndAttempt {
+                task_id: id.clone(),
+                attempt,
+                fault: Some(message.clone()),
+            });
+            out.push(Action::Event {
+                task_id: id.clone(),
+                code: event_code,
+                description: format!("attempt {attempt}: {message}"),
+                always: false,
+            });
+            self.cancel_both(&id, &live, out);
+        }
+    }
+
+    /// TaskCancel to each of the task's endpoints that is connected.
+    fn cancel_both(&self, task_id: &str, live: &Live, out: &mut Vec<Action>) {
+        let mut endpoints = vec![&live.source];
+        if live.destination != live.source {
+            endpoints.push(&live.destination);
+        }
+        for endpoint in endpoints {
+            if self.connected.contains_key(endpoint) {
+                out.push(Action::Cancel {
+                    endpoint_id: endpoint.clone(),
+                    task_id: task_id.to_string(),
+                });
+            }
+        }
+    }
+
+    fn finish(
+        &mut self,
+        task_id: &str,
+        status: TaskStatus,
+        counters: Option<TaskCounters>,
+        error: Option<String>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(live) = self.tasks.remove(task_id) else {
+            return;
+        };
+        let description = match (&status, &counters, &error) {
+            (TaskStatus::Succeeded, Some(c), _) => format!(
+                "every file is in place: {} transferred, {} skipped, {} bytes",
+                c.files_transferred, c.files_skipped, c.bytes_transferred
+            ),
+            (_, _, Some(error)) => error.clone(),
+            _ => status.as_str().to_lowercase(),
+        };
+        if live.running && status != TaskStatus::Succeeded {
+            self.cancel_both(task_id, &live, out);
+        }
+        out.push(Action::Finish {
+            task_id: task_id.to_string(),
+            status,
+            counters,
+            error,
+        });
+        out.push(Action::Event {
+            task_id: task_id.to_string(),
+            code: match status {
+                TaskStatus::Succeeded => code::SUCCEEDED,
+                TaskStatus::Canceled => code::CANCELED,
+                TaskStatus::Failed | TaskStatus::Active => code::FAILED,
+            },
+            description,
+            always: true,
+        });
+    }
+
+    /// Ends what is past its deadline and starts what can run.
+    fn schedule(&mut self, now: i64, out: &mut Vec<Action>) {
+        let ids: Vec<String> = self.tasks.keys().cloned().collect();
+        for id in ids {
+            let Some(live) = self.tasks.get(&id) else {
+                continue;
+            };
+            if live.deadline.is_some_and(|d| now >= d) {
+                self.finish(
+                    &id,
+                    TaskStatus::Failed,
+                    None,
+                    Some("deadline passed before the task completed".into()),
+                    out,
+                );
+                continue;
+            }
+            if live.running || live.retry_at > now {
+                continue;
+            }
+            let offline = [&live.source, &live.destination]
+                .into_iter()
+                .find(|e| !self.connected.contains_key(*e))
+                .cloned();
+            let connect_to = self.connected.get(&live.destination).cloned().flatten();
+            let Some(live) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            if let Some(endpoint) = offline {
+                let wait = Wait::Offline(endpoint.clone());
+                if now >= live.quiet_until && live.noted.as_ref() != Some(&wait) {
+                    live.noted = Some(wait);
+                    out.push(Action::Event {
+                        task_id: id.clone(),
+                        code: code::ENDPOINT_OFFLINE,
+                        description: format!(
+                            "endpoint '{}' is not connected to the hub; the task waits for it",
+                            live.name_of(&endpoint)
+                        ),
+                        always: false,
+                    });
+                }
+                continue;
+            }
+            let Some(connect_to) = connect_to else {
+                if live.noted != Some(Wait::NoDataAddress) {
+                    live.noted = Some(Wait::NoDataAddress);
+                    let message = format!(
+                        "destination '{}' accepts no data connections (its daemon advertises no data address); the task waits until it does",
+                        live.destination_name
+                    );
+                    out.push(Action::NoteFault {
+                        task_id: id.clone(),
+                        message: message.clone(),
+                    });
+                    out.push(Action::Event {
+                        task_id: id.clone(),
+                        code: code::FAULT,
+                        description: message,
+                        always: false,
+                    });
+                }
+                continue;
+            };
+            live.attempt = live.attempt.saturating_add(1);
+            live.running = true;
+            live.progressed = false;
+            live.noted = None;
+            out.push(Action::Start {
+                task_id: id.clone(),
+                attempt: live.attempt,
+                source: live.source.clone(),
+                destination: live.destination.clone(),
+                connect_to: connect_to.clone(),
+            });
+            out.push(Action::Event {
+                task_id: id.clone(),
+                code: code::STARTED,
+                description: format!(
+                    "attempt {}: '{}' sends to '{}' at {connect_to}",
+                    live.attempt, live.source_name, live.destination_name
+                ),
+                always: false,
+            });
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Interruption {
+    Offline,
+    Reconnected,
+}
+
+fn live_of(row: &ActiveTask, initial: bool, now: i64) -> Live {
+    Live {
+        source: row.source_id.clone(),
+        source_name: row.source_name.clone(),
+        destination: row.destination_id.clone(),
+        destination_name: row.destination_name.clone(),
+        attempt: row.attempt,
+        deadline: row.deadline,
+        running: false,
+        progressed: false,
+        faults_in_a_row: 0,
+        retry_at: now,
+        noted: None,
+        quiet_until: if initial {
+            now + STARTUP_GRACE
+        } else {
+            i64::MIN
+        },
+    }
+}
+
+// --- the async glue ---
+
+/// Wakes the scheduler to look at the store now (a task was submitted or
+/// canceled) rather than at its next tick.
+#[derive(Debug, Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Runs the scheduler for the life of the runtime.
+pub fn spawn(hub: Arc<Hub>, notices: mpsc::UnboundedReceiver<Notice>) -> Wake {
+    let wake = Wake::default();
+    tokio::spawn(run(hub, notices, wake.clone()));
+    wake
+}
+
+async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: Wake) {
+    let mut core = Core::default();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut initial = true;
+    loop {
+        let input = tokio::select! {
+            notice = notices.recv() => match notice {
+                Some(notice) => from_notice(&hub, notice),
+                // The registry is gone: the hub is stopping.
+                None => return,
+            },
+            _ = tick.tick() => sweep(&hub, &mut initial),
+            _ = wake.0.notified() => sweep(&hub, &mut initial),
+        };
+        let mut inputs = vec![input];
+        while let Some(input) = inputs.pop() {
+            let actions = core.handle(input, crate::grants::now());
+            inputs.extend(apply(&hub, actions));
+        }
+    }
+}
+
+fn from_notice(hub: &Hub, notice: Notice) -> Input {
+    match notice {
+        Notice::Connected { endpoint_id } => Input::Connected {
+            data_address: hub.control.data_address(&endpoint_id),
+            endpoint_id,
+        },
+        Notice::Disconnected { endpoint_id } => Input::Disconnected { endpoint_id },
+        Notice::Report {
+            endpoint_id,
+            task_id,
+            attempt,
+            report,
+        } => Input::Report {
+            endpoint_id,
+            task_id,
+            attempt,
+            report,
+        },
+    }
+}
+
+fn sweep(hub: &Hub, initial: &mut bool) -> Input {
+    match hub.store.active_tasks() {
+        Ok(tasks) => Input::Active {
+            tasks,
+            initial: std::mem::take(initial),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the active tasks");
+            Input::Tick
+        }
+    }
+}
+
+/// Carries the actions out; returns what the core must hear about how
+/// that went.
+fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
+    let now = crate::grants::now();
+    let mut feedback = Vec::new();
+    // A task whose stored state refused a change (it ended meanwhile) gets
+    // no further events from this batch.
+    let mut ended: HashSet<String> = HashSet::new();
+    let stored = |ended: &mut HashSet<String>,
+                  task_id: &str,
+                  what: &str,
+                  result: Result<bool, crate::store::StoreError>| match result {
+        Ok(true) => true,
+        Ok(false) => {
+            ended.insert(task_id.to_string());
+            false
+        }
+        Err(e) => {
+            tracing::error!(task = %task_id, error = %e, "cannot record {what}");
+            false
+        }
+    };
+    for action in actions {
+        match action {
+            Action::Start {
+                task_id,
+                attempt,
+                source,
+                destination,
+                connect_to,
+            } => {
+                if !stored(
+                    &mut ended,
+                    &task_id,
+                    "an attempt",
+                    hub.store.begin_attempt(&task_id, attempt),
+                ) {
+                    continue;
+                }
+                match capability(hub, &task_id, attempt, &source, &destination) {
+                    Ok(sealed) => match hub.control.start_task(&source, sealed, connect_to) {
+                        Ok(()) => {
+                            tracing::info!(task = %task_id, attempt, "task attempt started")
+                        }
+                        // A disconnect notice is on its way and ends the attempt.
+                        Err(CallError::Offline) => {}
+                        Err(e) => feedback.push(Input::StartFailed {
+                            task_id,
+                            attempt,
+                            message: format!("the hub could not reach the source: {e}"),
+                            fatal: false,
+                        }),
+                    },
+                    Err(Unstartable { message, fatal }) => {
+                        tracing::error!(task = %task_id, %message, "cannot start the task");
+                        feedback.push(Input::StartFailed {
+                            task_id,
+                            attempt,
+                            message,
+                            fatal,
+                        });
+                    }
+                }
+            }
+            Action::Cancel {
+                endpoint_id,
+                task_id,
+            } => {
+                if let Err(e) = hub.control.cancel_task(&endpoint_id, &task_id) {
+                    tracing::debug!(task = %task_id, endpoint = %endpoint_id, error = %e, "cannot send a task cancel");
+                }
+            }
+            Action::Progress {
+                task_id,
+                attempt,
+                counters,
+            } => {
+                stored(
+                    &mut ended,
+                    &task_id,
+                    "progress",
+                    hub.store.set_progress(&task_id, attempt, &counters),
+                );
+            }
+            Action::EndAttempt {
+                task_id,
+                attempt,
+                fault,
+            } => {
+                stored(
+                    &mut ended,
+                    &task_id,
+                    "the end of an attempt",
+                    hub.store.end_attempt(&task_id, attempt, fault.as_deref()),
+                );
+            }
+            Action::NoteFault { task_id, message } => {
+                stored(
+                    &mut ended,
+                    &task_id,
+                    "a fault",
+                    hub.store.note_fault(&task_id, &message),
+                );
+            }
+            Action::Finish {
+                task_id,
+                status,
+                counters,
+                error,
+            } => {
+                if stored(
+                    &mut ended,
+                    &task_id,
+                    "the end of a task",
+                    hub.store.finish_task(
+                        &task_id,
+                        status,
+                        counters.as_ref(),
+                        error.as_deref(),
+                        now,
+                    ),
+                ) {
+                    tracing::info!(task = %task_id, %status, "task ended");
+                }
+            }
+            Action::Event {
+                task_id,
+                code,
+                description,
+                always,
+            } => {
+                if ended.contains(&task_id) {
+                    continue;
+                }
+                if let Err(e) = hub
+                    .store
+                    .add_task_event(&task_id, code, &description, now, always)
+                {
+                    tracing::error!(task = %task_id, error = %e, "cannot record a task event");
+                }
+            }
+        }
+    }
+    feedback
+}
+
+#[derive(Debug)]
+struct Unstartable {
+    message: String,
+    fatal: bool,
+}
+
+/// The signed capability for one attempt of a stored task.
+fn capability(
+    hub: &Hub,
+    task_id: &str,
+    attempt: u32,
+    source: &str,
+    destination: &str,
+) -> Result<String, Unstartable> {
+    let (items, options) = match hub.store.task_work(task_id) {
+        Ok(Some(work)) => work,
+        Ok(None) => {
+            return Err(Unstartable {
+                message: "the task vanished from the hub's database".into(),
+                fatal: true,
+            });
+        }
+        Err(e) => {
+            return Err(Unstartable {
+                message: format!("the hub cannot read the task: {e}"),
+                fatal: false,
+            });
+        }
+    };
+    let unreadable = |e: serde_json::Error| Unstartable {
+        message: format!("the hub's stored copy of the task is unreadable: {e}"),
+        fatal: true,
+    };
+    let now = crate::grants::now();
+    let cap = Capability {
+        task_id: task_id.to_string(),
+        attempt,
+        source_endpoint: source.to_string(),
+        destination_endpoint: destination.to_string(),
+        items: serde_json::from_str(&items).map_err(unreadable)?,
+        options: serde_json::from_str(&options).map_err(unreadable)?,
+        issued: now,
+        expires: now + crate::capability::CAPABILITY_TTL,
+    };
+    hub.signer.sign(&cap).map_err(|e| Unstartable {
+        message: format!("the hub cannot sign the task's capability: {e:#}"),
+        fatal: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_proto::wire_path::WirePath;
+
+    const SRC: &str = "src-id";
+    const DST: &str = "dst-id";
+
+    fn row(id: &str, deadline: Option<i64>) -> ActiveTask {
+        ActiveTask {
+            id: id.into(),
+            source_id: SRC.into(),
+            source_name: "laptop".into(),
+            source_revoked: false,
+            destination_id: DST.into(),
+            destination_name: "cluster".into(),
+            destination_revoked: false,
+            attempt: 0,
+            deadline,
+        }
+    }
+
+    fn connect(core: &mut Core, id: &str, now: i64) -> Vec<Action> {
+        core.handle(
+            Input::Connected {
+                endpoint_id: id.into(),
+                data_address: Some(format!("{id}.example:50000")),
+            },
+            now,
+        )
+    }
+
+    fn report(core: &mut Core, from: &str, attempt: u32, r: TaskReport, now: i64) -> Vec<Action> {
+        core.handle(
+            Input::Report {
+                endpoint_id: from.into(),
+                task_id: "t".into(),
+                attempt,
+                report: r,
+            },
+            now,
+        )
+    }
+
+    fn starts(actions: &[Action]) -> Vec<u32> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Start { attempt, .. } => Some(*attempt),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn codes(actions: &[Action]) -> Vec<&'static str> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event { code, .. } => Some(*code),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn cancels(actions: &[Action]) -> Vec<String> {
+        let mut v: Vec<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Cancel { endpoint_id, .. } => Some(endpoint_id.clone()),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn finished(actions: &[Action]) -> Option<(TaskStatus, Option<String>)> {
+        actions.iter().find_map(|a| match a {
+            Action::Finish { status, error, .. } => Some((*status, error.clone())),
+            _ => None,
+        })
+    }
+
+    fn active(core: &mut Core, tasks: Vec<ActiveTask>, now: i64) -> Vec<Action> {
+        core.handle(
+            Input::Active {
+                tasks,
+                initial: false,
+            },
+            now,
+        )
+    }
+
+    /// A core with task "t" running attempt 1.
+    fn running() -> Core {
+        let mut core = Core::default();
+        connect(&mut core, SRC, 0);
+        connect(&mut core, DST, 0);
+        let out = active(&mut core, vec![row("t", None)], 0);
+        assert_eq!(starts(&out), [1]);
+        core
+    }
+
+    fn counters(transferred: u64, bytes: u64) -> TaskCounters {
+        TaskCounters {
+            files: 10,
+            files_transferred: transferred,
+            files_skipped: 0,
+            bytes_transferred: bytes,
+        }
+    }
+
+    #[test]
+    fn a_task_starts_when_both_endpoints_are_there_and_tells_the_source_where_to_go() {
+        let mut core = Core::default();
+        let out = active(&mut core, vec![row("t", None)], 0);
+        assert_eq!(codes(&out), [code::ENDPOINT_OFFLINE], "{out:?}");
+        assert!(starts(&connect(&mut core, SRC, 1)).is_empty());
+        let out = connect(&mut core, DST, 2);
+        assert_eq!(
+            out[0],
+            Action::Start {
+                task_id: "t".into(),
+                attempt: 1,
+                source: SRC.into(),
+                destination: DST.into(),
+                connect_to: "dst-id.example:50000".into(),
+            }
+        );
+        assert_eq!(codes(&out), [code::STARTED]);
+        // Running: ticks start nothing more.
+        assert!(core.handle(Input::Tick, 3).is_empty());
+    }
+
+    #[test]
+    fn an_offline_wait_is_told_once_per_endpoint() {
+        let mut core = Core::default();
+        connect(&mut core, SRC, 0);
+        let out = active(&mut core, vec![row("t", None)], 0);
+        assert_eq!(codes(&out), [code::ENDPOINT_OFFLINE]);
+        assert!(core.handle(Input::Tick, 1).is_empty());
+        assert!(active(&mut core, vec![row("t", None)], 2).is_empty());
+        // Now the source is missing too: that is news.
+        let out = core.handle(
+            Input::Disconnected {
+                endpoint_id: SRC.into(),
+            },
+            3,
+        );
+        assert!(
+            matches!(&out[..], [Action::Event { code: code::ENDPOINT_OFFLINE, description, .. }] if description.contains("'laptop'")),
+            "{out:?}"
+        );
+        assert!(core.handle(Input::Tick, 4).is_empty());
+    }
+
+    #[test]
+    fn tasks_loaded_at_hub_start_wait_quietly_for_reconnects() {
+        let mut core = Core::default();
+        let out = core.handle(
+            Input::Active {
+                tasks: vec![row("t", None)],
+                initial: true,
+            },
+            100,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert!(core.handle(Input::Tick, 100 + STARTUP_GRACE - 1).is_empty());
+        assert_eq!(
+            codes(&core.handle(Input::Tick, 100 + STARTUP_GRACE)),
+            [code::ENDPOINT_OFFLINE]
+        );
+    }
+
+    #[test]
+    fn a_task_loaded_again_after_a_restart_continues_its_attempt_numbering() {
+        let mut core = Core::default();
+        connect(&mut core, SRC, 0);
+        connect(&mut core, DST, 0);
+        let mut t = row("t", None);
+        t.attempt = 4;
+        let out = core.handle(
+            Input::Active {
+                tasks: vec![t],
+                initial: true,
+            },
+            0,
+        );
+        assert_eq!(starts(&out), [5]);
+        // The old attempt's late words change nothing.
+        assert!(
+            report(
+                &mut core,
+                DST,
+                4,
+                TaskReport::Succeeded {
+                    counters: counters(1, 1)
+                },
+                1
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn progress_counts_only_from_the_destination_and_for_the_current_attempt() {
+        let mut core = running();
+        let out = report(
+            &mut core,
+            DST,
+            1,
+            TaskReport::Progress {
+                counters: counters(3, 300),
+            },
+            1,
+        );
+        assert_eq!(
+            out,
+            [Action::Progress {
+                task_id: "t".into(),
+                attempt: 1,
+                counters: counters(3, 300)
+            }]
+        );
+        let from_source = TaskReport::Progress {
+            counters: counters(9, 900),
+        };
+        assert!(report(&mut core, SRC, 1, from_source.clone(), 1).is_empty());
+        assert!(report(&mut core, DST, 0, from_source.clone(), 1).is_empty());
+        assert!(report(&mut core, DST, 2, from_source.clone(), 1).is_empty());
+        assert!(
+            report(&mut core, "stranger", 1, from_source, 1).is_empty(),
+            "another endpoint cannot speak for the task"
+        );
+    }
+
+    #[test]
+    fn skipped_and_resent_files_become_events() {
+        let mut core = running();
+        let path = WirePath::from_bytes("/data/fifo");
+        let out = report(
+            &mut core,
+            SRC,
+            1,
+            TaskReport::Skipped {
+                path: path.clone(),
+                reason: "not a regular file".into(),
+            },
+            1,
+        );
+        assert_eq!(codes(&out), [code::SKIPPED]);
+        let out = report(
+            &mut core,
+            DST,
+            1,
+            TaskReport::Resent {
+                path,
+                reason: "digest mismatch".into(),
+            },
+            1,
+        );
+        assert_eq!(codes(&out), [code::RESENT]);
+        assert_eq!(
+            codes(&report(&mut core, DST, 1, TaskReport::Started, 1)),
+            [code::TRANSFERRING]
+        );
+    }
+
+    #[test]
+    fn faults_end_the_attempt_and_retry_with_growing_backoff() {
+        let mut core = running();
+        let fault = || TaskReport::Fault {
+            message: "connection reset".into(),
+        };
+        let out = report(&mut core, SRC, 1, fault(), 10);
+        assert!(matches!(
+            &out[0],
+            Action::EndAttempt { attempt: 1, fault: Some(m), .. } if m.contains("connection reset")
+        ));
+        assert_eq!(codes(&out), [code::FAULT]);
+        assert_eq!(cancels(&out), [DST, SRC], "both ends stop the attempt");
+        // A second fault report of the same attempt is stale.
+        assert!(report(&mut core, DST, 1, fault(), 10).is_empty());
+        assert!(core.handle(Input::Tick, 11).is_empty());
+        assert_eq!(starts(&core.handle(Input::Tick, 12)), [2], "after 2s");
+        report(&mut core, SRC, 2, fault(), 20);
+        assert!(core.handle(Input::Tick, 23).is_empty());
+        assert_eq!(starts(&core.handle(Input::Tick, 24)), [3], "after 4s");
+        report(&mut core, SRC, 3, fault(), 30);
+        assert!(core.handle(Input::Tick, 37).is_empty());
+        assert_eq!(starts(&core.handle(Input::Tick, 38)), [4], "after 8s");
+        // Progress in an attempt starts the backoff over.
+        report(
+            &mut core,
+            DST,
+            4,
+            TaskReport::Progress {
+                counters: counters(1, 10),
+            },
+            40,
+        );
+        report(&mut core, SRC, 4, fault(), 40);
+        assert_eq!(starts(&core.handle(Input::Tick, 42)), [5]);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        let delays: Vec<i64> = (1..=8).map(backoff).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(backoff(0), 2);
+        assert_eq!(backoff(u32::MAX), 60);
+    }
+
+    #[test]
+    fn an_endpoint_going_offline_pauses_the_task_until_it_returns() {
+        let mut core = running();
+        let out = core.handle(
+            Input::Disconnected {
+                endpoint_id: DST.into(),
+            },
+            5,
+        );
+        assert!(matches!(
+            &out[0],
+            Action::EndAttempt { attempt: 1, fault: Some(m), .. } if m.contains("'cluster' went offline")
+        ));
+        assert_eq!(codes(&out), [code::ENDPOINT_OFFLINE], "told once: {out:?}");
+        assert_eq!(cancels(&out), [SRC], "only the one still connected");
+        assert!(finished(&out).is_none(), "offline never fails a task");
+        // Waiting, however long, without repeating itself.
+        for now in 6..500 {
+            assert!(core.handle(Input::Tick, now).is_empty());
+        }
+        // A report from the interrupted attempt is stale now.
+        assert!(
+            report(
+                &mut core,
+                DST,
+                1,
+                TaskReport::Succeeded {
+                    counters: counters(10, 1)
+                },
+                500
+            )
+            .is_empty()
+        );
+        let out = connect(&mut core, DST, 501);
+        assert_eq!(starts(&out), [2], "right away, no backoff");
+    }
+
+    #[test]
+    fn a_daemon_that_reconnects_without_a_disconnect_restarts_the_attempt() {
+        let mut core = running();
+        let out = connect(&mut core, SRC, 5);
+        assert!(
+            out.iter()
+                .any(|a| matches!(a, Action::EndAttempt { attempt: 1, .. }))
+        );
+        assert_eq!(starts(&out), [2]);
+    }
+
+    #[test]
+    fn success_folds_the_destinations_counters_and_ends_the_task() {
+        let mut core = running();
+        let out = report(
+            &mut core,
+            SRC,
+            1,
+            TaskReport::Succeeded {
+                counters: counters(1, 1),
+            },
+            1,
+        );
+        assert!(out.is_empty(), "the source cannot declare success");
+        let out = report(
+            &mut core,
+            DST,
+            1,
+            TaskReport::Succeeded {
+                counters: counters(10, 1000),
+            },
+            2,
+        );
+        assert_eq!(
+            out[0],
+            Action::Finish {
+                task_id: "t".into(),
+                status: TaskStatus::Succeeded,
+                counters: Some(counters(10, 1000)),
+                error: None
+            }
+        );
+        assert_eq!(codes(&out), [code::SUCCEEDED]);
+        assert!(core.handle(Input::Tick, 3).is_empty(), "gone from the core");
+    }
+
+    #[test]
+    fn a_failure_from_either_endpoint_fails_the_task_and_stops_the_other() {
+        let mut core = running();
+        let out = report(
+            &mut core,
+            SRC,
+            1,
+            TaskReport::Failed {
+                message: "no such file".into(),
+            },
+            1,
+        );
+        let (status, error) = finished(&out).unwrap();
+        assert_eq!(status, TaskStatus::Failed);
+        assert!(error.unwrap().contains("no such file"));
+        assert_eq!(cancels(&out), [DST, SRC]);
+    }
+
+    #[test]
+    fn the_deadline_fails_a_waiting_or_running_task() {
+        let mut core = Core::default();
+        active(&mut core, vec![row("w", Some(50))], 0);
+        assert!(core.handle(Input::Tick, 49).is_empty());
+        let out = core.handle(Input::Tick, 50);
+        let (status, error) = finished(&out).unwrap();
+        assert_eq!(status, TaskStatus::Failed);
+        assert!(error.unwrap().contains("deadline"));
+        assert!(cancels(&out).is_empty(), "nothing ran");
+
+        let mut core = Core::default();
+        connect(&mut core, SRC, 0);
+        connect(&mut core, DST, 0);
+        active(&mut core, vec![row("r", Some(50))], 0);
+        let out = core.handle(Input::Tick, 60);
+        assert_eq!(finished(&out).unwrap().0, TaskStatus::Failed);
+        assert_eq!(cancels(&out), [DST, SRC]);
+    }
+
+    #[test]
+    fn a_task_canceled_through_the_api_leaves_the_core_and_its_endpoints_stop() {
+        let mut core = running();
+        let out = active(&mut core, vec![], 1);
+        assert_eq!(cancels(&out), [DST, SRC]);
+        assert!(finished(&out).is_none(), "the API recorded the end");
+        assert!(core.handle(Input::Tick, 2).is_empty());
+    }
+
+    #[test]
+    fn a_destination_without_a_data_address_is_a_fault_told_once() {
+        let mut core = Core::default();
+        connect(&mut core, SRC, 0);
+        core.handle(
+            Input::Connected {
+                endpoint_id: DST.into(),
+                data_address: None,
+            },
+            0,
+        );
+        let out = active(&mut core, vec![row("t", None)], 0);
+        assert!(
+            matches!(&out[0], Action::NoteFault { message, .. } if message.contains("accepts no data connections"))
+        );
+        assert_eq!(codes(&out), [code::FAULT]);
+        assert!(core.handle(Input::Tick, 1).is_empty());
+        let out = connect(&mut core, DST, 2);
+        assert_eq!(starts(&out), [1]);
+    }
+
+    #[test]
+    fn a_revoked_endpoint_fails_its_tasks() {
+        let mut core = Core::default();
+        let mut t = row("t", None);
+        t.destination_revoked = true;
+        let out = active(&mut core, vec![t], 0);
+        let (status, error) = finished(&out).unwrap();
+        assert_eq!(status, TaskStatus::Failed);
+        assert!(error.unwrap().contains("'cluster' was revoked"));
+    }
+
+    #[test]
+    fn a_start_the_hub_could_not_send_is_a_fault_and_an_unreadable_task_fails() {
+        let mut core = running();
+        let out = core.handle(
+            Input::StartFailed {
+                task_id: "t".into(),
+                attempt: 1,
+                message: "busy".into(),
+                fatal: false,
+            },
+            1,
+        );
+        assert_eq!(codes(&out), [code::FAULT]);
+        assert_eq!(starts(&core.handle(Input::Tick, 3)), [2]);
+        let out = core.handle(
+            Input::StartFailed {
+                task_id: "t".into(),
+                attempt: 2,
+                message: "unreadable".into(),
+                fatal: true,
+            },
+            4,
+        );
+        assert_eq!(finished(&out).unwrap().0, TaskStatus::Failed);
+    }
+
+    #[test]
+    fn events_from_the_same_endpoint_for_a_copy_within_one_endpoint_cancel_once() {
+        let mut core = Core::default();
+        connect(&mut core, SRC, 0);
+        let mut t = row("t", None);
+        t.destination_id = SRC.into();
+        let out = active(&mut core, vec![t], 0);
+        assert_eq!(starts(&out), [1]);
+        let out = report(
+            &mut core,
+            SRC,
+            1,
+            TaskReport::Fault {
+                message: "x".into(),
+            },
+            1,
+        );
+        assert_eq!(cancels(&out), [SRC]);
+    }
+}

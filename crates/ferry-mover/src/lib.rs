@@ -1,0 +1,17 @@
+//! The data mover: parallel, checksummed, restartable transfers between two
+//! endpoints over mutual-TLS data connections.
+//!
+//! [`source::send`] runs a task attempt on the sending endpoint;
+//! [`dest::serve`] accepts attempts on the receiving one. Every file
+//! operation goes through the rooted filesystem, so config-paths bounds
+//! both sides whatever the hub or the peer asks.
+
+pub mod channel;
+mod context;
+pub mod dest;
+pub mod digest;
+pub mod journal;
+pub mod plan;
+pub mod source;
+
+pub use context::{Context, Report};

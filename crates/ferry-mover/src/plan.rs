@@ -1,0 +1,180 @@
+//! Deciding, per source entry, what the destination needs: the sync levels
+//! as a pure function, and where an entry lands.
+
+use ferry_paths::{EntryKind as FsKind, Metadata};
+use ferry_proto::data::Entry;
+use ferry_proto::task::SyncLevel;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The destination has it.
+    Skip,
+    Send,
+    /// Same size, content unknown: compare digests.
+    CompareDigest,
+}
+
+/// What a destination file's state means under `level`. `None` (no sync
+/// level) always sends.
+pub fn verdict(level: Option<SyncLevel>, source: &Entry, existing: Option<&Metadata>) -> Verdict {
+    let (Some(level), Some(existing)) = (level, existing) else {
+        return Verdict::Send;
+    };
+    if existing.kind != FsKind::File {
+        return Verdict::Send;
+    }
+    let same_size = existing.size == source.size;
+    match level {
+        SyncLevel::Exists => Verdict::Skip,
+        SyncLevel::Size if same_size => Verdict::Skip,
+        SyncLevel::Mtime if same_size && same_second(existing, source.mtime_ns) => Verdict::Skip,
+        SyncLevel::Checksum if same_size => Verdict::CompareDigest,
+        _ => Verdict::Send,
+    }
+}
+
+/// Modification times compared to the second, as rsync does by default:
+/// not every filesystem keeps nanoseconds.
+fn same_second(existing: &Metadata, source_ns: i64) -> bool {
+    let existing_secs = match existing.mtime.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    existing_secs == source_ns.div_euclid(1_000_000_000)
+}
+
+/// A relative path from a peer, checked: only plain components.
+pub fn relative(path: &[u8]) -> Result<PathBuf, String> {
+    let p = Path::new(OsStr::from_bytes(path));
+    if path.is_empty() {
+        return Ok(PathBuf::new());
+    }
+    if p.components().any(|c| !matches!(c, Component::Normal(_))) || path.contains(&0) {
+        return Err(format!(
+            "invalid relative path {:?} from the source",
+            String::from_utf8_lossy(path)
+        ));
+    }
+    Ok(p.to_path_buf())
+}
+
+/// The recognisable temporary name beside `final_path`, stable per task so
+/// a resumed attempt finds its partial file.
+pub fn temp_path(final_path: &Path, task_id: &str) -> PathBuf {
+    let name = final_path
+        .file_name()
+        .map(OsStr::as_bytes)
+        .unwrap_or(b"file");
+    // Keep within NAME_MAX (255) with the prefix and suffix.
+    let keep = &name[..name.len().min(200)];
+    let tag: String = task_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
+    let mut temp = b".ferry.".to_vec();
+    temp.extend_from_slice(keep);
+    temp.extend_from_slice(format!(".{tag}.part").as_bytes());
+    final_path.with_file_name(OsStr::from_bytes(&temp))
+}
+
+/// Whether a name is one of our temporary files (never deleted by
+/// `--delete` as a stranger, never offered as source data).
+pub fn is_temp_name(name: &[u8]) -> bool {
+    name.starts_with(b".ferry.") && name.ends_with(b".part")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_proto::data::EntryKind;
+    use ferry_proto::wire_path::WirePath;
+    use std::time::Duration;
+
+    fn entry(size: u64, mtime_s: i64) -> Entry {
+        Entry {
+            id: 1,
+            item: 0,
+            path: WirePath::from_bytes("f"),
+            kind: EntryKind::File,
+            size,
+            mtime_ns: mtime_s * 1_000_000_000 + 5,
+            mode: 0o644,
+        }
+    }
+    fn meta(size: u64, mtime_s: u64) -> Metadata {
+        Metadata {
+            kind: FsKind::File,
+            size,
+            mtime: UNIX_EPOCH + Duration::from_secs(mtime_s),
+            mode: 0o644,
+        }
+    }
+
+    #[test]
+    fn sync_levels_decide_as_documented() {
+        let src = entry(10, 100);
+        assert_eq!(verdict(None, &src, Some(&meta(10, 100))), Verdict::Send);
+        assert_eq!(verdict(Some(SyncLevel::Exists), &src, None), Verdict::Send);
+        assert_eq!(
+            verdict(Some(SyncLevel::Exists), &src, Some(&meta(3, 1))),
+            Verdict::Skip
+        );
+        assert_eq!(
+            verdict(Some(SyncLevel::Size), &src, Some(&meta(10, 1))),
+            Verdict::Skip
+        );
+        assert_eq!(
+            verdict(Some(SyncLevel::Size), &src, Some(&meta(11, 100))),
+            Verdict::Send
+        );
+        assert_eq!(
+            verdict(Some(SyncLevel::Mtime), &src, Some(&meta(10, 100))),
+            Verdict::Skip
+        );
+        assert_eq!(
+            verdict(Some(SyncLevel::Mtime), &src, Some(&meta(10, 101))),
+            Verdict::Send
+        );
+        assert_eq!(
+            verdict(Some(SyncLevel::Checksum), &src, Some(&meta(10, 1))),
+            Verdict::CompareDigest
+        );
+        assert_eq!(
+            verdict(Some(SyncLevel::Checksum), &src, Some(&meta(9, 100))),
+            Verdict::Send
+        );
+        let dir = Metadata {
+            kind: FsKind::Dir,
+            ..meta(10, 100)
+        };
+        assert_eq!(
+            verdict(Some(SyncLevel::Exists), &src, Some(&dir)),
+            Verdict::Send
+        );
+    }
+
+    #[test]
+    fn peer_paths_must_be_plain_and_temp_names_are_recognisable() {
+        assert!(relative(b"a/b").is_ok());
+        assert!(relative(b"").unwrap().as_os_str().is_empty());
+        for bad in [&b"../x"[..], b"/etc", b"a/../b", b"./a", b"a\0b"] {
+            assert!(relative(bad).is_err(), "{bad:?}");
+        }
+        let t = temp_path(Path::new("/d/data.h5"), "0b5e3a52-8d1c");
+        assert_eq!(t, Path::new("/d/.ferry.data.h5.0b5e3a52.part"));
+        assert!(is_temp_name(t.file_name().unwrap().as_bytes()));
+        let long = "x".repeat(255);
+        assert!(
+            temp_path(&Path::new("/d").join(&long), "t")
+                .file_name()
+                .unwrap()
+                .len()
+                <= 255
+        );
+    }
+}

@@ -1,0 +1,682 @@
+//! The source side: walks the items as a stream, offers entries in
+//! manifest batches, reads and hashes what the destination needs, and
+//! spreads the chunks over several TLS streams.
+//!
+//! ```text
+//!  walker ──manifest batches──▶ stream 0 ──▶ destination
+//!                needs ◀────────────────────────┘
+//!  reader: open, hash every chunk, queue the needed ones, FileDone
+//!     └──▶ outgoing queue ──▶ stream 0..n (whichever is free)
+//! ```
+//!
+//! Memory stays flat: the walker holds one directory listing per level,
+//! and at most [`WINDOW`] offered entries wait for their verdict.
+
+use crate::channel::{self, ChannelError, read_frame, write_chunk, write_message};
+use crate::context::Context;
+use crate::digest::{CHUNK_SIZE, chunk_count, chunk_hash, file_digest, from_hex, to_hex};
+use ferry_paths::{EntryKind as FsKind, Metadata, RootedFs, resolve_endpoint_path};
+use ferry_proto::data::{ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open};
+use ferry_proto::task::{Capability, TaskReport};
+use ferry_proto::wire_path::WirePath;
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// Offered entries awaiting the destination's verdict.
+const WINDOW: usize = 16_384;
+/// Entries per manifest message.
+const BATCH: usize = 512;
+/// Chunks queued for the streams; bounds memory at about this many chunks.
+const QUEUED_CHUNKS: usize = 8;
+/// A file that keeps changing while read is offered this many times.
+const MAX_REOFFERS: u32 = 3;
+const CONNECT_WITHIN: Duration = Duration::from_secs(15);
+
+/// Streams when the task does not say.
+pub const DEFAULT_STREAMS: u16 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Channel(#[from] ChannelError),
+    #[error("{0}")]
+    Fatal(String),
+    #[error("canceled")]
+    Canceled,
+}
+
+/// An offered file, remembered until its verdict arrives.
+#[derive(Debug, Clone)]
+struct Offered {
+    path: PathBuf,
+    entry: Entry,
+    offers: u32,
+}
+
+enum Outgoing {
+    Chunk(ChunkHeader, Vec<u8>),
+    Message(Message),
+}
+
+struct Shared {
+    fs: RootedFs,
+    offered: Mutex<HashMap<u64, Offered>>,
+    window: Semaphore,
+    next_id: std::sync::atomic::AtomicU64,
+    ctx: Arc<Context>,
+    cap: Capability,
+}
+
+impl Shared {
+    fn report(&self, report: TaskReport) {
+        self.ctx.report(&self.cap.task_id, self.cap.attempt, report);
+    }
+}
+
+/// Runs one attempt of a task as its source, until the destination says
+/// every file is committed, or something fails.
+pub async fn send(
+    ctx: Arc<Context>,
+    sealed: String,
+    connect_to: String,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<(), SendError> {
+    let key = (ctx.hub_key)().ok_or_else(|| SendError::Refused("no hub signing key yet".into()))?;
+    let cap = channel::verify_capability(&sealed, &key, channel::now())
+        .map_err(|e| SendError::Refused(e.to_string()))?;
+    if cap.source_endpoint != ctx.identity.endpoint_id {
+        return Err(SendError::Refused(
+            "the capability names another source endpoint".into(),
+        ));
+    }
+    let streams = cap
+        .options
+        .streams
+        .map_or(DEFAULT_STREAMS, |n| n.clamp(1, 64) as u16);
+    tracing::debug!(task = %cap.task_id, attempt = cap.attempt, streams, %connect_to, "connecting");
+    let config = ctx.identity.client_config()?;
+    let server = rustls_pki_types::ServerName::try_from(ferry_proto::api::endpoint_dns_name(
+        &cap.destination_endpoint,
+    ))
+    .map_err(|_| SendError::Fatal("the destination id is not usable as a TLS name".into()))?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let mut conns = Vec::new();
+    for index in 0..streams {
+        let tcp = tokio::time::timeout(CONNECT_WITHIN, tokio::net::TcpStream::connect(&connect_to))
+            .await
+            .map_err(|_| {
+                SendError::Channel(ChannelError::Protocol(format!(
+                    "timed out connecting to the destination at {connect_to}"
+                )))
+            })?
+            .map_err(|e| {
+                SendError::Channel(ChannelError::Protocol(format!(
+                    "cannot connect to the destination at {connect_to}: {e}"
+                )))
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let mut tls = connector
+            .connect(server.clone(), tcp)
+            .await
+            .map_err(ChannelError::from)?;
+        channel::send_message(
+            &mut tls,
+            &Message::Open(Open {
+                capability: sealed.clone(),
+                stream: index,
+                streams,
+            }),
+        )
+        .await?;
+        match channel::read_message(&mut tls).await? {
+            Message::Accepted => {}
+            Message::Refused { reason } => {
+                return Err(SendError::Refused(format!(
+                    "the destination refused: {reason}"
+                )));
+            }
+            other => {
+                return Err(SendError::Channel(ChannelError::Protocol(format!(
+                    "unexpected {other:?}"
+                ))));
+            }
+        }
+        tracing::debug!(stream = index, "data stream open");
+        conns.push(tls);
+    }
+
+    let shared = Arc::new(Shared {
+        fs: RootedFs::new((ctx.policy)()),
+        offered: Mutex::new(HashMap::new()),
+        window: Semaphore::new(WINDOW),
+        next_id: std::sync::atomic::AtomicU64::new(0),
+        ctx: ctx.clone(),
+        cap,
+    });
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Message>();
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(QUEUED_CHUNKS);
+    let out_rx = Arc::new(tokio::sync::Mutex::new(out_rx));
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::channel::<(u64, Need)>();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    // Walker: a blocking thread feeding manifest batches.
+    {
+        let shared = shared.clone();
+        let control = control_tx.clone();
+        let handle = tokio::runtime::Handle::current();
+        tasks.spawn_blocking(move || walk(&shared, &control, &handle));
+    }
+    // Reader: a blocking thread reading what the destination needs.
+    {
+        let shared = shared.clone();
+        let out = out_tx.clone();
+        let control = control_tx.clone();
+        tasks.spawn_blocking(move || read_needed(&shared, jobs_rx, &out, &control));
+    }
+    drop(out_tx);
+
+    let mut stream0 = None;
+    for (index, tls) in conns.into_iter().enumerate() {
+        let (reader, writer) = tokio::io::split(tls);
+        if index == 0 {
+            stream0 = Some((reader, writer));
+        } else {
+            let out = out_rx.clone();
+            tasks.spawn(async move { write_stream(writer, out, None).await });
+            // The destination never writes on data streams; their readers only watch for closing.
+            tasks.spawn(async move { drain(reader).await });
+        }
+    }
+    let Some((mut reader0, writer0)) = stream0 else {
+        return Err(SendError::Fatal("no streams".into()));
+    };
+    let (prio_tx, prio_rx) = mpsc::unbounded_channel::<Message>();
+    {
+        let out = out_rx.clone();
+        tasks.spawn(async move { write_stream(writer0, out, Some(prio_rx)).await });
+    }
+
+    let outcome = loop {
+        tokio::select! {
+            message = control_rx.recv() => {
+                if let Some(m) = message {
+                    let _ = prio_tx.send(m);
+                }
+            }
+            frame = read_frame(&mut reader0) => match frame {
+                Ok(Some(Frame::Message(Message::Needs { needs }))) => {
+                    tracing::debug!(needs = needs.len(), "needs");
+                    for (id, need) in needs {
+                        if jobs_tx.send((id, need)).is_err() {
+                            break;
+                        }
+                    }
+                }
+                Ok(Some(Frame::Message(Message::Done { .. }))) => {
+                    tracing::debug!("destination done");
+                    break Ok(());
+                }
+                Ok(Some(Frame::Message(Message::Abort { reason }))) => break Err(SendError::Refused(format!("the destination gave up: {reason}"))),
+                Ok(Some(other)) => break Err(SendError::Channel(ChannelError::Protocol(format!("unexpected {other:?} from the destination")))),
+                Ok(None) => break Err(SendError::Channel(ChannelError::Protocol("the destination closed the connection".into()))),
+                Err(e) => break Err(SendError::Channel(e)),
+            },
+            done = tasks.join_next(), if !tasks.is_empty() => match done {
+                Some(Ok(Err(e))) => break Err(e),
+                Some(Err(e)) => break Err(SendError::Fatal(format!("a transfer worker failed: {e}"))),
+                _ => {}
+            },
+            _ = cancel.changed() => break Err(SendError::Canceled),
+        }
+    };
+    drop(jobs_tx);
+    tasks.abort_all();
+    outcome
+}
+
+async fn drain<R: tokio::io::AsyncRead + Unpin>(mut reader: R) -> Result<(), SendError> {
+    let mut buf = [0u8; 64];
+    loop {
+        match tokio::io::AsyncReadExt::read(&mut reader, &mut buf).await {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Writes queued chunks (and, on stream 0, conversation messages first).
+async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
+    writer: W,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Outgoing>>>,
+    mut priority: Option<mpsc::UnboundedReceiver<Message>>,
+) -> Result<(), SendError> {
+    // A large buffer coalesces many small files into few TLS records and syscalls.
+    let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, writer);
+    loop {
+        // Stream 0 must never wait behind the shared queue's lock (another
+        // stream holds it while idle): conversation messages go first.
+        let next = match priority.as_mut() {
+            Some(prio) => tokio::select! {
+                biased;
+                m = prio.recv() => match m {
+                    Some(m) => Some(Outgoing::Message(m)),
+                    None => return Ok(()),
+                },
+                o = async { queue.lock().await.recv().await } => o,
+            },
+            None => queue.lock().await.recv().await,
+        };
+        let Some(item) = next else {
+            writer.flush().await.map_err(ChannelError::from)?;
+            // Stream 0 stays open for the destination's Done.
+            if let Some(prio) = priority.as_mut() {
+                while let Some(m) = prio.recv().await {
+                    write_message(&mut writer, &m).await?;
+                    writer.flush().await.map_err(ChannelError::from)?;
+                }
+            }
+            return Ok(());
+        };
+        let urgent = matches!(item, Outgoing::Message(_));
+        match item {
+            Outgoing::Chunk(header, data) => write_chunk(&mut writer, &header, &data).await?,
+            Outgoing::Message(m) => write_message(&mut writer, &m).await?,
+        }
+        // Flush conversation messages at once, and data when no more is
+        // queued (a locked queue means another stream is waiting: empty).
+        let idle = queue.try_lock().map(|q| q.is_empty()).unwrap_or(true);
+        if urgent || idle {
+            writer.flush().await.map_err(ChannelError::from)?;
+        }
+    }
+}
+
+fn mtime_ns(m: &Metadata) -> i64 {
+    match m.mtime.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i64,
+        Err(e) => -(e.duration().as_nanos() as i64),
+    }
+}
+
+/// Walks every item depth first, offering entries in batches.
+fn walk(
+    s: &Shared,
+    control: &mpsc::UnboundedSender<Message>,
+    rt: &tokio::runtime::Handle,
+) -> Result<(), SendError> {
+    let mut batch = Vec::new();
+    let mut files = 0u64;
+    for (item_index, item) in s.cap.items.iter().enumerate() {
+        let item_index = item_index as u32;
+        let root =
+            resolve_endpoint_path(&s.ctx.home, item.source.as_bytes()).map_err(SendError::Fatal)?;
+        let meta = match s.fs.stat(&root) {
+            Ok(m) => m,
+            Err(e) => {
+                source_error(s, &root, &e.to_string())?;
+                continue;
+            }
+        };
+        if item.recursive {
+            if meta.kind != FsKind::Dir {
+                return Err(SendError::Fatal(format!(
+                    "{} is not a directory (drop -r to send a file)",
+                    root.display()
+                )));
+            }
+            offer(
+                s,
+                control,
+                rt,
+                &mut batch,
+                &mut files,
+                item_index,
+                Vec::new(),
+                root.clone(),
+                &meta,
+            )?;
+            // Depth first with an explicit stack: one listing per level.
+            let mut stack = vec![(root.clone(), Vec::<u8>::new())];
+            while let Some((dir, rel)) = stack.pop() {
+                let entries = match s.fs.read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        source_error(s, &dir, &e.to_string())?;
+                        continue;
+                    }
+                };
+                let mut subdirs = Vec::new();
+                for entry in entries {
+                    let name = entry.name.as_bytes();
+                    if crate::plan::is_temp_name(name) {
+                        continue;
+                    }
+                    let child_rel = if rel.is_empty() {
+                        name.to_vec()
+                    } else {
+                        [rel.as_slice(), b"/", name].concat()
+                    };
+                    let child = dir.join(&entry.name);
+                    match entry.metadata.kind {
+                        FsKind::File | FsKind::Dir => {
+                            offer(
+                                s,
+                                control,
+                                rt,
+                                &mut batch,
+                                &mut files,
+                                item_index,
+                                child_rel.clone(),
+                                child.clone(),
+                                &entry.metadata,
+                            )?;
+                            if entry.metadata.kind == FsKind::Dir {
+                                subdirs.push((child, child_rel));
+                            }
+                        }
+                        FsKind::Symlink => skipped(
+                            s,
+                            &child_rel,
+                            "a symbolic link (not followed, not recreated)",
+                        ),
+                        FsKind::Other => skipped(
+                            s,
+                            &child_rel,
+                            "not a regular file or directory (FIFO, socket or device)",
+                        ),
+                    }
+                }
+                // Reverse so the first subdirectory is walked first.
+                stack.extend(subdirs.into_iter().rev());
+            }
+        } else {
+            match meta.kind {
+                FsKind::File => offer(
+                    s,
+                    control,
+                    rt,
+                    &mut batch,
+                    &mut files,
+                    item_index,
+                    Vec::new(),
+                    root.clone(),
+                    &meta,
+                )?,
+                FsKind::Dir => {
+                    return Err(SendError::Fatal(format!(
+                        "{} is a directory: transfer it with -r",
+                        root.display()
+                    )));
+                }
+                _ => {
+                    return Err(SendError::Fatal(format!(
+                        "{} is not a regular file",
+                        root.display()
+                    )));
+                }
+            }
+        }
+    }
+    flush_batch(control, &mut batch);
+    let _ = control.send(Message::End { files });
+    Ok(())
+}
+
+fn skipped(s: &Shared, rel: &[u8], reason: &str) {
+    s.report(TaskReport::Skipped {
+        path: WirePath::from_bytes(rel),
+        reason: reason.into(),
+    });
+}
+
+/// An unreadable source entry: skipped with `--skip-source-errors`, else fatal.
+fn source_error(s: &Shared, path: &Path, error: &str) -> Result<(), SendError> {
+    if s.cap.options.skip_source_errors {
+        s.report(TaskReport::Skipped {
+            path: WirePath::from(path),
+            reason: error.to_string(),
+        });
+        Ok(())
+    } else {
+        Err(SendError::Fatal(format!(
+            "source error: {error} (use --skip-source-errors to go on without it)"
+        )))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn offer(
+    s: &Shared,
+    control: &mpsc::UnboundedSender<Message>,
+    rt: &tokio::runtime::Handle,
+    batch: &mut Vec<Entry>,
+    files: &mut u64,
+    item: u32,
+    rel: Vec<u8>,
+    path: PathBuf,
+    meta: &Metadata,
+) -> Result<(), SendError> {
+    let kind = if meta.kind == FsKind::Dir {
+        EntryKind::Dir
+    } else {
+        EntryKind::File
+    };
+    let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let entry = Entry {
+        id,
+        item,
+        path: WirePath::from_bytes(rel),
+        kind,
+        size: if kind == EntryKind::File {
+            meta.size
+        } else {
+            0
+        },
+        mtime_ns: mtime_ns(meta),
+        mode: meta.mode,
+    };
+    if kind == EntryKind::File {
+        *files += 1;
+        // Wait for room in the window: the destination answers in order.
+        let permit = rt
+            .block_on(s.window.acquire())
+            .map_err(|_| SendError::Canceled)?;
+        permit.forget();
+        if let Ok(mut offered) = s.offered.lock() {
+            offered.insert(
+                id,
+                Offered {
+                    path,
+                    entry: entry.clone(),
+                    offers: 1,
+                },
+            );
+        }
+    }
+    batch.push(entry);
+    if batch.len() >= BATCH {
+        flush_batch(control, batch);
+    }
+    Ok(())
+}
+
+fn flush_batch(control: &mpsc::UnboundedSender<Message>, batch: &mut Vec<Entry>) {
+    if !batch.is_empty() {
+        let _ = control.send(Message::Manifest {
+            entries: std::mem::take(batch),
+        });
+    }
+}
+
+/// Reads, hashes and queues the files the destination needs.
+fn read_needed(
+    s: &Shared,
+    jobs: std::sync::mpsc::Receiver<(u64, Need)>,
+    out: &mpsc::Sender<Outgoing>,
+    control: &mpsc::UnboundedSender<Message>,
+) -> Result<(), SendError> {
+    let mut buf = vec![0u8; CHUNK_SIZE as usize];
+    while let Ok((id, need)) = jobs.recv() {
+        let offered = s.offered.lock().ok().and_then(|mut o| o.remove(&id));
+        let Some(offered) = offered else { continue };
+        s.window.add_permits(1);
+        let (missing, compare) = match need {
+            Need::Skip => continue,
+            Need::Send { missing } => (missing, None),
+            Need::SendUnlessDigest { digest } => (ChunkSet::All, from_hex(&digest)),
+        };
+        match send_file(s, &offered, &missing, compare, &mut buf, out)? {
+            FileOutcome::Sent | FileOutcome::Unchanged => {}
+            FileOutcome::Changed => {
+                let _ = control.send(Message::FileChanged { id });
+                reoffer(s, control, offered)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+enum FileOutcome {
+    Sent,
+    Unchanged,
+    Changed,
+}
+
+fn send_file(
+    s: &Shared,
+    offered: &Offered,
+    missing: &ChunkSet,
+    compare: Option<[u8; 32]>,
+    buf: &mut [u8],
+    out: &mpsc::Sender<Outgoing>,
+) -> Result<FileOutcome, SendError> {
+    let entry = &offered.entry;
+    let file = match s.fs.open_read(&offered.path) {
+        Ok(f) => f,
+        Err(e) => {
+            source_error(s, &offered.path, &e.to_string())?;
+            // The destination must not wait for it: tell it the file changed.
+            return Ok(FileOutcome::Changed);
+        }
+    };
+    let before = file
+        .metadata()
+        .map_err(|e| SendError::Fatal(e.to_string()))?;
+    if before.len() != entry.size {
+        return Ok(FileOutcome::Changed);
+    }
+    let wanted = |i: u32| match missing {
+        ChunkSet::All => true,
+        ChunkSet::Only(list) => list.binary_search(&i).is_ok(),
+    };
+    let count = chunk_count(entry.size);
+    // With a digest to compare, hash everything first and send only if different.
+    if let Some(theirs) = compare {
+        let mut hashes = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            let (offset, len) = span(entry.size, index);
+            if file.read_exact_at(&mut buf[..len], offset).is_err() {
+                return Ok(FileOutcome::Changed);
+            }
+            hashes.push(chunk_hash(&buf[..len]));
+        }
+        if file_digest(hashes.iter()) == theirs {
+            return send_message(out, Message::Unchanged { id: entry.id })
+                .map(|()| FileOutcome::Unchanged);
+        }
+    }
+    let mut hashes = Vec::with_capacity(count as usize);
+    for index in 0..count {
+        let (offset, len) = span(entry.size, index);
+        if file.read_exact_at(&mut buf[..len], offset).is_err() {
+            return Ok(FileOutcome::Changed);
+        }
+        let hash = chunk_hash(&buf[..len]);
+        hashes.push(hash);
+        if wanted(index) {
+            let header = ChunkHeader {
+                file: entry.id,
+                index,
+                sha256: hash,
+            };
+            out.blocking_send(Outgoing::Chunk(header, buf[..len].to_vec()))
+                .map_err(|_| SendError::Canceled)?;
+        }
+    }
+    // Mixed content must never be committed: if the file moved under us,
+    // the destination discards it and it is offered again.
+    let after = file
+        .metadata()
+        .map_err(|e| SendError::Fatal(e.to_string()))?;
+    let stable = after.len() == before.len()
+        && after.modified().ok() == before.modified().ok()
+        && std::os::unix::fs::MetadataExt::ctime_nsec(&after)
+            == std::os::unix::fs::MetadataExt::ctime_nsec(&before);
+    if !stable {
+        return Ok(FileOutcome::Changed);
+    }
+    send_message(
+        out,
+        Message::FileDone {
+            id: entry.id,
+            digest: to_hex(&file_digest(hashes.iter())),
+        },
+    )?;
+    Ok(FileOutcome::Sent)
+}
+
+fn send_message(out: &mpsc::Sender<Outgoing>, message: Message) -> Result<(), SendError> {
+    out.blocking_send(Outgoing::Message(message))
+        .map_err(|_| SendError::Canceled)
+}
+
+fn span(size: u64, index: u32) -> (u64, usize) {
+    let offset = u64::from(index) * CHUNK_SIZE;
+    (offset, (size - offset).min(CHUNK_SIZE) as usize)
+}
+
+/// Offers a changed file again with its new size, a few times at most.
+fn reoffer(
+    s: &Shared,
+    control: &mpsc::UnboundedSender<Message>,
+    old: Offered,
+) -> Result<(), SendError> {
+    if old.offers >= MAX_REOFFERS {
+        return source_error(s, &old.path, "the file kept changing while it was read");
+    }
+    let meta = match s.fs.stat(&old.path) {
+        Ok(m) if m.kind == FsKind::File => m,
+        Ok(_) => return source_error(s, &old.path, "the file was replaced by something else"),
+        Err(e) => return source_error(s, &old.path, &e.to_string()),
+    };
+    let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let entry = Entry {
+        id,
+        size: meta.size,
+        mtime_ns: mtime_ns(&meta),
+        mode: meta.mode,
+        ..old.entry
+    };
+    if let Ok(mut offered) = s.offered.lock() {
+        offered.insert(
+            id,
+            Offered {
+                path: old.path,
+                entry: entry.clone(),
+                offers: old.offers + 1,
+            },
+        );
+    }
+    let _ = control.send(Message::Manifest {
+        entries: vec![entry],
+    });
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! The data channel between two endpoints: a few TLS streams per task
+//! attempt. Stream 0 carries the conversation (manifest, needs, summary) as
+//! JSON frames; every stream carries file data as binary frames.
+//!
+//! Frame: `u32 length (big-endian) | u8 type | body`. The length counts the
+//! type byte and the body and is checked against [`MAX_FRAME`] before any
+//! body byte is buffered.
+
+use crate::task::TaskCounters;
+use crate::wire_path::WirePath;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Files are hashed in chunks of this size: a file's digest is SHA-256 over
+/// the concatenated SHA-256 digests of its chunks (the last one may be
+/// shorter; an empty file has no chunks). Fixed: it defines the digest.
+pub const CHUNK_SIZE: u64 = 4 * 1024 * 1024;
+/// A chunk frame: type, file id, index, hash, data.
+pub const MAX_FRAME: usize = CHUNK_SIZE as usize + 64;
+/// Largest JSON message (a manifest batch or a needs batch).
+pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+/// The ALPN id of data connections.
+pub const ALPN: &[u8] = b"ferry-data/1";
+
+pub const FRAME_MESSAGE: u8 = 1;
+pub const FRAME_CHUNK: u8 = 2;
+
+/// The first message on every stream, from the connecting side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Open {
+    pub capability: String,
+    /// This stream's index; 0 carries the conversation.
+    pub stream: u16,
+    pub streams: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+/// One source entry, named relative to its transfer item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: u64,
+    pub item: u32,
+    /// Relative to the item's destination; empty for the item itself.
+    pub path: WirePath,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub mode: u32,
+}
+
+/// What the destination wants done with one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "need", rename_all = "snake_case")]
+pub enum Need {
+    /// Already there (per the sync level, or committed by an earlier attempt).
+    Skip,
+    /// Send these chunks (all of them unless a partial file was kept).
+    Send { missing: ChunkSet },
+    /// Send only if the source's digest differs from this one.
+    SendUnlessDigest { digest: String },
+}
+
+/// Which chunks of a file: all, or an explicit list of indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkSet {
+    All,
+    Only(Vec<u32>),
+}
+
+/// Conversation messages (stream 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// Source → destination, first on every stream.
+    Open(Open),
+    /// Destination → source, once per stream: the stream is accepted.
+    Accepted,
+    /// Destination → source: the stream is refused, and why.
+    Refused { reason: String },
+    /// Source → destination: entries in walk order.
+    Manifest { entries: Vec<Entry> },
+    /// Destination → source.
+    Needs { needs: Vec<(u64, Need)> },
+    /// Source → destination: a file's content is as the destination has it.
+    Unchanged { id: u64 },
+    /// Source → destination: all chunks of a file were sent; its digest.
+    FileDone { id: u64, digest: String },
+    /// Source → destination: the file changed while being read; discard it
+    /// (it will be offered again).
+    FileChanged { id: u64 },
+    /// Source → destination: the manifest is complete; `files` entries in all.
+    End { files: u64 },
+    /// Destination → source: every file is committed; the attempt is over.
+    Done { counters: TaskCounters },
+    /// Either side: giving up on this attempt.
+    Abort { reason: String },
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DataError {
+    #[error("frame of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("empty or truncated frame")]
+    Truncated,
+    #[error("unknown frame type {0}")]
+    UnknownType(u8),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// A decoded frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    Message(Message),
+    Chunk(ChunkHeader, Vec<u8>),
+}
+
+/// Everything about a chunk but its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkHeader {
+    pub file: u64,
+    pub index: u32,
+    pub sha256: [u8; 32],
+}
+
+const CHUNK_HEADER: usize = 8 + 4 + 32;
+
+/// The 5-byte prefix and JSON body of a message frame.
+pub fn encode_message(message: &Message) -> Vec<u8> {
+    let body = serde_json::to_vec(message).unwrap_or_default();
+    let mut out = Vec::with_capacity(5 + body.len());
+    out.extend_from_slice(&((body.len() + 1) as u32).to_be_bytes());
+    out.push(FRAME_MESSAGE);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The prefix of a chunk frame; the chunk's bytes follow it on the wire, so
+/// data is never copied into a frame buffer.
+pub fn chunk_prefix(header: &ChunkHeader, len: usize) -> [u8; 5 + CHUNK_HEADER] {
+    let mut out = [0u8; 5 + CHUNK_HEADER];
+    out[..4].copy_from_slice(&((1 + CHUNK_HEADER + len) as u32).to_be_bytes());
+    out[4] = FRAME_CHUNK;
+    out[5..13].copy_from_slice(&header.file.to_be_bytes());
+    out[13..17].copy_from_slice(&header.index.to_be_bytes());
+    out[17..49].copy_from_slice(&header.sha256);
+    out
+}
+
+/// Length of the frame (type byte + body) announced by a header.
+pub fn frame_len(header: [u8; 4]) -> Result<usize, DataError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len == 0 {
+        return Err(DataError::Truncated);
+    }
+    if len > MAX_FRAME.max(MAX_MESSAGE + 1) {
+        return Err(DataError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+/// Decodes a frame's type byte and body (`frame` = what [`frame_len`] sized).
+pub fn decode(mut frame: Vec<u8>) -> Result<Frame, DataError> {
+    let Some(&kind) = frame.first() else {
+        return Err(DataError::Truncated);
+    };
+    match kind {
+        FRAME_MESSAGE => {
+            if frame.len() - 1 > MAX_MESSAGE {
+                return Err(DataError::TooLarge(frame.len()));
+            }
+            serde_json::from_slice(&frame[1..])
+                .map(Frame::Message)
+                .map_err(|e| DataError::Malformed(e.to_string()))
+        }
+        FRAME_CHUNK => {
+            if frame.len() < 1 + CHUNK_HEADER
+                || frame.len() - 1 - CHUNK_HEADER > CHUNK_SIZE as usize
+            {
+                return Err(DataError::Truncated);
+            }
+            let mut file = [0u8; 8];
+            file.copy_from_slice(&frame[1..9]);
+            let mut index = [0u8; 4];
+            index.copy_from_slice(&frame[9..13]);
+            let mut sha256 = [0u8; 32];
+            sha256.copy_from_slice(&frame[13..45]);
+            let header = ChunkHeader {
+                file: u64::from_be_bytes(file),
+                index: u32::from_be_bytes(index),
+                sha256,
+            };
+            frame.drain(..1 + CHUNK_HEADER);
+            Ok(Frame::Chunk(header, frame))
+        }
+        other => Err(DataError::UnknownType(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn roundtrip(bytes: &[u8]) -> Frame {
+        let len = frame_len(bytes[..4].try_into().unwrap()).unwrap();
+        assert_eq!(len, bytes.len() - 4);
+        decode(bytes[4..].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn messages_and_chunks_round_trip() {
+        let m = Message::Needs {
+            needs: vec![
+                (
+                    3,
+                    Need::Send {
+                        missing: ChunkSet::Only(vec![1, 4]),
+                    },
+                ),
+                (4, Need::Skip),
+            ],
+        };
+        assert_eq!(roundtrip(&encode_message(&m)), Frame::Message(m));
+        let header = ChunkHeader {
+            file: 7,
+            index: 2,
+            sha256: [9; 32],
+        };
+        let mut wire = chunk_prefix(&header, 3).to_vec();
+        wire.extend_from_slice(b"abc");
+        assert_eq!(roundtrip(&wire), Frame::Chunk(header, b"abc".to_vec()));
+    }
+
+    #[test]
+    fn hostile_frames_are_refused() {
+        assert_eq!(
+            frame_len([0xff; 4]),
+            Err(DataError::TooLarge(u32::MAX as usize))
+        );
+        assert_eq!(frame_len([0; 4]), Err(DataError::Truncated));
+        assert_eq!(decode(vec![9, 1, 2]), Err(DataError::UnknownType(9)));
+        assert_eq!(decode(vec![FRAME_CHUNK, 1, 2]), Err(DataError::Truncated));
+        assert!(matches!(
+            decode(vec![FRAME_MESSAGE, b'{']),
+            Err(DataError::Malformed(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(body);
+        }
+    }
+}

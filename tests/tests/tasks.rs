@@ -1,0 +1,232 @@
+//! Transfer tasks on a real hub, without data moving: a task whose
+//! destination is offline waits (and says so), survives a hub kill -9,
+//! can be canceled, and fails at its deadline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferry_tests::{Hub, Ran, User, line_value, wait_until};
+use std::fs;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn json(out: &Ran) -> serde_json::Value {
+    assert_eq!(out.code, Some(0), "{out:?}");
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+}
+
+/// A hub, alice's running endpoint "src", and her endpoint "dst" whose
+/// daemon never runs.
+struct Lab {
+    hub: Hub,
+    user: User,
+    token: String,
+    _daemon: ferry_tests::Daemon,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let hub = Hub::start();
+        hub.add_user("alice", "correct horse battery");
+        let (_, key) = hub.endpoint_key("alice", "src", &[]);
+        hub.endpoint_key("alice", "dst", &[]);
+        let user = User::new();
+        let setup = user.setup_with_key(&key, "src");
+        assert_eq!(setup.code, Some(0), "{setup:?}");
+        let daemon = user.start_foreground(&[]);
+        user.wait_hub_state("connected", LIMIT);
+        fs::create_dir(user.home.join("data")).unwrap();
+        fs::write(user.home.join("data/a.txt"), "a").unwrap();
+        let token = hub.token("alice");
+        Lab {
+            hub,
+            user,
+            token,
+            _daemon: daemon,
+        }
+    }
+
+    fn ferry(&self, args: &[&str]) -> Ran {
+        self.user.run_as(&self.hub, &self.token, args)
+    }
+
+    fn submit(&self, extra: &[&str]) -> String {
+        let mut args = vec!["transfer", "src:/~/data", "dst:/~/copy", "-r"];
+        args.extend_from_slice(extra);
+        let out = self.ferry(&args);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        line_value(&out.stdout, "Task ID: ")
+            .unwrap_or_else(|| panic!("{out:?}"))
+            .to_string()
+    }
+
+    fn show(&self, id: &str) -> serde_json::Value {
+        json(&self.ferry(&["task", "show", id, "--json"]))
+    }
+
+    fn events(&self, id: &str) -> Vec<serde_json::Value> {
+        json(&self.ferry(&["task", "events", id, "--json"]))
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+#[test]
+fn a_task_waits_for_an_offline_endpoint_survives_a_hub_restart_and_can_be_canceled() {
+    let mut lab = Lab::new();
+    let id = lab.submit(&["--label", "run 7", "--sync-level", "checksum"]);
+
+    let shown = lab.show(&id);
+    assert_eq!(shown["task_id"], id.as_str());
+    assert_eq!(shown["status"], "ACTIVE");
+    assert_eq!(shown["label"], "run 7");
+    for key in [
+        "files",
+        "files_transferred",
+        "files_skipped",
+        "bytes_transferred",
+        "faults",
+    ] {
+        assert_eq!(shown[key], 0, "{key}: {shown}");
+    }
+    assert!(
+        shown["waiting_for"].as_str().unwrap().contains("'dst'"),
+        "{shown}"
+    );
+    wait_until(LIMIT, "an ENDPOINT_OFFLINE event", || {
+        lab.events(&id).iter().any(|e| {
+            e["code"] == "ENDPOINT_OFFLINE" && e["description"].as_str().unwrap().contains("'dst'")
+        })
+    });
+    let text = lab.ferry(&["task", "events", &id]);
+    assert!(
+        text.stdout.contains("SUBMITTED") && text.stdout.contains("ENDPOINT_OFFLINE"),
+        "{text:?}"
+    );
+    let table = lab.ferry(&["task", "show", &id]);
+    assert_eq!(
+        line_value(&table.stdout, "Status:"),
+        Some("            ACTIVE")
+    );
+    assert!(table.stdout.contains("Waiting For:"), "{table:?}");
+
+    // kill -9 the hub: the task is in its database, as it was.
+    lab.hub.kill();
+    lab.hub.serve();
+    let again = lab.show(&id);
+    assert_eq!(again["status"], "ACTIVE");
+    assert_eq!(again["created"], shown["created"]);
+    assert_eq!(again["label"], "run 7");
+
+    let waited = lab.ferry(&["task", "wait", &id, "--timeout", "1"]);
+    assert_eq!(waited.code, Some(1), "{waited:?}");
+    assert!(waited.stderr.contains("still ACTIVE"), "{waited:?}");
+
+    let canceled = lab.ferry(&["task", "cancel", &id]);
+    assert_eq!(canceled.code, Some(0), "{canceled:?}");
+    assert!(canceled.stdout.contains("CANCELED"), "{canceled:?}");
+    let shown = lab.show(&id);
+    assert_eq!(shown["status"], "CANCELED");
+    assert!(shown["completed"].is_i64(), "{shown}");
+    let waited = lab.ferry(&["task", "wait", &id]);
+    assert_eq!(waited.code, Some(1), "{waited:?}");
+    assert!(waited.stderr.contains("CANCELED"), "{waited:?}");
+    assert_eq!(
+        lab.events(&id).last().unwrap()["code"],
+        "CANCELED",
+        "{:?}",
+        lab.events(&id)
+    );
+    // Canceling again is harmless.
+    assert_eq!(lab.ferry(&["task", "cancel", &id]).code, Some(0));
+
+    let list = json(&lab.ferry(&["task", "list", "--json"]));
+    assert_eq!(list[0]["task_id"], id.as_str());
+    let table = lab.ferry(&["task", "list"]);
+    assert!(
+        table.stdout.contains(&id) && table.stdout.contains("src -> dst"),
+        "{table:?}"
+    );
+}
+
+#[test]
+fn a_task_fails_at_its_deadline_and_wait_says_so() {
+    let lab = Lab::new();
+    let out = lab.ferry(&[
+        "transfer",
+        "src:/~/data",
+        "dst:/~/copy",
+        "-r",
+        "--deadline",
+        "2s",
+        "--json",
+    ]);
+    let id = json(&out)["task_id"].as_str().unwrap().to_string();
+    let waited = lab.ferry(&["task", "wait", &id, "--timeout", "60"]);
+    assert_eq!(waited.code, Some(1), "{waited:?}");
+    assert!(
+        waited.stderr.contains("FAILED") && waited.stderr.contains("deadline"),
+        "{waited:?}"
+    );
+    assert_eq!(waited.stderr.lines().count(), 1, "{waited:?}");
+    let shown = lab.show(&id);
+    assert_eq!(shown["status"], "FAILED");
+    assert!(
+        shown["fatal_error"].as_str().unwrap().contains("deadline"),
+        "{shown}"
+    );
+    assert_eq!(lab.events(&id).last().unwrap()["code"], "FAILED");
+
+    // --wait follows the task to its end and exits 1 unless it SUCCEEDED.
+    let out = lab.ferry(&[
+        "transfer",
+        "src:/~/data",
+        "dst:/~/copy",
+        "-r",
+        "--deadline",
+        "1s",
+        "--wait",
+    ]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(line_value(&out.stdout, "Task ID: ").is_some(), "{out:?}");
+    assert!(out.stdout.contains("Status: FAILED"), "{out:?}");
+    assert!(out.stderr.contains("deadline"), "{out:?}");
+}
+
+#[test]
+fn batches_and_refusals_from_the_command_line() {
+    let lab = Lab::new();
+    let batch = lab.user.home.join("batch.txt");
+    fs::write(
+        &batch,
+        "# two items\na.txt a-copy.txt\n-r /~/data '/~/all of it'\n",
+    )
+    .unwrap();
+    let id = lab.submit(&["--batch", batch.to_str().unwrap()]);
+    assert_eq!(lab.show(&id)["item_count"], 2);
+
+    let bad_level = lab.ferry(&["transfer", "src:/~/a", "dst:/~/b", "--sync-level", "fast"]);
+    assert_eq!(bad_level.code, Some(2), "{bad_level:?}");
+    let relative = lab.ferry(&["transfer", "src:data", "dst:/~/b"]);
+    assert_eq!(relative.code, Some(1), "{relative:?}");
+    assert!(relative.stderr.contains("not absolute"), "{relative:?}");
+    let unknown = lab.ferry(&["transfer", "nowhere:/a", "dst:/~/b"]);
+    assert_eq!(unknown.code, Some(1), "{unknown:?}");
+    assert!(unknown.stderr.contains("no endpoint"), "{unknown:?}");
+    let deadline = lab.ferry(&["transfer", "src:/a", "dst:/b", "--deadline", "soon"]);
+    assert_eq!(deadline.code, Some(2), "{deadline:?}");
+
+    // Another user sees neither alice's endpoints nor her tasks.
+    lab.hub.add_user("mallory", "another long password");
+    let mallory = lab.hub.token("mallory");
+    let foreign = lab
+        .user
+        .run_as(&lab.hub, &mallory, &["transfer", "src:/~/a", "dst:/~/b"]);
+    assert_eq!(foreign.code, Some(1), "{foreign:?}");
+    let peek = lab.user.run_as(&lab.hub, &mallory, &["task", "show", &id]);
+    assert_eq!(peek.code, Some(1), "{peek:?}");
+    assert!(peek.stderr.contains("no task"), "{peek:?}");
+    let not_an_id = lab.ferry(&["task", "show", "../../etc"]);
+    assert_eq!(not_an_id.code, Some(1), "{not_an_id:?}");
+}
