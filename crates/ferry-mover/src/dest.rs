@@ -481,17 +481,13 @@ async fn run_session(
                 .await;
             }
             ctx.report(&task_id, attempt, TaskReport::Progress { counters });
-            let fatal = session
-                .lock()
-                .failure
-                .as_ref()
-                .is_some_and(|f| f.starts_with("fatal: "));
-            let report = if fatal {
-                TaskReport::Failed {
-                    message: reason.trim_start_matches("fatal: ").to_string(),
-                }
-            } else {
-                TaskReport::Fault { message: reason }
+            // "fatal: " marks what no retry fixes (a path the policy refuses,
+            // a directory where a file must go); the rest is worth a retry.
+            let report = match reason.strip_prefix("fatal: ") {
+                Some(message) => TaskReport::Failed {
+                    message: message.to_string(),
+                },
+                None => TaskReport::Fault { message: reason },
             };
             ctx.report(&task_id, attempt, report);
         }

@@ -51,6 +51,9 @@ pub enum SendError {
     Fatal(String),
     #[error("canceled")]
     Canceled,
+    /// The destination ended the attempt; it reports why to the hub.
+    #[error("the destination gave up: {0}")]
+    DestinationGaveUp(String),
 }
 
 /// An offered file, remembered until its verdict arrives.
@@ -224,7 +227,7 @@ pub async fn send(
                     tracing::debug!("destination done");
                     break Ok(());
                 }
-                Ok(Some(Frame::Message(Message::Abort { reason }))) => break Err(SendError::Refused(format!("the destination gave up: {reason}"))),
+                Ok(Some(Frame::Message(Message::Abort { reason }))) => break Err(SendError::DestinationGaveUp(reason)),
                 Ok(Some(other)) => break Err(SendError::Channel(ChannelError::Protocol(format!("unexpected {other:?} from the destination")))),
                 Ok(None) => break Err(SendError::Channel(ChannelError::Protocol("the destination closed the connection".into()))),
                 Err(e) => break Err(SendError::Channel(e)),

@@ -1,0 +1,449 @@
+//! Transfers as a user runs them: a real hub, two real endpoint daemons on
+//! loopback, `ferry transfer`, and every way the machines around a transfer
+//! can fail under it (kill -9 of either daemon or the hub, a corrupted
+//! partial file, a full disk).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferry_tests::{Daemon, Hub, Ran, User, line_value, wait_until};
+use nix::sys::signal::Signal;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+const CHUNK: usize = 4 * 1024 * 1024;
+
+/// A hub with alice's two endpoints, `src` and `dst`, each on its own
+/// "machine" (home directory), both daemons running.
+struct Lab {
+    hub: Hub,
+    src: User,
+    dst: User,
+    src_daemon: Option<Daemon>,
+    dst_daemon: Option<Daemon>,
+    token: String,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let hub = Hub::start();
+        hub.add_user("alice", "correct horse battery");
+        let endpoint = |name: &str| {
+            let (_, key) = hub.endpoint_key("alice", name, &[]);
+            let user = User::new();
+            let out = user.setup_with_key(&key, name);
+            assert_eq!(out.code, Some(0), "{out:?}");
+            user
+        };
+        let (src, dst) = (endpoint("src"), endpoint("dst"));
+        let token = hub.token("alice");
+        let mut lab = Lab {
+            hub,
+            src,
+            dst,
+            src_daemon: None,
+            dst_daemon: None,
+            token,
+        };
+        lab.start_src();
+        lab.start_dst();
+        lab
+    }
+
+    fn start_src(&mut self) {
+        self.src_daemon = Some(self.src.start_foreground(&[]));
+        self.src.wait_hub_state("connected", LIMIT);
+    }
+
+    fn start_dst(&mut self) {
+        self.dst_daemon = Some(self.dst.start_foreground(&[]));
+        self.dst.wait_hub_state("connected", LIMIT);
+    }
+
+    fn kill(daemon: &mut Option<Daemon>) {
+        let d = daemon.take().unwrap();
+        d.signal(Signal::SIGKILL);
+        d.wait_exit(LIMIT);
+    }
+
+    fn ferry(&self, args: &[impl AsRef<std::ffi::OsStr>]) -> Ran {
+        self.src.run_as(&self.hub, &self.token, args)
+    }
+
+    fn submit(&self, args: &[&str]) -> String {
+        let mut all = vec!["transfer"];
+        all.extend_from_slice(args);
+        let out = self.ferry(&all);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        line_value(&out.stdout, "Task ID: ")
+            .unwrap_or_else(|| panic!("{out:?}"))
+            .to_string()
+    }
+
+    fn show(&self, id: &str) -> serde_json::Value {
+        let out = self.ferry(&["task", "show", id, "--json"]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        serde_json::from_str(&out.stdout).unwrap()
+    }
+
+    fn wait(&self, id: &str) -> serde_json::Value {
+        let out = self.ferry(&["task", "wait", id, "--timeout", "120"]);
+        let task = self.show(id);
+        assert_eq!(
+            out.code,
+            Some(0),
+            "task did not succeed: {out:?}\n{task}\nevents: {}",
+            self.events(id)
+        );
+        task
+    }
+
+    fn events(&self, id: &str) -> String {
+        self.ferry(&["task", "events", id]).stdout
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = u32::from(seed).wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Regular files and directories under `root` (with contents), sorted.
+fn tree(root: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                out.push((rel, None));
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.push((rel, Some(fs::read(e.path()).unwrap())));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn no_temp_files(root: &Path) -> bool {
+    tree(root).iter().all(|(p, _)| {
+        !Path::new(std::ffi::OsStr::from_bytes(p))
+            .file_name()
+            .unwrap()
+            .as_bytes()
+            .starts_with(b".ferry.")
+    })
+}
+
+/// Waits until the destination has begun a file (its temporary exists).
+fn wait_for_temp(dir: &Path) -> PathBuf {
+    let mut found = None;
+    wait_until(LIMIT, "a temporary file at the destination", || {
+        found = fs::read_dir(dir).ok().and_then(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.file_name().unwrap().as_bytes().starts_with(b".ferry."))
+        });
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+#[test]
+fn a_tree_with_hostile_names_and_chunk_boundary_sizes_arrives_byte_for_byte() {
+    let lab = Lab::new();
+    let src = lab.src.home.join("data");
+    fs::create_dir_all(src.join("a/b")).unwrap();
+    for (i, size) in [0, 1, 4095, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 7]
+        .into_iter()
+        .enumerate()
+    {
+        fs::write(src.join(format!("f{size}")), pattern(size, i as u8)).unwrap();
+    }
+    for name in [
+        &b"caf\xe9 \xff"[..],
+        b"new\nline",
+        b"-rf",
+        b" lead and trail ",
+        b"%41%",
+        b"\\back",
+    ] {
+        fs::write(src.join("a").join(OsString::from_vec(name.to_vec())), name).unwrap();
+    }
+    // 30 levels deep, and an empty directory.
+    let mut deep = src.join("deep");
+    for level in 0..30 {
+        deep = deep.join(format!("d{level}"));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    fs::write(deep.join("bottom"), b"30 levels down").unwrap();
+    fs::create_dir(src.join("empty")).unwrap();
+    // Never followed, never recreated, never opened: reported as skipped.
+    std::os::unix::fs::symlink("/etc/passwd", src.join("a/link-out")).unwrap();
+    std::os::unix::fs::symlink("b", src.join("a/link-in")).unwrap();
+    nix::unistd::mkfifo(
+        &src.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+
+    let id = lab.submit(&[
+        "-r",
+        "src:/~/data",
+        "dst:/~/copy",
+        "--label",
+        "hostile tree",
+    ]);
+    let task = lab.wait(&id);
+    assert_eq!(task["status"], "SUCCEEDED");
+    assert_eq!(task["files"], 14);
+    assert_eq!(task["files_transferred"], 14);
+
+    let copy = lab.dst.home.join("copy");
+    let mut expected = tree(&src);
+    expected.retain(|(p, _)| !p.ends_with(b"link-out") && !p.ends_with(b"link-in") && p != b"fifo");
+    assert_eq!(tree(&copy), expected);
+    assert!(no_temp_files(&copy));
+    let events = lab.events(&id);
+    assert_eq!(events.matches("SKIPPED").count(), 3, "{events}");
+    assert!(
+        !copy.join("a/link-out").exists() && fs::symlink_metadata(copy.join("a/link-in")).is_err()
+    );
+
+    // A re-run at checksum level sends nothing and changes nothing.
+    let again = lab.submit(&[
+        "-r",
+        "--sync-level",
+        "checksum",
+        "src:/~/data",
+        "dst:/~/copy",
+    ]);
+    let task = lab.wait(&again);
+    assert_eq!(
+        (
+            task["files_transferred"].as_u64(),
+            task["files_skipped"].as_u64()
+        ),
+        (Some(0), Some(14))
+    );
+    assert_eq!(tree(&copy), expected);
+}
+
+#[test]
+fn sync_levels_delete_and_single_files() {
+    let lab = Lab::new();
+    let src = lab.src.home.join("d");
+    let dst = lab.dst.home.join("d");
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&dst).unwrap();
+    fs::write(src.join("same-size"), b"AAAA").unwrap();
+    fs::write(dst.join("same-size"), b"BBBB").unwrap();
+    fs::write(src.join("new"), b"new").unwrap();
+    fs::write(dst.join("stale"), b"only at the destination").unwrap();
+
+    let t = lab.wait(&lab.submit(&["-r", "--sync-level", "size", "src:/~/d", "dst:/~/d"]));
+    assert_eq!(
+        (t["files_transferred"].as_u64(), t["files_skipped"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        fs::read(dst.join("same-size")).unwrap(),
+        b"BBBB",
+        "size level keeps a same-size file"
+    );
+    assert!(dst.join("stale").exists(), "no --delete: extras stay");
+
+    let t = lab.wait(&lab.submit(&[
+        "-r",
+        "--sync-level",
+        "checksum",
+        "--delete",
+        "src:/~/d",
+        "dst:/~/d",
+    ]));
+    assert_eq!(t["files_transferred"].as_u64(), Some(1));
+    assert_eq!(fs::read(dst.join("same-size")).unwrap(), b"AAAA");
+    assert!(
+        !dst.join("stale").exists(),
+        "--delete removes what the source lacks"
+    );
+
+    // A single file, into a directory, keeping mtime and mode.
+    fs::write(lab.src.home.join("one.txt"), b"one").unwrap();
+    fs::set_permissions(
+        lab.src.home.join("one.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    lab.wait(&lab.submit(&["src:/~/one.txt", "dst:/~/d/"]));
+    let (a, b) = (
+        fs::metadata(lab.src.home.join("one.txt")).unwrap(),
+        fs::metadata(dst.join("one.txt")).unwrap(),
+    );
+    assert_eq!(a.modified().unwrap(), b.modified().unwrap());
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&b.permissions()) & 0o777,
+        0o600
+    );
+
+    // Outside the destination's config-paths: the task fails, nothing is written.
+    let id = lab.submit(&["src:/~/one.txt", "dst:/tmp/not-allowed-by-config-paths"]);
+    let out = lab.ferry(&["task", "wait", &id, "--timeout", "60"]);
+    assert_eq!(out.code, Some(1));
+    let task = lab.show(&id);
+    assert_eq!(task["status"], "FAILED", "{task}");
+    assert!(
+        lab.events(&id).contains("path not allowed"),
+        "{}",
+        lab.events(&id)
+    );
+    assert!(!Path::new("/tmp/not-allowed-by-config-paths").exists());
+}
+
+/// The dataset for the crash tests: one large file, some small ones.
+fn crash_dataset(lab: &Lab) -> PathBuf {
+    let src = lab.src.home.join("big");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("large.bin"), pattern(96 * CHUNK + 12_345, 9)).unwrap();
+    for i in 0..50 {
+        fs::write(src.join(format!("small-{i}")), pattern(10_000 + i, i as u8)).unwrap();
+    }
+    src
+}
+
+#[test]
+fn kill_9_of_the_destination_then_restart_gives_an_identical_tree() {
+    let mut lab = Lab::new();
+    let src = crash_dataset(&lab);
+    let id = lab.submit(&["-r", "src:/~/big", "dst:/~/big"]);
+    wait_for_temp(&lab.dst.home.join("big"));
+    Lab::kill(&mut lab.dst_daemon);
+    // Nothing stands under a real name half-written.
+    let copy = lab.dst.home.join("big");
+    if let Ok(data) = fs::read(copy.join("large.bin")) {
+        assert_eq!(data, fs::read(src.join("large.bin")).unwrap());
+    }
+    lab.start_dst();
+    let task = lab.wait(&id);
+    assert!(task["faults"].as_u64().unwrap() >= 1, "{task}");
+    assert_eq!(tree(&copy), tree(&src));
+    assert!(no_temp_files(&copy));
+}
+
+#[test]
+fn kill_9_of_the_source_then_restart_gives_an_identical_tree() {
+    let mut lab = Lab::new();
+    let src = crash_dataset(&lab);
+    let id = lab.submit(&["-r", "src:/~/big", "dst:/~/big"]);
+    wait_for_temp(&lab.dst.home.join("big"));
+    Lab::kill(&mut lab.src_daemon);
+    lab.start_src();
+    lab.wait(&id);
+    let copy = lab.dst.home.join("big");
+    assert_eq!(tree(&copy), tree(&src));
+    assert!(no_temp_files(&copy));
+}
+
+#[test]
+fn kill_9_of_the_hub_mid_task_then_restart_finishes_the_task() {
+    let mut lab = Lab::new();
+    let src = crash_dataset(&lab);
+    let id = lab.submit(&["-r", "src:/~/big", "dst:/~/big"]);
+    wait_for_temp(&lab.dst.home.join("big"));
+    lab.hub.kill();
+    lab.hub.serve();
+    lab.wait(&id);
+    assert_eq!(tree(&lab.dst.home.join("big")), tree(&src));
+}
+
+#[test]
+fn a_corrupted_partial_file_is_detected_on_resume() {
+    let mut lab = Lab::new();
+    let src = lab.src.home.join("c");
+    fs::create_dir_all(&src).unwrap();
+    let content = pattern(200 * CHUNK, 3);
+    fs::write(src.join("large.bin"), &content).unwrap();
+    let id = lab.submit(&["-r", "src:/~/c", "dst:/~/c"]);
+    let temp = wait_for_temp(&lab.dst.home.join("c"));
+    // Let some chunks be journaled (checkpoints run every 2 s), then crash.
+    std::thread::sleep(Duration::from_millis(2500));
+    Lab::kill(&mut lab.dst_daemon);
+    if temp.exists() {
+        // Flip bytes in every chunk already on disk.
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&temp).unwrap();
+        for i in 0..200u64 {
+            f.write_all_at(b"corruption", i * CHUNK as u64 + 100)
+                .unwrap();
+        }
+    }
+    lab.start_dst();
+    lab.wait(&id);
+    assert_eq!(fs::read(lab.dst.home.join("c/large.bin")).unwrap(), content);
+}
+
+#[test]
+fn a_full_destination_disk_is_a_clear_fault_and_leaves_no_file_under_its_name() {
+    if !ferry_tests::is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let lab = Lab::new();
+    let small = lab.dst.home.join("small");
+    fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    fs::write(lab.src.home.join("too-big.bin"), pattern(5 * CHUNK, 1)).unwrap();
+    let id = lab.submit(&["src:/~/too-big.bin", "dst:/~/small/too-big.bin"]);
+    wait_until(LIMIT, "a disk-full fault", || {
+        lab.events(&id).contains("disk is full")
+    });
+    assert_eq!(
+        lab.show(&id)["status"],
+        "ACTIVE",
+        "a full disk waits for space, it does not fail the task"
+    );
+    assert!(
+        !small.join("too-big.bin").exists(),
+        "no file under its final name"
+    );
+    assert_eq!(lab.ferry(&["task", "cancel", &id]).code, Some(0));
+}
