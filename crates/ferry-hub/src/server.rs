@@ -188,6 +188,8 @@ async fn accept_loop(
                     .map(|c| c.to_vec());
                 crate::control::serve_connection(hub, tls, cert, peer).await;
             } else {
+                // The peer address feeds the per-address login limit.
+                let router = router.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
                 let service = hyper_util::service::TowerToHyperService::new(router);
                 let served = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
