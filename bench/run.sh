@@ -14,40 +14,9 @@ repo=$PWD
 peers="$repo/../shared/bench/peers.sh"
 [ -x "$peers" ] || [ -f "$peers" ] || { echo "bench/run.sh: $peers not found (../shared must sit beside the repo)" >&2; exit 1; }
 
-cargo build --release --bins --quiet
-export PATH="$repo/target/release:$PATH"
-export BENCH_SHM="${BENCH_SHM:-/dev/shm/bench}" BENCH_DISK="${BENCH_DISK:-/var/tmp/bench}"
-work=${FERRY_BENCH_WORK:-/var/tmp/ferry-bench-work}
-export FERRY_BENCH_WORK=$work
-rm -rf "$work"; mkdir -p "$work" "$BENCH_SHM" "$BENCH_DISK"
-
-hub_pid=
-stop() {
-  ferry -stop -dir "$work/src" >/dev/null 2>&1 || true
-  ferry -stop -dir "$work/dst" >/dev/null 2>&1 || true
-  [ -n "$hub_pid" ] && kill "$hub_pid" 2>/dev/null && wait "$hub_pid" 2>/dev/null
-  true
-}
-trap stop EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-ferry-hub init --dir "$work/hub" --url "https://127.0.0.1:$port" >/dev/null
-echo 'bench password 1' | ferry-hub user add bench --password-stdin --dir "$work/hub" >/dev/null
-ferry-hub serve --dir "$work/hub" 2>"$work/hub.log" &
-hub_pid=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
-for ep in src dst; do
-  key=$(ferry-hub endpoint create --dir "$work/hub" --owner bench --name "bench-$ep" --json |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["setup_key"])')
-  ferry -setup "$key" --name "bench-$ep" -dir "$work/$ep" >/dev/null
-  printf '%s,0,1\n%s,0,1\n' "$BENCH_SHM" "$BENCH_DISK" > "$work/$ep/config-paths"
-  ferry -start -detach -dir "$work/$ep" >/dev/null
-done
-for _ in $(seq 100); do ferry -status -dir "$work/dst" | grep -q '^Hub: connected' && break; sleep 0.1; done
-cat > "$work/env" <<ENV
-export PATH="$repo/target/release:\$PATH"
-export FERRY_HUB="https://127.0.0.1:$port" FERRY_HUB_CA="$work/hub/ca.crt"
-export FERRY_TOKEN="$(ferry-hub token create --dir "$work/hub" --user bench --expires 86400)"
-ENV
+# shellcheck disable=SC1091
+. "$repo/bench/lab.sh"
+trap lab_stop EXIT
+lab_start
 export FERRY_COPY="$repo/bench/ferry-copy.sh"
 bash "$peers" "$@"

@@ -81,7 +81,7 @@ _ferry()
         ls) opts="-l --json" ;;
         rm) opts="-r --recursive" ;;
         logout | mkdir | rename) opts="" ;;
-        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --batch --wait --json" ;;
+        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --batch --streams --wait --json" ;;
         task)
             case $sub in
                 "") opts="show wait list cancel events" ;;

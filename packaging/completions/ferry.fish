@@ -104,6 +104,7 @@ complete -c ferry -n '__ferry_at transfer' -l delete -d 'Delete destination file
 complete -c ferry -n '__ferry_at transfer' -l label -x -d 'A label for the task'
 complete -c ferry -n '__ferry_at transfer' -l deadline -x -d 'Fail unless done by then (2h, RFC 3339)'
 complete -c ferry -n '__ferry_at transfer' -l skip-source-errors -d 'Skip unreadable source files'
+complete -c ferry -n '__ferry_at transfer' -l streams -x -d 'Parallel data streams (1-64)'
 complete -c ferry -n '__ferry_at transfer' -l batch -r -F -d 'Read SRC DST [-r] lines from FILE'
 complete -c ferry -n '__ferry_at transfer' -l wait -d 'Show progress until the task ends'
 complete -c ferry -n '__ferry_at transfer' -l json -d 'JSON output'

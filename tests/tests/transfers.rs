@@ -447,3 +447,44 @@ fn a_full_destination_disk_is_a_clear_fault_and_leaves_no_file_under_its_name() 
     );
     assert_eq!(lab.ferry(&["task", "cancel", &id]).code, Some(0));
 }
+
+#[test]
+fn a_file_over_4_gib_arrives_whole_and_sparse_content_identical() {
+    let lab = Lab::new();
+    let src = lab.src.home.join("huge");
+    fs::create_dir(&src).unwrap();
+    // Mostly a hole, with data at the start, across the 4 GiB line and at the end.
+    let size = (4u64 << 30) + 3 * 1024 * 1024 + 17;
+    let f = fs::File::create(src.join("sparse.bin")).unwrap();
+    f.set_len(size).unwrap();
+    use std::os::unix::fs::FileExt;
+    for offset in [0, (4u64 << 30) - 10, size - 100] {
+        f.write_all_at(&pattern(100, offset as u8), offset).unwrap();
+    }
+    drop(f);
+    let id = lab.submit(&["-r", "--streams", "4", "src:/~/huge", "dst:/~/huge"]);
+    let task = lab.wait(&id);
+    assert_eq!(task["bytes_transferred"].as_u64(), Some(size));
+    let (a, b) = (src.join("sparse.bin"), lab.dst.home.join("huge/sparse.bin"));
+    assert_eq!(fs::metadata(&b).unwrap().len(), size);
+    let (fa, fb) = (fs::File::open(&a).unwrap(), fs::File::open(&b).unwrap());
+    let mut buf_a = vec![0u8; 1 << 20];
+    let mut buf_b = vec![0u8; 1 << 20];
+    let mut offset = 0;
+    while offset < size {
+        let n = (size - offset).min(1 << 20) as usize;
+        fa.read_exact_at(&mut buf_a[..n], offset).unwrap();
+        fb.read_exact_at(&mut buf_b[..n], offset).unwrap();
+        assert!(
+            buf_a[..n] == buf_b[..n],
+            "content differs near offset {offset}"
+        );
+        offset += n as u64;
+    }
+    // Zero chunks were left as holes, not written out.
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        fs::metadata(&b).unwrap().blocks() * 512 < 64 << 20,
+        "the copy should stay sparse"
+    );
+}

@@ -204,6 +204,10 @@ pub struct TransferArgs {
     /// Read many `SRC_PATH DST_PATH [-r]` items from FILE (- for stdin).
     #[arg(long, value_name = "FILE")]
     pub batch: Option<PathBuf>,
+    /// Parallel data streams (1-64); by default the source chooses from
+    /// the sizes of the files it is about to send.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub streams: Option<u32>,
     /// Show progress and return when the task ends: exit 0 only if it SUCCEEDED.
     #[arg(long)]
     pub wait: bool,

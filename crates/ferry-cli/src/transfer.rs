@@ -61,7 +61,7 @@ pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode
             preserve_mtime: true,
             preserve_mode: true,
             skip_source_errors: args.skip_source_errors,
-            streams: None,
+            streams: args.streams,
         },
         label: args.label,
         deadline,
