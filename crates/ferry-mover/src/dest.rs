@@ -608,6 +608,8 @@ fn converse(s: &Session, message: Message) -> Result<(), String> {
             tracing::debug!(files, "end of manifest");
             s.lock().manifest_done = true
         }
+        // A source's fatal reason keeps its "fatal: " mark, so the task fails.
+        Message::Abort { reason } if reason.starts_with("fatal: ") => return Err(reason),
         Message::Abort { reason } => return Err(format!("the source gave up: {reason}")),
         other => return Err(format!("unexpected message from the source: {other:?}")),
     }

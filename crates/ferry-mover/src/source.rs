@@ -73,7 +73,7 @@ fn choose_streams(fs: &RootedFs, home: &Path, cap: &Capability) -> u16 {
             break;
         }
     }
-    let mean = if files == 0 { 0 } else { bytes / files };
+    let mean = bytes.checked_div(files).unwrap_or(0);
     if mean >= CHUNK_SIZE {
         DEFAULT_STREAMS
     } else {
@@ -94,6 +94,10 @@ pub enum SendError {
     /// The destination ended the attempt; it reports why to the hub.
     #[error("the destination gave up: {0}")]
     DestinationGaveUp(String),
+    /// The attempt broke after the destination accepted it; the destination
+    /// reports it to the hub.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 /// An offered file, remembered until its verdict arrives.
@@ -140,10 +144,10 @@ pub async fn send(
             "the capability names another source endpoint".into(),
         ));
     }
-    let streams = cap
-        .options
-        .streams
-        .map_or(DEFAULT_STREAMS, |n| n.clamp(1, 64) as u16);
+    let streams = match cap.options.streams {
+        Some(n) => n.clamp(1, 64) as u16,
+        None => choose_streams(&RootedFs::new((ctx.policy)()), &ctx.home, &cap),
+    };
     tracing::debug!(task = %cap.task_id, attempt = cap.attempt, streams, %connect_to, "connecting");
     let config = ctx.identity.client_config()?;
     let server = rustls_pki_types::ServerName::try_from(ferry_proto::api::endpoint_dns_name(
@@ -281,6 +285,23 @@ pub async fn send(
         }
     };
     drop(jobs_tx);
+    // Once the destination accepted the streams, it alone reports how the
+    // attempt ended (two reporters would race at the hub). A fatal problem
+    // here travels to it as an abort, and we wait until it closes.
+    let outcome = match outcome {
+        Err(SendError::Fatal(reason)) => {
+            let _ = prio_tx.send(Message::Abort {
+                reason: format!("fatal: {reason}"),
+            });
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Ok(Some(_)) = read_frame(&mut reader0).await {}
+            })
+            .await;
+            Err(SendError::Interrupted(reason))
+        }
+        Err(SendError::Channel(e)) => Err(SendError::Interrupted(e.to_string())),
+        other => other,
+    };
     tasks.abort_all();
     outcome
 }
