@@ -296,6 +296,7 @@ struct Session {
     commit_tx: Mutex<Option<std::sync::mpsc::Sender<Ready>>>,
     to_source: mpsc::UnboundedSender<Message>,
     wake: tokio::sync::Notify,
+    write_gate: Mutex<()>,
 }
 
 impl Session {
@@ -383,6 +384,7 @@ async fn run_session(
         commit_tx: Mutex::new(Some(commit_tx)),
         to_source,
         wake: tokio::sync::Notify::new(),
+        write_gate: Mutex::new(()),
     });
     let committer = {
         let session = session.clone();
@@ -831,6 +833,9 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
         ));
     }
     if !(fresh && data.iter().all(|b| *b == 0)) {
+        // One writer at a time: concurrent writes to one file spin on its
+        // inode lock in the kernel, burning the CPU hashing needs.
+        let _gate = s.write_gate.lock();
         file.write_all_at(&data, offset)
             .map_err(|e| disk_error(&temp, &e))?;
     }

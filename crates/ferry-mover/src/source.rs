@@ -657,13 +657,15 @@ fn send_file(
                 .map(|()| FileOutcome::Unchanged);
         }
     }
+    // Chunks are read straight into the buffers that travel: no copy.
     let mut hashes = Vec::with_capacity(count as usize);
     for index in 0..count {
         let (offset, len) = span(entry.size, index);
-        if file.read_exact_at(&mut buf[..len], offset).is_err() {
+        let mut data = vec![0u8; len];
+        if file.read_exact_at(&mut data, offset).is_err() {
             return Ok(FileOutcome::Changed);
         }
-        let hash = chunk_hash(&buf[..len]);
+        let hash = chunk_hash(&data);
         hashes.push(hash);
         if wanted(index) {
             let header = ChunkHeader {
@@ -671,7 +673,7 @@ fn send_file(
                 index,
                 sha256: hash,
             };
-            out.blocking_send(Outgoing::Chunk(header, buf[..len].to_vec()))
+            out.blocking_send(Outgoing::Chunk(header, data))
                 .map_err(|_| SendError::Canceled)?;
         }
     }

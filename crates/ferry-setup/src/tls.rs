@@ -24,6 +24,21 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// aws-lc-rs with AES-128-GCM preferred: as safe, and faster per byte than
+/// AES-256 on the data path, where encryption is a large part of the CPU
+/// cost. Servers follow the client's order.
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| match suite.suite() {
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384 => 1,
+            _ => 2,
+        });
+    provider
+}
+
 /// Certificates from PEM text.
 pub fn certs_from_pem(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
@@ -66,7 +81,10 @@ pub fn client_config(
             .add(cert.clone())
             .map_err(|e| TlsError::Config(e.to_string()))?;
     }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(store);
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(store);
     let mut config = match identity {
         Some((chain, key)) => builder
             .with_client_auth_cert(chain, key)
