@@ -40,14 +40,17 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(15);
 
 /// Streams for large files when the task does not say.
 pub const DEFAULT_STREAMS: u16 = 4;
+/// Streams for small files when the task does not say.
+pub const SMALL_FILE_STREAMS: u16 = 8;
 /// Entries sampled to judge a tree's file sizes.
 const SAMPLE: usize = 256;
 
-/// Streams from the file-size mix: large files gain from spreading chunks
-/// over several streams (TLS and hashing on every core); small files gain
-/// nothing from more than two, since they are batched and pipelined and
-/// per-stream overhead would only add up. A quick sample of the items'
-/// top levels decides; the walk itself comes later.
+/// Streams from the file-size mix. Large files are CPU-bound (TLS and
+/// hashing on both ends), and four streams spread their chunks over the
+/// cores. Small files are latency-bound: each stream handles its frames in
+/// order, so more streams overlap more per-file work (measured on 2 cores,
+/// 20,000 x 4 KiB: 1 stream 9.3k files/s, 2: 15.3k, 4-8: 16-17k). A quick
+/// sample of the items' top levels decides; the walk itself comes later.
 fn choose_streams(fs: &RootedFs, home: &Path, cap: &Capability) -> u16 {
     let (mut bytes, mut files) = (0u64, 0u64);
     for item in &cap.items {
@@ -77,7 +80,7 @@ fn choose_streams(fs: &RootedFs, home: &Path, cap: &Capability) -> u16 {
     if mean >= CHUNK_SIZE {
         DEFAULT_STREAMS
     } else {
-        2
+        SMALL_FILE_STREAMS
     }
 }
 
