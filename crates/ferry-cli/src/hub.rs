@@ -258,26 +258,10 @@ fn long_prefix(e: &FsEntry) -> String {
         perms.push(if bits & 2 != 0 { 'w' } else { '-' });
         perms.push(if bits & 1 != 0 { 'x' } else { '-' });
     }
-    format!("{kind}{perms} {:>12} {}", e.size, utc(e.mtime))
-}
-
-/// `YYYY-MM-DD HH:MM` in UTC, from Unix seconds (days-from-civil inverse).
-fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60
+        "{kind}{perms} {:>12} {}",
+        e.size,
+        crate::time::utc_minutes(e.mtime)
     )
 }
 
@@ -331,12 +315,5 @@ mod tests {
         assert!(split_target(&OsString::from("nocolon")).is_err());
         assert!(split_target(&OsString::from(":/x")).is_err());
         assert!(split_target(&OsString::from("ep:")).is_err());
-    }
-
-    #[test]
-    fn utc_dates_are_right() {
-        assert_eq!(utc(0), "1970-01-01 00:00");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
-        assert_eq!(utc(1_795_392_000 + 3_661), "2026-11-23 01:01");
     }
 }

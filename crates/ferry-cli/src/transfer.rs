@@ -3,6 +3,7 @@
 
 use crate::args::{DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs};
 use crate::hub::session;
+use crate::time::utc_seconds;
 use crate::{Invocation, client_runtime};
 use anyhow::{Context, bail};
 use ferry_proto::task::{
@@ -535,27 +536,6 @@ fn clock(secs: u64) -> String {
     }
 }
 
-/// `2026-11-23 01:01:05 UTC` from Unix seconds.
-fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 // --- ferry task ... ---
 
 /// A task id goes into a URL path: only what a UUID is made of.
@@ -633,7 +613,7 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
                     println!("{}", serde_json::to_string(&events)?);
                 } else {
                     for e in &events {
-                        println!("{}  {:<16} {}", utc(e.time), e.code, e.description);
+                        println!("{}  {:<16} {}", utc_seconds(e.time), e.code, e.description);
                     }
                 }
                 Ok(ExitCode::SUCCESS)
@@ -670,13 +650,13 @@ fn print_task(info: &TaskInfo) {
         ),
         ("Faults", info.faults.to_string()),
         ("Attempts", info.attempt.to_string()),
-        ("Created", utc(info.created)),
+        ("Created", utc_seconds(info.created)),
     ];
     if let Some(t) = info.completed {
-        rows.push(("Completed", utc(t)));
+        rows.push(("Completed", utc_seconds(t)));
     }
     if let Some(t) = info.deadline {
-        rows.push(("Deadline", utc(t)));
+        rows.push(("Deadline", utc_seconds(t)));
     }
     if let Some(w) = &info.waiting_for {
         rows.push(("Waiting For", w.clone()));
@@ -842,7 +822,10 @@ mod tests {
         assert_eq!(human_bytes(u64::MAX), "16.0 EiB");
         assert_eq!(clock(42), "0:42");
         assert_eq!(clock(3723), "1:02:03");
-        assert_eq!(utc(1_795_392_000 + 3_661), "2026-11-23 01:01:01 UTC");
+        assert_eq!(
+            utc_seconds(1_795_392_000 + 3_661),
+            "2026-11-23 01:01:01 UTC"
+        );
         assert!(task_id("0b5e3a52-8d1c-4a53-9c1e-2f0d2a9b7c11").is_ok());
         assert!(task_id("../etc").is_err());
         assert!(task_id("").is_err());

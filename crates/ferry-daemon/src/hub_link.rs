@@ -42,40 +42,6 @@ impl HubView {
     }
 }
 
-/// Host and port out of `https://host[:port][/...]`, brackets kept off IPv6.
-pub(crate) fn hub_address(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .ok_or_else(|| format!("hub URL {url:?} must start with https://"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.contains('@') {
-        return Err(format!("hub URL {url:?} has no usable host"));
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("hub URL {url:?} has an unclosed [IPv6] host"))?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        None => 443,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("hub URL {url:?} has an invalid port {p:?}"))?,
-    };
-    if host.is_empty() {
-        return Err(format!("hub URL {url:?} has no host"));
-    }
-    Ok((host.to_string(), port))
-}
-
 fn describe_dial_error(target: &str, port: u16, err: &std::io::Error) -> String {
     use std::io::ErrorKind::*;
     match err.kind() {
@@ -149,7 +115,7 @@ pub(crate) async fn run(
     view: watch::Sender<HubView>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (host, port) = match hub_address(&ctx.url) {
+    let (host, port) = match ferry_proto::api::https_host_port(&ctx.url) {
         Ok(a) => a,
         Err(reason) => {
             tracing::error!(%reason, "hub link disabled");
@@ -373,27 +339,6 @@ fn current_policy(handle: &PolicyHandle) -> Arc<Policy> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hub_addresses_parse_like_urls() {
-        let ok = |u: &str| hub_address(u).unwrap();
-        assert_eq!(
-            ok("https://hub.example.org"),
-            ("hub.example.org".into(), 443)
-        );
-        assert_eq!(ok("https://127.0.0.1:8443/"), ("127.0.0.1".into(), 8443));
-        assert_eq!(ok("https://[::1]:9000/api"), ("::1".into(), 9000));
-        for bad in [
-            "http://h",
-            "https://",
-            "https://h:0",
-            "https://h:99999",
-            "https://u@h",
-            "https://[::1",
-        ] {
-            assert!(hub_address(bad).is_err(), "{bad}");
-        }
-    }
 
     #[tokio::test]
     async fn a_closed_port_is_reported_as_refused_with_a_hint() {

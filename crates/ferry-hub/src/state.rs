@@ -130,33 +130,7 @@ impl HubConfig {
 
 /// Host and port of an `https://` URL (default port 443).
 pub fn url_host_port(url: &str) -> anyhow::Result<(String, u16)> {
-    let rest = url
-        .strip_prefix("https://")
-        .with_context(|| format!("URL {url:?} must start with https://"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .with_context(|| format!("URL {url:?}: unclosed ["))?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() || host.contains('@') {
-        bail!("URL {url:?} has no usable host");
-    }
-    let port = match port {
-        None => 443,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .with_context(|| format!("URL {url:?}: bad port {p:?}"))?,
-    };
-    Ok((host.to_string(), port))
+    ferry_proto::api::https_host_port(url).map_err(anyhow::Error::msg)
 }
 
 /// What `init` made, for its output.

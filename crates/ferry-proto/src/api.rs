@@ -152,3 +152,64 @@ pub const ENDPOINT_URI_PREFIX: &str = "urn:ferry:endpoint:";
 pub fn endpoint_dns_name(endpoint_id: &str) -> String {
     format!("{endpoint_id}.endpoint.ferry.invalid")
 }
+
+/// Host and port of an `https://` URL (port 443 when absent; IPv6 in
+/// brackets). The error is one line for the user.
+pub fn https_host_port(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("hub URL {url:?} must start with https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("hub URL {url:?} has no usable host"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("hub URL {url:?} has an unclosed [IPv6] host"))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => 443,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("hub URL {url:?} has an invalid port {p:?}"))?,
+    };
+    if host.is_empty() {
+        return Err(format!("hub URL {url:?} has no host"));
+    }
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_addresses_parse_like_urls() {
+        let ok = |u: &str| https_host_port(u).unwrap();
+        assert_eq!(
+            ok("https://hub.example.org"),
+            ("hub.example.org".into(), 443)
+        );
+        assert_eq!(ok("https://127.0.0.1:8443/"), ("127.0.0.1".into(), 8443));
+        assert_eq!(ok("https://[::1]:9000/api"), ("::1".into(), 9000));
+        for bad in [
+            "http://h",
+            "https://",
+            "https://h:0",
+            "https://h:99999",
+            "https://u@h",
+            "https://[::1",
+        ] {
+            assert!(https_host_port(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Unix seconds as UTC calendar text, for listings and task output.
+
+/// (year, month, day, hour, minute, second) in UTC (days-from-civil inverse).
+fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `2026-11-23 01:01`, as `ls -l` shows times.
+pub fn utc_minutes(secs: i64) -> String {
+    let (y, mo, d, h, mi, _) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}")
+}
+
+/// `2026-11-23 01:01:05 UTC`.
+pub fn utc_seconds(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_right() {
+        assert_eq!(utc_minutes(0), "1970-01-01 00:00");
+        assert_eq!(utc_minutes(951_782_400), "2000-02-29 00:00");
+        assert_eq!(utc_minutes(1_795_392_000 + 3_661), "2026-11-23 01:01");
+        assert_eq!(
+            utc_seconds(1_795_392_000 + 3_665),
+            "2026-11-23 01:01:05 UTC"
+        );
+        assert_eq!(utc_seconds(-1), "1969-12-31 23:59:59 UTC");
+    }
+}
