@@ -12,7 +12,7 @@ mod endpoint;
 mod hub;
 mod legacy;
 mod paths;
-mod time;
+pub mod time;
 mod transfer;
 
 use anyhow::Context;

@@ -22,6 +22,12 @@ pub fn utc_minutes(secs: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}")
 }
 
+/// `2026-11-23`, as man pages date themselves.
+pub fn utc_date(secs: i64) -> String {
+    let (y, mo, d, ..) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02}")
+}
+
 /// `2026-11-23 01:01:05 UTC`.
 pub fn utc_seconds(secs: i64) -> String {
     let (y, mo, d, h, mi, s) = civil(secs);
@@ -42,5 +48,6 @@ mod tests {
             "2026-11-23 01:01:05 UTC"
         );
         assert_eq!(utc_seconds(-1), "1969-12-31 23:59:59 UTC");
+        assert_eq!(utc_date(1_735_689_599), "2024-12-31");
     }
 }

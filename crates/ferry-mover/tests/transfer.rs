@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use base64::Engine;
 use ferry_mover::dest::Sessions;
 use ferry_mover::{Context, Report, channel::Identity};
 use ferry_paths::Policy;
@@ -420,5 +419,4 @@ async fn a_forged_capability_is_refused_before_any_file_is_touched() {
         .unwrap_err();
     assert!(err.to_string().contains("signature"), "{err}");
     assert!(!w.b.home.join("f").exists());
-    let _ = base64::engine::general_purpose::STANDARD.encode(b"");
 }
