@@ -324,10 +324,13 @@ impl<'a> Follower<'a> {
         Self { inv, client, token }
     }
 
-    async fn show(&mut self, id: &str) -> Result<TaskInfo, HubError> {
+    /// The task, once it has ended or `wait` has passed (the hub holds
+    /// the answer so the end is seen at once).
+    async fn show(&mut self, id: &str, wait: Duration) -> Result<TaskInfo, HubError> {
         let path = format!("/api/v1/tasks/{id}");
+        let wait_ms = wait.as_millis().to_string();
         self.client
-            .get_json(&path, &[], Auth::Bearer(&self.token))
+            .get_json(&path, &[("wait_ms", &wait_ms)], Auth::Bearer(&self.token))
             .await
     }
 
@@ -346,7 +349,12 @@ impl<'a> Follower<'a> {
         let mut renewed = false;
         let mut last: Option<TaskInfo> = None;
         loop {
-            match self.show(id).await {
+            let asked = Instant::now();
+            let wait = match timeout {
+                Some(limit) => poll.min(limit.saturating_sub(started.elapsed())),
+                None => poll,
+            };
+            match self.show(id, wait).await {
                 Ok(info) => {
                     gone_since = None;
                     renewed = false;
@@ -383,12 +391,14 @@ impl<'a> Follower<'a> {
                     bar.clear();
                     let info = match last {
                         Some(info) => info,
-                        None => self.show(id).await?,
+                        None => self.show(id, Duration::ZERO).await?,
                     };
                     return Ok(Followed::TimedOut(info));
                 }
             }
-            tokio::time::sleep(poll).await;
+            // Paces the loop when the hub answered early (an error, or a hub
+            // that does not hold answers).
+            tokio::time::sleep(poll.saturating_sub(asked.elapsed())).await;
         }
     }
 }

@@ -36,6 +36,8 @@ const MAX_SUBMIT: usize = 1024 * 1024;
 /// Tasks one list returns unless asked for fewer, and at most.
 const TASK_LIST_DEFAULT: usize = 100;
 const TASK_LIST_MAX: usize = 1000;
+/// The longest `wait_ms` a task lookup may hold the request for.
+const TASK_WAIT_MAX: Duration = Duration::from_secs(5);
 /// Events one request returns unless asked for fewer.
 const EVENTS_DEFAULT: usize = 1000;
 /// Furthest deadline accepted, in seconds from now.
@@ -514,14 +516,34 @@ async fn list_tasks(
     Ok(Json(rows.into_iter().map(|r| task_info(&hub, r)).collect()))
 }
 
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    /// Hold the answer until the task ends or this many milliseconds pass
+    /// (at most [`TASK_WAIT_MAX`]): waiting clients learn of the end at
+    /// once instead of at their next poll.
+    wait_ms: Option<u64>,
+}
+
 async fn show_task(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     Path(task): Path<String>,
+    Query(query): Query<WaitQuery>,
 ) -> Result<Json<TaskInfo>, Failure> {
     let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
-    let row = own_task(&hub, &who, &task)?;
-    Ok(Json(task_info(&hub, row)))
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(TASK_WAIT_MAX);
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        // Registered before the look at the store, so an end in between still wakes it.
+        let ended = hub.task_ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        let row = own_task(&hub, &who, &task)?;
+        if row.status.is_final() || tokio::time::Instant::now() >= until {
+            return Ok(Json(task_info(&hub, row)));
+        }
+        let _ = tokio::time::timeout_at(until, ended).await;
+    }
 }
 
 /// Cancels an ACTIVE task; canceling a canceled one again is not an error.
@@ -554,6 +576,7 @@ async fn cancel_task(
             }
         }
         tracing::info!(task = %row.id, by = %who.user_name, "task canceled");
+        hub.task_ended.notify_waiters();
         wake_scheduler(wake);
     }
     let row = own_task(&hub, &who, &task)?;
@@ -756,6 +779,18 @@ mod tests {
         let (_, none) = call(&s.hub, "GET", "/api/v1/tasks", &s.bob, None).await;
         assert_eq!(none, json!([]));
 
+        // A waiting lookup answers when the task ends, not when its wait is up.
+        let waiting = {
+            let (hub, alice, id) = (s.hub.clone(), s.alice.clone(), id.clone());
+            tokio::spawn(async move {
+                let uri = format!("/api/v1/tasks/{id}?wait_ms=5000");
+                call(&hub, "GET", &uri, &alice, None).await
+            })
+        };
+        // Lets the lookup reach its wait before the cancel.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
         let (status, canceled) = call(
             &s.hub,
             "POST",
@@ -766,6 +801,13 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::OK, "{canceled}");
         assert_eq!(canceled["status"], "CANCELED");
+        // It would hold for 5 s without the wake-up.
+        let (status, seen) = tokio::time::timeout(Duration::from_secs(4), waiting)
+            .await
+            .expect("the waiting lookup was woken by the end")
+            .unwrap();
+        assert_eq!(status, StatusCode::OK, "{seen}");
+        assert_eq!(seen["status"], "CANCELED", "the waiting lookup saw the end");
         assert!(canceled["completed"].is_i64());
         assert!(canceled["waiting_for"].is_null());
         let (status, again) = call(

@@ -42,6 +42,8 @@ pub struct Hub {
     pub control: Registry,
     pub logins: LoginLimiter,
     pub signer: crate::capability::TaskSigner,
+    /// Woken whenever a task ends, for clients waiting on one.
+    pub task_ended: tokio::sync::Notify,
 }
 
 /// SHA-256 of the CA certificate the hub tells endpoints to trust.
@@ -113,6 +115,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         control,
         logins: LoginLimiter::default(),
         config,
+        task_ended: tokio::sync::Notify::new(),
     });
     let listen = listen.unwrap_or_else(|| hub.config.listen.clone());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -792,6 +792,7 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                     ),
                 ) {
                     tracing::info!(task = %task_id, %status, "task ended");
+                    hub.task_ended.notify_waiters();
                 }
             }
             Action::Event {

@@ -206,6 +206,7 @@ pub fn for_tests() -> Arc<Hub> {
         control: crate::control::Registry::new().0,
         logins: LoginLimiter::default(),
         signer: crate::capability::TaskSigner::generate(),
+        task_ended: tokio::sync::Notify::new(),
     })
 }
 

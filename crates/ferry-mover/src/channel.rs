@@ -123,8 +123,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         Err(e) => return Err(e.into()),
     }
     let len = data::frame_len(header)?;
+    let kind = reader.read_u8().await?;
+    if kind == data::FRAME_CHUNK {
+        // Straight into the buffer the chunk lives in from here on.
+        let data_len = data::chunk_data_len(len)?;
+        let mut header = [0u8; data::CHUNK_HEADER];
+        reader.read_exact(&mut header).await?;
+        let mut bytes = vec![0u8; data_len];
+        reader.read_exact(&mut bytes).await?;
+        return Ok(Some(Frame::Chunk(ChunkHeader::from_bytes(&header), bytes)));
+    }
     let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await?;
+    body[0] = kind;
+    reader.read_exact(&mut body[1..]).await?;
     Ok(Some(data::decode(body)?))
 }
 

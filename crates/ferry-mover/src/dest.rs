@@ -31,7 +31,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
@@ -47,7 +47,10 @@ const INLINE_CHUNK: usize = 256 * 1024;
 /// How often progress goes to the hub.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-type Stream = TlsStream<TcpStream>;
+type Stream = TlsStream<BufReader<TcpStream>>;
+/// rustls reads the socket 4 KiB at a time: a buffer beneath it turns a
+/// syscall per 4 KiB into one per this much.
+const RECEIVE_BUFFER: usize = 256 * 1024;
 
 /// Sessions by task: at most one attempt per task runs here.
 #[derive(Debug, Default)]
@@ -143,9 +146,12 @@ async fn accept_stream(
     tcp: TcpStream,
     accepting: watch::Receiver<bool>,
 ) -> Result<(), ChannelError> {
-    let mut tls = tokio::time::timeout(OPEN_WITHIN, acceptor.accept(tcp))
-        .await
-        .map_err(|_| ChannelError::Protocol("TLS handshake timed out".into()))??;
+    let mut tls = tokio::time::timeout(
+        OPEN_WITHIN,
+        acceptor.accept(BufReader::with_capacity(RECEIVE_BUFFER, tcp)),
+    )
+    .await
+    .map_err(|_| ChannelError::Protocol("TLS handshake timed out".into()))??;
     let peer_id = tls
         .get_ref()
         .1
@@ -376,7 +382,7 @@ async fn run_session(
     let (commit_tx, commit_rx) = std::sync::mpsc::channel();
     let (to_source, mut outgoing) = mpsc::unbounded_channel();
     let session = Arc::new(Session {
-        fs: RootedFs::new((ctx.policy)()),
+        fs: RootedFs::with_cached_roots((ctx.policy)()),
         ctx: ctx.clone(),
         cap,
         roots,
@@ -1018,8 +1024,13 @@ fn commit_batch(s: &Session, batch: Vec<Ready>) -> Result<(), String> {
             .sync_data()
             .map_err(|e| disk_error(&f.temp_path, &e))?;
     } else {
+        // Files in one directory share its filesystem: one fstat per directory.
         let mut filesystems: HashMap<u64, &InFlight> = HashMap::new();
+        let mut dirs_seen = HashSet::new();
         for Ready { file: f } in &batch {
+            if !dirs_seen.insert(f.temp_path.parent()) {
+                continue;
+            }
             let dev = std::os::unix::fs::MetadataExt::dev(
                 &f.file
                     .metadata()

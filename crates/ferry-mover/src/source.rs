@@ -204,7 +204,7 @@ pub async fn send(
     }
 
     let shared = Arc::new(Shared {
-        fs: RootedFs::new((ctx.policy)()),
+        fs: RootedFs::with_cached_roots((ctx.policy)()),
         offered: Mutex::new(HashMap::new()),
         window: Semaphore::new(WINDOW),
         next_id: std::sync::atomic::AtomicU64::new(0),

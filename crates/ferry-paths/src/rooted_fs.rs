@@ -1,13 +1,14 @@
 //! The rooted filesystem: every open of a user path goes through the policy and
 //! is then resolved with `openat2(RESOLVE_BENEATH)` below the matched rule's root.
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -92,10 +93,14 @@ pub struct Entry {
     pub metadata: Metadata,
 }
 
+type OpenRoots = Mutex<HashMap<PathBuf, Arc<OwnedFd>>>;
+
 /// The only way the daemon opens user paths. See the crate documentation for the invariants.
 #[derive(Debug, Clone)]
 pub struct RootedFs {
     policy: Arc<Policy>,
+    /// Rule roots already opened, for [`RootedFs::with_cached_roots`].
+    roots: Option<Arc<OpenRoots>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +114,7 @@ enum Want {
 struct Prepared {
     decision: Decision,
     rule_root: PathBuf,
-    root_fd: OwnedFd,
+    root_fd: Arc<OwnedFd>,
     /// The part of the path below the rule root; empty for the root itself.
     below_root: PathBuf,
     /// Whether some more specific rule lies beneath this rule's root, so a
@@ -124,7 +129,23 @@ const ESCAPE_REASON: &str = "via `..`, an absolute path or a symlink";
 
 impl RootedFs {
     pub fn new(policy: Arc<Policy>) -> Self {
-        RootedFs { policy }
+        RootedFs {
+            policy,
+            roots: None,
+        }
+    }
+
+    /// Like [`RootedFs::new`], but each rule's root is opened once and kept
+    /// (not once per operation): for one task attempt, which touches
+    /// thousands of paths under the same few roots. Everything beneath a
+    /// root is still resolved per operation. A root replaced while the
+    /// instance lives (a re-pointed symlink) is not noticed, so keep such
+    /// an instance no longer than one unit of work.
+    pub fn with_cached_roots(policy: Arc<Policy>) -> Self {
+        RootedFs {
+            policy,
+            roots: Some(Arc::default()),
+        }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -144,6 +165,8 @@ impl RootedFs {
         if !matches!(kind, EntryKind::File | EntryKind::Dir) {
             return Err(wrong_kind(OP, &prepared, kind, "regular file or directory"));
         }
+        // Some cluster filesystems honour O_NONBLOCK on regular files (a
+        // read answers EAGAIN while a lock is contended): clear it.
         clear_nonblock(OP, &prepared, &fd)?;
         Ok(File::from(fd))
     }
@@ -304,14 +327,29 @@ impl RootedFs {
         else {
             return Err(is_rule_root(&from_prepared, &from_prepared.decision));
         };
-        let Some((to_parent, to_leaf, to_real)) =
-            self.open_parent(OP, &to_prepared, Want::Write)?
-        else {
-            return Err(is_rule_root(&to_prepared, &to_prepared.decision));
+        // A rename within one directory (a temporary into place) resolves
+        // that directory once.
+        let same_dir = from_prepared.rule_root == to_prepared.rule_root
+            && from_prepared.below_root.parent() == to_prepared.below_root.parent();
+        let to_parent_opened;
+        let (to_parent, to_leaf, to_real) = match to_prepared.below_root.file_name() {
+            Some(leaf) if same_dir => {
+                let real =
+                    self.verify_real_location(&to_prepared, &from_parent, Some(leaf), Want::Write)?;
+                (&from_parent, leaf, real)
+            }
+            _ => {
+                let Some((fd, leaf, real)) = self.open_parent(OP, &to_prepared, Want::Write)?
+                else {
+                    return Err(is_rule_root(&to_prepared, &to_prepared.decision));
+                };
+                to_parent_opened = fd;
+                (&to_parent_opened, leaf, real)
+            }
         };
         self.refuse_structural_change(&from_prepared, &from_real, true)?;
         self.refuse_structural_change(&to_prepared, &to_real, false)?;
-        nix::fcntl::renameat(&from_parent, from_leaf, &to_parent, to_leaf)
+        nix::fcntl::renameat(&from_parent, from_leaf, to_parent, to_leaf)
             .map_err(|errno| errno_error(OP, &from_prepared, errno))
     }
 
@@ -350,17 +388,7 @@ impl RootedFs {
                 path: decision.path.clone(),
                 reason: format!("it is not beneath the root of {rule}"),
             })?;
-        // The rule path is the owner's choice and may itself be a symlink they set up.
-        let root_fd = nix::fcntl::open(
-            &rule_root,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|errno| FsError::Io {
-            op: "open the root of its rule",
-            path: rule_root.clone(),
-            source: errno.into(),
-        })?;
+        let root_fd = self.open_rule_root(&rule_root)?;
         let has_nested_rules = self.policy.rule_strictly_beneath(&rule_root).is_some();
         Ok(Prepared {
             decision,
@@ -369,6 +397,29 @@ impl RootedFs {
             below_root,
             has_nested_rules,
         })
+    }
+
+    fn open_rule_root(&self, rule_root: &Path) -> Result<Arc<OwnedFd>, FsError> {
+        let cached = |roots: &OpenRoots| roots.lock().ok().and_then(|r| r.get(rule_root).cloned());
+        if let Some(fd) = self.roots.as_deref().and_then(cached) {
+            return Ok(fd);
+        }
+        // The rule path is the owner's choice and may itself be a symlink they set up.
+        let fd = nix::fcntl::open(
+            rule_root,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(Arc::new)
+        .map_err(|errno| FsError::Io {
+            op: "open the root of its rule",
+            path: rule_root.to_path_buf(),
+            source: errno.into(),
+        })?;
+        if let Some(Ok(mut roots)) = self.roots.as_deref().map(Mutex::lock) {
+            roots.insert(rule_root.to_path_buf(), fd.clone());
+        }
+        Ok(fd)
     }
 
     fn open_dir_prepared(

@@ -130,7 +130,33 @@ pub struct ChunkHeader {
     pub sha256: [u8; 32],
 }
 
-const CHUNK_HEADER: usize = 8 + 4 + 32;
+/// Bytes of a chunk frame's body before the chunk's data.
+pub const CHUNK_HEADER: usize = 8 + 4 + 32;
+
+impl ChunkHeader {
+    pub fn from_bytes(bytes: &[u8; CHUNK_HEADER]) -> Self {
+        let mut file = [0u8; 8];
+        file.copy_from_slice(&bytes[..8]);
+        let mut index = [0u8; 4];
+        index.copy_from_slice(&bytes[8..12]);
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(&bytes[12..]);
+        ChunkHeader {
+            file: u64::from_be_bytes(file),
+            index: u32::from_be_bytes(index),
+            sha256,
+        }
+    }
+}
+
+/// The length of a chunk's data in a chunk frame of `frame_len` bytes
+/// (type byte included), if that is a possible chunk frame.
+pub fn chunk_data_len(frame_len: usize) -> Result<usize, DataError> {
+    frame_len
+        .checked_sub(1 + CHUNK_HEADER)
+        .filter(|len| *len as u64 <= CHUNK_SIZE)
+        .ok_or(DataError::Truncated)
+}
 
 /// The 5-byte prefix and JSON body of a message frame.
 pub fn encode_message(message: &Message) -> Vec<u8> {
@@ -181,24 +207,11 @@ pub fn decode(mut frame: Vec<u8>) -> Result<Frame, DataError> {
                 .map_err(|e| DataError::Malformed(e.to_string()))
         }
         FRAME_CHUNK => {
-            if frame.len() < 1 + CHUNK_HEADER
-                || frame.len() - 1 - CHUNK_HEADER > CHUNK_SIZE as usize
-            {
-                return Err(DataError::Truncated);
-            }
-            let mut file = [0u8; 8];
-            file.copy_from_slice(&frame[1..9]);
-            let mut index = [0u8; 4];
-            index.copy_from_slice(&frame[9..13]);
-            let mut sha256 = [0u8; 32];
-            sha256.copy_from_slice(&frame[13..45]);
-            let header = ChunkHeader {
-                file: u64::from_be_bytes(file),
-                index: u32::from_be_bytes(index),
-                sha256,
-            };
+            chunk_data_len(frame.len())?;
+            let mut header = [0u8; CHUNK_HEADER];
+            header.copy_from_slice(&frame[1..1 + CHUNK_HEADER]);
             frame.drain(..1 + CHUNK_HEADER);
-            Ok(Frame::Chunk(header, frame))
+            Ok(Frame::Chunk(ChunkHeader::from_bytes(&header), frame))
         }
         other => Err(DataError::UnknownType(other)),
     }
