@@ -8,6 +8,10 @@
 #
 #   bench/run.sh                                   # everything peers.sh does
 #   STORES=shm DATASETS="A B" SHM_TOOLS="ferry rsync-ssh-gcm guc-best" bench/run.sh peers report
+#
+# Unless SHM_TOOLS, DISK_TOOLS or NOOP_TOOLS say otherwise, ferry runs beside
+# the peers the targets name (the set BENCHMARKS.md reports).
+# Then bench/ratios.py prints ferry's speed over each peer's and the targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -19,4 +23,8 @@ peers="$repo/../shared/bench/peers.sh"
 trap lab_stop EXIT
 lab_start
 export FERRY_COPY="$repo/bench/ferry-copy.sh"
+export SHM_TOOLS="${SHM_TOOLS:-ferry cp guc-best guc-verify rsync-ssh rsync-ssh-gcm scp rclone-local}"
+export DISK_TOOLS="${DISK_TOOLS:-ferry cp guc-best rsync-ssh-W}"
+export NOOP_TOOLS="${NOOP_TOOLS:-ferry rsync-ssh-c guc-sync3}"
 bash "$peers" "$@"
+python3 "$repo/bench/ratios.py" "${RES:-$BENCH_DISK/results}"

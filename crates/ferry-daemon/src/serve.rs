@@ -79,6 +79,7 @@ impl Daemon {
         if let PolicySource::RestrictPaths { spec, .. } = &self.policy.1 {
             tracing::info!(%spec, "-restrict-paths given: config-paths is ignored while this daemon runs");
         }
+        raise_open_files_limit();
         let socket = self.dir.socket();
         let listener = local_api::bind(&socket)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -340,5 +341,30 @@ async fn serve_client(mut stream: UnixStream, shared: &Shared) {
         {
             return;
         }
+    }
+}
+
+/// A destination holds every file it has decided on open until it commits
+/// it: thousands at once with many small files. The soft limit (often 1024)
+/// goes up to the hard one, as the hard limit is there to allow.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    /// A source keeps up to 16,384 files on offer (its window), each of
+    /// which the destination may hold open; plus room for the rest.
+    const COMFORTABLE: u64 = 16_384 + 1_024;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open files limit"),
+            Err(e) => tracing::debug!(error = %e, "cannot raise the open files limit"),
+        }
+    }
+    if hard < COMFORTABLE {
+        tracing::warn!(
+            limit = hard,
+            "the open files limit is low for transfers of many small files; raise it (LimitNOFILE= in the unit, or ulimit -Hn)"
+        );
     }
 }

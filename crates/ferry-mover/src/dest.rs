@@ -18,7 +18,10 @@
 
 use crate::channel::{self, ChannelError, read_frame, send_message};
 use crate::context::Context;
-use crate::digest::{CHUNK_SIZE, chunk_count, chunk_hash, file_digest, from_hex, to_hex};
+use crate::digest::{
+    CHUNK_SIZE, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads, read_chunk_hashes,
+    to_hex,
+};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
 use crate::plan::{self, Verdict};
 use ferry_paths::{EntryKind as FsKind, RootedFs, resolve_endpoint_path};
@@ -51,6 +54,8 @@ type Stream = TlsStream<BufReader<TcpStream>>;
 /// rustls reads the socket 4 KiB at a time: a buffer beneath it turns a
 /// syscall per 4 KiB into one per this much.
 const RECEIVE_BUFFER: usize = 256 * 1024;
+/// How many created directories a session remembers (see `State::created_dirs`).
+const CREATED_DIRS_KEPT: usize = 4096;
 
 /// Sessions by task: at most one attempt per task runs here.
 #[derive(Debug, Default)]
@@ -286,8 +291,11 @@ struct State {
     counters: TaskCounters,
     manifest_done: bool,
     pending_commits: usize,
-    /// Every entry of the manifest, for --delete.
+    /// Every entry of the manifest, kept only for --delete.
     seen: HashSet<FileKey>,
+    /// Directories this attempt created (a bounded few): nothing can
+    /// stand in them yet, so their files need no lookup first.
+    created_dirs: HashSet<PathBuf>,
     failure: Option<String>,
 }
 
@@ -633,7 +641,9 @@ fn converse(s: &Session, message: Message) -> Result<(), String> {
 fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
     let path = s.destination(entry)?;
     let key = file_key(entry.item, entry.path.as_bytes());
-    s.lock().seen.insert(key);
+    if s.cap.options.delete {
+        s.lock().seen.insert(key);
+    }
     if entry.kind == EntryKind::Dir {
         match s.fs.stat(&path) {
             Ok(m) if m.kind == FsKind::Dir => {}
@@ -651,6 +661,11 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
                 };
                 s.fs.mkdir(&path, mode | 0o700)
                     .map_err(|e| format!("fatal: {e}"))?;
+                let mut st = s.lock();
+                if st.created_dirs.len() >= CREATED_DIRS_KEPT {
+                    st.created_dirs.clear();
+                }
+                st.created_dirs.insert(path);
             }
             Err(e) => return Err(format!("fatal: {e}")),
         }
@@ -666,10 +681,17 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
         s.lock().counters.files_skipped += 1;
         return Ok(Some(Need::Skip));
     }
-    let existing = match s.fs.stat(&path) {
-        Ok(m) => Some(m),
-        Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => None,
-        Err(e) => return Err(format!("fatal: {e}")),
+    let in_new_dir = path
+        .parent()
+        .is_some_and(|dir| s.lock().created_dirs.contains(dir));
+    let existing = if in_new_dir {
+        None
+    } else {
+        match s.fs.stat(&path) {
+            Ok(m) => Some(m),
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => None,
+            Err(e) => return Err(format!("fatal: {e}")),
+        }
     };
     let verdict = plan::verdict(s.cap.options.sync_level, entry, existing.as_ref());
     if verdict == Verdict::Skip {
@@ -802,15 +824,8 @@ fn reverify(
 /// The digest of an existing destination file (for --sync-level checksum).
 fn digest_of(fs: &RootedFs, path: &Path, size: u64) -> Result<[u8; 32], String> {
     let file = fs.open_read(path).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; CHUNK_SIZE as usize];
-    let mut hashes = Vec::new();
-    for index in 0..chunk_count(size) {
-        let offset = u64::from(index) * CHUNK_SIZE;
-        let len = (size - offset).min(CHUNK_SIZE) as usize;
-        file.read_exact_at(&mut buf[..len], offset)
-            .map_err(|e| e.to_string())?;
-        hashes.push(chunk_hash(&buf[..len]));
-    }
+    let hashes = read_chunk_hashes(&file, size, hashing_threads())
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(file_digest(hashes.iter()))
 }
 

@@ -13,6 +13,9 @@
 
 pub use ferry_proto::data::CHUNK_SIZE;
 use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
 
 pub fn chunk_hash(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
@@ -25,6 +28,51 @@ pub fn file_digest<'a>(chunks: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 3
         h.update(c);
     }
     h.finalize().into()
+}
+
+/// Hashes the chunks of the first `size` bytes of `file`, reading and
+/// hashing on up to `threads` threads: chunks are independent, so a large
+/// file's digest takes the time of one core's share, not of the whole.
+pub fn read_chunk_hashes(file: &File, size: u64, threads: usize) -> io::Result<Vec<[u8; 32]>> {
+    let count = chunk_count(size) as usize;
+    let threads = threads.clamp(1, count.max(1));
+    let hash_every = |first: usize| -> io::Result<Vec<(usize, [u8; 32])>> {
+        let mut buf = vec![0u8; size.min(CHUNK_SIZE) as usize];
+        let mut out = Vec::new();
+        for index in (first..count).step_by(threads) {
+            let offset = index as u64 * CHUNK_SIZE;
+            let len = (size - offset).min(CHUNK_SIZE) as usize;
+            file.read_exact_at(&mut buf[..len], offset)?;
+            out.push((index, chunk_hash(&buf[..len])));
+        }
+        Ok(out)
+    };
+    let parts = if threads == 1 {
+        vec![hash_every(0)?]
+    } else {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|first| scope.spawn(move || hash_every(first)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("a hashing thread panicked")))
+                })
+                .collect::<io::Result<Vec<_>>>()
+        })?
+    };
+    let mut hashes = vec![[0u8; 32]; count];
+    for (index, hash) in parts.into_iter().flatten() {
+        hashes[index] = hash;
+    }
+    Ok(hashes)
+}
+
+/// Threads for hashing one whole file: the cores there are, up to 4.
+pub fn hashing_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 /// How many chunks a file of `size` bytes has.
@@ -67,5 +115,20 @@ mod tests {
         assert_eq!(chunk_count(CHUNK_SIZE + 1), 2);
         assert_eq!(from_hex(&to_hex(&c)), Some(c));
         assert_eq!(from_hex("zz"), None);
+    }
+
+    #[test]
+    fn parallel_chunk_hashes_match_one_thread() {
+        let mut file = tempfile::tempfile().unwrap();
+        let size = 2 * CHUNK_SIZE + 12_345;
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        std::io::Write::write_all(&mut file, &data).unwrap();
+        let expected: Vec<[u8; 32]> = data.chunks(CHUNK_SIZE as usize).map(chunk_hash).collect();
+        for threads in [1, 2, 3, 8] {
+            assert_eq!(read_chunk_hashes(&file, size, threads).unwrap(), expected);
+        }
+        assert!(read_chunk_hashes(&file, 0, 2).unwrap().is_empty());
+        // A file shorter than claimed is an error, not a short digest.
+        assert!(read_chunk_hashes(&file, size + 1, 2).is_err());
     }
 }

@@ -14,7 +14,10 @@
 
 use crate::channel::{self, ChannelError, read_frame, write_chunk, write_message};
 use crate::context::Context;
-use crate::digest::{CHUNK_SIZE, chunk_count, chunk_hash, file_digest, from_hex, to_hex};
+use crate::digest::{
+    CHUNK_SIZE, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads, read_chunk_hashes,
+    to_hex,
+};
 use ferry_paths::{EntryKind as FsKind, Metadata, RootedFs, resolve_endpoint_path};
 use ferry_proto::data::{ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open};
 use ferry_proto::task::{Capability, TaskReport};
@@ -590,7 +593,6 @@ fn read_needed(
     out: &mpsc::Sender<Outgoing>,
     control: &mpsc::UnboundedSender<Message>,
 ) -> Result<(), SendError> {
-    let mut buf = vec![0u8; CHUNK_SIZE as usize];
     while let Ok((id, need)) = jobs.recv() {
         let offered = s.offered.lock().ok().and_then(|mut o| o.remove(&id));
         let Some(offered) = offered else { continue };
@@ -600,7 +602,7 @@ fn read_needed(
             Need::Send { missing } => (missing, None),
             Need::SendUnlessDigest { digest } => (ChunkSet::All, from_hex(&digest)),
         };
-        match send_file(s, &offered, &missing, compare, &mut buf, out)? {
+        match send_file(s, &offered, &missing, compare, out)? {
             FileOutcome::Sent | FileOutcome::Unchanged => {}
             FileOutcome::Changed => {
                 let _ = control.send(Message::FileChanged { id });
@@ -622,7 +624,6 @@ fn send_file(
     offered: &Offered,
     missing: &ChunkSet,
     compare: Option<[u8; 32]>,
-    buf: &mut [u8],
     out: &mpsc::Sender<Outgoing>,
 ) -> Result<FileOutcome, SendError> {
     let entry = &offered.entry;
@@ -647,14 +648,9 @@ fn send_file(
     let count = chunk_count(entry.size);
     // With a digest to compare, hash everything first and send only if different.
     if let Some(theirs) = compare {
-        let mut hashes = Vec::with_capacity(count as usize);
-        for index in 0..count {
-            let (offset, len) = span(entry.size, index);
-            if file.read_exact_at(&mut buf[..len], offset).is_err() {
-                return Ok(FileOutcome::Changed);
-            }
-            hashes.push(chunk_hash(&buf[..len]));
-        }
+        let Ok(hashes) = read_chunk_hashes(&file, entry.size, hashing_threads()) else {
+            return Ok(FileOutcome::Changed);
+        };
         if file_digest(hashes.iter()) == theirs {
             return send_message(out, Message::Unchanged { id: entry.id })
                 .map(|()| FileOutcome::Unchanged);
