@@ -291,9 +291,9 @@ where
                 },
                 Err(e) => break describe_tls_error(&ctx.dir, &e),
             },
-            Some((id, outcome)) = done.recv() => conn.reply_fs(Instant::now(), id, outcome),
+            Some((id, outcome)) = done.recv() => conn.reply_fs(id, outcome),
             Some((task_id, attempt, report)) = next_report(&mut reports_guard) => {
-                conn.report_task(Instant::now(), &task_id, attempt, report);
+                conn.report_task(&task_id, attempt, report);
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
                 if let Err(e) = conn.handle_timeout(Instant::now()) {

@@ -4,13 +4,15 @@
 //! An endpoint is admitted when its certificate (already verified against
 //! the endpoint CA by TLS) names an endpoint the registry knows, that is not
 //! revoked, and whose registered certificate is this very one. The check is
-//! repeated on every heartbeat tick, so `ferry-hub endpoint revoke` takes
-//! effect on a live connection within one interval.
+//! repeated on every beat of the hub's heartbeat ([`HubTimeout::Beat`], once
+//! per interval on a fixed schedule whatever the endpoint sends), so
+//! `ferry-hub endpoint revoke` takes effect on a live connection within one
+//! interval.
 
 use crate::secrets::hex;
 use crate::server::Hub;
 use ferry_proto::api::{FsOp, FsOutcome};
-use ferry_proto::control::{ControlError, HubConnection, HubEvent, RefuseReason};
+use ferry_proto::control::{ControlError, HubConnection, HubEvent, HubTimeout, RefuseReason};
 use ferry_proto::setup_key::cert_sha256;
 use ferry_proto::task::TaskReport;
 use std::collections::HashMap;
@@ -25,6 +27,11 @@ use tokio::sync::{mpsc, oneshot};
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
 /// Requests queued for one endpoint before callers are told it is busy.
 const QUEUE: usize = 64;
+/// Bytes read from a control stream at a time. Control frames are small and
+/// thousands of connections sit idle, so this stays small; a larger frame
+/// (up to the protocol's `MAX_FRAME`, checked on its header) accumulates in
+/// the connection's frame decoder, which grows only as bytes arrive.
+const READ_BUF: usize = 4 * 1024;
 
 /// Something the hub wants an endpoint to do.
 #[derive(Debug)]
@@ -287,7 +294,10 @@ where
     let mut commands_tx = Some(commands_tx);
     let mut admitted: Option<(String, u64)> = None;
     let mut pending: HashMap<u64, oneshot::Sender<FsOutcome>> = HashMap::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    // Read into spare capacity, never zeroed: on reused heap memory a
+    // zero-filled buffer would be made resident in full for every
+    // connection.
+    let mut buf = Vec::with_capacity(READ_BUF);
 
     let end: Result<(), String> = loop {
         while let Some(bytes) = conn.poll_transmit() {
@@ -301,10 +311,11 @@ where
         let Some(deadline) = conn.poll_timeout().map(tokio::time::Instant::from_std) else {
             break Err("refused".into());
         };
+        buf.clear();
         tokio::select! {
-            read = reader.read(&mut buf) => match read {
+            read = reader.read_buf(&mut buf) => match read {
                 Ok(0) => break Err("the endpoint closed the connection".into()),
-                Ok(n) => match conn.handle_bytes(Instant::now(), &buf[..n]) {
+                Ok(_) => match conn.handle_bytes(Instant::now(), &buf) {
                     Ok(events) => {
                         for event in events {
                             match event {
@@ -319,7 +330,7 @@ where
                                     }
                                     Err((reason, message)) => {
                                         tracing::warn!(%peer, %message, "endpoint refused");
-                                        conn.refuse(Instant::now(), reason, &message);
+                                        conn.refuse(reason, &message);
                                     }
                                 },
                                 HubEvent::FsReply { id, outcome } => {
@@ -345,33 +356,32 @@ where
                 Err(e) => break Err(format!("read failed: {e}")),
             },
             command = commands.recv(), if admitted.is_some() => match command {
-                Some(Command::Fs { op, reply }) => match conn.request_fs(Instant::now(), op) {
+                Some(Command::Fs { op, reply }) => match conn.request_fs(op) {
                     Ok(id) => { pending.insert(id, reply); }
                     Err(e) => break Err(e.to_string()),
                 },
                 Some(Command::StartTask { capability, connect_to }) => {
-                    if let Err(e) = conn.start_task(Instant::now(), &capability, &connect_to) {
+                    if let Err(e) = conn.start_task(&capability, &connect_to) {
                         break Err(e.to_string());
                     }
                 }
                 Some(Command::CancelTask { task_id }) => {
-                    if let Err(e) = conn.cancel_task(Instant::now(), &task_id) {
+                    if let Err(e) = conn.cancel_task(&task_id) {
                         break Err(e.to_string());
                     }
                 }
                 None => break Err("replaced by a newer connection of the same endpoint".into()),
             },
-            _ = tokio::time::sleep_until(deadline) => {
-                if let Err(e) = conn.handle_timeout(Instant::now()) {
-                    break Err(match e { ControlError::Closed => "closed".into(), other => other.to_string() });
-                }
-                if admitted.is_some() {
+            _ = tokio::time::sleep_until(deadline) => match conn.handle_timeout(Instant::now()) {
+                Ok(HubTimeout::Nothing) => {}
+                Ok(HubTimeout::Beat) => {
                     if let Err((reason, message)) = admission(&hub, cert.as_deref()) {
                         tracing::warn!(%peer, %message, "endpoint no longer admitted");
-                        conn.refuse(Instant::now(), reason, &message);
+                        conn.refuse(reason, &message);
                     }
                 }
-            }
+                Err(e) => break Err(match e { ControlError::Closed => "closed".into(), other => other.to_string() }),
+            },
         }
     };
     // Let a refusal reach the endpoint before the socket closes.
@@ -395,5 +405,124 @@ where
 fn break_with(admitted: &mut Option<(String, u64)>, hub: &Hub) {
     if let Some((id, connection)) = admitted.take() {
         hub.control.remove(&id, connection);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_proto::control::{
+        EndpointMessage, HubMessage, MAX_FRAME, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    };
+    use ferry_proto::frame::{self, FrameDecoder};
+    use std::pin::Pin;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Context, Poll};
+    use tokio::io::{DuplexStream, ReadBuf};
+
+    /// An in-memory stream that remembers the largest read it was offered.
+    struct Recording {
+        inner: DuplexStream,
+        largest_read: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Recording {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.largest_read
+                .fetch_max(buf.remaining(), Ordering::Relaxed);
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Recording {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Runs one control connection of `hub` (no client certificate) over
+    /// memory, writes `wire`, and returns what the hub wrote back before it
+    /// closed, and the largest read the hub made.
+    async fn exchange(wire: Vec<u8>) -> (Vec<u8>, usize) {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let largest_read = Arc::new(AtomicUsize::new(0));
+        let stream = Recording {
+            inner: theirs,
+            largest_read: largest_read.clone(),
+        };
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let serve = tokio::spawn(serve_connection(
+            crate::web::for_tests(),
+            stream,
+            None,
+            peer,
+        ));
+        let (mut reader, mut writer) = tokio::io::split(ours);
+        let (written, answer) = tokio::join!(writer.write_all(&wire), async {
+            let mut answer = Vec::new();
+            reader.read_to_end(&mut answer).await.map(|_| answer)
+        });
+        // The hub may close before reading everything it was sent.
+        let _ = written;
+        serve.await.unwrap();
+        (answer.unwrap(), largest_read.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn reads_are_small_yet_a_frame_of_the_maximum_size_still_arrives() {
+        // A hello as large as a control frame may be, from a peer without a
+        // certificate: the hub must read it whole and answer with a refusal.
+        let hello = EndpointMessage::Hello {
+            version: PROTOCOL_VERSION,
+            min_version: MIN_PROTOCOL_VERSION,
+            software: "x".repeat(MAX_FRAME - 200),
+            data_address: None,
+        };
+        let body = serde_json::to_vec(&hello).unwrap();
+        assert!(body.len() > MAX_FRAME - 200 && body.len() <= MAX_FRAME);
+        let (answer, largest_read) = exchange(frame::encode(&body, MAX_FRAME).unwrap()).await;
+        let mut decoder = FrameDecoder::new(MAX_FRAME);
+        decoder.push(&answer);
+        let refusal: HubMessage =
+            serde_json::from_slice(&decoder.next_frame().unwrap().unwrap()).unwrap();
+        assert!(
+            matches!(
+                refusal,
+                HubMessage::Refuse {
+                    reason: RefuseReason::UnknownEndpoint,
+                    ..
+                }
+            ),
+            "{refusal:?}"
+        );
+        assert!(
+            (1..=READ_BUF).contains(&largest_read),
+            "the hub read {largest_read} bytes at a time"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_the_maximum_is_refused_on_its_header() {
+        let mut wire = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
+        wire.extend_from_slice(&[b'x'; 100]);
+        let (answer, _) = exchange(wire).await;
+        assert_eq!(answer, b"", "the hub answered an oversized frame");
     }
 }

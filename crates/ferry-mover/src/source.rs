@@ -24,7 +24,8 @@ use ferry_proto::task::{Capability, TaskReport};
 use ferry_proto::wire_path::WirePath;
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
@@ -35,8 +36,14 @@ use tokio::sync::{Semaphore, mpsc, watch};
 const WINDOW: usize = 16_384;
 /// Entries per manifest message.
 const BATCH: usize = 512;
-/// Chunks queued for the streams; bounds memory at about this many chunks.
-const QUEUED_CHUNKS: usize = 8;
+/// Bytes of chunk data queued for the streams (memory stays bounded by
+/// this); counted in units of [`QUEUE_UNIT`] bytes.
+const QUEUED_BYTES: usize = 32 * 1024 * 1024;
+const QUEUE_UNIT: usize = 4096;
+/// Items queued for the streams: many small files pipeline deep.
+const QUEUED_ITEMS: usize = 4096;
+/// What one stream takes off the queue at once, to write with one flush.
+const COALESCE_BYTES: usize = 1024 * 1024;
 /// A file that keeps changing while read is offered this many times.
 const MAX_REOFFERS: u32 = 3;
 const CONNECT_WITHIN: Duration = Duration::from_secs(15);
@@ -115,14 +122,26 @@ struct Offered {
 }
 
 enum Outgoing {
-    Chunk(ChunkHeader, Vec<u8>),
+    /// The permit holds the chunk's share of [`QUEUED_BYTES`] until written.
+    Chunk(ChunkHeader, Vec<u8>, tokio::sync::OwnedSemaphorePermit),
     Message(Message),
+}
+
+impl Outgoing {
+    fn wire_bytes(&self) -> usize {
+        match self {
+            Outgoing::Chunk(_, data, _) => data.len() + 64,
+            Outgoing::Message(_) => 128,
+        }
+    }
 }
 
 struct Shared {
     fs: RootedFs,
     offered: Mutex<HashMap<u64, Offered>>,
     window: Semaphore,
+    queued_bytes: Arc<Semaphore>,
+    runtime: tokio::runtime::Handle,
     next_id: std::sync::atomic::AtomicU64,
     ctx: Arc<Context>,
     cap: Capability,
@@ -210,12 +229,14 @@ pub async fn send(
         fs: RootedFs::with_cached_roots((ctx.policy)()),
         offered: Mutex::new(HashMap::new()),
         window: Semaphore::new(WINDOW),
+        queued_bytes: Arc::new(Semaphore::new(QUEUED_BYTES / QUEUE_UNIT)),
+        runtime: tokio::runtime::Handle::current(),
         next_id: std::sync::atomic::AtomicU64::new(0),
         ctx: ctx.clone(),
         cap,
     });
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Message>();
-    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(QUEUED_CHUNKS);
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(QUEUED_ITEMS);
     let out_rx = Arc::new(tokio::sync::Mutex::new(out_rx));
     let (jobs_tx, jobs_rx) = std::sync::mpsc::channel::<(u64, Need)>();
 
@@ -337,12 +358,12 @@ async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
             Some(prio) => tokio::select! {
                 biased;
                 m = prio.recv() => match m {
-                    Some(m) => Some(Outgoing::Message(m)),
+                    Some(m) => Some((Outgoing::Message(m), true)),
                     None => return Ok(()),
                 },
-                o = async { queue.lock().await.recv().await } => o,
+                o = async { queue.lock().await.recv().await } => o.map(|o| (o, false)),
             },
-            None => queue.lock().await.recv().await,
+            None => queue.lock().await.recv().await.map(|o| (o, false)),
         };
         let Some(item) = next else {
             writer.flush().await.map_err(ChannelError::from)?;
@@ -355,10 +376,25 @@ async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
             }
             return Ok(());
         };
-        let urgent = matches!(item, Outgoing::Message(_));
-        match item {
-            Outgoing::Chunk(header, data) => write_chunk(&mut writer, &header, &data).await?,
-            Outgoing::Message(m) => write_message(&mut writer, &m).await?,
+        let (item, urgent) = item;
+        // Whatever else is queued goes out with it, under one flush: many
+        // small files per TLS record and syscall.
+        let mut batch = vec![item];
+        if let Ok(mut queued) = queue.try_lock() {
+            let mut bytes = batch[0].wire_bytes();
+            while bytes < COALESCE_BYTES {
+                let Ok(more) = queued.try_recv() else { break };
+                bytes += more.wire_bytes();
+                batch.push(more);
+            }
+        }
+        for item in batch {
+            match item {
+                Outgoing::Chunk(header, data, _room) => {
+                    write_chunk(&mut writer, &header, &data).await?
+                }
+                Outgoing::Message(m) => write_message(&mut writer, &m).await?,
+            }
         }
         // Flush conversation messages at once, and data when no more is
         // queued (a locked queue means another stream is waiting: empty).
@@ -660,10 +696,9 @@ fn send_file(
     let mut hashes = Vec::with_capacity(count as usize);
     for index in 0..count {
         let (offset, len) = span(entry.size, index);
-        let mut data = vec![0u8; len];
-        if file.read_exact_at(&mut data, offset).is_err() {
+        let Some(data) = read_span(&file, offset, len) else {
             return Ok(FileOutcome::Changed);
-        }
+        };
         let hash = chunk_hash(&data);
         hashes.push(hash);
         if wanted(index) {
@@ -672,7 +707,12 @@ fn send_file(
                 index,
                 sha256: hash,
             };
-            out.blocking_send(Outgoing::Chunk(header, data))
+            let units = data.len().div_ceil(QUEUE_UNIT).max(1) as u32;
+            let room = s
+                .runtime
+                .block_on(s.queued_bytes.clone().acquire_many_owned(units))
+                .map_err(|_| SendError::Canceled)?;
+            out.blocking_send(Outgoing::Chunk(header, data, room))
                 .map_err(|_| SendError::Canceled)?;
         }
     }
@@ -701,6 +741,17 @@ fn send_file(
 fn send_message(out: &mpsc::Sender<Outgoing>, message: Message) -> Result<(), SendError> {
     out.blocking_send(Outgoing::Message(message))
         .map_err(|_| SendError::Canceled)
+}
+
+/// `len` bytes at `offset`, read into spare capacity (zeroing the buffer
+/// first would cost a pass over every byte sent); `None` if the file is
+/// shorter now.
+fn read_span(file: &File, offset: u64, len: usize) -> Option<Vec<u8>> {
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(offset)).ok()?;
+    let mut data = Vec::with_capacity(len);
+    reader.take(len as u64).read_to_end(&mut data).ok()?;
+    (data.len() == len).then_some(data)
 }
 
 fn span(size: u64, index: u32) -> (u64, usize) {

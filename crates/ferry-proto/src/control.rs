@@ -5,9 +5,13 @@
 //!
 //! The endpoint speaks first (`Hello` with the versions it speaks); the hub
 //! answers `Welcome` or `Refuse`. Before that exchange completes, nothing but
-//! the handshake is accepted. Afterwards both sides send `Ping` when they
-//! have been quiet for a heartbeat interval, and declare the link dead when
-//! they have heard nothing for [`DEAD_AFTER_INTERVALS`] intervals.
+//! the handshake is accepted. Afterwards the hub keeps the beat: it pings
+//! once per heartbeat interval on a fixed schedule (its replies and requests
+//! do not move it), and each beat is also when the hub re-checks the
+//! endpoint's admission ([`HubTimeout::Beat`]). The endpoint answers, and
+//! pings on its own only when the hub has been quiet for 1.5 intervals, so
+//! an idle link costs one round per interval. Either side declares the link
+//! dead when it has heard nothing for [`DEAD_AFTER_INTERVALS`] intervals.
 //!
 //! Protocol versions (one number, dated history):
 //! - 1 (2026-11): hello/welcome/refuse, ping/pong, file operations.
@@ -144,41 +148,111 @@ fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ControlError> 
     serde_json::from_slice(body).map_err(|e| ControlError::Malformed(e.to_string()))
 }
 
-/// Both sides' keep-alive: when to ping, when to give up.
+/// Silence, in heartbeat intervals, after which an endpoint probes the hub
+/// with its own ping: half an interval past the hub's missed beat, so a
+/// beat that is merely late does not bring a second round.
+const PROBE_AFTER_INTERVALS: f64 = 1.5;
+
+/// Who pings when.
+#[derive(Debug, Clone, Copy)]
+enum Beat {
+    /// The handshake: nobody pings; only its deadline runs.
+    Handshake,
+    /// The hub: one ping per interval on a fixed schedule, whatever else is
+    /// sent or received; `next` is the next one.
+    Lead { next: Instant },
+    /// The endpoint: answers the hub's pings and probes only a hub that has
+    /// been quiet for [`PROBE_AFTER_INTERVALS`], then at most once per
+    /// interval; `last_probe` is its last own ping.
+    Follow { last_probe: Option<Instant> },
+}
+
+/// One side's keep-alive: when to ping, when to give up. Sending never
+/// moves a timer (a reply is not a beat); receiving anything moves only the
+/// silence that declares the link dead and, on the endpoint, its probe.
 #[derive(Debug, Clone)]
 struct Heartbeat {
     interval: Duration,
+    dead_after: Duration,
     last_received: Instant,
-    last_sent: Instant,
+    beat: Beat,
     seq: u64,
 }
 
 impl Heartbeat {
-    fn new(now: Instant, interval: Duration) -> Self {
+    /// Until the handshake completes: no pings, closed after `timeout`.
+    fn handshake(now: Instant, timeout: Duration) -> Self {
         Self {
-            interval,
+            interval: timeout,
+            dead_after: timeout,
             last_received: now,
-            last_sent: now,
+            beat: Beat::Handshake,
             seq: 0,
         }
     }
-    fn dead_after(&self) -> Duration {
-        self.interval * DEAD_AFTER_INTERVALS
+    fn lead(now: Instant, interval: Duration) -> Self {
+        Self {
+            interval,
+            dead_after: interval * DEAD_AFTER_INTERVALS,
+            last_received: now,
+            beat: Beat::Lead {
+                next: now + interval,
+            },
+            seq: 0,
+        }
+    }
+    fn follow(now: Instant, interval: Duration) -> Self {
+        Self {
+            interval,
+            dead_after: interval * DEAD_AFTER_INTERVALS,
+            last_received: now,
+            beat: Beat::Follow { last_probe: None },
+            seq: 0,
+        }
+    }
+    /// When this side pings next, if it pings at all.
+    fn ping_at(&self) -> Option<Instant> {
+        match self.beat {
+            Beat::Handshake => None,
+            Beat::Lead { next } => Some(next),
+            Beat::Follow { last_probe } => {
+                let quiet = self.last_received + self.interval.mul_f64(PROBE_AFTER_INTERVALS);
+                Some(match last_probe {
+                    Some(probe) => quiet.max(probe + self.interval),
+                    None => quiet,
+                })
+            }
+        }
     }
     fn deadline(&self) -> Instant {
-        (self.last_sent + self.interval).min(self.last_received + self.dead_after())
+        let dead = self.last_received + self.dead_after;
+        self.ping_at().map_or(dead, |ping| ping.min(dead))
     }
-    /// `Ok(Some(seq))` when a ping is due.
+    /// `Ok(Some(seq))` when a ping is due; the ping is then taken as sent.
     fn on_timeout(&mut self, now: Instant) -> Result<Option<u64>, ControlError> {
         let silent = now.saturating_duration_since(self.last_received);
-        if silent >= self.dead_after() {
+        if silent >= self.dead_after {
             return Err(ControlError::HeartbeatTimeout(silent));
         }
-        if now >= self.last_sent + self.interval {
-            self.seq += 1;
-            return Ok(Some(self.seq));
+        if self.ping_at().is_none_or(|at| now < at) {
+            return Ok(None);
         }
-        Ok(None)
+        self.beat = match self.beat {
+            Beat::Handshake => Beat::Handshake,
+            // Keep the schedule, so a late wake-up does not push every later
+            // beat back; after a stall longer than an interval, start afresh
+            // rather than catch up with a burst.
+            Beat::Lead { next } => Beat::Lead {
+                next: Some(next + self.interval)
+                    .filter(|n| *n > now)
+                    .unwrap_or(now + self.interval),
+            },
+            Beat::Follow { .. } => Beat::Follow {
+                last_probe: Some(now),
+            },
+        };
+        self.seq += 1;
+        Ok(Some(self.seq))
     }
 }
 
@@ -231,23 +305,19 @@ impl EndpointConnection {
             state: EndpointState::ExpectWelcome,
             decoder: FrameDecoder::new(MAX_FRAME),
             outbox: VecDeque::new(),
-            heartbeat: Heartbeat::new(now, handshake_timeout / DEAD_AFTER_INTERVALS),
+            heartbeat: Heartbeat::handshake(now, handshake_timeout),
         };
-        conn.send(
-            now,
-            &EndpointMessage::Hello {
-                version: PROTOCOL_VERSION,
-                min_version: MIN_PROTOCOL_VERSION,
-                software: software.to_string(),
-                data_address,
-            },
-        );
+        conn.send(&EndpointMessage::Hello {
+            version: PROTOCOL_VERSION,
+            min_version: MIN_PROTOCOL_VERSION,
+            software: software.to_string(),
+            data_address,
+        });
         conn
     }
 
-    fn send(&mut self, now: Instant, message: &EndpointMessage) {
+    fn send(&mut self, message: &EndpointMessage) {
         self.outbox.push_back(encode(message));
-        self.heartbeat.last_sent = now;
     }
 
     /// Feeds received bytes; returns what they meant, in order. An error
@@ -304,7 +374,7 @@ impl EndpointConnection {
                     });
                 }
                 let interval = Duration::from_secs(heartbeat_secs.clamp(1, 3600));
-                self.heartbeat = Heartbeat::new(now, interval);
+                self.heartbeat = Heartbeat::follow(now, interval);
                 self.state = EndpointState::Ready;
                 Ok(Some(EndpointEvent::Connected {
                     endpoint_id,
@@ -318,7 +388,7 @@ impl EndpointConnection {
                 Err(ControlError::AfterHandshake("welcome"))
             }
             (EndpointState::Ready, HubMessage::Ping { seq }) => {
-                self.send(now, &EndpointMessage::Pong { seq });
+                self.send(&EndpointMessage::Pong { seq });
                 Ok(None)
             }
             (EndpointState::Ready, HubMessage::Pong { .. }) => Ok(None),
@@ -342,23 +412,20 @@ impl EndpointConnection {
     }
 
     /// Queues the answer to a file operation.
-    pub fn reply_fs(&mut self, now: Instant, id: u64, outcome: FsOutcome) {
+    pub fn reply_fs(&mut self, id: u64, outcome: FsOutcome) {
         if matches!(self.state, EndpointState::Ready) {
-            self.send(now, &EndpointMessage::FsReply { id, outcome });
+            self.send(&EndpointMessage::FsReply { id, outcome });
         }
     }
 
     /// Queues a report about a task.
-    pub fn report_task(&mut self, now: Instant, task_id: &str, attempt: u32, report: TaskReport) {
+    pub fn report_task(&mut self, task_id: &str, attempt: u32, report: TaskReport) {
         if matches!(self.state, EndpointState::Ready) {
-            self.send(
-                now,
-                &EndpointMessage::TaskReport {
-                    task_id: task_id.to_string(),
-                    attempt,
-                    report,
-                },
-            );
+            self.send(&EndpointMessage::TaskReport {
+                task_id: task_id.to_string(),
+                attempt,
+                report,
+            });
         }
     }
 
@@ -381,7 +448,7 @@ impl EndpointConnection {
         }
         match self.heartbeat.on_timeout(now) {
             Ok(Some(seq)) if matches!(self.state, EndpointState::Ready) => {
-                self.send(now, &EndpointMessage::Ping { seq });
+                self.send(&EndpointMessage::Ping { seq });
                 Ok(())
             }
             Ok(_) => Ok(()),
@@ -441,6 +508,17 @@ pub enum HubEvent {
     },
 }
 
+/// What a hub's [`HubConnection::handle_timeout`] asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum HubTimeout {
+    Nothing,
+    /// A heartbeat interval passed: check that the endpoint is still
+    /// admitted (not revoked, not superseded) and
+    /// [`HubConnection::refuse`] it if not.
+    Beat,
+}
+
 #[derive(Debug)]
 enum HubState {
     ExpectHello,
@@ -468,14 +546,13 @@ impl HubConnection {
             state: HubState::ExpectHello,
             decoder: FrameDecoder::new(MAX_FRAME),
             outbox: VecDeque::new(),
-            heartbeat: Heartbeat::new(now, handshake_timeout / DEAD_AFTER_INTERVALS),
+            heartbeat: Heartbeat::handshake(now, handshake_timeout),
             next_request: 0,
         }
     }
 
-    fn send(&mut self, now: Instant, message: &HubMessage) {
+    fn send(&mut self, message: &HubMessage) {
         self.outbox.push_back(encode(message));
-        self.heartbeat.last_sent = now;
     }
 
     pub fn handle_bytes(
@@ -496,7 +573,7 @@ impl HubConnection {
                 Ok(m) => m,
                 Err(e) => return Err(self.close(e)),
             };
-            match self.on_message(now, message) {
+            match self.on_message(message) {
                 Ok(Some(event)) => events.push(event),
                 Ok(None) => {}
                 Err(e) => return Err(self.close(e)),
@@ -504,11 +581,7 @@ impl HubConnection {
         }
     }
 
-    fn on_message(
-        &mut self,
-        now: Instant,
-        message: EndpointMessage,
-    ) -> Result<Option<HubEvent>, ControlError> {
+    fn on_message(&mut self, message: EndpointMessage) -> Result<Option<HubEvent>, ControlError> {
         match (&self.state, message) {
             (HubState::Closed, _) => Err(ControlError::Closed),
             (
@@ -524,9 +597,7 @@ impl HubConnection {
                     || min_version > PROTOCOL_VERSION
                     || min_version > version
                 {
-                    self.send(
-                        now,
-                        &HubMessage::Refuse {
+                    self.send(&HubMessage::Refuse {
                             reason: RefuseReason::IncompatibleVersion,
                             message: format!(
                                 "this hub speaks control protocol {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}, the endpoint {min_version}..={version}; upgrade the older side"
@@ -551,7 +622,7 @@ impl HubConnection {
                 Err(ControlError::AfterHandshake("hello"))
             }
             (HubState::Ready, EndpointMessage::Ping { seq }) => {
-                self.send(now, &HubMessage::Pong { seq });
+                self.send(&HubMessage::Pong { seq });
                 Ok(None)
             }
             (HubState::Ready, EndpointMessage::Pong { .. }) => Ok(None),
@@ -582,74 +653,56 @@ impl HubConnection {
         capability_key: &str,
     ) {
         if matches!(self.state, HubState::Deciding) {
-            self.send(
-                now,
-                &HubMessage::Welcome {
-                    version: PROTOCOL_VERSION,
-                    endpoint_id: endpoint_id.to_string(),
-                    heartbeat_secs: heartbeat.as_secs().max(1),
-                    capability_key: capability_key.to_string(),
-                },
-            );
-            self.heartbeat = Heartbeat::new(now, heartbeat);
-            self.heartbeat.last_sent = now;
+            self.send(&HubMessage::Welcome {
+                version: PROTOCOL_VERSION,
+                endpoint_id: endpoint_id.to_string(),
+                heartbeat_secs: heartbeat.as_secs().max(1),
+                capability_key: capability_key.to_string(),
+            });
+            self.heartbeat = Heartbeat::lead(now, heartbeat);
             self.state = HubState::Ready;
         }
     }
 
     /// Turns the endpoint away; the caller flushes, then closes.
-    pub fn refuse(&mut self, now: Instant, reason: RefuseReason, message: &str) {
-        self.send(
-            now,
-            &HubMessage::Refuse {
-                reason,
-                message: message.to_string(),
-            },
-        );
+    pub fn refuse(&mut self, reason: RefuseReason, message: &str) {
+        self.send(&HubMessage::Refuse {
+            reason,
+            message: message.to_string(),
+        });
         self.state = HubState::Closed;
     }
 
     /// Queues a file operation; returns its id for matching the reply.
-    pub fn request_fs(&mut self, now: Instant, op: FsOp) -> Result<u64, ControlError> {
+    pub fn request_fs(&mut self, op: FsOp) -> Result<u64, ControlError> {
         if !matches!(self.state, HubState::Ready) {
             return Err(ControlError::Closed);
         }
         self.next_request += 1;
         let id = self.next_request;
-        self.send(now, &HubMessage::FsRequest { id, op });
+        self.send(&HubMessage::FsRequest { id, op });
         Ok(id)
     }
 
     /// Tells a task's source to start sending.
-    pub fn start_task(
-        &mut self,
-        now: Instant,
-        capability: &str,
-        connect_to: &str,
-    ) -> Result<(), ControlError> {
+    pub fn start_task(&mut self, capability: &str, connect_to: &str) -> Result<(), ControlError> {
         if !matches!(self.state, HubState::Ready) {
             return Err(ControlError::Closed);
         }
-        self.send(
-            now,
-            &HubMessage::TaskStart {
-                capability: capability.to_string(),
-                connect_to: connect_to.to_string(),
-            },
-        );
+        self.send(&HubMessage::TaskStart {
+            capability: capability.to_string(),
+            connect_to: connect_to.to_string(),
+        });
         Ok(())
     }
 
-    pub fn cancel_task(&mut self, now: Instant, task_id: &str) -> Result<(), ControlError> {
+    pub fn cancel_task(&mut self, task_id: &str) -> Result<(), ControlError> {
         if !matches!(self.state, HubState::Ready) {
             return Err(ControlError::Closed);
         }
-        self.send(
-            now,
-            &HubMessage::TaskCancel {
-                task_id: task_id.to_string(),
-            },
-        );
+        self.send(&HubMessage::TaskCancel {
+            task_id: task_id.to_string(),
+        });
         Ok(())
     }
 
@@ -664,16 +717,19 @@ impl HubConnection {
         }
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ControlError> {
+    /// Runs the timers. On every beat (once per interval once the endpoint
+    /// is admitted, whatever else goes over the link) a ping is queued and
+    /// the caller is asked to check the endpoint's admission again.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<HubTimeout, ControlError> {
         if matches!(self.state, HubState::Closed) {
             return Err(ControlError::Closed);
         }
         match self.heartbeat.on_timeout(now) {
             Ok(Some(seq)) if matches!(self.state, HubState::Ready) => {
-                self.send(now, &HubMessage::Ping { seq });
-                Ok(())
+                self.send(&HubMessage::Ping { seq });
+                Ok(HubTimeout::Beat)
             }
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(HubTimeout::Nothing),
             Err(e) => Err(self.close(e)),
         }
     }
@@ -752,10 +808,10 @@ mod tests {
         let op = FsOp::List {
             path: WirePath::from_bytes("/home/u"),
         };
-        let id = hub.request_fs(now, op.clone()).unwrap();
+        let id = hub.request_fs(op.clone()).unwrap();
         let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
         assert_eq!(events, vec![EndpointEvent::Fs { id, op }]);
-        ep.reply_fs(now, id, FsOutcome::Done);
+        ep.reply_fs(id, FsOutcome::Done);
         let events = pump_to_hub(&mut ep, &mut hub, now).unwrap();
         assert_eq!(
             events,
@@ -770,8 +826,8 @@ mod tests {
     fn tasks_start_cancel_and_report() {
         let now = Instant::now();
         let (mut ep, mut hub) = connected(now);
-        hub.start_task(now, "cap", "127.0.0.1:50001").unwrap();
-        hub.cancel_task(now, "t1").unwrap();
+        hub.start_task("cap", "127.0.0.1:50001").unwrap();
+        hub.cancel_task("t1").unwrap();
         let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
         assert_eq!(
             events,
@@ -785,7 +841,7 @@ mod tests {
                 },
             ]
         );
-        ep.report_task(now, "t1", 2, TaskReport::Started);
+        ep.report_task("t1", 2, TaskReport::Started);
         let events = pump_to_hub(&mut ep, &mut hub, now).unwrap();
         assert_eq!(
             events,
@@ -805,7 +861,7 @@ mod tests {
         for s in 1..=60 {
             let now = t0 + Duration::from_secs(s);
             ep.handle_timeout(now).unwrap();
-            hub.handle_timeout(now).unwrap();
+            let _ = hub.handle_timeout(now).unwrap();
             pump_to_hub(&mut ep, &mut hub, now).unwrap();
             pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
         }
@@ -829,8 +885,11 @@ mod tests {
     #[test]
     fn poll_timeout_says_when_to_wake() {
         let t0 = Instant::now();
-        let (ep, _hub) = connected(t0);
-        assert_eq!(ep.poll_timeout(), Some(t0 + HB));
+        let (ep, hub) = connected(t0);
+        // The hub beats after one interval; the endpoint would probe only
+        // if that beat were half an interval late.
+        assert_eq!(hub.poll_timeout(), Some(t0 + HB));
+        assert_eq!(ep.poll_timeout(), Some(t0 + HB + HB / 2));
     }
 
     #[test]
@@ -912,11 +971,7 @@ mod tests {
         let mut ep = EndpointConnection::new(now, "t", None, Duration::from_secs(30));
         let mut hub = HubConnection::new(now, Duration::from_secs(30));
         pump_to_hub(&mut ep, &mut hub, now).unwrap();
-        hub.refuse(
-            now,
-            RefuseReason::Revoked,
-            "endpoint revoked by the hub admin",
-        );
+        hub.refuse(RefuseReason::Revoked, "endpoint revoked by the hub admin");
         let err = pump_to_endpoint(&mut hub, &mut ep, now).unwrap_err();
         assert!(matches!(
             err,
@@ -926,12 +981,9 @@ mod tests {
             }
         ));
         assert!(
-            hub.request_fs(
-                now,
-                FsOp::Mkdir {
-                    path: WirePath::from_bytes("/x")
-                }
-            )
+            hub.request_fs(FsOp::Mkdir {
+                path: WirePath::from_bytes("/x")
+            })
             .is_err()
         );
     }
@@ -960,7 +1012,7 @@ mod tests {
         let deadline = hub.poll_timeout().unwrap();
         assert!(deadline <= t0 + Duration::from_secs(30));
         let mut now = t0;
-        let mut result = Ok(());
+        let mut result = Ok(HubTimeout::Nothing);
         for _ in 0..100 {
             now += Duration::from_secs(1);
             result = hub.handle_timeout(now);
@@ -970,5 +1022,188 @@ mod tests {
         }
         assert!(matches!(result, Err(ControlError::HeartbeatTimeout(_))));
         assert!(now <= t0 + Duration::from_secs(31));
+    }
+
+    /// The frames one side has queued, decoded.
+    fn drain<T: for<'de> Deserialize<'de>>(
+        mut next: impl FnMut() -> Option<Vec<u8>>,
+    ) -> Vec<(Vec<u8>, T)> {
+        let mut out = Vec::new();
+        while let Some(bytes) = next() {
+            let message = decode(&bytes[frame::HEADER_LEN..]).unwrap();
+            out.push((bytes, message));
+        }
+        out
+    }
+
+    fn is_hub_ping(m: &HubMessage) -> bool {
+        matches!(m, HubMessage::Ping { .. })
+    }
+
+    #[test]
+    fn the_hub_beats_and_rechecks_every_interval_even_when_the_endpoint_pings_first() {
+        // An endpoint (say an older build, or one whose timer fires first
+        // on a loaded hub) pings a little before each of the hub's beats.
+        // The hub's pongs must not push its beat back, or the admission
+        // re-check that rides on it would never run.
+        let t0 = Instant::now();
+        let (_ep, mut hub) = connected(t0);
+        let mut beats = Vec::new();
+        let mut seq = 0;
+        for s in 1..=60 {
+            let now = t0 + Duration::from_secs(s);
+            if s % 9 == 0 {
+                seq += 1;
+                let ping = encode(&EndpointMessage::Ping { seq });
+                assert_eq!(hub.handle_bytes(now, &ping), Ok(vec![]));
+                let sent = drain::<HubMessage>(|| hub.poll_transmit());
+                assert!(
+                    matches!(sent.as_slice(), [(_, HubMessage::Pong { seq: s })] if *s == seq),
+                    "{sent:?}"
+                );
+            }
+            if now >= hub.poll_timeout().unwrap() {
+                let timeout = hub.handle_timeout(now).unwrap();
+                let sent = drain::<HubMessage>(|| hub.poll_transmit());
+                if sent.iter().any(|(_, m)| is_hub_ping(m)) {
+                    assert_eq!(timeout, HubTimeout::Beat);
+                    beats.push(s);
+                } else {
+                    assert_eq!(timeout, HubTimeout::Nothing);
+                }
+            }
+        }
+        assert_eq!(beats, [10, 20, 30, 40, 50, 60]);
+    }
+
+    #[test]
+    fn an_idle_link_costs_one_round_per_interval_on_the_hubs_beat() {
+        // Both sides driven as their drivers do, the endpoint on time and
+        // the hub waking late by up to 0.4 of an interval (a loaded hub).
+        let t0 = Instant::now();
+        let (mut ep, mut hub) = connected(t0);
+        let lags = [0, 4000, 1500, 3000, 500, 3900, 0, 2500].map(Duration::from_millis);
+        let (mut hub_pings, mut ep_pings, mut beats) = (Vec::new(), 0, 0);
+        let step = Duration::from_millis(100);
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(120) {
+            now += step;
+            if now >= ep.poll_timeout().unwrap() {
+                ep.handle_timeout(now).unwrap();
+            }
+            let lag = lags[hub_pings.len() % lags.len()];
+            if now >= hub.poll_timeout().unwrap() + lag {
+                beats += usize::from(hub.handle_timeout(now).unwrap() == HubTimeout::Beat);
+            }
+            for (bytes, m) in drain::<EndpointMessage>(|| ep.poll_transmit()) {
+                ep_pings += usize::from(matches!(m, EndpointMessage::Ping { .. }));
+                hub.handle_bytes(now, &bytes).unwrap();
+            }
+            for (bytes, m) in drain::<HubMessage>(|| hub.poll_transmit()) {
+                if is_hub_ping(&m) {
+                    hub_pings.push(now - t0);
+                }
+                ep.handle_bytes(now, &bytes).unwrap();
+            }
+            // Pongs to the hub's pings.
+            for (bytes, _) in drain::<EndpointMessage>(|| ep.poll_transmit()) {
+                hub.handle_bytes(now, &bytes).unwrap();
+            }
+        }
+        assert_eq!(
+            ep_pings, 0,
+            "the endpoint pinged although the hub kept the beat"
+        );
+        assert_eq!(beats, hub_pings.len());
+        // On schedule: late wake-ups do not push later beats back.
+        assert!(hub_pings.len() >= 11, "{hub_pings:?}");
+        let mut last = Duration::ZERO;
+        for at in &hub_pings {
+            assert!(*at - last <= HB + Duration::from_secs(4), "{hub_pings:?}");
+            last = *at;
+        }
+    }
+
+    #[test]
+    fn the_endpoint_probes_a_quiet_hub_and_its_answers_keep_the_link() {
+        // A hub that answers but never pings (its timer stuck, or an older
+        // build whose pongs delay its pings): the endpoint probes after 1.5
+        // intervals of silence, and the answers keep both sides alive.
+        let t0 = Instant::now();
+        let (mut ep, mut hub) = connected(t0);
+        let mut probes = Vec::new();
+        for s in 1..=120 {
+            let now = t0 + Duration::from_secs(s);
+            ep.handle_timeout(now).unwrap();
+            for (bytes, m) in drain::<EndpointMessage>(|| ep.poll_transmit()) {
+                assert!(matches!(m, EndpointMessage::Ping { .. }), "{m:?}");
+                probes.push(s);
+                hub.handle_bytes(now, &bytes).unwrap();
+            }
+            pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
+        }
+        assert_eq!(probes, [15, 30, 45, 60, 75, 90, 105, 120]);
+    }
+
+    #[test]
+    fn the_hub_declares_a_silent_endpoint_dead_within_three_intervals() {
+        let t0 = Instant::now();
+        let (_ep, mut hub) = connected(t0);
+        let mut beats = Vec::new();
+        let (err, dead_at) = loop {
+            let now = hub.poll_timeout().unwrap();
+            match hub.handle_timeout(now) {
+                Ok(HubTimeout::Beat) => beats.push(now - t0),
+                Ok(HubTimeout::Nothing) => panic!("woken for nothing at {:?}", now - t0),
+                Err(e) => break (e, now),
+            }
+            assert!(hub.poll_transmit().is_some());
+        };
+        assert!(matches!(err, ControlError::HeartbeatTimeout(_)), "{err}");
+        assert_eq!(beats, [HB, 2 * HB]);
+        assert_eq!(dead_at - t0, 3 * HB);
+        assert_eq!(hub.poll_timeout(), None);
+    }
+
+    #[test]
+    fn during_the_handshake_only_its_deadline_wakes_either_side() {
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(30);
+        let mut hub = HubConnection::new(t0, limit);
+        let mut ep = EndpointConnection::new(t0, "t", None, limit);
+        while ep.poll_transmit().is_some() {}
+        // A deadline that is due and handled must move on, or the driver
+        // would wake at once, again and again, until the handshake expires.
+        for s in 0..30 {
+            let now = t0 + Duration::from_secs(s);
+            assert_eq!(hub.poll_timeout(), Some(t0 + limit));
+            assert_eq!(ep.poll_timeout(), Some(t0 + limit));
+            assert_eq!(hub.handle_timeout(now), Ok(HubTimeout::Nothing));
+            assert_eq!(ep.handle_timeout(now), Ok(()));
+            assert_eq!(hub.poll_transmit(), None);
+            assert_eq!(ep.poll_transmit(), None);
+        }
+        assert!(matches!(
+            hub.handle_timeout(t0 + limit),
+            Err(ControlError::HeartbeatTimeout(_))
+        ));
+        assert!(matches!(
+            ep.handle_timeout(t0 + limit),
+            Err(ControlError::HeartbeatTimeout(_))
+        ));
+    }
+
+    #[test]
+    fn a_hub_stalled_past_a_beat_pings_once_then_keeps_a_full_interval() {
+        let t0 = Instant::now();
+        let (mut ep, mut hub) = connected(t0);
+        // Woken 2.5 intervals late: one beat, not a burst of catch-up pings;
+        // the next one interval after it.
+        let late = t0 + HB * 5 / 2;
+        assert_eq!(hub.handle_timeout(late), Ok(HubTimeout::Beat));
+        assert_eq!(hub.handle_timeout(late), Ok(HubTimeout::Nothing));
+        pump_to_endpoint(&mut hub, &mut ep, late).unwrap();
+        pump_to_hub(&mut ep, &mut hub, late).unwrap();
+        assert_eq!(hub.poll_timeout(), Some(late + HB));
     }
 }
