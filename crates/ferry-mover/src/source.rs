@@ -23,9 +23,9 @@ use ferry_proto::data::{ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message,
 use ferry_proto::task::{Capability, TaskReport};
 use ferry_proto::wire_path::WirePath;
 use std::collections::HashMap;
-use std::os::unix::ffi::OsStrExt;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
@@ -42,8 +42,11 @@ const QUEUED_BYTES: usize = 32 * 1024 * 1024;
 const QUEUE_UNIT: usize = 4096;
 /// Items queued for the streams: many small files pipeline deep.
 const QUEUED_ITEMS: usize = 4096;
-/// What one stream takes off the queue at once, to write with one flush.
-const COALESCE_BYTES: usize = 1024 * 1024;
+/// What one stream takes off the queue at once, and what the reader
+/// gathers into one batch, to write with one flush.
+const COALESCE_BYTES: usize = 256 * 1024;
+/// Items up to this size are batched.
+const SMALL_ITEM: usize = 64 * 1024;
 /// A file that keeps changing while read is offered this many times.
 const MAX_REOFFERS: u32 = 3;
 const CONNECT_WITHIN: Duration = Duration::from_secs(15);
@@ -125,6 +128,8 @@ enum Outgoing {
     /// The permit holds the chunk's share of [`QUEUED_BYTES`] until written.
     Chunk(ChunkHeader, Vec<u8>, tokio::sync::OwnedSemaphorePermit),
     Message(Message),
+    /// Many small files' chunks and messages, written under one flush.
+    Batch(Vec<Outgoing>),
 }
 
 impl Outgoing {
@@ -132,7 +137,63 @@ impl Outgoing {
         match self {
             Outgoing::Chunk(_, data, _) => data.len() + 64,
             Outgoing::Message(_) => 128,
+            Outgoing::Batch(items) => items.iter().map(Outgoing::wire_bytes).sum(),
         }
+    }
+}
+
+/// The reader's side of the send queue. Small items gather into a batch
+/// while more work is waiting, so a stream writes many small files with
+/// one TLS flush and syscall instead of one each; the batch goes as soon as
+/// the reader runs out of work, so nothing waits on a timer.
+struct Outbox {
+    queue: mpsc::Sender<Outgoing>,
+    batch: Vec<Outgoing>,
+    batch_bytes: usize,
+}
+
+impl Outbox {
+    fn new(queue: mpsc::Sender<Outgoing>) -> Self {
+        Outbox {
+            queue,
+            batch: Vec::new(),
+            batch_bytes: 0,
+        }
+    }
+
+    fn push(&mut self, item: Outgoing) -> Result<(), SendError> {
+        let bytes = item.wire_bytes();
+        if bytes > SMALL_ITEM {
+            self.send_batch()?;
+            return self.send(item);
+        }
+        self.batch.push(item);
+        self.batch_bytes += bytes;
+        if self.batch_bytes >= COALESCE_BYTES {
+            self.send_batch()?;
+        }
+        Ok(())
+    }
+
+    fn send_batch(&mut self) -> Result<(), SendError> {
+        self.batch_bytes = 0;
+        match self.batch.len() {
+            0 => Ok(()),
+            1 => {
+                let item = self.batch.pop().ok_or(SendError::Canceled)?;
+                self.send(item)
+            }
+            _ => {
+                let items = std::mem::take(&mut self.batch);
+                self.send(Outgoing::Batch(items))
+            }
+        }
+    }
+
+    fn send(&self, item: Outgoing) -> Result<(), SendError> {
+        self.queue
+            .blocking_send(item)
+            .map_err(|_| SendError::Canceled)
     }
 }
 
@@ -253,7 +314,7 @@ pub async fn send(
         let shared = shared.clone();
         let out = out_tx.clone();
         let control = control_tx.clone();
-        tasks.spawn_blocking(move || read_needed(&shared, jobs_rx, &out, &control));
+        tasks.spawn_blocking(move || read_needed(&shared, jobs_rx, Outbox::new(out), &control));
     }
     drop(out_tx);
 
@@ -389,12 +450,7 @@ async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
             }
         }
         for item in batch {
-            match item {
-                Outgoing::Chunk(header, data, _room) => {
-                    write_chunk(&mut writer, &header, &data).await?
-                }
-                Outgoing::Message(m) => write_message(&mut writer, &m).await?,
-            }
+            write_item(&mut writer, item).await?;
         }
         // Flush conversation messages at once, and data when no more is
         // queued (a locked queue means another stream is waiting: empty).
@@ -403,6 +459,21 @@ async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
             writer.flush().await.map_err(ChannelError::from)?;
         }
     }
+}
+
+async fn write_item<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut W,
+    item: Outgoing,
+) -> Result<(), SendError> {
+    let mut pending = vec![item];
+    while let Some(item) = pending.pop() {
+        match item {
+            Outgoing::Chunk(header, data, _room) => write_chunk(writer, &header, &data).await?,
+            Outgoing::Message(m) => write_message(writer, &m).await?,
+            Outgoing::Batch(items) => pending.extend(items.into_iter().rev()),
+        }
+    }
+    Ok(())
 }
 
 fn mtime_ns(m: &Metadata) -> i64 {
@@ -626,10 +697,23 @@ fn flush_batch(control: &mpsc::UnboundedSender<Message>, batch: &mut Vec<Entry>)
 fn read_needed(
     s: &Shared,
     jobs: std::sync::mpsc::Receiver<(u64, Need)>,
-    out: &mpsc::Sender<Outgoing>,
+    mut out: Outbox,
     control: &mpsc::UnboundedSender<Message>,
 ) -> Result<(), SendError> {
-    while let Ok((id, need)) = jobs.recv() {
+    loop {
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                // Out of work for now: what is gathered goes.
+                out.send_batch()?;
+                match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                }
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+        };
+        let (id, need) = job;
         let offered = s.offered.lock().ok().and_then(|mut o| o.remove(&id));
         let Some(offered) = offered else { continue };
         s.window.add_permits(1);
@@ -638,7 +722,7 @@ fn read_needed(
             Need::Send { missing } => (missing, None),
             Need::SendUnlessDigest { digest } => (ChunkSet::All, from_hex(&digest)),
         };
-        match send_file(s, &offered, &missing, compare, out)? {
+        match send_file(s, &offered, &missing, compare, &mut out)? {
             FileOutcome::Sent | FileOutcome::Unchanged => {}
             FileOutcome::Changed => {
                 let _ = control.send(Message::FileChanged { id });
@@ -646,7 +730,7 @@ fn read_needed(
             }
         }
     }
-    Ok(())
+    out.send_batch()
 }
 
 enum FileOutcome {
@@ -660,7 +744,7 @@ fn send_file(
     offered: &Offered,
     missing: &ChunkSet,
     compare: Option<[u8; 32]>,
-    out: &mpsc::Sender<Outgoing>,
+    out: &mut Outbox,
 ) -> Result<FileOutcome, SendError> {
     let entry = &offered.entry;
     let file = match s.fs.open_read(&offered.path) {
@@ -712,8 +796,7 @@ fn send_file(
                 .runtime
                 .block_on(s.queued_bytes.clone().acquire_many_owned(units))
                 .map_err(|_| SendError::Canceled)?;
-            out.blocking_send(Outgoing::Chunk(header, data, room))
-                .map_err(|_| SendError::Canceled)?;
+            out.push(Outgoing::Chunk(header, data, room))?;
         }
     }
     // Mixed content must never be committed: if the file moved under us,
@@ -738,9 +821,8 @@ fn send_file(
     Ok(FileOutcome::Sent)
 }
 
-fn send_message(out: &mpsc::Sender<Outgoing>, message: Message) -> Result<(), SendError> {
-    out.blocking_send(Outgoing::Message(message))
-        .map_err(|_| SendError::Canceled)
+fn send_message(out: &mut Outbox, message: Message) -> Result<(), SendError> {
+    out.push(Outgoing::Message(message))
 }
 
 /// `len` bytes at `offset`, read into spare capacity (zeroing the buffer
