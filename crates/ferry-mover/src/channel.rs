@@ -130,7 +130,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         let mut header = [0u8; data::CHUNK_HEADER];
         reader.read_exact(&mut header).await?;
         // Read into spare capacity: zeroing 4 MiB first would cost a pass.
-        let mut bytes = Vec::with_capacity(data_len);
+        let mut bytes = crate::buffers::take(data_len);
         (&mut *reader)
             .take(data_len as u64)
             .read_to_end(&mut bytes)

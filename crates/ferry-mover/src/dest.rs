@@ -868,8 +868,10 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
         file.write_all_at(&data, offset)
             .map_err(|e| disk_error(&temp, &e))?;
     }
+    let len = data.len() as u64;
+    crate::buffers::give(data);
     let mut st = s.lock();
-    st.counters.bytes_transferred += data.len() as u64;
+    st.counters.bytes_transferred += len;
     if let Some(f) = st.files.get_mut(&header.file)
         && let Some(slot) = f.hashes.get_mut(header.index as usize)
         && slot.is_none()

@@ -6,6 +6,7 @@
 //! operation goes through the rooted filesystem, so config-paths bounds
 //! both sides whatever the hub or the peer asks.
 
+pub mod buffers;
 pub mod channel;
 mod context;
 pub mod dest;

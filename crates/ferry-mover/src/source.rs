@@ -468,7 +468,10 @@ async fn write_item<W: tokio::io::AsyncWrite + Unpin>(
     let mut pending = vec![item];
     while let Some(item) = pending.pop() {
         match item {
-            Outgoing::Chunk(header, data, _room) => write_chunk(writer, &header, &data).await?,
+            Outgoing::Chunk(header, data, _room) => {
+                write_chunk(writer, &header, &data).await?;
+                crate::buffers::give(data);
+            }
             Outgoing::Message(m) => write_message(writer, &m).await?,
             Outgoing::Batch(items) => pending.extend(items.into_iter().rev()),
         }
@@ -831,7 +834,7 @@ fn send_message(out: &mut Outbox, message: Message) -> Result<(), SendError> {
 fn read_span(file: &File, offset: u64, len: usize) -> Option<Vec<u8>> {
     let mut reader = file;
     reader.seek(SeekFrom::Start(offset)).ok()?;
-    let mut data = Vec::with_capacity(len);
+    let mut data = crate::buffers::take(len);
     reader.take(len as u64).read_to_end(&mut data).ok()?;
     (data.len() == len).then_some(data)
 }
