@@ -14,16 +14,20 @@ const KEEP: usize = 8;
 
 static FREE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
-/// An empty buffer that can hold `len` bytes without growing.
+/// A buffer of `len` bytes to be overwritten whole (a reused one holds
+/// stale bytes: the caller must fill all of it or drop it).
 pub fn take(len: usize) -> Vec<u8> {
     if len > POOLED_FROM && len <= CHUNK_SIZE as usize {
-        if let Some(mut buf) = FREE.lock().ok().and_then(|mut free| free.pop()) {
-            buf.clear();
-            return buf;
+        let reused = FREE.lock().ok().and_then(|mut free| free.pop());
+        let mut buf = reused.unwrap_or_else(|| Vec::with_capacity(CHUNK_SIZE as usize));
+        if buf.len() >= len {
+            buf.truncate(len);
+        } else {
+            buf.resize(len, 0);
         }
-        return Vec::with_capacity(CHUNK_SIZE as usize);
+        return buf;
     }
-    Vec::with_capacity(len)
+    vec![0; len]
 }
 
 /// Hands a buffer back once its bytes are no longer needed.
@@ -45,15 +49,15 @@ mod tests {
     #[test]
     fn large_buffers_come_back_small_ones_do_not() {
         let big = take(CHUNK_SIZE as usize);
-        assert!(big.capacity() >= CHUNK_SIZE as usize && big.is_empty());
-        let mut used = big;
-        used.extend_from_slice(b"old bytes");
-        give(used);
+        assert_eq!(big.len(), CHUNK_SIZE as usize);
+        give(big);
         let again = take(1024 * 1024);
-        assert!(again.is_empty(), "a reused buffer starts empty");
+        assert_eq!(again.len(), 1024 * 1024, "exactly as long as asked");
         assert_eq!(again.capacity(), CHUNK_SIZE as usize);
+        give(again);
+        assert_eq!(take(CHUNK_SIZE as usize).len(), CHUNK_SIZE as usize);
         let small = take(4096);
-        assert!(small.capacity() >= 4096);
+        assert_eq!(small.len(), 4096);
         give(small);
         for _ in 0..KEEP * 2 {
             give(Vec::with_capacity(CHUNK_SIZE as usize));

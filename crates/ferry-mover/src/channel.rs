@@ -129,15 +129,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         let data_len = data::chunk_data_len(len)?;
         let mut header = [0u8; data::CHUNK_HEADER];
         reader.read_exact(&mut header).await?;
-        // Read into spare capacity: zeroing 4 MiB first would cost a pass.
         let mut bytes = crate::buffers::take(data_len);
-        (&mut *reader)
-            .take(data_len as u64)
-            .read_to_end(&mut bytes)
-            .await?;
-        if bytes.len() != data_len {
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-        }
+        reader.read_exact(&mut bytes).await?;
         return Ok(Some(Frame::Chunk(ChunkHeader::from_bytes(&header), bytes)));
     }
     let mut body = vec![0u8; len];

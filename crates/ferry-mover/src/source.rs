@@ -24,8 +24,8 @@ use ferry_proto::task::{Capability, TaskReport};
 use ferry_proto::wire_path::WirePath;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
@@ -828,15 +828,12 @@ fn send_message(out: &mut Outbox, message: Message) -> Result<(), SendError> {
     out.push(Outgoing::Message(message))
 }
 
-/// `len` bytes at `offset`, read into spare capacity (zeroing the buffer
-/// first would cost a pass over every byte sent); `None` if the file is
+/// `len` bytes at `offset` in a reused buffer; `None` if the file is
 /// shorter now.
 fn read_span(file: &File, offset: u64, len: usize) -> Option<Vec<u8>> {
-    let mut reader = file;
-    reader.seek(SeekFrom::Start(offset)).ok()?;
     let mut data = crate::buffers::take(len);
-    reader.take(len as u64).read_to_end(&mut data).ok()?;
-    (data.len() == len).then_some(data)
+    file.read_exact_at(&mut data, offset).ok()?;
+    Some(data)
 }
 
 fn span(size: u64, index: u32) -> (u64, usize) {
