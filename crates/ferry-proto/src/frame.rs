@@ -48,6 +48,9 @@ fn check_len(len: usize, max: usize) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// What a decoder keeps allocated once a large frame has gone through.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
 /// Splits a byte stream into frames as bytes arrive, never holding more than
 /// one maximal frame plus one read's worth of input.
 #[derive(Debug)]
@@ -81,6 +84,11 @@ impl FrameDecoder {
         }
         let body = self.buf[HEADER_LEN..HEADER_LEN + len].to_vec();
         self.buf.drain(..HEADER_LEN + len);
+        // One large frame must not pin its memory for the connection's life
+        // (thousands of idle connections each keep their decoder).
+        if self.buf.capacity() > KEEP_CAPACITY && self.buf.len() <= KEEP_CAPACITY {
+            self.buf.shrink_to(KEEP_CAPACITY);
+        }
         Ok(Some(body))
     }
 
@@ -113,6 +121,16 @@ mod tests {
             Err(FrameError::TooLarge { len: 17, max: 16 })
         );
         assert!(encode(&[0; 17], 16).is_err());
+    }
+
+    #[test]
+    fn a_large_frame_does_not_pin_its_memory() {
+        let mut decoder = FrameDecoder::new(1 << 20);
+        decoder.push(&encode(&vec![7u8; 512 * 1024], 1 << 20).unwrap());
+        decoder.push(&encode(b"small", 1 << 20).unwrap());
+        assert_eq!(decoder.next_frame().unwrap().unwrap().len(), 512 * 1024);
+        assert!(decoder.buf.capacity() <= KEEP_CAPACITY);
+        assert_eq!(decoder.next_frame().unwrap().unwrap(), b"small");
     }
 
     #[test]
