@@ -111,6 +111,10 @@ struct Tree {
 }
 
 fn tree() -> Tree {
+    tree_with(RootedFs::new)
+}
+
+fn tree_with(rooted: fn(Arc<Policy>) -> RootedFs) -> Tree {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let home = dir.path().to_path_buf();
     let deep = home.join("data/run-1/raw");
@@ -120,7 +124,7 @@ fn tree() -> Tree {
     let policy = Policy::from_config_paths("~/data,0,1\n", &home, &home.join(".ferry"))
         .unwrap_or_else(|e| panic!("policy: {e}"));
     Tree {
-        fs: RootedFs::new(Arc::new(policy)),
+        fs: rooted(Arc::new(policy)),
         file,
         _dir: dir,
     }
@@ -130,6 +134,13 @@ fn tree() -> Tree {
 #[divan::bench]
 fn rooted_open_read(bencher: Bencher) {
     let t = tree();
+    bencher.bench(|| t.fs.open_read(black_box(&t.file)));
+}
+
+/// The same with the rule's root kept open, as a task attempt does.
+#[divan::bench]
+fn rooted_open_read_cached_root(bencher: Bencher) {
+    let t = tree_with(RootedFs::with_cached_roots);
     bencher.bench(|| t.fs.open_read(black_box(&t.file)));
 }
 
