@@ -41,8 +41,9 @@ for _ in $(seq 3600); do
   info=$(ferry task show "$id" --json)
   status=$(echo "$info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
   done_files=$(echo "$info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files_transferred"])')
-  printf '%7.0f  %10s  %14.1f  %19.1f\n' "$(echo "$(date +%s.%N) - $t0" | bc)" "$done_files" \
-    "$(echo "$(kib VmRSS "$src_pid") / 1024" | bc -l)" "$(echo "$(kib VmRSS "$dst_pid") / 1024" | bc -l)"
+  awk -v now="$(date +%s.%N)" -v t0="$t0" -v files="$done_files" \
+      -v src="$(kib VmRSS "$src_pid")" -v dst="$(kib VmRSS "$dst_pid")" \
+      'BEGIN { printf "%7.0f  %10s  %14.1f  %19.1f\n", now - t0, files, src / 1024, dst / 1024 }'
   [ "$status" = ACTIVE ] || break
   sleep 1
 done

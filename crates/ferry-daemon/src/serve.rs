@@ -349,9 +349,9 @@ async fn serve_client(mut stream: UnixStream, shared: &Shared) {
 /// goes up to the hard one, as the hard limit is there to allow.
 fn raise_open_files_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    /// A source keeps up to 16,384 files on offer (its window), each of
-    /// which the destination may hold open; plus room for the rest.
-    const COMFORTABLE: u64 = 16_384 + 1_024;
+    /// A source keeps up to its window of files on offer, each of which
+    /// the destination may hold open; plus room for the rest.
+    const COMFORTABLE: u64 = ferry_mover::source::WINDOW as u64 + 1_024;
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return;
     };

@@ -168,15 +168,6 @@ impl Transfers {
                 Err(SendError::Canceled) => {
                     tracing::info!(task = %task_id, attempt, "sending stopped")
                 }
-                // The destination reports its verdict too; saying the same
-                // here keeps a race between the two reports from turning a
-                // refusal no retry can fix into a retried fault.
-                Err(SendError::DestinationGaveUp(reason)) if reason.starts_with("fatal: ") => {
-                    let message = reason.trim_start_matches("fatal: ").to_string();
-                    tracing::warn!(task = %task_id, %message, "the destination failed the task");
-                    this.ctx
-                        .report(&task_id, attempt, TaskReport::Failed { message });
-                }
                 Err(SendError::Fatal(message)) => {
                     tracing::warn!(task = %task_id, %message, "sending failed");
                     this.ctx

@@ -501,7 +501,7 @@ async fn run_session(
             ctx.report(&task_id, attempt, TaskReport::Progress { counters });
             // "fatal: " marks what no retry fixes (a path the policy refuses,
             // a directory where a file must go); the rest is worth a retry.
-            let report = match reason.strip_prefix("fatal: ") {
+            let report = match crate::fatal_message(&reason) {
                 Some(message) => TaskReport::Failed {
                     message: message.to_string(),
                 },

@@ -16,3 +16,10 @@ pub mod plan;
 pub mod source;
 
 pub use context::{Context, Report};
+
+/// A session's failure reason starting `fatal: ` is one no retry fixes (a
+/// path the policy refuses, a directory where a file must go): the task
+/// fails. Anything else is a fault the hub retries.
+pub(crate) fn fatal_message(reason: &str) -> Option<&str> {
+    reason.strip_prefix("fatal: ")
+}

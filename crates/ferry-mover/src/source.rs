@@ -33,7 +33,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 /// Offered entries awaiting the destination's verdict.
-const WINDOW: usize = 16_384;
+pub const WINDOW: usize = 16_384;
 /// Entries per manifest message.
 const BATCH: usize = 512;
 /// Bytes of chunk data queued for the streams (memory stays bounded by
@@ -359,7 +359,12 @@ pub async fn send(
                     tracing::debug!("destination done");
                     break Ok(());
                 }
-                Ok(Some(Frame::Message(Message::Abort { reason }))) => break Err(SendError::DestinationGaveUp(reason)),
+                // A refusal no retry fixes fails the task from this side too,
+                // whichever report reaches the hub first.
+                Ok(Some(Frame::Message(Message::Abort { reason }))) => break Err(match crate::fatal_message(&reason) {
+                    Some(message) => SendError::Fatal(message.to_string()),
+                    None => SendError::DestinationGaveUp(reason),
+                }),
                 Ok(Some(other)) => break Err(SendError::Channel(ChannelError::Protocol(format!("unexpected {other:?} from the destination")))),
                 Ok(None) => break Err(SendError::Channel(ChannelError::Protocol("the destination closed the connection".into()))),
                 Err(e) => break Err(SendError::Channel(e)),
