@@ -306,6 +306,28 @@ pub fn line_value<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     text.lines().find_map(|l| l.strip_prefix(prefix))
 }
 
+/// Replaces `from` with `to` in a config file, and fails the test when
+/// `from` is not there: an edit that silently did nothing would leave the
+/// test running against defaults it believes it changed.
+pub fn edit_config(path: &Path, from: &str, to: &str) {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{} should hold {from:?} exactly once:\n{text}",
+        path.display()
+    );
+    fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// A test that cannot run here says so where the person running the tests
+/// sees it: libtest captures `eprintln!`, so this writes to the process's
+/// stderr directly, and the test still counts as passed.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -354,13 +376,11 @@ impl Hub {
                 .arg(&dir),
         );
         assert_eq!(init.code, Some(0), "hub init failed: {init:?}");
-        let config = dir.join("hub.toml");
-        let text = fs::read_to_string(&config).unwrap();
-        fs::write(
-            &config,
-            text.replace("heartbeat_secs = 15", "heartbeat_secs = 1"),
-        )
-        .unwrap();
+        edit_config(
+            &dir.join("hub.toml"),
+            "heartbeat_secs = 15",
+            "heartbeat_secs = 1",
+        );
         let mut hub = Hub {
             _tmp: tmp,
             dir,

@@ -223,10 +223,15 @@ fn a_live_socket_is_never_replaced() {
     // Something answers on ferry.sock without holding the lock (say, a
     // daemon of an older ferry): the new daemon must not steal its socket.
     let squatter = std::os::unix::net::UnixListener::bind(user.socket()).unwrap();
-    let out = user.run(&["-start"]);
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(out.stderr.contains("never replaced"), "{out:?}");
-    assert!(user.socket().exists());
+    for args in [&["-start"][..], &["-start", "-detach"][..]] {
+        let out = user.run(args);
+        assert_eq!(out.code, Some(1), "{out:?}");
+        assert!(out.stderr.contains("never replaced"), "{out:?}");
+        assert!(user.socket().exists());
+    }
+    // Refused in the foreground, before `-detach` forked: no daemon was
+    // started that could have written a log.
+    assert!(!user.dir.join("ferry.log").exists());
     drop(squatter);
 }
 

@@ -139,12 +139,13 @@ fn print_status(report: &StatusReport) {
     if report.paused {
         println!("  data work paused; `ferry -unpause` resumes it");
     } else if let Some(detail) = &report.hub_detail {
-        println!("  {detail}");
+        println!("  {}", crate::terminal::escape(detail));
     }
     println!("Transfer Status: {}", report.transfer.as_str());
     println!(
         "Endpoint: {} ({})",
-        report.endpoint_name, report.endpoint_id
+        crate::terminal::escape(&report.endpoint_name),
+        report.endpoint_id
     );
     println!("Hub URL: {}", report.hub_url);
     println!("Config dir: {}", report.config_dir);

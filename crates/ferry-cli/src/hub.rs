@@ -2,6 +2,7 @@
 //! `endpoint create|search`, `ls`, `mkdir`, `rename`, `rm`.
 
 use crate::args::{EndpointCommand, FilterScopeArg, LoginArgs};
+use crate::terminal::{escape, escape_bytes};
 use crate::{Invocation, client_runtime};
 use anyhow::{Context, bail};
 use ferry_proto::api::{
@@ -161,13 +162,13 @@ pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<Ex
 fn print_endpoints(found: &[EndpointInfo]) {
     let name_width = found
         .iter()
-        .map(|e| e.display_name.chars().count())
+        .map(|e| escape(&e.display_name).chars().count())
         .max()
         .unwrap_or(0)
         .max(12);
     let owner_width = found
         .iter()
-        .map(|e| e.owner.chars().count())
+        .map(|e| escape(&e.owner).chars().count())
         .max()
         .unwrap_or(0)
         .max(5);
@@ -178,9 +179,9 @@ fn print_endpoints(found: &[EndpointInfo]) {
     for e in found {
         println!(
             "{:<36} | {:<name_width$} | {:<owner_width$} | {}",
-            e.id,
-            e.display_name,
-            e.owner,
+            escape(&e.id),
+            escape(&e.display_name),
+            escape(&e.owner),
             if e.connected { "yes" } else { "no" }
         );
     }
@@ -231,8 +232,9 @@ pub fn ls(inv: &Invocation, target: &OsString, long: bool, json: bool) -> anyhow
         if long {
             write!(out, "{} ", long_prefix(entry))?;
         }
-        // Names are bytes: written as they are, as ls(1) does.
-        out.write_all(entry.name.as_bytes())?;
+        // Names are bytes: written as they are (as ls(1) does), but for
+        // control characters, which a terminal would obey.
+        out.write_all(&escape_bytes(entry.name.as_bytes()))?;
         if entry.kind == FsEntryKind::Dir && !long {
             out.write_all(b"/")?;
         }

@@ -12,6 +12,7 @@ mod endpoint;
 mod hub;
 mod legacy;
 mod paths;
+mod terminal;
 pub mod time;
 mod transfer;
 
@@ -102,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The error and its causes on one line, skipping a cause whose text the
 /// line already holds (many errors print their source in their own text).
+/// Causes may quote a peer or the hub, so control characters are escaped.
 pub fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
@@ -114,7 +116,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
-    line
+    terminal::escape(&line).into_owned()
 }
 
 /// A small runtime for talking to the daemon; the daemon builds its own.

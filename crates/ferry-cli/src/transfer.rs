@@ -3,6 +3,7 @@
 
 use crate::args::{DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs};
 use crate::hub::session;
+use crate::terminal::escape;
 use crate::time::utc_seconds;
 use crate::{Invocation, client_runtime};
 use anyhow::{Context, bail};
@@ -309,7 +310,12 @@ fn ended(info: &TaskInfo) -> ExitCode {
         .or(info.last_fault.as_deref())
         .map(|w| format!(": {w}"))
         .unwrap_or_default();
-    eprintln!("ferry: task {} {}{why}", info.task_id, info.status);
+    eprintln!(
+        "ferry: task {} {}{}",
+        info.task_id,
+        info.status,
+        escape(&why)
+    );
     ExitCode::FAILURE
 }
 
@@ -623,7 +629,12 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
                     println!("{}", serde_json::to_string(&events)?);
                 } else {
                     for e in &events {
-                        println!("{}  {:<16} {}", utc_seconds(e.time), e.code, e.description);
+                        println!(
+                            "{}  {:<16} {}",
+                            utc_seconds(e.time),
+                            escape(&e.code),
+                            escape(&e.description)
+                        );
                     }
                 }
                 Ok(ExitCode::SUCCESS)
@@ -678,7 +689,7 @@ fn print_task(info: &TaskInfo) {
         rows.push(("Error", e.clone()));
     }
     for (key, value) in rows {
-        println!("{:<19}{value}", format!("{key}:"));
+        println!("{:<19}{}", format!("{key}:"), escape(&value));
     }
 }
 
@@ -690,7 +701,8 @@ fn print_tasks(tasks: &[TaskInfo]) {
     for t in tasks {
         let route = format!(
             "{} -> {}",
-            t.source_endpoint_name, t.destination_endpoint_name
+            escape(&t.source_endpoint_name),
+            escape(&t.destination_endpoint_name)
         );
         println!(
             "{:<36} | {:<9} | {:<30} | {:>7} | {:>10} | {}",
@@ -699,7 +711,7 @@ fn print_tasks(tasks: &[TaskInfo]) {
             route,
             t.files_transferred + t.files_skipped,
             human_bytes(t.bytes_transferred),
-            t.label.as_deref().unwrap_or("")
+            escape(t.label.as_deref().unwrap_or(""))
         );
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 
 /// `sun_path` holds 108 bytes including the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
@@ -112,7 +112,7 @@ fn transport(path: &Path, source: TransportError) -> ClientError {
 /// Binds the daemon's socket with mode 0600. The caller holds the daemon
 /// lock, so a socket file found here is normally stale and is removed; but
 /// one that still answers belongs to a live daemon and is never replaced.
-pub(crate) fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
+pub(crate) fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, DaemonError> {
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {
         return Err(DaemonError::SocketPathTooLong {
@@ -141,7 +141,12 @@ pub(crate) fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(DaemonError::io("inspect", path)(e)),
     }
-    let listener = UnixListener::bind(path).map_err(DaemonError::io("listen on", path))?;
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).map_err(DaemonError::io("listen on", path))?;
+    // tokio takes it over in `Daemon::run`, which requires non-blocking.
+    listener
+        .set_nonblocking(true)
+        .map_err(DaemonError::io("listen on", path))?;
     // The config dir is 0700, so nobody else can reach the socket in the
     // moment between bind and chmod.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))

@@ -34,11 +34,14 @@ pub struct Daemon {
     policy_choice: PolicyChoice,
     policy: (Arc<Policy>, PolicySource),
     tightened_dir_mode: Option<u32>,
+    /// Bound here, not in `run`: a socket that cannot be bound refuses the
+    /// start before `-detach` forks, and the forked child inherits it.
+    listener: std::os::unix::net::UnixListener,
 }
 
 impl Daemon {
     /// Every check that can refuse a start, in the order a user would fix
-    /// them: set up, not already running, a valid policy.
+    /// them: set up, not already running, a valid policy, a usable socket.
     pub fn prepare(
         dir: EndpointDir,
         home: PathBuf,
@@ -48,6 +51,7 @@ impl Daemon {
         let tightened_dir_mode = dir.ensure_private()?;
         let lock = DaemonLock::acquire(&dir.lock_file(), dir.root())?;
         let (policy, source) = load_policy(&policy_choice, &dir, &home)?;
+        let listener = local_api::bind(&dir.socket())?;
         Ok(Self {
             dir,
             home,
@@ -56,6 +60,7 @@ impl Daemon {
             policy_choice,
             policy: (Arc::new(policy), source),
             tightened_dir_mode,
+            listener,
         })
     }
 
@@ -81,7 +86,8 @@ impl Daemon {
         }
         raise_open_files_limit();
         let socket = self.dir.socket();
-        let listener = local_api::bind(&socket)?;
+        let listener = tokio::net::UnixListener::from_std(self.listener)
+            .map_err(DaemonError::io("listen on", &socket))?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (hub_tx, hub_rx) = watch::channel(HubView::connecting());
         let policy: PolicyHandle = Arc::new(RwLock::new(self.policy));

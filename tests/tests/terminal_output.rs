@@ -1,0 +1,120 @@
+//! What ferry prints for people: names from other machines may hold
+//! terminal escapes (a file called `\e]0;owned\a`, a CR that rewrites the
+//! line), and none of them may reach the terminal raw. `--json` still
+//! carries the exact bytes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferry_tests::{Hub, Ran, User, line_value};
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::ffi::OsStringExt;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Names a hostile colleague could leave in a shared tree.
+const HOSTILE: [&[u8]; 4] = [
+    b"title\x1b]0;owned\x07.txt",
+    b"clear\x1b[2J\x1b[H.txt",
+    b"fake\rline.txt",
+    b"two\nlines.txt",
+];
+
+/// No byte a terminal obeys, but the newline that ends each line.
+fn assert_inert(out: &Ran, lines: usize) {
+    let raw = out.stdout.as_bytes();
+    let bad: Vec<u8> = raw
+        .iter()
+        .copied()
+        .filter(|b| (*b < 0x20 && *b != b'\n') || *b == 0x7f)
+        .collect();
+    assert!(bad.is_empty(), "control bytes {bad:?} in {out:?}");
+    assert_eq!(out.stdout.lines().count(), lines, "{out:?}");
+    assert!(
+        !out.stderr.bytes().any(|b| b == 0x1b || b == 0x07),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn listings_and_events_escape_what_a_terminal_would_obey() {
+    let hub = Hub::start();
+    hub.add_user("alice", "correct horse battery");
+    let setup = |name: &str| {
+        let (_, key) = hub.endpoint_key("alice", name, &[]);
+        let user = User::new();
+        assert_eq!(user.setup_with_key(&key, name).code, Some(0));
+        user
+    };
+    let (src, dst) = (setup("src"), setup("dst"));
+    let _src_daemon = src.start_foreground(&[]);
+    let _dst_daemon = dst.start_foreground(&[]);
+    src.wait_hub_state("connected", LIMIT);
+    dst.wait_hub_state("connected", LIMIT);
+    let token = hub.token("alice");
+
+    let data = src.home.join("data");
+    fs::create_dir(&data).unwrap();
+    for name in HOSTILE {
+        fs::write(data.join(OsString::from_vec(name.to_vec())), name).unwrap();
+    }
+    // A symlink is skipped and reported by name in the task's events.
+    std::os::unix::fs::symlink(
+        "/etc/passwd",
+        data.join(OsString::from_vec(b"link\x1b[31mred\x07".to_vec())),
+    )
+    .unwrap();
+
+    let ls = src.run_as(&hub, &token, &["ls", "src:/~/data"]);
+    assert_eq!(ls.code, Some(0), "{ls:?}");
+    assert_inert(&ls, HOSTILE.len() + 1);
+    assert!(ls.stdout.contains("title\\x1b]0;owned\\x07.txt"), "{ls:?}");
+    assert!(ls.stdout.contains("two\\nlines.txt"), "{ls:?}");
+    let long = src.run_as(&hub, &token, &["ls", "-l", "src:/~/data"]);
+    assert_eq!(long.code, Some(0), "{long:?}");
+    assert_inert(&long, HOSTILE.len() + 1);
+
+    // The exact bytes still travel in JSON.
+    let json = src.run_as(&hub, &token, &["ls", "--json", "src:/~/data"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let names: Vec<&str> = doc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"two\nlines.txt"), "{names:?}");
+
+    let submitted = src.run_as(
+        &hub,
+        &token,
+        &["transfer", "-r", "src:/~/data", "dst:/~/copy", "--wait"],
+    );
+    assert_eq!(submitted.code, Some(0), "{submitted:?}");
+    let id = line_value(&submitted.stdout, "Task ID: ")
+        .unwrap()
+        .to_string();
+    for name in HOSTILE {
+        let copied = fs::read(
+            dst.home
+                .join("copy")
+                .join(OsString::from_vec(name.to_vec())),
+        );
+        assert_eq!(
+            copied.unwrap(),
+            name,
+            "the bytes of the name travel exactly"
+        );
+    }
+    let events = src.run_as(&hub, &token, &["task", "events", &id]);
+    assert_eq!(events.code, Some(0), "{events:?}");
+    assert!(
+        events.stdout.contains("red"),
+        "the skip is reported: {events:?}"
+    );
+    let lines = events.stdout.lines().count();
+    assert_inert(&events, lines);
+    let show = src.run_as(&hub, &token, &["task", "show", &id]);
+    assert_inert(&show, show.stdout.lines().count());
+}
