@@ -45,6 +45,10 @@ fn bad_usage_exits_2_with_one_clear_line() {
         &["-status", "-json"][..],
         &["frobnicate"][..],
         &[][..],
+        // Typed wrong, though clap accepts the words: EP:PATH needs both.
+        &["ls", "laptop"][..],
+        &["mkdir", ":/x"][..],
+        &["rm", "laptop:"][..],
     ] {
         let out = user.run(args);
         assert_eq!(out.code, Some(2), "{args:?}: {out:?}");

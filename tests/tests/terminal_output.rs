@@ -117,4 +117,30 @@ fn listings_and_events_escape_what_a_terminal_would_obey() {
     assert_inert(&events, lines);
     let show = src.run_as(&hub, &token, &["task", "show", &id]);
     assert_inert(&show, show.stdout.lines().count());
+
+    // A reader that goes away (`ferry task list | head -1`) ends the
+    // command quietly: no panic, no "Broken pipe" line, exit 0.
+    for args in [
+        &["ls", "src:/~/data"][..],
+        &["ls", "-l", "src:/~/data"][..],
+        &["task", "list"][..],
+        &["task", "show", &id][..],
+        &["task", "events", &id][..],
+        &["endpoint", "search"][..],
+    ] {
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        drop(read_end);
+        let out = src
+            .ferry(args)
+            .env("FERRY_TOKEN", &token)
+            .env("FERRY_HUB", &hub.url)
+            .env("FERRY_HUB_CA", hub.ca_cert())
+            .stdout(std::process::Stdio::from(write_end))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
 }

@@ -110,7 +110,7 @@ fn wait_for_child(mut pipe: File, log_path: &std::path::Path) -> anyhow::Result<
     };
     let line = text.lines().next().unwrap_or_default();
     if let Some(pid) = line.strip_prefix("ready ") {
-        println!("ferry started (pid {pid}); log: {}", log_path.display());
+        outln!("ferry started (pid {pid}); log: {}", log_path.display());
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(message) = line.strip_prefix("error ") {

@@ -34,14 +34,14 @@ pub fn setup(ctx: &Invocation, args: SetupArgs) -> anyhow::Result<ExitCode> {
         &mut Terminal,
         &credentials,
     ))?;
-    println!("registered new endpoint, id: {}", registered.id);
+    outln!("registered new endpoint, id: {}", registered.id);
     if registered.wrote_config_paths {
-        println!(
+        outln!(
             "wrote {} allowing your home directory (~/,0,1); edit it to change what transfers may reach",
             ctx.dir.config_paths().display()
         );
     }
-    println!("setup completed successfully");
+    outln!("setup completed successfully");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -89,7 +89,7 @@ pub fn ask_quietly(ctx: &Invocation, request: Request) -> Option<Response> {
 pub fn stop(ctx: &Invocation) -> anyhow::Result<ExitCode> {
     let lock = ctx.dir.lock_file();
     let LockState::Held { pid } = DaemonLock::probe(&lock)? else {
-        println!("ferry is not running");
+        outln!("ferry is not running");
         return Ok(ExitCode::SUCCESS);
     };
     let pid_text = pid.map_or_else(|| "unknown pid".to_string(), |p| format!("pid {p}"));
@@ -115,7 +115,7 @@ pub fn stop(ctx: &Invocation) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + EXIT_WITHIN;
     while Instant::now() < deadline {
         if DaemonLock::probe(&lock)? == LockState::Free {
-            println!("ferry stopped ({pid_text})");
+            outln!("ferry stopped ({pid_text})");
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(25));
@@ -127,43 +127,42 @@ pub fn stop(ctx: &Invocation) -> anyhow::Result<ExitCode> {
 }
 
 fn plural(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
+    crate::plural(n as u64, noun)
 }
 
-fn print_status(report: &StatusReport) {
-    println!("Hub: {}", report.hub.as_str());
+fn print_status(report: &StatusReport) -> std::io::Result<()> {
+    outln!("Hub: {}", report.hub.as_str());
     if report.paused {
-        println!("  data work paused; `ferry -unpause` resumes it");
+        outln!("  data work paused; `ferry -unpause` resumes it");
     } else if let Some(detail) = &report.hub_detail {
-        println!("  {}", crate::terminal::escape(detail));
+        outln!("  {}", crate::terminal::escape(detail));
     }
-    println!("Transfer Status: {}", report.transfer.as_str());
-    println!(
+    outln!("Transfer Status: {}", report.transfer.as_str());
+    outln!(
         "Endpoint: {} ({})",
         crate::terminal::escape(&report.endpoint_name),
         report.endpoint_id
     );
-    println!("Hub URL: {}", report.hub_url);
-    println!("Config dir: {}", report.config_dir);
+    outln!("Hub URL: {}", report.hub_url);
+    outln!("Config dir: {}", report.config_dir);
     match &report.policy {
         ferry_proto::local_api::PolicySource::ConfigPaths { file, rules } => {
-            println!("Paths: {file} ({})", plural(*rules, "rule"))
+            outln!("Paths: {file} ({})", plural(*rules, "rule"))
         }
         ferry_proto::local_api::PolicySource::RestrictPaths { spec, rules } => {
-            println!(
+            outln!(
                 "Paths: -restrict-paths {spec} ({}; config-paths ignored)",
                 plural(*rules, "rule")
             )
         }
     }
-    println!(
+    outln!(
         "Daemon: pid {}, up {}s, ferry {}",
-        report.pid, report.uptime_secs, report.version
+        report.pid,
+        report.uptime_secs,
+        report.version
     );
+    Ok(())
 }
 
 pub fn status(ctx: &Invocation, json: bool) -> anyhow::Result<ExitCode> {
@@ -183,9 +182,9 @@ pub fn status(ctx: &Invocation, json: bool) -> anyhow::Result<ExitCode> {
                 if let Some(map) = doc.as_object_mut() {
                     map.insert("running".into(), true.into());
                 }
-                println!("{doc}");
+                outln!("{doc}");
             } else {
-                print_status(&report);
+                print_status(&report)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -193,9 +192,9 @@ pub fn status(ctx: &Invocation, json: bool) -> anyhow::Result<ExitCode> {
         Some(other) => bail!("unexpected answer from the daemon: {other:?}"),
         None => {
             if json {
-                println!("{}", serde_json::json!({ "running": false }));
+                outln!("{}", serde_json::json!({ "running": false }));
             } else {
-                println!("ferry is not running");
+                outln!("ferry is not running");
             }
             Ok(ExitCode::from(EXIT_NOT_RUNNING))
         }
@@ -210,7 +209,7 @@ pub fn pause(ctx: &Invocation, pause: bool) -> anyhow::Result<ExitCode> {
     };
     match ask(ctx, request)? {
         Some(Response::Done { message }) => {
-            println!("{message}");
+            outln!("{message}");
             Ok(ExitCode::SUCCESS)
         }
         Some(Response::Error { message }) => bail!("{message}"),

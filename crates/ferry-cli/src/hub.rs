@@ -74,7 +74,7 @@ pub fn login(inv: &Invocation, args: LoginArgs) -> anyhow::Result<ExitCode> {
         let token = interactive_login(&client, &mut Terminal).await?;
         let path = Credentials::default_path(&inv.home);
         Credentials::from_token(&args.hub, pem, token).save(&path)?;
-        println!(
+        outln!(
             "logged in to {}; credentials saved in {}",
             client.base_url(),
             path.display()
@@ -86,8 +86,8 @@ pub fn login(inv: &Invocation, args: LoginArgs) -> anyhow::Result<ExitCode> {
 pub fn logout(inv: &Invocation) -> anyhow::Result<ExitCode> {
     let path = Credentials::default_path(&inv.home);
     match std::fs::remove_file(&path) {
-        Ok(()) => println!("logged out ({} removed)", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => println!("not logged in"),
+        Ok(()) => outln!("logged out ({} removed)", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => outln!("not logged in"),
         Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
     }
     Ok(ExitCode::SUCCESS)
@@ -120,11 +120,11 @@ pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<Ex
                     )
                     .await?;
                 if json.json {
-                    println!("{}", serde_json::to_string(&created)?);
+                    outln!("{}", serde_json::to_string(&created)?);
                 } else {
-                    println!("Endpoint ID: {}", created.id);
-                    println!("Setup Key: {}", created.setup_key);
-                    println!(
+                    outln!("Endpoint ID: {}", created.id);
+                    outln!("Setup Key: {}", created.setup_key);
+                    outln!(
                         "On the new endpoint's machine, run: ferry -setup {}",
                         created.setup_key
                     );
@@ -149,9 +149,9 @@ pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<Ex
                     )
                     .await?;
                 if json.json {
-                    println!("{}", serde_json::to_string(&found)?);
+                    outln!("{}", serde_json::to_string(&found)?);
                 } else {
-                    print_endpoints(&found);
+                    print_endpoints(&found)?;
                 }
             }
         }
@@ -159,7 +159,7 @@ pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<Ex
     })
 }
 
-fn print_endpoints(found: &[EndpointInfo]) {
+fn print_endpoints(found: &[EndpointInfo]) -> std::io::Result<()> {
     let name_width = found
         .iter()
         .map(|e| escape(&e.display_name).chars().count())
@@ -172,12 +172,14 @@ fn print_endpoints(found: &[EndpointInfo]) {
         .max()
         .unwrap_or(0)
         .max(5);
-    println!(
+    outln!(
         "{:<36} | {:<name_width$} | {:<owner_width$} | Connected",
-        "ID", "Display Name", "Owner"
+        "ID",
+        "Display Name",
+        "Owner"
     );
     for e in found {
-        println!(
+        outln!(
             "{:<36} | {:<name_width$} | {:<owner_width$} | {}",
             escape(&e.id),
             escape(&e.display_name),
@@ -185,25 +187,30 @@ fn print_endpoints(found: &[EndpointInfo]) {
             if e.connected { "yes" } else { "no" }
         );
     }
+    Ok(())
 }
 
 /// `EP:PATH` split at the first colon; the path stays bytes.
 fn split_target(target: &OsString) -> anyhow::Result<(String, WirePath)> {
     let bytes = target.as_bytes();
+    let usage = |text: String| anyhow::Error::new(crate::UsageError(text));
     let Some(colon) = bytes.iter().position(|b| *b == b':') else {
-        bail!("{:?} is not EP:PATH (e.g. laptop:/~/data)", target);
+        return Err(usage(format!(
+            "{target:?} is not EP:PATH (e.g. laptop:/~/data)"
+        )));
     };
-    let endpoint =
-        std::str::from_utf8(&bytes[..colon]).context("the endpoint name is not valid text")?;
+    let endpoint = std::str::from_utf8(&bytes[..colon])
+        .map_err(|_| usage(format!("{target:?}: the endpoint name is not valid text")))?;
     if endpoint.is_empty() {
-        bail!("{:?} names no endpoint before the ':'", target);
+        return Err(usage(format!(
+            "{target:?} names no endpoint before the ':'"
+        )));
     }
     let path = &bytes[colon + 1..];
     if path.is_empty() {
-        bail!(
-            "{:?} has no path after the ':' (use EP:/~/ for the home directory)",
-            target
-        );
+        return Err(usage(format!(
+            "{target:?} has no path after the ':' (use EP:/~/ for the home directory)"
+        )));
     }
     Ok((endpoint.to_string(), WirePath::from_bytes(path)))
 }
@@ -221,7 +228,7 @@ pub fn ls(inv: &Invocation, target: &OsString, long: bool, json: bool) -> anyhow
         bail!("unexpected answer from the hub: {outcome:?}");
     };
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "entries": entries, "truncated": truncated })
         );

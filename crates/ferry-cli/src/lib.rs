@@ -6,6 +6,16 @@
 //! lives in its own module and returns the exit code; errors become one
 //! line on stderr and exit 1.
 
+/// `println!` that returns the write's error instead of panicking, so a
+/// reader that went away (`ferry task list | head -1`) ends the command
+/// quietly (see [`is_broken_pipe`]) rather than with a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 pub mod args;
 mod detach;
 mod endpoint;
@@ -55,6 +65,13 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
     };
     match run(cli) {
         Ok(code) => code,
+        // The reader of our output is gone: nothing left to say, and
+        // nobody to say it to (as cat, ls and grep do).
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("ferry: {}\nTry `ferry -help`.", one_line(&e));
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => {
             eprintln!("ferry: {}", one_line(&e));
             ExitCode::FAILURE
@@ -99,6 +116,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Transfer(args) => transfer::transfer(&ctx, args),
         Command::Task(command) => transfer::task(&ctx, command),
     }
+}
+
+/// A mistake in how a command was typed, found after clap parsed it (an
+/// `EP:PATH` without a colon, say): exit 2 like clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Count and noun: `1 file`, `2 files`.
+pub fn plural(n: impl Into<u64>, noun: &str) -> String {
+    match n.into() {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The error and its causes on one line, skipping a cause whose text the

@@ -60,10 +60,10 @@ pub fn check(
             "explanation": decision.explain(),
             "policy": from,
         });
-        println!("{doc}");
+        outln!("{doc}");
     } else {
-        println!("{}", decision.explain());
-        println!("  policy: {from}");
+        outln!("{}", decision.explain());
+        outln!("  policy: {from}");
     }
     Ok(if decision.access == Access::Deny {
         ExitCode::FAILURE

@@ -75,14 +75,14 @@ pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode
             .await?;
         if !args.wait {
             if args.json.json {
-                println!("{}", serde_json::to_string(&submitted)?);
+                outln!("{}", serde_json::to_string(&submitted)?);
             } else {
-                println!("Task ID: {}", submitted.task_id);
+                outln!("Task ID: {}", submitted.task_id);
             }
             return Ok(ExitCode::SUCCESS);
         }
         if !args.json.json {
-            println!("Task ID: {}", submitted.task_id);
+            outln!("Task ID: {}", submitted.task_id);
             std::io::stdout().flush()?;
         }
         let mut follower = Follower::new(inv, client, token);
@@ -90,9 +90,9 @@ pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode
             Followed::Ended(info) | Followed::TimedOut(info) => info,
         };
         if args.json.json {
-            println!("{}", serde_json::to_string(&info)?);
+            outln!("{}", serde_json::to_string(&info)?);
         } else {
-            println!("Status: {} ({})", info.status, summary(&info));
+            outln!("Status: {} ({})", info.status, summary(&info));
         }
         Ok(ended(&info))
     })
@@ -518,12 +518,11 @@ fn progress_line(info: &TaskInfo, (byte_rate, file_rate): (f64, f64)) -> String 
 
 fn summary(info: &TaskInfo) -> String {
     format!(
-        "{} files transferred, {} skipped, {}, {} fault{}",
-        info.files_transferred,
+        "{} transferred, {} skipped, {}, {}",
+        crate::plural(info.files_transferred, "file"),
         info.files_skipped,
         human_bytes(info.bytes_transferred),
-        info.faults,
-        if info.faults == 1 { "" } else { "s" }
+        crate::plural(info.faults, "fault"),
     )
 }
 
@@ -573,9 +572,9 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
                     .get_json(&format!("/api/v1/tasks/{id}"), &[], auth)
                     .await?;
                 if json.json {
-                    println!("{}", serde_json::to_string(&info)?);
+                    outln!("{}", serde_json::to_string(&info)?);
                 } else {
-                    print_task(&info);
+                    print_task(&info)?;
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -602,9 +601,9 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
             TaskCommand::List { json } => {
                 let tasks: Vec<TaskInfo> = client.get_json("/api/v1/tasks", &[], auth).await?;
                 if json.json {
-                    println!("{}", serde_json::to_string(&tasks)?);
+                    outln!("{}", serde_json::to_string(&tasks)?);
                 } else {
-                    print_tasks(&tasks);
+                    print_tasks(&tasks)?;
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -617,7 +616,7 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
                         auth,
                     )
                     .await?;
-                println!("Task {} {}", info.task_id, info.status);
+                outln!("Task {} {}", info.task_id, info.status);
                 Ok(ExitCode::SUCCESS)
             }
             TaskCommand::Events { id, json } => {
@@ -626,10 +625,10 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
                     .get_json(&format!("/api/v1/tasks/{id}/events"), &[], auth)
                     .await?;
                 if json.json {
-                    println!("{}", serde_json::to_string(&events)?);
+                    outln!("{}", serde_json::to_string(&events)?);
                 } else {
                     for e in &events {
-                        println!(
+                        outln!(
                             "{}  {:<16} {}",
                             utc_seconds(e.time),
                             escape(&e.code),
@@ -643,7 +642,7 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
     })
 }
 
-fn print_task(info: &TaskInfo) {
+fn print_task(info: &TaskInfo) -> std::io::Result<()> {
     let endpoint = |name: &str, id: &str| format!("{name} ({id})");
     let mut rows: Vec<(&str, String)> = vec![
         ("Task ID", info.task_id.clone()),
@@ -689,14 +688,19 @@ fn print_task(info: &TaskInfo) {
         rows.push(("Error", e.clone()));
     }
     for (key, value) in rows {
-        println!("{:<19}{}", format!("{key}:"), escape(&value));
+        outln!("{:<19}{}", format!("{key}:"), escape(&value));
     }
+    Ok(())
 }
 
-fn print_tasks(tasks: &[TaskInfo]) {
-    println!(
+fn print_tasks(tasks: &[TaskInfo]) -> std::io::Result<()> {
+    outln!(
         "{:<36} | {:<9} | {:<30} | {:>7} | {:>10} | Label",
-        "Task ID", "Status", "Source -> Destination", "Files", "Bytes"
+        "Task ID",
+        "Status",
+        "Source -> Destination",
+        "Files",
+        "Bytes"
     );
     for t in tasks {
         let route = format!(
@@ -704,7 +708,7 @@ fn print_tasks(tasks: &[TaskInfo]) {
             escape(&t.source_endpoint_name),
             escape(&t.destination_endpoint_name)
         );
-        println!(
+        outln!(
             "{:<36} | {:<9} | {:<30} | {:>7} | {:>10} | {}",
             t.task_id,
             t.status.as_str(),
@@ -714,6 +718,7 @@ fn print_tasks(tasks: &[TaskInfo]) {
             escape(t.label.as_deref().unwrap_or(""))
         );
     }
+    Ok(())
 }
 
 #[cfg(test)]
