@@ -230,3 +230,45 @@ fn batches_and_refusals_from_the_command_line() {
     let not_an_id = lab.ferry(&["task", "show", "../../etc"]);
     assert_eq!(not_an_id.code, Some(1), "{not_an_id:?}");
 }
+
+#[test]
+fn ctrl_c_during_wait_stops_following_and_says_the_task_runs_on() {
+    use std::io::{BufRead, BufReader};
+    let lab = Lab::new();
+    // dst never connects, so the task waits as long as we like.
+    let mut child = lab
+        .user
+        .ferry(&["transfer", "src:/~/data", "dst:/~/copy", "-r", "--wait"])
+        .env("FERRY_TOKEN", &lab.token)
+        .env("FERRY_HUB", &lab.hub.url)
+        .env("FERRY_HUB_CA", lab.hub.ca_cert())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let id = line_value(first.trim_end(), "Task ID: ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_string();
+    // Following has begun once the task is visible; then the user presses Ctrl-C.
+    wait_until(LIMIT, "the task to be listed", || {
+        lab.show(&id)["status"] == "ACTIVE"
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("runs on") && stderr.contains(&format!("ferry task cancel {id}")),
+        "{stderr}"
+    );
+    assert_eq!(lab.show(&id)["status"], "ACTIVE", "the task itself goes on");
+}

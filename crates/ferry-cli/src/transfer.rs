@@ -88,6 +88,7 @@ pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode
         let mut follower = Follower::new(inv, client, token);
         let info = match follower.follow(&submitted.task_id, None).await? {
             Followed::Ended(info) | Followed::TimedOut(info) => info,
+            Followed::Interrupted => return Ok(interrupted(&submitted.task_id)),
         };
         if args.json.json {
             outln!("{}", serde_json::to_string(&info)?);
@@ -296,6 +297,20 @@ fn split_words(line: &[u8]) -> Result<Vec<(Vec<u8>, bool)>, String> {
 enum Followed {
     Ended(TaskInfo),
     TimedOut(TaskInfo),
+    /// Ctrl-C: the user stopped following; the task runs on.
+    Interrupted,
+}
+
+/// The shell's code for a command ended by SIGINT.
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Ctrl-C stops the following, not the task: says so, and how to follow
+/// it again or cancel it.
+fn interrupted(task_id: &str) -> ExitCode {
+    eprintln!(
+        "ferry: stopped following task {task_id}; it runs on. Follow it again with `ferry task wait {task_id}`, cancel it with `ferry task cancel {task_id}`"
+    );
+    ExitCode::from(EXIT_INTERRUPTED)
 }
 
 /// Exit code of an ended task: 0 only for SUCCEEDED, with the reason on
@@ -340,10 +355,27 @@ impl<'a> Follower<'a> {
             .await
     }
 
-    /// Polls until the task ends or `timeout` passes. Rides out a hub that
-    /// is briefly away (a restart) and a token that expires on the way.
+    /// Follows the task until it ends, `timeout` passes or the user
+    /// presses Ctrl-C.
     async fn follow(&mut self, id: &str, timeout: Option<Duration>) -> anyhow::Result<Followed> {
         let terminal = std::io::stderr().is_terminal();
+        tokio::select! {
+            followed = self.poll_until_end(id, timeout, terminal) => followed,
+            _ = tokio::signal::ctrl_c() => {
+                Bar::new(terminal).clear();
+                Ok(Followed::Interrupted)
+            }
+        }
+    }
+
+    /// Polls until the task ends or `timeout` passes. Rides out a hub that
+    /// is briefly away (a restart) and a token that expires on the way.
+    async fn poll_until_end(
+        &mut self,
+        id: &str,
+        timeout: Option<Duration>,
+        terminal: bool,
+    ) -> anyhow::Result<Followed> {
         let poll = if terminal {
             Duration::from_millis(500)
         } else {
@@ -586,6 +618,7 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
                     .await?
                 {
                     Followed::Ended(info) => Ok(ended(&info)),
+                    Followed::Interrupted => Ok(interrupted(&id)),
                     Followed::TimedOut(info) => {
                         eprintln!(
                             "ferry: task {} is still {} after {}s; it goes on (ferry task show {})",
