@@ -263,3 +263,36 @@ fn under_systemd_the_daemon_notifies_ready_status_and_stopping() {
     }
     daemon.wait_exit(EXIT);
 }
+
+#[test]
+fn every_hint_names_the_dir_it_was_given() {
+    // A second endpoint on the same account, in its own dir.
+    let mut user = User::new();
+    user.dir = user.home.join(".ferry-cluster");
+    user.set_up_endpoint("cluster");
+    let daemon = user.start_foreground(&[]);
+    let again = user.run(&["-start"]);
+    assert_eq!(again.code, Some(1), "{again:?}");
+    let stop = format!("ferry -stop -dir {}", user.dir.display());
+    assert!(again.stderr.contains(&format!("`{stop}`")), "{again:?}");
+    // The hint, run as printed, stops this endpoint and no other.
+    let words: Vec<&str> = stop.split(' ').skip(1).collect();
+    let ran = std::process::Command::new(ferry_tests::ferry_bin())
+        .args(&words)
+        .env_clear()
+        .env("HOME", &user.home)
+        .output()
+        .unwrap();
+    assert_eq!(ran.status.code(), Some(0), "{ran:?}");
+    daemon.wait_exit(EXIT);
+
+    let mut fresh = User::new();
+    fresh.dir = fresh.home.join("elsewhere");
+    let out = fresh.run(&["-start"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let setup = format!("`ferry -setup -dir {}`", fresh.dir.display());
+    assert!(out.stderr.contains(&setup), "{out:?}");
+    let paused = fresh.run(&["-unpause"]);
+    let start = format!("`ferry -start -dir {} &`", fresh.dir.display());
+    assert!(paused.stderr.contains(&start), "{paused:?}");
+}

@@ -272,3 +272,17 @@ fn ctrl_c_during_wait_stops_following_and_says_the_task_runs_on() {
     );
     assert_eq!(lab.show(&id)["status"], "ACTIVE", "the task itself goes on");
 }
+
+#[test]
+fn a_stale_ferry_token_says_to_replace_or_unset_it() {
+    let lab = Lab::new();
+    let out = lab
+        .user
+        .run_as(&lab.hub, "not-a-real-token", &["task", "list"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let first = out.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("FERRY_TOKEN") && first.contains("unset"),
+        "{out:?}"
+    );
+}

@@ -130,10 +130,13 @@ fn plural(n: usize, noun: &str) -> String {
     crate::plural(n as u64, noun)
 }
 
-fn print_status(report: &StatusReport) -> std::io::Result<()> {
+fn print_status(report: &StatusReport, dir: &ferry_setup::EndpointDir) -> std::io::Result<()> {
     outln!("Hub: {}", report.hub.as_str());
     if report.paused {
-        outln!("  data work paused; `ferry -unpause` resumes it");
+        outln!(
+            "  data work paused; `{}` resumes it",
+            dir.command("-unpause")
+        );
     } else if let Some(detail) = &report.hub_detail {
         outln!("  {}", crate::terminal::escape(detail));
     }
@@ -184,7 +187,7 @@ pub fn status(ctx: &Invocation, json: bool) -> anyhow::Result<ExitCode> {
                 }
                 outln!("{doc}");
             } else {
-                print_status(&report)?;
+                print_status(&report, &ctx.dir)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -214,6 +217,9 @@ pub fn pause(ctx: &Invocation, pause: bool) -> anyhow::Result<ExitCode> {
         }
         Some(Response::Error { message }) => bail!("{message}"),
         Some(other) => bail!("unexpected answer from the daemon: {other:?}"),
-        None => bail!("ferry is not running; start it with `ferry -start &`"),
+        None => bail!(
+            "ferry is not running; start it with `{}`",
+            ctx.dir.command("-start &")
+        ),
     }
 }

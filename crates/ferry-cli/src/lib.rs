@@ -68,6 +68,14 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
         // The reader of our output is gone: nothing left to say, and
         // nobody to say it to (as cat, ls and grep do).
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // The hub's advice (`ferry login`) cannot help while the variable
+        // overrides the saved login.
+        Err(e) if token_refused(&e) && std::env::var_os("FERRY_TOKEN").is_some() => {
+            eprintln!(
+                "ferry: the hub refused the access token in FERRY_TOKEN (invalid or expired); set a fresh one, or unset FERRY_TOKEN to use the login saved by `ferry login`"
+            );
+            ExitCode::FAILURE
+        }
         Err(e) if e.downcast_ref::<UsageError>().is_some() => {
             eprintln!("ferry: {}\nTry `ferry -help`.", one_line(&e));
             ExitCode::from(EXIT_USAGE)
@@ -130,6 +138,15 @@ pub fn plural(n: impl Into<u64>, noun: &str) -> String {
         1 => format!("1 {noun}"),
         n => format!("{n} {noun}s"),
     }
+}
+
+fn token_refused(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ferry_setup::hub_client::HubError>(),
+            Some(ferry_setup::hub_client::HubError::Api { status: 401, .. })
+        )
+    })
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

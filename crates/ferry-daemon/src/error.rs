@@ -7,18 +7,20 @@ use thiserror::Error;
 pub enum DaemonError {
     #[error(transparent)]
     Setup(#[from] ferry_setup::SetupError),
-    #[error("already running (pid {pid}) for {dir}; stop it with `ferry -stop`")]
-    AlreadyRunning { pid: u32, dir: PathBuf },
+    #[error("already running (pid {pid}) for {dir}; stop it with `{stop}`")]
+    AlreadyRunning {
+        pid: u32,
+        dir: PathBuf,
+        stop: String,
+    },
     #[error("{file}: {source}")]
     Policy {
         file: String,
         #[source]
         source: ferry_paths::PolicyError,
     },
-    #[error(
-        "another daemon answers on {path}; it is never replaced: stop it with `ferry -stop` first"
-    )]
-    SocketInUse { path: PathBuf },
+    #[error("another daemon answers on {path}; it is never replaced: stop it with `{stop}` first")]
+    SocketInUse { path: PathBuf, stop: String },
     #[error("{path} exists and is not a socket; move it away and start again")]
     NotASocket { path: PathBuf },
     #[error(

@@ -112,7 +112,11 @@ fn transport(path: &Path, source: TransportError) -> ClientError {
 /// Binds the daemon's socket with mode 0600. The caller holds the daemon
 /// lock, so a socket file found here is normally stale and is removed; but
 /// one that still answers belongs to a live daemon and is never replaced.
-pub(crate) fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, DaemonError> {
+/// `stop` is the command that stops a daemon found answering, for the refusal.
+pub(crate) fn bind(
+    path: &Path,
+    stop: &str,
+) -> Result<std::os::unix::net::UnixListener, DaemonError> {
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {
         return Err(DaemonError::SocketPathTooLong {
@@ -131,6 +135,7 @@ pub(crate) fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, Daem
             Ok(_) => {
                 return Err(DaemonError::SocketInUse {
                     path: path.to_path_buf(),
+                    stop: stop.to_string(),
                 });
             }
             Err(_) => {

@@ -47,7 +47,8 @@ fn read_pid(file: &mut File) -> Option<u32> {
 
 impl DaemonLock {
     /// Takes the lock for this process and writes our pid into it.
-    pub fn acquire(path: &Path, dir: &Path) -> Result<Self, DaemonError> {
+    /// `stop` is the command that stops the holder, for the refusal.
+    pub fn acquire(path: &Path, dir: &Path, stop: &str) -> Result<Self, DaemonError> {
         let file = open(path)?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(locked) => {
@@ -58,6 +59,7 @@ impl DaemonLock {
             Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => Err(DaemonError::AlreadyRunning {
                 pid: read_pid(&mut file).unwrap_or(0),
                 dir: dir.to_path_buf(),
+                stop: stop.to_string(),
             }),
             Err((_, errno)) => Err(DaemonError::io("lock", path)(errno.into())),
         }
@@ -100,10 +102,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ferry.lock");
         assert_eq!(DaemonLock::probe(&path).unwrap(), LockState::Free);
-        let held = DaemonLock::acquire(&path, dir.path()).unwrap();
+        let held = DaemonLock::acquire(&path, dir.path(), "ferry -stop").unwrap();
         // flock locks belong to open file descriptions, so a second open in
         // the same process contends like another process would.
-        match DaemonLock::acquire(&path, dir.path()) {
+        match DaemonLock::acquire(&path, dir.path(), "ferry -stop") {
             Err(DaemonError::AlreadyRunning { pid, .. }) => assert_eq!(pid, std::process::id()),
             other => panic!("expected AlreadyRunning, got {other:?}"),
         }
@@ -115,6 +117,6 @@ mod tests {
         );
         drop(held);
         assert_eq!(DaemonLock::probe(&path).unwrap(), LockState::Free);
-        DaemonLock::acquire(&path, dir.path()).unwrap();
+        DaemonLock::acquire(&path, dir.path(), "ferry -stop").unwrap();
     }
 }

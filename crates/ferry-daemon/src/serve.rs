@@ -49,9 +49,10 @@ impl Daemon {
     ) -> Result<Self, DaemonError> {
         let identity = dir.load_identity()?;
         let tightened_dir_mode = dir.ensure_private()?;
-        let lock = DaemonLock::acquire(&dir.lock_file(), dir.root())?;
+        let stop = dir.command("-stop");
+        let lock = DaemonLock::acquire(&dir.lock_file(), dir.root(), &stop)?;
         let (policy, source) = load_policy(&policy_choice, &dir, &home)?;
-        let listener = local_api::bind(&dir.socket())?;
+        let listener = local_api::bind(&dir.socket(), &stop)?;
         Ok(Self {
             dir,
             home,

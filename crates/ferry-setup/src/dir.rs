@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointDir {
     root: PathBuf,
+    /// Chosen with `-dir`/`FERRY_DIR` and not the default: every hint that
+    /// tells the user what to run must name it again.
+    named: bool,
 }
 
 impl EndpointDir {
@@ -17,11 +20,36 @@ impl EndpointDir {
     /// resolving symlinks) so it stays valid after the daemon changes its
     /// working directory; else `~/.ferry`.
     pub fn resolve(explicit: Option<&Path>, home: &Path) -> Result<Self, SetupError> {
+        let default = home.join(".ferry");
         let root = match explicit {
             Some(dir) => std::path::absolute(dir).map_err(SetupError::io("resolve", dir))?,
-            None => home.join(".ferry"),
+            None => default.clone(),
         };
-        Ok(Self { root })
+        let named = root != default;
+        Ok(Self { root, named })
+    }
+
+    /// The `ferry` command line that does `args` for this endpoint, as a
+    /// hint to print: `ferry -stop`, or `ferry -stop -dir /scratch/ep`
+    /// when this is not the default dir (a hint without it would act on
+    /// another endpoint).
+    pub fn command(&self, args: &str) -> String {
+        if !self.named {
+            return format!("ferry {args}");
+        }
+        // `-start &`: the dir goes before the shell's `&`.
+        let (args, background) = match args.strip_suffix(" &") {
+            Some(args) => (args, " &"),
+            None => (args, ""),
+        };
+        let dir = self.root.to_string_lossy();
+        let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%~".contains(c);
+        if dir.chars().all(safe) {
+            format!("ferry {args} -dir {dir}{background}")
+        } else {
+            let quoted = dir.replace('\'', "'\\''");
+            format!("ferry {args} -dir '{quoted}'{background}")
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -111,6 +139,7 @@ impl EndpointDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(SetupError::NotSetUp {
                     dir: self.root.clone(),
+                    setup: self.command("-setup"),
                 });
             }
             Err(e) => return Err(SetupError::io("read", &file)(e)),
@@ -122,7 +151,10 @@ impl EndpointDir {
             })?;
         for needed in [self.key_file(), self.cert_file(), self.hub_ca_file()] {
             if !needed.exists() {
-                return Err(SetupError::MissingFile { file: needed });
+                return Err(SetupError::MissingFile {
+                    file: needed,
+                    setup: self.command("-setup --force"),
+                });
             }
         }
         let key = self.key_file();
@@ -253,6 +285,17 @@ mod tests {
         let dir = EndpointDir::resolve(Some(Path::new("rel/ep")), Path::new("/h")).unwrap();
         assert!(dir.root().is_absolute());
         let default = EndpointDir::resolve(None, Path::new("/h")).unwrap();
+        assert_eq!(default.command("-stop"), "ferry -stop");
+        let same = EndpointDir::resolve(Some(Path::new("/h/.ferry")), Path::new("/h")).unwrap();
+        assert_eq!(same.command("-stop"), "ferry -stop");
+        let other = EndpointDir::resolve(Some(Path::new("/s/ep-1")), Path::new("/h")).unwrap();
+        assert_eq!(other.command("-stop"), "ferry -stop -dir /s/ep-1");
+        let spaced =
+            EndpointDir::resolve(Some(Path::new("/s/it's here")), Path::new("/h")).unwrap();
+        assert_eq!(
+            spaced.command("-start &"),
+            "ferry -start -dir '/s/it'\\''s here' &"
+        );
         assert_eq!(default.root(), Path::new("/h/.ferry"));
     }
 }

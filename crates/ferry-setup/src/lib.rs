@@ -36,12 +36,10 @@ pub const DEFAULT_CONFIG_PATHS: &str = "\
 
 #[derive(Debug, Error)]
 pub enum SetupError {
-    #[error("{dir} is not set up as a ferry endpoint (no endpoint.toml); run `ferry -setup` first")]
-    NotSetUp { dir: PathBuf },
-    #[error(
-        "{file} is missing; the endpoint's setup is incomplete: run `ferry -setup --force` again"
-    )]
-    MissingFile { file: PathBuf },
+    #[error("{dir} is not set up as a ferry endpoint (no endpoint.toml); run `{setup}` first")]
+    NotSetUp { dir: PathBuf, setup: String },
+    #[error("{file} is missing; the endpoint's setup is incomplete: run `{setup}` again")]
+    MissingFile { file: PathBuf, setup: String },
     #[error("{file} is readable by other users (mode {mode:04o}); fix it with: chmod 600 {file}")]
     KeyTooOpen { file: PathBuf, mode: u32 },
     #[error("{file} is invalid: {reason}")]
