@@ -296,3 +296,53 @@ fn every_hint_names_the_dir_it_was_given() {
     let start = format!("`ferry -start -dir {} &`", fresh.dir.display());
     assert!(paused.stderr.contains(&start), "{paused:?}");
 }
+
+#[test]
+fn on_a_terminal_the_foreground_daemon_shows_warnings_only_and_says_where_the_log_is() {
+    if !ferry_tests::on_path("script") {
+        ferry_tests::skip(
+            "on_a_terminal_the_foreground_daemon_shows_warnings_only",
+            "needs script(1) from util-linux for a pseudo-terminal",
+        );
+        return;
+    }
+    let user = User::new();
+    user.set_up_endpoint("login-node");
+    // `ferry -start &` on a login node: stderr is the user's terminal.
+    let command = format!(
+        "{} -start -dir {}",
+        ferry_tests::ferry_bin().display(),
+        user.dir.display()
+    );
+    let terminal = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env_clear()
+        .env("HOME", &user.home)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(EXIT, "the daemon to answer", || {
+        user.run(&["-status"]).code == Some(0)
+    });
+    // Its dial to the (closed) hub fails and is logged at INFO meanwhile.
+    wait_until(EXIT, "a refused dial to be reported", || {
+        user.run(&["-status"]).stdout.contains("connection refused")
+    });
+    assert_eq!(user.run(&["-stop"]).code, Some(0));
+    let out = terminal.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !shown.contains(" INFO "),
+        "INFO lines on the terminal: {shown}"
+    );
+    let log = user.dir.join("ferry.log");
+    assert!(
+        shown.contains(&format!("the full log is in {}", log.display())),
+        "{shown}"
+    );
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("ferry daemon ready"), "{logged}");
+}

@@ -65,9 +65,18 @@ pub fn start(ctx: Invocation, args: StartArgs) -> anyhow::Result<ExitCode> {
     if args.detach {
         return detach::run(daemon, &ctx.dir, level);
     }
-    logging::init(&LogTarget::for_foreground(), level).context("cannot set up logging")?;
+    let target = LogTarget::for_foreground(ctx.dir.log_file(), level);
+    logging::init(&target, level).context("cannot set up logging")?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(daemon.run(|_| {}))?;
+    let stop = ctx.dir.command("-stop");
+    runtime.block_on(daemon.run(|pid| {
+        if let LogTarget::TerminalAndFile(log) = &target {
+            eprintln!(
+                "ferry: running (pid {pid}); warnings show here, the full log is in {}; stop with `{stop}`",
+                log.display()
+            );
+        }
+    }))?;
     Ok(ExitCode::SUCCESS)
 }
 

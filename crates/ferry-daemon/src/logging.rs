@@ -1,5 +1,8 @@
 //! Where the daemon's logs go: stderr in the foreground, `ferry.log` when
-//! detached, the journal when systemd started us with stderr on it.
+//! detached, the journal when systemd started us with stderr on it. In the
+//! foreground on a terminal (`ferry -start &` on a login node) the
+//! terminal is the user's, shared with their next commands: it gets
+//! warnings and errors only, and the full log goes to `ferry.log`.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,18 +18,33 @@ pub enum LogTarget {
     Stderr,
     File(PathBuf),
     Journald,
+    /// Warnings and errors to the terminal on stderr, everything to the file.
+    TerminalAndFile(PathBuf),
 }
 
 impl LogTarget {
     /// The journal when our stderr is the stream systemd handed us (the
-    /// documented `JOURNAL_STREAM` check), else stderr.
-    pub fn for_foreground() -> Self {
+    /// documented `JOURNAL_STREAM` check); on a terminal, unless the user
+    /// asked for `-debug`/`-trace`, warnings there and the rest in `log`;
+    /// else stderr.
+    pub fn for_foreground(log: PathBuf, level: Level) -> Self {
+        use std::io::IsTerminal;
         if stderr_is_journal() {
             LogTarget::Journald
+        } else if std::io::stderr().is_terminal() && level <= Level::INFO {
+            LogTarget::TerminalAndFile(log)
         } else {
             LogTarget::Stderr
         }
     }
+}
+
+fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn stderr_is_journal() -> bool {
@@ -56,12 +74,24 @@ pub fn init(target: &LogTarget, level: Level) -> std::io::Result<()> {
                 .ok();
         }
         LogTarget::File(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)?;
+            let file = open_log(path)?;
             registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(false)
+                        .with_writer(Mutex::new(file)),
+                )
+                .try_init()
+                .ok();
+        }
+        LogTarget::TerminalAndFile(path) => {
+            let file = open_log(path)?;
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(std::io::stderr)
+                        .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
+                )
                 .with(
                     tracing_subscriber::fmt::layer()
                         .with_ansi(false)
