@@ -138,6 +138,18 @@ fn a_dir_never_set_up_is_refused_in_one_line() {
         );
     }
     assert!(!user.dir.join("ferry.sock").exists());
+    // -status keeps its contract (exit 3, "ferry is not running") and says why.
+    let status = user.run(&["-status"]);
+    assert_eq!(status.code, Some(3), "{status:?}");
+    assert_eq!(status.stdout.trim(), "ferry is not running");
+    assert!(
+        status.stderr.contains("not set up") && status.stderr.contains("ferry -setup"),
+        "{status:?}"
+    );
+    // A two-dash habit gets the contract's spelling as a hint.
+    let habit = user.run(&["--start"]);
+    assert_eq!(habit.code, Some(2), "{habit:?}");
+    assert!(habit.stderr.contains("`ferry -start`"), "{habit:?}");
 }
 
 #[test]

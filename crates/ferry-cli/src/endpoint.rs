@@ -208,6 +208,13 @@ pub fn status(ctx: &Invocation, json: bool) -> anyhow::Result<ExitCode> {
             } else {
                 outln!("ferry is not running");
             }
+            if !ctx.dir.looks_set_up() {
+                eprintln!(
+                    "ferry: {} is not set up as an endpoint; run `{}` first",
+                    ctx.dir.root().display(),
+                    ctx.dir.command("-setup")
+                );
+            }
             Ok(ExitCode::from(EXIT_NOT_RUNNING))
         }
     }

@@ -39,6 +39,18 @@ pub struct UnknownOption(pub String);
 
 impl std::fmt::Display for UnknownOption {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `--start`: a habit from other tools; the verb takes one dash.
+        if let Some((one, _)) = self
+            .0
+            .strip_prefix('-')
+            .and_then(|one_dash| VERBS.iter().find(|(one, _)| *one == one_dash))
+        {
+            return write!(
+                f,
+                "unknown option '{}'; did you mean `ferry {one}`?",
+                self.0
+            );
+        }
         let known: Vec<&str> = VERBS.iter().chain(OPTIONS).map(|(one, _)| *one).collect();
         write!(
             f,
@@ -105,7 +117,7 @@ pub fn rewrite(args: Vec<OsString>, cmd: &Command) -> Result<Vec<OsString>, Unkn
                 Some(v) => OsString::from(format!("{two}={v}")),
                 None => OsString::from(*two),
             }
-        } else if is_unknown_one_dash(text) {
+        } else if is_unknown_one_dash(text) || is_two_dash_verb(text) {
             return Err(UnknownOption(text.to_string()));
         } else {
             arg.clone()
@@ -115,6 +127,12 @@ pub fn rewrite(args: Vec<OsString>, cmd: &Command) -> Result<Vec<OsString>, Unkn
         out.push(rewritten);
     }
     Ok(out)
+}
+
+/// `--start` for `-start`: refused with a hint rather than left to clap.
+fn is_two_dash_verb(text: &str) -> bool {
+    text.strip_prefix('-')
+        .is_some_and(|one_dash| VERBS.iter().any(|(one, _)| *one == one_dash))
 }
 
 /// `-foo`: one dash, more than one letter, not a number. Two-letter forms
@@ -223,6 +241,21 @@ mod tests {
             ["status", "--json", "-1"]
         );
         assert_eq!(rw(&["-status", "-"]).unwrap(), ["status", "-"]);
+    }
+
+    #[test]
+    fn two_dash_verbs_get_the_one_dash_spelling_as_a_hint() {
+        let err = rw(&["--start"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown option '--start'; did you mean `ferry -start`?"
+        );
+        assert!(rw(&["--setup", "KEY"]).is_err());
+        // As a value it is just a value.
+        assert_eq!(
+            rw(&["-setup", "--name", "--stop"]).unwrap(),
+            ["setup", "--name", "--stop"]
+        );
     }
 
     #[test]
