@@ -28,7 +28,8 @@ stop_hub() {
 trap stop_hub EXIT
 
 cargo build --release -p ferry-hub --bins --examples --quiet
-bin=$repo/target/release
+bin=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
 
 # One descriptor per connection on each side, plus headroom.
 need=$((n + 256))

@@ -9,7 +9,9 @@ hub_pid=
 
 lab_start() {
   (cd "$repo" && cargo build --release --bins --quiet)
-  export PATH="$repo/target/release:$PATH"
+  target=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  export PATH="$target/release:$PATH"
   rm -rf "$work"; mkdir -p "$work" "$BENCH_SHM" "$BENCH_DISK"
   local port key ep
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -27,7 +29,7 @@ lab_start() {
   done
   for _ in $(seq 100); do ferry -status -dir "$work/dst" | grep -q '^Hub: connected' && break; sleep 0.1; done
   cat > "$work/env" <<ENV
-export PATH="$repo/target/release:\$PATH"
+export PATH="$target/release:\$PATH"
 export FERRY_HUB="https://127.0.0.1:$port" FERRY_HUB_CA="$work/hub/ca.crt"
 export FERRY_TOKEN="$(ferry-hub token create --dir "$work/hub" --user bench --expires 86400)"
 ENV

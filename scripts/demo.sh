@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 run() { printf '\n$ %s\n' "$*"; "$@"; }
 
 cargo build --workspace --bins --quiet
-export PATH="$PWD/target/debug:$PATH"
+# Where cargo put them: honours CARGO_TARGET_DIR and .cargo/config.
+target=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+export PATH="$target/debug:$PATH"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ferry-demo.XXXXXX")
 hub_pid=
