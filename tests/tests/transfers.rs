@@ -385,11 +385,16 @@ fn a_corrupted_partial_file_is_detected_on_resume() {
     fs::write(src.join("large.bin"), &content).unwrap();
     let id = lab.submit(&["-r", "src:/~/c", "dst:/~/c"]);
     let temp = wait_for_temp(&lab.dst.home.join("c"));
-    // Let some chunks be journaled (checkpoints run every 2 s), then crash.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Crash once the journal vouches for some chunks of the partial file.
+    let journal = lab.dst.dir.join("state").join(format!("{id}.journal"));
+    wait_until(LIMIT, "journaled chunks", || {
+        fs::read_to_string(&journal).is_ok_and(|j| j.lines().any(|l| l.starts_with("K ")))
+    });
     Lab::kill(&mut lab.dst_daemon);
-    if temp.exists() {
-        // Flip bytes in every chunk already on disk.
+    // The partial file is kept across the crash (its journal vouches for
+    // some chunks); flip bytes in every chunk already on disk.
+    assert!(temp.exists(), "the partial file survives a kill -9");
+    {
         use std::os::unix::fs::FileExt;
         let f = fs::OpenOptions::new().write(true).open(&temp).unwrap();
         for i in 0..200u64 {
@@ -400,12 +405,19 @@ fn a_corrupted_partial_file_is_detected_on_resume() {
     lab.start_dst();
     lab.wait(&id);
     assert_eq!(fs::read(lab.dst.home.join("c/large.bin")).unwrap(), content);
+    // Found by re-hashing the journaled chunks on resume, not only by the
+    // final digest (which would also catch it, after sending the file twice).
+    let log = lab.dst_daemon.as_ref().unwrap().log();
+    assert!(log.contains("no longer match"), "{log}");
 }
 
 #[test]
 fn a_full_destination_disk_is_a_clear_fault_and_leaves_no_file_under_its_name() {
     if !ferry_tests::is_root() {
-        eprintln!("skipped: mounting a small tmpfs needs root");
+        ferry_tests::skip(
+            "a_full_destination_disk_is_a_clear_fault",
+            "mounting a small tmpfs needs root",
+        );
         return;
     }
     let lab = Lab::new();
@@ -418,7 +430,10 @@ fn a_full_destination_disk_is_a_clear_fault_and_leaves_no_file_under_its_name() 
         .map(|s| s.success())
         .unwrap_or(false);
     if !mounted {
-        eprintln!("skipped: cannot mount a tmpfs here");
+        ferry_tests::skip(
+            "a_full_destination_disk_is_a_clear_fault",
+            "cannot mount a tmpfs here",
+        );
         return;
     }
     struct Unmount(PathBuf);

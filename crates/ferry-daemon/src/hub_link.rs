@@ -173,7 +173,8 @@ fn describe_tls_error(dir: &EndpointDir, e: &std::io::Error) -> String {
             dir.hub_ca_file().display()
         ),
         Some(rustls::Error::AlertReceived(alert)) => format!(
-            "certificate rejected: the hub refused this endpoint's certificate ({alert:?}); set the endpoint up again with `ferry -setup --force`"
+            "certificate rejected: the hub refused this endpoint's certificate ({alert:?}); set the endpoint up again with `{}`",
+            dir.command("-setup --force")
         ),
         Some(other) => format!("TLS with the hub failed: {other}"),
         None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -258,9 +259,10 @@ where
                 Ok(n) => match conn.handle_bytes(Instant::now(), &buf[..n]) {
                     Ok(events) => for event in events {
                         match event {
-                            EndpointEvent::Connected { endpoint_id, capability_key } => {
+                            EndpointEvent::Connected { endpoint_id, capability_key, revoked_endpoints } => {
                                 if let Some(t) = &ctx.transfers {
                                     t.set_hub_key(&capability_key);
+                                    t.revoked(revoked_endpoints, true);
                                 }
                                 was_connected = true;
                                 tracing::info!(endpoint = %endpoint_id, "connected to the hub");
@@ -280,9 +282,14 @@ where
                                 Some(t) => t.start_sending(capability, connect_to),
                                 None => tracing::warn!("the hub sent a transfer, but transfers are disabled here (see the start-up log)"),
                             },
-                            EndpointEvent::TaskCancel { task_id } => {
+                            EndpointEvent::TaskCancel { task_id, through_attempt } => {
                                 if let Some(t) = &ctx.transfers {
-                                    t.cancel(&task_id);
+                                    t.cancel(&task_id, through_attempt);
+                                }
+                            }
+                            EndpointEvent::Revoked { endpoint_ids } => {
+                                if let Some(t) = &ctx.transfers {
+                                    t.revoked(endpoint_ids, false);
                                 }
                             }
                         }

@@ -10,7 +10,7 @@ use ferry_mover::source::SendError;
 use ferry_mover::{Context, Report, channel::Identity};
 use ferry_proto::task::{Capability, TaskReport};
 use ferry_setup::{EndpointDir, EndpointIdentity, parse_port_range};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -23,7 +23,7 @@ const DEFAULT_PORTS: (u16, u16) = (50_000, 51_000);
 pub(crate) struct Transfers {
     ctx: Arc<Context>,
     sessions: Arc<Sessions>,
-    sending: Mutex<HashMap<String, watch::Sender<bool>>>,
+    sending: Mutex<Senders>,
     accepting: watch::Sender<bool>,
     hub_key: Arc<RwLock<Option<Vec<u8>>>>,
     data_port: Option<u16>,
@@ -51,6 +51,7 @@ impl Transfers {
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Report>), String> {
         let mover_identity = Identity::load(dir, &identity.id).map_err(|e| e.to_string())?;
+        let umask = receiving_umask(dir)?;
         let hub_key: Arc<RwLock<Option<Vec<u8>>>> = Arc::default();
         let (reports, reports_rx) = mpsc::unbounded_channel();
         let key_source = hub_key.clone();
@@ -64,6 +65,7 @@ impl Transfers {
             }),
             hub_key: Box::new(move || key_source.read().ok().and_then(|k| k.clone())),
             reports,
+            umask,
         });
         let range = identity
             .data_ports
@@ -98,7 +100,7 @@ impl Transfers {
             Arc::new(Self {
                 ctx,
                 sessions,
-                sending: Mutex::new(HashMap::new()),
+                sending: Mutex::default(),
                 accepting,
                 hub_key,
                 data_port,
@@ -137,8 +139,8 @@ impl Transfers {
         let ids = Capability::open(&sealed)
             .ok()
             .and_then(|(body, _)| Capability::parse_verified(&body).ok())
-            .map(|c| (c.task_id, c.attempt));
-        let Some((task_id, attempt)) = ids else {
+            .map(|c| (c.task_id, c.attempt, c.destination_endpoint));
+        let Some((task_id, attempt, destination)) = ids else {
             tracing::warn!("the hub sent an unreadable capability");
             return;
         };
@@ -152,12 +154,14 @@ impl Transfers {
             );
             return;
         }
-        let (cancel, cancel_rx) = watch::channel(false);
-        if let Ok(mut sending) = self.sending.lock()
-            && let Some(old) = sending.insert(task_id.clone(), cancel)
-        {
-            old.send_replace(true);
-        }
+        let started = match self.sending.lock() {
+            Ok(mut sending) => sending.start(&task_id, attempt, &destination),
+            Err(_) => None,
+        };
+        let Some((token, cancel_rx)) = started else {
+            tracing::warn!(task = %task_id, attempt, "a newer attempt of this task is sending: ignored");
+            return;
+        };
         let this = self.clone();
         tokio::spawn(async move {
             tracing::info!(task = %task_id, attempt, %connect_to, "sending");
@@ -185,18 +189,33 @@ impl Transfers {
                 }
             }
             if let Ok(mut sending) = this.sending.lock() {
-                sending.remove(&task_id);
+                sending.finished(&task_id, attempt, token);
             }
         });
     }
 
-    pub(crate) fn cancel(&self, task_id: &str) {
-        if let Ok(sending) = self.sending.lock()
-            && let Some(cancel) = sending.get(task_id)
-        {
-            cancel.send_replace(true);
+    /// The hub stopped a task's attempts up to `through_attempt` (every
+    /// attempt when absent): sending stops, and as a destination this
+    /// endpoint refuses those attempts' data connections from now on.
+    pub(crate) fn cancel(&self, task_id: &str, through_attempt: Option<u32>) {
+        if let Ok(sending) = self.sending.lock() {
+            sending.cancel(task_id, through_attempt);
         }
-        self.sessions.cancel(task_id);
+        self.sessions.cancel_through(task_id, through_attempt);
+    }
+
+    /// Endpoints the hub revoked (`complete`: the hub's whole list, from
+    /// its welcome; else news since): their data connections are refused
+    /// and cut, and nothing more is sent to them.
+    pub(crate) fn revoked(&self, endpoint_ids: Vec<String>, complete: bool) {
+        let ids: HashSet<String> = endpoint_ids.into_iter().collect();
+        if !ids.is_empty() {
+            tracing::info!(endpoints = ids.len(), "the hub lists revoked endpoints");
+        }
+        if let Ok(sending) = self.sending.lock() {
+            sending.cancel_to(&ids);
+        }
+        self.sessions.revoke(ids, complete);
     }
 
     /// Pause: stop what runs (journals keep it resumable) and take nothing
@@ -205,9 +224,7 @@ impl Transfers {
         self.accepting.send_replace(!paused);
         if paused {
             if let Ok(sending) = self.sending.lock() {
-                for cancel in sending.values() {
-                    cancel.send_replace(true);
-                }
+                sending.cancel_all();
             }
             self.sessions.cancel_all();
         }
@@ -215,5 +232,198 @@ impl Transfers {
 
     pub(crate) fn active(&self) -> bool {
         self.sessions.active() > 0 || self.sending.lock().map(|s| !s.is_empty()).unwrap_or(false)
+    }
+}
+
+/// The umask received files get: `endpoint.toml`'s `umask`, else this
+/// process's own (read once, here, at start).
+fn receiving_umask(dir: &EndpointDir) -> Result<u32, String> {
+    let file = dir.identity_file();
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let configured = EndpointIdentity::umask_in(&text)
+        .map_err(|reason| format!("{}: {reason}", file.display()))?;
+    let (umask, from) = match configured {
+        Some(umask) => (umask, "endpoint.toml"),
+        None => (process_umask(), "the daemon's umask"),
+    };
+    tracing::info!(
+        umask = format!("{umask:03o}"),
+        from,
+        "received files and directories are narrowed by this umask"
+    );
+    Ok(umask)
+}
+
+/// This process's umask. Linux shows it in `/proc/self/status`; elsewhere
+/// the only way to read it is to set it, so it is set to the strictest
+/// value for that instant (a file another thread creates meanwhile is only
+/// more private) and put back.
+fn process_umask() -> u32 {
+    let shown = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Umask:"))
+                .and_then(|bits| u32::from_str_radix(bits.trim(), 8).ok())
+        });
+    if let Some(umask) = shown {
+        return umask & 0o777;
+    }
+    use nix::sys::stat::{Mode, umask};
+    let old = umask(Mode::from_bits_truncate(0o077));
+    umask(old);
+    old.bits() & 0o777
+}
+
+/// Cancel handles of the attempts this endpoint is sending, by task and
+/// attempt: an attempt that ends removes its own entry and no other, so
+/// cancel and pause always reach what still runs.
+#[derive(Debug, Default)]
+struct Senders {
+    next_token: u64,
+    live: HashMap<(String, u32), Sending>,
+}
+
+#[derive(Debug)]
+struct Sending {
+    /// Tells this start apart from a repeated start of the same attempt.
+    token: u64,
+    destination: String,
+    cancel: watch::Sender<bool>,
+}
+
+impl Senders {
+    /// Registers a new attempt and stops every other attempt of its task
+    /// (they stay listed until they end). `None` if a newer attempt of the
+    /// task is already sending.
+    fn start(
+        &mut self,
+        task_id: &str,
+        attempt: u32,
+        destination: &str,
+    ) -> Option<(u64, watch::Receiver<bool>)> {
+        let newer = self
+            .live
+            .keys()
+            .any(|(task, running)| task == task_id && *running > attempt);
+        if newer {
+            return None;
+        }
+        self.cancel(task_id, None);
+        self.next_token += 1;
+        let (cancel, cancel_rx) = watch::channel(false);
+        let sending = Sending {
+            token: self.next_token,
+            destination: destination.to_string(),
+            cancel,
+        };
+        if let Some(replaced) = self.live.insert((task_id.to_string(), attempt), sending) {
+            replaced.cancel.send_replace(true);
+        }
+        Some((self.next_token, cancel_rx))
+    }
+
+    /// An attempt ended: its own entry goes, if a repeated start of the
+    /// same attempt has not replaced it.
+    fn finished(&mut self, task_id: &str, attempt: u32, token: u64) {
+        let key = (task_id.to_string(), attempt);
+        if self.live.get(&key).is_some_and(|s| s.token == token) {
+            self.live.remove(&key);
+        }
+    }
+
+    /// Stops the task's attempts up to `through` (all of them if `None`).
+    fn cancel(&self, task_id: &str, through: Option<u32>) {
+        let through = through.unwrap_or(u32::MAX);
+        for ((task, attempt), sending) in &self.live {
+            if task == task_id && *attempt <= through {
+                sending.cancel.send_replace(true);
+            }
+        }
+    }
+
+    /// Stops everything sent to these endpoints.
+    fn cancel_to(&self, destinations: &HashSet<String>) {
+        for sending in self.live.values() {
+            if destinations.contains(&sending.destination) {
+                sending.cancel.send_replace(true);
+            }
+        }
+    }
+
+    fn cancel_all(&self) {
+        for sending in self.live.values() {
+            sending.cancel.send_replace(true);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_attempt_ending_leaves_the_new_one_cancellable() {
+        let mut senders = Senders::default();
+        let (first, first_rx) = senders.start("t", 1, "dst").unwrap();
+        let (second, second_rx) = senders.start("t", 2, "dst").unwrap();
+        assert!(*first_rx.borrow(), "a new attempt stops the old one");
+        assert!(!*second_rx.borrow());
+        senders.finished("t", 1, first);
+        assert!(!senders.is_empty(), "the new attempt is still sending");
+        senders.cancel("t", None);
+        assert!(*second_rx.borrow(), "cancel reaches the running attempt");
+        senders.finished("t", 2, second);
+        assert!(senders.is_empty());
+    }
+
+    #[test]
+    fn cancel_by_task_reaches_every_attempt_up_to_the_one_named() {
+        let mut senders = Senders::default();
+        let (_, other_rx) = senders.start("other", 1, "dst").unwrap();
+        let (_, three_rx) = senders.start("t", 3, "dst").unwrap();
+        assert!(senders.start("t", 2, "dst").is_none(), "a stale start");
+        senders.cancel("t", Some(2));
+        assert!(!*three_rx.borrow(), "attempt 3 is newer than the cancel");
+        senders.cancel("t", Some(3));
+        assert!(*three_rx.borrow());
+        assert!(!*other_rx.borrow(), "another task is untouched");
+        senders.cancel_all();
+        assert!(*other_rx.borrow());
+    }
+
+    #[test]
+    fn a_repeated_start_of_one_attempt_replaces_it_and_the_first_ending_keeps_it() {
+        let mut senders = Senders::default();
+        let (first, first_rx) = senders.start("t", 1, "dst").unwrap();
+        let (second, second_rx) = senders.start("t", 1, "dst").unwrap();
+        assert!(*first_rx.borrow());
+        senders.finished("t", 1, first);
+        senders.cancel("t", None);
+        assert!(*second_rx.borrow(), "the repeated start is still listed");
+        senders.finished("t", 1, second);
+        assert!(senders.is_empty());
+    }
+
+    #[test]
+    fn sending_to_a_revoked_endpoint_stops() {
+        let mut senders = Senders::default();
+        let (_, to_gone) = senders.start("a", 1, "gone").unwrap();
+        let (_, to_kept) = senders.start("b", 1, "kept").unwrap();
+        senders.cancel_to(&HashSet::from(["gone".to_string()]));
+        assert!(*to_gone.borrow() && !*to_kept.borrow());
+    }
+
+    #[test]
+    fn the_process_umask_is_read_without_changing_it() {
+        let before = process_umask();
+        assert_eq!(process_umask(), before);
+        assert_eq!(before & !0o777, 0);
     }
 }

@@ -1,6 +1,11 @@
 //! The REST API under `/api/v1`: endpoints (create, search, register),
 //! file operations on connected endpoints, and transfer tasks. Every route authenticates first
 //! and answers errors as JSON [`ApiError`]s with one line a user can act on.
+//!
+//! Routes with a body authenticate with an extractor from the request head
+//! ([`Caller`], [`Registrant`]) placed before the body's: axum runs head
+//! extractors first, so a request without valid credentials is refused
+//! before any of its body is read.
 
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
@@ -9,7 +14,8 @@ use crate::server::Hub;
 use crate::store::{EndpointRow, MAX_TASK_EVENTS, NewTask, TaskRow};
 use crate::tasks::{self, Wake};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,6 +30,7 @@ use ferry_proto::task::{
 };
 use ferry_proto::wire_path::WirePath;
 use serde::Deserialize;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,6 +161,62 @@ fn principal(hub: &Hub, headers: &HeaderMap, scopes: &[&str]) -> Result<Principa
     Ok(principal)
 }
 
+/// The scopes a route accepts, any one of them.
+trait Scopes {
+    const ANY_OF: &'static [&'static str];
+}
+
+/// Routes for setting endpoints up, or using them.
+#[derive(Debug)]
+struct SetupOrTransfer;
+impl Scopes for SetupOrTransfer {
+    const ANY_OF: &'static [&'static str] = &[SCOPE_SETUP, SCOPE_TRANSFER];
+}
+
+/// Routes that touch files or tasks.
+#[derive(Debug)]
+struct Transfer;
+impl Scopes for Transfer {
+    const ANY_OF: &'static [&'static str] = &[SCOPE_TRANSFER];
+}
+
+/// The caller, from the bearer token in the request head, holding one of
+/// `S`'s scopes. As an extractor it runs before any body extractor.
+#[derive(Debug)]
+struct Caller<S>(Principal, PhantomData<S>);
+
+impl<S: Scopes + Send> FromRequestParts<Arc<Hub>> for Caller<S> {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, Failure> {
+        principal(hub, &parts.headers, S::ANY_OF).map(|who| Caller(who, PhantomData))
+    }
+}
+
+/// Who registers an endpoint: the holder of a setup key, or a caller with
+/// the setup scope. A key is used up only with the CSR, so before the body
+/// it is checked as far as it can be without using it (its form).
+#[derive(Debug)]
+enum Registrant {
+    Key(String),
+    Login(Principal),
+}
+
+impl FromRequestParts<Arc<Hub>> for Registrant {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, Failure> {
+        match credential(&parts.headers, "SetupKey") {
+            Some(key) => {
+                ferry_proto::setup_key::SetupKey::decode(key)
+                    .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+                Ok(Registrant::Key(key.to_string()))
+            }
+            None => principal(hub, &parts.headers, &[SCOPE_SETUP]).map(Registrant::Login),
+        }
+    }
+}
+
 fn info(hub: &Hub, row: EndpointRow) -> EndpointInfo {
     EndpointInfo {
         connected: hub.control.is_connected(&row.id),
@@ -186,10 +249,9 @@ fn resolve(hub: &Hub, who: &Principal, name: &str) -> Result<EndpointRow, Failur
 
 async fn create_endpoint(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    Caller(who, _): Caller<SetupOrTransfer>,
     Json(body): Json<CreateEndpoint>,
 ) -> Result<(StatusCode, Json<ferry_proto::api::CreatedEndpoint>), Failure> {
-    let who = principal(&hub, &headers, &[SCOPE_SETUP, SCOPE_TRANSFER])?;
     let created = endpoints::create(
         &hub.store,
         &hub.config.url,
@@ -239,27 +301,29 @@ async fn show_endpoint(
 
 async fn register_endpoint(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    registrant: Registrant,
     Json(body): Json<RegisterEndpoint>,
 ) -> Result<(StatusCode, Json<ferry_proto::api::RegisteredEndpoint>), Failure> {
-    let registered = if let Some(key) = credential(&headers, "SetupKey") {
-        endpoints::register_with_key(&hub.store, &hub.endpoint_ca, key, &body.csr_pem)?
-    } else {
-        let who = principal(&hub, &headers, &[SCOPE_SETUP])?;
-        let name = body.display_name.as_deref().ok_or_else(|| {
-            Failure::new(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                "registering with a login needs a display_name",
-            )
-        })?;
-        endpoints::register_new(
-            &hub.store,
-            &hub.endpoint_ca,
-            who.user_id,
-            name,
-            &body.csr_pem,
-        )?
+    let registered = match registrant {
+        Registrant::Key(key) => {
+            endpoints::register_with_key(&hub.store, &hub.endpoint_ca, &key, &body.csr_pem)?
+        }
+        Registrant::Login(who) => {
+            let name = body.display_name.as_deref().ok_or_else(|| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "registering with a login needs a display_name",
+                )
+            })?;
+            endpoints::register_new(
+                &hub.store,
+                &hub.endpoint_ca,
+                who.user_id,
+                name,
+                &body.csr_pem,
+            )?
+        }
     };
     tracing::info!(endpoint = %registered.id, owner = %registered.owner, "endpoint registered");
     Ok((StatusCode::CREATED, Json(registered)))
@@ -267,11 +331,10 @@ async fn register_endpoint(
 
 async fn fs_operation(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    Caller(who, _): Caller<Transfer>,
     Path(endpoint): Path<String>,
     Json(op): Json<FsOp>,
 ) -> Result<Json<FsOutcome>, Failure> {
-    let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
     let row = resolve(&hub, &who, &endpoint)?;
     match hub.control.fs(&row.id, op, FS_WITHIN).await {
         Ok(FsOutcome::Failed { message }) => Err(Failure::new(
@@ -440,10 +503,9 @@ fn wake_scheduler(wake: Option<Extension<Wake>>) {
 async fn submit_task(
     State(hub): State<Arc<Hub>>,
     wake: Option<Extension<Wake>>,
-    headers: HeaderMap,
+    Caller(who, _): Caller<Transfer>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<SubmittedTask>), Failure> {
-    let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
     // Parsed here rather than by the Json extractor, so a bad field (an
     // unknown sync level) is answered as an ApiError the CLI can show.
     let submit: SubmitTask = serde_json::from_slice(&body)
@@ -570,11 +632,10 @@ async fn cancel_task(
                 true,
             )
             .map_err(Failure::internal)?;
-        for endpoint in [&row.source_id, &row.destination_id] {
-            if let Err(e) = hub.control.cancel_task(endpoint, &row.id) {
-                tracing::debug!(task = %row.id, %endpoint, error = %e, "cannot send a task cancel");
-            }
-        }
+        // The scheduler, woken below, finds the task gone from the ACTIVE
+        // ones and tells both endpoints (with the attempt, so the
+        // destination refuses a replay of its capability): one place
+        // decides what a cancel sends.
         tracing::info!(task = %row.id, by = %who.user_name, "task canceled");
         hub.task_ended.notify_waiters();
         wake_scheduler(wake);

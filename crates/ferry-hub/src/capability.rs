@@ -9,8 +9,12 @@ use ferry_proto::task::Capability;
 use rcgen::{KeyPair, PublicKeyData, SigningKey};
 use std::path::Path;
 
-/// How long a capability authorises new data connections.
-pub const CAPABILITY_TTL: i64 = 15 * 60;
+/// How long a capability authorises new data connections. A source opens
+/// its streams as soon as it is told to start, so this is short; it bounds
+/// what a destination that missed the end of an attempt (it was offline,
+/// or restarted and forgot) could still accept, and leaves room for clocks
+/// a little apart.
+pub const CAPABILITY_TTL: i64 = 5 * 60;
 
 pub struct TaskSigner {
     key: KeyPair,

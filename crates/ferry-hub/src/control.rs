@@ -46,6 +46,10 @@ enum Command {
     },
     CancelTask {
         task_id: String,
+        through_attempt: u32,
+    },
+    Revoked {
+        endpoint_ids: Vec<String>,
     },
 }
 
@@ -149,13 +153,42 @@ impl Registry {
         )
     }
 
-    pub fn cancel_task(&self, endpoint_id: &str, task_id: &str) -> Result<(), CallError> {
+    /// Stops a task's data work on an endpoint; a destination also refuses
+    /// attempts up to `through_attempt` from then on.
+    pub fn cancel_task(
+        &self,
+        endpoint_id: &str,
+        task_id: &str,
+        through_attempt: u32,
+    ) -> Result<(), CallError> {
         self.command(
             endpoint_id,
             Command::CancelTask {
                 task_id: task_id.to_string(),
+                through_attempt,
             },
         )
+    }
+
+    /// Tells every connected endpoint that these endpoints were revoked.
+    pub fn broadcast_revoked(&self, endpoint_ids: &[String]) {
+        let senders: Vec<(String, mpsc::Sender<Command>)> = match self.live.lock() {
+            Ok(live) => live
+                .iter()
+                .map(|(id, h)| (id.clone(), h.commands.clone()))
+                .collect(),
+            Err(_) => return,
+        };
+        for (id, sender) in senders {
+            let command = Command::Revoked {
+                endpoint_ids: endpoint_ids.to_vec(),
+            };
+            if sender.try_send(command).is_err() {
+                // A full queue: that endpoint's link is stuck; the welcome
+                // of its next connection carries the list anyway.
+                tracing::warn!(endpoint = %id, "cannot tell an endpoint about a revocation now");
+            }
+        }
     }
 
     pub fn is_connected(&self, endpoint_id: &str) -> bool {
@@ -238,6 +271,17 @@ impl Registry {
 }
 
 /// Whether this endpoint, presenting this certificate, may be connected.
+/// The revoked endpoints a welcome carries: every destination refuses data
+/// connections from them, whatever capability they still hold.
+fn revoked_list(hub: &Hub) -> Vec<String> {
+    hub.store
+        .revoked_endpoints(ferry_proto::control::MAX_REVOKED_LISTED)
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the revoked endpoints for a welcome");
+            Vec::new()
+        })
+}
+
 fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, (RefuseReason, String)> {
     let cert = cert.ok_or((
         RefuseReason::UnknownEndpoint,
@@ -321,7 +365,7 @@ where
                             match event {
                                 HubEvent::Hello { software, data_address } => match admission(&hub, cert.as_deref()) {
                                     Ok(id) => {
-                                        conn.accept(Instant::now(), &id, heartbeat, &hub.signer.public_key());
+                                        conn.accept(Instant::now(), &id, heartbeat, &hub.signer.public_key(), revoked_list(&hub));
                                         if let Some(tx) = commands_tx.take() {
                                             let connection = hub.control.insert(&id, tx, data_address);
                                             tracing::info!(endpoint = %id, %peer, %software, "endpoint connected");
@@ -365,8 +409,13 @@ where
                         break Err(e.to_string());
                     }
                 }
-                Some(Command::CancelTask { task_id }) => {
-                    if let Err(e) = conn.cancel_task(&task_id) {
+                Some(Command::CancelTask { task_id, through_attempt }) => {
+                    if let Err(e) = conn.cancel_task(&task_id, Some(through_attempt)) {
+                        break Err(e.to_string());
+                    }
+                }
+                Some(Command::Revoked { endpoint_ids }) => {
+                    if let Err(e) = conn.notify_revoked(endpoint_ids) {
                         break Err(e.to_string());
                     }
                 }

@@ -34,9 +34,19 @@ use std::sync::{Arc, OnceLock};
 pub const CODE_TTL: i64 = 5 * 60;
 /// A browser session lasts a working day.
 pub const SESSION_TTL: i64 = 12 * 3600;
-pub const SESSION_COOKIE: &str = "ferry_session";
-/// Double-submit cookie guarding the login form, which has no session yet.
-const LOGIN_CSRF_COOKIE: &str = "ferry_login_csrf";
+/// `__Host-`: browsers accept the cookie only from this origin over HTTPS,
+/// with `Path=/` and no `Domain`, so no other service on a sibling host (or
+/// plain HTTP on this one) can set or replace it.
+pub const SESSION_COOKIE: &str = "__Host-ferry_session";
+/// The sign-in form has no session yet: its CSRF token is a cookie the hub
+/// made and tagged, and the form carries a second tag over that cookie
+/// (see [`login_csrf_field`]).
+const LOGIN_CSRF_COOKIE: &str = "__Host-ferry_login_csrf";
+/// How long a sign-in form stays good; a form shown again within half of
+/// it keeps the cookie the browser holds, so two open sign-in tabs work.
+const LOGIN_FORM_TTL: i64 = 3600;
+const LOGIN_COOKIE_PURPOSE: &str = "ferry-hub login csrf cookie v1";
+const LOGIN_FIELD_PURPOSE: &str = "ferry-hub login csrf field v1";
 /// Longest value of any parameter; the longest legitimate ones (PKCE
 /// verifiers, loopback redirect URIs) are far below it.
 const MAX_PARAM: usize = 2048;
@@ -252,6 +262,53 @@ fn csrf_matches(given: Option<&str>, expected: &str) -> bool {
     given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()))
 }
 
+/// A new sign-in cookie: `ISSUED.NONCE.TAG`, tagged with the hub's key.
+fn new_login_cookie(hub: &Hub, now: i64) -> Result<String, getrandom::Error> {
+    let body = format!("{now}.{}", random_token(24)?);
+    let tag = hub
+        .login_csrf
+        .tag_text(LOGIN_COOKIE_PURPOSE, body.as_bytes());
+    Ok(format!("{body}.{tag}"))
+}
+
+/// How old a sign-in cookie is, if this hub made it (and not in the future).
+fn login_cookie_age(hub: &Hub, cookie: &str, now: i64) -> Option<i64> {
+    let (body, tag) = cookie.rsplit_once('.')?;
+    let expected = hub
+        .login_csrf
+        .tag_text(LOGIN_COOKIE_PURPOSE, body.as_bytes());
+    if !constant_time_eq(tag.as_bytes(), expected.as_bytes()) {
+        return None;
+    }
+    let issued: i64 = body.split_once('.')?.0.parse().ok()?;
+    Some(now - issued).filter(|age| *age >= -60)
+}
+
+/// The form field that goes with a sign-in cookie. Only the hub can make
+/// it, so a cookie and field chosen elsewhere never match.
+fn login_csrf_field(hub: &Hub, cookie: &str) -> String {
+    hub.login_csrf
+        .tag_text(LOGIN_FIELD_PURPOSE, cookie.as_bytes())
+}
+
+/// Browsers say where a request comes from (Fetch Metadata): a form posted
+/// from another site, or from a sibling on this site (another port or
+/// subdomain, which could also have planted cookies), is refused whatever
+/// tokens it carries. Clients that do not say are judged by their tokens.
+fn posted_from_elsewhere(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| !matches!(site.as_bytes(), b"same-origin" | b"none"))
+}
+
+fn refused_from_elsewhere() -> PageError {
+    shown(
+        StatusCode::FORBIDDEN,
+        "Request refused",
+        "This form was sent from another site. Open this hub's own page and try again.",
+    )
+}
+
 /// The signed-in browser's session, if its cookie names a live one.
 fn session(hub: &Hub, headers: &HeaderMap) -> Result<Option<(String, SessionRow)>, PageError> {
     let Some(value) = cookie(headers, SESSION_COOKIE) else {
@@ -414,12 +471,17 @@ fn parse_scopes(scope: Option<&str>) -> Result<Vec<&'static str>, String> {
     Ok(scopes)
 }
 
-/// RFC 7636 §4.2: BASE64URL(SHA-256) is exactly 43 unreserved characters.
-fn is_s256_challenge(challenge: &str) -> bool {
-    challenge.len() == 43
-        && challenge
+/// Unpadded URL-safe base64 of 32 bytes: 43 characters.
+fn is_base64_of_32_bytes(text: &str) -> bool {
+    text.len() == 43
+        && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// RFC 7636 §4.2: BASE64URL(SHA-256) is exactly 43 unreserved characters.
+fn is_s256_challenge(challenge: &str) -> bool {
+    is_base64_of_32_bytes(challenge)
 }
 
 /// RFC 7636 §4.1: 43 to 128 unreserved characters.
@@ -437,10 +499,10 @@ fn check_request(hub: &Hub, params: &Params) -> Result<AuthRequest, Refusal> {
     // Only the built-in CLI may use the browser flow: admin-registered
     // clients act as a fixed account and have no redirect URIs.
     if client_id != CLI_CLIENT_ID {
-        return Err(Refusal::Show(format!(
-            "The client {:?} is not known to this hub.",
-            truncate(client_id)
-        )));
+        // Not the link's words: anyone can make a link to this page.
+        return Err(Refusal::Show(
+            "The client this link names is not known to this hub.".into(),
+        ));
     }
     let redirect_uri = params
         .get("redirect_uri")
@@ -530,6 +592,17 @@ impl AuthRequest {
         )
     }
 
+    /// Where the browser goes with the code once approved: the redirect
+    /// URI's origin, and whether it is a program on the user's computer.
+    fn destination(&self) -> (&str, bool) {
+        let uri = self.redirect_uri.as_str();
+        let start = uri.find("://").map_or(0, |i| i + 3);
+        let end = uri[start..]
+            .find(['/', '?'])
+            .map_or(uri.len(), |i| start + i);
+        (&uri[..end], is_loopback_redirect(uri))
+    }
+
     fn redirect_back(&self, pairs: &[(&str, &str)]) -> Response {
         let mut pairs = pairs.to_vec();
         if let Some(state) = &self.state {
@@ -550,32 +623,33 @@ fn wants(scopes: &[&str]) -> Vec<&'static str> {
         .collect()
 }
 
-/// The login page, with its CSRF token in a cookie and a hidden field. A
-/// token the browser already holds is kept, so two open login tabs both work.
+/// The login page, with its CSRF cookie and the field that goes with it.
+/// A recent cookie of the hub's that the browser already holds is kept, so
+/// two open login tabs both work.
 fn login_page(
+    hub: &Hub,
     headers: &HeaderMap,
     status: StatusCode,
     carry: &[(String, String)],
     user: &str,
     error: Option<&str>,
 ) -> Response {
-    let held = cookie(headers, LOGIN_CSRF_COOKIE).filter(|t| {
-        t.len() == 43
-            && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
-    let csrf = match held
+    let now = grants::now();
+    let held = cookie(headers, LOGIN_CSRF_COOKIE)
+        .filter(|c| login_cookie_age(hub, c, now).is_some_and(|age| age < LOGIN_FORM_TTL / 2));
+    let login_cookie = match held
         .map(str::to_string)
-        .map_or_else(|| random_token(32), Ok)
+        .map_or_else(|| new_login_cookie(hub, now), Ok)
     {
-        Ok(t) => t,
+        Ok(c) => c,
         Err(e) => return internal(format!("no randomness: {e}")).into_response(),
     };
-    let mut response = page(status, pages::login(&csrf, user, carry, error));
+    let field = login_csrf_field(hub, &login_cookie);
+    let mut response = page(status, pages::login(&field, user, carry, error));
     set_cookie(
         &mut response,
         &format!(
-            "{LOGIN_CSRF_COOKIE}={csrf}; Secure; HttpOnly; SameSite=Strict; Path=/login; Max-Age=3600"
+            "{LOGIN_CSRF_COOKIE}={login_cookie}; Secure; HttpOnly; SameSite=Strict; Path=/; Max-Age={LOGIN_FORM_TTL}"
         ),
     );
     response
@@ -626,7 +700,7 @@ async fn login_form(
 ) -> Result<Response, PageError> {
     Ok(match session(&hub, &headers)? {
         Some(_) => see_other("/"),
-        None => login_page(&headers, StatusCode::OK, &[], "", None),
+        None => login_page(&hub, &headers, StatusCode::OK, &[], "", None),
     })
 }
 
@@ -645,10 +719,15 @@ async fn login(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
+    if posted_from_elsewhere(&headers) {
+        return Err(refused_from_elsewhere());
+    }
     let params = form_params(form)?;
     let carry = carried(&params);
-    let expected = cookie(&headers, LOGIN_CSRF_COOKIE);
-    if !expected.is_some_and(|expected| csrf_matches(params.get("csrf"), expected)) {
+    let now = grants::now();
+    let issued = cookie(&headers, LOGIN_CSRF_COOKIE)
+        .filter(|c| login_cookie_age(&hub, c, now).is_some_and(|age| age < LOGIN_FORM_TTL));
+    if !issued.is_some_and(|c| csrf_matches(params.get("csrf"), &login_csrf_field(&hub, c))) {
         return Err(shown(
             StatusCode::FORBIDDEN,
             "Sign-in form expired",
@@ -658,6 +737,7 @@ async fn login(
     let user = params.get("username").unwrap_or_default();
     let Some(password) = params.get("password").filter(|_| !user.is_empty()) else {
         return Ok(login_page(
+            &hub,
             &headers,
             StatusCode::BAD_REQUEST,
             &carry,
@@ -666,37 +746,70 @@ async fn login(
         ));
     };
     let ip = client_ip(peer);
-    let now = grants::now();
-    if let Some(wait) = hub.logins.blocked_for(user, ip, now) {
-        let minutes = (wait + 59) / 60;
-        tracing::warn!(user = %truncate(user), ?ip, "login refused: too many failed logins");
-        let plural = if minutes == 1 { "" } else { "s" };
-        return Ok(login_page(
+    // Counted before the password is checked, so guesses sent at once
+    // cannot all pass before any is counted.
+    let attempt = match hub.logins.begin(user, ip, now) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            let minutes = (wait + 59) / 60;
+            tracing::warn!(user = %truncate(user), ?ip, "login refused: too many failed logins");
+            let plural = if minutes == 1 { "" } else { "s" };
+            return Ok(login_page(
+                &hub,
+                &headers,
+                StatusCode::TOO_MANY_REQUESTS,
+                &carry,
+                user,
+                Some(&format!(
+                    "too many failed logins; try again in {minutes} minute{plural}"
+                )),
+            ));
+        }
+    };
+    let Some(place) = hub.password_checks.admit() else {
+        attempt.unchecked();
+        tracing::warn!(user = %truncate(user), ?ip, "login refused: too many password checks waiting");
+        let mut busy = login_page(
+            &hub,
             &headers,
-            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE,
             &carry,
             user,
-            Some(&format!(
-                "too many failed logins; try again in {minutes} minute{plural}"
-            )),
-        ));
-    }
+            Some("The hub is busy with other sign-ins; try again in a moment."),
+        );
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return Ok(busy);
+    };
     let account = hub.store.user_by_name(user).map_err(internal)?;
-    let stored = account.as_ref().map_or_else(
-        || dummy_password_hash().to_string(),
-        |a| a.password_hash.clone(),
-    );
+    let stored = account.as_ref().map(|a| a.password_hash.clone());
     let password = password.to_string();
-    // Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-    let verified = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .unwrap_or(false);
+    let Some(turn) = place.turn().await else {
+        attempt.unchecked();
+        return Err(internal("the password checks were closed"));
+    };
+    // Argon2 takes tens of milliseconds of CPU and about 19 MiB: off the
+    // async workers (the dummy hash too, made on first use), and holding
+    // its turn until it ends even if the client has gone.
+    let verified = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        verify_password(
+            &password,
+            match &stored {
+                Some(hash) => hash,
+                None => dummy_password_hash(),
+            },
+        )
+    })
+    .await
+    .unwrap_or(false);
     let account = match account {
         Some(account) if verified => account,
         _ => {
-            hub.logins.failed(user, ip, now);
+            attempt.failed();
             tracing::info!(user = %truncate(user), ?ip, "failed login");
             return Ok(login_page(
+                &hub,
                 &headers,
                 StatusCode::UNAUTHORIZED,
                 &carry,
@@ -705,7 +818,7 @@ async fn login(
             ));
         }
     };
-    hub.logins.succeeded(user);
+    attempt.succeeded();
     let token = random_token(32).map_err(|e| internal(format!("no randomness: {e}")))?;
     let csrf = random_token(32).map_err(|e| internal(format!("no randomness: {e}")))?;
     if let Some(old) = cookie(&headers, SESSION_COOKIE) {
@@ -737,7 +850,7 @@ async fn login(
     );
     set_cookie(
         &mut response,
-        &format!("{LOGIN_CSRF_COOKIE}=; Secure; HttpOnly; SameSite=Strict; Path=/login; Max-Age=0"),
+        &format!("{LOGIN_CSRF_COOKIE}=; Secure; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
     );
     Ok(response)
 }
@@ -747,6 +860,9 @@ async fn logout(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
+    if posted_from_elsewhere(&headers) {
+        return Err(refused_from_elsewhere());
+    }
     let params = form_params(form)?;
     if let Some((hash, current)) = session(&hub, &headers)? {
         if !csrf_matches(params.get("csrf"), &current.csrf) {
@@ -776,6 +892,7 @@ async fn authorize(
     let request = check_request(&hub, &params)?;
     let Some((_, current)) = session(&hub, &headers)? else {
         return Ok(login_page(
+            &hub,
             &headers,
             StatusCode::OK,
             &request.carry(),
@@ -783,12 +900,15 @@ async fn authorize(
             None,
         ));
     };
+    let (destination, local_program) = request.destination();
     let mut response = page(
         StatusCode::OK,
         pages::consent(
             request.client_name,
             &current.user_name,
             &wants(&request.scopes),
+            destination,
+            local_program,
             &current.csrf,
             &request.carry(),
         ),
@@ -806,9 +926,13 @@ async fn decide(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
+    if posted_from_elsewhere(&headers) {
+        return Err(refused_from_elsewhere());
+    }
     let params = form_params(form)?;
     let Some((_, current)) = session(&hub, &headers)? else {
         return Ok(login_page(
+            &hub,
             &headers,
             StatusCode::UNAUTHORIZED,
             &carried(&params),
@@ -859,21 +983,28 @@ async fn decide(
     Ok(request.redirect_back(&[("code", &code)]))
 }
 
+/// Anyone can make a link to this page, so it shows only what the hub
+/// itself would put there: a code in the form the hub issues, or one of its
+/// own sentences, never text from the link.
 async fn code_page(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let params = query_params(query)?;
-    let error = params
-        .get("error")
-        .map(|error| match (error, params.get("error_description")) {
-            ("access_denied", _) => "You denied the request, so no code was issued.".to_string(),
-            (error, Some(description)) => format!("{error}: {description}"),
-            (error, None) => error.to_string(),
-        });
-    Ok(page(
-        StatusCode::OK,
-        pages::auth_code(params.get("code"), error.as_deref()),
-    ))
+    let params = query_params(query).map_err(|_| {
+        shown(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "This is not a link the hub made.",
+        )
+    })?;
+    let error = params.get("error").map(|error| match error {
+        "access_denied" => "You denied the request, so no code was issued.",
+        _ => "The hub could not issue a code for this sign-in.",
+    });
+    // Codes are random_token(32).
+    let code = params
+        .get("code")
+        .filter(|code| is_base64_of_32_bytes(code));
+    Ok(page(StatusCode::OK, pages::auth_code(code, error)))
 }
 
 // --- the token endpoint ---
@@ -1673,7 +1804,7 @@ mod tests {
         let session_cookie = signed_in
             .set_cookies()
             .into_iter()
-            .find(|c| c.starts_with("ferry_session="))
+            .find(|c| c.starts_with("__Host-ferry_session="))
             .unwrap()
             .to_string();
         for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
@@ -2134,7 +2265,7 @@ mod tests {
         assert!(
             out.set_cookies()
                 .iter()
-                .any(|c| c.starts_with("ferry_session=;") && c.contains("Max-Age=0"))
+                .any(|c| c.starts_with("__Host-ferry_session=;") && c.contains("Max-Age=0"))
         );
         assert!(browser.cookie(SESSION_COOKIE).is_none());
         assert!(
@@ -2238,6 +2369,243 @@ mod tests {
             elsewhere.post("/login", &form).await.status,
             StatusCode::SEE_OTHER
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_login_cookie_the_hub_made_and_its_own_field_sign_in() {
+        let hub = hub_with_alice();
+        let mut browser = Browser::new(&hub);
+        let login = browser.get("/login").await;
+        let issued = login
+            .set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with(LOGIN_CSRF_COOKIE))
+            .unwrap()
+            .to_string();
+        for attribute in ["; Secure", "; HttpOnly", "; SameSite=Strict", "; Path=/;"] {
+            assert!(issued.contains(attribute), "{issued}");
+        }
+        assert!(!issued.to_ascii_lowercase().contains("domain"), "{issued}");
+        let form = with(
+            hidden(&login.body),
+            &[("username", "alice"), ("password", PASSWORD)],
+        );
+        let field = param(&form, "csrf").unwrap().to_string();
+        let held = browser.cookie(LOGIN_CSRF_COOKIE).unwrap().to_string();
+        assert_ne!(
+            field, held,
+            "the field is a tag over the cookie, not a copy"
+        );
+
+        let now = grants::now();
+        let planted = random_token(32).unwrap();
+        let stale = {
+            let body = format!("{}.{}", now - LOGIN_FORM_TTL - 1, random_token(24).unwrap());
+            let tag = hub
+                .login_csrf
+                .tag_text(LOGIN_COOKIE_PURPOSE, body.as_bytes());
+            format!("{body}.{tag}")
+        };
+        let other = new_login_cookie(&hub, now).unwrap();
+        for (cookie, csrf, why) in [
+            (
+                planted.clone(),
+                planted.clone(),
+                "a cookie and field chosen elsewhere",
+            ),
+            (
+                format!("{now}.{planted}.{planted}"),
+                login_csrf_field(&hub, &format!("{now}.{planted}.{planted}")),
+                "a cookie with a made-up tag",
+            ),
+            (
+                held.clone(),
+                login_csrf_field(&hub, &other),
+                "another cookie's field",
+            ),
+            (
+                stale.clone(),
+                login_csrf_field(&hub, &stale),
+                "an expired cookie",
+            ),
+        ] {
+            let mut forger = Browser::new(&hub);
+            forger.cookies.push((LOGIN_CSRF_COOKIE.to_string(), cookie));
+            let reply = forger
+                .post("/login", &with(form.clone(), &[("csrf", &csrf)]))
+                .await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{why}");
+            assert!(forger.cookie(SESSION_COOKIE).is_none(), "{why}");
+        }
+
+        // The hub's own pair works, also when the browser says where the
+        // form came from; not when it says another site or a sibling.
+        for site in ["cross-site", "same-site"] {
+            let mut request = Request::post("/login")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header("sec-fetch-site", site);
+            request = request.header(header::COOKIE, format!("{LOGIN_CSRF_COOKIE}={held}"));
+            let pairs: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let reply = send(
+                &hub,
+                request.body(Body::from(encode_pairs(&pairs))).unwrap(),
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{site}");
+        }
+        let reply = browser.post("/login", &form).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+        assert!(browser.cookie(SESSION_COOKIE).is_some());
+    }
+
+    #[tokio::test]
+    async fn sign_ins_beyond_the_password_check_bound_are_told_to_come_back() {
+        let hub = hub_with_alice();
+        let mut browser = Browser::new(&hub);
+        let login = browser.get("/login").await;
+        let form = with(
+            hidden(&login.body),
+            &[("username", "alice"), ("password", PASSWORD)],
+        );
+        // Every place taken, by checks running and waiting.
+        let places: Vec<_> = std::iter::from_fn(|| hub.password_checks.admit())
+            .take(1000)
+            .collect();
+        assert_eq!(
+            places.len(),
+            crate::state::default_password_checks()
+                + crate::state::default_password_checks_queued()
+        );
+        for _ in 0..crate::web::MAX_FAILURES_PER_ACCOUNT + 1 {
+            let busy = browser.post("/login", &form).await;
+            assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(busy.headers.contains_key(header::RETRY_AFTER));
+            assert!(busy.body.contains("busy"), "{}", busy.body);
+        }
+        drop(places);
+        let reply = browser.post("/login", &form).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SEE_OTHER,
+            "attempts turned away unchecked did not count: {}",
+            reply.body
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn guesses_sent_at_once_are_counted_before_they_are_checked() {
+        let hub = hub_with_alice();
+        let mut browser = Browser::new(&hub);
+        browser.ip = Some("198.51.100.9:40000".parse().unwrap());
+        let login = browser.get("/login").await;
+        let jar = format!(
+            "{LOGIN_CSRF_COOKIE}={}",
+            browser.cookie(LOGIN_CSRF_COOKIE).unwrap()
+        );
+        let attempt = |user: String, password: String| {
+            let form = with(
+                hidden(&login.body),
+                &[("username", &user), ("password", &password)],
+            );
+            let pairs: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut request = Request::post("/login")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, &jar)
+                .body(Body::from(encode_pairs(&pairs)))
+                .unwrap();
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(browser.ip.unwrap()));
+            let hub = hub.clone();
+            tokio::spawn(async move { send(&hub, request).await.status })
+        };
+        let at_once = |attempts: Vec<(String, String)>| {
+            let handles: Vec<_> = attempts.into_iter().map(|(u, p)| attempt(u, p)).collect();
+            async move {
+                let mut statuses = Vec::new();
+                for h in handles {
+                    statuses.push(h.await.unwrap());
+                }
+                statuses
+            }
+        };
+        let count =
+            |statuses: &[StatusCode], which| statuses.iter().filter(|s| **s == which).count();
+
+        // Nine guesses and the right password at once: at most five are
+        // checked, and the right one, if it got in, lifted nothing.
+        let mut raced: Vec<(String, String)> = (0..9)
+            .map(|i| ("alice".to_string(), format!("guess {i}")))
+            .collect();
+        raced.insert(3, ("alice".to_string(), PASSWORD.to_string()));
+        let raced = at_once(raced).await;
+        let limit = crate::web::MAX_FAILURES_PER_ACCOUNT as usize;
+        let mut wrong = count(&raced, StatusCode::UNAUTHORIZED);
+        assert!(wrong <= limit, "{raced:?}");
+        for i in 0..limit {
+            let later = at_once(vec![("alice".to_string(), format!("later {i}"))]).await;
+            wrong += count(&later, StatusCode::UNAUTHORIZED);
+        }
+        assert!(
+            wrong <= limit,
+            "{wrong} wrong passwords checked after {raced:?}"
+        );
+
+        // A spray from the same address, all at once.
+        let spray = at_once(
+            (0..30)
+                .map(|i| (format!("user{i}"), "spray spray".to_string()))
+                .collect(),
+        )
+        .await;
+        let checked = wrong + count(&spray, StatusCode::UNAUTHORIZED);
+        assert!(
+            checked <= crate::web::MAX_FAILURES_PER_ADDRESS as usize,
+            "{checked} checked from one address: {spray:?}"
+        );
+        assert!(
+            count(&spray, StatusCode::TOO_MANY_REQUESTS) >= 10,
+            "{spray:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_consent_page_names_the_redirect_and_the_code_page_no_link_text() {
+        let hub = hub_with_alice();
+        let (_, challenge) = pkce();
+        let mut browser = Browser::new(&hub);
+        let authorize = authorize_uri("http://127.0.0.1:4711/cb", &challenge, &[]);
+        let signed_in = sign_in(&mut browser, &authorize).await;
+        let consent = browser.get(signed_in.location()).await;
+        assert!(
+            consent
+                .body
+                .contains("goes to <strong><code>http://127.0.0.1:4711</code></strong>"),
+            "{}",
+            consent.body
+        );
+
+        let lure = "call+support+at+555";
+        for query in [
+            format!("error=server_error&error_description={lure}"),
+            format!("error={lure}"),
+            format!("error=access_denied&error_description={lure}"),
+            format!("code={lure}"),
+            format!("code=x&code={lure}"),
+        ] {
+            let page = browser.get(&format!("{AUTH_CODE_PATH}?{query}")).await;
+            assert!(!page.body.contains("support"), "{query}: {}", page.body);
+        }
+        let code = random_token(32).unwrap();
+        let page = browser.get(&format!("{AUTH_CODE_PATH}?code={code}")).await;
+        assert!(page.body.contains(&code), "{}", page.body);
+        let unknown = browser
+            .get("/authorize?client_id=call+support+at+555&redirect_uri=x")
+            .await;
+        assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+        assert!(!unknown.body.contains("support"), "{}", unknown.body);
     }
 
     async fn fresh_tokens(hub: &Arc<Hub>) -> TokenResponse {

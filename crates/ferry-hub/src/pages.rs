@@ -106,11 +106,15 @@ pub fn login(csrf: &str, user: &str, carry: &[(String, String)], error: Option<&
     )
 }
 
-/// "CLIENT wants to: ..." with Approve and Deny.
+/// "CLIENT wants to: ..." with Approve and Deny, and where the code goes:
+/// `destination` is the origin the browser is sent to with it, and
+/// `local_program` says it is a loopback address on the user's computer.
 pub fn consent(
     client_name: &str,
     user: &str,
     wants: &[&str],
+    destination: &str,
+    local_program: bool,
     csrf: &str,
     carry: &[(String, String)],
 ) -> String {
@@ -118,11 +122,18 @@ pub fn consent(
         .iter()
         .map(|w| format!("<li>{}</li>", escape(w)))
         .collect();
+    let whose = if local_program {
+        "a program on this computer"
+    } else {
+        "a page that shows it for you to copy"
+    };
     layout(
         "Approve access",
         &format!(
             "<h1>Approve access</h1>\
 <p><strong>{}</strong> wants to:</p><ul>{items}</ul><p>as <strong>{}</strong>.</p>\
+<p>If you approve, a one-time code goes to <strong><code>{}</code></strong> ({whose}). \
+Approve only if you started this sign-in yourself.</p>\
 <form method=\"post\" action=\"/authorize\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{}\">{}\
 <button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
@@ -130,6 +141,7 @@ pub fn consent(
 <p><small>Not {}? <a href=\"/\">Sign out first</a>.</small></p>",
             escape(client_name),
             escape(user),
+            escape(destination),
             escape(csrf),
             hidden_fields(carry),
             escape(user)
@@ -187,7 +199,7 @@ mod tests {
         let carry = vec![(evil.to_string(), evil.to_string())];
         for page in [
             login(evil, evil, &carry, Some(evil)),
-            consent(evil, evil, &[evil], evil, &carry),
+            consent(evil, evil, &[evil], evil, true, evil, &carry),
             auth_code(Some(evil), None),
             auth_code(None, Some(evil)),
             error(evil, evil),
@@ -196,6 +208,34 @@ mod tests {
             assert!(!page.contains("<script>"), "{page}");
             assert!(page.contains("&lt;script&gt;"), "{page}");
         }
+    }
+
+    #[test]
+    fn the_consent_page_says_where_the_code_goes() {
+        let page = consent(
+            "ferry-cli",
+            "alice",
+            &["register endpoints"],
+            "http://127.0.0.1:4711",
+            true,
+            "t",
+            &[],
+        );
+        assert!(
+            page.contains("goes to <strong><code>http://127.0.0.1:4711</code></strong> (a program on this computer)"),
+            "{page}"
+        );
+        let page = consent(
+            "c",
+            "alice",
+            &[],
+            "https://hub.example:8443",
+            false,
+            "t",
+            &[],
+        );
+        assert!(page.contains("https://hub.example:8443"), "{page}");
+        assert!(!page.contains("this computer"), "{page}");
     }
 
     #[test]

@@ -3,30 +3,32 @@
 //! web pages and REST API (`http/1.1`), so an endpoint needs exactly one
 //! outbound port.
 //!
-//! Every connection is bounded: a limit on how many are served at once, a
-//! deadline for the TLS handshake and for request headers, a cap on header
-//! and body sizes.
+//! Every connection is bounded: a limit on how many are served at once, and
+//! on how many one client address holds; a deadline for the TLS handshake,
+//! for each request head and for each request body; a cap on header and
+//! body sizes.
 
 use crate::control::Registry;
 use crate::pki::{CertificateAuthority, first_cert_der};
+use crate::secrets::MacKey;
 use crate::state::{HubConfig, HubDir};
 use crate::store::Store;
-use crate::web::LoginLimiter;
+use crate::web::{LoginLimiter, PasswordChecks, address_key};
 use anyhow::{Context, bail};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-const TLS_HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
-const HEADERS_WITHIN: Duration = Duration::from_secs(10);
 /// Largest request head (line + headers) and buffered body chunk.
 const MAX_HTTP_BUF: usize = 64 * 1024;
 
@@ -41,9 +43,72 @@ pub struct Hub {
     pub tls_ca_sha256: [u8; 32],
     pub control: Registry,
     pub logins: LoginLimiter,
+    /// Bounds the argon2 checks sign-ins run at once.
+    pub password_checks: PasswordChecks,
+    /// Tags the sign-in form's CSRF tokens, so the hub knows its own.
+    pub login_csrf: MacKey,
     pub signer: crate::capability::TaskSigner,
     /// Woken whenever a task ends, for clients waiting on one.
     pub task_ended: tokio::sync::Notify,
+}
+
+/// How many connections each client address holds (an IPv6 /64 counts as
+/// one address), so that one client cannot take every place under the
+/// global limit with connections it never uses.
+#[derive(Debug)]
+struct AddressSlots {
+    max: usize,
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place under its address's bound, given back on drop.
+#[derive(Debug)]
+struct AddressSlot {
+    slots: Arc<AddressSlots>,
+    address: IpAddr,
+}
+
+impl AddressSlots {
+    fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // Counts stay consistent whatever panicked while holding them.
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A place for one more connection from `ip`, if its address has one.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let address = address_key(ip);
+        let mut held = self.lock();
+        let count = held.entry(address).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            slots: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut held = self.slots.lock();
+        if let Some(count) = held.get_mut(&self.address) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.address);
+            }
+        }
+    }
 }
 
 /// SHA-256 of the CA certificate the hub tells endpoints to trust.
@@ -114,6 +179,11 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         store: dir.open_store()?,
         control,
         logins: LoginLimiter::default(),
+        password_checks: PasswordChecks::new(
+            config.max_password_checks,
+            config.max_password_checks_queued,
+        ),
+        login_csrf: MacKey::generate().context("no randomness for the sign-in form key")?,
         config,
         task_ended: tokio::sync::Notify::new(),
     });
@@ -139,6 +209,8 @@ async fn accept_loop(
     // The task routes wake the scheduler when they change a task.
     let router = crate::web::router(hub.clone()).layer(axum::Extension(wake));
     let slots = Arc::new(Semaphore::new(hub.config.max_connections));
+    let per_address = AddressSlots::new(hub.config.max_connections_per_address);
+    let within = Duration::from_secs(hub.config.header_timeout_secs);
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or(listen), url = %hub.config.url, "ferry-hub serving");
@@ -165,6 +237,12 @@ async fn accept_loop(
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         };
+        // Before the global limit, so an address over its share takes
+        // nothing from anyone else.
+        let Some(address_slot) = per_address.take(peer.ip()) else {
+            tracing::debug!(%peer, "this address holds its share of connections; dropping one");
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection limit reached; dropping a connection");
             continue;
@@ -172,7 +250,7 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let (acceptor, hub, router) = (acceptor.clone(), hub.clone(), router.clone());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(TLS_HANDSHAKE_WITHIN, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(within, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -189,6 +267,12 @@ async fn accept_loop(
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .map(|c| c.to_vec());
+                // The endpoint CA signed this certificate (TLS verified it):
+                // many endpoints may share an address, and each is admitted
+                // or refused by the control channel itself.
+                if cert.is_some() {
+                    drop(address_slot);
+                }
                 crate::control::serve_connection(hub, tls, cert, peer).await;
             } else {
                 // The peer address feeds the per-address login limit.
@@ -196,7 +280,7 @@ async fn accept_loop(
                 let service = hyper_util::service::TowerToHyperService::new(router);
                 let served = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEADERS_WITHIN)
+                    .header_read_timeout(within)
                     .max_buf_size(MAX_HTTP_BUF)
                     .serve_connection(TokioIo::new(tls), service)
                     .await;

@@ -101,6 +101,25 @@ pub struct HubConfig {
     /// Most TLS connections served at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Most connections one client address (an IPv6 /64) holds at once,
+    /// counted from accept; an endpoint's control connection stops
+    /// counting once its certificate has been verified. Behind a TCP proxy
+    /// every client has the proxy's address: raise this to match.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// Seconds a client has to finish the TLS handshake, and then each
+    /// request head (an idle connection is closed after as long).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request body, counted from its head.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// Password checks (argon2, about 19 MiB each) run at once.
+    #[serde(default = "default_password_checks")]
+    pub max_password_checks: usize,
+    /// Sign-ins that may wait for a password check; more are answered 503.
+    #[serde(default = "default_password_checks_queued")]
+    pub max_password_checks_queued: usize,
 }
 
 fn default_heartbeat() -> u64 {
@@ -108,6 +127,21 @@ fn default_heartbeat() -> u64 {
 }
 fn default_max_connections() -> usize {
     20_000
+}
+pub(crate) fn default_max_connections_per_address() -> usize {
+    256
+}
+pub(crate) fn default_header_timeout() -> u64 {
+    10
+}
+pub(crate) fn default_body_timeout() -> u64 {
+    60
+}
+pub(crate) fn default_password_checks() -> usize {
+    4
+}
+pub(crate) fn default_password_checks_queued() -> usize {
+    16
 }
 
 impl HubConfig {
@@ -117,6 +151,32 @@ impl HubConfig {
             bail!(
                 "heartbeat_secs must be 1..=3600, got {}",
                 self.heartbeat_secs
+            );
+        }
+        for (name, secs) in [
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                bail!("{name} must be 1..=3600, got {secs}");
+            }
+        }
+        for (name, count) in [
+            ("max_connections", self.max_connections),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address,
+            ),
+            ("max_password_checks", self.max_password_checks),
+        ] {
+            if !(1..=1_000_000).contains(&count) {
+                bail!("{name} must be 1..=1000000, got {count}");
+            }
+        }
+        if self.max_password_checks_queued > 1_000_000 {
+            bail!(
+                "max_password_checks_queued must be at most 1000000, got {}",
+                self.max_password_checks_queued
             );
         }
         Ok(())
@@ -203,6 +263,11 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
         tls_ca: "ca.crt".into(),
         heartbeat_secs: default_heartbeat(),
         max_connections: default_max_connections(),
+        max_connections_per_address: default_max_connections_per_address(),
+        header_timeout_secs: default_header_timeout(),
+        body_timeout_secs: default_body_timeout(),
+        max_password_checks: default_password_checks(),
+        max_password_checks_queued: default_password_checks_queued(),
     };
     let text = format!(
         "# ferry-hub configuration. Edit, then restart `ferry-hub serve`.\n# To use your institution's certificate, point tls_cert/tls_key at it and\n# tls_ca at the CA that issued it.\n{}",

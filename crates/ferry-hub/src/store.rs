@@ -747,6 +747,31 @@ impl Store {
         Ok(conn.execute("UPDATE endpoints SET revoked = 1 WHERE id = ?1", [id])? > 0)
     }
 
+    /// How many endpoints are revoked: a cheap question to ask every sweep
+    /// before asking for the list.
+    pub fn revoked_endpoint_count(&self) -> Result<u64> {
+        let conn = self.lock()?;
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM endpoints WHERE revoked = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The ids of revoked endpoints, newest registrations first, at most `limit`.
+    pub fn revoked_endpoints(&self, limit: usize) -> Result<Vec<String>> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(
+            "SELECT id FROM endpoints WHERE revoked = 1 ORDER BY created DESC, id LIMIT ?1",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let ids = stmt
+            .query_map([limit], |r| r.get(0))?
+            .collect::<std::result::Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
     // --- setup keys ---
 
     pub fn put_setup_key(&self, key_hash: &str, endpoint_id: &str, expires: i64) -> Result<()> {

@@ -107,9 +107,12 @@ pub enum Action {
         destination: String,
         connect_to: String,
     },
+    /// Stop the task's data work on an endpoint; the destination refuses
+    /// attempts up to `through_attempt` from then on.
     Cancel {
         endpoint_id: String,
         task_id: String,
+        through_attempt: u32,
     },
     /// The running attempt's counters.
     Progress {
@@ -432,6 +435,7 @@ impl Core {
                 out.push(Action::Cancel {
                     endpoint_id: endpoint.clone(),
                     task_id: task_id.to_string(),
+                    through_attempt: live.attempt,
                 });
             }
         }
@@ -456,7 +460,10 @@ impl Core {
             (_, _, Some(error)) => error.clone(),
             _ => status.as_str().to_lowercase(),
         };
-        if live.running && status != TaskStatus::Succeeded {
+        // Also after success: the destination then refuses a replay of the
+        // attempt's capability, which would otherwise stay valid until it
+        // expires.
+        if live.running {
             self.cancel_both(task_id, &live, out);
         }
         out.push(Action::Finish {
@@ -617,6 +624,7 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut initial = true;
+    let mut revocations = Revocations::default();
     loop {
         let input = tokio::select! {
             notice = notices.recv() => match notice {
@@ -624,7 +632,10 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
                 // The registry is gone: the hub is stopping.
                 None => return,
             },
-            _ = tick.tick() => sweep(&hub, &mut initial),
+            _ = tick.tick() => {
+                revocations.sweep(&hub);
+                sweep(&hub, &mut initial)
+            }
             _ = wake.0.notified() => sweep(&hub, &mut initial),
         };
         let mut inputs = vec![input];
@@ -653,6 +664,54 @@ fn from_notice(hub: &Hub, notice: Notice) -> Input {
             attempt,
             report,
         },
+    }
+}
+
+/// Revocations made while endpoints are connected (`ferry-hub endpoint
+/// revoke` writes the store from another process) reach every connected
+/// endpoint within a tick; later connections get the list in their welcome.
+#[derive(Debug, Default)]
+struct Revocations {
+    /// None until the first sweep: what was revoked before the hub started
+    /// is in every welcome already.
+    known: Option<(u64, HashSet<String>)>,
+}
+
+impl Revocations {
+    fn sweep(&mut self, hub: &Hub) {
+        let count = match hub.store.revoked_endpoint_count() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count the revoked endpoints");
+                return;
+            }
+        };
+        if self.known.as_ref().is_some_and(|(n, _)| *n == count) {
+            return;
+        }
+        let listed = match hub
+            .store
+            .revoked_endpoints(ferry_proto::control::MAX_REVOKED_LISTED)
+        {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the revoked endpoints");
+                return;
+            }
+        };
+        let fresh: Vec<String> = match &self.known {
+            Some((_, known)) => listed
+                .iter()
+                .filter(|id| !known.contains(*id))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        if !fresh.is_empty() {
+            tracing::info!(endpoints = ?fresh, "telling connected endpoints about revoked endpoints");
+            hub.control.broadcast_revoked(&fresh);
+        }
+        self.known = Some((count, listed.into_iter().collect()));
     }
 }
 
@@ -736,8 +795,12 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
             Action::Cancel {
                 endpoint_id,
                 task_id,
+                through_attempt,
             } => {
-                if let Err(e) = hub.control.cancel_task(&endpoint_id, &task_id) {
+                if let Err(e) = hub
+                    .control
+                    .cancel_task(&endpoint_id, &task_id, through_attempt)
+                {
                     tracing::debug!(task = %task_id, endpoint = %endpoint_id, error = %e, "cannot send a task cancel");
                 }
             }
@@ -1249,16 +1312,21 @@ mod tests {
             },
             2,
         );
-        assert_eq!(
-            out[0],
-            Action::Finish {
-                task_id: "t".into(),
-                status: TaskStatus::Succeeded,
-                counters: Some(counters(10, 1000)),
-                error: None
-            }
-        );
+        assert!(out.contains(&Action::Finish {
+            task_id: "t".into(),
+            status: TaskStatus::Succeeded,
+            counters: Some(counters(10, 1000)),
+            error: None
+        }));
         assert_eq!(codes(&out), [code::SUCCEEDED]);
+        // Both ends hear that attempt 1 is over, so the destination refuses
+        // a replay of its capability from now on.
+        assert!(out.contains(&Action::Cancel {
+            endpoint_id: DST.into(),
+            task_id: "t".into(),
+            through_attempt: 1,
+        }));
+        assert_eq!(cancels(&out), [DST.to_string(), SRC.to_string()]);
         assert!(core.handle(Input::Tick, 3).is_empty(), "gone from the core");
     }
 

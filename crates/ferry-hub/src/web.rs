@@ -1,16 +1,26 @@
 //! The hub's HTTP side: web pages (login, consent, the copy-the-code page),
-//! the OAuth2 endpoints, and the REST API routes.
+//! the OAuth2 endpoints, and the REST API routes; the headers every answer
+//! carries; the bounds on what an unauthenticated client can make the hub
+//! hold (request bodies, password checks, failed logins).
 
 use crate::server::Hub;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, header};
-use axum::middleware::map_response;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Largest request body accepted anywhere.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -19,6 +29,11 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// frames, no foreign resources. Forms may post only to the hub (the consent
 /// page widens this for its loopback redirect target).
 pub const DEFAULT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Browsers that have seen the hub use only HTTPS with it for a year. The
+/// hub serves nothing but HTTPS, so this costs nothing; it names no
+/// subdomains, which may be other services'.
+pub const HSTS: &str = "max-age=31536000";
 
 /// How long failed logins count against an account or address.
 pub const LOGIN_WINDOW: i64 = 15 * 60;
@@ -29,6 +44,11 @@ const MAX_TRACKED: usize = 100_000;
 
 /// Failed logins per account and per client address, for rate limiting.
 ///
+/// An attempt is counted when it is admitted, before its password is
+/// checked ([`LoginLimiter::begin`]), so attempts sent in parallel cannot
+/// all pass the check before any of them is counted. What the check found
+/// settles the count: a failure stays, a success takes its own count back.
+///
 /// Counts are kept for any account name, existing or not, so being limited
 /// reveals nothing about which accounts exist.
 #[derive(Debug, Default)]
@@ -36,27 +56,62 @@ pub struct LoginLimiter {
     failures: Mutex<Failures>,
 }
 
+/// Account names are kept as their SHA-256: a user name may be 2 KiB, and
+/// a spray of long made-up names would otherwise cost 2 KiB an entry.
+type AccountKey = [u8; 32];
+
 #[derive(Debug, Default)]
 struct Failures {
-    accounts: HashMap<String, Window>,
+    accounts: HashMap<AccountKey, Window>,
     addresses: HashMap<IpAddr, Window>,
 }
 
-/// Failures counted since `start`; the count resets when the window ends.
+/// Attempts counted since `start`; the count resets when the window ends.
 #[derive(Debug, Clone, Copy)]
 struct Window {
     start: i64,
+    /// Failed attempts, and admitted ones whose check has not ended.
     count: u32,
+    /// Admitted attempts whose check has not ended.
+    in_flight: u32,
+    /// Attempts admitted in this window, numbering each.
+    admitted: u64,
 }
 
 impl Window {
+    fn new(now: i64) -> Self {
+        Self {
+            start: now,
+            count: 0,
+            in_flight: 0,
+            admitted: 0,
+        }
+    }
+
     fn live(&self, now: i64) -> bool {
         now < self.start + LOGIN_WINDOW
     }
 }
 
+/// One admitted attempt's place in one window.
+#[derive(Debug, Clone, Copy)]
+struct Admitted {
+    start: i64,
+    number: u64,
+    /// No other attempt's check was running when this one was admitted.
+    alone: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Failed,
+    Succeeded,
+    /// Refused before the password was checked (the hub was busy).
+    Unchecked,
+}
+
 /// One IPv6 host usually owns a whole /64, so it counts as one address.
-fn address_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let mut octets = v6.octets();
@@ -65,6 +120,10 @@ fn address_key(ip: IpAddr) -> IpAddr {
         }
         v4 => v4,
     }
+}
+
+fn account_key(account: &str) -> AccountKey {
+    Sha256::digest(account.as_bytes()).into()
 }
 
 fn blocked<K: std::hash::Hash + Eq>(
@@ -78,29 +137,67 @@ fn blocked<K: std::hash::Hash + Eq>(
         .map(|w| w.start + LOGIN_WINDOW - now)
 }
 
-fn count_failure<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, Window>, key: K, now: i64) {
+fn admit<K: std::hash::Hash + Eq + Clone>(
+    map: &mut HashMap<K, Window>,
+    key: K,
+    now: i64,
+) -> Admitted {
     if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
-        map.retain(|_, w| w.live(now));
+        map.retain(|_, w| w.live(now) || w.in_flight > 0);
         if map.len() >= MAX_TRACKED
             && let Some(oldest) = map
                 .iter()
+                .filter(|(_, w)| w.in_flight == 0)
                 .min_by_key(|(_, w)| w.start)
                 .map(|(k, _)| k.clone())
         {
             map.remove(&oldest);
         }
     }
-    let window = map.entry(key).or_insert(Window {
-        start: now,
-        count: 0,
-    });
+    let window = map.entry(key).or_insert(Window::new(now));
     if !window.live(now) {
-        *window = Window {
-            start: now,
-            count: 0,
-        };
+        *window = Window::new(now);
     }
+    let alone = window.in_flight == 0;
     window.count = window.count.saturating_add(1);
+    window.in_flight = window.in_flight.saturating_add(1);
+    window.admitted += 1;
+    Admitted {
+        start: window.start,
+        number: window.admitted,
+        alone,
+    }
+}
+
+/// Ends one admitted attempt in its window. A success clears the window
+/// (`may_clear`) only when no other attempt overlapped it: failures
+/// counted before it was admitted are then all settled ones, and no
+/// attempt admitted while it ran can have its count wiped. Otherwise a
+/// success only takes back its own count.
+fn settle<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Window>,
+    key: &K,
+    admitted: Admitted,
+    outcome: Outcome,
+    may_clear: bool,
+) {
+    let Some(window) = map.get_mut(key) else {
+        return;
+    };
+    if window.start != admitted.start {
+        // The window ended and another began; this attempt is not in it.
+        return;
+    }
+    window.in_flight = window.in_flight.saturating_sub(1);
+    match outcome {
+        Outcome::Failed => {}
+        Outcome::Succeeded if may_clear && admitted.alone && window.admitted == admitted.number => {
+            map.remove(key);
+        }
+        Outcome::Succeeded | Outcome::Unchecked => {
+            window.count = window.count.saturating_sub(1);
+        }
+    }
 }
 
 impl LoginLimiter {
@@ -111,49 +208,153 @@ impl LoginLimiter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Seconds until this account (from this address) may try again, or
-    /// `None` when it may try now.
-    pub fn blocked_for(&self, account: &str, address: Option<IpAddr>, now: i64) -> Option<i64> {
-        let failures = self.lock();
-        let by_account = blocked(
-            &failures.accounts,
-            &account.to_string(),
-            MAX_FAILURES_PER_ACCOUNT,
-            now,
-        );
-        let by_address = address.and_then(|ip| {
-            blocked(
-                &failures.addresses,
-                &address_key(ip),
-                MAX_FAILURES_PER_ADDRESS,
-                now,
-            )
-        });
-        by_account.max(by_address)
+    /// Admits one attempt for this account from this address and counts it
+    /// at once, or says in how many seconds they may try again. Checking
+    /// and counting happen under one lock.
+    pub fn begin(
+        &self,
+        account: &str,
+        address: Option<IpAddr>,
+        now: i64,
+    ) -> Result<LoginAttempt<'_>, i64> {
+        let account = account_key(account);
+        let address = address.map(address_key);
+        let mut failures = self.lock();
+        let by_account = blocked(&failures.accounts, &account, MAX_FAILURES_PER_ACCOUNT, now);
+        let by_address =
+            address.and_then(|ip| blocked(&failures.addresses, &ip, MAX_FAILURES_PER_ADDRESS, now));
+        if let Some(wait) = by_account.max(by_address) {
+            return Err(wait);
+        }
+        let in_account = admit(&mut failures.accounts, account, now);
+        let in_address = address.map(|ip| (ip, admit(&mut failures.addresses, ip, now)));
+        Ok(LoginAttempt {
+            limiter: self,
+            account,
+            in_account,
+            in_address,
+            settled: false,
+        })
+    }
+}
+
+/// An admitted login attempt, counted as a failure unless it is settled
+/// otherwise: dropped (the client went away mid-check, or anything failed)
+/// it stays a failure.
+#[derive(Debug)]
+#[must_use = "an attempt dropped unsettled counts as a failure"]
+pub struct LoginAttempt<'a> {
+    limiter: &'a LoginLimiter,
+    account: AccountKey,
+    in_account: Admitted,
+    in_address: Option<(IpAddr, Admitted)>,
+    settled: bool,
+}
+
+impl LoginAttempt<'_> {
+    /// The password was wrong (or the account unknown).
+    pub fn failed(mut self) {
+        self.settle(Outcome::Failed);
     }
 
-    pub fn failed(&self, account: &str, address: Option<IpAddr>, now: i64) {
-        let mut failures = self.lock();
-        count_failure(&mut failures.accounts, account.to_string(), now);
-        if let Some(ip) = address {
-            count_failure(&mut failures.addresses, address_key(ip), now);
+    /// The account's owner got in: their earlier typos stop counting, unless
+    /// other attempts overlapped this one (see [`settle`]). The address
+    /// keeps its count, so one good account cannot launder a password spray
+    /// from the same place.
+    pub fn succeeded(mut self) {
+        self.settle(Outcome::Succeeded);
+    }
+
+    /// No password was checked: the attempt does not count.
+    pub fn unchecked(mut self) {
+        self.settle(Outcome::Unchecked);
+    }
+
+    fn settle(&mut self, outcome: Outcome) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        let mut failures = self.limiter.lock();
+        settle(
+            &mut failures.accounts,
+            &self.account,
+            self.in_account,
+            outcome,
+            true,
+        );
+        if let Some((ip, admitted)) = self.in_address {
+            settle(&mut failures.addresses, &ip, admitted, outcome, false);
+        }
+    }
+}
+
+impl Drop for LoginAttempt<'_> {
+    fn drop(&mut self) {
+        self.settle(Outcome::Failed);
+    }
+}
+
+/// Bounds what password checks cost: argon2 holds about 19 MiB while it
+/// runs, so only a few run at once and a few more may wait; others are
+/// told at once to come back rather than queued without end.
+#[derive(Debug)]
+pub struct PasswordChecks {
+    places: Arc<Semaphore>,
+    running: Arc<Semaphore>,
+}
+
+/// A place among the checks running or waiting.
+#[derive(Debug)]
+pub struct CheckPlace {
+    place: OwnedSemaphorePermit,
+    running: Arc<Semaphore>,
+}
+
+/// The right to run one check now; hold it until the check has ended.
+#[derive(Debug)]
+pub struct CheckTurn {
+    _place: OwnedSemaphorePermit,
+    _running: OwnedSemaphorePermit,
+}
+
+impl PasswordChecks {
+    pub fn new(running: usize, queued: usize) -> Self {
+        Self {
+            places: Arc::new(Semaphore::new(running.saturating_add(queued))),
+            running: Arc::new(Semaphore::new(running)),
         }
     }
 
-    /// The account's owner got in: their earlier typos stop counting. The
-    /// address keeps its count, so one good account cannot launder a
-    /// password spray from the same place.
-    pub fn succeeded(&self, account: &str) {
-        self.lock().accounts.remove(account);
+    /// A place in line, or `None` when every place is taken.
+    pub fn admit(&self) -> Option<CheckPlace> {
+        let place = self.places.clone().try_acquire_owned().ok()?;
+        Some(CheckPlace {
+            place,
+            running: self.running.clone(),
+        })
+    }
+}
+
+impl CheckPlace {
+    /// Waits for a turn to run.
+    pub async fn turn(self) -> Option<CheckTurn> {
+        let running = self.running.acquire_owned().await.ok()?;
+        Some(CheckTurn {
+            _place: self.place,
+            _running: running,
+        })
     }
 }
 
 pub fn router(hub: Arc<Hub>) -> Router {
+    let body_within = Duration::from_secs(hub.config.body_timeout_secs);
     Router::new()
         .route(ferry_proto::api::CA_CERT_PATH, get(ca_cert))
         .merge(crate::oauth::routes().layer(map_response(security_headers)))
-        .merge(crate::api::routes())
+        .merge(crate::api::routes().layer(map_response(api_headers)))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(from_fn_with_state(body_within, body_deadline))
+        .layer(map_response(transport_headers))
         .with_state(hub)
 }
 
@@ -162,6 +363,27 @@ async fn ca_cert(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/x-pem-file")],
         hub.tls_ca_pem.clone(),
     )
+}
+
+/// Headers every answer carries, whatever route (or none) made it.
+async fn transport_headers(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    );
+    response
+}
+
+/// API answers hold tokens' results and users' file names: never cached,
+/// never taken for anything but what their type says.
+async fn api_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Headers every page and OAuth response carries. Pages hold CSRF tokens,
@@ -185,6 +407,87 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
+/// A request body must have arrived whole within `limit` of its head: a
+/// client sending a byte now and then would otherwise hold its connection
+/// (and a place under the connection limits) for as long as it liked.
+/// When the time is up the body reads fail, the answer becomes 408 and the
+/// connection is closed.
+async fn body_deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let expired = Arc::new(AtomicBool::new(false));
+    let request = request.map(|inner| {
+        Body::new(DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            expired: expired.clone(),
+            limit,
+        })
+    });
+    let response = next.run(request).await;
+    if !expired.load(Ordering::Relaxed) {
+        return response;
+    }
+    tracing::debug!(?limit, "a request body did not arrive in time");
+    let mut response = (
+        StatusCode::REQUEST_TIMEOUT,
+        axum::Json(ferry_proto::api::ApiError {
+            error: "timeout".into(),
+            message: format!(
+                "the request body did not arrive within {} s",
+                limit.as_secs()
+            ),
+        }),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The request body read through [`body_deadline`]'s deadline.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<AtomicBool>,
+    limit: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+struct BodyTimedOut(Duration);
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.expired.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(this.limit)))));
+        }
+        Pin::new(&mut this.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A hub with an in-memory store, for driving the router in tests.
 #[cfg(test)]
 pub fn for_tests() -> Arc<Hub> {
@@ -198,6 +501,11 @@ pub fn for_tests() -> Arc<Hub> {
             tls_ca: "ca.crt".into(),
             heartbeat_secs: 15,
             max_connections: 100,
+            max_connections_per_address: crate::state::default_max_connections_per_address(),
+            header_timeout_secs: crate::state::default_header_timeout(),
+            body_timeout_secs: crate::state::default_body_timeout(),
+            max_password_checks: crate::state::default_password_checks(),
+            max_password_checks_queued: crate::state::default_password_checks_queued(),
         },
         store: crate::store::Store::in_memory().unwrap(),
         tls_ca_pem: ca.cert_pem.clone(),
@@ -205,6 +513,11 @@ pub fn for_tests() -> Arc<Hub> {
         endpoint_ca: ca,
         control: crate::control::Registry::new().0,
         logins: LoginLimiter::default(),
+        password_checks: PasswordChecks::new(
+            crate::state::default_password_checks(),
+            crate::state::default_password_checks_queued(),
+        ),
+        login_csrf: crate::secrets::MacKey::generate().unwrap(),
         signer: crate::capability::TaskSigner::generate(),
         task_ended: tokio::sync::Notify::new(),
     })
@@ -218,31 +531,55 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
+    /// Seconds to wait, or `None` when an attempt would be admitted now
+    /// (the look itself does not count).
+    fn blocked_for(
+        limiter: &LoginLimiter,
+        account: &str,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Option<i64> {
+        match limiter.begin(account, ip, now) {
+            Ok(attempt) => {
+                attempt.unchecked();
+                None
+            }
+            Err(wait) => Some(wait),
+        }
+    }
+
+    fn fail(limiter: &LoginLimiter, account: &str, ip: Option<IpAddr>, now: i64) {
+        limiter.begin(account, ip, now).unwrap().failed();
+    }
+
     #[test]
     fn accounts_are_limited_after_five_failures_for_fifteen_minutes() {
         let limiter = LoginLimiter::default();
         for _ in 0..MAX_FAILURES_PER_ACCOUNT {
-            assert_eq!(limiter.blocked_for("alice", None, 1000), None);
-            limiter.failed("alice", None, 1000);
+            assert_eq!(blocked_for(&limiter, "alice", None, 1000), None);
+            fail(&limiter, "alice", None, 1000);
         }
-        assert_eq!(limiter.blocked_for("alice", None, 1000), Some(LOGIN_WINDOW));
         assert_eq!(
-            limiter.blocked_for("alice", None, 1000 + 60),
+            blocked_for(&limiter, "alice", None, 1000),
+            Some(LOGIN_WINDOW)
+        );
+        assert_eq!(
+            blocked_for(&limiter, "alice", None, 1000 + 60),
             Some(LOGIN_WINDOW - 60)
         );
         assert_eq!(
-            limiter.blocked_for("bob", None, 1000),
+            blocked_for(&limiter, "bob", None, 1000),
             None,
             "other accounts are not affected"
         );
         assert_eq!(
-            limiter.blocked_for("alice", None, 1000 + LOGIN_WINDOW),
+            blocked_for(&limiter, "alice", None, 1000 + LOGIN_WINDOW),
             None,
             "the window ends"
         );
-        limiter.failed("alice", None, 1000 + LOGIN_WINDOW);
+        fail(&limiter, "alice", None, 1000 + LOGIN_WINDOW);
         assert_eq!(
-            limiter.blocked_for("alice", None, 1000 + LOGIN_WINDOW),
+            blocked_for(&limiter, "alice", None, 1000 + LOGIN_WINDOW),
             None,
             "a new window starts at one"
         );
@@ -255,45 +592,152 @@ mod tests {
         let neighbour: IpAddr = "2001:db8:1:2::99".parse().unwrap();
         let elsewhere: IpAddr = "2001:db8:1:3::10".parse().unwrap();
         for i in 0..MAX_FAILURES_PER_ADDRESS {
-            limiter.failed(&format!("user{i}"), Some(here), 0);
+            fail(&limiter, &format!("user{i}"), Some(here), 0);
         }
-        assert!(limiter.blocked_for("fresh", Some(here), 0).is_some());
+        assert!(blocked_for(&limiter, "fresh", Some(here), 0).is_some());
         assert!(
-            limiter.blocked_for("fresh", Some(neighbour), 0).is_some(),
+            blocked_for(&limiter, "fresh", Some(neighbour), 0).is_some(),
             "same /64"
         );
-        assert_eq!(limiter.blocked_for("fresh", Some(elsewhere), 0), None);
-        assert_eq!(limiter.blocked_for("fresh", None, 0), None);
+        assert_eq!(blocked_for(&limiter, "fresh", Some(elsewhere), 0), None);
+        assert_eq!(blocked_for(&limiter, "fresh", None, 0), None);
     }
 
     #[test]
     fn success_clears_the_account_but_not_the_address() {
         let limiter = LoginLimiter::default();
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        for _ in 0..MAX_FAILURES_PER_ACCOUNT {
-            limiter.failed("alice", Some(ip), 0);
+        for _ in 0..MAX_FAILURES_PER_ACCOUNT - 1 {
+            fail(&limiter, "alice", Some(ip), 0);
         }
-        assert!(limiter.blocked_for("alice", None, 0).is_some());
-        limiter.succeeded("alice");
-        assert_eq!(limiter.blocked_for("alice", None, 0), None);
-        for _ in MAX_FAILURES_PER_ACCOUNT..MAX_FAILURES_PER_ADDRESS {
-            limiter.failed("x", Some(ip), 0);
+        limiter.begin("alice", Some(ip), 0).unwrap().succeeded();
+        for _ in 0..MAX_FAILURES_PER_ACCOUNT - 1 {
+            fail(&limiter, "alice", Some(ip), 0);
         }
-        assert!(limiter.blocked_for("alice", Some(ip), 0).is_some());
+        assert_eq!(
+            blocked_for(&limiter, "alice", None, 0),
+            None,
+            "the typos before the success stopped counting"
+        );
+        let counted = 2 * (MAX_FAILURES_PER_ACCOUNT - 1);
+        for i in counted..MAX_FAILURES_PER_ADDRESS {
+            fail(&limiter, &format!("x{i}"), Some(ip), 0);
+        }
+        assert!(
+            blocked_for(&limiter, "bob", Some(ip), 0).is_some(),
+            "the address kept every failure, and not the success"
+        );
+    }
+
+    #[test]
+    fn attempts_count_when_admitted_not_when_checked() {
+        let limiter = LoginLimiter::default();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        // Five checks running at once for one account: a sixth must wait,
+        // though none has failed yet.
+        let running: Vec<_> = (0..MAX_FAILURES_PER_ACCOUNT)
+            .map(|_| limiter.begin("alice", Some(ip), 0).unwrap())
+            .collect();
+        assert!(limiter.begin("alice", Some(ip), 0).is_err());
+        // One of them turns out right: it takes back only its own count,
+        // since others ran beside it.
+        let mut running = running.into_iter();
+        running.next().unwrap().succeeded();
+        let sixth = limiter.begin("alice", Some(ip), 0).unwrap();
+        assert!(limiter.begin("alice", Some(ip), 0).is_err());
+        for attempt in running {
+            attempt.failed();
+        }
+        drop(sixth); // a client gone mid-check counts as a failure
+        assert!(limiter.begin("alice", Some(ip), 0).is_err());
+
+        // Per address alike: twenty running at once over many names.
+        let spray = LoginLimiter::default();
+        let running: Vec<_> = (0..MAX_FAILURES_PER_ADDRESS)
+            .map(|i| spray.begin(&format!("u{i}"), Some(ip), 0).unwrap())
+            .collect();
+        assert!(spray.begin("fresh", Some(ip), 0).is_err());
+        // An attempt refused before its check gives its place back.
+        let mut running = running.into_iter();
+        running.next().unwrap().unchecked();
+        assert!(spray.begin("fresh", Some(ip), 0).is_ok_and(|a| {
+            a.unchecked();
+            true
+        }));
+    }
+
+    #[test]
+    fn a_success_clears_only_failures_settled_before_it_was_admitted() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        // A guess admitted before the right password, failing after it.
+        let limiter = LoginLimiter::default();
+        for _ in 0..MAX_FAILURES_PER_ACCOUNT - 2 {
+            fail(&limiter, "alice", Some(ip), 0);
+        }
+        let guess = limiter.begin("alice", Some(ip), 0).unwrap();
+        let right = limiter.begin("alice", Some(ip), 0).unwrap();
+        right.succeeded();
+        guess.failed();
+        fail(&limiter, "alice", Some(ip), 0);
+        assert!(
+            limiter.begin("alice", Some(ip), 0).is_err(),
+            "earlier failures and the overlapping guess still count"
+        );
+
+        // A guess admitted while the right password was being checked,
+        // failing before it ends.
+        let limiter = LoginLimiter::default();
+        for _ in 0..MAX_FAILURES_PER_ACCOUNT - 2 {
+            fail(&limiter, "alice", Some(ip), 0);
+        }
+        let right = limiter.begin("alice", Some(ip), 0).unwrap();
+        fail(&limiter, "alice", Some(ip), 0);
+        right.succeeded();
+        fail(&limiter, "alice", Some(ip), 0);
+        assert!(limiter.begin("alice", Some(ip), 0).is_err());
+
+        // Alone, a success clears the account as before.
+        let limiter = LoginLimiter::default();
+        for _ in 0..MAX_FAILURES_PER_ACCOUNT - 1 {
+            fail(&limiter, "alice", Some(ip), 0);
+        }
+        limiter.begin("alice", Some(ip), 0).unwrap().succeeded();
+        assert!(limiter.lock().accounts.is_empty());
     }
 
     #[test]
     fn the_limiter_stays_bounded() {
         let limiter = LoginLimiter::default();
         for i in 0..MAX_TRACKED + 10 {
-            limiter.failed(&format!("spray{i}"), None, 0);
+            fail(&limiter, &format!("spray{i}"), None, 0);
         }
         assert!(limiter.lock().accounts.len() <= MAX_TRACKED);
-        limiter.failed("target", None, 0);
+        fail(&limiter, "target", None, 0);
         assert_eq!(
-            limiter.lock().accounts.get("target").map(|w| w.count),
+            limiter
+                .lock()
+                .accounts
+                .get(&account_key("target"))
+                .map(|w| w.count),
             Some(1)
         );
+    }
+
+    #[tokio::test]
+    async fn password_checks_run_a_few_at_once_and_queue_a_few_more() {
+        let checks = PasswordChecks::new(2, 1);
+        let first = checks.admit().unwrap().turn().await.unwrap();
+        let _second = checks.admit().unwrap().turn().await.unwrap();
+        let waiting = checks.admit().unwrap();
+        assert!(checks.admit().is_none(), "every place is taken");
+        let turn = tokio::spawn(waiting.turn());
+        drop(first);
+        let third = tokio::time::timeout(Duration::from_secs(10), turn)
+            .await
+            .expect("a waiting check runs once one ends")
+            .unwrap();
+        assert!(third.is_some());
+        assert!(checks.admit().is_some(), "the first check's place is free");
     }
 
     #[tokio::test]
@@ -309,6 +753,7 @@ mod tests {
         assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
         assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
         assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert_eq!(h[header::STRICT_TRANSPORT_SECURITY], HSTS);
         let body = String::from_utf8(
             response
                 .into_body()
@@ -349,5 +794,9 @@ mod tests {
             StatusCode::UNAUTHORIZED,
             "the API routes are merged too"
         );
+        let h = api.headers();
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert_eq!(h[header::STRICT_TRANSPORT_SECURITY], HSTS);
     }
 }

@@ -15,9 +15,12 @@ use ferry_setup::tls;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 #[derive(Debug, Error)]
 pub enum ChannelError {
@@ -112,7 +115,8 @@ pub fn now() -> i64 {
         .unwrap_or_default()
 }
 
-/// Reads one frame; `Ok(None)` at a clean end of stream.
+/// Reads one frame of an authorised stream; `Ok(None)` at a clean end of
+/// stream. Never before the capability verified: see [`read_handshake`].
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
 ) -> Result<Option<Frame>, ChannelError> {
@@ -122,7 +126,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let len = data::frame_len(header)?;
+    let len = data::frame_len(header, data::MAX_AUTHORISED_FRAME)?;
     let kind = reader.read_u8().await?;
     if kind == data::FRAME_CHUNK {
         // Straight into the buffer the chunk lives in from here on.
@@ -139,15 +143,164 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(data::decode(body)?))
 }
 
-pub async fn read_message<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Message, ChannelError> {
-    match read_frame(reader).await? {
-        Some(Frame::Message(m)) => Ok(m),
-        Some(Frame::Chunk(..)) => Err(ChannelError::Protocol(
-            "a chunk where a message was due".into(),
+/// Room for `Open` frames above [`data::MAX_HANDSHAKE_FRAME`] (a large
+/// `--batch` capability), shared by every stream not yet authorised.
+#[derive(Debug)]
+pub struct HandshakeBudget {
+    kib: Semaphore,
+}
+
+impl HandshakeBudget {
+    pub fn new(bytes: usize) -> Self {
+        Self {
+            kib: Semaphore::new(bytes / 1024),
+        }
+    }
+
+    fn take(&self, bytes: usize) -> Option<SemaphorePermit<'_>> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).ok()?;
+        self.kib.try_acquire_many(kib).ok()
+    }
+}
+
+/// Reads the one message a stream carries before it is authorised (its
+/// `Open`, or the answer to one). A frame above
+/// [`data::MAX_HANDSHAKE_FRAME`] is refused on its header, before any of
+/// its body is read or any room made for it, unless `large` has room for
+/// it now (up to [`data::MAX_OPEN_FRAME`]); a chunk is refused on its type
+/// byte; and the body's buffer grows only as its bytes arrive, so a peer
+/// that announces much and sends little costs little.
+pub async fn read_handshake<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    large: Option<&HandshakeBudget>,
+) -> Result<Message, ChannelError> {
+    let mut header = [0u8; 4];
+    if let Err(e) = reader.read_exact(&mut header).await {
+        return Err(match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => closed(),
+            _ => e.into(),
+        });
+    }
+    let len = data::frame_len(header, data::MAX_OPEN_FRAME)?;
+    let _room = if len > data::MAX_HANDSHAKE_FRAME {
+        let room = large.and_then(|budget| budget.take(len));
+        Some(room.ok_or(ChannelError::Frame(data::DataError::TooLarge(len)))?)
+    } else {
+        None
+    };
+    let kind = reader.read_u8().await?;
+    if kind != data::FRAME_MESSAGE {
+        return Err(ChannelError::Protocol(
+            "data before the stream was accepted".into(),
+        ));
+    }
+    let mut body = Vec::with_capacity(len.min(HANDSHAKE_READ));
+    body.push(kind);
+    let expected = len as u64 - 1;
+    (&mut *reader).take(expected).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(closed());
+    }
+    match data::decode(body)? {
+        Frame::Message(m) => Ok(m),
+        Frame::Chunk(..) => Err(ChannelError::Protocol(
+            "data before the stream was accepted".into(),
         )),
-        None => Err(ChannelError::Protocol(
-            "the peer closed the connection".into(),
-        )),
+    }
+}
+
+/// What a handshake frame's buffer starts with.
+const HANDSHAKE_READ: usize = 4096;
+
+fn closed() -> ChannelError {
+    ChannelError::Protocol("the peer closed the connection".into())
+}
+
+/// A read buffer beneath TLS that starts small and is grown once the
+/// stream is authorised: rustls reads the socket a few KiB at a time, and
+/// a larger buffer beneath it turns many syscalls into one, but an
+/// unauthorised peer gets no large buffer.
+#[derive(Debug)]
+pub struct ReceiveBuffer<T> {
+    inner: T,
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+}
+
+impl<T> ReceiveBuffer<T> {
+    pub fn new(inner: T, capacity: usize) -> Self {
+        Self {
+            inner,
+            buf: vec![0; capacity.max(1)],
+            pos: 0,
+            filled: 0,
+        }
+    }
+
+    /// Makes the buffer `capacity` bytes (it never shrinks); buffered bytes
+    /// stay.
+    pub fn grow(&mut self, capacity: usize) {
+        if capacity > self.buf.len() {
+            self.buf.resize(capacity, 0);
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ReceiveBuffer<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos == this.filled && out.remaining() >= this.buf.len() {
+            return Pin::new(&mut this.inner).poll_read(cx, out);
+        }
+        if this.pos == this.filled {
+            let mut fill = ReadBuf::new(&mut this.buf);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut fill))?;
+            this.filled = fill.filled().len();
+            this.pos = 0;
+        }
+        let n = (this.filled - this.pos).min(out.remaining());
+        out.put_slice(&this.buf[this.pos..this.pos + n]);
+        this.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ReceiveBuffer<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -180,4 +333,134 @@ pub async fn write_chunk<W: AsyncWrite + Unpin>(
         .await?;
     writer.write_all(bytes).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_proto::data::Open;
+    use std::time::Duration;
+
+    /// Sends `prefix` and then nothing, keeping the stream open: a reader
+    /// that waits for the announced body never returns (the bound only
+    /// ends a failing test).
+    async fn handshake_after(
+        prefix: &[u8],
+        large: Option<&HandshakeBudget>,
+    ) -> Result<Message, ChannelError> {
+        let (mut peer, mut ours) = tokio::io::duplex(1024);
+        peer.write_all(prefix).await.unwrap();
+        let read =
+            tokio::time::timeout(Duration::from_secs(30), read_handshake(&mut ours, large)).await;
+        drop(peer);
+        read.expect("the reader waited for a body it must refuse")
+    }
+
+    fn header(len: usize, kind: u8) -> Vec<u8> {
+        let mut wire = (len as u32).to_be_bytes().to_vec();
+        wire.push(kind);
+        wire
+    }
+
+    #[tokio::test]
+    async fn before_authorisation_a_large_frame_is_refused_on_its_header() {
+        let four_mib = 4 * 1024 * 1024;
+        let refused = handshake_after(&header(four_mib, data::FRAME_MESSAGE), None).await;
+        assert!(
+            matches!(refused, Err(ChannelError::Frame(data::DataError::TooLarge(n))) if n == four_mib),
+            "{refused:?}"
+        );
+        let chunk = header(1 + data::CHUNK_HEADER + four_mib, data::FRAME_CHUNK);
+        assert!(handshake_after(&chunk, None).await.is_err());
+        // No budget stretches beyond the largest `Open`.
+        let budget = HandshakeBudget::new(64 * 1024 * 1024);
+        let refused = handshake_after(&header(four_mib, data::FRAME_MESSAGE), Some(&budget)).await;
+        assert!(
+            matches!(refused, Err(ChannelError::Frame(_))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn before_authorisation_a_chunk_is_refused_on_its_type() {
+        let refused = handshake_after(&header(100, data::FRAME_CHUNK), None).await;
+        assert!(
+            matches!(refused, Err(ChannelError::Protocol(_))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_open_needs_room_in_the_shared_budget() {
+        let open = Message::Open(Open {
+            capability: "c".repeat(200 * 1024),
+            stream: 0,
+            streams: 1,
+        });
+        let wire = data::encode_message(&open);
+        let read = |budget: Option<HandshakeBudget>| {
+            let wire = wire.clone();
+            async move {
+                let (mut peer, mut ours) = tokio::io::duplex(64 * 1024);
+                let writer = tokio::spawn(async move { peer.write_all(&wire).await });
+                let got = read_handshake(&mut ours, budget.as_ref()).await;
+                writer.abort();
+                got
+            }
+        };
+        assert!(read(None).await.is_err(), "no budget: refused");
+        assert!(
+            read(Some(HandshakeBudget::new(100 * 1024))).await.is_err(),
+            "too little room: refused"
+        );
+        assert_eq!(
+            read(Some(HandshakeBudget::new(1024 * 1024))).await.unwrap(),
+            open
+        );
+    }
+
+    #[tokio::test]
+    async fn a_small_handshake_and_an_early_close_are_told_apart() {
+        let accepted = data::encode_message(&Message::Accepted);
+        assert_eq!(
+            handshake_after(&accepted, None).await.unwrap(),
+            Message::Accepted
+        );
+        let (peer, mut ours) = tokio::io::duplex(1024);
+        drop(peer);
+        let closed = read_handshake(&mut ours, None).await;
+        assert!(
+            matches!(closed, Err(ChannelError::Protocol(_))),
+            "{closed:?}"
+        );
+        // A body cut short is not a message.
+        let (mut peer, mut ours) = tokio::io::duplex(1024);
+        peer.write_all(&accepted[..accepted.len() - 2])
+            .await
+            .unwrap();
+        drop(peer);
+        assert!(read_handshake(&mut ours, None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_receive_buffer_passes_bytes_through_and_grows_with_them_buffered() {
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let (mut peer, ours) = tokio::io::duplex(8 * 1024);
+        let sent = bytes.clone();
+        let writer = tokio::spawn(async move {
+            peer.write_all(&sent).await.unwrap();
+        });
+        let mut reader = ReceiveBuffer::new(ours, 1024);
+        let mut got = vec![0u8; 10];
+        reader.read_exact(&mut got).await.unwrap();
+        reader.grow(64 * 1024);
+        assert_eq!(reader.capacity(), 64 * 1024);
+        reader.grow(16);
+        assert_eq!(reader.capacity(), 64 * 1024, "it never shrinks");
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).await.unwrap();
+        got.extend_from_slice(&rest);
+        writer.await.unwrap();
+        assert_eq!(got, bytes);
+    }
 }

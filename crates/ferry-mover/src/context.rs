@@ -22,6 +22,9 @@ pub struct Context {
     /// The hub's task-signing key, once the control channel has it.
     pub hub_key: Box<dyn Fn() -> Option<Vec<u8>> + Send + Sync>,
     pub reports: mpsc::UnboundedSender<Report>,
+    /// The receiving endpoint's umask: permission bits received files and
+    /// directories never get (from `endpoint.toml`, else the daemon's own).
+    pub umask: u32,
 }
 
 impl std::fmt::Debug for Context {

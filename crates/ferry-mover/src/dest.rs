@@ -15,16 +15,28 @@
 //!
 //! **Invariant:** nothing stands under a real name before its digest
 //! verified; a crash at any moment leaves real names either old or whole.
+//!
+//! **Invariant:** the journal never claims more than the disk holds: a
+//! failed fsync (of a file, a directory, the journal) fails the attempt as
+//! a fault, and what it would have vouched for is not journaled.
+//!
+//! **Invariant:** before a stream's capability verifies, the peer gets a
+//! small receive buffer, a small frame limit, a deadline, and one of few
+//! places per address ([`crate::admission`]).
 
-use crate::channel::{self, ChannelError, read_frame, send_message};
+use crate::admission::{Admission, Unauthorised};
+use crate::channel::{
+    self, ChannelError, HandshakeBudget, ReceiveBuffer, read_frame, send_message,
+};
 use crate::context::Context;
 use crate::digest::{
     CHUNK_SIZE, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads, read_chunk_hashes,
     to_hex,
 };
+use crate::faults::{Faults, Op};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
-use crate::plan::{self, Verdict};
-use ferry_paths::{EntryKind as FsKind, RootedFs, resolve_endpoint_path};
+use crate::plan::{self, Attributes, Verdict};
+use ferry_paths::{EntryKind as FsKind, FsError, RootedFs, resolve_endpoint_path};
 use ferry_proto::data::{ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open};
 use ferry_proto::task::{Capability, TaskCounters, TaskReport};
 use std::collections::{HashMap, HashSet};
@@ -34,13 +46,17 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
-use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 
-/// A connecting peer has this long to open its stream.
+pub use crate::admission::{UNAUTHORISED_PER_PEER, UNAUTHORISED_TOTAL};
+
+/// A connecting peer has this long for its TLS handshake and its `Open`.
 const OPEN_WITHIN: Duration = Duration::from_secs(15);
+/// A refusal or acceptance is sent within this, or the connection is dropped.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// A file whose digest does not match is asked for again this many times.
 const MAX_RESENDS: u32 = 3;
 /// How often partial files are made durable and journaled.
@@ -50,33 +66,115 @@ const INLINE_CHUNK: usize = 256 * 1024;
 /// How often progress goes to the hub.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-type Stream = TlsStream<BufReader<TcpStream>>;
+type Stream = TlsStream<ReceiveBuffer<TcpStream>>;
 /// rustls reads the socket 4 KiB at a time: a buffer beneath it turns a
-/// syscall per 4 KiB into one per this much.
+/// syscall per 4 KiB into one per this much, once the stream is authorised.
 const RECEIVE_BUFFER: usize = 256 * 1024;
+/// The receive buffer of a stream not yet authorised.
+const HANDSHAKE_BUFFER: usize = 8 * 1024;
+/// Room for `Open`s above the handshake frame limit (capabilities of large
+/// `--batch` tasks), all unauthorised streams together.
+const LARGE_HANDSHAKES: usize = 8 * 1024 * 1024;
+/// Directories created and not yet durable that a session remembers before
+/// it makes them all durable at once (see `Disk::unsynced_dirs`).
+const UNSYNCED_DIRS_KEPT: usize = 4096;
+
 /// How many created directories a session remembers (see `State::created_dirs`).
 const CREATED_DIRS_KEPT: usize = 4096;
 
-/// Sessions by task: at most one attempt per task runs here.
+/// How long an ended or canceled attempt stays refused here: far longer
+/// than a capability lives (the hub signs them for minutes).
+const ENDED_KEPT: Duration = Duration::from_secs(3600);
+/// Most tasks whose ended attempts are remembered (the oldest go first).
+const ENDED_MAX: usize = 100_000;
+
+/// Sessions by task: at most one attempt per task runs here. Also what no
+/// longer gets a session: attempts that ended here or that the hub
+/// canceled (so a capability cannot be replayed), and revoked endpoints.
 #[derive(Debug, Default)]
 pub struct Sessions {
     live: Mutex<HashMap<String, SessionHandle>>,
+    ended: Mutex<Ended>,
+    revoked: Mutex<HashSet<String>>,
 }
 
 #[derive(Debug)]
 struct SessionHandle {
     attempt: u32,
+    source: String,
     streams: mpsc::UnboundedSender<(u16, Stream)>,
     cancel: watch::Sender<bool>,
 }
 
+/// Per task, the newest attempt that may no longer connect, and since when.
+#[derive(Debug, Default)]
+struct Ended {
+    by_task: HashMap<String, (u32, std::time::Instant)>,
+}
+
+impl Ended {
+    fn record(&mut self, task_id: &str, through: u32, now: std::time::Instant) {
+        self.by_task
+            .retain(|_, (_, since)| now.saturating_duration_since(*since) < ENDED_KEPT);
+        if self.by_task.len() >= ENDED_MAX
+            && !self.by_task.contains_key(task_id)
+            && let Some(oldest) = self
+                .by_task
+                .iter()
+                .min_by_key(|(_, (_, since))| *since)
+                .map(|(task, _)| task.clone())
+        {
+            self.by_task.remove(&oldest);
+        }
+        let entry = self
+            .by_task
+            .entry(task_id.to_string())
+            .or_insert((through, now));
+        *entry = (entry.0.max(through), now);
+    }
+
+    fn refuses(&self, task_id: &str, attempt: u32) -> bool {
+        self.by_task
+            .get(task_id)
+            .is_some_and(|(through, _)| attempt <= *through)
+    }
+}
+
 impl Sessions {
-    /// Stops a task's data work here (its journal stays for a resume).
-    pub fn cancel(&self, task_id: &str) {
+    /// Stops a task's attempts up to `through` (all if `None`) here, and
+    /// refuses their data connections from now on (their journal stays for
+    /// a resume by a later attempt).
+    pub fn cancel_through(&self, task_id: &str, through: Option<u32>) {
+        let through = through.unwrap_or(u32::MAX);
+        if let Ok(mut ended) = self.ended.lock() {
+            ended.record(task_id, through, std::time::Instant::now());
+        }
         if let Ok(live) = self.live.lock()
             && let Some(handle) = live.get(task_id)
+            && handle.attempt <= through
         {
             handle.cancel.send_replace(true);
+        }
+    }
+
+    /// Endpoints the hub revoked (`complete`: the whole list, replacing
+    /// what was known; else additions): their data connections are
+    /// refused, and their running sessions cut.
+    pub fn revoke(&self, endpoint_ids: HashSet<String>, complete: bool) {
+        let Ok(mut revoked) = self.revoked.lock() else {
+            return;
+        };
+        if complete {
+            *revoked = endpoint_ids;
+        } else {
+            revoked.extend(endpoint_ids);
+        }
+        if let Ok(live) = self.live.lock() {
+            for handle in live.values() {
+                if revoked.contains(&handle.source) {
+                    handle.cancel.send_replace(true);
+                }
+            }
         }
     }
 
@@ -92,7 +190,39 @@ impl Sessions {
         self.live.lock().map(|l| l.len()).unwrap_or(0)
     }
 
+    /// Why a verified capability gets no session here, if it does not.
+    fn refusal(&self, cap: &Capability) -> Option<String> {
+        if self
+            .revoked
+            .lock()
+            .map_or(true, |r| r.contains(&cap.source_endpoint))
+        {
+            return Some("the source endpoint was revoked".into());
+        }
+        if self
+            .ended
+            .lock()
+            .map_or(true, |e| e.refuses(&cap.task_id, cap.attempt))
+        {
+            return Some(format!(
+                "attempt {} of this task has ended here; the hub starts a new one",
+                cap.attempt
+            ));
+        }
+        let live = self.live.lock().ok()?;
+        match live.get(&cap.task_id) {
+            Some(h) if h.attempt > cap.attempt => Some(format!(
+                "a newer attempt ({}) of this task runs here",
+                h.attempt
+            )),
+            _ => None,
+        }
+    }
+
     fn finished(&self, task_id: &str, attempt: u32) {
+        if let Ok(mut ended) = self.ended.lock() {
+            ended.record(task_id, attempt, std::time::Instant::now());
+        }
         if let Ok(mut live) = self.live.lock()
             && live.get(task_id).is_some_and(|h| h.attempt == attempt)
         {
@@ -117,6 +247,8 @@ pub async fn serve(
         }
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let admission = Arc::new(Admission::default());
+    let budget = Arc::new(HandshakeBudget::new(LARGE_HANDSHAKES));
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -129,63 +261,94 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
+        // Before the TLS handshake costs anything: a peer over its share of
+        // unauthorised connections is closed at once.
+        let Some(place) = admission.admit(peer.ip()) else {
+            tracing::debug!(%peer, held = admission.held(), "data connection closed: too many unauthorised connections");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
-        let (ctx, sessions, acceptor, accepting) = (
+        let (ctx, sessions, acceptor, accepting, budget) = (
             ctx.clone(),
             sessions.clone(),
             acceptor.clone(),
             accepting.clone(),
+            budget.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) = accept_stream(ctx, sessions, acceptor, tcp, accepting).await {
+            let arrival = Arrival { tcp, place, budget };
+            if let Err(e) = accept_stream(ctx, sessions, acceptor, arrival, accepting).await {
                 tracing::warn!(%peer, error = %e, "data connection refused");
             }
         });
     }
 }
 
+/// A connection not yet authorised, with its place among those.
+struct Arrival {
+    tcp: TcpStream,
+    place: Unauthorised,
+    budget: Arc<HandshakeBudget>,
+}
+
 async fn accept_stream(
     ctx: Arc<Context>,
     sessions: Arc<Sessions>,
     acceptor: tokio_rustls::TlsAcceptor,
-    tcp: TcpStream,
+    arrival: Arrival,
     accepting: watch::Receiver<bool>,
 ) -> Result<(), ChannelError> {
-    let mut tls = tokio::time::timeout(
-        OPEN_WITHIN,
-        acceptor.accept(BufReader::with_capacity(RECEIVE_BUFFER, tcp)),
-    )
-    .await
-    .map_err(|_| ChannelError::Protocol("TLS handshake timed out".into()))??;
-    let peer_id = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| ferry_setup::tls::endpoint_id_of(c))
-        .ok_or_else(|| ChannelError::Protocol("the peer's certificate names no endpoint".into()))?;
-    let open = match tokio::time::timeout(OPEN_WITHIN, channel::read_message(&mut tls)).await {
-        Ok(Ok(Message::Open(open))) => open,
-        Ok(Ok(_)) => return Err(ChannelError::Protocol("expected an open".into())),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(ChannelError::Protocol("no open within the deadline".into())),
+    let Arrival { tcp, place, budget } = arrival;
+    let handshake = async {
+        let mut tls = acceptor
+            .accept(ReceiveBuffer::new(tcp, HANDSHAKE_BUFFER))
+            .await?;
+        let peer_id = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|c| ferry_setup::tls::endpoint_id_of(c))
+            .ok_or_else(|| {
+                ChannelError::Protocol("the peer's certificate names no endpoint".into())
+            })?;
+        match channel::read_handshake(&mut tls, Some(&budget)).await? {
+            Message::Open(open) => Ok((tls, peer_id, open)),
+            _ => Err(ChannelError::Protocol("expected an open".into())),
+        }
     };
-    let verdict = check_open(&ctx, &open, &peer_id, *accepting.borrow());
+    let (mut tls, peer_id, open) = tokio::time::timeout(OPEN_WITHIN, handshake)
+        .await
+        .map_err(|_| {
+            ChannelError::Protocol("no TLS handshake and open within the deadline".into())
+        })??;
+    let verdict = check_open(&ctx, &open, &peer_id, *accepting.borrow()).and_then(|cap| {
+        match sessions.refusal(&cap) {
+            Some(reason) => Err(reason),
+            None => Ok(cap),
+        }
+    });
     let capability = match verdict {
         Ok(c) => c,
         Err(reason) => {
-            let _ = send_message(
-                &mut tls,
-                &Message::Refused {
+            let refuse = async {
+                let refused = Message::Refused {
                     reason: reason.clone(),
-                },
-            )
-            .await;
-            let _ = tls.shutdown().await;
+                };
+                let _ = send_message(&mut tls, &refused).await;
+                let _ = tls.shutdown().await;
+            };
+            let _ = tokio::time::timeout(ANSWER_WITHIN, refuse).await;
             return Err(ChannelError::Protocol(reason));
         }
     };
-    send_message(&mut tls, &Message::Accepted).await?;
+    tokio::time::timeout(ANSWER_WITHIN, send_message(&mut tls, &Message::Accepted))
+        .await
+        .map_err(|_| ChannelError::Protocol("the peer does not read".into()))??;
+    // Authorised: chunk-sized frames and a full receive buffer from here on.
+    drop(place);
+    tls.get_mut().0.grow(RECEIVE_BUFFER);
     tracing::debug!(task = %capability.task_id, stream = open.stream, "data stream accepted");
     attach(ctx, sessions, capability, open.stream, open.streams, tls);
     Ok(())
@@ -225,6 +388,11 @@ fn attach(
     streams: u16,
     tls: Stream,
 ) {
+    // Refused meanwhile (an end, a cancel, a revocation): dropped, and the
+    // source hears the stream close.
+    if sessions.refusal(&cap).is_some() {
+        return;
+    }
     let Ok(mut live) = sessions.live.lock() else {
         return;
     };
@@ -246,6 +414,7 @@ fn attach(
         cap.task_id.clone(),
         SessionHandle {
             attempt: cap.attempt,
+            source: cap.source_endpoint.clone(),
             streams: streams_tx,
             cancel: cancel_tx,
         },
@@ -302,7 +471,7 @@ struct State {
 struct Session {
     ctx: Arc<Context>,
     cap: Capability,
-    fs: RootedFs,
+    disk: Disk,
     roots: Vec<PathBuf>,
     state: Mutex<State>,
     /// Taken when the task is over.
@@ -390,7 +559,14 @@ async fn run_session(
     let (commit_tx, commit_rx) = std::sync::mpsc::channel();
     let (to_source, mut outgoing) = mpsc::unbounded_channel();
     let session = Arc::new(Session {
-        fs: RootedFs::with_cached_roots((ctx.policy)()),
+        disk: Disk::new(
+            RootedFs::with_cached_roots((ctx.policy)()),
+            Attributes {
+                preserve_mode: cap.options.preserve_mode,
+                preserve_mtime: cap.options.preserve_mtime,
+                umask: ctx.umask,
+            },
+        ),
         ctx: ctx.clone(),
         cap,
         roots,
@@ -610,14 +786,14 @@ fn converse(s: &Session, message: Message) -> Result<(), String> {
         Message::Unchanged { id } => {
             let mut st = s.lock();
             if let Some(f) = st.files.remove(&id) {
-                let _ = s.fs.remove_file(&f.temp_path);
+                let _ = s.disk.fs.remove_file(&f.temp_path);
                 st.counters.files_skipped += 1;
             }
         }
         Message::FileChanged { id } => {
             let mut st = s.lock();
             if let Some(f) = st.files.remove(&id) {
-                let _ = s.fs.remove_file(&f.temp_path);
+                let _ = s.disk.fs.remove_file(&f.temp_path);
                 if let Ok(mut j) = s.journal.lock()
                     && let Some(j) = j.as_mut()
                 {
@@ -645,7 +821,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
         s.lock().seen.insert(key);
     }
     if entry.kind == EntryKind::Dir {
-        match s.fs.stat(&path) {
+        match s.disk.fs.stat(&path) {
             Ok(m) if m.kind == FsKind::Dir => {}
             Ok(_) => {
                 return Err(format!(
@@ -654,13 +830,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
                 ));
             }
             Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
-                let mode = if s.cap.options.preserve_mode {
-                    entry.mode & 0o7777
-                } else {
-                    0o777
-                };
-                s.fs.mkdir(&path, mode | 0o700)
-                    .map_err(|e| format!("fatal: {e}"))?;
+                s.disk.make_dir(&path, entry.mode)?;
                 let mut st = s.lock();
                 if st.created_dirs.len() >= CREATED_DIRS_KEPT {
                     st.created_dirs.clear();
@@ -687,7 +857,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
     let existing = if in_new_dir {
         None
     } else {
-        match s.fs.stat(&path) {
+        match s.disk.fs.stat(&path) {
             Ok(m) => Some(m),
             Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => None,
             Err(e) => return Err(format!("fatal: {e}")),
@@ -699,7 +869,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
         return Ok(Some(Need::Skip));
     }
     let compare = if verdict == Verdict::CompareDigest {
-        Some(digest_of(&s.fs, &path, entry.size).map_err(|e| format!("fatal: {e}"))?)
+        Some(digest_of(&s.disk.fs, &path, entry.size).map_err(|e| format!("fatal: {e}"))?)
     } else {
         None
     };
@@ -712,7 +882,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
     let count = chunk_count(entry.size);
     let mut hashes = vec![None; count as usize];
     let (file, fresh) =
-        match partial.and_then(|chunks| reverify(&s.fs, &temp_path, entry.size, &chunks)) {
+        match partial.and_then(|chunks| reverify(&s.disk.fs, &temp_path, entry.size, &chunks)) {
             Some((file, verified)) => {
                 for (i, h) in verified {
                     if let Some(slot) = hashes.get_mut(i as usize) {
@@ -721,7 +891,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
                 }
                 (file, false)
             }
-            None => (create_temp(&s.fs, &temp_path, entry.size)?, true),
+            None => (create_temp(&s.disk.fs, &temp_path, entry.size)?, true),
         };
     let missing: Vec<u32> = (0..count)
         .filter(|i| hashes[*i as usize].is_none())
@@ -817,6 +987,15 @@ fn reverify(
         if chunk_hash(&buf[..len]) == hash {
             verified.push((index, hash));
         }
+    }
+    let stale = chunks.len() - verified.len();
+    if stale > 0 {
+        tracing::warn!(
+            temp = %temp.display(),
+            journaled = chunks.len(),
+            stale,
+            "journaled chunks no longer match their hashes on disk; they are sent again"
+        );
     }
     Some((file, verified))
 }
@@ -952,9 +1131,10 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), String>
     Ok(())
 }
 
-/// Makes chunks of partial files durable and journals them.
+/// Makes chunks of partial files durable and journals them (see
+/// [`Disk::checkpoint`]); a failure fails the attempt.
 fn checkpoint_partials(s: &Session) {
-    let pending: Vec<(FileKey, Arc<File>, ChunkHashes)> = {
+    let pending: Vec<Partial> = {
         let mut st = s.lock();
         st.files
             .values_mut()
@@ -965,34 +1145,30 @@ fn checkpoint_partials(s: &Session) {
                     .drain(..)
                     .filter_map(|i| f.hashes.get(i as usize).copied().flatten().map(|h| (i, h)))
                     .collect();
-                (f.key, f.file.clone(), chunks)
+                Partial {
+                    key: f.key,
+                    file: f.file.clone(),
+                    temp_path: f.temp_path.clone(),
+                    chunks,
+                }
             })
             .collect()
     };
-    if pending.is_empty() {
-        return;
-    }
-    let Ok(mut guard) = s.journal.lock() else {
-        return;
-    };
-    let Some(journal) = guard.as_mut() else {
-        return;
-    };
-    for (key, file, chunks) in pending {
-        if file.sync_data().is_err() {
-            continue;
-        }
-        for (i, h) in chunks {
-            journal.chunk(key, i, &h);
-        }
-    }
-    if let Err(e) = journal.sync() {
-        tracing::warn!(error = %e, "cannot sync the task journal");
+    if let Err(e) = s.disk.checkpoint(&s.journal, pending) {
+        s.fail(e);
     }
 }
 
-/// Commits verified files in batches: metadata, fdatasync, rename, fsync
-/// of each directory once, then the journal.
+/// Chunks of a partial file written since its last checkpoint.
+#[derive(Debug)]
+struct Partial {
+    key: FileKey,
+    file: Arc<File>,
+    temp_path: PathBuf,
+    chunks: ChunkHashes,
+}
+
+/// Commits verified files in batches (see [`Disk::commit`]).
 fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
     while let Ok(first) = ready.recv() {
         let mut batch = vec![first];
@@ -1004,8 +1180,9 @@ fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
         }
         let n = batch.len();
         tracing::debug!(n, "committing");
-        if let Err(e) = commit_batch(&s, batch) {
-            s.fail(e);
+        match s.disk.commit(&s.journal, &batch) {
+            Ok(()) => s.lock().counters.files_transferred += n as u64,
+            Err(e) => s.fail(e),
         }
         let mut st = s.lock();
         st.pending_commits = st.pending_commits.saturating_sub(n);
@@ -1014,76 +1191,208 @@ fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
     }
 }
 
-fn commit_batch(s: &Session, batch: Vec<Ready>) -> Result<(), String> {
-    let preserve_mtime = s.cap.options.preserve_mtime;
-    let preserve_mode = s.cap.options.preserve_mode;
-    for Ready { file: f } in &batch {
-        let mode = if preserve_mode {
-            f.mode & 0o7777
-        } else {
-            0o644
-        };
-        f.file
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| disk_error(&f.temp_path, &e))?;
-        if preserve_mtime {
-            let mtime = UNIX_EPOCH + Duration::from_nanos(f.mtime_ns.max(0) as u64);
-            f.file
-                .set_modified(mtime)
-                .map_err(|e| disk_error(&f.temp_path, &e))?;
+/// A session's disk side: the rooted filesystem, what received entries
+/// get, which created directories are not durable yet, and (in tests)
+/// injected failures. Apart from the network side, so a test drives
+/// commits over a real directory.
+#[derive(Debug)]
+struct Disk {
+    fs: RootedFs,
+    attributes: Attributes,
+    faults: Faults,
+    /// Directories this attempt created whose entries in their parents are
+    /// not durable yet: a file committed beneath one makes them durable
+    /// first. Past [`UNSYNCED_DIRS_KEPT`] all are made durable at once.
+    unsynced_dirs: Mutex<HashSet<PathBuf>>,
+}
+
+impl Disk {
+    fn new(fs: RootedFs, attributes: Attributes) -> Self {
+        Self {
+            fs,
+            attributes,
+            faults: Faults::default(),
+            unsynced_dirs: Mutex::default(),
         }
     }
-    // Durable before any rename: one fdatasync for a lone file, one syncfs
-    // per filesystem for a batch (many small files would otherwise cost a
-    // flush each).
-    if let [Ready { file: f }] = batch.as_slice() {
-        f.file
-            .sync_data()
-            .map_err(|e| disk_error(&f.temp_path, &e))?;
-    } else {
-        // Files in one directory share its filesystem: one fstat per directory.
-        let mut filesystems: HashMap<u64, &InFlight> = HashMap::new();
-        let mut dirs_seen = HashSet::new();
-        for Ready { file: f } in &batch {
-            if !dirs_seen.insert(f.temp_path.parent()) {
-                continue;
-            }
-            let dev = std::os::unix::fs::MetadataExt::dev(
-                &f.file
-                    .metadata()
-                    .map_err(|e| disk_error(&f.temp_path, &e))?,
-            );
-            filesystems.entry(dev).or_insert(f);
-        }
-        for f in filesystems.values() {
-            nix::unistd::syncfs(&*f.file)
-                .map_err(|e| disk_error(&f.temp_path, &std::io::Error::from(e)))?;
+
+    fn unsynced(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        match self.unsynced_dirs.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
         }
     }
-    let mut dirs = HashSet::new();
-    for Ready { file: f } in &batch {
-        s.fs.rename(&f.temp_path, &f.final_path)
+
+    /// Creates a directory the source has, with the mode it gets here.
+    fn make_dir(&self, path: &Path, source_mode: u32) -> Result<(), String> {
+        self.fs
+            .mkdir_exact(path, self.attributes.dir_mode(source_mode))
             .map_err(|e| format!("fatal: {e}"))?;
-        if let Some(parent) = f.final_path.parent() {
-            dirs.insert(parent.to_path_buf());
+        let mut unsynced = self.unsynced();
+        unsynced.insert(path.to_path_buf());
+        if unsynced.len() < UNSYNCED_DIRS_KEPT {
+            return Ok(());
         }
+        let all: Vec<PathBuf> = unsynced.iter().cloned().collect();
+        drop(unsynced);
+        self.sync_dirs(HashSet::new(), all)
     }
-    for dir in dirs {
-        if let Ok(fd) = s.fs.open_dir(&dir) {
-            let _ = nix::unistd::fsync(&fd);
+
+    /// fsyncs `contents` (directories whose entries must be durable), and
+    /// the parent of every directory this attempt created that lies on the
+    /// way up from them or from `entries` (directories whose own entry must
+    /// be durable), so nothing relies on an entry that is not on disk.
+    fn sync_dirs(
+        &self,
+        contents: HashSet<PathBuf>,
+        entries: impl IntoIterator<Item = PathBuf>,
+    ) -> Result<(), String> {
+        let mut sync = contents.clone();
+        let mut made_durable = HashSet::new();
+        {
+            let unsynced = self.unsynced();
+            for start in contents.into_iter().chain(entries) {
+                let mut dir = start.as_path();
+                while unsynced.contains(dir) && made_durable.insert(dir.to_path_buf()) {
+                    let Some(parent) = dir.parent() else { break };
+                    sync.insert(parent.to_path_buf());
+                    dir = parent;
+                }
+            }
         }
+        for dir in &sync {
+            self.faults
+                .check(Op::SyncDir, dir)
+                .map_err(|source| FsError::Io {
+                    op: "sync directory",
+                    path: dir.clone(),
+                    source,
+                })
+                .and_then(|()| self.fs.sync_dir(dir))
+                .map_err(|e| {
+                    if e.is_not_allowed() {
+                        format!("fatal: {e}")
+                    } else {
+                        e.to_string()
+                    }
+                })?;
+        }
+        let mut unsynced = self.unsynced();
+        for dir in &made_durable {
+            unsynced.remove(dir);
+        }
+        Ok(())
     }
-    let mut guard = s.journal.lock().map_err(|_| "journal lock poisoned")?;
-    let journal = guard.as_mut().ok_or("the task journal is closed")?;
-    for Ready { file: f } in &batch {
-        journal.committed(f.key);
+
+    /// Makes partial files durable and journals their new chunks. A failed
+    /// fsync is an error, and what it was to vouch for is not journaled:
+    /// the data may be lost, and a later fsync of the same file would not
+    /// report it again.
+    fn checkpoint(
+        &self,
+        journal: &Mutex<Option<Journal>>,
+        pending: Vec<Partial>,
+    ) -> Result<(), String> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut guard = journal.lock().map_err(|_| "journal lock poisoned")?;
+        let Some(journal) = guard.as_mut() else {
+            return Ok(());
+        };
+        for partial in pending {
+            let synced = self
+                .faults
+                .check(Op::SyncFile, &partial.temp_path)
+                .and_then(|()| partial.file.sync_data());
+            if let Err(e) = synced {
+                return Err(disk_error(&partial.temp_path, &e));
+            }
+            for (i, h) in partial.chunks {
+                journal.chunk(partial.key, i, &h);
+            }
+        }
+        let synced = self
+            .faults
+            .check(Op::SyncJournal, journal.path())
+            .and_then(|()| journal.sync());
+        synced.map_err(|e| format!("cannot sync the task journal: {e}"))
     }
-    journal
-        .sync()
-        .map_err(|e| format!("cannot sync the task journal: {e}"))?;
-    drop(guard);
-    s.lock().counters.files_transferred += batch.len() as u64;
-    Ok(())
+
+    /// Commits verified files: mode and mtime, made durable (one fdatasync
+    /// for a lone file, one syncfs per filesystem for a batch: many small
+    /// files would otherwise cost a flush each), renamed, each directory
+    /// fsynced once, then journaled as committed. An error leaves every
+    /// file of the batch unjournaled.
+    fn commit(&self, journal: &Mutex<Option<Journal>>, batch: &[Ready]) -> Result<(), String> {
+        let faults = &self.faults;
+        for Ready { file: f } in batch {
+            let mode = self.attributes.file_mode(f.mode);
+            faults
+                .check(Op::SetMode, &f.temp_path)
+                .and_then(|()| {
+                    f.file
+                        .set_permissions(std::fs::Permissions::from_mode(mode))
+                })
+                .map_err(|e| disk_error(&f.temp_path, &e))?;
+            if self.attributes.preserve_mtime {
+                let mtime = UNIX_EPOCH + Duration::from_nanos(f.mtime_ns.max(0) as u64);
+                faults
+                    .check(Op::SetMtime, &f.temp_path)
+                    .and_then(|()| f.file.set_modified(mtime))
+                    .map_err(|e| disk_error(&f.temp_path, &e))?;
+            }
+        }
+        if let [Ready { file: f }] = batch {
+            faults
+                .check(Op::SyncFile, &f.temp_path)
+                .and_then(|()| f.file.sync_data())
+                .map_err(|e| disk_error(&f.temp_path, &e))?;
+        } else {
+            // Files in one directory share its filesystem: one fstat per directory.
+            let mut filesystems: HashMap<u64, &InFlight> = HashMap::new();
+            let mut dirs_seen = HashSet::new();
+            for Ready { file: f } in batch {
+                if !dirs_seen.insert(f.temp_path.parent()) {
+                    continue;
+                }
+                let dev = std::os::unix::fs::MetadataExt::dev(
+                    &f.file
+                        .metadata()
+                        .map_err(|e| disk_error(&f.temp_path, &e))?,
+                );
+                filesystems.entry(dev).or_insert(f);
+            }
+            for f in filesystems.values() {
+                faults
+                    .check(Op::SyncFilesystem, &f.temp_path)
+                    .and_then(|()| nix::unistd::syncfs(&*f.file).map_err(std::io::Error::from))
+                    .map_err(|e| disk_error(&f.temp_path, &e))?;
+            }
+        }
+        let mut dirs = HashSet::new();
+        for Ready { file: f } in batch {
+            if let Err(e) = faults.check(Op::Rename, &f.temp_path) {
+                return Err(disk_error(&f.final_path, &e));
+            }
+            self.fs
+                .rename(&f.temp_path, &f.final_path)
+                .map_err(|e| format!("fatal: {e}"))?;
+            if let Some(parent) = f.final_path.parent() {
+                dirs.insert(parent.to_path_buf());
+            }
+        }
+        self.sync_dirs(dirs, [])?;
+        let mut guard = journal.lock().map_err(|_| "journal lock poisoned")?;
+        let journal = guard.as_mut().ok_or("the task journal is closed")?;
+        for Ready { file: f } in batch {
+            journal.committed(f.key);
+        }
+        faults
+            .check(Op::SyncJournal, journal.path())
+            .and_then(|()| journal.sync())
+            .map_err(|e| format!("cannot sync the task journal: {e}"))
+    }
 }
 
 /// `--delete`: removes destination entries the source did not list,
@@ -1100,7 +1409,7 @@ fn delete_extras(s: &Session) -> Result<(), String> {
             if emptied {
                 continue;
             }
-            let entries = match s.fs.read_dir(&dir) {
+            let entries = match s.disk.fs.read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) => return Err(format!("--delete cannot list {}: {e}", dir.display())),
             };
@@ -1118,11 +1427,12 @@ fn delete_extras(s: &Session) -> Result<(), String> {
                 let listed = seen.contains(&file_key(item as u32, &child_rel));
                 match (entry.metadata.kind, listed) {
                     (FsKind::Dir, true) => stack.push((child, child_rel, false)),
-                    (FsKind::Dir, false) => remove_tree(&s.fs, &child)?,
-                    (_, false) => {
-                        s.fs.remove_file(&child)
-                            .map_err(|e| format!("--delete: {e}"))?
-                    }
+                    (FsKind::Dir, false) => remove_tree(&s.disk.fs, &child)?,
+                    (_, false) => s
+                        .disk
+                        .fs
+                        .remove_file(&child)
+                        .map_err(|e| format!("--delete: {e}"))?,
                     (_, true) => {}
                 }
             }
@@ -1150,4 +1460,254 @@ fn remove_tree(fs: &RootedFs, path: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Recovered;
+    use ferry_paths::Policy;
+    use std::io::Write;
+
+    const TASK: &str = "11111111-2222-4333-8444-555555555555";
+
+    /// A directory in a home, a task journal, and the disk side of a
+    /// session receiving into that directory.
+    struct Bench {
+        _tmp: tempfile::TempDir,
+        home: PathBuf,
+        state: PathBuf,
+        disk: Disk,
+        journal: Mutex<Option<Journal>>,
+    }
+
+    fn bench(umask: u32) -> Bench {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let state = tmp.path().join("state");
+        let policy = Policy::from_config_paths("~/,0,1\n", &home, &tmp.path().join("cfg")).unwrap();
+        // Not the home itself: a dot-name directly under home is denied.
+        let home = home.join("in");
+        std::fs::create_dir(&home).unwrap();
+        let disk = Disk::new(
+            RootedFs::new(Arc::new(policy)),
+            Attributes {
+                preserve_mode: true,
+                preserve_mtime: true,
+                umask,
+            },
+        );
+        let (journal, _) = Journal::open(&state, TASK).unwrap();
+        Bench {
+            _tmp: tmp,
+            home,
+            state,
+            disk,
+            journal: Mutex::new(Some(journal)),
+        }
+    }
+
+    impl Bench {
+        /// A verified file waiting in its temporary beside `rel`.
+        fn ready(&self, rel: &str, mode: u32) -> Ready {
+            let final_path = self.home.join(rel);
+            let temp_path = plan::temp_path(&final_path, TASK);
+            let mut file = self.disk.fs.create_file(&temp_path, 0o600).unwrap();
+            file.write_all(rel.as_bytes()).unwrap();
+            Ready {
+                file: InFlight {
+                    key: file_key(0, rel.as_bytes()),
+                    rel: rel.as_bytes().to_vec(),
+                    final_path,
+                    temp_path,
+                    file: Arc::new(file),
+                    size: rel.len() as u64,
+                    mtime_ns: 1_600_000_000_000_000_000,
+                    mode,
+                    hashes: Vec::new(),
+                    outstanding: 0,
+                    unjournaled: Vec::new(),
+                    source_digest: None,
+                    fresh: true,
+                    resends: 0,
+                    awaiting_verdict: false,
+                },
+            }
+        }
+
+        /// What a later attempt would read back from the journal.
+        fn journaled(&self) -> Recovered {
+            Journal::open(&self.state, TASK).unwrap().1
+        }
+
+        fn synced_dirs(&self) -> Vec<PathBuf> {
+            let mut dirs: Vec<_> = self
+                .disk
+                .faults
+                .ran()
+                .into_iter()
+                .filter(|(op, _)| *op == Op::SyncDir)
+                .map(|(_, path)| path)
+                .collect();
+            dirs.sort();
+            dirs
+        }
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    #[test]
+    fn a_failed_directory_fsync_fails_the_commit_as_a_fault_and_journals_nothing() {
+        let b = bench(0o022);
+        std::fs::create_dir(b.home.join("d")).unwrap();
+        let batch = [b.ready("d/one", 0o644), b.ready("d/two", 0o644)];
+        b.disk
+            .faults
+            .fail(Op::SyncDir, Some(&b.home.join("d")), nix::libc::EIO, 1);
+        let err = b.disk.commit(&b.journal, &batch).unwrap_err();
+        assert!(crate::fatal_message(&err).is_none(), "retried: {err}");
+        assert!(err.contains("Input/output error"), "{err}");
+        assert!(
+            b.journaled().committed.is_empty(),
+            "the journal claims files whose directory entry may not be on disk"
+        );
+        // The same failure for a lone file.
+        let lone = [b.ready("d/three", 0o644)];
+        b.disk.faults.fail(Op::SyncDir, None, nix::libc::EIO, 1);
+        assert!(b.disk.commit(&b.journal, &lone).is_err());
+        assert!(b.journaled().committed.is_empty());
+        // Once the disk is well, a commit is journaled.
+        let later = [b.ready("d/four", 0o644)];
+        b.disk.commit(&b.journal, &later).unwrap();
+        let journaled = b.journaled().committed;
+        assert!(journaled.contains(&file_key(0, b"d/four")) && journaled.len() == 1);
+    }
+
+    #[test]
+    fn every_failed_sync_of_a_commit_fails_it_and_journals_nothing() {
+        for op in [
+            Op::SetMode,
+            Op::SetMtime,
+            Op::SyncFile,
+            Op::SyncFilesystem,
+            Op::Rename,
+            Op::SyncDir,
+            Op::SyncJournal,
+        ] {
+            let b = bench(0o022);
+            let batch = if op == Op::SyncFilesystem {
+                vec![b.ready("a", 0o644), b.ready("b", 0o644)]
+            } else {
+                vec![b.ready("a", 0o644)]
+            };
+            b.disk.faults.fail(op, None, nix::libc::EIO, 1);
+            let err = b.disk.commit(&b.journal, &batch).unwrap_err();
+            assert!(crate::fatal_message(&err).is_none(), "{op:?}: {err}");
+            assert!(b.journaled().committed.is_empty(), "{op:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_in_a_created_directory_makes_the_directory_durable_first() {
+        let b = bench(0o022);
+        b.disk.make_dir(&b.home.join("new"), 0o755).unwrap();
+        b.disk.make_dir(&b.home.join("new/deeper"), 0o755).unwrap();
+        b.disk
+            .commit(&b.journal, &[b.ready("new/deeper/f", 0o644)])
+            .unwrap();
+        assert_eq!(
+            b.synced_dirs(),
+            vec![
+                b.home.clone(),
+                b.home.join("new"),
+                b.home.join("new/deeper")
+            ],
+            "the file's directory, and the entries of both created directories"
+        );
+        // Once durable, only the file's own directory is synced again.
+        b.disk
+            .commit(&b.journal, &[b.ready("new/deeper/g", 0o644)])
+            .unwrap();
+        assert_eq!(b.synced_dirs().len(), 4);
+
+        // A failure to make a created directory durable fails the commit.
+        let b = bench(0o022);
+        b.disk.make_dir(&b.home.join("new"), 0o755).unwrap();
+        b.disk
+            .faults
+            .fail(Op::SyncDir, Some(&b.home), nix::libc::EIO, 1);
+        assert!(
+            b.disk
+                .commit(&b.journal, &[b.ready("new/f", 0o644)])
+                .is_err()
+        );
+        assert!(b.journaled().committed.is_empty());
+        b.disk
+            .commit(&b.journal, &[b.ready("new/g", 0o644)])
+            .unwrap();
+        assert_eq!(
+            b.synced_dirs().iter().filter(|d| **d == b.home).count(),
+            2,
+            "still not durable after the failure: synced again"
+        );
+    }
+
+    #[test]
+    fn too_many_created_directories_are_made_durable_at_once() {
+        let b = bench(0o022);
+        b.disk.make_dir(&b.home.join("top"), 0o755).unwrap();
+        for i in 0..UNSYNCED_DIRS_KEPT - 1 {
+            b.disk
+                .make_dir(&b.home.join(format!("top/{i}")), 0o755)
+                .unwrap();
+        }
+        assert_eq!(b.synced_dirs(), vec![b.home.clone(), b.home.join("top")]);
+        assert!(b.disk.unsynced().is_empty());
+    }
+
+    #[test]
+    fn committed_files_and_created_directories_get_the_receiving_modes() {
+        let b = bench(0o027);
+        let batch = [
+            b.ready("setuid", 0o4755),
+            b.ready("setgid", 0o2755),
+            b.ready("open", 0o666),
+        ];
+        b.disk.commit(&b.journal, &batch).unwrap();
+        assert_eq!(mode_of(&b.home.join("setuid")), 0o750);
+        assert_eq!(mode_of(&b.home.join("setgid")), 0o750);
+        assert_eq!(mode_of(&b.home.join("open")), 0o640);
+        b.disk.make_dir(&b.home.join("dir"), 0o3777).unwrap();
+        assert_eq!(mode_of(&b.home.join("dir")), 0o750);
+    }
+
+    #[test]
+    fn a_failed_fsync_of_a_partial_file_fails_the_checkpoint_and_journals_none_of_it() {
+        let b = bench(0o022);
+        let ready = b.ready("part", 0o644);
+        let partial = |index: u32| Partial {
+            key: ready.file.key,
+            file: ready.file.file.clone(),
+            temp_path: ready.file.temp_path.clone(),
+            chunks: vec![(index, [index as u8; 32])],
+        };
+        b.disk.checkpoint(&b.journal, vec![partial(0)]).unwrap();
+        b.disk.faults.fail(Op::SyncFile, None, nix::libc::EIO, 1);
+        assert!(b.disk.checkpoint(&b.journal, vec![partial(1)]).is_err());
+        b.disk.faults.fail(Op::SyncJournal, None, nix::libc::EIO, 1);
+        assert!(b.disk.checkpoint(&b.journal, vec![partial(2)]).is_err());
+        let journaled = b.journaled().partial;
+        assert_eq!(
+            journaled.get(&ready.file.key),
+            Some(&vec![(0, [0; 32])]),
+            "only the chunk whose fsync succeeded"
+        );
+    }
 }

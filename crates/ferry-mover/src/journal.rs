@@ -80,6 +80,10 @@ impl Journal {
         ))
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn committed(&mut self, key: FileKey) {
         self.pending
             .extend_from_slice(format!("C {key:032x}\n").as_bytes());

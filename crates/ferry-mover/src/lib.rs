@@ -6,11 +6,13 @@
 //! operation goes through the rooted filesystem, so config-paths bounds
 //! both sides whatever the hub or the peer asks.
 
+pub mod admission;
 pub mod buffers;
 pub mod channel;
 mod context;
 pub mod dest;
 pub mod digest;
+mod faults;
 pub mod journal;
 pub mod plan;
 pub mod source;

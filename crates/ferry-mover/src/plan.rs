@@ -1,5 +1,5 @@
 //! Deciding, per source entry, what the destination needs: the sync levels
-//! as a pure function, and where an entry lands.
+//! as a pure function, where an entry lands, and the permissions it gets.
 
 use ferry_paths::{EntryKind as FsKind, Metadata};
 use ferry_proto::data::Entry;
@@ -45,6 +45,44 @@ fn same_second(existing: &Metadata, source_ns: i64) -> bool {
         Err(e) => -(e.duration().as_secs() as i64),
     };
     existing_secs == source_ns.div_euclid(1_000_000_000)
+}
+
+/// What a received entry gets of its source's attributes.
+///
+/// Ownership is not preserved (files belong to the daemon's account, root
+/// for a system service), so, as `cp -p` and rsync do then, no setuid,
+/// setgid or sticky bit is ever created, and the receiving endpoint's umask
+/// narrows what the source allows: a 0666 file arrives 0644 under umask
+/// 022, a 04755 one 0755.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attributes {
+    pub preserve_mode: bool,
+    pub preserve_mtime: bool,
+    /// The receiving endpoint's umask (only its permission bits count).
+    pub umask: u32,
+}
+
+impl Attributes {
+    /// A received file's permission bits.
+    pub fn file_mode(&self, source_mode: u32) -> u32 {
+        let base = if self.preserve_mode {
+            source_mode
+        } else {
+            0o666
+        };
+        base & 0o777 & !self.umask
+    }
+
+    /// A created directory's permission bits; its owner keeps full access
+    /// (the transfer writes into it).
+    pub fn dir_mode(&self, source_mode: u32) -> u32 {
+        let base = if self.preserve_mode {
+            source_mode
+        } else {
+            0o777
+        };
+        (base & 0o777 & !self.umask) | 0o700
+    }
 }
 
 /// A relative path from a peer, checked: only plain components.
@@ -155,6 +193,50 @@ mod tests {
         assert_eq!(
             verdict(Some(SyncLevel::Exists), &src, Some(&dir)),
             Verdict::Send
+        );
+    }
+
+    #[test]
+    fn received_modes_lose_special_bits_and_honour_the_umask() {
+        let under = |umask| Attributes {
+            preserve_mode: true,
+            preserve_mtime: true,
+            umask,
+        };
+        let files = [
+            (0o4755, 0o022, 0o755),
+            (0o2755, 0o022, 0o755),
+            (0o6777, 0o022, 0o755),
+            (0o1755, 0o022, 0o755),
+            (0o666, 0o022, 0o644),
+            (0o666, 0o027, 0o640),
+            (0o4750, 0o027, 0o750),
+            (0o600, 0o022, 0o600),
+            (0o777, 0o000, 0o777),
+            (0o644, 0o7777, 0o000),
+        ];
+        for (source, umask, want) in files {
+            let got = under(umask).file_mode(source);
+            assert_eq!(got, want, "file {source:04o} under {umask:03o}: {got:04o}");
+        }
+        let dirs = [
+            (0o2775, 0o022, 0o755),
+            (0o1777, 0o022, 0o755),
+            (0o2770, 0o027, 0o750),
+            (0o555, 0o022, 0o755),
+            (0o755, 0o077, 0o700),
+        ];
+        for (source, umask, want) in dirs {
+            let got = under(umask).dir_mode(source);
+            assert_eq!(got, want, "dir {source:04o} under {umask:03o}: {got:04o}");
+        }
+        let fresh = Attributes {
+            preserve_mode: false,
+            ..under(0o027)
+        };
+        assert_eq!(
+            (fresh.file_mode(0o4777), fresh.dir_mode(0o3777)),
+            (0o640, 0o750)
         );
     }
 

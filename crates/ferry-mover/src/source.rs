@@ -269,7 +269,7 @@ pub async fn send(
             }),
         )
         .await?;
-        match channel::read_message(&mut tls).await? {
+        match channel::read_handshake(&mut tls, None).await? {
             Message::Accepted => {}
             Message::Refused { reason } => {
                 return Err(SendError::Refused(format!(

@@ -32,6 +32,8 @@ struct World {
     b: Endpoint,
     signer: KeyPair,
     addr: String,
+    /// The destination's sessions (b's).
+    sessions: Arc<Sessions>,
     _shutdown: watch::Sender<bool>,
 }
 
@@ -40,6 +42,7 @@ fn endpoint(
     ca: &Issuer<'static, KeyPair>,
     ca_pem: &str,
     signer_pub: Vec<u8>,
+    umask: u32,
 ) -> Endpoint {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
@@ -77,6 +80,7 @@ fn endpoint(
         policy: Box::new(move || policy.clone()),
         hub_key: Box::new(move || Some(signer_pub.clone())),
         reports: tx,
+        umask,
     });
     Endpoint {
         _tmp: tmp,
@@ -86,7 +90,12 @@ fn endpoint(
     }
 }
 
+/// Two endpoints; the receiving one (b) with umask 022.
 async fn world() -> World {
+    world_with_umask(0o022).await
+}
+
+async fn world_with_umask(umask: u32) -> World {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -106,21 +115,24 @@ async fn world() -> World {
         &ca,
         &ca_cert.pem(),
         public.clone(),
+        0o022,
     );
     let b = endpoint(
         "bbbbbbbb-0000-4000-8000-000000000002",
         &ca,
         &ca_cert.pem(),
         public,
+        umask,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (_accepting_tx, accepting) = watch::channel(true);
+    let sessions = Arc::new(Sessions::default());
     tokio::spawn(ferry_mover::dest::serve(
         b.ctx.clone(),
         listener,
-        Arc::new(Sessions::default()),
+        sessions.clone(),
         accepting,
         shutdown_rx,
     ));
@@ -130,6 +142,7 @@ async fn world() -> World {
         b,
         signer,
         addr,
+        sessions,
         _shutdown: shutdown,
     }
 }
@@ -419,4 +432,203 @@ async fn a_forged_capability_is_refused_before_any_file_is_touched() {
         .unwrap_err();
     assert!(err.to_string().contains("signature"), "{err}");
     assert!(!w.b.home.join("f").exists());
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    assert_eq!(mode_of(path), mode, "the source holds the mode under test");
+}
+
+/// Sends a tree of files and directories with every kind of mode to an
+/// endpoint with `umask`; returns the modes they arrived with.
+async fn received_modes(umask: u32) -> Vec<(&'static str, String)> {
+    let mut w = world_with_umask(umask).await;
+    let src = w.a.home.join("modes");
+    std::fs::create_dir(&src).unwrap();
+    for (name, mode) in [
+        ("setuid", 0o4755),
+        ("setgid", 0o2755),
+        ("world-writable", 0o666),
+        ("private", 0o600),
+    ] {
+        std::fs::write(src.join(name), name).unwrap();
+        set_mode(&src.join(name), mode);
+    }
+    for (name, mode) in [("setgid-dir", 0o2775), ("sticky-dir", 0o1777)] {
+        std::fs::create_dir(src.join(name)).unwrap();
+        std::fs::write(src.join(name).join("inside"), b"x").unwrap();
+        set_mode(&src.join(name), mode);
+    }
+    let (verdict, _) = w
+        .transfer(
+            1,
+            vec![item("/~/modes", "/~/modes", true)],
+            TransferOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(verdict, TaskReport::Succeeded { .. }),
+        "{verdict:?}"
+    );
+    let dst = w.b.home.join("modes");
+    [
+        "setuid",
+        "setgid",
+        "world-writable",
+        "private",
+        "setgid-dir",
+        "sticky-dir",
+    ]
+    .into_iter()
+    .map(|name| (name, format!("{:04o}", mode_of(&dst.join(name)))))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_files_never_get_setuid_setgid_or_sticky_bits() {
+    let expected = [
+        ("setuid", "0755"),
+        ("setgid", "0755"),
+        ("world-writable", "0644"),
+        ("private", "0600"),
+        ("setgid-dir", "0755"),
+        ("sticky-dir", "0755"),
+    ];
+    let got = received_modes(0o022).await;
+    assert_eq!(got, expected.map(|(n, m)| (n, m.to_string())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_files_and_directories_are_narrowed_by_the_receiving_umask() {
+    let expected = [
+        ("setuid", "0750"),
+        ("setgid", "0750"),
+        ("world-writable", "0640"),
+        ("private", "0600"),
+        ("setgid-dir", "0750"),
+        ("sticky-dir", "0750"),
+    ];
+    let got = received_modes(0o027).await;
+    assert_eq!(got, expected.map(|(n, m)| (n, m.to_string())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthorised_connection_beyond_the_per_peer_limit_is_closed_at_once() {
+    let w = world().await;
+    // Connections that never get past the TLS handshake hold every slot
+    // one peer address may have.
+    let mut idle = Vec::new();
+    for _ in 0..ferry_mover::dest::UNAUTHORISED_PER_PEER {
+        idle.push(tokio::net::TcpStream::connect(&w.addr).await.unwrap());
+    }
+    // One more, even a well-behaved one, is closed before its handshake.
+    let config = w.a.ctx.identity.client_config().unwrap();
+    let name = rustls_pki_types::ServerName::try_from(ferry_proto::api::endpoint_dns_name(
+        &w.b.ctx.identity.endpoint_id,
+    ))
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(&w.addr).await.unwrap();
+    let refused = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name.clone(), tcp)
+        .await;
+    assert!(refused.is_err(), "the connection over the limit was served");
+    // Once the idle ones are gone, the peer is served again.
+    drop(idle);
+    let mut admitted = false;
+    for _ in 0..200 {
+        let tcp = tokio::net::TcpStream::connect(&w.addr).await.unwrap();
+        if tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name.clone(), tcp)
+            .await
+            .is_ok()
+        {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "slots are given back when connections end");
+}
+
+/// Sends attempt `attempt` of the usual one-file task; the source's verdict.
+async fn send_attempt(w: &World, attempt: u32) -> Result<(), ferry_mover::source::SendError> {
+    let sealed = w.capability(
+        attempt,
+        vec![item("/~/f", "/~/in/f", false)],
+        TransferOptions::default(),
+    );
+    let (_cancel, cancel_rx) = watch::channel(false);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        ferry_mover::source::send(w.a.ctx.clone(), sealed, w.addr.clone(), cancel_rx),
+    )
+    .await
+    .expect("send timed out")
+}
+
+async fn replay_world() -> World {
+    let w = world().await;
+    std::fs::write(w.a.home.join("f"), b"payload").unwrap();
+    std::fs::create_dir(w.b.home.join("in")).unwrap();
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capability_replay_after_the_attempt_ended_is_refused() {
+    let mut w = replay_world().await;
+    let (verdict, _) = w
+        .transfer(
+            1,
+            vec![item("/~/f", "/~/in/f", false)],
+            TransferOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(verdict, TaskReport::Succeeded { .. }),
+        "{verdict:?}"
+    );
+    std::fs::remove_file(w.b.home.join("in/f")).unwrap();
+    // The same capability again, while it is still unexpired.
+    let err = send_attempt(&w, 1).await.unwrap_err();
+    assert!(err.to_string().contains("has ended"), "{err}");
+    assert!(!w.b.home.join("in/f").exists(), "nothing was written");
+    // The hub's next attempt is served.
+    send_attempt(&w, 2).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capability_replay_after_a_cancel_is_refused() {
+    let w = replay_world().await;
+    w.sessions
+        .cancel_through("11111111-2222-4333-8444-555555555555", Some(3));
+    for attempt in [1, 3] {
+        let err = send_attempt(&w, attempt).await.unwrap_err();
+        assert!(err.to_string().contains("has ended"), "{attempt}: {err}");
+    }
+    assert!(!w.b.home.join("in/f").exists());
+    send_attempt(&w, 4).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capability_replay_from_a_revoked_endpoint_is_refused() {
+    let w = replay_world().await;
+    let source = w.a.ctx.identity.endpoint_id.clone();
+    w.sessions
+        .revoke(std::collections::HashSet::from([source.clone()]), false);
+    let err = send_attempt(&w, 1).await.unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+    assert!(!w.b.home.join("in/f").exists());
+    // The hub's complete list no longer names it (a test of replacing).
+    w.sessions.revoke(std::collections::HashSet::new(), true);
+    send_attempt(&w, 1).await.unwrap();
 }

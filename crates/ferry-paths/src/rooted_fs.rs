@@ -293,6 +293,44 @@ impl RootedFs {
             .map_err(|errno| errno_error(OP, &prepared, errno))
     }
 
+    /// Creates a directory with exactly the permission bits `mode & 0o777`:
+    /// the process umask does not narrow them, and no setuid, setgid or
+    /// sticky bit is taken from `mode`. A setgid bit the new directory
+    /// inherits from a setgid parent (the destination's own group sharing)
+    /// stays.
+    pub fn mkdir_exact(&self, path: &Path, mode: u32) -> Result<(), FsError> {
+        const OP: &str = "create directory";
+        let prepared = self.prepare(path, Want::Write)?;
+        let Some((parent_fd, leaf, _)) = self.open_parent(OP, &prepared, Want::Write)? else {
+            return Err(io_error(OP, &prepared, io::ErrorKind::AlreadyExists.into()));
+        };
+        let bits = mode & 0o777;
+        nix::sys::stat::mkdirat(&parent_fd, leaf, Mode::from_bits_truncate(bits))
+            .map_err(|errno| errno_error(OP, &prepared, errno))?;
+        // The umask may have narrowed it. What is at the name now is
+        // changed only if it is a directory, never through a symlink.
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::openat(&parent_fd, leaf, flags, Mode::empty())
+            .map_err(|errno| errno_error(OP, &prepared, errno))?;
+        let now = fstat_raw(OP, &prepared, &fd)?.st_mode & 0o7777;
+        let want = bits | (now & nix::libc::S_ISGID);
+        if now != want {
+            nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(want))
+                .map_err(|errno| errno_error(OP, &prepared, errno))?;
+        }
+        Ok(())
+    }
+
+    /// Makes a directory's entries durable (fsync), as a rename into it or
+    /// a creation in it needs before anything relies on it. A failure is
+    /// reported: the entries may not be on disk.
+    pub fn sync_dir(&self, path: &Path) -> Result<(), FsError> {
+        const OP: &str = "sync directory";
+        let prepared = self.prepare(path, Want::Read)?;
+        let (fd, _) = self.open_dir_prepared(OP, &prepared)?;
+        nix::unistd::fsync(&fd).map_err(|errno| errno_error(OP, &prepared, errno))
+    }
+
     /// Removes a file or symlink (the link itself, never its target).
     pub fn remove_file(&self, path: &Path) -> Result<(), FsError> {
         self.remove(path, "remove", UnlinkatFlags::NoRemoveDir)
@@ -673,4 +711,71 @@ fn system_time(seconds: i64, nanoseconds: i64) -> SystemTime {
     };
     base.and_then(|time| time.checked_add(nanos))
         .unwrap_or(UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    fn rooted(home: &Path) -> RootedFs {
+        let policy = Policy::from_config_paths("~/,0,1\n", home, &home.join(".ferry")).unwrap();
+        RootedFs::new(Arc::new(policy))
+    }
+
+    #[test]
+    fn mkdir_exact_sets_exactly_the_permission_bits_and_keeps_an_inherited_setgid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path();
+        let fs = rooted(home);
+        // 0o077 is narrowed away by any usual umask: it is set anyway.
+        fs.mkdir_exact(&home.join("open"), 0o777).unwrap();
+        assert_eq!(mode_of(&home.join("open")), 0o777);
+        fs.mkdir_exact(&home.join("special"), 0o7750).unwrap();
+        assert_eq!(
+            mode_of(&home.join("special")),
+            0o750,
+            "no special bit from the mode"
+        );
+        std::fs::create_dir(home.join("shared")).unwrap();
+        std::fs::set_permissions(home.join("shared"), std::fs::Permissions::from_mode(0o2770))
+            .unwrap();
+        fs.mkdir_exact(&home.join("shared/sub"), 0o750).unwrap();
+        assert_eq!(
+            mode_of(&home.join("shared/sub")),
+            0o2750,
+            "the setgid of a group-shared parent is inherited"
+        );
+        let again = fs.mkdir_exact(&home.join("open"), 0o700).unwrap_err();
+        assert_eq!(again.io_kind(), Some(io::ErrorKind::AlreadyExists));
+        assert_eq!(
+            mode_of(&home.join("open")),
+            0o777,
+            "an existing one is left alone"
+        );
+    }
+
+    #[test]
+    fn sync_dir_syncs_a_directory_and_reports_what_fails() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path();
+        let fs = rooted(home);
+        std::fs::create_dir(home.join("d")).unwrap();
+        fs.sync_dir(&home.join("d")).unwrap();
+        let missing = fs.sync_dir(&home.join("missing")).unwrap_err();
+        assert_eq!(missing.io_kind(), Some(io::ErrorKind::NotFound));
+        assert!(
+            fs.sync_dir(&home.join(".ferry"))
+                .unwrap_err()
+                .is_not_allowed()
+        );
+    }
 }

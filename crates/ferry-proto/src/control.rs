@@ -15,6 +15,9 @@
 //!
 //! Protocol versions (one number, dated history):
 //! - 1 (2026-11): hello/welcome/refuse, ping/pong, file operations.
+//!   Later additions within 1, each optional on the wire so either side may
+//!   be older: the welcome's `revoked_endpoints`, `revoked`, and
+//!   `task_cancel`'s `through_attempt` (2026-11-29).
 
 use crate::api::{FsOp, FsOutcome};
 use crate::frame::{self, FrameDecoder, FrameError};
@@ -85,6 +88,10 @@ pub enum HubMessage {
         /// The hub's task-signing public key (SEC1 point, base64url).
         #[serde(default)]
         capability_key: String,
+        /// Endpoints whose certificates the hub revoked: a destination
+        /// refuses data connections from them, whatever capability they hold.
+        #[serde(default)]
+        revoked_endpoints: Vec<String>,
     },
     Refuse {
         reason: RefuseReason,
@@ -105,11 +112,25 @@ pub enum HubMessage {
         capability: String,
         connect_to: String,
     },
-    /// To both endpoints of a task: stop its data work now.
+    /// To both endpoints of a task: stop its data work now, and (at the
+    /// destination) refuse every data connection for attempts up to
+    /// `through_attempt` from now on, so a capability cannot be replayed
+    /// after its attempt ended. Absent: every attempt.
     TaskCancel {
         task_id: String,
+        #[serde(default)]
+        through_attempt: Option<u32>,
+    },
+    /// To every connected endpoint: these endpoints were revoked since the
+    /// welcome; their data connections are refused and cut.
+    Revoked {
+        endpoint_ids: Vec<String>,
     },
 }
+
+/// Most revoked endpoints a welcome or a notice carries (the newest):
+/// bounds the frame; 36 bytes an id, well inside [`MAX_FRAME`].
+pub const MAX_REVOKED_LISTED: usize = 20_000;
 
 /// One variant per rule a peer can break, plus the ways a link ends.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -262,6 +283,11 @@ pub enum EndpointEvent {
     Connected {
         endpoint_id: String,
         capability_key: String,
+        revoked_endpoints: Vec<String>,
+    },
+    /// More endpoints revoked while connected.
+    Revoked {
+        endpoint_ids: Vec<String>,
     },
     Fs {
         id: u64,
@@ -273,6 +299,7 @@ pub enum EndpointEvent {
     },
     TaskCancel {
         task_id: String,
+        through_attempt: Option<u32>,
     },
 }
 
@@ -365,6 +392,7 @@ impl EndpointConnection {
                     endpoint_id,
                     heartbeat_secs,
                     capability_key,
+                    revoked_endpoints,
                 },
             ) => {
                 if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
@@ -379,6 +407,7 @@ impl EndpointConnection {
                 Ok(Some(EndpointEvent::Connected {
                     endpoint_id,
                     capability_key,
+                    revoked_endpoints,
                 }))
             }
             (EndpointState::ExpectWelcome, other) => {
@@ -405,8 +434,18 @@ impl EndpointConnection {
                 capability,
                 connect_to,
             })),
-            (EndpointState::Ready, HubMessage::TaskCancel { task_id }) => {
-                Ok(Some(EndpointEvent::TaskCancel { task_id }))
+            (
+                EndpointState::Ready,
+                HubMessage::TaskCancel {
+                    task_id,
+                    through_attempt,
+                },
+            ) => Ok(Some(EndpointEvent::TaskCancel {
+                task_id,
+                through_attempt,
+            })),
+            (EndpointState::Ready, HubMessage::Revoked { endpoint_ids }) => {
+                Ok(Some(EndpointEvent::Revoked { endpoint_ids }))
             }
         }
     }
@@ -475,6 +514,7 @@ fn hub_message_name(m: &HubMessage) -> &'static str {
         HubMessage::FsRequest { .. } => "fs_request",
         HubMessage::TaskStart { .. } => "task_start",
         HubMessage::TaskCancel { .. } => "task_cancel",
+        HubMessage::Revoked { .. } => "revoked",
     }
 }
 
@@ -651,6 +691,7 @@ impl HubConnection {
         endpoint_id: &str,
         heartbeat: Duration,
         capability_key: &str,
+        revoked_endpoints: Vec<String>,
     ) {
         if matches!(self.state, HubState::Deciding) {
             self.send(&HubMessage::Welcome {
@@ -658,6 +699,7 @@ impl HubConnection {
                 endpoint_id: endpoint_id.to_string(),
                 heartbeat_secs: heartbeat.as_secs().max(1),
                 capability_key: capability_key.to_string(),
+                revoked_endpoints,
             });
             self.heartbeat = Heartbeat::lead(now, heartbeat);
             self.state = HubState::Ready;
@@ -696,13 +738,27 @@ impl HubConnection {
         Ok(())
     }
 
-    pub fn cancel_task(&mut self, task_id: &str) -> Result<(), ControlError> {
+    pub fn cancel_task(
+        &mut self,
+        task_id: &str,
+        through_attempt: Option<u32>,
+    ) -> Result<(), ControlError> {
         if !matches!(self.state, HubState::Ready) {
             return Err(ControlError::Closed);
         }
         self.send(&HubMessage::TaskCancel {
             task_id: task_id.to_string(),
+            through_attempt,
         });
+        Ok(())
+    }
+
+    /// Tells the endpoint about endpoints revoked since its welcome.
+    pub fn notify_revoked(&mut self, endpoint_ids: Vec<String>) -> Result<(), ControlError> {
+        if !matches!(self.state, HubState::Ready) {
+            return Err(ControlError::Closed);
+        }
+        self.send(&HubMessage::Revoked { endpoint_ids });
         Ok(())
     }
 
@@ -789,13 +845,14 @@ mod tests {
                 data_address: Some("127.0.0.1:50000".into())
             }]
         );
-        hub.accept(now, "ep-1", HB, "key");
+        hub.accept(now, "ep-1", HB, "key", vec!["gone-1".into()]);
         let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
         assert_eq!(
             events,
             vec![EndpointEvent::Connected {
                 endpoint_id: "ep-1".into(),
-                capability_key: "key".into()
+                capability_key: "key".into(),
+                revoked_endpoints: vec!["gone-1".into()],
             }]
         );
         (ep, hub)
@@ -827,7 +884,8 @@ mod tests {
         let now = Instant::now();
         let (mut ep, mut hub) = connected(now);
         hub.start_task("cap", "127.0.0.1:50001").unwrap();
-        hub.cancel_task("t1").unwrap();
+        hub.cancel_task("t1", Some(3)).unwrap();
+        hub.notify_revoked(vec!["gone-2".into()]).unwrap();
         let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
         assert_eq!(
             events,
@@ -837,7 +895,11 @@ mod tests {
                     connect_to: "127.0.0.1:50001".into()
                 },
                 EndpointEvent::TaskCancel {
-                    task_id: "t1".into()
+                    task_id: "t1".into(),
+                    through_attempt: Some(3),
+                },
+                EndpointEvent::Revoked {
+                    endpoint_ids: vec!["gone-2".into()]
                 },
             ]
         );

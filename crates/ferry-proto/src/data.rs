@@ -3,8 +3,10 @@
 //! JSON frames; every stream carries file data as binary frames.
 //!
 //! Frame: `u32 length (big-endian) | u8 type | body`. The length counts the
-//! type byte and the body and is checked against [`MAX_FRAME`] before any
-//! body byte is buffered.
+//! type byte and the body and is checked against the reader's maximum
+//! before any body byte is buffered: [`MAX_HANDSHAKE_FRAME`] (or, for an
+//! `Open` carrying a large capability, [`MAX_OPEN_FRAME`]) until the
+//! stream is authorised, [`MAX_AUTHORISED_FRAME`] after.
 
 use crate::task::TaskCounters;
 use crate::wire_path::WirePath;
@@ -19,6 +21,19 @@ pub const CHUNK_SIZE: u64 = 4 * 1024 * 1024;
 pub const MAX_FRAME: usize = CHUNK_SIZE as usize + 64;
 /// Largest JSON message (a manifest batch or a needs batch).
 pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+/// Largest frame of an authorised stream.
+pub const MAX_AUTHORISED_FRAME: usize = if MAX_FRAME > MAX_MESSAGE + 1 {
+    MAX_FRAME
+} else {
+    MAX_MESSAGE + 1
+};
+/// Largest frame before a stream is authorised (its `Open`, or the answer
+/// to one): an `Open` with an everyday capability fits many times over.
+pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
+/// Largest `Open` at all: one carrying the largest capability (a `--batch`
+/// task lists its items), with room for the rest of the message. Readers
+/// accept one above [`MAX_HANDSHAKE_FRAME`] only within a budget they keep.
+pub const MAX_OPEN_FRAME: usize = crate::task::MAX_CAPABILITY + 1024;
 /// The ALPN id of data connections.
 pub const ALPN: &[u8] = b"ferry-data/1";
 
@@ -180,13 +195,15 @@ pub fn chunk_prefix(header: &ChunkHeader, len: usize) -> [u8; 5 + CHUNK_HEADER] 
     out
 }
 
-/// Length of the frame (type byte + body) announced by a header.
-pub fn frame_len(header: [u8; 4]) -> Result<usize, DataError> {
+/// Length of the frame (type byte + body) announced by a header, refused
+/// above `max` ([`MAX_HANDSHAKE_FRAME`] before the stream is authorised,
+/// [`MAX_AUTHORISED_FRAME`] after).
+pub fn frame_len(header: [u8; 4], max: usize) -> Result<usize, DataError> {
     let len = u32::from_be_bytes(header) as usize;
     if len == 0 {
         return Err(DataError::Truncated);
     }
-    if len > MAX_FRAME.max(MAX_MESSAGE + 1) {
+    if len > max {
         return Err(DataError::TooLarge(len));
     }
     Ok(len)
@@ -223,7 +240,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn roundtrip(bytes: &[u8]) -> Frame {
-        let len = frame_len(bytes[..4].try_into().unwrap()).unwrap();
+        let len = frame_len(bytes[..4].try_into().unwrap(), MAX_AUTHORISED_FRAME).unwrap();
         assert_eq!(len, bytes.len() - 4);
         decode(bytes[4..].to_vec()).unwrap()
     }
@@ -255,16 +272,37 @@ mod tests {
     #[test]
     fn hostile_frames_are_refused() {
         assert_eq!(
-            frame_len([0xff; 4]),
+            frame_len([0xff; 4], MAX_AUTHORISED_FRAME),
             Err(DataError::TooLarge(u32::MAX as usize))
         );
-        assert_eq!(frame_len([0; 4]), Err(DataError::Truncated));
+        assert_eq!(
+            frame_len([0; 4], MAX_AUTHORISED_FRAME),
+            Err(DataError::Truncated)
+        );
         assert_eq!(decode(vec![9, 1, 2]), Err(DataError::UnknownType(9)));
         assert_eq!(decode(vec![FRAME_CHUNK, 1, 2]), Err(DataError::Truncated));
         assert!(matches!(
             decode(vec![FRAME_MESSAGE, b'{']),
             Err(DataError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn before_authorisation_only_a_small_frame_is_announced() {
+        let chunk_sized = (MAX_FRAME as u32).to_be_bytes();
+        assert_eq!(frame_len(chunk_sized, MAX_AUTHORISED_FRAME), Ok(MAX_FRAME));
+        assert_eq!(
+            frame_len(chunk_sized, MAX_HANDSHAKE_FRAME),
+            Err(DataError::TooLarge(MAX_FRAME))
+        );
+        let open = Message::Open(Open {
+            capability: "c".repeat(crate::task::MAX_CAPABILITY),
+            stream: u16::MAX,
+            streams: u16::MAX,
+        });
+        let wire = encode_message(&open);
+        assert!(wire.len() - 4 <= MAX_OPEN_FRAME, "the largest Open fits");
+        const { assert!(MAX_HANDSHAKE_FRAME < MAX_OPEN_FRAME && MAX_OPEN_FRAME < MAX_FRAME) };
     }
 
     proptest! {

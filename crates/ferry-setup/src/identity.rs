@@ -22,10 +22,53 @@ pub struct EndpointIdentity {
     pub data_address: Option<String>,
 }
 
+/// Everything `endpoint.toml` may hold: the identity and the settings
+/// beside it. `umask` is not a field of [`EndpointIdentity`] (whose
+/// struct literals elsewhere would all need it); read it with
+/// [`EndpointIdentity::umask_in`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointFile {
+    id: String,
+    name: String,
+    hub_url: String,
+    #[serde(default)]
+    data_ports: Option<String>,
+    #[serde(default)]
+    data_address: Option<String>,
+    /// Permission bits received files and directories never get, as octal
+    /// text (`"022"`, `"027"`); default: the daemon's own umask.
+    #[serde(default)]
+    umask: Option<String>,
+}
+
+impl EndpointFile {
+    fn parse(text: &str) -> Result<(EndpointIdentity, Option<u32>), String> {
+        let file: Self = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        let umask = match &file.umask {
+            Some(text) => Some(parse_umask(text).ok_or_else(|| {
+                format!(
+                    "`umask` must be octal permission bits such as \"022\" or \"027\", got {text:?}"
+                )
+            })?),
+            None => None,
+        };
+        let identity = EndpointIdentity {
+            id: file.id,
+            name: file.name,
+            hub_url: file.hub_url,
+            data_ports: file.data_ports,
+            data_address: file.data_address,
+        };
+        Ok((identity, umask))
+    }
+}
+
 impl EndpointIdentity {
-    /// Parses and checks the file's text; the error is one line for the user.
+    /// Parses and checks the file's text (settings beside the identity
+    /// included); the error is one line for the user.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let identity: Self = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        let (identity, _umask) = EndpointFile::parse(text)?;
         if identity.id.trim().is_empty() {
             return Err("`id` is empty".into());
         }
@@ -45,6 +88,13 @@ impl EndpointIdentity {
         Ok(identity)
     }
 
+    /// The `umask` setting of an `endpoint.toml`'s text, checked as
+    /// [`EndpointIdentity::parse`] checks it: the permission bits received
+    /// files and directories never get; `None` when the file sets none.
+    pub fn umask_in(text: &str) -> Result<Option<u32>, String> {
+        EndpointFile::parse(text).map(|(_, umask)| umask)
+    }
+
     pub fn render(&self) -> String {
         let body = toml::to_string(self).unwrap_or_default();
         format!("# Written by `ferry -setup`. Run `ferry -setup --force` to register anew.\n{body}")
@@ -61,6 +111,19 @@ pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
         }
     };
     (first > 0 && first <= last).then_some((first, last))
+}
+
+/// A umask as octal text: one to four octal digits, permission bits only
+/// (`"022"`, `"0027"`, `"77"`).
+fn parse_umask(text: &str) -> Option<u32> {
+    let digits = text.trim();
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return None;
+    }
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|bits| *bits <= 0o777)
 }
 
 #[cfg(test)]
@@ -89,5 +152,31 @@ mod tests {
         assert_eq!(parse_port_range("50000-51000"), Some((50000, 51000)));
         assert_eq!(parse_port_range("7"), Some((7, 7)));
         assert_eq!(parse_port_range("0-5"), None);
+    }
+
+    #[test]
+    fn umask_is_an_optional_octal_setting() {
+        let ok = "id = \"x\"\nname = \"n\"\nhub_url = \"https://h:1\"\n";
+        assert_eq!(EndpointIdentity::umask_in(ok), Ok(None));
+        for (text, bits) in [("022", 0o022), ("0027", 0o027), ("77", 0o077), ("0", 0)] {
+            let file = format!("{ok}umask = \"{text}\"\n");
+            assert_eq!(EndpointIdentity::parse(&file).unwrap().id, "x");
+            assert_eq!(EndpointIdentity::umask_in(&file), Ok(Some(bits)), "{text}");
+        }
+        for bad in ["", "8", "0o22", "-022", "1022", "00022", "rw-r--r--"] {
+            let file = format!("{ok}umask = \"{bad}\"\n");
+            let err = EndpointIdentity::parse(&file).unwrap_err();
+            assert!(
+                err.contains("`umask`") && err.contains("022"),
+                "{bad:?}: {err}"
+            );
+            assert!(EndpointIdentity::umask_in(&file).is_err());
+        }
+        let number = format!("{ok}umask = 0o22\n");
+        assert!(
+            EndpointIdentity::parse(&number)
+                .unwrap_err()
+                .contains("string")
+        );
     }
 }

@@ -1,0 +1,131 @@
+//! Injected disk failures, so every failure path of the destination's
+//! commit can be a test (in the manner of syncthing's `lib/fs/errorfs.go`
+//! and SQLite's I/O-error tests).
+//!
+//! Each disk operation whose failure must change what the destination
+//! claims passes [`Faults::check`] with its [`Op`] and path just before it
+//! runs. In a build for use `Faults` holds nothing and the check is a no-op
+//! the compiler removes; in this crate's tests a test plans failures (an
+//! operation, optionally a path, an errno, how many times) and reads back
+//! which operations ran.
+
+use std::io;
+use std::path::Path;
+
+/// The operations a failure can be injected at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Op {
+    /// Giving a verified temporary file its mode.
+    SetMode,
+    /// Giving a verified temporary file its mtime.
+    SetMtime,
+    /// fdatasync of one temporary file.
+    SyncFile,
+    /// syncfs of a filesystem holding a batch of temporary files.
+    SyncFilesystem,
+    /// Renaming a temporary file to its real name.
+    Rename,
+    /// fsync of a directory (after renames into it, or after creating a
+    /// directory in it).
+    SyncDir,
+    /// fsync of the task journal.
+    SyncJournal,
+}
+
+/// Where failures are planned; empty outside tests.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    #[cfg(test)]
+    plan: std::sync::Mutex<Plan>,
+}
+
+impl Faults {
+    /// Fails if a failure is planned for `op` on `path`.
+    #[cfg_attr(not(test), inline(always), allow(unused_variables))]
+    pub(crate) fn check(&self, op: Op, path: &Path) -> io::Result<()> {
+        #[cfg(test)]
+        if let Ok(mut plan) = self.plan.lock() {
+            return plan.check(op, path);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+use planned::Plan;
+
+#[cfg(test)]
+mod planned {
+    use super::{Faults, Op};
+    use std::io;
+    use std::path::{Path, PathBuf};
+
+    #[derive(Debug, Default)]
+    pub(crate) struct Plan {
+        failures: Vec<Failure>,
+        ran: Vec<(Op, PathBuf)>,
+    }
+
+    #[derive(Debug)]
+    struct Failure {
+        op: Op,
+        path: Option<PathBuf>,
+        errno: i32,
+        times: u32,
+    }
+
+    impl Plan {
+        pub(super) fn check(&mut self, op: Op, path: &Path) -> io::Result<()> {
+            self.ran.push((op, path.to_path_buf()));
+            let due = self
+                .failures
+                .iter_mut()
+                .find(|f| f.times > 0 && f.op == op && f.path.as_deref().is_none_or(|p| p == path));
+            match due {
+                Some(failure) => {
+                    failure.times -= 1;
+                    Err(io::Error::from_raw_os_error(failure.errno))
+                }
+                None => Ok(()),
+            }
+        }
+    }
+
+    impl Faults {
+        /// Makes the next `times` runs of `op` (on `path`, or on any path)
+        /// fail with `errno`.
+        pub(crate) fn fail(&self, op: Op, path: Option<&Path>, errno: i32, times: u32) {
+            if let Ok(mut plan) = self.plan.lock() {
+                plan.failures.push(Failure {
+                    op,
+                    path: path.map(Path::to_path_buf),
+                    errno,
+                    times,
+                });
+            }
+        }
+
+        /// The operations checked so far, in order, failed ones included.
+        pub(crate) fn ran(&self) -> Vec<(Op, PathBuf)> {
+            self.plan.lock().map(|p| p.ran.clone()).unwrap_or_default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_planned_failure_hits_its_operation_and_path_as_often_as_planned() {
+        let faults = Faults::default();
+        let (a, b) = (Path::new("/d/a"), Path::new("/d/b"));
+        faults.fail(Op::SyncDir, Some(a), nix::libc::EIO, 1);
+        assert!(faults.check(Op::SyncDir, b).is_ok(), "another path");
+        assert!(faults.check(Op::SyncFile, a).is_ok(), "another operation");
+        let err = faults.check(Op::SyncDir, a).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EIO));
+        assert!(faults.check(Op::SyncDir, a).is_ok(), "only once");
+        assert_eq!(faults.ran().len(), 4);
+    }
+}
