@@ -21,6 +21,8 @@ pub enum DaemonError {
     },
     #[error("another daemon answers on {path}; it is never replaced: stop it with `{stop}` first")]
     SocketInUse { path: PathBuf, stop: String },
+    #[error("{0}")]
+    CertificateExpired(String),
     #[error("{path} exists and is not a socket; move it away and start again")]
     NotASocket { path: PathBuf },
     #[error(

@@ -11,7 +11,7 @@ use ferry_proto::api::FsOutcome;
 use ferry_proto::backoff::Backoff;
 use ferry_proto::control::{self, ControlError, EndpointConnection, EndpointEvent};
 use ferry_proto::local_api::HubState;
-use ferry_setup::{EndpointDir, tls};
+use ferry_setup::{EndpointDir, renewal, tls};
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -157,6 +157,49 @@ pub(crate) async fn run(
     }
 }
 
+/// Why dialing is pointless: this endpoint's certificate has expired (it
+/// was offline past its renewal), and what to run about it.
+pub(crate) fn expired_certificate(dir: &EndpointDir) -> Option<String> {
+    let validity = renewal::validity_of_file(&dir.cert_file()).ok()?;
+    let now = unix_now();
+    validity.expired(now).then(|| {
+        format!(
+            "this endpoint's certificate expired {} ago (it was offline past its renewal); set it up again with `{}`, or `{}` with a new setup key",
+            approximate(now - validity.not_after),
+            dir.command("-setup --force"),
+            dir.command("-setup KEY --force"),
+        )
+    })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// `40 seconds`, `3 hours`, `12 days`.
+fn approximate(secs: i64) -> String {
+    let (n, unit) = match secs.max(0) {
+        s if s < 120 => (s, "second"),
+        s if s < 7200 => (s / 60, "minute"),
+        s if s < 2 * 86_400 => (s / 3600, "hour"),
+        s => (s / 86_400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// When to ask for the next certificate, from the one in `endpoint.crt`.
+fn renewal_deadline(dir: &EndpointDir) -> Option<Instant> {
+    let validity = renewal::validity_of_file(&dir.cert_file()).ok()?;
+    let wait = (validity.renew_at() - unix_now()).max(0) as u64;
+    Some(Instant::now() + Duration::from_secs(wait))
+}
+
+/// After a refused or failed renewal: try again in a minute.
+const RENEWAL_RETRY: Duration = Duration::from_secs(60);
+
 fn tls_config(dir: &EndpointDir) -> Result<Arc<rustls::ClientConfig>, String> {
     let roots = tls::certs_from_file(&dir.hub_ca_file()).map_err(|e| e.to_string())?;
     let chain = tls::certs_from_file(&dir.cert_file()).map_err(|e| e.to_string())?;
@@ -195,6 +238,9 @@ async fn session(
         reason,
         was_connected: false,
     };
+    if let Some(expired) = expired_certificate(&ctx.dir) {
+        return fail(expired);
+    }
     let server_name = match rustls_pki_types::ServerName::try_from(host.to_string()) {
         Ok(n) => n,
         Err(_) => return fail(format!("{host:?} is not a valid hub host name")),
@@ -241,6 +287,11 @@ where
     let (done_tx, mut done) = mpsc::channel::<(u64, FsOutcome)>(16);
     let mut buf = vec![0u8; 64 * 1024];
     let mut was_connected = false;
+    // Certificate renewal: when to ask (once welcomed), and whether an
+    // answer is awaited.
+    let mut endpoint: Option<String> = None;
+    let mut renew_at: Option<Instant> = None;
+    let mut renewing = false;
     let reason = 'session: loop {
         while let Some(bytes) = conn.poll_transmit() {
             if let Err(e) = writer.write_all(&bytes).await {
@@ -265,7 +316,9 @@ where
                                     t.revoked(revoked_endpoints, true);
                                 }
                                 was_connected = true;
+                                renew_at = renewal_deadline(&ctx.dir);
                                 tracing::info!(endpoint = %endpoint_id, "connected to the hub");
+                                endpoint = Some(endpoint_id);
                                 view.send_replace(HubView { state: HubState::Connected, detail: None });
                             }
                             EndpointEvent::Fs { id, op } => {
@@ -287,6 +340,27 @@ where
                                     t.cancel(&task_id, through_attempt);
                                 }
                             }
+                            EndpointEvent::Certificate { result } => {
+                                renewing = false;
+                                let installed = match (result, &endpoint) {
+                                    (Ok(pem), Some(id)) => renewal::install(&ctx.dir, id, &pem).map_err(|e| e.to_string()),
+                                    (Ok(_), None) => Err("no endpoint id yet".to_string()),
+                                    (Err(why), _) => Err(format!("the hub refused: {why}")),
+                                };
+                                match installed {
+                                    Ok(validity) => {
+                                        if let Some(t) = &ctx.transfers {
+                                            t.reload_identity(&ctx.dir);
+                                        }
+                                        tracing::info!(valid_until = validity.not_after, "endpoint certificate renewed");
+                                        renew_at = renewal_deadline(&ctx.dir);
+                                    }
+                                    Err(reason) => {
+                                        tracing::warn!(%reason, "certificate renewal failed; trying again in a minute");
+                                        renew_at = Some(Instant::now() + RENEWAL_RETRY);
+                                    }
+                                }
+                            }
                             EndpointEvent::Revoked { endpoint_ids } => {
                                 if let Some(t) = &ctx.transfers {
                                     t.revoked(endpoint_ids, false);
@@ -301,6 +375,20 @@ where
             Some((id, outcome)) = done.recv() => conn.reply_fs(id, outcome),
             Some((task_id, attempt, report)) = next_report(&mut reports_guard) => {
                 conn.report_task(&task_id, attempt, report);
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(renew_at.unwrap_or(deadline))), if renew_at.is_some() && !renewing => {
+                match renewal::request(&ctx.dir, endpoint.as_deref().unwrap_or("endpoint")) {
+                    Ok(csr) => {
+                        tracing::info!("asking the hub to renew this endpoint's certificate");
+                        conn.renew_certificate(&csr);
+                        renewing = true;
+                        renew_at = None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot ask for a certificate renewal; trying again in a minute");
+                        renew_at = Some(Instant::now() + RENEWAL_RETRY);
+                    }
+                }
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
                 if let Err(e) = conn.handle_timeout(Instant::now()) {

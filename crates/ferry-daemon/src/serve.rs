@@ -48,6 +48,9 @@ impl Daemon {
         policy_choice: PolicyChoice,
     ) -> Result<Self, DaemonError> {
         let identity = dir.load_identity()?;
+        if let Some(expired) = crate::hub_link::expired_certificate(&dir) {
+            return Err(DaemonError::CertificateExpired(expired));
+        }
         let tightened_dir_mode = dir.ensure_private()?;
         let stop = dir.command("-stop");
         let lock = DaemonLock::acquire(&dir.lock_file(), dir.root(), &stop)?;

@@ -218,6 +218,13 @@ impl Transfers {
         self.sessions.revoke(ids, complete);
     }
 
+    /// Takes up a renewed certificate for new data connections.
+    pub(crate) fn reload_identity(&self, dir: &EndpointDir) {
+        if let Err(e) = self.ctx.identity.reload(dir) {
+            tracing::warn!(error = %e, "data connections keep the previous certificate");
+        }
+    }
+
     /// Pause: stop what runs (journals keep it resumable) and take nothing
     /// new; unpause: take work again (the hub restarts the tasks).
     pub(crate) fn set_paused(&self, paused: bool) {

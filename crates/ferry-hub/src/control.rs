@@ -327,8 +327,12 @@ fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, (RefuseReason, St
 }
 
 /// Runs one control connection until it ends.
-pub async fn serve_connection<S>(hub: Arc<Hub>, stream: S, cert: Option<Vec<u8>>, peer: SocketAddr)
-where
+pub async fn serve_connection<S>(
+    hub: Arc<Hub>,
+    stream: S,
+    mut cert: Option<Vec<u8>>,
+    peer: SocketAddr,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -390,6 +394,26 @@ where
                                             attempt,
                                             report,
                                         });
+                                    }
+                                }
+                                HubEvent::RenewCertificate { csr } => {
+                                    let Some((endpoint_id, _)) = &admitted else { continue };
+                                    let answer = match crate::endpoints::renew(&hub.store, &hub.endpoint_ca, endpoint_id, &csr) {
+                                        Ok(pem) => {
+                                            // The new certificate is the registered one now: this
+                                            // connection stays admitted under it.
+                                            cert = crate::pki::first_cert_der(&pem).or(cert);
+                                            tracing::info!(endpoint = %endpoint_id, "endpoint certificate renewed");
+                                            Ok(pem)
+                                        }
+                                        Err(e) => {
+                                            tracing::warn!(endpoint = %endpoint_id, error = %e, "certificate renewal refused");
+                                            Err(e.to_string())
+                                        }
+                                    };
+                                    if let Err(e) = conn.answer_renewal(answer) {
+                                        // Only a closed connection refuses; the loop sees it next.
+                                        tracing::debug!(error = %e, "cannot answer a renewal");
                                     }
                                 }
                             }

@@ -114,6 +114,18 @@ pub fn register_new(
     sign(store, endpoint_ca, &id, csr_pem)
 }
 
+/// A connected endpoint's renewal (it proved itself with its current
+/// certificate on the control channel): a new certificate for `csr_pem`,
+/// registered as the endpoint's from now on.
+pub fn renew(
+    store: &Store,
+    endpoint_ca: &CertificateAuthority,
+    endpoint_id: &str,
+    csr_pem: &str,
+) -> Result<String, RegistryError> {
+    Ok(sign(store, endpoint_ca, endpoint_id, csr_pem)?.cert_pem)
+}
+
 fn sign(
     store: &Store,
     endpoint_ca: &CertificateAuthority,

@@ -30,7 +30,14 @@ pub struct CertificateAuthority {
     pub key_pem: String,
     pub cert_sha256: [u8; 32],
     issuer: Issuer<'static, KeyPair>,
+    /// How long the endpoint certificates this CA signs stay valid.
+    endpoint_lifetime: Duration,
 }
+
+/// The default life of an endpoint certificate. Endpoints renew over the
+/// control channel when a third of it remains, so a daemon that is online
+/// at least once a month never notices.
+pub const DEFAULT_ENDPOINT_CERT_LIFETIME_SECS: u64 = 90 * 24 * 3600;
 
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,10 +53,15 @@ pub fn new_key_pem() -> anyhow::Result<String> {
 }
 
 fn validity(params: &mut CertificateParams, days: i64) {
+    validity_for(params, Duration::days(days));
+}
+
+fn validity_for(params: &mut CertificateParams, lifetime: Duration) {
     let now = OffsetDateTime::now_utc();
-    // An hour of slack for clocks that run a little behind the hub's.
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(days);
+    // Slack for clocks that run a little behind the hub's: an hour, or a
+    // tenth of a short life.
+    params.not_before = now - (lifetime / 10i32).min(Duration::hours(1));
+    params.not_after = now + lifetime;
 }
 
 fn serial(params: &mut CertificateParams) -> anyhow::Result<()> {
@@ -83,6 +95,7 @@ impl CertificateAuthority {
             key_pem: key.serialize_pem(),
             cert_sha256: cert_sha256(cert.der()),
             issuer: Issuer::new(params, key),
+            endpoint_lifetime: Duration::seconds(DEFAULT_ENDPOINT_CERT_LIFETIME_SECS as i64),
         })
     }
 
@@ -102,7 +115,14 @@ impl CertificateAuthority {
             cert_pem,
             key_pem,
             issuer,
+            endpoint_lifetime: Duration::seconds(DEFAULT_ENDPOINT_CERT_LIFETIME_SECS as i64),
         })
+    }
+
+    /// Endpoint certificates signed from now on live `secs` seconds.
+    pub fn with_endpoint_lifetime(mut self, secs: u64) -> Self {
+        self.endpoint_lifetime = Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX));
+        self
     }
 
     /// A TLS server certificate for `host` (a DNS name or an IP address).
@@ -170,7 +190,7 @@ impl CertificateAuthority {
             ExtendedKeyUsagePurpose::ClientAuth,
             ExtendedKeyUsagePurpose::ServerAuth,
         ];
-        validity(&mut params, 825);
+        validity_for(&mut params, self.endpoint_lifetime);
         serial(&mut params)?;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)

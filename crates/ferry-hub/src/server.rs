@@ -175,7 +175,8 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         signer: crate::capability::TaskSigner::load(&dir.signing_key())?,
         tls_ca_sha256: tls_ca_sha256(&dir, &config)?,
         tls_ca_pem,
-        endpoint_ca: CertificateAuthority::load(&dir.endpoint_ca_cert(), &dir.endpoint_ca_key())?,
+        endpoint_ca: CertificateAuthority::load(&dir.endpoint_ca_cert(), &dir.endpoint_ca_key())?
+            .with_endpoint_lifetime(config.endpoint_cert_lifetime_secs),
         store: dir.open_store()?,
         control,
         logins: LoginLimiter::default(),

@@ -120,6 +120,14 @@ pub struct HubConfig {
     /// Sign-ins that may wait for a password check; more are answered 503.
     #[serde(default = "default_password_checks_queued")]
     pub max_password_checks_queued: usize,
+    /// Seconds an endpoint certificate is valid; endpoints renew over the
+    /// control channel when a third of it remains.
+    #[serde(default = "default_endpoint_cert_lifetime")]
+    pub endpoint_cert_lifetime_secs: u64,
+}
+
+pub(crate) fn default_endpoint_cert_lifetime() -> u64 {
+    crate::pki::DEFAULT_ENDPOINT_CERT_LIFETIME_SECS
 }
 
 fn default_heartbeat() -> u64 {
@@ -147,6 +155,12 @@ pub(crate) fn default_password_checks_queued() -> usize {
 impl HubConfig {
     fn check(&self) -> anyhow::Result<()> {
         url_host_port(&self.url)?;
+        if !(10..=10 * 365 * 24 * 3600).contains(&self.endpoint_cert_lifetime_secs) {
+            bail!(
+                "endpoint_cert_lifetime_secs must be 10..=315360000 (ten years), got {}",
+                self.endpoint_cert_lifetime_secs
+            );
+        }
         if !(1..=3600).contains(&self.heartbeat_secs) {
             bail!(
                 "heartbeat_secs must be 1..=3600, got {}",
@@ -268,6 +282,7 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
         body_timeout_secs: default_body_timeout(),
         max_password_checks: default_password_checks(),
         max_password_checks_queued: default_password_checks_queued(),
+        endpoint_cert_lifetime_secs: default_endpoint_cert_lifetime(),
     };
     let text = format!(
         "# ferry-hub configuration. Edit, then restart `ferry-hub serve`.\n# To use your institution's certificate, point tls_cert/tls_key at it and\n# tls_ca at the CA that issued it.\n{}",

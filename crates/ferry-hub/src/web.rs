@@ -506,6 +506,7 @@ pub fn for_tests() -> Arc<Hub> {
             body_timeout_secs: crate::state::default_body_timeout(),
             max_password_checks: crate::state::default_password_checks(),
             max_password_checks_queued: crate::state::default_password_checks_queued(),
+            endpoint_cert_lifetime_secs: crate::pki::DEFAULT_ENDPOINT_CERT_LIFETIME_SECS,
         },
         store: crate::store::Store::in_memory().unwrap(),
         tls_ca_pem: ca.cert_pem.clone(),

@@ -36,24 +36,75 @@ pub enum ChannelError {
     Protocol(String),
 }
 
-/// This endpoint's TLS identity for data connections.
+/// This endpoint's TLS identity for data connections. The certificate is
+/// renewed while the daemon runs ([`Identity::reload`]): the listener's
+/// config resolves it per handshake, and each send builds its config anew.
 #[derive(Debug)]
 pub struct Identity {
     pub endpoint_id: String,
-    chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     endpoint_ca: Vec<CertificateDer<'static>>,
+    current: Arc<CurrentCert>,
+}
+
+/// The certificate presented now, swapped whole on renewal.
+#[derive(Debug)]
+struct CurrentCert(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl CurrentCert {
+    fn get(&self) -> Arc<rustls::sign::CertifiedKey> {
+        match self.0.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CurrentCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::sign::CertifiedKey>, ChannelError> {
+    let signer = tls::provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| ChannelError::Credentials(e.to_string()))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, signer)))
 }
 
 impl Identity {
     pub fn load(dir: &EndpointDir, endpoint_id: &str) -> Result<Self, ChannelError> {
         let err = |e: tls::TlsError| ChannelError::Credentials(e.to_string());
+        let key = tls::key_from_file(&dir.key_file()).map_err(err)?;
+        let chain = tls::certs_from_file(&dir.cert_file()).map_err(err)?;
+        let current = certified_key(chain, &key)?;
         Ok(Self {
             endpoint_id: endpoint_id.to_string(),
-            chain: tls::certs_from_file(&dir.cert_file()).map_err(err)?,
-            key: tls::key_from_file(&dir.key_file()).map_err(err)?,
+            key,
             endpoint_ca: tls::certs_from_file(&dir.endpoint_ca_file()).map_err(err)?,
+            current: Arc::new(CurrentCert(std::sync::RwLock::new(current))),
         })
+    }
+
+    /// Takes up a renewed `endpoint.crt` (same key): new data connections,
+    /// both ways, present it from now on.
+    pub fn reload(&self, dir: &EndpointDir) -> Result<(), ChannelError> {
+        let chain = tls::certs_from_file(&dir.cert_file())
+            .map_err(|e| ChannelError::Credentials(e.to_string()))?;
+        let renewed = certified_key(chain, &self.key)?;
+        match self.current.0.write() {
+            Ok(mut slot) => *slot = renewed,
+            Err(poisoned) => *poisoned.into_inner() = renewed,
+        }
+        Ok(())
     }
 
     fn roots(&self) -> Result<RootCertStore, ChannelError> {
@@ -74,8 +125,7 @@ impl Identity {
             .map_err(|e| ChannelError::Credentials(e.to_string()))?;
         let mut config = rustls::ServerConfig::builder()
             .with_client_cert_verifier(verifier)
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| ChannelError::Credentials(e.to_string()))?;
+            .with_cert_resolver(self.current.clone());
         config.alpn_protocols = vec![data::ALPN.to_vec()];
         Ok(Arc::new(config))
     }
@@ -84,7 +134,7 @@ impl Identity {
     pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, ChannelError> {
         tls::client_config(
             &self.endpoint_ca,
-            Some((self.chain.clone(), self.key.clone_key())),
+            Some((self.current.get().cert.clone(), self.key.clone_key())),
             &[data::ALPN],
         )
         .map_err(|e| ChannelError::Credentials(e.to_string()))

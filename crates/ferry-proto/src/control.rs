@@ -17,7 +17,8 @@
 //! - 1 (2026-11): hello/welcome/refuse, ping/pong, file operations.
 //!   Later additions within 1, each optional on the wire so either side may
 //!   be older: the welcome's `revoked_endpoints`, `revoked`, and
-//!   `task_cancel`'s `through_attempt` (2026-11-29).
+//!   `task_cancel`'s `through_attempt`; `renew_certificate` and its answer
+//!   `certificate` (2026-11-29).
 
 use crate::api::{FsOp, FsOutcome};
 use crate::frame::{self, FrameDecoder, FrameError};
@@ -76,7 +77,15 @@ pub enum EndpointMessage {
         attempt: u32,
         report: TaskReport,
     },
+    /// Before this connection's certificate ages out: a CSR (PEM) for the
+    /// same endpoint, signed by its key.
+    RenewCertificate {
+        csr: String,
+    },
 }
+
+/// Largest CSR a renewal may carry, in bytes of PEM.
+pub const MAX_CSR: usize = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -125,6 +134,13 @@ pub enum HubMessage {
     /// welcome; their data connections are refused and cut.
     Revoked {
         endpoint_ids: Vec<String>,
+    },
+    /// The answer to `renew_certificate`: the new certificate (PEM), or why not.
+    Certificate {
+        #[serde(default)]
+        cert: Option<String>,
+        #[serde(default)]
+        refused: Option<String>,
     },
 }
 
@@ -289,6 +305,10 @@ pub enum EndpointEvent {
     Revoked {
         endpoint_ids: Vec<String>,
     },
+    /// The hub's answer to [`EndpointConnection::renew_certificate`].
+    Certificate {
+        result: Result<String, String>,
+    },
     Fs {
         id: u64,
         op: FsOp,
@@ -447,6 +467,18 @@ impl EndpointConnection {
             (EndpointState::Ready, HubMessage::Revoked { endpoint_ids }) => {
                 Ok(Some(EndpointEvent::Revoked { endpoint_ids }))
             }
+            (EndpointState::Ready, HubMessage::Certificate { cert, refused }) => {
+                let result = match (cert, refused) {
+                    (Some(cert), None) => Ok(cert),
+                    (None, Some(why)) => Err(why),
+                    _ => {
+                        return Err(ControlError::Malformed(
+                            "a certificate answer needs exactly one of cert and refused".into(),
+                        ));
+                    }
+                };
+                Ok(Some(EndpointEvent::Certificate { result }))
+            }
         }
     }
 
@@ -464,6 +496,15 @@ impl EndpointConnection {
                 task_id: task_id.to_string(),
                 attempt,
                 report,
+            });
+        }
+    }
+
+    /// Asks the hub for a new certificate (a CSR in PEM for this endpoint).
+    pub fn renew_certificate(&mut self, csr: &str) {
+        if matches!(self.state, EndpointState::Ready) {
+            self.send(&EndpointMessage::RenewCertificate {
+                csr: csr.to_string(),
             });
         }
     }
@@ -515,6 +556,7 @@ fn hub_message_name(m: &HubMessage) -> &'static str {
         HubMessage::TaskStart { .. } => "task_start",
         HubMessage::TaskCancel { .. } => "task_cancel",
         HubMessage::Revoked { .. } => "revoked",
+        HubMessage::Certificate { .. } => "certificate",
     }
 }
 
@@ -525,6 +567,7 @@ fn endpoint_message_name(m: &EndpointMessage) -> &'static str {
         EndpointMessage::Pong { .. } => "pong",
         EndpointMessage::FsReply { .. } => "fs_reply",
         EndpointMessage::TaskReport { .. } => "task_report",
+        EndpointMessage::RenewCertificate { .. } => "renew_certificate",
     }
 }
 
@@ -545,6 +588,11 @@ pub enum HubEvent {
         task_id: String,
         attempt: u32,
         report: TaskReport,
+    },
+    /// The endpoint asks for a new certificate; answer with
+    /// [`HubConnection::answer_renewal`].
+    RenewCertificate {
+        csr: String,
     },
 }
 
@@ -681,7 +729,28 @@ impl HubConnection {
                 attempt,
                 report,
             })),
+            (HubState::Ready, EndpointMessage::RenewCertificate { csr }) => {
+                if csr.len() > MAX_CSR {
+                    return Err(ControlError::Malformed(format!(
+                        "a certificate request over {MAX_CSR} bytes"
+                    )));
+                }
+                Ok(Some(HubEvent::RenewCertificate { csr }))
+            }
         }
+    }
+
+    /// Answers a renewal: the new certificate (PEM) or why not.
+    pub fn answer_renewal(&mut self, result: Result<String, String>) -> Result<(), ControlError> {
+        if !matches!(self.state, HubState::Ready) {
+            return Err(ControlError::Closed);
+        }
+        let (cert, refused) = match result {
+            Ok(cert) => (Some(cert), None),
+            Err(why) => (None, Some(why)),
+        };
+        self.send(&HubMessage::Certificate { cert, refused });
+        Ok(())
     }
 
     /// Admits the endpoint after its hello (identity checked by the caller).
@@ -900,6 +969,26 @@ mod tests {
                 },
                 EndpointEvent::Revoked {
                     endpoint_ids: vec!["gone-2".into()]
+                },
+            ]
+        );
+        ep.renew_certificate("CSR");
+        let events = pump_to_hub(&mut ep, &mut hub, now).unwrap();
+        assert_eq!(
+            events,
+            vec![HubEvent::RenewCertificate { csr: "CSR".into() }]
+        );
+        hub.answer_renewal(Ok("CERT".into())).unwrap();
+        hub.answer_renewal(Err("no".into())).unwrap();
+        let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
+        assert_eq!(
+            events,
+            vec![
+                EndpointEvent::Certificate {
+                    result: Ok("CERT".into())
+                },
+                EndpointEvent::Certificate {
+                    result: Err("no".into())
                 },
             ]
         );

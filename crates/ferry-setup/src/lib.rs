@@ -11,6 +11,7 @@ pub mod hub_client;
 mod identity;
 pub mod login;
 pub mod register;
+pub mod renewal;
 pub mod tls;
 
 pub use atomic::write_atomic;
