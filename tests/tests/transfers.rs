@@ -90,7 +90,7 @@ impl Lab {
     }
 
     fn wait(&self, id: &str) -> serde_json::Value {
-        let out = self.ferry(&["task", "wait", id, "--timeout", "120"]);
+        let out = self.ferry(&["task", "wait", id, "--timeout", "300"]);
         let task = self.show(id);
         assert_eq!(
             out.code,
