@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fault_proxy;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader};

@@ -207,6 +207,22 @@ fn tls_config(dir: &EndpointDir) -> Result<Arc<rustls::ClientConfig>, String> {
     tls::client_config(&roots, Some((chain, key)), &[control::ALPN]).map_err(|e| e.to_string())
 }
 
+/// Alerts by which a TLS server refuses the client's certificate.
+fn is_certificate_alert(alert: rustls::AlertDescription) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        alert,
+        A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::CertificateRequired
+            | A::AccessDenied
+    )
+}
+
 /// Words for a TLS failure, telling whose certificate was the problem.
 fn describe_tls_error(dir: &EndpointDir, e: &std::io::Error) -> String {
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
@@ -215,9 +231,14 @@ fn describe_tls_error(dir: &EndpointDir, e: &std::io::Error) -> String {
             "certificate rejected: the hub's certificate does not verify against {} ({why:?})",
             dir.hub_ca_file().display()
         ),
-        Some(rustls::Error::AlertReceived(alert)) => format!(
+        Some(rustls::Error::AlertReceived(alert)) if is_certificate_alert(*alert) => format!(
             "certificate rejected: the hub refused this endpoint's certificate ({alert:?}); set the endpoint up again with `{}`",
             dir.command("-setup --force")
+        ),
+        // A damaged or cut record (BadRecordMac, DecodeError, ...) is the
+        // network's doing: the link is dialled again, nothing to set up.
+        Some(rustls::Error::AlertReceived(alert)) => format!(
+            "the hub ended the TLS session ({alert:?}): the connection was damaged or interrupted on the way"
         ),
         Some(other) => format!("TLS with the hub failed: {other}"),
         None if e.kind() == std::io::ErrorKind::UnexpectedEof => {

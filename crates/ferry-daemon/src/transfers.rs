@@ -110,16 +110,12 @@ impl Transfers {
         ))
     }
 
-    /// `host:port` to advertise, given the local address of the control connection.
+    /// `host:port` to advertise, given the local address of the control
+    /// connection: the `data_address` setting's host and port where it
+    /// names them (a port forwarded to the listener by a NAT), else that
+    /// local address and the listener's port. Nothing without a listener.
     pub(crate) fn data_address(&self, local: Option<IpAddr>) -> Option<String> {
-        let port = self.data_port?;
-        let host = match (&self.data_host, local) {
-            (Some(h), _) => h.clone(),
-            (None, Some(IpAddr::V6(ip))) => format!("[{ip}]"),
-            (None, Some(ip)) => ip.to_string(),
-            (None, None) => return None,
-        };
-        Some(format!("{host}:{port}"))
+        EndpointIdentity::advertised_data_address(self.data_host.as_deref(), self.data_port?, local)
     }
 
     /// The hub's task-signing key, from its welcome.

@@ -1,6 +1,7 @@
 //! `endpoint.toml`: who this endpoint is and which hub it belongs to.
 
 use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv6Addr};
 
 /// The endpoint's registration, as written by `ferry -setup`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,9 +16,13 @@ pub struct EndpointIdentity {
     /// Ports to accept data connections on, `FIRST-LAST` (default 50000-51000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_ports: Option<String>,
-    /// The host other endpoints should connect to for data, when the
-    /// address this machine reaches the hub from is not it (NAT, several
-    /// interfaces).
+    /// Where other endpoints should connect for data, when the address
+    /// this machine reaches the hub from is not it (NAT, several
+    /// interfaces): a host (`data.example.org`, `192.0.2.7`, `2001:db8::7`),
+    /// or a host and a port (`data.example.org:443`, `[2001:db8::7]:443`)
+    /// for a port forwarded to the data listener. Without a port, the
+    /// listener's own is advertised. See
+    /// [`EndpointIdentity::advertised_data_address`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_address: Option<String>,
 }
@@ -79,6 +84,9 @@ impl EndpointIdentity {
                 "`data_ports` must look like 50000-51000, got {ports:?}"
             ));
         }
+        if let Some(address) = &identity.data_address {
+            DataAddress::parse(address)?;
+        }
         if !identity.hub_url.starts_with("https://") {
             return Err(format!(
                 "`hub_url` must start with https://, got {:?}",
@@ -95,9 +103,88 @@ impl EndpointIdentity {
         EndpointFile::parse(text).map(|(_, umask)| umask)
     }
 
+    /// The `host:port` other endpoints are told to connect to for data:
+    /// the `data_address` setting's host, else `local` (the address this
+    /// machine reaches the hub from); the setting's port, else
+    /// `listener_port` (the data listener's). `None` when there is no host,
+    /// or the setting does not parse (`parse` refuses such a file).
+    pub fn advertised_data_address(
+        setting: Option<&str>,
+        listener_port: u16,
+        local: Option<IpAddr>,
+    ) -> Option<String> {
+        let setting = match setting {
+            Some(text) => Some(DataAddress::parse(text).ok()?),
+            None => None,
+        };
+        let host = match (&setting, local) {
+            (Some(s), _) => s.host.clone(),
+            (None, Some(IpAddr::V6(ip))) => format!("[{ip}]"),
+            (None, Some(ip)) => ip.to_string(),
+            (None, None) => return None,
+        };
+        let port = setting.and_then(|s| s.port).unwrap_or(listener_port);
+        Some(format!("{host}:{port}"))
+    }
+
     pub fn render(&self) -> String {
         let body = toml::to_string(self).unwrap_or_default();
         format!("# Written by `ferry -setup`. Run `ferry -setup --force` to register anew.\n{body}")
+    }
+}
+
+/// The `data_address` setting, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DataAddress {
+    /// As it goes before `:port`: an IPv6 address in brackets.
+    host: String,
+    port: Option<u16>,
+}
+
+impl DataAddress {
+    /// `host`, `host:port`, `IPV6`, `[IPV6]` or `[IPV6]:port`; a host is
+    /// a DNS name or an IPv4 address (letters, digits, `.`, `-`, `_`).
+    fn parse(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "`data_address` must be a host, or a host and a port (data.example.org, data.example.org:50000, [2001:db8::7]:50000), got {text:?}"
+            )
+        };
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+        if let Some(rest) = text.strip_prefix('[') {
+            let (ip, after) = rest.split_once(']').ok_or_else(bad)?;
+            let ip: Ipv6Addr = ip.parse().map_err(|_| bad())?;
+            let port = match after {
+                "" => None,
+                _ => Some(port(after.strip_prefix(':').ok_or_else(bad)?)?),
+            };
+            return Ok(Self {
+                host: format!("[{ip}]"),
+                port,
+            });
+        }
+        if let Ok(ip) = text.parse::<Ipv6Addr>() {
+            return Ok(Self {
+                host: format!("[{ip}]"),
+                port: None,
+            });
+        }
+        let (host, port) = match text.split_once(':') {
+            Some((host, p)) => (host, Some(port(p)?)),
+            None => (text, None),
+        };
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if !host_ok {
+            return Err(bad());
+        }
+        Ok(Self {
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -152,6 +239,69 @@ mod tests {
         assert_eq!(parse_port_range("50000-51000"), Some((50000, 51000)));
         assert_eq!(parse_port_range("7"), Some((7, 7)));
         assert_eq!(parse_port_range("0-5"), None);
+    }
+
+    #[test]
+    fn data_address_is_a_host_with_an_optional_port() {
+        let ok = "id = \"x\"\nname = \"n\"\nhub_url = \"https://h:1\"\n";
+        let advertised = |setting: &str| {
+            let file = format!("{ok}data_address = \"{setting}\"\n");
+            let identity = EndpointIdentity::parse(&file).unwrap();
+            EndpointIdentity::advertised_data_address(
+                identity.data_address.as_deref(),
+                50_001,
+                Some(IpAddr::from([10, 0, 0, 5])),
+            )
+        };
+        for (setting, expected) in [
+            ("data.example.org", "data.example.org:50001"),
+            ("data.example.org:443", "data.example.org:443"),
+            ("192.0.2.7", "192.0.2.7:50001"),
+            ("192.0.2.7:61000", "192.0.2.7:61000"),
+            ("2001:db8::7", "[2001:db8::7]:50001"),
+            ("[2001:db8::7]", "[2001:db8::7]:50001"),
+            ("[2001:db8::7]:443", "[2001:db8::7]:443"),
+            ("[::1]:8", "[::1]:8"),
+            ("nat_gw-1.example", "nat_gw-1.example:50001"),
+        ] {
+            assert_eq!(advertised(setting).as_deref(), Some(expected), "{setting}");
+        }
+        for bad in [
+            "",
+            ":443",
+            "host:",
+            "host:0",
+            "host:65536",
+            "host:port",
+            "host:1:2",
+            "[2001:db8::7",
+            "[2001:db8::7]443",
+            "[2001:db8::7]:",
+            "[192.0.2.7]:443",
+            "[host]:443",
+            "two words",
+            "host/path",
+            "user@host",
+            "host\\n",
+        ] {
+            let file = format!("{ok}data_address = \"{bad}\"\n");
+            let err = EndpointIdentity::parse(&file).unwrap_err();
+            assert!(err.contains("`data_address`"), "{bad:?}: {err}");
+        }
+        // Without the setting: the address the hub is reached from.
+        let local = |ip: IpAddr| EndpointIdentity::advertised_data_address(None, 50_000, Some(ip));
+        assert_eq!(
+            local(IpAddr::from([127, 0, 0, 1])).as_deref(),
+            Some("127.0.0.1:50000")
+        );
+        assert_eq!(
+            local(IpAddr::from(Ipv6Addr::LOCALHOST)).as_deref(),
+            Some("[::1]:50000")
+        );
+        assert_eq!(
+            EndpointIdentity::advertised_data_address(None, 50_000, None),
+            None
+        );
     }
 
     #[test]
