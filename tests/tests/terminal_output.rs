@@ -48,7 +48,7 @@ fn listings_and_events_escape_what_a_terminal_would_obey() {
         user
     };
     let (src, dst) = (setup("src"), setup("dst"));
-    let _src_daemon = src.start_foreground(&[]);
+    let src_daemon = src.start_foreground(&[]);
     let _dst_daemon = dst.start_foreground(&[]);
     src.wait_hub_state("connected", LIMIT);
     dst.wait_hub_state("connected", LIMIT);
@@ -117,6 +117,9 @@ fn listings_and_events_escape_what_a_terminal_would_obey() {
     assert_inert(&events, lines);
     let show = src.run_as(&hub, &token, &["task", "show", &id]);
     assert_inert(&show, show.stdout.lines().count());
+    // Logs written to a pipe or a file carry no colour codes.
+    assert!(!hub.log().contains('\x1b'), "{}", hub.log());
+    assert!(!src_daemon.log().contains('\x1b'), "{}", src_daemon.log());
 
     // A reader that goes away (`ferry task list | head -1`) ends the
     // command quietly: no panic, no "Broken pipe" line, exit 0.

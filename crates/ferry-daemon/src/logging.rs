@@ -5,6 +5,7 @@
 //! warnings and errors only, and the full log goes to `ferry.log`.
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -28,7 +29,6 @@ impl LogTarget {
     /// asked for `-debug`/`-trace`, warnings there and the rest in `log`;
     /// else stderr.
     pub fn for_foreground(log: PathBuf, level: Level) -> Self {
-        use std::io::IsTerminal;
         if stderr_is_journal() {
             LogTarget::Journald
         } else if std::io::stderr().is_terminal() && level <= Level::INFO {
@@ -69,7 +69,11 @@ pub fn init(target: &LogTarget, level: Level) -> std::io::Result<()> {
     match target {
         LogTarget::Stderr => {
             registry
-                .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(std::io::stderr)
+                        .with_ansi(std::io::stderr().is_terminal()),
+                )
                 .try_init()
                 .ok();
         }
@@ -90,6 +94,7 @@ pub fn init(target: &LogTarget, level: Level) -> std::io::Result<()> {
                 .with(
                     tracing_subscriber::fmt::layer()
                         .with_writer(std::io::stderr)
+                        .with_ansi(std::io::stderr().is_terminal())
                         .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
                 )
                 .with(
@@ -106,7 +111,11 @@ pub fn init(target: &LogTarget, level: Level) -> std::io::Result<()> {
             }
             Err(_) => {
                 registry
-                    .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+                    .with(
+                        tracing_subscriber::fmt::layer()
+                            .with_writer(std::io::stderr)
+                            .with_ansi(std::io::stderr().is_terminal()),
+                    )
                     .try_init()
                     .ok();
             }

@@ -162,6 +162,8 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, never into log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init()
         .ok();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
