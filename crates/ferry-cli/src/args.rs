@@ -383,10 +383,12 @@ pub enum TaskCommand {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The hub's URL, e.g. https://hub.example.org:8443.
+    /// The hub's URL, e.g. https://hub.example.org:8443 (a site's module
+    /// may set FERRY_HUB).
     #[arg(long, value_name = "URL", env = "FERRY_HUB")]
-    pub hub: String,
-    /// CA certificate to trust for a hub with a self-signed certificate.
+    pub hub: Option<String>,
+    /// CA certificate to trust for a hub with its own CA (`ferry-hub init`
+    /// printed where it is; the hub's admin gives it).
     #[arg(long = "hub-ca", value_name = "FILE", env = "FERRY_HUB_CA")]
     pub hub_ca: Option<PathBuf>,
 }
@@ -428,10 +430,13 @@ pub struct SetupArgs {
     /// The same, spelled as Globus Connect Personal does.
     #[arg(long = "setup-key", value_name = "KEY", conflicts_with = "key")]
     pub setup_key: Option<String>,
-    /// The hub's URL, e.g. https://hub.example.org:8443 (a setup key may carry it).
+    /// The hub's URL, e.g. https://hub.example.org:8443. A setup key names
+    /// its hub, over FERRY_HUB (--hub still overrides it).
     #[arg(long, value_name = "URL", env = "FERRY_HUB")]
     pub hub: Option<String>,
-    /// CA certificate to trust for a hub with a self-signed certificate.
+    /// CA certificate to trust for a hub with its own CA (`ferry-hub init`
+    /// printed where it is; the hub's admin gives it). With a setup key,
+    /// FERRY_HUB_CA is not used: the key names the CA to trust.
     #[arg(long = "hub-ca", value_name = "FILE", env = "FERRY_HUB_CA")]
     pub hub_ca: Option<PathBuf>,
     /// The endpoint's display name (asked for when not given).

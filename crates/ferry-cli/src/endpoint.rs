@@ -9,8 +9,11 @@ use ferry_daemon::local_api::{ClientError, call};
 use ferry_daemon::logging::{self, LogTarget};
 use ferry_daemon::{Daemon, DaemonLock, LockState, PolicyChoice};
 use ferry_proto::local_api::{Request, Response, StatusReport};
+use ferry_setup::hub_client::HubError;
 use ferry_setup::login::Credentials;
-use ferry_setup::register::{self, SetupRequest};
+use ferry_setup::register::{self, RegisterError, SetupRequest};
+use std::ffi::OsStr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -20,20 +23,52 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 const EXIT_WITHIN: Duration = Duration::from_secs(60);
 
 pub fn setup(ctx: &Invocation, args: SetupArgs) -> anyhow::Result<ExitCode> {
+    let key = args.key.or(args.setup_key);
+    // A key names its hub and the CA to trust: the site's defaults in
+    // FERRY_HUB and FERRY_HUB_CA give way to it (--hub and --hub-ca do not).
+    let (hub, hub_ca) = if key.is_some() {
+        (
+            args.hub
+                .filter(|hub| !from_env(Some(hub.as_ref()), "FERRY_HUB")),
+            args.hub_ca
+                .filter(|ca| !from_env(Some(ca.as_os_str()), "FERRY_HUB_CA")),
+        )
+    } else {
+        (args.hub, args.hub_ca)
+    };
+    let hub_from_env = from_env(hub.as_deref().map(OsStr::new), "FERRY_HUB");
+    let ca_from_env = from_env(hub_ca.as_deref().map(Path::as_os_str), "FERRY_HUB_CA");
     let request = SetupRequest {
-        key: args.key.or(args.setup_key),
-        hub: args.hub,
-        hub_ca: args.hub_ca,
+        key,
+        hub,
+        hub_ca,
         name: args.name,
         force: args.force,
     };
     let credentials = Credentials::default_path(&ctx.home);
-    let registered = client_runtime()?.block_on(register::setup(
+    let registered = match client_runtime()?.block_on(register::setup(
         &ctx.dir,
         request,
         &mut Terminal,
         &credentials,
-    ))?;
+    )) {
+        Ok(registered) => registered,
+        Err(e) => {
+            let note = if hub_from_env && e.hub_error().is_some_and(HubError::is_about_address) {
+                Some(HUB_FROM_ENV)
+            } else if ca_from_env
+                && matches!(
+                    e,
+                    RegisterError::ReadCa { .. } | RegisterError::Hub(HubError::Tls(_))
+                )
+            {
+                Some(CA_FROM_ENV)
+            } else {
+                None
+            };
+            return refused(e.is_usage(), note, e.into());
+        }
+    };
     outln!("registered new endpoint, id: {}", registered.id);
     if registered.wrote_config_paths {
         outln!(
@@ -43,6 +78,36 @@ pub fn setup(ctx: &Invocation, args: SetupArgs) -> anyhow::Result<ExitCode> {
     }
     outln!("setup completed successfully");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `value`, as clap filled it in, is what the environment variable
+/// `var` holds (clap takes --hub and --hub-ca from FERRY_HUB and
+/// FERRY_HUB_CA when they are not given).
+pub(crate) fn from_env(value: Option<&OsStr>, var: &str) -> bool {
+    value.is_some_and(|value| std::env::var_os(var).is_some_and(|set| set == value))
+}
+
+pub(crate) const HUB_FROM_ENV: &str = "the hub URL came from FERRY_HUB";
+pub(crate) const CA_FROM_ENV: &str = "the CA file came from FERRY_HUB_CA";
+
+/// Ends a refused setup or login. A missing or mistyped hub URL is bad
+/// usage: one line, exit 2. Otherwise the error goes up (one line, exit 1).
+/// `note` says where a setting came from that the user did not type (a
+/// site's module may set FERRY_HUB and FERRY_HUB_CA).
+pub(crate) fn refused(
+    usage: bool,
+    note: Option<&str>,
+    error: anyhow::Error,
+) -> anyhow::Result<ExitCode> {
+    let error = match note {
+        Some(note) => anyhow::anyhow!("{error} ({note})"),
+        None => error,
+    };
+    if usage {
+        eprintln!("ferry: {}", crate::one_line(&error));
+        return Ok(ExitCode::from(crate::EXIT_USAGE));
+    }
+    Err(error)
 }
 
 fn log_level(args: &StartArgs) -> tracing::Level {

@@ -2,6 +2,7 @@
 //! `endpoint create|search`, `ls`, `mkdir`, `rename`, `rm`.
 
 use crate::args::{EndpointCommand, FilterScopeArg, LoginArgs};
+use crate::endpoint::{CA_FROM_ENV, HUB_FROM_ENV, from_env, refused};
 use crate::terminal::{escape, escape_bytes};
 use crate::{Invocation, client_runtime};
 use anyhow::{Context, bail};
@@ -9,7 +10,7 @@ use ferry_proto::api::{
     CreateEndpoint, CreatedEndpoint, EndpointInfo, FsEntry, FsEntryKind, FsOp, FsOutcome,
 };
 use ferry_proto::wire_path::WirePath;
-use ferry_setup::hub_client::{Auth, HubClient, Trust};
+use ferry_setup::hub_client::{Auth, HubClient, HubError, Trust};
 use ferry_setup::login::{Credentials, Prompt, interactive_login};
 use ferry_setup::tls::certs_from_file;
 use std::ffi::OsString;
@@ -46,13 +47,20 @@ pub(crate) async fn session(inv: &Invocation) -> anyhow::Result<(HubClient, Stri
             .into_string()
             .map_err(|_| anyhow::anyhow!("FERRY_TOKEN is not valid text"))?;
         let hub = std::env::var("FERRY_HUB").map_err(|_| {
-            anyhow::anyhow!("FERRY_TOKEN is set but FERRY_HUB is not; set it to the hub's URL")
+            anyhow::anyhow!(
+                "FERRY_TOKEN is set but FERRY_HUB is not; set it to the hub's URL (FERRY_HUB=https://HOST:PORT)"
+            )
         })?;
         let trust = match std::env::var_os("FERRY_HUB_CA") {
-            Some(path) => Trust::Ca(certs_from_file(path.as_ref())?),
+            Some(path) => Trust::Ca(certs_from_file(path.as_ref()).context("FERRY_HUB_CA")?),
             None => Trust::System,
         };
-        return Ok((HubClient::new(&hub, &trust)?, token));
+        let client = HubClient::new(&hub, &trust).map_err(|e| {
+            let usage = e.is_usage();
+            let e = anyhow::Error::new(e);
+            if usage { e.context("FERRY_HUB") } else { e }
+        })?;
+        return Ok((client, token));
     }
     let path = Credentials::default_path(&inv.home);
     let mut creds = Credentials::load(&path)?.ok_or(ferry_setup::login::LoginError::NotLoggedIn)?;
@@ -61,19 +69,49 @@ pub(crate) async fn session(inv: &Invocation) -> anyhow::Result<(HubClient, Stri
 }
 
 pub fn login(inv: &Invocation, args: LoginArgs) -> anyhow::Result<ExitCode> {
+    let Some(hub) = args.hub else {
+        return refused(
+            true,
+            None,
+            anyhow::anyhow!(
+                "no hub given: pass --hub https://HOST:PORT, or set FERRY_HUB=https://HOST:PORT (a site's `module load ferry` may set it)"
+            ),
+        );
+    };
+    let hub_from_env = from_env(Some(hub.as_ref()), "FERRY_HUB");
+    let ca_note = args
+        .hub_ca
+        .as_deref()
+        .filter(|ca| from_env(Some(ca.as_os_str()), "FERRY_HUB_CA"))
+        .map(|_| format!(" ({CA_FROM_ENV})"))
+        .unwrap_or_default();
     client_runtime()?.block_on(async {
         let (trust, pem) = match &args.hub_ca {
             Some(path) => {
-                let pem = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                (Trust::Ca(certs_from_file(path)?), Some(pem))
+                let pem = std::fs::read_to_string(path).with_context(|| {
+                    format!(
+                        "cannot read the hub's CA certificate {}{ca_note}",
+                        path.display()
+                    )
+                })?;
+                let certs = ferry_setup::tls::certs_from_pem(
+                    &pem,
+                    &format!("{}{ca_note}", path.display()),
+                )?;
+                (Trust::Ca(certs), Some(pem))
             }
             None => (Trust::System, None),
         };
-        let client = HubClient::new(&args.hub, &trust)?;
-        let token = interactive_login(&client, &mut Terminal).await?;
+        let (client, token) = match interactive_login(&hub, &trust, &mut Terminal).await {
+            Ok(done) => done,
+            Err(e) => {
+                let about_hub = e.hub_error().is_some_and(HubError::is_about_address);
+                let note = (hub_from_env && about_hub).then_some(HUB_FROM_ENV);
+                return refused(e.is_usage(), note, e.into());
+            }
+        };
         let path = Credentials::default_path(&inv.home);
-        Credentials::from_token(&args.hub, pem, token).save(&path)?;
+        Credentials::from_token(client.base_url(), pem, token).save(&path)?;
         outln!(
             "logged in to {}; credentials saved in {}",
             client.base_url(),

@@ -1,15 +1,100 @@
 //! A small client for the hub's HTTPS API: JSON in and out, errors turned
 //! into one line a user can act on.
+//!
+//! [`HubClient::connect`] checks a hub before anything is asked of the
+//! user: the URL's form, the name, the port, TLS with the trust that will
+//! be used, and that a ferry hub answers. [`HubClient::new`] only checks the
+//! URL's form, for the commands whose first request says enough.
 
-use ferry_proto::api::{ApiError, OAuthError, TokenResponse};
+use ferry_proto::api::{ApiError, CA_CERT_PATH, OAuthError, TokenResponse};
+use ferry_proto::setup_key::{cert_sha256, format_fingerprint};
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
 
 const REQUEST_WITHIN: Duration = Duration::from_secs(60);
 const CONNECT_WITHIN: Duration = Duration::from_secs(15);
+/// The whole check of a hub: connect, handshake, `GET /ca.crt`.
+const CHECK_WITHIN: Duration = Duration::from_secs(10);
+/// Name resolution; the system's resolver has its own, shorter, limits.
+const LOOKUP_WITHIN: Duration = Duration::from_secs(30);
+/// More than any CA chain a hub serves.
+const CA_MAX_BYTES: usize = 256 * 1024;
+
+/// A hub URL that cannot work, found before anything is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UrlError {
+    #[error("the hub URL {url:?} has no scheme: write it as {suggested}")]
+    NoScheme { url: String, suggested: String },
+    #[error("the hub speaks only https: use {suggested}, not {url}")]
+    Http { url: String, suggested: String },
+    #[error("the hub URL {url:?} is not https: the hub speaks only https (https://HOST:PORT)")]
+    NotHttps { url: String },
+    #[error("{url:?} is not a usable hub URL ({reason}): write it as https://HOST:PORT")]
+    Malformed { url: String, reason: String },
+}
+
+/// Why a hub could not be used, found by [`HubClient::connect`] before any
+/// login URL is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CheckError {
+    #[error(
+        "cannot find the hub: the name {host:?} does not resolve ({reason}); check the hub URL"
+    )]
+    NotFound { host: String, reason: String },
+    #[error("connection refused at {authority}: is the hub running, and is this its port?")]
+    Refused { authority: String },
+    #[error(
+        "no answer from {authority} within {secs}s: is the hub up, is this its port, and may this machine reach it (firewall)?"
+    )]
+    TimedOut { authority: String, secs: u64 },
+    #[error(
+        "{authority} answered, but not with TLS: is this the hub's port? (the hub speaks only https)"
+    )]
+    NotTls { authority: String },
+    #[error(
+        "the hub's certificate is not valid for {host:?}: use the host name the hub was set up with (its `ferry-hub init --url`)"
+    )]
+    WrongName { host: String },
+    /// The hub's certificate does not chain to the CA trusted here.
+    /// `presented` is the SHA-256 fingerprint of the CA the hub serves,
+    /// fetched without trusting it, only to show.
+    #[error("{}", untrusted_line(.url, .presented, *.ca_given))]
+    Untrusted {
+        url: String,
+        presented: Result<String, String>,
+        ca_given: bool,
+    },
+    #[error("the hub's certificate at {url} is not accepted: {reason}")]
+    Certificate { url: String, reason: String },
+    #[error(
+        "{url} answered {answer} for {CA_CERT_PATH}: it does not look like a ferry hub; check the hub URL"
+    )]
+    NotAHub { url: String, answer: String },
+}
+
+fn untrusted_line(url: &str, presented: &Result<String, String>, ca_given: bool) -> String {
+    let what = if ca_given {
+        format!(
+            "the hub at {url} presents a certificate that the CA given with --hub-ca (or FERRY_HUB_CA) did not issue; stopped here."
+        )
+    } else {
+        format!(
+            "the hub at {url} uses its own CA, which this machine does not trust; stopped here."
+        )
+    };
+    match presented {
+        Ok(fingerprint) => format!(
+            "{what} The CA it presents has SHA-256 fingerprint {fingerprint}. Get that CA's certificate file (from your hub's admin; `ferry-hub init` printed where it is; the hub's start page links it as {url}{CA_CERT_PATH}), check that its fingerprint is the one the admin published, and pass it: --hub-ca FILE (or FERRY_HUB_CA=FILE)"
+        ),
+        Err(reason) => format!(
+            "{what} Its CA could not be fetched to show ({reason}). Get the hub's CA certificate file from its admin (`ferry-hub init` printed where it is) and pass it: --hub-ca FILE (or FERRY_HUB_CA=FILE)"
+        ),
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum HubError {
@@ -26,8 +111,140 @@ pub enum HubError {
     OAuth { error: String, description: String },
     #[error("unexpected answer from the hub at {url}: {reason}")]
     Protocol { url: String, reason: String },
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error(transparent)]
+    Check(#[from] CheckError),
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
+}
+
+impl HubError {
+    /// The URL was mistyped: a usage error, not a failure of the hub.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, HubError::Url(_))
+    }
+
+    /// The hub's URL may be the wrong one: mistyped, or nothing (or not a
+    /// hub) answers there.
+    pub fn is_about_address(&self) -> bool {
+        matches!(
+            self,
+            HubError::Url(_)
+                | HubError::Check(
+                    CheckError::NotFound { .. }
+                        | CheckError::Refused { .. }
+                        | CheckError::TimedOut { .. }
+                        | CheckError::NotTls { .. }
+                        | CheckError::WrongName { .. }
+                        | CheckError::NotAHub { .. }
+                )
+        )
+    }
+}
+
+/// A hub URL of a form that can work: https, a host, nothing after the
+/// path. Kept as written, without a trailing `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubUrl {
+    base: String,
+    /// The name to resolve; `None` for an IP address.
+    domain: Option<String>,
+    /// `HOST:PORT`, as messages show it.
+    authority: String,
+    host: String,
+    port: u16,
+}
+
+impl HubUrl {
+    pub fn parse(text: &str) -> Result<Self, UrlError> {
+        let text = text.trim();
+        let malformed = |reason: &str| UrlError::Malformed {
+            url: text.to_string(),
+            reason: reason.to_string(),
+        };
+        if text.is_empty() {
+            return Err(malformed("empty"));
+        }
+        let Some((scheme, rest)) = text.split_once("://") else {
+            let lower = text.to_ascii_lowercase();
+            if lower.starts_with("https:") || lower.starts_with("http:") {
+                return Err(malformed("the scheme needs `://`"));
+            }
+            return Err(UrlError::NoScheme {
+                url: text.to_string(),
+                suggested: format!("https://{}", text.trim_start_matches('/')),
+            });
+        };
+        if scheme.eq_ignore_ascii_case("http") {
+            return Err(UrlError::Http {
+                url: text.to_string(),
+                suggested: format!("https://{rest}"),
+            });
+        }
+        if !scheme.eq_ignore_ascii_case("https") {
+            return Err(UrlError::NotHttps {
+                url: text.to_string(),
+            });
+        }
+        let parsed = reqwest::Url::parse(text).map_err(|e| malformed(&e.to_string()))?;
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| malformed("no host"))?
+            .to_string();
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(malformed("a hub URL has no ?query or #fragment"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(malformed("a hub URL carries no user name or password"));
+        }
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        Ok(Self {
+            base: text.trim_end_matches('/').to_string(),
+            domain: parsed.domain().map(str::to_string),
+            authority: format!("{host}:{port}"),
+            host,
+            port,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.base
+    }
+
+    /// `HOST:PORT`.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The addresses of the hub's name (none to look up for an IP address).
+    async fn resolve(&self) -> Result<Vec<SocketAddr>, CheckError> {
+        let Some(domain) = &self.domain else {
+            return Ok(Vec::new());
+        };
+        let not_found = |reason: String| CheckError::NotFound {
+            host: self.host.clone(),
+            reason,
+        };
+        let found = tokio::time::timeout(
+            LOOKUP_WITHIN,
+            tokio::net::lookup_host((domain.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| {
+            not_found(format!(
+                "no answer from the resolver within {}s",
+                LOOKUP_WITHIN.as_secs()
+            ))
+        })?
+        .map_err(|e| not_found(e.to_string()))?;
+        let addrs: Vec<SocketAddr> = found.collect();
+        if addrs.is_empty() {
+            return Err(not_found("no address".into()));
+        }
+        Ok(addrs)
+    }
 }
 
 /// Whom to trust as the hub.
@@ -51,6 +268,8 @@ pub enum Auth<'a> {
 pub struct HubClient {
     base: String,
     http: reqwest::Client,
+    /// The CA certificates (PEM) the hub served to [`HubClient::connect`].
+    served_ca: String,
 }
 
 fn builder() -> reqwest::ClientBuilder {
@@ -59,6 +278,36 @@ fn builder() -> reqwest::ClientBuilder {
         .timeout(REQUEST_WITHIN)
         .connect_timeout(CONNECT_WITHIN)
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+}
+
+/// A builder trusting `trust`, reaching `url` at `addrs` when given.
+fn trusting(
+    trust: &Trust,
+    url: &HubUrl,
+    addrs: &[SocketAddr],
+) -> Result<reqwest::ClientBuilder, HubError> {
+    let builder = match trust {
+        Trust::Ca(roots) => {
+            let tls = crate::tls::client_config(roots, None, &[b"http/1.1"])?;
+            builder().use_preconfigured_tls((*tls).clone())
+        }
+        Trust::System => {
+            crate::tls::install_crypto_provider();
+            builder()
+        }
+    };
+    Ok(pinned(builder, url, addrs))
+}
+
+fn pinned(
+    builder: reqwest::ClientBuilder,
+    url: &HubUrl,
+    addrs: &[SocketAddr],
+) -> reqwest::ClientBuilder {
+    match &url.domain {
+        Some(domain) if !addrs.is_empty() => builder.resolve_to_addrs(domain, addrs),
+        _ => builder,
+    }
 }
 
 /// The error and its causes as one line (reqwest nests the real reason).
@@ -79,63 +328,244 @@ fn reason(e: &(dyn std::error::Error + 'static)) -> String {
     line
 }
 
-impl HubClient {
-    pub fn new(base_url: &str, trust: &Trust) -> Result<Self, HubError> {
-        let base = base_url.trim_end_matches('/').to_string();
-        let http = match trust {
-            Trust::Ca(roots) => {
-                let tls = crate::tls::client_config(roots, None, &[b"http/1.1"])?;
-                builder().use_preconfigured_tls((*tls).clone())
-            }
-            Trust::System => {
-                crate::tls::install_crypto_provider();
-                builder()
-            }
+/// What went wrong with a request, read off the error's causes by type.
+#[derive(Debug)]
+enum Failure {
+    Refused,
+    TimedOut,
+    Tls(rustls::Error),
+    Other(String),
+}
+
+fn failure(e: &reqwest::Error) -> Failure {
+    let mut timed_out = e.is_timeout();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    // Error chains are short; the bound only keeps a cyclic one finite.
+    for _ in 0..32 {
+        let Some(current) = cause else { break };
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Failure::Tls(tls.clone());
         }
+        let io = current.downcast_ref::<std::io::Error>();
+        match io.map(std::io::Error::kind) {
+            Some(std::io::ErrorKind::ConnectionRefused) => return Failure::Refused,
+            Some(std::io::ErrorKind::TimedOut) => timed_out = true,
+            _ => {}
+        }
+        // An io::Error's source() skips the error it wraps (and io errors
+        // nest: the TLS error sits two deep); step into it instead.
+        cause = match io.and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    if timed_out {
+        Failure::TimedOut
+    } else {
+        Failure::Other(reason(e))
+    }
+}
+
+/// Reads a body of at most `limit` bytes.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+    url: &str,
+) -> Result<Vec<u8>, HubError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| HubError::Protocol {
+        url: url.to_string(),
+        reason: reason(&e),
+    })? {
+        if body.len() + chunk.len() > limit {
+            return Err(HubError::Protocol {
+                url: url.to_string(),
+                reason: format!("answer larger than {} KiB", limit / 1024),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `GET /ca.crt` without verifying the connection: the PEM text.
+async fn fetch_ca_insecurely(url: &HubUrl, addrs: &[SocketAddr]) -> Result<String, HubError> {
+    crate::tls::install_crypto_provider();
+    let ca_url = format!("{}{CA_CERT_PATH}", url.as_str());
+    let http = pinned(builder().tls_danger_accept_invalid_certs(true), url, addrs)
         .build()
         .map_err(|e| HubError::Unreachable {
-            url: base.clone(),
+            url: url.as_str().to_string(),
             reason: reason(&e),
         })?;
-        Ok(Self { base, http })
+    let response = http
+        .get(&ca_url)
+        .timeout(CHECK_WITHIN)
+        .send()
+        .await
+        .map_err(|e| explain(&e, url, None))?;
+    if !response.status().is_success() {
+        return Err(CheckError::NotAHub {
+            url: url.as_str().to_string(),
+            answer: format!("HTTP {}", response.status()),
+        }
+        .into());
+    }
+    let body = read_capped(response, CA_MAX_BYTES, &ca_url).await?;
+    String::from_utf8(body).map_err(|_| {
+        CheckError::NotAHub {
+            url: url.as_str().to_string(),
+            answer: "something other than text".into(),
+        }
+        .into()
+    })
+}
+
+/// The SHA-256 fingerprint of the first certificate in `pem`.
+fn fingerprint(pem: &str) -> Result<String, HubError> {
+    let certs = crate::tls::certs_from_pem(pem, "the hub's CA answer")?;
+    let first = certs.first().ok_or_else(|| HubError::Protocol {
+        url: String::new(),
+        reason: "no certificate".into(),
+    })?;
+    Ok(format_fingerprint(&cert_sha256(first)))
+}
+
+/// A failed request to the hub at `url`, in words. `trust` is what the
+/// request trusted (`None`: nothing was verified).
+fn explain(e: &reqwest::Error, url: &HubUrl, trust: Option<&Trust>) -> HubError {
+    match failure(e) {
+        Failure::Refused => CheckError::Refused {
+            authority: url.authority().to_string(),
+        }
+        .into(),
+        Failure::TimedOut => CheckError::TimedOut {
+            authority: url.authority().to_string(),
+            secs: CHECK_WITHIN.as_secs(),
+        }
+        .into(),
+        Failure::Tls(tls) => tls_refusal(&tls, url, trust).into(),
+        Failure::Other(reason) => HubError::Unreachable {
+            url: url.as_str().to_string(),
+            reason,
+        },
+    }
+}
+
+fn tls_refusal(tls: &rustls::Error, url: &HubUrl, trust: Option<&Trust>) -> CheckError {
+    use rustls::{CertificateError, Error};
+    match tls {
+        // A CA of the same name that did not sign it: BadSignature.
+        Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => CheckError::Untrusted {
+            url: url.as_str().to_string(),
+            presented: Err("not fetched".into()),
+            ca_given: matches!(trust, Some(Trust::Ca(_))),
+        },
+        Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => CheckError::WrongName {
+            host: url.host.clone(),
+        },
+        Error::InvalidMessage(_)
+        | Error::InappropriateMessage { .. }
+        | Error::InappropriateHandshakeMessage { .. } => CheckError::NotTls {
+            authority: url.authority().to_string(),
+        },
+        other => CheckError::Certificate {
+            url: url.as_str().to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+impl HubClient {
+    /// A client for the hub at `base_url`, which must be an https URL.
+    /// Nothing is sent.
+    pub fn new(base_url: &str, trust: &Trust) -> Result<Self, HubError> {
+        let url = HubUrl::parse(base_url)?;
+        Self::build(&url, trust, &[])
+    }
+
+    fn build(url: &HubUrl, trust: &Trust, addrs: &[SocketAddr]) -> Result<Self, HubError> {
+        let http = trusting(trust, url, addrs)?
+            .build()
+            .map_err(|e| HubError::Unreachable {
+                url: url.as_str().to_string(),
+                reason: reason(&e),
+            })?;
+        Ok(Self {
+            base: url.as_str().to_string(),
+            http,
+            served_ca: String::new(),
+        })
+    }
+
+    /// A client for a hub that was checked to answer as one: the URL's
+    /// form, its name, that something listens on its port, that it speaks
+    /// TLS with a certificate `trust` accepts, and that it serves its CA
+    /// (one request, `GET /ca.crt`). On an unknown issuer, the CA the hub
+    /// presents is fetched without trusting it, only to show its
+    /// fingerprint in the error; nothing else is sent to such a hub.
+    pub async fn connect(base_url: &str, trust: &Trust) -> Result<Self, HubError> {
+        let url = HubUrl::parse(base_url)?;
+        let addrs = url.resolve().await?;
+        let client = Self::build(&url, trust, &addrs)?;
+        let ca_url = format!("{}{CA_CERT_PATH}", url.as_str());
+        let response = match client.http.get(&ca_url).timeout(CHECK_WITHIN).send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let mut refusal = explain(&e, &url, Some(trust));
+                if let HubError::Check(CheckError::Untrusted { presented, .. }) = &mut refusal {
+                    *presented = match fetch_ca_insecurely(&url, &addrs).await {
+                        Ok(pem) => fingerprint(&pem),
+                        Err(e) => Err(e),
+                    }
+                    .map_err(|e| e.to_string());
+                }
+                return Err(refusal);
+            }
+        };
+        if !response.status().is_success() {
+            return Err(CheckError::NotAHub {
+                url: url.as_str().to_string(),
+                answer: format!("HTTP {}", response.status()),
+            }
+            .into());
+        }
+        let body = read_capped(response, CA_MAX_BYTES, &ca_url).await?;
+        let served_ca = String::from_utf8(body)
+            .ok()
+            .filter(|pem| crate::tls::certs_from_pem(pem, "").is_ok())
+            .ok_or_else(|| CheckError::NotAHub {
+                url: url.as_str().to_string(),
+                answer: "no certificate".into(),
+            })?;
+        Ok(Self {
+            served_ca,
+            ..client
+        })
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
     }
 
+    /// The CA certificates (PEM) the hub served, fetched over the verified
+    /// connection by [`HubClient::connect`]; empty from [`HubClient::new`].
+    pub fn served_ca(&self) -> &str {
+        &self.served_ca
+    }
+
     /// Fetches the hub's CA certificate without verifying the connection.
     /// Only for setup by key, which then checks the certificate against the
-    /// fingerprint the key carries before trusting anything.
+    /// fingerprint the key carries before trusting anything, and for an
+    /// endpoint of a publicly trusted hub after its login.
     pub async fn fetch_ca_unverified(base_url: &str) -> Result<String, HubError> {
-        crate::tls::install_crypto_provider();
-        let base = base_url.trim_end_matches('/');
-        let url = format!("{base}{}", ferry_proto::api::CA_CERT_PATH);
-        let http = builder()
-            .tls_danger_accept_invalid_certs(true)
-            .build()
-            .map_err(|e| HubError::Unreachable {
-                url: base.to_string(),
-                reason: reason(&e),
-            })?;
-        let response = http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| HubError::Unreachable {
-                url: base.to_string(),
-                reason: reason(&e),
-            })?;
-        if !response.status().is_success() {
-            return Err(HubError::Protocol {
-                url,
-                reason: format!("HTTP {}", response.status()),
-            });
-        }
-        response.text().await.map_err(|e| HubError::Protocol {
-            url,
-            reason: reason(&e),
-        })
+        let url = HubUrl::parse(base_url)?;
+        let addrs = url.resolve().await?;
+        fetch_ca_insecurely(&url, &addrs).await
     }
 
     fn request(
@@ -220,5 +650,101 @@ impl HubClient {
                 .form(form),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_urls_are_https_with_a_host() {
+        let url = HubUrl::parse(" https://hub.example.org:8443/ ").unwrap();
+        assert_eq!(url.as_str(), "https://hub.example.org:8443");
+        assert_eq!(url.authority(), "hub.example.org:8443");
+        assert_eq!(url.domain.as_deref(), Some("hub.example.org"));
+        let url = HubUrl::parse("https://127.0.0.1").unwrap();
+        assert_eq!(
+            (url.authority(), url.domain.as_deref()),
+            ("127.0.0.1:443", None)
+        );
+        assert_eq!(
+            HubUrl::parse("https://[::1]:8443").unwrap().authority(),
+            "[::1]:8443"
+        );
+        assert_eq!(
+            HubUrl::parse("https://proxy.example.org/ferry")
+                .unwrap()
+                .as_str(),
+            "https://proxy.example.org/ferry"
+        );
+    }
+
+    #[test]
+    fn a_url_that_cannot_work_says_what_to_write() {
+        assert_eq!(
+            HubUrl::parse("hub.example.org:8443"),
+            Err(UrlError::NoScheme {
+                url: "hub.example.org:8443".into(),
+                suggested: "https://hub.example.org:8443".into(),
+            })
+        );
+        let http = HubUrl::parse("HTTP://127.0.0.1:8443").unwrap_err();
+        assert_eq!(
+            http.to_string(),
+            "the hub speaks only https: use https://127.0.0.1:8443, not HTTP://127.0.0.1:8443"
+        );
+        assert!(matches!(
+            HubUrl::parse("ftp://hub"),
+            Err(UrlError::NotHttps { .. })
+        ));
+        for bad in [
+            "",
+            "https:hub",
+            "https://",
+            "https://hub:99999",
+            "https://hub/?x=1",
+            "https://hub/#top",
+            "https://user:pw@hub",
+        ] {
+            assert!(
+                matches!(HubUrl::parse(bad), Err(UrlError::Malformed { .. })),
+                "{bad:?}: {:?}",
+                HubUrl::parse(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn an_untrusted_hub_shows_the_fingerprint_and_the_flag() {
+        let line = CheckError::Untrusted {
+            url: "https://hub:8443".into(),
+            presented: Ok("AB:CD".into()),
+            ca_given: false,
+        }
+        .to_string();
+        assert!(line.contains("uses its own CA"), "{line}");
+        assert!(line.contains("fingerprint AB:CD"), "{line}");
+        assert!(line.contains("https://hub:8443/ca.crt"), "{line}");
+        assert!(line.contains("--hub-ca FILE"), "{line}");
+        let line = CheckError::Untrusted {
+            url: "https://hub:8443".into(),
+            presented: Err("timed out".into()),
+            ca_given: true,
+        }
+        .to_string();
+        assert!(line.contains("did not issue"), "{line}");
+        assert!(
+            line.contains("could not be fetched to show (timed out)"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn new_refuses_a_url_that_cannot_work_before_sending() {
+        assert!(matches!(
+            HubClient::new("http://hub:1", &Trust::System),
+            Err(HubError::Url(UrlError::Http { .. }))
+        ));
     }
 }

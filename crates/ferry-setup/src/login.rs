@@ -83,11 +83,16 @@ impl Authorization {
     }
 }
 
-/// The paste-the-code dialogue, exactly as the contract prints it.
+/// The paste-the-code dialogue, exactly as the contract prints it, with
+/// the hub at `hub_url`. The hub is checked first ([`HubClient::connect`]):
+/// no login URL is shown for a hub that cannot be reached or trusted.
+/// Returns the checked client with the tokens.
 pub async fn interactive_login(
-    client: &HubClient,
+    hub_url: &str,
+    trust: &Trust,
     prompt: &mut dyn Prompt,
-) -> Result<TokenResponse, LoginError> {
+) -> Result<(HubClient, TokenResponse), LoginError> {
+    let client = HubClient::connect(hub_url, trust).await?;
     let auth = Authorization::start(client.base_url())?;
     prompt.say("Login here:");
     prompt.say("-----");
@@ -99,7 +104,8 @@ pub async fn interactive_login(
     if code.trim().is_empty() {
         return Err(LoginError::NoCode);
     }
-    Ok(auth.exchange(client, &code).await?)
+    let token = auth.exchange(&client, &code).await?;
+    Ok((client, token))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,12 +118,28 @@ pub enum LoginError {
     NoCode,
     #[error("cannot save credentials to {path}: {reason}")]
     Save { path: String, reason: String },
-    #[error("not logged in: run `ferry login --hub URL`, or set FERRY_TOKEN and FERRY_HUB")]
+    #[error(
+        "not logged in: run `ferry login --hub URL` (or `ferry login` with FERRY_HUB set), or set FERRY_TOKEN and FERRY_HUB"
+    )]
     NotLoggedIn,
     #[error("the saved login for {hub} has expired; run `ferry login` again")]
     Expired { hub: String },
     #[error("{path} is unreadable: {reason}; run `ferry login` again")]
     Corrupt { path: String, reason: String },
+}
+
+impl LoginError {
+    /// The hub's URL was mistyped: a usage error.
+    pub fn is_usage(&self) -> bool {
+        self.hub_error().is_some_and(HubError::is_usage)
+    }
+
+    pub fn hub_error(&self) -> Option<&HubError> {
+        match self {
+            LoginError::Hub(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// Saved login, `~/.config/ferry/credentials.toml` (mode 0600).

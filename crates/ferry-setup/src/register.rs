@@ -33,7 +33,9 @@ pub enum RegisterError {
         name: String,
         id: String,
     },
-    #[error("which hub? give --hub URL (or FERRY_HUB), or a setup key, which names its hub")]
+    #[error(
+        "no hub given: pass --hub https://HOST:PORT, or set FERRY_HUB=https://HOST:PORT (a site's `module load ferry` may set it), or give a setup key, which names its hub"
+    )]
     NoHub,
     #[error(
         "the hub at {hub} presents CA {got}, but the setup key expects {expected}; refusing to trust it (wrong hub, or someone in between)"
@@ -43,7 +45,7 @@ pub enum RegisterError {
         expected: String,
         got: String,
     },
-    #[error("cannot read {path}: {reason}")]
+    #[error("cannot read the hub's CA certificate {path}: {reason}")]
     ReadCa { path: String, reason: String },
     #[error("cannot make the endpoint key: {0}")]
     Key(String),
@@ -55,6 +57,21 @@ pub enum RegisterError {
     Login(#[from] LoginError),
     #[error(transparent)]
     Files(#[from] SetupError),
+}
+
+impl RegisterError {
+    /// No hub, or a mistyped hub URL: a usage error.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, RegisterError::NoHub) || self.hub_error().is_some_and(HubError::is_usage)
+    }
+
+    pub fn hub_error(&self) -> Option<&HubError> {
+        match self {
+            RegisterError::Hub(e) => Some(e),
+            RegisterError::Login(e) => e.hub_error(),
+            _ => None,
+        }
+    }
 }
 
 /// What setup made.
@@ -125,10 +142,12 @@ pub async fn setup(
             })?;
             let hub_url = request.hub.clone().unwrap_or_else(|| key.hub_url.clone());
             let ca_pem = ca_for_key(&key, &hub_url, request.hub_ca.as_deref()).await?;
-            let client = HubClient::new(
+            let client = HubClient::connect(
                 &hub_url,
                 &Trust::Ca(certs_from_pem(&ca_pem, "the hub's CA").map_err(HubError::from)?),
-            )?;
+            )
+            .await?;
+            let hub_url = client.base_url().to_string();
             let name = request.name.clone().unwrap_or_else(|| "endpoint".into());
             let (key_pem, csr_pem) =
                 crate::csr::key_and_csr(&name).map_err(|e| RegisterError::Key(e.to_string()))?;
@@ -159,8 +178,8 @@ pub async fn setup(
                 }
                 None => (Trust::System, None),
             };
-            let client = HubClient::new(&hub_url, &trust)?;
-            let token = interactive_login(&client, prompt).await?;
+            let (client, token) = interactive_login(&hub_url, &trust, prompt).await?;
+            let hub_url = client.base_url().to_string();
             let name = match &request.name {
                 Some(name) => name.clone(),
                 None => prompt
@@ -186,10 +205,11 @@ pub async fn setup(
                 .await?;
             Credentials::from_token(&hub_url, ca_pem.clone(), token).save(credentials_path)?;
             // The endpoint must trust the hub's CA for its control channel;
-            // with a publicly trusted hub, the hub serves its CA chain.
+            // with a publicly trusted hub, the hub serves its CA chain, as
+            // the check fetched it over the verified connection.
             let ca_pem = match ca_pem {
                 Some(pem) => pem,
-                None => HubClient::fetch_ca_unverified(&hub_url).await?,
+                None => client.served_ca().to_string(),
             };
             (registered, key_pem, hub_url, ca_pem)
         }

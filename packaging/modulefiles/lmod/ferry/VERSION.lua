@@ -28,6 +28,16 @@ More: man ferry, ferry -help, ]] .. root .. [[/share/doc/ferry/hpc.md
 
 family("ferry")
 
+-- Your site's hub, so users need neither --hub nor --hub-ca for
+-- `ferry -setup` and `ferry login`: uncomment and fill in. FERRY_HUB_CA is
+-- the hub's CA certificate (the ca.crt that `ferry-hub init` wrote; check
+-- its SHA-256 fingerprint against the one init printed), needed when the
+-- hub's certificate comes from its own CA; keep it where users can read it
+-- and outside the versioned prefix, so it outlives upgrades.
+-- A setup key still names its own hub.
+-- setenv("FERRY_HUB",    "https://ferry-hub.example.org:8443")
+-- setenv("FERRY_HUB_CA", "/opt/ferry/hub-ca.crt")
+
 prepend_path("PATH",    pathJoin(root, "bin"))
 -- An empty MANPATH element stands for the system's man pages: keep them
 -- reachable when MANPATH was unset (else it would hold only ferry's).
