@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ferry_mover::dest::Sessions;
 use ferry_mover::source::SendError;
-use ferry_mover::{Context, Report, channel::Identity};
+use ferry_mover::{Context, Disposition, Report, channel::Identity};
 use ferry_proto::task::{Capability, TaskReport};
 use ferry_setup::{EndpointDir, EndpointIdentity, parse_port_range};
 use std::collections::{HashMap, HashSet};
@@ -168,20 +168,21 @@ impl Transfers {
                 Err(SendError::Canceled) => {
                     tracing::info!(task = %task_id, attempt, "sending stopped")
                 }
-                Err(SendError::Fatal(message)) => {
-                    tracing::warn!(task = %task_id, %message, "sending failed");
-                    this.ctx
-                        .report(&task_id, attempt, TaskReport::Failed { message });
-                }
+                // The disposition decides, the same one the destination
+                // reports (an abort carries it both ways).
                 Err(e) => {
-                    tracing::warn!(task = %task_id, error = %e, "sending interrupted");
-                    this.ctx.report(
-                        &task_id,
-                        attempt,
-                        TaskReport::Fault {
-                            message: e.to_string(),
-                        },
-                    );
+                    let message = e.to_string();
+                    let report = match e.disposition() {
+                        Disposition::FailTask => {
+                            tracing::warn!(task = %task_id, %message, "sending failed");
+                            TaskReport::Failed { message }
+                        }
+                        _ => {
+                            tracing::warn!(task = %task_id, %message, "sending interrupted");
+                            TaskReport::Fault { message }
+                        }
+                    };
+                    this.ctx.report(&task_id, attempt, report);
                 }
             }
             if let Ok(mut sending) = this.sending.lock() {

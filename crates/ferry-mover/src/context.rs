@@ -25,6 +25,9 @@ pub struct Context {
     /// The receiving endpoint's umask: permission bits received files and
     /// directories never get (from `endpoint.toml`, else the daemon's own).
     pub umask: u32,
+    /// Failures a test plans for this endpoint's disk operations.
+    #[cfg(test)]
+    pub(crate) faults: crate::faults::Faults,
 }
 
 impl std::fmt::Debug for Context {
@@ -38,5 +41,14 @@ impl std::fmt::Debug for Context {
 impl Context {
     pub fn report(&self, task_id: &str, attempt: u32, report: TaskReport) {
         let _ = self.reports.send((task_id.to_string(), attempt, report));
+    }
+
+    /// The fault-injection seam of this endpoint's disk operations (see
+    /// [`crate::faults`]): nothing outside tests.
+    pub(crate) fn faults(&self) -> crate::faults::Faults {
+        #[cfg(test)]
+        return self.faults.clone();
+        #[cfg(not(test))]
+        crate::faults::Faults::default()
     }
 }

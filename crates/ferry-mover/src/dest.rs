@@ -20,6 +20,12 @@
 //! failed fsync (of a file, a directory, the journal) fails the attempt as
 //! a fault, and what it would have vouched for is not journaled.
 //!
+//! Failures are [`MoveError`]s, handled by their [`Disposition`]: an
+//! interrupted call is made again at once; an I/O error writing a file
+//! starts that file over once (a fresh temporary file, its data asked for
+//! again); whatever else ends the attempt, reported to the hub and told to
+//! the source (`Abort`) as a fault to retry later or as the task's failure.
+//!
 //! **Invariant:** before a stream's capability verifies, the peer gets a
 //! small receive buffer, a small frame limit, a deadline, and one of few
 //! places per address ([`crate::admission`]).
@@ -36,7 +42,8 @@ use crate::digest::{
 use crate::faults::{Faults, Op};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
 use crate::plan::{self, Attributes, Verdict};
-use ferry_paths::{EntryKind as FsKind, FsError, RootedFs, resolve_endpoint_path};
+use crate::{Disposition, MoveError, Side, at_once};
+use ferry_paths::{EntryKind as FsKind, RootedFs, resolve_endpoint_path};
 use ferry_proto::data::{ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open};
 use ferry_proto::task::{Capability, TaskCounters, TaskReport};
 use std::collections::{HashMap, HashSet};
@@ -59,6 +66,9 @@ const OPEN_WITHIN: Duration = Duration::from_secs(15);
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// A file whose digest does not match is asked for again this many times.
 const MAX_RESENDS: u32 = 3;
+/// A file whose temporary file failed with an I/O error is started over
+/// this many times before the attempt ends (to be retried later).
+const MAX_FILE_RETRIES: u32 = 1;
 /// How often partial files are made durable and journaled.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// Chunks up to this size are verified and written on the reading task.
@@ -446,6 +456,11 @@ struct InFlight {
     fresh: bool,
     resends: u32,
     awaiting_verdict: bool,
+    /// Which temporary file `file` is: a chunk written into an earlier one
+    /// (before the file was started over) does not count.
+    generation: u32,
+    /// Times the file was started over after an I/O error.
+    retries: u32,
 }
 
 /// A verified file on its way to its real name.
@@ -465,7 +480,7 @@ struct State {
     /// Directories this attempt created (a bounded few): nothing can
     /// stand in them yet, so their files need no lookup first.
     created_dirs: HashSet<PathBuf>,
-    failure: Option<String>,
+    failure: Option<MoveError>,
 }
 
 struct Session {
@@ -492,22 +507,22 @@ impl Session {
         }
     }
 
-    fn fail(&self, message: String) {
+    fn fail(&self, error: MoveError) {
         let mut st = self.lock();
         if st.failure.is_none() {
-            st.failure = Some(message);
+            st.failure = Some(error);
         }
         drop(st);
         self.wake.notify_waiters();
     }
 
     /// Where an entry lands.
-    fn destination(&self, entry: &Entry) -> Result<PathBuf, String> {
+    fn destination(&self, entry: &Entry) -> Result<PathBuf, MoveError> {
         let root = self
             .roots
             .get(entry.item as usize)
-            .ok_or("entry for an unknown item")?;
-        let rel = plan::relative(entry.path.as_bytes())?;
+            .ok_or_else(|| MoveError::Protocol("entry for an unknown item".into()))?;
+        let rel = plan::relative(entry.path.as_bytes()).map_err(MoveError::Protocol)?;
         Ok(if rel.as_os_str().is_empty() {
             root.clone()
         } else {
@@ -527,13 +542,9 @@ async fn run_session(
     let (journal, recovered) = match Journal::open(&ctx.state_dir, &task_id) {
         Ok(j) => j,
         Err(e) => {
-            ctx.report(
-                &task_id,
-                attempt,
-                TaskReport::Fault {
-                    message: format!("cannot open the task journal: {e}"),
-                },
-            );
+            let path = Journal::path_for(&ctx.state_dir, &task_id);
+            let error = MoveError::os(Side::Destination, "open the task journal", &path, e);
+            ctx.report(&task_id, attempt, error.report());
             return;
         }
     };
@@ -566,6 +577,7 @@ async fn run_session(
                 preserve_mtime: cap.options.preserve_mtime,
                 umask: ctx.umask,
             },
+            ctx.faults(),
         ),
         ctx: ctx.clone(),
         cap,
@@ -589,11 +601,11 @@ async fn run_session(
     let mut connected = 0u16;
     let mut checkpoint = tokio::time::interval(CHECKPOINT_EVERY);
     let mut progress = tokio::time::interval(PROGRESS_EVERY);
-    let outcome: Result<(), String> = loop {
+    let outcome: Result<(), Outcome> = loop {
         {
-            let st = session.lock();
-            if let Some(f) = &st.failure {
-                break Err(f.clone());
+            let mut st = session.lock();
+            if let Some(failure) = st.failure.take() {
+                break Err(Outcome::Failed(failure));
             }
             if st.manifest_done && st.files.is_empty() && st.pending_commits == 0 {
                 break Ok(());
@@ -610,22 +622,24 @@ async fn run_session(
                     let session = session.clone();
                     readers.spawn(read_stream(session, reader, index == 0));
                 }
-                None => break Err("the session was replaced".into()),
+                None => break Err(Outcome::Failed(MoveError::Connection("the session was replaced".into()))),
             },
             message = outgoing.recv() => {
                 let (Some(message), Some(w)) = (message, writer.as_mut()) else { continue };
                 if let Err(e) = send_message(w, &message).await {
-                    break Err(format!("lost the connection to the source: {e}"));
+                    break Err(Outcome::Failed(MoveError::Connection(format!("lost the connection to the source: {e}"))));
                 }
             }
             done = readers.join_next(), if !readers.is_empty() => {
-                if let Some(Ok(Err(e))) = done {
-                    break Err(e);
+                match done {
+                    Some(Ok(Err(e))) => break Err(Outcome::Failed(e)),
+                    Some(Err(e)) => break Err(Outcome::Failed(MoveError::Internal(format!("a stream's reader stopped: {e}")))),
+                    _ => {}
                 }
                 if readers.is_empty() && connected == streams {
                     let st = session.lock();
                     if !(st.manifest_done && st.files.is_empty() && st.pending_commits == 0) {
-                        break Err("the source closed the connection before the end".into());
+                        break Err(Outcome::Failed(MoveError::Connection("the source closed the connection before the end".into())));
                     }
                 }
             }
@@ -638,7 +652,7 @@ async fn run_session(
                 let counters = session.lock().counters;
                 ctx.report(&task_id, attempt, TaskReport::Progress { counters });
             }
-            _ = cancel.changed() => break Err("canceled".into()),
+            _ = cancel.changed() => break Err(Outcome::Canceled),
         }
     };
     tracing::debug!(ok = outcome.is_ok(), "session loop over");
@@ -650,7 +664,8 @@ async fn run_session(
     let result = match outcome {
         Ok(()) => finish(&session)
             .await
-            .inspect_err(|e| tracing::debug!(%e, "finish failed")),
+            .inspect_err(|e| tracing::debug!(%e, "finish failed"))
+            .map_err(Outcome::Failed),
         Err(e) => Err(e),
     };
     tracing::debug!(ok = result.is_ok(), "finished");
@@ -663,27 +678,20 @@ async fn run_session(
             }
             ctx.report(&task_id, attempt, TaskReport::Succeeded { counters });
         }
-        Err(reason) if reason == "canceled" => {}
-        Err(reason) => {
+        // The hub ended the attempt: it wants no report.
+        Err(Outcome::Canceled) => {}
+        Err(Outcome::Failed(error)) => {
+            // The source reports the same disposition: whichever report
+            // reaches the hub first, the task's fate is the same.
             if let Some(w) = writer.as_mut() {
-                let _ = send_message(
-                    w,
-                    &Message::Abort {
-                        reason: reason.clone(),
-                    },
-                )
-                .await;
+                let abort = Message::Abort {
+                    reason: error.to_string(),
+                    disposition: error.disposition().at_end(),
+                };
+                let _ = send_message(w, &abort).await;
             }
             ctx.report(&task_id, attempt, TaskReport::Progress { counters });
-            // "fatal: " marks what no retry fixes (a path the policy refuses,
-            // a directory where a file must go); the rest is worth a retry.
-            let report = match crate::fatal_message(&reason) {
-                Some(message) => TaskReport::Failed {
-                    message: message.to_string(),
-                },
-                None => TaskReport::Fault { message: reason },
-            };
-            ctx.report(&task_id, attempt, report);
+            ctx.report(&task_id, attempt, error.report());
         }
     }
     readers.abort_all();
@@ -694,27 +702,42 @@ async fn run_session(
     let _ = tokio::task::spawn_blocking(move || committer.join()).await;
 }
 
+/// How a session's loop ended, short of success.
+#[derive(Debug)]
+enum Outcome {
+    /// The hub canceled the attempt (or this endpoint paused).
+    Canceled,
+    Failed(MoveError),
+}
+
+/// An error of `op` on `path` on this (the destination's) disk, by errno.
+fn on_disk(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> MoveError {
+    let path = path.to_path_buf();
+    move |e| MoveError::os(Side::Destination, op, &path, e)
+}
+
+fn poisoned<T>(_: T) -> MoveError {
+    MoveError::Internal("the task journal's lock is poisoned".into())
+}
+
 /// After the last commit: `--delete`, then the journal goes.
-async fn finish(session: &Arc<Session>) -> Result<(), String> {
+async fn finish(session: &Arc<Session>) -> Result<(), MoveError> {
     let s = session.clone();
     tokio::task::spawn_blocking(move || {
         if s.cap.options.delete {
             delete_extras(&s)?;
         }
-        let journal = s
-            .journal
-            .lock()
-            .map_err(|_| "journal lock poisoned".to_string())?
-            .take();
+        let journal = s.journal.lock().map_err(poisoned)?.take();
         if let Some(journal) = journal {
-            journal
-                .finish()
-                .map_err(|e| format!("cannot remove the task journal: {e}"))?;
+            let path = journal.path().to_path_buf();
+            journal.finish().map_err(|e| {
+                MoveError::os(Side::Destination, "remove the task journal", &path, e)
+            })?;
         }
         Ok(())
     })
     .await
-    .map_err(|e| e.to_string())?
+    .map_err(|e| MoveError::Internal(e.to_string()))?
 }
 
 /// Reads one stream: the conversation on stream 0, chunks on every stream.
@@ -722,12 +745,12 @@ async fn read_stream(
     session: Arc<Session>,
     mut reader: ReadHalf<Stream>,
     conversation: bool,
-) -> Result<(), String> {
+) -> Result<(), MoveError> {
     loop {
         let frame = match read_frame(&mut reader).await {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(()),
-            Err(e) => return Err(format!("data stream failed: {e}")),
+            Err(e) => return Err(MoveError::Connection(format!("data stream failed: {e}"))),
         };
         // A hop to the blocking pool costs more than hashing and writing a
         // small chunk, and small files are where every microsecond per file
@@ -740,7 +763,7 @@ async fn read_stream(
                 let s = session.clone();
                 tokio::task::spawn_blocking(move || receive_chunk(&s, header, data))
                     .await
-                    .map_err(|e| e.to_string())??;
+                    .map_err(|e| MoveError::Internal(e.to_string()))??;
             }
             // Per-file messages travel with the file's data, on any stream.
             Frame::Message(m @ (Message::FileDone { .. } | Message::Unchanged { .. })) => {
@@ -750,10 +773,12 @@ async fn read_stream(
                 let s = session.clone();
                 tokio::task::spawn_blocking(move || converse(&s, message))
                     .await
-                    .map_err(|e| e.to_string())??;
+                    .map_err(|e| MoveError::Internal(e.to_string()))??;
             }
             Frame::Message(other) => {
-                return Err(format!("unexpected message on a data stream: {other:?}"));
+                return Err(MoveError::Protocol(format!(
+                    "unexpected message on a data stream: {other:?}"
+                )));
             }
         }
         session.wake.notify_waiters();
@@ -761,7 +786,7 @@ async fn read_stream(
 }
 
 /// Handles one conversation message (blocking: it touches the filesystem).
-fn converse(s: &Session, message: Message) -> Result<(), String> {
+fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
     match message {
         Message::Manifest { entries } => {
             tracing::debug!(entries = entries.len(), "manifest");
@@ -776,7 +801,8 @@ fn converse(s: &Session, message: Message) -> Result<(), String> {
             }
         }
         Message::FileDone { id, digest } => {
-            let digest = from_hex(&digest).ok_or("malformed digest from the source")?;
+            let digest = from_hex(&digest)
+                .ok_or_else(|| MoveError::Protocol("malformed digest from the source".into()))?;
             let mut st = s.lock();
             if let Some(f) = st.files.get_mut(&id) {
                 f.source_digest = Some(digest);
@@ -805,16 +831,27 @@ fn converse(s: &Session, message: Message) -> Result<(), String> {
             tracing::debug!(files, "end of manifest");
             s.lock().manifest_done = true
         }
-        // A source's fatal reason keeps its "fatal: " mark, so the task fails.
-        Message::Abort { reason } if reason.starts_with("fatal: ") => return Err(reason),
-        Message::Abort { reason } => return Err(format!("the source gave up: {reason}")),
-        other => return Err(format!("unexpected message from the source: {other:?}")),
+        Message::Abort {
+            reason,
+            disposition,
+        } => {
+            return Err(MoveError::PeerGaveUp {
+                peer: Side::Source,
+                reason,
+                disposition,
+            });
+        }
+        other => {
+            return Err(MoveError::Protocol(format!(
+                "unexpected message from the source: {other:?}"
+            )));
+        }
     }
     Ok(())
 }
 
 /// What the destination needs of one entry; `None` for directories.
-fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
+fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
     let path = s.destination(entry)?;
     let key = file_key(entry.item, entry.path.as_bytes());
     if s.cap.options.delete {
@@ -824,10 +861,10 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
         match s.disk.fs.stat(&path) {
             Ok(m) if m.kind == FsKind::Dir => {}
             Ok(_) => {
-                return Err(format!(
-                    "fatal: {} exists and is not a directory",
-                    path.display()
-                ));
+                return Err(MoveError::Unusable {
+                    side: Side::Destination,
+                    reason: format!("{} exists and is not a directory", ferry_paths::show(&path)),
+                });
             }
             Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
                 s.disk.make_dir(&path, entry.mode)?;
@@ -837,7 +874,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
                 }
                 st.created_dirs.insert(path);
             }
-            Err(e) => return Err(format!("fatal: {e}")),
+            Err(e) => return Err(MoveError::fs(Side::Destination, e)),
         }
         return Ok(None);
     }
@@ -860,7 +897,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
         match s.disk.fs.stat(&path) {
             Ok(m) => Some(m),
             Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => None,
-            Err(e) => return Err(format!("fatal: {e}")),
+            Err(e) => return Err(MoveError::fs(Side::Destination, e)),
         }
     };
     let verdict = plan::verdict(s.cap.options.sync_level, entry, existing.as_ref());
@@ -869,7 +906,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
         return Ok(Some(Need::Skip));
     }
     let compare = if verdict == Verdict::CompareDigest {
-        Some(digest_of(&s.disk.fs, &path, entry.size).map_err(|e| format!("fatal: {e}"))?)
+        Some(digest_of(&s.disk.fs, &path, entry.size)?)
     } else {
         None
     };
@@ -891,7 +928,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
                 }
                 (file, false)
             }
-            None => (create_temp(&s.disk.fs, &temp_path, entry.size)?, true),
+            None => (create_temp_retried(&s.disk, &temp_path, entry.size)?, true),
         };
     let missing: Vec<u32> = (0..count)
         .filter(|i| hashes[*i as usize].is_none())
@@ -926,6 +963,8 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
             fresh,
             resends: 0,
             awaiting_verdict: matches!(need, Need::SendUnlessDigest { .. }),
+            generation: 0,
+            retries: 0,
         },
     );
     if let Need::SendUnlessDigest { .. } = need {
@@ -938,29 +977,39 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, String> {
     Ok(Some(need))
 }
 
-fn create_temp(fs: &RootedFs, temp: &Path, size: u64) -> Result<File, String> {
-    // A stale temporary (no journal vouches for it) is replaced; looking
-    // for one only when creating fails saves two syscalls per file.
+/// A fresh temporary file of `size` bytes (a hole) at `temp`, replacing a
+/// stale one (no journal vouches for it). An I/O error is worth one more
+/// try: nothing of the file is there yet.
+fn create_temp_retried(disk: &Disk, temp: &Path, size: u64) -> Result<File, MoveError> {
+    match at_once(|| create_temp(disk, temp, size)) {
+        Err(e) if e.disposition() == Disposition::RetryFile => {
+            tracing::warn!(error = %e, "creating a temporary file failed; trying once more");
+            at_once(|| create_temp(disk, temp, size))
+        }
+        done => done,
+    }
+}
+
+fn create_temp(disk: &Disk, temp: &Path, size: u64) -> Result<File, MoveError> {
+    let fs = &disk.fs;
+    let err = |e| MoveError::fs(Side::Destination, e);
+    disk.faults
+        .check(Op::CreateTemp, temp)
+        .map_err(|e| MoveError::os(Side::Destination, "create", temp, e))?;
+    // Looking for a stale temporary only when creating fails saves two
+    // syscalls per file.
     let file = match fs.create_file(temp, 0o600) {
         Ok(f) => f,
         Err(e) if e.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => {
-            fs.remove_file(temp).map_err(|e| format!("fatal: {e}"))?;
-            fs.create_file(temp, 0o600)
-                .map_err(|e| format!("fatal: {e}"))?
+            fs.remove_file(temp).map_err(err)?;
+            fs.create_file(temp, 0o600).map_err(err)?
         }
-        Err(e) => return Err(format!("fatal: {e}")),
+        Err(e) => return Err(err(e)),
     };
     // Full length up front: chunks land anywhere, and zero chunks stay holes.
-    file.set_len(size).map_err(|e| disk_error(temp, &e))?;
+    file.set_len(size)
+        .map_err(|e| MoveError::os(Side::Destination, "size", temp, e))?;
     Ok(file)
-}
-
-fn disk_error(path: &Path, e: &std::io::Error) -> String {
-    if e.raw_os_error() == Some(nix::libc::ENOSPC) {
-        format!("the destination disk is full writing {}", path.display())
-    } else {
-        format!("cannot write {}: {e}", path.display())
-    }
 }
 
 /// A kept partial file's journaled chunks, re-hashed from disk: only those
@@ -1001,15 +1050,17 @@ fn reverify(
 }
 
 /// The digest of an existing destination file (for --sync-level checksum).
-fn digest_of(fs: &RootedFs, path: &Path, size: u64) -> Result<[u8; 32], String> {
-    let file = fs.open_read(path).map_err(|e| e.to_string())?;
+fn digest_of(fs: &RootedFs, path: &Path, size: u64) -> Result<[u8; 32], MoveError> {
+    let file = fs
+        .open_read(path)
+        .map_err(|e| MoveError::fs(Side::Destination, e))?;
     let hashes = read_chunk_hashes(&file, size, hashing_threads())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|e| MoveError::os(Side::Destination, "read", path, e))?;
     Ok(file_digest(hashes.iter()))
 }
 
-fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), String> {
-    let (file, offset, fresh, temp) = {
+fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), MoveError> {
+    let (file, offset, fresh, temp, generation) = {
         let mut st = s.lock();
         let Some(f) = st.files.get_mut(&header.file) else {
             // A file discarded meanwhile (changed at the source): drop its data.
@@ -1019,39 +1070,53 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
         let slot = f
             .hashes
             .get(header.index as usize)
-            .ok_or("chunk index out of range")?;
+            .ok_or_else(|| MoveError::Protocol("chunk index out of range".into()))?;
         if slot.is_some() {
             return Ok(());
         }
         let offset = u64::from(header.index) * CHUNK_SIZE;
         let expected = (f.size - offset).min(CHUNK_SIZE) as usize;
         if data.len() != expected {
-            return Err(format!(
+            return Err(MoveError::Protocol(format!(
                 "chunk {} of {} has the wrong length",
                 header.index,
-                f.final_path.display()
-            ));
+                ferry_paths::show(&f.final_path)
+            )));
         }
-        (f.file.clone(), offset, f.fresh, f.temp_path.clone())
+        let file = f.file.clone();
+        (file, offset, f.fresh, f.temp_path.clone(), f.generation)
     };
     if chunk_hash(&data) != header.sha256 {
-        return Err(format!(
+        return Err(MoveError::Protocol(format!(
             "a chunk of {} failed verification in transit",
-            temp.display()
-        ));
+            ferry_paths::show(&temp)
+        )));
     }
     if !(fresh && data.iter().all(|b| *b == 0)) {
         // One writer at a time: concurrent writes to one file spin on its
         // inode lock in the kernel, burning the CPU hashing needs.
         let _gate = s.write_gate.lock();
-        file.write_all_at(&data, offset)
-            .map_err(|e| disk_error(&temp, &e))?;
+        let written = at_once(|| {
+            s.disk
+                .faults
+                .check(Op::Write, &temp)
+                .and_then(|()| file.write_all_at(&data, offset))
+                .map_err(|e| MoveError::os(Side::Destination, "write", &temp, e))
+        });
+        match written {
+            Ok(()) => {}
+            Err(e) if e.disposition() == Disposition::RetryFile => {
+                return start_over(s, header.file, generation, e);
+            }
+            Err(e) => return Err(e),
+        }
     }
     let len = data.len() as u64;
     crate::buffers::give(data);
     let mut st = s.lock();
     st.counters.bytes_transferred += len;
     if let Some(f) = st.files.get_mut(&header.file)
+        && f.generation == generation
         && let Some(slot) = f.hashes.get_mut(header.index as usize)
         && slot.is_none()
     {
@@ -1062,9 +1127,64 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
     complete_if_ready(s, &mut st, header.file)
 }
 
+/// Starts a file over after an I/O error in its temporary file (whose
+/// blocks are suspect): a fresh temporary file, nothing of the old one
+/// journaled, and every chunk asked for again. A file that failed so
+/// before fails the attempt with `cause`.
+fn start_over(s: &Session, id: u64, generation: u32, cause: MoveError) -> Result<(), MoveError> {
+    let mut st = s.lock();
+    let Some(f) = st.files.get_mut(&id) else {
+        return Ok(());
+    };
+    if f.generation != generation {
+        // Another chunk's failure started it over already.
+        return Ok(());
+    }
+    if f.retries >= MAX_FILE_RETRIES {
+        return Err(cause);
+    }
+    tracing::warn!(error = %cause, "starting the file over");
+    let _ = s.disk.fs.remove_file(&f.temp_path);
+    let file = create_temp_retried(&s.disk, &f.temp_path, f.size)?;
+    let count = f.hashes.len();
+    f.file = Arc::new(file);
+    f.generation += 1;
+    f.retries += 1;
+    f.fresh = true;
+    f.hashes = vec![None; count];
+    f.outstanding = count as u32;
+    f.source_digest = None;
+    f.awaiting_verdict = false;
+    f.unjournaled.clear();
+    let (key, rel) = (f.key, f.rel.clone());
+    drop(st);
+    if let Ok(mut j) = s.journal.lock()
+        && let Some(j) = j.as_mut()
+    {
+        j.discarded(key);
+    }
+    s.ctx.report(
+        &s.cap.task_id,
+        s.cap.attempt,
+        TaskReport::Resent {
+            path: ferry_proto::wire_path::WirePath::from_bytes(rel),
+            reason: cause.to_string(),
+        },
+    );
+    let _ = s.to_source.send(Message::Needs {
+        needs: vec![(
+            id,
+            Need::Send {
+                missing: ChunkSet::All,
+            },
+        )],
+    });
+    Ok(())
+}
+
 /// Verifies a file whose chunks and source digest are all in, then hands it
 /// to the committer, or asks for it again.
-fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), String> {
+fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), MoveError> {
     let Some(f) = st.files.get(&id) else {
         return Ok(());
     };
@@ -1073,7 +1193,7 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), String>
     }
     let mut hashes = Vec::with_capacity(f.hashes.len());
     for h in &f.hashes {
-        hashes.push(h.ok_or("a chunk went missing")?);
+        hashes.push(h.ok_or_else(|| MoveError::Internal("a chunk went missing".into()))?);
     }
     let Some(mut f) = st.files.remove(&id) else {
         return Ok(());
@@ -1086,18 +1206,18 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), String>
             .lock()
             .ok()
             .and_then(|c| c.clone())
-            .ok_or("the session is ending")?;
+            .ok_or_else(|| MoveError::Internal("the session is ending".into()))?;
         sender
             .send(Ready { file: f })
-            .map_err(|_| "the committer stopped".to_string())?;
+            .map_err(|_| MoveError::Internal("the committer stopped".into()))?;
         return Ok(());
     }
     let path = String::from_utf8_lossy(&f.rel).into_owned();
     if f.resends >= MAX_RESENDS {
-        return Err(format!(
-            "fatal: {} did not verify after {MAX_RESENDS} resends",
-            f.final_path.display()
-        ));
+        return Err(MoveError::DidNotVerify {
+            path: f.final_path.clone(),
+            resends: MAX_RESENDS,
+        });
     }
     f.resends += 1;
     s.ctx.report(
@@ -1114,6 +1234,9 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), String>
     f.outstanding = count as u32;
     f.source_digest = None;
     f.unjournaled.clear();
+    // What the first sending wrote stays where the second may skip a zero
+    // chunk: nothing here is a hole any more.
+    f.fresh = false;
     if let Ok(mut j) = s.journal.lock()
         && let Some(j) = j.as_mut()
     {
@@ -1207,11 +1330,11 @@ struct Disk {
 }
 
 impl Disk {
-    fn new(fs: RootedFs, attributes: Attributes) -> Self {
+    fn new(fs: RootedFs, attributes: Attributes, faults: Faults) -> Self {
         Self {
             fs,
             attributes,
-            faults: Faults::default(),
+            faults,
             unsynced_dirs: Mutex::default(),
         }
     }
@@ -1224,10 +1347,15 @@ impl Disk {
     }
 
     /// Creates a directory the source has, with the mode it gets here.
-    fn make_dir(&self, path: &Path, source_mode: u32) -> Result<(), String> {
-        self.fs
-            .mkdir_exact(path, self.attributes.dir_mode(source_mode))
-            .map_err(|e| format!("fatal: {e}"))?;
+    fn make_dir(&self, path: &Path, source_mode: u32) -> Result<(), MoveError> {
+        at_once(|| {
+            self.faults
+                .check(Op::MakeDir, path)
+                .map_err(|e| MoveError::os(Side::Destination, "create directory", path, e))?;
+            self.fs
+                .mkdir_exact(path, self.attributes.dir_mode(source_mode))
+                .map_err(|e| MoveError::fs(Side::Destination, e))
+        })?;
         let mut unsynced = self.unsynced();
         unsynced.insert(path.to_path_buf());
         if unsynced.len() < UNSYNCED_DIRS_KEPT {
@@ -1246,7 +1374,7 @@ impl Disk {
         &self,
         contents: HashSet<PathBuf>,
         entries: impl IntoIterator<Item = PathBuf>,
-    ) -> Result<(), String> {
+    ) -> Result<(), MoveError> {
         let mut sync = contents.clone();
         let mut made_durable = HashSet::new();
         {
@@ -1261,21 +1389,14 @@ impl Disk {
             }
         }
         for dir in &sync {
-            self.faults
-                .check(Op::SyncDir, dir)
-                .map_err(|source| FsError::Io {
-                    op: "sync directory",
-                    path: dir.clone(),
-                    source,
-                })
-                .and_then(|()| self.fs.sync_dir(dir))
-                .map_err(|e| {
-                    if e.is_not_allowed() {
-                        format!("fatal: {e}")
-                    } else {
-                        e.to_string()
-                    }
-                })?;
+            at_once(|| {
+                self.faults
+                    .check(Op::SyncDir, dir)
+                    .map_err(|e| MoveError::os(Side::Destination, "sync directory", dir, e))?;
+                self.fs
+                    .sync_dir(dir)
+                    .map_err(|e| MoveError::fs(Side::Destination, e))
+            })?;
         }
         let mut unsynced = self.unsynced();
         for dir in &made_durable {
@@ -1292,31 +1413,39 @@ impl Disk {
         &self,
         journal: &Mutex<Option<Journal>>,
         pending: Vec<Partial>,
-    ) -> Result<(), String> {
+    ) -> Result<(), MoveError> {
         if pending.is_empty() {
             return Ok(());
         }
-        let mut guard = journal.lock().map_err(|_| "journal lock poisoned")?;
+        let mut guard = journal.lock().map_err(poisoned)?;
         let Some(journal) = guard.as_mut() else {
             return Ok(());
         };
         for partial in pending {
-            let synced = self
-                .faults
+            self.faults
                 .check(Op::SyncFile, &partial.temp_path)
-                .and_then(|()| partial.file.sync_data());
-            if let Err(e) = synced {
-                return Err(disk_error(&partial.temp_path, &e));
-            }
+                .and_then(|()| partial.file.sync_data())
+                .map_err(|e| MoveError::os(Side::Destination, "sync", &partial.temp_path, e))?;
             for (i, h) in partial.chunks {
                 journal.chunk(partial.key, i, &h);
             }
         }
-        let synced = self
-            .faults
+        self.sync_journal(journal)
+    }
+
+    /// Makes what was journaled durable.
+    fn sync_journal(&self, journal: &mut Journal) -> Result<(), MoveError> {
+        self.faults
             .check(Op::SyncJournal, journal.path())
-            .and_then(|()| journal.sync());
-        synced.map_err(|e| format!("cannot sync the task journal: {e}"))
+            .and_then(|()| journal.sync())
+            .map_err(|e| {
+                MoveError::os(
+                    Side::Destination,
+                    "sync the task journal",
+                    journal.path(),
+                    e,
+                )
+            })
     }
 
     /// Commits verified files: mode and mtime, made durable (one fdatasync
@@ -1324,7 +1453,7 @@ impl Disk {
     /// files would otherwise cost a flush each), renamed, each directory
     /// fsynced once, then journaled as committed. An error leaves every
     /// file of the batch unjournaled.
-    fn commit(&self, journal: &Mutex<Option<Journal>>, batch: &[Ready]) -> Result<(), String> {
+    fn commit(&self, journal: &Mutex<Option<Journal>>, batch: &[Ready]) -> Result<(), MoveError> {
         let faults = &self.faults;
         for Ready { file: f } in batch {
             let mode = self.attributes.file_mode(f.mode);
@@ -1334,20 +1463,20 @@ impl Disk {
                     f.file
                         .set_permissions(std::fs::Permissions::from_mode(mode))
                 })
-                .map_err(|e| disk_error(&f.temp_path, &e))?;
+                .map_err(on_disk("set the mode of", &f.temp_path))?;
             if self.attributes.preserve_mtime {
                 let mtime = UNIX_EPOCH + Duration::from_nanos(f.mtime_ns.max(0) as u64);
                 faults
                     .check(Op::SetMtime, &f.temp_path)
                     .and_then(|()| f.file.set_modified(mtime))
-                    .map_err(|e| disk_error(&f.temp_path, &e))?;
+                    .map_err(on_disk("set the mtime of", &f.temp_path))?;
             }
         }
         if let [Ready { file: f }] = batch {
             faults
                 .check(Op::SyncFile, &f.temp_path)
                 .and_then(|()| f.file.sync_data())
-                .map_err(|e| disk_error(&f.temp_path, &e))?;
+                .map_err(on_disk("sync", &f.temp_path))?;
         } else {
             // Files in one directory share its filesystem: one fstat per directory.
             let mut filesystems: HashMap<u64, &InFlight> = HashMap::new();
@@ -1356,48 +1485,47 @@ impl Disk {
                 if !dirs_seen.insert(f.temp_path.parent()) {
                     continue;
                 }
-                let dev = std::os::unix::fs::MetadataExt::dev(
-                    &f.file
-                        .metadata()
-                        .map_err(|e| disk_error(&f.temp_path, &e))?,
-                );
-                filesystems.entry(dev).or_insert(f);
+                let meta = f.file.metadata().map_err(on_disk("stat", &f.temp_path))?;
+                filesystems
+                    .entry(std::os::unix::fs::MetadataExt::dev(&meta))
+                    .or_insert(f);
             }
             for f in filesystems.values() {
                 faults
                     .check(Op::SyncFilesystem, &f.temp_path)
                     .and_then(|()| nix::unistd::syncfs(&*f.file).map_err(std::io::Error::from))
-                    .map_err(|e| disk_error(&f.temp_path, &e))?;
+                    .map_err(on_disk("sync the filesystem of", &f.temp_path))?;
             }
         }
         let mut dirs = HashSet::new();
         for Ready { file: f } in batch {
-            if let Err(e) = faults.check(Op::Rename, &f.temp_path) {
-                return Err(disk_error(&f.final_path, &e));
-            }
-            self.fs
-                .rename(&f.temp_path, &f.final_path)
-                .map_err(|e| format!("fatal: {e}"))?;
+            at_once(|| {
+                faults
+                    .check(Op::Rename, &f.temp_path)
+                    .map_err(on_disk("rename", &f.temp_path))?;
+                self.fs
+                    .rename(&f.temp_path, &f.final_path)
+                    .map_err(|e| MoveError::fs(Side::Destination, e))
+            })?;
             if let Some(parent) = f.final_path.parent() {
                 dirs.insert(parent.to_path_buf());
             }
         }
         self.sync_dirs(dirs, [])?;
-        let mut guard = journal.lock().map_err(|_| "journal lock poisoned")?;
-        let journal = guard.as_mut().ok_or("the task journal is closed")?;
+        let mut guard = journal.lock().map_err(poisoned)?;
+        let journal = guard
+            .as_mut()
+            .ok_or_else(|| MoveError::Internal("the task journal is closed".into()))?;
         for Ready { file: f } in batch {
             journal.committed(f.key);
         }
-        faults
-            .check(Op::SyncJournal, journal.path())
-            .and_then(|()| journal.sync())
-            .map_err(|e| format!("cannot sync the task journal: {e}"))
+        self.sync_journal(journal)
     }
 }
 
 /// `--delete`: removes destination entries the source did not list,
 /// deepest first, never following symlinks.
-fn delete_extras(s: &Session) -> Result<(), String> {
+fn delete_extras(s: &Session) -> Result<(), MoveError> {
     let seen = std::mem::take(&mut s.lock().seen);
     for (item, spec) in s.cap.items.iter().enumerate() {
         if !spec.recursive {
@@ -1409,10 +1537,11 @@ fn delete_extras(s: &Session) -> Result<(), String> {
             if emptied {
                 continue;
             }
-            let entries = match s.disk.fs.read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) => return Err(format!("--delete cannot list {}: {e}", dir.display())),
-            };
+            let entries = s
+                .disk
+                .fs
+                .read_dir(&dir)
+                .map_err(|e| MoveError::fs(Side::Destination, e))?;
             for entry in entries {
                 let name = entry.name.as_bytes();
                 if plan::is_temp_name(name) {
@@ -1432,7 +1561,7 @@ fn delete_extras(s: &Session) -> Result<(), String> {
                         .disk
                         .fs
                         .remove_file(&child)
-                        .map_err(|e| format!("--delete: {e}"))?,
+                        .map_err(|e| MoveError::fs(Side::Destination, e))?,
                     (_, true) => {}
                 }
             }
@@ -1441,21 +1570,21 @@ fn delete_extras(s: &Session) -> Result<(), String> {
     Ok(())
 }
 
-fn remove_tree(fs: &RootedFs, path: &Path) -> Result<(), String> {
+fn remove_tree(fs: &RootedFs, path: &Path) -> Result<(), MoveError> {
+    let err = |e| MoveError::fs(Side::Destination, e);
     let mut stack = vec![(path.to_path_buf(), false)];
     while let Some((dir, emptied)) = stack.pop() {
         if emptied {
-            fs.remove_dir(&dir).map_err(|e| format!("--delete: {e}"))?;
+            fs.remove_dir(&dir).map_err(err)?;
             continue;
         }
         stack.push((dir.clone(), true));
-        for entry in fs.read_dir(&dir).map_err(|e| format!("--delete: {e}"))? {
+        for entry in fs.read_dir(&dir).map_err(err)? {
             let child = dir.join(&entry.name);
             if entry.metadata.kind == FsKind::Dir {
                 stack.push((child, false));
             } else {
-                fs.remove_file(&child)
-                    .map_err(|e| format!("--delete: {e}"))?;
+                fs.remove_file(&child).map_err(err)?;
             }
         }
     }
@@ -1497,6 +1626,7 @@ mod tests {
                 preserve_mtime: true,
                 umask,
             },
+            Faults::default(),
         );
         let (journal, _) = Journal::open(&state, TASK).unwrap();
         Bench {
@@ -1532,6 +1662,8 @@ mod tests {
                     fresh: true,
                     resends: 0,
                     awaiting_verdict: false,
+                    generation: 0,
+                    retries: 0,
                 },
             }
         }
@@ -1572,8 +1704,8 @@ mod tests {
             .faults
             .fail(Op::SyncDir, Some(&b.home.join("d")), nix::libc::EIO, 1);
         let err = b.disk.commit(&b.journal, &batch).unwrap_err();
-        assert!(crate::fatal_message(&err).is_none(), "retried: {err}");
-        assert!(err.contains("Input/output error"), "{err}");
+        assert_eq!(err.disposition().at_end(), Disposition::RetryLater, "{err}");
+        assert!(err.to_string().contains("Input/output error"), "{err}");
         assert!(
             b.journaled().committed.is_empty(),
             "the journal claims files whose directory entry may not be on disk"
@@ -1609,7 +1741,11 @@ mod tests {
             };
             b.disk.faults.fail(op, None, nix::libc::EIO, 1);
             let err = b.disk.commit(&b.journal, &batch).unwrap_err();
-            assert!(crate::fatal_message(&err).is_none(), "{op:?}: {err}");
+            assert_eq!(
+                err.disposition().at_end(),
+                Disposition::RetryLater,
+                "{op:?}: {err}"
+            );
             assert!(b.journaled().committed.is_empty(), "{op:?}");
         }
     }

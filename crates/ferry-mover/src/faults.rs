@@ -1,13 +1,16 @@
-//! Injected disk failures, so every failure path of the destination's
-//! commit can be a test (in the manner of syncthing's `lib/fs/errorfs.go`
-//! and SQLite's I/O-error tests).
+//! Injected disk failures, so every failure path of a transfer can be a
+//! test (in the manner of syncthing's `lib/fs/errorfs.go` and SQLite's
+//! I/O-error tests).
 //!
-//! Each disk operation whose failure must change what the destination
-//! claims passes [`Faults::check`] with its [`Op`] and path just before it
-//! runs. In a build for use `Faults` holds nothing and the check is a no-op
-//! the compiler removes; in this crate's tests a test plans failures (an
-//! operation, optionally a path, an errno, how many times) and reads back
-//! which operations ran.
+//! Each disk operation of either side passes [`Faults::check`] with its
+//! [`Op`] and path just before it runs, and an error the check returns
+//! takes the same way as the operation's own error would (the same
+//! classification by errno, the same disposition). In a build for use
+//! `Faults` holds nothing and the check is a no-op the compiler removes;
+//! in this crate's tests a test plans failures (an operation, optionally a
+//! path, an errno, how many times) on an endpoint's [`crate::Context`] and
+//! reads back which operations ran. `matrix` runs real transfers over
+//! loopback TLS against a table of faults.
 
 use std::io;
 use std::path::Path;
@@ -15,28 +18,40 @@ use std::path::Path;
 /// The operations a failure can be injected at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Op {
-    /// Giving a verified temporary file its mode.
+    /// Destination: creating a temporary file (and giving it its length).
+    CreateTemp,
+    /// Destination: writing a chunk into a temporary file (pwrite).
+    Write,
+    /// Destination: creating a directory the source has.
+    MakeDir,
+    /// Destination: giving a verified temporary file its mode.
     SetMode,
-    /// Giving a verified temporary file its mtime.
+    /// Destination: giving a verified temporary file its mtime.
     SetMtime,
-    /// fdatasync of one temporary file.
+    /// Destination: fdatasync of one temporary file.
     SyncFile,
-    /// syncfs of a filesystem holding a batch of temporary files.
+    /// Destination: syncfs of a filesystem holding a batch of temporary files.
     SyncFilesystem,
-    /// Renaming a temporary file to its real name.
+    /// Destination: renaming a temporary file to its real name.
     Rename,
-    /// fsync of a directory (after renames into it, or after creating a
-    /// directory in it).
+    /// Destination: fsync of a directory (after renames into it, or after
+    /// creating a directory in it).
     SyncDir,
-    /// fsync of the task journal.
+    /// Destination: fsync of the task journal.
     SyncJournal,
+    /// Source: opening a file to send.
+    OpenSource,
+    /// Source: reading a chunk of a file to send.
+    ReadSource,
+    /// Source: listing a directory of the walk.
+    ListSource,
 }
 
-/// Where failures are planned; empty outside tests.
-#[derive(Debug, Default)]
+/// Where failures are planned; empty outside tests. Clones share the plan.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Faults {
     #[cfg(test)]
-    plan: std::sync::Mutex<Plan>,
+    plan: std::sync::Arc<std::sync::Mutex<Plan>>,
 }
 
 impl Faults {
@@ -105,12 +120,22 @@ mod planned {
             }
         }
 
+        /// The fault clears: nothing planned fails any more.
+        pub(crate) fn clear(&self) {
+            if let Ok(mut plan) = self.plan.lock() {
+                plan.failures.clear();
+            }
+        }
+
         /// The operations checked so far, in order, failed ones included.
         pub(crate) fn ran(&self) -> Vec<(Op, PathBuf)> {
             self.plan.lock().map(|p| p.ran.clone()).unwrap_or_default()
         }
     }
 }
+
+#[cfg(test)]
+mod matrix;
 
 #[cfg(test)]
 mod tests {
@@ -127,5 +152,16 @@ mod tests {
         assert_eq!(err.raw_os_error(), Some(nix::libc::EIO));
         assert!(faults.check(Op::SyncDir, a).is_ok(), "only once");
         assert_eq!(faults.ran().len(), 4);
+    }
+
+    #[test]
+    fn clones_share_the_plan_and_a_cleared_fault_fails_nothing() {
+        let faults = Faults::default();
+        let shared = faults.clone();
+        faults.fail(Op::Write, None, nix::libc::ENOSPC, u32::MAX);
+        assert!(shared.check(Op::Write, Path::new("/x")).is_err());
+        shared.clear();
+        assert!(faults.check(Op::Write, Path::new("/x")).is_ok());
+        assert_eq!(faults.ran().len(), 2);
     }
 }

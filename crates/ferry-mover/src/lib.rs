@@ -5,6 +5,11 @@
 //! [`dest::serve`] accepts attempts on the receiving one. Every file
 //! operation goes through the rooted filesystem, so config-paths bounds
 //! both sides whatever the hub or the peer asks.
+//!
+//! Every failure is a [`MoveError`], whose variant decides its
+//! [`Disposition`]: retried at once, the file again, the task later by the
+//! hub, the entry skipped, or the task failed. Nothing is decided from a
+//! message's text.
 
 pub mod admission;
 pub mod buffers;
@@ -18,10 +23,375 @@ pub mod plan;
 pub mod source;
 
 pub use context::{Context, Report};
+pub use ferry_proto::data::Disposition;
 
-/// A session's failure reason starting `fatal: ` is one no retry fixes (a
-/// path the policy refuses, a directory where a file must go): the task
-/// fails. Anything else is a fault the hub retries.
-pub(crate) fn fatal_message(reason: &str) -> Option<&str> {
-    reason.strip_prefix("fatal: ")
+use ferry_paths::{FsError, show};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Which endpoint of a transfer something happened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        })
+    }
+}
+
+/// An operating-system error of one operation on one path.
+#[derive(Debug)]
+pub struct OsFailure {
+    pub side: Side,
+    /// What was being done, as a verb: "create", "write", "sync".
+    pub op: &'static str,
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl fmt::Display for OsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot {} {}: {}",
+            self.op,
+            show(&self.path),
+            self.source
+        )
+    }
+}
+
+/// Why part of a transfer failed. The variant decides the
+/// [`Disposition`] ([`MoveError::disposition`]); an operating-system error
+/// becomes a variant by its errno ([`MoveError::os`]):
+///
+/// | errno | variant | disposition |
+/// | --- | --- | --- |
+/// | `ENOSPC` | [`DiskFull`](MoveError::DiskFull) | retry later |
+/// | `EDQUOT` | [`QuotaExceeded`](MoveError::QuotaExceeded) | retry later |
+/// | `EMFILE`, `ENFILE` | [`TooManyOpenFiles`](MoveError::TooManyOpenFiles) | retry later |
+/// | `ESTALE` | [`StaleHandle`](MoveError::StaleHandle) | retry later |
+/// | `EIO` | [`DeviceError`](MoveError::DeviceError) | retry the file, then later |
+/// | `EINTR` | [`Interrupted`](MoveError::Interrupted) | retry at once, then later |
+/// | `EACCES`, `EPERM`, `EROFS` | [`Denied`](MoveError::Denied) | fail the task (skip at the source with `--skip-source-errors`) |
+/// | `ENOENT` | [`Missing`](MoveError::Missing) | fail the task (skip at the source with `--skip-source-errors`) |
+/// | `ENOTDIR`, `EISDIR`, `ENAMETOOLONG`, `ELOOP` | [`BadPath`](MoveError::BadPath) | fail the task (skip at the source with `--skip-source-errors`) |
+/// | any other | [`Io`](MoveError::Io) | retry later |
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    #[error("the {side} disk is full: {failure}", side = .0.side, failure = .0)]
+    DiskFull(OsFailure),
+    #[error("disk quota exceeded on the {side} (blocks or inodes): {failure}", side = .0.side, failure = .0)]
+    QuotaExceeded(OsFailure),
+    #[error("too many open files on the {side}: {failure}", side = .0.side, failure = .0)]
+    TooManyOpenFiles(OsFailure),
+    #[error("stale file handle on the {side} (NFS): {failure}", side = .0.side, failure = .0)]
+    StaleHandle(OsFailure),
+    #[error("I/O error on the {side}: {failure}", side = .0.side, failure = .0)]
+    DeviceError(OsFailure),
+    #[error("interrupted on the {side}: {failure}", side = .0.side, failure = .0)]
+    Interrupted(OsFailure),
+    #[error("not permitted on the {side}: {failure}", side = .0.side, failure = .0)]
+    Denied(OsFailure),
+    #[error("not found on the {side}: {failure}", side = .0.side, failure = .0)]
+    Missing(OsFailure),
+    #[error("unusable path on the {side}: {failure}", side = .0.side, failure = .0)]
+    BadPath(OsFailure),
+    #[error("{failure} (on the {side})", side = .0.side, failure = .0)]
+    Io(OsFailure),
+    /// The policy (config-paths) refuses the path.
+    #[error("the {side} refuses: {source}")]
+    NotAllowed { side: Side, source: FsError },
+    /// The path is not the kind of object the operation works on.
+    #[error("{source} (on the {side})")]
+    WrongKind { side: Side, source: FsError },
+    /// What the task asks cannot be done with what is there (a file where
+    /// a directory must go, `-r` missing or superfluous).
+    #[error("{reason}")]
+    Unusable { side: Side, reason: String },
+    /// A file's digest did not match the source's, however often it came.
+    #[error("{} did not verify after {resends} resends", show(.path))]
+    DidNotVerify { path: PathBuf, resends: u32 },
+    /// A source file changed every time it was read.
+    #[error("{} kept changing while it was read", show(.path))]
+    KeptChanging { path: PathBuf },
+    /// A source entry that fails the task; `--skip-source-errors` would
+    /// have left it out.
+    #[error("source error: {0} (use --skip-source-errors to go on without it)")]
+    SourceEntry(Box<MoveError>),
+    /// The peer sent what the protocol does not allow.
+    #[error("{0}")]
+    Protocol(String),
+    /// A data connection broke.
+    #[error("{0}")]
+    Connection(String),
+    /// Something inside this endpoint stopped (a worker, a lock).
+    #[error("{0}")]
+    Internal(String),
+    /// The peer ended the attempt: why, and its disposition.
+    #[error("the {peer} gave up: {reason}")]
+    PeerGaveUp {
+        peer: Side,
+        reason: String,
+        disposition: Disposition,
+    },
+}
+
+impl MoveError {
+    /// An operating-system error of `op` on `path`, classified by errno.
+    pub fn os(side: Side, op: &'static str, path: &Path, source: io::Error) -> Self {
+        use nix::libc;
+        let errno = source.raw_os_error();
+        let failure = OsFailure {
+            side,
+            op,
+            path: path.to_path_buf(),
+            source,
+        };
+        match errno {
+            Some(libc::ENOSPC) => MoveError::DiskFull(failure),
+            Some(libc::EDQUOT) => MoveError::QuotaExceeded(failure),
+            Some(libc::EMFILE | libc::ENFILE) => MoveError::TooManyOpenFiles(failure),
+            Some(libc::ESTALE) => MoveError::StaleHandle(failure),
+            Some(libc::EIO) => MoveError::DeviceError(failure),
+            Some(libc::EINTR) => MoveError::Interrupted(failure),
+            Some(libc::EACCES | libc::EPERM | libc::EROFS) => MoveError::Denied(failure),
+            Some(libc::ENOENT) => MoveError::Missing(failure),
+            Some(libc::ENOTDIR | libc::EISDIR | libc::ENAMETOOLONG | libc::ELOOP) => {
+                MoveError::BadPath(failure)
+            }
+            Some(_) => MoveError::Io(failure),
+            None => match failure.source.kind() {
+                io::ErrorKind::Interrupted => MoveError::Interrupted(failure),
+                io::ErrorKind::NotFound => MoveError::Missing(failure),
+                _ => MoveError::Io(failure),
+            },
+        }
+    }
+
+    /// A rooted-filesystem error: a policy refusal, a wrong kind of
+    /// object, or an operating-system error classified by errno.
+    pub fn fs(side: Side, error: FsError) -> Self {
+        match error {
+            FsError::Io { op, path, source } => MoveError::os(side, op, &path, source),
+            FsError::NotAllowed { .. } => MoveError::NotAllowed {
+                side,
+                source: error,
+            },
+            FsError::WrongKind { .. } => MoveError::WrongKind {
+                side,
+                source: error,
+            },
+        }
+    }
+
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            MoveError::DiskFull(_)
+            | MoveError::QuotaExceeded(_)
+            | MoveError::TooManyOpenFiles(_)
+            | MoveError::StaleHandle(_)
+            | MoveError::Io(_)
+            | MoveError::Protocol(_)
+            | MoveError::Connection(_)
+            | MoveError::Internal(_) => Disposition::RetryLater,
+            MoveError::DeviceError(_) => Disposition::RetryFile,
+            MoveError::Interrupted(_) => Disposition::RetryChunk,
+            MoveError::Denied(_)
+            | MoveError::Missing(_)
+            | MoveError::BadPath(_)
+            | MoveError::NotAllowed { .. }
+            | MoveError::WrongKind { .. }
+            | MoveError::Unusable { .. }
+            | MoveError::DidNotVerify { .. }
+            | MoveError::KeptChanging { .. }
+            | MoveError::SourceEntry(_) => Disposition::FailTask,
+            MoveError::PeerGaveUp { disposition, .. } => *disposition,
+        }
+    }
+
+    /// What this error calls for when reading one source entry (a file or
+    /// a directory to list): what would fail the task leaves the entry
+    /// out, reported, if the task says `--skip-source-errors`; nothing
+    /// else is skipped (a full table of open files is no reason to leave a
+    /// file out).
+    pub fn at_source_entry(&self, skip_source_errors: bool) -> Disposition {
+        match self.disposition() {
+            Disposition::FailTask if skip_source_errors => Disposition::SkipFile,
+            other => other,
+        }
+    }
+
+    /// The end of an attempt on this error, as a report for the hub.
+    pub fn report(&self) -> ferry_proto::task::TaskReport {
+        use ferry_proto::task::TaskReport;
+        let message = self.to_string();
+        match self.disposition().at_end() {
+            Disposition::FailTask => TaskReport::Failed { message },
+            _ => TaskReport::Fault { message },
+        }
+    }
+}
+
+/// How often an operation is done again at once
+/// ([`Disposition::RetryChunk`]) before its error stands.
+const AGAIN_AT_ONCE: u32 = 3;
+
+/// Runs `op`, and again at once (a few times at most) while it fails with
+/// an error that asks for that.
+pub(crate) fn at_once<T>(mut op: impl FnMut() -> Result<T, MoveError>) -> Result<T, MoveError> {
+    let mut left = AGAIN_AT_ONCE;
+    loop {
+        match op() {
+            Err(e) if e.disposition() == Disposition::RetryChunk && left > 0 => left -= 1,
+            done => return done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::libc;
+
+    fn classified(errno: i32) -> (Disposition, String) {
+        let e = MoveError::os(
+            Side::Destination,
+            "write",
+            Path::new("/home/u/data/.ferry.f.1111.part"),
+            io::Error::from_raw_os_error(errno),
+        );
+        (e.disposition(), e.to_string())
+    }
+
+    #[test]
+    fn an_os_error_is_classified_by_its_errno() {
+        use Disposition::*;
+        for (errno, disposition, says) in [
+            (libc::ENOSPC, RetryLater, "the destination disk is full"),
+            (
+                libc::EDQUOT,
+                RetryLater,
+                "disk quota exceeded on the destination",
+            ),
+            (libc::EMFILE, RetryLater, "too many open files"),
+            (libc::ENFILE, RetryLater, "too many open files"),
+            (libc::ESTALE, RetryLater, "stale file handle"),
+            (libc::EIO, RetryFile, "I/O error"),
+            (libc::EINTR, RetryChunk, "interrupted"),
+            (libc::EACCES, FailTask, "not permitted"),
+            (libc::EPERM, FailTask, "not permitted"),
+            (libc::EROFS, FailTask, "Read-only file system"),
+            (libc::ENOENT, FailTask, "not found"),
+            (libc::ENOTDIR, FailTask, "unusable path"),
+            (libc::ENAMETOOLONG, FailTask, "unusable path"),
+            (libc::EXDEV, RetryLater, "cannot write"),
+        ] {
+            let (got, message) = classified(errno);
+            assert_eq!(got, disposition, "{message}");
+            assert!(message.contains(says), "{message}");
+            assert!(
+                message.contains("/home/u/data/.ferry.f.1111.part"),
+                "names the path: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_full_disk_ends_the_attempt_as_a_fault_and_a_refusal_fails_the_task() {
+        use ferry_proto::task::TaskReport;
+        let full = MoveError::os(
+            Side::Destination,
+            "write",
+            Path::new("/d/f"),
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert!(
+            matches!(full.report(), TaskReport::Fault { message } if message.contains("disk is full"))
+        );
+        let eio = MoveError::os(
+            Side::Source,
+            "read",
+            Path::new("/s/f"),
+            io::Error::from_raw_os_error(libc::EIO),
+        );
+        assert!(
+            matches!(eio.report(), TaskReport::Fault { .. }),
+            "a retry of the file that did not help: later"
+        );
+        let denied = MoveError::SourceEntry(Box::new(MoveError::os(
+            Side::Source,
+            "open",
+            Path::new("/s/f"),
+            io::Error::from_raw_os_error(libc::EACCES),
+        )));
+        assert!(
+            matches!(denied.report(), TaskReport::Failed { message } if message.contains("--skip-source-errors"))
+        );
+        let peer = MoveError::PeerGaveUp {
+            peer: Side::Destination,
+            reason: "fatal: anything".into(),
+            disposition: Disposition::RetryLater,
+        };
+        assert!(
+            matches!(peer.report(), TaskReport::Fault { .. }),
+            "the words decide nothing"
+        );
+    }
+
+    #[test]
+    fn only_what_would_fail_the_task_is_skipped_at_the_source() {
+        use Disposition::*;
+        let at_source = |errno| {
+            MoveError::os(
+                Side::Source,
+                "open for reading",
+                Path::new("/s/f"),
+                io::Error::from_raw_os_error(errno),
+            )
+        };
+        for (errno, without, with) in [
+            (libc::EACCES, FailTask, SkipFile),
+            (libc::ENOENT, FailTask, SkipFile),
+            (libc::EMFILE, RetryLater, RetryLater),
+            (libc::EIO, RetryFile, RetryFile),
+            (libc::ESTALE, RetryLater, RetryLater),
+        ] {
+            let e = at_source(errno);
+            assert_eq!(e.at_source_entry(false), without, "{e}");
+            assert_eq!(e.at_source_entry(true), with, "{e}");
+        }
+    }
+
+    #[test]
+    fn an_interrupted_operation_is_done_again_at_once_a_few_times() {
+        let eintr = || {
+            MoveError::os(
+                Side::Source,
+                "open",
+                Path::new("/s/f"),
+                io::Error::from_raw_os_error(libc::EINTR),
+            )
+        };
+        let mut calls = 0;
+        let done = at_once(|| {
+            calls += 1;
+            if calls < 3 { Err(eintr()) } else { Ok(calls) }
+        });
+        assert_eq!(done.unwrap(), 3);
+        let mut calls = 0;
+        let stuck: Result<(), _> = at_once(|| {
+            calls += 1;
+            Err(eintr())
+        });
+        assert!(stuck.is_err());
+        assert_eq!(calls, 1 + AGAIN_AT_ONCE, "bounded");
+    }
 }

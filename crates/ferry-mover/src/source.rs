@@ -10,7 +10,16 @@
 //! ```
 //!
 //! Memory stays flat: the walker holds one directory listing per level,
-//! and at most [`WINDOW`] offered entries wait for their verdict.
+//! at most [`WINDOW`] offered entries wait for their verdict, and the last
+//! [`SENT_KEPT`] files sent are remembered for a destination that asks for
+//! one again (its digest did not match, or its temporary file failed).
+//!
+//! Failures are [`MoveError`]s, handled by their [`Disposition`]: an
+//! interrupted call is made again at once; an I/O error reading a file
+//! reads it once more; an entry that would fail the task is left out and
+//! reported with `--skip-source-errors`; whatever else ends the attempt,
+//! told to the destination (`Abort`, with the disposition) so that both
+//! endpoints report the same to the hub.
 
 use crate::channel::{self, ChannelError, read_frame, write_chunk, write_message};
 use crate::context::Context;
@@ -18,11 +27,13 @@ use crate::digest::{
     CHUNK_SIZE, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads, read_chunk_hashes,
     to_hex,
 };
+use crate::faults::{Faults, Op};
+use crate::{Disposition, MoveError, Side, at_once};
 use ferry_paths::{EntryKind as FsKind, Metadata, RootedFs, resolve_endpoint_path};
 use ferry_proto::data::{ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open};
 use ferry_proto::task::{Capability, TaskReport};
 use ferry_proto::wire_path::WirePath;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -34,6 +45,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 /// Offered entries awaiting the destination's verdict.
 pub const WINDOW: usize = 16_384;
+/// Files sent that the destination may ask for again, the newest first.
+pub const SENT_KEPT: usize = WINDOW;
 /// Entries per manifest message.
 const BATCH: usize = 512;
 /// Bytes of chunk data queued for the streams (memory stays bounded by
@@ -97,23 +110,49 @@ fn choose_streams(fs: &RootedFs, home: &Path, cap: &Capability) -> u16 {
     }
 }
 
+/// How an attempt ended at the source, short of success.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
+    /// The destination refused the data connection (an ended attempt, a
+    /// revoked endpoint, a pause): a later attempt may be served.
     #[error("{0}")]
     Refused(String),
+    /// A data connection failed.
     #[error("{0}")]
     Channel(#[from] ChannelError),
-    #[error("{0}")]
-    Fatal(String),
-    #[error("canceled")]
+    /// The attempt failed here or at the destination (then
+    /// [`MoveError::PeerGaveUp`], with the destination's disposition).
+    #[error(transparent)]
+    Move(#[from] MoveError),
+    /// The hub (or a pause) stopped the attempt: nothing to report.
+    #[error("the attempt was stopped")]
     Canceled,
-    /// The destination ended the attempt; it reports why to the hub.
-    #[error("the destination gave up: {0}")]
-    DestinationGaveUp(String),
-    /// The attempt broke after the destination accepted it; the destination
-    /// reports it to the hub.
-    #[error("interrupted: {0}")]
-    Interrupted(String),
+}
+
+impl SendError {
+    /// What the attempt's end asks of the hub: [`Disposition::FailTask`]
+    /// or [`Disposition::RetryLater`] (a canceled attempt asks nothing;
+    /// it says retry later if asked).
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            SendError::Move(e) => e.disposition().at_end(),
+            SendError::Refused(_) | SendError::Channel(_) | SendError::Canceled => {
+                Disposition::RetryLater
+            }
+        }
+    }
+}
+
+/// The queue to the data streams is gone: every stream's writer ended
+/// (its own error says why).
+fn streams_closed() -> SendError {
+    MoveError::Connection("the data streams closed".into()).into()
+}
+
+/// An error of `op` on `path` on this (the source's) disk, by errno.
+fn on_disk(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> MoveError {
+    let path = path.to_path_buf();
+    move |e| MoveError::os(Side::Source, op, &path, e)
 }
 
 /// An offered file, remembered until its verdict arrives.
@@ -180,7 +219,7 @@ impl Outbox {
         match self.batch.len() {
             0 => Ok(()),
             1 => {
-                let item = self.batch.pop().ok_or(SendError::Canceled)?;
+                let item = self.batch.pop().ok_or_else(streams_closed)?;
                 self.send(item)
             }
             _ => {
@@ -191,15 +230,15 @@ impl Outbox {
     }
 
     fn send(&self, item: Outgoing) -> Result<(), SendError> {
-        self.queue
-            .blocking_send(item)
-            .map_err(|_| SendError::Canceled)
+        self.queue.blocking_send(item).map_err(|_| streams_closed())
     }
 }
 
 struct Shared {
     fs: RootedFs,
+    faults: Faults,
     offered: Mutex<HashMap<u64, Offered>>,
+    sent: Mutex<Sent>,
     window: Semaphore,
     queued_bytes: Arc<Semaphore>,
     runtime: tokio::runtime::Handle,
@@ -211,6 +250,30 @@ struct Shared {
 impl Shared {
     fn report(&self, report: TaskReport) {
         self.ctx.report(&self.cap.task_id, self.cap.attempt, report);
+    }
+}
+
+/// The last [`SENT_KEPT`] files sent, by id.
+#[derive(Debug, Default)]
+struct Sent {
+    by_id: HashMap<u64, Offered>,
+    order: VecDeque<u64>,
+}
+
+impl Sent {
+    fn keep(&mut self, id: u64, offered: Offered) {
+        if self.order.len() >= SENT_KEPT
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.by_id.remove(&oldest);
+        }
+        if self.by_id.insert(id, offered).is_none() {
+            self.order.push_back(id);
+        }
+    }
+
+    fn get(&self, id: u64) -> Option<Offered> {
+        self.by_id.get(&id).cloned()
     }
 }
 
@@ -239,7 +302,10 @@ pub async fn send(
     let server = rustls_pki_types::ServerName::try_from(ferry_proto::api::endpoint_dns_name(
         &cap.destination_endpoint,
     ))
-    .map_err(|_| SendError::Fatal("the destination id is not usable as a TLS name".into()))?;
+    .map_err(|_| MoveError::Unusable {
+        side: Side::Source,
+        reason: "the destination id is not usable as a TLS name".into(),
+    })?;
     let connector = tokio_rustls::TlsConnector::from(config);
     let mut conns = Vec::new();
     for index in 0..streams {
@@ -288,7 +354,9 @@ pub async fn send(
 
     let shared = Arc::new(Shared {
         fs: RootedFs::with_cached_roots((ctx.policy)()),
+        faults: ctx.faults(),
         offered: Mutex::new(HashMap::new()),
+        sent: Mutex::default(),
         window: Semaphore::new(WINDOW),
         queued_bytes: Arc::new(Semaphore::new(QUEUED_BYTES / QUEUE_UNIT)),
         runtime: tokio::runtime::Handle::current(),
@@ -331,7 +399,7 @@ pub async fn send(
         }
     }
     let Some((mut reader0, writer0)) = stream0 else {
-        return Err(SendError::Fatal("no streams".into()));
+        return Err(MoveError::Internal("no data streams".into()).into());
     };
     let (prio_tx, prio_rx) = mpsc::unbounded_channel::<Message>();
     {
@@ -359,42 +427,39 @@ pub async fn send(
                     tracing::debug!("destination done");
                     break Ok(());
                 }
-                // A refusal no retry fixes fails the task from this side too,
-                // whichever report reaches the hub first.
-                Ok(Some(Frame::Message(Message::Abort { reason }))) => break Err(match crate::fatal_message(&reason) {
-                    Some(message) => SendError::Fatal(message.to_string()),
-                    None => SendError::DestinationGaveUp(reason),
-                }),
+                // The destination's disposition is this side's too, whichever
+                // report reaches the hub first.
+                Ok(Some(Frame::Message(Message::Abort { reason, disposition }))) => {
+                    break Err(MoveError::PeerGaveUp { peer: Side::Destination, reason, disposition }.into());
+                }
                 Ok(Some(other)) => break Err(SendError::Channel(ChannelError::Protocol(format!("unexpected {other:?} from the destination")))),
                 Ok(None) => break Err(SendError::Channel(ChannelError::Protocol("the destination closed the connection".into()))),
                 Err(e) => break Err(SendError::Channel(e)),
             },
             done = tasks.join_next(), if !tasks.is_empty() => match done {
                 Some(Ok(Err(e))) => break Err(e),
-                Some(Err(e)) => break Err(SendError::Fatal(format!("a transfer worker failed: {e}"))),
+                Some(Err(e)) => break Err(MoveError::Internal(format!("a transfer worker failed: {e}")).into()),
                 _ => {}
             },
             _ = cancel.changed() => break Err(SendError::Canceled),
         }
     };
     drop(jobs_tx);
-    // Once the destination accepted the streams, it alone reports how the
-    // attempt ended (two reporters would race at the hub). A fatal problem
-    // here travels to it as an abort, and we wait until it closes.
-    let outcome = match outcome {
-        Err(SendError::Fatal(reason)) => {
-            let _ = prio_tx.send(Message::Abort {
-                reason: format!("fatal: {reason}"),
-            });
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                while let Ok(Some(_)) = read_frame(&mut reader0).await {}
-            })
-            .await;
-            Err(SendError::Interrupted(reason))
-        }
-        Err(SendError::Channel(e)) => Err(SendError::Interrupted(e.to_string())),
-        other => other,
-    };
+    // A failure here travels to the destination as an abort with its
+    // disposition, so both endpoints report the same end to the hub; we
+    // wait (a little) until the destination closes.
+    if let Err(SendError::Move(e)) = &outcome
+        && !matches!(e, MoveError::PeerGaveUp { .. })
+    {
+        let _ = prio_tx.send(Message::Abort {
+            reason: e.to_string(),
+            disposition: e.disposition().at_end(),
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Ok(Some(_)) = read_frame(&mut reader0).await {}
+        })
+        .await;
+    }
     tasks.abort_all();
     outcome
 }
@@ -502,20 +567,25 @@ fn walk(
     for (item_index, item) in s.cap.items.iter().enumerate() {
         let item_index = item_index as u32;
         let root =
-            resolve_endpoint_path(&s.ctx.home, item.source.as_bytes()).map_err(SendError::Fatal)?;
-        let meta = match s.fs.stat(&root) {
+            resolve_endpoint_path(&s.ctx.home, item.source.as_bytes()).map_err(|reason| {
+                MoveError::Unusable {
+                    side: Side::Source,
+                    reason,
+                }
+            })?;
+        let meta = match at_once(|| s.fs.stat(&root).map_err(|e| MoveError::fs(Side::Source, e))) {
             Ok(m) => m,
             Err(e) => {
-                source_error(s, &root, &e.to_string())?;
+                source_error(s, &root, e)?;
                 continue;
             }
         };
         if item.recursive {
             if meta.kind != FsKind::Dir {
-                return Err(SendError::Fatal(format!(
-                    "{} is not a directory (drop -r to send a file)",
-                    root.display()
-                )));
+                return Err(unusable(
+                    &root,
+                    "is not a directory (drop -r to send a file)",
+                ));
             }
             offer(
                 s,
@@ -531,10 +601,17 @@ fn walk(
             // Depth first with an explicit stack: one listing per level.
             let mut stack = vec![(root.clone(), Vec::<u8>::new())];
             while let Some((dir, rel)) = stack.pop() {
-                let entries = match s.fs.read_dir(&dir) {
+                let listed = at_once(|| {
+                    s.faults
+                        .check(Op::ListSource, &dir)
+                        .map_err(on_disk("list directory", &dir))?;
+                    s.fs.read_dir(&dir)
+                        .map_err(|e| MoveError::fs(Side::Source, e))
+                });
+                let entries = match listed {
                     Ok(e) => e,
                     Err(e) => {
-                        source_error(s, &dir, &e.to_string())?;
+                        source_error(s, &dir, e)?;
                         continue;
                     }
                 };
@@ -596,17 +673,9 @@ fn walk(
                     &meta,
                 )?,
                 FsKind::Dir => {
-                    return Err(SendError::Fatal(format!(
-                        "{} is a directory: transfer it with -r",
-                        root.display()
-                    )));
+                    return Err(unusable(&root, "is a directory: transfer it with -r"));
                 }
-                _ => {
-                    return Err(SendError::Fatal(format!(
-                        "{} is not a regular file",
-                        root.display()
-                    )));
-                }
+                _ => return Err(unusable(&root, "is not a regular file")),
             }
         }
     }
@@ -622,18 +691,28 @@ fn skipped(s: &Shared, rel: &[u8], reason: &str) {
     });
 }
 
-/// An unreadable source entry: skipped with `--skip-source-errors`, else fatal.
-fn source_error(s: &Shared, path: &Path, error: &str) -> Result<(), SendError> {
-    if s.cap.options.skip_source_errors {
-        s.report(TaskReport::Skipped {
-            path: WirePath::from(path),
-            reason: error.to_string(),
-        });
-        Ok(())
-    } else {
-        Err(SendError::Fatal(format!(
-            "source error: {error} (use --skip-source-errors to go on without it)"
-        )))
+/// A source item the task cannot be done with.
+fn unusable(path: &Path, why: &str) -> SendError {
+    MoveError::Unusable {
+        side: Side::Source,
+        reason: format!("{} {why}", ferry_paths::show(path)),
+    }
+    .into()
+}
+
+/// A source entry that could not be read: left out and reported, or the
+/// attempt's end (see [`MoveError::at_source_entry`]).
+fn source_error(s: &Shared, path: &Path, error: MoveError) -> Result<(), SendError> {
+    match error.at_source_entry(s.cap.options.skip_source_errors) {
+        Disposition::SkipFile => {
+            s.report(TaskReport::Skipped {
+                path: WirePath::from(path),
+                reason: error.to_string(),
+            });
+            Ok(())
+        }
+        Disposition::FailTask => Err(MoveError::SourceEntry(Box::new(error)).into()),
+        _ => Err(error.into()),
     }
 }
 
@@ -673,7 +752,7 @@ fn offer(
         // Wait for room in the window: the destination answers in order.
         let permit = rt
             .block_on(s.window.acquire())
-            .map_err(|_| SendError::Canceled)?;
+            .map_err(|_| streams_closed())?;
         permit.forget();
         if let Ok(mut offered) = s.offered.lock() {
             offered.insert(
@@ -701,7 +780,8 @@ fn flush_batch(control: &mpsc::UnboundedSender<Message>, batch: &mut Vec<Entry>)
     }
 }
 
-/// Reads, hashes and queues the files the destination needs.
+/// Reads, hashes and queues the files the destination needs (again, if
+/// it asks for one again).
 fn read_needed(
     s: &Shared,
     jobs: std::sync::mpsc::Receiver<(u64, Need)>,
@@ -722,16 +802,54 @@ fn read_needed(
             Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
         };
         let (id, need) = job;
-        let offered = s.offered.lock().ok().and_then(|mut o| o.remove(&id));
-        let Some(offered) = offered else { continue };
-        s.window.add_permits(1);
+        let verdict = s.offered.lock().ok().and_then(|mut o| o.remove(&id));
+        if verdict.is_some() {
+            s.window.add_permits(1);
+        }
         let (missing, compare) = match need {
             Need::Skip => continue,
             Need::Send { missing } => (missing, None),
             Need::SendUnlessDigest { digest } => (ChunkSet::All, from_hex(&digest)),
         };
-        match send_file(s, &offered, &missing, compare, &mut out)? {
+        let offered = match verdict {
+            Some(offered) => {
+                if let Ok(mut sent) = s.sent.lock() {
+                    sent.keep(id, offered.clone());
+                }
+                offered
+            }
+            // Asked again: its digest did not match, or its temporary file failed.
+            None => match s.sent.lock().ok().and_then(|sent| sent.get(id)) {
+                Some(offered) => offered,
+                None => {
+                    return Err(MoveError::Protocol(format!(
+                        "the destination asked for file {id}, which this source no longer knows"
+                    ))
+                    .into());
+                }
+            },
+        };
+        let mut sent = send_file(s, &offered, &missing, compare, &mut out);
+        if let Err(SendError::Move(e)) = &sent
+            && e.disposition() == Disposition::RetryFile
+        {
+            tracing::warn!(error = %e, "reading the file once more");
+            sent = send_file(s, &offered, &missing, compare, &mut out);
+        }
+        let outcome = match sent {
+            Ok(outcome) => outcome,
+            Err(SendError::Move(e)) => {
+                source_error(s, &offered.path, e)?;
+                FileOutcome::Skipped
+            }
+            Err(e) => return Err(e),
+        };
+        match outcome {
             FileOutcome::Sent | FileOutcome::Unchanged => {}
+            // The destination must not wait for it.
+            FileOutcome::Skipped => {
+                let _ = control.send(Message::FileChanged { id });
+            }
             FileOutcome::Changed => {
                 let _ = control.send(Message::FileChanged { id });
                 reoffer(s, control, offered)?;
@@ -745,8 +863,12 @@ enum FileOutcome {
     Sent,
     Unchanged,
     Changed,
+    /// Left out (`--skip-source-errors`), reported.
+    Skipped,
 }
 
+/// Sends a file's wanted chunks and its digest. A disk error is a
+/// [`SendError::Move`]; the file may be partly sent by then.
 fn send_file(
     s: &Shared,
     offered: &Offered,
@@ -755,17 +877,15 @@ fn send_file(
     out: &mut Outbox,
 ) -> Result<FileOutcome, SendError> {
     let entry = &offered.entry;
-    let file = match s.fs.open_read(&offered.path) {
-        Ok(f) => f,
-        Err(e) => {
-            source_error(s, &offered.path, &e.to_string())?;
-            // The destination must not wait for it: tell it the file changed.
-            return Ok(FileOutcome::Changed);
-        }
-    };
-    let before = file
-        .metadata()
-        .map_err(|e| SendError::Fatal(e.to_string()))?;
+    let path = offered.path.as_path();
+    let file = at_once(|| {
+        s.faults
+            .check(Op::OpenSource, path)
+            .map_err(on_disk("open for reading", path))?;
+        s.fs.open_read(path)
+            .map_err(|e| MoveError::fs(Side::Source, e))
+    })?;
+    let before = file.metadata().map_err(on_disk("stat", path))?;
     if before.len() != entry.size {
         return Ok(FileOutcome::Changed);
     }
@@ -776,8 +896,16 @@ fn send_file(
     let count = chunk_count(entry.size);
     // With a digest to compare, hash everything first and send only if different.
     if let Some(theirs) = compare {
-        let Ok(hashes) = read_chunk_hashes(&file, entry.size, hashing_threads()) else {
-            return Ok(FileOutcome::Changed);
+        let hashed = s
+            .faults
+            .check(Op::ReadSource, path)
+            .and_then(|()| read_chunk_hashes(&file, entry.size, hashing_threads()));
+        let hashes = match hashed {
+            Ok(hashes) => hashes,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Ok(FileOutcome::Changed);
+            }
+            Err(e) => return Err(MoveError::os(Side::Source, "read", path, e).into()),
         };
         if file_digest(hashes.iter()) == theirs {
             return send_message(out, Message::Unchanged { id: entry.id })
@@ -788,7 +916,7 @@ fn send_file(
     let mut hashes = Vec::with_capacity(count as usize);
     for index in 0..count {
         let (offset, len) = span(entry.size, index);
-        let Some(data) = read_span(&file, offset, len) else {
+        let Some(data) = read_span(s, &file, path, offset, len)? else {
             return Ok(FileOutcome::Changed);
         };
         let hash = chunk_hash(&data);
@@ -803,15 +931,13 @@ fn send_file(
             let room = s
                 .runtime
                 .block_on(s.queued_bytes.clone().acquire_many_owned(units))
-                .map_err(|_| SendError::Canceled)?;
+                .map_err(|_| streams_closed())?;
             out.push(Outgoing::Chunk(header, data, room))?;
         }
     }
     // Mixed content must never be committed: if the file moved under us,
     // the destination discards it and it is offered again.
-    let after = file
-        .metadata()
-        .map_err(|e| SendError::Fatal(e.to_string()))?;
+    let after = file.metadata().map_err(on_disk("stat", path))?;
     let stable = after.len() == before.len()
         && after.modified().ok() == before.modified().ok()
         && std::os::unix::fs::MetadataExt::ctime_nsec(&after)
@@ -833,12 +959,27 @@ fn send_message(out: &mut Outbox, message: Message) -> Result<(), SendError> {
     out.push(Outgoing::Message(message))
 }
 
-/// `len` bytes at `offset` in a reused buffer; `None` if the file is
-/// shorter now.
-fn read_span(file: &File, offset: u64, len: usize) -> Option<Vec<u8>> {
+/// `len` bytes at `offset` of the file at `path`, in a reused buffer;
+/// `None` if the file is shorter now.
+fn read_span(
+    s: &Shared,
+    file: &File,
+    path: &Path,
+    offset: u64,
+    len: usize,
+) -> Result<Option<Vec<u8>>, MoveError> {
     let mut data = crate::buffers::take(len);
-    file.read_exact_at(&mut data, offset).ok()?;
-    Some(data)
+    let whole = at_once(|| {
+        s.faults
+            .check(Op::ReadSource, path)
+            .map_err(on_disk("read", path))?;
+        match file.read_exact_at(&mut data, offset) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(MoveError::os(Side::Source, "read", path, e)),
+        }
+    })?;
+    Ok(whole.then_some(data))
 }
 
 fn span(size: u64, index: u32) -> (u64, usize) {
@@ -853,12 +994,25 @@ fn reoffer(
     old: Offered,
 ) -> Result<(), SendError> {
     if old.offers >= MAX_REOFFERS {
-        return source_error(s, &old.path, "the file kept changing while it was read");
+        let error = MoveError::KeptChanging {
+            path: old.path.clone(),
+        };
+        return source_error(s, &old.path, error);
     }
     let meta = match s.fs.stat(&old.path) {
         Ok(m) if m.kind == FsKind::File => m,
-        Ok(_) => return source_error(s, &old.path, "the file was replaced by something else"),
-        Err(e) => return source_error(s, &old.path, &e.to_string()),
+        Ok(m) => {
+            let error = MoveError::Unusable {
+                side: Side::Source,
+                reason: format!(
+                    "{} was replaced by a {} while it was sent",
+                    ferry_paths::show(&old.path),
+                    m.kind
+                ),
+            };
+            return source_error(s, &old.path, error);
+        }
+        Err(e) => return source_error(s, &old.path, MoveError::fs(Side::Source, e)),
     };
     let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let entry = Entry {

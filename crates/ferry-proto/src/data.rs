@@ -114,8 +114,64 @@ pub enum Message {
     End { files: u64 },
     /// Destination → source: every file is committed; the attempt is over.
     Done { counters: TaskCounters },
-    /// Either side: giving up on this attempt.
-    Abort { reason: String },
+    /// Either side: giving up on this attempt, why (for people), and what
+    /// that means for the task (for both endpoints' reports to the hub).
+    Abort {
+        reason: String,
+        /// Absent from an older peer's abort, and unknown to this version:
+        /// [`Disposition::RetryLater`].
+        #[serde(default, deserialize_with = "lenient_disposition")]
+        disposition: Disposition,
+    },
+}
+
+/// What a failure in a transfer calls for. Decided where the failure
+/// arises, by its kind (for an operating-system error, by its errno), and
+/// never from its message.
+///
+/// Within an attempt the first three are handled where they arise; an
+/// attempt that ends hands the hub only [`Disposition::RetryLater`] or
+/// [`Disposition::FailTask`] (see [`Disposition::at_end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// Do the failed operation again at once (an interrupted system call).
+    RetryChunk,
+    /// Start the file over: a fresh temporary file, its data asked for
+    /// again (an I/O error on the device); once, then retry later.
+    RetryFile,
+    /// End this attempt; the hub retries the task with backoff until its
+    /// deadline (a full disk or quota, too many open files, a stale NFS
+    /// handle, a lost connection).
+    #[default]
+    RetryLater,
+    /// Leave this source entry out and report it: only with
+    /// `--skip-source-errors`, for what would otherwise fail the task.
+    SkipFile,
+    /// End the task: no retry fixes it (permission, a read-only
+    /// filesystem, a path the policy refuses, a missing source).
+    FailTask,
+}
+
+impl Disposition {
+    /// What an attempt that ends on a failure of this disposition asks of
+    /// the hub: the task fails only for [`Disposition::FailTask`]; anything
+    /// else (a retry within the attempt that did not help) is retried later.
+    pub fn at_end(self) -> Disposition {
+        match self {
+            Disposition::FailTask => Disposition::FailTask,
+            _ => Disposition::RetryLater,
+        }
+    }
+}
+
+/// A disposition from the wire; one this version does not know (a newer
+/// peer's) is [`Disposition::RetryLater`], so the hub's deadline bounds it.
+fn lenient_disposition<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Disposition, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -303,6 +359,59 @@ mod tests {
         let wire = encode_message(&open);
         assert!(wire.len() - 4 <= MAX_OPEN_FRAME, "the largest Open fits");
         const { assert!(MAX_HANDSHAKE_FRAME < MAX_OPEN_FRAME && MAX_OPEN_FRAME < MAX_FRAME) };
+    }
+
+    #[test]
+    fn an_abort_carries_its_disposition_and_an_older_peers_abort_is_retried_later() {
+        for disposition in [
+            Disposition::RetryChunk,
+            Disposition::RetryFile,
+            Disposition::RetryLater,
+            Disposition::SkipFile,
+            Disposition::FailTask,
+        ] {
+            let abort = Message::Abort {
+                reason: "why".into(),
+                disposition,
+            };
+            assert_eq!(roundtrip(&encode_message(&abort)), Frame::Message(abort));
+        }
+        let fail = encode_message(&Message::Abort {
+            reason: "no".into(),
+            disposition: Disposition::FailTask,
+        });
+        assert!(String::from_utf8_lossy(&fail).contains(r#""disposition":"fail_task""#));
+        for body in [
+            r#"{"type":"abort","reason":"fatal: old words"}"#,
+            r#"{"type":"abort","reason":"x","disposition":"retry_sometime"}"#,
+            r#"{"type":"abort","reason":"x","disposition":7}"#,
+        ] {
+            let mut frame = vec![FRAME_MESSAGE];
+            frame.extend_from_slice(body.as_bytes());
+            assert!(
+                matches!(
+                    decode(frame),
+                    Ok(Frame::Message(Message::Abort {
+                        disposition: Disposition::RetryLater,
+                        ..
+                    }))
+                ),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_attempt_ends_as_a_failed_task_or_a_retry_later() {
+        assert_eq!(Disposition::FailTask.at_end(), Disposition::FailTask);
+        for d in [
+            Disposition::RetryChunk,
+            Disposition::RetryFile,
+            Disposition::RetryLater,
+            Disposition::SkipFile,
+        ] {
+            assert_eq!(d.at_end(), Disposition::RetryLater);
+        }
     }
 
     proptest! {
