@@ -114,7 +114,13 @@ struct SessionHandle {
     source: String,
     streams: mpsc::UnboundedSender<(u16, Stream)>,
     cancel: watch::Sender<bool>,
+    /// Turns true once the session has stopped touching files.
+    done: watch::Receiver<bool>,
 }
+
+/// How long a newer attempt waits for the one it replaces to stop (a
+/// canceled session ends its current commit batch first).
+const SUPERSEDED_WITHIN: Duration = Duration::from_secs(120);
 
 /// Per task, the newest attempt that may no longer connect, and since when.
 #[derive(Debug, Default)]
@@ -406,7 +412,11 @@ fn attach(
     let Ok(mut live) = sessions.live.lock() else {
         return;
     };
-    match live.get(&cap.task_id) {
+    // A newer attempt (the hub restarted, or an endpoint re-dialled while
+    // the old data connections lived on) replaces the running one; it
+    // starts only once the old one stopped: both would write the same
+    // temporaries and the same journal.
+    let superseded = match live.get(&cap.task_id) {
         Some(h) if h.attempt == cap.attempt => {
             let _ = h.streams.send((stream, tls));
             return;
@@ -414,11 +424,13 @@ fn attach(
         Some(h) if h.attempt > cap.attempt => return,
         Some(h) => {
             h.cancel.send_replace(true);
+            Some(h.done.clone())
         }
-        None => {}
-    }
+        None => None,
+    };
     let (streams_tx, streams_rx) = mpsc::unbounded_channel();
-    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let (cancel_tx, mut cancel_rx) = watch::channel(false);
+    let (done_tx, done_rx) = watch::channel(false);
     let _ = streams_tx.send((stream, tls));
     live.insert(
         cap.task_id.clone(),
@@ -427,12 +439,36 @@ fn attach(
             source: cap.source_endpoint.clone(),
             streams: streams_tx,
             cancel: cancel_tx,
+            done: done_rx,
         },
     );
     drop(live);
     tokio::spawn(async move {
         let (task_id, attempt) = (cap.task_id.clone(), cap.attempt);
-        run_session(ctx, cap, streams, streams_rx, cancel_rx).await;
+        let ready = match superseded {
+            Some(mut old) => {
+                let stopped = async {
+                    tokio::select! {
+                        // Done, or its task is gone (the sender dropped): either way stopped.
+                        _ = old.wait_for(|d| *d) => true,
+                        _ = cancel_rx.wait_for(|c| *c) => false,
+                    }
+                };
+                match tokio::time::timeout(SUPERSEDED_WITHIN, stopped).await {
+                    Ok(true) => true,
+                    Ok(false) => false,
+                    Err(_) => {
+                        tracing::warn!(task = %task_id, attempt, "the attempt before this one did not stop in time; this one ends (the hub retries)");
+                        false
+                    }
+                }
+            }
+            None => true,
+        };
+        if ready {
+            run_session(ctx, cap, streams, streams_rx, cancel_rx).await;
+        }
+        done_tx.send_replace(true);
         sessions.finished(&task_id, attempt);
     });
 }

@@ -632,3 +632,53 @@ async fn capability_replay_from_a_revoked_endpoint_is_refused() {
     w.sessions.revoke(std::collections::HashSet::new(), true);
     send_attempt(&w, 1).await.unwrap();
 }
+
+/// The hub restarted mid-task: its new attempt reaches the destination
+/// while the old attempt's data connections still run. The new session
+/// starts only once the old one stopped (both would write the same
+/// temporaries and journal), and the tree arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_attempt_waits_for_the_one_it_replaces() {
+    let w = world().await;
+    let src = w.a.home.join("tree");
+    for d in 0..8 {
+        std::fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
+        for f in 0..150 {
+            std::fs::write(
+                src.join(format!("d{d}/f{f}")),
+                pattern(1000 + f * 37, (d * 7 + f) as u8),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::write(src.join("big"), pattern(3 * 4 * 1024 * 1024 + 5, 9)).unwrap();
+    let items = vec![item("/~/tree", "/~/copy", true)];
+    let first = w.capability(1, items.clone(), TransferOptions::default());
+    let (_cancel1, cancel1_rx) = watch::channel(false);
+    let old = tokio::spawn(ferry_mover::source::send(
+        w.a.ctx.clone(),
+        first,
+        w.addr.clone(),
+        cancel1_rx,
+    ));
+    // Attempt 1 is writing when attempt 2 arrives.
+    let copy = w.b.home.join("copy");
+    for _ in 0..2000 {
+        if copy.join("d0").exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let second = w.capability(2, items, TransferOptions::default());
+    let (_cancel2, cancel2_rx) = watch::channel(false);
+    let new = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        ferry_mover::source::send(w.a.ctx.clone(), second, w.addr.clone(), cancel2_rx),
+    )
+    .await
+    .expect("attempt 2 timed out");
+    assert!(new.is_ok(), "attempt 2: {new:?}");
+    // Attempt 1 was stopped by the destination, or had finished.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(60), old).await;
+    assert_eq!(snapshot(&copy), snapshot(&src));
+}
