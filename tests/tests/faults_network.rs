@@ -497,8 +497,6 @@ fn a_data_stall_that_clears_lets_the_task_finish() {
 }
 
 #[test]
-#[ignore = "the mover has no idle timeout on established data streams: a stream that \
-            stalls for good hangs the attempt (and the task) with no event; see issue 10"]
 fn a_data_stall_that_never_clears_is_reported_not_waited_on_forever() {
     let lab = DataLab::new();
     dataset(&lab);

@@ -5,6 +5,7 @@
 use ferry_paths::{EntryKind, FsError, Policy, RootedFs};
 use ferry_proto::api::{FsEntry, FsEntryKind, FsOp, FsOutcome, MAX_LIST_ENTRIES};
 use ferry_proto::wire_path::WirePath;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -76,6 +77,10 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// Lists a directory. Ferry's temporary files (`.ferry.NAME.TASK.part`,
+/// files still arriving) are left out: they are not the user's data, and
+/// the contract has no flag to ask for them. They stay reachable by name
+/// (`ferry rm` of a leftover) where the policy allows the path.
 fn list(fs: &RootedFs, path: &Path) -> FsOutcome {
     let entries = match fs.read_dir(path) {
         Ok(e) => e,
@@ -84,7 +89,10 @@ fn list(fs: &RootedFs, path: &Path) -> FsOutcome {
     let mut out = Vec::new();
     let mut bytes = 0;
     let mut truncated = false;
-    for entry in entries {
+    let visible = entries
+        .into_iter()
+        .filter(|e| !ferry_paths::is_temp_name(e.name.as_bytes()));
+    for entry in visible {
         let name = WirePath::from(entry.name.as_os_str());
         bytes += name.encode().len() + ENTRY_OVERHEAD;
         if out.len() >= MAX_LIST_ENTRIES || bytes > MAX_LIST_BYTES {
@@ -207,6 +215,23 @@ mod tests {
             FsOutcome::Done
         );
         assert!(!home.join("z").exists());
+    }
+
+    #[test]
+    fn listings_leave_out_ferrys_temporary_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path();
+        std::fs::create_dir(home.join("d")).unwrap();
+        for name in [".ferry.big.bin.0b5e3a52.part", ".ferry", "x.part", "kept"] {
+            std::fs::write(home.join("d").join(name), b"").unwrap();
+        }
+        let FsOutcome::Listing { entries, .. } =
+            execute(policy(home), home, FsOp::List { path: wp("/~/d") })
+        else {
+            panic!("not a listing")
+        };
+        let names: Vec<_> = entries.iter().map(|e| e.name.encode()).collect();
+        assert_eq!(names, [".ferry", "kept", "x.part"]);
     }
 
     #[test]

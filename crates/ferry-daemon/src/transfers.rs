@@ -66,6 +66,7 @@ impl Transfers {
             hub_key: Box::new(move || key_source.read().ok().and_then(|k| k.clone())),
             reports,
             umask,
+            liveness: ferry_mover::channel::Liveness::default(),
         });
         let range = identity
             .data_ports
@@ -191,14 +192,19 @@ impl Transfers {
         });
     }
 
-    /// The hub stopped a task's attempts up to `through_attempt` (every
-    /// attempt when absent): sending stops, and as a destination this
-    /// endpoint refuses those attempts' data connections from now on.
+    /// The hub stopped a task's attempts up to `through_attempt`: sending
+    /// stops, and as a destination this endpoint refuses those attempts'
+    /// data connections from now on, keeping their temporaries for the
+    /// next attempt. Absent, every attempt: the task is over, and as a
+    /// destination this endpoint also removes what its attempts kept.
     pub(crate) fn cancel(&self, task_id: &str, through_attempt: Option<u32>) {
         if let Ok(sending) = self.sending.lock() {
             sending.cancel(task_id, through_attempt);
         }
-        self.sessions.cancel_through(task_id, through_attempt);
+        match through_attempt {
+            Some(_) => self.sessions.cancel_through(task_id, through_attempt),
+            None => self.sessions.end_task(&self.ctx, task_id),
+        }
     }
 
     /// Endpoints the hub revoked (`complete`: the hub's whole list, from

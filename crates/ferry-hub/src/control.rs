@@ -46,7 +46,7 @@ enum Command {
     },
     CancelTask {
         task_id: String,
-        through_attempt: u32,
+        through_attempt: Option<u32>,
     },
     Revoked {
         endpoint_ids: Vec<String>,
@@ -154,12 +154,13 @@ impl Registry {
     }
 
     /// Stops a task's data work on an endpoint; a destination also refuses
-    /// attempts up to `through_attempt` from then on.
+    /// attempts up to `through_attempt` from then on (`None`: every
+    /// attempt, the task is over).
     pub fn cancel_task(
         &self,
         endpoint_id: &str,
         task_id: &str,
-        through_attempt: u32,
+        through_attempt: Option<u32>,
     ) -> Result<(), CallError> {
         self.command(
             endpoint_id,
@@ -434,7 +435,7 @@ pub async fn serve_connection<S>(
                     }
                 }
                 Some(Command::CancelTask { task_id, through_attempt }) => {
-                    if let Err(e) = conn.cancel_task(&task_id, Some(through_attempt)) {
+                    if let Err(e) = conn.cancel_task(&task_id, through_attempt) {
                         break Err(e.to_string());
                     }
                 }

@@ -108,11 +108,13 @@ pub enum Action {
         connect_to: String,
     },
     /// Stop the task's data work on an endpoint; the destination refuses
-    /// attempts up to `through_attempt` from then on.
+    /// attempts up to `through_attempt` from then on, keeping what a later
+    /// attempt resumes from. `None`: every attempt, the task is over (the
+    /// destination removes the temporaries its attempts kept).
     Cancel {
         endpoint_id: String,
         task_id: String,
-        through_attempt: u32,
+        through_attempt: Option<u32>,
     },
     /// The running attempt's counters.
     Progress {
@@ -251,10 +253,12 @@ impl Core {
             .filter(|id| !active.contains(id.as_str()))
             .cloned()
             .collect();
+        // Also between attempts: the destination may keep temporaries of
+        // an earlier one for a resume that will not come.
         for id in gone {
             if let Some(live) = self.tasks.remove(&id) {
-                if live.running {
-                    self.cancel_both(&id, &live, out);
+                if live.attempt > 0 {
+                    self.cancel_both(&id, &live, Over::Task, out);
                 }
             }
         }
@@ -373,7 +377,7 @@ impl Core {
             description: format!("attempt {attempt}: {message}; retrying in {delay}s"),
             always: false,
         });
-        self.cancel_both(task_id, &live, out);
+        self.cancel_both(task_id, &live, Over::Attempt, out);
     }
 
     fn interrupt(&mut self, endpoint_id: &str, now: i64, why: Interruption, out: &mut Vec<Action>) {
@@ -420,12 +424,18 @@ impl Core {
                 description: format!("attempt {attempt}: {message}"),
                 always: false,
             });
-            self.cancel_both(&id, &live, out);
+            self.cancel_both(&id, &live, Over::Attempt, out);
         }
     }
 
-    /// TaskCancel to each of the task's endpoints that is connected.
-    fn cancel_both(&self, task_id: &str, live: &Live, out: &mut Vec<Action>) {
+    /// TaskCancel to each of the task's endpoints that is connected: for
+    /// the running attempt and those before it, or for every attempt once
+    /// the task is over.
+    fn cancel_both(&self, task_id: &str, live: &Live, over: Over, out: &mut Vec<Action>) {
+        let through_attempt = match over {
+            Over::Attempt => Some(live.attempt),
+            Over::Task => None,
+        };
         let mut endpoints = vec![&live.source];
         if live.destination != live.source {
             endpoints.push(&live.destination);
@@ -435,7 +445,7 @@ impl Core {
                 out.push(Action::Cancel {
                     endpoint_id: endpoint.clone(),
                     task_id: task_id.to_string(),
-                    through_attempt: live.attempt,
+                    through_attempt,
                 });
             }
         }
@@ -462,9 +472,10 @@ impl Core {
         };
         // Also after success: the destination then refuses a replay of the
         // attempt's capability, which would otherwise stay valid until it
-        // expires.
-        if live.running {
-            self.cancel_both(task_id, &live, out);
+        // expires. Also between attempts (a deadline, a revocation): the
+        // destination may keep temporaries for a resume that will not come.
+        if live.attempt > 0 {
+            self.cancel_both(task_id, &live, Over::Task, out);
         }
         out.push(Action::Finish {
             task_id: task_id.to_string(),
@@ -570,6 +581,13 @@ impl Core {
             });
         }
     }
+}
+
+/// What a cancel ends: the running attempt (another follows), or the task.
+#[derive(Debug, Clone, Copy)]
+enum Over {
+    Attempt,
+    Task,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1324,7 +1342,7 @@ mod tests {
         assert!(out.contains(&Action::Cancel {
             endpoint_id: DST.into(),
             task_id: "t".into(),
-            through_attempt: 1,
+            through_attempt: None,
         }));
         assert_eq!(cancels(&out), [DST.to_string(), SRC.to_string()]);
         assert!(core.handle(Input::Tick, 3).is_empty(), "gone from the core");
@@ -1375,6 +1393,49 @@ mod tests {
         assert_eq!(cancels(&out), [DST, SRC]);
         assert!(finished(&out).is_none(), "the API recorded the end");
         assert!(core.handle(Input::Tick, 2).is_empty());
+    }
+
+    fn cancels_through(actions: &[Action]) -> Vec<Option<u32>> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Cancel {
+                    through_attempt, ..
+                } => Some(*through_attempt),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_retried_attempt_keeps_what_it_left_and_an_ended_task_says_it_is_over() {
+        let mut core = running();
+        let fault = TaskReport::Fault {
+            message: "disk full".into(),
+        };
+        let out = report(&mut core, DST, 1, fault, 1);
+        assert_eq!(
+            cancels_through(&out),
+            [Some(1), Some(1)],
+            "the attempt ends; a later one resumes what it kept"
+        );
+        // Canceled through the API while it waits for its retry: both
+        // endpoints hear that the task is over, though nothing runs.
+        let out = active(&mut core, vec![], 2);
+        assert_eq!(cancels(&out), [DST, SRC]);
+        assert_eq!(cancels_through(&out), [None, None]);
+
+        let mut core = running();
+        let out = report(
+            &mut core,
+            SRC,
+            1,
+            TaskReport::Failed {
+                message: "permission denied".into(),
+            },
+            1,
+        );
+        assert_eq!(cancels_through(&out), [None, None], "failed: over");
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! hub signed, unexpired, naming itself as destination. The source accepts
 //! only a server certificate naming the destination endpoint. All of it is
 //! decided before the filesystem is touched.
+//!
+//! Once authorised, a stream of version 2 is watched for life (see
+//! [`ferry_proto::data`]): [`Watched`] fails a read that waits, or a write
+//! that is held, longer than the idle limit, and the sides write
+//! [`KEEP_ALIVE`](data::KEEP_ALIVE) frames on streams that are otherwise
+//! quiet.
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 use ferry_proto::data::{self, ChunkHeader, Frame, Message};
@@ -18,6 +24,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -25,7 +32,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 #[derive(Debug, Error)]
 pub enum ChannelError {
     #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("invalid frame from the peer: {0}")]
     Frame(#[from] data::DataError),
     #[error("cannot load this endpoint's credentials: {0}")]
@@ -34,6 +41,165 @@ pub enum ChannelError {
     Capability(#[from] CapabilityError),
     #[error("the peer broke the protocol: {0}")]
     Protocol(String),
+    /// A [`Watched`] stream waited for the peer longer than its limit.
+    #[error("{0}")]
+    Stalled(Stall),
+}
+
+/// How long a [`Watched`] stream waited for its peer, and for what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum Stall {
+    /// A read got no byte for this long.
+    #[error("no word from the peer for {0:?}")]
+    Silent(Duration),
+    /// A write could not hand the peer a byte for this long.
+    #[error("the peer took nothing for {0:?}")]
+    NotReading(Duration),
+}
+
+/// An I/O error, a stall of a [`Watched`] stream told apart.
+impl From<std::io::Error> for ChannelError {
+    fn from(e: std::io::Error) -> Self {
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<Stall>()) {
+            Some(stall) => ChannelError::Stalled(*stall),
+            None => ChannelError::Io(e),
+        }
+    }
+}
+
+/// How a data stream tells a busy peer from a stalled connection (data
+/// protocol version 2): a side writes a keep-alive on a stream it has
+/// written nothing on for `keep_alive_every`, and a wait for the peer
+/// (a read with no byte, a write that cannot hand one over) may last
+/// `idle`. Tests shorten both; endpoints use the protocol's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    pub keep_alive_every: Duration,
+    pub idle: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            keep_alive_every: data::KEEP_ALIVE_EVERY,
+            idle: data::IDLE_LIMIT,
+        }
+    }
+}
+
+impl Liveness {
+    /// What a stream whose TLS handshake settled on `alpn` keeps: nothing
+    /// with a peer that speaks only version 1 (it knows no keep-alive).
+    pub fn on(self, alpn: Option<&[u8]>) -> Option<Liveness> {
+        data::negotiated_version(alpn)
+            .filter(|v| data::keeps_alive(*v))
+            .map(|_| self)
+    }
+}
+
+/// One half of a data stream (or a whole one) whose every wait for the
+/// peer is bounded: a read that gets no byte for the idle limit fails
+/// with [`Stall::Silent`], a write or flush that cannot hand over a byte
+/// for as long with [`Stall::NotReading`]. Only time spent waiting
+/// counts: while this side is busy elsewhere (hashing, committing) and
+/// does not read, no clock runs. Without a limit (a version-1 peer) it
+/// waits as long as it takes.
+#[derive(Debug)]
+pub struct Watched<S> {
+    inner: S,
+    idle: Option<Duration>,
+    reading: Option<Pin<Box<tokio::time::Sleep>>>,
+    writing: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> Watched<S> {
+    pub fn new(inner: S, idle: Option<Duration>) -> Self {
+        Self {
+            inner,
+            idle,
+            reading: None,
+            writing: None,
+        }
+    }
+}
+
+/// Whether a wait that has just been told "not yet" has lasted `idle`
+/// (the clock starts at the first "not yet" since the last progress).
+fn waited_out(
+    timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    idle: Duration,
+    cx: &mut Context<'_>,
+) -> bool {
+    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+    timer.as_mut().poll(cx).is_ready()
+}
+
+fn stalled(stall: Stall) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, stall)
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Pending => match this.idle {
+                Some(idle) if waited_out(&mut this.reading, idle, cx) => {
+                    this.reading = None;
+                    Poll::Ready(Err(stalled(Stall::Silent(idle))))
+                }
+                _ => Poll::Pending,
+            },
+            done => {
+                this.reading = None;
+                done
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Watched<S> {
+    /// Polls a write-side operation, bounding the wait.
+    fn bounded<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        match op(Pin::new(&mut self.inner), cx) {
+            Poll::Pending => match self.idle {
+                Some(idle) if waited_out(&mut self.writing, idle, cx) => {
+                    self.writing = None;
+                    Poll::Ready(Err(stalled(Stall::NotReading(idle))))
+                }
+                _ => Poll::Pending,
+            },
+            done => {
+                self.writing = None;
+                done
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.get_mut().bounded(cx, |s, cx| s.poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().bounded(cx, |s, cx| s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().bounded(cx, |s, cx| s.poll_shutdown(cx))
+    }
 }
 
 /// This endpoint's TLS identity for data connections. The certificate is
@@ -126,7 +292,7 @@ impl Identity {
         let mut config = rustls::ServerConfig::builder()
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(self.current.clone());
-        config.alpn_protocols = vec![data::ALPN.to_vec()];
+        config.alpn_protocols = data::ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }
 
@@ -135,7 +301,7 @@ impl Identity {
         tls::client_config(
             &self.endpoint_ca,
             Some((self.current.get().cert.clone(), self.key.clone_key())),
-            &[data::ALPN],
+            data::ALPN_PROTOCOLS,
         )
         .map_err(|e| ChannelError::Credentials(e.to_string()))
     }
@@ -253,7 +419,7 @@ pub async fn read_handshake<R: AsyncRead + Unpin>(
     }
     match data::decode(body)? {
         Frame::Message(m) => Ok(m),
-        Frame::Chunk(..) => Err(ChannelError::Protocol(
+        Frame::Chunk(..) | Frame::KeepAlive => Err(ChannelError::Protocol(
             "data before the stream was accepted".into(),
         )),
     }
@@ -369,6 +535,13 @@ pub async fn send_message<W: AsyncWrite + Unpin>(
     message: &Message,
 ) -> Result<(), ChannelError> {
     write_message(writer, message).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// Writes a keep-alive frame and pushes it onto the wire.
+pub async fn send_keep_alive<W: AsyncWrite + Unpin>(writer: &mut W) -> Result<(), ChannelError> {
+    writer.write_all(&data::KEEP_ALIVE).await?;
     writer.flush().await?;
     Ok(())
 }
@@ -490,6 +663,101 @@ mod tests {
             .unwrap();
         drop(peer);
         assert!(read_handshake(&mut ours, None).await.is_err());
+    }
+
+    /// Far above any idle limit below: it only ends a failing test.
+    const HUNG: Duration = Duration::from_secs(30);
+
+    #[tokio::test]
+    async fn a_read_that_hears_nothing_for_the_idle_limit_fails_as_silent() {
+        let (_peer, ours) = tokio::io::duplex(1024);
+        let mut watched = Watched::new(ours, Some(Duration::from_millis(200)));
+        let read = tokio::time::timeout(HUNG, read_frame(&mut watched))
+            .await
+            .expect("the read waited for good");
+        assert!(
+            matches!(
+                read,
+                Err(ChannelError::Stalled(Stall::Silent(d))) if d == Duration::from_millis(200)
+            ),
+            "{read:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trickle_keeps_a_read_alive_and_time_spent_busy_is_not_waiting() {
+        let idle = Duration::from_secs(1);
+        let (mut peer, ours) = tokio::io::duplex(1024);
+        let mut watched = Watched::new(ours, Some(idle));
+        // Keep-alives a fifth of the limit apart, for twice the limit.
+        let writer = tokio::spawn(async move {
+            for _ in 0..10 {
+                tokio::time::sleep(idle / 5).await;
+                peer.write_all(&data::KEEP_ALIVE).await.unwrap();
+            }
+            // Quiet for longer than the limit, while the reader is busy,
+            // then a message.
+            tokio::time::sleep(idle * 2).await;
+            peer.write_all(&data::encode_message(&Message::Accepted))
+                .await
+                .unwrap();
+            peer
+        });
+        for _ in 0..10 {
+            let frame = tokio::time::timeout(HUNG, read_frame(&mut watched)).await;
+            assert!(matches!(frame, Ok(Ok(Some(Frame::KeepAlive)))), "{frame:?}");
+        }
+        // Busy elsewhere (not reading) for most of the quiet: only the wait
+        // that follows counts, and it is short of the limit.
+        tokio::time::sleep(idle * 2 - idle / 4).await;
+        let frame = tokio::time::timeout(HUNG, read_frame(&mut watched)).await;
+        assert!(
+            matches!(frame, Ok(Ok(Some(Frame::Message(Message::Accepted))))),
+            "{frame:?}"
+        );
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_takes_fails_as_not_reading() {
+        let (_peer, ours) = tokio::io::duplex(64);
+        let mut watched = Watched::new(ours, Some(Duration::from_millis(200)));
+        let written = tokio::time::timeout(
+            HUNG,
+            send_message(
+                &mut watched,
+                &Message::Refused {
+                    reason: "x".repeat(1000),
+                },
+            ),
+        )
+        .await
+        .expect("the write waited for good");
+        assert!(
+            matches!(written, Err(ChannelError::Stalled(Stall::NotReading(_)))),
+            "{written:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_limit_a_wait_lasts_as_long_as_it_takes() {
+        let (_peer, ours) = tokio::io::duplex(1024);
+        let mut watched = Watched::new(ours, None);
+        let read = tokio::time::timeout(Duration::from_millis(300), read_frame(&mut watched)).await;
+        assert!(
+            read.is_err(),
+            "a version-1 stream has no deadline: {read:?}"
+        );
+    }
+
+    #[test]
+    fn only_a_version_2_stream_keeps_alive() {
+        let liveness = Liveness::default();
+        assert_eq!(liveness.on(Some(b"ferry-data/2")), Some(liveness));
+        assert_eq!(liveness.on(Some(b"ferry-data/1")), None);
+        assert_eq!(liveness.on(None), None);
+        assert_eq!(liveness.idle, data::IDLE_LIMIT);
+        assert_eq!(liveness.keep_alive_every, data::KEEP_ALIVE_EVERY);
     }
 
     #[tokio::test]

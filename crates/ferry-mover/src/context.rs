@@ -25,6 +25,9 @@ pub struct Context {
     /// The receiving endpoint's umask: permission bits received files and
     /// directories never get (from `endpoint.toml`, else the daemon's own).
     pub umask: u32,
+    /// Keep-alives and the idle limit of data streams (the protocol's
+    /// values but in tests).
+    pub liveness: crate::channel::Liveness,
     /// Failures a test plans for this endpoint's disk operations.
     #[cfg(test)]
     pub(crate) faults: crate::faults::Faults,

@@ -29,10 +29,19 @@
 //! **Invariant:** before a stream's capability verifies, the peer gets a
 //! small receive buffer, a small frame limit, a deadline, and one of few
 //! places per address ([`crate::admission`]).
+//!
+//! Liveness (data protocol version 2): every stream is read with the idle
+//! limit (a wait with no byte, not even the source's keep-alives, ends the
+//! attempt: [`MoveError::PeerSilent`]); stream 0 is written by a task of
+//! its own, which sends a keep-alive whenever it has sent nothing for a
+//! while (the session loop may wait on a commit batch, a reader on a
+//! checksum) and fails a write the network holds for the idle limit (the
+//! source always reads stream 0: [`MoveError::PeerNotReading`]).
 
 use crate::admission::{Admission, Unauthorised};
 use crate::channel::{
-    self, ChannelError, HandshakeBudget, ReceiveBuffer, read_frame, send_message,
+    self, ChannelError, HandshakeBudget, Liveness, ReceiveBuffer, Watched, read_frame,
+    send_keep_alive, send_message,
 };
 use crate::context::Context;
 use crate::digest::{
@@ -43,7 +52,7 @@ use crate::faults::{Faults, Op};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
 use crate::plan::{self, Attributes, Verdict};
 use crate::{Disposition, MoveError, Side, at_once};
-use ferry_paths::{EntryKind as FsKind, RootedFs, resolve_endpoint_path};
+use ferry_paths::{EntryKind as FsKind, RootedFs, Temporary, resolve_endpoint_path};
 use ferry_proto::data::{ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open};
 use ferry_proto::task::{Capability, TaskCounters, TaskReport};
 use std::collections::{HashMap, HashSet};
@@ -55,7 +64,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::server::TlsStream;
 
 pub use crate::admission::{UNAUTHORISED_PER_PEER, UNAUTHORISED_TOTAL};
@@ -113,9 +122,34 @@ struct SessionHandle {
     attempt: u32,
     source: String,
     streams: mpsc::UnboundedSender<(u16, Stream)>,
-    cancel: watch::Sender<bool>,
+    cancel: watch::Sender<Stop>,
     /// Turns true once the session has stopped touching files.
     done: watch::Receiver<bool>,
+}
+
+/// What a session is told: run on, or stop, keeping what a later attempt
+/// of its task may resume from, or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stop {
+    No,
+    /// This attempt ends and another may follow (a fault the hub retries,
+    /// a pause, a newer attempt, a revoked peer): the temporaries and the
+    /// journal stay for it.
+    Attempt,
+    /// The task is over (it succeeded, failed or was canceled): nothing
+    /// will resume its temporaries, and they go with its journal.
+    Task,
+}
+
+/// Tells a session to stop `how`, never less than it was told before.
+fn stop(cancel: &watch::Sender<Stop>, how: Stop) {
+    cancel.send_if_modified(|told| {
+        let more = how > *told;
+        if more {
+            *told = how;
+        }
+        more
+    });
 }
 
 /// How long a newer attempt waits for the one it replaces to stop (a
@@ -169,7 +203,29 @@ impl Sessions {
             && let Some(handle) = live.get(task_id)
             && handle.attempt <= through
         {
-            handle.cancel.send_replace(true);
+            stop(&handle.cancel, Stop::Attempt);
+        }
+    }
+
+    /// The hub says the task is over (it succeeded, failed or was
+    /// canceled: a cancel naming no attempt). No attempt of it runs here
+    /// again, and what its attempts kept for a resume goes: the running
+    /// session removes its temporaries and journal as it stops; with none
+    /// running, the temporaries its journal names are removed here (off
+    /// this thread). No newer attempt can race that: every attempt of the
+    /// task is refused from now on.
+    pub fn end_task(&self, ctx: &Arc<Context>, task_id: &str) {
+        if let Ok(mut ended) = self.ended.lock() {
+            ended.record(task_id, u32::MAX, std::time::Instant::now());
+        }
+        let running = match self.live.lock() {
+            Ok(live) => live.get(task_id).map(|h| stop(&h.cancel, Stop::Task)),
+            // A session may run: leave its files to it.
+            Err(_) => Some(()),
+        };
+        if running.is_none() {
+            let (ctx, task_id) = (ctx.clone(), task_id.to_string());
+            tokio::task::spawn_blocking(move || discard_kept(&ctx, &task_id));
         }
     }
 
@@ -188,7 +244,7 @@ impl Sessions {
         if let Ok(live) = self.live.lock() {
             for handle in live.values() {
                 if revoked.contains(&handle.source) {
-                    handle.cancel.send_replace(true);
+                    stop(&handle.cancel, Stop::Attempt);
                 }
             }
         }
@@ -197,7 +253,7 @@ impl Sessions {
     pub fn cancel_all(&self) {
         if let Ok(live) = self.live.lock() {
             for handle in live.values() {
-                handle.cancel.send_replace(true);
+                stop(&handle.cancel, Stop::Attempt);
             }
         }
     }
@@ -235,15 +291,22 @@ impl Sessions {
         }
     }
 
-    fn finished(&self, task_id: &str, attempt: u32) {
+    /// A session stopped touching files; whether it was told, by then,
+    /// that its task is over (`told` is what it is told). Read under the
+    /// lock `end_task` tells under: a later `end_task` finds no session
+    /// and cleans up itself.
+    fn finished(&self, task_id: &str, attempt: u32, told: &watch::Receiver<Stop>) -> bool {
         if let Ok(mut ended) = self.ended.lock() {
             ended.record(task_id, attempt, std::time::Instant::now());
         }
-        if let Ok(mut live) = self.live.lock()
+        let live = self.live.lock();
+        if let Ok(mut live) = live
             && live.get(task_id).is_some_and(|h| h.attempt == attempt)
         {
             live.remove(task_id);
+            return *told.borrow() == Stop::Task;
         }
+        *told.borrow() == Stop::Task
     }
 }
 
@@ -412,6 +475,15 @@ fn attach(
     let Ok(mut live) = sessions.live.lock() else {
         return;
     };
+    // Its task ended between that look and this lock: `end_task` found no
+    // session to tell and cleans up itself, so none may start now.
+    if sessions
+        .ended
+        .lock()
+        .map_or(true, |e| e.refuses(&cap.task_id, cap.attempt))
+    {
+        return;
+    }
     // A newer attempt (the hub restarted, or an endpoint re-dialled while
     // the old data connections lived on) replaces the running one; it
     // starts only once the old one stopped: both would write the same
@@ -423,13 +495,13 @@ fn attach(
         }
         Some(h) if h.attempt > cap.attempt => return,
         Some(h) => {
-            h.cancel.send_replace(true);
+            stop(&h.cancel, Stop::Attempt);
             Some(h.done.clone())
         }
         None => None,
     };
     let (streams_tx, streams_rx) = mpsc::unbounded_channel();
-    let (cancel_tx, mut cancel_rx) = watch::channel(false);
+    let (cancel_tx, mut cancel_rx) = watch::channel(Stop::No);
     let (done_tx, done_rx) = watch::channel(false);
     let _ = streams_tx.send((stream, tls));
     live.insert(
@@ -445,13 +517,14 @@ fn attach(
     drop(live);
     tokio::spawn(async move {
         let (task_id, attempt) = (cap.task_id.clone(), cap.attempt);
-        let ready = match superseded {
+        let told = cancel_rx.clone();
+        let ready = match superseded.clone() {
             Some(mut old) => {
                 let stopped = async {
                     tokio::select! {
                         // Done, or its task is gone (the sender dropped): either way stopped.
                         _ = old.wait_for(|d| *d) => true,
-                        _ = cancel_rx.wait_for(|c| *c) => false,
+                        _ = cancel_rx.wait_for(|c| *c != Stop::No) => false,
                     }
                 };
                 match tokio::time::timeout(SUPERSEDED_WITHIN, stopped).await {
@@ -466,10 +539,19 @@ fn attach(
             None => true,
         };
         if ready {
-            run_session(ctx, cap, streams, streams_rx, cancel_rx).await;
+            run_session(ctx.clone(), cap, streams, streams_rx, cancel_rx).await;
+        }
+        // Told that the task is over only once the session had kept its
+        // temporaries for a resume (or before it ran): they go now, before
+        // anything else of the task may run here, and once the attempt
+        // this one replaced (told to keep them) has stopped too.
+        if sessions.finished(&task_id, attempt, &told) {
+            if let Some(mut older) = superseded {
+                let _ = tokio::time::timeout(SUPERSEDED_WITHIN, older.wait_for(|d| *d)).await;
+            }
+            let _ = tokio::task::spawn_blocking(move || discard_kept(&ctx, &task_id)).await;
         }
         done_tx.send_replace(true);
-        sessions.finished(&task_id, attempt);
     });
 }
 
@@ -565,6 +647,40 @@ impl Session {
             root.join(rel)
         })
     }
+
+    /// The name under which `entry` lands inside a directory standing at
+    /// its destination path, if one may take it: an item that is a single
+    /// file, its destination written without a trailing `/` (with one,
+    /// the name is already part of it), takes the source's name, as
+    /// `cp FILE DIR` does.
+    fn name_inside_a_directory(&self, entry: &Entry) -> Option<std::ffi::OsString> {
+        let item = self.cap.items.get(entry.item as usize)?;
+        if item.recursive
+            || !entry.path.as_bytes().is_empty()
+            || item.destination.as_bytes().ends_with(b"/")
+        {
+            return None;
+        }
+        Path::new(item.source.as_os_str())
+            .file_name()
+            .map(std::ffi::OsStr::to_os_string)
+    }
+
+    /// Directories this attempt made: nothing can stand in them yet.
+    fn created(&self, dirs: Vec<PathBuf>) {
+        let mut st = self.lock();
+        for dir in dirs {
+            if st.created_dirs.len() >= CREATED_DIRS_KEPT {
+                st.created_dirs.clear();
+            }
+            st.created_dirs.insert(dir);
+        }
+    }
+}
+
+/// The directory `path` is in (a destination path always has one).
+fn parent_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("/"))
 }
 
 async fn run_session(
@@ -572,7 +688,7 @@ async fn run_session(
     cap: Capability,
     streams: u16,
     mut arriving: mpsc::UnboundedReceiver<(u16, Stream)>,
-    mut cancel: watch::Receiver<bool>,
+    mut cancel: watch::Receiver<Stop>,
 ) {
     let (task_id, attempt) = (cap.task_id.clone(), cap.attempt);
     let (journal, recovered) = match Journal::open(&ctx.state_dir, &task_id) {
@@ -604,7 +720,8 @@ async fn run_session(
         }
     }
     let (commit_tx, commit_rx) = std::sync::mpsc::channel();
-    let (to_source, mut outgoing) = mpsc::unbounded_channel();
+    let (to_source, outgoing) = mpsc::unbounded_channel();
+    let mut outgoing = Some(outgoing);
     let session = Arc::new(Session {
         disk: Disk::new(
             RootedFs::with_cached_roots((ctx.policy)()),
@@ -614,6 +731,7 @@ async fn run_session(
                 umask: ctx.umask,
             },
             ctx.faults(),
+            &cap.task_id,
         ),
         ctx: ctx.clone(),
         cap,
@@ -632,7 +750,7 @@ async fn run_session(
     };
     ctx.report(&task_id, attempt, TaskReport::Started);
 
-    let mut writer: Option<WriteHalf<Stream>> = None;
+    let mut writer: Option<ToSource> = None;
     let mut readers = tokio::task::JoinSet::new();
     let mut connected = 0u16;
     let mut checkpoint = tokio::time::interval(CHECKPOINT_EVERY);
@@ -651,20 +769,33 @@ async fn run_session(
             arrived = arriving.recv(), if connected < streams => match arrived {
                 Some((index, stream)) => {
                     connected += 1;
+                    // A source that speaks only version 1 gets no keep-alive and no deadline.
+                    let liveness = ctx.liveness.on(stream.get_ref().1.alpn_protocol());
                     let (reader, write_half) = tokio::io::split(stream);
-                    if index == 0 {
-                        writer = Some(write_half);
+                    if index == 0
+                        && let Some(messages) = outgoing.take()
+                    {
+                        writer = Some(ToSource::start(write_half, messages, liveness));
                     }
                     let session = session.clone();
+                    let reader = Watched::new(reader, liveness.map(|l| l.idle));
                     readers.spawn(read_stream(session, reader, index == 0));
                 }
                 None => break Err(Outcome::Failed(MoveError::Connection("the session was replaced".into()))),
             },
-            message = outgoing.recv() => {
-                let (Some(message), Some(w)) = (message, writer.as_mut()) else { continue };
-                if let Err(e) = send_message(w, &message).await {
-                    break Err(Outcome::Failed(MoveError::Connection(format!("lost the connection to the source: {e}"))));
+            written = async {
+                match writer.as_mut() {
+                    Some(w) => (&mut w.task).await,
+                    None => std::future::pending().await,
                 }
+            } => {
+                // It ends only on the last word, or when it failed.
+                writer = None;
+                break Err(Outcome::Failed(match written {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => MoveError::Internal("the writer to the source stopped".into()),
+                    Err(e) => MoveError::Internal(format!("the writer to the source stopped: {e}")),
+                }));
             }
             done = readers.join_next(), if !readers.is_empty() => {
                 match done {
@@ -705,26 +836,31 @@ async fn run_session(
         Err(e) => Err(e),
     };
     tracing::debug!(ok = result.is_ok(), "finished");
+    let fate = Fate::of(&result);
     let counters = session.lock().counters;
     match result {
         Ok(()) => {
-            if let Some(w) = writer.as_mut() {
-                let _ = send_message(w, &Message::Done { counters }).await;
-                let _ = w.shutdown().await;
+            if let Some(w) = writer.take() {
+                w.last_word(Message::Done { counters }, ctx.liveness.idle)
+                    .await;
             }
             ctx.report(&task_id, attempt, TaskReport::Succeeded { counters });
         }
         // The hub ended the attempt: it wants no report.
-        Err(Outcome::Canceled) => {}
+        Err(Outcome::Canceled) => {
+            if let Some(w) = writer.take() {
+                w.task.abort();
+            }
+        }
         Err(Outcome::Failed(error)) => {
             // The source reports the same disposition: whichever report
             // reaches the hub first, the task's fate is the same.
-            if let Some(w) = writer.as_mut() {
+            if let Some(w) = writer.take() {
                 let abort = Message::Abort {
                     reason: error.to_string(),
                     disposition: error.disposition().at_end(),
                 };
-                let _ = send_message(w, &abort).await;
+                w.last_word(abort, ANSWER_WITHIN).await;
             }
             ctx.report(&task_id, attempt, TaskReport::Progress { counters });
             ctx.report(&task_id, attempt, error.report());
@@ -734,8 +870,166 @@ async fn run_session(
     if let Ok(mut tx) = session.commit_tx.lock() {
         tx.take();
     }
-    drop(session);
     let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+    settle(session, fate, &cancel).await;
+}
+
+/// How an attempt ended, for what it leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Succeeded,
+    /// The task fails (a fail-task error, here or at the source).
+    Failed,
+    /// Canceled, or a fault the hub retries.
+    Interrupted,
+}
+
+impl Fate {
+    fn of(result: &Result<(), Outcome>) -> Fate {
+        match result {
+            Ok(()) => Fate::Succeeded,
+            Err(Outcome::Failed(e)) if e.disposition().at_end() == Disposition::FailTask => {
+                Fate::Failed
+            }
+            Err(_) => Fate::Interrupted,
+        }
+    }
+}
+
+/// What an attempt leaves behind, once nothing of it touches files any
+/// more (its committer stopped): its temporaries stay, each named in the
+/// journal, only while a later attempt may resume them (a fault the hub
+/// retries, a pause, a newer attempt; a crash leaves them too, named at
+/// the last checkpoint). After a success, a failure of the task, or once
+/// the hub said the task is over, they are removed (with any an earlier
+/// attempt kept) and so is the journal. Either is logged.
+async fn settle(session: Arc<Session>, fate: Fate, told: &watch::Receiver<Stop>) {
+    let over = *told.borrow() == Stop::Task;
+    let _ = tokio::task::spawn_blocking(move || {
+        let s = &session;
+        let (task, attempt) = (&s.cap.task_id, s.cap.attempt);
+        let why = match (fate, over) {
+            (Fate::Interrupted, false) => {
+                match s.disk.keep(&s.journal) {
+                    Ok(0) => {}
+                    Ok(kept) => tracing::info!(%task, attempt, kept, "temporary files kept for the next attempt"),
+                    Err(e) => tracing::warn!(%task, attempt, error = %e, "temporary files kept, but the journal does not name them all"),
+                }
+                return;
+            }
+            (Fate::Failed, _) => "the task failed",
+            (Fate::Succeeded, _) => "the task succeeded",
+            (Fate::Interrupted, true) => "the task is over",
+        };
+        let earlier = match s.recovered.lock() {
+            Ok(r) => r.temporaries.clone(),
+            Err(p) => p.into_inner().temporaries.clone(),
+        };
+        let removed = s.disk.discard(&s.journal, &earlier);
+        if removed > 0 {
+            tracing::info!(%task, attempt, removed, why, "temporary files removed");
+        }
+    })
+    .await;
+}
+
+/// A task is over with no attempt running here: removes the temporaries
+/// its journal names, then the journal.
+fn discard_kept(ctx: &Context, task_id: &str) {
+    let recovered = match Journal::recover(&ctx.state_dir, task_id) {
+        Ok(Some(recovered)) => recovered,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(task = %task_id, error = %e, "cannot read the task journal to remove its temporary files");
+            return;
+        }
+    };
+    let disk = Disk::new(
+        RootedFs::new((ctx.policy)()),
+        Attributes {
+            preserve_mode: false,
+            preserve_mtime: false,
+            umask: ctx.umask,
+        },
+        ctx.faults(),
+        task_id,
+    );
+    let removed = disk.discard(&Mutex::new(None), &recovered.temporaries);
+    if let Err(e) = Journal::remove(&ctx.state_dir, task_id) {
+        tracing::warn!(task = %task_id, error = %e, "cannot remove the task journal");
+    }
+    if removed > 0 {
+        tracing::info!(task = %task_id, removed, why = "the task is over", "temporary files removed");
+    }
+}
+
+/// Stream 0's writer, a task of its own: the session's messages to the
+/// source, keep-alives when there are none (the session loop may wait on
+/// a commit batch, the stream's reader on a checksum), and the last word.
+#[derive(Debug)]
+struct ToSource {
+    task: tokio::task::JoinHandle<Result<(), MoveError>>,
+    last_word: oneshot::Sender<Message>,
+}
+
+impl ToSource {
+    fn start(
+        writer: WriteHalf<Stream>,
+        messages: mpsc::UnboundedReceiver<Message>,
+        liveness: Option<Liveness>,
+    ) -> Self {
+        let (last_word, last_rx) = oneshot::channel();
+        let task = tokio::spawn(write_to_source(writer, messages, last_rx, liveness));
+        ToSource { task, last_word }
+    }
+
+    /// Sends `message` last and closes the stream, waiting `within` at
+    /// most.
+    async fn last_word(mut self, message: Message, within: Duration) {
+        let _ = self.last_word.send(message);
+        if tokio::time::timeout(within, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
+    }
+}
+
+/// Writes to the source on stream 0 until the last word (see
+/// [`ToSource`]). With `liveness`, a write the network holds for the idle
+/// limit fails it.
+async fn write_to_source(
+    writer: WriteHalf<Stream>,
+    mut messages: mpsc::UnboundedReceiver<Message>,
+    mut last_word: oneshot::Receiver<Message>,
+    liveness: Option<Liveness>,
+) -> Result<(), MoveError> {
+    let mut writer = Watched::new(writer, liveness.map(|l| l.idle));
+    let lost = |e: ChannelError| match e {
+        ChannelError::Stalled(stall) => MoveError::stalled(Side::Source, stall),
+        e => MoveError::Connection(format!("lost the connection to the source: {e}")),
+    };
+    loop {
+        let quiet_until = liveness.map(|l| tokio::time::Instant::now() + l.keep_alive_every);
+        tokio::select! {
+            biased;
+            last = &mut last_word => {
+                if let Ok(message) = last {
+                    send_message(&mut writer, &message).await.map_err(lost)?;
+                    let _ = writer.shutdown().await;
+                }
+                return Ok(());
+            }
+            message = messages.recv() => match message {
+                Some(message) => send_message(&mut writer, &message).await.map_err(lost)?,
+                None => return Ok(()),
+            },
+            () = async {
+                match quiet_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => send_keep_alive(&mut writer).await.map_err(lost)?,
+        }
+    }
 }
 
 /// How a session's loop ended, short of success.
@@ -779,13 +1073,17 @@ async fn finish(session: &Arc<Session>) -> Result<(), MoveError> {
 /// Reads one stream: the conversation on stream 0, chunks on every stream.
 async fn read_stream(
     session: Arc<Session>,
-    mut reader: ReadHalf<Stream>,
+    mut reader: Watched<ReadHalf<Stream>>,
     conversation: bool,
 ) -> Result<(), MoveError> {
     loop {
         let frame = match read_frame(&mut reader).await {
+            Ok(Some(Frame::KeepAlive)) => continue,
             Ok(Some(f)) => f,
             Ok(None) => return Ok(()),
+            Err(ChannelError::Stalled(stall)) => {
+                return Err(MoveError::stalled(Side::Source, stall));
+            }
             Err(e) => return Err(MoveError::Connection(format!("data stream failed: {e}"))),
         };
         // A hop to the blocking pool costs more than hashing and writing a
@@ -816,6 +1114,7 @@ async fn read_stream(
                     "unexpected message on a data stream: {other:?}"
                 )));
             }
+            Frame::KeepAlive => {}
         }
         session.wake.notify_waiters();
     }
@@ -848,14 +1147,14 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
         Message::Unchanged { id } => {
             let mut st = s.lock();
             if let Some(f) = st.files.remove(&id) {
-                let _ = s.disk.fs.remove_file(&f.temp_path);
+                s.disk.remove_temp(&f.final_path);
                 st.counters.files_skipped += 1;
             }
         }
         Message::FileChanged { id } => {
             let mut st = s.lock();
             if let Some(f) = st.files.remove(&id) {
-                let _ = s.disk.fs.remove_file(&f.temp_path);
+                s.disk.remove_temp(&f.final_path);
                 if let Ok(mut j) = s.journal.lock()
                     && let Some(j) = j.as_mut()
                 {
@@ -887,8 +1186,14 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
 }
 
 /// What the destination needs of one entry; `None` for directories.
+///
+/// Everything about where the entry lands is decided here, before
+/// anything of it is written: a single file sent onto an existing
+/// directory lands inside it (as `cp FILE DIR` does), a file never
+/// replaces a directory (refused in one line, as `cp` refuses it), and
+/// missing directories above the destination are made.
 fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
-    let path = s.destination(entry)?;
+    let mut path = s.destination(entry)?;
     let key = file_key(entry.item, entry.path.as_bytes());
     if s.cap.options.delete {
         s.lock().seen.insert(key);
@@ -903,12 +1208,16 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
                 });
             }
             Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
-                s.disk.make_dir(&path, entry.mode)?;
-                let mut st = s.lock();
-                if st.created_dirs.len() >= CREATED_DIRS_KEPT {
-                    st.created_dirs.clear();
-                }
-                st.created_dirs.insert(path);
+                let mut made = match s.disk.make_dir(&path, entry.mode) {
+                    Err(MoveError::Missing(_)) => {
+                        let parents = s.disk.make_parents(parent_of(&path))?;
+                        s.disk.make_dir(&path, entry.mode)?;
+                        parents
+                    }
+                    done => done.map(|()| Vec::new())?,
+                };
+                made.push(path);
+                s.created(made);
             }
             Err(e) => return Err(MoveError::fs(Side::Destination, e)),
         }
@@ -927,15 +1236,26 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
     let in_new_dir = path
         .parent()
         .is_some_and(|dir| s.lock().created_dirs.contains(dir));
-    let existing = if in_new_dir {
-        None
-    } else {
-        match s.disk.fs.stat(&path) {
-            Ok(m) => Some(m),
-            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => None,
-            Err(e) => return Err(MoveError::fs(Side::Destination, e)),
-        }
+    let lookup = |path: &Path| match s.disk.fs.stat(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => Ok(None),
+        Err(e) => Err(MoveError::fs(Side::Destination, e)),
     };
+    let mut existing = if in_new_dir { None } else { lookup(&path)? };
+    let into = s.name_inside_a_directory(entry);
+    if let plan::Landing::Inside(name) = plan::landing(existing.map(|m| m.kind), into.as_deref()) {
+        path.push(name);
+        existing = lookup(&path)?;
+    }
+    if plan::landing(existing.map(|m| m.kind), None) == plan::Landing::OntoDirectory {
+        return Err(MoveError::Unusable {
+            side: Side::Destination,
+            reason: format!(
+                "{} is a directory; a file does not replace a directory",
+                ferry_paths::show(&path)
+            ),
+        });
+    }
     let verdict = plan::verdict(s.cap.options.sync_level, entry, existing.as_ref());
     if verdict == Verdict::Skip {
         s.lock().counters.files_skipped += 1;
@@ -955,7 +1275,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
     let count = chunk_count(entry.size);
     let mut hashes = vec![None; count as usize];
     let (file, fresh) =
-        match partial.and_then(|chunks| reverify(&s.disk.fs, &temp_path, entry.size, &chunks)) {
+        match partial.and_then(|chunks| s.disk.resume_temp(&path, entry.size, &chunks)) {
             Some((file, verified)) => {
                 for (i, h) in verified {
                     if let Some(slot) = hashes.get_mut(i as usize) {
@@ -964,7 +1284,18 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
                 }
                 (file, false)
             }
-            None => (create_temp_retried(&s.disk, &temp_path, entry.size)?, true),
+            None => {
+                let file = match s.disk.create_temp_retried(&path, entry.size) {
+                    // Its directory is missing (a file into a new tree):
+                    // made, as `cp --parents` and Globus do.
+                    Err(MoveError::Missing(_)) if existing.is_none() => {
+                        s.created(s.disk.make_parents(parent_of(&path))?);
+                        s.disk.create_temp_retried(&path, entry.size)?
+                    }
+                    done => done?,
+                };
+                (file, true)
+            }
         };
     let missing: Vec<u32> = (0..count)
         .filter(|i| hashes[*i as usize].is_none())
@@ -1011,78 +1342,6 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
         }
     }
     Ok(Some(need))
-}
-
-/// A fresh temporary file of `size` bytes (a hole) at `temp`, replacing a
-/// stale one (no journal vouches for it). An I/O error is worth one more
-/// try: nothing of the file is there yet.
-fn create_temp_retried(disk: &Disk, temp: &Path, size: u64) -> Result<File, MoveError> {
-    match at_once(|| create_temp(disk, temp, size)) {
-        Err(e) if e.disposition() == Disposition::RetryFile => {
-            tracing::warn!(error = %e, "creating a temporary file failed; trying once more");
-            at_once(|| create_temp(disk, temp, size))
-        }
-        done => done,
-    }
-}
-
-fn create_temp(disk: &Disk, temp: &Path, size: u64) -> Result<File, MoveError> {
-    let fs = &disk.fs;
-    let err = |e| MoveError::fs(Side::Destination, e);
-    disk.faults
-        .check(Op::CreateTemp, temp)
-        .map_err(|e| MoveError::os(Side::Destination, "create", temp, e))?;
-    // Looking for a stale temporary only when creating fails saves two
-    // syscalls per file.
-    let file = match fs.create_file(temp, 0o600) {
-        Ok(f) => f,
-        Err(e) if e.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => {
-            fs.remove_file(temp).map_err(err)?;
-            fs.create_file(temp, 0o600).map_err(err)?
-        }
-        Err(e) => return Err(err(e)),
-    };
-    // Full length up front: chunks land anywhere, and zero chunks stay holes.
-    file.set_len(size)
-        .map_err(|e| MoveError::os(Side::Destination, "size", temp, e))?;
-    Ok(file)
-}
-
-/// A kept partial file's journaled chunks, re-hashed from disk: only those
-/// that still match count.
-fn reverify(
-    fs: &RootedFs,
-    temp: &Path,
-    size: u64,
-    chunks: &[(u32, [u8; 32])],
-) -> Option<(File, ChunkHashes)> {
-    let file = fs.open_write(temp).ok()?;
-    let reader = fs.open_read(temp).ok()?;
-    if reader.metadata().ok()?.len() != size {
-        return None;
-    }
-    let mut verified = Vec::new();
-    let mut buf = vec![0u8; CHUNK_SIZE as usize];
-    for &(index, hash) in chunks {
-        let offset = u64::from(index) * CHUNK_SIZE;
-        let len = (size.saturating_sub(offset)).min(CHUNK_SIZE) as usize;
-        if len == 0 || reader.read_exact_at(&mut buf[..len], offset).is_err() {
-            continue;
-        }
-        if chunk_hash(&buf[..len]) == hash {
-            verified.push((index, hash));
-        }
-    }
-    let stale = chunks.len() - verified.len();
-    if stale > 0 {
-        tracing::warn!(
-            temp = %temp.display(),
-            journaled = chunks.len(),
-            stale,
-            "journaled chunks no longer match their hashes on disk; they are sent again"
-        );
-    }
-    Some((file, verified))
 }
 
 /// The digest of an existing destination file (for --sync-level checksum).
@@ -1180,8 +1439,8 @@ fn start_over(s: &Session, id: u64, generation: u32, cause: MoveError) -> Result
         return Err(cause);
     }
     tracing::warn!(error = %cause, "starting the file over");
-    let _ = s.disk.fs.remove_file(&f.temp_path);
-    let file = create_temp_retried(&s.disk, &f.temp_path, f.size)?;
+    s.disk.remove_temp(&f.final_path);
+    let file = s.disk.create_temp_retried(&f.final_path, f.size)?;
     let count = f.hashes.len();
     f.file = Arc::new(file);
     f.generation += 1;
@@ -1351,9 +1610,9 @@ fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
 }
 
 /// A session's disk side: the rooted filesystem, what received entries
-/// get, which created directories are not durable yet, and (in tests)
-/// injected failures. Apart from the network side, so a test drives
-/// commits over a real directory.
+/// get, which created directories are not durable yet, the temporaries
+/// this attempt has, and (in tests) injected failures. Apart from the
+/// network side, so a test drives commits over a real directory.
 #[derive(Debug)]
 struct Disk {
     fs: RootedFs,
@@ -1363,15 +1622,23 @@ struct Disk {
     /// not durable yet: a file committed beneath one makes them durable
     /// first. Past [`UNSYNCED_DIRS_KEPT`] all are made durable at once.
     unsynced_dirs: Mutex<HashSet<PathBuf>>,
+    /// The task whose temporaries these are (their names carry its id).
+    task_id: String,
+    /// Targets whose temporary this attempt made (or took over from an
+    /// earlier attempt) and has neither committed nor removed; `true` once
+    /// a journal line names it (see [`Disk::keep`]).
+    temporaries: Mutex<HashMap<PathBuf, bool>>,
 }
 
 impl Disk {
-    fn new(fs: RootedFs, attributes: Attributes, faults: Faults) -> Self {
+    fn new(fs: RootedFs, attributes: Attributes, faults: Faults, task_id: &str) -> Self {
         Self {
             fs,
             attributes,
             faults,
             unsynced_dirs: Mutex::default(),
+            task_id: task_id.to_string(),
+            temporaries: Mutex::default(),
         }
     }
 
@@ -1382,14 +1649,234 @@ impl Disk {
         }
     }
 
+    fn temporaries(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, bool>> {
+        match self.temporaries.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The temporary of `target` in this task.
+    fn temporary(&self, target: &Path) -> Temporary {
+        Temporary::new(target, &self.task_id)
+    }
+
+    /// A fresh temporary file of `size` bytes (a hole) for `target`,
+    /// replacing a stale one (no journal vouches for it). An I/O error is
+    /// worth one more try: nothing of the file is there yet.
+    fn create_temp_retried(&self, target: &Path, size: u64) -> Result<File, MoveError> {
+        match at_once(|| self.create_temp(target, size)) {
+            Err(e) if e.disposition() == Disposition::RetryFile => {
+                tracing::warn!(error = %e, "creating a temporary file failed; trying once more");
+                at_once(|| self.create_temp(target, size))
+            }
+            done => done,
+        }
+    }
+
+    fn create_temp(&self, target: &Path, size: u64) -> Result<File, MoveError> {
+        let temp = self.temporary(target);
+        let err = |e| MoveError::fs(Side::Destination, e);
+        self.faults
+            .check(Op::CreateTemp, temp.path())
+            .map_err(|e| MoveError::os(Side::Destination, "create", temp.path(), e))?;
+        // Looking for a stale temporary only when creating fails saves two
+        // syscalls per file.
+        let file = match self.fs.create_temporary(&temp, 0o600) {
+            Ok(f) => f,
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => {
+                self.fs.remove_temporary(&temp).map_err(err)?;
+                self.fs.create_temporary(&temp, 0o600).map_err(err)?
+            }
+            Err(e) => return Err(err(e)),
+        };
+        self.temporaries()
+            .entry(target.to_path_buf())
+            .or_insert(false);
+        // Full length up front: chunks land anywhere, and zero chunks stay holes.
+        file.set_len(size)
+            .map_err(|e| MoveError::os(Side::Destination, "size", temp.path(), e))?;
+        Ok(file)
+    }
+
+    /// The temporary an earlier attempt kept for `target`, its journaled
+    /// chunks re-hashed from disk: only those that still match count.
+    fn resume_temp(
+        &self,
+        target: &Path,
+        size: u64,
+        chunks: &[(u32, [u8; 32])],
+    ) -> Option<(File, ChunkHashes)> {
+        let temp = self.temporary(target);
+        let file = self.fs.open_temporary(&temp).ok()?;
+        self.temporaries()
+            .entry(target.to_path_buf())
+            .or_insert(false);
+        if file.metadata().ok()?.len() != size {
+            return None;
+        }
+        let mut verified = Vec::new();
+        let mut buf = vec![0u8; CHUNK_SIZE as usize];
+        for &(index, hash) in chunks {
+            let offset = u64::from(index) * CHUNK_SIZE;
+            let len = (size.saturating_sub(offset)).min(CHUNK_SIZE) as usize;
+            if len == 0 || file.read_exact_at(&mut buf[..len], offset).is_err() {
+                continue;
+            }
+            if chunk_hash(&buf[..len]) == hash {
+                verified.push((index, hash));
+            }
+        }
+        let stale = chunks.len() - verified.len();
+        if stale > 0 {
+            tracing::warn!(
+                temp = %temp.path().display(),
+                journaled = chunks.len(),
+                stale,
+                "journaled chunks no longer match their hashes on disk; they are sent again"
+            );
+        }
+        Some((file, verified))
+    }
+
+    /// Removes the temporary of `target`, if it is there.
+    fn remove_temp(&self, target: &Path) -> bool {
+        let removed = match self.fs.remove_temporary(&self.temporary(target)) {
+            Ok(()) => true,
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remove a temporary file");
+                false
+            }
+        };
+        self.temporaries().remove(target);
+        removed
+    }
+
+    /// Names in the journal every temporary it does not name yet (written
+    /// with its next sync), so that one kept when an attempt stops can be
+    /// removed when the task is over, with no attempt running. Returns the
+    /// targets, to be marked once the journal is durable.
+    fn name_temporaries(&self, journal: &mut Journal) -> Vec<PathBuf> {
+        let unnamed: Vec<PathBuf> = self
+            .temporaries()
+            .iter()
+            .filter(|(_, named)| !**named)
+            .map(|(target, _)| target.clone())
+            .collect();
+        for target in &unnamed {
+            journal.temporary(target);
+        }
+        unnamed
+    }
+
+    fn named(&self, targets: Vec<PathBuf>) {
+        let mut temporaries = self.temporaries();
+        for target in targets {
+            if let Some(named) = temporaries.get_mut(&target) {
+                *named = true;
+            }
+        }
+    }
+
+    /// The attempt stopped, and a later one may resume its temporaries (a
+    /// fault the hub retries, a pause, a newer attempt): they stay, every
+    /// one named in the journal. Returns how many there are.
+    fn keep(&self, journal: &Mutex<Option<Journal>>) -> Result<usize, MoveError> {
+        let mut guard = journal.lock().map_err(poisoned)?;
+        let Some(journal) = guard.as_mut() else {
+            return Ok(0);
+        };
+        let unnamed = self.name_temporaries(journal);
+        self.sync_journal(journal)?;
+        self.named(unnamed);
+        Ok(self.temporaries().len())
+    }
+
+    /// Nothing will resume this task's temporaries (it succeeded, failed,
+    /// or is over): this attempt's and those earlier attempts kept for
+    /// `earlier` targets are removed, and so is the journal. Returns how
+    /// many were removed.
+    fn discard(&self, journal: &Mutex<Option<Journal>>, earlier: &HashSet<PathBuf>) -> usize {
+        let mut targets: HashSet<PathBuf> = self.temporaries().keys().cloned().collect();
+        targets.extend(earlier.iter().cloned());
+        let removed = targets.iter().filter(|t| self.remove_temp(t)).count();
+        let taken = match journal.lock() {
+            Ok(mut j) => j.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(journal) = taken {
+            let path = journal.path().to_path_buf();
+            if let Err(e) = journal.finish() {
+                tracing::warn!(journal = %path.display(), error = %e, "cannot remove the task journal");
+            }
+        }
+        removed
+    }
+
+    /// Makes the directories above `dir` and `dir` itself where missing,
+    /// outermost first, each decided by the policy (so beneath an allowed
+    /// rule only) and given [`Attributes::parent_dir_mode`]. Returns those
+    /// it made.
+    fn make_parents(&self, dir: &Path) -> Result<Vec<PathBuf>, MoveError> {
+        let mut existing = None;
+        // Bounded by the path's depth.
+        for ancestor in dir.ancestors() {
+            match self.fs.stat(ancestor) {
+                // A symlink is resolved beneath its rule's root by the
+                // creation below, which fails if it leads nowhere usable.
+                Ok(m) if matches!(m.kind, FsKind::Dir | FsKind::Symlink) => {
+                    existing = Some(ancestor);
+                    break;
+                }
+                Ok(_) => {
+                    return Err(MoveError::Unusable {
+                        side: Side::Destination,
+                        reason: format!(
+                            "{} exists and is not a directory",
+                            ferry_paths::show(ancestor)
+                        ),
+                    });
+                }
+                // Not there, or a file above it: look further up.
+                Err(e)
+                    if matches!(
+                        e.io_kind(),
+                        Some(std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory)
+                    ) => {}
+                Err(e) => return Err(MoveError::fs(Side::Destination, e)),
+            }
+        }
+        let Some(existing) = existing else {
+            return Ok(Vec::new());
+        };
+        let made = plan::dirs_to_make(existing, dir);
+        for path in &made {
+            match self.make_dir_exact(path, self.attributes.parent_dir_mode()) {
+                // Made meanwhile: there it is.
+                Err(MoveError::Io(f))
+                    if f.source.kind() == std::io::ErrorKind::AlreadyExists
+                        && self.fs.stat(path).is_ok_and(|m| m.kind == FsKind::Dir) => {}
+                done => done?,
+            }
+        }
+        Ok(made)
+    }
+
     /// Creates a directory the source has, with the mode it gets here.
     fn make_dir(&self, path: &Path, source_mode: u32) -> Result<(), MoveError> {
+        self.make_dir_exact(path, self.attributes.dir_mode(source_mode))
+    }
+
+    /// Creates a directory with exactly `mode`, to be made durable before
+    /// anything relies on it.
+    fn make_dir_exact(&self, path: &Path, mode: u32) -> Result<(), MoveError> {
         at_once(|| {
             self.faults
                 .check(Op::MakeDir, path)
                 .map_err(|e| MoveError::os(Side::Destination, "create directory", path, e))?;
             self.fs
-                .mkdir_exact(path, self.attributes.dir_mode(source_mode))
+                .mkdir_exact(path, mode)
                 .map_err(|e| MoveError::fs(Side::Destination, e))
         })?;
         let mut unsynced = self.unsynced();
@@ -1441,7 +1928,9 @@ impl Disk {
         Ok(())
     }
 
-    /// Makes partial files durable and journals their new chunks. A failed
+    /// Makes partial files durable and journals their new chunks, and
+    /// names in the journal the temporaries it does not name yet (see
+    /// [`Disk::keep`]: one a crash leaves stays removable). A failed
     /// fsync is an error, and what it was to vouch for is not journaled:
     /// the data may be lost, and a later fsync of the same file would not
     /// report it again.
@@ -1450,13 +1939,14 @@ impl Disk {
         journal: &Mutex<Option<Journal>>,
         pending: Vec<Partial>,
     ) -> Result<(), MoveError> {
-        if pending.is_empty() {
-            return Ok(());
-        }
         let mut guard = journal.lock().map_err(poisoned)?;
         let Some(journal) = guard.as_mut() else {
             return Ok(());
         };
+        let unnamed = self.name_temporaries(journal);
+        if pending.is_empty() && unnamed.is_empty() {
+            return Ok(());
+        }
         for partial in pending {
             self.faults
                 .check(Op::SyncFile, &partial.temp_path)
@@ -1466,7 +1956,9 @@ impl Disk {
                 journal.chunk(partial.key, i, &h);
             }
         }
-        self.sync_journal(journal)
+        self.sync_journal(journal)?;
+        self.named(unnamed);
+        Ok(())
     }
 
     /// Makes what was journaled durable.
@@ -1540,9 +2032,10 @@ impl Disk {
                     .check(Op::Rename, &f.temp_path)
                     .map_err(on_disk("rename", &f.temp_path))?;
                 self.fs
-                    .rename(&f.temp_path, &f.final_path)
+                    .commit_temporary(&self.temporary(&f.final_path))
                     .map_err(|e| MoveError::fs(Side::Destination, e))
             })?;
+            self.temporaries().remove(&f.final_path);
             if let Some(parent) = f.final_path.parent() {
                 dirs.insert(parent.to_path_buf());
             }
@@ -1652,9 +2145,8 @@ mod tests {
         std::fs::create_dir(&home).unwrap();
         let state = tmp.path().join("state");
         let policy = Policy::from_config_paths("~/,0,1\n", &home, &tmp.path().join("cfg")).unwrap();
-        // Not the home itself: a dot-name directly under home is denied.
-        let home = home.join("in");
-        std::fs::create_dir(&home).unwrap();
+        // The top of the home: temporaries there are dot-entries directly
+        // under home, which only the temporary-file operations may reach.
         let disk = Disk::new(
             RootedFs::new(Arc::new(policy)),
             Attributes {
@@ -1663,6 +2155,7 @@ mod tests {
                 umask,
             },
             Faults::default(),
+            TASK,
         );
         let (journal, _) = Journal::open(&state, TASK).unwrap();
         Bench {
@@ -1679,7 +2172,10 @@ mod tests {
         fn ready(&self, rel: &str, mode: u32) -> Ready {
             let final_path = self.home.join(rel);
             let temp_path = plan::temp_path(&final_path, TASK);
-            let mut file = self.disk.fs.create_file(&temp_path, 0o600).unwrap();
+            let mut file = self
+                .disk
+                .create_temp(&final_path, rel.len() as u64)
+                .unwrap();
             file.write_all(rel.as_bytes()).unwrap();
             Ready {
                 file: InFlight {
@@ -1881,5 +2377,91 @@ mod tests {
             Some(&vec![(0, [0; 32])]),
             "only the chunk whose fsync succeeded"
         );
+    }
+
+    fn temps_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| plan::is_temp_name(n.as_bytes()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn files_at_the_top_of_a_home_are_committed_through_their_temporaries() {
+        let b = bench(0o022);
+        let batch = [b.ready("x", 0o644), b.ready("y", 0o600)];
+        assert_eq!(temps_in(&b.home).len(), 2);
+        b.disk.commit(&b.journal, &batch).unwrap();
+        assert_eq!(std::fs::read(b.home.join("x")).unwrap(), b"x");
+        assert_eq!(mode_of(&b.home.join("y")), 0o600);
+        assert!(temps_in(&b.home).is_empty());
+        assert!(
+            b.disk.temporaries().is_empty(),
+            "committed: nothing to keep"
+        );
+    }
+
+    #[test]
+    fn kept_temporaries_are_named_in_the_journal_and_go_once_the_task_is_over() {
+        let b = bench(0o022);
+        std::fs::create_dir(b.home.join("d")).unwrap();
+        let kept = [b.ready("x", 0o644), b.ready("d/y", 0o644)];
+        let committed = b.ready("d/z", 0o644);
+        // A checkpoint names what is there so far.
+        b.disk.checkpoint(&b.journal, Vec::new()).unwrap();
+        b.disk.commit(&b.journal, &[committed]).unwrap();
+        assert_eq!(b.disk.keep(&b.journal).unwrap(), 2);
+        let named = b.journaled().temporaries;
+        for f in &kept {
+            assert!(named.contains(&f.file.final_path), "{named:?}");
+        }
+        // Another process, with only the journal: the task is over.
+        let later = Disk::new(
+            b.disk.fs.clone(),
+            b.disk.attributes,
+            Faults::default(),
+            TASK,
+        );
+        assert_eq!(later.discard(&Mutex::new(None), &named), 2);
+        assert!(temps_in(&b.home).is_empty() && temps_in(&b.home.join("d")).is_empty());
+        assert_eq!(std::fs::read(b.home.join("d/z")).unwrap(), b"d/z");
+        // The session's own discard removes its journal too.
+        let again = b.ready("w", 0o644);
+        assert_eq!(b.disk.discard(&b.journal, &HashSet::new()), 1);
+        assert!(!again.file.temp_path.exists());
+        assert!(!Journal::path_for(&b.state, TASK).exists());
+    }
+
+    #[test]
+    fn missing_parents_are_made_with_the_receiving_mode_and_only_where_allowed() {
+        let b = bench(0o027);
+        let made = b.disk.make_parents(&b.home.join("new/deeper")).unwrap();
+        assert_eq!(made, [b.home.join("new"), b.home.join("new/deeper")]);
+        assert_eq!(mode_of(&b.home.join("new")), 0o750);
+        assert_eq!(mode_of(&b.home.join("new/deeper")), 0o750);
+        assert!(b.disk.make_parents(&b.home.join("new")).unwrap().is_empty());
+        // Durable before a file beneath them is journaled.
+        b.disk
+            .commit(&b.journal, &[b.ready("new/deeper/f", 0o644)])
+            .unwrap();
+        assert!(b.synced_dirs().contains(&b.home), "{:?}", b.synced_dirs());
+        std::fs::write(b.home.join("file"), b"").unwrap();
+        let blocked = b.disk.make_parents(&b.home.join("file/sub")).unwrap_err();
+        assert!(
+            blocked.to_string().contains("is not a directory"),
+            "{blocked}"
+        );
+        assert_eq!(blocked.disposition(), Disposition::FailTask);
+        let outside = b
+            .disk
+            .make_parents(Path::new("/nonexistent-ferry-test/a/b"));
+        assert!(
+            matches!(outside, Err(MoveError::NotAllowed { .. })),
+            "{outside:?}"
+        );
+        assert!(!Path::new("/nonexistent-ferry-test").exists());
     }
 }

@@ -9,8 +9,9 @@
 //! `Faults` holds nothing and the check is a no-op the compiler removes;
 //! in this crate's tests a test plans failures (an operation, optionally a
 //! path, an errno, how many times) on an endpoint's [`crate::Context`] and
-//! reads back which operations ran. `matrix` runs real transfers over
-//! loopback TLS against a table of faults.
+//! reads back which operations ran. A test may also make an operation slow
+//! (it waits before it runs: a slow disk, a long commit). `matrix` runs
+//! real transfers over loopback TLS against a table of faults.
 
 use std::io;
 use std::path::Path;
@@ -60,7 +61,14 @@ impl Faults {
     pub(crate) fn check(&self, op: Op, path: &Path) -> io::Result<()> {
         #[cfg(test)]
         if let Ok(mut plan) = self.plan.lock() {
-            return plan.check(op, path);
+            let wait = plan.delay(op);
+            let checked = plan.check(op, path);
+            drop(plan);
+            // Outside the lock: other operations go on meanwhile.
+            if let Some(wait) = wait {
+                std::thread::sleep(wait);
+            }
+            return checked;
         }
         Ok(())
     }
@@ -74,11 +82,20 @@ mod planned {
     use super::{Faults, Op};
     use std::io;
     use std::path::{Path, PathBuf};
+    use std::time::Duration;
 
     #[derive(Debug, Default)]
     pub(crate) struct Plan {
         failures: Vec<Failure>,
+        delays: Vec<Delay>,
         ran: Vec<(Op, PathBuf)>,
+    }
+
+    #[derive(Debug)]
+    struct Delay {
+        op: Op,
+        wait: Duration,
+        times: u32,
     }
 
     #[derive(Debug)]
@@ -90,6 +107,13 @@ mod planned {
     }
 
     impl Plan {
+        /// How long `op` waits before it runs, if a test made it slow.
+        pub(super) fn delay(&mut self, op: Op) -> Option<Duration> {
+            let due = self.delays.iter_mut().find(|d| d.times > 0 && d.op == op)?;
+            due.times -= 1;
+            Some(due.wait)
+        }
+
         pub(super) fn check(&mut self, op: Op, path: &Path) -> io::Result<()> {
             self.ran.push((op, path.to_path_buf()));
             let due = self
@@ -117,6 +141,14 @@ mod planned {
                     errno,
                     times,
                 });
+            }
+        }
+
+        /// Makes the next `times` runs of `op` wait `wait` first (on the
+        /// thread that runs it: only operations of blocking threads).
+        pub(crate) fn delay(&self, op: Op, wait: Duration, times: u32) {
+            if let Ok(mut plan) = self.plan.lock() {
+                plan.delays.push(Delay { op, wait, times });
             }
         }
 

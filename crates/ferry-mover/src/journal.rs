@@ -4,17 +4,22 @@
 //!
 //! Append-only text lines in `state/<task>.journal`:
 //! `C <key>` committed, `K <key> <index> <sha256>` chunk durable in the
-//! temporary file, `D <key>` partial file discarded. A line is appended only
-//! after the data it describes is fsynced, and the journal itself is
-//! fsynced before the attempt reports progress, so the journal never claims
-//! more than the disk holds. A torn last line (a crash mid-append) is
-//! ignored.
+//! temporary file, `D <key>` partial file discarded, `T <hex path>` a
+//! temporary file may stand beside this target (so the temporaries a task
+//! kept can be removed once the task is over, with no attempt running).
+//! A `C` or `K` line is appended only after the data it describes is
+//! fsynced, and the journal itself is fsynced before the attempt reports
+//! progress, so the journal never claims more than the disk holds (a `T`
+//! line claims nothing: its temporary may be gone). A torn last line (a
+//! crash mid-append) is ignored.
 
 use crate::digest::{from_hex, to_hex};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +45,8 @@ pub type ChunkHashes = Vec<(u32, [u8; 32])>;
 pub struct Recovered {
     pub committed: HashSet<FileKey>,
     pub partial: HashMap<FileKey, ChunkHashes>,
+    /// Targets beside which earlier attempts may have left a temporary.
+    pub temporaries: HashSet<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -58,13 +65,10 @@ impl Journal {
     pub fn open(state_dir: &Path, task_id: &str) -> io::Result<(Self, Recovered)> {
         std::fs::create_dir_all(state_dir)?;
         let path = Self::path_for(state_dir, task_id);
-        let mut recovered = Recovered::default();
-        if let Ok(existing) = File::open(&path) {
-            for line in BufReader::new(existing).split(b'\n') {
-                let Ok(line) = line else { break };
-                apply(&mut recovered, &line);
-            }
-        }
+        let recovered = match File::open(&path) {
+            Ok(existing) => read(existing),
+            Err(_) => Recovered::default(),
+        };
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -94,6 +98,34 @@ impl Journal {
             .extend_from_slice(format!("K {key:032x} {index} {}\n", to_hex(hash)).as_bytes());
     }
 
+    /// A temporary file may stand beside `target` from now on.
+    pub fn temporary(&mut self, target: &Path) {
+        self.pending.extend_from_slice(b"T ");
+        for byte in target.as_os_str().as_bytes() {
+            self.pending
+                .extend_from_slice(format!("{byte:02x}").as_bytes());
+        }
+        self.pending.push(b'\n');
+    }
+
+    /// What a task's journal holds, if it has one, without opening it for
+    /// writing (a task that is over, with no attempt running).
+    pub fn recover(state_dir: &Path, task_id: &str) -> io::Result<Option<Recovered>> {
+        match File::open(Self::path_for(state_dir, task_id)) {
+            Ok(file) => Ok(Some(read(file))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a task's journal, if it has one.
+    pub fn remove(state_dir: &Path, task_id: &str) -> io::Result<()> {
+        match std::fs::remove_file(Self::path_for(state_dir, task_id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     pub fn discarded(&mut self, key: FileKey) {
         self.pending
             .extend_from_slice(format!("D {key:032x}\n").as_bytes());
@@ -119,10 +151,25 @@ impl Journal {
     }
 }
 
+fn read(file: File) -> Recovered {
+    let mut recovered = Recovered::default();
+    for line in BufReader::new(file).split(b'\n') {
+        let Ok(line) = line else { break };
+        apply(&mut recovered, &line);
+    }
+    recovered
+}
+
 fn apply(r: &mut Recovered, line: &[u8]) {
     let Ok(text) = std::str::from_utf8(line) else {
         return;
     };
+    if let Some(hex) = text.strip_prefix("T ") {
+        if let Some(target) = path_from_hex(hex) {
+            r.temporaries.insert(target);
+        }
+        return;
+    }
     let mut parts = text.split(' ');
     let (Some(op), Some(key)) = (parts.next(), parts.next()) else {
         return;
@@ -149,6 +196,19 @@ fn apply(r: &mut Recovered, line: &[u8]) {
         }
         _ => {}
     }
+}
+
+/// An absolute path from a `T` line; a torn or malformed one is none.
+fn path_from_hex(hex: &str) -> Option<PathBuf> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let path = Path::new(OsStr::from_bytes(&bytes));
+    (path.is_absolute() && !bytes.contains(&0)).then(|| path.to_path_buf())
 }
 
 #[cfg(test)]
@@ -184,5 +244,37 @@ mod tests {
         assert_eq!(r.partial.len(), 1);
         j.finish().unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn temporaries_are_recovered_byte_for_byte_and_a_journal_can_go_without_an_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = Path::new(OsStr::from_bytes(b"/h/u/caf\xe9 \nnew line"));
+        assert_eq!(
+            Journal::recover(dir.path(), "t")
+                .unwrap()
+                .map(|r| r.temporaries),
+            None
+        );
+        {
+            let (mut j, _) = Journal::open(dir.path(), "t").unwrap();
+            j.temporary(Path::new("/h/u/x"));
+            j.temporary(odd);
+            j.sync().unwrap();
+        }
+        let path = Journal::path_for(dir.path(), "t");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"T 2f682f752").unwrap();
+        let recovered = Journal::recover(dir.path(), "t").unwrap().unwrap();
+        assert_eq!(
+            recovered.temporaries,
+            HashSet::from([PathBuf::from("/h/u/x"), odd.to_path_buf()]),
+            "the torn line is ignored"
+        );
+        assert_eq!(path_from_hex("782f"), None, "relative");
+        assert_eq!(path_from_hex("2f00"), None, "a NUL byte");
+        Journal::remove(dir.path(), "t").unwrap();
+        assert!(!path.exists());
+        Journal::remove(dir.path(), "t").unwrap();
     }
 }

@@ -29,6 +29,7 @@ use ferry_paths::{FsError, show};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Which endpoint of a transfer something happened on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +133,14 @@ pub enum MoveError {
     /// A data connection broke.
     #[error("{0}")]
     Connection(String),
+    /// Nothing came from the peer for the idle limit, not even a
+    /// keep-alive: the data connection stalled (the network holds the
+    /// bytes, or the peer is gone without closing it).
+    #[error("no word from the {peer} for {idle:?}: the data connection stalled")]
+    PeerSilent { peer: Side, idle: Duration },
+    /// Nothing written to the peer could leave for the idle limit.
+    #[error("nothing could be sent to the {peer} for {idle:?}: the data connection stalled")]
+    PeerNotReading { peer: Side, idle: Duration },
     /// Something inside this endpoint stopped (a worker, a lock).
     #[error("{0}")]
     Internal(String),
@@ -176,6 +185,14 @@ impl MoveError {
         }
     }
 
+    /// A data stream to or from `peer` that waited out its idle limit.
+    pub fn stalled(peer: Side, stall: channel::Stall) -> Self {
+        match stall {
+            channel::Stall::Silent(idle) => MoveError::PeerSilent { peer, idle },
+            channel::Stall::NotReading(idle) => MoveError::PeerNotReading { peer, idle },
+        }
+    }
+
     /// A rooted-filesystem error: a policy refusal, a wrong kind of
     /// object, or an operating-system error classified by errno.
     pub fn fs(side: Side, error: FsError) -> Self {
@@ -201,6 +218,8 @@ impl MoveError {
             | MoveError::Io(_)
             | MoveError::Protocol(_)
             | MoveError::Connection(_)
+            | MoveError::PeerSilent { .. }
+            | MoveError::PeerNotReading { .. }
             | MoveError::Internal(_) => Disposition::RetryLater,
             MoveError::DeviceError(_) => Disposition::RetryFile,
             MoveError::Interrupted(_) => Disposition::RetryChunk,
@@ -343,6 +362,30 @@ mod tests {
         assert!(
             matches!(peer.report(), TaskReport::Fault { .. }),
             "the words decide nothing"
+        );
+    }
+
+    #[test]
+    fn a_stalled_data_connection_ends_the_attempt_to_be_retried_later() {
+        use ferry_proto::task::TaskReport;
+        let silent = MoveError::stalled(
+            Side::Destination,
+            channel::Stall::Silent(Duration::from_secs(60)),
+        );
+        assert_eq!(silent.disposition(), Disposition::RetryLater);
+        assert_eq!(
+            silent.to_string(),
+            "no word from the destination for 60s: the data connection stalled"
+        );
+        assert!(matches!(silent.report(), TaskReport::Fault { .. }));
+        let deaf = MoveError::stalled(
+            Side::Source,
+            channel::Stall::NotReading(Duration::from_secs(60)),
+        );
+        assert_eq!(deaf.disposition(), Disposition::RetryLater);
+        assert_eq!(
+            deaf.to_string(),
+            "nothing could be sent to the source for 60s: the data connection stalled"
         );
     }
 

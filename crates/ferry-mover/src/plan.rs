@@ -1,10 +1,10 @@
 //! Deciding, per source entry, what the destination needs: the sync levels
 //! as a pure function, where an entry lands, and the permissions it gets.
 
-use ferry_paths::{EntryKind as FsKind, Metadata};
+use ferry_paths::{EntryKind as FsKind, Metadata, Temporary};
 use ferry_proto::data::Entry;
 use ferry_proto::task::SyncLevel;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -83,6 +83,56 @@ impl Attributes {
         };
         (base & 0o777 & !self.umask) | 0o700
     }
+
+    /// A directory made above a destination path that lacks it (`ferry
+    /// transfer a:/~/f b:/~/new/sub/f`, as `mkdir -p` or `cp --parents`
+    /// would): no source directory stands for it, so it gets what a new
+    /// directory gets here, the umask's narrowing of 0777, its owner
+    /// keeping full access as in [`Attributes::dir_mode`].
+    pub fn parent_dir_mode(&self) -> u32 {
+        (0o777 & !self.umask) | 0o700
+    }
+}
+
+/// Where a file goes, decided before anything is written, from what
+/// stands at its destination path now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Landing {
+    /// At the destination path: nothing is there, or something a file
+    /// replaces (a file, a symlink: the link itself).
+    Here,
+    /// Inside the directory at the destination path, under this name: a
+    /// single file sent onto an existing directory lands in it, as
+    /// `cp FILE DIR` does (and `DST/` says outright).
+    Inside(OsString),
+    /// Nowhere: a directory has the file's name, and a file never
+    /// replaces a directory (`cp` refuses it too).
+    OntoDirectory,
+}
+
+/// Where a file whose destination path holds `existing` lands.
+/// `into_directory` names the file when a directory there may take it:
+/// the source's name, for an item that is a single file whose destination
+/// was written without a trailing `/` (with one, it already names the
+/// place inside the directory).
+pub fn landing(existing: Option<FsKind>, into_directory: Option<&OsStr>) -> Landing {
+    match (existing, into_directory) {
+        (Some(FsKind::Dir), Some(name)) => Landing::Inside(name.to_os_string()),
+        (Some(FsKind::Dir), None) => Landing::OntoDirectory,
+        _ => Landing::Here,
+    }
+}
+
+/// The directories to make, outermost first, so that `dir` exists, given
+/// that `existing` (an ancestor of `dir`) does.
+pub fn dirs_to_make(existing: &Path, dir: &Path) -> Vec<PathBuf> {
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| *d != existing && d.starts_with(existing))
+        .map(Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    missing
 }
 
 /// A relative path from a peer, checked: only plain components.
@@ -101,29 +151,16 @@ pub fn relative(path: &[u8]) -> Result<PathBuf, String> {
 }
 
 /// The recognisable temporary name beside `final_path`, stable per task so
-/// a resumed attempt finds its partial file.
+/// a resumed attempt finds its partial file (see [`Temporary`]: the rooted
+/// filesystem reaches it only through its target).
 pub fn temp_path(final_path: &Path, task_id: &str) -> PathBuf {
-    let name = final_path
-        .file_name()
-        .map(OsStr::as_bytes)
-        .unwrap_or(b"file");
-    // Keep within NAME_MAX (255) with the prefix and suffix.
-    let keep = &name[..name.len().min(200)];
-    let tag: String = task_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(8)
-        .collect();
-    let mut temp = b".ferry.".to_vec();
-    temp.extend_from_slice(keep);
-    temp.extend_from_slice(format!(".{tag}.part").as_bytes());
-    final_path.with_file_name(OsStr::from_bytes(&temp))
+    Temporary::new(final_path, task_id).path().to_path_buf()
 }
 
 /// Whether a name is one of our temporary files (never deleted by
-/// `--delete` as a stranger, never offered as source data).
+/// `--delete` as a stranger, never offered as source data, not listed).
 pub fn is_temp_name(name: &[u8]) -> bool {
-    name.starts_with(b".ferry.") && name.ends_with(b".part")
+    ferry_paths::is_temp_name(name)
 }
 
 #[cfg(test)]
@@ -238,6 +275,49 @@ mod tests {
             (fresh.file_mode(0o4777), fresh.dir_mode(0o3777)),
             (0o640, 0o750)
         );
+    }
+
+    #[test]
+    fn a_single_file_onto_a_directory_lands_inside_it_and_never_replaces_one() {
+        let name = OsStr::new("f.txt");
+        assert_eq!(landing(None, Some(name)), Landing::Here);
+        assert_eq!(landing(Some(FsKind::File), Some(name)), Landing::Here);
+        assert_eq!(landing(Some(FsKind::Symlink), None), Landing::Here);
+        assert_eq!(landing(Some(FsKind::Other), None), Landing::Here);
+        assert_eq!(
+            landing(Some(FsKind::Dir), Some(name)),
+            Landing::Inside(name.to_os_string()),
+            "as `cp f.txt dir` does"
+        );
+        // In a tree, or once inside: a directory of that name is refused.
+        assert_eq!(landing(Some(FsKind::Dir), None), Landing::OntoDirectory);
+    }
+
+    #[test]
+    fn missing_parents_are_made_outermost_first_with_the_receiving_mode() {
+        assert_eq!(
+            dirs_to_make(Path::new("/h/u"), Path::new("/h/u/new/deeper")),
+            [PathBuf::from("/h/u/new"), PathBuf::from("/h/u/new/deeper")]
+        );
+        assert!(dirs_to_make(Path::new("/h/u"), Path::new("/h/u")).is_empty());
+        assert!(
+            dirs_to_make(Path::new("/elsewhere"), Path::new("/h/u/x")).is_empty(),
+            "nothing above what exists"
+        );
+        let under = |umask| Attributes {
+            preserve_mode: true,
+            preserve_mtime: true,
+            umask,
+        };
+        assert_eq!(under(0o022).parent_dir_mode(), 0o755);
+        assert_eq!(under(0o027).parent_dir_mode(), 0o750);
+        assert_eq!(under(0o077).parent_dir_mode(), 0o700);
+        assert_eq!(
+            under(0o777).parent_dir_mode(),
+            0o700,
+            "the owner keeps access"
+        );
+        assert_eq!(under(0).parent_dir_mode(), 0o777);
     }
 
     #[test]

@@ -14,6 +14,14 @@
 //! [`SENT_KEPT`] files sent are remembered for a destination that asks for
 //! one again (its digest did not match, or its temporary file failed).
 //!
+//! Liveness (data protocol version 2): every stream's writer sends a
+//! keep-alive when it has written nothing for a while, so a destination
+//! waiting on a stream hears a source that is busy reading a slow disk;
+//! stream 0 is read for the destination's keep-alives, and a destination
+//! silent for the idle limit ends the attempt ([`MoveError::PeerSilent`]),
+//! the writers held by a stalled network with it. A destination that
+//! talks but does not read is busy (hashing, committing), not stalled.
+//!
 //! Failures are [`MoveError`]s, handled by their [`Disposition`]: an
 //! interrupted call is made again at once; an I/O error reading a file
 //! reads it once more; an entry that would fail the task is left out and
@@ -21,7 +29,9 @@
 //! told to the destination (`Abort`, with the disposition) so that both
 //! endpoints report the same to the hub.
 
-use crate::channel::{self, ChannelError, read_frame, write_chunk, write_message};
+use crate::channel::{
+    self, ChannelError, Liveness, Watched, read_frame, send_keep_alive, write_chunk, write_message,
+};
 use crate::context::Context;
 use crate::digest::{
     CHUNK_SIZE, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads, read_chunk_hashes,
@@ -41,7 +51,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 /// Offered entries awaiting the destination's verdict.
 pub const WINDOW: usize = 16_384;
@@ -62,7 +72,11 @@ const COALESCE_BYTES: usize = 256 * 1024;
 const SMALL_ITEM: usize = 64 * 1024;
 /// A file that keeps changing while read is offered this many times.
 const MAX_REOFFERS: u32 = 3;
+/// Opening one stream (TCP, TLS, and the destination's answer to its
+/// `Open`) is given this long.
 const CONNECT_WITHIN: Duration = Duration::from_secs(15);
+/// Frames from the destination's stream 0 waiting for the send loop.
+const FROM_DESTINATION: usize = 64;
 
 /// Streams for large files when the task does not say.
 pub const DEFAULT_STREAMS: u16 = 4;
@@ -309,47 +323,22 @@ pub async fn send(
     let connector = tokio_rustls::TlsConnector::from(config);
     let mut conns = Vec::new();
     for index in 0..streams {
-        let tcp = tokio::time::timeout(CONNECT_WITHIN, tokio::net::TcpStream::connect(&connect_to))
+        let open = open_stream(&connector, &server, &connect_to, &sealed, index, streams);
+        let tls = tokio::time::timeout(CONNECT_WITHIN, open)
             .await
             .map_err(|_| {
                 SendError::Channel(ChannelError::Protocol(format!(
                     "timed out connecting to the destination at {connect_to}"
                 )))
-            })?
-            .map_err(|e| {
-                SendError::Channel(ChannelError::Protocol(format!(
-                    "cannot connect to the destination at {connect_to}: {e}"
-                )))
-            })?;
-        let _ = tcp.set_nodelay(true);
-        let mut tls = connector
-            .connect(server.clone(), tcp)
-            .await
-            .map_err(ChannelError::from)?;
-        channel::send_message(
-            &mut tls,
-            &Message::Open(Open {
-                capability: sealed.clone(),
-                stream: index,
-                streams,
-            }),
-        )
-        .await?;
-        match channel::read_handshake(&mut tls, None).await? {
-            Message::Accepted => {}
-            Message::Refused { reason } => {
-                return Err(SendError::Refused(format!(
-                    "the destination refused: {reason}"
-                )));
-            }
-            other => {
-                return Err(SendError::Channel(ChannelError::Protocol(format!(
-                    "unexpected {other:?}"
-                ))));
-            }
-        }
-        tracing::debug!(stream = index, "data stream open");
-        conns.push(tls);
+            })??;
+        // A peer that speaks only version 1 gets no keep-alive and no deadline.
+        let liveness = ctx.liveness.on(tls.get_ref().1.alpn_protocol());
+        tracing::debug!(
+            stream = index,
+            keep_alive = liveness.is_some(),
+            "data stream open"
+        );
+        conns.push((tls, liveness));
     }
 
     let shared = Arc::new(Shared {
@@ -387,35 +376,41 @@ pub async fn send(
     drop(out_tx);
 
     let mut stream0 = None;
-    for (index, tls) in conns.into_iter().enumerate() {
+    for (index, (tls, liveness)) in conns.into_iter().enumerate() {
         let (reader, writer) = tokio::io::split(tls);
+        let keep_alive = liveness.map(|l| l.keep_alive_every);
         if index == 0 {
-            stream0 = Some((reader, writer));
+            stream0 = Some((reader, writer, liveness));
         } else {
             let out = out_rx.clone();
-            tasks.spawn(async move { write_stream(writer, out, None).await });
+            tasks.spawn(async move { write_stream(writer, out, None, keep_alive).await });
             // The destination never writes on data streams; their readers only watch for closing.
             tasks.spawn(async move { drain(reader).await });
         }
     }
-    let Some((mut reader0, writer0)) = stream0 else {
+    let Some((reader0, writer0, liveness0)) = stream0 else {
         return Err(MoveError::Internal("no data streams".into()).into());
     };
-    let (prio_tx, prio_rx) = mpsc::unbounded_channel::<Message>();
+    let (prio_tx, prio_rx) = mpsc::unbounded_channel::<Urgent>();
     {
         let out = out_rx.clone();
-        tasks.spawn(async move { write_stream(writer0, out, Some(prio_rx)).await });
+        let keep_alive = liveness0.map(|l| l.keep_alive_every);
+        tasks.spawn(async move { write_stream(writer0, out, Some(prio_rx), keep_alive).await });
     }
+    // Stream 0 is read on a task of its own: a frame is never cut short
+    // by the loop below attending to something else.
+    let (from_dest_tx, mut from_dest) = mpsc::channel(FROM_DESTINATION);
+    tasks.spawn(read_destination(reader0, liveness0, from_dest_tx));
 
     let outcome = loop {
         tokio::select! {
             message = control_rx.recv() => {
                 if let Some(m) = message {
-                    let _ = prio_tx.send(m);
+                    let _ = prio_tx.send(Urgent::Message(m));
                 }
             }
-            frame = read_frame(&mut reader0) => match frame {
-                Ok(Some(Frame::Message(Message::Needs { needs }))) => {
+            frame = from_dest.recv() => match frame {
+                Some(Ok(Frame::Message(Message::Needs { needs }))) => {
                     tracing::debug!(needs = needs.len(), "needs");
                     for (id, need) in needs {
                         if jobs_tx.send((id, need)).is_err() {
@@ -423,18 +418,19 @@ pub async fn send(
                         }
                     }
                 }
-                Ok(Some(Frame::Message(Message::Done { .. }))) => {
+                Some(Ok(Frame::Message(Message::Done { .. }))) => {
                     tracing::debug!("destination done");
                     break Ok(());
                 }
                 // The destination's disposition is this side's too, whichever
                 // report reaches the hub first.
-                Ok(Some(Frame::Message(Message::Abort { reason, disposition }))) => {
+                Some(Ok(Frame::Message(Message::Abort { reason, disposition }))) => {
                     break Err(MoveError::PeerGaveUp { peer: Side::Destination, reason, disposition }.into());
                 }
-                Ok(Some(other)) => break Err(SendError::Channel(ChannelError::Protocol(format!("unexpected {other:?} from the destination")))),
-                Ok(None) => break Err(SendError::Channel(ChannelError::Protocol("the destination closed the connection".into()))),
-                Err(e) => break Err(SendError::Channel(e)),
+                Some(Ok(other)) => break Err(SendError::Channel(ChannelError::Protocol(format!("unexpected {other:?} from the destination")))),
+                Some(Err(ChannelError::Stalled(stall))) => break Err(MoveError::stalled(Side::Destination, stall).into()),
+                Some(Err(e)) => break Err(SendError::Channel(e)),
+                None => break Err(SendError::Channel(ChannelError::Protocol("the destination closed the connection".into()))),
             },
             done = tasks.join_next(), if !tasks.is_empty() => match done {
                 Some(Ok(Err(e))) => break Err(e),
@@ -445,23 +441,96 @@ pub async fn send(
         }
     };
     drop(jobs_tx);
+    // The walker and the reader may wait for room that nothing makes now.
+    shared.window.close();
+    shared.queued_bytes.close();
     // A failure here travels to the destination as an abort with its
     // disposition, so both endpoints report the same end to the hub; we
     // wait (a little) until the destination closes.
     if let Err(SendError::Move(e)) = &outcome
         && !matches!(e, MoveError::PeerGaveUp { .. })
     {
-        let _ = prio_tx.send(Message::Abort {
+        let (written, written_rx) = oneshot::channel();
+        let abort = Message::Abort {
             reason: e.to_string(),
             disposition: e.disposition().at_end(),
-        });
+        };
+        let _ = prio_tx.send(Urgent::Last(abort, written));
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            while let Ok(Some(_)) = read_frame(&mut reader0).await {}
+            // On the wire (or its writer gone), then read until the
+            // destination closes (or its stream has ended already).
+            let _ = written_rx.await;
+            while let Some(Ok(_)) = from_dest.recv().await {}
         })
         .await;
     }
     tasks.abort_all();
     outcome
+}
+
+/// Opens stream `index`: TCP, TLS, `Open`, and the destination's answer.
+async fn open_stream(
+    connector: &tokio_rustls::TlsConnector,
+    server: &rustls_pki_types::ServerName<'static>,
+    connect_to: &str,
+    sealed: &str,
+    index: u16,
+    streams: u16,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, SendError> {
+    let tcp = tokio::net::TcpStream::connect(connect_to)
+        .await
+        .map_err(|e| {
+            SendError::Channel(ChannelError::Protocol(format!(
+                "cannot connect to the destination at {connect_to}: {e}"
+            )))
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let mut tls = connector
+        .connect(server.clone(), tcp)
+        .await
+        .map_err(ChannelError::from)?;
+    channel::send_message(
+        &mut tls,
+        &Message::Open(Open {
+            capability: sealed.to_string(),
+            stream: index,
+            streams,
+        }),
+    )
+    .await?;
+    match channel::read_handshake(&mut tls, None).await? {
+        Message::Accepted => Ok(tls),
+        Message::Refused { reason } => Err(SendError::Refused(format!(
+            "the destination refused: {reason}"
+        ))),
+        other => Err(SendError::Channel(ChannelError::Protocol(format!(
+            "unexpected {other:?}"
+        )))),
+    }
+}
+
+/// Reads the destination's stream 0 and hands its frames to the send
+/// loop, keep-alives aside; its last item says how the stream ended (an
+/// error, or the channel closing at its clean end). With `liveness`, a
+/// wait of its idle limit with no byte is an error.
+async fn read_destination<R: tokio::io::AsyncRead + Unpin>(
+    reader: R,
+    liveness: Option<Liveness>,
+    frames: mpsc::Sender<Result<Frame, ChannelError>>,
+) -> Result<(), SendError> {
+    let mut reader = Watched::new(reader, liveness.map(|l| l.idle));
+    loop {
+        let next = match read_frame(&mut reader).await {
+            Ok(Some(Frame::KeepAlive)) => continue,
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => return Ok(()),
+            Err(e) => Err(e),
+        };
+        let failed = next.is_err();
+        if frames.send(next).await.is_err() || failed {
+            return Ok(());
+        }
+    }
 }
 
 async fn drain<R: tokio::io::AsyncRead + Unpin>(mut reader: R) -> Result<(), SendError> {
@@ -474,44 +543,94 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(mut reader: R) -> Result<(), Sen
     }
 }
 
-/// Writes queued chunks (and, on stream 0, conversation messages first).
+/// A conversation message for stream 0, ahead of anything queued.
+enum Urgent {
+    Message(Message),
+    /// The attempt's last word: told once it is on the wire.
+    Last(Message, oneshot::Sender<()>),
+}
+
+/// How soon an item goes onto the wire.
+enum Haste {
+    /// With whatever else is queued, flushed when the queue runs dry.
+    Queued,
+    /// At once (a conversation message).
+    Urgent,
+    /// At once, alone, and told when done.
+    Last(oneshot::Sender<()>),
+}
+
+/// What a stream's writer does next.
+enum Next {
+    Item(Outgoing, Haste),
+    /// Nothing more will be queued.
+    QueueClosed,
+    /// Quiet for the keep-alive interval.
+    KeepAlive,
+}
+
+/// Writes queued chunks (and, on stream 0, conversation messages first);
+/// with `keep_alive`, a keep-alive whenever it has written nothing for
+/// that long, until the attempt ends.
 async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
     writer: W,
     queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Outgoing>>>,
-    mut priority: Option<mpsc::UnboundedReceiver<Message>>,
+    mut priority: Option<mpsc::UnboundedReceiver<Urgent>>,
+    keep_alive: Option<Duration>,
 ) -> Result<(), SendError> {
     // A large buffer coalesces many small files into few TLS records and syscalls.
     let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, writer);
+    let mut queue_open = true;
     loop {
+        let quiet_until = keep_alive.map(|every| tokio::time::Instant::now() + every);
         // Stream 0 must never wait behind the shared queue's lock (another
         // stream holds it while idle): conversation messages go first.
-        let next = match priority.as_mut() {
-            Some(prio) => tokio::select! {
-                biased;
-                m = prio.recv() => match m {
-                    Some(m) => Some((Outgoing::Message(m), true)),
-                    None => return Ok(()),
-                },
-                o = async { queue.lock().await.recv().await } => o.map(|o| (o, false)),
-            },
-            None => queue.lock().await.recv().await.map(|o| (o, false)),
-        };
-        let Some(item) = next else {
-            writer.flush().await.map_err(ChannelError::from)?;
-            // Stream 0 stays open for the destination's Done.
-            if let Some(prio) = priority.as_mut() {
-                while let Some(m) = prio.recv().await {
-                    write_message(&mut writer, &m).await?;
-                    writer.flush().await.map_err(ChannelError::from)?;
+        let next = tokio::select! {
+            biased;
+            m = async {
+                match priority.as_mut() {
+                    Some(prio) => prio.recv().await,
+                    None => std::future::pending().await,
                 }
-            }
-            return Ok(());
+            } => match m {
+                Some(Urgent::Message(m)) => Next::Item(Outgoing::Message(m), Haste::Urgent),
+                Some(Urgent::Last(m, written)) => Next::Item(Outgoing::Message(m), Haste::Last(written)),
+                // The attempt is over.
+                None => return Ok(()),
+            },
+            o = async { queue.lock().await.recv().await }, if queue_open => match o {
+                Some(o) => Next::Item(o, Haste::Queued),
+                None => Next::QueueClosed,
+            },
+            () = async {
+                match quiet_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => Next::KeepAlive,
         };
-        let (item, urgent) = item;
+        let (item, haste) = match next {
+            Next::Item(item, haste) => (item, haste),
+            Next::KeepAlive => {
+                send_keep_alive(&mut writer).await?;
+                continue;
+            }
+            Next::QueueClosed => {
+                writer.flush().await.map_err(ChannelError::from)?;
+                queue_open = false;
+                // Stream 0 stays open for the destination's Done; every
+                // stream keeps the destination's wait alive.
+                if priority.is_none() && keep_alive.is_none() {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
         // Whatever else is queued goes out with it, under one flush: many
         // small files per TLS record and syscall.
         let mut batch = vec![item];
-        if let Ok(mut queued) = queue.try_lock() {
+        let last = matches!(haste, Haste::Last(_));
+        if !last && let Ok(mut queued) = queue.try_lock() {
             let mut bytes = batch[0].wire_bytes();
             while bytes < COALESCE_BYTES {
                 let Ok(more) = queued.try_recv() else { break };
@@ -525,8 +644,11 @@ async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
         // Flush conversation messages at once, and data when no more is
         // queued (a locked queue means another stream is waiting: empty).
         let idle = queue.try_lock().map(|q| q.is_empty()).unwrap_or(true);
-        if urgent || idle {
+        if !matches!(haste, Haste::Queued) || idle {
             writer.flush().await.map_err(ChannelError::from)?;
+        }
+        if let Haste::Last(written) = haste {
+            let _ = written.send(());
         }
     }
 }

@@ -19,6 +19,11 @@
 //!   so a symlink into a denied or read-only area is refused too.
 //! - A symlink at the final component is never followed by a write, a removal,
 //!   a rename or `stat`.
+//! - Ferry's temporary files (`.ferry.NAME.TAG.part`) are reached only through
+//!   their target ([`RootedFs::create_temporary`] and siblings) and decided as
+//!   the temporary of that target: the deny of dot-entries directly under
+//!   home does not refuse them, every other rule does, and no other
+//!   operation gets that exemption (see [`Temporary`]).
 //! - Names are bytes (`OsStr`); nothing assumes UTF-8.
 
 mod config_paths;
@@ -26,6 +31,7 @@ mod policy;
 mod restrict_paths;
 mod rooted_fs;
 mod rule_path;
+mod temporary;
 
 pub use config_paths::LineProblem;
 pub use policy::{Access, Decision, Policy, PolicyError, PolicySource, Rule, RuleOrigin};
@@ -34,3 +40,4 @@ pub use rooted_fs::{Entry, EntryKind, FsError, Metadata, RootedFs};
 pub use rule_path::{
     RequestPathError, RulePathError, ShowPath, normalize_absolute, resolve_endpoint_path, show,
 };
+pub use temporary::{Temporary, is_temp_name, temp_name};

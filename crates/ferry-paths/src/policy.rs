@@ -1,6 +1,7 @@
 //! The path policy: user rules plus the built-in denies, and the one matcher that
 //! decides what any absolute path may be used for.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -257,6 +258,69 @@ impl Policy {
         }
     }
 
+    /// Decides ferry's temporary file named `temp_name` beside `target`,
+    /// the file it becomes: as that target, never more than the
+    /// temporary's own path would get, except that the built-in deny of
+    /// dot-entries directly under home does not apply to it.
+    ///
+    /// That deny is meant for the user's own dot-files. A temporary is a
+    /// dot-entry directly under home whenever its target is a file there
+    /// (`ferry transfer a:/~/x b:/~/x`), and it belongs to the transfer
+    /// writing that target, which the policy already allows. Every other
+    /// rule still counts: a target that is denied or read-only has a
+    /// temporary just as unreachable, and so does a temporary whose own
+    /// path a rule denies (the config dir, a line naming it). The
+    /// exemption belongs to this decision alone, which only
+    /// [`crate::RootedFs`]'s temporary-file operations make, with the
+    /// name they derive from the target: [`Policy::decide`] on the same
+    /// path (`ls`, `rm`, the source of a transfer) still refuses it, so a
+    /// user's own `~/.ferry.*` file stays out of reach.
+    pub fn decide_temporary(
+        &self,
+        target: &Path,
+        temp_name: &OsStr,
+    ) -> Result<Decision, PolicyError> {
+        let normalized =
+            normalize_absolute(target).map_err(|problem| PolicyError::BadRequestPath {
+                path: target.to_path_buf(),
+                problem,
+            })?;
+        Ok(self.decide_temporary_normalized(normalized, temp_name))
+    }
+
+    pub(crate) fn decide_temporary_normalized(
+        &self,
+        target: PathBuf,
+        temp_name: &OsStr,
+    ) -> Decision {
+        let plain_name = Path::new(temp_name)
+            .components()
+            .eq([Component::Normal(temp_name)]);
+        let (Some(parent), true) = (target.parent(), plain_name) else {
+            // The root has no temporary beside it; a name with a slash is
+            // not a name.
+            return Decision {
+                path: target,
+                rule: None,
+                access: Access::Deny,
+                source: self.source,
+            };
+        };
+        let path = parent.join(temp_name);
+        let as_target = self.decide_normalized(target);
+        let own = self.decide_normalized(path.clone());
+        let own = match &own.rule {
+            Some(rule) if rule.origin == RuleOrigin::HomeDotEntry => as_target.clone(),
+            _ => own,
+        };
+        let stricter = if rank(own.access) < rank(as_target.access) {
+            own
+        } else {
+            as_target
+        };
+        Decision { path, ..stricter }
+    }
+
     fn config_dir_deny(&self, path: &Path) -> Option<Rule> {
         path.starts_with(&self.config_dir)
             .then(|| built_in_deny(self.config_dir.clone(), RuleOrigin::ConfigDir))
@@ -313,6 +377,15 @@ fn base_dir(what: &'static str, path: &Path) -> Result<PathBuf, PolicyError> {
         what,
         path: path.to_path_buf(),
     })
+}
+
+/// Orders accesses from least to most allowed.
+fn rank(access: Access) -> u8 {
+    match access {
+        Access::Deny => 0,
+        Access::ReadOnly => 1,
+        Access::ReadWrite => 2,
+    }
 }
 
 fn depth(path: &Path) -> usize {
@@ -553,6 +626,78 @@ mod tests {
         // Home itself and its ancestors contain the home dot-entries.
         assert!(policy.rule_strictly_beneath(Path::new("/home")).is_some());
         assert!(policy.rule_strictly_beneath(Path::new("/home/u")).is_some());
+    }
+
+    fn temporary(policy: &Policy, target: &str) -> Decision {
+        let name = crate::temp_name(Path::new(target).file_name().unwrap(), "0b5e3a52");
+        policy.decide_temporary(Path::new(target), &name).unwrap()
+    }
+
+    #[test]
+    fn the_temporary_of_a_permitted_target_directly_under_home_is_allowed() {
+        let home = policy("~/,0,1\n~/ro,0,0\n~/data,0,1\n~/data/secret,0,0\n");
+        let top = temporary(&home, "/home/u/x");
+        assert_eq!(top.path, PathBuf::from("/home/u/.ferry.x.0b5e3a52.part"));
+        assert_eq!(top.access, Access::ReadWrite);
+        assert_eq!(top.rule.unwrap().origin, RuleOrigin::ConfigPathsLine(1));
+        // The same path decided as itself is still the user's dot-file.
+        assert_eq!(
+            home.decide(Path::new("/home/u/.ferry.x.0b5e3a52.part"))
+                .unwrap()
+                .rule
+                .unwrap()
+                .origin,
+            RuleOrigin::HomeDotEntry
+        );
+        assert_eq!(temporary(&home, "/home/u/data/f").access, Access::ReadWrite);
+        assert_eq!(temporary(&home, "/home/u/ro/f").access, Access::ReadOnly);
+        assert_eq!(
+            temporary(&home, "/home/u/data/secret/f").access,
+            Access::ReadOnly
+        );
+    }
+
+    #[test]
+    fn the_temporary_of_a_refused_target_is_refused_and_other_rules_still_count() {
+        let home = policy("~/,0,1\n~/.ssh,0,0\n");
+        // A dot-file target: its temporary is as unreachable as it is.
+        let dotfile = temporary(&home, "/home/u/.bashrc");
+        assert_eq!(dotfile.access, Access::Deny);
+        assert!(
+            dotfile.explain().contains("dot-entries"),
+            "{}",
+            dotfile.explain()
+        );
+        assert_eq!(
+            temporary(&home, "/home/u/.ssh/authorized_keys").access,
+            Access::ReadOnly
+        );
+        assert_eq!(temporary(&home, "/etc/passwd").access, Access::Deny);
+        // A rule on the temporary's own path counts even when its target is writable.
+        let named = policy("~/,0,1\n~/d/.ferry.x.0b5e3a52.part,0,0\n");
+        assert_eq!(temporary(&named, "/home/u/d/x").access, Access::ReadOnly);
+        let config = Policy::from_config_paths(
+            "~/,0,1",
+            Path::new("/home/u"),
+            Path::new("/home/u/.ferry.x.0b5e3a52.part"),
+        )
+        .unwrap();
+        let decision = temporary(&config, "/home/u/x");
+        assert_eq!(decision.access, Access::Deny);
+        assert_eq!(decision.rule.unwrap().origin, RuleOrigin::ConfigDir);
+        // Not a temporary name: a path, or nothing beside the root.
+        assert_eq!(
+            home.decide_temporary(Path::new("/home/u/x"), OsStr::new("a/b"))
+                .unwrap()
+                .access,
+            Access::Deny
+        );
+        assert_eq!(
+            home.decide_temporary(Path::new("/"), OsStr::new(".ferry.x.t.part"))
+                .unwrap()
+                .access,
+            Access::Deny
+        );
     }
 
     #[test]

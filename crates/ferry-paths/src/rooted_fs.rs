@@ -18,6 +18,7 @@ use nix::unistd::UnlinkatFlags;
 
 use crate::policy::{Decision, Policy, PolicyError};
 use crate::rule_path::show;
+use crate::temporary::Temporary;
 
 /// Why a rooted filesystem operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +121,10 @@ struct Prepared {
     /// Whether some more specific rule lies beneath this rule's root, so a
     /// symlink could lead into it and real locations must be checked.
     has_nested_rules: bool,
+    /// For a temporary file: the name of its target, beside it. Its real
+    /// location is then decided as the temporary of that target
+    /// ([`Policy::decide_temporary`]).
+    temporary_of: Option<OsString>,
 }
 
 /// Transient EAGAIN from openat2 (a concurrent rename or mount) is worth a few retries.
@@ -235,10 +240,14 @@ impl RootedFs {
     /// Creates a new regular file for writing; fails if anything (even a dangling
     /// symlink) already has that name.
     pub fn create_file(&self, path: &Path, mode: u32) -> Result<File, FsError> {
-        const OP: &str = "create";
         let prepared = self.prepare(path, Want::Write)?;
-        let Some((parent_fd, leaf, _)) = self.open_parent(OP, &prepared, Want::Write)? else {
-            return Err(io_error(OP, &prepared, io::ErrorKind::AlreadyExists.into()));
+        self.create_prepared(&prepared, mode)
+    }
+
+    fn create_prepared(&self, prepared: &Prepared, mode: u32) -> Result<File, FsError> {
+        const OP: &str = "create";
+        let Some((parent_fd, leaf, _)) = self.open_parent(OP, prepared, Want::Write)? else {
+            return Err(io_error(OP, prepared, io::ErrorKind::AlreadyExists.into()));
         };
         let flags = OFlag::O_WRONLY
             | OFlag::O_CREAT
@@ -247,7 +256,7 @@ impl RootedFs {
             | OFlag::O_CLOEXEC
             | OFlag::O_NOCTTY;
         let fd = nix::fcntl::openat(&parent_fd, leaf, flags, Mode::from_bits_truncate(mode))
-            .map_err(|errno| errno_error(OP, &prepared, errno))?;
+            .map_err(|errno| errno_error(OP, prepared, errno))?;
         Ok(File::from(fd))
     }
 
@@ -264,17 +273,7 @@ impl RootedFs {
             | OFlag::O_CLOEXEC
             | OFlag::O_NOCTTY
             | OFlag::O_NONBLOCK;
-        let fd = match nix::fcntl::openat(&parent_fd, leaf, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::ELOOP) => {
-                return Err(not_allowed(
-                    &prepared,
-                    "it is a symlink, and writes never follow a symlink at the final component"
-                        .to_owned(),
-                ));
-            }
-            Err(errno) => return Err(errno_error(OP, &prepared, errno)),
-        };
+        let fd = open_no_follow(OP, &prepared, &parent_fd, leaf, flags)?;
         let kind = fstat(OP, &prepared, &fd)?.kind;
         if kind != EntryKind::File {
             return Err(wrong_kind(OP, &prepared, kind, "regular file"));
@@ -343,27 +342,95 @@ impl RootedFs {
 
     fn remove(&self, path: &Path, op: &'static str, flag: UnlinkatFlags) -> Result<(), FsError> {
         let prepared = self.prepare(path, Want::Write)?;
-        let Some((parent_fd, leaf, real_decision)) =
-            self.open_parent(op, &prepared, Want::Write)?
+        self.remove_prepared(&prepared, op, flag)
+    }
+
+    fn remove_prepared(
+        &self,
+        prepared: &Prepared,
+        op: &'static str,
+        flag: UnlinkatFlags,
+    ) -> Result<(), FsError> {
+        let Some((parent_fd, leaf, real_decision)) = self.open_parent(op, prepared, Want::Write)?
         else {
-            return Err(is_rule_root(&prepared, &prepared.decision));
+            return Err(is_rule_root(prepared, &prepared.decision));
         };
-        self.refuse_structural_change(&prepared, &real_decision, false)?;
+        self.refuse_structural_change(prepared, &real_decision, false)?;
         nix::unistd::unlinkat(&parent_fd, leaf, flag)
-            .map_err(|errno| errno_error(op, &prepared, errno))
+            .map_err(|errno| errno_error(op, prepared, errno))
+    }
+
+    /// Creates the temporary file of a target, for writing; fails if
+    /// anything (even a dangling symlink) already has its name.
+    ///
+    /// The temporary-file operations take the target, never the
+    /// temporary's path: the temporary is decided as the temporary of
+    /// that target ([`Policy::decide_temporary`]), which the built-in deny
+    /// of dot-entries directly under home does not refuse. Nothing else
+    /// reaches a path by that exemption. Like every operation here, each
+    /// acts on the final name relative to its parent directory's handle,
+    /// resolved beneath the rule's root, with the real location decided
+    /// again where rules nest.
+    pub fn create_temporary(&self, temp: &Temporary, mode: u32) -> Result<File, FsError> {
+        let prepared = self.prepare_temporary(temp)?;
+        self.create_prepared(&prepared, mode)
+    }
+
+    /// Opens an existing temporary file for reading and writing (a resumed
+    /// partial file); a symlink at its name is refused, never followed.
+    pub fn open_temporary(&self, temp: &Temporary) -> Result<File, FsError> {
+        const OP: &str = "open for writing";
+        let prepared = self.prepare_temporary(temp)?;
+        let Some((parent_fd, leaf, _)) = self.open_parent(OP, &prepared, Want::Write)? else {
+            return Err(wrong_kind(OP, &prepared, EntryKind::Dir, "regular file"));
+        };
+        let flags = OFlag::O_RDWR
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOCTTY
+            | OFlag::O_NONBLOCK;
+        let fd = open_no_follow(OP, &prepared, &parent_fd, leaf, flags)?;
+        let kind = fstat(OP, &prepared, &fd)?.kind;
+        if kind != EntryKind::File {
+            return Err(wrong_kind(OP, &prepared, kind, "regular file"));
+        }
+        clear_nonblock(OP, &prepared, &fd)?;
+        Ok(File::from(fd))
+    }
+
+    /// Removes a temporary file (a symlink at its name: the link itself).
+    pub fn remove_temporary(&self, temp: &Temporary) -> Result<(), FsError> {
+        let prepared = self.prepare_temporary(temp)?;
+        self.remove_prepared(&prepared, "remove", UnlinkatFlags::NoRemoveDir)
+    }
+
+    /// Renames a temporary file onto its target, replacing what stands
+    /// there (as rename(2) does; a directory there fails it).
+    pub fn commit_temporary(&self, temp: &Temporary) -> Result<(), FsError> {
+        let from = self.prepare_temporary(temp)?;
+        let to = self.prepare(temp.target(), Want::Write)?;
+        self.rename_prepared(&from, &to)
     }
 
     /// Renames `from` to `to`, replacing `to` if it exists (as rename(2) does).
     /// Neither end's final component is followed if it is a symlink.
     pub fn rename(&self, from: &Path, to: &Path) -> Result<(), FsError> {
-        const OP: &str = "rename";
         // Both ends are judged before either is touched.
         let from_prepared = self.prepare(from, Want::Write)?;
         let to_prepared = self.prepare(to, Want::Write)?;
+        self.rename_prepared(&from_prepared, &to_prepared)
+    }
+
+    fn rename_prepared(
+        &self,
+        from_prepared: &Prepared,
+        to_prepared: &Prepared,
+    ) -> Result<(), FsError> {
+        const OP: &str = "rename";
         let Some((from_parent, from_leaf, from_real)) =
-            self.open_parent(OP, &from_prepared, Want::Write)?
+            self.open_parent(OP, from_prepared, Want::Write)?
         else {
-            return Err(is_rule_root(&from_prepared, &from_prepared.decision));
+            return Err(is_rule_root(from_prepared, &from_prepared.decision));
         };
         // A rename within one directory (a temporary into place) resolves
         // that directory once.
@@ -373,37 +440,48 @@ impl RootedFs {
         let (to_parent, to_leaf, to_real) = match to_prepared.below_root.file_name() {
             Some(leaf) if same_dir => {
                 let real =
-                    self.verify_real_location(&to_prepared, &from_parent, Some(leaf), Want::Write)?;
+                    self.verify_real_location(to_prepared, &from_parent, Some(leaf), Want::Write)?;
                 (&from_parent, leaf, real)
             }
             _ => {
-                let Some((fd, leaf, real)) = self.open_parent(OP, &to_prepared, Want::Write)?
-                else {
-                    return Err(is_rule_root(&to_prepared, &to_prepared.decision));
+                let Some((fd, leaf, real)) = self.open_parent(OP, to_prepared, Want::Write)? else {
+                    return Err(is_rule_root(to_prepared, &to_prepared.decision));
                 };
                 to_parent_opened = fd;
                 (&to_parent_opened, leaf, real)
             }
         };
-        self.refuse_structural_change(&from_prepared, &from_real, true)?;
-        self.refuse_structural_change(&to_prepared, &to_real, false)?;
+        self.refuse_structural_change(from_prepared, &from_real, true)?;
+        self.refuse_structural_change(to_prepared, &to_real, false)?;
         nix::fcntl::renameat(&from_parent, from_leaf, to_parent, to_leaf)
-            .map_err(|errno| errno_error(OP, &from_prepared, errno))
+            .map_err(|errno| errno_error(OP, from_prepared, errno))
     }
 
     /// Decides on `path` and opens its rule's root. Nothing beneath the root is
     /// touched, so a refusal here leaves the filesystem as it was.
     fn prepare(&self, path: &Path, want: Want) -> Result<Prepared, FsError> {
+        let decision = self.policy.decide(path).map_err(|e| refusal(path, e))?;
+        self.prepare_decided(decision, want, None)
+    }
+
+    /// Like [`RootedFs::prepare`], for the temporary of a target: decided
+    /// as such ([`Policy::decide_temporary`]), here and again at its real
+    /// location.
+    fn prepare_temporary(&self, temp: &Temporary) -> Result<Prepared, FsError> {
         let decision = self
             .policy
-            .decide(path)
-            .map_err(|error| FsError::NotAllowed {
-                path: path.to_path_buf(),
-                reason: match error {
-                    PolicyError::BadRequestPath { problem, .. } => problem.to_string(),
-                    other => other.to_string(),
-                },
-            })?;
+            .decide_temporary(temp.target(), temp.name())
+            .map_err(|e| refusal(temp.path(), e))?;
+        let target_name = temp.target().file_name().map(OsStr::to_os_string);
+        self.prepare_decided(decision, Want::Write, target_name)
+    }
+
+    fn prepare_decided(
+        &self,
+        decision: Decision,
+        want: Want,
+        temporary_of: Option<OsString>,
+    ) -> Result<Prepared, FsError> {
         let allowed = match want {
             Want::Read => decision.allows_read(),
             Want::Write => decision.allows_write(),
@@ -434,6 +512,7 @@ impl RootedFs {
             root_fd,
             below_root,
             has_nested_rules,
+            temporary_of,
         })
     }
 
@@ -589,11 +668,14 @@ impl RootedFs {
                 ),
             ));
         };
-        let mut logical = prepared.rule_root.join(real_below_root);
-        if let Some(leaf) = leaf {
-            logical.push(leaf);
-        }
-        let real_decision = self.policy.decide_normalized(logical);
+        let logical = prepared.rule_root.join(real_below_root);
+        let real_decision = match (leaf, &prepared.temporary_of) {
+            (Some(leaf), Some(target)) => self
+                .policy
+                .decide_temporary_normalized(logical.join(target), leaf),
+            (Some(leaf), None) => self.policy.decide_normalized(logical.join(leaf)),
+            (None, _) => self.policy.decide_normalized(logical),
+        };
         let allowed = match want {
             Want::Read => real_decision.allows_read(),
             Want::Write => real_decision.allows_write(),
@@ -609,6 +691,36 @@ impl RootedFs {
             ));
         }
         Ok(real_decision)
+    }
+}
+
+/// Opens `leaf` in `parent_fd` without following a symlink there: one
+/// there is refused as such.
+fn open_no_follow(
+    op: &'static str,
+    prepared: &Prepared,
+    parent_fd: &OwnedFd,
+    leaf: &OsStr,
+    flags: OFlag,
+) -> Result<OwnedFd, FsError> {
+    match nix::fcntl::openat(parent_fd, leaf, flags | OFlag::O_NOFOLLOW, Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::ELOOP) => Err(not_allowed(
+            prepared,
+            "it is a symlink, and writes never follow a symlink at the final component".to_owned(),
+        )),
+        Err(errno) => Err(errno_error(op, prepared, errno)),
+    }
+}
+
+/// A policy error on `path` as a refusal.
+fn refusal(path: &Path, error: PolicyError) -> FsError {
+    FsError::NotAllowed {
+        path: path.to_path_buf(),
+        reason: match error {
+            PolicyError::BadRequestPath { problem, .. } => problem.to_string(),
+            other => other.to_string(),
+        },
     }
 }
 
@@ -761,6 +873,105 @@ mod tests {
             0o777,
             "an existing one is left alone"
         );
+    }
+
+    const TASK: &str = "0b5e3a52-8d1c-4a53-9c1e-2f0d2a9b7c11";
+
+    #[test]
+    fn a_temporary_at_the_top_of_home_is_created_resumed_committed_and_removed() {
+        use std::io::{Read, Write};
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path();
+        let fs = rooted(home);
+        let temp = Temporary::new(&home.join("x"), TASK);
+        let mut file = fs.create_temporary(&temp, 0o600).unwrap();
+        file.write_all(b"data").unwrap();
+        assert_eq!(mode_of(temp.path()), 0o600);
+        let again = fs.create_temporary(&temp, 0o600).unwrap_err();
+        assert_eq!(again.io_kind(), Some(io::ErrorKind::AlreadyExists));
+        let mut resumed = fs.open_temporary(&temp).unwrap();
+        let mut read = String::new();
+        resumed.read_to_string(&mut read).unwrap();
+        assert_eq!(read, "data");
+        fs.commit_temporary(&temp).unwrap();
+        assert_eq!(std::fs::read(home.join("x")).unwrap(), b"data");
+        assert!(!temp.path().exists());
+        fs.create_temporary(&temp, 0o600).unwrap();
+        fs.remove_temporary(&temp).unwrap();
+        assert!(!temp.path().exists());
+    }
+
+    #[test]
+    fn a_users_own_ferry_dot_file_stays_out_of_reach() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path();
+        let fs = rooted(home);
+        let temp = Temporary::new(&home.join("x"), TASK);
+        std::fs::write(temp.path(), b"the user's own").unwrap();
+        // By its path, through every other operation: the dot-file deny.
+        assert!(fs.open_read(temp.path()).unwrap_err().is_not_allowed());
+        assert!(fs.stat(temp.path()).unwrap_err().is_not_allowed());
+        assert!(fs.remove_file(temp.path()).unwrap_err().is_not_allowed());
+        assert!(
+            fs.create_file(&home.join(".ferry.y.0b5e3a52.part"), 0o600)
+                .unwrap_err()
+                .is_not_allowed()
+        );
+        assert!(
+            fs.rename(temp.path(), &home.join("z"))
+                .unwrap_err()
+                .is_not_allowed()
+        );
+        let listed = fs.read_dir(home).unwrap();
+        assert!(listed.iter().all(|e| e.name != temp.name()), "{listed:?}");
+        assert_eq!(std::fs::read(temp.path()).unwrap(), b"the user's own");
+    }
+
+    #[test]
+    fn a_temporary_is_refused_where_its_target_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path();
+        std::fs::create_dir(home.join("ro")).unwrap();
+        std::fs::create_dir(home.join(".ssh")).unwrap();
+        let text = "~/,0,1\n~/ro,0,0\n";
+        let policy = Policy::from_config_paths(text, home, &home.join(".ferry")).unwrap();
+        let fs = RootedFs::new(Arc::new(policy));
+        for target in [
+            home.join("ro/x"),
+            home.join(".ssh/authorized_keys"),
+            home.join(".bashrc"),
+        ] {
+            let temp = Temporary::new(&target, TASK);
+            let refused = fs.create_temporary(&temp, 0o600).unwrap_err();
+            assert!(refused.is_not_allowed(), "{}: {refused}", target.display());
+            assert!(!temp.path().exists());
+        }
+        // Nor through a symlink leading into a refused area.
+        std::os::unix::fs::symlink(".ssh", home.join("keys")).unwrap();
+        let through = Temporary::new(&home.join("keys/authorized_keys"), TASK);
+        let refused = fs.create_temporary(&through, 0o600).unwrap_err();
+        assert!(refused.to_string().contains("symlink"), "{refused}");
+        assert_eq!(std::fs::read_dir(home.join(".ssh")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_symlink_at_a_temporarys_name_is_never_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path();
+        let fs = rooted(home);
+        std::fs::write(home.join("victim"), b"untouched").unwrap();
+        let temp = Temporary::new(&home.join("d/x"), TASK);
+        std::fs::create_dir(home.join("d")).unwrap();
+        std::os::unix::fs::symlink("../victim", temp.path()).unwrap();
+        let exists = fs.create_temporary(&temp, 0o600).unwrap_err();
+        assert_eq!(exists.io_kind(), Some(io::ErrorKind::AlreadyExists));
+        assert!(fs.open_temporary(&temp).unwrap_err().is_not_allowed());
+        fs.remove_temporary(&temp).unwrap();
+        assert!(
+            std::fs::symlink_metadata(temp.path()).is_err(),
+            "the link went"
+        );
+        assert_eq!(std::fs::read(home.join("victim")).unwrap(), b"untouched");
     }
 
     #[test]

@@ -124,7 +124,10 @@ pub enum HubMessage {
     /// To both endpoints of a task: stop its data work now, and (at the
     /// destination) refuse every data connection for attempts up to
     /// `through_attempt` from now on, so a capability cannot be replayed
-    /// after its attempt ended. Absent: every attempt.
+    /// after its attempt ended; another attempt may follow and resume what
+    /// this one left. Absent: every attempt, the task is over (succeeded,
+    /// failed, canceled), so the destination also removes the temporaries
+    /// its attempts kept.
     TaskCancel {
         task_id: String,
         #[serde(default)]

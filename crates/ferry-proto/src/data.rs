@@ -7,10 +7,31 @@
 //! before any body byte is buffered: [`MAX_HANDSHAKE_FRAME`] (or, for an
 //! `Open` carrying a large capability, [`MAX_OPEN_FRAME`]) until the
 //! stream is authorised, [`MAX_AUTHORISED_FRAME`] after.
+//!
+//! Liveness (version 2): a side that has written nothing on a stream for
+//! [`KEEP_ALIVE_EVERY`] writes a keep-alive frame on it (type
+//! [`FRAME_KEEP_ALIVE`], no body), so a peer that is merely busy (hashing
+//! a large file, committing a batch, reading a slow disk) is still heard.
+//! Any byte from the peer is life; a side that waits [`IDLE_LIMIT`] for
+//! one in vain ends the attempt as a fault to retry later, and so does
+//! the destination when nothing it writes can leave for as long (the
+//! source always reads its stream 0). The timers live in the mover.
+//!
+//! Protocol versions (one number, dated history), settled per stream by
+//! TLS's ALPN ([`ALPN_PROTOCOLS`], newest first: the destination takes
+//! the newest both speak, and an older peer is never sent what it does not
+//! know; its `decode` refuses an unknown frame type):
+//! - 1 (2026-11, `ferry-data/1`): `Open`/`Accepted`/`Refused`, the
+//!   conversation, chunks. Later additions within 1, optional on the wire:
+//!   the `Abort`'s `disposition` (2026-11-29).
+//! - 2 (2026-11-29, `ferry-data/2`): keep-alive frames and the idle
+//!   deadline. With a peer that speaks only 1, neither is used (a stall
+//!   then waits, as it did).
 
 use crate::task::TaskCounters;
 use crate::wire_path::WirePath;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use thiserror::Error;
 
 /// Files are hashed in chunks of this size: a file's digest is SHA-256 over
@@ -34,11 +55,50 @@ pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
 /// task lists its items), with room for the rest of the message. Readers
 /// accept one above [`MAX_HANDSHAKE_FRAME`] only within a budget they keep.
 pub const MAX_OPEN_FRAME: usize = crate::task::MAX_CAPABILITY + 1024;
-/// The ALPN id of data connections.
-pub const ALPN: &[u8] = b"ferry-data/1";
+/// The newest data protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The oldest version this build still speaks.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
+/// The ALPN ids of data connections, newest first: the version a stream
+/// speaks is the one TLS settled ([`negotiated_version`]).
+pub const ALPN_PROTOCOLS: &[&[u8]] = &[b"ferry-data/2", b"ferry-data/1"];
+
+/// The version a stream speaks, from the ALPN id its TLS handshake settled
+/// (none: version 1, which did not look). `None` for an id this build
+/// does not speak.
+pub fn negotiated_version(alpn: Option<&[u8]>) -> Option<u32> {
+    let Some(alpn) = alpn else {
+        return Some(MIN_PROTOCOL_VERSION);
+    };
+    let version = std::str::from_utf8(alpn.strip_prefix(b"ferry-data/")?)
+        .ok()?
+        .parse::<u32>()
+        .ok()?;
+    (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION)
+        .contains(&version)
+        .then_some(version)
+}
+
+/// Whether a stream of `version` carries keep-alives and is held to
+/// [`IDLE_LIMIT`].
+pub fn keeps_alive(version: u32) -> bool {
+    version >= 2
+}
+
+/// A side writes a keep-alive on a stream it has written nothing on for
+/// this long (version 2).
+pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(10);
+/// A side that hears nothing from its peer on a stream it waits on for
+/// this long (six keep-alives missed), or cannot write anything for as
+/// long where the peer always reads, ends the attempt (version 2).
+pub const IDLE_LIMIT: Duration = Duration::from_secs(60);
 
 pub const FRAME_MESSAGE: u8 = 1;
 pub const FRAME_CHUNK: u8 = 2;
+/// Version 2: nothing but "still here"; no body.
+pub const FRAME_KEEP_ALIVE: u8 = 3;
+/// A keep-alive frame as it goes on the wire.
+pub const KEEP_ALIVE: [u8; 5] = [0, 0, 0, 1, FRAME_KEEP_ALIVE];
 
 /// The first message on every stream, from the connecting side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +251,8 @@ pub enum DataError {
 pub enum Frame {
     Message(Message),
     Chunk(ChunkHeader, Vec<u8>),
+    /// The peer is still there (version 2).
+    KeepAlive,
 }
 
 /// Everything about a chunk but its bytes.
@@ -286,6 +348,8 @@ pub fn decode(mut frame: Vec<u8>) -> Result<Frame, DataError> {
             frame.drain(..1 + CHUNK_HEADER);
             Ok(Frame::Chunk(ChunkHeader::from_bytes(&header), frame))
         }
+        FRAME_KEEP_ALIVE if frame.len() == 1 => Ok(Frame::KeepAlive),
+        FRAME_KEEP_ALIVE => Err(DataError::Malformed("a keep-alive carries no body".into())),
         other => Err(DataError::UnknownType(other)),
     }
 }
@@ -412,6 +476,39 @@ mod tests {
         ] {
             assert_eq!(d.at_end(), Disposition::RetryLater);
         }
+    }
+
+    #[test]
+    fn a_keep_alive_is_five_bytes_with_no_body() {
+        assert_eq!(roundtrip(&KEEP_ALIVE), Frame::KeepAlive);
+        assert!(matches!(
+            decode(vec![FRAME_KEEP_ALIVE, 0]),
+            Err(DataError::Malformed(_))
+        ));
+        // What a version-1 peer makes of one: refused, so none is sent to it.
+        assert_eq!(decode(vec![4]), Err(DataError::UnknownType(4)));
+    }
+
+    #[test]
+    fn the_version_comes_from_the_alpn_id_tls_settled() {
+        assert_eq!(ALPN_PROTOCOLS[0], b"ferry-data/2", "newest first");
+        for (alpn, version) in [
+            (Some(&b"ferry-data/2"[..]), Some(2)),
+            (Some(b"ferry-data/1"), Some(1)),
+            (None, Some(1)),
+            (Some(b"ferry-data/3"), None),
+            (Some(b"ferry-data/0"), None),
+            (Some(b"ferry-data/"), None),
+            (Some(b"ferry-control/1"), None),
+            (Some(b"ferry-data/\xff"), None),
+        ] {
+            assert_eq!(negotiated_version(alpn), version, "{alpn:?}");
+        }
+        for alpn in ALPN_PROTOCOLS {
+            assert!(negotiated_version(Some(alpn)).is_some());
+        }
+        assert!(keeps_alive(2) && !keeps_alive(1));
+        const { assert!(IDLE_LIMIT.as_secs() >= 3 * KEEP_ALIVE_EVERY.as_secs()) };
     }
 
     proptest! {

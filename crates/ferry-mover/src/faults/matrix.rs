@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::Op;
-use crate::channel::Identity;
+use crate::channel::{Identity, Liveness};
 use crate::dest::Sessions;
 use crate::{Context, Disposition, Report};
 use ferry_paths::Policy;
@@ -212,7 +212,13 @@ struct World {
     _accepting: watch::Sender<bool>,
 }
 
-fn endpoint(id: &str, ca: &Issuer<'static, KeyPair>, ca_pem: &str, hub_key: Vec<u8>) -> Endpoint {
+fn endpoint(
+    id: &str,
+    ca: &Issuer<'static, KeyPair>,
+    ca_pem: &str,
+    hub_key: Vec<u8>,
+    liveness: Liveness,
+) -> Endpoint {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     std::fs::create_dir(&home).unwrap();
@@ -250,6 +256,7 @@ fn endpoint(id: &str, ca: &Issuer<'static, KeyPair>, ca_pem: &str, hub_key: Vec<
         hub_key: Box::new(move || Some(hub_key.clone())),
         reports,
         umask: 0o022,
+        liveness,
         faults: super::Faults::default(),
     });
     Endpoint {
@@ -261,6 +268,11 @@ fn endpoint(id: &str, ca: &Issuer<'static, KeyPair>, ca_pem: &str, hub_key: Vec<
 }
 
 async fn world() -> World {
+    world_with(Liveness::default()).await
+}
+
+/// Two endpoints whose data streams keep `liveness`.
+async fn world_with(liveness: Liveness) -> World {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::default();
     ca_params
@@ -276,12 +288,14 @@ async fn world() -> World {
         &ca,
         &ca_cert.pem(),
         public.clone(),
+        liveness,
     );
     let dst = endpoint(
         "bbbbbbbb-0000-4000-8000-000000000002",
         &ca,
         &ca_cert.pem(),
         public,
+        liveness,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -597,4 +611,57 @@ async fn every_fault_ends_as_its_disposition_says_and_no_wrong_file_stands() {
         wrong.len(),
         wrong.join("\n")
     );
+}
+
+/// Work that keeps one side from writing or reading for longer than the
+/// idle limit (a second here, keep-alives every 200 ms) is not a stall:
+/// each slow operation below waits three times the limit, once, and the
+/// attempt completes the tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_stretches_longer_than_the_idle_limit_end_nothing() {
+    let liveness = Liveness {
+        keep_alive_every: Duration::from_millis(200),
+        idle: Duration::from_secs(1),
+    };
+    let slow = liveness.idle * 3;
+    let mut wrong = Vec::new();
+    for (at, ops, what) in [
+        // Deciding a batch (as hashing a large file for --sync-level
+        // checksum would): the conversation stream goes unread.
+        (Dst, CREATE, "a slow decision"),
+        // A commit batch or a checkpoint of partial files (the session
+        // waits on it).
+        (Dst, FSYNC, "a slow commit"),
+        (Src, LIST, "a slow walk"),
+        (Src, READ, "a slow read"),
+    ] {
+        let mut w = world_with(liveness).await;
+        let src = w.src.home.join("data");
+        let dst = w.dst.home.join("copy");
+        source_tree(&src);
+        let faults = match at {
+            Src => w.src.ctx.faults(),
+            Dst => w.dst.ctx.faults(),
+        };
+        for op in ops {
+            faults.delay(*op, slow, 1);
+        }
+        let ended = match w.attempt(1, TransferOptions::default()).await {
+            Ok(ended) => ended,
+            Err(e) => {
+                wrong.push(format!("{what}: {e}"));
+                continue;
+            }
+        };
+        let slowed = faults.ran().iter().any(|(op, _)| ops.contains(op));
+        let outcome = match (&ended.verdict, &ended.sent, slowed) {
+            (_, _, false) => Err("the slow operation never ran".to_string()),
+            (TaskReport::Succeeded { .. }, Ok(()), true) => complete(&src, &dst, None),
+            (verdict, sent, true) => Err(format!("ended {verdict:?} (the source: {sent:?})")),
+        };
+        if let Err(e) = outcome {
+            wrong.push(format!("{what}: {e}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -1,0 +1,373 @@
+//! Nothing left behind, parents made: a transfer's temporary files
+//! (`.ferry.NAME.TASK.part`) never stand in the way of the file they are
+//! for, never outlive a task that is over, and never show in a listing;
+//! a file lands where `cp` would put it, making the missing directories
+//! above it.
+//!
+//! A real hub and two real daemons on loopback. Data connections to `dst`
+//! go through a fault proxy (as in `faults_network`), so a test can slow a
+//! transfer down and act while it is under way.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferry_tests::fault_proxy::{Direction, Fault, FaultProxy};
+use ferry_tests::{Daemon, Hub, Ran, User, line_value, wait_until};
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+const CHUNK: usize = 4 * 1024 * 1024;
+const MIB: u64 = 1024 * 1024;
+
+/// A hub with alice's `src` and `dst`; `dst` receives with umask 027, and
+/// data connections to it pass a proxy in front of its data listener.
+struct Lab {
+    hub: Hub,
+    src: User,
+    dst: User,
+    proxy: FaultProxy,
+    _src_daemon: Daemon,
+    dst_daemon: Daemon,
+    token: String,
+}
+
+impl Lab {
+    fn new() -> Self {
+        Lab::with_dst(|_| {})
+    }
+
+    /// A lab whose destination is prepared by `prepare` before its daemon
+    /// starts (its config-paths, its directories).
+    fn with_dst(prepare: impl FnOnce(&User)) -> Self {
+        let hub = Hub::start();
+        hub.add_user("alice", "correct horse battery");
+        let endpoint = |name: &str| {
+            let (_, key) = hub.endpoint_key("alice", name, &[]);
+            let user = User::new();
+            let out = user.setup_with_key(&key, name);
+            assert_eq!(out.code, Some(0), "{out:?}");
+            user
+        };
+        let (src, dst) = (endpoint("src"), endpoint("dst"));
+        let listener = ferry_tests::closed_loopback_port();
+        let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], listener)));
+        let mut config = fs::OpenOptions::new()
+            .append(true)
+            .open(dst.dir.join("endpoint.toml"))
+            .unwrap();
+        write!(
+            config,
+            "umask = \"027\"\ndata_ports = \"{listener}-{listener}\"\ndata_address = \"127.0.0.1:{}\"\n",
+            proxy.port()
+        )
+        .unwrap();
+        prepare(&dst);
+        let token = hub.token("alice");
+        let src_daemon = src.start_foreground(&[]);
+        let dst_daemon = dst.start_foreground(&[]);
+        src.wait_hub_state("connected", LIMIT);
+        dst.wait_hub_state("connected", LIMIT);
+        dst_daemon.wait_for_log(&format!("Some({listener})"), LIMIT);
+        Lab {
+            hub,
+            src,
+            dst,
+            proxy,
+            _src_daemon: src_daemon,
+            dst_daemon,
+            token,
+        }
+    }
+
+    fn ferry(&self, args: &[&str]) -> Ran {
+        self.src.run_as(&self.hub, &self.token, args)
+    }
+
+    fn submit(&self, args: &[&str]) -> String {
+        let mut all = vec!["transfer"];
+        all.extend_from_slice(args);
+        let out = self.ferry(&all);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        line_value(&out.stdout, "Task ID: ")
+            .unwrap_or_else(|| panic!("{out:?}"))
+            .to_string()
+    }
+
+    fn show(&self, id: &str) -> serde_json::Value {
+        let out = self.ferry(&["task", "show", id, "--json"]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        serde_json::from_str(&out.stdout).unwrap()
+    }
+
+    fn events(&self, id: &str) -> String {
+        self.ferry(&["task", "events", id]).stdout
+    }
+
+    /// `ferry task wait`, then what the task ended as.
+    fn wait_end(&self, id: &str) -> serde_json::Value {
+        self.ferry(&["task", "wait", id, "--timeout", "120"]);
+        self.show(id)
+    }
+
+    fn wait_succeeded(&self, id: &str) -> serde_json::Value {
+        let task = self.wait_end(id);
+        assert_eq!(
+            task["status"],
+            "SUCCEEDED",
+            "{task}\nevents: {}\ndestination log:\n{}",
+            self.events(id),
+            self.dst_daemon.log()
+        );
+        task
+    }
+
+    fn wait_failed(&self, id: &str) -> (serde_json::Value, String) {
+        let task = self.wait_end(id);
+        let events = self.events(id);
+        assert_eq!(task["status"], "FAILED", "{task}\nevents: {events}");
+        (task, events)
+    }
+
+    fn journal(&self, id: &str) -> PathBuf {
+        self.dst.dir.join("state").join(format!("{id}.journal"))
+    }
+
+    /// Slows data down (a pause per 64 KiB read: a few MiB a second), so a
+    /// large file is still arriving when the test acts.
+    fn slow_down(&self) {
+        self.proxy.set(Fault::Delay(Duration::from_millis(10)));
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = u32::from(seed).wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// `.ferry.NAME.TASK.part`: ferry's temporary name for NAME.
+fn is_temp(name: &OsStr) -> bool {
+    let name = name.as_bytes();
+    name.starts_with(b".ferry.") && name.ends_with(b".part")
+}
+
+/// Every temporary file under `root`, at any depth.
+fn temps(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.map(Result::unwrap) {
+            let kind = entry.file_type().unwrap();
+            if is_temp(&entry.file_name()) {
+                found.push(entry.path());
+            } else if kind.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// Waits until a temporary file exists directly in `dir`.
+fn wait_for_temp(dir: &Path) -> PathBuf {
+    let mut found = None;
+    wait_until(LIMIT, "a temporary file at the destination", || {
+        found = fs::read_dir(dir).ok().and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .find(|e| is_temp(&e.file_name()))
+                .map(|e| e.path())
+        });
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_file_sent_to_the_top_of_a_home_directory_arrives() {
+    let lab = Lab::new();
+    let content = pattern(2 * CHUNK + 11, 1);
+    fs::write(lab.src.home.join("x"), &content).unwrap();
+    let id = lab.submit(&["src:/~/x", "dst:/~/x"]);
+    lab.wait_succeeded(&id);
+    assert_eq!(fs::read(lab.dst.home.join("x")).unwrap(), content);
+    // Into the home as a directory, too.
+    fs::write(lab.src.home.join("y"), b"why").unwrap();
+    lab.wait_succeeded(&lab.submit(&["src:/~/y", "dst:/~/"]));
+    assert_eq!(fs::read(lab.dst.home.join("y")).unwrap(), b"why");
+    assert_eq!(temps(&lab.dst.home), Vec::<PathBuf>::new());
+    // The exemption is the temporary's alone: a real dot-file of that
+    // shape at the top of the home stays out of reach.
+    fs::write(lab.dst.home.join(".ferry.mine.0000.part"), b"private").unwrap();
+    let listing = lab.ferry(&["ls", "dst:/~/.ferry.mine.0000.part"]);
+    assert_eq!(listing.code, Some(1), "{listing:?}");
+    let id = lab.submit(&["dst:/~/.ferry.mine.0000.part", "src:/~/stolen"]);
+    let (_, events) = lab.wait_failed(&id);
+    assert!(events.contains("dot-entries"), "{events}");
+    assert!(!lab.src.home.join("stolen").exists());
+}
+
+#[test]
+fn a_file_into_a_missing_directory_tree_makes_the_parents() {
+    let lab = Lab::new();
+    fs::write(lab.src.home.join("s2.txt"), b"second").unwrap();
+    let id = lab.submit(&["src:/~/s2.txt", "dst:/~/new/deeper/s2.txt"]);
+    lab.wait_succeeded(&id);
+    let home = &lab.dst.home;
+    assert_eq!(fs::read(home.join("new/deeper/s2.txt")).unwrap(), b"second");
+    // Made as the mover makes directories: the receiving umask (027), the
+    // owner keeping full access.
+    assert_eq!(mode_of(&home.join("new")), 0o750);
+    assert_eq!(mode_of(&home.join("new/deeper")), 0o750);
+
+    // A tree, below two directories that do not exist yet.
+    let tree = lab.src.home.join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("a"), b"a").unwrap();
+    fs::write(tree.join("sub/b"), b"b").unwrap();
+    let id = lab.submit(&["-r", "src:/~/tree", "dst:/~/made/up/tree"]);
+    lab.wait_succeeded(&id);
+    assert_eq!(fs::read(home.join("made/up/tree/a")).unwrap(), b"a");
+    assert_eq!(fs::read(home.join("made/up/tree/sub/b")).unwrap(), b"b");
+    assert_eq!(mode_of(&home.join("made")), 0o750);
+    assert_eq!(mode_of(&home.join("made/up")), 0o750);
+    assert_eq!(temps(home), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_file_onto_an_existing_directory_lands_inside_it() {
+    let lab = Lab::with_dst(|dst| {
+        fs::create_dir_all(dst.home.join("inbox")).unwrap();
+        fs::create_dir_all(dst.home.join("clash/g.txt")).unwrap();
+        fs::create_dir_all(dst.home.join("t/b")).unwrap();
+    });
+    fs::write(lab.src.home.join("f.txt"), b"into the directory").unwrap();
+    lab.wait_succeeded(&lab.submit(&["src:/~/f.txt", "dst:/~/inbox"]));
+    let home = &lab.dst.home;
+    assert_eq!(
+        fs::read(home.join("inbox/f.txt")).unwrap(),
+        b"into the directory",
+        "as `cp f.txt inbox` does"
+    );
+    assert!(home.join("inbox").is_dir());
+
+    // Inside it a directory has the file's name: refused before anything
+    // is written, in one line that names it.
+    fs::write(lab.src.home.join("g.txt"), b"g").unwrap();
+    let id = lab.submit(&["src:/~/g.txt", "dst:/~/clash"]);
+    let (task, events) = lab.wait_failed(&id);
+    assert!(
+        events.contains("clash/g.txt") && events.contains("directory"),
+        "{events}"
+    );
+    assert!(home.join("clash/g.txt").is_dir(), "{task}");
+
+    // In a tree: a file where the destination has a directory.
+    let t = lab.src.home.join("t");
+    fs::create_dir_all(&t).unwrap();
+    fs::write(t.join("a"), b"a").unwrap();
+    fs::write(t.join("b"), b"b").unwrap();
+    let id = lab.submit(&["-r", "src:/~/t", "dst:/~/t"]);
+    let (_, events) = lab.wait_failed(&id);
+    assert!(
+        events.contains("t/b") && events.contains("directory"),
+        "{events}"
+    );
+    assert!(home.join("t/b").is_dir());
+    assert_eq!(temps(home), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_canceled_transfer_of_a_large_file_leaves_no_temporary() {
+    let lab = Lab::with_dst(|dst| fs::create_dir_all(dst.home.join("in")).unwrap());
+    fs::write(lab.src.home.join("big.bin"), pattern(50 * CHUNK, 7)).unwrap();
+    lab.slow_down();
+    let id = lab.submit(&["src:/~/big.bin", "dst:/~/in/big.bin"]);
+    let inbox = lab.dst.home.join("in");
+    let temp = wait_for_temp(&inbox);
+    wait_until(LIMIT, "8 MiB on their way", || {
+        lab.proxy.forwarded(Direction::Upstream) >= 8 * MIB
+    });
+    assert!(temp.exists());
+    let out = lab.ferry(&["task", "cancel", &id]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    wait_until(LIMIT, "the temporary file removed", || !temp.exists());
+    wait_until(LIMIT, "the task journal removed", || {
+        !lab.journal(&id).exists()
+    });
+    assert_eq!(lab.show(&id)["status"], "CANCELED");
+    assert!(!inbox.join("big.bin").exists());
+    assert_eq!(temps(&lab.dst.home), Vec::<PathBuf>::new());
+    lab.dst_daemon
+        .wait_for_log("temporary files removed", LIMIT);
+}
+
+#[test]
+fn a_fatal_refusal_leaves_no_temporary() {
+    let lab = Lab::with_dst(|dst| {
+        fs::create_dir_all(dst.home.join("t/ro")).unwrap();
+        fs::write(dst.dir.join("config-paths"), "~/,0,1\n~/t/ro,0,0\n").unwrap();
+    });
+    let t = lab.src.home.join("t");
+    fs::create_dir_all(t.join("ro")).unwrap();
+    // Sorted first, so its temporary exists when the refusal comes.
+    fs::write(t.join("a-big.bin"), pattern(20 * CHUNK, 3)).unwrap();
+    fs::write(t.join("ro/x"), b"refused").unwrap();
+    lab.slow_down();
+    let id = lab.submit(&["-r", "src:/~/t", "dst:/~/t"]);
+    let (_, events) = lab.wait_failed(&id);
+    assert!(events.contains("read-only"), "{events}");
+    wait_until(LIMIT, "no temporary file left", || {
+        temps(&lab.dst.home).is_empty()
+    });
+    wait_until(LIMIT, "the task journal removed", || {
+        !lab.journal(&id).exists()
+    });
+    assert!(!lab.dst.home.join("t/ro/x").exists());
+    lab.dst_daemon
+        .wait_for_log("temporary files removed", LIMIT);
+}
+
+#[test]
+fn ferry_ls_does_not_show_a_temporary_of_a_running_transfer() {
+    let lab = Lab::with_dst(|dst| {
+        fs::create_dir_all(dst.home.join("in")).unwrap();
+        fs::write(dst.home.join("in/kept.txt"), b"kept").unwrap();
+    });
+    fs::write(lab.src.home.join("big.bin"), pattern(50 * CHUNK, 5)).unwrap();
+    lab.slow_down();
+    let id = lab.submit(&["src:/~/big.bin", "dst:/~/in/big.bin"]);
+    let temp = wait_for_temp(&lab.dst.home.join("in"));
+    let plain = lab.ferry(&["ls", "dst:/~/in"]);
+    let long = lab.ferry(&["ls", "-l", "dst:/~/in"]);
+    let json = lab.ferry(&["ls", "--json", "dst:/~/in"]);
+    assert!(temp.exists(), "the temporary file was there all along");
+    for out in [&plain, &long, &json] {
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert!(out.stdout.contains("kept.txt"), "{out:?}");
+        assert!(!out.stdout.contains(".ferry."), "{out:?}");
+    }
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["entries"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(lab.ferry(&["task", "cancel", &id]).code, Some(0));
+    wait_until(LIMIT, "the temporary file removed", || !temp.exists());
+}
