@@ -185,7 +185,7 @@ fn a_task_fails_at_its_deadline_and_wait_says_so() {
         "dst:/~/copy",
         "-r",
         "--deadline",
-        "1s",
+        "3s",
         "--wait",
     ]);
     assert_eq!(out.code, Some(1), "{out:?}");
