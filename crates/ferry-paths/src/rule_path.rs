@@ -42,7 +42,9 @@ pub(crate) fn expand_rule_path(raw: &str, home: &Path) -> Result<PathBuf, RulePa
         if after_tilde.is_empty() {
             home.to_path_buf()
         } else if let Some(below_home) = after_tilde.strip_prefix('/') {
-            home.join(below_home)
+            // `~//data` is `~/data`: joining a rest that still starts with
+            // `/` would discard `home` and name `/data`.
+            home.join(below_home.trim_start_matches('/'))
         } else {
             return Err(RulePathError::TildeUser(raw.to_owned()));
         }
@@ -118,7 +120,10 @@ pub fn resolve_endpoint_path(home: &Path, path: &[u8]) -> Result<PathBuf, String
         .strip_prefix(b"/~/")
         .or_else(|| path.strip_prefix(b"~/"))
     {
-        return Ok(home.join(OsStr::from_bytes(rest)));
+        // `/~//x` is `/~/x`, not `/x` (a join with an absolute rest
+        // discards `home`).
+        let start = rest.iter().take_while(|b| **b == b'/').count();
+        return Ok(home.join(OsStr::from_bytes(&rest[start..])));
     }
     if path.first() != Some(&b'/') {
         return Err(format!(
@@ -200,6 +205,23 @@ mod tests {
         );
         assert_eq!(expand_rule_path("", home), Err(RulePathError::Empty));
         assert_eq!(expand_rule_path("/a\0b", home), Err(RulePathError::NulByte));
+        // Found by fuzzing: an extra slash after `~` must not escape home.
+        assert_eq!(
+            expand_rule_path("~//data", home).unwrap(),
+            PathBuf::from("/home/u/data")
+        );
+    }
+
+    #[test]
+    fn endpoint_paths_with_extra_slashes_stay_under_home() {
+        let home = Path::new("/home/u");
+        for spelled in [&b"/~//etc/passwd"[..], b"~///etc/passwd", b"/~/etc/passwd"] {
+            assert_eq!(
+                resolve_endpoint_path(home, spelled).unwrap(),
+                PathBuf::from("/home/u/etc/passwd"),
+                "{spelled:?}"
+            );
+        }
     }
 
     #[test]
