@@ -43,7 +43,10 @@ echo "== built ($(elapsed))"
 
 # The binaries just built are run directly, so that a source edited
 # meanwhile cannot trigger a rebuild halfway through.
-bin_dir="fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release"
+# Where cargo put them: fuzz/target, or CARGO_TARGET_DIR when it is set.
+target_dir=$(cargo metadata --manifest-path fuzz/Cargo.toml --no-deps --format-version 1 |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+bin_dir="$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release"
 if [ $# -gt 0 ]; then
   targets=("$@")
 else
