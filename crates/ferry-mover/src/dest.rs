@@ -615,6 +615,16 @@ struct Session {
     to_source: mpsc::UnboundedSender<Message>,
     wake: tokio::sync::Notify,
     write_gate: Mutex<()>,
+    /// `true` while the attempt may touch the disk. Every piece of work a
+    /// stream hands over (a chunk, a manifest batch) holds it shared; the
+    /// session closes it exclusively when it stops, so nothing of this
+    /// attempt writes once a newer one may run. Aborting a reader does
+    /// not stop work it sent to a blocking thread, and work still running
+    /// after its session ended would create or remove temporaries by
+    /// name beneath the next attempt.
+    open: std::sync::RwLock<bool>,
+    /// Set before `open` is closed: a long manifest batch stops at its next entry.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -623,6 +633,27 @@ impl Session {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
+    }
+
+    /// Leave to touch the disk for one piece of work, unless the attempt stopped.
+    fn working(&self) -> Result<std::sync::RwLockReadGuard<'_, bool>, MoveError> {
+        let open = self.open.read().unwrap_or_else(|p| p.into_inner());
+        if *open {
+            Ok(open)
+        } else {
+            Err(MoveError::Connection("the attempt stopped".into()))
+        }
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits for every piece of work in progress, and lets none start.
+    fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
+        *self.open.write().unwrap_or_else(|p| p.into_inner()) = false;
     }
 
     fn fail(&self, error: MoveError) {
@@ -743,6 +774,8 @@ async fn run_session(
         to_source,
         wake: tokio::sync::Notify::new(),
         write_gate: Mutex::new(()),
+        open: std::sync::RwLock::new(true),
+        closing: std::sync::atomic::AtomicBool::new(false),
     });
     let committer = {
         let session = session.clone();
@@ -823,6 +856,11 @@ async fn run_session(
         }
     };
     tracing::debug!(ok = outcome.is_ok(), "session loop over");
+    readers.abort_all();
+    {
+        let s = session.clone();
+        let _ = tokio::task::spawn_blocking(move || s.close()).await;
+    }
     // Partial files stay with their journal for the next attempt.
     {
         let s = session.clone();
@@ -866,7 +904,6 @@ async fn run_session(
             ctx.report(&task_id, attempt, error.report());
         }
     }
-    readers.abort_all();
     if let Ok(mut tx) = session.commit_tx.lock() {
         tx.take();
     }
@@ -1122,11 +1159,15 @@ async fn read_stream(
 
 /// Handles one conversation message (blocking: it touches the filesystem).
 fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
+    let _working = s.working()?;
     match message {
         Message::Manifest { entries } => {
             tracing::debug!(entries = entries.len(), "manifest");
             let mut needs = Vec::with_capacity(entries.len());
             for entry in entries {
+                if s.is_closing() {
+                    return Err(MoveError::Connection("the attempt stopped".into()));
+                }
                 if let Some(need) = decide(s, &entry)? {
                     needs.push((entry.id, need));
                 }
@@ -1355,6 +1396,7 @@ fn digest_of(fs: &RootedFs, path: &Path, size: u64) -> Result<[u8; 32], MoveErro
 }
 
 fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), MoveError> {
+    let _working = s.working()?;
     let (file, offset, fresh, temp, generation) = {
         let mut st = s.lock();
         let Some(f) = st.files.get_mut(&header.file) else {

@@ -61,7 +61,7 @@ impl Faults {
     pub(crate) fn check(&self, op: Op, path: &Path) -> io::Result<()> {
         #[cfg(test)]
         if let Ok(mut plan) = self.plan.lock() {
-            let wait = plan.delay(op);
+            let wait = plan.delay(op, path);
             let checked = plan.check(op, path);
             drop(plan);
             // Outside the lock: other operations go on meanwhile.
@@ -94,6 +94,7 @@ mod planned {
     #[derive(Debug)]
     struct Delay {
         op: Op,
+        path: Option<PathBuf>,
         wait: Duration,
         times: u32,
     }
@@ -108,8 +109,10 @@ mod planned {
 
     impl Plan {
         /// How long `op` waits before it runs, if a test made it slow.
-        pub(super) fn delay(&mut self, op: Op) -> Option<Duration> {
-            let due = self.delays.iter_mut().find(|d| d.times > 0 && d.op == op)?;
+        pub(super) fn delay(&mut self, op: Op, path: &Path) -> Option<Duration> {
+            let due = self.delays.iter_mut().find(|d| {
+                d.times > 0 && d.op == op && d.path.as_deref().is_none_or(|p| p == path)
+            })?;
             due.times -= 1;
             Some(due.wait)
         }
@@ -147,8 +150,18 @@ mod planned {
         /// Makes the next `times` runs of `op` wait `wait` first (on the
         /// thread that runs it: only operations of blocking threads).
         pub(crate) fn delay(&self, op: Op, wait: Duration, times: u32) {
+            self.delay_on(op, None, wait, times);
+        }
+
+        /// Makes the next `times` runs of `op` on `path` (or on any path) wait `wait` first.
+        pub(crate) fn delay_on(&self, op: Op, path: Option<&Path>, wait: Duration, times: u32) {
             if let Ok(mut plan) = self.plan.lock() {
-                plan.delays.push(Delay { op, wait, times });
+                plan.delays.push(Delay {
+                    op,
+                    path: path.map(Path::to_path_buf),
+                    wait,
+                    times,
+                });
             }
         }
 

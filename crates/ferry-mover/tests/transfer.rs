@@ -405,9 +405,6 @@ async fn capability_replay_from_a_revoked_endpoint_is_refused() {
 /// starts only once the old one stopped (both would write the same
 /// temporaries and journal), and the tree arrives whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "once in CI (commit 5bdaf46) six small files arrived with another file's content of \
-            the same length while two attempts' sources ran at once; not reproduced in 40 local \
-            runs, under load or not; an integrity bug under investigation (issue 10 note)"]
 async fn a_newer_attempt_waits_for_the_one_it_replaces() {
     let w = world().await;
     let src = w.a.home.join("tree");

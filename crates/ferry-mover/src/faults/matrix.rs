@@ -671,3 +671,68 @@ async fn quiet_stretches_longer_than_the_idle_limit_end_nothing() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A newer attempt runs only once nothing of the one it replaces touches
+/// the disk. Here the replaced attempt is deciding a manifest batch on a
+/// blocking thread, slowed at one file, when the newer one arrives: that
+/// work ends with its attempt, and no temporary of it is created or
+/// removed beneath the newer attempt (once, in CI, such leftover work
+/// replaced six temporaries the newer attempt was filling, and six files
+/// were committed with the wrong content).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_of_a_replaced_attempt_ends_before_the_newer_one_runs() {
+    let mut w = world().await;
+    let src = w.src.home.join("data");
+    let dst = w.dst.home.join("copy");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..40u8 {
+        std::fs::write(
+            src.join(format!("f{i:02}")),
+            pattern(3000 + usize::from(i), i),
+        )
+        .unwrap();
+    }
+    let slow = ferry_paths::Temporary::new(&dst.join("f05"), TASK);
+    let slow = slow.path().to_path_buf();
+    let stalled_for = Duration::from_millis(1500);
+    let faults = w.dst.ctx.faults();
+    faults.delay_on(Op::CreateTemp, Some(&slow), stalled_for, 1);
+
+    let first = w.capability(1, TransferOptions::default());
+    let (_cancel, cancel_rx) = watch::channel(false);
+    let old = tokio::spawn(crate::source::send(
+        w.src.ctx.clone(),
+        first,
+        w.addr.clone(),
+        cancel_rx,
+    ));
+    let reached = |faults: &super::Faults| {
+        faults
+            .ran()
+            .iter()
+            .any(|(op, path)| *op == Op::CreateTemp && *path == slow)
+    };
+    for _ in 0..1000 {
+        if reached(&faults) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(reached(&faults), "attempt 1 never reached the slow file");
+    let stalled_at = std::time::Instant::now();
+
+    let ended = w.attempt(2, TransferOptions::default()).await.unwrap();
+    assert!(
+        matches!(ended.verdict, TaskReport::Succeeded { .. }) && ended.sent.is_ok(),
+        "attempt 2 ended {:?} (the source: {:?})",
+        ended.verdict,
+        ended.sent
+    );
+    let _ = tokio::time::timeout(ATTEMPT_WITHIN, old).await;
+    // Whatever attempt 1 still had in hand would have run by now.
+    tokio::time::sleep(
+        (stalled_for + Duration::from_millis(500)).saturating_sub(stalled_at.elapsed()),
+    )
+    .await;
+    complete(&src, &dst, None).unwrap();
+}
