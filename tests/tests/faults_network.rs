@@ -428,14 +428,12 @@ fn a_bit_flipped_in_a_data_stream_fails_the_attempt_and_a_retry_succeeds() {
     let task = lab.wait_succeeded(&id);
     assert_eq!(lab.proxy.flipped(), 1);
     assert!(task["faults"].as_u64().unwrap() >= 1, "{task}");
-    // The receiving TLS layer refused the record and closed; the sender
-    // hears its alert, or (still writing) a broken pipe first.
+    // The receiving TLS layer refused the record and closed. The other
+    // end may see only a broken pipe, and may report first: the hub
+    // waits for both ends' words, and the refusal is among them.
     let events = lab.events(&id);
     assert!(
-        events.contains("FAULT")
-            && ["BadRecordMac", "decrypt", "Broken pipe", "reset"]
-                .iter()
-                .any(|why| events.contains(why)),
+        events.contains("FAULT") && (events.contains("BadRecordMac") || events.contains("decrypt")),
         "{events}"
     );
     lab.assert_identical();

@@ -28,6 +28,12 @@ use tokio::sync::{Notify, mpsc};
 
 /// How often deadlines, retries and the store are looked at.
 pub const TICK: Duration = Duration::from_millis(500);
+/// How long a source's fault waits for the destination's verdict on the
+/// same attempt (seconds). A destination that fails the task tells the
+/// source with its last word, but a source still writing may first see
+/// the connection close and report a fault the hub would retry; the
+/// destination's report decides, as it knows why it stopped.
+pub const VERDICT_WITHIN: i64 = 6;
 /// After the hub starts, endpoints need a while to reconnect: tasks loaded
 /// then do not record "not connected" waits until this many seconds passed.
 pub const STARTUP_GRACE: i64 = 30;
@@ -169,6 +175,9 @@ struct Live {
     retry_at: i64,
     noted: Option<Wait>,
     quiet_until: i64,
+    /// A fault the source reported for the running attempt, applied when
+    /// the destination's verdict has not come by the given time.
+    source_fault: Option<(String, i64)>,
 }
 
 impl Live {
@@ -338,7 +347,19 @@ impl Core {
             )),
             TaskReport::Fault { message } => {
                 let message = format!("'{who}' reported: {message}");
-                self.fault(task_id, &message, now, out);
+                if !from_destination && self.connected.contains_key(&live.destination) {
+                    live.source_fault
+                        .get_or_insert((message, now + VERDICT_WITHIN));
+                } else {
+                    // Both ends saw it: which one saw the cause varies
+                    // (a corrupted record is refused by whichever end
+                    // received it), so both are told.
+                    let message = match live.source_fault.take() {
+                        Some((source_said, _)) => format!("{message}; {source_said}"),
+                        None => message,
+                    };
+                    self.fault(task_id, &message, now, out);
+                }
             }
             TaskReport::Succeeded { counters } if from_destination => {
                 self.finish(task_id, TaskStatus::Succeeded, Some(counters), None, out)
@@ -364,6 +385,7 @@ impl Core {
         let delay = backoff(live.faults_in_a_row);
         live.retry_at = now + delay;
         live.running = false;
+        live.source_fault = None;
         let attempt = live.attempt;
         let live = live.clone();
         out.push(Action::EndAttempt {
@@ -392,6 +414,7 @@ impl Core {
                 continue;
             };
             live.running = false;
+            live.source_fault = None;
             // Nothing is wrong with the task itself: start again as soon as
             // both endpoints are there.
             live.retry_at = now;
@@ -512,6 +535,12 @@ impl Core {
                 );
                 continue;
             }
+            if let Some((message, due)) = live.source_fault.clone()
+                && now >= due
+            {
+                self.fault(&id, &message, now, out);
+                continue;
+            }
             if live.running || live.retry_at > now {
                 continue;
             }
@@ -609,6 +638,7 @@ fn live_of(row: &ActiveTask, initial: bool, now: i64) -> Live {
         faults_in_a_row: 0,
         retry_at: now,
         noted: None,
+        source_fault: None,
         quiet_until: if initial {
             now + STARTUP_GRACE
         } else {
@@ -1221,7 +1251,7 @@ mod tests {
         let fault = || TaskReport::Fault {
             message: "connection reset".into(),
         };
-        let out = report(&mut core, SRC, 1, fault(), 10);
+        let out = report(&mut core, DST, 1, fault(), 10);
         assert!(matches!(
             &out[0],
             Action::EndAttempt { attempt: 1, fault: Some(m), .. } if m.contains("connection reset")
@@ -1229,13 +1259,13 @@ mod tests {
         assert_eq!(codes(&out), [code::FAULT]);
         assert_eq!(cancels(&out), [DST, SRC], "both ends stop the attempt");
         // A second fault report of the same attempt is stale.
-        assert!(report(&mut core, DST, 1, fault(), 10).is_empty());
+        assert!(report(&mut core, SRC, 1, fault(), 10).is_empty());
         assert!(core.handle(Input::Tick, 11).is_empty());
         assert_eq!(starts(&core.handle(Input::Tick, 12)), [2], "after 2s");
-        report(&mut core, SRC, 2, fault(), 20);
+        report(&mut core, DST, 2, fault(), 20);
         assert!(core.handle(Input::Tick, 23).is_empty());
         assert_eq!(starts(&core.handle(Input::Tick, 24)), [3], "after 4s");
-        report(&mut core, SRC, 3, fault(), 30);
+        report(&mut core, DST, 3, fault(), 30);
         assert!(core.handle(Input::Tick, 37).is_empty());
         assert_eq!(starts(&core.handle(Input::Tick, 38)), [4], "after 8s");
         // Progress in an attempt starts the backoff over.
@@ -1248,8 +1278,71 @@ mod tests {
             },
             40,
         );
-        report(&mut core, SRC, 4, fault(), 40);
+        report(&mut core, DST, 4, fault(), 40);
         assert_eq!(starts(&core.handle(Input::Tick, 42)), [5]);
+    }
+
+    #[test]
+    fn a_source_fault_waits_for_the_destinations_verdict() {
+        let fault = |m: &str| TaskReport::Fault { message: m.into() };
+        // The destination failed the task; the source, still writing, saw
+        // the connection close first.
+        let mut core = running();
+        assert!(report(&mut core, SRC, 1, fault("broken pipe"), 10).is_empty());
+        assert!(core.handle(Input::Tick, 11).is_empty());
+        let out = report(
+            &mut core,
+            DST,
+            1,
+            TaskReport::Failed {
+                message: "no permission to write /x".into(),
+            },
+            12,
+        );
+        let (status, error) = finished(&out).unwrap();
+        assert_eq!(status, TaskStatus::Failed);
+        assert!(error.unwrap().contains("no permission"));
+        // The destination's own fault: its words, once.
+        let mut core = running();
+        report(&mut core, SRC, 1, fault("broken pipe"), 10);
+        let out = report(&mut core, DST, 1, fault("disk is full"), 11);
+        assert!(matches!(
+            &out[0],
+            Action::EndAttempt { fault: Some(m), .. } if m.contains("disk is full") && m.contains("broken pipe")
+        ));
+        let later = core.handle(Input::Tick, 11 + VERDICT_WITHIN);
+        assert!(
+            !later.iter().any(|a| matches!(a, Action::EndAttempt { .. })),
+            "the attempt ends once: {later:?}"
+        );
+        // No verdict in time: the source's fault stands.
+        let mut core = running();
+        report(
+            &mut core,
+            SRC,
+            1,
+            fault("cannot read /data/a: I/O error"),
+            10,
+        );
+        assert!(core.handle(Input::Tick, 10 + VERDICT_WITHIN - 1).is_empty());
+        let out = core.handle(Input::Tick, 10 + VERDICT_WITHIN);
+        assert!(matches!(
+            &out[0],
+            Action::EndAttempt { attempt: 1, fault: Some(m), .. } if m.contains("I/O error")
+        ));
+        assert_eq!(cancels(&out), [DST, SRC]);
+        // With the destination offline there is no verdict to wait for.
+        let mut core = running();
+        core.handle(
+            Input::Disconnected {
+                endpoint_id: DST.into(),
+            },
+            10,
+        );
+        assert!(
+            report(&mut core, SRC, 1, fault("x"), 10).is_empty(),
+            "attempt already over"
+        );
     }
 
     #[test]
