@@ -331,6 +331,28 @@ fn crash_dataset(lab: &Lab) -> PathBuf {
     src
 }
 
+/// The task's counters count every file and byte of `src` once, however
+/// many attempts it took: what an earlier attempt committed counts as
+/// transferred, not as skipped (a file the crash left committed but not
+/// yet journaled is found in place and skipped: it still counts once).
+fn assert_counted_once(task: &serde_json::Value, src: &Path) {
+    let (files, bytes) = tree(src)
+        .iter()
+        .filter_map(|(_, content)| content.as_ref())
+        .fold((0u64, 0u64), |(n, b), c| (n + 1, b + c.len() as u64));
+    let n = |key: &str| {
+        task[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {task}"))
+    };
+    assert_eq!(n("files"), files, "{task}");
+    assert_eq!(n("files_transferred") + n("files_skipped"), files, "{task}");
+    assert!(n("files_transferred") > 0, "{task}");
+    assert_eq!(n("bytes"), bytes, "{task}");
+    assert_eq!(n("bytes_transferred") + n("bytes_skipped"), bytes, "{task}");
+    assert_eq!(task["walk_done"], true, "{task}");
+}
+
 #[test]
 fn kill_9_of_the_destination_then_restart_gives_an_identical_tree() {
     let mut lab = Lab::new();
@@ -348,6 +370,7 @@ fn kill_9_of_the_destination_then_restart_gives_an_identical_tree() {
     assert!(task["faults"].as_u64().unwrap() >= 1, "{task}");
     assert_eq!(tree(&copy), tree(&src));
     assert!(no_temp_files(&copy));
+    assert_counted_once(&task, &src);
 }
 
 #[test]
@@ -358,10 +381,11 @@ fn kill_9_of_the_source_then_restart_gives_an_identical_tree() {
     wait_for_temp(&lab.dst.home.join("big"));
     Lab::kill(&mut lab.src_daemon);
     lab.start_src();
-    lab.wait(&id);
+    let task = lab.wait(&id);
     let copy = lab.dst.home.join("big");
     assert_eq!(tree(&copy), tree(&src));
     assert!(no_temp_files(&copy));
+    assert_counted_once(&task, &src);
 }
 
 #[test]
@@ -372,8 +396,9 @@ fn kill_9_of_the_hub_mid_task_then_restart_finishes_the_task() {
     wait_for_temp(&lab.dst.home.join("big"));
     lab.hub.kill();
     lab.hub.serve();
-    lab.wait(&id);
+    let task = lab.wait(&id);
     assert_eq!(tree(&lab.dst.home.join("big")), tree(&src));
+    assert_counted_once(&task, &src);
 }
 
 #[test]

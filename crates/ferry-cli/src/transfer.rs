@@ -445,8 +445,8 @@ impl<'a> Follower<'a> {
 /// not a terminal.
 struct Bar {
     terminal: bool,
-    /// (when, bytes, files done) of recent polls, for the rates.
-    samples: VecDeque<(Instant, u64, u64)>,
+    /// (when, bytes transferred) of recent polls, for the rate.
+    samples: VecDeque<(Instant, u64)>,
 }
 
 impl Bar {
@@ -473,20 +473,19 @@ impl Bar {
         if !self.terminal {
             return;
         }
-        let done = info.files_transferred + info.files_skipped;
         let now = Instant::now();
-        self.samples.push_back((now, info.bytes_transferred, done));
+        self.samples.push_back((now, info.bytes_transferred));
         while self
             .samples
             .front()
-            .is_some_and(|(t, _, _)| now.duration_since(*t) > RATE_WINDOW)
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
             && self.samples.len() > 2
         {
             self.samples.pop_front();
         }
         let line = match note.or(info.waiting_for.as_deref()) {
             Some(waiting) => format!("{}  waiting: {waiting}", info.status),
-            None => progress_line(info, rates(&self.samples)),
+            None => progress_line(info, byte_rate(&self.samples)),
         };
         self.put(&line);
     }
@@ -504,43 +503,85 @@ impl Bar {
     }
 }
 
-/// (bytes per second, files per second) over the samples.
-fn rates(samples: &VecDeque<(Instant, u64, u64)>) -> (f64, f64) {
+/// Bytes per second over the samples.
+fn byte_rate(samples: &VecDeque<(Instant, u64)>) -> f64 {
     match (samples.front(), samples.back()) {
         (Some(first), Some(last)) if last.0 > first.0 => {
             let secs = last.0.duration_since(first.0).as_secs_f64();
-            (
-                last.1.saturating_sub(first.1) as f64 / secs,
-                last.2.saturating_sub(first.2) as f64 / secs,
-            )
+            last.1.saturating_sub(first.1) as f64 / secs
         }
-        _ => (0.0, 0.0),
+        _ => 0.0,
     }
 }
 
-/// `ACTIVE [######----------]  37/120 files  1.2 GiB  45.3 MiB/s  ETA 0:42`.
-/// The files seen so far are the total: the source is walked as a stream,
-/// so the bar and the ETA grow more exact as the walk goes on.
-fn progress_line(info: &TaskInfo, (byte_rate, file_rate): (f64, f64)) -> String {
+/// How much of a task is done, in bytes and in files (skipped files are
+/// done too), and the fraction it makes: by bytes, as `rsync
+/// --info=progress2` and `rclone -P` count (files say little when one
+/// of them is most of the data), by files when there are no bytes.
+struct Done {
+    bytes: u64,
+    files: u64,
+    fraction: f64,
+}
+
+impl Done {
+    fn of(info: &TaskInfo) -> Done {
+        let bytes = info
+            .bytes_transferred
+            .saturating_add(info.bytes_skipped)
+            .min(info.bytes);
+        let files = info
+            .files_transferred
+            .saturating_add(info.files_skipped)
+            .min(info.files);
+        let fraction = if info.bytes > 0 {
+            bytes as f64 / info.bytes as f64
+        } else if info.files > 0 {
+            files as f64 / info.files as f64
+        } else {
+            0.0
+        };
+        Done {
+            bytes,
+            files,
+            fraction,
+        }
+    }
+}
+
+/// `ACTIVE [######--------------]  31%  1.2 GiB/3.9 GiB  45.3 MiB/s  ETA 0:59  37/120 files`.
+/// The source is walked as a stream: until it has seen every item the
+/// totals are what it saw so far, and the line says so instead of
+/// drawing a bar or an ETA it cannot know.
+fn progress_line(info: &TaskInfo, byte_rate: f64) -> String {
     const WIDTH: usize = 20;
-    let done = (info.files_transferred + info.files_skipped).min(info.files);
-    let filled = if info.files == 0 {
-        0
+    let done = Done::of(info);
+    let mut line = info.status.to_string();
+    if info.walk_done {
+        let filled = ((done.fraction * WIDTH as f64) as usize).min(WIDTH);
+        line.push_str(&format!(
+            " [{}{}] {:>3}%  {}/{}  {}/s",
+            "#".repeat(filled),
+            "-".repeat(WIDTH - filled),
+            (done.fraction * 100.0).floor() as u64,
+            human_bytes(done.bytes),
+            human_bytes(info.bytes),
+            human_bytes(byte_rate as u64),
+        ));
+        if byte_rate > 0.0 && info.bytes > done.bytes {
+            let eta = ((info.bytes - done.bytes) as f64 / byte_rate).ceil() as u64;
+            line.push_str(&format!("  ETA {}", clock(eta)));
+        }
+        line.push_str(&format!("  {}/{} files", done.files, info.files));
     } else {
-        (done as usize * WIDTH / info.files as usize).min(WIDTH)
-    };
-    let mut line = format!(
-        "{} [{}{}] {done}/{} files  {}  {}/s",
-        info.status,
-        "#".repeat(filled),
-        "-".repeat(WIDTH - filled),
-        info.files,
-        human_bytes(info.bytes_transferred),
-        human_bytes(byte_rate as u64),
-    );
-    if file_rate > 0.0 && info.files > done {
-        let eta = ((info.files - done) as f64 / file_rate).ceil() as u64;
-        line.push_str(&format!("  ETA {}", clock(eta)));
+        line.push_str(&format!(
+            "  counting  {} of {} seen so far  {}/s  {}/{} files seen",
+            human_bytes(done.bytes),
+            human_bytes(info.bytes),
+            human_bytes(byte_rate as u64),
+            done.files,
+            info.files,
+        ));
     }
     if info.faults > 0 {
         line.push_str(&format!("  faults: {}", info.faults));
@@ -549,13 +590,17 @@ fn progress_line(info: &TaskInfo, (byte_rate, file_rate): (f64, f64)) -> String 
 }
 
 fn summary(info: &TaskInfo) -> String {
-    format!(
-        "{} transferred, {} skipped, {}, {}",
+    let mut line = format!(
+        "{} transferred, {} skipped, {}",
         crate::plural(info.files_transferred, "file"),
         info.files_skipped,
         human_bytes(info.bytes_transferred),
-        crate::plural(info.faults, "fault"),
-    )
+    );
+    if info.bytes_resent > 0 {
+        line.push_str(&format!(" (and {} resent)", human_bytes(info.bytes_resent)));
+    }
+    line.push_str(&format!(", {}", crate::plural(info.faults, "fault")));
+    line
 }
 
 /// `1.2 GiB`, `512 B`.
@@ -694,6 +739,19 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
         ("Files Transferred", info.files_transferred.to_string()),
         ("Files Skipped", info.files_skipped.to_string()),
         (
+            "Bytes",
+            format!(
+                "{} ({}){}",
+                info.bytes,
+                human_bytes(info.bytes),
+                if info.walk_done || info.status != TaskStatus::Active {
+                    ""
+                } else {
+                    ", counting"
+                }
+            ),
+        ),
+        (
             "Bytes Transferred",
             format!(
                 "{} ({})",
@@ -701,6 +759,21 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
                 human_bytes(info.bytes_transferred)
             ),
         ),
+        (
+            "Bytes Resent",
+            format!("{} ({})", info.bytes_resent, human_bytes(info.bytes_resent)),
+        ),
+        ("Progress", {
+            let done = Done::of(info);
+            format!(
+                "{:.0}% ({} of {}, {} of {})",
+                (done.fraction * 100.0).floor(),
+                human_bytes(done.bytes),
+                human_bytes(info.bytes),
+                done.files,
+                crate::plural(info.files, "file")
+            )
+        }),
         ("Faults", info.faults.to_string()),
         ("Attempts", info.attempt.to_string()),
         ("Created", utc_seconds(info.created)),
@@ -849,6 +922,10 @@ mod tests {
             files_transferred: transferred,
             files_skipped: skipped,
             bytes_transferred: bytes,
+            bytes: 0,
+            bytes_skipped: 0,
+            bytes_resent: 0,
+            walk_done: true,
             faults: 0,
             attempt: 1,
             item_count: 1,
@@ -862,17 +939,41 @@ mod tests {
     }
 
     #[test]
-    fn the_progress_line_shows_files_bytes_rate_and_eta() {
-        let line = progress_line(&info(120, 30, 6, 3 << 30), (45.0 * 1048576.0, 2.0));
+    fn the_progress_line_counts_bytes_first_then_files() {
+        // 301 of 302 files are there, but the last one is most of the data.
+        let mut big_last = info(302, 301, 0, 300 << 20);
+        big_last.bytes = 6 << 30;
+        let line = progress_line(&big_last, 100.0 * 1048576.0);
         assert_eq!(
             line,
-            "ACTIVE [######--------------] 36/120 files  3.0 GiB  45.0 MiB/s  ETA 0:42"
+            "ACTIVE [--------------------]   4%  300.0 MiB/6.0 GiB  100.0 MiB/s  ETA 0:59  301/302 files"
         );
-        let empty = progress_line(&info(0, 0, 0, 0), (0.0, 0.0));
-        assert_eq!(empty, "ACTIVE [--------------------] 0/0 files  0 B  0 B/s");
-        // Skips counted over several attempts can outnumber the files seen.
-        let over = progress_line(&info(10, 10, 5, 1), (0.0, 0.0));
-        assert!(over.contains("[####################] 10/10"), "{over}");
+        // Skipped files are done too.
+        let mut synced = info(10, 1, 9, 100);
+        synced.bytes = 1000;
+        synced.bytes_skipped = 900;
+        assert!(
+            progress_line(&synced, 0.0).contains("[####################] 100%  1000 B/1000 B"),
+            "{}",
+            progress_line(&synced, 0.0)
+        );
+        // Before the walk is over there is no total to draw against.
+        let mut walking = info(1, 0, 0, 2 << 30);
+        walking.bytes = 6 << 30;
+        walking.walk_done = false;
+        assert_eq!(
+            progress_line(&walking, 0.0),
+            "ACTIVE  counting  2.0 GiB of 6.0 GiB seen so far  0 B/s  0/1 files seen"
+        );
+        let empty = progress_line(&info(0, 0, 0, 0), 0.0);
+        assert_eq!(
+            empty,
+            "ACTIVE [--------------------]   0%  0 B/0 B  0 B/s  0/0 files"
+        );
+        // Whatever the counters say, the bar never overflows.
+        let mut over = info(10, 10, 5, 10);
+        over.bytes = 1;
+        assert!(progress_line(&over, 0.0).contains("[####################] 100%"));
     }
 
     #[test]

@@ -128,7 +128,38 @@ CREATE TABLE task_events (
     PRIMARY KEY (task_id, seq)
 );
 "#,
+    // Counters became the task's own (each attempt counts what earlier
+    // ones committed): the totals are the furthest any attempt reached,
+    // not a sum. A running attempt's counters fold in as they were meant.
+    r#"
+UPDATE tasks SET files = MAX(files, cur_files),
+    files_transferred = files_transferred + cur_files_transferred,
+    files_skipped = files_skipped + cur_files_skipped,
+    bytes_transferred = bytes_transferred + cur_bytes_transferred,
+    cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0;
+ALTER TABLE tasks ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN bytes_resent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN walk_done INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN cur_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN cur_bytes_resent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN cur_walk_done INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN bytes_skipped INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN cur_bytes_skipped INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
+
+/// Folds the running attempt's counters into the task's (each at the
+/// furthest either reached: see [`TaskCounters`]) and clears them.
+const FOLD_CURRENT: &str = "files = MAX(files, cur_files),
+    files_transferred = MAX(files_transferred, cur_files_transferred),
+    files_skipped = MAX(files_skipped, cur_files_skipped),
+    bytes_transferred = MAX(bytes_transferred, cur_bytes_transferred),
+    bytes = MAX(bytes, cur_bytes),
+    bytes_resent = MAX(bytes_resent, cur_bytes_resent),
+    walk_done = MAX(walk_done, cur_walk_done),
+    bytes_skipped = MAX(bytes_skipped, cur_bytes_skipped),
+    cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0,
+    cur_bytes = 0, cur_bytes_resent = 0, cur_walk_done = 0, cur_bytes_skipped = 0";
 
 /// Events kept per task; a task that reports more (a million unreadable
 /// files) keeps the first ones, a note, and its final event.
@@ -258,7 +289,7 @@ pub struct TaskRow {
     pub deadline: Option<i64>,
     pub status: TaskStatus,
     pub attempt: u32,
-    /// Summed over the attempts that ended.
+    /// The furthest the attempts that ended reached.
     pub done: TaskCounters,
     /// The running attempt's, as last reported.
     pub current: TaskCounters,
@@ -272,21 +303,7 @@ pub struct TaskRow {
 impl TaskRow {
     /// What the task has done over all its attempts.
     pub fn totals(&self) -> TaskCounters {
-        TaskCounters {
-            files: self.done.files.max(self.current.files),
-            files_transferred: self
-                .done
-                .files_transferred
-                .saturating_add(self.current.files_transferred),
-            files_skipped: self
-                .done
-                .files_skipped
-                .saturating_add(self.current.files_skipped),
-            bytes_transferred: self
-                .done
-                .bytes_transferred
-                .saturating_add(self.current.bytes_transferred),
-        }
+        self.done.furthest(self.current)
     }
 }
 
@@ -854,17 +871,23 @@ impl Store {
         t.item_count, t.label, t.deadline, t.status, t.attempt,
         t.files, t.files_transferred, t.files_skipped, t.bytes_transferred,
         t.cur_files, t.cur_files_transferred, t.cur_files_skipped, t.cur_bytes_transferred,
-        t.faults, t.created, t.completed, t.last_fault, t.fatal_error
+        t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
+        t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
+        t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped
         FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
 
     fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
         let status: String = r.get(9)?;
-        let counters = |first: usize| -> rusqlite::Result<TaskCounters> {
+        let counters = |first: usize, more: usize| -> rusqlite::Result<TaskCounters> {
             Ok(TaskCounters {
                 files: u64_of(r.get(first)?),
                 files_transferred: u64_of(r.get(first + 1)?),
                 files_skipped: u64_of(r.get(first + 2)?),
                 bytes_transferred: u64_of(r.get(first + 3)?),
+                bytes: u64_of(r.get(more)?),
+                bytes_resent: u64_of(r.get(more + 1)?),
+                walk_done: r.get::<_, i64>(more + 2)? != 0,
+                bytes_skipped: u64_of(r.get(more + 3)?),
             })
         };
         Ok(TaskRow {
@@ -880,8 +903,8 @@ impl Store {
             // The CHECK constraint admits nothing else.
             status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
             attempt: u32::try_from(r.get::<_, i64>(10)?).unwrap_or_default(),
-            done: counters(11)?,
-            current: counters(15)?,
+            done: counters(11, 24)?,
+            current: counters(15, 28)?,
             faults: u64_of(r.get(19)?),
             created: r.get(20)?,
             completed: r.get(21)?,
@@ -953,8 +976,9 @@ impl Store {
     pub fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
-            "UPDATE tasks SET attempt = ?2, cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0
-             WHERE id = ?1 AND status = 'ACTIVE'",
+            &format!(
+                "UPDATE tasks SET attempt = ?2, {FOLD_CURRENT} WHERE id = ?1 AND status = 'ACTIVE'"
+            ),
             params![id, attempt],
         )? > 0)
     }
@@ -963,7 +987,8 @@ impl Store {
     pub fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
-            "UPDATE tasks SET cur_files = ?3, cur_files_transferred = ?4, cur_files_skipped = ?5, cur_bytes_transferred = ?6
+            "UPDATE tasks SET cur_files = ?3, cur_files_transferred = ?4, cur_files_skipped = ?5, cur_bytes_transferred = ?6,
+                cur_bytes = ?7, cur_bytes_resent = ?8, cur_walk_done = ?9, cur_bytes_skipped = ?10
              WHERE id = ?1 AND attempt = ?2 AND status = 'ACTIVE'",
             params![
                 id,
@@ -971,23 +996,25 @@ impl Store {
                 sql_u64(counters.files),
                 sql_u64(counters.files_transferred),
                 sql_u64(counters.files_skipped),
-                sql_u64(counters.bytes_transferred)
+                sql_u64(counters.bytes_transferred),
+                sql_u64(counters.bytes),
+                sql_u64(counters.bytes_resent),
+                counters.walk_done,
+                sql_u64(counters.bytes_skipped),
             ],
         )? > 0)
     }
 
-    /// Ends attempt `attempt` without success: its counters join the
+    /// Ends attempt `attempt` without success: its counters fold into the
     /// totals, and a fault, if given, is counted.
     pub fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
-            "UPDATE tasks SET files = MAX(files, cur_files),
-                files_transferred = files_transferred + cur_files_transferred,
-                files_skipped = files_skipped + cur_files_skipped,
-                bytes_transferred = bytes_transferred + cur_bytes_transferred,
-                cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0,
-                faults = faults + (?3 IS NOT NULL), last_fault = COALESCE(?3, last_fault)
-             WHERE id = ?1 AND attempt = ?2 AND status = 'ACTIVE'",
+            &format!(
+                "UPDATE tasks SET {FOLD_CURRENT},
+                    faults = faults + (?3 IS NOT NULL), last_fault = COALESCE(?3, last_fault)
+                 WHERE id = ?1 AND attempt = ?2 AND status = 'ACTIVE'"
+            ),
             params![id, attempt, fault],
         )? > 0)
     }
@@ -1002,7 +1029,7 @@ impl Store {
     }
 
     /// Ends an ACTIVE task: the running attempt's counters (`last`, or as
-    /// last reported) join the totals. `false` when it had already ended.
+    /// last reported) fold into the totals. `false` when it had already ended.
     pub fn finish_task(
         &self,
         id: &str,
@@ -1011,27 +1038,36 @@ impl Store {
         error: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        let conn = self.lock()?;
-        let n = |f: fn(&TaskCounters) -> u64| last.map(|c| sql_u64(f(c)));
-        Ok(conn.execute(
-            "UPDATE tasks SET files = MAX(files, COALESCE(?3, cur_files)),
-                files_transferred = files_transferred + COALESCE(?4, cur_files_transferred),
-                files_skipped = files_skipped + COALESCE(?5, cur_files_skipped),
-                bytes_transferred = bytes_transferred + COALESCE(?6, cur_bytes_transferred),
-                cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0,
-                status = ?2, completed = ?7, fatal_error = ?8
-             WHERE id = ?1 AND status = 'ACTIVE'",
-            params![
-                id,
-                status.as_str(),
-                n(|c| c.files),
-                n(|c| c.files_transferred),
-                n(|c| c.files_skipped),
-                n(|c| c.bytes_transferred),
-                now,
-                error
-            ],
-        )? > 0)
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        if let Some(c) = last {
+            tx.execute(
+                "UPDATE tasks SET cur_files = ?2, cur_files_transferred = ?3, cur_files_skipped = ?4,
+                    cur_bytes_transferred = ?5, cur_bytes = ?6, cur_bytes_resent = ?7, cur_walk_done = ?8,
+                    cur_bytes_skipped = ?9
+                 WHERE id = ?1 AND status = 'ACTIVE'",
+                params![
+                    id,
+                    sql_u64(c.files),
+                    sql_u64(c.files_transferred),
+                    sql_u64(c.files_skipped),
+                    sql_u64(c.bytes_transferred),
+                    sql_u64(c.bytes),
+                    sql_u64(c.bytes_resent),
+                    c.walk_done,
+                    sql_u64(c.bytes_skipped),
+                ],
+            )?;
+        }
+        let ended = tx.execute(
+            &format!(
+                "UPDATE tasks SET {FOLD_CURRENT}, status = ?2, completed = ?3, fatal_error = ?4
+                 WHERE id = ?1 AND status = 'ACTIVE'"
+            ),
+            params![id, status.as_str(), now, error],
+        )? > 0;
+        tx.commit()?;
+        Ok(ended)
     }
 
     /// Appends an event. Past [`MAX_TASK_EVENTS`] only `always` events
@@ -1232,7 +1268,35 @@ mod tests {
             files_transferred: transferred,
             files_skipped: skipped,
             bytes_transferred: bytes,
+            ..TaskCounters::default()
         }
+    }
+
+    #[test]
+    fn migration_three_folds_a_running_attempts_counters_as_they_were_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL);
+                 INSERT INTO schema_version (version) VALUES (2);
+                 INSERT INTO users (name, password_hash, created) VALUES ('alice', 'h', 0);
+                 INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e1', 1, 'laptop', 0);
+                 INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e2', 1, 'cluster', 0);
+                 INSERT INTO tasks (id, owner_id, source_id, destination_id, items, item_count, options, status,
+                     attempt, files, files_transferred, files_skipped, bytes_transferred,
+                     cur_files, cur_files_transferred, cur_files_skipped, cur_bytes_transferred, created)
+                 VALUES ('t1', 1, 'e1', 'e2', '[]', 1, '{}', 'ACTIVE', 2, 10, 4, 0, 400, 10, 3, 0, 300, 0);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let row = s.task("t1").unwrap().unwrap();
+        assert_eq!(row.totals(), counters(10, 7, 0, 700));
+        assert_eq!(row.current, TaskCounters::default());
     }
 
     #[test]
@@ -1258,7 +1322,7 @@ mod tests {
             .unwrap()
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, MIGRATIONS.len() as i64);
         assert!(s.user_by_name("alice").unwrap().is_some());
         s.create_task(&new_task("t1", 1, 5), "SUBMITTED", "1 item")
             .unwrap();
@@ -1271,7 +1335,7 @@ mod tests {
     }
 
     #[test]
-    fn tasks_and_their_counters_survive_a_reopen_and_fold_across_attempts() {
+    fn tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
         {
@@ -1301,7 +1365,9 @@ mod tests {
         assert_eq!(row.attempt, 2);
         assert_eq!(row.faults, 1);
         assert_eq!(row.last_fault.as_deref(), Some("connection reset"));
-        assert_eq!(row.totals(), counters(12, 7, 6, 700));
+        // Each attempt counts the task (what earlier ones committed
+        // included): nothing adds up twice.
+        assert_eq!(row.totals(), counters(12, 4, 5, 400));
         assert_eq!(row.label.as_deref(), Some("run 7"));
         assert_eq!(row.deadline, Some(9999));
         let active = s.active_tasks().unwrap();
@@ -1323,7 +1389,7 @@ mod tests {
         let row = s.task("t1").unwrap().unwrap();
         assert_eq!(row.status, TaskStatus::Succeeded);
         assert_eq!(row.completed, Some(50));
-        assert_eq!(row.totals(), counters(12, 12, 5, 1200));
+        assert_eq!(row.totals(), counters(12, 8, 4, 800));
         assert!(
             !s.finish_task("t1", TaskStatus::Canceled, None, None, 60)
                 .unwrap(),

@@ -1086,6 +1086,7 @@ mod tests {
             files_transferred: transferred,
             files_skipped: 0,
             bytes_transferred: bytes,
+            ..TaskCounters::default()
         }
     }
 

@@ -579,6 +579,19 @@ struct InFlight {
     generation: u32,
     /// Times the file was started over after an I/O error.
     retries: u32,
+    /// Bytes of it counted as transferred: they move to `bytes_resent` if
+    /// the file is sent again.
+    counted: u64,
+}
+
+impl InFlight {
+    /// Its bytes arrive again (from the start): those counted so far were
+    /// sent in vain.
+    fn recount(&mut self, counters: &mut TaskCounters) {
+        counters.bytes_transferred = counters.bytes_transferred.saturating_sub(self.counted);
+        counters.bytes_resent = counters.bytes_resent.saturating_add(self.counted);
+        self.counted = 0;
+    }
 }
 
 /// A verified file on its way to its real name.
@@ -635,14 +648,13 @@ impl Session {
         }
     }
 
-    /// Leave to touch the disk for one piece of work, unless the attempt stopped.
-    fn working(&self) -> Result<std::sync::RwLockReadGuard<'_, bool>, MoveError> {
+    /// Leave to touch the disk for one piece of work; none once the
+    /// attempt stopped (its streams are still drained until its last word
+    /// is out: a socket closed with data unread resets the connection,
+    /// and the source would hear that instead of the last word).
+    fn working(&self) -> Option<std::sync::RwLockReadGuard<'_, bool>> {
         let open = self.open.read().unwrap_or_else(|p| p.into_inner());
-        if *open {
-            Ok(open)
-        } else {
-            Err(MoveError::Connection("the attempt stopped".into()))
-        }
+        (*open).then_some(open)
     }
 
     fn is_closing(&self) -> bool {
@@ -856,7 +868,6 @@ async fn run_session(
         }
     };
     tracing::debug!(ok = outcome.is_ok(), "session loop over");
-    readers.abort_all();
     {
         let s = session.clone();
         let _ = tokio::task::spawn_blocking(move || s.close()).await;
@@ -904,6 +915,16 @@ async fn run_session(
             ctx.report(&task_id, attempt, error.report());
         }
     }
+    // The source closes its streams once it has the last word; until then
+    // they are drained, not dropped: a socket closed with data unread
+    // resets the connection, and the source, still writing, would hear
+    // that instead of the last word. A replaced attempt's source hears
+    // from the hub instead.
+    if fate != Fate::Interrupted || *cancel.borrow() == Stop::No {
+        let drained = async { while readers.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(ANSWER_WITHIN, drained).await;
+    }
+    readers.abort_all();
     if let Ok(mut tx) = session.commit_tx.lock() {
         tx.take();
     }
@@ -1159,14 +1180,16 @@ async fn read_stream(
 
 /// Handles one conversation message (blocking: it touches the filesystem).
 fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
-    let _working = s.working()?;
+    let Some(_working) = s.working() else {
+        return Ok(());
+    };
     match message {
         Message::Manifest { entries } => {
             tracing::debug!(entries = entries.len(), "manifest");
             let mut needs = Vec::with_capacity(entries.len());
             for entry in entries {
                 if s.is_closing() {
-                    return Err(MoveError::Connection("the attempt stopped".into()));
+                    return Ok(());
                 }
                 if let Some(need) = decide(s, &entry)? {
                     needs.push((entry.id, need));
@@ -1190,11 +1213,13 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
             if let Some(f) = st.files.remove(&id) {
                 s.disk.remove_temp(&f.final_path);
                 st.counters.files_skipped += 1;
+                st.counters.bytes_skipped = st.counters.bytes_skipped.saturating_add(f.size);
             }
         }
         Message::FileChanged { id } => {
             let mut st = s.lock();
-            if let Some(f) = st.files.remove(&id) {
+            if let Some(mut f) = st.files.remove(&id) {
+                f.recount(&mut st.counters);
                 s.disk.remove_temp(&f.final_path);
                 if let Ok(mut j) = s.journal.lock()
                     && let Some(j) = j.as_mut()
@@ -1205,7 +1230,9 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
         }
         Message::End { files } => {
             tracing::debug!(files, "end of manifest");
-            s.lock().manifest_done = true
+            let mut st = s.lock();
+            st.manifest_done = true;
+            st.counters.walk_done = true;
         }
         Message::Abort {
             reason,
@@ -1264,14 +1291,21 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
         }
         return Ok(None);
     }
-    s.lock().counters.files += 1;
+    {
+        let mut st = s.lock();
+        st.counters.files += 1;
+        st.counters.bytes = st.counters.bytes.saturating_add(entry.size);
+    }
     let committed = s
         .recovered
         .lock()
         .map(|r| r.committed.contains(&key))
         .unwrap_or(false);
     if committed {
-        s.lock().counters.files_skipped += 1;
+        // An earlier attempt of this task moved it.
+        let mut st = s.lock();
+        st.counters.files_transferred += 1;
+        st.counters.bytes_transferred = st.counters.bytes_transferred.saturating_add(entry.size);
         return Ok(Some(Need::Skip));
     }
     let in_new_dir = path
@@ -1299,7 +1333,9 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
     }
     let verdict = plan::verdict(s.cap.options.sync_level, entry, existing.as_ref());
     if verdict == Verdict::Skip {
-        s.lock().counters.files_skipped += 1;
+        let mut st = s.lock();
+        st.counters.files_skipped += 1;
+        st.counters.bytes_skipped = st.counters.bytes_skipped.saturating_add(entry.size);
         return Ok(Some(Need::Skip));
     }
     let compare = if verdict == Verdict::CompareDigest {
@@ -1341,6 +1377,11 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
     let missing: Vec<u32> = (0..count)
         .filter(|i| hashes[*i as usize].is_none())
         .collect();
+    // What an earlier attempt moved and kept counts as moved by this task.
+    let kept: u64 = (0..count)
+        .filter(|i| hashes[*i as usize].is_some())
+        .map(|i| (entry.size - u64::from(i) * CHUNK_SIZE).min(CHUNK_SIZE))
+        .sum();
     let need = match compare {
         Some(digest) => Need::SendUnlessDigest {
             digest: to_hex(&digest),
@@ -1373,13 +1414,17 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
             awaiting_verdict: matches!(need, Need::SendUnlessDigest { .. }),
             generation: 0,
             retries: 0,
+            counted: kept,
         },
     );
+    st.counters.bytes_transferred = st.counters.bytes_transferred.saturating_add(kept);
     if let Need::SendUnlessDigest { .. } = need {
         // Whatever the source decides, it sends every chunk.
+        let st = &mut *st;
         if let Some(f) = st.files.get_mut(&entry.id) {
             f.outstanding = count;
             f.hashes = vec![None; count as usize];
+            f.recount(&mut st.counters);
         }
     }
     Ok(Some(need))
@@ -1396,7 +1441,9 @@ fn digest_of(fs: &RootedFs, path: &Path, size: u64) -> Result<[u8; 32], MoveErro
 }
 
 fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), MoveError> {
-    let _working = s.working()?;
+    let Some(_working) = s.working() else {
+        return Ok(());
+    };
     let (file, offset, fresh, temp, generation) = {
         let mut st = s.lock();
         let Some(f) = st.files.get_mut(&header.file) else {
@@ -1409,6 +1456,7 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
             .get(header.index as usize)
             .ok_or_else(|| MoveError::Protocol("chunk index out of range".into()))?;
         if slot.is_some() {
+            st.counters.bytes_resent = st.counters.bytes_resent.saturating_add(data.len() as u64);
             return Ok(());
         }
         let offset = u64::from(header.index) * CHUNK_SIZE;
@@ -1450,18 +1498,26 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
     }
     let len = data.len() as u64;
     crate::buffers::give(data);
-    let mut st = s.lock();
-    st.counters.bytes_transferred += len;
-    if let Some(f) = st.files.get_mut(&header.file)
-        && f.generation == generation
-        && let Some(slot) = f.hashes.get_mut(header.index as usize)
-        && slot.is_none()
-    {
-        *slot = Some(header.sha256);
-        f.outstanding = f.outstanding.saturating_sub(1);
-        f.unjournaled.push(header.index);
+    let mut guard = s.lock();
+    let st = &mut *guard;
+    let counters = &mut st.counters;
+    match st.files.get_mut(&header.file) {
+        Some(f)
+            if f.generation == generation
+                && f.hashes
+                    .get(header.index as usize)
+                    .is_some_and(Option::is_none) =>
+        {
+            f.hashes[header.index as usize] = Some(header.sha256);
+            f.outstanding = f.outstanding.saturating_sub(1);
+            f.unjournaled.push(header.index);
+            f.counted += len;
+            counters.bytes_transferred = counters.bytes_transferred.saturating_add(len);
+        }
+        // Another writer filled it meanwhile, or the file started over.
+        _ => counters.bytes_resent = counters.bytes_resent.saturating_add(len),
     }
-    complete_if_ready(s, &mut st, header.file)
+    complete_if_ready(s, st, header.file)
 }
 
 /// Starts a file over after an I/O error in its temporary file (whose
@@ -1469,7 +1525,8 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
 /// journaled, and every chunk asked for again. A file that failed so
 /// before fails the attempt with `cause`.
 fn start_over(s: &Session, id: u64, generation: u32, cause: MoveError) -> Result<(), MoveError> {
-    let mut st = s.lock();
+    let mut guard = s.lock();
+    let st = &mut *guard;
     let Some(f) = st.files.get_mut(&id) else {
         return Ok(());
     };
@@ -1481,6 +1538,7 @@ fn start_over(s: &Session, id: u64, generation: u32, cause: MoveError) -> Result
         return Err(cause);
     }
     tracing::warn!(error = %cause, "starting the file over");
+    f.recount(&mut st.counters);
     s.disk.remove_temp(&f.final_path);
     let file = s.disk.create_temp_retried(&f.final_path, f.size)?;
     let count = f.hashes.len();
@@ -1494,7 +1552,7 @@ fn start_over(s: &Session, id: u64, generation: u32, cause: MoveError) -> Result
     f.awaiting_verdict = false;
     f.unjournaled.clear();
     let (key, rel) = (f.key, f.rel.clone());
-    drop(st);
+    drop(guard);
     if let Ok(mut j) = s.journal.lock()
         && let Some(j) = j.as_mut()
     {
@@ -1571,6 +1629,7 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), MoveErr
     f.outstanding = count as u32;
     f.source_digest = None;
     f.unjournaled.clear();
+    f.recount(&mut st.counters);
     // What the first sending wrote stays where the second may skip a zero
     // chunk: nothing here is a hole any more.
     f.fresh = false;
@@ -2238,6 +2297,7 @@ mod tests {
                     awaiting_verdict: false,
                     generation: 0,
                     retries: 0,
+                    counted: 0,
                 },
             }
         }

@@ -177,8 +177,14 @@ async fn a_single_file_and_a_resumed_partial_file() {
     };
     assert_eq!(std::fs::read(&final_path).unwrap(), big);
     assert!(!temp.exists());
-    // Chunks 2 and 3 (the corrupt one and the tail) were sent; 0 and 1 were kept.
-    assert_eq!(counters.bytes_transferred, (CHUNK + 100) as u64);
+    // Chunks 2 and 3 (the corrupt one and the tail) were sent; 0 and 1
+    // were kept, and count as moved by this task: each byte once.
+    assert_eq!(counters.bytes_transferred, big.len() as u64);
+    assert_eq!(
+        (counters.bytes, counters.bytes_resent),
+        (big.len() as u64, 0)
+    );
+    assert!(counters.walk_done);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,17 +138,53 @@ impl Capability {
     }
 }
 
-/// Running totals of one attempt, as the destination counts them.
+/// A task's running totals, as the destination counts them in one attempt.
+///
+/// They count the task, not the attempt: what an earlier attempt committed
+/// or kept (the destination's journal says so) counts as transferred
+/// again in every later one, so an attempt's last counters are the task's
+/// and nothing adds up twice across attempts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskCounters {
     /// Files seen in the source.
     pub files: u64,
-    /// Files sent and committed at the destination.
+    /// Files this task committed at the destination (in any attempt).
     pub files_transferred: u64,
-    /// Files not sent: already there per the sync level, or committed by an
-    /// earlier attempt.
+    /// Files not sent: already there per the sync level.
     pub files_skipped: u64,
+    /// Bytes this task moved into files (each byte once; see `bytes_resent`).
     pub bytes_transferred: u64,
+    /// Bytes of the files seen in the source (final once `walk_done`).
+    #[serde(default)]
+    pub bytes: u64,
+    /// Bytes of the files skipped (already there): with
+    /// `bytes_transferred`, what of `bytes` is done.
+    #[serde(default)]
+    pub bytes_skipped: u64,
+    /// Bytes that arrived more than once (a file sent again after it
+    /// failed verification, or after it changed at the source).
+    #[serde(default)]
+    pub bytes_resent: u64,
+    /// The source has walked every item: `files` and `bytes` are totals.
+    #[serde(default)]
+    pub walk_done: bool,
+}
+
+impl TaskCounters {
+    /// The furthest of two views of the same task (two attempts' last
+    /// counters, say): each counter at its largest.
+    pub fn furthest(self, other: TaskCounters) -> TaskCounters {
+        TaskCounters {
+            files: self.files.max(other.files),
+            files_transferred: self.files_transferred.max(other.files_transferred),
+            files_skipped: self.files_skipped.max(other.files_skipped),
+            bytes_transferred: self.bytes_transferred.max(other.bytes_transferred),
+            bytes: self.bytes.max(other.bytes),
+            bytes_skipped: self.bytes_skipped.max(other.bytes_skipped),
+            bytes_resent: self.bytes_resent.max(other.bytes_resent),
+            walk_done: self.walk_done || other.walk_done,
+        }
+    }
 }
 
 /// What an endpoint reports about a task.
@@ -256,8 +292,8 @@ impl std::fmt::Display for TaskStatus {
 
 /// `GET /api/v1/tasks/{id}` (and each entry of the list).
 ///
-/// The counters add up over the task's attempts, except `files`, which is
-/// what the latest attempt saw in the source.
+/// The counters are the task's (see [`TaskCounters`]), the most any
+/// attempt reached.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskInfo {
     pub task_id: String,
@@ -272,6 +308,18 @@ pub struct TaskInfo {
     pub files_transferred: u64,
     pub files_skipped: u64,
     pub bytes_transferred: u64,
+    /// Bytes of the files seen in the source.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Bytes of the skipped files (already there).
+    #[serde(default)]
+    pub bytes_skipped: u64,
+    #[serde(default)]
+    pub bytes_resent: u64,
+    /// `files` and `bytes` are totals (the source walked every item);
+    /// until then they count what was seen so far.
+    #[serde(default)]
+    pub walk_done: bool,
     pub faults: u64,
     /// How many times the hub started the data work.
     pub attempt: u32,
