@@ -222,7 +222,12 @@ fn print_endpoints(found: &[EndpointInfo]) -> std::io::Result<()> {
             escape(&e.id),
             escape(&e.display_name),
             escape(&e.owner),
-            if e.connected { "yes" } else { "no" }
+            // Revoked says why it will stay unconnected.
+            match (e.connected, e.revoked) {
+                (true, _) => "yes",
+                (false, false) => "no",
+                (false, true) => "no (revoked)",
+            }
         );
     }
     Ok(())

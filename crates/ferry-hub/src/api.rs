@@ -226,6 +226,7 @@ fn info(hub: &Hub, row: EndpointRow) -> EndpointInfo {
         display_name: row.display_name,
         owner: row.owner_name,
         created: row.created,
+        revoked: row.revoked,
     }
 }
 

@@ -66,6 +66,9 @@ pub struct EndpointInfo {
     pub connected: bool,
     /// Unix seconds.
     pub created: i64,
+    /// The hub refuses this endpoint's certificate: it never connects again.
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
