@@ -316,3 +316,98 @@ fn a_revoked_endpoint_is_locked_out_and_status_says_why() {
     user.run(&["-stop"]);
     daemon.wait_exit(LIMIT);
 }
+
+#[test]
+fn owners_rename_and_delete_their_endpoints() {
+    let hub = Hub::start();
+    hub.add_user("alice", "correct horse battery");
+    hub.add_user("bob", "another horse battery");
+    let (id, key) = hub.endpoint_key("alice", "laptop", &[]);
+    hub.endpoint_key("alice", "cluster", &[]);
+    let mut user = User::new();
+    user.dir = user.home.join("ferry-laptop");
+    registered_id(&user.setup_with_key(&key, "laptop"));
+    let daemon = user.start_foreground(&[]);
+    user.wait_hub_state("connected", LIMIT);
+    let (alice, bob) = (hub.token("alice"), hub.token("bob"));
+    let run = |token: &str, args: &[&str]| user.run_as(&hub, token, args);
+    let one_line_error = |out: &ferry_tests::Ran| {
+        assert_eq!(out.code, Some(1), "{out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+        out.stderr.clone()
+    };
+
+    // Only the owner may.
+    for args in [
+        &["endpoint", "update", &id, "--display-name", "mine"][..],
+        &["endpoint", "delete", &id],
+    ] {
+        let line = one_line_error(&run(&bob, args));
+        assert!(line.contains("no endpoint"), "{line}");
+    }
+
+    // Renamed, it answers to the new name only.
+    let out = run(
+        &alice,
+        &[
+            "endpoint",
+            "update",
+            "laptop",
+            "--display-name",
+            "lab",
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["id"].as_str(), doc["display_name"].as_str()),
+        (Some(id.as_str()), Some("lab"))
+    );
+    assert_eq!(run(&alice, &["ls", "lab:/~/"]).code, Some(0));
+    assert_eq!(run(&alice, &["ls", "laptop:/~/"]).code, Some(1));
+    let line = one_line_error(&run(
+        &alice,
+        &["endpoint", "update", "lab", "--display-name", "cluster"],
+    ));
+    assert!(line.contains("already have an endpoint named"), "{line}");
+
+    // A task ACTIVE on it (its peer is offline) holds the deletion back,
+    // and the refusal names the task.
+    fs::write(user.home.join("f"), b"x").unwrap();
+    let out = run(&alice, &["transfer", "lab:/~/f", "cluster:/~/f"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let task = line_value(&out.stdout, "Task ID: ").unwrap().to_string();
+    let line = one_line_error(&run(&alice, &["endpoint", "delete", "lab"]));
+    assert!(line.contains(&task) && line.contains("ACTIVE"), "{line}");
+    assert_eq!(run(&alice, &["task", "cancel", &task]).code, Some(0));
+
+    let out = run(&alice, &["endpoint", "delete", "lab"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("deleted"), "{out:?}");
+    let search = run(&alice, &["endpoint", "search", "--json"]);
+    assert!(!search.stdout.contains(&id), "{search:?}");
+    assert_eq!(run(&alice, &["ls", &format!("{id}:/~/")]).code, Some(1));
+
+    // Its certificate no longer connects: the daemon is refused as revoked
+    // and stops dialling.
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let status = user.run(&["-status"]);
+        if status.stdout.contains("no longer dials") {
+            assert!(status.stdout.contains("deleted by its owner"), "{status:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted endpoint's daemon was not refused: {status:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The name is free again.
+    let out = run(&alice, &["endpoint", "create", "--personal", "lab"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+
+    user.run(&["-stop"]);
+    daemon.wait_exit(LIMIT);
+}

@@ -14,6 +14,7 @@ Usage:
   ferry paths check PATH [--json]
   ferry login --hub URL [--hub-ca FILE]
   ferry endpoint create --personal NAME | endpoint search [QUERY]
+  ferry endpoint update EP --display-name NAME | endpoint delete EP
   ferry ls [-l] EP:PATH | mkdir EP:PATH | rename EP:OLD NEW | rm [-r] EP:PATH
   ferry transfer SRC_EP:PATH DST_EP:PATH [-r] [--sync-level LEVEL] [--wait] ...
   ferry task show|wait|cancel|events ID | task list
@@ -32,7 +33,8 @@ Endpoint commands:
 Hub commands (log in first, or set FERRY_TOKEN and FERRY_HUB):
   login      Log in to a hub; logout forgets it
   endpoint   create --personal NAME: a setup key for another machine;
-             search [QUERY]: your endpoints and whether they are connected
+             search [QUERY]: your endpoints and whether they are connected;
+             update EP --display-name NAME: rename; delete EP
   ls, mkdir, rename, rm
              File operations on an endpoint, as EP:PATH (PATH absolute,
              or /~/... for the endpoint owner's home)
@@ -103,7 +105,7 @@ pub enum Command {
     Login(LoginArgs),
     /// Forget the saved login.
     Logout,
-    /// Create and find endpoints.
+    /// Create, find, rename and delete endpoints.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
     /// List a directory on an endpoint: ferry ls EP:PATH.
@@ -409,6 +411,26 @@ pub enum EndpointCommand {
         query: Option<String>,
         #[arg(long = "filter-scope", value_enum, default_value = "my-endpoints")]
         filter_scope: FilterScopeArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Change one of your endpoints: give it a new display name.
+    Update {
+        /// The endpoint: its id or your display name for it.
+        #[arg(value_name = "EP")]
+        endpoint: String,
+        /// The new display name (unique among your endpoints, no ':').
+        #[arg(long = "display-name", value_name = "NAME", required = true)]
+        display_name: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Delete one of your endpoints: its machine can no longer connect
+    /// (as if revoked). Refused while tasks are ACTIVE on it.
+    Delete {
+        /// The endpoint: its id or your display name for it.
+        #[arg(value_name = "EP")]
+        endpoint: String,
         #[command(flatten)]
         json: JsonArg,
     },

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
     ApiError, CreateEndpoint, EndpointInfo, FilterScope, FsOp, FsOutcome, RegisterEndpoint,
-    SCOPE_SETUP, SCOPE_TRANSFER,
+    SCOPE_SETUP, SCOPE_TRANSFER, UpdateEndpoint,
 };
 use ferry_proto::task::{
     Capability, MAX_CAPABILITY, MAX_ITEM_PATH, MAX_LABEL, MAX_TASK_ITEMS, SubmitTask,
@@ -60,7 +60,12 @@ pub fn routes() -> Router<Arc<Hub>> {
         )
         .route("/api/v1/endpoints/register", post(register_endpoint))
         .route("/api/v1/endpoints/{endpoint}/fs", post(fs_operation))
-        .route("/api/v1/endpoints/{endpoint}", get(show_endpoint))
+        .route(
+            "/api/v1/endpoints/{endpoint}",
+            get(show_endpoint)
+                .patch(update_endpoint)
+                .delete(delete_endpoint),
+        )
         .route(
             "/api/v1/tasks",
             post(submit_task)
@@ -121,6 +126,7 @@ impl From<RegistryError> for Failure {
             e @ RegistryError::Revoked(_) => {
                 Failure::new(StatusCode::FORBIDDEN, "revoked", e.to_string())
             }
+            RegistryError::Busy(m) => Failure::new(StatusCode::CONFLICT, "endpoint_busy", m),
             RegistryError::Internal(e) => Failure::internal(format!("{e:#}")),
         }
     }
@@ -230,9 +236,14 @@ fn info(hub: &Hub, row: EndpointRow) -> EndpointInfo {
     }
 }
 
-/// An endpoint the caller may use, named by id or by one of their display names.
+/// An endpoint the caller may use, named by id or by one of their display
+/// names. A deleted one is as absent as a missing one.
 fn resolve(hub: &Hub, who: &Principal, name: &str) -> Result<EndpointRow, Failure> {
-    let by_id = hub.store.endpoint(name).map_err(Failure::internal)?;
+    let by_id = hub
+        .store
+        .endpoint(name)
+        .map_err(Failure::internal)?
+        .filter(|row| !row.deleted);
     let row = match by_id {
         Some(row) => Some(row),
         None => hub
@@ -300,6 +311,40 @@ async fn show_endpoint(
     let who = principal(&hub, &headers, &[SCOPE_TRANSFER, SCOPE_SETUP])?;
     let row = resolve(&hub, &who, &endpoint)?;
     Ok(Json(info(&hub, row)))
+}
+
+/// The owner renames an endpoint (`ferry endpoint update EP --display-name`).
+async fn update_endpoint(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<SetupOrTransfer>,
+    Path(endpoint): Path<String>,
+    Json(body): Json<UpdateEndpoint>,
+) -> Result<Json<EndpointInfo>, Failure> {
+    let row = resolve(&hub, &who, &endpoint)?;
+    if let Some(name) = &body.display_name {
+        endpoints::rename(&hub.store, &row, name)?;
+        tracing::info!(endpoint = %row.id, by = %who.user_name, from = %row.display_name, to = %name, "endpoint renamed");
+    }
+    let row = resolve(&hub, &who, &row.id)?;
+    Ok(Json(info(&hub, row)))
+}
+
+/// The owner deletes an endpoint: its certificate is refused from now on,
+/// as a revoked one's is, and every endpoint is told so.
+async fn delete_endpoint(
+    State(hub): State<Arc<Hub>>,
+    wake: Option<Extension<Wake>>,
+    Caller(who, _): Caller<SetupOrTransfer>,
+    Path(endpoint): Path<String>,
+) -> Result<Json<EndpointInfo>, Failure> {
+    let row = resolve(&hub, &who, &endpoint)?;
+    endpoints::delete(&hub.store, &row)?;
+    tracing::info!(endpoint = %row.id, by = %who.user_name, name = %row.display_name, "endpoint deleted");
+    // The scheduler's sweep tells connected endpoints of new revocations.
+    wake_scheduler(wake);
+    let mut info = info(&hub, row);
+    info.revoked = true;
+    Ok(Json(info))
 }
 
 async fn register_endpoint(

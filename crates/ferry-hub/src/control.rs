@@ -308,6 +308,12 @@ fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, (RefuseReason, St
             ));
         }
     };
+    if row.deleted {
+        return Err((
+            RefuseReason::Revoked,
+            format!("endpoint {id} was deleted by its owner"),
+        ));
+    }
     if row.revoked {
         return Err((
             RefuseReason::Revoked,

@@ -58,6 +58,13 @@ pub struct CreatedEndpoint {
     pub setup_key: String,
 }
 
+/// `PATCH /api/v1/endpoints/{id}`: what to change; absent fields stay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateEndpoint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointInfo {
     pub id: String,
