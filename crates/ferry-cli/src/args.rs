@@ -349,7 +349,8 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 pub enum TaskCommand {
     /// A task's status and counters.
     Show {
-        /// The task's id, as `ferry transfer` printed it.
+        /// The task's id, as `ferry transfer` printed it, or a unique
+        /// prefix of it (4 characters at least).
         #[arg(value_name = "ID")]
         id: String,
         #[command(flatten)]

@@ -585,10 +585,13 @@ fn clock(secs: u64) -> String {
 
 // --- ferry task ... ---
 
-/// A task id goes into a URL path: only what a UUID is made of.
+/// A task id, or a prefix of one the hub resolves, goes into a URL path:
+/// only what a UUID is made of.
 fn task_id(id: &str) -> anyhow::Result<&str> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        bail!("{id:?} is not a task id (a UUID, as `ferry transfer` printed it)");
+        bail!(
+            "{id:?} is not a task id (a UUID as `ferry transfer` printed it, or its first 4 or more characters)"
+        );
     }
     Ok(id)
 }

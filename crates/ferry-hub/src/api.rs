@@ -534,15 +534,70 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
     }
 }
 
-/// One of the caller's tasks; someone else's is as absent as a missing one.
+/// The fewest hex digits a task id prefix must give, as git asks of
+/// abbreviated commit ids.
+const MIN_TASK_PREFIX: usize = 4;
+/// Candidates an ambiguous prefix names.
+const AMBIGUOUS_LISTED: usize = 10;
+
+/// One of the caller's tasks, named by its id or a unique prefix of it:
+/// the one place every task route resolves what the user typed. Someone
+/// else's task is as absent as a missing one.
 fn own_task(hub: &Hub, who: &Principal, id: &str) -> Result<TaskRow, Failure> {
-    match hub.store.task(id).map_err(Failure::internal)? {
-        Some(row) if row.owner_id == who.user_id => Ok(row),
-        _ => Err(Failure::new(
+    let not_found = || {
+        Failure::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no task {id:?} among yours; list them with `ferry task list`"),
-        )),
+        )
+    };
+    if let Some(row) = hub.store.task(id).map_err(Failure::internal)? {
+        return if row.owner_id == who.user_id {
+            Ok(row)
+        } else {
+            Err(not_found())
+        };
+    }
+    let prefix = id.to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(not_found());
+    }
+    let digits = prefix.bytes().filter(u8::is_ascii_hexdigit).count();
+    if digits < MIN_TASK_PREFIX {
+        return Err(bad(format!(
+            "task id prefix {id:?} is too short: give at least {MIN_TASK_PREFIX} characters of the id"
+        )));
+    }
+    let mut found = hub
+        .store
+        .tasks_with_prefix(who.user_id, &prefix, AMBIGUOUS_LISTED + 1)
+        .map_err(Failure::internal)?;
+    match found.len() {
+        0 => Err(not_found()),
+        1 => Ok(found.remove(0)),
+        n => {
+            let more = if n > AMBIGUOUS_LISTED {
+                " and more"
+            } else {
+                ""
+            };
+            let listed = found
+                .iter()
+                .take(AMBIGUOUS_LISTED)
+                .map(|t| match &t.label {
+                    Some(label) => format!("{} ({}, {label:?})", t.id, t.status),
+                    None => format!("{} ({})", t.id, t.status),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            Err(Failure::new(
+                StatusCode::CONFLICT,
+                "ambiguous",
+                format!(
+                    "task id prefix {id:?} is ambiguous: it matches {listed}{more}; give more of the id"
+                ),
+            ))
+        }
     }
 }
 
@@ -955,6 +1010,70 @@ mod tests {
         assert_eq!(codes, ["SUBMITTED", "CANCELED"]);
         assert_eq!(events[1]["description"], "canceled by alice");
         assert_eq!(events[1]["is_error"], false);
+    }
+
+    #[tokio::test]
+    async fn tasks_are_named_by_a_unique_prefix_of_their_id() {
+        let s = setup();
+        let alice = s.hub.store.user_by_name("alice").unwrap().unwrap().id;
+        let bob = s.hub.store.user_by_name("bob").unwrap().unwrap().id;
+        for (id, owner) in [
+            ("abcd1111-0000-4000-8000-000000000001", alice),
+            ("abcd2222-0000-4000-8000-000000000002", alice),
+            ("abce3333-0000-4000-8000-000000000003", bob),
+        ] {
+            let task = NewTask {
+                id: id.into(),
+                owner_id: owner,
+                source_id: s.laptop.clone(),
+                destination_id: s.cluster.clone(),
+                items_json: "[]".into(),
+                item_count: 1,
+                options_json: "{}".into(),
+                label: None,
+                deadline: None,
+                created: 1,
+            };
+            s.hub.store.create_task(&task, "SUBMITTED", "x").unwrap();
+        }
+        let get = |prefix: &str| {
+            let uri = format!("/api/v1/tasks/{prefix}");
+            let hub = s.hub.clone();
+            let token = s.alice.clone();
+            async move { call(&hub, "GET", &uri, &token, None).await }
+        };
+        // Unique: found, whatever the case.
+        let (status, body) = get("ABCD1").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["task_id"], "abcd1111-0000-4000-8000-000000000001");
+        // Ambiguous: one error naming every candidate of the caller's only.
+        let (status, body) = get("abcd").await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"], "ambiguous");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains("abcd1111-") && message.contains("abcd2222-"),
+            "{message}"
+        );
+        // Bob's task is not among alice's, by prefix either.
+        let (status, _) = get("abce").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // Too short, and not an id at all.
+        let (status, body) = get("abc").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("at least 4"),
+            "{body}"
+        );
+        let (status, _) = get("abcd%").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // Cancel and events resolve the same way.
+        let (status, body) =
+            call(&s.hub, "POST", "/api/v1/tasks/abcd2/cancel", &s.alice, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["task_id"], "abcd2222-0000-4000-8000-000000000002");
+        let (status, _) = call(&s.hub, "GET", "/api/v1/tasks/abcd/events", &s.alice, None).await;
+        assert_eq!(status, StatusCode::CONFLICT);
     }
 
     #[tokio::test]

@@ -965,6 +965,26 @@ impl Store {
             .optional()?)
     }
 
+    /// A user's tasks whose id starts with `prefix`, oldest first, at most
+    /// `limit`. The prefix is matched literally (`%` and `_` match
+    /// themselves).
+    pub fn tasks_with_prefix(
+        &self,
+        owner_id: i64,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<TaskRow>> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {} WHERE t.owner_id = ?1 AND substr(t.id, 1, length(?2)) = ?2
+             ORDER BY t.created, t.rowid LIMIT ?3",
+            Self::TASK_COLUMNS
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![owner_id, prefix, limit], Self::task_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// A user's tasks, newest first, at most `limit`.
     pub fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>> {
         let conn = self.lock()?;
