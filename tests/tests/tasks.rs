@@ -317,3 +317,40 @@ fn tasks_are_named_by_a_unique_prefix_of_their_id() {
     assert_eq!(none.code, Some(1), "{none:?}");
     assert!(none.stderr.contains("no task"), "{none:?}");
 }
+
+#[test]
+fn task_show_says_which_paths_a_task_copies() {
+    let lab = Lab::new();
+    let batch = lab.user.home.join("batch.txt");
+    fs::write(&batch, "a.txt 'a copy.txt'\n-r /~/data /~/all\n").unwrap();
+    let out = lab.ferry(&[
+        "transfer",
+        "src:/~/data",
+        "dst:/~/copy",
+        "--batch",
+        batch.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let id = line_value(&out.stdout, "Task ID: ").unwrap().to_string();
+
+    let shown = lab.ferry(&["task", "show", &id]);
+    assert_eq!(shown.code, Some(0), "{shown:?}");
+    for line in [
+        "src:/~/data/a.txt -> dst:/~/copy/a copy.txt",
+        "src:/~/data -> dst:/~/all (-r)",
+    ] {
+        assert!(
+            shown.stdout.lines().any(|l| l.trim() == line),
+            "{line}: {shown:?}"
+        );
+    }
+    let doc = lab.show(&id);
+    let items = doc["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{doc}");
+    assert_eq!(items[0]["source"], "/~/data/a.txt", "{doc}");
+    assert_eq!(items[0]["destination"], "/~/copy/a copy.txt", "{doc}");
+    assert_eq!(items[1]["recursive"], true, "{doc}");
+    // The list stays light: no items there.
+    let list = json(&lab.ferry(&["task", "list", "--json"]));
+    assert!(list[0].get("items").is_none(), "{list}");
+}

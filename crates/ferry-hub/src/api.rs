@@ -26,7 +26,7 @@ use ferry_proto::api::{
 };
 use ferry_proto::task::{
     Capability, MAX_CAPABILITY, MAX_ITEM_PATH, MAX_LABEL, MAX_TASK_ITEMS, SubmitTask,
-    SubmittedTask, TaskEvent, TaskInfo, TaskStatus,
+    SubmittedTask, TaskEvent, TaskInfo, TaskStatus, TransferItem,
 };
 use ferry_proto::wire_path::WirePath;
 use serde::Deserialize;
@@ -531,7 +531,18 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
         last_fault: row.last_fault,
         fatal_error: row.fatal_error,
         waiting_for,
+        items: None,
     }
+}
+
+/// What a stored task copies.
+fn task_items(hub: &Hub, id: &str) -> Result<Vec<TransferItem>, Failure> {
+    let (items, _) = hub
+        .store
+        .task_work(id)
+        .map_err(Failure::internal)?
+        .ok_or_else(|| Failure::internal(format!("task {id} has no stored work")))?;
+    serde_json::from_str(&items).map_err(Failure::internal)
 }
 
 /// The fewest hex digits a task id prefix must give, as git asks of
@@ -691,6 +702,9 @@ struct WaitQuery {
     /// (at most [`TASK_WAIT_MAX`]): waiting clients learn of the end at
     /// once instead of at their next poll.
     wait_ms: Option<u64>,
+    /// Include the task's items (source and destination paths).
+    #[serde(default)]
+    items: bool,
 }
 
 async fn show_task(
@@ -709,7 +723,15 @@ async fn show_task(
         ended.as_mut().enable();
         let row = own_task(&hub, &who, &task)?;
         if row.status.is_final() || tokio::time::Instant::now() >= until {
-            return Ok(Json(task_info(&hub, row)));
+            let items = if query.items {
+                Some(task_items(&hub, &row.id)?)
+            } else {
+                None
+            };
+            return Ok(Json(TaskInfo {
+                items,
+                ..task_info(&hub, row)
+            }));
         }
         let _ = tokio::time::timeout_at(until, ended).await;
     }
