@@ -38,7 +38,7 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "my-endpoints shared-with-me all" -- "$cur")
             return
             ;;
-        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --expires)
+        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires)
             return
             ;;
     esac
@@ -47,7 +47,7 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --label | --deadline | --batch | --timeout | --filter-scope | --personal)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name)
                 ((i++))
                 ;;
             -setup | -start | -stop | -status | -pause | -unpause | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task)
@@ -73,8 +73,10 @@ _ferry()
         login) opts="--hub --hub-ca" ;;
         endpoint)
             case $sub in
-                "") opts="create search" ;;
+                "") opts="create search update delete" ;;
                 create) opts="--personal --json" ;;
+                update) opts="--display-name --json" ;;
+                delete) opts="--json" ;;
                 *) opts="--filter-scope --json" ;;
             esac
             ;;

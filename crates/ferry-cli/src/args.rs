@@ -122,11 +122,13 @@ pub enum Command {
     },
     /// Create a directory on an endpoint.
     Mkdir {
+        /// ENDPOINT:PATH of the directory to create.
         #[arg(value_name = "EP:PATH")]
         target: std::ffi::OsString,
     },
     /// Rename (move) a file or directory within an endpoint.
     Rename {
+        /// ENDPOINT:PATH of what to rename.
         #[arg(value_name = "EP:OLD")]
         source: std::ffi::OsString,
         /// The new path on the same endpoint (EP: prefix optional).
@@ -138,6 +140,7 @@ pub enum Command {
         /// Remove directories and their contents.
         #[arg(short = 'r', long = "recursive")]
         recursive: bool,
+        /// ENDPOINT:PATH of what to remove.
         #[arg(value_name = "EP:PATH")]
         target: std::ffi::OsString,
     },
@@ -359,6 +362,7 @@ pub enum TaskCommand {
     /// Wait until a task ends, with progress on a terminal. Exit 0 if it
     /// SUCCEEDED; 1 if it FAILED, was CANCELED or the timeout passed.
     Wait {
+        /// The task's id, or a unique prefix of it.
         #[arg(value_name = "ID")]
         id: String,
         /// Give up after SECS seconds (the task goes on).
@@ -372,11 +376,13 @@ pub enum TaskCommand {
     },
     /// Cancel a task: both endpoints stop its data work.
     Cancel {
+        /// The task's id, or a unique prefix of it.
         #[arg(value_name = "ID")]
         id: String,
     },
     /// What happened to a task: starts, faults, waits, skipped files, its end.
     Events {
+        /// The task's id, or a unique prefix of it.
         #[arg(value_name = "ID")]
         id: String,
         #[command(flatten)]
@@ -410,6 +416,7 @@ pub enum EndpointCommand {
     Search {
         /// Only endpoints whose name or id contains this.
         query: Option<String>,
+        /// Whose endpoints: your own, those shared with you, or both.
         #[arg(long = "filter-scope", value_enum, default_value = "my-endpoints")]
         filter_scope: FilterScopeArg,
         #[command(flatten)]
