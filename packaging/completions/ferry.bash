@@ -50,7 +50,7 @@ _ferry()
             -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name)
                 ((i++))
                 ;;
-            -setup | -start | -stop | -status | -pause | -unpause | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task)
+            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task)
                 if [[ -z $verb ]]; then verb=${words[i]}; fi
                 ;;
             -*) ;;
@@ -62,11 +62,11 @@ _ferry()
 
     local opts="" files=""
     case $verb in
-        "") opts="-setup -start -stop -status -pause -unpause -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task" ;;
+        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task" ;;
         -setup) opts="--name --hub --hub-ca --force --setup-key --no-gui -dir" ;;
         -start) opts="-detach -restrict-paths -debug -trace -dir" ;;
         -status) opts="--json -dir" ;;
-        -stop | -pause | -unpause) opts="-dir" ;;
+        -stop | -pause | -unpause | -reload) opts="-dir" ;;
         paths)
             if [[ -z $sub ]]; then opts="check"; else opts="-restrict-paths --json -dir" files=1; fi
             ;;

@@ -21,7 +21,7 @@ function __ferry_verb
         switch $t
             case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --label --deadline --batch --timeout --filter-scope --personal --display-name
                 set skip 1
-            case -setup -start -stop -status -pause -unpause paths login logout endpoint ls mkdir rename rm transfer task
+            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task
                 if test (count $found) -eq 0
                     set found $t
                 end
@@ -49,6 +49,7 @@ complete -c ferry -n '__ferry_at ""' -o stop -d 'Stop the daemon gracefully'
 complete -c ferry -n '__ferry_at ""' -o status -d 'Hub connection and transfer activity'
 complete -c ferry -n '__ferry_at ""' -o pause -d 'Stop taking data work until -unpause'
 complete -c ferry -n '__ferry_at ""' -o unpause -d 'Take data work again'
+complete -c ferry -n '__ferry_at ""' -o reload -d 'Re-read config-paths in the running daemon'
 complete -c ferry -n '__ferry_at ""' -o version -d 'Print the version'
 complete -c ferry -n '__ferry_at ""' -o help -d 'Print help'
 complete -c ferry -n '__ferry_at ""' -a paths -d 'Explain what config-paths allows'

@@ -10,7 +10,7 @@ const HELP_TEMPLATE: &str = "\
 Usage:
   ferry -setup [KEY] [--name NAME] [--hub URL] [--hub-ca FILE] [--force]
   ferry -start [-detach] [-restrict-paths SPEC] [-debug|-trace]
-  ferry -stop | -status [--json] | -pause | -unpause
+  ferry -stop | -status [--json] | -pause | -unpause | -reload
   ferry paths check PATH [--json]
   ferry login --hub URL [--hub-ca FILE]
   ferry endpoint create --personal NAME | endpoint search [QUERY]
@@ -28,6 +28,7 @@ Endpoint commands:
   -status    Hub connection and transfer activity (exit 3: not running)
   -pause     Stop taking data work until -unpause
   -unpause   Take data work again
+  -reload    Re-read config-paths in the running daemon (as SIGHUP does)
   paths      Explain what config-paths allows: ferry paths check PATH
 
 Hub commands (log in first, or set FERRY_TOKEN and FERRY_HUB):
@@ -98,6 +99,10 @@ pub enum Command {
     /// Resume data work after -pause.
     #[command(override_usage = "ferry -unpause [-dir DIR]")]
     Unpause,
+    /// Make the running daemon re-read config-paths (as SIGHUP does) and
+    /// say how it went; a bad file keeps the policy in force.
+    #[command(override_usage = "ferry -reload [-dir DIR]")]
+    Reload,
     /// Inspect the path policy (config-paths).
     #[command(subcommand)]
     Paths(PathsCommand),
