@@ -38,7 +38,7 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "my-endpoints shared-with-me all" -- "$cur")
             return
             ;;
-        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --expires)
+        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires)
             return
             ;;
     esac
@@ -47,10 +47,10 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --label | --deadline | --batch | --timeout | --filter-scope | --personal)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name)
                 ((i++))
                 ;;
-            -setup | -start | -stop | -status | -pause | -unpause | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task)
+            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task)
                 if [[ -z $verb ]]; then verb=${words[i]}; fi
                 ;;
             -*) ;;
@@ -62,19 +62,21 @@ _ferry()
 
     local opts="" files=""
     case $verb in
-        "") opts="-setup -start -stop -status -pause -unpause -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task" ;;
+        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task" ;;
         -setup) opts="--name --hub --hub-ca --force --setup-key --no-gui -dir" ;;
         -start) opts="-detach -restrict-paths -debug -trace -dir" ;;
         -status) opts="--json -dir" ;;
-        -stop | -pause | -unpause) opts="-dir" ;;
+        -stop | -pause | -unpause | -reload) opts="-dir" ;;
         paths)
             if [[ -z $sub ]]; then opts="check"; else opts="-restrict-paths --json -dir" files=1; fi
             ;;
         login) opts="--hub --hub-ca" ;;
         endpoint)
             case $sub in
-                "") opts="create search" ;;
+                "") opts="create search update delete" ;;
                 create) opts="--personal --json" ;;
+                update) opts="--display-name --json" ;;
+                delete) opts="--json" ;;
                 *) opts="--filter-scope --json" ;;
             esac
             ;;

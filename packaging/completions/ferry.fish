@@ -19,9 +19,9 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --label --deadline --batch --timeout --filter-scope --personal
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --label --deadline --batch --timeout --filter-scope --personal --display-name
                 set skip 1
-            case -setup -start -stop -status -pause -unpause paths login logout endpoint ls mkdir rename rm transfer task
+            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task
                 if test (count $found) -eq 0
                     set found $t
                 end
@@ -49,12 +49,13 @@ complete -c ferry -n '__ferry_at ""' -o stop -d 'Stop the daemon gracefully'
 complete -c ferry -n '__ferry_at ""' -o status -d 'Hub connection and transfer activity'
 complete -c ferry -n '__ferry_at ""' -o pause -d 'Stop taking data work until -unpause'
 complete -c ferry -n '__ferry_at ""' -o unpause -d 'Take data work again'
+complete -c ferry -n '__ferry_at ""' -o reload -d 'Re-read config-paths in the running daemon'
 complete -c ferry -n '__ferry_at ""' -o version -d 'Print the version'
 complete -c ferry -n '__ferry_at ""' -o help -d 'Print help'
 complete -c ferry -n '__ferry_at ""' -a paths -d 'Explain what config-paths allows'
 complete -c ferry -n '__ferry_at ""' -a login -d 'Log in to a hub for the user verbs'
 complete -c ferry -n '__ferry_at ""' -a logout -d 'Forget the login of the user verbs'
-complete -c ferry -n '__ferry_at ""' -a endpoint -d 'Create or search endpoints'
+complete -c ferry -n '__ferry_at ""' -a endpoint -d 'Create, search, rename or delete endpoints'
 complete -c ferry -n '__ferry_at ""' -a ls -d 'List a directory on an endpoint'
 complete -c ferry -n '__ferry_at ""' -a mkdir -d 'Make a directory on an endpoint'
 complete -c ferry -n '__ferry_at ""' -a rename -d 'Rename a path on an endpoint'
@@ -91,7 +92,8 @@ complete -c ferry -n 'string match -q "paths check" -- (__ferry_verb)' -l json -
 # User verbs (talk to the hub's REST API).
 complete -c ferry -n '__ferry_at login' -l hub -x -d 'The hub URL'
 complete -c ferry -n '__ferry_at login' -l hub-ca -r -F -d 'CA certificate of a self-signed hub'
-complete -c ferry -n '__ferry_at endpoint' -a 'create search'
+complete -c ferry -n '__ferry_at endpoint' -a 'create search update delete'
+complete -c ferry -n 'string match -q "endpoint update*" -- (__ferry_verb)' -l display-name -x -d 'The new display name'
 complete -c ferry -n 'string match -q "endpoint create" -- (__ferry_verb)' -l personal -x -d 'A personal endpoint with this name'
 complete -c ferry -n 'string match -q "endpoint search*" -- (__ferry_verb)' -l filter-scope -x -a 'my-endpoints shared-with-me all'
 complete -c ferry -n 'string match -q "endpoint *" -- (__ferry_verb)' -l json -d 'JSON output'

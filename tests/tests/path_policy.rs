@@ -154,3 +154,57 @@ fn paths_check_explains_lines_dot_entries_and_the_config_dir() {
     assert_eq!(doc["access"], "read-only");
     assert_eq!(doc["writable"], false);
 }
+
+#[test]
+fn status_shows_a_config_paths_that_did_not_reload_and_reload_says_why() {
+    let user = User::new();
+    user.set_up_endpoint("node");
+    let daemon = user.start_foreground(&[]);
+
+    // A bad line, read on SIGHUP: the old policy stays, and -status says
+    // so with the line until a re-read succeeds.
+    fs::write(user.dir.join("config-paths"), "~/,0,1\n/scratch,0,2\n").unwrap();
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_for_log("keeping the previous policy", LIMIT);
+    let status = user.run(&["-status"]);
+    assert_eq!(status.code, Some(0), "{status:?}");
+    let problem = status
+        .stdout
+        .lines()
+        .find(|l| l.contains("not reloaded"))
+        .unwrap_or_else(|| panic!("{status:?}"));
+    assert!(problem.contains("config-paths line 2"), "{status:?}");
+    assert!(problem.contains("previous policy"), "{status:?}");
+    assert!(status.stdout.contains("(1 rule)"), "{status:?}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&user.run(&["-status", "--json"]).stdout).unwrap();
+    assert!(
+        doc["policy_problem"].as_str().unwrap().contains("line 2"),
+        "{doc}"
+    );
+
+    // -reload answers with the same reason, in one line, exit 1.
+    let out = user.run(&["-reload"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains("config-paths line 2"), "{out:?}");
+    assert!(
+        out.stderr.contains("keeping the previous policy"),
+        "{out:?}"
+    );
+
+    // Fixed and reloaded: the new policy, and the problem is gone.
+    fs::write(user.dir.join("config-paths"), "~/,0,1\n/scratch,0,1\n").unwrap();
+    let out = user.run(&["-reload"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.starts_with("config-paths reloaded"), "{out:?}");
+    let status = user.run(&["-status"]);
+    assert!(status.stdout.contains("(2 rules)"), "{status:?}");
+    assert!(!status.stdout.contains("not reloaded"), "{status:?}");
+
+    user.run(&["-stop"]);
+    daemon.wait_exit(LIMIT);
+    let out = user.run(&["-reload"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("not running"), "{out:?}");
+}

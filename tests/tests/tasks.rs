@@ -286,3 +286,71 @@ fn a_stale_ferry_token_says_to_replace_or_unset_it() {
         "{out:?}"
     );
 }
+
+#[test]
+fn tasks_are_named_by_a_unique_prefix_of_their_id() {
+    let lab = Lab::new();
+    let id = lab.submit(&["--label", "prefixed"]);
+    let prefix = &id[..8];
+    // show, events, cancel and wait all take it, as git takes a short id.
+    assert_eq!(lab.show(prefix)["task_id"], id.as_str());
+    assert_eq!(lab.show(&prefix.to_uppercase())["task_id"], id.as_str());
+    assert!(!lab.events(prefix).is_empty());
+    let cancel = lab.ferry(&["task", "cancel", prefix]);
+    assert_eq!(cancel.code, Some(0), "{cancel:?}");
+    assert!(cancel.stdout.contains(&id), "{cancel:?}");
+    let wait = lab.ferry(&["task", "wait", prefix]);
+    assert_eq!(wait.code, Some(1), "{wait:?}");
+    assert!(wait.stderr.contains("CANCELED"), "{wait:?}");
+    // Too short is refused in one line that says how long it must be.
+    let short = lab.ferry(&["task", "show", &id[..3]]);
+    assert_eq!(short.code, Some(1), "{short:?}");
+    assert_eq!(short.stderr.lines().count(), 1, "{short:?}");
+    assert!(short.stderr.contains("at least 4"), "{short:?}");
+    // A prefix of nobody's task is simply not found.
+    let other = if id.starts_with("0000") {
+        "ffff"
+    } else {
+        "0000"
+    };
+    let none = lab.ferry(&["task", "show", other]);
+    assert_eq!(none.code, Some(1), "{none:?}");
+    assert!(none.stderr.contains("no task"), "{none:?}");
+}
+
+#[test]
+fn task_show_says_which_paths_a_task_copies() {
+    let lab = Lab::new();
+    let batch = lab.user.home.join("batch.txt");
+    fs::write(&batch, "a.txt 'a copy.txt'\n-r /~/data /~/all\n").unwrap();
+    let out = lab.ferry(&[
+        "transfer",
+        "src:/~/data",
+        "dst:/~/copy",
+        "--batch",
+        batch.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let id = line_value(&out.stdout, "Task ID: ").unwrap().to_string();
+
+    let shown = lab.ferry(&["task", "show", &id]);
+    assert_eq!(shown.code, Some(0), "{shown:?}");
+    for line in [
+        "src:/~/data/a.txt -> dst:/~/copy/a copy.txt",
+        "src:/~/data -> dst:/~/all (-r)",
+    ] {
+        assert!(
+            shown.stdout.lines().any(|l| l.trim() == line),
+            "{line}: {shown:?}"
+        );
+    }
+    let doc = lab.show(&id);
+    let items = doc["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{doc}");
+    assert_eq!(items[0]["source"], "/~/data/a.txt", "{doc}");
+    assert_eq!(items[0]["destination"], "/~/copy/a copy.txt", "{doc}");
+    assert_eq!(items[1]["recursive"], true, "{doc}");
+    // The list stays light: no items there.
+    let list = json(&lab.ferry(&["task", "list", "--json"]));
+    assert!(list[0].get("items").is_none(), "{list}");
+}

@@ -47,6 +47,7 @@ pub fn pages() -> Result<Vec<Page>> {
 fn ferry_page(date: &str) -> Result<Page> {
     let cmd = built(ferry_cli::command());
     Spelling::FERRY.check(&cmd)?;
+    documented(&cmd)?;
     let (title, name) = title_and_name(&cmd, "1", date)?;
     let text = fill(
         "packaging/man/ferry.1.in",
@@ -67,6 +68,7 @@ fn ferry_page(date: &str) -> Result<Page> {
 
 fn hub_page(date: &str) -> Result<Page> {
     let cmd = built(ferry_hub::command());
+    documented(&cmd)?;
     let (title, name) = title_and_name(&cmd, "8", date)?;
     let text = fill(
         "packaging/man/ferry-hub.8.in",
@@ -393,9 +395,57 @@ fn environment(cmd: &Command, spelling: Spelling) -> String {
     out
 }
 
+/// Every argument a user can type, with the command path it belongs to,
+/// that has no help text: `-h` and the man page would show it bare.
+fn undocumented(cmd: &Command) -> Vec<String> {
+    fn walk(cmd: &Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let own = !arg.is_hide_set() && !matches!(arg.get_id().as_str(), "help" | "version");
+            if own && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(cmd, cmd.get_name(), &mut out);
+    out
+}
+
+fn documented(cmd: &Command) -> Result<()> {
+    let missing = undocumented(cmd);
+    if !missing.is_empty() {
+        bail!(
+            "arguments without help text (add a doc comment): {}",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_argument_of_every_command_has_help_text() {
+        for cmd in [ferry_cli::command(), ferry_hub::command()] {
+            let cmd = built(cmd);
+            assert_eq!(
+                undocumented(&cmd),
+                Vec::<String>::new(),
+                "{}",
+                cmd.get_name()
+            );
+        }
+        // The walk does see arguments without help.
+        let bare = built(
+            Command::new("t").subcommand(Command::new("sub").arg(Arg::new("bare").long("bare"))),
+        );
+        assert_eq!(undocumented(&bare), ["t sub bare"]);
+    }
 
     #[test]
     fn ferry_page_uses_the_contract_spelling() {

@@ -10,7 +10,9 @@ use anyhow::{Result, bail};
 use clap::{Arg, Command};
 
 /// The contract's one-dash verbs (clap subcommands).
-const FERRY_VERBS: &[&str] = &["setup", "start", "stop", "status", "pause", "unpause"];
+const FERRY_VERBS: &[&str] = &[
+    "setup", "start", "stop", "status", "pause", "unpause", "reload",
+];
 /// The contract's one-dash options (clap long options).
 const FERRY_OPTIONS: &[&str] = &[
     "version",

@@ -10,10 +10,11 @@ const HELP_TEMPLATE: &str = "\
 Usage:
   ferry -setup [KEY] [--name NAME] [--hub URL] [--hub-ca FILE] [--force]
   ferry -start [-detach] [-restrict-paths SPEC] [-debug|-trace]
-  ferry -stop | -status [--json] | -pause | -unpause
+  ferry -stop | -status [--json] | -pause | -unpause | -reload
   ferry paths check PATH [--json]
   ferry login --hub URL [--hub-ca FILE]
   ferry endpoint create --personal NAME | endpoint search [QUERY]
+  ferry endpoint update EP --display-name NAME | endpoint delete EP
   ferry ls [-l] EP:PATH | mkdir EP:PATH | rename EP:OLD NEW | rm [-r] EP:PATH
   ferry transfer SRC_EP:PATH DST_EP:PATH [-r] [--sync-level LEVEL] [--wait] ...
   ferry task show|wait|cancel|events ID | task list
@@ -27,12 +28,14 @@ Endpoint commands:
   -status    Hub connection and transfer activity (exit 3: not running)
   -pause     Stop taking data work until -unpause
   -unpause   Take data work again
+  -reload    Re-read config-paths in the running daemon (as SIGHUP does)
   paths      Explain what config-paths allows: ferry paths check PATH
 
 Hub commands (log in first, or set FERRY_TOKEN and FERRY_HUB):
   login      Log in to a hub; logout forgets it
   endpoint   create --personal NAME: a setup key for another machine;
-             search [QUERY]: your endpoints and whether they are connected
+             search [QUERY]: your endpoints and whether they are connected;
+             update EP --display-name NAME: rename; delete EP
   ls, mkdir, rename, rm
              File operations on an endpoint, as EP:PATH (PATH absolute,
              or /~/... for the endpoint owner's home)
@@ -96,6 +99,10 @@ pub enum Command {
     /// Resume data work after -pause.
     #[command(override_usage = "ferry -unpause [-dir DIR]")]
     Unpause,
+    /// Make the running daemon re-read config-paths (as SIGHUP does) and
+    /// say how it went; a bad file keeps the policy in force.
+    #[command(override_usage = "ferry -reload [-dir DIR]")]
+    Reload,
     /// Inspect the path policy (config-paths).
     #[command(subcommand)]
     Paths(PathsCommand),
@@ -103,7 +110,7 @@ pub enum Command {
     Login(LoginArgs),
     /// Forget the saved login.
     Logout,
-    /// Create and find endpoints.
+    /// Create, find, rename and delete endpoints.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
     /// List a directory on an endpoint: ferry ls EP:PATH.
@@ -120,11 +127,13 @@ pub enum Command {
     },
     /// Create a directory on an endpoint.
     Mkdir {
+        /// ENDPOINT:PATH of the directory to create.
         #[arg(value_name = "EP:PATH")]
         target: std::ffi::OsString,
     },
     /// Rename (move) a file or directory within an endpoint.
     Rename {
+        /// ENDPOINT:PATH of what to rename.
         #[arg(value_name = "EP:OLD")]
         source: std::ffi::OsString,
         /// The new path on the same endpoint (EP: prefix optional).
@@ -136,6 +145,7 @@ pub enum Command {
         /// Remove directories and their contents.
         #[arg(short = 'r', long = "recursive")]
         recursive: bool,
+        /// ENDPOINT:PATH of what to remove.
         #[arg(value_name = "EP:PATH")]
         target: std::ffi::OsString,
     },
@@ -347,7 +357,8 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 pub enum TaskCommand {
     /// A task's status and counters.
     Show {
-        /// The task's id, as `ferry transfer` printed it.
+        /// The task's id, as `ferry transfer` printed it, or a unique
+        /// prefix of it (4 characters at least).
         #[arg(value_name = "ID")]
         id: String,
         #[command(flatten)]
@@ -356,6 +367,7 @@ pub enum TaskCommand {
     /// Wait until a task ends, with progress on a terminal. Exit 0 if it
     /// SUCCEEDED; 1 if it FAILED, was CANCELED or the timeout passed.
     Wait {
+        /// The task's id, or a unique prefix of it.
         #[arg(value_name = "ID")]
         id: String,
         /// Give up after SECS seconds (the task goes on).
@@ -369,11 +381,13 @@ pub enum TaskCommand {
     },
     /// Cancel a task: both endpoints stop its data work.
     Cancel {
+        /// The task's id, or a unique prefix of it.
         #[arg(value_name = "ID")]
         id: String,
     },
     /// What happened to a task: starts, faults, waits, skipped files, its end.
     Events {
+        /// The task's id, or a unique prefix of it.
         #[arg(value_name = "ID")]
         id: String,
         #[command(flatten)]
@@ -407,8 +421,29 @@ pub enum EndpointCommand {
     Search {
         /// Only endpoints whose name or id contains this.
         query: Option<String>,
+        /// Whose endpoints: your own, those shared with you, or both.
         #[arg(long = "filter-scope", value_enum, default_value = "my-endpoints")]
         filter_scope: FilterScopeArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Change one of your endpoints: give it a new display name.
+    Update {
+        /// The endpoint: its id or your display name for it.
+        #[arg(value_name = "EP")]
+        endpoint: String,
+        /// The new display name (unique among your endpoints, no ':').
+        #[arg(long = "display-name", value_name = "NAME", required = true)]
+        display_name: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Delete one of your endpoints: its machine can no longer connect
+    /// (as if revoked). Refused while tasks are ACTIVE on it.
+    Delete {
+        /// The endpoint: its id or your display name for it.
+        #[arg(value_name = "EP")]
+        endpoint: String,
         #[command(flatten)]
         json: JsonArg,
     },

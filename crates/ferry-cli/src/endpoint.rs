@@ -1,5 +1,5 @@
 //! The endpoint verbs: `-setup`, `-start`, `-stop`, `-status`, `-pause`,
-//! `-unpause`.
+//! `-unpause`, `-reload`.
 
 use crate::args::{SetupArgs, StartArgs};
 use crate::hub::Terminal;
@@ -233,6 +233,13 @@ fn print_status(report: &StatusReport, dir: &ferry_setup::EndpointDir) -> std::i
             )
         }
     }
+    if let Some(problem) = &report.policy_problem {
+        outln!(
+            "  config-paths was not reloaded: {}; fix it and run `{}`",
+            crate::terminal::escape(problem),
+            dir.command("-reload")
+        );
+    }
     outln!(
         "Daemon: pid {}, up {}s, ferry {}",
         report.pid,
@@ -300,6 +307,23 @@ pub fn pause(ctx: &Invocation, pause: bool) -> anyhow::Result<ExitCode> {
         Some(other) => bail!("unexpected answer from the daemon: {other:?}"),
         None => bail!(
             "ferry is not running; start it with `{}`",
+            ctx.dir.command("-start &")
+        ),
+    }
+}
+
+/// `-reload`: the daemon re-reads config-paths now and answers how it went,
+/// so the user learns of a bad line here and not from the log.
+pub fn reload(ctx: &Invocation) -> anyhow::Result<ExitCode> {
+    match ask(ctx, Request::Reload)? {
+        Some(Response::Done { message }) => {
+            outln!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Response::Error { message }) => bail!("{message}"),
+        Some(other) => bail!("unexpected answer from the daemon: {other:?}"),
+        None => bail!(
+            "ferry is not running; start it with `{}` (it reads config-paths then)",
             ctx.dir.command("-start &")
         ),
     }

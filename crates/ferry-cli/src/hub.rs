@@ -1,5 +1,5 @@
 //! The user verbs that talk to the hub's REST API: `login`, `logout`,
-//! `endpoint create|search`, `ls`, `mkdir`, `rename`, `rm`.
+//! `endpoint create|search|update|delete`, `ls`, `mkdir`, `rename`, `rm`.
 
 use crate::args::{EndpointCommand, FilterScopeArg, LoginArgs};
 use crate::endpoint::{CA_FROM_ENV, HUB_FROM_ENV, from_env, refused};
@@ -8,6 +8,7 @@ use crate::{Invocation, client_runtime};
 use anyhow::{Context, bail};
 use ferry_proto::api::{
     CreateEndpoint, CreatedEndpoint, EndpointInfo, FsEntry, FsEntryKind, FsOp, FsOutcome,
+    UpdateEndpoint,
 };
 use ferry_proto::wire_path::WirePath;
 use ferry_setup::hub_client::{Auth, HubClient, HubError, Trust};
@@ -192,6 +193,42 @@ pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<Ex
                     print_endpoints(&found)?;
                 }
             }
+            EndpointCommand::Update {
+                endpoint,
+                display_name,
+                json,
+            } => {
+                let path = format!("/api/v1/endpoints/{}", path_segment(&endpoint));
+                let updated: EndpointInfo = client
+                    .patch_json(
+                        &path,
+                        &UpdateEndpoint { display_name },
+                        Auth::Bearer(&token),
+                    )
+                    .await?;
+                if json.json {
+                    outln!("{}", serde_json::to_string(&updated)?);
+                } else {
+                    outln!(
+                        "Endpoint {} is now named {}",
+                        updated.id,
+                        escape(&updated.display_name)
+                    );
+                }
+            }
+            EndpointCommand::Delete { endpoint, json } => {
+                let path = format!("/api/v1/endpoints/{}", path_segment(&endpoint));
+                let deleted: EndpointInfo = client.delete_json(&path, Auth::Bearer(&token)).await?;
+                if json.json {
+                    outln!("{}", serde_json::to_string(&deleted)?);
+                } else {
+                    outln!(
+                        "Endpoint {} ({}) deleted; its machine can no longer connect",
+                        escape(&deleted.display_name),
+                        deleted.id
+                    );
+                }
+            }
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -222,7 +259,12 @@ fn print_endpoints(found: &[EndpointInfo]) -> std::io::Result<()> {
             escape(&e.id),
             escape(&e.display_name),
             escape(&e.owner),
-            if e.connected { "yes" } else { "no" }
+            // Revoked says why it will stay unconnected.
+            match (e.connected, e.revoked) {
+                (true, _) => "yes",
+                (false, false) => "no",
+                (false, true) => "no (revoked)",
+            }
         );
     }
     Ok(())

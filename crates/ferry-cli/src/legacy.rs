@@ -20,6 +20,7 @@ const VERBS: &[(&str, &str)] = &[
     ("-status", "status"),
     ("-pause", "pause"),
     ("-unpause", "unpause"),
+    ("-reload", "reload"),
 ];
 
 /// One-dash options and their two-dash forms.

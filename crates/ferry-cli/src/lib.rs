@@ -106,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => endpoint::status(&ctx, args.json),
         Command::Pause => endpoint::pause(&ctx, true),
         Command::Unpause => endpoint::pause(&ctx, false),
+        Command::Reload => endpoint::reload(&ctx),
         Command::Paths(PathsCommand::Check {
             path,
             restrict_paths,

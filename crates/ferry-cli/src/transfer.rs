@@ -3,7 +3,7 @@
 
 use crate::args::{DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs};
 use crate::hub::session;
-use crate::terminal::escape;
+use crate::terminal::{escape, escape_bytes};
 use crate::time::utc_seconds;
 use crate::{Invocation, client_runtime};
 use anyhow::{Context, bail};
@@ -630,10 +630,13 @@ fn clock(secs: u64) -> String {
 
 // --- ferry task ... ---
 
-/// A task id goes into a URL path: only what a UUID is made of.
+/// A task id, or a prefix of one the hub resolves, goes into a URL path:
+/// only what a UUID is made of.
 fn task_id(id: &str) -> anyhow::Result<&str> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        bail!("{id:?} is not a task id (a UUID, as `ferry transfer` printed it)");
+        bail!(
+            "{id:?} is not a task id (a UUID as `ferry transfer` printed it, or its first 4 or more characters)"
+        );
     }
     Ok(id)
 }
@@ -646,7 +649,7 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
             TaskCommand::Show { id, json } => {
                 let id = task_id(&id)?;
                 let info: TaskInfo = client
-                    .get_json(&format!("/api/v1/tasks/{id}"), &[], auth)
+                    .get_json(&format!("/api/v1/tasks/{id}"), &[("items", "true")], auth)
                     .await?;
                 if json.json {
                     outln!("{}", serde_json::to_string(&info)?);
@@ -796,6 +799,38 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
     for (key, value) in rows {
         outln!("{:<19}{}", format!("{key}:"), escape(&value));
     }
+    if let Some(items) = &info.items {
+        print_items(info, items)?;
+    }
+    Ok(())
+}
+
+/// Items `task show` prints; `--json` has them all.
+const ITEMS_SHOWN: usize = 20;
+
+/// Each item as `SRC_EP:PATH -> DST_EP:PATH`. Paths are bytes and go out
+/// as bytes (as `ferry ls` writes names), escaped for the terminal.
+fn print_items(info: &TaskInfo, items: &[TransferItem]) -> std::io::Result<()> {
+    let (source, destination) = (
+        escape(&info.source_endpoint_name),
+        escape(&info.destination_endpoint_name),
+    );
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Paths:")?;
+    for item in items.iter().take(ITEMS_SHOWN) {
+        write!(out, "  {source}:")?;
+        out.write_all(&escape_bytes(item.source.as_bytes()))?;
+        write!(out, " -> {destination}:")?;
+        out.write_all(&escape_bytes(item.destination.as_bytes()))?;
+        writeln!(out, "{}", if item.recursive { " (-r)" } else { "" })?;
+    }
+    if items.len() > ITEMS_SHOWN {
+        writeln!(
+            out,
+            "  ... and {} more (`--json` lists them all)",
+            items.len() - ITEMS_SHOWN
+        )?;
+    }
     Ok(())
 }
 
@@ -935,6 +970,7 @@ mod tests {
             last_fault: None,
             fatal_error: None,
             waiting_for: None,
+            items: None,
         }
     }
 

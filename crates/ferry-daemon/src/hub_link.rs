@@ -9,7 +9,7 @@ use ferry_mover::Report;
 use ferry_paths::Policy;
 use ferry_proto::api::FsOutcome;
 use ferry_proto::backoff::Backoff;
-use ferry_proto::control::{self, ControlError, EndpointConnection, EndpointEvent};
+use ferry_proto::control::{self, ControlError, EndpointConnection, EndpointEvent, RefuseReason};
 use ferry_proto::local_api::HubState;
 use ferry_setup::{EndpointDir, renewal, tls};
 use std::hash::{BuildHasher, Hasher};
@@ -107,6 +107,22 @@ pub(crate) struct LinkContext {
 struct SessionEnd {
     reason: String,
     was_connected: bool,
+    /// The hub turned this endpoint away for good (revoked or deleted):
+    /// no later dial can succeed with this certificate.
+    revoked: bool,
+}
+
+/// What `-status` says once the hub revoked this endpoint: the hub's own
+/// words, that dialling stopped, and the commands that make the machine an
+/// endpoint again (repeating `-dir` when one was given).
+fn revoked_detail(dir: &EndpointDir, hub_url: &str, hub_said: &str) -> String {
+    format!(
+        "{hub_said}; this daemon no longer dials the hub. To use this machine as an endpoint again: `{}`, then `{}` (or `{}` with a key from `ferry endpoint create`), then `{}`",
+        dir.command("-stop"),
+        dir.command(&format!("-setup --force --hub {hub_url}")),
+        dir.command("-setup KEY --force"),
+        dir.command("-start &"),
+    )
 }
 
 /// Keeps the link up until `shutdown` turns true.
@@ -134,6 +150,18 @@ pub(crate) async fn run(
             end = session(&ctx, &host, port, &view) => end,
             _ = shutdown.changed() => return,
         };
+        if end.revoked {
+            // Every later dial would be refused the same way: say so once
+            // and leave the hub alone until the daemon is stopped.
+            let detail = revoked_detail(&ctx.dir, &ctx.url, &end.reason);
+            tracing::error!(reason = %detail, "the hub revoked this endpoint; not dialling again");
+            view.send_replace(HubView {
+                state: HubState::Disconnected,
+                detail: Some(detail),
+            });
+            let _ = shutdown.changed().await;
+            return;
+        }
         if end.was_connected {
             backoff.reset();
         }
@@ -258,6 +286,7 @@ async fn session(
     let fail = |reason: String| SessionEnd {
         reason,
         was_connected: false,
+        revoked: false,
     };
     if let Some(expired) = expired_certificate(&ctx.dir) {
         return fail(expired);
@@ -313,6 +342,7 @@ where
     let mut endpoint: Option<String> = None;
     let mut renew_at: Option<Instant> = None;
     let mut renewing = false;
+    let mut revoked = false;
     let reason = 'session: loop {
         while let Some(bytes) = conn.poll_transmit() {
             if let Err(e) = writer.write_all(&bytes).await {
@@ -389,7 +419,10 @@ where
                             }
                         }
                     },
-                    Err(e) => break describe_control_error(&e),
+                    Err(e) => {
+                        revoked = matches!(e, ControlError::Refused { reason: RefuseReason::Revoked, .. });
+                        break describe_control_error(&e);
+                    }
                 },
                 Err(e) => break describe_tls_error(&ctx.dir, &e),
             },
@@ -422,6 +455,7 @@ where
     SessionEnd {
         reason,
         was_connected,
+        revoked,
     }
 }
 

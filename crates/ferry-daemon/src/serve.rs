@@ -13,7 +13,7 @@ use ferry_proto::local_api::{
 use ferry_setup::{EndpointDir, EndpointIdentity};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use tokio::signal::unix::{SignalKind, signal};
@@ -131,6 +131,7 @@ impl Daemon {
             policy_choice: self.policy_choice,
             policy,
             paused: AtomicBool::new(false),
+            policy_problem: Mutex::new(None),
             hub: hub_rx,
             shutdown: shutdown_tx,
         });
@@ -208,17 +209,22 @@ struct Shared {
     policy_choice: PolicyChoice,
     policy: PolicyHandle,
     paused: AtomicBool,
+    /// The last failed re-read of config-paths, until one succeeds:
+    /// `-status` shows it, since the file on disk is not what is enforced.
+    policy_problem: Mutex<Option<String>>,
     hub: watch::Receiver<HubView>,
     shutdown: watch::Sender<bool>,
 }
 
 impl Shared {
-    /// Re-reads config-paths. A bad file keeps the old policy in force.
+    /// Re-reads config-paths (SIGHUP and `ferry -reload` both come here).
+    /// A bad file keeps the old policy in force, and `-status` says so
+    /// until a re-read succeeds.
     fn reload(&self) -> Result<String, String> {
         if let PolicyChoice::RestrictPaths(_) = self.policy_choice {
             return Ok("policy comes from -restrict-paths; config-paths not re-read".into());
         }
-        match load_policy(&self.policy_choice, &self.dir, &self.home) {
+        let outcome = match load_policy(&self.policy_choice, &self.dir, &self.home) {
             Ok((policy, source)) => {
                 let rules = policy.rules().len();
                 match self.policy.write() {
@@ -228,7 +234,13 @@ impl Shared {
                 Ok(format!("config-paths reloaded ({rules} rules)"))
             }
             Err(e) => Err(format!("{e}; keeping the previous policy")),
+        };
+        let problem = outcome.as_ref().err().cloned();
+        match self.policy_problem.lock() {
+            Ok(mut current) => *current = problem,
+            Err(poisoned) => *poisoned.into_inner() = problem,
         }
+        outcome
     }
 
     fn status(&self) -> StatusReport {
@@ -254,6 +266,10 @@ impl Shared {
             },
             paused,
             policy,
+            policy_problem: match self.policy_problem.lock() {
+                Ok(problem) => problem.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            },
             uptime_secs: self.started.elapsed().as_secs(),
         }
     }

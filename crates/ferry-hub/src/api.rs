@@ -22,11 +22,11 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
     ApiError, CreateEndpoint, EndpointInfo, FilterScope, FsOp, FsOutcome, RegisterEndpoint,
-    SCOPE_SETUP, SCOPE_TRANSFER,
+    SCOPE_SETUP, SCOPE_TRANSFER, UpdateEndpoint,
 };
 use ferry_proto::task::{
     Capability, MAX_CAPABILITY, MAX_ITEM_PATH, MAX_LABEL, MAX_TASK_ITEMS, SubmitTask,
-    SubmittedTask, TaskEvent, TaskInfo, TaskStatus,
+    SubmittedTask, TaskEvent, TaskInfo, TaskStatus, TransferItem,
 };
 use ferry_proto::wire_path::WirePath;
 use serde::Deserialize;
@@ -60,7 +60,12 @@ pub fn routes() -> Router<Arc<Hub>> {
         )
         .route("/api/v1/endpoints/register", post(register_endpoint))
         .route("/api/v1/endpoints/{endpoint}/fs", post(fs_operation))
-        .route("/api/v1/endpoints/{endpoint}", get(show_endpoint))
+        .route(
+            "/api/v1/endpoints/{endpoint}",
+            get(show_endpoint)
+                .patch(update_endpoint)
+                .delete(delete_endpoint),
+        )
         .route(
             "/api/v1/tasks",
             post(submit_task)
@@ -121,6 +126,7 @@ impl From<RegistryError> for Failure {
             e @ RegistryError::Revoked(_) => {
                 Failure::new(StatusCode::FORBIDDEN, "revoked", e.to_string())
             }
+            RegistryError::Busy(m) => Failure::new(StatusCode::CONFLICT, "endpoint_busy", m),
             RegistryError::Internal(e) => Failure::internal(format!("{e:#}")),
         }
     }
@@ -226,12 +232,18 @@ fn info(hub: &Hub, row: EndpointRow) -> EndpointInfo {
         display_name: row.display_name,
         owner: row.owner_name,
         created: row.created,
+        revoked: row.revoked,
     }
 }
 
-/// An endpoint the caller may use, named by id or by one of their display names.
+/// An endpoint the caller may use, named by id or by one of their display
+/// names. A deleted one is as absent as a missing one.
 fn resolve(hub: &Hub, who: &Principal, name: &str) -> Result<EndpointRow, Failure> {
-    let by_id = hub.store.endpoint(name).map_err(Failure::internal)?;
+    let by_id = hub
+        .store
+        .endpoint(name)
+        .map_err(Failure::internal)?
+        .filter(|row| !row.deleted);
     let row = match by_id {
         Some(row) => Some(row),
         None => hub
@@ -299,6 +311,40 @@ async fn show_endpoint(
     let who = principal(&hub, &headers, &[SCOPE_TRANSFER, SCOPE_SETUP])?;
     let row = resolve(&hub, &who, &endpoint)?;
     Ok(Json(info(&hub, row)))
+}
+
+/// The owner renames an endpoint (`ferry endpoint update EP --display-name`).
+async fn update_endpoint(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<SetupOrTransfer>,
+    Path(endpoint): Path<String>,
+    Json(body): Json<UpdateEndpoint>,
+) -> Result<Json<EndpointInfo>, Failure> {
+    let row = resolve(&hub, &who, &endpoint)?;
+    if let Some(name) = &body.display_name {
+        endpoints::rename(&hub.store, &row, name)?;
+        tracing::info!(endpoint = %row.id, by = %who.user_name, from = %row.display_name, to = %name, "endpoint renamed");
+    }
+    let row = resolve(&hub, &who, &row.id)?;
+    Ok(Json(info(&hub, row)))
+}
+
+/// The owner deletes an endpoint: its certificate is refused from now on,
+/// as a revoked one's is, and every endpoint is told so.
+async fn delete_endpoint(
+    State(hub): State<Arc<Hub>>,
+    wake: Option<Extension<Wake>>,
+    Caller(who, _): Caller<SetupOrTransfer>,
+    Path(endpoint): Path<String>,
+) -> Result<Json<EndpointInfo>, Failure> {
+    let row = resolve(&hub, &who, &endpoint)?;
+    endpoints::delete(&hub.store, &row)?;
+    tracing::info!(endpoint = %row.id, by = %who.user_name, name = %row.display_name, "endpoint deleted");
+    // The scheduler's sweep tells connected endpoints of new revocations.
+    wake_scheduler(wake);
+    let mut info = info(&hub, row);
+    info.revoked = true;
+    Ok(Json(info))
 }
 
 async fn register_endpoint(
@@ -489,18 +535,84 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
         last_fault: row.last_fault,
         fatal_error: row.fatal_error,
         waiting_for,
+        items: None,
     }
 }
 
-/// One of the caller's tasks; someone else's is as absent as a missing one.
+/// What a stored task copies.
+fn task_items(hub: &Hub, id: &str) -> Result<Vec<TransferItem>, Failure> {
+    let (items, _) = hub
+        .store
+        .task_work(id)
+        .map_err(Failure::internal)?
+        .ok_or_else(|| Failure::internal(format!("task {id} has no stored work")))?;
+    serde_json::from_str(&items).map_err(Failure::internal)
+}
+
+/// The fewest hex digits a task id prefix must give, as git asks of
+/// abbreviated commit ids.
+const MIN_TASK_PREFIX: usize = 4;
+/// Candidates an ambiguous prefix names.
+const AMBIGUOUS_LISTED: usize = 10;
+
+/// One of the caller's tasks, named by its id or a unique prefix of it:
+/// the one place every task route resolves what the user typed. Someone
+/// else's task is as absent as a missing one.
 fn own_task(hub: &Hub, who: &Principal, id: &str) -> Result<TaskRow, Failure> {
-    match hub.store.task(id).map_err(Failure::internal)? {
-        Some(row) if row.owner_id == who.user_id => Ok(row),
-        _ => Err(Failure::new(
+    let not_found = || {
+        Failure::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no task {id:?} among yours; list them with `ferry task list`"),
-        )),
+        )
+    };
+    if let Some(row) = hub.store.task(id).map_err(Failure::internal)? {
+        return if row.owner_id == who.user_id {
+            Ok(row)
+        } else {
+            Err(not_found())
+        };
+    }
+    let prefix = id.to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(not_found());
+    }
+    let digits = prefix.bytes().filter(u8::is_ascii_hexdigit).count();
+    if digits < MIN_TASK_PREFIX {
+        return Err(bad(format!(
+            "task id prefix {id:?} is too short: give at least {MIN_TASK_PREFIX} characters of the id"
+        )));
+    }
+    let mut found = hub
+        .store
+        .tasks_with_prefix(who.user_id, &prefix, AMBIGUOUS_LISTED + 1)
+        .map_err(Failure::internal)?;
+    match found.len() {
+        0 => Err(not_found()),
+        1 => Ok(found.remove(0)),
+        n => {
+            let more = if n > AMBIGUOUS_LISTED {
+                " and more"
+            } else {
+                ""
+            };
+            let listed = found
+                .iter()
+                .take(AMBIGUOUS_LISTED)
+                .map(|t| match &t.label {
+                    Some(label) => format!("{} ({}, {label:?})", t.id, t.status),
+                    None => format!("{} ({})", t.id, t.status),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            Err(Failure::new(
+                StatusCode::CONFLICT,
+                "ambiguous",
+                format!(
+                    "task id prefix {id:?} is ambiguous: it matches {listed}{more}; give more of the id"
+                ),
+            ))
+        }
     }
 }
 
@@ -594,6 +706,9 @@ struct WaitQuery {
     /// (at most [`TASK_WAIT_MAX`]): waiting clients learn of the end at
     /// once instead of at their next poll.
     wait_ms: Option<u64>,
+    /// Include the task's items (source and destination paths).
+    #[serde(default)]
+    items: bool,
 }
 
 async fn show_task(
@@ -612,7 +727,15 @@ async fn show_task(
         ended.as_mut().enable();
         let row = own_task(&hub, &who, &task)?;
         if row.status.is_final() || tokio::time::Instant::now() >= until {
-            return Ok(Json(task_info(&hub, row)));
+            let items = if query.items {
+                Some(task_items(&hub, &row.id)?)
+            } else {
+                None
+            };
+            return Ok(Json(TaskInfo {
+                items,
+                ..task_info(&hub, row)
+            }));
         }
         let _ = tokio::time::timeout_at(until, ended).await;
     }
@@ -913,6 +1036,70 @@ mod tests {
         assert_eq!(codes, ["SUBMITTED", "CANCELED"]);
         assert_eq!(events[1]["description"], "canceled by alice");
         assert_eq!(events[1]["is_error"], false);
+    }
+
+    #[tokio::test]
+    async fn tasks_are_named_by_a_unique_prefix_of_their_id() {
+        let s = setup();
+        let alice = s.hub.store.user_by_name("alice").unwrap().unwrap().id;
+        let bob = s.hub.store.user_by_name("bob").unwrap().unwrap().id;
+        for (id, owner) in [
+            ("abcd1111-0000-4000-8000-000000000001", alice),
+            ("abcd2222-0000-4000-8000-000000000002", alice),
+            ("abce3333-0000-4000-8000-000000000003", bob),
+        ] {
+            let task = NewTask {
+                id: id.into(),
+                owner_id: owner,
+                source_id: s.laptop.clone(),
+                destination_id: s.cluster.clone(),
+                items_json: "[]".into(),
+                item_count: 1,
+                options_json: "{}".into(),
+                label: None,
+                deadline: None,
+                created: 1,
+            };
+            s.hub.store.create_task(&task, "SUBMITTED", "x").unwrap();
+        }
+        let get = |prefix: &str| {
+            let uri = format!("/api/v1/tasks/{prefix}");
+            let hub = s.hub.clone();
+            let token = s.alice.clone();
+            async move { call(&hub, "GET", &uri, &token, None).await }
+        };
+        // Unique: found, whatever the case.
+        let (status, body) = get("ABCD1").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["task_id"], "abcd1111-0000-4000-8000-000000000001");
+        // Ambiguous: one error naming every candidate of the caller's only.
+        let (status, body) = get("abcd").await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"], "ambiguous");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains("abcd1111-") && message.contains("abcd2222-"),
+            "{message}"
+        );
+        // Bob's task is not among alice's, by prefix either.
+        let (status, _) = get("abce").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // Too short, and not an id at all.
+        let (status, body) = get("abc").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("at least 4"),
+            "{body}"
+        );
+        let (status, _) = get("abcd%").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // Cancel and events resolve the same way.
+        let (status, body) =
+            call(&s.hub, "POST", "/api/v1/tasks/abcd2/cancel", &s.alice, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["task_id"], "abcd2222-0000-4000-8000-000000000002");
+        let (status, _) = call(&s.hub, "GET", "/api/v1/tasks/abcd/events", &s.alice, None).await;
+        assert_eq!(status, StatusCode::CONFLICT);
     }
 
     #[tokio::test]

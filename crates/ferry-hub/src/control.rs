@@ -308,12 +308,18 @@ fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, (RefuseReason, St
             ));
         }
     };
+    if row.deleted {
+        return Err((
+            RefuseReason::Revoked,
+            format!("endpoint {id} was deleted by its owner"),
+        ));
+    }
     if row.revoked {
         return Err((
             RefuseReason::Revoked,
-            format!(
-                "endpoint {id} was revoked by the hub's admin; set this machine up again with `ferry -setup --force`"
-            ),
+            // No advice here: the daemon knows its config dir and says
+            // which commands set the machine up again.
+            format!("endpoint {id} was revoked by the hub's admin"),
         ));
     }
     if row.cert_sha256.as_deref() != Some(hex(&cert_sha256(cert)).as_str()) {

@@ -1,9 +1,9 @@
 //! Endpoint registry operations shared by the REST API and the admin
-//! command line: create with a setup key, register a CSR, search.
+//! command line: create with a setup key, register a CSR, rename, delete.
 
 use crate::pki::CertificateAuthority;
 use crate::secrets::{hex, random_token, token_hash};
-use crate::store::{SetupKeyUse, Store, StoreError};
+use crate::store::{DeleteOutcome, EndpointRow, SetupKeyUse, Store, StoreError};
 use anyhow::Context;
 use ferry_proto::api::{CreatedEndpoint, RegisteredEndpoint};
 use ferry_proto::setup_key::SetupKey;
@@ -31,6 +31,9 @@ pub enum RegistryError {
     KeyUnknown,
     #[error("endpoint {0} was revoked; create a new endpoint")]
     Revoked(String),
+    /// Deleting it would strand tasks that are still running.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -54,6 +57,56 @@ pub fn check_display_name(name: &str) -> Result<(), RegistryError> {
         )));
     }
     Ok(())
+}
+
+/// Gives the caller's endpoint `row` a new display name.
+pub fn rename(store: &Store, row: &EndpointRow, display_name: &str) -> Result<(), RegistryError> {
+    check_display_name(display_name)?;
+    if !store.rename_endpoint(&row.id, display_name)? {
+        return Err(RegistryError::Internal(anyhow::anyhow!(
+            "endpoint {} vanished",
+            row.id
+        )));
+    }
+    Ok(())
+}
+
+/// Most task ids a refused deletion names.
+const BUSY_LISTED: usize = 5;
+
+/// Deletes endpoint `row`: from then on its certificate is refused as a
+/// revoked one's. Refused while tasks are ACTIVE on it, naming them, since
+/// they could never finish.
+pub fn delete(store: &Store, row: &EndpointRow) -> Result<(), RegistryError> {
+    match store.delete_endpoint(&row.id)? {
+        DeleteOutcome::Deleted => Ok(()),
+        DeleteOutcome::Missing => Err(RegistryError::Internal(anyhow::anyhow!(
+            "endpoint {} vanished",
+            row.id
+        ))),
+        DeleteOutcome::Busy(tasks) => {
+            let mut listed = tasks
+                .iter()
+                .take(BUSY_LISTED)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if tasks.len() > BUSY_LISTED {
+                listed.push_str(&format!(" and {} more", tasks.len() - BUSY_LISTED));
+            }
+            Err(RegistryError::Busy(format!(
+                "endpoint '{}' has {} ACTIVE: {listed}; cancel {} with `ferry task cancel ID` or wait for {}, then delete it",
+                row.display_name,
+                if tasks.len() == 1 {
+                    "a task".to_string()
+                } else {
+                    format!("{} tasks", tasks.len())
+                },
+                if tasks.len() == 1 { "it" } else { "them" },
+                if tasks.len() == 1 { "it" } else { "them" },
+            )))
+        }
+    }
 }
 
 /// Creates an endpoint record and a one-time setup key for it.

@@ -62,6 +62,7 @@ enum Command {
         /// The URL endpoints and users reach the hub at (its host goes in the certificate).
         #[arg(long, value_name = "https://HOST:PORT")]
         url: String,
+        /// Print where the CA is and its fingerprint as JSON (keys `ca_cert`, `ca_fingerprint`).
         #[arg(long)]
         json: bool,
     },
@@ -91,6 +92,7 @@ enum Command {
 enum UserCommand {
     /// Create a login account; the password is read from stdin.
     Add {
+        /// The account's login name.
         name: String,
         #[command(flatten)]
         dir: DirArg,
@@ -115,6 +117,7 @@ enum EndpointCommand {
         /// Seconds until the setup key expires.
         #[arg(long, value_name = "SECS", default_value_t = endpoints::SETUP_KEY_TTL)]
         expires: i64,
+        /// Print the endpoint's id and setup key as JSON (keys `id`, `setup_key`).
         #[arg(long)]
         json: bool,
     },
@@ -133,6 +136,7 @@ enum TokenCommand {
     Create {
         #[command(flatten)]
         dir: DirArg,
+        /// The account the token acts as.
         #[arg(long, value_name = "NAME")]
         user: String,
         /// Lifetime in seconds.
@@ -149,8 +153,10 @@ enum ClientCommand {
         dir: DirArg,
         /// A name for the client, e.g. the service using it.
         name: String,
+        /// The account the client acts as (its tasks and endpoints).
         #[arg(long, value_name = "NAME")]
         user: String,
+        /// Print the client's id and secret as JSON (keys `client_id`, `client_secret`).
         #[arg(long)]
         json: bool,
     },

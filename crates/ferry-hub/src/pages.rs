@@ -20,6 +20,8 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// Code elements wrap anywhere: a CA fingerprint (95 characters, no
+/// spaces) or a redirect URL would otherwise run out of the card.
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;background:#f4f5f7;color:#1d2330;margin:0}\
 main{max-width:28rem;margin:4rem auto;background:#fff;border:1px solid #d8dce3;border-radius:8px;padding:2rem 2.25rem}\
 h1{font-size:1.35rem;margin:0 0 1rem}p{line-height:1.45}\
@@ -29,7 +31,8 @@ button{margin-top:1.2rem;padding:.55rem 1.2rem;border-radius:4px;border:1px soli
 button.secondary{background:#fff;color:#2f5bd3;margin-left:.5rem}\
 .error{background:#fdecec;border:1px solid #e5a4a4;color:#8a1f1f;padding:.6rem .8rem;border-radius:4px}\
 .code{display:block;font-size:1.25rem;padding:.8rem;background:#eef1f6;border-radius:4px;word-break:break-all;user-select:all}\
-ul{padding-left:1.2rem}small{color:#5b6473}code{font-family:ui-monospace,monospace}";
+ul{padding-left:1.2rem}small{color:#5b6473}\
+code{font-family:ui-monospace,monospace;overflow-wrap:anywhere}";
 
 /// A whole page around `body` (already markup).
 fn layout(title: &str, body: &str) -> String {

@@ -146,6 +146,11 @@ ALTER TABLE tasks ADD COLUMN cur_walk_done INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN bytes_skipped INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN cur_bytes_skipped INTEGER NOT NULL DEFAULT 0;
 "#,
+    // A deleted endpoint stays, revoked, so its tasks keep their names and
+    // destinations keep refusing its certificate.
+    r#"
+ALTER TABLE endpoints ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Folds the running attempt's counters into the task's (each at the
@@ -250,6 +255,18 @@ pub struct EndpointRow {
     pub created: i64,
     pub cert_sha256: Option<String>,
     pub revoked: bool,
+    /// Deleted by its owner: revoked, and found only by id.
+    pub deleted: bool,
+}
+
+/// What [`Store::delete_endpoint`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    /// Not deleted: these tasks are ACTIVE on it.
+    Busy(Vec<String>),
+    /// No such endpoint, or already deleted.
+    Missing,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -680,7 +697,7 @@ impl Store {
         }
     }
 
-    const ENDPOINT_COLUMNS: &str = "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked FROM endpoints e JOIN users u ON u.id = e.owner_id";
+    const ENDPOINT_COLUMNS: &str = "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked, e.deleted FROM endpoints e JOIN users u ON u.id = e.owner_id";
 
     fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EndpointRow> {
         Ok(EndpointRow {
@@ -691,6 +708,7 @@ impl Store {
             created: r.get(4)?,
             cert_sha256: r.get(5)?,
             revoked: r.get::<_, i64>(6)? != 0,
+            deleted: r.get::<_, i64>(7)? != 0,
         })
     }
 
@@ -714,7 +732,7 @@ impl Store {
         Ok(conn
             .query_row(
                 &format!(
-                    "SELECT {} WHERE e.owner_id = ?1 AND e.display_name = ?2",
+                    "SELECT {} WHERE e.owner_id = ?1 AND e.display_name = ?2 AND e.deleted = 0",
                     Self::ENDPOINT_COLUMNS
                 ),
                 params![owner_id, display_name],
@@ -740,7 +758,7 @@ impl Store {
                 .replace('_', "\\_")
         );
         let mut stmt = conn.prepare(&format!(
-            "SELECT {} WHERE (?1 IS NULL OR e.owner_id = ?1) AND (e.display_name LIKE ?2 ESCAPE '\\' OR e.id LIKE ?2 ESCAPE '\\')
+            "SELECT {} WHERE (?1 IS NULL OR e.owner_id = ?1) AND e.deleted = 0 AND (e.display_name LIKE ?2 ESCAPE '\\' OR e.id LIKE ?2 ESCAPE '\\')
              ORDER BY e.created, e.id LIMIT ?3",
             Self::ENDPOINT_COLUMNS
         ))?;
@@ -757,6 +775,52 @@ impl Store {
             params![id, cert_sha256, now],
         )?;
         Ok(())
+    }
+
+    /// Gives an endpoint a new display name, unique among its owner's.
+    pub fn rename_endpoint(&self, id: &str, display_name: &str) -> Result<bool> {
+        let conn = self.lock()?;
+        match conn.execute(
+            "UPDATE endpoints SET display_name = ?2 WHERE id = ?1 AND deleted = 0",
+            params![id, display_name],
+        ) {
+            Ok(n) => Ok(n > 0),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "you already have an endpoint named {display_name:?}; choose another name"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes an endpoint unless a task is ACTIVE on it: then nothing
+    /// changes and the ids of those tasks (oldest first) come back. The row
+    /// stays, revoked, under a name that frees the old one for reuse and
+    /// tells old tasks' readers what became of it.
+    pub fn delete_endpoint(&self, id: &str) -> Result<DeleteOutcome> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let active = {
+            let mut stmt = tx.prepare(
+                "SELECT id FROM tasks WHERE status = 'ACTIVE' AND (source_id = ?1 OR destination_id = ?1)
+                 ORDER BY created, rowid",
+            )?;
+            stmt.query_map([id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?
+        };
+        if !active.is_empty() {
+            return Ok(DeleteOutcome::Busy(active));
+        }
+        let changed = tx.execute(
+            "UPDATE endpoints SET deleted = 1, revoked = 1, display_name = display_name || ' (deleted ' || id || ')'
+             WHERE id = ?1 AND deleted = 0",
+            [id],
+        )?;
+        tx.commit()?;
+        Ok(if changed > 0 {
+            DeleteOutcome::Deleted
+        } else {
+            DeleteOutcome::Missing
+        })
     }
 
     pub fn revoke_endpoint(&self, id: &str) -> Result<bool> {
@@ -922,6 +986,26 @@ impl Store {
                 Self::task_row,
             )
             .optional()?)
+    }
+
+    /// A user's tasks whose id starts with `prefix`, oldest first, at most
+    /// `limit`. The prefix is matched literally (`%` and `_` match
+    /// themselves).
+    pub fn tasks_with_prefix(
+        &self,
+        owner_id: i64,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<TaskRow>> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {} WHERE t.owner_id = ?1 AND substr(t.id, 1, length(?2)) = ?2
+             ORDER BY t.created, t.rowid LIMIT ?3",
+            Self::TASK_COLUMNS
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![owner_id, prefix, limit], Self::task_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// A user's tasks, newest first, at most `limit`.
@@ -1247,6 +1331,37 @@ mod tests {
         assert!(s.endpoint("e1").unwrap().unwrap().revoked);
     }
 
+    #[test]
+    fn a_deleted_endpoint_is_revoked_hidden_and_frees_its_name() {
+        let (s, uid) = store_with_user();
+        s.create_endpoint("e1", uid, "laptop", 1).unwrap();
+        s.create_endpoint("e2", uid, "cluster", 2).unwrap();
+        assert!(matches!(
+            s.rename_endpoint("e2", "laptop"),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(s.rename_endpoint("e2", "hpc").unwrap());
+        let mut task = new_task("t1", uid, 3);
+        task.source_id = "e1".into();
+        task.destination_id = "e2".into();
+        s.create_task(&task, "SUBMITTED", "x").unwrap();
+        assert_eq!(
+            s.delete_endpoint("e2").unwrap(),
+            DeleteOutcome::Busy(vec!["t1".into()])
+        );
+        assert!(!s.endpoint("e2").unwrap().unwrap().deleted);
+        s.finish_task("t1", TaskStatus::Canceled, None, None, 4)
+            .unwrap();
+        assert_eq!(s.delete_endpoint("e2").unwrap(), DeleteOutcome::Deleted);
+        assert_eq!(s.delete_endpoint("e2").unwrap(), DeleteOutcome::Missing);
+        let row = s.endpoint("e2").unwrap().unwrap();
+        assert!(row.deleted && row.revoked, "{row:?}");
+        assert!(s.endpoint_by_name(uid, "hpc").unwrap().is_none());
+        assert_eq!(s.search_endpoints(Some(uid), "", 10).unwrap().len(), 1);
+        assert!(!s.rename_endpoint("e2", "again").unwrap());
+        s.create_endpoint("e3", uid, "hpc", 5).unwrap();
+    }
+
     fn new_task(id: &str, owner_id: i64, created: i64) -> NewTask {
         NewTask {
             id: id.into(),
@@ -1300,7 +1415,7 @@ mod tests {
     }
 
     #[test]
-    fn migration_two_adds_tasks_to_an_existing_database() {
+    fn later_migrations_bring_an_existing_database_up_to_date() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
         {
@@ -1324,6 +1439,7 @@ mod tests {
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
         assert!(s.user_by_name("alice").unwrap().is_some());
+        assert!(!s.endpoint("e1").unwrap().unwrap().deleted);
         s.create_task(&new_task("t1", 1, 5), "SUBMITTED", "1 item")
             .unwrap();
         let row = s.task("t1").unwrap().unwrap();

@@ -766,11 +766,29 @@ mod tests {
         )
         .unwrap();
         assert!(body.contains("ferry hub"), "{body}");
+        // The fingerprint is one 95-character word: it sits in a code
+        // element, and code elements wrap anywhere, so it stays in the card.
+        let fingerprint = ferry_proto::setup_key::format_fingerprint(&hub.tls_ca_sha256);
         assert!(
-            body.contains(&ferry_proto::setup_key::format_fingerprint(
-                &hub.tls_ca_sha256
-            )),
+            body.contains(&format!("<code>{fingerprint}</code>")),
             "{body}"
+        );
+        let style = body
+            .split_once("<style>")
+            .and_then(|(_, rest)| rest.split_once("</style>"))
+            .map(|(style, _)| style)
+            .unwrap();
+        let code_rules: Vec<&str> = style
+            .split('}')
+            .filter_map(|rule| rule.split_once('{'))
+            .filter(|(selectors, _)| selectors.split(',').any(|s| s.trim() == "code"))
+            .map(|(_, declarations)| declarations)
+            .collect();
+        assert!(
+            code_rules
+                .iter()
+                .any(|d| d.split(';').any(|d| d.trim() == "overflow-wrap:anywhere")),
+            "{style}"
         );
 
         let ca = router(hub.clone())

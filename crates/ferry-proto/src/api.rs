@@ -58,6 +58,13 @@ pub struct CreatedEndpoint {
     pub setup_key: String,
 }
 
+/// `PATCH /api/v1/endpoints/{id}`: what to change; absent fields stay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateEndpoint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointInfo {
     pub id: String,
@@ -66,6 +73,9 @@ pub struct EndpointInfo {
     pub connected: bool,
     /// Unix seconds.
     pub created: i64,
+    /// The hub refuses this endpoint's certificate: it never connects again.
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

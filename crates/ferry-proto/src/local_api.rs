@@ -8,7 +8,8 @@
 //! failing to parse.
 //!
 //! Version history:
-//! - 1 (2026-11): status, stop, pause, unpause, reload.
+//! - 1 (2026-11): status, stop, pause, unpause, reload. Later additions
+//!   within 1 are optional fields a peer may leave out (`policy_problem`).
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -117,6 +118,10 @@ pub struct StatusReport {
     pub transfer: TransferState,
     pub paused: bool,
     pub policy: PolicySource,
+    /// Why the last re-read of config-paths failed (naming the line), while
+    /// the policy before it stays in force; none once a re-read succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_problem: Option<String>,
     pub uptime_secs: u64,
 }
 
@@ -184,6 +189,7 @@ mod tests {
                 file: "/home/u/.ferry/config-paths".into(),
                 rules: 1,
             },
+            policy_problem: None,
             uptime_secs: 3,
         }
     }

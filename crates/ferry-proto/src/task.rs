@@ -339,6 +339,11 @@ pub struct TaskInfo {
     /// Why an ACTIVE task is not moving data now, e.g. an endpoint is offline.
     #[serde(default)]
     pub waiting_for: Option<String>,
+    /// What the task copies: each item's source path (on the source
+    /// endpoint) and destination path (on the destination endpoint). Only
+    /// when asked for (`?items=true`): a batch may list many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<TransferItem>>,
 }
 
 /// One entry of `GET /api/v1/tasks/{id}/events`, oldest first.

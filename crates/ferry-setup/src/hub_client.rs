@@ -643,6 +643,25 @@ impl HubClient {
             .await
     }
 
+    pub async fn patch_json<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        auth: Auth<'_>,
+    ) -> Result<R, HubError> {
+        self.finish(self.request(reqwest::Method::PATCH, path, auth).json(body))
+            .await
+    }
+
+    pub async fn delete_json<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        auth: Auth<'_>,
+    ) -> Result<R, HubError> {
+        self.finish(self.request(reqwest::Method::DELETE, path, auth))
+            .await
+    }
+
     /// `POST /token` with a form (RFC 6749 §4.1.3, §6).
     pub async fn token(&self, form: &[(&str, &str)]) -> Result<TokenResponse, HubError> {
         self.finish(
