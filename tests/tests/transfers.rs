@@ -305,19 +305,103 @@ fn sync_levels_delete_and_single_files() {
         std::os::unix::fs::PermissionsExt::mode(&b.permissions()) & 0o777,
         0o600
     );
+}
 
-    // Outside the destination's config-paths: the task fails, nothing is written.
-    let id = lab.submit(&["src:/~/one.txt", "dst:/tmp/not-allowed-by-config-paths"]);
-    let out = lab.ferry(&["task", "wait", &id, "--timeout", "60"]);
-    assert_eq!(out.code, Some(1));
-    let task = lab.show(&id);
-    assert_eq!(task["status"], "FAILED", "{task}");
-    assert!(
-        lab.events(&id).contains("path not allowed"),
-        "{}",
-        lab.events(&id)
+impl Lab {
+    /// Runs a task that must fail, and returns its fatal error after
+    /// checking that `ferry task wait` and the task's last event say the same.
+    fn fails(&self, args: &[&str]) -> String {
+        let id = self.submit(args);
+        let out = self.ferry(&["task", "wait", &id, "--timeout", "60"]);
+        assert_eq!(out.code, Some(1), "{out:?}");
+        let task = self.show(&id);
+        assert_eq!(task["status"], "FAILED", "{task}");
+        let error = task["fatal_error"].as_str().unwrap().to_string();
+        assert!(out.stderr.contains(&error), "{out:?}");
+        let events = self.events(&id);
+        let last = events.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("FAILED") && last.ends_with(&error),
+            "{events}"
+        );
+        error
+    }
+}
+
+#[test]
+fn a_refused_item_names_the_endpoint_that_refused_it_and_why() {
+    let lab = Lab::new();
+    let src_home = lab.src.home.display();
+    fs::write(lab.src.home.join("one.txt"), b"one").unwrap();
+
+    // (a) A missing source path: the source says so, and as the task's only
+    // item, leaving it out would leave nothing, so that is not advised.
+    let error = lab.fails(&["src:/~/missing", "dst:/~/copy"]);
+    assert_eq!(
+        error,
+        format!("'src' (the source) cannot read {src_home}/missing: no such file or directory")
     );
-    assert!(!Path::new("/tmp/not-allowed-by-config-paths").exists());
+    let error = lab.fails(&["-r", "src:/~/missing-dir", "dst:/~/copy"]);
+    assert!(
+        error.starts_with("'src' (the source) cannot read ")
+            && !error.contains("--skip-source-errors"),
+        "{error}"
+    );
+
+    // (b) A source path outside the source's config-paths.
+    let error = lab.fails(&["src:/etc/passwd", "dst:/~/passwd"]);
+    assert_eq!(
+        error,
+        "'src' (the source) refuses /etc/passwd: it is outside the paths this endpoint shares (no config-paths line covers it)"
+    );
+    assert!(!lab.dst.home.join("passwd").exists());
+
+    // (c) A destination path outside the destination's config-paths:
+    // nothing is written, and the destination is named.
+    let outside = Path::new("/tmp/not-allowed-by-config-paths");
+    let error = lab.fails(&["src:/~/one.txt", "dst:/tmp/not-allowed-by-config-paths"]);
+    assert_eq!(
+        error,
+        "'dst' (the destination) refuses /tmp/not-allowed-by-config-paths: it is outside the paths this endpoint shares (no config-paths line covers it)"
+    );
+    assert!(!outside.exists());
+}
+
+#[test]
+fn delete_reports_every_entry_it_removes() {
+    let lab = Lab::new();
+    let src = lab.src.home.join("d");
+    let dst = lab.dst.home.join("d");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("kept"), b"kept").unwrap();
+    fs::create_dir_all(dst.join("old/deeper")).unwrap();
+    fs::write(dst.join("stale"), b"only at the destination").unwrap();
+    fs::write(dst.join("old/deeper/f"), b"only at the destination").unwrap();
+
+    let id = lab.submit(&["-r", "--delete", "src:/~/d", "dst:/~/d"]);
+    lab.wait(&id);
+    let out = lab.ferry(&["task", "events", &id, "--json"]);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    let mut deleted: Vec<PathBuf> = events
+        .iter()
+        .filter(|e| e["code"] == "DELETED")
+        .map(|e| {
+            let description = e["description"].as_str().unwrap();
+            let path = description.strip_suffix(": not at the source, removed (--delete)");
+            PathBuf::from(path.unwrap_or(description))
+        })
+        .collect();
+    deleted.sort();
+    let gone = ["old", "old/deeper", "old/deeper/f", "stale"].map(|rel| dst.join(rel));
+    assert_eq!(deleted, gone, "{events:?}");
+    assert!(gone.iter().all(|p| !p.exists()));
+    let text = lab.events(&id);
+    assert_eq!(text.matches(" DELETED ").count(), 4, "{text}");
+    assert!(
+        text.contains("4 removed (--delete)"),
+        "the end counts them: {text}"
+    );
+    assert_eq!(fs::read(dst.join("kept")).unwrap(), b"kept");
 }
 
 /// The dataset for the crash tests: one large file, some small ones.

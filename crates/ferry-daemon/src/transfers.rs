@@ -147,6 +147,7 @@ impl Transfers {
                 attempt,
                 TaskReport::Fault {
                     message: "the source endpoint is paused".into(),
+                    side: None,
                 },
             );
             return;
@@ -172,15 +173,16 @@ impl Transfers {
                 // The disposition decides, the same one the destination
                 // reports (an abort carries it both ways).
                 Err(e) => {
-                    let message = e.to_string();
+                    let (message, side) = (e.to_string(), e.side());
+                    let at = side.map(|s| s.to_string());
                     let report = match e.disposition() {
                         Disposition::FailTask => {
-                            tracing::warn!(task = %task_id, %message, "sending failed");
-                            TaskReport::Failed { message }
+                            tracing::warn!(task = %task_id, %message, ?at, "sending failed");
+                            TaskReport::Failed { message, side }
                         }
                         _ => {
-                            tracing::warn!(task = %task_id, %message, "sending interrupted");
-                            TaskReport::Fault { message }
+                            tracing::warn!(task = %task_id, %message, ?at, "sending interrupted");
+                            TaskReport::Fault { message, side }
                         }
                     };
                     this.ctx.report(&task_id, attempt, report);

@@ -20,7 +20,7 @@
 use crate::control::{CallError, Notice};
 use crate::server::Hub;
 use crate::store::ActiveTask;
-use ferry_proto::task::{Capability, TaskCounters, TaskReport, TaskStatus};
+use ferry_proto::task::{Capability, Side, TaskCounters, TaskReport, TaskStatus};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +48,7 @@ pub mod code {
     pub const FAULT: &str = "FAULT";
     pub const ENDPOINT_OFFLINE: &str = "ENDPOINT_OFFLINE";
     pub const SKIPPED: &str = "SKIPPED";
+    pub const DELETED: &str = "DELETED";
     pub const RESENT: &str = "RESENT";
     pub const SUCCEEDED: &str = "SUCCEEDED";
     pub const FAILED: &str = "FAILED";
@@ -178,6 +179,9 @@ struct Live {
     /// A fault the source reported for the running attempt, applied when
     /// the destination's verdict has not come by the given time.
     source_fault: Option<(String, i64)>,
+    /// Entries `--delete` removed, as reported since this hub took the
+    /// task up (a restart forgets them; their events stay).
+    deleted: u64,
 }
 
 impl Live {
@@ -190,6 +194,21 @@ impl Live {
     }
     fn involves(&self, endpoint_id: &str) -> bool {
         self.source == endpoint_id || self.destination == endpoint_id
+    }
+    /// What an endpoint reported, naming the endpoint where it happened
+    /// when the report says (a destination relays the source's abort), else
+    /// the reporter.
+    fn words(&self, reporter: &str, message: &str, side: Option<Side>) -> String {
+        match side {
+            Some(side) => {
+                let name = match side {
+                    Side::Source => &self.source_name,
+                    Side::Destination => &self.destination_name,
+                };
+                format!("'{name}' (the {side}) {message}")
+            }
+            None => format!("'{}' reported: {message}", self.name_of(reporter)),
+        }
     }
 }
 
@@ -310,7 +329,6 @@ impl Core {
             return;
         }
         let from_destination = endpoint_id == live.destination;
-        let who = live.name_of(endpoint_id).to_string();
         let event = |code: &'static str, description: String| Action::Event {
             task_id: task_id.to_string(),
             code,
@@ -345,8 +363,16 @@ impl Core {
                 code::RESENT,
                 format!("{path}: {reason}; sending it again"),
             )),
-            TaskReport::Fault { message } => {
-                let message = format!("'{who}' reported: {message}");
+            TaskReport::Deleted { path } if from_destination => {
+                live.deleted = live.deleted.saturating_add(1);
+                out.push(event(
+                    code::DELETED,
+                    format!("{path}: not at the source, removed (--delete)"),
+                ))
+            }
+            TaskReport::Deleted { .. } | TaskReport::Unknown => {}
+            TaskReport::Fault { message, side } => {
+                let message = live.words(endpoint_id, &message, side);
                 if !from_destination && self.connected.contains_key(&live.destination) {
                     live.source_fault
                         .get_or_insert((message, now + VERDICT_WITHIN));
@@ -365,8 +391,8 @@ impl Core {
                 self.finish(task_id, TaskStatus::Succeeded, Some(counters), None, out)
             }
             TaskReport::Succeeded { .. } => {}
-            TaskReport::Failed { message } => {
-                let message = format!("'{who}' reported: {message}");
+            TaskReport::Failed { message, side } => {
+                let message = live.words(endpoint_id, &message, side);
                 self.finish(task_id, TaskStatus::Failed, None, Some(message), out)
             }
         }
@@ -486,10 +512,16 @@ impl Core {
             return;
         };
         let description = match (&status, &counters, &error) {
-            (TaskStatus::Succeeded, Some(c), _) => format!(
-                "every file is in place: {} transferred, {} skipped, {} bytes",
-                c.files_transferred, c.files_skipped, c.bytes_transferred
-            ),
+            (TaskStatus::Succeeded, Some(c), _) => {
+                let mut done = format!(
+                    "every file is in place: {} transferred, {} skipped, {} bytes",
+                    c.files_transferred, c.files_skipped, c.bytes_transferred
+                );
+                if live.deleted > 0 {
+                    done.push_str(&format!(", {} removed (--delete)", live.deleted));
+                }
+                done
+            }
             (_, _, Some(error)) => error.clone(),
             _ => status.as_str().to_lowercase(),
         };
@@ -639,6 +671,7 @@ fn live_of(row: &ActiveTask, initial: bool, now: i64) -> Live {
         retry_at: now,
         noted: None,
         source_fault: None,
+        deleted: 0,
         quiet_until: if initial {
             now + STARTUP_GRACE
         } else {
@@ -1247,10 +1280,97 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_names_the_endpoint_where_it_happened_whoever_reports_it() {
+        // The destination relays the source's abort: the source is named.
+        let mut core = running();
+        let out = report(
+            &mut core,
+            DST,
+            1,
+            TaskReport::Failed {
+                message: "cannot read /data/x: no such file or directory".into(),
+                side: Some(Side::Source),
+            },
+            1,
+        );
+        assert_eq!(
+            finished(&out).unwrap().1.as_deref(),
+            Some("'laptop' (the source) cannot read /data/x: no such file or directory")
+        );
+        let mut core = running();
+        let out = report(
+            &mut core,
+            SRC,
+            1,
+            TaskReport::Failed {
+                message: "refuses /tmp/x: it is outside the paths this endpoint shares".into(),
+                side: Some(Side::Destination),
+            },
+            1,
+        );
+        assert_eq!(
+            finished(&out).unwrap().1.as_deref(),
+            Some(
+                "'cluster' (the destination) refuses /tmp/x: it is outside the paths this endpoint shares"
+            )
+        );
+        // An older endpoint does not say: the reporter is named.
+        let mut core = running();
+        let out = report(
+            &mut core,
+            DST,
+            1,
+            TaskReport::Fault {
+                message: "connection reset".into(),
+                side: None,
+            },
+            1,
+        );
+        assert!(out.iter().any(|a| matches!(a,
+            Action::EndAttempt { fault: Some(m), .. } if m == "'cluster' reported: connection reset")));
+    }
+
+    #[test]
+    fn deletions_become_events_and_are_counted_at_the_end() {
+        let mut core = running();
+        let deleted = |path: &str| TaskReport::Deleted {
+            path: WirePath::from_bytes(path),
+        };
+        assert!(
+            report(&mut core, SRC, 1, deleted("/d/x"), 1).is_empty(),
+            "only the destination deletes"
+        );
+        for path in ["/d/stale", "/d/old/f", "/d/old"] {
+            let out = report(&mut core, DST, 1, deleted(path), 1);
+            assert_eq!(codes(&out), [code::DELETED]);
+            assert!(
+                matches!(&out[0], Action::Event { description, .. } if description.starts_with(path)),
+                "{out:?}"
+            );
+        }
+        assert!(report(&mut core, DST, 1, TaskReport::Unknown, 1).is_empty());
+        let out = report(
+            &mut core,
+            DST,
+            1,
+            TaskReport::Succeeded {
+                counters: counters(1, 1),
+            },
+            2,
+        );
+        assert!(
+            out.iter().any(|a| matches!(a,
+                Action::Event { code: code::SUCCEEDED, description, .. } if description.ends_with(", 3 removed (--delete)"))),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn faults_end_the_attempt_and_retry_with_growing_backoff() {
         let mut core = running();
         let fault = || TaskReport::Fault {
             message: "connection reset".into(),
+            side: None,
         };
         let out = report(&mut core, DST, 1, fault(), 10);
         assert!(matches!(
@@ -1285,7 +1405,10 @@ mod tests {
 
     #[test]
     fn a_source_fault_waits_for_the_destinations_verdict() {
-        let fault = |m: &str| TaskReport::Fault { message: m.into() };
+        let fault = |m: &str| TaskReport::Fault {
+            message: m.into(),
+            side: None,
+        };
         // The destination failed the task; the source, still writing, saw
         // the connection close first.
         let mut core = running();
@@ -1297,6 +1420,7 @@ mod tests {
             1,
             TaskReport::Failed {
                 message: "no permission to write /x".into(),
+                side: None,
             },
             12,
         );
@@ -1451,6 +1575,7 @@ mod tests {
             1,
             TaskReport::Failed {
                 message: "no such file".into(),
+                side: None,
             },
             1,
         );
@@ -1506,6 +1631,7 @@ mod tests {
         let mut core = running();
         let fault = TaskReport::Fault {
             message: "disk full".into(),
+            side: None,
         };
         let out = report(&mut core, DST, 1, fault, 1);
         assert_eq!(
@@ -1526,6 +1652,7 @@ mod tests {
             1,
             TaskReport::Failed {
                 message: "permission denied".into(),
+                side: None,
             },
             1,
         );
@@ -1604,6 +1731,7 @@ mod tests {
             1,
             TaskReport::Fault {
                 message: "x".into(),
+                side: None,
             },
             1,
         );

@@ -756,8 +756,12 @@ async fn run_session(
                 }
                 roots.push(root)
             }
-            Err(message) => {
-                ctx.report(&task_id, attempt, TaskReport::Failed { message });
+            Err(reason) => {
+                let error = MoveError::Unusable {
+                    side: Side::Destination,
+                    reason,
+                };
+                ctx.report(&task_id, attempt, error.report());
                 return;
             }
         }
@@ -905,11 +909,7 @@ async fn run_session(
             // The source reports the same disposition: whichever report
             // reaches the hub first, the task's fate is the same.
             if let Some(w) = writer.take() {
-                let abort = Message::Abort {
-                    reason: error.to_string(),
-                    disposition: error.disposition().at_end(),
-                };
-                w.last_word(abort, ANSWER_WITHIN).await;
+                w.last_word(error.abort(), ANSWER_WITHIN).await;
             }
             ctx.report(&task_id, attempt, TaskReport::Progress { counters });
             ctx.report(&task_id, attempt, error.report());
@@ -1237,11 +1237,13 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
         Message::Abort {
             reason,
             disposition,
+            side,
         } => {
             return Err(MoveError::PeerGaveUp {
                 peer: Side::Source,
                 reason,
                 disposition,
+                side,
             });
         }
         other => {
@@ -2186,12 +2188,16 @@ fn delete_extras(s: &Session) -> Result<(), MoveError> {
                 let listed = seen.contains(&file_key(item as u32, &child_rel));
                 match (entry.metadata.kind, listed) {
                     (FsKind::Dir, true) => stack.push((child, child_rel, false)),
-                    (FsKind::Dir, false) => remove_tree(&s.disk.fs, &child)?,
-                    (_, false) => s
-                        .disk
-                        .fs
-                        .remove_file(&child)
-                        .map_err(|e| MoveError::fs(Side::Destination, e))?,
+                    (FsKind::Dir, false) => {
+                        remove_tree(&s.disk.fs, &child, &mut |p| removed(s, p))?
+                    }
+                    (_, false) => {
+                        s.disk
+                            .fs
+                            .remove_file(&child)
+                            .map_err(|e| MoveError::fs(Side::Destination, e))?;
+                        removed(s, &child);
+                    }
                     (_, true) => {}
                 }
             }
@@ -2200,12 +2206,30 @@ fn delete_extras(s: &Session) -> Result<(), MoveError> {
     Ok(())
 }
 
-fn remove_tree(fs: &RootedFs, path: &Path) -> Result<(), MoveError> {
+/// `--delete` removed `path`: the user hears of every entry that went.
+fn removed(s: &Session, path: &Path) {
+    s.ctx.report(
+        &s.cap.task_id,
+        s.cap.attempt,
+        TaskReport::Deleted {
+            path: ferry_proto::wire_path::WirePath::from(path),
+        },
+    );
+}
+
+/// Removes the tree at `path`, each entry after what it holds, telling
+/// `removed` of each once it is gone.
+fn remove_tree(
+    fs: &RootedFs,
+    path: &Path,
+    removed: &mut dyn FnMut(&Path),
+) -> Result<(), MoveError> {
     let err = |e| MoveError::fs(Side::Destination, e);
     let mut stack = vec![(path.to_path_buf(), false)];
     while let Some((dir, emptied)) = stack.pop() {
         if emptied {
             fs.remove_dir(&dir).map_err(err)?;
+            removed(&dir);
             continue;
         }
         stack.push((dir.clone(), true));
@@ -2215,6 +2239,7 @@ fn remove_tree(fs: &RootedFs, path: &Path) -> Result<(), MoveError> {
                 stack.push((child, false));
             } else {
                 fs.remove_file(&child).map_err(err)?;
+                removed(&child);
             }
         }
     }
@@ -2339,7 +2364,7 @@ mod tests {
             .fail(Op::SyncDir, Some(&b.home.join("d")), nix::libc::EIO, 1);
         let err = b.disk.commit(&b.journal, &batch).unwrap_err();
         assert_eq!(err.disposition().at_end(), Disposition::RetryLater, "{err}");
-        assert!(err.to_string().contains("Input/output error"), "{err}");
+        assert!(err.to_string().contains("input/output error"), "{err}");
         assert!(
             b.journaled().committed.is_empty(),
             "the journal claims files whose directory entry may not be on disk"

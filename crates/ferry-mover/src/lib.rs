@@ -24,28 +24,13 @@ pub mod source;
 
 pub use context::{Context, Report};
 pub use ferry_proto::data::Disposition;
+pub use ferry_proto::task::Side;
 
 use ferry_paths::{FsError, show};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Which endpoint of a transfer something happened on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Source,
-    Destination,
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Side::Source => "source",
-            Side::Destination => "destination",
-        })
-    }
-}
 
 /// An operating-system error of one operation on one path.
 #[derive(Debug)]
@@ -64,8 +49,28 @@ impl fmt::Display for OsFailure {
             "cannot {} {}: {}",
             self.op,
             show(&self.path),
-            self.source
+            describe(&self.source)
         )
+    }
+}
+
+/// An OS error as words that continue a sentence ("no such file or
+/// directory"), without Rust's "(os error 2)" tail.
+fn describe(error: &io::Error) -> String {
+    let text = error.to_string();
+    let Some(errno) = error.raw_os_error() else {
+        return text;
+    };
+    let Some(words) = text.strip_suffix(&format!(" (os error {errno})")) else {
+        return text;
+    };
+    let mut chars = words.chars();
+    match (chars.next(), chars.next()) {
+        // "No such file", not "I/O error" or "EOF".
+        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => {
+            first.to_lowercase().chain(words.chars().skip(1)).collect()
+        }
+        _ => words.to_string(),
     }
 }
 
@@ -85,47 +90,54 @@ impl fmt::Display for OsFailure {
 /// | `ENOENT` | [`Missing`](MoveError::Missing) | fail the task (skip at the source with `--skip-source-errors`) |
 /// | `ENOTDIR`, `EISDIR`, `ENAMETOOLONG`, `ELOOP` | [`BadPath`](MoveError::BadPath) | fail the task (skip at the source with `--skip-source-errors`) |
 /// | any other | [`Io`](MoveError::Io) | retry later |
+///
+/// The words say what was refused and why, as a predicate of the endpoint
+/// where it happened ("cannot stat /d/x: no such file or directory"), and
+/// never name that endpoint: [`MoveError::side`] says which it was, and
+/// the hub, which knows the endpoints' names, puts the two together.
 #[derive(Debug, thiserror::Error)]
 pub enum MoveError {
-    #[error("the {side} disk is full: {failure}", side = .0.side, failure = .0)]
+    #[error("{0} (the disk is full)")]
     DiskFull(OsFailure),
-    #[error("disk quota exceeded on the {side} (blocks or inodes): {failure}", side = .0.side, failure = .0)]
+    #[error("{0} (blocks or inodes)")]
     QuotaExceeded(OsFailure),
-    #[error("too many open files on the {side}: {failure}", side = .0.side, failure = .0)]
+    #[error("{0}")]
     TooManyOpenFiles(OsFailure),
-    #[error("stale file handle on the {side} (NFS): {failure}", side = .0.side, failure = .0)]
+    #[error("{0} (NFS)")]
     StaleHandle(OsFailure),
-    #[error("I/O error on the {side}: {failure}", side = .0.side, failure = .0)]
+    #[error("{0}")]
     DeviceError(OsFailure),
-    #[error("interrupted on the {side}: {failure}", side = .0.side, failure = .0)]
+    #[error("{0}")]
     Interrupted(OsFailure),
-    #[error("not permitted on the {side}: {failure}", side = .0.side, failure = .0)]
+    #[error("{0}")]
     Denied(OsFailure),
-    #[error("not found on the {side}: {failure}", side = .0.side, failure = .0)]
+    #[error("{0}")]
     Missing(OsFailure),
-    #[error("unusable path on the {side}: {failure}", side = .0.side, failure = .0)]
+    #[error("{0}")]
     BadPath(OsFailure),
-    #[error("{failure} (on the {side})", side = .0.side, failure = .0)]
+    #[error("{0}")]
     Io(OsFailure),
     /// The policy (config-paths) refuses the path.
-    #[error("the {side} refuses: {source}")]
+    #[error("{}", refusal(.source))]
     NotAllowed { side: Side, source: FsError },
     /// The path is not the kind of object the operation works on.
-    #[error("{source} (on the {side})")]
+    #[error("{source}")]
     WrongKind { side: Side, source: FsError },
     /// What the task asks cannot be done with what is there (a file where
     /// a directory must go, `-r` missing or superfluous).
-    #[error("{reason}")]
+    #[error("cannot do as asked: {reason}")]
     Unusable { side: Side, reason: String },
     /// A file's digest did not match the source's, however often it came.
     #[error("{} did not verify after {resends} resends", show(.path))]
     DidNotVerify { path: PathBuf, resends: u32 },
     /// A source file changed every time it was read.
-    #[error("{} kept changing while it was read", show(.path))]
+    #[error("cannot send {}: it kept changing while it was read", show(.path))]
     KeptChanging { path: PathBuf },
-    /// A source entry that fails the task; `--skip-source-errors` would
-    /// have left it out.
-    #[error("source error: {0} (use --skip-source-errors to go on without it)")]
+    /// A source entry that fails the task where `--skip-source-errors`
+    /// would have left it out and let the rest go on: inside a recursive
+    /// item, or one item of several. (The root of a task's only item is
+    /// not wrapped: without it there is nothing to go on with.)
+    #[error("{0} (use --skip-source-errors to go on without it)")]
     SourceEntry(Box<MoveError>),
     /// The peer sent what the protocol does not allow.
     #[error("{0}")]
@@ -144,13 +156,31 @@ pub enum MoveError {
     /// Something inside this endpoint stopped (a worker, a lock).
     #[error("{0}")]
     Internal(String),
-    /// The peer ended the attempt: why, and its disposition.
-    #[error("the {peer} gave up: {reason}")]
+    /// The peer ended the attempt: why, its disposition, and where the
+    /// failure happened if the peer said (then its words are the whole
+    /// story, as the peer reported them).
+    #[error("{}", gave_up(*.peer, .reason, *.side))]
     PeerGaveUp {
         peer: Side,
         reason: String,
         disposition: Disposition,
+        side: Option<Side>,
     },
+}
+
+/// A policy refusal, as a predicate of the refusing endpoint.
+fn refusal(error: &FsError) -> String {
+    match error {
+        FsError::NotAllowed { path, reason } => format!("refuses {}: {reason}", show(path)),
+        other => other.to_string(),
+    }
+}
+
+fn gave_up(peer: Side, reason: &str, side: Option<Side>) -> String {
+    match side {
+        Some(_) => reason.to_string(),
+        None => format!("the {peer} gave up: {reason}"),
+    }
 }
 
 impl MoveError {
@@ -209,6 +239,37 @@ impl MoveError {
         }
     }
 
+    /// The endpoint where this happened, when it is one of the two:
+    /// a refusal or an OS error is the side that met it; a peer's abort,
+    /// where the peer said; a broken connection or a protocol error, not
+    /// known (the reporting endpoint is named then).
+    pub fn side(&self) -> Option<Side> {
+        match self {
+            MoveError::DiskFull(f)
+            | MoveError::QuotaExceeded(f)
+            | MoveError::TooManyOpenFiles(f)
+            | MoveError::StaleHandle(f)
+            | MoveError::DeviceError(f)
+            | MoveError::Interrupted(f)
+            | MoveError::Denied(f)
+            | MoveError::Missing(f)
+            | MoveError::BadPath(f)
+            | MoveError::Io(f) => Some(f.side),
+            MoveError::NotAllowed { side, .. }
+            | MoveError::WrongKind { side, .. }
+            | MoveError::Unusable { side, .. } => Some(*side),
+            MoveError::SourceEntry(inner) => inner.side(),
+            MoveError::PeerGaveUp { side, .. } => *side,
+            MoveError::KeptChanging { .. } => Some(Side::Source),
+            MoveError::DidNotVerify { .. }
+            | MoveError::Protocol(_)
+            | MoveError::Connection(_)
+            | MoveError::PeerSilent { .. }
+            | MoveError::PeerNotReading { .. }
+            | MoveError::Internal(_) => None,
+        }
+    }
+
     pub fn disposition(&self) -> Disposition {
         match self {
             MoveError::DiskFull(_)
@@ -251,10 +312,20 @@ impl MoveError {
     /// The end of an attempt on this error, as a report for the hub.
     pub fn report(&self) -> ferry_proto::task::TaskReport {
         use ferry_proto::task::TaskReport;
-        let message = self.to_string();
+        let (message, side) = (self.to_string(), self.side());
         match self.disposition().at_end() {
-            Disposition::FailTask => TaskReport::Failed { message },
-            _ => TaskReport::Fault { message },
+            Disposition::FailTask => TaskReport::Failed { message, side },
+            _ => TaskReport::Fault { message, side },
+        }
+    }
+
+    /// The end of an attempt on this error, as the last word to the peer,
+    /// so that both endpoints report the same end to the hub.
+    pub fn abort(&self) -> ferry_proto::data::Message {
+        ferry_proto::data::Message::Abort {
+            reason: self.to_string(),
+            disposition: self.disposition().at_end(),
+            side: self.side(),
         }
     }
 }
@@ -294,33 +365,103 @@ mod tests {
     fn an_os_error_is_classified_by_its_errno() {
         use Disposition::*;
         for (errno, disposition, says) in [
-            (libc::ENOSPC, RetryLater, "the destination disk is full"),
+            (
+                libc::ENOSPC,
+                RetryLater,
+                "no space left on device (the disk is full)",
+            ),
             (
                 libc::EDQUOT,
                 RetryLater,
-                "disk quota exceeded on the destination",
+                "disk quota exceeded (blocks or inodes)",
             ),
             (libc::EMFILE, RetryLater, "too many open files"),
             (libc::ENFILE, RetryLater, "too many open files"),
-            (libc::ESTALE, RetryLater, "stale file handle"),
-            (libc::EIO, RetryFile, "I/O error"),
+            (libc::ESTALE, RetryLater, "stale file handle (NFS)"),
+            (libc::EIO, RetryFile, "input/output error"),
             (libc::EINTR, RetryChunk, "interrupted"),
-            (libc::EACCES, FailTask, "not permitted"),
-            (libc::EPERM, FailTask, "not permitted"),
-            (libc::EROFS, FailTask, "Read-only file system"),
-            (libc::ENOENT, FailTask, "not found"),
-            (libc::ENOTDIR, FailTask, "unusable path"),
-            (libc::ENAMETOOLONG, FailTask, "unusable path"),
-            (libc::EXDEV, RetryLater, "cannot write"),
+            (libc::EACCES, FailTask, "permission denied"),
+            (libc::EPERM, FailTask, "operation not permitted"),
+            (libc::EROFS, FailTask, "read-only file system"),
+            (libc::ENOENT, FailTask, "no such file or directory"),
+            (libc::ENOTDIR, FailTask, "not a directory"),
+            (libc::ENAMETOOLONG, FailTask, "file name too long"),
+            (libc::EXDEV, RetryLater, "invalid cross-device link"),
         ] {
             let (got, message) = classified(errno);
             assert_eq!(got, disposition, "{message}");
             assert!(message.contains(says), "{message}");
             assert!(
-                message.contains("/home/u/data/.ferry.f.1111.part"),
-                "names the path: {message}"
+                message.starts_with("cannot write /home/u/data/.ferry.f.1111.part: "),
+                "says what was refused, then why: {message}"
             );
+            assert!(!message.contains("os error"), "{message}");
         }
+    }
+
+    #[test]
+    fn the_words_leave_the_side_to_whoever_knows_its_name() {
+        use ferry_proto::task::TaskReport;
+        let missing = MoveError::os(
+            Side::Source,
+            "stat",
+            Path::new("/data/x"),
+            io::Error::from_raw_os_error(libc::ENOENT),
+        );
+        assert_eq!(
+            missing.to_string(),
+            "cannot stat /data/x: no such file or directory"
+        );
+        assert_eq!(missing.side(), Some(Side::Source));
+        assert_eq!(
+            missing.report(),
+            TaskReport::Failed {
+                message: "cannot stat /data/x: no such file or directory".into(),
+                side: Some(Side::Source),
+            }
+        );
+        let outside = MoveError::fs(
+            Side::Destination,
+            FsError::NotAllowed {
+                path: "/tmp/x".into(),
+                reason: "it is outside the paths this endpoint shares".into(),
+            },
+        );
+        assert_eq!(
+            outside.to_string(),
+            "refuses /tmp/x: it is outside the paths this endpoint shares"
+        );
+        assert_eq!(outside.side(), Some(Side::Destination));
+        // The destination relays the source's abort as the source said it.
+        let ferry_proto::data::Message::Abort {
+            reason,
+            disposition,
+            side,
+        } = missing.abort()
+        else {
+            panic!("an abort");
+        };
+        let relayed = MoveError::PeerGaveUp {
+            peer: Side::Source,
+            reason,
+            disposition,
+            side,
+        };
+        assert_eq!(relayed.report(), missing.report());
+        // A peer that did not say where: its giving up is what is known.
+        let older = MoveError::PeerGaveUp {
+            peer: Side::Source,
+            reason: "anything".into(),
+            disposition: Disposition::FailTask,
+            side: None,
+        };
+        assert_eq!(older.to_string(), "the source gave up: anything");
+        assert_eq!(older.side(), None);
+        let broken = MoveError::Connection("the data streams closed".into());
+        assert!(matches!(
+            broken.report(),
+            TaskReport::Fault { side: None, .. }
+        ));
     }
 
     #[test]
@@ -333,7 +474,7 @@ mod tests {
             io::Error::from_raw_os_error(libc::ENOSPC),
         );
         assert!(
-            matches!(full.report(), TaskReport::Fault { message } if message.contains("disk is full"))
+            matches!(full.report(), TaskReport::Fault { message, .. } if message.contains("disk is full"))
         );
         let eio = MoveError::os(
             Side::Source,
@@ -352,12 +493,13 @@ mod tests {
             io::Error::from_raw_os_error(libc::EACCES),
         )));
         assert!(
-            matches!(denied.report(), TaskReport::Failed { message } if message.contains("--skip-source-errors"))
+            matches!(denied.report(), TaskReport::Failed { message, .. } if message.contains("--skip-source-errors"))
         );
         let peer = MoveError::PeerGaveUp {
             peer: Side::Destination,
             reason: "fatal: anything".into(),
             disposition: Disposition::RetryLater,
+            side: None,
         };
         assert!(
             matches!(peer.report(), TaskReport::Fault { .. }),

@@ -39,7 +39,7 @@ use crate::digest::{
 };
 use crate::faults::{Faults, Op};
 use crate::{Disposition, MoveError, Side, at_once};
-use ferry_paths::{EntryKind as FsKind, Metadata, RootedFs, resolve_endpoint_path};
+use ferry_paths::{EntryKind as FsKind, FsError, Metadata, RootedFs, resolve_endpoint_path};
 use ferry_proto::data::{ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open};
 use ferry_proto::task::{Capability, TaskReport};
 use ferry_proto::wire_path::WirePath;
@@ -144,6 +144,15 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// The endpoint where the attempt's end happened, when known (see
+    /// [`MoveError::side`]).
+    pub fn side(&self) -> Option<Side> {
+        match self {
+            SendError::Move(e) => e.side(),
+            SendError::Refused(_) | SendError::Channel(_) | SendError::Canceled => None,
+        }
+    }
+
     /// What the attempt's end asks of the hub: [`Disposition::FailTask`]
     /// or [`Disposition::RetryLater`] (a canceled attempt asks nothing;
     /// it says retry later if asked).
@@ -424,8 +433,8 @@ pub async fn send(
                 }
                 // The destination's disposition is this side's too, whichever
                 // report reaches the hub first.
-                Some(Ok(Frame::Message(Message::Abort { reason, disposition }))) => {
-                    break Err(MoveError::PeerGaveUp { peer: Side::Destination, reason, disposition }.into());
+                Some(Ok(Frame::Message(Message::Abort { reason, disposition, side }))) => {
+                    break Err(MoveError::PeerGaveUp { peer: Side::Destination, reason, disposition, side }.into());
                 }
                 Some(Ok(other)) => break Err(SendError::Channel(ChannelError::Protocol(format!("unexpected {other:?} from the destination")))),
                 Some(Err(ChannelError::Stalled(stall))) => break Err(MoveError::stalled(Side::Destination, stall).into()),
@@ -451,11 +460,7 @@ pub async fn send(
         && !matches!(e, MoveError::PeerGaveUp { .. })
     {
         let (written, written_rx) = oneshot::channel();
-        let abort = Message::Abort {
-            reason: e.to_string(),
-            disposition: e.disposition().at_end(),
-        };
-        let _ = prio_tx.send(Urgent::Last(abort, written));
+        let _ = prio_tx.send(Urgent::Last(e.abort(), written));
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             // On the wire (or its writer gone), then read until the
             // destination closes (or its stream has ended already).
@@ -695,10 +700,14 @@ fn walk(
                     reason,
                 }
             })?;
-        let meta = match at_once(|| s.fs.stat(&root).map_err(|e| MoveError::fs(Side::Source, e))) {
+        let stat = || {
+            s.fs.stat(&root)
+                .map_err(|e| MoveError::fs(Side::Source, as_read(e)))
+        };
+        let meta = match at_once(stat) {
             Ok(m) => m,
             Err(e) => {
-                source_error(s, &root, e)?;
+                source_error(s, &root, b"", e)?;
                 continue;
             }
         };
@@ -733,7 +742,7 @@ fn walk(
                 let entries = match listed {
                     Ok(e) => e,
                     Err(e) => {
-                        source_error(s, &dir, e)?;
+                        source_error(s, &dir, &rel, e)?;
                         continue;
                     }
                 };
@@ -806,6 +815,19 @@ fn walk(
     Ok(())
 }
 
+/// An item that cannot be looked at could not be read, in a user's words
+/// ("stat" is a system call's name).
+fn as_read(error: FsError) -> FsError {
+    match error {
+        FsError::Io { path, source, .. } => FsError::Io {
+            op: "read",
+            path,
+            source,
+        },
+        other => other,
+    }
+}
+
 fn skipped(s: &Shared, rel: &[u8], reason: &str) {
     s.report(TaskReport::Skipped {
         path: WirePath::from_bytes(rel),
@@ -823,8 +845,9 @@ fn unusable(path: &Path, why: &str) -> SendError {
 }
 
 /// A source entry that could not be read: left out and reported, or the
-/// attempt's end (see [`MoveError::at_source_entry`]).
-fn source_error(s: &Shared, path: &Path, error: MoveError) -> Result<(), SendError> {
+/// attempt's end (see [`MoveError::at_source_entry`]). `rel` is the
+/// entry's path within its item, empty for the item itself.
+fn source_error(s: &Shared, path: &Path, rel: &[u8], error: MoveError) -> Result<(), SendError> {
     match error.at_source_entry(s.cap.options.skip_source_errors) {
         Disposition::SkipFile => {
             s.report(TaskReport::Skipped {
@@ -833,7 +856,10 @@ fn source_error(s: &Shared, path: &Path, error: MoveError) -> Result<(), SendErr
             });
             Ok(())
         }
-        Disposition::FailTask => Err(MoveError::SourceEntry(Box::new(error)).into()),
+        // Advice only where following it would leave something to send.
+        Disposition::FailTask if !rel.is_empty() || s.cap.items.len() > 1 => {
+            Err(MoveError::SourceEntry(Box::new(error)).into())
+        }
         _ => Err(error.into()),
     }
 }
@@ -961,7 +987,7 @@ fn read_needed(
         let outcome = match sent {
             Ok(outcome) => outcome,
             Err(SendError::Move(e)) => {
-                source_error(s, &offered.path, e)?;
+                source_error(s, &offered.path, offered.entry.path.as_bytes(), e)?;
                 FileOutcome::Skipped
             }
             Err(e) => return Err(e),
@@ -1119,7 +1145,7 @@ fn reoffer(
         let error = MoveError::KeptChanging {
             path: old.path.clone(),
         };
-        return source_error(s, &old.path, error);
+        return source_error(s, &old.path, old.entry.path.as_bytes(), error);
     }
     let meta = match s.fs.stat(&old.path) {
         Ok(m) if m.kind == FsKind::File => m,
@@ -1132,9 +1158,12 @@ fn reoffer(
                     m.kind
                 ),
             };
-            return source_error(s, &old.path, error);
+            return source_error(s, &old.path, old.entry.path.as_bytes(), error);
         }
-        Err(e) => return source_error(s, &old.path, MoveError::fs(Side::Source, e)),
+        Err(e) => {
+            let error = MoveError::fs(Side::Source, e);
+            return source_error(s, &old.path, old.entry.path.as_bytes(), error);
+        }
     };
     let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let entry = Entry {

@@ -190,7 +190,7 @@ async fn stalled_attempt(hold: Hold) -> (SendError, String) {
         panic!("{hold:?}: the attempt succeeded through a stall")
     };
     let verdict = destination_verdict(&mut w, 1).await;
-    let TaskReport::Fault { message } = verdict else {
+    let TaskReport::Fault { message, .. } = verdict else {
         panic!("{hold:?}: the destination ended {verdict:?}, not as a fault to retry")
     };
     let dst = w.b.home.join("copy");

@@ -122,7 +122,7 @@ async fn sync_levels_and_delete() {
         delete: true,
         ..TransferOptions::default()
     };
-    let (verdict, _) = w
+    let (verdict, reports) = w
         .transfer(2, vec![item("/~/d", "/~/d", true)], options)
         .await;
     let TaskReport::Succeeded { counters } = verdict else {
@@ -132,6 +132,24 @@ async fn sync_levels_and_delete() {
         (counters.files_transferred, counters.files_skipped),
         (1, 1),
         "checksum sends only the changed one"
+    );
+    // Each removed entry is told, a directory after what it held.
+    let mut deleted: Vec<_> = reports
+        .iter()
+        .filter_map(|r| match r {
+            TaskReport::Deleted { path } => Some(path.as_bytes().to_vec()),
+            _ => None,
+        })
+        .collect();
+    let inner = deleted.iter().position(|p| p.ends_with(b"extra-dir/x"));
+    let outer = deleted.iter().position(|p| p.ends_with(b"extra-dir"));
+    assert!(inner < outer, "{deleted:?}");
+    deleted.sort();
+    let at = |rel: &str| dst.join(rel).into_os_string().into_vec();
+    assert_eq!(
+        deleted,
+        [at("extra"), at("extra-dir"), at("extra-dir/x")],
+        "{reports:?}"
     );
     assert_eq!(std::fs::read(dst.join("changed")).unwrap(), b"new content!");
     assert!(

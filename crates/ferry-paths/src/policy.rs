@@ -431,7 +431,7 @@ impl Decision {
     pub fn reason(&self) -> String {
         let noun = self.source.rule_noun();
         match &self.rule {
-            None => format!("no {noun} covers this path"),
+            None => format!("it is outside the paths this endpoint shares (no {noun} covers it)"),
             Some(rule) => match rule.origin {
                 RuleOrigin::ConfigDir => format!(
                     "it is inside the endpoint's config dir {}, which is not reachable unless a {noun} names it",
@@ -556,7 +556,7 @@ mod tests {
         );
         assert_eq!(
             policy.decide(Path::new("/tmp")).unwrap().explain(),
-            "/tmp: denied: no -restrict-paths item covers this path"
+            "/tmp: denied: it is outside the paths this endpoint shares (no -restrict-paths item covers it)"
         );
     }
 
@@ -599,7 +599,7 @@ mod tests {
         );
         assert_eq!(
             explain("/etc/passwd"),
-            "/etc/passwd: denied: no config-paths line covers this path"
+            "/etc/passwd: denied: it is outside the paths this endpoint shares (no config-paths line covers it)"
         );
         assert_eq!(
             explain("/home/u/.ferry/x"),

@@ -18,7 +18,10 @@
 //!   Later additions within 1, each optional on the wire so either side may
 //!   be older: the welcome's `revoked_endpoints`, `revoked`, and
 //!   `task_cancel`'s `through_attempt`; `renew_certificate` and its answer
-//!   `certificate` (2026-11-29).
+//!   `certificate` (2026-11-29); a task report's `side`, and the
+//!   `deleted` report with the welcome's `deleted_reports` (2026-11-29:
+//!   an older hub would drop the link on a report kind it does not know,
+//!   so it is sent none; a hub from then on ignores one).
 
 use crate::api::{FsOp, FsOutcome};
 use crate::frame::{self, FrameDecoder, FrameError};
@@ -101,6 +104,9 @@ pub enum HubMessage {
         /// refuses data connections from them, whatever capability they hold.
         #[serde(default)]
         revoked_endpoints: Vec<String>,
+        /// The hub takes `deleted` task reports.
+        #[serde(default)]
+        deleted_reports: bool,
     },
     Refuse {
         reason: RefuseReason,
@@ -340,6 +346,8 @@ pub struct EndpointConnection {
     decoder: FrameDecoder,
     outbox: VecDeque<Vec<u8>>,
     heartbeat: Heartbeat,
+    /// The hub's welcome said it takes `deleted` task reports.
+    deleted_reports: bool,
 }
 
 impl EndpointConnection {
@@ -356,6 +364,7 @@ impl EndpointConnection {
             decoder: FrameDecoder::new(MAX_FRAME),
             outbox: VecDeque::new(),
             heartbeat: Heartbeat::handshake(now, handshake_timeout),
+            deleted_reports: false,
         };
         conn.send(&EndpointMessage::Hello {
             version: PROTOCOL_VERSION,
@@ -416,6 +425,7 @@ impl EndpointConnection {
                     heartbeat_secs,
                     capability_key,
                     revoked_endpoints,
+                    deleted_reports,
                 },
             ) => {
                 if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
@@ -426,6 +436,7 @@ impl EndpointConnection {
                 }
                 let interval = Duration::from_secs(heartbeat_secs.clamp(1, 3600));
                 self.heartbeat = Heartbeat::follow(now, interval);
+                self.deleted_reports = deleted_reports;
                 self.state = EndpointState::Ready;
                 Ok(Some(EndpointEvent::Connected {
                     endpoint_id,
@@ -492,9 +503,14 @@ impl EndpointConnection {
         }
     }
 
-    /// Queues a report about a task.
+    /// Queues a report about a task; one the hub would not understand is
+    /// left out (it only informs).
     pub fn report_task(&mut self, task_id: &str, attempt: u32, report: TaskReport) {
-        if matches!(self.state, EndpointState::Ready) {
+        let understood = match report {
+            TaskReport::Deleted { .. } => self.deleted_reports,
+            _ => true,
+        };
+        if matches!(self.state, EndpointState::Ready) && understood {
             self.send(&EndpointMessage::TaskReport {
                 task_id: task_id.to_string(),
                 attempt,
@@ -772,6 +788,7 @@ impl HubConnection {
                 heartbeat_secs: heartbeat.as_secs().max(1),
                 capability_key: capability_key.to_string(),
                 revoked_endpoints,
+                deleted_reports: true,
             });
             self.heartbeat = Heartbeat::lead(now, heartbeat);
             self.state = HubState::Ready;
@@ -1002,6 +1019,43 @@ mod tests {
             vec![HubEvent::TaskReport {
                 task_id: "t1".into(),
                 attempt: 2,
+                report: TaskReport::Started
+            }]
+        );
+    }
+
+    #[test]
+    fn a_deleted_report_goes_only_to_a_hub_that_takes_it() {
+        let now = Instant::now();
+        let deleted = TaskReport::Deleted {
+            path: WirePath::from_bytes("/d/stale"),
+        };
+        let (mut ep, mut hub) = connected(now);
+        ep.report_task("t1", 1, deleted.clone());
+        assert_eq!(
+            pump_to_hub(&mut ep, &mut hub, now).unwrap(),
+            vec![HubEvent::TaskReport {
+                task_id: "t1".into(),
+                attempt: 1,
+                report: deleted.clone()
+            }]
+        );
+        // An older hub's welcome does not say; it would drop the link.
+        let mut ep = EndpointConnection::new(now, "ferry test", None, HB);
+        while ep.poll_transmit().is_some() {}
+        let older = br#"{"type":"welcome","version":1,"endpoint_id":"e","heartbeat_secs":10}"#;
+        ep.handle_bytes(now, &frame::encode(older, MAX_FRAME).unwrap())
+            .unwrap();
+        ep.report_task("t1", 1, deleted);
+        ep.report_task("t1", 1, TaskReport::Started);
+        let sent: Vec<EndpointMessage> = std::iter::from_fn(|| ep.poll_transmit())
+            .map(|bytes| decode(&bytes[frame::HEADER_LEN..]).unwrap())
+            .collect();
+        assert_eq!(
+            sent,
+            vec![EndpointMessage::TaskReport {
+                task_id: "t1".into(),
+                attempt: 1,
                 report: TaskReport::Started
             }]
         );

@@ -23,12 +23,12 @@
 //! know; its `decode` refuses an unknown frame type):
 //! - 1 (2026-11, `ferry-data/1`): `Open`/`Accepted`/`Refused`, the
 //!   conversation, chunks. Later additions within 1, optional on the wire:
-//!   the `Abort`'s `disposition` (2026-11-29).
+//!   the `Abort`'s `disposition` (2026-11-29), its `side` (2026-11-29).
 //! - 2 (2026-11-29, `ferry-data/2`): keep-alive frames and the idle
 //!   deadline. With a peer that speaks only 1, neither is used (a stall
 //!   then waits, as it did).
 
-use crate::task::TaskCounters;
+use crate::task::{Side, TaskCounters};
 use crate::wire_path::WirePath;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -182,6 +182,15 @@ pub enum Message {
         /// [`Disposition::RetryLater`].
         #[serde(default, deserialize_with = "lenient_disposition")]
         disposition: Disposition,
+        /// Where the failure happened, when the sender knows: the other
+        /// endpoint's report then names that endpoint, as the sender's
+        /// does. Absent from an older peer.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "crate::task::lenient_side"
+        )]
+        side: Option<Side>,
     },
 }
 
@@ -437,18 +446,25 @@ mod tests {
             let abort = Message::Abort {
                 reason: "why".into(),
                 disposition,
+                side: Some(Side::Source),
             };
             assert_eq!(roundtrip(&encode_message(&abort)), Frame::Message(abort));
         }
         let fail = encode_message(&Message::Abort {
             reason: "no".into(),
             disposition: Disposition::FailTask,
+            side: None,
         });
         assert!(String::from_utf8_lossy(&fail).contains(r#""disposition":"fail_task""#));
+        assert!(
+            !String::from_utf8_lossy(&fail).contains("side"),
+            "an older peer sees the abort it knows"
+        );
         for body in [
             r#"{"type":"abort","reason":"fatal: old words"}"#,
             r#"{"type":"abort","reason":"x","disposition":"retry_sometime"}"#,
             r#"{"type":"abort","reason":"x","disposition":7}"#,
+            r#"{"type":"abort","reason":"x","side":"relay"}"#,
         ] {
             let mut frame = vec![FRAME_MESSAGE];
             frame.extend_from_slice(body.as_bytes());

@@ -209,6 +209,15 @@ pub enum TaskReport {
     /// Something went wrong that a later attempt may get past.
     Fault {
         message: String,
+        /// Where it happened, when the reporter knows: the hub names that
+        /// endpoint instead of the reporter (a destination relays the
+        /// source's abort). Absent from older endpoints.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "lenient_side"
+        )]
+        side: Option<Side>,
     },
     /// Every file is committed and verified (destination).
     Succeeded {
@@ -217,7 +226,49 @@ pub enum TaskReport {
     /// Something no retry will fix.
     Failed {
         message: String,
+        /// As for [`TaskReport::Fault`].
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "lenient_side"
+        )]
+        side: Option<Side>,
     },
+    /// `--delete` removed an entry the source does not have (destination;
+    /// one report per file or directory, a directory's contents first).
+    Deleted {
+        path: WirePath,
+    },
+    /// A kind of report this build does not know (from a newer endpoint):
+    /// ignored rather than a broken control link.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Which endpoint of a transfer something happened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+/// A side from the wire; one this version does not know (a newer peer's)
+/// is as good as none: the message is still shown, as its reporter's.
+pub(crate) fn lenient_side<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Side>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        })
+    }
 }
 
 // --- The tasks REST API (`/api/v1/tasks`) ---
@@ -353,7 +404,8 @@ pub struct TaskEvent {
     /// Unix seconds.
     pub time: i64,
     /// A stable word: SUBMITTED, STARTED, TRANSFERRING, FAULT,
-    /// ENDPOINT_OFFLINE, SKIPPED, RESENT, SUCCEEDED, FAILED, CANCELED, ...
+    /// ENDPOINT_OFFLINE, SKIPPED, RESENT, DELETED, SUCCEEDED, FAILED, CANCELED,
+    /// ...
     pub code: String,
     pub is_error: bool,
     pub description: String,
@@ -382,6 +434,41 @@ mod tests {
             r#"{"sync_level":"fast","delete":false,"preserve_mtime":true,"preserve_mode":true,"skip_source_errors":false,"streams":null}"#,
         );
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn reports_name_their_side_and_older_or_newer_peers_still_parse() {
+        let failed = TaskReport::Failed {
+            message: "cannot stat /x: no such file or directory".into(),
+            side: Some(Side::Source),
+        };
+        let text = serde_json::to_string(&failed).unwrap();
+        assert!(text.contains(r#""side":"source""#), "{text}");
+        assert_eq!(serde_json::from_str::<TaskReport>(&text).unwrap(), failed);
+        let older = r#"{"kind":"failed","message":"m"}"#;
+        assert_eq!(
+            serde_json::from_str::<TaskReport>(older).unwrap(),
+            TaskReport::Failed {
+                message: "m".into(),
+                side: None
+            }
+        );
+        let unknown_side = r#"{"kind":"fault","message":"m","side":"relay"}"#;
+        assert!(matches!(
+            serde_json::from_str::<TaskReport>(unknown_side).unwrap(),
+            TaskReport::Fault { side: None, .. }
+        ));
+        let newer = r#"{"kind":"renamed","from":"a","to":"b"}"#;
+        assert_eq!(
+            serde_json::from_str::<TaskReport>(newer).unwrap(),
+            TaskReport::Unknown
+        );
+        let deleted = TaskReport::Deleted {
+            path: WirePath::from_bytes("/d/stale"),
+        };
+        let text = serde_json::to_string(&deleted).unwrap();
+        assert!(text.contains(r#""kind":"deleted""#), "{text}");
+        assert_eq!(serde_json::from_str::<TaskReport>(&text).unwrap(), deleted);
     }
 
     #[test]

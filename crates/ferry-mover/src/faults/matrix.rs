@@ -14,7 +14,7 @@
 use super::Op;
 use crate::channel::{Identity, Liveness};
 use crate::dest::Sessions;
-use crate::{Context, Disposition, Report};
+use crate::{Context, Disposition, Report, Side};
 use ferry_paths::Policy;
 use ferry_proto::task::{Capability, TaskReport, TransferItem, TransferOptions};
 use ferry_proto::wire_path::WirePath;
@@ -140,26 +140,26 @@ const ROWS: &[Row] = &[
     row(Dst, CREATE, ENFILE, Once, RetriesLater, FILES),
     row(Dst, CREATE, ESTALE, Until, RetriesLater, "stale"),
     row(Dst, CREATE, EIO, Once, Succeeds, ""),
-    row(Dst, CREATE, EIO, Until, RetriesLater, "I/O error"),
+    row(Dst, CREATE, EIO, Until, RetriesLater, "input/output error"),
     row(Dst, CREATE, EINTR, Once, Succeeds, ""),
-    row(Dst, CREATE, EACCES, Until, Fails, "Permission denied"),
+    row(Dst, CREATE, EACCES, Until, Fails, "permission denied"),
     row(Dst, WRITE, ENOSPC, Until, RetriesLater, FULL),
     row(Dst, WRITE, EDQUOT, Until, RetriesLater, QUOTA),
     row(Dst, WRITE, EIO, Once, Succeeds, ""),
     on(row(Dst, WRITE, EIO, Once, Succeeds, ""), "sub/.ferry.b.bin.11111111.part"),
-    row(Dst, WRITE, EIO, Until, RetriesLater, "I/O error"),
+    row(Dst, WRITE, EIO, Until, RetriesLater, "input/output error"),
     row(Dst, WRITE, EINTR, Once, Succeeds, ""),
     row(Dst, MKDIR, ENOSPC, Until, RetriesLater, FULL),
     row(Dst, MKDIR, EDQUOT, Until, RetriesLater, QUOTA),
     row(Dst, MKDIR, EMFILE, Once, RetriesLater, FILES),
-    row(Dst, MKDIR, EROFS, Until, Fails, "Read-only file system"),
-    row(Dst, FSYNC, EIO, Once, RetriesLater, "I/O error"),
+    row(Dst, MKDIR, EROFS, Until, Fails, "read-only file system"),
+    row(Dst, FSYNC, EIO, Once, RetriesLater, "input/output error"),
     row(Dst, FSYNC, ENOSPC, Until, RetriesLater, FULL),
     row(Dst, FSYNC, EDQUOT, Until, RetriesLater, QUOTA),
-    row(Dst, DIR_FSYNC, EIO, Once, RetriesLater, "I/O error"),
-    row(Dst, RENAME, EIO, Once, RetriesLater, "I/O error"),
+    row(Dst, DIR_FSYNC, EIO, Once, RetriesLater, "input/output error"),
+    row(Dst, RENAME, EIO, Once, RetriesLater, "input/output error"),
     row(Dst, RENAME, EDQUOT, Until, RetriesLater, QUOTA),
-    row(Dst, RENAME, EACCES, Until, Fails, "Permission denied"),
+    row(Dst, RENAME, EACCES, Until, Fails, "permission denied"),
     row(Dst, JOURNAL, ENOSPC, Until, RetriesLater, FULL),
     // The source's disk.
     row(Src, OPEN, EMFILE, Until, RetriesLater, FILES),
@@ -172,7 +172,7 @@ const ROWS: &[Row] = &[
     on(row(Src, OPEN, ENOENT, Until, Fails, "--skip-source-errors"), "a.txt"),
     skipping(on(row(Src, OPEN, ENOENT, Until, Skips, ""), "a.txt")),
     row(Src, READ, EIO, Once, Succeeds, ""),
-    row(Src, READ, EIO, Until, RetriesLater, "I/O error"),
+    row(Src, READ, EIO, Until, RetriesLater, "input/output error"),
     row(Src, READ, ESTALE, Until, RetriesLater, "stale"),
     row(Src, LIST, EMFILE, Until, RetriesLater, FILES),
     skipping(on(row(Src, LIST, EACCES, Until, Skips, ""), "sub")),
@@ -500,8 +500,16 @@ fn complete(src: &Path, dst: &Path, left_out: Option<&str>) -> Result<(), String
 
 fn reason(report: &TaskReport) -> &str {
     match report {
-        TaskReport::Fault { message } | TaskReport::Failed { message } => message,
+        TaskReport::Fault { message, .. } | TaskReport::Failed { message, .. } => message,
         _ => "",
+    }
+}
+
+/// Where the report says the failure happened.
+fn side(report: &TaskReport) -> Option<Side> {
+    match report {
+        TaskReport::Fault { side, .. } | TaskReport::Failed { side, .. } => *side,
+        _ => None,
     }
 }
 
@@ -564,6 +572,18 @@ async fn run(row: &Row) -> Result<(), String> {
         return Err(format!(
             "the reason does not say {:?}: {:?}",
             row.says, first.verdict
+        ));
+    }
+    // The destination's report names the endpoint the fault was on, also
+    // when it relays the source's abort.
+    let at = match row.at {
+        Src => Side::Source,
+        Dst => Side::Destination,
+    };
+    if matches!(row.expect, Fails | RetriesLater) && side(&first.verdict) != Some(at) {
+        return Err(format!(
+            "the report does not say it happened at the {at}: {:?}",
+            first.verdict
         ));
     }
     match (row.expect, &first.verdict) {
