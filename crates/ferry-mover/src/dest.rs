@@ -250,12 +250,18 @@ impl Sessions {
         }
     }
 
-    pub fn cancel_all(&self) {
-        if let Ok(live) = self.live.lock() {
-            for handle in live.values() {
+    /// Stops every running attempt, keeping what a later one resumes from
+    /// (a pause); returns them, by task and attempt.
+    pub fn cancel_all(&self) -> Vec<(String, u32)> {
+        let Ok(live) = self.live.lock() else {
+            return Vec::new();
+        };
+        live.iter()
+            .map(|(task, handle)| {
                 stop(&handle.cancel, Stop::Attempt);
-            }
-        }
+                (task.clone(), handle.attempt)
+            })
+            .collect()
     }
 
     pub fn active(&self) -> usize {
@@ -856,6 +862,20 @@ async fn run_session(
         }
     };
     tracing::debug!(ok = outcome.is_ok(), "session loop over");
+    // The hub ended the attempt, or this endpoint paused (and told the
+    // hub): no report, and the source is told to make none either, so a
+    // pause is no fault. Told before the streams close under the source's
+    // writers, whose errors would otherwise speak first.
+    if let Err(Outcome::Canceled) = &outcome
+        && let Some(w) = writer.take()
+    {
+        let stopped = Message::Abort {
+            reason: "the destination endpoint paused, or the hub ended the attempt".into(),
+            disposition: Disposition::RetryLater,
+            stopped: true,
+        };
+        w.last_word(stopped, ANSWER_WITHIN).await;
+    }
     readers.abort_all();
     {
         let s = session.clone();
@@ -884,8 +904,12 @@ async fn run_session(
             }
             ctx.report(&task_id, attempt, TaskReport::Succeeded { counters });
         }
-        // The hub ended the attempt: it wants no report.
-        Err(Outcome::Canceled) => {
+        // Told to stop, and the source told (above).
+        Err(Outcome::Canceled) => {}
+        // The source stopped (it paused, or the hub ended the attempt): its
+        // endpoint tells the hub.
+        Err(Outcome::Failed(MoveError::PeerStopped { reason, .. })) => {
+            tracing::info!(task = %task_id, attempt, %reason, "the source stopped the attempt");
             if let Some(w) = writer.take() {
                 w.task.abort();
             }
@@ -897,6 +921,7 @@ async fn run_session(
                 let abort = Message::Abort {
                     reason: error.to_string(),
                     disposition: error.disposition().at_end(),
+                    stopped: false,
                 };
                 w.last_word(abort, ANSWER_WITHIN).await;
             }
@@ -1209,7 +1234,18 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
         }
         Message::Abort {
             reason,
+            stopped: true,
+            ..
+        } => {
+            return Err(MoveError::PeerStopped {
+                peer: Side::Source,
+                reason,
+            });
+        }
+        Message::Abort {
+            reason,
             disposition,
+            ..
         } => {
             return Err(MoveError::PeerGaveUp {
                 peer: Side::Source,

@@ -151,6 +151,11 @@ pub enum MoveError {
         reason: String,
         disposition: Disposition,
     },
+    /// The peer was told to stop the attempt (its endpoint paused, or the
+    /// hub ended the attempt) and said so: nothing failed, and the hub
+    /// hears of it from the peer's endpoint, so this side reports nothing.
+    #[error("the {peer} stopped the attempt: {reason}")]
+    PeerStopped { peer: Side, reason: String },
 }
 
 impl MoveError {
@@ -220,6 +225,7 @@ impl MoveError {
             | MoveError::Connection(_)
             | MoveError::PeerSilent { .. }
             | MoveError::PeerNotReading { .. }
+            | MoveError::PeerStopped { .. }
             | MoveError::Internal(_) => Disposition::RetryLater,
             MoveError::DeviceError(_) => Disposition::RetryFile,
             MoveError::Interrupted(_) => Disposition::RetryChunk,

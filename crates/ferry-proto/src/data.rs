@@ -23,7 +23,8 @@
 //! know; its `decode` refuses an unknown frame type):
 //! - 1 (2026-11, `ferry-data/1`): `Open`/`Accepted`/`Refused`, the
 //!   conversation, chunks. Later additions within 1, optional on the wire:
-//!   the `Abort`'s `disposition` (2026-11-29).
+//!   the `Abort`'s `disposition` (2026-11-29) and `stopped` (an older peer
+//!   takes such an abort for a fault to retry later, as it did).
 //! - 2 (2026-11-29, `ferry-data/2`): keep-alive frames and the idle
 //!   deadline. With a peer that speaks only 1, neither is used (a stall
 //!   then waits, as it did).
@@ -182,6 +183,12 @@ pub enum Message {
         /// [`Disposition::RetryLater`].
         #[serde(default, deserialize_with = "lenient_disposition")]
         disposition: Disposition,
+        /// Nothing failed: this side was told to stop the attempt (its
+        /// endpoint paused, or the hub ended the attempt), and its hub
+        /// knows. The peer ends its side without a report of its own, so a
+        /// pause is not counted as a fault.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stopped: bool,
     },
 }
 
@@ -437,14 +444,27 @@ mod tests {
             let abort = Message::Abort {
                 reason: "why".into(),
                 disposition,
+                stopped: false,
             };
             assert_eq!(roundtrip(&encode_message(&abort)), Frame::Message(abort));
         }
         let fail = encode_message(&Message::Abort {
             reason: "no".into(),
             disposition: Disposition::FailTask,
+            stopped: false,
         });
-        assert!(String::from_utf8_lossy(&fail).contains(r#""disposition":"fail_task""#));
+        let text = String::from_utf8_lossy(&fail);
+        assert!(text.contains(r#""disposition":"fail_task""#));
+        assert!(!text.contains("stopped"), "an older peer's form: {text}");
+        let stopped = Message::Abort {
+            reason: "paused".into(),
+            disposition: Disposition::RetryLater,
+            stopped: true,
+        };
+        assert_eq!(
+            roundtrip(&encode_message(&stopped)),
+            Frame::Message(stopped)
+        );
         for body in [
             r#"{"type":"abort","reason":"fatal: old words"}"#,
             r#"{"type":"abort","reason":"x","disposition":"retry_sometime"}"#,
@@ -457,6 +477,7 @@ mod tests {
                     decode(frame),
                     Ok(Frame::Message(Message::Abort {
                         disposition: Disposition::RetryLater,
+                        stopped: false,
                         ..
                     }))
                 ),
