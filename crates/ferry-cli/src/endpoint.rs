@@ -215,6 +215,16 @@ fn print_status(report: &StatusReport, dir: &ferry_setup::EndpointDir) -> std::i
         outln!("  {}", crate::terminal::escape(detail));
     }
     outln!("Transfer Status: {}", report.transfer.as_str());
+    if !report.held_tasks.is_empty() {
+        let n = report.held_tasks.len();
+        outln!(
+            "  paused: {} {} until `{}`: {}",
+            plural(n, "task"),
+            if n == 1 { "waits" } else { "wait" },
+            dir.command("-unpause"),
+            crate::terminal::escape(&report.held_tasks.join(", "))
+        );
+    }
     outln!(
         "Endpoint: {} ({})",
         crate::terminal::escape(&report.endpoint_name),

@@ -101,6 +101,9 @@ pub(crate) struct LinkContext {
     pub transfers: Option<Arc<Transfers>>,
     /// Reports from the mover, sent while a session is up.
     pub reports: Arc<tokio::sync::Mutex<Option<mpsc::UnboundedReceiver<Report>>>>,
+    /// Whether data work is paused (`ferry -pause`): the hub hears it in
+    /// the hello and whenever it changes, and waits instead of retrying.
+    pub paused: watch::Receiver<bool>,
 }
 
 /// How a session with the hub ended.
@@ -330,8 +333,14 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let software = format!("ferry {}", env!("CARGO_PKG_VERSION"));
-    let mut conn =
-        EndpointConnection::new(Instant::now(), &software, data_address, HANDSHAKE_TIMEOUT);
+    let mut paused = ctx.paused.clone();
+    let mut conn = EndpointConnection::with_pause(
+        Instant::now(),
+        &software,
+        data_address,
+        *paused.borrow_and_update(),
+        HANDSHAKE_TIMEOUT,
+    );
     let mut reports_guard = ctx.reports.lock().await;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (done_tx, mut done) = mpsc::channel::<(u64, FsOutcome)>(16);
@@ -361,10 +370,11 @@ where
                 Ok(n) => match conn.handle_bytes(Instant::now(), &buf[..n]) {
                     Ok(events) => for event in events {
                         match event {
-                            EndpointEvent::Connected { endpoint_id, capability_key, revoked_endpoints } => {
+                            EndpointEvent::Connected { endpoint_id, capability_key, revoked_endpoints, pause_notices } => {
                                 if let Some(t) = &ctx.transfers {
                                     t.set_hub_key(&capability_key);
                                     t.revoked(revoked_endpoints, true);
+                                    t.set_hub_hears_pause(pause_notices);
                                 }
                                 was_connected = true;
                                 renew_at = renewal_deadline(&ctx.dir);
@@ -427,6 +437,7 @@ where
                 Err(e) => break describe_tls_error(&ctx.dir, &e),
             },
             Some((id, outcome)) = done.recv() => conn.reply_fs(id, outcome),
+            Ok(()) = paused.changed() => conn.set_paused(*paused.borrow_and_update()),
             Some((task_id, attempt, report)) = next_report(&mut reports_guard) => {
                 conn.report_task(&task_id, attempt, report);
             }

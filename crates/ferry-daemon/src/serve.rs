@@ -12,7 +12,6 @@ use ferry_proto::local_api::{
 };
 use ferry_setup::{EndpointDir, EndpointIdentity};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
@@ -94,6 +93,7 @@ impl Daemon {
             .map_err(DaemonError::io("listen on", &socket))?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (hub_tx, hub_rx) = watch::channel(HubView::connecting());
+        let (paused_tx, paused_rx) = watch::channel(false);
         let policy: PolicyHandle = Arc::new(RwLock::new(self.policy));
         let (transfers, reports) = match Transfers::start(
             &self.dir,
@@ -118,6 +118,7 @@ impl Daemon {
                 policy: policy.clone(),
                 transfers: transfers.clone(),
                 reports: Arc::new(tokio::sync::Mutex::new(reports)),
+                paused: paused_rx,
             },
             hub_tx,
             shutdown_rx.clone(),
@@ -130,7 +131,7 @@ impl Daemon {
             identity: self.identity,
             policy_choice: self.policy_choice,
             policy,
-            paused: AtomicBool::new(false),
+            paused: paused_tx,
             policy_problem: Mutex::new(None),
             hub: hub_rx,
             shutdown: shutdown_tx,
@@ -208,7 +209,8 @@ struct Shared {
     identity: EndpointIdentity,
     policy_choice: PolicyChoice,
     policy: PolicyHandle,
-    paused: AtomicBool,
+    /// Data work is paused (`ferry -pause`); the hub link follows it.
+    paused: watch::Sender<bool>,
     /// The last failed re-read of config-paths, until one succeeds:
     /// `-status` shows it, since the file on disk is not what is enforced.
     policy_problem: Mutex<Option<String>>,
@@ -244,11 +246,15 @@ impl Shared {
     }
 
     fn status(&self) -> StatusReport {
-        let paused = self.paused.load(Ordering::SeqCst);
+        let paused = *self.paused.borrow();
         let hub = self.hub.borrow().clone();
         let policy = match self.policy.read() {
             Ok(p) => p.1.clone(),
             Err(poisoned) => poisoned.into_inner().1.clone(),
+        };
+        let held = match &self.transfers {
+            Some(t) if paused => t.held(),
+            _ => Vec::new(),
         };
         StatusReport {
             pid: std::process::id(),
@@ -259,12 +265,15 @@ impl Shared {
             hub_url: self.identity.hub_url.clone(),
             hub: if paused { HubState::Paused } else { hub.state },
             hub_detail: hub.detail,
-            transfer: if self.transfers.as_ref().is_some_and(|t| t.active()) {
+            // A task held by the pause is still this endpoint's work in
+            // progress, not idleness.
+            transfer: if self.transfers.as_ref().is_some_and(|t| t.active()) || !held.is_empty() {
                 TransferState::Active
             } else {
                 TransferState::Idle
             },
             paused,
+            held_tasks: held,
             policy,
             policy_problem: match self.policy_problem.lock() {
                 Ok(problem) => problem.clone(),
@@ -283,9 +292,11 @@ impl Shared {
                     message: "stopping".into(),
                 }
             }
+            // The hub link is told before the work stops: the hub's notice
+            // of the pause is on its way before the peer sees the end.
             Request::Pause => {
-                let was = self.paused.swap(true, Ordering::SeqCst);
-                if let Some(t) = &self.transfers {
+                let was = self.paused.send_replace(true);
+                if let Some(t) = self.transfers.as_ref().filter(|_| !was) {
                     t.set_paused(true);
                 }
                 tracing::info!("paused: taking no data work");
@@ -294,8 +305,8 @@ impl Shared {
                 }
             }
             Request::Unpause => {
-                let was = self.paused.swap(false, Ordering::SeqCst);
-                if let Some(t) = &self.transfers {
+                let was = self.paused.send_replace(false);
+                if let Some(t) = self.transfers.as_ref().filter(|_| was) {
                     t.set_paused(false);
                 }
                 tracing::info!("unpaused: taking data work again");

@@ -10,9 +10,10 @@ use ferry_mover::source::SendError;
 use ferry_mover::{Context, Disposition, Report, channel::Identity};
 use ferry_proto::task::{Capability, TaskReport};
 use ferry_setup::{EndpointDir, EndpointIdentity, parse_port_range};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -25,10 +26,19 @@ pub(crate) struct Transfers {
     sessions: Arc<Sessions>,
     sending: Mutex<Senders>,
     accepting: watch::Sender<bool>,
+    /// Tasks whose data work this endpoint's pause holds back: what ran
+    /// when it paused, and what the hub started meanwhile.
+    held: Mutex<BTreeSet<String>>,
+    /// The hub's welcome said it hears of pauses (and waits for them);
+    /// an older hub learns of one only as a fault.
+    hub_hears_pause: AtomicBool,
     hub_key: Arc<RwLock<Option<Vec<u8>>>>,
     data_port: Option<u16>,
     data_host: Option<String>,
 }
+
+/// What an older hub, deaf to pauses, is told about a paused attempt.
+const PAUSED_FAULT: &str = "the endpoint is paused; the task resumes when it is unpaused";
 
 /// Binds the first free port of the range on all interfaces: peers are
 /// admitted by mutual TLS and a hub-signed capability, not by address.
@@ -103,6 +113,8 @@ impl Transfers {
                 sessions,
                 sending: Mutex::default(),
                 accepting,
+                held: Mutex::default(),
+                hub_hears_pause: AtomicBool::new(false),
                 hub_key,
                 data_port,
                 data_host: identity.data_address.clone(),
@@ -130,6 +142,11 @@ impl Transfers {
         }
     }
 
+    /// Whether the hub now connected hears of pauses (from its welcome).
+    pub(crate) fn set_hub_hears_pause(&self, hears: bool) {
+        self.hub_hears_pause.store(hears, Ordering::SeqCst);
+    }
+
     /// Starts sending a task attempt, as the hub asked.
     pub(crate) fn start_sending(self: &Arc<Self>, sealed: String, connect_to: String) {
         // The ids are only for reports; the mover verifies the signature.
@@ -142,14 +159,21 @@ impl Transfers {
             return;
         };
         if !*self.accepting.borrow() {
-            self.ctx.report(
-                &task_id,
-                attempt,
-                TaskReport::Fault {
-                    message: "the source endpoint is paused".into(),
-                    side: None,
-                },
-            );
+            self.hold(&task_id);
+            // The start crossed the pause notice, which ends the attempt at
+            // the hub; only a hub deaf to pauses needs telling.
+            if self.hub_hears_pause.load(Ordering::SeqCst) {
+                tracing::info!(task = %task_id, attempt, "paused: not sending until unpaused");
+            } else {
+                self.ctx.report(
+                    &task_id,
+                    attempt,
+                    TaskReport::Fault {
+                        message: PAUSED_FAULT.into(),
+                        side: None,
+                    },
+                );
+            }
             return;
         }
         let started = match self.sending.lock() {
@@ -169,6 +193,9 @@ impl Transfers {
                 Ok(()) => tracing::info!(task = %task_id, attempt, "sent"),
                 Err(SendError::Canceled) => {
                     tracing::info!(task = %task_id, attempt, "sending stopped")
+                }
+                Err(e @ SendError::PeerStopped(_)) => {
+                    tracing::info!(task = %task_id, attempt, reason = %e, "sending stopped")
                 }
                 // The disposition decides, the same one the destination
                 // reports (an abort carries it both ways).
@@ -205,7 +232,12 @@ impl Transfers {
         }
         match through_attempt {
             Some(_) => self.sessions.cancel_through(task_id, through_attempt),
-            None => self.sessions.end_task(&self.ctx, task_id),
+            None => {
+                self.sessions.end_task(&self.ctx, task_id);
+                if let Ok(mut held) = self.held.lock() {
+                    held.remove(task_id);
+                }
+            }
         }
     }
 
@@ -230,16 +262,50 @@ impl Transfers {
         }
     }
 
-    /// Pause: stop what runs (journals keep it resumable) and take nothing
-    /// new; unpause: take work again (the hub restarts the tasks).
+    /// Pause: stop what runs (journals keep it resumable; the peer is
+    /// told it is no failure) and take nothing new; unpause: take work
+    /// again. The hub hears of either over the control channel and starts
+    /// the tasks again; an older hub is told of a pause as a fault.
     pub(crate) fn set_paused(&self, paused: bool) {
         self.accepting.send_replace(!paused);
-        if paused {
-            if let Ok(sending) = self.sending.lock() {
-                sending.cancel_all();
+        if !paused {
+            if let Ok(mut held) = self.held.lock() {
+                held.clear();
             }
-            self.sessions.cancel_all();
+            return;
         }
+        let mut stopped = match self.sending.lock() {
+            Ok(sending) => sending.cancel_all(),
+            Err(_) => Vec::new(),
+        };
+        stopped.extend(self.sessions.cancel_all());
+        let hears = self.hub_hears_pause.load(Ordering::SeqCst);
+        for (task_id, attempt) in stopped {
+            self.hold(&task_id);
+            if !hears {
+                let message = PAUSED_FAULT.to_string();
+                let side = None;
+                self.ctx
+                    .report(&task_id, attempt, TaskReport::Fault { message, side });
+            }
+        }
+    }
+
+    fn hold(&self, task_id: &str) {
+        if let Ok(mut held) = self.held.lock() {
+            held.insert(task_id.to_string());
+        }
+    }
+
+    /// The tasks a pause holds back, while paused.
+    pub(crate) fn held(&self) -> Vec<String> {
+        if *self.accepting.borrow() {
+            return Vec::new();
+        }
+        self.held
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub(crate) fn active(&self) -> bool {
@@ -365,10 +431,15 @@ impl Senders {
         }
     }
 
-    fn cancel_all(&self) {
-        for sending in self.live.values() {
-            sending.cancel.send_replace(true);
-        }
+    /// Stops everything sent; returns it, by task and attempt.
+    fn cancel_all(&self) -> Vec<(String, u32)> {
+        self.live
+            .iter()
+            .map(|((task, attempt), sending)| {
+                sending.cancel.send_replace(true);
+                (task.clone(), *attempt)
+            })
+            .collect()
     }
 
     fn is_empty(&self) -> bool {

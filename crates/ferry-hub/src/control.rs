@@ -65,9 +65,16 @@ struct Handle {
 pub enum Notice {
     Connected {
         endpoint_id: String,
+        /// Its owner paused its data work (`ferry -pause`).
+        paused: bool,
     },
     Disconnected {
         endpoint_id: String,
+    },
+    /// The owner paused or unpaused the endpoint's data work.
+    Paused {
+        endpoint_id: String,
+        paused: bool,
     },
     Report {
         endpoint_id: String,
@@ -204,6 +211,7 @@ impl Registry {
         endpoint_id: &str,
         commands: mpsc::Sender<Command>,
         data_address: Option<String>,
+        paused: bool,
     ) -> u64 {
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut live) = self.live.lock() {
@@ -220,6 +228,7 @@ impl Registry {
         }
         self.notify(Notice::Connected {
             endpoint_id: endpoint_id.to_string(),
+            paused,
         });
         connection
     }
@@ -374,12 +383,12 @@ pub async fn serve_connection<S>(
                     Ok(events) => {
                         for event in events {
                             match event {
-                                HubEvent::Hello { software, data_address } => match admission(&hub, cert.as_deref()) {
+                                HubEvent::Hello { software, data_address, paused } => match admission(&hub, cert.as_deref()) {
                                     Ok(id) => {
                                         conn.accept(Instant::now(), &id, heartbeat, &hub.signer.public_key(), revoked_list(&hub));
                                         if let Some(tx) = commands_tx.take() {
-                                            let connection = hub.control.insert(&id, tx, data_address);
-                                            tracing::info!(endpoint = %id, %peer, %software, "endpoint connected");
+                                            let connection = hub.control.insert(&id, tx, data_address, paused);
+                                            tracing::info!(endpoint = %id, %peer, %software, paused, "endpoint connected");
                                             admitted = Some((id, connection));
                                         }
                                     }
@@ -388,6 +397,19 @@ pub async fn serve_connection<S>(
                                         conn.refuse(reason, &message);
                                     }
                                 },
+                                HubEvent::Paused { paused } => {
+                                    if let Some((endpoint_id, _)) = &admitted {
+                                        if paused {
+                                            tracing::info!(endpoint = %endpoint_id, "endpoint paused");
+                                        } else {
+                                            tracing::info!(endpoint = %endpoint_id, "endpoint unpaused");
+                                        }
+                                        hub.control.notify(Notice::Paused {
+                                            endpoint_id: endpoint_id.clone(),
+                                            paused,
+                                        });
+                                    }
+                                }
                                 HubEvent::FsReply { id, outcome } => {
                                     if let Some(reply) = pending.remove(&id) {
                                         let _ = reply.send(outcome);
@@ -574,6 +596,7 @@ mod tests {
             min_version: MIN_PROTOCOL_VERSION,
             software: "x".repeat(MAX_FRAME - 200),
             data_address: None,
+            paused: false,
         };
         let body = serde_json::to_vec(&hello).unwrap();
         assert!(body.len() > MAX_FRAME - 200 && body.len() <= MAX_FRAME);

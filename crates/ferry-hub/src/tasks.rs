@@ -1,6 +1,7 @@
 //! The task scheduler: starts each ACTIVE task's data work when both its
-//! endpoints are connected, follows what they report, retries faults with
-//! backoff, waits for offline endpoints, and ends tasks (success, failure,
+//! endpoints are connected and neither is paused, follows what they
+//! report, retries faults with backoff, waits for offline and paused
+//! endpoints (no fault, no backoff), and ends tasks (success, failure,
 //! deadline).
 //!
 //! The decisions live in [`Core`], a state machine without I/O: inputs
@@ -47,6 +48,8 @@ pub mod code {
     pub const TRANSFERRING: &str = "TRANSFERRING";
     pub const FAULT: &str = "FAULT";
     pub const ENDPOINT_OFFLINE: &str = "ENDPOINT_OFFLINE";
+    /// An endpoint's owner paused it (`ferry -pause`): the task waits.
+    pub const PAUSED: &str = "PAUSED";
     pub const SKIPPED: &str = "SKIPPED";
     pub const DELETED: &str = "DELETED";
     pub const RESENT: &str = "RESENT";
@@ -82,9 +85,15 @@ pub enum Input {
     Connected {
         endpoint_id: String,
         data_address: Option<String>,
+        paused: bool,
     },
     Disconnected {
         endpoint_id: String,
+    },
+    /// A connected endpoint's owner paused or unpaused its data work.
+    Paused {
+        endpoint_id: String,
+        paused: bool,
     },
     Report {
         endpoint_id: String,
@@ -157,6 +166,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Wait {
     Offline(String),
+    Paused(String),
     NoDataAddress,
 }
 
@@ -212,12 +222,20 @@ impl Live {
     }
 }
 
+/// A connected endpoint, as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Peer {
+    /// Where it accepts data connections.
+    data_address: Option<String>,
+    /// Its owner paused its data work: its tasks wait, as for an offline one.
+    paused: bool,
+}
+
 /// The scheduler's decisions, without I/O.
 #[derive(Debug, Default)]
 pub struct Core {
     tasks: BTreeMap<String, Live>,
-    /// Connected endpoints and where they accept data connections.
-    connected: HashMap<String, Option<String>>,
+    connected: HashMap<String, Peer>,
 }
 
 impl Core {
@@ -228,6 +246,7 @@ impl Core {
             Input::Connected {
                 endpoint_id,
                 data_address,
+                paused,
             } => {
                 // A second connection replaces the first without a
                 // disconnect notice: the daemon restarted or re-dialled, and
@@ -235,12 +254,22 @@ impl Core {
                 if self.connected.contains_key(&endpoint_id) {
                     self.interrupt(&endpoint_id, now, Interruption::Reconnected, &mut out);
                 }
-                self.connected.insert(endpoint_id, data_address);
+                self.connected.insert(
+                    endpoint_id,
+                    Peer {
+                        data_address,
+                        paused,
+                    },
+                );
             }
             Input::Disconnected { endpoint_id } => {
                 self.connected.remove(&endpoint_id);
                 self.interrupt(&endpoint_id, now, Interruption::Offline, &mut out);
             }
+            Input::Paused {
+                endpoint_id,
+                paused,
+            } => self.paused(&endpoint_id, paused, now, &mut out),
             Input::Report {
                 endpoint_id,
                 task_id,
@@ -263,6 +292,27 @@ impl Core {
         }
         self.schedule(now, &mut out);
         out
+    }
+
+    /// A pause ends the endpoint's running attempts without a fault (the
+    /// destination keeps what they wrote); its tasks wait, and start again
+    /// at once when it is unpaused (no backoff: nothing went wrong).
+    fn paused(&mut self, endpoint_id: &str, paused: bool, now: i64, out: &mut Vec<Action>) {
+        let Some(peer) = self.connected.get_mut(endpoint_id) else {
+            return;
+        };
+        peer.paused = paused;
+        if paused {
+            self.interrupt(endpoint_id, now, Interruption::Paused, out);
+        } else {
+            // A later pause is news again.
+            let waited = Some(Wait::Paused(endpoint_id.to_string()));
+            for live in self.tasks.values_mut() {
+                if live.noted == waited {
+                    live.noted = None;
+                }
+            }
+        }
     }
 
     fn is_running(&self, task_id: &str, attempt: u32) -> bool {
@@ -440,6 +490,8 @@ impl Core {
                 continue;
             };
             live.running = false;
+            // A fault the source saw because of it (its data streams
+            // closed) is no fault of the task.
             live.source_fault = None;
             // Nothing is wrong with the task itself: start again as soon as
             // both endpoints are there.
@@ -454,6 +506,10 @@ impl Core {
                         format!("endpoint '{name}' went offline; the task waits for it"),
                     )
                 }
+                Interruption::Paused => {
+                    live.noted = Some(Wait::Paused(endpoint_id.to_string()));
+                    (code::PAUSED, paused_wait(&name))
+                }
                 Interruption::Reconnected => (
                     code::FAULT,
                     format!(
@@ -462,10 +518,16 @@ impl Core {
                 ),
             };
             let live = live.clone();
+            // A pause is the owner's choice: the task's fault count and
+            // last fault stay as they were.
+            let fault = match why {
+                Interruption::Paused => None,
+                Interruption::Offline | Interruption::Reconnected => Some(message.clone()),
+            };
             out.push(Action::EndAttempt {
                 task_id: id.clone(),
                 attempt,
-                fault: Some(message.clone()),
+                fault,
             });
             out.push(Action::Event {
                 task_id: id.clone(),
@@ -580,7 +642,14 @@ impl Core {
                 .into_iter()
                 .find(|e| !self.connected.contains_key(*e))
                 .cloned();
-            let connect_to = self.connected.get(&live.destination).cloned().flatten();
+            let paused = [&live.source, &live.destination]
+                .into_iter()
+                .find(|e| self.connected.get(*e).is_some_and(|p| p.paused))
+                .cloned();
+            let connect_to = self
+                .connected
+                .get(&live.destination)
+                .and_then(|p| p.data_address.clone());
             let Some(live) = self.tasks.get_mut(&id) else {
                 continue;
             };
@@ -597,6 +666,19 @@ impl Core {
                         ),
                         always: false,
                     });
+                }
+                continue;
+            }
+            if let Some(endpoint) = paused {
+                let wait = Wait::Paused(endpoint.clone());
+                if live.noted.as_ref() != Some(&wait) {
+                    out.push(Action::Event {
+                        task_id: id.clone(),
+                        code: code::PAUSED,
+                        description: paused_wait(live.name_of(&endpoint)),
+                        always: false,
+                    });
+                    live.noted = Some(wait);
                 }
                 continue;
             }
@@ -654,7 +736,12 @@ enum Over {
 #[derive(Debug, Clone, Copy)]
 enum Interruption {
     Offline,
+    Paused,
     Reconnected,
+}
+
+fn paused_wait(name: &str) -> String {
+    format!("endpoint '{name}' is paused; the task waits until it is unpaused")
 }
 
 fn live_of(row: &ActiveTask, initial: bool, now: i64) -> Live {
@@ -729,11 +816,22 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
 
 fn from_notice(hub: &Hub, notice: Notice) -> Input {
     match notice {
-        Notice::Connected { endpoint_id } => Input::Connected {
+        Notice::Connected {
+            endpoint_id,
+            paused,
+        } => Input::Connected {
             data_address: hub.control.data_address(&endpoint_id),
             endpoint_id,
+            paused,
         },
         Notice::Disconnected { endpoint_id } => Input::Disconnected { endpoint_id },
+        Notice::Paused {
+            endpoint_id,
+            paused,
+        } => Input::Paused {
+            endpoint_id,
+            paused,
+        },
         Notice::Report {
             endpoint_id,
             task_id,
@@ -1037,6 +1135,7 @@ mod tests {
             Input::Connected {
                 endpoint_id: id.into(),
                 data_address: Some(format!("{id}.example:50000")),
+                paused: false,
             },
             now,
         )
@@ -1515,6 +1614,131 @@ mod tests {
         assert_eq!(starts(&out), [2], "right away, no backoff");
     }
 
+    fn pause(core: &mut Core, id: &str, paused: bool, now: i64) -> Vec<Action> {
+        core.handle(
+            Input::Paused {
+                endpoint_id: id.into(),
+                paused,
+            },
+            now,
+        )
+    }
+
+    fn retry_delays(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event {
+                    code: code::FAULT,
+                    description,
+                    ..
+                } => description
+                    .rsplit("retrying in ")
+                    .next()
+                    .map(str::to_string),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pause_ends_the_attempt_without_a_fault_and_unpausing_starts_at_once() {
+        let fault = || TaskReport::Fault {
+            message: "peer closed connection without sending TLS close_notify".into(),
+            side: None,
+        };
+        for paused in [SRC, DST] {
+            let mut core = running();
+            // One fault first, so the backoff has something to grow from.
+            assert_eq!(
+                retry_delays(&report(&mut core, DST, 1, fault(), 10)),
+                ["2s"]
+            );
+            assert_eq!(starts(&core.handle(Input::Tick, 12)), [2]);
+
+            let out = pause(&mut core, paused, true, 13);
+            assert!(
+                matches!(
+                    &out[0],
+                    Action::EndAttempt {
+                        attempt: 2,
+                        fault: None,
+                        ..
+                    }
+                ),
+                "a pause is not counted as a fault: {out:?}"
+            );
+            assert_eq!(codes(&out), [code::PAUSED], "{out:?}");
+            assert!(
+                matches!(&out[1], Action::Event { description, .. } if description.contains("is paused; the task waits until it is unpaused")),
+                "{out:?}"
+            );
+            assert_eq!(cancels_through(&out), [Some(2), Some(2)]);
+            // What either end says about the stopped attempt is stale.
+            assert!(report(&mut core, SRC, 2, fault(), 13).is_empty());
+            assert!(report(&mut core, DST, 2, fault(), 13).is_empty());
+            // Waiting, however long, without a word more or a retry.
+            for now in 14..500 {
+                assert!(core.handle(Input::Tick, now).is_empty());
+            }
+            let out = pause(&mut core, paused, false, 500);
+            assert_eq!(starts(&out), [3], "at once, no backoff: {out:?}");
+            assert_eq!(codes(&out), [code::STARTED]);
+            // The pause did not count: the next fault is the second in a row.
+            assert_eq!(
+                retry_delays(&report(&mut core, DST, 3, fault(), 501)),
+                ["4s"]
+            );
+        }
+    }
+
+    #[test]
+    fn a_source_fault_awaiting_the_verdict_is_dropped_by_a_pause() {
+        // The source saw its streams close before the destination's pause
+        // notice reached the hub.
+        let mut core = running();
+        let fault = TaskReport::Fault {
+            message: "the destination closed the connection".into(),
+            side: None,
+        };
+        assert!(report(&mut core, SRC, 1, fault, 10).is_empty());
+        let out = pause(&mut core, DST, true, 11);
+        assert_eq!(codes(&out), [code::PAUSED]);
+        let later = core.handle(Input::Tick, 11 + VERDICT_WITHIN);
+        assert!(later.is_empty(), "{later:?}");
+        assert_eq!(starts(&pause(&mut core, DST, false, 30)), [2]);
+    }
+
+    #[test]
+    fn a_task_for_a_paused_endpoint_waits_told_once_and_each_pause_is_news() {
+        let mut core = Core::default();
+        connect(&mut core, SRC, 0);
+        core.handle(
+            Input::Connected {
+                endpoint_id: DST.into(),
+                data_address: Some("dst.example:50000".into()),
+                paused: true,
+            },
+            0,
+        );
+        let out = active(&mut core, vec![row("t", None)], 1);
+        assert_eq!(codes(&out), [code::PAUSED], "{out:?}");
+        assert!(starts(&out).is_empty());
+        assert!(active(&mut core, vec![row("t", None)], 2).is_empty());
+        // The source pauses too, and unpauses: the task still waits, for
+        // the destination.
+        pause(&mut core, SRC, true, 3);
+        let out = pause(&mut core, SRC, false, 4);
+        assert!(starts(&out).is_empty());
+        assert!(
+            out.iter().all(|a| matches!(a, Action::Event { code: code::PAUSED, description, .. } if description.contains("'cluster'"))),
+            "{out:?}"
+        );
+        let out = pause(&mut core, DST, false, 5);
+        assert_eq!(starts(&out), [1]);
+        assert_eq!(codes(&pause(&mut core, DST, true, 6)), [code::PAUSED]);
+    }
+
     #[test]
     fn a_daemon_that_reconnects_without_a_disconnect_restarts_the_attempt() {
         let mut core = running();
@@ -1667,6 +1891,7 @@ mod tests {
             Input::Connected {
                 endpoint_id: DST.into(),
                 data_address: None,
+                paused: false,
             },
             0,
         );

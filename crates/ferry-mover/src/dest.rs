@@ -250,12 +250,18 @@ impl Sessions {
         }
     }
 
-    pub fn cancel_all(&self) {
-        if let Ok(live) = self.live.lock() {
-            for handle in live.values() {
+    /// Stops every running attempt, keeping what a later one resumes from
+    /// (a pause); returns them, by task and attempt.
+    pub fn cancel_all(&self) -> Vec<(String, u32)> {
+        let Ok(live) = self.live.lock() else {
+            return Vec::new();
+        };
+        live.iter()
+            .map(|(task, handle)| {
                 stop(&handle.cancel, Stop::Attempt);
-            }
-        }
+                (task.clone(), handle.attempt)
+            })
+            .collect()
     }
 
     pub fn active(&self) -> usize {
@@ -872,6 +878,21 @@ async fn run_session(
         }
     };
     tracing::debug!(ok = outcome.is_ok(), "session loop over");
+    // The hub ended the attempt, or this endpoint paused (and told the
+    // hub): no report, and the source is told to make none either, so a
+    // pause is no fault. Told before the streams close under the source's
+    // writers, whose errors would otherwise speak first.
+    if let Err(Outcome::Canceled) = &outcome
+        && let Some(w) = writer.take()
+    {
+        let stopped = Message::Abort {
+            reason: "the destination endpoint paused, or the hub ended the attempt".into(),
+            disposition: Disposition::RetryLater,
+            side: None,
+            stopped: true,
+        };
+        w.last_word(stopped, ANSWER_WITHIN).await;
+    }
     {
         let s = session.clone();
         let _ = tokio::task::spawn_blocking(move || s.close()).await;
@@ -899,8 +920,12 @@ async fn run_session(
             }
             ctx.report(&task_id, attempt, TaskReport::Succeeded { counters });
         }
-        // The hub ended the attempt: it wants no report.
-        Err(Outcome::Canceled) => {
+        // Told to stop, and the source told (above).
+        Err(Outcome::Canceled) => {}
+        // The source stopped (it paused, or the hub ended the attempt): its
+        // endpoint tells the hub.
+        Err(Outcome::Failed(MoveError::PeerStopped { reason, .. })) => {
+            tracing::info!(task = %task_id, attempt, %reason, "the source stopped the attempt");
             if let Some(w) = writer.take() {
                 w.task.abort();
             }
@@ -918,9 +943,8 @@ async fn run_session(
     // The source closes its streams once it has the last word; until then
     // they are drained, not dropped: a socket closed with data unread
     // resets the connection, and the source, still writing, would hear
-    // that instead of the last word. A replaced attempt's source hears
-    // from the hub instead.
-    if fate != Fate::Interrupted || *cancel.borrow() == Stop::No {
+    // that instead of the last word.
+    {
         let drained = async { while readers.join_next().await.is_some() {} };
         let _ = tokio::time::timeout(ANSWER_WITHIN, drained).await;
     }
@@ -1236,8 +1260,19 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
         }
         Message::Abort {
             reason,
+            stopped: true,
+            ..
+        } => {
+            return Err(MoveError::PeerStopped {
+                peer: Side::Source,
+                reason,
+            });
+        }
+        Message::Abort {
+            reason,
             disposition,
             side,
+            ..
         } => {
             return Err(MoveError::PeerGaveUp {
                 peer: Side::Source,

@@ -166,6 +166,11 @@ pub enum MoveError {
         disposition: Disposition,
         side: Option<Side>,
     },
+    /// The peer was told to stop the attempt (its endpoint paused, or the
+    /// hub ended the attempt) and said so: nothing failed, and the hub
+    /// hears of it from the peer's endpoint, so this side reports nothing.
+    #[error("the {peer} stopped the attempt: {reason}")]
+    PeerStopped { peer: Side, reason: String },
 }
 
 /// A policy refusal, as a predicate of the refusing endpoint.
@@ -266,6 +271,7 @@ impl MoveError {
             | MoveError::Connection(_)
             | MoveError::PeerSilent { .. }
             | MoveError::PeerNotReading { .. }
+            | MoveError::PeerStopped { .. }
             | MoveError::Internal(_) => None,
         }
     }
@@ -281,6 +287,7 @@ impl MoveError {
             | MoveError::Connection(_)
             | MoveError::PeerSilent { .. }
             | MoveError::PeerNotReading { .. }
+            | MoveError::PeerStopped { .. }
             | MoveError::Internal(_) => Disposition::RetryLater,
             MoveError::DeviceError(_) => Disposition::RetryFile,
             MoveError::Interrupted(_) => Disposition::RetryChunk,
@@ -326,6 +333,7 @@ impl MoveError {
             reason: self.to_string(),
             disposition: self.disposition().at_end(),
             side: self.side(),
+            stopped: false,
         }
     }
 }
@@ -437,6 +445,7 @@ mod tests {
             reason,
             disposition,
             side,
+            ..
         } = missing.abort()
         else {
             panic!("an abort");

@@ -141,6 +141,11 @@ pub enum SendError {
     /// The hub (or a pause) stopped the attempt: nothing to report.
     #[error("the attempt was stopped")]
     Canceled,
+    /// The destination was told to stop the attempt (it paused, or the hub
+    /// ended the attempt) and said so: its endpoint tells the hub, this
+    /// one reports nothing.
+    #[error("the destination stopped the attempt: {0}")]
+    PeerStopped(String),
 }
 
 impl SendError {
@@ -149,7 +154,10 @@ impl SendError {
     pub fn side(&self) -> Option<Side> {
         match self {
             SendError::Move(e) => e.side(),
-            SendError::Refused(_) | SendError::Channel(_) | SendError::Canceled => None,
+            SendError::Refused(_)
+            | SendError::Channel(_)
+            | SendError::Canceled
+            | SendError::PeerStopped(_) => None,
         }
     }
 
@@ -159,9 +167,10 @@ impl SendError {
     pub fn disposition(&self) -> Disposition {
         match self {
             SendError::Move(e) => e.disposition().at_end(),
-            SendError::Refused(_) | SendError::Channel(_) | SendError::Canceled => {
-                Disposition::RetryLater
-            }
+            SendError::Refused(_)
+            | SendError::Channel(_)
+            | SendError::Canceled
+            | SendError::PeerStopped(_) => Disposition::RetryLater,
         }
     }
 }
@@ -431,9 +440,14 @@ pub async fn send(
                     tracing::debug!("destination done");
                     break Ok(());
                 }
+                // Told to stop there (a pause, the hub's cancel): its
+                // endpoint tells the hub.
+                Some(Ok(Frame::Message(Message::Abort { reason, stopped: true, .. }))) => {
+                    break Err(SendError::PeerStopped(reason));
+                }
                 // The destination's disposition is this side's too, whichever
                 // report reaches the hub first.
-                Some(Ok(Frame::Message(Message::Abort { reason, disposition, side }))) => {
+                Some(Ok(Frame::Message(Message::Abort { reason, disposition, side, .. }))) => {
                     break Err(MoveError::PeerGaveUp { peer: Side::Destination, reason, disposition, side }.into());
                 }
                 Some(Ok(other)) => break Err(SendError::Channel(ChannelError::Protocol(format!("unexpected {other:?} from the destination")))),
@@ -454,13 +468,23 @@ pub async fn send(
     shared.window.close();
     shared.queued_bytes.close();
     // A failure here travels to the destination as an abort with its
-    // disposition, so both endpoints report the same end to the hub; we
-    // wait (a little) until the destination closes.
-    if let Err(SendError::Move(e)) = &outcome
-        && !matches!(e, MoveError::PeerGaveUp { .. })
-    {
+    // disposition, so both endpoints report the same end to the hub; a
+    // stop (a pause, the hub's cancel) as an abort that asks for no report,
+    // so a pause is no fault. We wait (a little) until the destination
+    // closes: cut streams would be a fault of their own there.
+    let last_word = match &outcome {
+        Err(SendError::Move(e)) if !matches!(e, MoveError::PeerGaveUp { .. }) => Some(e.abort()),
+        Err(SendError::Canceled) => Some(Message::Abort {
+            reason: "the source endpoint paused, or the hub ended the attempt".into(),
+            disposition: Disposition::RetryLater,
+            side: None,
+            stopped: true,
+        }),
+        _ => None,
+    };
+    if let Some(abort) = last_word {
         let (written, written_rx) = oneshot::channel();
-        let _ = prio_tx.send(Urgent::Last(e.abort(), written));
+        let _ = prio_tx.send(Urgent::Last(abort, written));
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             // On the wire (or its writer gone), then read until the
             // destination closes (or its stream has ended already).

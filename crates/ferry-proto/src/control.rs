@@ -21,7 +21,10 @@
 //!   `certificate` (2026-11-29); a task report's `side`, and the
 //!   `deleted` report with the welcome's `deleted_reports` (2026-11-29:
 //!   an older hub would drop the link on a report kind it does not know,
-//!   so it is sent none; a hub from then on ignores one).
+//!   so it is sent none; a hub from then on ignores one); the hello's
+//!   `paused`, the welcome's `pause_notices`, and `paused`, which an
+//!   endpoint sends only to a hub whose welcome asked for it (an older
+//!   hub would refuse the unknown message).
 
 use crate::api::{FsOp, FsOutcome};
 use crate::frame::{self, FrameDecoder, FrameError};
@@ -64,6 +67,14 @@ pub enum EndpointMessage {
         /// `host:port` where this endpoint accepts data connections, if it does.
         #[serde(default)]
         data_address: Option<String>,
+        /// Its owner paused its data work (`ferry -pause`): its tasks wait.
+        #[serde(default)]
+        paused: bool,
+    },
+    /// The owner paused or unpaused this endpoint's data work since the
+    /// hello (only to a hub whose welcome set `pause_notices`).
+    Paused {
+        paused: bool,
     },
     Ping {
         seq: u64,
@@ -107,6 +118,10 @@ pub enum HubMessage {
         /// The hub takes `deleted` task reports.
         #[serde(default)]
         deleted_reports: bool,
+        /// This hub takes `paused` notices, and waits for a paused endpoint
+        /// instead of retrying its tasks as faults.
+        #[serde(default)]
+        pause_notices: bool,
     },
     Refuse {
         reason: RefuseReason,
@@ -309,6 +324,8 @@ pub enum EndpointEvent {
         endpoint_id: String,
         capability_key: String,
         revoked_endpoints: Vec<String>,
+        /// The hub hears of pauses (see [`EndpointConnection::set_paused`]).
+        pause_notices: bool,
     },
     /// More endpoints revoked while connected.
     Revoked {
@@ -348,15 +365,32 @@ pub struct EndpointConnection {
     heartbeat: Heartbeat,
     /// The hub's welcome said it takes `deleted` task reports.
     deleted_reports: bool,
+    /// Whether data work is paused here, and what the hub was last told.
+    paused: bool,
+    told_paused: bool,
+    /// The hub's welcome asked for `paused` notices.
+    pause_notices: bool,
 }
 
 impl EndpointConnection {
-    /// A new connection; its `Hello` is ready to send. Until the hub's
-    /// welcome names an interval, `handshake_timeout` bounds the wait.
+    /// A new connection of an endpoint whose data work runs; its `Hello`
+    /// is ready to send. Until the hub's welcome names an interval,
+    /// `handshake_timeout` bounds the wait.
     pub fn new(
         now: Instant,
         software: &str,
         data_address: Option<String>,
+        handshake_timeout: Duration,
+    ) -> Self {
+        Self::with_pause(now, software, data_address, false, handshake_timeout)
+    }
+
+    /// As [`Self::new`], saying in the hello whether data work is paused.
+    pub fn with_pause(
+        now: Instant,
+        software: &str,
+        data_address: Option<String>,
+        paused: bool,
         handshake_timeout: Duration,
     ) -> Self {
         let mut conn = Self {
@@ -365,14 +399,38 @@ impl EndpointConnection {
             outbox: VecDeque::new(),
             heartbeat: Heartbeat::handshake(now, handshake_timeout),
             deleted_reports: false,
+            paused,
+            told_paused: paused,
+            pause_notices: false,
         };
         conn.send(&EndpointMessage::Hello {
             version: PROTOCOL_VERSION,
             min_version: MIN_PROTOCOL_VERSION,
             software: software.to_string(),
             data_address,
+            paused,
         });
         conn
+    }
+
+    /// The owner paused or unpaused data work. A hub that takes notices
+    /// hears of it at once (after its welcome, if that is still awaited);
+    /// an older hub never does, and its next hello says it.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+        self.tell_pause();
+    }
+
+    fn tell_pause(&mut self) {
+        if matches!(self.state, EndpointState::Ready)
+            && self.pause_notices
+            && self.told_paused != self.paused
+        {
+            self.told_paused = self.paused;
+            self.send(&EndpointMessage::Paused {
+                paused: self.paused,
+            });
+        }
     }
 
     fn send(&mut self, message: &EndpointMessage) {
@@ -426,6 +484,7 @@ impl EndpointConnection {
                     capability_key,
                     revoked_endpoints,
                     deleted_reports,
+                    pause_notices,
                 },
             ) => {
                 if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
@@ -438,10 +497,14 @@ impl EndpointConnection {
                 self.heartbeat = Heartbeat::follow(now, interval);
                 self.deleted_reports = deleted_reports;
                 self.state = EndpointState::Ready;
+                self.pause_notices = pause_notices;
+                // Paused or unpaused while the welcome was on its way.
+                self.tell_pause();
                 Ok(Some(EndpointEvent::Connected {
                     endpoint_id,
                     capability_key,
                     revoked_endpoints,
+                    pause_notices,
                 }))
             }
             (EndpointState::ExpectWelcome, other) => {
@@ -582,6 +645,7 @@ fn hub_message_name(m: &HubMessage) -> &'static str {
 fn endpoint_message_name(m: &EndpointMessage) -> &'static str {
     match m {
         EndpointMessage::Hello { .. } => "hello",
+        EndpointMessage::Paused { .. } => "paused",
         EndpointMessage::Ping { .. } => "ping",
         EndpointMessage::Pong { .. } => "pong",
         EndpointMessage::FsReply { .. } => "fs_reply",
@@ -598,6 +662,11 @@ pub enum HubEvent {
     Hello {
         software: String,
         data_address: Option<String>,
+        paused: bool,
+    },
+    /// The endpoint's owner paused (or unpaused) its data work.
+    Paused {
+        paused: bool,
     },
     FsReply {
         id: u64,
@@ -698,6 +767,7 @@ impl HubConnection {
                     min_version,
                     software,
                     data_address,
+                    paused,
                 },
             ) => {
                 if version < MIN_PROTOCOL_VERSION
@@ -720,6 +790,7 @@ impl HubConnection {
                 Ok(Some(HubEvent::Hello {
                     software,
                     data_address,
+                    paused,
                 }))
             }
             (HubState::ExpectHello | HubState::Deciding, other) => {
@@ -733,6 +804,9 @@ impl HubConnection {
                 Ok(None)
             }
             (HubState::Ready, EndpointMessage::Pong { .. }) => Ok(None),
+            (HubState::Ready, EndpointMessage::Paused { paused }) => {
+                Ok(Some(HubEvent::Paused { paused }))
+            }
             (HubState::Ready, EndpointMessage::FsReply { id, outcome }) => {
                 Ok(Some(HubEvent::FsReply { id, outcome }))
             }
@@ -789,6 +863,7 @@ impl HubConnection {
                 capability_key: capability_key.to_string(),
                 revoked_endpoints,
                 deleted_reports: true,
+                pause_notices: true,
             });
             self.heartbeat = Heartbeat::lead(now, heartbeat);
             self.state = HubState::Ready;
@@ -931,7 +1006,8 @@ mod tests {
             events,
             vec![HubEvent::Hello {
                 software: "ferry test".into(),
-                data_address: Some("127.0.0.1:50000".into())
+                data_address: Some("127.0.0.1:50000".into()),
+                paused: false,
             }]
         );
         hub.accept(now, "ep-1", HB, "key", vec!["gone-1".into()]);
@@ -942,6 +1018,7 @@ mod tests {
                 endpoint_id: "ep-1".into(),
                 capability_key: "key".into(),
                 revoked_endpoints: vec!["gone-1".into()],
+                pause_notices: true,
             }]
         );
         (ep, hub)
@@ -1062,6 +1139,86 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_reaches_a_hub_that_asked_for_it_in_the_hello_and_as_it_changes() {
+        let now = Instant::now();
+        let (mut ep, mut hub) = connected(now);
+        ep.set_paused(true);
+        ep.set_paused(true);
+        assert_eq!(
+            pump_to_hub(&mut ep, &mut hub, now).unwrap(),
+            vec![HubEvent::Paused { paused: true }],
+            "told once"
+        );
+        ep.set_paused(false);
+        assert_eq!(
+            pump_to_hub(&mut ep, &mut hub, now).unwrap(),
+            vec![HubEvent::Paused { paused: false }]
+        );
+        // Reconnecting while paused: the hello says so; a change while the
+        // welcome is on its way follows it.
+        let mut ep = EndpointConnection::with_pause(now, "t", None, true, HB);
+        let mut hub = HubConnection::new(now, HB);
+        let events = pump_to_hub(&mut ep, &mut hub, now).unwrap();
+        assert!(
+            matches!(&events[..], [HubEvent::Hello { paused: true, .. }]),
+            "{events:?}"
+        );
+        ep.set_paused(false);
+        assert_eq!(
+            ep.poll_transmit(),
+            None,
+            "nothing but the hello before the welcome"
+        );
+        hub.accept(now, "ep-1", HB, "key", vec![]);
+        pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
+        assert_eq!(
+            pump_to_hub(&mut ep, &mut hub, now).unwrap(),
+            vec![HubEvent::Paused { paused: false }]
+        );
+    }
+
+    #[test]
+    fn an_older_hub_is_never_sent_a_pause_and_an_older_hello_is_not_paused() {
+        let now = Instant::now();
+        let mut ep = EndpointConnection::new(now, "t", None, HB);
+        while ep.poll_transmit().is_some() {}
+        // A welcome as a hub before pause notices wrote it.
+        let welcome = frame::encode(
+            br#"{"type":"welcome","version":1,"endpoint_id":"e","heartbeat_secs":10}"#,
+            MAX_FRAME,
+        )
+        .unwrap();
+        let events = ep.handle_bytes(now, &welcome).unwrap();
+        assert!(
+            matches!(
+                &events[..],
+                [EndpointEvent::Connected {
+                    pause_notices: false,
+                    ..
+                }]
+            ),
+            "{events:?}"
+        );
+        ep.set_paused(true);
+        assert_eq!(ep.poll_transmit(), None, "an older hub would refuse it");
+
+        let mut hub = HubConnection::new(now, HB);
+        let hello = frame::encode(
+            br#"{"type":"hello","version":1,"min_version":1,"software":"old"}"#,
+            MAX_FRAME,
+        )
+        .unwrap();
+        assert_eq!(
+            hub.handle_bytes(now, &hello).unwrap(),
+            vec![HubEvent::Hello {
+                software: "old".into(),
+                data_address: None,
+                paused: false,
+            }]
+        );
+    }
+
+    #[test]
     fn heartbeats_keep_a_quiet_link_alive_and_silence_kills_it() {
         let t0 = Instant::now();
         let (mut ep, mut hub) = connected(t0);
@@ -1151,6 +1308,7 @@ mod tests {
             min_version: 5,
             software: "future".into(),
             data_address: None,
+            paused: false,
         });
         let err = hub.handle_bytes(now, &hello).unwrap_err();
         assert_eq!(

@@ -23,7 +23,9 @@
 //! know; its `decode` refuses an unknown frame type):
 //! - 1 (2026-11, `ferry-data/1`): `Open`/`Accepted`/`Refused`, the
 //!   conversation, chunks. Later additions within 1, optional on the wire:
-//!   the `Abort`'s `disposition` (2026-11-29), its `side` (2026-11-29).
+//!   the `Abort`'s `disposition` (2026-11-29), its `side` (2026-11-29)
+//!   and `stopped` (an older peer takes such an abort for a fault to
+//!   retry later, as it did).
 //! - 2 (2026-11-29, `ferry-data/2`): keep-alive frames and the idle
 //!   deadline. With a peer that speaks only 1, neither is used (a stall
 //!   then waits, as it did).
@@ -191,6 +193,12 @@ pub enum Message {
             deserialize_with = "crate::task::lenient_side"
         )]
         side: Option<Side>,
+        /// Nothing failed: this side was told to stop the attempt (its
+        /// endpoint paused, or the hub ended the attempt), and its hub
+        /// knows. The peer ends its side without a report of its own, so a
+        /// pause is not counted as a fault.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stopped: bool,
     },
 }
 
@@ -447,6 +455,7 @@ mod tests {
                 reason: "why".into(),
                 disposition,
                 side: Some(Side::Source),
+                stopped: false,
             };
             assert_eq!(roundtrip(&encode_message(&abort)), Frame::Message(abort));
         }
@@ -454,11 +463,23 @@ mod tests {
             reason: "no".into(),
             disposition: Disposition::FailTask,
             side: None,
+            stopped: false,
         });
-        assert!(String::from_utf8_lossy(&fail).contains(r#""disposition":"fail_task""#));
+        let text = String::from_utf8_lossy(&fail);
+        assert!(text.contains(r#""disposition":"fail_task""#));
         assert!(
-            !String::from_utf8_lossy(&fail).contains("side"),
-            "an older peer sees the abort it knows"
+            !text.contains("side") && !text.contains("stopped"),
+            "an older peer sees the abort it knows: {text}"
+        );
+        let stopped = Message::Abort {
+            reason: "paused".into(),
+            disposition: Disposition::RetryLater,
+            side: None,
+            stopped: true,
+        };
+        assert_eq!(
+            roundtrip(&encode_message(&stopped)),
+            Frame::Message(stopped)
         );
         for body in [
             r#"{"type":"abort","reason":"fatal: old words"}"#,
@@ -473,6 +494,7 @@ mod tests {
                     decode(frame),
                     Ok(Frame::Message(Message::Abort {
                         disposition: Disposition::RetryLater,
+                        stopped: false,
                         ..
                     }))
                 ),

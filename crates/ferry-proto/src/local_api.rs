@@ -117,6 +117,10 @@ pub struct StatusReport {
     pub hub_detail: Option<String>,
     pub transfer: TransferState,
     pub paused: bool,
+    /// While paused: the tasks whose data work the pause holds back (they
+    /// wait at the hub until `ferry -unpause`).
+    #[serde(default)]
+    pub held_tasks: Vec<String>,
     pub policy: PolicySource,
     /// Why the last re-read of config-paths failed (naming the line), while
     /// the policy before it stays in force; none once a re-read succeeds.
@@ -185,6 +189,7 @@ mod tests {
             hub_detail: Some("connection refused".into()),
             transfer: TransferState::Idle,
             paused: false,
+            held_tasks: vec![],
             policy: PolicySource::ConfigPaths {
                 file: "/home/u/.ferry/config-paths".into(),
                 rules: 1,
