@@ -285,7 +285,7 @@ impl Shared {
 
     fn handle(&self, request: Request) -> Response {
         match request {
-            Request::Status => Response::Status(self.status()),
+            Request::Status => Response::Status(Box::new(self.status())),
             Request::Stop => {
                 self.shutdown.send_replace(true);
                 Response::Done {

@@ -42,7 +42,7 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     /// The request was accepted and carried out (stop: the daemon is exiting).
     Done {
         message: String,
@@ -210,7 +210,7 @@ mod tests {
         ] {
             assert_eq!(decode::<Request>(&encode(&req)).unwrap(), req);
         }
-        let resp = Response::Status(report());
+        let resp = Response::Status(Box::new(report()));
         assert_eq!(decode::<Response>(&encode(&resp)).unwrap(), resp);
     }
 
