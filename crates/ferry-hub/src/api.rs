@@ -2,11 +2,16 @@
 //! file operations on connected endpoints, and transfer tasks. Every route authenticates first
 //! and answers errors as JSON [`ApiError`]s with one line a user can act on.
 //!
-//! Routes with a body authenticate with an extractor from the request head
-//! ([`Caller`], [`Registrant`]) placed before the body's: axum runs head
-//! extractors first, so a request without valid credentials is refused
-//! before any of its body is read.
+//! Every route gets its principal from one extractor, [`Caller`] (or
+//! [`Registrant`], which also takes a setup key), and every decision from
+//! [`authorize`]: the extractor checks that the grant covers the route's
+//! action, and the lookups of endpoints and tasks ([`resolve`],
+//! [`own_task`]) that the principal may act on the object. The extractors
+//! read only the request head: axum runs them before the body's, so a
+//! request without valid credentials is refused before any of its body is
+//! read.
 
+use crate::authz::{Action, Refusal, Resource, authorize};
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
 use crate::grants::{self, Principal};
@@ -22,7 +27,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
     ApiError, CreateEndpoint, EndpointInfo, FilterScope, FsOp, FsOutcome, RegisterEndpoint,
-    SCOPE_SETUP, SCOPE_TRANSFER, UpdateEndpoint,
+    UpdateEndpoint,
 };
 use ferry_proto::task::{
     Capability, MAX_CAPABILITY, MAX_ITEM_PATH, MAX_LABEL, MAX_TASK_ITEMS, SubmitTask,
@@ -141,8 +146,8 @@ fn credential<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
         .then(|| credential.trim())
 }
 
-/// The caller, who must hold one of `scopes`.
-fn principal(hub: &Hub, headers: &HeaderMap, scopes: &[&str]) -> Result<Principal, Failure> {
+/// The principal behind the request's bearer token.
+fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Principal, Failure> {
     let token = credential(headers, "Bearer").ok_or_else(|| {
         Failure::new(
             StatusCode::UNAUTHORIZED,
@@ -150,7 +155,7 @@ fn principal(hub: &Hub, headers: &HeaderMap, scopes: &[&str]) -> Result<Principa
             "no access token; log in with `ferry login` or set FERRY_TOKEN",
         )
     })?;
-    let principal = grants::authenticate(&hub.store, token)
+    grants::authenticate(&hub.store, token)
         .map_err(Failure::internal)?
         .ok_or_else(|| {
             Failure::new(
@@ -158,46 +163,60 @@ fn principal(hub: &Hub, headers: &HeaderMap, scopes: &[&str]) -> Result<Principa
                 "invalid_token",
                 "the access token is invalid or expired; log in again with `ferry login`",
             )
-        })?;
-    if !scopes.iter().any(|s| principal.has_scope(s)) {
-        return Err(Failure::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            format!("the access token lacks the scope {}", scopes.join(" or ")),
-        ));
+        })
+}
+
+impl From<Refusal> for Failure {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Scope { .. } => Failure::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                refusal.to_string(),
+            ),
+            Refusal::Hidden => Failure::new(StatusCode::NOT_FOUND, "not_found", "not found"),
+        }
     }
-    Ok(principal)
 }
 
-/// The scopes a route accepts, any one of them.
-trait Scopes {
-    const ANY_OF: &'static [&'static str];
+/// What a route does, for [`Caller`]: its [`Action`].
+trait Route {
+    const ACTION: Action;
 }
 
-/// Routes for setting endpoints up, or using them.
+macro_rules! routes_doing {
+    ($($(#[$doc:meta])* $name:ident => $action:expr;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        struct $name;
+        impl Route for $name {
+            const ACTION: Action = $action;
+        }
+    )*};
+}
+
+routes_doing! {
+    CreatesEndpoints => Action::CreateEndpoint;
+    SeesEndpoints => Action::SeeEndpoint;
+    ManagesEndpoints => Action::ManageEndpoint;
+    UsesEndpoints => Action::UseEndpoint;
+    SubmitsTasks => Action::SubmitTask;
+    SeesTasks => Action::SeeTask;
+    CancelsTasks => Action::CancelTask;
+}
+
+/// The caller, authenticated, whose grant covers `R`'s action (whether
+/// it may act on a particular object is asked when it is looked up).
 #[derive(Debug)]
-struct SetupOrTransfer;
-impl Scopes for SetupOrTransfer {
-    const ANY_OF: &'static [&'static str] = &[SCOPE_SETUP, SCOPE_TRANSFER];
-}
+struct Caller<R>(Principal, PhantomData<R>);
 
-/// Routes that touch files or tasks.
-#[derive(Debug)]
-struct Transfer;
-impl Scopes for Transfer {
-    const ANY_OF: &'static [&'static str] = &[SCOPE_TRANSFER];
-}
-
-/// The caller, from the bearer token in the request head, holding one of
-/// `S`'s scopes. As an extractor it runs before any body extractor.
-#[derive(Debug)]
-struct Caller<S>(Principal, PhantomData<S>);
-
-impl<S: Scopes + Send> FromRequestParts<Arc<Hub>> for Caller<S> {
+impl<R: Route + Send> FromRequestParts<Arc<Hub>> for Caller<R> {
     type Rejection = Failure;
 
     async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, Failure> {
-        principal(hub, &parts.headers, S::ANY_OF).map(|who| Caller(who, PhantomData))
+        let who = authenticate(hub, &parts.headers)?;
+        authorize(&who, R::ACTION, Resource::Any)?;
+        Ok(Caller(who, PhantomData))
     }
 }
 
@@ -220,7 +239,11 @@ impl FromRequestParts<Arc<Hub>> for Registrant {
                     .map_err(|e| RegistryError::Invalid(e.to_string()))?;
                 Ok(Registrant::Key(key.to_string()))
             }
-            None => principal(hub, &parts.headers, &[SCOPE_SETUP]).map(Registrant::Login),
+            None => {
+                let who = authenticate(hub, &parts.headers)?;
+                authorize(&who, Action::CreateEndpoint, Resource::Any)?;
+                Ok(Registrant::Login(who))
+            }
         }
     }
 }
@@ -236,9 +259,17 @@ fn info(hub: &Hub, row: EndpointRow) -> EndpointInfo {
     }
 }
 
-/// An endpoint the caller may use, named by id or by one of their display
-/// names. A deleted one is as absent as a missing one.
-fn resolve(hub: &Hub, who: &Principal, name: &str) -> Result<EndpointRow, Failure> {
+/// An endpoint the caller may `action`, named by id or by one of their
+/// display names. A deleted one is as absent as a missing one, and so is
+/// one the caller may not act on.
+fn resolve(hub: &Hub, who: &Principal, name: &str, action: Action) -> Result<EndpointRow, Failure> {
+    let not_found = || {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no endpoint {name:?} among yours; list them with `ferry endpoint search`"),
+        )
+    };
     let by_id = hub
         .store
         .endpoint(name)
@@ -252,18 +283,18 @@ fn resolve(hub: &Hub, who: &Principal, name: &str) -> Result<EndpointRow, Failur
             .map_err(Failure::internal)?,
     };
     match row {
-        Some(row) if row.owner_id == who.user_id => Ok(row),
-        _ => Err(Failure::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no endpoint {name:?} among yours; list them with `ferry endpoint search`"),
-        )),
+        Some(row) => match authorize(who, action, Resource::Endpoint(&row)) {
+            Ok(()) => Ok(row),
+            Err(Refusal::Hidden) => Err(not_found()),
+            Err(refusal) => Err(refusal.into()),
+        },
+        None => Err(not_found()),
     }
 }
 
 async fn create_endpoint(
     State(hub): State<Arc<Hub>>,
-    Caller(who, _): Caller<SetupOrTransfer>,
+    Caller(who, _): Caller<CreatesEndpoints>,
     Json(body): Json<CreateEndpoint>,
 ) -> Result<(StatusCode, Json<ferry_proto::api::CreatedEndpoint>), Failure> {
     let created = endpoints::create(
@@ -287,10 +318,9 @@ struct SearchQuery {
 
 async fn search_endpoints(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    Caller(who, _): Caller<SeesEndpoints>,
     Query(query): Query<SearchQuery>,
 ) -> Result<Json<Vec<EndpointInfo>>, Failure> {
-    let who = principal(&hub, &headers, &[SCOPE_TRANSFER, SCOPE_SETUP])?;
     // Sharing is not built yet: nothing is shared with anyone, so "all"
     // (what the caller may see) is their own endpoints.
     let rows = match query.filter_scope.unwrap_or(FilterScope::MyEndpoints) {
@@ -305,27 +335,26 @@ async fn search_endpoints(
 
 async fn show_endpoint(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    Caller(who, _): Caller<SeesEndpoints>,
     Path(endpoint): Path<String>,
 ) -> Result<Json<EndpointInfo>, Failure> {
-    let who = principal(&hub, &headers, &[SCOPE_TRANSFER, SCOPE_SETUP])?;
-    let row = resolve(&hub, &who, &endpoint)?;
+    let row = resolve(&hub, &who, &endpoint, Action::SeeEndpoint)?;
     Ok(Json(info(&hub, row)))
 }
 
 /// The owner renames an endpoint (`ferry endpoint update EP --display-name`).
 async fn update_endpoint(
     State(hub): State<Arc<Hub>>,
-    Caller(who, _): Caller<SetupOrTransfer>,
+    Caller(who, _): Caller<ManagesEndpoints>,
     Path(endpoint): Path<String>,
     Json(body): Json<UpdateEndpoint>,
 ) -> Result<Json<EndpointInfo>, Failure> {
-    let row = resolve(&hub, &who, &endpoint)?;
+    let row = resolve(&hub, &who, &endpoint, Action::ManageEndpoint)?;
     if let Some(name) = &body.display_name {
         endpoints::rename(&hub.store, &row, name)?;
         tracing::info!(endpoint = %row.id, by = %who.user_name, from = %row.display_name, to = %name, "endpoint renamed");
     }
-    let row = resolve(&hub, &who, &row.id)?;
+    let row = resolve(&hub, &who, &row.id, Action::ManageEndpoint)?;
     Ok(Json(info(&hub, row)))
 }
 
@@ -334,10 +363,10 @@ async fn update_endpoint(
 async fn delete_endpoint(
     State(hub): State<Arc<Hub>>,
     wake: Option<Extension<Wake>>,
-    Caller(who, _): Caller<SetupOrTransfer>,
+    Caller(who, _): Caller<ManagesEndpoints>,
     Path(endpoint): Path<String>,
 ) -> Result<Json<EndpointInfo>, Failure> {
-    let row = resolve(&hub, &who, &endpoint)?;
+    let row = resolve(&hub, &who, &endpoint, Action::ManageEndpoint)?;
     endpoints::delete(&hub.store, &row)?;
     tracing::info!(endpoint = %row.id, by = %who.user_name, name = %row.display_name, "endpoint deleted");
     // The scheduler's sweep tells connected endpoints of new revocations.
@@ -379,11 +408,11 @@ async fn register_endpoint(
 
 async fn fs_operation(
     State(hub): State<Arc<Hub>>,
-    Caller(who, _): Caller<Transfer>,
+    Caller(who, _): Caller<UsesEndpoints>,
     Path(endpoint): Path<String>,
     Json(op): Json<FsOp>,
 ) -> Result<Json<FsOutcome>, Failure> {
-    let row = resolve(&hub, &who, &endpoint)?;
+    let row = resolve(&hub, &who, &endpoint, Action::UseEndpoint)?;
     match hub.control.fs(&row.id, op, FS_WITHIN).await {
         Ok(FsOutcome::Failed { message }) => Err(Failure::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -555,10 +584,10 @@ const MIN_TASK_PREFIX: usize = 4;
 /// Candidates an ambiguous prefix names.
 const AMBIGUOUS_LISTED: usize = 10;
 
-/// One of the caller's tasks, named by its id or a unique prefix of it:
-/// the one place every task route resolves what the user typed. Someone
-/// else's task is as absent as a missing one.
-fn own_task(hub: &Hub, who: &Principal, id: &str) -> Result<TaskRow, Failure> {
+/// A task the caller may `action`, named by its id or a unique prefix of
+/// it: the one place every task route resolves what the user typed.
+/// Someone else's task is as absent as a missing one.
+fn own_task(hub: &Hub, who: &Principal, id: &str, action: Action) -> Result<TaskRow, Failure> {
     let not_found = || {
         Failure::new(
             StatusCode::NOT_FOUND,
@@ -566,12 +595,13 @@ fn own_task(hub: &Hub, who: &Principal, id: &str) -> Result<TaskRow, Failure> {
             format!("no task {id:?} among yours; list them with `ferry task list`"),
         )
     };
+    let allowed = |row: TaskRow| match authorize(who, action, Resource::Task(&row)) {
+        Ok(()) => Ok(row),
+        Err(Refusal::Hidden) => Err(not_found()),
+        Err(refusal) => Err(Failure::from(refusal)),
+    };
     if let Some(row) = hub.store.task(id).map_err(Failure::internal)? {
-        return if row.owner_id == who.user_id {
-            Ok(row)
-        } else {
-            Err(not_found())
-        };
+        return allowed(row);
     }
     let prefix = id.to_ascii_lowercase();
     if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
@@ -589,7 +619,7 @@ fn own_task(hub: &Hub, who: &Principal, id: &str) -> Result<TaskRow, Failure> {
         .map_err(Failure::internal)?;
     match found.len() {
         0 => Err(not_found()),
-        1 => Ok(found.remove(0)),
+        1 => allowed(found.remove(0)),
         n => {
             let more = if n > AMBIGUOUS_LISTED {
                 " and more"
@@ -625,7 +655,7 @@ fn wake_scheduler(wake: Option<Extension<Wake>>) {
 async fn submit_task(
     State(hub): State<Arc<Hub>>,
     wake: Option<Extension<Wake>>,
-    Caller(who, _): Caller<Transfer>,
+    Caller(who, _): Caller<SubmitsTasks>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<SubmittedTask>), Failure> {
     // Parsed here rather than by the Json extractor, so a bad field (an
@@ -634,8 +664,13 @@ async fn submit_task(
         .map_err(|e| bad(format!("the task is not understood: {e}")))?;
     let now = grants::now();
     check_submission(&submit, now)?;
-    let source = resolve(&hub, &who, &submit.source_endpoint)?;
-    let destination = resolve(&hub, &who, &submit.destination_endpoint)?;
+    let source = resolve(&hub, &who, &submit.source_endpoint, Action::UseEndpoint)?;
+    let destination = resolve(
+        &hub,
+        &who,
+        &submit.destination_endpoint,
+        Action::UseEndpoint,
+    )?;
     for endpoint in [&source, &destination] {
         if endpoint.revoked {
             return Err(Failure::new(
@@ -685,10 +720,9 @@ struct LimitQuery {
 
 async fn list_tasks(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    Caller(who, _): Caller<SeesTasks>,
     Query(query): Query<LimitQuery>,
 ) -> Result<Json<Vec<TaskInfo>>, Failure> {
-    let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
     let limit = query
         .limit
         .unwrap_or(TASK_LIST_DEFAULT)
@@ -713,11 +747,10 @@ struct WaitQuery {
 
 async fn show_task(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    Caller(who, _): Caller<SeesTasks>,
     Path(task): Path<String>,
     Query(query): Query<WaitQuery>,
 ) -> Result<Json<TaskInfo>, Failure> {
-    let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(TASK_WAIT_MAX);
     let until = tokio::time::Instant::now() + wait;
     loop {
@@ -725,7 +758,7 @@ async fn show_task(
         let ended = hub.task_ended.notified();
         tokio::pin!(ended);
         ended.as_mut().enable();
-        let row = own_task(&hub, &who, &task)?;
+        let row = own_task(&hub, &who, &task, Action::SeeTask)?;
         if row.status.is_final() || tokio::time::Instant::now() >= until {
             let items = if query.items {
                 Some(task_items(&hub, &row.id)?)
@@ -745,11 +778,10 @@ async fn show_task(
 async fn cancel_task(
     State(hub): State<Arc<Hub>>,
     wake: Option<Extension<Wake>>,
-    headers: HeaderMap,
+    Caller(who, _): Caller<CancelsTasks>,
     Path(task): Path<String>,
 ) -> Result<Json<TaskInfo>, Failure> {
-    let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
-    let row = own_task(&hub, &who, &task)?;
+    let row = own_task(&hub, &who, &task, Action::CancelTask)?;
     let now = grants::now();
     let canceled = hub
         .store
@@ -773,7 +805,7 @@ async fn cancel_task(
         hub.task_ended.notify_waiters();
         wake_scheduler(wake);
     }
-    let row = own_task(&hub, &who, &task)?;
+    let row = own_task(&hub, &who, &task, Action::CancelTask)?;
     match row.status {
         TaskStatus::Canceled => Ok(Json(task_info(&hub, row))),
         status => Err(Failure::new(
@@ -786,12 +818,11 @@ async fn cancel_task(
 
 async fn task_events(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    Caller(who, _): Caller<SeesTasks>,
     Path(task): Path<String>,
     Query(query): Query<LimitQuery>,
 ) -> Result<Json<Vec<TaskEvent>>, Failure> {
-    let who = principal(&hub, &headers, &[SCOPE_TRANSFER])?;
-    let row = own_task(&hub, &who, &task)?;
+    let row = own_task(&hub, &who, &task, Action::SeeTask)?;
     let limit = query
         .limit
         .unwrap_or(EVENTS_DEFAULT)
@@ -819,6 +850,7 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::Request;
+    use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER};
     use http_body_util::BodyExt;
     use serde_json::{Value, json};
     use tower::ServiceExt;
@@ -895,6 +927,229 @@ mod tests {
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)));
         (status, value)
+    }
+
+    /// Every (method, path) that [`routes`] declares, read from its source,
+    /// so a route added without a line in the walk below fails the walk.
+    fn declared_routes() -> Vec<(String, String)> {
+        let source = include_str!("api.rs");
+        let start = source.find("pub fn routes()").unwrap();
+        let body = &source[start..start + source[start..].find("\n}\n").unwrap()];
+        let mut declared = Vec::new();
+        for route in body.split(".route(").skip(1) {
+            let path = route.split('"').nth(1).unwrap().to_string();
+            for method in ["get", "post", "put", "patch", "delete"] {
+                let called = route.match_indices(&format!("{method}(")).any(|(i, _)| {
+                    i == 0
+                        || !route.as_bytes()[i - 1].is_ascii_alphanumeric()
+                            && route.as_bytes()[i - 1] != b'_'
+                });
+                if called {
+                    declared.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        declared.sort();
+        declared
+    }
+
+    async fn send(
+        hub: &Arc<Hub>,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, String) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(v) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = crate::web::router(hub.clone())
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Every route, as no one and as another user: no one is refused
+    /// (401) before anything happens; Bob, whose token covers every
+    /// action, finds none of Alice's endpoints and tasks (404, the answer
+    /// for what does not exist), sees none of them in his lists, and
+    /// changes nothing of hers.
+    #[tokio::test]
+    async fn every_route_refuses_no_one_and_hides_one_users_objects_from_another() {
+        let s = setup();
+        let bob_id = s.hub.store.user_by_name("bob").unwrap().unwrap().id;
+        let bob = token(
+            &s.hub,
+            bob_id,
+            "bob",
+            &format!("{SCOPE_TRANSFER} {SCOPE_SETUP}"),
+        );
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(submission(&s.laptop, &s.cluster)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let task = body["task_id"].as_str().unwrap().to_string();
+        let alices = [s.laptop.as_str(), s.cluster.as_str(), task.as_str()];
+
+        // (method, path as declared, the request made, its body, what Bob gets)
+        enum Bob {
+            /// Alice's object, named: as absent as a missing one.
+            NotFound,
+            /// A route on his own things: it may succeed or fail, but
+            /// never shows or touches Alice's.
+            OwnOnly,
+        }
+        let fs = json!({"op": "list", "path": "/~/"});
+        let rename = json!({"display_name": "taken-over"});
+        let walk: Vec<(&str, &str, String, Option<Value>, Bob)> = vec![
+            (
+                "GET",
+                "/api/v1/endpoints",
+                "/api/v1/endpoints?filter_scope=all".into(),
+                None,
+                Bob::OwnOnly,
+            ),
+            (
+                "POST",
+                "/api/v1/endpoints",
+                "/api/v1/endpoints".into(),
+                Some(json!({"display_name": "bobs-new"})),
+                Bob::OwnOnly,
+            ),
+            (
+                "POST",
+                "/api/v1/endpoints/register",
+                "/api/v1/endpoints/register".into(),
+                Some(json!({"csr_pem": "not a csr", "display_name": "x"})),
+                Bob::OwnOnly,
+            ),
+            (
+                "GET",
+                "/api/v1/endpoints/{endpoint}",
+                format!("/api/v1/endpoints/{}", s.laptop),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "PATCH",
+                "/api/v1/endpoints/{endpoint}",
+                format!("/api/v1/endpoints/{}", s.laptop),
+                Some(rename.clone()),
+                Bob::NotFound,
+            ),
+            (
+                "DELETE",
+                "/api/v1/endpoints/{endpoint}",
+                format!("/api/v1/endpoints/{}", s.cluster),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "POST",
+                "/api/v1/endpoints/{endpoint}/fs",
+                format!("/api/v1/endpoints/{}/fs", s.laptop),
+                Some(fs),
+                Bob::NotFound,
+            ),
+            (
+                "GET",
+                "/api/v1/tasks",
+                "/api/v1/tasks".into(),
+                None,
+                Bob::OwnOnly,
+            ),
+            (
+                "POST",
+                "/api/v1/tasks",
+                "/api/v1/tasks".into(),
+                Some(submission(&s.laptop, &s.cluster)),
+                Bob::NotFound,
+            ),
+            (
+                "GET",
+                "/api/v1/tasks/{task}",
+                format!("/api/v1/tasks/{task}"),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "POST",
+                "/api/v1/tasks/{task}/cancel",
+                format!("/api/v1/tasks/{task}/cancel"),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "GET",
+                "/api/v1/tasks/{task}/events",
+                format!("/api/v1/tasks/{task}/events"),
+                None,
+                Bob::NotFound,
+            ),
+        ];
+        let mut walked: Vec<(String, String)> = walk
+            .iter()
+            .map(|(m, p, ..)| (m.to_string(), p.to_string()))
+            .collect();
+        walked.sort();
+        assert_eq!(walked, declared_routes(), "every route is walked, once");
+
+        for (method, _, uri, body, expect) in &walk {
+            let (status, answer) = send(&s.hub, method, uri, None, body.as_ref()).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} as no one: {answer}"
+            );
+            let (status, answer) = send(&s.hub, method, uri, Some(&bob), body.as_ref()).await;
+            match expect {
+                Bob::NotFound => {
+                    assert_eq!(
+                        status,
+                        StatusCode::NOT_FOUND,
+                        "{method} {uri} as bob: {answer}"
+                    )
+                }
+                Bob::OwnOnly => assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{method} {uri} as bob: {status} {answer}"
+                ),
+            }
+            // (A refusal may repeat the name Bob gave; nothing else of hers.)
+            for id in alices.iter().filter(|_| status.is_success()) {
+                assert!(
+                    !answer.contains(id),
+                    "{method} {uri} as bob shows {id}: {answer}"
+                );
+            }
+        }
+        // Alice's things are as she left them.
+        let laptop = s.hub.store.endpoint(&s.laptop).unwrap().unwrap();
+        assert_eq!(
+            (laptop.display_name.as_str(), laptop.deleted),
+            ("laptop", false)
+        );
+        assert!(!s.hub.store.endpoint(&s.cluster).unwrap().unwrap().deleted);
+        assert_eq!(
+            s.hub.store.task(&task).unwrap().unwrap().status,
+            TaskStatus::Active
+        );
     }
 
     fn submission(source: &str, destination: &str) -> Value {
