@@ -292,7 +292,24 @@ fn revoked_list(hub: &Hub) -> Vec<String> {
         })
 }
 
-fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, (RefuseReason, String)> {
+/// Why an endpoint is not (or no longer) admitted.
+#[derive(Debug)]
+enum NotAdmitted {
+    /// It may not connect: refused with the reason.
+    Refused(RefuseReason, String),
+    /// The registry could not be read: nothing is known against the
+    /// endpoint. A connected one stays (a transient storage error must not
+    /// cut live transfers); a new one is asked to dial again later.
+    Unknowable,
+}
+
+impl From<(RefuseReason, String)> for NotAdmitted {
+    fn from((reason, message): (RefuseReason, String)) -> Self {
+        NotAdmitted::Refused(reason, message)
+    }
+}
+
+fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, NotAdmitted> {
     let cert = cert.ok_or((
         RefuseReason::UnknownEndpoint,
         "no endpoint certificate was presented; run `ferry -setup`".to_string(),
@@ -301,30 +318,40 @@ fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, (RefuseReason, St
         RefuseReason::UnknownEndpoint,
         "the certificate names no endpoint".to_string(),
     ))?;
-    let row = match hub.store.endpoint(&id) {
+    admission_of(
+        hub.store.endpoint(&id).map_err(|e| e.to_string()),
+        &id,
+        cert,
+    )
+}
+
+/// The admission decision on what the registry said of endpoint `id`.
+fn admission_of(
+    looked_up: Result<Option<crate::store::EndpointRow>, String>,
+    id: &str,
+    cert: &[u8],
+) -> Result<String, NotAdmitted> {
+    let row = match looked_up {
         Ok(Some(row)) => row,
         Ok(None) => {
-            return Err((
+            return Err(NotAdmitted::Refused(
                 RefuseReason::UnknownEndpoint,
                 format!("endpoint {id} is not known to this hub"),
             ));
         }
         Err(e) => {
-            tracing::error!(error = %e, "registry lookup failed");
-            return Err((
-                RefuseReason::UnknownEndpoint,
-                "the hub cannot read its registry; try later".into(),
-            ));
+            tracing::error!(error = %e, endpoint = %id, "registry lookup failed");
+            return Err(NotAdmitted::Unknowable);
         }
     };
     if row.deleted {
-        return Err((
+        return Err(NotAdmitted::Refused(
             RefuseReason::Revoked,
             format!("endpoint {id} was deleted by its owner"),
         ));
     }
     if row.revoked {
-        return Err((
+        return Err(NotAdmitted::Refused(
             RefuseReason::Revoked,
             // No advice here: the daemon knows its config dir and says
             // which commands set the machine up again.
@@ -332,14 +359,14 @@ fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, (RefuseReason, St
         ));
     }
     if row.cert_sha256.as_deref() != Some(hex(&cert_sha256(cert)).as_str()) {
-        return Err((
+        return Err(NotAdmitted::Refused(
             RefuseReason::Superseded,
             format!(
                 "endpoint {id} was set up again elsewhere; this certificate is no longer valid"
             ),
         ));
     }
-    Ok(id)
+    Ok(id.to_string())
 }
 
 /// Runs one control connection until it ends.
@@ -392,9 +419,13 @@ pub async fn serve_connection<S>(
                                             admitted = Some((id, connection));
                                         }
                                     }
-                                    Err((reason, message)) => {
+                                    Err(NotAdmitted::Refused(reason, message)) => {
                                         tracing::warn!(%peer, %message, "endpoint refused");
                                         conn.refuse(reason, &message);
+                                    }
+                                    Err(NotAdmitted::Unknowable) => {
+                                        // Dialled again with backoff, as after any refusal but a revocation.
+                                        conn.refuse(RefuseReason::UnknownEndpoint, "the hub cannot read its registry now; the endpoint dials again");
                                     }
                                 },
                                 HubEvent::Paused { paused } => {
@@ -477,9 +508,14 @@ pub async fn serve_connection<S>(
             _ = tokio::time::sleep_until(deadline) => match conn.handle_timeout(Instant::now()) {
                 Ok(HubTimeout::Nothing) => {}
                 Ok(HubTimeout::Beat) => {
-                    if let Err((reason, message)) = admission(&hub, cert.as_deref()) {
-                        tracing::warn!(%peer, %message, "endpoint no longer admitted");
-                        conn.refuse(reason, &message);
+                    match admission(&hub, cert.as_deref()) {
+                        Ok(_) => {}
+                        Err(NotAdmitted::Refused(reason, message)) => {
+                            tracing::warn!(%peer, %message, "endpoint no longer admitted");
+                            conn.refuse(reason, &message);
+                        }
+                        // Logged where it failed; asked again at the next beat.
+                        Err(NotAdmitted::Unknowable) => {}
                     }
                 }
                 Err(e) => break Err(match e { ControlError::Closed => "closed".into(), other => other.to_string() }),
@@ -585,6 +621,23 @@ mod tests {
         let _ = written;
         serve.await.unwrap();
         (answer.unwrap(), largest_read.load(Ordering::Relaxed))
+    }
+
+    /// A registry that cannot be read says nothing against an endpoint: a
+    /// connected one is not cut at its next beat (it was, refused as
+    /// unknown, taking its transfers with it), and a new one is asked to
+    /// dial again rather than told it is unknown.
+    #[test]
+    fn a_registry_that_cannot_be_read_refuses_no_one() {
+        let cert = b"a certificate";
+        assert!(matches!(
+            admission_of(Err("disk I/O error".into()), "e1", cert),
+            Err(NotAdmitted::Unknowable)
+        ));
+        assert!(matches!(
+            admission_of(Ok(None), "e1", cert),
+            Err(NotAdmitted::Refused(RefuseReason::UnknownEndpoint, _))
+        ));
     }
 
     #[tokio::test]
