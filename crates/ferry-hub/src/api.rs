@@ -16,7 +16,8 @@ use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
 use crate::grants::{self, Principal};
 use crate::server::Hub;
-use crate::store::{EndpointRow, MAX_TASK_EVENTS, NewTask, TaskRow};
+use crate::store::{EndpointRow, MAX_TASK_EVENTS, TaskRow};
+use crate::task_service::{self, TaskServiceError};
 use crate::tasks::{self, Wake};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
@@ -671,46 +672,9 @@ async fn submit_task(
         &submit.destination_endpoint,
         Action::UseEndpoint,
     )?;
-    for endpoint in [&source, &destination] {
-        if endpoint.revoked {
-            return Err(Failure::new(
-                StatusCode::CONFLICT,
-                "revoked",
-                format!(
-                    "endpoint '{}' was revoked; set its machine up again with `ferry -setup --force`",
-                    endpoint.display_name
-                ),
-            ));
-        }
-    }
-    let task = NewTask {
-        id: uuid::Uuid::new_v4().to_string(),
-        owner_id: who.user_id,
-        source_id: source.id.clone(),
-        destination_id: destination.id.clone(),
-        items_json: serde_json::to_string(&submit.items).map_err(Failure::internal)?,
-        item_count: submit.items.len() as u64,
-        options_json: serde_json::to_string(&submit.options).map_err(Failure::internal)?,
-        label: submit.label.filter(|l| !l.is_empty()),
-        deadline: submit.deadline,
-        created: now,
-    };
-    let described = format!(
-        "{} item{} from '{}' to '{}'",
-        task.item_count,
-        if task.item_count == 1 { "" } else { "s" },
-        source.display_name,
-        destination.display_name
-    );
-    hub.store
-        .create_task(&task, tasks::code::SUBMITTED, &described)
-        .map_err(Failure::internal)?;
-    tracing::info!(task = %task.id, owner = %who.user_name, "task submitted: {described}");
+    let task_id = task_service::submit(&hub.store, &who, &source, &destination, submit, now)?;
     wake_scheduler(wake);
-    Ok((
-        StatusCode::CREATED,
-        Json(SubmittedTask { task_id: task.id }),
-    ))
+    Ok((StatusCode::CREATED, Json(SubmittedTask { task_id })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -782,37 +746,27 @@ async fn cancel_task(
     Path(task): Path<String>,
 ) -> Result<Json<TaskInfo>, Failure> {
     let row = own_task(&hub, &who, &task, Action::CancelTask)?;
-    let now = grants::now();
-    let canceled = hub
-        .store
-        .finish_task(&row.id, TaskStatus::Canceled, None, None, now)
-        .map_err(Failure::internal)?;
-    if canceled {
-        hub.store
-            .add_task_event(
-                &row.id,
-                tasks::code::CANCELED,
-                &format!("canceled by {}", who.user_name),
-                now,
-                true,
-            )
-            .map_err(Failure::internal)?;
-        // The scheduler, woken below, finds the task gone from the ACTIVE
-        // ones and tells both endpoints (with the attempt, so the
-        // destination refuses a replay of its capability): one place
-        // decides what a cancel sends.
-        tracing::info!(task = %row.id, by = %who.user_name, "task canceled");
+    if task_service::cancel(&hub.store, &who, &row, grants::now())? {
         hub.task_ended.notify_waiters();
         wake_scheduler(wake);
     }
-    let row = own_task(&hub, &who, &task, Action::CancelTask)?;
-    match row.status {
-        TaskStatus::Canceled => Ok(Json(task_info(&hub, row))),
-        status => Err(Failure::new(
-            StatusCode::CONFLICT,
-            "task_ended",
-            format!("task {} already ended: {status}", row.id),
-        )),
+    let row = own_task(&hub, &who, &row.id, Action::SeeTask)?;
+    Ok(Json(task_info(&hub, row)))
+}
+
+impl From<TaskServiceError> for Failure {
+    fn from(e: TaskServiceError) -> Self {
+        match e {
+            e @ TaskServiceError::Revoked(_) => {
+                Failure::new(StatusCode::CONFLICT, "revoked", e.to_string())
+            }
+            e @ TaskServiceError::Ended { .. } => {
+                Failure::new(StatusCode::CONFLICT, "task_ended", e.to_string())
+            }
+            e @ (TaskServiceError::Encode(_) | TaskServiceError::Storage(_)) => {
+                Failure::internal(e)
+            }
+        }
     }
 }
 
@@ -848,6 +802,7 @@ async fn task_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::NewTask;
     use axum::body::Body;
     use axum::http::Request;
     use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER};

@@ -19,6 +19,7 @@ mod secrets;
 mod server;
 mod state;
 mod store;
+mod task_service;
 mod tasks;
 mod web;
 
