@@ -116,6 +116,7 @@ fn endpoint_name(m: &EndpointMessage) -> &'static str {
         EndpointMessage::FsReply { .. } => "fs_reply",
         EndpointMessage::TaskReport { .. } => "task_report",
         EndpointMessage::RenewCertificate { .. } => "renew_certificate",
+        EndpointMessage::Paused { .. } => "paused",
     }
 }
 
@@ -184,6 +185,8 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                         heartbeat_secs: interval.as_secs(),
                         capability_key: "key".into(),
                         revoked_endpoints: vec!["gone-1".into()],
+                        deleted_reports: true,
+                        pause_notices: true,
                     }]);
                     assert_eq!(conn.poll_timeout(), Some(now + interval));
                 }
@@ -280,6 +283,7 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                             min_version,
                             software,
                             data_address,
+                            paused,
                         }),
                     ) => {
                         if version < MIN_PROTOCOL_VERSION
@@ -300,7 +304,8 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                                 result,
                                 Ok(vec![HubEvent::Hello {
                                     software,
-                                    data_address
+                                    data_address,
+                                    paused
                                 }])
                             );
                             state = Hub::Deciding;
@@ -334,6 +339,9 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                         } else {
                             assert_eq!(result, Ok(vec![HubEvent::RenewCertificate { csr }]));
                         }
+                    }
+                    (Hub::Ready, Ok(EndpointMessage::Paused { paused })) => {
+                        assert_eq!(result, Ok(vec![HubEvent::Paused { paused }]))
                     }
                     (Hub::Ready, Ok(EndpointMessage::FsReply { id, outcome })) => {
                         assert_eq!(result, Ok(vec![HubEvent::FsReply { id, outcome }]))
@@ -490,6 +498,8 @@ fn drive_endpoint(t0: Instant, input: &[u8]) {
                             heartbeat_secs,
                             capability_key,
                             revoked_endpoints,
+                            pause_notices,
+                            ..
                         }),
                     ) => {
                         if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
@@ -499,6 +509,7 @@ fn drive_endpoint(t0: Instant, input: &[u8]) {
                                     endpoint_id,
                                     capability_key,
                                     revoked_endpoints,
+                                    pause_notices,
                                 }])
                             );
                             state = Endpoint::Ready;
