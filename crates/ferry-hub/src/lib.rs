@@ -16,6 +16,7 @@ mod pages;
 mod pki;
 mod secrets;
 mod server;
+mod session;
 mod state;
 mod store;
 mod tasks;

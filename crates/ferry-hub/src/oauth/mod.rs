@@ -1,0 +1,121 @@
+//! The OAuth2 authorization server and the browser side of logging in:
+//! `/authorize` (RFC 6749 code grant with RFC 7636 PKCE, RFC 8252 loopback
+//! redirects), the login and consent pages behind it, the copy-the-code page,
+//! `/token` (authorization_code, refresh_token with rotation,
+//! client_credentials), `/revoke` (RFC 7009) and `/logout`.
+//!
+//! The only public client is the built-in `ferry-cli`; it must use PKCE S256.
+//! Confidential clients are registered by an admin and may only use
+//! client_credentials. Every secret (session, code, token) is stored hashed.
+
+mod authorize;
+mod login;
+mod params;
+mod revoke;
+#[cfg(test)]
+mod tests;
+mod token;
+
+use crate::pages;
+use crate::server::Hub;
+use authorize::Refusal;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use ferry_proto::api::AUTH_CODE_PATH;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Hub>> {
+    Router::new()
+        .route("/", get(login::landing))
+        .route("/login", get(login::login_form).post(login::login))
+        .route("/logout", post(login::logout))
+        .route(
+            "/authorize",
+            get(authorize::authorize).post(authorize::decide),
+        )
+        .route(AUTH_CODE_PATH, get(authorize::code_page))
+        .route("/token", post(token::token))
+        .route("/revoke", post(revoke::revoke))
+}
+
+// --- responses ---
+
+/// Why a page request failed; each variant is a page or a redirect.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PageError {
+    #[error("{title}: {message}")]
+    Shown {
+        status: StatusCode,
+        title: &'static str,
+        message: String,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("authorization request refused")]
+    Refused(Refusal),
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::Shown {
+                status,
+                title,
+                message,
+            } => page(status, pages::error(title, &message)),
+            PageError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    pages::error(
+                        "Something went wrong",
+                        "The hub could not handle this request; its operator can find the reason in its log.",
+                    ),
+                )
+            }
+            PageError::Refused(refusal) => refusal.into_response(),
+        }
+    }
+}
+
+impl From<Refusal> for PageError {
+    fn from(refusal: Refusal) -> Self {
+        PageError::Refused(refusal)
+    }
+}
+
+pub(crate) fn shown(
+    status: StatusCode,
+    title: &'static str,
+    message: impl Into<String>,
+) -> PageError {
+    PageError::Shown {
+        status,
+        title,
+        message: message.into(),
+    }
+}
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> PageError {
+    PageError::Internal(e.to_string())
+}
+
+pub(crate) fn page(status: StatusCode, html: String) -> Response {
+    (status, Html(html)).into_response()
+}
+
+pub(crate) fn see_other(location: &str) -> Response {
+    match HeaderValue::try_from(location) {
+        Ok(value) => (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response(),
+        Err(e) => internal(format!("unusable redirect location: {e}")).into_response(),
+    }
+}
+pub(crate) fn refused_from_elsewhere() -> PageError {
+    shown(
+        StatusCode::FORBIDDEN,
+        "Request refused",
+        "This form was sent from another site. Open this hub's own page and try again.",
+    )
+}
