@@ -7,14 +7,12 @@ use super::params::{
     Params, carried, form_params, is_base64_of_32_bytes, is_s256_challenge, query_params, truncate,
     with_query,
 };
-use super::refused_from_elsewhere;
-use super::{PageError, internal, page, see_other, shown};
+use super::{PageError, check_origin, internal, page, see_other, shown};
 use crate::grants;
 use crate::pages;
 use crate::secrets::{random_token, token_hash};
 use crate::server::Hub;
-use crate::session::{csrf_matches, posted_from_elsewhere, session};
-use crate::state::url_host_port;
+use crate::session::{SessionUser, same_origin};
 use crate::store::AuthCodeRow;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query, State};
@@ -121,18 +119,11 @@ pub(super) fn is_hub_code_page(hub: &Hub, uri: &str) -> bool {
     ) else {
         return false;
     };
-    if path != format!("{own_path}{AUTH_CODE_PATH}") {
-        return false;
-    }
-    match (
-        url_host_port(&format!("https://{authority}")),
-        url_host_port(&format!("https://{own_authority}")),
-    ) {
-        (Ok((host, port)), Ok((own_host, own_port))) => {
-            host.eq_ignore_ascii_case(&own_host) && port == own_port
-        }
-        _ => false,
-    }
+    path == format!("{own_path}{AUTH_CODE_PATH}")
+        && same_origin(
+            &format!("https://{authority}"),
+            &format!("https://{own_authority}"),
+        )
 }
 
 /// Where the built-in CLI may be sent back to.
@@ -310,7 +301,7 @@ pub(super) async fn authorize(
 ) -> Result<Response, PageError> {
     let params = query_params(query)?;
     let request = check_request(&hub, &params)?;
-    let Some((_, current)) = session(&hub, &headers)? else {
+    let Some(current) = SessionUser::from_request(&hub.store, &headers, grants::now())? else {
         return Ok(login_page(
             &hub,
             &headers,
@@ -329,7 +320,7 @@ pub(super) async fn authorize(
             &wants(&request.scopes),
             destination,
             local_program,
-            &current.csrf,
+            current.csrf_token(),
             &request.carry(),
         ),
     );
@@ -346,11 +337,9 @@ pub(super) async fn decide(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    if posted_from_elsewhere(&headers) {
-        return Err(refused_from_elsewhere());
-    }
+    check_origin(&hub, &headers)?;
     let params = form_params(form)?;
-    let Some((_, current)) = session(&hub, &headers)? else {
+    let Some(current) = SessionUser::from_request(&hub.store, &headers, grants::now())? else {
         return Ok(login_page(
             &hub,
             &headers,
@@ -360,7 +349,7 @@ pub(super) async fn decide(
             Some("Your session ended; sign in again."),
         ));
     };
-    if !csrf_matches(params.get("csrf"), &current.csrf) {
+    if current.check_csrf(params.get("csrf")).is_err() {
         tracing::warn!(user = %current.user_name, "consent with a missing or wrong CSRF token");
         return Err(shown(
             StatusCode::FORBIDDEN,

@@ -2,16 +2,12 @@
 //! (rate-limited, bounded password checks), and `/logout`.
 
 use super::params::{carried, encode_pairs, form_params, truncate};
-use super::{PageError, internal, page, refused_from_elsewhere, see_other, shown};
+use super::{PageError, check_origin, internal, page, see_other, shown};
 use crate::grants;
 use crate::pages;
-use crate::secrets::{random_token, token_hash, verify_password};
+use crate::secrets::verify_password;
 use crate::server::Hub;
-use crate::session::{
-    LOGIN_CSRF_COOKIE, LOGIN_FORM_TTL, SESSION_COOKIE, SESSION_TTL, cookie, csrf_matches,
-    login_cookie_age, login_csrf_field, new_login_cookie, posted_from_elsewhere, session,
-    set_cookie,
-};
+use crate::session::{self, LoginCsrf, SessionUser};
 use axum::Extension;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, State};
@@ -25,8 +21,6 @@ pub(super) fn client_ip(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Opt
 }
 
 /// The login page, with its CSRF cookie and the field that goes with it.
-/// A recent cookie of the hub's that the browser already holds is kept, so
-/// two open login tabs both work.
 pub(super) fn login_page(
     hub: &Hub,
     headers: &HeaderMap,
@@ -35,24 +29,12 @@ pub(super) fn login_page(
     user: &str,
     error: Option<&str>,
 ) -> Response {
-    let now = grants::now();
-    let held = cookie(headers, LOGIN_CSRF_COOKIE)
-        .filter(|c| login_cookie_age(hub, c, now).is_some_and(|age| age < LOGIN_FORM_TTL / 2));
-    let login_cookie = match held
-        .map(str::to_string)
-        .map_or_else(|| new_login_cookie(hub, now), Ok)
-    {
-        Ok(c) => c,
-        Err(e) => return internal(format!("no randomness: {e}")).into_response(),
+    let csrf = match LoginCsrf::issue(&hub.login_csrf, headers, grants::now()) {
+        Ok(csrf) => csrf,
+        Err(e) => return internal(e).into_response(),
     };
-    let field = login_csrf_field(hub, &login_cookie);
-    let mut response = page(status, pages::login(&field, user, carry, error));
-    set_cookie(
-        &mut response,
-        &format!(
-            "{LOGIN_CSRF_COOKIE}={login_cookie}; Secure; HttpOnly; SameSite=Strict; Path=/; Max-Age={LOGIN_FORM_TTL}"
-        ),
-    );
+    let mut response = page(status, pages::login(csrf.field(), user, carry, error));
+    csrf.set_cookie(&mut response);
     response
 }
 
@@ -60,13 +42,13 @@ pub(super) async fn landing(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    let current = session(&hub, &headers)?;
+    let current = SessionUser::from_request(&hub.store, &headers, grants::now())?;
     let fingerprint = ferry_proto::setup_key::format_fingerprint(&hub.tls_ca_sha256);
     Ok(page(
         StatusCode::OK,
         pages::landing(
-            current.as_ref().map(|(_, s)| s.user_name.as_str()),
-            current.as_ref().map(|(_, s)| s.csrf.as_str()),
+            current.as_ref().map(|s| s.user_name.as_str()),
+            current.as_ref().map(SessionUser::csrf_token),
             &fingerprint,
         ),
     ))
@@ -76,10 +58,12 @@ pub(super) async fn login_form(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    Ok(match session(&hub, &headers)? {
-        Some(_) => see_other("/"),
-        None => login_page(&hub, &headers, StatusCode::OK, &[], "", None),
-    })
+    Ok(
+        match SessionUser::from_request(&hub.store, &headers, grants::now())? {
+            Some(_) => see_other("/"),
+            None => login_page(&hub, &headers, StatusCode::OK, &[], "", None),
+        },
+    )
 }
 
 /// Argon2 runs for unknown accounts too, against this, so the time taken
@@ -97,15 +81,11 @@ pub(super) async fn login(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    if posted_from_elsewhere(&headers) {
-        return Err(refused_from_elsewhere());
-    }
+    check_origin(&hub, &headers)?;
     let params = form_params(form)?;
     let carry = carried(&params);
     let now = grants::now();
-    let issued = cookie(&headers, LOGIN_CSRF_COOKIE)
-        .filter(|c| login_cookie_age(&hub, c, now).is_some_and(|age| age < LOGIN_FORM_TTL));
-    if !issued.is_some_and(|c| csrf_matches(params.get("csrf"), &login_csrf_field(&hub, c))) {
+    if LoginCsrf::check(&hub.login_csrf, &headers, params.get("csrf"), now).is_err() {
         return Err(shown(
             StatusCode::FORBIDDEN,
             "Sign-in form expired",
@@ -197,17 +177,6 @@ pub(super) async fn login(
         }
     };
     attempt.succeeded();
-    let token = random_token(32).map_err(|e| internal(format!("no randomness: {e}")))?;
-    let csrf = random_token(32).map_err(|e| internal(format!("no randomness: {e}")))?;
-    if let Some(old) = cookie(&headers, SESSION_COOKIE) {
-        hub.store
-            .delete_session(&token_hash(old))
-            .map_err(internal)?;
-    }
-    hub.store
-        .put_session(&token_hash(&token), account.id, &csrf, now + SESSION_TTL)
-        .map_err(internal)?;
-    tracing::info!(user = %account.name, "signed in");
     // Back to the authorize request that sent the browser here, never to a
     // place the form names.
     let next = if carry.is_empty() {
@@ -220,16 +189,9 @@ pub(super) async fn login(
         format!("/authorize?{}", encode_pairs(&pairs))
     };
     let mut response = see_other(&next);
-    set_cookie(
-        &mut response,
-        &format!(
-            "{SESSION_COOKIE}={token}; Secure; HttpOnly; SameSite=Lax; Path=/; Max-Age={SESSION_TTL}"
-        ),
-    );
-    set_cookie(
-        &mut response,
-        &format!("{LOGIN_CSRF_COOKIE}=; Secure; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    session::begin(&hub.store, &headers, account.id, now, &mut response)?;
+    LoginCsrf::clear(&mut response);
+    tracing::info!(user = %account.name, "signed in");
     Ok(response)
 }
 
@@ -238,25 +200,20 @@ pub(super) async fn logout(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    if posted_from_elsewhere(&headers) {
-        return Err(refused_from_elsewhere());
-    }
+    check_origin(&hub, &headers)?;
     let params = form_params(form)?;
-    if let Some((hash, current)) = session(&hub, &headers)? {
-        if !csrf_matches(params.get("csrf"), &current.csrf) {
+    if let Some(current) = SessionUser::from_request(&hub.store, &headers, grants::now())? {
+        if current.check_csrf(params.get("csrf")).is_err() {
             return Err(shown(
                 StatusCode::FORBIDDEN,
                 "Sign-out refused",
                 "This sign-out form did not come from this hub.",
             ));
         }
-        hub.store.delete_session(&hash).map_err(internal)?;
+        current.end(&hub.store)?;
         tracing::info!(user = %current.user_name, "signed out");
     }
     let mut response = see_other("/");
-    set_cookie(
-        &mut response,
-        &format!("{SESSION_COOKIE}=; Secure; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"),
-    );
+    session::clear(&mut response);
     Ok(response)
 }

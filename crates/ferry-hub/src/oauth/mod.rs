@@ -18,9 +18,10 @@ mod token;
 
 use crate::pages;
 use crate::server::Hub;
+use crate::session::SessionError;
 use authorize::Refusal;
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use ferry_proto::api::AUTH_CODE_PATH;
@@ -44,7 +45,7 @@ pub fn routes() -> Router<Arc<Hub>> {
 
 /// Why a page request failed; each variant is a page or a redirect.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum PageError {
+enum PageError {
     #[error("{title}: {message}")]
     Shown {
         status: StatusCode,
@@ -86,11 +87,7 @@ impl From<Refusal> for PageError {
     }
 }
 
-pub(crate) fn shown(
-    status: StatusCode,
-    title: &'static str,
-    message: impl Into<String>,
-) -> PageError {
+fn shown(status: StatusCode, title: &'static str, message: impl Into<String>) -> PageError {
     PageError::Shown {
         status,
         title,
@@ -98,24 +95,34 @@ pub(crate) fn shown(
     }
 }
 
-pub(crate) fn internal(e: impl std::fmt::Display) -> PageError {
+fn internal(e: impl std::fmt::Display) -> PageError {
     PageError::Internal(e.to_string())
 }
 
-pub(crate) fn page(status: StatusCode, html: String) -> Response {
+fn page(status: StatusCode, html: String) -> Response {
     (status, Html(html)).into_response()
 }
 
-pub(crate) fn see_other(location: &str) -> Response {
+fn see_other(location: &str) -> Response {
     match HeaderValue::try_from(location) {
         Ok(value) => (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response(),
         Err(e) => internal(format!("unusable redirect location: {e}")).into_response(),
     }
 }
-pub(crate) fn refused_from_elsewhere() -> PageError {
-    shown(
-        StatusCode::FORBIDDEN,
-        "Request refused",
-        "This form was sent from another site. Open this hub's own page and try again.",
-    )
+impl From<SessionError> for PageError {
+    fn from(e: SessionError) -> Self {
+        internal(e)
+    }
+}
+
+/// Refuses a form that a browser posted from another site or origin,
+/// whatever tokens it carries.
+fn check_origin(hub: &Hub, headers: &HeaderMap) -> Result<(), PageError> {
+    crate::session::check_origin(headers, &hub.config.url).map_err(|_| {
+        shown(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "This form was sent from another site. Open this hub's own page and try again.",
+        )
+    })
 }

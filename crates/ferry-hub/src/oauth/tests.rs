@@ -164,6 +164,19 @@ fn hidden(html: &str) -> Vec<(String, String)> {
     fields
 }
 
+/// A sign-in cookie of the hub's, made as the hub makes one.
+fn new_login_cookie(hub: &Hub, now: i64) -> Result<String, getrandom::Error> {
+    let body = format!("{now}.{}", random_token(24)?);
+    let tag = hub
+        .login_csrf
+        .tag_text(LOGIN_COOKIE_PURPOSE, body.as_bytes());
+    Ok(format!("{body}.{tag}"))
+}
+
+fn login_csrf_field(hub: &Hub, cookie: &str) -> String {
+    login_field(&hub.login_csrf, cookie)
+}
+
 fn with(mut fields: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     for (k, v) in extra {
         fields.retain(|(n, _)| n != k);
@@ -1519,4 +1532,31 @@ fn encoding_round_trips() {
         with_query("http://127.0.0.1:1/cb?x=1", &[("code", "a b")]),
         "http://127.0.0.1:1/cb?x=1&code=a%20b"
     );
+}
+
+#[tokio::test]
+async fn a_browser_without_fetch_metadata_is_judged_by_its_origin() {
+    let hub = hub_with_alice();
+    let mut browser = Browser::new(&hub);
+    let login = browser.get("/login").await;
+    let form = with(
+        hidden(&login.body),
+        &[("username", "alice"), ("password", PASSWORD)],
+    );
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let post = |origin: &str| {
+        Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ORIGIN, origin)
+            .body(Body::from(encode_pairs(&pairs)))
+            .unwrap()
+    };
+    for elsewhere in ["https://evil.example", "https://hub.test:8444", "null"] {
+        let reply = browser.send(post(elsewhere)).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{elsewhere}");
+        assert!(reply.body.contains("another site"), "{}", reply.body);
+    }
+    let reply = browser.send(post("https://HUB.test:8443")).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert!(browser.cookie(SESSION_COOKIE).is_some());
 }
