@@ -7,12 +7,12 @@ use super::params::{
     Params, carried, form_params, is_base64_of_32_bytes, is_s256_challenge, query_params, truncate,
     with_query,
 };
-use super::{PageError, check_origin, internal, page, see_other, shown};
+use super::{PageError, check_origin, internal, page, see_other, shown, signed_in};
 use crate::grants;
 use crate::pages;
 use crate::secrets::{random_token, token_hash};
 use crate::server::Hub;
-use crate::session::{SessionUser, same_origin};
+use crate::session::same_origin;
 use crate::store::AuthCodeRow;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query, State};
@@ -23,13 +23,13 @@ use std::sync::Arc;
 
 /// Authorization codes are redeemed right after approval; 5 minutes covers
 /// a user copying one from the browser into a terminal.
-pub(super) const CODE_TTL: i64 = 5 * 60;
+const CODE_TTL: i64 = 5 * 60;
 /// What the built-in CLI client is called on the consent page.
-pub(super) const CLI_CLIENT_NAME: &str = "The ferry command line (ferry-cli)";
+const CLI_CLIENT_NAME: &str = "The ferry command line (ferry-cli)";
 
 /// A checked `/authorize` request.
 #[derive(Debug)]
-pub(super) struct AuthRequest {
+struct AuthRequest {
     client_id: String,
     client_name: &'static str,
     redirect_uri: String,
@@ -41,7 +41,7 @@ pub(super) struct AuthRequest {
 /// Why a request cannot be authorized: shown to the user when the redirect
 /// target is not trusted (RFC 6749 §4.1.2.1), else sent back to it.
 #[derive(Debug)]
-pub(crate) enum Refusal {
+pub(super) enum Refusal {
     Show(String),
     Redirect {
         to: String,
@@ -78,7 +78,7 @@ impl IntoResponse for Refusal {
 }
 
 /// RFC 8252 §7.3: a loopback IP literal, any port, any path, plain http.
-pub(super) fn is_loopback_redirect(uri: &str) -> bool {
+fn is_loopback_redirect(uri: &str) -> bool {
     let Some(rest) = uri
         .strip_prefix("http://127.0.0.1")
         .or_else(|| uri.strip_prefix("http://[::1]"))
@@ -104,7 +104,7 @@ pub(super) fn is_loopback_redirect(uri: &str) -> bool {
 }
 
 /// `https://AUTHORITY/PATH` split at the first `/` after the authority.
-pub(super) fn split_https(uri: &str) -> Option<(&str, &str)> {
+fn split_https(uri: &str) -> Option<(&str, &str)> {
     let rest = uri.strip_prefix("https://")?;
     Some(rest.split_at(rest.find('/').unwrap_or(rest.len())))
 }
@@ -112,7 +112,7 @@ pub(super) fn split_https(uri: &str) -> Option<(&str, &str)> {
 /// This hub's copy-the-code page. The CLI builds the URI from the hub URL
 /// its user typed, so the host's case and an explicit default port do not
 /// matter; everything else must be the configured URL's.
-pub(super) fn is_hub_code_page(hub: &Hub, uri: &str) -> bool {
+fn is_hub_code_page(hub: &Hub, uri: &str) -> bool {
     let (Some((authority, path)), Some((own_authority, own_path))) = (
         split_https(uri),
         split_https(hub.config.url.trim_end_matches('/')),
@@ -127,7 +127,7 @@ pub(super) fn is_hub_code_page(hub: &Hub, uri: &str) -> bool {
 }
 
 /// Where the built-in CLI may be sent back to.
-pub(super) fn redirect_allowed(hub: &Hub, uri: &str) -> bool {
+fn redirect_allowed(hub: &Hub, uri: &str) -> bool {
     // Header-safe and fragment-free (RFC 6749 §3.1.2) before anything else.
     if !uri.bytes().all(|b| b.is_ascii_graphic()) || uri.contains(['#', '"', '<', '>', '\\', '`']) {
         return false;
@@ -136,7 +136,7 @@ pub(super) fn redirect_allowed(hub: &Hub, uri: &str) -> bool {
 }
 
 /// The requested scopes, known ones only; both when none is asked for.
-pub(super) fn parse_scopes(scope: Option<&str>) -> Result<Vec<&'static str>, String> {
+fn parse_scopes(scope: Option<&str>) -> Result<Vec<&'static str>, String> {
     let mut scopes = Vec::new();
     for word in scope
         .unwrap_or_default()
@@ -163,7 +163,7 @@ pub(super) fn parse_scopes(scope: Option<&str>) -> Result<Vec<&'static str>, Str
     Ok(scopes)
 }
 
-pub(super) fn check_request(hub: &Hub, params: &Params) -> Result<AuthRequest, Refusal> {
+fn check_request(hub: &Hub, params: &Params) -> Result<AuthRequest, Refusal> {
     let client_id = params
         .get("client_id")
         .ok_or_else(|| Refusal::Show("The link names no client (client_id is missing).".into()))?;
@@ -283,7 +283,7 @@ impl AuthRequest {
     }
 }
 
-pub(super) fn wants(scopes: &[&str]) -> Vec<&'static str> {
+fn wants(scopes: &[&str]) -> Vec<&'static str> {
     scopes
         .iter()
         .filter_map(|s| match *s {
@@ -301,7 +301,7 @@ pub(super) async fn authorize(
 ) -> Result<Response, PageError> {
     let params = query_params(query)?;
     let request = check_request(&hub, &params)?;
-    let Some(current) = SessionUser::from_request(&hub.store, &headers, grants::now())? else {
+    let Some(current) = signed_in(&hub, &headers)? else {
         return Ok(login_page(
             &hub,
             &headers,
@@ -339,7 +339,7 @@ pub(super) async fn decide(
 ) -> Result<Response, PageError> {
     check_origin(&hub, &headers)?;
     let params = form_params(form)?;
-    let Some(current) = SessionUser::from_request(&hub.store, &headers, grants::now())? else {
+    let Some(current) = signed_in(&hub, &headers)? else {
         return Ok(login_page(
             &hub,
             &headers,
@@ -416,4 +416,39 @@ pub(super) async fn code_page(
     Ok(page(StatusCode::OK, pages::auth_code(code, error)))
 }
 
-// --- the token endpoint ---
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_redirects_follow_rfc_8252() {
+        for ok in [
+            "http://127.0.0.1:1/",
+            "http://127.0.0.1:65535/a/b?c=d",
+            "http://[::1]:9/",
+            "http://127.0.0.1",
+            "http://[::1]?x",
+        ] {
+            assert!(is_loopback_redirect(ok), "{ok}");
+        }
+        for bad in [
+            "http://127.0.0.1:65536/",
+            "http://127.0.0.1:/",
+            "http://127.0.0.10/",
+            "http://127.0.0.1:1x/",
+            "http://[::1]:1@evil/",
+        ] {
+            assert!(!is_loopback_redirect(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_default_to_both_and_unknown_ones_are_refused() {
+        assert_eq!(parse_scopes(None).unwrap(), [SCOPE_SETUP, SCOPE_TRANSFER]);
+        assert_eq!(
+            parse_scopes(Some("transfer transfer")).unwrap(),
+            [SCOPE_TRANSFER]
+        );
+        assert!(parse_scopes(Some("transfer root")).is_err());
+    }
+}

@@ -2,7 +2,7 @@
 //! (rate-limited, bounded password checks), and `/logout`.
 
 use super::params::{carried, encode_pairs, form_params, truncate};
-use super::{PageError, check_origin, internal, page, see_other, shown};
+use super::{PageError, check_origin, internal, page, see_other, shown, signed_in};
 use crate::grants;
 use crate::pages;
 use crate::secrets::verify_password;
@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
-pub(super) fn client_ip(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<IpAddr> {
+fn client_ip(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<IpAddr> {
     peer.map(|Extension(ConnectInfo(addr))| addr.ip())
 }
 
@@ -42,7 +42,7 @@ pub(super) async fn landing(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    let current = SessionUser::from_request(&hub.store, &headers, grants::now())?;
+    let current = signed_in(&hub, &headers)?;
     let fingerprint = ferry_proto::setup_key::format_fingerprint(&hub.tls_ca_sha256);
     Ok(page(
         StatusCode::OK,
@@ -58,17 +58,15 @@ pub(super) async fn login_form(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    Ok(
-        match SessionUser::from_request(&hub.store, &headers, grants::now())? {
-            Some(_) => see_other("/"),
-            None => login_page(&hub, &headers, StatusCode::OK, &[], "", None),
-        },
-    )
+    Ok(match signed_in(&hub, &headers)? {
+        Some(_) => see_other("/"),
+        None => login_page(&hub, &headers, StatusCode::OK, &[], "", None),
+    })
 }
 
 /// Argon2 runs for unknown accounts too, against this, so the time taken
 /// does not tell which accounts exist.
-pub(super) fn dummy_password_hash() -> &'static str {
+fn dummy_password_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
         crate::secrets::hash_password("no account has this password").unwrap_or_default()
@@ -202,7 +200,7 @@ pub(super) async fn logout(
 ) -> Result<Response, PageError> {
     check_origin(&hub, &headers)?;
     let params = form_params(form)?;
-    if let Some(current) = SessionUser::from_request(&hub.store, &headers, grants::now())? {
+    if let Some(current) = signed_in(&hub, &headers)? {
         if current.check_csrf(params.get("csrf")).is_err() {
             return Err(shown(
                 StatusCode::FORBIDDEN,

@@ -7,6 +7,13 @@
 //! The only public client is the built-in `ferry-cli`; it must use PKCE S256.
 //! Confidential clients are registered by an admin and may only use
 //! client_credentials. Every secret (session, code, token) is stored hashed.
+//!
+//! `params` bounds and decodes request parameters; `authorize` checks an
+//! authorization request and answers it (consent, code, code page);
+//! `login` signs browsers in and out; `token` and `revoke` are the two
+//! client-facing endpoints, sharing client authentication. The session
+//! cookies and CSRF checks are [`crate::session`]'s; the markup is
+//! [`crate::pages`]'.
 
 mod authorize;
 mod login;
@@ -16,9 +23,10 @@ mod revoke;
 mod tests;
 mod token;
 
+use crate::grants;
 use crate::pages;
 use crate::server::Hub;
-use crate::session::SessionError;
+use crate::session::{SessionError, SessionUser};
 use authorize::Refusal;
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -40,8 +48,6 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/token", post(token::token))
         .route("/revoke", post(revoke::revoke))
 }
-
-// --- responses ---
 
 /// Why a page request failed; each variant is a page or a redirect.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +93,12 @@ impl From<Refusal> for PageError {
     }
 }
 
+impl From<SessionError> for PageError {
+    fn from(e: SessionError) -> Self {
+        internal(e)
+    }
+}
+
 fn shown(status: StatusCode, title: &'static str, message: impl Into<String>) -> PageError {
     PageError::Shown {
         status,
@@ -109,10 +121,14 @@ fn see_other(location: &str) -> Response {
         Err(e) => internal(format!("unusable redirect location: {e}")).into_response(),
     }
 }
-impl From<SessionError> for PageError {
-    fn from(e: SessionError) -> Self {
-        internal(e)
-    }
+
+/// The signed-in browser's session, if its cookie names a live one.
+fn signed_in(hub: &Hub, headers: &HeaderMap) -> Result<Option<SessionUser>, PageError> {
+    Ok(SessionUser::from_request(
+        &hub.store,
+        headers,
+        grants::now(),
+    )?)
 }
 
 /// Refuses a form that a browser posted from another site or origin,

@@ -9,10 +9,10 @@ use axum::http::StatusCode;
 /// Longest value of any parameter; the longest legitimate ones (PKCE
 /// verifiers, loopback redirect URIs) are far below it.
 pub(super) const MAX_PARAM: usize = 2048;
-pub(super) const MAX_PARAMS: usize = 32;
+const MAX_PARAMS: usize = 32;
 
 /// The authorize parameters a login or consent form carries through its POST.
-pub(super) const CARRIED: &[&str] = &[
+const CARRIED: &[&str] = &[
     "response_type",
     "client_id",
     "redirect_uri",
@@ -158,4 +158,20 @@ pub(super) fn form_params(
     Params::new(pairs).map_err(|e| shown(StatusCode::BAD_REQUEST, "Bad request", e))
 }
 
-// --- pages ---
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_round_trips() {
+        let text = "a b&c=d/é+%";
+        assert_eq!(form_decode(&encode(text)).unwrap(), text);
+        assert_eq!(form_decode("a+b%2B").unwrap(), "a b+");
+        assert_eq!(form_decode("%zz"), None);
+        assert_eq!(form_decode("%4"), None);
+        assert_eq!(
+            with_query("http://127.0.0.1:1/cb?x=1", &[("code", "a b")]),
+            "http://127.0.0.1:1/cb?x=1&code=a%20b"
+        );
+    }
+}

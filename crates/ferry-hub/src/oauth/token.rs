@@ -58,11 +58,11 @@ pub(super) fn invalid_request(description: impl Into<String>) -> OAuthFailure {
     oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description)
 }
 
-pub(super) fn invalid_grant(description: impl Into<String>) -> OAuthFailure {
+fn invalid_grant(description: impl Into<String>) -> OAuthFailure {
     oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
 }
 
-pub(super) fn invalid_client(description: impl Into<String>) -> OAuthFailure {
+fn invalid_client(description: impl Into<String>) -> OAuthFailure {
     oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description)
 }
 
@@ -94,9 +94,7 @@ impl Client {
 }
 
 /// RFC 6749 §2.3.1: `Basic base64(urlencode(id):urlencode(secret))`.
-pub(super) fn basic_credentials(
-    headers: &HeaderMap,
-) -> Result<Option<(String, String)>, OAuthFailure> {
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthFailure> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -216,7 +214,7 @@ pub(super) async fn token(
     })
 }
 
-pub(super) fn authorization_code_grant(
+fn authorization_code_grant(
     hub: &Hub,
     client: Option<Client>,
     params: &Params,
@@ -291,7 +289,7 @@ pub(super) fn authorization_code_grant(
 }
 
 /// Scopes that must all be among `allowed`; `allowed` itself when none are asked for.
-pub(super) fn narrow_scope(requested: Option<&str>, allowed: &str) -> Result<String, OAuthFailure> {
+fn narrow_scope(requested: Option<&str>, allowed: &str) -> Result<String, OAuthFailure> {
     let allowed: Vec<&str> = allowed.split_whitespace().collect();
     let mut scopes: Vec<&str> = Vec::new();
     for word in requested.unwrap_or_default().split_whitespace() {
@@ -313,7 +311,7 @@ pub(super) fn narrow_scope(requested: Option<&str>, allowed: &str) -> Result<Str
     Ok(scopes.join(" "))
 }
 
-pub(super) fn refresh_grant(
+fn refresh_grant(
     hub: &Hub,
     client: Option<Client>,
     params: &Params,
@@ -386,7 +384,7 @@ pub(super) fn refresh_grant(
     .map_err(|e| server_error(format!("{e:#}")))
 }
 
-pub(super) fn client_credentials_grant(
+fn client_credentials_grant(
     hub: &Hub,
     client: Option<Client>,
     params: &Params,
@@ -424,4 +422,22 @@ pub(super) fn client_credentials_grant(
     .map_err(|e| server_error(format!("{e:#}")))?;
     tracing::info!(client = %row.client_id, user = %user.name, "client_credentials token issued");
     Ok(issued)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requested_scopes_must_be_among_those_granted() {
+        assert_eq!(
+            narrow_scope(None, "transfer endpoint:setup").unwrap(),
+            "endpoint:setup transfer"
+        );
+        assert_eq!(
+            narrow_scope(Some("transfer"), "transfer endpoint:setup").unwrap(),
+            "transfer"
+        );
+        assert!(narrow_scope(Some("endpoint:setup"), "transfer").is_err());
+    }
 }
