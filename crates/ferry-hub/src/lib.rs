@@ -17,6 +17,7 @@ mod pages;
 mod pki;
 mod secrets;
 mod server;
+mod session;
 mod state;
 mod store;
 mod task_service;

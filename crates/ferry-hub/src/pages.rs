@@ -1,24 +1,9 @@
 //! The hub's HTML pages: landing, login, consent, the copy-the-code page and
-//! errors. Plain functions from values to markup; every value that reaches
-//! the markup goes through [`escape`], so no caller can forget it.
+//! errors. Plain functions from values to markup, written as maud templates:
+//! maud escapes every value spliced into text or an attribute, so no page
+//! can forget to.
 
-use std::fmt::Write;
-
-/// Escapes text for HTML element content and double-quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use maud::{Markup, PreEscaped, html};
 
 /// Code elements wrap anywhere: a CA fingerprint (95 characters, no
 /// spaces) or a redirect URL would otherwise run out of the card.
@@ -34,56 +19,67 @@ button.secondary{background:#fff;color:#2f5bd3;margin-left:.5rem}\
 ul{padding-left:1.2rem}small{color:#5b6473}\
 code{font-family:ui-monospace,monospace;overflow-wrap:anywhere}";
 
-/// A whole page around `body` (already markup).
-fn layout(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<title>{} - ferry hub</title><style>{STYLE}</style></head>\
-<body><main>{body}</main></body></html>\n",
-        escape(title)
-    )
-}
-
-fn error_box(error: Option<&str>) -> String {
-    error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default()
-}
-
-fn hidden_fields(fields: &[(String, String)]) -> String {
-    let mut out = String::new();
-    for (name, value) in fields {
-        let _ = write!(
-            out,
-            "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-            escape(name),
-            escape(value)
-        );
+/// A whole page around `body`.
+fn layout(title: &str, body: Markup) -> String {
+    html! {
+        (PreEscaped("<!doctype html>\n"))
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { (title) " - ferry hub" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { main { (body) } }
+        }
+        "\n"
     }
-    out
+    .into_string()
+}
+
+fn error_box(error: Option<&str>) -> Markup {
+    html! {
+        @if let Some(error) = error {
+            p class="error" role="alert" { (error) }
+        }
+    }
+}
+
+fn hidden_fields(fields: &[(String, String)]) -> Markup {
+    html! {
+        @for (name, value) in fields {
+            input type="hidden" name=(name) value=(value);
+        }
+    }
 }
 
 /// `/`: who is signed in, where the CA certificate is.
 pub fn landing(user: Option<&str>, csrf: Option<&str>, ca_fingerprint: &str) -> String {
-    let account = match (user, csrf) {
-        (Some(user), Some(csrf)) => format!(
-            "<p>Signed in as <strong>{}</strong>.</p>\
-<form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-<button type=\"submit\">Sign out</button></form>",
-            escape(user),
-            escape(csrf)
-        ),
-        _ => "<p><a href=\"/login\">Sign in</a></p>".to_string(),
-    };
     layout(
         "ferry hub",
-        &format!(
-            "<h1>ferry hub</h1><p>Research data transfer between your endpoints. \
-Set up an endpoint with <code>ferry -setup</code>; it sends you here to sign in.</p>{account}\
-<p><small>Hub CA certificate: <a href=\"/ca.crt\">ca.crt</a>, SHA-256 <code>{}</code></small></p>",
-            escape(ca_fingerprint)
-        ),
+        html! {
+            h1 { "ferry hub" }
+            p {
+                "Research data transfer between your endpoints. Set up an endpoint with "
+                code { "ferry -setup" }
+                "; it sends you here to sign in."
+            }
+            @if let (Some(user), Some(csrf)) = (user, csrf) {
+                p { "Signed in as " strong { (user) } "." }
+                form method="post" action="/logout" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button type="submit" { "Sign out" }
+                }
+            } @else {
+                p { a href="/login" { "Sign in" } }
+            }
+            p {
+                small {
+                    "Hub CA certificate: " a href="/ca.crt" { "ca.crt" } ", SHA-256 "
+                    code { (ca_fingerprint) }
+                }
+            }
+        },
     )
 }
 
@@ -92,20 +88,21 @@ Set up an endpoint with <code>ferry -setup</code>; it sends you here to sign in.
 pub fn login(csrf: &str, user: &str, carry: &[(String, String)], error: Option<&str>) -> String {
     layout(
         "Sign in",
-        &format!(
-            "<h1>Sign in to ferry hub</h1>{}\
-<form method=\"post\" action=\"/login\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{}\">{}\
-<label for=\"username\">User name</label>\
-<input type=\"text\" id=\"username\" name=\"username\" value=\"{}\" autocomplete=\"username\" autocapitalize=\"none\" required autofocus>\
-<label for=\"password\">Password</label>\
-<input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
-<button type=\"submit\">Sign in</button></form>",
-            error_box(error),
-            escape(csrf),
-            hidden_fields(carry),
-            escape(user)
-        ),
+        html! {
+            h1 { "Sign in to ferry hub" }
+            (error_box(error))
+            form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                (hidden_fields(carry))
+                label for="username" { "User name" }
+                input type="text" id="username" name="username" value=(user)
+                    autocomplete="username" autocapitalize="none" required autofocus;
+                label for="password" { "Password" }
+                input type="password" id="password" name="password"
+                    autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+        },
     )
 }
 
@@ -121,10 +118,6 @@ pub fn consent(
     csrf: &str,
     carry: &[(String, String)],
 ) -> String {
-    let items: String = wants
-        .iter()
-        .map(|w| format!("<li>{}</li>", escape(w)))
-        .collect();
     let whose = if local_program {
         "a program on this computer"
     } else {
@@ -132,54 +125,64 @@ pub fn consent(
     };
     layout(
         "Approve access",
-        &format!(
-            "<h1>Approve access</h1>\
-<p><strong>{}</strong> wants to:</p><ul>{items}</ul><p>as <strong>{}</strong>.</p>\
-<p>If you approve, a one-time code goes to <strong><code>{}</code></strong> ({whose}). \
-Approve only if you started this sign-in yourself.</p>\
-<form method=\"post\" action=\"/authorize\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{}\">{}\
-<button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
-<button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></form>\
-<p><small>Not {}? <a href=\"/\">Sign out first</a>.</small></p>",
-            escape(client_name),
-            escape(user),
-            escape(destination),
-            escape(csrf),
-            hidden_fields(carry),
-            escape(user)
-        ),
+        html! {
+            h1 { "Approve access" }
+            p { strong { (client_name) } " wants to:" }
+            ul {
+                @for want in wants {
+                    li { (want) }
+                }
+            }
+            p { "as " strong { (user) } "." }
+            p {
+                "If you approve, a one-time code goes to "
+                strong { code { (destination) } }
+                " (" (whose) "). Approve only if you started this sign-in yourself."
+            }
+            form method="post" action="/authorize" {
+                input type="hidden" name="csrf" value=(csrf);
+                (hidden_fields(carry))
+                button type="submit" name="decision" value="approve" { "Approve" }
+                button type="submit" name="decision" value="deny" class="secondary" { "Deny" }
+            }
+            p { small { "Not " (user) "? " a href="/" { "Sign out first" } "." } }
+        },
     )
 }
 
 /// The copy-the-code page: scripts read the element with `id="auth-code"`.
 pub fn auth_code(code: Option<&str>, error: Option<&str>) -> String {
     let body = match (code, error) {
-        (Some(code), None) => format!(
-            "<h1>Your one-time code</h1>\
-<p>Copy this code and paste it into the terminal where ferry asks for it:</p>\
-<code class=\"code\" id=\"auth-code\">{}</code>\
-<p><small>It works once, within 5 minutes. You can close this page afterwards.</small></p>",
-            escape(code)
-        ),
-        (_, Some(error)) => format!(
-            "<h1>Sign-in did not complete</h1>{}<p>Run the command in your terminal again to get a new link.</p>",
-            error_box(Some(error))
-        ),
-        (None, None) => {
-            "<h1>No code here</h1><p>This page shows the code after you approve a sign-in. \
-Start from the link your terminal printed.</p>"
-                .to_string()
-        }
+        (Some(code), None) => html! {
+            h1 { "Your one-time code" }
+            p { "Copy this code and paste it into the terminal where ferry asks for it:" }
+            code class="code" id="auth-code" { (code) }
+            p { small { "It works once, within 5 minutes. You can close this page afterwards." } }
+        },
+        (_, Some(error)) => html! {
+            h1 { "Sign-in did not complete" }
+            (error_box(Some(error)))
+            p { "Run the command in your terminal again to get a new link." }
+        },
+        (None, None) => html! {
+            h1 { "No code here" }
+            p {
+                "This page shows the code after you approve a sign-in. "
+                "Start from the link your terminal printed."
+            }
+        },
     };
-    layout("Sign-in code", &body)
+    layout("Sign-in code", body)
 }
 
 /// An error we cannot send back to the client, so we show it.
 pub fn error(title: &str, message: &str) -> String {
     layout(
         title,
-        &format!("<h1>{}</h1>{}", escape(title), error_box(Some(message))),
+        html! {
+            h1 { (title) }
+            (error_box(Some(message)))
+        },
     )
 }
 
@@ -187,13 +190,49 @@ pub fn error(title: &str, message: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Each text a user or a link controls (user name, client name,
+    /// redirect URI, error text, carried parameters, the code), in each page
+    /// that shows one, comes out as text: in element content and in
+    /// double-quoted attributes alike.
     #[test]
-    fn escape_neutralises_markup_and_attribute_breaks() {
-        assert_eq!(
-            escape("<a href=\"x\" onclick='y'>&</a>"),
-            "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
-        );
-        assert_eq!(escape("plain ü"), "plain ü");
+    fn user_controlled_text_is_escaped_in_every_page() {
+        let evil = "<script>\"'&";
+        let escaped = "&lt;script&gt;&quot;'&amp;";
+        let carry = vec![
+            ("redirect_uri".to_string(), evil.to_string()),
+            ("state".to_string(), evil.to_string()),
+        ];
+        for (what, page) in [
+            ("login: user name", login("t", evil, &[], None)),
+            ("login: error", login("t", "", &[], Some(evil))),
+            ("login: carried redirect URI", login("t", "", &carry, None)),
+            (
+                "consent: client name",
+                consent(evil, "alice", &[], "https://h", false, "t", &[]),
+            ),
+            (
+                "consent: user name",
+                consent("c", evil, &[], "https://h", false, "t", &[]),
+            ),
+            (
+                "consent: redirect origin",
+                consent("c", "alice", &[], evil, true, "t", &[]),
+            ),
+            (
+                "consent: carried redirect URI",
+                consent("c", "alice", &[], "https://h", false, "t", &carry),
+            ),
+            ("code page: code", auth_code(Some(evil), None)),
+            ("code page: error", auth_code(None, Some(evil))),
+            ("error: title and text", error(evil, evil)),
+            (
+                "landing: user name",
+                landing(Some(evil), Some("t"), "ab:cd"),
+            ),
+        ] {
+            assert!(!page.contains("<script>"), "{what}: {page}");
+            assert!(page.contains(escaped), "{what}: {page}");
+        }
     }
 
     #[test]
