@@ -6,7 +6,7 @@
 # interval (default 5, so a minute holds a dozen rounds). Meanwhile the
 # hub's VmRSS/VmHWM are sampled. Passes if every endpoint connects, none is
 # lost, each keeps a heartbeat round every interval, and the hub's peak RSS
-# stays <= 1 GiB; the report comes from crates/ferry-hub/examples/idle_endpoints.rs.
+# stays <= 1 GiB; the report comes from tests/examples/idle_endpoints.rs.
 # WAVES=K (default 1) connects, holds and drops every endpoint K times, as
 # a reconnect storm after a network blip would.
 #   bench/hub-idle.sh                              # 10,000 endpoints, 60 s
@@ -27,7 +27,8 @@ stop_hub() {
 }
 trap stop_hub EXIT
 
-cargo build --release -p ferry-hub --bins --examples --quiet
+cargo build --release -p ferry-hub --bins --quiet
+cargo build --release -p ferry-tests --example idle_endpoints --quiet
 bin=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
 

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -59,4 +60,307 @@ fn unsafe_code_is_forbidden_in_every_crate() {
             manifest.display()
         );
     }
+}
+
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// Crates that make HTTP requests. The REST client is the CLI's
+/// (ferry-setup); nothing below it links one.
+const HTTP_CLIENTS: &[&str] = &[
+    "reqwest",
+    "ureq",
+    "hyper-rustls",
+    "isahc",
+    "curl",
+    "attohttpc",
+    "surf",
+];
+
+/// What `cargo tree -p PACKAGE` lists for this machine: the package's
+/// normal, build and dev dependencies, and the normal and build
+/// dependencies of those, transitively. Offline and locked, so the check
+/// never fetches or rewrites anything.
+fn dependency_names(package: &str) -> BTreeSet<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["tree", "--offline", "--locked", "--prefix", "none"])
+        .args([
+            "--edges",
+            "normal,build,dev",
+            "--format",
+            "{p}",
+            "-p",
+            package,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo tree -p {package} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != package)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The layers of the workspace. The hub shares only ferry-proto,
+/// ferry-tls and ferry-endpoint with the endpoints; the endpoint side
+/// never links the hub; the wire types link no other ferry crate; and
+/// only the CLI links the hub client and so an HTTP client.
+#[test]
+fn crate_dependencies_keep_their_layers() {
+    let rules: &[(&str, &[&str])] = &[
+        (
+            "ferry-hub",
+            &["ferry-daemon", "ferry-mover", "ferry-paths", "ferry-setup"],
+        ),
+        ("ferry-daemon", &["ferry-hub", "ferry-setup"]),
+        ("ferry-mover", &["ferry-hub", "ferry-setup"]),
+        ("ferry-endpoint", &["ferry-setup"]),
+        ("ferry-tls", &["ferry-setup"]),
+    ];
+    let mut broken = Vec::new();
+    for (package, forbidden) in rules {
+        let deps = dependency_names(package);
+        for name in forbidden.iter().chain(HTTP_CLIENTS) {
+            if deps.contains(*name) {
+                broken.push(format!("{package} depends on {name}"));
+            }
+        }
+    }
+    let proto = dependency_names("ferry-proto");
+    for name in &proto {
+        if name.starts_with("ferry-") || ["tokio", "mio", "nix"].contains(&name.as_str()) {
+            broken.push(format!("ferry-proto depends on {name}"));
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "the crate graph breaks its layers (see ARCHITECTURE.md; `cargo tree -i NAME -p PACKAGE` shows the path):\n  {}",
+        broken.join("\n  ")
+    );
+}
+
+/// A Rust file's lines that are compiled outside tests, with their line
+/// numbers, and the files of modules declared only for tests. Skipped:
+/// comment lines, and every top-level item marked `#[cfg(test)]` (from
+/// the attribute to the item's closing line at column 0, which rustfmt's
+/// layout guarantees; `cargo fmt --check` runs in CI). Attributes inside
+/// items are not understood, so code under them counts as compiled.
+fn compiled_lines(path: &Path, text: &str) -> (Vec<(usize, String)>, Vec<PathBuf>) {
+    let mut compiled = Vec::new();
+    let mut test_only = Vec::new();
+    let module_dir = match path.file_name().unwrap().to_str().unwrap() {
+        "lib.rs" | "main.rs" | "mod.rs" => path.parent().unwrap().to_path_buf(),
+        _ => path.with_extension(""),
+    };
+    let mut lines = text.lines().enumerate();
+    while let Some((index, line)) = lines.next() {
+        if line.trim_start().starts_with("//") {
+            continue;
+        }
+        if line != "#[cfg(test)]" {
+            compiled.push((index + 1, line.to_string()));
+            continue;
+        }
+        // The item after the attribute (and any further attributes).
+        for (_, item) in lines.by_ref() {
+            if item.starts_with("#[") || item.trim_start().starts_with("//") {
+                continue;
+            }
+            if let Some(name) = item
+                .strip_prefix("mod ")
+                .or_else(|| item.strip_prefix("pub(crate) mod "))
+                .and_then(|rest| rest.strip_suffix(';'))
+            {
+                test_only.push(module_dir.join(format!("{name}.rs")));
+                test_only.push(module_dir.join(name).join("mod.rs"));
+            }
+            if !item.ends_with(';') {
+                for (_, rest) in lines.by_ref() {
+                    if rest.starts_with('}') {
+                        break;
+                    }
+                }
+            }
+            break;
+        }
+    }
+    (compiled, test_only)
+}
+
+/// Where `text` names one of `modules` (each `crate::module`, as in
+/// `std::fs`): written out (`std::fs::read`, `use std::fs::File`), or in a
+/// group (`use std::{fs, io}`). An alias (`use std as s`) is not followed.
+fn names_module(text: &str, modules: &[&str]) -> Option<String> {
+    for module in modules {
+        if text.contains(module) {
+            return Some((*module).to_string());
+        }
+        let (krate, item) = module.split_once("::").unwrap();
+        let group = format!("{krate}::{{");
+        let mut rest = text;
+        while let Some(start) = rest.find(&group) {
+            let inner = &rest[start + group.len()..];
+            let inner = &inner[..inner.find('}').unwrap_or(inner.len())];
+            if inner
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|word| word == item)
+            {
+                return Some((*module).to_string());
+            }
+            rest = &rest[start + group.len()..];
+        }
+    }
+    None
+}
+
+/// A crate's Rust files under `src/` with their compiled lines, test-only
+/// module files left out.
+fn compiled_sources(krate: &str) -> Vec<(PathBuf, Vec<(usize, String)>)> {
+    let src = workspace_root().join("crates").join(krate).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let mut test_only = BTreeSet::new();
+    let mut sources = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let (lines, tests) = compiled_lines(&file, &text);
+        test_only.extend(tests);
+        sources.push((file, lines));
+    }
+    sources.retain(|(file, _)| !test_only.contains(file));
+    sources
+}
+
+/// ferry-proto is bytes and `now` in, frames and deadlines out: outside
+/// its tests no line reads the clock, the filesystem, the network, the
+/// environment or another process. The rule is textual (see
+/// [`compiled_lines`] and [`names_module`]); its Cargo.toml is held to no
+/// tokio, mio or nix by `crate_dependencies_keep_their_layers`.
+#[test]
+fn ferry_proto_reads_no_clock_and_does_no_io() {
+    const CLOCK: &[&str] = &["SystemTime::now", "Instant::now"];
+    const IO: &[&str] = &[
+        "std::fs",
+        "tokio::fs",
+        "std::net",
+        "tokio::net",
+        "std::env",
+        "std::process",
+    ];
+    let mut found = Vec::new();
+    for (file, lines) in compiled_sources("ferry-proto") {
+        for (number, line) in lines {
+            let hit = CLOCK
+                .iter()
+                .find(|call| line.contains(*call))
+                .map(|call| call.to_string())
+                .or_else(|| names_module(&line, IO));
+            if let Some(what) = hit {
+                let file = file.strip_prefix(workspace_root()).unwrap();
+                found.push(format!(
+                    "{}:{number}: {what}: {}",
+                    file.display(),
+                    line.trim()
+                ));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "ferry-proto must take time and bytes as arguments (ARCHITECTURE.md); outside tests it uses:\n  {}",
+        found.join("\n  ")
+    );
+}
+
+/// The daemon and the mover reach user paths only through ferry-paths'
+/// `RootedFs`. What else they open directly is in their own config dir or
+/// already-open handles, and each file that names `std::fs` or `tokio::fs`
+/// outside its tests says why here, so a new use must be justified. A file
+/// listed here that no longer uses them must leave the list.
+const DIRECT_FS: &[(&str, &str)] = &[
+    (
+        "crates/ferry-daemon/src/local_api.rs",
+        "the local socket in the config dir: stale-socket removal and mode 0600",
+    ),
+    (
+        "crates/ferry-daemon/src/lock.rs",
+        "the config dir's lock file (flock)",
+    ),
+    (
+        "crates/ferry-daemon/src/logging.rs",
+        "the detached daemon's log file in the config dir",
+    ),
+    (
+        "crates/ferry-daemon/src/policy.rs",
+        "reads the config dir's config-paths",
+    ),
+    (
+        "crates/ferry-daemon/src/serve.rs",
+        "removes the local socket at stop",
+    ),
+    (
+        "crates/ferry-daemon/src/transfers.rs",
+        "reads endpoint.toml's umask and /proc/self/status",
+    ),
+    (
+        "crates/ferry-mover/src/dest.rs",
+        "`File` and `Permissions` of handles RootedFs opened",
+    ),
+    (
+        "crates/ferry-mover/src/digest.rs",
+        "hashes a `File` handle RootedFs opened",
+    ),
+    (
+        "crates/ferry-mover/src/journal.rs",
+        "per-task journals in the state dir",
+    ),
+    (
+        "crates/ferry-mover/src/source.rs",
+        "reads `File` handles RootedFs opened",
+    ),
+];
+
+#[test]
+fn daemon_and_mover_use_the_filesystem_directly_only_where_listed() {
+    let listed: BTreeSet<&str> = DIRECT_FS.iter().map(|(file, _)| *file).collect();
+    let mut using = BTreeSet::new();
+    let mut unlisted = Vec::new();
+    for krate in ["ferry-daemon", "ferry-mover"] {
+        for (file, lines) in compiled_sources(krate) {
+            let file = file
+                .strip_prefix(workspace_root())
+                .unwrap()
+                .display()
+                .to_string();
+            for (number, line) in lines {
+                if let Some(module) = names_module(&line, &["std::fs", "tokio::fs"]) {
+                    if !listed.contains(file.as_str()) {
+                        unlisted.push(format!("{file}:{number}: {module}: {}", line.trim()));
+                    }
+                    using.insert(file.clone());
+                }
+            }
+        }
+    }
+    assert!(
+        unlisted.is_empty(),
+        "user paths go through ferry-paths' RootedFs; a direct use of the filesystem needs a line in tests/tests/tidy.rs's DIRECT_FS saying why:\n  {}",
+        unlisted.join("\n  ")
+    );
+    let stale: Vec<_> = listed.iter().filter(|f| !using.contains(**f)).collect();
+    assert!(
+        stale.is_empty(),
+        "DIRECT_FS lists files that no longer use std::fs or tokio::fs; remove them: {stale:?}"
+    );
 }

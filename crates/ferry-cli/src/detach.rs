@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use daemonize::{Daemonize, Outcome};
 use ferry_daemon::Daemon;
 use ferry_daemon::logging::{self, LogTarget};
-use ferry_setup::EndpointDir;
+use ferry_endpoint::EndpointDir;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;

@@ -204,7 +204,7 @@ fn plural(n: usize, noun: &str) -> String {
     crate::plural(n as u64, noun)
 }
 
-fn print_status(report: &StatusReport, dir: &ferry_setup::EndpointDir) -> std::io::Result<()> {
+fn print_status(report: &StatusReport, dir: &ferry_endpoint::EndpointDir) -> std::io::Result<()> {
     outln!("Hub: {}", report.hub.as_str());
     if report.paused {
         outln!(

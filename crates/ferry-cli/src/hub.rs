@@ -13,7 +13,7 @@ use ferry_proto::api::{
 use ferry_proto::wire_path::WirePath;
 use ferry_setup::hub_client::{Auth, HubClient, HubError, Trust};
 use ferry_setup::login::{Credentials, Prompt, interactive_login};
-use ferry_setup::tls::certs_from_file;
+use ferry_tls::certs_from_file;
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -95,10 +95,8 @@ pub fn login(inv: &Invocation, args: LoginArgs) -> anyhow::Result<ExitCode> {
                         path.display()
                     )
                 })?;
-                let certs = ferry_setup::tls::certs_from_pem(
-                    &pem,
-                    &format!("{}{ca_note}", path.display()),
-                )?;
+                let certs =
+                    ferry_tls::certs_from_pem(&pem, &format!("{}{ca_note}", path.display()))?;
                 (Trust::Ca(certs), Some(pem))
             }
             None => (Trust::System, None),

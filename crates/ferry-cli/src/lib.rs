@@ -29,7 +29,7 @@ mod transfer;
 use anyhow::Context;
 use args::{Cli, Command, PathsCommand};
 use clap::{CommandFactory, FromArgMatches};
-use ferry_setup::{EndpointDir, user_home};
+use ferry_endpoint::{EndpointDir, user_home};
 use std::process::ExitCode;
 
 /// Exit code for `-status` when no daemon answers.

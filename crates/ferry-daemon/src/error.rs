@@ -6,7 +6,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    Setup(#[from] ferry_setup::SetupError),
+    Setup(#[from] ferry_endpoint::SetupError),
     #[error("already running (pid {pid}) for {dir}; stop it with `{stop}`")]
     AlreadyRunning {
         pid: u32,

@@ -5,13 +5,13 @@
 
 use crate::PolicyHandle;
 use crate::transfers::Transfers;
+use ferry_endpoint::{EndpointDir, renewal};
 use ferry_mover::Report;
 use ferry_paths::Policy;
 use ferry_proto::api::FsOutcome;
 use ferry_proto::backoff::Backoff;
 use ferry_proto::control::{self, ControlError, EndpointConnection, EndpointEvent, RefuseReason};
 use ferry_proto::local_api::HubState;
-use ferry_setup::{EndpointDir, renewal, tls};
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -232,10 +232,11 @@ fn renewal_deadline(dir: &EndpointDir) -> Option<Instant> {
 const RENEWAL_RETRY: Duration = Duration::from_secs(60);
 
 fn tls_config(dir: &EndpointDir) -> Result<Arc<rustls::ClientConfig>, String> {
-    let roots = tls::certs_from_file(&dir.hub_ca_file()).map_err(|e| e.to_string())?;
-    let chain = tls::certs_from_file(&dir.cert_file()).map_err(|e| e.to_string())?;
-    let key = tls::key_from_file(&dir.key_file()).map_err(|e| e.to_string())?;
-    tls::client_config(&roots, Some((chain, key)), &[control::ALPN]).map_err(|e| e.to_string())
+    let roots = ferry_tls::certs_from_file(&dir.hub_ca_file()).map_err(|e| e.to_string())?;
+    let chain = ferry_tls::certs_from_file(&dir.cert_file()).map_err(|e| e.to_string())?;
+    let key = ferry_tls::key_from_file(&dir.key_file()).map_err(|e| e.to_string())?;
+    ferry_tls::client_config(&roots, Some((chain, key)), &[control::ALPN])
+        .map_err(|e| e.to_string())
 }
 
 /// Alerts by which a TLS server refuses the client's certificate.

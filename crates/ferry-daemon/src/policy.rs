@@ -2,9 +2,9 @@
 //! `-restrict-paths` when given at start (which then replaces it entirely).
 
 use crate::DaemonError;
+use ferry_endpoint::EndpointDir;
 use ferry_paths::Policy;
 use ferry_proto::local_api::PolicySource;
-use ferry_setup::EndpointDir;
 use std::path::Path;
 
 /// Which source the daemon was told to use.

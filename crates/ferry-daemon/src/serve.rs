@@ -6,11 +6,11 @@ use crate::local_api::{self, TransportError};
 use crate::service_manager;
 use crate::transfers::Transfers;
 use crate::{DaemonError, DaemonLock, PolicyChoice, PolicyHandle, load_policy};
+use ferry_endpoint::{EndpointDir, EndpointIdentity};
 use ferry_paths::Policy;
 use ferry_proto::local_api::{
     HubState, PolicySource, Request, Response, StatusReport, TransferState,
 };
-use ferry_setup::{EndpointDir, EndpointIdentity};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};

@@ -5,11 +5,11 @@
 use crate::PolicyHandle;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use ferry_endpoint::{EndpointDir, EndpointIdentity, parse_port_range};
 use ferry_mover::dest::Sessions;
 use ferry_mover::source::SendError;
 use ferry_mover::{Context, Disposition, Report, channel::Identity};
 use ferry_proto::task::{Capability, TaskReport};
-use ferry_setup::{EndpointDir, EndpointIdentity, parse_port_range};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -209,7 +209,7 @@ pub fn first_cert_der(pem: &str) -> Option<Vec<u8>> {
         .map(|c| c.to_vec())
 }
 
-pub use ferry_setup::tls::endpoint_id_of;
+pub use ferry_tls::endpoint_id_of;
 
 #[cfg(test)]
 mod tests {

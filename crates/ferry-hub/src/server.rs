@@ -147,7 +147,8 @@ fn tls_config(dir: &HubDir, config: &HubConfig) -> anyhow::Result<rustls::Server
         .allow_unauthenticated()
         .build()
         .context("cannot build the client certificate verifier")?;
-    let mut tls = rustls::ServerConfig::builder()
+    // The endpoints' provider and cipher preferences (AES-128-GCM first).
+    let mut tls = ferry_tls::server_config_builder()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .context("the TLS certificate and key do not match")?;
@@ -166,7 +167,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init()
         .ok();
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    ferry_tls::install_crypto_provider();
     let config = dir.load_config()?;
     let tls = tls_config(&dir, &config)?;
     let tls_ca_path = config.resolve(&dir, &config.tls_ca);

@@ -14,10 +14,9 @@
 //! quiet.
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
+use ferry_endpoint::EndpointDir;
 use ferry_proto::data::{self, ChunkHeader, Frame, Message};
 use ferry_proto::task::{Capability, CapabilityError};
-use ferry_setup::EndpointDir;
-use ferry_setup::tls;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -239,7 +238,7 @@ fn certified_key(
     chain: Vec<CertificateDer<'static>>,
     key: &PrivateKeyDer<'static>,
 ) -> Result<Arc<rustls::sign::CertifiedKey>, ChannelError> {
-    let signer = tls::provider()
+    let signer = ferry_tls::provider()
         .key_provider
         .load_private_key(key.clone_key())
         .map_err(|e| ChannelError::Credentials(e.to_string()))?;
@@ -248,14 +247,14 @@ fn certified_key(
 
 impl Identity {
     pub fn load(dir: &EndpointDir, endpoint_id: &str) -> Result<Self, ChannelError> {
-        let err = |e: tls::TlsError| ChannelError::Credentials(e.to_string());
-        let key = tls::key_from_file(&dir.key_file()).map_err(err)?;
-        let chain = tls::certs_from_file(&dir.cert_file()).map_err(err)?;
+        let err = |e: ferry_tls::TlsError| ChannelError::Credentials(e.to_string());
+        let key = ferry_tls::key_from_file(&dir.key_file()).map_err(err)?;
+        let chain = ferry_tls::certs_from_file(&dir.cert_file()).map_err(err)?;
         let current = certified_key(chain, &key)?;
         Ok(Self {
             endpoint_id: endpoint_id.to_string(),
             key,
-            endpoint_ca: tls::certs_from_file(&dir.endpoint_ca_file()).map_err(err)?,
+            endpoint_ca: ferry_tls::certs_from_file(&dir.endpoint_ca_file()).map_err(err)?,
             current: Arc::new(CurrentCert(std::sync::RwLock::new(current))),
         })
     }
@@ -263,7 +262,7 @@ impl Identity {
     /// Takes up a renewed `endpoint.crt` (same key): new data connections,
     /// both ways, present it from now on.
     pub fn reload(&self, dir: &EndpointDir) -> Result<(), ChannelError> {
-        let chain = tls::certs_from_file(&dir.cert_file())
+        let chain = ferry_tls::certs_from_file(&dir.cert_file())
             .map_err(|e| ChannelError::Credentials(e.to_string()))?;
         let renewed = certified_key(chain, &self.key)?;
         match self.current.0.write() {
@@ -285,11 +284,12 @@ impl Identity {
 
     /// For accepting data connections: a client certificate is required.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, ChannelError> {
-        tls::install_crypto_provider();
+        let builder = ferry_tls::server_config_builder()
+            .map_err(|e| ChannelError::Credentials(e.to_string()))?;
         let verifier = WebPkiClientVerifier::builder(Arc::new(self.roots()?))
             .build()
             .map_err(|e| ChannelError::Credentials(e.to_string()))?;
-        let mut config = rustls::ServerConfig::builder()
+        let mut config = builder
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(self.current.clone());
         config.alpn_protocols = data::ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
@@ -298,7 +298,7 @@ impl Identity {
 
     /// For connecting to a destination endpoint.
     pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, ChannelError> {
-        tls::client_config(
+        ferry_tls::client_config(
             &self.endpoint_ca,
             Some((self.current.get().cert.clone(), self.key.clone_key())),
             data::ALPN_PROTOCOLS,

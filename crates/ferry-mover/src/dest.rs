@@ -394,7 +394,7 @@ async fn accept_stream(
             .1
             .peer_certificates()
             .and_then(|c| c.first())
-            .and_then(|c| ferry_setup::tls::endpoint_id_of(c))
+            .and_then(|c| ferry_tls::endpoint_id_of(c))
             .ok_or_else(|| {
                 ChannelError::Protocol("the peer's certificate names no endpoint".into())
             })?;

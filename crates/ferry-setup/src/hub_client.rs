@@ -116,7 +116,7 @@ pub enum HubError {
     #[error(transparent)]
     Check(#[from] CheckError),
     #[error("{0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] ferry_tls::TlsError),
 }
 
 impl HubError {
@@ -288,11 +288,11 @@ fn trusting(
 ) -> Result<reqwest::ClientBuilder, HubError> {
     let builder = match trust {
         Trust::Ca(roots) => {
-            let tls = crate::tls::client_config(roots, None, &[b"http/1.1"])?;
+            let tls = ferry_tls::client_config(roots, None, &[b"http/1.1"])?;
             builder().use_preconfigured_tls((*tls).clone())
         }
         Trust::System => {
-            crate::tls::install_crypto_provider();
+            ferry_tls::install_crypto_provider();
             builder()
         }
     };
@@ -390,7 +390,7 @@ async fn read_capped(
 
 /// `GET /ca.crt` without verifying the connection: the PEM text.
 async fn fetch_ca_insecurely(url: &HubUrl, addrs: &[SocketAddr]) -> Result<String, HubError> {
-    crate::tls::install_crypto_provider();
+    ferry_tls::install_crypto_provider();
     let ca_url = format!("{}{CA_CERT_PATH}", url.as_str());
     let http = pinned(builder().tls_danger_accept_invalid_certs(true), url, addrs)
         .build()
@@ -423,7 +423,7 @@ async fn fetch_ca_insecurely(url: &HubUrl, addrs: &[SocketAddr]) -> Result<Strin
 
 /// The SHA-256 fingerprint of the first certificate in `pem`.
 fn fingerprint(pem: &str) -> Result<String, HubError> {
-    let certs = crate::tls::certs_from_pem(pem, "the hub's CA answer")?;
+    let certs = ferry_tls::certs_from_pem(pem, "the hub's CA answer")?;
     let first = certs.first().ok_or_else(|| HubError::Protocol {
         url: String::new(),
         reason: "no certificate".into(),
@@ -537,7 +537,7 @@ impl HubClient {
         let body = read_capped(response, CA_MAX_BYTES, &ca_url).await?;
         let served_ca = String::from_utf8(body)
             .ok()
-            .filter(|pem| crate::tls::certs_from_pem(pem, "").is_ok())
+            .filter(|pem| ferry_tls::certs_from_pem(pem, "").is_ok())
             .ok_or_else(|| CheckError::NotAHub {
                 url: url.as_str().to_string(),
                 answer: "no certificate".into(),

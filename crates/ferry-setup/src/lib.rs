@@ -1,69 +1,11 @@
-//! An endpoint's identity on disk: the config dir's layout, `endpoint.toml`,
-//! the credential files, and the default `config-paths`.
+//! An endpoint's way to the hub, used only by the CLI: the REST client
+//! ([`hub_client`]), logging in ([`login`]), and `ferry -setup`
+//! ([`register`]), which registers the endpoint by auth-code exchange or a
+//! setup key and writes its files through ferry-endpoint.
 //!
-//! `ferry -setup` writes these files; the daemon reads them. Keeping both
-//! sides in this crate keeps the format in one place.
+//! The daemon, the mover and the hub do not link this crate, so none of
+//! them links the HTTP client.
 
-mod atomic;
-mod csr;
-mod dir;
 pub mod hub_client;
-mod identity;
 pub mod login;
 pub mod register;
-pub mod renewal;
-pub mod tls;
-
-pub use atomic::write_atomic;
-pub use dir::{EndpointDir, user_home};
-pub use identity::{EndpointIdentity, parse_port_range};
-
-use std::path::PathBuf;
-use thiserror::Error;
-
-/// The `config-paths` written at setup when none exists: the owner's home,
-/// not shared, read-write (as Globus Connect Personal does).
-pub const DEFAULT_CONFIG_PATHS: &str = "\
-# ferry config-paths: which paths on this machine transfers may reach.
-# One rule per line: PATH,SHARING,RW
-#   PATH     absolute, or ~ for your home directory
-#   SHARING  0 or 1 (kept for sharing; 0 = not shared)
-#   RW       1 = read-write, 0 = read-only
-# The most specific matching line decides. Paths no line covers are denied.
-# Dot-entries directly under ~ (~/.ssh, ~/.ferry, ...) stay denied unless a
-# line names them. After editing, reload with: kill -HUP <daemon pid>
-~/,0,1
-";
-
-#[derive(Debug, Error)]
-pub enum SetupError {
-    #[error("{dir} is not set up as a ferry endpoint (no endpoint.toml); run `{setup}` first")]
-    NotSetUp { dir: PathBuf, setup: String },
-    #[error("{file} is missing; the endpoint's setup is incomplete: run `{setup}` again")]
-    MissingFile { file: PathBuf, setup: String },
-    #[error("{file} is readable by other users (mode {mode:04o}); fix it with: chmod 600 {file}")]
-    KeyTooOpen { file: PathBuf, mode: u32 },
-    #[error("{file} is invalid: {reason}")]
-    InvalidIdentity { file: PathBuf, reason: String },
-    #[error(
-        "cannot find the home directory: $HOME is unset and the password database has no entry for uid {uid}"
-    )]
-    NoHome { uid: u32 },
-    #[error("cannot {op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl SetupError {
-    pub(crate) fn io(
-        op: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> Self {
-        let path = path.into();
-        move |source| SetupError::Io { op, path, source }
-    }
-}

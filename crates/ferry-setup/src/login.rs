@@ -3,9 +3,9 @@
 //! code"), the stored credentials, and their refresh.
 
 use crate::hub_client::{HubClient, HubError, Trust};
-use crate::write_atomic;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use ferry_endpoint::write_atomic;
 use ferry_proto::api::{AUTH_CODE_PATH, CLI_CLIENT_ID, SCOPE_SETUP, SCOPE_TRANSFER, TokenResponse};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -223,7 +223,7 @@ impl Credentials {
     pub fn trust(&self) -> Result<Trust, LoginError> {
         match &self.hub_ca_pem {
             Some(pem) => Ok(Trust::Ca(
-                crate::tls::certs_from_pem(pem, "the saved hub CA").map_err(HubError::from)?,
+                ferry_tls::certs_from_pem(pem, "the saved hub CA").map_err(HubError::from)?,
             )),
             None => Ok(Trust::System),
         }

@@ -7,10 +7,10 @@
 
 use crate::hub_client::{Auth, HubClient, HubError, Trust};
 use crate::login::{Credentials, LoginError, Prompt, interactive_login};
-use crate::tls::certs_from_pem;
-use crate::{EndpointDir, EndpointIdentity, SetupError, write_atomic};
+use ferry_endpoint::{EndpointDir, EndpointIdentity, SetupError, write_atomic};
 use ferry_proto::api::{RegisterEndpoint, RegisteredEndpoint};
 use ferry_proto::setup_key::{SetupKey, cert_sha256, format_fingerprint};
+use ferry_tls::certs_from_pem;
 use std::path::{Path, PathBuf};
 
 /// What the user asked for on the command line.
@@ -149,8 +149,8 @@ pub async fn setup(
             .await?;
             let hub_url = client.base_url().to_string();
             let name = request.name.clone().unwrap_or_else(|| "endpoint".into());
-            let (key_pem, csr_pem) =
-                crate::csr::key_and_csr(&name).map_err(|e| RegisterError::Key(e.to_string()))?;
+            let (key_pem, csr_pem) = ferry_tls::csr::key_and_csr(&name)
+                .map_err(|e| RegisterError::Key(e.to_string()))?;
             let registered: RegisteredEndpoint = client
                 .post_json(
                     "/api/v1/endpoints/register",
@@ -191,8 +191,8 @@ pub async fn setup(
             if name.is_empty() {
                 return Err(RegisterError::NoName);
             }
-            let (key_pem, csr_pem) =
-                crate::csr::key_and_csr(&name).map_err(|e| RegisterError::Key(e.to_string()))?;
+            let (key_pem, csr_pem) = ferry_tls::csr::key_and_csr(&name)
+                .map_err(|e| RegisterError::Key(e.to_string()))?;
             let registered: RegisteredEndpoint = client
                 .post_json(
                     "/api/v1/endpoints/register",

@@ -15,10 +15,10 @@ use super::Op;
 use crate::channel::{Identity, Liveness};
 use crate::dest::Sessions;
 use crate::{Context, Disposition, Report, Side};
+use ferry_endpoint::EndpointDir;
 use ferry_paths::Policy;
 use ferry_proto::task::{Capability, TaskReport, TransferItem, TransferOptions};
 use ferry_proto::wire_path::WirePath;
-use ferry_setup::EndpointDir;
 use nix::libc::{EACCES, EDQUOT, EINTR, EIO, EMFILE, ENFILE, ENOENT, ENOSPC, EROFS, ESTALE};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType, SigningKey,

@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use ferry_endpoint::EndpointDir;
 use ferry_mover::channel::{Identity, Liveness};
 use ferry_mover::dest::Sessions;
 use ferry_mover::{Context, Report};
 use ferry_paths::Policy;
 use ferry_proto::task::{Capability, TaskReport, TransferItem, TransferOptions};
 use ferry_proto::wire_path::WirePath;
-use ferry_setup::EndpointDir;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType, SigningKey,
 };

@@ -83,7 +83,8 @@ pub fn request(dir: &EndpointDir, display_name: &str) -> Result<String, RenewalE
         path: key_file.display().to_string(),
         reason: e.to_string(),
     })?;
-    crate::csr::csr_for_key(&key, display_name).map_err(|e| RenewalError::Request(e.to_string()))
+    ferry_tls::csr::csr_for_key(&key, display_name)
+        .map_err(|e| RenewalError::Request(e.to_string()))
 }
 
 /// Takes up a certificate from the hub after checking that it names this
@@ -95,7 +96,7 @@ pub fn install(
     cert_pem: &str,
 ) -> Result<Validity, RenewalError> {
     let der = first_der(cert_pem.as_bytes()).ok_or(RenewalError::Rejected("that is not PEM"))?;
-    if crate::tls::endpoint_id_of(&der).as_deref() != Some(endpoint_id) {
+    if ferry_tls::endpoint_id_of(&der).as_deref() != Some(endpoint_id) {
         return Err(RenewalError::Rejected("for another endpoint"));
     }
     let new = validity_of_der(&der).ok_or(RenewalError::Rejected("that does not parse"))?;

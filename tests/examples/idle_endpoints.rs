@@ -12,8 +12,12 @@
 //! connection was lost or refused, a heartbeat round was missed, or the
 //! hub's peak RSS went over the limit.
 //!
+//! It registers with the CLI's REST client (ferry-setup), which the hub
+//! does not link, so it is an example of this package rather than the hub's.
+//!
 //! ```text
-//! cargo build --release -p ferry-hub --examples --bins
+//! cargo build --release -p ferry-hub --bins
+//! cargo build --release -p ferry-tests --example idle_endpoints
 //! FERRY_TOKEN=$(ferry-hub token create --dir D --user U) \
 //!   target/release/examples/idle_endpoints --hub-dir D --hub-pid PID
 //! ```
@@ -26,8 +30,8 @@ use ferry_proto::control::{
 };
 use ferry_proto::frame::{FrameDecoder, HEADER_LEN};
 use ferry_setup::hub_client::{Auth, HubClient, Trust};
-use ferry_setup::tls;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -178,7 +182,7 @@ fn run() -> anyhow::Result<bool> {
         );
     }
     let ca_path = args.hub_dir.join(&hub.tls_ca);
-    let roots = tls::certs_from_file(&ca_path)?;
+    let roots = ferry_tls::certs_from_file(&ca_path)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -304,19 +308,13 @@ struct Credential {
     tls: Arc<rustls::ClientConfig>,
 }
 
-/// A fresh key and a CSR for it, as `ferry -setup` makes them (its helper
-/// is private to ferry-setup, so the few rcgen calls are repeated here).
+/// A fresh key and a CSR for it, made as `ferry -setup` makes them.
 fn key_and_csr(name: &str) -> anyhow::Result<(PrivateKeyDer<'static>, String)> {
-    let key = rcgen::KeyPair::generate().context("cannot generate an endpoint key")?;
-    let mut params = rcgen::CertificateParams::default();
-    let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::CommonName, name);
-    params.distinguished_name = dn;
-    let csr = params
-        .serialize_request(&key)
-        .and_then(|r| r.pem())
-        .context("cannot make a certificate request")?;
-    Ok((PrivatePkcs8KeyDer::from(key.serialize_der()).into(), csr))
+    let (key_pem, csr) = ferry_tls::csr::key_and_csr(name)
+        .context("cannot make an endpoint key and certificate request")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .context("cannot read back the endpoint key")?;
+    Ok((key, csr))
 }
 
 /// Registers `n` endpoints through the REST API, `parallel` at a time.
@@ -367,8 +365,9 @@ async fn register_all(
                     )
                     .await
                     .with_context(|| format!("cannot register endpoint {name}"))?;
-                let chain = tls::certs_from_pem(&registered.cert_pem, "the hub's answer")?;
-                let config = tls::client_config(&roots, Some((chain, key)), &[control::ALPN])?;
+                let chain = ferry_tls::certs_from_pem(&registered.cert_pem, "the hub's answer")?;
+                let config =
+                    ferry_tls::client_config(&roots, Some((chain, key)), &[control::ALPN])?;
                 made.push(Credential {
                     id: registered.id,
                     tls: config,

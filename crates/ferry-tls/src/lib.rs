@@ -1,6 +1,14 @@
-//! TLS client configuration for talking to the hub: whom to trust and which
-//! certificate to present. The daemon's control channel and the CLI's REST
-//! calls build their configs here, so both trust the same things.
+//! TLS and PKI helpers shared by the endpoints and the hub: the crypto
+//! provider and its cipher preferences, client configs trusting exactly a
+//! given CA, the start of every server config, reading PEM certificates and
+//! keys, endpoint ids from certificates, and (in [`csr`]) the endpoint's key
+//! pair and certificate requests.
+//!
+//! The daemon's control channel, the CLI's REST calls, the mover's data
+//! connections and the hub's one TLS port build their configs here, so all
+//! of them trust the same things and prefer the same ciphers.
+
+pub mod csr;
 
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
@@ -37,6 +45,17 @@ pub fn provider() -> rustls::crypto::CryptoProvider {
             _ => 2,
         });
     provider
+}
+
+/// The start of every server config: [`provider`], so a server (the hub's
+/// port, an endpoint's data listener) has the same cipher preferences as
+/// the clients, with rustls' safe protocol versions.
+pub fn server_config_builder()
+-> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVerifier>, TlsError> {
+    install_crypto_provider();
+    rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))
 }
 
 /// Certificates from PEM text.
