@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
     ApiError, CreateEndpoint, EndpointInfo, FilterScope, FsOp, FsOutcome, RegisterEndpoint,
-    UpdateEndpoint,
+    SCOPE_SETUP, SCOPE_TRANSFER, UpdateEndpoint,
 };
 use ferry_proto::task::{
     Capability, MAX_CAPABILITY, MAX_ITEM_PATH, MAX_LABEL, MAX_TASK_ITEMS, SubmitTask,
@@ -147,24 +147,54 @@ fn credential<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
         .then(|| credential.trim())
 }
 
-/// The principal behind the request's bearer token.
-fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Principal, Failure> {
-    let token = credential(headers, "Bearer").ok_or_else(|| {
-        Failure::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "no access token; log in with `ferry login` or set FERRY_TOKEN",
-        )
-    })?;
-    grants::authenticate(&hub.store, token)
+/// The client id a browser session acts under: the hub's own pages.
+pub const SESSION_CLIENT: &str = "ferry-web";
+/// The header a page's script sends its session's CSRF token in, on every
+/// request that changes something.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The principal behind the request: its bearer token, or else the
+/// browser session its cookie names. A session acts for its user with
+/// everything the user may do (it is the user at the hub's own pages),
+/// but a request that changes something must come from the hub's origin
+/// and carry the session's CSRF token in [`CSRF_HEADER`]: a cookie
+/// travels with requests other sites make, a header does not.
+fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, Failure> {
+    let headers = &parts.headers;
+    if let Some(token) = credential(headers, "Bearer") {
+        return grants::authenticate(&hub.store, token)
+            .map_err(Failure::internal)?
+            .ok_or_else(|| {
+                Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "the access token is invalid or expired; log in again with `ferry login`",
+                )
+            });
+    }
+    let session = crate::session::SessionUser::from_request(&hub.store, headers, grants::now())
         .map_err(Failure::internal)?
         .ok_or_else(|| {
             Failure::new(
                 StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the access token is invalid or expired; log in again with `ferry login`",
+                "unauthorized",
+                "no access token; log in with `ferry login` or set FERRY_TOKEN",
             )
-        })
+        })?;
+    if !parts.method.is_safe() {
+        let forged = |e: crate::session::CsrfError| {
+            Failure::new(StatusCode::FORBIDDEN, "csrf", e.to_string())
+        };
+        crate::session::check_origin(headers, &hub.config.url).map_err(forged)?;
+        let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        session.check_csrf(given).map_err(forged)?;
+    }
+    Ok(Principal {
+        user_id: session.user_id,
+        user_name: session.user_name,
+        client_id: SESSION_CLIENT.into(),
+        scopes: vec![SCOPE_TRANSFER.into(), SCOPE_SETUP.into()],
+    })
 }
 
 impl From<Refusal> for Failure {
@@ -215,7 +245,7 @@ impl<R: Route + Send> FromRequestParts<Arc<Hub>> for Caller<R> {
     type Rejection = Failure;
 
     async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, Failure> {
-        let who = authenticate(hub, &parts.headers)?;
+        let who = authenticate(hub, parts)?;
         authorize(&who, R::ACTION, Resource::Any)?;
         Ok(Caller(who, PhantomData))
     }
@@ -241,7 +271,7 @@ impl FromRequestParts<Arc<Hub>> for Registrant {
                 Ok(Registrant::Key(key.to_string()))
             }
             None => {
-                let who = authenticate(hub, &parts.headers)?;
+                let who = authenticate(hub, parts)?;
                 authorize(&who, Action::CreateEndpoint, Resource::Any)?;
                 Ok(Registrant::Login(who))
             }
@@ -805,7 +835,6 @@ mod tests {
     use crate::store::NewTask;
     use axum::body::Body;
     use axum::http::Request;
-    use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER};
     use http_body_util::BodyExt;
     use serde_json::{Value, json};
     use tower::ServiceExt;
@@ -912,12 +941,12 @@ mod tests {
         hub: &Arc<Hub>,
         method: &str,
         uri: &str,
-        token: Option<&str>,
+        credentials: &[(&str, String)],
         body: Option<&Value>,
     ) -> (StatusCode, String) {
         let mut request = Request::builder().method(method).uri(uri);
-        if let Some(token) = token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        for (name, value) in credentials {
+            request = request.header(*name, value);
         }
         let body = match body {
             Some(v) => {
@@ -936,10 +965,11 @@ mod tests {
     }
 
     /// Every route, as no one and as another user: no one is refused
-    /// (401) before anything happens; Bob, whose token covers every
-    /// action, finds none of Alice's endpoints and tasks (404, the answer
-    /// for what does not exist), sees none of them in his lists, and
-    /// changes nothing of hers.
+    /// (401) before anything happens; Bob, with a token that covers every
+    /// action or with his browser session, finds none of Alice's endpoints
+    /// and tasks (404, the answer for what does not exist), sees none of
+    /// them in his lists, and changes nothing of hers. A session's request
+    /// that changes something needs its CSRF token and the hub's origin.
     #[tokio::test]
     async fn every_route_refuses_no_one_and_hides_one_users_objects_from_another() {
         let s = setup();
@@ -950,6 +980,28 @@ mod tests {
             "bob",
             &format!("{SCOPE_TRANSFER} {SCOPE_SETUP}"),
         );
+        let (session, csrf) = ("bobs-session-cookie-value", "bobs-csrf-token");
+        s.hub
+            .store
+            .put_session(
+                &crate::secrets::token_hash(session),
+                bob_id,
+                csrf,
+                grants::now() + 3600,
+            )
+            .unwrap();
+        let cookie = (
+            "cookie",
+            format!("{}={session}", crate::session::SESSION_COOKIE),
+        );
+        let as_bob = [
+            vec![("authorization", format!("Bearer {bob}"))],
+            vec![
+                cookie.clone(),
+                (CSRF_HEADER, csrf.to_string()),
+                ("sec-fetch-site", "same-origin".to_string()),
+            ],
+        ];
         let (status, body) = call(
             &s.hub,
             "POST",
@@ -1066,32 +1118,52 @@ mod tests {
         assert_eq!(walked, declared_routes(), "every route is walked, once");
 
         for (method, _, uri, body, expect) in &walk {
-            let (status, answer) = send(&s.hub, method, uri, None, body.as_ref()).await;
+            let (status, answer) = send(&s.hub, method, uri, &[], body.as_ref()).await;
             assert_eq!(
                 status,
                 StatusCode::UNAUTHORIZED,
                 "{method} {uri} as no one: {answer}"
             );
-            let (status, answer) = send(&s.hub, method, uri, Some(&bob), body.as_ref()).await;
-            match expect {
-                Bob::NotFound => {
-                    assert_eq!(
+            for credentials in &as_bob {
+                let (status, answer) = send(&s.hub, method, uri, credentials, body.as_ref()).await;
+                let who = &credentials[0].0;
+                match expect {
+                    Bob::NotFound => assert_eq!(
                         status,
                         StatusCode::NOT_FOUND,
-                        "{method} {uri} as bob: {answer}"
-                    )
+                        "{method} {uri} as bob ({who}): {answer}"
+                    ),
+                    Bob::OwnOnly => assert!(
+                        status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                        "{method} {uri} as bob ({who}): {status} {answer}"
+                    ),
                 }
-                Bob::OwnOnly => assert!(
-                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
-                    "{method} {uri} as bob: {status} {answer}"
-                ),
+                // (A refusal may repeat the name Bob gave; nothing else of hers.)
+                for id in alices.iter().filter(|_| status.is_success()) {
+                    assert!(
+                        !answer.contains(id),
+                        "{method} {uri} as bob ({who}) shows {id}: {answer}"
+                    );
+                }
             }
-            // (A refusal may repeat the name Bob gave; nothing else of hers.)
-            for id in alices.iter().filter(|_| status.is_success()) {
-                assert!(
-                    !answer.contains(id),
-                    "{method} {uri} as bob shows {id}: {answer}"
-                );
+            // A session's change without its token, or from another site, is refused first.
+            if *method != "GET" {
+                for forged in [
+                    vec![cookie.clone()],
+                    vec![
+                        cookie.clone(),
+                        (CSRF_HEADER, csrf.to_string()),
+                        ("sec-fetch-site", "cross-site".to_string()),
+                    ],
+                ] {
+                    let (status, answer) = send(&s.hub, method, uri, &forged, body.as_ref()).await;
+                    assert_eq!(
+                        status,
+                        StatusCode::FORBIDDEN,
+                        "{method} {uri} forged: {answer}"
+                    );
+                    assert!(answer.contains("csrf"), "{answer}");
+                }
             }
         }
         // Alice's things are as she left them.

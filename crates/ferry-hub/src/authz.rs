@@ -1,7 +1,7 @@
 //! Who may do what: the one place every access rule of the hub lives.
 //!
-//! A request's [`Principal`] (from its bearer token; a session cookie
-//! next) asks [`authorize`] before it acts: first whether its grant covers
+//! A request's [`Principal`] (from its bearer token, or its browser
+//! session's cookie) asks [`authorize`] before it acts: first whether its grant covers
 //! the [`Action`] at all (the token's scopes), then whether the principal
 //! may do it to the [`Resource`]. Today the rule is ownership; shares,
 //! groups, allowed identity domains and app scopes join here, and nowhere
