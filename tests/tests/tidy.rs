@@ -364,3 +364,70 @@ fn daemon_and_mover_use_the_filesystem_directly_only_where_listed() {
         "DIRECT_FS lists files that no longer use std::fs or tokio::fs; remove them: {stale:?}"
     );
 }
+
+/// The top-level modules of `crate_dir`'s library or binary: `src/x.rs`
+/// and `src/x/` (but not `lib.rs`, `main.rs`).
+fn top_level_modules(crate_dir: &Path) -> BTreeSet<String> {
+    let mut modules = BTreeSet::new();
+    for entry in std::fs::read_dir(crate_dir.join("src")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            modules.insert(name);
+        } else if let Some(stem) = name.strip_suffix(".rs")
+            && stem != "lib"
+            && stem != "main"
+        {
+            modules.insert(stem.to_string());
+        }
+    }
+    modules
+}
+
+/// Whether `text` names `module` in backticks: `module`, `module::Item`,
+/// `module.rs`, or `module` + `other` inside one span.
+fn names_in_backticks(text: &str, module: &str) -> bool {
+    text.split('`').skip(1).step_by(2).any(|span| {
+        span.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|word| word == module)
+    })
+}
+
+/// ARCHITECTURE.md's code map has a section for every crate, and each
+/// section names every module its crate has: a module added, split or
+/// renamed without a word there fails here.
+#[test]
+fn the_code_map_names_every_crate_and_module_that_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let map = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(root.join("crates")).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let heading = format!("### `crates/{name}`");
+        let Some(start) = map.find(&heading) else {
+            missing.push(format!("no section `{heading}`"));
+            continue;
+        };
+        let rest = &map[start + heading.len()..];
+        // Up to the next heading of any level.
+        let end = [rest.find("\n## "), rest.find("\n### ")]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(rest.len());
+        let section = &rest[..end];
+        for module in top_level_modules(&dir) {
+            if !names_in_backticks(section, &module) {
+                missing.push(format!(
+                    "crates/{name}: module `{module}` is not named in its section"
+                ));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's code map is out of date:\n  {}",
+        missing.join("\n  ")
+    );
+}
