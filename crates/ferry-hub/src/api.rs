@@ -16,7 +16,7 @@ use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
 use crate::grants::{self, Principal};
 use crate::server::Hub;
-use crate::store::{EndpointRow, MAX_TASK_EVENTS, TaskRow};
+use crate::store::{EndpointRow, MAX_TASK_EVENTS, StoreError, TaskRow};
 use crate::task_service::{self, TaskServiceError};
 use crate::tasks::{self, Wake};
 use axum::body::Bytes;
@@ -133,7 +133,28 @@ impl From<RegistryError> for Failure {
                 Failure::new(StatusCode::FORBIDDEN, "revoked", e.to_string())
             }
             RegistryError::Busy(m) => Failure::new(StatusCode::CONFLICT, "endpoint_busy", m),
+            RegistryError::Storage(e) => Failure::from(e),
             RegistryError::Internal(e) => Failure::internal(format!("{e:#}")),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } => {
+                Failure::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            StoreError::NotFound => Failure::new(StatusCode::NOT_FOUND, "not_found", "not found"),
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "storage unavailable");
+                Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the hub's database is busy; try again shortly",
+                )
+            }
+            StoreError::Internal(_) | StoreError::TooNew { .. } => Failure::internal(e),
         }
     }
 }
@@ -271,17 +292,10 @@ fn resolve(hub: &Hub, who: &Principal, name: &str, action: Action) -> Result<End
             format!("no endpoint {name:?} among yours; list them with `ferry endpoint search`"),
         )
     };
-    let by_id = hub
-        .store
-        .endpoint(name)
-        .map_err(Failure::internal)?
-        .filter(|row| !row.deleted);
+    let by_id = hub.store.endpoint(name)?.filter(|row| !row.deleted);
     let row = match by_id {
         Some(row) => Some(row),
-        None => hub
-            .store
-            .endpoint_by_name(who.user_id, name)
-            .map_err(Failure::internal)?,
+        None => hub.store.endpoint_by_name(who.user_id, name)?,
     };
     match row {
         Some(row) => match authorize(who, action, Resource::Endpoint(&row)) {
@@ -326,10 +340,10 @@ async fn search_endpoints(
     // (what the caller may see) is their own endpoints.
     let rows = match query.filter_scope.unwrap_or(FilterScope::MyEndpoints) {
         FilterScope::SharedWithMe => Vec::new(),
-        FilterScope::MyEndpoints | FilterScope::All => hub
-            .store
-            .search_endpoints(Some(who.user_id), &query.q, SEARCH_LIMIT)
-            .map_err(Failure::internal)?,
+        FilterScope::MyEndpoints | FilterScope::All => {
+            hub.store
+                .search_endpoints(Some(who.user_id), &query.q, SEARCH_LIMIT)?
+        }
     };
     Ok(Json(rows.into_iter().map(|r| info(&hub, r)).collect()))
 }
@@ -573,8 +587,7 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
 fn task_items(hub: &Hub, id: &str) -> Result<Vec<TransferItem>, Failure> {
     let (items, _) = hub
         .store
-        .task_work(id)
-        .map_err(Failure::internal)?
+        .task_work(id)?
         .ok_or_else(|| Failure::internal(format!("task {id} has no stored work")))?;
     serde_json::from_str(&items).map_err(Failure::internal)
 }
@@ -601,7 +614,7 @@ fn own_task(hub: &Hub, who: &Principal, id: &str, action: Action) -> Result<Task
         Err(Refusal::Hidden) => Err(not_found()),
         Err(refusal) => Err(Failure::from(refusal)),
     };
-    if let Some(row) = hub.store.task(id).map_err(Failure::internal)? {
+    if let Some(row) = hub.store.task(id)? {
         return allowed(row);
     }
     let prefix = id.to_ascii_lowercase();
@@ -616,8 +629,7 @@ fn own_task(hub: &Hub, who: &Principal, id: &str, action: Action) -> Result<Task
     }
     let mut found = hub
         .store
-        .tasks_with_prefix(who.user_id, &prefix, AMBIGUOUS_LISTED + 1)
-        .map_err(Failure::internal)?;
+        .tasks_with_prefix(who.user_id, &prefix, AMBIGUOUS_LISTED + 1)?;
     match found.len() {
         0 => Err(not_found()),
         1 => allowed(found.remove(0)),
@@ -691,10 +703,7 @@ async fn list_tasks(
         .limit
         .unwrap_or(TASK_LIST_DEFAULT)
         .clamp(1, TASK_LIST_MAX);
-    let rows = hub
-        .store
-        .tasks_of(who.user_id, limit)
-        .map_err(Failure::internal)?;
+    let rows = hub.store.tasks_of(who.user_id, limit)?;
     Ok(Json(rows.into_iter().map(|r| task_info(&hub, r)).collect()))
 }
 
@@ -763,9 +772,8 @@ impl From<TaskServiceError> for Failure {
             e @ TaskServiceError::Ended { .. } => {
                 Failure::new(StatusCode::CONFLICT, "task_ended", e.to_string())
             }
-            e @ (TaskServiceError::Encode(_) | TaskServiceError::Storage(_)) => {
-                Failure::internal(e)
-            }
+            TaskServiceError::Storage(e) => Failure::from(e),
+            e @ TaskServiceError::Encode(_) => Failure::internal(e),
         }
     }
 }
@@ -781,10 +789,7 @@ async fn task_events(
         .limit
         .unwrap_or(EVENTS_DEFAULT)
         .clamp(1, MAX_TASK_EVENTS as usize);
-    let events = hub
-        .store
-        .task_events(&row.id, limit)
-        .map_err(Failure::internal)?;
+    let events = hub.store.task_events(&row.id, limit)?;
     Ok(Json(
         events
             .into_iter()

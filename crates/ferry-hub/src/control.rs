@@ -318,16 +318,12 @@ fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, NotAdmitted> {
         RefuseReason::UnknownEndpoint,
         "the certificate names no endpoint".to_string(),
     ))?;
-    admission_of(
-        hub.store.endpoint(&id).map_err(|e| e.to_string()),
-        &id,
-        cert,
-    )
+    admission_of(hub.store.endpoint(&id), &id, cert)
 }
 
 /// The admission decision on what the registry said of endpoint `id`.
 fn admission_of(
-    looked_up: Result<Option<crate::store::EndpointRow>, String>,
+    looked_up: Result<Option<crate::store::EndpointRow>, crate::store::StoreError>,
     id: &str,
     cert: &[u8],
 ) -> Result<String, NotAdmitted> {
@@ -631,7 +627,13 @@ mod tests {
     fn a_registry_that_cannot_be_read_refuses_no_one() {
         let cert = b"a certificate";
         assert!(matches!(
-            admission_of(Err("disk I/O error".into()), "e1", cert),
+            admission_of(
+                Err(crate::store::StoreError::Unavailable(
+                    "disk I/O error".into()
+                )),
+                "e1",
+                cert
+            ),
             Err(NotAdmitted::Unknowable)
         ));
         assert!(matches!(

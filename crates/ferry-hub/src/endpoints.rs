@@ -34,16 +34,21 @@ pub enum RegistryError {
     /// Deleting it would strand tasks that are still running.
     #[error("{0}")]
     Busy(String),
+    /// The registry could not be read or written (busy: try later).
+    #[error(transparent)]
+    Storage(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
-impl From<StoreError> for RegistryError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(m) => RegistryError::Conflict(m),
-            other => RegistryError::Internal(other.into()),
-        }
+/// A storage error of a write that gives an endpoint `display_name`: a
+/// conflict is the owner's other endpoint of that name.
+fn name_taken(display_name: &str) -> impl FnOnce(StoreError) -> RegistryError + '_ {
+    move |e| match e {
+        StoreError::Conflict { .. } => RegistryError::Conflict(format!(
+            "you already have an endpoint named {display_name:?}; choose another name"
+        )),
+        other => RegistryError::Storage(other),
     }
 }
 
@@ -62,7 +67,10 @@ pub fn check_display_name(name: &str) -> Result<(), RegistryError> {
 /// Gives the caller's endpoint `row` a new display name.
 pub fn rename(store: &Store, row: &EndpointRow, display_name: &str) -> Result<(), RegistryError> {
     check_display_name(display_name)?;
-    if !store.rename_endpoint(&row.id, display_name)? {
+    if !store
+        .rename_endpoint(&row.id, display_name)
+        .map_err(name_taken(display_name))?
+    {
         return Err(RegistryError::Internal(anyhow::anyhow!(
             "endpoint {} vanished",
             row.id
@@ -121,7 +129,9 @@ pub fn create(
     check_display_name(display_name)?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = crate::grants::now();
-    store.create_endpoint(&id, owner_id, display_name, now)?;
+    store
+        .create_endpoint(&id, owner_id, display_name, now)
+        .map_err(name_taken(display_name))?;
     let secret = random_token(32).context("no randomness for a setup key")?;
     store.put_setup_key(&token_hash(&secret), &id, now + key_ttl)?;
     let key = SetupKey {
@@ -163,7 +173,9 @@ pub fn register_new(
 ) -> Result<RegisteredEndpoint, RegistryError> {
     check_display_name(display_name)?;
     let id = uuid::Uuid::new_v4().to_string();
-    store.create_endpoint(&id, owner_id, display_name, crate::grants::now())?;
+    store
+        .create_endpoint(&id, owner_id, display_name, crate::grants::now())
+        .map_err(name_taken(display_name))?;
     sign(store, endpoint_ca, &id, csr_pem)
 }
 

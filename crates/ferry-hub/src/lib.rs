@@ -229,7 +229,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let password = read_password()?;
             let hash = secrets::hash_password(&password)
                 .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
-            store.add_user(&name, &hash, grants::now())?;
+            store
+                .add_user(&name, &hash, grants::now())
+                .map_err(|e| match e {
+                    store::StoreError::Conflict { .. } => {
+                        anyhow::anyhow!("user {name:?} already exists")
+                    }
+                    e => e.into(),
+                })?;
             println!("user {name} added");
             Ok(())
         }

@@ -13,18 +13,75 @@ use std::path::Path;
 use std::sync::Mutex;
 use thiserror::Error;
 
+/// Why a storage operation failed, in terms every backend can say and
+/// every caller can act on: a conflict or a missing row is the request's
+/// fault (409, 404), an unavailable database the moment's (503, "try
+/// later"; never a reason to refuse an endpoint or fail a task).
 #[derive(Debug, Error)]
 pub enum StoreError {
+    /// A unique key is taken; `what` names it ("user name", "endpoint name").
+    #[error("that {what} is taken")]
+    Conflict { what: &'static str },
+    /// A row the operation refers to does not exist.
+    #[error("a record it refers to does not exist")]
+    NotFound,
+    /// The database cannot answer now (busy, locked, I/O, out of space, a
+    /// request crashed holding it); the same call may succeed later.
+    #[error("the database is unavailable now: {0}")]
+    Unavailable(String),
+    /// The database answered with something no retry will change (a
+    /// corrupt file, a bug).
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("{0}")]
-    Conflict(String),
+    Internal(String),
     #[error(
         "the database is from a newer ferry-hub (schema {found}, this build knows {known}); upgrade ferry-hub"
     )]
     TooNew { found: i64, known: i64 },
-    #[error("the database lock was poisoned by a crashed request")]
-    Poisoned,
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        use rusqlite::ffi;
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::SystemIoFailure
+                | C::CannotOpen
+                | C::DiskFull
+                | C::OutOfMemory
+                | C::FileLockingProtocolFailed
+                | C::OperationInterrupted => StoreError::Unavailable(e.to_string()),
+                C::ConstraintViolation if f.extended_code == ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                    StoreError::NotFound
+                }
+                C::ConstraintViolation
+                    if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                        || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                {
+                    StoreError::Conflict { what: "key" }
+                }
+                _ => StoreError::Internal(e.to_string()),
+            },
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// A write's error, naming what a unique-key conflict is about.
+fn taken(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| match StoreError::from(e) {
+        StoreError::Conflict { .. } => StoreError::Conflict { what },
+        other => other,
+    }
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -413,24 +470,26 @@ impl Store {
         Ok(())
     }
 
+    /// The connection. A request that panicked holding it left no
+    /// transaction open (a dropped transaction rolls back): this call
+    /// fails as unavailable and the next one finds the lock usable.
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
+        self.conn.lock().map_err(|_| {
+            self.conn.clear_poison();
+            StoreError::Unavailable("a request crashed holding the database".into())
+        })
     }
 
     // --- users ---
 
     pub fn add_user(&self, name: &str, password_hash: &str, now: i64) -> Result<i64> {
         let conn = self.lock()?;
-        match conn.execute(
+        conn.execute(
             "INSERT INTO users (name, password_hash, created) VALUES (?1, ?2, ?3)",
             params![name, password_hash, now],
-        ) {
-            Ok(_) => Ok(conn.last_insert_rowid()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "user {name:?} already exists"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        )
+        .map_err(taken("user name"))?;
+        Ok(conn.last_insert_rowid())
     }
 
     pub fn user_by_name(&self, name: &str) -> Result<Option<UserRow>> {
@@ -471,14 +530,12 @@ impl Store {
 
     pub fn add_client(&self, client: &ClientRow, now: i64) -> Result<()> {
         let conn = self.lock()?;
-        match conn.execute(
+        conn.execute(
             "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![client.client_id, client.name, client.secret_hash, client.user_id, client.scopes, now],
-        ) {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("client {:?} already exists", client.client_id))),
-            Err(e) => Err(e.into()),
-        }
+        )
+        .map_err(taken("client id"))?;
+        Ok(())
     }
 
     pub fn client(&self, client_id: &str) -> Result<Option<ClientRow>> {
@@ -685,16 +742,12 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         let conn = self.lock()?;
-        match conn.execute(
+        conn.execute(
             "INSERT INTO endpoints (id, owner_id, display_name, created) VALUES (?1, ?2, ?3, ?4)",
             params![id, owner_id, display_name, now],
-        ) {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "you already have an endpoint named {display_name:?}; choose another name"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        )
+        .map_err(taken("endpoint name"))?;
+        Ok(())
     }
 
     const ENDPOINT_COLUMNS: &str = "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked, e.deleted FROM endpoints e JOIN users u ON u.id = e.owner_id";
@@ -780,16 +833,13 @@ impl Store {
     /// Gives an endpoint a new display name, unique among its owner's.
     pub fn rename_endpoint(&self, id: &str, display_name: &str) -> Result<bool> {
         let conn = self.lock()?;
-        match conn.execute(
-            "UPDATE endpoints SET display_name = ?2 WHERE id = ?1 AND deleted = 0",
-            params![id, display_name],
-        ) {
-            Ok(n) => Ok(n > 0),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "you already have an endpoint named {display_name:?}; choose another name"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        let n = conn
+            .execute(
+                "UPDATE endpoints SET display_name = ?2 WHERE id = ?1 AND deleted = 0",
+                params![id, display_name],
+            )
+            .map_err(taken("endpoint name"))?;
+        Ok(n > 0)
     }
 
     /// Deletes an endpoint unless a task is ACTIVE on it: then nothing
@@ -1210,10 +1260,6 @@ impl Store {
     }
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1245,11 +1291,60 @@ mod tests {
     }
 
     #[test]
+    fn errors_say_what_a_caller_can_do_about_them() {
+        let (s, uid) = store_with_user();
+        assert!(matches!(
+            s.create_endpoint("e1", uid + 1, "laptop", 0),
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            s.put_setup_key("k", "no such endpoint", 0),
+            Err(StoreError::NotFound)
+        ));
+        let sqlite = |code| {
+            StoreError::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        for code in [
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_FULL,
+        ] {
+            assert!(sqlite(code).is_transient(), "{code}");
+        }
+        assert!(matches!(
+            sqlite(rusqlite::ffi::SQLITE_CORRUPT),
+            StoreError::Internal(_)
+        ));
+    }
+
+    #[test]
+    fn a_request_that_crashed_holding_the_database_leaves_it_usable() {
+        let (s, _) = store_with_user();
+        let s = std::sync::Arc::new(s);
+        let held = s.clone();
+        std::thread::spawn(move || {
+            let _conn = held.lock().unwrap();
+            panic!("a request crashed");
+        })
+        .join()
+        .unwrap_err();
+        assert!(matches!(
+            s.user_by_name("alice"),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(s.user_by_name("alice").unwrap().is_some());
+    }
+
+    #[test]
     fn users_are_unique() {
         let (s, _) = store_with_user();
         assert!(matches!(
             s.add_user("alice", "h", 0),
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Conflict { .. })
         ));
     }
 
@@ -1317,7 +1412,7 @@ mod tests {
         s.create_endpoint("e2", bob, "laptop", 2).unwrap();
         assert!(matches!(
             s.create_endpoint("e3", uid, "laptop", 3),
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Conflict { .. })
         ));
         assert_eq!(s.search_endpoints(Some(uid), "", 10).unwrap().len(), 1);
         assert_eq!(s.search_endpoints(None, "lap", 10).unwrap().len(), 2);
@@ -1338,7 +1433,7 @@ mod tests {
         s.create_endpoint("e2", uid, "cluster", 2).unwrap();
         assert!(matches!(
             s.rename_endpoint("e2", "laptop"),
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Conflict { .. })
         ));
         assert!(s.rename_endpoint("e2", "hpc").unwrap());
         let mut task = new_task("t1", uid, 3);

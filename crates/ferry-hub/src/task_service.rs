@@ -90,9 +90,6 @@ pub fn cancel(
             id: task.id.clone(),
             status,
         }),
-        None => Err(TaskServiceError::Storage(StoreError::Conflict(format!(
-            "task {} is gone",
-            task.id
-        )))),
+        None => Err(TaskServiceError::Storage(StoreError::NotFound)),
     }
 }

@@ -95,7 +95,17 @@ impl From<Refusal> for PageError {
 
 impl From<SessionError> for PageError {
     fn from(e: SessionError) -> Self {
-        internal(e)
+        match e {
+            SessionError::Store(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "storage unavailable");
+                shown(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again",
+                    "The hub's database is busy; try again in a moment.",
+                )
+            }
+            e => internal(e),
+        }
     }
 }
 
