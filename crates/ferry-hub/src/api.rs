@@ -177,7 +177,7 @@ fn authenticate(hub: &Hub, headers: &HeaderMap) -> Result<Principal, Failure> {
             "no access token; log in with `ferry login` or set FERRY_TOKEN",
         )
     })?;
-    grants::authenticate(&hub.store, token)
+    grants::authenticate(&*hub.store, token)
         .map_err(Failure::internal)?
         .ok_or_else(|| {
             Failure::new(
@@ -313,7 +313,7 @@ async fn create_endpoint(
     Json(body): Json<CreateEndpoint>,
 ) -> Result<(StatusCode, Json<ferry_proto::api::CreatedEndpoint>), Failure> {
     let created = endpoints::create(
-        &hub.store,
+        &*hub.store,
         &hub.config.url,
         hub.tls_ca_sha256,
         who.user_id,
@@ -366,7 +366,7 @@ async fn update_endpoint(
 ) -> Result<Json<EndpointInfo>, Failure> {
     let row = resolve(&hub, &who, &endpoint, Action::ManageEndpoint)?;
     if let Some(name) = &body.display_name {
-        endpoints::rename(&hub.store, &row, name)?;
+        endpoints::rename(&*hub.store, &row, name)?;
         tracing::info!(endpoint = %row.id, by = %who.user_name, from = %row.display_name, to = %name, "endpoint renamed");
     }
     let row = resolve(&hub, &who, &row.id, Action::ManageEndpoint)?;
@@ -382,7 +382,7 @@ async fn delete_endpoint(
     Path(endpoint): Path<String>,
 ) -> Result<Json<EndpointInfo>, Failure> {
     let row = resolve(&hub, &who, &endpoint, Action::ManageEndpoint)?;
-    endpoints::delete(&hub.store, &row)?;
+    endpoints::delete(&*hub.store, &row)?;
     tracing::info!(endpoint = %row.id, by = %who.user_name, name = %row.display_name, "endpoint deleted");
     // The scheduler's sweep tells connected endpoints of new revocations.
     wake_scheduler(wake);
@@ -398,7 +398,7 @@ async fn register_endpoint(
 ) -> Result<(StatusCode, Json<ferry_proto::api::RegisteredEndpoint>), Failure> {
     let registered = match registrant {
         Registrant::Key(key) => {
-            endpoints::register_with_key(&hub.store, &hub.endpoint_ca, &key, &body.csr_pem)?
+            endpoints::register_with_key(&*hub.store, &hub.endpoint_ca, &key, &body.csr_pem)?
         }
         Registrant::Login(who) => {
             let name = body.display_name.as_deref().ok_or_else(|| {
@@ -409,7 +409,7 @@ async fn register_endpoint(
                 )
             })?;
             endpoints::register_new(
-                &hub.store,
+                &*hub.store,
                 &hub.endpoint_ca,
                 who.user_id,
                 name,
@@ -684,7 +684,7 @@ async fn submit_task(
         &submit.destination_endpoint,
         Action::UseEndpoint,
     )?;
-    let task_id = task_service::submit(&hub.store, &who, &source, &destination, submit, now)?;
+    let task_id = task_service::submit(&*hub.store, &who, &source, &destination, submit, now)?;
     wake_scheduler(wake);
     Ok((StatusCode::CREATED, Json(SubmittedTask { task_id })))
 }
@@ -755,7 +755,7 @@ async fn cancel_task(
     Path(task): Path<String>,
 ) -> Result<Json<TaskInfo>, Failure> {
     let row = own_task(&hub, &who, &task, Action::CancelTask)?;
-    if task_service::cancel(&hub.store, &who, &row, grants::now())? {
+    if task_service::cancel(&*hub.store, &who, &row, grants::now())? {
         hub.task_ended.notify_waiters();
         wake_scheduler(wake);
     }
@@ -825,7 +825,7 @@ mod tests {
 
     fn token(hub: &Hub, user_id: i64, name: &str, scope: &str) -> String {
         grants::issue(
-            &hub.store,
+            &*hub.store,
             user_id,
             name,
             "test",

@@ -454,7 +454,7 @@ pub async fn serve_connection<S>(
                                 }
                                 HubEvent::RenewCertificate { csr } => {
                                     let Some((endpoint_id, _)) = &admitted else { continue };
-                                    let answer = match crate::endpoints::renew(&hub.store, &hub.endpoint_ca, endpoint_id, &csr) {
+                                    let answer = match crate::endpoints::renew(&*hub.store, &hub.endpoint_ca, endpoint_id, &csr) {
                                         Ok(pem) => {
                                             // The new certificate is the registered one now: this
                                             // connection stays admitted under it.

@@ -3,7 +3,7 @@
 
 use crate::pki::CertificateAuthority;
 use crate::secrets::{hex, random_token, token_hash};
-use crate::store::{DeleteOutcome, EndpointRow, SetupKeyUse, Store, StoreError};
+use crate::store::{DeleteOutcome, EndpointRow, SetupKeyUse, Storage, StoreError};
 use anyhow::Context;
 use ferry_proto::api::{CreatedEndpoint, RegisteredEndpoint};
 use ferry_proto::setup_key::SetupKey;
@@ -65,7 +65,11 @@ pub fn check_display_name(name: &str) -> Result<(), RegistryError> {
 }
 
 /// Gives the caller's endpoint `row` a new display name.
-pub fn rename(store: &Store, row: &EndpointRow, display_name: &str) -> Result<(), RegistryError> {
+pub fn rename(
+    store: &dyn Storage,
+    row: &EndpointRow,
+    display_name: &str,
+) -> Result<(), RegistryError> {
     check_display_name(display_name)?;
     if !store
         .rename_endpoint(&row.id, display_name)
@@ -85,7 +89,7 @@ const BUSY_LISTED: usize = 5;
 /// Deletes endpoint `row`: from then on its certificate is refused as a
 /// revoked one's. Refused while tasks are ACTIVE on it, naming them, since
 /// they could never finish.
-pub fn delete(store: &Store, row: &EndpointRow) -> Result<(), RegistryError> {
+pub fn delete(store: &dyn Storage, row: &EndpointRow) -> Result<(), RegistryError> {
     match store.delete_endpoint(&row.id)? {
         DeleteOutcome::Deleted => Ok(()),
         DeleteOutcome::Missing => Err(RegistryError::Internal(anyhow::anyhow!(
@@ -119,7 +123,7 @@ pub fn delete(store: &Store, row: &EndpointRow) -> Result<(), RegistryError> {
 
 /// Creates an endpoint record and a one-time setup key for it.
 pub fn create(
-    store: &Store,
+    store: &dyn Storage,
     hub_url: &str,
     ca_sha256: [u8; 32],
     owner_id: i64,
@@ -148,7 +152,7 @@ pub fn create(
 
 /// Signs the CSR of the endpoint a setup key was made for.
 pub fn register_with_key(
-    store: &Store,
+    store: &dyn Storage,
     endpoint_ca: &CertificateAuthority,
     key_text: &str,
     csr_pem: &str,
@@ -165,7 +169,7 @@ pub fn register_with_key(
 
 /// Creates an endpoint for a logged-in user and signs its CSR at once.
 pub fn register_new(
-    store: &Store,
+    store: &dyn Storage,
     endpoint_ca: &CertificateAuthority,
     owner_id: i64,
     display_name: &str,
@@ -183,7 +187,7 @@ pub fn register_new(
 /// certificate on the control channel): a new certificate for `csr_pem`,
 /// registered as the endpoint's from now on.
 pub fn renew(
-    store: &Store,
+    store: &dyn Storage,
     endpoint_ca: &CertificateAuthority,
     endpoint_id: &str,
     csr_pem: &str,
@@ -192,7 +196,7 @@ pub fn renew(
 }
 
 fn sign(
-    store: &Store,
+    store: &dyn Storage,
     endpoint_ca: &CertificateAuthority,
     endpoint_id: &str,
     csr_pem: &str,

@@ -30,6 +30,7 @@ use state::HubDir;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use store::{AccountStore, EndpointStore};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -332,7 +333,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn user(store: &store::Store, name: &str) -> anyhow::Result<store::UserRow> {
+fn user(store: &dyn store::Storage, name: &str) -> anyhow::Result<store::UserRow> {
     store.user_by_name(name)?.with_context(|| {
         format!("no user named {name:?}; add one with `ferry-hub user add {name} --password-stdin`")
     })

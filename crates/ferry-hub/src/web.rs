@@ -508,7 +508,7 @@ pub fn for_tests() -> Arc<Hub> {
             max_password_checks_queued: crate::state::default_password_checks_queued(),
             endpoint_cert_lifetime_secs: crate::pki::DEFAULT_ENDPOINT_CERT_LIFETIME_SECS,
         },
-        store: crate::store::Store::in_memory().unwrap(),
+        store: Arc::new(crate::store::SqliteStore::in_memory().unwrap()),
         tls_ca_pem: ca.cert_pem.clone(),
         tls_ca_sha256: ca.cert_sha256,
         endpoint_ca: ca,

@@ -135,7 +135,7 @@ fn see_other(location: &str) -> Response {
 /// The signed-in browser's session, if its cookie names a live one.
 fn signed_in(hub: &Hub, headers: &HeaderMap) -> Result<Option<SessionUser>, PageError> {
     Ok(SessionUser::from_request(
-        &hub.store,
+        &*hub.store,
         headers,
         grants::now(),
     )?)

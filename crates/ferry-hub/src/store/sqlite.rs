@@ -1,50 +1,10 @@
-//! The hub's state: accounts, OAuth clients, codes, tokens, sessions,
-//! endpoints, setup keys, and transfer tasks with their events.
-//!
-//! [`Store`] is the storage interface: plain methods on plain rows, times as
-//! Unix seconds passed in, every secret stored only as a hash. The SQLite
-//! backend (WAL, embedded) is the default; the interface is narrow enough
-//! that a PostgreSQL one can follow. Schema changes are numbered migrations
-//! applied in order at open.
+//! The SQLite backend: one connection behind a mutex, WAL, foreign keys
+//! on, a busy timeout, and numbered migrations applied in order at open.
 
-use ferry_proto::task::{TaskCounters, TaskStatus};
+use super::*;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
-use thiserror::Error;
-
-/// Why a storage operation failed, in terms every backend can say and
-/// every caller can act on: a conflict or a missing row is the request's
-/// fault (409, 404), an unavailable database the moment's (503, "try
-/// later"; never a reason to refuse an endpoint or fail a task).
-#[derive(Debug, Error)]
-pub enum StoreError {
-    /// A unique key is taken; `what` names it ("user name", "endpoint name").
-    #[error("that {what} is taken")]
-    Conflict { what: &'static str },
-    /// A row the operation refers to does not exist.
-    #[error("a record it refers to does not exist")]
-    NotFound,
-    /// The database cannot answer now (busy, locked, I/O, out of space, a
-    /// request crashed holding it); the same call may succeed later.
-    #[error("the database is unavailable now: {0}")]
-    Unavailable(String),
-    /// The database answered with something no retry will change (a
-    /// corrupt file, a bug).
-    #[error("database error: {0}")]
-    Internal(String),
-    #[error(
-        "the database is from a newer ferry-hub (schema {found}, this build knows {known}); upgrade ferry-hub"
-    )]
-    TooNew { found: i64, known: i64 },
-}
-
-impl StoreError {
-    /// Whether the same call may succeed later.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
-    }
-}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -83,8 +43,6 @@ fn taken(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
         other => other,
     }
 }
-
-type Result<T> = std::result::Result<T, StoreError>;
 
 /// Each entry migrates the schema from its index to index + 1.
 const MIGRATIONS: &[&str] = &[
@@ -223,186 +181,6 @@ const FOLD_CURRENT: &str = "files = MAX(files, cur_files),
     cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0,
     cur_bytes = 0, cur_bytes_resent = 0, cur_walk_done = 0, cur_bytes_skipped = 0";
 
-/// Events kept per task; a task that reports more (a million unreadable
-/// files) keeps the first ones, a note, and its final event.
-pub const MAX_TASK_EVENTS: u64 = 5000;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRow {
-    pub id: i64,
-    pub name: String,
-    pub password_hash: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientRow {
-    pub client_id: String,
-    pub name: String,
-    /// `None` for public clients (which must use PKCE).
-    pub secret_hash: Option<String>,
-    /// The account a confidential client acts as.
-    pub user_id: i64,
-    pub scopes: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthCodeRow {
-    pub code_hash: String,
-    pub client_id: String,
-    pub user_id: i64,
-    pub redirect_uri: String,
-    pub challenge: String,
-    pub scope: String,
-    pub expires: i64,
-}
-
-/// What redeeming an authorization code found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CodeUse {
-    Fresh(AuthCodeRow),
-    /// Used before: per RFC 6749 §4.1.2 the tokens it produced are revoked.
-    Reused,
-    Expired,
-    Unknown,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    Access,
-    Refresh,
-}
-
-impl TokenKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::Access => "access",
-            TokenKind::Refresh => "refresh",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRow {
-    pub token_hash: String,
-    pub kind: TokenKind,
-    pub user_id: i64,
-    pub user_name: String,
-    pub client_id: String,
-    pub scope: String,
-    pub expires: i64,
-    /// Tokens from one grant (a code and its refreshes) share this, so a
-    /// replayed code or refresh token revokes them together.
-    pub grant_id: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRow {
-    pub user_id: i64,
-    pub user_name: String,
-    pub csrf: String,
-    pub expires: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointRow {
-    pub id: String,
-    pub owner_id: i64,
-    pub owner_name: String,
-    pub display_name: String,
-    pub created: i64,
-    pub cert_sha256: Option<String>,
-    pub revoked: bool,
-    /// Deleted by its owner: revoked, and found only by id.
-    pub deleted: bool,
-}
-
-/// What [`Store::delete_endpoint`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeleteOutcome {
-    Deleted,
-    /// Not deleted: these tasks are ACTIVE on it.
-    Busy(Vec<String>),
-    /// No such endpoint, or already deleted.
-    Missing,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetupKeyUse {
-    Fresh { endpoint_id: String },
-    Used,
-    Expired,
-    Unknown,
-}
-
-/// A task as submitted; its items and options are JSON of the wire types.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewTask {
-    pub id: String,
-    pub owner_id: i64,
-    pub source_id: String,
-    pub destination_id: String,
-    pub items_json: String,
-    pub item_count: u64,
-    pub options_json: String,
-    pub label: Option<String>,
-    pub deadline: Option<i64>,
-    pub created: i64,
-}
-
-/// A task's state, without its items.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskRow {
-    pub id: String,
-    pub owner_id: i64,
-    pub source_id: String,
-    pub source_name: String,
-    pub destination_id: String,
-    pub destination_name: String,
-    pub item_count: u64,
-    pub label: Option<String>,
-    pub deadline: Option<i64>,
-    pub status: TaskStatus,
-    pub attempt: u32,
-    /// The furthest the attempts that ended reached.
-    pub done: TaskCounters,
-    /// The running attempt's, as last reported.
-    pub current: TaskCounters,
-    pub faults: u64,
-    pub created: i64,
-    pub completed: Option<i64>,
-    pub last_fault: Option<String>,
-    pub fatal_error: Option<String>,
-}
-
-impl TaskRow {
-    /// What the task has done over all its attempts.
-    pub fn totals(&self) -> TaskCounters {
-        self.done.furthest(self.current)
-    }
-}
-
-/// What the scheduler needs to know of an ACTIVE task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActiveTask {
-    pub id: String,
-    pub source_id: String,
-    pub source_name: String,
-    pub source_revoked: bool,
-    pub destination_id: String,
-    pub destination_name: String,
-    pub destination_revoked: bool,
-    pub attempt: u32,
-    pub deadline: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskEventRow {
-    pub seq: u64,
-    pub time: i64,
-    pub code: String,
-    pub description: String,
-}
-
 /// SQLite integers are signed; counters beyond i64 stick at the top.
 fn sql_u64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -412,13 +190,74 @@ fn u64_of(n: i64) -> u64 {
     u64::try_from(n).unwrap_or_default()
 }
 
+const ENDPOINT_COLUMNS: &str = "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked, e.deleted FROM endpoints e JOIN users u ON u.id = e.owner_id";
+
+fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EndpointRow> {
+    Ok(EndpointRow {
+        id: r.get(0)?,
+        owner_id: r.get(1)?,
+        owner_name: r.get(2)?,
+        display_name: r.get(3)?,
+        created: r.get(4)?,
+        cert_sha256: r.get(5)?,
+        revoked: r.get::<_, i64>(6)? != 0,
+        deleted: r.get::<_, i64>(7)? != 0,
+    })
+}
+
+const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.destination_id, d.display_name,
+    t.item_count, t.label, t.deadline, t.status, t.attempt,
+    t.files, t.files_transferred, t.files_skipped, t.bytes_transferred,
+    t.cur_files, t.cur_files_transferred, t.cur_files_skipped, t.cur_bytes_transferred,
+    t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
+    t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
+    t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped
+    FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
+
+fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
+    let status: String = r.get(9)?;
+    let counters = |first: usize, more: usize| -> rusqlite::Result<TaskCounters> {
+        Ok(TaskCounters {
+            files: u64_of(r.get(first)?),
+            files_transferred: u64_of(r.get(first + 1)?),
+            files_skipped: u64_of(r.get(first + 2)?),
+            bytes_transferred: u64_of(r.get(first + 3)?),
+            bytes: u64_of(r.get(more)?),
+            bytes_resent: u64_of(r.get(more + 1)?),
+            walk_done: r.get::<_, i64>(more + 2)? != 0,
+            bytes_skipped: u64_of(r.get(more + 3)?),
+        })
+    };
+    Ok(TaskRow {
+        id: r.get(0)?,
+        owner_id: r.get(1)?,
+        source_id: r.get(2)?,
+        source_name: r.get(3)?,
+        destination_id: r.get(4)?,
+        destination_name: r.get(5)?,
+        item_count: u64_of(r.get(6)?),
+        label: r.get(7)?,
+        deadline: r.get(8)?,
+        // The CHECK constraint admits nothing else.
+        status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
+        attempt: u32::try_from(r.get::<_, i64>(10)?).unwrap_or_default(),
+        done: counters(11, 24)?,
+        current: counters(15, 28)?,
+        faults: u64_of(r.get(19)?),
+        created: r.get(20)?,
+        completed: r.get(21)?,
+        last_fault: r.get(22)?,
+        fatal_error: r.get(23)?,
+    })
+}
+
 /// The SQLite backend.
 #[derive(Debug)]
-pub struct Store {
+pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-impl Store {
+impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let conn = Connection::open(path)
             .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))?;
@@ -479,10 +318,12 @@ impl Store {
             StoreError::Unavailable("a request crashed holding the database".into())
         })
     }
+}
 
+impl AccountStore for SqliteStore {
     // --- users ---
 
-    pub fn add_user(&self, name: &str, password_hash: &str, now: i64) -> Result<i64> {
+    fn add_user(&self, name: &str, password_hash: &str, now: i64) -> Result<i64> {
         let conn = self.lock()?;
         conn.execute(
             "INSERT INTO users (name, password_hash, created) VALUES (?1, ?2, ?3)",
@@ -492,7 +333,7 @@ impl Store {
         Ok(conn.last_insert_rowid())
     }
 
-    pub fn user_by_name(&self, name: &str) -> Result<Option<UserRow>> {
+    fn user_by_name(&self, name: &str) -> Result<Option<UserRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -509,7 +350,7 @@ impl Store {
             .optional()?)
     }
 
-    pub fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
+    fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -528,7 +369,7 @@ impl Store {
 
     // --- OAuth clients ---
 
-    pub fn add_client(&self, client: &ClientRow, now: i64) -> Result<()> {
+    fn add_client(&self, client: &ClientRow, now: i64) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -538,7 +379,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn client(&self, client_id: &str) -> Result<Option<ClientRow>> {
+    fn client(&self, client_id: &str) -> Result<Option<ClientRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -559,7 +400,7 @@ impl Store {
 
     // --- authorization codes ---
 
-    pub fn put_auth_code(&self, code: &AuthCodeRow) -> Result<()> {
+    fn put_auth_code(&self, code: &AuthCodeRow) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, challenge, scope, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -568,9 +409,7 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a code used and returns it, atomically; a second redemption
-    /// revokes every token the first one produced.
-    pub fn take_auth_code(&self, code_hash: &str, now: i64) -> Result<CodeUse> {
+    fn take_auth_code(&self, code_hash: &str, now: i64) -> Result<CodeUse> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         let row = tx
@@ -618,7 +457,7 @@ impl Store {
 
     // --- tokens ---
 
-    pub fn put_token(&self, token: &TokenRow) -> Result<()> {
+    fn put_token(&self, token: &TokenRow) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "INSERT INTO tokens (token_hash, kind, user_id, client_id, scope, expires, grant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -627,8 +466,7 @@ impl Store {
         Ok(())
     }
 
-    /// A live (unexpired, unrevoked) token of this kind.
-    pub fn token(&self, token_hash: &str, kind: TokenKind, now: i64) -> Result<Option<TokenRow>> {
+    fn token(&self, token_hash: &str, kind: TokenKind, now: i64) -> Result<Option<TokenRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -652,9 +490,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Whether a token with this hash was ever issued and is now revoked
-    /// (a replayed refresh token).
-    pub fn token_was_revoked(&self, token_hash: &str) -> Result<Option<String>> {
+    fn token_was_revoked(&self, token_hash: &str) -> Result<Option<String>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -665,7 +501,7 @@ impl Store {
             .optional()?)
     }
 
-    pub fn revoke_token(&self, token_hash: &str) -> Result<()> {
+    fn revoke_token(&self, token_hash: &str) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1",
@@ -674,10 +510,7 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes a token if it is still unrevoked; `false` when another
-    /// request revoked it first, so two concurrent refreshes cannot both
-    /// rotate the same refresh token.
-    pub fn revoke_live_token(&self, token_hash: &str) -> Result<bool> {
+    fn revoke_live_token(&self, token_hash: &str) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
             "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1 AND revoked = 0",
@@ -685,7 +518,7 @@ impl Store {
         )? > 0)
     }
 
-    pub fn revoke_grant(&self, grant_id: &str) -> Result<()> {
+    fn revoke_grant(&self, grant_id: &str) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "UPDATE tokens SET revoked = 1 WHERE grant_id = ?1",
@@ -696,7 +529,7 @@ impl Store {
 
     // --- browser sessions ---
 
-    pub fn put_session(
+    fn put_session(
         &self,
         session_hash: &str,
         user_id: i64,
@@ -711,7 +544,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn session(&self, session_hash: &str, now: i64) -> Result<Option<SessionRow>> {
+    fn session(&self, session_hash: &str, now: i64) -> Result<Option<SessionRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -723,7 +556,7 @@ impl Store {
             .optional()?)
     }
 
-    pub fn delete_session(&self, session_hash: &str) -> Result<()> {
+    fn delete_session(&self, session_hash: &str) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "DELETE FROM sessions WHERE session_hash = ?1",
@@ -732,15 +565,20 @@ impl Store {
         Ok(())
     }
 
+    fn purge_expired(&self, now: i64) -> Result<()> {
+        let conn = self.lock()?;
+        let day_ago = now - 86_400;
+        conn.execute("DELETE FROM sessions WHERE expires < ?1", [now])?;
+        conn.execute("DELETE FROM auth_codes WHERE expires < ?1", [day_ago])?;
+        conn.execute("DELETE FROM tokens WHERE expires < ?1", [day_ago])?;
+        Ok(())
+    }
+}
+
+impl EndpointStore for SqliteStore {
     // --- endpoints ---
 
-    pub fn create_endpoint(
-        &self,
-        id: &str,
-        owner_id: i64,
-        display_name: &str,
-        now: i64,
-    ) -> Result<()> {
+    fn create_endpoint(&self, id: &str, owner_id: i64, display_name: &str, now: i64) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "INSERT INTO endpoints (id, owner_id, display_name, created) VALUES (?1, ?2, ?3, ?4)",
@@ -750,53 +588,32 @@ impl Store {
         Ok(())
     }
 
-    const ENDPOINT_COLUMNS: &str = "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked, e.deleted FROM endpoints e JOIN users u ON u.id = e.owner_id";
-
-    fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EndpointRow> {
-        Ok(EndpointRow {
-            id: r.get(0)?,
-            owner_id: r.get(1)?,
-            owner_name: r.get(2)?,
-            display_name: r.get(3)?,
-            created: r.get(4)?,
-            cert_sha256: r.get(5)?,
-            revoked: r.get::<_, i64>(6)? != 0,
-            deleted: r.get::<_, i64>(7)? != 0,
-        })
-    }
-
-    pub fn endpoint(&self, id: &str) -> Result<Option<EndpointRow>> {
+    fn endpoint(&self, id: &str) -> Result<Option<EndpointRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
-                &format!("SELECT {} WHERE e.id = ?1", Self::ENDPOINT_COLUMNS),
+                &format!("SELECT {} WHERE e.id = ?1", ENDPOINT_COLUMNS),
                 [id],
-                Self::endpoint_row,
+                endpoint_row,
             )
             .optional()?)
     }
 
-    pub fn endpoint_by_name(
-        &self,
-        owner_id: i64,
-        display_name: &str,
-    ) -> Result<Option<EndpointRow>> {
+    fn endpoint_by_name(&self, owner_id: i64, display_name: &str) -> Result<Option<EndpointRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
                 &format!(
                     "SELECT {} WHERE e.owner_id = ?1 AND e.display_name = ?2 AND e.deleted = 0",
-                    Self::ENDPOINT_COLUMNS
+                    ENDPOINT_COLUMNS
                 ),
                 params![owner_id, display_name],
-                Self::endpoint_row,
+                endpoint_row,
             )
             .optional()?)
     }
 
-    /// Endpoints owned by `owner_id` (or everyone's when `None`), whose name
-    /// or id contains `query`, oldest first, at most `limit`.
-    pub fn search_endpoints(
+    fn search_endpoints(
         &self,
         owner_id: Option<i64>,
         query: &str,
@@ -813,15 +630,13 @@ impl Store {
         let mut stmt = conn.prepare(&format!(
             "SELECT {} WHERE (?1 IS NULL OR e.owner_id = ?1) AND e.deleted = 0 AND (e.display_name LIKE ?2 ESCAPE '\\' OR e.id LIKE ?2 ESCAPE '\\')
              ORDER BY e.created, e.id LIMIT ?3",
-            Self::ENDPOINT_COLUMNS
+            ENDPOINT_COLUMNS
         ))?;
-        let rows = stmt.query_map(params![owner_id, pattern, limit as i64], Self::endpoint_row)?;
+        let rows = stmt.query_map(params![owner_id, pattern, limit as i64], endpoint_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Records the certificate an endpoint registered; an older one no longer
-    /// authenticates.
-    pub fn set_endpoint_cert(&self, id: &str, cert_sha256: &str, now: i64) -> Result<()> {
+    fn set_endpoint_cert(&self, id: &str, cert_sha256: &str, now: i64) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "UPDATE endpoints SET cert_sha256 = ?2, registered = ?3 WHERE id = ?1",
@@ -830,8 +645,7 @@ impl Store {
         Ok(())
     }
 
-    /// Gives an endpoint a new display name, unique among its owner's.
-    pub fn rename_endpoint(&self, id: &str, display_name: &str) -> Result<bool> {
+    fn rename_endpoint(&self, id: &str, display_name: &str) -> Result<bool> {
         let conn = self.lock()?;
         let n = conn
             .execute(
@@ -842,11 +656,7 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Deletes an endpoint unless a task is ACTIVE on it: then nothing
-    /// changes and the ids of those tasks (oldest first) come back. The row
-    /// stays, revoked, under a name that frees the old one for reuse and
-    /// tells old tasks' readers what became of it.
-    pub fn delete_endpoint(&self, id: &str) -> Result<DeleteOutcome> {
+    fn delete_endpoint(&self, id: &str) -> Result<DeleteOutcome> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         let active = {
@@ -873,14 +683,12 @@ impl Store {
         })
     }
 
-    pub fn revoke_endpoint(&self, id: &str) -> Result<bool> {
+    fn revoke_endpoint(&self, id: &str) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute("UPDATE endpoints SET revoked = 1 WHERE id = ?1", [id])? > 0)
     }
 
-    /// How many endpoints are revoked: a cheap question to ask every sweep
-    /// before asking for the list.
-    pub fn revoked_endpoint_count(&self) -> Result<u64> {
+    fn revoked_endpoint_count(&self) -> Result<u64> {
         let conn = self.lock()?;
         let n: i64 = conn.query_row(
             "SELECT COUNT(*) FROM endpoints WHERE revoked = 1",
@@ -890,8 +698,7 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// The ids of revoked endpoints, newest registrations first, at most `limit`.
-    pub fn revoked_endpoints(&self, limit: usize) -> Result<Vec<String>> {
+    fn revoked_endpoints(&self, limit: usize) -> Result<Vec<String>> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
             "SELECT id FROM endpoints WHERE revoked = 1 ORDER BY created DESC, id LIMIT ?1",
@@ -905,7 +712,7 @@ impl Store {
 
     // --- setup keys ---
 
-    pub fn put_setup_key(&self, key_hash: &str, endpoint_id: &str, expires: i64) -> Result<()> {
+    fn put_setup_key(&self, key_hash: &str, endpoint_id: &str, expires: i64) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "INSERT INTO setup_keys (key_hash, endpoint_id, expires) VALUES (?1, ?2, ?3)",
@@ -914,8 +721,7 @@ impl Store {
         Ok(())
     }
 
-    /// Uses a setup key, atomically: it works once, before it expires.
-    pub fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse> {
+    fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         let row: Option<(String, i64, bool)> = tx
@@ -940,21 +746,12 @@ impl Store {
         tx.commit()?;
         Ok(outcome)
     }
+}
 
-    /// Drops expired sessions, codes and tokens (kept a day for replay detection).
-    pub fn purge_expired(&self, now: i64) -> Result<()> {
-        let conn = self.lock()?;
-        let day_ago = now - 86_400;
-        conn.execute("DELETE FROM sessions WHERE expires < ?1", [now])?;
-        conn.execute("DELETE FROM auth_codes WHERE expires < ?1", [day_ago])?;
-        conn.execute("DELETE FROM tokens WHERE expires < ?1", [day_ago])?;
-        Ok(())
-    }
-
+impl TaskStore for SqliteStore {
     // --- tasks ---
 
-    /// Stores a new ACTIVE task and its first event, together.
-    pub fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()> {
+    fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         tx.execute(
@@ -981,96 +778,40 @@ impl Store {
         Ok(())
     }
 
-    const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.destination_id, d.display_name,
-        t.item_count, t.label, t.deadline, t.status, t.attempt,
-        t.files, t.files_transferred, t.files_skipped, t.bytes_transferred,
-        t.cur_files, t.cur_files_transferred, t.cur_files_skipped, t.cur_bytes_transferred,
-        t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
-        t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
-        t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped
-        FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
-
-    fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
-        let status: String = r.get(9)?;
-        let counters = |first: usize, more: usize| -> rusqlite::Result<TaskCounters> {
-            Ok(TaskCounters {
-                files: u64_of(r.get(first)?),
-                files_transferred: u64_of(r.get(first + 1)?),
-                files_skipped: u64_of(r.get(first + 2)?),
-                bytes_transferred: u64_of(r.get(first + 3)?),
-                bytes: u64_of(r.get(more)?),
-                bytes_resent: u64_of(r.get(more + 1)?),
-                walk_done: r.get::<_, i64>(more + 2)? != 0,
-                bytes_skipped: u64_of(r.get(more + 3)?),
-            })
-        };
-        Ok(TaskRow {
-            id: r.get(0)?,
-            owner_id: r.get(1)?,
-            source_id: r.get(2)?,
-            source_name: r.get(3)?,
-            destination_id: r.get(4)?,
-            destination_name: r.get(5)?,
-            item_count: u64_of(r.get(6)?),
-            label: r.get(7)?,
-            deadline: r.get(8)?,
-            // The CHECK constraint admits nothing else.
-            status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
-            attempt: u32::try_from(r.get::<_, i64>(10)?).unwrap_or_default(),
-            done: counters(11, 24)?,
-            current: counters(15, 28)?,
-            faults: u64_of(r.get(19)?),
-            created: r.get(20)?,
-            completed: r.get(21)?,
-            last_fault: r.get(22)?,
-            fatal_error: r.get(23)?,
-        })
-    }
-
-    pub fn task(&self, id: &str) -> Result<Option<TaskRow>> {
+    fn task(&self, id: &str) -> Result<Option<TaskRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
-                &format!("SELECT {} WHERE t.id = ?1", Self::TASK_COLUMNS),
+                &format!("SELECT {} WHERE t.id = ?1", TASK_COLUMNS),
                 [id],
-                Self::task_row,
+                task_row,
             )
             .optional()?)
     }
 
-    /// A user's tasks whose id starts with `prefix`, oldest first, at most
-    /// `limit`. The prefix is matched literally (`%` and `_` match
-    /// themselves).
-    pub fn tasks_with_prefix(
-        &self,
-        owner_id: i64,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<TaskRow>> {
+    fn tasks_with_prefix(&self, owner_id: i64, prefix: &str, limit: usize) -> Result<Vec<TaskRow>> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {} WHERE t.owner_id = ?1 AND substr(t.id, 1, length(?2)) = ?2
              ORDER BY t.created, t.rowid LIMIT ?3",
-            Self::TASK_COLUMNS
+            TASK_COLUMNS
         ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![owner_id, prefix, limit], Self::task_row)?;
+        let rows = stmt.query_map(params![owner_id, prefix, limit], task_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// A user's tasks, newest first, at most `limit`.
-    pub fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>> {
+    fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {} WHERE t.owner_id = ?1 ORDER BY t.created DESC, t.rowid DESC LIMIT ?2",
-            Self::TASK_COLUMNS
+            TASK_COLUMNS
         ))?;
-        let rows = stmt.query_map(params![owner_id, limit as i64], Self::task_row)?;
+        let rows = stmt.query_map(params![owner_id, limit as i64], task_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Every ACTIVE task, oldest first.
-    pub fn active_tasks(&self) -> Result<Vec<ActiveTask>> {
+    fn active_tasks(&self) -> Result<Vec<ActiveTask>> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
             "SELECT t.id, t.source_id, s.display_name, s.revoked, t.destination_id, d.display_name, d.revoked, t.attempt, t.deadline
@@ -1093,8 +834,7 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// A task's items and options (JSON), for its capability.
-    pub fn task_work(&self, id: &str) -> Result<Option<(String, String)>> {
+    fn task_work(&self, id: &str) -> Result<Option<(String, String)>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -1105,9 +845,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Records that attempt `attempt` starts, with fresh counters; `false`
-    /// when the task is no longer ACTIVE.
-    pub fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool> {
+    fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
             &format!(
@@ -1117,8 +855,7 @@ impl Store {
         )? > 0)
     }
 
-    /// The running attempt's counters, as its destination last reported them.
-    pub fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool> {
+    fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
             "UPDATE tasks SET cur_files = ?3, cur_files_transferred = ?4, cur_files_skipped = ?5, cur_bytes_transferred = ?6,
@@ -1139,9 +876,7 @@ impl Store {
         )? > 0)
     }
 
-    /// Ends attempt `attempt` without success: its counters fold into the
-    /// totals, and a fault, if given, is counted.
-    pub fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool> {
+    fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
             &format!(
@@ -1153,8 +888,7 @@ impl Store {
         )? > 0)
     }
 
-    /// Counts a fault that happened outside an attempt.
-    pub fn note_fault(&self, id: &str, fault: &str) -> Result<bool> {
+    fn note_fault(&self, id: &str, fault: &str) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
             "UPDATE tasks SET faults = faults + 1, last_fault = ?2 WHERE id = ?1 AND status = 'ACTIVE'",
@@ -1162,9 +896,7 @@ impl Store {
         )? > 0)
     }
 
-    /// Ends an ACTIVE task: the running attempt's counters (`last`, or as
-    /// last reported) fold into the totals. `false` when it had already ended.
-    pub fn finish_task(
+    fn finish_task(
         &self,
         id: &str,
         status: TaskStatus,
@@ -1204,9 +936,7 @@ impl Store {
         Ok(ended)
     }
 
-    /// Appends an event. Past [`MAX_TASK_EVENTS`] only `always` events
-    /// (a task's end) are kept.
-    pub fn add_task_event(
+    fn add_task_event(
         &self,
         id: &str,
         code: &str,
@@ -1240,8 +970,7 @@ impl Store {
         Ok(())
     }
 
-    /// A task's latest `limit` events, oldest first.
-    pub fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>> {
+    fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
             "SELECT seq, time, code, description FROM task_events WHERE task_id = ?1 ORDER BY seq DESC LIMIT ?2",
@@ -1264,8 +993,8 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn store_with_user() -> (Store, i64) {
-        let s = Store::in_memory().unwrap();
+    fn store_with_user() -> (SqliteStore, i64) {
+        let s = SqliteStore::in_memory().unwrap();
         let uid = s.add_user("alice", "hash", 0).unwrap();
         (s, uid)
     }
@@ -1274,9 +1003,12 @@ mod tests {
     fn migrations_are_idempotent_and_refuse_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
-        Store::open(&path).unwrap().add_user("a", "h", 0).unwrap();
+        SqliteStore::open(&path)
+            .unwrap()
+            .add_user("a", "h", 0)
+            .unwrap();
         assert!(
-            Store::open(&path)
+            SqliteStore::open(&path)
                 .unwrap()
                 .user_by_name("a")
                 .unwrap()
@@ -1286,7 +1018,7 @@ mod tests {
             .unwrap()
             .execute("UPDATE schema_version SET version = 99", [])
             .unwrap();
-        let err = Store::open(&path).unwrap_err().to_string();
+        let err = SqliteStore::open(&path).unwrap_err().to_string();
         assert!(err.contains("newer ferry-hub"), "{err}");
     }
 
@@ -1503,7 +1235,7 @@ mod tests {
             )
             .unwrap();
         }
-        let s = Store::open(&path).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
         let row = s.task("t1").unwrap().unwrap();
         assert_eq!(row.totals(), counters(10, 7, 0, 700));
         assert_eq!(row.current, TaskCounters::default());
@@ -1526,7 +1258,7 @@ mod tests {
             )
             .unwrap();
         }
-        let s = Store::open(&path).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
         let version: i64 = s
             .lock()
             .unwrap()
@@ -1550,7 +1282,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
         {
-            let s = Store::open(&path).unwrap();
+            let s = SqliteStore::open(&path).unwrap();
             let uid = s.add_user("alice", "h", 0).unwrap();
             s.create_endpoint("e1", uid, "laptop", 0).unwrap();
             s.create_endpoint("e2", uid, "cluster", 0).unwrap();
@@ -1570,7 +1302,7 @@ mod tests {
                 .unwrap();
         }
         // As after kill -9: only what was committed.
-        let s = Store::open(&path).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
         let row = s.task("t1").unwrap().unwrap();
         assert_eq!(row.status, TaskStatus::Active);
         assert_eq!(row.attempt, 2);
