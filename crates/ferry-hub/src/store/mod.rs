@@ -14,6 +14,8 @@
 use ferry_proto::task::{TaskCounters, TaskStatus};
 use thiserror::Error;
 
+#[cfg(test)]
+pub mod conformance;
 mod sqlite;
 
 pub use sqlite::SqliteStore;

@@ -992,6 +992,7 @@ impl TaskStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::conformance::{self, counters, new_task};
 
     fn store_with_user() -> (SqliteStore, i64) {
         let s = SqliteStore::in_memory().unwrap();
@@ -1023,16 +1024,7 @@ mod tests {
     }
 
     #[test]
-    fn errors_say_what_a_caller_can_do_about_them() {
-        let (s, uid) = store_with_user();
-        assert!(matches!(
-            s.create_endpoint("e1", uid + 1, "laptop", 0),
-            Err(StoreError::NotFound)
-        ));
-        assert!(matches!(
-            s.put_setup_key("k", "no such endpoint", 0),
-            Err(StoreError::NotFound)
-        ));
+    fn sqlite_errors_say_what_a_caller_can_do_about_them() {
         let sqlite = |code| {
             StoreError::from(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(code),
@@ -1069,149 +1061,6 @@ mod tests {
             Err(StoreError::Unavailable(_))
         ));
         assert!(s.user_by_name("alice").unwrap().is_some());
-    }
-
-    #[test]
-    fn users_are_unique() {
-        let (s, _) = store_with_user();
-        assert!(matches!(
-            s.add_user("alice", "h", 0),
-            Err(StoreError::Conflict { .. })
-        ));
-    }
-
-    #[test]
-    fn a_code_works_once_and_its_replay_revokes_its_tokens() {
-        let (s, uid) = store_with_user();
-        let code = AuthCodeRow {
-            code_hash: "c".into(),
-            client_id: "ferry-cli".into(),
-            user_id: uid,
-            redirect_uri: "r".into(),
-            challenge: "x".into(),
-            scope: "transfer".into(),
-            expires: 100,
-        };
-        s.put_auth_code(&code).unwrap();
-        assert_eq!(s.take_auth_code("c", 200).unwrap(), CodeUse::Expired);
-        assert_eq!(
-            s.take_auth_code("c", 50).unwrap(),
-            CodeUse::Fresh(code.clone())
-        );
-        let token = TokenRow {
-            token_hash: "t".into(),
-            kind: TokenKind::Access,
-            user_id: uid,
-            user_name: "alice".into(),
-            client_id: "ferry-cli".into(),
-            scope: "transfer".into(),
-            expires: 1000,
-            grant_id: "c".into(),
-        };
-        s.put_token(&token).unwrap();
-        assert_eq!(s.token("t", TokenKind::Access, 50).unwrap(), Some(token));
-        assert_eq!(s.token("t", TokenKind::Refresh, 50).unwrap(), None);
-        assert_eq!(s.take_auth_code("c", 50).unwrap(), CodeUse::Reused);
-        assert_eq!(
-            s.token("t", TokenKind::Access, 50).unwrap(),
-            None,
-            "replay must revoke"
-        );
-        assert_eq!(s.take_auth_code("nope", 50).unwrap(), CodeUse::Unknown);
-    }
-
-    #[test]
-    fn setup_keys_work_once_before_expiry() {
-        let (s, uid) = store_with_user();
-        s.create_endpoint("e1", uid, "laptop", 0).unwrap();
-        s.put_setup_key("k", "e1", 100).unwrap();
-        assert_eq!(s.take_setup_key("k", 200).unwrap(), SetupKeyUse::Expired);
-        assert_eq!(
-            s.take_setup_key("k", 10).unwrap(),
-            SetupKeyUse::Fresh {
-                endpoint_id: "e1".into()
-            }
-        );
-        assert_eq!(s.take_setup_key("k", 10).unwrap(), SetupKeyUse::Used);
-        assert_eq!(s.take_setup_key("other", 10).unwrap(), SetupKeyUse::Unknown);
-    }
-
-    #[test]
-    fn endpoint_names_are_unique_per_owner_and_searchable() {
-        let (s, uid) = store_with_user();
-        let bob = s.add_user("bob", "h", 0).unwrap();
-        s.create_endpoint("e1", uid, "laptop", 1).unwrap();
-        s.create_endpoint("e2", bob, "laptop", 2).unwrap();
-        assert!(matches!(
-            s.create_endpoint("e3", uid, "laptop", 3),
-            Err(StoreError::Conflict { .. })
-        ));
-        assert_eq!(s.search_endpoints(Some(uid), "", 10).unwrap().len(), 1);
-        assert_eq!(s.search_endpoints(None, "lap", 10).unwrap().len(), 2);
-        assert_eq!(
-            s.search_endpoints(None, "%", 10).unwrap().len(),
-            0,
-            "LIKE wildcards are escaped"
-        );
-        assert_eq!(s.endpoint_by_name(bob, "laptop").unwrap().unwrap().id, "e2");
-        assert!(s.revoke_endpoint("e1").unwrap());
-        assert!(s.endpoint("e1").unwrap().unwrap().revoked);
-    }
-
-    #[test]
-    fn a_deleted_endpoint_is_revoked_hidden_and_frees_its_name() {
-        let (s, uid) = store_with_user();
-        s.create_endpoint("e1", uid, "laptop", 1).unwrap();
-        s.create_endpoint("e2", uid, "cluster", 2).unwrap();
-        assert!(matches!(
-            s.rename_endpoint("e2", "laptop"),
-            Err(StoreError::Conflict { .. })
-        ));
-        assert!(s.rename_endpoint("e2", "hpc").unwrap());
-        let mut task = new_task("t1", uid, 3);
-        task.source_id = "e1".into();
-        task.destination_id = "e2".into();
-        s.create_task(&task, "SUBMITTED", "x").unwrap();
-        assert_eq!(
-            s.delete_endpoint("e2").unwrap(),
-            DeleteOutcome::Busy(vec!["t1".into()])
-        );
-        assert!(!s.endpoint("e2").unwrap().unwrap().deleted);
-        s.finish_task("t1", TaskStatus::Canceled, None, None, 4)
-            .unwrap();
-        assert_eq!(s.delete_endpoint("e2").unwrap(), DeleteOutcome::Deleted);
-        assert_eq!(s.delete_endpoint("e2").unwrap(), DeleteOutcome::Missing);
-        let row = s.endpoint("e2").unwrap().unwrap();
-        assert!(row.deleted && row.revoked, "{row:?}");
-        assert!(s.endpoint_by_name(uid, "hpc").unwrap().is_none());
-        assert_eq!(s.search_endpoints(Some(uid), "", 10).unwrap().len(), 1);
-        assert!(!s.rename_endpoint("e2", "again").unwrap());
-        s.create_endpoint("e3", uid, "hpc", 5).unwrap();
-    }
-
-    fn new_task(id: &str, owner_id: i64, created: i64) -> NewTask {
-        NewTask {
-            id: id.into(),
-            owner_id,
-            source_id: "e1".into(),
-            destination_id: "e2".into(),
-            items_json: "[]".into(),
-            item_count: 1,
-            options_json: "{}".into(),
-            label: Some("run 7".into()),
-            deadline: Some(9999),
-            created,
-        }
-    }
-
-    fn counters(files: u64, transferred: u64, skipped: u64, bytes: u64) -> TaskCounters {
-        TaskCounters {
-            files,
-            files_transferred: transferred,
-            files_skipped: skipped,
-            bytes_transferred: bytes,
-            ..TaskCounters::default()
-        }
     }
 
     #[test]
@@ -1278,133 +1127,19 @@ mod tests {
     }
 
     #[test]
-    fn tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts() {
+    fn sqlite_in_memory_passes_the_conformance_suite() {
+        conformance::run(&|| Box::new(SqliteStore::in_memory().unwrap()));
+    }
+
+    #[test]
+    fn sqlite_on_disk_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hub.db");
-        {
-            let s = SqliteStore::open(&path).unwrap();
-            let uid = s.add_user("alice", "h", 0).unwrap();
-            s.create_endpoint("e1", uid, "laptop", 0).unwrap();
-            s.create_endpoint("e2", uid, "cluster", 0).unwrap();
-            s.create_task(&new_task("t1", uid, 5), "SUBMITTED", "1 item")
-                .unwrap();
-            assert!(s.begin_attempt("t1", 1).unwrap());
-            assert!(s.set_progress("t1", 1, &counters(10, 4, 1, 400)).unwrap());
-            assert!(s.end_attempt("t1", 1, Some("connection reset")).unwrap());
-            assert!(!s.end_attempt("t1", 7, None).unwrap(), "not the attempt");
-            assert!(s.begin_attempt("t1", 2).unwrap());
-            assert!(
-                !s.set_progress("t1", 1, &counters(1, 1, 1, 1)).unwrap(),
-                "a stale attempt's progress is refused"
-            );
-            assert!(s.set_progress("t1", 2, &counters(12, 3, 5, 300)).unwrap());
-            s.add_task_event("t1", "FAULT", "attempt 1: reset", 6, false)
-                .unwrap();
-        }
-        // As after kill -9: only what was committed.
-        let s = SqliteStore::open(&path).unwrap();
-        let row = s.task("t1").unwrap().unwrap();
-        assert_eq!(row.status, TaskStatus::Active);
-        assert_eq!(row.attempt, 2);
-        assert_eq!(row.faults, 1);
-        assert_eq!(row.last_fault.as_deref(), Some("connection reset"));
-        // Each attempt counts the task (what earlier ones committed
-        // included): nothing adds up twice.
-        assert_eq!(row.totals(), counters(12, 4, 5, 400));
-        assert_eq!(row.label.as_deref(), Some("run 7"));
-        assert_eq!(row.deadline, Some(9999));
-        let active = s.active_tasks().unwrap();
-        assert_eq!(active.len(), 1);
-        assert_eq!((active[0].attempt, active[0].deadline), (2, Some(9999)));
-        assert_eq!(s.task_work("t1").unwrap().unwrap().0, "[]");
-
-        // The destination's final counters for the attempt replace its progress.
-        assert!(
-            s.finish_task(
-                "t1",
-                TaskStatus::Succeeded,
-                Some(&counters(12, 8, 4, 800)),
-                None,
-                50
-            )
-            .unwrap()
-        );
-        let row = s.task("t1").unwrap().unwrap();
-        assert_eq!(row.status, TaskStatus::Succeeded);
-        assert_eq!(row.completed, Some(50));
-        assert_eq!(row.totals(), counters(12, 8, 4, 800));
-        assert!(
-            !s.finish_task("t1", TaskStatus::Canceled, None, None, 60)
-                .unwrap(),
-            "an ended task stays ended"
-        );
-        assert!(!s.begin_attempt("t1", 3).unwrap());
-        assert!(!s.note_fault("t1", "late").unwrap());
-        assert!(s.active_tasks().unwrap().is_empty());
-        let events = s.task_events("t1", 10).unwrap();
-        let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
-        assert_eq!(codes, ["SUBMITTED", "FAULT"]);
-        assert_eq!(events[1].seq, 2);
-    }
-
-    #[test]
-    fn a_failed_task_keeps_the_running_attempts_counters_and_its_reason() {
-        let (s, uid) = store_with_user();
-        s.create_endpoint("e1", uid, "laptop", 0).unwrap();
-        s.create_endpoint("e2", uid, "cluster", 0).unwrap();
-        s.create_task(&new_task("t1", uid, 5), "SUBMITTED", "x")
-            .unwrap();
-        s.begin_attempt("t1", 1).unwrap();
-        s.set_progress("t1", 1, &counters(3, 2, 0, 20)).unwrap();
-        assert!(s.note_fault("t1", "no data address").unwrap());
-        s.finish_task("t1", TaskStatus::Failed, None, Some("deadline passed"), 9)
-            .unwrap();
-        let row = s.task("t1").unwrap().unwrap();
-        assert_eq!(row.totals(), counters(3, 2, 0, 20));
-        assert_eq!(row.current, TaskCounters::default());
-        assert_eq!(row.fatal_error.as_deref(), Some("deadline passed"));
-        assert_eq!(row.faults, 1);
-    }
-
-    #[test]
-    fn task_lists_are_per_owner_newest_first_and_bounded() {
-        let (s, uid) = store_with_user();
-        let bob = s.add_user("bob", "h", 0).unwrap();
-        s.create_endpoint("e1", uid, "laptop", 0).unwrap();
-        s.create_endpoint("e2", uid, "cluster", 0).unwrap();
-        for (i, id) in ["a", "b", "c"].iter().enumerate() {
-            s.create_task(&new_task(id, uid, i as i64), "SUBMITTED", "x")
-                .unwrap();
-        }
-        s.create_task(&new_task("bobs", bob, 10), "SUBMITTED", "x")
-            .unwrap();
-        let ids: Vec<String> = s
-            .tasks_of(uid, 10)
-            .unwrap()
-            .into_iter()
-            .map(|t| t.id)
-            .collect();
-        assert_eq!(ids, ["c", "b", "a"]);
-        assert_eq!(s.tasks_of(uid, 2).unwrap().len(), 2);
-        assert_eq!(s.tasks_of(bob, 10).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn events_are_capped_but_a_tasks_end_is_always_kept() {
-        let (s, uid) = store_with_user();
-        s.create_endpoint("e1", uid, "laptop", 0).unwrap();
-        s.create_endpoint("e2", uid, "cluster", 0).unwrap();
-        s.create_task(&new_task("t1", uid, 0), "SUBMITTED", "x")
-            .unwrap();
-        for i in 0..MAX_TASK_EVENTS + 10 {
-            s.add_task_event("t1", "SKIPPED", &format!("f{i}"), 1, false)
-                .unwrap();
-        }
-        s.add_task_event("t1", "SUCCEEDED", "done", 2, true)
-            .unwrap();
-        let events = s.task_events("t1", 3).unwrap();
-        let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
-        assert_eq!(codes, ["SKIPPED", "EVENTS_TRUNCATED", "SUCCEEDED"]);
-        assert_eq!(events[2].seq, MAX_TASK_EVENTS + 1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        conformance::run(&|| {
+            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::new(SqliteStore::open(&dir.path().join(format!("hub{n}.db"))).unwrap())
+        });
+        let path = dir.path().join("reopened.db");
+        conformance::reopen(&|| Box::new(SqliteStore::open(&path).unwrap()));
     }
 }
