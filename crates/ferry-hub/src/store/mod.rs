@@ -16,6 +16,8 @@ use thiserror::Error;
 
 #[cfg(test)]
 pub mod conformance;
+#[cfg(test)]
+pub mod failing;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
