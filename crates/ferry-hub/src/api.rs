@@ -16,7 +16,7 @@ use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
 use crate::grants::{self, Principal};
 use crate::server::Hub;
-use crate::store::{EndpointRow, MAX_TASK_EVENTS, TaskRow};
+use crate::store::{EndpointRow, MAX_TASK_EVENTS, StoreError, TaskRow};
 use crate::task_service::{self, TaskServiceError};
 use crate::tasks::{self, Wake};
 use axum::body::Bytes;
@@ -133,7 +133,28 @@ impl From<RegistryError> for Failure {
                 Failure::new(StatusCode::FORBIDDEN, "revoked", e.to_string())
             }
             RegistryError::Busy(m) => Failure::new(StatusCode::CONFLICT, "endpoint_busy", m),
+            RegistryError::Storage(e) => Failure::from(e),
             RegistryError::Internal(e) => Failure::internal(format!("{e:#}")),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } => {
+                Failure::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            StoreError::NotFound => Failure::new(StatusCode::NOT_FOUND, "not_found", "not found"),
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "storage unavailable");
+                Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the hub's database is busy; try again shortly",
+                )
+            }
+            StoreError::Internal(_) | StoreError::TooNew { .. } => Failure::internal(e),
         }
     }
 }
@@ -162,7 +183,7 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, Failure> {
     let headers = &parts.headers;
     if let Some(token) = credential(headers, "Bearer") {
-        return grants::authenticate(&hub.store, token)
+        return grants::authenticate(&*hub.store, token)
             .map_err(Failure::internal)?
             .ok_or_else(|| {
                 Failure::new(
@@ -172,7 +193,7 @@ fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, Failure> {
                 )
             });
     }
-    let session = crate::session::SessionUser::from_request(&hub.store, headers, grants::now())
+    let session = crate::session::SessionUser::from_request(&*hub.store, headers, grants::now())
         .map_err(Failure::internal)?
         .ok_or_else(|| {
             Failure::new(
@@ -301,17 +322,10 @@ fn resolve(hub: &Hub, who: &Principal, name: &str, action: Action) -> Result<End
             format!("no endpoint {name:?} among yours; list them with `ferry endpoint search`"),
         )
     };
-    let by_id = hub
-        .store
-        .endpoint(name)
-        .map_err(Failure::internal)?
-        .filter(|row| !row.deleted);
+    let by_id = hub.store.endpoint(name)?.filter(|row| !row.deleted);
     let row = match by_id {
         Some(row) => Some(row),
-        None => hub
-            .store
-            .endpoint_by_name(who.user_id, name)
-            .map_err(Failure::internal)?,
+        None => hub.store.endpoint_by_name(who.user_id, name)?,
     };
     match row {
         Some(row) => match authorize(who, action, Resource::Endpoint(&row)) {
@@ -329,7 +343,7 @@ async fn create_endpoint(
     Json(body): Json<CreateEndpoint>,
 ) -> Result<(StatusCode, Json<ferry_proto::api::CreatedEndpoint>), Failure> {
     let created = endpoints::create(
-        &hub.store,
+        &*hub.store,
         &hub.config.url,
         hub.tls_ca_sha256,
         who.user_id,
@@ -356,10 +370,10 @@ async fn search_endpoints(
     // (what the caller may see) is their own endpoints.
     let rows = match query.filter_scope.unwrap_or(FilterScope::MyEndpoints) {
         FilterScope::SharedWithMe => Vec::new(),
-        FilterScope::MyEndpoints | FilterScope::All => hub
-            .store
-            .search_endpoints(Some(who.user_id), &query.q, SEARCH_LIMIT)
-            .map_err(Failure::internal)?,
+        FilterScope::MyEndpoints | FilterScope::All => {
+            hub.store
+                .search_endpoints(Some(who.user_id), &query.q, SEARCH_LIMIT)?
+        }
     };
     Ok(Json(rows.into_iter().map(|r| info(&hub, r)).collect()))
 }
@@ -382,7 +396,7 @@ async fn update_endpoint(
 ) -> Result<Json<EndpointInfo>, Failure> {
     let row = resolve(&hub, &who, &endpoint, Action::ManageEndpoint)?;
     if let Some(name) = &body.display_name {
-        endpoints::rename(&hub.store, &row, name)?;
+        endpoints::rename(&*hub.store, &row, name)?;
         tracing::info!(endpoint = %row.id, by = %who.user_name, from = %row.display_name, to = %name, "endpoint renamed");
     }
     let row = resolve(&hub, &who, &row.id, Action::ManageEndpoint)?;
@@ -398,7 +412,7 @@ async fn delete_endpoint(
     Path(endpoint): Path<String>,
 ) -> Result<Json<EndpointInfo>, Failure> {
     let row = resolve(&hub, &who, &endpoint, Action::ManageEndpoint)?;
-    endpoints::delete(&hub.store, &row)?;
+    endpoints::delete(&*hub.store, &row)?;
     tracing::info!(endpoint = %row.id, by = %who.user_name, name = %row.display_name, "endpoint deleted");
     // The scheduler's sweep tells connected endpoints of new revocations.
     wake_scheduler(wake);
@@ -414,7 +428,7 @@ async fn register_endpoint(
 ) -> Result<(StatusCode, Json<ferry_proto::api::RegisteredEndpoint>), Failure> {
     let registered = match registrant {
         Registrant::Key(key) => {
-            endpoints::register_with_key(&hub.store, &hub.endpoint_ca, &key, &body.csr_pem)?
+            endpoints::register_with_key(&*hub.store, &hub.endpoint_ca, &key, &body.csr_pem)?
         }
         Registrant::Login(who) => {
             let name = body.display_name.as_deref().ok_or_else(|| {
@@ -425,7 +439,7 @@ async fn register_endpoint(
                 )
             })?;
             endpoints::register_new(
-                &hub.store,
+                &*hub.store,
                 &hub.endpoint_ca,
                 who.user_id,
                 name,
@@ -603,8 +617,7 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
 fn task_items(hub: &Hub, id: &str) -> Result<Vec<TransferItem>, Failure> {
     let (items, _) = hub
         .store
-        .task_work(id)
-        .map_err(Failure::internal)?
+        .task_work(id)?
         .ok_or_else(|| Failure::internal(format!("task {id} has no stored work")))?;
     serde_json::from_str(&items).map_err(Failure::internal)
 }
@@ -631,7 +644,7 @@ fn own_task(hub: &Hub, who: &Principal, id: &str, action: Action) -> Result<Task
         Err(Refusal::Hidden) => Err(not_found()),
         Err(refusal) => Err(Failure::from(refusal)),
     };
-    if let Some(row) = hub.store.task(id).map_err(Failure::internal)? {
+    if let Some(row) = hub.store.task(id)? {
         return allowed(row);
     }
     let prefix = id.to_ascii_lowercase();
@@ -646,8 +659,7 @@ fn own_task(hub: &Hub, who: &Principal, id: &str, action: Action) -> Result<Task
     }
     let mut found = hub
         .store
-        .tasks_with_prefix(who.user_id, &prefix, AMBIGUOUS_LISTED + 1)
-        .map_err(Failure::internal)?;
+        .tasks_with_prefix(who.user_id, &prefix, AMBIGUOUS_LISTED + 1)?;
     match found.len() {
         0 => Err(not_found()),
         1 => allowed(found.remove(0)),
@@ -702,7 +714,7 @@ async fn submit_task(
         &submit.destination_endpoint,
         Action::UseEndpoint,
     )?;
-    let task_id = task_service::submit(&hub.store, &who, &source, &destination, submit, now)?;
+    let task_id = task_service::submit(&*hub.store, &who, &source, &destination, submit, now)?;
     wake_scheduler(wake);
     Ok((StatusCode::CREATED, Json(SubmittedTask { task_id })))
 }
@@ -721,10 +733,7 @@ async fn list_tasks(
         .limit
         .unwrap_or(TASK_LIST_DEFAULT)
         .clamp(1, TASK_LIST_MAX);
-    let rows = hub
-        .store
-        .tasks_of(who.user_id, limit)
-        .map_err(Failure::internal)?;
+    let rows = hub.store.tasks_of(who.user_id, limit)?;
     Ok(Json(rows.into_iter().map(|r| task_info(&hub, r)).collect()))
 }
 
@@ -776,7 +785,7 @@ async fn cancel_task(
     Path(task): Path<String>,
 ) -> Result<Json<TaskInfo>, Failure> {
     let row = own_task(&hub, &who, &task, Action::CancelTask)?;
-    if task_service::cancel(&hub.store, &who, &row, grants::now())? {
+    if task_service::cancel(&*hub.store, &who, &row, grants::now())? {
         hub.task_ended.notify_waiters();
         wake_scheduler(wake);
     }
@@ -793,9 +802,8 @@ impl From<TaskServiceError> for Failure {
             e @ TaskServiceError::Ended { .. } => {
                 Failure::new(StatusCode::CONFLICT, "task_ended", e.to_string())
             }
-            e @ (TaskServiceError::Encode(_) | TaskServiceError::Storage(_)) => {
-                Failure::internal(e)
-            }
+            TaskServiceError::Storage(e) => Failure::from(e),
+            e @ TaskServiceError::Encode(_) => Failure::internal(e),
         }
     }
 }
@@ -811,10 +819,7 @@ async fn task_events(
         .limit
         .unwrap_or(EVENTS_DEFAULT)
         .clamp(1, MAX_TASK_EVENTS as usize);
-    let events = hub
-        .store
-        .task_events(&row.id, limit)
-        .map_err(Failure::internal)?;
+    let events = hub.store.task_events(&row.id, limit)?;
     Ok(Json(
         events
             .into_iter()
@@ -849,7 +854,7 @@ mod tests {
 
     fn token(hub: &Hub, user_id: i64, name: &str, scope: &str) -> String {
         grants::issue(
-            &hub.store,
+            &*hub.store,
             user_id,
             name,
             "test",

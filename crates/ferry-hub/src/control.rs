@@ -318,16 +318,12 @@ fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, NotAdmitted> {
         RefuseReason::UnknownEndpoint,
         "the certificate names no endpoint".to_string(),
     ))?;
-    admission_of(
-        hub.store.endpoint(&id).map_err(|e| e.to_string()),
-        &id,
-        cert,
-    )
+    admission_of(hub.store.endpoint(&id), &id, cert)
 }
 
 /// The admission decision on what the registry said of endpoint `id`.
 fn admission_of(
-    looked_up: Result<Option<crate::store::EndpointRow>, String>,
+    looked_up: Result<Option<crate::store::EndpointRow>, crate::store::StoreError>,
     id: &str,
     cert: &[u8],
 ) -> Result<String, NotAdmitted> {
@@ -458,7 +454,7 @@ pub async fn serve_connection<S>(
                                 }
                                 HubEvent::RenewCertificate { csr } => {
                                     let Some((endpoint_id, _)) = &admitted else { continue };
-                                    let answer = match crate::endpoints::renew(&hub.store, &hub.endpoint_ca, endpoint_id, &csr) {
+                                    let answer = match crate::endpoints::renew(&*hub.store, &hub.endpoint_ca, endpoint_id, &csr) {
                                         Ok(pem) => {
                                             // The new certificate is the registered one now: this
                                             // connection stays admitted under it.
@@ -549,8 +545,11 @@ fn break_with(admitted: &mut Option<(String, u64)>, hub: &Hub) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SqliteStore;
+    use crate::store::failing::FailingStorage;
     use ferry_proto::control::{
-        EndpointMessage, HubMessage, MAX_FRAME, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+        EndpointConnection, EndpointEvent, EndpointMessage, HubMessage, MAX_FRAME,
+        MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
     };
     use ferry_proto::frame::{self, FrameDecoder};
     use std::pin::Pin;
@@ -631,13 +630,130 @@ mod tests {
     fn a_registry_that_cannot_be_read_refuses_no_one() {
         let cert = b"a certificate";
         assert!(matches!(
-            admission_of(Err("disk I/O error".into()), "e1", cert),
+            admission_of(
+                Err(crate::store::StoreError::Unavailable(
+                    "disk I/O error".into()
+                )),
+                "e1",
+                cert
+            ),
             Err(NotAdmitted::Unknowable)
         ));
         assert!(matches!(
             admission_of(Ok(None), "e1", cert),
             Err(NotAdmitted::Refused(RefuseReason::UnknownEndpoint, _))
         ));
+    }
+
+    /// Drives an endpoint's side of a control connection until it ends;
+    /// what it hears goes to `events`, and how it ended is returned.
+    async fn endpoint_side(
+        stream: DuplexStream,
+        events: mpsc::UnboundedSender<EndpointEvent>,
+    ) -> ControlError {
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let mut conn =
+            EndpointConnection::new(Instant::now(), "test", None, Duration::from_secs(10));
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            while let Some(bytes) = conn.poll_transmit() {
+                if writer.write_all(&bytes).await.is_err() {
+                    return ControlError::Closed;
+                }
+            }
+            let Some(deadline) = conn.poll_timeout() else {
+                return ControlError::Closed;
+            };
+            tokio::select! {
+                read = reader.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return ControlError::Closed,
+                    Ok(n) => match conn.handle_bytes(Instant::now(), &buf[..n]) {
+                        Ok(heard) => heard.into_iter().for_each(|e| { let _ = events.send(e); }),
+                        Err(e) => return e,
+                    },
+                },
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                    if let Err(e) = conn.handle_timeout(Instant::now()) {
+                        return e;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The done-when: with the registry unreadable, an admitted
+    /// endpoint's beats pass and it stays connected; once storage is back
+    /// the checks resume (a revocation then cuts it within a beat).
+    #[tokio::test]
+    async fn a_heartbeat_survives_a_storage_outage_and_its_checks_resume_after() {
+        let failing = Arc::new(FailingStorage::new(Arc::new(
+            SqliteStore::in_memory().unwrap(),
+        )));
+        let mut hub = crate::web::test_hub(failing.clone());
+        hub.config.heartbeat_secs = 1;
+        let hub = Arc::new(hub);
+        let id = "0b5e3a52-8d1c-4a53-9c1e-2f0d2a9b7c11";
+        let owner = hub.store.add_user("alice", "h", 0).unwrap();
+        hub.store.create_endpoint(id, owner, "laptop", 0).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let (pem, sha) = hub.endpoint_ca.sign_endpoint_csr(&csr, id).unwrap();
+        hub.store.set_endpoint_cert(id, &hex(&sha), 0).unwrap();
+
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let serve = tokio::spawn(serve_connection(
+            hub.clone(),
+            theirs,
+            crate::pki::first_cert_der(&pem),
+            peer,
+        ));
+        let (heard, mut events) = mpsc::unbounded_channel();
+        let endpoint = tokio::spawn(endpoint_side(ours, heard));
+        let bound = Duration::from_secs(20);
+        let welcome = tokio::time::timeout(bound, events.recv()).await.unwrap();
+        assert!(
+            matches!(welcome, Some(EndpointEvent::Connected { .. })),
+            "{welcome:?}"
+        );
+        assert!(hub.control.is_connected(id));
+
+        failing.fail("endpoint");
+        let beats = async {
+            while failing.failures("endpoint") < 3 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(bound, beats)
+            .await
+            .expect("three beats asked the unreadable registry");
+        assert!(hub.control.is_connected(id), "cut while storage failed");
+        assert!(!endpoint.is_finished(), "the endpoint's link ended");
+
+        failing.recover();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(hub.control.is_connected(id));
+        hub.store.revoke_endpoint(id).unwrap();
+        let ended = tokio::time::timeout(bound, endpoint)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(
+                ended,
+                ControlError::Refused {
+                    reason: RefuseReason::Revoked,
+                    ..
+                }
+            ),
+            "{ended:?}"
+        );
+        tokio::time::timeout(bound, serve).await.unwrap().unwrap();
+        assert!(!hub.control.is_connected(id));
     }
 
     #[tokio::test]

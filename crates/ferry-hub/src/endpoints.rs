@@ -3,7 +3,7 @@
 
 use crate::pki::CertificateAuthority;
 use crate::secrets::{hex, random_token, token_hash};
-use crate::store::{DeleteOutcome, EndpointRow, SetupKeyUse, Store, StoreError};
+use crate::store::{DeleteOutcome, EndpointRow, SetupKeyUse, Storage, StoreError};
 use anyhow::Context;
 use ferry_proto::api::{CreatedEndpoint, RegisteredEndpoint};
 use ferry_proto::setup_key::SetupKey;
@@ -34,16 +34,21 @@ pub enum RegistryError {
     /// Deleting it would strand tasks that are still running.
     #[error("{0}")]
     Busy(String),
+    /// The registry could not be read or written (busy: try later).
+    #[error(transparent)]
+    Storage(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
-impl From<StoreError> for RegistryError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(m) => RegistryError::Conflict(m),
-            other => RegistryError::Internal(other.into()),
-        }
+/// A storage error of a write that gives an endpoint `display_name`: a
+/// conflict is the owner's other endpoint of that name.
+fn name_taken(display_name: &str) -> impl FnOnce(StoreError) -> RegistryError + '_ {
+    move |e| match e {
+        StoreError::Conflict { .. } => RegistryError::Conflict(format!(
+            "you already have an endpoint named {display_name:?}; choose another name"
+        )),
+        other => RegistryError::Storage(other),
     }
 }
 
@@ -60,9 +65,16 @@ pub fn check_display_name(name: &str) -> Result<(), RegistryError> {
 }
 
 /// Gives the caller's endpoint `row` a new display name.
-pub fn rename(store: &Store, row: &EndpointRow, display_name: &str) -> Result<(), RegistryError> {
+pub fn rename(
+    store: &dyn Storage,
+    row: &EndpointRow,
+    display_name: &str,
+) -> Result<(), RegistryError> {
     check_display_name(display_name)?;
-    if !store.rename_endpoint(&row.id, display_name)? {
+    if !store
+        .rename_endpoint(&row.id, display_name)
+        .map_err(name_taken(display_name))?
+    {
         return Err(RegistryError::Internal(anyhow::anyhow!(
             "endpoint {} vanished",
             row.id
@@ -77,7 +89,7 @@ const BUSY_LISTED: usize = 5;
 /// Deletes endpoint `row`: from then on its certificate is refused as a
 /// revoked one's. Refused while tasks are ACTIVE on it, naming them, since
 /// they could never finish.
-pub fn delete(store: &Store, row: &EndpointRow) -> Result<(), RegistryError> {
+pub fn delete(store: &dyn Storage, row: &EndpointRow) -> Result<(), RegistryError> {
     match store.delete_endpoint(&row.id)? {
         DeleteOutcome::Deleted => Ok(()),
         DeleteOutcome::Missing => Err(RegistryError::Internal(anyhow::anyhow!(
@@ -111,7 +123,7 @@ pub fn delete(store: &Store, row: &EndpointRow) -> Result<(), RegistryError> {
 
 /// Creates an endpoint record and a one-time setup key for it.
 pub fn create(
-    store: &Store,
+    store: &dyn Storage,
     hub_url: &str,
     ca_sha256: [u8; 32],
     owner_id: i64,
@@ -121,7 +133,9 @@ pub fn create(
     check_display_name(display_name)?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = crate::grants::now();
-    store.create_endpoint(&id, owner_id, display_name, now)?;
+    store
+        .create_endpoint(&id, owner_id, display_name, now)
+        .map_err(name_taken(display_name))?;
     let secret = random_token(32).context("no randomness for a setup key")?;
     store.put_setup_key(&token_hash(&secret), &id, now + key_ttl)?;
     let key = SetupKey {
@@ -138,7 +152,7 @@ pub fn create(
 
 /// Signs the CSR of the endpoint a setup key was made for.
 pub fn register_with_key(
-    store: &Store,
+    store: &dyn Storage,
     endpoint_ca: &CertificateAuthority,
     key_text: &str,
     csr_pem: &str,
@@ -155,7 +169,7 @@ pub fn register_with_key(
 
 /// Creates an endpoint for a logged-in user and signs its CSR at once.
 pub fn register_new(
-    store: &Store,
+    store: &dyn Storage,
     endpoint_ca: &CertificateAuthority,
     owner_id: i64,
     display_name: &str,
@@ -163,7 +177,9 @@ pub fn register_new(
 ) -> Result<RegisteredEndpoint, RegistryError> {
     check_display_name(display_name)?;
     let id = uuid::Uuid::new_v4().to_string();
-    store.create_endpoint(&id, owner_id, display_name, crate::grants::now())?;
+    store
+        .create_endpoint(&id, owner_id, display_name, crate::grants::now())
+        .map_err(name_taken(display_name))?;
     sign(store, endpoint_ca, &id, csr_pem)
 }
 
@@ -171,7 +187,7 @@ pub fn register_new(
 /// certificate on the control channel): a new certificate for `csr_pem`,
 /// registered as the endpoint's from now on.
 pub fn renew(
-    store: &Store,
+    store: &dyn Storage,
     endpoint_ca: &CertificateAuthority,
     endpoint_id: &str,
     csr_pem: &str,
@@ -180,7 +196,7 @@ pub fn renew(
 }
 
 fn sign(
-    store: &Store,
+    store: &dyn Storage,
     endpoint_ca: &CertificateAuthority,
     endpoint_id: &str,
     csr_pem: &str,

@@ -2,7 +2,7 @@
 //! `/token` endpoint, `ferry-hub token create` and the API's bearer check.
 
 use crate::secrets::{random_token, token_hash};
-use crate::store::{Store, TokenKind, TokenRow};
+use crate::store::{Storage, TokenKind, TokenRow};
 use anyhow::Context;
 use ferry_proto::api::TokenResponse;
 
@@ -36,7 +36,7 @@ impl Principal {
 // Every argument is a distinct column of the token rows; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub fn issue(
-    store: &Store,
+    store: &dyn Storage,
     user_id: i64,
     user_name: &str,
     client_id: &str,
@@ -75,7 +75,7 @@ pub fn issue(
 }
 
 /// The principal behind a bearer token, if it is live.
-pub fn authenticate(store: &Store, bearer: &str) -> anyhow::Result<Option<Principal>> {
+pub fn authenticate(store: &dyn Storage, bearer: &str) -> anyhow::Result<Option<Principal>> {
     Ok(store
         .token(&token_hash(bearer), TokenKind::Access, now())?
         .map(|t| Principal {

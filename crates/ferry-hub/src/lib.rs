@@ -30,6 +30,7 @@ use state::HubDir;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use store::{AccountStore, EndpointStore};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -229,7 +230,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let password = read_password()?;
             let hash = secrets::hash_password(&password)
                 .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
-            store.add_user(&name, &hash, grants::now())?;
+            store
+                .add_user(&name, &hash, grants::now())
+                .map_err(|e| match e {
+                    store::StoreError::Conflict { .. } => {
+                        anyhow::anyhow!("user {name:?} already exists")
+                    }
+                    e => e.into(),
+                })?;
             println!("user {name} added");
             Ok(())
         }
@@ -325,7 +333,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn user(store: &store::Store, name: &str) -> anyhow::Result<store::UserRow> {
+fn user(store: &dyn store::Storage, name: &str) -> anyhow::Result<store::UserRow> {
     store.user_by_name(name)?.with_context(|| {
         format!("no user named {name:?}; add one with `ferry-hub user add {name} --password-stdin`")
     })

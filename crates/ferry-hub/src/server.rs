@@ -12,7 +12,7 @@ use crate::control::Registry;
 use crate::pki::{CertificateAuthority, first_cert_der};
 use crate::secrets::MacKey;
 use crate::state::{HubConfig, HubDir};
-use crate::store::Store;
+use crate::store::Storage;
 use crate::web::{LoginLimiter, PasswordChecks, address_key};
 use anyhow::{Context, bail};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -36,7 +36,7 @@ const MAX_HTTP_BUF: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Hub {
     pub config: HubConfig,
-    pub store: Store,
+    pub store: Arc<dyn Storage>,
     pub endpoint_ca: CertificateAuthority,
     /// PEM of the CA endpoints must trust for this hub (served at /ca.crt).
     pub tls_ca_pem: String,
@@ -180,7 +180,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         tls_ca_pem,
         endpoint_ca: CertificateAuthority::load(&dir.endpoint_ca_cert(), &dir.endpoint_ca_key())?
             .with_endpoint_lifetime(config.endpoint_cert_lifetime_secs),
-        store: dir.open_store()?,
+        store: Arc::new(dir.open_store()?),
         control,
         logins: LoginLimiter::default(),
         password_checks: PasswordChecks::new(

@@ -8,7 +8,7 @@
 //! `__Host-`, so browsers take them only from this origin over HTTPS.
 
 use crate::secrets::{MacKey, constant_time_eq, random_token, token_hash};
-use crate::store::{Store, StoreError};
+use crate::store::{Storage, StoreError};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use ferry_proto::api::https_host_port;
@@ -63,7 +63,7 @@ pub struct SessionUser {
 impl SessionUser {
     /// The session the request's cookie names, if it is live at `now`.
     pub fn from_request(
-        store: &Store,
+        store: &dyn Storage,
         headers: &HeaderMap,
         now: i64,
     ) -> Result<Option<Self>, SessionError> {
@@ -94,7 +94,7 @@ impl SessionUser {
     }
 
     /// Ends the session in the store; [`clear`] takes the cookie away.
-    pub fn end(&self, store: &Store) -> Result<(), SessionError> {
+    pub fn end(&self, store: &dyn Storage) -> Result<(), SessionError> {
         Ok(store.delete_session(&self.hash)?)
     }
 }
@@ -103,7 +103,7 @@ impl SessionUser {
 /// session the browser already held ends, so a cookie planted before the
 /// sign-in is worth nothing after it.
 pub fn begin(
-    store: &Store,
+    store: &dyn Storage,
     headers: &HeaderMap,
     user_id: i64,
     now: i64,
@@ -285,6 +285,7 @@ fn set_cookie(response: &mut Response, cookie: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::AccountStore;
     use axum::response::IntoResponse;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -354,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_session_is_found_by_its_cookie_checks_its_token_and_ends() {
-        let store = Store::in_memory().unwrap();
+        let store = crate::store::SqliteStore::in_memory().unwrap();
         let user = store.add_user("alice", "hash", 0).unwrap();
         let mut response = ().into_response();
         begin(&store, &HeaderMap::new(), user, 100, &mut response).unwrap();

@@ -2,7 +2,7 @@
 //! `ferry-hub init`, which creates it all.
 
 use crate::pki;
-use crate::store::Store;
+use crate::store::SqliteStore;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -76,8 +76,8 @@ impl HubDir {
         Ok(config)
     }
 
-    pub fn open_store(&self) -> anyhow::Result<Store> {
-        Store::open(&self.database())
+    pub fn open_store(&self) -> anyhow::Result<SqliteStore> {
+        SqliteStore::open(&self.database())
     }
 }
 

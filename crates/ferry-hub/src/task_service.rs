@@ -6,7 +6,7 @@
 //! ACTIVE set and it tells both endpoints, with the attempt.
 
 use crate::grants::Principal;
-use crate::store::{EndpointRow, NewTask, Store, StoreError, TaskRow};
+use crate::store::{EndpointRow, NewTask, Storage, StoreError, TaskRow};
 use crate::tasks;
 use ferry_proto::task::{SubmitTask, TaskStatus};
 
@@ -27,7 +27,7 @@ pub enum TaskServiceError {
 /// Records a checked submission from `source` to `destination`; returns
 /// the new task's id. The scheduler starts it once both are connected.
 pub fn submit(
-    store: &Store,
+    store: &dyn Storage,
     who: &Principal,
     source: &EndpointRow,
     destination: &EndpointRow,
@@ -67,7 +67,7 @@ pub fn submit(
 /// Returns whether this call canceled it (the caller wakes the
 /// scheduler and whoever waits on the task).
 pub fn cancel(
-    store: &Store,
+    store: &dyn Storage,
     who: &Principal,
     task: &TaskRow,
     now: i64,
@@ -90,9 +90,6 @@ pub fn cancel(
             id: task.id.clone(),
             status,
         }),
-        None => Err(TaskServiceError::Storage(StoreError::Conflict(format!(
-            "task {} is gone",
-            task.id
-        )))),
+        None => Err(TaskServiceError::Storage(StoreError::NotFound)),
     }
 }

@@ -109,6 +109,14 @@ pub enum Input {
         message: String,
         fatal: bool,
     },
+    /// The hub could not record or read an attempt it decided on because
+    /// its storage is unavailable now: the attempt did not start, and
+    /// nothing is wrong with the task. It starts again at a later tick,
+    /// with no fault counted.
+    StartDeferred {
+        task_id: String,
+        attempt: u32,
+    },
     Tick,
 }
 
@@ -286,6 +294,15 @@ impl Core {
                     self.finish(&task_id, TaskStatus::Failed, None, Some(message), &mut out);
                 } else if self.is_running(&task_id, attempt) {
                     self.fault(&task_id, &message, now, &mut out);
+                }
+            }
+            Input::StartDeferred { task_id, attempt } => {
+                if self.is_running(&task_id, attempt) {
+                    if let Some(live) = self.tasks.get_mut(&task_id) {
+                        live.running = false;
+                        // Not at once: the same batch would ask storage again.
+                        live.retry_at = now + 1;
+                    }
                 }
             }
             Input::Tick => {}
@@ -938,13 +955,17 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                 destination,
                 connect_to,
             } => {
-                if !stored(
-                    &mut ended,
-                    &task_id,
-                    "an attempt",
-                    hub.store.begin_attempt(&task_id, attempt),
-                ) {
-                    continue;
+                match hub.store.begin_attempt(&task_id, attempt) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        ended.insert(task_id);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(task = %task_id, error = %e, "cannot record an attempt; retrying");
+                        feedback.push(Input::StartDeferred { task_id, attempt });
+                        continue;
+                    }
                 }
                 match capability(hub, &task_id, attempt, &source, &destination) {
                     Ok(sealed) => match hub.control.start_task(&source, sealed, connect_to) {
@@ -960,7 +981,15 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                             fatal: false,
                         }),
                     },
-                    Err(Unstartable { message, fatal }) => {
+                    Err(Unstartable {
+                        deferred: true,
+                        message,
+                        ..
+                    }) => {
+                        tracing::warn!(task = %task_id, %message, "cannot start the task now; retrying");
+                        feedback.push(Input::StartDeferred { task_id, attempt });
+                    }
+                    Err(Unstartable { message, fatal, .. }) => {
                         tracing::error!(task = %task_id, %message, "cannot start the task");
                         feedback.push(Input::StartFailed {
                             task_id,
@@ -1062,6 +1091,8 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
 struct Unstartable {
     message: String,
     fatal: bool,
+    /// Storage is unavailable: retry later, with no fault counted.
+    deferred: bool,
 }
 
 /// The signed capability for one attempt of a stored task.
@@ -1078,18 +1109,21 @@ fn capability(
             return Err(Unstartable {
                 message: "the task vanished from the hub's database".into(),
                 fatal: true,
+                deferred: false,
             });
         }
         Err(e) => {
             return Err(Unstartable {
                 message: format!("the hub cannot read the task: {e}"),
                 fatal: false,
+                deferred: e.is_transient(),
             });
         }
     };
     let unreadable = |e: serde_json::Error| Unstartable {
         message: format!("the hub's stored copy of the task is unreadable: {e}"),
         fatal: true,
+        deferred: false,
     };
     let now = crate::grants::now();
     let cap = Capability {
@@ -1105,6 +1139,7 @@ fn capability(
     hub.signer.sign(&cap).map_err(|e| Unstartable {
         message: format!("the hub cannot sign the task's capability: {e:#}"),
         fatal: false,
+        deferred: false,
     })
 }
 
@@ -1210,6 +1245,61 @@ mod tests {
         let out = active(&mut core, vec![row("t", None)], 0);
         assert_eq!(starts(&out), [1]);
         core
+    }
+
+    /// A start that storage could not record is no fault of the task: no
+    /// fault, no event, and the next tick starts it again.
+    #[test]
+    fn a_start_storage_could_not_record_is_retried_without_a_fault() {
+        let mut core = running();
+        let out = core.handle(
+            Input::StartDeferred {
+                task_id: "t".into(),
+                attempt: 1,
+            },
+            5,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(starts(&core.handle(Input::Tick, 6)), [2]);
+    }
+
+    /// The glue: with storage failing, a decided start comes back as
+    /// deferred (not as a failed start, which counts a fault), and a task
+    /// whose capability cannot be read now is deferred too.
+    #[test]
+    fn the_scheduler_defers_a_start_while_storage_fails() {
+        use crate::store::failing::FailingStorage;
+        let failing = Arc::new(FailingStorage::new(Arc::new(
+            crate::store::SqliteStore::in_memory().unwrap(),
+        )));
+        let hub = crate::web::test_hub(failing.clone());
+        let uid = hub.store.add_user("alice", "h", 0).unwrap();
+        hub.store.create_endpoint(SRC, uid, "laptop", 0).unwrap();
+        hub.store.create_endpoint(DST, uid, "cluster", 0).unwrap();
+        let mut task = crate::store::conformance::new_task("t", uid, 0);
+        (task.source_id, task.destination_id) = (SRC.into(), DST.into());
+        hub.store.create_task(&task, code::SUBMITTED, "x").unwrap();
+        let start = || {
+            vec![Action::Start {
+                task_id: "t".into(),
+                attempt: 1,
+                source: SRC.into(),
+                destination: DST.into(),
+                connect_to: "dst.example:50000".into(),
+            }]
+        };
+        let deferred = [Input::StartDeferred {
+            task_id: "t".into(),
+            attempt: 1,
+        }];
+        failing.fail("begin_attempt");
+        assert_eq!(apply(&hub, start()), deferred);
+        failing.recover();
+        failing.fail("task_work");
+        assert_eq!(apply(&hub, start()), deferred);
+        assert_eq!(failing.failures("task_work"), 1);
+        let row = hub.store.task("t").unwrap().unwrap();
+        assert_eq!((row.status, row.faults), (TaskStatus::Active, 0));
     }
 
     fn counters(transferred: u64, bytes: u64) -> TaskCounters {

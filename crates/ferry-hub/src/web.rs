@@ -491,8 +491,16 @@ impl HttpBody for DeadlineBody {
 /// A hub with an in-memory store, for driving the router in tests.
 #[cfg(test)]
 pub fn for_tests() -> Arc<Hub> {
+    Arc::new(test_hub(Arc::new(
+        crate::store::SqliteStore::in_memory().unwrap(),
+    )))
+}
+
+/// A hub on `store`, for tests that need to change it before sharing it.
+#[cfg(test)]
+pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
     let ca = crate::pki::CertificateAuthority::create("ferry test CA").unwrap();
-    Arc::new(Hub {
+    Hub {
         config: crate::state::HubConfig {
             url: "https://hub.test:8443".into(),
             listen: "127.0.0.1:0".into(),
@@ -508,7 +516,7 @@ pub fn for_tests() -> Arc<Hub> {
             max_password_checks_queued: crate::state::default_password_checks_queued(),
             endpoint_cert_lifetime_secs: crate::pki::DEFAULT_ENDPOINT_CERT_LIFETIME_SECS,
         },
-        store: crate::store::Store::in_memory().unwrap(),
+        store,
         tls_ca_pem: ca.cert_pem.clone(),
         tls_ca_sha256: ca.cert_sha256,
         endpoint_ca: ca,
@@ -521,7 +529,7 @@ pub fn for_tests() -> Arc<Hub> {
         login_csrf: crate::secrets::MacKey::generate().unwrap(),
         signer: crate::capability::TaskSigner::generate(),
         task_ended: tokio::sync::Notify::new(),
-    })
+    }
 }
 
 #[cfg(test)]

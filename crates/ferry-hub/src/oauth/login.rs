@@ -187,7 +187,7 @@ pub(super) async fn login(
         format!("/authorize?{}", encode_pairs(&pairs))
     };
     let mut response = see_other(&next);
-    session::begin(&hub.store, &headers, account.id, now, &mut response)?;
+    session::begin(&*hub.store, &headers, account.id, now, &mut response)?;
     LoginCsrf::clear(&mut response);
     tracing::info!(user = %account.name, "signed in");
     Ok(response)
@@ -208,7 +208,7 @@ pub(super) async fn logout(
                 "This sign-out form did not come from this hub.",
             ));
         }
-        current.end(&hub.store)?;
+        current.end(&*hub.store)?;
         tracing::info!(user = %current.user_name, "signed out");
     }
     let mut response = see_other("/");

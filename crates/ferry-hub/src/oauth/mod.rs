@@ -95,7 +95,17 @@ impl From<Refusal> for PageError {
 
 impl From<SessionError> for PageError {
     fn from(e: SessionError) -> Self {
-        internal(e)
+        match e {
+            SessionError::Store(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "storage unavailable");
+                shown(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again",
+                    "The hub's database is busy; try again in a moment.",
+                )
+            }
+            e => internal(e),
+        }
     }
 }
 
@@ -125,7 +135,7 @@ fn see_other(location: &str) -> Response {
 /// The signed-in browser's session, if its cookie names a live one.
 fn signed_in(hub: &Hub, headers: &HeaderMap) -> Result<Option<SessionUser>, PageError> {
     Ok(SessionUser::from_request(
-        &hub.store,
+        &*hub.store,
         headers,
         grants::now(),
     )?)

@@ -274,7 +274,7 @@ fn authorization_code_grant(
         .ok_or_else(|| invalid_grant("the account no longer exists"))?;
     // The code hash is the grant id, so a replayed code finds these tokens.
     let issued = grants::issue(
-        &hub.store,
+        &*hub.store,
         user.id,
         &user.name,
         &row.client_id,
@@ -372,7 +372,7 @@ fn refresh_grant(
         ));
     }
     grants::issue(
-        &hub.store,
+        &*hub.store,
         old.user_id,
         &old.user_name,
         &old.client_id,
@@ -410,7 +410,7 @@ fn client_credentials_grant(
         .ok_or_else(|| invalid_client("the account this client acts as no longer exists"))?;
     let grant_id = format!("client:{}", uuid::Uuid::new_v4());
     let issued = grants::issue(
-        &hub.store,
+        &*hub.store,
         user.id,
         &user.name,
         &row.client_id,

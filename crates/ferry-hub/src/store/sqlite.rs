@@ -1,33 +1,48 @@
-//! The hub's state: accounts, OAuth clients, codes, tokens, sessions,
-//! endpoints, setup keys, and transfer tasks with their events.
-//!
-//! [`Store`] is the storage interface: plain methods on plain rows, times as
-//! Unix seconds passed in, every secret stored only as a hash. The SQLite
-//! backend (WAL, embedded) is the default; the interface is narrow enough
-//! that a PostgreSQL one can follow. Schema changes are numbered migrations
-//! applied in order at open.
+//! The SQLite backend: one connection behind a mutex, WAL, foreign keys
+//! on, a busy timeout, and numbered migrations applied in order at open.
 
-use ferry_proto::task::{TaskCounters, TaskStatus};
+use super::*;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
-use thiserror::Error;
 
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("{0}")]
-    Conflict(String),
-    #[error(
-        "the database is from a newer ferry-hub (schema {found}, this build knows {known}); upgrade ferry-hub"
-    )]
-    TooNew { found: i64, known: i64 },
-    #[error("the database lock was poisoned by a crashed request")]
-    Poisoned,
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        use rusqlite::ffi;
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::SystemIoFailure
+                | C::CannotOpen
+                | C::DiskFull
+                | C::OutOfMemory
+                | C::FileLockingProtocolFailed
+                | C::OperationInterrupted => StoreError::Unavailable(e.to_string()),
+                C::ConstraintViolation if f.extended_code == ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                    StoreError::NotFound
+                }
+                C::ConstraintViolation
+                    if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                        || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                {
+                    StoreError::Conflict { what: "key" }
+                }
+                _ => StoreError::Internal(e.to_string()),
+            },
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
 }
 
-type Result<T> = std::result::Result<T, StoreError>;
+/// A write's error, naming what a unique-key conflict is about.
+fn taken(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| match StoreError::from(e) {
+        StoreError::Conflict { .. } => StoreError::Conflict { what },
+        other => other,
+    }
+}
 
 /// Each entry migrates the schema from its index to index + 1.
 const MIGRATIONS: &[&str] = &[
@@ -166,186 +181,6 @@ const FOLD_CURRENT: &str = "files = MAX(files, cur_files),
     cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0,
     cur_bytes = 0, cur_bytes_resent = 0, cur_walk_done = 0, cur_bytes_skipped = 0";
 
-/// Events kept per task; a task that reports more (a million unreadable
-/// files) keeps the first ones, a note, and its final event.
-pub const MAX_TASK_EVENTS: u64 = 5000;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRow {
-    pub id: i64,
-    pub name: String,
-    pub password_hash: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientRow {
-    pub client_id: String,
-    pub name: String,
-    /// `None` for public clients (which must use PKCE).
-    pub secret_hash: Option<String>,
-    /// The account a confidential client acts as.
-    pub user_id: i64,
-    pub scopes: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthCodeRow {
-    pub code_hash: String,
-    pub client_id: String,
-    pub user_id: i64,
-    pub redirect_uri: String,
-    pub challenge: String,
-    pub scope: String,
-    pub expires: i64,
-}
-
-/// What redeeming an authorization code found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CodeUse {
-    Fresh(AuthCodeRow),
-    /// Used before: per RFC 6749 §4.1.2 the tokens it produced are revoked.
-    Reused,
-    Expired,
-    Unknown,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    Access,
-    Refresh,
-}
-
-impl TokenKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::Access => "access",
-            TokenKind::Refresh => "refresh",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRow {
-    pub token_hash: String,
-    pub kind: TokenKind,
-    pub user_id: i64,
-    pub user_name: String,
-    pub client_id: String,
-    pub scope: String,
-    pub expires: i64,
-    /// Tokens from one grant (a code and its refreshes) share this, so a
-    /// replayed code or refresh token revokes them together.
-    pub grant_id: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRow {
-    pub user_id: i64,
-    pub user_name: String,
-    pub csrf: String,
-    pub expires: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointRow {
-    pub id: String,
-    pub owner_id: i64,
-    pub owner_name: String,
-    pub display_name: String,
-    pub created: i64,
-    pub cert_sha256: Option<String>,
-    pub revoked: bool,
-    /// Deleted by its owner: revoked, and found only by id.
-    pub deleted: bool,
-}
-
-/// What [`Store::delete_endpoint`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeleteOutcome {
-    Deleted,
-    /// Not deleted: these tasks are ACTIVE on it.
-    Busy(Vec<String>),
-    /// No such endpoint, or already deleted.
-    Missing,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetupKeyUse {
-    Fresh { endpoint_id: String },
-    Used,
-    Expired,
-    Unknown,
-}
-
-/// A task as submitted; its items and options are JSON of the wire types.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewTask {
-    pub id: String,
-    pub owner_id: i64,
-    pub source_id: String,
-    pub destination_id: String,
-    pub items_json: String,
-    pub item_count: u64,
-    pub options_json: String,
-    pub label: Option<String>,
-    pub deadline: Option<i64>,
-    pub created: i64,
-}
-
-/// A task's state, without its items.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskRow {
-    pub id: String,
-    pub owner_id: i64,
-    pub source_id: String,
-    pub source_name: String,
-    pub destination_id: String,
-    pub destination_name: String,
-    pub item_count: u64,
-    pub label: Option<String>,
-    pub deadline: Option<i64>,
-    pub status: TaskStatus,
-    pub attempt: u32,
-    /// The furthest the attempts that ended reached.
-    pub done: TaskCounters,
-    /// The running attempt's, as last reported.
-    pub current: TaskCounters,
-    pub faults: u64,
-    pub created: i64,
-    pub completed: Option<i64>,
-    pub last_fault: Option<String>,
-    pub fatal_error: Option<String>,
-}
-
-impl TaskRow {
-    /// What the task has done over all its attempts.
-    pub fn totals(&self) -> TaskCounters {
-        self.done.furthest(self.current)
-    }
-}
-
-/// What the scheduler needs to know of an ACTIVE task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActiveTask {
-    pub id: String,
-    pub source_id: String,
-    pub source_name: String,
-    pub source_revoked: bool,
-    pub destination_id: String,
-    pub destination_name: String,
-    pub destination_revoked: bool,
-    pub attempt: u32,
-    pub deadline: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskEventRow {
-    pub seq: u64,
-    pub time: i64,
-    pub code: String,
-    pub description: String,
-}
-
 /// SQLite integers are signed; counters beyond i64 stick at the top.
 fn sql_u64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -355,13 +190,74 @@ fn u64_of(n: i64) -> u64 {
     u64::try_from(n).unwrap_or_default()
 }
 
+const ENDPOINT_COLUMNS: &str = "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked, e.deleted FROM endpoints e JOIN users u ON u.id = e.owner_id";
+
+fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EndpointRow> {
+    Ok(EndpointRow {
+        id: r.get(0)?,
+        owner_id: r.get(1)?,
+        owner_name: r.get(2)?,
+        display_name: r.get(3)?,
+        created: r.get(4)?,
+        cert_sha256: r.get(5)?,
+        revoked: r.get::<_, i64>(6)? != 0,
+        deleted: r.get::<_, i64>(7)? != 0,
+    })
+}
+
+const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.destination_id, d.display_name,
+    t.item_count, t.label, t.deadline, t.status, t.attempt,
+    t.files, t.files_transferred, t.files_skipped, t.bytes_transferred,
+    t.cur_files, t.cur_files_transferred, t.cur_files_skipped, t.cur_bytes_transferred,
+    t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
+    t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
+    t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped
+    FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
+
+fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
+    let status: String = r.get(9)?;
+    let counters = |first: usize, more: usize| -> rusqlite::Result<TaskCounters> {
+        Ok(TaskCounters {
+            files: u64_of(r.get(first)?),
+            files_transferred: u64_of(r.get(first + 1)?),
+            files_skipped: u64_of(r.get(first + 2)?),
+            bytes_transferred: u64_of(r.get(first + 3)?),
+            bytes: u64_of(r.get(more)?),
+            bytes_resent: u64_of(r.get(more + 1)?),
+            walk_done: r.get::<_, i64>(more + 2)? != 0,
+            bytes_skipped: u64_of(r.get(more + 3)?),
+        })
+    };
+    Ok(TaskRow {
+        id: r.get(0)?,
+        owner_id: r.get(1)?,
+        source_id: r.get(2)?,
+        source_name: r.get(3)?,
+        destination_id: r.get(4)?,
+        destination_name: r.get(5)?,
+        item_count: u64_of(r.get(6)?),
+        label: r.get(7)?,
+        deadline: r.get(8)?,
+        // The CHECK constraint admits nothing else.
+        status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
+        attempt: u32::try_from(r.get::<_, i64>(10)?).unwrap_or_default(),
+        done: counters(11, 24)?,
+        current: counters(15, 28)?,
+        faults: u64_of(r.get(19)?),
+        created: r.get(20)?,
+        completed: r.get(21)?,
+        last_fault: r.get(22)?,
+        fatal_error: r.get(23)?,
+    })
+}
+
 /// The SQLite backend.
 #[derive(Debug)]
-pub struct Store {
+pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-impl Store {
+impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let conn = Connection::open(path)
             .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))?;
@@ -413,27 +309,31 @@ impl Store {
         Ok(())
     }
 
+    /// The connection. A request that panicked holding it left no
+    /// transaction open (a dropped transaction rolls back): this call
+    /// fails as unavailable and the next one finds the lock usable.
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
+        self.conn.lock().map_err(|_| {
+            self.conn.clear_poison();
+            StoreError::Unavailable("a request crashed holding the database".into())
+        })
     }
+}
 
+impl AccountStore for SqliteStore {
     // --- users ---
 
-    pub fn add_user(&self, name: &str, password_hash: &str, now: i64) -> Result<i64> {
+    fn add_user(&self, name: &str, password_hash: &str, now: i64) -> Result<i64> {
         let conn = self.lock()?;
-        match conn.execute(
+        conn.execute(
             "INSERT INTO users (name, password_hash, created) VALUES (?1, ?2, ?3)",
             params![name, password_hash, now],
-        ) {
-            Ok(_) => Ok(conn.last_insert_rowid()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "user {name:?} already exists"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        )
+        .map_err(taken("user name"))?;
+        Ok(conn.last_insert_rowid())
     }
 
-    pub fn user_by_name(&self, name: &str) -> Result<Option<UserRow>> {
+    fn user_by_name(&self, name: &str) -> Result<Option<UserRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -450,7 +350,7 @@ impl Store {
             .optional()?)
     }
 
-    pub fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
+    fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -469,19 +369,17 @@ impl Store {
 
     // --- OAuth clients ---
 
-    pub fn add_client(&self, client: &ClientRow, now: i64) -> Result<()> {
+    fn add_client(&self, client: &ClientRow, now: i64) -> Result<()> {
         let conn = self.lock()?;
-        match conn.execute(
+        conn.execute(
             "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![client.client_id, client.name, client.secret_hash, client.user_id, client.scopes, now],
-        ) {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("client {:?} already exists", client.client_id))),
-            Err(e) => Err(e.into()),
-        }
+        )
+        .map_err(taken("client id"))?;
+        Ok(())
     }
 
-    pub fn client(&self, client_id: &str) -> Result<Option<ClientRow>> {
+    fn client(&self, client_id: &str) -> Result<Option<ClientRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -502,7 +400,7 @@ impl Store {
 
     // --- authorization codes ---
 
-    pub fn put_auth_code(&self, code: &AuthCodeRow) -> Result<()> {
+    fn put_auth_code(&self, code: &AuthCodeRow) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, challenge, scope, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -511,9 +409,7 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a code used and returns it, atomically; a second redemption
-    /// revokes every token the first one produced.
-    pub fn take_auth_code(&self, code_hash: &str, now: i64) -> Result<CodeUse> {
+    fn take_auth_code(&self, code_hash: &str, now: i64) -> Result<CodeUse> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         let row = tx
@@ -561,7 +457,7 @@ impl Store {
 
     // --- tokens ---
 
-    pub fn put_token(&self, token: &TokenRow) -> Result<()> {
+    fn put_token(&self, token: &TokenRow) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "INSERT INTO tokens (token_hash, kind, user_id, client_id, scope, expires, grant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -570,8 +466,7 @@ impl Store {
         Ok(())
     }
 
-    /// A live (unexpired, unrevoked) token of this kind.
-    pub fn token(&self, token_hash: &str, kind: TokenKind, now: i64) -> Result<Option<TokenRow>> {
+    fn token(&self, token_hash: &str, kind: TokenKind, now: i64) -> Result<Option<TokenRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -595,9 +490,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Whether a token with this hash was ever issued and is now revoked
-    /// (a replayed refresh token).
-    pub fn token_was_revoked(&self, token_hash: &str) -> Result<Option<String>> {
+    fn token_was_revoked(&self, token_hash: &str) -> Result<Option<String>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -608,7 +501,7 @@ impl Store {
             .optional()?)
     }
 
-    pub fn revoke_token(&self, token_hash: &str) -> Result<()> {
+    fn revoke_token(&self, token_hash: &str) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1",
@@ -617,10 +510,7 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes a token if it is still unrevoked; `false` when another
-    /// request revoked it first, so two concurrent refreshes cannot both
-    /// rotate the same refresh token.
-    pub fn revoke_live_token(&self, token_hash: &str) -> Result<bool> {
+    fn revoke_live_token(&self, token_hash: &str) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
             "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1 AND revoked = 0",
@@ -628,7 +518,7 @@ impl Store {
         )? > 0)
     }
 
-    pub fn revoke_grant(&self, grant_id: &str) -> Result<()> {
+    fn revoke_grant(&self, grant_id: &str) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "UPDATE tokens SET revoked = 1 WHERE grant_id = ?1",
@@ -639,7 +529,7 @@ impl Store {
 
     // --- browser sessions ---
 
-    pub fn put_session(
+    fn put_session(
         &self,
         session_hash: &str,
         user_id: i64,
@@ -654,7 +544,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn session(&self, session_hash: &str, now: i64) -> Result<Option<SessionRow>> {
+    fn session(&self, session_hash: &str, now: i64) -> Result<Option<SessionRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -666,7 +556,7 @@ impl Store {
             .optional()?)
     }
 
-    pub fn delete_session(&self, session_hash: &str) -> Result<()> {
+    fn delete_session(&self, session_hash: &str) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "DELETE FROM sessions WHERE session_hash = ?1",
@@ -675,75 +565,55 @@ impl Store {
         Ok(())
     }
 
+    fn purge_expired(&self, now: i64) -> Result<()> {
+        let conn = self.lock()?;
+        let day_ago = now - 86_400;
+        conn.execute("DELETE FROM sessions WHERE expires < ?1", [now])?;
+        conn.execute("DELETE FROM auth_codes WHERE expires < ?1", [day_ago])?;
+        conn.execute("DELETE FROM tokens WHERE expires < ?1", [day_ago])?;
+        Ok(())
+    }
+}
+
+impl EndpointStore for SqliteStore {
     // --- endpoints ---
 
-    pub fn create_endpoint(
-        &self,
-        id: &str,
-        owner_id: i64,
-        display_name: &str,
-        now: i64,
-    ) -> Result<()> {
+    fn create_endpoint(&self, id: &str, owner_id: i64, display_name: &str, now: i64) -> Result<()> {
         let conn = self.lock()?;
-        match conn.execute(
+        conn.execute(
             "INSERT INTO endpoints (id, owner_id, display_name, created) VALUES (?1, ?2, ?3, ?4)",
             params![id, owner_id, display_name, now],
-        ) {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "you already have an endpoint named {display_name:?}; choose another name"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        )
+        .map_err(taken("endpoint name"))?;
+        Ok(())
     }
 
-    const ENDPOINT_COLUMNS: &str = "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked, e.deleted FROM endpoints e JOIN users u ON u.id = e.owner_id";
-
-    fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EndpointRow> {
-        Ok(EndpointRow {
-            id: r.get(0)?,
-            owner_id: r.get(1)?,
-            owner_name: r.get(2)?,
-            display_name: r.get(3)?,
-            created: r.get(4)?,
-            cert_sha256: r.get(5)?,
-            revoked: r.get::<_, i64>(6)? != 0,
-            deleted: r.get::<_, i64>(7)? != 0,
-        })
-    }
-
-    pub fn endpoint(&self, id: &str) -> Result<Option<EndpointRow>> {
+    fn endpoint(&self, id: &str) -> Result<Option<EndpointRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
-                &format!("SELECT {} WHERE e.id = ?1", Self::ENDPOINT_COLUMNS),
+                &format!("SELECT {} WHERE e.id = ?1", ENDPOINT_COLUMNS),
                 [id],
-                Self::endpoint_row,
+                endpoint_row,
             )
             .optional()?)
     }
 
-    pub fn endpoint_by_name(
-        &self,
-        owner_id: i64,
-        display_name: &str,
-    ) -> Result<Option<EndpointRow>> {
+    fn endpoint_by_name(&self, owner_id: i64, display_name: &str) -> Result<Option<EndpointRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
                 &format!(
                     "SELECT {} WHERE e.owner_id = ?1 AND e.display_name = ?2 AND e.deleted = 0",
-                    Self::ENDPOINT_COLUMNS
+                    ENDPOINT_COLUMNS
                 ),
                 params![owner_id, display_name],
-                Self::endpoint_row,
+                endpoint_row,
             )
             .optional()?)
     }
 
-    /// Endpoints owned by `owner_id` (or everyone's when `None`), whose name
-    /// or id contains `query`, oldest first, at most `limit`.
-    pub fn search_endpoints(
+    fn search_endpoints(
         &self,
         owner_id: Option<i64>,
         query: &str,
@@ -760,15 +630,13 @@ impl Store {
         let mut stmt = conn.prepare(&format!(
             "SELECT {} WHERE (?1 IS NULL OR e.owner_id = ?1) AND e.deleted = 0 AND (e.display_name LIKE ?2 ESCAPE '\\' OR e.id LIKE ?2 ESCAPE '\\')
              ORDER BY e.created, e.id LIMIT ?3",
-            Self::ENDPOINT_COLUMNS
+            ENDPOINT_COLUMNS
         ))?;
-        let rows = stmt.query_map(params![owner_id, pattern, limit as i64], Self::endpoint_row)?;
+        let rows = stmt.query_map(params![owner_id, pattern, limit as i64], endpoint_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Records the certificate an endpoint registered; an older one no longer
-    /// authenticates.
-    pub fn set_endpoint_cert(&self, id: &str, cert_sha256: &str, now: i64) -> Result<()> {
+    fn set_endpoint_cert(&self, id: &str, cert_sha256: &str, now: i64) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "UPDATE endpoints SET cert_sha256 = ?2, registered = ?3 WHERE id = ?1",
@@ -777,26 +645,18 @@ impl Store {
         Ok(())
     }
 
-    /// Gives an endpoint a new display name, unique among its owner's.
-    pub fn rename_endpoint(&self, id: &str, display_name: &str) -> Result<bool> {
+    fn rename_endpoint(&self, id: &str, display_name: &str) -> Result<bool> {
         let conn = self.lock()?;
-        match conn.execute(
-            "UPDATE endpoints SET display_name = ?2 WHERE id = ?1 AND deleted = 0",
-            params![id, display_name],
-        ) {
-            Ok(n) => Ok(n > 0),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "you already have an endpoint named {display_name:?}; choose another name"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        let n = conn
+            .execute(
+                "UPDATE endpoints SET display_name = ?2 WHERE id = ?1 AND deleted = 0",
+                params![id, display_name],
+            )
+            .map_err(taken("endpoint name"))?;
+        Ok(n > 0)
     }
 
-    /// Deletes an endpoint unless a task is ACTIVE on it: then nothing
-    /// changes and the ids of those tasks (oldest first) come back. The row
-    /// stays, revoked, under a name that frees the old one for reuse and
-    /// tells old tasks' readers what became of it.
-    pub fn delete_endpoint(&self, id: &str) -> Result<DeleteOutcome> {
+    fn delete_endpoint(&self, id: &str) -> Result<DeleteOutcome> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         let active = {
@@ -823,14 +683,12 @@ impl Store {
         })
     }
 
-    pub fn revoke_endpoint(&self, id: &str) -> Result<bool> {
+    fn revoke_endpoint(&self, id: &str) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute("UPDATE endpoints SET revoked = 1 WHERE id = ?1", [id])? > 0)
     }
 
-    /// How many endpoints are revoked: a cheap question to ask every sweep
-    /// before asking for the list.
-    pub fn revoked_endpoint_count(&self) -> Result<u64> {
+    fn revoked_endpoint_count(&self) -> Result<u64> {
         let conn = self.lock()?;
         let n: i64 = conn.query_row(
             "SELECT COUNT(*) FROM endpoints WHERE revoked = 1",
@@ -840,8 +698,7 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// The ids of revoked endpoints, newest registrations first, at most `limit`.
-    pub fn revoked_endpoints(&self, limit: usize) -> Result<Vec<String>> {
+    fn revoked_endpoints(&self, limit: usize) -> Result<Vec<String>> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
             "SELECT id FROM endpoints WHERE revoked = 1 ORDER BY created DESC, id LIMIT ?1",
@@ -855,7 +712,7 @@ impl Store {
 
     // --- setup keys ---
 
-    pub fn put_setup_key(&self, key_hash: &str, endpoint_id: &str, expires: i64) -> Result<()> {
+    fn put_setup_key(&self, key_hash: &str, endpoint_id: &str, expires: i64) -> Result<()> {
         let conn = self.lock()?;
         conn.execute(
             "INSERT INTO setup_keys (key_hash, endpoint_id, expires) VALUES (?1, ?2, ?3)",
@@ -864,8 +721,7 @@ impl Store {
         Ok(())
     }
 
-    /// Uses a setup key, atomically: it works once, before it expires.
-    pub fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse> {
+    fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         let row: Option<(String, i64, bool)> = tx
@@ -890,21 +746,12 @@ impl Store {
         tx.commit()?;
         Ok(outcome)
     }
+}
 
-    /// Drops expired sessions, codes and tokens (kept a day for replay detection).
-    pub fn purge_expired(&self, now: i64) -> Result<()> {
-        let conn = self.lock()?;
-        let day_ago = now - 86_400;
-        conn.execute("DELETE FROM sessions WHERE expires < ?1", [now])?;
-        conn.execute("DELETE FROM auth_codes WHERE expires < ?1", [day_ago])?;
-        conn.execute("DELETE FROM tokens WHERE expires < ?1", [day_ago])?;
-        Ok(())
-    }
-
+impl TaskStore for SqliteStore {
     // --- tasks ---
 
-    /// Stores a new ACTIVE task and its first event, together.
-    pub fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()> {
+    fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         tx.execute(
@@ -931,96 +778,40 @@ impl Store {
         Ok(())
     }
 
-    const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.destination_id, d.display_name,
-        t.item_count, t.label, t.deadline, t.status, t.attempt,
-        t.files, t.files_transferred, t.files_skipped, t.bytes_transferred,
-        t.cur_files, t.cur_files_transferred, t.cur_files_skipped, t.cur_bytes_transferred,
-        t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
-        t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
-        t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped
-        FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
-
-    fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
-        let status: String = r.get(9)?;
-        let counters = |first: usize, more: usize| -> rusqlite::Result<TaskCounters> {
-            Ok(TaskCounters {
-                files: u64_of(r.get(first)?),
-                files_transferred: u64_of(r.get(first + 1)?),
-                files_skipped: u64_of(r.get(first + 2)?),
-                bytes_transferred: u64_of(r.get(first + 3)?),
-                bytes: u64_of(r.get(more)?),
-                bytes_resent: u64_of(r.get(more + 1)?),
-                walk_done: r.get::<_, i64>(more + 2)? != 0,
-                bytes_skipped: u64_of(r.get(more + 3)?),
-            })
-        };
-        Ok(TaskRow {
-            id: r.get(0)?,
-            owner_id: r.get(1)?,
-            source_id: r.get(2)?,
-            source_name: r.get(3)?,
-            destination_id: r.get(4)?,
-            destination_name: r.get(5)?,
-            item_count: u64_of(r.get(6)?),
-            label: r.get(7)?,
-            deadline: r.get(8)?,
-            // The CHECK constraint admits nothing else.
-            status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
-            attempt: u32::try_from(r.get::<_, i64>(10)?).unwrap_or_default(),
-            done: counters(11, 24)?,
-            current: counters(15, 28)?,
-            faults: u64_of(r.get(19)?),
-            created: r.get(20)?,
-            completed: r.get(21)?,
-            last_fault: r.get(22)?,
-            fatal_error: r.get(23)?,
-        })
-    }
-
-    pub fn task(&self, id: &str) -> Result<Option<TaskRow>> {
+    fn task(&self, id: &str) -> Result<Option<TaskRow>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
-                &format!("SELECT {} WHERE t.id = ?1", Self::TASK_COLUMNS),
+                &format!("SELECT {} WHERE t.id = ?1", TASK_COLUMNS),
                 [id],
-                Self::task_row,
+                task_row,
             )
             .optional()?)
     }
 
-    /// A user's tasks whose id starts with `prefix`, oldest first, at most
-    /// `limit`. The prefix is matched literally (`%` and `_` match
-    /// themselves).
-    pub fn tasks_with_prefix(
-        &self,
-        owner_id: i64,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<TaskRow>> {
+    fn tasks_with_prefix(&self, owner_id: i64, prefix: &str, limit: usize) -> Result<Vec<TaskRow>> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {} WHERE t.owner_id = ?1 AND substr(t.id, 1, length(?2)) = ?2
              ORDER BY t.created, t.rowid LIMIT ?3",
-            Self::TASK_COLUMNS
+            TASK_COLUMNS
         ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![owner_id, prefix, limit], Self::task_row)?;
+        let rows = stmt.query_map(params![owner_id, prefix, limit], task_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// A user's tasks, newest first, at most `limit`.
-    pub fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>> {
+    fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {} WHERE t.owner_id = ?1 ORDER BY t.created DESC, t.rowid DESC LIMIT ?2",
-            Self::TASK_COLUMNS
+            TASK_COLUMNS
         ))?;
-        let rows = stmt.query_map(params![owner_id, limit as i64], Self::task_row)?;
+        let rows = stmt.query_map(params![owner_id, limit as i64], task_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Every ACTIVE task, oldest first.
-    pub fn active_tasks(&self) -> Result<Vec<ActiveTask>> {
+    fn active_tasks(&self) -> Result<Vec<ActiveTask>> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
             "SELECT t.id, t.source_id, s.display_name, s.revoked, t.destination_id, d.display_name, d.revoked, t.attempt, t.deadline
@@ -1043,8 +834,7 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// A task's items and options (JSON), for its capability.
-    pub fn task_work(&self, id: &str) -> Result<Option<(String, String)>> {
+    fn task_work(&self, id: &str) -> Result<Option<(String, String)>> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(
@@ -1055,9 +845,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Records that attempt `attempt` starts, with fresh counters; `false`
-    /// when the task is no longer ACTIVE.
-    pub fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool> {
+    fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
             &format!(
@@ -1067,8 +855,7 @@ impl Store {
         )? > 0)
     }
 
-    /// The running attempt's counters, as its destination last reported them.
-    pub fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool> {
+    fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
             "UPDATE tasks SET cur_files = ?3, cur_files_transferred = ?4, cur_files_skipped = ?5, cur_bytes_transferred = ?6,
@@ -1089,9 +876,7 @@ impl Store {
         )? > 0)
     }
 
-    /// Ends attempt `attempt` without success: its counters fold into the
-    /// totals, and a fault, if given, is counted.
-    pub fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool> {
+    fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
             &format!(
@@ -1103,8 +888,7 @@ impl Store {
         )? > 0)
     }
 
-    /// Counts a fault that happened outside an attempt.
-    pub fn note_fault(&self, id: &str, fault: &str) -> Result<bool> {
+    fn note_fault(&self, id: &str, fault: &str) -> Result<bool> {
         let conn = self.lock()?;
         Ok(conn.execute(
             "UPDATE tasks SET faults = faults + 1, last_fault = ?2 WHERE id = ?1 AND status = 'ACTIVE'",
@@ -1112,9 +896,7 @@ impl Store {
         )? > 0)
     }
 
-    /// Ends an ACTIVE task: the running attempt's counters (`last`, or as
-    /// last reported) fold into the totals. `false` when it had already ended.
-    pub fn finish_task(
+    fn finish_task(
         &self,
         id: &str,
         status: TaskStatus,
@@ -1154,9 +936,7 @@ impl Store {
         Ok(ended)
     }
 
-    /// Appends an event. Past [`MAX_TASK_EVENTS`] only `always` events
-    /// (a task's end) are kept.
-    pub fn add_task_event(
+    fn add_task_event(
         &self,
         id: &str,
         code: &str,
@@ -1190,8 +970,7 @@ impl Store {
         Ok(())
     }
 
-    /// A task's latest `limit` events, oldest first.
-    pub fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>> {
+    fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
             "SELECT seq, time, code, description FROM task_events WHERE task_id = ?1 ORDER BY seq DESC LIMIT ?2",
@@ -1210,16 +989,13 @@ impl Store {
     }
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::conformance::{self, counters, new_task};
 
-    fn store_with_user() -> (Store, i64) {
-        let s = Store::in_memory().unwrap();
+    fn store_with_user() -> (SqliteStore, i64) {
+        let s = SqliteStore::in_memory().unwrap();
         let uid = s.add_user("alice", "hash", 0).unwrap();
         (s, uid)
     }
@@ -1228,9 +1004,12 @@ mod tests {
     fn migrations_are_idempotent_and_refuse_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
-        Store::open(&path).unwrap().add_user("a", "h", 0).unwrap();
+        SqliteStore::open(&path)
+            .unwrap()
+            .add_user("a", "h", 0)
+            .unwrap();
         assert!(
-            Store::open(&path)
+            SqliteStore::open(&path)
                 .unwrap()
                 .user_by_name("a")
                 .unwrap()
@@ -1240,151 +1019,48 @@ mod tests {
             .unwrap()
             .execute("UPDATE schema_version SET version = 99", [])
             .unwrap();
-        let err = Store::open(&path).unwrap_err().to_string();
+        let err = SqliteStore::open(&path).unwrap_err().to_string();
         assert!(err.contains("newer ferry-hub"), "{err}");
     }
 
     #[test]
-    fn users_are_unique() {
+    fn sqlite_errors_say_what_a_caller_can_do_about_them() {
+        let sqlite = |code| {
+            StoreError::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        for code in [
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_FULL,
+        ] {
+            assert!(sqlite(code).is_transient(), "{code}");
+        }
+        assert!(matches!(
+            sqlite(rusqlite::ffi::SQLITE_CORRUPT),
+            StoreError::Internal(_)
+        ));
+    }
+
+    #[test]
+    fn a_request_that_crashed_holding_the_database_leaves_it_usable() {
         let (s, _) = store_with_user();
+        let s = std::sync::Arc::new(s);
+        let held = s.clone();
+        std::thread::spawn(move || {
+            let _conn = held.lock().unwrap();
+            panic!("a request crashed");
+        })
+        .join()
+        .unwrap_err();
         assert!(matches!(
-            s.add_user("alice", "h", 0),
-            Err(StoreError::Conflict(_))
+            s.user_by_name("alice"),
+            Err(StoreError::Unavailable(_))
         ));
-    }
-
-    #[test]
-    fn a_code_works_once_and_its_replay_revokes_its_tokens() {
-        let (s, uid) = store_with_user();
-        let code = AuthCodeRow {
-            code_hash: "c".into(),
-            client_id: "ferry-cli".into(),
-            user_id: uid,
-            redirect_uri: "r".into(),
-            challenge: "x".into(),
-            scope: "transfer".into(),
-            expires: 100,
-        };
-        s.put_auth_code(&code).unwrap();
-        assert_eq!(s.take_auth_code("c", 200).unwrap(), CodeUse::Expired);
-        assert_eq!(
-            s.take_auth_code("c", 50).unwrap(),
-            CodeUse::Fresh(code.clone())
-        );
-        let token = TokenRow {
-            token_hash: "t".into(),
-            kind: TokenKind::Access,
-            user_id: uid,
-            user_name: "alice".into(),
-            client_id: "ferry-cli".into(),
-            scope: "transfer".into(),
-            expires: 1000,
-            grant_id: "c".into(),
-        };
-        s.put_token(&token).unwrap();
-        assert_eq!(s.token("t", TokenKind::Access, 50).unwrap(), Some(token));
-        assert_eq!(s.token("t", TokenKind::Refresh, 50).unwrap(), None);
-        assert_eq!(s.take_auth_code("c", 50).unwrap(), CodeUse::Reused);
-        assert_eq!(
-            s.token("t", TokenKind::Access, 50).unwrap(),
-            None,
-            "replay must revoke"
-        );
-        assert_eq!(s.take_auth_code("nope", 50).unwrap(), CodeUse::Unknown);
-    }
-
-    #[test]
-    fn setup_keys_work_once_before_expiry() {
-        let (s, uid) = store_with_user();
-        s.create_endpoint("e1", uid, "laptop", 0).unwrap();
-        s.put_setup_key("k", "e1", 100).unwrap();
-        assert_eq!(s.take_setup_key("k", 200).unwrap(), SetupKeyUse::Expired);
-        assert_eq!(
-            s.take_setup_key("k", 10).unwrap(),
-            SetupKeyUse::Fresh {
-                endpoint_id: "e1".into()
-            }
-        );
-        assert_eq!(s.take_setup_key("k", 10).unwrap(), SetupKeyUse::Used);
-        assert_eq!(s.take_setup_key("other", 10).unwrap(), SetupKeyUse::Unknown);
-    }
-
-    #[test]
-    fn endpoint_names_are_unique_per_owner_and_searchable() {
-        let (s, uid) = store_with_user();
-        let bob = s.add_user("bob", "h", 0).unwrap();
-        s.create_endpoint("e1", uid, "laptop", 1).unwrap();
-        s.create_endpoint("e2", bob, "laptop", 2).unwrap();
-        assert!(matches!(
-            s.create_endpoint("e3", uid, "laptop", 3),
-            Err(StoreError::Conflict(_))
-        ));
-        assert_eq!(s.search_endpoints(Some(uid), "", 10).unwrap().len(), 1);
-        assert_eq!(s.search_endpoints(None, "lap", 10).unwrap().len(), 2);
-        assert_eq!(
-            s.search_endpoints(None, "%", 10).unwrap().len(),
-            0,
-            "LIKE wildcards are escaped"
-        );
-        assert_eq!(s.endpoint_by_name(bob, "laptop").unwrap().unwrap().id, "e2");
-        assert!(s.revoke_endpoint("e1").unwrap());
-        assert!(s.endpoint("e1").unwrap().unwrap().revoked);
-    }
-
-    #[test]
-    fn a_deleted_endpoint_is_revoked_hidden_and_frees_its_name() {
-        let (s, uid) = store_with_user();
-        s.create_endpoint("e1", uid, "laptop", 1).unwrap();
-        s.create_endpoint("e2", uid, "cluster", 2).unwrap();
-        assert!(matches!(
-            s.rename_endpoint("e2", "laptop"),
-            Err(StoreError::Conflict(_))
-        ));
-        assert!(s.rename_endpoint("e2", "hpc").unwrap());
-        let mut task = new_task("t1", uid, 3);
-        task.source_id = "e1".into();
-        task.destination_id = "e2".into();
-        s.create_task(&task, "SUBMITTED", "x").unwrap();
-        assert_eq!(
-            s.delete_endpoint("e2").unwrap(),
-            DeleteOutcome::Busy(vec!["t1".into()])
-        );
-        assert!(!s.endpoint("e2").unwrap().unwrap().deleted);
-        s.finish_task("t1", TaskStatus::Canceled, None, None, 4)
-            .unwrap();
-        assert_eq!(s.delete_endpoint("e2").unwrap(), DeleteOutcome::Deleted);
-        assert_eq!(s.delete_endpoint("e2").unwrap(), DeleteOutcome::Missing);
-        let row = s.endpoint("e2").unwrap().unwrap();
-        assert!(row.deleted && row.revoked, "{row:?}");
-        assert!(s.endpoint_by_name(uid, "hpc").unwrap().is_none());
-        assert_eq!(s.search_endpoints(Some(uid), "", 10).unwrap().len(), 1);
-        assert!(!s.rename_endpoint("e2", "again").unwrap());
-        s.create_endpoint("e3", uid, "hpc", 5).unwrap();
-    }
-
-    fn new_task(id: &str, owner_id: i64, created: i64) -> NewTask {
-        NewTask {
-            id: id.into(),
-            owner_id,
-            source_id: "e1".into(),
-            destination_id: "e2".into(),
-            items_json: "[]".into(),
-            item_count: 1,
-            options_json: "{}".into(),
-            label: Some("run 7".into()),
-            deadline: Some(9999),
-            created,
-        }
-    }
-
-    fn counters(files: u64, transferred: u64, skipped: u64, bytes: u64) -> TaskCounters {
-        TaskCounters {
-            files,
-            files_transferred: transferred,
-            files_skipped: skipped,
-            bytes_transferred: bytes,
-            ..TaskCounters::default()
-        }
+        assert!(s.user_by_name("alice").unwrap().is_some());
     }
 
     #[test]
@@ -1408,7 +1084,7 @@ mod tests {
             )
             .unwrap();
         }
-        let s = Store::open(&path).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
         let row = s.task("t1").unwrap().unwrap();
         assert_eq!(row.totals(), counters(10, 7, 0, 700));
         assert_eq!(row.current, TaskCounters::default());
@@ -1431,7 +1107,7 @@ mod tests {
             )
             .unwrap();
         }
-        let s = Store::open(&path).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
         let version: i64 = s
             .lock()
             .unwrap()
@@ -1451,133 +1127,19 @@ mod tests {
     }
 
     #[test]
-    fn tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts() {
+    fn sqlite_in_memory_passes_the_conformance_suite() {
+        conformance::run(&|| Box::new(SqliteStore::in_memory().unwrap()));
+    }
+
+    #[test]
+    fn sqlite_on_disk_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hub.db");
-        {
-            let s = Store::open(&path).unwrap();
-            let uid = s.add_user("alice", "h", 0).unwrap();
-            s.create_endpoint("e1", uid, "laptop", 0).unwrap();
-            s.create_endpoint("e2", uid, "cluster", 0).unwrap();
-            s.create_task(&new_task("t1", uid, 5), "SUBMITTED", "1 item")
-                .unwrap();
-            assert!(s.begin_attempt("t1", 1).unwrap());
-            assert!(s.set_progress("t1", 1, &counters(10, 4, 1, 400)).unwrap());
-            assert!(s.end_attempt("t1", 1, Some("connection reset")).unwrap());
-            assert!(!s.end_attempt("t1", 7, None).unwrap(), "not the attempt");
-            assert!(s.begin_attempt("t1", 2).unwrap());
-            assert!(
-                !s.set_progress("t1", 1, &counters(1, 1, 1, 1)).unwrap(),
-                "a stale attempt's progress is refused"
-            );
-            assert!(s.set_progress("t1", 2, &counters(12, 3, 5, 300)).unwrap());
-            s.add_task_event("t1", "FAULT", "attempt 1: reset", 6, false)
-                .unwrap();
-        }
-        // As after kill -9: only what was committed.
-        let s = Store::open(&path).unwrap();
-        let row = s.task("t1").unwrap().unwrap();
-        assert_eq!(row.status, TaskStatus::Active);
-        assert_eq!(row.attempt, 2);
-        assert_eq!(row.faults, 1);
-        assert_eq!(row.last_fault.as_deref(), Some("connection reset"));
-        // Each attempt counts the task (what earlier ones committed
-        // included): nothing adds up twice.
-        assert_eq!(row.totals(), counters(12, 4, 5, 400));
-        assert_eq!(row.label.as_deref(), Some("run 7"));
-        assert_eq!(row.deadline, Some(9999));
-        let active = s.active_tasks().unwrap();
-        assert_eq!(active.len(), 1);
-        assert_eq!((active[0].attempt, active[0].deadline), (2, Some(9999)));
-        assert_eq!(s.task_work("t1").unwrap().unwrap().0, "[]");
-
-        // The destination's final counters for the attempt replace its progress.
-        assert!(
-            s.finish_task(
-                "t1",
-                TaskStatus::Succeeded,
-                Some(&counters(12, 8, 4, 800)),
-                None,
-                50
-            )
-            .unwrap()
-        );
-        let row = s.task("t1").unwrap().unwrap();
-        assert_eq!(row.status, TaskStatus::Succeeded);
-        assert_eq!(row.completed, Some(50));
-        assert_eq!(row.totals(), counters(12, 8, 4, 800));
-        assert!(
-            !s.finish_task("t1", TaskStatus::Canceled, None, None, 60)
-                .unwrap(),
-            "an ended task stays ended"
-        );
-        assert!(!s.begin_attempt("t1", 3).unwrap());
-        assert!(!s.note_fault("t1", "late").unwrap());
-        assert!(s.active_tasks().unwrap().is_empty());
-        let events = s.task_events("t1", 10).unwrap();
-        let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
-        assert_eq!(codes, ["SUBMITTED", "FAULT"]);
-        assert_eq!(events[1].seq, 2);
-    }
-
-    #[test]
-    fn a_failed_task_keeps_the_running_attempts_counters_and_its_reason() {
-        let (s, uid) = store_with_user();
-        s.create_endpoint("e1", uid, "laptop", 0).unwrap();
-        s.create_endpoint("e2", uid, "cluster", 0).unwrap();
-        s.create_task(&new_task("t1", uid, 5), "SUBMITTED", "x")
-            .unwrap();
-        s.begin_attempt("t1", 1).unwrap();
-        s.set_progress("t1", 1, &counters(3, 2, 0, 20)).unwrap();
-        assert!(s.note_fault("t1", "no data address").unwrap());
-        s.finish_task("t1", TaskStatus::Failed, None, Some("deadline passed"), 9)
-            .unwrap();
-        let row = s.task("t1").unwrap().unwrap();
-        assert_eq!(row.totals(), counters(3, 2, 0, 20));
-        assert_eq!(row.current, TaskCounters::default());
-        assert_eq!(row.fatal_error.as_deref(), Some("deadline passed"));
-        assert_eq!(row.faults, 1);
-    }
-
-    #[test]
-    fn task_lists_are_per_owner_newest_first_and_bounded() {
-        let (s, uid) = store_with_user();
-        let bob = s.add_user("bob", "h", 0).unwrap();
-        s.create_endpoint("e1", uid, "laptop", 0).unwrap();
-        s.create_endpoint("e2", uid, "cluster", 0).unwrap();
-        for (i, id) in ["a", "b", "c"].iter().enumerate() {
-            s.create_task(&new_task(id, uid, i as i64), "SUBMITTED", "x")
-                .unwrap();
-        }
-        s.create_task(&new_task("bobs", bob, 10), "SUBMITTED", "x")
-            .unwrap();
-        let ids: Vec<String> = s
-            .tasks_of(uid, 10)
-            .unwrap()
-            .into_iter()
-            .map(|t| t.id)
-            .collect();
-        assert_eq!(ids, ["c", "b", "a"]);
-        assert_eq!(s.tasks_of(uid, 2).unwrap().len(), 2);
-        assert_eq!(s.tasks_of(bob, 10).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn events_are_capped_but_a_tasks_end_is_always_kept() {
-        let (s, uid) = store_with_user();
-        s.create_endpoint("e1", uid, "laptop", 0).unwrap();
-        s.create_endpoint("e2", uid, "cluster", 0).unwrap();
-        s.create_task(&new_task("t1", uid, 0), "SUBMITTED", "x")
-            .unwrap();
-        for i in 0..MAX_TASK_EVENTS + 10 {
-            s.add_task_event("t1", "SKIPPED", &format!("f{i}"), 1, false)
-                .unwrap();
-        }
-        s.add_task_event("t1", "SUCCEEDED", "done", 2, true)
-            .unwrap();
-        let events = s.task_events("t1", 3).unwrap();
-        let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
-        assert_eq!(codes, ["SKIPPED", "EVENTS_TRUNCATED", "SUCCEEDED"]);
-        assert_eq!(events[2].seq, MAX_TASK_EVENTS + 1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        conformance::run(&|| {
+            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::new(SqliteStore::open(&dir.path().join(format!("hub{n}.db"))).unwrap())
+        });
+        let path = dir.path().join("reopened.db");
+        conformance::reopen(&|| Box::new(SqliteStore::open(&path).unwrap()));
     }
 }

@@ -1,0 +1,598 @@
+//! The storage conformance suite: the contract of [`Storage`], as checks
+//! that take a store and panic where a backend breaks it. Every backend
+//! runs [`run`] on fresh, empty stores and [`reopen`] on one database
+//! opened twice; the SQLite backend does, in memory and on disk
+//! (`store::sqlite::tests`).
+
+use super::*;
+
+/// One check of the contract, on a fresh, empty store.
+pub type Check = fn(&dyn Storage);
+
+/// Every check that needs only a fresh store.
+pub const CHECKS: &[(&str, Check)] = &[
+    ("users_are_unique", users_are_unique),
+    (
+        "users_are_found_by_name_and_id",
+        users_are_found_by_name_and_id,
+    ),
+    (
+        "clients_are_unique_and_keep_their_secret_hash",
+        clients_are_unique_and_keep_their_secret_hash,
+    ),
+    (
+        "a_code_works_once_and_its_replay_revokes_its_tokens",
+        a_code_works_once_and_its_replay_revokes_its_tokens,
+    ),
+    (
+        "tokens_live_until_they_expire_or_are_revoked",
+        tokens_live_until_they_expire_or_are_revoked,
+    ),
+    ("a_refresh_token_rotates_once", a_refresh_token_rotates_once),
+    (
+        "sessions_live_until_they_expire_or_end",
+        sessions_live_until_they_expire_or_end,
+    ),
+    (
+        "purging_keeps_tokens_a_day_for_replay_detection",
+        purging_keeps_tokens_a_day_for_replay_detection,
+    ),
+    (
+        "setup_keys_work_once_before_expiry",
+        setup_keys_work_once_before_expiry,
+    ),
+    (
+        "what_refers_to_a_missing_row_is_not_found",
+        what_refers_to_a_missing_row_is_not_found,
+    ),
+    (
+        "endpoint_names_are_unique_per_owner_and_searchable",
+        endpoint_names_are_unique_per_owner_and_searchable,
+    ),
+    (
+        "a_deleted_endpoint_is_revoked_hidden_and_frees_its_name",
+        a_deleted_endpoint_is_revoked_hidden_and_frees_its_name,
+    ),
+    (
+        "revoked_endpoints_are_counted_and_listed_newest_first",
+        revoked_endpoints_are_counted_and_listed_newest_first,
+    ),
+    (
+        "a_registered_certificate_replaces_the_older_one",
+        a_registered_certificate_replaces_the_older_one,
+    ),
+    (
+        "a_failed_task_keeps_the_running_attempts_counters_and_its_reason",
+        a_failed_task_keeps_the_running_attempts_counters_and_its_reason,
+    ),
+    (
+        "task_lists_are_per_owner_newest_first_and_bounded",
+        task_lists_are_per_owner_newest_first_and_bounded,
+    ),
+    (
+        "tasks_are_found_by_a_literal_id_prefix_oldest_first",
+        tasks_are_found_by_a_literal_id_prefix_oldest_first,
+    ),
+    (
+        "task_ids_are_unique_and_a_task_needs_its_endpoints",
+        task_ids_are_unique_and_a_task_needs_its_endpoints,
+    ),
+    (
+        "events_are_capped_but_a_tasks_end_is_always_kept",
+        events_are_capped_but_a_tasks_end_is_always_kept,
+    ),
+];
+
+/// Runs every check, each on a store `fresh` makes, naming the one that
+/// fails.
+pub fn run(fresh: &dyn Fn() -> Box<dyn Storage>) {
+    for (name, check) in CHECKS {
+        let store = fresh();
+        if let Err(panic) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&*store)))
+        {
+            eprintln!("storage conformance: {name} failed");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// The checks that need the same database opened again (`open` opens it,
+/// empty the first time), as after a restart or `kill -9`.
+pub fn reopen(open: &dyn Fn() -> Box<dyn Storage>) {
+    tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts(open);
+}
+
+fn two_endpoints(s: &dyn Storage) -> i64 {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    s.create_endpoint("e1", uid, "laptop", 0).unwrap();
+    s.create_endpoint("e2", uid, "cluster", 0).unwrap();
+    uid
+}
+
+pub fn users_are_found_by_name_and_id(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    let bob = s.add_user("bob", "h2", 0).unwrap();
+    assert_ne!(uid, bob);
+    let row = s.user_by_name("alice").unwrap().unwrap();
+    assert_eq!((row.id, row.password_hash.as_str()), (uid, "hash"));
+    assert_eq!(s.user_by_id(bob).unwrap().unwrap().name, "bob");
+    assert_eq!(s.user_by_name("carol").unwrap(), None);
+    assert_eq!(s.user_by_id(bob + 100).unwrap(), None);
+}
+
+pub fn clients_are_unique_and_keep_their_secret_hash(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    let client = ClientRow {
+        client_id: "svc-1".into(),
+        name: "robot".into(),
+        secret_hash: Some("sh".into()),
+        user_id: uid,
+        scopes: "transfer".into(),
+    };
+    s.add_client(&client, 0).unwrap();
+    assert_eq!(s.client("svc-1").unwrap(), Some(client.clone()));
+    assert!(matches!(
+        s.add_client(&client, 1),
+        Err(StoreError::Conflict { what: "client id" })
+    ));
+    assert_eq!(s.client("svc-2").unwrap(), None);
+}
+
+fn token(uid: i64, hash: &str, kind: TokenKind, expires: i64, grant: &str) -> TokenRow {
+    TokenRow {
+        token_hash: hash.into(),
+        kind,
+        user_id: uid,
+        user_name: "alice".into(),
+        client_id: "ferry-cli".into(),
+        scope: "transfer".into(),
+        expires,
+        grant_id: grant.into(),
+    }
+}
+
+pub fn tokens_live_until_they_expire_or_are_revoked(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    let access = token(uid, "a", TokenKind::Access, 100, "g1");
+    s.put_token(&access).unwrap();
+    s.put_token(&token(uid, "b", TokenKind::Access, 100, "g1"))
+        .unwrap();
+    s.put_token(&token(uid, "c", TokenKind::Access, 100, "g2"))
+        .unwrap();
+    assert_eq!(s.token("a", TokenKind::Access, 100).unwrap(), Some(access));
+    assert_eq!(
+        s.token("a", TokenKind::Access, 101).unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        s.token("a", TokenKind::Refresh, 50).unwrap(),
+        None,
+        "another kind"
+    );
+    assert_eq!(s.token_was_revoked("a").unwrap(), None);
+    s.revoke_token("a").unwrap();
+    assert_eq!(s.token("a", TokenKind::Access, 50).unwrap(), None);
+    assert_eq!(s.token_was_revoked("a").unwrap().as_deref(), Some("g1"));
+    s.revoke_grant("g1").unwrap();
+    assert_eq!(
+        s.token("b", TokenKind::Access, 50).unwrap(),
+        None,
+        "same grant"
+    );
+    assert!(
+        s.token("c", TokenKind::Access, 50).unwrap().is_some(),
+        "other grant"
+    );
+    assert_eq!(s.token_was_revoked("never issued").unwrap(), None);
+}
+
+pub fn a_refresh_token_rotates_once(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    s.put_token(&token(uid, "r", TokenKind::Refresh, 100, "g"))
+        .unwrap();
+    assert!(s.revoke_live_token("r").unwrap());
+    assert!(!s.revoke_live_token("r").unwrap(), "a second rotation");
+    assert!(!s.revoke_live_token("unknown").unwrap());
+}
+
+pub fn sessions_live_until_they_expire_or_end(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    s.put_session("s1", uid, "csrf", 100).unwrap();
+    let row = s.session("s1", 100).unwrap().unwrap();
+    assert_eq!(
+        (
+            row.user_id,
+            row.user_name.as_str(),
+            row.csrf.as_str(),
+            row.expires
+        ),
+        (uid, "alice", "csrf", 100)
+    );
+    assert_eq!(s.session("s1", 101).unwrap(), None);
+    s.delete_session("s1").unwrap();
+    assert_eq!(s.session("s1", 50).unwrap(), None);
+    s.delete_session("s1").unwrap();
+}
+
+pub fn purging_keeps_tokens_a_day_for_replay_detection(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    let now = 1_000_000;
+    s.put_session("old", uid, "c", now - 1).unwrap();
+    s.put_session("live", uid, "c", now + 10).unwrap();
+    s.put_token(&token(uid, "recent", TokenKind::Refresh, now - 10, "g"))
+        .unwrap();
+    s.put_token(&token(
+        uid,
+        "ancient",
+        TokenKind::Refresh,
+        now - 90_000,
+        "g",
+    ))
+    .unwrap();
+    s.revoke_grant("g").unwrap();
+    s.purge_expired(now).unwrap();
+    assert!(s.session("live", now).unwrap().is_some());
+    assert_eq!(s.session("old", 0).unwrap(), None);
+    assert!(s.token_was_revoked("recent").unwrap().is_some());
+    assert_eq!(s.token_was_revoked("ancient").unwrap(), None);
+}
+
+pub fn what_refers_to_a_missing_row_is_not_found(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    assert!(matches!(
+        s.create_endpoint("e1", uid + 1, "laptop", 0),
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.put_setup_key("k", "no such endpoint", 0),
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.endpoint("e1").unwrap(), None);
+    assert!(!s.revoke_endpoint("e1").unwrap());
+    assert!(!s.rename_endpoint("e1", "x").unwrap());
+    assert_eq!(s.delete_endpoint("e1").unwrap(), DeleteOutcome::Missing);
+    assert_eq!(s.task("t1").unwrap(), None);
+    assert_eq!(s.task_work("t1").unwrap(), None);
+    assert!(!s.begin_attempt("t1", 1).unwrap());
+    assert!(!s.note_fault("t1", "x").unwrap());
+    assert!(
+        !s.finish_task("t1", TaskStatus::Canceled, None, None, 1)
+            .unwrap()
+    );
+    assert!(s.task_events("t1", 10).unwrap().is_empty());
+}
+
+pub fn revoked_endpoints_are_counted_and_listed_newest_first(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        s.create_endpoint(id, uid, id, i as i64).unwrap();
+    }
+    assert_eq!(s.revoked_endpoint_count().unwrap(), 0);
+    assert!(s.revoke_endpoint("a").unwrap());
+    assert!(s.revoke_endpoint("c").unwrap());
+    assert_eq!(s.revoked_endpoint_count().unwrap(), 2);
+    assert_eq!(s.revoked_endpoints(10).unwrap(), ["c", "a"]);
+    assert_eq!(s.revoked_endpoints(1).unwrap(), ["c"]);
+}
+
+pub fn a_registered_certificate_replaces_the_older_one(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    s.create_endpoint("e1", uid, "laptop", 0).unwrap();
+    assert_eq!(s.endpoint("e1").unwrap().unwrap().cert_sha256, None);
+    s.set_endpoint_cert("e1", "aa", 1).unwrap();
+    s.set_endpoint_cert("e1", "bb", 2).unwrap();
+    let row = s.endpoint("e1").unwrap().unwrap();
+    assert_eq!(row.cert_sha256.as_deref(), Some("bb"));
+    assert_eq!((row.owner_name.as_str(), row.created), ("alice", 0));
+}
+
+pub fn tasks_are_found_by_a_literal_id_prefix_oldest_first(s: &dyn Storage) {
+    let uid = two_endpoints(s);
+    let bob = s.add_user("bob", "h", 0).unwrap();
+    for (i, id) in ["ab12-2", "ab12-1", "ab%x", "cd"].iter().enumerate() {
+        s.create_task(&new_task(id, uid, i as i64), "SUBMITTED", "x")
+            .unwrap();
+    }
+    s.create_task(&new_task("ab12-bob", bob, 9), "SUBMITTED", "x")
+        .unwrap();
+    let ids = |prefix: &str, limit| -> Vec<String> {
+        s.tasks_with_prefix(uid, prefix, limit)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    assert_eq!(ids("ab12", 10), ["ab12-2", "ab12-1"]);
+    assert_eq!(ids("ab12", 1), ["ab12-2"]);
+    assert_eq!(ids("ab%", 10), ["ab%x"], "% matches itself");
+    assert_eq!(ids("a_", 10), Vec::<String>::new(), "_ matches itself");
+}
+
+pub fn task_ids_are_unique_and_a_task_needs_its_endpoints(s: &dyn Storage) {
+    let uid = two_endpoints(s);
+    s.create_task(&new_task("t1", uid, 0), "SUBMITTED", "x")
+        .unwrap();
+    assert!(matches!(
+        s.create_task(&new_task("t1", uid, 1), "SUBMITTED", "x"),
+        Err(StoreError::Conflict { .. })
+    ));
+    let mut orphan = new_task("t2", uid, 2);
+    orphan.destination_id = "nowhere".into();
+    assert!(matches!(
+        s.create_task(&orphan, "SUBMITTED", "x"),
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.task("t2").unwrap(), None, "nothing of it stays");
+    assert_eq!(s.task_events("t1", 10).unwrap().len(), 1);
+    assert_eq!(
+        s.task_work("t1").unwrap(),
+        Some(("[]".to_string(), "{}".to_string()))
+    );
+}
+
+pub fn users_are_unique(s: &dyn Storage) {
+    s.add_user("alice", "hash", 0).unwrap();
+    assert!(matches!(
+        s.add_user("alice", "h", 0),
+        Err(StoreError::Conflict { .. })
+    ));
+}
+
+pub fn a_code_works_once_and_its_replay_revokes_its_tokens(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    let code = AuthCodeRow {
+        code_hash: "c".into(),
+        client_id: "ferry-cli".into(),
+        user_id: uid,
+        redirect_uri: "r".into(),
+        challenge: "x".into(),
+        scope: "transfer".into(),
+        expires: 100,
+    };
+    s.put_auth_code(&code).unwrap();
+    assert_eq!(s.take_auth_code("c", 200).unwrap(), CodeUse::Expired);
+    assert_eq!(
+        s.take_auth_code("c", 50).unwrap(),
+        CodeUse::Fresh(code.clone())
+    );
+    let token = TokenRow {
+        token_hash: "t".into(),
+        kind: TokenKind::Access,
+        user_id: uid,
+        user_name: "alice".into(),
+        client_id: "ferry-cli".into(),
+        scope: "transfer".into(),
+        expires: 1000,
+        grant_id: "c".into(),
+    };
+    s.put_token(&token).unwrap();
+    assert_eq!(s.token("t", TokenKind::Access, 50).unwrap(), Some(token));
+    assert_eq!(s.token("t", TokenKind::Refresh, 50).unwrap(), None);
+    assert_eq!(s.take_auth_code("c", 50).unwrap(), CodeUse::Reused);
+    assert_eq!(
+        s.token("t", TokenKind::Access, 50).unwrap(),
+        None,
+        "replay must revoke"
+    );
+    assert_eq!(s.take_auth_code("nope", 50).unwrap(), CodeUse::Unknown);
+}
+
+pub fn setup_keys_work_once_before_expiry(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    s.create_endpoint("e1", uid, "laptop", 0).unwrap();
+    s.put_setup_key("k", "e1", 100).unwrap();
+    assert_eq!(s.take_setup_key("k", 200).unwrap(), SetupKeyUse::Expired);
+    assert_eq!(
+        s.take_setup_key("k", 10).unwrap(),
+        SetupKeyUse::Fresh {
+            endpoint_id: "e1".into()
+        }
+    );
+    assert_eq!(s.take_setup_key("k", 10).unwrap(), SetupKeyUse::Used);
+    assert_eq!(s.take_setup_key("other", 10).unwrap(), SetupKeyUse::Unknown);
+}
+
+pub fn endpoint_names_are_unique_per_owner_and_searchable(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    let bob = s.add_user("bob", "h", 0).unwrap();
+    s.create_endpoint("e1", uid, "laptop", 1).unwrap();
+    s.create_endpoint("e2", bob, "laptop", 2).unwrap();
+    assert!(matches!(
+        s.create_endpoint("e3", uid, "laptop", 3),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(s.search_endpoints(Some(uid), "", 10).unwrap().len(), 1);
+    assert_eq!(s.search_endpoints(None, "lap", 10).unwrap().len(), 2);
+    assert_eq!(
+        s.search_endpoints(None, "%", 10).unwrap().len(),
+        0,
+        "LIKE wildcards are escaped"
+    );
+    assert_eq!(s.endpoint_by_name(bob, "laptop").unwrap().unwrap().id, "e2");
+    assert!(s.revoke_endpoint("e1").unwrap());
+    assert!(s.endpoint("e1").unwrap().unwrap().revoked);
+}
+
+pub fn a_deleted_endpoint_is_revoked_hidden_and_frees_its_name(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    s.create_endpoint("e1", uid, "laptop", 1).unwrap();
+    s.create_endpoint("e2", uid, "cluster", 2).unwrap();
+    assert!(matches!(
+        s.rename_endpoint("e2", "laptop"),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(s.rename_endpoint("e2", "hpc").unwrap());
+    let mut task = new_task("t1", uid, 3);
+    task.source_id = "e1".into();
+    task.destination_id = "e2".into();
+    s.create_task(&task, "SUBMITTED", "x").unwrap();
+    assert_eq!(
+        s.delete_endpoint("e2").unwrap(),
+        DeleteOutcome::Busy(vec!["t1".into()])
+    );
+    assert!(!s.endpoint("e2").unwrap().unwrap().deleted);
+    s.finish_task("t1", TaskStatus::Canceled, None, None, 4)
+        .unwrap();
+    assert_eq!(s.delete_endpoint("e2").unwrap(), DeleteOutcome::Deleted);
+    assert_eq!(s.delete_endpoint("e2").unwrap(), DeleteOutcome::Missing);
+    let row = s.endpoint("e2").unwrap().unwrap();
+    assert!(row.deleted && row.revoked, "{row:?}");
+    assert!(s.endpoint_by_name(uid, "hpc").unwrap().is_none());
+    assert_eq!(s.search_endpoints(Some(uid), "", 10).unwrap().len(), 1);
+    assert!(!s.rename_endpoint("e2", "again").unwrap());
+    s.create_endpoint("e3", uid, "hpc", 5).unwrap();
+}
+
+pub fn a_failed_task_keeps_the_running_attempts_counters_and_its_reason(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    s.create_endpoint("e1", uid, "laptop", 0).unwrap();
+    s.create_endpoint("e2", uid, "cluster", 0).unwrap();
+    s.create_task(&new_task("t1", uid, 5), "SUBMITTED", "x")
+        .unwrap();
+    s.begin_attempt("t1", 1).unwrap();
+    s.set_progress("t1", 1, &counters(3, 2, 0, 20)).unwrap();
+    assert!(s.note_fault("t1", "no data address").unwrap());
+    s.finish_task("t1", TaskStatus::Failed, None, Some("deadline passed"), 9)
+        .unwrap();
+    let row = s.task("t1").unwrap().unwrap();
+    assert_eq!(row.totals(), counters(3, 2, 0, 20));
+    assert_eq!(row.current, TaskCounters::default());
+    assert_eq!(row.fatal_error.as_deref(), Some("deadline passed"));
+    assert_eq!(row.faults, 1);
+}
+
+pub fn task_lists_are_per_owner_newest_first_and_bounded(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    let bob = s.add_user("bob", "h", 0).unwrap();
+    s.create_endpoint("e1", uid, "laptop", 0).unwrap();
+    s.create_endpoint("e2", uid, "cluster", 0).unwrap();
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        s.create_task(&new_task(id, uid, i as i64), "SUBMITTED", "x")
+            .unwrap();
+    }
+    s.create_task(&new_task("bobs", bob, 10), "SUBMITTED", "x")
+        .unwrap();
+    let ids: Vec<String> = s
+        .tasks_of(uid, 10)
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids, ["c", "b", "a"]);
+    assert_eq!(s.tasks_of(uid, 2).unwrap().len(), 2);
+    assert_eq!(s.tasks_of(bob, 10).unwrap().len(), 1);
+}
+
+pub fn events_are_capped_but_a_tasks_end_is_always_kept(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    s.create_endpoint("e1", uid, "laptop", 0).unwrap();
+    s.create_endpoint("e2", uid, "cluster", 0).unwrap();
+    s.create_task(&new_task("t1", uid, 0), "SUBMITTED", "x")
+        .unwrap();
+    for i in 0..MAX_TASK_EVENTS + 10 {
+        s.add_task_event("t1", "SKIPPED", &format!("f{i}"), 1, false)
+            .unwrap();
+    }
+    s.add_task_event("t1", "SUCCEEDED", "done", 2, true)
+        .unwrap();
+    let events = s.task_events("t1", 3).unwrap();
+    let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
+    assert_eq!(codes, ["SKIPPED", "EVENTS_TRUNCATED", "SUCCEEDED"]);
+    assert_eq!(events[2].seq, MAX_TASK_EVENTS + 1);
+}
+
+pub fn tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts(
+    open: &dyn Fn() -> Box<dyn Storage>,
+) {
+    {
+        let s = open();
+        let uid = s.add_user("alice", "h", 0).unwrap();
+        s.create_endpoint("e1", uid, "laptop", 0).unwrap();
+        s.create_endpoint("e2", uid, "cluster", 0).unwrap();
+        s.create_task(&new_task("t1", uid, 5), "SUBMITTED", "1 item")
+            .unwrap();
+        assert!(s.begin_attempt("t1", 1).unwrap());
+        assert!(s.set_progress("t1", 1, &counters(10, 4, 1, 400)).unwrap());
+        assert!(s.end_attempt("t1", 1, Some("connection reset")).unwrap());
+        assert!(!s.end_attempt("t1", 7, None).unwrap(), "not the attempt");
+        assert!(s.begin_attempt("t1", 2).unwrap());
+        assert!(
+            !s.set_progress("t1", 1, &counters(1, 1, 1, 1)).unwrap(),
+            "a stale attempt's progress is refused"
+        );
+        assert!(s.set_progress("t1", 2, &counters(12, 3, 5, 300)).unwrap());
+        s.add_task_event("t1", "FAULT", "attempt 1: reset", 6, false)
+            .unwrap();
+    }
+    // As after kill -9: only what was committed.
+    let s = open();
+    let row = s.task("t1").unwrap().unwrap();
+    assert_eq!(row.status, TaskStatus::Active);
+    assert_eq!(row.attempt, 2);
+    assert_eq!(row.faults, 1);
+    assert_eq!(row.last_fault.as_deref(), Some("connection reset"));
+    // Each attempt counts the task (what earlier ones committed
+    // included): nothing adds up twice.
+    assert_eq!(row.totals(), counters(12, 4, 5, 400));
+    assert_eq!(row.label.as_deref(), Some("run 7"));
+    assert_eq!(row.deadline, Some(9999));
+    let active = s.active_tasks().unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!((active[0].attempt, active[0].deadline), (2, Some(9999)));
+    assert_eq!(s.task_work("t1").unwrap().unwrap().0, "[]");
+
+    // The destination's final counters for the attempt replace its progress.
+    assert!(
+        s.finish_task(
+            "t1",
+            TaskStatus::Succeeded,
+            Some(&counters(12, 8, 4, 800)),
+            None,
+            50
+        )
+        .unwrap()
+    );
+    let row = s.task("t1").unwrap().unwrap();
+    assert_eq!(row.status, TaskStatus::Succeeded);
+    assert_eq!(row.completed, Some(50));
+    assert_eq!(row.totals(), counters(12, 8, 4, 800));
+    assert!(
+        !s.finish_task("t1", TaskStatus::Canceled, None, None, 60)
+            .unwrap(),
+        "an ended task stays ended"
+    );
+    assert!(!s.begin_attempt("t1", 3).unwrap());
+    assert!(!s.note_fault("t1", "late").unwrap());
+    assert!(s.active_tasks().unwrap().is_empty());
+    let events = s.task_events("t1", 10).unwrap();
+    let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
+    assert_eq!(codes, ["SUBMITTED", "FAULT"]);
+    assert_eq!(events[1].seq, 2);
+}
+
+pub fn new_task(id: &str, owner_id: i64, created: i64) -> NewTask {
+    NewTask {
+        id: id.into(),
+        owner_id,
+        source_id: "e1".into(),
+        destination_id: "e2".into(),
+        items_json: "[]".into(),
+        item_count: 1,
+        options_json: "{}".into(),
+        label: Some("run 7".into()),
+        deadline: Some(9999),
+        created,
+    }
+}
+
+pub fn counters(files: u64, transferred: u64, skipped: u64, bytes: u64) -> TaskCounters {
+    TaskCounters {
+        files,
+        files_transferred: transferred,
+        files_skipped: skipped,
+        bytes_transferred: bytes,
+        ..TaskCounters::default()
+    }
+}

@@ -1,0 +1,164 @@
+//! Fault injection for storage (tests only): [`FailingStorage`] delegates
+//! to a real backend but fails the methods it is told to with
+//! [`StoreError::Unavailable`], as a busy, locked or unreadable database
+//! would, and counts each failure so a test can show the path it meant to
+//! exercise was taken.
+
+use super::*;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Default)]
+struct Faults {
+    all: bool,
+    methods: HashSet<&'static str>,
+    failed: HashMap<&'static str, usize>,
+}
+
+/// A backend whose chosen methods fail, until told to recover.
+#[derive(Debug)]
+pub struct FailingStorage {
+    inner: Arc<dyn Storage>,
+    faults: Mutex<Faults>,
+}
+
+impl FailingStorage {
+    pub fn new(inner: Arc<dyn Storage>) -> Self {
+        Self {
+            inner,
+            faults: Mutex::new(Faults::default()),
+        }
+    }
+
+    /// Fails `method` (its name, as `"endpoint"`) from now on.
+    pub fn fail(&self, method: &'static str) {
+        self.faults().methods.insert(method);
+    }
+
+    /// Fails every method from now on.
+    pub fn fail_all(&self) {
+        self.faults().all = true;
+    }
+
+    /// Fails nothing from now on.
+    pub fn recover(&self) {
+        let mut faults = self.faults();
+        faults.all = false;
+        faults.methods.clear();
+    }
+
+    /// How many calls of `method` failed.
+    pub fn failures(&self, method: &str) -> usize {
+        self.faults().failed.get(method).copied().unwrap_or(0)
+    }
+
+    fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check(&self, method: &'static str) -> Result<()> {
+        let mut faults = self.faults();
+        if faults.all || faults.methods.contains(method) {
+            *faults.failed.entry(method).or_default() += 1;
+            return Err(StoreError::Unavailable(format!(
+                "{method}: injected by FailingStorage"
+            )));
+        }
+        Ok(())
+    }
+}
+
+macro_rules! delegate {
+    ($area:ident { $( fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )* }) => {
+        impl $area for FailingStorage {
+            $(
+                fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    self.check(stringify!($name))?;
+                    self.inner.$name($($arg),*)
+                }
+            )*
+        }
+    };
+}
+
+delegate!(AccountStore {
+    fn add_user(&self, name: &str, password_hash: &str, now: i64) -> Result<i64>;
+    fn user_by_name(&self, name: &str) -> Result<Option<UserRow>>;
+    fn user_by_id(&self, id: i64) -> Result<Option<UserRow>>;
+    fn add_client(&self, client: &ClientRow, now: i64) -> Result<()>;
+    fn client(&self, client_id: &str) -> Result<Option<ClientRow>>;
+    fn put_auth_code(&self, code: &AuthCodeRow) -> Result<()>;
+    fn take_auth_code(&self, code_hash: &str, now: i64) -> Result<CodeUse>;
+    fn put_token(&self, token: &TokenRow) -> Result<()>;
+    fn token(&self, token_hash: &str, kind: TokenKind, now: i64) -> Result<Option<TokenRow>>;
+    fn token_was_revoked(&self, token_hash: &str) -> Result<Option<String>>;
+    fn revoke_token(&self, token_hash: &str) -> Result<()>;
+    fn revoke_live_token(&self, token_hash: &str) -> Result<bool>;
+    fn revoke_grant(&self, grant_id: &str) -> Result<()>;
+    fn put_session(&self, session_hash: &str, user_id: i64, csrf: &str, expires: i64) -> Result<()>;
+    fn session(&self, session_hash: &str, now: i64) -> Result<Option<SessionRow>>;
+    fn delete_session(&self, session_hash: &str) -> Result<()>;
+    fn purge_expired(&self, now: i64) -> Result<()>;
+});
+
+delegate!(EndpointStore {
+    fn create_endpoint(&self, id: &str, owner_id: i64, display_name: &str, now: i64) -> Result<()>;
+    fn endpoint(&self, id: &str) -> Result<Option<EndpointRow>>;
+    fn endpoint_by_name(&self, owner_id: i64, display_name: &str) -> Result<Option<EndpointRow>>;
+    fn search_endpoints(&self, owner_id: Option<i64>, query: &str, limit: usize) -> Result<Vec<EndpointRow>>;
+    fn set_endpoint_cert(&self, id: &str, cert_sha256: &str, now: i64) -> Result<()>;
+    fn rename_endpoint(&self, id: &str, display_name: &str) -> Result<bool>;
+    fn delete_endpoint(&self, id: &str) -> Result<DeleteOutcome>;
+    fn revoke_endpoint(&self, id: &str) -> Result<bool>;
+    fn revoked_endpoint_count(&self) -> Result<u64>;
+    fn revoked_endpoints(&self, limit: usize) -> Result<Vec<String>>;
+    fn put_setup_key(&self, key_hash: &str, endpoint_id: &str, expires: i64) -> Result<()>;
+    fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse>;
+});
+
+delegate!(TaskStore {
+    fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()>;
+    fn task(&self, id: &str) -> Result<Option<TaskRow>>;
+    fn tasks_with_prefix(&self, owner_id: i64, prefix: &str, limit: usize) -> Result<Vec<TaskRow>>;
+    fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>>;
+    fn active_tasks(&self) -> Result<Vec<ActiveTask>>;
+    fn task_work(&self, id: &str) -> Result<Option<(String, String)>>;
+    fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool>;
+    fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool>;
+    fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool>;
+    fn note_fault(&self, id: &str, fault: &str) -> Result<bool>;
+    fn finish_task(&self, id: &str, status: TaskStatus, last: Option<&TaskCounters>, error: Option<&str>, now: i64) -> Result<bool>;
+    fn add_task_event(&self, id: &str, code: &str, description: &str, now: i64, always: bool) -> Result<()>;
+    fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>>;
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_store_fails_what_it_is_told_to_and_recovers() {
+        let store = FailingStorage::new(Arc::new(SqliteStore::in_memory().unwrap()));
+        store.add_user("alice", "h", 0).unwrap();
+        store.fail("user_by_name");
+        assert!(store.user_by_name("alice").unwrap_err().is_transient());
+        assert!(
+            store.user_by_id(1).unwrap().is_some(),
+            "only what it was told"
+        );
+        store.fail_all();
+        assert!(store.user_by_id(1).is_err());
+        store.recover();
+        assert!(store.user_by_name("alice").unwrap().is_some());
+        assert_eq!(store.failures("user_by_name"), 1);
+    }
+
+    #[test]
+    fn a_failing_store_that_fails_nothing_passes_the_conformance_suite() {
+        conformance::run(&|| {
+            Box::new(FailingStorage::new(Arc::new(
+                SqliteStore::in_memory().unwrap(),
+            )))
+        });
+    }
+}

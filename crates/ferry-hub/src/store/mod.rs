@@ -1,0 +1,416 @@
+//! The hub's state: accounts, OAuth clients, codes, tokens, sessions,
+//! endpoints, setup keys, and transfer tasks with their events.
+//!
+//! Storage is an interface, split by area: [`AccountStore`] (users, OAuth
+//! clients, codes, tokens, browser sessions), [`EndpointStore`] (endpoints,
+//! setup keys, revocations) and [`TaskStore`] (tasks, attempts, counters,
+//! events); [`Storage`] is all three, and the hub holds its storage as an
+//! `Arc<dyn Storage>`. Methods take plain rows, times as Unix seconds
+//! passed in, every secret only as a hash, and fail with a [`StoreError`]
+//! that says what a caller can do about it. [`SqliteStore`] (WAL,
+//! embedded, numbered migrations applied in order at open) is the default
+//! backend; `conformance` is the suite every backend must pass.
+
+use ferry_proto::task::{TaskCounters, TaskStatus};
+use thiserror::Error;
+
+#[cfg(test)]
+pub mod conformance;
+#[cfg(test)]
+pub mod failing;
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// Why a storage operation failed, in terms every backend can say and
+/// every caller can act on: a conflict or a missing row is the request's
+/// fault (409, 404), an unavailable database the moment's (503, "try
+/// later"; never a reason to refuse an endpoint or fail a task).
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A unique key is taken; `what` names it ("user name", "endpoint name").
+    #[error("that {what} is taken")]
+    Conflict { what: &'static str },
+    /// A row the operation refers to does not exist.
+    #[error("a record it refers to does not exist")]
+    NotFound,
+    /// The database cannot answer now (busy, locked, I/O, out of space, a
+    /// request crashed holding it); the same call may succeed later.
+    #[error("the database is unavailable now: {0}")]
+    Unavailable(String),
+    /// The database answered with something no retry will change (a
+    /// corrupt file, a bug).
+    #[error("database error: {0}")]
+    Internal(String),
+    #[error(
+        "the database is from a newer ferry-hub (schema {found}, this build knows {known}); upgrade ferry-hub"
+    )]
+    TooNew { found: i64, known: i64 },
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Events kept per task; a task that reports more (a million unreadable
+/// files) keeps the first ones, a note, and its final event.
+pub const MAX_TASK_EVENTS: u64 = 5000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: i64,
+    pub name: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub name: String,
+    /// `None` for public clients (which must use PKCE).
+    pub secret_hash: Option<String>,
+    /// The account a confidential client acts as.
+    pub user_id: i64,
+    pub scopes: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthCodeRow {
+    pub code_hash: String,
+    pub client_id: String,
+    pub user_id: i64,
+    pub redirect_uri: String,
+    pub challenge: String,
+    pub scope: String,
+    pub expires: i64,
+}
+
+/// What redeeming an authorization code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeUse {
+    Fresh(AuthCodeRow),
+    /// Used before: per RFC 6749 §4.1.2 the tokens it produced are revoked.
+    Reused,
+    Expired,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub token_hash: String,
+    pub kind: TokenKind,
+    pub user_id: i64,
+    pub user_name: String,
+    pub client_id: String,
+    pub scope: String,
+    pub expires: i64,
+    /// Tokens from one grant (a code and its refreshes) share this, so a
+    /// replayed code or refresh token revokes them together.
+    pub grant_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub user_id: i64,
+    pub user_name: String,
+    pub csrf: String,
+    pub expires: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRow {
+    pub id: String,
+    pub owner_id: i64,
+    pub owner_name: String,
+    pub display_name: String,
+    pub created: i64,
+    pub cert_sha256: Option<String>,
+    pub revoked: bool,
+    /// Deleted by its owner: revoked, and found only by id.
+    pub deleted: bool,
+}
+
+/// What [`Store::delete_endpoint`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    /// Not deleted: these tasks are ACTIVE on it.
+    Busy(Vec<String>),
+    /// No such endpoint, or already deleted.
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupKeyUse {
+    Fresh { endpoint_id: String },
+    Used,
+    Expired,
+    Unknown,
+}
+
+/// A task as submitted; its items and options are JSON of the wire types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    pub id: String,
+    pub owner_id: i64,
+    pub source_id: String,
+    pub destination_id: String,
+    pub items_json: String,
+    pub item_count: u64,
+    pub options_json: String,
+    pub label: Option<String>,
+    pub deadline: Option<i64>,
+    pub created: i64,
+}
+
+/// A task's state, without its items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub id: String,
+    pub owner_id: i64,
+    pub source_id: String,
+    pub source_name: String,
+    pub destination_id: String,
+    pub destination_name: String,
+    pub item_count: u64,
+    pub label: Option<String>,
+    pub deadline: Option<i64>,
+    pub status: TaskStatus,
+    pub attempt: u32,
+    /// The furthest the attempts that ended reached.
+    pub done: TaskCounters,
+    /// The running attempt's, as last reported.
+    pub current: TaskCounters,
+    pub faults: u64,
+    pub created: i64,
+    pub completed: Option<i64>,
+    pub last_fault: Option<String>,
+    pub fatal_error: Option<String>,
+}
+
+impl TaskRow {
+    /// What the task has done over all its attempts.
+    pub fn totals(&self) -> TaskCounters {
+        self.done.furthest(self.current)
+    }
+}
+
+/// What the scheduler needs to know of an ACTIVE task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveTask {
+    pub id: String,
+    pub source_id: String,
+    pub source_name: String,
+    pub source_revoked: bool,
+    pub destination_id: String,
+    pub destination_name: String,
+    pub destination_revoked: bool,
+    pub attempt: u32,
+    pub deadline: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEventRow {
+    pub seq: u64,
+    pub time: i64,
+    pub code: String,
+    pub description: String,
+}
+
+/// Users, OAuth clients, authorization codes, tokens and browser sessions.
+pub trait AccountStore {
+    // --- users ---
+    /// A new account's id; `Conflict { what: "user name" }` when taken.
+    fn add_user(&self, name: &str, password_hash: &str, now: i64) -> Result<i64>;
+
+    fn user_by_name(&self, name: &str) -> Result<Option<UserRow>>;
+
+    fn user_by_id(&self, id: i64) -> Result<Option<UserRow>>;
+
+    // --- OAuth clients ---
+    /// `Conflict { what: "client id" }` when taken.
+    fn add_client(&self, client: &ClientRow, now: i64) -> Result<()>;
+
+    fn client(&self, client_id: &str) -> Result<Option<ClientRow>>;
+
+    // --- authorization codes ---
+    fn put_auth_code(&self, code: &AuthCodeRow) -> Result<()>;
+
+    /// Marks a code used and returns it, atomically; a second redemption
+    /// revokes every token the first one produced.
+    fn take_auth_code(&self, code_hash: &str, now: i64) -> Result<CodeUse>;
+
+    // --- tokens ---
+    fn put_token(&self, token: &TokenRow) -> Result<()>;
+
+    /// A live (unexpired, unrevoked) token of this kind.
+    fn token(&self, token_hash: &str, kind: TokenKind, now: i64) -> Result<Option<TokenRow>>;
+
+    /// Whether a token with this hash was ever issued and is now revoked
+    /// (a replayed refresh token).
+    fn token_was_revoked(&self, token_hash: &str) -> Result<Option<String>>;
+
+    fn revoke_token(&self, token_hash: &str) -> Result<()>;
+
+    /// Revokes a token if it is still unrevoked; `false` when another
+    /// request revoked it first, so two concurrent refreshes cannot both
+    /// rotate the same refresh token.
+    fn revoke_live_token(&self, token_hash: &str) -> Result<bool>;
+
+    fn revoke_grant(&self, grant_id: &str) -> Result<()>;
+
+    // --- browser sessions ---
+    fn put_session(&self, session_hash: &str, user_id: i64, csrf: &str, expires: i64)
+    -> Result<()>;
+
+    fn session(&self, session_hash: &str, now: i64) -> Result<Option<SessionRow>>;
+
+    fn delete_session(&self, session_hash: &str) -> Result<()>;
+
+    /// Drops expired sessions, codes and tokens (kept a day for replay detection).
+    fn purge_expired(&self, now: i64) -> Result<()>;
+}
+
+/// Endpoints, their setup keys and revocations.
+pub trait EndpointStore {
+    // --- endpoints ---
+    /// `Conflict { what: "endpoint name" }` when the owner has a live
+    /// endpoint of that name; `NotFound` without such an owner.
+    fn create_endpoint(&self, id: &str, owner_id: i64, display_name: &str, now: i64) -> Result<()>;
+
+    /// By id, deleted ones included.
+    fn endpoint(&self, id: &str) -> Result<Option<EndpointRow>>;
+
+    /// An owner's live (not deleted) endpoint of that name.
+    fn endpoint_by_name(&self, owner_id: i64, display_name: &str) -> Result<Option<EndpointRow>>;
+
+    /// Endpoints owned by `owner_id` (or everyone's when `None`), whose name
+    /// or id contains `query`, oldest first, at most `limit`.
+    fn search_endpoints(
+        &self,
+        owner_id: Option<i64>,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<EndpointRow>>;
+
+    /// Records the certificate an endpoint registered; an older one no longer
+    /// authenticates.
+    fn set_endpoint_cert(&self, id: &str, cert_sha256: &str, now: i64) -> Result<()>;
+
+    /// Gives a live endpoint a new display name, unique among its owner's
+    /// (`Conflict`); `false` when it is missing or deleted.
+    fn rename_endpoint(&self, id: &str, display_name: &str) -> Result<bool>;
+
+    /// Deletes an endpoint unless a task is ACTIVE on it: then nothing
+    /// changes and the ids of those tasks (oldest first) come back. The row
+    /// stays, revoked, under a name that frees the old one for reuse and
+    /// tells old tasks' readers what became of it.
+    fn delete_endpoint(&self, id: &str) -> Result<DeleteOutcome>;
+
+    /// `false` without such an endpoint.
+    fn revoke_endpoint(&self, id: &str) -> Result<bool>;
+
+    /// How many endpoints are revoked: a cheap question to ask every sweep
+    /// before asking for the list.
+    fn revoked_endpoint_count(&self) -> Result<u64>;
+
+    /// The ids of revoked endpoints, newest registrations first, at most `limit`.
+    fn revoked_endpoints(&self, limit: usize) -> Result<Vec<String>>;
+
+    // --- setup keys ---
+    /// `NotFound` without such an endpoint.
+    fn put_setup_key(&self, key_hash: &str, endpoint_id: &str, expires: i64) -> Result<()>;
+
+    /// Uses a setup key, atomically: it works once, before it expires.
+    fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse>;
+}
+
+/// Transfer tasks: their state, attempts, counters and events.
+pub trait TaskStore {
+    // --- tasks ---
+    /// Stores a new ACTIVE task and its first event, together.
+    fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()>;
+
+    fn task(&self, id: &str) -> Result<Option<TaskRow>>;
+
+    /// A user's tasks whose id starts with `prefix`, oldest first, at most
+    /// `limit`. The prefix is matched literally (`%` and `_` match
+    /// themselves).
+    fn tasks_with_prefix(&self, owner_id: i64, prefix: &str, limit: usize) -> Result<Vec<TaskRow>>;
+
+    /// A user's tasks, newest first, at most `limit`.
+    fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>>;
+
+    /// Every ACTIVE task, oldest first.
+    fn active_tasks(&self) -> Result<Vec<ActiveTask>>;
+
+    /// A task's items and options (JSON), for its capability.
+    fn task_work(&self, id: &str) -> Result<Option<(String, String)>>;
+
+    /// Records that attempt `attempt` starts, with fresh counters; `false`
+    /// when the task is no longer ACTIVE.
+    fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool>;
+
+    /// The running attempt's counters, as its destination last reported them.
+    fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool>;
+
+    /// Ends attempt `attempt` without success: its counters fold into the
+    /// totals, and a fault, if given, is counted.
+    fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool>;
+
+    /// Counts a fault that happened outside an attempt.
+    fn note_fault(&self, id: &str, fault: &str) -> Result<bool>;
+
+    /// Ends an ACTIVE task: the running attempt's counters (`last`, or as
+    /// last reported) fold into the totals. `false` when it had already ended.
+    fn finish_task(
+        &self,
+        id: &str,
+        status: TaskStatus,
+        last: Option<&TaskCounters>,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool>;
+
+    /// Appends an event. Past [`MAX_TASK_EVENTS`] only `always` events
+    /// (a task's end) are kept.
+    fn add_task_event(
+        &self,
+        id: &str,
+        code: &str,
+        description: &str,
+        now: i64,
+        always: bool,
+    ) -> Result<()>;
+
+    /// A task's latest `limit` events, oldest first.
+    fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>>;
+}
+
+/// Everything the hub keeps: what it holds, as `Arc<dyn Storage>`.
+pub trait Storage:
+    AccountStore + EndpointStore + TaskStore + Send + Sync + std::fmt::Debug
+{
+}
+
+impl<T: AccountStore + EndpointStore + TaskStore + Send + Sync + std::fmt::Debug> Storage for T {}
