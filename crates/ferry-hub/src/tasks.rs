@@ -117,6 +117,14 @@ pub enum Input {
         task_id: String,
         attempt: u32,
     },
+    /// The hub decided how a task ends but could not record it (its
+    /// storage is unavailable now): the end and its event are recorded at
+    /// a later tick, and meanwhile the task, still ACTIVE in the store,
+    /// does not start again.
+    FinishDeferred {
+        finish: Box<Action>,
+        event: Option<Box<Action>>,
+    },
     Tick,
 }
 
@@ -244,6 +252,9 @@ struct Peer {
 pub struct Core {
     tasks: BTreeMap<String, Live>,
     connected: HashMap<String, Peer>,
+    /// Ends decided but not yet recorded, by task: (when to try again,
+    /// the `Finish` and its event).
+    unrecorded: BTreeMap<String, (i64, Action, Option<Action>)>,
 }
 
 impl Core {
@@ -296,6 +307,13 @@ impl Core {
                     self.fault(&task_id, &message, now, &mut out);
                 }
             }
+            Input::FinishDeferred { finish, event } => {
+                if let Action::Finish { task_id, .. } = finish.as_ref() {
+                    // Not at once: the same batch would ask storage again.
+                    self.unrecorded
+                        .insert(task_id.clone(), (now + 1, *finish, event.map(|e| *e)));
+                }
+            }
             Input::StartDeferred { task_id, attempt } => {
                 if self.is_running(&task_id, attempt) {
                     if let Some(live) = self.tasks.get_mut(&task_id) {
@@ -339,6 +357,15 @@ impl Core {
     }
 
     fn sync(&mut self, tasks: Vec<ActiveTask>, initial: bool, now: i64, out: &mut Vec<Action>) {
+        // An end waiting to be recorded stays decided: its task, still
+        // ACTIVE in the store, is not taken up again. Ended meanwhile
+        // (canceled through the API): nothing left to record.
+        let active: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        self.unrecorded.retain(|id, _| active.contains(id.as_str()));
+        let tasks: Vec<ActiveTask> = tasks
+            .into_iter()
+            .filter(|t| !self.unrecorded.contains_key(&t.id))
+            .collect();
         let active: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
         // Ended outside the scheduler (canceled through the API): make sure
         // its endpoints stop, even if a start crossed the cancel.
@@ -631,6 +658,18 @@ impl Core {
 
     /// Ends what is past its deadline and starts what can run.
     fn schedule(&mut self, now: i64, out: &mut Vec<Action>) {
+        let due: Vec<String> = self
+            .unrecorded
+            .iter()
+            .filter(|(_, (at, ..))| now >= *at)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            if let Some((_, finish, event)) = self.unrecorded.remove(&id) {
+                out.push(finish);
+                out.extend(event);
+            }
+        }
         let ids: Vec<String> = self.tasks.keys().cloned().collect();
         for id in ids {
             let Some(live) = self.tasks.get(&id) else {
@@ -932,6 +971,8 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
     // A task whose stored state refused a change (it ended meanwhile) gets
     // no further events from this batch.
     let mut ended: HashSet<String> = HashSet::new();
+    // Ends storage could not take now, with the event that goes with each.
+    let mut unrecorded: Vec<(Action, Option<Action>)> = Vec::new();
     let stored = |ended: &mut HashSet<String>,
                   task_id: &str,
                   what: &str,
@@ -1045,45 +1086,67 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                 );
             }
             Action::Finish {
-                task_id,
+                ref task_id,
                 status,
-                counters,
-                error,
+                ref counters,
+                ref error,
             } => {
-                if stored(
-                    &mut ended,
-                    &task_id,
-                    "the end of a task",
-                    hub.store.finish_task(
-                        &task_id,
-                        status,
-                        counters.as_ref(),
-                        error.as_deref(),
-                        now,
-                    ),
-                ) {
-                    tracing::info!(task = %task_id, %status, "task ended");
-                    hub.task_ended.notify_waiters();
+                let recorded = hub.store.finish_task(
+                    task_id,
+                    status,
+                    counters.as_ref(),
+                    error.as_deref(),
+                    now,
+                );
+                match recorded {
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(task = %task_id, error = %e, "cannot record the end of a task now; retrying");
+                        ended.insert(task_id.clone());
+                        unrecorded.push((action, None));
+                    }
+                    recorded => {
+                        if stored(&mut ended, task_id, "the end of a task", recorded) {
+                            tracing::info!(task = %task_id, %status, "task ended");
+                            hub.task_ended.notify_waiters();
+                        }
+                    }
                 }
             }
             Action::Event {
-                task_id,
+                ref task_id,
                 code,
-                description,
+                ref description,
                 always,
             } => {
-                if ended.contains(&task_id) {
+                if let Some((_, event)) = unrecorded.iter_mut().find(
+                    |(finish, _)| matches!(finish, Action::Finish { task_id: t, .. } if t == task_id),
+                ) {
+                    // Recorded with its end, later.
+                    if always && event.is_none() {
+                        *event = Some(action);
+                    }
+                    continue;
+                }
+                if ended.contains(task_id) {
                     continue;
                 }
                 if let Err(e) = hub
                     .store
-                    .add_task_event(&task_id, code, &description, now, always)
+                    .add_task_event(task_id, code, description, now, always)
                 {
                     tracing::error!(task = %task_id, error = %e, "cannot record a task event");
                 }
             }
         }
     }
+    feedback.extend(
+        unrecorded
+            .into_iter()
+            .map(|(finish, event)| Input::FinishDeferred {
+                finish: Box::new(finish),
+                event: event.map(Box::new),
+            }),
+    );
     feedback
 }
 
@@ -1300,6 +1363,83 @@ mod tests {
         assert_eq!(failing.failures("task_work"), 1);
         let row = hub.store.task("t").unwrap().unwrap();
         assert_eq!((row.status, row.faults), (TaskStatus::Active, 0));
+    }
+
+    /// An end storage could not take is recorded later, with its event
+    /// (once), and until then the task, still ACTIVE in the store, is not
+    /// taken up and started again.
+    #[test]
+    fn an_end_storage_could_not_record_is_recorded_later_and_the_task_never_restarts() {
+        use crate::store::failing::FailingStorage;
+        let failing = Arc::new(FailingStorage::new(Arc::new(
+            crate::store::SqliteStore::in_memory().unwrap(),
+        )));
+        let hub = crate::web::test_hub(failing.clone());
+        let uid = hub.store.add_user("alice", "h", 0).unwrap();
+        hub.store.create_endpoint(SRC, uid, "laptop", 0).unwrap();
+        hub.store.create_endpoint(DST, uid, "cluster", 0).unwrap();
+        let mut task = crate::store::conformance::new_task("t", uid, 0);
+        (task.source_id, task.destination_id) = (SRC.into(), DST.into());
+        hub.store.create_task(&task, code::SUBMITTED, "x").unwrap();
+
+        let mut core = running();
+        let out = report(
+            &mut core,
+            DST,
+            1,
+            TaskReport::Succeeded {
+                counters: counters(10, 100),
+            },
+            10,
+        );
+        failing.fail("finish_task");
+        let feedback = apply(&hub, out);
+        assert!(
+            matches!(
+                &feedback[..],
+                [Input::FinishDeferred { event: Some(_), .. }]
+            ),
+            "{feedback:?}"
+        );
+        assert_eq!(
+            hub.store.task("t").unwrap().unwrap().status,
+            TaskStatus::Active
+        );
+        let codes_stored = |hub: &Hub| -> Vec<String> {
+            hub.store
+                .task_events("t", 100)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.code)
+                .collect()
+        };
+        assert_eq!(
+            codes_stored(&hub),
+            [code::SUBMITTED],
+            "no event before its end"
+        );
+        for input in feedback {
+            assert!(
+                core.handle(input, 10).is_empty(),
+                "not again in the same second"
+            );
+        }
+        // The store still lists it as ACTIVE: it is not taken up again.
+        let still_active = active(&mut core, vec![row("t", None)], 10);
+        assert!(starts(&still_active).is_empty(), "{still_active:?}");
+        failing.recover();
+        let retried = core.handle(Input::Tick, 11);
+        assert_eq!(
+            finished(&retried).map(|(status, _)| status),
+            Some(TaskStatus::Succeeded)
+        );
+        assert!(apply(&hub, retried).is_empty());
+        assert_eq!(
+            hub.store.task("t").unwrap().unwrap().status,
+            TaskStatus::Succeeded
+        );
+        assert_eq!(codes_stored(&hub), [code::SUBMITTED, code::SUCCEEDED]);
+        assert!(core.handle(Input::Tick, 20).is_empty(), "recorded once");
     }
 
     fn counters(transferred: u64, bytes: u64) -> TaskCounters {
