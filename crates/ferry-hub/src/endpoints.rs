@@ -83,6 +83,18 @@ pub fn rename(
     Ok(())
 }
 
+/// The hub's admin revokes endpoint `id` (`ferry-hub endpoint revoke`):
+/// its certificate is refused from then on, its daemon is disconnected
+/// within a heartbeat, and its tasks fail (the scheduler's sweep tells
+/// every endpoint). Revoking a revoked endpoint again is no error.
+pub fn revoke(store: &dyn Storage, id: &str) -> Result<(), RegistryError> {
+    if store.revoke_endpoint(id)? {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!("no endpoint with id {id}")))
+    }
+}
+
 /// Most task ids a refused deletion names.
 const BUSY_LISTED: usize = 5;
 

@@ -30,7 +30,7 @@ use state::HubDir;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use store::{AccountStore, EndpointStore};
+use store::AccountStore;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -264,9 +264,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Endpoint(EndpointCommand::Revoke { dir, id }) => {
             let store = HubDir::new(&dir.dir)?.open_store()?;
-            if !store.revoke_endpoint(&id)? {
-                bail!("no endpoint with id {id}");
-            }
+            endpoints::revoke(&store, &id)?;
             println!("endpoint {id} revoked; its daemon is disconnected within one heartbeat");
             Ok(())
         }
