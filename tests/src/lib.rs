@@ -358,6 +358,16 @@ pub fn on_path(program: impl AsRef<OsStr>) -> bool {
         .unwrap_or(false)
 }
 
+/// Text of an HTML page as a browser shows it: the hub's templates escape
+/// these five.
+pub fn html_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
 /// Runs a command to completion and returns what it printed.
 pub fn run_command(cmd: &mut Command) -> Ran {
     cmd.stdin(Stdio::null()).output().unwrap().into()
@@ -466,6 +476,18 @@ impl Hub {
 
     pub fn ca_cert(&self) -> PathBuf {
         self.dir.join("ca.crt")
+    }
+
+    /// An HTTPS client for the hub's pages, as a browser that was given
+    /// the hub's CA: it trusts that CA only, and leaves redirects to the
+    /// test.
+    pub fn web_client(&self) -> reqwest::Client {
+        let pem = fs::read(self.ca_cert()).unwrap();
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
     }
 
     /// Runs `ferry-hub ARGS --dir DIR`.
