@@ -25,7 +25,8 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The bound on every wait the lab does itself (daemons connecting,
@@ -427,4 +428,46 @@ impl Lab {
 fn kill(daemon: Daemon) {
     daemon.signal(nix::sys::signal::Signal::SIGKILL);
     daemon.wait_exit(LIMIT);
+}
+
+/// `len` bytes of a xorshift sequence from `seed`: file contents that
+/// differ from chunk to chunk and from file to file.
+pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Regular files and directories under `root` (with contents), sorted by
+/// relative path; symlinks and other kinds are left out.
+pub fn tree(root: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                out.push((rel, None));
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.push((rel, Some(fs::read(e.path()).unwrap())));
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -21,7 +21,7 @@
 pub mod fault_proxy;
 pub mod lab;
 
-pub use lab::Lab;
+pub use lab::{Lab, pattern, tree};
 
 use std::ffi::OsStr;
 use std::fs;

@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferry_tests::fault_proxy::{Direction, Fault};
-use ferry_tests::{Lab, Ran, line_value, wait_until};
+use ferry_tests::{Lab, Ran, line_value, pattern, wait_until};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -202,18 +202,6 @@ fn assert_only_whole_files(lab: &Lab) {
             );
         }
     }
-}
-
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 /// 300 small files in 10 directories, and one file of about six chunks.

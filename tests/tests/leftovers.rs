@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferry_tests::fault_proxy::{Direction, Fault};
-use ferry_tests::{Lab, User, wait_until};
+use ferry_tests::{Lab, User, pattern, wait_until};
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -43,18 +43,6 @@ fn lab_with_dst(prepare: impl FnOnce(&User) + 'static) -> Lab {
 /// large file is still arriving when the test acts.
 fn slow_down(lab: &Lab) {
     lab.proxy().set(Fault::Delay(Duration::from_millis(10)));
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = u32::from(seed).wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 /// `.ferry.NAME.TASK.part`: ferry's temporary name for NAME.

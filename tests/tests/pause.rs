@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferry_tests::fault_proxy::{Direction, Fault};
-use ferry_tests::{Lab, User, line_value, wait_until};
+use ferry_tests::{Lab, User, line_value, pattern, tree, wait_until};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -37,45 +37,6 @@ fn task_events(lab: &Lab, id: &str) -> Vec<(String, String)> {
 
 fn codes(events: &[(String, String)]) -> Vec<&str> {
     events.iter().map(|(code, _)| code.as_str()).collect()
-}
-
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-/// Regular files and directories under `root` (with contents), sorted.
-fn tree(root: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            let rel = e
-                .path()
-                .strip_prefix(root)
-                .unwrap()
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                out.push((rel, None));
-                stack.push(e.path());
-            } else if t.is_file() {
-                out.push((rel, Some(fs::read(e.path()).unwrap())));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Pauses `paused` once the transfer is well under way (8 MiB of about 40

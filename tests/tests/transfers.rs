@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Lab, wait_until};
+use ferry_tests::{Lab, pattern, tree, wait_until};
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -14,45 +14,6 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 const CHUNK: usize = 4 * 1024 * 1024;
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = u32::from(seed).wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-/// Regular files and directories under `root` (with contents), sorted.
-fn tree(root: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            let rel = e
-                .path()
-                .strip_prefix(root)
-                .unwrap()
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                out.push((rel, None));
-                stack.push(e.path());
-            } else if t.is_file() {
-                out.push((rel, Some(fs::read(e.path()).unwrap())));
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 fn no_temp_files(root: &Path) -> bool {
     tree(root).iter().all(|(p, _)| {
@@ -87,7 +48,7 @@ fn a_tree_with_hostile_names_and_chunk_boundary_sizes_arrives_byte_for_byte() {
         .into_iter()
         .enumerate()
     {
-        fs::write(src.join(format!("f{size}")), pattern(size, i as u8)).unwrap();
+        fs::write(src.join(format!("f{size}")), pattern(size, i as u32)).unwrap();
     }
     for name in [
         &b"caf\xe9 \xff"[..],
@@ -320,7 +281,11 @@ fn crash_dataset(lab: &Lab) -> PathBuf {
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("large.bin"), pattern(96 * CHUNK + 12_345, 9)).unwrap();
     for i in 0..50 {
-        fs::write(src.join(format!("small-{i}")), pattern(10_000 + i, i as u8)).unwrap();
+        fs::write(
+            src.join(format!("small-{i}")),
+            pattern(10_000 + i, i as u32),
+        )
+        .unwrap();
     }
     src
 }
@@ -487,7 +452,8 @@ fn a_file_over_4_gib_arrives_whole_and_sparse_content_identical() {
     f.set_len(size).unwrap();
     use std::os::unix::fs::FileExt;
     for offset in [0, (4u64 << 30) - 10, size - 100] {
-        f.write_all_at(&pattern(100, offset as u8), offset).unwrap();
+        f.write_all_at(&pattern(100, u32::from(offset as u8)), offset)
+            .unwrap();
     }
     drop(f);
     let id = lab.transfer(&["-r", "--streams", "4", "src:/~/huge", "dst:/~/huge"]);
