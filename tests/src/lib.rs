@@ -4,10 +4,24 @@
 //!
 //! The binaries come from the workspace's target dir; build them first with
 //! `cargo build --workspace --bins` (the README's test command does).
+//!
+//! [`Lab`] is the setting most tests start from (a hub, two endpoints,
+//! their daemons); [`Hub`], [`User`] and [`Daemon`] are its parts, for
+//! tests that need something else.
+//!
+//! A test that cannot run here (not root, a tool missing) calls
+//! [`skip`] before it returns, which prints `SKIPPED: TEST: WHY` on the
+//! process's stderr past libtest's capture, so the line shows in every
+//! `cargo test` run and CI log, with or without `--nocapture`; the test
+//! still counts as passed. `tidy` fails on an early return from a test
+//! that does not call `skip`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fault_proxy;
+pub mod lab;
+
+pub use lab::{Lab, pattern, tree};
 
 use std::ffi::OsStr;
 use std::fs;
@@ -323,11 +337,15 @@ pub fn edit_config(path: &Path, from: &str, to: &str) {
 }
 
 /// A test that cannot run here says so where the person running the tests
-/// sees it: libtest captures `eprintln!`, so this writes to the process's
-/// stderr directly, and the test still counts as passed.
-pub fn skip(test: &str, reason: &str) {
+/// sees it, as `SKIPPED: TEST: REASON`; call it, then return. libtest
+/// captures `eprintln!` (only the macros), so this writes to the process's
+/// stderr handle directly. TEST is the running test's name, which libtest
+/// gives the thread it runs the test on.
+pub fn skip(reason: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("(a test)");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {test}: {reason}");
 }
 
 pub fn is_root() -> bool {
@@ -338,6 +356,16 @@ pub fn on_path(program: impl AsRef<OsStr>) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(program.as_ref()).is_file()))
         .unwrap_or(false)
+}
+
+/// Text of an HTML page as a browser shows it: the hub's templates escape
+/// these five.
+pub fn html_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// Runs a command to completion and returns what it printed.
@@ -352,6 +380,9 @@ pub struct Hub {
     pub dir: PathBuf,
     pub url: String,
     pub port: u16,
+    /// The SHA-256 of the hub's CA certificate as `ferry-hub init` printed
+    /// it (`AB:CD:...`): what a user is told to compare.
+    pub ca_fingerprint: String,
     process: Option<Daemon>,
 }
 
@@ -378,6 +409,15 @@ impl Hub {
                 .arg(&dir),
         );
         assert_eq!(init.code, Some(0), "hub init failed: {init:?}");
+        let doc: serde_json::Value = serde_json::from_str(&init.stdout)
+            .unwrap_or_else(|e| panic!("hub init --json: {e}: {init:?}"));
+        let ca_fingerprint = doc["ca_fingerprint"].as_str().unwrap().to_string();
+        assert!(ca_fingerprint.len() == 95, "{ca_fingerprint}");
+        assert_eq!(
+            doc["ca_cert"].as_str().map(PathBuf::from),
+            Some(dir.join("ca.crt")),
+            "{init:?}"
+        );
         edit_config(
             &dir.join("hub.toml"),
             "heartbeat_secs = 15",
@@ -388,6 +428,7 @@ impl Hub {
             dir,
             url,
             port,
+            ca_fingerprint,
             process: None,
         };
         hub.serve();
@@ -435,6 +476,18 @@ impl Hub {
 
     pub fn ca_cert(&self) -> PathBuf {
         self.dir.join("ca.crt")
+    }
+
+    /// An HTTPS client for the hub's pages, as a browser that was given
+    /// the hub's CA: it trusts that CA only, and leaves redirects to the
+    /// test.
+    pub fn web_client(&self) -> reqwest::Client {
+        let pem = fs::read(self.ca_cert()).unwrap();
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
     }
 
     /// Runs `ferry-hub ARGS --dir DIR`.

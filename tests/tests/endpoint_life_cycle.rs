@@ -312,10 +312,7 @@ fn every_hint_names_the_dir_it_was_given() {
 #[test]
 fn on_a_terminal_the_foreground_daemon_shows_warnings_only_and_says_where_the_log_is() {
     if !ferry_tests::on_path("script") {
-        ferry_tests::skip(
-            "on_a_terminal_the_foreground_daemon_shows_warnings_only",
-            "needs script(1) from util-linux for a pseudo-terminal",
-        );
+        ferry_tests::skip("needs script(1) from util-linux for a pseudo-terminal");
         return;
     }
     let user = User::new();

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::Hub;
+use ferry_tests::{Hub, html_unescape};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 
@@ -16,29 +16,15 @@ const PER_ADDRESS: usize = 20;
 /// An S256 challenge (RFC 7636 appendix B).
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
-fn client(hub: &Hub) -> reqwest::Client {
-    let pem = std::fs::read(hub.ca_cert()).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
 /// The hidden fields of a page's forms.
 fn hidden(page: &str) -> Vec<(String, String)> {
     let mut fields = Vec::new();
     for piece in page.split("<input type=\"hidden\" name=\"").skip(1) {
         let (name, rest) = piece.split_once("\" value=\"").unwrap();
-        fields.push((unescape(name), unescape(rest.split_once('"').unwrap().0)));
+        fields.push((
+            html_unescape(name),
+            html_unescape(rest.split_once('"').unwrap().0),
+        ));
     }
     fields
 }
@@ -55,7 +41,7 @@ fn visible(page: &str) -> String {
             _ => {}
         }
     }
-    unescape(&text)
+    html_unescape(&text)
 }
 
 /// `name=value` of every cookie set.
@@ -154,7 +140,7 @@ fn count(statuses: &[StatusCode], which: StatusCode) -> usize {
 async fn parallel_wrong_passwords_from_one_address_meet_both_limits() {
     let hub = Hub::start();
     hub.add_user("alice", PASSWORD);
-    let http = client(&hub);
+    let http = hub.web_client();
     let form = login_form(&hub, &http).await;
 
     // Per account: twelve guesses at once, five may be checked.
@@ -198,7 +184,7 @@ async fn parallel_wrong_passwords_from_one_address_meet_both_limits() {
 async fn the_right_password_racing_wrong_ones_does_not_lift_the_lock() {
     let hub = Hub::start();
     hub.add_user("alice", PASSWORD);
-    let http = client(&hub);
+    let http = hub.web_client();
     let form = login_form(&hub, &http).await;
 
     let mut attempts: Vec<(String, String)> = (0..9)
@@ -230,7 +216,7 @@ async fn the_right_password_racing_wrong_ones_does_not_lift_the_lock() {
 async fn a_planted_login_csrf_pair_is_refused() {
     let hub = Hub::start();
     hub.add_user("alice", PASSWORD);
-    let http = client(&hub);
+    let http = hub.web_client();
 
     // The hub's own cookies are host-only, secure and for the whole site.
     let page = http.get(format!("{}/login", hub.url)).send().await.unwrap();
@@ -301,7 +287,7 @@ async fn every_answer_carries_hsts_and_api_answers_are_not_sniffed_or_stored() {
     let hub = Hub::start();
     hub.add_user("alice", PASSWORD);
     let token = hub.token("alice");
-    let http = client(&hub);
+    let http = hub.web_client();
     for (path, bearer) in [
         ("/", None),
         ("/ca.crt", None),
@@ -332,7 +318,7 @@ async fn every_answer_carries_hsts_and_api_answers_are_not_sniffed_or_stored() {
 async fn the_consent_page_names_where_the_code_goes() {
     let hub = Hub::start();
     hub.add_user("alice", PASSWORD);
-    let http = client(&hub);
+    let http = hub.web_client();
     let loopback = "http://127.0.0.1:4711/ferry-callback";
     let code_page = format!("{}/auth/code", hub.url);
     for (redirect, shown) in [
@@ -388,7 +374,7 @@ async fn the_consent_page_names_where_the_code_goes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_code_page_shows_no_text_from_the_link() {
     let hub = Hub::start();
-    let http = client(&hub);
+    let http = hub.web_client();
     let page = |query: &[(&str, &str)]| {
         let url =
             reqwest::Url::parse_with_params(&format!("{}/auth/code", hub.url), query).unwrap();

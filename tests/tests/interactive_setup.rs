@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Hub, User, ferry_bin};
+use ferry_tests::{Hub, User, ferry_bin, html_unescape};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -14,14 +14,6 @@ struct Browser {
     http: reqwest::Client,
     base: String,
     cookies: HashMap<String, String>,
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
 }
 
 /// `(action, hidden fields)` of the first POST form on a page.
@@ -36,7 +28,9 @@ fn form(page: &str) -> (String, Vec<(String, String)>) {
     let attr = |tag: &str, name: &str| {
         let key = format!("{name}=\"");
         tag.find(&key).map(|i| {
-            unescape(&tag[i + key.len()..i + key.len() + tag[i + key.len()..].find('"').unwrap()])
+            html_unescape(
+                &tag[i + key.len()..i + key.len() + tag[i + key.len()..].find('"').unwrap()],
+            )
         })
     };
     let action = attr(form, "action").unwrap();
@@ -55,14 +49,8 @@ fn form(page: &str) -> (String, Vec<(String, String)>) {
 
 impl Browser {
     fn new(hub: &Hub) -> Self {
-        let pem = std::fs::read(hub.ca_cert()).unwrap();
-        let http = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
         Browser {
-            http,
+            http: hub.web_client(),
             base: hub.url.clone(),
             cookies: HashMap::new(),
         }

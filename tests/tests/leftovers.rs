@@ -10,12 +10,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::fault_proxy::{Direction, Fault, FaultProxy};
-use ferry_tests::{Daemon, Hub, Ran, User, line_value, wait_until};
+use ferry_tests::fault_proxy::{Direction, Fault};
+use ferry_tests::{Lab, User, pattern, wait_until};
 use std::ffi::OsStr;
 use std::fs;
-use std::io::Write;
-use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -27,134 +25,24 @@ const MIB: u64 = 1024 * 1024;
 
 /// A hub with alice's `src` and `dst`; `dst` receives with umask 027, and
 /// data connections to it pass a proxy in front of its data listener.
-struct Lab {
-    hub: Hub,
-    src: User,
-    dst: User,
-    proxy: FaultProxy,
-    _src_daemon: Daemon,
-    dst_daemon: Daemon,
-    token: String,
+fn lab() -> Lab {
+    lab_with_dst(|_| {})
 }
 
-impl Lab {
-    fn new() -> Self {
-        Lab::with_dst(|_| {})
-    }
-
-    /// A lab whose destination is prepared by `prepare` before its daemon
-    /// starts (its config-paths, its directories).
-    fn with_dst(prepare: impl FnOnce(&User)) -> Self {
-        let hub = Hub::start();
-        hub.add_user("alice", "correct horse battery");
-        let endpoint = |name: &str| {
-            let (_, key) = hub.endpoint_key("alice", name, &[]);
-            let user = User::new();
-            let out = user.setup_with_key(&key, name);
-            assert_eq!(out.code, Some(0), "{out:?}");
-            user
-        };
-        let (src, dst) = (endpoint("src"), endpoint("dst"));
-        let listener = ferry_tests::closed_loopback_port();
-        let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], listener)));
-        let mut config = fs::OpenOptions::new()
-            .append(true)
-            .open(dst.dir.join("endpoint.toml"))
-            .unwrap();
-        write!(
-            config,
-            "umask = \"027\"\ndata_ports = \"{listener}-{listener}\"\ndata_address = \"127.0.0.1:{}\"\n",
-            proxy.port()
-        )
-        .unwrap();
-        prepare(&dst);
-        let token = hub.token("alice");
-        let src_daemon = src.start_foreground(&[]);
-        let dst_daemon = dst.start_foreground(&[]);
-        src.wait_hub_state("connected", LIMIT);
-        dst.wait_hub_state("connected", LIMIT);
-        dst_daemon.wait_for_log(&format!("Some({listener})"), LIMIT);
-        Lab {
-            hub,
-            src,
-            dst,
-            proxy,
-            _src_daemon: src_daemon,
-            dst_daemon,
-            token,
-        }
-    }
-
-    fn ferry(&self, args: &[&str]) -> Ran {
-        self.src.run_as(&self.hub, &self.token, args)
-    }
-
-    fn submit(&self, args: &[&str]) -> String {
-        let mut all = vec!["transfer"];
-        all.extend_from_slice(args);
-        let out = self.ferry(&all);
-        assert_eq!(out.code, Some(0), "{out:?}");
-        line_value(&out.stdout, "Task ID: ")
-            .unwrap_or_else(|| panic!("{out:?}"))
-            .to_string()
-    }
-
-    fn show(&self, id: &str) -> serde_json::Value {
-        let out = self.ferry(&["task", "show", id, "--json"]);
-        assert_eq!(out.code, Some(0), "{out:?}");
-        serde_json::from_str(&out.stdout).unwrap()
-    }
-
-    fn events(&self, id: &str) -> String {
-        self.ferry(&["task", "events", id]).stdout
-    }
-
-    /// `ferry task wait`, then what the task ended as.
-    fn wait_end(&self, id: &str) -> serde_json::Value {
-        self.ferry(&["task", "wait", id, "--timeout", "120"]);
-        self.show(id)
-    }
-
-    fn wait_succeeded(&self, id: &str) -> serde_json::Value {
-        let task = self.wait_end(id);
-        assert_eq!(
-            task["status"],
-            "SUCCEEDED",
-            "{task}\nevents: {}\ndestination log:\n{}",
-            self.events(id),
-            self.dst_daemon.log()
-        );
-        task
-    }
-
-    fn wait_failed(&self, id: &str) -> (serde_json::Value, String) {
-        let task = self.wait_end(id);
-        let events = self.events(id);
-        assert_eq!(task["status"], "FAILED", "{task}\nevents: {events}");
-        (task, events)
-    }
-
-    fn journal(&self, id: &str) -> PathBuf {
-        self.dst.dir.join("state").join(format!("{id}.journal"))
-    }
-
-    /// Slows data down (a pause per 64 KiB read: a few MiB a second), so a
-    /// large file is still arriving when the test acts.
-    fn slow_down(&self) {
-        self.proxy.set(Fault::Delay(Duration::from_millis(10)));
-    }
+/// The same lab, its destination prepared by `prepare` before its daemon
+/// starts (its config-paths, its directories).
+fn lab_with_dst(prepare: impl FnOnce(&User) + 'static) -> Lab {
+    Lab::builder()
+        .umask("027")
+        .proxy_data()
+        .prepare_dst(prepare)
+        .start()
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = u32::from(seed).wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+/// Slows data down (a pause per 64 KiB read: a few MiB a second), so a
+/// large file is still arriving when the test acts.
+fn slow_down(lab: &Lab) {
+    lab.proxy().set(Fault::Delay(Duration::from_millis(10)));
 }
 
 /// `.ferry.NAME.TASK.part`: ferry's temporary name for NAME.
@@ -204,15 +92,15 @@ fn mode_of(path: &Path) -> u32 {
 
 #[test]
 fn a_file_sent_to_the_top_of_a_home_directory_arrives() {
-    let lab = Lab::new();
+    let lab = lab();
     let content = pattern(2 * CHUNK + 11, 1);
     fs::write(lab.src.home.join("x"), &content).unwrap();
-    let id = lab.submit(&["src:/~/x", "dst:/~/x"]);
-    lab.wait_succeeded(&id);
+    let id = lab.transfer(&["src:/~/x", "dst:/~/x"]);
+    lab.wait(&id);
     assert_eq!(fs::read(lab.dst.home.join("x")).unwrap(), content);
     // Into the home as a directory, too.
     fs::write(lab.src.home.join("y"), b"why").unwrap();
-    lab.wait_succeeded(&lab.submit(&["src:/~/y", "dst:/~/"]));
+    lab.wait(&lab.transfer(&["src:/~/y", "dst:/~/"]));
     assert_eq!(fs::read(lab.dst.home.join("y")).unwrap(), b"why");
     assert_eq!(temps(&lab.dst.home), Vec::<PathBuf>::new());
     // The exemption is the temporary's alone: a real dot-file of that
@@ -220,7 +108,7 @@ fn a_file_sent_to_the_top_of_a_home_directory_arrives() {
     fs::write(lab.dst.home.join(".ferry.mine.0000.part"), b"private").unwrap();
     let listing = lab.ferry(&["ls", "dst:/~/.ferry.mine.0000.part"]);
     assert_eq!(listing.code, Some(1), "{listing:?}");
-    let id = lab.submit(&["dst:/~/.ferry.mine.0000.part", "src:/~/stolen"]);
+    let id = lab.transfer(&["dst:/~/.ferry.mine.0000.part", "src:/~/stolen"]);
     let (_, events) = lab.wait_failed(&id);
     assert!(events.contains("dot-entries"), "{events}");
     assert!(!lab.src.home.join("stolen").exists());
@@ -228,10 +116,10 @@ fn a_file_sent_to_the_top_of_a_home_directory_arrives() {
 
 #[test]
 fn a_file_into_a_missing_directory_tree_makes_the_parents() {
-    let lab = Lab::new();
+    let lab = lab();
     fs::write(lab.src.home.join("s2.txt"), b"second").unwrap();
-    let id = lab.submit(&["src:/~/s2.txt", "dst:/~/new/deeper/s2.txt"]);
-    lab.wait_succeeded(&id);
+    let id = lab.transfer(&["src:/~/s2.txt", "dst:/~/new/deeper/s2.txt"]);
+    lab.wait(&id);
     let home = &lab.dst.home;
     assert_eq!(fs::read(home.join("new/deeper/s2.txt")).unwrap(), b"second");
     // Made as the mover makes directories: the receiving umask (027), the
@@ -244,8 +132,8 @@ fn a_file_into_a_missing_directory_tree_makes_the_parents() {
     fs::create_dir_all(tree.join("sub")).unwrap();
     fs::write(tree.join("a"), b"a").unwrap();
     fs::write(tree.join("sub/b"), b"b").unwrap();
-    let id = lab.submit(&["-r", "src:/~/tree", "dst:/~/made/up/tree"]);
-    lab.wait_succeeded(&id);
+    let id = lab.transfer(&["-r", "src:/~/tree", "dst:/~/made/up/tree"]);
+    lab.wait(&id);
     assert_eq!(fs::read(home.join("made/up/tree/a")).unwrap(), b"a");
     assert_eq!(fs::read(home.join("made/up/tree/sub/b")).unwrap(), b"b");
     assert_eq!(mode_of(&home.join("made")), 0o750);
@@ -255,13 +143,13 @@ fn a_file_into_a_missing_directory_tree_makes_the_parents() {
 
 #[test]
 fn a_file_onto_an_existing_directory_lands_inside_it() {
-    let lab = Lab::with_dst(|dst| {
+    let lab = lab_with_dst(|dst| {
         fs::create_dir_all(dst.home.join("inbox")).unwrap();
         fs::create_dir_all(dst.home.join("clash/g.txt")).unwrap();
         fs::create_dir_all(dst.home.join("t/b")).unwrap();
     });
     fs::write(lab.src.home.join("f.txt"), b"into the directory").unwrap();
-    lab.wait_succeeded(&lab.submit(&["src:/~/f.txt", "dst:/~/inbox"]));
+    lab.wait(&lab.transfer(&["src:/~/f.txt", "dst:/~/inbox"]));
     let home = &lab.dst.home;
     assert_eq!(
         fs::read(home.join("inbox/f.txt")).unwrap(),
@@ -273,7 +161,7 @@ fn a_file_onto_an_existing_directory_lands_inside_it() {
     // Inside it a directory has the file's name: refused before anything
     // is written, in one line that names it.
     fs::write(lab.src.home.join("g.txt"), b"g").unwrap();
-    let id = lab.submit(&["src:/~/g.txt", "dst:/~/clash"]);
+    let id = lab.transfer(&["src:/~/g.txt", "dst:/~/clash"]);
     let (task, events) = lab.wait_failed(&id);
     assert!(
         events.contains("clash/g.txt") && events.contains("directory"),
@@ -286,7 +174,7 @@ fn a_file_onto_an_existing_directory_lands_inside_it() {
     fs::create_dir_all(&t).unwrap();
     fs::write(t.join("a"), b"a").unwrap();
     fs::write(t.join("b"), b"b").unwrap();
-    let id = lab.submit(&["-r", "src:/~/t", "dst:/~/t"]);
+    let id = lab.transfer(&["-r", "src:/~/t", "dst:/~/t"]);
     let (_, events) = lab.wait_failed(&id);
     assert!(
         events.contains("t/b") && events.contains("directory"),
@@ -298,14 +186,14 @@ fn a_file_onto_an_existing_directory_lands_inside_it() {
 
 #[test]
 fn a_canceled_transfer_of_a_large_file_leaves_no_temporary() {
-    let lab = Lab::with_dst(|dst| fs::create_dir_all(dst.home.join("in")).unwrap());
+    let lab = lab_with_dst(|dst| fs::create_dir_all(dst.home.join("in")).unwrap());
     fs::write(lab.src.home.join("big.bin"), pattern(50 * CHUNK, 7)).unwrap();
-    lab.slow_down();
-    let id = lab.submit(&["src:/~/big.bin", "dst:/~/in/big.bin"]);
+    slow_down(&lab);
+    let id = lab.transfer(&["src:/~/big.bin", "dst:/~/in/big.bin"]);
     let inbox = lab.dst.home.join("in");
     let temp = wait_for_temp(&inbox);
     wait_until(LIMIT, "8 MiB on their way", || {
-        lab.proxy.forwarded(Direction::Upstream) >= 8 * MIB
+        lab.proxy().forwarded(Direction::Upstream) >= 8 * MIB
     });
     assert!(temp.exists());
     let out = lab.ferry(&["task", "cancel", &id]);
@@ -317,13 +205,13 @@ fn a_canceled_transfer_of_a_large_file_leaves_no_temporary() {
     assert_eq!(lab.show(&id)["status"], "CANCELED");
     assert!(!inbox.join("big.bin").exists());
     assert_eq!(temps(&lab.dst.home), Vec::<PathBuf>::new());
-    lab.dst_daemon
+    lab.dst_daemon()
         .wait_for_log("temporary files removed", LIMIT);
 }
 
 #[test]
 fn a_fatal_refusal_leaves_no_temporary() {
-    let lab = Lab::with_dst(|dst| {
+    let lab = lab_with_dst(|dst| {
         fs::create_dir_all(dst.home.join("t/ro")).unwrap();
         fs::write(dst.dir.join("config-paths"), "~/,0,1\n~/t/ro,0,0\n").unwrap();
     });
@@ -332,8 +220,8 @@ fn a_fatal_refusal_leaves_no_temporary() {
     // Sorted first, so its temporary exists when the refusal comes.
     fs::write(t.join("a-big.bin"), pattern(20 * CHUNK, 3)).unwrap();
     fs::write(t.join("ro/x"), b"refused").unwrap();
-    lab.slow_down();
-    let id = lab.submit(&["-r", "src:/~/t", "dst:/~/t"]);
+    slow_down(&lab);
+    let id = lab.transfer(&["-r", "src:/~/t", "dst:/~/t"]);
     let (_, events) = lab.wait_failed(&id);
     assert!(events.contains("read-only"), "{events}");
     wait_until(LIMIT, "no temporary file left", || {
@@ -343,19 +231,19 @@ fn a_fatal_refusal_leaves_no_temporary() {
         !lab.journal(&id).exists()
     });
     assert!(!lab.dst.home.join("t/ro/x").exists());
-    lab.dst_daemon
+    lab.dst_daemon()
         .wait_for_log("temporary files removed", LIMIT);
 }
 
 #[test]
 fn ferry_ls_does_not_show_a_temporary_of_a_running_transfer() {
-    let lab = Lab::with_dst(|dst| {
+    let lab = lab_with_dst(|dst| {
         fs::create_dir_all(dst.home.join("in")).unwrap();
         fs::write(dst.home.join("in/kept.txt"), b"kept").unwrap();
     });
     fs::write(lab.src.home.join("big.bin"), pattern(50 * CHUNK, 5)).unwrap();
-    lab.slow_down();
-    let id = lab.submit(&["src:/~/big.bin", "dst:/~/in/big.bin"]);
+    slow_down(&lab);
+    let id = lab.transfer(&["src:/~/big.bin", "dst:/~/in/big.bin"]);
     let temp = wait_for_temp(&lab.dst.home.join("in"));
     let plain = lab.ferry(&["ls", "dst:/~/in"]);
     let long = lab.ferry(&["ls", "-l", "dst:/~/in"]);

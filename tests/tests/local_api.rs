@@ -54,10 +54,7 @@ fn hostile_frames_are_refused_and_the_daemon_lives_on() {
 #[test]
 fn another_uid_is_refused_even_if_the_socket_were_reachable() {
     if !is_root() || !on_path("setpriv") {
-        ferry_tests::skip(
-            "another_uid_is_refused_even_if_the_socket_were_reachable",
-            "needs root and setpriv to act as another user",
-        );
+        ferry_tests::skip("needs root and setpriv to act as another user");
         return;
     }
     let user = User::new();

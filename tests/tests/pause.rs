@@ -11,146 +11,32 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::fault_proxy::{Direction, Fault, FaultProxy};
-use ferry_tests::{Daemon, Hub, Ran, User, line_value, wait_until};
+use ferry_tests::fault_proxy::{Direction, Fault};
+use ferry_tests::{Lab, User, line_value, pattern, tree, wait_until};
 use std::fs;
-use std::io::Write;
-use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 const CHUNK: usize = 4 * 1024 * 1024;
 const MIB: u64 = 1024 * 1024;
 
-/// A hub with alice's `src` and `dst`, both daemons running; data to `dst`
-/// goes through `proxy`.
-struct Lab {
-    hub: Hub,
-    src: User,
-    dst: User,
-    proxy: FaultProxy,
-    _daemons: [Daemon; 2],
-    token: String,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let hub = Hub::start();
-        hub.add_user("alice", "correct horse battery");
-        let endpoint = |name: &str| {
-            let (_, key) = hub.endpoint_key("alice", name, &[]);
-            let user = User::new();
-            let out = user.setup_with_key(&key, name);
-            assert_eq!(out.code, Some(0), "{out:?}");
-            user
-        };
-        let (src, dst) = (endpoint("src"), endpoint("dst"));
-        let listener = ferry_tests::closed_loopback_port();
-        let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], listener)));
-        let mut config = fs::OpenOptions::new()
-            .append(true)
-            .open(dst.dir.join("endpoint.toml"))
-            .unwrap();
-        write!(
-            config,
-            "data_ports = \"{listener}-{listener}\"\ndata_address = \"127.0.0.1:{}\"\n",
-            proxy.port()
-        )
-        .unwrap();
-        let token = hub.token("alice");
-        let daemons = [src.start_foreground(&[]), dst.start_foreground(&[])];
-        src.wait_hub_state("connected", LIMIT);
-        dst.wait_hub_state("connected", LIMIT);
-        daemons[1].wait_for_log(&format!("Some({listener})"), LIMIT);
-        Lab {
-            hub,
-            src,
-            dst,
-            proxy,
-            _daemons: daemons,
-            token,
-        }
-    }
-
-    fn ferry(&self, args: &[&str]) -> Ran {
-        self.src.run_as(&self.hub, &self.token, args)
-    }
-
-    fn show(&self, id: &str) -> serde_json::Value {
-        let out = self.ferry(&["task", "show", id, "--json"]);
-        assert_eq!(out.code, Some(0), "{out:?}");
-        serde_json::from_str(&out.stdout).unwrap()
-    }
-
-    /// The task's events as `(code, description)`.
-    fn events(&self, id: &str) -> Vec<(String, String)> {
-        let out = self.ferry(&["task", "events", id, "--json"]);
-        assert_eq!(out.code, Some(0), "{out:?}");
-        let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-        doc.as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                (
-                    e["code"].as_str().unwrap().to_string(),
-                    e["description"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    }
-
-    fn source(&self) -> PathBuf {
-        self.src.home.join("data")
-    }
-
-    fn copy(&self) -> PathBuf {
-        self.dst.home.join("data")
-    }
-}
-
-fn codes(events: &[(String, String)]) -> Vec<&str> {
-    events.iter().map(|(code, _)| code.as_str()).collect()
-}
-
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
+/// The task's events as `(code, description)`.
+fn task_events(lab: &Lab, id: &str) -> Vec<(String, String)> {
+    lab.events_json(id)
+        .iter()
+        .map(|e| {
+            (
+                e["code"].as_str().unwrap().to_string(),
+                e["description"].as_str().unwrap().to_string(),
+            )
         })
         .collect()
 }
 
-/// Regular files and directories under `root` (with contents), sorted.
-fn tree(root: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            let rel = e
-                .path()
-                .strip_prefix(root)
-                .unwrap()
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                out.push((rel, None));
-                stack.push(e.path());
-            } else if t.is_file() {
-                out.push((rel, Some(fs::read(e.path()).unwrap())));
-            }
-        }
-    }
-    out.sort();
-    out
+fn codes(events: &[(String, String)]) -> Vec<&str> {
+    events.iter().map(|(code, _)| code.as_str()).collect()
 }
 
 /// Pauses `paused` once the transfer is well under way (8 MiB of about 40
@@ -158,8 +44,10 @@ fn tree(root: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
 /// while it waits, unpauses, and checks that the task ends as if nothing
 /// went wrong.
 fn pause_mid_transfer_then_unpause(paused: fn(&Lab) -> &User, name: &str) {
-    let lab = Lab::new();
-    let root = lab.source();
+    // A hub with alice's `src` and `dst`, both daemons running; data to
+    // `dst` goes through the proxy.
+    let lab = Lab::builder().proxy_data().start();
+    let root = lab.src.home.join("data");
     fs::create_dir_all(root.join("small")).unwrap();
     for i in 0..100u32 {
         let len = (i as usize * 977) % 20_000;
@@ -167,19 +55,10 @@ fn pause_mid_transfer_then_unpause(paused: fn(&Lab) -> &User, name: &str) {
     }
     fs::write(root.join("large.bin"), pattern(10 * CHUNK + 4321, 999)).unwrap();
 
-    lab.proxy.set(Fault::Delay(Duration::from_millis(10)));
-    let out = lab.ferry(&[
-        "transfer",
-        "-r",
-        "--streams",
-        "2",
-        "src:/~/data",
-        "dst:/~/data",
-    ]);
-    assert_eq!(out.code, Some(0), "{out:?}");
-    let id = line_value(&out.stdout, "Task ID: ").unwrap().to_string();
+    lab.proxy().set(Fault::Delay(Duration::from_millis(10)));
+    let id = lab.transfer(&["-r", "--streams", "2", "src:/~/data", "dst:/~/data"]);
     wait_until(LIMIT, "8 MiB through the data connections", || {
-        lab.proxy.forwarded(Direction::Upstream) >= 8 * MIB
+        lab.proxy().forwarded(Direction::Upstream) >= 8 * MIB
     });
 
     let endpoint = paused(&lab);
@@ -190,7 +69,7 @@ fn pause_mid_transfer_then_unpause(paused: fn(&Lab) -> &User, name: &str) {
         LIMIT,
         "the pause (or a fault) among the task's events",
         || {
-            events = lab.events(&id);
+            events = task_events(&lab, &id);
             codes(&events)
                 .iter()
                 .any(|c| *c == "PAUSED" || *c == "FAULT")
@@ -232,16 +111,16 @@ fn pause_mid_transfer_then_unpause(paused: fn(&Lab) -> &User, name: &str) {
     assert_eq!(doc["held_tasks"], serde_json::json!([id]), "{doc}");
 
     // The destination keeps what it wrote for the next attempt.
-    let journal = lab.dst.dir.join("state").join(format!("{id}.journal"));
+    let journal = lab.journal(&id);
     assert!(journal.exists(), "the journal went with the pause");
     let task = lab.show(&id);
     assert_eq!(task["status"], "ACTIVE", "{task}");
 
     let out = endpoint.run(&["-unpause"]);
     assert_eq!(out.code, Some(0), "{out:?}");
-    lab.proxy.set(Fault::Pass);
+    lab.proxy().set(Fault::Pass);
     let out = lab.ferry(&["task", "wait", &id, "--timeout", "120"]);
-    let events = lab.events(&id);
+    let events = task_events(&lab, &id);
     assert_eq!(out.code, Some(0), "{out:?}\n{events:?}");
     let task = lab.show(&id);
     assert_eq!(task["status"], "SUCCEEDED", "{task}");
@@ -262,10 +141,13 @@ fn pause_mid_transfer_then_unpause(paused: fn(&Lab) -> &User, name: &str) {
         2,
         "{events:?}"
     );
-    assert!(tree(&lab.copy()) == tree(&root), "the trees differ");
+    assert!(
+        tree(&lab.dst.home.join("data")) == tree(&root),
+        "the trees differ"
+    );
     assert!(!journal.exists(), "the journal outlived the task");
     assert!(
-        tree(&lab.copy())
+        tree(&lab.dst.home.join("data"))
             .iter()
             .all(|(p, _)| !Path::new(std::ffi::OsStr::from_bytes(p))
                 .file_name()

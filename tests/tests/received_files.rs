@@ -6,14 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Daemon, Hub, User, line_value};
+use ferry_tests::{Lab, User};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(120);
 
 fn mode_of(path: &Path) -> String {
     let mode = fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777;
@@ -77,95 +73,24 @@ fn set_umask_setting(user: &User, umask: Option<&str>) {
     fs::write(&file, kept).unwrap();
 }
 
-/// `ferry -start` in the foreground under a process umask of `umask`.
-fn start_under_umask(user: &User, umask: &str) -> Daemon {
-    let plain = user.ferry(&["-start"]);
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-        .arg(plain.get_program())
-        .args(plain.get_args())
-        .env_clear()
-        .envs(plain.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(Stdio::null());
-    user.start_with(command)
-}
-
-struct Lab {
-    hub: Hub,
-    src: User,
-    dst: User,
-    _src_daemon: Daemon,
-    token: String,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let hub = Hub::start();
-        hub.add_user("alice", "correct horse battery");
-        let endpoint = |name: &str| {
-            let (_, key) = hub.endpoint_key("alice", name, &[]);
-            let user = User::new();
-            let out = user.setup_with_key(&key, name);
-            assert_eq!(out.code, Some(0), "{out:?}");
-            user
-        };
-        let (src, dst) = (endpoint("src"), endpoint("dst"));
-        let token = hub.token("alice");
-        let src_daemon = src.start_foreground(&[]);
-        src.wait_hub_state("connected", LIMIT);
-        Lab {
-            hub,
-            src,
-            dst,
-            _src_daemon: src_daemon,
-            token,
-        }
-    }
-
-    /// Transfers `src:/~/FROM` to `dst:/~/TO` recursively and waits for success.
-    fn transfer(&self, from: &str, to: &str) {
-        let (from, to) = (format!("src:/~/{from}"), format!("dst:/~/{to}"));
-        let out = self
-            .src
-            .run_as(&self.hub, &self.token, &["transfer", "-r", &from, &to]);
-        assert_eq!(out.code, Some(0), "{out:?}");
-        let id = line_value(&out.stdout, "Task ID: ").unwrap().to_string();
-        let waited = self.src.run_as(
-            &self.hub,
-            &self.token,
-            &["task", "wait", &id, "--timeout", "120"],
-        );
-        let events = self
-            .src
-            .run_as(&self.hub, &self.token, &["task", "events", &id]);
-        assert_eq!(
-            waited.code,
-            Some(0),
-            "{waited:?}\nevents: {}",
-            events.stdout
-        );
-    }
-
-    /// Runs the destination's daemon for one transfer, then stops it.
-    fn receive(&self, daemon: Daemon, from: &str, to: &str) {
-        self.dst.wait_hub_state("connected", LIMIT);
-        self.transfer(from, to);
-        let out = self.dst.run(&["-stop"]);
-        assert_eq!(out.code, Some(0), "{out:?}");
-        daemon.wait_exit(LIMIT);
-    }
+/// Starts the destination's daemon under a process umask of `umask`,
+/// transfers `src:/~/FROM` to `dst:/~/TO` recursively, waits for success,
+/// and stops the daemon.
+fn receive(lab: &mut Lab, umask: &str, from: &str, to: &str) {
+    lab.start_dst_under_umask(umask);
+    let (from, to) = (format!("src:/~/{from}"), format!("dst:/~/{to}"));
+    lab.wait(&lab.transfer(&["-r", &from, &to]));
+    lab.stop_dst();
 }
 
 #[test]
 fn received_files_lose_special_bits_and_follow_the_receiving_umask() {
-    let lab = Lab::new();
+    let mut lab = Lab::builder().dst_offline().start();
     make_tree(&lab.src.home.join("tree"));
 
     // umask 022 from endpoint.toml, whatever the daemon's own.
     set_umask_setting(&lab.dst, Some("022"));
-    lab.receive(start_under_umask(&lab.dst, "077"), "tree", "u022");
+    receive(&mut lab, "077", "tree", "u022");
     assert_eq!(
         arrived(&lab.dst.home.join("u022")),
         expect([
@@ -180,7 +105,7 @@ fn received_files_lose_special_bits_and_follow_the_receiving_umask() {
 
     // umask 027 from endpoint.toml.
     set_umask_setting(&lab.dst, Some("027"));
-    lab.receive(start_under_umask(&lab.dst, "022"), "tree", "u027");
+    receive(&mut lab, "022", "tree", "u027");
     assert_eq!(
         arrived(&lab.dst.home.join("u027")),
         expect([
@@ -195,7 +120,7 @@ fn received_files_lose_special_bits_and_follow_the_receiving_umask() {
 
     // No setting: the daemon's own umask.
     set_umask_setting(&lab.dst, None);
-    lab.receive(start_under_umask(&lab.dst, "077"), "tree", "own");
+    receive(&mut lab, "077", "tree", "own");
     assert_eq!(
         arrived(&lab.dst.home.join("own")),
         expect([

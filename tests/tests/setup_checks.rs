@@ -7,9 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Hub, Ran, User, closed_loopback_port, ferry_bin, hub_bin, run_command};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use ferry_tests::{Hub, Ran, User, closed_loopback_port, ferry_bin};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Longer than any check may take (the hub check gives up after 10 s).
@@ -17,68 +16,6 @@ const LIMIT: Duration = Duration::from_secs(90);
 
 /// The two ways into the login dialogue.
 const VERBS: [&[&str]; 2] = [&["-setup"], &["login"]];
-
-/// A hub set up here with `ferry-hub init --json`, so the test knows the
-/// fingerprint init printed.
-struct FreshHub {
-    _tmp: tempfile::TempDir,
-    url: String,
-    ca_cert: PathBuf,
-    ca_fingerprint: String,
-    child: Child,
-}
-
-impl FreshHub {
-    fn start() -> Self {
-        let tmp = tempfile::Builder::new()
-            .prefix("ferry-hub-checks")
-            .tempdir()
-            .unwrap();
-        let dir = tmp.path().join("hub");
-        let port = closed_loopback_port();
-        let url = format!("https://127.0.0.1:{port}");
-        let init = run_command(
-            Command::new(hub_bin())
-                .args(["init", "--url", &url, "--json", "--dir"])
-                .arg(&dir),
-        );
-        assert_eq!(init.code, Some(0), "hub init failed: {init:?}");
-        let doc: serde_json::Value = serde_json::from_str(&init.stdout).unwrap();
-        let ca_fingerprint = doc["ca_fingerprint"].as_str().unwrap().to_string();
-        let ca_cert = PathBuf::from(doc["ca_cert"].as_str().unwrap());
-        assert!(ca_fingerprint.len() == 95, "{ca_fingerprint}");
-        let mut child = Command::new(hub_bin())
-            .args(["serve", "--dir"])
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("ferry-hub serve exited with {status}");
-            }
-            assert!(Instant::now() < deadline, "ferry-hub did not listen in 20s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        FreshHub {
-            _tmp: tmp,
-            url,
-            ca_cert,
-            ca_fingerprint,
-            child,
-        }
-    }
-}
-
-impl Drop for FreshHub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs `ferry ARGS` as `user` with stdin closed and only `env` set besides
 /// HOME and PATH; kills it and fails the test if it runs past [`LIMIT`].
@@ -301,7 +238,7 @@ fn a_port_that_speaks_plain_http_is_named() {
 
 #[test]
 fn a_hub_with_its_own_ca_shows_the_fingerprint_and_the_flag_then_proceeds_with_it() {
-    let hub = FreshHub::start();
+    let hub = Hub::start();
     let user = User::new();
     for verb in VERBS {
         let out = run_verb(&user, verb, &["--hub", &hub.url], &[]);
@@ -315,7 +252,8 @@ fn a_hub_with_its_own_ca_shows_the_fingerprint_and_the_flag_then_proceeds_with_i
 
         // With the CA that init wrote, the dialogue starts (and ends at
         // the prompt: stdin is closed).
-        let ca = hub.ca_cert.to_str().unwrap();
+        let ca_cert = hub.ca_cert();
+        let ca = ca_cert.to_str().unwrap();
         let out = run_verb(&user, verb, &["--hub", &hub.url, "--hub-ca", ca], &[]);
         assert!(
             out.stdout.starts_with("Login here:\n-----\n"),
@@ -331,7 +269,7 @@ fn a_hub_with_its_own_ca_shows_the_fingerprint_and_the_flag_then_proceeds_with_i
 
 #[test]
 fn another_hubs_ca_is_refused_and_the_real_fingerprint_shown() {
-    let hub = FreshHub::start();
+    let hub = Hub::start();
     let other = Hub::start();
     let user = User::new();
     for verb in VERBS {
@@ -355,10 +293,11 @@ fn another_hubs_ca_is_refused_and_the_real_fingerprint_shown() {
 
 #[test]
 fn a_site_sets_the_hub_and_its_ca_in_the_environment() {
-    let hub = FreshHub::start();
+    let hub = Hub::start();
     let user = User::new();
     let url = hub.url.as_str();
-    let ca = hub.ca_cert.to_str().unwrap();
+    let ca_cert = hub.ca_cert();
+    let ca = ca_cert.to_str().unwrap();
     for verb in VERBS {
         // FERRY_HUB alone: the hub is checked, and the missing CA named.
         let out = run_verb(&user, verb, &[], &[("FERRY_HUB", url)]);

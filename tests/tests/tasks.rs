@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Hub, Ran, User, line_value, wait_until};
+use ferry_tests::{Lab, Ran, line_value, wait_until};
 use std::fs;
 use std::time::Duration;
 
@@ -15,67 +15,27 @@ fn json(out: &Ran) -> serde_json::Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
 }
 
-/// A hub, alice's running endpoint "src", and her endpoint "dst" whose
-/// daemon never runs.
-struct Lab {
-    hub: Hub,
-    user: User,
-    token: String,
-    _daemon: ferry_tests::Daemon,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let hub = Hub::start();
-        hub.add_user("alice", "correct horse battery");
-        let (_, key) = hub.endpoint_key("alice", "src", &[]);
-        hub.endpoint_key("alice", "dst", &[]);
-        let user = User::new();
-        let setup = user.setup_with_key(&key, "src");
-        assert_eq!(setup.code, Some(0), "{setup:?}");
-        let daemon = user.start_foreground(&[]);
-        user.wait_hub_state("connected", LIMIT);
-        fs::create_dir(user.home.join("data")).unwrap();
-        fs::write(user.home.join("data/a.txt"), "a").unwrap();
-        let token = hub.token("alice");
-        Lab {
-            hub,
-            user,
-            token,
-            _daemon: daemon,
-        }
-    }
-
-    fn ferry(&self, args: &[&str]) -> Ran {
-        self.user.run_as(&self.hub, &self.token, args)
-    }
-
-    fn submit(&self, extra: &[&str]) -> String {
-        let mut args = vec!["transfer", "src:/~/data", "dst:/~/copy", "-r"];
-        args.extend_from_slice(extra);
-        let out = self.ferry(&args);
-        assert_eq!(out.code, Some(0), "{out:?}");
-        line_value(&out.stdout, "Task ID: ")
-            .unwrap_or_else(|| panic!("{out:?}"))
-            .to_string()
-    }
-
-    fn show(&self, id: &str) -> serde_json::Value {
-        json(&self.ferry(&["task", "show", id, "--json"]))
-    }
-
-    fn events(&self, id: &str) -> Vec<serde_json::Value> {
-        json(&self.ferry(&["task", "events", id, "--json"]))
-            .as_array()
-            .unwrap()
-            .clone()
-    }
+/// A hub, alice's running endpoint "src" with `~/data/a.txt`, and her
+/// endpoint "dst" whose daemon never runs.
+fn lab() -> Lab {
+    let lab = Lab::builder().dst_never_set_up().start();
+    fs::create_dir(lab.src.home.join("data")).unwrap();
+    fs::write(lab.src.home.join("data/a.txt"), "a").unwrap();
+    lab
 }
 
 #[test]
 fn a_task_waits_for_an_offline_endpoint_survives_a_hub_restart_and_can_be_canceled() {
-    let mut lab = Lab::new();
-    let id = lab.submit(&["--label", "run 7", "--sync-level", "checksum"]);
+    let mut lab = lab();
+    let id = lab.transfer(&[
+        "src:/~/data",
+        "dst:/~/copy",
+        "-r",
+        "--label",
+        "run 7",
+        "--sync-level",
+        "checksum",
+    ]);
 
     let shown = lab.show(&id);
     assert_eq!(shown["task_id"], id.as_str());
@@ -95,7 +55,7 @@ fn a_task_waits_for_an_offline_endpoint_survives_a_hub_restart_and_can_be_cancel
         "{shown}"
     );
     wait_until(LIMIT, "an ENDPOINT_OFFLINE event", || {
-        lab.events(&id).iter().any(|e| {
+        lab.events_json(&id).iter().any(|e| {
             e["code"] == "ENDPOINT_OFFLINE" && e["description"].as_str().unwrap().contains("'dst'")
         })
     });
@@ -133,10 +93,10 @@ fn a_task_waits_for_an_offline_endpoint_survives_a_hub_restart_and_can_be_cancel
     assert_eq!(waited.code, Some(1), "{waited:?}");
     assert!(waited.stderr.contains("CANCELED"), "{waited:?}");
     assert_eq!(
-        lab.events(&id).last().unwrap()["code"],
+        lab.events_json(&id).last().unwrap()["code"],
         "CANCELED",
         "{:?}",
-        lab.events(&id)
+        lab.events_json(&id)
     );
     // Canceling again is harmless.
     assert_eq!(lab.ferry(&["task", "cancel", &id]).code, Some(0));
@@ -152,7 +112,7 @@ fn a_task_waits_for_an_offline_endpoint_survives_a_hub_restart_and_can_be_cancel
 
 #[test]
 fn a_task_fails_at_its_deadline_and_wait_says_so() {
-    let lab = Lab::new();
+    let lab = lab();
     let out = lab.ferry(&[
         "transfer",
         "src:/~/data",
@@ -176,7 +136,7 @@ fn a_task_fails_at_its_deadline_and_wait_says_so() {
         shown["fatal_error"].as_str().unwrap().contains("deadline"),
         "{shown}"
     );
-    assert_eq!(lab.events(&id).last().unwrap()["code"], "FAILED");
+    assert_eq!(lab.events_json(&id).last().unwrap()["code"], "FAILED");
 
     // --wait follows the task to its end and exits 1 unless it SUCCEEDED.
     let out = lab.ferry(&[
@@ -196,14 +156,20 @@ fn a_task_fails_at_its_deadline_and_wait_says_so() {
 
 #[test]
 fn batches_and_refusals_from_the_command_line() {
-    let lab = Lab::new();
-    let batch = lab.user.home.join("batch.txt");
+    let lab = lab();
+    let batch = lab.src.home.join("batch.txt");
     fs::write(
         &batch,
         "# two items\na.txt a-copy.txt\n-r /~/data '/~/all of it'\n",
     )
     .unwrap();
-    let id = lab.submit(&["--batch", batch.to_str().unwrap()]);
+    let id = lab.transfer(&[
+        "src:/~/data",
+        "dst:/~/copy",
+        "-r",
+        "--batch",
+        batch.to_str().unwrap(),
+    ]);
     assert_eq!(lab.show(&id)["item_count"], 2);
 
     let bad_level = lab.ferry(&["transfer", "src:/~/a", "dst:/~/b", "--sync-level", "fast"]);
@@ -221,10 +187,10 @@ fn batches_and_refusals_from_the_command_line() {
     lab.hub.add_user("mallory", "another long password");
     let mallory = lab.hub.token("mallory");
     let foreign = lab
-        .user
+        .src
         .run_as(&lab.hub, &mallory, &["transfer", "src:/~/a", "dst:/~/b"]);
     assert_eq!(foreign.code, Some(1), "{foreign:?}");
-    let peek = lab.user.run_as(&lab.hub, &mallory, &["task", "show", &id]);
+    let peek = lab.src.run_as(&lab.hub, &mallory, &["task", "show", &id]);
     assert_eq!(peek.code, Some(1), "{peek:?}");
     assert!(peek.stderr.contains("no task"), "{peek:?}");
     let not_an_id = lab.ferry(&["task", "show", "../../etc"]);
@@ -234,10 +200,10 @@ fn batches_and_refusals_from_the_command_line() {
 #[test]
 fn ctrl_c_during_wait_stops_following_and_says_the_task_runs_on() {
     use std::io::{BufRead, BufReader};
-    let lab = Lab::new();
+    let lab = lab();
     // dst never connects, so the task waits as long as we like.
     let mut child = lab
-        .user
+        .src
         .ferry(&["transfer", "src:/~/data", "dst:/~/copy", "-r", "--wait"])
         .env("FERRY_TOKEN", &lab.token)
         .env("FERRY_HUB", &lab.hub.url)
@@ -275,9 +241,9 @@ fn ctrl_c_during_wait_stops_following_and_says_the_task_runs_on() {
 
 #[test]
 fn a_stale_ferry_token_says_to_replace_or_unset_it() {
-    let lab = Lab::new();
+    let lab = lab();
     let out = lab
-        .user
+        .src
         .run_as(&lab.hub, "not-a-real-token", &["task", "list"]);
     assert_eq!(out.code, Some(1), "{out:?}");
     let first = out.stderr.lines().next().unwrap_or_default();
@@ -289,13 +255,13 @@ fn a_stale_ferry_token_says_to_replace_or_unset_it() {
 
 #[test]
 fn tasks_are_named_by_a_unique_prefix_of_their_id() {
-    let lab = Lab::new();
-    let id = lab.submit(&["--label", "prefixed"]);
+    let lab = lab();
+    let id = lab.transfer(&["src:/~/data", "dst:/~/copy", "-r", "--label", "prefixed"]);
     let prefix = &id[..8];
     // show, events, cancel and wait all take it, as git takes a short id.
     assert_eq!(lab.show(prefix)["task_id"], id.as_str());
     assert_eq!(lab.show(&prefix.to_uppercase())["task_id"], id.as_str());
-    assert!(!lab.events(prefix).is_empty());
+    assert!(!lab.events_json(prefix).is_empty());
     let cancel = lab.ferry(&["task", "cancel", prefix]);
     assert_eq!(cancel.code, Some(0), "{cancel:?}");
     assert!(cancel.stdout.contains(&id), "{cancel:?}");
@@ -320,8 +286,8 @@ fn tasks_are_named_by_a_unique_prefix_of_their_id() {
 
 #[test]
 fn task_show_says_which_paths_a_task_copies() {
-    let lab = Lab::new();
-    let batch = lab.user.home.join("batch.txt");
+    let lab = lab();
+    let batch = lab.src.home.join("batch.txt");
     fs::write(&batch, "a.txt 'a copy.txt'\n-r /~/data /~/all\n").unwrap();
     let out = lab.ferry(&[
         "transfer",

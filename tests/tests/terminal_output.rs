@@ -5,13 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Hub, Ran, User, line_value};
+use ferry_tests::{Lab, Ran, line_value};
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::OsStringExt;
-use std::time::Duration;
-
-const LIMIT: Duration = Duration::from_secs(120);
 
 /// Names a hostile colleague could leave in a shared tree.
 const HOSTILE: [&[u8]; 4] = [
@@ -39,22 +36,9 @@ fn assert_inert(out: &Ran, lines: usize) {
 
 #[test]
 fn listings_and_events_escape_what_a_terminal_would_obey() {
-    let hub = Hub::start();
-    hub.add_user("alice", "correct horse battery");
-    let setup = |name: &str| {
-        let (_, key) = hub.endpoint_key("alice", name, &[]);
-        let user = User::new();
-        assert_eq!(user.setup_with_key(&key, name).code, Some(0));
-        user
-    };
-    let (src, dst) = (setup("src"), setup("dst"));
-    let src_daemon = src.start_foreground(&[]);
-    let _dst_daemon = dst.start_foreground(&[]);
-    src.wait_hub_state("connected", LIMIT);
-    dst.wait_hub_state("connected", LIMIT);
-    let token = hub.token("alice");
+    let lab = Lab::new();
 
-    let data = src.home.join("data");
+    let data = lab.src.home.join("data");
     fs::create_dir(&data).unwrap();
     for name in HOSTILE {
         fs::write(data.join(OsString::from_vec(name.to_vec())), name).unwrap();
@@ -66,17 +50,17 @@ fn listings_and_events_escape_what_a_terminal_would_obey() {
     )
     .unwrap();
 
-    let ls = src.run_as(&hub, &token, &["ls", "src:/~/data"]);
+    let ls = lab.ferry(&["ls", "src:/~/data"]);
     assert_eq!(ls.code, Some(0), "{ls:?}");
     assert_inert(&ls, HOSTILE.len() + 1);
     assert!(ls.stdout.contains("title\\x1b]0;owned\\x07.txt"), "{ls:?}");
     assert!(ls.stdout.contains("two\\nlines.txt"), "{ls:?}");
-    let long = src.run_as(&hub, &token, &["ls", "-l", "src:/~/data"]);
+    let long = lab.ferry(&["ls", "-l", "src:/~/data"]);
     assert_eq!(long.code, Some(0), "{long:?}");
     assert_inert(&long, HOSTILE.len() + 1);
 
     // The exact bytes still travel in JSON.
-    let json = src.run_as(&hub, &token, &["ls", "--json", "src:/~/data"]);
+    let json = lab.ferry(&["ls", "--json", "src:/~/data"]);
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     let names: Vec<&str> = doc["entries"]
         .as_array()
@@ -86,18 +70,15 @@ fn listings_and_events_escape_what_a_terminal_would_obey() {
         .collect();
     assert!(names.contains(&"two\nlines.txt"), "{names:?}");
 
-    let submitted = src.run_as(
-        &hub,
-        &token,
-        &["transfer", "-r", "src:/~/data", "dst:/~/copy", "--wait"],
-    );
+    let submitted = lab.ferry(&["transfer", "-r", "src:/~/data", "dst:/~/copy", "--wait"]);
     assert_eq!(submitted.code, Some(0), "{submitted:?}");
     let id = line_value(&submitted.stdout, "Task ID: ")
         .unwrap()
         .to_string();
     for name in HOSTILE {
         let copied = fs::read(
-            dst.home
+            lab.dst
+                .home
                 .join("copy")
                 .join(OsString::from_vec(name.to_vec())),
         );
@@ -107,7 +88,7 @@ fn listings_and_events_escape_what_a_terminal_would_obey() {
             "the bytes of the name travel exactly"
         );
     }
-    let events = src.run_as(&hub, &token, &["task", "events", &id]);
+    let events = lab.ferry(&["task", "events", &id]);
     assert_eq!(events.code, Some(0), "{events:?}");
     assert!(
         events.stdout.contains("red"),
@@ -115,11 +96,12 @@ fn listings_and_events_escape_what_a_terminal_would_obey() {
     );
     let lines = events.stdout.lines().count();
     assert_inert(&events, lines);
-    let show = src.run_as(&hub, &token, &["task", "show", &id]);
+    let show = lab.ferry(&["task", "show", &id]);
     assert_inert(&show, show.stdout.lines().count());
     // Logs written to a pipe or a file carry no colour codes.
-    assert!(!hub.log().contains('\x1b'), "{}", hub.log());
-    assert!(!src_daemon.log().contains('\x1b'), "{}", src_daemon.log());
+    assert!(!lab.hub.log().contains('\x1b'), "{}", lab.hub.log());
+    let src_log = lab.src_daemon().log();
+    assert!(!src_log.contains('\x1b'), "{src_log}");
 
     // A reader that goes away (`ferry task list | head -1`) ends the
     // command quietly: no panic, no "Broken pipe" line, exit 0.
@@ -133,11 +115,12 @@ fn listings_and_events_escape_what_a_terminal_would_obey() {
     ] {
         let (read_end, write_end) = nix::unistd::pipe().unwrap();
         drop(read_end);
-        let out = src
+        let out = lab
+            .src
             .ferry(args)
-            .env("FERRY_TOKEN", &token)
-            .env("FERRY_HUB", &hub.url)
-            .env("FERRY_HUB_CA", hub.ca_cert())
+            .env("FERRY_TOKEN", &lab.token)
+            .env("FERRY_HUB", &lab.hub.url)
+            .env("FERRY_HUB_CA", lab.hub.ca_cert())
             .stdout(std::process::Stdio::from(write_end))
             .stderr(std::process::Stdio::piped())
             .output()

@@ -431,3 +431,118 @@ fn the_code_map_names_every_crate_and_module_that_exists() {
         missing.join("\n  ")
     );
 }
+/// Whether `line` calls `skip(` (`ferry_tests::skip` or an imported
+/// `skip`), not an iterator's `.skip(`.
+fn calls_skip(line: &str) -> bool {
+    line.match_indices("skip(").any(|(at, _)| {
+        let before = line[..at].chars().next_back();
+        !before.is_some_and(|c| c == '.' || c == '_' || c.is_alphanumeric())
+    })
+}
+
+/// Early returns from tests that do not say why, in the text of one test
+/// file. A textual rule over rustfmt'ed code: a test is the `fn` after a
+/// `#[test]` (or `#[tokio::test]`), up to the next `}` in column 0; a
+/// `return` in it needs a `skip(` before it in its block, and a test that
+/// asks `is_root()` or `on_path(` needs a `skip(` somewhere.
+fn silent_skips(file: &str, text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let attr = lines[i].trim_start();
+        if !attr.starts_with("#[test]") && !attr.starts_with("#[tokio::test") {
+            i += 1;
+            continue;
+        }
+        let Some(start) = (i..lines.len())
+            .find(|&j| lines[j].starts_with("fn ") || lines[j].starts_with("async fn "))
+        else {
+            break;
+        };
+        let end = (start..lines.len())
+            .find(|&j| lines[j] == "}")
+            .unwrap_or(lines.len());
+        let name = lines[start]
+            .trim_start_matches("async ")
+            .trim_start_matches("fn ")
+            .split('(')
+            .next()
+            .unwrap_or_default();
+        let body = &lines[start + 1..end];
+        for (k, line) in body.iter().enumerate() {
+            let statement = line.trim_start();
+            if statement != "return;" && !statement.starts_with("return ") {
+                continue;
+            }
+            let indent = line.len() - statement.len();
+            let block = (0..k)
+                .rev()
+                .find(|&m| {
+                    let l = body[m];
+                    !l.trim().is_empty() && l.len() - l.trim_start().len() < indent
+                })
+                .unwrap_or(0);
+            if !body[block..k].iter().any(|l| calls_skip(l)) {
+                found.push(format!(
+                    "{file}:{}: `{name}` returns early without calling ferry_tests::skip(WHY) first",
+                    start + k + 2
+                ));
+            }
+        }
+        let guarded = body
+            .iter()
+            .any(|l| l.contains("is_root()") || l.contains("on_path("));
+        if guarded && !body.iter().any(|l| calls_skip(l)) {
+            found.push(format!(
+                "{file}:{}: `{name}` asks is_root() or on_path() but never calls ferry_tests::skip(WHY)",
+                start + 1
+            ));
+        }
+        i = end;
+    }
+    found
+}
+
+#[test]
+fn a_test_that_cannot_run_here_says_so() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    let mut found = Vec::new();
+    for path in files {
+        let file = path.strip_prefix(workspace_root()).unwrap().display();
+        found.extend(silent_skips(
+            &file.to_string(),
+            &std::fs::read_to_string(&path).unwrap(),
+        ));
+    }
+    assert!(
+        found.is_empty(),
+        "a test that returns early passes without having run; call ferry_tests::skip(\"why\") before the return, so `SKIPPED: TEST: WHY` shows in the output:\n  {}",
+        found.join("\n  ")
+    );
+}
+
+#[test]
+fn the_silent_skip_rule_finds_a_return_without_skip() {
+    let quiet =
+        "#[test]\nfn quiet() {\n    if !is_root() {\n        return;\n    }\n    work();\n}\n";
+    assert_eq!(
+        silent_skips("t.rs", quiet),
+        [
+            "t.rs:4: `quiet` returns early without calling ferry_tests::skip(WHY) first",
+            "t.rs:2: `quiet` asks is_root() or on_path() but never calls ferry_tests::skip(WHY)",
+        ]
+    );
+    let told = quiet.replace(
+        "        return;",
+        "        ferry_tests::skip(\"needs root\");\n        return;",
+    );
+    assert_eq!(silent_skips("t.rs", &told), Vec::<String>::new());
+    let iterator = quiet.replace(
+        "        return;",
+        "        let _ = [1].iter().skip(1);\n        return;",
+    );
+    assert_eq!(silent_skips("t.rs", &iterator).len(), 2);
+}

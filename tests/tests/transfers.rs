@@ -5,8 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Daemon, Hub, Ran, User, line_value, wait_until};
-use nix::sys::signal::Signal;
+use ferry_tests::{Lab, pattern, tree, wait_until};
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -15,135 +14,6 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 const CHUNK: usize = 4 * 1024 * 1024;
-
-/// A hub with alice's two endpoints, `src` and `dst`, each on its own
-/// "machine" (home directory), both daemons running.
-struct Lab {
-    hub: Hub,
-    src: User,
-    dst: User,
-    src_daemon: Option<Daemon>,
-    dst_daemon: Option<Daemon>,
-    token: String,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let hub = Hub::start();
-        hub.add_user("alice", "correct horse battery");
-        let endpoint = |name: &str| {
-            let (_, key) = hub.endpoint_key("alice", name, &[]);
-            let user = User::new();
-            let out = user.setup_with_key(&key, name);
-            assert_eq!(out.code, Some(0), "{out:?}");
-            user
-        };
-        let (src, dst) = (endpoint("src"), endpoint("dst"));
-        let token = hub.token("alice");
-        let mut lab = Lab {
-            hub,
-            src,
-            dst,
-            src_daemon: None,
-            dst_daemon: None,
-            token,
-        };
-        lab.start_src();
-        lab.start_dst();
-        lab
-    }
-
-    fn start_src(&mut self) {
-        self.src_daemon = Some(self.src.start_foreground(&[]));
-        self.src.wait_hub_state("connected", LIMIT);
-    }
-
-    fn start_dst(&mut self) {
-        self.dst_daemon = Some(self.dst.start_foreground(&[]));
-        self.dst.wait_hub_state("connected", LIMIT);
-    }
-
-    fn kill(daemon: &mut Option<Daemon>) {
-        let d = daemon.take().unwrap();
-        d.signal(Signal::SIGKILL);
-        d.wait_exit(LIMIT);
-    }
-
-    fn ferry(&self, args: &[impl AsRef<std::ffi::OsStr>]) -> Ran {
-        self.src.run_as(&self.hub, &self.token, args)
-    }
-
-    fn submit(&self, args: &[&str]) -> String {
-        let mut all = vec!["transfer"];
-        all.extend_from_slice(args);
-        let out = self.ferry(&all);
-        assert_eq!(out.code, Some(0), "{out:?}");
-        line_value(&out.stdout, "Task ID: ")
-            .unwrap_or_else(|| panic!("{out:?}"))
-            .to_string()
-    }
-
-    fn show(&self, id: &str) -> serde_json::Value {
-        let out = self.ferry(&["task", "show", id, "--json"]);
-        assert_eq!(out.code, Some(0), "{out:?}");
-        serde_json::from_str(&out.stdout).unwrap()
-    }
-
-    fn wait(&self, id: &str) -> serde_json::Value {
-        let out = self.ferry(&["task", "wait", id, "--timeout", "300"]);
-        let task = self.show(id);
-        assert_eq!(
-            out.code,
-            Some(0),
-            "task did not succeed: {out:?}\n{task}\nevents: {}",
-            self.events(id)
-        );
-        task
-    }
-
-    fn events(&self, id: &str) -> String {
-        self.ferry(&["task", "events", id]).stdout
-    }
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = u32::from(seed).wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-/// Regular files and directories under `root` (with contents), sorted.
-fn tree(root: &Path) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            let rel = e
-                .path()
-                .strip_prefix(root)
-                .unwrap()
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                out.push((rel, None));
-                stack.push(e.path());
-            } else if t.is_file() {
-                out.push((rel, Some(fs::read(e.path()).unwrap())));
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 fn no_temp_files(root: &Path) -> bool {
     tree(root).iter().all(|(p, _)| {
@@ -178,7 +48,7 @@ fn a_tree_with_hostile_names_and_chunk_boundary_sizes_arrives_byte_for_byte() {
         .into_iter()
         .enumerate()
     {
-        fs::write(src.join(format!("f{size}")), pattern(size, i as u8)).unwrap();
+        fs::write(src.join(format!("f{size}")), pattern(size, i as u32)).unwrap();
     }
     for name in [
         &b"caf\xe9 \xff"[..],
@@ -207,7 +77,7 @@ fn a_tree_with_hostile_names_and_chunk_boundary_sizes_arrives_byte_for_byte() {
     )
     .unwrap();
 
-    let id = lab.submit(&[
+    let id = lab.transfer(&[
         "-r",
         "src:/~/data",
         "dst:/~/copy",
@@ -231,7 +101,7 @@ fn a_tree_with_hostile_names_and_chunk_boundary_sizes_arrives_byte_for_byte() {
     );
 
     // A re-run at checksum level sends nothing and changes nothing.
-    let again = lab.submit(&[
+    let again = lab.transfer(&[
         "-r",
         "--sync-level",
         "checksum",
@@ -261,7 +131,7 @@ fn sync_levels_delete_and_single_files() {
     fs::write(src.join("new"), b"new").unwrap();
     fs::write(dst.join("stale"), b"only at the destination").unwrap();
 
-    let t = lab.wait(&lab.submit(&["-r", "--sync-level", "size", "src:/~/d", "dst:/~/d"]));
+    let t = lab.wait(&lab.transfer(&["-r", "--sync-level", "size", "src:/~/d", "dst:/~/d"]));
     assert_eq!(
         (t["files_transferred"].as_u64(), t["files_skipped"].as_u64()),
         (Some(1), Some(1))
@@ -273,7 +143,7 @@ fn sync_levels_delete_and_single_files() {
     );
     assert!(dst.join("stale").exists(), "no --delete: extras stay");
 
-    let t = lab.wait(&lab.submit(&[
+    let t = lab.wait(&lab.transfer(&[
         "-r",
         "--sync-level",
         "checksum",
@@ -295,7 +165,7 @@ fn sync_levels_delete_and_single_files() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    lab.wait(&lab.submit(&["src:/~/one.txt", "dst:/~/d/"]));
+    lab.wait(&lab.transfer(&["src:/~/one.txt", "dst:/~/d/"]));
     let (a, b) = (
         fs::metadata(lab.src.home.join("one.txt")).unwrap(),
         fs::metadata(dst.join("one.txt")).unwrap(),
@@ -307,25 +177,23 @@ fn sync_levels_delete_and_single_files() {
     );
 }
 
-impl Lab {
-    /// Runs a task that must fail, and returns its fatal error after
-    /// checking that `ferry task wait` and the task's last event say the same.
-    fn fails(&self, args: &[&str]) -> String {
-        let id = self.submit(args);
-        let out = self.ferry(&["task", "wait", &id, "--timeout", "60"]);
-        assert_eq!(out.code, Some(1), "{out:?}");
-        let task = self.show(&id);
-        assert_eq!(task["status"], "FAILED", "{task}");
-        let error = task["fatal_error"].as_str().unwrap().to_string();
-        assert!(out.stderr.contains(&error), "{out:?}");
-        let events = self.events(&id);
-        let last = events.lines().last().unwrap_or_default();
-        assert!(
-            last.contains("FAILED") && last.ends_with(&error),
-            "{events}"
-        );
-        error
-    }
+/// Runs a task that must fail, and returns its fatal error after
+/// checking that `ferry task wait` and the task's last event say the same.
+fn fails(lab: &Lab, args: &[&str]) -> String {
+    let id = lab.transfer(args);
+    let out = lab.ferry(&["task", "wait", &id, "--timeout", "60"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let task = lab.show(&id);
+    assert_eq!(task["status"], "FAILED", "{task}");
+    let error = task["fatal_error"].as_str().unwrap().to_string();
+    assert!(out.stderr.contains(&error), "{out:?}");
+    let events = lab.events(&id);
+    let last = events.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("FAILED") && last.ends_with(&error),
+        "{events}"
+    );
+    error
 }
 
 #[test]
@@ -336,12 +204,12 @@ fn a_refused_item_names_the_endpoint_that_refused_it_and_why() {
 
     // (a) A missing source path: the source says so, and as the task's only
     // item, leaving it out would leave nothing, so that is not advised.
-    let error = lab.fails(&["src:/~/missing", "dst:/~/copy"]);
+    let error = fails(&lab, &["src:/~/missing", "dst:/~/copy"]);
     assert_eq!(
         error,
         format!("'src' (the source) cannot read {src_home}/missing: no such file or directory")
     );
-    let error = lab.fails(&["-r", "src:/~/missing-dir", "dst:/~/copy"]);
+    let error = fails(&lab, &["-r", "src:/~/missing-dir", "dst:/~/copy"]);
     assert!(
         error.starts_with("'src' (the source) cannot read ")
             && !error.contains("--skip-source-errors"),
@@ -349,7 +217,7 @@ fn a_refused_item_names_the_endpoint_that_refused_it_and_why() {
     );
 
     // (b) A source path outside the source's config-paths.
-    let error = lab.fails(&["src:/etc/passwd", "dst:/~/passwd"]);
+    let error = fails(&lab, &["src:/etc/passwd", "dst:/~/passwd"]);
     assert_eq!(
         error,
         "'src' (the source) refuses /etc/passwd: it is outside the paths this endpoint shares (no config-paths line covers it)"
@@ -359,7 +227,10 @@ fn a_refused_item_names_the_endpoint_that_refused_it_and_why() {
     // (c) A destination path outside the destination's config-paths:
     // nothing is written, and the destination is named.
     let outside = Path::new("/tmp/not-allowed-by-config-paths");
-    let error = lab.fails(&["src:/~/one.txt", "dst:/tmp/not-allowed-by-config-paths"]);
+    let error = fails(
+        &lab,
+        &["src:/~/one.txt", "dst:/tmp/not-allowed-by-config-paths"],
+    );
     assert_eq!(
         error,
         "'dst' (the destination) refuses /tmp/not-allowed-by-config-paths: it is outside the paths this endpoint shares (no config-paths line covers it)"
@@ -378,7 +249,7 @@ fn delete_reports_every_entry_it_removes() {
     fs::write(dst.join("stale"), b"only at the destination").unwrap();
     fs::write(dst.join("old/deeper/f"), b"only at the destination").unwrap();
 
-    let id = lab.submit(&["-r", "--delete", "src:/~/d", "dst:/~/d"]);
+    let id = lab.transfer(&["-r", "--delete", "src:/~/d", "dst:/~/d"]);
     lab.wait(&id);
     let out = lab.ferry(&["task", "events", &id, "--json"]);
     let events: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
@@ -410,7 +281,11 @@ fn crash_dataset(lab: &Lab) -> PathBuf {
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("large.bin"), pattern(96 * CHUNK + 12_345, 9)).unwrap();
     for i in 0..50 {
-        fs::write(src.join(format!("small-{i}")), pattern(10_000 + i, i as u8)).unwrap();
+        fs::write(
+            src.join(format!("small-{i}")),
+            pattern(10_000 + i, i as u32),
+        )
+        .unwrap();
     }
     src
 }
@@ -441,9 +316,9 @@ fn assert_counted_once(task: &serde_json::Value, src: &Path) {
 fn kill_9_of_the_destination_then_restart_gives_an_identical_tree() {
     let mut lab = Lab::new();
     let src = crash_dataset(&lab);
-    let id = lab.submit(&["-r", "src:/~/big", "dst:/~/big"]);
+    let id = lab.transfer(&["-r", "src:/~/big", "dst:/~/big"]);
     wait_for_temp(&lab.dst.home.join("big"));
-    Lab::kill(&mut lab.dst_daemon);
+    lab.kill_dst();
     // Nothing stands under a real name half-written.
     let copy = lab.dst.home.join("big");
     if let Ok(data) = fs::read(copy.join("large.bin")) {
@@ -461,9 +336,9 @@ fn kill_9_of_the_destination_then_restart_gives_an_identical_tree() {
 fn kill_9_of_the_source_then_restart_gives_an_identical_tree() {
     let mut lab = Lab::new();
     let src = crash_dataset(&lab);
-    let id = lab.submit(&["-r", "src:/~/big", "dst:/~/big"]);
+    let id = lab.transfer(&["-r", "src:/~/big", "dst:/~/big"]);
     wait_for_temp(&lab.dst.home.join("big"));
-    Lab::kill(&mut lab.src_daemon);
+    lab.kill_src();
     lab.start_src();
     let task = lab.wait(&id);
     let copy = lab.dst.home.join("big");
@@ -476,7 +351,7 @@ fn kill_9_of_the_source_then_restart_gives_an_identical_tree() {
 fn kill_9_of_the_hub_mid_task_then_restart_finishes_the_task() {
     let mut lab = Lab::new();
     let src = crash_dataset(&lab);
-    let id = lab.submit(&["-r", "src:/~/big", "dst:/~/big"]);
+    let id = lab.transfer(&["-r", "src:/~/big", "dst:/~/big"]);
     wait_for_temp(&lab.dst.home.join("big"));
     lab.hub.kill();
     lab.hub.serve();
@@ -492,14 +367,14 @@ fn a_corrupted_partial_file_is_detected_on_resume() {
     fs::create_dir_all(&src).unwrap();
     let content = pattern(200 * CHUNK, 3);
     fs::write(src.join("large.bin"), &content).unwrap();
-    let id = lab.submit(&["-r", "src:/~/c", "dst:/~/c"]);
+    let id = lab.transfer(&["-r", "src:/~/c", "dst:/~/c"]);
     let temp = wait_for_temp(&lab.dst.home.join("c"));
     // Crash once the journal vouches for some chunks of the partial file.
     let journal = lab.dst.dir.join("state").join(format!("{id}.journal"));
     wait_until(LIMIT, "journaled chunks", || {
         fs::read_to_string(&journal).is_ok_and(|j| j.lines().any(|l| l.starts_with("K ")))
     });
-    Lab::kill(&mut lab.dst_daemon);
+    lab.kill_dst();
     // The partial file is kept across the crash (its journal vouches for
     // some chunks); flip bytes in every chunk already on disk.
     assert!(temp.exists(), "the partial file survives a kill -9");
@@ -516,17 +391,14 @@ fn a_corrupted_partial_file_is_detected_on_resume() {
     assert_eq!(fs::read(lab.dst.home.join("c/large.bin")).unwrap(), content);
     // Found by re-hashing the journaled chunks on resume, not only by the
     // final digest (which would also catch it, after sending the file twice).
-    let log = lab.dst_daemon.as_ref().unwrap().log();
+    let log = lab.dst_daemon().log();
     assert!(log.contains("no longer match"), "{log}");
 }
 
 #[test]
 fn a_full_destination_disk_is_a_clear_fault_and_leaves_no_file_under_its_name() {
     if !ferry_tests::is_root() {
-        ferry_tests::skip(
-            "a_full_destination_disk_is_a_clear_fault",
-            "mounting a small tmpfs needs root",
-        );
+        ferry_tests::skip("mounting a small tmpfs needs root");
         return;
     }
     let lab = Lab::new();
@@ -539,10 +411,7 @@ fn a_full_destination_disk_is_a_clear_fault_and_leaves_no_file_under_its_name() 
         .map(|s| s.success())
         .unwrap_or(false);
     if !mounted {
-        ferry_tests::skip(
-            "a_full_destination_disk_is_a_clear_fault",
-            "cannot mount a tmpfs here",
-        );
+        ferry_tests::skip("cannot mount a tmpfs here");
         return;
     }
     struct Unmount(PathBuf);
@@ -556,7 +425,7 @@ fn a_full_destination_disk_is_a_clear_fault_and_leaves_no_file_under_its_name() 
     }
     let _unmount = Unmount(small.clone());
     fs::write(lab.src.home.join("too-big.bin"), pattern(5 * CHUNK, 1)).unwrap();
-    let id = lab.submit(&["src:/~/too-big.bin", "dst:/~/small/too-big.bin"]);
+    let id = lab.transfer(&["src:/~/too-big.bin", "dst:/~/small/too-big.bin"]);
     wait_until(LIMIT, "a disk-full fault", || {
         lab.events(&id).contains("disk is full")
     });
@@ -583,10 +452,11 @@ fn a_file_over_4_gib_arrives_whole_and_sparse_content_identical() {
     f.set_len(size).unwrap();
     use std::os::unix::fs::FileExt;
     for offset in [0, (4u64 << 30) - 10, size - 100] {
-        f.write_all_at(&pattern(100, offset as u8), offset).unwrap();
+        f.write_all_at(&pattern(100, u32::from(offset as u8)), offset)
+            .unwrap();
     }
     drop(f);
-    let id = lab.submit(&["-r", "--streams", "4", "src:/~/huge", "dst:/~/huge"]);
+    let id = lab.transfer(&["-r", "--streams", "4", "src:/~/huge", "dst:/~/huge"]);
     let task = lab.wait(&id);
     assert_eq!(task["bytes_transferred"].as_u64(), Some(size));
     let (a, b) = (src.join("sparse.bin"), lab.dst.home.join("huge/sparse.bin"));
