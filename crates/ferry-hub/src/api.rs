@@ -183,18 +183,20 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, Failure> {
     let headers = &parts.headers;
     if let Some(token) = credential(headers, "Bearer") {
-        return grants::authenticate(&*hub.store, token)
-            .map_err(Failure::internal)?
-            .ok_or_else(|| {
-                Failure::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
-                    "the access token is invalid or expired; log in again with `ferry login`",
-                )
-            });
+        // A store that cannot answer now is a 503 to retry, not a refusal.
+        return grants::authenticate(&*hub.store, token)?.ok_or_else(|| {
+            Failure::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the access token is invalid or expired; log in again with `ferry login`",
+            )
+        });
     }
     let session = crate::session::SessionUser::from_request(&*hub.store, headers, grants::now())
-        .map_err(Failure::internal)?
+        .map_err(|e| match e {
+            crate::session::SessionError::Store(e) => Failure::from(e),
+            other => Failure::internal(other),
+        })?
         .ok_or_else(|| {
             Failure::new(
                 StatusCode::UNAUTHORIZED,
@@ -1182,6 +1184,34 @@ mod tests {
             s.hub.store.task(&task).unwrap().unwrap().status,
             TaskStatus::Active
         );
+    }
+
+    /// A store that cannot answer now makes the API say so (503, to retry),
+    /// for token and session alike: not a refusal, not a server error.
+    #[tokio::test]
+    async fn a_store_that_cannot_answer_is_a_503_not_a_refusal() {
+        use crate::store::failing::FailingStorage;
+        let failing = Arc::new(FailingStorage::new(Arc::new(
+            crate::store::SqliteStore::in_memory().unwrap(),
+        )));
+        let hub = Arc::new(crate::web::test_hub(failing.clone()));
+        let alice = hub.store.add_user("alice", "h", 0).unwrap();
+        let alices = token(&hub, alice, "alice", SCOPE_TRANSFER);
+        failing.fail("token");
+        let bearer = [("authorization", format!("Bearer {alices}"))];
+        let (status, answer) = send(&hub, "GET", "/api/v1/tasks", &bearer, None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+        assert!(answer.contains("try again"), "{answer}");
+        failing.fail("session");
+        let cookie = [(
+            "cookie",
+            format!("{}=some-session", crate::session::SESSION_COOKIE),
+        )];
+        let (status, answer) = send(&hub, "GET", "/api/v1/tasks", &cookie, None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+        failing.recover();
+        let (status, answer) = send(&hub, "GET", "/api/v1/tasks", &bearer, None).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
     }
 
     fn submission(source: &str, destination: &str) -> Value {

@@ -75,7 +75,10 @@ pub fn issue(
 }
 
 /// The principal behind a bearer token, if it is live.
-pub fn authenticate(store: &dyn Storage, bearer: &str) -> anyhow::Result<Option<Principal>> {
+pub fn authenticate(
+    store: &dyn Storage,
+    bearer: &str,
+) -> Result<Option<Principal>, crate::store::StoreError> {
     Ok(store
         .token(&token_hash(bearer), TokenKind::Access, now())?
         .map(|t| Principal {
