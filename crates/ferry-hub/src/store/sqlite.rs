@@ -857,23 +857,7 @@ impl TaskStore for SqliteStore {
 
     fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool> {
         let conn = self.lock()?;
-        Ok(conn.execute(
-            "UPDATE tasks SET cur_files = ?3, cur_files_transferred = ?4, cur_files_skipped = ?5, cur_bytes_transferred = ?6,
-                cur_bytes = ?7, cur_bytes_resent = ?8, cur_walk_done = ?9, cur_bytes_skipped = ?10
-             WHERE id = ?1 AND attempt = ?2 AND status = 'ACTIVE'",
-            params![
-                id,
-                attempt,
-                sql_u64(counters.files),
-                sql_u64(counters.files_transferred),
-                sql_u64(counters.files_skipped),
-                sql_u64(counters.bytes_transferred),
-                sql_u64(counters.bytes),
-                sql_u64(counters.bytes_resent),
-                counters.walk_done,
-                sql_u64(counters.bytes_skipped),
-            ],
-        )? > 0)
+        Ok(write_current(&conn, id, Some(attempt), counters)? > 0)
     }
 
     fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool> {
@@ -907,23 +891,7 @@ impl TaskStore for SqliteStore {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         if let Some(c) = last {
-            tx.execute(
-                "UPDATE tasks SET cur_files = ?2, cur_files_transferred = ?3, cur_files_skipped = ?4,
-                    cur_bytes_transferred = ?5, cur_bytes = ?6, cur_bytes_resent = ?7, cur_walk_done = ?8,
-                    cur_bytes_skipped = ?9
-                 WHERE id = ?1 AND status = 'ACTIVE'",
-                params![
-                    id,
-                    sql_u64(c.files),
-                    sql_u64(c.files_transferred),
-                    sql_u64(c.files_skipped),
-                    sql_u64(c.bytes_transferred),
-                    sql_u64(c.bytes),
-                    sql_u64(c.bytes_resent),
-                    c.walk_done,
-                    sql_u64(c.bytes_skipped),
-                ],
-            )?;
+            write_current(&tx, id, None, c)?;
         }
         let ended = tx.execute(
             &format!(
@@ -987,6 +955,34 @@ impl TaskStore for SqliteStore {
         events.reverse();
         Ok(events)
     }
+}
+
+/// Sets the running attempt's counters of ACTIVE task `id` (only if
+/// `attempt` is the running one, when given); returns the rows changed.
+fn write_current(
+    conn: &Connection,
+    id: &str,
+    attempt: Option<u32>,
+    c: &TaskCounters,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE tasks SET cur_files = ?3, cur_files_transferred = ?4, cur_files_skipped = ?5,
+            cur_bytes_transferred = ?6, cur_bytes = ?7, cur_bytes_resent = ?8, cur_walk_done = ?9,
+            cur_bytes_skipped = ?10
+         WHERE id = ?1 AND (?2 IS NULL OR attempt = ?2) AND status = 'ACTIVE'",
+        params![
+            id,
+            attempt,
+            sql_u64(c.files),
+            sql_u64(c.files_transferred),
+            sql_u64(c.files_skipped),
+            sql_u64(c.bytes_transferred),
+            sql_u64(c.bytes),
+            sql_u64(c.bytes_resent),
+            c.walk_done,
+            sql_u64(c.bytes_skipped),
+        ],
+    )
 }
 
 #[cfg(test)]
