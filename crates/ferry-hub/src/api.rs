@@ -29,7 +29,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
     ApiError, CreateEndpoint, EndpointInfo, FilterScope, FsOp, FsOutcome, RegisterEndpoint,
-    SCOPE_SETUP, SCOPE_TRANSFER, UpdateEndpoint,
+    UpdateEndpoint,
 };
 use ferry_proto::task::{SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TaskStatus, TransferItem};
 use serde::Deserialize;
@@ -165,8 +165,6 @@ fn credential<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
         .then(|| credential.trim())
 }
 
-/// The client id a browser session acts under: the hub's own pages.
-pub const SESSION_CLIENT: &str = "ferry-web";
 /// The header a page's script sends its session's CSRF token in, on every
 /// request that changes something.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -209,12 +207,7 @@ fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, Failure> {
         let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         session.check_csrf(given).map_err(forged)?;
     }
-    Ok(Principal {
-        user_id: session.user_id,
-        user_name: session.user_name,
-        client_id: SESSION_CLIENT.into(),
-        scopes: vec![SCOPE_TRANSFER.into(), SCOPE_SETUP.into()],
-    })
+    Ok(session.principal())
 }
 
 impl From<Refusal> for Failure {
@@ -682,6 +675,7 @@ mod tests {
     use crate::store::NewTask;
     use axum::body::Body;
     use axum::http::Request;
+    use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER};
     use http_body_util::BodyExt;
     use serde_json::{Value, json};
     use tower::ServiceExt;

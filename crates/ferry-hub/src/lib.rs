@@ -7,6 +7,7 @@
 //! WAL mode lets them share the database).
 
 mod api;
+mod app;
 mod authz;
 mod capability;
 mod control;

@@ -43,6 +43,10 @@ pub(super) async fn landing(
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let current = signed_in(&hub, &headers)?;
+    // Signed in, `/` is the web app.
+    if let Some(session) = current {
+        return Ok(crate::app::home(&hub, session).await);
+    }
     let fingerprint = ferry_proto::setup_key::format_fingerprint(&hub.tls_ca_sha256);
     Ok(page(
         StatusCode::OK,

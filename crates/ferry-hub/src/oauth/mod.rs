@@ -18,6 +18,7 @@
 mod authorize;
 mod login;
 mod params;
+pub(crate) use params::encode_pairs;
 mod revoke;
 #[cfg(test)]
 mod tests;

@@ -164,6 +164,16 @@ fn hidden(html: &str) -> Vec<(String, String)> {
     fields
 }
 
+/// The hidden fields of the page's form that posts to `action`, as a
+/// browser sends them (a page may hold several forms).
+fn form_fields(html: &str, action: &str) -> Vec<(String, String)> {
+    let start = html
+        .find(&format!("action=\"{action}\""))
+        .unwrap_or_else(|| panic!("no form posts to {action}: {html}"));
+    let form = &html[start..];
+    hidden(&form[..form.find("</form>").unwrap_or(form.len())])
+}
+
 /// A sign-in cookie of the hub's, made as the hub makes one.
 fn new_login_cookie(hub: &Hub, now: i64) -> Result<String, getrandom::Error> {
     let body = format!("{now}.{}", random_token(24)?);
@@ -805,7 +815,9 @@ async fn logout_ends_the_session() {
         landing.body
     );
     let session = token_hash(browser.cookie(SESSION_COOKIE).unwrap());
-    let out = browser.post("/logout", &hidden(&landing.body)).await;
+    let out = browser
+        .post("/logout", &form_fields(&landing.body, "/logout"))
+        .await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert!(
         out.set_cookies()
