@@ -11,7 +11,10 @@
 //! request without valid credentials is refused before any of its body is
 //! read.
 
-use crate::authz::{Action, Refusal, Resource, authorize};
+use crate::authz::{
+    Action, CancelsTasks, CreatesEndpoints, ManagesEndpoints, Refusal, Resource, Route,
+    SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
+};
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
 use crate::grants::{self, Principal};
@@ -28,7 +31,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
     ApiError, CreateEndpoint, EndpointInfo, FilterScope, FsOp, FsOutcome, RegisterEndpoint,
-    SCOPE_SETUP, SCOPE_TRANSFER, UpdateEndpoint,
+    UpdateEndpoint,
 };
 use ferry_proto::task::{
     Capability, MAX_CAPABILITY, MAX_ITEM_PATH, MAX_LABEL, MAX_TASK_ITEMS, SubmitTask,
@@ -133,6 +136,7 @@ impl From<RegistryError> for Failure {
                 Failure::new(StatusCode::FORBIDDEN, "revoked", e.to_string())
             }
             RegistryError::Busy(m) => Failure::new(StatusCode::CONFLICT, "endpoint_busy", m),
+            RegistryError::Refused(refusal) => Failure::from(refusal),
             RegistryError::Storage(e) => Failure::from(e),
             RegistryError::Internal(e) => Failure::internal(format!("{e:#}")),
         }
@@ -168,8 +172,6 @@ fn credential<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
         .then(|| credential.trim())
 }
 
-/// The client id a browser session acts under: the hub's own pages.
-pub const SESSION_CLIENT: &str = "ferry-web";
 /// The header a page's script sends its session's CSRF token in, on every
 /// request that changes something.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -212,12 +214,7 @@ fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, Failure> {
         let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         session.check_csrf(given).map_err(forged)?;
     }
-    Ok(Principal {
-        user_id: session.user_id,
-        user_name: session.user_name,
-        client_id: SESSION_CLIENT.into(),
-        scopes: vec![SCOPE_TRANSFER.into(), SCOPE_SETUP.into()],
-    })
+    Ok(session.principal())
 }
 
 impl From<Refusal> for Failure {
@@ -229,34 +226,12 @@ impl From<Refusal> for Failure {
                 refusal.to_string(),
             ),
             Refusal::Hidden => Failure::new(StatusCode::NOT_FOUND, "not_found", "not found"),
+            Refusal::Forbidden(_) => {
+                Failure::new(StatusCode::FORBIDDEN, "forbidden", refusal.to_string())
+            }
+            Refusal::Revoked => Failure::new(StatusCode::FORBIDDEN, "revoked", refusal.to_string()),
         }
     }
-}
-
-/// What a route does, for [`Caller`]: its [`Action`].
-trait Route {
-    const ACTION: Action;
-}
-
-macro_rules! routes_doing {
-    ($($(#[$doc:meta])* $name:ident => $action:expr;)*) => {$(
-        $(#[$doc])*
-        #[derive(Debug)]
-        struct $name;
-        impl Route for $name {
-            const ACTION: Action = $action;
-        }
-    )*};
-}
-
-routes_doing! {
-    CreatesEndpoints => Action::CreateEndpoint;
-    SeesEndpoints => Action::SeeEndpoint;
-    ManagesEndpoints => Action::ManageEndpoint;
-    UsesEndpoints => Action::UseEndpoint;
-    SubmitsTasks => Action::SubmitTask;
-    SeesTasks => Action::SeeTask;
-    CancelsTasks => Action::CancelTask;
 }
 
 /// The caller, authenticated, whose grant covers `R`'s action (whether
@@ -842,6 +817,7 @@ mod tests {
     use crate::store::NewTask;
     use axum::body::Body;
     use axum::http::Request;
+    use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER};
     use http_body_util::BodyExt;
     use serde_json::{Value, json};
     use tower::ServiceExt;

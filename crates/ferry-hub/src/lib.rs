@@ -13,6 +13,7 @@ mod control;
 mod endpoints;
 mod grants;
 mod oauth;
+mod page_auth;
 mod pages;
 mod pki;
 mod secrets;

@@ -7,11 +7,12 @@
 //! Every secret is stored hashed; cookies are `Secure`, `HttpOnly` and
 //! `__Host-`, so browsers take them only from this origin over HTTPS.
 
+use crate::grants::Principal;
 use crate::secrets::{MacKey, constant_time_eq, random_token, token_hash};
 use crate::store::{Storage, StoreError};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use ferry_proto::api::https_host_port;
+use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER, https_host_port};
 
 /// A browser session lasts a working day.
 pub const SESSION_TTL: i64 = 12 * 3600;
@@ -30,6 +31,9 @@ pub(crate) const LOGIN_COOKIE_PURPOSE: &str = "ferry-hub login csrf cookie v1";
 const LOGIN_FIELD_PURPOSE: &str = "ferry-hub login csrf field v1";
 /// Longest cookie value looked at; the hub's own are far shorter.
 const MAX_COOKIE: usize = 2048;
+
+/// The client id a browser session acts under: the hub's own pages.
+pub const SESSION_CLIENT: &str = "ferry-web";
 
 /// The session could not be read or kept.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +81,18 @@ impl SessionUser {
             csrf: row.csrf,
             hash,
         }))
+    }
+
+    /// Who the session acts for, to [`crate::authz::authorize`], for the
+    /// API and the pages alike: the user, with everything the user may do
+    /// (it is the user at the hub's own pages).
+    pub fn principal(&self) -> Principal {
+        Principal {
+            user_id: self.user_id,
+            user_name: self.user_name.clone(),
+            client_id: SESSION_CLIENT.into(),
+            scopes: vec![SCOPE_TRANSFER.into(), SCOPE_SETUP.into()],
+        }
     }
 
     /// The token every form of this session carries (field `csrf`).
