@@ -899,25 +899,7 @@ mod tests {
     /// Every (method, path) that [`routes`] declares, read from its source,
     /// so a route added without a line in the walk below fails the walk.
     fn declared_routes() -> Vec<(String, String)> {
-        let source = include_str!("api.rs");
-        let start = source.find("pub fn routes()").unwrap();
-        let body = &source[start..start + source[start..].find("\n}\n").unwrap()];
-        let mut declared = Vec::new();
-        for route in body.split(".route(").skip(1) {
-            let path = route.split('"').nth(1).unwrap().to_string();
-            for method in ["get", "post", "put", "patch", "delete"] {
-                let called = route.match_indices(&format!("{method}(")).any(|(i, _)| {
-                    i == 0
-                        || !route.as_bytes()[i - 1].is_ascii_alphanumeric()
-                            && route.as_bytes()[i - 1] != b'_'
-                });
-                if called {
-                    declared.push((method.to_uppercase(), path.clone()));
-                }
-            }
-        }
-        declared.sort();
-        declared
+        crate::route_walk::declared_routes(include_str!("api.rs"), "pub fn routes()")
     }
 
     async fn send(

@@ -16,6 +16,8 @@ mod oauth;
 mod page_auth;
 mod pages;
 mod pki;
+#[cfg(test)]
+mod route_walk;
 mod secrets;
 mod server;
 mod session;

@@ -24,6 +24,12 @@ mod revoke;
 mod tests;
 mod token;
 
+/// Form bodies as a browser encodes them, for tests beyond this module.
+#[cfg(test)]
+pub(crate) fn encode_form(pairs: &[(&str, &str)]) -> String {
+    params::encode_pairs(pairs)
+}
+
 use crate::page_auth::PageRefusal;
 use crate::pages;
 use crate::server::Hub;
