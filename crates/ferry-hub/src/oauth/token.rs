@@ -385,14 +385,11 @@ fn refresh_grant(
         }
     }
     let scope = narrow_scope(params.get("scope"), &old.scope)?;
-    if !hub.store.revoke_live_token(&hash).map_err(store_error)? {
-        hub.store.revoke_grant(&old.grant_id).map_err(store_error)?;
-        tracing::warn!(user = %old.user_name, "a refresh token was used twice at once; its grant is revoked");
-        return Err(invalid_grant(
-            "the refresh token was already used; this login is revoked, log in again",
-        ));
-    }
-    grants::issue(
+    // The successors are written before the old token is spent: a store
+    // that fails in between leaves the old one live for the client's
+    // retry, where spending it first would take that retry for a replay
+    // and end the login. Successors never handed out are worth nothing.
+    let issued = grants::issue(
         &*hub.store,
         old.user_id,
         &old.user_name,
@@ -402,7 +399,17 @@ fn refresh_grant(
         ACCESS_TTL,
         true,
     )
-    .map_err(issue_error)
+    .map_err(issue_error)?;
+    if !hub.store.revoke_live_token(&hash).map_err(store_error)? {
+        // Spent meanwhile by another request: two parties hold it. The
+        // grant ends, the successors just written with it.
+        hub.store.revoke_grant(&old.grant_id).map_err(store_error)?;
+        tracing::warn!(user = %old.user_name, "a refresh token was used twice at once; its grant is revoked");
+        return Err(invalid_grant(
+            "the refresh token was already used; this login is revoked, log in again",
+        ));
+    }
+    Ok(issued)
 }
 
 fn client_credentials_grant(
