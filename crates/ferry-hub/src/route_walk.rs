@@ -326,14 +326,15 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
         bob: status,
     };
     // (method, path as declared, the request made, its form, kind, what each gets)
-    let walk: Vec<(
-        &str,
-        &str,
+    type Step<'a> = (
+        &'a str,
+        &'a str,
         String,
         Option<Vec<(String, String)>>,
         Kind,
         Expect,
-    )> = vec![
+    );
+    let walk: Vec<Step> = vec![
         (
             "GET",
             CA_CERT_PATH,
@@ -450,7 +451,14 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
     for (method, _, uri, form, kind, expect) in &walk {
         let unsafe_method = *method != "GET";
         let no_one = send(&hub, method, uri, &[], form.as_deref()).await;
-        let with_forged = send(&hub, method, uri, &[forged.clone()], form.as_deref()).await;
+        let with_forged = send(
+            &hub,
+            method,
+            uri,
+            std::slice::from_ref(&forged),
+            form.as_deref(),
+        )
+        .await;
         // Bob signs in afresh for each request: a walked sign-out ends his session.
         let (bobs_cookie, bobs_csrf) = session(&hub, bob);
         let bobs_form = form.as_ref().map(|form| {
