@@ -11,7 +11,10 @@
 //! request without valid credentials is refused before any of its body is
 //! read.
 
-use crate::authz::{Action, Refusal, Resource, authorize};
+use crate::authz::{
+    Action, CancelsTasks, CreatesEndpoints, ManagesEndpoints, Refusal, Resource, Route,
+    SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
+};
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
 use crate::files::{self, FilesError};
@@ -219,34 +222,12 @@ impl From<Refusal> for Failure {
                 refusal.to_string(),
             ),
             Refusal::Hidden => Failure::new(StatusCode::NOT_FOUND, "not_found", "not found"),
+            Refusal::Forbidden(_) => {
+                Failure::new(StatusCode::FORBIDDEN, "forbidden", refusal.to_string())
+            }
+            Refusal::Revoked => Failure::new(StatusCode::FORBIDDEN, "revoked", refusal.to_string()),
         }
     }
-}
-
-/// What a route does, for [`Caller`]: its [`Action`].
-trait Route {
-    const ACTION: Action;
-}
-
-macro_rules! routes_doing {
-    ($($(#[$doc:meta])* $name:ident => $action:expr;)*) => {$(
-        $(#[$doc])*
-        #[derive(Debug)]
-        struct $name;
-        impl Route for $name {
-            const ACTION: Action = $action;
-        }
-    )*};
-}
-
-routes_doing! {
-    CreatesEndpoints => Action::CreateEndpoint;
-    SeesEndpoints => Action::SeeEndpoint;
-    ManagesEndpoints => Action::ManageEndpoint;
-    UsesEndpoints => Action::UseEndpoint;
-    SubmitsTasks => Action::SubmitTask;
-    SeesTasks => Action::SeeTask;
-    CancelsTasks => Action::CancelTask;
 }
 
 /// The caller, authenticated, whose grant covers `R`'s action (whether
@@ -757,25 +738,7 @@ mod tests {
     /// Every (method, path) that [`routes`] declares, read from its source,
     /// so a route added without a line in the walk below fails the walk.
     fn declared_routes() -> Vec<(String, String)> {
-        let source = include_str!("api.rs");
-        let start = source.find("pub fn routes()").unwrap();
-        let body = &source[start..start + source[start..].find("\n}\n").unwrap()];
-        let mut declared = Vec::new();
-        for route in body.split(".route(").skip(1) {
-            let path = route.split('"').nth(1).unwrap().to_string();
-            for method in ["get", "post", "put", "patch", "delete"] {
-                let called = route.match_indices(&format!("{method}(")).any(|(i, _)| {
-                    i == 0
-                        || !route.as_bytes()[i - 1].is_ascii_alphanumeric()
-                            && route.as_bytes()[i - 1] != b'_'
-                });
-                if called {
-                    declared.push((method.to_uppercase(), path.clone()));
-                }
-            }
-        }
-        declared.sort();
-        declared
+        crate::route_walk::declared_routes(include_str!("api.rs"), "pub fn routes()")
     }
 
     async fn send(

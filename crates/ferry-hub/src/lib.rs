@@ -15,8 +15,11 @@ mod endpoints;
 mod files;
 mod grants;
 mod oauth;
+mod page_auth;
 mod pages;
 mod pki;
+#[cfg(test)]
+mod route_walk;
 mod secrets;
 mod server;
 mod session;

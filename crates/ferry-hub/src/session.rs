@@ -7,6 +7,7 @@
 //! Every secret is stored hashed; cookies are `Secure`, `HttpOnly` and
 //! `__Host-`, so browsers take them only from this origin over HTTPS.
 
+use crate::grants::Principal;
 use crate::secrets::{MacKey, constant_time_eq, random_token, token_hash};
 use crate::store::{Storage, StoreError};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -81,11 +82,11 @@ impl SessionUser {
         }))
     }
 
-    /// The principal a session acts as: its user with everything the user
-    /// may do (it is the user at the hub's own pages), under the hub's own
-    /// client id.
-    pub fn principal(&self) -> crate::grants::Principal {
-        crate::grants::Principal {
+    /// Who the session acts for, to [`crate::authz::authorize`], for the
+    /// API and the pages alike: the user, with everything the user may do
+    /// (it is the user at the hub's own pages).
+    pub fn principal(&self) -> Principal {
+        Principal {
             user_id: self.user_id,
             user_name: self.user_name.clone(),
             client_id: SESSION_CLIENT.into(),

@@ -6,7 +6,9 @@
 use super::view;
 use super::{AppError, Nav, Notice, Posted, Said, Visitor};
 use crate::authz::Action;
+use crate::authz::{CancelsTasks, SeesTasks};
 use crate::grants;
+use crate::page_auth::SignedIn;
 use crate::server::Hub;
 use crate::store::{MAX_TASK_EVENTS, TaskRow};
 use crate::task_service::{self, TaskServiceError};
@@ -23,7 +25,11 @@ use std::sync::Arc;
 const LISTED: usize = 200;
 
 /// `GET /activity`.
-pub async fn list(State(hub): State<Arc<Hub>>, visitor: Visitor) -> Result<Response, AppError> {
+pub async fn list(
+    State(hub): State<Arc<Hub>>,
+    signed_in: SignedIn<SeesTasks>,
+) -> Result<Response, AppError> {
+    let visitor = Visitor::from(signed_in);
     let rows = hub.store.tasks_of(visitor.who.user_id, LISTED)?;
     Ok(Html(view::activity(
         &visitor.frame(Nav::Activity),
@@ -82,9 +88,10 @@ fn task_page(
 /// `GET /activity/{task}`.
 pub async fn show(
     State(hub): State<Arc<Hub>>,
-    visitor: Visitor,
+    signed_in: SignedIn<SeesTasks>,
     Path(task): Path<String>,
 ) -> Result<Response, AppError> {
+    let visitor = Visitor::from(signed_in);
     let row = find(&hub, &visitor, &task, Action::SeeTask)?;
     task_page(&hub, &visitor, &row, None, StatusCode::OK)
 }
@@ -93,9 +100,10 @@ pub async fn show(
 /// for its script to put in place while the task runs.
 pub async fn live(
     State(hub): State<Arc<Hub>>,
-    visitor: Visitor,
+    signed_in: SignedIn<SeesTasks>,
     Path(task): Path<String>,
 ) -> Result<Response, AppError> {
+    let visitor = Visitor::from(signed_in);
     let row = find(&hub, &visitor, &task, Action::SeeTask)?;
     let part = live_part(&hub, &visitor, &row)?;
     Ok((
@@ -110,7 +118,7 @@ pub async fn cancel(
     State(hub): State<Arc<Hub>>,
     wake: Option<Extension<Wake>>,
     Path(task): Path<String>,
-    Posted { visitor, .. }: Posted,
+    Posted { visitor, .. }: Posted<CancelsTasks>,
 ) -> Result<Response, AppError> {
     let row = find(&hub, &visitor, &task, Action::CancelTask)?;
     match task_service::cancel(&*hub.store, &visitor.who, &row, grants::now()) {

@@ -6,10 +6,11 @@
 use super::view::{self, FileManager, Listing};
 use super::{AppError, Fields, Nav, Notice, PanelState, Posted, Said, Sort, Visitor};
 use crate::authz::Action;
+use crate::authz::{SubmitsTasks, UsesEndpoints};
 use crate::files;
 use crate::grants;
+use crate::page_auth::SignedIn;
 use crate::server::Hub;
-use crate::session::SessionUser;
 use crate::task_service;
 use crate::tasks::Wake;
 use axum::Extension;
@@ -29,9 +30,10 @@ const SUGGESTED: usize = 1000;
 /// `GET /files`: both panels as the query says.
 pub async fn show(
     State(hub): State<Arc<Hub>>,
-    visitor: Visitor,
+    signed_in: SignedIn<UsesEndpoints>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
+    let visitor = Visitor::from(signed_in);
     let fields = Fields(query);
     let notice = match (fields.get("started"), fields.get("done")) {
         (Some(id), _) => task_service::find(&*hub.store, &visitor.who, id, Action::SeeTask)
@@ -47,11 +49,8 @@ pub async fn show(
 }
 
 /// `/` for a signed-in browser: the File Manager, both panels empty.
-pub(crate) async fn home(hub: &Arc<Hub>, session: SessionUser) -> Response {
-    let visitor = Visitor {
-        who: session.principal(),
-        session,
-    };
+pub(crate) async fn home(hub: &Arc<Hub>, signed_in: SignedIn) -> Response {
+    let visitor = Visitor::from(signed_in);
     match render(hub, &visitor, &Fields::default(), None, StatusCode::OK).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
@@ -221,7 +220,7 @@ fn back_to(panels: &[PanelState; 2], extra: &[(&str, &str)]) -> Response {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     refs.extend_from_slice(extra);
-    let location = format!("/files?{}", crate::oauth::encode_pairs(&refs));
+    let location = format!("/files?{}", crate::oauth::encode_form(&refs));
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
@@ -368,7 +367,9 @@ fn submission(fields: &Fields, now: i64) -> Result<SubmitTask, Said> {
 pub async fn transfer(
     State(hub): State<Arc<Hub>>,
     wake: Option<Extension<Wake>>,
-    Posted { visitor, fields }: Posted,
+    Posted {
+        visitor, fields, ..
+    }: Posted<SubmitsTasks>,
 ) -> Result<Response, AppError> {
     let now = grants::now();
     let submitted = submission(&fields, now).and_then(|submit| {
@@ -397,7 +398,9 @@ async fn operate(hub: &Hub, visitor: &Visitor, panel: &PanelState, op: FsOp) -> 
 /// `POST /files/mkdir`.
 pub async fn mkdir(
     State(hub): State<Arc<Hub>>,
-    Posted { visitor, fields }: Posted,
+    Posted {
+        visitor, fields, ..
+    }: Posted<UsesEndpoints>,
 ) -> Result<Response, AppError> {
     let panels = panels(&fields);
     let done = async {
@@ -421,7 +424,9 @@ pub async fn mkdir(
 /// `POST /files/rename`: the one checked entry gets the new name.
 pub async fn rename(
     State(hub): State<Arc<Hub>>,
-    Posted { visitor, fields }: Posted,
+    Posted {
+        visitor, fields, ..
+    }: Posted<UsesEndpoints>,
 ) -> Result<Response, AppError> {
     let panels = panels(&fields);
     let done = async {
@@ -453,7 +458,9 @@ pub async fn rename(
 /// `POST /files/delete`: asks first, then removes the checked entries.
 pub async fn delete(
     State(hub): State<Arc<Hub>>,
-    Posted { visitor, fields }: Posted,
+    Posted {
+        visitor, fields, ..
+    }: Posted<UsesEndpoints>,
 ) -> Result<Response, AppError> {
     let panels = panels(&fields);
     let confirmed = fields.get("confirm") == Some("yes");

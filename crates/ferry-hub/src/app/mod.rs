@@ -5,9 +5,10 @@
 //! forms; a small script (`assets/app.js`, served from the hub, so the
 //! Content-Security-Policy allows no inline script) adds the Collection
 //! suggestions, local times and a task page's live progress. Every page
-//! gets its user from [`Visitor`] (the browser session; a form that
-//! changes something must come from the hub's origin and carry the
-//! session's CSRF token, checked by [`Posted`]) and reaches data only
+//! gets its user from [`SignedIn`] (the browser session, as every page of
+//! the hub; a form that changes something must come from the hub's origin
+//! and carry the session's CSRF token, checked by [`Posted`]) and reaches
+//! data only
 //! through the services the REST API calls ([`crate::endpoints`],
 //! [`crate::task_service`], [`crate::files`]), so through `authorize`.
 
@@ -17,21 +18,22 @@ mod endpoint_pages;
 mod file_manager;
 mod view;
 
+use crate::authz::Route;
 use crate::endpoints::RegistryError;
 use crate::files::FilesError;
-use crate::grants::{self, Principal};
+use crate::grants::Principal;
+use crate::page_auth::{self, SignedIn};
 use crate::pages;
 use crate::server::Hub;
-use crate::session::{SessionError, SessionUser};
 use crate::store::StoreError;
 use crate::task_service::TaskServiceError;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Form, FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::map_response;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 pub(crate) use file_manager::home;
@@ -221,85 +223,72 @@ impl Fields {
     }
 }
 
-/// The signed-in user of a page request: their browser session. A page
-/// asked for without one sends the browser to sign in; a form posted
-/// without one, or from another origin, is refused.
+/// A page's signed-in user, as [`SignedIn`] (the one way into pages)
+/// found them: who they are to `authorize`, and their session's CSRF
+/// token for the page's forms.
 pub struct Visitor {
     pub who: Principal,
-    session: SessionUser,
+    csrf: String,
+}
+
+impl<R> From<SignedIn<R>> for Visitor {
+    fn from(signed_in: SignedIn<R>) -> Self {
+        Visitor {
+            who: signed_in.principal().clone(),
+            csrf: signed_in.csrf_token().to_string(),
+        }
+    }
 }
 
 impl Visitor {
     pub fn csrf(&self) -> &str {
-        self.session.csrf_token()
+        &self.csrf
     }
     pub fn frame(&self, nav: Nav) -> view::Frame<'_> {
         view::Frame {
             user: &self.who.user_name,
-            csrf: self.session.csrf_token(),
+            csrf: &self.csrf,
             nav,
         }
     }
 }
 
-impl FromRequestParts<Arc<Hub>> for Visitor {
-    type Rejection = AppError;
+/// A posted form of a signed-in user whose session covers `R`'s action,
+/// its CSRF token checked before the handler sees it.
+pub struct Posted<R> {
+    pub visitor: Visitor,
+    pub fields: Fields,
+    _route: PhantomData<R>,
+}
 
-    async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, AppError> {
-        let session = SessionUser::from_request(&*hub.store, &parts.headers, grants::now())?;
-        let Some(session) = session else {
-            return Err(if parts.method.is_safe() {
-                AppError::SignIn
-            } else {
-                AppError::SessionEnded
-            });
-        };
-        if !parts.method.is_safe() {
-            crate::session::check_origin(&parts.headers, &hub.config.url)
-                .map_err(|_| AppError::CrossSite)?;
-        }
-        Ok(Visitor {
-            who: session.principal(),
-            session,
+impl<R: Route + Send> FromRequest<Arc<Hub>> for Posted<R> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, hub: &Arc<Hub>) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let signed_in = SignedIn::<R>::from_request_parts(&mut parts, hub)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let request = Request::from_parts(parts, body);
+        let Form(fields) = Form::<Vec<(String, String)>>::from_request(request, hub)
+            .await
+            .map_err(|_| AppError::BadForm.into_response())?;
+        let fields = Fields(fields);
+        signed_in
+            .check_csrf(fields.get("csrf"))
+            .map_err(|_| AppError::StaleForm.into_response())?;
+        Ok(Posted {
+            visitor: Visitor::from(signed_in),
+            fields,
+            _route: PhantomData,
         })
     }
 }
 
-/// A posted form of a signed-in user, its CSRF token checked.
-pub struct Posted {
-    pub visitor: Visitor,
-    pub fields: Fields,
-}
-
-impl FromRequest<Arc<Hub>> for Posted {
-    type Rejection = AppError;
-
-    async fn from_request(request: Request, hub: &Arc<Hub>) -> Result<Self, AppError> {
-        let (mut parts, body) = request.into_parts();
-        let visitor = Visitor::from_request_parts(&mut parts, hub).await?;
-        let request = Request::from_parts(parts, body);
-        let Form(fields) = Form::<Vec<(String, String)>>::from_request(request, hub)
-            .await
-            .map_err(|_| AppError::BadForm)?;
-        let fields = Fields(fields);
-        visitor
-            .session
-            .check_csrf(fields.get("csrf"))
-            .map_err(|_| AppError::StaleForm)?;
-        Ok(Posted { visitor, fields })
-    }
-}
-
 /// Why a page cannot be shown; each is a page of one sentence that says
-/// what to do (or, for [`AppError::SignIn`], the sign-in page).
+/// what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("not signed in")]
-    SignIn,
-    #[error("the session ended")]
-    SessionEnded,
-    #[error("a form from another site")]
-    CrossSite,
     #[error("a form without this session's token")]
     StaleForm,
     #[error("a form the hub cannot read")]
@@ -315,20 +304,6 @@ pub enum AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, title, message) = match &self {
-            AppError::SignIn => {
-                return (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
-            }
-            AppError::SessionEnded => (
-                StatusCode::FORBIDDEN,
-                "Signed out",
-                "Your session has ended: sign in again, then repeat what you did.".to_string(),
-            ),
-            AppError::CrossSite => (
-                StatusCode::FORBIDDEN,
-                "Request refused",
-                "This form was sent from another site: open this hub's own page and try again."
-                    .to_string(),
-            ),
             AppError::StaleForm => (
                 StatusCode::FORBIDDEN,
                 "Form out of date",
@@ -340,29 +315,10 @@ impl IntoResponse for AppError {
                 "The hub could not read this form: reload the page and try again.".to_string(),
             ),
             AppError::NotFound(message) => (StatusCode::NOT_FOUND, "Not found", message.clone()),
-            AppError::Unavailable(e) => {
-                tracing::warn!(error = %e, "storage unavailable");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again",
-                    "The hub's database is busy: try again in a moment.".to_string(),
-                )
-            }
-            AppError::Internal(e) => {
-                tracing::error!(error = %e, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "The hub could not handle this request; its operator can find the reason in its log."
-                        .to_string(),
-                )
-            }
+            AppError::Unavailable(e) => return page_auth::unavailable_page(e),
+            AppError::Internal(e) => return page_auth::internal_page(e),
         };
-        let mut response = (status, Html(pages::error(title, &message))).into_response();
-        if matches!(self, AppError::SessionEnded) {
-            crate::session::clear(&mut response);
-        }
-        response
+        (status, Html(pages::error(title, &message))).into_response()
     }
 }
 
@@ -370,15 +326,6 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             e if e.is_transient() => AppError::Unavailable(e),
-            e => AppError::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<SessionError> for AppError {
-    fn from(e: SessionError) -> Self {
-        match e {
-            SessionError::Store(e) => AppError::from(e),
             e => AppError::Internal(e.to_string()),
         }
     }

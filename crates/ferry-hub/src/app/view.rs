@@ -268,7 +268,7 @@ fn panel_link(panels: &[PanelState; 2], i: usize, path: &str, sort: Sort) -> Str
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    format!("/files?{}", crate::oauth::encode_pairs(&pairs))
+    format!("/files?{}", crate::oauth::encode_form(&pairs))
 }
 
 fn entry_table(panels: &[PanelState; 2], i: usize, entries: &[FsEntry]) -> Markup {

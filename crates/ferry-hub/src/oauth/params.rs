@@ -79,7 +79,7 @@ pub(super) fn encode(text: &str) -> String {
     out
 }
 
-pub(crate) fn encode_pairs(pairs: &[(&str, &str)]) -> String {
+pub(super) fn encode_pairs(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
