@@ -10,6 +10,12 @@
 //! that says what a caller can do about it. [`SqliteStore`] (WAL,
 //! embedded, numbered migrations applied in order at open) is the default
 //! backend; `conformance` is the suite every backend must pass.
+//!
+//! The methods are synchronous and the hub calls them from async code; a
+//! backend that blocks (SQLite does, on its disk and its one connection)
+//! must not stall the runtime's worker threads while it does: the SQLite
+//! backend runs each call under `tokio::task::block_in_place` (see
+//! `SqliteStore::with_conn`).
 
 use ferry_proto::task::{TaskCounters, TaskStatus};
 use thiserror::Error;

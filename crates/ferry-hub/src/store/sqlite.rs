@@ -283,30 +283,66 @@ impl SqliteStore {
     }
 
     fn migrate(&self) -> Result<()> {
-        let mut conn = self.lock()?;
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-        let version: i64 = conn
-            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0);
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::TooNew {
-                found: version,
-                known,
-            });
-        }
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(migration)?;
-            tx.execute("DELETE FROM schema_version", [])?;
-            tx.execute(
-                "INSERT INTO schema_version (version) VALUES (?1)",
-                [i as i64 + 1],
+        self.with_conn(|conn| {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
             )?;
-            tx.commit()?;
+            let version: i64 = conn
+                .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let known = MIGRATIONS.len() as i64;
+            if version > known {
+                return Err(StoreError::TooNew {
+                    found: version,
+                    known,
+                });
+            }
+            for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                let tx = conn.transaction()?;
+                tx.execute_batch(migration)?;
+                tx.execute("DELETE FROM schema_version", [])?;
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [i as i64 + 1],
+                )?;
+                tx.commit()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `f` with the connection: the one way in, so every call gets
+    /// the treatment below.
+    ///
+    /// The trait is synchronous and the hub calls it from async code (every
+    /// heartbeat, every API request, the scheduler). Waiting for the
+    /// connection and SQLite's own work (the disk, a busy timeout of up to
+    /// five seconds) would hold a runtime worker thread and stall every
+    /// other task queued on it: control links, pings, other requests. On a
+    /// multi-threaded runtime the call therefore runs under
+    /// `block_in_place`, which first hands the worker's other tasks to
+    /// another thread. On a current-thread runtime `block_in_place` panics
+    /// (there is no other worker to hand them to), and outside a runtime
+    /// (the admin commands, most tests) nothing waits on this thread: there
+    /// `f` runs directly.
+    ///
+    /// Not `spawn_blocking`: that would need an async trait (or every call
+    /// site wrapped) and owned arguments, a change to every caller; it is
+    /// the PostgreSQL backend's async driver that will bring that change.
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let work = || {
+            let mut conn = self.lock()?;
+            f(&mut conn)
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime)
+                if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(work)
+            }
+            _ => work(),
         }
-        Ok(())
     }
 
     /// The connection. A request that panicked holding it left no
@@ -324,207 +360,220 @@ impl AccountStore for SqliteStore {
     // --- users ---
 
     fn add_user(&self, name: &str, password_hash: &str, now: i64) -> Result<i64> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO users (name, password_hash, created) VALUES (?1, ?2, ?3)",
-            params![name, password_hash, now],
-        )
-        .map_err(taken("user name"))?;
-        Ok(conn.last_insert_rowid())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO users (name, password_hash, created) VALUES (?1, ?2, ?3)",
+                params![name, password_hash, now],
+            )
+            .map_err(taken("user name"))?;
+            Ok(conn.last_insert_rowid())
+        })
     }
 
     fn user_by_name(&self, name: &str) -> Result<Option<UserRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT id, name, password_hash FROM users WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok(UserRow {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        password_hash: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, name, password_hash FROM users WHERE name = ?1",
+                    [name],
+                    |r| {
+                        Ok(UserRow {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            password_hash: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
     }
 
     fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT id, name, password_hash FROM users WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(UserRow {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        password_hash: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, name, password_hash FROM users WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok(UserRow {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            password_hash: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
     }
 
     // --- OAuth clients ---
 
     fn add_client(&self, client: &ClientRow, now: i64) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![client.client_id, client.name, client.secret_hash, client.user_id, client.scopes, now],
-        )
-        .map_err(taken("client id"))?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![client.client_id, client.name, client.secret_hash, client.user_id, client.scopes, now],
+            )
+            .map_err(taken("client id"))?;
+            Ok(())
+        })
     }
 
     fn client(&self, client_id: &str) -> Result<Option<ClientRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT client_id, name, secret_hash, user_id, scopes FROM clients WHERE client_id = ?1",
-                [client_id],
-                |r| {
-                    Ok(ClientRow {
-                        client_id: r.get(0)?,
-                        name: r.get(1)?,
-                        secret_hash: r.get(2)?,
-                        user_id: r.get(3)?,
-                        scopes: r.get(4)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT client_id, name, secret_hash, user_id, scopes FROM clients WHERE client_id = ?1",
+                    [client_id],
+                    |r| {
+                        Ok(ClientRow {
+                            client_id: r.get(0)?,
+                            name: r.get(1)?,
+                            secret_hash: r.get(2)?,
+                            user_id: r.get(3)?,
+                            scopes: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
     }
 
     // --- authorization codes ---
 
     fn put_auth_code(&self, code: &AuthCodeRow) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, challenge, scope, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![code.code_hash, code.client_id, code.user_id, code.redirect_uri, code.challenge, code.scope, code.expires],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, challenge, scope, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![code.code_hash, code.client_id, code.user_id, code.redirect_uri, code.challenge, code.scope, code.expires],
+            )?;
+            Ok(())
+        })
     }
 
     fn take_auth_code(&self, code_hash: &str, now: i64) -> Result<CodeUse> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        let row = tx
-            .query_row(
-                "SELECT code_hash, client_id, user_id, redirect_uri, challenge, scope, expires, used FROM auth_codes WHERE code_hash = ?1",
-                [code_hash],
-                |r| {
-                    Ok((
-                        AuthCodeRow {
-                            code_hash: r.get(0)?,
-                            client_id: r.get(1)?,
-                            user_id: r.get(2)?,
-                            redirect_uri: r.get(3)?,
-                            challenge: r.get(4)?,
-                            scope: r.get(5)?,
-                            expires: r.get(6)?,
-                        },
-                        r.get::<_, i64>(7)? != 0,
-                    ))
-                },
-            )
-            .optional()?;
-        let outcome = match row {
-            None => CodeUse::Unknown,
-            Some((_, true)) => {
-                // The code's grant id is the code hash itself.
-                tx.execute(
-                    "UPDATE tokens SET revoked = 1 WHERE grant_id = ?1",
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let row = tx
+                .query_row(
+                    "SELECT code_hash, client_id, user_id, redirect_uri, challenge, scope, expires, used FROM auth_codes WHERE code_hash = ?1",
                     [code_hash],
-                )?;
-                CodeUse::Reused
-            }
-            Some((row, false)) if row.expires < now => CodeUse::Expired,
-            Some((row, false)) => {
-                tx.execute(
-                    "UPDATE auth_codes SET used = 1 WHERE code_hash = ?1",
-                    [code_hash],
-                )?;
-                CodeUse::Fresh(row)
-            }
-        };
-        tx.commit()?;
-        Ok(outcome)
+                    |r| {
+                        Ok((
+                            AuthCodeRow {
+                                code_hash: r.get(0)?,
+                                client_id: r.get(1)?,
+                                user_id: r.get(2)?,
+                                redirect_uri: r.get(3)?,
+                                challenge: r.get(4)?,
+                                scope: r.get(5)?,
+                                expires: r.get(6)?,
+                            },
+                            r.get::<_, i64>(7)? != 0,
+                        ))
+                    },
+                )
+                .optional()?;
+            let outcome = match row {
+                None => CodeUse::Unknown,
+                Some((_, true)) => {
+                    // The code's grant id is the code hash itself.
+                    tx.execute(
+                        "UPDATE tokens SET revoked = 1 WHERE grant_id = ?1",
+                        [code_hash],
+                    )?;
+                    CodeUse::Reused
+                }
+                Some((row, false)) if row.expires < now => CodeUse::Expired,
+                Some((row, false)) => {
+                    tx.execute(
+                        "UPDATE auth_codes SET used = 1 WHERE code_hash = ?1",
+                        [code_hash],
+                    )?;
+                    CodeUse::Fresh(row)
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
     }
 
     // --- tokens ---
 
     fn put_token(&self, token: &TokenRow) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO tokens (token_hash, kind, user_id, client_id, scope, expires, grant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![token.token_hash, token.kind.as_str(), token.user_id, token.client_id, token.scope, token.expires, token.grant_id],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO tokens (token_hash, kind, user_id, client_id, scope, expires, grant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![token.token_hash, token.kind.as_str(), token.user_id, token.client_id, token.scope, token.expires, token.grant_id],
+            )?;
+            Ok(())
+        })
     }
 
     fn token(&self, token_hash: &str, kind: TokenKind, now: i64) -> Result<Option<TokenRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT t.token_hash, t.user_id, u.name, t.client_id, t.scope, t.expires, t.grant_id
-                 FROM tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.token_hash = ?1 AND t.kind = ?2 AND t.revoked = 0 AND t.expires >= ?3",
-                params![token_hash, kind.as_str(), now],
-                |r| {
-                    Ok(TokenRow {
-                        token_hash: r.get(0)?,
-                        kind,
-                        user_id: r.get(1)?,
-                        user_name: r.get(2)?,
-                        client_id: r.get(3)?,
-                        scope: r.get(4)?,
-                        expires: r.get(5)?,
-                        grant_id: r.get(6)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT t.token_hash, t.user_id, u.name, t.client_id, t.scope, t.expires, t.grant_id
+                     FROM tokens t JOIN users u ON u.id = t.user_id
+                     WHERE t.token_hash = ?1 AND t.kind = ?2 AND t.revoked = 0 AND t.expires >= ?3",
+                    params![token_hash, kind.as_str(), now],
+                    |r| {
+                        Ok(TokenRow {
+                            token_hash: r.get(0)?,
+                            kind,
+                            user_id: r.get(1)?,
+                            user_name: r.get(2)?,
+                            client_id: r.get(3)?,
+                            scope: r.get(4)?,
+                            expires: r.get(5)?,
+                            grant_id: r.get(6)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
     }
 
     fn token_was_revoked(&self, token_hash: &str) -> Result<Option<String>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT grant_id FROM tokens WHERE token_hash = ?1 AND revoked = 1",
-                [token_hash],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT grant_id FROM tokens WHERE token_hash = ?1 AND revoked = 1",
+                    [token_hash],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
     }
 
     fn revoke_token(&self, token_hash: &str) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1",
-            [token_hash],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1",
+                [token_hash],
+            )?;
+            Ok(())
+        })
     }
 
     fn revoke_live_token(&self, token_hash: &str) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(conn.execute(
-            "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1 AND revoked = 0",
-            [token_hash],
-        )? > 0)
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1 AND revoked = 0",
+                [token_hash],
+            )? > 0)
+        })
     }
 
     fn revoke_grant(&self, grant_id: &str) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "UPDATE tokens SET revoked = 1 WHERE grant_id = ?1",
-            [grant_id],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "UPDATE tokens SET revoked = 1 WHERE grant_id = ?1",
+                [grant_id],
+            )?;
+            Ok(())
+        })
     }
 
     // --- browser sessions ---
@@ -536,42 +585,46 @@ impl AccountStore for SqliteStore {
         csrf: &str,
         expires: i64,
     ) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO sessions (session_hash, user_id, csrf, expires) VALUES (?1, ?2, ?3, ?4)",
-            params![session_hash, user_id, csrf, expires],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO sessions (session_hash, user_id, csrf, expires) VALUES (?1, ?2, ?3, ?4)",
+                params![session_hash, user_id, csrf, expires],
+            )?;
+            Ok(())
+        })
     }
 
     fn session(&self, session_hash: &str, now: i64) -> Result<Option<SessionRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT s.user_id, u.name, s.csrf, s.expires FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.session_hash = ?1 AND s.expires >= ?2",
-                params![session_hash, now],
-                |r| Ok(SessionRow { user_id: r.get(0)?, user_name: r.get(1)?, csrf: r.get(2)?, expires: r.get(3)? }),
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT s.user_id, u.name, s.csrf, s.expires FROM sessions s JOIN users u ON u.id = s.user_id
+                     WHERE s.session_hash = ?1 AND s.expires >= ?2",
+                    params![session_hash, now],
+                    |r| Ok(SessionRow { user_id: r.get(0)?, user_name: r.get(1)?, csrf: r.get(2)?, expires: r.get(3)? }),
+                )
+                .optional()?)
+        })
     }
 
     fn delete_session(&self, session_hash: &str) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "DELETE FROM sessions WHERE session_hash = ?1",
-            [session_hash],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "DELETE FROM sessions WHERE session_hash = ?1",
+                [session_hash],
+            )?;
+            Ok(())
+        })
     }
 
     fn purge_expired(&self, now: i64) -> Result<()> {
-        let conn = self.lock()?;
-        let day_ago = now - 86_400;
-        conn.execute("DELETE FROM sessions WHERE expires < ?1", [now])?;
-        conn.execute("DELETE FROM auth_codes WHERE expires < ?1", [day_ago])?;
-        conn.execute("DELETE FROM tokens WHERE expires < ?1", [day_ago])?;
-        Ok(())
+        self.with_conn(|conn| {
+            let day_ago = now - 86_400;
+            conn.execute("DELETE FROM sessions WHERE expires < ?1", [now])?;
+            conn.execute("DELETE FROM auth_codes WHERE expires < ?1", [day_ago])?;
+            conn.execute("DELETE FROM tokens WHERE expires < ?1", [day_ago])?;
+            Ok(())
+        })
     }
 }
 
@@ -579,38 +632,41 @@ impl EndpointStore for SqliteStore {
     // --- endpoints ---
 
     fn create_endpoint(&self, id: &str, owner_id: i64, display_name: &str, now: i64) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO endpoints (id, owner_id, display_name, created) VALUES (?1, ?2, ?3, ?4)",
-            params![id, owner_id, display_name, now],
-        )
-        .map_err(taken("endpoint name"))?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO endpoints (id, owner_id, display_name, created) VALUES (?1, ?2, ?3, ?4)",
+                params![id, owner_id, display_name, now],
+            )
+            .map_err(taken("endpoint name"))?;
+            Ok(())
+        })
     }
 
     fn endpoint(&self, id: &str) -> Result<Option<EndpointRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                &format!("SELECT {} WHERE e.id = ?1", ENDPOINT_COLUMNS),
-                [id],
-                endpoint_row,
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {} WHERE e.id = ?1", ENDPOINT_COLUMNS),
+                    [id],
+                    endpoint_row,
+                )
+                .optional()?)
+        })
     }
 
     fn endpoint_by_name(&self, owner_id: i64, display_name: &str) -> Result<Option<EndpointRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                &format!(
-                    "SELECT {} WHERE e.owner_id = ?1 AND e.display_name = ?2 AND e.deleted = 0",
-                    ENDPOINT_COLUMNS
-                ),
-                params![owner_id, display_name],
-                endpoint_row,
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    &format!(
+                        "SELECT {} WHERE e.owner_id = ?1 AND e.display_name = ?2 AND e.deleted = 0",
+                        ENDPOINT_COLUMNS
+                    ),
+                    params![owner_id, display_name],
+                    endpoint_row,
+                )
+                .optional()?)
+        })
     }
 
     fn search_endpoints(
@@ -619,132 +675,141 @@ impl EndpointStore for SqliteStore {
         query: &str,
         limit: usize,
     ) -> Result<Vec<EndpointRow>> {
-        let conn = self.lock()?;
-        let pattern = format!(
-            "%{}%",
-            query
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {} WHERE (?1 IS NULL OR e.owner_id = ?1) AND e.deleted = 0 AND (e.display_name LIKE ?2 ESCAPE '\\' OR e.id LIKE ?2 ESCAPE '\\')
-             ORDER BY e.created, e.id LIMIT ?3",
-            ENDPOINT_COLUMNS
-        ))?;
-        let rows = stmt.query_map(params![owner_id, pattern, limit as i64], endpoint_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with_conn(|conn| {
+            let pattern = format!(
+                "%{}%",
+                query
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {} WHERE (?1 IS NULL OR e.owner_id = ?1) AND e.deleted = 0 AND (e.display_name LIKE ?2 ESCAPE '\\' OR e.id LIKE ?2 ESCAPE '\\')
+                 ORDER BY e.created, e.id LIMIT ?3",
+                ENDPOINT_COLUMNS
+            ))?;
+            let rows = stmt.query_map(params![owner_id, pattern, limit as i64], endpoint_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     fn set_endpoint_cert(&self, id: &str, cert_sha256: &str, now: i64) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "UPDATE endpoints SET cert_sha256 = ?2, registered = ?3 WHERE id = ?1",
-            params![id, cert_sha256, now],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "UPDATE endpoints SET cert_sha256 = ?2, registered = ?3 WHERE id = ?1",
+                params![id, cert_sha256, now],
+            )?;
+            Ok(())
+        })
     }
 
     fn rename_endpoint(&self, id: &str, display_name: &str) -> Result<bool> {
-        let conn = self.lock()?;
-        let n = conn
-            .execute(
-                "UPDATE endpoints SET display_name = ?2 WHERE id = ?1 AND deleted = 0",
-                params![id, display_name],
-            )
-            .map_err(taken("endpoint name"))?;
-        Ok(n > 0)
+        self.with_conn(|conn| {
+            let n = conn
+                .execute(
+                    "UPDATE endpoints SET display_name = ?2 WHERE id = ?1 AND deleted = 0",
+                    params![id, display_name],
+                )
+                .map_err(taken("endpoint name"))?;
+            Ok(n > 0)
+        })
     }
 
     fn delete_endpoint(&self, id: &str) -> Result<DeleteOutcome> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        let active = {
-            let mut stmt = tx.prepare(
-                "SELECT id FROM tasks WHERE status = 'ACTIVE' AND (source_id = ?1 OR destination_id = ?1)
-                 ORDER BY created, rowid",
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let active = {
+                let mut stmt = tx.prepare(
+                    "SELECT id FROM tasks WHERE status = 'ACTIVE' AND (source_id = ?1 OR destination_id = ?1)
+                     ORDER BY created, rowid",
+                )?;
+                stmt.query_map([id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?
+            };
+            if !active.is_empty() {
+                return Ok(DeleteOutcome::Busy(active));
+            }
+            let changed = tx.execute(
+                "UPDATE endpoints SET deleted = 1, revoked = 1, display_name = display_name || ' (deleted ' || id || ')'
+                 WHERE id = ?1 AND deleted = 0",
+                [id],
             )?;
-            stmt.query_map([id], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?
-        };
-        if !active.is_empty() {
-            return Ok(DeleteOutcome::Busy(active));
-        }
-        let changed = tx.execute(
-            "UPDATE endpoints SET deleted = 1, revoked = 1, display_name = display_name || ' (deleted ' || id || ')'
-             WHERE id = ?1 AND deleted = 0",
-            [id],
-        )?;
-        tx.commit()?;
-        Ok(if changed > 0 {
-            DeleteOutcome::Deleted
-        } else {
-            DeleteOutcome::Missing
+            tx.commit()?;
+            Ok(if changed > 0 {
+                DeleteOutcome::Deleted
+            } else {
+                DeleteOutcome::Missing
+            })
         })
     }
 
     fn revoke_endpoint(&self, id: &str) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(conn.execute("UPDATE endpoints SET revoked = 1 WHERE id = ?1", [id])? > 0)
+        self.with_conn(|conn| {
+            Ok(conn.execute("UPDATE endpoints SET revoked = 1 WHERE id = ?1", [id])? > 0)
+        })
     }
 
     fn revoked_endpoint_count(&self) -> Result<u64> {
-        let conn = self.lock()?;
-        let n: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM endpoints WHERE revoked = 1",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        self.with_conn(|conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM endpoints WHERE revoked = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
     }
 
     fn revoked_endpoints(&self, limit: usize) -> Result<Vec<String>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(
-            "SELECT id FROM endpoints WHERE revoked = 1 ORDER BY created DESC, id LIMIT ?1",
-        )?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let ids = stmt
-            .query_map([limit], |r| r.get(0))?
-            .collect::<std::result::Result<Vec<String>, _>>()?;
-        Ok(ids)
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id FROM endpoints WHERE revoked = 1 ORDER BY created DESC, id LIMIT ?1",
+            )?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let ids = stmt
+                .query_map([limit], |r| r.get(0))?
+                .collect::<std::result::Result<Vec<String>, _>>()?;
+            Ok(ids)
+        })
     }
 
     // --- setup keys ---
 
     fn put_setup_key(&self, key_hash: &str, endpoint_id: &str, expires: i64) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO setup_keys (key_hash, endpoint_id, expires) VALUES (?1, ?2, ?3)",
-            params![key_hash, endpoint_id, expires],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO setup_keys (key_hash, endpoint_id, expires) VALUES (?1, ?2, ?3)",
+                params![key_hash, endpoint_id, expires],
+            )?;
+            Ok(())
+        })
     }
 
     fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        let row: Option<(String, i64, bool)> = tx
-            .query_row(
-                "SELECT endpoint_id, expires, used FROM setup_keys WHERE key_hash = ?1",
-                [key_hash],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)),
-            )
-            .optional()?;
-        let outcome = match row {
-            None => SetupKeyUse::Unknown,
-            Some((_, _, true)) => SetupKeyUse::Used,
-            Some((_, expires, false)) if expires < now => SetupKeyUse::Expired,
-            Some((endpoint_id, _, false)) => {
-                tx.execute(
-                    "UPDATE setup_keys SET used = 1 WHERE key_hash = ?1",
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let row: Option<(String, i64, bool)> = tx
+                .query_row(
+                    "SELECT endpoint_id, expires, used FROM setup_keys WHERE key_hash = ?1",
                     [key_hash],
-                )?;
-                SetupKeyUse::Fresh { endpoint_id }
-            }
-        };
-        tx.commit()?;
-        Ok(outcome)
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)),
+                )
+                .optional()?;
+            let outcome = match row {
+                None => SetupKeyUse::Unknown,
+                Some((_, _, true)) => SetupKeyUse::Used,
+                Some((_, expires, false)) if expires < now => SetupKeyUse::Expired,
+                Some((endpoint_id, _, false)) => {
+                    tx.execute(
+                        "UPDATE setup_keys SET used = 1 WHERE key_hash = ?1",
+                        [key_hash],
+                    )?;
+                    SetupKeyUse::Fresh { endpoint_id }
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
     }
 }
 
@@ -752,132 +817,140 @@ impl TaskStore for SqliteStore {
     // --- tasks ---
 
     fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO tasks (id, owner_id, source_id, destination_id, items, item_count, options, label, deadline, status, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'ACTIVE', ?10)",
-            params![
-                task.id,
-                task.owner_id,
-                task.source_id,
-                task.destination_id,
-                task.items_json,
-                sql_u64(task.item_count),
-                task.options_json,
-                task.label,
-                task.deadline,
-                task.created
-            ],
-        )?;
-        tx.execute(
-            "INSERT INTO task_events (task_id, seq, time, code, description) VALUES (?1, 1, ?2, ?3, ?4)",
-            params![task.id, task.created, code, event],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO tasks (id, owner_id, source_id, destination_id, items, item_count, options, label, deadline, status, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'ACTIVE', ?10)",
+                params![
+                    task.id,
+                    task.owner_id,
+                    task.source_id,
+                    task.destination_id,
+                    task.items_json,
+                    sql_u64(task.item_count),
+                    task.options_json,
+                    task.label,
+                    task.deadline,
+                    task.created
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO task_events (task_id, seq, time, code, description) VALUES (?1, 1, ?2, ?3, ?4)",
+                params![task.id, task.created, code, event],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn task(&self, id: &str) -> Result<Option<TaskRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                &format!("SELECT {} WHERE t.id = ?1", TASK_COLUMNS),
-                [id],
-                task_row,
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {} WHERE t.id = ?1", TASK_COLUMNS),
+                    [id],
+                    task_row,
+                )
+                .optional()?)
+        })
     }
 
     fn tasks_with_prefix(&self, owner_id: i64, prefix: &str, limit: usize) -> Result<Vec<TaskRow>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {} WHERE t.owner_id = ?1 AND substr(t.id, 1, length(?2)) = ?2
-             ORDER BY t.created, t.rowid LIMIT ?3",
-            TASK_COLUMNS
-        ))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![owner_id, prefix, limit], task_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {} WHERE t.owner_id = ?1 AND substr(t.id, 1, length(?2)) = ?2
+                 ORDER BY t.created, t.rowid LIMIT ?3",
+                TASK_COLUMNS
+            ))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![owner_id, prefix, limit], task_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {} WHERE t.owner_id = ?1 ORDER BY t.created DESC, t.rowid DESC LIMIT ?2",
-            TASK_COLUMNS
-        ))?;
-        let rows = stmt.query_map(params![owner_id, limit as i64], task_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {} WHERE t.owner_id = ?1 ORDER BY t.created DESC, t.rowid DESC LIMIT ?2",
+                TASK_COLUMNS
+            ))?;
+            let rows = stmt.query_map(params![owner_id, limit as i64], task_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     fn active_tasks(&self) -> Result<Vec<ActiveTask>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(
-            "SELECT t.id, t.source_id, s.display_name, s.revoked, t.destination_id, d.display_name, d.revoked, t.attempt, t.deadline
-             FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id
-             WHERE t.status = 'ACTIVE' ORDER BY t.created, t.rowid",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ActiveTask {
-                id: r.get(0)?,
-                source_id: r.get(1)?,
-                source_name: r.get(2)?,
-                source_revoked: r.get::<_, i64>(3)? != 0,
-                destination_id: r.get(4)?,
-                destination_name: r.get(5)?,
-                destination_revoked: r.get::<_, i64>(6)? != 0,
-                attempt: u32::try_from(r.get::<_, i64>(7)?).unwrap_or_default(),
-                deadline: r.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT t.id, t.source_id, s.display_name, s.revoked, t.destination_id, d.display_name, d.revoked, t.attempt, t.deadline
+                 FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id
+                 WHERE t.status = 'ACTIVE' ORDER BY t.created, t.rowid",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ActiveTask {
+                    id: r.get(0)?,
+                    source_id: r.get(1)?,
+                    source_name: r.get(2)?,
+                    source_revoked: r.get::<_, i64>(3)? != 0,
+                    destination_id: r.get(4)?,
+                    destination_name: r.get(5)?,
+                    destination_revoked: r.get::<_, i64>(6)? != 0,
+                    attempt: u32::try_from(r.get::<_, i64>(7)?).unwrap_or_default(),
+                    deadline: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     fn task_work(&self, id: &str) -> Result<Option<(String, String)>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT items, options FROM tasks WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT items, options FROM tasks WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?)
+        })
     }
 
     fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(conn.execute(
-            &format!(
-                "UPDATE tasks SET attempt = ?2, {FOLD_CURRENT} WHERE id = ?1 AND status = 'ACTIVE'"
-            ),
-            params![id, attempt],
-        )? > 0)
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                &format!(
+                    "UPDATE tasks SET attempt = ?2, {FOLD_CURRENT} WHERE id = ?1 AND status = 'ACTIVE'"
+                ),
+                params![id, attempt],
+            )? > 0)
+        })
     }
 
     fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(write_current(&conn, id, Some(attempt), counters)? > 0)
+        self.with_conn(|conn| Ok(write_current(conn, id, Some(attempt), counters)? > 0))
     }
 
     fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(conn.execute(
-            &format!(
-                "UPDATE tasks SET {FOLD_CURRENT},
-                    faults = faults + (?3 IS NOT NULL), last_fault = COALESCE(?3, last_fault)
-                 WHERE id = ?1 AND attempt = ?2 AND status = 'ACTIVE'"
-            ),
-            params![id, attempt, fault],
-        )? > 0)
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                &format!(
+                    "UPDATE tasks SET {FOLD_CURRENT},
+                        faults = faults + (?3 IS NOT NULL), last_fault = COALESCE(?3, last_fault)
+                     WHERE id = ?1 AND attempt = ?2 AND status = 'ACTIVE'"
+                ),
+                params![id, attempt, fault],
+            )? > 0)
+        })
     }
 
     fn note_fault(&self, id: &str, fault: &str) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(conn.execute(
-            "UPDATE tasks SET faults = faults + 1, last_fault = ?2 WHERE id = ?1 AND status = 'ACTIVE'",
-            params![id, fault],
-        )? > 0)
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                "UPDATE tasks SET faults = faults + 1, last_fault = ?2 WHERE id = ?1 AND status = 'ACTIVE'",
+                params![id, fault],
+            )? > 0)
+        })
     }
 
     fn finish_task(
@@ -888,20 +961,21 @@ impl TaskStore for SqliteStore {
         error: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        if let Some(c) = last {
-            write_current(&tx, id, None, c)?;
-        }
-        let ended = tx.execute(
-            &format!(
-                "UPDATE tasks SET {FOLD_CURRENT}, status = ?2, completed = ?3, fatal_error = ?4
-                 WHERE id = ?1 AND status = 'ACTIVE'"
-            ),
-            params![id, status.as_str(), now, error],
-        )? > 0;
-        tx.commit()?;
-        Ok(ended)
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            if let Some(c) = last {
+                write_current(&tx, id, None, c)?;
+            }
+            let ended = tx.execute(
+                &format!(
+                    "UPDATE tasks SET {FOLD_CURRENT}, status = ?2, completed = ?3, fatal_error = ?4
+                     WHERE id = ?1 AND status = 'ACTIVE'"
+                ),
+                params![id, status.as_str(), now, error],
+            )? > 0;
+            tx.commit()?;
+            Ok(ended)
+        })
     }
 
     fn add_task_event(
@@ -912,48 +986,50 @@ impl TaskStore for SqliteStore {
         now: i64,
         always: bool,
     ) -> Result<()> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        let count: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM task_events WHERE task_id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
-        let count = u64_of(count);
-        let (code, description) = if always || count + 1 < MAX_TASK_EVENTS {
-            (code, description)
-        } else if count + 1 == MAX_TASK_EVENTS {
-            (
-                "EVENTS_TRUNCATED",
-                "too many events: further ones are not recorded, except how the task ends",
-            )
-        } else {
-            return Ok(());
-        };
-        tx.execute(
-            "INSERT INTO task_events (task_id, seq, time, code, description) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, sql_u64(count + 1), now, code, description],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let count: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM task_events WHERE task_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            let count = u64_of(count);
+            let (code, description) = if always || count + 1 < MAX_TASK_EVENTS {
+                (code, description)
+            } else if count + 1 == MAX_TASK_EVENTS {
+                (
+                    "EVENTS_TRUNCATED",
+                    "too many events: further ones are not recorded, except how the task ends",
+                )
+            } else {
+                return Ok(());
+            };
+            tx.execute(
+                "INSERT INTO task_events (task_id, seq, time, code, description) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, sql_u64(count + 1), now, code, description],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(
-            "SELECT seq, time, code, description FROM task_events WHERE task_id = ?1 ORDER BY seq DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![id, limit as i64], |r| {
-            Ok(TaskEventRow {
-                seq: u64_of(r.get(0)?),
-                time: r.get(1)?,
-                code: r.get(2)?,
-                description: r.get(3)?,
-            })
-        })?;
-        let mut events: Vec<TaskEventRow> = rows.collect::<rusqlite::Result<_>>()?;
-        events.reverse();
-        Ok(events)
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT seq, time, code, description FROM task_events WHERE task_id = ?1 ORDER BY seq DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![id, limit as i64], |r| {
+                Ok(TaskEventRow {
+                    seq: u64_of(r.get(0)?),
+                    time: r.get(1)?,
+                    code: r.get(2)?,
+                    description: r.get(3)?,
+                })
+            })?;
+            let mut events: Vec<TaskEventRow> = rows.collect::<rusqlite::Result<_>>()?;
+            events.reverse();
+            Ok(events)
+        })
     }
 }
 
@@ -1120,6 +1196,88 @@ mod tests {
             ("laptop", "cluster")
         );
         assert_eq!(row.status, TaskStatus::Active);
+    }
+
+    /// A store call that must wait (here, for the connection another
+    /// request's long transaction holds) leaves the runtime's other tasks
+    /// running, even with a single worker thread.
+    #[test]
+    fn a_store_call_that_waits_does_not_stall_the_runtime() {
+        let (s, _) = store_with_user();
+        let s = std::sync::Arc::new(s);
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let _conn = s.lock().unwrap();
+                held_tx.send(()).unwrap();
+                // Generous: only a stalled runtime takes this long, and
+                // then the test ends (failing) instead of hanging.
+                release_rx
+                    .recv_timeout(std::time::Duration::from_secs(20))
+                    .is_ok()
+            })
+        };
+        held.recv().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let found = runtime.block_on(async move {
+            let (waiting_tx, waiting) = tokio::sync::oneshot::channel::<()>();
+            let store = s.clone();
+            let slow = tokio::spawn(async move {
+                waiting_tx.send(()).unwrap();
+                store.user_by_name("alice")
+            });
+            // Runs only if the one worker is not stuck in the store call.
+            let other = tokio::spawn(async move {
+                waiting.await.unwrap();
+                let _ = release.send(());
+            });
+            other.await.unwrap();
+            slow.await.unwrap()
+        });
+        assert!(
+            holder.join().unwrap(),
+            "the runtime's other task could not run while the store call waited"
+        );
+        assert_eq!(found.unwrap().unwrap().name, "alice");
+    }
+
+    #[test]
+    fn store_calls_work_wherever_the_hub_makes_them() {
+        let (s, _) = store_with_user();
+        let s = std::sync::Arc::new(s);
+        // A current-thread runtime, where block_in_place would panic.
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(
+            current
+                .block_on(async { s.user_by_name("alice") })
+                .unwrap()
+                .is_some()
+        );
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        // Its block_on thread, a worker, and a blocking-pool thread.
+        assert!(
+            multi
+                .block_on(async { s.user_by_name("alice") })
+                .unwrap()
+                .is_some()
+        );
+        let (a, b) = (s.clone(), s.clone());
+        multi.block_on(async move {
+            let on_worker = tokio::spawn(async move { a.user_by_name("alice") });
+            let on_blocking = tokio::task::spawn_blocking(move || b.user_by_name("alice"));
+            assert!(on_worker.await.unwrap().unwrap().is_some());
+            assert!(on_blocking.await.unwrap().unwrap().is_some());
+        });
     }
 
     #[test]
