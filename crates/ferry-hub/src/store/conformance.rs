@@ -406,6 +406,11 @@ pub fn endpoint_names_are_unique_per_owner_and_searchable(s: &dyn Storage) {
     assert_eq!(s.search_endpoints(Some(uid), "", 10).unwrap().len(), 1);
     assert_eq!(s.search_endpoints(None, "lap", 10).unwrap().len(), 2);
     assert_eq!(
+        s.search_endpoints(None, "LapTop", 10).unwrap().len(),
+        2,
+        "search ignores ASCII case"
+    );
+    assert_eq!(
         s.search_endpoints(None, "%", 10).unwrap().len(),
         0,
         "LIKE wildcards are escaped"

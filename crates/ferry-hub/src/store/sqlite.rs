@@ -147,7 +147,7 @@ CREATE TABLE task_events (
     // ones committed): the totals are the furthest any attempt reached,
     // not a sum. A running attempt's counters fold in as they were meant.
     r#"
-UPDATE tasks SET files = MAX(files, cur_files),
+UPDATE tasks SET files = CASE WHEN cur_files > files THEN cur_files ELSE files END,
     files_transferred = files_transferred + cur_files_transferred,
     files_skipped = files_skipped + cur_files_skipped,
     bytes_transferred = bytes_transferred + cur_bytes_transferred,
@@ -170,14 +170,16 @@ ALTER TABLE endpoints ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
 
 /// Folds the running attempt's counters into the task's (each at the
 /// furthest either reached: see [`TaskCounters`]) and clears them.
-const FOLD_CURRENT: &str = "files = MAX(files, cur_files),
-    files_transferred = MAX(files_transferred, cur_files_transferred),
-    files_skipped = MAX(files_skipped, cur_files_skipped),
-    bytes_transferred = MAX(bytes_transferred, cur_bytes_transferred),
-    bytes = MAX(bytes, cur_bytes),
-    bytes_resent = MAX(bytes_resent, cur_bytes_resent),
-    walk_done = MAX(walk_done, cur_walk_done),
-    bytes_skipped = MAX(bytes_skipped, cur_bytes_skipped),
+/// (`CASE`, not SQLite's two-argument `MAX`, which PostgreSQL spells
+/// `GREATEST`.)
+const FOLD_CURRENT: &str = "files = CASE WHEN cur_files > files THEN cur_files ELSE files END,
+    files_transferred = CASE WHEN cur_files_transferred > files_transferred THEN cur_files_transferred ELSE files_transferred END,
+    files_skipped = CASE WHEN cur_files_skipped > files_skipped THEN cur_files_skipped ELSE files_skipped END,
+    bytes_transferred = CASE WHEN cur_bytes_transferred > bytes_transferred THEN cur_bytes_transferred ELSE bytes_transferred END,
+    bytes = CASE WHEN cur_bytes > bytes THEN cur_bytes ELSE bytes END,
+    bytes_resent = CASE WHEN cur_bytes_resent > bytes_resent THEN cur_bytes_resent ELSE bytes_resent END,
+    walk_done = CASE WHEN cur_walk_done > walk_done THEN cur_walk_done ELSE walk_done END,
+    bytes_skipped = CASE WHEN cur_bytes_skipped > bytes_skipped THEN cur_bytes_skipped ELSE bytes_skipped END,
     cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0,
     cur_bytes = 0, cur_bytes_resent = 0, cur_walk_done = 0, cur_bytes_skipped = 0";
 
@@ -361,12 +363,12 @@ impl AccountStore for SqliteStore {
 
     fn add_user(&self, name: &str, password_hash: &str, now: i64) -> Result<i64> {
         self.with_conn(|conn| {
-            conn.execute(
-                "INSERT INTO users (name, password_hash, created) VALUES (?1, ?2, ?3)",
+            conn.query_row(
+                "INSERT INTO users (name, password_hash, created) VALUES (?1, ?2, ?3) RETURNING id",
                 params![name, password_hash, now],
+                |r| r.get(0),
             )
-            .map_err(taken("user name"))?;
-            Ok(conn.last_insert_rowid())
+            .map_err(taken("user name"))
         })
     }
 
@@ -683,8 +685,11 @@ impl EndpointStore for SqliteStore {
                     .replace('%', "\\%")
                     .replace('_', "\\_")
             );
+            // SQLite's LIKE ignores ASCII case, PostgreSQL's does not:
+            // lower() on both sides makes them agree.
             let mut stmt = conn.prepare(&format!(
-                "SELECT {} WHERE (?1 IS NULL OR e.owner_id = ?1) AND e.deleted = 0 AND (e.display_name LIKE ?2 ESCAPE '\\' OR e.id LIKE ?2 ESCAPE '\\')
+                "SELECT {} WHERE (?1 IS NULL OR e.owner_id = ?1) AND e.deleted = 0
+                 AND (lower(e.display_name) LIKE lower(?2) ESCAPE '\\' OR lower(e.id) LIKE lower(?2) ESCAPE '\\')
                  ORDER BY e.created, e.id LIMIT ?3",
                 ENDPOINT_COLUMNS
             ))?;
@@ -936,10 +941,10 @@ impl TaskStore for SqliteStore {
             Ok(conn.execute(
                 &format!(
                     "UPDATE tasks SET {FOLD_CURRENT},
-                        faults = faults + (?3 IS NOT NULL), last_fault = COALESCE(?3, last_fault)
+                        faults = faults + ?4, last_fault = COALESCE(?3, last_fault)
                      WHERE id = ?1 AND attempt = ?2 AND status = 'ACTIVE'"
                 ),
-                params![id, attempt, fault],
+                params![id, attempt, fault, i64::from(fault.is_some())],
             )? > 0)
         })
     }
