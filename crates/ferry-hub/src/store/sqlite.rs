@@ -1,8 +1,13 @@
 //! The SQLite backend: one connection behind a mutex, WAL, foreign keys
 //! on, a busy timeout, and numbered migrations applied in order at open.
+//!
+//! Its queries are portable SQL: what a PostgreSQL backend would have to write differently
+//! is only the migrations' DDL and the placeholders' spelling.
 
 use super::*;
-use rusqlite::{Connection, OptionalExtension, params};
+use ferry_proto::task::SyncLevel;
+use ferry_proto::wire_path::WirePath;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -44,9 +49,18 @@ fn taken(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     }
 }
 
-/// Each entry migrates the schema from its index to index + 1.
-const MIGRATIONS: &[&str] = &[
-    r#"
+/// One step of the schema: SQL, or code where existing rows must be
+/// rewritten in ways SQL alone cannot (parsing what an older hub stored).
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&Transaction<'_>, i64) -> Result<()>),
+}
+
+/// Each entry migrates the schema from its index to index + 1. An entry,
+/// once released, keeps its meaning: databases in the field ran it.
+const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(
+        r#"
 CREATE TABLE users (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -105,7 +119,9 @@ CREATE TABLE setup_keys (
     used INTEGER NOT NULL DEFAULT 0
 );
 "#,
-    r#"
+    ),
+    Migration::Sql(
+        r#"
 CREATE TABLE tasks (
     id TEXT PRIMARY KEY,
     owner_id INTEGER NOT NULL REFERENCES users(id),
@@ -143,10 +159,12 @@ CREATE TABLE task_events (
     PRIMARY KEY (task_id, seq)
 );
 "#,
+    ),
     // Counters became the task's own (each attempt counts what earlier
     // ones committed): the totals are the furthest any attempt reached,
     // not a sum. A running attempt's counters fold in as they were meant.
-    r#"
+    Migration::Sql(
+        r#"
 UPDATE tasks SET files = CASE WHEN cur_files > files THEN cur_files ELSE files END,
     files_transferred = files_transferred + cur_files_transferred,
     files_skipped = files_skipped + cur_files_skipped,
@@ -161,12 +179,150 @@ ALTER TABLE tasks ADD COLUMN cur_walk_done INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN bytes_skipped INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN cur_bytes_skipped INTEGER NOT NULL DEFAULT 0;
 "#,
+    ),
     // A deleted endpoint stays, revoked, so its tasks keep their names and
     // destinations keep refusing its certificate.
-    r#"
+    Migration::Sql(
+        r#"
 ALTER TABLE endpoints ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
 "#,
+    ),
+    Migration::Code(tasks_in_columns),
 ];
+
+/// Schema 5: a task's options in columns of their own and its items as
+/// rows of `task_items` (raw path bytes), instead of JSON of the wire
+/// types that no query could look into; and a `seq` column, the task's
+/// number in order of submission, which listings order by where they
+/// used SQLite's implicit `rowid`. Tasks already stored are numbered by
+/// creation time, then id: which of two tasks of the same second came
+/// first was known only to that `rowid`, which this backend no longer
+/// reads.
+///
+/// Its SQL is its own (not the helpers the queries use), so later schema
+/// changes cannot change what it does. The JSON is read with this
+/// release's wire types, which read what every earlier hub wrote; should
+/// they ever stop doing so, this needs a frozen copy of them.
+fn tasks_in_columns(tx: &Transaction<'_>, now: i64) -> Result<()> {
+    tx.execute_batch(
+        r#"
+ALTER TABLE tasks ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN sync_level TEXT CHECK (sync_level IN ('exists', 'size', 'mtime', 'checksum'));
+ALTER TABLE tasks ADD COLUMN delete_extraneous INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN preserve_mtime INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE tasks ADD COLUMN preserve_mode INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE tasks ADD COLUMN skip_source_errors INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN streams INTEGER;
+CREATE TABLE task_items (
+    task_id TEXT NOT NULL REFERENCES tasks(id),
+    item INTEGER NOT NULL,
+    source BLOB NOT NULL,
+    destination BLOB NOT NULL,
+    recursive INTEGER NOT NULL,
+    PRIMARY KEY (task_id, item)
+);
+"#,
+    )?;
+    let stored: Vec<(String, String, String)> = {
+        let mut stmt = tx.prepare("SELECT id, items, options FROM tasks ORDER BY created, id")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut add_item = tx.prepare(
+        "INSERT INTO task_items (task_id, item, source, destination, recursive) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (seq, (id, items, options)) in (1i64..).zip(stored) {
+        tx.execute("UPDATE tasks SET seq = ?2 WHERE id = ?1", params![id, seq])?;
+        let parsed = serde_json::from_str::<Vec<TransferItem>>(&items).and_then(|items| {
+            Ok(TaskWork {
+                items,
+                options: serde_json::from_str(&options)?,
+            })
+        });
+        match parsed {
+            Ok(TaskWork { items, options: o }) => {
+                tx.execute(
+                    "UPDATE tasks SET sync_level = ?2, delete_extraneous = ?3, preserve_mtime = ?4,
+                        preserve_mode = ?5, skip_source_errors = ?6, streams = ?7
+                     WHERE id = ?1",
+                    params![
+                        id,
+                        sync_level_text(o.sync_level),
+                        o.delete,
+                        o.preserve_mtime,
+                        o.preserve_mode,
+                        o.skip_source_errors,
+                        o.streams,
+                    ],
+                )?;
+                for (n, item) in (0i64..).zip(&items) {
+                    add_item.execute(params![
+                        id,
+                        n,
+                        item.source.as_bytes(),
+                        item.destination.as_bytes(),
+                        item.recursive
+                    ])?;
+                }
+            }
+            // The hub wrote this JSON itself, so this is a damaged row.
+            // Such a task could never have started (its capability is
+            // made from it); an ACTIVE one ends here, saying why, rather
+            // than stopping every upgrade or running with no items. (Its
+            // running attempt's counters need no folding: a task's totals
+            // are the furthest of both.)
+            Err(e) => {
+                let why = format!("the hub's stored copy of the task is unreadable: {e}");
+                let ended = tx.execute(
+                    "UPDATE tasks SET status = 'FAILED', completed = ?2, fatal_error = ?3
+                     WHERE id = ?1 AND status = 'ACTIVE'",
+                    params![id, now, why],
+                )?;
+                if ended > 0 {
+                    tx.execute(
+                        "INSERT INTO task_events (task_id, seq, time, code, description)
+                         SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, 'FAILED', ?3 FROM task_events WHERE task_id = ?1",
+                        params![id, now, why],
+                    )?;
+                }
+            }
+        }
+    }
+    drop(add_item);
+    tx.execute_batch(
+        "CREATE UNIQUE INDEX tasks_seq ON tasks(seq);
+         ALTER TABLE tasks DROP COLUMN items;
+         ALTER TABLE tasks DROP COLUMN options;",
+    )?;
+    Ok(())
+}
+
+/// The text a sync level is stored as (its wire name).
+fn sync_level_text(level: Option<SyncLevel>) -> Option<&'static str> {
+    level.map(|l| match l {
+        SyncLevel::Exists => "exists",
+        SyncLevel::Size => "size",
+        SyncLevel::Mtime => "mtime",
+        SyncLevel::Checksum => "checksum",
+    })
+}
+
+/// Stores a task's items, numbered from 0 in their order.
+fn write_items(conn: &Connection, id: &str, items: &[TransferItem]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "INSERT INTO task_items (task_id, item, source, destination, recursive) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (n, item) in (0i64..).zip(items) {
+        stmt.execute(params![
+            id,
+            n,
+            item.source.as_bytes(),
+            item.destination.as_bytes(),
+            item.recursive
+        ])?;
+    }
+    Ok(())
+}
 
 /// Folds the running attempt's counters into the task's (each at the
 /// furthest either reached: see [`TaskCounters`]) and clears them.
@@ -285,6 +441,9 @@ impl SqliteStore {
     }
 
     fn migrate(&self) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| sql_u64(d.as_secs()));
         self.with_conn(|conn| {
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
@@ -300,9 +459,14 @@ impl SqliteStore {
                     known,
                 });
             }
-            for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let done = usize::try_from(version)
+                .map_err(|_| StoreError::Internal(format!("schema version {version}")))?;
+            for (i, migration) in MIGRATIONS.iter().enumerate().skip(done) {
                 let tx = conn.transaction()?;
-                tx.execute_batch(migration)?;
+                match migration {
+                    Migration::Sql(sql) => tx.execute_batch(sql)?,
+                    Migration::Code(step) => step(&tx, now)?,
+                }
                 tx.execute("DELETE FROM schema_version", [])?;
                 tx.execute(
                     "INSERT INTO schema_version (version) VALUES (?1)",
@@ -726,7 +890,7 @@ impl EndpointStore for SqliteStore {
             let active = {
                 let mut stmt = tx.prepare(
                     "SELECT id FROM tasks WHERE status = 'ACTIVE' AND (source_id = ?1 OR destination_id = ?1)
-                     ORDER BY created, rowid",
+                     ORDER BY created, seq",
                 )?;
                 stmt.query_map([id], |r| r.get(0))?
                     .collect::<rusqlite::Result<Vec<String>>>()?
@@ -824,22 +988,34 @@ impl TaskStore for SqliteStore {
     fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()> {
         self.with_conn(|conn| {
             let tx = conn.transaction()?;
+            let o = &task.options;
+            // `seq` numbers tasks in order of submission; writes are
+            // serialized (one connection, in a transaction), so the next
+            // number is free.
             tx.execute(
-                "INSERT INTO tasks (id, owner_id, source_id, destination_id, items, item_count, options, label, deadline, status, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'ACTIVE', ?10)",
+                "INSERT INTO tasks (id, seq, owner_id, source_id, destination_id, item_count,
+                    sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
+                    label, deadline, status, created)
+                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), ?2, ?3, ?4, ?5,
+                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'ACTIVE', ?14)",
                 params![
                     task.id,
                     task.owner_id,
                     task.source_id,
                     task.destination_id,
-                    task.items_json,
-                    sql_u64(task.item_count),
-                    task.options_json,
+                    sql_u64(task.items.len() as u64),
+                    sync_level_text(o.sync_level),
+                    o.delete,
+                    o.preserve_mtime,
+                    o.preserve_mode,
+                    o.skip_source_errors,
+                    o.streams,
                     task.label,
                     task.deadline,
                     task.created
                 ],
             )?;
+            write_items(&tx, &task.id, &task.items)?;
             tx.execute(
                 "INSERT INTO task_events (task_id, seq, time, code, description) VALUES (?1, 1, ?2, ?3, ?4)",
                 params![task.id, task.created, code, event],
@@ -865,7 +1041,7 @@ impl TaskStore for SqliteStore {
         self.with_conn(|conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {} WHERE t.owner_id = ?1 AND substr(t.id, 1, length(?2)) = ?2
-                 ORDER BY t.created, t.rowid LIMIT ?3",
+                 ORDER BY t.created, t.seq LIMIT ?3",
                 TASK_COLUMNS
             ))?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -877,7 +1053,7 @@ impl TaskStore for SqliteStore {
     fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>> {
         self.with_conn(|conn| {
             let mut stmt = conn.prepare(&format!(
-                "SELECT {} WHERE t.owner_id = ?1 ORDER BY t.created DESC, t.rowid DESC LIMIT ?2",
+                "SELECT {} WHERE t.owner_id = ?1 ORDER BY t.created DESC, t.seq DESC LIMIT ?2",
                 TASK_COLUMNS
             ))?;
             let rows = stmt.query_map(params![owner_id, limit as i64], task_row)?;
@@ -890,7 +1066,7 @@ impl TaskStore for SqliteStore {
             let mut stmt = conn.prepare(
                 "SELECT t.id, t.source_id, s.display_name, s.revoked, t.destination_id, d.display_name, d.revoked, t.attempt, t.deadline
                  FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id
-                 WHERE t.status = 'ACTIVE' ORDER BY t.created, t.rowid",
+                 WHERE t.status = 'ACTIVE' ORDER BY t.created, t.seq",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok(ActiveTask {
@@ -909,15 +1085,59 @@ impl TaskStore for SqliteStore {
         })
     }
 
-    fn task_work(&self, id: &str) -> Result<Option<(String, String)>> {
+    fn task_work(&self, id: &str) -> Result<Option<TaskWork>> {
         self.with_conn(|conn| {
-            Ok(conn
+            // One read transaction: the options and the items of one state.
+            let tx = conn.transaction()?;
+            let Some((sync_level, options)) = tx
                 .query_row(
-                    "SELECT items, options FROM tasks WHERE id = ?1",
+                    "SELECT sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams
+                     FROM tasks WHERE id = ?1",
                     [id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, Option<String>>(0)?,
+                            TransferOptions {
+                                sync_level: None,
+                                delete: r.get(1)?,
+                                preserve_mtime: r.get(2)?,
+                                preserve_mode: r.get(3)?,
+                                skip_source_errors: r.get(4)?,
+                                streams: r.get(5)?,
+                            },
+                        ))
+                    },
                 )
-                .optional()?)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let sync_level = match sync_level {
+                None => None,
+                Some(text) => Some(SyncLevel::parse(&text).ok_or_else(|| {
+                    StoreError::Internal(format!("task {id} has an unknown sync level {text:?}"))
+                })?),
+            };
+            let items = {
+                let mut stmt = tx.prepare(
+                    "SELECT source, destination, recursive FROM task_items WHERE task_id = ?1 ORDER BY item",
+                )?;
+                stmt.query_map([id], |r| {
+                    Ok(TransferItem {
+                        source: WirePath::from_bytes(r.get::<_, Vec<u8>>(0)?),
+                        destination: WirePath::from_bytes(r.get::<_, Vec<u8>>(1)?),
+                        recursive: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            Ok(Some(TaskWork {
+                items,
+                options: TransferOptions {
+                    sync_level,
+                    ..options
+                },
+            }))
         })
     }
 
@@ -1077,6 +1297,33 @@ mod tests {
         (s, uid)
     }
 
+    /// A database as a hub of schema `version` left it, with alice and
+    /// her endpoints e1 ("laptop") and e2 ("cluster").
+    fn database_at(path: &Path, version: usize) -> Connection {
+        let mut conn = Connection::open(path).unwrap();
+        for migration in &MIGRATIONS[..version] {
+            let tx = conn.transaction().unwrap();
+            match migration {
+                Migration::Sql(sql) => tx.execute_batch(sql).unwrap(),
+                Migration::Code(step) => step(&tx, 0).unwrap(),
+            }
+            tx.commit().unwrap();
+        }
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO users (name, password_hash, created) VALUES ('alice', 'h', 0);
+             INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e1', 1, 'laptop', 0);
+             INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e2', 1, 'cluster', 0);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [version as i64],
+        )
+        .unwrap();
+        conn
+    }
+
     #[test]
     fn migrations_are_idempotent_and_refuse_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
@@ -1145,16 +1392,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
         {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            let conn = database_at(&path, 2);
             conn.execute_batch(
-                "CREATE TABLE schema_version (version INTEGER NOT NULL);
-                 INSERT INTO schema_version (version) VALUES (2);
-                 INSERT INTO users (name, password_hash, created) VALUES ('alice', 'h', 0);
-                 INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e1', 1, 'laptop', 0);
-                 INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e2', 1, 'cluster', 0);
-                 INSERT INTO tasks (id, owner_id, source_id, destination_id, items, item_count, options, status,
+                "INSERT INTO tasks (id, owner_id, source_id, destination_id, items, item_count, options, status,
                      attempt, files, files_transferred, files_skipped, bytes_transferred,
                      cur_files, cur_files_transferred, cur_files_skipped, cur_bytes_transferred, created)
                  VALUES ('t1', 1, 'e1', 'e2', '[]', 1, '{}', 'ACTIVE', 2, 10, 4, 0, 400, 10, 3, 0, 300, 0);",
@@ -1171,19 +1411,8 @@ mod tests {
     fn later_migrations_bring_an_existing_database_up_to_date() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
-        {
-            // A database as the first release left it.
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE schema_version (version INTEGER NOT NULL);
-                 INSERT INTO schema_version (version) VALUES (1);
-                 INSERT INTO users (name, password_hash, created) VALUES ('alice', 'h', 0);
-                 INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e1', 1, 'laptop', 0);
-                 INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e2', 1, 'cluster', 0);",
-            )
-            .unwrap();
-        }
+        // A database as the first release left it.
+        database_at(&path, 1);
         let s = SqliteStore::open(&path).unwrap();
         let version: i64 = s
             .lock()
@@ -1201,6 +1430,131 @@ mod tests {
             ("laptop", "cluster")
         );
         assert_eq!(row.status, TaskStatus::Active);
+    }
+
+    #[test]
+    fn migration_five_moves_json_tasks_into_columns_and_rows() {
+        use ferry_proto::task::SyncLevel;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        let item = |source: &[u8], destination: &[u8], recursive| TransferItem {
+            source: WirePath::from_bytes(source),
+            destination: WirePath::from_bytes(destination),
+            recursive,
+        };
+        let items = vec![
+            item(
+                b"/data/r\xe9sum\xe9/\xff\xfe",
+                b"/in/caf\xc3\xa9 100%",
+                true,
+            ),
+            item(b"/data/plain.txt", b"/in/plain.txt", false),
+            item(b"", b"/in/%25 not an escape", false),
+        ];
+        let options = TransferOptions {
+            sync_level: Some(SyncLevel::Mtime),
+            delete: true,
+            preserve_mtime: false,
+            preserve_mode: true,
+            skip_source_errors: true,
+            streams: Some(8),
+        };
+        {
+            // Schema 4, with tasks as hubs before schema 5 stored them: the
+            // wire types' JSON, as task_service wrote it.
+            let conn = database_at(&path, 4);
+            let insert = "INSERT INTO tasks (id, owner_id, source_id, destination_id, items, item_count, options, label, status, created)
+                          VALUES (?1, 1, 'e1', 'e2', ?2, ?3, ?4, ?5, ?6, ?7)";
+            conn.execute(
+                insert,
+                params![
+                    "t1",
+                    serde_json::to_string(&items).unwrap(),
+                    3,
+                    serde_json::to_string(&options).unwrap(),
+                    "",
+                    "ACTIVE",
+                    5
+                ],
+            )
+            .unwrap();
+            // What older tests and hand-made rows hold: defaults left out.
+            conn.execute(
+                insert,
+                params!["t2", "[]", 0, "{}", None::<String>, "SUCCEEDED", 5],
+            )
+            .unwrap();
+            // A damaged row: an ACTIVE task that could never start.
+            conn.execute(
+                insert,
+                params!["t3", "[{\"source\":", 1, "{}", "x", "ACTIVE", 6],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO task_events (task_id, seq, time, code, description) VALUES ('t3', 1, 6, 'SUBMITTED', 'x')",
+                [],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let work = s.task_work("t1").unwrap().unwrap();
+        assert_eq!(work.items, items, "path bytes survive, non-UTF-8 ones too");
+        assert_eq!(work.options, options);
+        let row = s.task("t1").unwrap().unwrap();
+        assert_eq!(
+            (row.status, row.item_count, row.label.as_deref()),
+            (TaskStatus::Active, 3, Some(""))
+        );
+        assert_eq!(
+            s.task_work("t2").unwrap().unwrap(),
+            TaskWork {
+                items: Vec::new(),
+                options: TransferOptions::default()
+            }
+        );
+        assert_eq!(s.task("t2").unwrap().unwrap().status, TaskStatus::Succeeded);
+        let damaged = s.task("t3").unwrap().unwrap();
+        assert_eq!(damaged.status, TaskStatus::Failed);
+        assert!(
+            damaged
+                .fatal_error
+                .as_deref()
+                .unwrap()
+                .contains("unreadable"),
+            "{damaged:?}"
+        );
+        let events = s.task_events("t3", 10).unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.code.as_str()).collect::<Vec<_>>(),
+            ["SUBMITTED", "FAILED"]
+        );
+        assert_eq!(
+            s.active_tasks()
+                .unwrap()
+                .into_iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>(),
+            ["t1"]
+        );
+        // A task submitted now comes after the migrated ones of its second.
+        s.create_task(&new_task("a-new", 1, 5), "SUBMITTED", "x")
+            .unwrap();
+        let ids: Vec<String> = s
+            .tasks_with_prefix(1, "", 10)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, ["t1", "t2", "a-new", "t3"]);
+        let conn = s.lock().unwrap();
+        assert!(
+            conn.prepare("SELECT items FROM tasks").is_err(),
+            "the JSON columns are gone"
+        );
+        let version: i64 = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 5);
     }
 
     /// A store call that must wait (here, for the connection another
