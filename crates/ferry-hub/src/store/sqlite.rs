@@ -1,7 +1,8 @@
 //! The SQLite backend: one connection behind a mutex, WAL, foreign keys
 //! on, a busy timeout, and numbered migrations applied in order at open.
 //!
-//! Its queries are portable SQL: what a PostgreSQL backend would have to write differently
+//! Its queries are portable SQL (a test scans this file for SQLite-only
+//! constructs): what a PostgreSQL backend would have to write differently
 //! is only the migrations' DDL and the placeholders' spelling.
 
 use super::*;
@@ -1555,6 +1556,150 @@ mod tests {
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, 5);
+    }
+
+    /// SQL in `source` (this file's code, tests and comments aside) that
+    /// only SQLite understands: what a PostgreSQL backend could not share.
+    fn sqlite_only(source: &str) -> Vec<String> {
+        let code = source
+            .split(concat!("#[cfg(test)]\n", "mod tests {"))
+            .next()
+            .unwrap_or_default();
+        let (literals, code) = literals_of(code);
+        let mut found = Vec::new();
+        if code.to_lowercase().contains("rowid") {
+            found.push("rowid (an explicit integer column, or INSERT ... RETURNING)".to_string());
+        }
+        for literal in &literals {
+            let sql = literal
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase();
+            for (construct, instead) in [
+                ("insert or ", "INSERT ... ON CONFLICT"),
+                ("replace into", "INSERT ... ON CONFLICT DO UPDATE"),
+                ("autoincrement", "INTEGER PRIMARY KEY"),
+                ("ifnull(", "COALESCE"),
+                ("group_concat(", "an aggregate in Rust"),
+                ("strftime(", "times as Unix seconds passed in"),
+                ("datetime(", "times as Unix seconds passed in"),
+            ] {
+                if let Some(at) = sql.find(construct) {
+                    found.push(format!(
+                        "{construct:?} (use {instead}) in {:?}",
+                        near(&sql, at)
+                    ));
+                }
+            }
+            for function in ["max", "min"] {
+                if let Some(at) = call_with_two_arguments(&sql, function) {
+                    found.push(format!(
+                        "scalar {function}(a, b) (use CASE WHEN) in {:?}",
+                        near(&sql, at)
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    /// The string literals of Rust `source`, and the source without its
+    /// line comments.
+    fn literals_of(source: &str) -> (Vec<String>, String) {
+        let b = source.as_bytes();
+        let find = |from: usize, what: &[u8]| {
+            (from..b.len())
+                .find(|&j| b[j..].starts_with(what))
+                .unwrap_or(b.len())
+        };
+        let (mut literals, mut code, mut i) = (Vec::new(), Vec::new(), 0);
+        while i < b.len() {
+            if b[i..].starts_with(b"//") {
+                i = find(i, b"\n");
+            } else if b[i..].starts_with(b"r#\"") {
+                let end = find(i + 3, b"\"#");
+                literals.push(String::from_utf8_lossy(&b[i + 3..end]).into_owned());
+                code.extend_from_slice(&b[i..(end + 2).min(b.len())]);
+                i = end + 2;
+            } else if b[i] == b'"' {
+                let mut j = i + 1;
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                literals.push(String::from_utf8_lossy(&b[i + 1..j.min(b.len())]).into_owned());
+                code.extend_from_slice(&b[i..(j + 1).min(b.len())]);
+                i = j + 1;
+            } else if b[i] == b'\'' && b.get(i + 1) == Some(&b'\\') {
+                // A char literal such as '\\' (not a lifetime).
+                let end = find(i + 2, b"'");
+                code.extend_from_slice(&b[i..(end + 1).min(b.len())]);
+                i = end + 1;
+            } else if b[i] == b'\'' && b.get(i + 2) == Some(&b'\'') {
+                code.extend_from_slice(&b[i..i + 3]);
+                i += 3;
+            } else {
+                code.push(b[i]);
+                i += 1;
+            }
+        }
+        (literals, String::from_utf8_lossy(&code).into_owned())
+    }
+
+    /// Where `sql` calls `function` with two or more arguments.
+    fn call_with_two_arguments(sql: &str, function: &str) -> Option<usize> {
+        sql.match_indices(&format!("{function}("))
+            .map(|(at, _)| at)
+            .find(|&at| {
+                let word_start = at == 0
+                    || !sql[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+                let mut depth = 0;
+                for c in sql[at + function.len()..].chars() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' if depth == 1 => return false,
+                        ')' => depth -= 1,
+                        ',' if depth == 1 => return word_start,
+                        _ => {}
+                    }
+                }
+                false
+            })
+    }
+
+    /// The statement around byte `at`, for a message.
+    fn near(sql: &str, at: usize) -> String {
+        let before: String = sql[..at].chars().rev().take(30).collect();
+        let after: String = sql[at..].chars().take(50).collect();
+        format!("...{}{after}...", before.chars().rev().collect::<String>())
+    }
+
+    #[test]
+    fn the_sql_here_is_portable() {
+        let found = sqlite_only(include_str!("sqlite.rs"));
+        assert!(found.is_empty(), "SQLite-only SQL in sqlite.rs: {found:#?}");
+    }
+
+    #[test]
+    fn the_portability_scan_finds_each_sqlite_only_construct() {
+        let module = |body: &str| format!("{body}\n#[cfg(test)]\nmod tests {{ rowid }}\n");
+        for planted in [
+            r#"conn.execute("INSERT OR IGNORE INTO users (name) VALUES (?1)", [n])"#,
+            r#"conn.execute("insert or replace into users (name) values (?1)", [n])"#,
+            r#"Ok(conn.last_insert_rowid())"#,
+            r#"const C: &str = "SELECT id FROM tasks ORDER BY created, rowid";"#,
+            "const C: &str = r#\"UPDATE t SET a = MAX(a,\n    b)\"#;",
+            r#"format!("UPDATE t SET a = min(a, (SELECT COUNT(*) FROM u)) WHERE x = '\\'")"#,
+        ] {
+            assert!(!sqlite_only(&module(planted)).is_empty(), "{planted}");
+        }
+        for fine in [
+            r#"conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM task_events", [], f)"#,
+            r#"conn.execute("INSERT INTO t (a) VALUES (?1) ON CONFLICT DO NOTHING", [a])"#,
+            "let n = a.max(b); // rowid was here\nlet c = '\\\\'; let s: &'static str = \"x\";",
+        ] {
+            assert_eq!(sqlite_only(&module(fine)), Vec::<String>::new(), "{fine}");
+        }
     }
 
     /// A store call that must wait (here, for the connection another
