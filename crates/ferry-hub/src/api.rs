@@ -491,11 +491,11 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
 
 /// What a stored task copies.
 fn task_items(hub: &Hub, id: &str) -> Result<Vec<TransferItem>, Failure> {
-    let (items, _) = hub
+    let work = hub
         .store
         .task_work(id)?
         .ok_or_else(|| Failure::internal(format!("task {id} has no stored work")))?;
-    serde_json::from_str(&items).map_err(Failure::internal)
+    Ok(work.items)
 }
 
 /// A task the caller may `action` ([`task_service::find`]).
@@ -1070,8 +1070,7 @@ mod tests {
         );
         assert!(shown["deadline"].is_i64());
         assert!(shown["completed"].is_null());
-        let stored = s.hub.store.task_work(&id).unwrap().unwrap();
-        let options: ferry_proto::task::TransferOptions = serde_json::from_str(&stored.1).unwrap();
+        let options = s.hub.store.task_work(&id).unwrap().unwrap().options;
         assert_eq!(
             options.sync_level,
             Some(ferry_proto::task::SyncLevel::Checksum)
@@ -1167,9 +1166,8 @@ mod tests {
                 owner_id: owner,
                 source_id: s.laptop.clone(),
                 destination_id: s.cluster.clone(),
-                items_json: "[]".into(),
-                item_count: 1,
-                options_json: "{}".into(),
+                items: Vec::new(),
+                options: Default::default(),
                 label: None,
                 deadline: None,
                 created: 1,
