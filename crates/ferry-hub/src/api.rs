@@ -619,7 +619,6 @@ impl From<TaskServiceError> for Failure {
             TaskServiceError::Refused(refusal) => Failure::from(refusal),
             TaskServiceError::Endpoint(e) => Failure::from(e),
             TaskServiceError::Storage(e) => Failure::from(e),
-            e @ TaskServiceError::Encode(_) => Failure::internal(e),
         }
     }
 }

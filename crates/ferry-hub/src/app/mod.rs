@@ -370,7 +370,6 @@ impl From<TaskServiceError> for Said {
             TaskServiceError::NotFound(id) => {
                 Said::Sentence(format!("No task {id} among yours: open it from Activity."))
             }
-            e @ TaskServiceError::Encode(_) => Said::Page(AppError::Internal(e.to_string())),
             e => Said::Sentence(sentence(&e.to_string())),
         }
     }
