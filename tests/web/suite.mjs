@@ -215,6 +215,7 @@ async function openCollection(page, n, endpoint, { suggestion = false } = {}) {
       });
   }
   await input.press('Enter');
+  await page.waitForLoadState('load', { timeout: NAVIGATION });
 }
 
 async function openPath(page, n, dir) {
@@ -222,6 +223,7 @@ async function openPath(page, n, dir) {
   check((await input.count()) === 1, `panel ${n} has ${await input.count()} inputs labelled Path, not one`);
   await input.fill(dir);
   await input.press('Enter');
+  await page.waitForLoadState('load', { timeout: NAVIGATION });
 }
 
 function entry(page, n, name) {
@@ -250,6 +252,7 @@ async function startTransfer(page, names, label, deleteExtra, previousId) {
   await options.getByLabel('Label', { exact: true }).fill(label);
   await options.getByLabel('Delete extra files', { exact: true }).setChecked(deleteExtra, { timeout: ACTION });
   await panel(page, 1).getByRole('button', { name: 'Start', exact: true }).click();
+  await page.waitForLoadState('load', { timeout: NAVIGATION });
   const marked = page.locator('[data-task-id]');
   const deadline = Date.now() + ACTION;
   for (;;) {
@@ -354,6 +357,7 @@ const scenarios = [
       }
       await page.getByLabel('Endpoint name', { exact: true }).fill(newEndpoint);
       await page.getByRole('button', { name: 'Create endpoint', exact: true }).click();
+      await page.waitForLoadState('load', { timeout: NAVIGATION });
       const marked = page.locator('[data-setup-key]').first();
       await marked.waitFor({ state: 'attached', timeout: ACTION }).catch(() => {
         throw new Failure('after Create endpoint no element with data-setup-key appeared');
@@ -432,6 +436,7 @@ const scenarios = [
       await follow(page, labels.cancel);
       await seen(page, 'cancel-task');
       await page.getByRole('button', { name: 'Cancel', exact: true }).click();
+      await page.waitForLoadState('load', { timeout: NAVIGATION });
       const deadline = Date.now() + CANCEL_END;
       for (;;) {
         await page.waitForLoadState('load', { timeout: NAVIGATION });
@@ -473,7 +478,7 @@ const scenarios = [
         await seen(page, 'files-mallory');
         await follow(page, 'Endpoints');
         await seen(page, 'endpoints-mallory');
-        const text = await page.locator('main, body').first().innerText();
+        const text = await mainText(page);
         for (const name of [srcName, dstName, newEndpoint]) {
           check(!new RegExp(`(^|\\W)${reEscape(name)}(\\W|$)`).test(text), `mallory's Endpoints page shows alice's endpoint "${name}"`);
         }
@@ -499,11 +504,18 @@ const scenarios = [
       const page = need('page');
       await follow(page, 'Account');
       await seen(page, 'account');
-      const text = await page.locator('body').innerText();
-      check(text.includes(alice.name), `the Account page does not name the user ${alice.name}`);
+      const text = await mainText(page);
+      check(text.includes(alice.name), `the Account page's main does not name the user ${alice.name}`);
     },
   ],
 ];
+
+/// The text of the page's main (all of body if it has none): the
+/// header's "Signed in as" left out.
+async function mainText(page) {
+  const main = page.locator('main');
+  return (await main.count()) > 0 ? main.first().innerText() : page.locator('body').innerText();
+}
 
 function need(key) {
   check(state[key] !== undefined, `needs ${key} from an earlier scenario, which failed`);
