@@ -348,7 +348,7 @@ fn long_prefix(e: &FsEntry) -> String {
     format!(
         "{kind}{perms} {:>12} {}",
         e.size,
-        crate::time::utc_minutes(e.mtime)
+        ferry_proto::human::utc_minutes(e.mtime)
     )
 }
 

@@ -23,7 +23,6 @@ mod hub;
 mod legacy;
 mod paths;
 mod terminal;
-pub mod time;
 mod transfer;
 
 use anyhow::Context;

@@ -4,7 +4,7 @@
 use crate::args::{DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs};
 use crate::hub::session;
 use crate::terminal::{escape, escape_bytes};
-use crate::time::utc_seconds;
+use ferry_proto::human::{self, utc_seconds};
 use crate::{Invocation, client_runtime};
 use anyhow::{Context, bail};
 use ferry_proto::task::{
@@ -564,9 +564,9 @@ fn progress_line(info: &TaskInfo, byte_rate: f64) -> String {
             "#".repeat(filled),
             "-".repeat(WIDTH - filled),
             (done.fraction * 100.0).floor() as u64,
-            human_bytes(done.bytes),
-            human_bytes(info.bytes),
-            human_bytes(byte_rate as u64),
+            human::bytes(done.bytes),
+            human::bytes(info.bytes),
+            human::bytes(byte_rate as u64),
         ));
         if byte_rate > 0.0 && info.bytes > done.bytes {
             let eta = ((info.bytes - done.bytes) as f64 / byte_rate).ceil() as u64;
@@ -576,9 +576,9 @@ fn progress_line(info: &TaskInfo, byte_rate: f64) -> String {
     } else {
         line.push_str(&format!(
             "  counting  {} of {} seen so far  {}/s  {}/{} files seen",
-            human_bytes(done.bytes),
-            human_bytes(info.bytes),
-            human_bytes(byte_rate as u64),
+            human::bytes(done.bytes),
+            human::bytes(info.bytes),
+            human::bytes(byte_rate as u64),
             done.files,
             info.files,
         ));
@@ -594,28 +594,13 @@ fn summary(info: &TaskInfo) -> String {
         "{} transferred, {} skipped, {}",
         crate::plural(info.files_transferred, "file"),
         info.files_skipped,
-        human_bytes(info.bytes_transferred),
+        human::bytes(info.bytes_transferred),
     );
     if info.bytes_resent > 0 {
-        line.push_str(&format!(" (and {} resent)", human_bytes(info.bytes_resent)));
+        line.push_str(&format!(" (and {} resent)", human::bytes(info.bytes_resent)));
     }
     line.push_str(&format!(", {}", crate::plural(info.faults, "fault")));
     line
-}
-
-/// `1.2 GiB`, `512 B`.
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// `0:42`, `1:02:03`.
@@ -746,7 +731,7 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
             format!(
                 "{} ({}){}",
                 info.bytes,
-                human_bytes(info.bytes),
+                human::bytes(info.bytes),
                 if info.walk_done || info.status != TaskStatus::Active {
                     ""
                 } else {
@@ -759,20 +744,20 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
             format!(
                 "{} ({})",
                 info.bytes_transferred,
-                human_bytes(info.bytes_transferred)
+                human::bytes(info.bytes_transferred)
             ),
         ),
         (
             "Bytes Resent",
-            format!("{} ({})", info.bytes_resent, human_bytes(info.bytes_resent)),
+            format!("{} ({})", info.bytes_resent, human::bytes(info.bytes_resent)),
         ),
         ("Progress", {
             let done = Done::of(info);
             format!(
                 "{:.0}% ({} of {}, {} of {})",
                 (done.fraction * 100.0).floor(),
-                human_bytes(done.bytes),
-                human_bytes(info.bytes),
+                human::bytes(done.bytes),
+                human::bytes(info.bytes),
                 done.files,
                 crate::plural(info.files, "file")
             )
@@ -855,7 +840,7 @@ fn print_tasks(tasks: &[TaskInfo]) -> std::io::Result<()> {
             t.status.as_str(),
             route,
             t.files_transferred + t.files_skipped,
-            human_bytes(t.bytes_transferred),
+            human::bytes(t.bytes_transferred),
             escape(t.label.as_deref().unwrap_or(""))
         );
     }
@@ -1014,9 +999,9 @@ mod tests {
 
     #[test]
     fn numbers_read_as_people_write_them() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(u64::MAX), "16.0 EiB");
+        assert_eq!(human::bytes(512), "512 B");
+        assert_eq!(human::bytes(1536), "1.5 KiB");
+        assert_eq!(human::bytes(u64::MAX), "16.0 EiB");
         assert_eq!(clock(42), "0:42");
         assert_eq!(clock(3723), "1:02:03");
         assert_eq!(

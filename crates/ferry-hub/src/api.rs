@@ -14,6 +14,7 @@
 use crate::authz::{Action, Refusal, Resource, authorize};
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
+use crate::files::{self, FilesError};
 use crate::grants::{self, Principal};
 use crate::server::Hub;
 use crate::store::{EndpointRow, MAX_TASK_EVENTS, StoreError, TaskRow};
@@ -30,18 +31,12 @@ use ferry_proto::api::{
     ApiError, CreateEndpoint, EndpointInfo, FilterScope, FsOp, FsOutcome, RegisterEndpoint,
     SCOPE_SETUP, SCOPE_TRANSFER, UpdateEndpoint,
 };
-use ferry_proto::task::{
-    Capability, MAX_CAPABILITY, MAX_ITEM_PATH, MAX_LABEL, MAX_TASK_ITEMS, SubmitTask,
-    SubmittedTask, TaskEvent, TaskInfo, TaskStatus, TransferItem,
-};
-use ferry_proto::wire_path::WirePath;
+use ferry_proto::task::{SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TaskStatus, TransferItem};
 use serde::Deserialize;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a file operation may take on the endpoint.
-const FS_WITHIN: Duration = Duration::from_secs(30);
 /// Most endpoints one search returns.
 const SEARCH_LIMIT: usize = 1000;
 /// Largest task submission: a `--batch` task lists many paths.
@@ -53,10 +48,6 @@ const TASK_LIST_MAX: usize = 1000;
 const TASK_WAIT_MAX: Duration = Duration::from_secs(5);
 /// Events one request returns unless asked for fewer.
 const EVENTS_DEFAULT: usize = 1000;
-/// Furthest deadline accepted, in seconds from now.
-const MAX_DEADLINE: i64 = 366 * 86_400;
-/// How far in the past a submitted deadline may lie (seconds).
-const DEADLINE_GRACE: i64 = 60;
 
 pub fn routes() -> Router<Arc<Hub>> {
     Router::new()
@@ -133,6 +124,12 @@ impl From<RegistryError> for Failure {
                 Failure::new(StatusCode::FORBIDDEN, "revoked", e.to_string())
             }
             RegistryError::Busy(m) => Failure::new(StatusCode::CONFLICT, "endpoint_busy", m),
+            RegistryError::NotFound(name) => Failure::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no endpoint {name:?} among yours; list them with `ferry endpoint search`"),
+            ),
+            RegistryError::Refused(refusal) => Failure::from(refusal),
             RegistryError::Storage(e) => Failure::from(e),
             RegistryError::Internal(e) => Failure::internal(format!("{e:#}")),
         }
@@ -313,30 +310,9 @@ fn info(hub: &Hub, row: EndpointRow) -> EndpointInfo {
     }
 }
 
-/// An endpoint the caller may `action`, named by id or by one of their
-/// display names. A deleted one is as absent as a missing one, and so is
-/// one the caller may not act on.
+/// An endpoint the caller may `action` ([`endpoints::find`]).
 fn resolve(hub: &Hub, who: &Principal, name: &str, action: Action) -> Result<EndpointRow, Failure> {
-    let not_found = || {
-        Failure::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no endpoint {name:?} among yours; list them with `ferry endpoint search`"),
-        )
-    };
-    let by_id = hub.store.endpoint(name)?.filter(|row| !row.deleted);
-    let row = match by_id {
-        Some(row) => Some(row),
-        None => hub.store.endpoint_by_name(who.user_id, name)?,
-    };
-    match row {
-        Some(row) => match authorize(who, action, Resource::Endpoint(&row)) {
-            Ok(()) => Ok(row),
-            Err(Refusal::Hidden) => Err(not_found()),
-            Err(refusal) => Err(refusal.into()),
-        },
-        None => Err(not_found()),
-    }
+    Ok(endpoints::find(&*hub.store, who, name, action)?)
 }
 
 async fn create_endpoint(
@@ -459,29 +435,35 @@ async fn fs_operation(
     Path(endpoint): Path<String>,
     Json(op): Json<FsOp>,
 ) -> Result<Json<FsOutcome>, Failure> {
-    let row = resolve(&hub, &who, &endpoint, Action::UseEndpoint)?;
-    match hub.control.fs(&row.id, op, FS_WITHIN).await {
-        Ok(FsOutcome::Failed { message }) => Err(Failure::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "operation_failed",
-            message,
-        )),
-        Ok(outcome) => Ok(Json(outcome)),
-        Err(e @ CallError::Offline) => Err(Failure::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "endpoint_offline",
-            format!("endpoint {} ({}): {e}", row.display_name, row.id),
-        )),
-        Err(e @ CallError::Timeout(_)) => Err(Failure::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            e.to_string(),
-        )),
-        Err(e) => Err(Failure::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "endpoint_unavailable",
-            e.to_string(),
-        )),
+    let (_, outcome) = files::operate(&hub, &who, &endpoint, op).await?;
+    Ok(Json(outcome))
+}
+
+impl From<FilesError> for Failure {
+    fn from(e: FilesError) -> Self {
+        match e {
+            FilesError::Endpoint(e) => Failure::from(e),
+            FilesError::Failed(message) => Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "operation_failed",
+                message,
+            ),
+            FilesError::Offline { name, id } => Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "endpoint_offline",
+                format!("endpoint {name} ({id}): {}", CallError::Offline),
+            ),
+            FilesError::Timeout { within, .. } => Failure::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                CallError::Timeout(within).to_string(),
+            ),
+            FilesError::Unavailable { reason, .. } => Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "endpoint_unavailable",
+                reason.to_string(),
+            ),
+        }
     }
 }
 
@@ -489,88 +471,6 @@ async fn fs_operation(
 
 fn bad(message: impl Into<String>) -> Failure {
     Failure::new(StatusCode::BAD_REQUEST, "invalid", message)
-}
-
-fn check_path(which: &str, index: usize, path: &WirePath) -> Result<(), Failure> {
-    let bytes = path.as_bytes();
-    if bytes.first() != Some(&b'/') {
-        return Err(bad(format!(
-            "item {}: the {which} path {path:?} is not absolute: start it with / (or /~/ for the endpoint owner's home)",
-            index + 1,
-            path = path.to_string()
-        )));
-    }
-    if bytes.len() > MAX_ITEM_PATH {
-        return Err(bad(format!(
-            "item {}: the {which} path is longer than {MAX_ITEM_PATH} bytes",
-            index + 1
-        )));
-    }
-    if bytes.contains(&0) {
-        return Err(bad(format!(
-            "item {}: the {which} path contains a NUL byte",
-            index + 1
-        )));
-    }
-    Ok(())
-}
-
-/// Everything about a submission that does not need the store.
-fn check_submission(submit: &SubmitTask, now: i64) -> Result<(), Failure> {
-    if submit.items.is_empty() {
-        return Err(bad("the task lists nothing to transfer"));
-    }
-    if submit.items.len() > MAX_TASK_ITEMS {
-        return Err(bad(format!(
-            "the task lists {} items; at most {MAX_TASK_ITEMS} fit one task: split it",
-            submit.items.len()
-        )));
-    }
-    for (i, item) in submit.items.iter().enumerate() {
-        check_path("source", i, &item.source)?;
-        check_path("destination", i, &item.destination)?;
-    }
-    if let Some(label) = &submit.label {
-        if label.len() > MAX_LABEL || label.chars().any(char::is_control) {
-            return Err(bad(format!(
-                "the label is not allowed: use at most {MAX_LABEL} bytes without control characters"
-            )));
-        }
-    }
-    if let Some(deadline) = submit.deadline {
-        // A deadline a moment in the past is a short relative one (`--deadline
-        // 1s`) rounded to whole seconds on a slower path, or a client clock a
-        // little behind: the task is taken and fails at once, as it would
-        // have a moment later. Only a deadline clearly past is a mistake.
-        if deadline < now - DEADLINE_GRACE {
-            return Err(bad("the deadline has already passed"));
-        }
-        if deadline > now + MAX_DEADLINE {
-            return Err(bad("the deadline is more than a year away"));
-        }
-    }
-    if submit.options.streams.is_some_and(|n| n == 0 || n > 64) {
-        return Err(bad("streams must be between 1 and 64"));
-    }
-    // The capability carries the items to both endpoints, base64 in a
-    // control frame: refuse here what could never be sent.
-    let body = Capability {
-        task_id: uuid::Uuid::nil().to_string(),
-        attempt: u32::MAX,
-        source_endpoint: uuid::Uuid::nil().to_string(),
-        destination_endpoint: uuid::Uuid::nil().to_string(),
-        items: submit.items.clone(),
-        options: submit.options.clone(),
-        issued: i64::MAX,
-        expires: i64::MAX,
-    }
-    .body();
-    if body.len().div_ceil(3) * 4 + 512 > MAX_CAPABILITY {
-        return Err(bad(
-            "the task's paths add up to more than one task can carry; split it into several tasks",
-        ));
-    }
-    Ok(())
 }
 
 fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
@@ -624,71 +524,9 @@ fn task_items(hub: &Hub, id: &str) -> Result<Vec<TransferItem>, Failure> {
     serde_json::from_str(&items).map_err(Failure::internal)
 }
 
-/// The fewest hex digits a task id prefix must give, as git asks of
-/// abbreviated commit ids.
-const MIN_TASK_PREFIX: usize = 4;
-/// Candidates an ambiguous prefix names.
-const AMBIGUOUS_LISTED: usize = 10;
-
-/// A task the caller may `action`, named by its id or a unique prefix of
-/// it: the one place every task route resolves what the user typed.
-/// Someone else's task is as absent as a missing one.
+/// A task the caller may `action` ([`task_service::find`]).
 fn own_task(hub: &Hub, who: &Principal, id: &str, action: Action) -> Result<TaskRow, Failure> {
-    let not_found = || {
-        Failure::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no task {id:?} among yours; list them with `ferry task list`"),
-        )
-    };
-    let allowed = |row: TaskRow| match authorize(who, action, Resource::Task(&row)) {
-        Ok(()) => Ok(row),
-        Err(Refusal::Hidden) => Err(not_found()),
-        Err(refusal) => Err(Failure::from(refusal)),
-    };
-    if let Some(row) = hub.store.task(id)? {
-        return allowed(row);
-    }
-    let prefix = id.to_ascii_lowercase();
-    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        return Err(not_found());
-    }
-    let digits = prefix.bytes().filter(u8::is_ascii_hexdigit).count();
-    if digits < MIN_TASK_PREFIX {
-        return Err(bad(format!(
-            "task id prefix {id:?} is too short: give at least {MIN_TASK_PREFIX} characters of the id"
-        )));
-    }
-    let mut found = hub
-        .store
-        .tasks_with_prefix(who.user_id, &prefix, AMBIGUOUS_LISTED + 1)?;
-    match found.len() {
-        0 => Err(not_found()),
-        1 => allowed(found.remove(0)),
-        n => {
-            let more = if n > AMBIGUOUS_LISTED {
-                " and more"
-            } else {
-                ""
-            };
-            let listed = found
-                .iter()
-                .take(AMBIGUOUS_LISTED)
-                .map(|t| match &t.label {
-                    Some(label) => format!("{} ({}, {label:?})", t.id, t.status),
-                    None => format!("{} ({})", t.id, t.status),
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            Err(Failure::new(
-                StatusCode::CONFLICT,
-                "ambiguous",
-                format!(
-                    "task id prefix {id:?} is ambiguous: it matches {listed}{more}; give more of the id"
-                ),
-            ))
-        }
-    }
+    Ok(task_service::find(&*hub.store, who, id, action)?)
 }
 
 fn wake_scheduler(wake: Option<Extension<Wake>>) {
@@ -707,16 +545,7 @@ async fn submit_task(
     // unknown sync level) is answered as an ApiError the CLI can show.
     let submit: SubmitTask = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("the task is not understood: {e}")))?;
-    let now = grants::now();
-    check_submission(&submit, now)?;
-    let source = resolve(&hub, &who, &submit.source_endpoint, Action::UseEndpoint)?;
-    let destination = resolve(
-        &hub,
-        &who,
-        &submit.destination_endpoint,
-        Action::UseEndpoint,
-    )?;
-    let task_id = task_service::submit(&*hub.store, &who, &source, &destination, submit, now)?;
+    let task_id = task_service::submit(&*hub.store, &who, submit, grants::now())?;
     wake_scheduler(wake);
     Ok((StatusCode::CREATED, Json(SubmittedTask { task_id })))
 }
@@ -804,6 +633,17 @@ impl From<TaskServiceError> for Failure {
             e @ TaskServiceError::Ended { .. } => {
                 Failure::new(StatusCode::CONFLICT, "task_ended", e.to_string())
             }
+            TaskServiceError::Invalid(message) => bad(message),
+            TaskServiceError::NotFound(id) => Failure::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no task {id:?} among yours; list them with `ferry task list`"),
+            ),
+            e @ TaskServiceError::Ambiguous { .. } => {
+                Failure::new(StatusCode::CONFLICT, "ambiguous", e.to_string())
+            }
+            TaskServiceError::Refused(refusal) => Failure::from(refusal),
+            TaskServiceError::Endpoint(e) => Failure::from(e),
             TaskServiceError::Storage(e) => Failure::from(e),
             e @ TaskServiceError::Encode(_) => Failure::internal(e),
         }
@@ -1495,7 +1335,7 @@ mod tests {
         empty["items"] = json!([]);
         cases.push((empty, StatusCode::BAD_REQUEST, "nothing to transfer"));
         let mut past = submission("laptop", "cluster");
-        past["deadline"] = json!(grants::now() - DEADLINE_GRACE - 10);
+        past["deadline"] = json!(grants::now() - task_service::DEADLINE_GRACE - 10);
         cases.push((past, StatusCode::BAD_REQUEST, "already passed"));
         let mut label = submission("laptop", "cluster");
         label["label"] = json!("a\nb");

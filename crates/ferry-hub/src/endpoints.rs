@@ -1,6 +1,9 @@
-//! Endpoint registry operations shared by the REST API and the admin
-//! command line: create with a setup key, register a CSR, rename, delete.
+//! Endpoint registry operations shared by the REST API, the web pages and
+//! the admin command line: find one a principal may act on, create with a
+//! setup key, register a CSR, rename, delete.
 
+use crate::authz::{Action, Refusal, Resource, authorize};
+use crate::grants::Principal;
 use crate::pki::CertificateAuthority;
 use crate::secrets::{hex, random_token, token_hash};
 use crate::store::{DeleteOutcome, EndpointRow, SetupKeyUse, Storage, StoreError};
@@ -34,6 +37,13 @@ pub enum RegistryError {
     /// Deleting it would strand tasks that are still running.
     #[error("{0}")]
     Busy(String),
+    /// No endpoint of that name or id among those the principal may see
+    /// (someone else's is as absent as a missing one).
+    #[error("no endpoint {0:?} among yours")]
+    NotFound(String),
+    /// The principal's grant does not cover the action.
+    #[error(transparent)]
+    Refused(Refusal),
     /// The registry could not be read or written (busy: try later).
     #[error(transparent)]
     Storage(#[from] StoreError),
@@ -62,6 +72,31 @@ pub fn check_display_name(name: &str) -> Result<(), RegistryError> {
         )));
     }
     Ok(())
+}
+
+/// An endpoint `who` may `action`, named by id or by one of their display
+/// names: the one place every route and page resolves what the user typed.
+/// A deleted endpoint is as absent as a missing one, and so is one `who`
+/// may not act on.
+pub fn find(
+    store: &dyn Storage,
+    who: &Principal,
+    name: &str,
+    action: Action,
+) -> Result<EndpointRow, RegistryError> {
+    let not_found = || RegistryError::NotFound(name.to_string());
+    let by_id = store.endpoint(name)?.filter(|row| !row.deleted);
+    let row = match by_id {
+        Some(row) => row,
+        None => store
+            .endpoint_by_name(who.user_id, name)?
+            .ok_or_else(not_found)?,
+    };
+    match authorize(who, action, Resource::Endpoint(&row)) {
+        Ok(()) => Ok(row),
+        Err(Refusal::Hidden) => Err(not_found()),
+        Err(refusal) => Err(RegistryError::Refused(refusal)),
+    }
 }
 
 /// Gives the caller's endpoint `row` a new display name.

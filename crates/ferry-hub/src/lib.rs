@@ -11,6 +11,7 @@ mod authz;
 mod capability;
 mod control;
 mod endpoints;
+mod files;
 mod grants;
 mod oauth;
 mod pages;

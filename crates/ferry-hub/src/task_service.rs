@@ -1,17 +1,43 @@
-//! Submitting and canceling tasks: what the REST API, the web pages and
-//! the admin CLI call alike, so each rule of a submission and a cancel is
-//! in one place. Callers have authorized the principal on the endpoints
-//! and the task ([`crate::authz`]); this decides what the request does.
+//! Submitting, finding and canceling tasks: what the REST API, the web
+//! pages and the admin CLI call alike, so each rule of a submission, a
+//! lookup and a cancel is in one place. Every object is looked up through
+//! [`crate::authz::authorize`] ([`find`], [`crate::endpoints::find`]);
+//! this decides what the request does.
 //! The scheduler then takes it from the store: a canceled task leaves its
 //! ACTIVE set and it tells both endpoints, with the attempt.
 
+use crate::authz::{Action, Refusal, Resource, authorize};
+use crate::endpoints::{self, RegistryError};
 use crate::grants::Principal;
-use crate::store::{EndpointRow, NewTask, Storage, StoreError, TaskRow};
+use crate::store::{NewTask, Storage, StoreError, TaskRow};
 use crate::tasks;
-use ferry_proto::task::{SubmitTask, TaskStatus};
+use ferry_proto::task::{
+    Capability, MAX_CAPABILITY, MAX_ITEM_PATH, MAX_LABEL, MAX_TASK_ITEMS, SubmitTask, TaskStatus,
+};
+use ferry_proto::wire_path::WirePath;
+
+/// Furthest deadline accepted, in seconds from now.
+pub const MAX_DEADLINE: i64 = 366 * 86_400;
+/// How far in the past a submitted deadline may lie (seconds).
+pub const DEADLINE_GRACE: i64 = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskServiceError {
+    /// The submission itself is wrong; the text says how to fix it.
+    #[error("{0}")]
+    Invalid(String),
+    /// No task of that id (or prefix) among those the principal may see.
+    #[error("no task {0:?} among yours")]
+    NotFound(String),
+    /// A prefix that names several of the principal's tasks.
+    #[error("task id prefix {prefix:?} is ambiguous: it matches {listed}; give more of the id")]
+    Ambiguous { prefix: String, listed: String },
+    /// The principal's grant does not cover the action.
+    #[error(transparent)]
+    Refused(Refusal),
+    /// An endpoint the submission names could not be used.
+    #[error(transparent)]
+    Endpoint(#[from] RegistryError),
     /// An endpoint of the submission was revoked (or deleted).
     #[error("endpoint '{0}' was revoked; set its machine up again with `ferry -setup --force`")]
     Revoked(String),
@@ -24,16 +50,25 @@ pub enum TaskServiceError {
     Storage(#[from] StoreError),
 }
 
-/// Records a checked submission from `source` to `destination`; returns
-/// the new task's id. The scheduler starts it once both are connected.
+/// Checks `submit` and records it for `who`, who must be allowed to use
+/// both endpoints; returns the new task's id. The scheduler starts it once
+/// both are connected.
 pub fn submit(
     store: &dyn Storage,
     who: &Principal,
-    source: &EndpointRow,
-    destination: &EndpointRow,
     submit: SubmitTask,
     now: i64,
 ) -> Result<String, TaskServiceError> {
+    authorize(who, Action::SubmitTask, Resource::Any).map_err(TaskServiceError::Refused)?;
+    check_submission(&submit, now)?;
+    let source = endpoints::find(store, who, &submit.source_endpoint, Action::UseEndpoint)?;
+    let destination = endpoints::find(
+        store,
+        who,
+        &submit.destination_endpoint,
+        Action::UseEndpoint,
+    )?;
+    let (source, destination) = (&source, &destination);
     for endpoint in [source, destination] {
         if endpoint.revoked {
             return Err(TaskServiceError::Revoked(endpoint.display_name.clone()));
@@ -91,5 +126,152 @@ pub fn cancel(
             status,
         }),
         None => Err(TaskServiceError::Storage(StoreError::NotFound)),
+    }
+}
+
+fn bad(message: impl Into<String>) -> TaskServiceError {
+    TaskServiceError::Invalid(message.into())
+}
+
+fn check_path(which: &str, index: usize, path: &WirePath) -> Result<(), TaskServiceError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(bad(format!(
+            "item {}: the {which} path {path:?} is not absolute: start it with / (or /~/ for the endpoint owner's home)",
+            index + 1,
+            path = path.to_string()
+        )));
+    }
+    if bytes.len() > MAX_ITEM_PATH {
+        return Err(bad(format!(
+            "item {}: the {which} path is longer than {MAX_ITEM_PATH} bytes",
+            index + 1
+        )));
+    }
+    if bytes.contains(&0) {
+        return Err(bad(format!(
+            "item {}: the {which} path contains a NUL byte",
+            index + 1
+        )));
+    }
+    Ok(())
+}
+
+/// Everything about a submission that does not need the store.
+fn check_submission(submit: &SubmitTask, now: i64) -> Result<(), TaskServiceError> {
+    if submit.items.is_empty() {
+        return Err(bad("the task lists nothing to transfer"));
+    }
+    if submit.items.len() > MAX_TASK_ITEMS {
+        return Err(bad(format!(
+            "the task lists {} items; at most {MAX_TASK_ITEMS} fit one task: split it",
+            submit.items.len()
+        )));
+    }
+    for (i, item) in submit.items.iter().enumerate() {
+        check_path("source", i, &item.source)?;
+        check_path("destination", i, &item.destination)?;
+    }
+    if let Some(label) = &submit.label {
+        if label.len() > MAX_LABEL || label.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "the label is not allowed: use at most {MAX_LABEL} bytes without control characters"
+            )));
+        }
+    }
+    if let Some(deadline) = submit.deadline {
+        // A deadline a moment in the past is a short relative one (`--deadline
+        // 1s`) rounded to whole seconds on a slower path, or a client clock a
+        // little behind: the task is taken and fails at once, as it would
+        // have a moment later. Only a deadline clearly past is a mistake.
+        if deadline < now - DEADLINE_GRACE {
+            return Err(bad("the deadline has already passed"));
+        }
+        if deadline > now + MAX_DEADLINE {
+            return Err(bad("the deadline is more than a year away"));
+        }
+    }
+    if submit.options.streams.is_some_and(|n| n == 0 || n > 64) {
+        return Err(bad("streams must be between 1 and 64"));
+    }
+    // The capability carries the items to both endpoints, base64 in a
+    // control frame: refuse here what could never be sent.
+    let body = Capability {
+        task_id: uuid::Uuid::nil().to_string(),
+        attempt: u32::MAX,
+        source_endpoint: uuid::Uuid::nil().to_string(),
+        destination_endpoint: uuid::Uuid::nil().to_string(),
+        items: submit.items.clone(),
+        options: submit.options.clone(),
+        issued: i64::MAX,
+        expires: i64::MAX,
+    }
+    .body();
+    if body.len().div_ceil(3) * 4 + 512 > MAX_CAPABILITY {
+        return Err(bad(
+            "the task's paths add up to more than one task can carry; split it into several tasks",
+        ));
+    }
+    Ok(())
+}
+
+/// The fewest hex digits a task id prefix must give, as git asks of
+/// abbreviated commit ids.
+const MIN_TASK_PREFIX: usize = 4;
+/// Candidates an ambiguous prefix names.
+const AMBIGUOUS_LISTED: usize = 10;
+
+/// A task `who` may `action`, named by its id or a unique prefix of it:
+/// the one place every route and page resolves what the user typed.
+/// Someone else's task is as absent as a missing one.
+pub fn find(
+    store: &dyn Storage,
+    who: &Principal,
+    id: &str,
+    action: Action,
+) -> Result<TaskRow, TaskServiceError> {
+    let not_found = || TaskServiceError::NotFound(id.to_string());
+    let allowed = |row: TaskRow| match authorize(who, action, Resource::Task(&row)) {
+        Ok(()) => Ok(row),
+        Err(Refusal::Hidden) => Err(not_found()),
+        Err(refusal) => Err(TaskServiceError::Refused(refusal)),
+    };
+    if let Some(row) = store.task(id)? {
+        return allowed(row);
+    }
+    let prefix = id.to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(not_found());
+    }
+    let digits = prefix.bytes().filter(u8::is_ascii_hexdigit).count();
+    if digits < MIN_TASK_PREFIX {
+        return Err(bad(format!(
+            "task id prefix {id:?} is too short: give at least {MIN_TASK_PREFIX} characters of the id"
+        )));
+    }
+    let mut found = store.tasks_with_prefix(who.user_id, &prefix, AMBIGUOUS_LISTED + 1)?;
+    match found.len() {
+        0 => Err(not_found()),
+        1 => allowed(found.remove(0)),
+        n => {
+            let more = if n > AMBIGUOUS_LISTED {
+                " and more"
+            } else {
+                ""
+            };
+            let listed = found
+                .iter()
+                .take(AMBIGUOUS_LISTED)
+                .map(|t| match &t.label {
+                    Some(label) => format!("{} ({}, {label:?})", t.id, t.status),
+                    None => format!("{} ({})", t.id, t.status),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            Err(TaskServiceError::Ambiguous {
+                prefix: id.to_string(),
+                listed: format!("{listed}{more}"),
+            })
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod control;
 pub mod data;
 pub mod frame;
+pub mod human;
 pub mod local_api;
 pub mod setup_key;
 pub mod task;

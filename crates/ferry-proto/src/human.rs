@@ -1,4 +1,6 @@
-//! Unix seconds as UTC calendar text, for listings and task output.
+//! Quantities as people read them, shared by the CLI's output and the
+//! hub's web pages: byte counts (`1.2 GiB`), Unix seconds as UTC calendar
+//! text, durations. Pure functions of their arguments (no clock).
 
 /// (year, month, day, hour, minute, second) in UTC (days-from-civil inverse).
 fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
@@ -14,6 +16,21 @@ fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `1.2 GiB`, `512 B`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// `2026-11-23 01:01`, as `ls -l` shows times.

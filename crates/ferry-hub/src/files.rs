@@ -1,0 +1,63 @@
+//! File operations on a connected endpoint (list, mkdir, rename, remove):
+//! what the REST API and the web pages call alike. The endpoint is found
+//! through [`endpoints::find`] (so through `authorize`), the operation is
+//! sent over its control channel, and the endpoint's own checks
+//! (config-paths, permissions) decide what it may touch.
+
+use crate::authz::Action;
+use crate::control::CallError;
+use crate::endpoints::{self, RegistryError};
+use crate::grants::Principal;
+use crate::server::Hub;
+use crate::store::EndpointRow;
+use ferry_proto::api::{FsOp, FsOutcome};
+use std::time::Duration;
+
+/// How long a file operation may take on the endpoint.
+pub const FS_WITHIN: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// The endpoint is not one the principal may use.
+    #[error(transparent)]
+    Endpoint(#[from] RegistryError),
+    /// The endpoint's daemon is not connected to the hub.
+    #[error(
+        "endpoint '{name}' is not connected to the hub; start it with `ferry -start` on its machine"
+    )]
+    Offline { name: String, id: String },
+    #[error("endpoint '{name}' did not answer within {} s; try again", .within.as_secs())]
+    Timeout { name: String, within: Duration },
+    /// The connection dropped or is too busy; a retry may work.
+    #[error("endpoint '{name}': {reason}")]
+    Unavailable { name: String, reason: CallError },
+    /// The endpoint refused or failed the operation; its words.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs `op` on `endpoint` (a name or id) for `who`: a listing or `Done`.
+pub async fn operate(
+    hub: &Hub,
+    who: &Principal,
+    endpoint: &str,
+    op: FsOp,
+) -> Result<(EndpointRow, FsOutcome), FilesError> {
+    let row = endpoints::find(&*hub.store, who, endpoint, Action::UseEndpoint)?;
+    match hub.control.fs(&row.id, op, FS_WITHIN).await {
+        Ok(FsOutcome::Failed { message }) => Err(FilesError::Failed(message)),
+        Ok(outcome) => Ok((row, outcome)),
+        Err(CallError::Offline) => Err(FilesError::Offline {
+            name: row.display_name,
+            id: row.id,
+        }),
+        Err(CallError::Timeout(within)) => Err(FilesError::Timeout {
+            name: row.display_name,
+            within,
+        }),
+        Err(reason) => Err(FilesError::Unavailable {
+            name: row.display_name,
+            reason,
+        }),
+    }
+}
