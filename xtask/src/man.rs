@@ -36,7 +36,7 @@ pub fn write_all(out: &Path) -> Result<()> {
 }
 
 pub fn pages() -> Result<Vec<Page>> {
-    let date = ferry_cli::time::utc_date(i64::try_from(crate::source_date_epoch()).unwrap_or(0));
+    let date = ferry_proto::human::utc_date(i64::try_from(crate::source_date_epoch()).unwrap_or(0));
     Ok(vec![
         ferry_page(&date)?,
         hub_page(&date)?,

@@ -4,9 +4,9 @@
 use crate::args::{DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs};
 use crate::hub::session;
 use crate::terminal::{escape, escape_bytes};
-use ferry_proto::human::{self, utc_seconds};
 use crate::{Invocation, client_runtime};
 use anyhow::{Context, bail};
+use ferry_proto::human::{self, utc_seconds};
 use ferry_proto::task::{
     SubmitTask, SubmittedTask, SyncLevel, TaskEvent, TaskInfo, TaskStatus, TransferItem,
     TransferOptions,
@@ -597,7 +597,10 @@ fn summary(info: &TaskInfo) -> String {
         human::bytes(info.bytes_transferred),
     );
     if info.bytes_resent > 0 {
-        line.push_str(&format!(" (and {} resent)", human::bytes(info.bytes_resent)));
+        line.push_str(&format!(
+            " (and {} resent)",
+            human::bytes(info.bytes_resent)
+        ));
     }
     line.push_str(&format!(", {}", crate::plural(info.faults, "fault")));
     line
@@ -749,7 +752,11 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
         ),
         (
             "Bytes Resent",
-            format!("{} ({})", info.bytes_resent, human::bytes(info.bytes_resent)),
+            format!(
+                "{} ({})",
+                info.bytes_resent,
+                human::bytes(info.bytes_resent)
+            ),
         ),
         ("Progress", {
             let done = Done::of(info);

@@ -11,7 +11,10 @@
 //! request without valid credentials is refused before any of its body is
 //! read.
 
-use crate::authz::{Action, Refusal, Resource, authorize};
+use crate::authz::{
+    Action, CancelsTasks, CreatesEndpoints, ManagesEndpoints, Refusal, Resource, Route,
+    SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
+};
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
 use crate::files::{self, FilesError};
@@ -29,7 +32,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
     ApiError, CreateEndpoint, EndpointInfo, FilterScope, FsOp, FsOutcome, RegisterEndpoint,
-    SCOPE_SETUP, SCOPE_TRANSFER, UpdateEndpoint,
+    UpdateEndpoint,
 };
 use ferry_proto::task::{SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TaskStatus, TransferItem};
 use serde::Deserialize;
@@ -165,8 +168,6 @@ fn credential<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
         .then(|| credential.trim())
 }
 
-/// The client id a browser session acts under: the hub's own pages.
-pub const SESSION_CLIENT: &str = "ferry-web";
 /// The header a page's script sends its session's CSRF token in, on every
 /// request that changes something.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -209,12 +210,7 @@ fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, Failure> {
         let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         session.check_csrf(given).map_err(forged)?;
     }
-    Ok(Principal {
-        user_id: session.user_id,
-        user_name: session.user_name,
-        client_id: SESSION_CLIENT.into(),
-        scopes: vec![SCOPE_TRANSFER.into(), SCOPE_SETUP.into()],
-    })
+    Ok(session.principal())
 }
 
 impl From<Refusal> for Failure {
@@ -226,34 +222,12 @@ impl From<Refusal> for Failure {
                 refusal.to_string(),
             ),
             Refusal::Hidden => Failure::new(StatusCode::NOT_FOUND, "not_found", "not found"),
+            Refusal::Forbidden(_) => {
+                Failure::new(StatusCode::FORBIDDEN, "forbidden", refusal.to_string())
+            }
+            Refusal::Revoked => Failure::new(StatusCode::FORBIDDEN, "revoked", refusal.to_string()),
         }
     }
-}
-
-/// What a route does, for [`Caller`]: its [`Action`].
-trait Route {
-    const ACTION: Action;
-}
-
-macro_rules! routes_doing {
-    ($($(#[$doc:meta])* $name:ident => $action:expr;)*) => {$(
-        $(#[$doc])*
-        #[derive(Debug)]
-        struct $name;
-        impl Route for $name {
-            const ACTION: Action = $action;
-        }
-    )*};
-}
-
-routes_doing! {
-    CreatesEndpoints => Action::CreateEndpoint;
-    SeesEndpoints => Action::SeeEndpoint;
-    ManagesEndpoints => Action::ManageEndpoint;
-    UsesEndpoints => Action::UseEndpoint;
-    SubmitsTasks => Action::SubmitTask;
-    SeesTasks => Action::SeeTask;
-    CancelsTasks => Action::CancelTask;
 }
 
 /// The caller, authenticated, whose grant covers `R`'s action (whether
@@ -517,11 +491,11 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
 
 /// What a stored task copies.
 fn task_items(hub: &Hub, id: &str) -> Result<Vec<TransferItem>, Failure> {
-    let (items, _) = hub
+    let work = hub
         .store
         .task_work(id)?
         .ok_or_else(|| Failure::internal(format!("task {id} has no stored work")))?;
-    serde_json::from_str(&items).map_err(Failure::internal)
+    Ok(work.items)
 }
 
 /// A task the caller may `action` ([`task_service::find`]).
@@ -682,6 +656,7 @@ mod tests {
     use crate::store::NewTask;
     use axum::body::Body;
     use axum::http::Request;
+    use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER};
     use http_body_util::BodyExt;
     use serde_json::{Value, json};
     use tower::ServiceExt;
@@ -763,25 +738,7 @@ mod tests {
     /// Every (method, path) that [`routes`] declares, read from its source,
     /// so a route added without a line in the walk below fails the walk.
     fn declared_routes() -> Vec<(String, String)> {
-        let source = include_str!("api.rs");
-        let start = source.find("pub fn routes()").unwrap();
-        let body = &source[start..start + source[start..].find("\n}\n").unwrap()];
-        let mut declared = Vec::new();
-        for route in body.split(".route(").skip(1) {
-            let path = route.split('"').nth(1).unwrap().to_string();
-            for method in ["get", "post", "put", "patch", "delete"] {
-                let called = route.match_indices(&format!("{method}(")).any(|(i, _)| {
-                    i == 0
-                        || !route.as_bytes()[i - 1].is_ascii_alphanumeric()
-                            && route.as_bytes()[i - 1] != b'_'
-                });
-                if called {
-                    declared.push((method.to_uppercase(), path.clone()));
-                }
-            }
-        }
-        declared.sort();
-        declared
+        crate::route_walk::declared_routes(include_str!("api.rs"), "pub fn routes()")
     }
 
     async fn send(
@@ -1113,8 +1070,7 @@ mod tests {
         );
         assert!(shown["deadline"].is_i64());
         assert!(shown["completed"].is_null());
-        let stored = s.hub.store.task_work(&id).unwrap().unwrap();
-        let options: ferry_proto::task::TransferOptions = serde_json::from_str(&stored.1).unwrap();
+        let options = s.hub.store.task_work(&id).unwrap().unwrap().options;
         assert_eq!(
             options.sync_level,
             Some(ferry_proto::task::SyncLevel::Checksum)
@@ -1210,9 +1166,8 @@ mod tests {
                 owner_id: owner,
                 source_id: s.laptop.clone(),
                 destination_id: s.cluster.clone(),
-                items_json: "[]".into(),
-                item_count: 1,
-                options_json: "{}".into(),
+                items: Vec::new(),
+                options: Default::default(),
                 label: None,
                 deadline: None,
                 created: 1,

@@ -1,15 +1,18 @@
 //! Who may do what: the one place every access rule of the hub lives.
 //!
-//! A request's [`Principal`] (from its bearer token, or its browser
-//! session's cookie) asks [`authorize`] before it acts: first whether its grant covers
-//! the [`Action`] at all (the token's scopes), then whether the principal
-//! may do it to the [`Resource`]. Today the rule is ownership; shares,
+//! A request's principal asks [`authorize`] before it acts: a user's
+//! [`Principal`] (from a bearer token, or a browser session's cookie, for
+//! the API and the pages alike), or an endpoint's [`EndpointPrincipal`]
+//! (from the certificate it presented on the control channel). A user's
+//! is asked first whether its grant covers the [`Action`] at all (the
+//! token's scopes), then whether it may do it to the [`Resource`]; an
+//! endpoint may only act on itself. Today the rule is ownership; shares,
 //! groups, allowed identity domains and app scopes join here, and nowhere
 //! else. A refusal is typed, and says no more than the caller may know:
 //! someone else's endpoint or task is [`Refusal::Hidden`], answered as if
 //! it did not exist.
 
-use crate::grants::Principal;
+use crate::grants::{EndpointPrincipal, Principal};
 use crate::store::{EndpointRow, TaskRow};
 use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER};
 
@@ -30,6 +33,9 @@ pub enum Action {
     SeeTask,
     /// Cancel a task.
     CancelTask,
+    /// Sign a new certificate for an endpoint's key: only the endpoint
+    /// itself asks, with the certificate registered for it now.
+    RenewCertificate,
 }
 
 impl Action {
@@ -44,7 +50,58 @@ impl Action {
             Action::UseEndpoint | Action::SubmitTask | Action::SeeTask | Action::CancelTask => {
                 &[SCOPE_TRANSFER]
             }
+            // No user's grant covers it, whatever it holds.
+            Action::RenewCertificate => &[],
         }
+    }
+}
+
+/// What a route or page does, for the extractors that check, before the
+/// request's body is read, that the principal's grant covers it
+/// (`api::Caller`, `page_auth::SignedIn`).
+pub trait Route {
+    const ACTION: Action;
+}
+
+macro_rules! routes_doing {
+    ($($(#[$doc:meta])* $name:ident => $action:expr;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name;
+        impl Route for $name {
+            const ACTION: Action = $action;
+        }
+    )*};
+}
+
+routes_doing! {
+    CreatesEndpoints => Action::CreateEndpoint;
+    SeesEndpoints => Action::SeeEndpoint;
+    ManagesEndpoints => Action::ManageEndpoint;
+    UsesEndpoints => Action::UseEndpoint;
+    SubmitsTasks => Action::SubmitTask;
+    SeesTasks => Action::SeeTask;
+    CancelsTasks => Action::CancelTask;
+}
+
+/// Who asks.
+#[derive(Debug, Clone, Copy)]
+pub enum Who<'a> {
+    /// A user, by a token or a browser session.
+    User(&'a Principal),
+    /// An endpoint's daemon, by its certificate.
+    Endpoint(&'a EndpointPrincipal),
+}
+
+impl<'a> From<&'a Principal> for Who<'a> {
+    fn from(user: &'a Principal) -> Self {
+        Who::User(user)
+    }
+}
+
+impl<'a> From<&'a EndpointPrincipal> for Who<'a> {
+    fn from(endpoint: &'a EndpointPrincipal) -> Self {
+        Who::Endpoint(endpoint)
     }
 }
 
@@ -68,10 +125,32 @@ pub enum Refusal {
     /// learns whether another user's object exists.
     #[error("not found")]
     Hidden,
+    /// Not a thing this kind of principal does, whatever its grant: 403.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The endpoint was revoked or deleted: it acts no more.
+    #[error("the endpoint was revoked")]
+    Revoked,
 }
 
 /// The access decision for every route, page and service call.
-pub fn authorize(who: &Principal, action: Action, resource: Resource<'_>) -> Result<(), Refusal> {
+pub fn authorize<'a>(
+    who: impl Into<Who<'a>>,
+    action: Action,
+    resource: Resource<'_>,
+) -> Result<(), Refusal> {
+    match who.into() {
+        Who::User(user) => authorize_user(user, action, resource),
+        Who::Endpoint(endpoint) => authorize_endpoint(endpoint, action, resource),
+    }
+}
+
+fn authorize_user(who: &Principal, action: Action, resource: Resource<'_>) -> Result<(), Refusal> {
+    if action == Action::RenewCertificate {
+        return Err(Refusal::Forbidden(
+            "only an endpoint renews its certificate, over its control channel",
+        ));
+    }
     let needs = action.scopes();
     if !needs.iter().any(|scope| who.has_scope(scope)) {
         return Err(Refusal::Scope { needs });
@@ -86,6 +165,35 @@ pub fn authorize(who: &Principal, action: Action, resource: Resource<'_>) -> Res
     } else {
         Err(Refusal::Hidden)
     }
+}
+
+/// An endpoint renews its own certificate and does nothing else here (what
+/// it does for its owner's tasks, the capability the hub signed decides).
+fn authorize_endpoint(
+    who: &EndpointPrincipal,
+    action: Action,
+    resource: Resource<'_>,
+) -> Result<(), Refusal> {
+    let (Action::RenewCertificate, Resource::Endpoint(endpoint)) = (action, resource) else {
+        return Err(Refusal::Forbidden(
+            "an endpoint may only renew its own certificate",
+        ));
+    };
+    if endpoint.id != who.endpoint_id {
+        return Err(Refusal::Hidden);
+    }
+    if endpoint.revoked || endpoint.deleted {
+        return Err(Refusal::Revoked);
+    }
+    // Admission checks the certificate at the hello and at every beat; a
+    // renewal between two beats must not outlive a setup done elsewhere
+    // meanwhile, which registered another certificate.
+    if endpoint.cert_sha256.as_deref() != Some(who.cert_sha256.as_str()) {
+        return Err(Refusal::Forbidden(
+            "this certificate is no longer the endpoint's: it was set up again elsewhere",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -169,5 +277,78 @@ mod tests {
             authorize(&principal(1, &[]), Action::SeeEndpoint, Resource::Any),
             Err(Refusal::Scope { .. })
         ));
+    }
+
+    #[test]
+    fn an_endpoint_renews_only_itself_with_its_registered_certificate() {
+        let mut laptop = endpoint(1);
+        laptop.cert_sha256 = Some("aa".into());
+        let itself = EndpointPrincipal {
+            endpoint_id: "e1".into(),
+            cert_sha256: "aa".into(),
+        };
+        assert_eq!(
+            authorize(
+                &itself,
+                Action::RenewCertificate,
+                Resource::Endpoint(&laptop)
+            ),
+            Ok(())
+        );
+        let other = EndpointPrincipal {
+            endpoint_id: "e2".into(),
+            cert_sha256: "aa".into(),
+        };
+        assert_eq!(
+            authorize(
+                &other,
+                Action::RenewCertificate,
+                Resource::Endpoint(&laptop)
+            ),
+            Err(Refusal::Hidden)
+        );
+        let superseded = EndpointPrincipal {
+            cert_sha256: "bb".into(),
+            ..itself.clone()
+        };
+        assert!(matches!(
+            authorize(
+                &superseded,
+                Action::RenewCertificate,
+                Resource::Endpoint(&laptop)
+            ),
+            Err(Refusal::Forbidden(_))
+        ));
+        for action in EVERY_ACTION {
+            assert!(matches!(
+                authorize(&itself, action, Resource::Endpoint(&laptop)),
+                Err(Refusal::Forbidden(_))
+            ));
+        }
+        // Its owner, whatever the grant, does not renew for it.
+        let owner = principal(1, &[SCOPE_TRANSFER, SCOPE_SETUP]);
+        assert!(matches!(
+            authorize(
+                &owner,
+                Action::RenewCertificate,
+                Resource::Endpoint(&laptop)
+            ),
+            Err(Refusal::Forbidden(_))
+        ));
+        for gone in [
+            EndpointRow {
+                revoked: true,
+                ..laptop.clone()
+            },
+            EndpointRow {
+                deleted: true,
+                ..laptop.clone()
+            },
+        ] {
+            assert_eq!(
+                authorize(&itself, Action::RenewCertificate, Resource::Endpoint(&gone)),
+                Err(Refusal::Revoked)
+            );
+        }
     }
 }

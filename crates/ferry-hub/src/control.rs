@@ -454,7 +454,14 @@ pub async fn serve_connection<S>(
                                 }
                                 HubEvent::RenewCertificate { csr } => {
                                     let Some((endpoint_id, _)) = &admitted else { continue };
-                                    let answer = match crate::endpoints::renew(&*hub.store, &hub.endpoint_ca, endpoint_id, &csr) {
+                                    // Who asks is the certificate this connection holds now (a
+                                    // renewal replaces it), judged by the renewal's rule.
+                                    let who = cert.as_deref().and_then(crate::grants::EndpointPrincipal::from_certificate);
+                                    let renewed = match &who {
+                                        Some(who) => crate::endpoints::renew(&*hub.store, &hub.endpoint_ca, who, &csr),
+                                        None => Err(crate::endpoints::RegistryError::Refused(crate::authz::Refusal::Hidden)),
+                                    };
+                                    let answer = match renewed {
                                         Ok(pem) => {
                                             // The new certificate is the registered one now: this
                                             // connection stays admitted under it.

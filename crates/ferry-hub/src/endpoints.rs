@@ -3,7 +3,7 @@
 //! setup key, register a CSR, rename, delete.
 
 use crate::authz::{Action, Refusal, Resource, authorize};
-use crate::grants::Principal;
+use crate::grants::{EndpointPrincipal, Principal};
 use crate::pki::CertificateAuthority;
 use crate::secrets::{hex, random_token, token_hash};
 use crate::store::{DeleteOutcome, EndpointRow, SetupKeyUse, Storage, StoreError};
@@ -41,7 +41,7 @@ pub enum RegistryError {
     /// (someone else's is as absent as a missing one).
     #[error("no endpoint {0:?} among yours")]
     NotFound(String),
-    /// The principal's grant does not cover the action.
+    /// The principal may not do this to the endpoint.
     #[error(transparent)]
     Refused(Refusal),
     /// The registry could not be read or written (busy: try later).
@@ -230,16 +230,26 @@ pub fn register_new(
     sign(store, endpoint_ca, &id, csr_pem)
 }
 
-/// A connected endpoint's renewal (it proved itself with its current
-/// certificate on the control channel): a new certificate for `csr_pem`,
-/// registered as the endpoint's from now on.
+/// A connected endpoint's renewal: a new certificate for `csr_pem`,
+/// registered as the endpoint's from now on. `who` is the endpoint as
+/// the certificate it presented on the control channel names it; the
+/// endpoint may renew only itself, with the certificate registered now.
 pub fn renew(
     store: &dyn Storage,
     endpoint_ca: &CertificateAuthority,
-    endpoint_id: &str,
+    who: &EndpointPrincipal,
     csr_pem: &str,
 ) -> Result<String, RegistryError> {
-    Ok(sign(store, endpoint_ca, endpoint_id, csr_pem)?.cert_pem)
+    let endpoint = store
+        .endpoint(&who.endpoint_id)?
+        .ok_or(RegistryError::Refused(Refusal::Hidden))?;
+    authorize(who, Action::RenewCertificate, Resource::Endpoint(&endpoint)).map_err(|refusal| {
+        match refusal {
+            Refusal::Revoked => RegistryError::Revoked(endpoint.id.clone()),
+            other => RegistryError::Refused(other),
+        }
+    })?;
+    Ok(sign_for(store, endpoint_ca, endpoint, csr_pem)?.cert_pem)
 }
 
 fn sign(
@@ -254,10 +264,20 @@ fn sign(
     if endpoint.revoked {
         return Err(RegistryError::Revoked(endpoint_id.to_string()));
     }
+    sign_for(store, endpoint_ca, endpoint, csr_pem)
+}
+
+/// Signs `csr_pem` for `endpoint`, which the caller found and may act on.
+fn sign_for(
+    store: &dyn Storage,
+    endpoint_ca: &CertificateAuthority,
+    endpoint: EndpointRow,
+    csr_pem: &str,
+) -> Result<RegisteredEndpoint, RegistryError> {
     let (cert_pem, sha) = endpoint_ca
-        .sign_endpoint_csr(csr_pem, endpoint_id)
+        .sign_endpoint_csr(csr_pem, &endpoint.id)
         .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;
-    store.set_endpoint_cert(endpoint_id, &hex(&sha), crate::grants::now())?;
+    store.set_endpoint_cert(&endpoint.id, &hex(&sha), crate::grants::now())?;
     Ok(RegisteredEndpoint {
         id: endpoint.id,
         display_name: endpoint.display_name,
@@ -265,4 +285,57 @@ fn sign(
         cert_pem,
         endpoint_ca_pem: endpoint_ca.cert_pem.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AccountStore, EndpointStore, SqliteStore};
+
+    fn csr() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap()
+    }
+
+    fn principal(cert_pem: &str) -> EndpointPrincipal {
+        EndpointPrincipal::from_certificate(&crate::pki::first_cert_der(cert_pem).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_endpoint_renews_with_the_certificate_registered_now_and_not_once_revoked() {
+        let store = SqliteStore::in_memory().unwrap();
+        let ca = CertificateAuthority::create("test CA").unwrap();
+        let alice = store.add_user("alice", "h", 0).unwrap();
+        let first = register_new(&store, &ca, alice, "laptop", &csr()).unwrap();
+        let first_holder = principal(&first.cert_pem);
+        assert_eq!(first_holder.endpoint_id, first.id);
+
+        let renewed = renew(&store, &ca, &first_holder, &csr()).unwrap();
+        let holder = principal(&renewed);
+        assert_eq!(holder.endpoint_id, first.id);
+        // The certificate it replaced renews no more: whoever still holds
+        // it is not the endpoint now.
+        assert!(matches!(
+            renew(&store, &ca, &first_holder, &csr()),
+            Err(RegistryError::Refused(Refusal::Forbidden(_)))
+        ));
+        let stranger = EndpointPrincipal {
+            endpoint_id: "no-such-endpoint".into(),
+            ..holder.clone()
+        };
+        assert!(matches!(
+            renew(&store, &ca, &stranger, &csr()),
+            Err(RegistryError::Refused(Refusal::Hidden))
+        ));
+        store.revoke_endpoint(&first.id).unwrap();
+        assert!(matches!(
+            renew(&store, &ca, &holder, &csr()),
+            Err(RegistryError::Revoked(_))
+        ));
+    }
 }

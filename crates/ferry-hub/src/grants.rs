@@ -2,8 +2,7 @@
 //! `/token` endpoint, `ferry-hub token create` and the API's bearer check.
 
 use crate::secrets::{random_token, token_hash};
-use crate::store::{Storage, TokenKind, TokenRow};
-use anyhow::Context;
+use crate::store::{Storage, StoreError, TokenKind, TokenRow};
 use ferry_proto::api::TokenResponse;
 
 /// Access tokens live an hour; refresh tokens a month.
@@ -32,6 +31,37 @@ impl Principal {
     }
 }
 
+/// An endpoint's daemon, as the certificate it presented on the control
+/// channel names it. TLS proved it holds the key of a certificate the
+/// endpoint CA signed; whether that is still the endpoint's registered
+/// certificate is [`crate::authz::authorize`]'s to decide, against the
+/// registry's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointPrincipal {
+    pub endpoint_id: String,
+    /// Hex SHA-256 of the presented certificate (DER), as the registry keeps it.
+    pub cert_sha256: String,
+}
+
+impl EndpointPrincipal {
+    /// The endpoint a certificate (DER) names, if it names one.
+    pub fn from_certificate(der: &[u8]) -> Option<Self> {
+        Some(Self {
+            endpoint_id: crate::pki::endpoint_id_of(der)?,
+            cert_sha256: crate::secrets::hex(&ferry_proto::setup_key::cert_sha256(der)),
+        })
+    }
+}
+
+/// Why tokens could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no randomness for a token: {0}")]
+    Randomness(#[from] getrandom::Error),
+}
+
 /// Mints an access token (and a refresh token when asked) for one grant.
 // Every argument is a distinct column of the token rows; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
@@ -44,9 +74,9 @@ pub fn issue(
     grant_id: &str,
     access_ttl: i64,
     with_refresh: bool,
-) -> anyhow::Result<TokenResponse> {
+) -> Result<TokenResponse, IssueError> {
     let now = now();
-    let access = random_token(32).context("no randomness for a token")?;
+    let access = random_token(32)?;
     let row = |token: &str, kind, ttl| TokenRow {
         token_hash: token_hash(token),
         kind,
@@ -59,7 +89,7 @@ pub fn issue(
     };
     store.put_token(&row(&access, TokenKind::Access, access_ttl))?;
     let refresh_token = if with_refresh {
-        let refresh = random_token(32).context("no randomness for a token")?;
+        let refresh = random_token(32)?;
         store.put_token(&row(&refresh, TokenKind::Refresh, REFRESH_TTL))?;
         Some(refresh)
     } else {

@@ -7,6 +7,7 @@
 //! WAL mode lets them share the database).
 
 mod api;
+mod app;
 mod authz;
 mod capability;
 mod control;
@@ -14,8 +15,11 @@ mod endpoints;
 mod files;
 mod grants;
 mod oauth;
+mod page_auth;
 mod pages;
 mod pki;
+#[cfg(test)]
+mod route_walk;
 mod secrets;
 mod server;
 mod session;

@@ -7,11 +7,12 @@
 //! Every secret is stored hashed; cookies are `Secure`, `HttpOnly` and
 //! `__Host-`, so browsers take them only from this origin over HTTPS.
 
+use crate::grants::Principal;
 use crate::secrets::{MacKey, constant_time_eq, random_token, token_hash};
 use crate::store::{Storage, StoreError};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use ferry_proto::api::https_host_port;
+use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER, https_host_port};
 
 /// A browser session lasts a working day.
 pub const SESSION_TTL: i64 = 12 * 3600;
@@ -19,6 +20,8 @@ pub const SESSION_TTL: i64 = 12 * 3600;
 /// with `Path=/` and no `Domain`, so no other service on a sibling host (or
 /// plain HTTP on this one) can set or replace it.
 pub const SESSION_COOKIE: &str = "__Host-ferry_session";
+/// The client id a browser session acts under: the hub's own pages.
+pub const SESSION_CLIENT: &str = "ferry-web";
 /// The sign-in form has no session yet: its CSRF token is a cookie the hub
 /// made and tagged, and the form carries a second tag over that cookie
 /// (see [`LoginCsrf`]).
@@ -77,6 +80,18 @@ impl SessionUser {
             csrf: row.csrf,
             hash,
         }))
+    }
+
+    /// Who the session acts for, to [`crate::authz::authorize`], for the
+    /// API and the pages alike: the user, with everything the user may do
+    /// (it is the user at the hub's own pages).
+    pub fn principal(&self) -> Principal {
+        Principal {
+            user_id: self.user_id,
+            user_name: self.user_name.clone(),
+            client_id: SESSION_CLIENT.into(),
+            scopes: vec![SCOPE_TRANSFER.into(), SCOPE_SETUP.into()],
+        }
     }
 
     /// The token every form of this session carries (field `csrf`).

@@ -79,17 +79,17 @@ pub fn submit(
         owner_id: who.user_id,
         source_id: source.id.clone(),
         destination_id: destination.id.clone(),
-        items_json: serde_json::to_string(&submit.items)?,
-        item_count: submit.items.len() as u64,
-        options_json: serde_json::to_string(&submit.options)?,
+        items: submit.items,
+        options: submit.options,
         label: submit.label.filter(|l| !l.is_empty()),
         deadline: submit.deadline,
         created: now,
     };
+    let count = task.items.len();
     let described = format!(
         "{} item{} from '{}' to '{}'",
-        task.item_count,
-        if task.item_count == 1 { "" } else { "s" },
+        count,
+        if count == 1 { "" } else { "s" },
         source.display_name,
         destination.display_name
     );

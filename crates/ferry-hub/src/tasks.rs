@@ -1166,7 +1166,7 @@ fn capability(
     source: &str,
     destination: &str,
 ) -> Result<String, Unstartable> {
-    let (items, options) = match hub.store.task_work(task_id) {
+    let work = match hub.store.task_work(task_id) {
         Ok(Some(work)) => work,
         Ok(None) => {
             return Err(Unstartable {
@@ -1183,19 +1183,14 @@ fn capability(
             });
         }
     };
-    let unreadable = |e: serde_json::Error| Unstartable {
-        message: format!("the hub's stored copy of the task is unreadable: {e}"),
-        fatal: true,
-        deferred: false,
-    };
     let now = crate::grants::now();
     let cap = Capability {
         task_id: task_id.to_string(),
         attempt,
         source_endpoint: source.to_string(),
         destination_endpoint: destination.to_string(),
-        items: serde_json::from_str(&items).map_err(unreadable)?,
-        options: serde_json::from_str(&options).map_err(unreadable)?,
+        items: work.items,
+        options: work.options,
         issued: now,
         expires: now + crate::capability::CAPABILITY_TTL,
     };

@@ -351,6 +351,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route(ferry_proto::api::CA_CERT_PATH, get(ca_cert))
         .merge(crate::oauth::routes().layer(map_response(security_headers)))
+        .merge(crate::app::routes())
         .merge(crate::api::routes().layer(map_response(api_headers)))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(from_fn_with_state(body_within, body_deadline))

@@ -7,8 +7,9 @@ use super::params::{
     Params, carried, form_params, is_base64_of_32_bytes, is_s256_challenge, query_params, truncate,
     with_query,
 };
-use super::{PageError, check_origin, internal, page, see_other, shown, signed_in};
+use super::{PageError, internal, page, see_other, shown};
 use crate::grants;
+use crate::page_auth::{Anyone, MaybeSignedIn};
 use crate::pages;
 use crate::secrets::{random_token, token_hash};
 use crate::server::Hub;
@@ -296,12 +297,13 @@ fn wants(scopes: &[&str]) -> Vec<&'static str> {
 
 pub(super) async fn authorize(
     State(hub): State<Arc<Hub>>,
+    MaybeSignedIn(current): MaybeSignedIn,
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let params = query_params(query)?;
     let request = check_request(&hub, &params)?;
-    let Some(current) = signed_in(&hub, &headers)? else {
+    let Some(current) = current else {
         return Ok(login_page(
             &hub,
             &headers,
@@ -316,7 +318,7 @@ pub(super) async fn authorize(
         StatusCode::OK,
         pages::consent(
             request.client_name,
-            &current.user_name,
+            current.user_name(),
             &wants(&request.scopes),
             destination,
             local_program,
@@ -334,12 +336,12 @@ pub(super) async fn authorize(
 /// The consent form's answer.
 pub(super) async fn decide(
     State(hub): State<Arc<Hub>>,
+    MaybeSignedIn(current): MaybeSignedIn,
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    check_origin(&hub, &headers)?;
     let params = form_params(form)?;
-    let Some(current) = signed_in(&hub, &headers)? else {
+    let Some(current) = current else {
         return Ok(login_page(
             &hub,
             &headers,
@@ -350,7 +352,7 @@ pub(super) async fn decide(
         ));
     };
     if current.check_csrf(params.get("csrf")).is_err() {
-        tracing::warn!(user = %current.user_name, "consent with a missing or wrong CSRF token");
+        tracing::warn!(user = %current.user_name(), "consent with a missing or wrong CSRF token");
         return Err(shown(
             StatusCode::FORBIDDEN,
             "Request refused",
@@ -361,7 +363,7 @@ pub(super) async fn decide(
     match params.get("decision") {
         Some("approve") => {}
         Some("deny") => {
-            tracing::info!(user = %current.user_name, client = %request.client_id, "authorization denied");
+            tracing::info!(user = %current.user_name(), client = %request.client_id, "authorization denied");
             return Ok(request.redirect_back(&[
                 ("error", "access_denied"),
                 ("error_description", "the user denied the request"),
@@ -377,18 +379,16 @@ pub(super) async fn decide(
     }
     let code = random_token(32).map_err(|e| internal(format!("no randomness: {e}")))?;
     let scope = request.scopes.join(" ");
-    hub.store
-        .put_auth_code(&AuthCodeRow {
-            code_hash: token_hash(&code),
-            client_id: request.client_id.clone(),
-            user_id: current.user_id,
-            redirect_uri: request.redirect_uri.clone(),
-            challenge: request.challenge.clone(),
-            scope: scope.clone(),
-            expires: grants::now() + CODE_TTL,
-        })
-        .map_err(internal)?;
-    tracing::info!(user = %current.user_name, client = %request.client_id, %scope, "authorization approved");
+    hub.store.put_auth_code(&AuthCodeRow {
+        code_hash: token_hash(&code),
+        client_id: request.client_id.clone(),
+        user_id: current.principal().user_id,
+        redirect_uri: request.redirect_uri.clone(),
+        challenge: request.challenge.clone(),
+        scope: scope.clone(),
+        expires: grants::now() + CODE_TTL,
+    })?;
+    tracing::info!(user = %current.user_name(), client = %request.client_id, %scope, "authorization approved");
     Ok(request.redirect_back(&[("code", &code)]))
 }
 
@@ -396,6 +396,7 @@ pub(super) async fn decide(
 /// itself would put there: a code in the form the hub issues, or one of its
 /// own sentences, never text from the link.
 pub(super) async fn code_page(
+    _: Anyone,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let params = query_params(query).map_err(|_| {

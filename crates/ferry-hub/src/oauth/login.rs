@@ -2,12 +2,13 @@
 //! (rate-limited, bounded password checks), and `/logout`.
 
 use super::params::{carried, encode_pairs, form_params, truncate};
-use super::{PageError, check_origin, internal, page, see_other, shown, signed_in};
+use super::{PageError, internal, page, see_other, shown};
 use crate::grants;
+use crate::page_auth::{Anyone, MaybeSignedIn, UNAVAILABLE};
 use crate::pages;
 use crate::secrets::verify_password;
 use crate::server::Hub;
-use crate::session::{self, LoginCsrf, SessionUser};
+use crate::session::{self, LoginCsrf};
 use axum::Extension;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, State};
@@ -40,15 +41,18 @@ pub(super) fn login_page(
 
 pub(super) async fn landing(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    MaybeSignedIn(current): MaybeSignedIn,
 ) -> Result<Response, PageError> {
-    let current = signed_in(&hub, &headers)?;
+    // Signed in, `/` is the web app.
+    if let Some(signed_in) = current {
+        return Ok(crate::app::home(&hub, signed_in).await);
+    }
     let fingerprint = ferry_proto::setup_key::format_fingerprint(&hub.tls_ca_sha256);
     Ok(page(
         StatusCode::OK,
         pages::landing(
-            current.as_ref().map(|s| s.user_name.as_str()),
-            current.as_ref().map(SessionUser::csrf_token),
+            current.as_ref().map(|s| s.user_name()),
+            current.as_ref().map(|s| s.csrf_token()),
             &fingerprint,
         ),
     ))
@@ -56,9 +60,10 @@ pub(super) async fn landing(
 
 pub(super) async fn login_form(
     State(hub): State<Arc<Hub>>,
+    MaybeSignedIn(current): MaybeSignedIn,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    Ok(match signed_in(&hub, &headers)? {
+    Ok(match current {
         Some(_) => see_other("/"),
         None => login_page(&hub, &headers, StatusCode::OK, &[], "", None),
     })
@@ -75,11 +80,11 @@ fn dummy_password_hash() -> &'static str {
 
 pub(super) async fn login(
     State(hub): State<Arc<Hub>>,
+    _: Anyone,
     headers: HeaderMap,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    check_origin(&hub, &headers)?;
     let params = form_params(form)?;
     let carry = carried(&params);
     let now = grants::now();
@@ -137,7 +142,30 @@ pub(super) async fn login(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return Ok(busy);
     };
-    let account = hub.store.user_by_name(user).map_err(internal)?;
+    let account = match hub.store.user_by_name(user) {
+        Ok(account) => account,
+        // No password was checked: nothing to count against the account
+        // or the address, and nothing to tell but to try again.
+        Err(e) if e.is_transient() => {
+            attempt.unchecked();
+            tracing::warn!(error = %e, "sign-in: storage unavailable");
+            let mut busy = login_page(
+                &hub,
+                &headers,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &carry,
+                user,
+                Some(UNAVAILABLE),
+            );
+            busy.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return Ok(busy);
+        }
+        Err(e) => {
+            attempt.unchecked();
+            return Err(internal(e));
+        }
+    };
     let stored = account.as_ref().map(|a| a.password_hash.clone());
     let password = password.to_string();
     let Some(turn) = place.turn().await else {
@@ -195,12 +223,11 @@ pub(super) async fn login(
 
 pub(super) async fn logout(
     State(hub): State<Arc<Hub>>,
-    headers: HeaderMap,
+    MaybeSignedIn(current): MaybeSignedIn,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, PageError> {
-    check_origin(&hub, &headers)?;
     let params = form_params(form)?;
-    if let Some(current) = signed_in(&hub, &headers)? {
+    if let Some(current) = current {
         if current.check_csrf(params.get("csrf")).is_err() {
             return Err(shown(
                 StatusCode::FORBIDDEN,
@@ -209,7 +236,7 @@ pub(super) async fn logout(
             ));
         }
         current.end(&*hub.store)?;
-        tracing::info!(user = %current.user_name, "signed out");
+        tracing::info!(user = %current.user_name(), "signed out");
     }
     let mut response = see_other("/");
     session::clear(&mut response);

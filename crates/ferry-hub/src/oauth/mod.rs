@@ -11,9 +11,10 @@
 //! `params` bounds and decodes request parameters; `authorize` checks an
 //! authorization request and answers it (consent, code, code page);
 //! `login` signs browsers in and out; `token` and `revoke` are the two
-//! client-facing endpoints, sharing client authentication. The session
-//! cookies and CSRF checks are [`crate::session`]'s; the markup is
-//! [`crate::pages`]'.
+//! client-facing endpoints, sharing client authentication. Every page
+//! gets its principal (or none) from [`crate::page_auth`]'s extractors,
+//! which also refuse forms from other sites; the session cookies and CSRF
+//! checks are [`crate::session`]'s; the markup is [`crate::pages`]'.
 
 mod authorize;
 mod login;
@@ -23,13 +24,20 @@ mod revoke;
 mod tests;
 mod token;
 
-use crate::grants;
+/// `application/x-www-form-urlencoded`, as a browser encodes a form: for
+/// the web app's links and redirects, and for tests.
+pub(crate) fn encode_form(pairs: &[(&str, &str)]) -> String {
+    params::encode_pairs(pairs)
+}
+
+use crate::page_auth::PageRefusal;
 use crate::pages;
 use crate::server::Hub;
-use crate::session::{SessionError, SessionUser};
+use crate::session::SessionError;
+use crate::store::StoreError;
 use authorize::Refusal;
 use axum::Router;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use ferry_proto::api::AUTH_CODE_PATH;
@@ -58,8 +66,8 @@ enum PageError {
         title: &'static str,
         message: String,
     },
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error(transparent)]
+    Page(#[from] PageRefusal),
     #[error("authorization request refused")]
     Refused(Refusal),
 }
@@ -72,16 +80,7 @@ impl IntoResponse for PageError {
                 title,
                 message,
             } => page(status, pages::error(title, &message)),
-            PageError::Internal(e) => {
-                tracing::error!(error = %e, "internal error");
-                page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    pages::error(
-                        "Something went wrong",
-                        "The hub could not handle this request; its operator can find the reason in its log.",
-                    ),
-                )
-            }
+            PageError::Page(refusal) => refusal.into_response(),
             PageError::Refused(refusal) => refusal.into_response(),
         }
     }
@@ -95,17 +94,13 @@ impl From<Refusal> for PageError {
 
 impl From<SessionError> for PageError {
     fn from(e: SessionError) -> Self {
-        match e {
-            SessionError::Store(e) if e.is_transient() => {
-                tracing::warn!(error = %e, "storage unavailable");
-                shown(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again",
-                    "The hub's database is busy; try again in a moment.",
-                )
-            }
-            e => internal(e),
-        }
+        PageError::Page(e.into())
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        PageError::Page(e.into())
     }
 }
 
@@ -118,7 +113,7 @@ fn shown(status: StatusCode, title: &'static str, message: impl Into<String>) ->
 }
 
 fn internal(e: impl std::fmt::Display) -> PageError {
-    PageError::Internal(e.to_string())
+    PageError::Page(PageRefusal::Internal(e.to_string()))
 }
 
 fn page(status: StatusCode, html: String) -> Response {
@@ -130,25 +125,4 @@ fn see_other(location: &str) -> Response {
         Ok(value) => (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response(),
         Err(e) => internal(format!("unusable redirect location: {e}")).into_response(),
     }
-}
-
-/// The signed-in browser's session, if its cookie names a live one.
-fn signed_in(hub: &Hub, headers: &HeaderMap) -> Result<Option<SessionUser>, PageError> {
-    Ok(SessionUser::from_request(
-        &*hub.store,
-        headers,
-        grants::now(),
-    )?)
-}
-
-/// Refuses a form that a browser posted from another site or origin,
-/// whatever tokens it carries.
-fn check_origin(hub: &Hub, headers: &HeaderMap) -> Result<(), PageError> {
-    crate::session::check_origin(headers, &hub.config.url).map_err(|_| {
-        shown(
-            StatusCode::FORBIDDEN,
-            "Request refused",
-            "This form was sent from another site. Open this hub's own page and try again.",
-        )
-    })
 }

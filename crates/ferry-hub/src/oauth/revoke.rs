@@ -1,7 +1,7 @@
 //! Token revocation, `/revoke` (RFC 7009).
 
 use super::token::{
-    Client, authenticate_client, invalid_request, no_store, oauth_error, server_error, token_params,
+    Client, authenticate_client, invalid_request, no_store, oauth_error, store_error, token_params,
 };
 use crate::grants;
 use crate::secrets::token_hash;
@@ -30,13 +30,13 @@ pub(super) async fn revoke(
         let found = match hub
             .store
             .token(&hash, TokenKind::Refresh, now)
-            .map_err(server_error)?
+            .map_err(store_error)?
         {
             Some(row) => Some(row),
             None => hub
                 .store
                 .token(&hash, TokenKind::Access, now)
-                .map_err(server_error)?,
+                .map_err(store_error)?,
         };
         let Some(row) = found else {
             return Ok(());
@@ -52,11 +52,8 @@ pub(super) async fn revoke(
         }
         match row.kind {
             // A refresh token stands for the whole login.
-            TokenKind::Refresh => hub
-                .store
-                .revoke_grant(&row.grant_id)
-                .map_err(server_error)?,
-            TokenKind::Access => hub.store.revoke_token(&hash).map_err(server_error)?,
+            TokenKind::Refresh => hub.store.revoke_grant(&row.grant_id).map_err(store_error)?,
+            TokenKind::Access => hub.store.revoke_token(&hash).map_err(store_error)?,
         }
         tracing::info!(user = %row.user_name, client = %row.client_id, "token revoked");
         Ok(())

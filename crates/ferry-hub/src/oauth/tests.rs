@@ -164,6 +164,16 @@ fn hidden(html: &str) -> Vec<(String, String)> {
     fields
 }
 
+/// The hidden fields of the page's form that posts to `action`, as a
+/// browser sends them (a page may hold several forms).
+fn form_fields(html: &str, action: &str) -> Vec<(String, String)> {
+    let start = html
+        .find(&format!("action=\"{action}\""))
+        .unwrap_or_else(|| panic!("no form posts to {action}: {html}"));
+    let form = &html[start..];
+    hidden(&form[..form.find("</form>").unwrap_or(form.len())])
+}
+
 /// A sign-in cookie of the hub's, made as the hub makes one.
 fn new_login_cookie(hub: &Hub, now: i64) -> Result<String, getrandom::Error> {
     let body = format!("{now}.{}", random_token(24)?);
@@ -805,7 +815,9 @@ async fn logout_ends_the_session() {
         landing.body
     );
     let session = token_hash(browser.cookie(SESSION_COOKIE).unwrap());
-    let out = browser.post("/logout", &hidden(&landing.body)).await;
+    let out = browser
+        .post("/logout", &form_fields(&landing.body, "/logout"))
+        .await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert!(
         out.set_cookies()
@@ -1505,4 +1517,164 @@ async fn a_browser_without_fetch_metadata_is_judged_by_its_origin() {
     let reply = browser.send(post("https://HUB.test:8443")).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
     assert!(browser.cookie(SESSION_COOKIE).is_some());
+}
+
+/// A hub with Alice whose store fails the methods it is told to, as a
+/// busy or locked database would.
+fn failing_hub_with_alice() -> (Arc<Hub>, Arc<crate::store::failing::FailingStorage>) {
+    let failing = Arc::new(crate::store::failing::FailingStorage::new(Arc::new(
+        crate::store::SqliteStore::in_memory().unwrap(),
+    )));
+    let hub = Arc::new(crate::web::test_hub(failing.clone()));
+    hub.store
+        .add_user(
+            "alice",
+            &crate::secrets::hash_password(PASSWORD).unwrap(),
+            0,
+        )
+        .unwrap();
+    (hub, failing)
+}
+
+fn says_try_again(reply: &Reply) {
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("try again shortly"), "{}", reply.body);
+    assert!(
+        !reply.body.contains("wrong user name or password"),
+        "{}",
+        reply.body
+    );
+}
+
+#[tokio::test]
+async fn a_sign_in_the_store_cannot_answer_is_a_503_and_counts_against_no_one() {
+    let (hub, failing) = failing_hub_with_alice();
+    let mut browser = Browser::new(&hub);
+    browser.ip = Some("192.0.2.7:1234".parse().unwrap());
+    let login = browser.get("/login").await;
+    let attempt = |password: &str| {
+        with(
+            hidden(&login.body),
+            &[("username", "alice"), ("password", password)],
+        )
+    };
+    failing.fail("user_by_name");
+    // More than the limiter allows: none of them was a guess checked.
+    for password in std::iter::repeat_n(PASSWORD, 2).chain(std::iter::repeat_n(
+        "guess-guess",
+        2 * crate::web::MAX_FAILURES_PER_ACCOUNT as usize,
+    )) {
+        let reply = browser.post("/login", &attempt(password)).await;
+        says_try_again(&reply);
+        assert!(reply.headers.contains_key(header::RETRY_AFTER));
+    }
+    assert!(failing.failures("user_by_name") > crate::web::MAX_FAILURES_PER_ACCOUNT as usize);
+    assert!(browser.cookie(SESSION_COOKIE).is_none());
+
+    // The password was right but the session cannot be kept: try again.
+    failing.recover();
+    failing.fail("put_session");
+    says_try_again(&browser.post("/login", &attempt(PASSWORD)).await);
+    assert!(browser.cookie(SESSION_COOKIE).is_none());
+
+    failing.recover();
+    let signed_in = browser.post("/login", &attempt(PASSWORD)).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    assert!(browser.cookie(SESSION_COOKIE).is_some());
+}
+
+#[tokio::test]
+async fn a_consent_the_store_cannot_answer_is_a_503_and_no_sign_in_page() {
+    let (hub, failing) = failing_hub_with_alice();
+    let (_, challenge) = pkce();
+    let mut browser = Browser::new(&hub);
+    let authorize = authorize_uri(CODE_PAGE, &challenge, &[]);
+    let signed_in = sign_in(&mut browser, &authorize).await;
+    let consent = browser.get(signed_in.location()).await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    let approve = with(hidden(&consent.body), &[("decision", "approve")]);
+
+    failing.fail("session");
+    let reply = browser.get(signed_in.location()).await;
+    says_try_again(&reply);
+    assert!(!reply.body.contains("name=\"password\""), "{}", reply.body);
+    let reply = browser.post("/authorize", &approve).await;
+    says_try_again(&reply);
+    assert!(reply.headers.get(header::LOCATION).is_none());
+
+    failing.recover();
+    failing.fail("put_auth_code");
+    let reply = browser.post("/authorize", &approve).await;
+    says_try_again(&reply);
+    assert!(reply.headers.get(header::LOCATION).is_none());
+
+    failing.recover();
+    let approved = browser.post("/authorize", &approve).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+    assert!(approved.location().starts_with(CODE_PAGE));
+}
+
+#[tokio::test]
+async fn a_token_request_the_store_cannot_answer_is_temporarily_unavailable() {
+    let (hub, failing) = failing_hub_with_alice();
+    let (verifier, challenge) = pkce();
+    let (_, code) = approved_code(&hub, CODE_PAGE, &challenge).await;
+    let unavailable = |reply: &Reply| {
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            reply.body
+        );
+        let error = reply.json();
+        assert_eq!(error["error"], "temporarily_unavailable", "{error}");
+        assert!(
+            error["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("try again shortly"),
+            "{error}"
+        );
+        assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+    };
+
+    failing.fail("take_auth_code");
+    unavailable(&redeem(&hub, &code, &verifier).await);
+    // The code was not spent: it redeems once the store answers.
+    failing.recover();
+    let redeemed = redeem(&hub, &code, &verifier).await;
+    assert_eq!(redeemed.status, StatusCode::OK, "{}", redeemed.body);
+    let tokens: TokenResponse = serde_json::from_str(&redeemed.body).unwrap();
+    let refresh_token = tokens.refresh_token.unwrap();
+
+    failing.fail("token");
+    unavailable(&refresh(&hub, &refresh_token).await);
+    failing.recover();
+    failing.fail("put_token");
+    unavailable(&refresh(&hub, &refresh_token).await);
+    failing.recover();
+    failing.fail("revoke_live_token");
+    unavailable(&refresh(&hub, &refresh_token).await);
+    // None of the failed tries spent the refresh token: the retry works,
+    // and is not taken for a replay that would end the login.
+    failing.recover();
+    let again = refresh(&hub, &refresh_token).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert!(live(
+        &hub,
+        &serde_json::from_str::<TokenResponse>(&again.body)
+            .unwrap()
+            .access_token
+    ));
+    assert!(live(&hub, &tokens.access_token), "the login goes on");
 }

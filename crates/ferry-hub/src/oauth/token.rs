@@ -3,10 +3,10 @@
 //! client_credentials; client authentication, which `/revoke` shares.
 
 use super::params::{Params, form_decode, is_verifier, truncate};
-use crate::grants::{self, ACCESS_TTL};
+use crate::grants::{self, ACCESS_TTL, IssueError};
 use crate::secrets::{constant_time_eq, pkce_s256_matches, token_hash};
 use crate::server::Hub;
-use crate::store::{ClientRow, CodeUse, TokenKind};
+use crate::store::{ClientRow, CodeUse, StoreError, TokenKind};
 use axum::Json;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
@@ -66,13 +66,36 @@ fn invalid_client(description: impl Into<String>) -> OAuthFailure {
     oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description)
 }
 
-pub(super) fn server_error(e: impl std::fmt::Display) -> OAuthFailure {
+fn server_error(e: impl std::fmt::Display) -> OAuthFailure {
     tracing::error!(error = %e, "internal error at the token endpoint");
     oauth_error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "server_error",
         "the hub failed to handle the request; see its log",
     )
+}
+
+/// A store error: one that cannot answer now is RFC 6749's
+/// `temporarily_unavailable` (503), for the client to try again shortly,
+/// and never an answer about the grant it presented.
+pub(super) fn store_error(e: StoreError) -> OAuthFailure {
+    if e.is_transient() {
+        tracing::warn!(error = %e, "storage unavailable at the token endpoint");
+        oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the hub's database is busy; try again shortly",
+        )
+    } else {
+        server_error(e)
+    }
+}
+
+fn issue_error(e: IssueError) -> OAuthFailure {
+    match e {
+        IssueError::Store(e) => store_error(e),
+        e @ IssueError::Randomness(_) => server_error(e),
+    }
 }
 
 /// The client making a token or revocation request.
@@ -155,7 +178,7 @@ pub(super) fn authenticate_client(
     let row = hub
         .store
         .client(id)
-        .map_err(server_error)?
+        .map_err(store_error)?
         .ok_or_else(|| invalid_client("unknown client"))?;
     match (&row.secret_hash, secret) {
         (Some(stored), Some(secret))
@@ -238,7 +261,7 @@ fn authorization_code_grant(
     let row = match hub
         .store
         .take_auth_code(&token_hash(code.trim()), grants::now())
-        .map_err(server_error)?
+        .map_err(store_error)?
     {
         CodeUse::Fresh(row) => row,
         CodeUse::Reused => {
@@ -270,7 +293,7 @@ fn authorization_code_grant(
     let user = hub
         .store
         .user_by_id(row.user_id)
-        .map_err(server_error)?
+        .map_err(store_error)?
         .ok_or_else(|| invalid_grant("the account no longer exists"))?;
     // The code hash is the grant id, so a replayed code finds these tokens.
     let issued = grants::issue(
@@ -283,7 +306,7 @@ fn authorization_code_grant(
         ACCESS_TTL,
         true,
     )
-    .map_err(|e| server_error(format!("{e:#}")))?;
+    .map_err(issue_error)?;
     tracing::info!(user = %user.name, client = %row.client_id, scope = %row.scope, "tokens issued for an authorization code");
     Ok(issued)
 }
@@ -323,12 +346,12 @@ fn refresh_grant(
     let Some(old) = hub
         .store
         .token(&hash, TokenKind::Refresh, grants::now())
-        .map_err(server_error)?
+        .map_err(store_error)?
     else {
         // A rotated-away token coming back means two parties hold it: end
         // the whole grant (RFC 6749 §10.4, OAuth 2.0 Security BCP §4.14).
-        if let Some(grant) = hub.store.token_was_revoked(&hash).map_err(server_error)? {
-            hub.store.revoke_grant(&grant).map_err(server_error)?;
+        if let Some(grant) = hub.store.token_was_revoked(&hash).map_err(store_error)? {
+            hub.store.revoke_grant(&grant).map_err(store_error)?;
             tracing::warn!("a revoked refresh token was presented; its grant is revoked");
             return Err(invalid_grant(
                 "the refresh token was already used; this login is revoked, log in again",
@@ -352,7 +375,7 @@ fn refresh_grant(
                 || hub
                     .store
                     .client(&old.client_id)
-                    .map_err(server_error)?
+                    .map_err(store_error)?
                     .is_some_and(|c| c.secret_hash.is_none());
             if !public {
                 return Err(invalid_client(
@@ -362,16 +385,11 @@ fn refresh_grant(
         }
     }
     let scope = narrow_scope(params.get("scope"), &old.scope)?;
-    if !hub.store.revoke_live_token(&hash).map_err(server_error)? {
-        hub.store
-            .revoke_grant(&old.grant_id)
-            .map_err(server_error)?;
-        tracing::warn!(user = %old.user_name, "a refresh token was used twice at once; its grant is revoked");
-        return Err(invalid_grant(
-            "the refresh token was already used; this login is revoked, log in again",
-        ));
-    }
-    grants::issue(
+    // The successors are written before the old token is spent: a store
+    // that fails in between leaves the old one live for the client's
+    // retry, where spending it first would take that retry for a replay
+    // and end the login. Successors never handed out are worth nothing.
+    let issued = grants::issue(
         &*hub.store,
         old.user_id,
         &old.user_name,
@@ -381,7 +399,17 @@ fn refresh_grant(
         ACCESS_TTL,
         true,
     )
-    .map_err(|e| server_error(format!("{e:#}")))
+    .map_err(issue_error)?;
+    if !hub.store.revoke_live_token(&hash).map_err(store_error)? {
+        // Spent meanwhile by another request: two parties hold it. The
+        // grant ends, the successors just written with it.
+        hub.store.revoke_grant(&old.grant_id).map_err(store_error)?;
+        tracing::warn!(user = %old.user_name, "a refresh token was used twice at once; its grant is revoked");
+        return Err(invalid_grant(
+            "the refresh token was already used; this login is revoked, log in again",
+        ));
+    }
+    Ok(issued)
 }
 
 fn client_credentials_grant(
@@ -406,7 +434,7 @@ fn client_credentials_grant(
     let user = hub
         .store
         .user_by_id(row.user_id)
-        .map_err(server_error)?
+        .map_err(store_error)?
         .ok_or_else(|| invalid_client("the account this client acts as no longer exists"))?;
     let grant_id = format!("client:{}", uuid::Uuid::new_v4());
     let issued = grants::issue(
@@ -419,7 +447,7 @@ fn client_credentials_grant(
         ACCESS_TTL,
         false,
     )
-    .map_err(|e| server_error(format!("{e:#}")))?;
+    .map_err(issue_error)?;
     tracing::info!(client = %row.client_id, user = %user.name, "client_credentials token issued");
     Ok(issued)
 }

@@ -81,6 +81,14 @@ pub const CHECKS: &[(&str, Check)] = &[
         "events_are_capped_but_a_tasks_end_is_always_kept",
         events_are_capped_but_a_tasks_end_is_always_kept,
     ),
+    (
+        "a_task_round_trips_every_field_exactly",
+        a_task_round_trips_every_field_exactly,
+    ),
+    (
+        "tasks_of_one_second_list_in_order_of_submission",
+        tasks_of_one_second_list_in_order_of_submission,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -328,7 +336,10 @@ pub fn task_ids_are_unique_and_a_task_needs_its_endpoints(s: &dyn Storage) {
     assert_eq!(s.task_events("t1", 10).unwrap().len(), 1);
     assert_eq!(
         s.task_work("t1").unwrap(),
-        Some(("[]".to_string(), "{}".to_string()))
+        Some(TaskWork {
+            items: new_task("t1", uid, 0).items,
+            options: TransferOptions::default(),
+        })
     );
 }
 
@@ -405,6 +416,11 @@ pub fn endpoint_names_are_unique_per_owner_and_searchable(s: &dyn Storage) {
     ));
     assert_eq!(s.search_endpoints(Some(uid), "", 10).unwrap().len(), 1);
     assert_eq!(s.search_endpoints(None, "lap", 10).unwrap().len(), 2);
+    assert_eq!(
+        s.search_endpoints(None, "LapTop", 10).unwrap().len(),
+        2,
+        "search ignores ASCII case"
+    );
     assert_eq!(
         s.search_endpoints(None, "%", 10).unwrap().len(),
         0,
@@ -541,7 +557,10 @@ pub fn tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts(
     let active = s.active_tasks().unwrap();
     assert_eq!(active.len(), 1);
     assert_eq!((active[0].attempt, active[0].deadline), (2, Some(9999)));
-    assert_eq!(s.task_work("t1").unwrap().unwrap().0, "[]");
+    assert_eq!(
+        s.task_work("t1").unwrap().unwrap().items,
+        new_task("t1", 0, 5).items
+    );
 
     // The destination's final counters for the attempt replace its progress.
     assert!(
@@ -572,15 +591,131 @@ pub fn tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts(
     assert_eq!(events[1].seq, 2);
 }
 
+pub fn a_task_round_trips_every_field_exactly(s: &dyn Storage) {
+    use ferry_proto::task::SyncLevel;
+    use ferry_proto::wire_path::WirePath;
+    let uid = two_endpoints(s);
+    // Paths are bytes, not text: invalid UTF-8, a literal %, an escape's
+    // look-alike, a NUL-free control byte, an empty path.
+    let odd: [&[u8]; 6] = [
+        b"/data/caf\xc3\xa9/r\xe9sum\xe9.txt",
+        b"/data/\xff\xfe\x80",
+        b"/data/100%25 real/%",
+        b"/data/line\nbreak\ttab",
+        b"",
+        "/données/数据".as_bytes(),
+    ];
+    let many: Vec<TransferItem> = (0..1500)
+        .map(|i| TransferItem {
+            source: WirePath::from_bytes(if i < odd.len() {
+                odd[i].to_vec()
+            } else {
+                format!("/src/{i:05}").into_bytes()
+            }),
+            destination: WirePath::from_bytes(
+                [format!("/dst/{i:05}").as_bytes(), b"\xff"].concat(),
+            ),
+            recursive: i % 3 == 0,
+        })
+        .collect();
+    let levels = [
+        None,
+        Some(SyncLevel::Exists),
+        Some(SyncLevel::Size),
+        Some(SyncLevel::Mtime),
+        Some(SyncLevel::Checksum),
+    ];
+    let mut tasks = Vec::new();
+    for (i, sync_level) in levels.into_iter().enumerate() {
+        let flag = i % 2 == 0;
+        tasks.push(NewTask {
+            id: format!("t{i}"),
+            options: TransferOptions {
+                sync_level,
+                delete: flag,
+                preserve_mtime: !flag,
+                preserve_mode: flag,
+                skip_source_errors: !flag,
+                streams: [None, Some(1), Some(64), Some(u32::MAX), Some(0)][i],
+            },
+            items: match i {
+                0 => many.clone(),
+                1 => Vec::new(),
+                _ => many[..i].to_vec(),
+            },
+            label: [Some(""), None, Some("ünïcode ✓"), Some("run 7"), Some(" ")][i]
+                .map(String::from),
+            deadline: [None, Some(0), Some(-1), Some(i64::MAX), Some(1_700_000_000)][i],
+            ..new_task("", uid, 100 + i as i64)
+        });
+    }
+    for task in &tasks {
+        s.create_task(task, "SUBMITTED", "x").unwrap();
+    }
+    for task in &tasks {
+        let work = s.task_work(&task.id).unwrap().unwrap();
+        assert_eq!(work.options, task.options, "{}", task.id);
+        assert_eq!(work.items.len(), task.items.len(), "{}", task.id);
+        assert_eq!(work.items, task.items, "{}", task.id);
+        let row = s.task(&task.id).unwrap().unwrap();
+        assert_eq!(row.item_count, task.items.len() as u64);
+        assert_eq!(
+            (&row.label, row.deadline, row.created, row.owner_id),
+            (&task.label, task.deadline, task.created, uid),
+            "{}",
+            task.id
+        );
+        assert_eq!(
+            (row.source_id.as_str(), row.destination_id.as_str()),
+            ("e1", "e2")
+        );
+    }
+    let row = s.task("t0").unwrap().unwrap();
+    assert_eq!(row.label.as_deref(), Some(""), "an empty label is not none");
+    assert_eq!(s.task("t1").unwrap().unwrap().label, None);
+}
+
+pub fn tasks_of_one_second_list_in_order_of_submission(s: &dyn Storage) {
+    let uid = two_endpoints(s);
+    // Ids that sort against the order of submission.
+    for id in ["zz", "mm", "aa"] {
+        s.create_task(&new_task(id, uid, 7), "SUBMITTED", "x")
+            .unwrap();
+    }
+    let ids = |rows: Vec<TaskRow>| -> Vec<String> { rows.into_iter().map(|t| t.id).collect() };
+    assert_eq!(ids(s.tasks_of(uid, 10).unwrap()), ["aa", "mm", "zz"]);
+    assert_eq!(
+        s.active_tasks()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect::<Vec<_>>(),
+        ["zz", "mm", "aa"]
+    );
+    assert_eq!(
+        ids(s.tasks_with_prefix(uid, "", 10).unwrap()),
+        ["zz", "mm", "aa"]
+    );
+    assert_eq!(
+        s.delete_endpoint("e1").unwrap(),
+        DeleteOutcome::Busy(vec!["zz".into(), "mm".into(), "aa".into()])
+    );
+}
+
+/// A task of one item (copying `/data/in` to `/data/out`, recursively),
+/// default options, from `e1` to `e2`.
 pub fn new_task(id: &str, owner_id: i64, created: i64) -> NewTask {
     NewTask {
         id: id.into(),
         owner_id,
         source_id: "e1".into(),
         destination_id: "e2".into(),
-        items_json: "[]".into(),
-        item_count: 1,
-        options_json: "{}".into(),
+        items: vec![TransferItem {
+            source: ferry_proto::wire_path::WirePath::from_bytes(b"/data/in".to_vec()),
+            destination: ferry_proto::wire_path::WirePath::from_bytes(b"/data/out".to_vec()),
+            recursive: true,
+        }],
+        options: TransferOptions::default(),
         label: Some("run 7".into()),
         deadline: Some(9999),
         created,

@@ -122,7 +122,7 @@ delegate!(TaskStore {
     fn tasks_with_prefix(&self, owner_id: i64, prefix: &str, limit: usize) -> Result<Vec<TaskRow>>;
     fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>>;
     fn active_tasks(&self) -> Result<Vec<ActiveTask>>;
-    fn task_work(&self, id: &str) -> Result<Option<(String, String)>>;
+    fn task_work(&self, id: &str) -> Result<Option<TaskWork>>;
     fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool>;
     fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool>;
     fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool>;

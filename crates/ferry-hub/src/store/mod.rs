@@ -10,8 +10,16 @@
 //! that says what a caller can do about it. [`SqliteStore`] (WAL,
 //! embedded, numbered migrations applied in order at open) is the default
 //! backend; `conformance` is the suite every backend must pass.
+//!
+//! The methods are synchronous and the hub calls them from async code; a
+//! backend that blocks (SQLite does, on its disk and its one connection)
+//! must not stall the runtime's worker threads while it does: the SQLite
+//! backend runs each call under `tokio::task::block_in_place` (see
+//! `SqliteStore::with_conn`). SQL stays portable (no SQLite-only
+//! functions, no `rowid`, no `INSERT OR ...`) so a PostgreSQL backend can
+//! share it; only the migrations' DDL is per backend.
 
-use ferry_proto::task::{TaskCounters, TaskStatus};
+use ferry_proto::task::{TaskCounters, TaskStatus, TransferItem, TransferOptions};
 use thiserror::Error;
 
 #[cfg(test)]
@@ -168,16 +176,18 @@ pub enum SetupKeyUse {
     Unknown,
 }
 
-/// A task as submitted; its items and options are JSON of the wire types.
+/// A task as submitted. A backend keeps its options and items in its
+/// own columns and rows (not as JSON of the wire types), so they come
+/// back exactly, path bytes included, and can be queried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
     pub id: String,
     pub owner_id: i64,
     pub source_id: String,
     pub destination_id: String,
-    pub items_json: String,
-    pub item_count: u64,
-    pub options_json: String,
+    /// In order; the task's `item_count` is their number.
+    pub items: Vec<TransferItem>,
+    pub options: TransferOptions,
     pub label: Option<String>,
     pub deadline: Option<i64>,
     pub created: i64,
@@ -213,6 +223,13 @@ impl TaskRow {
     pub fn totals(&self) -> TaskCounters {
         self.done.furthest(self.current)
     }
+}
+
+/// What a task copies and how: what its capability carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskWork {
+    pub items: Vec<TransferItem>,
+    pub options: TransferOptions,
 }
 
 /// What the scheduler needs to know of an ACTIVE task.
@@ -364,8 +381,8 @@ pub trait TaskStore {
     /// Every ACTIVE task, oldest first.
     fn active_tasks(&self) -> Result<Vec<ActiveTask>>;
 
-    /// A task's items and options (JSON), for its capability.
-    fn task_work(&self, id: &str) -> Result<Option<(String, String)>>;
+    /// A task's items (in order) and options, for its capability.
+    fn task_work(&self, id: &str) -> Result<Option<TaskWork>>;
 
     /// Records that attempt `attempt` starts, with fresh counters; `false`
     /// when the task is no longer ACTIVE.

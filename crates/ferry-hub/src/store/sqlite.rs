@@ -1,8 +1,14 @@
 //! The SQLite backend: one connection behind a mutex, WAL, foreign keys
 //! on, a busy timeout, and numbered migrations applied in order at open.
+//!
+//! Its queries are portable SQL (a test scans this file for SQLite-only
+//! constructs): what a PostgreSQL backend would have to write differently
+//! is only the migrations' DDL and the placeholders' spelling.
 
 use super::*;
-use rusqlite::{Connection, OptionalExtension, params};
+use ferry_proto::task::SyncLevel;
+use ferry_proto::wire_path::WirePath;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -44,9 +50,18 @@ fn taken(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     }
 }
 
-/// Each entry migrates the schema from its index to index + 1.
-const MIGRATIONS: &[&str] = &[
-    r#"
+/// One step of the schema: SQL, or code where existing rows must be
+/// rewritten in ways SQL alone cannot (parsing what an older hub stored).
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&Transaction<'_>, i64) -> Result<()>),
+}
+
+/// Each entry migrates the schema from its index to index + 1. An entry,
+/// once released, keeps its meaning: databases in the field ran it.
+const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(
+        r#"
 CREATE TABLE users (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -105,7 +120,9 @@ CREATE TABLE setup_keys (
     used INTEGER NOT NULL DEFAULT 0
 );
 "#,
-    r#"
+    ),
+    Migration::Sql(
+        r#"
 CREATE TABLE tasks (
     id TEXT PRIMARY KEY,
     owner_id INTEGER NOT NULL REFERENCES users(id),
@@ -143,11 +160,13 @@ CREATE TABLE task_events (
     PRIMARY KEY (task_id, seq)
 );
 "#,
+    ),
     // Counters became the task's own (each attempt counts what earlier
     // ones committed): the totals are the furthest any attempt reached,
     // not a sum. A running attempt's counters fold in as they were meant.
-    r#"
-UPDATE tasks SET files = MAX(files, cur_files),
+    Migration::Sql(
+        r#"
+UPDATE tasks SET files = CASE WHEN cur_files > files THEN cur_files ELSE files END,
     files_transferred = files_transferred + cur_files_transferred,
     files_skipped = files_skipped + cur_files_skipped,
     bytes_transferred = bytes_transferred + cur_bytes_transferred,
@@ -161,23 +180,163 @@ ALTER TABLE tasks ADD COLUMN cur_walk_done INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN bytes_skipped INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN cur_bytes_skipped INTEGER NOT NULL DEFAULT 0;
 "#,
+    ),
     // A deleted endpoint stays, revoked, so its tasks keep their names and
     // destinations keep refusing its certificate.
-    r#"
+    Migration::Sql(
+        r#"
 ALTER TABLE endpoints ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
 "#,
+    ),
+    Migration::Code(tasks_in_columns),
 ];
+
+/// Schema 5: a task's options in columns of their own and its items as
+/// rows of `task_items` (raw path bytes), instead of JSON of the wire
+/// types that no query could look into; and a `seq` column, the task's
+/// number in order of submission, which listings order by where they
+/// used SQLite's implicit `rowid`. Tasks already stored are numbered by
+/// creation time, then id: which of two tasks of the same second came
+/// first was known only to that `rowid`, which this backend no longer
+/// reads.
+///
+/// Its SQL is its own (not the helpers the queries use), so later schema
+/// changes cannot change what it does. The JSON is read with this
+/// release's wire types, which read what every earlier hub wrote; should
+/// they ever stop doing so, this needs a frozen copy of them.
+fn tasks_in_columns(tx: &Transaction<'_>, now: i64) -> Result<()> {
+    tx.execute_batch(
+        r#"
+ALTER TABLE tasks ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN sync_level TEXT CHECK (sync_level IN ('exists', 'size', 'mtime', 'checksum'));
+ALTER TABLE tasks ADD COLUMN delete_extraneous INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN preserve_mtime INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE tasks ADD COLUMN preserve_mode INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE tasks ADD COLUMN skip_source_errors INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN streams INTEGER;
+CREATE TABLE task_items (
+    task_id TEXT NOT NULL REFERENCES tasks(id),
+    item INTEGER NOT NULL,
+    source BLOB NOT NULL,
+    destination BLOB NOT NULL,
+    recursive INTEGER NOT NULL,
+    PRIMARY KEY (task_id, item)
+);
+"#,
+    )?;
+    let stored: Vec<(String, String, String)> = {
+        let mut stmt = tx.prepare("SELECT id, items, options FROM tasks ORDER BY created, id")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut add_item = tx.prepare(
+        "INSERT INTO task_items (task_id, item, source, destination, recursive) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (seq, (id, items, options)) in (1i64..).zip(stored) {
+        tx.execute("UPDATE tasks SET seq = ?2 WHERE id = ?1", params![id, seq])?;
+        let parsed = serde_json::from_str::<Vec<TransferItem>>(&items).and_then(|items| {
+            Ok(TaskWork {
+                items,
+                options: serde_json::from_str(&options)?,
+            })
+        });
+        match parsed {
+            Ok(TaskWork { items, options: o }) => {
+                tx.execute(
+                    "UPDATE tasks SET sync_level = ?2, delete_extraneous = ?3, preserve_mtime = ?4,
+                        preserve_mode = ?5, skip_source_errors = ?6, streams = ?7
+                     WHERE id = ?1",
+                    params![
+                        id,
+                        sync_level_text(o.sync_level),
+                        o.delete,
+                        o.preserve_mtime,
+                        o.preserve_mode,
+                        o.skip_source_errors,
+                        o.streams,
+                    ],
+                )?;
+                for (n, item) in (0i64..).zip(&items) {
+                    add_item.execute(params![
+                        id,
+                        n,
+                        item.source.as_bytes(),
+                        item.destination.as_bytes(),
+                        item.recursive
+                    ])?;
+                }
+            }
+            // The hub wrote this JSON itself, so this is a damaged row.
+            // Such a task could never have started (its capability is
+            // made from it); an ACTIVE one ends here, saying why, rather
+            // than stopping every upgrade or running with no items. (Its
+            // running attempt's counters need no folding: a task's totals
+            // are the furthest of both.)
+            Err(e) => {
+                let why = format!("the hub's stored copy of the task is unreadable: {e}");
+                let ended = tx.execute(
+                    "UPDATE tasks SET status = 'FAILED', completed = ?2, fatal_error = ?3
+                     WHERE id = ?1 AND status = 'ACTIVE'",
+                    params![id, now, why],
+                )?;
+                if ended > 0 {
+                    tx.execute(
+                        "INSERT INTO task_events (task_id, seq, time, code, description)
+                         SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, 'FAILED', ?3 FROM task_events WHERE task_id = ?1",
+                        params![id, now, why],
+                    )?;
+                }
+            }
+        }
+    }
+    drop(add_item);
+    tx.execute_batch(
+        "CREATE UNIQUE INDEX tasks_seq ON tasks(seq);
+         ALTER TABLE tasks DROP COLUMN items;
+         ALTER TABLE tasks DROP COLUMN options;",
+    )?;
+    Ok(())
+}
+
+/// The text a sync level is stored as (its wire name).
+fn sync_level_text(level: Option<SyncLevel>) -> Option<&'static str> {
+    level.map(|l| match l {
+        SyncLevel::Exists => "exists",
+        SyncLevel::Size => "size",
+        SyncLevel::Mtime => "mtime",
+        SyncLevel::Checksum => "checksum",
+    })
+}
+
+/// Stores a task's items, numbered from 0 in their order.
+fn write_items(conn: &Connection, id: &str, items: &[TransferItem]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "INSERT INTO task_items (task_id, item, source, destination, recursive) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (n, item) in (0i64..).zip(items) {
+        stmt.execute(params![
+            id,
+            n,
+            item.source.as_bytes(),
+            item.destination.as_bytes(),
+            item.recursive
+        ])?;
+    }
+    Ok(())
+}
 
 /// Folds the running attempt's counters into the task's (each at the
 /// furthest either reached: see [`TaskCounters`]) and clears them.
-const FOLD_CURRENT: &str = "files = MAX(files, cur_files),
-    files_transferred = MAX(files_transferred, cur_files_transferred),
-    files_skipped = MAX(files_skipped, cur_files_skipped),
-    bytes_transferred = MAX(bytes_transferred, cur_bytes_transferred),
-    bytes = MAX(bytes, cur_bytes),
-    bytes_resent = MAX(bytes_resent, cur_bytes_resent),
-    walk_done = MAX(walk_done, cur_walk_done),
-    bytes_skipped = MAX(bytes_skipped, cur_bytes_skipped),
+/// (`CASE`, not SQLite's two-argument `MAX`, which PostgreSQL spells
+/// `GREATEST`.)
+const FOLD_CURRENT: &str = "files = CASE WHEN cur_files > files THEN cur_files ELSE files END,
+    files_transferred = CASE WHEN cur_files_transferred > files_transferred THEN cur_files_transferred ELSE files_transferred END,
+    files_skipped = CASE WHEN cur_files_skipped > files_skipped THEN cur_files_skipped ELSE files_skipped END,
+    bytes_transferred = CASE WHEN cur_bytes_transferred > bytes_transferred THEN cur_bytes_transferred ELSE bytes_transferred END,
+    bytes = CASE WHEN cur_bytes > bytes THEN cur_bytes ELSE bytes END,
+    bytes_resent = CASE WHEN cur_bytes_resent > bytes_resent THEN cur_bytes_resent ELSE bytes_resent END,
+    walk_done = CASE WHEN cur_walk_done > walk_done THEN cur_walk_done ELSE walk_done END,
+    bytes_skipped = CASE WHEN cur_bytes_skipped > bytes_skipped THEN cur_bytes_skipped ELSE bytes_skipped END,
     cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0,
     cur_bytes = 0, cur_bytes_resent = 0, cur_walk_done = 0, cur_bytes_skipped = 0";
 
@@ -283,30 +442,74 @@ impl SqliteStore {
     }
 
     fn migrate(&self) -> Result<()> {
-        let mut conn = self.lock()?;
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-        let version: i64 = conn
-            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0);
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::TooNew {
-                found: version,
-                known,
-            });
-        }
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(migration)?;
-            tx.execute("DELETE FROM schema_version", [])?;
-            tx.execute(
-                "INSERT INTO schema_version (version) VALUES (?1)",
-                [i as i64 + 1],
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| sql_u64(d.as_secs()));
+        self.with_conn(|conn| {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
             )?;
-            tx.commit()?;
+            let version: i64 = conn
+                .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let known = MIGRATIONS.len() as i64;
+            if version > known {
+                return Err(StoreError::TooNew {
+                    found: version,
+                    known,
+                });
+            }
+            let done = usize::try_from(version)
+                .map_err(|_| StoreError::Internal(format!("schema version {version}")))?;
+            for (i, migration) in MIGRATIONS.iter().enumerate().skip(done) {
+                let tx = conn.transaction()?;
+                match migration {
+                    Migration::Sql(sql) => tx.execute_batch(sql)?,
+                    Migration::Code(step) => step(&tx, now)?,
+                }
+                tx.execute("DELETE FROM schema_version", [])?;
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [i as i64 + 1],
+                )?;
+                tx.commit()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `f` with the connection: the one way in, so every call gets
+    /// the treatment below.
+    ///
+    /// The trait is synchronous and the hub calls it from async code (every
+    /// heartbeat, every API request, the scheduler). Waiting for the
+    /// connection and SQLite's own work (the disk, a busy timeout of up to
+    /// five seconds) would hold a runtime worker thread and stall every
+    /// other task queued on it: control links, pings, other requests. On a
+    /// multi-threaded runtime the call therefore runs under
+    /// `block_in_place`, which first hands the worker's other tasks to
+    /// another thread. On a current-thread runtime `block_in_place` panics
+    /// (there is no other worker to hand them to), and outside a runtime
+    /// (the admin commands, most tests) nothing waits on this thread: there
+    /// `f` runs directly.
+    ///
+    /// Not `spawn_blocking`: that would need an async trait (or every call
+    /// site wrapped) and owned arguments, a change to every caller; it is
+    /// the PostgreSQL backend's async driver that will bring that change.
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let work = || {
+            let mut conn = self.lock()?;
+            f(&mut conn)
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime)
+                if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(work)
+            }
+            _ => work(),
         }
-        Ok(())
     }
 
     /// The connection. A request that panicked holding it left no
@@ -324,207 +527,220 @@ impl AccountStore for SqliteStore {
     // --- users ---
 
     fn add_user(&self, name: &str, password_hash: &str, now: i64) -> Result<i64> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO users (name, password_hash, created) VALUES (?1, ?2, ?3)",
-            params![name, password_hash, now],
-        )
-        .map_err(taken("user name"))?;
-        Ok(conn.last_insert_rowid())
+        self.with_conn(|conn| {
+            conn.query_row(
+                "INSERT INTO users (name, password_hash, created) VALUES (?1, ?2, ?3) RETURNING id",
+                params![name, password_hash, now],
+                |r| r.get(0),
+            )
+            .map_err(taken("user name"))
+        })
     }
 
     fn user_by_name(&self, name: &str) -> Result<Option<UserRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT id, name, password_hash FROM users WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok(UserRow {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        password_hash: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, name, password_hash FROM users WHERE name = ?1",
+                    [name],
+                    |r| {
+                        Ok(UserRow {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            password_hash: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
     }
 
     fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT id, name, password_hash FROM users WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(UserRow {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        password_hash: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, name, password_hash FROM users WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok(UserRow {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            password_hash: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
     }
 
     // --- OAuth clients ---
 
     fn add_client(&self, client: &ClientRow, now: i64) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![client.client_id, client.name, client.secret_hash, client.user_id, client.scopes, now],
-        )
-        .map_err(taken("client id"))?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![client.client_id, client.name, client.secret_hash, client.user_id, client.scopes, now],
+            )
+            .map_err(taken("client id"))?;
+            Ok(())
+        })
     }
 
     fn client(&self, client_id: &str) -> Result<Option<ClientRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT client_id, name, secret_hash, user_id, scopes FROM clients WHERE client_id = ?1",
-                [client_id],
-                |r| {
-                    Ok(ClientRow {
-                        client_id: r.get(0)?,
-                        name: r.get(1)?,
-                        secret_hash: r.get(2)?,
-                        user_id: r.get(3)?,
-                        scopes: r.get(4)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT client_id, name, secret_hash, user_id, scopes FROM clients WHERE client_id = ?1",
+                    [client_id],
+                    |r| {
+                        Ok(ClientRow {
+                            client_id: r.get(0)?,
+                            name: r.get(1)?,
+                            secret_hash: r.get(2)?,
+                            user_id: r.get(3)?,
+                            scopes: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
     }
 
     // --- authorization codes ---
 
     fn put_auth_code(&self, code: &AuthCodeRow) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, challenge, scope, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![code.code_hash, code.client_id, code.user_id, code.redirect_uri, code.challenge, code.scope, code.expires],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO auth_codes (code_hash, client_id, user_id, redirect_uri, challenge, scope, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![code.code_hash, code.client_id, code.user_id, code.redirect_uri, code.challenge, code.scope, code.expires],
+            )?;
+            Ok(())
+        })
     }
 
     fn take_auth_code(&self, code_hash: &str, now: i64) -> Result<CodeUse> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        let row = tx
-            .query_row(
-                "SELECT code_hash, client_id, user_id, redirect_uri, challenge, scope, expires, used FROM auth_codes WHERE code_hash = ?1",
-                [code_hash],
-                |r| {
-                    Ok((
-                        AuthCodeRow {
-                            code_hash: r.get(0)?,
-                            client_id: r.get(1)?,
-                            user_id: r.get(2)?,
-                            redirect_uri: r.get(3)?,
-                            challenge: r.get(4)?,
-                            scope: r.get(5)?,
-                            expires: r.get(6)?,
-                        },
-                        r.get::<_, i64>(7)? != 0,
-                    ))
-                },
-            )
-            .optional()?;
-        let outcome = match row {
-            None => CodeUse::Unknown,
-            Some((_, true)) => {
-                // The code's grant id is the code hash itself.
-                tx.execute(
-                    "UPDATE tokens SET revoked = 1 WHERE grant_id = ?1",
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let row = tx
+                .query_row(
+                    "SELECT code_hash, client_id, user_id, redirect_uri, challenge, scope, expires, used FROM auth_codes WHERE code_hash = ?1",
                     [code_hash],
-                )?;
-                CodeUse::Reused
-            }
-            Some((row, false)) if row.expires < now => CodeUse::Expired,
-            Some((row, false)) => {
-                tx.execute(
-                    "UPDATE auth_codes SET used = 1 WHERE code_hash = ?1",
-                    [code_hash],
-                )?;
-                CodeUse::Fresh(row)
-            }
-        };
-        tx.commit()?;
-        Ok(outcome)
+                    |r| {
+                        Ok((
+                            AuthCodeRow {
+                                code_hash: r.get(0)?,
+                                client_id: r.get(1)?,
+                                user_id: r.get(2)?,
+                                redirect_uri: r.get(3)?,
+                                challenge: r.get(4)?,
+                                scope: r.get(5)?,
+                                expires: r.get(6)?,
+                            },
+                            r.get::<_, i64>(7)? != 0,
+                        ))
+                    },
+                )
+                .optional()?;
+            let outcome = match row {
+                None => CodeUse::Unknown,
+                Some((_, true)) => {
+                    // The code's grant id is the code hash itself.
+                    tx.execute(
+                        "UPDATE tokens SET revoked = 1 WHERE grant_id = ?1",
+                        [code_hash],
+                    )?;
+                    CodeUse::Reused
+                }
+                Some((row, false)) if row.expires < now => CodeUse::Expired,
+                Some((row, false)) => {
+                    tx.execute(
+                        "UPDATE auth_codes SET used = 1 WHERE code_hash = ?1",
+                        [code_hash],
+                    )?;
+                    CodeUse::Fresh(row)
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
     }
 
     // --- tokens ---
 
     fn put_token(&self, token: &TokenRow) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO tokens (token_hash, kind, user_id, client_id, scope, expires, grant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![token.token_hash, token.kind.as_str(), token.user_id, token.client_id, token.scope, token.expires, token.grant_id],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO tokens (token_hash, kind, user_id, client_id, scope, expires, grant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![token.token_hash, token.kind.as_str(), token.user_id, token.client_id, token.scope, token.expires, token.grant_id],
+            )?;
+            Ok(())
+        })
     }
 
     fn token(&self, token_hash: &str, kind: TokenKind, now: i64) -> Result<Option<TokenRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT t.token_hash, t.user_id, u.name, t.client_id, t.scope, t.expires, t.grant_id
-                 FROM tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.token_hash = ?1 AND t.kind = ?2 AND t.revoked = 0 AND t.expires >= ?3",
-                params![token_hash, kind.as_str(), now],
-                |r| {
-                    Ok(TokenRow {
-                        token_hash: r.get(0)?,
-                        kind,
-                        user_id: r.get(1)?,
-                        user_name: r.get(2)?,
-                        client_id: r.get(3)?,
-                        scope: r.get(4)?,
-                        expires: r.get(5)?,
-                        grant_id: r.get(6)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT t.token_hash, t.user_id, u.name, t.client_id, t.scope, t.expires, t.grant_id
+                     FROM tokens t JOIN users u ON u.id = t.user_id
+                     WHERE t.token_hash = ?1 AND t.kind = ?2 AND t.revoked = 0 AND t.expires >= ?3",
+                    params![token_hash, kind.as_str(), now],
+                    |r| {
+                        Ok(TokenRow {
+                            token_hash: r.get(0)?,
+                            kind,
+                            user_id: r.get(1)?,
+                            user_name: r.get(2)?,
+                            client_id: r.get(3)?,
+                            scope: r.get(4)?,
+                            expires: r.get(5)?,
+                            grant_id: r.get(6)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
     }
 
     fn token_was_revoked(&self, token_hash: &str) -> Result<Option<String>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT grant_id FROM tokens WHERE token_hash = ?1 AND revoked = 1",
-                [token_hash],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT grant_id FROM tokens WHERE token_hash = ?1 AND revoked = 1",
+                    [token_hash],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
     }
 
     fn revoke_token(&self, token_hash: &str) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1",
-            [token_hash],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1",
+                [token_hash],
+            )?;
+            Ok(())
+        })
     }
 
     fn revoke_live_token(&self, token_hash: &str) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(conn.execute(
-            "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1 AND revoked = 0",
-            [token_hash],
-        )? > 0)
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                "UPDATE tokens SET revoked = 1 WHERE token_hash = ?1 AND revoked = 0",
+                [token_hash],
+            )? > 0)
+        })
     }
 
     fn revoke_grant(&self, grant_id: &str) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "UPDATE tokens SET revoked = 1 WHERE grant_id = ?1",
-            [grant_id],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "UPDATE tokens SET revoked = 1 WHERE grant_id = ?1",
+                [grant_id],
+            )?;
+            Ok(())
+        })
     }
 
     // --- browser sessions ---
@@ -536,42 +752,46 @@ impl AccountStore for SqliteStore {
         csrf: &str,
         expires: i64,
     ) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO sessions (session_hash, user_id, csrf, expires) VALUES (?1, ?2, ?3, ?4)",
-            params![session_hash, user_id, csrf, expires],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO sessions (session_hash, user_id, csrf, expires) VALUES (?1, ?2, ?3, ?4)",
+                params![session_hash, user_id, csrf, expires],
+            )?;
+            Ok(())
+        })
     }
 
     fn session(&self, session_hash: &str, now: i64) -> Result<Option<SessionRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT s.user_id, u.name, s.csrf, s.expires FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.session_hash = ?1 AND s.expires >= ?2",
-                params![session_hash, now],
-                |r| Ok(SessionRow { user_id: r.get(0)?, user_name: r.get(1)?, csrf: r.get(2)?, expires: r.get(3)? }),
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT s.user_id, u.name, s.csrf, s.expires FROM sessions s JOIN users u ON u.id = s.user_id
+                     WHERE s.session_hash = ?1 AND s.expires >= ?2",
+                    params![session_hash, now],
+                    |r| Ok(SessionRow { user_id: r.get(0)?, user_name: r.get(1)?, csrf: r.get(2)?, expires: r.get(3)? }),
+                )
+                .optional()?)
+        })
     }
 
     fn delete_session(&self, session_hash: &str) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "DELETE FROM sessions WHERE session_hash = ?1",
-            [session_hash],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "DELETE FROM sessions WHERE session_hash = ?1",
+                [session_hash],
+            )?;
+            Ok(())
+        })
     }
 
     fn purge_expired(&self, now: i64) -> Result<()> {
-        let conn = self.lock()?;
-        let day_ago = now - 86_400;
-        conn.execute("DELETE FROM sessions WHERE expires < ?1", [now])?;
-        conn.execute("DELETE FROM auth_codes WHERE expires < ?1", [day_ago])?;
-        conn.execute("DELETE FROM tokens WHERE expires < ?1", [day_ago])?;
-        Ok(())
+        self.with_conn(|conn| {
+            let day_ago = now - 86_400;
+            conn.execute("DELETE FROM sessions WHERE expires < ?1", [now])?;
+            conn.execute("DELETE FROM auth_codes WHERE expires < ?1", [day_ago])?;
+            conn.execute("DELETE FROM tokens WHERE expires < ?1", [day_ago])?;
+            Ok(())
+        })
     }
 }
 
@@ -579,38 +799,41 @@ impl EndpointStore for SqliteStore {
     // --- endpoints ---
 
     fn create_endpoint(&self, id: &str, owner_id: i64, display_name: &str, now: i64) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO endpoints (id, owner_id, display_name, created) VALUES (?1, ?2, ?3, ?4)",
-            params![id, owner_id, display_name, now],
-        )
-        .map_err(taken("endpoint name"))?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO endpoints (id, owner_id, display_name, created) VALUES (?1, ?2, ?3, ?4)",
+                params![id, owner_id, display_name, now],
+            )
+            .map_err(taken("endpoint name"))?;
+            Ok(())
+        })
     }
 
     fn endpoint(&self, id: &str) -> Result<Option<EndpointRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                &format!("SELECT {} WHERE e.id = ?1", ENDPOINT_COLUMNS),
-                [id],
-                endpoint_row,
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {} WHERE e.id = ?1", ENDPOINT_COLUMNS),
+                    [id],
+                    endpoint_row,
+                )
+                .optional()?)
+        })
     }
 
     fn endpoint_by_name(&self, owner_id: i64, display_name: &str) -> Result<Option<EndpointRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                &format!(
-                    "SELECT {} WHERE e.owner_id = ?1 AND e.display_name = ?2 AND e.deleted = 0",
-                    ENDPOINT_COLUMNS
-                ),
-                params![owner_id, display_name],
-                endpoint_row,
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    &format!(
+                        "SELECT {} WHERE e.owner_id = ?1 AND e.display_name = ?2 AND e.deleted = 0",
+                        ENDPOINT_COLUMNS
+                    ),
+                    params![owner_id, display_name],
+                    endpoint_row,
+                )
+                .optional()?)
+        })
     }
 
     fn search_endpoints(
@@ -619,132 +842,144 @@ impl EndpointStore for SqliteStore {
         query: &str,
         limit: usize,
     ) -> Result<Vec<EndpointRow>> {
-        let conn = self.lock()?;
-        let pattern = format!(
-            "%{}%",
-            query
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {} WHERE (?1 IS NULL OR e.owner_id = ?1) AND e.deleted = 0 AND (e.display_name LIKE ?2 ESCAPE '\\' OR e.id LIKE ?2 ESCAPE '\\')
-             ORDER BY e.created, e.id LIMIT ?3",
-            ENDPOINT_COLUMNS
-        ))?;
-        let rows = stmt.query_map(params![owner_id, pattern, limit as i64], endpoint_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with_conn(|conn| {
+            let pattern = format!(
+                "%{}%",
+                query
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            // SQLite's LIKE ignores ASCII case, PostgreSQL's does not:
+            // lower() on both sides makes them agree.
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {} WHERE (?1 IS NULL OR e.owner_id = ?1) AND e.deleted = 0
+                 AND (lower(e.display_name) LIKE lower(?2) ESCAPE '\\' OR lower(e.id) LIKE lower(?2) ESCAPE '\\')
+                 ORDER BY e.created, e.id LIMIT ?3",
+                ENDPOINT_COLUMNS
+            ))?;
+            let rows = stmt.query_map(params![owner_id, pattern, limit as i64], endpoint_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     fn set_endpoint_cert(&self, id: &str, cert_sha256: &str, now: i64) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "UPDATE endpoints SET cert_sha256 = ?2, registered = ?3 WHERE id = ?1",
-            params![id, cert_sha256, now],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "UPDATE endpoints SET cert_sha256 = ?2, registered = ?3 WHERE id = ?1",
+                params![id, cert_sha256, now],
+            )?;
+            Ok(())
+        })
     }
 
     fn rename_endpoint(&self, id: &str, display_name: &str) -> Result<bool> {
-        let conn = self.lock()?;
-        let n = conn
-            .execute(
-                "UPDATE endpoints SET display_name = ?2 WHERE id = ?1 AND deleted = 0",
-                params![id, display_name],
-            )
-            .map_err(taken("endpoint name"))?;
-        Ok(n > 0)
+        self.with_conn(|conn| {
+            let n = conn
+                .execute(
+                    "UPDATE endpoints SET display_name = ?2 WHERE id = ?1 AND deleted = 0",
+                    params![id, display_name],
+                )
+                .map_err(taken("endpoint name"))?;
+            Ok(n > 0)
+        })
     }
 
     fn delete_endpoint(&self, id: &str) -> Result<DeleteOutcome> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        let active = {
-            let mut stmt = tx.prepare(
-                "SELECT id FROM tasks WHERE status = 'ACTIVE' AND (source_id = ?1 OR destination_id = ?1)
-                 ORDER BY created, rowid",
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let active = {
+                let mut stmt = tx.prepare(
+                    "SELECT id FROM tasks WHERE status = 'ACTIVE' AND (source_id = ?1 OR destination_id = ?1)
+                     ORDER BY created, seq",
+                )?;
+                stmt.query_map([id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?
+            };
+            if !active.is_empty() {
+                return Ok(DeleteOutcome::Busy(active));
+            }
+            let changed = tx.execute(
+                "UPDATE endpoints SET deleted = 1, revoked = 1, display_name = display_name || ' (deleted ' || id || ')'
+                 WHERE id = ?1 AND deleted = 0",
+                [id],
             )?;
-            stmt.query_map([id], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?
-        };
-        if !active.is_empty() {
-            return Ok(DeleteOutcome::Busy(active));
-        }
-        let changed = tx.execute(
-            "UPDATE endpoints SET deleted = 1, revoked = 1, display_name = display_name || ' (deleted ' || id || ')'
-             WHERE id = ?1 AND deleted = 0",
-            [id],
-        )?;
-        tx.commit()?;
-        Ok(if changed > 0 {
-            DeleteOutcome::Deleted
-        } else {
-            DeleteOutcome::Missing
+            tx.commit()?;
+            Ok(if changed > 0 {
+                DeleteOutcome::Deleted
+            } else {
+                DeleteOutcome::Missing
+            })
         })
     }
 
     fn revoke_endpoint(&self, id: &str) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(conn.execute("UPDATE endpoints SET revoked = 1 WHERE id = ?1", [id])? > 0)
+        self.with_conn(|conn| {
+            Ok(conn.execute("UPDATE endpoints SET revoked = 1 WHERE id = ?1", [id])? > 0)
+        })
     }
 
     fn revoked_endpoint_count(&self) -> Result<u64> {
-        let conn = self.lock()?;
-        let n: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM endpoints WHERE revoked = 1",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        self.with_conn(|conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM endpoints WHERE revoked = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
     }
 
     fn revoked_endpoints(&self, limit: usize) -> Result<Vec<String>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(
-            "SELECT id FROM endpoints WHERE revoked = 1 ORDER BY created DESC, id LIMIT ?1",
-        )?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let ids = stmt
-            .query_map([limit], |r| r.get(0))?
-            .collect::<std::result::Result<Vec<String>, _>>()?;
-        Ok(ids)
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id FROM endpoints WHERE revoked = 1 ORDER BY created DESC, id LIMIT ?1",
+            )?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let ids = stmt
+                .query_map([limit], |r| r.get(0))?
+                .collect::<std::result::Result<Vec<String>, _>>()?;
+            Ok(ids)
+        })
     }
 
     // --- setup keys ---
 
     fn put_setup_key(&self, key_hash: &str, endpoint_id: &str, expires: i64) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO setup_keys (key_hash, endpoint_id, expires) VALUES (?1, ?2, ?3)",
-            params![key_hash, endpoint_id, expires],
-        )?;
-        Ok(())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO setup_keys (key_hash, endpoint_id, expires) VALUES (?1, ?2, ?3)",
+                params![key_hash, endpoint_id, expires],
+            )?;
+            Ok(())
+        })
     }
 
     fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        let row: Option<(String, i64, bool)> = tx
-            .query_row(
-                "SELECT endpoint_id, expires, used FROM setup_keys WHERE key_hash = ?1",
-                [key_hash],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)),
-            )
-            .optional()?;
-        let outcome = match row {
-            None => SetupKeyUse::Unknown,
-            Some((_, _, true)) => SetupKeyUse::Used,
-            Some((_, expires, false)) if expires < now => SetupKeyUse::Expired,
-            Some((endpoint_id, _, false)) => {
-                tx.execute(
-                    "UPDATE setup_keys SET used = 1 WHERE key_hash = ?1",
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let row: Option<(String, i64, bool)> = tx
+                .query_row(
+                    "SELECT endpoint_id, expires, used FROM setup_keys WHERE key_hash = ?1",
                     [key_hash],
-                )?;
-                SetupKeyUse::Fresh { endpoint_id }
-            }
-        };
-        tx.commit()?;
-        Ok(outcome)
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)),
+                )
+                .optional()?;
+            let outcome = match row {
+                None => SetupKeyUse::Unknown,
+                Some((_, _, true)) => SetupKeyUse::Used,
+                Some((_, expires, false)) if expires < now => SetupKeyUse::Expired,
+                Some((endpoint_id, _, false)) => {
+                    tx.execute(
+                        "UPDATE setup_keys SET used = 1 WHERE key_hash = ?1",
+                        [key_hash],
+                    )?;
+                    SetupKeyUse::Fresh { endpoint_id }
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
     }
 }
 
@@ -752,132 +987,196 @@ impl TaskStore for SqliteStore {
     // --- tasks ---
 
     fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO tasks (id, owner_id, source_id, destination_id, items, item_count, options, label, deadline, status, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'ACTIVE', ?10)",
-            params![
-                task.id,
-                task.owner_id,
-                task.source_id,
-                task.destination_id,
-                task.items_json,
-                sql_u64(task.item_count),
-                task.options_json,
-                task.label,
-                task.deadline,
-                task.created
-            ],
-        )?;
-        tx.execute(
-            "INSERT INTO task_events (task_id, seq, time, code, description) VALUES (?1, 1, ?2, ?3, ?4)",
-            params![task.id, task.created, code, event],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let o = &task.options;
+            // `seq` numbers tasks in order of submission; writes are
+            // serialized (one connection, in a transaction), so the next
+            // number is free.
+            tx.execute(
+                "INSERT INTO tasks (id, seq, owner_id, source_id, destination_id, item_count,
+                    sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
+                    label, deadline, status, created)
+                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), ?2, ?3, ?4, ?5,
+                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'ACTIVE', ?14)",
+                params![
+                    task.id,
+                    task.owner_id,
+                    task.source_id,
+                    task.destination_id,
+                    sql_u64(task.items.len() as u64),
+                    sync_level_text(o.sync_level),
+                    o.delete,
+                    o.preserve_mtime,
+                    o.preserve_mode,
+                    o.skip_source_errors,
+                    o.streams,
+                    task.label,
+                    task.deadline,
+                    task.created
+                ],
+            )?;
+            write_items(&tx, &task.id, &task.items)?;
+            tx.execute(
+                "INSERT INTO task_events (task_id, seq, time, code, description) VALUES (?1, 1, ?2, ?3, ?4)",
+                params![task.id, task.created, code, event],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn task(&self, id: &str) -> Result<Option<TaskRow>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                &format!("SELECT {} WHERE t.id = ?1", TASK_COLUMNS),
-                [id],
-                task_row,
-            )
-            .optional()?)
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {} WHERE t.id = ?1", TASK_COLUMNS),
+                    [id],
+                    task_row,
+                )
+                .optional()?)
+        })
     }
 
     fn tasks_with_prefix(&self, owner_id: i64, prefix: &str, limit: usize) -> Result<Vec<TaskRow>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {} WHERE t.owner_id = ?1 AND substr(t.id, 1, length(?2)) = ?2
-             ORDER BY t.created, t.rowid LIMIT ?3",
-            TASK_COLUMNS
-        ))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![owner_id, prefix, limit], task_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {} WHERE t.owner_id = ?1 AND substr(t.id, 1, length(?2)) = ?2
+                 ORDER BY t.created, t.seq LIMIT ?3",
+                TASK_COLUMNS
+            ))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![owner_id, prefix, limit], task_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {} WHERE t.owner_id = ?1 ORDER BY t.created DESC, t.rowid DESC LIMIT ?2",
-            TASK_COLUMNS
-        ))?;
-        let rows = stmt.query_map(params![owner_id, limit as i64], task_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {} WHERE t.owner_id = ?1 ORDER BY t.created DESC, t.seq DESC LIMIT ?2",
+                TASK_COLUMNS
+            ))?;
+            let rows = stmt.query_map(params![owner_id, limit as i64], task_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     fn active_tasks(&self) -> Result<Vec<ActiveTask>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(
-            "SELECT t.id, t.source_id, s.display_name, s.revoked, t.destination_id, d.display_name, d.revoked, t.attempt, t.deadline
-             FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id
-             WHERE t.status = 'ACTIVE' ORDER BY t.created, t.rowid",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ActiveTask {
-                id: r.get(0)?,
-                source_id: r.get(1)?,
-                source_name: r.get(2)?,
-                source_revoked: r.get::<_, i64>(3)? != 0,
-                destination_id: r.get(4)?,
-                destination_name: r.get(5)?,
-                destination_revoked: r.get::<_, i64>(6)? != 0,
-                attempt: u32::try_from(r.get::<_, i64>(7)?).unwrap_or_default(),
-                deadline: r.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT t.id, t.source_id, s.display_name, s.revoked, t.destination_id, d.display_name, d.revoked, t.attempt, t.deadline
+                 FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id
+                 WHERE t.status = 'ACTIVE' ORDER BY t.created, t.seq",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ActiveTask {
+                    id: r.get(0)?,
+                    source_id: r.get(1)?,
+                    source_name: r.get(2)?,
+                    source_revoked: r.get::<_, i64>(3)? != 0,
+                    destination_id: r.get(4)?,
+                    destination_name: r.get(5)?,
+                    destination_revoked: r.get::<_, i64>(6)? != 0,
+                    attempt: u32::try_from(r.get::<_, i64>(7)?).unwrap_or_default(),
+                    deadline: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
-    fn task_work(&self, id: &str) -> Result<Option<(String, String)>> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT items, options FROM tasks WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
+    fn task_work(&self, id: &str) -> Result<Option<TaskWork>> {
+        self.with_conn(|conn| {
+            // One read transaction: the options and the items of one state.
+            let tx = conn.transaction()?;
+            let Some((sync_level, options)) = tx
+                .query_row(
+                    "SELECT sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams
+                     FROM tasks WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok((
+                            r.get::<_, Option<String>>(0)?,
+                            TransferOptions {
+                                sync_level: None,
+                                delete: r.get(1)?,
+                                preserve_mtime: r.get(2)?,
+                                preserve_mode: r.get(3)?,
+                                skip_source_errors: r.get(4)?,
+                                streams: r.get(5)?,
+                            },
+                        ))
+                    },
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let sync_level = match sync_level {
+                None => None,
+                Some(text) => Some(SyncLevel::parse(&text).ok_or_else(|| {
+                    StoreError::Internal(format!("task {id} has an unknown sync level {text:?}"))
+                })?),
+            };
+            let items = {
+                let mut stmt = tx.prepare(
+                    "SELECT source, destination, recursive FROM task_items WHERE task_id = ?1 ORDER BY item",
+                )?;
+                stmt.query_map([id], |r| {
+                    Ok(TransferItem {
+                        source: WirePath::from_bytes(r.get::<_, Vec<u8>>(0)?),
+                        destination: WirePath::from_bytes(r.get::<_, Vec<u8>>(1)?),
+                        recursive: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            Ok(Some(TaskWork {
+                items,
+                options: TransferOptions {
+                    sync_level,
+                    ..options
+                },
+            }))
+        })
     }
 
     fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(conn.execute(
-            &format!(
-                "UPDATE tasks SET attempt = ?2, {FOLD_CURRENT} WHERE id = ?1 AND status = 'ACTIVE'"
-            ),
-            params![id, attempt],
-        )? > 0)
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                &format!(
+                    "UPDATE tasks SET attempt = ?2, {FOLD_CURRENT} WHERE id = ?1 AND status = 'ACTIVE'"
+                ),
+                params![id, attempt],
+            )? > 0)
+        })
     }
 
     fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(write_current(&conn, id, Some(attempt), counters)? > 0)
+        self.with_conn(|conn| Ok(write_current(conn, id, Some(attempt), counters)? > 0))
     }
 
     fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(conn.execute(
-            &format!(
-                "UPDATE tasks SET {FOLD_CURRENT},
-                    faults = faults + (?3 IS NOT NULL), last_fault = COALESCE(?3, last_fault)
-                 WHERE id = ?1 AND attempt = ?2 AND status = 'ACTIVE'"
-            ),
-            params![id, attempt, fault],
-        )? > 0)
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                &format!(
+                    "UPDATE tasks SET {FOLD_CURRENT},
+                        faults = faults + ?4, last_fault = COALESCE(?3, last_fault)
+                     WHERE id = ?1 AND attempt = ?2 AND status = 'ACTIVE'"
+                ),
+                params![id, attempt, fault, i64::from(fault.is_some())],
+            )? > 0)
+        })
     }
 
     fn note_fault(&self, id: &str, fault: &str) -> Result<bool> {
-        let conn = self.lock()?;
-        Ok(conn.execute(
-            "UPDATE tasks SET faults = faults + 1, last_fault = ?2 WHERE id = ?1 AND status = 'ACTIVE'",
-            params![id, fault],
-        )? > 0)
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                "UPDATE tasks SET faults = faults + 1, last_fault = ?2 WHERE id = ?1 AND status = 'ACTIVE'",
+                params![id, fault],
+            )? > 0)
+        })
     }
 
     fn finish_task(
@@ -888,20 +1187,21 @@ impl TaskStore for SqliteStore {
         error: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        if let Some(c) = last {
-            write_current(&tx, id, None, c)?;
-        }
-        let ended = tx.execute(
-            &format!(
-                "UPDATE tasks SET {FOLD_CURRENT}, status = ?2, completed = ?3, fatal_error = ?4
-                 WHERE id = ?1 AND status = 'ACTIVE'"
-            ),
-            params![id, status.as_str(), now, error],
-        )? > 0;
-        tx.commit()?;
-        Ok(ended)
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            if let Some(c) = last {
+                write_current(&tx, id, None, c)?;
+            }
+            let ended = tx.execute(
+                &format!(
+                    "UPDATE tasks SET {FOLD_CURRENT}, status = ?2, completed = ?3, fatal_error = ?4
+                     WHERE id = ?1 AND status = 'ACTIVE'"
+                ),
+                params![id, status.as_str(), now, error],
+            )? > 0;
+            tx.commit()?;
+            Ok(ended)
+        })
     }
 
     fn add_task_event(
@@ -912,48 +1212,50 @@ impl TaskStore for SqliteStore {
         now: i64,
         always: bool,
     ) -> Result<()> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        let count: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM task_events WHERE task_id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
-        let count = u64_of(count);
-        let (code, description) = if always || count + 1 < MAX_TASK_EVENTS {
-            (code, description)
-        } else if count + 1 == MAX_TASK_EVENTS {
-            (
-                "EVENTS_TRUNCATED",
-                "too many events: further ones are not recorded, except how the task ends",
-            )
-        } else {
-            return Ok(());
-        };
-        tx.execute(
-            "INSERT INTO task_events (task_id, seq, time, code, description) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, sql_u64(count + 1), now, code, description],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let count: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM task_events WHERE task_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            let count = u64_of(count);
+            let (code, description) = if always || count + 1 < MAX_TASK_EVENTS {
+                (code, description)
+            } else if count + 1 == MAX_TASK_EVENTS {
+                (
+                    "EVENTS_TRUNCATED",
+                    "too many events: further ones are not recorded, except how the task ends",
+                )
+            } else {
+                return Ok(());
+            };
+            tx.execute(
+                "INSERT INTO task_events (task_id, seq, time, code, description) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, sql_u64(count + 1), now, code, description],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare(
-            "SELECT seq, time, code, description FROM task_events WHERE task_id = ?1 ORDER BY seq DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![id, limit as i64], |r| {
-            Ok(TaskEventRow {
-                seq: u64_of(r.get(0)?),
-                time: r.get(1)?,
-                code: r.get(2)?,
-                description: r.get(3)?,
-            })
-        })?;
-        let mut events: Vec<TaskEventRow> = rows.collect::<rusqlite::Result<_>>()?;
-        events.reverse();
-        Ok(events)
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT seq, time, code, description FROM task_events WHERE task_id = ?1 ORDER BY seq DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![id, limit as i64], |r| {
+                Ok(TaskEventRow {
+                    seq: u64_of(r.get(0)?),
+                    time: r.get(1)?,
+                    code: r.get(2)?,
+                    description: r.get(3)?,
+                })
+            })?;
+            let mut events: Vec<TaskEventRow> = rows.collect::<rusqlite::Result<_>>()?;
+            events.reverse();
+            Ok(events)
+        })
     }
 }
 
@@ -994,6 +1296,33 @@ mod tests {
         let s = SqliteStore::in_memory().unwrap();
         let uid = s.add_user("alice", "hash", 0).unwrap();
         (s, uid)
+    }
+
+    /// A database as a hub of schema `version` left it, with alice and
+    /// her endpoints e1 ("laptop") and e2 ("cluster").
+    fn database_at(path: &Path, version: usize) -> Connection {
+        let mut conn = Connection::open(path).unwrap();
+        for migration in &MIGRATIONS[..version] {
+            let tx = conn.transaction().unwrap();
+            match migration {
+                Migration::Sql(sql) => tx.execute_batch(sql).unwrap(),
+                Migration::Code(step) => step(&tx, 0).unwrap(),
+            }
+            tx.commit().unwrap();
+        }
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO users (name, password_hash, created) VALUES ('alice', 'h', 0);
+             INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e1', 1, 'laptop', 0);
+             INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e2', 1, 'cluster', 0);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [version as i64],
+        )
+        .unwrap();
+        conn
     }
 
     #[test]
@@ -1064,16 +1393,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
         {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            let conn = database_at(&path, 2);
             conn.execute_batch(
-                "CREATE TABLE schema_version (version INTEGER NOT NULL);
-                 INSERT INTO schema_version (version) VALUES (2);
-                 INSERT INTO users (name, password_hash, created) VALUES ('alice', 'h', 0);
-                 INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e1', 1, 'laptop', 0);
-                 INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e2', 1, 'cluster', 0);
-                 INSERT INTO tasks (id, owner_id, source_id, destination_id, items, item_count, options, status,
+                "INSERT INTO tasks (id, owner_id, source_id, destination_id, items, item_count, options, status,
                      attempt, files, files_transferred, files_skipped, bytes_transferred,
                      cur_files, cur_files_transferred, cur_files_skipped, cur_bytes_transferred, created)
                  VALUES ('t1', 1, 'e1', 'e2', '[]', 1, '{}', 'ACTIVE', 2, 10, 4, 0, 400, 10, 3, 0, 300, 0);",
@@ -1090,19 +1412,8 @@ mod tests {
     fn later_migrations_bring_an_existing_database_up_to_date() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
-        {
-            // A database as the first release left it.
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE schema_version (version INTEGER NOT NULL);
-                 INSERT INTO schema_version (version) VALUES (1);
-                 INSERT INTO users (name, password_hash, created) VALUES ('alice', 'h', 0);
-                 INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e1', 1, 'laptop', 0);
-                 INSERT INTO endpoints (id, owner_id, display_name, created) VALUES ('e2', 1, 'cluster', 0);",
-            )
-            .unwrap();
-        }
+        // A database as the first release left it.
+        database_at(&path, 1);
         let s = SqliteStore::open(&path).unwrap();
         let version: i64 = s
             .lock()
@@ -1120,6 +1431,357 @@ mod tests {
             ("laptop", "cluster")
         );
         assert_eq!(row.status, TaskStatus::Active);
+    }
+
+    #[test]
+    fn migration_five_moves_json_tasks_into_columns_and_rows() {
+        use ferry_proto::task::SyncLevel;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        let item = |source: &[u8], destination: &[u8], recursive| TransferItem {
+            source: WirePath::from_bytes(source),
+            destination: WirePath::from_bytes(destination),
+            recursive,
+        };
+        let items = vec![
+            item(
+                b"/data/r\xe9sum\xe9/\xff\xfe",
+                b"/in/caf\xc3\xa9 100%",
+                true,
+            ),
+            item(b"/data/plain.txt", b"/in/plain.txt", false),
+            item(b"", b"/in/%25 not an escape", false),
+        ];
+        let options = TransferOptions {
+            sync_level: Some(SyncLevel::Mtime),
+            delete: true,
+            preserve_mtime: false,
+            preserve_mode: true,
+            skip_source_errors: true,
+            streams: Some(8),
+        };
+        {
+            // Schema 4, with tasks as hubs before schema 5 stored them: the
+            // wire types' JSON, as task_service wrote it.
+            let conn = database_at(&path, 4);
+            let insert = "INSERT INTO tasks (id, owner_id, source_id, destination_id, items, item_count, options, label, status, created)
+                          VALUES (?1, 1, 'e1', 'e2', ?2, ?3, ?4, ?5, ?6, ?7)";
+            conn.execute(
+                insert,
+                params![
+                    "t1",
+                    serde_json::to_string(&items).unwrap(),
+                    3,
+                    serde_json::to_string(&options).unwrap(),
+                    "",
+                    "ACTIVE",
+                    5
+                ],
+            )
+            .unwrap();
+            // What older tests and hand-made rows hold: defaults left out.
+            conn.execute(
+                insert,
+                params!["t2", "[]", 0, "{}", None::<String>, "SUCCEEDED", 5],
+            )
+            .unwrap();
+            // A damaged row: an ACTIVE task that could never start.
+            conn.execute(
+                insert,
+                params!["t3", "[{\"source\":", 1, "{}", "x", "ACTIVE", 6],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO task_events (task_id, seq, time, code, description) VALUES ('t3', 1, 6, 'SUBMITTED', 'x')",
+                [],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let work = s.task_work("t1").unwrap().unwrap();
+        assert_eq!(work.items, items, "path bytes survive, non-UTF-8 ones too");
+        assert_eq!(work.options, options);
+        let row = s.task("t1").unwrap().unwrap();
+        assert_eq!(
+            (row.status, row.item_count, row.label.as_deref()),
+            (TaskStatus::Active, 3, Some(""))
+        );
+        assert_eq!(
+            s.task_work("t2").unwrap().unwrap(),
+            TaskWork {
+                items: Vec::new(),
+                options: TransferOptions::default()
+            }
+        );
+        assert_eq!(s.task("t2").unwrap().unwrap().status, TaskStatus::Succeeded);
+        let damaged = s.task("t3").unwrap().unwrap();
+        assert_eq!(damaged.status, TaskStatus::Failed);
+        assert!(
+            damaged
+                .fatal_error
+                .as_deref()
+                .unwrap()
+                .contains("unreadable"),
+            "{damaged:?}"
+        );
+        let events = s.task_events("t3", 10).unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.code.as_str()).collect::<Vec<_>>(),
+            ["SUBMITTED", "FAILED"]
+        );
+        assert_eq!(
+            s.active_tasks()
+                .unwrap()
+                .into_iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>(),
+            ["t1"]
+        );
+        // A task submitted now comes after the migrated ones of its second.
+        s.create_task(&new_task("a-new", 1, 5), "SUBMITTED", "x")
+            .unwrap();
+        let ids: Vec<String> = s
+            .tasks_with_prefix(1, "", 10)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, ["t1", "t2", "a-new", "t3"]);
+        let conn = s.lock().unwrap();
+        assert!(
+            conn.prepare("SELECT items FROM tasks").is_err(),
+            "the JSON columns are gone"
+        );
+        let version: i64 = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 5);
+    }
+
+    /// SQL in `source` (this file's code, tests and comments aside) that
+    /// only SQLite understands: what a PostgreSQL backend could not share.
+    fn sqlite_only(source: &str) -> Vec<String> {
+        let code = source
+            .split(concat!("#[cfg(test)]\n", "mod tests {"))
+            .next()
+            .unwrap_or_default();
+        let (literals, code) = literals_of(code);
+        let mut found = Vec::new();
+        if code.to_lowercase().contains("rowid") {
+            found.push("rowid (an explicit integer column, or INSERT ... RETURNING)".to_string());
+        }
+        for literal in &literals {
+            let sql = literal
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase();
+            for (construct, instead) in [
+                ("insert or ", "INSERT ... ON CONFLICT"),
+                ("replace into", "INSERT ... ON CONFLICT DO UPDATE"),
+                ("autoincrement", "INTEGER PRIMARY KEY"),
+                ("ifnull(", "COALESCE"),
+                ("group_concat(", "an aggregate in Rust"),
+                ("strftime(", "times as Unix seconds passed in"),
+                ("datetime(", "times as Unix seconds passed in"),
+            ] {
+                if let Some(at) = sql.find(construct) {
+                    found.push(format!(
+                        "{construct:?} (use {instead}) in {:?}",
+                        near(&sql, at)
+                    ));
+                }
+            }
+            for function in ["max", "min"] {
+                if let Some(at) = call_with_two_arguments(&sql, function) {
+                    found.push(format!(
+                        "scalar {function}(a, b) (use CASE WHEN) in {:?}",
+                        near(&sql, at)
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    /// The string literals of Rust `source`, and the source without its
+    /// line comments.
+    fn literals_of(source: &str) -> (Vec<String>, String) {
+        let b = source.as_bytes();
+        let find = |from: usize, what: &[u8]| {
+            (from..b.len())
+                .find(|&j| b[j..].starts_with(what))
+                .unwrap_or(b.len())
+        };
+        let (mut literals, mut code, mut i) = (Vec::new(), Vec::new(), 0);
+        while i < b.len() {
+            if b[i..].starts_with(b"//") {
+                i = find(i, b"\n");
+            } else if b[i..].starts_with(b"r#\"") {
+                let end = find(i + 3, b"\"#");
+                literals.push(String::from_utf8_lossy(&b[i + 3..end]).into_owned());
+                code.extend_from_slice(&b[i..(end + 2).min(b.len())]);
+                i = end + 2;
+            } else if b[i] == b'"' {
+                let mut j = i + 1;
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                literals.push(String::from_utf8_lossy(&b[i + 1..j.min(b.len())]).into_owned());
+                code.extend_from_slice(&b[i..(j + 1).min(b.len())]);
+                i = j + 1;
+            } else if b[i] == b'\'' && b.get(i + 1) == Some(&b'\\') {
+                // A char literal such as '\\' (not a lifetime).
+                let end = find(i + 2, b"'");
+                code.extend_from_slice(&b[i..(end + 1).min(b.len())]);
+                i = end + 1;
+            } else if b[i] == b'\'' && b.get(i + 2) == Some(&b'\'') {
+                code.extend_from_slice(&b[i..i + 3]);
+                i += 3;
+            } else {
+                code.push(b[i]);
+                i += 1;
+            }
+        }
+        (literals, String::from_utf8_lossy(&code).into_owned())
+    }
+
+    /// Where `sql` calls `function` with two or more arguments.
+    fn call_with_two_arguments(sql: &str, function: &str) -> Option<usize> {
+        sql.match_indices(&format!("{function}("))
+            .map(|(at, _)| at)
+            .find(|&at| {
+                let word_start = at == 0
+                    || !sql[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+                let mut depth = 0;
+                for c in sql[at + function.len()..].chars() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' if depth == 1 => return false,
+                        ')' => depth -= 1,
+                        ',' if depth == 1 => return word_start,
+                        _ => {}
+                    }
+                }
+                false
+            })
+    }
+
+    /// The statement around byte `at`, for a message.
+    fn near(sql: &str, at: usize) -> String {
+        let before: String = sql[..at].chars().rev().take(30).collect();
+        let after: String = sql[at..].chars().take(50).collect();
+        format!("...{}{after}...", before.chars().rev().collect::<String>())
+    }
+
+    #[test]
+    fn the_sql_here_is_portable() {
+        let found = sqlite_only(include_str!("sqlite.rs"));
+        assert!(found.is_empty(), "SQLite-only SQL in sqlite.rs: {found:#?}");
+    }
+
+    #[test]
+    fn the_portability_scan_finds_each_sqlite_only_construct() {
+        let module = |body: &str| format!("{body}\n#[cfg(test)]\nmod tests {{ rowid }}\n");
+        for planted in [
+            r#"conn.execute("INSERT OR IGNORE INTO users (name) VALUES (?1)", [n])"#,
+            r#"conn.execute("insert or replace into users (name) values (?1)", [n])"#,
+            r#"Ok(conn.last_insert_rowid())"#,
+            r#"const C: &str = "SELECT id FROM tasks ORDER BY created, rowid";"#,
+            "const C: &str = r#\"UPDATE t SET a = MAX(a,\n    b)\"#;",
+            r#"format!("UPDATE t SET a = min(a, (SELECT COUNT(*) FROM u)) WHERE x = '\\'")"#,
+        ] {
+            assert!(!sqlite_only(&module(planted)).is_empty(), "{planted}");
+        }
+        for fine in [
+            r#"conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM task_events", [], f)"#,
+            r#"conn.execute("INSERT INTO t (a) VALUES (?1) ON CONFLICT DO NOTHING", [a])"#,
+            "let n = a.max(b); // rowid was here\nlet c = '\\\\'; let s: &'static str = \"x\";",
+        ] {
+            assert_eq!(sqlite_only(&module(fine)), Vec::<String>::new(), "{fine}");
+        }
+    }
+
+    /// A store call that must wait (here, for the connection another
+    /// request's long transaction holds) leaves the runtime's other tasks
+    /// running, even with a single worker thread.
+    #[test]
+    fn a_store_call_that_waits_does_not_stall_the_runtime() {
+        let (s, _) = store_with_user();
+        let s = std::sync::Arc::new(s);
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let _conn = s.lock().unwrap();
+                held_tx.send(()).unwrap();
+                // Generous: only a stalled runtime takes this long, and
+                // then the test ends (failing) instead of hanging.
+                release_rx
+                    .recv_timeout(std::time::Duration::from_secs(20))
+                    .is_ok()
+            })
+        };
+        held.recv().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let found = runtime.block_on(async move {
+            let (waiting_tx, waiting) = tokio::sync::oneshot::channel::<()>();
+            let store = s.clone();
+            let slow = tokio::spawn(async move {
+                waiting_tx.send(()).unwrap();
+                store.user_by_name("alice")
+            });
+            // Runs only if the one worker is not stuck in the store call.
+            let other = tokio::spawn(async move {
+                waiting.await.unwrap();
+                let _ = release.send(());
+            });
+            other.await.unwrap();
+            slow.await.unwrap()
+        });
+        assert!(
+            holder.join().unwrap(),
+            "the runtime's other task could not run while the store call waited"
+        );
+        assert_eq!(found.unwrap().unwrap().name, "alice");
+    }
+
+    #[test]
+    fn store_calls_work_wherever_the_hub_makes_them() {
+        let (s, _) = store_with_user();
+        let s = std::sync::Arc::new(s);
+        // A current-thread runtime, where block_in_place would panic.
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(
+            current
+                .block_on(async { s.user_by_name("alice") })
+                .unwrap()
+                .is_some()
+        );
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        // Its block_on thread, a worker, and a blocking-pool thread.
+        assert!(
+            multi
+                .block_on(async { s.user_by_name("alice") })
+                .unwrap()
+                .is_some()
+        );
+        let (a, b) = (s.clone(), s.clone());
+        multi.block_on(async move {
+            let on_worker = tokio::spawn(async move { a.user_by_name("alice") });
+            let on_blocking = tokio::task::spawn_blocking(move || b.user_by_name("alice"));
+            assert!(on_worker.await.unwrap().unwrap().is_some());
+            assert!(on_blocking.await.unwrap().unwrap().is_some());
+        });
     }
 
     #[test]

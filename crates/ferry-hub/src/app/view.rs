@@ -1,0 +1,738 @@
+//! The web app's markup: plain functions from values to HTML, written as
+//! maud templates, which escape every value they splice into text or an
+//! attribute. Names from endpoints are bytes: they reach the page through
+//! [`shown_name`] (what a person reads) and [`WirePath::encode`] (what a
+//! form sends back, exactly).
+
+use super::{Nav, Notice, PanelState, Sort};
+use crate::store::{EndpointRow, TaskEventRow, TaskRow};
+use ferry_proto::api::{FsEntry, FsEntryKind};
+use ferry_proto::human;
+use ferry_proto::task::TaskStatus;
+use ferry_proto::wire_path::WirePath;
+use maud::{DOCTYPE, Markup, html};
+
+/// Who is signed in, for the frame of every page.
+pub struct Frame<'a> {
+    pub user: &'a str,
+    pub csrf: &'a str,
+    pub nav: Nav,
+}
+
+/// A whole page: the header with navigation and sign-out, then `body`.
+pub fn page(frame: &Frame<'_>, title: &str, body: Markup) -> String {
+    let link = |nav: Nav, href: &str, text: &str| {
+        html! {
+            @if frame.nav == nav {
+                a href=(href) aria-current="page" { (text) }
+            } @else {
+                a href=(href) { (text) }
+            }
+        }
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { (title) " - ferry" }
+                link rel="stylesheet" href="/assets/app.css";
+                script src="/assets/app.js" defer {}
+            }
+            body {
+                header class="top" {
+                    a class="brand" href="/files" { "ferry" }
+                    nav aria-label="Main" {
+                        (link(Nav::Files, "/files", "File Manager"))
+                        (link(Nav::Activity, "/activity", "Activity"))
+                        (link(Nav::Endpoints, "/endpoints", "Endpoints"))
+                        (link(Nav::Account, "/account", "Account"))
+                    }
+                    form class="signout" method="post" action="/logout" {
+                        span { "Signed in as " strong { (frame.user) } }
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        button type="submit" class="link" { "Sign out" }
+                    }
+                }
+                main id="main" { (body) }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// A name as a person reads it: UTF-8 as itself, any other byte as `\xNN`.
+pub fn shown_name(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `<time>` in UTC; the page's script shows it in the reader's own zone.
+fn when(secs: i64) -> Markup {
+    let iso = time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    html! { time datetime=(iso) { (human::utc_minutes(secs)) " UTC" } }
+}
+
+fn notice(notice: &Option<Notice>) -> Markup {
+    html! {
+        @match notice {
+            Some(Notice::Error(message)) => p class="alert error" role="alert" { (message) },
+            Some(Notice::Done(message)) => p class="alert ok" role="status" { (message) },
+            Some(Notice::Started { task_id, label }) => p class="alert ok" role="status" {
+                "Transfer started: "
+                a href={ "/activity/" (task_id) } data-task-id=(task_id) {
+                    @if let Some(label) = label { (label) " (" (task_id) ")" } @else { "task " (task_id) }
+                }
+                ". Follow it on "
+                a href="/activity" { "Activity" } "."
+            },
+            None => {},
+        }
+    }
+}
+
+/// Both panels' state as hidden fields, so a form posted from the page
+/// brings it back (the answer shows the same two directories).
+fn state_fields(panels: &[PanelState; 2]) -> Markup {
+    html! {
+        @for p in panels {
+            input type="hidden" name={ "c" (p.n) } value=(p.collection);
+            input type="hidden" name={ "o" (p.n) } value=(p.open_id.as_deref().unwrap_or(""));
+            input type="hidden" name={ "p" (p.n) } value=(p.path);
+            input type="hidden" name={ "s" (p.n) } value=(p.sort.as_str());
+        }
+    }
+}
+
+/// What one panel shows below its Collection and Path boxes.
+pub enum Listing {
+    /// No collection chosen yet.
+    Empty,
+    Entries {
+        entries: Vec<FsEntry>,
+        truncated: bool,
+    },
+    /// Why the directory cannot be shown; one sentence.
+    Problem(String),
+}
+
+pub struct FileManager<'a> {
+    pub panels: [PanelState; 2],
+    pub listings: [Listing; 2],
+    pub notice: Option<Notice>,
+    /// The user's endpoints, for the Collection boxes' suggestions.
+    pub endpoints: &'a [EndpointRow],
+}
+
+pub fn file_manager(frame: &Frame<'_>, fm: &FileManager<'_>) -> String {
+    page(
+        frame,
+        "File Manager",
+        html! {
+            h1 { "File Manager" }
+            (notice(&fm.notice))
+            // Every panel's checkboxes and buttons post this one form; its
+            // first button is disabled, so Enter in a text box of it sends
+            // nothing (a panel's own boxes submit the panel's form).
+            form id="act" method="post" action="/files/transfer" {
+                button type="submit" disabled hidden aria-hidden="true" {}
+                input type="hidden" name="csrf" value=(frame.csrf);
+                (state_fields(&fm.panels))
+            }
+            datalist id="collections" {
+                @for e in fm.endpoints { option value=(e.display_name) {} }
+            }
+            div class="panels" {
+                @for i in 0..2 {
+                    (panel(&fm.panels, i, &fm.listings[i]))
+                }
+            }
+            (transfer_options())
+        },
+    )
+}
+
+fn panel(panels: &[PanelState; 2], i: usize, listing: &Listing) -> Markup {
+    let p = &panels[i];
+    let other = &panels[1 - i];
+    let n = p.n;
+    html! {
+        section class="panel" aria-label={ "panel " (n) } {
+            form class="browse" method="get" action="/files" {
+                // The other panel stays where it is.
+                input type="hidden" name={ "c" (other.n) } value=(other.collection);
+                input type="hidden" name={ "o" (other.n) } value=(other.open_id.as_deref().unwrap_or(""));
+                input type="hidden" name={ "p" (other.n) } value=(other.path);
+                input type="hidden" name={ "s" (other.n) } value=(other.sort.as_str());
+                input type="hidden" name={ "o" (n) } value=(p.open_id.as_deref().unwrap_or(""));
+                input type="hidden" name={ "s" (n) } value=(p.sort.as_str());
+                div class="field" {
+                    label for={ "collection" (n) } { "Collection" }
+                    input type="text" id={ "collection" (n) } name={ "c" (n) } value=(p.collection)
+                        list="collections" autocomplete="off" data-collection
+                        placeholder="an endpoint's name or id";
+                }
+                div class="field" {
+                    label for={ "path" (n) } { "Path" }
+                    input type="text" id={ "path" (n) } name={ "p" (n) } value=(p.path)
+                        autocomplete="off" spellcheck="false";
+                }
+                button type="submit" { "Open" }
+            }
+            @if p.open_id.is_some() {
+                (breadcrumbs(panels, i))
+            }
+            @match listing {
+                Listing::Empty => p class="empty" {
+                    "Type an endpoint's name in Collection and press Enter, or pick one from the suggestions."
+                },
+                Listing::Problem(message) => p class="alert error" role="alert" { (message) },
+                Listing::Entries { entries, truncated } => {
+                    (entry_table(panels, i, entries))
+                    @if *truncated {
+                        p class="note" { "Only the first " (entries.len()) " entries are shown." }
+                    }
+                    (panel_actions(n))
+                }
+            }
+        }
+    }
+}
+
+fn breadcrumbs(panels: &[PanelState; 2], i: usize) -> Markup {
+    let p = &panels[i];
+    let path = WirePath::decode(&p.path).unwrap_or_default();
+    let bytes = path.as_bytes();
+    let mut crumbs = Vec::new();
+    let mut at = 0;
+    for part in bytes.split(|b| *b == b'/') {
+        at += part.len() + 1;
+        if part.is_empty() {
+            continue;
+        }
+        let upto = WirePath::from_bytes(&bytes[..at.min(bytes.len())]).encode();
+        let upto = if upto.ends_with('/') {
+            upto
+        } else {
+            format!("{upto}/")
+        };
+        crumbs.push((shown_name(part), upto));
+    }
+    let up = crumbs
+        .len()
+        .checked_sub(2)
+        .map(|k| crumbs[k].1.clone())
+        .unwrap_or_else(|| "/".into());
+    html! {
+        nav class="crumbs" aria-label={ "panel " (p.n) " location" } {
+            a href=(panel_link(panels, i, "/", p.sort)) { "/" }
+            @for (name, upto) in &crumbs {
+                " " a href=(panel_link(panels, i, upto, p.sort)) { (name) } " /"
+            }
+            @if !crumbs.is_empty() {
+                " " a class="up" href=(panel_link(panels, i, &up, p.sort)) { "Up" }
+            }
+        }
+    }
+}
+
+/// The File Manager with panel `i` at `path` sorted by `sort`, the other
+/// panel unchanged.
+fn panel_link(panels: &[PanelState; 2], i: usize, path: &str, sort: Sort) -> String {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (k, p) in panels.iter().enumerate() {
+        let (path, sort) = if k == i {
+            (path, sort)
+        } else {
+            (p.path.as_str(), p.sort)
+        };
+        pairs.push((format!("c{}", p.n), p.collection.clone()));
+        pairs.push((format!("o{}", p.n), p.open_id.clone().unwrap_or_default()));
+        pairs.push((format!("p{}", p.n), path.to_string()));
+        pairs.push((format!("s{}", p.n), sort.as_str().to_string()));
+    }
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    format!("/files?{}", crate::oauth::encode_form(&pairs))
+}
+
+fn entry_table(panels: &[PanelState; 2], i: usize, entries: &[FsEntry]) -> Markup {
+    let p = &panels[i];
+    let n = p.n;
+    let header = |key: Sort, text: &str| {
+        let next = if p.sort == key { key.reversed() } else { key };
+        let sorted = if p.sort.key() == key.key() {
+            if p.sort.descending() {
+                "descending"
+            } else {
+                "ascending"
+            }
+        } else {
+            "none"
+        };
+        html! {
+            th scope="col" aria-sort=(sorted) {
+                a href=(panel_link(panels, i, &p.path, next)) { (text) }
+            }
+        }
+    };
+    html! {
+        @if entries.is_empty() {
+            p class="empty" { "This directory is empty." }
+        } @else {
+            table class="entries" {
+                thead {
+                    tr {
+                        th scope="col" class="pick" { span class="sr" { "Select" } }
+                        (header(Sort::Name, "Name"))
+                        (header(Sort::Size, "Size"))
+                        (header(Sort::Time, "Modified"))
+                    }
+                }
+                tbody {
+                    @for e in entries {
+                        @let name = shown_name(e.name.as_bytes());
+                        @let dir = e.kind == FsEntryKind::Dir;
+                        @let value = format!("{}:{}", if dir { "d" } else { "f" }, e.name.encode());
+                        tr {
+                            td class="pick" {
+                                input type="checkbox" form="act" name={ "sel" (n) } value=(value)
+                                    aria-label=(name);
+                            }
+                            td class="name" {
+                                @if dir {
+                                    @let inside = format!("{}{}/", p.path, e.name.encode());
+                                    a class="dir" href=(panel_link(panels, i, &inside, p.sort)) { (name) "/" }
+                                } @else if e.kind == FsEntryKind::Symlink {
+                                    span class="link" { (name) " @" }
+                                } @else {
+                                    span { (name) }
+                                }
+                            }
+                            td class="size" {
+                                @if dir { "-" } @else { (human::bytes(e.size)) }
+                            }
+                            td class="time" { (when(e.mtime)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn panel_actions(n: u8) -> Markup {
+    html! {
+        div class="actions" {
+            button type="submit" form="act" name="from" value=(n) class="primary" { "Start" }
+            button type="submit" form="act" name="from" value=(n) formaction="/files/delete" { "Delete" }
+        }
+        details class="more" {
+            summary { "New folder, rename" }
+            div class="field inline" {
+                label for={ "mkdir" (n) } { "New folder name" }
+                input type="text" id={ "mkdir" (n) } name={ "mkdir" (n) } form="act" autocomplete="off";
+                button type="submit" form="act" name="from" value=(n) formaction="/files/mkdir" { "Make folder" }
+            }
+            div class="field inline" {
+                label for={ "rename" (n) } { "New name for the checked entry" }
+                input type="text" id={ "rename" (n) } name={ "rename" (n) } form="act" autocomplete="off";
+                button type="submit" form="act" name="from" value=(n) formaction="/files/rename" { "Rename" }
+            }
+        }
+    }
+}
+
+fn transfer_options() -> Markup {
+    html! {
+        section class="options" aria-label="Transfer options" {
+            h2 { "Transfer options" }
+            p class="note" { "Start in a panel sends its checked entries into the other panel's directory." }
+            div class="grid" {
+                div class="field" {
+                    label for="label" { "Label" }
+                    input type="text" id="label" name="label" form="act" maxlength="128" autocomplete="off";
+                }
+                div class="field" {
+                    label for="sync" { "Sync level" }
+                    select id="sync" name="sync" form="act" {
+                        option value="" selected { "Copy everything" }
+                        option value="exists" { "Skip files that exist" }
+                        option value="size" { "Skip files of the same size" }
+                        option value="mtime" { "Skip files of the same size and time" }
+                        option value="checksum" { "Skip files with the same checksum" }
+                    }
+                }
+                div class="field" {
+                    label for="deadline" { "Deadline" }
+                    select id="deadline" name="deadline" form="act" {
+                        option value="" selected { "None" }
+                        option value="3600" { "1 hour" }
+                        option value="21600" { "6 hours" }
+                        option value="86400" { "1 day" }
+                        option value="604800" { "1 week" }
+                    }
+                }
+                div class="checks" {
+                    label { input type="checkbox" name="delete" value="on" form="act"; " Delete extra files" }
+                    label { input type="checkbox" name="skip_errors" value="on" form="act"; " Skip source errors" }
+                    label { input type="checkbox" name="keep_mtime" value="on" form="act" checked; " Keep modification times" }
+                }
+            }
+        }
+    }
+}
+
+/// "Delete these?" before anything is removed.
+pub fn confirm_delete(
+    frame: &Frame<'_>,
+    panels: &[PanelState; 2],
+    fields: &[(String, String)],
+    endpoint: &str,
+    names: &[String],
+) -> String {
+    let back = panel_link(panels, 0, &panels[0].path, panels[0].sort);
+    page(
+        frame,
+        "Delete",
+        html! {
+            h1 { "Delete " (names.len()) " " @if names.len() == 1 { "entry" } @else { "entries" } "?" }
+            p { "From " strong { (endpoint) } ". Directories are deleted with everything in them. This cannot be undone." }
+            ul class="names" { @for name in names { li { (name) } } }
+            form method="post" action="/files/delete" {
+                @for (k, v) in fields {
+                    @if k != "confirm" { input type="hidden" name=(k) value=(v); }
+                }
+                input type="hidden" name="confirm" value="yes";
+                button type="submit" class="danger" { "Delete" }
+                " "
+                a href=(back) { "Keep them" }
+            }
+        },
+    )
+}
+
+pub fn status_word(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Active => "ACTIVE",
+        TaskStatus::Succeeded => "SUCCEEDED",
+        TaskStatus::Failed => "FAILED",
+        TaskStatus::Canceled => "CANCELED",
+    }
+}
+
+fn status(status: TaskStatus) -> Markup {
+    let word = status_word(status);
+    html! { span class={ "status " (word.to_ascii_lowercase()) } data-status=(word) { (word) } }
+}
+
+/// Average rate over the task's life so far.
+fn rate(row: &TaskRow, now: i64) -> String {
+    let bytes = row.totals().bytes_transferred;
+    let secs = row.completed.unwrap_or(now) - row.created;
+    if bytes == 0 || secs <= 0 {
+        return "-".into();
+    }
+    format!("{}/s", human::bytes(bytes / secs as u64))
+}
+
+fn progress_text(row: &TaskRow) -> String {
+    let t = row.totals();
+    let files = if t.walk_done || row.status.is_final() {
+        format!("{} of {} files", t.files_transferred, t.files)
+    } else {
+        format!("{} files so far", t.files_transferred)
+    };
+    format!(
+        "{files}, {} of {}",
+        human::bytes(t.bytes_transferred),
+        human::bytes(t.bytes)
+    )
+}
+
+fn task_name(row: &TaskRow) -> String {
+    match &row.label {
+        Some(label) => label.clone(),
+        None => format!("Task {}", &row.id[..8.min(row.id.len())]),
+    }
+}
+
+pub fn activity(frame: &Frame<'_>, rows: &[TaskRow], now: i64) -> String {
+    page(
+        frame,
+        "Activity",
+        html! {
+            h1 { "Activity" }
+            @if rows.is_empty() {
+                p class="empty" {
+                    "No transfers yet. Open the " a href="/files" { "File Manager" }
+                    ", pick a collection in each panel, check what to send and press Start."
+                }
+            } @else {
+                table class="tasks" {
+                    thead { tr {
+                        th scope="col" { "Task" } th scope="col" { "Status" } th scope="col" { "Progress" }
+                        th scope="col" { "Rate" } th scope="col" { "From" } th scope="col" { "To" } th scope="col" { "Submitted" }
+                    } }
+                    tbody {
+                        @for row in rows {
+                            tr data-task-row=(row.id) {
+                                td { a href={ "/activity/" (row.id) } { (task_name(row)) } }
+                                td { (status(row.status)) }
+                                td { (progress_text(row)) }
+                                td { (rate(row, now)) }
+                                td { (row.source_name) }
+                                td { (row.destination_name) }
+                                td { (when(row.created)) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// What a task's page shows live: status, progress, events. The page's
+/// script fetches this again while the task is ACTIVE.
+pub fn task_live(
+    frame_csrf: &str,
+    row: &TaskRow,
+    waiting_for: Option<&str>,
+    events: &[TaskEventRow],
+    now: i64,
+) -> Markup {
+    let t = row.totals();
+    html! {
+        div id="live" data-final=(row.status.is_final()) {
+            dl class="facts" {
+                dt { "Status" } dd { (status(row.status)) }
+                @if let Some(waiting) = waiting_for { dt { "Waiting" } dd { (waiting) "; start it with " code { "ferry -start" } "." } }
+                dt { "Progress" } dd {
+                    (progress_text(row))
+                    @if t.bytes > 0 && t.walk_done {
+                        " " progress max=(t.bytes) value=(t.bytes_transferred.min(t.bytes)) aria-label="Bytes transferred" {}
+                    }
+                }
+                dt { "Rate" } dd { (rate(row, now)) }
+                @if t.files_skipped > 0 { dt { "Skipped" } dd { (t.files_skipped) " files already there (" (human::bytes(t.bytes_skipped)) ")" } }
+                dt { "Faults" } dd { (row.faults) }
+                @if let Some(fault) = &row.last_fault { dt { "Last fault" } dd { (fault) } }
+                @if let Some(error) = &row.fatal_error { dt { "Error" } dd class="error-text" { (error) } }
+                @if let Some(done) = row.completed { dt { "Ended" } dd { (when(done)) } }
+            }
+            @if row.status == TaskStatus::Active {
+                form method="post" action={ "/activity/" (row.id) "/cancel" } {
+                    input type="hidden" name="csrf" value=(frame_csrf);
+                    button type="submit" class="danger" { "Cancel" }
+                }
+            }
+            h2 { "Events" }
+            @if events.is_empty() {
+                p class="empty" { "No events yet." }
+            } @else {
+                table class="events" {
+                    thead { tr { th scope="col" { "Time" } th scope="col" { "Event" } th scope="col" { "Description" } } }
+                    tbody {
+                        @for e in events {
+                            tr class=[crate::tasks::is_error(&e.code).then_some("error-row")] {
+                                td { (when(e.time)) } td { code { (e.code) } } td { (e.description) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn task_page(
+    frame: &Frame<'_>,
+    row: &TaskRow,
+    live: Markup,
+    notice_: Option<Notice>,
+) -> String {
+    page(
+        frame,
+        &task_name(row),
+        html! {
+            p class="back" { a href="/activity" { "All tasks" } }
+            h1 { (task_name(row)) }
+            (notice(&notice_))
+            dl class="facts" {
+                dt { "Task id" } dd { code { (row.id) } }
+                dt { "From" } dd { (row.source_name) }
+                dt { "To" } dd { (row.destination_name) }
+                dt { "Items" } dd { (row.item_count) }
+                dt { "Submitted" } dd { (when(row.created)) }
+                @if let Some(deadline) = row.deadline { dt { "Deadline" } dd { (when(deadline)) } }
+            }
+            section aria-label="Progress" data-live={ "/activity/" (row.id) "/live" } {
+                (live)
+            }
+        },
+    )
+}
+
+pub struct EndpointLine {
+    pub row: EndpointRow,
+    pub connected: bool,
+}
+
+/// A setup key just made, shown once.
+pub struct NewKey {
+    pub name: String,
+    pub key: String,
+}
+
+pub fn endpoints(
+    frame: &Frame<'_>,
+    lines: &[EndpointLine],
+    new_key: Option<&NewKey>,
+    notice_: Option<Notice>,
+) -> String {
+    page(
+        frame,
+        "Endpoints",
+        html! {
+            h1 { "Endpoints" }
+            (notice(&notice_))
+            @if let Some(k) = new_key {
+                section class="newkey" aria-label="Setup key" {
+                    h2 { "Set up " (k.name) }
+                    p { "On the machine that will be this endpoint, run:" }
+                    pre { code { "ferry -setup " span data-setup-key=(k.key) { (k.key) } } }
+                    p class="note" { "The key works once, within 24 hours, and is shown only now. Then start the endpoint with " code { "ferry -start" } "." }
+                }
+            }
+            @if lines.is_empty() {
+                p class="empty" { "You have no endpoints yet. Create one below, then run " code { "ferry -setup KEY" } " on its machine." }
+            } @else {
+                table class="endpoints" {
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Status" } th scope="col" { "Owner" } th scope="col" { "Id" } th scope="col" { "Created" } } }
+                    tbody {
+                        @for l in lines {
+                            tr {
+                                td { a href={ "/endpoints/" (l.row.id) } { (l.row.display_name) } }
+                                td { @if l.connected { span class="on" { "connected" } } @else { span class="off" { "not connected" } } }
+                                td { (l.row.owner_name) }
+                                td { code { (l.row.id) } }
+                                td { (when(l.row.created)) }
+                            }
+                        }
+                    }
+                }
+            }
+            section aria-label="Create an endpoint" {
+                h2 { "Create an endpoint" }
+                form method="post" action="/endpoints/new" {
+                    input type="hidden" name="csrf" value=(frame.csrf);
+                    div class="field inline" {
+                        label for="endpoint-name" { "Endpoint name" }
+                        input type="text" id="endpoint-name" name="name" maxlength="128" autocomplete="off"
+                            placeholder="optional, e.g. lab-server";
+                        button type="submit" class="primary" { "Create endpoint" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn endpoint(
+    frame: &Frame<'_>,
+    line: &EndpointLine,
+    confirm_revoke: bool,
+    notice_: Option<Notice>,
+) -> String {
+    let row = &line.row;
+    page(
+        frame,
+        &row.display_name,
+        html! {
+            p class="back" { a href="/endpoints" { "All endpoints" } }
+            h1 { (row.display_name) }
+            (notice(&notice_))
+            dl class="facts" {
+                dt { "Status" } dd {
+                    @if line.connected { span class="on" { "connected" } }
+                    @else { span class="off" { "not connected" } " (start it on its machine with " code { "ferry -start" } ")" }
+                }
+                dt { "Id" } dd { code { (row.id) } }
+                dt { "Owner" } dd { (row.owner_name) }
+                dt { "Created" } dd { (when(row.created)) }
+                dt { "Set up" } dd { @if row.cert_sha256.is_some() { "yes" } @else { "not yet: run " code { "ferry -setup KEY" } " with its key" } }
+            }
+            @if confirm_revoke {
+                section class="confirm" aria-label="Confirm revoke" {
+                    h2 { "Revoke " (row.display_name) "?" }
+                    p { "Its machine can no longer connect or move data, and the name is free again. This cannot be undone." }
+                    form method="post" action={ "/endpoints/" (row.id) "/revoke" } {
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        input type="hidden" name="confirm" value="yes";
+                        button type="submit" class="danger" { "Revoke" }
+                        " " a href={ "/endpoints/" (row.id) } { "Keep it" }
+                    }
+                }
+            } @else {
+                section aria-label="Rename" {
+                    h2 { "Rename" }
+                    form method="post" action={ "/endpoints/" (row.id) "/rename" } {
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        div class="field inline" {
+                            label for="new-name" { "New name" }
+                            input type="text" id="new-name" name="name" value=(row.display_name) maxlength="128" required;
+                            button type="submit" { "Rename" }
+                        }
+                    }
+                }
+                section aria-label="Revoke" {
+                    h2 { "Revoke" }
+                    form method="post" action={ "/endpoints/" (row.id) "/revoke" } {
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        button type="submit" class="danger" { "Revoke endpoint" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn account(frame: &Frame<'_>, hub_url: &str) -> String {
+    page(
+        frame,
+        "Account",
+        html! {
+            h1 { "Account" }
+            dl class="facts" {
+                dt { "User name" } dd { (frame.user) }
+                dt { "Hub" } dd { code { (hub_url) } }
+            }
+            section aria-label="Command line" {
+                h2 { "The command line and scripts" }
+                p { "Sign the " code { "ferry" } " command in with:" }
+                pre { code { "ferry login --hub " (hub_url) } }
+                p { "Scripts can use an access token in " code { "FERRY_TOKEN" } "; the hub's operator makes one with " code { "ferry-hub token create" } "." }
+            }
+            section aria-label="Developers" {
+                h2 { "Developers" }
+                p { "The REST API is at " code { (hub_url) "/api/v1" } "; a signed-in browser and an access token reach it alike." }
+            }
+        },
+    )
+}
