@@ -147,8 +147,15 @@ pub fn internal_page(e: &str) -> Response {
     )
 }
 
-fn page(status: StatusCode, html: String) -> Response {
-    (status, Html(html)).into_response()
+/// A page of `pages`: its own policy (inline styles, no script), which
+/// the web app's routes, whose pages bring a stylesheet, keep.
+pub fn page(status: StatusCode, html: String) -> Response {
+    let mut response = (status, Html(html)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::web::DEFAULT_CSP),
+    );
+    response
 }
 
 /// Refuses an unsafe method the browser says came from another site or

@@ -627,6 +627,14 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             Kind::Public,
             all(StatusCode::OK),
         ),
+        (
+            "GET",
+            "/assets/icon.svg",
+            "/assets/icon.svg".into(),
+            None,
+            Kind::Public,
+            all(StatusCode::OK),
+        ),
     ]);
     let mut walked: Vec<(String, String)> = walk
         .iter()

@@ -44,7 +44,7 @@ pub enum TaskServiceError {
     /// The task ended before the cancel: it keeps its end.
     #[error("task {id} already ended: {status}")]
     Ended { id: String, status: TaskStatus },
-        #[error(transparent)]
+    #[error(transparent)]
     Storage(#[from] StoreError),
 }
 

@@ -15,7 +15,7 @@ use crate::task_service;
 use crate::tasks::Wake;
 use axum::Extension;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use ferry_proto::api::{FsEntry, FsEntryKind, FsOp, FsOutcome};
 use ferry_proto::task::{SubmitTask, SyncLevel, TransferItem, TransferOptions};
@@ -51,10 +51,17 @@ pub async fn show(
 /// `/` for a signed-in browser: the File Manager, both panels empty.
 pub(crate) async fn home(hub: &Arc<Hub>, signed_in: SignedIn) -> Response {
     let visitor = Visitor::from(signed_in);
-    match render(hub, &visitor, &Fields::default(), None, StatusCode::OK).await {
+    let mut response = match render(hub, &visitor, &Fields::default(), None, StatusCode::OK).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
-    }
+    };
+    // `/` is routed with the sign-in pages, whose policy allows no script:
+    // this page brings the app's own.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(super::APP_CSP),
+    );
+    response
 }
 
 fn done_notice(code: &str) -> Option<&'static str> {

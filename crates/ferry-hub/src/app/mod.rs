@@ -31,7 +31,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Form, FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::map_response;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -48,6 +48,7 @@ const MAX_FORM: usize = 1024 * 1024;
 
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
+const APP_ICON: &str = include_str!("assets/icon.svg");
 
 pub fn routes() -> Router<Arc<Hub>> {
     Router::new()
@@ -69,6 +70,7 @@ pub fn routes() -> Router<Arc<Hub>> {
         .layer(DefaultBodyLimit::max(MAX_FORM))
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(style))
+        .route("/assets/icon.svg", get(icon))
         .layer(map_response(app_headers))
 }
 
@@ -78,6 +80,10 @@ async fn script() -> Response {
 
 async fn style() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
+}
+
+async fn icon() -> Response {
+    asset("image/svg+xml", APP_ICON)
 }
 
 /// Assets change only with the binary; a browser may keep them an hour.
@@ -318,7 +324,7 @@ impl IntoResponse for AppError {
             AppError::Unavailable(e) => return page_auth::unavailable_page(e),
             AppError::Internal(e) => return page_auth::internal_page(e),
         };
-        (status, Html(pages::error(title, &message))).into_response()
+        page_auth::page(status, pages::error(title, &message))
     }
 }
 

@@ -1,1 +1,306 @@
+//! The web app through the router, as a browser meets it: a signed-in
+//! session, forms with its token, answers read as HTML.
 
+use super::view::shown_name;
+use crate::grants;
+use crate::secrets::{random_token, token_hash};
+use crate::server::Hub;
+use crate::session::SESSION_COOKIE;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const LAPTOP: &str = "11111111-0000-0000-0000-000000000001";
+const CLUSTER: &str = "11111111-0000-0000-0000-000000000002";
+
+struct Browser {
+    hub: Arc<Hub>,
+    cookie: String,
+    csrf: String,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Browser {
+    /// Alice, signed in, with endpoints `laptop` and `cluster`.
+    fn alice() -> Self {
+        let hub = crate::web::for_tests();
+        let alice = hub.store.add_user("alice", "h", 0).unwrap();
+        hub.store
+            .create_endpoint(LAPTOP, alice, "laptop", 0)
+            .unwrap();
+        hub.store
+            .create_endpoint(CLUSTER, alice, "cluster", 0)
+            .unwrap();
+        let token = random_token(32).unwrap();
+        let csrf = random_token(32).unwrap();
+        hub.store
+            .put_session(&token_hash(&token), alice, &csrf, grants::now() + 3600)
+            .unwrap();
+        Browser {
+            hub,
+            cookie: format!("{SESSION_COOKIE}={token}"),
+            csrf,
+        }
+    }
+
+    async fn send(&self, request: axum::http::request::Builder, body: Body) -> Answer {
+        let request = request
+            .header(header::COOKIE, &self.cookie)
+            .header("sec-fetch-site", "same-origin")
+            .body(body)
+            .unwrap();
+        let response = crate::web::router(self.hub.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Answer {
+        self.send(Request::get(uri), Body::empty()).await
+    }
+
+    async fn post(&self, uri: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut pairs = vec![("csrf", self.csrf.as_str())];
+        pairs.extend_from_slice(fields);
+        self.send(
+            Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
+            Body::from(crate::oauth::encode_form(&pairs)),
+        )
+        .await
+    }
+}
+
+/// Both panels open: `laptop` at `/~/data/` in panel 1, `cluster` at
+/// `/~/in/` in panel 2.
+fn panels() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("c1", "laptop"),
+        ("o1", LAPTOP),
+        ("p1", "/~/data/"),
+        ("c2", "cluster"),
+        ("o2", CLUSTER),
+        ("p2", "/~/in/"),
+    ]
+}
+
+#[test]
+fn names_that_are_not_utf8_are_shown_with_their_bytes_escaped() {
+    assert_eq!(shown_name(b"plain name.txt"), "plain name.txt");
+    assert_eq!(shown_name("résumé".as_bytes()), "résumé");
+    assert_eq!(shown_name(b"bad\xffname"), "bad\\xFFname");
+}
+
+#[tokio::test]
+async fn start_sends_the_checked_entries_into_the_other_panel_byte_for_byte() {
+    let alice = Browser::alice();
+    let mut form = panels();
+    form.extend([
+        ("from", "1"),
+        ("sel1", "f:bad%FFname"),
+        ("sel1", "d:run%252"),
+        ("label", "nightly"),
+        ("sync", "checksum"),
+        ("delete", "on"),
+    ]);
+    let answer = alice.post("/files/transfer", &form).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let location = answer.headers[header::LOCATION].to_str().unwrap();
+    let task_id = location.split("started=").nth(1).unwrap();
+    let work = alice.hub.store.task_work(task_id).unwrap().unwrap();
+    let items: Vec<(&[u8], &[u8], bool)> = work
+        .items
+        .iter()
+        .map(|i| (i.source.as_bytes(), i.destination.as_bytes(), i.recursive))
+        .collect();
+    assert_eq!(
+        items,
+        vec![
+            (
+                &b"/~/data/bad\xffname"[..],
+                &b"/~/in/bad\xffname"[..],
+                false
+            ),
+            (&b"/~/data/run%2"[..], &b"/~/in/run%2"[..], true),
+        ]
+    );
+    assert!(work.options.delete);
+    assert_eq!(
+        work.options.sync_level,
+        Some(ferry_proto::task::SyncLevel::Checksum)
+    );
+    let task = alice.hub.store.task(task_id).unwrap().unwrap();
+    assert_eq!(
+        (task.source_id.as_str(), task.destination_id.as_str()),
+        (LAPTOP, CLUSTER)
+    );
+    assert_eq!(task.label.as_deref(), Some("nightly"));
+
+    // The page it leads to names the new task.
+    let page = alice.get(location).await;
+    assert!(
+        page.body.contains(&format!("data-task-id=\"{task_id}\"")),
+        "{}",
+        page.body
+    );
+}
+
+#[tokio::test]
+async fn a_form_that_cannot_be_done_says_what_to_do_and_changes_nothing() {
+    let alice = Browser::alice();
+    let mut nothing_checked = panels();
+    nothing_checked.push(("from", "2"));
+    let mut sneaky = panels();
+    sneaky.extend([("from", "1"), ("sel1", "f:..%2Fetc")]);
+    let mut one_panel = vec![("c1", "laptop"), ("o1", LAPTOP), ("p1", "/~/")];
+    one_panel.extend([("from", "1"), ("sel1", "f:a")]);
+    for (form, says) in [
+        (nothing_checked, "Check the entries to transfer first"),
+        (sneaky, "must not contain “/”"),
+        (one_panel, "Open a collection in the other panel first"),
+    ] {
+        let answer = alice.post("/files/transfer", &form).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(answer.body.contains("role=\"alert\""), "{}", answer.body);
+        assert!(answer.body.contains(says), "{says}: {}", answer.body);
+    }
+    assert!(alice.hub.store.tasks_of(1, 10).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn text_from_users_and_endpoints_is_escaped_on_every_page() {
+    let alice = Browser::alice();
+    let evil = "<img src=x onerror=alert(1)>";
+    alice
+        .hub
+        .store
+        .create_endpoint(
+            "11111111-0000-0000-0000-000000000003",
+            1,
+            "<script>alert(1)</script>",
+            0,
+        )
+        .unwrap();
+    let mut form = panels();
+    form.extend([("from", "1"), ("sel1", "f:a"), ("label", evil)]);
+    let started = alice.post("/files/transfer", &form).await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let task_id = alice.hub.store.tasks_of(1, 1).unwrap().remove(0).id;
+    for uri in [
+        "/files?c1=%3Cscript%3E&p1=%3Cb%3E".to_string(),
+        "/activity".into(),
+        format!("/activity/{task_id}"),
+        format!("/activity/{task_id}/live"),
+        "/endpoints".into(),
+        "/endpoints/11111111-0000-0000-0000-000000000003".into(),
+    ] {
+        let page = alice.get(&uri).await;
+        assert_eq!(page.status, StatusCode::OK, "{uri}");
+        for raw in ["<img src=x", "<script>alert", "<b>"] {
+            assert!(
+                !page.body.contains(raw),
+                "{uri} carries {raw}: {}",
+                page.body
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_app_page_runs_only_the_hubs_own_script() {
+    let alice = Browser::alice();
+    for uri in ["/", "/files", "/activity", "/endpoints", "/account"] {
+        let page = alice.get(uri).await;
+        assert_eq!(page.status, StatusCode::OK, "{uri}");
+        let policy = page.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert_eq!(policy, super::APP_CSP, "{uri}");
+        assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
+        assert!(!page.body.contains("<script>"), "{uri}: no inline script");
+        assert!(
+            page.body.contains("<script src=\"/assets/app.js\""),
+            "{uri}"
+        );
+        assert_eq!(page.headers[header::CACHE_CONTROL], "no-store", "{uri}");
+        assert_eq!(page.body.matches("<h1").count(), 1, "{uri}: one h1");
+    }
+    // Another user's task is a page that says so, styled by its own policy.
+    let missing = alice
+        .get("/activity/99999999-0000-0000-0000-000000000000")
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.headers[header::CONTENT_SECURITY_POLICY],
+        crate::web::DEFAULT_CSP
+    );
+}
+
+#[tokio::test]
+async fn create_endpoint_shows_its_setup_key_once_and_the_line_to_run() {
+    let alice = Browser::alice();
+    let created = alice
+        .post("/endpoints/new", &[("name", "lab-server")])
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let key = created
+        .body
+        .split("data-setup-key=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let decoded = ferry_proto::setup_key::SetupKey::decode(key).unwrap();
+    assert_eq!(decoded.hub_url, alice.hub.config.url);
+    assert!(created.body.contains("ferry -setup "));
+    // Listed, not connected; the key is not on the list.
+    let list = alice.get("/endpoints").await;
+    assert!(list.body.contains("lab-server") && list.body.contains("not connected"));
+    assert!(!list.body.contains(key));
+    // A name already taken says so.
+    let again = alice
+        .post("/endpoints/new", &[("name", "lab-server")])
+        .await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        again.body.contains("already have an endpoint named"),
+        "{}",
+        again.body
+    );
+}
+
+#[tokio::test]
+async fn cancel_on_a_task_page_ends_an_active_task() {
+    let alice = Browser::alice();
+    let mut form = panels();
+    form.extend([("from", "1"), ("sel1", "f:a")]);
+    alice.post("/files/transfer", &form).await;
+    let task_id = alice.hub.store.tasks_of(1, 1).unwrap().remove(0).id;
+    let page = alice.get(&format!("/activity/{task_id}")).await;
+    assert!(page.body.contains("data-status=\"ACTIVE\""));
+    assert!(page.body.contains(">Cancel</button>"));
+    let canceled = alice
+        .post(&format!("/activity/{task_id}/cancel"), &[])
+        .await;
+    assert_eq!(canceled.status, StatusCode::SEE_OTHER);
+    let page = alice.get(&format!("/activity/{task_id}")).await;
+    assert!(
+        page.body.contains("data-status=\"CANCELED\""),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains(">Cancel</button>"));
+}

@@ -38,6 +38,7 @@ pub fn page(frame: &Frame<'_>, title: &str, body: Markup) -> String {
                 meta name="viewport" content="width=device-width,initial-scale=1";
                 title { (title) " - ferry" }
                 link rel="stylesheet" href="/assets/app.css";
+                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
                 script src="/assets/app.js" defer {}
             }
             body {
@@ -96,8 +97,7 @@ fn notice(notice: &Option<Notice>) -> Markup {
                 a href={ "/activity/" (task_id) } data-task-id=(task_id) {
                     @if let Some(label) = label { (label) " (" (task_id) ")" } @else { "task " (task_id) }
                 }
-                ". Follow it on "
-                a href="/activity" { "Activity" } "."
+                ". Its progress is on its page and in the task list."
             },
             None => {},
         }
@@ -480,8 +480,7 @@ pub fn activity(frame: &Frame<'_>, rows: &[TaskRow], now: i64) -> String {
             h1 { "Activity" }
             @if rows.is_empty() {
                 p class="empty" {
-                    "No transfers yet. Open the " a href="/files" { "File Manager" }
-                    ", pick a collection in each panel, check what to send and press Start."
+                    "No transfers yet. In the File Manager, pick a collection in each panel, check what to send and press Start."
                 }
             } @else {
                 table class="tasks" {
@@ -571,7 +570,7 @@ pub fn task_page(
         frame,
         &task_name(row),
         html! {
-            p class="back" { a href="/activity" { "All tasks" } }
+            p class="back" { a href="/activity" { "Back to the task list" } }
             h1 { (task_name(row)) }
             (notice(&notice_))
             dl class="facts" {
@@ -665,7 +664,7 @@ pub fn endpoint(
         frame,
         &row.display_name,
         html! {
-            p class="back" { a href="/endpoints" { "All endpoints" } }
+            p class="back" { a href="/endpoints" { "Back to the list" } }
             h1 { (row.display_name) }
             (notice(&notice_))
             dl class="facts" {
