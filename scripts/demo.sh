@@ -76,6 +76,18 @@ run ferry ls ep-b:/~/
 run ferry ls ep-a:/etc || echo "(refused: /etc is outside ep-a's config-paths)"
 run ferry rm -r ep-b:/~/inbox
 
+
+echo
+echo "== The web app: the same, from a browser"
+echo "Hub:      https://127.0.0.1:$port/   (its CA certificate: $work/hub/ca.crt, or accept the warning)"
+echo "Sign in:  alice / demo password 1"
+echo "Then: File Manager, Collection ep-a and ep-b, check entries, Start; watch it on Activity."
+if [ -t 0 ]; then
+  read -r -p "The hub and both endpoints keep running until you press Enter. " _
+else
+  echo "(stdin is not a terminal, so everything stops now; run scripts/demo.sh in a terminal to keep it up)"
+fi
+
 echo
 run ferry -stop -dir "$work/ep-a"
 run ferry -stop -dir "$work/ep-b"
