@@ -1,17 +1,16 @@
 //! An endpoint's files: the config dir's layout, `endpoint.toml`, the
-//! credential files, the default `config-paths`, atomic writes, and taking
+//! credential files, the default `config-paths`, and taking
 //! up a renewed certificate.
 //!
 //! `ferry -setup` (in ferry-setup) writes these files; the daemon and the
 //! mover read them. Keeping both sides in this crate keeps the format in
 //! one place, and keeps the hub client out of the daemon and the mover.
 
-mod atomic;
 mod dir;
 mod identity;
 pub mod renewal;
 
-pub use atomic::write_atomic;
+pub use ferry_tls::write_atomic;
 pub use dir::{EndpointDir, user_home};
 pub use identity::{EndpointIdentity, parse_port_range};
 

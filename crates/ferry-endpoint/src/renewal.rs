@@ -5,7 +5,7 @@
 //! certificate it replaces; the key never changes and never leaves.
 
 use crate::EndpointDir;
-use crate::atomic::write_atomic;
+use ferry_tls::write_atomic;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use std::path::Path;

@@ -241,7 +241,7 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
     let endpoint_ca = pki::CertificateAuthority::create("ferry endpoint CA")?;
     let signing = pki::new_key_pem()?;
     let write = |path: PathBuf, text: &str, mode: u32| -> anyhow::Result<()> {
-        ferry_endpoint::write_atomic(&path, text.as_bytes(), mode)
+        ferry_tls::write_atomic(&path, text.as_bytes(), mode)
             .with_context(|| format!("cannot write {}", path.display()))
     };
     write(dir.ca_cert(), &ca.cert_pem, 0o644)?;

@@ -1,14 +1,18 @@
 //! TLS and PKI helpers shared by the endpoints and the hub: the crypto
 //! provider and its cipher preferences, client configs trusting exactly a
 //! given CA, the start of every server config, reading PEM certificates and
-//! keys, endpoint ids from certificates, and (in [`csr`]) the endpoint's key
-//! pair and certificate requests.
+//! keys, endpoint ids from certificates, (in [`csr`]) the endpoint's key
+//! pair and certificate requests, and [`write_atomic`], which puts keys,
+//! certificates and tokens on disk whole and with their mode.
 //!
 //! The daemon's control channel, the CLI's REST calls, the mover's data
 //! connections and the hub's one TLS port build their configs here, so all
 //! of them trust the same things and prefer the same ciphers.
 
+mod atomic;
 pub mod csr;
+
+pub use atomic::write_atomic;
 
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
