@@ -104,6 +104,80 @@ pub fn issue(
     })
 }
 
+/// The client id of personal access tokens: tokens a user makes for their
+/// scripts (`FERRY_TOKEN`) on the account page, or the admin makes for
+/// them with `ferry-hub token create`.
+pub const PERSONAL_CLIENT: &str = "ferry-personal";
+/// Longest name of a personal token, in bytes.
+pub const MAX_TOKEN_LABEL: usize = 100;
+/// Longest life of a personal token: a year, then make a new one.
+pub const MAX_PERSONAL_TTL: i64 = 366 * 86_400;
+
+/// Why a personal token was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum PersonalTokenError {
+    #[error("a token's name must be 1 to {MAX_TOKEN_LABEL} bytes without control characters")]
+    BadLabel,
+    #[error("a token lives from one second to a year")]
+    BadLifetime,
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+}
+
+/// Makes a personal access token for `who`, with everything a signed-in
+/// user may do, named `label`, working for `ttl` seconds; the token text
+/// is returned once and only its hash is kept.
+pub fn create_personal(
+    store: &dyn Storage,
+    who: &Principal,
+    label: &str,
+    ttl: i64,
+) -> Result<TokenResponse, PersonalTokenError> {
+    let label = label.trim();
+    if label.is_empty() || label.len() > MAX_TOKEN_LABEL || label.chars().any(char::is_control) {
+        return Err(PersonalTokenError::BadLabel);
+    }
+    if !(1..=MAX_PERSONAL_TTL).contains(&ttl) {
+        return Err(PersonalTokenError::BadLifetime);
+    }
+    let grant = uuid::Uuid::new_v4().to_string();
+    store
+        .put_personal_token(&grant, who.user_id, label, now())
+        .map_err(IssueError::from)?;
+    let scope = format!(
+        "{} {}",
+        ferry_proto::api::SCOPE_TRANSFER,
+        ferry_proto::api::SCOPE_SETUP
+    );
+    Ok(issue(
+        store,
+        who.user_id,
+        &who.user_name,
+        PERSONAL_CLIENT,
+        &scope,
+        &grant,
+        ttl,
+        false,
+    )?)
+}
+
+/// Revokes `who`'s personal token of grant `grant_id`; `false` when no
+/// live token of theirs has that grant (someone else's is as absent).
+pub fn revoke_personal(
+    store: &dyn Storage,
+    who: &Principal,
+    grant_id: &str,
+) -> Result<bool, crate::store::StoreError> {
+    let theirs = store
+        .personal_tokens(who.user_id, now())?
+        .iter()
+        .any(|t| t.grant_id == grant_id);
+    if theirs {
+        store.revoke_grant(grant_id)?;
+    }
+    Ok(theirs)
+}
+
 /// The principal behind a bearer token, if it is live.
 pub fn authenticate(
     store: &dyn Storage,

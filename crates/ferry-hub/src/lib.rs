@@ -283,22 +283,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if expires <= 0 {
                 bail!("--expires must be positive");
             }
-            let grant = uuid::Uuid::new_v4().to_string();
-            let scope = format!(
-                "{} {}",
-                ferry_proto::api::SCOPE_TRANSFER,
-                ferry_proto::api::SCOPE_SETUP
-            );
-            let token = grants::issue(
-                &store,
-                account.id,
-                &account.name,
-                "ferry-hub-admin",
-                &scope,
-                &grant,
-                expires,
-                false,
-            )?;
+            // A personal token like those users make on their account
+            // page, so it is listed there and they can revoke it.
+            let who = grants::Principal {
+                user_id: account.id,
+                user_name: account.name.clone(),
+                client_id: grants::PERSONAL_CLIENT.into(),
+                scopes: Vec::new(),
+            };
+            let token =
+                grants::create_personal(&store, &who, "made with ferry-hub token create", expires)?;
             println!("{}", token.access_token);
             Ok(())
         }

@@ -222,6 +222,11 @@ impl<R> SignedIn<R> {
     pub fn end(&self, store: &dyn Storage) -> Result<(), SessionError> {
         self.session.end(store)
     }
+
+    /// The browser session itself (which one is this, ending the others).
+    pub fn session(&self) -> &SessionUser {
+        &self.session
+    }
 }
 
 impl<R: Route + Send> FromRequestParts<Arc<Hub>> for SignedIn<R> {

@@ -317,6 +317,21 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
         grants::now(),
     )
     .unwrap();
+    hub.store
+        .put_personal_token("alices-personal-grant", alice, "alices script", 0)
+        .unwrap();
+    hub.store
+        .put_token(&crate::store::TokenRow {
+            token_hash: token_hash("alices-personal-token"),
+            kind: crate::store::TokenKind::Access,
+            user_id: alice,
+            user_name: "alice".into(),
+            client_id: grants::PERSONAL_CLIENT.into(),
+            scope: SCOPE_TRANSFER.into(),
+            expires: grants::now() + 3600,
+            grant_id: "alices-personal-grant".into(),
+        })
+        .unwrap();
     let alices: Vec<&str> = vec![
         "alice",
         &alices_session,
@@ -612,6 +627,30 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             page(see_other, StatusCode::OK),
         ),
         (
+            "POST",
+            "/account/tokens",
+            "/account/tokens".into(),
+            Some(vec![("label".into(), "bobs script".into())]),
+            Kind::Page,
+            page(unauthorized, StatusCode::CREATED),
+        ),
+        (
+            "POST",
+            "/account/tokens/{grant}/revoke",
+            "/account/tokens/alices-personal-grant/revoke".into(),
+            Some(vec![]),
+            Kind::Page,
+            page(unauthorized, not_found),
+        ),
+        (
+            "POST",
+            "/account/sessions/end-others",
+            "/account/sessions/end-others".into(),
+            Some(vec![]),
+            Kind::Page,
+            page(unauthorized, StatusCode::OK),
+        ),
+        (
             "GET",
             "/assets/app.js",
             "/assets/app.js".into(),
@@ -760,6 +799,14 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
     );
     let task = hub.store.task(&alices_task).unwrap().unwrap();
     assert_eq!(task.status, ferry_proto::task::TaskStatus::Active);
+    assert_eq!(
+        hub.store
+            .personal_tokens(alice, grants::now())
+            .unwrap()
+            .len(),
+        1,
+        "alice's token still works"
+    );
     assert!(
         hub.store
             .session(&token_hash(&alices_session), grants::now())

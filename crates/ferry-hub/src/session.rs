@@ -112,6 +112,17 @@ impl SessionUser {
     pub fn end(&self, store: &dyn Storage) -> Result<(), SessionError> {
         Ok(store.delete_session(&self.hash)?)
     }
+
+    /// Whether a listed session (by its stored hash) is this one.
+    pub fn is(&self, session_hash: &str) -> bool {
+        constant_time_eq(self.hash.as_bytes(), session_hash.as_bytes())
+    }
+
+    /// Ends every other session of this user (a lost laptop, a shared
+    /// computer); this one stays. How many ended.
+    pub fn end_others(&self, store: &dyn Storage) -> Result<u64, SessionError> {
+        Ok(store.end_other_sessions(self.user_id, &self.hash)?)
+    }
 }
 
 /// Starts a session for `user_id` and sets its cookie on `response`. A

@@ -67,6 +67,15 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/endpoints/{endpoint}/rename", post(endpoint_pages::rename))
         .route("/endpoints/{endpoint}/revoke", post(endpoint_pages::revoke))
         .route("/account", get(account::show))
+        .route("/account/tokens", post(account::create_token))
+        .route(
+            "/account/tokens/{grant}/revoke",
+            post(account::revoke_token),
+        )
+        .route(
+            "/account/sessions/end-others",
+            post(account::end_other_sessions),
+        )
         .layer(DefaultBodyLimit::max(MAX_FORM))
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(style))
@@ -234,7 +243,7 @@ impl Fields {
 /// token for the page's forms.
 pub struct Visitor {
     pub who: Principal,
-    csrf: String,
+    pub csrf: String,
 }
 
 impl<R> From<SignedIn<R>> for Visitor {
@@ -382,7 +391,7 @@ impl From<TaskServiceError> for Said {
 }
 
 /// A message as one sentence: capital first letter, a full stop.
-fn sentence(message: &str) -> String {
+pub(super) fn sentence(message: &str) -> String {
     let message = message.trim();
     let mut chars = message.chars();
     let mut out: String = match chars.next() {

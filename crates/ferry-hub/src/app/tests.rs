@@ -304,3 +304,87 @@ async fn cancel_on_a_task_page_ends_an_active_task() {
     );
     assert!(!page.body.contains(">Cancel</button>"));
 }
+
+#[tokio::test]
+async fn a_token_made_on_the_account_page_works_for_scripts_until_revoked() {
+    let alice = Browser::alice();
+    let made = alice
+        .post(
+            "/account/tokens",
+            &[("label", "nightly copy"), ("days", "90")],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let token = made
+        .body
+        .split("data-access-token=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    assert!(made.body.contains("export FERRY_TOKEN="));
+    let api = |token: String| {
+        let hub = alice.hub.clone();
+        async move {
+            crate::web::router(hub)
+                .oneshot(
+                    Request::get("/api/v1/endpoints")
+                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(api(token.clone()).await, StatusCode::OK);
+    let listed = alice.get("/account").await;
+    assert!(listed.body.contains("nightly copy"), "{}", listed.body);
+    assert!(!listed.body.contains(&token), "shown only once");
+    let grant = alice.hub.store.personal_tokens(1, grants::now()).unwrap()[0]
+        .grant_id
+        .clone();
+    let revoked = alice
+        .post(&format!("/account/tokens/{grant}/revoke"), &[])
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    assert_eq!(api(token).await, StatusCode::UNAUTHORIZED);
+    // A name it cannot have says so.
+    let unnamed = alice.post("/account/tokens", &[("label", " ")]).await;
+    assert_eq!(unnamed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(unnamed.body.contains("role=\"alert\""), "{}", unnamed.body);
+}
+
+#[tokio::test]
+async fn sign_out_other_browsers_keeps_this_one() {
+    let alice = Browser::alice();
+    let other = random_token(32).unwrap();
+    alice
+        .hub
+        .store
+        .put_session(&token_hash(&other), 1, "x", grants::now() + 3600)
+        .unwrap();
+    let page = alice.get("/account").await;
+    assert!(
+        page.body.contains("this browser and 1 other"),
+        "{}",
+        page.body
+    );
+    let ended = alice.post("/account/sessions/end-others", &[]).await;
+    assert_eq!(ended.status, StatusCode::OK, "{}", ended.body);
+    assert!(ended.body.contains("Signed out of 1 other browser."));
+    assert!(
+        alice
+            .hub
+            .store
+            .session(&token_hash(&other), grants::now())
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        alice.get("/account").await.status,
+        StatusCode::OK,
+        "still signed in here"
+    );
+}

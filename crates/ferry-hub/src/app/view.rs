@@ -5,7 +5,7 @@
 //! form sends back, exactly).
 
 use super::{Nav, Notice, PanelState, Sort};
-use crate::store::{EndpointRow, TaskEventRow, TaskRow};
+use crate::store::{EndpointRow, PersonalTokenRow, SessionListing, TaskEventRow, TaskRow};
 use ferry_proto::api::{FsEntry, FsEntryKind};
 use ferry_proto::human;
 use ferry_proto::task::TaskStatus;
@@ -712,25 +712,106 @@ pub fn endpoint(
     )
 }
 
-pub fn account(frame: &Frame<'_>, hub_url: &str) -> String {
+/// What the account page shows besides the frame.
+pub struct Account<'a> {
+    pub hub_url: &'a str,
+    pub tokens: &'a [PersonalTokenRow],
+    /// A token just made: shown this once.
+    pub new_token: Option<&'a str>,
+    /// The user's live sessions and whether each is this browser's.
+    pub sessions: &'a [(SessionListing, bool)],
+    pub notice: Option<Notice>,
+}
+
+pub fn account(frame: &Frame<'_>, a: &Account<'_>) -> String {
+    let others = a.sessions.iter().filter(|(_, this)| !this).count();
     page(
         frame,
         "Account",
         html! {
             h1 { "Account" }
+            (notice(&a.notice))
             dl class="facts" {
                 dt { "User name" } dd { (frame.user) }
-                dt { "Hub" } dd { code { (hub_url) } }
+                dt { "Hub" } dd { code { (a.hub_url) } }
+            }
+            section aria-label="Access tokens" {
+                h2 { "Access tokens for scripts" }
+                @if let Some(token) = a.new_token {
+                    div class="newkey" {
+                        p { strong { "Your new token" } ", shown only now: keep it like a password." }
+                        pre { code { "export FERRY_HUB=" (a.hub_url) "\nexport FERRY_TOKEN=" span data-access-token=(token) { (token) } } }
+                        p class="note" { "Scripts and the " code { "ferry" } " command then act as you. Revoke it below when it is no longer needed." }
+                    }
+                }
+                @if a.tokens.is_empty() {
+                    p class="empty" { "No access tokens. Make one for a script or a notebook below; it works until it expires or you revoke it." }
+                } @else {
+                    table class="tokens" {
+                        thead { tr { th scope="col" { "Name" } th scope="col" { "Made" } th scope="col" { "Expires" } th scope="col" { span class="sr" { "Action" } } } }
+                        tbody {
+                            @for t in a.tokens {
+                                tr {
+                                    td { (t.label) }
+                                    td { (when(t.created)) }
+                                    td { (when(t.expires)) }
+                                    td {
+                                        form method="post" action={ "/account/tokens/" (t.grant_id) "/revoke" } {
+                                            input type="hidden" name="csrf" value=(frame.csrf);
+                                            button type="submit" class="danger" aria-label={ "Revoke " (t.label) } { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                form method="post" action="/account/tokens" {
+                    input type="hidden" name="csrf" value=(frame.csrf);
+                    div class="grid" {
+                        div class="field" {
+                            label for="token-name" { "Token name" }
+                            input type="text" id="token-name" name="label" maxlength="100" required autocomplete="off"
+                                placeholder="e.g. nightly copy script";
+                        }
+                        div class="field" {
+                            label for="token-life" { "Valid for" }
+                            select id="token-life" name="days" {
+                                option value="30" selected { "30 days" }
+                                option value="90" { "90 days" }
+                                option value="365" { "1 year" }
+                            }
+                        }
+                    }
+                    button type="submit" class="primary" { "Create token" }
+                }
+            }
+            section aria-label="Browser sessions" {
+                h2 { "Browser sessions" }
+                p {
+                    @if others == 0 { "You are signed in in this browser only." }
+                    @else { "You are signed in in this browser and " (others) " other" @if others > 1 { "s" } "." }
+                }
+                ul class="sessions" {
+                    @for (session, this) in a.sessions {
+                        li { @if *this { strong { "This browser" } } @else { "Another browser" } ", until " (when(session.expires)) }
+                    }
+                }
+                @if others > 0 {
+                    form method="post" action="/account/sessions/end-others" {
+                        input type="hidden" name="csrf" value=(frame.csrf);
+                        button type="submit" class="danger" { "Sign out other browsers" }
+                    }
+                }
             }
             section aria-label="Command line" {
-                h2 { "The command line and scripts" }
+                h2 { "The command line" }
                 p { "Sign the " code { "ferry" } " command in with:" }
-                pre { code { "ferry login --hub " (hub_url) } }
-                p { "Scripts can use an access token in " code { "FERRY_TOKEN" } "; the hub's operator makes one with " code { "ferry-hub token create" } "." }
+                pre { code { "ferry login --hub " (a.hub_url) } }
             }
             section aria-label="Developers" {
                 h2 { "Developers" }
-                p { "The REST API is at " code { (hub_url) "/api/v1" } "; a signed-in browser and an access token reach it alike." }
+                p { "The REST API is at " code { (a.hub_url) "/api/v1" } "; an access token (" code { "Authorization: Bearer TOKEN" } ") and a signed-in browser reach it alike." }
             }
         },
     )

@@ -89,6 +89,14 @@ pub const CHECKS: &[(&str, Check)] = &[
         "tasks_of_one_second_list_in_order_of_submission",
         tasks_of_one_second_list_in_order_of_submission,
     ),
+    (
+        "personal_tokens_list_their_owners_live_grants_newest_first",
+        personal_tokens_list_their_owners_live_grants_newest_first,
+    ),
+    (
+        "a_user_can_end_every_session_but_the_one_in_use",
+        a_user_can_end_every_session_but_the_one_in_use,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -222,6 +230,74 @@ pub fn sessions_live_until_they_expire_or_end(s: &dyn Storage) {
     s.delete_session("s1").unwrap();
     assert_eq!(s.session("s1", 50).unwrap(), None);
     s.delete_session("s1").unwrap();
+}
+
+pub fn personal_tokens_list_their_owners_live_grants_newest_first(s: &dyn Storage) {
+    let alice = s.add_user("alice", "hash", 0).unwrap();
+    let bob = s.add_user("bob", "hash", 0).unwrap();
+    for (grant, user, label, created, expires) in [
+        ("g-old", alice, "laptop script", 10, 1_000),
+        ("g-new", alice, "nightly ☾", 20, 2_000),
+        ("g-short", alice, "expires soon", 30, 50),
+        ("g-bob", bob, "bob's", 40, 1_000),
+    ] {
+        s.put_token(&token(
+            user,
+            &format!("hash-{grant}"),
+            TokenKind::Access,
+            expires,
+            grant,
+        ))
+        .unwrap();
+        s.put_personal_token(grant, user, label, created).unwrap();
+    }
+    // An OAuth grant of alice's is no personal token.
+    s.put_token(&token(alice, "hash-cli", TokenKind::Access, 1_000, "g-cli"))
+        .unwrap();
+    let listed = |user, now| -> Vec<(String, String, i64, i64)> {
+        s.personal_tokens(user, now)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.grant_id, t.label, t.created, t.expires))
+            .collect()
+    };
+    assert_eq!(
+        listed(alice, 100),
+        vec![
+            ("g-new".into(), "nightly ☾".into(), 20, 2_000),
+            ("g-old".into(), "laptop script".into(), 10, 1_000),
+        ],
+        "newest first, the expired one gone"
+    );
+    s.revoke_grant("g-new").unwrap();
+    assert_eq!(listed(alice, 100).len(), 1, "a revoked one is gone");
+    assert_eq!(listed(bob, 100).len(), 1);
+    assert_eq!(s.personal_tokens(alice, 100).unwrap()[0].scope, "transfer");
+}
+
+pub fn a_user_can_end_every_session_but_the_one_in_use(s: &dyn Storage) {
+    let alice = s.add_user("alice", "hash", 0).unwrap();
+    let bob = s.add_user("bob", "hash", 0).unwrap();
+    s.put_session("here", alice, "c", 300).unwrap();
+    s.put_session("phone", alice, "c", 200).unwrap();
+    s.put_session("old", alice, "c", 50).unwrap();
+    s.put_session("bobs", bob, "c", 300).unwrap();
+    let hashes = |user| -> Vec<String> {
+        s.sessions_of(user, 100)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.session_hash)
+            .collect()
+    };
+    assert_eq!(
+        hashes(alice),
+        ["here", "phone"],
+        "live ones, longest-lived first"
+    );
+    assert_eq!(s.end_other_sessions(alice, "here").unwrap(), 2);
+    assert_eq!(hashes(alice), ["here"]);
+    assert_eq!(hashes(bob), ["bobs"], "another user's sessions stay");
+    assert!(s.session("here", 100).unwrap().is_some());
 }
 
 pub fn purging_keeps_tokens_a_day_for_replay_detection(s: &dyn Storage) {

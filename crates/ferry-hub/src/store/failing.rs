@@ -95,9 +95,13 @@ delegate!(AccountStore {
     fn revoke_token(&self, token_hash: &str) -> Result<()>;
     fn revoke_live_token(&self, token_hash: &str) -> Result<bool>;
     fn revoke_grant(&self, grant_id: &str) -> Result<()>;
+    fn put_personal_token(&self, grant_id: &str, user_id: i64, label: &str, created: i64) -> Result<()>;
+    fn personal_tokens(&self, user_id: i64, now: i64) -> Result<Vec<PersonalTokenRow>>;
     fn put_session(&self, session_hash: &str, user_id: i64, csrf: &str, expires: i64) -> Result<()>;
     fn session(&self, session_hash: &str, now: i64) -> Result<Option<SessionRow>>;
     fn delete_session(&self, session_hash: &str) -> Result<()>;
+    fn sessions_of(&self, user_id: i64, now: i64) -> Result<Vec<SessionListing>>;
+    fn end_other_sessions(&self, user_id: i64, keep: &str) -> Result<u64>;
     fn purge_expired(&self, now: i64) -> Result<()>;
 });
 

@@ -137,6 +137,24 @@ pub struct TokenRow {
     pub grant_id: String,
 }
 
+/// An access token a user made for scripts (`FERRY_TOKEN`): its grant,
+/// the name they gave it, and when it was made and ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalTokenRow {
+    pub grant_id: String,
+    pub label: String,
+    pub scope: String,
+    pub created: i64,
+    pub expires: i64,
+}
+
+/// One of a user's browser sessions, for the account page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionListing {
+    pub session_hash: String,
+    pub expires: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
     pub user_id: i64,
@@ -296,6 +314,19 @@ pub trait AccountStore {
 
     fn revoke_grant(&self, grant_id: &str) -> Result<()>;
 
+    /// Records that `grant_id` is a personal token of `user_id` named
+    /// `label` (its token rows are written with `put_token`).
+    fn put_personal_token(
+        &self,
+        grant_id: &str,
+        user_id: i64,
+        label: &str,
+        created: i64,
+    ) -> Result<()>;
+
+    /// The user's personal tokens that still work at `now`, newest first.
+    fn personal_tokens(&self, user_id: i64, now: i64) -> Result<Vec<PersonalTokenRow>>;
+
     // --- browser sessions ---
     fn put_session(&self, session_hash: &str, user_id: i64, csrf: &str, expires: i64)
     -> Result<()>;
@@ -303,6 +334,12 @@ pub trait AccountStore {
     fn session(&self, session_hash: &str, now: i64) -> Result<Option<SessionRow>>;
 
     fn delete_session(&self, session_hash: &str) -> Result<()>;
+
+    /// The user's live sessions, the longest-lived first.
+    fn sessions_of(&self, user_id: i64, now: i64) -> Result<Vec<SessionListing>>;
+
+    /// Ends every session of the user but `keep`; how many ended.
+    fn end_other_sessions(&self, user_id: i64, keep: &str) -> Result<u64>;
 
     /// Drops expired sessions, codes and tokens (kept a day for replay detection).
     fn purge_expired(&self, now: i64) -> Result<()>;

@@ -189,6 +189,19 @@ ALTER TABLE endpoints ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
 "#,
     ),
     Migration::Code(tasks_in_columns),
+    // Tokens a user made for scripts, named so they can tell them apart
+    // on the account page and revoke one.
+    Migration::Sql(
+        r#"
+CREATE TABLE personal_tokens (
+    grant_id TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    label TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE INDEX personal_tokens_user ON personal_tokens(user_id);
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -743,6 +756,46 @@ impl AccountStore for SqliteStore {
         })
     }
 
+    fn put_personal_token(
+        &self,
+        grant_id: &str,
+        user_id: i64,
+        label: &str,
+        created: i64,
+    ) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO personal_tokens (grant_id, user_id, label, created) VALUES (?1, ?2, ?3, ?4)",
+                params![grant_id, user_id, label, created],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn personal_tokens(&self, user_id: i64, now: i64) -> Result<Vec<PersonalTokenRow>> {
+        self.with_conn(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT p.grant_id, p.label, t.scope, p.created, t.expires
+                 FROM personal_tokens p JOIN tokens t ON t.grant_id = p.grant_id
+                 WHERE p.user_id = ?1 AND t.user_id = ?1 AND t.kind = 'access'
+                   AND t.revoked = 0 AND t.expires >= ?2
+                 ORDER BY p.created DESC, p.grant_id",
+            )?;
+            let rows = statement
+                .query_map(params![user_id, now], |r| {
+                    Ok(PersonalTokenRow {
+                        grant_id: r.get(0)?,
+                        label: r.get(1)?,
+                        scope: r.get(2)?,
+                        created: r.get(3)?,
+                        expires: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
     // --- browser sessions ---
 
     fn put_session(
@@ -781,6 +834,34 @@ impl AccountStore for SqliteStore {
                 [session_hash],
             )?;
             Ok(())
+        })
+    }
+
+    fn sessions_of(&self, user_id: i64, now: i64) -> Result<Vec<SessionListing>> {
+        self.with_conn(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT session_hash, expires FROM sessions WHERE user_id = ?1 AND expires >= ?2
+                 ORDER BY expires DESC, session_hash",
+            )?;
+            let rows = statement
+                .query_map(params![user_id, now], |r| {
+                    Ok(SessionListing {
+                        session_hash: r.get(0)?,
+                        expires: r.get(1)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn end_other_sessions(&self, user_id: i64, keep: &str) -> Result<u64> {
+        self.with_conn(|conn| {
+            let ended = conn.execute(
+                "DELETE FROM sessions WHERE user_id = ?1 AND session_hash <> ?2",
+                params![user_id, keep],
+            )?;
+            Ok(ended as u64)
         })
     }
 
@@ -1555,7 +1636,7 @@ mod tests {
         let version: i64 = conn
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 5);
+        assert_eq!(version, MIGRATIONS.len() as i64, "migrated to the newest");
     }
 
     /// SQL in `source` (this file's code, tests and comments aside) that
