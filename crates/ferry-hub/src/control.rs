@@ -58,6 +58,18 @@ struct Handle {
     connection: u64,
     commands: mpsc::Sender<Command>,
     data_address: Option<String>,
+    /// Unix seconds when this connection was admitted.
+    since: i64,
+    /// Its owner paused its data work (`ferry -pause`).
+    paused: bool,
+}
+
+/// What the hub knows of an endpoint's control link, for people to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Connected { since: i64, paused: bool },
+    /// Not connected; when this hub process last saw it, if it did.
+    Offline { last_seen: Option<i64> },
 }
 
 /// What the task scheduler hears from the control channel.
@@ -101,6 +113,9 @@ pub enum CallError {
 #[derive(Debug)]
 pub struct Registry {
     live: Mutex<HashMap<String, Handle>>,
+    /// When each endpoint that went away was last connected to this
+    /// process (memory only: a restarted hub knows none).
+    last_seen: Mutex<HashMap<String, i64>>,
     next_connection: AtomicU64,
     notices: mpsc::UnboundedSender<Notice>,
 }
@@ -112,6 +127,7 @@ impl Registry {
         (
             Self {
                 live: Mutex::new(HashMap::new()),
+                last_seen: Mutex::new(HashMap::new()),
                 next_connection: AtomicU64::new(0),
                 notices,
             },
@@ -121,6 +137,48 @@ impl Registry {
 
     fn notify(&self, notice: Notice) {
         let _ = self.notices.send(notice);
+    }
+
+    /// The endpoint's control link as people read it: connected since when
+    /// and whether paused, or when it was last seen.
+    pub fn link(&self, endpoint_id: &str) -> Link {
+        let live = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|m| m.get(endpoint_id).map(|h| (h.since, h.paused)));
+        match live {
+            Some((since, paused)) => Link::Connected { since, paused },
+            None => Link::Offline {
+                last_seen: self
+                    .last_seen
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(endpoint_id).copied()),
+            },
+        }
+    }
+
+    /// A connected endpoint's owner paused or unpaused it.
+    /// A connection a newer one replaced speaks for the endpoint no more.
+    fn set_paused(&self, endpoint_id: &str, connection: u64, paused: bool) {
+        let current = match self.live.lock() {
+            Ok(mut live) => match live.get_mut(endpoint_id) {
+                Some(h) if h.connection == connection => {
+                    h.paused = paused;
+                    true
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        if !current {
+            return;
+        }
+        self.notify(Notice::Paused {
+            endpoint_id: endpoint_id.to_string(),
+            paused,
+        });
     }
 
     /// Where a connected endpoint accepts data connections, if it does.
@@ -223,6 +281,8 @@ impl Registry {
                     connection,
                     commands,
                     data_address,
+                    since: crate::grants::now(),
+                    paused,
                 },
             );
         }
@@ -246,6 +306,9 @@ impl Registry {
             _ => false,
         };
         if removed {
+            if let Ok(mut seen) = self.last_seen.lock() {
+                seen.insert(endpoint_id.to_string(), crate::grants::now());
+            }
             self.notify(Notice::Disconnected {
                 endpoint_id: endpoint_id.to_string(),
             });
@@ -425,16 +488,13 @@ pub async fn serve_connection<S>(
                                     }
                                 },
                                 HubEvent::Paused { paused } => {
-                                    if let Some((endpoint_id, _)) = &admitted {
+                                    if let Some((endpoint_id, connection)) = &admitted {
                                         if paused {
                                             tracing::info!(endpoint = %endpoint_id, "endpoint paused");
                                         } else {
                                             tracing::info!(endpoint = %endpoint_id, "endpoint unpaused");
                                         }
-                                        hub.control.notify(Notice::Paused {
-                                            endpoint_id: endpoint_id.clone(),
-                                            paused,
-                                        });
+                                        hub.control.set_paused(endpoint_id, *connection, paused);
                                     }
                                 }
                                 HubEvent::FsReply { id, outcome } => {
@@ -562,6 +622,45 @@ mod tests {
     use std::pin::Pin;
     use std::sync::atomic::AtomicUsize;
     use std::task::{Context, Poll};
+
+    #[test]
+    fn the_registry_says_whether_an_endpoint_is_connected_paused_or_when_last_seen() {
+        let (registry, mut notices) = Registry::new();
+        assert_eq!(registry.link("e1"), Link::Offline { last_seen: None });
+        let (commands, _rx) = mpsc::channel(1);
+        let first = registry.insert("e1", commands.clone(), None, false);
+        assert!(matches!(
+            registry.link("e1"),
+            Link::Connected { paused: false, .. }
+        ));
+        registry.set_paused("e1", first, true);
+        assert!(matches!(
+            registry.link("e1"),
+            Link::Connected { paused: true, .. }
+        ));
+        // A newer connection replaced the first: the first's pause and its
+        // end are not the endpoint's any more.
+        let second = registry.insert("e1", commands, None, false);
+        registry.set_paused("e1", first, true);
+        registry.remove("e1", first);
+        assert!(matches!(
+            registry.link("e1"),
+            Link::Connected { paused: false, .. }
+        ));
+        registry.remove("e1", second);
+        assert!(matches!(
+            registry.link("e1"),
+            Link::Offline { last_seen: Some(_) }
+        ));
+        let mut heard = Vec::new();
+        while let Ok(notice) = notices.try_recv() {
+            heard.push(notice);
+        }
+        assert!(heard.contains(&Notice::Paused {
+            endpoint_id: "e1".into(),
+            paused: true
+        }));
+    }
     use tokio::io::{DuplexStream, ReadBuf};
 
     /// An in-memory stream that remembers the largest read it was offered.

@@ -31,7 +31,7 @@ fn lines(hub: &Hub, visitor: &Visitor) -> Result<Vec<EndpointLine>, AppError> {
 
 fn line(hub: &Hub, row: EndpointRow) -> EndpointLine {
     EndpointLine {
-        connected: hub.control.is_connected(&row.id),
+        link: hub.control.link(&row.id),
         row,
     }
 }

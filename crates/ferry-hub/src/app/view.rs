@@ -5,6 +5,7 @@
 //! form sends back, exactly).
 
 use super::{Nav, Notice, PanelState, Sort};
+use crate::control::Link;
 use crate::store::{EndpointRow, PersonalTokenRow, SessionListing, TaskEventRow, TaskRow};
 use ferry_proto::api::{FsEntry, FsEntryKind};
 use ferry_proto::human;
@@ -590,7 +591,26 @@ pub fn task_page(
 
 pub struct EndpointLine {
     pub row: EndpointRow,
-    pub connected: bool,
+    pub link: Link,
+}
+
+/// "connected", "connected, paused" or "not connected" (and since when).
+fn link_status(link: Link, long: bool) -> Markup {
+    html! {
+        @match link {
+            Link::Connected { since, paused } => {
+                span class="on" { "connected" }
+                @if paused { ", " span class="paused" { "paused" } }
+                @if long { " since " (when(since)) }
+                @if paused && long { " (its owner ran " code { "ferry -pause" } "; " code { "ferry -unpause" } " resumes its transfers)" }
+            },
+            Link::Offline { last_seen } => {
+                span class="off" { "not connected" }
+                @if let Some(seen) = last_seen { @if long { ", last seen " (when(seen)) } }
+                @if long { " (start it on its machine with " code { "ferry -start" } ")" }
+            },
+        }
+    }
 }
 
 /// A setup key just made, shown once.
@@ -628,7 +648,7 @@ pub fn endpoints(
                         @for l in lines {
                             tr {
                                 td { a href={ "/endpoints/" (l.row.id) } { (l.row.display_name) } }
-                                td { @if l.connected { span class="on" { "connected" } } @else { span class="off" { "not connected" } } }
+                                td { (link_status(l.link, false)) }
                                 td { (l.row.owner_name) }
                                 td { code { (l.row.id) } }
                                 td { (when(l.row.created)) }
@@ -668,10 +688,7 @@ pub fn endpoint(
             h1 { (row.display_name) }
             (notice(&notice_))
             dl class="facts" {
-                dt { "Status" } dd {
-                    @if line.connected { span class="on" { "connected" } }
-                    @else { span class="off" { "not connected" } " (start it on its machine with " code { "ferry -start" } ")" }
-                }
+                dt { "Status" } dd { (link_status(line.link, true)) }
                 dt { "Id" } dd { code { (row.id) } }
                 dt { "Owner" } dd { (row.owner_name) }
                 dt { "Created" } dd { (when(row.created)) }
