@@ -203,7 +203,7 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                 let op = FsOp::List {
                     path: WirePath::from_bytes("/~/x"),
                 };
-                let id = conn.request_fs(op.clone());
+                let id = conn.request_fs(op.clone(), None);
                 let start = conn.start_task("cap", "127.0.0.1:1");
                 let cancel = conn.cancel_task("t", Some(2));
                 let revoked = conn.notify_revoked(vec!["gone-2".into()]);
@@ -216,7 +216,7 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                     assert_eq!((start, cancel, revoked), (Ok(()), Ok(()), Ok(())));
                     assert_eq!((renewed, refused), (Ok(()), Ok(())));
                     expect = Some(vec![
-                        HubMessage::FsRequest { id, op },
+                        HubMessage::FsRequest { id, op, grant: None },
                         HubMessage::TaskStart {
                             capability: "cap".into(),
                             connect_to: "127.0.0.1:1".into(),
@@ -541,8 +541,8 @@ fn drive_endpoint(t0: Instant, input: &[u8]) {
                     (Endpoint::Ready, Ok(HubMessage::Pong { .. })) => {
                         assert_eq!(result, Ok(vec![]))
                     }
-                    (Endpoint::Ready, Ok(HubMessage::FsRequest { id, op })) => {
-                        assert_eq!(result, Ok(vec![EndpointEvent::Fs { id, op }]))
+                    (Endpoint::Ready, Ok(HubMessage::FsRequest { id, op, grant })) => {
+                        assert_eq!(result, Ok(vec![EndpointEvent::Fs { id, op, grant }]))
                     }
                     (
                         Endpoint::Ready,

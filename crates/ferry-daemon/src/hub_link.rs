@@ -383,7 +383,15 @@ where
                                 endpoint = Some(endpoint_id);
                                 view.send_replace(HubView { state: HubState::Connected, detail: None });
                             }
-                            EndpointEvent::Fs { id, op } => {
+                            EndpointEvent::Fs { id, grant: Some(grant), .. } => {
+                                // Until this endpoint enforces shares itself, it
+                                // serves its owner only: a grant is refused.
+                                tracing::warn!(permission = %grant.permission_id, grantee = %grant.grantee, "refused a file operation for a grantee: sharing is not enabled here");
+                                let _ = done_tx.try_send((id, FsOutcome::Failed {
+                                    message: "this endpoint does not serve shared access yet".into(),
+                                }));
+                            }
+                            EndpointEvent::Fs { id, op, grant: None } => {
                                 let policy = current_policy(&ctx.policy);
                                 let home = ctx.home.clone();
                                 let done = done_tx.clone();

@@ -14,6 +14,7 @@ use crate::server::Hub;
 use ferry_proto::api::{FsOp, FsOutcome};
 use ferry_proto::control::{ControlError, HubConnection, HubEvent, HubTimeout, RefuseReason};
 use ferry_proto::setup_key::cert_sha256;
+use ferry_proto::share::ShareGrant;
 use ferry_proto::task::TaskReport;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ const READ_BUF: usize = 4 * 1024;
 enum Command {
     Fs {
         op: FsOp,
+        grant: Option<ShareGrant>,
         reply: oneshot::Sender<FsOutcome>,
     },
     StartTask {
@@ -67,9 +69,14 @@ struct Handle {
 /// What the hub knows of an endpoint's control link, for people to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
-    Connected { since: i64, paused: bool },
+    Connected {
+        since: i64,
+        paused: bool,
+    },
     /// Not connected; when this hub process last saw it, if it did.
-    Offline { last_seen: Option<i64> },
+    Offline {
+        last_seen: Option<i64>,
+    },
 }
 
 /// What the task scheduler hears from the control channel.
@@ -320,6 +327,7 @@ impl Registry {
         &self,
         endpoint_id: &str,
         op: FsOp,
+        grant: Option<ShareGrant>,
         limit: Duration,
     ) -> Result<FsOutcome, CallError> {
         let sender = self
@@ -330,7 +338,7 @@ impl Registry {
             .ok_or(CallError::Offline)?;
         let (reply, answer) = oneshot::channel();
         sender
-            .try_send(Command::Fs { op, reply })
+            .try_send(Command::Fs { op, grant, reply })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => CallError::Busy,
                 mpsc::error::TrySendError::Closed(_) => CallError::Offline,
@@ -547,7 +555,7 @@ pub async fn serve_connection<S>(
                 Err(e) => break Err(format!("read failed: {e}")),
             },
             command = commands.recv(), if admitted.is_some() => match command {
-                Some(Command::Fs { op, reply }) => match conn.request_fs(op) {
+                Some(Command::Fs { op, grant, reply }) => match conn.request_fs(op, grant) {
                     Ok(id) => { pending.insert(id, reply); }
                     Err(e) => break Err(e.to_string()),
                 },

@@ -44,7 +44,7 @@ pub async fn operate(
     op: FsOp,
 ) -> Result<(EndpointRow, FsOutcome), FilesError> {
     let row = endpoints::find(&*hub.store, who, endpoint, Action::UseEndpoint)?;
-    match hub.control.fs(&row.id, op, FS_WITHIN).await {
+    match hub.control.fs(&row.id, op, None, FS_WITHIN).await {
         Ok(FsOutcome::Failed { message }) => Err(FilesError::Failed(message)),
         Ok(outcome) => Ok((row, outcome)),
         Err(CallError::Offline) => Err(FilesError::Offline {

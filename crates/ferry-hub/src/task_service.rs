@@ -203,6 +203,8 @@ fn check_submission(submit: &SubmitTask, now: i64) -> Result<(), TaskServiceErro
         options: submit.options.clone(),
         issued: i64::MAX,
         expires: i64::MAX,
+        source_grant: None,
+        destination_grant: None,
     }
     .body();
     if body.len().div_ceil(3) * 4 + 512 > MAX_CAPABILITY {

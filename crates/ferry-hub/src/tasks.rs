@@ -1193,6 +1193,8 @@ fn capability(
         options: work.options,
         issued: now,
         expires: now + crate::capability::CAPABILITY_TTL,
+        source_grant: None,
+        destination_grant: None,
     };
     hub.signer.sign(&cap).map_err(|e| Unstartable {
         message: format!("the hub cannot sign the task's capability: {e:#}"),

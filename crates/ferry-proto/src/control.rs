@@ -28,6 +28,7 @@
 
 use crate::api::{FsOp, FsOutcome};
 use crate::frame::{self, FrameDecoder, FrameError};
+use crate::share::ShareGrant;
 use crate::task::TaskReport;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -136,6 +137,9 @@ pub enum HubMessage {
     FsRequest {
         id: u64,
         op: FsOp,
+        /// On a grantee's behalf (absent: the owner's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<ShareGrant>,
     },
     /// To a task's source: send, connecting to the destination at `connect_to`.
     TaskStart {
@@ -328,16 +332,13 @@ pub enum EndpointEvent {
         pause_notices: bool,
     },
     /// More endpoints revoked while connected.
-    Revoked {
-        endpoint_ids: Vec<String>,
-    },
+    Revoked { endpoint_ids: Vec<String> },
     /// The hub's answer to [`EndpointConnection::renew_certificate`].
-    Certificate {
-        result: Result<String, String>,
-    },
+    Certificate { result: Result<String, String> },
     Fs {
         id: u64,
         op: FsOp,
+        grant: Option<ShareGrant>,
     },
     TaskStart {
         capability: String,
@@ -518,8 +519,8 @@ impl EndpointConnection {
                 Ok(None)
             }
             (EndpointState::Ready, HubMessage::Pong { .. }) => Ok(None),
-            (EndpointState::Ready, HubMessage::FsRequest { id, op }) => {
-                Ok(Some(EndpointEvent::Fs { id, op }))
+            (EndpointState::Ready, HubMessage::FsRequest { id, op, grant }) => {
+                Ok(Some(EndpointEvent::Fs { id, op, grant }))
             }
             (
                 EndpointState::Ready,
@@ -879,14 +880,15 @@ impl HubConnection {
         self.state = HubState::Closed;
     }
 
-    /// Queues a file operation; returns its id for matching the reply.
-    pub fn request_fs(&mut self, op: FsOp) -> Result<u64, ControlError> {
+    /// Queues a file operation, for the owner or (with `grant`) a
+    /// grantee; returns its id for matching the reply.
+    pub fn request_fs(&mut self, op: FsOp, grant: Option<ShareGrant>) -> Result<u64, ControlError> {
         if !matches!(self.state, HubState::Ready) {
             return Err(ControlError::Closed);
         }
         self.next_request += 1;
         let id = self.next_request;
-        self.send(&HubMessage::FsRequest { id, op });
+        self.send(&HubMessage::FsRequest { id, op, grant });
         Ok(id)
     }
 
@@ -1031,9 +1033,16 @@ mod tests {
         let op = FsOp::List {
             path: WirePath::from_bytes("/home/u"),
         };
-        let id = hub.request_fs(op.clone()).unwrap();
+        let id = hub.request_fs(op.clone(), None).unwrap();
         let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
-        assert_eq!(events, vec![EndpointEvent::Fs { id, op }]);
+        assert_eq!(
+            events,
+            vec![EndpointEvent::Fs {
+                id,
+                op,
+                grant: None
+            }]
+        );
         ep.reply_fs(id, FsOutcome::Done);
         let events = pump_to_hub(&mut ep, &mut hub, now).unwrap();
         assert_eq!(
@@ -1275,6 +1284,7 @@ mod tests {
             op: FsOp::Mkdir {
                 path: WirePath::from_bytes("/x"),
             },
+            grant: None,
         });
         assert_eq!(
             ep.handle_bytes(now, &req),
@@ -1347,9 +1357,12 @@ mod tests {
             }
         ));
         assert!(
-            hub.request_fs(FsOp::Mkdir {
-                path: WirePath::from_bytes("/x")
-            })
+            hub.request_fs(
+                FsOp::Mkdir {
+                    path: WirePath::from_bytes("/x")
+                },
+                None
+            )
             .is_err()
         );
     }

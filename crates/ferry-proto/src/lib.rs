@@ -13,5 +13,6 @@ pub mod frame;
 pub mod human;
 pub mod local_api;
 pub mod setup_key;
+pub mod share;
 pub mod task;
 pub mod wire_path;

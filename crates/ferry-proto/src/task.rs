@@ -94,6 +94,12 @@ pub struct Capability {
     /// Unix seconds.
     pub issued: i64,
     pub expires: i64,
+    /// The source acts for a grantee of its owner's (absent: the owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_grant: Option<crate::share::ShareGrant>,
+    /// The destination acts for a grantee of its owner's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_grant: Option<crate::share::ShareGrant>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -486,6 +492,8 @@ mod tests {
             options: TransferOptions::default(),
             issued: 1,
             expires: 2,
+            source_grant: None,
+            destination_grant: None,
         };
         let body = cap.body();
         let sealed = Capability::seal(&body, b"sig");

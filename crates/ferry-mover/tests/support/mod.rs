@@ -178,6 +178,8 @@ impl World {
             options,
             issued: now,
             expires: now + 600,
+            source_grant: None,
+            destination_grant: None,
         };
         let body = cap.body();
         Capability::seal(&body, &self.signer.sign(&body).unwrap())
