@@ -20,6 +20,7 @@ use crate::endpoints::{self, RegistryError};
 use crate::files::{self, FilesError};
 use crate::grants::{self, Principal};
 use crate::server::Hub;
+use crate::sharing::{self, GranteeName, NewPermission, SharingError};
 use crate::store::{EndpointRow, MAX_TASK_EVENTS, StoreError, TaskRow};
 use crate::task_service::{self, TaskServiceError};
 use crate::tasks::{self, Wake};
@@ -31,10 +32,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
-    ApiError, CreateEndpoint, EndpointInfo, FilterScope, FsOp, FsOutcome, RegisterEndpoint,
-    UpdateEndpoint,
+    ApiError, CreateEndpoint, CreateGroup, CreatePermission, EndpointInfo, FilterScope, FsOp,
+    FsOutcome, GroupInfo, GroupMember, PermissionInfo, RegisterEndpoint, UpdateEndpoint,
 };
+use ferry_proto::share::ShareMode;
 use ferry_proto::task::{SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TaskStatus, TransferItem};
+use ferry_proto::wire_path::WirePath;
 use serde::Deserialize;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -71,6 +74,20 @@ pub fn routes() -> Router<Arc<Hub>> {
             post(submit_task)
                 .layer(DefaultBodyLimit::max(MAX_SUBMIT))
                 .get(list_tasks),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint}/permissions",
+            post(create_permission).get(list_permissions),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint}/permissions/{permission}",
+            axum::routing::delete(delete_permission),
+        )
+        .route("/api/v1/groups", post(create_group).get(list_groups))
+        .route("/api/v1/groups/{group}/members", post(add_member))
+        .route(
+            "/api/v1/groups/{group}/members/{user}",
+            axum::routing::delete(remove_member),
         )
         .route("/api/v1/tasks/{task}", get(show_task))
         .route("/api/v1/tasks/{task}/cancel", post(cancel_task))
@@ -226,6 +243,9 @@ impl From<Refusal> for Failure {
                 Failure::new(StatusCode::FORBIDDEN, "forbidden", refusal.to_string())
             }
             Refusal::Revoked => Failure::new(StatusCode::FORBIDDEN, "revoked", refusal.to_string()),
+            Refusal::NotShared(message) => {
+                Failure::new(StatusCode::FORBIDDEN, "not_shared", message)
+            }
         }
     }
 }
@@ -318,13 +338,23 @@ async fn search_endpoints(
     Caller(who, _): Caller<SeesEndpoints>,
     Query(query): Query<SearchQuery>,
 ) -> Result<Json<Vec<EndpointInfo>>, Failure> {
-    // Sharing is not built yet: nothing is shared with anyone, so "all"
-    // (what the caller may see) is their own endpoints.
+    let now = grants::now();
+    let mine = || {
+        hub.store
+            .search_endpoints(Some(who.user_id), &query.q, SEARCH_LIMIT)
+    };
+    let shared = || {
+        hub.store
+            .shared_with(who.user_id, &query.q, now, SEARCH_LIMIT)
+    };
     let rows = match query.filter_scope.unwrap_or(FilterScope::MyEndpoints) {
-        FilterScope::SharedWithMe => Vec::new(),
-        FilterScope::MyEndpoints | FilterScope::All => {
-            hub.store
-                .search_endpoints(Some(who.user_id), &query.q, SEARCH_LIMIT)?
+        FilterScope::MyEndpoints => mine()?,
+        FilterScope::SharedWithMe => shared()?,
+        FilterScope::All => {
+            let mut rows = mine()?;
+            rows.extend(shared()?);
+            rows.truncate(SEARCH_LIMIT);
+            rows
         }
     };
     Ok(Json(rows.into_iter().map(|r| info(&hub, r)).collect()))
@@ -439,6 +469,138 @@ impl From<FilesError> for Failure {
             ),
         }
     }
+}
+
+// --- sharing ---
+
+impl From<SharingError> for Failure {
+    fn from(e: SharingError) -> Self {
+        match e {
+            SharingError::Invalid(m) => bad(m),
+            SharingError::NotFound(m) => Failure::new(StatusCode::NOT_FOUND, "not_found", m),
+            SharingError::Refused(refusal) => Failure::from(refusal),
+            SharingError::Endpoint(e) => Failure::from(e),
+            SharingError::Unreachable(m) => {
+                Failure::new(StatusCode::SERVICE_UNAVAILABLE, "endpoint_unavailable", m)
+            }
+            SharingError::Storage(e) => Failure::from(e),
+        }
+    }
+}
+
+fn permission_info(p: crate::store::PermissionRow) -> PermissionInfo {
+    PermissionInfo {
+        id: p.id,
+        path: WirePath::from_bytes(p.path),
+        permissions: p.mode.as_str().into(),
+        principal_type: p.grantee.kind().into(),
+        principal: p.grantee.name().into(),
+        expires: p.expires,
+    }
+}
+
+/// The owner shares a path (`ferry endpoint permission create`).
+async fn create_permission(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<ManagesEndpoints>,
+    Path(endpoint): Path<String>,
+    Json(body): Json<CreatePermission>,
+) -> Result<(StatusCode, Json<PermissionInfo>), Failure> {
+    let mode = ShareMode::parse(&body.permissions)
+        .ok_or_else(|| bad("permissions must be r (read) or rw (read and write)"))?;
+    let grantee = match (body.principal_type.as_str(), body.principal.trim()) {
+        ("identity", name) if !name.is_empty() => GranteeName::Identity(name.to_string()),
+        ("group", name) if !name.is_empty() => GranteeName::Group(name.to_string()),
+        ("all_authenticated", _) => GranteeName::AllAuthenticated,
+        ("anonymous", _) => GranteeName::Anonymous,
+        ("identity" | "group", _) => return Err(bad("name the user or group to share with")),
+        _ => {
+            return Err(bad(
+                "principal_type must be identity, group, all_authenticated or anonymous",
+            ));
+        }
+    };
+    let created = sharing::create_permission(
+        &hub,
+        &who,
+        NewPermission {
+            endpoint,
+            path: body.path,
+            mode,
+            grantee,
+            expires: body.expires,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(permission_info(created))))
+}
+
+async fn list_permissions(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<ManagesEndpoints>,
+    Path(endpoint): Path<String>,
+) -> Result<Json<Vec<PermissionInfo>>, Failure> {
+    let listed = sharing::list_permissions(&*hub.store, &who, &endpoint)?;
+    Ok(Json(listed.into_iter().map(permission_info).collect()))
+}
+
+/// Access through the permission ends at once; tasks using it fail.
+async fn delete_permission(
+    State(hub): State<Arc<Hub>>,
+    wake: Option<Extension<Wake>>,
+    Caller(who, _): Caller<ManagesEndpoints>,
+    Path((endpoint, permission)): Path<(String, String)>,
+) -> Result<StatusCode, Failure> {
+    let failed = sharing::delete_permission(&*hub.store, &who, &endpoint, &permission)?;
+    if !failed.is_empty() {
+        hub.task_ended.notify_waiters();
+        wake_scheduler(wake);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn create_group(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<SeesEndpoints>,
+    Json(body): Json<CreateGroup>,
+) -> Result<StatusCode, Failure> {
+    sharing::create_group(&*hub.store, &who, &body.name)?;
+    Ok(StatusCode::CREATED)
+}
+
+async fn list_groups(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<SeesEndpoints>,
+) -> Result<Json<Vec<GroupInfo>>, Failure> {
+    Ok(Json(
+        sharing::groups(&*hub.store, &who)?
+            .into_iter()
+            .map(|g| GroupInfo {
+                name: g.name,
+                owner: g.owner_name,
+                members: g.members,
+            })
+            .collect(),
+    ))
+}
+
+async fn add_member(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<SeesEndpoints>,
+    Path(group): Path<String>,
+    Json(body): Json<GroupMember>,
+) -> Result<StatusCode, Failure> {
+    sharing::change_member(&*hub.store, &who, &group, &body.user, true)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove_member(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<SeesEndpoints>,
+    Path((group, user)): Path<(String, String)>,
+) -> Result<StatusCode, Failure> {
+    sharing::change_member(&*hub.store, &who, &group, &user, false)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // --- tasks ---
@@ -816,6 +978,11 @@ mod tests {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let task = body["task_id"].as_str().unwrap().to_string();
         let alices = [s.laptop.as_str(), s.cluster.as_str(), task.as_str()];
+        let alice = grants::authenticate(&*s.hub.store, &s.alice)
+            .unwrap()
+            .unwrap();
+        sharing::create_group(&*s.hub.store, &alice, "alices-lab").unwrap();
+        sharing::change_member(&*s.hub.store, &alice, "alices-lab", "alice", true).unwrap();
 
         // (method, path as declared, the request made, its body, what Bob gets)
         enum Bob {
@@ -912,6 +1079,57 @@ mod tests {
                 None,
                 Bob::NotFound,
             ),
+            (
+                "GET",
+                "/api/v1/endpoints/{endpoint}/permissions",
+                format!("/api/v1/endpoints/{}/permissions", s.laptop),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "POST",
+                "/api/v1/endpoints/{endpoint}/permissions",
+                format!("/api/v1/endpoints/{}/permissions", s.laptop),
+                Some(
+                    json!({"path": "/~/", "permissions": "rw", "principal_type": "identity", "principal": "bob"}),
+                ),
+                Bob::NotFound,
+            ),
+            (
+                "DELETE",
+                "/api/v1/endpoints/{endpoint}/permissions/{permission}",
+                format!("/api/v1/endpoints/{}/permissions/some-id", s.laptop),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "POST",
+                "/api/v1/groups",
+                "/api/v1/groups".into(),
+                Some(json!({"name": "bobs-group"})),
+                Bob::OwnOnly,
+            ),
+            (
+                "GET",
+                "/api/v1/groups",
+                "/api/v1/groups".into(),
+                None,
+                Bob::OwnOnly,
+            ),
+            (
+                "POST",
+                "/api/v1/groups/{group}/members",
+                "/api/v1/groups/alices-lab/members".into(),
+                Some(json!({"user": "bob"})),
+                Bob::NotFound,
+            ),
+            (
+                "DELETE",
+                "/api/v1/groups/{group}/members/{user}",
+                "/api/v1/groups/alices-lab/members/alice".into(),
+                None,
+                Bob::NotFound,
+            ),
         ];
         let mut walked: Vec<(String, String)> = walk
             .iter()
@@ -970,6 +1188,15 @@ mod tests {
             }
         }
         // Alice's things are as she left them.
+        let lab = sharing::groups(&*s.hub.store, &alice).unwrap();
+        assert_eq!(lab[0].members, ["alice"], "bob changed alice's group");
+        assert!(
+            s.hub
+                .store
+                .endpoint_permissions(&s.laptop, grants::now())
+                .unwrap()
+                .is_empty()
+        );
         let laptop = s.hub.store.endpoint(&s.laptop).unwrap().unwrap();
         assert_eq!(
             (laptop.display_name.as_str(), laptop.deleted),

@@ -13,7 +13,7 @@
 //! it did not exist.
 
 use crate::grants::{EndpointPrincipal, Principal};
-use crate::store::{EndpointRow, TaskRow};
+use crate::store::{EndpointRow, PermissionRow, TaskRow};
 use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER};
 
 /// What a principal wants to do.
@@ -112,6 +112,12 @@ pub enum Resource<'a> {
     /// search, a submission before its endpoints are named).
     Any,
     Endpoint(&'a EndpointRow),
+    /// An endpoint and the live permissions on it that reach the
+    /// principal (a grantee sees and uses it; only its owner manages it).
+    SharedEndpoint {
+        endpoint: &'a EndpointRow,
+        reaching: &'a [PermissionRow],
+    },
     Task(&'a TaskRow),
 }
 
@@ -131,6 +137,10 @@ pub enum Refusal {
     /// The endpoint was revoked or deleted: it acts no more.
     #[error("the endpoint was revoked")]
     Revoked,
+    /// A grantee asked for more than was shared with them: 403, saying
+    /// what was shared (they may know that much).
+    #[error("{0}")]
+    NotShared(String),
 }
 
 /// The access decision for every route, page and service call.
@@ -158,6 +168,19 @@ fn authorize_user(who: &Principal, action: Action, resource: Resource<'_>) -> Re
     let owner = match resource {
         Resource::Any => return Ok(()),
         Resource::Endpoint(endpoint) => endpoint.owner_id,
+        Resource::SharedEndpoint { endpoint, reaching } => {
+            if endpoint.owner_id == who.user_id {
+                return Ok(());
+            }
+            // A grantee may find and use an endpoint shared with them
+            // (each path is then asked of `authorize_paths`); managing it
+            // stays its owner's. Without a permission it is not there.
+            return match action {
+                _ if reaching.is_empty() => Err(Refusal::Hidden),
+                Action::SeeEndpoint | Action::UseEndpoint => Ok(()),
+                _ => Err(Refusal::Forbidden("only the endpoint's owner may do that")),
+            };
+        }
         Resource::Task(task) => task.owner_id,
     };
     if owner == who.user_id {
@@ -165,6 +188,79 @@ fn authorize_user(who: &Principal, action: Action, resource: Resource<'_>) -> Re
     } else {
         Err(Refusal::Hidden)
     }
+}
+
+/// Whether `path` (an endpoint path, bytes) is `root` or lies beneath it,
+/// component by component (`/a/bc` is not beneath `/a/b`). Paths with a
+/// `..` component are beneath nothing.
+pub fn is_beneath(path: &[u8], root: &[u8]) -> bool {
+    let components = |p: &[u8]| -> Option<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for c in p.split(|b| *b == b'/') {
+            match c {
+                b"" | b"." => {}
+                b".." => return None,
+                c => out.push(c.to_vec()),
+            }
+        }
+        Some(out)
+    };
+    match (components(path), components(root)) {
+        (Some(path), Some(root)) => path.starts_with(&root),
+        _ => false,
+    }
+}
+
+/// The permission under which `who` may touch every one of `paths`
+/// (bytes, and whether the use writes) on `endpoint`: `None` for its
+/// owner, else the deepest of the permissions `reaching` them that covers
+/// all the paths with the mode they need. The endpoint checks the same
+/// again against its own `config-paths` (the grant travels with the
+/// request), so this decides what the hub asks for, never more.
+pub fn authorize_paths<'p>(
+    who: &Principal,
+    endpoint: &EndpointRow,
+    reaching: &'p [PermissionRow],
+    paths: &[(&[u8], bool)],
+) -> Result<Option<&'p PermissionRow>, Refusal> {
+    if endpoint.owner_id == who.user_id {
+        return Ok(None);
+    }
+    if reaching.is_empty() {
+        return Err(Refusal::Hidden);
+    }
+    let covers = |p: &PermissionRow| {
+        paths
+            .iter()
+            .all(|(path, write)| is_beneath(path, &p.path) && (!write || p.mode.allows_write()))
+    };
+    if let Some(best) = reaching
+        .iter()
+        .filter(|p| covers(p))
+        .max_by_key(|p| p.path.len())
+    {
+        return Ok(Some(best));
+    }
+    let shown = |p: &PermissionRow| {
+        format!(
+            "{} ({})",
+            String::from_utf8_lossy(&p.path),
+            if p.mode.allows_write() {
+                "read-write"
+            } else {
+                "read-only"
+            }
+        )
+    };
+    let inside_some = paths
+        .iter()
+        .all(|(path, _)| reaching.iter().any(|p| is_beneath(path, &p.path)));
+    let shared = reaching.iter().map(shown).collect::<Vec<_>>().join(", ");
+    Err(Refusal::NotShared(if inside_some {
+        format!("that needs write access, and what is shared with you there is read-only: {shared}")
+    } else {
+        format!("that is outside what is shared with you on this endpoint: {shared}")
+    }))
 }
 
 /// An endpoint renews its own certificate and does nothing else here (what
@@ -231,6 +327,98 @@ mod tests {
         Action::SeeTask,
         Action::CancelTask,
     ];
+
+    fn permission(path: &str, mode: ferry_proto::share::ShareMode) -> PermissionRow {
+        PermissionRow {
+            id: format!("p{path}"),
+            endpoint_id: "e1".into(),
+            path: path.as_bytes().to_vec(),
+            mode,
+            grantee: crate::store::Grantee::AllAuthenticated,
+            expires: None,
+            created: 0,
+            created_by: 1,
+        }
+    }
+
+    #[test]
+    fn beneath_is_by_whole_components_and_never_through_dot_dot() {
+        assert!(is_beneath(b"/~/project/results", b"/~/project/results"));
+        assert!(is_beneath(b"/~/project/results/a/b", b"/~/project/results"));
+        assert!(is_beneath(b"/~/project/results/", b"/~/project/results"));
+        assert!(is_beneath(
+            b"/~/project//results/./x",
+            b"/~/project/results"
+        ));
+        assert!(!is_beneath(b"/~/project/results2", b"/~/project/results"));
+        assert!(!is_beneath(b"/~/project", b"/~/project/results"));
+        assert!(!is_beneath(
+            b"/~/project/results/../secret",
+            b"/~/project/results"
+        ));
+        assert!(is_beneath(b"/anything", b"/"));
+    }
+
+    #[test]
+    fn a_grantee_reaches_only_beneath_a_permission_and_writes_only_with_rw() {
+        use ferry_proto::share::ShareMode::{Read, ReadWrite};
+        let bob = principal(2, &[SCOPE_TRANSFER]);
+        let laptop = endpoint(1);
+        let reaching = [
+            permission("/~/project/results", Read),
+            permission("/~/project/results/incoming", ReadWrite),
+        ];
+        let decide = |paths: &[(&[u8], bool)]| authorize_paths(&bob, &laptop, &reaching, paths);
+        assert_eq!(
+            decide(&[(b"/~/project/results/a.csv", false)])
+                .unwrap()
+                .map(|p| p.id.as_str()),
+            Some("p/~/project/results")
+        );
+        assert_eq!(
+            decide(&[(b"/~/project/results/incoming/new", true)])
+                .unwrap()
+                .map(|p| p.id.as_str()),
+            Some("p/~/project/results/incoming"),
+            "the deepest permission that covers it"
+        );
+        assert!(matches!(
+            decide(&[(b"/~/project/results/a.csv", true)]),
+            Err(Refusal::NotShared(m)) if m.contains("read-only")
+        ));
+        assert!(matches!(
+            decide(&[(b"/~/project", false)]),
+            Err(Refusal::NotShared(m)) if m.contains("outside what is shared")
+        ));
+        assert!(matches!(
+            decide(&[(b"/~/project/results/../notes", false)]),
+            Err(Refusal::NotShared(_))
+        ));
+        // Its owner needs no permission; a stranger without one finds nothing.
+        assert_eq!(
+            authorize_paths(
+                &principal(1, &[SCOPE_TRANSFER]),
+                &laptop,
+                &[],
+                &[(b"/etc", true)]
+            ),
+            Ok(None)
+        );
+        assert_eq!(
+            authorize_paths(&bob, &laptop, &[], &[(b"/~/project/results", false)]),
+            Err(Refusal::Hidden)
+        );
+        // A grantee sees and uses the endpoint but never manages it.
+        let shared = Resource::SharedEndpoint {
+            endpoint: &laptop,
+            reaching: &reaching,
+        };
+        assert_eq!(authorize(&bob, Action::UseEndpoint, shared), Ok(()));
+        assert!(matches!(
+            authorize(&bob, Action::ManageEndpoint, shared),
+            Err(Refusal::Forbidden(_))
+        ));
+    }
 
     #[test]
     fn owners_may_do_everything_their_grant_covers_and_others_see_nothing() {

@@ -6,7 +6,7 @@ use crate::authz::{Action, Refusal, Resource, authorize};
 use crate::grants::{EndpointPrincipal, Principal};
 use crate::pki::CertificateAuthority;
 use crate::secrets::{hex, random_token, token_hash};
-use crate::store::{DeleteOutcome, EndpointRow, SetupKeyUse, Storage, StoreError};
+use crate::store::{DeleteOutcome, EndpointRow, PermissionRow, SetupKeyUse, Storage, StoreError};
 use anyhow::Context;
 use ferry_proto::api::{CreatedEndpoint, RegisteredEndpoint};
 use ferry_proto::setup_key::SetupKey;
@@ -84,6 +84,19 @@ pub fn find(
     name: &str,
     action: Action,
 ) -> Result<EndpointRow, RegistryError> {
+    Ok(find_with_access(store, who, name, action)?.0)
+}
+
+/// [`find`], with the live permissions through which `who` reaches the
+/// endpoint when it is someone else's (empty for its owner): what
+/// [`crate::authz::authorize_paths`] then decides each path by. Another
+/// user's endpoint is found by its id only (display names are per owner).
+pub fn find_with_access(
+    store: &dyn Storage,
+    who: &Principal,
+    name: &str,
+    action: Action,
+) -> Result<(EndpointRow, Vec<PermissionRow>), RegistryError> {
     let not_found = || RegistryError::NotFound(name.to_string());
     let by_id = store.endpoint(name)?.filter(|row| !row.deleted);
     let row = match by_id {
@@ -92,8 +105,20 @@ pub fn find(
             .endpoint_by_name(who.user_id, name)?
             .ok_or_else(not_found)?,
     };
-    match authorize(who, action, Resource::Endpoint(&row)) {
-        Ok(()) => Ok(row),
+    let reaching = if row.owner_id == who.user_id {
+        Vec::new()
+    } else {
+        store.permissions_for(who.user_id, &row.id, crate::grants::now())?
+    };
+    match authorize(
+        who,
+        action,
+        Resource::SharedEndpoint {
+            endpoint: &row,
+            reaching: &reaching,
+        },
+    ) {
+        Ok(()) => Ok((row, reaching)),
         Err(Refusal::Hidden) => Err(not_found()),
         Err(refusal) => Err(RegistryError::Refused(refusal)),
     }

@@ -1,10 +1,12 @@
 //! File operations on a connected endpoint (list, mkdir, rename, remove):
 //! what the REST API and the web pages call alike. The endpoint is found
-//! through [`endpoints::find`] (so through `authorize`), the operation is
-//! sent over its control channel, and the endpoint's own checks
-//! (config-paths, permissions) decide what it may touch.
+//! through [`endpoints::find_with_access`] and each path the operation
+//! touches through [`authorize_paths`] (a grantee's request carries the
+//! permission's grant), the operation is sent over its control channel,
+//! and the endpoint's own checks (config-paths, the grant) decide what it
+//! may touch.
 
-use crate::authz::Action;
+use crate::authz::{Action, authorize_paths};
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
 use crate::grants::Principal;
@@ -43,8 +45,17 @@ pub async fn operate(
     endpoint: &str,
     op: FsOp,
 ) -> Result<(EndpointRow, FsOutcome), FilesError> {
-    let row = endpoints::find(&*hub.store, who, endpoint, Action::UseEndpoint)?;
-    match hub.control.fs(&row.id, op, None, FS_WITHIN).await {
+    let (row, reaching) =
+        endpoints::find_with_access(&*hub.store, who, endpoint, Action::UseEndpoint)?;
+    let touched: Vec<(&[u8], bool)> = match &op {
+        FsOp::List { path } => vec![(path.as_bytes(), false)],
+        FsOp::Mkdir { path } | FsOp::Remove { path, .. } => vec![(path.as_bytes(), true)],
+        FsOp::Rename { from, to } => vec![(from.as_bytes(), true), (to.as_bytes(), true)],
+    };
+    let grant = authorize_paths(who, &row, &reaching, &touched)
+        .map_err(|refusal| FilesError::Endpoint(RegistryError::Refused(refusal)))?
+        .map(crate::sharing::grant_of);
+    match hub.control.fs(&row.id, op, grant, FS_WITHIN).await {
         Ok(FsOutcome::Failed { message }) => Err(FilesError::Failed(message)),
         Ok(outcome) => Ok((row, outcome)),
         Err(CallError::Offline) => Err(FilesError::Offline {

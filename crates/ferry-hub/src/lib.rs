@@ -23,6 +23,7 @@ mod route_walk;
 mod secrets;
 mod server;
 mod session;
+mod sharing;
 mod state;
 mod store;
 mod task_service;

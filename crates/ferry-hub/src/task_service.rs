@@ -6,7 +6,7 @@
 //! The scheduler then takes it from the store: a canceled task leaves its
 //! ACTIVE set and it tells both endpoints, with the attempt.
 
-use crate::authz::{Action, Refusal, Resource, authorize};
+use crate::authz::{Action, Refusal, Resource, authorize, authorize_paths};
 use crate::endpoints::{self, RegistryError};
 use crate::grants::Principal;
 use crate::store::{NewTask, Storage, StoreError, TaskRow};
@@ -59,13 +59,32 @@ pub fn submit(
 ) -> Result<String, TaskServiceError> {
     authorize(who, Action::SubmitTask, Resource::Any).map_err(TaskServiceError::Refused)?;
     check_submission(&submit, now)?;
-    let source = endpoints::find(store, who, &submit.source_endpoint, Action::UseEndpoint)?;
-    let destination = endpoints::find(
+    let (source, source_reach) =
+        endpoints::find_with_access(store, who, &submit.source_endpoint, Action::UseEndpoint)?;
+    let (destination, destination_reach) = endpoints::find_with_access(
         store,
         who,
         &submit.destination_endpoint,
         Action::UseEndpoint,
     )?;
+    // On someone else's endpoint the task acts under one permission per
+    // side that covers every path it reads (source) or writes (destination).
+    let reads: Vec<(&[u8], bool)> = submit
+        .items
+        .iter()
+        .map(|i| (i.source.as_bytes(), false))
+        .collect();
+    let writes: Vec<(&[u8], bool)> = submit
+        .items
+        .iter()
+        .map(|i| (i.destination.as_bytes(), true))
+        .collect();
+    let source_grant = authorize_paths(who, &source, &source_reach, &reads)
+        .map_err(TaskServiceError::Refused)?
+        .map(|p| p.id.clone());
+    let destination_grant = authorize_paths(who, &destination, &destination_reach, &writes)
+        .map_err(TaskServiceError::Refused)?
+        .map(|p| p.id.clone());
     let (source, destination) = (&source, &destination);
     for endpoint in [source, destination] {
         if endpoint.revoked {
@@ -92,6 +111,14 @@ pub fn submit(
         destination.display_name
     );
     store.create_task(&task, tasks::code::SUBMITTED, &described)?;
+    for (side, grant) in [
+        ("source", &source_grant),
+        ("destination", &destination_grant),
+    ] {
+        if let Some(permission) = grant {
+            store.put_task_grant(&task.id, side, permission)?;
+        }
+    }
     tracing::info!(task = %task.id, owner = %who.user_name, "task submitted: {described}");
     Ok(task.id)
 }

@@ -21,6 +21,7 @@
 use crate::control::{CallError, Notice};
 use crate::server::Hub;
 use crate::store::ActiveTask;
+use ferry_proto::share::ShareGrant;
 use ferry_proto::task::{Capability, Side, TaskCounters, TaskReport, TaskStatus};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -1158,6 +1159,66 @@ struct Unstartable {
     deferred: bool,
 }
 
+/// The grants each side of a task acts under: none where the task's owner
+/// owns the endpoint, else the permission recorded at submission, which
+/// must still exist and be live. Fails closed: a task on someone else's
+/// endpoint without its permission is never started as the owner.
+fn task_grants(
+    hub: &Hub,
+    task_id: &str,
+    source: &str,
+    destination: &str,
+    now: i64,
+) -> Result<(Option<ShareGrant>, Option<ShareGrant>), Unstartable> {
+    let unreadable = |e: crate::store::StoreError| Unstartable {
+        message: format!("the hub cannot read the task's permissions: {e}"),
+        fatal: false,
+        deferred: e.is_transient(),
+    };
+    let lapsed = |why: String| Unstartable {
+        message: why,
+        fatal: true,
+        deferred: false,
+    };
+    let task = hub
+        .store
+        .task(task_id)
+        .map_err(unreadable)?
+        .ok_or_else(|| lapsed("the task vanished from the hub's database".into()))?;
+    let recorded = hub.store.task_grants(task_id).map_err(unreadable)?;
+    let mut grants = [None, None];
+    for (slot, (side, endpoint_id)) in [("source", source), ("destination", destination)]
+        .into_iter()
+        .enumerate()
+    {
+        let endpoint = hub
+            .store
+            .endpoint(endpoint_id)
+            .map_err(unreadable)?
+            .ok_or_else(|| lapsed(format!("the task's {side} endpoint is gone")))?;
+        if endpoint.owner_id == task.owner_id {
+            continue;
+        }
+        let permission = recorded
+            .iter()
+            .find(|(s, _)| s == side)
+            .map(|(_, id)| hub.store.permission(id))
+            .transpose()
+            .map_err(unreadable)?
+            .flatten()
+            .filter(|p| p.expires.is_none_or(|e| e >= now))
+            .ok_or_else(|| {
+                lapsed(format!(
+                    "the permission this task used on endpoint '{}' was deleted or expired",
+                    endpoint.display_name
+                ))
+            })?;
+        grants[slot] = Some(crate::sharing::grant_of(&permission));
+    }
+    let [source_grant, destination_grant] = grants;
+    Ok((source_grant, destination_grant))
+}
+
 /// The signed capability for one attempt of a stored task.
 fn capability(
     hub: &Hub,
@@ -1184,6 +1245,7 @@ fn capability(
         }
     };
     let now = crate::grants::now();
+    let (source_grant, destination_grant) = task_grants(hub, task_id, source, destination, now)?;
     let cap = Capability {
         task_id: task_id.to_string(),
         attempt,
@@ -1193,8 +1255,8 @@ fn capability(
         options: work.options,
         issued: now,
         expires: now + crate::capability::CAPABILITY_TTL,
-        source_grant: None,
-        destination_grant: None,
+        source_grant,
+        destination_grant,
     };
     hub.signer.sign(&cap).map_err(|e| Unstartable {
         message: format!("the hub cannot sign the task's capability: {e:#}"),

@@ -223,3 +223,51 @@ mod tests {
         }
     }
 }
+
+/// `POST /api/v1/endpoints/{endpoint}/permissions`: the owner shares a
+/// path (`ferry endpoint permission create`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatePermission {
+    pub path: WirePath,
+    /// `r` or `rw`.
+    pub permissions: String,
+    /// `identity`, `group`, `all_authenticated` or `anonymous`.
+    pub principal_type: String,
+    /// The user or group name (empty for the other two kinds).
+    #[serde(default)]
+    pub principal: String,
+    /// Unix seconds; absent: until deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+}
+
+/// A permission as `ferry endpoint permission list --json` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionInfo {
+    pub id: String,
+    pub path: WirePath,
+    pub permissions: String,
+    pub principal_type: String,
+    pub principal: String,
+    pub expires: Option<i64>,
+}
+
+/// `POST /api/v1/groups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateGroup {
+    pub name: String,
+}
+
+/// `POST /api/v1/groups/{group}/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    pub user: String,
+}
+
+/// A group as `ferry group list --json` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub name: String,
+    pub owner: String,
+    pub members: Vec<String>,
+}

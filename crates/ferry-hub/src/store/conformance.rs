@@ -97,6 +97,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         "a_user_can_end_every_session_but_the_one_in_use",
         a_user_can_end_every_session_but_the_one_in_use,
     ),
+    (
+        "permissions_reach_their_grantees_until_deleted_or_expired",
+        permissions_reach_their_grantees_until_deleted_or_expired,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -298,6 +302,122 @@ pub fn a_user_can_end_every_session_but_the_one_in_use(s: &dyn Storage) {
     assert_eq!(hashes(alice), ["here"]);
     assert_eq!(hashes(bob), ["bobs"], "another user's sessions stay");
     assert!(s.session("here", 100).unwrap().is_some());
+}
+
+pub fn permissions_reach_their_grantees_until_deleted_or_expired(s: &dyn Storage) {
+    let alice = two_endpoints(s);
+    let bob = s.add_user("bob", "hash", 0).unwrap();
+    let carol = s.add_user("carol", "hash", 0).unwrap();
+    let dave = s.add_user("dave", "hash", 0).unwrap();
+    s.create_group("g1", "lab", alice, 0).unwrap();
+    assert!(matches!(
+        s.create_group("g2", "lab", bob, 0),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(s.add_group_member("g1", carol).unwrap());
+    assert!(
+        !s.add_group_member("g1", carol).unwrap(),
+        "already a member"
+    );
+    let permission = |id: &str, path: &[u8], grantee: Grantee, expires| PermissionRow {
+        id: id.into(),
+        endpoint_id: "e1".into(),
+        path: path.to_vec(),
+        mode: ferry_proto::share::ShareMode::Read,
+        grantee,
+        expires,
+        created: 10,
+        created_by: alice,
+    };
+    let odd_path = b"/~/project/r\xffsults";
+    s.put_permission(&permission(
+        "p-bob",
+        odd_path,
+        Grantee::Identity {
+            user_id: bob,
+            name: String::new(),
+        },
+        None,
+    ))
+    .unwrap();
+    s.put_permission(&permission(
+        "p-lab",
+        b"/~/lab",
+        Grantee::Group {
+            group_id: "g1".into(),
+            name: String::new(),
+        },
+        Some(500),
+    ))
+    .unwrap();
+    let ids = |user, now| -> Vec<String> {
+        s.permissions_for(user, "e1", now)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
+    };
+    assert_eq!(ids(bob, 100), ["p-bob"]);
+    assert_eq!(ids(carol, 100), ["p-lab"], "through the group");
+    assert!(ids(carol, 501).is_empty(), "expired");
+    assert!(ids(dave, 100).is_empty());
+    let read = s.permission("p-bob").unwrap().unwrap();
+    assert_eq!(read.path, odd_path, "bytes exactly");
+    assert_eq!(
+        read.grantee,
+        Grantee::Identity {
+            user_id: bob,
+            name: "bob".into()
+        }
+    );
+    assert_eq!(
+        s.permission("p-lab").unwrap().unwrap().grantee,
+        Grantee::Group {
+            group_id: "g1".into(),
+            name: "lab".into()
+        }
+    );
+    let shared: Vec<String> = s
+        .shared_with(bob, "", 100, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(shared, ["e1"]);
+    assert!(
+        s.shared_with(alice, "", 100, 10).unwrap().is_empty(),
+        "not one's own"
+    );
+    assert_eq!(s.endpoint_permissions("e1", 100).unwrap().len(), 2);
+    let groups = s.groups_of(carol).unwrap();
+    assert_eq!(
+        (
+            groups[0].name.as_str(),
+            groups[0].owner_name.as_str(),
+            groups[0].members.clone()
+        ),
+        ("lab", "alice", vec!["carol".to_string()])
+    );
+    // A task acting under a permission is found by it while ACTIVE.
+    s.create_task(&new_task("t1", bob, 10), "SUBMITTED", "x")
+        .unwrap();
+    s.put_task_grant("t1", "source", "p-bob").unwrap();
+    assert_eq!(
+        s.task_grants("t1").unwrap(),
+        [("source".to_string(), "p-bob".to_string())]
+    );
+    assert_eq!(s.active_tasks_of_permission("p-bob").unwrap(), ["t1"]);
+    assert!(s.delete_permission("e1", "p-bob").unwrap());
+    assert!(!s.delete_permission("e1", "p-bob").unwrap());
+    assert!(ids(bob, 100).is_empty(), "deleted");
+    assert!(s.remove_group_member("g1", carol).unwrap());
+    assert!(ids(carol, 100).is_empty(), "left the group");
+    s.record_share_event(5, Some(alice), "e1", "share_created", "detail")
+        .unwrap();
+    assert_eq!(
+        s.share_events("e1", 10).unwrap(),
+        [(5, "share_created".to_string(), "detail".to_string())]
+    );
 }
 
 pub fn purging_keeps_tokens_a_day_for_replay_detection(s: &dyn Storage) {

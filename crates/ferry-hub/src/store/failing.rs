@@ -136,6 +136,25 @@ delegate!(TaskStore {
     fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>>;
 });
 
+delegate!(ShareStore {
+    fn create_group(&self, id: &str, name: &str, owner_id: i64, now: i64) -> Result<()>;
+    fn group_by_name(&self, name: &str) -> Result<Option<GroupRow>>;
+    fn add_group_member(&self, group_id: &str, user_id: i64) -> Result<bool>;
+    fn remove_group_member(&self, group_id: &str, user_id: i64) -> Result<bool>;
+    fn groups_of(&self, user_id: i64) -> Result<Vec<GroupListing>>;
+    fn put_permission(&self, permission: &PermissionRow) -> Result<()>;
+    fn permission(&self, id: &str) -> Result<Option<PermissionRow>>;
+    fn endpoint_permissions(&self, endpoint_id: &str, now: i64) -> Result<Vec<PermissionRow>>;
+    fn delete_permission(&self, endpoint_id: &str, id: &str) -> Result<bool>;
+    fn permissions_for(&self, user_id: i64, endpoint_id: &str, now: i64) -> Result<Vec<PermissionRow>>;
+    fn shared_with(&self, user_id: i64, query: &str, now: i64, limit: usize) -> Result<Vec<EndpointRow>>;
+    fn put_task_grant(&self, task_id: &str, side: &str, permission_id: &str) -> Result<()>;
+    fn task_grants(&self, task_id: &str) -> Result<Vec<(String, String)>>;
+    fn active_tasks_of_permission(&self, permission_id: &str) -> Result<Vec<String>>;
+    fn record_share_event(&self, time: i64, actor_id: Option<i64>, endpoint_id: &str, action: &str, detail: &str) -> Result<()>;
+    fn share_events(&self, endpoint_id: &str, limit: usize) -> Result<Vec<(i64, String, String)>>;
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

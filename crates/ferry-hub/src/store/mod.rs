@@ -462,9 +462,151 @@ pub trait TaskStore {
 }
 
 /// Everything the hub keeps: what it holds, as `Arc<dyn Storage>`.
+/// Who a permission is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grantee {
+    /// One user (their id; their name when read back).
+    Identity { user_id: i64, name: String },
+    /// Every member of a group.
+    Group { group_id: String, name: String },
+    /// Everyone signed in to this hub.
+    AllAuthenticated,
+    /// Anyone holding a link (read-only; links only).
+    Anonymous,
+}
+
+impl Grantee {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Grantee::Identity { .. } => "identity",
+            Grantee::Group { .. } => "group",
+            Grantee::AllAuthenticated => "all_authenticated",
+            Grantee::Anonymous => "anonymous",
+        }
+    }
+    /// The name people read: the user's, the group's, or empty.
+    pub fn name(&self) -> &str {
+        match self {
+            Grantee::Identity { name, .. } | Grantee::Group { name, .. } => name,
+            Grantee::AllAuthenticated | Grantee::Anonymous => "",
+        }
+    }
+}
+
+/// An endpoint owner's permission: `grantee` may use `path` (an endpoint
+/// path, raw bytes) and everything beneath it, reading (`r`) or also
+/// writing (`rw`), until `expires`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionRow {
+    pub id: String,
+    pub endpoint_id: String,
+    pub path: Vec<u8>,
+    pub mode: ferry_proto::share::ShareMode,
+    pub grantee: Grantee,
+    pub expires: Option<i64>,
+    pub created: i64,
+    pub created_by: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRow {
+    pub id: String,
+    pub name: String,
+    pub owner_id: i64,
+    pub owner_name: String,
+}
+
+/// A group as its owner and members see it listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub name: String,
+    pub owner_name: String,
+    /// Member names, sorted.
+    pub members: Vec<String>,
+}
+
+/// Groups, permissions on endpoint paths, the permissions a task's
+/// endpoints act under, and the record of sharing changes.
+pub trait ShareStore {
+    // --- groups ---
+    /// `Conflict { what: "group name" }` when taken.
+    fn create_group(&self, id: &str, name: &str, owner_id: i64, now: i64) -> Result<()>;
+
+    fn group_by_name(&self, name: &str) -> Result<Option<GroupRow>>;
+
+    /// `false` when already a member.
+    fn add_group_member(&self, group_id: &str, user_id: i64) -> Result<bool>;
+
+    /// `false` when not a member.
+    fn remove_group_member(&self, group_id: &str, user_id: i64) -> Result<bool>;
+
+    /// The groups the user owns or is a member of, by name.
+    fn groups_of(&self, user_id: i64) -> Result<Vec<GroupListing>>;
+
+    // --- permissions ---
+    /// `NotFound` when the endpoint, user or group does not exist.
+    fn put_permission(&self, permission: &PermissionRow) -> Result<()>;
+
+    /// A permission by id, expired or not.
+    fn permission(&self, id: &str) -> Result<Option<PermissionRow>>;
+
+    /// An endpoint's permissions that have not expired at `now`, oldest first.
+    fn endpoint_permissions(&self, endpoint_id: &str, now: i64) -> Result<Vec<PermissionRow>>;
+
+    /// `false` when the endpoint has no such permission.
+    fn delete_permission(&self, endpoint_id: &str, id: &str) -> Result<bool>;
+
+    /// The live permissions on the endpoint that reach the user: theirs,
+    /// their groups', everyone signed in's.
+    fn permissions_for(
+        &self,
+        user_id: i64,
+        endpoint_id: &str,
+        now: i64,
+    ) -> Result<Vec<PermissionRow>>;
+
+    /// Endpoints of others (not deleted) that a live permission shares
+    /// with the user, matching `query` as `search_endpoints` does.
+    fn shared_with(
+        &self,
+        user_id: i64,
+        query: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<EndpointRow>>;
+
+    // --- a task's grants ---
+    /// Records that the task's `side` (`source` or `destination`) acts
+    /// under `permission_id`.
+    fn put_task_grant(&self, task_id: &str, side: &str, permission_id: &str) -> Result<()>;
+
+    /// (side, permission id) of each of the task's grants.
+    fn task_grants(&self, task_id: &str) -> Result<Vec<(String, String)>>;
+
+    /// ACTIVE tasks that act under `permission_id`.
+    fn active_tasks_of_permission(&self, permission_id: &str) -> Result<Vec<String>>;
+
+    // --- the record ---
+    /// Who shared, revoked or was refused what, when (the audit log reads it).
+    fn record_share_event(
+        &self,
+        time: i64,
+        actor_id: Option<i64>,
+        endpoint_id: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<()>;
+
+    /// An endpoint's recorded sharing events, oldest first: (time, action, detail).
+    fn share_events(&self, endpoint_id: &str, limit: usize) -> Result<Vec<(i64, String, String)>>;
+}
+
 pub trait Storage:
-    AccountStore + EndpointStore + TaskStore + Send + Sync + std::fmt::Debug
+    AccountStore + EndpointStore + TaskStore + ShareStore + Send + Sync + std::fmt::Debug
 {
 }
 
-impl<T: AccountStore + EndpointStore + TaskStore + Send + Sync + std::fmt::Debug> Storage for T {}
+impl<T: AccountStore + EndpointStore + TaskStore + ShareStore + Send + Sync + std::fmt::Debug>
+    Storage for T
+{
+}

@@ -6,6 +6,7 @@
 //! is only the migrations' DDL and the placeholders' spelling.
 
 use super::*;
+use ferry_proto::share::ShareMode;
 use ferry_proto::task::SyncLevel;
 use ferry_proto::wire_path::WirePath;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -200,6 +201,52 @@ CREATE TABLE personal_tokens (
     created INTEGER NOT NULL
 );
 CREATE INDEX personal_tokens_user ON personal_tokens(user_id);
+"#,
+    ),
+    // Sharing: groups, permissions on endpoint paths, the permission each
+    // side of a grantee's task acts under, and the record of changes.
+    Migration::Sql(
+        r#"
+CREATE TABLE user_groups (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    owner_id INTEGER NOT NULL REFERENCES users(id),
+    created INTEGER NOT NULL
+);
+CREATE TABLE group_members (
+    group_id TEXT NOT NULL REFERENCES user_groups(id),
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    PRIMARY KEY (group_id, user_id)
+);
+CREATE TABLE permissions (
+    id TEXT PRIMARY KEY,
+    endpoint_id TEXT NOT NULL REFERENCES endpoints(id),
+    path BLOB NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('r', 'rw')),
+    grantee_kind TEXT NOT NULL CHECK (grantee_kind IN ('identity', 'group', 'all_authenticated', 'anonymous')),
+    grantee_user INTEGER REFERENCES users(id),
+    grantee_group TEXT REFERENCES user_groups(id),
+    expires INTEGER,
+    created INTEGER NOT NULL,
+    created_by INTEGER NOT NULL REFERENCES users(id)
+);
+CREATE INDEX permissions_endpoint ON permissions(endpoint_id);
+CREATE TABLE task_grants (
+    task_id TEXT NOT NULL REFERENCES tasks(id),
+    side TEXT NOT NULL CHECK (side IN ('source', 'destination')),
+    permission_id TEXT NOT NULL,
+    PRIMARY KEY (task_id, side)
+);
+CREATE INDEX task_grants_permission ON task_grants(permission_id);
+CREATE TABLE share_events (
+    id TEXT PRIMARY KEY,
+    time INTEGER NOT NULL,
+    actor_id INTEGER,
+    endpoint_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX share_events_endpoint ON share_events(endpoint_id, time);
 "#,
     ),
 ];
@@ -1060,6 +1107,286 @@ impl EndpointStore for SqliteStore {
             };
             tx.commit()?;
             Ok(outcome)
+        })
+    }
+}
+
+const PERMISSION_COLUMNS: &str = "p.id, p.endpoint_id, p.path, p.mode, p.grantee_kind, p.grantee_user, u.name, p.grantee_group, g.name, p.expires, p.created, p.created_by
+     FROM permissions p LEFT JOIN users u ON u.id = p.grantee_user LEFT JOIN user_groups g ON g.id = p.grantee_group";
+
+fn permission_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PermissionRow> {
+    let mode: String = r.get(3)?;
+    let kind: String = r.get(4)?;
+    let bad = |what: String| {
+        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, what.into())
+    };
+    let grantee = match kind.as_str() {
+        "identity" => Grantee::Identity {
+            user_id: r
+                .get::<_, Option<i64>>(5)?
+                .ok_or_else(|| bad("identity without a user".into()))?,
+            name: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+        },
+        "group" => Grantee::Group {
+            group_id: r
+                .get::<_, Option<String>>(7)?
+                .ok_or_else(|| bad("group without an id".into()))?,
+            name: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+        },
+        "all_authenticated" => Grantee::AllAuthenticated,
+        "anonymous" => Grantee::Anonymous,
+        other => return Err(bad(format!("grantee kind {other:?}"))),
+    };
+    Ok(PermissionRow {
+        id: r.get(0)?,
+        endpoint_id: r.get(1)?,
+        path: r.get(2)?,
+        mode: ShareMode::parse(&mode).ok_or_else(|| bad(format!("mode {mode:?}")))?,
+        grantee,
+        expires: r.get(9)?,
+        created: r.get(10)?,
+        created_by: r.get(11)?,
+    })
+}
+
+/// The live permissions that reach user ?1 at ?2 (`p.` in scope): theirs,
+/// their groups', everyone signed in's.
+const REACHES_USER: &str = "(p.expires IS NULL OR p.expires >= ?2) AND (
+       (p.grantee_kind = 'identity' AND p.grantee_user = ?1)
+    OR (p.grantee_kind = 'group' AND p.grantee_group IN (SELECT group_id FROM group_members WHERE user_id = ?1))
+    OR p.grantee_kind = 'all_authenticated')";
+
+impl ShareStore for SqliteStore {
+    fn create_group(&self, id: &str, name: &str, owner_id: i64, now: i64) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO user_groups (id, name, owner_id, created) VALUES (?1, ?2, ?3, ?4)",
+                params![id, name, owner_id, now],
+            )
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Conflict { .. } => StoreError::Conflict { what: "group name" },
+                other => other,
+            })?;
+            Ok(())
+        })
+    }
+
+    fn group_by_name(&self, name: &str) -> Result<Option<GroupRow>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT g.id, g.name, g.owner_id, u.name FROM user_groups g JOIN users u ON u.id = g.owner_id WHERE g.name = ?1",
+                    [name],
+                    |r| {
+                        Ok(GroupRow {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            owner_id: r.get(2)?,
+                            owner_name: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+    }
+
+    fn add_group_member(&self, group_id: &str, user_id: i64) -> Result<bool> {
+        self.with_conn(|conn| {
+            let added = conn.execute(
+                "INSERT INTO group_members (group_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![group_id, user_id],
+            )?;
+            Ok(added == 1)
+        })
+    }
+
+    fn remove_group_member(&self, group_id: &str, user_id: i64) -> Result<bool> {
+        self.with_conn(|conn| {
+            let removed = conn.execute(
+                "DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2",
+                params![group_id, user_id],
+            )?;
+            Ok(removed == 1)
+        })
+    }
+
+    fn groups_of(&self, user_id: i64) -> Result<Vec<GroupListing>> {
+        self.with_conn(|conn| {
+            let mut groups = conn.prepare(
+                "SELECT g.id, g.name, u.name FROM user_groups g JOIN users u ON u.id = g.owner_id
+                 WHERE g.owner_id = ?1 OR g.id IN (SELECT group_id FROM group_members WHERE user_id = ?1)
+                 ORDER BY g.name",
+            )?;
+            let found = groups
+                .query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<(String, String, String)>>>()?;
+            let mut members = conn.prepare(
+                "SELECT u.name FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ?1 ORDER BY u.name",
+            )?;
+            let mut listed = Vec::with_capacity(found.len());
+            for (id, name, owner_name) in found {
+                let names = members
+                    .query_map([&id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                listed.push(GroupListing {
+                    name,
+                    owner_name,
+                    members: names,
+                });
+            }
+            Ok(listed)
+        })
+    }
+
+    fn put_permission(&self, p: &PermissionRow) -> Result<()> {
+        let (user, group) = match &p.grantee {
+            Grantee::Identity { user_id, .. } => (Some(*user_id), None),
+            Grantee::Group { group_id, .. } => (None, Some(group_id.as_str())),
+            Grantee::AllAuthenticated | Grantee::Anonymous => (None, None),
+        };
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO permissions (id, endpoint_id, path, mode, grantee_kind, grantee_user, grantee_group, expires, created, created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![p.id, p.endpoint_id, p.path, p.mode.as_str(), p.grantee.kind(), user, group, p.expires, p.created, p.created_by],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn permission(&self, id: &str) -> Result<Option<PermissionRow>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {PERMISSION_COLUMNS} WHERE p.id = ?1"),
+                    [id],
+                    permission_row,
+                )
+                .optional()?)
+        })
+    }
+
+    fn endpoint_permissions(&self, endpoint_id: &str, now: i64) -> Result<Vec<PermissionRow>> {
+        self.with_conn(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {PERMISSION_COLUMNS} WHERE p.endpoint_id = ?1 AND (p.expires IS NULL OR p.expires >= ?2)
+                 ORDER BY p.created, p.id"
+            ))?;
+            let rows = statement.query_map(params![endpoint_id, now], permission_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn delete_permission(&self, endpoint_id: &str, id: &str) -> Result<bool> {
+        self.with_conn(|conn| {
+            let deleted = conn.execute(
+                "DELETE FROM permissions WHERE endpoint_id = ?1 AND id = ?2",
+                params![endpoint_id, id],
+            )?;
+            Ok(deleted == 1)
+        })
+    }
+
+    fn permissions_for(
+        &self,
+        user_id: i64,
+        endpoint_id: &str,
+        now: i64,
+    ) -> Result<Vec<PermissionRow>> {
+        self.with_conn(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {PERMISSION_COLUMNS} WHERE p.endpoint_id = ?3 AND {REACHES_USER} ORDER BY p.created, p.id"
+            ))?;
+            let rows = statement.query_map(params![user_id, now, endpoint_id], permission_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn shared_with(
+        &self,
+        user_id: i64,
+        query: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<EndpointRow>> {
+        self.with_conn(|conn| {
+            let pattern = format!(
+                "%{}%",
+                query
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            let mut statement = conn.prepare(&format!(
+                "SELECT {ENDPOINT_COLUMNS} WHERE e.deleted = 0 AND e.owner_id <> ?1
+                 AND (lower(e.display_name) LIKE lower(?3) ESCAPE '\\' OR lower(e.id) LIKE lower(?3) ESCAPE '\\')
+                 AND e.id IN (SELECT p.endpoint_id FROM permissions p WHERE {REACHES_USER})
+                 ORDER BY e.created, e.id LIMIT ?4"
+            ))?;
+            let rows =
+                statement.query_map(params![user_id, now, pattern, limit as i64], endpoint_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn put_task_grant(&self, task_id: &str, side: &str, permission_id: &str) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO task_grants (task_id, side, permission_id) VALUES (?1, ?2, ?3)",
+                params![task_id, side, permission_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn task_grants(&self, task_id: &str) -> Result<Vec<(String, String)>> {
+        self.with_conn(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT side, permission_id FROM task_grants WHERE task_id = ?1 ORDER BY side",
+            )?;
+            let rows = statement.query_map([task_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn active_tasks_of_permission(&self, permission_id: &str) -> Result<Vec<String>> {
+        self.with_conn(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT t.id FROM task_grants g JOIN tasks t ON t.id = g.task_id
+                 WHERE g.permission_id = ?1 AND t.status = 'ACTIVE' ORDER BY t.seq",
+            )?;
+            let rows = statement.query_map([permission_id], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn record_share_event(
+        &self,
+        time: i64,
+        actor_id: Option<i64>,
+        endpoint_id: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<()> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO share_events (id, time, actor_id, endpoint_id, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, time, actor_id, endpoint_id, action, detail],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn share_events(&self, endpoint_id: &str, limit: usize) -> Result<Vec<(i64, String, String)>> {
+        self.with_conn(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT time, action, detail FROM share_events WHERE endpoint_id = ?1 ORDER BY time, id LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![endpoint_id, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 }
