@@ -478,7 +478,6 @@ impl From<SharingError> for Failure {
         match e {
             SharingError::Invalid(m) => bad(m),
             SharingError::NotFound(m) => Failure::new(StatusCode::NOT_FOUND, "not_found", m),
-            SharingError::Refused(refusal) => Failure::from(refusal),
             SharingError::Endpoint(e) => Failure::from(e),
             SharingError::Unreachable(m) => {
                 Failure::new(StatusCode::SERVICE_UNAVAILABLE, "endpoint_unavailable", m)

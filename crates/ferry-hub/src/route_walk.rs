@@ -619,6 +619,26 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             page(unauthorized, not_found),
         ),
         (
+            "POST",
+            "/endpoints/{endpoint}/permissions",
+            format!("/endpoints/{laptop}/permissions"),
+            Some(vec![
+                ("path".into(), "/~/".into()),
+                ("with".into(), "bob".into()),
+                ("mode".into(), "rw".into()),
+            ]),
+            Kind::Page,
+            page(unauthorized, not_found),
+        ),
+        (
+            "POST",
+            "/endpoints/{endpoint}/permissions/{permission}/delete",
+            format!("/endpoints/{laptop}/permissions/some-id/delete"),
+            Some(vec![]),
+            Kind::Page,
+            page(unauthorized, not_found),
+        ),
+        (
             "GET",
             "/account",
             "/account".into(),

@@ -8,7 +8,7 @@
 //! Every grant, revocation and refusal is recorded (`share_events`) for
 //! the audit log.
 
-use crate::authz::{Action, Refusal, is_beneath};
+use crate::authz::Action;
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
 use crate::grants::{Principal, now};
@@ -31,8 +31,6 @@ pub enum SharingError {
     /// No such user or group (or not one the caller may see).
     #[error("{0}")]
     NotFound(String),
-    #[error(transparent)]
-    Refused(Refusal),
     #[error(transparent)]
     Endpoint(#[from] RegistryError),
     /// The endpoint must answer for the share to be checked, and did not.

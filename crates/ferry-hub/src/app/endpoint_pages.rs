@@ -9,12 +9,15 @@ use crate::authz::{CreatesEndpoints, ManagesEndpoints, SeesEndpoints};
 use crate::endpoints::{self, RegistryError};
 use crate::page_auth::SignedIn;
 use crate::server::Hub;
+use crate::sharing::{self, GranteeName, NewPermission, SharingError};
 use crate::store::EndpointRow;
 use crate::tasks::Wake;
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use ferry_proto::share::ShareMode;
+use ferry_proto::wire_path::WirePath;
 use std::sync::Arc;
 
 /// Most endpoints the page lists.
@@ -128,11 +131,35 @@ fn endpoint_page(
     confirm: bool,
     notice: Option<Notice>,
     status: StatusCode,
-) -> Response {
+) -> Result<Response, AppError> {
+    // Its owner sees (and changes) whom it is shared with.
+    let owner = row.owner_id == visitor.who.user_id;
+    let (permissions, history) = if owner {
+        (
+            hub.store
+                .endpoint_permissions(&row.id, crate::grants::now())?,
+            hub.store.share_events(&row.id, HISTORY)?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let shared = view::Sharing {
+        permissions: &permissions,
+        history: &history,
+    };
     let line = line(hub, row);
-    let page = view::endpoint(&visitor.frame(Nav::Endpoints), &line, confirm, notice);
-    (status, Html(page)).into_response()
+    let page = view::endpoint(
+        &visitor.frame(Nav::Endpoints),
+        &line,
+        confirm,
+        owner.then_some(&shared),
+        notice,
+    );
+    Ok((status, Html(page)).into_response())
 }
+
+/// Sharing events an endpoint's page shows.
+const HISTORY: usize = 200;
 
 /// `GET /endpoints/{endpoint}`.
 pub async fn show(
@@ -142,14 +169,7 @@ pub async fn show(
 ) -> Result<Response, AppError> {
     let visitor = Visitor::from(signed_in);
     let row = find(&hub, &visitor, &endpoint, Action::SeeEndpoint)?;
-    Ok(endpoint_page(
-        &hub,
-        &visitor,
-        row,
-        false,
-        None,
-        StatusCode::OK,
-    ))
+    endpoint_page(&hub, &visitor, row, false, None, StatusCode::OK)
 }
 
 fn failed(
@@ -159,14 +179,14 @@ fn failed(
     e: RegistryError,
 ) -> Result<Response, AppError> {
     match Said::from(e) {
-        Said::Sentence(s) => Ok(endpoint_page(
+        Said::Sentence(s) => endpoint_page(
             hub,
             visitor,
             row,
             false,
             Some(Notice::Error(s)),
             StatusCode::UNPROCESSABLE_ENTITY,
-        )),
+        ),
         Said::Page(e) => Err(e),
     }
 }
@@ -185,14 +205,14 @@ pub async fn rename(
         Ok(()) => {
             tracing::info!(endpoint = %row.id, by = %visitor.who.user_name, from = %row.display_name, to = %name, "endpoint renamed");
             let row = find(&hub, &visitor, &row.id, Action::SeeEndpoint)?;
-            Ok(endpoint_page(
+            endpoint_page(
                 &hub,
                 &visitor,
                 row,
                 false,
                 Some(Notice::Done("Renamed.".into())),
                 StatusCode::OK,
-            ))
+            )
         }
         Err(e) => failed(&hub, &visitor, row, e),
     }
@@ -210,14 +230,7 @@ pub async fn revoke(
 ) -> Result<Response, AppError> {
     let row = find(&hub, &visitor, &endpoint, Action::ManageEndpoint)?;
     if fields.get("confirm") != Some("yes") {
-        return Ok(endpoint_page(
-            &hub,
-            &visitor,
-            row,
-            true,
-            None,
-            StatusCode::OK,
-        ));
+        return endpoint_page(&hub, &visitor, row, true, None, StatusCode::OK);
     }
     match endpoints::delete(&*hub.store, &row) {
         Ok(()) => {
@@ -230,4 +243,95 @@ pub async fn revoke(
         }
         Err(e) => failed(&hub, &visitor, row, e),
     }
+}
+
+/// `POST /endpoints/{endpoint}/permissions`: `Share`.
+pub async fn share(
+    State(hub): State<Arc<Hub>>,
+    Path(endpoint): Path<String>,
+    Posted {
+        visitor, fields, ..
+    }: Posted<ManagesEndpoints>,
+) -> Result<Response, AppError> {
+    let row = find(&hub, &visitor, &endpoint, Action::ManageEndpoint)?;
+    let with = fields.get("with").unwrap_or("").trim();
+    let grantee = match with.strip_prefix("group:") {
+        Some(group) => GranteeName::Group(group.trim().to_string()),
+        None if with == "everyone" => GranteeName::AllAuthenticated,
+        None => GranteeName::Identity(with.to_string()),
+    };
+    let mode = match fields.get("mode") {
+        Some("rw") => ShareMode::ReadWrite,
+        _ => ShareMode::Read,
+    };
+    let path =
+        WirePath::decode(fields.get("path").unwrap_or("").trim()).map_err(|_| AppError::BadForm)?;
+    let created = sharing::create_permission(
+        &hub,
+        &visitor.who,
+        NewPermission {
+            endpoint: row.id.clone(),
+            path,
+            mode,
+            grantee,
+            expires: None,
+        },
+    )
+    .await;
+    let notice = match created {
+        Ok(p) => Notice::Done(format!(
+            "Shared {} with {}.",
+            view::shown_name(&p.path),
+            if p.grantee.name().is_empty() {
+                "everyone signed in"
+            } else {
+                p.grantee.name()
+            }
+        )),
+        Err(SharingError::Storage(e)) => return Err(e.into()),
+        Err(SharingError::Endpoint(e)) => match Said::from(e) {
+            Said::Sentence(s) => Notice::Error(s),
+            Said::Page(e) => return Err(e),
+        },
+        Err(e) => Notice::Error(super::sentence(&e.to_string())),
+    };
+    let status = if matches!(notice, Notice::Error(_)) {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let row = find(&hub, &visitor, &row.id, Action::ManageEndpoint)?;
+    endpoint_page(&hub, &visitor, row, false, Some(notice), status)
+}
+
+/// `POST /endpoints/{endpoint}/permissions/{permission}/delete`:
+/// `Stop sharing`. Tasks that used it fail at once.
+pub async fn unshare(
+    State(hub): State<Arc<Hub>>,
+    wake: Option<Extension<Wake>>,
+    Path((endpoint, permission)): Path<(String, String)>,
+    Posted { visitor, .. }: Posted<ManagesEndpoints>,
+) -> Result<Response, AppError> {
+    let row = find(&hub, &visitor, &endpoint, Action::ManageEndpoint)?;
+    let notice = match sharing::delete_permission(&*hub.store, &visitor.who, &row.id, &permission) {
+        Ok(failed) => {
+            if !failed.is_empty() {
+                hub.task_ended.notify_waiters();
+                if let Some(Extension(wake)) = wake {
+                    wake.wake();
+                }
+            }
+            Notice::Done(format!(
+                "No longer shared.{}",
+                match failed.len() {
+                    0 => String::new(),
+                    1 => " A task that used it has stopped.".into(),
+                    n => format!(" {n} tasks that used it have stopped."),
+                }
+            ))
+        }
+        Err(SharingError::Storage(e)) => return Err(e.into()),
+        Err(e) => Notice::Error(super::sentence(&e.to_string())),
+    };
+    endpoint_page(&hub, &visitor, row, false, Some(notice), StatusCode::OK)
 }

@@ -66,6 +66,14 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/endpoints/{endpoint}", get(endpoint_pages::show))
         .route("/endpoints/{endpoint}/rename", post(endpoint_pages::rename))
         .route("/endpoints/{endpoint}/revoke", post(endpoint_pages::revoke))
+        .route(
+            "/endpoints/{endpoint}/permissions",
+            post(endpoint_pages::share),
+        )
+        .route(
+            "/endpoints/{endpoint}/permissions/{permission}/delete",
+            post(endpoint_pages::unshare),
+        )
         .route("/account", get(account::show))
         .route("/account/tokens", post(account::create_token))
         .route(

@@ -6,7 +6,9 @@
 
 use super::{Nav, Notice, PanelState, Sort};
 use crate::control::Link;
-use crate::store::{EndpointRow, PersonalTokenRow, SessionListing, TaskEventRow, TaskRow};
+use crate::store::{
+    EndpointRow, Grantee, PermissionRow, PersonalTokenRow, SessionListing, TaskEventRow, TaskRow,
+};
 use ferry_proto::api::{FsEntry, FsEntryKind};
 use ferry_proto::human;
 use ferry_proto::task::TaskStatus;
@@ -673,10 +675,87 @@ pub fn endpoints(
     )
 }
 
+/// What the owner sees of an endpoint's sharing.
+pub struct Sharing<'a> {
+    pub permissions: &'a [PermissionRow],
+    /// (time, action, detail), oldest first.
+    pub history: &'a [(i64, String, String)],
+}
+
+fn sharing(frame: &Frame<'_>, endpoint_id: &str, sharing: &Sharing<'_>) -> Markup {
+    html! {
+        section aria-label="Sharing" {
+            h2 { "Shared with" }
+            @if sharing.permissions.is_empty() {
+                p class="empty" { "Nobody else. Share a folder below: the people you name find this endpoint under shared-with-me and reach only that folder." }
+            } @else {
+                table class="permissions" {
+                    thead { tr { th scope="col" { "Folder" } th scope="col" { "Access" } th scope="col" { "With" } th scope="col" { "Expires" } th scope="col" { span class="sr" { "Action" } } } }
+                    tbody {
+                        @for p in sharing.permissions {
+                            tr {
+                                td { code { (shown_name(&p.path)) } }
+                                td { @if p.mode.allows_write() { "read-write" } @else { "read-only" } }
+                                td {
+                                    @match &p.grantee {
+                                        Grantee::Identity { name, .. } => { (name) },
+                                        Grantee::Group { name, .. } => { "group " (name) },
+                                        Grantee::AllAuthenticated => { "everyone signed in" },
+                                        Grantee::Anonymous => { "anyone with a link" },
+                                    }
+                                }
+                                td { @if let Some(e) = p.expires { (when(e)) } @else { "never" } }
+                                td {
+                                    form method="post" action={ "/endpoints/" (endpoint_id) "/permissions/" (p.id) "/delete" } {
+                                        input type="hidden" name="csrf" value=(frame.csrf);
+                                        button type="submit" class="danger" aria-label={ "Stop sharing " (shown_name(&p.path)) } { "Stop sharing" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form method="post" action={ "/endpoints/" (endpoint_id) "/permissions" } {
+                input type="hidden" name="csrf" value=(frame.csrf);
+                div class="grid" {
+                    div class="field" {
+                        label for="share-path" { "Folder to share" }
+                        input type="text" id="share-path" name="path" required autocomplete="off" placeholder="/~/project/results";
+                    }
+                    div class="field" {
+                        label for="share-with" { "Share with (user name, or group:NAME)" }
+                        input type="text" id="share-with" name="with" required autocomplete="off" placeholder="bob";
+                    }
+                    div class="field" {
+                        label for="share-mode" { "Access" }
+                        select id="share-mode" name="mode" {
+                            option value="r" selected { "read-only" }
+                            option value="rw" { "read-write" }
+                        }
+                    }
+                }
+                button type="submit" class="primary" { "Share" }
+            }
+            @if !sharing.history.is_empty() {
+                details {
+                    summary { "Sharing history" }
+                    ul class="history" {
+                        @for (time, action, detail) in sharing.history {
+                            li { (when(*time)) ": " (action.replace('_', " ")) ", " (detail) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub fn endpoint(
     frame: &Frame<'_>,
     line: &EndpointLine,
     confirm_revoke: bool,
+    shared: Option<&Sharing<'_>>,
     notice_: Option<Notice>,
 ) -> String {
     let row = &line.row;
@@ -717,6 +796,7 @@ pub fn endpoint(
                         }
                     }
                 }
+                @if let Some(shared) = shared { (sharing(frame, &row.id, shared)) }
                 section aria-label="Revoke" {
                     h2 { "Revoke" }
                     form method="post" action={ "/endpoints/" (row.id) "/revoke" } {
