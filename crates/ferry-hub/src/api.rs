@@ -33,7 +33,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
     ApiError, CreateEndpoint, CreateGroup, CreatePermission, EndpointInfo, FilterScope, FsOp,
-    FsOutcome, GroupInfo, GroupMember, PermissionInfo, RegisterEndpoint, UpdateEndpoint,
+    FsOutcome, GroupInfo, GroupMember, PermissionDeleted, PermissionInfo, RegisterEndpoint,
+    UpdateEndpoint,
 };
 use ferry_proto::share::ShareMode;
 use ferry_proto::task::{SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TaskStatus, TransferItem};
@@ -549,22 +550,41 @@ async fn delete_permission(
     wake: Option<Extension<Wake>>,
     Caller(who, _): Caller<ManagesEndpoints>,
     Path((endpoint, permission)): Path<(String, String)>,
-) -> Result<StatusCode, Failure> {
+) -> Result<Json<PermissionDeleted>, Failure> {
     let failed = sharing::delete_permission(&*hub.store, &who, &endpoint, &permission)?;
     if !failed.is_empty() {
         hub.task_ended.notify_waiters();
         wake_scheduler(wake);
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(PermissionDeleted {
+        id: permission,
+        tasks_failed: failed,
+    }))
+}
+
+/// The group as `who` now sees it.
+fn group_info(hub: &Hub, who: &Principal, name: &str) -> Result<GroupInfo, Failure> {
+    sharing::groups(&*hub.store, who)?
+        .into_iter()
+        .find(|g| g.name == name)
+        .map(|g| GroupInfo {
+            name: g.name,
+            owner: g.owner_name,
+            members: g.members,
+        })
+        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "not_found", "no such group of yours"))
 }
 
 async fn create_group(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<SeesEndpoints>,
     Json(body): Json<CreateGroup>,
-) -> Result<StatusCode, Failure> {
+) -> Result<(StatusCode, Json<GroupInfo>), Failure> {
     sharing::create_group(&*hub.store, &who, &body.name)?;
-    Ok(StatusCode::CREATED)
+    Ok((
+        StatusCode::CREATED,
+        Json(group_info(&hub, &who, &body.name)?),
+    ))
 }
 
 async fn list_groups(
@@ -588,18 +608,18 @@ async fn add_member(
     Caller(who, _): Caller<SeesEndpoints>,
     Path(group): Path<String>,
     Json(body): Json<GroupMember>,
-) -> Result<StatusCode, Failure> {
+) -> Result<Json<GroupInfo>, Failure> {
     sharing::change_member(&*hub.store, &who, &group, &body.user, true)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(group_info(&hub, &who, &group)?))
 }
 
 async fn remove_member(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<SeesEndpoints>,
     Path((group, user)): Path<(String, String)>,
-) -> Result<StatusCode, Failure> {
+) -> Result<Json<GroupInfo>, Failure> {
     sharing::change_member(&*hub.store, &who, &group, &user, false)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(group_info(&hub, &who, &group)?))
 }
 
 // --- tasks ---

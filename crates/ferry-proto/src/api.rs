@@ -271,3 +271,11 @@ pub struct GroupInfo {
     pub owner: String,
     pub members: Vec<String>,
 }
+
+/// `DELETE /api/v1/endpoints/{endpoint}/permissions/{id}`: what ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionDeleted {
+    pub id: String,
+    /// ACTIVE tasks that used the permission and failed with it.
+    pub tasks_failed: Vec<String>,
+}
