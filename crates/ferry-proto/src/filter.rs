@@ -138,8 +138,9 @@ impl FilterSet {
     /// between components, no leading or trailing `/`) is included, its
     /// ancestors taken as included (the walk never reaches an entry
     /// beneath an excluded directory).
+    /// The item's own root (`rel` empty) is always included.
     pub fn included(&self, rel: &[u8], is_dir: bool) -> bool {
-        if self.rules.is_empty() {
+        if self.rules.is_empty() || rel.is_empty() {
             return true;
         }
         let name = match rel.iter().rposition(|b| *b == b'/') {
@@ -427,6 +428,8 @@ mod tests {
         assert!(!flat.included(b"a.txt", false));
         assert!(!flat.included(b"sub", true));
         assert!(!flat.reachable(b"sub/b.csv", false));
+        // The transfer root itself, which `*` would match, is not filtered.
+        assert!(flat.included(b"", true) && flat.reachable(b"", true));
         let deep = set(&[
             FilterRule::include("*/"),
             FilterRule::include("*.csv"),
