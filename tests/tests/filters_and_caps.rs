@@ -77,7 +77,10 @@ fn excluded_files_and_directories_are_not_sent_and_delete_keeps_them_at_the_dest
     assert_eq!(task["files_transferred"], 3, "{task}");
     let events = lab.events(&id);
     assert!(events.contains("stale.txt"), "{events}");
-    assert!(!events.contains("mine.tmp") && !events.contains("results"), "{events}");
+    assert!(
+        !events.contains("mine.tmp") && !events.contains("results"),
+        "{events}"
+    );
 }
 
 #[test]
@@ -138,12 +141,15 @@ fn filters_that_could_not_work_are_refused_before_anything_runs() {
             vec!["src:/~/a", "dst:/~/a", "-r", "--exclude", "[abc"],
             "no closing ']'",
         ),
+        (vec!["src:/~/a", "dst:/~/a", "--exclude", "*.tmp"], "add -r"),
         (
-            vec!["src:/~/a", "dst:/~/a", "--exclude", "*.tmp"],
-            "add -r",
+            vec!["src:/~/a", "dst:/~/a", "--bwlimit", "fast"],
+            "not a rate",
         ),
-        (vec!["src:/~/a", "dst:/~/a", "--bwlimit", "fast"], "not a rate"),
-        (vec!["src:/~/a", "dst:/~/a", "--bwlimit", "1K"], "lowest cap"),
+        (
+            vec!["src:/~/a", "dst:/~/a", "--bwlimit", "1K"],
+            "lowest cap",
+        ),
     ] {
         let mut all = vec!["transfer"];
         all.extend(args.iter().copied());
@@ -152,7 +158,9 @@ fn filters_that_could_not_work_are_refused_before_anything_runs() {
         assert!(out.stderr.contains(words), "{all:?}: {out:?}");
         assert!(!out.stdout.contains("Task ID"), "{out:?}");
     }
-    let many: Vec<String> = (0..65).flat_map(|i| ["--exclude".into(), format!("x{i}")]).collect();
+    let many: Vec<String> = (0..65)
+        .flat_map(|i| ["--exclude".into(), format!("x{i}")])
+        .collect();
     let mut all = vec!["transfer", "src:/~/a", "dst:/~/a", "-r"];
     all.extend(many.iter().map(String::as_str));
     let out = lab.ferry(&all);

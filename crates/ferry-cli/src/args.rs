@@ -621,8 +621,18 @@ mod tests {
     #[test]
     fn filters_keep_the_order_they_were_given_in_across_both_options() {
         let cli = parsed(&[
-            "ferry", "transfer", "a:/x", "b:/y", "-r", "--exclude", "*.tmp", "--include",
-            "keep.tmp", "--exclude=scratch/", "--include", "*",
+            "ferry",
+            "transfer",
+            "a:/x",
+            "b:/y",
+            "-r",
+            "--exclude",
+            "*.tmp",
+            "--include",
+            "keep.tmp",
+            "--exclude=scratch/",
+            "--include",
+            "*",
         ])
         .unwrap();
         let Command::Transfer(args) = cli.command else {

@@ -5,8 +5,8 @@ use crate::args::{DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs};
 use crate::hub::session;
 use crate::terminal::{escape, escape_bytes};
 use crate::{Invocation, UsageError, client_runtime};
-use ferry_proto::filter::FilterSet;
 use anyhow::{Context, bail};
+use ferry_proto::filter::FilterSet;
 use ferry_proto::human::{self, utc_seconds};
 use ferry_proto::task::{
     SubmitTask, SubmittedTask, SyncLevel, TaskEvent, TaskInfo, TaskStatus, TransferItem,

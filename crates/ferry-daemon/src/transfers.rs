@@ -315,7 +315,8 @@ impl Transfers {
     /// transfers take the new rate at their next piece. A bad setting
     /// keeps the rate in force.
     pub(crate) fn reload_bwlimit(&self, dir: &EndpointDir) -> Result<String, String> {
-        let rate = bwlimit_setting(dir).map_err(|e| format!("{e}; keeping the previous bwlimit"))?;
+        let rate =
+            bwlimit_setting(dir).map_err(|e| format!("{e}; keeping the previous bwlimit"))?;
         self.ctx.bwlimit.set_rate(rate);
         Ok(match rate {
             Some(rate) => format!("bwlimit {}", ferry_proto::rate::format_rate(rate)),

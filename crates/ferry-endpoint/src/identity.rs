@@ -71,9 +71,9 @@ impl EndpointFile {
             None => None,
         };
         let bwlimit = match &file.bwlimit {
-            Some(text) => Some(
-                ferry_proto::rate::parse_rate(text).map_err(|e| format!("`bwlimit`: {e}"))?,
-            ),
+            Some(text) => {
+                Some(ferry_proto::rate::parse_rate(text).map_err(|e| format!("`bwlimit`: {e}"))?)
+            }
             None => None,
         };
         let identity = EndpointIdentity {

@@ -51,9 +51,9 @@ use crate::digest::{
 use crate::faults::{Faults, Op};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
 use crate::plan::{self, Attributes, Verdict};
+use crate::throttle::Throttled;
 use crate::{Disposition, MoveError, Side, at_once};
 use ferry_paths::{EntryKind as FsKind, RootedFs, Temporary, resolve_endpoint_path};
-use crate::throttle::Throttled;
 use ferry_proto::data::{
     self, ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open,
 };

@@ -521,7 +521,10 @@ async fn filters_choose_what_is_walked_and_what_delete_spares() {
 
     let options = TransferOptions {
         delete: true,
-        filters: vec![FilterRule::exclude("*.tmp"), FilterRule::exclude("scratch/")],
+        filters: vec![
+            FilterRule::exclude("*.tmp"),
+            FilterRule::exclude("scratch/"),
+        ],
         ..TransferOptions::default()
     };
     let (verdict, reports) = w
@@ -582,7 +585,10 @@ async fn include_then_exclude_everything_sends_only_what_is_included() {
     let (verdict, _) = w
         .transfer(1, vec![item("/~/d", "/~/top", true)], top_only)
         .await;
-    assert!(matches!(verdict, TaskReport::Succeeded { .. }), "{verdict:?}");
+    assert!(
+        matches!(verdict, TaskReport::Succeeded { .. }),
+        "{verdict:?}"
+    );
     let names = |root: &Path| {
         let mut n: Vec<_> = snapshot(root).into_iter().map(|(rel, _)| rel).collect();
         n.sort();
@@ -600,7 +606,10 @@ async fn include_then_exclude_everything_sends_only_what_is_included() {
     let (verdict, _) = w
         .transfer(2, vec![item("/~/d", "/~/deep", true)], every_level)
         .await;
-    assert!(matches!(verdict, TaskReport::Succeeded { .. }), "{verdict:?}");
+    assert!(
+        matches!(verdict, TaskReport::Succeeded { .. }),
+        "{verdict:?}"
+    );
     assert_eq!(
         names(&w.b.home.join("deep")),
         [b"a.csv".to_vec(), b"sub".to_vec(), b"sub/b.csv".to_vec()]

@@ -116,7 +116,10 @@ enum Token {
     /// `**`: any run of bytes.
     DoubleStar,
     /// `[...]`: byte ranges, inclusive.
-    Class { negated: bool, ranges: Vec<(u8, u8)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(u8, u8)>,
+    },
 }
 
 impl FilterSet {
@@ -393,7 +396,10 @@ mod tests {
 
     #[test]
     fn first_match_wins_and_unmatched_names_are_included() {
-        let rules = set(&[FilterRule::include("keep.tmp"), FilterRule::exclude("*.tmp")]);
+        let rules = set(&[
+            FilterRule::include("keep.tmp"),
+            FilterRule::exclude("*.tmp"),
+        ]);
         assert!(rules.included(b"keep.tmp", false));
         assert!(rules.included(b"sub/keep.tmp", false));
         assert!(!rules.included(b"other.tmp", false));
@@ -411,7 +417,10 @@ mod tests {
 
     #[test]
     fn a_slash_inside_anchors_to_the_transfer_root() {
-        let rules = set(&[FilterRule::exclude("logs/*.gz"), FilterRule::exclude("/top")]);
+        let rules = set(&[
+            FilterRule::exclude("logs/*.gz"),
+            FilterRule::exclude("/top"),
+        ]);
         assert!(!rules.included(b"logs/a.gz", false));
         assert!(rules.included(b"x/logs/a.gz", false));
         assert!(!rules.included(b"top", false));

@@ -161,7 +161,16 @@ mod tests {
         assert_eq!(parse_rate("500K"), Ok(500_000));
         assert_eq!(parse_rate("10m"), Ok(10_000_000));
         assert_eq!(parse_rate("2G"), Ok(2_000_000_000));
-        for bad in ["", "K", "10MB", "1.5M", "-1", " 10M", "10 M", "99999999999999999999G"] {
+        for bad in [
+            "",
+            "K",
+            "10MB",
+            "1.5M",
+            "-1",
+            " 10M",
+            "10 M",
+            "99999999999999999999G",
+        ] {
             assert!(
                 matches!(parse_rate(bad), Err(RateError::Malformed(_))),
                 "{bad:?}"

@@ -649,7 +649,13 @@ pub fn a_task_round_trips_every_field_exactly(s: &dyn Storage) {
                     2 => vec![FilterRule::exclude("scratch/")],
                     _ => Vec::new(),
                 },
-                bwlimit: [None, Some(10_000), Some(10_000_000), Some(u64::MAX >> 1), None][i],
+                bwlimit: [
+                    None,
+                    Some(10_000),
+                    Some(10_000_000),
+                    Some(u64::MAX >> 1),
+                    None,
+                ][i],
             },
             items: match i {
                 0 => many.clone(),
