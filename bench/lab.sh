@@ -1,17 +1,24 @@
 # Sourced by the bench scripts: a hub and two endpoints (bench-src,
 # bench-dst) on loopback, release build, config-paths covering the bench
 # stores. Defines lab_start and lab_stop; writes $work/env for ferry-copy.sh.
+# FERRY_BENCH_PROFILE=debug uses a debug build instead (a quick look on a
+# busy machine; figures of speed want release).
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export BENCH_SHM="${BENCH_SHM:-/dev/shm/bench}" BENCH_DISK="${BENCH_DISK:-/var/tmp/bench}"
 work=${FERRY_BENCH_WORK:-/var/tmp/ferry-bench-work}
 export FERRY_BENCH_WORK=$work
 hub_pid=
+profile=${FERRY_BENCH_PROFILE:-release}
 
 lab_start() {
-  (cd "$repo" && cargo build --release --bins --quiet)
+  if [ "$profile" = release ]; then
+    (cd "$repo" && cargo build --release --bins --quiet)
+  else
+    (cd "$repo" && cargo build --bins --quiet)
+  fi
   target=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  export PATH="$target/release:$PATH"
+  export PATH="$target/$profile:$PATH"
   rm -rf "$work"; mkdir -p "$work" "$BENCH_SHM" "$BENCH_DISK"
   local port key ep
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -29,7 +36,7 @@ lab_start() {
   done
   for _ in $(seq 100); do ferry -status -dir "$work/dst" | grep -q '^Hub: connected' && break; sleep 0.1; done
   cat > "$work/env" <<ENV
-export PATH="$target/release:\$PATH"
+export PATH="$target/$profile:\$PATH"
 export FERRY_HUB="https://127.0.0.1:$port" FERRY_HUB_CA="$work/hub/ca.crt"
 export FERRY_TOKEN="$(ferry-hub token create --dir "$work/hub" --user bench --expires 86400)"
 ENV

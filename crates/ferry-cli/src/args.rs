@@ -2,6 +2,8 @@
 //! contract's one-dash spellings.
 
 use clap::{Args, Parser, Subcommand};
+use ferry_proto::filter::{FilterAction, FilterRule};
+use ferry_proto::wire_path::WirePath;
 use std::path::PathBuf;
 
 const HELP_TEMPLATE: &str = "\
@@ -177,10 +179,35 @@ Relative paths are taken under SRC_EP:PATH and DST_EP:PATH given on the
 command line (then just SRC_EP and DST_EP are enough if every path is
 absolute).
 
+Filters (--include PATTERN, --exclude PATTERN, repeatable, as in rsync):
+they apply to what -r finds beneath the source directory (an item named
+itself is always sent). Each entry is tried against the patterns in the
+order given; the first that matches decides; an entry none matches is
+sent. An excluded directory is not looked into at all, so
+  --include '*.csv' --exclude '*'
+sends the csv files at the top only; --include '*/' first makes it look in
+every directory (empty ones are made too). With --delete, an excluded
+destination entry is never deleted. In a PATTERN:
+  *        any bytes but /          **     any bytes, / too
+  ?        one byte but /           [a-z]  one byte of a set ([!a-z]: not)
+  \\X       X itself
+  NAME/    (a trailing /) matches directories only
+  a/b, /a  (a / before the end) matches the whole path from the source
+           directory, not just the name: logs/*.gz is logs/x.gz only
+Names are matched as bytes (names that are not UTF-8 too); at most 64
+patterns of at most 256 bytes.
+
+--bwlimit RATE caps the task's data rate (bytes per second, K, M, G are
+powers of 1000: 500K, 10M); all its streams share it. An endpoint's own
+cap is `bwlimit = \"RATE\"` in its endpoint.toml (re-read on SIGHUP).
+
 Examples:
   ferry transfer laptop:/~/data/run7 cluster:/scratch/me/run7 -r --wait
   ferry transfer laptop:/~/data cluster:/scratch/me --batch files.txt
-  ferry transfer laptop:/~/big.h5 cluster:/~/big.h5 --sync-level checksum --deadline 2h";
+  ferry transfer laptop:/~/big.h5 cluster:/~/big.h5 --sync-level checksum --deadline 2h
+  ferry transfer laptop:/~/run7 cluster:/scratch/me/run7 -r --exclude '*.tmp' --exclude 'scratch/'
+  ferry transfer laptop:/~/run7 cluster:/~/csv -r --include '*/' --include '*.csv' --exclude '*'
+  ferry transfer laptop:/~/big.h5 cluster:/~/big.h5 --bwlimit 10M";
 
 #[derive(Debug, Args)]
 pub struct TransferArgs {
@@ -218,11 +245,58 @@ pub struct TransferArgs {
     /// the sizes of the files it is about to send.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub streams: Option<u32>,
+    /// Send what matches PATTERN (with -r), even if a later --exclude
+    /// matches it too. Repeatable; see "Filters" below.
+    #[arg(long, value_name = "PATTERN", action = clap::ArgAction::Append)]
+    pub include: Vec<std::ffi::OsString>,
+    /// Leave out what matches PATTERN (with -r); an excluded directory is
+    /// not looked into, and --delete never deletes what is excluded.
+    #[arg(long, value_name = "PATTERN", action = clap::ArgAction::Append)]
+    pub exclude: Vec<std::ffi::OsString>,
+    /// Every --include and --exclude in the order given (filled from the
+    /// parsed command line by [`order_filters`]: order is their meaning).
+    #[arg(skip)]
+    pub filters: Vec<FilterRule>,
+    /// Cap the task's data rate: bytes per second with an optional K, M
+    /// or G (powers of 1000), e.g. 500K, 10M; at least 10K.
+    #[arg(long, value_name = "RATE", value_parser = parse_bwlimit)]
+    pub bwlimit: Option<u64>,
     /// Show progress and return when the task ends: exit 0 only if it SUCCEEDED.
     #[arg(long)]
     pub wait: bool,
     #[command(flatten)]
     pub json: JsonArg,
+}
+
+/// `--bwlimit RATE`, as ferry-proto spells rates.
+pub fn parse_bwlimit(text: &str) -> Result<u64, String> {
+    ferry_proto::rate::parse_rate(text).map_err(|e| e.to_string())
+}
+
+/// Puts a `ferry transfer`'s `--include` and `--exclude` into one list in
+/// the order they were given: clap keeps each option's values apart, and
+/// their indices on the command line are what says which came first.
+pub fn order_filters(matches: &clap::ArgMatches, cli: &mut Cli) {
+    let Command::Transfer(args) = &mut cli.command else {
+        return;
+    };
+    let Some(("transfer", sub)) = matches.subcommand() else {
+        return;
+    };
+    let mut rules = Vec::new();
+    for (id, action) in [
+        ("include", FilterAction::Include),
+        ("exclude", FilterAction::Exclude),
+    ] {
+        if let (Some(values), Some(indices)) = (sub.get_raw(id), sub.indices_of(id)) {
+            for (value, index) in values.zip(indices) {
+                let pattern = WirePath::from(value);
+                rules.push((index, FilterRule { action, pattern }));
+            }
+        }
+    }
+    rules.sort_by_key(|(index, _)| *index);
+    args.filters = rules.into_iter().map(|(_, rule)| rule).collect();
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -534,6 +608,58 @@ mod tests {
     #[test]
     fn the_clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn parsed(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut command = Cli::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        let mut cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?;
+        order_filters(&matches, &mut cli);
+        Ok(cli)
+    }
+
+    #[test]
+    fn filters_keep_the_order_they_were_given_in_across_both_options() {
+        let cli = parsed(&[
+            "ferry",
+            "transfer",
+            "a:/x",
+            "b:/y",
+            "-r",
+            "--exclude",
+            "*.tmp",
+            "--include",
+            "keep.tmp",
+            "--exclude=scratch/",
+            "--include",
+            "*",
+        ])
+        .unwrap();
+        let Command::Transfer(args) = cli.command else {
+            panic!("not a transfer")
+        };
+        assert_eq!(
+            args.filters,
+            [
+                FilterRule::exclude("*.tmp"),
+                FilterRule::include("keep.tmp"),
+                FilterRule::exclude("scratch/"),
+                FilterRule::include("*"),
+            ]
+        );
+    }
+
+    #[test]
+    fn bwlimit_takes_a_rate_and_refuses_anything_else_as_bad_usage() {
+        let cli = parsed(&["ferry", "transfer", "a:/x", "b:/y", "--bwlimit", "10M"]).unwrap();
+        let Command::Transfer(args) = cli.command else {
+            panic!("not a transfer")
+        };
+        assert_eq!(args.bwlimit, Some(10_000_000));
+        for bad in ["fast", "1K", "10MB"] {
+            let e = parsed(&["ferry", "transfer", "a:/x", "b:/y", "--bwlimit", bad]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
     }
 
     #[test]

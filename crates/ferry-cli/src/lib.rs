@@ -51,10 +51,11 @@ pub fn main_with_args(args: Vec<std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let cli = match command
-        .try_get_matches_from_mut(args)
-        .and_then(|m| Cli::from_arg_matches(&m))
-    {
+    let cli = match command.try_get_matches_from_mut(args).and_then(|m| {
+        let mut cli = Cli::from_arg_matches(&m)?;
+        args::order_filters(&m, &mut cli);
+        Ok(cli)
+    }) {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version print to stdout and exit 0; usage errors exit 2.

@@ -4,8 +4,9 @@
 use crate::args::{DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs};
 use crate::hub::session;
 use crate::terminal::{escape, escape_bytes};
-use crate::{Invocation, client_runtime};
+use crate::{Invocation, UsageError, client_runtime};
 use anyhow::{Context, bail};
+use ferry_proto::filter::FilterSet;
 use ferry_proto::human::{self, utc_seconds};
 use ferry_proto::task::{
     SubmitTask, SubmittedTask, SyncLevel, TaskEvent, TaskInfo, TaskStatus, TransferItem,
@@ -49,6 +50,14 @@ pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode
             recursive: args.recursive,
         }],
     };
+    // The hub checks the same; said here first, as bad usage.
+    if !args.filters.is_empty() && !args.recursive && !batch {
+        return Err(UsageError(
+            "--include/--exclude choose among what -r finds; add -r to transfer a directory".into(),
+        )
+        .into());
+    }
+    FilterSet::new(&args.filters).map_err(|e| UsageError(e.to_string()))?;
     let deadline = args.deadline.map(|d| match d {
         DeadlineArg::In(secs) => now().saturating_add(secs),
         DeadlineArg::At(at) => at,
@@ -64,6 +73,8 @@ pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode
             preserve_mode: true,
             skip_source_errors: args.skip_source_errors,
             streams: args.streams,
+            filters: args.filters,
+            bwlimit: args.bwlimit,
         },
         label: args.label,
         deadline,

@@ -219,10 +219,17 @@ struct Shared {
 }
 
 impl Shared {
-    /// Re-reads config-paths (SIGHUP and `ferry -reload` both come here).
-    /// A bad file keeps the old policy in force, and `-status` says so
-    /// until a re-read succeeds.
+    /// Re-reads config-paths and `endpoint.toml`'s `bwlimit` (SIGHUP and
+    /// `ferry -reload` both come here). A bad file keeps the old policy
+    /// in force, and `-status` says so until a re-read succeeds.
     fn reload(&self) -> Result<String, String> {
+        // The endpoint's settings that may change without a restart.
+        if let Some(transfers) = &self.transfers {
+            match transfers.reload_bwlimit(&self.dir) {
+                Ok(message) => tracing::info!("endpoint.toml re-read: {message}"),
+                Err(message) => tracing::error!("endpoint.toml: {message}"),
+            }
+        }
         if let PolicyChoice::RestrictPaths(_) = self.policy_choice {
             return Ok("policy comes from -restrict-paths; config-paths not re-read".into());
         }

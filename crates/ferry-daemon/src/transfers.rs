@@ -62,6 +62,8 @@ impl Transfers {
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Report>), String> {
         let mover_identity = Identity::load(dir, &identity.id).map_err(|e| e.to_string())?;
         let umask = receiving_umask(dir)?;
+        let bwlimit = bwlimit_setting(dir)?;
+        log_bwlimit(bwlimit);
         let hub_key: Arc<RwLock<Option<Vec<u8>>>> = Arc::default();
         let (reports, reports_rx) = mpsc::unbounded_channel();
         let key_source = hub_key.clone();
@@ -77,6 +79,7 @@ impl Transfers {
             reports,
             umask,
             liveness: ferry_mover::channel::Liveness::default(),
+            bwlimit: Arc::new(ferry_mover::throttle::Limiter::new(bwlimit)),
         });
         let range = identity
             .data_ports
@@ -308,8 +311,39 @@ impl Transfers {
             .unwrap_or_default()
     }
 
+    /// Re-reads `bwlimit` from `endpoint.toml` (SIGHUP): running
+    /// transfers take the new rate at their next piece. A bad setting
+    /// keeps the rate in force.
+    pub(crate) fn reload_bwlimit(&self, dir: &EndpointDir) -> Result<String, String> {
+        let rate =
+            bwlimit_setting(dir).map_err(|e| format!("{e}; keeping the previous bwlimit"))?;
+        self.ctx.bwlimit.set_rate(rate);
+        Ok(match rate {
+            Some(rate) => format!("bwlimit {}", ferry_proto::rate::format_rate(rate)),
+            None => "no bwlimit".into(),
+        })
+    }
+
     pub(crate) fn active(&self) -> bool {
         self.sessions.active() > 0 || self.sending.lock().map(|s| !s.is_empty()).unwrap_or(false)
+    }
+}
+
+/// The endpoint's bandwidth cap: `endpoint.toml`'s `bwlimit`, if any.
+fn bwlimit_setting(dir: &EndpointDir) -> Result<Option<u64>, String> {
+    let file = dir.identity_file();
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    EndpointIdentity::bwlimit_in(&text).map_err(|reason| format!("{}: {reason}", file.display()))
+}
+
+fn log_bwlimit(rate: Option<u64>) {
+    match rate {
+        Some(rate) => tracing::info!(
+            bwlimit = %ferry_proto::rate::format_rate(rate),
+            "data sent and received is capped at this many bytes per second"
+        ),
+        None => tracing::info!("no bandwidth cap (bwlimit in endpoint.toml)"),
     }
 }
 

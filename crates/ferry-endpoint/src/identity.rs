@@ -28,9 +28,9 @@ pub struct EndpointIdentity {
 }
 
 /// Everything `endpoint.toml` may hold: the identity and the settings
-/// beside it. `umask` is not a field of [`EndpointIdentity`] (whose
-/// struct literals elsewhere would all need it); read it with
-/// [`EndpointIdentity::umask_in`].
+/// beside it. `umask` and `bwlimit` are not fields of [`EndpointIdentity`]
+/// (whose struct literals elsewhere would all need them); read them with
+/// [`EndpointIdentity::umask_in`] and [`EndpointIdentity::bwlimit_in`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EndpointFile {
@@ -45,10 +45,22 @@ struct EndpointFile {
     /// text (`"022"`, `"027"`); default: the daemon's own umask.
     #[serde(default)]
     umask: Option<String>,
+    /// The endpoint's bandwidth cap, `RATE` as `--bwlimit` spells it
+    /// (`"50M"`): what it sends and receives, all tasks together.
+    /// Re-read on SIGHUP.
+    #[serde(default)]
+    bwlimit: Option<String>,
+}
+
+/// The settings of `endpoint.toml` beside the identity, checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Settings {
+    umask: Option<u32>,
+    bwlimit: Option<u64>,
 }
 
 impl EndpointFile {
-    fn parse(text: &str) -> Result<(EndpointIdentity, Option<u32>), String> {
+    fn parse(text: &str) -> Result<(EndpointIdentity, Settings), String> {
         let file: Self = toml::from_str(text).map_err(|e| e.message().to_string())?;
         let umask = match &file.umask {
             Some(text) => Some(parse_umask(text).ok_or_else(|| {
@@ -58,6 +70,12 @@ impl EndpointFile {
             })?),
             None => None,
         };
+        let bwlimit = match &file.bwlimit {
+            Some(text) => {
+                Some(ferry_proto::rate::parse_rate(text).map_err(|e| format!("`bwlimit`: {e}"))?)
+            }
+            None => None,
+        };
         let identity = EndpointIdentity {
             id: file.id,
             name: file.name,
@@ -65,7 +83,7 @@ impl EndpointFile {
             data_ports: file.data_ports,
             data_address: file.data_address,
         };
-        Ok((identity, umask))
+        Ok((identity, Settings { umask, bwlimit }))
     }
 }
 
@@ -73,7 +91,7 @@ impl EndpointIdentity {
     /// Parses and checks the file's text (settings beside the identity
     /// included); the error is one line for the user.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (identity, _umask) = EndpointFile::parse(text)?;
+        let (identity, _settings) = EndpointFile::parse(text)?;
         if identity.id.trim().is_empty() {
             return Err("`id` is empty".into());
         }
@@ -100,7 +118,14 @@ impl EndpointIdentity {
     /// [`EndpointIdentity::parse`] checks it: the permission bits received
     /// files and directories never get; `None` when the file sets none.
     pub fn umask_in(text: &str) -> Result<Option<u32>, String> {
-        EndpointFile::parse(text).map(|(_, umask)| umask)
+        EndpointFile::parse(text).map(|(_, s)| s.umask)
+    }
+
+    /// The `bwlimit` setting of an `endpoint.toml`'s text, checked as
+    /// [`EndpointIdentity::parse`] checks it: bytes per second; `None`
+    /// when the file sets none (no cap).
+    pub fn bwlimit_in(text: &str) -> Result<Option<u64>, String> {
+        EndpointFile::parse(text).map(|(_, s)| s.bwlimit)
     }
 
     /// The `host:port` other endpoints are told to connect to for data:
@@ -302,6 +327,20 @@ mod tests {
             EndpointIdentity::advertised_data_address(None, 50_000, None),
             None
         );
+    }
+
+    #[test]
+    fn bwlimit_is_an_optional_rate() {
+        let ok = "id = \"x\"\nname = \"n\"\nhub_url = \"https://h:1\"\n";
+        assert_eq!(EndpointIdentity::bwlimit_in(ok), Ok(None));
+        let file = format!("{ok}bwlimit = \"50M\"\n");
+        assert_eq!(EndpointIdentity::bwlimit_in(&file), Ok(Some(50_000_000)));
+        assert_eq!(EndpointIdentity::parse(&file).unwrap().id, "x");
+        for bad in ["fast", "1K", "50MB"] {
+            let file = format!("{ok}bwlimit = \"{bad}\"\n");
+            let err = EndpointIdentity::parse(&file).unwrap_err();
+            assert!(err.starts_with("`bwlimit`") && !err.contains('\n'), "{err}");
+        }
     }
 
     #[test]

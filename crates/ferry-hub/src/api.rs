@@ -1546,6 +1546,19 @@ mod tests {
         let mut nul = submission("laptop", "cluster");
         nul["items"][0]["source"] = json!("/a%00b");
         cases.push((nul, StatusCode::BAD_REQUEST, "NUL"));
+        let mut filters = submission("laptop", "cluster");
+        filters["options"]["filters"] =
+            json!(vec![json!({"action": "exclude", "pattern": "*.tmp"}); 65]);
+        cases.push((filters, StatusCode::BAD_REQUEST, "at most 64"));
+        let mut pattern = submission("laptop", "cluster");
+        pattern["options"]["filters"] = json!([{"action": "include", "pattern": "a".repeat(257)}]);
+        cases.push((pattern, StatusCode::BAD_REQUEST, "too long"));
+        let mut class = submission("laptop", "cluster");
+        class["options"]["filters"] = json!([{"action": "exclude", "pattern": "[abc"}]);
+        cases.push((class, StatusCode::BAD_REQUEST, "no closing"));
+        let mut slow = submission("laptop", "cluster");
+        slow["options"]["bwlimit"] = json!(9_999);
+        cases.push((slow, StatusCode::BAD_REQUEST, "bwlimit"));
         for (body, expected, words) in cases {
             let (status, answer) = call(
                 &s.hub,

@@ -219,6 +219,11 @@ fn check_submission(submit: &SubmitTask, now: i64) -> Result<(), TaskServiceErro
     if submit.options.streams.is_some_and(|n| n == 0 || n > 64) {
         return Err(bad("streams must be between 1 and 64"));
     }
+    // Both endpoints compile the filters; what they would refuse is refused here.
+    ferry_proto::filter::FilterSet::new(&submit.options.filters).map_err(|e| bad(e.to_string()))?;
+    if let Some(rate) = submit.options.bwlimit {
+        ferry_proto::rate::check_rate(rate).map_err(|e| bad(format!("bwlimit: {e}")))?;
+    }
     // The capability carries the items to both endpoints, base64 in a
     // control frame: refuse here what could never be sent.
     let body = Capability {

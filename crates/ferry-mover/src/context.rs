@@ -28,6 +28,10 @@ pub struct Context {
     /// Keep-alives and the idle limit of data streams (the protocol's
     /// values but in tests).
     pub liveness: crate::channel::Liveness,
+    /// The endpoint's bandwidth cap (`bwlimit` in `endpoint.toml`),
+    /// shared by every stream it sends or receives; its rate changes in
+    /// place when the daemon re-reads its settings.
+    pub bwlimit: std::sync::Arc<crate::throttle::Limiter>,
     /// Failures a test plans for this endpoint's disk operations.
     #[cfg(test)]
     pub(crate) faults: crate::faults::Faults,

@@ -51,9 +51,13 @@ use crate::digest::{
 use crate::faults::{Faults, Op};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
 use crate::plan::{self, Attributes, Verdict};
+use crate::throttle::Throttled;
 use crate::{Disposition, MoveError, Side, at_once};
 use ferry_paths::{EntryKind as FsKind, RootedFs, Temporary, resolve_endpoint_path};
-use ferry_proto::data::{ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open};
+use ferry_proto::data::{
+    self, ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open,
+};
+use ferry_proto::filter::FilterSet;
 use ferry_proto::task::{Capability, TaskCounters, TaskReport};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -408,7 +412,8 @@ async fn accept_stream(
         .map_err(|_| {
             ChannelError::Protocol("no TLS handshake and open within the deadline".into())
         })??;
-    let verdict = check_open(&ctx, &open, &peer_id, *accepting.borrow()).and_then(|cap| {
+    let version = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol());
+    let verdict = check_open(&ctx, &open, &peer_id, *accepting.borrow(), version).and_then(|cap| {
         match sessions.refusal(&cap) {
             Some(reason) => Err(reason),
             None => Ok(cap),
@@ -445,6 +450,7 @@ fn check_open(
     open: &Open,
     peer_id: &str,
     accepting: bool,
+    version: Option<u32>,
 ) -> Result<Capability, String> {
     if !accepting {
         return Err("this endpoint is paused; the task resumes when it is unpaused".into());
@@ -461,6 +467,13 @@ fn check_open(
     }
     if open.streams == 0 || open.streams > 64 || open.stream >= open.streams {
         return Err("invalid stream numbering".into());
+    }
+    FilterSet::new(&cap.options.filters).map_err(|e| e.to_string())?;
+    // An older source would send what the filters exclude.
+    if !cap.options.filters.is_empty() && !version.is_some_and(data::honours_filters) {
+        return Err(
+            "the source runs an older ferry that does not honour --include/--exclude; upgrade it to transfer with filters".into(),
+        );
     }
     Ok(cap)
 }
@@ -623,6 +636,9 @@ struct State {
 struct Session {
     ctx: Arc<Context>,
     cap: Capability,
+    /// The task's `--include`/`--exclude`: what the source may offer, and
+    /// what `--delete` spares.
+    filters: FilterSet,
     disk: Disk,
     roots: Vec<PathBuf>,
     state: Mutex<State>,
@@ -772,6 +788,18 @@ async fn run_session(
             }
         }
     }
+    // Checked when the stream was accepted; a failure here is a bug.
+    let filters = match FilterSet::new(&cap.options.filters) {
+        Ok(f) => f,
+        Err(e) => {
+            let error = MoveError::Unusable {
+                side: Side::Destination,
+                reason: e.to_string(),
+            };
+            ctx.report(&task_id, attempt, error.report());
+            return;
+        }
+    };
     let (commit_tx, commit_rx) = std::sync::mpsc::channel();
     let (to_source, outgoing) = mpsc::unbounded_channel();
     let mut outgoing = Some(outgoing);
@@ -787,6 +815,7 @@ async fn run_session(
             &cap.task_id,
         ),
         ctx: ctx.clone(),
+        filters,
         cap,
         roots,
         state: Mutex::new(State::default()),
@@ -833,6 +862,8 @@ async fn run_session(
                         writer = Some(ToSource::start(write_half, messages, liveness));
                     }
                     let session = session.clone();
+                    // The endpoint's cap holds for what it receives too.
+                    let reader = Throttled::new(reader, vec![ctx.bwlimit.clone()]);
                     let reader = Watched::new(reader, liveness.map(|l| l.idle));
                     readers.spawn(read_stream(session, reader, index == 0));
                 }
@@ -1155,7 +1186,7 @@ async fn finish(session: &Arc<Session>) -> Result<(), MoveError> {
 /// Reads one stream: the conversation on stream 0, chunks on every stream.
 async fn read_stream(
     session: Arc<Session>,
-    mut reader: Watched<ReadHalf<Stream>>,
+    mut reader: Watched<Throttled<ReadHalf<Stream>>>,
     conversation: bool,
 ) -> Result<(), MoveError> {
     loop {
@@ -1298,6 +1329,17 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
 /// replaces a directory (refused in one line, as `cp` refuses it), and
 /// missing directories above the destination are made.
 fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
+    // The source walks only what the filters include; an entry they
+    // exclude is a source that does not keep them (or lies).
+    if !s
+        .filters
+        .reachable(entry.path.as_bytes(), entry.kind == EntryKind::Dir)
+    {
+        return Err(MoveError::Protocol(format!(
+            "the source offered {}, which the task's --include/--exclude exclude",
+            entry.path
+        )));
+    }
     let mut path = s.destination(entry)?;
     let key = file_key(entry.item, entry.path.as_bytes());
     if s.cap.options.delete {
@@ -2220,6 +2262,13 @@ fn delete_extras(s: &Session) -> Result<(), MoveError> {
                     [rel.as_slice(), b"/", name].concat()
                 };
                 let child = dir.join(&entry.name);
+                // Excluded: never deleted, and (a directory) not looked in.
+                if !s
+                    .filters
+                    .included(&child_rel, entry.metadata.kind == FsKind::Dir)
+                {
+                    continue;
+                }
                 let listed = seen.contains(&file_key(item as u32, &child_rel));
                 match (entry.metadata.kind, listed) {
                     (FsKind::Dir, true) => stack.push((child, child_rel, false)),

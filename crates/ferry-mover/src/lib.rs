@@ -21,6 +21,7 @@ mod faults;
 pub mod journal;
 pub mod plan;
 pub mod source;
+pub mod throttle;
 
 pub use context::{Context, Report};
 pub use ferry_proto::data::Disposition;

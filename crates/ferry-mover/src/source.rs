@@ -38,9 +38,11 @@ use crate::digest::{
     to_hex,
 };
 use crate::faults::{Faults, Op};
+use crate::throttle::{Limiter, Throttled};
 use crate::{Disposition, MoveError, Side, at_once};
 use ferry_paths::{EntryKind as FsKind, FsError, Metadata, RootedFs, resolve_endpoint_path};
 use ferry_proto::data::{ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open};
+use ferry_proto::filter::FilterSet;
 use ferry_proto::task::{Capability, TaskReport};
 use ferry_proto::wire_path::WirePath;
 use std::collections::{HashMap, VecDeque};
@@ -277,6 +279,8 @@ struct Shared {
     next_id: std::sync::atomic::AtomicU64,
     ctx: Arc<Context>,
     cap: Capability,
+    /// The task's `--include`/`--exclude`, compiled once.
+    filters: FilterSet,
 }
 
 impl Shared {
@@ -325,6 +329,16 @@ pub async fn send(
             "the capability names another source endpoint".into(),
         ));
     }
+    let filters = FilterSet::new(&cap.options.filters).map_err(|e| MoveError::Unusable {
+        side: Side::Source,
+        reason: e.to_string(),
+    })?;
+    // The task's cap, shared by its streams, and the endpoint's, shared
+    // by all it sends and receives (see `throttle`).
+    let limiters = vec![
+        Arc::new(Limiter::new(cap.options.bwlimit)),
+        ctx.bwlimit.clone(),
+    ];
     let streams = match cap.options.streams {
         Some(n) => n.clamp(1, 64) as u16,
         None => choose_streams(&RootedFs::new((ctx.policy)()), &ctx.home, &cap),
@@ -349,6 +363,15 @@ pub async fn send(
                     "timed out connecting to the destination at {connect_to}"
                 )))
             })??;
+        // An older destination would delete what the filters exclude.
+        let version = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol());
+        if !filters.is_empty() && !version.is_some_and(ferry_proto::data::honours_filters) {
+            return Err(MoveError::Unusable {
+                side: Side::Destination,
+                reason: "runs an older ferry that does not honour --include/--exclude; upgrade it to transfer with filters".into(),
+            }
+            .into());
+        }
         // A peer that speaks only version 1 gets no keep-alive and no deadline.
         let liveness = ctx.liveness.on(tls.get_ref().1.alpn_protocol());
         tracing::debug!(
@@ -370,6 +393,7 @@ pub async fn send(
         next_id: std::sync::atomic::AtomicU64::new(0),
         ctx: ctx.clone(),
         cap,
+        filters,
     });
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Message>();
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(QUEUED_ITEMS);
@@ -396,6 +420,7 @@ pub async fn send(
     let mut stream0 = None;
     for (index, (tls, liveness)) in conns.into_iter().enumerate() {
         let (reader, writer) = tokio::io::split(tls);
+        let writer = Throttled::new(writer, limiters.clone());
         let keep_alive = liveness.map(|l| l.keep_alive_every);
         if index == 0 {
             stream0 = Some((reader, writer, liveness));
@@ -781,6 +806,14 @@ fn walk(
                     } else {
                         [rel.as_slice(), b"/", name].concat()
                     };
+                    // Excluded: not offered, not reported, and (a
+                    // directory) not listed; it costs nothing more.
+                    if !s
+                        .filters
+                        .included(&child_rel, entry.metadata.kind == FsKind::Dir)
+                    {
+                        continue;
+                    }
                     let child = dir.join(&entry.name);
                     match entry.metadata.kind {
                         FsKind::File | FsKind::Dir => {

@@ -5,10 +5,11 @@
 
 mod support;
 
+use ferry_proto::filter::FilterRule;
 use ferry_proto::task::{Capability, SyncLevel, TaskReport, TransferOptions};
 use rcgen::SigningKey;
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use support::{CHUNK, World, item, pattern, snapshot, world, world_with_umask};
 use tokio::sync::watch;
@@ -495,5 +496,122 @@ async fn a_newer_attempt_waits_for_the_one_it_replaces() {
             .into_iter()
             .filter(|n| !names(&got).contains(n))
             .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_choose_what_is_walked_and_what_delete_spares() {
+    let mut w = world().await;
+    let src = w.a.home.join("d");
+    std::fs::create_dir_all(src.join("keep")).unwrap();
+    std::fs::create_dir_all(src.join("scratch")).unwrap();
+    std::fs::write(src.join("a.csv"), b"a").unwrap();
+    std::fs::write(src.join("b.tmp"), b"b").unwrap();
+    std::fs::write(src.join(OsStr::from_bytes(b"\xff.tmp")), b"c").unwrap();
+    std::fs::write(src.join("keep/x.csv"), b"x").unwrap();
+    std::fs::write(src.join("keep/y.txt"), b"y").unwrap();
+    std::fs::write(src.join("scratch/z"), b"z").unwrap();
+    // Not descended: were it listed, this would fail the walk (but as root).
+    set_mode(&src.join("scratch"), 0o000);
+    let dst = w.b.home.join("d");
+    std::fs::create_dir_all(dst.join("scratch")).unwrap();
+    std::fs::write(dst.join("old.tmp"), b"kept").unwrap();
+    std::fs::write(dst.join("scratch/old"), b"kept").unwrap();
+    std::fs::write(dst.join("stale.txt"), b"gone").unwrap();
+
+    let options = TransferOptions {
+        delete: true,
+        filters: vec![
+            FilterRule::exclude("*.tmp"),
+            FilterRule::exclude("scratch/"),
+        ],
+        ..TransferOptions::default()
+    };
+    let (verdict, reports) = w
+        .transfer(1, vec![item("/~/d", "/~/d", true)], options)
+        .await;
+    set_mode(&src.join("scratch"), 0o755);
+    let TaskReport::Succeeded { counters } = verdict else {
+        panic!("{verdict:?} {reports:?}")
+    };
+    assert_eq!(counters.files_transferred, 3, "{reports:?}");
+    let names: Vec<_> = snapshot(&dst).into_iter().map(|(rel, _)| rel).collect();
+    let mut expected: Vec<Vec<u8>> = [
+        "a.csv",
+        "keep",
+        "keep/x.csv",
+        "keep/y.txt",
+        "old.tmp",
+        "scratch",
+        "scratch/old",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    expected.sort();
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, expected, "{reports:?}");
+    // Only the extra that no filter protects went.
+    let deleted: Vec<_> = reports
+        .iter()
+        .filter_map(|r| match r {
+            TaskReport::Deleted { path } => Some(path.as_bytes().to_vec()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, [dst.join("stale.txt").into_os_string().into_vec()]);
+    // Excluded entries are not even reported as skipped.
+    assert!(
+        !reports
+            .iter()
+            .any(|r| matches!(r, TaskReport::Skipped { .. })),
+        "{reports:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn include_then_exclude_everything_sends_only_what_is_included() {
+    let mut w = world().await;
+    let src = w.a.home.join("d");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.csv"), b"a").unwrap();
+    std::fs::write(src.join("a.txt"), b"a").unwrap();
+    std::fs::write(src.join("sub/b.csv"), b"b").unwrap();
+    let top_only = TransferOptions {
+        filters: vec![FilterRule::include("*.csv"), FilterRule::exclude("*")],
+        ..TransferOptions::default()
+    };
+    let (verdict, _) = w
+        .transfer(1, vec![item("/~/d", "/~/top", true)], top_only)
+        .await;
+    assert!(
+        matches!(verdict, TaskReport::Succeeded { .. }),
+        "{verdict:?}"
+    );
+    let names = |root: &Path| {
+        let mut n: Vec<_> = snapshot(root).into_iter().map(|(rel, _)| rel).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&w.b.home.join("top")), [b"a.csv".to_vec()]);
+    let every_level = TransferOptions {
+        filters: vec![
+            FilterRule::include("*/"),
+            FilterRule::include("*.csv"),
+            FilterRule::exclude("*"),
+        ],
+        ..TransferOptions::default()
+    };
+    let (verdict, _) = w
+        .transfer(2, vec![item("/~/d", "/~/deep", true)], every_level)
+        .await;
+    assert!(
+        matches!(verdict, TaskReport::Succeeded { .. }),
+        "{verdict:?}"
+    );
+    assert_eq!(
+        names(&w.b.home.join("deep")),
+        [b"a.csv".to_vec(), b"sub".to_vec(), b"sub/b.csv".to_vec()]
     );
 }

@@ -29,6 +29,12 @@
 //! - 2 (2026-11-29, `ferry-data/2`): keep-alive frames and the idle
 //!   deadline. With a peer that speaks only 1, neither is used (a stall
 //!   then waits, as it did).
+//! - 3 (2026-12, `ferry-data/3`): nothing new on the wire; it says that
+//!   the peer honours a capability's `filters` (a source walks only what
+//!   they include, a destination's `--delete` spares what they exclude).
+//!   A task with filters is refused on a stream that settled on less,
+//!   by either side ([`honours_filters`]): an older source would send
+//!   everything, an older destination delete what was excluded.
 
 use crate::task::{Side, TaskCounters};
 use crate::wire_path::WirePath;
@@ -58,12 +64,12 @@ pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
 /// accept one above [`MAX_HANDSHAKE_FRAME`] only within a budget they keep.
 pub const MAX_OPEN_FRAME: usize = crate::task::MAX_CAPABILITY + 1024;
 /// The newest data protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The oldest version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// The ALPN ids of data connections, newest first: the version a stream
 /// speaks is the one TLS settled ([`negotiated_version`]).
-pub const ALPN_PROTOCOLS: &[&[u8]] = &[b"ferry-data/2", b"ferry-data/1"];
+pub const ALPN_PROTOCOLS: &[&[u8]] = &[b"ferry-data/3", b"ferry-data/2", b"ferry-data/1"];
 
 /// The version a stream speaks, from the ALPN id its TLS handshake settled
 /// (none: version 1, which did not look). `None` for an id this build
@@ -85,6 +91,11 @@ pub fn negotiated_version(alpn: Option<&[u8]>) -> Option<u32> {
 /// [`IDLE_LIMIT`].
 pub fn keeps_alive(version: u32) -> bool {
     version >= 2
+}
+
+/// Whether a peer on a stream of `version` honours a capability's filters.
+pub fn honours_filters(version: u32) -> bool {
+    version >= 3
 }
 
 /// A side writes a keep-alive on a stream it has written nothing on for
@@ -529,12 +540,13 @@ mod tests {
 
     #[test]
     fn the_version_comes_from_the_alpn_id_tls_settled() {
-        assert_eq!(ALPN_PROTOCOLS[0], b"ferry-data/2", "newest first");
+        assert_eq!(ALPN_PROTOCOLS[0], b"ferry-data/3", "newest first");
         for (alpn, version) in [
-            (Some(&b"ferry-data/2"[..]), Some(2)),
+            (Some(&b"ferry-data/3"[..]), Some(3)),
+            (Some(b"ferry-data/2"), Some(2)),
             (Some(b"ferry-data/1"), Some(1)),
             (None, Some(1)),
-            (Some(b"ferry-data/3"), None),
+            (Some(b"ferry-data/4"), None),
             (Some(b"ferry-data/0"), None),
             (Some(b"ferry-data/"), None),
             (Some(b"ferry-control/1"), None),
@@ -546,6 +558,7 @@ mod tests {
             assert!(negotiated_version(Some(alpn)).is_some());
         }
         assert!(keeps_alive(2) && !keeps_alive(1));
+        assert!(honours_filters(3) && !honours_filters(2));
         const { assert!(IDLE_LIMIT.as_secs() >= 3 * KEEP_ALIVE_EVERY.as_secs()) };
     }
 

@@ -8,6 +8,7 @@
 //! destination checks the signature, the expiry, both endpoint ids (against
 //! the TLS certificates) and the paths before touching its filesystem.
 
+use crate::filter::FilterRule;
 use crate::wire_path::WirePath;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -66,6 +67,16 @@ pub struct TransferOptions {
     pub skip_source_errors: bool,
     /// Parallel data streams; `None` lets the endpoints choose.
     pub streams: Option<u32>,
+    /// `--include`/`--exclude`, in order (see [`crate::filter`]): the
+    /// source walks only what they include, and `--delete` spares what
+    /// they exclude. Left out of the wire form when empty, so a task
+    /// without filters signs the same capability body as before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<FilterRule>,
+    /// `--bwlimit`: the task's data rate cap, bytes per second, shared by
+    /// all its streams (at least [`crate::rate::MIN_RATE`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
 }
 
 impl Default for TransferOptions {
@@ -77,6 +88,8 @@ impl Default for TransferOptions {
             preserve_mode: true,
             skip_source_errors: false,
             streams: None,
+            filters: Vec::new(),
+            bwlimit: None,
         }
     }
 }

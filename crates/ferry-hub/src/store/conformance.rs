@@ -788,6 +788,7 @@ pub fn tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts(
 }
 
 pub fn a_task_round_trips_every_field_exactly(s: &dyn Storage) {
+    use ferry_proto::filter::FilterRule;
     use ferry_proto::task::SyncLevel;
     use ferry_proto::wire_path::WirePath;
     let uid = two_endpoints(s);
@@ -833,6 +834,24 @@ pub fn a_task_round_trips_every_field_exactly(s: &dyn Storage) {
                 preserve_mode: flag,
                 skip_source_errors: !flag,
                 streams: [None, Some(1), Some(64), Some(u32::MAX), Some(0)][i],
+                // Order kept, bytes exact (not UTF-8, a literal %).
+                filters: match i {
+                    0 => vec![
+                        FilterRule::include(&b"keep\xff*"[..]),
+                        FilterRule::exclude("*.tmp"),
+                        FilterRule::include("100%/"),
+                        FilterRule::exclude("*"),
+                    ],
+                    2 => vec![FilterRule::exclude("scratch/")],
+                    _ => Vec::new(),
+                },
+                bwlimit: [
+                    None,
+                    Some(10_000),
+                    Some(10_000_000),
+                    Some(u64::MAX >> 1),
+                    None,
+                ][i],
             },
             items: match i {
                 0 => many.clone(),

@@ -7,6 +7,7 @@
 
 use super::*;
 use ferry_proto::share::ShareMode;
+use ferry_proto::filter::{FilterAction, FilterRule};
 use ferry_proto::task::SyncLevel;
 use ferry_proto::wire_path::WirePath;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -249,6 +250,20 @@ CREATE TABLE share_events (
 CREATE INDEX share_events_endpoint ON share_events(endpoint_id, time);
 "#,
     ),
+    // Schema 8: a task's `--include`/`--exclude` rules, in order (patterns
+    // as raw bytes), and its `--bwlimit` (bytes per second).
+    Migration::Sql(
+        r#"
+ALTER TABLE tasks ADD COLUMN bwlimit INTEGER;
+CREATE TABLE task_filters (
+    task_id TEXT NOT NULL REFERENCES tasks(id),
+    rule INTEGER NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('include', 'exclude')),
+    pattern BLOB NOT NULL,
+    PRIMARY KEY (task_id, rule)
+);
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -366,6 +381,21 @@ fn sync_level_text(level: Option<SyncLevel>) -> Option<&'static str> {
         SyncLevel::Mtime => "mtime",
         SyncLevel::Checksum => "checksum",
     })
+}
+
+/// Stores a task's filter rules, numbered from 0 in their order.
+fn write_filters(conn: &Connection, id: &str, rules: &[FilterRule]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "INSERT INTO task_filters (task_id, rule, action, pattern) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (n, rule) in (0i64..).zip(rules) {
+        let action = match rule.action {
+            FilterAction::Include => "include",
+            FilterAction::Exclude => "exclude",
+        };
+        stmt.execute(params![id, n, action, rule.pattern.as_bytes()])?;
+    }
+    Ok(())
 }
 
 /// Stores a task's items, numbered from 0 in their order.
@@ -1404,9 +1434,9 @@ impl TaskStore for SqliteStore {
             tx.execute(
                 "INSERT INTO tasks (id, seq, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
-                    label, deadline, status, created)
+                    label, deadline, status, created, bwlimit)
                  VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), ?2, ?3, ?4, ?5,
-                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'ACTIVE', ?14)",
+                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'ACTIVE', ?14, ?15)",
                 params![
                     task.id,
                     task.owner_id,
@@ -1421,10 +1451,12 @@ impl TaskStore for SqliteStore {
                     o.streams,
                     task.label,
                     task.deadline,
-                    task.created
+                    task.created,
+                    o.bwlimit.map(sql_u64)
                 ],
             )?;
             write_items(&tx, &task.id, &task.items)?;
+            write_filters(&tx, &task.id, &o.filters)?;
             tx.execute(
                 "INSERT INTO task_events (task_id, seq, time, code, description) VALUES (?1, 1, ?2, ?3, ?4)",
                 params![task.id, task.created, code, event],
@@ -1500,7 +1532,7 @@ impl TaskStore for SqliteStore {
             let tx = conn.transaction()?;
             let Some((sync_level, options)) = tx
                 .query_row(
-                    "SELECT sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams
+                    "SELECT sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams, bwlimit
                      FROM tasks WHERE id = ?1",
                     [id],
                     |r| {
@@ -1513,6 +1545,8 @@ impl TaskStore for SqliteStore {
                                 preserve_mode: r.get(3)?,
                                 skip_source_errors: r.get(4)?,
                                 streams: r.get(5)?,
+                                filters: Vec::new(),
+                                bwlimit: r.get::<_, Option<i64>>(6)?.map(u64_of),
                             },
                         ))
                     },
@@ -1540,10 +1574,35 @@ impl TaskStore for SqliteStore {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?
             };
+            let filters = {
+                let mut stmt = tx.prepare(
+                    "SELECT action, pattern FROM task_filters WHERE task_id = ?1 ORDER BY rule",
+                )?;
+                let rows = stmt.query_map([id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })?;
+                let mut filters = Vec::new();
+                for row in rows {
+                    let (action, pattern) = row?;
+                    let action = match action.as_str() {
+                        "include" => FilterAction::Include,
+                        "exclude" => FilterAction::Exclude,
+                        other => {
+                            return Err(StoreError::Internal(format!(
+                                "task {id} has an unknown filter action {other:?}"
+                            )));
+                        }
+                    };
+                    let pattern = WirePath::from_bytes(pattern);
+                    filters.push(FilterRule { action, pattern });
+                }
+                filters
+            };
             Ok(Some(TaskWork {
                 items,
                 options: TransferOptions {
                     sync_level,
+                    filters,
                     ..options
                 },
             }))
@@ -1867,6 +1926,7 @@ mod tests {
             preserve_mode: true,
             skip_source_errors: true,
             streams: Some(8),
+            ..TransferOptions::default()
         };
         {
             // Schema 4, with tasks as hubs before schema 5 stored them: the

@@ -257,6 +257,7 @@ fn endpoint(
         reports,
         umask: 0o022,
         liveness,
+        bwlimit: Arc::default(),
         faults: super::Faults::default(),
     });
     Endpoint {

@@ -87,6 +87,7 @@ fn endpoint(
         reports: tx,
         umask,
         liveness,
+        bwlimit: Arc::default(),
     });
     Endpoint {
         _tmp: tmp,
