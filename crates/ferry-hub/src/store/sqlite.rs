@@ -6,8 +6,8 @@
 //! is only the migrations' DDL and the placeholders' spelling.
 
 use super::*;
-use ferry_proto::share::ShareMode;
 use ferry_proto::filter::{FilterAction, FilterRule};
+use ferry_proto::share::ShareMode;
 use ferry_proto::task::SyncLevel;
 use ferry_proto::wire_path::WirePath;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
