@@ -23,13 +23,16 @@ use std::sync::Arc;
 /// Most endpoints the page lists.
 const LISTED: usize = 1000;
 
+/// The user's endpoints, then those others share with them.
 fn lines(hub: &Hub, visitor: &Visitor) -> Result<Vec<EndpointLine>, AppError> {
-    Ok(hub
+    let mut rows = hub
         .store
-        .search_endpoints(Some(visitor.who.user_id), "", LISTED)?
-        .into_iter()
-        .map(|row| line(hub, row))
-        .collect())
+        .search_endpoints(Some(visitor.who.user_id), "", LISTED)?;
+    rows.extend(
+        hub.store
+            .shared_with(visitor.who.user_id, "", crate::grants::now(), LISTED)?,
+    );
+    Ok(rows.into_iter().map(|row| line(hub, row)).collect())
 }
 
 fn line(hub: &Hub, row: EndpointRow) -> EndpointLine {

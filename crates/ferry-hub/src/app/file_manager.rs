@@ -124,8 +124,19 @@ async fn open(hub: &Hub, who: &grants::Principal, mut panel: PanelState) -> (Pan
             );
         }
     };
-    let row = match crate::endpoints::find(&*hub.store, who, &panel.collection, Action::UseEndpoint)
-    {
+    // The endpoint the panel has open, while its box still shows that
+    // endpoint's name (names are per owner: an endpoint shared with the
+    // user is found by its id); else what the box says, a name or an id.
+    let open = panel
+        .open_id
+        .as_deref()
+        .and_then(|id| crate::endpoints::find(&*hub.store, who, id, Action::UseEndpoint).ok())
+        .filter(|row| row.display_name == panel.collection || row.id == panel.collection);
+    let found = match open {
+        Some(row) => Ok(row),
+        None => crate::endpoints::find(&*hub.store, who, &panel.collection, Action::UseEndpoint),
+    };
+    let row = match found {
         Ok(row) => row,
         Err(e) => {
             panel.open_id = None;
