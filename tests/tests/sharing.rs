@@ -5,6 +5,8 @@
 //! into it; a folder under a config-paths line with SHARING 0 cannot be
 //! shared; deleting bob's permission cuts him off, mid-task included.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ferry_tests::{Lab, Ran, User};
 use serde_json::Value;
 use std::fs;
