@@ -505,7 +505,10 @@ impl RootedFs {
                 reason: format!("it is not beneath the root of {rule}"),
             })?;
         let root_fd = self.open_rule_root(&rule_root)?;
-        let has_nested_rules = self.policy.rule_strictly_beneath(&rule_root).is_some();
+        // A grantee's shared folder beneath the rule's root counts as a
+        // nested area: a symlink inside the share could lead out of it and
+        // still stay beneath the root, which openat2 alone would allow.
+        let has_nested_rules = self.policy.has_boundary_strictly_beneath(&rule_root);
         Ok(Prepared {
             decision,
             rule_root,
@@ -582,6 +585,12 @@ impl RootedFs {
             .is_some_and(|rule| rule.path == real_decision.path)
         {
             return Err(is_rule_root(prepared, real_decision));
+        }
+        if self.policy.is_share_root(&real_decision.path) {
+            return Err(not_allowed(
+                prepared,
+                "it is the folder shared with you, which cannot be removed or renamed".to_owned(),
+            ));
         }
         if moves_away {
             for candidate in [&prepared.decision.path, &real_decision.path] {
