@@ -22,7 +22,7 @@ pub mod journal;
 pub mod plan;
 pub mod source;
 
-pub use context::{Context, Report};
+pub use context::{Context, Report, narrowed_policy};
 pub use ferry_proto::data::Disposition;
 pub use ferry_proto::task::Side;
 

@@ -340,6 +340,19 @@ impl RootedFs {
         self.remove(path, "remove directory", UnlinkatFlags::RemoveDir)
     }
 
+    /// Refuses, without changing anything, what [`RootedFs::remove_dir`]
+    /// would refuse on `path` for the policy's sake: a path not writable,
+    /// a rule's root, a grantee's shared folder. A tree removal asks first,
+    /// so it does not empty a directory it may not then remove.
+    pub fn check_removable(&self, path: &Path) -> Result<(), FsError> {
+        const OP: &str = "remove";
+        let prepared = self.prepare(path, Want::Write)?;
+        let Some((_, _, real_decision)) = self.open_parent(OP, &prepared, Want::Write)? else {
+            return Err(is_rule_root(&prepared, &prepared.decision));
+        };
+        self.refuse_structural_change(&prepared, &real_decision, false)
+    }
+
     fn remove(&self, path: &Path, op: &'static str, flag: UnlinkatFlags) -> Result<(), FsError> {
         let prepared = self.prepare(path, Want::Write)?;
         self.remove_prepared(&prepared, op, flag)

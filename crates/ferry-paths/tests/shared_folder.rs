@@ -137,6 +137,10 @@ fn a_read_write_grantee_changes_what_is_inside_but_not_the_folder_itself() {
     fs.remove_file(&tree.at("project/results/new/h")).unwrap();
     let root = "the folder shared with you, which cannot be removed or renamed";
     refused(fs.remove_dir(&tree.at("project/results")), root);
+    refused(fs.check_removable(&tree.at("project/results")), root);
+    refused(fs.check_removable(&tree.at("project")), "outside");
+    fs.check_removable(&tree.at("project/results/sub")).unwrap();
+    assert!(tree.at("project/results/sub").is_dir());
     refused(
         fs.rename(&tree.at("project/results/sub"), &tree.at("project/results")),
         root,
