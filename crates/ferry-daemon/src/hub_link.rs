@@ -539,7 +539,6 @@ mod forged_grants {
     use ferry_proto::share::{ShareGrant, ShareMode};
     use ferry_proto::wire_path::WirePath;
     use std::collections::VecDeque;
-    use std::path::Path;
     use std::sync::RwLock;
     use tokio::io::DuplexStream;
 
