@@ -15,11 +15,12 @@
 //! - a refused file names the first bad line with its text, in one line
 //!   without control characters;
 //! - every decision of the resulting policy follows the documented rules
-//!   (see `ferry_fuzz::check_policy`).
+//!   (see `ferry_fuzz::check_policy`), and so does a grantee's through a
+//!   grant rooted at the first path (see `ferry_fuzz::check_grant`).
 #![no_main]
 
 use ferry_fuzz::{
-    base_dirs, check_policy, expected_rule_path, has_dotdot, is_one_clean_line,
+    base_dirs, check_grant, check_policy, expected_rule_path, has_dotdot, is_one_clean_line,
 };
 use ferry_paths::{Access, Policy, PolicyError, RuleOrigin};
 use libfuzzer_sys::fuzz_target;
@@ -98,4 +99,5 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     check_policy(&policy, home, config_dir, &queries);
+    check_grant(&policy, &queries);
 });

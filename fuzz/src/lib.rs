@@ -292,3 +292,49 @@ pub fn check_policy(
         );
     }
 }
+
+/// Checks a grantee's view of `policy` through a grant rooted at the
+/// first query (an endpoint path, `/~/` the home): every other query is
+/// decided no more widely than for the owner, nothing outside the root
+/// or under a rule that does not share is readable, nothing is writable
+/// through a read-only grant, and every explanation is one clean line.
+pub fn check_grant(policy: &ferry_paths::Policy, queries: &[&[u8]]) {
+    use ferry_paths::Access;
+    use std::os::unix::ffi::OsStrExt;
+    let as_path = |b: &[u8]| std::path::Path::new(std::ffi::OsStr::from_bytes(b)).to_path_buf();
+    let rank = |a: Access| match a {
+        Access::Deny => 0,
+        Access::ReadOnly => 1,
+        Access::ReadWrite => 2,
+    };
+    let Some((root, asked)) = queries.split_first() else {
+        return;
+    };
+    for write in [false, true] {
+        let narrowed = match policy.for_grant(&as_path(root), write) {
+            Ok(narrowed) => narrowed,
+            Err(error) => {
+                assert!(is_one_clean_line(&error.to_string()), "{error}");
+                continue;
+            }
+        };
+        let [limit] = narrowed.share_limits() else {
+            panic!("one grant, {:?}", narrowed.share_limits());
+        };
+        for path in asked.iter().map(|b| as_path(b)) {
+            match (policy.decide(&path), narrowed.decide(&path)) {
+                (Ok(owner), Ok(grantee)) => {
+                    assert!(is_one_clean_line(&grantee.explain()), "{}", grantee.explain());
+                    assert!(rank(grantee.access) <= rank(owner.access), "{}", grantee.explain());
+                    if grantee.allows_read() {
+                        assert!(grantee.path.starts_with(&limit.root), "{}", grantee.explain());
+                        assert!(grantee.rule.as_ref().is_some_and(|r| r.sharing), "{}", grantee.explain());
+                    }
+                    assert!(write || !grantee.allows_write(), "{}", grantee.explain());
+                }
+                (Err(_), Err(_)) => {}
+                (owner, grantee) => panic!("{path:?}: owner {owner:?}, grantee {grantee:?}"),
+            }
+        }
+    }
+}

@@ -1,9 +1,12 @@
 //! File operations the hub may ask for (list, mkdir, rename, remove),
 //! carried out through the rooted filesystem, so config-paths decides every
-//! one of them whatever the hub asks.
+//! one of them whatever the hub asks. For a grantee, config-paths narrowed
+//! by the grant decides ([`ferry_mover::narrowed_policy`]): the hub's word
+//! on whose behalf it asks can only take access away.
 
 use ferry_paths::{EntryKind, FsError, Policy, RootedFs};
 use ferry_proto::api::{FsEntry, FsEntryKind, FsOp, FsOutcome, MAX_LIST_ENTRIES};
+use ferry_proto::share::ShareGrant;
 use ferry_proto::wire_path::WirePath;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -34,8 +37,21 @@ fn failed(e: impl std::fmt::Display) -> FsOutcome {
     }
 }
 
-/// Carries out one operation. Blocking: run it off the async threads.
-pub(crate) fn execute(policy: Arc<Policy>, home: &Path, op: FsOp) -> FsOutcome {
+/// Carries out one operation for the owner (`grant` absent) or for a
+/// grantee. Blocking: run it off the async threads.
+pub(crate) fn execute(
+    policy: Arc<Policy>,
+    home: &Path,
+    op: FsOp,
+    grant: Option<&ShareGrant>,
+) -> FsOutcome {
+    let policy = match grant {
+        None => policy,
+        Some(grant) => match ferry_mover::narrowed_policy(&policy, grant) {
+            Ok(narrowed) => Arc::new(narrowed),
+            Err(e) => return failed(e),
+        },
+    };
     let fs = RootedFs::new(policy);
     let result = match op {
         FsOp::List { path } => return resolve(home, &path).map_or_else(failed, |p| list(&fs, &p)),
@@ -128,6 +144,9 @@ fn remove(fs: &RootedFs, path: &Path, recursive: bool) -> Result<(), Failure> {
     if !recursive {
         return Err(Failure::DirNeedsRecursive(path.to_path_buf()));
     }
+    // A top that may not go (a rule's root, a grantee's shared folder)
+    // is refused before anything beneath it is removed.
+    fs.check_removable(path).map_err(Failure::Fs)?;
     // Explicit stack: deep trees must not exhaust the thread's stack.
     let mut stack = vec![(path.to_path_buf(), false)];
     while let Some((dir, emptied)) = stack.pop() {
@@ -157,6 +176,10 @@ mod tests {
         Arc::new(Policy::from_config_paths(&text, home, &home.join(".ferry")).unwrap())
     }
 
+    fn as_owner(policy: Arc<Policy>, home: &Path, op: FsOp) -> FsOutcome {
+        execute(policy, home, op, None)
+    }
+
     fn wp(p: &str) -> WirePath {
         WirePath::from_bytes(p)
     }
@@ -167,13 +190,13 @@ mod tests {
         let home = tmp.path();
         let p = policy(home);
         assert_eq!(
-            execute(p.clone(), home, FsOp::Mkdir { path: wp("/~/a") }),
+            as_owner(p.clone(), home, FsOp::Mkdir { path: wp("/~/a") }),
             FsOutcome::Done
         );
         std::fs::write(home.join("a/f"), "x").unwrap();
         std::fs::create_dir_all(home.join("a/b/c")).unwrap();
         let FsOutcome::Listing { entries, truncated } =
-            execute(p.clone(), home, FsOp::List { path: wp("/~/a") })
+            as_owner(p.clone(), home, FsOp::List { path: wp("/~/a") })
         else {
             panic!("not a listing")
         };
@@ -181,7 +204,7 @@ mod tests {
         let names: Vec<_> = entries.iter().map(|e| e.name.encode()).collect();
         assert_eq!(names, ["b", "f"]);
         assert_eq!(
-            execute(
+            as_owner(
                 p.clone(),
                 home,
                 FsOp::Rename {
@@ -191,7 +214,7 @@ mod tests {
             ),
             FsOutcome::Done
         );
-        let refused = execute(
+        let refused = as_owner(
             p.clone(),
             home,
             FsOp::Remove {
@@ -204,7 +227,7 @@ mod tests {
             "{refused:?}"
         );
         assert_eq!(
-            execute(
+            as_owner(
                 p.clone(),
                 home,
                 FsOp::Remove {
@@ -226,7 +249,7 @@ mod tests {
             std::fs::write(home.join("d").join(name), b"").unwrap();
         }
         let FsOutcome::Listing { entries, .. } =
-            execute(policy(home), home, FsOp::List { path: wp("/~/d") })
+            as_owner(policy(home), home, FsOp::List { path: wp("/~/d") })
         else {
             panic!("not a listing")
         };
@@ -240,7 +263,7 @@ mod tests {
         let home = tmp.path();
         std::fs::create_dir(home.join("ro")).unwrap();
         let p = policy(home);
-        let ro = execute(
+        let ro = as_owner(
             p.clone(),
             home,
             FsOp::Mkdir {
@@ -251,12 +274,12 @@ mod tests {
             matches!(ro, FsOutcome::Failed { ref message } if message.contains("path not allowed") && message.contains("read-only")),
             "{ro:?}"
         );
-        let outside = execute(p.clone(), home, FsOp::List { path: wp("/etc") });
+        let outside = as_owner(p.clone(), home, FsOp::List { path: wp("/etc") });
         assert!(
             matches!(outside, FsOutcome::Failed { ref message } if message.contains("path not allowed")),
             "{outside:?}"
         );
-        let relative = execute(p, home, FsOp::List { path: wp("etc") });
+        let relative = as_owner(p, home, FsOp::List { path: wp("etc") });
         assert!(
             matches!(relative, FsOutcome::Failed { ref message } if message.contains("absolute")),
             "{relative:?}"

@@ -383,21 +383,23 @@ where
                                 endpoint = Some(endpoint_id);
                                 view.send_replace(HubView { state: HubState::Connected, detail: None });
                             }
-                            EndpointEvent::Fs { id, grant: Some(grant), .. } => {
-                                // Until this endpoint enforces shares itself, it
-                                // serves its owner only: a grant is refused.
-                                tracing::warn!(permission = %grant.permission_id, grantee = %grant.grantee, "refused a file operation for a grantee: sharing is not enabled here");
-                                let _ = done_tx.try_send((id, FsOutcome::Failed {
-                                    message: "this endpoint does not serve shared access yet".into(),
-                                }));
-                            }
-                            EndpointEvent::Fs { id, op, grant: None } => {
+                            EndpointEvent::Fs { id, op, grant } => {
+                                // Read per request, so a SIGHUP reload counts
+                                // for the owner and for every grantee alike.
                                 let policy = current_policy(&ctx.policy);
                                 let home = ctx.home.clone();
                                 let done = done_tx.clone();
-                                tracing::debug!(?op, "file operation from the hub");
+                                match &grant {
+                                    // The hub's strings, shown escaped: who acts
+                                    // is the owner's business to audit.
+                                    Some(g) => tracing::info!(grantee = ?g.grantee, permission = ?g.permission_id, root = %ferry_paths::show(std::path::Path::new(g.root.as_os_str())), mode = g.mode.as_str(), ?op, "file operation for a grantee"),
+                                    None => tracing::debug!(?op, "file operation from the hub"),
+                                }
                                 tokio::task::spawn_blocking(move || {
-                                    let outcome = crate::fs_ops::execute(policy, &home, op);
+                                    let outcome = crate::fs_ops::execute(policy, &home, op, grant.as_ref());
+                                    if let (Some(g), FsOutcome::Failed { message }) = (&grant, &outcome) {
+                                        tracing::info!(grantee = ?g.grantee, permission = ?g.permission_id, %message, "refused or failed for a grantee");
+                                    }
                                     let _ = done.blocking_send((id, outcome));
                                 });
                             }
@@ -521,5 +523,407 @@ mod tests {
         let err = dial("127.0.0.1", port).await.unwrap_err();
         assert!(err.contains("connection refused"), "{err}");
         assert!(err.contains(&port.to_string()), "{err}");
+    }
+}
+
+/// A compromised hub's forged grants, sent to the daemon's real control
+/// loop ([`drive`]) by the smallest hub there is: the control protocol's
+/// own hub-side state machine over an in-memory pipe. Whatever the grant
+/// claims, the daemon's own config-paths, narrowed by it, decides.
+#[cfg(test)]
+mod forged_grants {
+    use super::*;
+    use ferry_proto::api::FsOp;
+    use ferry_proto::control::{HubConnection, HubEvent};
+    use ferry_proto::local_api::PolicySource;
+    use ferry_proto::share::{ShareGrant, ShareMode};
+    use ferry_proto::wire_path::WirePath;
+    use std::collections::VecDeque;
+    use std::sync::RwLock;
+    use tokio::io::DuplexStream;
+
+    /// `~/` is the owner's only (SHARING 0); `~/project` is shared, but
+    /// not `~/project/private` beneath it.
+    const CONFIG_PATHS: &str = "~/,0,1\n~/project,1,1\n~/project/private,0,1\n";
+
+    struct FakeHub {
+        conn: HubConnection,
+        io: DuplexStream,
+        events: VecDeque<HubEvent>,
+    }
+
+    impl FakeHub {
+        async fn flush(&mut self) {
+            while let Some(bytes) = self.conn.poll_transmit() {
+                self.io.write_all(&bytes).await.unwrap();
+            }
+        }
+
+        async fn next_event(&mut self) -> HubEvent {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                if let Some(event) = self.events.pop_front() {
+                    return event;
+                }
+                let n = self.io.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the daemon closed the control connection");
+                let events = self.conn.handle_bytes(Instant::now(), &buf[..n]).unwrap();
+                self.events.extend(events);
+                // Pongs and the like.
+                self.flush().await;
+            }
+        }
+
+        async fn welcome(&mut self) {
+            let hello = self.next_event().await;
+            assert!(matches!(hello, HubEvent::Hello { .. }), "{hello:?}");
+            self.conn.accept(
+                Instant::now(),
+                "ep-forged",
+                Duration::from_secs(30),
+                "",
+                vec![],
+            );
+            self.flush().await;
+        }
+
+        /// Asks the daemon for `op` on behalf of `grant` and returns its answer.
+        async fn ask(&mut self, op: FsOp, grant: Option<ShareGrant>) -> FsOutcome {
+            let id = self.conn.request_fs(op, grant).unwrap();
+            self.flush().await;
+            loop {
+                match self.next_event().await {
+                    HubEvent::FsReply {
+                        id: answered,
+                        outcome,
+                    } if answered == id => {
+                        return outcome;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn grant(root: &str, mode: ShareMode) -> Option<ShareGrant> {
+        Some(ShareGrant {
+            permission_id: "forged-permission".into(),
+            root: WirePath::from_bytes(root),
+            mode,
+            grantee: "mallory\n(forged)".into(),
+        })
+    }
+
+    fn wp(path: &str) -> WirePath {
+        WirePath::from_bytes(path)
+    }
+
+    fn refused(outcome: &FsOutcome, words: &str) {
+        match outcome {
+            FsOutcome::Failed { message } => {
+                assert!(message.contains(words), "{message:?} lacks {words:?}")
+            }
+            other => panic!("expected a refusal ({words}), got {other:?}"),
+        }
+    }
+
+    fn listed(outcome: &FsOutcome) -> Vec<String> {
+        match outcome {
+            FsOutcome::Listing { entries, .. } => entries.iter().map(|e| e.name.encode()).collect(),
+            other => panic!("expected a listing, got {other:?}"),
+        }
+    }
+
+    /// Runs `script` against a daemon whose home is a real directory tree.
+    async fn with_daemon<F, Fut>(script: F)
+    where
+        F: FnOnce(FakeHub, PathBuf) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().canonicalize().unwrap().join("home");
+        for dir in ["project/results/sub", "project/private", "secret", ".ferry"] {
+            std::fs::create_dir_all(home.join(dir)).unwrap();
+        }
+        for file in [
+            "project/results/f",
+            "project/private/k",
+            "secret/x",
+            "project/notes",
+        ] {
+            std::fs::write(home.join(file), file).unwrap();
+        }
+        let dir = EndpointDir::resolve(Some(&home.join(".ferry")), &home).unwrap();
+        let policy = Policy::from_config_paths(CONFIG_PATHS, &home, dir.root()).unwrap();
+        let source = PolicySource::ConfigPaths {
+            file: "config-paths".into(),
+            rules: 3,
+        };
+        let (_pause, paused) = watch::channel(false);
+        let ctx = LinkContext {
+            url: "https://hub.invalid".into(),
+            dir,
+            home: home.clone(),
+            policy: Arc::new(RwLock::new((Arc::new(policy), source))),
+            transfers: None,
+            reports: Arc::default(),
+            paused,
+        };
+        let (view, _) = watch::channel(HubView::connecting());
+        let (daemon_io, hub_io) = tokio::io::duplex(1 << 20);
+        let mut hub = FakeHub {
+            conn: HubConnection::new(Instant::now(), Duration::from_secs(30)),
+            io: hub_io,
+            events: VecDeque::new(),
+        };
+        let run = async move {
+            hub.welcome().await;
+            script(hub, home).await;
+        };
+        tokio::select! {
+            end = drive(&ctx, daemon_io, &view, None) => panic!("the session ended: {}", end.reason),
+            () = run => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grant_rooted_under_a_rule_with_sharing_0_reaches_nothing() {
+        with_daemon(|mut hub, home| async move {
+            let secret = grant("/~/secret", ShareMode::ReadWrite);
+            let unshared =
+                "config-paths line 1 (~/,0,1) does not allow sharing (its SHARING flag is 0)";
+            refused(
+                &hub.ask(
+                    FsOp::List {
+                        path: wp("/~/secret"),
+                    },
+                    secret.clone(),
+                )
+                .await,
+                unshared,
+            );
+            refused(
+                &hub.ask(
+                    FsOp::Mkdir {
+                        path: wp("/~/secret/new"),
+                    },
+                    secret.clone(),
+                )
+                .await,
+                unshared,
+            );
+            refused(
+                &hub.ask(
+                    FsOp::Remove {
+                        path: wp("/~/secret/x"),
+                        recursive: false,
+                    },
+                    secret,
+                )
+                .await,
+                unshared,
+            );
+            // A deeper SHARING=0 rule beneath a shared one stays unshared.
+            let project = grant("/~/project", ShareMode::ReadWrite);
+            refused(
+                &hub.ask(
+                    FsOp::List {
+                        path: wp("/~/project/private"),
+                    },
+                    project.clone(),
+                )
+                .await,
+                "config-paths line 3 (~/project/private,0,1) does not allow sharing",
+            );
+            assert_eq!(
+                listed(
+                    &hub.ask(
+                        FsOp::List {
+                            path: wp("/~/project")
+                        },
+                        project
+                    )
+                    .await
+                ),
+                ["notes", "results"]
+            );
+            // The owner (no grant) still reaches it all.
+            assert_eq!(
+                listed(
+                    &hub.ask(
+                        FsOp::List {
+                            path: wp("/~/secret")
+                        },
+                        None
+                    )
+                    .await
+                ),
+                ["x"]
+            );
+            assert!(home.join("secret/x").exists() && !home.join("secret/new").exists());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_read_only_grant_cannot_mkdir_rename_or_remove() {
+        with_daemon(|mut hub, home| async move {
+            let read = grant("/~/project/results", ShareMode::Read);
+            let read_only = "shared with you read-only";
+            assert_eq!(
+                listed(
+                    &hub.ask(
+                        FsOp::List {
+                            path: wp("/~/project/results")
+                        },
+                        read.clone()
+                    )
+                    .await
+                ),
+                ["f", "sub"]
+            );
+            refused(
+                &hub.ask(
+                    FsOp::Mkdir {
+                        path: wp("/~/project/results/new"),
+                    },
+                    read.clone(),
+                )
+                .await,
+                read_only,
+            );
+            refused(
+                &hub.ask(
+                    FsOp::Rename {
+                        from: wp("/~/project/results/f"),
+                        to: wp("/~/project/results/g"),
+                    },
+                    read.clone(),
+                )
+                .await,
+                read_only,
+            );
+            refused(
+                &hub.ask(
+                    FsOp::Remove {
+                        path: wp("/~/project/results/f"),
+                        recursive: false,
+                    },
+                    read.clone(),
+                )
+                .await,
+                read_only,
+            );
+            refused(
+                &hub.ask(
+                    FsOp::Remove {
+                        path: wp("/~/project/results/sub"),
+                        recursive: true,
+                    },
+                    read,
+                )
+                .await,
+                read_only,
+            );
+            assert!(home.join("project/results/f").is_file());
+            assert!(home.join("project/results/sub").is_dir());
+            assert!(!home.join("project/results/new").exists());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_grant_on_results_reaches_neither_its_parent_nor_home_nor_through_dot_dot() {
+        with_daemon(|mut hub, home| async move {
+            let results = grant("/~/project/results", ShareMode::ReadWrite);
+            let outside = format!(
+                "outside the folder shared with you ({})",
+                home.join("project/results").display()
+            );
+            for path in [
+                "/~/project",
+                "/~/",
+                "/~",
+                "/",
+                "/~/project/results2",
+                "/~/.ferry",
+            ] {
+                refused(
+                    &hub.ask(FsOp::List { path: wp(path) }, results.clone())
+                        .await,
+                    &outside,
+                );
+            }
+            refused(
+                &hub.ask(
+                    FsOp::List {
+                        path: wp("/~/project/results/.."),
+                    },
+                    results.clone(),
+                )
+                .await,
+                "`..` components are not allowed",
+            );
+            refused(
+                &hub.ask(
+                    FsOp::Rename {
+                        from: wp("/~/project/results/f"),
+                        to: wp("/~/project/f"),
+                    },
+                    results.clone(),
+                )
+                .await,
+                &outside,
+            );
+            refused(
+                &hub.ask(
+                    FsOp::Remove {
+                        path: wp("/~/project/results"),
+                        recursive: true,
+                    },
+                    results.clone(),
+                )
+                .await,
+                "the folder shared with you, which cannot be removed or renamed",
+            );
+            assert!(
+                home.join("project/results/f").is_file(),
+                "refused before anything beneath it went"
+            );
+            // A root that climbs out with `..` is no root at all.
+            refused(
+                &hub.ask(
+                    FsOp::List { path: wp("/~/") },
+                    grant("/~/project/results/../..", ShareMode::ReadWrite),
+                )
+                .await,
+                "is not usable: `..` components are not allowed",
+            );
+            // Inside, a read-write grantee works as the owner would.
+            assert_eq!(
+                hub.ask(
+                    FsOp::Mkdir {
+                        path: wp("/~/project/results/new")
+                    },
+                    results.clone()
+                )
+                .await,
+                FsOutcome::Done
+            );
+            assert_eq!(
+                hub.ask(
+                    FsOp::Rename {
+                        from: wp("/~/project/results/f"),
+                        to: wp("/~/project/results/new/f")
+                    },
+                    results
+                )
+                .await,
+                FsOutcome::Done
+            );
+            assert!(home.join("project/results/new/f").is_file());
+            assert!(home.join("project/notes").is_file());
+        })
+        .await;
     }
 }

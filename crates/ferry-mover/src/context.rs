@@ -1,9 +1,10 @@
 //! What the mover needs from the daemon it runs in.
 
 use crate::channel::Identity;
-use ferry_paths::Policy;
+use ferry_paths::{Policy, PolicyError};
+use ferry_proto::share::ShareGrant;
 use ferry_proto::task::TaskReport;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -50,6 +51,18 @@ impl Context {
         let _ = self.reports.send((task_id.to_string(), attempt, report));
     }
 
+    /// The policy one side of a task attempt applies to every path it
+    /// touches: the owner's in force now (a reload counts from the next
+    /// attempt), narrowed by the grant the capability carries for this
+    /// side when it acts for a grantee.
+    pub fn policy_for(&self, grant: Option<&ShareGrant>) -> Result<Arc<Policy>, PolicyError> {
+        let owners = (self.policy)();
+        match grant {
+            None => Ok(owners),
+            Some(grant) => narrowed_policy(&owners, grant).map(Arc::new),
+        }
+    }
+
     /// The fault-injection seam of this endpoint's disk operations (see
     /// [`crate::faults`]): nothing outside tests.
     pub(crate) fn faults(&self) -> crate::faults::Faults {
@@ -58,4 +71,13 @@ impl Context {
         #[cfg(not(test))]
         crate::faults::Faults::default()
     }
+}
+
+/// `policy` as the grantee of `grant` gets it: beneath the grant's root
+/// (an endpoint path, `/~/` the owner's home), where the owner's rule
+/// shares, read-only unless the grant is `rw` ([`Policy::for_grant`]).
+/// What the grant claims can only narrow `policy`, never widen it, so a
+/// hub that forges one reaches nothing the owner did not share.
+pub fn narrowed_policy(policy: &Policy, grant: &ShareGrant) -> Result<Policy, PolicyError> {
+    policy.for_grant(Path::new(grant.root.as_os_str()), grant.mode.allows_write())
 }

@@ -800,12 +800,29 @@ async fn run_session(
             return;
         }
     };
+    // For a grantee, every write, mkdir, removal (`--delete`) and
+    // temporary of this attempt is decided by the owner's policy narrowed
+    // by the signed grant.
+    let policy = match ctx.policy_for(cap.destination_grant.as_ref()) {
+        Ok(policy) => policy,
+        Err(e) => {
+            let error = MoveError::Unusable {
+                side: Side::Destination,
+                reason: e.to_string(),
+            };
+            ctx.report(&task_id, attempt, error.report());
+            return;
+        }
+    };
+    if let Some(grant) = &cap.destination_grant {
+        tracing::info!(task = %task_id, attempt, grantee = ?grant.grantee, permission = ?grant.permission_id, mode = grant.mode.as_str(), "receiving for a grantee");
+    }
     let (commit_tx, commit_rx) = std::sync::mpsc::channel();
     let (to_source, outgoing) = mpsc::unbounded_channel();
     let mut outgoing = Some(outgoing);
     let session = Arc::new(Session {
         disk: Disk::new(
-            RootedFs::with_cached_roots((ctx.policy)()),
+            RootedFs::with_cached_roots(policy),
             Attributes {
                 preserve_mode: cap.options.preserve_mode,
                 preserve_mtime: cap.options.preserve_mtime,
@@ -1057,6 +1074,9 @@ fn discard_kept(ctx: &Context, task_id: &str) {
             return;
         }
     };
+    // The owner's policy, also for a grantee's task: only the temporaries
+    // the journal names go, and each was made by this endpoint under the
+    // narrowed policy, beside a target it allowed.
     let disk = Disk::new(
         RootedFs::new((ctx.policy)()),
         Attributes {

@@ -4,7 +4,9 @@
 //! [`source::send`] runs a task attempt on the sending endpoint;
 //! [`dest::serve`] accepts attempts on the receiving one. Every file
 //! operation goes through the rooted filesystem, so config-paths bounds
-//! both sides whatever the hub or the peer asks.
+//! both sides whatever the hub or the peer asks; for a side that acts for
+//! a grantee, config-paths narrowed by the capability's grant for it
+//! ([`Context::policy_for`]).
 //!
 //! Every failure is a [`MoveError`], whose variant decides its
 //! [`Disposition`]: retried at once, the file again, the task later by the
@@ -23,7 +25,7 @@ pub mod plan;
 pub mod source;
 pub mod throttle;
 
-pub use context::{Context, Report};
+pub use context::{Context, Report, narrowed_policy};
 pub use ferry_proto::data::Disposition;
 pub use ferry_proto::task::Side;
 

@@ -339,9 +339,20 @@ pub async fn send(
         Arc::new(Limiter::new(cap.options.bwlimit)),
         ctx.bwlimit.clone(),
     ];
+    // For a grantee, every path of this attempt is decided by the owner's
+    // policy narrowed by the signed grant: the walk, the sample, each read.
+    let policy = ctx
+        .policy_for(cap.source_grant.as_ref())
+        .map_err(|e| MoveError::Unusable {
+            side: Side::Source,
+            reason: e.to_string(),
+        })?;
+    if let Some(grant) = &cap.source_grant {
+        tracing::info!(task = %cap.task_id, attempt = cap.attempt, grantee = ?grant.grantee, permission = ?grant.permission_id, mode = grant.mode.as_str(), "sending for a grantee");
+    }
     let streams = match cap.options.streams {
         Some(n) => n.clamp(1, 64) as u16,
-        None => choose_streams(&RootedFs::new((ctx.policy)()), &ctx.home, &cap),
+        None => choose_streams(&RootedFs::new(policy.clone()), &ctx.home, &cap),
     };
     tracing::debug!(task = %cap.task_id, attempt = cap.attempt, streams, %connect_to, "connecting");
     let config = ctx.identity.client_config()?;
@@ -383,7 +394,7 @@ pub async fn send(
     }
 
     let shared = Arc::new(Shared {
-        fs: RootedFs::with_cached_roots((ctx.policy)()),
+        fs: RootedFs::with_cached_roots(policy),
         faults: ctx.faults(),
         offered: Mutex::new(HashMap::new()),
         sent: Mutex::default(),

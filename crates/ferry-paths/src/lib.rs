@@ -24,6 +24,12 @@
 //!   the temporary of that target: the deny of dot-entries directly under
 //!   home does not refuse them, every other rule does, and no other
 //!   operation gets that exemption (see [`Temporary`]).
+//! - For a grantee, the owner's policy narrowed by the grant decides
+//!   ([`Policy::for_grant`]): nothing outside the shared folder, nothing
+//!   whose deciding rule has SHARING 0, never the config dir, no write for
+//!   a read-only permission. The shared folder counts as a nested area, so
+//!   a symlink out of it is refused like one into a denied area, and it
+//!   cannot itself be removed or renamed. The owner's denies stand.
 //! - Names are bytes (`OsStr`); nothing assumes UTF-8.
 
 mod config_paths;
@@ -34,7 +40,10 @@ mod rule_path;
 mod temporary;
 
 pub use config_paths::LineProblem;
-pub use policy::{Access, Decision, Policy, PolicyError, PolicySource, Rule, RuleOrigin};
+pub use policy::{
+    Access, Decision, Policy, PolicyError, PolicySource, Rule, RuleOrigin, ShareLimit,
+    ShareNarrowing,
+};
 pub use restrict_paths::ItemProblem;
 pub use rooted_fs::{Entry, EntryKind, FsError, Metadata, RootedFs};
 pub use rule_path::{

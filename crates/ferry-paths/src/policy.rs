@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::config_paths::{self, LineProblem};
 use crate::restrict_paths::{self, ItemProblem};
-use crate::rule_path::{RequestPathError, normalize_absolute, show};
+use crate::rule_path::{RequestPathError, normalize_absolute, resolve_endpoint_path, show};
 
 /// What a rule grants beneath its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,7 +66,9 @@ pub struct Rule {
     /// Absolute and normalized: no `.`, no `..`, no trailing slash except for `/`.
     pub path: PathBuf,
     pub access: Access,
-    /// The SHARING column of `config-paths`; kept for a future sharing feature.
+    /// The SHARING column of `config-paths`: whether the owner lets
+    /// grantees reach what this rule decides ([`Policy::for_grant`]).
+    /// Always false for `-restrict-paths`, which has no such column.
     pub sharing: bool,
     pub origin: RuleOrigin,
     /// The line or item as the owner wrote it (trimmed), for messages.
@@ -132,15 +134,48 @@ pub enum PolicyError {
         path: PathBuf,
         problem: RequestPathError,
     },
+    #[error("the folder shared with you, {}, is not usable: {problem}", show(.root))]
+    BadShareRoot { root: PathBuf, problem: String },
 }
 
-/// The owner's rules plus the built-in denies.
+/// What one permission lets a grantee reach: everything at or beneath
+/// `root` that the owner's policy allows and shares, and writes only with
+/// `write`. Made by [`Policy::for_grant`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareLimit {
+    /// Absolute and normalized, `/~/` expanded to the owner's home.
+    pub root: PathBuf,
+    /// The permission is `rw`.
+    pub write: bool,
+}
+
+/// Why a grantee gets less than the owner would on a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShareNarrowing {
+    /// The path is not at or beneath the shared folder.
+    OutsideShare { root: PathBuf },
+    /// The owner's rule that decides the path has SHARING 0 (or comes
+    /// from `-restrict-paths`, which cannot share).
+    NotShared { rule: Rule },
+    /// The endpoint's config dir (its private key) is never shared, even
+    /// where a rule names it with SHARING 1.
+    ConfigDir { path: PathBuf },
+    /// The permission is `r`: a write the owner's rule would allow becomes
+    /// read-only.
+    ReadOnlyShare,
+}
+
+/// The owner's rules plus the built-in denies, and, for a grantee, the
+/// limits of the permissions it acts through.
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<Rule>,
     home: PathBuf,
     config_dir: PathBuf,
     source: PolicySource,
+    /// Empty for the owner. Each one narrows every decision; a policy
+    /// narrowed twice keeps both (their intersection).
+    shares: Vec<ShareLimit>,
 }
 
 impl Policy {
@@ -191,7 +226,44 @@ impl Policy {
             home,
             config_dir,
             source,
+            shares: Vec::new(),
         })
+    }
+
+    /// This policy as a grantee gets it through a permission on `root`
+    /// (an endpoint path: absolute, or `/~/...` for the owner's home),
+    /// read-only unless `write`.
+    ///
+    /// Every decision of the result is this policy's, narrowed: a path
+    /// not at or beneath `root` is denied, and so is one whose deciding
+    /// rule has SHARING 0 and anything in the config dir; a write becomes
+    /// read-only unless `write`. The owner's denies (built-in ones too)
+    /// stand. Nothing widens: this is computed from the endpoint's own
+    /// rules, whatever the hub claims, and [`crate::RootedFs`] applies it
+    /// with every check it makes for the owner (symlinks, temporaries).
+    ///
+    /// Fails if `root` is relative or has a `..` component.
+    pub fn for_grant(&self, root: &Path, write: bool) -> Result<Policy, PolicyError> {
+        let bad = |problem: String| PolicyError::BadShareRoot {
+            root: root.to_path_buf(),
+            problem,
+        };
+        let expanded =
+            resolve_endpoint_path(&self.home, root.as_os_str().as_bytes()).map_err(bad)?;
+        let normalized =
+            normalize_absolute(&expanded).map_err(|problem| bad(problem.to_string()))?;
+        let mut narrowed = self.clone();
+        narrowed.shares.push(ShareLimit {
+            root: normalized,
+            write,
+        });
+        Ok(narrowed)
+    }
+
+    /// The limits of the permissions this policy acts through: empty for
+    /// the owner.
+    pub fn share_limits(&self) -> &[ShareLimit] {
+        &self.shares
     }
 
     /// The user rules in the order they were written (built-in denies are not listed).
@@ -226,6 +298,11 @@ impl Policy {
     }
 
     pub(crate) fn decide_normalized(&self, path: PathBuf) -> Decision {
+        self.narrow(self.decide_for_owner(path))
+    }
+
+    /// The decision for the owner, before any share narrows it.
+    fn decide_for_owner(&self, path: PathBuf) -> Decision {
         let best_user_rule = self
             .rules
             .iter()
@@ -255,7 +332,53 @@ impl Policy {
             rule,
             access,
             source: self.source,
+            narrowing: None,
         }
+    }
+
+    /// Applies the share limits (none for the owner) to the owner's
+    /// decision on the same path.
+    fn narrow(&self, owner: Decision) -> Decision {
+        if self.shares.is_empty() {
+            return owner;
+        }
+        let denied = |narrowing| Decision {
+            access: Access::Deny,
+            narrowing: Some(narrowing),
+            ..owner.clone()
+        };
+        // Outside first: a grantee learns nothing of the owner's rules
+        // for paths it was never given.
+        if let Some(share) = self
+            .shares
+            .iter()
+            .find(|s| !owner.path.starts_with(&s.root))
+        {
+            return denied(ShareNarrowing::OutsideShare {
+                root: share.root.clone(),
+            });
+        }
+        let rule = match &owner.rule {
+            Some(rule) if owner.access != Access::Deny => rule,
+            // The owner's own deny (a rule, a built-in, no rule) stands.
+            _ => return owner,
+        };
+        if owner.path.starts_with(&self.config_dir) {
+            return denied(ShareNarrowing::ConfigDir {
+                path: self.config_dir.clone(),
+            });
+        }
+        if !rule.sharing {
+            return denied(ShareNarrowing::NotShared { rule: rule.clone() });
+        }
+        if owner.access == Access::ReadWrite && self.shares.iter().any(|s| !s.write) {
+            return Decision {
+                access: Access::ReadOnly,
+                narrowing: Some(ShareNarrowing::ReadOnlyShare),
+                ..owner
+            };
+        }
+        owner
     }
 
     /// Decides ferry's temporary file named `temp_name` beside `target`,
@@ -304,15 +427,23 @@ impl Policy {
                 rule: None,
                 access: Access::Deny,
                 source: self.source,
+                narrowing: None,
             };
         };
         let path = parent.join(temp_name);
-        let as_target = self.decide_normalized(target);
-        let own = self.decide_normalized(path.clone());
+        let as_target = self.decide_normalized(target.clone());
+        // The exemption is the owner's; a share then narrows the
+        // temporary's own path like any other (a temporary beside the
+        // shared folder is outside it).
+        let own = self.decide_for_owner(path.clone());
         let own = match &own.rule {
-            Some(rule) if rule.origin == RuleOrigin::HomeDotEntry => as_target.clone(),
+            Some(rule) if rule.origin == RuleOrigin::HomeDotEntry => Decision {
+                path: path.clone(),
+                ..self.decide_for_owner(target)
+            },
             _ => own,
         };
+        let own = self.narrow(own);
         let stricter = if rank(own.access) < rank(as_target.access) {
             own
         } else {
@@ -334,6 +465,23 @@ impl Policy {
             ),
             _ => None,
         }
+    }
+
+    /// Whether some rule's area or a shared folder lies strictly beneath
+    /// `path`: a symlink beneath `path` could then lead out of the one
+    /// and into the other, so real locations must be decided again.
+    pub(crate) fn has_boundary_strictly_beneath(&self, path: &Path) -> bool {
+        self.rule_strictly_beneath(path).is_some()
+            || self
+                .shares
+                .iter()
+                .any(|share| share.root != path && share.root.starts_with(path))
+    }
+
+    /// Whether `path` is the folder a grantee was given, which the
+    /// grantee may change beneath but not remove or rename.
+    pub(crate) fn is_share_root(&self, path: &Path) -> bool {
+        self.shares.iter().any(|share| share.root == path)
     }
 
     /// Some rule (user or built-in) whose area lies strictly beneath `path`, if any.
@@ -402,6 +550,8 @@ pub struct Decision {
     /// [`Access::Deny`] when no rule covers the path.
     pub access: Access,
     source: PolicySource,
+    /// For a grantee: why the access is less than the owner's.
+    narrowing: Option<ShareNarrowing>,
 }
 
 impl Decision {
@@ -413,9 +563,21 @@ impl Decision {
         self.access == Access::ReadWrite
     }
 
+    /// For a grantee: why the access is less than the owner would get.
+    pub fn narrowing(&self) -> Option<&ShareNarrowing> {
+        self.narrowing.as_ref()
+    }
+
     /// One human line, e.g. `/home/u/data/x: read-write, allowed by config-paths line 2 (~/data,0,1)`.
     pub fn explain(&self) -> String {
         let path = show(&self.path);
+        match (&self.rule, self.access, &self.narrowing) {
+            (_, Access::Deny, Some(_)) => return format!("{path}: denied: {}", self.reason()),
+            (Some(rule), Access::ReadOnly, Some(_)) => {
+                return format!("{path}: read-only ({}), allowed by {rule}", self.reason());
+            }
+            _ => {}
+        }
         match (&self.rule, self.access) {
             (Some(rule), Access::ReadWrite | Access::ReadOnly) => {
                 format!("{path}: {}, allowed by {rule}", self.access)
@@ -430,6 +592,29 @@ impl Decision {
     /// Why the access is what it is, without the path: the tail of an error message.
     pub fn reason(&self) -> String {
         let noun = self.source.rule_noun();
+        match &self.narrowing {
+            Some(ShareNarrowing::OutsideShare { root }) => {
+                return format!("outside the folder shared with you ({})", show(root));
+            }
+            Some(ShareNarrowing::NotShared { rule }) => {
+                return match self.source {
+                    PolicySource::ConfigPaths => {
+                        format!("{rule} does not allow sharing (its SHARING flag is 0)")
+                    }
+                    PolicySource::RestrictPaths => format!(
+                        "{rule} does not allow sharing (-restrict-paths has no SHARING flag; config-paths does)"
+                    ),
+                };
+            }
+            Some(ShareNarrowing::ConfigDir { path }) => {
+                return format!(
+                    "it is inside the endpoint's config dir {}, which is never shared",
+                    show(path)
+                );
+            }
+            Some(ShareNarrowing::ReadOnlyShare) => return "shared with you read-only".into(),
+            None => {}
+        }
         match &self.rule {
             None => format!("it is outside the paths this endpoint shares (no {noun} covers it)"),
             Some(rule) => match rule.origin {
@@ -698,6 +883,225 @@ mod tests {
                 .access,
             Access::Deny
         );
+    }
+
+    fn grant(policy: &Policy, root: &str, write: bool) -> Policy {
+        policy.for_grant(Path::new(root), write).unwrap()
+    }
+
+    fn reason(policy: &Policy, path: &str) -> String {
+        policy.decide(Path::new(path)).unwrap().reason()
+    }
+
+    #[test]
+    fn a_grantee_reaches_only_what_is_beneath_the_shared_folder() {
+        let owner = policy("~/,1,1\n");
+        let results = grant(&owner, "/~/project/results", true);
+        assert_eq!(
+            results.share_limits(),
+            [ShareLimit {
+                root: PathBuf::from("/home/u/project/results"),
+                write: true
+            }]
+        );
+        assert_eq!(
+            access(&results, "/home/u/project/results"),
+            Access::ReadWrite
+        );
+        assert_eq!(
+            access(&results, "/home/u/project/results/a/b"),
+            Access::ReadWrite
+        );
+        for outside in [
+            "/home/u/project",
+            "/home/u",
+            "/",
+            "/home/u/project/results2",
+            "/home/u/project/resultsx/f",
+            "/etc/passwd",
+            "/home/u/.ssh/id",
+        ] {
+            assert_eq!(access(&results, outside), Access::Deny, "{outside}");
+            assert_eq!(
+                reason(&results, outside),
+                "outside the folder shared with you (/home/u/project/results)",
+                "{outside}"
+            );
+        }
+        // The owner's policy is untouched.
+        assert_eq!(access(&owner, "/home/u/project"), Access::ReadWrite);
+        assert!(owner.share_limits().is_empty());
+    }
+
+    #[test]
+    fn dot_dot_in_a_request_or_a_shared_root_is_refused() {
+        let owner = policy("~/,1,1\n");
+        let results = grant(&owner, "/~/project/results", true);
+        for tricky in [
+            "/home/u/project/results/..",
+            "/home/u/project/results/../../.ssh/id",
+            "/home/u/project/results/./../x",
+        ] {
+            assert!(
+                matches!(
+                    results.decide(Path::new(tricky)),
+                    Err(PolicyError::BadRequestPath {
+                        problem: RequestPathError::ParentDir,
+                        ..
+                    })
+                ),
+                "{tricky}"
+            );
+        }
+        for bad_root in ["/~/project/results/..", "/~/../..", "project", ""] {
+            let refused = owner.for_grant(Path::new(bad_root), true).unwrap_err();
+            assert!(
+                matches!(refused, PolicyError::BadShareRoot { .. }),
+                "{bad_root}: {refused}"
+            );
+        }
+        // `/~//x` is beneath home, as for every request path.
+        assert_eq!(
+            grant(&owner, "/~//project", false).share_limits()[0].root,
+            PathBuf::from("/home/u/project")
+        );
+        assert_eq!(
+            grant(&owner, "/srv/./data/", false).share_limits()[0].root,
+            PathBuf::from("/srv/data")
+        );
+    }
+
+    #[test]
+    fn a_shared_root_under_a_rule_with_sharing_0_reaches_nothing() {
+        let unshared = policy("~/,0,1\n~/public,1,0\n");
+        let project = grant(&unshared, "/~/project", true);
+        for path in ["/home/u/project", "/home/u/project/x/y"] {
+            assert_eq!(access(&project, path), Access::Deny, "{path}");
+            assert_eq!(
+                reason(&project, path),
+                "config-paths line 1 (~/,0,1) does not allow sharing (its SHARING flag is 0)"
+            );
+        }
+        // A shared root above a SHARING=1 rule reaches that rule's area only.
+        let home = grant(&unshared, "/~/", false);
+        assert_eq!(access(&home, "/home/u/public/f"), Access::ReadOnly);
+        assert_eq!(access(&home, "/home/u/other"), Access::Deny);
+    }
+
+    #[test]
+    fn a_deeper_rule_with_sharing_0_stays_unshared_beneath_a_shared_one() {
+        let owner = policy("~/,1,1\n~/project/private,0,1\n~/project/ro,1,0\n");
+        let project = grant(&owner, "/~/project", true);
+        assert_eq!(access(&project, "/home/u/project/x"), Access::ReadWrite);
+        assert_eq!(access(&project, "/home/u/project/private"), Access::Deny);
+        assert_eq!(
+            reason(&project, "/home/u/project/private/k"),
+            "config-paths line 2 (~/project/private,0,1) does not allow sharing (its SHARING flag is 0)"
+        );
+        // The owner's read-only rule stays read-only for a grantee with rw.
+        assert_eq!(access(&project, "/home/u/project/ro/f"), Access::ReadOnly);
+        assert_eq!(
+            reason(&project, "/home/u/project/ro/f"),
+            "read-only by config-paths line 3 (~/project/ro,1,0)"
+        );
+        assert!(project.has_boundary_strictly_beneath(Path::new("/home/u")));
+        assert!(!project.has_boundary_strictly_beneath(Path::new("/home/u/project/x")));
+        assert!(project.is_share_root(Path::new("/home/u/project")));
+    }
+
+    #[test]
+    fn a_read_only_permission_never_writes() {
+        let owner = policy("~/,1,1\n");
+        let read = grant(&owner, "/~/data", false);
+        let decision = read.decide(Path::new("/home/u/data/f")).unwrap();
+        assert_eq!(decision.access, Access::ReadOnly);
+        assert!(decision.allows_read() && !decision.allows_write());
+        assert_eq!(decision.narrowing(), Some(&ShareNarrowing::ReadOnlyShare));
+        assert_eq!(decision.reason(), "shared with you read-only");
+        assert_eq!(
+            decision.explain(),
+            "/home/u/data/f: read-only (shared with you read-only), allowed by config-paths line 1 (~/,1,1)"
+        );
+        assert_eq!(
+            read.decide(Path::new("/home/u/x")).unwrap().explain(),
+            "/home/u/x: denied: outside the folder shared with you (/home/u/data)"
+        );
+    }
+
+    #[test]
+    fn the_config_dir_and_dot_entries_are_never_shared() {
+        // The owner named the config dir with SHARING 1: still not shared.
+        let owner = policy("~/,1,1\n~/.ferry,1,1\n~/.local,1,1\n");
+        assert_eq!(
+            access(&owner, "/home/u/.ferry/endpoint.key"),
+            Access::ReadWrite
+        );
+        let home = grant(&owner, "/~/", true);
+        let decision = home
+            .decide(Path::new("/home/u/.ferry/endpoint.key"))
+            .unwrap();
+        assert_eq!(decision.access, Access::Deny);
+        assert_eq!(
+            decision.reason(),
+            "it is inside the endpoint's config dir /home/u/.ferry, which is never shared"
+        );
+        let shared_config = grant(&owner, "/~/.ferry", false);
+        assert_eq!(access(&shared_config, "/home/u/.ferry"), Access::Deny);
+        // The built-in deny of dot-entries stands; a named one is the owner's choice.
+        assert_eq!(access(&home, "/home/u/.ssh/id"), Access::Deny);
+        assert_eq!(access(&home, "/home/u/.local/x"), Access::ReadWrite);
+    }
+
+    #[test]
+    fn restrict_paths_share_nothing() {
+        let restricted = Policy::from_restrict_paths(
+            "~/data",
+            Path::new("/home/u"),
+            Path::new("/home/u/.ferry"),
+        )
+        .unwrap();
+        let data = grant(&restricted, "/~/data", false);
+        assert_eq!(access(&data, "/home/u/data/f"), Access::Deny);
+        assert_eq!(
+            reason(&data, "/home/u/data/f"),
+            "-restrict-paths item 1 (~/data) does not allow sharing (-restrict-paths has no SHARING flag; config-paths does)"
+        );
+    }
+
+    #[test]
+    fn a_policy_narrowed_twice_keeps_both_limits() {
+        let owner = policy("/,1,1\n");
+        let both = grant(&grant(&owner, "/~/a", true), "/~/a/b", false);
+        assert_eq!(access(&both, "/home/u/a/b/c"), Access::ReadOnly);
+        assert_eq!(access(&both, "/home/u/a/x"), Access::Deny);
+        let disjoint = grant(&grant(&owner, "/~/a", true), "/srv", true);
+        assert_eq!(access(&disjoint, "/home/u/a/x"), Access::Deny);
+        assert_eq!(access(&disjoint, "/srv/x"), Access::Deny);
+    }
+
+    #[test]
+    fn a_grantees_temporaries_stay_inside_the_shared_folder() {
+        let owner = policy("~/,1,1\n");
+        let results = grant(&owner, "/~/results", true);
+        assert_eq!(
+            temporary(&results, "/home/u/results/f").access,
+            Access::ReadWrite
+        );
+        // The temporary of the shared folder itself lies beside it.
+        let beside = temporary(&results, "/home/u/results");
+        assert_eq!(beside.access, Access::Deny);
+        assert_eq!(
+            beside.reason(),
+            "outside the folder shared with you (/home/u/results)"
+        );
+        assert_eq!(temporary(&results, "/home/u/x").access, Access::Deny);
+        // Sharing home: the owner's exemption for temporaries directly
+        // under home still applies, the read-only permission too.
+        let home = grant(&owner, "/~", true);
+        assert_eq!(temporary(&home, "/home/u/x").access, Access::ReadWrite);
+        let read = grant(&owner, "/~", false);
+        assert_eq!(temporary(&read, "/home/u/x").access, Access::ReadOnly);
+        assert_eq!(temporary(&read, "/home/u/.bashrc").access, Access::Deny);
     }
 
     #[test]

@@ -340,6 +340,19 @@ impl RootedFs {
         self.remove(path, "remove directory", UnlinkatFlags::RemoveDir)
     }
 
+    /// Refuses, without changing anything, what [`RootedFs::remove_dir`]
+    /// would refuse on `path` for the policy's sake: a path not writable,
+    /// a rule's root, a grantee's shared folder. A tree removal asks first,
+    /// so it does not empty a directory it may not then remove.
+    pub fn check_removable(&self, path: &Path) -> Result<(), FsError> {
+        const OP: &str = "remove";
+        let prepared = self.prepare(path, Want::Write)?;
+        let Some((_, _, real_decision)) = self.open_parent(OP, &prepared, Want::Write)? else {
+            return Err(is_rule_root(&prepared, &prepared.decision));
+        };
+        self.refuse_structural_change(&prepared, &real_decision, false)
+    }
+
     fn remove(&self, path: &Path, op: &'static str, flag: UnlinkatFlags) -> Result<(), FsError> {
         let prepared = self.prepare(path, Want::Write)?;
         self.remove_prepared(&prepared, op, flag)
@@ -505,7 +518,10 @@ impl RootedFs {
                 reason: format!("it is not beneath the root of {rule}"),
             })?;
         let root_fd = self.open_rule_root(&rule_root)?;
-        let has_nested_rules = self.policy.rule_strictly_beneath(&rule_root).is_some();
+        // A grantee's shared folder beneath the rule's root counts as a
+        // nested area: a symlink inside the share could lead out of it and
+        // still stay beneath the root, which openat2 alone would allow.
+        let has_nested_rules = self.policy.has_boundary_strictly_beneath(&rule_root);
         Ok(Prepared {
             decision,
             rule_root,
@@ -582,6 +598,12 @@ impl RootedFs {
             .is_some_and(|rule| rule.path == real_decision.path)
         {
             return Err(is_rule_root(prepared, real_decision));
+        }
+        if self.policy.is_share_root(&real_decision.path) {
+            return Err(not_allowed(
+                prepared,
+                "it is the folder shared with you, which cannot be removed or renamed".to_owned(),
+            ));
         }
         if moves_away {
             for candidate in [&prepared.decision.path, &real_decision.path] {

@@ -87,6 +87,52 @@ proptest! {
         }
     }
 
+    /// A grantee's decision, against an oracle: the owner's access, denied
+    /// outside the shared folder or where the deciding rule does not share,
+    /// at most read-only for `r`. Never more than the owner gets.
+    #[test]
+    fn a_grant_never_widens_the_owners_policy(
+        rules in rule_paths(),
+        flags in prop::collection::vec((any::<bool>(), any::<bool>()), 6),
+        root in components(3),
+        write in any::<bool>(),
+        path in components(6),
+    ) {
+        let rules: Vec<(Vec<String>, bool, bool)> = rules
+            .into_iter()
+            .zip(flags)
+            .map(|(parts, (sharing, w))| (parts, sharing, w))
+            .collect();
+        let owner = Policy::from_config_paths(
+            &render_config(&rules),
+            Path::new(HOME),
+            Path::new(CONFIG_DIR),
+        )
+        .unwrap();
+        let grantee = owner.for_grant(Path::new(&absolute(&root)), write).unwrap();
+        let asked = absolute(&path);
+        let owners = owner.decide(Path::new(&asked)).unwrap().access;
+        let decision = grantee.decide(Path::new(&asked)).unwrap();
+
+        let deciding = rules
+            .iter()
+            .filter(|(parts, _, _)| oracle_covers(parts, &path))
+            .max_by_key(|(parts, _, _)| parts.len());
+        let expected = match deciding {
+            _ if !oracle_covers(&root, &path) => Access::Deny,
+            None | Some((_, false, _)) => Access::Deny,
+            Some((_, true, true)) if write => Access::ReadWrite,
+            Some((_, true, _)) => Access::ReadOnly,
+        };
+        prop_assert_eq!(decision.access, expected, "{}", decision.explain());
+        let rank = |a: Access| match a {
+            Access::Deny => 0,
+            Access::ReadOnly => 1,
+            Access::ReadWrite => 2,
+        };
+        prop_assert!(rank(decision.access) <= rank(owners));
+    }
+
     #[test]
     fn data_never_matches_a_sibling_sharing_its_prefix(
         suffix in "[^/\0]{1,12}",

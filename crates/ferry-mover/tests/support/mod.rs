@@ -9,6 +9,7 @@ use ferry_mover::channel::{Identity, Liveness};
 use ferry_mover::dest::Sessions;
 use ferry_mover::{Context, Report};
 use ferry_paths::Policy;
+use ferry_proto::share::ShareGrant;
 use ferry_proto::task::{Capability, TaskReport, TransferItem, TransferOptions};
 use ferry_proto::wire_path::WirePath;
 use rcgen::{
@@ -16,7 +17,7 @@ use rcgen::{
 };
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, watch};
 
 pub const CHUNK: usize = ferry_proto::data::CHUNK_SIZE as usize;
@@ -26,6 +27,17 @@ pub struct Endpoint {
     pub home: PathBuf,
     pub ctx: Arc<Context>,
     pub reports: mpsc::UnboundedReceiver<Report>,
+    /// The policy the mover reads for each attempt (`~/,0,1` at first).
+    policy: Arc<RwLock<Arc<Policy>>>,
+}
+
+impl Endpoint {
+    /// Replaces the owner's config-paths, as a SIGHUP reload does.
+    pub fn set_config_paths(&self, text: &str) {
+        let policy =
+            Policy::from_config_paths(text, &self.home, &self.home.join(".ferry")).unwrap();
+        *self.policy.write().unwrap() = Arc::new(policy);
+    }
 }
 
 pub struct World {
@@ -77,12 +89,14 @@ fn endpoint(
     std::fs::write(dir.endpoint_ca_file(), ca_pem).unwrap();
     let identity = Identity::load(&dir, id).unwrap();
     let policy = Arc::new(Policy::from_config_paths("~/,0,1\n", &home, dir.root()).unwrap());
+    let policy = Arc::new(RwLock::new(policy));
+    let current = policy.clone();
     let (tx, rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(Context {
         identity,
         home: home.clone(),
         state_dir: dir.state_dir(),
-        policy: Box::new(move || policy.clone()),
+        policy: Box::new(move || current.read().unwrap().clone()),
         hub_key: Box::new(move || Some(signer_pub.clone())),
         reports: tx,
         umask,
@@ -94,6 +108,7 @@ fn endpoint(
         home,
         ctx,
         reports: rx,
+        policy,
     }
 }
 
@@ -169,6 +184,18 @@ impl World {
         items: Vec<TransferItem>,
         options: TransferOptions,
     ) -> String {
+        self.capability_with_grants(attempt, items, options, None, None)
+    }
+
+    /// A capability whose sides act for grantees (as the hub signs it).
+    pub fn capability_with_grants(
+        &self,
+        attempt: u32,
+        items: Vec<TransferItem>,
+        options: TransferOptions,
+        source_grant: Option<ShareGrant>,
+        destination_grant: Option<ShareGrant>,
+    ) -> String {
         let now = ferry_mover::channel::now();
         let cap = Capability {
             task_id: "11111111-2222-4333-8444-555555555555".into(),
@@ -179,8 +206,8 @@ impl World {
             options,
             issued: now,
             expires: now + 600,
-            source_grant: None,
-            destination_grant: None,
+            source_grant,
+            destination_grant,
         };
         let body = cap.body();
         Capability::seal(&body, &self.signer.sign(&body).unwrap())
@@ -261,4 +288,39 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
+}
+
+/// Sends `sealed` and returns how the source's attempt ended and the
+/// destination's verdict, if it gave one (a source that refuses before
+/// connecting leaves the destination without any).
+pub async fn attempt(
+    w: &mut World,
+    sealed: String,
+) -> (
+    Result<(), ferry_mover::source::SendError>,
+    Option<TaskReport>,
+) {
+    let (_cancel, cancel_rx) = watch::channel(false);
+    let sent = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        ferry_mover::source::send(w.a.ctx.clone(), sealed, w.addr.clone(), cancel_rx),
+    )
+    .await
+    .expect("transfer timed out");
+    let verdict = loop {
+        let next =
+            tokio::time::timeout(std::time::Duration::from_secs(5), w.b.reports.recv()).await;
+        match next {
+            Ok(Some((
+                _,
+                _,
+                r @ (TaskReport::Succeeded { .. }
+                | TaskReport::Failed { .. }
+                | TaskReport::Fault { .. }),
+            ))) => break Some(r),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break None,
+        }
+    };
+    (sent, verdict)
 }
