@@ -10,8 +10,8 @@ mod dir;
 mod identity;
 pub mod renewal;
 
-pub use ferry_tls::write_atomic;
 pub use dir::{EndpointDir, user_home};
+pub use ferry_tls::write_atomic;
 pub use identity::{EndpointIdentity, parse_port_range};
 
 use std::path::PathBuf;
