@@ -42,11 +42,17 @@ const MIGRATION_LOCK: i64 = 0x6665_7272_7968_7562;
 
 impl From<::postgres::Error> for StoreError {
     fn from(e: ::postgres::Error) -> Self {
-        let text = e.to_string();
-        let text = match e.as_db_error() {
-            Some(db) => format!("{text}: {}", db.message()),
-            None => text,
-        };
+        // The error and its causes ("error connecting to server:
+        // Connection refused"; a server's "ERROR: ..." with its detail).
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let said = cause.to_string();
+            if !text.contains(&said) {
+                text = format!("{text}: {said}");
+            }
+            source = cause.source();
+        }
         match e.code() {
             Some(code) => match classify(code.code()) {
                 Class::Conflict => StoreError::Conflict { what: "key" },

@@ -327,6 +327,7 @@ fn a_server_that_does_not_answer_is_unavailable() {
     };
     let e = StoreError::from(e);
     assert!(e.is_transient(), "{e}");
+    assert!(e.to_string().contains("refused"), "says why: {e}");
     let err = PostgresStore::open(&url).unwrap_err().to_string();
     assert!(err.contains("unavailable"), "{err}");
 }
