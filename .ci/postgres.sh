@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL server for the storage tests: Debian's packages
 # (installed when missing), a fresh cluster in a temp dir, listening on
-# loopback only (and a Unix socket in that dir), on a free port, with a
-# role and a database for the tests.
+# loopback only (and a Unix socket in that dir), on a free port, with TLS
+# from a CA made for the run, a role and a database for the tests.
 #
-#   eval "$(bash .ci/postgres.sh start)"   # exports FERRY_TEST_POSTGRES, FERRY_CI_PG_DIR
+#   eval "$(bash .ci/postgres.sh start)"
+#     # exports FERRY_TEST_POSTGRES (its URL), FERRY_TEST_POSTGRES_CA (the
+#     # CA of its TLS certificate), FERRY_CI_PG_DIR
 #   bash .ci/postgres.sh stop "$FERRY_CI_PG_DIR"
 #
 # Progress goes to stderr; only the export lines go to stdout.
@@ -40,6 +42,22 @@ start() {
     port=$((port + 1))
   done
   password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+  # TLS too, with a CA made for this run, so that the tests can check the
+  # hub verifies the server (sslmode=require&sslrootcert=...). The openssl
+  # command only makes these test certificates; ferry links no OpenSSL.
+  command -v openssl >/dev/null 2>&1 || {
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+  }
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=ferry CI PostgreSQL CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  openssl req "${ec[@]}" -subj "/CN=127.0.0.1" -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
+  chmod 600 "$dir/server.key"
+  [ "$(id -u)" = 0 ] && chown postgres: "$dir/server.key" "$dir/server.crt"
   as_server "$bin/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 \
     --auth-local=trust --auth-host=scram-sha-256 --no-sync >"$dir/initdb.log" 2>&1 || {
     cat "$dir/initdb.log" >&2
@@ -47,7 +65,7 @@ start() {
   }
   # Durability buys nothing for a throwaway test server and costs time.
   as_server "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" \
     start >&2 || {
     cat "$dir/server.log" >&2
     exit 1
@@ -58,6 +76,7 @@ start() {
   echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $dir)" >&2
   echo "export FERRY_CI_PG_DIR='$dir'"
   echo "export FERRY_TEST_POSTGRES='postgres://ferry:$password@127.0.0.1:$port/ferry'"
+  echo "export FERRY_TEST_POSTGRES_CA='$dir/ca.crt'"
 }
 
 stop() {

@@ -103,11 +103,17 @@ fn classify(code: &str) -> Class {
     }
 }
 
+/// Whether `e` comes from the network (refused, reset, timed out), not
+/// from what was said over it: TLS that does not verify is an
+/// `InvalidData` I/O error, and no retry changes it.
 fn io_error(e: &::postgres::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
-        if cause.is::<std::io::Error>() {
-            return true;
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return !matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            );
         }
         source = cause.source();
     }

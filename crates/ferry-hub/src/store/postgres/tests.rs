@@ -49,6 +49,12 @@ pub(crate) struct Schemas {
 impl Schemas {
     /// A new, empty schema, and the server's URL whose tables live there.
     pub(crate) fn fresh(&self) -> DatabaseUrl {
+        let name = self.fresh_schema();
+        self.server.in_schema(&name)
+    }
+
+    /// A new, empty schema's name.
+    pub(crate) fn fresh_schema(&self) -> String {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -64,7 +70,7 @@ impl Schemas {
             .batch_execute(&format!("CREATE SCHEMA {name}"))
             .unwrap();
         self.made.lock().unwrap().push(name.clone());
-        self.server.in_schema(&name)
+        name
     }
 }
 
@@ -396,4 +402,63 @@ fn database_urls_hide_passwords_and_read_libpq_tls_words() {
         assert!(err.contains(says), "{bad}: {err}");
         assert!(!err.contains("pw@"), "the password shows: {err}");
     }
+}
+
+/// TLS when the URL asks for it, verified: against the CA that issued the
+/// server's certificate it connects (and the session is encrypted),
+/// against another it is refused, saying why, and not as "try later".
+#[test]
+fn tls_to_the_server_is_verified() {
+    let Some(schemas) = test_server() else {
+        return;
+    };
+    let Some(ca) = std::env::var_os("FERRY_TEST_POSTGRES_CA") else {
+        assert!(
+            std::env::var("FERRY_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "FERRY_REQUIRE_POSTGRES=1 but FERRY_TEST_POSTGRES_CA does not name the server's CA"
+        );
+        skip("no FERRY_TEST_POSTGRES_CA: the test server's TLS CA is unknown");
+        return;
+    };
+    let server = std::env::var("FERRY_TEST_POSTGRES").unwrap();
+    let join = if server.contains('?') { '&' } else { '?' };
+    let schema = schemas.fresh_schema();
+    let with_ca = |ca: &Path, mode: &str| {
+        DatabaseUrl::parse(
+            &format!("{server}{join}sslmode={mode}&sslrootcert={}", ca.display()),
+            Path::new("/"),
+        )
+        .unwrap()
+        .in_schema(&schema)
+    };
+    let s = open(&with_ca(Path::new(&ca), "verify-full"));
+    s.add_user("alice", "h", 0).unwrap();
+    let encrypted: bool = s
+        .with_client(|c| {
+            Ok(c.query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )?
+            .try_get(0)?)
+        })
+        .unwrap();
+    assert!(encrypted);
+
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.crt");
+    std::fs::write(
+        &other,
+        crate::pki::CertificateAuthority::create("not the server's CA")
+            .unwrap()
+            .cert_pem,
+    )
+    .unwrap();
+    let wrong = with_ca(&other, "require");
+    let tls = wrong.tls().unwrap().unwrap();
+    let Err(e) = wrong.config.connect(tls) else {
+        panic!("a server whose certificate another CA issued was trusted");
+    };
+    let e = StoreError::from(e);
+    assert!(!e.is_transient(), "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
 }
