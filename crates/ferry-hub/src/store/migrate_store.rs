@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 5;
+const SQLITE_SCHEMA: i64 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -96,6 +96,16 @@ const TABLES: &[Table] = &[
         identity: None,
     },
     Table {
+        name: "personal_tokens",
+        columns: &[
+            ("grant_id", Text),
+            ("user_id", Int),
+            ("label", Text),
+            ("created", Int),
+        ],
+        identity: None,
+    },
+    Table {
         name: "sessions",
         columns: &[
             ("session_hash", Text),
@@ -126,6 +136,37 @@ const TABLES: &[Table] = &[
             ("endpoint_id", Text),
             ("expires", Int),
             ("used", Bool),
+        ],
+        identity: None,
+    },
+    Table {
+        name: "user_groups",
+        columns: &[
+            ("id", Text),
+            ("name", Text),
+            ("owner_id", Int),
+            ("created", Int),
+        ],
+        identity: None,
+    },
+    Table {
+        name: "group_members",
+        columns: &[("group_id", Text), ("user_id", Int)],
+        identity: None,
+    },
+    Table {
+        name: "permissions",
+        columns: &[
+            ("id", Text),
+            ("endpoint_id", Text),
+            ("path", Bytes),
+            ("mode", Text),
+            ("grantee_kind", Text),
+            ("grantee_user", Int),
+            ("grantee_group", Text),
+            ("expires", Int),
+            ("created", Int),
+            ("created_by", Int),
         ],
         identity: None,
     },
@@ -169,6 +210,7 @@ const TABLES: &[Table] = &[
             ("completed", Int),
             ("last_fault", Text),
             ("fatal_error", Text),
+            ("bwlimit", Int),
         ],
         identity: Some("seq"),
     },
@@ -184,6 +226,16 @@ const TABLES: &[Table] = &[
         identity: None,
     },
     Table {
+        name: "task_filters",
+        columns: &[
+            ("task_id", Text),
+            ("rule", Int),
+            ("action", Text),
+            ("pattern", Bytes),
+        ],
+        identity: None,
+    },
+    Table {
         name: "task_events",
         columns: &[
             ("task_id", Text),
@@ -191,6 +243,23 @@ const TABLES: &[Table] = &[
             ("time", Int),
             ("code", Text),
             ("description", Text),
+        ],
+        identity: None,
+    },
+    Table {
+        name: "task_grants",
+        columns: &[("task_id", Text), ("side", Text), ("permission_id", Text)],
+        identity: None,
+    },
+    Table {
+        name: "share_events",
+        columns: &[
+            ("id", Text),
+            ("time", Int),
+            ("actor_id", Int),
+            ("endpoint_id", Text),
+            ("action", Text),
+            ("detail", Text),
         ],
         identity: None,
     },
@@ -349,6 +418,23 @@ pub fn sqlite_to_postgres(sqlite: &Path, url: &DatabaseUrl) -> anyhow::Result<Ve
             "{} has tables this ferry-hub does not copy: {unknown:?}",
             sqlite.display()
         );
+    }
+    // Nor columns: each table's are the ones copied.
+    for table in TABLES {
+        let mut stmt = snapshot.prepare("SELECT name FROM pragma_table_info(?1) ORDER BY name")?;
+        let mut found: Vec<String> = stmt
+            .query_map([table.name], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        found.sort();
+        let mut known: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+        known.sort_unstable();
+        if found != known {
+            bail!(
+                "{}: table {} has columns {found:?}; this ferry-hub copies {known:?}",
+                sqlite.display(),
+                table.name
+            );
+        }
     }
 
     let mut client = url.connect()?;

@@ -5,9 +5,11 @@
 use super::*;
 use crate::store::postgres::tests::test_server;
 use crate::store::{
-    AccountStore, AuthCodeRow, ClientRow, NewTask, PostgresStore, Storage, TaskStore, TokenKind,
-    TokenRow, TransferItem, TransferOptions,
+    AccountStore, AuthCodeRow, ClientRow, Grantee, NewTask, PermissionRow, PostgresStore,
+    ShareStore, Storage, TaskStore, TokenKind, TokenRow, TransferItem, TransferOptions,
 };
+use ferry_proto::filter::FilterRule;
+use ferry_proto::share::ShareMode;
 use ferry_proto::task::{SyncLevel, TaskCounters, TaskStatus};
 use ferry_proto::wire_path::WirePath;
 
@@ -19,9 +21,12 @@ fn item(source: &[u8], destination: &[u8], recursive: bool) -> TransferItem {
     }
 }
 
-/// A hub's worth of state: two users, a client, codes, tokens, a session,
-/// endpoints (one renamed, one deleted, one revoked), a used setup key,
-/// tasks with non-UTF-8 paths in every state, with events.
+/// A hub's worth of state: two users, a client, codes, tokens (one a
+/// personal token), a session, endpoints (one renamed, one deleted, one
+/// revoked), a used setup key, tasks with non-UTF-8 paths in every state
+/// (one with filter rules and a bandwidth cap), with events; a group with
+/// a member, permissions (to the group, to a user, an expired one to
+/// everyone) with a task acting under one, and the sharing record.
 fn populate(s: &dyn Storage) {
     let alice = s.add_user("alice", "hash-a", 1).unwrap();
     let bob = s.add_user("bob", "hash-b", 2).unwrap();
@@ -65,6 +70,19 @@ fn populate(s: &dyn Storage) {
         .unwrap();
     }
     s.revoke_grant("g0").unwrap();
+    s.put_token(&TokenRow {
+        token_hash: "tok-pat".into(),
+        kind: TokenKind::Access,
+        user_id: alice,
+        user_name: "alice".into(),
+        client_id: "ferry-cli".into(),
+        scope: "transfer".into(),
+        expires: 9_000_000_000,
+        grant_id: "pat-1".into(),
+    })
+    .unwrap();
+    s.put_personal_token("pat-1", alice, "nightly ☾", 5)
+        .unwrap();
     s.put_session("sess", alice, "csrf", 9_000_000_000).unwrap();
     for (id, owner, name) in [
         ("e1", alice, "laptop"),
@@ -87,6 +105,13 @@ fn populate(s: &dyn Storage) {
         preserve_mode: true,
         skip_source_errors: true,
         streams: Some(u32::MAX),
+        // Order kept, pattern bytes exact.
+        filters: vec![
+            FilterRule::include(&b"keep\xff*"[..]),
+            FilterRule::exclude("*.tmp"),
+            FilterRule::exclude("*"),
+        ],
+        bwlimit: Some(i64::MAX as u64),
     };
     for (n, id) in ["zz-running", "mm-done", "aa-failed"].iter().enumerate() {
         s.create_task(
@@ -141,6 +166,55 @@ fn populate(s: &dyn Storage) {
         .unwrap();
     s.finish_task("aa-failed", TaskStatus::Failed, None, Some("deadline"), 31)
         .unwrap();
+
+    s.create_group("grp-1", "lab", alice, 40).unwrap();
+    s.add_group_member("grp-1", bob).unwrap();
+    let permission = |id: &str, path: &[u8], mode, grantee, expires| PermissionRow {
+        id: id.into(),
+        endpoint_id: "e1".into(),
+        path: path.to_vec(),
+        mode,
+        grantee,
+        expires,
+        created: 41,
+        created_by: alice,
+    };
+    for p in [
+        permission(
+            "p-lab",
+            b"/data/r\xe9sum\xe9",
+            ShareMode::ReadWrite,
+            Grantee::Group {
+                group_id: "grp-1".into(),
+                name: String::new(),
+            },
+            Some(9_000_000_000),
+        ),
+        permission(
+            "p-bob",
+            b"/data/plain",
+            ShareMode::Read,
+            Grantee::Identity {
+                user_id: bob,
+                name: String::new(),
+            },
+            None,
+        ),
+        permission(
+            "p-all",
+            b"/",
+            ShareMode::Read,
+            Grantee::AllAuthenticated,
+            Some(42),
+        ),
+    ] {
+        s.put_permission(&p).unwrap();
+    }
+    s.put_task_grant("zz-running", "source", "p-lab").unwrap();
+    s.record_share_event(41, Some(alice), "e1", "share_created", "lab rw")
+        .unwrap();
+    s.record_share_event(43, None, "e1", "share_refused", "anonymous")
+        .unwrap();
 }
 
 /// What the hub asks a store, answered by `s`, as one comparable text.
@@ -158,7 +232,13 @@ fn answers(s: &dyn Storage) -> String {
         out.push(format!("{:?}", s.token(hash, kind, 100).unwrap()));
         out.push(format!("{:?}", s.token_was_revoked(hash).unwrap()));
     }
+    out.push(format!(
+        "{:?}",
+        s.token("tok-pat", TokenKind::Access, 100).unwrap()
+    ));
+    out.push(format!("{:?}", s.personal_tokens(1, 100).unwrap()));
     out.push(format!("{:?}", s.session("sess", 100).unwrap()));
+    out.push(format!("{:?}", s.sessions_of(1, 100).unwrap()));
     for id in ["e1", "e2", "e3", "e4"] {
         out.push(format!("{:?}", s.endpoint(id).unwrap()));
     }
@@ -172,6 +252,22 @@ fn answers(s: &dyn Storage) -> String {
         out.push(format!("{:?}", s.task_work(id).unwrap()));
         out.push(format!("{:?}", s.task_events(id, 100).unwrap()));
     }
+    out.push(format!("{:?}", s.group_by_name("lab").unwrap()));
+    for user in [1, 2] {
+        out.push(format!("{:?}", s.groups_of(user).unwrap()));
+        out.push(format!("{:?}", s.permissions_for(user, "e1", 100).unwrap()));
+        out.push(format!("{:?}", s.shared_with(user, "", 100, 10).unwrap()));
+    }
+    for id in ["p-lab", "p-bob", "p-all"] {
+        out.push(format!("{:?}", s.permission(id).unwrap()));
+    }
+    out.push(format!("{:?}", s.endpoint_permissions("e1", 100).unwrap()));
+    out.push(format!("{:?}", s.task_grants("zz-running").unwrap()));
+    out.push(format!(
+        "{:?}",
+        s.active_tasks_of_permission("p-lab").unwrap()
+    ));
+    out.push(format!("{:?}", s.share_events("e1", 10).unwrap()));
     out.join("\n")
 }
 
@@ -199,16 +295,39 @@ fn a_hub_moves_to_postgres_exactly_and_answers_the_same() {
         (2, 4, 3, 9)
     );
     assert_eq!(rows("task_events"), 3 + 3 + 1);
+    assert_eq!(
+        (
+            rows("personal_tokens"),
+            rows("user_groups"),
+            rows("group_members"),
+            rows("permissions"),
+            rows("task_grants"),
+            rows("share_events"),
+            rows("task_filters"),
+        ),
+        (1, 1, 1, 3, 1, 2, 3)
+    );
 
     let pg = PostgresStore::open(&url).unwrap();
     assert_eq!(answers(&pg), expected);
-    // The paths came across as bytes.
+    // The paths came across as bytes, the filter rules in their order.
+    let work = pg.task_work("zz-running").unwrap().unwrap();
     assert_eq!(
-        pg.task_work("zz-running").unwrap().unwrap().items[0]
-            .source
-            .as_bytes(),
+        work.items[0].source.as_bytes(),
         b"/data/r\xe9sum\xe9/\xff\xfe"
     );
+    assert_eq!(work.options.filters[0].pattern.as_bytes(), b"keep\xff*");
+    assert_eq!(work.options.bwlimit, Some(i64::MAX as u64));
+    // Sharing answers as it did: bob reaches e1 through the group and
+    // by name, the expired permission to everyone no longer.
+    let reach: Vec<String> = pg
+        .permissions_for(2, "e1", 100)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(reach, ["p-bob", "p-lab"]);
+    assert_eq!(pg.personal_tokens(1, 100).unwrap()[0].label, "nightly ☾");
     // New rows continue after the copied ones: ids, order of submission.
     let carol = pg.add_user("carol", "h", 40).unwrap();
     assert_eq!(carol, 3);
@@ -307,4 +426,33 @@ fn the_migrate_store_verb_moves_a_hub_that_then_opens_on_postgres() {
         run(&["--dir", &dir_arg, "--to", &to]),
         std::process::ExitCode::FAILURE
     );
+}
+
+/// The copy knows the SQLite schema this build makes, every table and
+/// column of it: what a new migration adds cannot be left behind. (No
+/// server needed: the SQLite side is checked before connecting, so the
+/// copy gets as far as a port where nothing listens.)
+#[test]
+fn the_copy_knows_every_table_and_column_of_the_current_sqlite_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let nowhere = DatabaseUrl::parse(
+        "postgres://ferry@127.0.0.1:1/ferry?connect_timeout=5",
+        dir.path(),
+    )
+    .unwrap();
+    let err = format!("{:#}", sqlite_to_postgres(&path, &nowhere).unwrap_err());
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(
+        !err.contains("schema") && !err.contains("does not copy") && !err.contains("columns"),
+        "{err}"
+    );
+    // A column the copy does not know is refused, naming it.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("ALTER TABLE tasks ADD COLUMN surprise INTEGER")
+        .unwrap();
+    let err = sqlite_to_postgres(&path, &nowhere).unwrap_err().to_string();
+    assert!(err.contains("surprise"), "{err}");
 }
