@@ -305,8 +305,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 client_id: grants::PERSONAL_CLIENT.into(),
                 scopes: Vec::new(),
             };
-            let token =
-                grants::create_personal(&*store, &who, "made with ferry-hub token create", expires)?;
+            let token = grants::create_personal(
+                &*store,
+                &who,
+                "made with ferry-hub token create",
+                expires,
+            )?;
             println!("{}", token.access_token);
             Ok(())
         }

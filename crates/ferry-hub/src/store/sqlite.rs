@@ -7,8 +7,8 @@
 //! the row locks this backend's one connection makes unnecessary.
 
 use super::*;
-use ferry_proto::share::ShareMode;
 use ferry_proto::filter::{FilterAction, FilterRule};
+use ferry_proto::share::ShareMode;
 use ferry_proto::task::SyncLevel;
 use ferry_proto::wire_path::WirePath;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
