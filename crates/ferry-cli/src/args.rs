@@ -157,6 +157,9 @@ pub enum Command {
     /// Follow and manage transfer tasks.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Groups of users to share with.
+    #[command(subcommand)]
+    Group(GroupCommand),
 }
 
 const TRANSFER_HELP: &str = "\
@@ -512,6 +515,10 @@ pub enum EndpointCommand {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Share a folder of your endpoint with a user, a group or everyone
+    /// signed in; list and delete what you shared.
+    #[command(subcommand)]
+    Permission(PermissionCommand),
     /// Delete one of your endpoints: its machine can no longer connect
     /// (as if revoked). Refused while tasks are ACTIVE on it.
     Delete {
@@ -520,6 +527,112 @@ pub enum EndpointCommand {
         endpoint: String,
         #[command(flatten)]
         json: JsonArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PermissionCommand {
+    /// Share EP:PATH (and everything beneath it). The endpoint itself must
+    /// allow it: PATH must lie under a config-paths line whose SHARING
+    /// flag is 1, and the endpoint must be connected to confirm it.
+    #[command(after_help = PERMISSION_HELP)]
+    Create {
+        /// The endpoint (id or your name for it) and the folder to share.
+        #[arg(value_name = "EP:PATH")]
+        target: std::ffi::OsString,
+        /// r: list and copy from it; rw: also write, mkdir, rename, rm.
+        #[arg(long, value_name = "r|rw", value_parser = ["r", "rw"])]
+        permissions: String,
+        #[command(flatten)]
+        grantee: GranteeArgs,
+        /// When access ends: a time from now (90m, 2h, 30d) or an RFC
+        /// 3339 time; default: until deleted.
+        #[arg(long, value_name = "WHEN", value_parser = parse_deadline)]
+        expires: Option<DeadlineArg>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// What you shared on an endpoint, with each permission's id.
+    List {
+        #[arg(value_name = "EP")]
+        endpoint: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Stop sharing: access ends at once, and tasks that use the
+    /// permission fail with an event that says why.
+    Delete {
+        #[arg(value_name = "EP")]
+        endpoint: String,
+        /// The permission's id (`ferry endpoint permission list EP`).
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+const PERMISSION_HELP: &str = "\
+Examples:
+  ferry endpoint permission create lab:/~/project/results --permissions r --identity bob
+  ferry endpoint permission create lab:/~/project/results --permissions rw --group lab --expires 30d
+  ferry endpoint permission list lab
+
+Bob then finds the endpoint with `ferry endpoint search --filter-scope shared-with-me`
+and names it by its id: `ferry ls ID:/~/project/results`.";
+
+/// Whom a permission is for: exactly one.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct GranteeArgs {
+    /// A user of this hub, by name.
+    #[arg(long, value_name = "USER")]
+    pub identity: Option<String>,
+    /// A group (`ferry group create`).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// Everyone signed in to this hub.
+    #[arg(long = "all-authenticated")]
+    pub all_authenticated: bool,
+    /// Anyone holding a link (read-only; links only).
+    #[arg(long)]
+    pub anonymous: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group you manage (names: letters, digits, '.', '_', '-').
+    Create {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Add or remove members of a group you manage.
+    #[command(subcommand)]
+    Member(GroupMemberCommand),
+    /// The groups you manage or belong to, with their members.
+    List {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupMemberCommand {
+    /// Add USER to GROUP.
+    Add {
+        #[arg(value_name = "GROUP")]
+        group: String,
+        #[arg(value_name = "USER")]
+        user: String,
+    },
+    /// Remove USER from GROUP: what was shared with the group is theirs no more.
+    Remove {
+        #[arg(value_name = "GROUP")]
+        group: String,
+        #[arg(value_name = "USER")]
+        user: String,
     },
 }
 

@@ -131,7 +131,7 @@ pub fn logout(inv: &Invocation) -> anyhow::Result<ExitCode> {
 }
 
 /// Query-string escaping for an endpoint named in a URL path.
-fn path_segment(text: &str) -> String {
+pub(crate) fn path_segment(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
@@ -143,6 +143,10 @@ fn path_segment(text: &str) -> String {
 }
 
 pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<ExitCode> {
+    let command = match command {
+        EndpointCommand::Permission(command) => return crate::share::permission(inv, command),
+        other => other,
+    };
     client_runtime()?.block_on(async {
         let (client, token) = session(inv).await?;
         match command {
@@ -214,6 +218,7 @@ pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<Ex
                     );
                 }
             }
+            EndpointCommand::Permission(_) => unreachable!("handled before the runtime"),
             EndpointCommand::Delete { endpoint, json } => {
                 let path = format!("/api/v1/endpoints/{}", path_segment(&endpoint));
                 let deleted: EndpointInfo = client.delete_json(&path, Auth::Bearer(&token)).await?;
@@ -269,7 +274,7 @@ fn print_endpoints(found: &[EndpointInfo]) -> std::io::Result<()> {
 }
 
 /// `EP:PATH` split at the first colon; the path stays bytes.
-fn split_target(target: &OsString) -> anyhow::Result<(String, WirePath)> {
+pub(crate) fn split_target(target: &OsString) -> anyhow::Result<(String, WirePath)> {
     let bytes = target.as_bytes();
     let usage = |text: String| anyhow::Error::new(crate::UsageError(text));
     let Some(colon) = bytes.iter().position(|b| *b == b':') else {

@@ -22,6 +22,7 @@ mod endpoint;
 mod hub;
 mod legacy;
 mod paths;
+mod share;
 mod terminal;
 mod transfer;
 
@@ -124,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm { recursive, target } => hub::rm(&ctx, &target, recursive),
         Command::Transfer(args) => transfer::transfer(&ctx, args),
         Command::Task(command) => transfer::task(&ctx, command),
+        Command::Group(command) => share::group(&ctx, command),
     }
 }
 

@@ -547,6 +547,14 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             page(unauthorized, refused_form),
         ),
         (
+            "POST",
+            "/files/share",
+            "/files/share".into(),
+            alices_panel(&[("sel1", "d:a")]),
+            Kind::Page,
+            page(unauthorized, refused_form),
+        ),
+        (
             "GET",
             "/activity",
             "/activity".into(),

@@ -13,7 +13,7 @@ use crate::sharing::{self, GranteeName, NewPermission, SharingError};
 use crate::store::EndpointRow;
 use crate::tasks::Wake;
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use ferry_proto::share::ShareMode;
@@ -23,13 +23,16 @@ use std::sync::Arc;
 /// Most endpoints the page lists.
 const LISTED: usize = 1000;
 
+/// The user's endpoints, then those others share with them.
 fn lines(hub: &Hub, visitor: &Visitor) -> Result<Vec<EndpointLine>, AppError> {
-    Ok(hub
+    let mut rows = hub
         .store
-        .search_endpoints(Some(visitor.who.user_id), "", LISTED)?
-        .into_iter()
-        .map(|row| line(hub, row))
-        .collect())
+        .search_endpoints(Some(visitor.who.user_id), "", LISTED)?;
+    rows.extend(
+        hub.store
+            .shared_with(visitor.who.user_id, "", crate::grants::now(), LISTED)?,
+    );
+    Ok(rows.into_iter().map(|row| line(hub, row)).collect())
 }
 
 fn line(hub: &Hub, row: EndpointRow) -> EndpointLine {
@@ -132,6 +135,18 @@ fn endpoint_page(
     notice: Option<Notice>,
     status: StatusCode,
 ) -> Result<Response, AppError> {
+    endpoint_page_proposing(hub, visitor, row, confirm, None, notice, status)
+}
+
+fn endpoint_page_proposing(
+    hub: &Hub,
+    visitor: &Visitor,
+    row: EndpointRow,
+    confirm: bool,
+    proposed: Option<&str>,
+    notice: Option<Notice>,
+    status: StatusCode,
+) -> Result<Response, AppError> {
     // Its owner sees (and changes) whom it is shared with.
     let owner = row.owner_id == visitor.who.user_id;
     let (permissions, history) = if owner {
@@ -144,6 +159,7 @@ fn endpoint_page(
         (Vec::new(), Vec::new())
     };
     let shared = view::Sharing {
+        proposed,
         permissions: &permissions,
         history: &history,
     };
@@ -166,10 +182,15 @@ pub async fn show(
     State(hub): State<Arc<Hub>>,
     signed_in: SignedIn<SeesEndpoints>,
     Path(endpoint): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     let visitor = Visitor::from(signed_in);
     let row = find(&hub, &visitor, &endpoint, Action::SeeEndpoint)?;
-    endpoint_page(&hub, &visitor, row, false, None, StatusCode::OK)
+    let proposed = query
+        .iter()
+        .find(|(k, _)| k == "share")
+        .map(|(_, v)| v.as_str());
+    endpoint_page_proposing(&hub, &visitor, row, false, proposed, None, StatusCode::OK)
 }
 
 fn failed(

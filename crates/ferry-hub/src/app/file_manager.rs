@@ -105,6 +105,7 @@ fn panels(fields: &Fields) -> [PanelState; 2] {
             .map(str::to_string),
         path: normalize(fields.get(&format!("p{n}")).unwrap_or("")),
         sort: Sort::parse(fields.get(&format!("s{n}")).unwrap_or("")),
+        mine: false,
     })
 }
 
@@ -124,8 +125,19 @@ async fn open(hub: &Hub, who: &grants::Principal, mut panel: PanelState) -> (Pan
             );
         }
     };
-    let row = match crate::endpoints::find(&*hub.store, who, &panel.collection, Action::UseEndpoint)
-    {
+    // The endpoint the panel has open, while its box still shows that
+    // endpoint's name (names are per owner: an endpoint shared with the
+    // user is found by its id); else what the box says, a name or an id.
+    let open = panel
+        .open_id
+        .as_deref()
+        .and_then(|id| crate::endpoints::find(&*hub.store, who, id, Action::UseEndpoint).ok())
+        .filter(|row| row.display_name == panel.collection || row.id == panel.collection);
+    let found = match open {
+        Some(row) => Ok(row),
+        None => crate::endpoints::find(&*hub.store, who, &panel.collection, Action::UseEndpoint),
+    };
+    let row = match found {
         Ok(row) => row,
         Err(e) => {
             panel.open_id = None;
@@ -140,6 +152,7 @@ async fn open(hub: &Hub, who: &grants::Principal, mut panel: PanelState) -> (Pan
     };
     panel.collection = row.display_name.clone();
     panel.open_id = Some(row.id.clone());
+    panel.mine = row.owner_id == who.user_id;
     match files::operate(hub, who, &row.id, FsOp::List { path }).await {
         Ok((
             _,
@@ -513,6 +526,43 @@ pub async fn delete(
     match done {
         Ok(Some(confirm)) => Ok(Html(confirm).into_response()),
         Ok(None) => Ok(back_to(&panels, &[("done", "delete")])),
+        Err(said) => refused(&hub, &visitor, &fields, said).await,
+    }
+}
+
+/// `POST /files/share`: `Share the checked folder` goes to its endpoint's
+/// page with the Share form filled in (sharing is the owner's, there).
+pub async fn share(
+    State(hub): State<Arc<Hub>>,
+    Posted {
+        visitor, fields, ..
+    }: Posted<UsesEndpoints>,
+) -> Result<Response, AppError> {
+    let panels = panels(&fields);
+    let chosen = (|| {
+        let (from, _) = from_panel(&fields)?;
+        let panel = &panels[from];
+        let id = open_id(panel, "this")?;
+        // Only its owner shares an endpoint's folders.
+        crate::endpoints::find(&*hub.store, &visitor.who, &id, Action::ManageEndpoint)
+            .map_err(Said::from)?;
+        let mut names = checked(&fields, panel.n)?;
+        match names.as_slice() {
+            [(_, true)] => {}
+            _ => return Err(say("Check exactly one folder to share.")),
+        }
+        let (name, _) = names.remove(0);
+        Ok((id, join(&panel.path, &name)?))
+    })();
+    match chosen {
+        Ok((id, path)) => {
+            let location = format!(
+                "/endpoints/{}?{}",
+                id,
+                crate::oauth::encode_form(&[("share", &path.encode())])
+            );
+            Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response())
+        }
         Err(said) => refused(&hub, &visitor, &fields, said).await,
     }
 }

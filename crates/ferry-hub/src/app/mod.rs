@@ -57,6 +57,7 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/files/mkdir", post(file_manager::mkdir))
         .route("/files/rename", post(file_manager::rename))
         .route("/files/delete", post(file_manager::delete))
+        .route("/files/share", post(file_manager::share))
         .route("/activity", get(activity::list))
         .route("/activity/{task}", get(activity::show))
         .route("/activity/{task}/live", get(activity::live))
@@ -221,6 +222,8 @@ pub struct PanelState {
     pub open_id: Option<String>,
     pub path: String,
     pub sort: Sort,
+    /// The open endpoint is the user's own (so its folders can be shared).
+    pub mine: bool,
 }
 
 /// The form fields or query parameters of a request, in order; a name may

@@ -208,7 +208,7 @@ fn panel(panels: &[PanelState; 2], i: usize, listing: &Listing) -> Markup {
                     @if *truncated {
                         p class="note" { "Only the first " (entries.len()) " entries are shown." }
                     }
-                    (panel_actions(n))
+                    (panel_actions(n, p.mine))
                 }
             }
         }
@@ -321,6 +321,7 @@ fn entry_table(panels: &[PanelState; 2], i: usize, entries: &[FsEntry]) -> Marku
                                 @if dir {
                                     @let inside = format!("{}{}/", p.path, e.name.encode());
                                     a class="dir" href=(panel_link(panels, i, &inside, p.sort)) { (name) "/" }
+
                                 } @else if e.kind == FsEntryKind::Symlink {
                                     span class="link" { (name) " @" }
                                 } @else {
@@ -339,7 +340,7 @@ fn entry_table(panels: &[PanelState; 2], i: usize, entries: &[FsEntry]) -> Marku
     }
 }
 
-fn panel_actions(n: u8) -> Markup {
+fn panel_actions(n: u8, mine: bool) -> Markup {
     html! {
         div class="actions" {
             button type="submit" form="act" name="from" value=(n) class="primary" { "Start" }
@@ -356,6 +357,11 @@ fn panel_actions(n: u8) -> Markup {
                 label for={ "rename" (n) } { "New name for the checked entry" }
                 input type="text" id={ "rename" (n) } name={ "rename" (n) } form="act" autocomplete="off";
                 button type="submit" form="act" name="from" value=(n) formaction="/files/rename" { "Rename" }
+            }
+            @if mine {
+                p {
+                    button type="submit" form="act" name="from" value=(n) formaction="/files/share" { "Share the checked folder" }
+                }
             }
         }
     }
@@ -677,6 +683,8 @@ pub fn endpoints(
 
 /// What the owner sees of an endpoint's sharing.
 pub struct Sharing<'a> {
+    /// A folder to put in the Share form (from the File Manager's Share).
+    pub proposed: Option<&'a str>,
     pub permissions: &'a [PermissionRow],
     /// (time, action, detail), oldest first.
     pub history: &'a [(i64, String, String)],
@@ -721,7 +729,8 @@ fn sharing(frame: &Frame<'_>, endpoint_id: &str, sharing: &Sharing<'_>) -> Marku
                 div class="grid" {
                     div class="field" {
                         label for="share-path" { "Folder to share" }
-                        input type="text" id="share-path" name="path" required autocomplete="off" placeholder="/~/project/results";
+                        input type="text" id="share-path" name="path" required autocomplete="off" placeholder="/~/project/results"
+                            value=[sharing.proposed];
                     }
                     div class="field" {
                         label for="share-with" { "Share with (user name, or group:NAME)" }

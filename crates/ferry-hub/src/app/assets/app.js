@@ -36,8 +36,10 @@ function collectionSuggestions(input) {
     list.hidden = true;
     input.setAttribute("aria-expanded", "false");
   }
-  function pick(name) {
-    input.value = name;
+  // The id goes to the hub (another owner's endpoint has no name of
+  // yours); the page that answers shows its name.
+  function pick(ep) {
+    input.value = ep.id;
     close();
     input.form.requestSubmit();
   }
@@ -58,14 +60,21 @@ function collectionSuggestions(input) {
       li.tabIndex = -1;
       li.textContent = ep.display_name;
       li.dataset.id = ep.id;
+      if (ep.owner) {
+        const owner = document.createElement("span");
+        owner.className = "owner";
+        owner.setAttribute("aria-hidden", "true");
+        owner.textContent = " (" + ep.owner + ")";
+        li.appendChild(owner);
+      }
       const status = document.createElement("span");
       status.className = ep.connected ? "on" : "off";
       status.setAttribute("aria-hidden", "true");
       status.textContent = ep.connected ? " connected" : " not connected";
       li.appendChild(status);
-      li.addEventListener("mousedown", (ev) => { ev.preventDefault(); pick(ep.display_name); });
+      li.addEventListener("mousedown", (ev) => { ev.preventDefault(); pick(ep); });
       li.addEventListener("keydown", (ev) => {
-        if (ev.key === "Enter") { ev.preventDefault(); pick(ep.display_name); }
+        if (ev.key === "Enter") { ev.preventDefault(); pick(ep); }
         else if (ev.key === "ArrowDown" && li.nextElementSibling) { ev.preventDefault(); li.nextElementSibling.focus(); }
         else if (ev.key === "ArrowUp") { ev.preventDefault(); (li.previousElementSibling || input).focus(); }
         else if (ev.key === "Escape") { close(); input.focus(); }
