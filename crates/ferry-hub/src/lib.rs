@@ -4,7 +4,7 @@
 //!
 //! The admin verbs (`init`, `user add`, `endpoint create`, `token create`,
 //! ...) work on the state dir directly, also while `serve` runs (SQLite in
-//! WAL mode lets them share the database).
+//! WAL mode lets them share the database; PostgreSQL is a server).
 
 mod api;
 mod app;
@@ -36,7 +36,6 @@ use state::HubDir;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use store::AccountStore;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -96,6 +95,19 @@ enum Command {
     /// Register OAuth clients for automation (client_credentials).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Copy this hub's state from its SQLite file into an empty PostgreSQL
+    /// database, and check the copy. Stop `ferry-hub serve` first: what it
+    /// writes afterwards would stay behind in the SQLite file.
+    MigrateStore {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The PostgreSQL database, as hub.toml's `database` will name it.
+        #[arg(long, value_name = "postgres://USER@HOST/DB")]
+        to: String,
+        /// Print each table's rows and checksum as JSON (keys `database`, `tables`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -257,9 +269,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let hub = HubDir::new(&dir.dir)?;
             let config = hub.load_config()?;
             let store = hub.open_store()?;
-            let owner = user(&store, &owner)?;
+            let owner = user(&*store, &owner)?;
             let ca_sha = server::tls_ca_sha256(&hub, &config)?;
-            let created = endpoints::create(&store, &config.url, ca_sha, owner.id, &name, expires)?;
+            let created =
+                endpoints::create(&*store, &config.url, ca_sha, owner.id, &name, expires)?;
             if json {
                 println!("{}", serde_json::to_string(&created)?);
             } else {
@@ -270,7 +283,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Endpoint(EndpointCommand::Revoke { dir, id }) => {
             let store = HubDir::new(&dir.dir)?.open_store()?;
-            endpoints::revoke(&store, &id)?;
+            endpoints::revoke(&*store, &id)?;
             println!("endpoint {id} revoked; its daemon is disconnected within one heartbeat");
             Ok(())
         }
@@ -280,7 +293,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             expires,
         }) => {
             let store = HubDir::new(&dir.dir)?.open_store()?;
-            let account = user(&store, &name)?;
+            let account = user(&*store, &name)?;
             if expires <= 0 {
                 bail!("--expires must be positive");
             }
@@ -292,10 +305,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 client_id: grants::PERSONAL_CLIENT.into(),
                 scopes: Vec::new(),
             };
-            let token =
-                grants::create_personal(&store, &who, "made with ferry-hub token create", expires)?;
+            let token = grants::create_personal(
+                &*store,
+                &who,
+                "made with ferry-hub token create",
+                expires,
+            )?;
             println!("{}", token.access_token);
             Ok(())
+        }
+        Command::MigrateStore { dir, to, json } => {
+            migrate_store(&HubDir::new(&dir.dir)?, &to, json)
         }
         Command::Client(ClientCommand::Add {
             dir,
@@ -304,7 +324,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         }) => {
             let store = HubDir::new(&dir.dir)?.open_store()?;
-            let account = user(&store, &account)?;
+            let account = user(&*store, &account)?;
             let client_id = format!("svc-{}", uuid::Uuid::new_v4());
             let secret = secrets::random_token(32).context("no randomness")?;
             store.add_client(
@@ -329,6 +349,59 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `ferry-hub migrate-store`.
+fn migrate_store(dir: &HubDir, to: &str, json: bool) -> anyhow::Result<()> {
+    let config = dir.load_config()?;
+    if let Some(database) = &config.database {
+        bail!(
+            "this hub already keeps its state in {} (database in {}); migrate-store copies from its SQLite file",
+            store::redacted(database),
+            dir.config().display()
+        );
+    }
+    if !dir.database().exists() {
+        bail!(
+            "{} does not exist: nothing to copy",
+            dir.database().display()
+        );
+    }
+    let url = store::DatabaseUrl::parse(to, dir.root())?;
+    let copied = store::migrate_store::sqlite_to_postgres(&dir.database(), &url)?;
+    // It opens as the hub will open it.
+    drop(store::PostgresStore::open(&url)?);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "database": url.shown(), "tables": copied })
+        );
+        return Ok(());
+    }
+    let rows: u64 = copied.iter().map(|c| c.rows).sum();
+    for c in &copied {
+        println!("{:<12} {:>10} rows  sha256 {}", c.table, c.rows, c.sha256);
+    }
+    println!(
+        "copied {rows} rows in {} tables from {} to {}; counts and checksums match",
+        copied.len(),
+        dir.database().display(),
+        url.shown()
+    );
+    println!(
+        "next: add this line to {} (before any [section]) and start ferry-hub serve; {} stays as it was, a backup:",
+        dir.config().display(),
+        dir.database().display()
+    );
+    if url.shown() == to {
+        println!("database = {}", toml::Value::String(to.to_string()));
+    } else {
+        println!(
+            "database = {}   # with your password",
+            toml::Value::String(url.shown().to_string())
+        );
+    }
+    Ok(())
 }
 
 fn user(store: &dyn store::Storage, name: &str) -> anyhow::Result<store::UserRow> {

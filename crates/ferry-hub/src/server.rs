@@ -180,7 +180,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         tls_ca_pem,
         endpoint_ca: CertificateAuthority::load(&dir.endpoint_ca_cert(), &dir.endpoint_ca_key())?
             .with_endpoint_lifetime(config.endpoint_cert_lifetime_secs),
-        store: Arc::new(dir.open_store()?),
+        store: dir.open_store_with(&config)?,
         control,
         logins: LoginLimiter::default(),
         password_checks: PasswordChecks::new(

@@ -2,12 +2,13 @@
 //! `ferry-hub init`, which creates it all.
 
 use crate::pki;
-use crate::store::SqliteStore;
+use crate::store::{self, SqliteStore, Storage};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Layout of the state dir.
 #[derive(Debug, Clone)]
@@ -76,8 +77,15 @@ impl HubDir {
         Ok(config)
     }
 
-    pub fn open_store(&self) -> anyhow::Result<SqliteStore> {
-        SqliteStore::open(&self.database())
+    /// The hub's storage, as `hub.toml` chooses it.
+    pub fn open_store(&self) -> anyhow::Result<Arc<dyn Storage>> {
+        self.open_store_with(&self.load_config()?)
+    }
+
+    /// The hub's storage, as `config` chooses it: the PostgreSQL database
+    /// its `database` names, or the SQLite file in the state dir.
+    pub fn open_store_with(&self, config: &HubConfig) -> anyhow::Result<Arc<dyn Storage>> {
+        store::open(config.database.as_deref(), self.root(), &self.database())
     }
 }
 
@@ -124,6 +132,11 @@ pub struct HubConfig {
     /// control channel when a third of it remains.
     #[serde(default = "default_endpoint_cert_lifetime")]
     pub endpoint_cert_lifetime_secs: u64,
+    /// Where the hub keeps its state: a PostgreSQL database
+    /// (`postgres://USER@HOST/DB`); absent, the SQLite file `hub.db` in
+    /// the state dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }
 
 pub(crate) fn default_endpoint_cert_lifetime() -> u64 {
@@ -186,6 +199,11 @@ impl HubConfig {
             if !(1..=1_000_000).contains(&count) {
                 bail!("{name} must be 1..=1000000, got {count}");
             }
+        }
+        if let Some(url) = &self.database {
+            // Parsed, not connected: a typo shows at once, with the URL's
+            // password hidden.
+            store::DatabaseUrl::parse(url, Path::new("."))?;
         }
         if self.max_password_checks_queued > 1_000_000 {
             bail!(
@@ -255,7 +273,8 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
     write(dir.endpoint_ca_cert(), &endpoint_ca.cert_pem, 0o644)?;
     write(dir.endpoint_ca_key(), &endpoint_ca.key_pem, 0o600)?;
     write(dir.signing_key(), &signing, 0o600)?;
-    dir.open_store()?;
+    // A new hub keeps its state in SQLite; `migrate-store` moves it.
+    SqliteStore::open(&dir.database())?;
 
     let listen = if host.parse::<std::net::IpAddr>().is_ok() {
         format!(
@@ -283,6 +302,7 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
         max_password_checks: default_password_checks(),
         max_password_checks_queued: default_password_checks_queued(),
         endpoint_cert_lifetime_secs: default_endpoint_cert_lifetime(),
+        database: None,
     };
     let text = format!(
         "# ferry-hub configuration. Edit, then restart `ferry-hub serve`.\n# To use your institution's certificate, point tls_cert/tls_key at it and\n# tls_ca at the CA that issued it.\n{}",

@@ -516,6 +516,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
             max_password_checks: crate::state::default_password_checks(),
             max_password_checks_queued: crate::state::default_password_checks_queued(),
             endpoint_cert_lifetime_secs: crate::pki::DEFAULT_ENDPOINT_CERT_LIFETIME_SECS,
+            database: None,
         },
         store,
         tls_ca_pem: ca.cert_pem.clone(),

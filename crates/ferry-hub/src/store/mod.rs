@@ -7,17 +7,22 @@
 //! events); [`Storage`] is all three, and the hub holds its storage as an
 //! `Arc<dyn Storage>`. Methods take plain rows, times as Unix seconds
 //! passed in, every secret only as a hash, and fail with a [`StoreError`]
-//! that says what a caller can do about it. [`SqliteStore`] (WAL,
-//! embedded, numbered migrations applied in order at open) is the default
-//! backend; `conformance` is the suite every backend must pass.
+//! that says what a caller can do about it. Two backends: [`SqliteStore`]
+//! (WAL, embedded, the default) and [`PostgresStore`] (a pool of
+//! connections to a PostgreSQL server), each with numbered migrations of
+//! its own applied in order at open; [`open`] picks one from `hub.toml`'s
+//! `database`, and `migrate_store` moves a hub's state from the first to
+//! the second. `conformance` is the suite every backend must pass.
 //!
 //! The methods are synchronous and the hub calls them from async code; a
-//! backend that blocks (SQLite does, on its disk and its one connection)
-//! must not stall the runtime's worker threads while it does: the SQLite
-//! backend runs each call under `tokio::task::block_in_place` (see
-//! `SqliteStore::with_conn`). SQL stays portable (no SQLite-only
-//! functions, no `rowid`, no `INSERT OR ...`) so a PostgreSQL backend can
-//! share it; only the migrations' DDL is per backend.
+//! backend that blocks (both do: SQLite on its disk and its one
+//! connection, PostgreSQL on the network and its pool) must not stall the
+//! runtime's worker threads while it does: each runs its calls under
+//! `tokio::task::block_in_place` on a multi-threaded runtime (see
+//! `SqliteStore::with_conn`, `PostgresStore::with_client`). SQL stays
+//! portable (no SQLite-only functions, no `rowid`, no `INSERT OR ...`) so
+//! both backends' queries say the same thing; only the migrations' DDL,
+//! the placeholders and the row locks differ.
 
 use ferry_proto::task::{TaskCounters, TaskStatus, TransferItem, TransferOptions};
 use thiserror::Error;
@@ -26,9 +31,28 @@ use thiserror::Error;
 pub mod conformance;
 #[cfg(test)]
 pub mod failing;
+pub mod migrate_store;
+mod postgres;
 mod sqlite;
 
+pub use postgres::{DatabaseUrl, PostgresStore, redacted};
 pub use sqlite::SqliteStore;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Opens the hub's storage: the PostgreSQL database `database` names (a
+/// `postgres://` URL from `hub.toml`, whose relative `sslrootcert` is
+/// found in `state_dir`), or without one the SQLite file at `sqlite`.
+pub fn open(
+    database: Option<&str>,
+    state_dir: &Path,
+    sqlite: &Path,
+) -> anyhow::Result<Arc<dyn Storage>> {
+    Ok(match database {
+        None => Arc::new(SqliteStore::open(sqlite)?),
+        Some(url) => Arc::new(PostgresStore::open(&DatabaseUrl::parse(url, state_dir)?)?),
+    })
+}
 
 /// Why a storage operation failed, in terms every backend can say and
 /// every caller can act on: a conflict or a missing row is the request's

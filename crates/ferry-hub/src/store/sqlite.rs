@@ -2,8 +2,9 @@
 //! on, a busy timeout, and numbered migrations applied in order at open.
 //!
 //! Its queries are portable SQL (a test scans this file for SQLite-only
-//! constructs): what a PostgreSQL backend would have to write differently
-//! is only the migrations' DDL and the placeholders' spelling.
+//! constructs): what the PostgreSQL backend (`postgres.rs`) writes
+//! differently is the migrations' DDL, the placeholders' spelling, and
+//! the row locks this backend's one connection makes unnecessary.
 
 use super::*;
 use ferry_proto::filter::{FilterAction, FilterRule};
@@ -585,8 +586,8 @@ impl SqliteStore {
     /// `f` runs directly.
     ///
     /// Not `spawn_blocking`: that would need an async trait (or every call
-    /// site wrapped) and owned arguments, a change to every caller; it is
-    /// the PostgreSQL backend's async driver that will bring that change.
+    /// site wrapped) and owned arguments, a change to every caller. The
+    /// PostgreSQL backend does the same (`PostgresStore::with_client`).
     fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let work = || {
             let mut conn = self.lock()?;
