@@ -18,6 +18,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use ferry_proto::api::{FsEntry, FsEntryKind, FsOp, FsOutcome};
+use ferry_proto::filter::FilterRule;
+use ferry_proto::rate::parse_rate;
 use ferry_proto::task::{SubmitTask, SyncLevel, TransferItem, TransferOptions};
 use ferry_proto::wire_path::WirePath;
 use std::sync::Arc;
@@ -363,6 +365,22 @@ fn submission(fields: &Fields, now: i64) -> Result<SubmitTask, Said> {
                 .map_err(|_| say("Choose a deadline from the list."))?,
         ),
     };
+    // What a directory's copy leaves out, one pattern a line (as
+    // `--exclude`); the hub checks the patterns as it checks the CLI's.
+    let filters = fields
+        .get("exclude")
+        .unwrap_or("")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|pattern| FilterRule::exclude(pattern.as_bytes()))
+        .collect();
+    let bwlimit = match fields.get("bwlimit").map(str::trim).unwrap_or("") {
+        "" => None,
+        text => {
+            Some(parse_rate(text).map_err(|e| Said::Sentence(super::sentence(&e.to_string())))?)
+        }
+    };
     Ok(SubmitTask {
         source_endpoint,
         destination_endpoint,
@@ -372,6 +390,8 @@ fn submission(fields: &Fields, now: i64) -> Result<SubmitTask, Said> {
             delete: fields.checked("delete"),
             skip_source_errors: fields.checked("skip_errors"),
             preserve_mtime: fields.checked("keep_mtime"),
+            filters,
+            bwlimit,
             ..TransferOptions::default()
         },
         label: fields

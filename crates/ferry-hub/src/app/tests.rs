@@ -116,6 +116,8 @@ async fn start_sends_the_checked_entries_into_the_other_panel_byte_for_byte() {
         ("label", "nightly"),
         ("sync", "checksum"),
         ("delete", "on"),
+        ("exclude", "*.tmp\r\n\r\nscratch/\r\n"),
+        ("bwlimit", "50M"),
     ]);
     let answer = alice.post("/files/transfer", &form).await;
     assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
@@ -139,6 +141,14 @@ async fn start_sends_the_checked_entries_into_the_other_panel_byte_for_byte() {
         ]
     );
     assert!(work.options.delete);
+    assert_eq!(
+        work.options.filters,
+        vec![
+            ferry_proto::filter::FilterRule::exclude("*.tmp"),
+            ferry_proto::filter::FilterRule::exclude("scratch/"),
+        ]
+    );
+    assert_eq!(work.options.bwlimit, Some(50_000_000));
     assert_eq!(
         work.options.sync_level,
         Some(ferry_proto::task::SyncLevel::Checksum)

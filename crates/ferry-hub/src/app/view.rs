@@ -397,6 +397,15 @@ fn transfer_options() -> Markup {
                         option value="604800" { "1 week" }
                     }
                 }
+                div class="field" {
+                    label for="exclude" { "Leave out (one pattern a line)" }
+                    textarea id="exclude" name="exclude" form="act" rows="2" spellcheck="false"
+                        placeholder="*.tmp\nscratch/" {}
+                }
+                div class="field" {
+                    label for="bwlimit" { "Bandwidth cap" }
+                    input type="text" id="bwlimit" name="bwlimit" form="act" autocomplete="off" placeholder="none, or e.g. 50M (bytes/s)";
+                }
                 div class="checks" {
                     label { input type="checkbox" name="delete" value="on" form="act"; " Delete extra files" }
                     label { input type="checkbox" name="skip_errors" value="on" form="act"; " Skip source errors" }
