@@ -186,6 +186,18 @@ pub fn error(title: &str, message: &str) -> String {
     )
 }
 
+/// An error page of the web app: the same, with the way back to it.
+pub fn app_error(title: &str, message: &str) -> String {
+    layout(
+        title,
+        html! {
+            h1 { (title) }
+            (error_box(Some(message)))
+            p { a href="/" { "Back to ferry" } }
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

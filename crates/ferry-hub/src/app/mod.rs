@@ -344,7 +344,7 @@ impl IntoResponse for AppError {
             AppError::Unavailable(e) => return page_auth::unavailable_page(e),
             AppError::Internal(e) => return page_auth::internal_page(e),
         };
-        page_auth::page(status, pages::error(title, &message))
+        page_auth::page(status, pages::app_error(title, &message))
     }
 }
 
