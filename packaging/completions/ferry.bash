@@ -38,7 +38,11 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "my-endpoints shared-with-me all" -- "$cur")
             return
             ;;
-        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires)
+        --permissions)
+            mapfile -t COMPREPLY < <(compgen -W "r rw" -- "$cur")
+            return
+            ;;
+        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires | --identity | --group | --include | --exclude | --bwlimit)
             return
             ;;
     esac
@@ -47,10 +51,10 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit)
                 ((i++))
                 ;;
-            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task)
+            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group)
                 if [[ -z $verb ]]; then verb=${words[i]}; fi
                 ;;
             -*) ;;
@@ -62,7 +66,7 @@ _ferry()
 
     local opts="" files=""
     case $verb in
-        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task" ;;
+        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task group" ;;
         -setup) opts="--name --hub --hub-ca --force --setup-key --no-gui -dir" ;;
         -start) opts="-detach -restrict-paths -debug -trace -dir" ;;
         -status) opts="--json -dir" ;;
@@ -73,8 +77,9 @@ _ferry()
         login) opts="--hub --hub-ca" ;;
         endpoint)
             case $sub in
-                "") opts="create search update delete" ;;
+                "") opts="create search update delete permission" ;;
                 create) opts="--personal --json" ;;
+                permission) opts="create list delete --permissions --identity --group --all-authenticated --anonymous --expires --json" ;;
                 update) opts="--display-name --json" ;;
                 delete) opts="--json" ;;
                 *) opts="--filter-scope --json" ;;
@@ -83,7 +88,14 @@ _ferry()
         ls) opts="-l --json" ;;
         rm) opts="-r --recursive" ;;
         logout | mkdir | rename) opts="" ;;
-        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --batch --streams --wait --json" ;;
+        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --batch --streams --include --exclude --bwlimit --wait --json" ;;
+        group)
+            case $sub in
+                "") opts="create member list" ;;
+                member) opts="add remove" ;;
+                *) opts="--json" ;;
+            esac
+            ;;
         task)
             case $sub in
                 "") opts="show wait list cancel events" ;;

@@ -19,9 +19,9 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --label --deadline --batch --timeout --filter-scope --personal --display-name
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit
                 set skip 1
-            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task
+            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group
                 if test (count $found) -eq 0
                     set found $t
                 end
@@ -62,6 +62,7 @@ complete -c ferry -n '__ferry_at ""' -a rename -d 'Rename a path on an endpoint'
 complete -c ferry -n '__ferry_at ""' -a rm -d 'Remove a path on an endpoint'
 complete -c ferry -n '__ferry_at ""' -a transfer -d 'Submit a transfer task'
 complete -c ferry -n '__ferry_at ""' -a task -d 'Show, wait for, list or cancel tasks'
+complete -c ferry -n '__ferry_at ""' -a group -d 'Groups of users to share with'
 
 # -dir DIR, everywhere.
 complete -c ferry -o dir -x -a '(__fish_complete_directories)' -d 'Config dir (default ~/.ferry)'
@@ -92,7 +93,19 @@ complete -c ferry -n 'string match -q "paths check" -- (__ferry_verb)' -l json -
 # User verbs (talk to the hub's REST API).
 complete -c ferry -n '__ferry_at login' -l hub -x -d 'The hub URL'
 complete -c ferry -n '__ferry_at login' -l hub-ca -r -F -d 'CA certificate of a self-signed hub'
-complete -c ferry -n '__ferry_at endpoint' -a 'create search update delete'
+complete -c ferry -n '__ferry_at endpoint' -a 'create search update delete permission'
+complete -c ferry -n '__ferry_at endpoint permission' -a 'create list delete'
+complete -c ferry -n '__ferry_at endpoint permission' -l permissions -x -a 'r rw' -d 'Read-only or read-write'
+complete -c ferry -n '__ferry_at endpoint permission' -l identity -x -d 'Share with this user'
+complete -c ferry -n '__ferry_at endpoint permission' -l group -x -d 'Share with this group'
+complete -c ferry -n '__ferry_at endpoint permission' -l all-authenticated -d 'Share with everyone signed in'
+complete -c ferry -n '__ferry_at endpoint permission' -l anonymous -d 'Share through links (read-only)'
+complete -c ferry -n '__ferry_at endpoint permission' -l expires -x -d 'When access ends (30d, RFC 3339)'
+complete -c ferry -n '__ferry_at endpoint permission' -l json -d 'JSON output'
+complete -c ferry -n '__ferry_at group' -a 'create member list'
+complete -c ferry -n '__ferry_at group member' -a 'add remove'
+complete -c ferry -n '__ferry_at group create' -l json -d 'JSON output'
+complete -c ferry -n '__ferry_at group list' -l json -d 'JSON output'
 complete -c ferry -n 'string match -q "endpoint update*" -- (__ferry_verb)' -l display-name -x -d 'The new display name'
 complete -c ferry -n 'string match -q "endpoint create" -- (__ferry_verb)' -l personal -x -d 'A personal endpoint with this name'
 complete -c ferry -n 'string match -q "endpoint search*" -- (__ferry_verb)' -l filter-scope -x -a 'my-endpoints shared-with-me all'
@@ -108,6 +121,9 @@ complete -c ferry -n '__ferry_at transfer' -l deadline -x -d 'Fail unless done b
 complete -c ferry -n '__ferry_at transfer' -l skip-source-errors -d 'Skip unreadable source files'
 complete -c ferry -n '__ferry_at transfer' -l streams -x -d 'Parallel data streams (1-64)'
 complete -c ferry -n '__ferry_at transfer' -l batch -r -F -d 'Read SRC DST [-r] lines from FILE'
+complete -c ferry -n '__ferry_at transfer' -l include -x -d 'Include names matching PATTERN (first match wins)'
+complete -c ferry -n '__ferry_at transfer' -l exclude -x -d 'Exclude names matching PATTERN'
+complete -c ferry -n '__ferry_at transfer' -l bwlimit -x -d 'Cap the rate (bytes/s; K, M, G)'
 complete -c ferry -n '__ferry_at transfer' -l wait -d 'Show progress until the task ends'
 complete -c ferry -n '__ferry_at transfer' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at task' -a 'show wait list cancel events'

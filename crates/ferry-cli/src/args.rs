@@ -554,6 +554,7 @@ pub enum PermissionCommand {
     },
     /// What you shared on an endpoint, with each permission's id.
     List {
+        /// The endpoint: its id or your display name for it.
         #[arg(value_name = "EP")]
         endpoint: String,
         #[command(flatten)]
@@ -562,6 +563,7 @@ pub enum PermissionCommand {
     /// Stop sharing: access ends at once, and tasks that use the
     /// permission fail with an event that says why.
     Delete {
+        /// The endpoint: its id or your display name for it.
         #[arg(value_name = "EP")]
         endpoint: String,
         /// The permission's id (`ferry endpoint permission list EP`).
@@ -603,6 +605,7 @@ pub struct GranteeArgs {
 pub enum GroupCommand {
     /// Create a group you manage (names: letters, digits, '.', '_', '-').
     Create {
+        /// The group's name, unique on the hub.
         #[arg(value_name = "NAME")]
         name: String,
         #[command(flatten)]
@@ -622,15 +625,19 @@ pub enum GroupCommand {
 pub enum GroupMemberCommand {
     /// Add USER to GROUP.
     Add {
+        /// A group you manage.
         #[arg(value_name = "GROUP")]
         group: String,
+        /// A user of this hub, by name.
         #[arg(value_name = "USER")]
         user: String,
     },
     /// Remove USER from GROUP: what was shared with the group is theirs no more.
     Remove {
+        /// A group you manage.
         #[arg(value_name = "GROUP")]
         group: String,
+        /// A member of it, by name.
         #[arg(value_name = "USER")]
         user: String,
     },
