@@ -29,16 +29,22 @@
 //! - 2 (2026-11-29, `ferry-data/2`): keep-alive frames and the idle
 //!   deadline. With a peer that speaks only 1, neither is used (a stall
 //!   then waits, as it did).
+//! - 3 (2026-12, `ferry-data/3`): digests by the task's algorithm
+//!   (`checksum_algorithm` in the capability's options). A peer that
+//!   speaks only 1 or 2 hashes with SHA-256 whatever the capability says,
+//!   so with one both sides do ([`digest_algorithm`]): the transfer works
+//!   and is verified, with SHA-256.
 
-use crate::task::{Side, TaskCounters};
+use crate::task::{ChecksumAlgorithm, Side, TaskCounters};
 use crate::wire_path::WirePath;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use thiserror::Error;
 
-/// Files are hashed in chunks of this size: a file's digest is SHA-256 over
-/// the concatenated SHA-256 digests of its chunks (the last one may be
-/// shorter; an empty file has no chunks). Fixed: it defines the digest.
+/// Files are hashed in chunks of this size: a file's digest is the task's
+/// algorithm (SHA-256 or BLAKE3) over the concatenated digests, by the
+/// same algorithm, of its chunks (the last one may be shorter; an empty
+/// file has no chunks). Fixed: it defines the digest.
 pub const CHUNK_SIZE: u64 = 4 * 1024 * 1024;
 /// A chunk frame: type, file id, index, hash, data.
 pub const MAX_FRAME: usize = CHUNK_SIZE as usize + 64;
@@ -58,12 +64,12 @@ pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
 /// accept one above [`MAX_HANDSHAKE_FRAME`] only within a budget they keep.
 pub const MAX_OPEN_FRAME: usize = crate::task::MAX_CAPABILITY + 1024;
 /// The newest data protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The oldest version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// The ALPN ids of data connections, newest first: the version a stream
 /// speaks is the one TLS settled ([`negotiated_version`]).
-pub const ALPN_PROTOCOLS: &[&[u8]] = &[b"ferry-data/2", b"ferry-data/1"];
+pub const ALPN_PROTOCOLS: &[&[u8]] = &[b"ferry-data/3", b"ferry-data/2", b"ferry-data/1"];
 
 /// The version a stream speaks, from the ALPN id its TLS handshake settled
 /// (none: version 1, which did not look). `None` for an id this build
@@ -85,6 +91,19 @@ pub fn negotiated_version(alpn: Option<&[u8]>) -> Option<u32> {
 /// [`IDLE_LIMIT`].
 pub fn keeps_alive(version: u32) -> bool {
     version >= 2
+}
+
+/// The algorithm an attempt's chunk and file digests are made with, on a
+/// stream of `version`: the task's from version 3 on; before, SHA-256 (a
+/// peer of version 1 or 2 knows no other). Both sides settle the same
+/// version, so they hash alike; and whichever it is, every byte is
+/// verified.
+pub fn digest_algorithm(requested: ChecksumAlgorithm, version: u32) -> ChecksumAlgorithm {
+    if version >= 3 {
+        requested
+    } else {
+        ChecksumAlgorithm::Sha256
+    }
 }
 
 /// A side writes a keep-alive on a stream it has written nothing on for
@@ -277,7 +296,8 @@ pub enum Frame {
 pub struct ChunkHeader {
     pub file: u64,
     pub index: u32,
-    pub sha256: [u8; 32],
+    /// The chunk's digest by the attempt's algorithm ([`digest_algorithm`]).
+    pub digest: [u8; 32],
 }
 
 /// Bytes of a chunk frame's body before the chunk's data.
@@ -289,12 +309,12 @@ impl ChunkHeader {
         file.copy_from_slice(&bytes[..8]);
         let mut index = [0u8; 4];
         index.copy_from_slice(&bytes[8..12]);
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(&bytes[12..]);
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&bytes[12..]);
         ChunkHeader {
             file: u64::from_be_bytes(file),
             index: u32::from_be_bytes(index),
-            sha256,
+            digest,
         }
     }
 }
@@ -326,7 +346,7 @@ pub fn chunk_prefix(header: &ChunkHeader, len: usize) -> [u8; 5 + CHUNK_HEADER] 
     out[4] = FRAME_CHUNK;
     out[5..13].copy_from_slice(&header.file.to_be_bytes());
     out[13..17].copy_from_slice(&header.index.to_be_bytes());
-    out[17..49].copy_from_slice(&header.sha256);
+    out[17..49].copy_from_slice(&header.digest);
     out
 }
 
@@ -399,7 +419,7 @@ mod tests {
         let header = ChunkHeader {
             file: 7,
             index: 2,
-            sha256: [9; 32],
+            digest: [9; 32],
         };
         let mut wire = chunk_prefix(&header, 3).to_vec();
         wire.extend_from_slice(b"abc");
@@ -529,12 +549,13 @@ mod tests {
 
     #[test]
     fn the_version_comes_from_the_alpn_id_tls_settled() {
-        assert_eq!(ALPN_PROTOCOLS[0], b"ferry-data/2", "newest first");
+        assert_eq!(ALPN_PROTOCOLS[0], b"ferry-data/3", "newest first");
         for (alpn, version) in [
-            (Some(&b"ferry-data/2"[..]), Some(2)),
+            (Some(&b"ferry-data/3"[..]), Some(3)),
+            (Some(b"ferry-data/2"), Some(2)),
             (Some(b"ferry-data/1"), Some(1)),
             (None, Some(1)),
-            (Some(b"ferry-data/3"), None),
+            (Some(b"ferry-data/4"), None),
             (Some(b"ferry-data/0"), None),
             (Some(b"ferry-data/"), None),
             (Some(b"ferry-control/1"), None),
@@ -545,8 +566,20 @@ mod tests {
         for alpn in ALPN_PROTOCOLS {
             assert!(negotiated_version(Some(alpn)).is_some());
         }
-        assert!(keeps_alive(2) && !keeps_alive(1));
+        assert!(keeps_alive(3) && keeps_alive(2) && !keeps_alive(1));
         const { assert!(IDLE_LIMIT.as_secs() >= 3 * KEEP_ALIVE_EVERY.as_secs()) };
+    }
+
+    #[test]
+    fn the_tasks_algorithm_holds_from_version_3_and_an_older_peer_hashes_with_sha256() {
+        use ChecksumAlgorithm::{Blake3, Sha256};
+        for requested in [Sha256, Blake3] {
+            assert_eq!(digest_algorithm(requested, PROTOCOL_VERSION), requested);
+            assert_eq!(digest_algorithm(requested, 3), requested);
+            for older in [1, 2] {
+                assert_eq!(digest_algorithm(requested, older), Sha256);
+            }
+        }
     }
 
     proptest! {
