@@ -321,6 +321,50 @@ async fn a_partial_file_journaled_with_sha256_is_sent_again_when_resumed_with_bl
     assert_eq!(counters.bytes_transferred, big.len() as u64);
 }
 
+/// During an upgrade one endpoint may still run a release that speaks data
+/// protocol 2 and knows only SHA-256: a BLAKE3 task between the two is
+/// hashed with SHA-256 on both sides (not refused, not misverified), and
+/// a checksum sync then compares SHA-256 with SHA-256.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_older_peer_either_way_a_blake3_task_is_verified_with_sha256() {
+    for (source, destination) in [(2, 3), (3, 2), (1, 3)] {
+        let mut w = support::world_speaking(source, destination).await;
+        let src = w.a.home.join("d");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("big"), pattern(CHUNK + 7, 1)).unwrap();
+        std::fs::write(src.join("small"), b"small").unwrap();
+        let options = |sync_level| TransferOptions {
+            sync_level,
+            checksum_algorithm: ChecksumAlgorithm::Blake3,
+            ..TransferOptions::default()
+        };
+        let items = vec![item("/~/d", "/~/d", true)];
+        let (verdict, reports) = w.transfer(1, items.clone(), options(None)).await;
+        let TaskReport::Succeeded { counters } = verdict else {
+            panic!("{source}->{destination}: {verdict:?}")
+        };
+        assert_eq!(counters.files_transferred, 2, "{source}->{destination}");
+        assert!(
+            !reports
+                .iter()
+                .any(|r| matches!(r, TaskReport::Resent { .. })),
+            "{source}->{destination}: {reports:?}"
+        );
+        assert_eq!(snapshot(&w.b.home.join("d")), snapshot(&src));
+        let (verdict, _) = w
+            .transfer(2, items, options(Some(SyncLevel::Checksum)))
+            .await;
+        let TaskReport::Succeeded { counters } = verdict else {
+            panic!("{source}->{destination}: {verdict:?}")
+        };
+        assert_eq!(
+            (counters.files_skipped, counters.bytes_transferred),
+            (2, 0),
+            "{source}->{destination}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_capability_is_refused_before_any_file_is_touched() {
     let w = world().await;
