@@ -45,8 +45,8 @@ use crate::channel::{
 };
 use crate::context::Context;
 use crate::digest::{
-    CHUNK_SIZE, ChecksumAlgorithm, chunk_count, chunk_hash, file_digest, from_hex,
-    hashing_threads, read_chunk_hashes, to_hex,
+    CHUNK_SIZE, ChecksumAlgorithm, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads,
+    read_chunk_hashes, to_hex,
 };
 use crate::faults::{Faults, Op};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
@@ -2414,7 +2414,9 @@ mod tests {
 
         /// What a later attempt would read back from the journal.
         fn journaled(&self) -> Recovered {
-            Journal::open(&self.state, TASK, ChecksumAlgorithm::Sha256).unwrap().1
+            Journal::open(&self.state, TASK, ChecksumAlgorithm::Sha256)
+                .unwrap()
+                .1
         }
 
         fn synced_dirs(&self) -> Vec<PathBuf> {

@@ -228,7 +228,11 @@ mod tests {
                     expected
                 );
             }
-            assert!(read_chunk_hashes(algorithm, &file, 0, 2).unwrap().is_empty());
+            assert!(
+                read_chunk_hashes(algorithm, &file, 0, 2)
+                    .unwrap()
+                    .is_empty()
+            );
             // A file shorter than claimed is an error, not a short digest.
             assert!(read_chunk_hashes(algorithm, &file, size + 1, 2).is_err());
         }

@@ -302,7 +302,10 @@ mod tests {
         assert!(text.lines().any(|l| l.starts_with("B ")), "{text}");
         let (_, r) = Journal::open(dir.path(), "t", Blake3).unwrap();
         assert_eq!(r.partial.get(&a), Some(&vec![(1, [3; 32])]));
-        assert!(r.committed.contains(&b), "a commit holds whatever verified it");
+        assert!(
+            r.committed.contains(&b),
+            "a commit holds whatever verified it"
+        );
         let (_, r) = Journal::open(dir.path(), "t", Sha256).unwrap();
         assert_eq!(r.partial.get(&a), Some(&vec![(0, [1; 32])]));
         assert_eq!(r.partial.len(), 1);

@@ -34,8 +34,8 @@ use crate::channel::{
 };
 use crate::context::Context;
 use crate::digest::{
-    CHUNK_SIZE, ChecksumAlgorithm, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads, read_chunk_hashes,
-    to_hex,
+    CHUNK_SIZE, ChecksumAlgorithm, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads,
+    read_chunk_hashes, to_hex,
 };
 use crate::faults::{Faults, Op};
 use crate::{Disposition, MoveError, Side, at_once};

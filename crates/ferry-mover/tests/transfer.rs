@@ -5,7 +5,7 @@
 
 mod support;
 
-use ferry_proto::task::{ChecksumAlgorithm, Capability, SyncLevel, TaskReport, TransferOptions};
+use ferry_proto::task::{Capability, ChecksumAlgorithm, SyncLevel, TaskReport, TransferOptions};
 use rcgen::SigningKey;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;

@@ -314,6 +314,15 @@ pub(crate) fn lenient_side<'de, D: serde::Deserializer<'de>>(
     Ok(serde_json::from_value(value).unwrap_or_default())
 }
 
+/// An algorithm from a hub's answer; one this version does not know is as
+/// good as none.
+fn lenient_algorithm<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ChecksumAlgorithm>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
+}
+
 impl std::fmt::Display for Side {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -428,6 +437,15 @@ pub struct TaskInfo {
     pub attempt: u32,
     /// How many items (source/destination pairs) the task lists.
     pub item_count: u64,
+    /// The task's digest algorithm (endpoints of an older release hash
+    /// with SHA-256 whatever it says). Absent from an older hub; one this
+    /// build does not know (a newer hub's) reads as absent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_algorithm"
+    )]
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
     /// Unix seconds.
     pub created: i64,
     #[serde(default)]
@@ -578,7 +596,10 @@ mod tests {
                 serde_json::to_string(&algorithm).unwrap(),
                 format!("\"{algorithm}\"")
             );
-            assert_eq!(ChecksumAlgorithm::parse(algorithm.as_str()), Some(algorithm));
+            assert_eq!(
+                ChecksumAlgorithm::parse(algorithm.as_str()),
+                Some(algorithm)
+            );
         }
         assert_eq!(ChecksumAlgorithm::parse("SHA-256"), None);
         assert_eq!(ChecksumAlgorithm::PREFERRED, ChecksumAlgorithm::Blake3);

@@ -18,7 +18,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use ferry_proto::api::{FsEntry, FsEntryKind, FsOp, FsOutcome};
-use ferry_proto::task::{SubmitTask, SyncLevel, TransferItem, TransferOptions};
+use ferry_proto::task::{ChecksumAlgorithm, SubmitTask, SyncLevel, TransferItem, TransferOptions};
 use ferry_proto::wire_path::WirePath;
 use std::sync::Arc;
 
@@ -359,6 +359,8 @@ fn submission(fields: &Fields, now: i64) -> Result<SubmitTask, Said> {
             delete: fields.checked("delete"),
             skip_source_errors: fields.checked("skip_errors"),
             preserve_mtime: fields.checked("keep_mtime"),
+            // A new submission, as the CLI's: the faster digest.
+            checksum_algorithm: ChecksumAlgorithm::PREFERRED,
             ..TransferOptions::default()
         },
         label: fields

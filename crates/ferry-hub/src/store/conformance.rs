@@ -668,7 +668,7 @@ pub fn tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts(
 }
 
 pub fn a_task_round_trips_every_field_exactly(s: &dyn Storage) {
-    use ferry_proto::task::SyncLevel;
+    use ferry_proto::task::{ChecksumAlgorithm, SyncLevel};
     use ferry_proto::wire_path::WirePath;
     let uid = two_endpoints(s);
     // Paths are bytes, not text: invalid UTF-8, a literal %, an escape's
@@ -713,6 +713,7 @@ pub fn a_task_round_trips_every_field_exactly(s: &dyn Storage) {
                 preserve_mode: flag,
                 skip_source_errors: !flag,
                 streams: [None, Some(1), Some(64), Some(u32::MAX), Some(0)][i],
+                checksum_algorithm: [ChecksumAlgorithm::Sha256, ChecksumAlgorithm::Blake3][i % 2],
             },
             items: match i {
                 0 => many.clone(),

@@ -19,7 +19,9 @@
 //! functions, no `rowid`, no `INSERT OR ...`) so a PostgreSQL backend can
 //! share it; only the migrations' DDL is per backend.
 
-use ferry_proto::task::{TaskCounters, TaskStatus, TransferItem, TransferOptions};
+use ferry_proto::task::{
+    ChecksumAlgorithm, TaskCounters, TaskStatus, TransferItem, TransferOptions,
+};
 use thiserror::Error;
 
 #[cfg(test)]
@@ -223,6 +225,7 @@ pub struct TaskRow {
     pub item_count: u64,
     pub label: Option<String>,
     pub deadline: Option<i64>,
+    pub checksum_algorithm: ChecksumAlgorithm,
     pub status: TaskStatus,
     pub attempt: u32,
     /// The furthest the attempts that ended reached.
