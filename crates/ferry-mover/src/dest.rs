@@ -1673,7 +1673,10 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), MoveErr
         return Ok(());
     };
     tracing::debug!(id, "file complete");
-    if Some(file_digest(s.disk.algorithm, hashes.iter())) == f.source_digest {
+    let digest = file_digest(s.disk.algorithm, hashes.iter());
+    if Some(digest) == f.source_digest {
+        // What the README's `b3sum` or `sha256sum` pipeline gives for it.
+        tracing::debug!(file = %String::from_utf8_lossy(&f.rel), algorithm = %s.disk.algorithm, digest = %to_hex(&digest), "verified");
         st.pending_commits += 1;
         let sender = s
             .commit_tx
