@@ -10,7 +10,7 @@
 //!
 //! ```sh
 //! split -b 4194304 -a 6 -d FILE chunk. && for c in chunk.*; do
-//!   b3sum --no-names --raw "$c"; done | b3sum --no-names
+//!   b3sum --raw "$c"; done | b3sum --no-names
 //! split -b 4194304 -a 6 -d FILE chunk. && for c in chunk.*; do
 //!   sha256sum "$c" | cut -c1-64 | xxd -r -p; done | sha256sum
 //! ```
