@@ -34,6 +34,10 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "exists size mtime checksum" -- "$cur")
             return
             ;;
+        --checksum-algorithm)
+            mapfile -t COMPREPLY < <(compgen -W "blake3 sha256" -- "$cur")
+            return
+            ;;
         --filter-scope)
             mapfile -t COMPREPLY < <(compgen -W "my-endpoints shared-with-me all" -- "$cur")
             return
@@ -51,7 +55,7 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit)
                 ((i++))
                 ;;
             -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group)
@@ -88,7 +92,6 @@ _ferry()
         ls) opts="-l --json" ;;
         rm) opts="-r --recursive" ;;
         logout | mkdir | rename) opts="" ;;
-        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --batch --streams --include --exclude --bwlimit --wait --json" ;;
         group)
             case $sub in
                 "") opts="create member list" ;;
@@ -96,6 +99,7 @@ _ferry()
                 *) opts="--json" ;;
             esac
             ;;
+        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --wait --json" ;;
         task)
             case $sub in
                 "") opts="show wait list cancel events" ;;

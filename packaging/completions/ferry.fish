@@ -19,7 +19,7 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit
                 set skip 1
             case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group
                 if test (count $found) -eq 0
@@ -115,6 +115,7 @@ complete -c ferry -n '__ferry_at ls' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at rm' -s r -l recursive -d 'Recursive'
 complete -c ferry -n '__ferry_at transfer' -s r -l recursive -d 'Recursive'
 complete -c ferry -n '__ferry_at transfer' -l sync-level -x -a 'exists size mtime checksum'
+complete -c ferry -n '__ferry_at transfer' -l checksum-algorithm -x -a 'blake3 sha256' -d 'How chunks and files are hashed (default blake3)'
 complete -c ferry -n '__ferry_at transfer' -l delete -d 'Delete destination files missing at the source'
 complete -c ferry -n '__ferry_at transfer' -l label -x -d 'A label for the task'
 complete -c ferry -n '__ferry_at transfer' -l deadline -x -d 'Fail unless done by then (2h, RFC 3339)'

@@ -371,8 +371,9 @@ fn a_corrupted_partial_file_is_detected_on_resume() {
     let temp = wait_for_temp(&lab.dst.home.join("c"));
     // Crash once the journal vouches for some chunks of the partial file.
     let journal = lab.dst.dir.join("state").join(format!("{id}.journal"));
+    // (`B` lines: the task hashes with BLAKE3, the default.)
     wait_until(LIMIT, "journaled chunks", || {
-        fs::read_to_string(&journal).is_ok_and(|j| j.lines().any(|l| l.starts_with("K ")))
+        fs::read_to_string(&journal).is_ok_and(|j| j.lines().any(|l| l.starts_with("B ")))
     });
     lab.kill_dst();
     // The partial file is kept across the crash (its journal vouches for

@@ -244,6 +244,19 @@ pub struct TransferArgs {
     /// Read many `SRC_PATH DST_PATH [-r]` items from FILE (- for stdin).
     #[arg(long, value_name = "FILE")]
     pub batch: Option<PathBuf>,
+    /// How both endpoints hash each 4 MiB chunk and each file, to verify
+    /// every byte and to compare contents for --sync-level checksum:
+    /// blake3 (the default, about twice as fast a core) or sha256 (for a
+    /// site whose policy names SHA-256). Either verifies everything; the
+    /// README says how to reproduce a file's digest with b3sum or
+    /// sha256sum. With an endpoint that runs an older ferry, sha256.
+    #[arg(
+        long = "checksum-algorithm",
+        value_enum,
+        value_name = "ALGORITHM",
+        default_value = "blake3"
+    )]
+    pub checksum_algorithm: ChecksumAlgorithmArg,
     /// Parallel data streams (1-64); by default the source chooses from
     /// the sizes of the files it is about to send.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -300,6 +313,12 @@ pub fn order_filters(matches: &clap::ArgMatches, cli: &mut Cli) {
     }
     rules.sort_by_key(|(index, _)| *index);
     args.filters = rules.into_iter().map(|(_, rule)| rule).collect();
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChecksumAlgorithmArg {
+    Sha256,
+    Blake3,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,7 +1,7 @@
 //! `ferry transfer` and `ferry task show|wait|list|cancel|events`: submit
 //! tasks to the hub and follow them, with a progress line on a terminal.
 
-use crate::args::{DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs};
+use crate::args::{ChecksumAlgorithmArg, DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs};
 use crate::hub::session;
 use crate::terminal::{escape, escape_bytes};
 use crate::{Invocation, UsageError, client_runtime};
@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use ferry_proto::filter::FilterSet;
 use ferry_proto::human::{self, utc_seconds};
 use ferry_proto::task::{
-    SubmitTask, SubmittedTask, SyncLevel, TaskEvent, TaskInfo, TaskStatus, TransferItem,
-    TransferOptions,
+    ChecksumAlgorithm, SubmitTask, SubmittedTask, SyncLevel, TaskEvent, TaskInfo, TaskStatus,
+    TransferItem, TransferOptions,
 };
 use ferry_proto::wire_path::WirePath;
 use ferry_setup::hub_client::{Auth, HubClient, HubError};
@@ -75,6 +75,11 @@ pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode
             streams: args.streams,
             filters: args.filters,
             bwlimit: args.bwlimit,
+            // Always sent: a hub reads a submission without it as SHA-256.
+            checksum_algorithm: match args.checksum_algorithm {
+                ChecksumAlgorithmArg::Sha256 => ChecksumAlgorithm::Sha256,
+                ChecksumAlgorithmArg::Blake3 => ChecksumAlgorithm::Blake3,
+            },
         },
         label: args.label,
         deadline,
@@ -737,6 +742,11 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
             endpoint(&info.destination_endpoint_name, &info.destination_endpoint),
         ),
         ("Items", info.item_count.to_string()),
+        (
+            "Checksum",
+            info.checksum_algorithm
+                .map_or_else(|| "-".into(), |a| a.to_string()),
+        ),
         ("Files", info.files.to_string()),
         ("Files Transferred", info.files_transferred.to_string()),
         ("Files Skipped", info.files_skipped.to_string()),
@@ -967,6 +977,7 @@ mod tests {
             faults: 0,
             attempt: 1,
             item_count: 1,
+            checksum_algorithm: None,
             created: 0,
             completed: None,
             deadline: None,

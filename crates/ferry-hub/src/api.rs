@@ -660,6 +660,7 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
         faults: row.faults,
         attempt: row.attempt,
         item_count: row.item_count,
+        checksum_algorithm: Some(row.checksum_algorithm),
         created: row.created,
         completed: row.completed,
         deadline: row.deadline,
@@ -1268,6 +1269,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_task_keeps_the_checksum_algorithm_it_was_submitted_with() {
+        let s = setup();
+        let mut blake3 = submission("laptop", &s.cluster);
+        blake3["options"]["checksum_algorithm"] = json!("blake3");
+        let (status, body) = call(&s.hub, "POST", "/api/v1/tasks", &s.alice, Some(blake3)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["task_id"].as_str().unwrap().to_string();
+        let (_, shown) = call(
+            &s.hub,
+            "GET",
+            &format!("/api/v1/tasks/{id}"),
+            &s.alice,
+            None,
+        )
+        .await;
+        assert_eq!(shown["checksum_algorithm"], "blake3");
+        assert_eq!(
+            s.hub
+                .store
+                .task_work(&id)
+                .unwrap()
+                .unwrap()
+                .options
+                .checksum_algorithm,
+            ferry_proto::task::ChecksumAlgorithm::Blake3
+        );
+        let mut unknown = submission("laptop", &s.cluster);
+        unknown["options"]["checksum_algorithm"] = json!("md5");
+        let (status, body) = call(&s.hub, "POST", "/api/v1/tasks", &s.alice, Some(unknown)).await;
+        assert!(status.is_client_error(), "{status} {body}");
+    }
+
+    #[tokio::test]
     async fn a_task_is_submitted_shown_listed_and_canceled() {
         let s = setup();
         let (status, body) = call(
@@ -1324,6 +1358,13 @@ mod tests {
             options.preserve_mtime && options.preserve_mode,
             "defaults fill what is left out"
         );
+        // An older client names no algorithm: its task means SHA-256, as
+        // it always did, and says so.
+        assert_eq!(
+            options.checksum_algorithm,
+            ferry_proto::task::ChecksumAlgorithm::Sha256
+        );
+        assert_eq!(shown["checksum_algorithm"], "sha256");
 
         let (_, list) = call(&s.hub, "GET", "/api/v1/tasks", &s.alice, None).await;
         assert_eq!(list.as_array().unwrap().len(), 1);

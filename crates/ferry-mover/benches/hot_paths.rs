@@ -34,9 +34,24 @@ fn random_chunk(len: usize) -> Vec<u8> {
 #[divan::bench(args = [4096, CHUNK])]
 fn chunk_hash(bencher: Bencher, len: usize) {
     let data = random_chunk(len);
-    bencher
-        .counter(BytesCount::new(len))
-        .bench(|| ferry_mover::digest::chunk_hash(black_box(&data)));
+    bencher.counter(BytesCount::new(len)).bench(|| {
+        ferry_mover::digest::chunk_hash(
+            ferry_mover::digest::ChecksumAlgorithm::Sha256,
+            black_box(&data),
+        )
+    });
+}
+
+/// The same with BLAKE3, the default of new tasks (SIMD picked at run time).
+#[divan::bench(args = [4096, CHUNK])]
+fn chunk_hash_blake3(bencher: Bencher, len: usize) {
+    let data = random_chunk(len);
+    bencher.counter(BytesCount::new(len)).bench(|| {
+        ferry_mover::digest::chunk_hash(
+            ferry_mover::digest::ChecksumAlgorithm::Blake3,
+            black_box(&data),
+        )
+    });
 }
 
 #[divan::bench]
@@ -44,7 +59,7 @@ fn chunk_frame_prefix(bencher: Bencher) {
     let header = ChunkHeader {
         file: 7,
         index: 3,
-        sha256: [5; 32],
+        digest: [5; 32],
     };
     bencher.bench(|| data::chunk_prefix(black_box(&header), CHUNK));
 }
@@ -56,7 +71,7 @@ fn chunk_frame_read(bencher: Bencher) {
     let header = ChunkHeader {
         file: 7,
         index: 3,
-        sha256: [5; 32],
+        digest: [5; 32],
     };
     let mut wire = data::chunk_prefix(&header, CHUNK).to_vec();
     wire.extend_from_slice(&random_chunk(CHUNK));

@@ -210,6 +210,10 @@ pub struct Identity {
     key: PrivateKeyDer<'static>,
     endpoint_ca: Vec<CertificateDer<'static>>,
     current: Arc<CurrentCert>,
+    /// The data protocol versions offered in TLS's ALPN, newest first:
+    /// all this build speaks ([`data::ALPN_PROTOCOLS`]) but in tests that
+    /// pose as an older release ([`Identity::speaking_up_to`]).
+    protocols: Vec<&'static [u8]>,
 }
 
 /// The certificate presented now, swapped whole on renewal.
@@ -256,7 +260,19 @@ impl Identity {
             key,
             endpoint_ca: ferry_tls::certs_from_file(&dir.endpoint_ca_file()).map_err(err)?,
             current: Arc::new(CurrentCert(std::sync::RwLock::new(current))),
+            protocols: data::ALPN_PROTOCOLS.to_vec(),
         })
+    }
+
+    /// Offers data protocol versions up to `newest` only, as an older
+    /// release would (for tests of mixed versions).
+    pub fn speaking_up_to(self, newest: u32) -> Self {
+        let protocols = data::ALPN_PROTOCOLS
+            .iter()
+            .copied()
+            .filter(|p| data::negotiated_version(Some(p)).is_some_and(|v| v <= newest))
+            .collect();
+        Self { protocols, ..self }
     }
 
     /// Takes up a renewed `endpoint.crt` (same key): new data connections,
@@ -292,7 +308,7 @@ impl Identity {
         let mut config = builder
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(self.current.clone());
-        config.alpn_protocols = data::ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+        config.alpn_protocols = self.protocols.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }
 
@@ -301,7 +317,7 @@ impl Identity {
         ferry_tls::client_config(
             &self.endpoint_ca,
             Some((self.current.get().cert.clone(), self.key.clone_key())),
-            data::ALPN_PROTOCOLS,
+            &self.protocols,
         )
         .map_err(|e| ChannelError::Credentials(e.to_string()))
     }

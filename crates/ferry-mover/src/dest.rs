@@ -45,8 +45,8 @@ use crate::channel::{
 };
 use crate::context::Context;
 use crate::digest::{
-    CHUNK_SIZE, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads, read_chunk_hashes,
-    to_hex,
+    CHUNK_SIZE, ChecksumAlgorithm, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads,
+    read_chunk_hashes, to_hex,
 };
 use crate::faults::{Faults, Op};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
@@ -522,6 +522,7 @@ fn attach(
     let (streams_tx, streams_rx) = mpsc::unbounded_channel();
     let (cancel_tx, mut cancel_rx) = watch::channel(Stop::No);
     let (done_tx, done_rx) = watch::channel(false);
+    let algorithm = algorithm_on(&cap, &tls);
     let _ = streams_tx.send((stream, tls));
     live.insert(
         cap.task_id.clone(),
@@ -558,7 +559,12 @@ fn attach(
             None => true,
         };
         if ready {
-            run_session(ctx.clone(), cap, streams, streams_rx, cancel_rx).await;
+            let arriving = Arriving {
+                streams,
+                algorithm,
+                rx: streams_rx,
+            };
+            run_session(ctx.clone(), cap, arriving, cancel_rx).await;
         }
         // Told that the task is over only once the session had kept its
         // temporaries for a resume (or before it ran): they go now, before
@@ -572,6 +578,24 @@ fn attach(
         }
         done_tx.send_replace(true);
     });
+}
+
+/// The digests' algorithm of an attempt whose stream settled TLS's ALPN
+/// on `tls`: the task's, unless the source speaks a data protocol older
+/// than 3 (then SHA-256, which it hashes with).
+fn algorithm_on(cap: &Capability, tls: &Stream) -> ChecksumAlgorithm {
+    let version = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol())
+        .unwrap_or(ferry_proto::data::MIN_PROTOCOL_VERSION);
+    ferry_proto::data::digest_algorithm(cap.options.checksum_algorithm, version)
+}
+
+/// An attempt's streams as they arrive, and what the first one settled.
+struct Arriving {
+    /// How many the source opens.
+    streams: u16,
+    /// The digests' algorithm (see [`algorithm_on`]).
+    algorithm: ChecksumAlgorithm,
+    rx: mpsc::UnboundedReceiver<(u16, Stream)>,
 }
 
 /// A file receiving data.
@@ -751,12 +775,19 @@ fn parent_of(path: &Path) -> &Path {
 async fn run_session(
     ctx: Arc<Context>,
     cap: Capability,
-    streams: u16,
-    mut arriving: mpsc::UnboundedReceiver<(u16, Stream)>,
+    arriving: Arriving,
     mut cancel: watch::Receiver<Stop>,
 ) {
+    let Arriving {
+        streams,
+        algorithm,
+        rx: mut arriving,
+    } = arriving;
     let (task_id, attempt) = (cap.task_id.clone(), cap.attempt);
-    let (journal, recovered) = match Journal::open(&ctx.state_dir, &task_id) {
+    if algorithm != cap.options.checksum_algorithm {
+        tracing::info!(task = %task_id, attempt, asked = %cap.options.checksum_algorithm, "the source speaks an older data protocol: digests are SHA-256");
+    }
+    let (journal, recovered) = match Journal::open(&ctx.state_dir, &task_id, algorithm) {
         Ok(j) => j,
         Err(e) => {
             let path = Journal::path_for(&ctx.state_dir, &task_id);
@@ -830,7 +861,8 @@ async fn run_session(
             },
             ctx.faults(),
             &cap.task_id,
-        ),
+        )
+        .hashing(algorithm),
         ctx: ctx.clone(),
         filters,
         cap,
@@ -870,6 +902,9 @@ async fn run_session(
             arrived = arriving.recv(), if connected < streams => match arrived {
                 Some((index, stream)) => {
                     connected += 1;
+                    if algorithm_on(&session.cap, &stream) != algorithm {
+                        break Err(Outcome::Failed(MoveError::Protocol("the source's streams speak different data protocols".into())));
+                    }
                     // A source that speaks only version 1 gets no keep-alive and no deadline.
                     let liveness = ctx.liveness.on(stream.get_ref().1.alpn_protocol());
                     let (reader, write_half) = tokio::io::split(stream);
@@ -1438,7 +1473,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
         return Ok(Some(Need::Skip));
     }
     let compare = if verdict == Verdict::CompareDigest {
-        Some(digest_of(&s.disk.fs, &path, entry.size)?)
+        Some(digest_of(&s.disk.fs, s.disk.algorithm, &path, entry.size)?)
     } else {
         None
     };
@@ -1529,14 +1564,21 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
     Ok(Some(need))
 }
 
-/// The digest of an existing destination file (for --sync-level checksum).
-fn digest_of(fs: &RootedFs, path: &Path, size: u64) -> Result<[u8; 32], MoveError> {
+/// The digest of an existing destination file (for --sync-level checksum),
+/// by the attempt's algorithm: the source compares it with its own by the
+/// same.
+fn digest_of(
+    fs: &RootedFs,
+    algorithm: ChecksumAlgorithm,
+    path: &Path,
+    size: u64,
+) -> Result<[u8; 32], MoveError> {
     let file = fs
         .open_read(path)
         .map_err(|e| MoveError::fs(Side::Destination, e))?;
-    let hashes = read_chunk_hashes(&file, size, hashing_threads())
+    let hashes = read_chunk_hashes(algorithm, &file, size, hashing_threads())
         .map_err(|e| MoveError::os(Side::Destination, "read", path, e))?;
-    Ok(file_digest(hashes.iter()))
+    Ok(file_digest(algorithm, hashes.iter()))
 }
 
 fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), MoveError> {
@@ -1570,7 +1612,7 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
         let file = f.file.clone();
         (file, offset, f.fresh, f.temp_path.clone(), f.generation)
     };
-    if chunk_hash(&data) != header.sha256 {
+    if chunk_hash(s.disk.algorithm, &data) != header.digest {
         return Err(MoveError::Protocol(format!(
             "a chunk of {} failed verification in transit",
             ferry_paths::show(&temp)
@@ -1607,7 +1649,7 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
                     .get(header.index as usize)
                     .is_some_and(Option::is_none) =>
         {
-            f.hashes[header.index as usize] = Some(header.sha256);
+            f.hashes[header.index as usize] = Some(header.digest);
             f.outstanding = f.outstanding.saturating_sub(1);
             f.unjournaled.push(header.index);
             f.counted += len;
@@ -1693,7 +1735,10 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), MoveErr
         return Ok(());
     };
     tracing::debug!(id, "file complete");
-    if Some(file_digest(hashes.iter())) == f.source_digest {
+    let digest = file_digest(s.disk.algorithm, hashes.iter());
+    if Some(digest) == f.source_digest {
+        // What the README's `b3sum` or `sha256sum` pipeline gives for it.
+        tracing::debug!(file = %String::from_utf8_lossy(&f.rel), algorithm = %s.disk.algorithm, digest = %to_hex(&digest), "verified");
         st.pending_commits += 1;
         let sender = s
             .commit_tx
@@ -1828,6 +1873,8 @@ struct Disk {
     /// earlier attempt) and has neither committed nor removed; `true` once
     /// a journal line names it (see [`Disk::keep`]).
     temporaries: Mutex<HashMap<PathBuf, bool>>,
+    /// The attempt's digests' algorithm (see `ferry_proto::data::digest_algorithm`).
+    algorithm: ChecksumAlgorithm,
 }
 
 impl Disk {
@@ -1839,7 +1886,13 @@ impl Disk {
             unsynced_dirs: Mutex::default(),
             task_id: task_id.to_string(),
             temporaries: Mutex::default(),
+            algorithm: ChecksumAlgorithm::Sha256,
         }
+    }
+
+    /// Digests by `algorithm` (an attempt's; SHA-256 unless told).
+    fn hashing(self, algorithm: ChecksumAlgorithm) -> Self {
+        Self { algorithm, ..self }
     }
 
     fn unsynced(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
@@ -1923,7 +1976,7 @@ impl Disk {
             if len == 0 || file.read_exact_at(&mut buf[..len], offset).is_err() {
                 continue;
             }
-            if chunk_hash(&buf[..len]) == hash {
+            if chunk_hash(self.algorithm, &buf[..len]) == hash {
                 verified.push((index, hash));
             }
         }
@@ -2387,7 +2440,7 @@ mod tests {
             Faults::default(),
             TASK,
         );
-        let (journal, _) = Journal::open(&state, TASK).unwrap();
+        let (journal, _) = Journal::open(&state, TASK, ChecksumAlgorithm::Sha256).unwrap();
         Bench {
             _tmp: tmp,
             home,
@@ -2433,7 +2486,9 @@ mod tests {
 
         /// What a later attempt would read back from the journal.
         fn journaled(&self) -> Recovered {
-            Journal::open(&self.state, TASK).unwrap().1
+            Journal::open(&self.state, TASK, ChecksumAlgorithm::Sha256)
+                .unwrap()
+                .1
         }
 
         fn synced_dirs(&self) -> Vec<PathBuf> {

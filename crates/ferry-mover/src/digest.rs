@@ -1,39 +1,69 @@
-//! File digests: SHA-256 over the concatenated SHA-256 digests of the
-//! file's [`CHUNK_SIZE`] chunks (the scheme of Dropbox's content hash).
-//! Chunks hash independently (in parallel, or one at a time on resume) and
-//! the file digest follows from the chunk digests alone.
+//! File digests: the task's algorithm over the concatenated digests, by
+//! the same algorithm, of the file's [`CHUNK_SIZE`] chunks (the scheme of
+//! Dropbox's content hash), with SHA-256 or BLAKE3 ([`ChecksumAlgorithm`];
+//! SHA-256 is what a task that names none means). Chunks hash
+//! independently (in parallel, or one at a time on resume) and the file
+//! digest follows from the chunk digests alone.
 //!
-//! Reproduce one with standard tools:
+//! Reproduce one with standard tools (`b3sum` for BLAKE3, Debian's
+//! package of that name; `sha256sum` for SHA-256):
 //!
 //! ```sh
 //! split -b 4194304 -a 6 -d FILE chunk. && for c in chunk.*; do
+//!   b3sum --raw "$c"; done | b3sum --no-names
+//! split -b 4194304 -a 6 -d FILE chunk. && for c in chunk.*; do
 //!   sha256sum "$c" | cut -c1-64 | xxd -r -p; done | sha256sum
 //! ```
-//! (an empty file has no chunks: its digest is the SHA-256 of nothing).
+//! (an empty file has no chunks: its digest is the algorithm's digest of
+//! nothing).
 
 pub use ferry_proto::data::CHUNK_SIZE;
+pub use ferry_proto::task::ChecksumAlgorithm;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-pub fn chunk_hash(data: &[u8]) -> [u8; 32] {
-    Sha256::digest(data).into()
+/// A chunk's digest.
+pub fn chunk_hash(algorithm: ChecksumAlgorithm, data: &[u8]) -> [u8; 32] {
+    match algorithm {
+        ChecksumAlgorithm::Sha256 => Sha256::digest(data).into(),
+        ChecksumAlgorithm::Blake3 => blake3::hash(data).into(),
+    }
 }
 
 /// The file digest from its chunk digests, in order.
-pub fn file_digest<'a>(chunks: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for c in chunks {
-        h.update(c);
+pub fn file_digest<'a>(
+    algorithm: ChecksumAlgorithm,
+    chunks: impl IntoIterator<Item = &'a [u8; 32]>,
+) -> [u8; 32] {
+    match algorithm {
+        ChecksumAlgorithm::Sha256 => {
+            let mut h = Sha256::new();
+            for c in chunks {
+                h.update(c);
+            }
+            h.finalize().into()
+        }
+        ChecksumAlgorithm::Blake3 => {
+            let mut h = blake3::Hasher::new();
+            for c in chunks {
+                h.update(c);
+            }
+            h.finalize().into()
+        }
     }
-    h.finalize().into()
 }
 
 /// Hashes the chunks of the first `size` bytes of `file`, reading and
 /// hashing on up to `threads` threads: chunks are independent, so a large
 /// file's digest takes the time of one core's share, not of the whole.
-pub fn read_chunk_hashes(file: &File, size: u64, threads: usize) -> io::Result<Vec<[u8; 32]>> {
+pub fn read_chunk_hashes(
+    algorithm: ChecksumAlgorithm,
+    file: &File,
+    size: u64,
+    threads: usize,
+) -> io::Result<Vec<[u8; 32]>> {
     let count = chunk_count(size) as usize;
     let threads = threads.clamp(1, count.max(1));
     let hash_every = |first: usize| -> io::Result<Vec<(usize, [u8; 32])>> {
@@ -43,7 +73,7 @@ pub fn read_chunk_hashes(file: &File, size: u64, threads: usize) -> io::Result<V
             let offset = index as u64 * CHUNK_SIZE;
             let len = (size - offset).min(CHUNK_SIZE) as usize;
             file.read_exact_at(&mut buf[..len], offset)?;
-            out.push((index, chunk_hash(&buf[..len])));
+            out.push((index, chunk_hash(algorithm, &buf[..len])));
         }
         Ok(out)
     };
@@ -98,37 +128,117 @@ pub fn from_hex(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ChecksumAlgorithm::{Blake3, Sha256};
+
+    /// The test file of `parallel_chunk_hashes_match_one_thread`: two whole
+    /// chunks and a short one, byte `i` being `i * 7 % 251`.
+    fn patterned() -> Vec<u8> {
+        (0..2 * CHUNK_SIZE + 12_345)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect()
+    }
+
+    fn digest_of(algorithm: ChecksumAlgorithm, data: &[u8]) -> String {
+        let chunks: Vec<[u8; 32]> = data
+            .chunks(CHUNK_SIZE as usize)
+            .map(|c| chunk_hash(algorithm, c))
+            .collect();
+        to_hex(&file_digest(algorithm, chunks.iter()))
+    }
 
     #[test]
     fn digests_follow_the_documented_scheme() {
-        // Empty file: SHA-256 of the empty string.
+        // Empty file: the algorithm's digest of nothing (`sha256sum
+        // </dev/null`, `b3sum </dev/null`).
         assert_eq!(
-            to_hex(&file_digest([])),
+            to_hex(&file_digest(Sha256, [])),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        // One short chunk: SHA-256 of the chunk's SHA-256.
-        let c = chunk_hash(b"abc");
-        assert_eq!(file_digest([&c]), chunk_hash(&c));
+        assert_eq!(
+            to_hex(&file_digest(Blake3, [])),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+        for algorithm in [Sha256, Blake3] {
+            // One short chunk: the digest of the chunk's digest.
+            let c = chunk_hash(algorithm, b"abc");
+            assert_eq!(file_digest(algorithm, [&c]), chunk_hash(algorithm, &c));
+            assert_eq!(from_hex(&to_hex(&c)), Some(c));
+        }
+        // `b3sum` and `sha256sum` of the 3 bytes "abc".
+        assert_eq!(
+            to_hex(&chunk_hash(Blake3, b"abc")),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+        assert_eq!(
+            to_hex(&chunk_hash(Sha256, b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(chunk_count(0), 0);
         assert_eq!(chunk_count(1), 1);
         assert_eq!(chunk_count(CHUNK_SIZE), 1);
         assert_eq!(chunk_count(CHUNK_SIZE + 1), 2);
-        assert_eq!(from_hex(&to_hex(&c)), Some(c));
         assert_eq!(from_hex("zz"), None);
+    }
+
+    /// The values of the README's pipelines, computed with `b3sum` 1.2 and
+    /// coreutils' `sha256sum`, not with this code:
+    ///
+    /// ```sh
+    /// python3 -c "import sys; sys.stdout.buffer.write(bytes(i*7%251 for i in range(2*4194304+12345)))" >f
+    /// split -b 4194304 -a 6 -d f chunk. && for c in chunk.*; do
+    ///   b3sum --raw "$c"; done | b3sum --no-names
+    /// for c in chunk.*; do sha256sum "$c" | cut -c1-64 | xxd -r -p; done | sha256sum
+    /// printf abc >f   # ... and the same two lines
+    /// ```
+    #[test]
+    fn digests_match_the_shell_pipelines() {
+        let data = patterned();
+        assert_eq!(
+            digest_of(Blake3, &data),
+            "66f79b58b1109c41641e9db513e0c05aa1ea45d0bdc48ddcb9c7ca5855aff3b4"
+        );
+        assert_eq!(
+            digest_of(Sha256, &data),
+            "6a72c6d4ead46500bdf27b0f59d0c9a9df58f3cbc103a82d38f7c205d1544af9"
+        );
+        assert_eq!(
+            digest_of(Blake3, b"abc"),
+            "dc2f738d17b8a7ec03efdd0a95e8d3924b8e05965040ab6dcafd992994012bd4"
+        );
+        assert_eq!(
+            digest_of(Sha256, b"abc"),
+            "4f8b42c22dd3729b519ba6f68d2da7cc5b2d606d05daed5ad5128cc03e6c6358"
+        );
     }
 
     #[test]
     fn parallel_chunk_hashes_match_one_thread() {
         let mut file = tempfile::tempfile().unwrap();
-        let size = 2 * CHUNK_SIZE + 12_345;
-        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let data = patterned();
+        let size = data.len() as u64;
         std::io::Write::write_all(&mut file, &data).unwrap();
-        let expected: Vec<[u8; 32]> = data.chunks(CHUNK_SIZE as usize).map(chunk_hash).collect();
-        for threads in [1, 2, 3, 8] {
-            assert_eq!(read_chunk_hashes(&file, size, threads).unwrap(), expected);
+        for algorithm in [Sha256, Blake3] {
+            let expected: Vec<[u8; 32]> = data
+                .chunks(CHUNK_SIZE as usize)
+                .map(|c| chunk_hash(algorithm, c))
+                .collect();
+            for threads in [1, 2, 3, 8] {
+                assert_eq!(
+                    read_chunk_hashes(algorithm, &file, size, threads).unwrap(),
+                    expected
+                );
+            }
+            assert!(
+                read_chunk_hashes(algorithm, &file, 0, 2)
+                    .unwrap()
+                    .is_empty()
+            );
+            // A file shorter than claimed is an error, not a short digest.
+            assert!(read_chunk_hashes(algorithm, &file, size + 1, 2).is_err());
         }
-        assert!(read_chunk_hashes(&file, 0, 2).unwrap().is_empty());
-        // A file shorter than claimed is an error, not a short digest.
-        assert!(read_chunk_hashes(&file, size + 1, 2).is_err());
+        assert_ne!(
+            read_chunk_hashes(Sha256, &file, size, 1).unwrap(),
+            read_chunk_hashes(Blake3, &file, size, 1).unwrap()
+        );
     }
 }

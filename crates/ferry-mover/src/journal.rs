@@ -3,8 +3,9 @@
 //! after any crash resends neither.
 //!
 //! Append-only text lines in `state/<task>.journal`:
-//! `C <key>` committed, `K <key> <index> <sha256>` chunk durable in the
-//! temporary file, `D <key>` partial file discarded, `T <hex path>` a
+//! `C <key>` committed, `K <key> <index> <sha256>` or `B <key> <index>
+//! <blake3>` chunk durable in the temporary file, with its digest by the
+//! attempt's algorithm, `D <key>` partial file discarded, `T <hex path>` a
 //! temporary file may stand beside this target (so the temporaries a task
 //! kept can be removed once the task is over, with no attempt running).
 //! A `C` or `K` line is appended only after the data it describes is
@@ -12,8 +13,14 @@
 //! progress, so the journal never claims more than the disk holds (a `T`
 //! line claims nothing: its temporary may be gone). A torn last line (a
 //! crash mid-append) is ignored.
+//!
+//! A journal is read for one algorithm (the resuming attempt's): chunks
+//! journaled with the other are left out, and so sent again, never taken
+//! on a digest of another algorithm. `K` is the line every earlier
+//! release wrote, SHA-256; such a release ignores a `B` line, so a
+//! downgraded daemon resends those chunks too.
 
-use crate::digest::{from_hex, to_hex};
+use crate::digest::{ChecksumAlgorithm, from_hex, to_hex};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -37,7 +44,7 @@ pub fn file_key(item: u32, path: &[u8]) -> FileKey {
     u128::from_be_bytes(k)
 }
 
-/// Verified chunks of a partial file: (index, SHA-256).
+/// Verified chunks of a partial file: (index, digest by the journal's algorithm).
 pub type ChunkHashes = Vec<(u32, [u8; 32])>;
 
 /// What earlier attempts left.
@@ -54,6 +61,16 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     pending: Vec<u8>,
+    /// Whose chunk lines this attempt writes and reads.
+    algorithm: ChecksumAlgorithm,
+}
+
+/// The letter of a chunk line of `algorithm`.
+fn chunk_op(algorithm: ChecksumAlgorithm) -> &'static str {
+    match algorithm {
+        ChecksumAlgorithm::Sha256 => "K",
+        ChecksumAlgorithm::Blake3 => "B",
+    }
 }
 
 impl Journal {
@@ -61,12 +78,18 @@ impl Journal {
         state_dir.join(format!("{task_id}.journal"))
     }
 
-    /// Opens (creating) the task's journal and reads what it holds.
-    pub fn open(state_dir: &Path, task_id: &str) -> io::Result<(Self, Recovered)> {
+    /// Opens (creating) the task's journal and reads what it holds, for
+    /// an attempt whose digests are by `algorithm`: chunks journaled with
+    /// another are not recovered.
+    pub fn open(
+        state_dir: &Path,
+        task_id: &str,
+        algorithm: ChecksumAlgorithm,
+    ) -> io::Result<(Self, Recovered)> {
         std::fs::create_dir_all(state_dir)?;
         let path = Self::path_for(state_dir, task_id);
         let recovered = match File::open(&path) {
-            Ok(existing) => read(existing),
+            Ok(existing) => read(existing, algorithm),
             Err(_) => Recovered::default(),
         };
         let file = OpenOptions::new()
@@ -79,6 +102,7 @@ impl Journal {
                 path,
                 file,
                 pending: Vec::new(),
+                algorithm,
             },
             recovered,
         ))
@@ -93,9 +117,11 @@ impl Journal {
             .extend_from_slice(format!("C {key:032x}\n").as_bytes());
     }
 
+    /// A chunk is durable; `hash` is its digest by the journal's algorithm.
     pub fn chunk(&mut self, key: FileKey, index: u32, hash: &[u8; 32]) {
+        let op = chunk_op(self.algorithm);
         self.pending
-            .extend_from_slice(format!("K {key:032x} {index} {}\n", to_hex(hash)).as_bytes());
+            .extend_from_slice(format!("{op} {key:032x} {index} {}\n", to_hex(hash)).as_bytes());
     }
 
     /// A temporary file may stand beside `target` from now on.
@@ -109,10 +135,11 @@ impl Journal {
     }
 
     /// What a task's journal holds, if it has one, without opening it for
-    /// writing (a task that is over, with no attempt running).
+    /// writing (a task that is over, with no attempt running; its
+    /// temporaries are what counts, and its SHA-256 chunks are read).
     pub fn recover(state_dir: &Path, task_id: &str) -> io::Result<Option<Recovered>> {
         match File::open(Self::path_for(state_dir, task_id)) {
-            Ok(file) => Ok(Some(read(file))),
+            Ok(file) => Ok(Some(read(file, ChecksumAlgorithm::Sha256))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -151,16 +178,17 @@ impl Journal {
     }
 }
 
-fn read(file: File) -> Recovered {
+fn read(file: File, algorithm: ChecksumAlgorithm) -> Recovered {
     let mut recovered = Recovered::default();
     for line in BufReader::new(file).split(b'\n') {
         let Ok(line) = line else { break };
-        apply(&mut recovered, &line);
+        apply(&mut recovered, &line, chunk_op(algorithm));
     }
     recovered
 }
 
-fn apply(r: &mut Recovered, line: &[u8]) {
+/// Applies one line; `chunks` is the letter of the chunk lines that count.
+fn apply(r: &mut Recovered, line: &[u8], chunks: &str) {
     let Ok(text) = std::str::from_utf8(line) else {
         return;
     };
@@ -182,7 +210,7 @@ fn apply(r: &mut Recovered, line: &[u8]) {
             r.partial.remove(&key);
             r.committed.insert(key);
         }
-        "K" => {
+        op if op == chunks => {
             let (Some(index), Some(hash)) = (
                 parts.next().and_then(|i| i.parse().ok()),
                 parts.next().and_then(from_hex),
@@ -194,6 +222,8 @@ fn apply(r: &mut Recovered, line: &[u8]) {
         "D" => {
             r.partial.remove(&key);
         }
+        // Chunks by another algorithm than the attempt's, or a line of a
+        // newer release.
         _ => {}
     }
 }
@@ -221,7 +251,7 @@ mod tests {
         let (a, b, c) = (file_key(0, b"a"), file_key(0, b"b"), file_key(1, b"a"));
         assert_ne!(a, c, "the item is part of the key");
         {
-            let (mut j, r) = Journal::open(dir.path(), "t").unwrap();
+            let (mut j, r) = Journal::open(dir.path(), "t", ChecksumAlgorithm::Sha256).unwrap();
             assert!(r.committed.is_empty());
             j.chunk(a, 0, &[1; 32]);
             j.committed(a);
@@ -234,7 +264,7 @@ mod tests {
         let path = Journal::path_for(dir.path(), "t");
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"K 0000ff 1 abc").unwrap();
-        let (j, r) = Journal::open(dir.path(), "t").unwrap();
+        let (j, r) = Journal::open(dir.path(), "t", ChecksumAlgorithm::Sha256).unwrap();
         assert!(r.committed.contains(&a));
         assert_eq!(
             r.partial.get(&b).unwrap(),
@@ -244,6 +274,41 @@ mod tests {
         assert_eq!(r.partial.len(), 1);
         j.finish().unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn chunks_are_recovered_only_for_the_algorithm_that_journaled_them() {
+        use ChecksumAlgorithm::{Blake3, Sha256};
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (file_key(0, b"a"), file_key(0, b"b"));
+        // An older daemon's attempt (SHA-256, `K` lines), then a newer
+        // one's with BLAKE3 over the same journal.
+        {
+            let (mut j, _) = Journal::open(dir.path(), "t", Sha256).unwrap();
+            j.chunk(a, 0, &[1; 32]);
+            j.chunk(b, 0, &[2; 32]);
+            j.sync().unwrap();
+        }
+        let text = std::fs::read_to_string(Journal::path_for(dir.path(), "t")).unwrap();
+        assert!(text.starts_with("K "), "what older releases wrote: {text}");
+        {
+            let (mut j, r) = Journal::open(dir.path(), "t", Blake3).unwrap();
+            assert!(r.partial.is_empty(), "no SHA-256 digest taken for BLAKE3");
+            j.chunk(a, 1, &[3; 32]);
+            j.committed(b);
+            j.sync().unwrap();
+        }
+        let text = std::fs::read_to_string(Journal::path_for(dir.path(), "t")).unwrap();
+        assert!(text.lines().any(|l| l.starts_with("B ")), "{text}");
+        let (_, r) = Journal::open(dir.path(), "t", Blake3).unwrap();
+        assert_eq!(r.partial.get(&a), Some(&vec![(1, [3; 32])]));
+        assert!(
+            r.committed.contains(&b),
+            "a commit holds whatever verified it"
+        );
+        let (_, r) = Journal::open(dir.path(), "t", Sha256).unwrap();
+        assert_eq!(r.partial.get(&a), Some(&vec![(0, [1; 32])]));
+        assert_eq!(r.partial.len(), 1);
     }
 
     #[test]
@@ -257,7 +322,7 @@ mod tests {
             None
         );
         {
-            let (mut j, _) = Journal::open(dir.path(), "t").unwrap();
+            let (mut j, _) = Journal::open(dir.path(), "t", ChecksumAlgorithm::Sha256).unwrap();
             j.temporary(Path::new("/h/u/x"));
             j.temporary(odd);
             j.sync().unwrap();

@@ -34,8 +34,8 @@ use crate::channel::{
 };
 use crate::context::Context;
 use crate::digest::{
-    CHUNK_SIZE, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads, read_chunk_hashes,
-    to_hex,
+    CHUNK_SIZE, ChecksumAlgorithm, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads,
+    read_chunk_hashes, to_hex,
 };
 use crate::faults::{Faults, Op};
 use crate::throttle::{Limiter, Throttled};
@@ -281,6 +281,9 @@ struct Shared {
     cap: Capability,
     /// The task's `--include`/`--exclude`, compiled once.
     filters: FilterSet,
+    /// The digests' algorithm: the task's, unless the destination speaks a
+    /// data protocol older than 3 (then SHA-256, which it verifies with).
+    algorithm: ChecksumAlgorithm,
 }
 
 impl Shared {
@@ -393,6 +396,14 @@ pub async fn send(
         conns.push((tls, liveness));
     }
 
+    let algorithm = conns.first().map_or(ChecksumAlgorithm::Sha256, |(tls, _)| {
+        let version = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol())
+            .unwrap_or(ferry_proto::data::MIN_PROTOCOL_VERSION);
+        ferry_proto::data::digest_algorithm(cap.options.checksum_algorithm, version)
+    });
+    if algorithm != cap.options.checksum_algorithm {
+        tracing::info!(task = %cap.task_id, attempt = cap.attempt, asked = %cap.options.checksum_algorithm, "the destination speaks an older data protocol: digests are SHA-256");
+    }
     let shared = Arc::new(Shared {
         fs: RootedFs::with_cached_roots(policy),
         faults: ctx.faults(),
@@ -405,6 +416,7 @@ pub async fn send(
         ctx: ctx.clone(),
         cap,
         filters,
+        algorithm,
     });
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Message>();
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(QUEUED_ITEMS);
@@ -1115,7 +1127,7 @@ fn send_file(
         let hashed = s
             .faults
             .check(Op::ReadSource, path)
-            .and_then(|()| read_chunk_hashes(&file, entry.size, hashing_threads()));
+            .and_then(|()| read_chunk_hashes(s.algorithm, &file, entry.size, hashing_threads()));
         let hashes = match hashed {
             Ok(hashes) => hashes,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -1123,7 +1135,7 @@ fn send_file(
             }
             Err(e) => return Err(MoveError::os(Side::Source, "read", path, e).into()),
         };
-        if file_digest(hashes.iter()) == theirs {
+        if file_digest(s.algorithm, hashes.iter()) == theirs {
             return send_message(out, Message::Unchanged { id: entry.id })
                 .map(|()| FileOutcome::Unchanged);
         }
@@ -1135,13 +1147,13 @@ fn send_file(
         let Some(data) = read_span(s, &file, path, offset, len)? else {
             return Ok(FileOutcome::Changed);
         };
-        let hash = chunk_hash(&data);
+        let hash = chunk_hash(s.algorithm, &data);
         hashes.push(hash);
         if wanted(index) {
             let header = ChunkHeader {
                 file: entry.id,
                 index,
-                sha256: hash,
+                digest: hash,
             };
             let units = data.len().div_ceil(QUEUE_UNIT).max(1) as u32;
             let room = s
@@ -1165,7 +1177,7 @@ fn send_file(
         out,
         Message::FileDone {
             id: entry.id,
-            digest: to_hex(&file_digest(hashes.iter())),
+            digest: to_hex(&file_digest(s.algorithm, hashes.iter())),
         },
     )?;
     Ok(FileOutcome::Sent)

@@ -6,7 +6,7 @@
 mod support;
 
 use ferry_proto::filter::FilterRule;
-use ferry_proto::task::{Capability, SyncLevel, TaskReport, TransferOptions};
+use ferry_proto::task::{Capability, ChecksumAlgorithm, SyncLevel, TaskReport, TransferOptions};
 use rcgen::SigningKey;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -175,11 +175,13 @@ async fn a_single_file_and_a_resumed_partial_file() {
     partial[..2 * CHUNK].copy_from_slice(&big[..2 * CHUNK]);
     partial[2 * CHUNK..3 * CHUNK].fill(0xAA);
     std::fs::write(&temp, &partial).unwrap();
-    let (mut journal, _) = ferry_mover::journal::Journal::open(&w.b.ctx.state_dir, task).unwrap();
+    let sha256 = ferry_mover::digest::ChecksumAlgorithm::Sha256;
+    let (mut journal, _) =
+        ferry_mover::journal::Journal::open(&w.b.ctx.state_dir, task, sha256).unwrap();
     let key = ferry_mover::journal::file_key(0, b"");
     for i in 0..3u32 {
         let good = &big[i as usize * CHUNK..(i as usize + 1) * CHUNK];
-        journal.chunk(key, i, &ferry_mover::digest::chunk_hash(good));
+        journal.chunk(key, i, &ferry_mover::digest::chunk_hash(sha256, good));
     }
     journal.sync().unwrap();
     drop(journal);
@@ -204,6 +206,164 @@ async fn a_single_file_and_a_resumed_partial_file() {
         (big.len() as u64, 0)
     );
     assert!(counters.walk_done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn either_algorithm_moves_a_tree_and_a_checksum_sync_by_it_sends_only_what_differs() {
+    for algorithm in [ChecksumAlgorithm::Sha256, ChecksumAlgorithm::Blake3] {
+        let mut w = world().await;
+        let src = w.a.home.join("d");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("big"), pattern(2 * CHUNK + 5, 3)).unwrap();
+        std::fs::write(src.join("sub/small"), b"small").unwrap();
+        std::fs::write(src.join("empty"), b"").unwrap();
+        let options = |sync_level| TransferOptions {
+            sync_level,
+            checksum_algorithm: algorithm,
+            ..TransferOptions::default()
+        };
+        let items = vec![item("/~/d", "/~/d", true)];
+        let (verdict, _) = w.transfer(1, items.clone(), options(None)).await;
+        assert!(
+            matches!(verdict, TaskReport::Succeeded { counters } if counters.files_transferred == 3),
+            "{algorithm}: {verdict:?}"
+        );
+        assert_eq!(snapshot(&w.b.home.join("d")), snapshot(&src), "{algorithm}");
+        // Same sizes and times, one content changed: only the digests tell.
+        let dst_small = w.b.home.join("d/sub/small");
+        let mtime = std::fs::metadata(&dst_small).unwrap().modified().unwrap();
+        std::fs::write(&dst_small, b"SMALL").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&dst_small)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let (verdict, _) = w
+            .transfer(2, items.clone(), options(Some(SyncLevel::Checksum)))
+            .await;
+        let TaskReport::Succeeded { counters } = verdict else {
+            panic!("{algorithm}: {verdict:?}")
+        };
+        assert_eq!(
+            (counters.files_transferred, counters.files_skipped),
+            (1, 2),
+            "{algorithm}"
+        );
+        assert_eq!(std::fs::read(&dst_small).unwrap(), b"small");
+        let (verdict, _) = w
+            .transfer(3, items, options(Some(SyncLevel::Checksum)))
+            .await;
+        let TaskReport::Succeeded { counters } = verdict else {
+            panic!("{algorithm}: {verdict:?}")
+        };
+        assert_eq!(
+            (counters.files_transferred, counters.files_skipped),
+            (0, 3),
+            "{algorithm}: in sync, nothing is sent"
+        );
+        assert_eq!(counters.bytes_transferred, 0, "{algorithm}");
+    }
+}
+
+/// A daemon upgraded while a task was half done: its journal holds
+/// SHA-256 chunk digests (`K` lines, as every earlier release wrote), and
+/// the resumed attempt hashes with BLAKE3. The kept chunks cannot be
+/// vouched for by a BLAKE3 digest, so they are sent again, never taken on
+/// trust; and the other way round, the next SHA-256 attempt does not take
+/// BLAKE3 digests either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_file_journaled_with_sha256_is_sent_again_when_resumed_with_blake3() {
+    use ferry_mover::digest::{chunk_hash, to_hex};
+    let mut w = world().await;
+    let big = pattern(3 * CHUNK + 100, 9);
+    std::fs::write(w.a.home.join("big.bin"), &big).unwrap();
+    // The task of `World::capability`.
+    let task = "11111111-2222-4333-8444-555555555555";
+    let final_path = w.b.home.join("big.bin");
+    let temp = ferry_mover::plan::temp_path(&final_path, task);
+    // Two good chunks on disk, journaled by an older daemon.
+    let mut partial = vec![0u8; big.len()];
+    partial[..2 * CHUNK].copy_from_slice(&big[..2 * CHUNK]);
+    std::fs::write(&temp, &partial).unwrap();
+    let sha256 = ChecksumAlgorithm::Sha256;
+    let (mut journal, _) =
+        ferry_mover::journal::Journal::open(&w.b.ctx.state_dir, task, sha256).unwrap();
+    let key = ferry_mover::journal::file_key(0, b"");
+    for i in 0..2u32 {
+        let good = &big[i as usize * CHUNK..(i as usize + 1) * CHUNK];
+        journal.chunk(key, i, &chunk_hash(sha256, good));
+    }
+    journal.sync().unwrap();
+    drop(journal);
+    let text = std::fs::read_to_string(ferry_mover::journal::Journal::path_for(
+        &w.b.ctx.state_dir,
+        task,
+    ))
+    .unwrap();
+    assert_eq!(text.lines().filter(|l| l.starts_with("K ")).count(), 2);
+    assert!(
+        text.contains(&to_hex(&chunk_hash(sha256, &big[..CHUNK]))),
+        "{text}"
+    );
+
+    let options = TransferOptions {
+        checksum_algorithm: ChecksumAlgorithm::Blake3,
+        ..TransferOptions::default()
+    };
+    let (verdict, _) = w
+        .transfer(2, vec![item("/~/big.bin", "/~/big.bin", false)], options)
+        .await;
+    let TaskReport::Succeeded { counters } = verdict else {
+        panic!("{verdict:?}")
+    };
+    assert_eq!(std::fs::read(&final_path).unwrap(), big);
+    assert!(!temp.exists());
+    assert_eq!(counters.bytes_transferred, big.len() as u64);
+}
+
+/// During an upgrade one endpoint may still run a release that speaks data
+/// protocol 2 and knows only SHA-256: a BLAKE3 task between the two is
+/// hashed with SHA-256 on both sides (not refused, not misverified), and
+/// a checksum sync then compares SHA-256 with SHA-256.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_older_peer_either_way_a_blake3_task_is_verified_with_sha256() {
+    for (source, destination) in [(2, 3), (3, 2), (1, 3)] {
+        let mut w = support::world_speaking(source, destination).await;
+        let src = w.a.home.join("d");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("big"), pattern(CHUNK + 7, 1)).unwrap();
+        std::fs::write(src.join("small"), b"small").unwrap();
+        let options = |sync_level| TransferOptions {
+            sync_level,
+            checksum_algorithm: ChecksumAlgorithm::Blake3,
+            ..TransferOptions::default()
+        };
+        let items = vec![item("/~/d", "/~/d", true)];
+        let (verdict, reports) = w.transfer(1, items.clone(), options(None)).await;
+        let TaskReport::Succeeded { counters } = verdict else {
+            panic!("{source}->{destination}: {verdict:?}")
+        };
+        assert_eq!(counters.files_transferred, 2, "{source}->{destination}");
+        assert!(
+            !reports
+                .iter()
+                .any(|r| matches!(r, TaskReport::Resent { .. })),
+            "{source}->{destination}: {reports:?}"
+        );
+        assert_eq!(snapshot(&w.b.home.join("d")), snapshot(&src));
+        let (verdict, _) = w
+            .transfer(2, items, options(Some(SyncLevel::Checksum)))
+            .await;
+        let TaskReport::Succeeded { counters } = verdict else {
+            panic!("{source}->{destination}: {verdict:?}")
+        };
+        assert_eq!(
+            (counters.files_skipped, counters.bytes_transferred),
+            (2, 0),
+            "{source}->{destination}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,22 +29,27 @@
 //! - 2 (2026-11-29, `ferry-data/2`): keep-alive frames and the idle
 //!   deadline. With a peer that speaks only 1, neither is used (a stall
 //!   then waits, as it did).
-//! - 3 (2026-12, `ferry-data/3`): nothing new on the wire; it says that
-//!   the peer honours a capability's `filters` (a source walks only what
-//!   they include, a destination's `--delete` spares what they exclude).
-//!   A task with filters is refused on a stream that settled on less,
-//!   by either side ([`honours_filters`]): an older source would send
-//!   everything, an older destination delete what was excluded.
+//! - 3 (2026-12, `ferry-data/3`): the peer honours a capability's
+//!   `filters` (a source walks only what they include, a destination's
+//!   `--delete` spares what they exclude), and digests by the task's
+//!   algorithm (`checksum_algorithm`). A task with filters is refused on a
+//!   stream that settled on less, by either side ([`honours_filters`]): an
+//!   older source would send everything, an older destination delete what
+//!   was excluded. A peer that speaks only 1 or 2 hashes with SHA-256
+//!   whatever the capability says, so with one both sides do
+//!   ([`digest_algorithm`]): the transfer works and is verified, with
+//!   SHA-256.
 
-use crate::task::{Side, TaskCounters};
+use crate::task::{ChecksumAlgorithm, Side, TaskCounters};
 use crate::wire_path::WirePath;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use thiserror::Error;
 
-/// Files are hashed in chunks of this size: a file's digest is SHA-256 over
-/// the concatenated SHA-256 digests of its chunks (the last one may be
-/// shorter; an empty file has no chunks). Fixed: it defines the digest.
+/// Files are hashed in chunks of this size: a file's digest is the task's
+/// algorithm (SHA-256 or BLAKE3) over the concatenated digests, by the
+/// same algorithm, of its chunks (the last one may be shorter; an empty
+/// file has no chunks). Fixed: it defines the digest.
 pub const CHUNK_SIZE: u64 = 4 * 1024 * 1024;
 /// A chunk frame: type, file id, index, hash, data.
 pub const MAX_FRAME: usize = CHUNK_SIZE as usize + 64;
@@ -96,6 +101,19 @@ pub fn keeps_alive(version: u32) -> bool {
 /// Whether a peer on a stream of `version` honours a capability's filters.
 pub fn honours_filters(version: u32) -> bool {
     version >= 3
+}
+
+/// The algorithm an attempt's chunk and file digests are made with, on a
+/// stream of `version`: the task's from version 3 on; before, SHA-256 (a
+/// peer of version 1 or 2 knows no other). Both sides settle the same
+/// version, so they hash alike; and whichever it is, every byte is
+/// verified.
+pub fn digest_algorithm(requested: ChecksumAlgorithm, version: u32) -> ChecksumAlgorithm {
+    if version >= 3 {
+        requested
+    } else {
+        ChecksumAlgorithm::Sha256
+    }
 }
 
 /// A side writes a keep-alive on a stream it has written nothing on for
@@ -288,7 +306,8 @@ pub enum Frame {
 pub struct ChunkHeader {
     pub file: u64,
     pub index: u32,
-    pub sha256: [u8; 32],
+    /// The chunk's digest by the attempt's algorithm ([`digest_algorithm`]).
+    pub digest: [u8; 32],
 }
 
 /// Bytes of a chunk frame's body before the chunk's data.
@@ -300,12 +319,12 @@ impl ChunkHeader {
         file.copy_from_slice(&bytes[..8]);
         let mut index = [0u8; 4];
         index.copy_from_slice(&bytes[8..12]);
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(&bytes[12..]);
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&bytes[12..]);
         ChunkHeader {
             file: u64::from_be_bytes(file),
             index: u32::from_be_bytes(index),
-            sha256,
+            digest,
         }
     }
 }
@@ -337,7 +356,7 @@ pub fn chunk_prefix(header: &ChunkHeader, len: usize) -> [u8; 5 + CHUNK_HEADER] 
     out[4] = FRAME_CHUNK;
     out[5..13].copy_from_slice(&header.file.to_be_bytes());
     out[13..17].copy_from_slice(&header.index.to_be_bytes());
-    out[17..49].copy_from_slice(&header.sha256);
+    out[17..49].copy_from_slice(&header.digest);
     out
 }
 
@@ -410,7 +429,7 @@ mod tests {
         let header = ChunkHeader {
             file: 7,
             index: 2,
-            sha256: [9; 32],
+            digest: [9; 32],
         };
         let mut wire = chunk_prefix(&header, 3).to_vec();
         wire.extend_from_slice(b"abc");
@@ -557,9 +576,21 @@ mod tests {
         for alpn in ALPN_PROTOCOLS {
             assert!(negotiated_version(Some(alpn)).is_some());
         }
-        assert!(keeps_alive(2) && !keeps_alive(1));
+        assert!(keeps_alive(3) && keeps_alive(2) && !keeps_alive(1));
         assert!(honours_filters(3) && !honours_filters(2));
         const { assert!(IDLE_LIMIT.as_secs() >= 3 * KEEP_ALIVE_EVERY.as_secs()) };
+    }
+
+    #[test]
+    fn the_tasks_algorithm_holds_from_version_3_and_an_older_peer_hashes_with_sha256() {
+        use ChecksumAlgorithm::{Blake3, Sha256};
+        for requested in [Sha256, Blake3] {
+            assert_eq!(digest_algorithm(requested, PROTOCOL_VERSION), requested);
+            assert_eq!(digest_algorithm(requested, 3), requested);
+            for older in [1, 2] {
+                assert_eq!(digest_algorithm(requested, older), Sha256);
+            }
+        }
     }
 
     proptest! {

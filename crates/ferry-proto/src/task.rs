@@ -44,6 +44,52 @@ impl SyncLevel {
     }
 }
 
+/// What a task's chunk and file digests are made with.
+///
+/// A file's digest is the algorithm over the concatenated digests (by the
+/// same algorithm) of its 4 MiB chunks. SHA-256 is what every task meant
+/// before the choice existed, and what a capability, a submission or a
+/// stored task that does not name one still means; new submissions (the
+/// CLI, the web app) name BLAKE3, about twice as fast a core. An
+/// algorithm this build does not know (from a newer peer) does not parse:
+/// a task is never verified with another algorithm than it names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksumAlgorithm {
+    /// SHA-256 (FIPS 180-4); what an absent field means.
+    #[default]
+    Sha256,
+    /// BLAKE3 with its 256-bit output.
+    Blake3,
+}
+
+impl ChecksumAlgorithm {
+    /// What new submissions choose when the user does not.
+    pub const PREFERRED: ChecksumAlgorithm = ChecksumAlgorithm::Blake3;
+
+    /// The wire (and command-line) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha256 => "sha256",
+            Self::Blake3 => "blake3",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "sha256" => Some(Self::Sha256),
+            "blake3" => Some(Self::Blake3),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ChecksumAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One source path and where it lands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferItem {
@@ -77,6 +123,11 @@ pub struct TransferOptions {
     /// all its streams (at least [`crate::rate::MIN_RATE`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bwlimit: Option<u64>,
+    /// The digests' algorithm; absent (an older client, hub or stored
+    /// task): SHA-256, as it was. Both endpoints use it when both speak
+    /// data protocol 3; with an older peer, SHA-256 (see
+    /// [`crate::data::digest_algorithm`]).
+    pub checksum_algorithm: ChecksumAlgorithm,
 }
 
 impl Default for TransferOptions {
@@ -90,6 +141,7 @@ impl Default for TransferOptions {
             streams: None,
             filters: Vec::new(),
             bwlimit: None,
+            checksum_algorithm: ChecksumAlgorithm::Sha256,
         }
     }
 }
@@ -281,6 +333,15 @@ pub(crate) fn lenient_side<'de, D: serde::Deserializer<'de>>(
     Ok(serde_json::from_value(value).unwrap_or_default())
 }
 
+/// An algorithm from a hub's answer; one this version does not know is as
+/// good as none.
+fn lenient_algorithm<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ChecksumAlgorithm>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
+}
+
 impl std::fmt::Display for Side {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -395,6 +456,15 @@ pub struct TaskInfo {
     pub attempt: u32,
     /// How many items (source/destination pairs) the task lists.
     pub item_count: u64,
+    /// The task's digest algorithm (endpoints of an older release hash
+    /// with SHA-256 whatever it says). Absent from an older hub; one this
+    /// build does not know (a newer hub's) reads as absent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_algorithm"
+    )]
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
     /// Unix seconds.
     pub created: i64,
     #[serde(default)]
@@ -518,6 +588,42 @@ mod tests {
             Capability::open(&"a".repeat(MAX_CAPABILITY + 1)),
             Err(CapabilityError::TooLarge)
         );
+    }
+
+    #[test]
+    fn an_absent_checksum_algorithm_means_sha256_and_an_unknown_one_is_refused() {
+        // What an older CLI submits, and an older hub signs or stored.
+        let older = r#"{"sync_level":"checksum","delete":false,"preserve_mtime":true,"preserve_mode":true,"skip_source_errors":false,"streams":null}"#;
+        let options: TransferOptions = serde_json::from_str(older).unwrap();
+        assert_eq!(options.checksum_algorithm, ChecksumAlgorithm::Sha256);
+        assert_eq!(
+            TransferOptions::default().checksum_algorithm,
+            ChecksumAlgorithm::Sha256
+        );
+        let newer = TransferOptions {
+            checksum_algorithm: ChecksumAlgorithm::Blake3,
+            ..TransferOptions::default()
+        };
+        let text = serde_json::to_string(&newer).unwrap();
+        assert!(text.contains(r#""checksum_algorithm":"blake3""#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<TransferOptions>(&text).unwrap(),
+            newer
+        );
+        let unknown = r#"{"checksum_algorithm":"md5"}"#;
+        assert!(serde_json::from_str::<TransferOptions>(unknown).is_err());
+        for algorithm in [ChecksumAlgorithm::Sha256, ChecksumAlgorithm::Blake3] {
+            assert_eq!(
+                serde_json::to_string(&algorithm).unwrap(),
+                format!("\"{algorithm}\"")
+            );
+            assert_eq!(
+                ChecksumAlgorithm::parse(algorithm.as_str()),
+                Some(algorithm)
+            );
+        }
+        assert_eq!(ChecksumAlgorithm::parse("SHA-256"), None);
+        assert_eq!(ChecksumAlgorithm::PREFERRED, ChecksumAlgorithm::Blake3);
     }
 
     #[test]

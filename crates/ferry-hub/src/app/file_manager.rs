@@ -20,7 +20,7 @@ use axum::response::{Html, IntoResponse, Response};
 use ferry_proto::api::{FsEntry, FsEntryKind, FsOp, FsOutcome};
 use ferry_proto::filter::FilterRule;
 use ferry_proto::rate::parse_rate;
-use ferry_proto::task::{SubmitTask, SyncLevel, TransferItem, TransferOptions};
+use ferry_proto::task::{ChecksumAlgorithm, SubmitTask, SyncLevel, TransferItem, TransferOptions};
 use ferry_proto::wire_path::WirePath;
 use std::sync::Arc;
 
@@ -392,6 +392,8 @@ fn submission(fields: &Fields, now: i64) -> Result<SubmitTask, Said> {
             preserve_mtime: fields.checked("keep_mtime"),
             filters,
             bwlimit,
+            // A new submission, as the CLI's: the faster digest.
+            checksum_algorithm: ChecksumAlgorithm::PREFERRED,
             ..TransferOptions::default()
         },
         label: fields

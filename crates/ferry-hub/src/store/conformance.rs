@@ -789,7 +789,7 @@ pub fn tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts(
 
 pub fn a_task_round_trips_every_field_exactly(s: &dyn Storage) {
     use ferry_proto::filter::FilterRule;
-    use ferry_proto::task::SyncLevel;
+    use ferry_proto::task::{ChecksumAlgorithm, SyncLevel};
     use ferry_proto::wire_path::WirePath;
     let uid = two_endpoints(s);
     // Paths are bytes, not text: invalid UTF-8, a literal %, an escape's
@@ -852,6 +852,7 @@ pub fn a_task_round_trips_every_field_exactly(s: &dyn Storage) {
                     Some(u64::MAX >> 1),
                     None,
                 ][i],
+                checksum_algorithm: [ChecksumAlgorithm::Sha256, ChecksumAlgorithm::Blake3][i % 2],
             },
             items: match i {
                 0 => many.clone(),

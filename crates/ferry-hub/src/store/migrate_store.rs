@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 8;
+const SQLITE_SCHEMA: i64 = 9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -211,6 +211,7 @@ const TABLES: &[Table] = &[
             ("last_fault", Text),
             ("fatal_error", Text),
             ("bwlimit", Int),
+            ("checksum_algorithm", Text),
         ],
         identity: Some("seq"),
     },

@@ -24,7 +24,9 @@
 //! both backends' queries say the same thing; only the migrations' DDL,
 //! the placeholders and the row locks differ.
 
-use ferry_proto::task::{TaskCounters, TaskStatus, TransferItem, TransferOptions};
+use ferry_proto::task::{
+    ChecksumAlgorithm, TaskCounters, TaskStatus, TransferItem, TransferOptions,
+};
 use thiserror::Error;
 
 #[cfg(test)]
@@ -247,6 +249,7 @@ pub struct TaskRow {
     pub item_count: u64,
     pub label: Option<String>,
     pub deadline: Option<i64>,
+    pub checksum_algorithm: ChecksumAlgorithm,
     pub status: TaskStatus,
     pub attempt: u32,
     /// The furthest the attempts that ended reached.

@@ -24,7 +24,7 @@ use ::postgres::error::SqlState;
 use ::postgres::{Client, GenericClient, NoTls, Row};
 use ferry_proto::filter::{FilterAction, FilterRule};
 use ferry_proto::share::ShareMode;
-use ferry_proto::task::SyncLevel;
+use ferry_proto::task::{ChecksumAlgorithm, SyncLevel};
 use ferry_proto::wire_path::WirePath;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
@@ -320,6 +320,12 @@ CREATE TABLE task_filters (
     pattern BYTEA NOT NULL,
     PRIMARY KEY (task_id, rule)
 );
+"#,
+    // Schema 5 (SQLite's 9): a task's digest algorithm; tasks stored
+    // before had none, which means SHA-256.
+    r#"
+ALTER TABLE tasks ADD COLUMN checksum_algorithm TEXT NOT NULL DEFAULT 'sha256'
+    CHECK (checksum_algorithm IN ('sha256', 'blake3'));
 "#,
 ];
 
@@ -803,7 +809,8 @@ const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.des
     t.cur_files, t.cur_files_transferred, t.cur_files_skipped, t.cur_bytes_transferred,
     t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
     t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
-    t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped
+    t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped,
+    t.checksum_algorithm
     FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
 
 fn task_row(r: &Row) -> Result<TaskRow> {
@@ -830,7 +837,9 @@ fn task_row(r: &Row) -> Result<TaskRow> {
         item_count: u64_of(r.try_get(6)?),
         label: r.try_get(7)?,
         deadline: r.try_get(8)?,
-        // The CHECK constraint admits nothing else.
+        // The CHECK constraints admit nothing else.
+        checksum_algorithm: ChecksumAlgorithm::parse(&r.try_get::<_, String>(32)?)
+            .unwrap_or(ChecksumAlgorithm::Sha256),
         status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
         attempt: u32::try_from(r.try_get::<_, i64>(10)?).unwrap_or_default(),
         done: counters(11, 24)?,
@@ -1702,8 +1711,8 @@ impl TaskStore for PostgresStore {
             tx.execute(
                 "INSERT INTO tasks (id, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
-                    label, deadline, status, created, bwlimit)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'ACTIVE', $14, $15)",
+                    label, deadline, status, created, bwlimit, checksum_algorithm)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'ACTIVE', $14, $15, $16)",
                 &[
                     &task.id,
                     &task.owner_id,
@@ -1720,6 +1729,7 @@ impl TaskStore for PostgresStore {
                     &task.deadline,
                     &task.created,
                     &o.bwlimit.map(sql_u64),
+                    &o.checksum_algorithm.as_str(),
                 ],
             )?;
             // All items in one statement, numbered from 0 in their order.
@@ -1826,7 +1836,8 @@ impl TaskStore for PostgresStore {
                 .read_only(true)
                 .start()?;
             let Some(r) = tx.query_opt(
-                "SELECT sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams, bwlimit
+                "SELECT sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams, bwlimit,
+                    checksum_algorithm
                  FROM tasks WHERE id = $1",
                 &[&id],
             )?
@@ -1846,6 +1857,12 @@ impl TaskStore for PostgresStore {
                 })?),
             };
             let bwlimit = r.try_get::<_, Option<i64>>(6)?.map(u64_of);
+            let algorithm: String = r.try_get(7)?;
+            let checksum_algorithm = ChecksumAlgorithm::parse(&algorithm).ok_or_else(|| {
+                StoreError::Internal(format!(
+                    "task {id} has an unknown checksum algorithm {algorithm:?}"
+                ))
+            })?;
             let filters = tx
                 .query(
                     "SELECT action, pattern FROM task_filters WHERE task_id = $1 ORDER BY rule",
@@ -1878,6 +1895,7 @@ impl TaskStore for PostgresStore {
                 streams,
                 filters,
                 bwlimit,
+                checksum_algorithm,
             };
             let items = tx
                 .query(

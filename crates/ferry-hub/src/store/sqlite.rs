@@ -9,7 +9,7 @@
 use super::*;
 use ferry_proto::filter::{FilterAction, FilterRule};
 use ferry_proto::share::ShareMode;
-use ferry_proto::task::SyncLevel;
+use ferry_proto::task::{ChecksumAlgorithm, SyncLevel};
 use ferry_proto::wire_path::WirePath;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
@@ -265,6 +265,14 @@ CREATE TABLE task_filters (
 );
 "#,
     ),
+    // Schema 9: A task's digest algorithm (its wire name). Every task stored before
+    // had none, which means SHA-256: what its endpoints hashed with.
+    Migration::Sql(
+        r#"
+ALTER TABLE tasks ADD COLUMN checksum_algorithm TEXT NOT NULL DEFAULT 'sha256'
+    CHECK (checksum_algorithm IN ('sha256', 'blake3'));
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -461,7 +469,8 @@ const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.des
     t.cur_files, t.cur_files_transferred, t.cur_files_skipped, t.cur_bytes_transferred,
     t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
     t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
-    t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped
+    t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped,
+    t.checksum_algorithm
     FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
 
 fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
@@ -488,7 +497,9 @@ fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
         item_count: u64_of(r.get(6)?),
         label: r.get(7)?,
         deadline: r.get(8)?,
-        // The CHECK constraint admits nothing else.
+        // The CHECK constraints admit nothing else.
+        checksum_algorithm: ChecksumAlgorithm::parse(&r.get::<_, String>(32)?)
+            .unwrap_or(ChecksumAlgorithm::Sha256),
         status: TaskStatus::parse(&status).unwrap_or(TaskStatus::Failed),
         attempt: u32::try_from(r.get::<_, i64>(10)?).unwrap_or_default(),
         done: counters(11, 24)?,
@@ -1435,9 +1446,9 @@ impl TaskStore for SqliteStore {
             tx.execute(
                 "INSERT INTO tasks (id, seq, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
-                    label, deadline, status, created, bwlimit)
+                    checksum_algorithm, label, deadline, status, created, bwlimit)
                  VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), ?2, ?3, ?4, ?5,
-                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'ACTIVE', ?14, ?15)",
+                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'ACTIVE', ?15, ?16)",
                 params![
                     task.id,
                     task.owner_id,
@@ -1450,6 +1461,7 @@ impl TaskStore for SqliteStore {
                     o.preserve_mode,
                     o.skip_source_errors,
                     o.streams,
+                    o.checksum_algorithm.as_str(),
                     task.label,
                     task.deadline,
                     task.created,
@@ -1531,23 +1543,26 @@ impl TaskStore for SqliteStore {
         self.with_conn(|conn| {
             // One read transaction: the options and the items of one state.
             let tx = conn.transaction()?;
-            let Some((sync_level, options)) = tx
+            let Some((sync_level, algorithm, options)) = tx
                 .query_row(
-                    "SELECT sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams, bwlimit
+                    "SELECT sync_level, checksum_algorithm, delete_extraneous, preserve_mtime, preserve_mode,
+                        skip_source_errors, streams, bwlimit
                      FROM tasks WHERE id = ?1",
                     [id],
                     |r| {
                         Ok((
                             r.get::<_, Option<String>>(0)?,
+                            r.get::<_, String>(1)?,
                             TransferOptions {
                                 sync_level: None,
-                                delete: r.get(1)?,
-                                preserve_mtime: r.get(2)?,
-                                preserve_mode: r.get(3)?,
-                                skip_source_errors: r.get(4)?,
-                                streams: r.get(5)?,
+                                delete: r.get(2)?,
+                                preserve_mtime: r.get(3)?,
+                                preserve_mode: r.get(4)?,
+                                skip_source_errors: r.get(5)?,
+                                streams: r.get(6)?,
                                 filters: Vec::new(),
-                                bwlimit: r.get::<_, Option<i64>>(6)?.map(u64_of),
+                                bwlimit: r.get::<_, Option<i64>>(7)?.map(u64_of),
+                                checksum_algorithm: ChecksumAlgorithm::Sha256,
                             },
                         ))
                     },
@@ -1556,6 +1571,11 @@ impl TaskStore for SqliteStore {
             else {
                 return Ok(None);
             };
+            let checksum_algorithm = ChecksumAlgorithm::parse(&algorithm).ok_or_else(|| {
+                StoreError::Internal(format!(
+                    "task {id} has an unknown checksum algorithm {algorithm:?}"
+                ))
+            })?;
             let sync_level = match sync_level {
                 None => None,
                 Some(text) => Some(SyncLevel::parse(&text).ok_or_else(|| {
@@ -1604,6 +1624,7 @@ impl TaskStore for SqliteStore {
                 options: TransferOptions {
                     sync_level,
                     filters,
+                    checksum_algorithm,
                     ..options
                 },
             }))
@@ -1927,6 +1948,7 @@ mod tests {
             preserve_mode: true,
             skip_source_errors: true,
             streams: Some(8),
+            checksum_algorithm: ChecksumAlgorithm::Sha256,
             ..TransferOptions::default()
         };
         {
@@ -2025,6 +2047,44 @@ mod tests {
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64, "migrated to the newest");
+    }
+
+    #[test]
+    fn tasks_stored_before_the_checksum_algorithm_column_are_sha256_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        {
+            let conn = database_at(&path, MIGRATIONS.len() - 1);
+            conn.execute(
+                "INSERT INTO tasks (id, seq, owner_id, source_id, destination_id, item_count, status, created)
+                 VALUES ('old', 1, 1, 'e1', 'e2', 0, 'ACTIVE', 5)",
+                [],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let work = s.task_work("old").unwrap().unwrap();
+        assert_eq!(work.options.checksum_algorithm, ChecksumAlgorithm::Sha256);
+        assert_eq!(
+            s.task("old").unwrap().unwrap().checksum_algorithm,
+            ChecksumAlgorithm::Sha256
+        );
+        let mut task = new_task("new", 1, 6);
+        task.options.checksum_algorithm = ChecksumAlgorithm::Blake3;
+        s.create_task(&task, "SUBMITTED", "x").unwrap();
+        assert_eq!(
+            s.task("new").unwrap().unwrap().checksum_algorithm,
+            ChecksumAlgorithm::Blake3
+        );
+        let conn = s.lock().unwrap();
+        assert!(
+            conn.execute(
+                "UPDATE tasks SET checksum_algorithm = 'md5' WHERE id = 'new'",
+                []
+            )
+            .is_err(),
+            "only algorithms the endpoints know"
+        );
     }
 
     /// SQL in `source` (this file's code, tests and comments aside) that

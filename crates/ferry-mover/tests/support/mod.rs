@@ -60,6 +60,7 @@ fn endpoint(
     signer_pub: Vec<u8>,
     umask: u32,
     liveness: Liveness,
+    speaks_up_to: u32,
 ) -> Endpoint {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
@@ -87,7 +88,9 @@ fn endpoint(
     std::fs::write(dir.cert_file(), cert.pem()).unwrap();
     std::fs::write(dir.key_file(), key.serialize_pem()).unwrap();
     std::fs::write(dir.endpoint_ca_file(), ca_pem).unwrap();
-    let identity = Identity::load(&dir, id).unwrap();
+    let identity = Identity::load(&dir, id)
+        .unwrap()
+        .speaking_up_to(speaks_up_to);
     let policy = Arc::new(Policy::from_config_paths("~/,0,1\n", &home, dir.root()).unwrap());
     let policy = Arc::new(RwLock::new(policy));
     let current = policy.clone();
@@ -124,6 +127,19 @@ pub async fn world_with_umask(umask: u32) -> World {
 /// Two endpoints whose data streams keep `liveness`; the receiving one
 /// (b) with `umask`.
 pub async fn world_with(umask: u32, liveness: Liveness) -> World {
+    let newest = ferry_proto::data::PROTOCOL_VERSION;
+    world_of(umask, liveness, [newest, newest]).await
+}
+
+/// Two endpoints of which the source (a) speaks data protocols up to
+/// `source` and the destination (b) up to `destination`, as releases
+/// of different ages do.
+#[allow(dead_code)]
+pub async fn world_speaking(source: u32, destination: u32) -> World {
+    world_of(0o022, Liveness::default(), [source, destination]).await
+}
+
+async fn world_of(umask: u32, liveness: Liveness, speaks_up_to: [u32; 2]) -> World {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -145,6 +161,7 @@ pub async fn world_with(umask: u32, liveness: Liveness) -> World {
         public.clone(),
         0o022,
         liveness,
+        speaks_up_to[0],
     );
     let b = endpoint(
         "bbbbbbbb-0000-4000-8000-000000000002",
@@ -153,6 +170,7 @@ pub async fn world_with(umask: u32, liveness: Liveness) -> World {
         public,
         umask,
         liveness,
+        speaks_up_to[1],
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

@@ -112,6 +112,7 @@ fn populate(s: &dyn Storage) {
             FilterRule::exclude("*"),
         ],
         bwlimit: Some(i64::MAX as u64),
+        checksum_algorithm: ferry_proto::task::ChecksumAlgorithm::Blake3,
     };
     for (n, id) in ["zz-running", "mm-done", "aa-failed"].iter().enumerate() {
         s.create_task(
