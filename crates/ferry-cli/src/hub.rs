@@ -143,10 +143,6 @@ pub(crate) fn path_segment(text: &str) -> String {
 }
 
 pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<ExitCode> {
-    let command = match command {
-        EndpointCommand::Permission(command) => return crate::share::permission(inv, command),
-        other => other,
-    };
     client_runtime()?.block_on(async {
         let (client, token) = session(inv).await?;
         match command {
@@ -218,7 +214,9 @@ pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<Ex
                     );
                 }
             }
-            EndpointCommand::Permission(_) => unreachable!("handled before the runtime"),
+            EndpointCommand::Permission(command) => {
+                crate::share::permission(&client, &token, command).await?;
+            }
             EndpointCommand::Delete { endpoint, json } => {
                 let path = format!("/api/v1/endpoints/{}", path_segment(&endpoint));
                 let deleted: EndpointInfo = client.delete_json(&path, Auth::Bearer(&token)).await?;

@@ -11,99 +11,92 @@ use ferry_proto::api::{
     CreateGroup, CreatePermission, GroupInfo, GroupMember, PermissionDeleted, PermissionInfo,
 };
 use ferry_proto::human::utc_minutes;
-use ferry_setup::hub_client::Auth;
+use ferry_setup::hub_client::{Auth, HubClient};
 use std::io::Write;
 use std::process::ExitCode;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-pub fn permission(inv: &Invocation, command: PermissionCommand) -> anyhow::Result<ExitCode> {
-    client_runtime()?.block_on(async {
-        let (client, token) = session(inv).await?;
-        match command {
-            PermissionCommand::Create {
-                target,
-                permissions,
-                grantee,
-                expires,
-                json,
-            } => {
-                let (endpoint, path) = split_target(&target)?;
-                let (principal_type, principal) = match (grantee.identity, grantee.group) {
-                    (Some(user), _) => ("identity", user),
-                    (None, Some(group)) => ("group", group),
-                    (None, None) if grantee.all_authenticated => {
-                        ("all_authenticated", String::new())
-                    }
-                    (None, None) => ("anonymous", String::new()),
-                };
-                let expires = expires.map(|e| match e {
-                    DeadlineArg::In(secs) => now().saturating_add(secs),
-                    DeadlineArg::At(at) => at,
-                });
-                let created: PermissionInfo = client
-                    .post_json(
-                        &format!("/api/v1/endpoints/{}/permissions", path_segment(&endpoint)),
-                        &CreatePermission {
-                            path,
-                            permissions,
-                            principal_type: principal_type.into(),
-                            principal,
-                            expires,
-                        },
-                        Auth::Bearer(&token),
-                    )
-                    .await?;
-                if json.json {
-                    outln!("{}", serde_json::to_string(&created)?);
-                } else {
-                    outln!("Permission ID: {}", created.id);
-                }
+/// `ferry endpoint permission ...`, in `ferry endpoint`'s session.
+pub async fn permission(
+    client: &HubClient,
+    token: &str,
+    command: PermissionCommand,
+) -> anyhow::Result<()> {
+    match command {
+        PermissionCommand::Create {
+            target,
+            permissions,
+            grantee,
+            expires,
+            json,
+        } => {
+            let (endpoint, path) = split_target(&target)?;
+            let (principal_type, principal) = match (grantee.identity, grantee.group) {
+                (Some(user), _) => ("identity", user),
+                (None, Some(group)) => ("group", group),
+                (None, None) if grantee.all_authenticated => ("all_authenticated", String::new()),
+                (None, None) => ("anonymous", String::new()),
+            };
+            let expires = expires.map(|e| match e {
+                DeadlineArg::In(secs) => crate::transfer::now().saturating_add(secs),
+                DeadlineArg::At(at) => at,
+            });
+            let created: PermissionInfo = client
+                .post_json(
+                    &format!("/api/v1/endpoints/{}/permissions", path_segment(&endpoint)),
+                    &CreatePermission {
+                        path,
+                        permissions,
+                        principal_type: principal_type.into(),
+                        principal,
+                        expires,
+                    },
+                    Auth::Bearer(token),
+                )
+                .await?;
+            if json.json {
+                outln!("{}", serde_json::to_string(&created)?);
+            } else {
+                outln!("Permission ID: {}", created.id);
             }
-            PermissionCommand::List { endpoint, json } => {
-                let listed: Vec<PermissionInfo> = client
-                    .get_json(
-                        &format!("/api/v1/endpoints/{}/permissions", path_segment(&endpoint)),
-                        &[],
-                        Auth::Bearer(&token),
-                    )
-                    .await?;
-                if json.json {
-                    outln!("{}", serde_json::to_string(&listed)?);
-                } else if listed.is_empty() {
-                    outln!("Nothing on this endpoint is shared.");
-                } else {
-                    print_permissions(&listed)?;
-                }
+        }
+        PermissionCommand::List { endpoint, json } => {
+            let listed: Vec<PermissionInfo> = client
+                .get_json(
+                    &format!("/api/v1/endpoints/{}/permissions", path_segment(&endpoint)),
+                    &[],
+                    Auth::Bearer(token),
+                )
+                .await?;
+            if json.json {
+                outln!("{}", serde_json::to_string(&listed)?);
+            } else if listed.is_empty() {
+                outln!("Nothing on this endpoint is shared.");
+            } else {
+                print_permissions(&listed)?;
             }
-            PermissionCommand::Delete { endpoint, id, json } => {
-                let deleted: PermissionDeleted = client
-                    .delete_json(
-                        &format!(
-                            "/api/v1/endpoints/{}/permissions/{}",
-                            path_segment(&endpoint),
-                            path_segment(&id)
-                        ),
-                        Auth::Bearer(&token),
-                    )
-                    .await?;
-                if json.json {
-                    outln!("{}", serde_json::to_string(&deleted)?);
-                } else {
-                    outln!("Permission {} deleted", deleted.id);
-                    for task in &deleted.tasks_failed {
-                        outln!("task {task} used it and has failed");
-                    }
+        }
+        PermissionCommand::Delete { endpoint, id, json } => {
+            let deleted: PermissionDeleted = client
+                .delete_json(
+                    &format!(
+                        "/api/v1/endpoints/{}/permissions/{}",
+                        path_segment(&endpoint),
+                        path_segment(&id)
+                    ),
+                    Auth::Bearer(token),
+                )
+                .await?;
+            if json.json {
+                outln!("{}", serde_json::to_string(&deleted)?);
+            } else {
+                outln!("Permission {} deleted", deleted.id);
+                for task in &deleted.tasks_failed {
+                    outln!("task {task} used it and has failed");
                 }
             }
         }
-        Ok(ExitCode::SUCCESS)
-    })
+    }
+    Ok(())
 }
 
 fn print_permissions(listed: &[PermissionInfo]) -> std::io::Result<()> {

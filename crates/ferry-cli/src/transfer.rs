@@ -124,7 +124,7 @@ fn sync_level(arg: SyncLevelArg) -> SyncLevel {
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

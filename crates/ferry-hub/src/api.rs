@@ -37,7 +37,7 @@ use ferry_proto::api::{
     UpdateEndpoint,
 };
 use ferry_proto::share::ShareMode;
-use ferry_proto::task::{SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TaskStatus, TransferItem};
+use ferry_proto::task::{SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TransferItem};
 use ferry_proto::wire_path::WirePath;
 use serde::Deserialize;
 use std::marker::PhantomData;
@@ -630,17 +630,7 @@ fn bad(message: impl Into<String>) -> Failure {
 
 fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
     let totals = row.totals();
-    let waiting_for = (row.status == TaskStatus::Active)
-        .then(|| {
-            [
-                (&row.source_id, &row.source_name),
-                (&row.destination_id, &row.destination_name),
-            ]
-            .into_iter()
-            .find(|(id, _)| !hub.control.is_connected(id))
-            .map(|(_, name)| format!("endpoint '{name}' is not connected to the hub"))
-        })
-        .flatten();
+    let waiting_for = task_service::waiting_for(&hub.control, &row);
     TaskInfo {
         task_id: row.id,
         status: row.status,
@@ -838,6 +828,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::Request;
     use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER};
+    use ferry_proto::task::TaskStatus;
     use http_body_util::BodyExt;
     use serde_json::{Value, json};
     use tower::ServiceExt;

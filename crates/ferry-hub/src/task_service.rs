@@ -123,6 +123,21 @@ pub fn submit(
     Ok(task.id)
 }
 
+/// Which endpoint an ACTIVE task waits for, if one of its two is not
+/// connected: the words the API's `waiting_for` and the task page show.
+pub fn waiting_for(registry: &crate::control::Registry, row: &TaskRow) -> Option<String> {
+    if row.status != TaskStatus::Active {
+        return None;
+    }
+    [
+        (&row.source_id, &row.source_name),
+        (&row.destination_id, &row.destination_name),
+    ]
+    .into_iter()
+    .find(|(id, _)| !registry.is_connected(id))
+    .map(|(_, name)| format!("endpoint '{name}' is not connected to the hub"))
+}
+
 /// Cancels `task` for `who`; canceling a canceled task again is no error.
 /// Returns whether this call canceled it (the caller wakes the
 /// scheduler and whoever waits on the task).

@@ -17,7 +17,6 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use ferry_proto::task::TaskStatus;
 use maud::Markup;
 use std::sync::Arc;
 
@@ -48,26 +47,12 @@ fn find(hub: &Hub, visitor: &Visitor, id: &str, action: Action) -> Result<TaskRo
     })
 }
 
-/// Which endpoint an ACTIVE task waits for, if one is not connected.
-fn waiting_for(hub: &Hub, row: &TaskRow) -> Option<String> {
-    if row.status != TaskStatus::Active {
-        return None;
-    }
-    [
-        (&row.source_id, &row.source_name),
-        (&row.destination_id, &row.destination_name),
-    ]
-    .into_iter()
-    .find(|(id, _)| !hub.control.is_connected(id))
-    .map(|(_, name)| format!("endpoint '{name}' is not connected to the hub"))
-}
-
 fn live_part(hub: &Hub, visitor: &Visitor, row: &TaskRow) -> Result<Markup, AppError> {
     let events = hub.store.task_events(&row.id, MAX_TASK_EVENTS as usize)?;
     Ok(view::task_live(
         visitor.csrf(),
         row,
-        waiting_for(hub, row).as_deref(),
+        task_service::waiting_for(&hub.control, row).as_deref(),
         &events,
         grants::now(),
     ))

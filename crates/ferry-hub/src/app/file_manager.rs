@@ -230,19 +230,7 @@ async fn render(
 
 /// The File Manager again after a form, with the panels where they were.
 fn back_to(panels: &[PanelState; 2], extra: &[(&str, &str)]) -> Response {
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for p in panels {
-        pairs.push((format!("c{}", p.n), p.collection.clone()));
-        pairs.push((format!("o{}", p.n), p.open_id.clone().unwrap_or_default()));
-        pairs.push((format!("p{}", p.n), p.path.clone()));
-        pairs.push((format!("s{}", p.n), p.sort.as_str().into()));
-    }
-    let mut refs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    refs.extend_from_slice(extra);
-    let location = format!("/files?{}", crate::oauth::encode_form(&refs));
+    let location = super::files_url(panels, None, extra);
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 

@@ -226,6 +226,33 @@ pub struct PanelState {
     pub mine: bool,
 }
 
+/// The File Manager's URL for `panels` (panel `i` moved to `path` in
+/// order `sort`, when given), with `extra` parameters: what every link,
+/// breadcrumb and redirect of the File Manager points at.
+pub fn files_url(
+    panels: &[PanelState; 2],
+    moved: Option<(usize, &str, Sort)>,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (k, p) in panels.iter().enumerate() {
+        let (path, sort) = match moved {
+            Some((i, path, sort)) if i == k => (path, sort),
+            _ => (p.path.as_str(), p.sort),
+        };
+        pairs.push((format!("c{}", p.n), p.collection.clone()));
+        pairs.push((format!("o{}", p.n), p.open_id.clone().unwrap_or_default()));
+        pairs.push((format!("p{}", p.n), path.to_string()));
+        pairs.push((format!("s{}", p.n), sort.as_str().to_string()));
+    }
+    let mut refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    refs.extend_from_slice(extra);
+    format!("/files?{}", crate::oauth::encode_form(&refs))
+}
+
 /// The form fields or query parameters of a request, in order; a name may
 /// repeat (one `sel1` per checked entry).
 #[derive(Debug, Default)]

@@ -255,23 +255,7 @@ fn breadcrumbs(panels: &[PanelState; 2], i: usize) -> Markup {
 /// The File Manager with panel `i` at `path` sorted by `sort`, the other
 /// panel unchanged.
 fn panel_link(panels: &[PanelState; 2], i: usize, path: &str, sort: Sort) -> String {
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for (k, p) in panels.iter().enumerate() {
-        let (path, sort) = if k == i {
-            (path, sort)
-        } else {
-            (p.path.as_str(), p.sort)
-        };
-        pairs.push((format!("c{}", p.n), p.collection.clone()));
-        pairs.push((format!("o{}", p.n), p.open_id.clone().unwrap_or_default()));
-        pairs.push((format!("p{}", p.n), path.to_string()));
-        pairs.push((format!("s{}", p.n), sort.as_str().to_string()));
-    }
-    let pairs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    format!("/files?{}", crate::oauth::encode_form(&pairs))
+    super::files_url(panels, Some((i, path, sort)), &[])
 }
 
 fn entry_table(panels: &[PanelState; 2], i: usize, entries: &[FsEntry]) -> Markup {
