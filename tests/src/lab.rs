@@ -87,6 +87,9 @@ pub struct LabBuilder {
     proxy: Option<Proxied>,
     umask: Option<String>,
     prepare_dst: Vec<Prepare>,
+    hub_settings: String,
+    src_settings: String,
+    dst_settings: String,
 }
 
 impl std::fmt::Debug for LabBuilder {
@@ -96,6 +99,9 @@ impl std::fmt::Debug for LabBuilder {
             .field("proxy", &self.proxy)
             .field("umask", &self.umask)
             .field("prepare_dst", &self.prepare_dst.len())
+            .field("hub_settings", &self.hub_settings)
+            .field("src_settings", &self.src_settings)
+            .field("dst_settings", &self.dst_settings)
             .finish()
     }
 }
@@ -119,6 +125,27 @@ impl LabBuilder {
     /// `umask = "UMASK"` in `dst`'s `endpoint.toml`: what it receives with.
     pub fn umask(mut self, umask: &str) -> Self {
         self.umask = Some(umask.to_string());
+        self
+    }
+
+    /// A line for `hub.toml` (`metrics_token = "..."`), before it serves.
+    pub fn hub_setting(mut self, line: &str) -> Self {
+        self.hub_settings.push_str(line);
+        self.hub_settings.push('\n');
+        self
+    }
+
+    /// A line for `src`'s `endpoint.toml`, before its daemon starts.
+    pub fn src_setting(mut self, line: &str) -> Self {
+        self.src_settings.push_str(line);
+        self.src_settings.push('\n');
+        self
+    }
+
+    /// A line for `dst`'s `endpoint.toml`, before its daemon starts.
+    pub fn dst_setting(mut self, line: &str) -> Self {
+        self.dst_settings.push_str(line);
+        self.dst_settings.push('\n');
         self
     }
 
@@ -154,7 +181,7 @@ impl LabBuilder {
     /// returns once each running daemon says `Hub: connected` (and, with
     /// a data proxy, once `dst` listens behind it).
     pub fn start(self) -> Lab {
-        let hub = Hub::start();
+        let hub = Hub::start_with(&self.hub_settings);
         hub.add_user("alice", "correct horse battery");
         let src = set_up(&hub, "src");
         let dst = match self.dst {
@@ -166,7 +193,15 @@ impl LabBuilder {
             Dst::Absent => User::new(),
         };
         let (mut proxy, mut data_listener) = (None, None);
-        let mut dst_settings = String::new();
+        let mut dst_settings = self.dst_settings.clone();
+        if !self.src_settings.is_empty() {
+            fs::OpenOptions::new()
+                .append(true)
+                .open(src.dir.join("endpoint.toml"))
+                .unwrap()
+                .write_all(self.src_settings.as_bytes())
+                .unwrap();
+        }
         if let Some(umask) = &self.umask {
             dst_settings.push_str(&format!("umask = \"{umask}\"\n"));
         }
@@ -263,6 +298,9 @@ impl Lab {
             proxy: None,
             umask: None,
             prepare_dst: Vec::new(),
+            hub_settings: String::new(),
+            src_settings: String::new(),
+            dst_settings: String::new(),
         }
     }
 

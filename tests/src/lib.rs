@@ -25,7 +25,7 @@ pub use lab::{Lab, pattern, tree};
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -396,6 +396,12 @@ impl Hub {
     /// `ferry-hub init` then `serve`, with one-second heartbeats so link
     /// failures and revocations show quickly.
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// As [`Hub::start`], with `settings` (TOML lines) added to
+    /// `hub.toml` before it serves.
+    pub fn start_with(settings: &str) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("ferry-hub-e2e")
             .tempdir()
@@ -423,6 +429,12 @@ impl Hub {
             "heartbeat_secs = 15",
             "heartbeat_secs = 1",
         );
+        fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("hub.toml"))
+            .unwrap()
+            .write_all(settings.as_bytes())
+            .unwrap();
         let mut hub = Hub {
             _tmp: tmp,
             dir,

@@ -33,6 +33,17 @@ pub enum DaemonError {
         len: usize,
         max: usize,
     },
+    #[error(
+        "cannot serve metrics on {address} (metrics_listen in {file}): {source}; choose another port or remove the line"
+    )]
+    MetricsListen {
+        address: std::net::SocketAddr,
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {reason}")]
+    Settings { file: PathBuf, reason: String },
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,

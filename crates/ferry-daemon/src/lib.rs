@@ -12,6 +12,7 @@ mod hub_link;
 pub mod local_api;
 mod lock;
 pub mod logging;
+mod metrics;
 mod policy;
 mod serve;
 mod service_manager;

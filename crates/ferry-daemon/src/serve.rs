@@ -36,6 +36,9 @@ pub struct Daemon {
     /// Bound here, not in `run`: a socket that cannot be bound refuses the
     /// start before `-detach` forks, and the forked child inherits it.
     listener: std::os::unix::net::UnixListener,
+    /// The metrics server's, when `endpoint.toml` sets `metrics_listen`;
+    /// bound here for the same reason.
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 impl Daemon {
@@ -55,6 +58,7 @@ impl Daemon {
         let lock = DaemonLock::acquire(&dir.lock_file(), dir.root(), &stop)?;
         let (policy, source) = load_policy(&policy_choice, &dir, &home)?;
         let listener = local_api::bind(&dir.socket(), &stop)?;
+        let metrics_listener = bind_metrics(&dir)?;
         Ok(Self {
             dir,
             home,
@@ -64,6 +68,7 @@ impl Daemon {
             policy: (Arc::new(policy), source),
             tightened_dir_mode,
             listener,
+            metrics_listener,
         })
     }
 
@@ -95,11 +100,20 @@ impl Daemon {
         let (hub_tx, hub_rx) = watch::channel(HubView::connecting());
         let (paused_tx, paused_rx) = watch::channel(false);
         let policy: PolicyHandle = Arc::new(RwLock::new(self.policy));
+        let metrics = Arc::new(ferry_mover::metrics::Metrics::default());
+        if let Some(listener) = self.metrics_listener {
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                metrics.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
         let (transfers, reports) = match Transfers::start(
             &self.dir,
             &self.identity,
             self.home.clone(),
             policy.clone(),
+            metrics,
             shutdown_rx.clone(),
         )
         .await
@@ -411,4 +425,32 @@ fn raise_open_files_limit() {
             "the open files limit is low for transfers of many small files; raise it (LimitNOFILE= in the unit, or ulimit -Hn)"
         );
     }
+}
+
+/// The metrics server's listener, when `endpoint.toml` sets
+/// `metrics_listen`; a setting that is wrong or an address that cannot be
+/// bound refuses the start.
+fn bind_metrics(dir: &EndpointDir) -> Result<Option<std::net::TcpListener>, DaemonError> {
+    let file = dir.identity_file();
+    let text = std::fs::read_to_string(&file).map_err(DaemonError::io("read", &file))?;
+    let Some(address) =
+        EndpointIdentity::metrics_listen_in(&text).map_err(|reason| DaemonError::Settings {
+            file: file.clone(),
+            reason,
+        })?
+    else {
+        return Ok(None);
+    };
+    let bound = std::net::TcpListener::bind(address).and_then(|l| {
+        // tokio takes it over in `run`.
+        l.set_nonblocking(true)?;
+        Ok(l)
+    });
+    bound
+        .map(Some)
+        .map_err(|source| DaemonError::MetricsListen {
+            address,
+            file,
+            source,
+        })
 }

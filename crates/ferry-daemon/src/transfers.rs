@@ -58,6 +58,7 @@ impl Transfers {
         identity: &EndpointIdentity,
         home: PathBuf,
         policy: PolicyHandle,
+        metrics: Arc<ferry_mover::metrics::Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Report>), String> {
         let mover_identity = Identity::load(dir, &identity.id).map_err(|e| e.to_string())?;
@@ -80,6 +81,7 @@ impl Transfers {
             umask,
             liveness: ferry_mover::channel::Liveness::default(),
             bwlimit: Arc::new(ferry_mover::throttle::Limiter::new(bwlimit)),
+            metrics,
         });
         let range = identity
             .data_ports

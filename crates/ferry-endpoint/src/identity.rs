@@ -1,7 +1,7 @@
 //! `endpoint.toml`: who this endpoint is and which hub it belongs to.
 
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// The endpoint's registration, as written by `ferry -setup`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +50,10 @@ struct EndpointFile {
     /// Re-read on SIGHUP.
     #[serde(default)]
     bwlimit: Option<String>,
+    /// Where the daemon serves its Prometheus metrics (`IP:PORT`, no
+    /// authentication: keep it on loopback or a trusted interface).
+    #[serde(default)]
+    metrics_listen: Option<String>,
 }
 
 /// The settings of `endpoint.toml` beside the identity, checked.
@@ -57,6 +61,7 @@ struct EndpointFile {
 struct Settings {
     umask: Option<u32>,
     bwlimit: Option<u64>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 impl EndpointFile {
@@ -76,6 +81,10 @@ impl EndpointFile {
             }
             None => None,
         };
+        let metrics_listen = match &file.metrics_listen {
+            Some(text) => Some(parse_metrics_listen(text)?),
+            None => None,
+        };
         let identity = EndpointIdentity {
             id: file.id,
             name: file.name,
@@ -83,7 +92,14 @@ impl EndpointFile {
             data_ports: file.data_ports,
             data_address: file.data_address,
         };
-        Ok((identity, Settings { umask, bwlimit }))
+        Ok((
+            identity,
+            Settings {
+                umask,
+                bwlimit,
+                metrics_listen,
+            },
+        ))
     }
 }
 
@@ -126,6 +142,13 @@ impl EndpointIdentity {
     /// when the file sets none (no cap).
     pub fn bwlimit_in(text: &str) -> Result<Option<u64>, String> {
         EndpointFile::parse(text).map(|(_, s)| s.bwlimit)
+    }
+
+    /// The `metrics_listen` setting of an `endpoint.toml`'s text, checked
+    /// as [`EndpointIdentity::parse`] checks it: where the daemon serves
+    /// `GET /metrics`; `None` when the file sets none (no metrics server).
+    pub fn metrics_listen_in(text: &str) -> Result<Option<SocketAddr>, String> {
+        EndpointFile::parse(text).map(|(_, s)| s.metrics_listen)
     }
 
     /// The `host:port` other endpoints are told to connect to for data:
@@ -223,6 +246,28 @@ pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
         }
     };
     (first > 0 && first <= last).then_some((first, last))
+}
+
+/// `metrics_listen`: an IP address and a port, both explicit. The metrics
+/// server has no authentication, so it listens on one named interface
+/// (loopback, or one the operator trusts), never on every interface at
+/// once, and never on a port the kernel picks, which no scraper could find.
+fn parse_metrics_listen(text: &str) -> Result<SocketAddr, String> {
+    let address: SocketAddr = text.parse().map_err(|_| {
+        format!("`metrics_listen` must be IP:PORT such as \"127.0.0.1:9464\" or \"[::1]:9464\", got {text:?}")
+    })?;
+    if address.ip().is_unspecified() {
+        return Err(format!(
+            "`metrics_listen` must name one interface's address (it has no authentication), not every interface: got {text:?}; use \"127.0.0.1:{}\" or a trusted interface's address",
+            address.port()
+        ));
+    }
+    if address.port() == 0 {
+        return Err(format!(
+            "`metrics_listen` needs a port a scraper can be told, not 0: got {text:?}"
+        ));
+    }
+    Ok(address)
 }
 
 /// A umask as octal text: one to four octal digits, permission bits only
@@ -340,6 +385,39 @@ mod tests {
             let file = format!("{ok}bwlimit = \"{bad}\"\n");
             let err = EndpointIdentity::parse(&file).unwrap_err();
             assert!(err.starts_with("`bwlimit`") && !err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn metrics_listen_is_an_optional_explicit_address() {
+        let ok = "id = \"x\"\nname = \"n\"\nhub_url = \"https://h:1\"\n";
+        assert_eq!(EndpointIdentity::metrics_listen_in(ok), Ok(None));
+        for (given, want) in [
+            ("127.0.0.1:9464", "127.0.0.1:9464"),
+            ("[::1]:9464", "[::1]:9464"),
+            ("192.0.2.7:9100", "192.0.2.7:9100"),
+        ] {
+            let file = format!("{ok}metrics_listen = \"{given}\"\n");
+            assert_eq!(
+                EndpointIdentity::metrics_listen_in(&file),
+                Ok(Some(want.parse().unwrap()))
+            );
+            assert!(EndpointIdentity::parse(&file).is_ok());
+        }
+        for bad in [
+            "localhost:9464",
+            "127.0.0.1",
+            "0.0.0.0:9464",
+            "[::]:9464",
+            "127.0.0.1:0",
+            "",
+        ] {
+            let file = format!("{ok}metrics_listen = \"{bad}\"\n");
+            let err = EndpointIdentity::parse(&file).unwrap_err();
+            assert!(
+                err.starts_with("`metrics_listen`") && !err.contains('\n'),
+                "{bad}: {err}"
+            );
         }
     }
 

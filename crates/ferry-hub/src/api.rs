@@ -178,7 +178,7 @@ impl From<StoreError> for Failure {
 }
 
 /// `Authorization: <scheme> <credential>`.
-fn credential<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+pub(crate) fn credential<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (given, credential) = value.split_once(' ')?;
     given

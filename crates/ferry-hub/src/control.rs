@@ -264,6 +264,11 @@ impl Registry {
         }
     }
 
+    /// How many endpoints are connected now.
+    pub fn connected_count(&self) -> usize {
+        self.live.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
     pub fn is_connected(&self, endpoint_id: &str) -> bool {
         self.live
             .lock()

@@ -14,6 +14,7 @@ mod control;
 mod endpoints;
 mod files;
 mod grants;
+mod metrics;
 mod oauth;
 mod page_auth;
 mod pages;

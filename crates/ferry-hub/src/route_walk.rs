@@ -388,6 +388,15 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             Kind::Public,
             all(StatusCode::OK),
         ),
+        // Open: this hub sets no metrics_token (metrics::tests check one).
+        (
+            "GET",
+            "/metrics",
+            "/metrics".into(),
+            None,
+            Kind::Public,
+            all(StatusCode::OK),
+        ),
         (
             "GET",
             "/",

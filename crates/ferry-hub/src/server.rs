@@ -50,6 +50,7 @@ pub struct Hub {
     pub signer: crate::capability::TaskSigner,
     /// Woken whenever a task ends, for clients waiting on one.
     pub task_ended: tokio::sync::Notify,
+    pub metrics: crate::metrics::HubMetrics,
 }
 
 /// How many connections each client address holds (an IPv6 /64 counts as
@@ -190,6 +191,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         login_csrf: MacKey::generate().context("no randomness for the sign-in form key")?,
         config,
         task_ended: tokio::sync::Notify::new(),
+        metrics: crate::metrics::HubMetrics::new(),
     });
     let listen = listen.unwrap_or_else(|| hub.config.listen.clone());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

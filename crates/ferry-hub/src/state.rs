@@ -137,6 +137,10 @@ pub struct HubConfig {
     /// the state dir.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// When set, `GET /metrics` answers only requests that carry
+    /// `Authorization: Bearer TOKEN` with it; absent, /metrics is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<String>,
 }
 
 pub(crate) fn default_endpoint_cert_lifetime() -> u64 {
@@ -172,6 +176,21 @@ impl HubConfig {
             bail!(
                 "endpoint_cert_lifetime_secs must be 10..=315360000 (ten years), got {}",
                 self.endpoint_cert_lifetime_secs
+            );
+        }
+        if let Some(token) = &self.metrics_token
+            && !(16..=256).contains(&token.len())
+        {
+            bail!(
+                "metrics_token must be 16 to 256 characters (make one with `openssl rand -hex 32`), got {}",
+                token.len()
+            );
+        }
+        if let Some(token) = &self.metrics_token
+            && !token.bytes().all(|b| b.is_ascii_graphic())
+        {
+            bail!(
+                "metrics_token must be printable ASCII without spaces (make one with `openssl rand -hex 32`)"
             );
         }
         if !(1..=3600).contains(&self.heartbeat_secs) {
@@ -303,6 +322,7 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
         max_password_checks_queued: default_password_checks_queued(),
         endpoint_cert_lifetime_secs: default_endpoint_cert_lifetime(),
         database: None,
+        metrics_token: None,
     };
     let text = format!(
         "# ferry-hub configuration. Edit, then restart `ferry-hub serve`.\n# To use your institution's certificate, point tls_cert/tls_key at it and\n# tls_ca at the CA that issued it.\n{}",

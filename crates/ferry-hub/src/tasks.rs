@@ -59,6 +59,50 @@ pub mod code {
     pub const CANCELED: &str = "CANCELED";
 }
 
+/// What went wrong in a fault, by what the scheduler saw (never by the
+/// words of a message): the `kind` label of the hub's fault counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// An endpoint reported one from its data work.
+    Transfer,
+    /// The hub could not start the attempt (reach the source, sign).
+    Start,
+    /// An endpoint of a running attempt went offline.
+    EndpointOffline,
+    /// An endpoint of a running attempt connected again (its daemon
+    /// restarted or re-dialled).
+    EndpointReconnected,
+    /// The destination advertises no data address.
+    NoDataAddress,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 5] = [
+        Self::Transfer,
+        Self::Start,
+        Self::EndpointOffline,
+        Self::EndpointReconnected,
+        Self::NoDataAddress,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transfer => "transfer",
+            Self::Start => "start",
+            Self::EndpointOffline => "endpoint_offline",
+            Self::EndpointReconnected => "endpoint_reconnected",
+            Self::NoDataAddress => "no_data_address",
+        }
+    }
+}
+
+/// A fault: its kind and the words the task's record keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub message: String,
+}
+
 /// Whether an event code reports something that went wrong.
 pub fn is_error(code: &str) -> bool {
     matches!(
@@ -160,10 +204,14 @@ pub enum Action {
     EndAttempt {
         task_id: String,
         attempt: u32,
-        fault: Option<String>,
+        fault: Option<Fault>,
     },
     /// A fault outside any attempt.
-    NoteFault { task_id: String, message: String },
+    NoteFault {
+        task_id: String,
+        kind: FaultKind,
+        message: String,
+    },
     Finish {
         task_id: String,
         status: TaskStatus,
@@ -305,7 +353,7 @@ impl Core {
                 if fatal {
                     self.finish(&task_id, TaskStatus::Failed, None, Some(message), &mut out);
                 } else if self.is_running(&task_id, attempt) {
-                    self.fault(&task_id, &message, now, &mut out);
+                    self.fault(&task_id, FaultKind::Start, &message, now, &mut out);
                 }
             }
             Input::FinishDeferred { finish, event } => {
@@ -479,7 +527,7 @@ impl Core {
                         Some((source_said, _)) => format!("{message}; {source_said}"),
                         None => message,
                     };
-                    self.fault(task_id, &message, now, out);
+                    self.fault(task_id, FaultKind::Transfer, &message, now, out);
                 }
             }
             TaskReport::Succeeded { counters } if from_destination => {
@@ -494,7 +542,14 @@ impl Core {
     }
 
     /// The running attempt hit something a later attempt may get past.
-    fn fault(&mut self, task_id: &str, message: &str, now: i64, out: &mut Vec<Action>) {
+    fn fault(
+        &mut self,
+        task_id: &str,
+        kind: FaultKind,
+        message: &str,
+        now: i64,
+        out: &mut Vec<Action>,
+    ) {
         let Some(live) = self.tasks.get_mut(task_id) else {
             return;
         };
@@ -512,7 +567,10 @@ impl Core {
         out.push(Action::EndAttempt {
             task_id: task_id.to_string(),
             attempt,
-            fault: Some(message.to_string()),
+            fault: Some(Fault {
+                kind,
+                message: message.to_string(),
+            }),
         });
         out.push(Action::Event {
             task_id: task_id.to_string(),
@@ -567,8 +625,13 @@ impl Core {
             // last fault stay as they were.
             let fault = match why {
                 Interruption::Paused => None,
-                Interruption::Offline | Interruption::Reconnected => Some(message.clone()),
-            };
+                Interruption::Offline => Some(FaultKind::EndpointOffline),
+                Interruption::Reconnected => Some(FaultKind::EndpointReconnected),
+            }
+            .map(|kind| Fault {
+                kind,
+                message: message.clone(),
+            });
             out.push(Action::EndAttempt {
                 task_id: id.clone(),
                 attempt,
@@ -689,7 +752,7 @@ impl Core {
             if let Some((message, due)) = live.source_fault.clone()
                 && now >= due
             {
-                self.fault(&id, &message, now, out);
+                self.fault(&id, FaultKind::Transfer, &message, now, out);
                 continue;
             }
             if live.running || live.retry_at > now {
@@ -748,6 +811,7 @@ impl Core {
                     );
                     out.push(Action::NoteFault {
                         task_id: id.clone(),
+                        kind: FaultKind::NoDataAddress,
                         message: message.clone(),
                     });
                     out.push(Action::Event {
@@ -1071,14 +1135,23 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                 attempt,
                 fault,
             } => {
+                if let Some(fault) = &fault {
+                    hub.metrics.fault(fault.kind);
+                }
                 stored(
                     &mut ended,
                     &task_id,
                     "the end of an attempt",
-                    hub.store.end_attempt(&task_id, attempt, fault.as_deref()),
+                    hub.store
+                        .end_attempt(&task_id, attempt, fault.as_ref().map(|f| &*f.message)),
                 );
             }
-            Action::NoteFault { task_id, message } => {
+            Action::NoteFault {
+                task_id,
+                kind,
+                message,
+            } => {
+                hub.metrics.fault(kind);
                 stored(
                     &mut ended,
                     &task_id,
@@ -1715,7 +1788,7 @@ mod tests {
             1,
         );
         assert!(out.iter().any(|a| matches!(a,
-            Action::EndAttempt { fault: Some(m), .. } if m == "'cluster' reported: connection reset")));
+            Action::EndAttempt { fault: Some(Fault { message: m, .. }), .. } if m == "'cluster' reported: connection reset")));
     }
 
     #[test]
@@ -1763,7 +1836,7 @@ mod tests {
         let out = report(&mut core, DST, 1, fault(), 10);
         assert!(matches!(
             &out[0],
-            Action::EndAttempt { attempt: 1, fault: Some(m), .. } if m.contains("connection reset")
+            Action::EndAttempt { attempt: 1, fault: Some(Fault { kind: FaultKind::Transfer, message: m }), .. } if m.contains("connection reset")
         ));
         assert_eq!(codes(&out), [code::FAULT]);
         assert_eq!(cancels(&out), [DST, SRC], "both ends stop the attempt");
@@ -1821,7 +1894,7 @@ mod tests {
         let out = report(&mut core, DST, 1, fault("disk is full"), 11);
         assert!(matches!(
             &out[0],
-            Action::EndAttempt { fault: Some(m), .. } if m.contains("disk is full") && m.contains("broken pipe")
+            Action::EndAttempt { fault: Some(Fault { message: m, .. }), .. } if m.contains("disk is full") && m.contains("broken pipe")
         ));
         let later = core.handle(Input::Tick, 11 + VERDICT_WITHIN);
         assert!(
@@ -1841,7 +1914,7 @@ mod tests {
         let out = core.handle(Input::Tick, 10 + VERDICT_WITHIN);
         assert!(matches!(
             &out[0],
-            Action::EndAttempt { attempt: 1, fault: Some(m), .. } if m.contains("I/O error")
+            Action::EndAttempt { attempt: 1, fault: Some(Fault { kind: FaultKind::Transfer, message: m }), .. } if m.contains("I/O error")
         ));
         assert_eq!(cancels(&out), [DST, SRC]);
         // With the destination offline there is no verdict to wait for.
@@ -1877,7 +1950,7 @@ mod tests {
         );
         assert!(matches!(
             &out[0],
-            Action::EndAttempt { attempt: 1, fault: Some(m), .. } if m.contains("'cluster' went offline")
+            Action::EndAttempt { attempt: 1, fault: Some(Fault { kind: FaultKind::EndpointOffline, message: m }), .. } if m.contains("'cluster' went offline")
         ));
         assert_eq!(codes(&out), [code::ENDPOINT_OFFLINE], "told once: {out:?}");
         assert_eq!(cancels(&out), [SRC], "only the one still connected");
@@ -2032,10 +2105,17 @@ mod tests {
     fn a_daemon_that_reconnects_without_a_disconnect_restarts_the_attempt() {
         let mut core = running();
         let out = connect(&mut core, SRC, 5);
-        assert!(
-            out.iter()
-                .any(|a| matches!(a, Action::EndAttempt { attempt: 1, .. }))
-        );
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::EndAttempt {
+                attempt: 1,
+                fault: Some(Fault {
+                    kind: FaultKind::EndpointReconnected,
+                    ..
+                }),
+                ..
+            }
+        )));
         assert_eq!(starts(&out), [2]);
     }
 
@@ -2186,7 +2266,7 @@ mod tests {
         );
         let out = active(&mut core, vec![row("t", None)], 0);
         assert!(
-            matches!(&out[0], Action::NoteFault { message, .. } if message.contains("accepts no data connections"))
+            matches!(&out[0], Action::NoteFault { kind: FaultKind::NoDataAddress, message, .. } if message.contains("accepts no data connections"))
         );
         assert_eq!(codes(&out), [code::FAULT]);
         assert!(core.handle(Input::Tick, 1).is_empty());
@@ -2218,6 +2298,16 @@ mod tests {
             1,
         );
         assert_eq!(codes(&out), [code::FAULT]);
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::EndAttempt {
+                fault: Some(Fault {
+                    kind: FaultKind::Start,
+                    ..
+                }),
+                ..
+            }
+        )));
         assert_eq!(starts(&core.handle(Input::Tick, 3)), [2]);
         let out = core.handle(
             Input::StartFailed {

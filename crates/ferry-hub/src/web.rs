@@ -350,9 +350,11 @@ pub fn router(hub: Arc<Hub>) -> Router {
     let body_within = Duration::from_secs(hub.config.body_timeout_secs);
     Router::new()
         .route(ferry_proto::api::CA_CERT_PATH, get(ca_cert))
+        .route("/metrics", get(crate::metrics::serve))
         .merge(crate::oauth::routes().layer(map_response(security_headers)))
         .merge(crate::app::routes())
         .merge(crate::api::routes().layer(map_response(api_headers)))
+        .layer(from_fn_with_state(hub.clone(), crate::metrics::record))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(from_fn_with_state(body_within, body_deadline))
         .layer(map_response(transport_headers))
@@ -517,6 +519,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
             max_password_checks_queued: crate::state::default_password_checks_queued(),
             endpoint_cert_lifetime_secs: crate::pki::DEFAULT_ENDPOINT_CERT_LIFETIME_SECS,
             database: None,
+            metrics_token: None,
         },
         store,
         tls_ca_pem: ca.cert_pem.clone(),
@@ -531,6 +534,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
         login_csrf: crate::secrets::MacKey::generate().unwrap(),
         signer: crate::capability::TaskSigner::generate(),
         task_ended: tokio::sync::Notify::new(),
+        metrics: crate::metrics::HubMetrics::new(),
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Context {
     /// shared by every stream it sends or receives; its rate changes in
     /// place when the daemon re-reads its settings.
     pub bwlimit: std::sync::Arc<crate::throttle::Limiter>,
+    /// What this endpoint's transfers did, for the daemon's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Failures a test plans for this endpoint's disk operations.
     #[cfg(test)]
     pub(crate) faults: crate::faults::Faults,

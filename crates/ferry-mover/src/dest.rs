@@ -50,6 +50,7 @@ use crate::digest::{
 };
 use crate::faults::{Faults, Op};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
+use crate::metrics::{Held, Metrics};
 use crate::plan::{self, Attributes, Verdict};
 use crate::throttle::Throttled;
 use crate::{Disposition, MoveError, Side, at_once};
@@ -625,6 +626,8 @@ struct InFlight {
     /// Bytes of it counted as transferred: they move to `bytes_resent` if
     /// the file is sent again.
     counted: u64,
+    /// Its place in the endpoint's open-files gauge.
+    _open: Held,
 }
 
 impl InFlight {
@@ -862,7 +865,8 @@ async fn run_session(
             ctx.faults(),
             &cap.task_id,
         )
-        .hashing(algorithm),
+        .hashing(algorithm)
+        .counting(ctx.metrics.clone()),
         ctx: ctx.clone(),
         filters,
         cap,
@@ -1244,6 +1248,7 @@ async fn read_stream(
     mut reader: Watched<Throttled<ReadHalf<Stream>>>,
     conversation: bool,
 ) -> Result<(), MoveError> {
+    let _stream = session.ctx.metrics.stream();
     loop {
         let frame = match read_frame(&mut reader).await {
             Ok(Some(Frame::KeepAlive)) => continue,
@@ -1536,6 +1541,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
             final_path: path,
             temp_path,
             file: Arc::new(file),
+            _open: s.ctx.metrics.open_file(),
             size: entry.size,
             mtime_ns: entry.mtime_ns,
             mode: entry.mode,
@@ -1613,6 +1619,7 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
         (file, offset, f.fresh, f.temp_path.clone(), f.generation)
     };
     if chunk_hash(s.disk.algorithm, &data) != header.digest {
+        Metrics::add(&s.ctx.metrics.chunk_verify_failures, 1);
         return Err(MoveError::Protocol(format!(
             "a chunk of {} failed verification in transit",
             ferry_paths::show(&temp)
@@ -1638,6 +1645,7 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
         }
     }
     let len = data.len() as u64;
+    Metrics::add(&s.ctx.metrics.received_bytes, len);
     crate::buffers::give(data);
     let mut guard = s.lock();
     let st = &mut *guard;
@@ -1844,7 +1852,10 @@ fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
         let n = batch.len();
         tracing::debug!(n, "committing");
         match s.disk.commit(&s.journal, &batch) {
-            Ok(()) => s.lock().counters.files_transferred += n as u64,
+            Ok(()) => {
+                Metrics::add(&s.ctx.metrics.received_files, n as u64);
+                s.lock().counters.files_transferred += n as u64;
+            }
             Err(e) => s.fail(e),
         }
         let mut st = s.lock();
@@ -1875,6 +1886,8 @@ struct Disk {
     temporaries: Mutex<HashMap<PathBuf, bool>>,
     /// The attempt's digests' algorithm (see `ferry_proto::data::digest_algorithm`).
     algorithm: ChecksumAlgorithm,
+    /// Where its journal syncs are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl Disk {
@@ -1887,7 +1900,13 @@ impl Disk {
             task_id: task_id.to_string(),
             temporaries: Mutex::default(),
             algorithm: ChecksumAlgorithm::Sha256,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts its journal syncs in `metrics` (the endpoint's).
+    fn counting(self, metrics: Arc<Metrics>) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Digests by `algorithm` (an attempt's; SHA-256 unless told).
@@ -2219,6 +2238,7 @@ impl Disk {
         self.faults
             .check(Op::SyncJournal, journal.path())
             .and_then(|()| journal.sync())
+            .inspect(|()| Metrics::add(&self.metrics.journal_syncs, 1))
             .map_err(|e| {
                 MoveError::os(
                     Side::Destination,
@@ -2467,6 +2487,7 @@ mod tests {
                     final_path,
                     temp_path,
                     file: Arc::new(file),
+                    _open: Arc::new(crate::metrics::Metrics::default()).open_file(),
                     size: rel.len() as u64,
                     mtime_ns: 1_600_000_000_000_000_000,
                     mode,

@@ -38,6 +38,7 @@ use crate::digest::{
     read_chunk_hashes, to_hex,
 };
 use crate::faults::{Faults, Op};
+use crate::metrics::Metrics;
 use crate::throttle::{Limiter, Throttled};
 use crate::{Disposition, MoveError, Side, at_once};
 use ferry_paths::{EntryKind as FsKind, FsError, Metadata, RootedFs, resolve_endpoint_path};
@@ -449,7 +450,8 @@ pub async fn send(
             stream0 = Some((reader, writer, liveness));
         } else {
             let out = out_rx.clone();
-            tasks.spawn(async move { write_stream(writer, out, None, keep_alive).await });
+            let metrics = ctx.metrics.clone();
+            tasks.spawn(async move { write_stream(writer, out, None, keep_alive, metrics).await });
             // The destination never writes on data streams; their readers only watch for closing.
             tasks.spawn(async move { drain(reader).await });
         }
@@ -461,7 +463,10 @@ pub async fn send(
     {
         let out = out_rx.clone();
         let keep_alive = liveness0.map(|l| l.keep_alive_every);
-        tasks.spawn(async move { write_stream(writer0, out, Some(prio_rx), keep_alive).await });
+        let metrics = ctx.metrics.clone();
+        tasks.spawn(
+            async move { write_stream(writer0, out, Some(prio_rx), keep_alive, metrics).await },
+        );
     }
     // Stream 0 is read on a task of its own: a frame is never cut short
     // by the loop below attending to something else.
@@ -654,7 +659,9 @@ async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
     queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Outgoing>>>,
     mut priority: Option<mpsc::UnboundedReceiver<Urgent>>,
     keep_alive: Option<Duration>,
+    metrics: Arc<Metrics>,
 ) -> Result<(), SendError> {
+    let _stream = metrics.stream();
     // A large buffer coalesces many small files into few TLS records and syscalls.
     let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, writer);
     let mut queue_open = true;
@@ -716,7 +723,7 @@ async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
             }
         }
         for item in batch {
-            write_item(&mut writer, item).await?;
+            write_item(&mut writer, item, &metrics).await?;
         }
         // Flush conversation messages at once, and data when no more is
         // queued (a locked queue means another stream is waiting: empty).
@@ -733,12 +740,14 @@ async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
 async fn write_item<W: tokio::io::AsyncWrite + Unpin>(
     writer: &mut W,
     item: Outgoing,
+    metrics: &Metrics,
 ) -> Result<(), SendError> {
     let mut pending = vec![item];
     while let Some(item) = pending.pop() {
         match item {
             Outgoing::Chunk(header, data, _room) => {
                 write_chunk(writer, &header, &data).await?;
+                Metrics::add(&metrics.sent_bytes, data.len() as u64);
                 crate::buffers::give(data);
             }
             Outgoing::Message(m) => write_message(writer, &m).await?,
@@ -1073,7 +1082,8 @@ fn read_needed(
             Err(e) => return Err(e),
         };
         match outcome {
-            FileOutcome::Sent | FileOutcome::Unchanged => {}
+            FileOutcome::Sent => Metrics::add(&s.ctx.metrics.sent_files, 1),
+            FileOutcome::Unchanged => {}
             // The destination must not wait for it.
             FileOutcome::Skipped => {
                 let _ = control.send(Message::FileChanged { id });
@@ -1113,6 +1123,7 @@ fn send_file(
         s.fs.open_read(path)
             .map_err(|e| MoveError::fs(Side::Source, e))
     })?;
+    let _open = s.ctx.metrics.open_file();
     let before = file.metadata().map_err(on_disk("stat", path))?;
     if before.len() != entry.size {
         return Ok(FileOutcome::Changed);

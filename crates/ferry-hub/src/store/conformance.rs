@@ -90,6 +90,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         tasks_of_one_second_list_in_order_of_submission,
     ),
     (
+        "task_stats_count_each_state_and_sum_the_tasks_totals",
+        task_stats_count_each_state_and_sum_the_tasks_totals,
+    ),
+    (
         "personal_tokens_list_their_owners_live_grants_newest_first",
         personal_tokens_list_their_owners_live_grants_newest_first,
     ),
@@ -916,6 +920,53 @@ pub fn tasks_of_one_second_list_in_order_of_submission(s: &dyn Storage) {
         s.delete_endpoint("e1").unwrap(),
         DeleteOutcome::Busy(vec!["zz".into(), "mm".into(), "aa".into()])
     );
+}
+
+pub fn task_stats_count_each_state_and_sum_the_tasks_totals(s: &dyn Storage) {
+    assert_eq!(s.task_stats().unwrap(), vec![]);
+    let uid = two_endpoints(s);
+    for id in ["t1", "t2", "t3"] {
+        s.create_task(&new_task(id, uid, 5), "SUBMITTED", "x")
+            .unwrap();
+    }
+    // t1: an attempt that got further than the running one; the totals
+    // are the furthest of the two.
+    s.begin_attempt("t1", 1).unwrap();
+    s.set_progress("t1", 1, &counters(4, 3, 0, 300)).unwrap();
+    s.end_attempt("t1", 1, Some("reset")).unwrap();
+    s.begin_attempt("t1", 2).unwrap();
+    s.set_progress("t1", 2, &counters(4, 1, 0, 100)).unwrap();
+    // t2: ended with success; t3 failed with what its attempt reported.
+    s.begin_attempt("t2", 1).unwrap();
+    s.finish_task(
+        "t2",
+        TaskStatus::Succeeded,
+        Some(&counters(2, 2, 0, 50)),
+        None,
+        9,
+    )
+    .unwrap();
+    s.begin_attempt("t3", 1).unwrap();
+    s.set_progress("t3", 1, &counters(9, 7, 0, 700)).unwrap();
+    s.finish_task("t3", TaskStatus::Failed, None, Some("x"), 9)
+        .unwrap();
+    let stats = |status| {
+        s.task_stats()
+            .unwrap()
+            .into_iter()
+            .find(|t| t.status == status)
+            .map(|t| (t.tasks, t.bytes_transferred, t.files_transferred))
+    };
+    assert_eq!(stats(TaskStatus::Active), Some((1, 300, 3)));
+    assert_eq!(stats(TaskStatus::Succeeded), Some((1, 50, 2)));
+    assert_eq!(stats(TaskStatus::Failed), Some((1, 700, 7)));
+    assert_eq!(stats(TaskStatus::Canceled), None);
+    // The sums are each task's totals, as a task's page shows them.
+    let sum: u64 = ["t1", "t2", "t3"]
+        .iter()
+        .map(|id| s.task(id).unwrap().unwrap().totals().bytes_transferred)
+        .sum();
+    assert_eq!(sum, 1050);
 }
 
 /// A task of one item (copying `/data/in` to `/data/out`, recursively),

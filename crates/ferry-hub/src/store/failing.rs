@@ -125,6 +125,7 @@ delegate!(TaskStore {
     fn task(&self, id: &str) -> Result<Option<TaskRow>>;
     fn tasks_with_prefix(&self, owner_id: i64, prefix: &str, limit: usize) -> Result<Vec<TaskRow>>;
     fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>>;
+    fn task_stats(&self) -> Result<Vec<TaskStats>>;
     fn active_tasks(&self) -> Result<Vec<ActiveTask>>;
     fn task_work(&self, id: &str) -> Result<Option<TaskWork>>;
     fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool>;

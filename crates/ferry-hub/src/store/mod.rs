@@ -291,6 +291,16 @@ pub struct ActiveTask {
     pub deadline: Option<i64>,
 }
 
+/// The tasks in one state, for the hub's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskStats {
+    pub status: TaskStatus,
+    pub tasks: u64,
+    /// The sums of these tasks' totals (`TaskRow::totals`).
+    pub bytes_transferred: u64,
+    pub files_transferred: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskEventRow {
     pub seq: u64,
@@ -486,6 +496,11 @@ pub trait TaskStore {
 
     /// A task's latest `limit` events, oldest first.
     fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>>;
+
+    /// Every state that has tasks, with their count and the bytes and
+    /// files they moved: one aggregate over the tasks, read at each scrape
+    /// of the hub's metrics (tasks are never deleted, so the sums only grow).
+    fn task_stats(&self) -> Result<Vec<TaskStats>>;
 }
 
 /// Everything the hub keeps: what it holds, as `Arc<dyn Storage>`.

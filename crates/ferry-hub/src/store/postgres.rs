@@ -2046,6 +2046,42 @@ impl TaskStore for PostgresStore {
             Ok(events)
         })
     }
+
+    fn task_stats(&self) -> Result<Vec<TaskStats>> {
+        self.with_client(|c| {
+            // SUM of BIGINT is NUMERIC in PostgreSQL: back to BIGINT, as
+            // SQLite's integer sums are.
+            let stats = rows(
+                c.query(
+                    "SELECT status, COUNT(*),
+                            COALESCE(SUM(GREATEST(bytes_transferred, cur_bytes_transferred)), 0)::BIGINT,
+                            COALESCE(SUM(GREATEST(files_transferred, cur_files_transferred)), 0)::BIGINT
+                     FROM tasks GROUP BY status ORDER BY status",
+                    &[],
+                )?,
+                |r| {
+                    Ok((
+                        r.try_get::<_, String>(0)?,
+                        u64_of(r.try_get(1)?),
+                        u64_of(r.try_get(2)?),
+                        u64_of(r.try_get(3)?),
+                    ))
+                },
+            )?;
+            // The CHECK constraint admits no other status.
+            Ok(stats
+                .into_iter()
+                .filter_map(|(status, tasks, bytes_transferred, files_transferred)| {
+                    Some(TaskStats {
+                        status: TaskStatus::parse(&status)?,
+                        tasks,
+                        bytes_transferred,
+                        files_transferred,
+                    })
+                })
+                .collect())
+        })
+    }
 }
 
 /// Sets the running attempt's counters of ACTIVE task `id` (only if

@@ -1746,6 +1746,41 @@ impl TaskStore for SqliteStore {
             Ok(events)
         })
     }
+
+    fn task_stats(&self) -> Result<Vec<TaskStats>> {
+        self.with_conn(|conn| {
+            // Two-argument max() is SQLite's scalar maximum: each task's
+            // totals are the furthest of its ended and running attempts.
+            let mut stmt = conn.prepare(
+                "SELECT status, COUNT(*),
+                        COALESCE(SUM(max(bytes_transferred, cur_bytes_transferred)), 0),
+                        COALESCE(SUM(max(files_transferred, cur_files_transferred)), 0)
+                 FROM tasks GROUP BY status ORDER BY status",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    u64_of(r.get(1)?),
+                    u64_of(r.get(2)?),
+                    u64_of(r.get(3)?),
+                ))
+            })?;
+            let mut stats = Vec::new();
+            for row in rows {
+                let (status, tasks, bytes_transferred, files_transferred) = row?;
+                // The CHECK constraint admits no other status.
+                if let Some(status) = TaskStatus::parse(&status) {
+                    stats.push(TaskStats {
+                        status,
+                        tasks,
+                        bytes_transferred,
+                        files_transferred,
+                    });
+                }
+            }
+            Ok(stats)
+        })
+    }
 }
 
 /// Sets the running attempt's counters of ACTIVE task `id` (only if

@@ -258,6 +258,7 @@ fn endpoint(
         umask: 0o022,
         liveness,
         bwlimit: Arc::default(),
+        metrics: Arc::default(),
         faults: super::Faults::default(),
     });
     Endpoint {

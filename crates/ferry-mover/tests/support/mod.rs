@@ -105,6 +105,7 @@ fn endpoint(
         umask,
         liveness,
         bwlimit: Arc::default(),
+        metrics: Arc::default(),
     });
     Endpoint {
         _tmp: tmp,
