@@ -289,3 +289,36 @@ async fn metrics_of_the_hub_and_both_daemons_match_the_tasks_counters() {
     tcp.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
 }
+
+/// A daemon that cannot serve its metrics where `endpoint.toml` says does
+/// not start: one line, exit 1, nothing left running.
+#[test]
+fn a_metrics_listen_that_is_taken_or_open_to_all_refuses_the_start() {
+    let user = ferry_tests::User::new();
+    user.set_up_endpoint("laptop");
+    let toml = user.dir.join("endpoint.toml");
+    let setup = std::fs::read_to_string(&toml).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for (setting, says) in [
+        (
+            format!("127.0.0.1:{port}"),
+            format!("cannot serve metrics on 127.0.0.1:{port}"),
+        ),
+        (
+            "0.0.0.0:9464".to_string(),
+            "`metrics_listen` must name one interface's address".to_string(),
+        ),
+        (
+            "localhost:9464".to_string(),
+            "`metrics_listen` must be IP:PORT".to_string(),
+        ),
+    ] {
+        std::fs::write(&toml, format!("{setup}metrics_listen = \"{setting}\"\n")).unwrap();
+        let refused = user.run(&["-start", "-detach"]);
+        assert_eq!(refused.code, Some(1), "{setting}: {refused:?}");
+        assert_eq!(refused.stderr.trim().lines().count(), 1, "{refused:?}");
+        assert!(refused.stderr.contains(&says), "{setting}: {refused:?}");
+        assert_eq!(user.run(&["-status"]).code, Some(3), "{setting}");
+    }
+}

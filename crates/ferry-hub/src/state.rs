@@ -352,4 +352,38 @@ mod tests {
         assert!(url_host_port("http://h").is_err());
         assert!(url_host_port("https://:80").is_err());
     }
+
+    #[test]
+    fn a_metrics_token_is_optional_but_never_short_or_spaced() {
+        let config = |extra: &str| -> anyhow::Result<HubConfig> {
+            let config: HubConfig = toml::from_str(&format!(
+                "url = \"https://h:8443\"\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"s.crt\"\ntls_key = \"s.key\"\ntls_ca = \"ca.crt\"\n{extra}"
+            ))?;
+            config.check()?;
+            Ok(config)
+        };
+        assert_eq!(config("").unwrap().metrics_token, None);
+        let good = "0123456789abcdef0123";
+        assert_eq!(
+            config(&format!("metrics_token = \"{good}\""))
+                .unwrap()
+                .metrics_token
+                .as_deref(),
+            Some(good)
+        );
+        for bad in [
+            "",
+            "short",
+            "0123456789abcdef 0123",
+            "0123456789abcdef\\n0123",
+        ] {
+            let err = config(&format!("metrics_token = \"{bad}\"")).unwrap_err();
+            assert!(
+                err.to_string().starts_with("metrics_token must"),
+                "{bad:?}: {err}"
+            );
+        }
+        let long = "x".repeat(257);
+        assert!(config(&format!("metrics_token = \"{long}\"")).is_err());
+    }
 }
