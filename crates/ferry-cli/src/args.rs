@@ -20,6 +20,8 @@ Usage:
   ferry ls [-l] EP:PATH | mkdir EP:PATH | rename EP:OLD NEW | rm [-r] EP:PATH
   ferry transfer SRC_EP:PATH DST_EP:PATH [-r] [--sync-level LEVEL] [--wait] ...
   ferry task show|wait|cancel|events ID | task list
+  ferry timer create transfer SRC_EP:PATH DST_EP:PATH --interval WHEN ...
+  ferry timer list | timer show|delete ID
   ferry -version | -help
 Every command takes -dir DIR (or env FERRY_DIR; default ~/.ferry).
 
@@ -44,6 +46,8 @@ Hub commands (log in first, or set FERRY_TOKEN and FERRY_HUB):
   transfer   Copy files between two endpoints as a task the hub runs to
              the end, through faults and offline endpoints (ferry transfer -h)
   task       Follow tasks: show, wait, list, cancel, events
+  timer      Recurring transfers, each run a task: create transfer, list,
+             show, delete (ferry timer create transfer -h)
 
 Getting started on a cluster node:
   ferry -setup           # once: log in to the hub, name this endpoint
@@ -195,7 +199,7 @@ pub enum TimerCommand {
 pub enum TimerCreateCommand {
     /// A transfer run every --interval, each run a task of its own.
     #[command(after_help = TIMER_HELP)]
-    Transfer(TimerTransferArgs),
+    Transfer(Box<TimerTransferArgs>),
 }
 
 const TIMER_HELP: &str = "\

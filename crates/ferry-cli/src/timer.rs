@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 pub fn timer(inv: &Invocation, command: TimerCommand) -> anyhow::Result<ExitCode> {
     if let TimerCommand::Create(TimerCreateCommand::Transfer(args)) = command {
-        return create(inv, args);
+        return create(inv, *args);
     }
     client_runtime()?.block_on(async {
         let (client, token) = session(inv).await?;

@@ -62,6 +62,8 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/activity/{task}", get(activity::show))
         .route("/activity/{task}/live", get(activity::live))
         .route("/activity/{task}/cancel", post(activity::cancel))
+        .route("/timers", get(activity::timers))
+        .route("/timers/{timer}/delete", post(activity::delete_timer))
         .route("/endpoints", get(endpoint_pages::list))
         .route("/endpoints/new", post(endpoint_pages::create))
         .route("/endpoints/{endpoint}", get(endpoint_pages::show))
