@@ -430,6 +430,17 @@ impl From<TaskServiceError> for Said {
     }
 }
 
+impl From<crate::timers::TimerError> for Said {
+    fn from(e: crate::timers::TimerError) -> Self {
+        use crate::timers::TimerError;
+        match e {
+            TimerError::Transfer(e) => Said::from(e),
+            TimerError::Storage(e) => Said::Page(e.into()),
+            e => Said::Sentence(sentence(&e.to_string())),
+        }
+    }
+}
+
 /// A message as one sentence: capital first letter, a full stop.
 pub(super) fn sentence(message: &str) -> String {
     let message = message.trim();

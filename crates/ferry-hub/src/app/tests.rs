@@ -458,3 +458,34 @@ async fn the_timers_page_lists_a_timer_and_delete_ends_it() {
     let again = b.post(&format!("/timers/{id}/delete"), &[]).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
 }
+
+/// "Repeat every" in the transfer options makes a timer of the transfer
+/// (its first run now) instead of a single task.
+#[tokio::test]
+async fn repeat_every_makes_a_timer_of_the_transfer() {
+    let b = Browser::alice();
+    let mut fields = panels();
+    fields.extend_from_slice(&[
+        ("from", "1"),
+        ("sel1", "f:a.txt"),
+        ("repeat", "86400"),
+        ("deadline", "3600"),
+        ("label", "daily"),
+    ]);
+    let answer = b.post("/files/transfer", &fields).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let location = answer.headers[header::LOCATION].to_str().unwrap();
+    assert!(location.contains("done=timer"), "{location}");
+    let alice = b.hub.store.user_by_name("alice").unwrap().unwrap().id;
+    let timers = b.hub.store.timers_of(alice, 10).unwrap();
+    assert_eq!(timers.len(), 1);
+    let t = &timers[0].timer;
+    assert_eq!((t.interval, t.run_deadline), (86_400, Some(3600)));
+    assert_eq!(t.label.as_deref(), Some("daily"));
+    assert!(
+        b.hub.store.tasks_of(alice, 10).unwrap().is_empty(),
+        "no task until it runs"
+    );
+    let shown = b.get(location).await;
+    assert!(shown.body.contains("Timer created"), "{}", shown.body);
+}

@@ -382,6 +382,15 @@ fn transfer_options() -> Markup {
                     }
                 }
                 div class="field" {
+                    label for="repeat" { "Repeat every" }
+                    select id="repeat" name="repeat" form="act" {
+                        option value="" selected { "Don't repeat" }
+                        option value="3600" { "Hour" }
+                        option value="86400" { "Day" }
+                        option value="604800" { "Week" }
+                    }
+                }
+                div class="field" {
                     label for="exclude" { "Leave out (one pattern a line)" }
                     textarea id="exclude" name="exclude" form="act" rows="2" spellcheck="false"
                         placeholder="*.tmp\nscratch/" {}
