@@ -1,5 +1,6 @@
-//! The web app: the File Manager, Activity, Endpoints and Account pages a
-//! signed-in researcher uses from a browser, served by the hub itself.
+//! The web app: the File Manager, Activity (with the user's timers),
+//! Endpoints and Account pages a signed-in researcher uses from a
+//! browser, served by the hub itself.
 //!
 //! Pages are rendered on the server ([`view`], maud) and act through HTML
 //! forms; a small script (`assets/app.js`, served from the hub, so the
