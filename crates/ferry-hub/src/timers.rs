@@ -429,7 +429,7 @@ fn fire(store: &dyn Storage, timer: &TimerRow, now: i64, missed: u64) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ferry_proto::wire_path::WirePath;
 
@@ -735,6 +735,69 @@ mod tests {
         );
         assert!(refused(&|c| c.transfer.label = Some("x".repeat(MAX_LABEL))).contains("label"));
         create(&store, &who, good.clone(), 1000).unwrap();
+    }
+
+    /// Two hubs (`a` and `b`, two stores on one database), their loops
+    /// passing at the same due time from several threads: one run.
+    pub(crate) fn two_hubs_make_one_run(a: Arc<dyn Storage>, b: Arc<dyn Storage>) {
+        use ferry_proto::task::{TransferItem, TransferOptions};
+        let uid = a.add_user("alice", "h", 0).unwrap();
+        a.create_endpoint("e1", uid, "laptop", 0).unwrap();
+        let who = Principal {
+            user_id: uid,
+            user_name: "alice".into(),
+            client_id: "test".into(),
+            scopes: vec![SCOPE_TRANSFER.into()],
+        };
+        let timer = CreateTimer {
+            transfer: SubmitTask {
+                source_endpoint: "laptop".into(),
+                destination_endpoint: "laptop".into(),
+                items: vec![TransferItem {
+                    source: WirePath::from_bytes(b"/a".to_vec()),
+                    destination: WirePath::from_bytes(b"/b".to_vec()),
+                    recursive: false,
+                }],
+                options: TransferOptions::default(),
+                label: None,
+                deadline: None,
+            },
+            interval: 60,
+            start: Some(1000),
+            stop_after_runs: None,
+            stop_after_date: None,
+            run_deadline: None,
+        };
+        let id = create(&*a, &who, timer, 1000).unwrap();
+        let threads = 8;
+        let barrier = Arc::new(std::sync::Barrier::new(threads));
+        let made: usize = (0..threads)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    pass(&*store, 1000).unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(made, 1);
+        assert_eq!(b.tasks_of(uid, 10).unwrap().len(), 1);
+        let row = b.timer(&id).unwrap().unwrap();
+        assert_eq!((row.runs, row.next_run), (1, Some(1060)));
+    }
+
+    #[test]
+    fn two_hubs_on_one_sqlite_file_make_one_run() {
+        use crate::store::SqliteStore;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        let a: Arc<dyn Storage> = Arc::new(SqliteStore::open(&path).unwrap());
+        let b: Arc<dyn Storage> = Arc::new(SqliteStore::open(&path).unwrap());
+        two_hubs_make_one_run(a, b);
     }
 
     #[test]
