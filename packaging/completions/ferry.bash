@@ -46,7 +46,7 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "r rw" -- "$cur")
             return
             ;;
-        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires | --identity | --group | --include | --exclude | --bwlimit)
+        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date)
             return
             ;;
     esac
@@ -55,10 +55,10 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date)
                 ((i++))
                 ;;
-            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group)
+            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group | timer)
                 if [[ -z $verb ]]; then verb=${words[i]}; fi
                 ;;
             -*) ;;
@@ -70,7 +70,7 @@ _ferry()
 
     local opts="" files=""
     case $verb in
-        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task group" ;;
+        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task group timer" ;;
         -setup) opts="--name --hub --hub-ca --force --setup-key --no-gui -dir" ;;
         -start) opts="-detach -restrict-paths -debug -trace -dir" ;;
         -status) opts="--json -dir" ;;
@@ -100,6 +100,14 @@ _ferry()
             esac
             ;;
         transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --wait --json" ;;
+        timer)
+            case $sub in
+                "") opts="create list show delete" ;;
+                create) opts="transfer --interval --start --stop-after-runs --stop-after-date -r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --json" ;;
+                list | show) opts="--json" ;;
+                *) opts="" ;;
+            esac
+            ;;
         task)
             case $sub in
                 "") opts="show wait list cancel events" ;;

@@ -19,9 +19,9 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date
                 set skip 1
-            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group
+            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group timer
                 if test (count $found) -eq 0
                     set found $t
                 end
@@ -63,6 +63,7 @@ complete -c ferry -n '__ferry_at ""' -a rm -d 'Remove a path on an endpoint'
 complete -c ferry -n '__ferry_at ""' -a transfer -d 'Submit a transfer task'
 complete -c ferry -n '__ferry_at ""' -a task -d 'Show, wait for, list or cancel tasks'
 complete -c ferry -n '__ferry_at ""' -a group -d 'Groups of users to share with'
+complete -c ferry -n '__ferry_at ""' -a timer -d 'Recurring transfers: create, list, show, delete'
 
 # -dir DIR, everywhere.
 complete -c ferry -o dir -x -a '(__fish_complete_directories)' -d 'Config dir (default ~/.ferry)'
@@ -127,6 +128,27 @@ complete -c ferry -n '__ferry_at transfer' -l exclude -x -d 'Exclude names match
 complete -c ferry -n '__ferry_at transfer' -l bwlimit -x -d 'Cap the rate (bytes/s; K, M, G)'
 complete -c ferry -n '__ferry_at transfer' -l wait -d 'Show progress until the task ends'
 complete -c ferry -n '__ferry_at transfer' -l json -d 'JSON output'
+complete -c ferry -n '__ferry_at timer' -a 'create list show delete'
+complete -c ferry -n '__ferry_at timer create' -a transfer -d 'A transfer run every --interval'
+complete -c ferry -n '__ferry_at timer create' -l interval -x -d 'Time between runs (30s, 10m, 1h, 1d)'
+complete -c ferry -n '__ferry_at timer create' -l start -x -d 'The first run (90m, RFC 3339; default now)'
+complete -c ferry -n '__ferry_at timer create' -l stop-after-runs -x -d 'End after N runs'
+complete -c ferry -n '__ferry_at timer create' -l stop-after-date -x -d 'End before the first run due after WHEN'
+complete -c ferry -n '__ferry_at timer create' -s r -l recursive -d 'Recursive'
+complete -c ferry -n '__ferry_at timer create' -l sync-level -x -a 'exists size mtime checksum'
+complete -c ferry -n '__ferry_at timer create' -l checksum-algorithm -x -a 'blake3 sha256' -d 'How chunks and files are hashed (default blake3)'
+complete -c ferry -n '__ferry_at timer create' -l delete -d 'Delete destination files missing at the source'
+complete -c ferry -n '__ferry_at timer create' -l label -x -d 'A label for the runs'
+complete -c ferry -n '__ferry_at timer create' -l deadline -x -d 'Each run fails unless done this long after it starts'
+complete -c ferry -n '__ferry_at timer create' -l skip-source-errors -d 'Skip unreadable source files'
+complete -c ferry -n '__ferry_at timer create' -l streams -x -d 'Parallel data streams (1-64)'
+complete -c ferry -n '__ferry_at timer create' -l batch -r -F -d 'Read SRC DST [-r] lines from FILE'
+complete -c ferry -n '__ferry_at timer create' -l include -x -d 'Include names matching PATTERN (first match wins)'
+complete -c ferry -n '__ferry_at timer create' -l exclude -x -d 'Exclude names matching PATTERN'
+complete -c ferry -n '__ferry_at timer create' -l bwlimit -x -d 'Cap the rate (bytes/s; K, M, G)'
+complete -c ferry -n '__ferry_at timer create' -l json -d 'JSON output'
+complete -c ferry -n '__ferry_at timer list' -l json -d 'JSON output'
+complete -c ferry -n '__ferry_at timer show' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at task' -a 'show wait list cancel events'
 complete -c ferry -n 'string match -q "task show*" -- (__ferry_verb)' -l json -d 'JSON output'
 complete -c ferry -n 'string match -q "task wait*" -- (__ferry_verb)' -l timeout -x -d 'Give up after SECS'

@@ -20,6 +20,8 @@ Usage:
   ferry ls [-l] EP:PATH | mkdir EP:PATH | rename EP:OLD NEW | rm [-r] EP:PATH
   ferry transfer SRC_EP:PATH DST_EP:PATH [-r] [--sync-level LEVEL] [--wait] ...
   ferry task show|wait|cancel|events ID | task list
+  ferry timer create transfer SRC_EP:PATH DST_EP:PATH --interval WHEN ...
+  ferry timer list | timer show|delete ID
   ferry -version | -help
 Every command takes -dir DIR (or env FERRY_DIR; default ~/.ferry).
 
@@ -44,6 +46,8 @@ Hub commands (log in first, or set FERRY_TOKEN and FERRY_HUB):
   transfer   Copy files between two endpoints as a task the hub runs to
              the end, through faults and offline endpoints (ferry transfer -h)
   task       Follow tasks: show, wait, list, cancel, events
+  timer      Recurring transfers, each run a task: create transfer, list,
+             show, delete (ferry timer create transfer -h)
 
 Getting started on a cluster node:
   ferry -setup           # once: log in to the hub, name this endpoint
@@ -160,6 +164,111 @@ pub enum Command {
     /// Groups of users to share with.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Recurring transfers: each run an ordinary task.
+    #[command(subcommand)]
+    Timer(TimerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TimerCommand {
+    /// Create a timer.
+    #[command(subcommand)]
+    Create(TimerCreateCommand),
+    /// Your timers: id, interval, next run, runs, status.
+    List {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// A timer's schedule, its runs and what happened to them.
+    Show {
+        /// The timer's id, as `ferry timer create` printed it.
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Delete a timer: no more runs (a run already started goes on).
+    Delete {
+        /// The timer's id.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TimerCreateCommand {
+    /// A transfer run every --interval, each run a task of its own.
+    #[command(after_help = TIMER_HELP)]
+    Transfer(Box<TimerTransferArgs>),
+}
+
+const TIMER_HELP: &str = "\
+Each run is an ordinary task (`ferry task list` shows it, labelled with
+the timer), submitted by the hub as you at its due time and checked then
+as a `ferry transfer` of yours would be. A run due while the previous one
+is still ACTIVE is skipped, and `ferry timer show ID` says so. Runs keep
+to the times start + k * interval; after the hub was down across several
+of them, one run makes up for them all.
+
+WHEN for --start and --stop-after-date: a time from now (90m, 2h, 1d) or
+an RFC 3339 time (2026-12-01T02:00:00Z). --deadline is each run's, as a
+time from the run's start (2h).
+
+Examples:
+  ferry timer create transfer lab:/~/results cluster:/scratch/me/results -r --interval 1d --start 2026-12-01T02:00:00Z --sync-level mtime
+  ferry timer create transfer lab:/~/log.txt laptop:/~/log.txt --interval 10m --stop-after-runs 6
+  ferry timer list
+  ferry timer delete ID";
+
+#[derive(Debug, Args)]
+pub struct TimerTransferArgs {
+    /// The source endpoint (id or your display name for it) and path;
+    /// with --batch, the base that relative paths in the file start from.
+    #[arg(value_name = "SRC_EP:PATH")]
+    pub source: std::ffi::OsString,
+    /// The destination endpoint and path (base for --batch).
+    #[arg(value_name = "DST_EP:PATH")]
+    pub destination: std::ffi::OsString,
+    /// Time between runs: 30s, 10m, 1h, 1d (at least 3 seconds, at most a year).
+    #[arg(long, value_name = "WHEN", value_parser = parse_interval)]
+    pub interval: i64,
+    /// The first run: a time from now (90m, 1d) or an RFC 3339 time;
+    /// default now.
+    #[arg(long, value_name = "WHEN", value_parser = parse_deadline)]
+    pub start: Option<DeadlineArg>,
+    /// End the timer after N runs.
+    #[arg(
+        long = "stop-after-runs",
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..),
+        conflicts_with = "stop_after_date"
+    )]
+    pub stop_after_runs: Option<u64>,
+    /// End the timer before the first run due after WHEN (a time from
+    /// now, or an RFC 3339 time).
+    #[arg(long = "stop-after-date", value_name = "WHEN", value_parser = parse_deadline)]
+    pub stop_after_date: Option<DeadlineArg>,
+    #[command(flatten)]
+    pub options: TransferOptionArgs,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `--interval WHEN`: a span (30s, 10m, 1h, 1d) within what a timer may have.
+pub fn parse_interval(text: &str) -> Result<i64, String> {
+    use ferry_proto::task::{MAX_TIMER_INTERVAL, MIN_TIMER_INTERVAL};
+    let usage = || {
+        format!(
+            "{text:?} is not an interval: use 30s, 10m, 1h or 1d, between {MIN_TIMER_INTERVAL} seconds and {} days",
+            MAX_TIMER_INTERVAL / 86_400
+        )
+    };
+    match parse_deadline(text) {
+        Ok(DeadlineArg::In(secs)) if (MIN_TIMER_INTERVAL..=MAX_TIMER_INTERVAL).contains(&secs) => {
+            Ok(secs)
+        }
+        _ => Err(usage()),
+    }
 }
 
 const TRANSFER_HELP: &str = "\
@@ -221,6 +330,20 @@ pub struct TransferArgs {
     /// The destination endpoint and path (base for --batch).
     #[arg(value_name = "DST_EP:PATH")]
     pub destination: std::ffi::OsString,
+    #[command(flatten)]
+    pub options: TransferOptionArgs,
+    /// Show progress and return when the task ends: exit 0 only if it SUCCEEDED.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// What a transfer copies and how: every option of `ferry transfer` but
+/// following it, shared with `ferry timer create transfer` so that each
+/// option exists, and means the same, in one place.
+#[derive(Debug, Args)]
+pub struct TransferOptionArgs {
     /// The source is a directory: its contents land in the destination directory.
     #[arg(short = 'r', long = "recursive")]
     pub recursive: bool,
@@ -277,11 +400,6 @@ pub struct TransferArgs {
     /// or G (powers of 1000), e.g. 500K, 10M; at least 10K.
     #[arg(long, value_name = "RATE", value_parser = parse_bwlimit)]
     pub bwlimit: Option<u64>,
-    /// Show progress and return when the task ends: exit 0 only if it SUCCEEDED.
-    #[arg(long)]
-    pub wait: bool,
-    #[command(flatten)]
-    pub json: JsonArg,
 }
 
 /// `--bwlimit RATE`, as ferry-proto spells rates.
@@ -293,11 +411,16 @@ pub fn parse_bwlimit(text: &str) -> Result<u64, String> {
 /// the order they were given: clap keeps each option's values apart, and
 /// their indices on the command line are what says which came first.
 pub fn order_filters(matches: &clap::ArgMatches, cli: &mut Cli) {
-    let Command::Transfer(args) = &mut cli.command else {
-        return;
-    };
-    let Some(("transfer", sub)) = matches.subcommand() else {
-        return;
+    let (args, sub) = match (&mut cli.command, matches.subcommand()) {
+        (Command::Transfer(args), Some(("transfer", sub))) => (&mut args.options, sub),
+        (
+            Command::Timer(TimerCommand::Create(TimerCreateCommand::Transfer(args))),
+            Some(("timer", sub)),
+        ) => match sub.subcommand().and_then(|(_, create)| create.subcommand()) {
+            Some(("transfer", sub)) => (&mut args.options, sub),
+            _ => return,
+        },
+        _ => return,
     };
     let mut rules = Vec::new();
     for (id, action) in [
@@ -778,7 +901,7 @@ mod tests {
             panic!("not a transfer")
         };
         assert_eq!(
-            args.filters,
+            args.options.filters,
             [
                 FilterRule::exclude("*.tmp"),
                 FilterRule::include("keep.tmp"),
@@ -794,11 +917,85 @@ mod tests {
         let Command::Transfer(args) = cli.command else {
             panic!("not a transfer")
         };
-        assert_eq!(args.bwlimit, Some(10_000_000));
+        assert_eq!(args.options.bwlimit, Some(10_000_000));
         for bad in ["fast", "1K", "10MB"] {
             let e = parsed(&["ferry", "transfer", "a:/x", "b:/y", "--bwlimit", bad]).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}");
         }
+    }
+
+    #[test]
+    fn intervals_are_spans_within_bounds() {
+        assert_eq!(parse_interval("30s"), Ok(30));
+        assert_eq!(parse_interval("10m"), Ok(600));
+        assert_eq!(parse_interval("1h"), Ok(3600));
+        assert_eq!(parse_interval("1d"), Ok(86_400));
+        assert_eq!(parse_interval("3"), Ok(3));
+        for bad in ["", "0", "2s", "367d", "2026-11-23T01:01:01Z", "1w", "-5m"] {
+            assert!(parse_interval(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_timer_takes_every_transfer_option_in_order() {
+        let cli = parsed(&[
+            "ferry",
+            "timer",
+            "create",
+            "transfer",
+            "a:/x",
+            "b:/y",
+            "-r",
+            "--interval",
+            "1h",
+            "--stop-after-runs",
+            "3",
+            "--exclude",
+            "*.tmp",
+            "--include",
+            "keep.tmp",
+            "--bwlimit",
+            "10M",
+            "--sync-level",
+            "mtime",
+            "--delete",
+        ])
+        .unwrap();
+        let Command::Timer(TimerCommand::Create(TimerCreateCommand::Transfer(args))) = cli.command
+        else {
+            panic!("not a timer")
+        };
+        assert_eq!((args.interval, args.stop_after_runs), (3600, Some(3)));
+        let o = &args.options;
+        assert!(o.recursive && o.delete);
+        assert_eq!(
+            (o.bwlimit, o.sync_level),
+            (Some(10_000_000), Some(SyncLevelArg::Mtime))
+        );
+        assert_eq!(
+            o.filters,
+            [
+                FilterRule::exclude("*.tmp"),
+                FilterRule::include("keep.tmp")
+            ]
+        );
+        let both = parsed(&[
+            "ferry",
+            "timer",
+            "create",
+            "transfer",
+            "a:/x",
+            "b:/y",
+            "--interval",
+            "1h",
+            "--stop-after-runs",
+            "3",
+            "--stop-after-date",
+            "1d",
+        ]);
+        assert_eq!(both.unwrap_err().exit_code(), 2);
+        let missing = parsed(&["ferry", "timer", "create", "transfer", "a:/x", "b:/y"]);
+        assert_eq!(missing.unwrap_err().exit_code(), 2);
     }
 
     #[test]

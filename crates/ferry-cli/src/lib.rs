@@ -24,6 +24,7 @@ mod legacy;
 mod paths;
 mod share;
 mod terminal;
+mod timer;
 mod transfer;
 
 use anyhow::Context;
@@ -126,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Transfer(args) => transfer::transfer(&ctx, args),
         Command::Task(command) => transfer::task(&ctx, command),
         Command::Group(command) => share::group(&ctx, command),
+        Command::Timer(command) => timer::timer(&ctx, command),
     }
 }
 

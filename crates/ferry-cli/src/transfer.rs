@@ -1,7 +1,9 @@
 //! `ferry transfer` and `ferry task show|wait|list|cancel|events`: submit
 //! tasks to the hub and follow them, with a progress line on a terminal.
 
-use crate::args::{ChecksumAlgorithmArg, DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs};
+use crate::args::{
+    ChecksumAlgorithmArg, DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs, TransferOptionArgs,
+};
 use crate::hub::session;
 use crate::terminal::{escape, escape_bytes};
 use crate::{Invocation, UsageError, client_runtime};
@@ -29,9 +31,48 @@ const HUB_GONE_FOR: Duration = Duration::from_secs(120);
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode> {
+    let submit = submission(&args.source, &args.destination, args.options)?;
+    client_runtime()?.block_on(async {
+        let (client, token) = session(inv).await?;
+        let submitted: SubmittedTask = client
+            .post_json("/api/v1/tasks", &submit, Auth::Bearer(&token))
+            .await?;
+        if !args.wait {
+            if args.json.json {
+                outln!("{}", serde_json::to_string(&submitted)?);
+            } else {
+                outln!("Task ID: {}", submitted.task_id);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !args.json.json {
+            outln!("Task ID: {}", submitted.task_id);
+            std::io::stdout().flush()?;
+        }
+        let mut follower = Follower::new(inv, client, token);
+        let info = match follower.follow(&submitted.task_id, None).await? {
+            Followed::Ended(info) | Followed::TimedOut(info) => info,
+            Followed::Interrupted => return Ok(interrupted(&submitted.task_id)),
+        };
+        if args.json.json {
+            outln!("{}", serde_json::to_string(&info)?);
+        } else {
+            outln!("Status: {} ({})", info.status, summary(&info));
+        }
+        Ok(ended(&info))
+    })
+}
+
+/// The task `SRC DST [options]` submits: what `ferry transfer` sends, and
+/// what each run of `ferry timer create transfer` does.
+pub(crate) fn submission(
+    source: &OsStr,
+    destination: &OsStr,
+    args: TransferOptionArgs,
+) -> anyhow::Result<SubmitTask> {
     let batch = args.batch.is_some();
-    let (source_ep, source_path) = endpoint_and_path(&args.source, batch)?;
-    let (destination_ep, destination_path) = endpoint_and_path(&args.destination, batch)?;
+    let (source_ep, source_path) = endpoint_and_path(source, batch)?;
+    let (destination_ep, destination_path) = endpoint_and_path(destination, batch)?;
     let items = match &args.batch {
         Some(file) => {
             let text = read_batch(file)?;
@@ -62,7 +103,7 @@ pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode
         DeadlineArg::In(secs) => now().saturating_add(secs),
         DeadlineArg::At(at) => at,
     });
-    let submit = SubmitTask {
+    Ok(SubmitTask {
         source_endpoint: source_ep,
         destination_endpoint: destination_ep,
         items,
@@ -83,35 +124,6 @@ pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode
         },
         label: args.label,
         deadline,
-    };
-    client_runtime()?.block_on(async {
-        let (client, token) = session(inv).await?;
-        let submitted: SubmittedTask = client
-            .post_json("/api/v1/tasks", &submit, Auth::Bearer(&token))
-            .await?;
-        if !args.wait {
-            if args.json.json {
-                outln!("{}", serde_json::to_string(&submitted)?);
-            } else {
-                outln!("Task ID: {}", submitted.task_id);
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        if !args.json.json {
-            outln!("Task ID: {}", submitted.task_id);
-            std::io::stdout().flush()?;
-        }
-        let mut follower = Follower::new(inv, client, token);
-        let info = match follower.follow(&submitted.task_id, None).await? {
-            Followed::Ended(info) | Followed::TimedOut(info) => info,
-            Followed::Interrupted => return Ok(interrupted(&submitted.task_id)),
-        };
-        if args.json.json {
-            outln!("{}", serde_json::to_string(&info)?);
-        } else {
-            outln!("Status: {} ({})", info.status, summary(&info));
-        }
-        Ok(ended(&info))
     })
 }
 

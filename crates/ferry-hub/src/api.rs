@@ -24,6 +24,7 @@ use crate::sharing::{self, GranteeName, NewPermission, SharingError};
 use crate::store::{EndpointRow, MAX_TASK_EVENTS, StoreError, TaskRow};
 use crate::task_service::{self, TaskServiceError};
 use crate::tasks::{self, Wake};
+use crate::timers::{self, TimerError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -37,7 +38,10 @@ use ferry_proto::api::{
     UpdateEndpoint,
 };
 use ferry_proto::share::ShareMode;
-use ferry_proto::task::{SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TransferItem};
+use ferry_proto::task::{
+    CreateTimer, CreatedTimer, SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TimerInfo,
+    TransferItem,
+};
 use ferry_proto::wire_path::WirePath;
 use serde::Deserialize;
 use std::marker::PhantomData;
@@ -93,6 +97,16 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/api/v1/tasks/{task}", get(show_task))
         .route("/api/v1/tasks/{task}/cancel", post(cancel_task))
         .route("/api/v1/tasks/{task}/events", get(task_events))
+        .route(
+            "/api/v1/timers",
+            post(create_timer)
+                .layer(DefaultBodyLimit::max(MAX_SUBMIT))
+                .get(list_timers),
+        )
+        .route(
+            "/api/v1/timers/{timer}",
+            get(show_timer).delete(delete_timer),
+        )
 }
 
 /// An API error: status plus the JSON body.
@@ -821,6 +835,92 @@ async fn task_events(
     ))
 }
 
+impl From<TimerError> for Failure {
+    fn from(e: TimerError) -> Self {
+        match e {
+            TimerError::Invalid(message) => bad(message),
+            e @ TimerError::NotFound(_) => {
+                Failure::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            TimerError::Transfer(e) => Failure::from(e),
+            TimerError::Refused(refusal) => Failure::from(refusal),
+            TimerError::Storage(e) => Failure::from(e),
+        }
+    }
+}
+
+fn timer_info(row: crate::store::TimerRow, events: Option<Vec<TaskEvent>>) -> TimerInfo {
+    let (source_endpoint, destination_endpoint) = timers::endpoints_of(&row);
+    TimerInfo {
+        status: row.status.as_str().to_string(),
+        id: row.timer.id,
+        interval: row.timer.interval,
+        next_run: row.next_run,
+        runs: row.runs,
+        last_task_id: row.last_task_id,
+        skipped: row.skipped,
+        label: row.timer.label,
+        source_endpoint,
+        destination_endpoint,
+        start: row.timer.start,
+        stop_after_runs: row.timer.stop_after_runs,
+        stop_after_date: row.timer.stop_after_date,
+        created: row.timer.created,
+        events,
+    }
+}
+
+async fn create_timer(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<SubmitsTasks>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CreatedTimer>), Failure> {
+    let create: CreateTimer = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("the timer is not understood: {e}")))?;
+    let id = timers::create(&*hub.store, &who, create, grants::now())?;
+    Ok((StatusCode::CREATED, Json(CreatedTimer { id })))
+}
+
+async fn list_timers(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<SeesTasks>,
+) -> Result<Json<Vec<TimerInfo>>, Failure> {
+    let rows = timers::list(&*hub.store, &who)?;
+    Ok(Json(
+        rows.into_iter().map(|r| timer_info(r, None)).collect(),
+    ))
+}
+
+async fn show_timer(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<SeesTasks>,
+    Path(timer): Path<String>,
+) -> Result<Json<TimerInfo>, Failure> {
+    let row = timers::find(&*hub.store, &who, &timer, Action::SeeTask)?;
+    let events = timers::events(&*hub.store, &row)?
+        .into_iter()
+        .map(|e| TaskEvent {
+            is_error: timers::is_error(&e.code),
+            seq: e.seq,
+            time: e.time,
+            code: e.code,
+            description: e.description,
+        })
+        .collect();
+    Ok(Json(timer_info(row, Some(events))))
+}
+
+/// Deletes a timer: no more runs. Answers with the timer as it was.
+async fn delete_timer(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<CancelsTasks>,
+    Path(timer): Path<String>,
+) -> Result<Json<TimerInfo>, Failure> {
+    let row = timers::find(&*hub.store, &who, &timer, Action::CancelTask)?;
+    timers::delete(&*hub.store, &who, &row.timer.id)?;
+    Ok(Json(timer_info(row, None)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -988,7 +1088,22 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let task = body["task_id"].as_str().unwrap().to_string();
-        let alices = [s.laptop.as_str(), s.cluster.as_str(), task.as_str()];
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/timers",
+            &s.alice,
+            Some(timer_body(&s.laptop, &s.cluster)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let timer = body["id"].as_str().unwrap().to_string();
+        let alices = [
+            s.laptop.as_str(),
+            s.cluster.as_str(),
+            task.as_str(),
+            timer.as_str(),
+        ];
         let alice = grants::authenticate(&*s.hub.store, &s.alice)
             .unwrap()
             .unwrap();
@@ -1141,6 +1256,34 @@ mod tests {
                 None,
                 Bob::NotFound,
             ),
+            (
+                "GET",
+                "/api/v1/timers",
+                "/api/v1/timers".into(),
+                None,
+                Bob::OwnOnly,
+            ),
+            (
+                "POST",
+                "/api/v1/timers",
+                "/api/v1/timers".into(),
+                Some(timer_body(&s.laptop, &s.cluster)),
+                Bob::NotFound,
+            ),
+            (
+                "GET",
+                "/api/v1/timers/{timer}",
+                format!("/api/v1/timers/{timer}"),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "DELETE",
+                "/api/v1/timers/{timer}",
+                format!("/api/v1/timers/{timer}"),
+                None,
+                Bob::NotFound,
+            ),
         ];
         let mut walked: Vec<(String, String)> = walk
             .iter()
@@ -1218,6 +1361,10 @@ mod tests {
             s.hub.store.task(&task).unwrap().unwrap().status,
             TaskStatus::Active
         );
+        assert!(
+            s.hub.store.timer(&timer).unwrap().is_some(),
+            "bob deleted alice's timer"
+        );
     }
 
     /// A store that cannot answer now makes the API say so (503, to retry),
@@ -1257,6 +1404,13 @@ mod tests {
             "label": "run 7",
             "deadline": grants::now() + 3600,
         })
+    }
+
+    /// A timer of `submission` every minute (a timer's runs have no deadline of their own).
+    fn timer_body(source: &str, destination: &str) -> Value {
+        let mut transfer = submission(source, destination);
+        transfer.as_object_mut().unwrap().remove("deadline");
+        json!({"transfer": transfer, "interval": 60})
     }
 
     #[tokio::test]

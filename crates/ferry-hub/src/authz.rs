@@ -13,7 +13,7 @@
 //! it did not exist.
 
 use crate::grants::{EndpointPrincipal, Principal};
-use crate::store::{EndpointRow, PermissionRow, TaskRow};
+use crate::store::{EndpointRow, PermissionRow, TaskRow, TimerRow};
 use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER};
 
 /// What a principal wants to do.
@@ -119,6 +119,8 @@ pub enum Resource<'a> {
         reaching: &'a [PermissionRow],
     },
     Task(&'a TaskRow),
+    /// A timer: its owner's alone, as a task is.
+    Timer(&'a TimerRow),
 }
 
 /// Why an action is refused.
@@ -182,6 +184,7 @@ fn authorize_user(who: &Principal, action: Action, resource: Resource<'_>) -> Re
             };
         }
         Resource::Task(task) => task.owner_id,
+        Resource::Timer(timer) => timer.timer.owner_id,
     };
     if owner == who.user_id {
         Ok(())

@@ -29,6 +29,7 @@ mod state;
 mod store;
 mod task_service;
 mod tasks;
+mod timers;
 mod web;
 
 use anyhow::{Context, bail};

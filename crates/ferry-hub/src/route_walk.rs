@@ -317,6 +317,31 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
         grants::now(),
     )
     .unwrap();
+    let alices_timer = crate::timers::create(
+        &*hub.store,
+        &alice_principal,
+        ferry_proto::task::CreateTimer {
+            transfer: ferry_proto::task::SubmitTask {
+                source_endpoint: laptop.into(),
+                destination_endpoint: laptop.into(),
+                items: vec![ferry_proto::task::TransferItem {
+                    source: ferry_proto::wire_path::WirePath::from_bytes("/~/a"),
+                    destination: ferry_proto::wire_path::WirePath::from_bytes("/~/b"),
+                    recursive: false,
+                }],
+                options: Default::default(),
+                label: Some("alices-timer".into()),
+                deadline: None,
+            },
+            interval: 3600,
+            start: None,
+            stop_after_runs: None,
+            stop_after_date: None,
+            run_deadline: None,
+        },
+        grants::now(),
+    )
+    .unwrap();
     hub.store
         .put_personal_token("alices-personal-grant", alice, "alices script", 0)
         .unwrap();
@@ -339,6 +364,7 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
         &alices_code,
         &tokens.access_token,
         &alices_refresh,
+        &alices_timer,
     ];
 
     let request = [
@@ -597,6 +623,22 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
         ),
         (
             "GET",
+            "/timers",
+            "/timers".into(),
+            None,
+            Kind::Page,
+            page(see_other, StatusCode::OK),
+        ),
+        (
+            "POST",
+            "/timers/{timer}/delete",
+            format!("/timers/{alices_timer}/delete"),
+            Some(vec![]),
+            Kind::Page,
+            page(unauthorized, not_found),
+        ),
+        (
+            "GET",
             "/endpoints",
             "/endpoints".into(),
             None,
@@ -836,6 +878,10 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
     );
     let task = hub.store.task(&alices_task).unwrap().unwrap();
     assert_eq!(task.status, ferry_proto::task::TaskStatus::Active);
+    assert!(
+        hub.store.timer(&alices_timer).unwrap().is_some(),
+        "bob deleted alice's timer"
+    );
     assert_eq!(
         hub.store
             .personal_tokens(alice, grants::now())

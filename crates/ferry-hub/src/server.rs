@@ -198,6 +198,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Before the listener, so it hears every endpoint's first connect.
         let wake = crate::tasks::spawn(hub.clone(), notices);
+        crate::timers::spawn(hub.clone(), wake.clone());
         accept_loop(hub, Arc::new(tls), listen, wake).await
     })
 }

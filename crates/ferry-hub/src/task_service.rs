@@ -9,7 +9,7 @@
 use crate::authz::{Action, Refusal, Resource, authorize, authorize_paths};
 use crate::endpoints::{self, RegistryError};
 use crate::grants::Principal;
-use crate::store::{NewTask, Storage, StoreError, TaskRow};
+use crate::store::{EndpointRow, NewTask, Storage, StoreError, TaskRow};
 use crate::tasks;
 use ferry_proto::task::{
     Capability, MAX_CAPABILITY, MAX_ITEM_PATH, MAX_LABEL, MAX_TASK_ITEMS, SubmitTask, TaskStatus,
@@ -57,40 +57,13 @@ pub fn submit(
     submit: SubmitTask,
     now: i64,
 ) -> Result<String, TaskServiceError> {
-    authorize(who, Action::SubmitTask, Resource::Any).map_err(TaskServiceError::Refused)?;
-    check_submission(&submit, now)?;
-    let (source, source_reach) =
-        endpoints::find_with_access(store, who, &submit.source_endpoint, Action::UseEndpoint)?;
-    let (destination, destination_reach) = endpoints::find_with_access(
-        store,
-        who,
-        &submit.destination_endpoint,
-        Action::UseEndpoint,
-    )?;
-    // On someone else's endpoint the task acts under one permission per
-    // side that covers every path it reads (source) or writes (destination).
-    let reads: Vec<(&[u8], bool)> = submit
-        .items
-        .iter()
-        .map(|i| (i.source.as_bytes(), false))
-        .collect();
-    let writes: Vec<(&[u8], bool)> = submit
-        .items
-        .iter()
-        .map(|i| (i.destination.as_bytes(), true))
-        .collect();
-    let source_grant = authorize_paths(who, &source, &source_reach, &reads)
-        .map_err(TaskServiceError::Refused)?
-        .map(|p| p.id.clone());
-    let destination_grant = authorize_paths(who, &destination, &destination_reach, &writes)
-        .map_err(TaskServiceError::Refused)?
-        .map(|p| p.id.clone());
+    let Checked {
+        source,
+        destination,
+        source_grant,
+        destination_grant,
+    } = check(store, who, &submit, now)?;
     let (source, destination) = (&source, &destination);
-    for endpoint in [source, destination] {
-        if endpoint.revoked {
-            return Err(TaskServiceError::Revoked(endpoint.display_name.clone()));
-        }
-    }
     let task = NewTask {
         id: uuid::Uuid::new_v4().to_string(),
         owner_id: who.user_id,
@@ -121,6 +94,65 @@ pub fn submit(
     }
     tracing::info!(task = %task.id, owner = %who.user_name, "task submitted: {described}");
     Ok(task.id)
+}
+
+/// A submission `who` may make, with the endpoints it names and the
+/// permission each side acts under (none on the user's own endpoint).
+pub struct Checked {
+    pub source: EndpointRow,
+    pub destination: EndpointRow,
+    pub source_grant: Option<String>,
+    pub destination_grant: Option<String>,
+}
+
+/// Every rule a submission must pass, without recording anything: what
+/// [`submit`] asks, and what a timer asks when it is created (each of its
+/// runs is then submitted, and so asked again).
+pub fn check(
+    store: &dyn Storage,
+    who: &Principal,
+    submit: &SubmitTask,
+    now: i64,
+) -> Result<Checked, TaskServiceError> {
+    authorize(who, Action::SubmitTask, Resource::Any).map_err(TaskServiceError::Refused)?;
+    check_submission(submit, now)?;
+    let (source, source_reach) =
+        endpoints::find_with_access(store, who, &submit.source_endpoint, Action::UseEndpoint)?;
+    let (destination, destination_reach) = endpoints::find_with_access(
+        store,
+        who,
+        &submit.destination_endpoint,
+        Action::UseEndpoint,
+    )?;
+    // On someone else's endpoint the task acts under one permission per
+    // side that covers every path it reads (source) or writes (destination).
+    let reads: Vec<(&[u8], bool)> = submit
+        .items
+        .iter()
+        .map(|i| (i.source.as_bytes(), false))
+        .collect();
+    let writes: Vec<(&[u8], bool)> = submit
+        .items
+        .iter()
+        .map(|i| (i.destination.as_bytes(), true))
+        .collect();
+    let source_grant = authorize_paths(who, &source, &source_reach, &reads)
+        .map_err(TaskServiceError::Refused)?
+        .map(|p| p.id.clone());
+    let destination_grant = authorize_paths(who, &destination, &destination_reach, &writes)
+        .map_err(TaskServiceError::Refused)?
+        .map(|p| p.id.clone());
+    for endpoint in [&source, &destination] {
+        if endpoint.revoked {
+            return Err(TaskServiceError::Revoked(endpoint.display_name.clone()));
+        }
+    }
+    Ok(Checked {
+        source,
+        destination,
+        source_grant,
+        destination_grant,
+    })
 }
 
 /// Which endpoint an ACTIVE task waits for, if one of its two is not

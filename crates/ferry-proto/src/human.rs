@@ -51,9 +51,36 @@ pub fn utc_seconds(secs: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 
+/// `90s`, `10m`, `1h30m`, `7d`: a span in the units `--interval` and
+/// `--deadline` take, largest first.
+pub fn duration(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_in_the_units_the_cli_takes() {
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(30), "30s");
+        assert_eq!(duration(600), "10m");
+        assert_eq!(duration(5400), "1h30m");
+        assert_eq!(duration(86_400 * 7), "7d");
+        assert_eq!(duration(86_400 + 1), "1d1s");
+    }
 
     #[test]
     fn dates_are_right() {

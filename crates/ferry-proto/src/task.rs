@@ -500,6 +500,74 @@ pub struct TaskEvent {
     pub description: String,
 }
 
+/// Shortest interval a timer may have, in seconds.
+pub const MIN_TIMER_INTERVAL: i64 = 3;
+/// Longest interval a timer may have, in seconds (a year).
+pub const MAX_TIMER_INTERVAL: i64 = 366 * 86_400;
+
+/// `POST /api/v1/timers`: a recurring transfer. Each run submits
+/// `transfer` as a task of its own (its `deadline` must be absent:
+/// `run_deadline` gives each run's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTimer {
+    pub transfer: SubmitTask,
+    /// Seconds between runs ([`MIN_TIMER_INTERVAL`]..=[`MAX_TIMER_INTERVAL`]).
+    pub interval: i64,
+    /// Unix seconds of the first run; now when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<i64>,
+    /// The timer ends after this many runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after_runs: Option<u64>,
+    /// The timer ends before the first run due after this (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after_date: Option<i64>,
+    /// Each run's task fails if it has not completed this many seconds
+    /// after it was submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_deadline: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedTimer {
+    pub id: String,
+}
+
+/// A timer, as `GET /api/v1/timers[/{id}]` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerInfo {
+    pub id: String,
+    /// Seconds between runs.
+    pub interval: i64,
+    /// Unix seconds of the next due run; absent once finished.
+    pub next_run: Option<i64>,
+    /// Runs that made a task.
+    pub runs: u64,
+    /// The newest run's task.
+    pub last_task_id: Option<String>,
+    /// `active` or `finished`.
+    pub status: String,
+    /// Due times passed over because the previous run was still ACTIVE.
+    #[serde(default)]
+    pub skipped: u64,
+    #[serde(default)]
+    pub label: Option<String>,
+    pub source_endpoint: String,
+    pub destination_endpoint: String,
+    #[serde(default)]
+    pub start: i64,
+    #[serde(default)]
+    pub stop_after_runs: Option<u64>,
+    #[serde(default)]
+    pub stop_after_date: Option<i64>,
+    #[serde(default)]
+    pub created: i64,
+    /// The latest events (runs, skips, refusals, its end), oldest first;
+    /// only when one timer is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<TaskEvent>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! Activity: the user's tasks, newest first, and each task's page with
-//! its live progress, events and `Cancel`. Tasks are found through
+//! its live progress, events and `Cancel`; and the user's timers, whose
+//! runs are tasks here. Tasks are found through
 //! [`task_service::find`], so through `authorize`: someone else's task
 //! is a page that says there is no such task.
 
@@ -13,6 +14,7 @@ use crate::server::Hub;
 use crate::store::{MAX_TASK_EVENTS, TaskRow};
 use crate::task_service::{self, TaskServiceError};
 use crate::tasks::Wake;
+use crate::timers::{self, TimerError};
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -36,6 +38,48 @@ pub async fn list(
         grants::now(),
     ))
     .into_response())
+}
+
+/// `GET /timers`: the user's timers.
+pub async fn timers(
+    State(hub): State<Arc<Hub>>,
+    signed_in: SignedIn<SeesTasks>,
+) -> Result<Response, AppError> {
+    let visitor = Visitor::from(signed_in);
+    timers_page(&hub, &visitor, None)
+}
+
+fn timers_page(hub: &Hub, visitor: &Visitor, notice: Option<Notice>) -> Result<Response, AppError> {
+    let rows = timers::list(&*hub.store, &visitor.who).map_err(timer_error)?;
+    Ok(Html(view::timers(&visitor.frame(Nav::Activity), &rows, notice)).into_response())
+}
+
+fn timer_error(e: TimerError) -> AppError {
+    match e {
+        TimerError::Storage(e) => AppError::from(e),
+        _ => AppError::NotFound(
+            "There is no such timer among yours: open your timers from Activity.".into(),
+        ),
+    }
+}
+
+/// `POST /timers/{timer}/delete`.
+pub async fn delete_timer(
+    State(hub): State<Arc<Hub>>,
+    Path(timer): Path<String>,
+    Posted { visitor, .. }: Posted<CancelsTasks>,
+) -> Result<Response, AppError> {
+    let row =
+        timers::find(&*hub.store, &visitor.who, &timer, Action::CancelTask).map_err(timer_error)?;
+    timers::delete(&*hub.store, &visitor.who, &row.timer.id).map_err(timer_error)?;
+    let name = row.timer.label.unwrap_or(row.timer.id);
+    timers_page(
+        &hub,
+        &visitor,
+        Some(Notice::Done(format!(
+            "Timer {name} deleted: it makes no more runs."
+        ))),
+    )
 }
 
 fn find(hub: &Hub, visitor: &Visitor, id: &str, action: Action) -> Result<TaskRow, AppError> {

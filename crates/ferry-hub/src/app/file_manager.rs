@@ -13,6 +13,7 @@ use crate::page_auth::SignedIn;
 use crate::server::Hub;
 use crate::task_service;
 use crate::tasks::Wake;
+use crate::timers;
 use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -20,7 +21,9 @@ use axum::response::{Html, IntoResponse, Response};
 use ferry_proto::api::{FsEntry, FsEntryKind, FsOp, FsOutcome};
 use ferry_proto::filter::FilterRule;
 use ferry_proto::rate::parse_rate;
-use ferry_proto::task::{ChecksumAlgorithm, SubmitTask, SyncLevel, TransferItem, TransferOptions};
+use ferry_proto::task::{
+    ChecksumAlgorithm, CreateTimer, SubmitTask, SyncLevel, TransferItem, TransferOptions,
+};
 use ferry_proto::wire_path::WirePath;
 use std::sync::Arc;
 
@@ -71,6 +74,9 @@ fn done_notice(code: &str) -> Option<&'static str> {
         "mkdir" => Some("Folder made."),
         "rename" => Some("Renamed."),
         "delete" => Some("Deleted."),
+        "timer" => Some(
+            "Timer created: the transfer runs now and again at every interval. Activity links to your timers.",
+        ),
         _ => None,
     }
 }
@@ -402,6 +408,37 @@ pub async fn transfer(
     }: Posted<SubmitsTasks>,
 ) -> Result<Response, AppError> {
     let now = grants::now();
+    let repeat = match fields.get("repeat").unwrap_or("") {
+        "" => Ok(None),
+        secs => secs
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| say("Choose how often to repeat from the list.")),
+    };
+    let repeat = match repeat {
+        Ok(repeat) => repeat,
+        Err(said) => return refused(&hub, &visitor, &fields, said).await,
+    };
+    if let Some(interval) = repeat {
+        // "Repeat every": a timer whose first run is now; the deadline
+        // chosen is each run's.
+        let created = submission(&fields, now).and_then(|mut submit| {
+            let run_deadline = submit.deadline.take().map(|d| d - now);
+            let create = CreateTimer {
+                transfer: submit,
+                interval,
+                start: None,
+                stop_after_runs: None,
+                stop_after_date: None,
+                run_deadline,
+            };
+            timers::create(&*hub.store, &visitor.who, create, now).map_err(Said::from)
+        });
+        return match created {
+            Ok(_) => Ok(back_to(&panels(&fields), &[("done", "timer")])),
+            Err(said) => refused(&hub, &visitor, &fields, said).await,
+        };
+    }
     let submitted = submission(&fields, now).and_then(|submit| {
         task_service::submit(&*hub.store, &visitor.who, submit, now).map_err(Said::from)
     });

@@ -1,5 +1,6 @@
-//! The web app: the File Manager, Activity, Endpoints and Account pages a
-//! signed-in researcher uses from a browser, served by the hub itself.
+//! The web app: the File Manager, Activity (with the user's timers),
+//! Endpoints and Account pages a signed-in researcher uses from a
+//! browser, served by the hub itself.
 //!
 //! Pages are rendered on the server ([`view`], maud) and act through HTML
 //! forms; a small script (`assets/app.js`, served from the hub, so the
@@ -62,6 +63,8 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/activity/{task}", get(activity::show))
         .route("/activity/{task}/live", get(activity::live))
         .route("/activity/{task}/cancel", post(activity::cancel))
+        .route("/timers", get(activity::timers))
+        .route("/timers/{timer}/delete", post(activity::delete_timer))
         .route("/endpoints", get(endpoint_pages::list))
         .route("/endpoints/new", post(endpoint_pages::create))
         .route("/endpoints/{endpoint}", get(endpoint_pages::show))
@@ -423,6 +426,17 @@ impl From<TaskServiceError> for Said {
             TaskServiceError::NotFound(id) => {
                 Said::Sentence(format!("No task {id} among yours: open it from Activity."))
             }
+            e => Said::Sentence(sentence(&e.to_string())),
+        }
+    }
+}
+
+impl From<crate::timers::TimerError> for Said {
+    fn from(e: crate::timers::TimerError) -> Self {
+        use crate::timers::TimerError;
+        match e {
+            TimerError::Transfer(e) => Said::from(e),
+            TimerError::Storage(e) => Said::Page(e.into()),
             e => Said::Sentence(sentence(&e.to_string())),
         }
     }

@@ -398,3 +398,94 @@ async fn sign_out_other_browsers_keeps_this_one() {
         "still signed in here"
     );
 }
+
+/// Activity links to the timers; the Timers page lists each with its
+/// schedule, and `Delete` ends it.
+#[tokio::test]
+async fn the_timers_page_lists_a_timer_and_delete_ends_it() {
+    let b = Browser::alice();
+    let empty = b.get("/timers").await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(empty.body.contains("No timers"), "{}", empty.body);
+    assert!(b.get("/activity").await.body.contains("href=\"/timers\""));
+    let alice = crate::grants::Principal {
+        user_id: b.hub.store.user_by_name("alice").unwrap().unwrap().id,
+        user_name: "alice".into(),
+        client_id: "test".into(),
+        scopes: vec![ferry_proto::api::SCOPE_TRANSFER.into()],
+    };
+    let id = crate::timers::create(
+        &*b.hub.store,
+        &alice,
+        ferry_proto::task::CreateTimer {
+            transfer: ferry_proto::task::SubmitTask {
+                source_endpoint: "laptop".into(),
+                destination_endpoint: "cluster".into(),
+                items: vec![ferry_proto::task::TransferItem {
+                    source: ferry_proto::wire_path::WirePath::from_bytes("/~/a"),
+                    destination: ferry_proto::wire_path::WirePath::from_bytes("/~/b"),
+                    recursive: false,
+                }],
+                options: Default::default(),
+                label: Some("nightly <backup>".into()),
+                deadline: None,
+            },
+            interval: 86_400,
+            start: None,
+            stop_after_runs: None,
+            stop_after_date: None,
+            run_deadline: None,
+        },
+        grants::now(),
+    )
+    .unwrap();
+    let page = b.get("/timers").await;
+    assert!(
+        page.body.contains(&format!("data-timer-row=\"{id}\"")),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("nightly &lt;backup&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("1d"), "{}", page.body);
+    let deleted = b.post(&format!("/timers/{id}/delete"), &[]).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert!(deleted.body.contains("deleted"), "{}", deleted.body);
+    assert!(b.hub.store.timer(&id).unwrap().is_none());
+    let again = b.post(&format!("/timers/{id}/delete"), &[]).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+/// "Repeat every" in the transfer options makes a timer of the transfer
+/// (its first run now) instead of a single task.
+#[tokio::test]
+async fn repeat_every_makes_a_timer_of_the_transfer() {
+    let b = Browser::alice();
+    let mut fields = panels();
+    fields.extend_from_slice(&[
+        ("from", "1"),
+        ("sel1", "f:a.txt"),
+        ("repeat", "86400"),
+        ("deadline", "3600"),
+        ("label", "daily"),
+    ]);
+    let answer = b.post("/files/transfer", &fields).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let location = answer.headers[header::LOCATION].to_str().unwrap();
+    assert!(location.contains("done=timer"), "{location}");
+    let alice = b.hub.store.user_by_name("alice").unwrap().unwrap().id;
+    let timers = b.hub.store.timers_of(alice, 10).unwrap();
+    assert_eq!(timers.len(), 1);
+    let t = &timers[0].timer;
+    assert_eq!((t.interval, t.run_deadline), (86_400, Some(3600)));
+    assert_eq!(t.label.as_deref(), Some("daily"));
+    assert!(
+        b.hub.store.tasks_of(alice, 10).unwrap().is_empty(),
+        "no task until it runs"
+    );
+    let shown = b.get(location).await;
+    assert!(shown.body.contains("Timer created"), "{}", shown.body);
+}

@@ -382,6 +382,15 @@ fn transfer_options() -> Markup {
                     }
                 }
                 div class="field" {
+                    label for="repeat" { "Repeat every" }
+                    select id="repeat" name="repeat" form="act" {
+                        option value="" selected { "Don't repeat" }
+                        option value="3600" { "Hour" }
+                        option value="86400" { "Day" }
+                        option value="604800" { "Week" }
+                    }
+                }
+                div class="field" {
                     label for="exclude" { "Leave out (one pattern a line)" }
                     textarea id="exclude" name="exclude" form="act" rows="2" spellcheck="false"
                         placeholder="*.tmp\nscratch/" {}
@@ -480,6 +489,7 @@ pub fn activity(frame: &Frame<'_>, rows: &[TaskRow], now: i64) -> String {
         "Activity",
         html! {
             h1 { "Activity" }
+            p { a href="/timers" { "Timers" } ": transfers that run again and again." }
             @if rows.is_empty() {
                 p class="empty" {
                     "No transfers yet. In the File Manager, pick a collection in each panel, check what to send and press Start."
@@ -500,6 +510,57 @@ pub fn activity(frame: &Frame<'_>, rows: &[TaskRow], now: i64) -> String {
                                 td { (row.source_name) }
                                 td { (row.destination_name) }
                                 td { (when(row.created)) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The user's timers (recurring transfers), each with its schedule, its
+/// runs and a `Delete` button; each run is a task in Activity.
+pub fn timers(
+    frame: &Frame<'_>,
+    rows: &[crate::store::TimerRow],
+    notice_line: Option<Notice>,
+) -> String {
+    page(
+        frame,
+        "Timers",
+        html! {
+            h1 { "Timers" }
+            (notice(&notice_line))
+            p class="back" { a href="/activity" { "Back to Activity" } }
+            @if rows.is_empty() {
+                p class="empty" {
+                    "No timers. Make one with " code { "ferry timer create transfer SRC_EP:PATH DST_EP:PATH --interval 1d" } "."
+                }
+            } @else {
+                table class="tasks timers" {
+                    thead { tr {
+                        th scope="col" { "Timer" } th scope="col" { "Status" } th scope="col" { "Every" }
+                        th scope="col" { "Next run" } th scope="col" { "Runs" } th scope="col" { "Skipped" }
+                        th scope="col" { "Last task" } th scope="col" { span class="visually-hidden" { "Actions" } }
+                    } }
+                    tbody {
+                        @for row in rows {
+                            @let name = row.timer.label.clone().unwrap_or_else(|| format!("Timer {}", &row.timer.id[..8.min(row.timer.id.len())]));
+                            tr data-timer-row=(row.timer.id) {
+                                td { (name) }
+                                td { span class="status" data-status=(row.status.as_str()) { (row.status.as_str()) } }
+                                td { (human::duration(row.timer.interval.unsigned_abs())) }
+                                td { @match row.next_run { Some(next) => (when(next)), None => "-" } }
+                                td { (row.runs) }
+                                td { (row.skipped) }
+                                td { @if let Some(task) = &row.last_task_id { a href={ "/activity/" (task) } { (&task[..8.min(task.len())]) } } }
+                                td {
+                                    form method="post" action={ "/timers/" (row.timer.id) "/delete" } {
+                                        input type="hidden" name="csrf" value=(frame.csrf);
+                                        button type="submit" class="danger" aria-label={ "Delete " (name) } { "Delete" }
+                                    }
+                                }
                             }
                         }
                     }

@@ -105,6 +105,14 @@ pub const CHECKS: &[(&str, Check)] = &[
         "permissions_reach_their_grantees_until_deleted_or_expired",
         permissions_reach_their_grantees_until_deleted_or_expired,
     ),
+    (
+        "a_timers_due_run_is_claimed_once_and_it_finishes",
+        a_timers_due_run_is_claimed_once_and_it_finishes,
+    ),
+    (
+        "timers_are_per_owner_and_keep_their_latest_events",
+        timers_are_per_owner_and_keep_their_latest_events,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -132,6 +140,94 @@ fn two_endpoints(s: &dyn Storage) -> i64 {
     s.create_endpoint("e1", uid, "laptop", 0).unwrap();
     s.create_endpoint("e2", uid, "cluster", 0).unwrap();
     uid
+}
+
+pub fn new_timer(id: &str, owner_id: i64, start: i64) -> NewTimer {
+    NewTimer {
+        id: id.into(),
+        owner_id,
+        submission: "{}".into(),
+        label: None,
+        interval: 10,
+        start,
+        stop_after_runs: Some(2),
+        stop_after_date: Some(1_000),
+        run_deadline: None,
+        created: start,
+    }
+}
+
+pub fn a_timers_due_run_is_claimed_once_and_it_finishes(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    let mut timer = new_timer("t1", uid, 100);
+    timer.label = Some("nightly".into());
+    timer.run_deadline = Some(60);
+    s.create_timer(&timer).unwrap();
+    let row = s.timer("t1").unwrap().unwrap();
+    assert_eq!(row.timer, timer, "every field round-trips");
+    assert_eq!(
+        (row.next_run, row.runs, row.skipped, row.status),
+        (Some(100), 0, 0, TimerStatus::Active)
+    );
+    assert!(s.due_timers(99, 10).unwrap().is_empty(), "not yet due");
+    assert_eq!(s.due_timers(100, 10).unwrap().len(), 1);
+    // Two hubs read the same due time; one takes it.
+    assert!(s.claim_timer_run("t1", 100, Some(110), false).unwrap());
+    assert!(!s.claim_timer_run("t1", 100, Some(110), false).unwrap());
+    s.record_timer_run("t1", "task-1").unwrap();
+    assert!(s.claim_timer_run("t1", 110, Some(120), true).unwrap());
+    let row = s.timer("t1").unwrap().unwrap();
+    assert_eq!(
+        (
+            row.next_run,
+            row.runs,
+            row.skipped,
+            row.last_task_id.as_deref()
+        ),
+        (Some(120), 1, 1, Some("task-1"))
+    );
+    assert!(s.claim_timer_run("t1", 120, None, false).unwrap());
+    let row = s.timer("t1").unwrap().unwrap();
+    assert_eq!((row.next_run, row.status), (None, TimerStatus::Finished));
+    assert!(s.due_timers(i64::MAX, 10).unwrap().is_empty());
+    assert!(!s.claim_timer_run("t1", 120, None, false).unwrap());
+    assert!(matches!(
+        s.create_timer(&timer).unwrap_err(),
+        StoreError::Conflict { what: "timer id" }
+    ));
+    assert!(matches!(
+        s.record_timer_run("none", "task").unwrap_err(),
+        StoreError::NotFound
+    ));
+}
+
+pub fn timers_are_per_owner_and_keep_their_latest_events(s: &dyn Storage) {
+    let alice = s.add_user("alice", "hash", 0).unwrap();
+    let bob = s.add_user("bob", "hash", 0).unwrap();
+    s.create_timer(&new_timer("b", alice, 2)).unwrap();
+    s.create_timer(&new_timer("a", alice, 1)).unwrap();
+    s.create_timer(&new_timer("c", bob, 1)).unwrap();
+    let ids = |rows: Vec<TimerRow>| rows.into_iter().map(|r| r.timer.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.timers_of(alice, 10).unwrap()), ["a", "b"]);
+    assert_eq!(ids(s.timers_of(alice, 1).unwrap()), ["a"]);
+    assert_eq!(ids(s.timers_of(bob, 10).unwrap()), ["c"]);
+    assert_eq!(ids(s.due_timers(5, 10).unwrap()), ["a", "c", "b"]);
+    for n in 0..MAX_TIMER_EVENTS + 5 {
+        s.add_timer_event("a", "SKIPPED", &format!("skip {n}"), n as i64)
+            .unwrap();
+    }
+    let events = s.timer_events("a", 1000).unwrap();
+    assert_eq!(events.len() as u64, MAX_TIMER_EVENTS);
+    assert_eq!(
+        events.last().unwrap().description,
+        format!("skip {}", MAX_TIMER_EVENTS + 4)
+    );
+    assert_eq!(s.timer_events("a", 2).unwrap()[1].seq, MAX_TIMER_EVENTS + 5);
+    assert!(s.delete_timer("a").unwrap());
+    assert!(!s.delete_timer("a").unwrap());
+    assert!(s.timer("a").unwrap().is_none());
+    assert!(s.timer_events("a", 10).unwrap().is_empty());
+    assert_eq!(ids(s.timers_of(alice, 10).unwrap()), ["b"]);
 }
 
 pub fn users_are_found_by_name_and_id(s: &dyn Storage) {

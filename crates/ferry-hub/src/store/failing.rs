@@ -156,6 +156,18 @@ delegate!(ShareStore {
     fn share_events(&self, endpoint_id: &str, limit: usize) -> Result<Vec<(i64, String, String)>>;
 });
 
+delegate!(TimerStore {
+    fn create_timer(&self, timer: &NewTimer) -> Result<()>;
+    fn timer(&self, id: &str) -> Result<Option<TimerRow>>;
+    fn timers_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TimerRow>>;
+    fn due_timers(&self, now: i64, limit: usize) -> Result<Vec<TimerRow>>;
+    fn claim_timer_run(&self, id: &str, due: i64, next: Option<i64>, skipped: bool) -> Result<bool>;
+    fn record_timer_run(&self, id: &str, task_id: &str) -> Result<()>;
+    fn add_timer_event(&self, id: &str, code: &str, description: &str, now: i64) -> Result<()>;
+    fn timer_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>>;
+    fn delete_timer(&self, id: &str) -> Result<bool>;
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 9;
+const SQLITE_SCHEMA: i64 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -261,6 +261,38 @@ const TABLES: &[Table] = &[
             ("endpoint_id", Text),
             ("action", Text),
             ("detail", Text),
+        ],
+        identity: None,
+    },
+    Table {
+        name: "timers",
+        columns: &[
+            ("id", Text),
+            ("owner_id", Int),
+            ("submission", Text),
+            ("label", Text),
+            ("interval_secs", Int),
+            ("start", Int),
+            ("stop_after_runs", Int),
+            ("stop_after_date", Int),
+            ("run_deadline", Int),
+            ("created", Int),
+            ("next_run", Int),
+            ("runs", Int),
+            ("skipped", Int),
+            ("last_task_id", Text),
+            ("status", Text),
+        ],
+        identity: None,
+    },
+    Table {
+        name: "timer_events",
+        columns: &[
+            ("timer_id", Text),
+            ("seq", Int),
+            ("time", Int),
+            ("code", Text),
+            ("description", Text),
         ],
         identity: None,
     },

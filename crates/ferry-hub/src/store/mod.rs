@@ -643,12 +643,112 @@ pub trait ShareStore {
     fn share_events(&self, endpoint_id: &str, limit: usize) -> Result<Vec<(i64, String, String)>>;
 }
 
+/// Whether a timer still makes runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerStatus {
+    /// It has a next run.
+    Active,
+    /// Its last run was made (`--stop-after-runs`) or its next would fall
+    /// after `--stop-after-date`.
+    Finished,
+}
+
+impl TimerStatus {
+    /// Its name in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerStatus::Active => "active",
+            TimerStatus::Finished => "finished",
+        }
+    }
+}
+
+/// A timer as created: `submission` is JSON of the wire
+/// [`ferry_proto::task::SubmitTask`] each run submits again (endpoints by
+/// id). Unlike a task's, it is kept as JSON: nothing queries into it, and
+/// each run's task stores its own options and items in columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTimer {
+    pub id: String,
+    pub owner_id: i64,
+    pub submission: String,
+    pub label: Option<String>,
+    /// Seconds between due times.
+    pub interval: i64,
+    /// The first due time.
+    pub start: i64,
+    pub stop_after_runs: Option<u64>,
+    pub stop_after_date: Option<i64>,
+    /// Each run's task fails if not done this many seconds after it starts.
+    pub run_deadline: Option<i64>,
+    pub created: i64,
+}
+
+/// A timer's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerRow {
+    pub timer: NewTimer,
+    /// The next due time; `None` once finished.
+    pub next_run: Option<i64>,
+    /// Runs that made a task.
+    pub runs: u64,
+    /// Due times passed over because the previous run was still ACTIVE.
+    pub skipped: u64,
+    pub last_task_id: Option<String>,
+    pub status: TimerStatus,
+}
+
+/// Recurring transfers ([`crate::timers`]) and their events.
+pub trait TimerStore {
+    /// `NotFound` without such an owner.
+    fn create_timer(&self, timer: &NewTimer) -> Result<()>;
+
+    fn timer(&self, id: &str) -> Result<Option<TimerRow>>;
+
+    /// A user's timers, oldest first, at most `limit`.
+    fn timers_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TimerRow>>;
+
+    /// ACTIVE timers due at `now`, the most overdue first, at most `limit`.
+    fn due_timers(&self, now: i64, limit: usize) -> Result<Vec<TimerRow>>;
+
+    /// Takes the run due at `due`, atomically: only if the timer is still
+    /// ACTIVE with `next_run = due`, it moves on to `next` (finished when
+    /// `None`), counting a skip when `skipped`. `false` when another hub
+    /// (or an earlier pass) took it first: then this caller does nothing.
+    fn claim_timer_run(&self, id: &str, due: i64, next: Option<i64>, skipped: bool)
+    -> Result<bool>;
+
+    /// Counts a run that made `task_id`.
+    fn record_timer_run(&self, id: &str, task_id: &str) -> Result<()>;
+
+    /// Appends an event; only the latest [`MAX_TIMER_EVENTS`] are kept.
+    fn add_timer_event(&self, id: &str, code: &str, description: &str, now: i64) -> Result<()>;
+
+    /// A timer's latest `limit` events, oldest first.
+    fn timer_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>>;
+
+    /// Deletes a timer and its events; `false` when there was none.
+    fn delete_timer(&self, id: &str) -> Result<bool>;
+}
+
+/// Events one timer keeps: a timer skips on and on while its runs
+/// outlast its interval, and only the recent past is worth reading.
+pub const MAX_TIMER_EVENTS: u64 = 200;
+
 pub trait Storage:
-    AccountStore + EndpointStore + TaskStore + ShareStore + Send + Sync + std::fmt::Debug
+    AccountStore + EndpointStore + TaskStore + ShareStore + TimerStore + Send + Sync + std::fmt::Debug
 {
 }
 
-impl<T: AccountStore + EndpointStore + TaskStore + ShareStore + Send + Sync + std::fmt::Debug>
-    Storage for T
+impl<
+    T: AccountStore
+        + EndpointStore
+        + TaskStore
+        + ShareStore
+        + TimerStore
+        + Send
+        + Sync
+        + std::fmt::Debug,
+> Storage for T
 {
 }

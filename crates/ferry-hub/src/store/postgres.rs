@@ -327,6 +327,35 @@ CREATE TABLE task_filters (
 ALTER TABLE tasks ADD COLUMN checksum_algorithm TEXT NOT NULL DEFAULT 'sha256'
     CHECK (checksum_algorithm IN ('sha256', 'blake3'));
 "#,
+    // Timers (the SQLite twin says what they hold).
+    r#"
+CREATE TABLE timers (
+    id TEXT PRIMARY KEY,
+    owner_id BIGINT NOT NULL REFERENCES users(id),
+    submission TEXT NOT NULL,
+    label TEXT,
+    interval_secs BIGINT NOT NULL,
+    start BIGINT NOT NULL,
+    stop_after_runs BIGINT,
+    stop_after_date BIGINT,
+    run_deadline BIGINT,
+    created BIGINT NOT NULL,
+    next_run BIGINT,
+    runs BIGINT NOT NULL DEFAULT 0,
+    skipped BIGINT NOT NULL DEFAULT 0,
+    last_task_id TEXT,
+    status TEXT NOT NULL CHECK (status IN ('active', 'finished'))
+);
+CREATE INDEX timers_due ON timers(status, next_run);
+CREATE TABLE timer_events (
+    timer_id TEXT NOT NULL REFERENCES timers(id),
+    seq BIGINT NOT NULL,
+    time BIGINT NOT NULL,
+    code TEXT NOT NULL,
+    description TEXT NOT NULL,
+    PRIMARY KEY (timer_id, seq)
+);
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -744,6 +773,192 @@ impl PostgresStore {
         off_the_runtime(|| {
             let mut client = self.pool.get()?;
             f(&mut client)
+        })
+    }
+}
+
+const TIMER_COLUMNS: &str = "id, owner_id, submission, label, interval_secs, start, stop_after_runs,
+    stop_after_date, run_deadline, created, next_run, runs, skipped, last_task_id, status FROM timers";
+
+fn timer_row(r: &Row) -> Result<TimerRow> {
+    let status: String = r.try_get(14)?;
+    Ok(TimerRow {
+        timer: NewTimer {
+            id: r.try_get(0)?,
+            owner_id: r.try_get(1)?,
+            submission: r.try_get(2)?,
+            label: r.try_get(3)?,
+            interval: r.try_get(4)?,
+            start: r.try_get(5)?,
+            stop_after_runs: r.try_get::<_, Option<i64>>(6)?.map(u64_of),
+            stop_after_date: r.try_get(7)?,
+            run_deadline: r.try_get(8)?,
+            created: r.try_get(9)?,
+        },
+        next_run: r.try_get(10)?,
+        runs: u64_of(r.try_get(11)?),
+        skipped: u64_of(r.try_get(12)?),
+        last_task_id: r.try_get(13)?,
+        status: if status == "active" {
+            TimerStatus::Active
+        } else {
+            TimerStatus::Finished
+        },
+    })
+}
+
+impl TimerStore for PostgresStore {
+    fn create_timer(&self, t: &NewTimer) -> Result<()> {
+        self.with_client(|c| {
+            c.execute(
+                "INSERT INTO timers (id, owner_id, submission, label, interval_secs, start, stop_after_runs,
+                    stop_after_date, run_deadline, created, next_run, status)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $6, 'active')",
+                &[
+                    &t.id,
+                    &t.owner_id,
+                    &t.submission,
+                    &t.label,
+                    &t.interval,
+                    &t.start,
+                    &t.stop_after_runs.map(sql_u64),
+                    &t.stop_after_date,
+                    &t.run_deadline,
+                    &t.created,
+                ],
+            )
+            .map_err(taken("timer id"))?;
+            Ok(())
+        })
+    }
+
+    fn timer(&self, id: &str) -> Result<Option<TimerRow>> {
+        self.with_client(|c| {
+            c.query_opt(&format!("SELECT {TIMER_COLUMNS} WHERE id = $1"), &[&id])?
+                .map(|r| timer_row(&r))
+                .transpose()
+        })
+    }
+
+    fn timers_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TimerRow>> {
+        self.with_client(|c| {
+            c.query(
+                &format!(
+                    "SELECT {TIMER_COLUMNS} WHERE owner_id = $1 ORDER BY created, id LIMIT $2"
+                ),
+                &[&owner_id, &(limit as i64)],
+            )?
+            .iter()
+            .map(timer_row)
+            .collect()
+        })
+    }
+
+    fn due_timers(&self, now: i64, limit: usize) -> Result<Vec<TimerRow>> {
+        self.with_client(|c| {
+            c.query(
+                &format!(
+                    "SELECT {TIMER_COLUMNS} WHERE status = 'active' AND next_run <= $1 ORDER BY next_run, id LIMIT $2"
+                ),
+                &[&now, &(limit as i64)],
+            )?
+            .iter()
+            .map(timer_row)
+            .collect()
+        })
+    }
+
+    fn claim_timer_run(
+        &self,
+        id: &str,
+        due: i64,
+        next: Option<i64>,
+        skipped: bool,
+    ) -> Result<bool> {
+        self.with_client(|c| {
+            let status = if next.is_some() { "active" } else { "finished" };
+            // One statement: of two hubs that read the same due time, the
+            // row lock lets one update it and the other then finds
+            // `next_run` moved on.
+            let changed = c.execute(
+                "UPDATE timers SET next_run = $3, status = $4, skipped = skipped + $5
+                 WHERE id = $1 AND status = 'active' AND next_run = $2",
+                &[&id, &due, &next, &status, &i64::from(skipped)],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn record_timer_run(&self, id: &str, task_id: &str) -> Result<()> {
+        self.with_client(|c| {
+            let changed = c.execute(
+                "UPDATE timers SET runs = runs + 1, last_task_id = $2 WHERE id = $1",
+                &[&id, &task_id],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+    }
+
+    fn add_timer_event(&self, id: &str, code: &str, description: &str, now: i64) -> Result<()> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            // The timer's row, locked: two events of one timer take turns
+            // for the next number.
+            tx.execute(
+                "SELECT 1 FROM timers WHERE id = $1 FOR NO KEY UPDATE",
+                &[&id],
+            )?;
+            let last: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(seq), 0) FROM timer_events WHERE timer_id = $1",
+                    &[&id],
+                )?
+                .try_get(0)?;
+            tx.execute(
+                "INSERT INTO timer_events (timer_id, seq, time, code, description) VALUES ($1, $2, $3, $4, $5)",
+                &[&id, &(last + 1), &now, &code, &description],
+            )?;
+            tx.execute(
+                "DELETE FROM timer_events WHERE timer_id = $1 AND seq <= $2",
+                &[&id, &(last + 1 - sql_u64(MAX_TIMER_EVENTS))],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn timer_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>> {
+        self.with_client(|c| {
+            let mut events = c
+                .query(
+                    "SELECT seq, time, code, description FROM timer_events WHERE timer_id = $1 ORDER BY seq DESC LIMIT $2",
+                    &[&id, &(limit as i64)],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok(TaskEventRow {
+                        seq: u64_of(r.try_get(0)?),
+                        time: r.try_get(1)?,
+                        code: r.try_get(2)?,
+                        description: r.try_get(3)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            events.reverse();
+            Ok(events)
+        })
+    }
+
+    fn delete_timer(&self, id: &str) -> Result<bool> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute("DELETE FROM timer_events WHERE timer_id = $1", &[&id])?;
+            let deleted = tx.execute("DELETE FROM timers WHERE id = $1", &[&id])?;
+            tx.commit()?;
+            Ok(deleted == 1)
         })
     }
 }

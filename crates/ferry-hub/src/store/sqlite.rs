@@ -273,6 +273,38 @@ ALTER TABLE tasks ADD COLUMN checksum_algorithm TEXT NOT NULL DEFAULT 'sha256'
     CHECK (checksum_algorithm IN ('sha256', 'blake3'));
 "#,
     ),
+    // Timers: recurring transfers, each run a task (`submission` is the
+    // wire SubmitTask each run submits), and what happened to each.
+    Migration::Sql(
+        r#"
+CREATE TABLE timers (
+    id TEXT PRIMARY KEY,
+    owner_id INTEGER NOT NULL REFERENCES users(id),
+    submission TEXT NOT NULL,
+    label TEXT,
+    interval_secs INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    stop_after_runs INTEGER,
+    stop_after_date INTEGER,
+    run_deadline INTEGER,
+    created INTEGER NOT NULL,
+    next_run INTEGER,
+    runs INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    last_task_id TEXT,
+    status TEXT NOT NULL CHECK (status IN ('active', 'finished'))
+);
+CREATE INDEX timers_due ON timers(status, next_run);
+CREATE TABLE timer_events (
+    timer_id TEXT NOT NULL REFERENCES timers(id),
+    seq INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    description TEXT NOT NULL,
+    PRIMARY KEY (timer_id, seq)
+);
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -1779,6 +1811,175 @@ impl TaskStore for SqliteStore {
                 }
             }
             Ok(stats)
+        })
+    }
+}
+
+const TIMER_COLUMNS: &str = "id, owner_id, submission, label, interval_secs, start, stop_after_runs,
+    stop_after_date, run_deadline, created, next_run, runs, skipped, last_task_id, status FROM timers";
+
+fn timer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TimerRow> {
+    let status: String = r.get(14)?;
+    Ok(TimerRow {
+        timer: NewTimer {
+            id: r.get(0)?,
+            owner_id: r.get(1)?,
+            submission: r.get(2)?,
+            label: r.get(3)?,
+            interval: r.get(4)?,
+            start: r.get(5)?,
+            stop_after_runs: r.get::<_, Option<i64>>(6)?.map(u64_of),
+            stop_after_date: r.get(7)?,
+            run_deadline: r.get(8)?,
+            created: r.get(9)?,
+        },
+        next_run: r.get(10)?,
+        runs: u64_of(r.get(11)?),
+        skipped: u64_of(r.get(12)?),
+        last_task_id: r.get(13)?,
+        status: if status == "active" {
+            TimerStatus::Active
+        } else {
+            TimerStatus::Finished
+        },
+    })
+}
+
+impl TimerStore for SqliteStore {
+    fn create_timer(&self, t: &NewTimer) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO timers (id, owner_id, submission, label, interval_secs, start, stop_after_runs,
+                    stop_after_date, run_deadline, created, next_run, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?6, 'active')",
+                params![
+                    t.id,
+                    t.owner_id,
+                    t.submission,
+                    t.label,
+                    t.interval,
+                    t.start,
+                    t.stop_after_runs.map(sql_u64),
+                    t.stop_after_date,
+                    t.run_deadline,
+                    t.created
+                ],
+            )
+            .map_err(taken("timer id"))?;
+            Ok(())
+        })
+    }
+
+    fn timer(&self, id: &str) -> Result<Option<TimerRow>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {TIMER_COLUMNS} WHERE id = ?1"),
+                    [id],
+                    timer_row,
+                )
+                .optional()?)
+        })
+    }
+
+    fn timers_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TimerRow>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {TIMER_COLUMNS} WHERE owner_id = ?1 ORDER BY created, id LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![owner_id, limit as i64], timer_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn due_timers(&self, now: i64, limit: usize) -> Result<Vec<TimerRow>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {TIMER_COLUMNS} WHERE status = 'active' AND next_run <= ?1 ORDER BY next_run, id LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![now, limit as i64], timer_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn claim_timer_run(
+        &self,
+        id: &str,
+        due: i64,
+        next: Option<i64>,
+        skipped: bool,
+    ) -> Result<bool> {
+        self.with_conn(|conn| {
+            let status = if next.is_some() { "active" } else { "finished" };
+            let changed = conn.execute(
+                "UPDATE timers SET next_run = ?3, status = ?4, skipped = skipped + ?5
+                 WHERE id = ?1 AND status = 'active' AND next_run = ?2",
+                params![id, due, next, status, i64::from(skipped)],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn record_timer_run(&self, id: &str, task_id: &str) -> Result<()> {
+        self.with_conn(|conn| {
+            let changed = conn.execute(
+                "UPDATE timers SET runs = runs + 1, last_task_id = ?2 WHERE id = ?1",
+                params![id, task_id],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+    }
+
+    fn add_timer_event(&self, id: &str, code: &str, description: &str, now: i64) -> Result<()> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let last: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM timer_events WHERE timer_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO timer_events (timer_id, seq, time, code, description) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, last + 1, now, code, description],
+            )?;
+            tx.execute(
+                "DELETE FROM timer_events WHERE timer_id = ?1 AND seq <= ?2",
+                params![id, last + 1 - sql_u64(MAX_TIMER_EVENTS)],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn timer_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT seq, time, code, description FROM timer_events WHERE timer_id = ?1 ORDER BY seq DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![id, limit as i64], |r| {
+                Ok(TaskEventRow {
+                    seq: u64_of(r.get(0)?),
+                    time: r.get(1)?,
+                    code: r.get(2)?,
+                    description: r.get(3)?,
+                })
+            })?;
+            let mut events: Vec<TaskEventRow> = rows.collect::<rusqlite::Result<_>>()?;
+            events.reverse();
+            Ok(events)
+        })
+    }
+
+    fn delete_timer(&self, id: &str) -> Result<bool> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM timer_events WHERE timer_id = ?1", [id])?;
+            let deleted = tx.execute("DELETE FROM timers WHERE id = ?1", [id])?;
+            tx.commit()?;
+            Ok(deleted == 1)
         })
     }
 }

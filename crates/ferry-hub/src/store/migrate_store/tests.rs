@@ -5,7 +5,7 @@
 use super::*;
 use crate::store::postgres::tests::test_server;
 use crate::store::{
-    AccountStore, AuthCodeRow, ClientRow, Grantee, NewTask, PermissionRow, PostgresStore,
+    AccountStore, AuthCodeRow, ClientRow, Grantee, NewTask, NewTimer, PermissionRow, PostgresStore,
     ShareStore, Storage, TaskStore, TokenKind, TokenRow, TransferItem, TransferOptions,
 };
 use ferry_proto::filter::FilterRule;
@@ -216,6 +216,27 @@ fn populate(s: &dyn Storage) {
         .unwrap();
     s.record_share_event(43, None, "e1", "share_refused", "anonymous")
         .unwrap();
+
+    s.create_timer(&NewTimer {
+        id: "timer-1".into(),
+        owner_id: alice,
+        submission: r#"{"source_endpoint":"e1","destination_endpoint":"e2","items":[]}"#.into(),
+        label: Some("nightly".into()),
+        interval: 86_400,
+        start: 50,
+        stop_after_runs: Some(7),
+        stop_after_date: None,
+        run_deadline: Some(3600),
+        created: 49,
+    })
+    .unwrap();
+    assert!(
+        s.claim_timer_run("timer-1", 50, Some(86_450), false)
+            .unwrap()
+    );
+    s.record_timer_run("timer-1", "mm-done").unwrap();
+    s.add_timer_event("timer-1", "RUN", "run 1: task mm-done", 50)
+        .unwrap();
 }
 
 /// What the hub asks a store, answered by `s`, as one comparable text.
@@ -269,6 +290,8 @@ fn answers(s: &dyn Storage) -> String {
         s.active_tasks_of_permission("p-lab").unwrap()
     ));
     out.push(format!("{:?}", s.share_events("e1", 10).unwrap()));
+    out.push(format!("{:?}", s.timers_of(1, 10).unwrap()));
+    out.push(format!("{:?}", s.timer_events("timer-1", 10).unwrap()));
     out.join("\n")
 }
 
@@ -296,6 +319,7 @@ fn a_hub_moves_to_postgres_exactly_and_answers_the_same() {
         (2, 4, 3, 9)
     );
     assert_eq!(rows("task_events"), 3 + 3 + 1);
+    assert_eq!((rows("timers"), rows("timer_events")), (1, 1));
     assert_eq!(
         (
             rows("personal_tokens"),

@@ -339,6 +339,17 @@ fn concurrent_calls_keep_the_contract() {
     assert_eq!(s.tasks_of(uid, 100).unwrap().len(), threads + 1);
 }
 
+/// Two hubs on one database, their timer loops at the same due time:
+/// one run, not two.
+#[test]
+fn two_hubs_on_one_database_make_a_timers_run_once() {
+    let Some(schemas) = test_server() else {
+        return;
+    };
+    let url = schemas.fresh();
+    crate::timers::tests::two_hubs_make_one_run(Arc::new(open(&url)), Arc::new(open(&url)));
+}
+
 /// A connection the server ended (a restart, a failover, an idle
 /// timeout) fails at most the call that finds it, as unavailable; the
 /// pool replaces it.
