@@ -226,6 +226,12 @@ async fn accept_loop(
             if let Err(e) = purge_hub.store.purge_expired(crate::grants::now()) {
                 tracing::warn!(error = %e, "purging expired state failed");
             }
+            let days = purge_hub.config.audit_retention_days;
+            match crate::audit::prune(&*purge_hub.store, crate::grants::now(), days) {
+                Ok(0) => {}
+                Ok(gone) => tracing::info!(gone, days, "audit events past their retention removed"),
+                Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
+            }
         }
     });
     loop {

@@ -170,6 +170,9 @@ pub enum Action {
         counters: Option<TaskCounters>,
         error: Option<String>,
     },
+    /// The task's data began to flow (the first time this hub heard so):
+    /// the audit log records what it reads and writes.
+    Accessed { task_id: String },
     /// `always`: kept even when the task has recorded too many events.
     Event {
         task_id: String,
@@ -209,6 +212,10 @@ struct Live {
     /// Entries `--delete` removed, as reported since this hub took the
     /// task up (a restart forgets them; their events stay).
     deleted: u64,
+    /// Its access is in the audit log (once per task while this hub runs;
+    /// a task a restarted hub takes up again is recorded again when its
+    /// data flows again).
+    accessed: bool,
 }
 
 impl Live {
@@ -431,13 +438,20 @@ impl Core {
             always: false,
         };
         match report {
-            TaskReport::Started => out.push(event(
-                code::TRANSFERRING,
-                format!(
-                    "attempt {attempt}: '{}' connected to '{}'; data is flowing",
-                    live.source_name, live.destination_name
-                ),
-            )),
+            TaskReport::Started => {
+                out.push(event(
+                    code::TRANSFERRING,
+                    format!(
+                        "attempt {attempt}: '{}' connected to '{}'; data is flowing",
+                        live.source_name, live.destination_name
+                    ),
+                ));
+                if !std::mem::replace(&mut live.accessed, true) {
+                    out.push(Action::Accessed {
+                        task_id: task_id.to_string(),
+                    });
+                }
+            }
             // The destination counts what it committed; the source's view
             // would count the same files twice.
             TaskReport::Progress { counters } if from_destination => {
@@ -816,6 +830,7 @@ fn live_of(row: &ActiveTask, initial: bool, now: i64) -> Live {
         noted: None,
         source_fault: None,
         deleted: 0,
+        accessed: false,
         quiet_until: if initial {
             now + STARTUP_GRACE
         } else {
@@ -1111,6 +1126,11 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                             hub.task_ended.notify_waiters();
                         }
                     }
+                }
+            }
+            Action::Accessed { task_id } => {
+                if !ended.contains(&task_id) {
+                    crate::audit::task_accessed(&*hub.store, now, &task_id);
                 }
             }
             Action::Event {
@@ -1661,9 +1681,18 @@ mod tests {
             1,
         );
         assert_eq!(codes(&out), [code::RESENT]);
-        assert_eq!(
-            codes(&report(&mut core, DST, 1, TaskReport::Started, 1)),
-            [code::TRANSFERRING]
+        let started = report(&mut core, DST, 1, TaskReport::Started, 1);
+        assert_eq!(codes(&started), [code::TRANSFERRING]);
+        assert!(
+            started.contains(&Action::Accessed {
+                task_id: "t".into()
+            }),
+            "{started:?}"
+        );
+        let again = report(&mut core, DST, 1, TaskReport::Started, 2);
+        assert!(
+            !again.iter().any(|a| matches!(a, Action::Accessed { .. })),
+            "recorded once per task: {again:?}"
         );
     }
 

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 9;
+const SQLITE_SCHEMA: i64 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -253,16 +253,19 @@ const TABLES: &[Table] = &[
         identity: None,
     },
     Table {
-        name: "share_events",
+        name: "audit_events",
         columns: &[
-            ("id", Text),
+            ("id", Int),
             ("time", Int),
-            ("actor_id", Int),
             ("endpoint_id", Text),
+            ("actor_id", Int),
+            ("identity", Text),
             ("action", Text),
+            ("path", Bytes),
+            ("task_id", Text),
             ("detail", Text),
         ],
-        identity: None,
+        identity: Some("id"),
     },
 ];
 
