@@ -1,7 +1,7 @@
 //! `ferry transfer` and `ferry task show|wait|list|cancel|events`: submit
 //! tasks to the hub and follow them, with a progress line on a terminal.
 
-use crate::args::{ChecksumAlgorithmArg, DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs};
+use crate::args::{ChecksumAlgorithmArg, SyncLevelArg, TaskCommand, TransferArgs};
 use crate::hub::session;
 use crate::terminal::{escape, escape_bytes};
 use crate::{Invocation, UsageError, client_runtime};
@@ -58,10 +58,7 @@ pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode
         .into());
     }
     FilterSet::new(&args.filters).map_err(|e| UsageError(e.to_string()))?;
-    let deadline = args.deadline.map(|d| match d {
-        DeadlineArg::In(secs) => now().saturating_add(secs),
-        DeadlineArg::At(at) => at,
-    });
+    let deadline = args.deadline.map(|d| d.after(now()));
     let submit = SubmitTask {
         source_endpoint: source_ep,
         destination_endpoint: destination_ep,

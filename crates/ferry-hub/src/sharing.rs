@@ -310,7 +310,7 @@ pub async fn create_permission(
         Actor::of(who),
         &[
             audit::Entry::new(audit::action::PERMISSION_CREATE, &permission.path).detail(format!(
-                "{} with {} (permission {})",
+                "{} with {}; permission {}",
                 permission.mode.as_str(),
                 grantee_words(&permission),
                 permission.id
@@ -357,7 +357,7 @@ pub fn delete_permission(
         task_id: None,
         detail: match &deleting {
             Some(p) => format!(
-                "{} with {} (permission {id})",
+                "{} with {}; permission {id}",
                 p.mode.as_str(),
                 grantee_words(p)
             ),

@@ -1844,7 +1844,17 @@ fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
         let n = batch.len();
         tracing::debug!(n, "committing");
         match s.disk.commit(&s.journal, &batch) {
-            Ok(()) => s.lock().counters.files_transferred += n as u64,
+            Ok(()) => {
+                for ready in &batch {
+                    crate::served::file(
+                        &s.cap.task_id,
+                        s.cap.destination_grant.as_ref(),
+                        "write",
+                        &ready.file.final_path,
+                    );
+                }
+                s.lock().counters.files_transferred += n as u64;
+            }
             Err(e) => s.fail(e),
         }
         let mut st = s.lock();
@@ -2365,6 +2375,12 @@ fn delete_extras(s: &Session) -> Result<(), MoveError> {
 
 /// `--delete` removed `path`: the user hears of every entry that went.
 fn removed(s: &Session, path: &Path) {
+    crate::served::file(
+        &s.cap.task_id,
+        s.cap.destination_grant.as_ref(),
+        "delete",
+        path,
+    );
     s.ctx.report(
         &s.cap.task_id,
         s.cap.attempt,

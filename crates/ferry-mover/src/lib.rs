@@ -22,6 +22,7 @@ pub mod digest;
 mod faults;
 pub mod journal;
 pub mod plan;
+pub mod served;
 pub mod source;
 pub mod throttle;
 

@@ -1073,7 +1073,13 @@ fn read_needed(
             Err(e) => return Err(e),
         };
         match outcome {
-            FileOutcome::Sent | FileOutcome::Unchanged => {}
+            FileOutcome::Sent => crate::served::file(
+                &s.cap.task_id,
+                s.cap.source_grant.as_ref(),
+                "read",
+                &offered.path,
+            ),
+            FileOutcome::Unchanged => {}
             // The destination must not wait for it.
             FileOutcome::Skipped => {
                 let _ = control.send(Message::FileChanged { id });
