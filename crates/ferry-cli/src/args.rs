@@ -639,8 +639,8 @@ pub enum PermissionCommand {
 const AUDIT_HELP: &str = "\
 One line per event, oldest first: time (UTC), who, what, the task, the path.
 Actions: ls, read, write, mkdir, rename, delete, link; permission_create,
-permission_delete, permission_refused (the endpoint would not share the
-path); refused (a grantee's request was refused). A task's reads and
+permission_delete, permission_expire, permission_refused (the endpoint
+would not share the path); refused (a grantee's request was refused). A task's reads and
 writes are its items' paths, recorded when its data first flows; each
 endpoint's own log (target ferry::served) names every file it served.
 The hub keeps events for audit_retention_days (hub.toml, default 90).";

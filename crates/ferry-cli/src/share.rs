@@ -126,7 +126,14 @@ pub async fn audit(
 }
 
 fn print_audit(events: &[AuditEvent]) -> std::io::Result<()> {
-    let identities: Vec<_> = events.iter().map(|e| escape(&e.identity)).collect();
+    // The hub itself (a permission's expiry) has no identity.
+    let identities: Vec<_> = events
+        .iter()
+        .map(|e| match e.identity.as_str() {
+            "" => "-".into(),
+            who => escape(who),
+        })
+        .collect();
     let actions: Vec<_> = events.iter().map(|e| escape(&e.action)).collect();
     let width = |column: &[std::borrow::Cow<'_, str>], title: &str| {
         column

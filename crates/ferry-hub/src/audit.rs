@@ -35,6 +35,9 @@ pub mod action {
     pub const PERMISSION_CREATE: &str = "permission_create";
     /// The owner stopped sharing it.
     pub const PERMISSION_DELETE: &str = "permission_delete";
+    /// A permission reached its expiry (recorded by the hub itself: the
+    /// identity is empty).
+    pub const PERMISSION_EXPIRE: &str = "permission_expire";
     /// The endpoint refused to share a path (its config-paths).
     pub const PERMISSION_REFUSED: &str = "permission_refused";
     /// A grantee's access was refused (by the hub or the endpoint).
@@ -241,6 +244,37 @@ pub fn event_of(row: AuditRow) -> AuditEvent {
     }
 }
 
+/// Expiries one sweep records at most; the rest wait for the next.
+const EXPIRIES_PER_SWEEP: usize = 1000;
+
+/// Records each permission that expired before `now` and is not yet in
+/// its endpoint's log, as of its expiry time, once (several hubs on one
+/// database included); how many it recorded.
+pub fn record_expiries(store: &dyn Storage, now: i64) -> Result<usize, StoreError> {
+    let mut recorded = 0;
+    for p in store.unrecorded_expiries(now, EXPIRIES_PER_SWEEP)? {
+        let event = AuditRow {
+            time: p.expires.unwrap_or(now),
+            endpoint_id: p.endpoint_id.clone(),
+            actor_id: None,
+            identity: String::new(),
+            action: action::PERMISSION_EXPIRE.to_string(),
+            path: Some(p.path.clone()),
+            task_id: None,
+            detail: format!(
+                "{} with {}; permission {}",
+                p.mode.as_str(),
+                crate::sharing::grantee_words(&p),
+                p.id
+            ),
+        };
+        if store.record_expiry(&p.id, &event)? {
+            recorded += 1;
+        }
+    }
+    Ok(recorded)
+}
+
 /// Deletes events older than `days` before `now`, in bounded batches;
 /// how many went.
 pub fn prune(store: &dyn Storage, now: i64, days: u64) -> Result<u64, StoreError> {
@@ -287,6 +321,56 @@ mod tests {
         let left = store.audit_events("e1", 0, 10).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].action, "mkdir");
+    }
+
+    #[test]
+    fn an_expiry_is_recorded_once_as_of_when_it_happened() {
+        use crate::store::{Grantee, PermissionRow, ShareStore};
+        let store = SqliteStore::in_memory().unwrap();
+        let alice = store.add_user("alice", "h", 0).unwrap();
+        let bob = store.add_user("bob", "h", 0).unwrap();
+        crate::store::EndpointStore::create_endpoint(&store, "e1", alice, "laptop", 0).unwrap();
+        let permission = |id: &str, expires: Option<i64>| PermissionRow {
+            id: id.into(),
+            endpoint_id: "e1".into(),
+            path: b"/~/shared".to_vec(),
+            mode: ferry_proto::share::ShareMode::Read,
+            grantee: Grantee::Identity {
+                user_id: bob,
+                name: "bob".into(),
+            },
+            expires,
+            created: 0,
+            created_by: alice,
+        };
+        store
+            .put_permission(&permission("p-past", Some(50)))
+            .unwrap();
+        store
+            .put_permission(&permission("p-future", Some(500)))
+            .unwrap();
+        store.put_permission(&permission("p-never", None)).unwrap();
+        assert_eq!(record_expiries(&store, 100).unwrap(), 1);
+        assert_eq!(record_expiries(&store, 100).unwrap(), 0, "once");
+        let log = store.audit_events("e1", 0, 10).unwrap();
+        assert_eq!(
+            (
+                log[0].time,
+                log[0].identity.as_str(),
+                log[0].action.as_str(),
+                log[0].path.as_deref(),
+                log[0].detail.as_str()
+            ),
+            (
+                50,
+                "",
+                "permission_expire",
+                Some(&b"/~/shared"[..]),
+                "r with identity bob; permission p-past"
+            )
+        );
+        assert_eq!(record_expiries(&store, 1000).unwrap(), 1);
+        assert_eq!(store.audit_events("e1", 0, 10).unwrap().len(), 2);
     }
 
     #[test]

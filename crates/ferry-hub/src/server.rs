@@ -234,6 +234,18 @@ async fn accept_loop(
             }
         }
     });
+    // A permission's expiry reaches its endpoint's audit log within a minute.
+    let expiry_hub = hub.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = crate::audit::record_expiries(&*expiry_hub.store, crate::grants::now())
+            {
+                tracing::warn!(error = %e, "recording expired permissions in the audit log failed");
+            }
+        }
+    });
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -182,7 +182,7 @@ pub fn grant_of(permission: &PermissionRow) -> ShareGrant {
 
 /// Whom a permission is for, as the audit log says it: `identity bob`,
 /// `group lab`, `all_authenticated`.
-fn grantee_words(permission: &PermissionRow) -> String {
+pub(crate) fn grantee_words(permission: &PermissionRow) -> String {
     match permission.grantee.name() {
         "" => permission.grantee.kind().to_string(),
         name => format!("{} {name}", permission.grantee.kind()),

@@ -459,6 +459,37 @@ pub fn audit_events_are_kept_per_endpoint_newest_and_pruned_in_batches(s: &dyn S
     assert_eq!(s.prune_audit(25, 2).unwrap(), 0);
     assert_eq!(s.audit_events("e1", 0, 100).unwrap(), e1[2..]);
     assert!(s.audit_events("e2", 0, 100).unwrap().is_empty());
+
+    // A permission's expiry is found once it passed, and recorded once.
+    s.create_endpoint("e4", alice, "laptop", 0).unwrap();
+    let expiring = |id: &str, expires: Option<i64>| PermissionRow {
+        id: id.into(),
+        endpoint_id: "e4".into(),
+        path: b"/p".to_vec(),
+        mode: ferry_proto::share::ShareMode::Read,
+        grantee: Grantee::AllAuthenticated,
+        expires,
+        created: 0,
+        created_by: alice,
+    };
+    s.put_permission(&expiring("p-b", Some(40))).unwrap();
+    s.put_permission(&expiring("p-a", Some(50))).unwrap();
+    s.put_permission(&expiring("p-later", Some(99))).unwrap();
+    s.put_permission(&expiring("p-never", None)).unwrap();
+    let due = |now| -> Vec<String> {
+        s.unrecorded_expiries(now, 10)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
+    };
+    assert_eq!(due(99), ["p-b", "p-a"], "soonest first; live at its expiry");
+    assert_eq!(s.unrecorded_expiries(99, 1).unwrap().len(), 1);
+    let expired = event(40, "e4", "permission_expire", Some(b"/p"));
+    assert!(s.record_expiry("p-b", &expired).unwrap());
+    assert!(!s.record_expiry("p-b", &expired).unwrap(), "once");
+    assert_eq!(due(99), ["p-a"]);
+    assert_eq!(s.audit_events("e4", 0, 10).unwrap(), [expired]);
 }
 
 pub fn purging_keeps_tokens_a_day_for_replay_detection(s: &dyn Storage) {

@@ -157,6 +157,8 @@ delegate!(AuditStore {
     fn record_audit(&self, events: &[AuditRow]) -> Result<()>;
     fn audit_events(&self, endpoint_id: &str, since: i64, limit: usize) -> Result<Vec<AuditRow>>;
     fn prune_audit(&self, before: i64, limit: usize) -> Result<u64>;
+    fn unrecorded_expiries(&self, now: i64, limit: usize) -> Result<Vec<PermissionRow>>;
+    fn record_expiry(&self, permission_id: &str, event: &AuditRow) -> Result<bool>;
 });
 
 #[cfg(test)]

@@ -167,6 +167,7 @@ const TABLES: &[Table] = &[
             ("expires", Int),
             ("created", Int),
             ("created_by", Int),
+            ("expiry_recorded", Bool),
         ],
         identity: None,
     },

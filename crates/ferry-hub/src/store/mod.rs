@@ -650,6 +650,14 @@ pub trait AuditStore {
     /// Deletes up to `limit` of the oldest events from before `before`;
     /// how many went.
     fn prune_audit(&self, before: i64, limit: usize) -> Result<u64>;
+
+    /// Permissions that expired before `now` whose expiry is not in the
+    /// log yet, the soonest expired first, at most `limit`.
+    fn unrecorded_expiries(&self, now: i64, limit: usize) -> Result<Vec<PermissionRow>>;
+
+    /// Records `event` as the permission's expiry, once: `false`, and
+    /// nothing recorded, when its expiry is in the log already.
+    fn record_expiry(&self, permission_id: &str, event: &AuditRow) -> Result<bool>;
 }
 
 pub trait Storage:

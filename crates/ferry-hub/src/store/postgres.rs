@@ -343,6 +343,7 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_endpoint ON audit_events(endpoint_id, time);
 CREATE INDEX audit_events_time ON audit_events(time);
+ALTER TABLE permissions ADD COLUMN expiry_recorded BOOLEAN NOT NULL DEFAULT FALSE;
 INSERT INTO audit_events (time, endpoint_id, actor_id, identity, action, path, task_id, detail)
     SELECT s.time, s.endpoint_id, s.actor_id, COALESCE(u.name, ''),
         CASE s.action
@@ -1763,6 +1764,42 @@ impl AuditStore for PostgresStore {
                  (SELECT id FROM audit_events WHERE time < $1 ORDER BY time LIMIT $2)",
                 &[&before, &limit],
             )?)
+        })
+    }
+
+    fn unrecorded_expiries(&self, now: i64, limit: usize) -> Result<Vec<PermissionRow>> {
+        self.with_client(|c| {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            rows(
+                c.query(
+                    &format!(
+                        "SELECT {PERMISSION_COLUMNS} WHERE p.expires < $1 AND NOT p.expiry_recorded
+                         ORDER BY p.expires, p.id COLLATE \"C\" LIMIT $2"
+                    ),
+                    &[&now, &limit],
+                )?,
+                permission_row,
+            )
+        })
+    }
+
+    fn record_expiry(&self, permission_id: &str, event: &AuditRow) -> Result<bool> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            let marked = tx.execute(
+                "UPDATE permissions SET expiry_recorded = TRUE WHERE id = $1 AND NOT expiry_recorded",
+                &[&permission_id],
+            )?;
+            if marked > 0 {
+                let e = event;
+                tx.execute(
+                    "INSERT INTO audit_events (time, endpoint_id, actor_id, identity, action, path, task_id, detail)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    &[&e.time, &e.endpoint_id, &e.actor_id, &e.identity, &e.action, &e.path, &e.task_id, &e.detail],
+                )?;
+            }
+            tx.commit()?;
+            Ok(marked > 0)
         })
     }
 }

@@ -276,7 +276,8 @@ ALTER TABLE tasks ADD COLUMN checksum_algorithm TEXT NOT NULL DEFAULT 'sha256'
     // The audit log: every access and sharing change on an endpoint, for
     // its owner. It takes over the record of sharing changes, so there is
     // one place to read: those rows move here, under the audit log's
-    // action names, with the name of who acted as it is now.
+    // action names, with the name of who acted as it is now. A
+    // permission's expiry is recorded once (`expiry_recorded`).
     Migration::Sql(
         r#"
 CREATE TABLE audit_events (
@@ -292,6 +293,7 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_endpoint ON audit_events(endpoint_id, time);
 CREATE INDEX audit_events_time ON audit_events(time);
+ALTER TABLE permissions ADD COLUMN expiry_recorded INTEGER NOT NULL DEFAULT 0;
 INSERT INTO audit_events (time, endpoint_id, actor_id, identity, action, path, task_id, detail)
     SELECT s.time, s.endpoint_id, s.actor_id, COALESCE(u.name, ''),
         CASE s.action
@@ -1501,6 +1503,40 @@ impl AuditStore for SqliteStore {
                 params![before, i64::try_from(limit).unwrap_or(i64::MAX)],
             )?;
             Ok(gone as u64)
+        })
+    }
+
+    fn unrecorded_expiries(&self, now: i64, limit: usize) -> Result<Vec<PermissionRow>> {
+        self.with_conn(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {PERMISSION_COLUMNS} WHERE p.expires < ?1 AND p.expiry_recorded = 0
+                 ORDER BY p.expires, p.id LIMIT ?2"
+            ))?;
+            let rows = statement.query_map(
+                params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
+                permission_row,
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn record_expiry(&self, permission_id: &str, event: &AuditRow) -> Result<bool> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let marked = tx.execute(
+                "UPDATE permissions SET expiry_recorded = 1 WHERE id = ?1 AND expiry_recorded = 0",
+                [permission_id],
+            )?;
+            if marked > 0 {
+                let e = event;
+                tx.execute(
+                    "INSERT INTO audit_events (time, endpoint_id, actor_id, identity, action, path, task_id, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![e.time, e.endpoint_id, e.actor_id, e.identity, e.action, e.path, e.task_id, e.detail],
+                )?;
+            }
+            tx.commit()?;
+            Ok(marked > 0)
         })
     }
 }
