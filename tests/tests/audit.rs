@@ -119,6 +119,15 @@ fn the_owners_audit_lists_a_grantees_listings_and_reads_and_the_endpoint_logs_wh
     assert_eq!(shared_it[0]["path"], "/~/project/results", "{shown}");
     // Bob's write went to his own endpoint, not to alice's log.
     assert!(by(&events, "bob", "write").is_empty(), "{shown}");
+    let his: Value =
+        serde_json::from_str(ok(&as_bob(&["endpoint", "audit", "bobs-laptop", "--json"]))).unwrap();
+    let his = his.as_array().unwrap();
+    let wrote = by(his, "bob", "write");
+    assert_eq!(wrote.len(), 1, "{his:?}");
+    assert_eq!(
+        (&wrote[0]["path"], &wrote[0]["task_id"]),
+        (&Value::from("/~/copy"), &Value::from(task.as_str()))
+    );
 
     // --since: an hour ago has them all; a time to come, none.
     assert_eq!(audit(&["--since", "1h"]), events);
