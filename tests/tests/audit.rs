@@ -1,9 +1,9 @@
 //! The audit log, as an endpoint's owner reads it: alice shares
 //! `/~/project/results` read-only with bob; bob lists it, copies from it,
-//! and tries a folder outside it; `ferry endpoint audit src` shows alice
-//! each of these with the identity, the path and the task, and her
-//! endpoint's own log names every file it served to him. Bob cannot read
-//! her audit log.
+//! tries a folder outside it and a write into it; `ferry endpoint audit
+//! src` shows alice each of these with the identity, the path and the
+//! task, and her endpoint's own log names every file it served to him.
+//! Bob cannot read her audit log.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -89,6 +89,12 @@ fn the_owners_audit_lists_a_grantees_listings_and_reads_and_the_endpoint_logs_wh
     );
     let outside = as_bob(&["ls", &format!("{src_id}:/~/project")]);
     assert_ne!(outside.code, Some(0), "{outside:?}");
+    let write = as_bob(&[
+        "transfer",
+        "bobs-laptop:/~/copy/notes.txt",
+        &format!("{shared}/x.txt"),
+    ]);
+    assert_ne!(write.code, Some(0), "{write:?}");
 
     // Alice's audit log has it all, with the paths and the task.
     let audit = |extra: &[&str]| -> Vec<Value> {
@@ -112,8 +118,13 @@ fn the_owners_audit_lists_a_grantees_listings_and_reads_and_the_endpoint_logs_wh
     assert_eq!(read[0]["task_id"], task.as_str(), "{shown}");
     assert!(read[0]["time"].as_i64().unwrap() > 1_700_000_000, "{shown}");
     let refused = by(&events, "bob", "refused");
-    assert_eq!(refused.len(), 1, "{shown}");
+    assert_eq!(refused.len(), 2, "{shown}");
     assert_eq!(refused[0]["path"], "/~/project", "{shown}");
+    assert_eq!(refused[1]["path"], "/~/project/results/x.txt", "{shown}");
+    assert!(
+        refused[1]["detail"].as_str().unwrap().contains("read-only"),
+        "{shown}"
+    );
     let shared_it = by(&events, "alice", "permission_create");
     assert_eq!(shared_it.len(), 1, "{shown}");
     assert_eq!(shared_it[0]["path"], "/~/project/results", "{shown}");
