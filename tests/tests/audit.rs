@@ -130,16 +130,6 @@ fn the_owners_audit_lists_a_grantees_listings_and_reads_and_the_endpoint_logs_wh
     assert_eq!(shared_it[0]["path"], "/~/project/results", "{shown}");
     // Bob's write went to his own endpoint, not to alice's log.
     assert!(by(&events, "bob", "write").is_empty(), "{shown}");
-    let his: Value =
-        serde_json::from_str(ok(&as_bob(&["endpoint", "audit", "bobs-laptop", "--json"]))).unwrap();
-    let his = his.as_array().unwrap();
-    let wrote = by(his, "bob", "write");
-    assert_eq!(wrote.len(), 1, "{his:?}");
-    assert_eq!(
-        (&wrote[0]["path"], &wrote[0]["task_id"]),
-        (&Value::from("/~/copy"), &Value::from(task.as_str()))
-    );
-
     // --since: an hour ago has them all; a time to come, none.
     assert_eq!(audit(&["--since", "1h"]), events);
     assert!(audit(&["--since", "2999-01-01T00:00:00Z"]).is_empty());
@@ -166,6 +156,44 @@ fn the_owners_audit_lists_a_grantees_listings_and_reads_and_the_endpoint_logs_wh
             .len(),
         1,
         "aligned: {table}"
+    );
+
+    // Bob's own endpoint's log has his writes, and what --delete removed
+    // there (a file the source does not have).
+    fs::write(bob.home.join("copy/stale.txt"), b"old").unwrap();
+    let out = as_bob(&[
+        "transfer",
+        "-r",
+        "--delete",
+        &format!("{shared}/run1"),
+        "bobs-laptop:/~/copy",
+    ]);
+    let sync = ferry_tests::line_value(ok(&out), "Task ID: ")
+        .unwrap_or_else(|| panic!("{out:?}"))
+        .to_string();
+    ok(&as_bob(&["task", "wait", &sync, "--timeout", "120"]));
+    assert!(!bob.home.join("copy/stale.txt").exists());
+    let his: Value =
+        serde_json::from_str(ok(&as_bob(&["endpoint", "audit", "bobs-laptop", "--json"]))).unwrap();
+    let his = his.as_array().unwrap();
+    let removed = by(his, "bob", "delete");
+    assert_eq!(removed.len(), 1, "{his:?}");
+    assert_eq!(removed[0]["task_id"], sync.as_str(), "{his:?}");
+    assert!(
+        removed[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/copy/stale.txt"),
+        "{his:?}"
+    );
+    let wrote: Vec<_> = by(his, "bob", "write")
+        .into_iter()
+        .filter(|e| e["task_id"] == task.as_str())
+        .collect();
+    assert_eq!(wrote.len(), 1, "{his:?}");
+    assert_eq!(
+        (&wrote[0]["path"], &wrote[0]["task_id"]),
+        (&Value::from("/~/copy"), &Value::from(task.as_str()))
     );
 
     // The audit log is the owner's: bob is refused, in one line.

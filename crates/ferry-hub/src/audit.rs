@@ -10,7 +10,8 @@
 //! the hub knows honestly only the roots its task asked for. When the
 //! destination first reports data flowing, each item's source path is
 //! recorded as a `read` on the source and its destination path as a
-//! `write` on the destination, with the task id. Each file an endpoint
+//! `write` on the destination, with the task id; each entry `--delete`
+//! removes is reported by path, and is a `delete`. Each file an endpoint
 //! serves is in that endpoint's own log (target `ferry::served`), which
 //! a site can audit without trusting the hub.
 
@@ -208,6 +209,35 @@ pub fn task_accessed(store: &dyn Storage, now: i64, task_id: &str) {
     })();
     if let Err(e) = recorded {
         tracing::error!(task = %task_id, error = %e, "cannot record a task's access in the audit log");
+    }
+}
+
+/// `--delete` removed `paths` at the task's destination: each is a
+/// `delete` there by the task's owner. Failures are logged.
+pub fn task_removed(store: &dyn Storage, now: i64, task_id: &str, paths: &[WirePath]) {
+    let recorded = (|| -> Result<(), StoreError> {
+        let Some(task) = store.task(task_id)? else {
+            return Ok(());
+        };
+        let owner = store
+            .user_by_id(task.owner_id)?
+            .map(|u| u.name)
+            .unwrap_or_default();
+        let entries: Vec<Entry<'_>> = paths
+            .iter()
+            .map(|path| Entry {
+                task_id: Some(task_id),
+                ..Entry::new(action::DELETE, path.as_bytes()).detail("--delete")
+            })
+            .collect();
+        let who = Actor {
+            id: task.owner_id,
+            name: &owner,
+        };
+        record(store, now, &task.destination_id, who, &entries)
+    })();
+    if let Err(e) = recorded {
+        tracing::error!(task = %task_id, error = %e, "cannot record a task's removals in the audit log");
     }
 }
 

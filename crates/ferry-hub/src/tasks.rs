@@ -23,6 +23,7 @@ use crate::server::Hub;
 use crate::store::ActiveTask;
 use ferry_proto::share::ShareGrant;
 use ferry_proto::task::{Capability, Side, TaskCounters, TaskReport, TaskStatus};
+use ferry_proto::wire_path::WirePath;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,6 +174,9 @@ pub enum Action {
     /// The task's data began to flow (the first time this hub heard so):
     /// the audit log records what it reads and writes.
     Accessed { task_id: String },
+    /// `--delete` removed `path` at the destination: the audit log
+    /// records it.
+    Removed { task_id: String, path: WirePath },
     /// `always`: kept even when the task has recorded too many events.
     Event {
         task_id: String,
@@ -477,7 +481,11 @@ impl Core {
                 out.push(event(
                     code::DELETED,
                     format!("{path}: not at the source, removed (--delete)"),
-                ))
+                ));
+                out.push(Action::Removed {
+                    task_id: task_id.to_string(),
+                    path,
+                });
             }
             TaskReport::Deleted { .. } | TaskReport::Unknown => {}
             TaskReport::Fault { message, side } => {
@@ -989,6 +997,8 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
     let mut ended: HashSet<String> = HashSet::new();
     // Ends storage could not take now, with the event that goes with each.
     let mut unrecorded: Vec<(Action, Option<Action>)> = Vec::new();
+    // What `--delete` removed, by task, for the audit log.
+    let mut removed: BTreeMap<String, Vec<WirePath>> = BTreeMap::new();
     let stored = |ended: &mut HashSet<String>,
                   task_id: &str,
                   what: &str,
@@ -1133,6 +1143,10 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                     crate::audit::task_accessed(&*hub.store, now, &task_id);
                 }
             }
+            // Gathered, so a task's many removals cost one lookup and one write.
+            Action::Removed { task_id, path } => {
+                removed.entry(task_id).or_default().push(path);
+            }
             Action::Event {
                 ref task_id,
                 code,
@@ -1159,6 +1173,9 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                 }
             }
         }
+    }
+    for (task_id, paths) in removed {
+        crate::audit::task_removed(&*hub.store, now, &task_id, &paths);
     }
     feedback.extend(
         unrecorded
@@ -1288,7 +1305,6 @@ fn capability(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_proto::wire_path::WirePath;
 
     const SRC: &str = "src-id";
     const DST: &str = "dst-id";
@@ -1763,6 +1779,10 @@ mod tests {
             assert!(
                 matches!(&out[0], Action::Event { description, .. } if description.starts_with(path)),
                 "{out:?}"
+            );
+            assert!(
+                matches!(&out[1], Action::Removed { path: p, .. } if p.as_bytes() == path.as_bytes()),
+                "for the audit log: {out:?}"
             );
         }
         assert!(report(&mut core, DST, 1, TaskReport::Unknown, 1).is_empty());
