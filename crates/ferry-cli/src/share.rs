@@ -98,6 +98,9 @@ pub async fn permission(
     Ok(())
 }
 
+/// Events `ferry endpoint audit` shows, the newest.
+const AUDIT_SHOWN: usize = 1000;
+
 /// `ferry endpoint audit EP [--since WHEN] [--json]`, in `ferry
 /// endpoint`'s session.
 pub async fn audit(
@@ -111,7 +114,10 @@ pub async fn audit(
     let events: Vec<AuditEvent> = client
         .get_json(
             &format!("/api/v1/endpoints/{}/audit", path_segment(endpoint)),
-            &[("since", &since.to_string())],
+            &[
+                ("since", &since.to_string()),
+                ("limit", &AUDIT_SHOWN.to_string()),
+            ],
             Auth::Bearer(token),
         )
         .await?;
@@ -121,6 +127,9 @@ pub async fn audit(
         outln!("No events recorded on this endpoint in that time.");
     } else {
         print_audit(&events)?;
+        if events.len() >= AUDIT_SHOWN {
+            eprintln!("ferry: the newest {AUDIT_SHOWN} events shown; narrow with --since");
+        }
     }
     Ok(())
 }
