@@ -46,7 +46,7 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "r rw" -- "$cur")
             return
             ;;
-        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date)
+        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since)
             return
             ;;
     esac
@@ -55,7 +55,7 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since)
                 ((i++))
                 ;;
             -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group | timer)
@@ -81,10 +81,11 @@ _ferry()
         login) opts="--hub --hub-ca" ;;
         endpoint)
             case $sub in
-                "") opts="create search update delete permission" ;;
+                "") opts="create search update delete permission audit" ;;
                 create) opts="--personal --json" ;;
                 permission) opts="create list delete --permissions --identity --group --all-authenticated --anonymous --expires --json" ;;
                 update) opts="--display-name --json" ;;
+                audit) opts="--since --json" ;;
                 delete) opts="--json" ;;
                 *) opts="--filter-scope --json" ;;
             esac

@@ -19,7 +19,7 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date --since
                 set skip 1
             case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group timer
                 if test (count $found) -eq 0
@@ -94,7 +94,9 @@ complete -c ferry -n 'string match -q "paths check" -- (__ferry_verb)' -l json -
 # User verbs (talk to the hub's REST API).
 complete -c ferry -n '__ferry_at login' -l hub -x -d 'The hub URL'
 complete -c ferry -n '__ferry_at login' -l hub-ca -r -F -d 'CA certificate of a self-signed hub'
-complete -c ferry -n '__ferry_at endpoint' -a 'create search update delete permission'
+complete -c ferry -n '__ferry_at endpoint' -a 'create search update delete permission audit'
+complete -c ferry -n 'string match -q "endpoint audit*" -- (__ferry_verb)' -l since -x -d 'Only events since WHEN (2h, 7d, RFC 3339)'
+complete -c ferry -n 'string match -q "endpoint audit*" -- (__ferry_verb)' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at endpoint permission' -a 'create list delete'
 complete -c ferry -n '__ferry_at endpoint permission' -l permissions -x -a 'r rw' -d 'Read-only or read-write'
 complete -c ferry -n '__ferry_at endpoint permission' -l identity -x -d 'Share with this user'

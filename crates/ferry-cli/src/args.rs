@@ -465,15 +465,45 @@ pub enum DeadlineArg {
     At(i64),
 }
 
+impl DeadlineArg {
+    /// Unix seconds, a length of time counted forward from `now`.
+    pub fn after(self, now: i64) -> i64 {
+        match self {
+            DeadlineArg::In(secs) => now.saturating_add(secs),
+            DeadlineArg::At(at) => at,
+        }
+    }
+    /// Unix seconds, a length of time counted back from `now` (`--since 1h`).
+    pub fn before(self, now: i64) -> i64 {
+        match self {
+            DeadlineArg::In(secs) => now.saturating_sub(secs),
+            DeadlineArg::At(at) => at,
+        }
+    }
+}
+
 /// `3600`, `3600s`, `90m`, `2h`, `1d`, or an RFC 3339 time.
 pub fn parse_deadline(text: &str) -> Result<DeadlineArg, String> {
-    let usage = || {
+    parse_when(text).ok_or_else(|| {
         format!(
             "{text:?} is not a deadline: use a time from now (3600s, 90m, 2h, 1d) or an RFC 3339 time (2026-12-01T18:00:00Z)"
         )
-    };
+    })
+}
+
+/// `--since WHEN`: the same forms, a length of time meaning that long ago
+/// ([`DeadlineArg::before`]).
+pub fn parse_since(text: &str) -> Result<DeadlineArg, String> {
+    parse_when(text).ok_or_else(|| {
+        format!(
+            "{text:?} is not a time: use how long ago (3600s, 90m, 2h, 7d) or an RFC 3339 time (2026-12-01T18:00:00Z)"
+        )
+    })
+}
+
+fn parse_when(text: &str) -> Option<DeadlineArg> {
     if text.contains(['-', ':']) {
-        return parse_rfc3339(text).map(DeadlineArg::At).ok_or_else(usage);
+        return parse_rfc3339(text).map(DeadlineArg::At);
     }
     let (digits, unit) = match text.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_lowercase()),
@@ -484,14 +514,13 @@ pub fn parse_deadline(text: &str) -> Result<DeadlineArg, String> {
         'm' => 60,
         'h' => 3600,
         'd' => 86_400,
-        _ => return Err(usage()),
+        _ => return None,
     };
     let n: i64 = digits
         .parse()
         .ok()
-        .filter(|n| *n > 0 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(usage)?;
-    n.checked_mul(scale).map(DeadlineArg::In).ok_or_else(usage)
+        .filter(|n| *n > 0 && digits.bytes().all(|b| b.is_ascii_digit()))?;
+    n.checked_mul(scale).map(DeadlineArg::In)
 }
 
 /// Unix seconds of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
@@ -661,6 +690,20 @@ pub enum EndpointCommand {
     /// signed in; list and delete what you shared.
     #[command(subcommand)]
     Permission(PermissionCommand),
+    /// Who did what on one of your endpoints: listings, reads and writes
+    /// (by you, your grantees and their tasks), sharing changes, refusals.
+    #[command(after_help = AUDIT_HELP)]
+    Audit {
+        /// The endpoint: its id or your display name for it.
+        #[arg(value_name = "EP")]
+        endpoint: String,
+        /// Only events since WHEN: how long ago (90m, 2h, 7d) or an RFC
+        /// 3339 time; default: all the hub keeps.
+        #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+        since: Option<DeadlineArg>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Delete one of your endpoints: its machine can no longer connect
     /// (as if revoked). Refused while tasks are ACTIVE on it.
     Delete {
@@ -715,6 +758,15 @@ pub enum PermissionCommand {
         json: JsonArg,
     },
 }
+
+const AUDIT_HELP: &str = "\
+One line per event, oldest first: time (UTC), who, what, the task, the path.
+Actions: ls, read, write, mkdir, rename, delete, link; permission_create,
+permission_delete, permission_expire, permission_refused (the endpoint
+would not share the path); refused (a grantee's request was refused). A task's reads and
+writes are its items' paths, recorded when its data first flows; each
+endpoint's own log (target ferry::served) names every file it served.
+The hub keeps events for audit_retention_days (hub.toml, default 90).";
 
 const PERMISSION_HELP: &str = "\
 Examples:
@@ -1014,6 +1066,18 @@ mod tests {
             Ok(DeadlineArg::At(1_795_392_000 + 3_661))
         );
         assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400));
+        // `--since` reads the same forms, a length of time as that long ago.
+        assert_eq!(parse_since("1h").map(|w| w.before(10_000)), Ok(6_400));
+        assert_eq!(parse_deadline("1h").map(|w| w.after(10_000)), Ok(13_600));
+        assert_eq!(
+            parse_since("2026-11-23T01:01:01Z").map(|w| w.before(0)),
+            Ok(1_795_392_000 + 3_661)
+        );
+        assert!(
+            parse_since("yesterday")
+                .unwrap_err()
+                .contains("how long ago")
+        );
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00-00:30"), Some(1800));
         for bad in [
             "",

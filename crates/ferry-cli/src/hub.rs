@@ -217,6 +217,13 @@ pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<Ex
             EndpointCommand::Permission(command) => {
                 crate::share::permission(&client, &token, command).await?;
             }
+            EndpointCommand::Audit {
+                endpoint,
+                since,
+                json,
+            } => {
+                crate::share::audit(&client, &token, &endpoint, since, json.json).await?;
+            }
             EndpointCommand::Delete { endpoint, json } => {
                 let path = format!("/api/v1/endpoints/{}", path_segment(&endpoint));
                 let deleted: EndpointInfo = client.delete_json(&path, Auth::Bearer(&token)).await?;

@@ -1,5 +1,6 @@
-//! Sharing verbs: `ferry endpoint permission create|list|delete` and
-//! `ferry group create|member add|member remove|list`. The hub decides
+//! Sharing verbs: `ferry endpoint permission create|list|delete`,
+//! `ferry group create|member add|member remove|list`, and the owner's
+//! `ferry endpoint audit`. The hub decides
 //! who may share what, and the endpoint checks every grantee's request
 //! itself; these verbs only ask and print.
 
@@ -8,9 +9,10 @@ use crate::hub::{path_segment, session, split_target};
 use crate::terminal::{escape, escape_bytes};
 use crate::{Invocation, client_runtime};
 use ferry_proto::api::{
-    CreateGroup, CreatePermission, GroupInfo, GroupMember, PermissionDeleted, PermissionInfo,
+    AuditEvent, CreateGroup, CreatePermission, GroupInfo, GroupMember, PermissionDeleted,
+    PermissionInfo,
 };
-use ferry_proto::human::utc_minutes;
+use ferry_proto::human::{utc_minutes, utc_seconds};
 use ferry_setup::hub_client::{Auth, HubClient};
 use std::io::Write;
 use std::process::ExitCode;
@@ -36,10 +38,7 @@ pub async fn permission(
                 (None, None) if grantee.all_authenticated => ("all_authenticated", String::new()),
                 (None, None) => ("anonymous", String::new()),
             };
-            let expires = expires.map(|e| match e {
-                DeadlineArg::In(secs) => crate::transfer::now().saturating_add(secs),
-                DeadlineArg::At(at) => at,
-            });
+            let expires = expires.map(|e| e.after(crate::transfer::now()));
             let created: PermissionInfo = client
                 .post_json(
                     &format!("/api/v1/endpoints/{}/permissions", path_segment(&endpoint)),
@@ -94,6 +93,90 @@ pub async fn permission(
                     outln!("task {task} used it and has failed");
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Events `ferry endpoint audit` shows, the newest.
+const AUDIT_SHOWN: usize = 1000;
+
+/// `ferry endpoint audit EP [--since WHEN] [--json]`, in `ferry
+/// endpoint`'s session.
+pub async fn audit(
+    client: &HubClient,
+    token: &str,
+    endpoint: &str,
+    since: Option<DeadlineArg>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let since = since.map_or(0, |s| s.before(crate::transfer::now()));
+    let events: Vec<AuditEvent> = client
+        .get_json(
+            &format!("/api/v1/endpoints/{}/audit", path_segment(endpoint)),
+            &[
+                ("since", &since.to_string()),
+                ("limit", &AUDIT_SHOWN.to_string()),
+            ],
+            Auth::Bearer(token),
+        )
+        .await?;
+    if json {
+        outln!("{}", serde_json::to_string(&events)?);
+    } else if events.is_empty() {
+        outln!("No events recorded on this endpoint in that time.");
+    } else {
+        print_audit(&events)?;
+        if events.len() >= AUDIT_SHOWN {
+            eprintln!("ferry: the newest {AUDIT_SHOWN} events shown; narrow with --since");
+        }
+    }
+    Ok(())
+}
+
+fn print_audit(events: &[AuditEvent]) -> std::io::Result<()> {
+    // The hub itself (a permission's expiry) has no identity.
+    let identities: Vec<_> = events
+        .iter()
+        .map(|e| match e.identity.as_str() {
+            "" => "-".into(),
+            who => escape(who),
+        })
+        .collect();
+    let actions: Vec<_> = events.iter().map(|e| escape(&e.action)).collect();
+    let width = |column: &[std::borrow::Cow<'_, str>], title: &str| {
+        column
+            .iter()
+            .map(|c| c.chars().count())
+            .chain([title.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (who_width, action_width) = (width(&identities, "Identity"), width(&actions, "Action"));
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<23}  {:<who_width$}  {:<action_width$}  {:<36}  Path",
+        "Time", "Identity", "Action", "Task"
+    )?;
+    for ((e, who), action) in events.iter().zip(&identities).zip(&actions) {
+        let task = e.task_id.as_deref().map_or("-".into(), escape);
+        write!(
+            out,
+            "{:<23}  {:<who_width$}  {:<action_width$}  {:<36}  ",
+            utc_seconds(e.time),
+            who,
+            action,
+            task,
+        )?;
+        match &e.path {
+            Some(path) => out.write_all(&escape_bytes(path.as_bytes()))?,
+            None => out.write_all(b"-")?,
+        }
+        if e.detail.is_empty() {
+            writeln!(out)?;
+        } else {
+            writeln!(out, " ({})", escape(&e.detail))?;
         }
     }
     Ok(())

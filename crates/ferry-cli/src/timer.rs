@@ -88,10 +88,7 @@ fn create(inv: &Invocation, args: TimerTransferArgs) -> anyhow::Result<ExitCode>
 
 /// What `ferry timer create transfer` asks the hub for.
 fn create_body(args: TimerTransferArgs) -> anyhow::Result<CreateTimer> {
-    let at = |when: DeadlineArg| match when {
-        DeadlineArg::In(secs) => now().saturating_add(secs),
-        DeadlineArg::At(at) => at,
-    };
+    let at = |when: DeadlineArg| when.after(now());
     // A timer's deadline is each run's: a span from the run's start.
     let run_deadline = match args.options.deadline {
         None => None,

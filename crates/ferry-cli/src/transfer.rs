@@ -2,7 +2,7 @@
 //! tasks to the hub and follow them, with a progress line on a terminal.
 
 use crate::args::{
-    ChecksumAlgorithmArg, DeadlineArg, SyncLevelArg, TaskCommand, TransferArgs, TransferOptionArgs,
+    ChecksumAlgorithmArg, SyncLevelArg, TaskCommand, TransferArgs, TransferOptionArgs,
 };
 use crate::hub::session;
 use crate::terminal::{escape, escape_bytes};
@@ -99,10 +99,7 @@ pub(crate) fn submission(
         .into());
     }
     FilterSet::new(&args.filters).map_err(|e| UsageError(e.to_string()))?;
-    let deadline = args.deadline.map(|d| match d {
-        DeadlineArg::In(secs) => now().saturating_add(secs),
-        DeadlineArg::At(at) => at,
-    });
+    let deadline = args.deadline.map(|d| d.after(now()));
     Ok(SubmitTask {
         source_endpoint: source_ep,
         destination_endpoint: destination_ep,

@@ -37,6 +37,21 @@ fn failed(e: impl std::fmt::Display) -> FsOutcome {
     }
 }
 
+/// What an operation is called in the served log, its path, and a
+/// rename's new path.
+pub(crate) fn served_as(op: &FsOp) -> (&'static str, Vec<u8>, Option<Vec<u8>>) {
+    match op {
+        FsOp::List { path } => ("ls", path.as_bytes().to_vec(), None),
+        FsOp::Mkdir { path } => ("mkdir", path.as_bytes().to_vec(), None),
+        FsOp::Rename { from, to } => (
+            "rename",
+            from.as_bytes().to_vec(),
+            Some(to.as_bytes().to_vec()),
+        ),
+        FsOp::Remove { path, .. } => ("delete", path.as_bytes().to_vec(), None),
+    }
+}
+
 /// Carries out one operation for the owner (`grant` absent) or for a
 /// grantee. Blocking: run it off the async threads.
 pub(crate) fn execute(

@@ -389,17 +389,20 @@ where
                                 let policy = current_policy(&ctx.policy);
                                 let home = ctx.home.clone();
                                 let done = done_tx.clone();
-                                match &grant {
-                                    // The hub's strings, shown escaped: who acts
-                                    // is the owner's business to audit.
-                                    Some(g) => tracing::info!(grantee = ?g.grantee, permission = ?g.permission_id, root = %ferry_paths::show(std::path::Path::new(g.root.as_os_str())), mode = g.mode.as_str(), ?op, "file operation for a grantee"),
-                                    None => tracing::debug!(?op, "file operation from the hub"),
+                                if let Some(g) = &grant {
+                                    // The hub's strings, shown escaped.
+                                    tracing::debug!(grantee = ?g.grantee, permission = ?g.permission_id, root = %ferry_paths::show(std::path::Path::new(g.root.as_os_str())), mode = g.mode.as_str(), "file operation for a grantee");
                                 }
                                 tokio::task::spawn_blocking(move || {
+                                    // Who acted, on what, and how it went: the
+                                    // owner's to audit, whatever the hub says.
+                                    let (action, path, to) = crate::fs_ops::served_as(&op);
                                     let outcome = crate::fs_ops::execute(policy, &home, op, grant.as_ref());
-                                    if let (Some(g), FsOutcome::Failed { message }) = (&grant, &outcome) {
-                                        tracing::info!(grantee = ?g.grantee, permission = ?g.permission_id, %message, "refused or failed for a grantee");
-                                    }
+                                    let how = match &outcome {
+                                        FsOutcome::Failed { message } => message.as_str(),
+                                        _ => "done",
+                                    };
+                                    ferry_mover::served::operation(grant.as_ref(), action, &path, to.as_deref(), how);
                                     let _ = done.blocking_send((id, outcome));
                                 });
                             }

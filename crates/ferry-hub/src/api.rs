@@ -11,6 +11,7 @@
 //! request without valid credentials is refused before any of its body is
 //! read.
 
+use crate::audit::{self, AuditError};
 use crate::authz::{
     Action, CancelsTasks, CreatesEndpoints, ManagesEndpoints, Refusal, Resource, Route,
     SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
@@ -33,8 +34,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
-    ApiError, CreateEndpoint, CreateGroup, CreatePermission, EndpointInfo, FilterScope, FsOp,
-    FsOutcome, GroupInfo, GroupMember, PermissionDeleted, PermissionInfo, RegisterEndpoint,
+    ApiError, AuditEvent, CreateEndpoint, CreateGroup, CreatePermission, EndpointInfo, FilterScope,
+    FsOp, FsOutcome, GroupInfo, GroupMember, PermissionDeleted, PermissionInfo, RegisterEndpoint,
     UpdateEndpoint,
 };
 use ferry_proto::share::ShareMode;
@@ -88,6 +89,7 @@ pub fn routes() -> Router<Arc<Hub>> {
             "/api/v1/endpoints/{endpoint}/permissions/{permission}",
             axum::routing::delete(delete_permission),
         )
+        .route("/api/v1/endpoints/{endpoint}/audit", get(endpoint_audit))
         .route("/api/v1/groups", post(create_group).get(list_groups))
         .route("/api/v1/groups/{group}/members", post(add_member))
         .route(
@@ -574,6 +576,46 @@ async fn delete_permission(
         id: permission,
         tasks_failed: failed,
     }))
+}
+
+// --- the audit log ---
+
+/// Audit events one request returns unless asked for fewer.
+const AUDIT_DEFAULT: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    /// Unix seconds: events at or after it.
+    since: Option<i64>,
+    limit: Option<usize>,
+}
+
+impl From<AuditError> for Failure {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Endpoint(e) => Failure::from(e),
+            AuditError::Storage(e) => Failure::from(e),
+        }
+    }
+}
+
+/// The owner reads who did what on an endpoint (`ferry endpoint audit`):
+/// the newest `limit` events (at most `audit::MAX_PAGE`) since `since`,
+/// oldest first.
+async fn endpoint_audit(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<ManagesEndpoints>,
+    Path(endpoint): Path<String>,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<Vec<AuditEvent>>, Failure> {
+    let events = audit::read(
+        &*hub.store,
+        &who,
+        &endpoint,
+        query.since.unwrap_or(0),
+        query.limit.unwrap_or(AUDIT_DEFAULT),
+    )?;
+    Ok(Json(events))
 }
 
 /// The group as `who` now sees it.
@@ -1229,6 +1271,13 @@ mod tests {
                 Bob::NotFound,
             ),
             (
+                "GET",
+                "/api/v1/endpoints/{endpoint}/audit",
+                format!("/api/v1/endpoints/{}/audit?since=0", s.laptop),
+                None,
+                Bob::NotFound,
+            ),
+            (
                 "POST",
                 "/api/v1/groups",
                 "/api/v1/groups".into(),
@@ -1444,6 +1493,85 @@ mod tests {
         unknown["options"]["checksum_algorithm"] = json!("md5");
         let (status, body) = call(&s.hub, "POST", "/api/v1/tasks", &s.alice, Some(unknown)).await;
         assert!(status.is_client_error(), "{status} {body}");
+    }
+
+    #[tokio::test]
+    async fn the_audit_log_is_its_owners_alone_and_reads_since_a_time_in_bounded_pages() {
+        let s = setup();
+        let store = &*s.hub.store;
+        let bob_id = store.user_by_name("bob").unwrap().unwrap().id;
+        let alice_id = store.user_by_name("alice").unwrap().unwrap().id;
+        let bob = audit::Actor {
+            id: bob_id,
+            name: "bob",
+        };
+        audit::record(
+            store,
+            100,
+            &s.laptop,
+            bob,
+            &[audit::Entry::new(audit::action::LS, b"/~/shared")],
+        )
+        .unwrap();
+        audit::record(
+            store,
+            200,
+            &s.laptop,
+            bob,
+            &[audit::Entry {
+                task_id: Some("t-1"),
+                ..audit::Entry::new(audit::action::READ, b"/~/shared/a\xff")
+            }],
+        )
+        .unwrap();
+        let uri = |query: &str| format!("/api/v1/endpoints/{}/audit{query}", s.laptop);
+        let (status, body) = call(&s.hub, "GET", &uri(""), &s.alice, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body,
+            json!([
+                {"time": 100, "identity": "bob", "action": "ls", "path": "/~/shared", "task_id": null},
+                {"time": 200, "identity": "bob", "action": "read", "path": "/~/shared/a%FF", "task_id": "t-1"},
+            ])
+        );
+        let (_, since) = call(&s.hub, "GET", &uri("?since=150"), &s.alice, None).await;
+        assert_eq!(since.as_array().unwrap().len(), 1);
+        assert_eq!(since[0]["action"], "read");
+        // A page holds the newest; a limit of 0 still reads one.
+        let (_, page) = call(&s.hub, "GET", &uri("?limit=0"), &s.alice, None).await;
+        assert_eq!(page.as_array().unwrap().len(), 1);
+        assert_eq!(page[0]["time"], 200);
+        // By name too; another's endpoint is refused, shared or not.
+        let (status, _) = call(
+            &s.hub,
+            "GET",
+            "/api/v1/endpoints/laptop/audit",
+            &s.alice,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        store
+            .put_permission(&crate::store::PermissionRow {
+                id: "p1".into(),
+                endpoint_id: s.laptop.clone(),
+                path: b"/~/shared".to_vec(),
+                mode: ShareMode::Read,
+                grantee: crate::store::Grantee::Identity {
+                    user_id: bob_id,
+                    name: "bob".into(),
+                },
+                expires: None,
+                created: 0,
+                created_by: alice_id,
+            })
+            .unwrap();
+        let (status, body) = call(&s.hub, "GET", &uri(""), &s.bob, None).await;
+        assert!(
+            status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND,
+            "{status} {body}"
+        );
+        assert!(!body.to_string().contains("/~/shared"), "{body}");
     }
 
     #[tokio::test]

@@ -4,12 +4,13 @@
 //! touches through [`authorize_paths`] (a grantee's request carries the
 //! permission's grant), the operation is sent over its control channel,
 //! and the endpoint's own checks (config-paths, the grant) decide what it
-//! may touch.
+//! may touch. What it did, or refused a grantee, goes to the audit log.
 
-use crate::authz::{Action, authorize_paths};
+use crate::audit::{self, Actor};
+use crate::authz::{Action, Refusal, authorize_paths};
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
-use crate::grants::Principal;
+use crate::grants::{Principal, now};
 use crate::server::Hub;
 use crate::store::EndpointRow;
 use ferry_proto::api::{FsOp, FsOutcome};
@@ -52,12 +53,47 @@ pub async fn operate(
         FsOp::Mkdir { path } | FsOp::Remove { path, .. } => vec![(path.as_bytes(), true)],
         FsOp::Rename { from, to } => vec![(from.as_bytes(), true), (to.as_bytes(), true)],
     };
-    let grant = authorize_paths(who, &row, &reaching, &touched)
-        .map_err(|refusal| FilesError::Endpoint(RegistryError::Refused(refusal)))?
-        .map(crate::sharing::grant_of);
-    match hub.control.fs(&row.id, op, grant, FS_WITHIN).await {
-        Ok(FsOutcome::Failed { message }) => Err(FilesError::Failed(message)),
-        Ok(outcome) => Ok((row, outcome)),
+    let store = &*hub.store;
+    let entry = audit::fs_entry(&op);
+    let refused = |reason: &str| {
+        let refusal = audit::Entry {
+            action: audit::action::REFUSED,
+            detail: format!("{}: {reason}", entry.action),
+            ..entry.clone()
+        };
+        audit::record_done(store, now(), &row.id, Actor::of(who), &[refusal]);
+    };
+    let grant = match authorize_paths(who, &row, &reaching, &touched) {
+        Ok(permission) => permission.map(crate::sharing::grant_of),
+        Err(refusal) => {
+            // Someone no permission reaches is not told the endpoint
+            // exists, and leaves nothing in its owner's log.
+            if !matches!(refusal, Refusal::Hidden) {
+                refused(&refusal.to_string());
+            }
+            return Err(FilesError::Endpoint(RegistryError::Refused(refusal)));
+        }
+    };
+    let permission = grant.as_ref().map(|g| g.permission_id.clone());
+    match hub.control.fs(&row.id, op.clone(), grant, FS_WITHIN).await {
+        Ok(FsOutcome::Failed { message }) => {
+            if permission.is_some() {
+                refused(&message);
+            }
+            Err(FilesError::Failed(message))
+        }
+        Ok(outcome) => {
+            let done = match &permission {
+                Some(id) if entry.detail.is_empty() => entry.detail(format!("permission {id}")),
+                Some(id) => {
+                    let detail = format!("{}; permission {id}", entry.detail);
+                    entry.detail(detail)
+                }
+                None => entry,
+            };
+            audit::record_done(store, now(), &row.id, Actor::of(who), &[done]);
+            Ok((row, outcome))
+        }
         Err(CallError::Offline) => Err(FilesError::Offline {
             name: row.display_name,
             id: row.id,

@@ -8,6 +8,7 @@
 
 mod api;
 mod app;
+mod audit;
 mod authz;
 mod capability;
 mod control;

@@ -229,6 +229,24 @@ async fn accept_loop(
             if let Err(e) = purge_hub.store.purge_expired(crate::grants::now()) {
                 tracing::warn!(error = %e, "purging expired state failed");
             }
+            let days = purge_hub.config.audit_retention_days;
+            match crate::audit::prune(&*purge_hub.store, crate::grants::now(), days) {
+                Ok(0) => {}
+                Ok(gone) => tracing::info!(gone, days, "audit events past their retention removed"),
+                Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
+            }
+        }
+    });
+    // A permission's expiry reaches its endpoint's audit log within a minute.
+    let expiry_hub = hub.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = crate::audit::record_expiries(&*expiry_hub.store, crate::grants::now())
+            {
+                tracing::warn!(error = %e, "recording expired permissions in the audit log failed");
+            }
         }
     });
     loop {

@@ -5,9 +5,10 @@
 //! (a path under a rule whose SHARING flag is 0 is never shared), so the
 //! hub asks the endpoint before it records a permission.
 //!
-//! Every grant, revocation and refusal is recorded (`share_events`) for
-//! the audit log.
+//! Every grant, revocation and refusal is recorded in the audit log
+//! ([`crate::audit`]).
 
+use crate::audit::{self, Actor};
 use crate::authz::Action;
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
@@ -179,6 +180,15 @@ pub fn grant_of(permission: &PermissionRow) -> ShareGrant {
     }
 }
 
+/// Whom a permission is for, as the audit log says it: `identity bob`,
+/// `group lab`, `all_authenticated`.
+pub(crate) fn grantee_words(permission: &PermissionRow) -> String {
+    match permission.grantee.name() {
+        "" => permission.grantee.kind().to_string(),
+        name => format!("{} {name}", permission.grantee.kind()),
+    }
+}
+
 /// Records a permission on an endpoint of `who`'s, once the endpoint
 /// itself has shown it would serve it: the hub lists the shared path on
 /// the endpoint as the grantee would, so a path that does not exist, or
@@ -258,12 +268,20 @@ pub async fn create_permission(
         .await
     {
         Ok(FsOutcome::Failed { message }) => {
-            store.record_share_event(
+            audit::record(
+                store,
                 now,
-                Some(who.user_id),
                 &endpoint.id,
-                "share_refused",
-                &format!("{shown}: {message}"),
+                Actor::of(who),
+                &[
+                    audit::Entry::new(audit::action::PERMISSION_REFUSED, &permission.path).detail(
+                        format!(
+                            "{} with {}: {message}",
+                            permission.mode.as_str(),
+                            grantee_words(&permission)
+                        ),
+                    ),
+                ],
             )?;
             return Err(invalid(format!(
                 "endpoint '{}' will not share {shown}: {message}",
@@ -285,19 +303,19 @@ pub async fn create_permission(
         }
     }
     store.put_permission(&permission)?;
-    store.record_share_event(
+    audit::record(
+        store,
         now,
-        Some(who.user_id),
         &endpoint.id,
-        "share_created",
-        &format!(
-            "{} {} with {} {} (permission {})",
-            shown,
-            permission.mode.as_str(),
-            permission.grantee.kind(),
-            permission.grantee.name(),
-            permission.id
-        ),
+        Actor::of(who),
+        &[
+            audit::Entry::new(audit::action::PERMISSION_CREATE, &permission.path).detail(format!(
+                "{} with {}; permission {}",
+                permission.mode.as_str(),
+                grantee_words(&permission),
+                permission.id
+            )),
+        ],
     )?;
     tracing::info!(endpoint = %endpoint.id, permission = %permission.id, by = %who.user_name, "permission created");
     // Read back, with the grantee's name as stored.
@@ -325,6 +343,7 @@ pub fn delete_permission(
     id: &str,
 ) -> Result<Vec<String>, SharingError> {
     let endpoint = endpoints::find(store, who, endpoint, Action::ManageEndpoint)?;
+    let deleting = store.permission(id)?;
     if !store.delete_permission(&endpoint.id, id)? {
         return Err(SharingError::NotFound(format!(
             "no permission {id} on endpoint '{}'; list them with `ferry endpoint permission list`",
@@ -332,13 +351,20 @@ pub fn delete_permission(
         )));
     }
     let now = now();
-    store.record_share_event(
-        now,
-        Some(who.user_id),
-        &endpoint.id,
-        "share_deleted",
-        &format!("permission {id}"),
-    )?;
+    let entry = audit::Entry {
+        action: audit::action::PERMISSION_DELETE,
+        path: deleting.as_ref().map(|p| p.path.as_slice()),
+        task_id: None,
+        detail: match &deleting {
+            Some(p) => format!(
+                "{} with {}; permission {id}",
+                p.mode.as_str(),
+                grantee_words(p)
+            ),
+            None => format!("permission {id}"),
+        },
+    };
+    audit::record(store, now, &endpoint.id, Actor::of(who), &[entry])?;
     let reason = format!(
         "the permission this task used on endpoint '{}' was deleted by its owner",
         endpoint.display_name

@@ -141,10 +141,18 @@ pub struct HubConfig {
     /// `Authorization: Bearer TOKEN` with it; absent, /metrics is open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_token: Option<String>,
+    /// Days each endpoint's audit log keeps an event; older ones are
+    /// removed hourly (`ferry endpoint audit`).
+    #[serde(default = "default_audit_retention_days")]
+    pub audit_retention_days: u64,
 }
 
 pub(crate) fn default_endpoint_cert_lifetime() -> u64 {
     crate::pki::DEFAULT_ENDPOINT_CERT_LIFETIME_SECS
+}
+
+pub(crate) fn default_audit_retention_days() -> u64 {
+    90
 }
 
 fn default_heartbeat() -> u64 {
@@ -218,6 +226,12 @@ impl HubConfig {
             if !(1..=1_000_000).contains(&count) {
                 bail!("{name} must be 1..=1000000, got {count}");
             }
+        }
+        if !(1..=100 * 365).contains(&self.audit_retention_days) {
+            bail!(
+                "audit_retention_days must be 1..=36500, got {}",
+                self.audit_retention_days
+            );
         }
         if let Some(url) = &self.database {
             // Parsed, not connected: a typo shows at once, with the URL's
@@ -323,6 +337,7 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
         endpoint_cert_lifetime_secs: default_endpoint_cert_lifetime(),
         database: None,
         metrics_token: None,
+        audit_retention_days: default_audit_retention_days(),
     };
     let text = format!(
         "# ferry-hub configuration. Edit, then restart `ferry-hub serve`.\n# To use your institution's certificate, point tls_cert/tls_key at it and\n# tls_ca at the CA that issued it.\n{}",

@@ -6,6 +6,7 @@
 //! The scheduler then takes it from the store: a canceled task leaves its
 //! ACTIVE set and it tells both endpoints, with the attempt.
 
+use crate::audit;
 use crate::authz::{Action, Refusal, Resource, authorize, authorize_paths};
 use crate::endpoints::{self, RegistryError};
 use crate::grants::Principal;
@@ -136,11 +137,28 @@ pub fn check(
         .iter()
         .map(|i| (i.destination.as_bytes(), true))
         .collect();
+    // A grantee's refused task is in the endpoint owner's audit log (by
+    // its first path: a batch may name thousands).
+    let refused =
+        |endpoint: &EndpointRow, paths: &[(&[u8], bool)], verb: &str, refusal: Refusal| {
+            if !matches!(refusal, Refusal::Hidden) {
+                let entry = audit::Entry::new(
+                    audit::action::REFUSED,
+                    paths.first().map_or(&b""[..], |p| p.0),
+                )
+                .detail(format!(
+                    "transfer {verb} this endpoint, {} item(s): {refusal}",
+                    paths.len()
+                ));
+                audit::record_done(store, now, &endpoint.id, audit::Actor::of(who), &[entry]);
+            }
+            TaskServiceError::Refused(refusal)
+        };
     let source_grant = authorize_paths(who, &source, &source_reach, &reads)
-        .map_err(TaskServiceError::Refused)?
+        .map_err(|r| refused(&source, &reads, "from", r))?
         .map(|p| p.id.clone());
     let destination_grant = authorize_paths(who, &destination, &destination_reach, &writes)
-        .map_err(TaskServiceError::Refused)?
+        .map_err(|r| refused(&destination, &writes, "to", r))?
         .map(|p| p.id.clone());
     for endpoint in [&source, &destination] {
         if endpoint.revoked {

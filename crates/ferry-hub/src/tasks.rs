@@ -23,6 +23,7 @@ use crate::server::Hub;
 use crate::store::ActiveTask;
 use ferry_proto::share::ShareGrant;
 use ferry_proto::task::{Capability, Side, TaskCounters, TaskReport, TaskStatus};
+use ferry_proto::wire_path::WirePath;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -218,6 +219,12 @@ pub enum Action {
         counters: Option<TaskCounters>,
         error: Option<String>,
     },
+    /// The task's data began to flow (the first time this hub heard so):
+    /// the audit log records what it reads and writes.
+    Accessed { task_id: String },
+    /// `--delete` removed `path` at the destination: the audit log
+    /// records it.
+    Removed { task_id: String, path: WirePath },
     /// `always`: kept even when the task has recorded too many events.
     Event {
         task_id: String,
@@ -257,6 +264,10 @@ struct Live {
     /// Entries `--delete` removed, as reported since this hub took the
     /// task up (a restart forgets them; their events stay).
     deleted: u64,
+    /// Its access is in the audit log (once per task while this hub runs;
+    /// a task a restarted hub takes up again is recorded again when its
+    /// data flows again).
+    accessed: bool,
 }
 
 impl Live {
@@ -479,13 +490,20 @@ impl Core {
             always: false,
         };
         match report {
-            TaskReport::Started => out.push(event(
-                code::TRANSFERRING,
-                format!(
-                    "attempt {attempt}: '{}' connected to '{}'; data is flowing",
-                    live.source_name, live.destination_name
-                ),
-            )),
+            TaskReport::Started => {
+                out.push(event(
+                    code::TRANSFERRING,
+                    format!(
+                        "attempt {attempt}: '{}' connected to '{}'; data is flowing",
+                        live.source_name, live.destination_name
+                    ),
+                ));
+                if !std::mem::replace(&mut live.accessed, true) {
+                    out.push(Action::Accessed {
+                        task_id: task_id.to_string(),
+                    });
+                }
+            }
             // The destination counts what it committed; the source's view
             // would count the same files twice.
             TaskReport::Progress { counters } if from_destination => {
@@ -511,7 +529,11 @@ impl Core {
                 out.push(event(
                     code::DELETED,
                     format!("{path}: not at the source, removed (--delete)"),
-                ))
+                ));
+                out.push(Action::Removed {
+                    task_id: task_id.to_string(),
+                    path,
+                });
             }
             TaskReport::Deleted { .. } | TaskReport::Unknown => {}
             TaskReport::Fault { message, side } => {
@@ -880,6 +902,7 @@ fn live_of(row: &ActiveTask, initial: bool, now: i64) -> Live {
         noted: None,
         source_fault: None,
         deleted: 0,
+        accessed: false,
         quiet_until: if initial {
             now + STARTUP_GRACE
         } else {
@@ -1038,6 +1061,8 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
     let mut ended: HashSet<String> = HashSet::new();
     // Ends storage could not take now, with the event that goes with each.
     let mut unrecorded: Vec<(Action, Option<Action>)> = Vec::new();
+    // What `--delete` removed, by task, for the audit log.
+    let mut removed: BTreeMap<String, Vec<WirePath>> = BTreeMap::new();
     let stored = |ended: &mut HashSet<String>,
                   task_id: &str,
                   what: &str,
@@ -1186,6 +1211,15 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                     }
                 }
             }
+            Action::Accessed { task_id } => {
+                if !ended.contains(&task_id) {
+                    crate::audit::task_accessed(&*hub.store, now, &task_id);
+                }
+            }
+            // Gathered, so a task's many removals cost one lookup and one write.
+            Action::Removed { task_id, path } => {
+                removed.entry(task_id).or_default().push(path);
+            }
             Action::Event {
                 ref task_id,
                 code,
@@ -1212,6 +1246,9 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                 }
             }
         }
+    }
+    for (task_id, paths) in removed {
+        crate::audit::task_removed(&*hub.store, now, &task_id, &paths);
     }
     feedback.extend(
         unrecorded
@@ -1341,7 +1378,6 @@ fn capability(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_proto::wire_path::WirePath;
 
     const SRC: &str = "src-id";
     const DST: &str = "dst-id";
@@ -1734,9 +1770,18 @@ mod tests {
             1,
         );
         assert_eq!(codes(&out), [code::RESENT]);
-        assert_eq!(
-            codes(&report(&mut core, DST, 1, TaskReport::Started, 1)),
-            [code::TRANSFERRING]
+        let started = report(&mut core, DST, 1, TaskReport::Started, 1);
+        assert_eq!(codes(&started), [code::TRANSFERRING]);
+        assert!(
+            started.contains(&Action::Accessed {
+                task_id: "t".into()
+            }),
+            "{started:?}"
+        );
+        let again = report(&mut core, DST, 1, TaskReport::Started, 2);
+        assert!(
+            !again.iter().any(|a| matches!(a, Action::Accessed { .. })),
+            "recorded once per task: {again:?}"
         );
     }
 
@@ -1807,6 +1852,10 @@ mod tests {
             assert!(
                 matches!(&out[0], Action::Event { description, .. } if description.starts_with(path)),
                 "{out:?}"
+            );
+            assert!(
+                matches!(&out[1], Action::Removed { path: p, .. } if p.as_bytes() == path.as_bytes()),
+                "for the audit log: {out:?}"
             );
         }
         assert!(report(&mut core, DST, 1, TaskReport::Unknown, 1).is_empty());

@@ -520,6 +520,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
             endpoint_cert_lifetime_secs: crate::pki::DEFAULT_ENDPOINT_CERT_LIFETIME_SECS,
             database: None,
             metrics_token: None,
+            audit_retention_days: crate::state::default_audit_retention_days(),
         },
         store,
         tls_ca_pem: ca.cert_pem.clone(),

@@ -1854,6 +1854,14 @@ fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
         match s.disk.commit(&s.journal, &batch) {
             Ok(()) => {
                 Metrics::add(&s.ctx.metrics.received_files, n as u64);
+                for ready in &batch {
+                    crate::served::file(
+                        &s.cap.task_id,
+                        s.cap.destination_grant.as_ref(),
+                        "write",
+                        &ready.file.final_path,
+                    );
+                }
                 s.lock().counters.files_transferred += n as u64;
             }
             Err(e) => s.fail(e),
@@ -2385,6 +2393,12 @@ fn delete_extras(s: &Session) -> Result<(), MoveError> {
 
 /// `--delete` removed `path`: the user hears of every entry that went.
 fn removed(s: &Session, path: &Path) {
+    crate::served::file(
+        &s.cap.task_id,
+        s.cap.destination_grant.as_ref(),
+        "delete",
+        path,
+    );
     s.ctx.report(
         &s.cap.task_id,
         s.cap.attempt,

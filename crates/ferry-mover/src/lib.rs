@@ -23,6 +23,7 @@ mod faults;
 pub mod journal;
 pub mod metrics;
 pub mod plan;
+pub mod served;
 pub mod source;
 pub mod throttle;
 

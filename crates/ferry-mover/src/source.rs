@@ -1082,7 +1082,15 @@ fn read_needed(
             Err(e) => return Err(e),
         };
         match outcome {
-            FileOutcome::Sent => Metrics::add(&s.ctx.metrics.sent_files, 1),
+            FileOutcome::Sent => {
+                Metrics::add(&s.ctx.metrics.sent_files, 1);
+                crate::served::file(
+                    &s.cap.task_id,
+                    s.cap.source_grant.as_ref(),
+                    "read",
+                    &offered.path,
+                );
+            }
             FileOutcome::Unchanged => {}
             // The destination must not wait for it.
             FileOutcome::Skipped => {

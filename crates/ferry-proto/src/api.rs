@@ -272,6 +272,24 @@ pub struct GroupInfo {
     pub members: Vec<String>,
 }
 
+/// One entry of an endpoint's audit log, as `ferry endpoint audit --json`
+/// shows it (`GET /api/v1/endpoints/{endpoint}/audit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Unix seconds.
+    pub time: i64,
+    /// Who acted (a user name; empty for the hub itself).
+    pub identity: String,
+    /// `ls`, `read`, `write`, `mkdir`, `rename`, `delete`, `link`, or a
+    /// sharing word (`permission_create`, ...); others may come.
+    pub action: String,
+    pub path: Option<WirePath>,
+    pub task_id: Option<String>,
+    /// A rename's new path, a permission's id, a refusal's reason.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
 /// `DELETE /api/v1/endpoints/{endpoint}/permissions/{id}`: what ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PermissionDeleted {

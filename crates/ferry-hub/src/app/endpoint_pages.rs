@@ -153,7 +153,11 @@ fn endpoint_page_proposing(
         (
             hub.store
                 .endpoint_permissions(&row.id, crate::grants::now())?,
-            hub.store.share_events(&row.id, HISTORY)?,
+            hub.store
+                .audit_events(&row.id, 0, HISTORY)?
+                .into_iter()
+                .map(crate::audit::event_of)
+                .collect(),
         )
     } else {
         (Vec::new(), Vec::new())
@@ -174,7 +178,7 @@ fn endpoint_page_proposing(
     Ok((status, Html(page)).into_response())
 }
 
-/// Sharing events an endpoint's page shows.
+/// Audit log entries an endpoint's page shows (the newest).
 const HISTORY: usize = 200;
 
 /// `GET /endpoints/{endpoint}`.

@@ -489,3 +489,35 @@ async fn repeat_every_makes_a_timer_of_the_transfer() {
     let shown = b.get(location).await;
     assert!(shown.body.contains("Timer created"), "{}", shown.body);
 }
+
+#[tokio::test]
+async fn an_endpoints_page_shows_its_owner_the_audit_log_escaped() {
+    let alice = Browser::alice();
+    let bob = alice.hub.store.add_user("bob", "h", 0).unwrap();
+    crate::audit::record(
+        &*alice.hub.store,
+        100,
+        LAPTOP,
+        crate::audit::Actor {
+            id: bob,
+            name: "bob",
+        },
+        &[crate::audit::Entry {
+            task_id: Some("t-42"),
+            ..crate::audit::Entry::new(crate::audit::action::READ, b"/~/shared/<b>x")
+        }],
+    )
+    .unwrap();
+    let page = alice.get(&format!("/endpoints/{LAPTOP}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Audit log"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("bob read /~/shared/&lt;b&gt;x (task t-42)"),
+        "{}",
+        page.body
+    );
+    // Another endpoint's page does not show it.
+    let other = alice.get(&format!("/endpoints/{CLUSTER}")).await;
+    assert!(!other.body.contains("t-42"), "{}", other.body);
+}

@@ -741,7 +741,8 @@ pub struct Sharing<'a> {
     pub proposed: Option<&'a str>,
     pub permissions: &'a [PermissionRow],
     /// (time, action, detail), oldest first.
-    pub history: &'a [(i64, String, String)],
+    /// The endpoint's audit log, newest last.
+    pub history: &'a [ferry_proto::api::AuditEvent],
 }
 
 fn sharing(frame: &Frame<'_>, endpoint_id: &str, sharing: &Sharing<'_>) -> Markup {
@@ -802,10 +803,15 @@ fn sharing(frame: &Frame<'_>, endpoint_id: &str, sharing: &Sharing<'_>) -> Marku
             }
             @if !sharing.history.is_empty() {
                 details {
-                    summary { "Sharing history" }
+                    summary { "Audit log" }
                     ul class="history" {
-                        @for (time, action, detail) in sharing.history {
-                            li { (when(*time)) ": " (action.replace('_', " ")) ", " (detail) }
+                        @for e in sharing.history {
+                            li {
+                                (when(e.time)) ": " (e.identity) " " (e.action.replace('_', " "))
+                                @if let Some(path) = &e.path { " " (path) }
+                                @if let Some(task) = &e.task_id { " (task " (task) ")" }
+                                @if !e.detail.is_empty() { ", " (e.detail) }
+                            }
                         }
                     }
                 }

@@ -13,6 +13,10 @@ pub type Check = fn(&dyn Storage);
 pub const CHECKS: &[(&str, Check)] = &[
     ("users_are_unique", users_are_unique),
     (
+        "audit_events_are_kept_per_endpoint_newest_and_pruned_in_batches",
+        audit_events_are_kept_per_endpoint_newest_and_pruned_in_batches,
+    ),
+    (
         "users_are_found_by_name_and_id",
         users_are_found_by_name_and_id,
     ),
@@ -512,12 +516,80 @@ pub fn permissions_reach_their_grantees_until_deleted_or_expired(s: &dyn Storage
     assert!(ids(bob, 100).is_empty(), "deleted");
     assert!(s.remove_group_member("g1", carol).unwrap());
     assert!(ids(carol, 100).is_empty(), "left the group");
-    s.record_share_event(5, Some(alice), "e1", "share_created", "detail")
-        .unwrap();
+}
+
+pub fn audit_events_are_kept_per_endpoint_newest_and_pruned_in_batches(s: &dyn Storage) {
+    let alice = s.add_user("alice", "h", 0).unwrap();
+    let event = |time: i64, endpoint: &str, action: &str, path: Option<&[u8]>| AuditRow {
+        time,
+        endpoint_id: endpoint.into(),
+        actor_id: Some(alice),
+        identity: "alice".into(),
+        action: action.into(),
+        path: path.map(<[u8]>::to_vec),
+        task_id: (action == "read").then(|| "t1".to_string()),
+        detail: String::new(),
+    };
+    s.record_audit(&[]).unwrap();
+    // Names are bytes: one that is not UTF-8 comes back exactly.
+    let odd: &[u8] = b"/~/d\xff/\x01";
+    s.record_audit(&[
+        event(10, "e1", "ls", Some(b"/~/d")),
+        event(10, "e1", "read", Some(odd)),
+        event(20, "e2", "mkdir", Some(b"/x")),
+        event(30, "e1", "permission_create", None),
+    ])
+    .unwrap();
+    let e1 = s.audit_events("e1", 0, 100).unwrap();
     assert_eq!(
-        s.share_events("e1", 10).unwrap(),
-        [(5, "share_created".to_string(), "detail".to_string())]
+        e1,
+        [
+            event(10, "e1", "ls", Some(b"/~/d")),
+            event(10, "e1", "read", Some(odd)),
+            event(30, "e1", "permission_create", None),
+        ],
+        "oldest first, in the order recorded, only this endpoint's"
     );
+    assert_eq!(s.audit_events("e1", 11, 100).unwrap(), e1[2..], "since");
+    assert_eq!(s.audit_events("e1", 0, 2).unwrap(), e1[1..], "the newest");
+    assert!(s.audit_events("e3", 0, 100).unwrap().is_empty());
+    // Pruning takes the oldest first, at most `limit` at a time.
+    assert_eq!(s.prune_audit(25, 2).unwrap(), 2);
+    assert_eq!(s.prune_audit(25, 2).unwrap(), 1);
+    assert_eq!(s.prune_audit(25, 2).unwrap(), 0);
+    assert_eq!(s.audit_events("e1", 0, 100).unwrap(), e1[2..]);
+    assert!(s.audit_events("e2", 0, 100).unwrap().is_empty());
+
+    // A permission's expiry is found once it passed, and recorded once.
+    s.create_endpoint("e4", alice, "laptop", 0).unwrap();
+    let expiring = |id: &str, expires: Option<i64>| PermissionRow {
+        id: id.into(),
+        endpoint_id: "e4".into(),
+        path: b"/p".to_vec(),
+        mode: ferry_proto::share::ShareMode::Read,
+        grantee: Grantee::AllAuthenticated,
+        expires,
+        created: 0,
+        created_by: alice,
+    };
+    s.put_permission(&expiring("p-b", Some(40))).unwrap();
+    s.put_permission(&expiring("p-a", Some(50))).unwrap();
+    s.put_permission(&expiring("p-later", Some(99))).unwrap();
+    s.put_permission(&expiring("p-never", None)).unwrap();
+    let due = |now| -> Vec<String> {
+        s.unrecorded_expiries(now, 10)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
+    };
+    assert_eq!(due(99), ["p-b", "p-a"], "soonest first; live at its expiry");
+    assert_eq!(s.unrecorded_expiries(99, 1).unwrap().len(), 1);
+    let expired = event(40, "e4", "permission_expire", Some(b"/p"));
+    assert!(s.record_expiry("p-b", &expired).unwrap());
+    assert!(!s.record_expiry("p-b", &expired).unwrap(), "once");
+    assert_eq!(due(99), ["p-a"]);
+    assert_eq!(s.audit_events("e4", 0, 10).unwrap(), [expired]);
 }
 
 pub fn purging_keeps_tokens_a_day_for_replay_detection(s: &dyn Storage) {

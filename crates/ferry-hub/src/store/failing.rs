@@ -152,8 +152,14 @@ delegate!(ShareStore {
     fn put_task_grant(&self, task_id: &str, side: &str, permission_id: &str) -> Result<()>;
     fn task_grants(&self, task_id: &str) -> Result<Vec<(String, String)>>;
     fn active_tasks_of_permission(&self, permission_id: &str) -> Result<Vec<String>>;
-    fn record_share_event(&self, time: i64, actor_id: Option<i64>, endpoint_id: &str, action: &str, detail: &str) -> Result<()>;
-    fn share_events(&self, endpoint_id: &str, limit: usize) -> Result<Vec<(i64, String, String)>>;
+});
+
+delegate!(AuditStore {
+    fn record_audit(&self, events: &[AuditRow]) -> Result<()>;
+    fn audit_events(&self, endpoint_id: &str, since: i64, limit: usize) -> Result<Vec<AuditRow>>;
+    fn prune_audit(&self, before: i64, limit: usize) -> Result<u64>;
+    fn unrecorded_expiries(&self, now: i64, limit: usize) -> Result<Vec<PermissionRow>>;
+    fn record_expiry(&self, permission_id: &str, event: &AuditRow) -> Result<bool>;
 });
 
 delegate!(TimerStore {

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 10;
+const SQLITE_SCHEMA: i64 = 11;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -167,6 +167,7 @@ const TABLES: &[Table] = &[
             ("expires", Int),
             ("created", Int),
             ("created_by", Int),
+            ("expiry_recorded", Bool),
         ],
         identity: None,
     },
@@ -253,16 +254,19 @@ const TABLES: &[Table] = &[
         identity: None,
     },
     Table {
-        name: "share_events",
+        name: "audit_events",
         columns: &[
-            ("id", Text),
+            ("id", Int),
             ("time", Int),
-            ("actor_id", Int),
             ("endpoint_id", Text),
+            ("actor_id", Int),
+            ("identity", Text),
             ("action", Text),
+            ("path", Bytes),
+            ("task_id", Text),
             ("detail", Text),
         ],
-        identity: None,
+        identity: Some("id"),
     },
     Table {
         name: "timers",

@@ -567,8 +567,9 @@ pub struct GroupListing {
     pub members: Vec<String>,
 }
 
-/// Groups, permissions on endpoint paths, the permissions a task's
-/// endpoints act under, and the record of sharing changes.
+/// Groups, permissions on endpoint paths, and the permissions a task's
+/// endpoints act under. (What was shared, revoked or refused is in the
+/// audit log: [`AuditStore`].)
 pub trait ShareStore {
     // --- groups ---
     /// `Conflict { what: "group name" }` when taken.
@@ -627,20 +628,51 @@ pub trait ShareStore {
 
     /// ACTIVE tasks that act under `permission_id`.
     fn active_tasks_of_permission(&self, permission_id: &str) -> Result<Vec<String>>;
+}
 
-    // --- the record ---
-    /// Who shared, revoked or was refused what, when (the audit log reads it).
-    fn record_share_event(
-        &self,
-        time: i64,
-        actor_id: Option<i64>,
-        endpoint_id: &str,
-        action: &str,
-        detail: &str,
-    ) -> Result<()>;
+/// One entry of an endpoint's audit log: who did what, where, when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Unix seconds.
+    pub time: i64,
+    pub endpoint_id: String,
+    /// The user who acted, when a user did (`None`: the hub itself, as
+    /// for an expiry).
+    pub actor_id: Option<i64>,
+    /// Who acted, by name, as at the time.
+    pub identity: String,
+    /// A stable word: `ls`, `read`, `write`, `mkdir`, `rename`, `delete`,
+    /// `link`, `permission_create`, ... (see `crate::audit`).
+    pub action: String,
+    /// The endpoint path acted on (raw bytes), when there is one.
+    pub path: Option<Vec<u8>>,
+    pub task_id: Option<String>,
+    /// What else there is to say (a rename's new path, a permission's
+    /// id, a refusal's reason); may be empty.
+    pub detail: String,
+}
 
-    /// An endpoint's recorded sharing events, oldest first: (time, action, detail).
-    fn share_events(&self, endpoint_id: &str, limit: usize) -> Result<Vec<(i64, String, String)>>;
+/// The audit log: every access and sharing change on an endpoint, kept
+/// for its owner for a bounded time.
+pub trait AuditStore {
+    /// Appends the events, all or none.
+    fn record_audit(&self, events: &[AuditRow]) -> Result<()>;
+
+    /// The newest `limit` events of the endpoint at or after `since`,
+    /// oldest first.
+    fn audit_events(&self, endpoint_id: &str, since: i64, limit: usize) -> Result<Vec<AuditRow>>;
+
+    /// Deletes up to `limit` of the oldest events from before `before`;
+    /// how many went.
+    fn prune_audit(&self, before: i64, limit: usize) -> Result<u64>;
+
+    /// Permissions that expired before `now` whose expiry is not in the
+    /// log yet, the soonest expired first, at most `limit`.
+    fn unrecorded_expiries(&self, now: i64, limit: usize) -> Result<Vec<PermissionRow>>;
+
+    /// Records `event` as the permission's expiry, once: `false`, and
+    /// nothing recorded, when its expiry is in the log already.
+    fn record_expiry(&self, permission_id: &str, event: &AuditRow) -> Result<bool>;
 }
 
 /// Whether a timer still makes runs.
@@ -736,7 +768,7 @@ pub trait TimerStore {
 pub const MAX_TIMER_EVENTS: u64 = 200;
 
 pub trait Storage:
-    AccountStore + EndpointStore + TaskStore + ShareStore + TimerStore + Send + Sync + std::fmt::Debug
+    AccountStore + EndpointStore + TaskStore + ShareStore + TimerStore + AuditStore + Send + Sync + std::fmt::Debug
 {
 }
 
@@ -746,6 +778,7 @@ impl<
         + TaskStore
         + ShareStore
         + TimerStore
+        + AuditStore
         + Send
         + Sync
         + std::fmt::Debug,

@@ -305,6 +305,41 @@ CREATE TABLE timer_events (
 );
 "#,
     ),
+    // The audit log: every access and sharing change on an endpoint, for
+    // its owner. It takes over the record of sharing changes, so there is
+    // one place to read: those rows move here, under the audit log's
+    // action names, with the name of who acted as it is now. A
+    // permission's expiry is recorded once (`expiry_recorded`).
+    Migration::Sql(
+        r#"
+CREATE TABLE audit_events (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    actor_id INTEGER,
+    identity TEXT NOT NULL,
+    action TEXT NOT NULL,
+    path BLOB,
+    task_id TEXT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_events_endpoint ON audit_events(endpoint_id, time);
+CREATE INDEX audit_events_time ON audit_events(time);
+ALTER TABLE permissions ADD COLUMN expiry_recorded INTEGER NOT NULL DEFAULT 0;
+INSERT INTO audit_events (time, endpoint_id, actor_id, identity, action, path, task_id, detail)
+    SELECT s.time, s.endpoint_id, s.actor_id, COALESCE(u.name, ''),
+        CASE s.action
+            WHEN 'share_created' THEN 'permission_create'
+            WHEN 'share_deleted' THEN 'permission_delete'
+            WHEN 'share_refused' THEN 'permission_refused'
+            ELSE s.action
+        END,
+        NULL, NULL, s.detail
+    FROM share_events s LEFT JOIN users u ON u.id = s.actor_id
+    ORDER BY s.time, s.id;
+DROP TABLE share_events;
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -1433,34 +1468,107 @@ impl ShareStore for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
+}
 
-    fn record_share_event(
-        &self,
-        time: i64,
-        actor_id: Option<i64>,
-        endpoint_id: &str,
-        action: &str,
-        detail: &str,
-    ) -> Result<()> {
-        let id = uuid::Uuid::new_v4().to_string();
+impl AuditStore for SqliteStore {
+    fn record_audit(&self, events: &[AuditRow]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
         self.with_conn(|conn| {
-            conn.execute(
-                "INSERT INTO share_events (id, time, actor_id, endpoint_id, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, time, actor_id, endpoint_id, action, detail],
-            )?;
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO audit_events (time, endpoint_id, actor_id, identity, action, path, task_id, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for e in events {
+                    insert.execute(params![
+                        e.time,
+                        e.endpoint_id,
+                        e.actor_id,
+                        e.identity,
+                        e.action,
+                        e.path,
+                        e.task_id,
+                        e.detail
+                    ])?;
+                }
+            }
+            tx.commit()?;
             Ok(())
         })
     }
 
-    fn share_events(&self, endpoint_id: &str, limit: usize) -> Result<Vec<(i64, String, String)>> {
+    fn audit_events(&self, endpoint_id: &str, since: i64, limit: usize) -> Result<Vec<AuditRow>> {
         self.with_conn(|conn| {
             let mut statement = conn.prepare(
-                "SELECT time, action, detail FROM share_events WHERE endpoint_id = ?1 ORDER BY time, id LIMIT ?2",
+                "SELECT time, endpoint_id, actor_id, identity, action, path, task_id, detail FROM audit_events
+                 WHERE endpoint_id = ?1 AND time >= ?2 ORDER BY time DESC, id DESC LIMIT ?3",
             )?;
-            let rows = statement.query_map(params![endpoint_id, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
+            let rows = statement.query_map(
+                params![endpoint_id, since, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| {
+                    Ok(AuditRow {
+                        time: r.get(0)?,
+                        endpoint_id: r.get(1)?,
+                        actor_id: r.get(2)?,
+                        identity: r.get(3)?,
+                        action: r.get(4)?,
+                        path: r.get(5)?,
+                        task_id: r.get(6)?,
+                        detail: r.get(7)?,
+                    })
+                },
+            )?;
+            let mut newest_first = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            newest_first.reverse();
+            Ok(newest_first)
+        })
+    }
+
+    fn prune_audit(&self, before: i64, limit: usize) -> Result<u64> {
+        self.with_conn(|conn| {
+            let gone = conn.execute(
+                "DELETE FROM audit_events WHERE id IN
+                 (SELECT id FROM audit_events WHERE time < ?1 ORDER BY time LIMIT ?2)",
+                params![before, i64::try_from(limit).unwrap_or(i64::MAX)],
+            )?;
+            Ok(gone as u64)
+        })
+    }
+
+    fn unrecorded_expiries(&self, now: i64, limit: usize) -> Result<Vec<PermissionRow>> {
+        self.with_conn(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {PERMISSION_COLUMNS} WHERE p.expires < ?1 AND p.expiry_recorded = 0
+                 ORDER BY p.expires, p.id LIMIT ?2"
+            ))?;
+            let rows = statement.query_map(
+                params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
+                permission_row,
+            )?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn record_expiry(&self, permission_id: &str, event: &AuditRow) -> Result<bool> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let marked = tx.execute(
+                "UPDATE permissions SET expiry_recorded = 1 WHERE id = ?1 AND expiry_recorded = 0",
+                [permission_id],
+            )?;
+            if marked > 0 {
+                let e = event;
+                tx.execute(
+                    "INSERT INTO audit_events (time, endpoint_id, actor_id, identity, action, path, task_id, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![e.time, e.endpoint_id, e.actor_id, e.identity, e.action, e.path, e.task_id, e.detail],
+                )?;
+            }
+            tx.commit()?;
+            Ok(marked > 0)
         })
     }
 }
@@ -2156,6 +2264,66 @@ mod tests {
             ("laptop", "cluster")
         );
         assert_eq!(row.status, TaskStatus::Active);
+    }
+
+    #[test]
+    fn the_audit_log_takes_over_the_record_of_sharing_changes() {
+        let audit = MIGRATIONS
+            .iter()
+            .position(
+                |m| matches!(m, Migration::Sql(sql) if sql.contains("CREATE TABLE audit_events")),
+            )
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        database_at(&path, audit)
+            .execute_batch(
+                "INSERT INTO share_events (id, time, actor_id, endpoint_id, action, detail)
+                 VALUES ('b', 7, 1, 'e1', 'share_deleted', 'permission p1'),
+                        ('a', 5, 1, 'e1', 'share_created', '/~/d r with identity bob (permission p1)'),
+                        ('c', 9, NULL, 'e1', 'share_refused', '/x: no')",
+            )
+            .unwrap();
+        let s = SqliteStore::open(&path).unwrap();
+        let moved: Vec<(i64, String, String, String)> = s
+            .audit_events("e1", 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.time, e.identity, e.action, e.detail))
+            .collect();
+        assert_eq!(
+            moved,
+            [
+                (
+                    5,
+                    "alice".into(),
+                    "permission_create".into(),
+                    "/~/d r with identity bob (permission p1)".into()
+                ),
+                (
+                    7,
+                    "alice".into(),
+                    "permission_delete".into(),
+                    "permission p1".into()
+                ),
+                (
+                    9,
+                    String::new(),
+                    "permission_refused".into(),
+                    "/x: no".into()
+                ),
+            ]
+        );
+        let left: i64 = s
+            .lock()
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'share_events'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0, "one place, not two");
     }
 
     #[test]

@@ -5,8 +5,9 @@
 use super::*;
 use crate::store::postgres::tests::test_server;
 use crate::store::{
-    AccountStore, AuthCodeRow, ClientRow, Grantee, NewTask, NewTimer, PermissionRow, PostgresStore,
-    ShareStore, Storage, TaskStore, TokenKind, TokenRow, TransferItem, TransferOptions,
+    AccountStore, AuditRow, AuditStore, AuthCodeRow, ClientRow, Grantee, NewTask, NewTimer,
+    PermissionRow, PostgresStore, ShareStore, Storage, TaskStore, TokenKind, TokenRow, TransferItem,
+    TransferOptions,
 };
 use ferry_proto::filter::FilterRule;
 use ferry_proto::share::ShareMode;
@@ -212,10 +213,17 @@ fn populate(s: &dyn Storage) {
         s.put_permission(&p).unwrap();
     }
     s.put_task_grant("zz-running", "source", "p-lab").unwrap();
-    s.record_share_event(41, Some(alice), "e1", "share_created", "lab rw")
-        .unwrap();
-    s.record_share_event(43, None, "e1", "share_refused", "anonymous")
-        .unwrap();
+    s.record_audit(&[
+        audit(41, Some(alice), "permission_create", None, None),
+        audit(
+            43,
+            None,
+            "read",
+            Some(b"/data/r\xe9sum\xe9"),
+            Some("zz-running"),
+        ),
+    ])
+    .unwrap();
 
     s.create_timer(&NewTimer {
         id: "timer-1".into(),
@@ -237,6 +245,25 @@ fn populate(s: &dyn Storage) {
     s.record_timer_run("timer-1", "mm-done").unwrap();
     s.add_timer_event("timer-1", "RUN", "run 1: task mm-done", 50)
         .unwrap();
+}
+
+fn audit(
+    time: i64,
+    actor_id: Option<i64>,
+    action: &str,
+    path: Option<&[u8]>,
+    task_id: Option<&str>,
+) -> AuditRow {
+    AuditRow {
+        time,
+        endpoint_id: "e1".into(),
+        actor_id,
+        identity: "alice".into(),
+        action: action.into(),
+        path: path.map(<[u8]>::to_vec),
+        task_id: task_id.map(str::to_string),
+        detail: "lab rw".into(),
+    }
 }
 
 /// What the hub asks a store, answered by `s`, as one comparable text.
@@ -289,7 +316,7 @@ fn answers(s: &dyn Storage) -> String {
         "{:?}",
         s.active_tasks_of_permission("p-lab").unwrap()
     ));
-    out.push(format!("{:?}", s.share_events("e1", 10).unwrap()));
+    out.push(format!("{:?}", s.audit_events("e1", 0, 10).unwrap()));
     out.push(format!("{:?}", s.timers_of(1, 10).unwrap()));
     out.push(format!("{:?}", s.timer_events("timer-1", 10).unwrap()));
     out.join("\n")
@@ -327,7 +354,7 @@ fn a_hub_moves_to_postgres_exactly_and_answers_the_same() {
             rows("group_members"),
             rows("permissions"),
             rows("task_grants"),
-            rows("share_events"),
+            rows("audit_events"),
             rows("task_filters"),
         ),
         (1, 1, 1, 3, 1, 2, 3)
@@ -369,6 +396,9 @@ fn a_hub_moves_to_postgres_exactly_and_answers_the_same() {
         .map(|t| t.id)
         .collect();
     assert_eq!(ids, ["zz-running", "mm-done", "aa-failed", "bb-new"]);
+    pg.record_audit(&[audit(50, Some(carol), "ls", Some(b"/"), None)])
+        .unwrap();
+    assert_eq!(pg.audit_events("e1", 0, 10).unwrap().len(), 3);
 
     // The SQLite file is left as it was.
     drop(sqlite);

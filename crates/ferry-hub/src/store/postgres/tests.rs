@@ -165,6 +165,72 @@ fn later_migrations_bring_a_schema_one_database_up_to_date() {
     assert_eq!(version, MIGRATIONS.len() as i64, "migrated to the newest");
 }
 
+/// As on SQLite: the audit log's migration moves the record of sharing
+/// changes into it, under the audit log's words, and drops the old table.
+#[test]
+fn the_audit_log_takes_over_the_record_of_sharing_changes() {
+    let Some(schemas) = test_server() else {
+        return;
+    };
+    let audit = MIGRATIONS
+        .iter()
+        .position(|sql| sql.contains("CREATE TABLE audit_events"))
+        .unwrap();
+    let url = schemas.fresh();
+    {
+        let mut client = url.connect().unwrap();
+        for sql in &MIGRATIONS[..audit] {
+            client.batch_execute(sql).unwrap();
+        }
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE schema_version (version BIGINT NOT NULL);
+                 INSERT INTO schema_version (version) VALUES ({audit});
+                 INSERT INTO users (name, password_hash, created) VALUES ('alice', 'h', 0);
+                 INSERT INTO share_events (id, time, actor_id, endpoint_id, action, detail)
+                     VALUES ('b', 7, 1, 'e1', 'share_deleted', 'permission p1'),
+                            ('a', 5, 1, 'e1', 'share_created', 'created'),
+                            ('c', 9, NULL, 'e1', 'share_refused', 'no');"
+            ))
+            .unwrap();
+    }
+    let s = open(&url);
+    let moved: Vec<(i64, String, String)> = s
+        .audit_events("e1", 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.time, e.identity, e.action))
+        .collect();
+    assert_eq!(
+        moved,
+        [
+            (5, "alice".into(), "permission_create".into()),
+            (7, "alice".into(), "permission_delete".into()),
+            (9, String::new(), "permission_refused".into()),
+        ]
+    );
+    // New events take ids after the moved ones.
+    s.record_audit(&[crate::store::AuditRow {
+        time: 10,
+        endpoint_id: "e1".into(),
+        actor_id: None,
+        identity: "alice".into(),
+        action: "ls".into(),
+        path: None,
+        task_id: None,
+        detail: String::new(),
+    }])
+    .unwrap();
+    assert_eq!(s.audit_events("e1", 0, 10).unwrap().len(), 4);
+    let left: bool = url
+        .connect()
+        .unwrap()
+        .query_one("SELECT to_regclass('share_events') IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    assert!(!left, "one place, not two");
+}
+
 #[test]
 fn store_calls_work_wherever_the_hub_makes_them() {
     let Some(schemas) = test_server() else {
