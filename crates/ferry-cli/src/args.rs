@@ -160,6 +160,37 @@ pub enum Command {
     /// Groups of users to share with.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// URLs the hub POSTs news of your tasks to, signed (HMAC-SHA256).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Have the hub POST news of your tasks to URL; prints the secret that
+    /// signs them, once.
+    Add {
+        /// Where to POST: an http:// or https:// URL.
+        #[arg(value_name = "URL")]
+        url: String,
+        /// Which news: a comma-separated list of succeeded, failed,
+        /// inactive (default: all three), or on (succeeded and failed).
+        #[arg(long, value_name = "EVENTS", value_parser = parse_notify)]
+        events: Option<ferry_proto::notify::NotifyEvents>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Your webhooks.
+    List {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Stop POSTing to a webhook.
+    Delete {
+        /// The webhook's id, as `ferry webhook list` shows it.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
 }
 
 const TRANSFER_HELP: &str = "\
@@ -277,11 +308,21 @@ pub struct TransferArgs {
     /// or G (powers of 1000), e.g. 500K, 10M; at least 10K.
     #[arg(long, value_name = "RATE", value_parser = parse_bwlimit)]
     pub bwlimit: Option<u64>,
+    /// E-mail you when the task ends: on (succeeded and failed, the
+    /// default), off, or a list of succeeded, failed, inactive. Needs an
+    /// address on your account and an SMTP relay on the hub.
+    #[arg(long, value_name = "on|off|EVENTS", value_parser = parse_notify)]
+    pub notify: Option<ferry_proto::notify::NotifyEvents>,
     /// Show progress and return when the task ends: exit 0 only if it SUCCEEDED.
     #[arg(long)]
     pub wait: bool,
     #[command(flatten)]
     pub json: JsonArg,
+}
+
+/// `--notify` and `--events`, as ferry-proto spells them.
+pub fn parse_notify(text: &str) -> Result<ferry_proto::notify::NotifyEvents, String> {
+    ferry_proto::notify::NotifyEvents::parse(text).map_err(|e| e.to_string())
 }
 
 /// `--bwlimit RATE`, as ferry-proto spells rates.

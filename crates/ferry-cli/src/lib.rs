@@ -25,6 +25,7 @@ mod paths;
 mod share;
 mod terminal;
 mod transfer;
+mod webhook;
 
 use anyhow::Context;
 use args::{Cli, Command, PathsCommand};
@@ -126,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Transfer(args) => transfer::transfer(&ctx, args),
         Command::Task(command) => transfer::task(&ctx, command),
         Command::Group(command) => share::group(&ctx, command),
+        Command::Webhook(command) => webhook::webhook(&ctx, command),
     }
 }
 

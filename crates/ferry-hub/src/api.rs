@@ -12,16 +12,18 @@
 //! read.
 
 use crate::authz::{
-    Action, CancelsTasks, CreatesEndpoints, ManagesEndpoints, Refusal, Resource, Route,
+    Action, CancelsTasks, CreatesEndpoints, ManagesEndpoints, ManagesWebhooks, Refusal, Resource,
+    Route,
     SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
 };
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
 use crate::files::{self, FilesError};
 use crate::grants::{self, Principal};
+use crate::notify::{self, WebhookError};
 use crate::server::Hub;
 use crate::sharing::{self, GranteeName, NewPermission, SharingError};
-use crate::store::{EndpointRow, MAX_TASK_EVENTS, StoreError, TaskRow};
+use crate::store::{EndpointRow, MAX_TASK_EVENTS, StoreError, TaskRow, WebhookRow};
 use crate::task_service::{self, TaskServiceError};
 use crate::tasks::{self, Wake};
 use axum::body::Bytes;
@@ -34,7 +36,7 @@ use axum::{Extension, Json, Router};
 use ferry_proto::api::{
     ApiError, CreateEndpoint, CreateGroup, CreatePermission, EndpointInfo, FilterScope, FsOp,
     FsOutcome, GroupInfo, GroupMember, PermissionDeleted, PermissionInfo, RegisterEndpoint,
-    UpdateEndpoint,
+    UpdateEndpoint, CreateWebhook, WebhookDeleted, WebhookInfo,
 };
 use ferry_proto::share::ShareMode;
 use ferry_proto::task::{SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TransferItem};
@@ -89,6 +91,11 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route(
             "/api/v1/groups/{group}/members/{user}",
             axum::routing::delete(remove_member),
+        )
+        .route("/api/v1/webhooks", post(create_webhook).get(list_webhooks))
+        .route(
+            "/api/v1/webhooks/{webhook}",
+            axum::routing::delete(delete_webhook),
         )
         .route("/api/v1/tasks/{task}", get(show_task))
         .route("/api/v1/tasks/{task}/cancel", post(cancel_task))
@@ -470,6 +477,62 @@ impl From<FilesError> for Failure {
             ),
         }
     }
+}
+
+// --- webhooks ---
+
+impl From<WebhookError> for Failure {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::Invalid(m) => bad(m),
+            WebhookError::NotFound(_) => {
+                Failure::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            WebhookError::Refused(r) => Failure::from(r),
+            WebhookError::Storage(e) => Failure::from(e),
+        }
+    }
+}
+
+fn webhook_info(w: WebhookRow, with_secret: bool) -> WebhookInfo {
+    WebhookInfo {
+        id: w.id,
+        url: w.url,
+        events: w.events,
+        created: w.created,
+        secret: with_secret.then_some(w.secret),
+    }
+}
+
+/// The answer holds the webhook's secret: the one time the hub shows it.
+async fn create_webhook(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<ManagesWebhooks>,
+    Json(body): Json<CreateWebhook>,
+) -> Result<(StatusCode, Json<WebhookInfo>), Failure> {
+    let row = notify::create_webhook(&*hub.store, &who, &body.url, body.events, grants::now())?;
+    Ok((StatusCode::CREATED, Json(webhook_info(row, true))))
+}
+
+async fn list_webhooks(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<ManagesWebhooks>,
+) -> Result<Json<Vec<WebhookInfo>>, Failure> {
+    Ok(Json(
+        notify::webhooks(&*hub.store, &who)?
+            .into_iter()
+            .map(|w| webhook_info(w, false))
+            .collect(),
+    ))
+}
+
+async fn delete_webhook(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<ManagesWebhooks>,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookDeleted>, Failure> {
+    notify::delete_webhook(&*hub.store, &who, &id)?;
+    Ok(Json(WebhookDeleted { id }))
 }
 
 // --- sharing ---
@@ -988,10 +1051,26 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let task = body["task_id"].as_str().unwrap().to_string();
-        let alices = [s.laptop.as_str(), s.cluster.as_str(), task.as_str()];
         let alice = grants::authenticate(&*s.hub.store, &s.alice)
             .unwrap()
             .unwrap();
+        let hook = notify::create_webhook(
+            &*s.hub.store,
+            &alice,
+            "https://hooks.example.org/alice",
+            None,
+            1,
+        )
+        .unwrap();
+        let alices_hook = hook.id.clone();
+        let alices = [
+            s.laptop.as_str(),
+            s.cluster.as_str(),
+            task.as_str(),
+            alices_hook.as_str(),
+            hook.secret.as_str(),
+            "hooks.example.org/alice",
+        ];
         sharing::create_group(&*s.hub.store, &alice, "alices-lab").unwrap();
         sharing::change_member(&*s.hub.store, &alice, "alices-lab", "alice", true).unwrap();
 
@@ -1141,6 +1220,27 @@ mod tests {
                 None,
                 Bob::NotFound,
             ),
+            (
+                "POST",
+                "/api/v1/webhooks",
+                "/api/v1/webhooks".into(),
+                Some(json!({"url": "https://hooks.example.org/bob"})),
+                Bob::OwnOnly,
+            ),
+            (
+                "GET",
+                "/api/v1/webhooks",
+                "/api/v1/webhooks".into(),
+                None,
+                Bob::OwnOnly,
+            ),
+            (
+                "DELETE",
+                "/api/v1/webhooks/{webhook}",
+                format!("/api/v1/webhooks/{alices_hook}"),
+                None,
+                Bob::NotFound,
+            ),
         ];
         let mut walked: Vec<(String, String)> = walk
             .iter()
@@ -1199,6 +1299,7 @@ mod tests {
             }
         }
         // Alice's things are as she left them.
+        assert_eq!(s.hub.store.webhooks_of(alice.user_id).unwrap(), vec![hook]);
         let lab = sharing::groups(&*s.hub.store, &alice).unwrap();
         assert_eq!(lab[0].members, ["alice"], "bob changed alice's group");
         assert!(
@@ -1448,6 +1549,7 @@ mod tests {
                 label: None,
                 deadline: None,
                 created: 1,
+                notify: Default::default(),
             };
             s.hub.store.create_task(&task, "SUBMITTED", "x").unwrap();
         }

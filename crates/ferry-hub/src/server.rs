@@ -50,6 +50,8 @@ pub struct Hub {
     pub signer: crate::capability::TaskSigner,
     /// Woken whenever a task ends, for clients waiting on one.
     pub task_ended: tokio::sync::Notify,
+    /// Takes news of tasks to e-mail and webhooks without waiting.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// How many connections each client address holds (an IPv6 /64 counts as
@@ -190,10 +192,13 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         login_csrf: MacKey::generate().context("no randomness for the sign-in form key")?,
         config,
         task_ended: tokio::sync::Notify::new(),
+        notifier: crate::notify::Notifier::new(),
     });
     let listen = listen.unwrap_or_else(|| hub.config.listen.clone());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Before the scheduler, so no news waits for a reader.
+        crate::notify::spawn(hub.clone(), &dir)?;
         // Before the listener, so it hears every endpoint's first connect.
         let wake = crate::tasks::spawn(hub.clone(), notices);
         accept_loop(hub, Arc::new(tls), listen, wake).await

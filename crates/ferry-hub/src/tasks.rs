@@ -974,6 +974,8 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
     let mut ended: HashSet<String> = HashSet::new();
     // Ends storage could not take now, with the event that goes with each.
     let mut unrecorded: Vec<(Action, Option<Action>)> = Vec::new();
+    // Told once the batch is recorded, so a message sees the task's last event.
+    let mut news: Vec<(String, crate::notify::News)> = Vec::new();
     let stored = |ended: &mut HashSet<String>,
                   task_id: &str,
                   what: &str,
@@ -998,7 +1000,7 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                 connect_to,
             } => {
                 match hub.store.begin_attempt(&task_id, attempt) {
-                    Ok(true) => {}
+                    Ok(true) => hub.notifier.moving(&task_id),
                     Ok(false) => {
                         ended.insert(task_id);
                         continue;
@@ -1109,6 +1111,7 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                         if stored(&mut ended, task_id, "the end of a task", recorded) {
                             tracing::info!(task = %task_id, %status, "task ended");
                             hub.task_ended.notify_waiters();
+                            news.push((task_id.clone(), crate::notify::News::Ended(status)));
                         }
                     }
                 }
@@ -1131,14 +1134,24 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                 if ended.contains(task_id) {
                     continue;
                 }
-                if let Err(e) = hub
+                match hub
                     .store
                     .add_task_event(task_id, code, description, now, always)
                 {
-                    tracing::error!(task = %task_id, error = %e, "cannot record a task event");
+                    Ok(()) if matches!(code, code::ENDPOINT_OFFLINE | code::PAUSED) => news.push((
+                        task_id.clone(),
+                        crate::notify::News::Inactive(description.clone()),
+                    )),
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::error!(task = %task_id, error = %e, "cannot record a task event")
+                    }
                 }
             }
         }
+    }
+    for (task_id, news) in news {
+        hub.notifier.tell(&task_id, news);
     }
     feedback.extend(
         unrecorded

@@ -517,6 +517,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
             max_password_checks_queued: crate::state::default_password_checks_queued(),
             endpoint_cert_lifetime_secs: crate::pki::DEFAULT_ENDPOINT_CERT_LIFETIME_SECS,
             database: None,
+            smtp: None,
         },
         store,
         tls_ca_pem: ca.cert_pem.clone(),
@@ -531,6 +532,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
         login_csrf: crate::secrets::MacKey::generate().unwrap(),
         signer: crate::capability::TaskSigner::generate(),
         task_ended: tokio::sync::Notify::new(),
+        notifier: crate::notify::Notifier::new(),
     }
 }
 
