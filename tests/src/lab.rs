@@ -87,6 +87,8 @@ pub struct LabBuilder {
     proxy: Option<Proxied>,
     umask: Option<String>,
     prepare_dst: Vec<Prepare>,
+    hub_config: String,
+    alice_email: Option<String>,
 }
 
 impl std::fmt::Debug for LabBuilder {
@@ -96,6 +98,8 @@ impl std::fmt::Debug for LabBuilder {
             .field("proxy", &self.proxy)
             .field("umask", &self.umask)
             .field("prepare_dst", &self.prepare_dst.len())
+            .field("hub_config", &self.hub_config)
+            .field("alice_email", &self.alice_email)
             .finish()
     }
 }
@@ -113,6 +117,19 @@ impl LabBuilder {
     pub fn proxy_control(mut self) -> Self {
         assert!(self.proxy.is_none(), "one proxy per lab");
         self.proxy = Some(Proxied::Control);
+        self
+    }
+
+    /// `extra` appended to the hub's `hub.toml` before it serves
+    /// (an `[smtp]` section, say).
+    pub fn hub_config(mut self, extra: &str) -> Self {
+        self.hub_config.push_str(extra);
+        self
+    }
+
+    /// Alice's account has this address (`ferry-hub user add --email`).
+    pub fn alice_email(mut self, address: &str) -> Self {
+        self.alice_email = Some(address.to_string());
         self
     }
 
@@ -154,8 +171,13 @@ impl LabBuilder {
     /// returns once each running daemon says `Hub: connected` (and, with
     /// a data proxy, once `dst` listens behind it).
     pub fn start(self) -> Lab {
-        let hub = Hub::start();
-        hub.add_user("alice", "correct horse battery");
+        let hub = Hub::start_with_config(&self.hub_config);
+        match &self.alice_email {
+            Some(address) => {
+                hub.add_user_with("alice", "correct horse battery", &["--email", address])
+            }
+            None => hub.add_user("alice", "correct horse battery"),
+        }
         let src = set_up(&hub, "src");
         let dst = match self.dst {
             Dst::Running | Dst::Offline => set_up(&hub, "dst"),
@@ -263,6 +285,8 @@ impl Lab {
             proxy: None,
             umask: None,
             prepare_dst: Vec::new(),
+            hub_config: String::new(),
+            alice_email: None,
         }
     }
 

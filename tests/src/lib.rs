@@ -396,6 +396,12 @@ impl Hub {
     /// `ferry-hub init` then `serve`, with one-second heartbeats so link
     /// failures and revocations show quickly.
     pub fn start() -> Self {
+        Self::start_with_config("")
+    }
+
+    /// [`Hub::start`], with `extra` (TOML: keys, then tables such as
+    /// `[smtp]`) appended to its `hub.toml` before it serves.
+    pub fn start_with_config(extra: &str) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("ferry-hub-e2e")
             .tempdir()
@@ -423,6 +429,12 @@ impl Hub {
             "heartbeat_secs = 15",
             "heartbeat_secs = 1",
         );
+        if !extra.is_empty() {
+            let path = dir.join("hub.toml");
+            let mut text = fs::read_to_string(&path).unwrap();
+            text.push_str(extra);
+            fs::write(&path, text).unwrap();
+        }
         let mut hub = Hub {
             _tmp: tmp,
             dir,
@@ -501,8 +513,15 @@ impl Hub {
     }
 
     pub fn add_user(&self, name: &str, password: &str) {
+        self.add_user_with(name, password, &[]);
+    }
+
+    /// `ferry-hub user add NAME --password-stdin EXTRA...`.
+    pub fn add_user_with(&self, name: &str, password: &str, extra: &[&str]) {
         let mut child = Command::new(hub_bin())
-            .args(["user", "add", name, "--password-stdin", "--dir"])
+            .args(["user", "add", name, "--password-stdin"])
+            .args(extra)
+            .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

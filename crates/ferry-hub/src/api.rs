@@ -13,8 +13,7 @@
 
 use crate::authz::{
     Action, CancelsTasks, CreatesEndpoints, ManagesEndpoints, ManagesWebhooks, Refusal, Resource,
-    Route,
-    SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
+    Route, SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
 };
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
@@ -34,9 +33,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
-    ApiError, CreateEndpoint, CreateGroup, CreatePermission, EndpointInfo, FilterScope, FsOp,
-    FsOutcome, GroupInfo, GroupMember, PermissionDeleted, PermissionInfo, RegisterEndpoint,
-    UpdateEndpoint, CreateWebhook, WebhookDeleted, WebhookInfo,
+    ApiError, CreateEndpoint, CreateGroup, CreatePermission, CreateWebhook, EndpointInfo,
+    FilterScope, FsOp, FsOutcome, GroupInfo, GroupMember, PermissionDeleted, PermissionInfo,
+    RegisterEndpoint, UpdateEndpoint, WebhookDeleted, WebhookInfo,
 };
 use ferry_proto::share::ShareMode;
 use ferry_proto::task::{SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TransferItem};

@@ -84,9 +84,14 @@ impl News {
 
 #[derive(Debug)]
 enum Job {
-    News { task_id: String, news: News },
+    News {
+        task_id: String,
+        news: News,
+    },
     /// The task started an attempt: a later wait is news again.
-    Moving { task_id: String },
+    Moving {
+        task_id: String,
+    },
 }
 
 /// The scheduler's end of the queue.
@@ -229,7 +234,10 @@ fn prepare(
         return Ok(Vec::new());
     };
     let now = crate::grants::now();
-    let errors = first_errors(&hub.store.task_events(task_id, crate::store::MAX_TASK_EVENTS as usize)?);
+    let errors = first_errors(
+        &hub.store
+            .task_events(task_id, crate::store::MAX_TASK_EVENTS as usize)?,
+    );
     let mut out = Vec::new();
     if can_mail
         && wanted.contains(event)
@@ -360,13 +368,7 @@ fn duration(task: &TaskRow, now: i64) -> u64 {
 }
 
 /// The e-mail for `news` of `task`.
-pub fn mail(
-    hub_url: &str,
-    task: &TaskRow,
-    news: &News,
-    errors: &[TaskEventRow],
-    now: i64,
-) -> Mail {
+pub fn mail(hub_url: &str, task: &TaskRow, news: &News, errors: &[TaskEventRow], now: i64) -> Mail {
     let name = task_name(task);
     let (subject, headline) = match news {
         News::Ended(status) => (
@@ -801,7 +803,10 @@ mod tests {
             m.subject,
             "ferry: task 0b7e2c1a-1111-4222-8333-444455556666 FAILED"
         );
-        assert!(m.body.contains("Error:     'laptop' reported: no such file  Bcc: x@evil\n"));
+        assert!(
+            m.body
+                .contains("Error:     'laptop' reported: no such file  Bcc: x@evil\n")
+        );
         assert!(m.body.contains("fault 0 second line"), "{}", m.body);
         assert!(m.body.contains("fault 4"));
         assert!(!m.body.contains("fault 5"), "first {FIRST_ERRORS} only");
@@ -811,17 +816,25 @@ mod tests {
     #[test]
     fn outside_text_is_bounded_and_has_no_line_breaks() {
         let long = "é\n".repeat(1000);
+        let mut waiting = task(Some(&long), TaskStatus::Active);
+        waiting.completed = None;
         let m = mail(
             "https://hub",
-            &task(Some(&long), TaskStatus::Active),
+            &waiting,
             &News::Inactive("'laptop' is offline\r\n".into()),
             &[],
             1_100,
         );
         assert!(!m.subject.contains('\n') && !m.subject.contains('\r'));
         assert!(m.subject.len() <= MAX_TEXT + 4, "{}", m.subject.len());
-        assert!(m.body.contains("is waiting and moves no data: 'laptop' is offline"));
-        assert!(m.body.contains("Duration:  1:40"), "still running: up to now");
+        assert!(
+            m.body
+                .contains("is waiting and moves no data: 'laptop' is offline")
+        );
+        assert!(
+            m.body.contains("Duration:  1:40"),
+            "still running: up to now"
+        );
     }
 
     #[test]
@@ -852,7 +865,10 @@ mod tests {
             42,
         );
         let v: serde_json::Value = serde_json::from_slice(&inactive).unwrap();
-        assert_eq!((v["event"].as_str(), v["reason"].as_str()), (Some("inactive"), Some("paused")));
+        assert_eq!(
+            (v["event"].as_str(), v["reason"].as_str()),
+            (Some("inactive"), Some("paused"))
+        );
     }
 
     #[test]
@@ -872,9 +888,16 @@ mod tests {
         mac.update(b"1700000000.{\"event\":\"failed\"}");
         assert_eq!(
             signed,
-            format!("sha256={}", crate::secrets::hex(&mac.finalize().into_bytes()))
+            format!(
+                "sha256={}",
+                crate::secrets::hex(&mac.finalize().into_bytes())
+            )
         );
-        assert_ne!(signed, signature(b"s3cret", 1_700_000_001, body), "a replay later fails");
+        assert_ne!(
+            signed,
+            signature(b"s3cret", 1_700_000_001, body),
+            "a replay later fails"
+        );
         assert_ne!(signed, signature(b"other", 1_700_000_000, body));
     }
 

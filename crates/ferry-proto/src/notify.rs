@@ -154,7 +154,14 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused_with_what_to_give() {
-        for bad in ["", "ON", "succeeded,", "canceled", "on,failed", &"x".repeat(100)] {
+        for bad in [
+            "",
+            "ON",
+            "succeeded,",
+            "canceled",
+            "on,failed",
+            &"x".repeat(100),
+        ] {
             let e = NotifyEvents::parse(bad).unwrap_err().to_string();
             assert!(e.contains("give on, off"), "{bad}: {e}");
             assert!(e.len() < 200, "bounded: {e}");

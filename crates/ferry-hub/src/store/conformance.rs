@@ -959,7 +959,8 @@ pub fn counters(files: u64, transferred: u64, skipped: u64, bytes: u64) -> TaskC
 
 pub fn each_news_of_a_task_is_claimed_once_and_a_wait_again_after_it_moved(s: &dyn Storage) {
     let uid = two_endpoints(s);
-    s.create_task(&new_task("t1", uid, 1), "SUBMITTED", "x").unwrap();
+    s.create_task(&new_task("t1", uid, 1), "SUBMITTED", "x")
+        .unwrap();
     let quiet = NewTask {
         notify: NotifyEvents::parse("inactive").unwrap(),
         ..new_task("t2", uid, 2)

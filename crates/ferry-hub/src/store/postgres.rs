@@ -1485,10 +1485,12 @@ impl NotifyStore for PostgresStore {
 
     fn user_email(&self, user_id: i64) -> Result<Option<String>> {
         self.with_client(|c| {
-            Ok(c.query_opt("SELECT email FROM users WHERE id = $1", &[&user_id])?
-                .map(|r| r.try_get::<_, Option<String>>(0))
-                .transpose()?
-                .flatten())
+            Ok(
+                c.query_opt("SELECT email FROM users WHERE id = $1", &[&user_id])?
+                    .map(|r| r.try_get::<_, Option<String>>(0))
+                    .transpose()?
+                    .flatten(),
+            )
         })
     }
 

@@ -140,11 +140,7 @@ fn populate(s: &dyn Storage) {
                 deadline: [Some(i64::MAX), None, Some(-1)][n],
                 // One second for all three: their order is their seq.
                 created: 20,
-                notify: [
-                    NotifyEvents::DEFAULT,
-                    NotifyEvents::NONE,
-                    NotifyEvents::ALL,
-                ][n],
+                notify: [NotifyEvents::DEFAULT, NotifyEvents::NONE, NotifyEvents::ALL][n],
             },
             "SUBMITTED",
             "3 items",
