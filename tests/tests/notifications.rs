@@ -6,6 +6,7 @@
 //!
 //! aiosmtpd comes from PyPI (`pip3 install aiosmtpd`); without it the
 //! test is skipped, unless `FERRY_REQUIRE_SMTP=1` (CI) makes that a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferry_tests::{Lab, closed_loopback_port, skip, wait_until};
 use hmac::{Hmac, KeyInit, Mac};
