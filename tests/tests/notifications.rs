@@ -229,10 +229,7 @@ fn ends_are_mailed_to_the_owner_and_posted_signed_to_her_webhook() {
     };
     let receiver = Receiver::start();
     let lab = Lab::builder()
-        .hub_config(&format!(
-            "\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nfrom = \"ferry@hub.test\"\nstarttls = false\n",
-            smtp.port
-        ))
+        .hub_config(&smtp_section(smtp.port))
         .alice_email("alice@example.org")
         .start();
 
@@ -349,6 +346,64 @@ fn ends_are_mailed_to_the_owner_and_posted_signed_to_her_webhook() {
     assert!(again.stderr.contains("no webhook"), "{again:?}");
     let listed = lab.ferry(&["webhook", "list"]);
     assert!(listed.stdout.contains("No webhooks"), "{listed:?}");
+}
+
+/// `[smtp]` for the relay on `port`.
+fn smtp_section(port: u16) -> String {
+    format!(
+        "\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"ferry@hub.test\"\nstarttls = false\n"
+    )
+}
+
+#[test]
+fn a_task_that_waits_is_mailed_once_even_across_a_hub_restart() {
+    let Some(smtp) = smtp_server() else {
+        skip("python3 cannot import aiosmtpd (pip3 install aiosmtpd)");
+        return;
+    };
+    let mut lab = Lab::builder()
+        .hub_config(&smtp_section(smtp.port))
+        .alice_email("alice@example.org")
+        .dst_offline()
+        .start();
+    fs::write(lab.src.home.join("w.bin"), b"waits").unwrap();
+    let id = lab.transfer(&[
+        "src:/~/w.bin",
+        "dst:/~/w.bin",
+        "--label",
+        "patient",
+        "--notify",
+        "inactive,succeeded",
+    ]);
+    let waiting = mail_of(&smtp.maildir, &id);
+    assert!(
+        waiting.contains("Subject: ferry: task \"patient\" is waiting"),
+        "{waiting}"
+    );
+    assert!(waiting.contains("'dst'"), "names the endpoint: {waiting}");
+
+    // kill -9 the hub: once its start-up grace is over it records the wait
+    // again, and the store remembers it was told.
+    lab.hub.kill();
+    lab.hub.serve();
+    wait_until(LIMIT, "the wait recorded again after the restart", || {
+        let events = lab.ferry(&["task", "events", &id]).stdout;
+        events.matches("ENDPOINT_OFFLINE").count() >= 2
+    });
+    lab.start_dst();
+    lab.wait(&id);
+    let mut ended = None;
+    wait_until(LIMIT, "the mail of the task's end", || {
+        ended = mails(&smtp.maildir)
+            .into_iter()
+            .find(|m| m.contains(&id) && m.contains("SUCCEEDED"));
+        ended.is_some()
+    });
+    let about: Vec<String> = mails(&smtp.maildir)
+        .into_iter()
+        .filter(|m| m.contains(&id))
+        .collect();
+    assert_eq!(about.len(), 2, "one wait, one end: {about:#?}");
 }
 
 #[test]
