@@ -615,7 +615,7 @@ async fn delete_permission(
 ) -> Result<Json<PermissionDeleted>, Failure> {
     let failed = sharing::delete_permission(&*hub.store, &who, &endpoint, &permission)?;
     if !failed.is_empty() {
-        hub.task_ended.notify_waiters();
+        hub.tasks_failed(&failed);
         wake_scheduler(wake);
     }
     Ok(Json(PermissionDeleted {

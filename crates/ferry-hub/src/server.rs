@@ -54,6 +54,24 @@ pub struct Hub {
     pub notifier: crate::notify::Notifier,
 }
 
+impl Hub {
+    /// Tasks a service failed outside the scheduler (a deleted permission
+    /// fails the tasks that used it): wakes those waiting on them and tells
+    /// their owners, as the scheduler does for the tasks it ends.
+    pub fn tasks_failed(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        self.task_ended.notify_waiters();
+        for id in ids {
+            self.notifier.tell(
+                id,
+                crate::notify::News::Ended(ferry_proto::task::TaskStatus::Failed),
+            );
+        }
+    }
+}
+
 /// How many connections each client address holds (an IPv6 /64 counts as
 /// one address), so that one client cannot take every place under the
 /// global limit with connections it never uses.
