@@ -449,9 +449,16 @@ impl Hub {
 
     /// (Re)starts `ferry-hub serve`, returning once its port accepts.
     pub fn serve(&mut self) {
+        self.serve_with_env(&[]);
+    }
+
+    /// [`Hub::serve`] with these variables in its environment
+    /// (`SSL_CERT_FILE`, say, for the CAs it trusts outbound).
+    pub fn serve_with_env(&mut self, env: &[(&str, &OsStr)]) {
         let child = Command::new(hub_bin())
             .args(["serve", "--dir"])
             .arg(&self.dir)
+            .envs(env.iter().copied())
             .env("FERRY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

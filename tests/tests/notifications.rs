@@ -2,7 +2,9 @@
 //! Maildir) on loopback as the hub's `[smtp]` relay, and a real HTTP
 //! receiver as alice's webhook. A task that succeeds and one that fails
 //! each reach her address with their label and counts, and her webhook
-//! with a signature that checks; `--notify off` mails nothing.
+//! with a signature that checks; `--notify off` mails nothing; a task that
+//! waits is mailed once, a hub restart included; with `starttls = true`
+//! mail goes over TLS to a relay whose certificate the hub verifies.
 //!
 //! aiosmtpd comes from PyPI (`pip3 install aiosmtpd`); without it the
 //! test is skipped, unless `FERRY_REQUIRE_SMTP=1` (CI) makes that a failure.
@@ -47,21 +49,38 @@ fn aiosmtpd_installed() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether aiosmtpd is there; its absence fails the test under
+/// `FERRY_REQUIRE_SMTP=1`.
+fn smtp_can_run() -> bool {
+    let installed = aiosmtpd_installed();
+    assert!(
+        installed || std::env::var_os("FERRY_REQUIRE_SMTP").is_none_or(|v| v != "1"),
+        "FERRY_REQUIRE_SMTP=1 but python3 cannot import aiosmtpd: pip3 install aiosmtpd"
+    );
+    installed
+}
+
 /// The SMTP server, or `None` when aiosmtpd is missing and not required.
 fn smtp_server() -> Option<Smtp> {
-    if !aiosmtpd_installed() {
-        assert!(
-            std::env::var_os("FERRY_REQUIRE_SMTP").is_none_or(|v| v != "1"),
-            "FERRY_REQUIRE_SMTP=1 but python3 cannot import aiosmtpd: pip3 install aiosmtpd"
-        );
+    smtp_server_on(closed_loopback_port(), None)
+}
+
+/// The SMTP server on `port`; with `tls` (certificate, key) it offers
+/// STARTTLS and takes no mail before it.
+fn smtp_server_on(port: u16, tls: Option<(&Path, &Path)>) -> Option<Smtp> {
+    if !smtp_can_run() {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("mail");
-    let port = closed_loopback_port();
-    let child = Command::new("python3")
+    let mut command = Command::new("python3");
+    command
         .args(["-m", "aiosmtpd", "-n", "-l"])
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(format!("127.0.0.1:{port}"));
+    if let Some((cert, key)) = tls {
+        command.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+    }
+    let child = command
         .args(["-c", "aiosmtpd.handlers.Mailbox"])
         .arg(&maildir)
         .stdin(Stdio::null())
@@ -229,7 +248,7 @@ fn ends_are_mailed_to_the_owner_and_posted_signed_to_her_webhook() {
     };
     let receiver = Receiver::start();
     let lab = Lab::builder()
-        .hub_config(&smtp_section(smtp.port))
+        .hub_config(&smtp_section(smtp.port, false))
         .alice_email("alice@example.org")
         .start();
 
@@ -349,10 +368,45 @@ fn ends_are_mailed_to_the_owner_and_posted_signed_to_her_webhook() {
 }
 
 /// `[smtp]` for the relay on `port`.
-fn smtp_section(port: u16) -> String {
+fn smtp_section(port: u16, starttls: bool) -> String {
     format!(
-        "\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"ferry@hub.test\"\nstarttls = false\n"
+        "\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"ferry@hub.test\"\nstarttls = {starttls}\n"
     )
+}
+
+#[test]
+fn with_starttls_required_mail_goes_over_tls_to_a_relay_the_hub_trusts() {
+    let port = closed_loopback_port();
+    if !smtp_can_run() {
+        skip("python3 cannot import aiosmtpd (pip3 install aiosmtpd)");
+        return;
+    }
+    let mut lab = Lab::builder()
+        .hub_config(&smtp_section(port, true))
+        .alice_email("alice@example.org")
+        .start();
+    // The relay presents the hub's own certificate (it names 127.0.0.1);
+    // the hub trusts its CA as the system's (SSL_CERT_FILE). aiosmtpd
+    // takes no mail before STARTTLS, so a mail that arrives went over TLS.
+    let smtp = smtp_server_on(
+        port,
+        Some((
+            &lab.hub.dir.join("server.crt"),
+            &lab.hub.dir.join("server.key"),
+        )),
+    )
+    .unwrap();
+    let ca = lab.hub.ca_cert();
+    lab.hub.kill();
+    lab.hub.serve_with_env(&[("SSL_CERT_FILE", ca.as_os_str())]);
+    fs::write(lab.src.home.join("t.bin"), b"tls").unwrap();
+    let id = lab.transfer(&["src:/~/t.bin", "dst:/~/t.bin", "--label", "over-tls"]);
+    lab.wait(&id);
+    let mail = mail_of(&smtp.maildir, &id);
+    assert!(
+        mail.contains("Subject: ferry: task \"over-tls\" SUCCEEDED"),
+        "{mail}"
+    );
 }
 
 #[test]
@@ -362,7 +416,7 @@ fn a_task_that_waits_is_mailed_once_even_across_a_hub_restart() {
         return;
     };
     let mut lab = Lab::builder()
-        .hub_config(&smtp_section(smtp.port))
+        .hub_config(&smtp_section(smtp.port, false))
         .alice_email("alice@example.org")
         .dst_offline()
         .start();
