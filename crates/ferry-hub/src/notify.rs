@@ -452,7 +452,9 @@ pub fn webhook_body(
             "label": task.label,
             "status": task.status,
             "source_endpoint": task.source_id,
+            "source_name": one_line(&task.source_name),
             "destination_endpoint": task.destination_id,
+            "destination_name": one_line(&task.destination_name),
             "files": c.files,
             "files_transferred": c.files_transferred,
             "files_skipped": c.files_skipped,
@@ -852,6 +854,13 @@ mod tests {
         assert_eq!(v["task"]["files_transferred"], 10);
         assert_eq!(v["task"]["bytes_transferred"], 3 * 1024 * 1024);
         assert_eq!(v["task"]["duration_secs"], 3723);
+        assert_eq!(
+            (
+                v["task"]["source_name"].as_str(),
+                v["task"]["destination_endpoint"].as_str()
+            ),
+            (Some("laptop"), Some("e2"))
+        );
         assert_eq!(
             v["task"]["url"],
             "https://hub/activity/0b7e2c1a-1111-4222-8333-444455556666"
