@@ -46,7 +46,15 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "r rw" -- "$cur")
             return
             ;;
-        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since)
+        --notify)
+            mapfile -t COMPREPLY < <(compgen -W "on off succeeded failed inactive succeeded,failed,inactive" -- "$cur")
+            return
+            ;;
+        --events)
+            mapfile -t COMPREPLY < <(compgen -W "succeeded failed inactive on succeeded,failed,inactive" -- "$cur")
+            return
+            ;;
+        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events)
             return
             ;;
     esac
@@ -55,10 +63,10 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events)
                 ((i++))
                 ;;
-            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group | timer)
+            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group | timer | webhook)
                 if [[ -z $verb ]]; then verb=${words[i]}; fi
                 ;;
             -*) ;;
@@ -70,7 +78,7 @@ _ferry()
 
     local opts="" files=""
     case $verb in
-        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task group timer" ;;
+        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task group timer webhook" ;;
         -setup) opts="--name --hub --hub-ca --force --setup-key --no-gui -dir" ;;
         -start) opts="-detach -restrict-paths -debug -trace -dir" ;;
         -status) opts="--json -dir" ;;
@@ -100,11 +108,19 @@ _ferry()
                 *) opts="--json" ;;
             esac
             ;;
-        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --wait --json" ;;
+        webhook)
+            case $sub in
+                "") opts="add list delete" ;;
+                add) opts="--events --json" ;;
+                list) opts="--json" ;;
+                *) opts="" ;;
+            esac
+            ;;
+        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --notify --wait --json" ;;
         timer)
             case $sub in
                 "") opts="create list show delete" ;;
-                create) opts="transfer --interval --start --stop-after-runs --stop-after-date -r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --json" ;;
+                create) opts="transfer --interval --start --stop-after-runs --stop-after-date -r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --notify --json" ;;
                 list | show) opts="--json" ;;
                 *) opts="" ;;
             esac

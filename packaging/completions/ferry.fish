@@ -19,9 +19,9 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date --since
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date --since --notify --events
                 set skip 1
-            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group timer
+            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group timer webhook
                 if test (count $found) -eq 0
                     set found $t
                 end
@@ -63,6 +63,7 @@ complete -c ferry -n '__ferry_at ""' -a rm -d 'Remove a path on an endpoint'
 complete -c ferry -n '__ferry_at ""' -a transfer -d 'Submit a transfer task'
 complete -c ferry -n '__ferry_at ""' -a task -d 'Show, wait for, list or cancel tasks'
 complete -c ferry -n '__ferry_at ""' -a group -d 'Groups of users to share with'
+complete -c ferry -n '__ferry_at ""' -a webhook -d 'URLs the hub POSTs news of your tasks to'
 complete -c ferry -n '__ferry_at ""' -a timer -d 'Recurring transfers: create, list, show, delete'
 
 # -dir DIR, everywhere.
@@ -109,6 +110,10 @@ complete -c ferry -n '__ferry_at group' -a 'create member list'
 complete -c ferry -n '__ferry_at group member' -a 'add remove'
 complete -c ferry -n '__ferry_at group create' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at group list' -l json -d 'JSON output'
+complete -c ferry -n '__ferry_at webhook' -a 'add list delete'
+complete -c ferry -n 'string match -q "webhook add*" -- (__ferry_verb)' -l events -x -a 'succeeded failed inactive on succeeded,failed,inactive' -d 'Which news (default all)'
+complete -c ferry -n 'string match -q "webhook add*" -- (__ferry_verb)' -l json -d 'JSON output'
+complete -c ferry -n 'string match -q "webhook list*" -- (__ferry_verb)' -l json -d 'JSON output'
 complete -c ferry -n 'string match -q "endpoint update*" -- (__ferry_verb)' -l display-name -x -d 'The new display name'
 complete -c ferry -n 'string match -q "endpoint create" -- (__ferry_verb)' -l personal -x -d 'A personal endpoint with this name'
 complete -c ferry -n 'string match -q "endpoint search*" -- (__ferry_verb)' -l filter-scope -x -a 'my-endpoints shared-with-me all'
@@ -128,6 +133,7 @@ complete -c ferry -n '__ferry_at transfer' -l batch -r -F -d 'Read SRC DST [-r] 
 complete -c ferry -n '__ferry_at transfer' -l include -x -d 'Include names matching PATTERN (first match wins)'
 complete -c ferry -n '__ferry_at transfer' -l exclude -x -d 'Exclude names matching PATTERN'
 complete -c ferry -n '__ferry_at transfer' -l bwlimit -x -d 'Cap the rate (bytes/s; K, M, G)'
+complete -c ferry -n '__ferry_at transfer' -l notify -x -a 'on off succeeded failed inactive succeeded,failed,inactive' -d 'E-mail you when the task ends (default on)'
 complete -c ferry -n '__ferry_at transfer' -l wait -d 'Show progress until the task ends'
 complete -c ferry -n '__ferry_at transfer' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at timer' -a 'create list show delete'
@@ -148,6 +154,7 @@ complete -c ferry -n '__ferry_at timer create' -l batch -r -F -d 'Read SRC DST [
 complete -c ferry -n '__ferry_at timer create' -l include -x -d 'Include names matching PATTERN (first match wins)'
 complete -c ferry -n '__ferry_at timer create' -l exclude -x -d 'Exclude names matching PATTERN'
 complete -c ferry -n '__ferry_at timer create' -l bwlimit -x -d 'Cap the rate (bytes/s; K, M, G)'
+complete -c ferry -n '__ferry_at timer create' -l notify -x -a 'on off succeeded failed inactive succeeded,failed,inactive' -d 'E-mail you when each run ends (default on)'
 complete -c ferry -n '__ferry_at timer create' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at timer list' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at timer show' -l json -d 'JSON output'

@@ -90,6 +90,7 @@ pub struct LabBuilder {
     hub_settings: String,
     src_settings: String,
     dst_settings: String,
+    alice_email: Option<String>,
 }
 
 impl std::fmt::Debug for LabBuilder {
@@ -102,6 +103,7 @@ impl std::fmt::Debug for LabBuilder {
             .field("hub_settings", &self.hub_settings)
             .field("src_settings", &self.src_settings)
             .field("dst_settings", &self.dst_settings)
+            .field("alice_email", &self.alice_email)
             .finish()
     }
 }
@@ -119,6 +121,21 @@ impl LabBuilder {
     pub fn proxy_control(mut self) -> Self {
         assert!(self.proxy.is_none(), "one proxy per lab");
         self.proxy = Some(Proxied::Control);
+        self
+    }
+
+    /// `extra` appended to the hub's `hub.toml` before it serves (an
+    /// `[smtp]` section, say: after any [`Lab::hub_setting`] keys, which a
+    /// table would otherwise swallow).
+    pub fn hub_config(mut self, extra: &str) -> Self {
+        self.hub_settings.push_str(extra);
+        self.hub_settings.push('\n');
+        self
+    }
+
+    /// Alice's account has this address (`ferry-hub user add --email`).
+    pub fn alice_email(mut self, address: &str) -> Self {
+        self.alice_email = Some(address.to_string());
         self
     }
 
@@ -182,7 +199,12 @@ impl LabBuilder {
     /// a data proxy, once `dst` listens behind it).
     pub fn start(self) -> Lab {
         let hub = Hub::start_with(&self.hub_settings);
-        hub.add_user("alice", "correct horse battery");
+        match &self.alice_email {
+            Some(address) => {
+                hub.add_user_with("alice", "correct horse battery", &["--email", address])
+            }
+            None => hub.add_user("alice", "correct horse battery"),
+        }
         let src = set_up(&hub, "src");
         let dst = match self.dst {
             Dst::Running | Dst::Offline => set_up(&hub, "dst"),
@@ -301,6 +323,7 @@ impl Lab {
             hub_settings: String::new(),
             src_settings: String::new(),
             dst_settings: String::new(),
+            alice_email: None,
         }
     }
 

@@ -449,9 +449,16 @@ impl Hub {
 
     /// (Re)starts `ferry-hub serve`, returning once its port accepts.
     pub fn serve(&mut self) {
+        self.serve_with_env(&[]);
+    }
+
+    /// [`Hub::serve`] with these variables in its environment
+    /// (`SSL_CERT_FILE`, say, for the CAs it trusts outbound).
+    pub fn serve_with_env(&mut self, env: &[(&str, &OsStr)]) {
         let child = Command::new(hub_bin())
             .args(["serve", "--dir"])
             .arg(&self.dir)
+            .envs(env.iter().copied())
             .env("FERRY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -513,8 +520,15 @@ impl Hub {
     }
 
     pub fn add_user(&self, name: &str, password: &str) {
+        self.add_user_with(name, password, &[]);
+    }
+
+    /// `ferry-hub user add NAME --password-stdin EXTRA...`.
+    pub fn add_user_with(&self, name: &str, password: &str, extra: &[&str]) {
         let mut child = Command::new(hub_bin())
-            .args(["user", "add", name, "--password-stdin", "--dir"])
+            .args(["user", "add", name, "--password-stdin"])
+            .args(extra)
+            .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -67,7 +67,8 @@ fn workspace_root() -> &'static Path {
 }
 
 /// Crates that make HTTP requests. The REST client is the CLI's
-/// (ferry-setup); nothing below it links one.
+/// (ferry-setup); the hub links one too, for webhook deliveries
+/// (`notify`), and nothing else does: not the endpoint side.
 const HTTP_CLIENTS: &[&str] = &[
     "reqwest",
     "ureq",
@@ -114,10 +115,12 @@ fn dependency_names(package: &str) -> BTreeSet<String> {
 /// The layers of the workspace. The hub shares only ferry-proto and
 /// ferry-tls with the endpoints; the endpoint side
 /// never links the hub; the wire types link no other ferry crate; and
-/// only the CLI links the hub client and so an HTTP client.
+/// only the CLI (the hub client) and the hub (its webhooks) link an HTTP
+/// client.
 #[test]
 fn crate_dependencies_keep_their_layers() {
-    let rules: &[(&str, &[&str])] = &[
+    // (package, crates it must not link, whether it may link an HTTP client)
+    let rules: &[(&str, &[&str], bool)] = &[
         (
             "ferry-hub",
             &[
@@ -127,16 +130,18 @@ fn crate_dependencies_keep_their_layers() {
                 "ferry-endpoint",
                 "ferry-setup",
             ],
+            true,
         ),
-        ("ferry-daemon", &["ferry-hub", "ferry-setup"]),
-        ("ferry-mover", &["ferry-hub", "ferry-setup"]),
-        ("ferry-endpoint", &["ferry-setup"]),
-        ("ferry-tls", &["ferry-setup"]),
+        ("ferry-daemon", &["ferry-hub", "ferry-setup"], false),
+        ("ferry-mover", &["ferry-hub", "ferry-setup"], false),
+        ("ferry-endpoint", &["ferry-setup"], false),
+        ("ferry-tls", &["ferry-setup"], false),
     ];
     let mut broken = Vec::new();
-    for (package, forbidden) in rules {
+    for (package, forbidden, http) in rules {
         let deps = dependency_names(package);
-        for name in forbidden.iter().chain(HTTP_CLIENTS) {
+        let clients: &[&str] = if *http { &[] } else { HTTP_CLIENTS };
+        for name in forbidden.iter().chain(clients) {
             if deps.contains(*name) {
                 broken.push(format!("{package} depends on {name}"));
             }
@@ -246,6 +251,34 @@ fn compiled_sources(krate: &str) -> Vec<(PathBuf, Vec<(usize, String)>)> {
     }
     sources.retain(|(file, _)| !test_only.contains(file));
     sources
+}
+
+/// The hub's HTTP client makes webhook deliveries and nothing else: only
+/// `notify` (which checks each URL, follows no redirect, bounds the time
+/// and never reads an answer's body) names reqwest.
+#[test]
+fn only_the_hubs_notify_module_makes_http_requests() {
+    let mut found = Vec::new();
+    for (file, lines) in compiled_sources("ferry-hub") {
+        let name = file
+            .strip_prefix(workspace_root())
+            .unwrap()
+            .display()
+            .to_string();
+        if name == "crates/ferry-hub/src/notify.rs" {
+            continue;
+        }
+        for (number, line) in lines {
+            if line.contains("reqwest") {
+                found.push(format!("{name}:{number}: {}", line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "outbound HTTP from the hub goes through notify.rs (ARCHITECTURE.md):\n  {}",
+        found.join("\n  ")
+    );
 }
 
 /// ferry-proto is bytes and `now` in, frames and deadlines out: outside

@@ -167,6 +167,9 @@ pub enum Command {
     /// Recurring transfers: each run an ordinary task.
     #[command(subcommand)]
     Timer(TimerCommand),
+    /// URLs the hub POSTs news of your tasks to, signed (HMAC-SHA256).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,6 +272,34 @@ pub fn parse_interval(text: &str) -> Result<i64, String> {
         }
         _ => Err(usage()),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Have the hub POST news of your tasks to URL; prints the secret that
+    /// signs them, once.
+    Add {
+        /// Where to POST: an http:// or https:// URL.
+        #[arg(value_name = "URL")]
+        url: String,
+        /// Which news: a comma-separated list of succeeded, failed,
+        /// inactive (default: all three), or on (succeeded and failed).
+        #[arg(long, value_name = "EVENTS", value_parser = parse_notify)]
+        events: Option<ferry_proto::notify::NotifyEvents>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Your webhooks.
+    List {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Stop POSTing to a webhook.
+    Delete {
+        /// The webhook's id, as `ferry webhook list` shows it.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
 }
 
 const TRANSFER_HELP: &str = "\
@@ -400,6 +431,16 @@ pub struct TransferOptionArgs {
     /// or G (powers of 1000), e.g. 500K, 10M; at least 10K.
     #[arg(long, value_name = "RATE", value_parser = parse_bwlimit)]
     pub bwlimit: Option<u64>,
+    /// E-mail you when the task ends: on (succeeded and failed, the
+    /// default), off, or a list of succeeded, failed, inactive. Needs an
+    /// address on your account and an SMTP relay on the hub.
+    #[arg(long, value_name = "on|off|EVENTS", value_parser = parse_notify)]
+    pub notify: Option<ferry_proto::notify::NotifyEvents>,
+}
+
+/// `--notify` and `--events`, as ferry-proto spells them.
+pub fn parse_notify(text: &str) -> Result<ferry_proto::notify::NotifyEvents, String> {
+    ferry_proto::notify::NotifyEvents::parse(text).map_err(|e| e.to_string())
 }
 
 /// `--bwlimit RATE`, as ferry-proto spells rates.

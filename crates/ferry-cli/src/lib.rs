@@ -26,6 +26,7 @@ mod share;
 mod terminal;
 mod timer;
 mod transfer;
+mod webhook;
 
 use anyhow::Context;
 use args::{Cli, Command, PathsCommand};
@@ -128,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Task(command) => transfer::task(&ctx, command),
         Command::Group(command) => share::group(&ctx, command),
         Command::Timer(command) => timer::timer(&ctx, command),
+        Command::Webhook(command) => webhook::webhook(&ctx, command),
     }
 }
 

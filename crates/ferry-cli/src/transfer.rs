@@ -9,7 +9,7 @@ use crate::terminal::{escape, escape_bytes};
 use crate::{Invocation, UsageError, client_runtime};
 use anyhow::{Context, bail};
 use ferry_proto::filter::FilterSet;
-use ferry_proto::human::{self, utc_seconds};
+use ferry_proto::human::{self, clock, utc_seconds};
 use ferry_proto::task::{
     ChecksumAlgorithm, SubmitTask, SubmittedTask, SyncLevel, TaskEvent, TaskInfo, TaskStatus,
     TransferItem, TransferOptions,
@@ -121,6 +121,7 @@ pub(crate) fn submission(
         },
         label: args.label,
         deadline,
+        notify: args.notify,
     })
 }
 
@@ -629,16 +630,6 @@ fn summary(info: &TaskInfo) -> String {
     }
     line.push_str(&format!(", {}", crate::plural(info.faults, "fault")));
     line
-}
-
-/// `0:42`, `1:02:03`.
-fn clock(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
-    }
 }
 
 // --- ferry task ... ---

@@ -13,16 +13,17 @@
 
 use crate::audit::{self, AuditError};
 use crate::authz::{
-    Action, CancelsTasks, CreatesEndpoints, ManagesEndpoints, Refusal, Resource, Route,
-    SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
+    Action, CancelsTasks, CreatesEndpoints, ManagesEndpoints, ManagesWebhooks, Refusal, Resource,
+    Route, SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
 };
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
 use crate::files::{self, FilesError};
 use crate::grants::{self, Principal};
+use crate::notify::{self, WebhookError};
 use crate::server::Hub;
 use crate::sharing::{self, GranteeName, NewPermission, SharingError};
-use crate::store::{EndpointRow, MAX_TASK_EVENTS, StoreError, TaskRow};
+use crate::store::{EndpointRow, MAX_TASK_EVENTS, StoreError, TaskRow, WebhookRow};
 use crate::task_service::{self, TaskServiceError};
 use crate::tasks::{self, Wake};
 use crate::timers::{self, TimerError};
@@ -34,9 +35,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
-    ApiError, AuditEvent, CreateEndpoint, CreateGroup, CreatePermission, EndpointInfo, FilterScope,
-    FsOp, FsOutcome, GroupInfo, GroupMember, PermissionDeleted, PermissionInfo, RegisterEndpoint,
-    UpdateEndpoint,
+    ApiError, AuditEvent, CreateEndpoint, CreateGroup, CreatePermission, CreateWebhook,
+    EndpointInfo, FilterScope, FsOp, FsOutcome, GroupInfo, GroupMember, PermissionDeleted,
+    PermissionInfo, RegisterEndpoint, UpdateEndpoint, WebhookDeleted, WebhookInfo,
 };
 use ferry_proto::share::ShareMode;
 use ferry_proto::task::{
@@ -95,6 +96,11 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route(
             "/api/v1/groups/{group}/members/{user}",
             axum::routing::delete(remove_member),
+        )
+        .route("/api/v1/webhooks", post(create_webhook).get(list_webhooks))
+        .route(
+            "/api/v1/webhooks/{webhook}",
+            axum::routing::delete(delete_webhook),
         )
         .route("/api/v1/tasks/{task}", get(show_task))
         .route("/api/v1/tasks/{task}/cancel", post(cancel_task))
@@ -488,6 +494,62 @@ impl From<FilesError> for Failure {
     }
 }
 
+// --- webhooks ---
+
+impl From<WebhookError> for Failure {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::Invalid(m) => bad(m),
+            WebhookError::NotFound(_) => {
+                Failure::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            WebhookError::Refused(r) => Failure::from(r),
+            WebhookError::Storage(e) => Failure::from(e),
+        }
+    }
+}
+
+fn webhook_info(w: WebhookRow, with_secret: bool) -> WebhookInfo {
+    WebhookInfo {
+        id: w.id,
+        url: w.url,
+        events: w.events,
+        created: w.created,
+        secret: with_secret.then_some(w.secret),
+    }
+}
+
+/// The answer holds the webhook's secret: the one time the hub shows it.
+async fn create_webhook(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<ManagesWebhooks>,
+    Json(body): Json<CreateWebhook>,
+) -> Result<(StatusCode, Json<WebhookInfo>), Failure> {
+    let row = notify::create_webhook(&*hub.store, &who, &body.url, body.events, grants::now())?;
+    Ok((StatusCode::CREATED, Json(webhook_info(row, true))))
+}
+
+async fn list_webhooks(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<ManagesWebhooks>,
+) -> Result<Json<Vec<WebhookInfo>>, Failure> {
+    Ok(Json(
+        notify::webhooks(&*hub.store, &who)?
+            .into_iter()
+            .map(|w| webhook_info(w, false))
+            .collect(),
+    ))
+}
+
+async fn delete_webhook(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<ManagesWebhooks>,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookDeleted>, Failure> {
+    notify::delete_webhook(&*hub.store, &who, &id)?;
+    Ok(Json(WebhookDeleted { id }))
+}
+
 // --- sharing ---
 
 impl From<SharingError> for Failure {
@@ -569,7 +631,7 @@ async fn delete_permission(
 ) -> Result<Json<PermissionDeleted>, Failure> {
     let failed = sharing::delete_permission(&*hub.store, &who, &endpoint, &permission)?;
     if !failed.is_empty() {
-        hub.task_ended.notify_waiters();
+        hub.tasks_failed(&failed);
         wake_scheduler(wake);
     }
     Ok(Json(PermissionDeleted {
@@ -1140,15 +1202,27 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let timer = body["id"].as_str().unwrap().to_string();
+        let alice = grants::authenticate(&*s.hub.store, &s.alice)
+            .unwrap()
+            .unwrap();
+        let hook = notify::create_webhook(
+            &*s.hub.store,
+            &alice,
+            "https://hooks.example.org/alice",
+            None,
+            1,
+        )
+        .unwrap();
+        let alices_hook = hook.id.clone();
         let alices = [
             s.laptop.as_str(),
             s.cluster.as_str(),
             task.as_str(),
             timer.as_str(),
+            alices_hook.as_str(),
+            hook.secret.as_str(),
+            "hooks.example.org/alice",
         ];
-        let alice = grants::authenticate(&*s.hub.store, &s.alice)
-            .unwrap()
-            .unwrap();
         sharing::create_group(&*s.hub.store, &alice, "alices-lab").unwrap();
         sharing::change_member(&*s.hub.store, &alice, "alices-lab", "alice", true).unwrap();
 
@@ -1314,6 +1388,20 @@ mod tests {
             ),
             (
                 "POST",
+                "/api/v1/webhooks",
+                "/api/v1/webhooks".into(),
+                Some(json!({"url": "https://hooks.example.org/bob"})),
+                Bob::OwnOnly,
+            ),
+            (
+                "GET",
+                "/api/v1/webhooks",
+                "/api/v1/webhooks".into(),
+                None,
+                Bob::OwnOnly,
+            ),
+            (
+                "POST",
                 "/api/v1/timers",
                 "/api/v1/timers".into(),
                 Some(timer_body(&s.laptop, &s.cluster)),
@@ -1330,6 +1418,13 @@ mod tests {
                 "DELETE",
                 "/api/v1/timers/{timer}",
                 format!("/api/v1/timers/{timer}"),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "DELETE",
+                "/api/v1/webhooks/{webhook}",
+                format!("/api/v1/webhooks/{alices_hook}"),
                 None,
                 Bob::NotFound,
             ),
@@ -1391,6 +1486,7 @@ mod tests {
             }
         }
         // Alice's things are as she left them.
+        assert_eq!(s.hub.store.webhooks_of(alice.user_id).unwrap(), vec![hook]);
         let lab = sharing::groups(&*s.hub.store, &alice).unwrap();
         assert_eq!(lab[0].members, ["alice"], "bob changed alice's group");
         assert!(
@@ -1730,6 +1826,7 @@ mod tests {
                 label: None,
                 deadline: None,
                 created: 1,
+                notify: Default::default(),
             };
             s.hub.store.create_task(&task, "SUBMITTED", "x").unwrap();
         }

@@ -13,7 +13,7 @@
 //! it did not exist.
 
 use crate::grants::{EndpointPrincipal, Principal};
-use crate::store::{EndpointRow, PermissionRow, TaskRow, TimerRow};
+use crate::store::{EndpointRow, PermissionRow, TaskRow, TimerRow, WebhookRow};
 use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER};
 
 /// What a principal wants to do.
@@ -36,6 +36,8 @@ pub enum Action {
     /// Sign a new certificate for an endpoint's key: only the endpoint
     /// itself asks, with the certificate registered for it now.
     RenewCertificate,
+    /// Add, list or delete webhooks that tell of one's own tasks.
+    ManageWebhooks,
 }
 
 impl Action {
@@ -47,9 +49,11 @@ impl Action {
             Action::CreateEndpoint | Action::SeeEndpoint | Action::ManageEndpoint => {
                 &[SCOPE_SETUP, SCOPE_TRANSFER]
             }
-            Action::UseEndpoint | Action::SubmitTask | Action::SeeTask | Action::CancelTask => {
-                &[SCOPE_TRANSFER]
-            }
+            Action::UseEndpoint
+            | Action::SubmitTask
+            | Action::SeeTask
+            | Action::CancelTask
+            | Action::ManageWebhooks => &[SCOPE_TRANSFER],
             // No user's grant covers it, whatever it holds.
             Action::RenewCertificate => &[],
         }
@@ -82,6 +86,7 @@ routes_doing! {
     SubmitsTasks => Action::SubmitTask;
     SeesTasks => Action::SeeTask;
     CancelsTasks => Action::CancelTask;
+    ManagesWebhooks => Action::ManageWebhooks;
 }
 
 /// Who asks.
@@ -121,6 +126,7 @@ pub enum Resource<'a> {
     Task(&'a TaskRow),
     /// A timer: its owner's alone, as a task is.
     Timer(&'a TimerRow),
+    Webhook(&'a WebhookRow),
 }
 
 /// Why an action is refused.
@@ -185,6 +191,7 @@ fn authorize_user(who: &Principal, action: Action, resource: Resource<'_>) -> Re
         }
         Resource::Task(task) => task.owner_id,
         Resource::Timer(timer) => timer.timer.owner_id,
+        Resource::Webhook(webhook) => webhook.owner_id,
     };
     if owner == who.user_id {
         Ok(())

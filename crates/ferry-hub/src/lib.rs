@@ -16,6 +16,7 @@ mod endpoints;
 mod files;
 mod grants;
 mod metrics;
+mod notify;
 mod oauth;
 mod page_auth;
 mod pages;
@@ -121,6 +122,9 @@ enum UserCommand {
         name: String,
         #[command(flatten)]
         dir: DirArg,
+        /// Where task notifications (`ferry transfer --notify`) are e-mailed.
+        #[arg(long, value_name = "ADDR")]
+        email: Option<String>,
         /// Read the password from stdin (the only way: never on the command line).
         #[arg(long, required = true)]
         password_stdin: bool,
@@ -245,13 +249,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { dir, listen } => server::serve(HubDir::new(&dir.dir)?, listen),
-        Command::User(UserCommand::Add { name, dir, .. }) => {
+        Command::User(UserCommand::Add {
+            name, dir, email, ..
+        }) => {
             let store = HubDir::new(&dir.dir)?.open_store()?;
             check_user_name(&name)?;
+            if let Some(email) = &email {
+                notify::parse_address(email)
+                    .map_err(|e| anyhow::anyhow!("--email {email:?}: {e}"))?;
+            }
             let password = read_password()?;
             let hash = secrets::hash_password(&password)
                 .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
-            store
+            let id = store
                 .add_user(&name, &hash, grants::now())
                 .map_err(|e| match e {
                     store::StoreError::Conflict { .. } => {
@@ -259,6 +269,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     e => e.into(),
                 })?;
+            if let Some(email) = &email {
+                store.set_user_email(id, Some(email))?;
+            }
             println!("user {name} added");
             Ok(())
         }

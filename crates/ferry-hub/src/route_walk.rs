@@ -313,6 +313,7 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             options: Default::default(),
             label: Some("alices-task".into()),
             deadline: None,
+            notify: None,
         },
         grants::now(),
     )

@@ -51,6 +51,26 @@ pub struct Hub {
     /// Woken whenever a task ends, for clients waiting on one.
     pub task_ended: tokio::sync::Notify,
     pub metrics: crate::metrics::HubMetrics,
+    /// Takes news of tasks to e-mail and webhooks without waiting.
+    pub notifier: crate::notify::Notifier,
+}
+
+impl Hub {
+    /// Tasks a service failed outside the scheduler (a deleted permission
+    /// fails the tasks that used it): wakes those waiting on them and tells
+    /// their owners, as the scheduler does for the tasks it ends.
+    pub fn tasks_failed(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        self.task_ended.notify_waiters();
+        for id in ids {
+            self.notifier.tell(
+                id,
+                crate::notify::News::Ended(ferry_proto::task::TaskStatus::Failed),
+            );
+        }
+    }
 }
 
 /// How many connections each client address holds (an IPv6 /64 counts as
@@ -192,10 +212,13 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         config,
         task_ended: tokio::sync::Notify::new(),
         metrics: crate::metrics::HubMetrics::new(),
+        notifier: crate::notify::Notifier::new(),
     });
     let listen = listen.unwrap_or_else(|| hub.config.listen.clone());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Before the scheduler, so no news waits for a reader.
+        crate::notify::spawn(hub.clone(), &dir)?;
         // Before the listener, so it hears every endpoint's first connect.
         let wake = crate::tasks::spawn(hub.clone(), notices);
         crate::timers::spawn(hub.clone(), wake.clone());

@@ -145,6 +145,59 @@ pub struct HubConfig {
     /// removed hourly (`ferry endpoint audit`).
     #[serde(default = "default_audit_retention_days")]
     pub audit_retention_days: u64,
+    /// The relay task notifications are e-mailed through; absent, the hub
+    /// sends no e-mail (webhooks still go out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// `[smtp]` in `hub.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// The sender's address, `ferry@hub.example.org`.
+    pub from: String,
+    /// `true`: STARTTLS is required (the relay's certificate verified
+    /// against the system's CAs); `false`: plain SMTP, for a relay on
+    /// this host or a trusted network.
+    #[serde(default = "default_starttls")]
+    pub starttls: bool,
+    /// Log in to the relay as this user, with the password in `password_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Relative paths are in the state dir; one line, the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_starttls() -> bool {
+    true
+}
+
+impl SmtpConfig {
+    fn check(&self) -> anyhow::Result<()> {
+        if self.host.is_empty() || self.host.len() > 253 {
+            bail!("[smtp] host must name the relay (1 to 253 bytes)");
+        }
+        crate::notify::parse_address(&self.from)
+            .map_err(|e| anyhow::anyhow!("[smtp] from {:?}: {e}", self.from))?;
+        match (&self.username, &self.password_file) {
+            (Some(_), None) | (None, Some(_)) => {
+                bail!("[smtp] username and password_file go together: set both or neither")
+            }
+            (Some(_), Some(_)) if !self.starttls => bail!(
+                "[smtp] username needs starttls = true: the relay's password would cross the network in the clear"
+            ),
+            _ => Ok(()),
+        }
+    }
 }
 
 pub(crate) fn default_endpoint_cert_lifetime() -> u64 {
@@ -237,6 +290,9 @@ impl HubConfig {
             // Parsed, not connected: a typo shows at once, with the URL's
             // password hidden.
             store::DatabaseUrl::parse(url, Path::new("."))?;
+        }
+        if let Some(smtp) = &self.smtp {
+            smtp.check()?;
         }
         if self.max_password_checks_queued > 1_000_000 {
             bail!(
@@ -338,6 +394,7 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
         database: None,
         metrics_token: None,
         audit_retention_days: default_audit_retention_days(),
+        smtp: None,
     };
     let text = format!(
         "# ferry-hub configuration. Edit, then restart `ferry-hub serve`.\n# To use your institution's certificate, point tls_cert/tls_key at it and\n# tls_ca at the CA that issued it.\n{}",

@@ -75,6 +75,7 @@ pub fn submit(
         label: submit.label.filter(|l| !l.is_empty()),
         deadline: submit.deadline,
         created: now,
+        notify: submit.notify.unwrap_or_default(),
     };
     let count = task.items.len();
     let described = format!(

@@ -1063,6 +1063,8 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
     let mut unrecorded: Vec<(Action, Option<Action>)> = Vec::new();
     // What `--delete` removed, by task, for the audit log.
     let mut removed: BTreeMap<String, Vec<WirePath>> = BTreeMap::new();
+    // Told once the batch is recorded, so a message sees the task's last event.
+    let mut news: Vec<(String, crate::notify::News)> = Vec::new();
     let stored = |ended: &mut HashSet<String>,
                   task_id: &str,
                   what: &str,
@@ -1087,7 +1089,7 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                 connect_to,
             } => {
                 match hub.store.begin_attempt(&task_id, attempt) {
-                    Ok(true) => {}
+                    Ok(true) => hub.notifier.moving(&task_id),
                     Ok(false) => {
                         ended.insert(task_id);
                         continue;
@@ -1207,6 +1209,7 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                         if stored(&mut ended, task_id, "the end of a task", recorded) {
                             tracing::info!(task = %task_id, %status, "task ended");
                             hub.task_ended.notify_waiters();
+                            news.push((task_id.clone(), crate::notify::News::Ended(status)));
                         }
                     }
                 }
@@ -1238,17 +1241,27 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                 if ended.contains(task_id) {
                     continue;
                 }
-                if let Err(e) = hub
+                match hub
                     .store
                     .add_task_event(task_id, code, description, now, always)
                 {
-                    tracing::error!(task = %task_id, error = %e, "cannot record a task event");
+                    Ok(()) if matches!(code, code::ENDPOINT_OFFLINE | code::PAUSED) => news.push((
+                        task_id.clone(),
+                        crate::notify::News::Inactive(description.clone()),
+                    )),
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::error!(task = %task_id, error = %e, "cannot record a task event")
+                    }
                 }
             }
         }
     }
     for (task_id, paths) in removed {
         crate::audit::task_removed(&*hub.store, now, &task_id, &paths);
+    }
+    for (task_id, news) in news {
+        hub.notifier.tell(&task_id, news);
     }
     feedback.extend(
         unrecorded

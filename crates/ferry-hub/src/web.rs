@@ -521,6 +521,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
             database: None,
             metrics_token: None,
             audit_retention_days: crate::state::default_audit_retention_days(),
+            smtp: None,
         },
         store,
         tls_ca_pem: ca.cert_pem.clone(),
@@ -536,6 +537,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
         signer: crate::capability::TaskSigner::generate(),
         task_ended: tokio::sync::Notify::new(),
         metrics: crate::metrics::HubMetrics::new(),
+        notifier: crate::notify::Notifier::new(),
     }
 }
 

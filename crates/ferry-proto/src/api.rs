@@ -297,3 +297,31 @@ pub struct PermissionDeleted {
     /// ACTIVE tasks that used the permission and failed with it.
     pub tasks_failed: Vec<String>,
 }
+
+/// `POST /api/v1/webhooks`: where to POST news of the caller's tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateWebhook {
+    /// An `http://` or `https://` URL.
+    pub url: String,
+    /// Absent: every event (succeeded, failed, inactive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<crate::notify::NotifyEvents>,
+}
+
+/// A webhook as `ferry webhook list --json` shows it; `secret` only in
+/// the answer to its creation (the one time the hub shows it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookInfo {
+    pub id: String,
+    pub url: String,
+    pub events: crate::notify::NotifyEvents,
+    pub created: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// `DELETE /api/v1/webhooks/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDeleted {
+    pub id: String,
+}

@@ -33,6 +33,16 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A duration as a clock shows it: `0:42`, `1:02:03`.
+pub fn clock(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
 /// `2026-11-23 01:01`, as `ls -l` shows times.
 pub fn utc_minutes(secs: i64) -> String {
     let (y, mo, d, h, mi, _) = civil(secs);

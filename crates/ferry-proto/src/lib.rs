@@ -13,6 +13,7 @@ pub mod filter;
 pub mod frame;
 pub mod human;
 pub mod local_api;
+pub mod notify;
 pub mod rate;
 pub mod setup_key;
 pub mod share;

@@ -374,6 +374,11 @@ pub struct SubmitTask {
     /// Unix seconds; an ACTIVE task still running then fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<i64>,
+    /// Which ends to e-mail the submitter about (`--notify`); absent:
+    /// succeeded and failed. The hub's business alone: it never reaches
+    /// an endpoint, so no capability carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::notify::NotifyEvents>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

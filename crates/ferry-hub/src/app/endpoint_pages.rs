@@ -341,7 +341,7 @@ pub async fn unshare(
     let notice = match sharing::delete_permission(&*hub.store, &visitor.who, &row.id, &permission) {
         Ok(failed) => {
             if !failed.is_empty() {
-                hub.task_ended.notify_waiters();
+                hub.tasks_failed(&failed);
                 if let Some(Extension(wake)) = wake {
                     wake.wake();
                 }

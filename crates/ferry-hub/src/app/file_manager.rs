@@ -396,6 +396,7 @@ fn submission(fields: &Fields, now: i64) -> Result<SubmitTask, Said> {
             .filter(|l| !l.is_empty())
             .map(str::to_string),
         deadline,
+        notify: None,
     })
 }
 

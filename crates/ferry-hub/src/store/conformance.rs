@@ -117,6 +117,14 @@ pub const CHECKS: &[(&str, Check)] = &[
         "timers_are_per_owner_and_keep_their_latest_events",
         timers_are_per_owner_and_keep_their_latest_events,
     ),
+    (
+        "each_news_of_a_task_is_claimed_once_and_a_wait_again_after_it_moved",
+        each_news_of_a_task_is_claimed_once_and_a_wait_again_after_it_moved,
+    ),
+    (
+        "users_addresses_and_webhooks_are_kept_per_user",
+        users_addresses_and_webhooks_are_kept_per_user,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -1154,6 +1162,7 @@ pub fn new_task(id: &str, owner_id: i64, created: i64) -> NewTask {
         label: Some("run 7".into()),
         deadline: Some(9999),
         created,
+        notify: Default::default(),
     }
 }
 
@@ -1165,4 +1174,73 @@ pub fn counters(files: u64, transferred: u64, skipped: u64, bytes: u64) -> TaskC
         bytes_transferred: bytes,
         ..TaskCounters::default()
     }
+}
+
+pub fn each_news_of_a_task_is_claimed_once_and_a_wait_again_after_it_moved(s: &dyn Storage) {
+    let uid = two_endpoints(s);
+    s.create_task(&new_task("t1", uid, 1), "SUBMITTED", "x")
+        .unwrap();
+    let quiet = NewTask {
+        notify: NotifyEvents::parse("inactive").unwrap(),
+        ..new_task("t2", uid, 2)
+    };
+    s.create_task(&quiet, "SUBMITTED", "x").unwrap();
+    // The set comes back with the first claim of each news, only then.
+    assert_eq!(
+        s.claim_task_notice("t1", "INACTIVE").unwrap(),
+        Some(NotifyEvents::DEFAULT)
+    );
+    assert_eq!(s.claim_task_notice("t1", "INACTIVE").unwrap(), None);
+    s.rearm_task_notice("t1").unwrap();
+    assert!(s.claim_task_notice("t1", "INACTIVE").unwrap().is_some());
+    assert!(s.claim_task_notice("t1", "SUCCEEDED").unwrap().is_some());
+    // Moving again re-arms a wait, never an end.
+    s.rearm_task_notice("t1").unwrap();
+    assert_eq!(s.claim_task_notice("t1", "SUCCEEDED").unwrap(), None);
+    assert_eq!(
+        s.claim_task_notice("t2", "FAILED").unwrap(),
+        Some(NotifyEvents::parse("inactive").unwrap())
+    );
+    assert_eq!(s.claim_task_notice("no-such-task", "FAILED").unwrap(), None);
+}
+
+pub fn users_addresses_and_webhooks_are_kept_per_user(s: &dyn Storage) {
+    let alice = s.add_user("alice", "h", 0).unwrap();
+    let bob = s.add_user("bob", "h", 0).unwrap();
+    assert_eq!(s.user_email(alice).unwrap(), None);
+    assert!(s.set_user_email(alice, Some("alice@example.org")).unwrap());
+    assert_eq!(
+        s.user_email(alice).unwrap().as_deref(),
+        Some("alice@example.org")
+    );
+    assert_eq!(s.user_email(bob).unwrap(), None);
+    assert!(s.set_user_email(alice, None).unwrap());
+    assert_eq!(s.user_email(alice).unwrap(), None);
+    assert!(!s.set_user_email(bob + 100, Some("x@y")).unwrap());
+
+    let hook = |id: &str, owner: i64, created: i64| WebhookRow {
+        id: id.into(),
+        owner_id: owner,
+        url: format!("https://hooks.example.org/{id}?a=1&b=%20"),
+        events: NotifyEvents::parse("failed,inactive").unwrap(),
+        secret: format!("secret-{id}"),
+        created,
+    };
+    s.put_webhook(&hook("w2", alice, 20)).unwrap();
+    s.put_webhook(&hook("w1", alice, 10)).unwrap();
+    s.put_webhook(&hook("w3", bob, 5)).unwrap();
+    assert!(matches!(
+        s.put_webhook(&hook("w1", bob, 1)),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        s.webhooks_of(alice).unwrap(),
+        vec![hook("w1", alice, 10), hook("w2", alice, 20)]
+    );
+    assert_eq!(s.webhook("w3").unwrap(), Some(hook("w3", bob, 5)));
+    assert!(s.delete_webhook("w1").unwrap());
+    assert!(!s.delete_webhook("w1").unwrap());
+    assert_eq!(s.webhook("w1").unwrap(), None);
+    assert_eq!(s.webhooks_of(alice).unwrap().len(), 1);
+    assert_eq!(s.webhooks_of(bob).unwrap().len(), 1);
 }

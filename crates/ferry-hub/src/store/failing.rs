@@ -174,6 +174,17 @@ delegate!(TimerStore {
     fn delete_timer(&self, id: &str) -> Result<bool>;
 });
 
+delegate!(NotifyStore {
+    fn set_user_email(&self, user_id: i64, email: Option<&str>) -> Result<bool>;
+    fn user_email(&self, user_id: i64) -> Result<Option<String>>;
+    fn claim_task_notice(&self, task_id: &str, notice: &str) -> Result<Option<NotifyEvents>>;
+    fn rearm_task_notice(&self, task_id: &str) -> Result<()>;
+    fn put_webhook(&self, webhook: &WebhookRow) -> Result<()>;
+    fn webhook(&self, id: &str) -> Result<Option<WebhookRow>>;
+    fn webhooks_of(&self, owner_id: i64) -> Result<Vec<WebhookRow>>;
+    fn delete_webhook(&self, id: &str) -> Result<bool>;
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

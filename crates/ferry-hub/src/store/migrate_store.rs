@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 11;
+const SQLITE_SCHEMA: i64 = 12;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -52,6 +52,7 @@ const TABLES: &[Table] = &[
             ("name", Text),
             ("password_hash", Text),
             ("created", Int),
+            ("email", Text),
         ],
         identity: Some("id"),
     },
@@ -213,6 +214,8 @@ const TABLES: &[Table] = &[
             ("fatal_error", Text),
             ("bwlimit", Int),
             ("checksum_algorithm", Text),
+            ("notify", Text),
+            ("notified", Text),
         ],
         identity: Some("seq"),
     },
@@ -297,6 +300,18 @@ const TABLES: &[Table] = &[
             ("time", Int),
             ("code", Text),
             ("description", Text),
+        ],
+        identity: None,
+    },
+    Table {
+        name: "webhooks",
+        columns: &[
+            ("id", Text),
+            ("owner_id", Int),
+            ("url", Text),
+            ("events", Text),
+            ("secret", Text),
+            ("created", Int),
         ],
         identity: None,
     },

@@ -24,6 +24,7 @@
 //! both backends' queries say the same thing; only the migrations' DDL,
 //! the placeholders and the row locks differ.
 
+pub use ferry_proto::notify::NotifyEvents;
 use ferry_proto::task::{
     ChecksumAlgorithm, TaskCounters, TaskStatus, TransferItem, TransferOptions,
 };
@@ -235,6 +236,8 @@ pub struct NewTask {
     pub label: Option<String>,
     pub deadline: Option<i64>,
     pub created: i64,
+    /// Which of its ends to e-mail the owner about (`--notify`).
+    pub notify: NotifyEvents,
 }
 
 /// A task's state, without its items.
@@ -767,8 +770,55 @@ pub trait TimerStore {
 /// outlast its interval, and only the recent past is worth reading.
 pub const MAX_TIMER_EVENTS: u64 = 200;
 
+/// A user's webhook: where the hub POSTs news of their tasks, and the
+/// secret it signs each body with (kept as given: the hub needs it to sign).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRow {
+    pub id: String,
+    pub owner_id: i64,
+    pub url: String,
+    pub events: NotifyEvents,
+    pub secret: String,
+    pub created: i64,
+}
+
+/// What notifications need: users' addresses, which news of a task was
+/// told already (so a restart never tells it twice), and webhooks.
+pub trait NotifyStore {
+    /// Sets or (`None`) clears where a user's e-mail goes; `false`: no such user.
+    fn set_user_email(&self, user_id: i64, email: Option<&str>) -> Result<bool>;
+
+    fn user_email(&self, user_id: i64) -> Result<Option<String>>;
+
+    /// Records that the owner of a task is told `notice` (`SUCCEEDED`,
+    /// `FAILED`, `INACTIVE`) and returns the task's `--notify` set, or
+    /// `None` when that was the last thing told (or there is no such task).
+    fn claim_task_notice(&self, task_id: &str, notice: &str) -> Result<Option<NotifyEvents>>;
+
+    /// The task moves again: its next wait is news again.
+    fn rearm_task_notice(&self, task_id: &str) -> Result<()>;
+
+    fn put_webhook(&self, webhook: &WebhookRow) -> Result<()>;
+
+    fn webhook(&self, id: &str) -> Result<Option<WebhookRow>>;
+
+    /// A user's webhooks, oldest first.
+    fn webhooks_of(&self, owner_id: i64) -> Result<Vec<WebhookRow>>;
+
+    fn delete_webhook(&self, id: &str) -> Result<bool>;
+}
+
 pub trait Storage:
-    AccountStore + EndpointStore + TaskStore + ShareStore + TimerStore + AuditStore + Send + Sync + std::fmt::Debug
+    AccountStore
+    + EndpointStore
+    + TaskStore
+    + ShareStore
+    + TimerStore
+    + AuditStore
+    + NotifyStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
 }
 
@@ -779,6 +829,7 @@ impl<
         + ShareStore
         + TimerStore
         + AuditStore
+        + NotifyStore
         + Send
         + Sync
         + std::fmt::Debug,

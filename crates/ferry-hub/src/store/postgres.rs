@@ -386,6 +386,22 @@ INSERT INTO audit_events (time, endpoint_id, actor_id, identity, action, path, t
     ORDER BY s.time, s.id COLLATE "C";
 DROP TABLE share_events;
 "#,
+    // Notifications (SQLite's twin): a user's e-mail address; a task's
+    // `--notify` set and the last news told of it; users' webhooks.
+    r#"
+ALTER TABLE users ADD COLUMN email TEXT;
+ALTER TABLE tasks ADD COLUMN notify TEXT NOT NULL DEFAULT 'succeeded,failed';
+ALTER TABLE tasks ADD COLUMN notified TEXT;
+CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    owner_id BIGINT NOT NULL REFERENCES users(id),
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created BIGINT NOT NULL
+);
+CREATE INDEX webhooks_owner ON webhooks(owner_id);
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -1685,6 +1701,116 @@ fn contains_pattern(query: &str) -> String {
     )
 }
 
+/// A stored notification set; one this hub cannot read (written by a
+/// newer one) tells nothing rather than failing the task's end.
+fn notify_events(text: &str) -> NotifyEvents {
+    NotifyEvents::parse(text).unwrap_or(NotifyEvents::NONE)
+}
+
+fn webhook_row(r: &Row) -> Result<WebhookRow> {
+    Ok(WebhookRow {
+        id: r.try_get(0)?,
+        owner_id: r.try_get(1)?,
+        url: r.try_get(2)?,
+        events: notify_events(r.try_get::<_, &str>(3)?),
+        secret: r.try_get(4)?,
+        created: r.try_get(5)?,
+    })
+}
+
+impl NotifyStore for PostgresStore {
+    fn set_user_email(&self, user_id: i64, email: Option<&str>) -> Result<bool> {
+        self.with_client(|c| {
+            Ok(c.execute(
+                "UPDATE users SET email = $2 WHERE id = $1",
+                &[&user_id, &email],
+            )? > 0)
+        })
+    }
+
+    fn user_email(&self, user_id: i64) -> Result<Option<String>> {
+        self.with_client(|c| {
+            Ok(
+                c.query_opt("SELECT email FROM users WHERE id = $1", &[&user_id])?
+                    .map(|r| r.try_get::<_, Option<String>>(0))
+                    .transpose()?
+                    .flatten(),
+            )
+        })
+    }
+
+    fn claim_task_notice(&self, task_id: &str, notice: &str) -> Result<Option<NotifyEvents>> {
+        self.with_client(|c| {
+            Ok(c.query_opt(
+                "UPDATE tasks SET notified = $2 WHERE id = $1 AND notified IS DISTINCT FROM $2
+                 RETURNING notify",
+                &[&task_id, &notice],
+            )?
+            .map(|r| r.try_get::<_, String>(0))
+            .transpose()?
+            .map(|text| notify_events(&text)))
+        })
+    }
+
+    fn rearm_task_notice(&self, task_id: &str) -> Result<()> {
+        self.with_client(|c| {
+            c.execute(
+                "UPDATE tasks SET notified = NULL WHERE id = $1 AND notified = 'INACTIVE'",
+                &[&task_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn put_webhook(&self, w: &WebhookRow) -> Result<()> {
+        self.with_client(|c| {
+            c.execute(
+                "INSERT INTO webhooks (id, owner_id, url, events, secret, created)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &w.id,
+                    &w.owner_id,
+                    &w.url,
+                    &w.events.to_string(),
+                    &w.secret,
+                    &w.created,
+                ],
+            )
+            .map_err(taken("webhook id"))?;
+            Ok(())
+        })
+    }
+
+    fn webhook(&self, id: &str) -> Result<Option<WebhookRow>> {
+        self.with_client(|c| {
+            c.query_opt(
+                "SELECT id, owner_id, url, events, secret, created FROM webhooks WHERE id = $1",
+                &[&id],
+            )?
+            .as_ref()
+            .map(webhook_row)
+            .transpose()
+        })
+    }
+
+    fn webhooks_of(&self, owner_id: i64) -> Result<Vec<WebhookRow>> {
+        self.with_client(|c| {
+            c.query(
+                "SELECT id, owner_id, url, events, secret, created FROM webhooks
+                 WHERE owner_id = $1 ORDER BY created, id",
+                &[&owner_id],
+            )?
+            .iter()
+            .map(webhook_row)
+            .collect()
+        })
+    }
+
+    fn delete_webhook(&self, id: &str) -> Result<bool> {
+        self.with_client(|c| Ok(c.execute("DELETE FROM webhooks WHERE id = $1", &[&id])? > 0))
+    }
+}
+
 impl ShareStore for PostgresStore {
     fn create_group(&self, id: &str, name: &str, owner_id: i64, now: i64) -> Result<()> {
         self.with_client(|c| {
@@ -2030,8 +2156,8 @@ impl TaskStore for PostgresStore {
             tx.execute(
                 "INSERT INTO tasks (id, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
-                    label, deadline, status, created, bwlimit, checksum_algorithm)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'ACTIVE', $14, $15, $16)",
+                    label, deadline, status, created, bwlimit, checksum_algorithm, notify)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'ACTIVE', $14, $15, $16, $17)",
                 &[
                     &task.id,
                     &task.owner_id,
@@ -2049,6 +2175,7 @@ impl TaskStore for PostgresStore {
                     &task.created,
                     &o.bwlimit.map(sql_u64),
                     &o.checksum_algorithm.as_str(),
+                    &task.notify.to_string(),
                 ],
             )?;
             // All items in one statement, numbered from 0 in their order.

@@ -340,6 +340,25 @@ INSERT INTO audit_events (time, endpoint_id, actor_id, identity, action, path, t
 DROP TABLE share_events;
 "#,
     ),
+    // Notifications: a user's e-mail address; a task's `--notify` set
+    // (tasks stored before get the default) and the last news told of it,
+    // so a restart never tells it twice; users' webhooks.
+    Migration::Sql(
+        r#"
+ALTER TABLE users ADD COLUMN email TEXT;
+ALTER TABLE tasks ADD COLUMN notify TEXT NOT NULL DEFAULT 'succeeded,failed';
+ALTER TABLE tasks ADD COLUMN notified TEXT;
+CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    owner_id INTEGER NOT NULL REFERENCES users(id),
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE INDEX webhooks_owner ON webhooks(owner_id);
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -1573,6 +1592,115 @@ impl AuditStore for SqliteStore {
     }
 }
 
+/// A stored notification set; one this hub cannot read (written by a
+/// newer one) tells nothing rather than failing the task's end.
+fn notify_events(text: &str) -> NotifyEvents {
+    NotifyEvents::parse(text).unwrap_or(NotifyEvents::NONE)
+}
+
+fn webhook_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRow> {
+    Ok(WebhookRow {
+        id: r.get(0)?,
+        owner_id: r.get(1)?,
+        url: r.get(2)?,
+        events: notify_events(&r.get::<_, String>(3)?),
+        secret: r.get(4)?,
+        created: r.get(5)?,
+    })
+}
+
+impl NotifyStore for SqliteStore {
+    fn set_user_email(&self, user_id: i64, email: Option<&str>) -> Result<bool> {
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                "UPDATE users SET email = ?2 WHERE id = ?1",
+                params![user_id, email],
+            )? > 0)
+        })
+    }
+
+    fn user_email(&self, user_id: i64) -> Result<Option<String>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row("SELECT email FROM users WHERE id = ?1", [user_id], |r| {
+                    r.get::<_, Option<String>>(0)
+                })
+                .optional()?
+                .flatten())
+        })
+    }
+
+    fn claim_task_notice(&self, task_id: &str, notice: &str) -> Result<Option<NotifyEvents>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "UPDATE tasks SET notified = ?2 WHERE id = ?1 AND notified IS NOT ?2
+                     RETURNING notify",
+                    params![task_id, notice],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?
+                .map(|text| notify_events(&text)))
+        })
+    }
+
+    fn rearm_task_notice(&self, task_id: &str) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "UPDATE tasks SET notified = NULL WHERE id = ?1 AND notified = 'INACTIVE'",
+                [task_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn put_webhook(&self, w: &WebhookRow) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO webhooks (id, owner_id, url, events, secret, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    w.id,
+                    w.owner_id,
+                    w.url,
+                    w.events.to_string(),
+                    w.secret,
+                    w.created
+                ],
+            )
+            .map_err(taken("webhook id"))?;
+            Ok(())
+        })
+    }
+
+    fn webhook(&self, id: &str) -> Result<Option<WebhookRow>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, owner_id, url, events, secret, created FROM webhooks WHERE id = ?1",
+                    [id],
+                    webhook_row,
+                )
+                .optional()?)
+        })
+    }
+
+    fn webhooks_of(&self, owner_id: i64) -> Result<Vec<WebhookRow>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, owner_id, url, events, secret, created FROM webhooks
+                 WHERE owner_id = ?1 ORDER BY created, id",
+            )?;
+            let rows = stmt.query_map([owner_id], webhook_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn delete_webhook(&self, id: &str) -> Result<bool> {
+        self.with_conn(|conn| Ok(conn.execute("DELETE FROM webhooks WHERE id = ?1", [id])? > 0))
+    }
+}
+
 impl TaskStore for SqliteStore {
     // --- tasks ---
 
@@ -1586,9 +1714,9 @@ impl TaskStore for SqliteStore {
             tx.execute(
                 "INSERT INTO tasks (id, seq, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
-                    checksum_algorithm, label, deadline, status, created, bwlimit)
+                    checksum_algorithm, label, deadline, status, created, bwlimit, notify)
                  VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), ?2, ?3, ?4, ?5,
-                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'ACTIVE', ?15, ?16)",
+                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'ACTIVE', ?15, ?16, ?17)",
                 params![
                     task.id,
                     task.owner_id,
@@ -1605,7 +1733,8 @@ impl TaskStore for SqliteStore {
                     task.label,
                     task.deadline,
                     task.created,
-                    o.bwlimit.map(sql_u64)
+                    o.bwlimit.map(sql_u64),
+                    task.notify.to_string()
                 ],
             )?;
             write_items(&tx, &task.id, &task.items)?;

@@ -10,6 +10,7 @@ use crate::store::{
     TransferOptions,
 };
 use ferry_proto::filter::FilterRule;
+use ferry_proto::notify::NotifyEvents;
 use ferry_proto::share::ShareMode;
 use ferry_proto::task::{SyncLevel, TaskCounters, TaskStatus};
 use ferry_proto::wire_path::WirePath;
@@ -140,6 +141,7 @@ fn populate(s: &dyn Storage) {
                 deadline: [Some(i64::MAX), None, Some(-1)][n],
                 // One second for all three: their order is their seq.
                 created: 20,
+                notify: [NotifyEvents::DEFAULT, NotifyEvents::NONE, NotifyEvents::ALL][n],
             },
             "SUBMITTED",
             "3 items",
