@@ -333,6 +333,7 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
                 options: Default::default(),
                 label: Some("alices-timer".into()),
                 deadline: None,
+                notify: None,
             },
             interval: 3600,
             start: None,

@@ -574,6 +574,7 @@ pub(crate) mod tests {
             options: TransferOptions::default(),
             label: Some("nightly".into()),
             deadline: None,
+            notify: None,
         };
         let create_at = |start| CreateTimer {
             transfer: transfer.clone(),
@@ -712,6 +713,7 @@ pub(crate) mod tests {
                 options: TransferOptions::default(),
                 label: None,
                 deadline: None,
+                notify: None,
             },
             interval: 60,
             start: None,
@@ -761,6 +763,7 @@ pub(crate) mod tests {
                 options: TransferOptions::default(),
                 label: None,
                 deadline: None,
+                notify: None,
             },
             interval: 60,
             start: Some(1000),

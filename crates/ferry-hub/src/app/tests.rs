@@ -429,6 +429,7 @@ async fn the_timers_page_lists_a_timer_and_delete_ends_it() {
                 options: Default::default(),
                 label: Some("nightly <backup>".into()),
                 deadline: None,
+                notify: None,
             },
             interval: 86_400,
             start: None,

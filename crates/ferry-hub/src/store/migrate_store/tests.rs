@@ -6,8 +6,8 @@ use super::*;
 use crate::store::postgres::tests::test_server;
 use crate::store::{
     AccountStore, AuditRow, AuditStore, AuthCodeRow, ClientRow, Grantee, NewTask, NewTimer,
-    PermissionRow, PostgresStore, ShareStore, Storage, TaskStore, TokenKind, TokenRow, TransferItem,
-    TransferOptions,
+    PermissionRow, PostgresStore, ShareStore, Storage, TaskStore, TokenKind, TokenRow,
+    TransferItem, TransferOptions,
 };
 use ferry_proto::filter::FilterRule;
 use ferry_proto::notify::NotifyEvents;
