@@ -19,7 +19,7 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit --on-success
                 set skip 1
             case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group
                 if test (count $found) -eq 0
@@ -125,6 +125,7 @@ complete -c ferry -n '__ferry_at transfer' -l batch -r -F -d 'Read SRC DST [-r] 
 complete -c ferry -n '__ferry_at transfer' -l include -x -d 'Include names matching PATTERN (first match wins)'
 complete -c ferry -n '__ferry_at transfer' -l exclude -x -d 'Exclude names matching PATTERN'
 complete -c ferry -n '__ferry_at transfer' -l bwlimit -x -d 'Cap the rate (bytes/s; K, M, G)'
+complete -c ferry -n '__ferry_at transfer' -l on-success -x -d "Run the destination's hook NAME after the files landed"
 complete -c ferry -n '__ferry_at transfer' -l wait -d 'Show progress until the task ends'
 complete -c ferry -n '__ferry_at transfer' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at task' -a 'show wait list cancel events'

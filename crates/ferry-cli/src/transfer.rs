@@ -75,6 +75,7 @@ pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode
             streams: args.streams,
             filters: args.filters,
             bwlimit: args.bwlimit,
+            on_success: args.on_success,
             // Always sent: a hub reads a submission without it as SHA-256.
             checksum_algorithm: match args.checksum_algorithm {
                 ChecksumAlgorithmArg::Sha256 => ChecksumAlgorithm::Sha256,

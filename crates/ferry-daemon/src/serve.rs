@@ -32,6 +32,7 @@ pub struct Daemon {
     lock: DaemonLock,
     policy_choice: PolicyChoice,
     policy: (Arc<Policy>, PolicySource),
+    hooks: crate::hooks::Configured,
     tightened_dir_mode: Option<u32>,
     /// Bound here, not in `run`: a socket that cannot be bound refuses the
     /// start before `-detach` forks, and the forked child inherits it.
@@ -54,6 +55,7 @@ impl Daemon {
         let stop = dir.command("-stop");
         let lock = DaemonLock::acquire(&dir.lock_file(), dir.root(), &stop)?;
         let (policy, source) = load_policy(&policy_choice, &dir, &home)?;
+        let hooks = crate::hooks::Configured::load(&dir).map_err(DaemonError::Hook)?;
         let listener = local_api::bind(&dir.socket(), &stop)?;
         Ok(Self {
             dir,
@@ -62,6 +64,7 @@ impl Daemon {
             lock,
             policy_choice,
             policy: (Arc::new(policy), source),
+            hooks,
             tightened_dir_mode,
             listener,
         })
@@ -100,6 +103,7 @@ impl Daemon {
             &self.identity,
             self.home.clone(),
             policy.clone(),
+            self.hooks,
             shutdown_rx.clone(),
         )
         .await

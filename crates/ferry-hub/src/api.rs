@@ -691,7 +691,7 @@ async fn submit_task(
     // unknown sync level) is answered as an ApiError the CLI can show.
     let submit: SubmitTask = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("the task is not understood: {e}")))?;
-    let task_id = task_service::submit(&*hub.store, &who, submit, grants::now())?;
+    let task_id = task_service::submit(&*hub.store, &hub.control, &who, submit, grants::now())?;
     wake_scheduler(wake);
     Ok((StatusCode::CREATED, Json(SubmittedTask { task_id })))
 }

@@ -57,13 +57,43 @@ pub mod code {
     pub const SUCCEEDED: &str = "SUCCEEDED";
     pub const FAILED: &str = "FAILED";
     pub const CANCELED: &str = "CANCELED";
+    /// The task's `--on-success` hook exited with status 0.
+    pub const HOOK_SUCCEEDED: &str = "HOOK_SUCCEEDED";
+    /// It exited otherwise, was killed, timed out, or could not run.
+    pub const HOOK_FAILED: &str = "HOOK_FAILED";
+}
+
+/// The event a hook's end makes: one line, its end then its last output
+/// lines (cut to what a hostile endpoint could send in bounds).
+pub fn hook_event(
+    name: &str,
+    ended: &ferry_proto::task::HookEnd,
+    output: &[String],
+) -> (&'static str, String) {
+    use ferry_proto::task::{MAX_HOOK_LINE, MAX_HOOK_LINES};
+    let code = if ended.succeeded() {
+        code::HOOK_SUCCEEDED
+    } else {
+        code::HOOK_FAILED
+    };
+    let mut description = format!("hook '{name}' {ended}");
+    let start = output.len().saturating_sub(MAX_HOOK_LINES);
+    let lines: Vec<String> = output[start..]
+        .iter()
+        .map(|l| l.chars().take(MAX_HOOK_LINE).collect())
+        .collect();
+    if !lines.is_empty() {
+        description.push_str("; output: ");
+        description.push_str(&lines.join(" | "));
+    }
+    (code, description)
 }
 
 /// Whether an event code reports something that went wrong.
 pub fn is_error(code: &str) -> bool {
     matches!(
         code,
-        code::FAULT | code::ENDPOINT_OFFLINE | code::FAILED | code::SKIPPED
+        code::FAULT | code::ENDPOINT_OFFLINE | code::FAILED | code::SKIPPED | code::HOOK_FAILED
     )
 }
 
@@ -465,7 +495,8 @@ impl Core {
                     format!("{path}: not at the source, removed (--delete)"),
                 ))
             }
-            TaskReport::Deleted { .. } | TaskReport::Unknown => {}
+            // Recorded by the control driver: they come after the task ended.
+            TaskReport::Deleted { .. } | TaskReport::Hook { .. } | TaskReport::Unknown => {}
             TaskReport::Fault { message, side } => {
                 let message = live.words(endpoint_id, &message, side);
                 if !from_destination && self.connected.contains_key(&live.destination) {
@@ -1244,6 +1275,30 @@ fn capability(
             });
         }
     };
+    // A destination too old to run hooks would land the data and drop
+    // the hook without a word: such a task fails instead, saying why.
+    let mut label = None;
+    if let Some(hook) = &work.options.on_success {
+        if let Some(None) = hub.control.hooks(destination) {
+            return Err(Unstartable {
+                message: format!(
+                    "the destination endpoint runs an older ferry that cannot run hooks, so not '{hook}' (--on-success); upgrade it"
+                ),
+                fatal: true,
+                deferred: false,
+            });
+        }
+        label = match hub.store.task(task_id) {
+            Ok(row) => row.and_then(|r| r.label),
+            Err(e) => {
+                return Err(Unstartable {
+                    message: format!("the hub cannot read the task: {e}"),
+                    fatal: false,
+                    deferred: e.is_transient(),
+                });
+            }
+        };
+    }
     let now = crate::grants::now();
     let (source_grant, destination_grant) = task_grants(hub, task_id, source, destination, now)?;
     let cap = Capability {
@@ -1257,6 +1312,7 @@ fn capability(
         expires: now + crate::capability::CAPABILITY_TTL,
         source_grant,
         destination_grant,
+        label,
     };
     hub.signer.sign(&cap).map_err(|e| Unstartable {
         message: format!("the hub cannot sign the task's capability: {e:#}"),

@@ -403,7 +403,8 @@ pub async fn transfer(
 ) -> Result<Response, AppError> {
     let now = grants::now();
     let submitted = submission(&fields, now).and_then(|submit| {
-        task_service::submit(&*hub.store, &visitor.who, submit, now).map_err(Said::from)
+        task_service::submit(&*hub.store, &hub.control, &visitor.who, submit, now)
+            .map_err(Said::from)
     });
     match submitted {
         Ok(task_id) => {

@@ -853,6 +853,8 @@ pub fn a_task_round_trips_every_field_exactly(s: &dyn Storage) {
                     None,
                 ][i],
                 checksum_algorithm: [ChecksumAlgorithm::Sha256, ChecksumAlgorithm::Blake3][i % 2],
+                on_success: [None, Some("slurm"), None, Some("post_run-2"), None][i]
+                    .map(String::from),
             },
             items: match i {
                 0 => many.clone(),

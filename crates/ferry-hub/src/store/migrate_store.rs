@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 9;
+const SQLITE_SCHEMA: i64 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -212,6 +212,7 @@ const TABLES: &[Table] = &[
             ("fatal_error", Text),
             ("bwlimit", Int),
             ("checksum_algorithm", Text),
+            ("on_success", Text),
         ],
         identity: Some("seq"),
     },

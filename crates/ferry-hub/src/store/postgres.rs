@@ -327,6 +327,11 @@ CREATE TABLE task_filters (
 ALTER TABLE tasks ADD COLUMN checksum_algorithm TEXT NOT NULL DEFAULT 'sha256'
     CHECK (checksum_algorithm IN ('sha256', 'blake3'));
 "#,
+    // The SQLite twin's: the hook a task asks its destination to run once
+    // its files landed (`--on-success NAME`).
+    r#"
+ALTER TABLE tasks ADD COLUMN on_success TEXT;
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -1711,8 +1716,8 @@ impl TaskStore for PostgresStore {
             tx.execute(
                 "INSERT INTO tasks (id, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
-                    label, deadline, status, created, bwlimit, checksum_algorithm)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'ACTIVE', $14, $15, $16)",
+                    label, deadline, status, created, bwlimit, checksum_algorithm, on_success)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'ACTIVE', $14, $15, $16, $17)",
                 &[
                     &task.id,
                     &task.owner_id,
@@ -1730,6 +1735,7 @@ impl TaskStore for PostgresStore {
                     &task.created,
                     &o.bwlimit.map(sql_u64),
                     &o.checksum_algorithm.as_str(),
+                    &o.on_success,
                 ],
             )?;
             // All items in one statement, numbered from 0 in their order.
@@ -1837,7 +1843,7 @@ impl TaskStore for PostgresStore {
                 .start()?;
             let Some(r) = tx.query_opt(
                 "SELECT sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams, bwlimit,
-                    checksum_algorithm
+                    checksum_algorithm, on_success
                  FROM tasks WHERE id = $1",
                 &[&id],
             )?
@@ -1896,6 +1902,7 @@ impl TaskStore for PostgresStore {
                 filters,
                 bwlimit,
                 checksum_algorithm,
+                on_success: r.try_get(8)?,
             };
             let items = tx
                 .query(

@@ -273,6 +273,13 @@ ALTER TABLE tasks ADD COLUMN checksum_algorithm TEXT NOT NULL DEFAULT 'sha256'
     CHECK (checksum_algorithm IN ('sha256', 'blake3'));
 "#,
     ),
+    // The hook a task asks its destination to run once its files landed
+    // (`--on-success NAME`); tasks stored before asked for none.
+    Migration::Sql(
+        r#"
+ALTER TABLE tasks ADD COLUMN on_success TEXT;
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -1446,9 +1453,9 @@ impl TaskStore for SqliteStore {
             tx.execute(
                 "INSERT INTO tasks (id, seq, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
-                    checksum_algorithm, label, deadline, status, created, bwlimit)
+                    checksum_algorithm, label, deadline, status, created, bwlimit, on_success)
                  VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), ?2, ?3, ?4, ?5,
-                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'ACTIVE', ?15, ?16)",
+                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'ACTIVE', ?15, ?16, ?17)",
                 params![
                     task.id,
                     task.owner_id,
@@ -1465,7 +1472,8 @@ impl TaskStore for SqliteStore {
                     task.label,
                     task.deadline,
                     task.created,
-                    o.bwlimit.map(sql_u64)
+                    o.bwlimit.map(sql_u64),
+                    o.on_success
                 ],
             )?;
             write_items(&tx, &task.id, &task.items)?;
@@ -1546,7 +1554,7 @@ impl TaskStore for SqliteStore {
             let Some((sync_level, algorithm, options)) = tx
                 .query_row(
                     "SELECT sync_level, checksum_algorithm, delete_extraneous, preserve_mtime, preserve_mode,
-                        skip_source_errors, streams, bwlimit
+                        skip_source_errors, streams, bwlimit, on_success
                      FROM tasks WHERE id = ?1",
                     [id],
                     |r| {
@@ -1563,6 +1571,7 @@ impl TaskStore for SqliteStore {
                                 filters: Vec::new(),
                                 bwlimit: r.get::<_, Option<i64>>(7)?.map(u64_of),
                                 checksum_algorithm: ChecksumAlgorithm::Sha256,
+                                on_success: r.get(8)?,
                             },
                         ))
                     },

@@ -258,6 +258,7 @@ fn endpoint(
         umask: 0o022,
         liveness,
         bwlimit: Arc::default(),
+        hooks: None,
         faults: super::Faults::default(),
     });
     Endpoint {
@@ -347,6 +348,7 @@ impl World {
             expires: now + 600,
             source_grant: None,
             destination_grant: None,
+            label: None,
         };
         let body = cap.body();
         Capability::seal(&body, &self.signer.sign(&body).unwrap())

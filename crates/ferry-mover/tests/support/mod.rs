@@ -105,6 +105,7 @@ fn endpoint(
         umask,
         liveness,
         bwlimit: Arc::default(),
+        hooks: None,
     });
     Endpoint {
         _tmp: tmp,
@@ -226,6 +227,7 @@ impl World {
             expires: now + 600,
             source_grant,
             destination_grant,
+            label: None,
         };
         let body = cap.body();
         Capability::seal(&body, &self.signer.sign(&body).unwrap())
