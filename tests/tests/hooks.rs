@@ -4,6 +4,8 @@
 //! configure is refused at submission; and, with a real one-node Slurm
 //! (`.ci/slurm.sh`), a hook that submits the analysis job, which runs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ferry_tests::{Lab, User};
 use serde_json::Value;
 use std::fs;
@@ -165,6 +167,22 @@ fn a_destination_without_the_hook_fails_the_task_before_data_moves() {
     let mut lab = Lab::builder().dst_offline().start();
     write_files(&lab.src.home);
     let id = lab.transfer(&["src:/~/run7", "dst:/~/in", "-r", "--on-success", "later"]);
+    // A hook that cannot run refuses the start, in one line that names it.
+    let toml = lab.dst.dir.join("endpoint.toml");
+    let good = fs::read_to_string(&toml).unwrap();
+    configure(
+        &lab.dst,
+        "[hooks.later]\ncommand = [\"no-such-program-of-ferrys\"]\n",
+    );
+    let refused = lab.dst.run(&["-start"]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.trim().lines().count() == 1
+            && refused.stderr.contains("[hooks.later]")
+            && refused.stderr.contains("not on the daemon's PATH"),
+        "{refused:?}"
+    );
+    fs::write(&toml, good).unwrap();
     lab.start_dst();
     let (_, events) = lab.wait_failed(&id);
     assert!(
@@ -185,7 +203,7 @@ fn a_hook_submits_a_slurm_job_that_runs() {
             std::env::var("FERRY_REQUIRE_SLURM").as_deref() != Ok("1"),
             "FERRY_REQUIRE_SLURM=1 but no Slurm: run `eval \"$(bash .ci/slurm.sh start)\"` first"
         );
-        eprintln!("skipped: no Slurm (eval \"$(bash .ci/slurm.sh start)\" to run it)");
+        ferry_tests::skip("no Slurm (eval \"$(bash .ci/slurm.sh start)\" to run it)");
         return;
     }
     let conf = conf.unwrap();

@@ -409,6 +409,11 @@ mod tests {
             err.contains("absolute path") && !err.contains('\n'),
             "{err}"
         );
-        assert!(find_program("/etc/hostname", &path).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("notes");
+        std::fs::write(&plain, "not a program").unwrap();
+        let err = find_program(plain.to_str().unwrap(), &path).unwrap_err();
+        assert!(err.contains("not an executable file"), "{err}");
+        assert!(find_program(dir.path().to_str().unwrap(), &path).is_err());
     }
 }

@@ -1260,6 +1260,84 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_hook_is_refused_at_submission_unless_the_destination_lists_it() {
+        let s = setup();
+        let with_hook = |name: &str| {
+            let mut body = submission("laptop", &s.cluster);
+            body["options"]["on_success"] = json!(name);
+            body
+        };
+        // Offline: the hub cannot know; the destination checks later.
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(with_hook("later")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["task_id"].as_str().unwrap();
+        let work = s.hub.store.task_work(id).unwrap().unwrap();
+        assert_eq!(work.options.on_success.as_deref(), Some("later"));
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(with_hook("a b")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.to_string().contains("hook name"), "{body}");
+
+        let _link = s
+            .hub
+            .control
+            .connect_for_tests(&s.cluster, Some(vec!["analyse".into(), "tar".into()]));
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(with_hook("nosuch")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body.to_string()
+                .contains("endpoint 'cluster' has no hook named 'nosuch' (--on-success); its endpoint.toml configures hooks 'analyse', 'tar'"),
+            "{body}"
+        );
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(with_hook("analyse")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+
+        // An older daemon lists none at all: it would drop the hook.
+        let _old = s.hub.control.connect_for_tests(&s.cluster, None);
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(with_hook("analyse")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.to_string().contains("older ferry"), "{body}");
+        // A task without a hook is none of this.
+        let plain = submission("laptop", &s.cluster);
+        let (status, body) = call(&s.hub, "POST", "/api/v1/tasks", &s.alice, Some(plain)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    #[tokio::test]
     async fn a_task_keeps_the_checksum_algorithm_it_was_submitted_with() {
         let s = setup();
         let mut blake3 = submission("laptop", &s.cluster);

@@ -36,7 +36,7 @@ const READ_BUF: usize = 4 * 1024;
 
 /// Something the hub wants an endpoint to do.
 #[derive(Debug)]
-enum Command {
+pub(crate) enum Command {
     Fs {
         op: FsOp,
         grant: Option<ShareGrant>,
@@ -319,6 +319,19 @@ impl Registry {
             .lock()
             .ok()
             .and_then(|m| m.get(endpoint_id).map(|h| h.hooks.clone()))
+    }
+
+    /// An endpoint "connected" with the hooks its hello named, for tests
+    /// of what the hub does with them; keep the receiver to stay connected.
+    #[cfg(test)]
+    pub(crate) fn connect_for_tests(
+        &self,
+        endpoint_id: &str,
+        hooks: Option<Vec<String>>,
+    ) -> mpsc::Receiver<Command> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        self.insert(endpoint_id, tx, None, false, hooks);
+        rx
     }
 
     fn insert(

@@ -1324,6 +1324,31 @@ fn capability(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hooks_end_is_one_event_cut_to_bounds() {
+        use ferry_proto::task::{HookEnd, MAX_HOOK_LINE, MAX_HOOK_LINES};
+        let (c, said) = hook_event("analyse", &HookEnd::Exited { code: 0 }, &["4242".into()]);
+        assert_eq!(c, code::HOOK_SUCCEEDED);
+        assert_eq!(said, "hook 'analyse' exited with status 0; output: 4242");
+        let (c, said) = hook_event("x", &HookEnd::Exited { code: 3 }, &[]);
+        assert_eq!(
+            (c, said.as_str()),
+            (code::HOOK_FAILED, "hook 'x' exited with status 3")
+        );
+        assert!(is_error(code::HOOK_FAILED) && !is_error(code::HOOK_SUCCEEDED));
+        // A hostile endpoint's report is cut to what an honest one sends.
+        let flood: Vec<String> = (0..1000)
+            .map(|i| format!("{i}{}", "y".repeat(5000)))
+            .collect();
+        let (_, said) = hook_event("x", &HookEnd::Signaled { signal: 9 }, &flood);
+        assert!(
+            said.len() < (MAX_HOOK_LINE + 3) * MAX_HOOK_LINES + 100,
+            "{}",
+            said.len()
+        );
+        assert!(said.contains("killed by signal 9") && said.contains("999y"));
+    }
     use ferry_proto::wire_path::WirePath;
 
     const SRC: &str = "src-id";
