@@ -400,6 +400,22 @@ mod tests {
     }
 
     #[test]
+    fn a_task_claims_its_hook_once_even_across_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = EndpointDir::resolve(Some(tmp.path()), tmp.path()).unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let hooks = EndpointHooks::new(Configured::default(), &dir, tmp.path().into(), tx.clone());
+        let task = "0b6f0c2e-5f51-4d1e-9a43-1f0f6c1f1a2b";
+        assert!(hooks.claim(task).unwrap());
+        assert!(!hooks.claim(task).unwrap(), "a retried attempt");
+        let restarted = EndpointHooks::new(Configured::default(), &dir, tmp.path().into(), tx);
+        assert!(!restarted.claim(task).unwrap(), "after a restart");
+        assert!(restarted.claim("another-task").unwrap());
+        assert!(restarted.claim("../escape").is_err());
+        assert!(restarted.claim("").is_err());
+    }
+
+    #[test]
     fn programs_are_found_on_path_or_refused_in_one_line() {
         let path = std::ffi::OsString::from("relative:/bin:/usr/bin");
         assert!(find_program("sh", &path).unwrap().is_absolute());
