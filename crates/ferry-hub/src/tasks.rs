@@ -1505,6 +1505,37 @@ mod tests {
         assert_eq!((row.status, row.faults), (TaskStatus::Active, 0));
     }
 
+    /// A task that names a hook carries the name and its label to the
+    /// destination, and never starts on one too old to run hooks.
+    #[test]
+    fn a_hook_travels_in_the_capability_and_an_older_destination_fails_the_task() {
+        let hub = crate::web::for_tests();
+        let uid = hub.store.add_user("alice", "h", 0).unwrap();
+        hub.store.create_endpoint(SRC, uid, "laptop", 0).unwrap();
+        hub.store.create_endpoint(DST, uid, "cluster", 0).unwrap();
+        let mut task = crate::store::conformance::new_task("t", uid, 0);
+        (task.source_id, task.destination_id) = (SRC.into(), DST.into());
+        task.options.on_success = Some("analyse".into());
+        task.label = Some("run7".into());
+        hub.store.create_task(&task, code::SUBMITTED, "x").unwrap();
+
+        let _old = hub.control.connect_for_tests(DST, None);
+        let refused = capability(&hub, "t", 1, SRC, DST).unwrap_err();
+        assert!(
+            refused.fatal && refused.message.contains("older ferry"),
+            "{refused:?}"
+        );
+
+        let _new = hub
+            .control
+            .connect_for_tests(DST, Some(vec!["analyse".into()]));
+        let sealed = capability(&hub, "t", 1, SRC, DST).unwrap();
+        let (body, _) = Capability::open(&sealed).unwrap();
+        let cap = Capability::parse_verified(&body).unwrap();
+        assert_eq!(cap.options.on_success.as_deref(), Some("analyse"));
+        assert_eq!(cap.label.as_deref(), Some("run7"));
+    }
+
     /// An end storage could not take is recorded later, with its event
     /// (once), and until then the task, still ACTIVE in the store, is not
     /// taken up and started again.
