@@ -698,6 +698,36 @@ mod tests {
         MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
     };
     use ferry_proto::frame::{self, FrameDecoder};
+
+    /// Only the task's destination speaks of its hook, and only of the
+    /// hook the task named: anything else leaves no event.
+    #[test]
+    fn a_hook_report_is_recorded_only_from_the_destination_about_its_own_hook() {
+        use ferry_proto::task::HookEnd;
+        let hub = crate::web::for_tests();
+        let uid = hub.store.add_user("alice", "h", 0).unwrap();
+        hub.store.create_endpoint("src", uid, "laptop", 0).unwrap();
+        hub.store.create_endpoint("dst", uid, "cluster", 0).unwrap();
+        let mut task = crate::store::conformance::new_task("t", uid, 0);
+        (task.source_id, task.destination_id) = ("src".into(), "dst".into());
+        task.options.on_success = Some("analyse".into());
+        hub.store.create_task(&task, "SUBMITTED", "x").unwrap();
+        let ok = HookEnd::Exited { code: 0 };
+        let hooks = |hub: &Hub| {
+            hub.store
+                .task_events("t", 100)
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.code.starts_with("HOOK_"))
+                .count()
+        };
+        hook_ran(&hub, "src", "t", "analyse", &ok, &[]);
+        hook_ran(&hub, "dst", "t", "other", &ok, &[]);
+        hook_ran(&hub, "dst", "nosuch", "analyse", &ok, &[]);
+        assert_eq!(hooks(&hub), 0);
+        hook_ran(&hub, "dst", "t", "analyse", &ok, &["4242".into()]);
+        assert_eq!(hooks(&hub), 1);
+    }
     use std::pin::Pin;
     use std::sync::atomic::AtomicUsize;
     use std::task::{Context, Poll};
