@@ -121,6 +121,12 @@ fn a_hook_runs_after_the_files_landed_and_its_end_and_output_become_events() {
     // whatever the hook then does.
     let task = lab.wait(&id);
     assert_eq!(task["files_transferred"], 2, "{task}");
+    assert_eq!(task["on_success"], "report", "{task}");
+    let shown = lab.ferry(&["task", "show", &id]).stdout;
+    assert!(
+        shown.contains("On Success:        hook 'report'"),
+        "{shown}"
+    );
     let event = hook_event(&lab, &id, &["HOOK_SUCCEEDED", "HOOK_FAILED"]);
     assert_eq!(event["code"], "HOOK_FAILED", "{event}");
     let said = event["description"].as_str().unwrap();

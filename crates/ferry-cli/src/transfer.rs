@@ -795,6 +795,9 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
         ("Attempts", info.attempt.to_string()),
         ("Created", utc_seconds(info.created)),
     ];
+    if let Some(hook) = &info.on_success {
+        rows.push(("On Success", format!("hook '{hook}' (see task events)")));
+    }
     if let Some(t) = info.completed {
         rows.push(("Completed", utc_seconds(t)));
     }
@@ -979,6 +982,7 @@ mod tests {
             attempt: 1,
             item_count: 1,
             checksum_algorithm: None,
+            on_success: None,
             created: 0,
             completed: None,
             deadline: None,

@@ -651,6 +651,7 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
         attempt: row.attempt,
         item_count: row.item_count,
         checksum_algorithm: Some(row.checksum_algorithm),
+        on_success: row.on_success,
         created: row.created,
         completed: row.completed,
         deadline: row.deadline,

@@ -568,6 +568,10 @@ pub struct TaskInfo {
         deserialize_with = "lenient_algorithm"
     )]
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    /// The destination's hook the task runs once its files landed
+    /// (`--on-success`); absent when none (and from an older hub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<String>,
     /// Unix seconds.
     pub created: i64,
     #[serde(default)]

@@ -815,7 +815,7 @@ const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.des
     t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
     t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
     t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped,
-    t.checksum_algorithm
+    t.checksum_algorithm, t.on_success
     FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
 
 fn task_row(r: &Row) -> Result<TaskRow> {
@@ -841,6 +841,7 @@ fn task_row(r: &Row) -> Result<TaskRow> {
         destination_name: r.try_get(5)?,
         item_count: u64_of(r.try_get(6)?),
         label: r.try_get(7)?,
+        on_success: r.try_get(33)?,
         deadline: r.try_get(8)?,
         // The CHECK constraints admit nothing else.
         checksum_algorithm: ChecksumAlgorithm::parse(&r.try_get::<_, String>(32)?)

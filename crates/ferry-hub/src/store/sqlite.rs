@@ -477,7 +477,7 @@ const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.des
     t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
     t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
     t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped,
-    t.checksum_algorithm
+    t.checksum_algorithm, t.on_success
     FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
 
 fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
@@ -503,6 +503,7 @@ fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
         destination_name: r.get(5)?,
         item_count: u64_of(r.get(6)?),
         label: r.get(7)?,
+        on_success: r.get(33)?,
         deadline: r.get(8)?,
         // The CHECK constraints admit nothing else.
         checksum_algorithm: ChecksumAlgorithm::parse(&r.get::<_, String>(32)?)
