@@ -416,6 +416,37 @@ mod tests {
     }
 
     #[test]
+    fn only_configured_hooks_run_and_only_for_the_owner_unless_shared() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = EndpointDir::resolve(Some(tmp.path()), tmp.path()).unwrap();
+        let ready = |grantees| Ready {
+            program: "/bin/true".into(),
+            hook: Hook {
+                command: vec!["/bin/true".into()],
+                timeout_secs: 5,
+                env: BTreeMap::new(),
+                grantees,
+            },
+        };
+        let configured = Configured(BTreeMap::from([
+            ("mine".to_string(), ready(false)),
+            ("shared".to_string(), ready(true)),
+        ]));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let hooks = EndpointHooks::new(configured, &dir, tmp.path().into(), tx);
+        assert_eq!(hooks.names(), ["mine", "shared"]);
+        assert_eq!(hooks.refuse("mine", false), None);
+        assert_eq!(hooks.refuse("shared", true), None);
+        let grantee = hooks.refuse("mine", true).unwrap();
+        assert!(grantee.contains("grantees = true"), "{grantee}");
+        let unknown = hooks.refuse("rm", false).unwrap();
+        assert!(
+            unknown.contains("no hook named 'rm'") && unknown.contains("hooks 'mine', 'shared'"),
+            "{unknown}"
+        );
+    }
+
+    #[test]
     fn programs_are_found_on_path_or_refused_in_one_line() {
         let path = std::ffi::OsString::from("relative:/bin:/usr/bin");
         assert!(find_program("sh", &path).unwrap().is_absolute());
