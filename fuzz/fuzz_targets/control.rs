@@ -284,6 +284,7 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                             software,
                             data_address,
                             paused,
+                            hooks,
                         }),
                     ) => {
                         if version < MIN_PROTOCOL_VERSION
@@ -305,7 +306,8 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                                 Ok(vec![HubEvent::Hello {
                                     software,
                                     data_address,
-                                    paused
+                                    paused,
+                                    hooks
                                 }])
                             );
                             state = Hub::Deciding;

@@ -54,7 +54,7 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "succeeded failed inactive on succeeded,failed,inactive" -- "$cur")
             return
             ;;
-        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events)
+        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success)
             return
             ;;
     esac
@@ -63,7 +63,7 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success)
                 ((i++))
                 ;;
             -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group | timer | webhook)
@@ -116,11 +116,11 @@ _ferry()
                 *) opts="" ;;
             esac
             ;;
-        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --notify --wait --json" ;;
+        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --notify --wait --json" ;; --on-success
         timer)
             case $sub in
                 "") opts="create list show delete" ;;
-                create) opts="transfer --interval --start --stop-after-runs --stop-after-date -r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --notify --json" ;;
+                create) opts="transfer --interval --start --stop-after-runs --stop-after-date -r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --notify --on-success --json" ;;
                 list | show) opts="--json" ;;
                 *) opts="" ;;
             esac

@@ -19,7 +19,7 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date --since --notify --events
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date --since --notify --events --on-success
                 set skip 1
             case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group timer webhook
                 if test (count $found) -eq 0
@@ -133,6 +133,7 @@ complete -c ferry -n '__ferry_at transfer' -l batch -r -F -d 'Read SRC DST [-r] 
 complete -c ferry -n '__ferry_at transfer' -l include -x -d 'Include names matching PATTERN (first match wins)'
 complete -c ferry -n '__ferry_at transfer' -l exclude -x -d 'Exclude names matching PATTERN'
 complete -c ferry -n '__ferry_at transfer' -l bwlimit -x -d 'Cap the rate (bytes/s; K, M, G)'
+complete -c ferry -n '__ferry_at transfer' -l on-success -x -d "Run the destination's hook NAME after the files landed"
 complete -c ferry -n '__ferry_at transfer' -l notify -x -a 'on off succeeded failed inactive succeeded,failed,inactive' -d 'E-mail you when the task ends (default on)'
 complete -c ferry -n '__ferry_at transfer' -l wait -d 'Show progress until the task ends'
 complete -c ferry -n '__ferry_at transfer' -l json -d 'JSON output'
@@ -154,6 +155,7 @@ complete -c ferry -n '__ferry_at timer create' -l batch -r -F -d 'Read SRC DST [
 complete -c ferry -n '__ferry_at timer create' -l include -x -d 'Include names matching PATTERN (first match wins)'
 complete -c ferry -n '__ferry_at timer create' -l exclude -x -d 'Exclude names matching PATTERN'
 complete -c ferry -n '__ferry_at timer create' -l bwlimit -x -d 'Cap the rate (bytes/s; K, M, G)'
+complete -c ferry -n '__ferry_at timer create' -l on-success -x -d "Run the destination's hook NAME after each run's files landed"
 complete -c ferry -n '__ferry_at timer create' -l notify -x -a 'on off succeeded failed inactive succeeded,failed,inactive' -d 'E-mail you when each run ends (default on)'
 complete -c ferry -n '__ferry_at timer create' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at timer list' -l json -d 'JSON output'

@@ -329,6 +329,10 @@ fn ferry_proto_reads_no_clock_and_does_no_io() {
 /// listed here that no longer uses them must leave the list.
 const DIRECT_FS: &[(&str, &str)] = &[
     (
+        "crates/ferry-daemon/src/hooks.rs",
+        "reads endpoint.toml's hooks, finds their programs, and marks runs in the state dir",
+    ),
+    (
         "crates/ferry-daemon/src/local_api.rs",
         "the local socket in the config dir: stale-socket removal and mode 0600",
     ),

@@ -344,13 +344,21 @@ patterns of at most 256 bytes.
 powers of 1000: 500K, 10M); all its streams share it. An endpoint's own
 cap is `bwlimit = \"RATE\"` in its endpoint.toml (re-read on SIGHUP).
 
+--on-success NAME runs the destination's hook NAME once every file
+landed: a command its owner configured as [hooks.NAME] in the
+destination's endpoint.toml (the hub only names it). The task succeeds
+when the data landed; the hook's exit status and last output lines
+follow as HOOK_SUCCEEDED or HOOK_FAILED in `ferry task events`
+(docs/hpc.md: land data, then submit the analysis job).
+
 Examples:
   ferry transfer laptop:/~/data/run7 cluster:/scratch/me/run7 -r --wait
   ferry transfer laptop:/~/data cluster:/scratch/me --batch files.txt
   ferry transfer laptop:/~/big.h5 cluster:/~/big.h5 --sync-level checksum --deadline 2h
   ferry transfer laptop:/~/run7 cluster:/scratch/me/run7 -r --exclude '*.tmp' --exclude 'scratch/'
   ferry transfer laptop:/~/run7 cluster:/~/csv -r --include '*/' --include '*.csv' --exclude '*'
-  ferry transfer laptop:/~/big.h5 cluster:/~/big.h5 --bwlimit 10M";
+  ferry transfer laptop:/~/big.h5 cluster:/~/big.h5 --bwlimit 10M
+  ferry transfer laptop:/~/run7 cluster:/scratch/me/run7 -r --on-success analyse";
 
 #[derive(Debug, Args)]
 pub struct TransferArgs {
@@ -436,11 +444,20 @@ pub struct TransferOptionArgs {
     /// address on your account and an SMTP relay on the hub.
     #[arg(long, value_name = "on|off|EVENTS", value_parser = parse_notify)]
     pub notify: Option<ferry_proto::notify::NotifyEvents>,
+    /// Once every file landed, run the destination's hook NAME (a
+    /// command its owner configured as [hooks.NAME] in its endpoint.toml).
+    #[arg(long = "on-success", value_name = "NAME", value_parser = parse_hook_name)]
+    pub on_success: Option<String>,
 }
 
 /// `--notify` and `--events`, as ferry-proto spells them.
 pub fn parse_notify(text: &str) -> Result<ferry_proto::notify::NotifyEvents, String> {
     ferry_proto::notify::NotifyEvents::parse(text).map_err(|e| e.to_string())
+}
+
+/// `--on-success NAME`, as the hub and the endpoint check it.
+pub fn parse_hook_name(text: &str) -> Result<String, String> {
+    ferry_proto::task::check_hook_name(text).map(|()| text.to_string())
 }
 
 /// `--bwlimit RATE`, as ferry-proto spells rates.

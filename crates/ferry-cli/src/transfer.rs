@@ -113,6 +113,7 @@ pub(crate) fn submission(
             streams: args.streams,
             filters: args.filters,
             bwlimit: args.bwlimit,
+            on_success: args.on_success,
             // Always sent: a hub reads a submission without it as SHA-256.
             checksum_algorithm: match args.checksum_algorithm {
                 ChecksumAlgorithmArg::Sha256 => ChecksumAlgorithm::Sha256,
@@ -794,6 +795,9 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
         ("Attempts", info.attempt.to_string()),
         ("Created", utc_seconds(info.created)),
     ];
+    if let Some(hook) = &info.on_success {
+        rows.push(("On Success", format!("hook '{hook}' (see task events)")));
+    }
     if let Some(t) = info.completed {
         rows.push(("Completed", utc_seconds(t)));
     }
@@ -978,6 +982,7 @@ mod tests {
             attempt: 1,
             item_count: 1,
             checksum_algorithm: None,
+            on_success: None,
             created: 0,
             completed: None,
             deadline: None,

@@ -23,6 +23,9 @@ pub enum DaemonError {
     SocketInUse { path: PathBuf, stop: String },
     #[error("{0}")]
     CertificateExpired(String),
+    /// A `[hooks.NAME]` table of `endpoint.toml` that cannot run.
+    #[error("{0}")]
+    Hook(String),
     #[error("{path} exists and is not a socket; move it away and start again")]
     NotASocket { path: PathBuf },
     #[error(

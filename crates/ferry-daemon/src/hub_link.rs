@@ -335,11 +335,19 @@ where
 {
     let software = format!("ferry {}", env!("CARGO_PKG_VERSION"));
     let mut paused = ctx.paused.clone();
-    let mut conn = EndpointConnection::with_pause(
+    // Without transfers this endpoint runs no hooks either: it names
+    // none, so the hub refuses a task that asks for one here.
+    let hooks = ctx
+        .transfers
+        .as_ref()
+        .map(|t| t.hook_names())
+        .unwrap_or_default();
+    let mut conn = EndpointConnection::with_hooks(
         Instant::now(),
         &software,
         data_address,
         *paused.borrow_and_update(),
+        Some(hooks),
         HANDSHAKE_TIMEOUT,
     );
     let mut reports_guard = ctx.reports.lock().await;

@@ -32,6 +32,7 @@ pub struct Daemon {
     lock: DaemonLock,
     policy_choice: PolicyChoice,
     policy: (Arc<Policy>, PolicySource),
+    hooks: crate::hooks::Configured,
     tightened_dir_mode: Option<u32>,
     /// Bound here, not in `run`: a socket that cannot be bound refuses the
     /// start before `-detach` forks, and the forked child inherits it.
@@ -57,6 +58,7 @@ impl Daemon {
         let stop = dir.command("-stop");
         let lock = DaemonLock::acquire(&dir.lock_file(), dir.root(), &stop)?;
         let (policy, source) = load_policy(&policy_choice, &dir, &home)?;
+        let hooks = crate::hooks::Configured::load(&dir).map_err(DaemonError::Hook)?;
         let listener = local_api::bind(&dir.socket(), &stop)?;
         let metrics_listener = bind_metrics(&dir)?;
         Ok(Self {
@@ -66,6 +68,7 @@ impl Daemon {
             lock,
             policy_choice,
             policy: (Arc::new(policy), source),
+            hooks,
             tightened_dir_mode,
             listener,
             metrics_listener,
@@ -114,6 +117,7 @@ impl Daemon {
             self.home.clone(),
             policy.clone(),
             metrics,
+            self.hooks,
             shutdown_rx.clone(),
         )
         .await

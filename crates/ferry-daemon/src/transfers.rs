@@ -35,6 +35,8 @@ pub(crate) struct Transfers {
     hub_key: Arc<RwLock<Option<Vec<u8>>>>,
     data_port: Option<u16>,
     data_host: Option<String>,
+    /// The `[hooks.NAME]` names, for the hub's hello.
+    hook_names: Vec<String>,
 }
 
 /// What an older hub, deaf to pauses, is told about a paused attempt.
@@ -59,6 +61,7 @@ impl Transfers {
         home: PathBuf,
         policy: PolicyHandle,
         metrics: Arc<ferry_mover::metrics::Metrics>,
+        hooks: crate::hooks::Configured,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Report>), String> {
         let mover_identity = Identity::load(dir, &identity.id).map_err(|e| e.to_string())?;
@@ -68,6 +71,13 @@ impl Transfers {
         let hub_key: Arc<RwLock<Option<Vec<u8>>>> = Arc::default();
         let (reports, reports_rx) = mpsc::unbounded_channel();
         let key_source = hub_key.clone();
+        let hooks = Arc::new(crate::hooks::EndpointHooks::new(
+            hooks,
+            dir,
+            home.clone(),
+            reports.clone(),
+        ));
+        let hook_names = hooks.names();
         let ctx = Arc::new(Context {
             identity: mover_identity,
             home,
@@ -82,6 +92,7 @@ impl Transfers {
             liveness: ferry_mover::channel::Liveness::default(),
             bwlimit: Arc::new(ferry_mover::throttle::Limiter::new(bwlimit)),
             metrics,
+            hooks: Some(hooks),
         });
         let range = identity
             .data_ports
@@ -123,6 +134,7 @@ impl Transfers {
                 hub_key,
                 data_port,
                 data_host: identity.data_address.clone(),
+                hook_names,
             }),
             reports_rx,
         ))
@@ -134,6 +146,11 @@ impl Transfers {
     /// local address and the listener's port. Nothing without a listener.
     pub(crate) fn data_address(&self, local: Option<IpAddr>) -> Option<String> {
         EndpointIdentity::advertised_data_address(self.data_host.as_deref(), self.data_port?, local)
+    }
+
+    /// What a task's `--on-success` may name here.
+    pub(crate) fn hook_names(&self) -> Vec<String> {
+        self.hook_names.clone()
     }
 
     /// The hub's task-signing key, from its welcome.

@@ -1,6 +1,7 @@
 //! `endpoint.toml`: who this endpoint is and which hub it belongs to.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// The endpoint's registration, as written by `ferry -setup`.
@@ -54,6 +55,95 @@ struct EndpointFile {
     /// authentication: keep it on loopback or a trusted interface).
     #[serde(default)]
     metrics_listen: Option<String>,
+    /// `[hooks.NAME]`: commands a task may ask this endpoint to run once
+    /// its files landed (`--on-success NAME`).
+    #[serde(default)]
+    hooks: BTreeMap<String, HookFile>,
+}
+
+/// One `[hooks.NAME]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HookFile {
+    command: Vec<String>,
+    #[serde(default)]
+    timeout: Option<u64>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    grantees: bool,
+}
+
+/// Seconds a hook may run when its table names no `timeout`.
+pub const DEFAULT_HOOK_TIMEOUT: u64 = 600;
+/// Longest `timeout` a hook may have: a day.
+pub const MAX_HOOK_TIMEOUT: u64 = 86_400;
+/// Most hooks one endpoint may configure (they travel in every hello).
+pub const MAX_HOOKS: usize = 64;
+
+/// A hook from `endpoint.toml`, checked: a command run without a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// The program (as written: absolute, or a name the daemon looks up
+    /// on its `PATH` when it loads the file) and its arguments.
+    pub command: Vec<String>,
+    /// Seconds before its process group is killed.
+    pub timeout_secs: u64,
+    /// Variables added to its environment (never one named `FERRY_*`:
+    /// the daemon sets those).
+    pub env: BTreeMap<String, String>,
+    /// Tasks acting for a grantee of the owner (on a shared folder) may
+    /// name it too; by default only the owner's own tasks may.
+    pub grantees: bool,
+}
+
+impl HookFile {
+    fn check(self, name: &str) -> Result<Hook, String> {
+        let at = |what: String| format!("[hooks.{name}]: {what}");
+        ferry_proto::task::check_hook_name(name).map_err(|e| format!("[hooks]: {e}"))?;
+        match self.command.first() {
+            None => return Err(at("`command` is empty: name the program and its arguments, as [\"/usr/bin/sbatch\", \"job.sh\"]".into())),
+            Some(program) if program.is_empty() || program.contains('\0') => {
+                return Err(at(format!("`command` names no program: {program:?}")));
+            }
+            Some(program) if program.contains('/') && !program.starts_with('/') => {
+                return Err(at(format!("`command`'s program {program:?} must be an absolute path or a bare name found on PATH")));
+            }
+            Some(_) => {}
+        }
+        if self.command.iter().any(|a| a.contains('\0')) {
+            return Err(at("`command` has an argument with a NUL byte".into()));
+        }
+        let timeout_secs = self.timeout.unwrap_or(DEFAULT_HOOK_TIMEOUT);
+        if !(1..=MAX_HOOK_TIMEOUT).contains(&timeout_secs) {
+            return Err(at(format!(
+                "`timeout` must be 1 to {MAX_HOOK_TIMEOUT} seconds, got {timeout_secs}"
+            )));
+        }
+        for (key, value) in &self.env {
+            let well_formed = key
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !well_formed || value.contains('\0') {
+                return Err(at(format!(
+                    "`env` has a variable that cannot be set: {key:?}"
+                )));
+            }
+            if key.starts_with("FERRY_") {
+                return Err(at(format!(
+                    "`env` may not set {key}: the daemon sets the FERRY_* variables"
+                )));
+            }
+        }
+        Ok(Hook {
+            command: self.command,
+            timeout_secs,
+            env: self.env,
+            grantees: self.grantees,
+        })
+    }
 }
 
 /// The settings of `endpoint.toml` beside the identity, checked.
@@ -64,9 +154,26 @@ struct Settings {
     metrics_listen: Option<SocketAddr>,
 }
 
+type Hooks = BTreeMap<String, Hook>;
+
 impl EndpointFile {
     fn parse(text: &str) -> Result<(EndpointIdentity, Settings), String> {
+        Self::parse_all(text).map(|(identity, settings, _)| (identity, settings))
+    }
+
+    fn parse_all(text: &str) -> Result<(EndpointIdentity, Settings, Hooks), String> {
         let file: Self = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        if file.hooks.len() > MAX_HOOKS {
+            return Err(format!(
+                "{} hooks are configured; at most {MAX_HOOKS} fit",
+                file.hooks.len()
+            ));
+        }
+        let mut hooks = Hooks::new();
+        for (name, hook) in file.hooks {
+            let hook = hook.check(&name)?;
+            hooks.insert(name, hook);
+        }
         let umask = match &file.umask {
             Some(text) => Some(parse_umask(text).ok_or_else(|| {
                 format!(
@@ -99,6 +206,7 @@ impl EndpointFile {
                 bwlimit,
                 metrics_listen,
             },
+            hooks,
         ))
     }
 }
@@ -135,6 +243,12 @@ impl EndpointIdentity {
     /// files and directories never get; `None` when the file sets none.
     pub fn umask_in(text: &str) -> Result<Option<u32>, String> {
         EndpointFile::parse(text).map(|(_, s)| s.umask)
+    }
+
+    /// The `[hooks.NAME]` tables of an `endpoint.toml`'s text, checked as
+    /// [`EndpointIdentity::parse`] checks them, by name.
+    pub fn hooks_in(text: &str) -> Result<BTreeMap<String, Hook>, String> {
+        EndpointFile::parse_all(text).map(|(_, _, hooks)| hooks)
     }
 
     /// The `bwlimit` setting of an `endpoint.toml`'s text, checked as
@@ -309,6 +423,49 @@ mod tests {
         assert_eq!(parse_port_range("50000-51000"), Some((50000, 51000)));
         assert_eq!(parse_port_range("7"), Some((7, 7)));
         assert_eq!(parse_port_range("0-5"), None);
+    }
+
+    #[test]
+    fn hooks_are_commands_without_a_shell_checked_by_name() {
+        let ok = "id = \"x\"\nname = \"n\"\nhub_url = \"https://h:1\"\n";
+        assert!(EndpointIdentity::hooks_in(ok).unwrap().is_empty());
+        let file = format!(
+            "{ok}[hooks.slurm]\ncommand = [\"sbatch\", \"--parsable\", \"job.sh\"]\ntimeout = 30\nenv = {{ SITE = \"x\" }}\n[hooks.note-2]\ncommand = [\"/bin/true\"]\n"
+        );
+        assert!(EndpointIdentity::parse(&file).is_ok());
+        let hooks = EndpointIdentity::hooks_in(&file).unwrap();
+        assert_eq!(hooks["slurm"].command, ["sbatch", "--parsable", "job.sh"]);
+        assert_eq!(hooks["slurm"].timeout_secs, 30);
+        assert_eq!(hooks["slurm"].env["SITE"], "x");
+        assert!(!hooks["slurm"].grantees);
+        assert_eq!(hooks["note-2"].timeout_secs, DEFAULT_HOOK_TIMEOUT);
+        for (table, says) in [
+            ("[hooks.a]\ncommand = []\n", "`command` is empty"),
+            ("[hooks.a]\ncommand = \"sbatch job.sh\"\n", "invalid type"),
+            ("[hooks.a]\ncommand = [\"bin/x\"]\n", "absolute path"),
+            ("[hooks.a]\ncommand = [\"/x\"]\ntimeout = 0\n", "`timeout`"),
+            (
+                "[hooks.a]\ncommand = [\"/x\"]\ntimeout = 86401\n",
+                "`timeout`",
+            ),
+            (
+                "[hooks.a]\ncommand = [\"/x\"]\nshell = true\n",
+                "unknown field",
+            ),
+            (
+                "[hooks.a]\ncommand = [\"/x\"]\nenv = { FERRY_TASK_ID = \"1\" }\n",
+                "FERRY_",
+            ),
+            (
+                "[hooks.a]\ncommand = [\"/x\"]\nenv = { \"A B\" = \"1\" }\n",
+                "`env`",
+            ),
+            ("[hooks.\"a b\"]\ncommand = [\"/x\"]\n", "hook name"),
+        ] {
+            let err = EndpointIdentity::parse(&format!("{ok}{table}")).unwrap_err();
+            assert!(err.contains(says), "{table:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
     }
 
     #[test]

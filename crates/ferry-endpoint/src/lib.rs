@@ -12,7 +12,7 @@ pub mod renewal;
 
 pub use dir::{EndpointDir, user_home};
 pub use ferry_tls::write_atomic;
-pub use identity::{EndpointIdentity, parse_port_range};
+pub use identity::{EndpointIdentity, Hook, parse_port_range};
 
 use std::path::PathBuf;
 use thiserror::Error;

@@ -769,6 +769,7 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
         attempt: row.attempt,
         item_count: row.item_count,
         checksum_algorithm: Some(row.checksum_algorithm),
+        on_success: row.on_success,
         created: row.created,
         completed: row.completed,
         deadline: row.deadline,
@@ -809,7 +810,7 @@ async fn submit_task(
     // unknown sync level) is answered as an ApiError the CLI can show.
     let submit: SubmitTask = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("the task is not understood: {e}")))?;
-    let task_id = task_service::submit(&*hub.store, &who, submit, grants::now())?;
+    let task_id = task_service::submit(&*hub.store, &hub.control, &who, submit, grants::now())?;
     wake_scheduler(wake);
     Ok((StatusCode::CREATED, Json(SubmittedTask { task_id })))
 }
@@ -1556,6 +1557,84 @@ mod tests {
         let mut transfer = submission(source, destination);
         transfer.as_object_mut().unwrap().remove("deadline");
         json!({"transfer": transfer, "interval": 60})
+    }
+
+    #[tokio::test]
+    async fn a_hook_is_refused_at_submission_unless_the_destination_lists_it() {
+        let s = setup();
+        let with_hook = |name: &str| {
+            let mut body = submission("laptop", &s.cluster);
+            body["options"]["on_success"] = json!(name);
+            body
+        };
+        // Offline: the hub cannot know; the destination checks later.
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(with_hook("later")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["task_id"].as_str().unwrap();
+        let work = s.hub.store.task_work(id).unwrap().unwrap();
+        assert_eq!(work.options.on_success.as_deref(), Some("later"));
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(with_hook("a b")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.to_string().contains("hook name"), "{body}");
+
+        let _link = s
+            .hub
+            .control
+            .connect_for_tests(&s.cluster, Some(vec!["analyse".into(), "tar".into()]));
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(with_hook("nosuch")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body.to_string()
+                .contains("endpoint 'cluster' has no hook named 'nosuch' (--on-success); its endpoint.toml configures hooks 'analyse', 'tar'"),
+            "{body}"
+        );
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(with_hook("analyse")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+
+        // An older daemon lists none at all: it would drop the hook.
+        let _old = s.hub.control.connect_for_tests(&s.cluster, None);
+        let (status, body) = call(
+            &s.hub,
+            "POST",
+            "/api/v1/tasks",
+            &s.alice,
+            Some(with_hook("analyse")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.to_string().contains("older ferry"), "{body}");
+        // A task without a hook is none of this.
+        let plain = submission("laptop", &s.cluster);
+        let (status, body) = call(&s.hub, "POST", "/api/v1/tasks", &s.alice, Some(plain)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
     #[tokio::test]

@@ -36,7 +36,7 @@ const READ_BUF: usize = 4 * 1024;
 
 /// Something the hub wants an endpoint to do.
 #[derive(Debug)]
-enum Command {
+pub(crate) enum Command {
     Fs {
         op: FsOp,
         grant: Option<ShareGrant>,
@@ -64,6 +64,8 @@ struct Handle {
     since: i64,
     /// Its owner paused its data work (`ferry -pause`).
     paused: bool,
+    /// The hooks its hello named; `None`: an older endpoint, which runs none.
+    hooks: Option<Vec<String>>,
 }
 
 /// What the hub knows of an endpoint's control link, for people to read.
@@ -101,6 +103,45 @@ pub enum Notice {
         attempt: u32,
         report: TaskReport,
     },
+}
+
+/// Most hook names the hub keeps of one endpoint's hello.
+const MAX_HOOKS: usize = 64;
+
+/// A task's destination ran the task's hook: an event on the task, ended
+/// or not (its result comes after the data landed). Only the destination
+/// speaks for it, and only about the hook the task named.
+fn hook_ran(
+    hub: &Hub,
+    endpoint_id: &str,
+    task_id: &str,
+    name: &str,
+    ended: &ferry_proto::task::HookEnd,
+    output: &[String],
+) {
+    let asked = match hub.store.task_work(task_id) {
+        Ok(Some(work)) => work.options.on_success,
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(task = %task_id, error = %e, "cannot read the task a hook report is about");
+            return;
+        }
+    };
+    let destination = match hub.store.task(task_id) {
+        Ok(Some(row)) => row.destination_id,
+        _ => return,
+    };
+    if destination != endpoint_id || asked.as_deref() != Some(name) {
+        tracing::warn!(task = %task_id, endpoint = %endpoint_id, "a hook report from an endpoint or about a hook the task did not name: ignored");
+        return;
+    }
+    let (code, description) = crate::tasks::hook_event(name, ended, output);
+    if let Err(e) =
+        hub.store
+            .add_task_event(task_id, code, &description, crate::grants::now(), true)
+    {
+        tracing::error!(task = %task_id, error = %e, "cannot record a hook's end");
+    }
 }
 
 /// Why a request to an endpoint got no answer.
@@ -276,12 +317,35 @@ impl Registry {
             .unwrap_or(false)
     }
 
+    /// The hooks a connected endpoint named in its hello: `None` when it
+    /// is not connected, `Some(None)` when it is too old to run any.
+    pub fn hooks(&self, endpoint_id: &str) -> Option<Option<Vec<String>>> {
+        self.live
+            .lock()
+            .ok()
+            .and_then(|m| m.get(endpoint_id).map(|h| h.hooks.clone()))
+    }
+
+    /// An endpoint "connected" with the hooks its hello named, for tests
+    /// of what the hub does with them; keep the receiver to stay connected.
+    #[cfg(test)]
+    pub(crate) fn connect_for_tests(
+        &self,
+        endpoint_id: &str,
+        hooks: Option<Vec<String>>,
+    ) -> mpsc::Receiver<Command> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        self.insert(endpoint_id, tx, None, false, hooks);
+        rx
+    }
+
     fn insert(
         &self,
         endpoint_id: &str,
         commands: mpsc::Sender<Command>,
         data_address: Option<String>,
         paused: bool,
+        hooks: Option<Vec<String>>,
     ) -> u64 {
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut live) = self.live.lock() {
@@ -295,6 +359,7 @@ impl Registry {
                     data_address,
                     since: crate::grants::now(),
                     paused,
+                    hooks,
                 },
             );
         }
@@ -482,11 +547,12 @@ pub async fn serve_connection<S>(
                     Ok(events) => {
                         for event in events {
                             match event {
-                                HubEvent::Hello { software, data_address, paused } => match admission(&hub, cert.as_deref()) {
+                                HubEvent::Hello { software, data_address, paused, hooks } => match admission(&hub, cert.as_deref()) {
                                     Ok(id) => {
                                         conn.accept(Instant::now(), &id, heartbeat, &hub.signer.public_key(), revoked_list(&hub));
                                         if let Some(tx) = commands_tx.take() {
-                                            let connection = hub.control.insert(&id, tx, data_address, paused);
+                                            let hooks = hooks.map(|h| h.into_iter().filter(|n| ferry_proto::task::check_hook_name(n).is_ok()).take(MAX_HOOKS).collect());
+                                            let connection = hub.control.insert(&id, tx, data_address, paused, hooks);
                                             tracing::info!(endpoint = %id, %peer, %software, paused, "endpoint connected");
                                             admitted = Some((id, connection));
                                         }
@@ -513,6 +579,11 @@ pub async fn serve_connection<S>(
                                 HubEvent::FsReply { id, outcome } => {
                                     if let Some(reply) = pending.remove(&id) {
                                         let _ = reply.send(outcome);
+                                    }
+                                }
+                                HubEvent::TaskReport { task_id, attempt: _, report: TaskReport::Hook { name, ended, output } } => {
+                                    if let Some((endpoint_id, _)) = &admitted {
+                                        hook_ran(&hub, endpoint_id, &task_id, &name, &ended, &output);
                                     }
                                 }
                                 HubEvent::TaskReport { task_id, attempt, report } => {
@@ -632,6 +703,36 @@ mod tests {
         MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
     };
     use ferry_proto::frame::{self, FrameDecoder};
+
+    /// Only the task's destination speaks of its hook, and only of the
+    /// hook the task named: anything else leaves no event.
+    #[test]
+    fn a_hook_report_is_recorded_only_from_the_destination_about_its_own_hook() {
+        use ferry_proto::task::HookEnd;
+        let hub = crate::web::for_tests();
+        let uid = hub.store.add_user("alice", "h", 0).unwrap();
+        hub.store.create_endpoint("src", uid, "laptop", 0).unwrap();
+        hub.store.create_endpoint("dst", uid, "cluster", 0).unwrap();
+        let mut task = crate::store::conformance::new_task("t", uid, 0);
+        (task.source_id, task.destination_id) = ("src".into(), "dst".into());
+        task.options.on_success = Some("analyse".into());
+        hub.store.create_task(&task, "SUBMITTED", "x").unwrap();
+        let ok = HookEnd::Exited { code: 0 };
+        let hooks = |hub: &Hub| {
+            hub.store
+                .task_events("t", 100)
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.code.starts_with("HOOK_"))
+                .count()
+        };
+        hook_ran(&hub, "src", "t", "analyse", &ok, &[]);
+        hook_ran(&hub, "dst", "t", "other", &ok, &[]);
+        hook_ran(&hub, "dst", "nosuch", "analyse", &ok, &[]);
+        assert_eq!(hooks(&hub), 0);
+        hook_ran(&hub, "dst", "t", "analyse", &ok, &["4242".into()]);
+        assert_eq!(hooks(&hub), 1);
+    }
     use std::pin::Pin;
     use std::sync::atomic::AtomicUsize;
     use std::task::{Context, Poll};
@@ -641,7 +742,7 @@ mod tests {
         let (registry, mut notices) = Registry::new();
         assert_eq!(registry.link("e1"), Link::Offline { last_seen: None });
         let (commands, _rx) = mpsc::channel(1);
-        let first = registry.insert("e1", commands.clone(), None, false);
+        let first = registry.insert("e1", commands.clone(), None, false, None);
         assert!(matches!(
             registry.link("e1"),
             Link::Connected { paused: false, .. }
@@ -653,7 +754,7 @@ mod tests {
         ));
         // A newer connection replaced the first: the first's pause and its
         // end are not the endpoint's any more.
-        let second = registry.insert("e1", commands, None, false);
+        let second = registry.insert("e1", commands, None, false, None);
         registry.set_paused("e1", first, true);
         registry.remove("e1", first);
         assert!(matches!(
@@ -885,6 +986,7 @@ mod tests {
             software: "x".repeat(MAX_FRAME - 200),
             data_address: None,
             paused: false,
+            hooks: None,
         };
         let body = serde_json::to_vec(&hello).unwrap();
         assert!(body.len() > MAX_FRAME - 200 && body.len() <= MAX_FRAME);

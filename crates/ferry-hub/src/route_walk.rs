@@ -301,6 +301,7 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
     };
     let alices_task = crate::task_service::submit(
         &*hub.store,
+        &hub.control,
         &alice_principal,
         ferry_proto::task::SubmitTask {
             source_endpoint: laptop.into(),

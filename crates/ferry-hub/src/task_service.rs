@@ -54,6 +54,7 @@ pub enum TaskServiceError {
 /// both are connected.
 pub fn submit(
     store: &dyn Storage,
+    registry: &crate::control::Registry,
     who: &Principal,
     submit: SubmitTask,
     now: i64,
@@ -65,6 +66,9 @@ pub fn submit(
         destination_grant,
     } = check(store, who, &submit, now)?;
     let (source, destination) = (&source, &destination);
+    if let Some(hook) = &submit.options.on_success {
+        check_hook(registry, destination, hook)?;
+    }
     let task = NewTask {
         id: uuid::Uuid::new_v4().to_string(),
         owner_id: who.user_id,
@@ -172,6 +176,30 @@ pub fn check(
         source_grant,
         destination_grant,
     })
+}
+
+/// Whether the destination offers the hook a submission names, as far as
+/// its hello said: a connected endpoint that names other hooks, or none
+/// (an older ferry), refuses it now. Of an endpoint not connected the hub
+/// knows nothing: the destination checks when the attempt begins, and
+/// fails the task before data moves if it has no such hook.
+fn check_hook(
+    registry: &crate::control::Registry,
+    destination: &EndpointRow,
+    hook: &str,
+) -> Result<(), TaskServiceError> {
+    let name = &destination.display_name;
+    match registry.hooks(&destination.id) {
+        None => Ok(()),
+        Some(None) => Err(bad(format!(
+            "endpoint '{name}' runs an older ferry that cannot run hooks, so not '{hook}' (--on-success); upgrade it"
+        ))),
+        Some(Some(hooks)) if hooks.iter().any(|h| h == hook) => Ok(()),
+        Some(Some(hooks)) => Err(bad(format!(
+            "endpoint '{name}' has no hook named '{hook}' (--on-success); its endpoint.toml configures {}",
+            ferry_proto::task::hook_list(&hooks)
+        ))),
+    }
 }
 
 /// Which endpoint an ACTIVE task waits for, if one of its two is not
@@ -287,6 +315,9 @@ fn check_submission(submit: &SubmitTask, now: i64) -> Result<(), TaskServiceErro
     }
     // Both endpoints compile the filters; what they would refuse is refused here.
     ferry_proto::filter::FilterSet::new(&submit.options.filters).map_err(|e| bad(e.to_string()))?;
+    if let Some(hook) = &submit.options.on_success {
+        ferry_proto::task::check_hook_name(hook).map_err(|e| bad(format!("on_success: {e}")))?;
+    }
     if let Some(rate) = submit.options.bwlimit {
         ferry_proto::rate::check_rate(rate).map_err(|e| bad(format!("bwlimit: {e}")))?;
     }
@@ -303,6 +334,7 @@ fn check_submission(submit: &SubmitTask, now: i64) -> Result<(), TaskServiceErro
         expires: i64::MAX,
         source_grant: None,
         destination_grant: None,
+        label: submit.label.clone(),
     }
     .body();
     if body.len().div_ceil(3) * 4 + 512 > MAX_CAPABILITY {

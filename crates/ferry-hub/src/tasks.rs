@@ -58,6 +58,36 @@ pub mod code {
     pub const SUCCEEDED: &str = "SUCCEEDED";
     pub const FAILED: &str = "FAILED";
     pub const CANCELED: &str = "CANCELED";
+    /// The task's `--on-success` hook exited with status 0.
+    pub const HOOK_SUCCEEDED: &str = "HOOK_SUCCEEDED";
+    /// It exited otherwise, was killed, timed out, or could not run.
+    pub const HOOK_FAILED: &str = "HOOK_FAILED";
+}
+
+/// The event a hook's end makes: one line, its end then its last output
+/// lines (cut to what a hostile endpoint could send in bounds).
+pub fn hook_event(
+    name: &str,
+    ended: &ferry_proto::task::HookEnd,
+    output: &[String],
+) -> (&'static str, String) {
+    use ferry_proto::task::{MAX_HOOK_LINE, MAX_HOOK_LINES};
+    let code = if ended.succeeded() {
+        code::HOOK_SUCCEEDED
+    } else {
+        code::HOOK_FAILED
+    };
+    let mut description = format!("hook '{name}' {ended}");
+    let start = output.len().saturating_sub(MAX_HOOK_LINES);
+    let lines: Vec<String> = output[start..]
+        .iter()
+        .map(|l| l.chars().take(MAX_HOOK_LINE).collect())
+        .collect();
+    if !lines.is_empty() {
+        description.push_str("; output: ");
+        description.push_str(&lines.join(" | "));
+    }
+    (code, description)
 }
 
 /// What went wrong in a fault, by what the scheduler saw (never by the
@@ -108,7 +138,7 @@ pub struct Fault {
 pub fn is_error(code: &str) -> bool {
     matches!(
         code,
-        code::FAULT | code::ENDPOINT_OFFLINE | code::FAILED | code::SKIPPED
+        code::FAULT | code::ENDPOINT_OFFLINE | code::FAILED | code::SKIPPED | code::HOOK_FAILED
     )
 }
 
@@ -535,7 +565,8 @@ impl Core {
                     path,
                 });
             }
-            TaskReport::Deleted { .. } | TaskReport::Unknown => {}
+            // Recorded by the control driver: they come after the task ended.
+            TaskReport::Deleted { .. } | TaskReport::Hook { .. } | TaskReport::Unknown => {}
             TaskReport::Fault { message, side } => {
                 let message = live.words(endpoint_id, &message, side);
                 if !from_destination && self.connected.contains_key(&live.destination) {
@@ -1367,6 +1398,30 @@ fn capability(
             });
         }
     };
+    // A destination too old to run hooks would land the data and drop
+    // the hook without a word: such a task fails instead, saying why.
+    let mut label = None;
+    if let Some(hook) = &work.options.on_success {
+        if let Some(None) = hub.control.hooks(destination) {
+            return Err(Unstartable {
+                message: format!(
+                    "the destination endpoint runs an older ferry that cannot run hooks, so not '{hook}' (--on-success); upgrade it"
+                ),
+                fatal: true,
+                deferred: false,
+            });
+        }
+        label = match hub.store.task(task_id) {
+            Ok(row) => row.and_then(|r| r.label),
+            Err(e) => {
+                return Err(Unstartable {
+                    message: format!("the hub cannot read the task: {e}"),
+                    fatal: false,
+                    deferred: e.is_transient(),
+                });
+            }
+        };
+    }
     let now = crate::grants::now();
     let (source_grant, destination_grant) = task_grants(hub, task_id, source, destination, now)?;
     let cap = Capability {
@@ -1380,6 +1435,7 @@ fn capability(
         expires: now + crate::capability::CAPABILITY_TTL,
         source_grant,
         destination_grant,
+        label,
     };
     hub.signer.sign(&cap).map_err(|e| Unstartable {
         message: format!("the hub cannot sign the task's capability: {e:#}"),
@@ -1391,6 +1447,32 @@ fn capability(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hooks_end_is_one_event_cut_to_bounds() {
+        use ferry_proto::task::{HookEnd, MAX_HOOK_LINE, MAX_HOOK_LINES};
+        let (c, said) = hook_event("analyse", &HookEnd::Exited { code: 0 }, &["4242".into()]);
+        assert_eq!(c, code::HOOK_SUCCEEDED);
+        assert_eq!(said, "hook 'analyse' exited with status 0; output: 4242");
+        let (c, said) = hook_event("x", &HookEnd::Exited { code: 3 }, &[]);
+        assert_eq!(
+            (c, said.as_str()),
+            (code::HOOK_FAILED, "hook 'x' exited with status 3")
+        );
+        assert!(is_error(code::HOOK_FAILED) && !is_error(code::HOOK_SUCCEEDED));
+        // A hostile endpoint's report is cut to what an honest one sends.
+        let flood: Vec<String> = (0..1000)
+            .map(|i| format!("{i}{}", "y".repeat(5000)))
+            .collect();
+        let (_, said) = hook_event("x", &HookEnd::Signaled { signal: 9 }, &flood);
+        assert!(
+            said.len() < (MAX_HOOK_LINE + 3) * MAX_HOOK_LINES + 100,
+            "{}",
+            said.len()
+        );
+        assert!(said.contains("killed by signal 9") && said.contains("999y"));
+    }
+    use ferry_proto::wire_path::WirePath;
 
     const SRC: &str = "src-id";
     const DST: &str = "dst-id";
@@ -1544,6 +1626,37 @@ mod tests {
         assert_eq!(failing.failures("task_work"), 1);
         let row = hub.store.task("t").unwrap().unwrap();
         assert_eq!((row.status, row.faults), (TaskStatus::Active, 0));
+    }
+
+    /// A task that names a hook carries the name and its label to the
+    /// destination, and never starts on one too old to run hooks.
+    #[test]
+    fn a_hook_travels_in_the_capability_and_an_older_destination_fails_the_task() {
+        let hub = crate::web::for_tests();
+        let uid = hub.store.add_user("alice", "h", 0).unwrap();
+        hub.store.create_endpoint(SRC, uid, "laptop", 0).unwrap();
+        hub.store.create_endpoint(DST, uid, "cluster", 0).unwrap();
+        let mut task = crate::store::conformance::new_task("t", uid, 0);
+        (task.source_id, task.destination_id) = (SRC.into(), DST.into());
+        task.options.on_success = Some("analyse".into());
+        task.label = Some("run7".into());
+        hub.store.create_task(&task, code::SUBMITTED, "x").unwrap();
+
+        let _old = hub.control.connect_for_tests(DST, None);
+        let refused = capability(&hub, "t", 1, SRC, DST).unwrap_err();
+        assert!(
+            refused.fatal && refused.message.contains("older ferry"),
+            "{refused:?}"
+        );
+
+        let _new = hub
+            .control
+            .connect_for_tests(DST, Some(vec!["analyse".into()]));
+        let sealed = capability(&hub, "t", 1, SRC, DST).unwrap();
+        let (body, _) = Capability::open(&sealed).unwrap();
+        let cap = Capability::parse_verified(&body).unwrap();
+        assert_eq!(cap.options.on_success.as_deref(), Some("analyse"));
+        assert_eq!(cap.label.as_deref(), Some("run7"));
     }
 
     /// An end storage could not take is recorded later, with its event

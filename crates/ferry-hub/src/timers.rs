@@ -294,7 +294,7 @@ pub fn spawn(hub: Arc<Hub>, wake: tasks::Wake) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match pass(&*hub.store, grants::now()) {
+            match pass(&*hub.store, &hub.control, grants::now()) {
                 Ok(0) => {}
                 Ok(_) => wake.wake(),
                 // The next tick tries again: a due time stays due until claimed.
@@ -305,7 +305,11 @@ pub fn spawn(hub: Arc<Hub>, wake: tasks::Wake) {
 }
 
 /// Handles every due timer once; returns how many runs made a task.
-pub fn pass(store: &dyn Storage, now: i64) -> Result<usize, StoreError> {
+pub fn pass(
+    store: &dyn Storage,
+    registry: &crate::control::Registry,
+    now: i64,
+) -> Result<usize, StoreError> {
     let mut made = 0;
     for timer in store.due_timers(now, DUE_PER_PASS)? {
         let id = timer.timer.id.clone();
@@ -345,7 +349,7 @@ pub fn pass(store: &dyn Storage, now: i64) -> Result<usize, StoreError> {
                 if !store.claim_timer_run(id, due, next, false)? {
                     continue;
                 }
-                if fire(store, &timer, now, missed)? {
+                if fire(store, registry, &timer, now, missed)? {
                     made += 1;
                 }
                 let Some(after) = store.timer(id)? else {
@@ -375,7 +379,13 @@ fn finished(timer: &TimerRow) -> String {
 
 /// Submits a claimed run as the timer's owner; a refusal is the timer's
 /// event, not the loop's error. Returns whether a task was made.
-fn fire(store: &dyn Storage, timer: &TimerRow, now: i64, missed: u64) -> Result<bool, StoreError> {
+fn fire(
+    store: &dyn Storage,
+    registry: &crate::control::Registry,
+    timer: &TimerRow,
+    now: i64,
+    missed: u64,
+) -> Result<bool, StoreError> {
     let t = &timer.timer;
     let run = timer.runs + 1;
     let refused = |why: String| -> Result<bool, StoreError> {
@@ -405,7 +415,7 @@ fn fire(store: &dyn Storage, timer: &TimerRow, now: i64, missed: u64) -> Result<
         client_id: "timer".into(),
         scopes: vec![SCOPE_TRANSFER.to_string()],
     };
-    let task = match task_service::submit(store, &who, submit, now) {
+    let task = match task_service::submit(store, registry, &who, submit, now) {
         Ok(task) => task,
         Err(TaskServiceError::Storage(e)) => return Err(e),
         Err(e) => return refused(e.to_string()),
@@ -431,6 +441,13 @@ fn fire(store: &dyn Storage, timer: &TimerRow, now: i64, missed: u64) -> Result<
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// One pass with no endpoint connected (what the tests here need of
+    /// the control registry: nothing).
+    fn pass(store: &dyn Storage, now: i64) -> Result<usize, StoreError> {
+        let (registry, _notices) = crate::control::Registry::new();
+        super::pass(store, &registry, now)
+    }
     use ferry_proto::wire_path::WirePath;
 
     fn timer(next_run: Option<i64>, runs: u64) -> TimerRow {

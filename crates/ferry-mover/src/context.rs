@@ -3,7 +3,7 @@
 use crate::channel::Identity;
 use ferry_paths::{Policy, PolicyError};
 use ferry_proto::share::ShareGrant;
-use ferry_proto::task::TaskReport;
+use ferry_proto::task::{TaskCounters, TaskReport};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -35,6 +35,9 @@ pub struct Context {
     pub bwlimit: std::sync::Arc<crate::throttle::Limiter>,
     /// What this endpoint's transfers did, for the daemon's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The endpoint's `--on-success` hooks (the daemon runs them); `None`:
+    /// it has none, and a task that names one fails before data moves.
+    pub hooks: Option<Arc<dyn Hooks>>,
     /// Failures a test plans for this endpoint's disk operations.
     #[cfg(test)]
     pub(crate) faults: crate::faults::Faults,
@@ -48,7 +51,42 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// A task whose every file this destination committed and verified, and
+/// that names a hook to run now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landed {
+    pub task_id: String,
+    pub attempt: u32,
+    /// The hook's name (checked by [`Hooks::refuse`] when the attempt began).
+    pub hook: String,
+    pub label: Option<String>,
+    /// Where each item landed, as paths of this host.
+    pub destinations: Vec<PathBuf>,
+    pub counters: TaskCounters,
+}
+
+/// Work after a transfer, as the daemon does it (see `ferry-daemon`'s
+/// `hooks`): the mover only asks and hands over.
+pub trait Hooks: Send + Sync + std::fmt::Debug {
+    /// Why this endpoint will not run the hook `name` for a task (acting
+    /// for a grantee when `for_grantee`), or `None` if it will.
+    fn refuse(&self, name: &str, for_grantee: bool) -> Option<String>;
+    /// Every file landed: run the hook (at most once per task).
+    fn landed(&self, landed: Landed);
+}
+
 impl Context {
+    /// Why the destination will not run a task's `--on-success` hook, if
+    /// it names one this endpoint will not run.
+    pub fn refuse_hook(&self, name: &str, for_grantee: bool) -> Option<String> {
+        match &self.hooks {
+            Some(hooks) => hooks.refuse(name, for_grantee),
+            None => Some(format!(
+                "the destination endpoint runs no hooks, so none named '{name}' (--on-success)"
+            )),
+        }
+    }
+
     pub fn report(&self, task_id: &str, attempt: u32, report: TaskReport) {
         let _ = self.reports.send((task_id.to_string(), attempt, report));
     }

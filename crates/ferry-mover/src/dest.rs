@@ -848,6 +848,19 @@ async fn run_session(
             return;
         }
     };
+    // A hook this endpoint will not run fails the task before any data
+    // moves: landing the data and then not doing what was asked of it
+    // would be a success in name only.
+    if let Some(hook) = &cap.options.on_success
+        && let Some(reason) = ctx.refuse_hook(hook, cap.destination_grant.is_some())
+    {
+        let error = MoveError::Unusable {
+            side: Side::Destination,
+            reason,
+        };
+        ctx.report(&task_id, attempt, error.report());
+        return;
+    }
     if let Some(grant) = &cap.destination_grant {
         tracing::info!(task = %task_id, attempt, grantee = ?grant.grantee, permission = ?grant.permission_id, mode = grant.mode.as_str(), "receiving for a grantee");
     }
@@ -1006,6 +1019,16 @@ async fn run_session(
                     .await;
             }
             ctx.report(&task_id, attempt, TaskReport::Succeeded { counters });
+            if let (Some(hook), Some(hooks)) = (&session.cap.options.on_success, &ctx.hooks) {
+                hooks.landed(crate::context::Landed {
+                    task_id: task_id.clone(),
+                    attempt,
+                    hook: hook.clone(),
+                    label: session.cap.label.clone(),
+                    destinations: session.roots.clone(),
+                    counters,
+                });
+            }
         }
         // Told to stop, and the source told (above).
         Err(Outcome::Canceled) => {}

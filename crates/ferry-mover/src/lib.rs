@@ -27,7 +27,7 @@ pub mod served;
 pub mod source;
 pub mod throttle;
 
-pub use context::{Context, Report, narrowed_policy};
+pub use context::{Context, Hooks, Landed, Report, narrowed_policy};
 pub use ferry_proto::data::Disposition;
 pub use ferry_proto::task::Side;
 

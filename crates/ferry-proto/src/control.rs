@@ -71,6 +71,11 @@ pub enum EndpointMessage {
         /// Its owner paused its data work (`ferry -pause`): its tasks wait.
         #[serde(default)]
         paused: bool,
+        /// The names of the hooks its `endpoint.toml` configures (what a
+        /// task's `--on-success` may name). Absent from an older endpoint,
+        /// which runs none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hooks: Option<Vec<String>>,
     },
     /// The owner paused or unpaused this endpoint's data work since the
     /// hello (only to a hub whose welcome set `pause_notices`).
@@ -394,6 +399,18 @@ impl EndpointConnection {
         paused: bool,
         handshake_timeout: Duration,
     ) -> Self {
+        Self::with_hooks(now, software, data_address, paused, None, handshake_timeout)
+    }
+
+    /// As [`Self::with_pause`], naming the endpoint's hooks in the hello.
+    pub fn with_hooks(
+        now: Instant,
+        software: &str,
+        data_address: Option<String>,
+        paused: bool,
+        hooks: Option<Vec<String>>,
+        handshake_timeout: Duration,
+    ) -> Self {
         let mut conn = Self {
             state: EndpointState::ExpectWelcome,
             decoder: FrameDecoder::new(MAX_FRAME),
@@ -410,6 +427,7 @@ impl EndpointConnection {
             software: software.to_string(),
             data_address,
             paused,
+            hooks,
         });
         conn
     }
@@ -664,6 +682,8 @@ pub enum HubEvent {
         software: String,
         data_address: Option<String>,
         paused: bool,
+        /// Its hooks' names; `None` from an endpoint too old to run any.
+        hooks: Option<Vec<String>>,
     },
     /// The endpoint's owner paused (or unpaused) its data work.
     Paused {
@@ -769,6 +789,7 @@ impl HubConnection {
                     software,
                     data_address,
                     paused,
+                    hooks,
                 },
             ) => {
                 if version < MIN_PROTOCOL_VERSION
@@ -792,6 +813,7 @@ impl HubConnection {
                     software,
                     data_address,
                     paused,
+                    hooks,
                 }))
             }
             (HubState::ExpectHello | HubState::Deciding, other) => {
@@ -1010,6 +1032,7 @@ mod tests {
                 software: "ferry test".into(),
                 data_address: Some("127.0.0.1:50000".into()),
                 paused: false,
+                hooks: None,
             }]
         );
         hub.accept(now, "ep-1", HB, "key", vec!["gone-1".into()]);
@@ -1223,8 +1246,27 @@ mod tests {
                 software: "old".into(),
                 data_address: None,
                 paused: false,
+                hooks: None,
             }]
         );
+        // A newer endpoint names its hooks (none is an empty list, not
+        // an older endpoint's silence).
+        for hooks in [vec![], vec!["slurm".to_string()]] {
+            let mut ep = EndpointConnection::with_hooks(
+                now,
+                "new",
+                None,
+                false,
+                Some(hooks.clone()),
+                Duration::from_secs(30),
+            );
+            let mut hub = HubConnection::new(now, Duration::from_secs(30));
+            let events = pump_to_hub(&mut ep, &mut hub, now).unwrap();
+            assert!(
+                matches!(&events[..], [HubEvent::Hello { hooks: Some(h), .. }] if *h == hooks),
+                "{events:?}"
+            );
+        }
     }
 
     #[test]
@@ -1319,6 +1361,7 @@ mod tests {
             software: "future".into(),
             data_address: None,
             paused: false,
+            hooks: None,
         });
         let err = hub.handle_bytes(now, &hello).unwrap_err();
         assert_eq!(

@@ -128,6 +128,44 @@ pub struct TransferOptions {
     /// data protocol 3; with an older peer, SHA-256 (see
     /// [`crate::data::digest_algorithm`]).
     pub checksum_algorithm: ChecksumAlgorithm,
+    /// `--on-success NAME`: the destination's hook (a command its owner
+    /// named in its `endpoint.toml`, `[hooks.NAME]`) to run once every
+    /// file landed. Only a name travels, never a command. Left out of the
+    /// wire form when absent, so a task without one signs the same
+    /// capability body as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<String>,
+}
+
+/// Longest hook name, in bytes.
+pub const MAX_HOOK_NAME: usize = 64;
+
+/// The one check of a hook's name (the CLI, the hub and the daemon's
+/// `endpoint.toml` all run it): 1 to 64 of `A-Z a-z 0-9 _ -`, so a name
+/// prints, fits a TOML key bare, and is never a path or an option.
+pub fn check_hook_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > MAX_HOOK_NAME
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "hook name {:?} is not allowed: use 1 to {MAX_HOOK_NAME} letters, digits, '_' or '-'",
+            name.escape_debug().to_string()
+        ));
+    }
+    Ok(())
+}
+
+/// How a refusal names an endpoint's hooks (the hub's and the
+/// destination's words alike): `no hooks`, or `hooks 'a', 'b'`.
+pub fn hook_list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "no hooks".into();
+    }
+    let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    format!("hooks {}", quoted.join(", "))
 }
 
 impl Default for TransferOptions {
@@ -142,6 +180,7 @@ impl Default for TransferOptions {
             filters: Vec::new(),
             bwlimit: None,
             checksum_algorithm: ChecksumAlgorithm::Sha256,
+            on_success: None,
         }
     }
 }
@@ -165,6 +204,10 @@ pub struct Capability {
     /// The destination acts for a grantee of its owner's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_grant: Option<crate::share::ShareGrant>,
+    /// The task's label, for the destination's hook (`FERRY_LABEL`); only
+    /// sent with `options.on_success`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -310,10 +353,70 @@ pub enum TaskReport {
     Deleted {
         path: WirePath,
     },
+    /// The task's `--on-success` hook ran (destination, after
+    /// `succeeded`; at most once per task): how it ended and its last
+    /// lines of output. An older hub ignores it.
+    Hook {
+        name: String,
+        ended: HookEnd,
+        /// Its last lines of output (stdout and stderr as they came),
+        /// oldest first; at most [`MAX_HOOK_LINES`] of at most
+        /// [`MAX_HOOK_LINE`] bytes each.
+        #[serde(default)]
+        output: Vec<String>,
+    },
     /// A kind of report this build does not know (from a newer endpoint):
     /// ignored rather than a broken control link.
     #[serde(other)]
     Unknown,
+}
+
+/// Most output lines a hook report carries.
+pub const MAX_HOOK_LINES: usize = 20;
+/// Longest output line a hook report carries, in bytes.
+pub const MAX_HOOK_LINE: usize = 512;
+
+/// How a hook ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum HookEnd {
+    Exited {
+        code: i32,
+    },
+    /// Killed by a signal it did not catch.
+    Signaled {
+        signal: i32,
+    },
+    /// Ran past its `timeout` and was killed (its process group).
+    TimedOut {
+        after_secs: u64,
+    },
+    /// It could not be started, or the endpoint has no such hook.
+    NotRun {
+        reason: String,
+    },
+    #[serde(other)]
+    Unknown,
+}
+
+impl HookEnd {
+    pub fn succeeded(&self) -> bool {
+        matches!(self, Self::Exited { code: 0 })
+    }
+}
+
+impl std::fmt::Display for HookEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exited { code } => write!(f, "exited with status {code}"),
+            Self::Signaled { signal } => write!(f, "was killed by signal {signal}"),
+            Self::TimedOut { after_secs } => {
+                write!(f, "timed out after {after_secs}s and was killed")
+            }
+            Self::NotRun { reason } => write!(f, "did not run: {reason}"),
+            Self::Unknown => f.write_str("ended"),
+        }
+    }
 }
 
 /// Which endpoint of a transfer something happened on.
@@ -470,6 +573,10 @@ pub struct TaskInfo {
         deserialize_with = "lenient_algorithm"
     )]
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    /// The destination's hook the task runs once its files landed
+    /// (`--on-success`); absent when none (and from an older hub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<String>,
     /// Unix seconds.
     pub created: i64,
     #[serde(default)]
@@ -650,6 +757,7 @@ mod tests {
             expires: 2,
             source_grant: None,
             destination_grant: None,
+            label: None,
         };
         let body = cap.body();
         let sealed = Capability::seal(&body, b"sig");
@@ -697,6 +805,55 @@ mod tests {
         }
         assert_eq!(ChecksumAlgorithm::parse("SHA-256"), None);
         assert_eq!(ChecksumAlgorithm::PREFERRED, ChecksumAlgorithm::Blake3);
+    }
+
+    #[test]
+    fn a_hook_travels_by_name_only_and_its_report_round_trips() {
+        let plain = serde_json::to_string(&TransferOptions::default()).unwrap();
+        assert!(!plain.contains("on_success"), "{plain}");
+        let hooked = TransferOptions {
+            on_success: Some("slurm".into()),
+            ..TransferOptions::default()
+        };
+        let text = serde_json::to_string(&hooked).unwrap();
+        assert!(text.contains(r#""on_success":"slurm""#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<TransferOptions>(&text).unwrap(),
+            hooked
+        );
+        for good in ["a", "submit-job", "Run_2", &"x".repeat(MAX_HOOK_NAME)] {
+            assert!(check_hook_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "../x",
+            &"x".repeat(MAX_HOOK_NAME + 1),
+            "é",
+            "a\n",
+        ] {
+            assert!(check_hook_name(bad).is_err(), "{bad:?}");
+        }
+        let report = TaskReport::Hook {
+            name: "slurm".into(),
+            ended: HookEnd::Exited { code: 3 },
+            output: vec!["12".into()],
+        };
+        let text = serde_json::to_string(&report).unwrap();
+        assert_eq!(serde_json::from_str::<TaskReport>(&text).unwrap(), report);
+        let newer = r#"{"kind":"hook","name":"x","ended":{"how":"vanished"}}"#;
+        assert!(matches!(
+            serde_json::from_str::<TaskReport>(newer).unwrap(),
+            TaskReport::Hook {
+                ended: HookEnd::Unknown,
+                ..
+            }
+        ));
+        assert!(HookEnd::Exited { code: 0 }.succeeded());
+        assert_eq!(
+            HookEnd::TimedOut { after_secs: 2 }.to_string(),
+            "timed out after 2s and was killed"
+        );
     }
 
     #[test]

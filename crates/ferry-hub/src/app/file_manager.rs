@@ -441,7 +441,8 @@ pub async fn transfer(
         };
     }
     let submitted = submission(&fields, now).and_then(|submit| {
-        task_service::submit(&*hub.store, &visitor.who, submit, now).map_err(Said::from)
+        task_service::submit(&*hub.store, &hub.control, &visitor.who, submit, now)
+            .map_err(Said::from)
     });
     match submitted {
         Ok(task_id) => {

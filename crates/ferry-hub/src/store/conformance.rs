@@ -1033,6 +1033,8 @@ pub fn a_task_round_trips_every_field_exactly(s: &dyn Storage) {
                     None,
                 ][i],
                 checksum_algorithm: [ChecksumAlgorithm::Sha256, ChecksumAlgorithm::Blake3][i % 2],
+                on_success: [None, Some("slurm"), None, Some("post_run-2"), None][i]
+                    .map(String::from),
             },
             items: match i {
                 0 => many.clone(),
@@ -1055,6 +1057,7 @@ pub fn a_task_round_trips_every_field_exactly(s: &dyn Storage) {
         assert_eq!(work.items, task.items, "{}", task.id);
         let row = s.task(&task.id).unwrap().unwrap();
         assert_eq!(row.item_count, task.items.len() as u64);
+        assert_eq!(row.on_success, task.options.on_success, "{}", task.id);
         assert_eq!(
             (&row.label, row.deadline, row.created, row.owner_id),
             (&task.label, task.deadline, task.created, uid),

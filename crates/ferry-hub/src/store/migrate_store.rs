@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 12;
+const SQLITE_SCHEMA: i64 = 13;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -216,6 +216,7 @@ const TABLES: &[Table] = &[
             ("checksum_algorithm", Text),
             ("notify", Text),
             ("notified", Text),
+            ("on_success", Text),
         ],
         identity: Some("seq"),
     },

@@ -253,6 +253,8 @@ pub struct TaskRow {
     pub label: Option<String>,
     pub deadline: Option<i64>,
     pub checksum_algorithm: ChecksumAlgorithm,
+    /// The hook its destination runs once its files landed.
+    pub on_success: Option<String>,
     pub status: TaskStatus,
     pub attempt: u32,
     /// The furthest the attempts that ended reached.

@@ -402,6 +402,11 @@ CREATE TABLE webhooks (
 );
 CREATE INDEX webhooks_owner ON webhooks(owner_id);
 "#,
+    // The SQLite twin's: the hook a task asks its destination to run once
+    // its files landed (`--on-success NAME`).
+    r#"
+ALTER TABLE tasks ADD COLUMN on_success TEXT;
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -1071,7 +1076,7 @@ const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.des
     t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
     t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
     t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped,
-    t.checksum_algorithm
+    t.checksum_algorithm, t.on_success
     FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
 
 fn task_row(r: &Row) -> Result<TaskRow> {
@@ -1097,6 +1102,7 @@ fn task_row(r: &Row) -> Result<TaskRow> {
         destination_name: r.try_get(5)?,
         item_count: u64_of(r.try_get(6)?),
         label: r.try_get(7)?,
+        on_success: r.try_get(33)?,
         deadline: r.try_get(8)?,
         // The CHECK constraints admit nothing else.
         checksum_algorithm: ChecksumAlgorithm::parse(&r.try_get::<_, String>(32)?)
@@ -2157,6 +2163,8 @@ impl TaskStore for PostgresStore {
                 "INSERT INTO tasks (id, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
                     label, deadline, status, created, bwlimit, checksum_algorithm, notify)
+"#,
+                    label, deadline, status, created, bwlimit, checksum_algorithm, on_success)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'ACTIVE', $14, $15, $16, $17)",
                 &[
                     &task.id,
@@ -2176,6 +2184,8 @@ impl TaskStore for PostgresStore {
                     &o.bwlimit.map(sql_u64),
                     &o.checksum_algorithm.as_str(),
                     &task.notify.to_string(),
+"#,
+                    &o.on_success,
                 ],
             )?;
             // All items in one statement, numbered from 0 in their order.
@@ -2283,7 +2293,7 @@ impl TaskStore for PostgresStore {
                 .start()?;
             let Some(r) = tx.query_opt(
                 "SELECT sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams, bwlimit,
-                    checksum_algorithm
+                    checksum_algorithm, on_success
                  FROM tasks WHERE id = $1",
                 &[&id],
             )?
@@ -2342,6 +2352,7 @@ impl TaskStore for PostgresStore {
                 filters,
                 bwlimit,
                 checksum_algorithm,
+                on_success: r.try_get(8)?,
             };
             let items = tx
                 .query(

@@ -359,6 +359,13 @@ CREATE TABLE webhooks (
 CREATE INDEX webhooks_owner ON webhooks(owner_id);
 "#,
     ),
+    // The hook a task asks its destination to run once its files landed
+    // (`--on-success NAME`); tasks stored before asked for none.
+    Migration::Sql(
+        r#"
+ALTER TABLE tasks ADD COLUMN on_success TEXT;
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -556,7 +563,7 @@ const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.des
     t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
     t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
     t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped,
-    t.checksum_algorithm
+    t.checksum_algorithm, t.on_success
     FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
 
 fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
@@ -582,6 +589,7 @@ fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
         destination_name: r.get(5)?,
         item_count: u64_of(r.get(6)?),
         label: r.get(7)?,
+        on_success: r.get(33)?,
         deadline: r.get(8)?,
         // The CHECK constraints admit nothing else.
         checksum_algorithm: ChecksumAlgorithm::parse(&r.get::<_, String>(32)?)
@@ -1715,6 +1723,9 @@ impl TaskStore for SqliteStore {
                 "INSERT INTO tasks (id, seq, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
                     checksum_algorithm, label, deadline, status, created, bwlimit, notify)
+"#,
+    ),
+                    checksum_algorithm, label, deadline, status, created, bwlimit, on_success)
                  VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), ?2, ?3, ?4, ?5,
                     ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'ACTIVE', ?15, ?16, ?17)",
                 params![
@@ -1735,6 +1746,9 @@ impl TaskStore for SqliteStore {
                     task.created,
                     o.bwlimit.map(sql_u64),
                     task.notify.to_string()
+"#,
+    ),
+                    o.on_success
                 ],
             )?;
             write_items(&tx, &task.id, &task.items)?;
@@ -1815,7 +1829,7 @@ impl TaskStore for SqliteStore {
             let Some((sync_level, algorithm, options)) = tx
                 .query_row(
                     "SELECT sync_level, checksum_algorithm, delete_extraneous, preserve_mtime, preserve_mode,
-                        skip_source_errors, streams, bwlimit
+                        skip_source_errors, streams, bwlimit, on_success
                      FROM tasks WHERE id = ?1",
                     [id],
                     |r| {
@@ -1832,6 +1846,7 @@ impl TaskStore for SqliteStore {
                                 filters: Vec::new(),
                                 bwlimit: r.get::<_, Option<i64>>(7)?.map(u64_of),
                                 checksum_algorithm: ChecksumAlgorithm::Sha256,
+                                on_success: r.get(8)?,
                             },
                         ))
                     },

@@ -259,6 +259,7 @@ fn endpoint(
         liveness,
         bwlimit: Arc::default(),
         metrics: Arc::default(),
+        hooks: None,
         faults: super::Faults::default(),
     });
     Endpoint {
@@ -348,6 +349,7 @@ impl World {
             expires: now + 600,
             source_grant: None,
             destination_grant: None,
+            label: None,
         };
         let body = cap.body();
         Capability::seal(&body, &self.signer.sign(&body).unwrap())

@@ -106,6 +106,7 @@ fn endpoint(
         liveness,
         bwlimit: Arc::default(),
         metrics: Arc::default(),
+        hooks: None,
     });
     Endpoint {
         _tmp: tmp,
@@ -227,6 +228,7 @@ impl World {
             expires: now + 600,
             source_grant,
             destination_grant,
+            label: None,
         };
         let body = cap.body();
         Capability::seal(&body, &self.signer.sign(&body).unwrap())

@@ -115,6 +115,7 @@ fn populate(s: &dyn Storage) {
         ],
         bwlimit: Some(i64::MAX as u64),
         checksum_algorithm: ferry_proto::task::ChecksumAlgorithm::Blake3,
+        on_success: Some("slurm".into()),
     };
     for (n, id) in ["zz-running", "mm-done", "aa-failed"].iter().enumerate() {
         s.create_task(
