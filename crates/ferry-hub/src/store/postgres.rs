@@ -2162,10 +2162,8 @@ impl TaskStore for PostgresStore {
             tx.execute(
                 "INSERT INTO tasks (id, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
-                    label, deadline, status, created, bwlimit, checksum_algorithm, notify)
-"#,
-                    label, deadline, status, created, bwlimit, checksum_algorithm, on_success)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'ACTIVE', $14, $15, $16, $17)",
+                    label, deadline, status, created, bwlimit, checksum_algorithm, notify, on_success)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'ACTIVE', $14, $15, $16, $17, $18)",
                 &[
                     &task.id,
                     &task.owner_id,
@@ -2184,7 +2182,6 @@ impl TaskStore for PostgresStore {
                     &o.bwlimit.map(sql_u64),
                     &o.checksum_algorithm.as_str(),
                     &task.notify.to_string(),
-"#,
                     &o.on_success,
                 ],
             )?;

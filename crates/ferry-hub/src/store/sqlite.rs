@@ -1722,12 +1722,9 @@ impl TaskStore for SqliteStore {
             tx.execute(
                 "INSERT INTO tasks (id, seq, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
-                    checksum_algorithm, label, deadline, status, created, bwlimit, notify)
-"#,
-    ),
-                    checksum_algorithm, label, deadline, status, created, bwlimit, on_success)
+                    checksum_algorithm, label, deadline, status, created, bwlimit, notify, on_success)
                  VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), ?2, ?3, ?4, ?5,
-                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'ACTIVE', ?15, ?16, ?17)",
+                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'ACTIVE', ?15, ?16, ?17, ?18)",
                 params![
                     task.id,
                     task.owner_id,
@@ -1745,9 +1742,7 @@ impl TaskStore for SqliteStore {
                     task.deadline,
                     task.created,
                     o.bwlimit.map(sql_u64),
-                    task.notify.to_string()
-"#,
-    ),
+                    task.notify.to_string(),
                     o.on_success
                 ],
             )?;
