@@ -46,7 +46,7 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "r rw" -- "$cur")
             return
             ;;
-        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires | --identity | --group | --include | --exclude | --bwlimit)
+        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --allowed-domains | --expires | --identity | --group | --include | --exclude | --bwlimit)
             return
             ;;
     esac
@@ -55,10 +55,10 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --allowed-domains | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit)
                 ((i++))
                 ;;
-            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group)
+            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group | whoami)
                 if [[ -z $verb ]]; then verb=${words[i]}; fi
                 ;;
             -*) ;;
@@ -70,7 +70,7 @@ _ferry()
 
     local opts="" files=""
     case $verb in
-        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task group" ;;
+        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task group whoami" ;;
         -setup) opts="--name --hub --hub-ca --force --setup-key --no-gui -dir" ;;
         -start) opts="-detach -restrict-paths -debug -trace -dir" ;;
         -status) opts="--json -dir" ;;
@@ -84,12 +84,13 @@ _ferry()
                 "") opts="create search update delete permission" ;;
                 create) opts="--personal --json" ;;
                 permission) opts="create list delete --permissions --identity --group --all-authenticated --anonymous --expires --json" ;;
-                update) opts="--display-name --json" ;;
+                update) opts="--display-name --allowed-domains --json" ;;
                 delete) opts="--json" ;;
                 *) opts="--filter-scope --json" ;;
             esac
             ;;
         ls) opts="-l --json" ;;
+        whoami) opts="--linked-identities --json" ;;
         rm) opts="-r --recursive" ;;
         logout | mkdir | rename) opts="" ;;
         group)

@@ -19,9 +19,9 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --allowed-domains --permissions --identity --group --expires --include --exclude --bwlimit
                 set skip 1
-            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group
+            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group whoami
                 if test (count $found) -eq 0
                     set found $t
                 end
@@ -63,6 +63,7 @@ complete -c ferry -n '__ferry_at ""' -a rm -d 'Remove a path on an endpoint'
 complete -c ferry -n '__ferry_at ""' -a transfer -d 'Submit a transfer task'
 complete -c ferry -n '__ferry_at ""' -a task -d 'Show, wait for, list or cancel tasks'
 complete -c ferry -n '__ferry_at ""' -a group -d 'Groups of users to share with'
+complete -c ferry -n '__ferry_at ""' -a whoami -d 'Your identity and linked identities'
 
 # -dir DIR, everywhere.
 complete -c ferry -o dir -x -a '(__fish_complete_directories)' -d 'Config dir (default ~/.ferry)'
@@ -107,6 +108,9 @@ complete -c ferry -n '__ferry_at group member' -a 'add remove'
 complete -c ferry -n '__ferry_at group create' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at group list' -l json -d 'JSON output'
 complete -c ferry -n 'string match -q "endpoint update*" -- (__ferry_verb)' -l display-name -x -d 'The new display name'
+complete -c ferry -n 'string match -q "endpoint update*" -- (__ferry_verb)' -l allowed-domains -x -d 'Require an identity from these domains (D1,D2; empty clears)'
+complete -c ferry -n '__ferry_at whoami' -l linked-identities -d 'Every identity linked to your account'
+complete -c ferry -n '__ferry_at whoami' -l json -d 'JSON output'
 complete -c ferry -n 'string match -q "endpoint create" -- (__ferry_verb)' -l personal -x -d 'A personal endpoint with this name'
 complete -c ferry -n 'string match -q "endpoint search*" -- (__ferry_verb)' -l filter-scope -x -a 'my-endpoints shared-with-me all'
 complete -c ferry -n 'string match -q "endpoint *" -- (__ferry_verb)' -l json -d 'JSON output'

@@ -67,7 +67,8 @@ fn workspace_root() -> &'static Path {
 }
 
 /// Crates that make HTTP requests. The REST client is the CLI's
-/// (ferry-setup); nothing below it links one.
+/// (ferry-setup); the hub links one for its upstream OpenID providers
+/// (`oidc` alone uses it); nothing on the endpoint side links one.
 const HTTP_CLIENTS: &[&str] = &[
     "reqwest",
     "ureq",
@@ -113,11 +114,13 @@ fn dependency_names(package: &str) -> BTreeSet<String> {
 
 /// The layers of the workspace. The hub shares only ferry-proto and
 /// ferry-tls with the endpoints; the endpoint side
-/// never links the hub; the wire types link no other ferry crate; and
-/// only the CLI links the hub client and so an HTTP client.
+/// never links the hub; the wire types link no other ferry crate; only
+/// the CLI links the hub client; and the endpoint side links no HTTP
+/// client (the hub's, for its identity providers, stays in `oidc`).
 #[test]
 fn crate_dependencies_keep_their_layers() {
-    let rules: &[(&str, &[&str])] = &[
+    // (package, what it must not link, whether it may link an HTTP client)
+    let rules: &[(&str, &[&str], bool)] = &[
         (
             "ferry-hub",
             &[
@@ -127,18 +130,39 @@ fn crate_dependencies_keep_their_layers() {
                 "ferry-endpoint",
                 "ferry-setup",
             ],
+            true,
         ),
-        ("ferry-daemon", &["ferry-hub", "ferry-setup"]),
-        ("ferry-mover", &["ferry-hub", "ferry-setup"]),
-        ("ferry-endpoint", &["ferry-setup"]),
-        ("ferry-tls", &["ferry-setup"]),
+        ("ferry-daemon", &["ferry-hub", "ferry-setup"], false),
+        ("ferry-mover", &["ferry-hub", "ferry-setup"], false),
+        ("ferry-endpoint", &["ferry-setup"], false),
+        ("ferry-tls", &["ferry-setup"], false),
     ];
     let mut broken = Vec::new();
-    for (package, forbidden) in rules {
+    for (package, forbidden, http) in rules {
         let deps = dependency_names(package);
-        for name in forbidden.iter().chain(HTTP_CLIENTS) {
+        let clients: &[&str] = if *http { &[] } else { HTTP_CLIENTS };
+        for name in forbidden.iter().chain(clients) {
             if deps.contains(*name) {
                 broken.push(format!("{package} depends on {name}"));
+            }
+        }
+    }
+    // The hub's outbound HTTP is the relying party's, in one module.
+    let hub_src = workspace_root().join("crates/ferry-hub/src");
+    let mut stack = vec![hub_src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && path != hub_src.join("oidc.rs")
+                && std::fs::read_to_string(&path).unwrap().contains("reqwest")
+            {
+                broken.push(format!(
+                    "{} uses reqwest (only the hub's oidc module may)",
+                    path.display()
+                ));
             }
         }
     }

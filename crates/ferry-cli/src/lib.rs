@@ -126,6 +126,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Transfer(args) => transfer::transfer(&ctx, args),
         Command::Task(command) => transfer::task(&ctx, command),
         Command::Group(command) => share::group(&ctx, command),
+        Command::Whoami {
+            linked_identities,
+            json,
+        } => hub::whoami(&ctx, linked_identities, json.json),
     }
 }
 

@@ -14,7 +14,9 @@ mod control;
 mod endpoints;
 mod files;
 mod grants;
+mod identities;
 mod oauth;
+mod oidc;
 mod page_auth;
 mod pages;
 mod pki;
@@ -304,6 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 user_name: account.name.clone(),
                 client_id: grants::PERSONAL_CLIENT.into(),
                 scopes: Vec::new(),
+                sign_in: Default::default(),
             };
             let token = grants::create_personal(
                 &*store,

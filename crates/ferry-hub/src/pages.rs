@@ -85,7 +85,20 @@ pub fn landing(user: Option<&str>, csrf: Option<&str>, ca_fingerprint: &str) -> 
 
 /// The login form. `carry` are hidden fields that take the original request
 /// through the POST.
-pub fn login(csrf: &str, user: &str, carry: &[(String, String)], error: Option<&str>) -> String {
+/// `providers` are the upstream identity providers (name, display name),
+/// offered beside the password form.
+pub fn login(
+    csrf: &str,
+    user: &str,
+    carry: &[(String, String)],
+    providers: &[(String, String)],
+    error: Option<&str>,
+) -> String {
+    let carried: Vec<(&str, &str)> = carry
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let query = crate::oauth::encode_form(&carried);
     layout(
         "Sign in",
         html! {
@@ -101,6 +114,20 @@ pub fn login(csrf: &str, user: &str, carry: &[(String, String)], error: Option<&
                 input type="password" id="password" name="password"
                     autocomplete="current-password" required;
                 button type="submit" { "Sign in" }
+            }
+            @if !providers.is_empty() {
+                section aria-label="Sign in with" {
+                    p { "Or sign in with:" }
+                    ul {
+                        @for (name, display_name) in providers {
+                            li {
+                                a class="button" href={ "/auth/oidc/" (name) "/start" @if !query.is_empty() { "?" (query) } } {
+                                    (display_name)
+                                }
+                            }
+                        }
+                    }
+                }
             }
         },
     )
@@ -215,9 +242,12 @@ mod tests {
             ("state".to_string(), evil.to_string()),
         ];
         for (what, page) in [
-            ("login: user name", login("t", evil, &[], None)),
-            ("login: error", login("t", "", &[], Some(evil))),
-            ("login: carried redirect URI", login("t", "", &carry, None)),
+            ("login: user name", login("t", evil, &[], &[], None)),
+            ("login: error", login("t", "", &[], &[], Some(evil))),
+            (
+                "login: carried redirect URI",
+                login("t", "", &carry, &[], None),
+            ),
             (
                 "consent: client name",
                 consent(evil, "alice", &[], "https://h", false, "t", &[]),
@@ -252,7 +282,13 @@ mod tests {
         let evil = "\"><script>x</script>";
         let carry = vec![(evil.to_string(), evil.to_string())];
         for page in [
-            login(evil, evil, &carry, Some(evil)),
+            login(
+                evil,
+                evil,
+                &carry,
+                &[("campus".to_string(), evil.to_string())],
+                Some(evil),
+            ),
             consent(evil, evil, &[evil], evil, true, evil, &carry),
             auth_code(Some(evil), None),
             auth_code(None, Some(evil)),

@@ -17,6 +17,7 @@
 //! checks are [`crate::session`]'s; the markup is [`crate::pages`]'.
 
 mod authorize;
+mod federated;
 mod login;
 mod params;
 mod revoke;
@@ -48,6 +49,8 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/", get(login::landing))
         .route("/login", get(login::login_form).post(login::login))
         .route("/logout", post(login::logout))
+        .route("/auth/oidc/{name}/start", get(federated::start))
+        .route("/auth/oidc/{name}/callback", get(federated::callback))
         .route(
             "/authorize",
             get(authorize::authorize).post(authorize::decide),

@@ -216,6 +216,16 @@ fn populate(s: &dyn Storage) {
         .unwrap();
     s.record_share_event(43, None, "e1", "share_refused", "anonymous")
         .unwrap();
+    s.link_identity("alice@example.edu", alice, "campus", 50)
+        .unwrap();
+    s.note_login_identity("sess", "alice@example.edu", 51)
+        .unwrap();
+    s.note_login_identity("sess", "alice@hub.local", 49)
+        .unwrap();
+    assert!(
+        s.set_allowed_domains("e1", &["example.edu".into(), "example.org".into()])
+            .unwrap()
+    );
 }
 
 /// What the hub asks a store, answered by `s`, as one comparable text.
@@ -269,6 +279,9 @@ fn answers(s: &dyn Storage) -> String {
         s.active_tasks_of_permission("p-lab").unwrap()
     ));
     out.push(format!("{:?}", s.share_events("e1", 10).unwrap()));
+    out.push(format!("{:?}", s.identities_of(1).unwrap()));
+    out.push(format!("{:?}", s.identity("alice@example.edu").unwrap()));
+    out.push(format!("{:?}", s.login_identities("sess").unwrap()));
     out.join("\n")
 }
 
@@ -305,8 +318,10 @@ fn a_hub_moves_to_postgres_exactly_and_answers_the_same() {
             rows("task_grants"),
             rows("share_events"),
             rows("task_filters"),
+            rows("identities"),
+            rows("login_identities"),
         ),
-        (1, 1, 1, 3, 1, 2, 3)
+        (1, 1, 1, 3, 1, 2, 3, 1, 2)
     );
 
     let pg = PostgresStore::open(&url).unwrap();
