@@ -308,7 +308,7 @@ impl HubConfig {
         if domain.parse::<std::net::IpAddr>().is_ok() {
             return Ok(domain);
         }
-        Ok(crate::identities::check_domain(&domain).context("local_domain")?)
+        crate::identities::check_domain(&domain).context("local_domain")
     }
 
     /// A config path, resolved against the state dir.
