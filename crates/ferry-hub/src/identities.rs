@@ -172,13 +172,13 @@ pub fn whoami(
         linked_identities.push(LinkedIdentity {
             identity: rules.local_identity(&user.name),
             provider: LOCAL_PROVIDER.into(),
-            linked: 0,
+            linked: None,
         });
     }
     linked_identities.extend(linked.into_iter().map(|r| LinkedIdentity {
         identity: r.identity,
         provider: r.provider,
-        linked: r.linked_at,
+        linked: Some(r.linked_at),
     }));
     let session_identities = match login_id {
         Some(login) => store

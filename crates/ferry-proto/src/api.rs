@@ -89,8 +89,9 @@ pub struct LinkedIdentity {
     /// The identity provider that vouches for it (`local`: this hub's own
     /// accounts).
     pub provider: String,
-    /// Unix seconds.
-    pub linked: i64,
+    /// When it was linked, Unix seconds; absent for the account's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
