@@ -14,6 +14,7 @@ label{display:block;margin:.9rem 0 .3rem;font-weight:600}\
 input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.55rem;border:1px solid #b9c0cc;border-radius:4px;font-size:1rem}\
 button{margin-top:1.2rem;padding:.55rem 1.2rem;border-radius:4px;border:1px solid #2f5bd3;background:#2f5bd3;color:#fff;font-size:1rem;cursor:pointer}\
 button.secondary{background:#fff;color:#2f5bd3;margin-left:.5rem}\
+a.button{display:inline-block;margin-top:.5rem;padding:.55rem 1.2rem;border-radius:4px;border:1px solid #2f5bd3;color:#2f5bd3;text-decoration:none}\
 .error{background:#fdecec;border:1px solid #e5a4a4;color:#8a1f1f;padding:.6rem .8rem;border-radius:4px}\
 .code{display:block;font-size:1.25rem;padding:.8rem;background:#eef1f6;border-radius:4px;word-break:break-all;user-select:all}\
 ul{padding-left:1.2rem}small{color:#5b6473}\
