@@ -176,6 +176,35 @@ impl Browser {
         (target, status, r.text().await.unwrap())
     }
 
+    /// What the hub's web app does from a page: a JSON POST to the hub's
+    /// API with the session cookie and the page's CSRF token (its forms'
+    /// hidden `csrf` field). (status, body)
+    pub async fn api_post(
+        &mut self,
+        page: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let csrf = form(page)
+            .1
+            .into_iter()
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v)
+            .expect("no csrf field on the page");
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("x-csrf-token", csrf)
+            .header("origin", &self.base)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or_default())
+    }
+
     /// Submits a hub page's first POST form with extra fields; the page
     /// it ends on.
     pub async fn submit(&mut self, page: &str, extra: &[(&str, &str)]) -> String {

@@ -8,11 +8,12 @@
 //! x@example.edu, which `ferry whoami` shows after `ferry login`. From
 //! the account page x links x@example.org through Org; `ferry whoami
 //! --linked-identities` lists both. Alice (a password account) then
-//! requires example.org on her endpoint `src`: her token, and a fresh
-//! login that has only her own identity, are refused with one line that
-//! names the domain and the page to link one at, while `dst` still
-//! answers; once she links alice@example.org and logs in again, `src`
-//! opens.
+//! requires example.org on her endpoint `src`: her token, a fresh login
+//! that has only her own identity, and her browser session are refused
+//! with one line that names the domain and the page to link one at, while
+//! `dst` still answers; linking x@example.org (x's) to her is refused;
+//! once she links alice@example.org, her session opens `src` at once, the
+//! command line's after `ferry login` again.
 //!
 //! Needs `node` and `npm ci` in `tests/web`; without them the test says
 //! SKIPPED, unless `FERRY_REQUIRE_BROWSER=1` (as in CI), when it fails.
@@ -222,6 +223,13 @@ fn ferry(user: &User, args: &[&str]) -> ferry_tests::Ran {
         .into()
 }
 
+/// The id of alice's endpoint `name`.
+fn endpoint_id(lab: &Lab, name: &str) -> String {
+    let out = lab.ferry(&["endpoint", "search", name, "--json"]);
+    let found: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    found[0]["id"].as_str().unwrap().to_string()
+}
+
 fn refused_for_domain(out: &ferry_tests::Ran, hub: &Hub) {
     assert_eq!(out.code, Some(1), "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "one line: {out:?}");
@@ -326,8 +334,22 @@ async fn a_user_signs_in_upstream_links_an_identity_and_an_endpoint_asks_for_its
     let me: serde_json::Value = serde_json::from_str(&me.stdout).unwrap();
     assert_eq!(me["identity"], "alice@hub.test", "{me}");
     refused_for_domain(&ferry(&alice, &["ls", "src:/~/"]), &lab.hub);
-    // x@example.org is x's: linking it to alice is refused.
+    // Her browser session, through the API the web app uses, likewise.
     let account = ab.get("/account").await;
+    let src_id = endpoint_id(&lab, "src");
+    let list = serde_json::json!({"op": "list", "path": "/~/"});
+    let fs = format!("/api/v1/endpoints/{src_id}/fs");
+    let (status, body) = ab.api_post(&account, &fs, &list).await;
+    assert_eq!(status.as_u16(), 403, "{body}");
+    assert_eq!(body["error"], "identity_required", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("requires an identity from example.org"),
+        "{body}"
+    );
+    // x@example.org is x's: linking it to alice is refused.
     let org = link(&account, "Link an identity from Org login").unwrap();
     let (_, status, page) = at_provider(&mut ab, &lab.hub, &org, "x@example.org").await;
     assert_eq!(status.as_u16(), 409, "{page}");
@@ -338,6 +360,19 @@ async fn a_user_signs_in_upstream_links_an_identity_and_an_endpoint_asks_for_its
     let org = link(&account, "Link an identity from Org login").unwrap();
     let (_, account) = through_provider(&mut ab, &lab.hub, &org, "alice@example.org").await;
     assert!(account.contains("alice@example.org"), "{account}");
+    // The session that linked it has it now (once src's daemon is back
+    // from the hub's restart); the token made before has not.
+    let mut listed = None;
+    for _ in 0..60 {
+        let (status, body) = ab.api_post(&account, &fs, &list).await;
+        assert_ne!(status.as_u16(), 403, "{body}");
+        if status.is_success() {
+            listed = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(listed.is_some(), "src never listed for the session");
     refused_for_domain(&ferry(&alice, &["ls", "src:/~/"]), &lab.hub);
     cli_login(&lab.hub, &alice, &mut ab).await;
     wait_until(Duration::from_secs(60), "src answers ls", || {
