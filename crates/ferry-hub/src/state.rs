@@ -432,4 +432,65 @@ mod tests {
         assert!(url_host_port("http://h").is_err());
         assert!(url_host_port("https://:80").is_err());
     }
+
+    #[test]
+    fn identity_providers_are_checked_when_the_config_is_read() {
+        let base = r#"url = "https://Hub.Example.org:8443"
+listen = "0.0.0.0:8443"
+tls_cert = "server.crt"
+tls_key = "server.key"
+tls_ca = "ca.crt"
+"#;
+        let provider = |name: &str, issuer: &str, domains: &str| {
+            format!(
+                "\n[[identity_provider]]\nname = \"{name}\"\ndisplay_name = \"Campus\"\nissuer = \"{issuer}\"\nclient_id = \"c\"\nclient_secret_file = \"s\"\ndomains = [{domains}]\n"
+            )
+        };
+        let check = |text: &str| {
+            let config: HubConfig = toml::from_str(text).unwrap();
+            config
+                .check()
+                .map(|()| config)
+                .map_err(|e| format!("{e:#}"))
+        };
+        let good = check(&format!(
+            "{base}{}",
+            provider("campus", "https://idp.example.edu", "\"example.edu\"")
+        ))
+        .unwrap();
+        assert_eq!(good.local_domain().unwrap(), "hub.example.org");
+        assert_eq!(good.identity_max_age_hours, 24);
+        assert_eq!(good.identity_providers[0].domains, ["example.edu"]);
+        for (bad, says) in [
+            (
+                provider("campus", "http://idp.example.edu", "\"example.edu\""),
+                "https://",
+            ),
+            (
+                provider("campus", "https://idp.example.edu", "\"hub.example.org\""),
+                "local_domain",
+            ),
+            (
+                provider("campus", "https://idp.example.edu", ""),
+                "no domain",
+            ),
+            (
+                provider("cam pus", "https://idp.example.edu", "\"example.edu\""),
+                "name",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    provider("campus", "https://a.example", "\"a.example\""),
+                    provider("campus", "https://b.example", "\"b.example\"")
+                ),
+                "two identity providers",
+            ),
+        ] {
+            let err = check(&format!("{base}{bad}")).unwrap_err();
+            assert!(err.contains(says), "{says}: {err}");
+        }
+        let err = check(&format!("identity_max_age_hours = 0\n{base}")).unwrap_err();
+        assert!(err.contains("identity_max_age_hours"), "{err}");
+    }
 }

@@ -10,7 +10,8 @@
 //!
 //! `params` bounds and decodes request parameters; `authorize` checks an
 //! authorization request and answers it (consent, code, code page);
-//! `login` signs browsers in and out; `token` and `revoke` are the two
+//! `login` signs browsers in and out; `federated` signs them in through an
+//! upstream OpenID provider or links its identity; `token` and `revoke` are the two
 //! client-facing endpoints, sharing client authentication. Every page
 //! gets its principal (or none) from [`crate::page_auth`]'s extractors,
 //! which also refuse forms from other sites; the session cookies and CSRF
