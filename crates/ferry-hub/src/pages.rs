@@ -17,7 +17,7 @@ button.secondary{background:#fff;color:#2f5bd3;margin-left:.5rem}\
 a.button{display:inline-block;margin-top:.5rem;padding:.55rem 1.2rem;border-radius:4px;border:1px solid #2f5bd3;color:#2f5bd3;text-decoration:none}\
 .error{background:#fdecec;border:1px solid #e5a4a4;color:#8a1f1f;padding:.6rem .8rem;border-radius:4px}\
 .code{display:block;font-size:1.25rem;padding:.8rem;background:#eef1f6;border-radius:4px;word-break:break-all;user-select:all}\
-ul{padding-left:1.2rem}small{color:#5b6473}\
+ul{padding-left:1.2rem}ul.providers{list-style:none;padding:0}small{color:#5b6473}\
 code{font-family:ui-monospace,monospace;overflow-wrap:anywhere}";
 
 /// A whole page around `body`.
@@ -119,7 +119,7 @@ pub fn login(
             @if !providers.is_empty() {
                 section aria-label="Sign in with" {
                     p { "Or sign in with:" }
-                    ul {
+                    ul class="providers" {
                         @for (name, display_name) in providers {
                             li {
                                 a class="button" href={ "/auth/oidc/" (name) "/start" @if !query.is_empty() { "?" (query) } } {

@@ -20,15 +20,18 @@ use axum::response::Response;
 use std::sync::Arc;
 
 fn refused(e: OidcError) -> PageError {
-    let status = match &e {
-        OidcError::UnknownProvider(_) => StatusCode::NOT_FOUND,
-        OidcError::Unreachable { .. } | OidcError::BadAnswer { .. } => StatusCode::BAD_GATEWAY,
-        OidcError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-        OidcError::Randomness(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::FORBIDDEN,
+    const NOT_NOW: &str = "Sign-in not possible now";
+    let (status, title) = match &e {
+        OidcError::UnknownProvider(_) => (StatusCode::NOT_FOUND, "Not found"),
+        OidcError::Unreachable { .. } | OidcError::BadAnswer { .. } => {
+            (StatusCode::BAD_GATEWAY, NOT_NOW)
+        }
+        OidcError::Busy => (StatusCode::SERVICE_UNAVAILABLE, NOT_NOW),
+        OidcError::Randomness(_) => (StatusCode::INTERNAL_SERVER_ERROR, NOT_NOW),
+        _ => (StatusCode::FORBIDDEN, "Sign-in refused"),
     };
     tracing::info!(error = %e, "federated sign-in refused");
-    shown(status, "Sign-in refused", e.to_string())
+    shown(status, title, e.to_string())
 }
 
 /// `GET /auth/oidc/{name}/start`: to the provider, with this sign-in's
