@@ -54,7 +54,7 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "succeeded failed inactive on succeeded,failed,inactive" -- "$cur")
             return
             ;;
-        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success)
+        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --allowed-domains | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success)
             return
             ;;
     esac
@@ -63,10 +63,10 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --allowed-domains | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success)
                 ((i++))
                 ;;
-            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group | timer | webhook)
+            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group | timer | webhook | whoami)
                 if [[ -z $verb ]]; then verb=${words[i]}; fi
                 ;;
             -*) ;;
@@ -78,7 +78,7 @@ _ferry()
 
     local opts="" files=""
     case $verb in
-        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task group timer webhook" ;;
+        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task group timer webhook whoami" ;;
         -setup) opts="--name --hub --hub-ca --force --setup-key --no-gui -dir" ;;
         -start) opts="-detach -restrict-paths -debug -trace -dir" ;;
         -status) opts="--json -dir" ;;
@@ -92,7 +92,7 @@ _ferry()
                 "") opts="create search update delete permission audit" ;;
                 create) opts="--personal --json" ;;
                 permission) opts="create list delete --permissions --identity --group --all-authenticated --anonymous --expires --json" ;;
-                update) opts="--display-name --json" ;;
+                update) opts="--display-name --allowed-domains --json" ;;
                 audit) opts="--since --json" ;;
                 delete) opts="--json" ;;
                 *) opts="--filter-scope --json" ;;
@@ -116,6 +116,7 @@ _ferry()
                 *) opts="" ;;
             esac
             ;;
+        whoami) opts="--linked-identities --json" ;;
         transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --notify --wait --json" ;; --on-success
         timer)
             case $sub in

@@ -19,9 +19,9 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date --since --notify --events --on-success
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --allowed-domains --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date --since --notify --events --on-success
                 set skip 1
-            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group timer webhook
+            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group timer webhook whoami
                 if test (count $found) -eq 0
                     set found $t
                 end
@@ -63,6 +63,7 @@ complete -c ferry -n '__ferry_at ""' -a rm -d 'Remove a path on an endpoint'
 complete -c ferry -n '__ferry_at ""' -a transfer -d 'Submit a transfer task'
 complete -c ferry -n '__ferry_at ""' -a task -d 'Show, wait for, list or cancel tasks'
 complete -c ferry -n '__ferry_at ""' -a group -d 'Groups of users to share with'
+complete -c ferry -n '__ferry_at ""' -a whoami -d 'Your identity and linked identities'
 complete -c ferry -n '__ferry_at ""' -a webhook -d 'URLs the hub POSTs news of your tasks to'
 complete -c ferry -n '__ferry_at ""' -a timer -d 'Recurring transfers: create, list, show, delete'
 
@@ -110,10 +111,13 @@ complete -c ferry -n '__ferry_at group' -a 'create member list'
 complete -c ferry -n '__ferry_at group member' -a 'add remove'
 complete -c ferry -n '__ferry_at group create' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at group list' -l json -d 'JSON output'
+complete -c ferry -n '__ferry_at whoami' -l linked-identities -d 'Every identity linked to your account'
+complete -c ferry -n '__ferry_at whoami' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at webhook' -a 'add list delete'
 complete -c ferry -n 'string match -q "webhook add*" -- (__ferry_verb)' -l events -x -a 'succeeded failed inactive on succeeded,failed,inactive' -d 'Which news (default all)'
 complete -c ferry -n 'string match -q "webhook add*" -- (__ferry_verb)' -l json -d 'JSON output'
 complete -c ferry -n 'string match -q "webhook list*" -- (__ferry_verb)' -l json -d 'JSON output'
+complete -c ferry -n 'string match -q "endpoint update*" -- (__ferry_verb)' -l allowed-domains -x -d 'Require an identity from these domains (D1,D2; empty clears)'
 complete -c ferry -n 'string match -q "endpoint update*" -- (__ferry_verb)' -l display-name -x -d 'The new display name'
 complete -c ferry -n 'string match -q "endpoint create" -- (__ferry_verb)' -l personal -x -d 'A personal endpoint with this name'
 complete -c ferry -n 'string match -q "endpoint search*" -- (__ferry_verb)' -l filter-scope -x -a 'my-endpoints shared-with-me all'

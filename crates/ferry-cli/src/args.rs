@@ -16,7 +16,8 @@ Usage:
   ferry paths check PATH [--json]
   ferry login --hub URL [--hub-ca FILE]
   ferry endpoint create --personal NAME | endpoint search [QUERY]
-  ferry endpoint update EP --display-name NAME | endpoint delete EP
+  ferry endpoint update EP [--display-name NAME] [--allowed-domains D1,D2]
+  ferry endpoint delete EP | whoami [--linked-identities]
   ferry ls [-l] EP:PATH | mkdir EP:PATH | rename EP:OLD NEW | rm [-r] EP:PATH
   ferry transfer SRC_EP:PATH DST_EP:PATH [-r] [--sync-level LEVEL] [--wait] ...
   ferry task show|wait|cancel|events ID | task list
@@ -39,7 +40,9 @@ Hub commands (log in first, or set FERRY_TOKEN and FERRY_HUB):
   login      Log in to a hub; logout forgets it
   endpoint   create --personal NAME: a setup key for another machine;
              search [QUERY]: your endpoints and whether they are connected;
-             update EP --display-name NAME: rename; delete EP
+             update EP --display-name NAME: rename; --allowed-domains:
+             require an identity from those domains; delete EP
+  whoami     Your identity (user@domain); --linked-identities: all of them
   ls, mkdir, rename, rm
              File operations on an endpoint, as EP:PATH (PATH absolute,
              or /~/... for the endpoint owner's home)
@@ -170,6 +173,16 @@ pub enum Command {
     /// URLs the hub POSTs news of your tasks to, signed (HMAC-SHA256).
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Who you are on the hub: your identity (user@domain) and, with
+    /// --linked-identities, every identity linked to your account.
+    Whoami {
+        /// Also list every identity linked to your account and which of
+        /// them this login authenticated, and when.
+        #[arg(long = "linked-identities")]
+        linked_identities: bool,
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -733,14 +746,21 @@ pub enum EndpointCommand {
         #[command(flatten)]
         json: JsonArg,
     },
-    /// Change one of your endpoints: give it a new display name.
+    /// Change one of your endpoints: give it a new display name, or
+    /// require an identity from given domains for every access to it.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
     Update {
         /// The endpoint: its id or your display name for it.
         #[arg(value_name = "EP")]
         endpoint: String,
         /// The new display name (unique among your endpoints, no ':').
-        #[arg(long = "display-name", value_name = "NAME", required = true)]
+        #[arg(long = "display-name", value_name = "NAME", group = "change")]
         display_name: Option<String>,
+        /// Every access to the endpoint (yours too) then needs a login
+        /// that authenticated an identity from one of these domains
+        /// recently (comma-separated); an empty value clears the policy.
+        #[arg(long = "allowed-domains", value_name = "D1,D2", group = "change")]
+        allowed_domains: Option<String>,
         #[command(flatten)]
         json: JsonArg,
     },

@@ -8,7 +8,7 @@ use crate::{Invocation, client_runtime};
 use anyhow::{Context, bail};
 use ferry_proto::api::{
     CreateEndpoint, CreatedEndpoint, EndpointInfo, FsEntry, FsEntryKind, FsOp, FsOutcome,
-    UpdateEndpoint,
+    UpdateEndpoint, WhoAmI,
 };
 use ferry_proto::wire_path::WirePath;
 use ferry_setup::hub_client::{Auth, HubClient, HubError, Trust};
@@ -130,6 +130,42 @@ pub fn logout(inv: &Invocation) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `ferry whoami [--linked-identities] [--json]`.
+pub fn whoami(inv: &Invocation, linked: bool, json: bool) -> anyhow::Result<ExitCode> {
+    client_runtime()?.block_on(async {
+        let (client, token) = session(inv).await?;
+        let me: WhoAmI = client
+            .get_json("/api/v1/whoami", &[], Auth::Bearer(&token))
+            .await?;
+        if json {
+            outln!("{}", serde_json::to_string(&me)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        outln!("{}", escape(&me.identity));
+        if linked {
+            for l in &me.linked_identities {
+                let this_login = me
+                    .session_identities
+                    .iter()
+                    .find(|s| s.identity == l.identity)
+                    .map(|s| {
+                        format!(
+                            ", signed in {}",
+                            ferry_proto::human::utc_minutes(s.authenticated)
+                        )
+                    })
+                    .unwrap_or_default();
+                outln!(
+                    "  {} ({}{this_login})",
+                    escape(&l.identity),
+                    escape(&l.provider)
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 /// Query-string escaping for an endpoint named in a URL path.
 pub(crate) fn path_segment(text: &str) -> String {
     text.bytes()
@@ -194,24 +230,53 @@ pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<Ex
             EndpointCommand::Update {
                 endpoint,
                 display_name,
+                allowed_domains,
                 json,
             } => {
                 let path = format!("/api/v1/endpoints/{}", path_segment(&endpoint));
+                let renamed = display_name.is_some();
+                let allowed_domains = allowed_domains.map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|d| !d.is_empty())
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                });
+                let policy_set = allowed_domains.is_some();
                 let updated: EndpointInfo = client
                     .patch_json(
                         &path,
-                        &UpdateEndpoint { display_name },
+                        &UpdateEndpoint {
+                            display_name,
+                            allowed_domains,
+                        },
                         Auth::Bearer(&token),
                     )
                     .await?;
                 if json.json {
                     outln!("{}", serde_json::to_string(&updated)?);
                 } else {
-                    outln!(
-                        "Endpoint {} is now named {}",
-                        updated.id,
-                        escape(&updated.display_name)
-                    );
+                    if renamed {
+                        outln!(
+                            "Endpoint {} is now named {}",
+                            updated.id,
+                            escape(&updated.display_name)
+                        );
+                    }
+                    if policy_set {
+                        if updated.allowed_domains.is_empty() {
+                            outln!(
+                                "Endpoint {} requires no particular identity",
+                                escape(&updated.display_name)
+                            );
+                        } else {
+                            outln!(
+                                "Endpoint {} now requires an identity from {}",
+                                escape(&updated.display_name),
+                                escape(&updated.allowed_domains.join(", "))
+                            );
+                        }
+                    }
                 }
             }
             EndpointCommand::Permission(command) => {

@@ -130,6 +130,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Group(command) => share::group(&ctx, command),
         Command::Timer(command) => timer::timer(&ctx, command),
         Command::Webhook(command) => webhook::webhook(&ctx, command),
+        Command::Whoami {
+            linked_identities,
+            json,
+        } => hub::whoami(&ctx, linked_identities, json.json),
     }
 }
 

@@ -13,8 +13,9 @@
 
 use crate::audit::{self, AuditError};
 use crate::authz::{
-    Action, CancelsTasks, CreatesEndpoints, ManagesEndpoints, ManagesWebhooks, Refusal, Resource,
-    Route, SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
+    Action, CancelsTasks, ConfiguresEndpoints, CreatesEndpoints, ManagesEndpoints,
+    ManagesWebhooks, Refusal, Resource, Route, SeesEndpoints, SeesTasks, SubmitsTasks,
+    UsesEndpoints, authorize,
 };
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
@@ -115,6 +116,7 @@ pub fn routes() -> Router<Arc<Hub>> {
             "/api/v1/timers/{timer}",
             get(show_timer).delete(delete_timer),
         )
+        .route("/api/v1/whoami", get(whoami))
 }
 
 /// An API error: status plus the JSON body.
@@ -222,7 +224,7 @@ fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, Failure> {
     let headers = &parts.headers;
     if let Some(token) = credential(headers, "Bearer") {
         // A store that cannot answer now is a 503 to retry, not a refusal.
-        return grants::authenticate(&*hub.store, token)?.ok_or_else(|| {
+        return grants::authenticate(&*hub.store, &hub.identity_rules, token)?.ok_or_else(|| {
             Failure::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
@@ -230,18 +232,23 @@ fn authenticate(hub: &Hub, parts: &Parts) -> Result<Principal, Failure> {
             )
         });
     }
-    let session = crate::session::SessionUser::from_request(&*hub.store, headers, grants::now())
-        .map_err(|e| match e {
-            crate::session::SessionError::Store(e) => Failure::from(e),
-            other => Failure::internal(other),
-        })?
-        .ok_or_else(|| {
-            Failure::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "no access token; log in with `ferry login` or set FERRY_TOKEN",
-            )
-        })?;
+    let session = crate::session::SessionUser::from_request(
+        &*hub.store,
+        &hub.identity_rules,
+        headers,
+        grants::now(),
+    )
+    .map_err(|e| match e {
+        crate::session::SessionError::Store(e) => Failure::from(e),
+        other => Failure::internal(other),
+    })?
+    .ok_or_else(|| {
+        Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "no access token; log in with `ferry login` or set FERRY_TOKEN",
+        )
+    })?;
     if !parts.method.is_safe() {
         let forged = |e: crate::session::CsrfError| {
             Failure::new(StatusCode::FORBIDDEN, "csrf", e.to_string())
@@ -268,6 +275,9 @@ impl From<Refusal> for Failure {
             Refusal::Revoked => Failure::new(StatusCode::FORBIDDEN, "revoked", refusal.to_string()),
             Refusal::NotShared(message) => {
                 Failure::new(StatusCode::FORBIDDEN, "not_shared", message)
+            }
+            Refusal::IdentityRequired(message) => {
+                Failure::new(StatusCode::FORBIDDEN, "identity_required", message)
             }
         }
     }
@@ -324,6 +334,7 @@ fn info(hub: &Hub, row: EndpointRow) -> EndpointInfo {
         owner: row.owner_name,
         created: row.created,
         revoked: row.revoked,
+        allowed_domains: row.allowed_domains,
     }
 }
 
@@ -392,20 +403,47 @@ async fn show_endpoint(
     Ok(Json(info(&hub, row)))
 }
 
-/// The owner renames an endpoint (`ferry endpoint update EP --display-name`).
+/// The owner renames an endpoint or sets its identity policy (`ferry
+/// endpoint update EP --display-name NAME --allowed-domains D1,D2`).
 async fn update_endpoint(
     State(hub): State<Arc<Hub>>,
-    Caller(who, _): Caller<ManagesEndpoints>,
+    Caller(who, _): Caller<ConfiguresEndpoints>,
     Path(endpoint): Path<String>,
     Json(body): Json<UpdateEndpoint>,
 ) -> Result<Json<EndpointInfo>, Failure> {
-    let row = resolve(&hub, &who, &endpoint, Action::ManageEndpoint)?;
+    let row = resolve(&hub, &who, &endpoint, Action::ConfigureEndpoint)?;
+    // Checked before anything changes, so a bad domain renames nothing.
+    let domains = body
+        .allowed_domains
+        .as_deref()
+        .map(crate::identities::check_allowed_domains)
+        .transpose()
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
     if let Some(name) = &body.display_name {
         endpoints::rename(&*hub.store, &row, name)?;
         tracing::info!(endpoint = %row.id, by = %who.user_name, from = %row.display_name, to = %name, "endpoint renamed");
     }
-    let row = resolve(&hub, &who, &row.id, Action::ManageEndpoint)?;
+    if let Some(domains) = domains {
+        endpoints::set_allowed_domains(&*hub.store, &row, &domains)?;
+        tracing::info!(endpoint = %row.id, by = %who.user_name, domains = %domains.join(","), "endpoint identity policy set");
+    }
+    let row = resolve(&hub, &who, &row.id, Action::ConfigureEndpoint)?;
     Ok(Json(info(&hub, row)))
+}
+
+/// `ferry whoami`: the caller's identity, the identities linked to the
+/// account, and those the caller's sign-in authenticated.
+async fn whoami(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<SeesEndpoints>,
+) -> Result<Json<ferry_proto::api::WhoAmI>, Failure> {
+    let login = Some(who.sign_in.login_id.as_str()).filter(|l| !l.is_empty());
+    Ok(Json(crate::identities::whoami(
+        &*hub.store,
+        &hub.identity_rules,
+        &who,
+        login,
+    )?))
 }
 
 /// The owner deletes an endpoint: its certificate is refused from now on,
@@ -1203,7 +1241,7 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let timer = body["id"].as_str().unwrap().to_string();
-        let alice = grants::authenticate(&*s.hub.store, &s.alice)
+        let alice = grants::authenticate(&*s.hub.store, &s.hub.identity_rules, &s.alice)
             .unwrap()
             .unwrap();
         let hook = notify::create_webhook(
@@ -1428,6 +1466,13 @@ mod tests {
                 format!("/api/v1/webhooks/{alices_hook}"),
                 None,
                 Bob::NotFound,
+            ),
+            (
+                "GET",
+                "/api/v1/whoami",
+                "/api/v1/whoami".into(),
+                None,
+                Bob::OwnOnly,
             ),
         ];
         let mut walked: Vec<(String, String)> = walk

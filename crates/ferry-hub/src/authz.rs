@@ -23,8 +23,12 @@ pub enum Action {
     CreateEndpoint,
     /// Find, show or name an endpoint.
     SeeEndpoint,
-    /// Rename or delete an endpoint.
+    /// Delete an endpoint, or share it (permissions).
     ManageEndpoint,
+    /// Change an endpoint's display name or its identity policy
+    /// (`allowed_domains`): its owner may, whatever the policy, so a
+    /// domain set by mistake cannot lock them out.
+    ConfigureEndpoint,
     /// List, read or change files on an endpoint, or move data from or to it.
     UseEndpoint,
     /// Submit a transfer task.
@@ -46,9 +50,10 @@ impl Action {
         match self {
             // `ferry -setup` logs in for setup alone; the full CLI's login
             // (transfer) may set endpoints up too.
-            Action::CreateEndpoint | Action::SeeEndpoint | Action::ManageEndpoint => {
-                &[SCOPE_SETUP, SCOPE_TRANSFER]
-            }
+            Action::CreateEndpoint
+            | Action::SeeEndpoint
+            | Action::ManageEndpoint
+            | Action::ConfigureEndpoint => &[SCOPE_SETUP, SCOPE_TRANSFER],
             Action::UseEndpoint
             | Action::SubmitTask
             | Action::SeeTask
@@ -82,6 +87,7 @@ routes_doing! {
     CreatesEndpoints => Action::CreateEndpoint;
     SeesEndpoints => Action::SeeEndpoint;
     ManagesEndpoints => Action::ManageEndpoint;
+    ConfiguresEndpoints => Action::ConfigureEndpoint;
     UsesEndpoints => Action::UseEndpoint;
     SubmitsTasks => Action::SubmitTask;
     SeesTasks => Action::SeeTask;
@@ -149,6 +155,11 @@ pub enum Refusal {
     /// what was shared (they may know that much).
     #[error("{0}")]
     NotShared(String),
+    /// The endpoint's identity policy wants an identity the principal's
+    /// sign-in did not authenticate recently: 403, saying which domains
+    /// and where to link one.
+    #[error("{0}")]
+    IdentityRequired(String),
 }
 
 /// The access decision for every route, page and service call.
@@ -175,19 +186,26 @@ fn authorize_user(who: &Principal, action: Action, resource: Resource<'_>) -> Re
     }
     let owner = match resource {
         Resource::Any => return Ok(()),
-        Resource::Endpoint(endpoint) => endpoint.owner_id,
-        Resource::SharedEndpoint { endpoint, reaching } => {
-            if endpoint.owner_id == who.user_id {
-                return Ok(());
+        Resource::Endpoint(endpoint) => {
+            if endpoint.owner_id != who.user_id {
+                return Err(Refusal::Hidden);
             }
-            // A grantee may find and use an endpoint shared with them
-            // (each path is then asked of `authorize_paths`); managing it
-            // stays its owner's. Without a permission it is not there.
-            return match action {
-                _ if reaching.is_empty() => Err(Refusal::Hidden),
-                Action::SeeEndpoint | Action::UseEndpoint => Ok(()),
-                _ => Err(Refusal::Forbidden("only the endpoint's owner may do that")),
-            };
+            return identity_policy(who, action, endpoint);
+        }
+        Resource::SharedEndpoint { endpoint, reaching } => {
+            if endpoint.owner_id != who.user_id {
+                // A grantee may find and use an endpoint shared with them
+                // (each path is then asked of `authorize_paths`); managing
+                // it stays its owner's. Without a permission it is not there.
+                match action {
+                    _ if reaching.is_empty() => return Err(Refusal::Hidden),
+                    Action::SeeEndpoint | Action::UseEndpoint => {}
+                    _ => {
+                        return Err(Refusal::Forbidden("only the endpoint's owner may do that"));
+                    }
+                }
+            }
+            return identity_policy(who, action, endpoint);
         }
         Resource::Task(task) => task.owner_id,
         Resource::Timer(timer) => timer.timer.owner_id,
@@ -198,6 +216,29 @@ fn authorize_user(who: &Principal, action: Action, resource: Resource<'_>) -> Re
     } else {
         Err(Refusal::Hidden)
     }
+}
+
+/// An endpoint with `allowed_domains` is used (its files, transfers from
+/// or to it, its links and permissions, deleting it), by its owner too,
+/// only under a sign-in that authenticated an identity of one of them
+/// within the hub's age limit. Seeing it, and its owner changing its name
+/// or the policy itself, need none. Asked only once the principal may
+/// otherwise act on it: whoever may not learns nothing of the policy.
+fn identity_policy(who: &Principal, action: Action, endpoint: &EndpointRow) -> Result<(), Refusal> {
+    let domains = &endpoint.allowed_domains;
+    let exempt = matches!(action, Action::SeeEndpoint | Action::ConfigureEndpoint);
+    if exempt || domains.is_empty() || who.sign_in.has_domain(domains) {
+        return Ok(());
+    }
+    let wanted = match domains.as_slice() {
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+        [] => String::new(),
+    };
+    Err(Refusal::IdentityRequired(format!(
+        "endpoint {} requires an identity from {wanted} authenticated within {}h: link one at {} (then `ferry login` again)",
+        endpoint.display_name, who.sign_in.max_age_hours, who.sign_in.link_page
+    )))
 }
 
 /// Whether `path` (an endpoint path, bytes) is `root` or lies beneath it,
@@ -312,6 +353,7 @@ mod tests {
             user_name: format!("user{user_id}"),
             client_id: "ferry-cli".into(),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            sign_in: Default::default(),
         }
     }
 
@@ -325,13 +367,15 @@ mod tests {
             cert_sha256: None,
             revoked: false,
             deleted: false,
+            allowed_domains: Vec::new(),
         }
     }
 
-    const EVERY_ACTION: [Action; 7] = [
+    const EVERY_ACTION: [Action; 8] = [
         Action::CreateEndpoint,
         Action::SeeEndpoint,
         Action::ManageEndpoint,
+        Action::ConfigureEndpoint,
         Action::UseEndpoint,
         Action::SubmitTask,
         Action::SeeTask,
@@ -450,6 +494,65 @@ mod tests {
     }
 
     #[test]
+    fn allowed_domains_need_a_fresh_identity_of_them_from_owner_and_grantee_alike() {
+        use crate::identities::SignInProof;
+        let mut laptop = endpoint(1);
+        laptop.allowed_domains = vec!["example.org".into(), "example.net".into()];
+        let reaching = [permission("/~/x", ferry_proto::share::ShareMode::Read)];
+        let proof = |fresh: &[&str]| SignInProof {
+            login_id: "l".into(),
+            fresh: fresh.iter().map(|s| s.to_string()).collect(),
+            max_age_hours: 24,
+            link_page: "https://hub/account".into(),
+        };
+        let mut alice = principal(1, &[SCOPE_TRANSFER]);
+        let mut bob = principal(2, &[SCOPE_TRANSFER]);
+        let shared = Resource::SharedEndpoint {
+            endpoint: &laptop,
+            reaching: &reaching,
+        };
+        for who in [&mut alice, &mut bob] {
+            who.sign_in = proof(&["x@example.edu"]);
+        }
+        for who in [&alice, &bob] {
+            let refused = authorize(who, Action::UseEndpoint, shared).unwrap_err();
+            assert_eq!(
+                refused.to_string(),
+                "endpoint laptop requires an identity from example.org or example.net authenticated within 24h: link one at https://hub/account (then `ferry login` again)"
+            );
+            assert_eq!(authorize(who, Action::SeeEndpoint, shared), Ok(()));
+        }
+        assert!(matches!(
+            authorize(&alice, Action::ManageEndpoint, Resource::Endpoint(&laptop)),
+            Err(Refusal::IdentityRequired(_))
+        ));
+        assert_eq!(
+            authorize(
+                &alice,
+                Action::ConfigureEndpoint,
+                Resource::Endpoint(&laptop)
+            ),
+            Ok(())
+        );
+        // A stranger learns nothing of the policy.
+        assert_eq!(
+            authorize(&bob, Action::UseEndpoint, Resource::Endpoint(&laptop)),
+            Err(Refusal::Hidden)
+        );
+        for who in [&mut alice, &mut bob] {
+            who.sign_in = proof(&["x@example.edu", "x@EXAMPLE.net"]);
+        }
+        assert_eq!(authorize(&alice, Action::UseEndpoint, shared), Ok(()));
+        assert_eq!(authorize(&bob, Action::UseEndpoint, shared), Ok(()));
+        laptop.allowed_domains.clear();
+        alice.sign_in = SignInProof::default();
+        assert_eq!(
+            authorize(&alice, Action::UseEndpoint, Resource::Endpoint(&laptop)),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn a_setup_grant_sets_endpoints_up_and_moves_no_data() {
         let setup = principal(1, &[SCOPE_SETUP]);
         let laptop = endpoint(1);
@@ -457,7 +560,10 @@ mod tests {
             let decision = authorize(&setup, action, Resource::Endpoint(&laptop));
             let allowed = matches!(
                 action,
-                Action::CreateEndpoint | Action::SeeEndpoint | Action::ManageEndpoint
+                Action::CreateEndpoint
+                    | Action::SeeEndpoint
+                    | Action::ManageEndpoint
+                    | Action::ConfigureEndpoint
             );
             assert_eq!(decision.is_ok(), allowed, "{action:?}: {decision:?}");
             if !allowed {

@@ -124,6 +124,20 @@ pub fn find_with_access(
     }
 }
 
+/// Sets the identity domains every access to the caller's endpoint `row`
+/// then needs (checked by `identities::check_allowed_domains`; empty
+/// clears the policy).
+pub fn set_allowed_domains(
+    store: &dyn Storage,
+    row: &EndpointRow,
+    domains: &[String],
+) -> Result<(), RegistryError> {
+    if !store.set_allowed_domains(&row.id, domains)? {
+        return Err(RegistryError::NotFound(row.id.clone()));
+    }
+    Ok(())
+}
+
 /// Gives the caller's endpoint `row` a new display name.
 pub fn rename(
     store: &dyn Storage,

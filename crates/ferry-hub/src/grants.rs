@@ -1,6 +1,7 @@
 //! Issuing and checking access and refresh tokens: one place for the
 //! `/token` endpoint, `ferry-hub token create` and the API's bearer check.
 
+use crate::identities::{IdentityRules, SignInProof};
 use crate::secrets::{random_token, token_hash};
 use crate::store::{Storage, StoreError, TokenKind, TokenRow};
 use ferry_proto::api::TokenResponse;
@@ -23,6 +24,9 @@ pub struct Principal {
     pub user_name: String,
     pub client_id: String,
     pub scopes: Vec<String>,
+    /// What the sign-in behind the request proved (the identities it
+    /// authenticated recently); empty for tokens not issued through one.
+    pub sign_in: SignInProof,
 }
 
 impl Principal {
@@ -178,17 +182,24 @@ pub fn revoke_personal(
     Ok(theirs)
 }
 
-/// The principal behind a bearer token, if it is live.
+/// The principal behind a bearer token, if it is live. A token issued
+/// through a browser sign-in proves what that sign-in had authenticated
+/// when the code was issued (recorded under its grant).
 pub fn authenticate(
     store: &dyn Storage,
+    rules: &IdentityRules,
     bearer: &str,
 ) -> Result<Option<Principal>, crate::store::StoreError> {
-    Ok(store
-        .token(&token_hash(bearer), TokenKind::Access, now())?
-        .map(|t| Principal {
-            user_id: t.user_id,
-            user_name: t.user_name,
-            client_id: t.client_id,
-            scopes: t.scope.split_whitespace().map(str::to_string).collect(),
-        }))
+    let now = now();
+    let Some(t) = store.token(&token_hash(bearer), TokenKind::Access, now)? else {
+        return Ok(None);
+    };
+    let sign_in = SignInProof::load(store, rules, &t.grant_id, now)?;
+    Ok(Some(Principal {
+        user_id: t.user_id,
+        user_name: t.user_name,
+        client_id: t.client_id,
+        scopes: t.scope.split_whitespace().map(str::to_string).collect(),
+        sign_in,
+    }))
 }

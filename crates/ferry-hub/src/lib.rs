@@ -17,7 +17,9 @@ mod files;
 mod grants;
 mod metrics;
 mod notify;
+mod identities;
 mod oauth;
+mod oidc;
 mod page_auth;
 mod pages;
 mod pki;
@@ -320,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 user_name: account.name.clone(),
                 client_id: grants::PERSONAL_CLIENT.into(),
                 scopes: Vec::new(),
+                sign_in: Default::default(),
             };
             let token = grants::create_personal(
                 &*store,

@@ -252,7 +252,12 @@ impl FromRequestParts<Arc<Hub>> for MaybeSignedIn {
 
     async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, PageRefusal> {
         check_origin(parts, hub)?;
-        let session = SessionUser::from_request(&*hub.store, &parts.headers, grants::now())?;
+        let session = SessionUser::from_request(
+            &*hub.store,
+            &hub.identity_rules,
+            &parts.headers,
+            grants::now(),
+        )?;
         Ok(MaybeSignedIn(session.map(SignedIn::new)))
     }
 }

@@ -14,9 +14,10 @@ label{display:block;margin:.9rem 0 .3rem;font-weight:600}\
 input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.55rem;border:1px solid #b9c0cc;border-radius:4px;font-size:1rem}\
 button{margin-top:1.2rem;padding:.55rem 1.2rem;border-radius:4px;border:1px solid #2f5bd3;background:#2f5bd3;color:#fff;font-size:1rem;cursor:pointer}\
 button.secondary{background:#fff;color:#2f5bd3;margin-left:.5rem}\
+a.button{display:inline-block;margin-top:.5rem;padding:.55rem 1.2rem;border-radius:4px;border:1px solid #2f5bd3;color:#2f5bd3;text-decoration:none}\
 .error{background:#fdecec;border:1px solid #e5a4a4;color:#8a1f1f;padding:.6rem .8rem;border-radius:4px}\
 .code{display:block;font-size:1.25rem;padding:.8rem;background:#eef1f6;border-radius:4px;word-break:break-all;user-select:all}\
-ul{padding-left:1.2rem}small{color:#5b6473}\
+ul{padding-left:1.2rem}ul.providers{list-style:none;padding:0}small{color:#5b6473}\
 code{font-family:ui-monospace,monospace;overflow-wrap:anywhere}";
 
 /// A whole page around `body`.
@@ -85,7 +86,20 @@ pub fn landing(user: Option<&str>, csrf: Option<&str>, ca_fingerprint: &str) -> 
 
 /// The login form. `carry` are hidden fields that take the original request
 /// through the POST.
-pub fn login(csrf: &str, user: &str, carry: &[(String, String)], error: Option<&str>) -> String {
+/// `providers` are the upstream identity providers (name, display name),
+/// offered beside the password form.
+pub fn login(
+    csrf: &str,
+    user: &str,
+    carry: &[(String, String)],
+    providers: &[(String, String)],
+    error: Option<&str>,
+) -> String {
+    let carried: Vec<(&str, &str)> = carry
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let query = crate::oauth::encode_form(&carried);
     layout(
         "Sign in",
         html! {
@@ -101,6 +115,20 @@ pub fn login(csrf: &str, user: &str, carry: &[(String, String)], error: Option<&
                 input type="password" id="password" name="password"
                     autocomplete="current-password" required;
                 button type="submit" { "Sign in" }
+            }
+            @if !providers.is_empty() {
+                section aria-label="Sign in with" {
+                    p { "Or sign in with:" }
+                    ul class="providers" {
+                        @for (name, display_name) in providers {
+                            li {
+                                a class="button" href={ "/auth/oidc/" (name) "/start" @if !query.is_empty() { "?" (query) } } {
+                                    (display_name)
+                                }
+                            }
+                        }
+                    }
+                }
             }
         },
     )
@@ -215,9 +243,12 @@ mod tests {
             ("state".to_string(), evil.to_string()),
         ];
         for (what, page) in [
-            ("login: user name", login("t", evil, &[], None)),
-            ("login: error", login("t", "", &[], Some(evil))),
-            ("login: carried redirect URI", login("t", "", &carry, None)),
+            ("login: user name", login("t", evil, &[], &[], None)),
+            ("login: error", login("t", "", &[], &[], Some(evil))),
+            (
+                "login: carried redirect URI",
+                login("t", "", &carry, &[], None),
+            ),
             (
                 "consent: client name",
                 consent(evil, "alice", &[], "https://h", false, "t", &[]),
@@ -252,7 +283,13 @@ mod tests {
         let evil = "\"><script>x</script>";
         let carry = vec![(evil.to_string(), evil.to_string())];
         for page in [
-            login(evil, evil, &carry, Some(evil)),
+            login(
+                evil,
+                evil,
+                &carry,
+                &[("campus".to_string(), evil.to_string())],
+                Some(evil),
+            ),
             consent(evil, evil, &[evil], evil, true, evil, &carry),
             auth_code(Some(evil), None),
             auth_code(None, Some(evil)),

@@ -298,6 +298,7 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
         user_name: "alice".into(),
         client_id: CLI_CLIENT_ID.into(),
         scopes: vec![SCOPE_TRANSFER.into()],
+        sign_in: Default::default(),
     };
     let alices_task = crate::task_service::submit(
         &*hub.store,
@@ -486,6 +487,24 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
                 forged: StatusCode::UNAUTHORIZED,
                 bob: StatusCode::SEE_OTHER,
             },
+        ),
+        (
+            "GET",
+            "/auth/oidc/{name}/start",
+            "/auth/oidc/campus/start".into(),
+            None,
+            Kind::Page,
+            // This hub has no identity provider of that name.
+            all(StatusCode::NOT_FOUND),
+        ),
+        (
+            "GET",
+            "/auth/oidc/{name}/callback",
+            "/auth/oidc/campus/callback?state=forged&code=forged".into(),
+            None,
+            Kind::Page,
+            // No sign-in under way has that state: nothing is done.
+            all(StatusCode::FORBIDDEN),
         ),
         (
             "GET",
@@ -900,7 +919,7 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             .is_some()
     );
     assert!(
-        grants::authenticate(&*hub.store, &tokens.access_token)
+        grants::authenticate(&*hub.store, &hub.identity_rules, &tokens.access_token)
             .unwrap()
             .is_some()
     );

@@ -95,6 +95,11 @@ impl MacKey {
     }
 }
 
+/// RFC 7636 S256: the challenge for `verifier`, BASE64URL(SHA256(verifier)).
+pub fn pkce_s256_challenge(verifier: &str) -> String {
+    B64.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 /// RFC 7636 S256: BASE64URL(SHA256(verifier)) == challenge.
 pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
     let computed = B64.encode(Sha256::digest(verifier.as_bytes()));

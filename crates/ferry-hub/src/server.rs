@@ -53,6 +53,10 @@ pub struct Hub {
     pub metrics: crate::metrics::HubMetrics,
     /// Takes news of tasks to e-mail and webhooks without waiting.
     pub notifier: crate::notify::Notifier,
+    /// What `hub.toml` says about identities (local domain, age limit).
+    pub identity_rules: crate::identities::IdentityRules,
+    /// The upstream OpenID providers and the sign-ins under way with them.
+    pub oidc: crate::oidc::Providers,
 }
 
 impl Hub {
@@ -195,7 +199,15 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
     let tls_ca_pem = std::fs::read_to_string(&tls_ca_path)
         .with_context(|| format!("cannot read {}", tls_ca_path.display()))?;
     let (control, notices) = Registry::new();
+    let identity_rules = crate::identities::IdentityRules {
+        local_domain: config.local_domain()?,
+        max_age_secs: config.identity_max_age_hours as i64 * 3600,
+        link_page: format!("{}/account", config.url.trim_end_matches('/')),
+    };
+    let oidc = crate::oidc::Providers::load(&dir, &config)?;
     let hub = Arc::new(Hub {
+        identity_rules,
+        oidc,
         signer: crate::capability::TaskSigner::load(&dir.signing_key())?,
         tls_ca_sha256: tls_ca_sha256(&dir, &config)?,
         tls_ca_pem,

@@ -8,6 +8,7 @@
 //! `__Host-`, so browsers take them only from this origin over HTTPS.
 
 use crate::grants::Principal;
+use crate::identities::{IdentityRules, SignInProof};
 use crate::secrets::{MacKey, constant_time_eq, random_token, token_hash};
 use crate::store::{Storage, StoreError};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -61,12 +62,14 @@ pub struct SessionUser {
     pub user_name: String,
     csrf: String,
     hash: String,
+    sign_in: SignInProof,
 }
 
 impl SessionUser {
     /// The session the request's cookie names, if it is live at `now`.
     pub fn from_request(
         store: &dyn Storage,
+        rules: &IdentityRules,
         headers: &HeaderMap,
         now: i64,
     ) -> Result<Option<Self>, SessionError> {
@@ -74,12 +77,23 @@ impl SessionUser {
             return Ok(None);
         };
         let hash = token_hash(value);
-        Ok(store.session(&hash, now)?.map(|row| SessionUser {
+        let Some(row) = store.session(&hash, now)? else {
+            return Ok(None);
+        };
+        let sign_in = SignInProof::load(store, rules, &hash, now)?;
+        Ok(Some(SessionUser {
             user_id: row.user_id,
             user_name: row.user_name,
             csrf: row.csrf,
             hash,
+            sign_in,
         }))
+    }
+
+    /// The sign-in this session is: what names the identities it
+    /// authenticated in the store.
+    pub fn login_id(&self) -> &str {
+        &self.hash
     }
 
     /// Who the session acts for, to [`crate::authz::authorize`], for the
@@ -91,6 +105,7 @@ impl SessionUser {
             user_name: self.user_name.clone(),
             client_id: SESSION_CLIENT.into(),
             scopes: vec![SCOPE_TRANSFER.into(), SCOPE_SETUP.into()],
+            sign_in: self.sign_in.clone(),
         }
     }
 
@@ -127,11 +142,13 @@ impl SessionUser {
 
 /// Starts a session for `user_id` and sets its cookie on `response`. A
 /// session the browser already held ends, so a cookie planted before the
-/// sign-in is worth nothing after it.
+/// sign-in is worth nothing after it. The session records `identity` as
+/// authenticated now (the one the sign-in proved).
 pub fn begin(
     store: &dyn Storage,
     headers: &HeaderMap,
     user_id: i64,
+    identity: &str,
     now: i64,
     response: &mut Response,
 ) -> Result<(), SessionError> {
@@ -141,6 +158,7 @@ pub fn begin(
         store.delete_session(&token_hash(old))?;
     }
     store.put_session(&token_hash(&token), user_id, &csrf, now + SESSION_TTL)?;
+    store.note_login_identity(&token_hash(&token), identity, now)?;
     set_cookie(
         response,
         &format!(
@@ -287,7 +305,7 @@ fn tokens_match(given: Option<&str>, expected: &str) -> bool {
     given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()))
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -299,7 +317,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty() && v.len() <= MAX_COOKIE)
 }
 
-fn set_cookie(response: &mut Response, cookie: &str) {
+pub(crate) fn set_cookie(response: &mut Response, cookie: &str) {
     match HeaderValue::try_from(cookie) {
         Ok(value) => {
             response.headers_mut().append(header::SET_COOKIE, value);
@@ -335,6 +353,14 @@ mod tests {
     }
 
     const HUB: &str = "https://Hub.Example:8443";
+
+    fn rules() -> IdentityRules {
+        IdentityRules {
+            local_domain: "hub".into(),
+            max_age_secs: 3600,
+            link_page: "https://hub/account".into(),
+        }
+    }
 
     #[test]
     fn only_forms_from_the_hubs_own_origin_pass() {
@@ -384,7 +410,15 @@ mod tests {
         let store = crate::store::SqliteStore::in_memory().unwrap();
         let user = store.add_user("alice", "hash", 0).unwrap();
         let mut response = ().into_response();
-        begin(&store, &HeaderMap::new(), user, 100, &mut response).unwrap();
+        begin(
+            &store,
+            &HeaderMap::new(),
+            user,
+            "alice@hub",
+            100,
+            &mut response,
+        )
+        .unwrap();
         let set = set_cookies(&response);
         assert_eq!(set.len(), 1);
         assert!(set[0].starts_with("__Host-ferry_session="), "{set:?}");
@@ -392,17 +426,18 @@ mod tests {
         let jar = set[0].split(';').next().unwrap().to_string();
         let request = headers(&[("cookie", &format!("other=1; {jar}"))]);
 
-        let session = SessionUser::from_request(&store, &request, 100)
+        let session = SessionUser::from_request(&store, &rules(), &request, 100)
             .unwrap()
             .unwrap();
         assert_eq!(session.user_name, "alice");
         assert_eq!(session.user_id, user);
+        assert_eq!(session.principal().sign_in.fresh, ["alice@hub"]);
         let token = session.csrf_token().to_string();
         assert_eq!(session.check_csrf(Some(&token)), Ok(()));
         assert_eq!(session.check_csrf(None), Err(CsrfError::BadToken));
         assert_eq!(session.check_csrf(Some("x")), Err(CsrfError::BadToken));
         assert!(
-            SessionUser::from_request(&store, &request, 100 + SESSION_TTL + 1)
+            SessionUser::from_request(&store, &rules(), &request, 100 + SESSION_TTL + 1)
                 .unwrap()
                 .is_none(),
             "expired"
@@ -410,9 +445,9 @@ mod tests {
 
         // Signing in again ends the session the browser held.
         let mut again = ().into_response();
-        begin(&store, &request, user, 200, &mut again).unwrap();
+        begin(&store, &request, user, "alice@hub", 200, &mut again).unwrap();
         assert!(
-            SessionUser::from_request(&store, &request, 200)
+            SessionUser::from_request(&store, &rules(), &request, 200)
                 .unwrap()
                 .is_none()
         );
@@ -422,12 +457,12 @@ mod tests {
             .unwrap()
             .to_string();
         let request = headers(&[("cookie", &jar)]);
-        let session = SessionUser::from_request(&store, &request, 200)
+        let session = SessionUser::from_request(&store, &rules(), &request, 200)
             .unwrap()
             .unwrap();
         session.end(&store).unwrap();
         assert!(
-            SessionUser::from_request(&store, &request, 200)
+            SessionUser::from_request(&store, &rules(), &request, 200)
                 .unwrap()
                 .is_none()
         );

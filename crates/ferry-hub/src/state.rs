@@ -149,6 +149,21 @@ pub struct HubConfig {
     /// sends no e-mail (webhooks still go out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpConfig>,
+    /// The domain of accounts' own identities (`NAME@LOCAL_DOMAIN`);
+    /// absent, the host of `url`. No identity provider may vouch for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_domain: Option<String>,
+    /// How recent an authentication an endpoint's `allowed_domains`
+    /// policy accepts, in hours (1 to 8784, a year).
+    #[serde(default = "default_identity_max_age_hours")]
+    pub identity_max_age_hours: u64,
+    /// Upstream OpenID Connect providers users may sign in with.
+    #[serde(
+        default,
+        rename = "identity_provider",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub identity_providers: Vec<IdentityProviderConfig>,
 }
 
 /// `[smtp]` in `hub.toml`.
@@ -198,6 +213,32 @@ impl SmtpConfig {
             _ => Ok(()),
         }
     }
+}
+}
+
+/// One `[[identity_provider]]` of `hub.toml`: an upstream OpenID Connect
+/// provider the hub signs users in with, as a relying party.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityProviderConfig {
+    /// Its id in URLs: the hub's callback is `URL/auth/oidc/NAME/callback`.
+    pub name: String,
+    /// What the login page offers.
+    pub display_name: String,
+    /// Discovery is at `ISSUER/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (relative: in the state dir).
+    pub client_secret_file: PathBuf,
+    /// The domains it vouches for: identities `NAME@DOMAIN`.
+    pub domains: Vec<String>,
+    /// A private CA (PEM) for the issuer's TLS certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+pub(crate) fn default_identity_max_age_hours() -> u64 {
+    24
 }
 
 pub(crate) fn default_endpoint_cert_lifetime() -> u64 {
@@ -291,6 +332,48 @@ impl HubConfig {
             // password hidden.
             store::DatabaseUrl::parse(url, Path::new("."))?;
         }
+        if !(1..=8784).contains(&self.identity_max_age_hours) {
+            bail!(
+                "identity_max_age_hours must be 1..=8784 (a year), got {}",
+                self.identity_max_age_hours
+            );
+        }
+        let local = self.local_domain()?;
+        let mut names = std::collections::HashSet::new();
+        for p in &self.identity_providers {
+            let valid_name = !p.name.is_empty()
+                && p.name.len() <= 64
+                && p.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name {
+                bail!(
+                    "identity_provider name {:?}: use 1 to 64 of A-Z a-z 0-9 - _",
+                    p.name
+                );
+            }
+            if !names.insert(p.name.as_str()) {
+                bail!("two identity providers are named {:?}", p.name);
+            }
+            crate::oidc::check_issuer(&p.issuer)
+                .with_context(|| format!("identity_provider {:?}: issuer", p.name))?;
+            if p.domains.is_empty() {
+                bail!(
+                    "identity_provider {:?} vouches for no domain: set domains = [\"example.edu\"]",
+                    p.name
+                );
+            }
+            for d in &p.domains {
+                let d = crate::identities::check_domain(d)
+                    .with_context(|| format!("identity_provider {:?}: domains", p.name))?;
+                if d == local {
+                    bail!(
+                        "identity_provider {:?} vouches for {d}, the domain of this hub's own accounts (local_domain)",
+                        p.name
+                    );
+                }
+            }
+        }
         if let Some(smtp) = &self.smtp {
             smtp.check()?;
         }
@@ -301,6 +384,21 @@ impl HubConfig {
             );
         }
         Ok(())
+    }
+
+    /// The domain of accounts' own identities: `local_domain`, else the
+    /// host of the hub's URL.
+    pub fn local_domain(&self) -> anyhow::Result<String> {
+        let domain = match &self.local_domain {
+            Some(d) => d.clone(),
+            None => url_host_port(&self.url)?.0,
+        };
+        // A hub reached by address still has a domain of its own: the
+        // address, as written in its URL.
+        if domain.parse::<std::net::IpAddr>().is_ok() {
+            return Ok(domain);
+        }
+        crate::identities::check_domain(&domain).context("local_domain")
     }
 
     /// A config path, resolved against the state dir.
@@ -395,6 +493,9 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
         metrics_token: None,
         audit_retention_days: default_audit_retention_days(),
         smtp: None,
+        local_domain: None,
+        identity_max_age_hours: default_identity_max_age_hours(),
+        identity_providers: Vec::new(),
     };
     let text = format!(
         "# ferry-hub configuration. Edit, then restart `ferry-hub serve`.\n# To use your institution's certificate, point tls_cert/tls_key at it and\n# tls_ca at the CA that issued it.\n{}",
@@ -457,5 +558,66 @@ mod tests {
         }
         let long = "x".repeat(257);
         assert!(config(&format!("metrics_token = \"{long}\"")).is_err());
+    }
+
+    #[test]
+    fn identity_providers_are_checked_when_the_config_is_read() {
+        let base = r#"url = "https://Hub.Example.org:8443"
+listen = "0.0.0.0:8443"
+tls_cert = "server.crt"
+tls_key = "server.key"
+tls_ca = "ca.crt"
+"#;
+        let provider = |name: &str, issuer: &str, domains: &str| {
+            format!(
+                "\n[[identity_provider]]\nname = \"{name}\"\ndisplay_name = \"Campus\"\nissuer = \"{issuer}\"\nclient_id = \"c\"\nclient_secret_file = \"s\"\ndomains = [{domains}]\n"
+            )
+        };
+        let check = |text: &str| {
+            let config: HubConfig = toml::from_str(text).unwrap();
+            config
+                .check()
+                .map(|()| config)
+                .map_err(|e| format!("{e:#}"))
+        };
+        let good = check(&format!(
+            "{base}{}",
+            provider("campus", "https://idp.example.edu", "\"example.edu\"")
+        ))
+        .unwrap();
+        assert_eq!(good.local_domain().unwrap(), "hub.example.org");
+        assert_eq!(good.identity_max_age_hours, 24);
+        assert_eq!(good.identity_providers[0].domains, ["example.edu"]);
+        for (bad, says) in [
+            (
+                provider("campus", "http://idp.example.edu", "\"example.edu\""),
+                "https://",
+            ),
+            (
+                provider("campus", "https://idp.example.edu", "\"hub.example.org\""),
+                "local_domain",
+            ),
+            (
+                provider("campus", "https://idp.example.edu", ""),
+                "no domain",
+            ),
+            (
+                provider("cam pus", "https://idp.example.edu", "\"example.edu\""),
+                "name",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    provider("campus", "https://a.example", "\"a.example\""),
+                    provider("campus", "https://b.example", "\"b.example\"")
+                ),
+                "two identity providers",
+            ),
+        ] {
+            let err = check(&format!("{base}{bad}")).unwrap_err();
+            assert!(err.contains(says), "{says}: {err}");
+        }
+        let err = check(&format!("identity_max_age_hours = 0\n{base}")).unwrap_err();
+        assert!(err.contains("identity_max_age_hours"), "{err}");
     }
 }

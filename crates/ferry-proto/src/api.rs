@@ -63,6 +63,42 @@ pub struct CreatedEndpoint {
 pub struct UpdateEndpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// The identity domains every access to the endpoint then needs a
+    /// session identity from; empty clears the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_domains: Option<Vec<String>>,
+}
+
+/// `GET /api/v1/whoami`: who the caller is (`ferry whoami`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// The account's identity, `user@domain`.
+    pub identity: String,
+    /// The account's user name on this hub.
+    pub username: String,
+    /// Every identity linked to the account, its own first.
+    pub linked_identities: Vec<LinkedIdentity>,
+    /// The identities the caller's sign-in authenticated, and when: what an
+    /// endpoint's `allowed_domains` policy is judged by.
+    pub session_identities: Vec<SessionIdentity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedIdentity {
+    pub identity: String,
+    /// The identity provider that vouches for it (`local`: this hub's own
+    /// accounts).
+    pub provider: String,
+    /// When it was linked, Unix seconds; absent for the account's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionIdentity {
+    pub identity: String,
+    /// Unix seconds.
+    pub authenticated: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +112,9 @@ pub struct EndpointInfo {
     /// The hub refuses this endpoint's certificate: it never connects again.
     #[serde(default)]
     pub revoked: bool,
+    /// Identity domains every access needs a session identity from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

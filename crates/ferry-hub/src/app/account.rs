@@ -34,6 +34,13 @@ fn page(
             (s, this)
         })
         .collect();
+    let whoami = crate::identities::whoami(
+        &*hub.store,
+        &hub.identity_rules,
+        who,
+        Some(signed_in.session().login_id()),
+    )?;
+    let providers = hub.oidc.offered();
     let visitor = Visitor {
         who: who.clone(),
         csrf: signed_in.csrf_token().to_string(),
@@ -46,6 +53,8 @@ fn page(
             new_token,
             sessions: &sessions,
             notice,
+            whoami: &whoami,
+            providers: &providers,
         },
     );
     Ok((status, Html(html)).into_response())

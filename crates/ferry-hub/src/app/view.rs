@@ -887,6 +887,11 @@ pub struct Account<'a> {
     /// The user's live sessions and whether each is this browser's.
     pub sessions: &'a [(SessionListing, bool)],
     pub notice: Option<Notice>,
+    /// What `ferry whoami` says: the account's identities and those this
+    /// session authenticated.
+    pub whoami: &'a ferry_proto::api::WhoAmI,
+    /// The upstream identity providers (name, display name) one may link from.
+    pub providers: &'a [(String, String)],
 }
 
 pub fn account(frame: &Frame<'_>, a: &Account<'_>) -> String {
@@ -899,7 +904,37 @@ pub fn account(frame: &Frame<'_>, a: &Account<'_>) -> String {
             (notice(&a.notice))
             dl class="facts" {
                 dt { "User name" } dd { (frame.user) }
+                dt { "Identity" } dd { (a.whoami.identity) }
                 dt { "Hub" } dd { code { (a.hub_url) } }
+            }
+            section aria-label="Identities" {
+                h2 { "Identities" }
+                p class="note" { "An endpoint may require an identity from a given domain, signed in to recently. Link one here; then run " code { "ferry login" } " again for the command line." }
+                table class="identities" {
+                    thead { tr { th scope="col" { "Identity" } th scope="col" { "Vouched for by" } th scope="col" { "Signed in with this session" } } }
+                    tbody {
+                        @for l in &a.whoami.linked_identities {
+                            tr {
+                                td { (l.identity) }
+                                td { (l.provider) }
+                                td {
+                                    @match a.whoami.session_identities.iter().find(|s| s.identity == l.identity) {
+                                        Some(s) => { (when(s.authenticated)) }
+                                        None => { "no" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if !a.providers.is_empty() {
+                    p { "Link an identity:" }
+                    ul {
+                        @for (name, display_name) in a.providers {
+                            li { a class="button" href={ "/auth/oidc/" (name) "/start?link=1" } { "Link an identity from " (display_name) } }
+                        }
+                    }
+                }
             }
             section aria-label="Access tokens" {
                 h2 { "Access tokens for scripts" }

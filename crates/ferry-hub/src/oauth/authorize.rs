@@ -379,6 +379,12 @@ pub(super) async fn decide(
     }
     let code = random_token(32).map_err(|e| internal(format!("no randomness: {e}")))?;
     let scope = request.scopes.join(" ");
+    // The tokens of this code (their grant is the code's hash) prove what
+    // the session had authenticated by now, and no more.
+    for (identity, at) in hub.store.login_identities(current.session().login_id())? {
+        hub.store
+            .note_login_identity(&token_hash(&code), &identity, at)?;
+    }
     hub.store.put_auth_code(&AuthCodeRow {
         code_hash: token_hash(&code),
         client_id: request.client_id.clone(),

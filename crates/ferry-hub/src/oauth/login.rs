@@ -34,7 +34,11 @@ pub(super) fn login_page(
         Ok(csrf) => csrf,
         Err(e) => return internal(e).into_response(),
     };
-    let mut response = page(status, pages::login(csrf.field(), user, carry, error));
+    let providers = hub.oidc.offered();
+    let mut response = page(
+        status,
+        pages::login(csrf.field(), user, carry, &providers, error),
+    );
     csrf.set_cookie(&mut response);
     response
 }
@@ -215,7 +219,15 @@ pub(super) async fn login(
         format!("/authorize?{}", encode_pairs(&pairs))
     };
     let mut response = see_other(&next);
-    session::begin(&*hub.store, &headers, account.id, now, &mut response)?;
+    let identity = hub.identity_rules.local_identity(&account.name);
+    session::begin(
+        &*hub.store,
+        &headers,
+        account.id,
+        &identity,
+        now,
+        &mut response,
+    )?;
     LoginCsrf::clear(&mut response);
     tracing::info!(user = %account.name, "signed in");
     Ok(response)

@@ -10,13 +10,15 @@
 //!
 //! `params` bounds and decodes request parameters; `authorize` checks an
 //! authorization request and answers it (consent, code, code page);
-//! `login` signs browsers in and out; `token` and `revoke` are the two
+//! `login` signs browsers in and out; `federated` signs them in through an
+//! upstream OpenID provider or links its identity; `token` and `revoke` are the two
 //! client-facing endpoints, sharing client authentication. Every page
 //! gets its principal (or none) from [`crate::page_auth`]'s extractors,
 //! which also refuse forms from other sites; the session cookies and CSRF
 //! checks are [`crate::session`]'s; the markup is [`crate::pages`]'.
 
 mod authorize;
+mod federated;
 mod login;
 mod params;
 mod revoke;
@@ -48,6 +50,8 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/", get(login::landing))
         .route("/login", get(login::login_form).post(login::login))
         .route("/logout", post(login::logout))
+        .route("/auth/oidc/{name}/start", get(federated::start))
+        .route("/auth/oidc/{name}/callback", get(federated::callback))
         .route(
             "/authorize",
             get(authorize::authorize).post(authorize::decide),

@@ -321,7 +321,9 @@ async fn redeem(hub: &Arc<Hub>, code: &str, verifier: &str) -> Reply {
 }
 
 fn live(hub: &Hub, access: &str) -> bool {
-    grants::authenticate(&*hub.store, access).unwrap().is_some()
+    grants::authenticate(&*hub.store, &hub.identity_rules, access)
+        .unwrap()
+        .is_some()
 }
 
 #[tokio::test]
@@ -441,7 +443,7 @@ async fn the_paste_flow_issues_tokens_once_and_a_replayed_code_revokes_them() {
     assert_eq!(tokens.token_type, "Bearer");
     assert_eq!(tokens.expires_in, ACCESS_TTL as u64);
     assert_eq!(tokens.scope, "endpoint:setup transfer");
-    let principal = grants::authenticate(&*hub.store, &tokens.access_token)
+    let principal = grants::authenticate(&*hub.store, &hub.identity_rules, &tokens.access_token)
         .unwrap()
         .unwrap();
     assert_eq!(principal.user_name, "alice");
@@ -1276,7 +1278,7 @@ async fn client_credentials_need_a_confidential_client_and_its_secret() {
     let tokens: TokenResponse = serde_json::from_str(&basic.body).unwrap();
     assert_eq!(tokens.refresh_token, None);
     assert_eq!(tokens.scope, SCOPE_TRANSFER);
-    let principal = grants::authenticate(&*hub.store, &tokens.access_token)
+    let principal = grants::authenticate(&*hub.store, &hub.identity_rules, &tokens.access_token)
         .unwrap()
         .unwrap();
     assert_eq!(

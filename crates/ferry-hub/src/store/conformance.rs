@@ -125,6 +125,14 @@ pub const CHECKS: &[(&str, Check)] = &[
         "users_addresses_and_webhooks_are_kept_per_user",
         users_addresses_and_webhooks_are_kept_per_user,
     ),
+    (
+        "identities_link_to_one_account_and_sign_ins_remember_theirs",
+        identities_link_to_one_account_and_sign_ins_remember_theirs,
+    ),
+    (
+        "an_endpoints_allowed_domains_are_kept_and_cleared",
+        an_endpoints_allowed_domains_are_kept_and_cleared,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -1246,4 +1254,101 @@ pub fn users_addresses_and_webhooks_are_kept_per_user(s: &dyn Storage) {
     assert_eq!(s.webhook("w1").unwrap(), None);
     assert_eq!(s.webhooks_of(alice).unwrap().len(), 1);
     assert_eq!(s.webhooks_of(bob).unwrap().len(), 1);
+}
+
+pub fn identities_link_to_one_account_and_sign_ins_remember_theirs(s: &dyn Storage) {
+    let alice = s.add_user("alice", "hash", 0).unwrap();
+    let bob = s.add_user("bob", "hash", 0).unwrap();
+    s.link_identity("a@example.org", alice, "org", 20).unwrap();
+    s.link_identity("a@example.edu", alice, "campus", 10)
+        .unwrap();
+    assert!(matches!(
+        s.link_identity("a@example.edu", bob, "campus", 30),
+        Err(StoreError::Conflict { what: "identity" })
+    ));
+    assert!(matches!(
+        s.link_identity("a@example.edu", alice, "campus", 30),
+        Err(StoreError::Conflict { .. })
+    ));
+    let linked: Vec<_> = s
+        .identities_of(alice)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.identity, r.provider, r.linked_at))
+        .collect();
+    assert_eq!(
+        linked,
+        [
+            ("a@example.edu".to_string(), "campus".to_string(), 10),
+            ("a@example.org".to_string(), "org".to_string(), 20)
+        ]
+    );
+    assert!(s.identities_of(bob).unwrap().is_empty());
+    assert_eq!(s.identity("a@example.org").unwrap().unwrap().user_id, alice);
+    assert_eq!(s.identity("nobody@example.org").unwrap(), None);
+    assert!(matches!(
+        s.link_identity("x@example.org", bob + 100, "org", 1),
+        Err(StoreError::NotFound)
+    ));
+
+    s.note_login_identity("login-1", "a@example.edu", 100)
+        .unwrap();
+    s.note_login_identity("login-1", "alice@hub", 90).unwrap();
+    s.note_login_identity("login-2", "a@example.org", 95)
+        .unwrap();
+    // A later authentication of the same identity replaces its time.
+    s.note_login_identity("login-1", "a@example.edu", 120)
+        .unwrap();
+    assert_eq!(
+        s.login_identities("login-1").unwrap(),
+        [
+            ("alice@hub".to_string(), 90),
+            ("a@example.edu".to_string(), 120)
+        ]
+    );
+    assert_eq!(
+        s.login_identities("login-2").unwrap(),
+        [("a@example.org".to_string(), 95)]
+    );
+    assert!(s.login_identities("login-3").unwrap().is_empty());
+    // Kept a year, then purged.
+    s.purge_expired(90 + LOGIN_IDENTITY_KEPT).unwrap();
+    assert_eq!(s.login_identities("login-1").unwrap().len(), 2);
+    s.purge_expired(91 + LOGIN_IDENTITY_KEPT).unwrap();
+    assert_eq!(
+        s.login_identities("login-1").unwrap(),
+        [("a@example.edu".to_string(), 120)]
+    );
+}
+
+pub fn an_endpoints_allowed_domains_are_kept_and_cleared(s: &dyn Storage) {
+    two_endpoints(s);
+    assert!(
+        s.endpoint("e1")
+            .unwrap()
+            .unwrap()
+            .allowed_domains
+            .is_empty()
+    );
+    let domains = vec!["example.org".to_string(), "example.edu".to_string()];
+    assert!(s.set_allowed_domains("e1", &domains).unwrap());
+    assert_eq!(s.endpoint("e1").unwrap().unwrap().allowed_domains, domains);
+    assert!(
+        s.endpoint("e2")
+            .unwrap()
+            .unwrap()
+            .allowed_domains
+            .is_empty()
+    );
+    let found = s.search_endpoints(None, "laptop", 10).unwrap();
+    assert_eq!(found[0].allowed_domains, domains);
+    assert!(s.set_allowed_domains("e1", &[]).unwrap());
+    assert!(
+        s.endpoint("e1")
+            .unwrap()
+            .unwrap()
+            .allowed_domains
+            .is_empty()
+    );
+    assert!(!s.set_allowed_domains("nope", &domains).unwrap());
 }

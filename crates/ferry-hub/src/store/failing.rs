@@ -185,6 +185,15 @@ delegate!(NotifyStore {
     fn delete_webhook(&self, id: &str) -> Result<bool>;
 });
 
+delegate!(IdentityStore {
+    fn link_identity(&self, identity: &str, user_id: i64, provider: &str, now: i64) -> Result<()>;
+    fn identity(&self, identity: &str) -> Result<Option<IdentityRow>>;
+    fn identities_of(&self, user_id: i64) -> Result<Vec<IdentityRow>>;
+    fn note_login_identity(&self, login_id: &str, identity: &str, at: i64) -> Result<()>;
+    fn login_identities(&self, login_id: &str) -> Result<Vec<(String, i64)>>;
+    fn set_allowed_domains(&self, endpoint_id: &str, domains: &[String]) -> Result<bool>;
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 13;
+const SQLITE_SCHEMA: i64 = 14;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -127,6 +127,7 @@ const TABLES: &[Table] = &[
             ("registered", Int),
             ("revoked", Bool),
             ("deleted", Bool),
+            ("allowed_domains", Text),
         ],
         identity: None,
     },
@@ -313,6 +314,25 @@ const TABLES: &[Table] = &[
             ("events", Text),
             ("secret", Text),
             ("created", Int),
+        ],
+        identity: None,
+    },
+    Table {
+        name: "identities",
+        columns: &[
+            ("identity", Text),
+            ("user_id", Int),
+            ("provider", Text),
+            ("linked_at", Int),
+        ],
+        identity: None,
+    },
+    Table {
+        name: "login_identities",
+        columns: &[
+            ("login_id", Text),
+            ("identity", Text),
+            ("authenticated_at", Int),
         ],
         identity: None,
     },

@@ -201,6 +201,18 @@ pub struct EndpointRow {
     pub revoked: bool,
     /// Deleted by its owner: revoked, and found only by id.
     pub deleted: bool,
+    /// The identity domains a session must have authenticated an identity
+    /// of before it may use the endpoint (`authz`); empty: no such policy.
+    pub allowed_domains: Vec<String>,
+}
+
+/// An endpoint's allowed domains as stored: one column, comma-separated.
+pub(crate) fn split_domains(stored: &str) -> Vec<String> {
+    stored
+        .split(',')
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// What [`Store::delete_endpoint`] did.
@@ -508,7 +520,6 @@ pub trait TaskStore {
     fn task_stats(&self) -> Result<Vec<TaskStats>>;
 }
 
-/// Everything the hub keeps: what it holds, as `Arc<dyn Storage>`.
 /// Who a permission is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grantee {
@@ -810,6 +821,50 @@ pub trait NotifyStore {
     fn delete_webhook(&self, id: &str) -> Result<bool>;
 }
 
+/// How long a sign-in's record of authenticated identities is kept: no
+/// endpoint's age limit (`identity_max_age_hours`) reaches further back.
+pub const LOGIN_IDENTITY_KEPT: i64 = 366 * 86_400;
+
+/// An identity (`name@domain`) linked to an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityRow {
+    pub identity: String,
+    pub user_id: i64,
+    /// The `[[identity_provider]]` that vouched for it when it was linked.
+    pub provider: String,
+    pub linked_at: i64,
+}
+
+/// Identities linked to accounts, the identities each sign-in
+/// authenticated (and when), and endpoints' identity policy.
+///
+/// A sign-in is named by a `login_id`: a browser session's hash, or the
+/// grant id of tokens issued through one (a snapshot of the session's
+/// identities taken when the code was issued).
+pub trait IdentityStore {
+    /// Links `identity` to the account; `Conflict { what: "identity" }`
+    /// when it is already linked (to this account or another).
+    fn link_identity(&self, identity: &str, user_id: i64, provider: &str, now: i64) -> Result<()>;
+
+    fn identity(&self, identity: &str) -> Result<Option<IdentityRow>>;
+
+    /// The account's linked identities, oldest first.
+    fn identities_of(&self, user_id: i64) -> Result<Vec<IdentityRow>>;
+
+    /// Records that sign-in `login_id` authenticated `identity` at `at`
+    /// (a later authentication of the same identity replaces the time).
+    fn note_login_identity(&self, login_id: &str, identity: &str, at: i64) -> Result<()>;
+
+    /// (identity, authenticated at) of each identity sign-in `login_id`
+    /// authenticated, oldest first.
+    fn login_identities(&self, login_id: &str) -> Result<Vec<(String, i64)>>;
+
+    /// Sets a live endpoint's allowed domains (empty: none required);
+    /// `false` when it is missing or deleted.
+    fn set_allowed_domains(&self, endpoint_id: &str, domains: &[String]) -> Result<bool>;
+}
+
+/// Everything the hub keeps: what it holds, as `Arc<dyn Storage>`.
 pub trait Storage:
     AccountStore
     + EndpointStore
@@ -818,6 +873,7 @@ pub trait Storage:
     + TimerStore
     + AuditStore
     + NotifyStore
+    + IdentityStore
     + Send
     + Sync
     + std::fmt::Debug
@@ -832,6 +888,7 @@ impl<
         + TimerStore
         + AuditStore
         + NotifyStore
+        + IdentityStore
         + Send
         + Sync
         + std::fmt::Debug,

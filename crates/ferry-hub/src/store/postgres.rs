@@ -407,6 +407,25 @@ CREATE INDEX webhooks_owner ON webhooks(owner_id);
     r#"
 ALTER TABLE tasks ADD COLUMN on_success TEXT;
 "#,
+    // Identities linked to accounts, the identities each sign-in
+    // authenticated and when, and endpoints' allowed identity domains
+    // (SQLite's twin: the identities migration).
+    r#"
+CREATE TABLE identities (
+    identity TEXT PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES users(id),
+    provider TEXT NOT NULL,
+    linked_at BIGINT NOT NULL
+);
+CREATE INDEX identities_user ON identities(user_id);
+CREATE TABLE login_identities (
+    login_id TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    authenticated_at BIGINT NOT NULL,
+    PRIMARY KEY (login_id, identity)
+);
+ALTER TABLE endpoints ADD COLUMN allowed_domains TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -1054,7 +1073,7 @@ const FOLD_CURRENT: &str = "files = GREATEST(files, cur_files),
     cur_files = 0, cur_files_transferred = 0, cur_files_skipped = 0, cur_bytes_transferred = 0,
     cur_bytes = 0, cur_bytes_resent = 0, cur_walk_done = FALSE, cur_bytes_skipped = 0";
 
-const ENDPOINT_COLUMNS: &str = "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked, e.deleted FROM endpoints e JOIN users u ON u.id = e.owner_id";
+const ENDPOINT_COLUMNS: &str = "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked, e.deleted, e.allowed_domains FROM endpoints e JOIN users u ON u.id = e.owner_id";
 
 fn endpoint_row(r: &Row) -> Result<EndpointRow> {
     Ok(EndpointRow {
@@ -1066,6 +1085,7 @@ fn endpoint_row(r: &Row) -> Result<EndpointRow> {
         cert_sha256: r.try_get(5)?,
         revoked: r.try_get(6)?,
         deleted: r.try_get(7)?,
+        allowed_domains: split_domains(&r.try_get::<_, String>(8)?),
     })
 }
 
@@ -1456,6 +1476,10 @@ impl AccountStore for PostgresStore {
             c.execute("DELETE FROM sessions WHERE expires < $1", &[&now])?;
             c.execute("DELETE FROM auth_codes WHERE expires < $1", &[&day_ago])?;
             c.execute("DELETE FROM tokens WHERE expires < $1", &[&day_ago])?;
+            c.execute(
+                "DELETE FROM login_identities WHERE authenticated_at < $1",
+                &[&(now - LOGIN_IDENTITY_KEPT)],
+            )?;
             Ok(())
         })
     }
@@ -1815,6 +1839,87 @@ impl NotifyStore for PostgresStore {
     fn delete_webhook(&self, id: &str) -> Result<bool> {
         self.with_client(|c| Ok(c.execute("DELETE FROM webhooks WHERE id = $1", &[&id])? > 0))
     }
+}
+
+
+impl IdentityStore for PostgresStore {
+    fn link_identity(&self, identity: &str, user_id: i64, provider: &str, now: i64) -> Result<()> {
+        self.with_client(|c| {
+            c.execute(
+                "INSERT INTO identities (identity, user_id, provider, linked_at) VALUES ($1, $2, $3, $4)",
+                &[&identity, &user_id, &provider, &now],
+            )
+            .map_err(taken("identity"))?;
+            Ok(())
+        })
+    }
+
+    fn identity(&self, identity: &str) -> Result<Option<IdentityRow>> {
+        self.with_client(|c| {
+            c.query_opt(
+                "SELECT identity, user_id, provider, linked_at FROM identities WHERE identity = $1",
+                &[&identity],
+            )?
+            .map(|r| identity_row(&r))
+            .transpose()
+        })
+    }
+
+    fn identities_of(&self, user_id: i64) -> Result<Vec<IdentityRow>> {
+        self.with_client(|c| {
+            c.query(
+                "SELECT identity, user_id, provider, linked_at FROM identities WHERE user_id = $1
+                 ORDER BY linked_at, identity COLLATE \"C\"",
+                &[&user_id],
+            )?
+            .iter()
+            .map(identity_row)
+            .collect()
+        })
+    }
+
+    fn note_login_identity(&self, login_id: &str, identity: &str, at: i64) -> Result<()> {
+        self.with_client(|c| {
+            c.execute(
+                "INSERT INTO login_identities (login_id, identity, authenticated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (login_id, identity) DO UPDATE SET authenticated_at = excluded.authenticated_at",
+                &[&login_id, &identity, &at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn login_identities(&self, login_id: &str) -> Result<Vec<(String, i64)>> {
+        self.with_client(|c| {
+            c.query(
+                "SELECT identity, authenticated_at FROM login_identities WHERE login_id = $1
+                 ORDER BY authenticated_at, identity COLLATE \"C\"",
+                &[&login_id],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+        })
+    }
+
+    fn set_allowed_domains(&self, endpoint_id: &str, domains: &[String]) -> Result<bool> {
+        self.with_client(|c| {
+            let n = c.execute(
+                "UPDATE endpoints SET allowed_domains = $2 WHERE id = $1 AND NOT deleted",
+                &[&endpoint_id, &domains.join(",")],
+            )?;
+            Ok(n > 0)
+        })
+    }
+}
+
+fn identity_row(r: &Row) -> Result<IdentityRow> {
+    Ok(IdentityRow {
+        identity: r.try_get(0)?,
+        user_id: r.try_get(1)?,
+        provider: r.try_get(2)?,
+        linked_at: r.try_get(3)?,
+    })
 }
 
 impl ShareStore for PostgresStore {

@@ -366,6 +366,29 @@ CREATE INDEX webhooks_owner ON webhooks(owner_id);
 ALTER TABLE tasks ADD COLUMN on_success TEXT;
 "#,
     ),
+    // Identities (`name@domain`) linked to accounts, each vouched for by
+    // an upstream OpenID provider; which identities a sign-in (a browser
+    // session, by its hash, or the grant of tokens issued through one)
+    // authenticated and when; and an endpoint's allowed identity domains
+    // (comma-separated, empty: no policy).
+    Migration::Sql(
+        r#"
+CREATE TABLE identities (
+    identity TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    provider TEXT NOT NULL,
+    linked_at INTEGER NOT NULL
+);
+CREATE INDEX identities_user ON identities(user_id);
+CREATE TABLE login_identities (
+    login_id TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    authenticated_at INTEGER NOT NULL,
+    PRIMARY KEY (login_id, identity)
+);
+ALTER TABLE endpoints ADD COLUMN allowed_domains TEXT NOT NULL DEFAULT '';
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -541,7 +564,7 @@ fn u64_of(n: i64) -> u64 {
     u64::try_from(n).unwrap_or_default()
 }
 
-const ENDPOINT_COLUMNS: &str = "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked, e.deleted FROM endpoints e JOIN users u ON u.id = e.owner_id";
+const ENDPOINT_COLUMNS: &str = "e.id, e.owner_id, u.name, e.display_name, e.created, e.cert_sha256, e.revoked, e.deleted, e.allowed_domains FROM endpoints e JOIN users u ON u.id = e.owner_id";
 
 fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EndpointRow> {
     Ok(EndpointRow {
@@ -553,6 +576,7 @@ fn endpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EndpointRow> {
         cert_sha256: r.get(5)?,
         revoked: r.get::<_, i64>(6)? != 0,
         deleted: r.get::<_, i64>(7)? != 0,
+        allowed_domains: split_domains(&r.get::<_, String>(8)?),
     })
 }
 
@@ -1054,6 +1078,10 @@ impl AccountStore for SqliteStore {
             conn.execute("DELETE FROM sessions WHERE expires < ?1", [now])?;
             conn.execute("DELETE FROM auth_codes WHERE expires < ?1", [day_ago])?;
             conn.execute("DELETE FROM tokens WHERE expires < ?1", [day_ago])?;
+            conn.execute(
+                "DELETE FROM login_identities WHERE authenticated_at < ?1",
+                [now - LOGIN_IDENTITY_KEPT],
+            )?;
             Ok(())
         })
     }
@@ -1291,6 +1319,81 @@ const REACHES_USER: &str = "(p.expires IS NULL OR p.expires >= ?2) AND (
        (p.grantee_kind = 'identity' AND p.grantee_user = ?1)
     OR (p.grantee_kind = 'group' AND p.grantee_group IN (SELECT group_id FROM group_members WHERE user_id = ?1))
     OR p.grantee_kind = 'all_authenticated')";
+
+impl IdentityStore for SqliteStore {
+    fn link_identity(&self, identity: &str, user_id: i64, provider: &str, now: i64) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO identities (identity, user_id, provider, linked_at) VALUES (?1, ?2, ?3, ?4)",
+                params![identity, user_id, provider, now],
+            )
+            .map_err(taken("identity"))?;
+            Ok(())
+        })
+    }
+
+    fn identity(&self, identity: &str) -> Result<Option<IdentityRow>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT identity, user_id, provider, linked_at FROM identities WHERE identity = ?1",
+                    [identity],
+                    identity_row,
+                )
+                .optional()?)
+        })
+    }
+
+    fn identities_of(&self, user_id: i64) -> Result<Vec<IdentityRow>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT identity, user_id, provider, linked_at FROM identities WHERE user_id = ?1 ORDER BY linked_at, identity",
+            )?;
+            let rows = stmt.query_map([user_id], identity_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn note_login_identity(&self, login_id: &str, identity: &str, at: i64) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO login_identities (login_id, identity, authenticated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (login_id, identity) DO UPDATE SET authenticated_at = excluded.authenticated_at",
+                params![login_id, identity, at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn login_identities(&self, login_id: &str) -> Result<Vec<(String, i64)>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT identity, authenticated_at FROM login_identities WHERE login_id = ?1 ORDER BY authenticated_at, identity",
+            )?;
+            let rows = stmt.query_map([login_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn set_allowed_domains(&self, endpoint_id: &str, domains: &[String]) -> Result<bool> {
+        self.with_conn(|conn| {
+            let n = conn.execute(
+                "UPDATE endpoints SET allowed_domains = ?2 WHERE id = ?1 AND deleted = 0",
+                params![endpoint_id, domains.join(",")],
+            )?;
+            Ok(n > 0)
+        })
+    }
+}
+
+fn identity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityRow> {
+    Ok(IdentityRow {
+        identity: r.get(0)?,
+        user_id: r.get(1)?,
+        provider: r.get(2)?,
+        linked_at: r.get(3)?,
+    })
+}
 
 impl ShareStore for SqliteStore {
     fn create_group(&self, id: &str, name: &str, owner_id: i64, now: i64) -> Result<()> {

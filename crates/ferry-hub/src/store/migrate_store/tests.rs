@@ -248,6 +248,16 @@ fn populate(s: &dyn Storage) {
     s.record_timer_run("timer-1", "mm-done").unwrap();
     s.add_timer_event("timer-1", "RUN", "run 1: task mm-done", 50)
         .unwrap();
+    s.link_identity("alice@example.edu", alice, "campus", 50)
+        .unwrap();
+    s.note_login_identity("sess", "alice@example.edu", 51)
+        .unwrap();
+    s.note_login_identity("sess", "alice@hub.local", 49)
+        .unwrap();
+    assert!(
+        s.set_allowed_domains("e1", &["example.edu".into(), "example.org".into()])
+            .unwrap()
+    );
 }
 
 fn audit(
@@ -322,6 +332,9 @@ fn answers(s: &dyn Storage) -> String {
     out.push(format!("{:?}", s.audit_events("e1", 0, 10).unwrap()));
     out.push(format!("{:?}", s.timers_of(1, 10).unwrap()));
     out.push(format!("{:?}", s.timer_events("timer-1", 10).unwrap()));
+    out.push(format!("{:?}", s.identities_of(1).unwrap()));
+    out.push(format!("{:?}", s.identity("alice@example.edu").unwrap()));
+    out.push(format!("{:?}", s.login_identities("sess").unwrap()));
     out.join("\n")
 }
 
@@ -359,8 +372,10 @@ fn a_hub_moves_to_postgres_exactly_and_answers_the_same() {
             rows("task_grants"),
             rows("audit_events"),
             rows("task_filters"),
+            rows("identities"),
+            rows("login_identities"),
         ),
-        (1, 1, 1, 3, 1, 2, 3)
+        (1, 1, 1, 3, 1, 2, 3, 1, 2)
     );
 
     let pg = PostgresStore::open(&url).unwrap();
