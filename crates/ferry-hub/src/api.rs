@@ -13,9 +13,8 @@
 
 use crate::audit::{self, AuditError};
 use crate::authz::{
-    Action, CancelsTasks, ConfiguresEndpoints, CreatesEndpoints, ManagesEndpoints,
-    ManagesWebhooks, Refusal, Resource, Route, SeesEndpoints, SeesTasks, SubmitsTasks,
-    UsesEndpoints, authorize,
+    Action, CancelsTasks, ConfiguresEndpoints, CreatesEndpoints, ManagesEndpoints, ManagesWebhooks,
+    Refusal, Resource, Route, SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
 };
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};

@@ -214,7 +214,6 @@ impl SmtpConfig {
         }
     }
 }
-}
 
 /// One `[[identity_provider]]` of `hub.toml`: an upstream OpenID Connect
 /// provider the hub signs users in with, as a relying party.

@@ -414,6 +414,10 @@ fn fire(
         user_name: owner.name,
         client_id: "timer".into(),
         scopes: vec![SCOPE_TRANSFER.to_string()],
+        // No sign-in stands behind a run: an endpoint that requires a
+        // recently authenticated identity (--allowed-domains) refuses it,
+        // and the refusal is an event of the timer.
+        sign_in: Default::default(),
     };
     let task = match task_service::submit(store, registry, &who, submit, now) {
         Ok(task) => task,
@@ -579,6 +583,7 @@ pub(crate) mod tests {
             user_name: "alice".into(),
             client_id: "test".into(),
             scopes: vec![SCOPE_TRANSFER.into()],
+            sign_in: Default::default(),
         };
         let transfer = SubmitTask {
             source_endpoint: "laptop".into(),
@@ -717,6 +722,7 @@ pub(crate) mod tests {
             user_name: "alice".into(),
             client_id: "test".into(),
             scopes: vec![SCOPE_TRANSFER.into()],
+            sign_in: Default::default(),
         };
         let good = CreateTimer {
             transfer: SubmitTask {
@@ -767,6 +773,7 @@ pub(crate) mod tests {
             user_name: "alice".into(),
             client_id: "test".into(),
             scopes: vec![SCOPE_TRANSFER.into()],
+            sign_in: Default::default(),
         };
         let timer = CreateTimer {
             transfer: SubmitTask {

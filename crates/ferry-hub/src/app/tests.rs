@@ -413,6 +413,7 @@ async fn the_timers_page_lists_a_timer_and_delete_ends_it() {
         user_name: "alice".into(),
         client_id: "test".into(),
         scopes: vec![ferry_proto::api::SCOPE_TRANSFER.into()],
+        sign_in: Default::default(),
     };
     let id = crate::timers::create(
         &*b.hub.store,

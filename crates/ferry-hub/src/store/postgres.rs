@@ -1841,7 +1841,6 @@ impl NotifyStore for PostgresStore {
     }
 }
 
-
 impl IdentityStore for PostgresStore {
     fn link_identity(&self, identity: &str, user_id: i64, provider: &str, now: i64) -> Result<()> {
         self.with_client(|c| {
