@@ -2131,12 +2131,15 @@ impl TaskStore for SqliteStore {
 
     fn task_stats(&self) -> Result<Vec<TaskStats>> {
         self.with_conn(|conn| {
-            // Two-argument max() is SQLite's scalar maximum: each task's
-            // totals are the furthest of its ended and running attempts.
+            // Each task's totals are the furthest of its ended and running
+            // attempts (CASE, not SQLite's scalar max(): one SQL for both
+            // backends).
             let mut stmt = conn.prepare(
                 "SELECT status, COUNT(*),
-                        COALESCE(SUM(max(bytes_transferred, cur_bytes_transferred)), 0),
-                        COALESCE(SUM(max(files_transferred, cur_files_transferred)), 0)
+                        COALESCE(SUM(CASE WHEN bytes_transferred > cur_bytes_transferred
+                            THEN bytes_transferred ELSE cur_bytes_transferred END), 0),
+                        COALESCE(SUM(CASE WHEN files_transferred > cur_files_transferred
+                            THEN files_transferred ELSE cur_files_transferred END), 0)
                  FROM tasks GROUP BY status ORDER BY status",
             )?;
             let rows = stmt.query_map([], |r| {
