@@ -117,7 +117,7 @@ _ferry()
             esac
             ;;
         whoami) opts="--linked-identities --json" ;;
-        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --notify --wait --json" ;; --on-success
+        transfer) opts="-r --recursive --sync-level --delete --label --deadline --skip-source-errors --checksum-algorithm --batch --streams --include --exclude --bwlimit --notify --on-success --wait --json" ;;
         timer)
             case $sub in
                 "") opts="create list show delete" ;;

@@ -4,7 +4,8 @@
 //! each reach her address with their label and counts, and her webhook
 //! with a signature that checks; `--notify off` mails nothing; a task that
 //! waits is mailed once, a hub restart included; with `starttls = true`
-//! mail goes over TLS to a relay whose certificate the hub verifies.
+//! mail goes over TLS to a relay whose certificate the hub verifies, after
+//! logging in with the password from `password_file`.
 //!
 //! aiosmtpd comes from PyPI (`pip3 install aiosmtpd`); without it the
 //! test is skipped, unless `FERRY_REQUIRE_SMTP=1` (CI) makes that a failure.
@@ -65,24 +66,63 @@ fn smtp_server() -> Option<Smtp> {
     smtp_server_on(closed_loopback_port(), None)
 }
 
-/// The SMTP server on `port`; with `tls` (certificate, key) it offers
-/// STARTTLS and takes no mail before it.
-fn smtp_server_on(port: u16, tls: Option<(&Path, &Path)>) -> Option<Smtp> {
+/// A relay that offers STARTTLS, takes nothing before it, and takes
+/// mail only from a client that logged in as `user` with `password`:
+/// aiosmtpd's own SMTP server, its Maildir handler and its AUTH, set up
+/// through its Controller (its command line has no AUTH options).
+const AUTH_RELAY: &str = r#"
+import ssl, sys, threading
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, maildir, cert, key, user, password = sys.argv[1:7]
+def check(server, session, envelope, mechanism, data):
+    ok = (isinstance(data, LoginPassword) and data.login.decode() == user
+          and data.password.decode() == password)
+    return AuthResult(success=ok)
+tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+tls.load_cert_chain(cert, key)
+Controller(Mailbox(maildir), hostname="127.0.0.1", port=int(port),
+           tls_context=tls, require_starttls=True,
+           authenticator=check, auth_required=True).start()
+threading.Event().wait()
+"#;
+
+/// TLS and login for a relay: certificate, key, and the one user it takes.
+struct RelaySecurity<'a> {
+    cert: &'a Path,
+    key: &'a Path,
+    login: (&'a str, &'a str),
+}
+
+/// The SMTP server on `port`; with `security` it offers STARTTLS, takes
+/// no mail before it, and takes mail only after AUTH as its user.
+fn smtp_server_on(port: u16, security: Option<RelaySecurity<'_>>) -> Option<Smtp> {
     if !smtp_can_run() {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("mail");
     let mut command = Command::new("python3");
-    command
-        .args(["-m", "aiosmtpd", "-n", "-l"])
-        .arg(format!("127.0.0.1:{port}"));
-    if let Some((cert, key)) = tls {
-        command.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+    match security {
+        None => {
+            command
+                .args(["-m", "aiosmtpd", "-n", "-l"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(&maildir);
+        }
+        Some(RelaySecurity { cert, key, login }) => {
+            command
+                .args(["-c", AUTH_RELAY])
+                .arg(port.to_string())
+                .arg(&maildir)
+                .arg(cert)
+                .arg(key)
+                .args([login.0, login.1]);
+        }
     }
     let child = command
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -375,25 +415,37 @@ fn smtp_section(port: u16, starttls: bool) -> String {
 }
 
 #[test]
-fn with_starttls_required_mail_goes_over_tls_to_a_relay_the_hub_trusts() {
+fn with_starttls_and_a_login_mail_goes_over_tls_to_a_relay_the_hub_trusts() {
     let port = closed_loopback_port();
     if !smtp_can_run() {
         skip("python3 cannot import aiosmtpd (pip3 install aiosmtpd)");
         return;
     }
+    // The relay's password is in a file of its own, as an admin keeps it.
+    let relay_login = ("ferry-relay", "s3cret relay password");
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("smtp-password");
+    fs::write(&password_file, format!("{}\n", relay_login.1)).unwrap();
     let mut lab = Lab::builder()
-        .hub_config(&smtp_section(port, true))
+        .hub_config(&format!(
+            "{}username = \"{}\"\npassword_file = \"{}\"\n",
+            smtp_section(port, true),
+            relay_login.0,
+            password_file.display()
+        ))
         .alice_email("alice@example.org")
         .start();
     // The relay presents the hub's own certificate (it names 127.0.0.1);
-    // the hub trusts its CA as the system's (SSL_CERT_FILE). aiosmtpd
-    // takes no mail before STARTTLS, so a mail that arrives went over TLS.
+    // the hub trusts its CA as the system's (SSL_CERT_FILE). The relay
+    // takes no mail before STARTTLS and none before AUTH as its user, so
+    // a mail that arrives went over TLS with the password from the file.
     let smtp = smtp_server_on(
         port,
-        Some((
-            &lab.hub.dir.join("server.crt"),
-            &lab.hub.dir.join("server.key"),
-        )),
+        Some(RelaySecurity {
+            cert: &lab.hub.dir.join("server.crt"),
+            key: &lab.hub.dir.join("server.key"),
+            login: relay_login,
+        }),
     )
     .unwrap();
     let ca = lab.hub.ca_cert();
