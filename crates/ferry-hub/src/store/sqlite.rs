@@ -273,7 +273,7 @@ ALTER TABLE tasks ADD COLUMN checksum_algorithm TEXT NOT NULL DEFAULT 'sha256'
     CHECK (checksum_algorithm IN ('sha256', 'blake3'));
 "#,
     ),
-    // Timers: recurring transfers, each run a task (`submission` is the
+    // Schema 10: timers: recurring transfers, each run a task (`submission` is the
     // wire SubmitTask each run submits), and what happened to each.
     Migration::Sql(
         r#"
@@ -305,7 +305,7 @@ CREATE TABLE timer_events (
 );
 "#,
     ),
-    // The audit log: every access and sharing change on an endpoint, for
+    // Schema 11: the audit log: every access and sharing change on an endpoint, for
     // its owner. It takes over the record of sharing changes, so there is
     // one place to read: those rows move here, under the audit log's
     // action names, with the name of who acted as it is now. A
@@ -340,7 +340,7 @@ INSERT INTO audit_events (time, endpoint_id, actor_id, identity, action, path, t
 DROP TABLE share_events;
 "#,
     ),
-    // Notifications: a user's e-mail address; a task's `--notify` set
+    // Schema 12: notifications: a user's e-mail address; a task's `--notify` set
     // (tasks stored before get the default) and the last news told of it,
     // so a restart never tells it twice; users' webhooks.
     Migration::Sql(
@@ -359,14 +359,14 @@ CREATE TABLE webhooks (
 CREATE INDEX webhooks_owner ON webhooks(owner_id);
 "#,
     ),
-    // The hook a task asks its destination to run once its files landed
+    // Schema 13: the hook a task asks its destination to run once its files landed
     // (`--on-success NAME`); tasks stored before asked for none.
     Migration::Sql(
         r#"
 ALTER TABLE tasks ADD COLUMN on_success TEXT;
 "#,
     ),
-    // Identities (`name@domain`) linked to accounts, each vouched for by
+    // Schema 14: identities (`name@domain`) linked to accounts, each vouched for by
     // an upstream OpenID provider; which identities a sign-in (a browser
     // session, by its hash, or the grant of tokens issued through one)
     // authenticated and when; and an endpoint's allowed identity domains
