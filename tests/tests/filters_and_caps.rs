@@ -75,6 +75,15 @@ fn excluded_files_and_directories_are_not_sent_and_delete_keeps_them_at_the_dest
     // Excluded files were never offered: the task counts only what was sent.
     assert_eq!(task["files"], 3, "{task}");
     assert_eq!(task["files_transferred"], 3, "{task}");
+    // The task says how it filtered, in order, in JSON and to a person.
+    assert_eq!(task["filters"].as_array().map(Vec::len), Some(2), "{task}");
+    let shown = lab.ferry(&["task", "show", &id]);
+    assert!(
+        shown
+            .stdout
+            .contains("Filters:           --exclude '*.tmp' --exclude 'scratch/'"),
+        "{shown:?}"
+    );
     let events = lab.events(&id);
     assert!(events.contains("stale.txt"), "{events}");
     assert!(
@@ -189,6 +198,12 @@ fn a_transfer_under_a_task_cap_and_an_endpoint_cap_completes() {
     let task = lab.wait(&id);
     let took = started.elapsed();
     assert_eq!(task["bytes_transferred"], size as u64, "{task}");
+    assert_eq!(task["bwlimit"], 2_000_000, "{task}");
+    let shown = lab.ferry(&["task", "show", &id]);
+    assert!(
+        shown.stdout.contains("Bandwidth Limit:   2MB/s"),
+        "{shown:?}"
+    );
     assert_eq!(
         fs::read(lab.dst.home.join("big.bin")).unwrap(),
         pattern(size, 3)

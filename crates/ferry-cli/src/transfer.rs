@@ -795,6 +795,15 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
         ("Attempts", info.attempt.to_string()),
         ("Created", utc_seconds(info.created)),
     ];
+    if !info.filters.is_empty() {
+        rows.push(("Filters", filter_flags(&info.filters)));
+    }
+    if let Some(rate) = info.bwlimit {
+        rows.push((
+            "Bandwidth Limit",
+            format!("{}B/s", ferry_proto::rate::format_rate(rate)),
+        ));
+    }
     if let Some(hook) = &info.on_success {
         rows.push(("On Success", format!("hook '{hook}' (see task events)")));
     }
@@ -820,6 +829,25 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
         print_items(info, items)?;
     }
     Ok(())
+}
+
+/// A task's filters as the flags that made them: `--include '*.csv'
+/// --exclude '*'` (the caller escapes the line for the terminal).
+fn filter_flags(filters: &[ferry_proto::filter::FilterRule]) -> String {
+    filters
+        .iter()
+        .map(|rule| {
+            let flag = match rule.action {
+                ferry_proto::filter::FilterAction::Include => "--include",
+                ferry_proto::filter::FilterAction::Exclude => "--exclude",
+            };
+            format!(
+                "{flag} '{}'",
+                String::from_utf8_lossy(rule.pattern.as_bytes())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Items `task show` prints; `--json` has them all.
@@ -983,6 +1011,8 @@ mod tests {
             item_count: 1,
             checksum_algorithm: None,
             on_success: None,
+            filters: Vec::new(),
+            bwlimit: None,
             created: 0,
             completed: None,
             deadline: None,

@@ -807,6 +807,8 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
         item_count: row.item_count,
         checksum_algorithm: Some(row.checksum_algorithm),
         on_success: row.on_success,
+        filters: Vec::new(),
+        bwlimit: None,
         created: row.created,
         completed: row.completed,
         deadline: row.deadline,
@@ -818,12 +820,10 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
 }
 
 /// What a stored task copies.
-fn task_items(hub: &Hub, id: &str) -> Result<Vec<TransferItem>, Failure> {
-    let work = hub
-        .store
+fn task_work(hub: &Hub, id: &str) -> Result<crate::store::TaskWork, Failure> {
+    hub.store
         .task_work(id)?
-        .ok_or_else(|| Failure::internal(format!("task {id} has no stored work")))?;
-    Ok(work.items)
+        .ok_or_else(|| Failure::internal(format!("task {id} has no stored work")))
 }
 
 /// A task the caller may `action` ([`task_service::find`]).
@@ -896,13 +896,12 @@ async fn show_task(
         ended.as_mut().enable();
         let row = own_task(&hub, &who, &task, Action::SeeTask)?;
         if row.status.is_final() || tokio::time::Instant::now() >= until {
-            let items = if query.items {
-                Some(task_items(&hub, &row.id)?)
-            } else {
-                None
-            };
+            // One task's answer also says how it filters and caps.
+            let work = task_work(&hub, &row.id)?;
             return Ok(Json(TaskInfo {
-                items,
+                items: query.items.then_some(work.items),
+                filters: work.options.filters,
+                bwlimit: work.options.bwlimit,
                 ..task_info(&hub, row)
             }));
         }

@@ -577,6 +577,13 @@ pub struct TaskInfo {
     /// (`--on-success`); absent when none (and from an older hub).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_success: Option<String>,
+    /// `--include`/`--exclude`, in order: in one task's answer (`task
+    /// show`), never in lists; absent when the task has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<FilterRule>,
+    /// `--bwlimit`, bytes per second: as `filters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
     /// Unix seconds.
     pub created: i64,
     #[serde(default)]
