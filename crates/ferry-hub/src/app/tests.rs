@@ -523,3 +523,20 @@ async fn an_endpoints_page_shows_its_owner_the_audit_log_escaped() {
     let other = alice.get(&format!("/endpoints/{CLUSTER}")).await;
     assert!(!other.body.contains("t-42"), "{}", other.body);
 }
+
+/// An identity policy's refusal links to the page that adds the identity;
+/// any other text stays text (escaped).
+#[test]
+fn a_refusal_naming_the_account_page_links_to_it() {
+    let said = "Endpoint src requires an identity from example.org authenticated within 24h: link one at https://hub.test:8443/account (then `ferry login` again).";
+    let html = super::view::alert_text(said).into_string();
+    assert!(
+        html.contains(r#"link one at <a href="https://hub.test:8443/account">https://hub.test:8443/account</a> (then"#),
+        "{html}"
+    );
+    let other = super::view::alert_text("link one at <script>/account").into_string();
+    assert!(
+        !other.contains("<a ") && other.contains("&lt;script&gt;"),
+        "{other}"
+    );
+}

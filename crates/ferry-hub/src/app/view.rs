@@ -90,10 +90,27 @@ fn when(secs: i64) -> Markup {
     html! { time datetime=(iso) { (human::utc_minutes(secs)) " UTC" } }
 }
 
+/// A problem's sentence, with the page where an identity is linked made
+/// a link to follow: an endpoint's identity policy refuses with "link one
+/// at HUB/account" (`authz`), and the fix is one click away.
+pub(super) fn alert_text(message: &str) -> Markup {
+    const LEAD: &str = "link one at ";
+    if let Some(at) = message.find(LEAD) {
+        let (said, rest) = message.split_at(at + LEAD.len());
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (url, after) = rest.split_at(end);
+        if (url.starts_with("https://") || url.starts_with("http://")) && url.ends_with("/account")
+        {
+            return html! { (said) a href=(url) { (url) } (after) };
+        }
+    }
+    html! { (message) }
+}
+
 fn notice(notice: &Option<Notice>) -> Markup {
     html! {
         @match notice {
-            Some(Notice::Error(message)) => p class="alert error" role="alert" { (message) },
+            Some(Notice::Error(message)) => p class="alert error" role="alert" { (alert_text(message)) },
             Some(Notice::Done(message)) => p class="alert ok" role="status" { (message) },
             Some(Notice::Started { task_id, label }) => p class="alert ok" role="status" {
                 "Transfer started: "
@@ -202,7 +219,7 @@ fn panel(panels: &[PanelState; 2], i: usize, listing: &Listing) -> Markup {
                 Listing::Empty => p class="empty" {
                     "Type an endpoint's name in Collection and press Enter, or pick one from the suggestions."
                 },
-                Listing::Problem(message) => p class="alert error" role="alert" { (message) },
+                Listing::Problem(message) => p class="alert error" role="alert" { (alert_text(message)) },
                 Listing::Entries { entries, truncated } => {
                     (entry_table(panels, i, entries))
                     @if *truncated {
