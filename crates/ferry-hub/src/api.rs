@@ -42,7 +42,6 @@ use ferry_proto::api::{
 use ferry_proto::share::ShareMode;
 use ferry_proto::task::{
     CreateTimer, CreatedTimer, SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TimerInfo,
-    TransferItem,
 };
 use ferry_proto::wire_path::WirePath;
 use serde::Deserialize;
