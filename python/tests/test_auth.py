@@ -150,3 +150,23 @@ def test_an_unreachable_hub_is_a_transport_error(hub):
     client = FerryClient(f"https://127.0.0.1:{port}", hub.token, ca_file=hub.ca, timeout=5)
     with pytest.raises(TransportError, match="cannot reach"):
         client.whoami()
+
+
+def test_the_paste_the_code_dialogue_and_a_narrow_scope(hub):
+    auth = NativeAppAuthClient(hub.url, ca_file=hub.ca)
+    said = []
+
+    def ask(prompt: str) -> str:
+        assert prompt == "Enter the auth code: "
+        # The person opens the URL shown between the rules and pastes the code.
+        assert said[:2] == ["Login here:", "-----"] and said[3] == "-----"
+        return shown_code(sign_in_and_approve(hub, said[2])) + "\n"
+
+    tokens = auth.login_out_of_band(ask=ask, say=said.append, scopes=[ferry_sdk.SCOPE_SETUP])
+    assert tokens.scope == ferry_sdk.SCOPE_SETUP
+    # A token without the transfer scope may not submit: 403 with the
+    # hub's word for it.
+    client = FerryClient(hub.url, tokens.access_token, ca_file=hub.ca)
+    with pytest.raises(ferry_sdk.PermissionDeniedError) as refused:
+        client.transfer(hub.src, hub.dst, [("/~/a", "/~/b")])
+    assert (refused.value.status, refused.value.code) == (403, "insufficient_scope")

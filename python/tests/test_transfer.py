@@ -12,6 +12,7 @@ import pytest
 
 from ferry_sdk import (
     BadRequestError,
+    ConflictError,
     NotFoundError,
     TaskWaitTimeout,
     TransferItem,
@@ -102,6 +103,11 @@ def test_a_transfer_with_every_option_moves_the_files_and_reads_back(hub, client
     assert task["files_skipped"] == 1 and task["files_transferred"] == 0
     assert not (landed / "sub" / "b.dat").exists()
     assert (landed / "a.dat").read_bytes() == data["run1/a.dat"]
+
+    # An ended task cannot be canceled: 409 with the hub's word.
+    with pytest.raises(ConflictError) as refused:
+        client.cancel_task(task_id)
+    assert (refused.value.status, refused.value.code) == (409, "task_ended")
 
     listed = [t["task_id"] for t in client.task_list()]
     assert task_id in listed and again in listed
