@@ -13,6 +13,9 @@ from .errors import TransportError
 
 #: Seconds to wait for a connection and between bytes of an answer.
 DEFAULT_TIMEOUT = 60.0
+#: Largest answer read, in bytes: a task with the most items the hub
+#: allows, every path as long as it may be, fits.
+MAX_ANSWER = 128 * 1024 * 1024
 
 CAFile = Union[str, "os.PathLike[str]", None]
 
@@ -70,7 +73,20 @@ class Transport:
         kwargs.setdefault("allow_redirects", False)
         kwargs.setdefault("verify", self.verify)
         try:
-            return self.session.request(method, url, timeout=timeout or self.timeout, **kwargs)
+            response = self.session.request(
+                method, url, timeout=timeout or self.timeout, stream=True, **kwargs
+            )
+            with response:
+                body = bytearray()
+                for chunk in response.iter_content(chunk_size=64 * 1024):
+                    body += chunk
+                    if len(body) > MAX_ANSWER:
+                        raise TransportError(
+                            f"the answer to {method} {url} is larger than {MAX_ANSWER} bytes; refusing it"
+                        )
+            # What requests itself keeps once it has read a body.
+            response._content = bytes(body)
+            return response
         except requests.exceptions.SSLError as e:
             raise TransportError(
                 f"cannot verify the hub at {self.base_url}: {e}; pass ca_file= the hub's ca.crt",

@@ -82,13 +82,16 @@ class Tokens:
         expires_in = body.get("expires_in")
         if not isinstance(expires_in, (int, float)) or expires_in < 0:
             raise LoginError("the hub's token answer has no valid expires_in")
-        refresh = body.get("refresh_token")
+        def text(key: str, default: str) -> str:
+            value = body.get(key)
+            return value if isinstance(value, str) else default
+
         return cls(
             access_token=body["access_token"],
             expires_at=(time.time() if now is None else now) + float(expires_in),
-            refresh_token=refresh if isinstance(refresh, str) else None,
-            scope=body.get("scope") if isinstance(body.get("scope"), str) else "",
-            token_type=body.get("token_type") if isinstance(body.get("token_type"), str) else "Bearer",
+            refresh_token=text("refresh_token", "") or None,
+            scope=text("scope", ""),
+            token_type=text("token_type", "Bearer"),
         )
 
     def expires_within(self, seconds: float) -> bool:
@@ -134,12 +137,8 @@ class _AuthClient:
     def hub_url(self) -> str:
         return self.transport.base_url
 
-    def _token(self, form: Dict[str, str], auth: Optional[tuple] = None) -> Tokens:
-        headers = {"Accept": "application/json"}
-        if auth is not None:
-            # RFC 6749 §2.3.1: each part form-encoded before Basic.
-            pair = f"{quote(auth[0], safe='')}:{quote(auth[1], safe='')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+    def _token(self, form: Dict[str, str]) -> Tokens:
+        headers = {"Accept": "application/json", **self._client_headers()}
         response = self.transport.request(
             "POST", self.transport.url("/token"), data=form, headers=headers
         )
@@ -377,6 +376,7 @@ class ConfidentialAppAuthClient(_AuthClient):
         return f"ConfidentialAppAuthClient({self.hub_url!r}, {self.client_id!r}, client_secret=...)"
 
     def _client_headers(self) -> Dict[str, str]:
+        # RFC 6749 §2.3.1: each part form-encoded before Basic.
         pair = f"{quote(self.client_id, safe='')}:{quote(self._secret, safe='')}"
         return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii")}
 
@@ -384,7 +384,7 @@ class ConfidentialAppAuthClient(_AuthClient):
         form = {"grant_type": "client_credentials"}
         if scopes:
             form["scope"] = " ".join(scopes)
-        return self._token(form, auth=(self.client_id, self._secret))
+        return self._token(form)
 
 
 class Authorizer:

@@ -162,20 +162,24 @@ class FerryClient:
     ) -> requests.Response:
         if not self.transport.same_origin(url):
             raise FerryError(f"refusing to send credentials to {url!r}: it is not the hub's")
-        for attempt in range(2):
+
+        def send() -> requests.Response:
             headers = {
                 "Authorization": self.authorizer.authorization_header(),
                 "Accept": "application/json",
             }
-            response = self.transport.request(
+            return self.transport.request(
                 method, url, params=params, json=json, headers=headers, timeout=timeout
             )
-            if response.status_code == 401 and attempt == 0 and self.authorizer.handle_unauthorized():
-                continue
-            if response.status_code >= 400:
-                raise api_error(response)
-            return response
-        raise AssertionError("unreachable")
+
+        response = send()
+        # The hub refuses a bad token before it reads the body, so the
+        # request can go again once the authorizer has a new token.
+        if response.status_code == 401 and self.authorizer.handle_unauthorized():
+            response = send()
+        if response.status_code >= 400:
+            raise api_error(response)
+        return response
 
     def _json(self, response: requests.Response) -> Any:
         try:
@@ -368,7 +372,8 @@ class FerryClient:
         answer = self.request("POST", "/api/v1/tasks", json=body)
         if not isinstance(answer, dict) or not isinstance(answer.get("task_id"), str):
             raise TransportError("the hub's answer to a submission has no task_id")
-        return answer["task_id"]
+        task_id: str = answer["task_id"]
+        return task_id
 
     def get_task(self, task_id: str, *, items: bool = False) -> TaskInfo:
         """A task's state; with ``items`` its source and destination paths."""

@@ -11,7 +11,7 @@ verification failure, timeout) the error is a :class:`TransportError`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, Mapping, Optional, Tuple, Type
 
 import requests
 
@@ -117,7 +117,7 @@ class LoginError(FerryError):
 class TaskWaitTimeout(FerryError):
     """:meth:`FerryClient.wait_task` gave up; ``task`` is its last state."""
 
-    def __init__(self, message: str, task: Dict[str, Any]) -> None:
+    def __init__(self, message: str, task: Mapping[str, Any]) -> None:
         super().__init__(message)
         self.task = task
 
@@ -152,7 +152,9 @@ def oauth_error(response: requests.Response) -> OAuthError:
     return OAuthError(response.status_code, code, message, response)
 
 
-def _error_fields(response: requests.Response, code_key: str, message_key: str) -> tuple:
+def _error_fields(
+    response: requests.Response, code_key: str, message_key: str
+) -> Tuple[str, str]:
     try:
         body = response.json()
     except ValueError:

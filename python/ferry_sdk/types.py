@@ -4,7 +4,7 @@ plain dicts; fields a newer hub adds appear in them too."""
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 if sys.version_info >= (3, 11):
     from typing import NotRequired, TypedDict
@@ -112,5 +112,5 @@ class TaskEvent(TypedDict):
 class WhoAmI(TypedDict):
     identity: str
     username: str
-    linked_identities: List[dict]
-    session_identities: List[dict]
+    linked_identities: List[Dict[str, Any]]
+    session_identities: List[Dict[str, Any]]

@@ -1,13 +1,15 @@
-"""The list iterator's side of pagination: the hub answers a JSON array per
-page and links the next one (``Link: <URL>; rel="next"``). This branch's
-hub answers lists in one page (the live tests cover that), so the pages
-here come from a stand-in hub behind a requests adapter, as the hub's
-pagination will answer them, to check the iterator follows the links,
-sends the query only once, keeps credentials on the hub's origin, and
-stops on a loop."""
+"""The list iterator's side of pagination, and the bound on an answer.
+
+The hub answers a JSON array per page and links the next one (``Link:
+<URL>; rel="next"``). This branch's hub answers lists in one page (the
+live tests cover that), so the pages here come from a stand-in hub behind
+a requests adapter, as the hub's pagination will answer them, to check
+the iterator follows the links, sends the query only once, keeps
+credentials on the hub's origin, and stops on a loop."""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Dict, List, Optional
 
@@ -35,7 +37,7 @@ class Pages(BaseAdapter):
         response.status_code = 200
         response.url = request.url
         response.request = request
-        response._content = json.dumps(body).encode()
+        response.raw = io.BytesIO(json.dumps(body).encode())
         response.headers["Content-Type"] = "application/json"
         if link:
             response.headers["Link"] = f'<{link}>; rel="next"'
@@ -86,4 +88,13 @@ def test_pages_linked_in_a_circle_stop():
         }
     )
     with pytest.raises(TransportError, match="twice"):
+        list(client_with(pages).task_list())
+
+
+def test_an_answer_larger_than_the_bound_is_refused(monkeypatch):
+    from ferry_sdk import _transport
+
+    monkeypatch.setattr(_transport, "MAX_ANSWER", 1000)
+    pages = Pages({f"{HUB}/api/v1/tasks": ([{"task_id": "x" * 2000}], None)})
+    with pytest.raises(TransportError, match="larger than 1000 bytes"):
         list(client_with(pages).task_list())
