@@ -140,11 +140,10 @@ def test_a_wait_times_out_and_a_canceled_task_ends(hub, client):
     _write(hub.src_home, {"slow.dat": os.urandom(2_000_000)})
     # At the slowest rate the hub allows this takes minutes.
     task_id = client.transfer(hub.src, hub.dst, [("/~/slow.dat", "/~/slow.dat")], bwlimit=10_000)
-    started = time.monotonic()
+    # Were the timeout not kept, the wait would last until the task ended.
     with pytest.raises(TaskWaitTimeout) as waited:
         client.wait_task(task_id, timeout=1.5)
     assert waited.value.task["status"] == "ACTIVE"
-    assert time.monotonic() - started < 60
     canceled = client.cancel_task(task_id)
     assert canceled["status"] == "CANCELED"
     assert client.wait_task(task_id, timeout=30)["status"] == "CANCELED"
