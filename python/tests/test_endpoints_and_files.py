@@ -3,6 +3,8 @@ checked on its disk."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ferry_sdk import BadRequestError, NotFoundError, OperationFailedError
@@ -49,6 +51,15 @@ def test_mkdir_ls_rename_rm_change_the_endpoints_disk(hub, client):
     client.rename(hub.dst, "/~/sdk-files/50% done", "/~/sdk-files/b.txt")
     assert (home / "sdk-files" / "b.txt").read_bytes() == b"odd name"
     assert not (home / "sdk-files" / "50% done").exists()
+
+    # So does a name that is not UTF-8: ls gives it as os.fsdecode would,
+    # and that str (or the bytes) names the file again.
+    (home / "sdk-files").joinpath(os.fsdecode(b"raw\xffname")).write_bytes(b"raw")
+    odd = [e["name"] for e in client.ls(hub.dst, "/~/sdk-files")["entries"] if e["name"].startswith("raw")]
+    assert odd == [os.fsdecode(b"raw\xffname")]
+    client.rename(hub.dst, "/~/sdk-files/" + odd[0], b"/~/sdk-files/c\xfe.txt")
+    assert (home / "sdk-files").joinpath(os.fsdecode(b"c\xfe.txt")).read_bytes() == b"raw"
+    client.rm(hub.dst, b"/~/sdk-files/c\xfe.txt")
 
     client.rm(hub.dst, "/~/sdk-files/a.txt")
     assert not (home / "sdk-files" / "a.txt").exists()
