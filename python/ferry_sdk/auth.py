@@ -296,11 +296,21 @@ class NativeAppAuthClient(_AuthClient):
         """
         answer: Dict[str, str] = {}
         arrived = threading.Event()
+        expected: Dict[str, str] = {}
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            # A connection that sends nothing cannot hold the server.
+            timeout = 10
+
             def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-                if urlsplit(self.path).path != "/callback" or arrived.is_set():
+                parts = urlsplit(self.path)
+                if parts.path != "/callback" or arrived.is_set():
                     self.send_error(404)
+                    return
+                # Only the answer to this login ends the wait: anything
+                # else on the port (another tab, a scan) is turned away.
+                if parse_qs(parts.query).get("state") != [expected.get("state")]:
+                    self.send_error(400, "not the answer to this login")
                     return
                 answer["url"] = "http://127.0.0.1" + self.path
                 arrived.set()
@@ -329,6 +339,7 @@ class NativeAppAuthClient(_AuthClient):
             flow = self.start_flow(
                 redirect_uri=f"http://127.0.0.1:{server.server_address[1]}/callback", scopes=scopes
             )
+            expected["state"] = flow.state
             thread.start()
             open_browser(flow.authorize_url)
             arrived.wait(timeout)

@@ -5,8 +5,10 @@ one's own, and what refusals look like."""
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 import ferry_sdk
 from ferry_sdk import (
@@ -50,6 +52,10 @@ def test_pkce_login_with_a_loopback_redirect(hub):
 
     def browser(url: str) -> None:
         assert "redirect_uri=http%3A%2F%2F127.0.0.1%3A" in url
+        # A request that is not this login's answer does not end the wait.
+        callback = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+        stray = requests.get(callback + "?code=forged&state=not-this-login", timeout=10)
+        assert stray.status_code == 400
         # The browser ends at the SDK's one-shot server, which answers it.
         ended["page"] = sign_in_and_approve(hub, url)
 
