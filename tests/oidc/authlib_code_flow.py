@@ -18,7 +18,10 @@ from urllib.parse import urljoin, urlparse, parse_qs
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session
-from authlib.jose import JsonWebKey, jwt
+import warnings
+
+warnings.simplefilter("ignore", DeprecationWarning)
+from authlib.jose import JsonWebKey, jwt  # noqa: E402
 from authlib.oidc.core import CodeIDToken
 
 HUB = os.environ["FERRY_HUB_URL"]
@@ -27,6 +30,8 @@ USER = os.environ["FERRY_USER"]
 PASSWORD = os.environ["FERRY_PASSWORD"]
 EMAIL = os.environ["FERRY_EMAIL"]
 CLIENT_ID = "ferry-cli"
+# Each request names the hub's CA itself: a session's own `verify` loses
+# to REQUESTS_CA_BUNDLE in the environment.
 # Nothing listens here: the code is read from the redirect's Location.
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 TIMEOUT = 30
@@ -85,7 +90,6 @@ def main():
         code_challenge_method="S256",
         token_endpoint_auth_method="none",
     )
-    client.verify = CA
     verifier = secrets.token_urlsafe(48)
     nonce = secrets.token_urlsafe(16)
     url, state = client.create_authorization_url(
@@ -94,20 +98,22 @@ def main():
 
     # The user, in a browser of their own: sign in, then approve.
     browser = requests.Session()
-    browser.verify = CA
-    login = browser.get(url, timeout=TIMEOUT, allow_redirects=False)
+    login = browser.get(url, verify=CA, timeout=TIMEOUT, allow_redirects=False)
     if login.status_code != 200:
         fail(f"authorization URL answered {login.status_code}: {login.text[:500]}")
     login_form = form(login.text, "/login")
     fields = dict(login_form["hidden"])
     fields.update(username=USER, password=PASSWORD)
     signed_in = browser.post(
-        urljoin(HUB + "/", "login"), data=fields, timeout=TIMEOUT, allow_redirects=False
+        urljoin(HUB + "/", "login"), data=fields, verify=CA, timeout=TIMEOUT, allow_redirects=False
     )
     if signed_in.status_code != 303:
         fail(f"sign-in answered {signed_in.status_code}: {signed_in.text[:500]}")
     consent = browser.get(
-        urljoin(HUB + "/", signed_in.headers["Location"]), timeout=TIMEOUT, allow_redirects=False
+        urljoin(HUB + "/", signed_in.headers["Location"]),
+        verify=CA,
+        timeout=TIMEOUT,
+        allow_redirects=False,
     )
     if consent.status_code != 200:
         fail(f"consent page answered {consent.status_code}: {consent.text[:500]}")
@@ -117,7 +123,7 @@ def main():
         fail(f"no Approve button: {consent_form}")
     fields["decision"] = "approve"
     approved = browser.post(
-        urljoin(HUB + "/", "authorize"), data=fields, timeout=TIMEOUT, allow_redirects=False
+        urljoin(HUB + "/", "authorize"), data=fields, verify=CA, timeout=TIMEOUT, allow_redirects=False
     )
     if approved.status_code != 303:
         fail(f"approval answered {approved.status_code}: {approved.text[:500]}")
@@ -133,6 +139,8 @@ def main():
         authorization_response=callback,
         state=state,
         code_verifier=verifier,
+        verify=CA,
+        timeout=TIMEOUT,
     )
     if "id_token" not in token:
         fail(f"no id_token in the token response: {sorted(token)}")
@@ -171,7 +179,7 @@ def main():
     else:
         fail("a token with a changed signature verified")
 
-    info = client.get(meta["userinfo_endpoint"], timeout=TIMEOUT)
+    info = client.get(meta["userinfo_endpoint"], verify=CA, timeout=TIMEOUT)
     if info.status_code != 200:
         fail(f"userinfo answered {info.status_code}: {info.text[:500]}")
     info = info.json()
