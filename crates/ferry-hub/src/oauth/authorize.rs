@@ -409,15 +409,9 @@ pub(super) async fn decide(
         hub.store
             .note_login_identity(&token_hash(&code), identity, *at)?;
     }
-    hub.store.put_auth_code(&AuthCodeRow {
-        code_hash: token_hash(&code),
-        client_id: request.client_id.clone(),
-        user_id: current.principal().user_id,
-        redirect_uri: request.redirect_uri.clone(),
-        challenge: request.challenge.clone(),
-        scope: scope.clone(),
-        expires: grants::now() + CODE_TTL,
-    })?;
+    let expires = grants::now() + CODE_TTL;
+    // Before the code: a code that asked for `openid` never exists
+    // without what its ID token needs.
     if request.scopes.contains(&SCOPE_OPENID) {
         // The session's latest authentication (each sign-in notes its
         // identity as it happens); a session always has one.
@@ -430,9 +424,18 @@ pub(super) async fn decide(
             code_hash: token_hash(&code),
             nonce: request.nonce.clone(),
             auth_time,
-            expires: grants::now() + CODE_TTL,
+            expires,
         })?;
     }
+    hub.store.put_auth_code(&AuthCodeRow {
+        code_hash: token_hash(&code),
+        client_id: request.client_id.clone(),
+        user_id: current.principal().user_id,
+        redirect_uri: request.redirect_uri.clone(),
+        challenge: request.challenge.clone(),
+        scope: scope.clone(),
+        expires,
+    })?;
     tracing::info!(user = %current.user_name(), client = %request.client_id, %scope, "authorization approved");
     Ok(request.redirect_back(&[("code", &code)]))
 }
@@ -496,5 +499,11 @@ mod tests {
             [SCOPE_TRANSFER]
         );
         assert!(parse_scopes(Some("transfer root")).is_err());
+        assert_eq!(
+            parse_scopes(Some("openid profile email openid")).unwrap(),
+            [SCOPE_EMAIL, SCOPE_OPENID, SCOPE_PROFILE]
+        );
+        let unknown = parse_scopes(Some("openid address")).unwrap_err();
+        assert!(unknown.contains("openid, profile, email"), "{unknown}");
     }
 }
