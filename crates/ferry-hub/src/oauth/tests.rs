@@ -1975,3 +1975,61 @@ async fn a_nonce_too_long_is_refused_and_one_at_the_limit_is_carried() {
         limit.as_str()
     );
 }
+
+#[tokio::test]
+async fn an_openid_step_the_store_cannot_answer_is_retried_not_refused() {
+    let (hub, failing) = failing_hub_with_alice();
+    let (verifier, challenge) = pkce();
+    let mut browser = Browser::new(&hub);
+    let authorize = authorize_uri(
+        CODE_PAGE,
+        &challenge,
+        &[("scope", "openid"), ("nonce", "n1")],
+    );
+    let signed_in = sign_in(&mut browser, &authorize).await;
+    let consent = browser.get(signed_in.location()).await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    let approve = with(hidden(&consent.body), &[("decision", "approve")]);
+
+    failing.fail("put_oidc_code");
+    let reply = browser.post("/authorize", &approve).await;
+    says_try_again(&reply);
+    assert!(reply.headers.get(header::LOCATION).is_none(), "no code");
+    failing.recover();
+    let approved = browser.post("/authorize", &approve).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+    let code = param(&query_of(approved.location()), "code")
+        .unwrap()
+        .to_string();
+
+    failing.fail("oidc_code");
+    let reply = redeem(&hub, &code, &verifier).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.json()["error"], "temporarily_unavailable");
+    failing.recover();
+    // The code was spent by that try: the user signs in again, as for any
+    // code that failed at the token endpoint.
+    let (verifier, challenge) = pkce();
+    let code = approved_openid_code(&hub, &challenge, &[("scope", "openid")]).await;
+    let tokens: TokenResponse =
+        serde_json::from_str(&redeem(&hub, &code, &verifier).await.body).unwrap();
+    assert!(tokens.id_token.is_some());
+
+    failing.fail("token");
+    let reply = userinfo(&hub, "GET", Some(&tokens.access_token)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.json()["error"], "temporarily_unavailable");
+    failing.recover();
+    let reply = userinfo(&hub, "GET", Some(&tokens.access_token)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
