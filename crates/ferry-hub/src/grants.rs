@@ -105,6 +105,7 @@ pub fn issue(
         expires_in: access_ttl.max(0) as u64,
         refresh_token,
         scope: scope.to_string(),
+        id_token: None,
     })
 }
 

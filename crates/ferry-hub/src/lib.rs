@@ -20,6 +20,7 @@ mod metrics;
 mod notify;
 mod oauth;
 mod oidc;
+mod oidc_provider;
 mod page_auth;
 mod pages;
 mod pki;

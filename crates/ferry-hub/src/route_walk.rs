@@ -44,6 +44,11 @@ const ROUTE_SOURCES: &[(&str, &str, WalkedBy)] = &[
     ("oauth", include_str!("oauth/mod.rs"), WalkedBy::Here),
     ("api", include_str!("api.rs"), WalkedBy::ApiWalk),
     ("app", include_str!("app/mod.rs"), WalkedBy::Here),
+    (
+        "oidc_provider",
+        include_str!("oidc_provider.rs"),
+        WalkedBy::Here,
+    ),
 ];
 
 /// The text of the function that starts with `start` in `source`.
@@ -532,6 +537,39 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             Some(vec![("token".into(), "not-a-token".into())]),
             Kind::Client,
             all(StatusCode::OK),
+        ),
+        (
+            "GET",
+            "/.well-known/openid-configuration",
+            "/.well-known/openid-configuration".into(),
+            None,
+            Kind::Public,
+            all(StatusCode::OK),
+        ),
+        (
+            "GET",
+            "/.well-known/jwks.json",
+            "/.well-known/jwks.json".into(),
+            None,
+            Kind::Public,
+            all(StatusCode::OK),
+        ),
+        // A bearer token only: a session cookie is no access token.
+        (
+            "GET",
+            "/userinfo",
+            "/userinfo".into(),
+            None,
+            Kind::Client,
+            all(StatusCode::UNAUTHORIZED),
+        ),
+        (
+            "POST",
+            "/userinfo",
+            "/userinfo".into(),
+            Some(vec![]),
+            Kind::Client,
+            all(StatusCode::UNAUTHORIZED),
         ),
     ];
     // The web app: Bob names Alice's endpoint and task in every way a

@@ -57,6 +57,8 @@ pub struct Hub {
     pub identity_rules: crate::identities::IdentityRules,
     /// The upstream OpenID providers and the sign-ins under way with them.
     pub oidc: crate::oidc::Providers,
+    /// Signs the ID tokens the hub issues as an OpenID provider.
+    pub oidc_key: crate::oidc_provider::ProviderKey,
 }
 
 impl Hub {
@@ -209,6 +211,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         identity_rules,
         oidc,
         signer: crate::capability::TaskSigner::load(&dir.signing_key())?,
+        oidc_key: crate::oidc_provider::ProviderKey::load_or_create(&dir.oidc_signing_key())?,
         tls_ca_sha256: tls_ca_sha256(&dir, &config)?,
         tls_ca_pem,
         endpoint_ca: CertificateAuthority::load(&dir.endpoint_ca_cert(), &dir.endpoint_ca_key())?

@@ -57,6 +57,11 @@ impl HubDir {
         self.root.join("signing.key")
     }
 
+    /// Signs the ID tokens the hub issues as an OpenID provider.
+    pub fn oidc_signing_key(&self) -> PathBuf {
+        self.root.join("oidc-signing.key")
+    }
+
     /// Loads `hub.toml`, or says how to create it.
     pub fn load_config(&self) -> anyhow::Result<HubConfig> {
         let path = self.config();
@@ -421,7 +426,7 @@ pub struct Initialized {
 }
 
 /// `ferry-hub init`: creates the state dir (0700), the CAs, the server
-/// certificate for the URL's host, the signing key, the database and
+/// certificate for the URL's host, the signing keys, the database and
 /// `hub.toml`. Refuses to touch an existing hub.
 pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
     let url = url.trim_end_matches('/').to_string();
@@ -444,6 +449,7 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
     let server = ca.issue_server_cert(&host)?;
     let endpoint_ca = pki::CertificateAuthority::create("ferry endpoint CA")?;
     let signing = pki::new_key_pem()?;
+    let oidc_signing = crate::oidc_provider::ProviderKey::new_pem()?;
     let write = |path: PathBuf, text: &str, mode: u32| -> anyhow::Result<()> {
         ferry_tls::write_atomic(&path, text.as_bytes(), mode)
             .with_context(|| format!("cannot write {}", path.display()))
@@ -459,6 +465,7 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
     write(dir.endpoint_ca_cert(), &endpoint_ca.cert_pem, 0o644)?;
     write(dir.endpoint_ca_key(), &endpoint_ca.key_pem, 0o600)?;
     write(dir.signing_key(), &signing, 0o600)?;
+    write(dir.oidc_signing_key(), &oidc_signing, 0o600)?;
     // A new hub keeps its state in SQLite; `migrate-store` moves it.
     SqliteStore::open(&dir.database())?;
 

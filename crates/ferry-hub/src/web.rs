@@ -352,6 +352,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route(ferry_proto::api::CA_CERT_PATH, get(ca_cert))
         .route("/metrics", get(crate::metrics::serve))
         .merge(crate::oauth::routes().layer(map_response(security_headers)))
+        .merge(crate::oidc_provider::routes().layer(map_response(api_headers)))
         .merge(crate::app::routes())
         .merge(crate::api::routes().layer(map_response(api_headers)))
         .layer(from_fn_with_state(hub.clone(), crate::metrics::record))
@@ -544,6 +545,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
         ),
         login_csrf: crate::secrets::MacKey::generate().unwrap(),
         signer: crate::capability::TaskSigner::generate(),
+        oidc_key: crate::oidc_provider::ProviderKey::generate(),
         task_ended: tokio::sync::Notify::new(),
         metrics: crate::metrics::HubMetrics::new(),
         notifier: crate::notify::Notifier::new(),

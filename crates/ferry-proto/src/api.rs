@@ -35,6 +35,9 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(default)]
     pub scope: String,
+    /// OpenID Connect: the ID token, when the code's scopes had `openid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// RFC 6749 §5.2.

@@ -9,12 +9,13 @@ use super::params::{
 };
 use super::{PageError, internal, page, see_other, shown};
 use crate::grants;
+use crate::oidc_provider::{MAX_NONCE, SCOPE_EMAIL, SCOPE_OPENID, SCOPE_PROFILE};
 use crate::page_auth::{Anyone, MaybeSignedIn};
 use crate::pages;
 use crate::secrets::{random_token, token_hash};
 use crate::server::Hub;
 use crate::session::same_origin;
-use crate::store::AuthCodeRow;
+use crate::store::{AuthCodeRow, OidcCodeRow};
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -37,6 +38,8 @@ struct AuthRequest {
     challenge: String,
     scopes: Vec<&'static str>,
     state: Option<String>,
+    /// OpenID Connect: the client's value for its ID token to echo.
+    nonce: Option<String>,
 }
 
 /// Why a request cannot be authorized: shown to the user when the redirect
@@ -136,23 +139,29 @@ fn redirect_allowed(hub: &Hub, uri: &str) -> bool {
     is_hub_code_page(hub, uri) || is_loopback_redirect(uri)
 }
 
-/// The requested scopes, known ones only; both when none is asked for.
+/// The requested scopes, known ones only; the two of ferry when none is
+/// asked for.
 fn parse_scopes(scope: Option<&str>) -> Result<Vec<&'static str>, String> {
+    const KNOWN: [&str; 5] = [
+        SCOPE_SETUP,
+        SCOPE_TRANSFER,
+        SCOPE_OPENID,
+        SCOPE_PROFILE,
+        SCOPE_EMAIL,
+    ];
     let mut scopes = Vec::new();
     for word in scope
         .unwrap_or_default()
         .split(' ')
         .filter(|w| !w.is_empty())
     {
-        let known = [SCOPE_SETUP, SCOPE_TRANSFER]
-            .into_iter()
-            .find(|s| *s == word)
-            .ok_or_else(|| {
-                format!(
-                    "unknown scope {:?}; this hub knows {SCOPE_SETUP} and {SCOPE_TRANSFER}",
-                    truncate(word)
-                )
-            })?;
+        let known = KNOWN.into_iter().find(|s| *s == word).ok_or_else(|| {
+            format!(
+                "unknown scope {:?}; this hub knows {}",
+                truncate(word),
+                KNOWN.join(", ")
+            )
+        })?;
         if !scopes.contains(&known) {
             scopes.push(known);
         }
@@ -220,6 +229,13 @@ fn check_request(hub: &Hub, params: &Params) -> Result<AuthRequest, Refusal> {
         ));
     }
     let scopes = parse_scopes(params.get("scope")).map_err(|e| refuse("invalid_scope", &e))?;
+    let nonce = params.get("nonce").map(str::to_string);
+    if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {
+        return Err(refuse(
+            "invalid_request",
+            &format!("nonce is longer than {MAX_NONCE} bytes"),
+        ));
+    }
     Ok(AuthRequest {
         client_id: client_id.to_string(),
         client_name: CLI_CLIENT_NAME,
@@ -227,6 +243,7 @@ fn check_request(hub: &Hub, params: &Params) -> Result<AuthRequest, Refusal> {
         challenge: challenge.to_string(),
         scopes,
         state,
+        nonce,
     })
 }
 
@@ -243,6 +260,9 @@ impl AuthRequest {
         ];
         if let Some(state) = &self.state {
             fields.push(("state".to_string(), state.clone()));
+        }
+        if let Some(nonce) = &self.nonce {
+            fields.push(("nonce".to_string(), nonce.clone()));
         }
         fields
     }
@@ -290,6 +310,9 @@ fn wants(scopes: &[&str]) -> Vec<&'static str> {
         .filter_map(|s| match *s {
             SCOPE_SETUP => Some("register endpoints"),
             SCOPE_TRANSFER => Some("transfer files and work with files on your endpoints"),
+            SCOPE_OPENID => Some("know which ferry account you are (its number)"),
+            SCOPE_PROFILE => Some("see your user name"),
+            SCOPE_EMAIL => Some("see your e-mail address"),
             _ => None,
         })
         .collect()
@@ -381,9 +404,28 @@ pub(super) async fn decide(
     let scope = request.scopes.join(" ");
     // The tokens of this code (their grant is the code's hash) prove what
     // the session had authenticated by now, and no more.
-    for (identity, at) in hub.store.login_identities(current.session().login_id())? {
+    let identities = hub.store.login_identities(current.session().login_id())?;
+    for (identity, at) in &identities {
         hub.store
-            .note_login_identity(&token_hash(&code), &identity, at)?;
+            .note_login_identity(&token_hash(&code), identity, *at)?;
+    }
+    let expires = grants::now() + CODE_TTL;
+    // Before the code: a code that asked for `openid` never exists
+    // without what its ID token needs.
+    if request.scopes.contains(&SCOPE_OPENID) {
+        // The session's latest authentication (each sign-in notes its
+        // identity as it happens); a session always has one.
+        let auth_time = identities
+            .iter()
+            .map(|(_, at)| *at)
+            .max()
+            .unwrap_or_else(grants::now);
+        hub.store.put_oidc_code(&OidcCodeRow {
+            code_hash: token_hash(&code),
+            nonce: request.nonce.clone(),
+            auth_time,
+            expires,
+        })?;
     }
     hub.store.put_auth_code(&AuthCodeRow {
         code_hash: token_hash(&code),
@@ -392,7 +434,7 @@ pub(super) async fn decide(
         redirect_uri: request.redirect_uri.clone(),
         challenge: request.challenge.clone(),
         scope: scope.clone(),
-        expires: grants::now() + CODE_TTL,
+        expires,
     })?;
     tracing::info!(user = %current.user_name(), client = %request.client_id, %scope, "authorization approved");
     Ok(request.redirect_back(&[("code", &code)]))
@@ -457,5 +499,11 @@ mod tests {
             [SCOPE_TRANSFER]
         );
         assert!(parse_scopes(Some("transfer root")).is_err());
+        assert_eq!(
+            parse_scopes(Some("openid profile email openid")).unwrap(),
+            [SCOPE_EMAIL, SCOPE_OPENID, SCOPE_PROFILE]
+        );
+        let unknown = parse_scopes(Some("openid address")).unwrap_err();
+        assert!(unknown.contains("openid, profile, email"), "{unknown}");
     }
 }

@@ -12,13 +12,16 @@
 //! authorization request and answers it (consent, code, code page);
 //! `login` signs browsers in and out; `federated` signs them in through an
 //! upstream OpenID provider or links its identity; `token` and `revoke` are the two
-//! client-facing endpoints, sharing client authentication. Every page
+//! client-facing endpoints, sharing client authentication; `id_token`
+//! signs the OpenID Connect ID token `token` adds for scope `openid`
+//! (the provider's other endpoints are [`crate::oidc_provider`]'s). Every page
 //! gets its principal (or none) from [`crate::page_auth`]'s extractors,
 //! which also refuse forms from other sites; the session cookies and CSRF
 //! checks are [`crate::session`]'s; the markup is [`crate::pages`]'.
 
 mod authorize;
 mod federated;
+mod id_token;
 mod login;
 mod params;
 mod revoke;

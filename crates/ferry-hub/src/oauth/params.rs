@@ -20,6 +20,8 @@ const CARRIED: &[&str] = &[
     "code_challenge_method",
     "scope",
     "state",
+    // OpenID Connect: echoed in the ID token.
+    "nonce",
 ];
 
 /// Request parameters, bounded in number and length, each at most once

@@ -1680,3 +1680,356 @@ async fn a_token_request_the_store_cannot_answer_is_temporarily_unavailable() {
     ));
     assert!(live(&hub, &tokens.access_token), "the login goes on");
 }
+
+// --- the hub as an OpenID Connect provider ---
+
+/// Signs in and approves a request for `scope` (with `extra` parameters),
+/// returning the code.
+async fn approved_openid_code(hub: &Arc<Hub>, challenge: &str, extra: &[(&str, &str)]) -> String {
+    let mut browser = Browser::new(hub);
+    let authorize = authorize_uri(CODE_PAGE, challenge, extra);
+    let signed_in = sign_in(&mut browser, &authorize).await;
+    let consent = browser.get(signed_in.location()).await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    let approved = browser
+        .post(
+            "/authorize",
+            &with(hidden(&consent.body), &[("decision", "approve")]),
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+    let back = query_of(approved.location());
+    param(&back, "code")
+        .unwrap_or_else(|| panic!("no code: {}", approved.location()))
+        .to_string()
+}
+
+async fn userinfo(hub: &Arc<Hub>, method: &str, bearer: Option<&str>) -> Reply {
+    let mut request = Request::builder().method(method).uri("/userinfo");
+    if let Some(token) = bearer {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    send(hub, request.body(Body::empty()).unwrap()).await
+}
+
+/// The payload of a compact JWS, unverified (the signature is checked
+/// separately, with the relying party's own validator).
+fn jwt_payload(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn discovery_names_this_hubs_endpoints_and_what_it_supports() {
+    let hub = hub_with_alice();
+    let reply = send(
+        &hub,
+        Request::get("/.well-known/openid-configuration")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let doc = reply.json();
+    let issuer = "https://hub.test:8443";
+    assert_eq!(doc["issuer"], issuer);
+    assert_eq!(doc["authorization_endpoint"], format!("{issuer}/authorize"));
+    assert_eq!(doc["token_endpoint"], format!("{issuer}/token"));
+    assert_eq!(doc["userinfo_endpoint"], format!("{issuer}/userinfo"));
+    assert_eq!(doc["jwks_uri"], format!("{issuer}/.well-known/jwks.json"));
+    assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(
+        doc["id_token_signing_alg_values_supported"],
+        serde_json::json!(["ES256"])
+    );
+    for scope in ["openid", "profile", "email", SCOPE_SETUP, SCOPE_TRANSFER] {
+        assert!(
+            doc["scopes_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&scope.into()),
+            "{scope}: {doc}"
+        );
+    }
+    assert!(
+        doc["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&"authorization_code".into())
+    );
+    assert!(
+        doc["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&"none".into()),
+        "ferry-cli is a public client"
+    );
+    assert!(
+        doc["claims_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&"nonce".into())
+    );
+    // Each endpoint it names is served (the path part of the hub's URL).
+    for endpoint in ["jwks_uri", "userinfo_endpoint"] {
+        let path = doc[endpoint]
+            .as_str()
+            .unwrap()
+            .strip_prefix(issuer)
+            .unwrap();
+        let answer = send(&hub, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_ne!(answer.status, StatusCode::NOT_FOUND, "{endpoint}");
+    }
+}
+
+#[tokio::test]
+async fn an_openid_code_gives_an_id_token_that_verifies_with_the_published_key() {
+    let hub = hub_with_alice();
+    let alice = hub.store.user_by_name("alice").unwrap().unwrap();
+    hub.store
+        .set_user_email(alice.id, Some("alice@example.org"))
+        .unwrap();
+    let (verifier, challenge) = pkce();
+    let before = grants::now();
+    let code = approved_openid_code(
+        &hub,
+        &challenge,
+        &[
+            ("scope", "openid profile email transfer"),
+            ("nonce", "n-0S6_WzA2Mj"),
+        ],
+    )
+    .await;
+    let reply = redeem(&hub, &code, &verifier).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let tokens: TokenResponse = serde_json::from_str(&reply.body).unwrap();
+    let id_token = tokens.id_token.clone().expect("an ID token for openid");
+
+    let jwks = send(
+        &hub,
+        Request::get("/.well-known/jwks.json")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(jwks.status, StatusCode::OK, "{}", jwks.body);
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&jwks.body).unwrap();
+    let now = grants::now();
+    // The hub's own relying party validates it as it would an upstream's.
+    let validated = crate::oidc::validate_id_token(
+        &id_token,
+        &jwks,
+        "https://hub.test:8443",
+        CLI_CLIENT_ID,
+        "n-0S6_WzA2Mj",
+        now,
+    )
+    .unwrap();
+    assert_eq!(validated.sub, alice.id.to_string());
+    for (wrong_issuer, wrong_client, wrong_nonce) in [
+        ("https://other.test", CLI_CLIENT_ID, "n-0S6_WzA2Mj"),
+        ("https://hub.test:8443", "another-app", "n-0S6_WzA2Mj"),
+        ("https://hub.test:8443", CLI_CLIENT_ID, "another-nonce"),
+    ] {
+        assert!(
+            crate::oidc::validate_id_token(
+                &id_token,
+                &jwks,
+                wrong_issuer,
+                wrong_client,
+                wrong_nonce,
+                now
+            )
+            .is_err()
+        );
+    }
+    // Another key's JWKS does not verify it.
+    let other: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(crate::oidc_provider::ProviderKey::generate().jwks()).unwrap();
+    assert!(
+        crate::oidc::validate_id_token(
+            &id_token,
+            &other,
+            "https://hub.test:8443",
+            CLI_CLIENT_ID,
+            "n-0S6_WzA2Mj",
+            now
+        )
+        .is_err()
+    );
+
+    let claims = jwt_payload(&id_token);
+    assert_eq!(claims["aud"], CLI_CLIENT_ID);
+    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+    assert_eq!(claims["name"], "alice");
+    assert_eq!(claims["preferred_username"], "alice");
+    assert_eq!(claims["email"], "alice@example.org");
+    assert_eq!(claims["email_verified"], false);
+    let auth_time = claims["auth_time"].as_i64().unwrap();
+    assert!(before <= auth_time && auth_time <= now, "{claims}");
+    assert!(claims["exp"].as_i64().unwrap() > now);
+
+    // userinfo, by GET and by POST, says the same of the same scopes.
+    for method in ["GET", "POST"] {
+        let info = userinfo(&hub, method, Some(&tokens.access_token)).await;
+        assert_eq!(info.status, StatusCode::OK, "{method}: {}", info.body);
+        let info = info.json();
+        assert_eq!(info["sub"], claims["sub"]);
+        assert_eq!(info["email"], "alice@example.org");
+        assert_eq!(info["preferred_username"], "alice");
+    }
+
+    // Only what the scopes release: openid alone is the subject.
+    let (verifier, challenge) = pkce();
+    let code = approved_openid_code(&hub, &challenge, &[("scope", "openid")]).await;
+    let reply = redeem(&hub, &code, &verifier).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let tokens: TokenResponse = serde_json::from_str(&reply.body).unwrap();
+    let claims = jwt_payload(&tokens.id_token.unwrap());
+    assert_eq!(claims["sub"], alice.id.to_string());
+    for absent in ["nonce", "name", "email", "email_verified"] {
+        assert!(claims.get(absent).is_none(), "{absent}: {claims}");
+    }
+    let info = userinfo(&hub, "GET", Some(&tokens.access_token))
+        .await
+        .json();
+    assert_eq!(info, serde_json::json!({ "sub": alice.id.to_string() }));
+}
+
+#[tokio::test]
+async fn without_openid_there_is_no_id_token_and_userinfo_refuses() {
+    let hub = hub_with_alice();
+    let tokens = fresh_tokens(&hub).await;
+    assert_eq!(tokens.id_token, None);
+    let reply = redeem_body_has_no_id_token(&hub).await;
+    assert!(!reply.contains("id_token"), "{reply}");
+
+    let refused = userinfo(&hub, "GET", Some(&tokens.access_token)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let challenge = refused.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(
+        challenge.starts_with("Bearer ") && challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    for (bearer, error) in [(None, None), (Some("not-a-token"), Some("invalid_token"))] {
+        let refused = userinfo(&hub, "GET", bearer).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+        let challenge = refused.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(challenge.starts_with("Bearer realm="), "{challenge}");
+        assert_eq!(
+            challenge.contains("error="),
+            error.is_some(),
+            "no error code without a token (RFC 6750 §3.1): {challenge}"
+        );
+        if let Some(error) = error {
+            assert!(challenge.contains(error), "{challenge}");
+        }
+    }
+}
+
+/// The raw body of a redemption without `openid`: no `id_token` key at all.
+async fn redeem_body_has_no_id_token(hub: &Arc<Hub>) -> String {
+    let (verifier, challenge) = pkce();
+    let (_, code) = approved_code(hub, CODE_PAGE, &challenge).await;
+    let reply = redeem(hub, &code, &verifier).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body
+}
+
+#[tokio::test]
+async fn a_nonce_too_long_is_refused_and_one_at_the_limit_is_carried() {
+    let hub = hub_with_alice();
+    let (_, challenge) = pkce();
+    let long = "n".repeat(crate::oidc_provider::MAX_NONCE + 1);
+    let mut browser = Browser::new(&hub);
+    let refused = browser
+        .get(&authorize_uri(
+            CODE_PAGE,
+            &challenge,
+            &[("scope", "openid"), ("nonce", &long)],
+        ))
+        .await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER, "{}", refused.body);
+    let back = query_of(refused.location());
+    assert_eq!(param(&back, "error"), Some("invalid_request"));
+    assert!(
+        param(&back, "error_description")
+            .unwrap()
+            .contains("nonce is longer than"),
+        "{back:?}"
+    );
+    assert!(!refused.location().contains(&long));
+
+    let (verifier, challenge) = pkce();
+    let limit = "n".repeat(crate::oidc_provider::MAX_NONCE);
+    let code =
+        approved_openid_code(&hub, &challenge, &[("scope", "openid"), ("nonce", &limit)]).await;
+    let reply = redeem(&hub, &code, &verifier).await;
+    let tokens: TokenResponse = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(
+        jwt_payload(&tokens.id_token.unwrap())["nonce"],
+        limit.as_str()
+    );
+}
+
+#[tokio::test]
+async fn an_openid_step_the_store_cannot_answer_is_retried_not_refused() {
+    let (hub, failing) = failing_hub_with_alice();
+    let (verifier, challenge) = pkce();
+    let mut browser = Browser::new(&hub);
+    let authorize = authorize_uri(
+        CODE_PAGE,
+        &challenge,
+        &[("scope", "openid"), ("nonce", "n1")],
+    );
+    let signed_in = sign_in(&mut browser, &authorize).await;
+    let consent = browser.get(signed_in.location()).await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    let approve = with(hidden(&consent.body), &[("decision", "approve")]);
+
+    failing.fail("put_oidc_code");
+    let reply = browser.post("/authorize", &approve).await;
+    says_try_again(&reply);
+    assert!(reply.headers.get(header::LOCATION).is_none(), "no code");
+    failing.recover();
+    let approved = browser.post("/authorize", &approve).await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+    let code = param(&query_of(approved.location()), "code")
+        .unwrap()
+        .to_string();
+
+    failing.fail("oidc_code");
+    let reply = redeem(&hub, &code, &verifier).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.json()["error"], "temporarily_unavailable");
+    failing.recover();
+    // The code was spent by that try: the user signs in again, as for any
+    // code that failed at the token endpoint.
+    let (verifier, challenge) = pkce();
+    let code = approved_openid_code(&hub, &challenge, &[("scope", "openid")]).await;
+    let tokens: TokenResponse =
+        serde_json::from_str(&redeem(&hub, &code, &verifier).await.body).unwrap();
+    assert!(tokens.id_token.is_some());
+
+    failing.fail("token");
+    let reply = userinfo(&hub, "GET", Some(&tokens.access_token)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.json()["error"], "temporarily_unavailable");
+    failing.recover();
+    let reply = userinfo(&hub, "GET", Some(&tokens.access_token)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}

@@ -58,7 +58,7 @@ pub(super) fn invalid_request(description: impl Into<String>) -> OAuthFailure {
     oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description)
 }
 
-fn invalid_grant(description: impl Into<String>) -> OAuthFailure {
+pub(super) fn invalid_grant(description: impl Into<String>) -> OAuthFailure {
     oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
 }
 
@@ -66,7 +66,7 @@ fn invalid_client(description: impl Into<String>) -> OAuthFailure {
     oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description)
 }
 
-fn server_error(e: impl std::fmt::Display) -> OAuthFailure {
+pub(super) fn server_error(e: impl std::fmt::Display) -> OAuthFailure {
     tracing::error!(error = %e, "internal error at the token endpoint");
     oauth_error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -295,8 +295,11 @@ fn authorization_code_grant(
         .user_by_id(row.user_id)
         .map_err(store_error)?
         .ok_or_else(|| invalid_grant("the account no longer exists"))?;
+    // Signed before any token is stored: a token answer always has the ID
+    // token its code asked for.
+    let id_token = super::id_token::for_code(hub, &row)?;
     // The code hash is the grant id, so a replayed code finds these tokens.
-    let issued = grants::issue(
+    let mut issued = grants::issue(
         &*hub.store,
         user.id,
         &user.name,
@@ -307,6 +310,7 @@ fn authorization_code_grant(
         true,
     )
     .map_err(issue_error)?;
+    issued.id_token = id_token;
     tracing::info!(user = %user.name, client = %row.client_id, scope = %row.scope, "tokens issued for an authorization code");
     Ok(issued)
 }

@@ -133,6 +133,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         "an_endpoints_allowed_domains_are_kept_and_cleared",
         an_endpoints_allowed_domains_are_kept_and_cleared,
     ),
+    (
+        "a_codes_openid_request_is_kept_until_purged",
+        a_codes_openid_request_is_kept_until_purged,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -772,6 +776,31 @@ pub fn a_code_works_once_and_its_replay_revokes_its_tokens(s: &dyn Storage) {
         "replay must revoke"
     );
     assert_eq!(s.take_auth_code("nope", 50).unwrap(), CodeUse::Unknown);
+}
+
+pub fn a_codes_openid_request_is_kept_until_purged(s: &dyn Storage) {
+    let with_nonce = OidcCodeRow {
+        code_hash: "c1".into(),
+        nonce: Some("n-0".into()),
+        auth_time: 40,
+        expires: 100,
+    };
+    let without = OidcCodeRow {
+        code_hash: "c2".into(),
+        nonce: None,
+        auth_time: 41,
+        expires: 200_000,
+    };
+    s.put_oidc_code(&with_nonce).unwrap();
+    s.put_oidc_code(&without).unwrap();
+    assert!(s.put_oidc_code(&with_nonce).is_err(), "one per code");
+    assert_eq!(s.oidc_code("c1").unwrap(), Some(with_nonce));
+    assert_eq!(s.oidc_code("c2").unwrap(), Some(without.clone()));
+    assert_eq!(s.oidc_code("nope").unwrap(), None);
+    // Kept a day past expiry, as the codes themselves are.
+    s.purge_expired(100 + 86_400 + 1).unwrap();
+    assert_eq!(s.oidc_code("c1").unwrap(), None);
+    assert_eq!(s.oidc_code("c2").unwrap(), Some(without));
 }
 
 pub fn setup_keys_work_once_before_expiry(s: &dyn Storage) {

@@ -89,6 +89,8 @@ delegate!(AccountStore {
     fn client(&self, client_id: &str) -> Result<Option<ClientRow>>;
     fn put_auth_code(&self, code: &AuthCodeRow) -> Result<()>;
     fn take_auth_code(&self, code_hash: &str, now: i64) -> Result<CodeUse>;
+    fn put_oidc_code(&self, row: &OidcCodeRow) -> Result<()>;
+    fn oidc_code(&self, code_hash: &str) -> Result<Option<OidcCodeRow>>;
     fn put_token(&self, token: &TokenRow) -> Result<()>;
     fn token(&self, token_hash: &str, kind: TokenKind, now: i64) -> Result<Option<TokenRow>>;
     fn token_was_revoked(&self, token_hash: &str) -> Result<Option<String>>;

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 14;
+const SQLITE_SCHEMA: i64 = 15;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -333,6 +333,16 @@ const TABLES: &[Table] = &[
             ("login_id", Text),
             ("identity", Text),
             ("authenticated_at", Int),
+        ],
+        identity: None,
+    },
+    Table {
+        name: "oidc_codes",
+        columns: &[
+            ("code_hash", Text),
+            ("nonce", Text),
+            ("auth_time", Int),
+            ("expires", Int),
         ],
         identity: None,
     },

@@ -125,6 +125,18 @@ pub struct AuthCodeRow {
     pub expires: i64,
 }
 
+/// What an OpenID Connect request adds to an authorization code, for the
+/// ID token it leads to: the client's `nonce` (echoed back) and when the
+/// user signed in (`auth_time`). Kept beside the code, under its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcCodeRow {
+    pub code_hash: String,
+    pub nonce: Option<String>,
+    pub auth_time: i64,
+    /// The code's own expiry: purged with it.
+    pub expires: i64,
+}
+
 /// What redeeming an authorization code found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeUse {
@@ -348,6 +360,13 @@ pub trait AccountStore {
     /// Marks a code used and returns it, atomically; a second redemption
     /// revokes every token the first one produced.
     fn take_auth_code(&self, code_hash: &str, now: i64) -> Result<CodeUse>;
+
+    /// Records the OpenID Connect part of a code's request.
+    fn put_oidc_code(&self, row: &OidcCodeRow) -> Result<()>;
+
+    /// The OpenID Connect part of a code's request, if it had one (the
+    /// code itself is taken with [`AccountStore::take_auth_code`]).
+    fn oidc_code(&self, code_hash: &str) -> Result<Option<OidcCodeRow>>;
 
     // --- tokens ---
     fn put_token(&self, token: &TokenRow) -> Result<()>;

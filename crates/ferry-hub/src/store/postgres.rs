@@ -426,6 +426,16 @@ CREATE TABLE login_identities (
 );
 ALTER TABLE endpoints ADD COLUMN allowed_domains TEXT NOT NULL DEFAULT '';
 "#,
+    // What an OpenID Connect request adds to its code (SQLite's twin:
+    // the oidc_codes migration).
+    r#"
+CREATE TABLE oidc_codes (
+    code_hash TEXT PRIMARY KEY,
+    nonce TEXT,
+    auth_time BIGINT NOT NULL,
+    expires BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -1279,6 +1289,31 @@ impl AccountStore for PostgresStore {
         })
     }
 
+    fn put_oidc_code(&self, row: &OidcCodeRow) -> Result<()> {
+        self.with_client(|c| {
+            c.execute(
+                "INSERT INTO oidc_codes (code_hash, nonce, auth_time, expires) VALUES ($1, $2, $3, $4)",
+                &[&row.code_hash, &row.nonce, &row.auth_time, &row.expires],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn oidc_code(&self, code_hash: &str) -> Result<Option<OidcCodeRow>> {
+        self.with_client(|c| {
+            Ok(c.query_opt(
+                "SELECT code_hash, nonce, auth_time, expires FROM oidc_codes WHERE code_hash = $1",
+                &[&code_hash],
+            )?
+            .map(|r| OidcCodeRow {
+                code_hash: r.get(0),
+                nonce: r.get(1),
+                auth_time: r.get(2),
+                expires: r.get(3),
+            }))
+        })
+    }
+
     // --- tokens ---
 
     fn put_token(&self, token: &TokenRow) -> Result<()> {
@@ -1475,6 +1510,7 @@ impl AccountStore for PostgresStore {
             let day_ago = now - 86_400;
             c.execute("DELETE FROM sessions WHERE expires < $1", &[&now])?;
             c.execute("DELETE FROM auth_codes WHERE expires < $1", &[&day_ago])?;
+            c.execute("DELETE FROM oidc_codes WHERE expires < $1", &[&day_ago])?;
             c.execute("DELETE FROM tokens WHERE expires < $1", &[&day_ago])?;
             c.execute(
                 "DELETE FROM login_identities WHERE authenticated_at < $1",

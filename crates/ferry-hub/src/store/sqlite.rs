@@ -389,6 +389,19 @@ CREATE TABLE login_identities (
 ALTER TABLE endpoints ADD COLUMN allowed_domains TEXT NOT NULL DEFAULT '';
 "#,
     ),
+    // Schema 15: the hub as an OpenID provider: what an authorization
+    // request with scope `openid` adds to its code (the client's nonce,
+    // when the user signed in), for the ID token the code leads to.
+    Migration::Sql(
+        r#"
+CREATE TABLE oidc_codes (
+    code_hash TEXT PRIMARY KEY,
+    nonce TEXT,
+    auth_time INTEGER NOT NULL,
+    expires INTEGER NOT NULL
+);
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -885,6 +898,35 @@ impl AccountStore for SqliteStore {
         })
     }
 
+    fn put_oidc_code(&self, row: &OidcCodeRow) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO oidc_codes (code_hash, nonce, auth_time, expires) VALUES (?1, ?2, ?3, ?4)",
+                params![row.code_hash, row.nonce, row.auth_time, row.expires],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn oidc_code(&self, code_hash: &str) -> Result<Option<OidcCodeRow>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT code_hash, nonce, auth_time, expires FROM oidc_codes WHERE code_hash = ?1",
+                    [code_hash],
+                    |r| {
+                        Ok(OidcCodeRow {
+                            code_hash: r.get(0)?,
+                            nonce: r.get(1)?,
+                            auth_time: r.get(2)?,
+                            expires: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+    }
+
     // --- tokens ---
 
     fn put_token(&self, token: &TokenRow) -> Result<()> {
@@ -1077,6 +1119,7 @@ impl AccountStore for SqliteStore {
             let day_ago = now - 86_400;
             conn.execute("DELETE FROM sessions WHERE expires < ?1", [now])?;
             conn.execute("DELETE FROM auth_codes WHERE expires < ?1", [day_ago])?;
+            conn.execute("DELETE FROM oidc_codes WHERE expires < ?1", [day_ago])?;
             conn.execute("DELETE FROM tokens WHERE expires < ?1", [day_ago])?;
             conn.execute(
                 "DELETE FROM login_identities WHERE authenticated_at < ?1",

@@ -6,7 +6,7 @@ use super::*;
 use crate::store::postgres::tests::test_server;
 use crate::store::{
     AccountStore, AuditRow, AuditStore, AuthCodeRow, ClientRow, Grantee, NewTask, NewTimer,
-    PermissionRow, PostgresStore, ShareStore, Storage, TaskStore, TokenKind, TokenRow,
+    OidcCodeRow, PermissionRow, PostgresStore, ShareStore, Storage, TaskStore, TokenKind, TokenRow,
     TransferItem, TransferOptions,
 };
 use ferry_proto::filter::FilterRule;
@@ -54,6 +54,13 @@ fn populate(s: &dyn Storage) {
     })
     .unwrap();
     s.take_auth_code("code", 4).unwrap();
+    s.put_oidc_code(&OidcCodeRow {
+        code_hash: "code".into(),
+        nonce: Some("n0nce".into()),
+        auth_time: 3,
+        expires: 9_000_000_000,
+    })
+    .unwrap();
     for (hash, kind, grant) in [
         ("tok-a", TokenKind::Access, "g1"),
         ("tok-r", TokenKind::Refresh, "g1"),
@@ -335,6 +342,7 @@ fn answers(s: &dyn Storage) -> String {
     out.push(format!("{:?}", s.identities_of(1).unwrap()));
     out.push(format!("{:?}", s.identity("alice@example.edu").unwrap()));
     out.push(format!("{:?}", s.login_identities("sess").unwrap()));
+    out.push(format!("{:?}", s.oidc_code("code").unwrap()));
     out.join("\n")
 }
 
