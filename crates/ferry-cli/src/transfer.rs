@@ -685,7 +685,7 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
                 }
             }
             TaskCommand::List { json } => {
-                let tasks: Vec<TaskInfo> = client.get_json("/api/v1/tasks", &[], auth).await?;
+                let tasks: Vec<TaskInfo> = client.get_all("/api/v1/tasks", &[], auth).await?;
                 if json.json {
                     outln!("{}", serde_json::to_string(&tasks)?);
                 } else {
@@ -708,7 +708,7 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
             TaskCommand::Events { id, json } => {
                 let id = task_id(&id)?;
                 let events: Vec<TaskEvent> = client
-                    .get_json(&format!("/api/v1/tasks/{id}/events"), &[], auth)
+                    .get_all(&format!("/api/v1/tasks/{id}/events"), &[], auth)
                     .await?;
                 if json.json {
                     outln!("{}", serde_json::to_string(&events)?);

@@ -20,6 +20,7 @@ mod metrics;
 mod notify;
 mod oauth;
 mod oidc;
+mod openapi;
 mod page_auth;
 mod pages;
 mod pki;
