@@ -250,11 +250,11 @@ pub const OPERATIONS: &[Operation] = &[
 ];
 
 /// The stable machine words of [`ApiError::error`], for the description.
-const ERROR_WORDS: &str = "invalid, bad_request, unauthorized, invalid_token, \
-    invalid_setup_key, insufficient_scope, forbidden, csrf, revoked, not_shared, \
-    identity_required, not_found, method_not_allowed, conflict, endpoint_busy, \
-    task_ended, ambiguous, too_large, unsupported_media_type, unavailable, \
-    endpoint_offline, internal";
+const ERROR_WORDS: &str = "invalid, unauthorized, invalid_token, invalid_setup_key, \
+    insufficient_scope, forbidden, csrf, revoked, not_shared, identity_required, \
+    not_found, method_not_allowed, conflict, endpoint_busy, task_ended, ambiguous, \
+    too_large, unsupported_media_type, operation_failed, endpoint_offline, \
+    endpoint_unavailable, timeout, unavailable, internal (see docs/api.md)";
 
 /// The description, served with the hub's own URL as its server.
 pub fn document(server_url: &str) -> Value {
