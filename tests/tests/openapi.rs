@@ -201,3 +201,81 @@ async fn list_verbs_read_every_page() {
     labels.dedup();
     assert_eq!(labels.len(), TASKS, "a task listed twice");
 }
+
+/// A submission id makes one task however often it is sent: the first
+/// POST makes it (201), each retry answers it again (200), and the list
+/// holds it once. The hub hands out ids too; a malformed one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_submission_makes_one_task() {
+    let lab = Lab::builder().dst_offline().start();
+    let http = lab.hub.web_client();
+    let base = lab.hub.url.trim_end_matches('/').to_string();
+    let handed: Value = http
+        .get(format!("{base}/api/v1/submission_id"))
+        .bearer_auth(&lab.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = handed["value"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "{handed}");
+    let body = |submission_id: &str| {
+        json!({
+            "source_endpoint": "src",
+            "destination_endpoint": "dst",
+            "items": [{"source": "/~/a", "destination": "/~/a", "recursive": false}],
+            "submission_id": submission_id,
+        })
+    };
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let answer = http
+            .post(format!("{base}/api/v1/tasks"))
+            .bearer_auth(&lab.token)
+            .json(&body(&id))
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        let task: Value = answer.json().await.unwrap();
+        answers.push((status, task["task_id"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(
+        answers.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [201, 200, 200]
+    );
+    assert!(
+        answers.iter().all(|(_, t)| *t == answers[0].1),
+        "{answers:?}"
+    );
+    let out = lab.ferry(&["task", "list", "--json"]);
+    let listed: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    // Another id is another task; a malformed one is refused in one line.
+    let other = http
+        .post(format!("{base}/api/v1/tasks"))
+        .bearer_auth(&lab.token)
+        .json(&body("6f1c1f0e-58a4-4c39-9d52-3d0c6c2d9a01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), reqwest::StatusCode::CREATED);
+    let bad = http
+        .post(format!("{base}/api/v1/tasks"))
+        .bearer_auth(&lab.token)
+        .json(&body("not-a-uuid"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
+    let error: Value = bad.json().await.unwrap();
+    assert_eq!(error["error"], "invalid", "{error}");
+    // The CLI's own submission carries an id of its own.
+    let out = lab.ferry(&["transfer", "src:/~/b", "dst:/~/b"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let out = lab.ferry(&["task", "list", "--json"]);
+    let listed: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+}

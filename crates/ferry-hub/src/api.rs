@@ -120,6 +120,7 @@ pub fn routes() -> Router<Arc<Hub>> {
             get(show_timer).delete(delete_timer),
         )
         .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/submission_id", get(new_submission_id))
         .layer(map_response(json_errors))
 }
 
@@ -1077,9 +1078,33 @@ async fn submit_task(
     // unknown sync level) is answered as an ApiError the CLI can show.
     let submit: SubmitTask = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("the task is not understood: {e}")))?;
-    let task_id = task_service::submit(&*hub.store, &hub.control, &who, submit, grants::now())?;
+    let submitted = task_service::submit(&*hub.store, &hub.control, &who, submit, grants::now())?;
+    if !submitted.created {
+        // The same submission id again: its task, made before.
+        return Ok((
+            StatusCode::OK,
+            Json(SubmittedTask {
+                task_id: submitted.task_id,
+            }),
+        ));
+    }
     wake_scheduler(wake);
-    Ok((StatusCode::CREATED, Json(SubmittedTask { task_id })))
+    Ok((
+        StatusCode::CREATED,
+        Json(SubmittedTask {
+            task_id: submitted.task_id,
+        }),
+    ))
+}
+
+/// A fresh submission id for a task submission (as Globus hands out):
+/// the client may as well make its own UUID.
+async fn new_submission_id(
+    Caller(_, _): Caller<SubmitsTasks>,
+) -> Json<ferry_proto::task::SubmissionId> {
+    Json(ferry_proto::task::SubmissionId {
+        value: uuid::Uuid::new_v4().to_string(),
+    })
 }
 
 async fn list_tasks(
@@ -1886,6 +1911,13 @@ mod tests {
                 None,
                 Bob::OwnOnly,
             ),
+            (
+                "GET",
+                "/api/v1/submission_id",
+                "/api/v1/submission_id".into(),
+                None,
+                Bob::OwnOnly,
+            ),
         ];
         let mut walked: Vec<(String, String)> = walk
             .iter()
@@ -2353,6 +2385,7 @@ mod tests {
             ("abce3333-0000-4000-8000-000000000003", bob),
         ] {
             let task = NewTask {
+                submission_id: None,
                 id: id.into(),
                 owner_id: owner,
                 source_id: s.laptop.clone(),

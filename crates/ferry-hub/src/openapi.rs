@@ -20,7 +20,8 @@ use ferry_proto::api::{
     WebhookInfo, WhoAmI,
 };
 use ferry_proto::task::{
-    CreateTimer, CreatedTimer, SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TimerInfo,
+    CreateTimer, CreatedTimer, SubmissionId, SubmitTask, SubmittedTask, TaskEvent, TaskInfo,
+    TimerInfo,
 };
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -55,8 +56,8 @@ pub struct Operation {
     /// The query string's type, each field one parameter.
     pub query: Option<Describe>,
     pub body: Option<Describe>,
-    /// The success status and its body.
-    pub status: u16,
+    /// The success statuses (all with the same body) and that body.
+    pub statuses: &'static [u16],
     pub answer: Describe,
     /// A list that comes in pages ([`crate::api::PageQuery`]): `limit` and
     /// `marker` parameters and a `Link: <..>; rel="next"` header while
@@ -72,7 +73,7 @@ const fn op(method: &'static str, path: &'static str, summary: &'static str) -> 
         auth: Auth::Bearer,
         query: None,
         body: None,
-        status: 200,
+        statuses: &[200],
         answer: of::<Value>,
         paged: false,
     }
@@ -80,9 +81,20 @@ const fn op(method: &'static str, path: &'static str, summary: &'static str) -> 
 
 impl Operation {
     const fn answers(self, status: u16, answer: Describe) -> Self {
+        let statuses: &'static [u16] = match status {
+            201 => &[201],
+            _ => &[200],
+        };
         Operation {
-            status,
+            statuses,
             answer,
+            ..self
+        }
+    }
+    /// Also answers 200, with the same body, when it made nothing new.
+    const fn or_existing(self) -> Self {
+        Operation {
+            statuses: &[200, 201],
             ..self
         }
     }
@@ -216,9 +228,20 @@ pub const OPERATIONS: &[Operation] = &[
     op("GET", "/api/v1/tasks", "The caller's tasks, newest first")
         .paged()
         .answers(200, of::<Vec<TaskInfo>>),
-    op("POST", "/api/v1/tasks", "Submit a transfer task")
-        .takes(of::<SubmitTask>)
-        .answers(201, of::<SubmittedTask>),
+    op(
+        "POST",
+        "/api/v1/tasks",
+        "Submit a transfer task (201; 200 with the task its submission_id made before)",
+    )
+    .takes(of::<SubmitTask>)
+    .answers(201, of::<SubmittedTask>)
+    .or_existing(),
+    op(
+        "GET",
+        "/api/v1/submission_id",
+        "A fresh submission_id for a task submission",
+    )
+    .answers(200, of::<SubmissionId>),
     op("GET", "/api/v1/tasks/{task}", "One task")
         .query(of::<WaitQuery>)
         .answers(200, of::<TaskInfo>),
@@ -299,17 +322,23 @@ pub fn document(server_url: &str) -> Value {
                 "schema": {"type": "string"},
             }});
         }
+        let mut responses: Map<String, Value> = o
+            .statuses
+            .iter()
+            .map(|status| (status.to_string(), answer.clone()))
+            .collect();
+        responses.insert(
+            "default".into(),
+            json!({
+                "description": format!("An error; `error` is one of: {ERROR_WORDS}"),
+                "content": {"application/json": {"schema": error.clone()}},
+            }),
+        );
         let mut operation = json!({
             "summary": o.summary,
             "operationId": operation_id(o),
             "parameters": parameters,
-            "responses": {
-                o.status.to_string(): answer,
-                "default": {
-                    "description": format!("An error; `error` is one of: {ERROR_WORDS}"),
-                    "content": {"application/json": {"schema": error.clone()}},
-                },
-            },
+            "responses": responses,
         });
         if let Some(body) = o.body {
             operation["requestBody"] = json!({

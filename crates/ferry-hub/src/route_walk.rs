@@ -316,6 +316,7 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
         &hub.control,
         &alice_principal,
         ferry_proto::task::SubmitTask {
+            submission_id: None,
             source_endpoint: laptop.into(),
             destination_endpoint: laptop.into(),
             items: vec![ferry_proto::task::TransferItem {
@@ -330,12 +331,14 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
         },
         grants::now(),
     )
-    .unwrap();
+    .unwrap()
+    .task_id;
     let alices_timer = crate::timers::create(
         &*hub.store,
         &alice_principal,
         ferry_proto::task::CreateTimer {
             transfer: ferry_proto::task::SubmitTask {
+                submission_id: None,
                 source_endpoint: laptop.into(),
                 destination_endpoint: laptop.into(),
                 items: vec![ferry_proto::task::TransferItem {

@@ -487,6 +487,18 @@ pub struct SubmitTask {
     /// an endpoint, so no capability carries it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<crate::notify::NotifyEvents>,
+    /// A UUID the client made (or got from `GET /api/v1/submission_id`):
+    /// the same one again, from the same user, answers the task it made
+    /// instead of making another, so a retry after a lost answer is safe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission_id: Option<String>,
+}
+
+/// `GET /api/v1/submission_id`: a fresh id for [`SubmitTask::submission_id`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SubmissionId {
+    pub value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
