@@ -103,6 +103,8 @@ async fn the_live_hub_answers_as_its_openapi_description_says() {
         .args(["--seed", "1"])
         .arg("--report-dir")
         .arg(reports.path())
+        // Its caches (crashes it replays) stay out of the checkout.
+        .current_dir(reports.path())
         .env("NO_COLOR", "1")
         // The CA also for its fetch of the description itself.
         .env("REQUESTS_CA_BUNDLE", lab.hub.ca_cert())
