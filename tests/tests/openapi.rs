@@ -26,12 +26,20 @@ const RUN_WITHIN: Duration = Duration::from_secs(600);
 /// when it is not (schemathesis may well delete or disconnect it: it
 /// calls every operation) the hub answers 503 `endpoint_offline` or 504
 /// `timeout`, which are the endpoint's state, not the hub failing. Every
-/// other operation must never answer 5xx.
-const CONFIG: &str = r#"
+/// other operation must never answer 5xx. `{task}` is a real task's id,
+/// so its answers are checked too, not only the 404s of made-up ids.
+fn config(task: &str) -> String {
+    format!(
+        r#"
+[parameters]
+"path.task" = "{task}"
+
 [[operations]]
-include-path = "/api/v1/endpoints/{endpoint}/fs"
+include-path = "/api/v1/endpoints/{{endpoint}}/fs"
 checks.not_a_server_error.expected-statuses = ["2XX", "3XX", "4XX", "503", "504"]
-"#;
+"#
+    )
+}
 
 /// The schemathesis to run, or why there is none.
 fn schemathesis() -> Result<String, String> {
@@ -81,7 +89,7 @@ async fn the_live_hub_answers_as_its_openapi_description_says() {
     };
     let reports = tempfile::tempdir().unwrap();
     let config = reports.path().join("schemathesis.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, self::config(&id)).unwrap();
     let mut child = Command::new(&program)
         .arg("--config-file")
         .arg(&config)
