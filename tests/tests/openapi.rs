@@ -11,7 +11,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Lab, on_path, skip};
+use ferry_tests::fault_proxy::{Fault, FaultProxy};
+use ferry_tests::{Lab, ferry_bin, on_path, skip};
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -288,4 +289,34 @@ async fn a_retried_submission_makes_one_task() {
     let out = lab.ferry(&["task", "list", "--json"]);
     let listed: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(listed.len(), 3, "{listed:?}");
+}
+
+/// `ferry transfer` sends its submission again when the hub cannot be
+/// reached: its first connection is cut before the TLS handshake ends,
+/// the next goes through, and one task is made.
+#[test]
+fn ferry_transfer_submits_again_when_the_hub_cannot_be_reached() {
+    let lab = Lab::builder().dst_offline().start();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], lab.hub.port).into());
+    proxy.set(Fault::Truncate {
+        after: 1,
+        connections: 1,
+    });
+    let out: ferry_tests::Ran = Command::new(ferry_bin())
+        .args(["transfer", "src:/~/a", "dst:/~/a"])
+        .env_clear()
+        .env("HOME", &lab.src.home)
+        .env("FERRY_TOKEN", &lab.token)
+        // The hub's certificate names 127.0.0.1, so TLS verifies through it.
+        .env("FERRY_HUB", format!("https://127.0.0.1:{}", proxy.port()))
+        .env("FERRY_HUB_CA", lab.hub.ca_cert())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(proxy.truncated() >= 1, "the first connection was not cut");
+    let listed = lab.ferry(&["task", "list", "--json"]);
+    let listed: Vec<Value> = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
 }
