@@ -215,7 +215,7 @@ pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<Ex
                 };
                 let q = query.unwrap_or_default();
                 let found: Vec<EndpointInfo> = client
-                    .get_json(
+                    .get_all(
                         "/api/v1/endpoints",
                         &[("q", &q), ("filter_scope", scope)],
                         Auth::Bearer(&token),

@@ -60,7 +60,7 @@ pub async fn permission(
         }
         PermissionCommand::List { endpoint, json } => {
             let listed: Vec<PermissionInfo> = client
-                .get_json(
+                .get_all(
                     &format!("/api/v1/endpoints/{}/permissions", path_segment(&endpoint)),
                     &[],
                     Auth::Bearer(token),
@@ -254,7 +254,7 @@ pub fn group(inv: &Invocation, command: GroupCommand) -> anyhow::Result<ExitCode
                 );
             }
             GroupCommand::List { json } => {
-                let groups: Vec<GroupInfo> = client.get_json("/api/v1/groups", &[], auth).await?;
+                let groups: Vec<GroupInfo> = client.get_all("/api/v1/groups", &[], auth).await?;
                 if json.json {
                     outln!("{}", serde_json::to_string(&groups)?);
                 } else if groups.is_empty() {

@@ -21,7 +21,7 @@ pub fn timer(inv: &Invocation, command: TimerCommand) -> anyhow::Result<ExitCode
         let auth = Auth::Bearer(&token);
         match command {
             TimerCommand::List { json } => {
-                let timers: Vec<TimerInfo> = client.get_json("/api/v1/timers", &[], auth).await?;
+                let timers: Vec<TimerInfo> = client.get_all("/api/v1/timers", &[], auth).await?;
                 if json.json {
                     outln!("{}", serde_json::to_string(&timers)?);
                 } else if timers.is_empty() {

@@ -30,13 +30,45 @@ const HUB_GONE_FOR: Duration = Duration::from_secs(120);
 /// The rate shown is measured over this much recent time.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 
+/// Times `ferry transfer` sends its submission when the hub cannot be
+/// reached (or its answer is lost on the way).
+const SUBMIT_ATTEMPTS: u32 = 4;
+
+/// Submits `submit` under one submission id, again when the hub cannot be
+/// reached: however many of the tries arrive, the hub makes one task and
+/// answers each with it.
+async fn submit_task(
+    client: &HubClient,
+    token: &str,
+    submit: &SubmitTask,
+) -> Result<SubmittedTask, HubError> {
+    let mut backoff =
+        ferry_proto::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
+    loop {
+        match client
+            .post_json("/api/v1/tasks", submit, Auth::Bearer(token))
+            .await
+        {
+            Err(HubError::Unreachable { reason, .. })
+                if backoff.failures() + 1 < SUBMIT_ATTEMPTS =>
+            {
+                let wait = backoff.on_failure(uuid::Uuid::new_v4().as_u64_pair().0);
+                tracing::debug!(%reason, ?wait, "submitting again with the same submission id");
+                tokio::time::sleep(wait).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
 pub fn transfer(inv: &Invocation, args: TransferArgs) -> anyhow::Result<ExitCode> {
-    let submit = submission(&args.source, &args.destination, args.options)?;
+    let submit = SubmitTask {
+        submission_id: Some(uuid::Uuid::new_v4().to_string()),
+        ..submission(&args.source, &args.destination, args.options)?
+    };
     client_runtime()?.block_on(async {
         let (client, token) = session(inv).await?;
-        let submitted: SubmittedTask = client
-            .post_json("/api/v1/tasks", &submit, Auth::Bearer(&token))
-            .await?;
+        let submitted = submit_task(&client, &token, &submit).await?;
         if !args.wait {
             if args.json.json {
                 outln!("{}", serde_json::to_string(&submitted)?);
@@ -101,6 +133,7 @@ pub(crate) fn submission(
     FilterSet::new(&args.filters).map_err(|e| UsageError(e.to_string()))?;
     let deadline = args.deadline.map(|d| d.after(now()));
     Ok(SubmitTask {
+        submission_id: None,
         source_endpoint: source_ep,
         destination_endpoint: destination_ep,
         items,
@@ -685,7 +718,7 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
                 }
             }
             TaskCommand::List { json } => {
-                let tasks: Vec<TaskInfo> = client.get_json("/api/v1/tasks", &[], auth).await?;
+                let tasks: Vec<TaskInfo> = client.get_all("/api/v1/tasks", &[], auth).await?;
                 if json.json {
                     outln!("{}", serde_json::to_string(&tasks)?);
                 } else {
@@ -708,7 +741,7 @@ pub fn task(inv: &Invocation, command: TaskCommand) -> anyhow::Result<ExitCode> 
             TaskCommand::Events { id, json } => {
                 let id = task_id(&id)?;
                 let events: Vec<TaskEvent> = client
-                    .get_json(&format!("/api/v1/tasks/{id}/events"), &[], auth)
+                    .get_all(&format!("/api/v1/tasks/{id}/events"), &[], auth)
                     .await?;
                 if json.json {
                     outln!("{}", serde_json::to_string(&events)?);

@@ -35,7 +35,7 @@ pub fn webhook(inv: &Invocation, command: WebhookCommand) -> anyhow::Result<Exit
             }
             WebhookCommand::List { json } => {
                 let listed: Vec<WebhookInfo> =
-                    client.get_json("/api/v1/webhooks", &[], auth).await?;
+                    client.get_all("/api/v1/webhooks", &[], auth).await?;
                 if json.json {
                     outln!("{}", serde_json::to_string(&listed)?);
                 } else if listed.is_empty() {

@@ -30,7 +30,8 @@ use crate::timers::{self, TimerError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -44,7 +45,8 @@ use ferry_proto::task::{
     CreateTimer, CreatedTimer, SubmitTask, SubmittedTask, TaskEvent, TaskInfo, TimerInfo,
 };
 use ferry_proto::wire_path::WirePath;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +62,9 @@ const TASK_LIST_MAX: usize = 1000;
 const TASK_WAIT_MAX: Duration = Duration::from_secs(5);
 /// Events one request returns unless asked for fewer.
 const EVENTS_DEFAULT: usize = 1000;
+/// Items of the other lists (webhooks, groups, shares, timers) one page
+/// holds, by default and at most.
+const LIST_DEFAULT: usize = 1000;
 
 pub fn routes() -> Router<Arc<Hub>> {
     Router::new()
@@ -115,6 +120,215 @@ pub fn routes() -> Router<Arc<Hub>> {
             get(show_timer).delete(delete_timer),
         )
         .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/submission_id", get(new_submission_id))
+        .layer(map_response(json_errors))
+}
+
+/// The error word of a status that axum (not a handler) answered with.
+fn error_word(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "invalid",
+    }
+}
+
+/// Longest part of axum's own rejection text kept in the message.
+const REJECTION_TEXT_MAX: usize = 300;
+
+/// Every error the API answers is an [`ApiError`]: axum's own rejections
+/// (a body that is not the JSON the route takes, a bad path or query, a
+/// method the route has not, a body over the limit) are plain text, so
+/// they are rewritten here, keeping their one line as the message.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let text = axum::body::to_bytes(response.into_body(), 4 * REJECTION_TEXT_MAX)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let mut message: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(REJECTION_TEXT_MAX)
+        .collect();
+    if message.is_empty() {
+        message = match status {
+            StatusCode::METHOD_NOT_ALLOWED => "this route does not take that method".into(),
+            StatusCode::NOT_FOUND => "no such route; see /api/v1/openapi.json".into(),
+            other => other.canonical_reason().unwrap_or("refused").into(),
+        };
+    }
+    let mut rewritten = Failure::new(status, error_word(status), message).into_response();
+    if let Some(allow) = allow {
+        rewritten.headers_mut().insert(header::ALLOW, allow);
+    }
+    rewritten
+}
+
+/// What the router answers a path no route has: under `/api/` the
+/// API's JSON error, elsewhere an empty 404 as before.
+pub async fn no_route(uri: Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no route {}; the API is described at {}",
+                uri.path().chars().take(200).collect::<String>(),
+                ferry_proto::api::OPENAPI_PATH
+            ),
+        )
+        .into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+/// Largest `marker` offset: a list is never paged past this.
+const MAX_OFFSET: usize = 1_000_000;
+
+/// A list's page: `limit` items after `marker` (the opaque token of the
+/// previous page's `Link: <..>; rel="next"`). Bodies stay plain JSON
+/// arrays; the `Link` header says where the rest is.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(crate) struct PageQuery {
+    /// Most items in this page; each list has its default and its
+    /// maximum, and a larger ask gets the maximum.
+    #[schemars(range(min = 1, max = 10000))]
+    limit: Option<usize>,
+    /// Where this page starts: the `marker` of the previous page's `Link`
+    /// header (opaque).
+    #[schemars(length(max = 64))]
+    marker: Option<String>,
+}
+
+/// Which slice of a whole list one page is.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    offset: usize,
+    limit: usize,
+}
+
+impl PageQuery {
+    fn window(&self, default: usize, max: usize) -> Result<Window, Failure> {
+        let offset = match &self.marker {
+            None => 0,
+            Some(marker) => decode_marker(marker).ok_or_else(|| {
+                bad("the marker is not one this hub gave; start the list again without it")
+            })?,
+        };
+        Ok(Window {
+            offset,
+            limit: self.limit.unwrap_or(default).clamp(1, max),
+        })
+    }
+}
+
+fn encode_marker(offset: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("o{offset}"))
+}
+
+fn decode_marker(marker: &str) -> Option<usize> {
+    use base64::Engine;
+    if marker.len() > 64 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(marker)
+        .ok()?;
+    let offset: usize = std::str::from_utf8(&bytes)
+        .ok()?
+        .strip_prefix('o')?
+        .parse()
+        .ok()?;
+    (offset <= MAX_OFFSET).then_some(offset)
+}
+
+impl Window {
+    /// How many items from the list's start the page needs (one more
+    /// than it shows, to know whether more remain).
+    fn reach(self) -> usize {
+        self.offset.saturating_add(self.limit).saturating_add(1)
+    }
+
+    /// The page of `items` (the list from its start, at least
+    /// [`Self::reach`] long when it goes on).
+    fn page<T>(self, items: Vec<T>, hub: &Hub, uri: &Uri) -> Paged<T> {
+        let more = items.len() > self.offset.saturating_add(self.limit);
+        let items = items
+            .into_iter()
+            .skip(self.offset)
+            .take(self.limit)
+            .collect();
+        self.paged(items, more, hub, uri)
+    }
+
+    /// The page of a list kept oldest first whose pages go from its
+    /// newest end back: `items` are the newest [`Self::reach`] of it.
+    fn page_from_end<T>(self, mut items: Vec<T>, hub: &Hub, uri: &Uri) -> Paged<T> {
+        let more = items.len() > self.offset.saturating_add(self.limit);
+        let end = items.len().saturating_sub(self.offset);
+        let start = end.saturating_sub(self.limit);
+        items.truncate(end);
+        let items = items.split_off(start);
+        self.paged(items, more, hub, uri)
+    }
+
+    fn paged<T>(self, items: Vec<T>, more: bool, hub: &Hub, uri: &Uri) -> Paged<T> {
+        let next_offset = self.offset + self.limit;
+        let next = (more && next_offset <= MAX_OFFSET).then(|| {
+            let mut query: Vec<&str> = uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter(|p| !p.is_empty() && !p.starts_with("marker="))
+                .collect();
+            let marker = format!("marker={}", encode_marker(next_offset));
+            query.push(&marker);
+            format!(
+                "<{}{}?{}>; rel=\"next\"",
+                hub.config.url.trim_end_matches('/'),
+                uri.path(),
+                query.join("&")
+            )
+        });
+        Paged { items, next }
+    }
+}
+
+/// One page of a list: a JSON array, and a `Link` to the next while more remain.
+#[derive(Debug)]
+pub(crate) struct Paged<T> {
+    items: Vec<T>,
+    next: Option<String>,
+}
+
+impl<T: Serialize> IntoResponse for Paged<T> {
+    fn into_response(self) -> Response {
+        let mut response = Json(self.items).into_response();
+        if let Some(link) = self
+            .next
+            .and_then(|l| header::HeaderValue::from_str(&l).ok())
+        {
+            response.headers_mut().insert(header::LINK, link);
+        }
+        response
+    }
 }
 
 /// An API error: status plus the JSON body.
@@ -358,10 +572,12 @@ async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[derive(Debug, Deserialize)]
-struct SearchQuery {
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(crate) struct SearchQuery {
+    /// Words of the endpoints' names (empty: every endpoint).
     #[serde(default)]
     q: String,
+    /// Whose endpoints: `my-endpoints` (the default), `shared-with-me` or `all`.
     filter_scope: Option<FilterScope>,
 }
 
@@ -369,7 +585,10 @@ async fn search_endpoints(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<SeesEndpoints>,
     Query(query): Query<SearchQuery>,
-) -> Result<Json<Vec<EndpointInfo>>, Failure> {
+    Query(page): Query<PageQuery>,
+    uri: Uri,
+) -> Result<Paged<EndpointInfo>, Failure> {
+    let window = page.window(SEARCH_LIMIT, SEARCH_LIMIT)?;
     let now = grants::now();
     let mine = || {
         hub.store
@@ -389,7 +608,8 @@ async fn search_endpoints(
             rows
         }
     };
-    Ok(Json(rows.into_iter().map(|r| info(&hub, r)).collect()))
+    let rows = rows.into_iter().map(|r| info(&hub, r)).collect();
+    Ok(window.page(rows, &hub, &uri))
 }
 
 async fn show_endpoint(
@@ -568,13 +788,15 @@ async fn create_webhook(
 async fn list_webhooks(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<ManagesWebhooks>,
-) -> Result<Json<Vec<WebhookInfo>>, Failure> {
-    Ok(Json(
-        notify::webhooks(&*hub.store, &who)?
-            .into_iter()
-            .map(|w| webhook_info(w, false))
-            .collect(),
-    ))
+    Query(page): Query<PageQuery>,
+    uri: Uri,
+) -> Result<Paged<WebhookInfo>, Failure> {
+    let window = page.window(LIST_DEFAULT, LIST_DEFAULT)?;
+    let hooks = notify::webhooks(&*hub.store, &who)?
+        .into_iter()
+        .map(|w| webhook_info(w, false))
+        .collect();
+    Ok(window.page(hooks, &hub, &uri))
 }
 
 async fn delete_webhook(
@@ -653,9 +875,13 @@ async fn list_permissions(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<ManagesEndpoints>,
     Path(endpoint): Path<String>,
-) -> Result<Json<Vec<PermissionInfo>>, Failure> {
+    Query(page): Query<PageQuery>,
+    uri: Uri,
+) -> Result<Paged<PermissionInfo>, Failure> {
+    let window = page.window(LIST_DEFAULT, LIST_DEFAULT)?;
     let listed = sharing::list_permissions(&*hub.store, &who, &endpoint)?;
-    Ok(Json(listed.into_iter().map(permission_info).collect()))
+    let listed = listed.into_iter().map(permission_info).collect();
+    Ok(window.page(listed, &hub, &uri))
 }
 
 /// Access through the permission ends at once; tasks using it fail.
@@ -681,11 +907,10 @@ async fn delete_permission(
 /// Audit events one request returns unless asked for fewer.
 const AUDIT_DEFAULT: usize = 1000;
 
-#[derive(Debug, Deserialize)]
-struct AuditQuery {
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(crate) struct AuditQuery {
     /// Unix seconds: events at or after it.
     since: Option<i64>,
-    limit: Option<usize>,
 }
 
 impl From<AuditError> for Failure {
@@ -705,15 +930,20 @@ async fn endpoint_audit(
     Caller(who, _): Caller<ManagesEndpoints>,
     Path(endpoint): Path<String>,
     Query(query): Query<AuditQuery>,
-) -> Result<Json<Vec<AuditEvent>>, Failure> {
+    Query(page): Query<PageQuery>,
+    uri: Uri,
+) -> Result<Paged<AuditEvent>, Failure> {
+    // Pages go from the newest back (each oldest first); the log is read
+    // no further back than audit::MAX_PAGE events, as before.
+    let window = page.window(AUDIT_DEFAULT, audit::MAX_PAGE)?;
     let events = audit::read(
         &*hub.store,
         &who,
         &endpoint,
         query.since.unwrap_or(0),
-        query.limit.unwrap_or(AUDIT_DEFAULT),
+        window.reach().min(audit::MAX_PAGE),
     )?;
-    Ok(Json(events))
+    Ok(window.page_from_end(events, &hub, &uri))
 }
 
 /// The group as `who` now sees it.
@@ -744,17 +974,19 @@ async fn create_group(
 async fn list_groups(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<SeesEndpoints>,
-) -> Result<Json<Vec<GroupInfo>>, Failure> {
-    Ok(Json(
-        sharing::groups(&*hub.store, &who)?
-            .into_iter()
-            .map(|g| GroupInfo {
-                name: g.name,
-                owner: g.owner_name,
-                members: g.members,
-            })
-            .collect(),
-    ))
+    Query(page): Query<PageQuery>,
+    uri: Uri,
+) -> Result<Paged<GroupInfo>, Failure> {
+    let window = page.window(LIST_DEFAULT, LIST_DEFAULT)?;
+    let groups = sharing::groups(&*hub.store, &who)?
+        .into_iter()
+        .map(|g| GroupInfo {
+            name: g.name,
+            owner: g.owner_name,
+            members: g.members,
+        })
+        .collect();
+    Ok(window.page(groups, &hub, &uri))
 }
 
 async fn add_member(
@@ -846,31 +1078,49 @@ async fn submit_task(
     // unknown sync level) is answered as an ApiError the CLI can show.
     let submit: SubmitTask = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("the task is not understood: {e}")))?;
-    let task_id = task_service::submit(&*hub.store, &hub.control, &who, submit, grants::now())?;
+    let submitted = task_service::submit(&*hub.store, &hub.control, &who, submit, grants::now())?;
+    if !submitted.created {
+        // The same submission id again: its task, made before.
+        return Ok((
+            StatusCode::OK,
+            Json(SubmittedTask {
+                task_id: submitted.task_id,
+            }),
+        ));
+    }
     wake_scheduler(wake);
-    Ok((StatusCode::CREATED, Json(SubmittedTask { task_id })))
+    Ok((
+        StatusCode::CREATED,
+        Json(SubmittedTask {
+            task_id: submitted.task_id,
+        }),
+    ))
 }
 
-#[derive(Debug, Deserialize)]
-struct LimitQuery {
-    limit: Option<usize>,
+/// A fresh submission id for a task submission (as Globus hands out):
+/// the client may as well make its own UUID.
+async fn new_submission_id(
+    Caller(_, _): Caller<SubmitsTasks>,
+) -> Json<ferry_proto::task::SubmissionId> {
+    Json(ferry_proto::task::SubmissionId {
+        value: uuid::Uuid::new_v4().to_string(),
+    })
 }
 
 async fn list_tasks(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<SeesTasks>,
-    Query(query): Query<LimitQuery>,
-) -> Result<Json<Vec<TaskInfo>>, Failure> {
-    let limit = query
-        .limit
-        .unwrap_or(TASK_LIST_DEFAULT)
-        .clamp(1, TASK_LIST_MAX);
-    let rows = hub.store.tasks_of(who.user_id, limit)?;
-    Ok(Json(rows.into_iter().map(|r| task_info(&hub, r)).collect()))
+    Query(page): Query<PageQuery>,
+    uri: Uri,
+) -> Result<Paged<TaskInfo>, Failure> {
+    let window = page.window(TASK_LIST_DEFAULT, TASK_LIST_MAX)?;
+    let rows = hub.store.tasks_of(who.user_id, window.reach())?;
+    let tasks = rows.into_iter().map(|r| task_info(&hub, r)).collect();
+    Ok(window.page(tasks, &hub, &uri))
 }
 
-#[derive(Debug, Deserialize)]
-struct WaitQuery {
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(crate) struct WaitQuery {
     /// Hold the answer until the task ends or this many milliseconds pass
     /// (at most [`TASK_WAIT_MAX`]): waiting clients learn of the end at
     /// once instead of at their next poll.
@@ -953,26 +1203,23 @@ async fn task_events(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<SeesTasks>,
     Path(task): Path<String>,
-    Query(query): Query<LimitQuery>,
-) -> Result<Json<Vec<TaskEvent>>, Failure> {
+    Query(page): Query<PageQuery>,
+    uri: Uri,
+) -> Result<Paged<TaskEvent>, Failure> {
     let row = own_task(&hub, &who, &task, Action::SeeTask)?;
-    let limit = query
-        .limit
-        .unwrap_or(EVENTS_DEFAULT)
-        .clamp(1, MAX_TASK_EVENTS as usize);
-    let events = hub.store.task_events(&row.id, limit)?;
-    Ok(Json(
-        events
-            .into_iter()
-            .map(|e| TaskEvent {
-                is_error: tasks::is_error(&e.code),
-                seq: e.seq,
-                time: e.time,
-                code: e.code,
-                description: e.description,
-            })
-            .collect(),
-    ))
+    let window = page.window(EVENTS_DEFAULT, MAX_TASK_EVENTS as usize)?;
+    let events = hub.store.task_events(&row.id, window.reach())?;
+    let events = events
+        .into_iter()
+        .map(|e| TaskEvent {
+            is_error: tasks::is_error(&e.code),
+            seq: e.seq,
+            time: e.time,
+            code: e.code,
+            description: e.description,
+        })
+        .collect();
+    Ok(window.page(events, &hub, &uri))
 }
 
 impl From<TimerError> for Failure {
@@ -1024,11 +1271,13 @@ async fn create_timer(
 async fn list_timers(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<SeesTasks>,
-) -> Result<Json<Vec<TimerInfo>>, Failure> {
+    Query(page): Query<PageQuery>,
+    uri: Uri,
+) -> Result<Paged<TimerInfo>, Failure> {
+    let window = page.window(LIST_DEFAULT, LIST_DEFAULT)?;
     let rows = timers::list(&*hub.store, &who)?;
-    Ok(Json(
-        rows.into_iter().map(|r| timer_info(r, None)).collect(),
-    ))
+    let timers = rows.into_iter().map(|r| timer_info(r, None)).collect();
+    Ok(window.page(timers, &hub, &uri))
 }
 
 async fn show_timer(
@@ -1145,6 +1394,197 @@ mod tests {
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)));
         (status, value)
+    }
+
+    /// A request's status, `Link` header and body as JSON (which it must be).
+    async fn ask(
+        hub: &Arc<Hub>,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Option<String>, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(kind) = content_type {
+            request = request.header(header::CONTENT_TYPE, kind);
+        }
+        let response = crate::web::router(hub.clone())
+            .oneshot(request.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let kind = response.headers().get(header::CONTENT_TYPE).cloned();
+        let link = response
+            .headers()
+            .get(header::LINK)
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{method} {uri}: {status} {kind:?} is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, link, value)
+    }
+
+    /// axum's own refusals (bad JSON, wrong content type, bad query, a
+    /// method or path no route has, a body over the limit) answer an
+    /// ApiError like every handler's, never plain text.
+    #[tokio::test]
+    async fn every_refusal_is_an_api_error() {
+        let s = setup();
+        let t = Some(s.alice.as_str());
+        let json = Some("application/json");
+        let big = vec![b' '; crate::web::MAX_BODY + 1];
+        // (method, uri, content type, body, status, error word)
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Vec<u8>,
+            StatusCode,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "POST",
+                "/api/v1/groups",
+                json,
+                b"{not json".to_vec(),
+                StatusCode::BAD_REQUEST,
+                "invalid",
+            ),
+            (
+                "POST",
+                "/api/v1/groups",
+                json,
+                b"{}".to_vec(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+            ),
+            (
+                "POST",
+                "/api/v1/groups",
+                Some("text/plain"),
+                b"{}".to_vec(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                "POST",
+                "/api/v1/groups",
+                json,
+                big,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+            ),
+            (
+                "GET",
+                "/api/v1/tasks?limit=many",
+                None,
+                vec![],
+                StatusCode::BAD_REQUEST,
+                "invalid",
+            ),
+            (
+                "GET",
+                "/api/v1/tasks?marker=forged",
+                None,
+                vec![],
+                StatusCode::BAD_REQUEST,
+                "invalid",
+            ),
+            (
+                "PUT",
+                "/api/v1/tasks",
+                None,
+                vec![],
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ),
+            (
+                "GET",
+                "/api/v1/no-such-route",
+                None,
+                vec![],
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                "GET",
+                "/api/v2/tasks",
+                None,
+                vec![],
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+        ];
+        for (method, uri, kind, body, status, word) in cases {
+            let (got, _, answer) = ask(&s.hub, method, uri, t, kind, body).await;
+            assert_eq!(got, status, "{method} {uri}: {answer}");
+            let error: ApiError = serde_json::from_value(answer.clone())
+                .unwrap_or_else(|e| panic!("{method} {uri}: {e}: {answer}"));
+            assert_eq!(error.error, word, "{method} {uri}: {answer}");
+            assert!(!error.message.is_empty() && !error.message.contains('\n'));
+        }
+    }
+
+    /// A list comes in pages of `limit`, each a JSON array, chained by
+    /// `Link: <..>; rel="next"` until the last; together they are the
+    /// whole list, each item once.
+    #[tokio::test]
+    async fn lists_come_in_pages_linked_to_the_next() {
+        let s = setup();
+        let alice = grants::authenticate(&*s.hub.store, &s.hub.identity_rules, &s.alice)
+            .unwrap()
+            .unwrap();
+        for i in 0..5 {
+            sharing::create_group(&*s.hub.store, &alice, &format!("lab-{i}")).unwrap();
+        }
+        let (status, link, whole) = ask(
+            &s.hub,
+            "GET",
+            "/api/v1/groups",
+            Some(&s.alice),
+            None,
+            vec![],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(link, None, "one page holds them all by default");
+        assert_eq!(whole.as_array().unwrap().len(), 5);
+        let mut uri = "/api/v1/groups?limit=2".to_string();
+        let mut pages = Vec::new();
+        let mut items = Vec::new();
+        loop {
+            let (status, link, page) = ask(&s.hub, "GET", &uri, Some(&s.alice), None, vec![]).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            pages.push(page.as_array().unwrap().len());
+            items.extend(page.as_array().unwrap().iter().cloned());
+            let Some(link) = link else { break };
+            let target = link
+                .strip_prefix('<')
+                .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+                .unwrap_or_else(|| panic!("not a next link: {link}"));
+            assert!(target.starts_with(&s.hub.config.url), "{target}");
+            uri = target[s.hub.config.url.trim_end_matches('/').len()..].to_string();
+            assert!(
+                uri.contains("limit=2"),
+                "the next page keeps the query: {uri}"
+            );
+            assert!(pages.len() < 10, "the pages never end");
+        }
+        assert_eq!(pages, [2, 2, 1]);
+        assert_eq!(
+            Value::from(items),
+            whole,
+            "the pages are the whole list, in order"
+        );
     }
 
     /// Every (method, path) that [`routes`] declares, read from its source,
@@ -1468,6 +1908,13 @@ mod tests {
                 "GET",
                 "/api/v1/whoami",
                 "/api/v1/whoami".into(),
+                None,
+                Bob::OwnOnly,
+            ),
+            (
+                "GET",
+                "/api/v1/submission_id",
+                "/api/v1/submission_id".into(),
                 None,
                 Bob::OwnOnly,
             ),
@@ -1938,6 +2385,7 @@ mod tests {
             ("abce3333-0000-4000-8000-000000000003", bob),
         ] {
             let task = NewTask {
+                submission_id: None,
                 id: id.into(),
                 owner_id: owner,
                 source_id: s.laptop.clone(),

@@ -21,6 +21,7 @@ mod notify;
 mod oauth;
 mod oidc;
 mod oidc_provider;
+mod openapi;
 mod page_auth;
 mod pages;
 mod pki;

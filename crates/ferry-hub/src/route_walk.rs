@@ -15,7 +15,9 @@ use crate::session::{LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::store::AuthCodeRow;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use ferry_proto::api::{AUTH_CODE_PATH, CA_CERT_PATH, CLI_CLIENT_ID, SCOPE_SETUP, SCOPE_TRANSFER};
+use ferry_proto::api::{
+    AUTH_CODE_PATH, CA_CERT_PATH, CLI_CLIENT_ID, OPENAPI_PATH, SCOPE_SETUP, SCOPE_TRANSFER,
+};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -24,6 +26,7 @@ use tower::ServiceExt;
 const PATH_CONSTANTS: &[(&str, &str)] = &[
     ("CA_CERT_PATH", CA_CERT_PATH),
     ("AUTH_CODE_PATH", AUTH_CODE_PATH),
+    ("OPENAPI_PATH", OPENAPI_PATH),
 ];
 
 /// Who walks a source's routes.
@@ -140,6 +143,14 @@ fn routes_walked_by(who: WalkedBy) -> Vec<(String, String)> {
         .collect();
     routes.sort();
     routes
+}
+
+/// Every (METHOD, path) of every source of routes, sorted.
+pub fn every_declared_route() -> Vec<(String, String)> {
+    let mut all = routes_walked_by(WalkedBy::Here);
+    all.extend(routes_walked_by(WalkedBy::ApiWalk));
+    all.sort();
+    all
 }
 
 #[test]
@@ -310,6 +321,7 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
         &hub.control,
         &alice_principal,
         ferry_proto::task::SubmitTask {
+            submission_id: None,
             source_endpoint: laptop.into(),
             destination_endpoint: laptop.into(),
             items: vec![ferry_proto::task::TransferItem {
@@ -324,12 +336,14 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
         },
         grants::now(),
     )
-    .unwrap();
+    .unwrap()
+    .task_id;
     let alices_timer = crate::timers::create(
         &*hub.store,
         &alice_principal,
         ferry_proto::task::CreateTimer {
             transfer: ferry_proto::task::SubmitTask {
+                submission_id: None,
                 source_endpoint: laptop.into(),
                 destination_endpoint: laptop.into(),
                 items: vec![ferry_proto::task::TransferItem {
@@ -419,6 +433,14 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             "GET",
             CA_CERT_PATH,
             CA_CERT_PATH.into(),
+            None,
+            Kind::Public,
+            all(StatusCode::OK),
+        ),
+        (
+            "GET",
+            OPENAPI_PATH,
+            OPENAPI_PATH.into(),
             None,
             Kind::Public,
             all(StatusCode::OK),

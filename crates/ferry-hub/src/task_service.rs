@@ -52,13 +52,43 @@ pub enum TaskServiceError {
 /// Checks `submit` and records it for `who`, who must be allowed to use
 /// both endpoints; returns the new task's id. The scheduler starts it once
 /// both are connected.
+/// A submission's task: made now, or made before with the same
+/// submission id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub task_id: String,
+    pub created: bool,
+}
+
 pub fn submit(
     store: &dyn Storage,
     registry: &crate::control::Registry,
     who: &Principal,
     submit: SubmitTask,
     now: i64,
-) -> Result<String, TaskServiceError> {
+) -> Result<Submitted, TaskServiceError> {
+    // A submission id seen before answers its task, whatever else has
+    // changed since (the endpoints may be offline now): the client only
+    // retries what it may not have heard the answer to.
+    let submission_id = match &submit.submission_id {
+        None => None,
+        Some(given) => {
+            let id = uuid::Uuid::try_parse(given).map_err(|_| {
+                TaskServiceError::Invalid(format!(
+                    "submission_id {:?} is not a UUID; make one, or ask GET /api/v1/submission_id",
+                    given.chars().take(64).collect::<String>()
+                ))
+            })?;
+            let id = id.hyphenated().to_string();
+            if let Some(task) = store.task_by_submission(who.user_id, &id)? {
+                return Ok(Submitted {
+                    task_id: task.id,
+                    created: false,
+                });
+            }
+            Some(id)
+        }
+    };
     let Checked {
         source,
         destination,
@@ -80,6 +110,7 @@ pub fn submit(
         deadline: submit.deadline,
         created: now,
         notify: submit.notify.unwrap_or_default(),
+        submission_id: submission_id.clone(),
     };
     let count = task.items.len();
     let described = format!(
@@ -89,7 +120,24 @@ pub fn submit(
         source.display_name,
         destination.display_name
     );
-    store.create_task(&task, tasks::code::SUBMITTED, &described)?;
+    match store.create_task(&task, tasks::code::SUBMITTED, &described) {
+        Ok(()) => {}
+        // The same id, submitted at the same time: the other made it.
+        Err(StoreError::Conflict { .. }) if submission_id.is_some() => {
+            let id = submission_id.as_deref().unwrap_or_default();
+            if let Some(task) = store.task_by_submission(who.user_id, id)? {
+                return Ok(Submitted {
+                    task_id: task.id,
+                    created: false,
+                });
+            }
+            return Err(StoreError::Conflict {
+                what: "a task with this submission id",
+            }
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    }
     for (side, grant) in [
         ("source", &source_grant),
         ("destination", &destination_grant),
@@ -99,7 +147,10 @@ pub fn submit(
         }
     }
     tracing::info!(task = %task.id, owner = %who.user_name, "task submitted: {described}");
-    Ok(task.id)
+    Ok(Submitted {
+        task_id: task.id,
+        created: true,
+    })
 }
 
 /// A submission `who` may make, with the endpoints it names and the

@@ -207,6 +207,7 @@ pub fn create(
     }
     // The endpoints by id: a later rename must not redirect the runs.
     let submission = SubmitTask {
+        submission_id: None,
         source_endpoint: checked.source.id.clone(),
         destination_endpoint: checked.destination.id.clone(),
         label: label.clone(),
@@ -407,6 +408,9 @@ fn fire(
     };
     submit.label = Some(run_label(t.label.as_deref(), &t.id, run));
     submit.deadline = t.run_deadline.map(|d| now.saturating_add(d));
+    // Each run is a task of its own (a timer's stored transfer has none,
+    // and one from before must not make every run the first run's task).
+    submit.submission_id = None;
     // The owner as a CLI login would be: a run may do what the owner may
     // do now, not what they could when the timer was made.
     let who = Principal {
@@ -420,7 +424,7 @@ fn fire(
         sign_in: Default::default(),
     };
     let task = match task_service::submit(store, registry, &who, submit, now) {
-        Ok(task) => task,
+        Ok(task) => task.task_id,
         Err(TaskServiceError::Storage(e)) => return Err(e),
         Err(e) => return refused(e.to_string()),
     };
@@ -586,6 +590,7 @@ pub(crate) mod tests {
             sign_in: Default::default(),
         };
         let transfer = SubmitTask {
+            submission_id: None,
             source_endpoint: "laptop".into(),
             destination_endpoint: "cluster".into(),
             items: vec![TransferItem {
@@ -674,6 +679,7 @@ pub(crate) mod tests {
         // A timer of one run finishes with it.
         let once = CreateTimer {
             transfer: SubmitTask {
+                submission_id: None,
                 destination_endpoint: "laptop".into(),
                 ..transfer.clone()
             },
@@ -726,6 +732,7 @@ pub(crate) mod tests {
         };
         let good = CreateTimer {
             transfer: SubmitTask {
+                submission_id: None,
                 source_endpoint: "laptop".into(),
                 destination_endpoint: "laptop".into(),
                 items: vec![TransferItem {
@@ -777,6 +784,7 @@ pub(crate) mod tests {
         };
         let timer = CreateTimer {
             transfer: SubmitTask {
+                submission_id: None,
                 source_endpoint: "laptop".into(),
                 destination_endpoint: "laptop".into(),
                 items: vec![TransferItem {

@@ -351,10 +351,15 @@ pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route(ferry_proto::api::CA_CERT_PATH, get(ca_cert))
         .route("/metrics", get(crate::metrics::serve))
+        .route(
+            ferry_proto::api::OPENAPI_PATH,
+            get(crate::openapi::serve).layer(map_response(api_headers)),
+        )
         .merge(crate::oauth::routes().layer(map_response(security_headers)))
         .merge(crate::oidc_provider::routes().layer(map_response(api_headers)))
         .merge(crate::app::routes())
         .merge(crate::api::routes().layer(map_response(api_headers)))
+        .fallback(crate::api::no_route)
         .layer(from_fn_with_state(hub.clone(), crate::metrics::record))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(from_fn_with_state(body_within, body_deadline))

@@ -17,8 +17,11 @@ pub const SCOPE_TRANSFER: &str = "transfer";
 pub const AUTH_CODE_PATH: &str = "/auth/code";
 /// Path serving the hub's TLS CA certificate (PEM), for setup by key.
 pub const CA_CERT_PATH: &str = "/ca.crt";
+/// The hub's OpenAPI description of this API (public, like the CA).
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApiError {
     /// A stable machine word, e.g. `not_found`, `forbidden`, `endpoint_offline`.
     pub error: String,
@@ -49,12 +52,14 @@ pub struct OAuthError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreateEndpoint {
     pub display_name: String,
 }
 
 /// A new endpoint and the one-time key that registers a machine as it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatedEndpoint {
     pub id: String,
     pub display_name: String,
@@ -63,6 +68,7 @@ pub struct CreatedEndpoint {
 
 /// `PATCH /api/v1/endpoints/{id}`: what to change; absent fields stay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UpdateEndpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
@@ -74,6 +80,7 @@ pub struct UpdateEndpoint {
 
 /// `GET /api/v1/whoami`: who the caller is (`ferry whoami`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WhoAmI {
     /// The account's identity, `user@domain`.
     pub identity: String,
@@ -87,6 +94,7 @@ pub struct WhoAmI {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LinkedIdentity {
     pub identity: String,
     /// The identity provider that vouches for it (`local`: this hub's own
@@ -98,6 +106,7 @@ pub struct LinkedIdentity {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SessionIdentity {
     pub identity: String,
     /// Unix seconds.
@@ -105,6 +114,7 @@ pub struct SessionIdentity {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EndpointInfo {
     pub id: String,
     pub display_name: String,
@@ -122,6 +132,7 @@ pub struct EndpointInfo {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum FilterScope {
     MyEndpoints,
     SharedWithMe,
@@ -132,6 +143,7 @@ pub enum FilterScope {
 /// `Authorization: SetupKey KEY`) for a pre-created endpoint, or by a bearer
 /// token with [`SCOPE_SETUP`], which creates the endpoint named here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RegisterEndpoint {
     pub csr_pem: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +151,7 @@ pub struct RegisterEndpoint {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RegisteredEndpoint {
     pub id: String,
     pub display_name: String,
@@ -151,6 +164,7 @@ pub struct RegisteredEndpoint {
 /// What the hub may ask an endpoint to do to its files: a closed set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum FsOp {
     List { path: WirePath },
     Mkdir { path: WirePath },
@@ -160,6 +174,7 @@ pub enum FsOp {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum FsEntryKind {
     File,
     Dir,
@@ -168,6 +183,7 @@ pub enum FsEntryKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FsEntry {
     pub name: WirePath,
     #[serde(rename = "type")]
@@ -181,6 +197,7 @@ pub struct FsEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum FsOutcome {
     Listing {
         entries: Vec<FsEntry>,
@@ -269,6 +286,7 @@ mod tests {
 /// `POST /api/v1/endpoints/{endpoint}/permissions`: the owner shares a
 /// path (`ferry endpoint permission create`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatePermission {
     pub path: WirePath,
     /// `r` or `rw`.
@@ -285,6 +303,7 @@ pub struct CreatePermission {
 
 /// A permission as `ferry endpoint permission list --json` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PermissionInfo {
     pub id: String,
     pub path: WirePath,
@@ -296,18 +315,21 @@ pub struct PermissionInfo {
 
 /// `POST /api/v1/groups`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreateGroup {
     pub name: String,
 }
 
 /// `POST /api/v1/groups/{group}/members`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GroupMember {
     pub user: String,
 }
 
 /// A group as `ferry group list --json` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GroupInfo {
     pub name: String,
     pub owner: String,
@@ -317,6 +339,7 @@ pub struct GroupInfo {
 /// One entry of an endpoint's audit log, as `ferry endpoint audit --json`
 /// shows it (`GET /api/v1/endpoints/{endpoint}/audit`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditEvent {
     /// Unix seconds.
     pub time: i64,
@@ -334,6 +357,7 @@ pub struct AuditEvent {
 
 /// `DELETE /api/v1/endpoints/{endpoint}/permissions/{id}`: what ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PermissionDeleted {
     pub id: String,
     /// ACTIVE tasks that used the permission and failed with it.
@@ -342,6 +366,7 @@ pub struct PermissionDeleted {
 
 /// `POST /api/v1/webhooks`: where to POST news of the caller's tasks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreateWebhook {
     /// An `http://` or `https://` URL.
     pub url: String,
@@ -353,6 +378,7 @@ pub struct CreateWebhook {
 /// A webhook as `ferry webhook list --json` shows it; `secret` only in
 /// the answer to its creation (the one time the hub shows it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WebhookInfo {
     pub id: String,
     pub url: String,
@@ -364,6 +390,7 @@ pub struct WebhookInfo {
 
 /// `DELETE /api/v1/webhooks/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WebhookDeleted {
     pub id: String,
 }

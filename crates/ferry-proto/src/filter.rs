@@ -47,6 +47,7 @@ pub const MAX_PATTERN: usize = 256;
 /// Whether a rule's match includes or excludes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum FilterAction {
     Include,
     Exclude,
@@ -54,6 +55,7 @@ pub enum FilterAction {
 
 /// One `--include` or `--exclude`, as given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FilterRule {
     pub action: FilterAction,
     /// Bytes, exactly as the user typed them.

@@ -131,6 +131,21 @@ impl<'de> Deserialize<'de> for NotifyEvents {
     }
 }
 
+/// Its written form: `on`, `off`, or a comma-separated list.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for NotifyEvents {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NotifyEvents".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "maxLength": MAX_TEXT,
+            "description": "on, off, or a comma-separated list of succeeded, failed, inactive"
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

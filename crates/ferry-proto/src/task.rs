@@ -21,6 +21,7 @@ pub const MAX_CAPABILITY: usize = 1024 * 1024;
 /// What decides that a destination file needs no transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum SyncLevel {
     /// The destination file exists.
     Exists,
@@ -55,6 +56,7 @@ impl SyncLevel {
 /// a task is never verified with another algorithm than it names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ChecksumAlgorithm {
     /// SHA-256 (FIPS 180-4); what an absent field means.
     #[default]
@@ -92,6 +94,7 @@ impl std::fmt::Display for ChecksumAlgorithm {
 
 /// One source path and where it lands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TransferItem {
     pub source: WirePath,
     pub destination: WirePath,
@@ -102,6 +105,7 @@ pub struct TransferItem {
 /// Fields left out of a request take their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TransferOptions {
     /// `None`: transfer every file, replacing what is there.
     pub sync_level: Option<SyncLevel>,
@@ -466,6 +470,7 @@ pub const MAX_LABEL: usize = 256;
 /// `POST /api/v1/tasks`: both endpoints by id or by the caller's display
 /// name for them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SubmitTask {
     pub source_endpoint: String,
     pub destination_endpoint: String,
@@ -482,15 +487,29 @@ pub struct SubmitTask {
     /// an endpoint, so no capability carries it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<crate::notify::NotifyEvents>,
+    /// A UUID the client made (or got from `GET /api/v1/submission_id`):
+    /// the same one again, from the same user, answers the task it made
+    /// instead of making another, so a retry after a lost answer is safe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission_id: Option<String>,
+}
+
+/// `GET /api/v1/submission_id`: a fresh id for [`SubmitTask::submission_id`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SubmissionId {
+    pub value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SubmittedTask {
     pub task_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum TaskStatus {
     Active,
     Succeeded,
@@ -534,6 +553,7 @@ impl std::fmt::Display for TaskStatus {
 /// The counters are the task's (see [`TaskCounters`]), the most any
 /// attempt reached.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskInfo {
     pub task_id: String,
     pub status: TaskStatus,
@@ -607,6 +627,7 @@ pub struct TaskInfo {
 
 /// One entry of `GET /api/v1/tasks/{id}/events`, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskEvent {
     pub seq: u64,
     /// Unix seconds.
@@ -628,6 +649,7 @@ pub const MAX_TIMER_INTERVAL: i64 = 366 * 86_400;
 /// `transfer` as a task of its own (its `deadline` must be absent:
 /// `run_deadline` gives each run's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreateTimer {
     pub transfer: SubmitTask,
     /// Seconds between runs ([`MIN_TIMER_INTERVAL`]..=[`MAX_TIMER_INTERVAL`]).
@@ -648,12 +670,14 @@ pub struct CreateTimer {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatedTimer {
     pub id: String,
 }
 
 /// A timer, as `GET /api/v1/timers[/{id}]` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TimerInfo {
     pub id: String,
     /// Seconds between runs.

@@ -102,6 +102,17 @@ impl<'de> Deserialize<'de> for WirePath {
     }
 }
 
+/// A string: bytes that are not UTF-8, and `%`, written `%XX`.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for WirePath {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WirePath".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string" })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

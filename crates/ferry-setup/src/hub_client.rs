@@ -23,6 +23,8 @@ const CHECK_WITHIN: Duration = Duration::from_secs(10);
 const LOOKUP_WITHIN: Duration = Duration::from_secs(30);
 /// More than any CA chain a hub serves.
 const CA_MAX_BYTES: usize = 256 * 1024;
+/// Most pages one list is read in (a hub's pages hold up to 1000 items).
+const MAX_PAGES: usize = 10_000;
 
 /// A hub URL that cannot work, found before anything is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -311,6 +313,29 @@ fn pinned(
 }
 
 /// The error and its causes as one line (reqwest nests the real reason).
+/// The path and query of a `Link` header's `rel="next"` target, if it
+/// has one: `<https://hub/api/v1/tasks?marker=..>; rel="next"`.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|link| {
+        let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
+        let is_next = params.split(';').any(|p| {
+            p.trim()
+                .strip_prefix("rel=")
+                .is_some_and(|r| r.trim_matches('"').split(' ').any(|r| r == "next"))
+        });
+        if !is_next {
+            return None;
+        }
+        let url = reqwest::Url::parse(target)
+            .or_else(|_| reqwest::Url::parse("https://hub.invalid")?.join(target))
+            .ok()?;
+        Some(match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_string(),
+        })
+    })
+}
+
 fn reason(e: &(dyn std::error::Error + 'static)) -> String {
     let mut line = e.to_string();
     let mut source = e.source();
@@ -588,21 +613,40 @@ impl HubClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<R, HubError> {
+        Ok(self.finish_page(request).await?.0)
+    }
+
+    /// The answer, and the path and query of the next page when its
+    /// `Link` header names one (`<URL>; rel="next"`, RFC 8288). Only the
+    /// path and query are kept: the next page is asked of this hub, with
+    /// this token, wherever the link points.
+    async fn finish_page<R: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(R, Option<String>), HubError> {
         let response = request.send().await.map_err(|e| HubError::Unreachable {
             url: self.base.clone(),
             reason: reason(&e),
         })?;
         let status = response.status();
         let url = response.url().to_string();
+        let next = response
+            .headers()
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(next_link);
         let bytes = response.bytes().await.map_err(|e| HubError::Protocol {
             url: url.clone(),
             reason: reason(&e),
         })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| HubError::Protocol {
-                url,
-                reason: e.to_string(),
-            });
+            return serde_json::from_slice(&bytes)
+                .map(|answer| (answer, next))
+                .map_err(|e| HubError::Protocol {
+                    url,
+                    reason: e.to_string(),
+                });
         }
         if let Ok(api) = serde_json::from_slice::<ApiError>(&bytes) {
             return Err(HubError::Api {
@@ -631,6 +675,35 @@ impl HubClient {
     ) -> Result<R, HubError> {
         self.finish(self.request(reqwest::Method::GET, path, auth).query(query))
             .await
+    }
+
+    /// A whole list: its first page, then each `next` page the hub's
+    /// `Link` header names, until none (at most [`MAX_PAGES`]).
+    pub async fn get_all<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        auth: Auth<'_>,
+    ) -> Result<Vec<R>, HubError> {
+        let (mut all, mut next): (Vec<R>, _) = self
+            .finish_page(self.request(reqwest::Method::GET, path, auth).query(query))
+            .await?;
+        let mut pages = 1;
+        while let Some(path) = next {
+            if pages >= MAX_PAGES {
+                return Err(HubError::Protocol {
+                    url: format!("{}{path}", self.base),
+                    reason: format!("the list goes on past {MAX_PAGES} pages"),
+                });
+            }
+            let (page, then): (Vec<R>, _) = self
+                .finish_page(self.request(reqwest::Method::GET, &path, auth))
+                .await?;
+            all.extend(page);
+            next = then;
+            pages += 1;
+        }
+        Ok(all)
     }
 
     pub async fn post_json<B: Serialize, R: DeserializeOwned>(
@@ -675,6 +748,23 @@ impl HubClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_link_is_read_as_a_path_on_this_hub() {
+        assert_eq!(
+            next_link(
+                r#"<https://hub.example.org:8443/api/v1/tasks?limit=2&marker=bzI>; rel="next""#
+            )
+            .as_deref(),
+            Some("/api/v1/tasks?limit=2&marker=bzI")
+        );
+        assert_eq!(
+            next_link(r#"</x?a=1>; rel="prev", </api/v1/groups?marker=bzE>; rel=next"#).as_deref(),
+            Some("/api/v1/groups?marker=bzE")
+        );
+        assert_eq!(next_link(r#"<https://h/api/v1/tasks>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
+    }
 
     #[test]
     fn hub_urls_are_https_with_a_host() {

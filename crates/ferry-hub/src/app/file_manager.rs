@@ -376,6 +376,7 @@ fn submission(fields: &Fields, now: i64) -> Result<SubmitTask, Said> {
         }
     };
     Ok(SubmitTask {
+        submission_id: None,
         source_endpoint,
         destination_endpoint,
         items,
@@ -442,6 +443,7 @@ pub async fn transfer(
     }
     let submitted = submission(&fields, now).and_then(|submit| {
         task_service::submit(&*hub.store, &hub.control, &visitor.who, submit, now)
+            .map(|s| s.task_id)
             .map_err(Said::from)
     });
     match submitted {

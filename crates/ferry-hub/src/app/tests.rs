@@ -420,6 +420,7 @@ async fn the_timers_page_lists_a_timer_and_delete_ends_it() {
         &alice,
         ferry_proto::task::CreateTimer {
             transfer: ferry_proto::task::SubmitTask {
+                submission_id: None,
                 source_endpoint: "laptop".into(),
                 destination_endpoint: "cluster".into(),
                 items: vec![ferry_proto::task::TransferItem {

@@ -137,6 +137,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         "a_codes_openid_request_is_kept_until_purged",
         a_codes_openid_request_is_kept_until_purged,
     ),
+    (
+        "a_submission_id_names_one_task_of_its_owner",
+        a_submission_id_names_one_task_of_its_owner,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -1043,6 +1047,7 @@ pub fn a_task_round_trips_every_field_exactly(s: &dyn Storage) {
     for (i, sync_level) in levels.into_iter().enumerate() {
         let flag = i % 2 == 0;
         tasks.push(NewTask {
+            submission_id: None,
             id: format!("t{i}"),
             options: TransferOptions {
                 sync_level,
@@ -1185,10 +1190,55 @@ pub fn task_stats_count_each_state_and_sum_the_tasks_totals(s: &dyn Storage) {
     assert_eq!(sum, 1050);
 }
 
+/// A submission id names at most one task of its owner: a second task
+/// with it is a `Conflict` and leaves the first as it was; another
+/// owner's, and tasks without one, are not held back.
+pub fn a_submission_id_names_one_task_of_its_owner(s: &dyn Storage) {
+    let uid = two_endpoints(s);
+    let other = s.add_user("bob", "h", 0).unwrap();
+    let once = |id: &str, owner: i64| NewTask {
+        submission_id: Some("0f8e0a52-3a43-4b53-9a6e-2f6a1c3f4b11".into()),
+        ..new_task(id, owner, 5)
+    };
+    s.create_task(&once("t1", uid), "SUBMITTED", "x").unwrap();
+    assert!(matches!(
+        s.create_task(&once("t2", uid), "SUBMITTED", "x"),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(s.task("t2").unwrap(), None, "nothing of the second is kept");
+    let found = s
+        .task_by_submission(uid, "0f8e0a52-3a43-4b53-9a6e-2f6a1c3f4b11")
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, "t1");
+    assert_eq!(
+        s.task_by_submission(other, "0f8e0a52-3a43-4b53-9a6e-2f6a1c3f4b11")
+            .unwrap(),
+        None,
+        "another owner's id is not hers"
+    );
+    assert_eq!(s.task_by_submission(uid, "another").unwrap(), None);
+    // Bob may use the same id (ids are per owner), on his own endpoints.
+    s.create_endpoint("b1", other, "bobs", 0).unwrap();
+    s.create_endpoint("b2", other, "bobs-too", 0).unwrap();
+    let bobs = NewTask {
+        source_id: "b1".into(),
+        destination_id: "b2".into(),
+        ..once("t3", other)
+    };
+    s.create_task(&bobs, "SUBMITTED", "x").unwrap();
+    // Tasks without an id never conflict with each other.
+    s.create_task(&new_task("t4", uid, 6), "SUBMITTED", "x")
+        .unwrap();
+    s.create_task(&new_task("t5", uid, 7), "SUBMITTED", "x")
+        .unwrap();
+}
+
 /// A task of one item (copying `/data/in` to `/data/out`, recursively),
 /// default options, from `e1` to `e2`.
 pub fn new_task(id: &str, owner_id: i64, created: i64) -> NewTask {
     NewTask {
+        submission_id: None,
         id: id.into(),
         owner_id,
         source_id: "e1".into(),

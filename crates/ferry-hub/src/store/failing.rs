@@ -125,6 +125,7 @@ delegate!(EndpointStore {
 delegate!(TaskStore {
     fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()>;
     fn task(&self, id: &str) -> Result<Option<TaskRow>>;
+    fn task_by_submission(&self, owner_id: i64, submission_id: &str) -> Result<Option<TaskRow>>;
     fn tasks_with_prefix(&self, owner_id: i64, prefix: &str, limit: usize) -> Result<Vec<TaskRow>>;
     fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>>;
     fn task_stats(&self) -> Result<Vec<TaskStats>>;

@@ -262,6 +262,9 @@ pub struct NewTask {
     pub created: i64,
     /// Which of its ends to e-mail the owner about (`--notify`).
     pub notify: NotifyEvents,
+    /// The client's id for this submission: at most one task of an owner
+    /// has it ([`Storage::create_task`] is a `Conflict` for a second).
+    pub submission_id: Option<String>,
 }
 
 /// A task's state, without its items.
@@ -479,6 +482,9 @@ pub trait TaskStore {
     fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()>;
 
     fn task(&self, id: &str) -> Result<Option<TaskRow>>;
+
+    /// The task of `owner_id` that was submitted with `submission_id`.
+    fn task_by_submission(&self, owner_id: i64, submission_id: &str) -> Result<Option<TaskRow>>;
 
     /// A user's tasks whose id starts with `prefix`, oldest first, at most
     /// `limit`. The prefix is matched literally (`%` and `_` match

@@ -436,6 +436,11 @@ CREATE TABLE oidc_codes (
     expires BIGINT NOT NULL
 );
 "#,
+    // The SQLite twin's: a task submission's client-made id, once per owner.
+    r#"
+ALTER TABLE tasks ADD COLUMN submission_id TEXT;
+CREATE UNIQUE INDEX tasks_submission ON tasks(owner_id, submission_id);
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -2302,8 +2307,9 @@ impl TaskStore for PostgresStore {
             tx.execute(
                 "INSERT INTO tasks (id, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
-                    label, deadline, status, created, bwlimit, checksum_algorithm, notify, on_success)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'ACTIVE', $14, $15, $16, $17, $18)",
+                    label, deadline, status, created, bwlimit, checksum_algorithm, notify, on_success,
+                    submission_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'ACTIVE', $14, $15, $16, $17, $18, $19)",
                 &[
                     &task.id,
                     &task.owner_id,
@@ -2323,6 +2329,7 @@ impl TaskStore for PostgresStore {
                     &o.checksum_algorithm.as_str(),
                     &task.notify.to_string(),
                     &o.on_success,
+                    &task.submission_id,
                 ],
             )?;
             // All items in one statement, numbered from 0 in their order.
@@ -2360,6 +2367,18 @@ impl TaskStore for PostgresStore {
                 .as_ref()
                 .map(task_row)
                 .transpose()
+        })
+    }
+
+    fn task_by_submission(&self, owner_id: i64, submission_id: &str) -> Result<Option<TaskRow>> {
+        self.with_client(|c| {
+            c.query_opt(
+                &format!("SELECT {TASK_COLUMNS} WHERE t.owner_id = $1 AND t.submission_id = $2"),
+                &[&owner_id, &submission_id],
+            )?
+            .as_ref()
+            .map(task_row)
+            .transpose()
         })
     }
 

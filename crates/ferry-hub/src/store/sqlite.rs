@@ -402,6 +402,15 @@ CREATE TABLE oidc_codes (
 );
 "#,
     ),
+    // Schema 16: the id a client gave its task submission (`submission_id`),
+    // at most once per owner, so a retried submission finds its task;
+    // tasks stored before have none.
+    Migration::Sql(
+        r#"
+ALTER TABLE tasks ADD COLUMN submission_id TEXT;
+CREATE UNIQUE INDEX tasks_submission ON tasks(owner_id, submission_id);
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -1868,9 +1877,10 @@ impl TaskStore for SqliteStore {
             tx.execute(
                 "INSERT INTO tasks (id, seq, owner_id, source_id, destination_id, item_count,
                     sync_level, delete_extraneous, preserve_mtime, preserve_mode, skip_source_errors, streams,
-                    checksum_algorithm, label, deadline, status, created, bwlimit, notify, on_success)
+                    checksum_algorithm, label, deadline, status, created, bwlimit, notify, on_success,
+                    submission_id)
                  VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), ?2, ?3, ?4, ?5,
-                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'ACTIVE', ?15, ?16, ?17, ?18)",
+                    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'ACTIVE', ?15, ?16, ?17, ?18, ?19)",
                 params![
                     task.id,
                     task.owner_id,
@@ -1889,7 +1899,8 @@ impl TaskStore for SqliteStore {
                     task.created,
                     o.bwlimit.map(sql_u64),
                     task.notify.to_string(),
-                    o.on_success
+                    o.on_success,
+                    task.submission_id
                 ],
             )?;
             write_items(&tx, &task.id, &task.items)?;
@@ -1909,6 +1920,21 @@ impl TaskStore for SqliteStore {
                 .query_row(
                     &format!("SELECT {} WHERE t.id = ?1", TASK_COLUMNS),
                     [id],
+                    task_row,
+                )
+                .optional()?)
+        })
+    }
+
+    fn task_by_submission(&self, owner_id: i64, submission_id: &str) -> Result<Option<TaskRow>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    &format!(
+                        "SELECT {} WHERE t.owner_id = ?1 AND t.submission_id = ?2",
+                        TASK_COLUMNS
+                    ),
+                    params![owner_id, submission_id],
                     task_row,
                 )
                 .optional()?)

@@ -127,6 +127,7 @@ fn populate(s: &dyn Storage) {
     for (n, id) in ["zz-running", "mm-done", "aa-failed"].iter().enumerate() {
         s.create_task(
             &NewTask {
+                submission_id: None,
                 id: (*id).into(),
                 owner_id: alice,
                 source_id: "e1".into(),
