@@ -61,8 +61,11 @@ const TASK_WAIT_MAX: Duration = Duration::from_secs(5);
 /// Events one request returns unless asked for fewer.
 const EVENTS_DEFAULT: usize = 1000;
 
+mod apps;
+
 pub fn routes() -> Router<Arc<Hub>> {
     Router::new()
+        .merge(apps::routes())
         .route(
             "/api/v1/endpoints",
             post(create_endpoint).get(search_endpoints),
@@ -379,7 +382,13 @@ async fn search_endpoints(
         hub.store
             .shared_with(who.user_id, &query.q, now, SEARCH_LIMIT)
     };
-    let rows = match query.filter_scope.unwrap_or(FilterScope::MyEndpoints) {
+    let filter = query.filter_scope.unwrap_or(FilterScope::MyEndpoints);
+    crate::authz::may_list_endpoints(
+        &who,
+        filter != FilterScope::SharedWithMe,
+        filter != FilterScope::MyEndpoints,
+    )?;
+    let rows = match filter {
         FilterScope::MyEndpoints => mine()?,
         FilterScope::SharedWithMe => shared()?,
         FilterScope::All => {

@@ -1255,6 +1255,9 @@ fn add_service_client(hub: &Hub, scopes: &str) -> (String, String) {
                 secret_hash: Some(token_hash(&secret)),
                 user_id: bob,
                 scopes: scopes.into(),
+                kind: crate::store::ClientKind::Admin,
+                owner_id: None,
+                redirect_uris: vec![],
             },
             0,
         )
@@ -1680,3 +1683,5 @@ async fn a_token_request_the_store_cannot_answer_is_temporarily_unavailable() {
     ));
     assert!(live(&hub, &tokens.access_token), "the login goes on");
 }
+
+mod apps;
