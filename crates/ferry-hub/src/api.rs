@@ -65,7 +65,20 @@ mod apps;
 
 pub fn routes() -> Router<Arc<Hub>> {
     Router::new()
-        .merge(apps::routes())
+        .route("/api/v1/apps", post(apps::create_app).get(apps::list_apps))
+        .route(
+            "/api/v1/apps/{app}",
+            get(apps::show_app).delete(apps::delete_app),
+        )
+        .route(
+            "/api/v1/apps/{app}/rotate-secret",
+            post(apps::rotate_secret),
+        )
+        .route("/api/v1/consents", get(apps::list_consents))
+        .route(
+            "/api/v1/consents/{app}",
+            axum::routing::delete(apps::revoke_consent),
+        )
         .route(
             "/api/v1/endpoints",
             post(create_endpoint).get(search_endpoints),
@@ -1259,6 +1272,18 @@ mod tests {
         )
         .unwrap();
         let alices_hook = hook.id.clone();
+        let alices_app = crate::apps::create(
+            &*s.hub.store,
+            &s.hub.identity_rules,
+            &alice,
+            "alices-portal",
+            crate::store::ClientKind::Portal,
+            &["https://portal.example.org/alice".to_string()],
+            1,
+        )
+        .unwrap()
+        .row
+        .client_id;
         let alices = [
             s.laptop.as_str(),
             s.cluster.as_str(),
@@ -1267,6 +1292,8 @@ mod tests {
             alices_hook.as_str(),
             hook.secret.as_str(),
             "hooks.example.org/alice",
+            alices_app.as_str(),
+            "portal.example.org/alice",
         ];
         sharing::create_group(&*s.hub.store, &alice, "alices-lab").unwrap();
         sharing::change_member(&*s.hub.store, &alice, "alices-lab", "alice", true).unwrap();
@@ -1479,6 +1506,55 @@ mod tests {
                 "/api/v1/whoami".into(),
                 None,
                 Bob::OwnOnly,
+            ),
+            (
+                "POST",
+                "/api/v1/apps",
+                "/api/v1/apps".into(),
+                Some(json!({"name": "bobs-app", "type": "native"})),
+                Bob::OwnOnly,
+            ),
+            (
+                "GET",
+                "/api/v1/apps",
+                "/api/v1/apps".into(),
+                None,
+                Bob::OwnOnly,
+            ),
+            (
+                "GET",
+                "/api/v1/apps/{app}",
+                format!("/api/v1/apps/{alices_app}"),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "DELETE",
+                "/api/v1/apps/{app}",
+                format!("/api/v1/apps/{alices_app}"),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "POST",
+                "/api/v1/apps/{app}/rotate-secret",
+                format!("/api/v1/apps/{alices_app}/rotate-secret"),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "GET",
+                "/api/v1/consents",
+                "/api/v1/consents".into(),
+                None,
+                Bob::OwnOnly,
+            ),
+            (
+                "DELETE",
+                "/api/v1/consents/{app}",
+                format!("/api/v1/consents/{alices_app}"),
+                None,
+                Bob::NotFound,
             ),
         ];
         let mut walked: Vec<(String, String)> = walk

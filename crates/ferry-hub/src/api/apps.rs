@@ -6,24 +6,13 @@ use crate::apps::{self, App, AppError};
 use crate::authz::ManagesApps;
 use crate::grants;
 use crate::server::Hub;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use ferry_proto::api::{AppDeleted, AppInfo, ConsentInfo, CreateApp};
 use std::sync::Arc;
 
-pub(super) fn routes() -> Router<Arc<Hub>> {
-    Router::new()
-        .route("/api/v1/apps", post(create_app).get(list_apps))
-        .route("/api/v1/apps/{app}", get(show_app).delete(delete_app))
-        .route("/api/v1/apps/{app}/rotate-secret", post(rotate_secret))
-        .route("/api/v1/consents", get(list_consents))
-        .route(
-            "/api/v1/consents/{app}",
-            axum::routing::delete(revoke_consent),
-        )
-}
+// The routes are declared in `api::routes`, where the API's walk reads them.
 
 impl From<AppError> for Failure {
     fn from(e: AppError) -> Self {
@@ -50,7 +39,7 @@ pub(crate) fn app_info(app: App) -> AppInfo {
     }
 }
 
-async fn create_app(
+pub(super) async fn create_app(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<ManagesApps>,
     Json(body): Json<CreateApp>,
@@ -68,7 +57,7 @@ async fn create_app(
     Ok((StatusCode::CREATED, Json(app_info(app))))
 }
 
-async fn list_apps(
+pub(super) async fn list_apps(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<ManagesApps>,
 ) -> Result<Json<Vec<AppInfo>>, Failure> {
@@ -80,7 +69,7 @@ async fn list_apps(
     ))
 }
 
-async fn show_app(
+pub(super) async fn show_app(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<ManagesApps>,
     Path(id): Path<String>,
@@ -93,7 +82,7 @@ async fn show_app(
     )?)))
 }
 
-async fn rotate_secret(
+pub(super) async fn rotate_secret(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<ManagesApps>,
     Path(id): Path<String>,
@@ -106,7 +95,7 @@ async fn rotate_secret(
     )?)))
 }
 
-async fn delete_app(
+pub(super) async fn delete_app(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<ManagesApps>,
     Path(id): Path<String>,
@@ -115,7 +104,7 @@ async fn delete_app(
     Ok(Json(AppDeleted { client_id: id }))
 }
 
-async fn list_consents(
+pub(super) async fn list_consents(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<ManagesApps>,
 ) -> Result<Json<Vec<ConsentInfo>>, Failure> {
@@ -132,7 +121,7 @@ async fn list_consents(
     ))
 }
 
-async fn revoke_consent(
+pub(super) async fn revoke_consent(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<ManagesApps>,
     Path(id): Path<String>,
