@@ -12,7 +12,7 @@ use ferry_proto::human::utc_minutes;
 use ferry_setup::hub_client::Auth;
 use std::process::ExitCode;
 
-fn print_app(app: &AppInfo) {
+fn print_app(app: &AppInfo) -> std::io::Result<()> {
     outln!("Client ID: {}", escape(&app.client_id));
     outln!("Name: {}", escape(&app.name));
     outln!("Type: {}", escape(&app.kind));
@@ -28,6 +28,7 @@ fn print_app(app: &AppInfo) {
             "Keep the secret: the hub shows it only now (a new one: `ferry app rotate-secret`)."
         );
     }
+    Ok(())
 }
 
 pub fn app(inv: &Invocation, command: AppCommand) -> anyhow::Result<ExitCode> {
@@ -51,7 +52,7 @@ pub fn app(inv: &Invocation, command: AppCommand) -> anyhow::Result<ExitCode> {
                 if json.json {
                     outln!("{}", serde_json::to_string(&created)?);
                 } else {
-                    print_app(&created);
+                    print_app(&created)?;
                 }
             }
             AppCommand::List { json } => {
@@ -77,7 +78,7 @@ pub fn app(inv: &Invocation, command: AppCommand) -> anyhow::Result<ExitCode> {
                 if json.json {
                     outln!("{}", serde_json::to_string(&shown)?);
                 } else {
-                    print_app(&shown);
+                    print_app(&shown)?;
                 }
             }
             AppCommand::RotateSecret { id, json } => {
@@ -91,7 +92,7 @@ pub fn app(inv: &Invocation, command: AppCommand) -> anyhow::Result<ExitCode> {
                 if json.json {
                     outln!("{}", serde_json::to_string(&rotated)?);
                 } else {
-                    print_app(&rotated);
+                    print_app(&rotated)?;
                 }
             }
             AppCommand::Delete { id } => {
