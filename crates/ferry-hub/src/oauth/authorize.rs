@@ -383,6 +383,10 @@ impl AuthRequest {
     }
 }
 
+pub(super) fn scope_words(scope: &str) -> Vec<&'static str> {
+    wants(&scope.split_whitespace().collect::<Vec<_>>())
+}
+
 fn wants(scopes: &[&str]) -> Vec<&'static str> {
     SCOPES
         .iter()
