@@ -13,8 +13,9 @@
 
 use crate::audit::{self, AuditError};
 use crate::authz::{
-    Action, CancelsTasks, ConfiguresEndpoints, CreatesEndpoints, ManagesEndpoints, ManagesWebhooks,
-    Refusal, Resource, Route, SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
+    Action, CancelsTasks, ConfiguresEndpoints, CreatesEndpoints, ManagesEndpoints, ManagesGroups,
+    ManagesWebhooks, Refusal, Resource, Route, SeesEndpoints, SeesTasks, SubmitsTasks,
+    UsesEndpoints, authorize,
 };
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
@@ -753,7 +754,7 @@ fn group_info(hub: &Hub, who: &Principal, name: &str) -> Result<GroupInfo, Failu
 
 async fn create_group(
     State(hub): State<Arc<Hub>>,
-    Caller(who, _): Caller<SeesEndpoints>,
+    Caller(who, _): Caller<ManagesGroups>,
     Json(body): Json<CreateGroup>,
 ) -> Result<(StatusCode, Json<GroupInfo>), Failure> {
     sharing::create_group(&*hub.store, &who, &body.name)?;
@@ -765,7 +766,7 @@ async fn create_group(
 
 async fn list_groups(
     State(hub): State<Arc<Hub>>,
-    Caller(who, _): Caller<SeesEndpoints>,
+    Caller(who, _): Caller<ManagesGroups>,
 ) -> Result<Json<Vec<GroupInfo>>, Failure> {
     Ok(Json(
         sharing::groups(&*hub.store, &who)?
@@ -781,7 +782,7 @@ async fn list_groups(
 
 async fn add_member(
     State(hub): State<Arc<Hub>>,
-    Caller(who, _): Caller<SeesEndpoints>,
+    Caller(who, _): Caller<ManagesGroups>,
     Path(group): Path<String>,
     Json(body): Json<GroupMember>,
 ) -> Result<Json<GroupInfo>, Failure> {
@@ -791,7 +792,7 @@ async fn add_member(
 
 async fn remove_member(
     State(hub): State<Arc<Hub>>,
-    Caller(who, _): Caller<SeesEndpoints>,
+    Caller(who, _): Caller<ManagesGroups>,
     Path((group, user)): Path<(String, String)>,
 ) -> Result<Json<GroupInfo>, Failure> {
     sharing::change_member(&*hub.store, &who, &group, &user, false)?;

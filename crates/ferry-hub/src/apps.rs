@@ -83,19 +83,41 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
             "{uri:?} is not a URI: it has spaces or characters URIs escape"
         ));
     }
-    let parsed = reqwest::Url::parse(uri).map_err(|e| format!("{uri:?} is not a URI: {e}"))?;
-    if parsed.fragment().is_some() {
+    if uri.contains('#') {
         return Err("a redirect URI has no #fragment (RFC 6749 §3.1.2)".into());
     }
-    let host = parsed.host_str().unwrap_or_default();
-    let loopback = host == "localhost"
+    let not_uri = || format!("{uri:?} is not an absolute https:// URI");
+    let (scheme, rest) = uri.split_once("://").ok_or_else(not_uri)?;
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    if authority.contains('@') {
+        return Err(format!(
+            "{uri:?} has a user name in it: give the site's address alone"
+        ));
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (inside, after) = v6.split_once(']').ok_or_else(not_uri)?;
+            (inside, after)
+        }
+        None => authority.split_at(authority.find(':').unwrap_or(authority.len())),
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| {
+            p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|p| p != 0)
+        });
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+    if !port_ok || !host_ok {
+        return Err(not_uri());
+    }
+    let loopback = host.eq_ignore_ascii_case("localhost")
         || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    match parsed.scheme() {
-        "https" if !host.is_empty() => Ok(()),
+    match scheme {
+        "https" => Ok(()),
         "http" if loopback => Ok(()),
         _ => Err(format!(
             "{uri:?} is not an https:// URI (plain http only to a loopback address)"
@@ -317,6 +339,10 @@ mod tests {
             "javascript:alert(1)",
             "https://portal.example/a b",
             "cb",
+            "https://user@portal.example/cb",
+            "https://portal.example:0/cb",
+            "https://portal.example:99999/cb",
+            "https:///cb",
             &format!("https://p.example/{}", "a".repeat(MAX_REDIRECT_URI)),
         ] {
             assert!(check_redirect_uri(bad).is_err(), "{bad}");

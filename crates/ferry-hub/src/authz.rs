@@ -42,6 +42,8 @@ pub enum Action {
     RenewCertificate,
     /// Add, list or delete webhooks that tell of one's own tasks.
     ManageWebhooks,
+    /// Create groups, list one's groups, add or remove their members.
+    ManageGroups,
     /// Register, list, show, rotate or delete one's own apps, and list or
     /// revoke what one let apps do.
     ManageApps,
@@ -58,9 +60,10 @@ impl Action {
         match self {
             // `ferry -setup` logs in for setup alone; the full CLI's login
             // (transfer) may set endpoints up too.
-            Action::CreateEndpoint | Action::ManageEndpoint | Action::ConfigureEndpoint => {
-                &[SCOPE_SETUP, SCOPE_TRANSFER]
-            }
+            Action::CreateEndpoint
+            | Action::ManageEndpoint
+            | Action::ConfigureEndpoint
+            | Action::ManageGroups => &[SCOPE_SETUP, SCOPE_TRANSFER],
             // An app may be let see endpoints alone: which ones, the
             // resource decides (`SEE_MINE`, `SEE_SHARED`).
             Action::SeeEndpoint => &[
@@ -109,6 +112,7 @@ routes_doing! {
     SeesTasks => Action::SeeTask;
     CancelsTasks => Action::CancelTask;
     ManagesWebhooks => Action::ManageWebhooks;
+    ManagesGroups => Action::ManageGroups;
     ManagesApps => Action::ManageApps;
 }
 
@@ -711,5 +715,36 @@ mod tests {
                 Err(Refusal::Revoked)
             );
         }
+    }
+
+    #[test]
+    fn seeing_scopes_see_endpoints_and_do_nothing_else() {
+        let mine = principal(1, &[SCOPE_MY_ENDPOINTS]);
+        let shared = principal(1, &[SCOPE_SHARED_WITH_ME]);
+        for action in [
+            Action::ManageGroups,
+            Action::ManageEndpoint,
+            Action::UseEndpoint,
+            Action::SubmitTask,
+            Action::SeeTask,
+            Action::ManageApps,
+        ] {
+            for who in [&mine, &shared] {
+                assert!(
+                    matches!(
+                        authorize(who, action, Resource::Any),
+                        Err(Refusal::Scope { .. })
+                    ),
+                    "{action:?}"
+                );
+            }
+        }
+        assert!(may_list_endpoints(&mine, true, false).is_ok());
+        assert!(may_list_endpoints(&mine, false, true).is_err());
+        assert!(may_list_endpoints(&mine, true, true).is_err());
+        assert!(may_list_endpoints(&shared, false, true).is_ok());
+        let both = principal(1, &[SCOPE_MY_ENDPOINTS, SCOPE_SHARED_WITH_ME]);
+        assert!(may_list_endpoints(&both, true, true).is_ok());
+        assert!(may_list_endpoints(&principal(1, &[SCOPE_TRANSFER]), true, true).is_ok());
     }
 }
