@@ -66,6 +66,9 @@ struct AuthRequest {
 #[derive(Debug)]
 pub(super) enum Refusal {
     Show(String),
+    /// The store could not say whether the client exists: try again,
+    /// as for any page the store cannot answer.
+    Store(crate::store::StoreError),
     Redirect {
         to: String,
         error: &'static str,
@@ -81,6 +84,7 @@ impl IntoResponse for Refusal {
                 StatusCode::BAD_REQUEST,
                 pages::error("This sign-in link is not valid", &message),
             ),
+            Refusal::Store(e) => PageError::from(e).into_response(),
             Refusal::Redirect {
                 to,
                 error,
@@ -205,10 +209,7 @@ fn browser_client(hub: &Hub, client_id: &str) -> Result<Option<ClientRow>, Refus
     let row = hub
         .store
         .client(client_id)
-        .map_err(|e| {
-            tracing::warn!(error = %e, "client lookup failed at /authorize");
-            Refusal::Show("The hub could not look the client up; try again shortly.".into())
-        })?
+        .map_err(Refusal::Store)?
         .ok_or_else(unknown)?;
     match row.kind {
         ClientKind::Native | ClientKind::Portal => Ok(Some(row)),

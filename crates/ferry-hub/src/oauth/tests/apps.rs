@@ -557,3 +557,35 @@ async fn apps_are_registered_checked_and_listed_over_the_api() {
         "kept hashed"
     );
 }
+
+#[tokio::test]
+async fn an_app_the_store_cannot_look_up_is_a_503_not_an_unknown_client() {
+    let (hub, store) = super::failing_hub_with_alice();
+    let bob = hub.store.add_user("bob", "unused", 0).unwrap();
+    let owner = crate::grants::Principal {
+        user_id: bob,
+        user_name: "bob".into(),
+        client_id: CLI_CLIENT_ID.into(),
+        scopes: vec![SCOPE_TRANSFER.into()],
+        sign_in: Default::default(),
+    };
+    let portal = register(&hub, &owner, ClientKind::Portal, &[PORTAL_CB]);
+    store.fail("client");
+    let mut browser = Browser::new(&hub);
+    let reply = browser
+        .get(&app_authorize(
+            &portal.row.client_id,
+            PORTAL_CB,
+            "openid",
+            None,
+        ))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert!(!reply.body.contains("not known"), "{}", reply.body);
+    assert!(store.failures("client") >= 1);
+}
