@@ -201,27 +201,29 @@ pub fn create(
         ClientKind::Native => None,
         _ => Some(new_secret()?),
     };
-    let (user_id, scopes) = match kind {
-        // Its own account, so it owns what it makes and is shared with by
-        // its identity like anyone.
-        ClientKind::Service => (
-            store.add_user(&service_identity(rules, &client_id), SERVICE_ACCOUNT, now)?,
-            SERVICE_SCOPES.to_string(),
-        ),
+    let scopes = match kind {
+        ClientKind::Service => SERVICE_SCOPES.to_string(),
         // Apps acting for users get what each user consents to instead.
-        _ => (who.user_id, format!("{SCOPE_SETUP} {SCOPE_TRANSFER}")),
+        _ => format!("{SCOPE_SETUP} {SCOPE_TRANSFER}"),
     };
-    let row = ClientRow {
+    let mut row = ClientRow {
         client_id,
         name,
         secret_hash: secret.as_ref().map(|(_, hash)| hash.clone()),
-        user_id,
+        user_id: who.user_id,
         scopes,
         kind,
         owner_id: Some(who.user_id),
         redirect_uris: uris,
     };
-    store.add_client(&row, now)?;
+    if kind == ClientKind::Service {
+        // Its own account, so it owns what it makes and is shared with by
+        // its identity like anyone; made with the client, or not at all.
+        let identity = service_identity(rules, &row.client_id);
+        row.user_id = store.add_service_account(&identity, SERVICE_ACCOUNT, &row, now)?;
+    } else {
+        store.add_client(&row, now)?;
+    }
     tracing::info!(client = %row.client_id, kind = kind.as_str(), owner = %who.user_name, "app registered");
     Ok(app(rules, row, secret.map(|(s, _)| s)))
 }

@@ -343,7 +343,30 @@ pub fn apps_are_listed_by_owner_rotated_and_deleted_with_their_tokens(s: &dyn St
     assert_eq!(s.token("pt", TokenKind::Access, 0).unwrap(), None);
     assert!(s.token("ot", TokenKind::Access, 0).unwrap().is_some());
     assert_eq!(s.consent(bob, "p1").unwrap(), None);
-    assert_eq!(s.clients_of(alice).unwrap(), [native]);
+    assert_eq!(s.clients_of(alice).unwrap(), [native.clone()]);
+
+    // A service account and its own account come together, or not at all.
+    let robot = app("s1", alice, ClientKind::Service, Some("s"));
+    let robot_id = s
+        .add_service_account("s1@clients.hub", "!svc", &robot, 5)
+        .unwrap();
+    assert_ne!(robot_id, alice);
+    let stored = s.client("s1").unwrap().unwrap();
+    assert_eq!(stored.user_id, robot_id);
+    assert_eq!(
+        s.user_by_id(robot_id).unwrap().unwrap().name,
+        "s1@clients.hub"
+    );
+    let taken = app("n1", alice, ClientKind::Service, Some("s"));
+    assert!(matches!(
+        s.add_service_account("n1@clients.hub", "!svc", &taken, 6),
+        Err(StoreError::Conflict { what: "client id" })
+    ));
+    assert_eq!(
+        s.user_by_name("n1@clients.hub").unwrap(),
+        None,
+        "no account left behind"
+    );
 }
 
 pub fn consents_are_remembered_and_revoking_one_revokes_its_tokens(s: &dyn Storage) {

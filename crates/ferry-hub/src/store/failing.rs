@@ -186,6 +186,7 @@ delegate!(NotifyStore {
 });
 
 delegate!(AppStore {
+    fn add_service_account(&self, account: &str, password_hash: &str, client: &ClientRow, now: i64) -> Result<i64>;
     fn clients_of(&self, owner_id: i64) -> Result<Vec<ClientRow>>;
     fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<bool>;
     fn delete_client(&self, client_id: &str) -> Result<bool>;

@@ -933,6 +933,17 @@ pub trait AppStore {
     /// The clients `owner_id` registered, oldest first.
     fn clients_of(&self, owner_id: i64) -> Result<Vec<ClientRow>>;
 
+    /// Makes a service account's own account, named `account`, and the
+    /// client acting as it (`client.user_id` is replaced by the new
+    /// account's id, returned), together.
+    fn add_service_account(
+        &self,
+        account: &str,
+        password_hash: &str,
+        client: &ClientRow,
+        now: i64,
+    ) -> Result<i64>;
+
     /// Replaces a confidential client's secret; `false`: no such client.
     fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<bool>;
 

@@ -1869,6 +1869,32 @@ fn client_row(r: &Row) -> Result<ClientRow> {
 }
 
 impl AppStore for PostgresStore {
+    fn add_service_account(
+        &self,
+        account: &str,
+        password_hash: &str,
+        client: &ClientRow,
+        now: i64,
+    ) -> Result<i64> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            let user_id: i64 = tx
+                .query_one(
+                    "INSERT INTO users (name, password_hash, created) VALUES ($1, $2, $3) RETURNING id",
+                    &[&account, &password_hash, &now],
+                )
+                .map_err(taken("user name"))?
+                .try_get(0)?;
+            tx.execute(
+                "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created, kind, owner_id, redirect_uris) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[&client.client_id, &client.name, &client.secret_hash, &user_id, &client.scopes, &now, &client.kind.as_str(), &client.owner_id, &client.redirect_uris.join("\n")],
+            )
+            .map_err(taken("client id"))?;
+            tx.commit()?;
+            Ok(user_id)
+        })
+    }
+
     fn clients_of(&self, owner_id: i64) -> Result<Vec<ClientRow>> {
         self.with_client(|c| {
             c.query(
