@@ -343,7 +343,7 @@ pub fn apps_are_listed_by_owner_rotated_and_deleted_with_their_tokens(s: &dyn St
     assert_eq!(s.token("pt", TokenKind::Access, 0).unwrap(), None);
     assert!(s.token("ot", TokenKind::Access, 0).unwrap().is_some());
     assert_eq!(s.consent(bob, "p1").unwrap(), None);
-    assert_eq!(s.clients_of(alice).unwrap(), [native.clone()]);
+    assert_eq!(s.clients_of(alice).unwrap(), [native]);
 
     // A service account and its own account come together, or not at all.
     let robot = app("s1", alice, ClientKind::Service, Some("s"));
