@@ -54,7 +54,11 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "succeeded failed inactive on succeeded,failed,inactive" -- "$cur")
             return
             ;;
-        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --allowed-domains | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success)
+        --type)
+            mapfile -t COMPREPLY < <(compgen -W "native portal service" -- "$cur")
+            return
+            ;;
+        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --allowed-domains | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success | --redirect-uri)
             return
             ;;
     esac
@@ -63,10 +67,10 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --allowed-domains | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --allowed-domains | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success | --type | --redirect-uri)
                 ((i++))
                 ;;
-            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group | timer | webhook | whoami)
+            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group | timer | webhook | app | whoami)
                 if [[ -z $verb ]]; then verb=${words[i]}; fi
                 ;;
             -*) ;;
@@ -78,7 +82,7 @@ _ferry()
 
     local opts="" files=""
     case $verb in
-        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task group timer webhook whoami" ;;
+        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task group timer webhook app whoami" ;;
         -setup) opts="--name --hub --hub-ca --force --setup-key --no-gui -dir" ;;
         -start) opts="-detach -restrict-paths -debug -trace -dir" ;;
         -status) opts="--json -dir" ;;
@@ -113,6 +117,14 @@ _ferry()
                 "") opts="add list delete" ;;
                 add) opts="--events --json" ;;
                 list) opts="--json" ;;
+                *) opts="" ;;
+            esac
+            ;;
+        app)
+            case $sub in
+                "") opts="create list show rotate-secret delete consents revoke" ;;
+                create) opts="--type --redirect-uri --json" ;;
+                list | show | rotate-secret | consents) opts="--json" ;;
                 *) opts="" ;;
             esac
             ;;

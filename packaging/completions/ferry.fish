@@ -19,9 +19,9 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --allowed-domains --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date --since --notify --events --on-success
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --allowed-domains --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date --since --notify --events --on-success --type --redirect-uri
                 set skip 1
-            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group timer webhook whoami
+            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group timer webhook app whoami
                 if test (count $found) -eq 0
                     set found $t
                 end
@@ -65,6 +65,7 @@ complete -c ferry -n '__ferry_at ""' -a task -d 'Show, wait for, list or cancel 
 complete -c ferry -n '__ferry_at ""' -a group -d 'Groups of users to share with'
 complete -c ferry -n '__ferry_at ""' -a whoami -d 'Your identity and linked identities'
 complete -c ferry -n '__ferry_at ""' -a webhook -d 'URLs the hub POSTs news of your tasks to'
+complete -c ferry -n '__ferry_at ""' -a app -d 'Apps you registered and apps you let act for you'
 complete -c ferry -n '__ferry_at ""' -a timer -d 'Recurring transfers: create, list, show, delete'
 
 # -dir DIR, everywhere.
@@ -117,6 +118,14 @@ complete -c ferry -n '__ferry_at webhook' -a 'add list delete'
 complete -c ferry -n 'string match -q "webhook add*" -- (__ferry_verb)' -l events -x -a 'succeeded failed inactive on succeeded,failed,inactive' -d 'Which news (default all)'
 complete -c ferry -n 'string match -q "webhook add*" -- (__ferry_verb)' -l json -d 'JSON output'
 complete -c ferry -n 'string match -q "webhook list*" -- (__ferry_verb)' -l json -d 'JSON output'
+complete -c ferry -n '__ferry_at app' -a 'create list show rotate-secret delete consents revoke'
+complete -c ferry -n 'string match -q "app create*" -- (__ferry_verb)' -l type -x -a 'native portal service' -d 'What sort of app'
+complete -c ferry -n 'string match -q "app create*" -- (__ferry_verb)' -l redirect-uri -x -d "A portal's redirect URI (repeatable)"
+complete -c ferry -n 'string match -q "app create*" -- (__ferry_verb)' -l json -d 'JSON output'
+complete -c ferry -n 'string match -q "app list*" -- (__ferry_verb)' -l json -d 'JSON output'
+complete -c ferry -n 'string match -q "app show*" -- (__ferry_verb)' -l json -d 'JSON output'
+complete -c ferry -n 'string match -q "app rotate-secret*" -- (__ferry_verb)' -l json -d 'JSON output'
+complete -c ferry -n 'string match -q "app consents*" -- (__ferry_verb)' -l json -d 'JSON output'
 complete -c ferry -n 'string match -q "endpoint update*" -- (__ferry_verb)' -l allowed-domains -x -d 'Require an identity from these domains (D1,D2; empty clears)'
 complete -c ferry -n 'string match -q "endpoint update*" -- (__ferry_verb)' -l display-name -x -d 'The new display name'
 complete -c ferry -n 'string match -q "endpoint create" -- (__ferry_verb)' -l personal -x -d 'A personal endpoint with this name'

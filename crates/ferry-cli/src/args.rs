@@ -173,6 +173,10 @@ pub enum Command {
     /// URLs the hub POSTs news of your tasks to, signed (HMAC-SHA256).
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Apps you registered on the hub (OAuth clients: native apps, portals,
+    /// service accounts), and the apps you let act for you.
+    #[command(subcommand, after_help = APP_HELP)]
+    App(AppCommand),
     /// Who you are on the hub: your identity (user@domain) and, with
     /// --linked-identities, every identity linked to your account.
     Whoami {
@@ -285,6 +289,106 @@ pub fn parse_interval(text: &str) -> Result<i64, String> {
         }
         _ => Err(usage()),
     }
+}
+
+/// What sort of app to register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppType {
+    /// A program on the user's computer: public (no secret), PKCE,
+    /// redirected to a loopback address (any port) or the hub's code page.
+    Native,
+    /// A web portal: a secret, exact redirect URIs, codes and refresh.
+    Portal,
+    /// A service account: a secret, client credentials; acts as itself.
+    Service,
+}
+
+impl AppType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppType::Native => "native",
+            AppType::Portal => "portal",
+            AppType::Service => "service",
+        }
+    }
+}
+
+const APP_HELP: &str = "\
+A portal or service account's secret is shown once, by create and
+rotate-secret: keep it. A service account acts as itself, with the identity
+create prints (CLIENT_ID@clients.DOMAIN): share an endpoint with it by
+`ferry endpoint permission create EP:PATH --permissions r --identity IDENTITY`.
+Deleting an app revokes every token it holds.
+
+Scopes an app may ask for: openid, profile, email, transfer, offline_access
+(a refresh token), my-endpoints, shared-with-me, endpoint:setup.
+
+Examples:
+  ferry app create 'Lab portal' --type portal --redirect-uri https://portal.example.org/callback
+  ferry app create nightly-sync --type service --json
+  ferry app list
+  ferry app rotate-secret CLIENT_ID
+  ferry app consents
+  ferry app revoke CLIENT_ID";
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Register an app; prints its client id (and secret, once).
+    Create {
+        /// The app's name, as the consent page shows it to users.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// native, portal or service.
+        #[arg(long = "type", value_name = "TYPE", value_enum)]
+        kind: AppType,
+        /// A portal's redirect URI (https://, or http:// to a loopback
+        /// address); repeat for several. Compared exactly.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// The apps you registered.
+    List {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// One of your apps.
+    Show {
+        /// The app's client id, as `ferry app list` shows it.
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// A new secret for a portal or service account; the old one stops
+    /// working at once. Prints the new one, once.
+    #[command(name = "rotate-secret")]
+    RotateSecret {
+        /// The app's client id.
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Delete one of your apps; every token it holds stops working.
+    Delete {
+        /// The app's client id.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// The apps you let act for you, and what you let them do.
+    Consents {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Take back what you let an app do: its tokens for you stop working
+    /// at once, and it must ask you again.
+    Revoke {
+        /// The app's client id, as `ferry app consents` shows it.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,6 +16,7 @@ macro_rules! outln {
     }};
 }
 
+mod apps;
 pub mod args;
 mod detach;
 mod endpoint;
@@ -130,6 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Group(command) => share::group(&ctx, command),
         Command::Timer(command) => timer::timer(&ctx, command),
         Command::Webhook(command) => webhook::webhook(&ctx, command),
+        Command::App(command) => apps::app(&ctx, command),
         Command::Whoami {
             linked_identities,
             json,

@@ -13,8 +13,9 @@
 
 use crate::audit::{self, AuditError};
 use crate::authz::{
-    Action, CancelsTasks, ConfiguresEndpoints, CreatesEndpoints, ManagesEndpoints, ManagesWebhooks,
-    Refusal, Resource, Route, SeesEndpoints, SeesTasks, SubmitsTasks, UsesEndpoints, authorize,
+    Action, CancelsTasks, ConfiguresEndpoints, CreatesEndpoints, ManagesEndpoints, ManagesGroups,
+    ManagesWebhooks, Refusal, Resource, Route, SeesEndpoints, SeesTasks, SubmitsTasks,
+    UsesEndpoints, authorize,
 };
 use crate::control::CallError;
 use crate::endpoints::{self, RegistryError};
@@ -66,8 +67,24 @@ const EVENTS_DEFAULT: usize = 1000;
 /// holds, by default and at most.
 const LIST_DEFAULT: usize = 1000;
 
+mod apps;
+
 pub fn routes() -> Router<Arc<Hub>> {
     Router::new()
+        .route("/api/v1/apps", post(apps::create_app).get(apps::list_apps))
+        .route(
+            "/api/v1/apps/{app}",
+            get(apps::show_app).delete(apps::delete_app),
+        )
+        .route(
+            "/api/v1/apps/{app}/rotate-secret",
+            post(apps::rotate_secret),
+        )
+        .route("/api/v1/consents", get(apps::list_consents))
+        .route(
+            "/api/v1/consents/{app}",
+            axum::routing::delete(apps::revoke_consent),
+        )
         .route(
             "/api/v1/endpoints",
             post(create_endpoint).get(search_endpoints),
@@ -598,7 +615,13 @@ async fn search_endpoints(
         hub.store
             .shared_with(who.user_id, &query.q, now, SEARCH_LIMIT)
     };
-    let rows = match query.filter_scope.unwrap_or(FilterScope::MyEndpoints) {
+    let filter = query.filter_scope.unwrap_or(FilterScope::MyEndpoints);
+    crate::authz::may_list_endpoints(
+        &who,
+        filter != FilterScope::SharedWithMe,
+        filter != FilterScope::MyEndpoints,
+    )?;
+    let rows = match filter {
         FilterScope::MyEndpoints => mine()?,
         FilterScope::SharedWithMe => shared()?,
         FilterScope::All => {
@@ -961,7 +984,7 @@ fn group_info(hub: &Hub, who: &Principal, name: &str) -> Result<GroupInfo, Failu
 
 async fn create_group(
     State(hub): State<Arc<Hub>>,
-    Caller(who, _): Caller<SeesEndpoints>,
+    Caller(who, _): Caller<ManagesGroups>,
     Json(body): Json<CreateGroup>,
 ) -> Result<(StatusCode, Json<GroupInfo>), Failure> {
     sharing::create_group(&*hub.store, &who, &body.name)?;
@@ -973,7 +996,7 @@ async fn create_group(
 
 async fn list_groups(
     State(hub): State<Arc<Hub>>,
-    Caller(who, _): Caller<SeesEndpoints>,
+    Caller(who, _): Caller<ManagesGroups>,
     Query(page): Query<PageQuery>,
     uri: Uri,
 ) -> Result<Paged<GroupInfo>, Failure> {
@@ -991,7 +1014,7 @@ async fn list_groups(
 
 async fn add_member(
     State(hub): State<Arc<Hub>>,
-    Caller(who, _): Caller<SeesEndpoints>,
+    Caller(who, _): Caller<ManagesGroups>,
     Path(group): Path<String>,
     Json(body): Json<GroupMember>,
 ) -> Result<Json<GroupInfo>, Failure> {
@@ -1001,7 +1024,7 @@ async fn add_member(
 
 async fn remove_member(
     State(hub): State<Arc<Hub>>,
-    Caller(who, _): Caller<SeesEndpoints>,
+    Caller(who, _): Caller<ManagesGroups>,
     Path((group, user)): Path<(String, String)>,
 ) -> Result<Json<GroupInfo>, Failure> {
     sharing::change_member(&*hub.store, &who, &group, &user, false)?;
@@ -1690,6 +1713,18 @@ mod tests {
         )
         .unwrap();
         let alices_hook = hook.id.clone();
+        let alices_app = crate::apps::create(
+            &*s.hub.store,
+            &s.hub.identity_rules,
+            &alice,
+            "alices-portal",
+            crate::store::ClientKind::Portal,
+            &["https://portal.example.org/alice".to_string()],
+            1,
+        )
+        .unwrap()
+        .row
+        .client_id;
         let alices = [
             s.laptop.as_str(),
             s.cluster.as_str(),
@@ -1698,6 +1733,8 @@ mod tests {
             alices_hook.as_str(),
             hook.secret.as_str(),
             "hooks.example.org/alice",
+            alices_app.as_str(),
+            "portal.example.org/alice",
         ];
         sharing::create_group(&*s.hub.store, &alice, "alices-lab").unwrap();
         sharing::change_member(&*s.hub.store, &alice, "alices-lab", "alice", true).unwrap();
@@ -1917,6 +1954,55 @@ mod tests {
                 "/api/v1/submission_id".into(),
                 None,
                 Bob::OwnOnly,
+            ),
+            (
+                "POST",
+                "/api/v1/apps",
+                "/api/v1/apps".into(),
+                Some(json!({"name": "bobs-app", "type": "native"})),
+                Bob::OwnOnly,
+            ),
+            (
+                "GET",
+                "/api/v1/apps",
+                "/api/v1/apps".into(),
+                None,
+                Bob::OwnOnly,
+            ),
+            (
+                "GET",
+                "/api/v1/apps/{app}",
+                format!("/api/v1/apps/{alices_app}"),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "DELETE",
+                "/api/v1/apps/{app}",
+                format!("/api/v1/apps/{alices_app}"),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "POST",
+                "/api/v1/apps/{app}/rotate-secret",
+                format!("/api/v1/apps/{alices_app}/rotate-secret"),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "GET",
+                "/api/v1/consents",
+                "/api/v1/consents".into(),
+                None,
+                Bob::OwnOnly,
+            ),
+            (
+                "DELETE",
+                "/api/v1/consents/{app}",
+                format!("/api/v1/consents/{alices_app}"),
+                None,
+                Bob::NotFound,
             ),
         ];
         let mut walked: Vec<(String, String)> = walk

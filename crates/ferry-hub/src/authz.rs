@@ -13,8 +13,8 @@
 //! it did not exist.
 
 use crate::grants::{EndpointPrincipal, Principal};
-use crate::store::{EndpointRow, PermissionRow, TaskRow, TimerRow, WebhookRow};
-use ferry_proto::api::{SCOPE_SETUP, SCOPE_TRANSFER};
+use crate::store::{ClientRow, EndpointRow, PermissionRow, TaskRow, TimerRow, WebhookRow};
+use ferry_proto::api::{SCOPE_MY_ENDPOINTS, SCOPE_SETUP, SCOPE_SHARED_WITH_ME, SCOPE_TRANSFER};
 
 /// What a principal wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,17 @@ pub enum Action {
     RenewCertificate,
     /// Add, list or delete webhooks that tell of one's own tasks.
     ManageWebhooks,
+    /// Create groups, list one's groups, add or remove their members.
+    ManageGroups,
+    /// Register, list, show, rotate or delete one's own apps, and list or
+    /// revoke what one let apps do.
+    ManageApps,
 }
+
+/// Scopes that let a token see endpoints without doing anything to them:
+/// its user's own, or those shared with them.
+const SEE_MINE: &[&str] = &[SCOPE_SETUP, SCOPE_TRANSFER, SCOPE_MY_ENDPOINTS];
+const SEE_SHARED: &[&str] = &[SCOPE_SETUP, SCOPE_TRANSFER, SCOPE_SHARED_WITH_ME];
 
 impl Action {
     /// The scopes whose grant covers the action, any one of them.
@@ -51,14 +61,23 @@ impl Action {
             // `ferry -setup` logs in for setup alone; the full CLI's login
             // (transfer) may set endpoints up too.
             Action::CreateEndpoint
-            | Action::SeeEndpoint
             | Action::ManageEndpoint
-            | Action::ConfigureEndpoint => &[SCOPE_SETUP, SCOPE_TRANSFER],
+            | Action::ConfigureEndpoint
+            | Action::ManageGroups => &[SCOPE_SETUP, SCOPE_TRANSFER],
+            // An app may be let see endpoints alone: which ones, the
+            // resource decides (`SEE_MINE`, `SEE_SHARED`).
+            Action::SeeEndpoint => &[
+                SCOPE_SETUP,
+                SCOPE_TRANSFER,
+                SCOPE_MY_ENDPOINTS,
+                SCOPE_SHARED_WITH_ME,
+            ],
             Action::UseEndpoint
             | Action::SubmitTask
             | Action::SeeTask
             | Action::CancelTask
-            | Action::ManageWebhooks => &[SCOPE_TRANSFER],
+            | Action::ManageWebhooks
+            | Action::ManageApps => &[SCOPE_TRANSFER],
             // No user's grant covers it, whatever it holds.
             Action::RenewCertificate => &[],
         }
@@ -93,6 +112,8 @@ routes_doing! {
     SeesTasks => Action::SeeTask;
     CancelsTasks => Action::CancelTask;
     ManagesWebhooks => Action::ManageWebhooks;
+    ManagesGroups => Action::ManageGroups;
+    ManagesApps => Action::ManageApps;
 }
 
 /// Who asks.
@@ -133,6 +154,8 @@ pub enum Resource<'a> {
     /// A timer: its owner's alone, as a task is.
     Timer(&'a TimerRow),
     Webhook(&'a WebhookRow),
+    /// An app a user registered: its owner's alone.
+    App(&'a ClientRow),
 }
 
 /// Why an action is refused.
@@ -190,10 +213,16 @@ fn authorize_user(who: &Principal, action: Action, resource: Resource<'_>) -> Re
             if endpoint.owner_id != who.user_id {
                 return Err(Refusal::Hidden);
             }
+            see_scope(who, action, SEE_MINE)?;
             return identity_policy(who, action, endpoint);
         }
         Resource::SharedEndpoint { endpoint, reaching } => {
-            if endpoint.owner_id != who.user_id {
+            if endpoint.owner_id == who.user_id {
+                see_scope(who, action, SEE_MINE)?;
+            } else {
+                if !reaching.is_empty() {
+                    see_scope(who, action, SEE_SHARED)?;
+                }
                 // A grantee may find and use an endpoint shared with them
                 // (each path is then asked of `authorize_paths`); managing
                 // it stays its owner's. Without a permission it is not there.
@@ -210,12 +239,44 @@ fn authorize_user(who: &Principal, action: Action, resource: Resource<'_>) -> Re
         Resource::Task(task) => task.owner_id,
         Resource::Timer(timer) => timer.timer.owner_id,
         Resource::Webhook(webhook) => webhook.owner_id,
+        Resource::App(app) => match app.owner_id {
+            Some(owner) => owner,
+            // An admin's client is nobody's to manage here.
+            None => return Err(Refusal::Hidden),
+        },
     };
     if owner == who.user_id {
         Ok(())
     } else {
         Err(Refusal::Hidden)
     }
+}
+
+/// Seeing an endpoint under a grant that covers only seeing some: its
+/// user's own (`my-endpoints`) or those shared with them (`shared-with-me`).
+fn see_scope(
+    who: &Principal,
+    action: Action,
+    covering: &'static [&'static str],
+) -> Result<(), Refusal> {
+    if action == Action::SeeEndpoint && !covering.iter().any(|s| who.has_scope(s)) {
+        return Err(Refusal::Scope {
+            needs: &covering[2..],
+        });
+    }
+    Ok(())
+}
+
+/// Whether `who`'s grant lets it list its own endpoints (`mine`) and those
+/// shared with it (`shared`): a listing of both needs both.
+pub fn may_list_endpoints(who: &Principal, mine: bool, shared: bool) -> Result<(), Refusal> {
+    authorize_user(who, Action::SeeEndpoint, Resource::Any)?;
+    for (wanted, covering) in [(mine, SEE_MINE), (shared, SEE_SHARED)] {
+        if wanted {
+            see_scope(who, Action::SeeEndpoint, covering)?;
+        }
+    }
+    Ok(())
 }
 
 /// An endpoint with `allowed_domains` is used (its files, transfers from
@@ -654,5 +715,36 @@ mod tests {
                 Err(Refusal::Revoked)
             );
         }
+    }
+
+    #[test]
+    fn seeing_scopes_see_endpoints_and_do_nothing_else() {
+        let mine = principal(1, &[SCOPE_MY_ENDPOINTS]);
+        let shared = principal(1, &[SCOPE_SHARED_WITH_ME]);
+        for action in [
+            Action::ManageGroups,
+            Action::ManageEndpoint,
+            Action::UseEndpoint,
+            Action::SubmitTask,
+            Action::SeeTask,
+            Action::ManageApps,
+        ] {
+            for who in [&mine, &shared] {
+                assert!(
+                    matches!(
+                        authorize(who, action, Resource::Any),
+                        Err(Refusal::Scope { .. })
+                    ),
+                    "{action:?}"
+                );
+            }
+        }
+        assert!(may_list_endpoints(&mine, true, false).is_ok());
+        assert!(may_list_endpoints(&mine, false, true).is_err());
+        assert!(may_list_endpoints(&mine, true, true).is_err());
+        assert!(may_list_endpoints(&shared, false, true).is_ok());
+        let both = principal(1, &[SCOPE_MY_ENDPOINTS, SCOPE_SHARED_WITH_ME]);
+        assert!(may_list_endpoints(&both, true, true).is_ok());
+        assert!(may_list_endpoints(&principal(1, &[SCOPE_TRANSFER]), true, true).is_ok());
     }
 }

@@ -151,6 +151,8 @@ pub fn check_allowed_domains(given: &[String]) -> Result<Vec<String>, IdentityEr
 /// with, or its local identity.
 pub fn primary_identity(rules: &IdentityRules, user: &UserRow, linked: &[IdentityRow]) -> String {
     match linked.first() {
+        // A service account's name is its identity already.
+        _ if user.password_hash == crate::apps::SERVICE_ACCOUNT => user.name.clone(),
         Some(first) if user.password_hash == NO_PASSWORD => first.identity.clone(),
         _ => rules.local_identity(&user.name),
     }

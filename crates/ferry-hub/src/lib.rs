@@ -8,6 +8,7 @@
 
 mod api;
 mod app;
+mod apps;
 mod audit;
 mod authz;
 mod capability;
@@ -355,6 +356,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     secret_hash: Some(secrets::token_hash(&secret)),
                     user_id: account.id,
                     scopes: ferry_proto::api::SCOPE_TRANSFER.to_string(),
+                    kind: store::ClientKind::Admin,
+                    owner_id: None,
+                    redirect_uris: vec![],
                 },
                 grants::now(),
             )?;

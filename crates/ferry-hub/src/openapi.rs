@@ -14,10 +14,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use ferry_proto::api::{
-    ApiError, CreateEndpoint, CreateGroup, CreatePermission, CreateWebhook, CreatedEndpoint,
-    EndpointInfo, FsOp, FsOutcome, GroupInfo, GroupMember, OPENAPI_PATH, PermissionDeleted,
-    PermissionInfo, RegisterEndpoint, RegisteredEndpoint, UpdateEndpoint, WebhookDeleted,
-    WebhookInfo, WhoAmI,
+    ApiError, AppDeleted, AppInfo, ConsentInfo, CreateApp, CreateEndpoint, CreateGroup,
+    CreatePermission, CreateWebhook, CreatedEndpoint, EndpointInfo, FsOp, FsOutcome, GroupInfo,
+    GroupMember, OPENAPI_PATH, PermissionDeleted, PermissionInfo, RegisterEndpoint,
+    RegisteredEndpoint, UpdateEndpoint, WebhookDeleted, WebhookInfo, WhoAmI,
 };
 use ferry_proto::task::{
     CreateTimer, CreatedTimer, SubmissionId, SubmitTask, SubmittedTask, TaskEvent, TaskInfo,
@@ -270,6 +270,39 @@ pub const OPERATIONS: &[Operation] = &[
     )
     .answers(200, of::<TimerInfo>),
     op("DELETE", "/api/v1/timers/{timer}", "Delete a timer").answers(200, of::<TimerInfo>),
+    op("GET", "/api/v1/apps", "The caller's registered apps").answers(200, of::<Vec<AppInfo>>),
+    op(
+        "POST",
+        "/api/v1/apps",
+        "Register an app (native, portal or service); a secret is shown once",
+    )
+    .takes(of::<CreateApp>)
+    .answers(201, of::<AppInfo>),
+    op("GET", "/api/v1/apps/{app}", "One of the caller's apps").answers(200, of::<AppInfo>),
+    op(
+        "DELETE",
+        "/api/v1/apps/{app}",
+        "Delete an app (its tokens stop working)",
+    )
+    .answers(200, of::<AppDeleted>),
+    op(
+        "POST",
+        "/api/v1/apps/{app}/rotate-secret",
+        "Give an app a new secret, shown once",
+    )
+    .answers(200, of::<AppInfo>),
+    op(
+        "GET",
+        "/api/v1/consents",
+        "The apps the caller let act for them",
+    )
+    .answers(200, of::<Vec<ConsentInfo>>),
+    op(
+        "DELETE",
+        "/api/v1/consents/{app}",
+        "Revoke a consent (the app's tokens for the caller stop working)",
+    )
+    .answers(200, of::<AppDeleted>),
 ];
 
 /// The stable machine words of [`ApiError::error`], for the description.

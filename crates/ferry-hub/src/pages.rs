@@ -142,15 +142,10 @@ pub fn consent(
     user: &str,
     wants: &[&str],
     destination: &str,
-    local_program: bool,
+    whose: &str,
     csrf: &str,
     carry: &[(String, String)],
 ) -> String {
-    let whose = if local_program {
-        "a program on this computer"
-    } else {
-        "a page that shows it for you to copy"
-    };
     layout(
         "Approve access",
         html! {
@@ -251,19 +246,19 @@ mod tests {
             ),
             (
                 "consent: client name",
-                consent(evil, "alice", &[], "https://h", false, "t", &[]),
+                consent(evil, "alice", &[], "https://h", "a page", "t", &[]),
             ),
             (
                 "consent: user name",
-                consent("c", evil, &[], "https://h", false, "t", &[]),
+                consent("c", evil, &[], "https://h", "a page", "t", &[]),
             ),
             (
                 "consent: redirect origin",
-                consent("c", "alice", &[], evil, true, "t", &[]),
+                consent("c", "alice", &[], evil, "a program", "t", &[]),
             ),
             (
                 "consent: carried redirect URI",
-                consent("c", "alice", &[], "https://h", false, "t", &carry),
+                consent("c", "alice", &[], "https://h", "a page", "t", &carry),
             ),
             ("code page: code", auth_code(Some(evil), None)),
             ("code page: error", auth_code(None, Some(evil))),
@@ -290,7 +285,7 @@ mod tests {
                 &[("campus".to_string(), evil.to_string())],
                 Some(evil),
             ),
-            consent(evil, evil, &[evil], evil, true, evil, &carry),
+            consent(evil, evil, &[evil], evil, evil, evil, &carry),
             auth_code(Some(evil), None),
             auth_code(None, Some(evil)),
             error(evil, evil),
@@ -308,7 +303,7 @@ mod tests {
             "alice",
             &["register endpoints"],
             "http://127.0.0.1:4711",
-            true,
+            "a program on this computer",
             "t",
             &[],
         );
@@ -321,7 +316,7 @@ mod tests {
             "alice",
             &[],
             "https://hub.example:8443",
-            false,
+            "a page that shows it for you to copy",
             "t",
             &[],
         );

@@ -380,8 +380,24 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             grant_id: "alices-personal-grant".into(),
         })
         .unwrap();
+    let alices_app = crate::apps::create(
+        &*hub.store,
+        &hub.identity_rules,
+        &alice_principal,
+        "alices-portal",
+        crate::store::ClientKind::Portal,
+        &["https://portal.example.org/alice".to_string()],
+        0,
+    )
+    .unwrap()
+    .row
+    .client_id;
+    hub.store
+        .put_consent(alice, &alices_app, SCOPE_TRANSFER, 0)
+        .unwrap();
     let alices: Vec<&str> = vec![
         "alice",
+        &alices_app,
         &alices_session,
         &alices_csrf,
         &alices_code,
@@ -812,6 +828,49 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             page(unauthorized, StatusCode::OK),
         ),
         (
+            "POST",
+            "/account/apps/{app}/revoke",
+            format!("/account/apps/{alices_app}/revoke"),
+            Some(vec![]),
+            Kind::Page,
+            page(unauthorized, not_found),
+        ),
+        (
+            "GET",
+            "/developers",
+            "/developers".into(),
+            None,
+            Kind::Page,
+            page(see_other, StatusCode::OK),
+        ),
+        (
+            "POST",
+            "/developers/apps",
+            "/developers/apps".into(),
+            Some(vec![
+                ("name".into(), "bobs-app".into()),
+                ("type".into(), "native".into()),
+            ]),
+            Kind::Page,
+            page(unauthorized, StatusCode::CREATED),
+        ),
+        (
+            "POST",
+            "/developers/apps/{app}/rotate-secret",
+            format!("/developers/apps/{alices_app}/rotate-secret"),
+            Some(vec![]),
+            Kind::Page,
+            page(unauthorized, not_found),
+        ),
+        (
+            "POST",
+            "/developers/apps/{app}/delete",
+            format!("/developers/apps/{alices_app}/delete"),
+            Some(vec![]),
+            Kind::Page,
+            page(unauthorized, not_found),
+        ),
+        (
             "GET",
             "/assets/app.js",
             "/assets/app.js".into(),
@@ -953,6 +1012,11 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
     }
 
     // Alice's things are as she left them.
+    assert!(hub.store.client(&alices_app).unwrap().is_some());
+    assert_eq!(
+        hub.store.consent(alice, &alices_app).unwrap().as_deref(),
+        Some(SCOPE_TRANSFER)
+    );
     let row = hub.store.endpoint(laptop).unwrap().unwrap();
     assert_eq!(
         (row.display_name.as_str(), row.revoked, row.deleted),

@@ -13,6 +13,13 @@ pub const CLI_CLIENT_ID: &str = "ferry-cli";
 pub const SCOPE_SETUP: &str = "endpoint:setup";
 /// Scope for transfers and file operations.
 pub const SCOPE_TRANSFER: &str = "transfer";
+/// Scope for a refresh token: an app that has it keeps working while its
+/// user is away.
+pub const SCOPE_OFFLINE_ACCESS: &str = "offline_access";
+/// Scope to list and see one's own endpoints (and nothing more).
+pub const SCOPE_MY_ENDPOINTS: &str = "my-endpoints";
+/// Scope to list and see the endpoints shared with one.
+pub const SCOPE_SHARED_WITH_ME: &str = "shared-with-me";
 /// Path of the hub page that shows the one-time code to paste.
 pub const AUTH_CODE_PATH: &str = "/auth/code";
 /// Path serving the hub's TLS CA certificate (PEM), for setup by key.
@@ -393,4 +400,53 @@ pub struct WebhookInfo {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WebhookDeleted {
     pub id: String,
+}
+
+/// `POST /api/v1/apps`: register an OAuth app (`ferry app create`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CreateApp {
+    pub name: String,
+    /// `native`, `portal` or `service`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A portal's exact redirect URIs; none for the other types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
+}
+
+/// An app as `ferry app list --json` shows it; `client_secret` only in
+/// the answers to its creation and to a rotation (the one time the hub
+/// shows it); `identity` for a service account, which acts as itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AppInfo {
+    pub client_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+/// `DELETE /api/v1/apps/{client_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AppDeleted {
+    pub client_id: String,
+}
+
+/// An app the caller let act for them (`GET /api/v1/consents`), and what
+/// they let it do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ConsentInfo {
+    pub client_id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created: i64,
 }

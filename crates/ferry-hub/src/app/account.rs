@@ -41,6 +41,7 @@ fn page(
         Some(signed_in.session().login_id()),
     )?;
     let providers = hub.oidc.offered();
+    let connected = hub.store.consents_of(who.user_id)?;
     let visitor = Visitor {
         who: who.clone(),
         csrf: signed_in.csrf_token().to_string(),
@@ -55,6 +56,7 @@ fn page(
             notice,
             whoami: &whoami,
             providers: &providers,
+            connected: &connected,
         },
     );
     Ok((status, Html(html)).into_response())
@@ -166,6 +168,35 @@ pub async fn end_other_sessions(
             "Signed out of {ended} other browser{}.",
             if ended == 1 { "" } else { "s" }
         ))),
+        StatusCode::OK,
+    )
+}
+
+/// `POST /account/apps/{app}/revoke`: a Connected app's `Revoke`.
+pub async fn revoke_app(
+    State(hub): State<Arc<Hub>>,
+    signed_in: SignedIn<SeesEndpoints>,
+    Path(client_id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    checked(&signed_in, &fields)?;
+    match crate::apps::revoke_consent(&*hub.store, signed_in.principal(), &client_id) {
+        Ok(()) => {}
+        Err(crate::apps::AppError::Storage(e)) => return Err(e.into()),
+        Err(crate::apps::AppError::NotFound(_)) => {
+            return Err(AppError::NotFound(
+                "No such app acts for you: it may have been revoked already.".into(),
+            ));
+        }
+        Err(e) => return Err(AppError::Internal(e.to_string())),
+    }
+    page(
+        &hub,
+        &signed_in,
+        None,
+        Some(Notice::Done(
+            "Revoked: the app's access ended, and it must ask you again.".into(),
+        )),
         StatusCode::OK,
     )
 }

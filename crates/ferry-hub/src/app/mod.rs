@@ -15,6 +15,7 @@
 
 mod account;
 mod activity;
+mod developers;
 mod endpoint_pages;
 mod file_manager;
 mod view;
@@ -88,6 +89,14 @@ pub fn routes() -> Router<Arc<Hub>> {
             "/account/sessions/end-others",
             post(account::end_other_sessions),
         )
+        .route("/account/apps/{app}/revoke", post(account::revoke_app))
+        .route("/developers", get(developers::show))
+        .route("/developers/apps", post(developers::create))
+        .route(
+            "/developers/apps/{app}/rotate-secret",
+            post(developers::rotate_secret),
+        )
+        .route("/developers/apps/{app}/delete", post(developers::delete))
         .layer(DefaultBodyLimit::max(MAX_FORM))
         .route("/assets/app.js", get(script))
         .route("/assets/app.css", get(style))
@@ -148,6 +157,7 @@ pub enum Nav {
     Files,
     Activity,
     Endpoints,
+    Developers,
     Account,
 }
 

@@ -541,3 +541,148 @@ fn a_refusal_naming_the_account_page_links_to_it() {
         "{other}"
     );
 }
+
+#[tokio::test]
+async fn the_developers_page_registers_an_app_shows_its_secret_once_and_deletes_it() {
+    let alice = Browser::alice();
+    let empty = alice.get("/developers").await;
+    assert_eq!(empty.status, StatusCode::OK, "{}", empty.body);
+    assert!(
+        empty.body.contains("aria-current=\"page\">Developers"),
+        "{}",
+        empty.body
+    );
+    let refused = alice
+        .post(
+            "/developers/apps",
+            &[
+                ("name", "Lab portal"),
+                ("type", "portal"),
+                ("redirect_uris", ""),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("redirect URIs"), "{}", refused.body);
+    let made = alice
+        .post(
+            "/developers/apps",
+            &[
+                ("name", "Lab portal"),
+                ("type", "portal"),
+                (
+                    "redirect_uris",
+                    "https://portal.example/cb\r\nhttps://portal.example/cb2\r\n",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let secret = made
+        .body
+        .split("data-client-secret=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let app = &alice.hub.store.clients_of(1).unwrap()[0];
+    assert_eq!(
+        app.redirect_uris,
+        ["https://portal.example/cb", "https://portal.example/cb2"]
+    );
+    assert_eq!(
+        app.secret_hash.as_deref(),
+        Some(token_hash(&secret).as_str())
+    );
+    let listed = alice.get("/developers").await;
+    assert!(listed.body.contains("Lab portal"), "{}", listed.body);
+    assert!(!listed.body.contains(&secret), "shown only once");
+    let rotated = alice
+        .post(
+            &format!("/developers/apps/{}/rotate-secret", app.client_id),
+            &[],
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    assert!(
+        rotated.body.contains("data-client-secret="),
+        "{}",
+        rotated.body
+    );
+    assert!(!rotated.body.contains(&secret), "{}", rotated.body);
+    let deleted = alice
+        .post(&format!("/developers/apps/{}/delete", app.client_id), &[])
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert!(alice.hub.store.clients_of(1).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn connected_apps_are_listed_in_plain_words_and_revoke_ends_their_tokens() {
+    let alice = Browser::alice();
+    let bob = alice.hub.store.add_user("bob", "h", 0).unwrap();
+    let owner = grants::Principal {
+        user_id: bob,
+        user_name: "bob".into(),
+        client_id: "ferry-cli".into(),
+        scopes: vec!["transfer".into()],
+        sign_in: Default::default(),
+    };
+    let app = crate::apps::create(
+        &*alice.hub.store,
+        &alice.hub.identity_rules,
+        &owner,
+        "Bob's <portal>",
+        crate::store::ClientKind::Portal,
+        &["https://portal.example/cb".to_string()],
+        0,
+    )
+    .unwrap();
+    let id = app.row.client_id;
+    alice
+        .hub
+        .store
+        .put_consent(1, &id, "my-endpoints offline_access", 5)
+        .unwrap();
+    let tokens = grants::issue(
+        &*alice.hub.store,
+        1,
+        "alice",
+        &id,
+        "my-endpoints offline_access",
+        "g",
+        grants::ACCESS_TTL,
+        true,
+    )
+    .unwrap();
+    let page = alice.get("/account").await;
+    assert!(page.body.contains("Connected apps"), "{}", page.body);
+    assert!(page.body.contains("Bob's &lt;portal&gt;"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("keep this access while you are away; see your endpoints"),
+        "{}",
+        page.body
+    );
+    let revoked = alice.post(&format!("/account/apps/{id}/revoke"), &[]).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    assert!(!revoked.body.contains("&lt;portal&gt;"), "{}", revoked.body);
+    for (token, kind) in [
+        (&tokens.access_token, crate::store::TokenKind::Access),
+        (
+            tokens.refresh_token.as_ref().unwrap(),
+            crate::store::TokenKind::Refresh,
+        ),
+    ] {
+        assert_eq!(
+            alice
+                .hub
+                .store
+                .token(&token_hash(token), kind, grants::now())
+                .unwrap(),
+            None
+        );
+    }
+    let again = alice.post(&format!("/account/apps/{id}/revoke"), &[]).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}

@@ -51,6 +51,7 @@ pub fn page(frame: &Frame<'_>, title: &str, body: Markup) -> String {
                         (link(Nav::Files, "/files", "File Manager"))
                         (link(Nav::Activity, "/activity", "Activity"))
                         (link(Nav::Endpoints, "/endpoints", "Endpoints"))
+                        (link(Nav::Developers, "/developers", "Developers"))
                         (link(Nav::Account, "/account", "Account"))
                     }
                     form class="signout" method="post" action="/logout" {
@@ -909,6 +910,8 @@ pub struct Account<'a> {
     pub whoami: &'a ferry_proto::api::WhoAmI,
     /// The upstream identity providers (name, display name) one may link from.
     pub providers: &'a [(String, String)],
+    /// The apps the user let act for them.
+    pub connected: &'a [crate::store::ConsentRow],
 }
 
 pub fn account(frame: &Frame<'_>, a: &Account<'_>) -> String {
@@ -1022,6 +1025,32 @@ pub fn account(frame: &Frame<'_>, a: &Account<'_>) -> String {
                     }
                 }
             }
+            section aria-label="Connected apps" {
+                h2 { "Connected apps" }
+                @if a.connected.is_empty() {
+                    p class="empty" { "No app acts for you. When you approve an app's request, it is listed here until you revoke it." }
+                } @else {
+                    table class="connected" {
+                        thead { tr { th scope="col" { "App" } th scope="col" { "May" } th scope="col" { "Since" } th scope="col" { span class="sr" { "Action" } } } }
+                        tbody {
+                            @for c in a.connected {
+                                tr {
+                                    td { (c.client_name) }
+                                    td { (crate::oauth::scope_words(&c.scope).join("; ")) }
+                                    td { (when(c.created)) }
+                                    td {
+                                        form method="post" action={ "/account/apps/" (c.client_id) "/revoke" } {
+                                            input type="hidden" name="csrf" value=(frame.csrf);
+                                            button type="submit" class="danger" aria-label={ "Revoke " (c.client_name) } { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    p class="note" { "Revoking ends the app's access at once; it must ask you again." }
+                }
+            }
             section aria-label="Command line" {
                 h2 { "The command line" }
                 p { "Sign the " code { "ferry" } " command in with:" }
@@ -1029,7 +1058,100 @@ pub fn account(frame: &Frame<'_>, a: &Account<'_>) -> String {
             }
             section aria-label="Developers" {
                 h2 { "Developers" }
-                p { "The REST API is at " code { (a.hub_url) "/api/v1" } "; an access token (" code { "Authorization: Bearer TOKEN" } ") and a signed-in browser reach it alike." }
+                p { "The REST API is at " code { (a.hub_url) "/api/v1" } "; an access token (" code { "Authorization: Bearer TOKEN" } ") and a signed-in browser reach it alike. Register apps on the " a href="/developers" { "Developers" } " page." }
+            }
+        },
+    )
+}
+
+/// What the Developers page shows.
+pub struct Developers<'a> {
+    pub hub_url: &'a str,
+    pub apps: &'a [crate::apps::App],
+    /// An app just registered or whose secret was just rotated: its
+    /// secret, shown this once.
+    pub fresh: Option<&'a crate::apps::App>,
+    pub notice: Option<Notice>,
+}
+
+pub fn developers(frame: &Frame<'_>, d: &Developers<'_>) -> String {
+    page(
+        frame,
+        "Developers",
+        html! {
+            h1 { "Developers" }
+            (notice(&d.notice))
+            p { "Apps use this hub's OAuth 2.0 server: authorization at " code { (d.hub_url) "/authorize" } ", tokens at " code { (d.hub_url) "/token" } ", then the REST API at " code { (d.hub_url) "/api/v1" } " with the scopes each user allowed." }
+            @if let Some(app) = d.fresh {
+                @if let Some(secret) = &app.secret {
+                    div class="newkey" {
+                        p { strong { "The secret of " (app.row.name) } ", shown only now: keep it like a password." }
+                        pre { code { "client_id=" (app.row.client_id) "\nclient_secret=" span data-client-secret=(secret) { (secret) } } }
+                    }
+                }
+            }
+            section aria-label="Your apps" {
+                h2 { "Your apps" }
+                @if d.apps.is_empty() {
+                    p class="empty" { "No apps yet. Register one below." }
+                } @else {
+                    table class="apps" {
+                        thead { tr { th scope="col" { "Name" } th scope="col" { "Type" } th scope="col" { "Client ID" } th scope="col" { "Redirects or identity" } th scope="col" { span class="sr" { "Actions" } } } }
+                        tbody {
+                            @for app in d.apps {
+                                tr {
+                                    td { (app.row.name) }
+                                    td { (app.row.kind.as_str()) }
+                                    td { code { (app.row.client_id) } }
+                                    td {
+                                        @if let Some(identity) = &app.identity { code { (identity) } }
+                                        @for uri in &app.row.redirect_uris { code { (uri) } " " }
+                                        @if app.row.kind == crate::store::ClientKind::Native { "any loopback port, or the code page" }
+                                    }
+                                    td {
+                                        @if app.row.secret_hash.is_some() {
+                                            form method="post" action={ "/developers/apps/" (app.row.client_id) "/rotate-secret" } {
+                                                input type="hidden" name="csrf" value=(frame.csrf);
+                                                button type="submit" aria-label={ "New secret for " (app.row.name) } { "New secret" }
+                                            }
+                                        }
+                                        form method="post" action={ "/developers/apps/" (app.row.client_id) "/delete" } {
+                                            input type="hidden" name="csrf" value=(frame.csrf);
+                                            button type="submit" class="danger" aria-label={ "Delete " (app.row.name) } { "Delete" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section aria-label="Register an app" {
+                h2 { "Register an app" }
+                form method="post" action="/developers/apps" {
+                    input type="hidden" name="csrf" value=(frame.csrf);
+                    div class="grid" {
+                        div class="field" {
+                            label for="app-name" { "App name" }
+                            input type="text" id="app-name" name="name" maxlength="100" required autocomplete="off"
+                                placeholder="e.g. Lab portal";
+                        }
+                        div class="field" {
+                            label for="app-type" { "Type" }
+                            select id="app-type" name="type" {
+                                option value="portal" selected { "Portal (a web site: secret, exact redirect URIs)" }
+                                option value="native" { "Native app (on the user's computer: PKCE, loopback redirects)" }
+                                option value="service" { "Service account (acts as itself: secret, client credentials)" }
+                            }
+                        }
+                    }
+                    div class="field" {
+                        label for="app-redirects" { "Redirect URIs (a portal's, one per line)" }
+                        textarea id="app-redirects" name="redirect_uris" rows="3" placeholder="https://portal.example.org/callback" {}
+                    }
+                    button type="submit" class="primary" { "Register app" }
+                }
+                p class="note" { "Scopes an app may ask for: openid, profile, email, transfer, offline_access (a refresh token), my-endpoints, shared-with-me, endpoint:setup." }
             }
         },
     )

@@ -15,12 +15,15 @@ use crate::pages;
 use crate::secrets::{random_token, token_hash};
 use crate::server::Hub;
 use crate::session::same_origin;
-use crate::store::{AuthCodeRow, OidcCodeRow};
+use crate::store::{AuthCodeRow, ClientKind, ClientRow, OidcCodeRow};
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ferry_proto::api::{AUTH_CODE_PATH, CLI_CLIENT_ID, SCOPE_SETUP, SCOPE_TRANSFER};
+use ferry_proto::api::{
+    AUTH_CODE_PATH, CLI_CLIENT_ID, SCOPE_MY_ENDPOINTS, SCOPE_OFFLINE_ACCESS, SCOPE_SETUP,
+    SCOPE_SHARED_WITH_ME, SCOPE_TRANSFER,
+};
 use std::sync::Arc;
 
 /// Authorization codes are redeemed right after approval; 5 minutes covers
@@ -29,13 +32,32 @@ const CODE_TTL: i64 = 5 * 60;
 /// What the built-in CLI client is called on the consent page.
 const CLI_CLIENT_NAME: &str = "The ferry command line (ferry-cli)";
 
+/// Every scope this hub grants, with what the consent page says it lets
+/// an app do.
+const SCOPES: &[(&str, &str)] = &[
+    (SCOPE_OPENID, "know that you are you (sign you in)"),
+    (SCOPE_PROFILE, "see your user name"),
+    (SCOPE_EMAIL, "see your e-mail address"),
+    (
+        SCOPE_TRANSFER,
+        "transfer files and work with files on your endpoints",
+    ),
+    (SCOPE_OFFLINE_ACCESS, "keep this access while you are away"),
+    (SCOPE_MY_ENDPOINTS, "see your endpoints"),
+    (SCOPE_SHARED_WITH_ME, "see the endpoints shared with you"),
+    (SCOPE_SETUP, "register endpoints"),
+];
+
 /// A checked `/authorize` request.
 #[derive(Debug)]
 struct AuthRequest {
     client_id: String,
-    client_name: &'static str,
+    client_name: String,
+    /// A registered app (the built-in CLI is none).
+    app: Option<ClientKind>,
     redirect_uri: String,
-    challenge: String,
+    /// `None` only for a portal, whose secret protects its codes.
+    challenge: Option<String>,
     scopes: Vec<&'static str>,
     state: Option<String>,
     /// OpenID Connect: the client's value for its ID token to echo.
@@ -47,6 +69,9 @@ struct AuthRequest {
 #[derive(Debug)]
 pub(super) enum Refusal {
     Show(String),
+    /// The store could not say whether the client exists: try again,
+    /// as for any page the store cannot answer.
+    Store(crate::store::StoreError),
     Redirect {
         to: String,
         error: &'static str,
@@ -62,6 +87,7 @@ impl IntoResponse for Refusal {
                 StatusCode::BAD_REQUEST,
                 pages::error("This sign-in link is not valid", &message),
             ),
+            Refusal::Store(e) => PageError::from(e).into_response(),
             Refusal::Redirect {
                 to,
                 error,
@@ -139,29 +165,30 @@ fn redirect_allowed(hub: &Hub, uri: &str) -> bool {
     is_hub_code_page(hub, uri) || is_loopback_redirect(uri)
 }
 
-/// The requested scopes, known ones only; the two of ferry when none is
-/// asked for.
+/// The requested scopes, known ones only; the built-in CLI's two when
+/// none is asked for.
 fn parse_scopes(scope: Option<&str>) -> Result<Vec<&'static str>, String> {
-    const KNOWN: [&str; 5] = [
-        SCOPE_SETUP,
-        SCOPE_TRANSFER,
-        SCOPE_OPENID,
-        SCOPE_PROFILE,
-        SCOPE_EMAIL,
-    ];
     let mut scopes = Vec::new();
     for word in scope
         .unwrap_or_default()
         .split(' ')
         .filter(|w| !w.is_empty())
     {
-        let known = KNOWN.into_iter().find(|s| *s == word).ok_or_else(|| {
-            format!(
-                "unknown scope {:?}; this hub knows {}",
-                truncate(word),
-                KNOWN.join(", ")
-            )
-        })?;
+        let known = SCOPES
+            .iter()
+            .map(|(s, _)| *s)
+            .find(|s| *s == word)
+            .ok_or_else(|| {
+                format!(
+                    "unknown scope {:?}; this hub knows {}",
+                    truncate(word),
+                    SCOPES
+                        .iter()
+                        .map(|(s, _)| *s)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
         if !scopes.contains(&known) {
             scopes.push(known);
         }
@@ -173,25 +200,53 @@ fn parse_scopes(scope: Option<&str>) -> Result<Vec<&'static str>, String> {
     Ok(scopes)
 }
 
+/// The client a browser flow is for: the built-in CLI, or a registered
+/// native app or portal (service accounts and an admin's clients act as
+/// an account of their own and have no users to ask).
+fn browser_client(hub: &Hub, client_id: &str) -> Result<Option<ClientRow>, Refusal> {
+    if client_id == CLI_CLIENT_ID {
+        return Ok(None);
+    }
+    // Not the link's words: anyone can make a link to this page.
+    let unknown = || Refusal::Show("The client this link names is not known to this hub.".into());
+    let row = hub
+        .store
+        .client(client_id)
+        .map_err(Refusal::Store)?
+        .ok_or_else(unknown)?;
+    match row.kind {
+        ClientKind::Native | ClientKind::Portal => Ok(Some(row)),
+        ClientKind::Admin | ClientKind::Service => Err(Refusal::Show(
+            "This client signs in with its own secret (client_credentials), not through a browser."
+                .into(),
+        )),
+    }
+}
+
 fn check_request(hub: &Hub, params: &Params) -> Result<AuthRequest, Refusal> {
     let client_id = params
         .get("client_id")
         .ok_or_else(|| Refusal::Show("The link names no client (client_id is missing).".into()))?;
-    // Only the built-in CLI may use the browser flow: admin-registered
-    // clients act as a fixed account and have no redirect URIs.
-    if client_id != CLI_CLIENT_ID {
-        // Not the link's words: anyone can make a link to this page.
-        return Err(Refusal::Show(
-            "The client this link names is not known to this hub.".into(),
-        ));
-    }
+    let app = browser_client(hub, client_id)?;
     let redirect_uri = params
         .get("redirect_uri")
         .ok_or_else(|| Refusal::Show("The link has no redirect_uri.".into()))?;
-    if !redirect_allowed(hub, redirect_uri) {
-        return Err(Refusal::Show(format!(
-            "The redirect_uri is not allowed for {CLI_CLIENT_ID}: it may lead to this hub's code page or to a loopback address only."
-        )));
+    match &app {
+        // A portal's URIs are exactly those registered (RFC 6749 §3.1.2.3).
+        Some(row) if row.kind == ClientKind::Portal => {
+            if !row.redirect_uris.iter().any(|u| u == redirect_uri) {
+                return Err(Refusal::Show(
+                    "The redirect_uri is not one registered for this app.".into(),
+                ));
+            }
+        }
+        _ => {
+            if !redirect_allowed(hub, redirect_uri) {
+                return Err(Refusal::Show(
+                    "The redirect_uri is not allowed for this app: it may lead to this hub's code page or to a loopback address only.".into(),
+                ));
+            }
+        }
     }
     let state = params.get("state").map(str::to_string);
     let refuse = |error: &'static str, description: &str| Refusal::Redirect {
@@ -210,22 +265,36 @@ fn check_request(hub: &Hub, params: &Params) -> Result<AuthRequest, Refusal> {
         }
         None => return Err(refuse("invalid_request", "response_type is missing")),
     }
-    let challenge = params.get("code_challenge").ok_or_else(|| {
-        refuse(
-            "invalid_request",
-            "PKCE is required: code_challenge is missing",
-        )
-    })?;
-    if params.get("code_challenge_method") != Some("S256") {
+    let kind = app.as_ref().map(|row| row.kind);
+    // A portal authenticates with its secret; PKCE is then its choice.
+    let challenge = match params.get("code_challenge") {
+        None if kind == Some(ClientKind::Portal) => None,
+        None => {
+            return Err(refuse(
+                "invalid_request",
+                "PKCE is required: code_challenge is missing",
+            ));
+        }
+        Some(challenge) => {
+            if params.get("code_challenge_method") != Some("S256") {
+                return Err(refuse(
+                    "invalid_request",
+                    "PKCE with code_challenge_method=S256 is required",
+                ));
+            }
+            if !is_s256_challenge(challenge) {
+                return Err(refuse(
+                    "invalid_request",
+                    "code_challenge is not an S256 challenge",
+                ));
+            }
+            Some(challenge.to_string())
+        }
+    };
+    if app.is_some() && params.get("scope").is_none() {
         return Err(refuse(
-            "invalid_request",
-            "PKCE with code_challenge_method=S256 is required",
-        ));
-    }
-    if !is_s256_challenge(challenge) {
-        return Err(refuse(
-            "invalid_request",
-            "code_challenge is not an S256 challenge",
+            "invalid_scope",
+            "scope is missing: ask for the scopes the app needs, e.g. openid transfer",
         ));
     }
     let scopes = parse_scopes(params.get("scope")).map_err(|e| refuse("invalid_scope", &e))?;
@@ -238,9 +307,12 @@ fn check_request(hub: &Hub, params: &Params) -> Result<AuthRequest, Refusal> {
     }
     Ok(AuthRequest {
         client_id: client_id.to_string(),
-        client_name: CLI_CLIENT_NAME,
+        client_name: app
+            .as_ref()
+            .map_or_else(|| CLI_CLIENT_NAME.to_string(), |row| row.name.clone()),
+        app: kind,
         redirect_uri: redirect_uri.to_string(),
-        challenge: challenge.to_string(),
+        challenge,
         scopes,
         state,
         nonce,
@@ -254,10 +326,12 @@ impl AuthRequest {
             ("response_type".to_string(), "code".to_string()),
             ("client_id".to_string(), self.client_id.clone()),
             ("redirect_uri".to_string(), self.redirect_uri.clone()),
-            ("code_challenge".to_string(), self.challenge.clone()),
-            ("code_challenge_method".to_string(), "S256".to_string()),
             ("scope".to_string(), self.scopes.join(" ")),
         ];
+        if let Some(challenge) = &self.challenge {
+            fields.push(("code_challenge".to_string(), challenge.clone()));
+            fields.push(("code_challenge_method".to_string(), "S256".to_string()));
+        }
         if let Some(state) = &self.state {
             fields.push(("state".to_string(), state.clone()));
         }
@@ -285,14 +359,34 @@ impl AuthRequest {
     }
 
     /// Where the browser goes with the code once approved: the redirect
-    /// URI's origin, and whether it is a program on the user's computer.
-    fn destination(&self) -> (&str, bool) {
+    /// URI's origin, and what is there, in words.
+    fn destination(&self) -> (&str, &'static str) {
         let uri = self.redirect_uri.as_str();
         let start = uri.find("://").map_or(0, |i| i + 3);
         let end = uri[start..]
             .find(['/', '?'])
             .map_or(uri.len(), |i| start + i);
-        (&uri[..end], is_loopback_redirect(uri))
+        let whose = if self.app == Some(ClientKind::Portal) {
+            "the app's own site"
+        } else if is_loopback_redirect(uri) {
+            "a program on this computer"
+        } else {
+            "a page that shows it for you to copy"
+        };
+        (&uri[..end], whose)
+    }
+
+    /// Whether `user` consented to all of this before (the built-in CLI
+    /// always asks: it is how `ferry login` is confirmed).
+    fn consented(&self, hub: &Hub, user_id: i64) -> Result<bool, PageError> {
+        if self.app.is_none() {
+            return Ok(false);
+        }
+        let Some(given) = hub.store.consent(user_id, &self.client_id)? else {
+            return Ok(false);
+        };
+        let given: Vec<&str> = given.split_whitespace().collect();
+        Ok(self.scopes.iter().all(|s| given.contains(s)))
     }
 
     fn redirect_back(&self, pairs: &[(&str, &str)]) -> Response {
@@ -304,17 +398,15 @@ impl AuthRequest {
     }
 }
 
+pub(super) fn scope_words(scope: &str) -> Vec<&'static str> {
+    wants(&scope.split_whitespace().collect::<Vec<_>>())
+}
+
 fn wants(scopes: &[&str]) -> Vec<&'static str> {
-    scopes
+    SCOPES
         .iter()
-        .filter_map(|s| match *s {
-            SCOPE_SETUP => Some("register endpoints"),
-            SCOPE_TRANSFER => Some("transfer files and work with files on your endpoints"),
-            SCOPE_OPENID => Some("know which ferry account you are (its number)"),
-            SCOPE_PROFILE => Some("see your user name"),
-            SCOPE_EMAIL => Some("see your e-mail address"),
-            _ => None,
-        })
+        .filter(|(s, _)| scopes.contains(s))
+        .map(|(_, words)| *words)
         .collect()
 }
 
@@ -336,15 +428,18 @@ pub(super) async fn authorize(
             None,
         ));
     };
-    let (destination, local_program) = request.destination();
+    if request.consented(&hub, current.principal().user_id)? {
+        return issue_code(&hub, &current, &request);
+    }
+    let (destination, whose) = request.destination();
     let mut response = page(
         StatusCode::OK,
         pages::consent(
-            request.client_name,
+            &request.client_name,
             current.user_name(),
             &wants(&request.scopes),
             destination,
-            local_program,
+            whose,
             current.csrf_token(),
             &request.carry(),
         ),
@@ -400,6 +495,38 @@ pub(super) async fn decide(
             ));
         }
     }
+    if request.app.is_some() {
+        // Remembered with what was consented before, so asking for less
+        // later does not take back the rest.
+        let mut scopes: Vec<String> = hub
+            .store
+            .consent(current.principal().user_id, &request.client_id)?
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        for s in &request.scopes {
+            if !scopes.iter().any(|g| g == s) {
+                scopes.push(s.to_string());
+            }
+        }
+        scopes.sort_unstable();
+        hub.store.put_consent(
+            current.principal().user_id,
+            &request.client_id,
+            &scopes.join(" "),
+            grants::now(),
+        )?;
+    }
+    issue_code(&hub, &current, &request)
+}
+
+/// Issues the code of an approved request and sends the browser back with it.
+fn issue_code(
+    hub: &Hub,
+    current: &crate::page_auth::SignedIn,
+    request: &AuthRequest,
+) -> Result<Response, PageError> {
     let code = random_token(32).map_err(|e| internal(format!("no randomness: {e}")))?;
     let scope = request.scopes.join(" ");
     // The tokens of this code (their grant is the code's hash) prove what
@@ -432,7 +559,7 @@ pub(super) async fn decide(
         client_id: request.client_id.clone(),
         user_id: current.principal().user_id,
         redirect_uri: request.redirect_uri.clone(),
-        challenge: request.challenge.clone(),
+        challenge: request.challenge.clone().unwrap_or_default(),
         scope: scope.clone(),
         expires,
     })?;

@@ -35,6 +35,11 @@ pub(crate) fn encode_form(pairs: &[(&str, &str)]) -> String {
     params::encode_pairs(pairs)
 }
 
+/// What each of the scopes in `scope` lets an app do, in plain words.
+pub(crate) fn scope_words(scope: &str) -> Vec<&'static str> {
+    authorize::scope_words(scope)
+}
+
 use crate::page_auth::PageRefusal;
 use crate::pages;
 use crate::server::Hub;

@@ -1255,6 +1255,9 @@ fn add_service_client(hub: &Hub, scopes: &str) -> (String, String) {
                 secret_hash: Some(token_hash(&secret)),
                 user_id: bob,
                 scopes: scopes.into(),
+                kind: crate::store::ClientKind::Admin,
+                owner_id: None,
+                redirect_uris: vec![],
             },
             0,
         )
@@ -2033,3 +2036,4 @@ async fn an_openid_step_the_store_cannot_answer_is_retried_not_refused() {
     let reply = userinfo(&hub, "GET", Some(&tokens.access_token)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }
+mod apps;

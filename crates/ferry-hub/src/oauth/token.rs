@@ -6,14 +6,14 @@ use super::params::{Params, form_decode, is_verifier, truncate};
 use crate::grants::{self, ACCESS_TTL, IssueError};
 use crate::secrets::{constant_time_eq, pkce_s256_matches, token_hash};
 use crate::server::Hub;
-use crate::store::{ClientRow, CodeUse, StoreError, TokenKind};
+use crate::store::{ClientKind, ClientRow, CodeUse, StoreError, TokenKind};
 use axum::Json;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use ferry_proto::api::{CLI_CLIENT_ID, OAuthError, TokenResponse};
+use ferry_proto::api::{CLI_CLIENT_ID, OAuthError, SCOPE_OFFLINE_ACCESS, TokenResponse};
 use std::sync::Arc;
 
 /// An RFC 6749 §5.2 error.
@@ -249,11 +249,15 @@ fn authorization_code_grant(
     let redirect_uri = params
         .get("redirect_uri")
         .ok_or_else(|| invalid_request("redirect_uri is missing"))?;
-    // Every code carries a challenge, so every redemption needs a verifier.
-    let verifier = params
-        .get("code_verifier")
-        .ok_or_else(|| invalid_request("code_verifier is missing (PKCE is required)"))?;
-    if !is_verifier(verifier) {
+    // A public client's codes all carry a challenge, so its redemptions
+    // all need a verifier; a portal may have asked without PKCE.
+    let verifier = params.get("code_verifier");
+    if verifier.is_none() && !matches!(client, Client::Confidential(_)) {
+        return Err(invalid_request(
+            "code_verifier is missing (PKCE is required)",
+        ));
+    }
+    if verifier.is_some_and(|v| !is_verifier(v)) {
         return Err(invalid_request(
             "code_verifier must be 43 to 128 unreserved characters (RFC 7636)",
         ));
@@ -285,10 +289,19 @@ fn authorization_code_grant(
             "redirect_uri differs from the one the code was issued for",
         ));
     }
-    if !pkce_s256_matches(verifier, &row.challenge) {
-        return Err(invalid_grant(
-            "the code_verifier does not match the code_challenge",
-        ));
+    match (verifier, row.challenge.is_empty()) {
+        (_, true) if matches!(client, Client::Confidential(_)) => {}
+        (Some(verifier), false) if pkce_s256_matches(verifier, &row.challenge) => {}
+        (None, false) => {
+            return Err(invalid_request(
+                "code_verifier is missing: the code was issued with a code_challenge",
+            ));
+        }
+        _ => {
+            return Err(invalid_grant(
+                "the code_verifier does not match the code_challenge",
+            ));
+        }
     }
     let user = hub
         .store
@@ -307,12 +320,18 @@ fn authorization_code_grant(
         &row.scope,
         &row.code_hash,
         ACCESS_TTL,
-        true,
+        with_refresh(&row.client_id, &row.scope),
     )
     .map_err(issue_error)?;
     issued.id_token = id_token;
     tracing::info!(user = %user.name, client = %row.client_id, scope = %row.scope, "tokens issued for an authorization code");
     Ok(issued)
+}
+
+/// Apps get a refresh token only when the user let them keep access
+/// (`offline_access`); the built-in CLI always has, as `ferry login` did.
+fn with_refresh(client_id: &str, scope: &str) -> bool {
+    client_id == CLI_CLIENT_ID || scope.split_whitespace().any(|s| s == SCOPE_OFFLINE_ACCESS)
 }
 
 /// Scopes that must all be among `allowed`; `allowed` itself when none are asked for.
@@ -422,7 +441,21 @@ fn client_credentials_grant(
     params: &Params,
 ) -> Result<TokenResponse, OAuthFailure> {
     let row = match client {
-        Some(Client::Confidential(row)) => row,
+        Some(Client::Confidential(row))
+            if matches!(row.kind, ClientKind::Admin | ClientKind::Service) =>
+        {
+            row
+        }
+        Some(Client::Confidential(row)) => {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                format!(
+                    "{} is a portal: it acts for users who sign in (authorization_code), not by itself",
+                    row.client_id
+                ),
+            ));
+        }
         Some(Client::Public(id)) => {
             return Err(oauth_error(
                 StatusCode::BAD_REQUEST,

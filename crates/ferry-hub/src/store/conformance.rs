@@ -25,6 +25,14 @@ pub const CHECKS: &[(&str, Check)] = &[
         clients_are_unique_and_keep_their_secret_hash,
     ),
     (
+        "apps_are_listed_by_owner_rotated_and_deleted_with_their_tokens",
+        apps_are_listed_by_owner_rotated_and_deleted_with_their_tokens,
+    ),
+    (
+        "consents_are_remembered_and_revoking_one_revokes_its_tokens",
+        consents_are_remembered_and_revoking_one_revokes_its_tokens,
+    ),
+    (
         "a_code_works_once_and_its_replay_revokes_its_tokens",
         a_code_works_once_and_its_replay_revokes_its_tokens,
     ),
@@ -277,6 +285,9 @@ pub fn clients_are_unique_and_keep_their_secret_hash(s: &dyn Storage) {
         secret_hash: Some("sh".into()),
         user_id: uid,
         scopes: "transfer".into(),
+        kind: ClientKind::Admin,
+        owner_id: None,
+        redirect_uris: vec![],
     };
     s.add_client(&client, 0).unwrap();
     assert_eq!(s.client("svc-1").unwrap(), Some(client.clone()));
@@ -285,6 +296,136 @@ pub fn clients_are_unique_and_keep_their_secret_hash(s: &dyn Storage) {
         Err(StoreError::Conflict { what: "client id" })
     ));
     assert_eq!(s.client("svc-2").unwrap(), None);
+}
+
+fn app(id: &str, owner: i64, kind: ClientKind, secret: Option<&str>) -> ClientRow {
+    ClientRow {
+        client_id: id.into(),
+        name: format!("app {id}"),
+        secret_hash: secret.map(str::to_string),
+        user_id: owner,
+        scopes: String::new(),
+        kind,
+        owner_id: Some(owner),
+        redirect_uris: vec![
+            "https://portal.example/cb".into(),
+            "https://p.example/x?y".into(),
+        ],
+    }
+}
+
+pub fn apps_are_listed_by_owner_rotated_and_deleted_with_their_tokens(s: &dyn Storage) {
+    let alice = s.add_user("alice", "hash", 0).unwrap();
+    let bob = s.add_user("bob", "hash", 0).unwrap();
+    let portal = app("p1", alice, ClientKind::Portal, Some("old"));
+    let native = app("n1", alice, ClientKind::Native, None);
+    s.add_client(&portal, 1).unwrap();
+    s.add_client(&native, 2).unwrap();
+    s.add_client(&app("b1", bob, ClientKind::Service, Some("s")), 3)
+        .unwrap();
+    assert_eq!(
+        s.clients_of(alice).unwrap(),
+        [portal.clone(), native.clone()]
+    );
+    assert_eq!(s.client("p1").unwrap(), Some(portal.clone()));
+    assert!(s.set_client_secret("p1", "new").unwrap());
+    assert_eq!(
+        s.client("p1").unwrap().unwrap().secret_hash.as_deref(),
+        Some("new")
+    );
+    assert!(
+        !s.set_client_secret("n1", "x").unwrap(),
+        "a public app has none"
+    );
+    assert!(!s.set_client_secret("zz", "x").unwrap());
+    let mut t = token(bob, "pt", TokenKind::Access, 100, "g1");
+    t.client_id = "p1".into();
+    s.put_token(&t).unwrap();
+    let mut other = token(bob, "ot", TokenKind::Access, 100, "g2");
+    other.client_id = "b1".into();
+    s.put_token(&other).unwrap();
+    s.put_consent(bob, "p1", "transfer", 4).unwrap();
+    assert!(s.delete_client("p1").unwrap());
+    assert!(!s.delete_client("p1").unwrap());
+    assert_eq!(s.client("p1").unwrap(), None);
+    assert_eq!(s.token("pt", TokenKind::Access, 0).unwrap(), None);
+    assert!(s.token("ot", TokenKind::Access, 0).unwrap().is_some());
+    assert_eq!(s.consent(bob, "p1").unwrap(), None);
+    assert_eq!(s.clients_of(alice).unwrap(), [native]);
+
+    // A service account and its own account come together, or not at all.
+    let robot = app("s1", alice, ClientKind::Service, Some("s"));
+    let robot_id = s
+        .add_service_account("s1@clients.hub", "!svc", &robot, 5)
+        .unwrap();
+    assert_ne!(robot_id, alice);
+    let stored = s.client("s1").unwrap().unwrap();
+    assert_eq!(stored.user_id, robot_id);
+    assert_eq!(
+        s.user_by_id(robot_id).unwrap().unwrap().name,
+        "s1@clients.hub"
+    );
+    let taken = app("n1", alice, ClientKind::Service, Some("s"));
+    assert!(matches!(
+        s.add_service_account("n1@clients.hub", "!svc", &taken, 6),
+        Err(StoreError::Conflict { what: "client id" })
+    ));
+    assert_eq!(
+        s.user_by_name("n1@clients.hub").unwrap(),
+        None,
+        "no account left behind"
+    );
+}
+
+pub fn consents_are_remembered_and_revoking_one_revokes_its_tokens(s: &dyn Storage) {
+    let alice = s.add_user("alice", "hash", 0).unwrap();
+    let bob = s.add_user("bob", "hash", 0).unwrap();
+    s.add_client(&app("p1", alice, ClientKind::Portal, Some("h")), 1)
+        .unwrap();
+    s.add_client(&app("p2", alice, ClientKind::Portal, Some("h")), 1)
+        .unwrap();
+    assert_eq!(s.consent(bob, "p1").unwrap(), None);
+    s.put_consent(bob, "p1", "transfer", 5).unwrap();
+    s.put_consent(bob, "p1", "offline_access transfer", 6)
+        .unwrap();
+    s.put_consent(bob, "p2", "openid", 7).unwrap();
+    s.put_consent(alice, "p1", "openid", 8).unwrap();
+    assert_eq!(
+        s.consent(bob, "p1").unwrap().as_deref(),
+        Some("offline_access transfer")
+    );
+    let listed = s.consents_of(bob).unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|c| (
+                c.client_id.as_str(),
+                c.client_name.as_str(),
+                c.scope.as_str(),
+                c.created
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("p1", "app p1", "offline_access transfer", 6),
+            ("p2", "app p2", "openid", 7)
+        ]
+    );
+    let mut mine = token(bob, "r1", TokenKind::Refresh, 100, "g1");
+    mine.client_id = "p1".into();
+    s.put_token(&mine).unwrap();
+    let mut theirs = token(alice, "r2", TokenKind::Refresh, 100, "g2");
+    theirs.client_id = "p1".into();
+    s.put_token(&theirs).unwrap();
+    let mut elsewhere = token(bob, "r3", TokenKind::Refresh, 100, "g3");
+    elsewhere.client_id = "p2".into();
+    s.put_token(&elsewhere).unwrap();
+    assert!(s.revoke_consent(bob, "p1").unwrap());
+    assert!(!s.revoke_consent(bob, "p1").unwrap());
+    assert_eq!(s.consent(bob, "p1").unwrap(), None);
+    assert_eq!(s.token("r1", TokenKind::Refresh, 0).unwrap(), None);
+    assert!(s.token("r2", TokenKind::Refresh, 0).unwrap().is_some());
+    assert!(s.token("r3", TokenKind::Refresh, 0).unwrap().is_some());
+    assert_eq!(s.consent(alice, "p1").unwrap().as_deref(), Some("openid"));
 }
 
 fn token(uid: i64, hash: &str, kind: TokenKind, expires: i64, grant: &str) -> TokenRow {

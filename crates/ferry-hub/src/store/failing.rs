@@ -188,6 +188,17 @@ delegate!(NotifyStore {
     fn delete_webhook(&self, id: &str) -> Result<bool>;
 });
 
+delegate!(AppStore {
+    fn add_service_account(&self, account: &str, password_hash: &str, client: &ClientRow, now: i64) -> Result<i64>;
+    fn clients_of(&self, owner_id: i64) -> Result<Vec<ClientRow>>;
+    fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<bool>;
+    fn delete_client(&self, client_id: &str) -> Result<bool>;
+    fn put_consent(&self, user_id: i64, client_id: &str, scope: &str, now: i64) -> Result<()>;
+    fn consent(&self, user_id: i64, client_id: &str) -> Result<Option<String>>;
+    fn consents_of(&self, user_id: i64) -> Result<Vec<ConsentRow>>;
+    fn revoke_consent(&self, user_id: i64, client_id: &str) -> Result<bool>;
+});
+
 delegate!(IdentityStore {
     fn link_identity(&self, identity: &str, user_id: i64, provider: &str, now: i64) -> Result<()>;
     fn identity(&self, identity: &str) -> Result<Option<IdentityRow>>;

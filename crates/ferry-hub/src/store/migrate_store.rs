@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 16;
+const SQLITE_SCHEMA: i64 = 17;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -64,6 +64,19 @@ const TABLES: &[Table] = &[
             ("secret_hash", Text),
             ("user_id", Int),
             ("scopes", Text),
+            ("created", Int),
+            ("kind", Text),
+            ("owner_id", Int),
+            ("redirect_uris", Text),
+        ],
+        identity: None,
+    },
+    Table {
+        name: "consents",
+        columns: &[
+            ("user_id", Int),
+            ("client_id", Text),
+            ("scope", Text),
             ("created", Int),
         ],
         identity: None,

@@ -109,9 +109,72 @@ pub struct ClientRow {
     pub name: String,
     /// `None` for public clients (which must use PKCE).
     pub secret_hash: Option<String>,
-    /// The account a confidential client acts as.
+    /// The account a confidential client acts as (a service account's own
+    /// account; a native app's or portal's owner, whom it never acts as).
     pub user_id: i64,
     pub scopes: String,
+    pub kind: ClientKind,
+    /// Who registered it, for apps registered by users; `None` for the
+    /// clients an admin made with `ferry-hub client create`.
+    pub owner_id: Option<i64>,
+    /// Exact redirect URIs of a portal (a native app's are its loopback
+    /// and the hub's code page, any port, so none are stored).
+    pub redirect_uris: Vec<String>,
+}
+
+/// What sort of OAuth client a registered one is, which decides its grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// Made by an admin: client_credentials, acting as a fixed account.
+    Admin,
+    /// A program on the user's computer: public, PKCE, loopback redirects.
+    Native,
+    /// A web portal: confidential, exact redirect URIs, code and refresh.
+    Portal,
+    /// A service account: client_credentials, acting as its own account.
+    Service,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Admin => "admin",
+            ClientKind::Native => "native",
+            ClientKind::Portal => "portal",
+            ClientKind::Service => "service",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            ClientKind::Admin,
+            ClientKind::Native,
+            ClientKind::Portal,
+            ClientKind::Service,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// A redirect URI list as stored: one column, newline-separated (a
+/// checked URI has no whitespace).
+pub(crate) fn split_uris(stored: &str) -> Vec<String> {
+    stored
+        .split('\n')
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What a user let an app do: the scopes they consented to, remembered
+/// so the app does not ask again for the same or fewer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRow {
+    pub client_id: String,
+    pub client_name: String,
+    pub scope: String,
+    pub created: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -889,9 +952,48 @@ pub trait IdentityStore {
     fn set_allowed_domains(&self, endpoint_id: &str, domains: &[String]) -> Result<bool>;
 }
 
+/// Apps users register (native apps, portals, service accounts) and the
+/// consents users gave them.
+pub trait AppStore {
+    /// The clients `owner_id` registered, oldest first.
+    fn clients_of(&self, owner_id: i64) -> Result<Vec<ClientRow>>;
+
+    /// Makes a service account's own account, named `account`, and the
+    /// client acting as it (`client.user_id` is replaced by the new
+    /// account's id, returned), together.
+    fn add_service_account(
+        &self,
+        account: &str,
+        password_hash: &str,
+        client: &ClientRow,
+        now: i64,
+    ) -> Result<i64>;
+
+    /// Replaces a confidential client's secret; `false`: no such client.
+    fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<bool>;
+
+    /// Deletes a client with its consents and codes and revokes every
+    /// token issued to it, together; `false`: no such client.
+    fn delete_client(&self, client_id: &str) -> Result<bool>;
+
+    /// Records (or replaces) what `user_id` consented to for `client_id`.
+    fn put_consent(&self, user_id: i64, client_id: &str, scope: &str, now: i64) -> Result<()>;
+
+    /// The scopes `user_id` consented to for `client_id`, if any.
+    fn consent(&self, user_id: i64, client_id: &str) -> Result<Option<String>>;
+
+    /// The user's consents, with the apps' names, oldest first.
+    fn consents_of(&self, user_id: i64) -> Result<Vec<ConsentRow>>;
+
+    /// Forgets the consent and revokes every token and code the app holds
+    /// for the user, together; `false` when there was no consent.
+    fn revoke_consent(&self, user_id: i64, client_id: &str) -> Result<bool>;
+}
+
 /// Everything the hub keeps: what it holds, as `Arc<dyn Storage>`.
 pub trait Storage:
-    AccountStore
+    AppStore
+    + AccountStore
     + EndpointStore
     + TaskStore
     + ShareStore
@@ -906,7 +1008,8 @@ pub trait Storage:
 }
 
 impl<
-    T: AccountStore
+    T: AppStore
+        + AccountStore
         + EndpointStore
         + TaskStore
         + ShareStore

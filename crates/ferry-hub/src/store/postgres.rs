@@ -441,6 +441,21 @@ CREATE TABLE oidc_codes (
 ALTER TABLE tasks ADD COLUMN submission_id TEXT;
 CREATE UNIQUE INDEX tasks_submission ON tasks(owner_id, submission_id);
 "#,
+    // Apps on ferry (SQLite's twin: the apps migration): each client's
+    // kind, owner and a portal's redirect URIs; users' consents to apps.
+    r#"
+ALTER TABLE clients ADD COLUMN kind TEXT NOT NULL DEFAULT 'admin';
+ALTER TABLE clients ADD COLUMN owner_id BIGINT REFERENCES users(id);
+ALTER TABLE clients ADD COLUMN redirect_uris TEXT NOT NULL DEFAULT '';
+CREATE INDEX clients_owner ON clients(owner_id);
+CREATE TABLE consents (
+    user_id BIGINT NOT NULL REFERENCES users(id),
+    client_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created BIGINT NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+);
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -1210,8 +1225,8 @@ impl AccountStore for PostgresStore {
     fn add_client(&self, client: &ClientRow, now: i64) -> Result<()> {
         self.with_client(|c| {
             c.execute(
-                "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&client.client_id, &client.name, &client.secret_hash, &client.user_id, &client.scopes, &now],
+                "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created, kind, owner_id, redirect_uris) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[&client.client_id, &client.name, &client.secret_hash, &client.user_id, &client.scopes, &now, &client.kind.as_str(), &client.owner_id, &client.redirect_uris.join("\n")],
             )
             .map_err(taken("client id"))?;
             Ok(())
@@ -1220,20 +1235,12 @@ impl AccountStore for PostgresStore {
 
     fn client(&self, client_id: &str) -> Result<Option<ClientRow>> {
         self.with_client(|c| {
-            let Some(r) = c.query_opt(
-                "SELECT client_id, name, secret_hash, user_id, scopes FROM clients WHERE client_id = $1",
+            c.query_opt(
+                &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = $1"),
                 &[&client_id],
             )?
-            else {
-                return Ok(None);
-            };
-            Ok(Some(ClientRow {
-                client_id: r.try_get(0)?,
-                name: r.try_get(1)?,
-                secret_hash: r.try_get(2)?,
-                user_id: r.try_get(3)?,
-                scopes: r.try_get(4)?,
-            }))
+            .map(|r| client_row(&r))
+            .transpose()
         })
     }
 
@@ -1879,6 +1886,155 @@ impl NotifyStore for PostgresStore {
 
     fn delete_webhook(&self, id: &str) -> Result<bool> {
         self.with_client(|c| Ok(c.execute("DELETE FROM webhooks WHERE id = $1", &[&id])? > 0))
+    }
+}
+
+/// The columns [`client_row`] reads, in its order.
+const CLIENT_COLUMNS: &str =
+    "client_id, name, secret_hash, user_id, scopes, kind, owner_id, redirect_uris";
+
+fn client_row(r: &Row) -> Result<ClientRow> {
+    let kind: String = r.try_get(5)?;
+    let uris: String = r.try_get(7)?;
+    Ok(ClientRow {
+        client_id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        secret_hash: r.try_get(2)?,
+        user_id: r.try_get(3)?,
+        scopes: r.try_get(4)?,
+        kind: ClientKind::parse(&kind)
+            .ok_or_else(|| StoreError::Internal(format!("unknown client kind {kind:?}")))?,
+        owner_id: r.try_get(6)?,
+        redirect_uris: split_uris(&uris),
+    })
+}
+
+impl AppStore for PostgresStore {
+    fn add_service_account(
+        &self,
+        account: &str,
+        password_hash: &str,
+        client: &ClientRow,
+        now: i64,
+    ) -> Result<i64> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            let user_id: i64 = tx
+                .query_one(
+                    "INSERT INTO users (name, password_hash, created) VALUES ($1, $2, $3) RETURNING id",
+                    &[&account, &password_hash, &now],
+                )
+                .map_err(taken("user name"))?
+                .try_get(0)?;
+            tx.execute(
+                "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created, kind, owner_id, redirect_uris) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[&client.client_id, &client.name, &client.secret_hash, &user_id, &client.scopes, &now, &client.kind.as_str(), &client.owner_id, &client.redirect_uris.join("\n")],
+            )
+            .map_err(taken("client id"))?;
+            tx.commit()?;
+            Ok(user_id)
+        })
+    }
+
+    fn clients_of(&self, owner_id: i64) -> Result<Vec<ClientRow>> {
+        self.with_client(|c| {
+            c.query(
+                &format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients WHERE owner_id = $1 ORDER BY created, client_id COLLATE \"C\""
+                ),
+                &[&owner_id],
+            )?
+            .iter()
+            .map(client_row)
+            .collect()
+        })
+    }
+
+    fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<bool> {
+        self.with_client(|c| {
+            Ok(c.execute(
+                "UPDATE clients SET secret_hash = $2 WHERE client_id = $1 AND secret_hash IS NOT NULL",
+                &[&client_id, &secret_hash],
+            )? > 0)
+        })
+    }
+
+    fn delete_client(&self, client_id: &str) -> Result<bool> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "UPDATE tokens SET revoked = TRUE WHERE client_id = $1",
+                &[&client_id],
+            )?;
+            tx.execute("DELETE FROM auth_codes WHERE client_id = $1", &[&client_id])?;
+            tx.execute("DELETE FROM consents WHERE client_id = $1", &[&client_id])?;
+            let n = tx.execute("DELETE FROM clients WHERE client_id = $1", &[&client_id])?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    fn put_consent(&self, user_id: i64, client_id: &str, scope: &str, now: i64) -> Result<()> {
+        self.with_client(|c| {
+            c.execute(
+                "INSERT INTO consents (user_id, client_id, scope, created) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, created = excluded.created",
+                &[&user_id, &client_id, &scope, &now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn consent(&self, user_id: i64, client_id: &str) -> Result<Option<String>> {
+        self.with_client(|c| {
+            c.query_opt(
+                "SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2",
+                &[&user_id, &client_id],
+            )?
+            .map(|r| Ok(r.try_get(0)?))
+            .transpose()
+        })
+    }
+
+    fn consents_of(&self, user_id: i64) -> Result<Vec<ConsentRow>> {
+        self.with_client(|c| {
+            c.query(
+                "SELECT c.client_id, k.name, c.scope, c.created FROM consents c
+                 JOIN clients k ON k.client_id = c.client_id
+                 WHERE c.user_id = $1 ORDER BY c.created, c.client_id COLLATE \"C\"",
+                &[&user_id],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(ConsentRow {
+                    client_id: r.try_get(0)?,
+                    client_name: r.try_get(1)?,
+                    scope: r.try_get(2)?,
+                    created: r.try_get(3)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn revoke_consent(&self, user_id: i64, client_id: &str) -> Result<bool> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM consents WHERE user_id = $1 AND client_id = $2",
+                &[&user_id, &client_id],
+            )?;
+            tx.execute(
+                "UPDATE tokens SET revoked = TRUE WHERE user_id = $1 AND client_id = $2",
+                &[&user_id, &client_id],
+            )?;
+            tx.execute(
+                "DELETE FROM auth_codes WHERE user_id = $1 AND client_id = $2",
+                &[&user_id, &client_id],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
     }
 }
 

@@ -411,6 +411,25 @@ ALTER TABLE tasks ADD COLUMN submission_id TEXT;
 CREATE UNIQUE INDEX tasks_submission ON tasks(owner_id, submission_id);
 "#,
     ),
+    // Schema 17: apps on ferry: what sort each client is (those an admin made before
+    // act as a fixed account), who registered it, a portal's exact
+    // redirect URIs (newline-separated); and the scopes each user
+    // consented to for each app.
+    Migration::Sql(
+        r#"
+ALTER TABLE clients ADD COLUMN kind TEXT NOT NULL DEFAULT 'admin';
+ALTER TABLE clients ADD COLUMN owner_id INTEGER REFERENCES users(id);
+ALTER TABLE clients ADD COLUMN redirect_uris TEXT NOT NULL DEFAULT '';
+CREATE INDEX clients_owner ON clients(owner_id);
+CREATE TABLE consents (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    client_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+);
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -820,8 +839,8 @@ impl AccountStore for SqliteStore {
     fn add_client(&self, client: &ClientRow, now: i64) -> Result<()> {
         self.with_conn(|conn| {
             conn.execute(
-                "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![client.client_id, client.name, client.secret_hash, client.user_id, client.scopes, now],
+                "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created, kind, owner_id, redirect_uris) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![client.client_id, client.name, client.secret_hash, client.user_id, client.scopes, now, client.kind.as_str(), client.owner_id, client.redirect_uris.join("\n")],
             )
             .map_err(taken("client id"))?;
             Ok(())
@@ -832,17 +851,9 @@ impl AccountStore for SqliteStore {
         self.with_conn(|conn| {
             Ok(conn
                 .query_row(
-                    "SELECT client_id, name, secret_hash, user_id, scopes FROM clients WHERE client_id = ?1",
+                    &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = ?1"),
                     [client_id],
-                    |r| {
-                        Ok(ClientRow {
-                            client_id: r.get(0)?,
-                            name: r.get(1)?,
-                            secret_hash: r.get(2)?,
-                            user_id: r.get(3)?,
-                            scopes: r.get(4)?,
-                        })
-                    },
+                    client_row,
                 )
                 .optional()?)
         })
@@ -1371,6 +1382,155 @@ const REACHES_USER: &str = "(p.expires IS NULL OR p.expires >= ?2) AND (
        (p.grantee_kind = 'identity' AND p.grantee_user = ?1)
     OR (p.grantee_kind = 'group' AND p.grantee_group IN (SELECT group_id FROM group_members WHERE user_id = ?1))
     OR p.grantee_kind = 'all_authenticated')";
+
+/// The columns [`client_row`] reads, in its order.
+const CLIENT_COLUMNS: &str =
+    "client_id, name, secret_hash, user_id, scopes, kind, owner_id, redirect_uris";
+
+fn client_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
+    let kind: String = r.get(5)?;
+    let uris: String = r.get(7)?;
+    Ok(ClientRow {
+        client_id: r.get(0)?,
+        name: r.get(1)?,
+        secret_hash: r.get(2)?,
+        user_id: r.get(3)?,
+        scopes: r.get(4)?,
+        kind: ClientKind::parse(&kind).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                5,
+                rusqlite::types::Type::Text,
+                format!("unknown client kind {kind:?}").into(),
+            )
+        })?,
+        owner_id: r.get(6)?,
+        redirect_uris: split_uris(&uris),
+    })
+}
+
+impl AppStore for SqliteStore {
+    fn add_service_account(
+        &self,
+        account: &str,
+        password_hash: &str,
+        client: &ClientRow,
+        now: i64,
+    ) -> Result<i64> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let user_id: i64 = tx
+                .query_row(
+                    "INSERT INTO users (name, password_hash, created) VALUES (?1, ?2, ?3) RETURNING id",
+                    params![account, password_hash, now],
+                    |r| r.get(0),
+                )
+                .map_err(taken("user name"))?;
+            tx.execute(
+                "INSERT INTO clients (client_id, name, secret_hash, user_id, scopes, created, kind, owner_id, redirect_uris) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![client.client_id, client.name, client.secret_hash, user_id, client.scopes, now, client.kind.as_str(), client.owner_id, client.redirect_uris.join("\n")],
+            )
+            .map_err(taken("client id"))?;
+            tx.commit()?;
+            Ok(user_id)
+        })
+    }
+
+    fn clients_of(&self, owner_id: i64) -> Result<Vec<ClientRow>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM clients WHERE owner_id = ?1 ORDER BY created, client_id"
+            ))?;
+            let rows = stmt.query_map([owner_id], client_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn set_client_secret(&self, client_id: &str, secret_hash: &str) -> Result<bool> {
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                "UPDATE clients SET secret_hash = ?2 WHERE client_id = ?1 AND secret_hash IS NOT NULL",
+                params![client_id, secret_hash],
+            )? > 0)
+        })
+    }
+
+    fn delete_client(&self, client_id: &str) -> Result<bool> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "UPDATE tokens SET revoked = 1 WHERE client_id = ?1",
+                [client_id],
+            )?;
+            tx.execute("DELETE FROM auth_codes WHERE client_id = ?1", [client_id])?;
+            tx.execute("DELETE FROM consents WHERE client_id = ?1", [client_id])?;
+            let n = tx.execute("DELETE FROM clients WHERE client_id = ?1", [client_id])?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    fn put_consent(&self, user_id: i64, client_id: &str, scope: &str, now: i64) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO consents (user_id, client_id, scope, created) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, created = excluded.created",
+                params![user_id, client_id, scope, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn consent(&self, user_id: i64, client_id: &str) -> Result<Option<String>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT scope FROM consents WHERE user_id = ?1 AND client_id = ?2",
+                    params![user_id, client_id],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+    }
+
+    fn consents_of(&self, user_id: i64) -> Result<Vec<ConsentRow>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT c.client_id, k.name, c.scope, c.created FROM consents c
+                 JOIN clients k ON k.client_id = c.client_id
+                 WHERE c.user_id = ?1 ORDER BY c.created, c.client_id",
+            )?;
+            let rows = stmt.query_map([user_id], |r| {
+                Ok(ConsentRow {
+                    client_id: r.get(0)?,
+                    client_name: r.get(1)?,
+                    scope: r.get(2)?,
+                    created: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn revoke_consent(&self, user_id: i64, client_id: &str) -> Result<bool> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM consents WHERE user_id = ?1 AND client_id = ?2",
+                params![user_id, client_id],
+            )?;
+            tx.execute(
+                "UPDATE tokens SET revoked = 1 WHERE user_id = ?1 AND client_id = ?2",
+                params![user_id, client_id],
+            )?;
+            tx.execute(
+                "DELETE FROM auth_codes WHERE user_id = ?1 AND client_id = ?2",
+                params![user_id, client_id],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+}
 
 impl IdentityStore for SqliteStore {
     fn link_identity(&self, identity: &str, user_id: i64, provider: &str, now: i64) -> Result<()> {

@@ -5,9 +5,9 @@
 use super::*;
 use crate::store::postgres::tests::test_server;
 use crate::store::{
-    AccountStore, AuditRow, AuditStore, AuthCodeRow, ClientRow, Grantee, NewTask, NewTimer,
-    OidcCodeRow, PermissionRow, PostgresStore, ShareStore, Storage, TaskStore, TokenKind, TokenRow,
-    TransferItem, TransferOptions,
+    AccountStore, AuditRow, AuditStore, AuthCodeRow, ClientKind, ClientRow, Grantee, NewTask,
+    NewTimer, OidcCodeRow, PermissionRow, PostgresStore, ShareStore, Storage, TaskStore, TokenKind,
+    TokenRow, TransferItem, TransferOptions,
 };
 use ferry_proto::filter::FilterRule;
 use ferry_proto::notify::NotifyEvents;
@@ -39,10 +39,29 @@ fn populate(s: &dyn Storage) {
             secret_hash: Some("sh".into()),
             user_id: bob,
             scopes: "transfer".into(),
+            kind: ClientKind::Admin,
+            owner_id: None,
+            redirect_uris: vec![],
         },
         3,
     )
     .unwrap();
+    s.add_client(
+        &ClientRow {
+            client_id: "portal-1".into(),
+            name: "portal".into(),
+            secret_hash: Some("ph".into()),
+            user_id: alice,
+            scopes: String::new(),
+            kind: ClientKind::Portal,
+            owner_id: Some(alice),
+            redirect_uris: vec!["https://a.example/cb".into(), "https://b.example/cb".into()],
+        },
+        3,
+    )
+    .unwrap();
+    s.put_consent(bob, "portal-1", "openid transfer", 3)
+        .unwrap();
     s.put_auth_code(&AuthCodeRow {
         code_hash: "code".into(),
         client_id: "ferry-cli".into(),
