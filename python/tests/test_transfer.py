@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import os
 import time
+import uuid
 
 import pytest
 
@@ -37,6 +38,7 @@ def test_a_transfer_with_every_option_moves_the_files_and_reads_back(hub, client
     _write(hub.src_home, data)
     os.utime(hub.src_home / "run1/a.dat", (1_600_000_000, 1_600_000_000))
     deadline = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    submission_id = str(uuid.uuid4())
     task_id = client.transfer(
         hub.src,
         "dst",
@@ -50,8 +52,17 @@ def test_a_transfer_with_every_option_moves_the_files_and_reads_back(hub, client
         notify="off",
         on_success=hub.hook,
         deadline=deadline,
-        submission_id="sdk-test-submission-1",
+        submission_id=submission_id,
     )
+    # A retried submission (its answer lost) names the same task, once.
+    retried = client.transfer(
+        hub.src,
+        "dst",
+        [TransferItem("/~/run1", "/~/landed", recursive=True)],
+        label="sdk run 1",
+        submission_id=submission_id,
+    )
+    assert retried == task_id
     task = client.wait_task(task_id, timeout=120)
     events = client.list_events(task_id)
     assert task["status"] == "SUCCEEDED", (task, events)
