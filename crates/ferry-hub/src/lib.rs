@@ -11,6 +11,7 @@ mod app;
 mod audit;
 mod authz;
 mod capability;
+mod cluster;
 mod control;
 mod endpoints;
 mod files;

@@ -57,6 +57,8 @@ pub struct Hub {
     pub identity_rules: crate::identities::IdentityRules,
     /// The upstream OpenID providers and the sign-ins under way with them.
     pub oidc: crate::oidc::Providers,
+    /// This process among the hub instances sharing its database.
+    pub instance: crate::cluster::Instance,
 }
 
 impl Hub {
@@ -225,17 +227,25 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         task_ended: tokio::sync::Notify::new(),
         metrics: crate::metrics::HubMetrics::new(),
         notifier: crate::notify::Notifier::new(),
+        instance: crate::cluster::Instance::new()
+            .context("no randomness for the hub instance's id")?,
     });
     let listen = listen.unwrap_or_else(|| hub.config.listen.clone());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    crate::cluster::starting(&hub);
+    let served = runtime.block_on(async {
         // Before the scheduler, so no news waits for a reader.
         crate::notify::spawn(hub.clone(), &dir)?;
         // Before the listener, so it hears every endpoint's first connect.
         let wake = crate::tasks::spawn(hub.clone(), notices);
         crate::timers::spawn(hub.clone(), wake.clone());
-        accept_loop(hub, Arc::new(tls), listen, wake).await
-    })
+        accept_loop(hub.clone(), Arc::new(tls), listen, wake).await
+    });
+    // The scheduler stops with the runtime, so nothing claims again after
+    // the release.
+    drop(runtime);
+    crate::cluster::stopping(&hub);
+    served
 }
 
 async fn accept_loop(

@@ -133,6 +133,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         "an_endpoints_allowed_domains_are_kept_and_cleared",
         an_endpoints_allowed_domains_are_kept_and_cleared,
     ),
+    (
+        "a_task_is_held_by_one_instance_until_its_lease_ends",
+        a_task_is_held_by_one_instance_until_its_lease_ends,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -153,6 +157,7 @@ pub fn run(fresh: &dyn Fn() -> Box<dyn Storage>) {
 /// empty the first time), as after a restart or `kill -9`.
 pub fn reopen(open: &dyn Fn() -> Box<dyn Storage>) {
     tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts(open);
+    instances_claiming_at_once_never_hold_the_same_task(open);
 }
 
 fn two_endpoints(s: &dyn Storage) -> i64 {
@@ -1351,4 +1356,70 @@ pub fn an_endpoints_allowed_domains_are_kept_and_cleared(s: &dyn Storage) {
             .is_empty()
     );
     assert!(!s.set_allowed_domains("nope", &domains).unwrap());
+}
+
+pub fn a_task_is_held_by_one_instance_until_its_lease_ends(s: &dyn Storage) {
+    let uid = two_endpoints(s);
+    for (n, id) in ["t1", "t2"].into_iter().enumerate() {
+        s.create_task(&new_task(id, uid, n as i64), "SUBMITTED", "x")
+            .unwrap();
+    }
+    assert_eq!(s.claim_tasks("a", 100, 110).unwrap(), ["t1", "t2"]);
+    assert!(
+        s.claim_tasks("b", 105, 115).unwrap().is_empty(),
+        "a live lease is not taken"
+    );
+    // Renewed: still a's after its first lease would have ended.
+    assert_eq!(s.claim_tasks("a", 109, 120).unwrap(), ["t1", "t2"]);
+    assert!(s.claim_tasks("b", 115, 125).unwrap().is_empty());
+    // a stopped renewing (it died): b takes over once the lease ended.
+    assert_eq!(s.claim_tasks("b", 121, 131).unwrap(), ["t1", "t2"]);
+    assert!(s.claim_tasks("a", 122, 132).unwrap().is_empty());
+    // An ended task is no one's.
+    s.finish_task("t1", TaskStatus::Succeeded, None, None, 123)
+        .unwrap();
+    assert_eq!(s.claim_tasks("b", 124, 134).unwrap(), ["t2"]);
+    // A stopping instance lets go at once.
+    assert_eq!(s.release_task_claims(Some("a")).unwrap(), 0);
+    assert_eq!(s.release_task_claims(Some("b")).unwrap(), 2);
+    assert_eq!(s.claim_tasks("a", 125, 135).unwrap(), ["t2"]);
+    // A single-instance hub starting forgets every claim.
+    assert_eq!(s.release_task_claims(None).unwrap(), 1);
+    assert_eq!(s.claim_tasks("c", 126, 136).unwrap(), ["t2"]);
+}
+
+/// Two instances (two stores over one database) claiming at the same time,
+/// round after round, as their schedulers do at each tick.
+pub fn instances_claiming_at_once_never_hold_the_same_task(open: &dyn Fn() -> Box<dyn Storage>) {
+    let (a, b) = (open(), open());
+    let uid = a.add_user("claimer", "h", 0).unwrap();
+    a.create_endpoint("c1", uid, "one", 0).unwrap();
+    a.create_endpoint("c2", uid, "two", 0).unwrap();
+    let ids: Vec<String> = (0..40).map(|n| format!("claim-{n:02}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let mut task = new_task(id, uid, n as i64);
+        task.source_id = "c1".into();
+        task.destination_id = "c2".into();
+        a.create_task(&task, "SUBMITTED", "x").unwrap();
+    }
+    let ours = |held: Vec<String>| -> std::collections::BTreeSet<String> {
+        held.into_iter()
+            .filter(|id| id.starts_with("claim-"))
+            .collect()
+    };
+    for round in 0..5i64 {
+        let now = 1_000 + round * 100;
+        let (held_a, held_b) = std::thread::scope(|scope| {
+            let one = scope.spawn(|| a.claim_tasks("a", now, now + 50).unwrap());
+            let two = scope.spawn(|| b.claim_tasks("b", now, now + 50).unwrap());
+            (ours(one.join().unwrap()), ours(two.join().unwrap()))
+        });
+        assert!(
+            held_a.is_disjoint(&held_b),
+            "round {round}: both hold {:?}",
+            held_a.intersection(&held_b).collect::<Vec<_>>()
+        );
+        // Every lease of the round ends before the next: all are free again.
+        assert_eq!(held_a.len() + held_b.len(), ids.len(), "round {round}");
+    }
 }

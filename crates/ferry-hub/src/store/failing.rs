@@ -120,6 +120,11 @@ delegate!(EndpointStore {
     fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse>;
 });
 
+delegate!(ClusterStore {
+    fn claim_tasks(&self, instance: &str, now: i64, lease_until: i64) -> Result<Vec<String>>;
+    fn release_task_claims(&self, instance: Option<&str>) -> Result<u64>;
+});
+
 delegate!(TaskStore {
     fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()>;
     fn task(&self, id: &str) -> Result<Option<TaskRow>>;

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 14;
+const SQLITE_SCHEMA: i64 = 15;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -218,6 +218,8 @@ const TABLES: &[Table] = &[
             ("notify", Text),
             ("notified", Text),
             ("on_success", Text),
+            ("claimed_by", Text),
+            ("lease_until", Int),
         ],
         identity: Some("seq"),
     },

@@ -864,9 +864,29 @@ pub trait IdentityStore {
     fn set_allowed_domains(&self, endpoint_id: &str, domains: &[String]) -> Result<bool>;
 }
 
+/// Several hub instances over one database: which instance drives each
+/// ACTIVE task. A claim is a lease: the instance renews it while it runs,
+/// and a task whose lease ran out (its instance died) is taken by the next
+/// instance that claims.
+pub trait ClusterStore {
+    /// Claims for `instance`, until `lease_until`, every ACTIVE task that no
+    /// live lease holds (never claimed, or its lease ended before `now`)
+    /// and renews the leases `instance` holds; returns the ACTIVE tasks
+    /// `instance` holds afterwards. Of two instances claiming at once, each
+    /// task goes to one.
+    fn claim_tasks(&self, instance: &str, now: i64, lease_until: i64) -> Result<Vec<String>>;
+
+    /// Ends claims: `instance`'s (it stops, so others take its tasks at
+    /// once), or with `None` every claim (a hub that is the only instance
+    /// of its database starting: nothing else can hold one). How many
+    /// tasks were released.
+    fn release_task_claims(&self, instance: Option<&str>) -> Result<u64>;
+}
+
 /// Everything the hub keeps: what it holds, as `Arc<dyn Storage>`.
 pub trait Storage:
     AccountStore
+    + ClusterStore
     + EndpointStore
     + TaskStore
     + ShareStore
@@ -882,6 +902,7 @@ pub trait Storage:
 
 impl<
     T: AccountStore
+        + ClusterStore
         + EndpointStore
         + TaskStore
         + ShareStore

@@ -426,6 +426,12 @@ CREATE TABLE login_identities (
 );
 ALTER TABLE endpoints ADD COLUMN allowed_domains TEXT NOT NULL DEFAULT '';
 "#,
+    // Which hub instance drives each ACTIVE task, and until when its lease
+    // lasts (SQLite's twin: the task claims migration).
+    r#"
+ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
+ALTER TABLE tasks ADD COLUMN lease_until BIGINT;
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -2672,3 +2678,5 @@ fn write_current(
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+mod cluster;

@@ -389,6 +389,15 @@ CREATE TABLE login_identities (
 ALTER TABLE endpoints ADD COLUMN allowed_domains TEXT NOT NULL DEFAULT '';
 "#,
     ),
+    // Schema 15: which hub instance drives each ACTIVE task, and until when
+    // its lease lasts (`ClusterStore::claim_tasks`); tasks stored before
+    // are unclaimed, taken by the first instance that sweeps.
+    Migration::Sql(
+        r#"
+ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
+ALTER TABLE tasks ADD COLUMN lease_until INTEGER;
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -2364,6 +2373,8 @@ fn write_current(
         ],
     )
 }
+
+mod cluster;
 
 #[cfg(test)]
 mod tests {

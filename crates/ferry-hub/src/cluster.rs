@@ -1,0 +1,82 @@
+//! Several hub instances over one database (PostgreSQL): this process's
+//! identity among them and the leases on the tasks its scheduler drives.
+//!
+//! Each `ferry-hub serve` is an instance with an id drawn at its start. Its
+//! scheduler drives only the ACTIVE tasks it holds a claim on
+//! (`ClusterStore::claim_tasks`), renewed at every sweep for [`LEASE`]
+//! seconds. An instance that dies stops renewing; once its leases ended,
+//! the next instance to sweep takes its tasks up as a restarted hub does
+//! (a new attempt). One that stops cleanly lets go of its claims at once.
+//!
+//! A SQLite database has one instance (it is a local file): a hub on one
+//! forgets every claim when it starts, so a restart resumes its tasks at
+//! once, as before claims existed.
+
+use crate::server::Hub;
+use crate::store::StoreError;
+use std::collections::HashSet;
+
+/// How long a claim lasts unless renewed, in seconds: how long the tasks of
+/// an instance that died wait before another takes them. Renewed at every
+/// scheduler sweep (`tasks::TICK`), so a slow database or a paused process
+/// has many sweeps' margin before it loses what it drives.
+pub const LEASE: i64 = 15;
+
+/// This process among the hub instances of its database.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    id: String,
+}
+
+impl Instance {
+    /// A fresh identity: random, so a restarted process never inherits
+    /// the claims of the one before it (they end with their leases).
+    pub fn new() -> Result<Self, getrandom::Error> {
+        Ok(Self {
+            id: crate::secrets::random_token(12)?,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// At the start of `serve`, before the scheduler's first sweep: on a
+/// database no other instance can share, the claims a previous process
+/// left are its own and need not run out.
+pub fn starting(hub: &Hub) {
+    if hub.config.database.is_some() {
+        tracing::info!(instance = %hub.instance.id(), "hub instance starting; tasks are shared through the database by lease");
+        return;
+    }
+    match hub.store.release_task_claims(None) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            tasks = n,
+            "took up the tasks the previous hub process drove"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot release the previous process's task claims"),
+    }
+}
+
+/// At a clean stop: other instances take this one's tasks at their next
+/// sweep instead of after the lease.
+pub fn stopping(hub: &Hub) {
+    match hub.store.release_task_claims(Some(hub.instance.id())) {
+        Ok(n) => tracing::info!(tasks = n, "released this instance's tasks"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot release this instance's tasks; others take them when the lease ends")
+        }
+    }
+}
+
+/// Claims what is free and renews what this instance holds: the ACTIVE
+/// tasks its scheduler drives until the next sweep.
+pub fn claim(hub: &Hub, now: i64) -> Result<HashSet<String>, StoreError> {
+    Ok(hub
+        .store
+        .claim_tasks(hub.instance.id(), now, now + LEASE)?
+        .into_iter()
+        .collect())
+}
