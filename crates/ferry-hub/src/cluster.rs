@@ -8,10 +8,21 @@
 //! the next instance to sweep takes its tasks up as a restarted hub does
 //! (a new attempt). One that stops cleanly lets go of its claims at once.
 //!
+//! A task goes to the instance that holds its source's control link
+//! (recorded in the database as endpoints connect and go), so the
+//! scheduler that drives it can send the source its start directly. Its
+//! destination must be connected to the same instance for it to run: a
+//! command for an endpoint connected to another instance is not routed
+//! there yet, and such a task waits as for an offline endpoint. Put
+//! instances behind a front that sends every connection to one instance
+//! while it lives (HAProxy's `balance first`, `docs/hub.md`): the others
+//! are standbys that take over the tasks of one that dies.
+//!
 //! A SQLite database has one instance (it is a local file): a hub on one
 //! forgets every claim when it starts, so a restart resumes its tasks at
 //! once, as before claims existed.
 
+use crate::control::Notice;
 use crate::server::Hub;
 use crate::store::StoreError;
 use std::collections::HashSet;
@@ -79,4 +90,22 @@ pub fn claim(hub: &Hub, now: i64) -> Result<HashSet<String>, StoreError> {
         .claim_tasks(hub.instance.id(), now, now + LEASE)?
         .into_iter()
         .collect())
+}
+
+/// Records which instance holds an endpoint's control link, so that the
+/// instance holding a task's source drives the task.
+pub fn noticed(hub: &Hub, notice: &Notice) {
+    let written = match notice {
+        Notice::Connected { endpoint_id, .. } => {
+            hub.store
+                .set_control_link(endpoint_id, hub.instance.id(), crate::grants::now())
+        }
+        Notice::Disconnected { endpoint_id } => {
+            hub.store.drop_control_link(endpoint_id, hub.instance.id())
+        }
+        Notice::Paused { .. } | Notice::Report { .. } => return,
+    };
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "cannot record which hub instance holds an endpoint's control link");
+    }
 }

@@ -983,7 +983,10 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
     loop {
         let input = tokio::select! {
             notice = notices.recv() => match notice {
-                Some(notice) => vec![from_notice(&hub, notice)],
+                Some(notice) => {
+                    crate::cluster::noticed(&hub, &notice);
+                    vec![from_notice(&hub, notice)]
+                }
                 // The registry is gone: the hub is stopping.
                 None => return,
             },

@@ -137,6 +137,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         "a_task_is_held_by_one_instance_until_its_lease_ends",
         a_task_is_held_by_one_instance_until_its_lease_ends,
     ),
+    (
+        "a_task_goes_to_the_live_instance_holding_its_sources_link",
+        a_task_goes_to_the_live_instance_holding_its_sources_link,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -1422,4 +1426,37 @@ pub fn instances_claiming_at_once_never_hold_the_same_task(open: &dyn Fn() -> Bo
         // Every lease of the round ends before the next: all are free again.
         assert_eq!(held_a.len() + held_b.len(), ids.len(), "round {round}");
     }
+}
+
+pub fn a_task_goes_to_the_live_instance_holding_its_sources_link(s: &dyn Storage) {
+    let uid = two_endpoints(s);
+    s.create_task(&new_task("t1", uid, 1), "SUBMITTED", "x")
+        .unwrap();
+    // No instance holds the source: the first to claim takes the task.
+    assert_eq!(s.claim_tasks("a", 100, 110).unwrap(), ["t1"]);
+    // The source connects to b: a lets go at its next claim, b takes it.
+    s.set_control_link("e1", "b", 101).unwrap();
+    assert!(
+        s.claim_tasks("b", 101, 111).unwrap().is_empty(),
+        "a's lease"
+    );
+    assert!(s.claim_tasks("a", 102, 112).unwrap().is_empty());
+    assert_eq!(s.claim_tasks("b", 103, 113).unwrap(), ["t1"]);
+    assert!(s.claim_tasks("a", 104, 114).unwrap().is_empty());
+    // Only the holder of the link drops it.
+    s.drop_control_link("e1", "a").unwrap();
+    assert!(s.claim_tasks("a", 105, 115).unwrap().is_empty());
+    // b died with the link: once its leases ended, a takes the task.
+    assert!(
+        s.claim_tasks("a", 113, 123).unwrap().is_empty(),
+        "b's lease"
+    );
+    assert_eq!(s.claim_tasks("a", 114, 124).unwrap(), ["t1"]);
+    // A newer link replaces the older one, and a clean stop drops its links.
+    s.set_control_link("e1", "c", 115).unwrap();
+    s.claim_tasks("c", 115, 125).unwrap();
+    assert!(s.claim_tasks("a", 116, 126).unwrap().is_empty());
+    s.release_task_claims(Some("c")).unwrap();
+    assert_eq!(s.claim_tasks("a", 117, 127).unwrap(), ["t1"]);
+    s.drop_control_link("e1", "c").unwrap();
 }

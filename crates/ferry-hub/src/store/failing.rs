@@ -123,6 +123,8 @@ delegate!(EndpointStore {
 delegate!(ClusterStore {
     fn claim_tasks(&self, instance: &str, now: i64, lease_until: i64) -> Result<Vec<String>>;
     fn release_task_claims(&self, instance: Option<&str>) -> Result<u64>;
+    fn set_control_link(&self, endpoint_id: &str, instance: &str, since: i64) -> Result<()>;
+    fn drop_control_link(&self, endpoint_id: &str, instance: &str) -> Result<()>;
 });
 
 delegate!(TaskStore {

@@ -338,6 +338,16 @@ const TABLES: &[Table] = &[
         ],
         identity: None,
     },
+    Table {
+        name: "hub_instances",
+        columns: &[("id", Text), ("lease_until", Int)],
+        identity: None,
+    },
+    Table {
+        name: "control_links",
+        columns: &[("endpoint_id", Text), ("instance_id", Text), ("since", Int)],
+        identity: None,
+    },
 ];
 
 /// One value of a row, as both databases give it.

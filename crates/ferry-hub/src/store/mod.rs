@@ -869,18 +869,29 @@ pub trait IdentityStore {
 /// and a task whose lease ran out (its instance died) is taken by the next
 /// instance that claims.
 pub trait ClusterStore {
-    /// Claims for `instance`, until `lease_until`, every ACTIVE task that no
-    /// live lease holds (never claimed, or its lease ended before `now`)
-    /// and renews the leases `instance` holds; returns the ACTIVE tasks
-    /// `instance` holds afterwards. Of two instances claiming at once, each
-    /// task goes to one.
+    /// Marks `instance` alive until `lease_until`; claims for it, until
+    /// then, every ACTIVE task that no live lease holds (never claimed, or
+    /// its lease ended before `now`) and renews the leases it holds. A task
+    /// goes to the instance that holds its source's control link: one whose
+    /// source is linked to another live instance is neither claimed nor
+    /// renewed (let go, so that instance takes it). Returns the ACTIVE
+    /// tasks `instance` holds afterwards. Of two instances claiming at
+    /// once, each task goes to one.
     fn claim_tasks(&self, instance: &str, now: i64, lease_until: i64) -> Result<Vec<String>>;
 
-    /// Ends claims: `instance`'s (it stops, so others take its tasks at
-    /// once), or with `None` every claim (a hub that is the only instance
-    /// of its database starting: nothing else can hold one). How many
-    /// tasks were released.
+    /// Ends claims: `instance`'s, with its control links and its mark of
+    /// life (it stops, so others take its tasks at once), or with `None`
+    /// every claim and link (a hub that is the only instance of its
+    /// database starting: nothing else can hold one). How many tasks were
+    /// released.
     fn release_task_claims(&self, instance: Option<&str>) -> Result<u64>;
+
+    /// Records that `instance` holds `endpoint_id`'s control link (a newer
+    /// link replaces an older one, wherever it was).
+    fn set_control_link(&self, endpoint_id: &str, instance: &str, since: i64) -> Result<()>;
+
+    /// Forgets `endpoint_id`'s control link if `instance` still holds it.
+    fn drop_control_link(&self, endpoint_id: &str, instance: &str) -> Result<()>;
 }
 
 /// Everything the hub keeps: what it holds, as `Arc<dyn Storage>`.

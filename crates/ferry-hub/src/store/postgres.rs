@@ -426,11 +426,21 @@ CREATE TABLE login_identities (
 );
 ALTER TABLE endpoints ADD COLUMN allowed_domains TEXT NOT NULL DEFAULT '';
 "#,
-    // Which hub instance drives each ACTIVE task, and until when its lease
-    // lasts (SQLite's twin: the task claims migration).
+    // Hub instances sharing the database: task claims and their leases,
+    // live instances, and which instance holds each endpoint's control
+    // link (SQLite's twin: the hub instances migration).
     r#"
 ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
 ALTER TABLE tasks ADD COLUMN lease_until BIGINT;
+CREATE TABLE hub_instances (
+    id TEXT PRIMARY KEY,
+    lease_until BIGINT NOT NULL
+);
+CREATE TABLE control_links (
+    endpoint_id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    since BIGINT NOT NULL
+);
 "#,
 ];
 

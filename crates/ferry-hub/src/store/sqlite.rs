@@ -389,13 +389,24 @@ CREATE TABLE login_identities (
 ALTER TABLE endpoints ADD COLUMN allowed_domains TEXT NOT NULL DEFAULT '';
 "#,
     ),
-    // Schema 15: which hub instance drives each ACTIVE task, and until when
-    // its lease lasts (`ClusterStore::claim_tasks`); tasks stored before
-    // are unclaimed, taken by the first instance that sweeps.
+    // Schema 15: hub instances sharing the database (`ClusterStore`): which
+    // instance drives each ACTIVE task, and until when its lease lasts
+    // (tasks stored before are unclaimed, taken by the first instance that
+    // sweeps); each live instance and until when it is taken to be alive;
+    // which instance holds each connected endpoint's control link.
     Migration::Sql(
         r#"
 ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
 ALTER TABLE tasks ADD COLUMN lease_until INTEGER;
+CREATE TABLE hub_instances (
+    id TEXT PRIMARY KEY,
+    lease_until INTEGER NOT NULL
+);
+CREATE TABLE control_links (
+    endpoint_id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    since INTEGER NOT NULL
+);
 "#,
     ),
 ];

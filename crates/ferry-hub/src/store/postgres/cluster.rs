@@ -5,22 +5,44 @@
 
 use super::*;
 
+/// A task whose source's control link another live instance holds
+/// (`$1`: this instance, `$2`: now); the same rule as SQLite's.
+const SOURCE_ELSEWHERE: &str =
+    "EXISTS (SELECT 1 FROM control_links l JOIN hub_instances i ON i.id = l.instance_id
+    WHERE l.endpoint_id = tasks.source_id AND l.instance_id <> $1 AND i.lease_until >= $2)";
+
 impl ClusterStore for PostgresStore {
     fn claim_tasks(&self, instance: &str, now: i64, lease_until: i64) -> Result<Vec<String>> {
         self.with_client(|c| {
             let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO hub_instances (id, lease_until) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET lease_until = EXCLUDED.lease_until",
+                &[&instance, &lease_until],
+            )?;
+            // The source went to another instance: that one drives it now.
+            tx.execute(
+                &format!(
+                    "UPDATE tasks SET claimed_by = NULL, lease_until = NULL
+                     WHERE status = 'ACTIVE' AND claimed_by = $1 AND {SOURCE_ELSEWHERE}"
+                ),
+                &[&instance, &now],
+            )?;
             // A row another transaction holds is skipped, not waited for:
             // free, it is claimed at the next sweep; ours (a write on the
             // task, say its end), its lease is renewed then.
             tx.execute(
-                "WITH free AS (
-                    SELECT id FROM tasks
-                    WHERE status = 'ACTIVE'
-                      AND (claimed_by IS NULL OR claimed_by = $1 OR lease_until IS NULL OR lease_until < $2)
-                    FOR UPDATE SKIP LOCKED
-                 )
-                 UPDATE tasks SET claimed_by = $1, lease_until = $3
-                 FROM free WHERE tasks.id = free.id",
+                &format!(
+                    "WITH free AS (
+                        SELECT id FROM tasks
+                        WHERE status = 'ACTIVE'
+                          AND (claimed_by IS NULL OR claimed_by = $1 OR lease_until IS NULL OR lease_until < $2)
+                          AND NOT {SOURCE_ELSEWHERE}
+                        FOR UPDATE SKIP LOCKED
+                     )
+                     UPDATE tasks SET claimed_by = $1, lease_until = $3
+                     FROM free WHERE tasks.id = free.id"
+                ),
                 &[&instance, &now, &lease_until],
             )?;
             // Read apart from the update: a task of ours skipped above
@@ -43,11 +65,43 @@ impl ClusterStore for PostgresStore {
 
     fn release_task_claims(&self, instance: Option<&str>) -> Result<u64> {
         self.with_client(|c| {
-            Ok(c.execute(
+            let mut tx = c.transaction()?;
+            let released = tx.execute(
                 "UPDATE tasks SET claimed_by = NULL, lease_until = NULL
                  WHERE claimed_by IS NOT NULL AND ($1::TEXT IS NULL OR claimed_by = $1)",
                 &[&instance],
-            )?)
+            )?;
+            tx.execute(
+                "DELETE FROM control_links WHERE $1::TEXT IS NULL OR instance_id = $1",
+                &[&instance],
+            )?;
+            tx.execute(
+                "DELETE FROM hub_instances WHERE $1::TEXT IS NULL OR id = $1",
+                &[&instance],
+            )?;
+            tx.commit()?;
+            Ok(released)
+        })
+    }
+
+    fn set_control_link(&self, endpoint_id: &str, instance: &str, since: i64) -> Result<()> {
+        self.with_client(|c| {
+            c.execute(
+                "INSERT INTO control_links (endpoint_id, instance_id, since) VALUES ($1, $2, $3)
+                 ON CONFLICT (endpoint_id) DO UPDATE SET instance_id = EXCLUDED.instance_id, since = EXCLUDED.since",
+                &[&endpoint_id, &instance, &since],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn drop_control_link(&self, endpoint_id: &str, instance: &str) -> Result<()> {
+        self.with_client(|c| {
+            c.execute(
+                "DELETE FROM control_links WHERE endpoint_id = $1 AND instance_id = $2",
+                &[&endpoint_id, &instance],
+            )?;
+            Ok(())
         })
     }
 }
