@@ -2,29 +2,27 @@
 //! (`bash .ci/postgres.sh start` starts one), and a schema of its own for
 //! each test.
 
-use crate::{on_path, run_command, skip};
+use crate::{on_path, run_command};
 use std::process::Command;
 
-/// The server's URL, or `None` after saying SKIPPED when there is none
-/// (or no `psql`); with `FERRY_REQUIRE_POSTGRES=1` (as in CI) that is a
-/// failure.
-pub fn test_server() -> Option<String> {
+/// The server's URL, or why there is none (no server named, or no
+/// `psql`) for the test to `skip` with; with `FERRY_REQUIRE_POSTGRES=1`
+/// (as in CI) that is a failure.
+pub fn test_server() -> Result<String, &'static str> {
     match std::env::var("FERRY_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() && on_path("psql") => Some(url),
+        Ok(url) if !url.is_empty() && on_path("psql") => Ok(url),
         _ => {
             assert!(
                 std::env::var("FERRY_REQUIRE_POSTGRES").as_deref() != Ok("1"),
                 "FERRY_REQUIRE_POSTGRES=1 but FERRY_TEST_POSTGRES or psql is missing"
             );
-            skip(
+            Err(
                 "no PostgreSQL server (FERRY_TEST_POSTGRES=postgres://..., and psql): `bash .ci/postgres.sh start` starts one",
-            );
-            None
+            )
         }
     }
 }
 
-/// A schema of its own on the test server, dropped afterwards.
 #[derive(Debug)]
 pub struct Schema {
     server: String,
