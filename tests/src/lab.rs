@@ -390,6 +390,15 @@ impl Lab {
         }
     }
 
+    /// Instance `n`'s own address (0: `lab.hub`'s port), not the front's.
+    pub fn instance_url(&self, n: usize) -> String {
+        let port = match n {
+            0 => self.hub.port,
+            n => self.instances[n - 1].0,
+        };
+        format!("https://127.0.0.1:{port}")
+    }
+
     /// The logs of every hub instance still running, for a failure's message.
     pub fn hub_logs(&self) -> String {
         let mut all = format!("instance 0:\n{}", self.hub.log());

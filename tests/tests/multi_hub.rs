@@ -45,6 +45,18 @@ fn killing_the_instance_driving_tasks_leaves_them_to_another_and_all_succeed() {
         .instances(2)
         .start();
 
+    // A browser's sign-in form from one instance signs in on the other:
+    // the form's key is shared through the database.
+    let signed_in = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(sign_in_across(&lab, 1, 0));
+    assert_eq!(
+        signed_in,
+        reqwest::StatusCode::SEE_OTHER,
+        "{}",
+        lab.hub_logs()
+    );
+
     // Three transfers, slowed so that they are in flight at the kill.
     let mut tasks = Vec::new();
     for n in 0..3u32 {
@@ -109,4 +121,43 @@ fn killing_the_instance_driving_tasks_leaves_them_to_another_and_all_succeed() {
     );
     drop(lab);
     drop(schema);
+}
+
+/// Fetches the sign-in form from instance `from`, posts it with alice's
+/// password to instance `to`; the answer's status.
+async fn sign_in_across(lab: &Lab, from: usize, to: usize) -> reqwest::StatusCode {
+    let http = lab.hub.web_client();
+    let page = http
+        .get(format!("{}/login", lab.instance_url(from)))
+        .send()
+        .await
+        .unwrap();
+    let cookie: Vec<String> = page
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .collect();
+    let text = page.text().await.unwrap();
+    let mut fields: Vec<(String, String)> = text
+        .split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .map(|piece| {
+            let (name, rest) = piece.split_once("\" value=\"").unwrap();
+            (
+                name.to_string(),
+                rest.split_once('"').unwrap().0.to_string(),
+            )
+        })
+        .collect();
+    fields.push(("username".into(), "alice".into()));
+    fields.push(("password".into(), "correct horse battery".into()));
+    http.post(format!("{}/login", lab.instance_url(to)))
+        .header("cookie", cookie.join("; "))
+        .header("sec-fetch-site", "same-origin")
+        .form(&fields)
+        .send()
+        .await
+        .unwrap()
+        .status()
 }

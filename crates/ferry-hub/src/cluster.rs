@@ -109,3 +109,20 @@ pub fn noticed(hub: &Hub, notice: &Notice) {
         tracing::warn!(error = %e, "cannot record which hub instance holds an endpoint's control link");
     }
 }
+
+/// The key named `name` that every instance of the database uses
+/// (`ClusterStore::shared_key`): the sign-in form one instance served must
+/// verify on whichever instance the browser posts it to.
+pub fn shared_mac_key(
+    store: &dyn crate::store::Storage,
+    name: &str,
+) -> anyhow::Result<crate::secrets::MacKey> {
+    use anyhow::Context;
+    let candidate = crate::secrets::MacKey::generate().context("no randomness for a key")?;
+    let stored = store
+        .shared_key(name, &candidate.to_text())
+        .with_context(|| format!("cannot read or store the hub's {name} key"))?;
+    crate::secrets::MacKey::from_text(&stored).with_context(|| {
+        format!("the {name} key stored in the database is damaged; delete its row from hub_secrets and restart every instance")
+    })
+}

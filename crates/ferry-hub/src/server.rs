@@ -207,6 +207,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         link_page: format!("{}/account", config.url.trim_end_matches('/')),
     };
     let oidc = crate::oidc::Providers::load(&dir, &config)?;
+    let store = dir.open_store_with(&config)?;
     let hub = Arc::new(Hub {
         identity_rules,
         oidc,
@@ -215,14 +216,14 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         tls_ca_pem,
         endpoint_ca: CertificateAuthority::load(&dir.endpoint_ca_cert(), &dir.endpoint_ca_key())?
             .with_endpoint_lifetime(config.endpoint_cert_lifetime_secs),
-        store: dir.open_store_with(&config)?,
+        store: store.clone(),
         control,
         logins: LoginLimiter::default(),
         password_checks: PasswordChecks::new(
             config.max_password_checks,
             config.max_password_checks_queued,
         ),
-        login_csrf: MacKey::generate().context("no randomness for the sign-in form key")?,
+        login_csrf: crate::cluster::shared_mac_key(&*store, "login_csrf")?,
         config,
         task_ended: tokio::sync::Notify::new(),
         metrics: crate::metrics::HubMetrics::new(),

@@ -141,6 +141,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         "a_task_goes_to_the_live_instance_holding_its_sources_link",
         a_task_goes_to_the_live_instance_holding_its_sources_link,
     ),
+    (
+        "a_shared_key_is_the_first_one_stored",
+        a_shared_key_is_the_first_one_stored,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -1459,4 +1463,10 @@ pub fn a_task_goes_to_the_live_instance_holding_its_sources_link(s: &dyn Storage
     s.release_task_claims(Some("c")).unwrap();
     assert_eq!(s.claim_tasks("a", 117, 127).unwrap(), ["t1"]);
     s.drop_control_link("e1", "c").unwrap();
+}
+
+pub fn a_shared_key_is_the_first_one_stored(s: &dyn Storage) {
+    assert_eq!(s.shared_key("login_csrf", "k1").unwrap(), "k1");
+    assert_eq!(s.shared_key("login_csrf", "k2").unwrap(), "k1");
+    assert_eq!(s.shared_key("other", "k3").unwrap(), "k3");
 }

@@ -125,6 +125,7 @@ delegate!(ClusterStore {
     fn release_task_claims(&self, instance: Option<&str>) -> Result<u64>;
     fn set_control_link(&self, endpoint_id: &str, instance: &str, since: i64) -> Result<()>;
     fn drop_control_link(&self, endpoint_id: &str, instance: &str) -> Result<()>;
+    fn shared_key(&self, name: &str, candidate: &str) -> Result<String>;
 });
 
 delegate!(TaskStore {

@@ -348,6 +348,11 @@ const TABLES: &[Table] = &[
         columns: &[("endpoint_id", Text), ("instance_id", Text), ("since", Int)],
         identity: None,
     },
+    Table {
+        name: "hub_secrets",
+        columns: &[("name", Text), ("value", Text)],
+        identity: None,
+    },
 ];
 
 /// One value of a row, as both databases give it.

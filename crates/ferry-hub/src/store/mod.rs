@@ -892,6 +892,11 @@ pub trait ClusterStore {
 
     /// Forgets `endpoint_id`'s control link if `instance` still holds it.
     fn drop_control_link(&self, endpoint_id: &str, instance: &str) -> Result<()>;
+
+    /// The key every instance uses for `name`: `candidate` if none was
+    /// stored yet (it is then stored), else the stored one, so that what
+    /// one instance signs another verifies.
+    fn shared_key(&self, name: &str, candidate: &str) -> Result<String>;
 }
 
 /// Everything the hub keeps: what it holds, as `Arc<dyn Storage>`.

@@ -427,8 +427,8 @@ CREATE TABLE login_identities (
 ALTER TABLE endpoints ADD COLUMN allowed_domains TEXT NOT NULL DEFAULT '';
 "#,
     // Hub instances sharing the database: task claims and their leases,
-    // live instances, and which instance holds each endpoint's control
-    // link (SQLite's twin: the hub instances migration).
+    // live instances, which instance holds each endpoint's control link,
+    // and the keys they share (SQLite's twin: the hub instances migration).
     r#"
 ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
 ALTER TABLE tasks ADD COLUMN lease_until BIGINT;
@@ -440,6 +440,10 @@ CREATE TABLE control_links (
     endpoint_id TEXT PRIMARY KEY,
     instance_id TEXT NOT NULL,
     since BIGINT NOT NULL
+);
+CREATE TABLE hub_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 "#,
 ];

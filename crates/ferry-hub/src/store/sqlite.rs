@@ -393,7 +393,8 @@ ALTER TABLE endpoints ADD COLUMN allowed_domains TEXT NOT NULL DEFAULT '';
     // instance drives each ACTIVE task, and until when its lease lasts
     // (tasks stored before are unclaimed, taken by the first instance that
     // sweeps); each live instance and until when it is taken to be alive;
-    // which instance holds each connected endpoint's control link.
+    // which instance holds each connected endpoint's control link; keys
+    // every instance must share (the sign-in form's).
     Migration::Sql(
         r#"
 ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
@@ -406,6 +407,10 @@ CREATE TABLE control_links (
     endpoint_id TEXT PRIMARY KEY,
     instance_id TEXT NOT NULL,
     since INTEGER NOT NULL
+);
+CREATE TABLE hub_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 "#,
     ),

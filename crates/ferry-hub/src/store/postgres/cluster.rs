@@ -104,4 +104,18 @@ impl ClusterStore for PostgresStore {
             Ok(())
         })
     }
+
+    fn shared_key(&self, name: &str, candidate: &str) -> Result<String> {
+        self.with_client(|c| {
+            // Two instances starting at once: the second insert does
+            // nothing, and both read the first's key.
+            c.execute(
+                "INSERT INTO hub_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &candidate],
+            )?;
+            Ok(c
+                .query_one("SELECT value FROM hub_secrets WHERE name = $1", &[&name])?
+                .try_get(0)?)
+        })
+    }
 }

@@ -90,4 +90,18 @@ impl ClusterStore for SqliteStore {
             Ok(())
         })
     }
+
+    fn shared_key(&self, name: &str, candidate: &str) -> Result<String> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO hub_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, candidate],
+            )?;
+            Ok(conn.query_row(
+                "SELECT value FROM hub_secrets WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )?)
+        })
+    }
 }
