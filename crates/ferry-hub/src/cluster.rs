@@ -28,9 +28,10 @@ use crate::store::StoreError;
 use std::collections::HashSet;
 
 /// How long a claim lasts unless renewed, in seconds: how long the tasks of
-/// an instance that died wait before another takes them. Renewed at every
-/// scheduler sweep (`tasks::TICK`), so a slow database or a paused process
-/// has many sweeps' margin before it loses what it drives.
+/// an instance that died wait before another takes them. Each sweep
+/// (`tasks::TICK`) renews a lease with less than half left, so a slow
+/// database or a paused process has many sweeps' margin before it loses
+/// what it drives.
 pub const LEASE: i64 = 15;
 
 /// This process among the hub instances of its database.

@@ -871,7 +871,8 @@ pub trait IdentityStore {
 pub trait ClusterStore {
     /// Marks `instance` alive until `lease_until`; claims for it, until
     /// then, every ACTIVE task that no live lease holds (never claimed, or
-    /// its lease ended before `now`) and renews the leases it holds. A task
+    /// its lease ended before `now`) and renews the leases it holds that
+    /// have less than half left (`renew_before`). A task
     /// goes to the instance that holds its source's control link: one whose
     /// source is linked to another live instance is neither claimed nor
     /// renewed (let go, so that instance takes it). Returns the ACTIVE
@@ -897,6 +898,13 @@ pub trait ClusterStore {
     /// stored yet (it is then stored), else the stored one, so that what
     /// one instance signs another verifies.
     fn shared_key(&self, name: &str, candidate: &str) -> Result<String>;
+}
+
+/// A held lease is renewed once less than half of it is left, not at
+/// every claim: a claim then rewrites a task's row every few seconds, not
+/// at every scheduler tick.
+fn renew_before(now: i64, lease_until: i64) -> i64 {
+    now + (lease_until - now) / 2
 }
 
 /// Everything the hub keeps: what it holds, as `Arc<dyn Storage>`.

@@ -36,14 +36,15 @@ impl ClusterStore for PostgresStore {
                     "WITH free AS (
                         SELECT id FROM tasks
                         WHERE status = 'ACTIVE'
-                          AND (claimed_by IS NULL OR claimed_by = $1 OR lease_until IS NULL OR lease_until < $2)
+                          AND (claimed_by IS NULL OR lease_until IS NULL OR lease_until < $2
+                               OR (claimed_by = $1 AND lease_until < $4))
                           AND NOT {SOURCE_ELSEWHERE}
                         FOR UPDATE SKIP LOCKED
                      )
                      UPDATE tasks SET claimed_by = $1, lease_until = $3
                      FROM free WHERE tasks.id = free.id"
                 ),
-                &[&instance, &now, &lease_until],
+                &[&instance, &now, &lease_until, &super::super::renew_before(now, lease_until)],
             )?;
             // Read apart from the update: a task of ours skipped above
             // because a write locked it is still ours while its lease

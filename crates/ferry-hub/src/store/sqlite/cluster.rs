@@ -31,10 +31,11 @@ impl ClusterStore for SqliteStore {
                 &format!(
                     "UPDATE tasks SET claimed_by = ?1, lease_until = ?3
                      WHERE status = 'ACTIVE'
-                       AND (claimed_by IS NULL OR claimed_by = ?1 OR lease_until IS NULL OR lease_until < ?2)
+                       AND (claimed_by IS NULL OR lease_until IS NULL OR lease_until < ?2
+                            OR (claimed_by = ?1 AND lease_until < ?4))
                        AND NOT {SOURCE_ELSEWHERE}"
                 ),
-                params![instance, now, lease_until],
+                params![instance, now, lease_until, super::super::renew_before(now, lease_until)],
             )?;
             let held = {
                 let mut stmt = tx.prepare(
