@@ -19,6 +19,7 @@
 //! is not running (or was never set up at all).
 
 use crate::fault_proxy::FaultProxy;
+use crate::haproxy::Front;
 use crate::{Daemon, Hub, Ran, User, closed_loopback_port, edit_config, line_value};
 use serde_json::Value;
 use std::ffi::OsStr;
@@ -51,6 +52,11 @@ pub struct Lab {
     data_listener: Option<u16>,
     src_daemon: Option<Daemon>,
     dst_daemon: Option<Daemon>,
+    /// The hub instances after the first (`LabBuilder::instances`), by
+    /// their ports; `None` once killed.
+    instances: Vec<(u16, Option<Daemon>)>,
+    /// HAProxy in front of the instances (`LabBuilder::instances`).
+    pub front: Option<Front>,
 }
 
 /// What becomes of `dst` at the start.
@@ -91,6 +97,7 @@ pub struct LabBuilder {
     src_settings: String,
     dst_settings: String,
     alice_email: Option<String>,
+    instances: usize,
 }
 
 impl std::fmt::Debug for LabBuilder {
@@ -104,6 +111,7 @@ impl std::fmt::Debug for LabBuilder {
             .field("src_settings", &self.src_settings)
             .field("dst_settings", &self.dst_settings)
             .field("alice_email", &self.alice_email)
+            .field("instances", &self.instances)
             .finish()
     }
 }
@@ -121,6 +129,17 @@ impl LabBuilder {
     pub fn proxy_control(mut self) -> Self {
         assert!(self.proxy.is_none(), "one proxy per lab");
         self.proxy = Some(Proxied::Control);
+        self
+    }
+
+    /// `n` `ferry-hub serve` instances of the hub over its database (a
+    /// PostgreSQL `database` the test sets with [`LabBuilder::hub_setting`]),
+    /// behind HAProxy ([`Lab::front`]); the daemons and alice's verbs reach
+    /// the hub only through it. Needs `haproxy` ([`Front::available`]).
+    pub fn instances(mut self, n: usize) -> Self {
+        assert!(n >= 1, "at least one instance");
+        assert!(self.proxy != Some(Proxied::Control), "one way to the hub");
+        self.instances = n;
         self
     }
 
@@ -198,7 +217,7 @@ impl LabBuilder {
     /// returns once each running daemon says `Hub: connected` (and, with
     /// a data proxy, once `dst` listens behind it).
     pub fn start(self) -> Lab {
-        let hub = Hub::start_with(&self.hub_settings);
+        let mut hub = Hub::start_with(&self.hub_settings);
         match &self.alice_email {
             Some(address) => {
                 hub.add_user_with("alice", "correct horse battery", &["--email", address])
@@ -263,6 +282,30 @@ impl LabBuilder {
         for prepare in self.prepare_dst {
             prepare(&dst);
         }
+        let (mut instances, mut front) = (Vec::new(), None);
+        if self.instances > 1 {
+            for _ in 1..self.instances {
+                let port = closed_loopback_port();
+                instances.push((port, Some(hub.serve_instance(port))));
+            }
+            let mut backends = vec![hub.port];
+            backends.extend(instances.iter().map(|(port, _)| *port));
+            let f = Front::start(&backends);
+            // The hub's certificate names 127.0.0.1, so TLS verifies
+            // through the front as it does directly.
+            for user in [&src, &dst] {
+                let config = user.dir.join("endpoint.toml");
+                if config.exists() {
+                    edit_config(
+                        &config,
+                        &format!("hub_url = \"https://127.0.0.1:{}\"", hub.port),
+                        &format!("hub_url = \"https://127.0.0.1:{}\"", f.port),
+                    );
+                }
+            }
+            hub.url = format!("https://127.0.0.1:{}", f.port);
+            front = Some(f);
+        }
         let token = hub.token("alice");
         let mut lab = Lab {
             hub,
@@ -273,6 +316,8 @@ impl LabBuilder {
             data_listener,
             src_daemon: None,
             dst_daemon: None,
+            instances,
+            front,
         };
         lab.start_src();
         if self.proxy == Some(Proxied::Control) {
@@ -324,6 +369,7 @@ impl Lab {
             src_settings: String::new(),
             dst_settings: String::new(),
             alice_email: None,
+            instances: 1,
         }
     }
 
@@ -332,6 +378,36 @@ impl Lab {
         self.proxy
             .as_ref()
             .expect("no proxy: Lab::builder().proxy_data() or .proxy_control()")
+    }
+
+    /// kill -9 hub instance `n` (0: `lab.hub`, the first).
+    pub fn kill_instance(&mut self, n: usize) {
+        if n == 0 {
+            self.hub.kill();
+        } else if let Some(daemon) = self.instances[n - 1].1.take() {
+            daemon.signal(nix::sys::signal::Signal::SIGKILL);
+            daemon.wait_exit(Duration::from_secs(10));
+        }
+    }
+
+    /// Instance `n`'s own address (0: `lab.hub`'s port), not the front's.
+    pub fn instance_url(&self, n: usize) -> String {
+        let port = match n {
+            0 => self.hub.port,
+            n => self.instances[n - 1].0,
+        };
+        format!("https://127.0.0.1:{port}")
+    }
+
+    /// The logs of every hub instance still running, for a failure's message.
+    pub fn hub_logs(&self) -> String {
+        let mut all = format!("instance 0:\n{}", self.hub.log());
+        for (n, (_, daemon)) in self.instances.iter().enumerate() {
+            if let Some(daemon) = daemon {
+                all.push_str(&format!("\ninstance {}:\n{}", n + 1, daemon.log()));
+            }
+        }
+        all
     }
 
     /// `ferry ARGS` on `src`'s machine as alice (`FERRY_TOKEN`, `FERRY_HUB`).

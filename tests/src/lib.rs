@@ -20,7 +20,9 @@
 
 pub mod browser;
 pub mod fault_proxy;
+pub mod haproxy;
 pub mod lab;
+pub mod postgres;
 
 pub use lab::{Lab, pattern, tree};
 
@@ -456,9 +458,23 @@ impl Hub {
     /// [`Hub::serve`] with these variables in its environment
     /// (`SSL_CERT_FILE`, say, for the CAs it trusts outbound).
     pub fn serve_with_env(&mut self, env: &[(&str, &OsStr)]) {
-        let child = Command::new(hub_bin())
-            .args(["serve", "--dir"])
-            .arg(&self.dir)
+        self.process = Some(self.spawn_serve(None, env));
+    }
+
+    /// Another `ferry-hub serve` of this hub's state dir, on `port`: an
+    /// instance sharing the hub's database (which must be PostgreSQL's for
+    /// the two to work together), returning once it accepts.
+    pub fn serve_instance(&self, port: u16) -> Daemon {
+        self.spawn_serve(Some(port), &[])
+    }
+
+    fn spawn_serve(&self, port: Option<u16>, env: &[(&str, &OsStr)]) -> Daemon {
+        let mut command = Command::new(hub_bin());
+        command.args(["serve", "--dir"]).arg(&self.dir);
+        if let Some(port) = port {
+            command.arg("--listen").arg(format!("127.0.0.1:{port}"));
+        }
+        let child = command
             .envs(env.iter().copied())
             .env("FERRY_LOG", "info")
             .stdin(Stdio::null())
@@ -466,9 +482,10 @@ impl Hub {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let port = port.unwrap_or(self.port);
         let mut daemon = Daemon::watch(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = daemon.child_mut().try_wait().unwrap() {
                 panic!("ferry-hub exited with {status}: {}", daemon.log());
             }
@@ -479,7 +496,7 @@ impl Hub {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.process = Some(daemon);
+        daemon
     }
 
     /// kill -9 the hub process.

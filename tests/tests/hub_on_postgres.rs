@@ -11,94 +11,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Lab, on_path, pattern, run_command, skip, tree};
+use ferry_tests::postgres::{self, Schema};
+use ferry_tests::{Lab, pattern, skip, tree};
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::ffi::OsStringExt;
-use std::process::Command;
-
-/// A schema of its own on the test server, dropped afterwards.
-struct Schema {
-    server: String,
-    name: String,
-}
-
-impl Schema {
-    fn create(server: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("ferry_e2e_{}_{nanos}", std::process::id());
-        psql(server, &format!("CREATE SCHEMA {name}"));
-        Schema {
-            server: server.to_string(),
-            name,
-        }
-    }
-
-    /// The server's URL with this schema as the place for the hub's tables.
-    fn url(&self) -> String {
-        let join = if self.server.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{join}options=-c%20search_path%3D{}",
-            self.server, self.name
-        )
-    }
-
-    /// How many rows `table` of this schema holds.
-    fn count(&self, table: &str) -> u64 {
-        psql(
-            &self.server,
-            &format!("SELECT count(*) FROM {}.{table}", self.name),
-        )
-        .trim()
-        .parse()
-        .unwrap()
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args(["-X", "-q", "-d", &self.server, "-c"])
-            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
-            .output();
-    }
-}
-
-fn psql(server: &str, sql: &str) -> String {
-    let out = run_command(
-        Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-tA",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                server,
-                "-c",
-            ])
-            .arg(sql),
-    );
-    assert_eq!(out.code, Some(0), "psql {sql}: {out:?}");
-    out.stdout
-}
 
 #[test]
 fn a_hub_moved_to_postgres_serves_its_old_tasks_and_runs_new_ones() {
-    let required = std::env::var("FERRY_REQUIRE_POSTGRES").as_deref() == Ok("1");
-    let server = match std::env::var("FERRY_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() && on_path("psql") => url,
-        _ => {
-            assert!(
-                !required,
-                "FERRY_REQUIRE_POSTGRES=1 but FERRY_TEST_POSTGRES or psql is missing"
-            );
-            skip(
-                "no PostgreSQL server (FERRY_TEST_POSTGRES=postgres://..., and psql): `bash .ci/postgres.sh start` starts one",
-            );
+    let server = match postgres::test_server() {
+        Ok(server) => server,
+        Err(why) => {
+            skip(why);
             return;
         }
     };

@@ -12,6 +12,7 @@ mod apps;
 mod audit;
 mod authz;
 mod capability;
+mod cluster;
 mod control;
 mod endpoints;
 mod files;

@@ -66,6 +66,17 @@ impl MacKey {
         Ok(Self(key))
     }
 
+    /// The key as text (URL-safe base64), to store where other hub
+    /// instances read it (`cluster::shared_mac_key`).
+    pub fn to_text(&self) -> String {
+        B64.encode(self.0)
+    }
+
+    /// A key [`MacKey::to_text`] wrote; `None` for anything else.
+    pub fn from_text(text: &str) -> Option<Self> {
+        B64.decode(text).ok()?.try_into().ok().map(Self)
+    }
+
     /// HMAC-SHA256 (RFC 2104) over `purpose`, a NUL, then `message`, so a
     /// tag made for one purpose never verifies for another.
     pub fn tag(&self, purpose: &str, message: &[u8]) -> [u8; 32] {
@@ -109,6 +120,15 @@ pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mac_key_read_back_from_its_text_tags_alike() {
+        let key = MacKey::generate().unwrap();
+        let again = MacKey::from_text(&key.to_text()).unwrap();
+        assert_eq!(key.tag("p", b"m"), again.tag("p", b"m"));
+        assert!(MacKey::from_text("short").is_none());
+        assert!(MacKey::from_text("not base64 !").is_none());
+    }
 
     #[test]
     fn passwords_verify_only_themselves() {

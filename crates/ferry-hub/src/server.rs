@@ -59,6 +59,8 @@ pub struct Hub {
     pub oidc: crate::oidc::Providers,
     /// Signs the ID tokens the hub issues as an OpenID provider.
     pub oidc_key: crate::oidc_provider::ProviderKey,
+    /// This process among the hub instances sharing its database.
+    pub instance: crate::cluster::Instance,
 }
 
 impl Hub {
@@ -207,6 +209,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         link_page: format!("{}/account", config.url.trim_end_matches('/')),
     };
     let oidc = crate::oidc::Providers::load(&dir, &config)?;
+    let store = dir.open_store_with(&config)?;
     let hub = Arc::new(Hub {
         identity_rules,
         oidc,
@@ -216,29 +219,37 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         tls_ca_pem,
         endpoint_ca: CertificateAuthority::load(&dir.endpoint_ca_cert(), &dir.endpoint_ca_key())?
             .with_endpoint_lifetime(config.endpoint_cert_lifetime_secs),
-        store: dir.open_store_with(&config)?,
+        store: store.clone(),
         control,
         logins: LoginLimiter::default(),
         password_checks: PasswordChecks::new(
             config.max_password_checks,
             config.max_password_checks_queued,
         ),
-        login_csrf: MacKey::generate().context("no randomness for the sign-in form key")?,
+        login_csrf: crate::cluster::shared_mac_key(&*store, "login_csrf")?,
         config,
         task_ended: tokio::sync::Notify::new(),
         metrics: crate::metrics::HubMetrics::new(),
         notifier: crate::notify::Notifier::new(),
+        instance: crate::cluster::Instance::new()
+            .context("no randomness for the hub instance's id")?,
     });
     let listen = listen.unwrap_or_else(|| hub.config.listen.clone());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    crate::cluster::starting(&hub);
+    let served = runtime.block_on(async {
         // Before the scheduler, so no news waits for a reader.
         crate::notify::spawn(hub.clone(), &dir)?;
         // Before the listener, so it hears every endpoint's first connect.
         let wake = crate::tasks::spawn(hub.clone(), notices);
         crate::timers::spawn(hub.clone(), wake.clone());
-        accept_loop(hub, Arc::new(tls), listen, wake).await
-    })
+        accept_loop(hub.clone(), Arc::new(tls), listen, wake).await
+    });
+    // The scheduler stops with the runtime, so nothing claims again after
+    // the release.
+    drop(runtime);
+    crate::cluster::stopping(&hub);
+    served
 }
 
 async fn accept_loop(

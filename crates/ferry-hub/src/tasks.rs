@@ -158,6 +158,12 @@ pub enum Input {
         tasks: Vec<ActiveTask>,
         initial: bool,
     },
+    /// ACTIVE tasks another hub instance holds now (`cluster`): this
+    /// scheduler forgets them without a word to their endpoints, since the
+    /// task goes on there.
+    Released {
+        task_ids: Vec<String>,
+    },
     Connected {
         endpoint_id: String,
         data_address: Option<String>,
@@ -352,6 +358,12 @@ impl Core {
         let mut out = Vec::new();
         match input {
             Input::Active { tasks, initial } => self.sync(tasks, initial, now, &mut out),
+            Input::Released { task_ids } => {
+                for id in &task_ids {
+                    self.tasks.remove(id);
+                    self.unrecorded.remove(id);
+                }
+            }
             Input::Connected {
                 endpoint_id,
                 data_address,
@@ -971,7 +983,10 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
     loop {
         let input = tokio::select! {
             notice = notices.recv() => match notice {
-                Some(notice) => from_notice(&hub, notice),
+                Some(notice) => {
+                    crate::cluster::noticed(&hub, &notice);
+                    vec![from_notice(&hub, notice)]
+                }
                 // The registry is gone: the hub is stopping.
                 None => return,
             },
@@ -981,7 +996,8 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
             }
             _ = wake.0.notified() => sweep(&hub, &mut initial),
         };
-        let mut inputs = vec![input];
+        // A stack: the first input is handled first.
+        let mut inputs: Vec<Input> = input.into_iter().rev().collect();
         while let Some(input) = inputs.pop() {
             let actions = core.handle(input, crate::grants::now());
             inputs.extend(apply(&hub, actions));
@@ -1069,15 +1085,35 @@ impl Revocations {
     }
 }
 
-fn sweep(hub: &Hub, initial: &mut bool) -> Input {
+/// The ACTIVE tasks this hub instance holds (`cluster::claim`), and
+/// those it no longer does. Claimed before the tasks are read: a task
+/// that ends between the two reads is then missing from the second and
+/// stopped as ended, never mistaken for one another instance holds.
+fn sweep(hub: &Hub, initial: &mut bool) -> Vec<Input> {
+    let held = match crate::cluster::claim(hub, crate::grants::now()) {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot claim or renew this instance's tasks");
+            return vec![Input::Tick];
+        }
+    };
     match hub.store.active_tasks() {
-        Ok(tasks) => Input::Active {
-            tasks,
-            initial: std::mem::take(initial),
-        },
+        Ok(tasks) => {
+            let (tasks, elsewhere): (Vec<ActiveTask>, Vec<ActiveTask>) =
+                tasks.into_iter().partition(|t| held.contains(&t.id));
+            vec![
+                Input::Released {
+                    task_ids: elsewhere.into_iter().map(|t| t.id).collect(),
+                },
+                Input::Active {
+                    tasks,
+                    initial: std::mem::take(initial),
+                },
+            ]
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the active tasks");
-            Input::Tick
+            vec![Input::Tick]
         }
     }
 }
@@ -2380,6 +2416,27 @@ mod tests {
         assert_eq!(cancels(&out), [DST, SRC]);
         assert!(finished(&out).is_none(), "the API recorded the end");
         assert!(core.handle(Input::Tick, 2).is_empty());
+    }
+
+    /// Another hub instance took the task (this one's lease ended): this
+    /// scheduler lets go without stopping it, and one that takes it up
+    /// again continues from the stored attempt with a new one.
+    #[test]
+    fn a_task_another_instance_holds_is_let_go_without_a_cancel() {
+        let mut core = running();
+        let out = core.handle(
+            Input::Released {
+                task_ids: vec!["t".into()],
+            },
+            1,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        let out = active(&mut core, vec![], 2);
+        assert!(cancels(&out).is_empty(), "not ended: {out:?}");
+        let mut taken_back = row("t", None);
+        taken_back.attempt = 3;
+        let out = active(&mut core, vec![taken_back], 3);
+        assert_eq!(starts(&out), [4]);
     }
 
     fn cancels_through(actions: &[Action]) -> Vec<Option<u32>> {

@@ -554,6 +554,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
         task_ended: tokio::sync::Notify::new(),
         metrics: crate::metrics::HubMetrics::new(),
         notifier: crate::notify::Notifier::new(),
+        instance: crate::cluster::Instance::new().unwrap(),
     }
 }
 

@@ -149,6 +149,18 @@ pub const CHECKS: &[(&str, Check)] = &[
         "a_submission_id_names_one_task_of_its_owner",
         a_submission_id_names_one_task_of_its_owner,
     ),
+    (
+        "a_task_is_held_by_one_instance_until_its_lease_ends",
+        a_task_is_held_by_one_instance_until_its_lease_ends,
+    ),
+    (
+        "a_task_goes_to_the_live_instance_holding_its_sources_link",
+        a_task_goes_to_the_live_instance_holding_its_sources_link,
+    ),
+    (
+        "a_shared_key_is_the_first_one_stored",
+        a_shared_key_is_the_first_one_stored,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -169,6 +181,7 @@ pub fn run(fresh: &dyn Fn() -> Box<dyn Storage>) {
 /// empty the first time), as after a restart or `kill -9`.
 pub fn reopen(open: &dyn Fn() -> Box<dyn Storage>) {
     tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts(open);
+    instances_claiming_at_once_never_hold_the_same_task(open);
 }
 
 fn two_endpoints(s: &dyn Storage) -> i64 {
@@ -1571,4 +1584,109 @@ pub fn an_endpoints_allowed_domains_are_kept_and_cleared(s: &dyn Storage) {
             .is_empty()
     );
     assert!(!s.set_allowed_domains("nope", &domains).unwrap());
+}
+
+pub fn a_task_is_held_by_one_instance_until_its_lease_ends(s: &dyn Storage) {
+    let uid = two_endpoints(s);
+    for (n, id) in ["t1", "t2"].into_iter().enumerate() {
+        s.create_task(&new_task(id, uid, n as i64), "SUBMITTED", "x")
+            .unwrap();
+    }
+    assert_eq!(s.claim_tasks("a", 100, 110).unwrap(), ["t1", "t2"]);
+    assert!(
+        s.claim_tasks("b", 105, 115).unwrap().is_empty(),
+        "a live lease is not taken"
+    );
+    // Renewed: still a's after its first lease would have ended.
+    assert_eq!(s.claim_tasks("a", 109, 120).unwrap(), ["t1", "t2"]);
+    assert!(s.claim_tasks("b", 115, 125).unwrap().is_empty());
+    // a stopped renewing (it died): b takes over once the lease ended.
+    assert_eq!(s.claim_tasks("b", 121, 131).unwrap(), ["t1", "t2"]);
+    assert!(s.claim_tasks("a", 122, 132).unwrap().is_empty());
+    // An ended task is no one's.
+    s.finish_task("t1", TaskStatus::Succeeded, None, None, 123)
+        .unwrap();
+    assert_eq!(s.claim_tasks("b", 124, 134).unwrap(), ["t2"]);
+    // A stopping instance lets go at once.
+    assert_eq!(s.release_task_claims(Some("a")).unwrap(), 0);
+    assert_eq!(s.release_task_claims(Some("b")).unwrap(), 2);
+    assert_eq!(s.claim_tasks("a", 125, 135).unwrap(), ["t2"]);
+    // A single-instance hub starting forgets every claim.
+    assert_eq!(s.release_task_claims(None).unwrap(), 1);
+    assert_eq!(s.claim_tasks("c", 126, 136).unwrap(), ["t2"]);
+}
+
+/// Two instances (two stores over one database) claiming at the same time,
+/// round after round, as their schedulers do at each tick.
+pub fn instances_claiming_at_once_never_hold_the_same_task(open: &dyn Fn() -> Box<dyn Storage>) {
+    let (a, b) = (open(), open());
+    let uid = a.add_user("claimer", "h", 0).unwrap();
+    a.create_endpoint("c1", uid, "one", 0).unwrap();
+    a.create_endpoint("c2", uid, "two", 0).unwrap();
+    let ids: Vec<String> = (0..40).map(|n| format!("claim-{n:02}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let mut task = new_task(id, uid, n as i64);
+        task.source_id = "c1".into();
+        task.destination_id = "c2".into();
+        a.create_task(&task, "SUBMITTED", "x").unwrap();
+    }
+    let ours = |held: Vec<String>| -> std::collections::BTreeSet<String> {
+        held.into_iter()
+            .filter(|id| id.starts_with("claim-"))
+            .collect()
+    };
+    for round in 0..5i64 {
+        let now = 1_000 + round * 100;
+        let (held_a, held_b) = std::thread::scope(|scope| {
+            let one = scope.spawn(|| a.claim_tasks("a", now, now + 50).unwrap());
+            let two = scope.spawn(|| b.claim_tasks("b", now, now + 50).unwrap());
+            (ours(one.join().unwrap()), ours(two.join().unwrap()))
+        });
+        assert!(
+            held_a.is_disjoint(&held_b),
+            "round {round}: both hold {:?}",
+            held_a.intersection(&held_b).collect::<Vec<_>>()
+        );
+        // Every lease of the round ends before the next: all are free again.
+        assert_eq!(held_a.len() + held_b.len(), ids.len(), "round {round}");
+    }
+}
+
+pub fn a_task_goes_to_the_live_instance_holding_its_sources_link(s: &dyn Storage) {
+    let uid = two_endpoints(s);
+    s.create_task(&new_task("t1", uid, 1), "SUBMITTED", "x")
+        .unwrap();
+    // No instance holds the source: the first to claim takes the task.
+    assert_eq!(s.claim_tasks("a", 100, 110).unwrap(), ["t1"]);
+    // The source connects to b: a lets go at its next claim, b takes it.
+    s.set_control_link("e1", "b", 101).unwrap();
+    assert!(
+        s.claim_tasks("b", 101, 111).unwrap().is_empty(),
+        "a's lease"
+    );
+    assert!(s.claim_tasks("a", 102, 112).unwrap().is_empty());
+    assert_eq!(s.claim_tasks("b", 103, 113).unwrap(), ["t1"]);
+    assert!(s.claim_tasks("a", 104, 114).unwrap().is_empty());
+    // Only the holder of the link drops it.
+    s.drop_control_link("e1", "a").unwrap();
+    assert!(s.claim_tasks("a", 105, 115).unwrap().is_empty());
+    // b died with the link: once its leases ended, a takes the task.
+    assert!(
+        s.claim_tasks("a", 113, 123).unwrap().is_empty(),
+        "b's lease"
+    );
+    assert_eq!(s.claim_tasks("a", 114, 124).unwrap(), ["t1"]);
+    // A newer link replaces the older one, and a clean stop drops its links.
+    s.set_control_link("e1", "c", 115).unwrap();
+    s.claim_tasks("c", 115, 125).unwrap();
+    assert!(s.claim_tasks("a", 116, 126).unwrap().is_empty());
+    s.release_task_claims(Some("c")).unwrap();
+    assert_eq!(s.claim_tasks("a", 117, 127).unwrap(), ["t1"]);
+    s.drop_control_link("e1", "c").unwrap();
+}
+
+pub fn a_shared_key_is_the_first_one_stored(s: &dyn Storage) {
+    assert_eq!(s.shared_key("login_csrf", "k1").unwrap(), "k1");
+    assert_eq!(s.shared_key("login_csrf", "k2").unwrap(), "k1");
+    assert_eq!(s.shared_key("other", "k3").unwrap(), "k3");
 }

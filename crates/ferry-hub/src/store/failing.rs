@@ -122,6 +122,14 @@ delegate!(EndpointStore {
     fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse>;
 });
 
+delegate!(ClusterStore {
+    fn claim_tasks(&self, instance: &str, now: i64, lease_until: i64) -> Result<Vec<String>>;
+    fn release_task_claims(&self, instance: Option<&str>) -> Result<u64>;
+    fn set_control_link(&self, endpoint_id: &str, instance: &str, since: i64) -> Result<()>;
+    fn drop_control_link(&self, endpoint_id: &str, instance: &str) -> Result<()>;
+    fn shared_key(&self, name: &str, candidate: &str) -> Result<String>;
+});
+
 delegate!(TaskStore {
     fn create_task(&self, task: &NewTask, code: &str, event: &str) -> Result<()>;
     fn task(&self, id: &str) -> Result<Option<TaskRow>>;

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 17;
+const SQLITE_SCHEMA: i64 = 18;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -232,6 +232,8 @@ const TABLES: &[Table] = &[
             ("notified", Text),
             ("on_success", Text),
             ("submission_id", Text),
+            ("claimed_by", Text),
+            ("lease_until", Int),
         ],
         identity: Some("seq"),
     },
@@ -358,6 +360,21 @@ const TABLES: &[Table] = &[
             ("auth_time", Int),
             ("expires", Int),
         ],
+        identity: None,
+    },
+    Table {
+        name: "hub_instances",
+        columns: &[("id", Text), ("lease_until", Int)],
+        identity: None,
+    },
+    Table {
+        name: "control_links",
+        columns: &[("endpoint_id", Text), ("instance_id", Text), ("since", Int)],
+        identity: None,
+    },
+    Table {
+        name: "hub_secrets",
+        columns: &[("name", Text), ("value", Text)],
         identity: None,
     },
 ];

@@ -990,10 +990,54 @@ pub trait AppStore {
     fn revoke_consent(&self, user_id: i64, client_id: &str) -> Result<bool>;
 }
 
+/// Several hub instances over one database: which instance drives each
+/// ACTIVE task. A claim is a lease: the instance renews it while it runs,
+/// and a task whose lease ran out (its instance died) is taken by the next
+/// instance that claims.
+pub trait ClusterStore {
+    /// Marks `instance` alive until `lease_until`; claims for it, until
+    /// then, every ACTIVE task that no live lease holds (never claimed, or
+    /// its lease ended before `now`) and renews the leases it holds that
+    /// have less than half left (`renew_before`). A task
+    /// goes to the instance that holds its source's control link: one whose
+    /// source is linked to another live instance is neither claimed nor
+    /// renewed (let go, so that instance takes it). Returns the ACTIVE
+    /// tasks `instance` holds afterwards. Of two instances claiming at
+    /// once, each task goes to one.
+    fn claim_tasks(&self, instance: &str, now: i64, lease_until: i64) -> Result<Vec<String>>;
+
+    /// Ends claims: `instance`'s, with its control links and its mark of
+    /// life (it stops, so others take its tasks at once), or with `None`
+    /// every claim and link (a hub that is the only instance of its
+    /// database starting: nothing else can hold one). How many tasks were
+    /// released.
+    fn release_task_claims(&self, instance: Option<&str>) -> Result<u64>;
+
+    /// Records that `instance` holds `endpoint_id`'s control link (a newer
+    /// link replaces an older one, wherever it was).
+    fn set_control_link(&self, endpoint_id: &str, instance: &str, since: i64) -> Result<()>;
+
+    /// Forgets `endpoint_id`'s control link if `instance` still holds it.
+    fn drop_control_link(&self, endpoint_id: &str, instance: &str) -> Result<()>;
+
+    /// The key every instance uses for `name`: `candidate` if none was
+    /// stored yet (it is then stored), else the stored one, so that what
+    /// one instance signs another verifies.
+    fn shared_key(&self, name: &str, candidate: &str) -> Result<String>;
+}
+
+/// A held lease is renewed once less than half of it is left, not at
+/// every claim: a claim then rewrites a task's row every few seconds, not
+/// at every scheduler tick.
+fn renew_before(now: i64, lease_until: i64) -> i64 {
+    now + (lease_until - now) / 2
+}
+
 /// Everything the hub keeps: what it holds, as `Arc<dyn Storage>`.
 pub trait Storage:
     AppStore
     + AccountStore
+    + ClusterStore
     + EndpointStore
     + TaskStore
     + ShareStore
@@ -1010,6 +1054,7 @@ pub trait Storage:
 impl<
     T: AppStore
         + AccountStore
+        + ClusterStore
         + EndpointStore
         + TaskStore
         + ShareStore

@@ -456,6 +456,26 @@ CREATE TABLE consents (
     PRIMARY KEY (user_id, client_id)
 );
 "#,
+    // Hub instances sharing the database: task claims and their leases,
+    // live instances, which instance holds each endpoint's control link,
+    // and the keys they share (SQLite's twin: the hub instances migration).
+    r#"
+ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
+ALTER TABLE tasks ADD COLUMN lease_until BIGINT;
+CREATE TABLE hub_instances (
+    id TEXT PRIMARY KEY,
+    lease_until BIGINT NOT NULL
+);
+CREATE TABLE control_links (
+    endpoint_id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    since BIGINT NOT NULL
+);
+CREATE TABLE hub_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -2883,3 +2903,5 @@ fn write_current(
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+mod cluster;

@@ -430,6 +430,31 @@ CREATE TABLE consents (
 );
 "#,
     ),
+    // Schema 18: hub instances sharing the database (`ClusterStore`): which
+    // instance drives each ACTIVE task, and until when its lease lasts
+    // (tasks stored before are unclaimed, taken by the first instance that
+    // sweeps); each live instance and until when it is taken to be alive;
+    // which instance holds each connected endpoint's control link; keys
+    // every instance must share (the sign-in form's).
+    Migration::Sql(
+        r#"
+ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
+ALTER TABLE tasks ADD COLUMN lease_until INTEGER;
+CREATE TABLE hub_instances (
+    id TEXT PRIMARY KEY,
+    lease_until INTEGER NOT NULL
+);
+CREATE TABLE control_links (
+    endpoint_id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    since INTEGER NOT NULL
+);
+CREATE TABLE hub_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -2593,6 +2618,8 @@ fn write_current(
         ],
     )
 }
+
+mod cluster;
 
 #[cfg(test)]
 mod tests {

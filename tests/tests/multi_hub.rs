@@ -1,0 +1,163 @@
+//! Several hub instances over one PostgreSQL database behind HAProxy in
+//! TCP mode, as `docs/hub.md` deploys them: two `ferry-hub serve`
+//! processes of one state dir, the endpoints' daemons and alice's verbs
+//! reaching them only through the front (`balance first`: the second
+//! instance stands by). The instance driving the tasks is killed with -9
+//! while their data flows; the daemons reconnect through the front to the
+//! other instance, which takes the tasks over once their leases end, and
+//! every task succeeds with the trees identical.
+//!
+//! Without `FERRY_TEST_POSTGRES` (and psql) the test says SKIPPED, a
+//! failure with `FERRY_REQUIRE_POSTGRES=1`; without `haproxy` likewise,
+//! a failure with `FERRY_REQUIRE_HAPROXY=1` (both set in CI).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferry_tests::haproxy::Front;
+use ferry_tests::postgres::{self, Schema};
+use ferry_tests::{Lab, pattern, skip, tree, wait_until};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn killing_the_instance_driving_tasks_leaves_them_to_another_and_all_succeed() {
+    let server = match postgres::test_server() {
+        Ok(server) => server,
+        Err(why) => {
+            skip(why);
+            return;
+        }
+    };
+    if !Front::available() {
+        assert!(
+            std::env::var("FERRY_REQUIRE_HAPROXY").as_deref() != Ok("1"),
+            "FERRY_REQUIRE_HAPROXY=1 but haproxy is not installed"
+        );
+        skip("no haproxy (Debian: apt-get install haproxy)");
+        return;
+    }
+    let schema = Schema::create(&server);
+    let mut lab = Lab::builder()
+        .hub_setting(&format!("database = \"{}\"", schema.url()))
+        .instances(2)
+        .start();
+
+    // A browser's sign-in form from one instance signs in on the other:
+    // the form's key is shared through the database.
+    let signed_in = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(sign_in_across(&lab, 1, 0));
+    assert_eq!(
+        signed_in,
+        reqwest::StatusCode::SEE_OTHER,
+        "{}",
+        lab.hub_logs()
+    );
+
+    // Three transfers, slowed so that they are in flight at the kill.
+    let mut tasks = Vec::new();
+    for n in 0..3u32 {
+        let dir = lab.src.home.join(format!("set-{n}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("large.bin"), pattern(3_000_000 + n as usize, n)).unwrap();
+        for i in 0..5u32 {
+            fs::write(
+                dir.join(format!("small-{i}")),
+                pattern(1000 + i as usize, i),
+            )
+            .unwrap();
+        }
+        let from = format!("src:/~/set-{n}");
+        let to = format!("dst:/~/set-{n}");
+        let id = lab.transfer(&["-r", &from, &to, "--bwlimit", "1M"]);
+        tasks.push((dir, id));
+    }
+    let first = lab.dst.home.join("set-0");
+    wait_until(
+        LIMIT,
+        "data flowing into the first task's destination",
+        || {
+            fs::read_dir(&first).is_ok_and(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().as_bytes().starts_with(b".ferry."))
+            })
+        },
+    );
+    // Every connection went to the first instance: it drives the tasks.
+    lab.kill_instance(0);
+
+    // The daemons find the link dead and redial through the front.
+    lab.src.wait_hub_state("connected", LIMIT);
+    lab.dst.wait_hub_state("connected", LIMIT);
+    for (dir, id) in &tasks {
+        let task = lab.wait(id);
+        assert_eq!(task["status"], "SUCCEEDED", "{task}\n{}", lab.hub_logs());
+        let name = dir.file_name().unwrap();
+        assert_eq!(tree(&lab.dst.home.join(name)), tree(dir), "task {id}");
+    }
+    let taken_over = tasks.iter().any(|(_, id)| {
+        lab.events(id)
+            .lines()
+            .filter(|l| l.contains("attempt"))
+            .count()
+            >= 2
+    });
+    assert!(
+        taken_over,
+        "the kill came while a task ran, so one started again:\n{}",
+        lab.events(&tasks[0].1)
+    );
+
+    // The surviving instance serves new work alone.
+    fs::write(lab.src.home.join("after"), b"after the kill").unwrap();
+    let id = lab.transfer(&["src:/~/after", "dst:/~/after"]);
+    lab.wait(&id);
+    assert_eq!(
+        fs::read(lab.dst.home.join("after")).unwrap(),
+        b"after the kill"
+    );
+    drop(lab);
+    drop(schema);
+}
+
+/// Fetches the sign-in form from instance `from`, posts it with alice's
+/// password to instance `to`; the answer's status.
+async fn sign_in_across(lab: &Lab, from: usize, to: usize) -> reqwest::StatusCode {
+    let http = lab.hub.web_client();
+    let page = http
+        .get(format!("{}/login", lab.instance_url(from)))
+        .send()
+        .await
+        .unwrap();
+    let cookie: Vec<String> = page
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .collect();
+    let text = page.text().await.unwrap();
+    let mut fields: Vec<(String, String)> = text
+        .split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .map(|piece| {
+            let (name, rest) = piece.split_once("\" value=\"").unwrap();
+            (
+                name.to_string(),
+                rest.split_once('"').unwrap().0.to_string(),
+            )
+        })
+        .collect();
+    fields.push(("username".into(), "alice".into()));
+    fields.push(("password".into(), "correct horse battery".into()));
+    http.post(format!("{}/login", lab.instance_url(to)))
+        .header("cookie", cookie.join("; "))
+        .header("sec-fetch-site", "same-origin")
+        .form(&fields)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
