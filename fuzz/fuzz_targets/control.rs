@@ -131,6 +131,7 @@ fn hub_name(m: &HubMessage) -> &'static str {
         HubMessage::TaskCancel { .. } => "task_cancel",
         HubMessage::Revoked { .. } => "revoked",
         HubMessage::Certificate { .. } => "certificate",
+        HubMessage::FileStream { .. } => "file_stream",
     }
 }
 
@@ -596,6 +597,12 @@ fn drive_endpoint(t0: Instant, input: &[u8]) {
                     }
                     (Endpoint::Ready, Ok(HubMessage::Revoked { endpoint_ids })) => {
                         assert_eq!(result, Ok(vec![EndpointEvent::Revoked { endpoint_ids }]))
+                    }
+                    (Endpoint::Ready, Ok(HubMessage::FileStream { token, path, grant })) => {
+                        assert_eq!(
+                            result,
+                            Ok(vec![EndpointEvent::FileStream { token, path, grant }])
+                        )
                     }
                 }
             }

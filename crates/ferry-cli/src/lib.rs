@@ -19,6 +19,7 @@ macro_rules! outln {
 pub mod args;
 mod detach;
 mod endpoint;
+mod https;
 mod hub;
 mod legacy;
 mod paths;
@@ -119,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout => hub::logout(&ctx),
         Command::Endpoint(command) => hub::endpoint(&ctx, command),
         Command::Ls { target, long, json } => hub::ls(&ctx, &target, long, json.json),
+        Command::Get { target, local } => https::get(&ctx, &target, local.as_ref()),
         Command::Mkdir { target } => hub::mkdir(&ctx, &target),
         Command::Rename {
             source,

@@ -4,9 +4,6 @@
 //! with its own certificate, ALPN `ferry-relay/1`, and says which request
 //! it answers. The TLS settings, address and error words are hub_link's.
 
-// Until the features built on it (HTTPS files, relayed transfers) call it.
-#![allow(dead_code)]
-
 use crate::hub_link::{DIAL_TIMEOUT, describe_tls_error, dial, tls_config};
 use ferry_endpoint::EndpointDir;
 use ferry_proto::frame;

@@ -346,12 +346,13 @@ where
         .as_ref()
         .map(|t| t.hook_names())
         .unwrap_or_default();
-    let mut conn = EndpointConnection::with_hooks(
+    let mut conn = EndpointConnection::with_features(
         Instant::now(),
         &software,
         data_address,
         *paused.borrow_and_update(),
         Some(hooks),
+        vec![control::FEATURE_FILE_STREAM.to_string()],
         HANDSHAKE_TIMEOUT,
     );
     let mut reports_guard = ctx.reports.lock().await;
@@ -417,6 +418,17 @@ where
                                     ferry_mover::served::operation(grant.as_ref(), action, &path, to.as_deref(), how);
                                     let _ = done.blocking_send((id, outcome));
                                 });
+                            }
+                            EndpointEvent::FileStream { token, path, grant } => {
+                                tokio::spawn(crate::file_serve::serve(crate::file_serve::FileRequest {
+                                    url: ctx.url.clone(),
+                                    dir: ctx.dir.clone(),
+                                    policy: current_policy(&ctx.policy),
+                                    home: ctx.home.clone(),
+                                    token,
+                                    path,
+                                    grant,
+                                }));
                             }
                             EndpointEvent::TaskStart { capability, connect_to } => match &ctx.transfers {
                                 Some(t) => t.start_sending(capability, connect_to),

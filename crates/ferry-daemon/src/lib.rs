@@ -7,6 +7,7 @@
 //! [`Daemon::run`] serves until stopped.
 
 mod error;
+mod file_serve;
 mod fs_ops;
 mod hooks;
 mod hub_dial;

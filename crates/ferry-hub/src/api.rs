@@ -70,6 +70,10 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/api/v1/endpoints/register", post(register_endpoint))
         .route("/api/v1/endpoints/{endpoint}/fs", post(fs_operation))
         .route(
+            "/api/v1/endpoints/{endpoint}/files/{*path}",
+            get(download_file),
+        )
+        .route(
             "/api/v1/endpoints/{endpoint}",
             get(show_endpoint)
                 .patch(update_endpoint)
@@ -500,6 +504,38 @@ async fn fs_operation(
 ) -> Result<Json<FsOutcome>, Failure> {
     let (_, outcome) = files::operate(&hub, &who, &endpoint, op).await?;
     Ok(Json(outcome))
+}
+
+/// `GET`/`HEAD` of one file (axum routes HEAD here too; the method tells).
+async fn download_file(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<UsesEndpoints>,
+    Path((endpoint, path)): Path<(String, String)>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let path = crate::https_files::endpoint_path(&path);
+    Ok(crate::https_files::serve(&hub, &who, &endpoint, path, &method, &headers).await?)
+}
+
+impl From<crate::https_files::StreamError> for Failure {
+    fn from(e: crate::https_files::StreamError) -> Self {
+        use crate::https_files::StreamError as E;
+        match e {
+            E::Files(e) => Failure::from(e),
+            e @ E::Busy(_) => Failure::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+            E::Refused {
+                message,
+                not_found: true,
+            } => Failure::new(StatusCode::NOT_FOUND, "not_found", message),
+            E::Refused { message, .. } => Failure::new(StatusCode::FORBIDDEN, "forbidden", message),
+            e @ E::Broken { .. } => Failure::new(
+                StatusCode::BAD_GATEWAY,
+                "endpoint_unavailable",
+                e.to_string(),
+            ),
+        }
+    }
 }
 
 impl From<FilesError> for Failure {
@@ -1384,6 +1420,13 @@ mod tests {
                 "GET",
                 "/api/v1/endpoints/{endpoint}/audit",
                 format!("/api/v1/endpoints/{}/audit?since=0", s.laptop),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "GET",
+                "/api/v1/endpoints/{endpoint}/files/{*path}",
+                format!("/api/v1/endpoints/{}/files/~/x", s.laptop),
                 None,
                 Bob::NotFound,
             ),

@@ -53,6 +53,11 @@ pub(crate) enum Command {
     Revoked {
         endpoint_ids: Vec<String>,
     },
+    FileStream {
+        token: String,
+        path: ferry_proto::wire_path::WirePath,
+        grant: Option<ShareGrant>,
+    },
 }
 
 #[derive(Debug)]
@@ -68,7 +73,6 @@ struct Handle {
     hooks: Option<Vec<String>>,
     /// The features its hello named: messages it understands beyond the
     /// first form of the protocol.
-    #[allow(dead_code)] // until a feature's message is sent
     features: Vec<String>,
 }
 
@@ -159,6 +163,8 @@ pub enum CallError {
     Dropped,
     #[error("the endpoint has too many requests queued; try again")]
     Busy,
+    #[error("the endpoint's ferry is too old for this; upgrade it")]
+    Unsupported,
 }
 
 /// The endpoints connected now.
@@ -270,6 +276,23 @@ impl Registry {
         )
     }
 
+    /// Asks an endpoint to dial back with `token` and serve the file at
+    /// `path` (see `ferry_proto::file_stream`).
+    pub fn stream_file(
+        &self,
+        endpoint_id: &str,
+        token: String,
+        path: ferry_proto::wire_path::WirePath,
+        grant: Option<ShareGrant>,
+    ) -> Result<(), CallError> {
+        if self.is_connected(endpoint_id)
+            && !self.has_feature(endpoint_id, ferry_proto::control::FEATURE_FILE_STREAM)
+        {
+            return Err(CallError::Unsupported);
+        }
+        self.command(endpoint_id, Command::FileStream { token, path, grant })
+    }
+
     /// Stops a task's data work on an endpoint; a destination also refuses
     /// attempts up to `through_attempt` from then on (`None`: every
     /// attempt, the task is over).
@@ -333,7 +356,6 @@ impl Registry {
     /// Whether a connected endpoint's hello named `feature` (an endpoint
     /// that did not must not be sent the messages the feature brings: an
     /// unknown message ends its link).
-    #[allow(dead_code)] // until a feature's message is sent
     pub fn has_feature(&self, endpoint_id: &str, feature: &str) -> bool {
         self.live
             .lock()
@@ -668,6 +690,11 @@ pub async fn serve_connection<S>(
                 }
                 Some(Command::Revoked { endpoint_ids }) => {
                     if let Err(e) = conn.notify_revoked(endpoint_ids) {
+                        break Err(e.to_string());
+                    }
+                }
+                Some(Command::FileStream { token, path, grant }) => {
+                    if let Err(e) = conn.stream_file(&token, path, grant) {
                         break Err(e.to_string());
                     }
                 }

@@ -15,6 +15,7 @@ mod control;
 mod endpoints;
 mod files;
 mod grants;
+mod https_files;
 mod identities;
 mod metrics;
 mod notify;

@@ -10,9 +10,6 @@
 //! endpoint is still admitted. Slots go on arrival, at expiry and when
 //! their `Arrival` is dropped, and only so many are open at once.
 
-// Until the features built on it (HTTPS files, relayed transfers) call it.
-#![allow(dead_code)]
-
 use crate::server::Hub;
 use ferry_proto::frame;
 use ferry_proto::relay::{self, RelayAnswer, RelayHello};
@@ -127,6 +124,7 @@ impl<S> Rendezvous<S> {
     }
 
     /// How many slots are open now.
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         lock(&self.slots).len()
     }

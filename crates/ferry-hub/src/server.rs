@@ -59,6 +59,8 @@ pub struct Hub {
     pub oidc: crate::oidc::Providers,
     /// The dial-back connections the hub awaits from endpoints.
     pub rendezvous: crate::rendezvous::Rendezvous,
+    /// The files each endpoint serves over HTTPS now (bounded).
+    pub file_streams: crate::https_files::Streams,
 }
 
 impl Hub {
@@ -232,6 +234,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         metrics: crate::metrics::HubMetrics::new(),
         notifier: crate::notify::Notifier::new(),
         rendezvous: crate::rendezvous::Rendezvous::default(),
+        file_streams: crate::https_files::Streams::default(),
     });
     let listen = listen.unwrap_or_else(|| hub.config.listen.clone());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

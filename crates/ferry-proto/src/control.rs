@@ -49,6 +49,9 @@ pub const DEAD_AFTER_INTERVALS: u32 = 3;
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 /// Most feature names the hub keeps of one hello.
 pub const MAX_FEATURES: usize = 64;
+/// The feature of an endpoint that serves `file_stream` (a file's bytes
+/// over a dial-back connection, for HTTPS through the hub).
+pub const FEATURE_FILE_STREAM: &str = "file_stream";
 
 /// Why the hub turned an endpoint away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +178,16 @@ pub enum HubMessage {
     /// welcome; their data connections are refused and cut.
     Revoked {
         endpoint_ids: Vec<String>,
+    },
+    /// Dial back with `token` (see [`crate::relay`]) and serve the file at
+    /// `path` over that connection as [`crate::file_stream`] says; for a
+    /// grantee when `grant` is present. Sent only to an endpoint whose
+    /// hello named [`FEATURE_FILE_STREAM`].
+    FileStream {
+        token: String,
+        path: crate::wire_path::WirePath,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<ShareGrant>,
     },
     /// The answer to `renew_certificate`: the new certificate (PEM), or why not.
     Certificate {
@@ -360,6 +373,12 @@ pub enum EndpointEvent {
     TaskCancel {
         task_id: String,
         through_attempt: Option<u32>,
+    },
+    /// Dial back with `token` and serve the file at `path`.
+    FileStream {
+        token: String,
+        path: crate::wire_path::WirePath,
+        grant: Option<ShareGrant>,
     },
 }
 
@@ -594,6 +613,9 @@ impl EndpointConnection {
             (EndpointState::Ready, HubMessage::Revoked { endpoint_ids }) => {
                 Ok(Some(EndpointEvent::Revoked { endpoint_ids }))
             }
+            (EndpointState::Ready, HubMessage::FileStream { token, path, grant }) => {
+                Ok(Some(EndpointEvent::FileStream { token, path, grant }))
+            }
             (EndpointState::Ready, HubMessage::Certificate { cert, refused }) => {
                 let result = match (cert, refused) {
                     (Some(cert), None) => Ok(cert),
@@ -689,6 +711,7 @@ fn hub_message_name(m: &HubMessage) -> &'static str {
         HubMessage::TaskCancel { .. } => "task_cancel",
         HubMessage::Revoked { .. } => "revoked",
         HubMessage::Certificate { .. } => "certificate",
+        HubMessage::FileStream { .. } => "file_stream",
     }
 }
 
@@ -948,6 +971,24 @@ impl HubConnection {
         let id = self.next_request;
         self.send(&HubMessage::FsRequest { id, op, grant });
         Ok(id)
+    }
+
+    /// Asks the endpoint to dial back with `token` and serve `path`.
+    pub fn stream_file(
+        &mut self,
+        token: &str,
+        path: crate::wire_path::WirePath,
+        grant: Option<ShareGrant>,
+    ) -> Result<(), ControlError> {
+        if !matches!(self.state, HubState::Ready) {
+            return Err(ControlError::Closed);
+        }
+        self.send(&HubMessage::FileStream {
+            token: token.to_string(),
+            path,
+            grant,
+        });
+        Ok(())
     }
 
     /// Tells a task's source to start sending.

@@ -9,6 +9,7 @@ pub mod api;
 pub mod backoff;
 pub mod control;
 pub mod data;
+pub mod file_stream;
 pub mod filter;
 pub mod frame;
 pub mod human;

@@ -662,6 +662,45 @@ impl HubClient {
             .await
     }
 
+    /// `GET` of a file (`/api/v1/endpoints/{id}/files/...`) whose body the
+    /// caller reads itself, as it arrives: the response once its status
+    /// is a success or a 304/416; any other answer is the hub's error.
+    pub async fn get_file(
+        &self,
+        path: &str,
+        auth: Auth<'_>,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::Response, HubError> {
+        let mut request = self.request(reqwest::Method::GET, path, auth);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.map_err(|e| HubError::Unreachable {
+            url: self.base.clone(),
+            reason: reason(&e),
+        })?;
+        let status = response.status().as_u16();
+        if response.status().is_success() || status == 304 || status == 416 {
+            return Ok(response);
+        }
+        let url = response.url().to_string();
+        let bytes = response.bytes().await.map_err(|e| HubError::Protocol {
+            url: url.clone(),
+            reason: reason(&e),
+        })?;
+        match serde_json::from_slice::<ApiError>(&bytes) {
+            Ok(api) => Err(HubError::Api {
+                status,
+                error: api.error,
+                message: api.message,
+            }),
+            Err(_) => Err(HubError::Protocol {
+                url,
+                reason: format!("HTTP {status}"),
+            }),
+        }
+    }
+
     /// `POST /token` with a form (RFC 6749 §4.1.3, §6).
     pub async fn token(&self, form: &[(&str, &str)]) -> Result<TokenResponse, HubError> {
         self.finish(

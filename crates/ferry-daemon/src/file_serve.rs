@@ -1,0 +1,206 @@
+//! Serving one file to the hub over a dial-back connection (HTTPS through
+//! the hub; `ferry_proto::file_stream`). The path is opened through the
+//! rooted filesystem under config-paths, narrowed by the grant when the
+//! hub asks for a grantee, exactly as file operations are: whatever the
+//! hub asks, this endpoint decides what it reads.
+
+use crate::hub_dial::{HubStream, dial_hub};
+use ferry_endpoint::EndpointDir;
+use ferry_paths::{Policy, RootedFs};
+use ferry_proto::file_stream::{self, StreamHead, StreamSend};
+use ferry_proto::frame;
+use ferry_proto::relay::RelayHello;
+use ferry_proto::share::ShareGrant;
+use ferry_proto::wire_path::WirePath;
+use std::os::unix::fs::FileExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long the hub has to say which bytes it wants.
+const SEND_WITHIN: Duration = Duration::from_secs(60);
+/// Bytes read from the file at a time.
+const CHUNK: usize = 256 * 1024;
+
+/// What the hub asked for, and what this endpoint needs to answer.
+#[derive(Debug)]
+pub(crate) struct FileRequest {
+    pub url: String,
+    pub dir: EndpointDir,
+    pub policy: Arc<Policy>,
+    pub home: PathBuf,
+    pub token: String,
+    pub path: WirePath,
+    pub grant: Option<ShareGrant>,
+}
+
+/// Dials back and serves the request; every failure is logged here.
+pub(crate) async fn serve(request: FileRequest) {
+    let hello = RelayHello::Dialback {
+        token: request.token.clone(),
+    };
+    let mut stream = match dial_hub(&request.url, &request.dir, &hello).await {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!(error = %e, "cannot dial the hub back for a file"),
+    };
+    let path = request.path.clone();
+    let grant = request.grant.clone();
+    let (policy, home) = (request.policy.clone(), request.home.clone());
+    let opened = tokio::task::spawn_blocking(move || open(policy, &home, &path, grant.as_ref()))
+        .await
+        .unwrap_or_else(|e| Err((format!("cannot open the file: {e}"), false)));
+    let outcome = match opened {
+        Ok((file, head)) => send(&mut stream, file, head).await,
+        Err((message, not_found)) => {
+            let head = StreamHead::Failed {
+                message: message.clone(),
+                not_found,
+            };
+            let _ = write_frame(&mut stream, &head).await;
+            Err(message)
+        }
+    };
+    let how = match &outcome {
+        Ok(0) => "checked".to_string(),
+        Ok(n) => format!("done, {n} bytes over https"),
+        Err(e) => e.clone(),
+    };
+    ferry_mover::served::operation(
+        request.grant.as_ref(),
+        "read",
+        request.path.as_bytes(),
+        None,
+        &how,
+    );
+    let _ = stream.shutdown().await;
+}
+
+type Opened = (std::fs::File, StreamHead);
+
+fn open(
+    policy: Arc<Policy>,
+    home: &std::path::Path,
+    path: &WirePath,
+    grant: Option<&ShareGrant>,
+) -> Result<Opened, (String, bool)> {
+    let policy = match grant {
+        None => policy,
+        Some(grant) => Arc::new(
+            ferry_mover::narrowed_policy(&policy, grant).map_err(|e| (e.to_string(), false))?,
+        ),
+    };
+    let resolved =
+        ferry_paths::resolve_endpoint_path(home, path.as_bytes()).map_err(|e| (e, false))?;
+    let file = RootedFs::new(policy).open_read(&resolved).map_err(|e| {
+        let missing = e.io_kind() == Some(std::io::ErrorKind::NotFound);
+        (e.to_string(), missing)
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| (format!("cannot read {path}: {e}"), false))?;
+    if !meta.is_file() {
+        return Err((format!("{path} is not a regular file"), false));
+    }
+    // Size, modification time to the nanosecond, device and inode: a
+    // rewrite in place or a replacement by rename both change it.
+    let etag = format!(
+        "\"{:x}-{:x}.{:x}-{:x}-{:x}\"",
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.dev(),
+        meta.ino()
+    );
+    Ok((
+        file,
+        StreamHead::File {
+            size: meta.size(),
+            mtime: meta.mtime(),
+            etag,
+        },
+    ))
+}
+
+async fn write_frame<T: serde::Serialize>(
+    stream: &mut HubStream,
+    message: &T,
+) -> Result<(), String> {
+    let bytes = file_stream::encode(message).map_err(|e| e.to_string())?;
+    stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())
+}
+
+/// Sends the head, then the bytes the hub asks for: how many were sent.
+async fn send(
+    stream: &mut HubStream,
+    file: std::fs::File,
+    head: StreamHead,
+) -> Result<u64, String> {
+    let size = match &head {
+        StreamHead::File { size, .. } => *size,
+        StreamHead::Failed { .. } => 0,
+    };
+    write_frame(stream, &head).await?;
+    let ask = tokio::time::timeout(SEND_WITHIN, async {
+        let mut header = [0u8; frame::HEADER_LEN];
+        stream
+            .read_exact(&mut header)
+            .await
+            .map_err(|e| e.to_string())?;
+        let len =
+            frame::decode_header(header, file_stream::MAX_FRAME).map_err(|e| e.to_string())?;
+        let mut body = vec![0u8; len];
+        stream
+            .read_exact(&mut body)
+            .await
+            .map_err(|e| e.to_string())?;
+        file_stream::decode::<StreamSend>(&body)
+    })
+    .await
+    .map_err(|_| "the hub did not say which bytes it wants".to_string())??;
+    if ask.length == 0 {
+        return Ok(0);
+    }
+    let end = ask.offset.checked_add(ask.length);
+    if end.is_none_or(|end| end > size) {
+        return Err(format!(
+            "the hub asked for bytes {}+{} of a {size}-byte file",
+            ask.offset, ask.length
+        ));
+    }
+    // Positioned reads off the async threads, one chunk at a time.
+    let file = Arc::new(file);
+    let mut sent = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    while sent < ask.length {
+        let want = CHUNK.min(usize::try_from(ask.length - sent).unwrap_or(CHUNK));
+        let at = ask.offset + sent;
+        let reader = file.clone();
+        let (back, n) = tokio::task::spawn_blocking(move || {
+            let n = reader.read_at(&mut buf[..want], at);
+            (buf, n)
+        })
+        .await
+        .map_err(|e| format!("reading failed: {e}"))?;
+        buf = back;
+        let n = n.map_err(|e| format!("reading failed: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        stream
+            .write_all(&buf[..n])
+            .await
+            .map_err(|e| format!("sending failed: {e}"))?;
+        sent += n as u64;
+    }
+    stream.flush().await.map_err(|e| e.to_string())?;
+    if sent < ask.length {
+        return Err(format!(
+            "the file shrank while it was read ({sent} of {} bytes sent)",
+            ask.length
+        ));
+    }
+    Ok(sent)
+}

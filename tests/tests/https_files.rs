@@ -1,0 +1,268 @@
+//! Files over HTTPS through the hub, as users fetch them: alice `curl`s a
+//! file of her endpoint with her token (whole, a range, conditionally),
+//! bob reaches what alice shared with him and nothing beside it, and a
+//! caller with no access learns nothing of what exists.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferry_tests::{Lab, Ran, User, on_path, run_command, skip};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn endpoint_id(user: &User) -> String {
+    let toml = fs::read_to_string(user.dir.join("endpoint.toml")).unwrap();
+    ferry_tests::line_value(&toml, "id = ")
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
+/// `curl` against the hub, trusting its CA; `-i` so headers come first.
+fn curl(lab: &Lab, token: Option<&str>, url: &str, extra: &[&str]) -> Ran {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-i", "--max-time", "120", "--cacert"])
+        .arg(lab.hub.ca_cert());
+    if let Some(token) = token {
+        cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
+    }
+    cmd.args(extra).arg(url);
+    run_command(&mut cmd)
+}
+
+/// Status code, a header's value, and the body of a `curl -i` answer.
+fn parts(ran: &Ran) -> (u16, String, String) {
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    let (head, body) = ran.stdout.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+#[test]
+fn a_file_comes_whole_in_ranges_and_conditionally_and_grantees_stay_inside_their_share() {
+    if !on_path("curl") {
+        skip("curl is not installed");
+        return;
+    }
+    let lab = Lab::new();
+    let project = lab.src.home.join("project");
+    fs::create_dir_all(project.join("results")).unwrap();
+    let text: String = (0..2000).map(|i| format!("line {i}\n")).collect();
+    fs::write(project.join("results/data.txt"), &text).unwrap();
+    fs::write(project.join("secret.txt"), b"not shared").unwrap();
+    fs::write(
+        lab.src.dir.join("config-paths"),
+        "~/,0,1\n~/project/results,1,1\n",
+    )
+    .unwrap();
+    assert_eq!(lab.src.run(&["-reload"]).code, Some(0));
+    let id = endpoint_id(&lab.src);
+    let base = format!("{}/api/v1/endpoints/{id}/files", lab.hub.url);
+    let url = format!("{base}/~/project/results/data.txt");
+
+    // Whole, with its validators.
+    let (status, head, body) = parts(&curl(&lab, Some(&lab.token), &url, &[]));
+    assert_eq!(status, 200, "{head}{body}");
+    assert_eq!(body, text);
+    assert_eq!(
+        header(&head, "content-length"),
+        Some(text.len().to_string())
+    );
+    let etag = header(&head, "etag").expect("an etag");
+    let modified = header(&head, "last-modified").expect("last-modified");
+    // HEAD: the size, no body.
+    let (status, head, body) = parts(&curl(&lab, Some(&lab.token), &url, &["-I"]));
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert_eq!(
+        header(&head, "content-length"),
+        Some(text.len().to_string())
+    );
+
+    // A range, and a suffix range.
+    let (status, head, body) = parts(&curl(&lab, Some(&lab.token), &url, &["-r", "100-199"]));
+    assert_eq!(status, 206);
+    assert_eq!(body, text[100..200]);
+    assert_eq!(
+        header(&head, "content-range"),
+        Some(format!("bytes 100-199/{}", text.len()))
+    );
+    let (status, _, body) = parts(&curl(&lab, Some(&lab.token), &url, &["-r", "-10"]));
+    assert_eq!((status, body.as_str()), (206, &text[text.len() - 10..]));
+    // Past the end: 416.
+    let past = format!("{}-", text.len() + 5);
+    let (status, head, _) = parts(&curl(&lab, Some(&lab.token), &url, &["-r", &past]));
+    assert_eq!(status, 416);
+    assert_eq!(
+        header(&head, "content-range"),
+        Some(format!("bytes */{}", text.len()))
+    );
+
+    // Conditional: unchanged is 304, by tag or by date.
+    let inm = format!("If-None-Match: {etag}");
+    let (status, _, body) = parts(&curl(&lab, Some(&lab.token), &url, &["-H", &inm]));
+    assert_eq!((status, body.as_str()), (304, ""));
+    let ims = format!("If-Modified-Since: {modified}");
+    let (status, _, _) = parts(&curl(&lab, Some(&lab.token), &url, &["-H", &ims]));
+    assert_eq!(status, 304);
+    // If-Range with the current tag honours the range; a stale one gets all.
+    let ir = format!("If-Range: {etag}");
+    let (status, _, body) = parts(&curl(
+        &lab,
+        Some(&lab.token),
+        &url,
+        &["-r", "0-4", "-H", &ir],
+    ));
+    assert_eq!((status, body.as_str()), (206, "line "));
+    // The file changes: the old tag no longer matches.
+    let changed = text.replace("line 1\n", "LINE 1\n");
+    fs::write(project.join("results/data.txt"), &changed).unwrap();
+    let (status, _, body) = parts(&curl(
+        &lab,
+        Some(&lab.token),
+        &url,
+        &["-r", "0-4", "-H", &ir],
+    ));
+    assert_eq!(status, 200);
+    assert_eq!(body, changed);
+    let (status, head, _) = parts(&curl(&lab, Some(&lab.token), &url, &["-H", &inm]));
+    assert_eq!(status, 200);
+    assert_ne!(header(&head, "etag"), Some(etag));
+
+    // Missing: 404; no token: 401; a bad token: 401.
+    let (status, _, body) = parts(&curl(
+        &lab,
+        Some(&lab.token),
+        &format!("{base}/~/nope"),
+        &[],
+    ));
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+    let (status, _, _) = parts(&curl(&lab, None, &url, &[]));
+    assert_eq!(status, 401);
+    let (status, _, _) = parts(&curl(&lab, Some("not-a-token"), &url, &[]));
+    assert_eq!(status, 401);
+
+    // Bob: nothing shared yet, so the endpoint does not exist for him.
+    lab.hub.add_user("bob", "bobs password 1");
+    let bob_token = lab.hub.token("bob");
+    let (status, _, body) = parts(&curl(&lab, Some(&bob_token), &url, &[]));
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        !body.contains("data.txt") && !body.contains("src"),
+        "{body}"
+    );
+    // Shared with him: inside he reads, beside it he is refused.
+    let out = lab.ferry(&[
+        "endpoint",
+        "permission",
+        "create",
+        "src:/~/project/results",
+        "--permissions",
+        "r",
+        "--identity",
+        "bob",
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let (status, _, body) = parts(&curl(&lab, Some(&bob_token), &url, &[]));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, changed);
+    let outside = format!("{base}/~/project/secret.txt");
+    let (status, _, body) = parts(&curl(&lab, Some(&bob_token), &outside, &[]));
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("not shared\n"), "{body}");
+    // Dot-dot out of the share is refused too (curl would fold it: send it raw).
+    let escape = format!("{base}/~/project/results/../secret.txt");
+    let (status, _, body) = parts(&curl(&lab, Some(&bob_token), &escape, &["--path-as-is"]));
+    assert!(
+        status == 403 || status == 404 || status == 400,
+        "{status} {body}"
+    );
+    let encoded = format!("{base}/~/project/results/%2e%2e%2fsecret.txt");
+    let (status, _, body) = parts(&curl(&lab, Some(&bob_token), &encoded, &["--path-as-is"]));
+    assert!(
+        status == 403 || status == 404 || status == 400,
+        "{status} {body}"
+    );
+
+    // The owner's audit log has the reads.
+    let audit = lab.ferry(&["endpoint", "audit", "src", "--json"]);
+    assert_eq!(audit.code, Some(0), "{audit:?}");
+    assert!(audit.stdout.contains("\"read\""), "{}", audit.stdout);
+    let _ = LIMIT;
+}
+
+/// `ferry get` fetches exactly, into a file or stdout, and resumes a
+/// partial download.
+#[test]
+fn ferry_get_fetches_exactly_and_resumes_a_partial_file() {
+    let lab = Lab::new();
+    let data: Vec<u8> = ferry_tests::pattern(24 * 1024 * 1024 + 17, 7);
+    fs::write(lab.src.home.join("big.bin"), &data).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let local = out_dir.path().join("copy.bin");
+    let ran = lab.ferry(&["get".as_ref(), "src:/~/big.bin".as_ref(), local.as_os_str()]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(
+        Sha256::digest(fs::read(&local).unwrap()),
+        Sha256::digest(&data)
+    );
+    // A partial download left from an interrupted run continues from
+    // where it stopped (the audit log names the range asked for)...
+    let head = curl(
+        &lab,
+        Some(&lab.token),
+        &format!("{}/api/v1/endpoints/src/files/~/big.bin", lab.hub.url),
+        &["-I"],
+    );
+    let (status, head, _) = parts(&head);
+    assert_eq!(status, 200);
+    let etag = header(&head, "etag").unwrap();
+    fs::remove_file(&local).unwrap();
+    let part = out_dir.path().join("copy.bin.part");
+    fs::write(&part, &data[..5_000_000]).unwrap();
+    fs::write(out_dir.path().join("copy.bin.part.etag"), &etag).unwrap();
+    let ran = lab.ferry(&["get".as_ref(), "src:/~/big.bin".as_ref(), local.as_os_str()]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert!(!part.exists());
+    assert_eq!(
+        Sha256::digest(fs::read(&local).unwrap()),
+        Sha256::digest(&data)
+    );
+    let audit = lab.ferry(&["endpoint", "audit", "src", "--json"]);
+    assert!(
+        audit
+            .stdout
+            .contains(&format!("https bytes 5000000-{}", data.len() - 1)),
+        "{}",
+        audit.stdout
+    );
+    // ...unless the file changed since: then it comes whole, exactly.
+    fs::remove_file(&local).unwrap();
+    fs::write(&part, vec![0xffu8; 7_000_000]).unwrap();
+    fs::write(out_dir.path().join("copy.bin.part.etag"), "\"stale\"").unwrap();
+    let ran = lab.ferry(&["get".as_ref(), "src:/~/big.bin".as_ref(), local.as_os_str()]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(
+        Sha256::digest(fs::read(&local).unwrap()),
+        Sha256::digest(&data)
+    );
+    // To stdout.
+    fs::write(lab.src.home.join("small.txt"), b"hello\n").unwrap();
+    let ran = lab.ferry(&["get", "src:/~/small.txt", "-"]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(ran.stdout, "hello\n");
+    // A missing file: one line, non-zero.
+    let ran = lab.ferry(&["get", "src:/~/missing", "-"]);
+    assert_ne!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(ran.stderr.trim().lines().count(), 1, "{ran:?}");
+}
