@@ -132,6 +132,7 @@ fn hub_name(m: &HubMessage) -> &'static str {
         HubMessage::Revoked { .. } => "revoked",
         HubMessage::Certificate { .. } => "certificate",
         HubMessage::FileStream { .. } => "file_stream",
+        HubMessage::FileUpload { .. } => "file_upload",
     }
 }
 
@@ -604,6 +605,23 @@ fn drive_endpoint(t0: Instant, input: &[u8]) {
                             Ok(vec![EndpointEvent::FileStream { token, path, grant }])
                         )
                     }
+                    (
+                        Endpoint::Ready,
+                        Ok(HubMessage::FileUpload {
+                            token,
+                            path,
+                            grant,
+                            upload,
+                        }),
+                    ) => assert_eq!(
+                        result,
+                        Ok(vec![EndpointEvent::FileUpload {
+                            token,
+                            path,
+                            grant,
+                            upload
+                        }])
+                    ),
                 }
             }
         }

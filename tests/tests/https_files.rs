@@ -36,7 +36,12 @@ fn curl(lab: &Lab, token: Option<&str>, url: &str, extra: &[&str]) -> Ran {
 /// Status code, a header's value, and the body of a `curl -i` answer.
 fn parts(ran: &Ran) -> (u16, String, String) {
     assert_eq!(ran.code, Some(0), "{ran:?}");
-    let (head, body) = ran.stdout.split_once("\r\n\r\n").unwrap();
+    let mut answer = ran.stdout.as_str();
+    // An upload's interim `100 Continue` precedes the answer.
+    while answer.starts_with("HTTP/1.1 100") {
+        answer = answer.split_once("\r\n\r\n").unwrap().1;
+    }
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, head.to_string(), body.to_string())
 }
@@ -265,4 +270,192 @@ fn ferry_get_fetches_exactly_and_resumes_a_partial_file() {
     let ran = lab.ferry(&["get", "src:/~/missing", "-"]);
     assert_ne!(ran.code, Some(0), "{ran:?}");
     assert_eq!(ran.stderr.trim().lines().count(), 1, "{ran:?}");
+}
+
+/// Random-looking bytes that do not compress or repeat per piece.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The upload temporaries beside `dir`'s files.
+fn temporaries(dir: &std::path::Path) -> Vec<(String, u64)> {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .filter(|(n, _)| n.starts_with(".ferry.") && n.contains("upload"))
+        .collect()
+}
+
+/// `ferry put` lands a file exactly, and continues after it was killed
+/// mid-way; curl uploads in pieces, a wrong digest or a piece out of
+/// order is refused, and a read-only grantee cannot write.
+#[test]
+fn uploads_land_exactly_resume_and_are_checked() {
+    if !on_path("curl") {
+        skip("curl is not installed");
+        return;
+    }
+    let lab = Lab::new();
+    let local_dir = tempfile::tempdir().unwrap();
+    let data = noise(160 * 1024 * 1024 + 5, 11);
+    let local = local_dir.path().join("up.bin");
+    fs::write(&local, &data).unwrap();
+
+    // Killed mid-way: the part that arrived waits, and a second run ends it.
+    let mut child = Command::new(ferry_tests::ferry_bin())
+        .arg("put")
+        .arg(&local)
+        .arg("src:/~/landed.bin")
+        .env_clear()
+        .env("HOME", &lab.src.home)
+        .env("FERRY_TOKEN", &lab.token)
+        .env("FERRY_HUB", &lab.hub.url)
+        .env("FERRY_HUB_CA", lab.hub.ca_cert())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    ferry_tests::wait_until(LIMIT, "a first piece to arrive", || {
+        temporaries(&lab.src.home)
+            .iter()
+            .any(|(_, len)| *len >= 32 * 1024 * 1024)
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(!lab.src.home.join("landed.bin").exists());
+    let partial = temporaries(&lab.src.home);
+    assert_eq!(partial.len(), 1, "{partial:?}");
+    let ran = lab.ferry(&[
+        "put".as_ref(),
+        local.as_os_str(),
+        "src:/~/landed.bin".as_ref(),
+    ]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(
+        Sha256::digest(fs::read(lab.src.home.join("landed.bin")).unwrap()),
+        Sha256::digest(&data)
+    );
+    assert!(temporaries(&lab.src.home).is_empty());
+
+    // curl, in two pieces under one id.
+    let id = endpoint_id(&lab.src);
+    let url = format!("{}/api/v1/endpoints/{id}/files/~/pieces.txt", lab.hub.url);
+    let text = b"0123456789abcdefghij";
+    let piece_dir = tempfile::tempdir().unwrap();
+    let first = piece_dir.path().join("first");
+    let second = piece_dir.path().join("second");
+    fs::write(&first, &text[..12]).unwrap();
+    fs::write(&second, &text[12..]).unwrap();
+    let digest = base64_sha256(text);
+    let upload = format!("{url}?upload=abcdef0123456789");
+    // Out of order: refused with where it stands.
+    let (status, head, _) = parts(&curl(
+        &lab,
+        Some(&lab.token),
+        &upload,
+        &[
+            "-T",
+            second.to_str().unwrap(),
+            "-H",
+            "Content-Range: bytes 12-19/20",
+        ],
+    ));
+    assert_eq!(status, 409);
+    assert_eq!(header(&head, "upload-offset").as_deref(), Some("0"));
+    let (status, head, _) = parts(&curl(
+        &lab,
+        Some(&lab.token),
+        &upload,
+        &[
+            "-T",
+            first.to_str().unwrap(),
+            "-H",
+            "Content-Range: bytes 0-11/20",
+        ],
+    ));
+    assert_eq!(status, 204);
+    assert_eq!(header(&head, "upload-offset").as_deref(), Some("12"));
+    let (status, head, _) = parts(&curl(&lab, Some(&lab.token), &upload, &["-I"]));
+    assert_eq!(status, 204);
+    assert_eq!(header(&head, "upload-offset").as_deref(), Some("12"));
+    assert!(!lab.src.home.join("pieces.txt").exists());
+    let (status, _, body) = parts(&curl(
+        &lab,
+        Some(&lab.token),
+        &upload,
+        &[
+            "-T",
+            second.to_str().unwrap(),
+            "-H",
+            "Content-Range: bytes 12-19/20",
+            "-H",
+            &format!("Repr-Digest: sha-256=:{digest}:"),
+        ],
+    ));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(fs::read(lab.src.home.join("pieces.txt")).unwrap(), text);
+
+    // A digest that does not match: nothing lands.
+    let wrong = base64_sha256(b"something else");
+    let (status, _, body) = parts(&curl(
+        &lab,
+        Some(&lab.token),
+        &format!("{url}2"),
+        &[
+            "-T",
+            first.to_str().unwrap(),
+            "-H",
+            &format!("Repr-Digest: sha-256=:{wrong}:"),
+        ],
+    ));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("SHA-256"), "{body}");
+    assert!(!lab.src.home.join("pieces.txt2").exists());
+
+    // A read-only grantee cannot write.
+    fs::create_dir_all(lab.src.home.join("shared")).unwrap();
+    fs::write(lab.src.dir.join("config-paths"), "~/,0,1\n~/shared,1,1\n").unwrap();
+    assert_eq!(lab.src.run(&["-reload"]).code, Some(0));
+    lab.hub.add_user("bob", "bobs password 1");
+    let bob_token = lab.hub.token("bob");
+    let out = lab.ferry(&[
+        "endpoint",
+        "permission",
+        "create",
+        "src:/~/shared",
+        "--permissions",
+        "r",
+        "--identity",
+        "bob",
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let into_share = format!("{}/api/v1/endpoints/{id}/files/~/shared/x", lab.hub.url);
+    let (status, _, body) = parts(&curl(
+        &lab,
+        Some(&bob_token),
+        &into_share,
+        &["-T", first.to_str().unwrap()],
+    ));
+    assert_eq!(status, 403, "{body}");
+    assert!(!lab.src.home.join("shared/x").exists());
+}
+
+fn base64_sha256(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
 }

@@ -145,6 +145,17 @@ pub enum Command {
         #[arg(value_name = "LOCAL")]
         local: Option<std::ffi::OsString>,
     },
+    /// Upload one file over HTTPS through the hub (no endpoint needed
+    /// here); run it again after an interruption and it continues.
+    #[command(override_usage = "ferry put LOCAL EP:PATH")]
+    Put {
+        /// The local file to upload.
+        #[arg(value_name = "LOCAL")]
+        local: std::ffi::OsString,
+        /// ENDPOINT:PATH it lands at (replacing what is there once complete).
+        #[arg(value_name = "EP:PATH")]
+        target: std::ffi::OsString,
+    },
     /// Create a directory on an endpoint.
     Mkdir {
         /// ENDPOINT:PATH of the directory to create.

@@ -201,3 +201,104 @@ fn progress(got: u64, total: u64, from: u64, started: Instant) {
         ferry_proto::human::bytes(rate)
     );
 }
+
+/// Bytes one `PUT` carries: small enough to arrive within the hub's body
+/// deadline on a slow link, large enough to keep a fast one busy.
+const PIECE: u64 = 32 * 1024 * 1024;
+
+/// `ferry put LOCAL EP:PATH`: uploads in pieces under an id derived from
+/// the target and the local file's size and modification time, so running
+/// it again after an interruption continues where the hub says the upload
+/// stands; the last piece carries the file's SHA-256.
+pub fn put(inv: &Invocation, local: &OsString, target: &OsString) -> anyhow::Result<ExitCode> {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let (endpoint, path) = split_target(target)?;
+    let file = std::fs::File::open(local)
+        .with_context(|| format!("cannot read {}", Path::new(local).display()))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", Path::new(local).display());
+    }
+    let total = meta.len();
+    let mut id_hash = Sha256::new();
+    id_hash.update(target.as_bytes());
+    id_hash.update(format!("\n{total}\n{}.{}", meta.mtime(), meta.mtime_nsec()));
+    let id: String = id_hash
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let url = format!("{}?upload={id}", file_url(&endpoint, path.as_bytes()));
+    // The whole file's digest first: the hub checks it on the last piece.
+    let mut digest = Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut at = 0u64;
+    while at < total {
+        let n = file.read_at(&mut buf, at)?;
+        if n == 0 {
+            bail!("{} shrank while it was read", Path::new(local).display());
+        }
+        digest.update(&buf[..n]);
+        at += n as u64;
+    }
+    let repr = format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(digest.finalize())
+    );
+    client_runtime()?.block_on(async {
+        let (client, token) = session(inv).await?;
+        let head = client.head_file(&url, Auth::Bearer(&token)).await?;
+        let mut offset = upload_offset(&head).unwrap_or(0).min(total);
+        let started = Instant::now();
+        let from = offset;
+        let terminal = std::io::stderr().is_terminal();
+        loop {
+            let length = PIECE.min(total - offset);
+            let mut body = vec![0u8; usize::try_from(length)?];
+            file.read_exact_at(&mut body, offset)
+                .with_context(|| format!("cannot read {}", Path::new(local).display()))?;
+            let mut headers = vec![("content-length", length.to_string())];
+            if total > 0 {
+                headers.push((
+                    "content-range",
+                    format!("bytes {offset}-{}/{total}", offset + length - 1),
+                ));
+            }
+            if offset + length == total {
+                headers.push(("repr-digest", repr.clone()));
+            }
+            let answer = client
+                .put_file(&url, Auth::Bearer(&token), &headers, body)
+                .await
+                .context("the upload was cut; run the same command again to resume")?;
+            let status = answer.status().as_u16();
+            let stands = upload_offset(&answer);
+            match (status, stands) {
+                (201, _) => break,
+                (204 | 409, Some(n)) if n <= total => offset = n,
+                _ => bail!("unexpected answer from the hub: HTTP {status}"),
+            }
+            if terminal {
+                progress(offset, total, from, started);
+            }
+        }
+        if terminal {
+            progress(total, total, from, started);
+            eprintln!();
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn upload_offset(response: &ferry_setup::hub_client::FileResponse) -> Option<u64> {
+    response
+        .headers()
+        .get("upload-offset")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}

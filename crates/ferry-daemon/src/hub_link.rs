@@ -352,7 +352,10 @@ where
         data_address,
         *paused.borrow_and_update(),
         Some(hooks),
-        vec![control::FEATURE_FILE_STREAM.to_string()],
+        vec![
+            control::FEATURE_FILE_STREAM.to_string(),
+            control::FEATURE_FILE_UPLOAD.to_string(),
+        ],
         HANDSHAKE_TIMEOUT,
     );
     let mut reports_guard = ctx.reports.lock().await;
@@ -428,6 +431,20 @@ where
                                     token,
                                     path,
                                     grant,
+                                }));
+                            }
+                            EndpointEvent::FileUpload { token, path, grant, upload } => {
+                                tokio::spawn(crate::file_serve::take_upload(crate::file_serve::UploadRequest {
+                                    file: crate::file_serve::FileRequest {
+                                        url: ctx.url.clone(),
+                                        dir: ctx.dir.clone(),
+                                        policy: current_policy(&ctx.policy),
+                                        home: ctx.home.clone(),
+                                        token,
+                                        path,
+                                        grant,
+                                    },
+                                    upload,
                                 }));
                             }
                             EndpointEvent::TaskStart { capability, connect_to } => match &ctx.transfers {

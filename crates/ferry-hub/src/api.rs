@@ -71,7 +71,7 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/api/v1/endpoints/{endpoint}/fs", post(fs_operation))
         .route(
             "/api/v1/endpoints/{endpoint}/files/{*path}",
-            get(download_file),
+            get(download_file).put(upload_file),
         )
         .route(
             "/api/v1/endpoints/{endpoint}",
@@ -506,16 +506,86 @@ async fn fs_operation(
     Ok(Json(outcome))
 }
 
-/// `GET`/`HEAD` of one file (axum routes HEAD here too; the method tells).
+#[derive(Debug, Deserialize)]
+struct UploadQuery {
+    upload: Option<String>,
+}
+
+/// `GET`/`HEAD` of one file (axum routes HEAD here too; the method tells);
+/// `HEAD ...?upload=ID`: how much of that upload arrived (`Upload-Offset`).
 async fn download_file(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<UsesEndpoints>,
     Path((endpoint, path)): Path<(String, String)>,
+    Query(query): Query<UploadQuery>,
     method: axum::http::Method,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let path = crate::https_files::endpoint_path(&path);
+    if let (Some(id), true) = (&query.upload, method == axum::http::Method::HEAD) {
+        let piece = crate::https_files::UploadPiece {
+            id: id.clone(),
+            offset: 0,
+            length: 0,
+            total: 0,
+            sha256: None,
+        };
+        if !ferry_proto::file_stream::valid_upload_id(id) {
+            return Err(bad("upload ids are 8 to 64 ASCII letters and digits"));
+        }
+        let outcome = crate::https_files::upload(&hub, &who, &endpoint, path, piece, None).await?;
+        return Ok(upload_answer(outcome));
+    }
     Ok(crate::https_files::serve(&hub, &who, &endpoint, path, &method, &headers).await?)
+}
+
+/// `PUT` of one file, whole or a piece of a resumable upload (docs/https.md).
+async fn upload_file(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<UsesEndpoints>,
+    Path((endpoint, path)): Path<(String, String)>,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, Failure> {
+    let path = crate::https_files::endpoint_path(&path);
+    // Without an id, a one-shot upload under a fresh one.
+    let id = match query.upload {
+        Some(id) => id,
+        None => crate::secrets::hex(&uuid::Uuid::new_v4().into_bytes()),
+    };
+    let piece = crate::https_files::upload_piece(&id, &headers).map_err(bad)?;
+    let outcome =
+        crate::https_files::upload(&hub, &who, &endpoint, path, piece, Some(body)).await?;
+    Ok(upload_answer(outcome))
+}
+
+fn upload_answer(outcome: crate::https_files::UploadOutcome) -> Response {
+    use crate::https_files::UploadOutcome as O;
+    let offset = |n: u64| {
+        [(
+            header::HeaderName::from_static("upload-offset"),
+            n.to_string(),
+        )]
+    };
+    match outcome {
+        O::Received(n) => (StatusCode::NO_CONTENT, offset(n)).into_response(),
+        O::Conflict(n) => (
+            StatusCode::CONFLICT,
+            offset(n),
+            Json(ApiError {
+                error: "offset_mismatch".into(),
+                message: format!("the upload stands at byte {n}; send from there"),
+            }),
+        )
+            .into_response(),
+        O::Complete { size, sha256 } => (
+            StatusCode::CREATED,
+            offset(size),
+            Json(serde_json::json!({ "size": size, "sha256": sha256 })),
+        )
+            .into_response(),
+    }
 }
 
 impl From<crate::https_files::StreamError> for Failure {
@@ -529,6 +599,9 @@ impl From<crate::https_files::StreamError> for Failure {
                 not_found: true,
             } => Failure::new(StatusCode::NOT_FOUND, "not_found", message),
             E::Refused { message, .. } => Failure::new(StatusCode::FORBIDDEN, "forbidden", message),
+            E::Rejected(message) => {
+                Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "upload_rejected", message)
+            }
             e @ E::Broken { .. } => Failure::new(
                 StatusCode::BAD_GATEWAY,
                 "endpoint_unavailable",

@@ -58,6 +58,12 @@ pub(crate) enum Command {
         path: ferry_proto::wire_path::WirePath,
         grant: Option<ShareGrant>,
     },
+    FileUpload {
+        token: String,
+        path: ferry_proto::wire_path::WirePath,
+        grant: Option<ShareGrant>,
+        upload: ferry_proto::file_stream::UploadAsk,
+    },
 }
 
 #[derive(Debug)]
@@ -291,6 +297,31 @@ impl Registry {
             return Err(CallError::Unsupported);
         }
         self.command(endpoint_id, Command::FileStream { token, path, grant })
+    }
+
+    /// Asks an endpoint to dial back with `token` and take an upload.
+    pub fn upload_file(
+        &self,
+        endpoint_id: &str,
+        token: String,
+        path: ferry_proto::wire_path::WirePath,
+        grant: Option<ShareGrant>,
+        upload: ferry_proto::file_stream::UploadAsk,
+    ) -> Result<(), CallError> {
+        if self.is_connected(endpoint_id)
+            && !self.has_feature(endpoint_id, ferry_proto::control::FEATURE_FILE_UPLOAD)
+        {
+            return Err(CallError::Unsupported);
+        }
+        self.command(
+            endpoint_id,
+            Command::FileUpload {
+                token,
+                path,
+                grant,
+                upload,
+            },
+        )
     }
 
     /// Stops a task's data work on an endpoint; a destination also refuses
@@ -695,6 +726,11 @@ pub async fn serve_connection<S>(
                 }
                 Some(Command::FileStream { token, path, grant }) => {
                     if let Err(e) = conn.stream_file(&token, path, grant) {
+                        break Err(e.to_string());
+                    }
+                }
+                Some(Command::FileUpload { token, path, grant, upload }) => {
+                    if let Err(e) = conn.upload_file(&token, path, grant, upload) {
                         break Err(e.to_string());
                     }
                 }

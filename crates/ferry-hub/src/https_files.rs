@@ -51,6 +51,10 @@ pub enum StreamError {
     Refused { message: String, not_found: bool },
     #[error("endpoint '{name}': {reason}")]
     Broken { name: String, reason: String },
+    /// The endpoint took the bytes but would not keep them (a digest
+    /// that does not match); its words.
+    #[error("{0}")]
+    Rejected(String),
 }
 
 /// The streams each endpoint serves now, bounded by `max_streams_per_endpoint`.
@@ -516,4 +520,215 @@ mod tests {
         ]);
         assert_eq!((stale.status, stale.length), (StatusCode::OK, 100));
     }
+}
+
+/// The request heads of an upload piece, checked.
+#[derive(Debug)]
+pub struct UploadPiece {
+    pub id: String,
+    pub offset: u64,
+    pub length: u64,
+    pub total: u64,
+    pub sha256: Option<String>,
+}
+
+/// Reads `Content-Range: bytes N-M/TOTAL` (absent: the whole file, of
+/// `Content-Length` bytes) and `Repr-Digest: sha-256=:BASE64:`.
+pub fn upload_piece(id: &str, headers: &HeaderMap) -> Result<UploadPiece, String> {
+    use base64::Engine;
+    if !file_stream::valid_upload_id(id) {
+        return Err(format!(
+            "upload ids are 8 to {} ASCII letters and digits",
+            file_stream::MAX_UPLOAD_ID
+        ));
+    }
+    let length: u64 = header_str(headers, header::CONTENT_LENGTH)
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or("an upload needs Content-Length")?;
+    let (offset, total) = match header_str(headers, header::CONTENT_RANGE) {
+        None => (0, length),
+        Some(v) => {
+            let bad = || format!("Content-Range {v:?} is not bytes FIRST-LAST/TOTAL");
+            let spec = v.trim().strip_prefix("bytes ").ok_or_else(bad)?;
+            let (range, total) = spec.split_once('/').ok_or_else(bad)?;
+            let total: u64 = total.trim().parse().map_err(|_| bad())?;
+            if range.trim() == "*" {
+                (total, total)
+            } else {
+                let (first, last) = range.split_once('-').ok_or_else(bad)?;
+                let first: u64 = first.trim().parse().map_err(|_| bad())?;
+                let last: u64 = last.trim().parse().map_err(|_| bad())?;
+                if last < first || last >= total || last - first + 1 != length {
+                    return Err(format!(
+                        "Content-Range {v:?} does not match Content-Length {length}"
+                    ));
+                }
+                (first, total)
+            }
+        }
+    };
+    let sha256 = match header_str(headers, header::HeaderName::from_static("repr-digest")) {
+        None => None,
+        Some(v) => {
+            let b64 = v
+                .split(',')
+                .find_map(|d| d.trim().strip_prefix("sha-256=:"))
+                .and_then(|d| d.strip_suffix(':'))
+                .ok_or("Repr-Digest must carry sha-256=:BASE64:")?;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| "Repr-Digest's sha-256 is not base64")?;
+            if raw.len() != 32 {
+                return Err("Repr-Digest's sha-256 is not 32 bytes".into());
+            }
+            Some(crate::secrets::hex(&raw))
+        }
+    };
+    Ok(UploadPiece {
+        id: id.to_string(),
+        offset,
+        length,
+        total,
+        sha256,
+    })
+}
+
+/// How an upload request ended, for its answer.
+#[derive(Debug)]
+pub enum UploadOutcome {
+    /// So many bytes are there now (HEAD, or a piece that is not the last).
+    Received(u64),
+    /// The piece did not start where the upload stands.
+    Conflict(u64),
+    /// The file is complete, checked and in place.
+    Complete { size: u64, sha256: String },
+}
+
+/// Takes a piece of an upload (or, `body` absent, says how much arrived).
+pub async fn upload(
+    hub: &Hub,
+    who: &Principal,
+    endpoint: &str,
+    path: WirePath,
+    piece: UploadPiece,
+    body: Option<Body>,
+) -> Result<UploadOutcome, StreamError> {
+    let entry = audit::Entry::new(audit::action::WRITE, path.as_bytes());
+    let (row, grant) = files::authorize(hub, who, endpoint, &[(path.as_bytes(), true)], &entry)?;
+    let permission = grant.as_ref().map(|g| g.permission_id.clone());
+    let Some(_permit) = hub
+        .file_streams
+        .take(&row.id, hub.config.max_streams_per_endpoint)
+    else {
+        return Err(StreamError::Busy(row.display_name));
+    };
+    let broken = |reason: String| StreamError::Broken {
+        name: row.display_name.clone(),
+        reason,
+    };
+    let (token, arrival) = hub
+        .rendezvous
+        .expect(&row.id, DIAL_WITHIN)
+        .map_err(|e| broken(e.to_string()))?;
+    let ask = file_stream::UploadAsk {
+        id: piece.id.clone(),
+        offset: body.as_ref().map(|_| piece.offset),
+        length: piece.length,
+        total: piece.total,
+        sha256: piece.sha256.clone(),
+    };
+    match hub
+        .control
+        .upload_file(&row.id, token, path.clone(), grant, ask)
+    {
+        Ok(()) => {}
+        Err(CallError::Offline) => {
+            return Err(FilesError::Offline {
+                name: row.display_name,
+                id: row.id,
+            }
+            .into());
+        }
+        Err(e) => return Err(broken(e.to_string())),
+    }
+    let mut stream = arrival.wait().await.map_err(|e| broken(e.to_string()))?;
+    let head: file_stream::UploadHead = tokio::time::timeout(DIAL_WITHIN, read_frame(&mut stream))
+        .await
+        .map_err(|_| broken("no answer in time".into()))?
+        .map_err(&broken)?;
+    let received = match head {
+        file_stream::UploadHead::Ready { received } => received,
+        file_stream::UploadHead::Failed { message, not_found } => {
+            if permission.is_some() {
+                files::refuse(hub, who, &row.id, &entry, &message);
+            }
+            return Err(StreamError::Refused { message, not_found });
+        }
+    };
+    let Some(mut body) = body else {
+        return Ok(UploadOutcome::Received(received));
+    };
+    if received != piece.offset {
+        return Ok(UploadOutcome::Conflict(received));
+    }
+    // The body, forwarded as it arrives; the endpoint counts the bytes.
+    let mut sent = 0u64;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut body), cx)).await
+    {
+        let frame = frame.map_err(|e| broken(format!("the client's upload was cut: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            sent += data.len() as u64;
+            if sent > piece.length {
+                return Err(broken("the body is longer than its Content-Length".into()));
+            }
+            stream
+                .write_all(&data)
+                .await
+                .map_err(|e| broken(e.to_string()))?;
+        }
+    }
+    stream.flush().await.map_err(|e| broken(e.to_string()))?;
+    let end: file_stream::UploadEnd = tokio::time::timeout(DIAL_WITHIN, read_frame(&mut stream))
+        .await
+        .map_err(|_| broken("no answer in time".into()))?
+        .map_err(&broken)?;
+    match end {
+        file_stream::UploadEnd::Received { received } => Ok(UploadOutcome::Received(received)),
+        file_stream::UploadEnd::Complete { sha256 } => {
+            let detail = match &permission {
+                Some(id) => format!("https upload, {} bytes; permission {id}", piece.total),
+                None => format!("https upload, {} bytes", piece.total),
+            };
+            audit::record_done(
+                &*hub.store,
+                now(),
+                &row.id,
+                Actor::of(who),
+                &[entry.detail(detail)],
+            );
+            Ok(UploadOutcome::Complete {
+                size: piece.total,
+                sha256,
+            })
+        }
+        file_stream::UploadEnd::Failed { message } => Err(StreamError::Rejected(message)),
+    }
+}
+
+async fn read_frame<T: for<'de> serde::Deserialize<'de>>(
+    stream: &mut RelayStream,
+) -> Result<T, String> {
+    let mut header = [0u8; frame::HEADER_LEN];
+    stream
+        .read_exact(&mut header)
+        .await
+        .map_err(|e| format!("the endpoint's answer was cut: {e}"))?;
+    let len = frame::decode_header(header, file_stream::MAX_FRAME).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; len];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| format!("the endpoint's answer was cut: {e}"))?;
+    file_stream::decode(&body)
 }

@@ -52,6 +52,8 @@ pub const MAX_FEATURES: usize = 64;
 /// The feature of an endpoint that serves `file_stream` (a file's bytes
 /// over a dial-back connection, for HTTPS through the hub).
 pub const FEATURE_FILE_STREAM: &str = "file_stream";
+/// The feature of an endpoint that takes `file_upload`.
+pub const FEATURE_FILE_UPLOAD: &str = "file_upload";
 
 /// Why the hub turned an endpoint away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +190,16 @@ pub enum HubMessage {
         path: crate::wire_path::WirePath,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grant: Option<ShareGrant>,
+    },
+    /// Dial back with `token` and take (part of) an upload to `path` over
+    /// that connection. Sent only to an endpoint whose hello named
+    /// [`FEATURE_FILE_UPLOAD`].
+    FileUpload {
+        token: String,
+        path: crate::wire_path::WirePath,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<ShareGrant>,
+        upload: crate::file_stream::UploadAsk,
     },
     /// The answer to `renew_certificate`: the new certificate (PEM), or why not.
     Certificate {
@@ -379,6 +391,13 @@ pub enum EndpointEvent {
         token: String,
         path: crate::wire_path::WirePath,
         grant: Option<ShareGrant>,
+    },
+    /// Dial back with `token` and take an upload to `path`.
+    FileUpload {
+        token: String,
+        path: crate::wire_path::WirePath,
+        grant: Option<ShareGrant>,
+        upload: crate::file_stream::UploadAsk,
     },
 }
 
@@ -616,6 +635,20 @@ impl EndpointConnection {
             (EndpointState::Ready, HubMessage::FileStream { token, path, grant }) => {
                 Ok(Some(EndpointEvent::FileStream { token, path, grant }))
             }
+            (
+                EndpointState::Ready,
+                HubMessage::FileUpload {
+                    token,
+                    path,
+                    grant,
+                    upload,
+                },
+            ) => Ok(Some(EndpointEvent::FileUpload {
+                token,
+                path,
+                grant,
+                upload,
+            })),
             (EndpointState::Ready, HubMessage::Certificate { cert, refused }) => {
                 let result = match (cert, refused) {
                     (Some(cert), None) => Ok(cert),
@@ -712,6 +745,7 @@ fn hub_message_name(m: &HubMessage) -> &'static str {
         HubMessage::Revoked { .. } => "revoked",
         HubMessage::Certificate { .. } => "certificate",
         HubMessage::FileStream { .. } => "file_stream",
+        HubMessage::FileUpload { .. } => "file_upload",
     }
 }
 
@@ -987,6 +1021,26 @@ impl HubConnection {
             token: token.to_string(),
             path,
             grant,
+        });
+        Ok(())
+    }
+
+    /// Asks the endpoint to dial back with `token` and take an upload.
+    pub fn upload_file(
+        &mut self,
+        token: &str,
+        path: crate::wire_path::WirePath,
+        grant: Option<ShareGrant>,
+        upload: crate::file_stream::UploadAsk,
+    ) -> Result<(), ControlError> {
+        if !matches!(self.state, HubState::Ready) {
+            return Err(ControlError::Closed);
+        }
+        self.send(&HubMessage::FileUpload {
+            token: token.to_string(),
+            path,
+            grant,
+            upload,
         });
         Ok(())
     }

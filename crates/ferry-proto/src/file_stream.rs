@@ -72,3 +72,57 @@ mod tests {
         assert!(decode::<StreamSend>(b"{\"offset\":1}").is_err());
     }
 }
+
+/// What the hub asks of an upload (`PUT .../files/{path}?upload=ID`): the
+/// bytes `offset..offset+length` of a `total`-byte file, or (`offset`
+/// absent) only how much has arrived. The endpoint keeps what arrived in
+/// the target's temporary, named by `id`, and renames it onto the target
+/// once all `total` bytes are there and their SHA-256 is `sha256` (hex),
+/// when given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadAsk {
+    pub id: String,
+    #[serde(default)]
+    pub offset: Option<u64>,
+    #[serde(default)]
+    pub length: u64,
+    #[serde(default)]
+    pub total: u64,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// Most characters of an upload id: ASCII letters and digits only, so it
+/// names the temporary as a task id does.
+pub const MAX_UPLOAD_ID: usize = 64;
+
+/// Whether `id` may name an upload.
+pub fn valid_upload_id(id: &str) -> bool {
+    (8..=MAX_UPLOAD_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The endpoint's first frame of an upload: how many bytes arrived so
+/// far; the hub sends bytes only when that is the asked offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UploadHead {
+    Ready { received: u64 },
+    Failed { message: String, not_found: bool },
+}
+
+/// The endpoint's last frame, once the bytes were written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UploadEnd {
+    /// More is expected.
+    Received {
+        received: u64,
+    },
+    /// Every byte is there, checked, and renamed onto the target.
+    Complete {
+        sha256: String,
+    },
+    Failed {
+        message: String,
+    },
+}

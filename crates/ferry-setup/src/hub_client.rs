@@ -480,6 +480,9 @@ fn tls_refusal(tls: &rustls::Error, url: &HubUrl, trust: Option<&Trust>) -> Chec
     }
 }
 
+/// A file's answer, read by the caller as it arrives.
+pub type FileResponse = reqwest::Response;
+
 impl HubClient {
     /// A client for the hub at `base_url`, which must be an https URL.
     /// Nothing is sent.
@@ -671,16 +674,54 @@ impl HubClient {
         auth: Auth<'_>,
         headers: &[(&str, String)],
     ) -> Result<reqwest::Response, HubError> {
-        let mut request = self.request(reqwest::Method::GET, path, auth);
+        self.file_request(reqwest::Method::GET, path, auth, headers, None)
+            .await
+    }
+
+    /// `HEAD` of a file or an upload (`?upload=ID`), as [`Self::get_file`].
+    pub async fn head_file(
+        &self,
+        path: &str,
+        auth: Auth<'_>,
+    ) -> Result<reqwest::Response, HubError> {
+        self.file_request(reqwest::Method::HEAD, path, auth, &[], None)
+            .await
+    }
+
+    /// `PUT` of an upload's piece, as [`Self::get_file`] (a 409 comes back
+    /// as an answer too: it says where the upload stands).
+    pub async fn put_file(
+        &self,
+        path: &str,
+        auth: Auth<'_>,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, HubError> {
+        self.file_request(reqwest::Method::PUT, path, auth, headers, Some(body))
+            .await
+    }
+
+    async fn file_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: Auth<'_>,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response, HubError> {
+        let mut request = self.request(method, path, auth);
         for (name, value) in headers {
             request = request.header(*name, value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
         }
         let response = request.send().await.map_err(|e| HubError::Unreachable {
             url: self.base.clone(),
             reason: reason(&e),
         })?;
         let status = response.status().as_u16();
-        if response.status().is_success() || status == 304 || status == 416 {
+        if response.status().is_success() || matches!(status, 304 | 409 | 416) {
             return Ok(response);
         }
         let url = response.url().to_string();
