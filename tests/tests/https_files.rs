@@ -459,3 +459,52 @@ fn base64_sha256(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
 }
+
+fn sha256_file(path: &std::path::Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut file = fs::File::open(path).unwrap();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hasher.finalize().to_vec()
+}
+
+/// A 1 GiB file, sparse with random blocks, goes up with `ferry put` and
+/// comes back with `ferry get` exactly.
+#[test]
+fn a_gibibyte_goes_up_and_comes_back_exactly() {
+    use std::os::unix::fs::FileExt;
+    let lab = Lab::new();
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = local_dir.path().join("giant.bin");
+    let file = fs::File::create(&local).unwrap();
+    file.set_len(1 << 30).unwrap();
+    for (i, at) in (0..(1u64 << 30)).step_by(64 << 20).enumerate() {
+        file.write_all_at(&noise(1 << 20, i as u64 + 3), at + 4096 * i as u64)
+            .unwrap();
+    }
+    drop(file);
+    let ran = lab.ferry(&[
+        "put".as_ref(),
+        local.as_os_str(),
+        "src:/~/giant.bin".as_ref(),
+    ]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    let landed = lab.src.home.join("giant.bin");
+    let want = sha256_file(&local);
+    assert_eq!(sha256_file(&landed), want);
+    let back = local_dir.path().join("back.bin");
+    let ran = lab.ferry(&[
+        "get".as_ref(),
+        "src:/~/giant.bin".as_ref(),
+        back.as_os_str(),
+    ]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(sha256_file(&back), want);
+}
