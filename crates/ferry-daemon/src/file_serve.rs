@@ -24,6 +24,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const SEND_WITHIN: Duration = Duration::from_secs(60);
 /// Bytes read from the file at a time.
 const CHUNK: usize = 256 * 1024;
+/// Files served and uploads taken at once, whatever the hub asks (the hub
+/// bounds them per endpoint too; this holds against a hub that does not).
+const MAX_AT_ONCE: usize = 64;
+static AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_AT_ONCE);
 
 /// What the hub asked for, and what this endpoint needs to answer.
 #[derive(Debug)]
@@ -39,6 +43,9 @@ pub(crate) struct FileRequest {
 
 /// Dials back and serves the request; every failure is logged here.
 pub(crate) async fn serve(request: FileRequest) {
+    let Ok(_slot) = AT_ONCE.try_acquire() else {
+        return tracing::warn!("serving {MAX_AT_ONCE} files over HTTPS already; one more refused");
+    };
     let hello = RelayHello::Dialback {
         token: request.token.clone(),
     };
@@ -272,6 +279,9 @@ fn upload_temporary(
 
 /// Dials back and takes (part of) an upload; every failure is logged here.
 pub(crate) async fn take_upload(request: UploadRequest) {
+    let Ok(_slot) = AT_ONCE.try_acquire() else {
+        return tracing::warn!("taking {MAX_AT_ONCE} uploads over HTTPS already; one more refused");
+    };
     let UploadRequest { file: req, upload } = request;
     let hello = RelayHello::Dialback {
         token: req.token.clone(),

@@ -688,6 +688,13 @@ pub async fn upload(
                 .map_err(|e| broken(e.to_string()))?;
         }
     }
+    if sent < piece.length {
+        // Dropping the stream tells the endpoint: it keeps what arrived.
+        return Err(broken(format!(
+            "the client's upload ended after {sent} of {} bytes",
+            piece.length
+        )));
+    }
     stream.flush().await.map_err(|e| broken(e.to_string()))?;
     let end: file_stream::UploadEnd = tokio::time::timeout(DIAL_WITHIN, read_frame(&mut stream))
         .await
