@@ -530,9 +530,11 @@ async fn download_file(
             total: 0,
             sha256: None,
         };
-        if !ferry_proto::file_stream::valid_upload_id(id) {
-            return Err(bad("upload ids are 8 to 64 ASCII letters and digits"));
-        }
+        let piece = if ferry_proto::file_stream::valid_upload_id(id) {
+            Ok(piece)
+        } else {
+            Err("upload ids are 8 to 64 ASCII letters and digits".to_string())
+        };
         let outcome = crate::https_files::upload(&hub, &who, &endpoint, path, piece, None).await?;
         return Ok(upload_answer(outcome));
     }
@@ -554,7 +556,7 @@ async fn upload_file(
         Some(id) => id,
         None => crate::secrets::hex(&uuid::Uuid::new_v4().into_bytes()),
     };
-    let piece = crate::https_files::upload_piece(&id, &headers).map_err(bad)?;
+    let piece = crate::https_files::upload_piece(&id, &headers);
     let outcome =
         crate::https_files::upload(&hub, &who, &endpoint, path, piece, Some(body)).await?;
     Ok(upload_answer(outcome))
@@ -599,6 +601,7 @@ impl From<crate::https_files::StreamError> for Failure {
                 not_found: true,
             } => Failure::new(StatusCode::NOT_FOUND, "not_found", message),
             E::Refused { message, .. } => Failure::new(StatusCode::FORBIDDEN, "forbidden", message),
+            E::Invalid(message) => bad(message),
             E::Rejected(message) => {
                 Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "upload_rejected", message)
             }
@@ -1498,6 +1501,13 @@ mod tests {
             ),
             (
                 "GET",
+                "/api/v1/endpoints/{endpoint}/files/{*path}",
+                format!("/api/v1/endpoints/{}/files/~/x", s.laptop),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "PUT",
                 "/api/v1/endpoints/{endpoint}/files/{*path}",
                 format!("/api/v1/endpoints/{}/files/~/x", s.laptop),
                 None,

@@ -55,6 +55,9 @@ pub enum StreamError {
     /// that does not match); its words.
     #[error("{0}")]
     Rejected(String),
+    /// The request's headers do not make an upload.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The streams each endpoint serves now, bounded by `max_streams_per_endpoint`.
@@ -610,11 +613,14 @@ pub async fn upload(
     who: &Principal,
     endpoint: &str,
     path: WirePath,
-    piece: UploadPiece,
+    piece: Result<UploadPiece, String>,
     body: Option<Body>,
 ) -> Result<UploadOutcome, StreamError> {
     let entry = audit::Entry::new(audit::action::WRITE, path.as_bytes());
     let (row, grant) = files::authorize(hub, who, endpoint, &[(path.as_bytes(), true)], &entry)?;
+    // Judged after the caller: no one learns more than "not found" of an
+    // endpoint they cannot reach, however they spell the request.
+    let piece = piece.map_err(StreamError::Invalid)?;
     let permission = grant.as_ref().map(|g| g.permission_id.clone());
     let Some(_permit) = hub
         .file_streams
