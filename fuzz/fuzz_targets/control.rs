@@ -131,6 +131,8 @@ fn hub_name(m: &HubMessage) -> &'static str {
         HubMessage::TaskCancel { .. } => "task_cancel",
         HubMessage::Revoked { .. } => "revoked",
         HubMessage::Certificate { .. } => "certificate",
+        HubMessage::FileStream { .. } => "file_stream",
+        HubMessage::FileUpload { .. } => "file_upload",
     }
 }
 
@@ -285,8 +287,10 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                             data_address,
                             paused,
                             hooks,
+                            mut features,
                         }),
                     ) => {
+                        features.truncate(ferry_proto::control::MAX_FEATURES);
                         if version < MIN_PROTOCOL_VERSION
                             || min_version > PROTOCOL_VERSION
                             || min_version > version
@@ -307,7 +311,8 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                                     software,
                                     data_address,
                                     paused,
-                                    hooks
+                                    hooks,
+                                    features
                                 }])
                             );
                             state = Hub::Deciding;
@@ -594,6 +599,29 @@ fn drive_endpoint(t0: Instant, input: &[u8]) {
                     (Endpoint::Ready, Ok(HubMessage::Revoked { endpoint_ids })) => {
                         assert_eq!(result, Ok(vec![EndpointEvent::Revoked { endpoint_ids }]))
                     }
+                    (Endpoint::Ready, Ok(HubMessage::FileStream { token, path, grant })) => {
+                        assert_eq!(
+                            result,
+                            Ok(vec![EndpointEvent::FileStream { token, path, grant }])
+                        )
+                    }
+                    (
+                        Endpoint::Ready,
+                        Ok(HubMessage::FileUpload {
+                            token,
+                            path,
+                            grant,
+                            upload,
+                        }),
+                    ) => assert_eq!(
+                        result,
+                        Ok(vec![EndpointEvent::FileUpload {
+                            token,
+                            path,
+                            grant,
+                            upload
+                        }])
+                    ),
                 }
             }
         }

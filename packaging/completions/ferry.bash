@@ -70,7 +70,7 @@ _ferry()
             -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --allowed-domains | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success | --type | --redirect-uri)
                 ((i++))
                 ;;
-            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | mkdir | rename | rm | transfer | task | group | timer | webhook | app | whoami)
+            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | get | put | mkdir | rename | rm | transfer | task | group | timer | webhook | app | whoami)
                 if [[ -z $verb ]]; then verb=${words[i]}; fi
                 ;;
             -*) ;;
@@ -82,7 +82,7 @@ _ferry()
 
     local opts="" files=""
     case $verb in
-        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls mkdir rename rm transfer task group timer webhook app whoami" ;;
+        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls get put mkdir rename rm transfer task group timer webhook app whoami" ;;
         -setup) opts="--name --hub --hub-ca --force --setup-key --no-gui -dir" ;;
         -start) opts="-detach -restrict-paths -debug -trace -dir" ;;
         -status) opts="--json -dir" ;;
@@ -105,6 +105,7 @@ _ferry()
         ls) opts="-l --json" ;;
         rm) opts="-r --recursive" ;;
         logout | mkdir | rename) opts="" ;;
+        get | put) opts="" files=1 ;;
         group)
             case $sub in
                 "") opts="create member list" ;;

@@ -21,7 +21,7 @@ function __ferry_verb
         switch $t
             case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --allowed-domains --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date --since --notify --events --on-success --type --redirect-uri
                 set skip 1
-            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls mkdir rename rm transfer task group timer webhook app whoami
+            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls get put mkdir rename rm transfer task group timer webhook app whoami
                 if test (count $found) -eq 0
                     set found $t
                 end
@@ -57,6 +57,8 @@ complete -c ferry -n '__ferry_at ""' -a login -d 'Log in to a hub for the user v
 complete -c ferry -n '__ferry_at ""' -a logout -d 'Forget the login of the user verbs'
 complete -c ferry -n '__ferry_at ""' -a endpoint -d 'Create, search, rename or delete endpoints'
 complete -c ferry -n '__ferry_at ""' -a ls -d 'List a directory on an endpoint'
+complete -c ferry -n '__ferry_at ""' -a get -d 'Download a file over HTTPS through the hub'
+complete -c ferry -n '__ferry_at ""' -a put -d 'Upload a file over HTTPS through the hub'
 complete -c ferry -n '__ferry_at ""' -a mkdir -d 'Make a directory on an endpoint'
 complete -c ferry -n '__ferry_at ""' -a rename -d 'Rename a path on an endpoint'
 complete -c ferry -n '__ferry_at ""' -a rm -d 'Remove a path on an endpoint'

@@ -330,6 +330,10 @@ fn ferry_proto_reads_no_clock_and_does_no_io() {
 /// listed here that no longer uses them must leave the list.
 const DIRECT_FS: &[(&str, &str)] = &[
     (
+        "crates/ferry-daemon/src/file_serve.rs",
+        "names the type of the file RootedFs opened (positioned reads of it, nothing opened)",
+    ),
+    (
         "crates/ferry-daemon/src/hooks.rs",
         "reads endpoint.toml's hooks, finds their programs, and marks runs in the state dir",
     ),

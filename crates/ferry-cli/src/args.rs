@@ -134,6 +134,28 @@ pub enum Command {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Download one file over HTTPS through the hub (no endpoint needed
+    /// here); a partial LOCAL.part from an interrupted run is resumed.
+    #[command(override_usage = "ferry get EP:PATH [LOCAL|-]")]
+    Get {
+        /// ENDPOINT:PATH of the file, PATH absolute or starting with /~/.
+        #[arg(value_name = "EP:PATH")]
+        target: std::ffi::OsString,
+        /// Where to write it (default: its name, here); - for stdout.
+        #[arg(value_name = "LOCAL")]
+        local: Option<std::ffi::OsString>,
+    },
+    /// Upload one file over HTTPS through the hub (no endpoint needed
+    /// here); run it again after an interruption and it continues.
+    #[command(override_usage = "ferry put LOCAL EP:PATH")]
+    Put {
+        /// The local file to upload.
+        #[arg(value_name = "LOCAL")]
+        local: std::ffi::OsString,
+        /// ENDPOINT:PATH it lands at (replacing what is there once complete).
+        #[arg(value_name = "EP:PATH")]
+        target: std::ffi::OsString,
+    },
     /// Create a directory on an endpoint.
     Mkdir {
         /// ENDPOINT:PATH of the directory to create.

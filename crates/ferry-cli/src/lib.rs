@@ -20,6 +20,7 @@ mod apps;
 pub mod args;
 mod detach;
 mod endpoint;
+mod https;
 mod hub;
 mod legacy;
 mod paths;
@@ -120,6 +121,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout => hub::logout(&ctx),
         Command::Endpoint(command) => hub::endpoint(&ctx, command),
         Command::Ls { target, long, json } => hub::ls(&ctx, &target, long, json.json),
+        Command::Get { target, local } => https::get(&ctx, &target, local.as_ref()),
+        Command::Put { local, target } => https::put(&ctx, &local, &target),
         Command::Mkdir { target } => hub::mkdir(&ctx, &target),
         Command::Rename {
             source,

@@ -7,8 +7,10 @@
 //! [`Daemon::run`] serves until stopped.
 
 mod error;
+mod file_serve;
 mod fs_ops;
 mod hooks;
+mod hub_dial;
 mod hub_link;
 pub mod local_api;
 mod lock;

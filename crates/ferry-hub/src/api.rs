@@ -92,6 +92,10 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/api/v1/endpoints/register", post(register_endpoint))
         .route("/api/v1/endpoints/{endpoint}/fs", post(fs_operation))
         .route(
+            "/api/v1/endpoints/{endpoint}/files/{*path}",
+            get(download_file).put(upload_file),
+        )
+        .route(
             "/api/v1/endpoints/{endpoint}",
             get(show_endpoint)
                 .patch(update_endpoint)
@@ -743,6 +747,114 @@ async fn fs_operation(
 ) -> Result<Json<FsOutcome>, Failure> {
     let (_, outcome) = files::operate(&hub, &who, &endpoint, op).await?;
     Ok(Json(outcome))
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadQuery {
+    upload: Option<String>,
+}
+
+/// `GET`/`HEAD` of one file (axum routes HEAD here too; the method tells);
+/// `HEAD ...?upload=ID`: how much of that upload arrived (`Upload-Offset`).
+async fn download_file(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<UsesEndpoints>,
+    Path((endpoint, path)): Path<(String, String)>,
+    Query(query): Query<UploadQuery>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let path = crate::https_files::endpoint_path(&path);
+    if let (Some(id), true) = (&query.upload, method == axum::http::Method::HEAD) {
+        let piece = crate::https_files::UploadPiece {
+            id: id.clone(),
+            offset: 0,
+            length: 0,
+            total: 0,
+            sha256: None,
+        };
+        let piece = if ferry_proto::file_stream::valid_upload_id(id) {
+            Ok(piece)
+        } else {
+            Err("upload ids are 8 to 64 ASCII letters and digits".to_string())
+        };
+        let outcome = crate::https_files::upload(&hub, &who, &endpoint, path, piece, None).await?;
+        return Ok(upload_answer(outcome));
+    }
+    Ok(crate::https_files::serve(&hub, &who, &endpoint, path, &method, &headers).await?)
+}
+
+/// `PUT` of one file, whole or a piece of a resumable upload (docs/https.md).
+async fn upload_file(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<UsesEndpoints>,
+    Path((endpoint, path)): Path<(String, String)>,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, Failure> {
+    let path = crate::https_files::endpoint_path(&path);
+    // Without an id, a one-shot upload under a fresh one.
+    let id = match query.upload {
+        Some(id) => id,
+        None => crate::secrets::hex(&uuid::Uuid::new_v4().into_bytes()),
+    };
+    let piece = crate::https_files::upload_piece(&id, &headers);
+    let outcome =
+        crate::https_files::upload(&hub, &who, &endpoint, path, piece, Some(body)).await?;
+    Ok(upload_answer(outcome))
+}
+
+fn upload_answer(outcome: crate::https_files::UploadOutcome) -> Response {
+    use crate::https_files::UploadOutcome as O;
+    let offset = |n: u64| {
+        [(
+            header::HeaderName::from_static("upload-offset"),
+            n.to_string(),
+        )]
+    };
+    match outcome {
+        O::Received(n) => (StatusCode::NO_CONTENT, offset(n)).into_response(),
+        O::Conflict(n) => (
+            StatusCode::CONFLICT,
+            offset(n),
+            Json(ApiError {
+                error: "offset_mismatch".into(),
+                message: format!("the upload stands at byte {n}; send from there"),
+            }),
+        )
+            .into_response(),
+        O::Complete { size, sha256 } => (
+            StatusCode::CREATED,
+            offset(size),
+            Json(serde_json::json!({ "size": size, "sha256": sha256 })),
+        )
+            .into_response(),
+    }
+}
+
+impl From<crate::https_files::StreamError> for Failure {
+    fn from(e: crate::https_files::StreamError) -> Self {
+        use crate::https_files::StreamError as E;
+        match e {
+            E::Files(e) => Failure::from(e),
+            e @ E::Busy(_) => Failure::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+            E::Refused {
+                message,
+                not_found: true,
+            } => Failure::new(StatusCode::NOT_FOUND, "not_found", message),
+            E::Refused { message, .. } => Failure::new(StatusCode::FORBIDDEN, "forbidden", message),
+            E::Invalid(message) => bad(message),
+            E::Rejected(message) => {
+                Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "upload_rejected", message)
+            }
+            e @ E::Broken { .. } => Failure::new(
+                StatusCode::BAD_GATEWAY,
+                "endpoint_unavailable",
+                e.to_string(),
+            ),
+        }
+    }
 }
 
 impl From<FilesError> for Failure {
@@ -1861,6 +1973,20 @@ mod tests {
                 "GET",
                 "/api/v1/endpoints/{endpoint}/audit",
                 format!("/api/v1/endpoints/{}/audit?since=0", s.laptop),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "GET",
+                "/api/v1/endpoints/{endpoint}/files/{*path}",
+                format!("/api/v1/endpoints/{}/files/~/x", s.laptop),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "PUT",
+                "/api/v1/endpoints/{endpoint}/files/{*path}",
+                format!("/api/v1/endpoints/{}/files/~/x", s.laptop),
                 None,
                 Bob::NotFound,
             ),

@@ -14,6 +14,7 @@ use crate::grants::{Principal, now};
 use crate::server::Hub;
 use crate::store::EndpointRow;
 use ferry_proto::api::{FsOp, FsOutcome};
+use ferry_proto::share::ShareGrant;
 use std::time::Duration;
 
 /// How long a file operation may take on the endpoint.
@@ -39,6 +40,51 @@ pub enum FilesError {
     Failed(String),
 }
 
+/// The endpoint `who` may touch these paths on (`(path, writes)`), and the
+/// grant to send with the request when a permission is what lets them. A
+/// refusal of someone who sees the endpoint goes to its audit log as a
+/// refused `entry`.
+pub(crate) fn authorize(
+    hub: &Hub,
+    who: &Principal,
+    endpoint: &str,
+    touched: &[(&[u8], bool)],
+    entry: &audit::Entry<'_>,
+) -> Result<(EndpointRow, Option<ShareGrant>), FilesError> {
+    let (row, reaching) =
+        endpoints::find_with_access(&*hub.store, who, endpoint, Action::UseEndpoint)?;
+    match authorize_paths(who, &row, &reaching, touched) {
+        Ok(permission) => {
+            let grant = permission.map(crate::sharing::grant_of);
+            Ok((row, grant))
+        }
+        Err(refusal) => {
+            // Someone no permission reaches is not told the endpoint
+            // exists, and leaves nothing in its owner's log.
+            if !matches!(refusal, Refusal::Hidden) {
+                refuse(hub, who, &row.id, entry, &refusal.to_string());
+            }
+            Err(FilesError::Endpoint(RegistryError::Refused(refusal)))
+        }
+    }
+}
+
+/// Records that `entry` was refused to `who` on `endpoint_id`.
+pub(crate) fn refuse(
+    hub: &Hub,
+    who: &Principal,
+    endpoint_id: &str,
+    entry: &audit::Entry<'_>,
+    reason: &str,
+) {
+    let refusal = audit::Entry {
+        action: audit::action::REFUSED,
+        detail: format!("{}: {reason}", entry.action),
+        ..entry.clone()
+    };
+    audit::record_done(&*hub.store, now(), endpoint_id, Actor::of(who), &[refusal]);
+}
+
 /// Runs `op` on `endpoint` (a name or id) for `who`: a listing or `Done`.
 pub async fn operate(
     hub: &Hub,
@@ -46,34 +92,15 @@ pub async fn operate(
     endpoint: &str,
     op: FsOp,
 ) -> Result<(EndpointRow, FsOutcome), FilesError> {
-    let (row, reaching) =
-        endpoints::find_with_access(&*hub.store, who, endpoint, Action::UseEndpoint)?;
     let touched: Vec<(&[u8], bool)> = match &op {
         FsOp::List { path } => vec![(path.as_bytes(), false)],
         FsOp::Mkdir { path } | FsOp::Remove { path, .. } => vec![(path.as_bytes(), true)],
         FsOp::Rename { from, to } => vec![(from.as_bytes(), true), (to.as_bytes(), true)],
     };
-    let store = &*hub.store;
     let entry = audit::fs_entry(&op);
-    let refused = |reason: &str| {
-        let refusal = audit::Entry {
-            action: audit::action::REFUSED,
-            detail: format!("{}: {reason}", entry.action),
-            ..entry.clone()
-        };
-        audit::record_done(store, now(), &row.id, Actor::of(who), &[refusal]);
-    };
-    let grant = match authorize_paths(who, &row, &reaching, &touched) {
-        Ok(permission) => permission.map(crate::sharing::grant_of),
-        Err(refusal) => {
-            // Someone no permission reaches is not told the endpoint
-            // exists, and leaves nothing in its owner's log.
-            if !matches!(refusal, Refusal::Hidden) {
-                refused(&refusal.to_string());
-            }
-            return Err(FilesError::Endpoint(RegistryError::Refused(refusal)));
-        }
-    };
+    let (row, grant) = authorize(hub, who, endpoint, &touched, &entry)?;
+    let store = &*hub.store;
+    let refused = |reason: &str| refuse(hub, who, &row.id, &entry, reason);
     let permission = grant.as_ref().map(|g| g.permission_id.clone());
     match hub.control.fs(&row.id, op.clone(), grant, FS_WITHIN).await {
         Ok(FsOutcome::Failed { message }) => {

@@ -17,6 +17,7 @@ mod control;
 mod endpoints;
 mod files;
 mod grants;
+mod https_files;
 mod identities;
 mod metrics;
 mod notify;
@@ -27,6 +28,7 @@ mod openapi;
 mod page_auth;
 mod pages;
 mod pki;
+mod rendezvous;
 #[cfg(test)]
 mod route_walk;
 mod secrets;

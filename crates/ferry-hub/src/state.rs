@@ -127,6 +127,10 @@ pub struct HubConfig {
     /// Seconds a client has to send a request body, counted from its head.
     #[serde(default = "default_body_timeout")]
     pub body_timeout_secs: u64,
+    /// Files one endpoint serves over HTTPS through the hub at once
+    /// (`GET /api/v1/endpoints/{id}/files/...`); more are told 503.
+    #[serde(default = "default_max_streams_per_endpoint")]
+    pub max_streams_per_endpoint: usize,
     /// Password checks (argon2, about 19 MiB each) run at once.
     #[serde(default = "default_password_checks")]
     pub max_password_checks: usize,
@@ -262,6 +266,9 @@ fn default_max_connections() -> usize {
 pub(crate) fn default_max_connections_per_address() -> usize {
     256
 }
+pub(crate) fn default_max_streams_per_endpoint() -> usize {
+    8
+}
 pub(crate) fn default_header_timeout() -> u64 {
     10
 }
@@ -320,6 +327,7 @@ impl HubConfig {
                 self.max_connections_per_address,
             ),
             ("max_password_checks", self.max_password_checks),
+            ("max_streams_per_endpoint", self.max_streams_per_endpoint),
         ] {
             if !(1..=1_000_000).contains(&count) {
                 bail!("{name} must be 1..=1000000, got {count}");
@@ -492,6 +500,7 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
         max_connections_per_address: default_max_connections_per_address(),
         header_timeout_secs: default_header_timeout(),
         body_timeout_secs: default_body_timeout(),
+        max_streams_per_endpoint: default_max_streams_per_endpoint(),
         max_password_checks: default_password_checks(),
         max_password_checks_queued: default_password_checks_queued(),
         endpoint_cert_lifetime_secs: default_endpoint_cert_lifetime(),

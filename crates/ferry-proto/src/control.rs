@@ -47,6 +47,13 @@ pub const MAX_FRAME: usize = 2 * 1024 * 1024;
 pub const DEAD_AFTER_INTERVALS: u32 = 3;
 /// The default heartbeat interval the hub announces.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+/// Most feature names the hub keeps of one hello.
+pub const MAX_FEATURES: usize = 64;
+/// The feature of an endpoint that serves `file_stream` (a file's bytes
+/// over a dial-back connection, for HTTPS through the hub).
+pub const FEATURE_FILE_STREAM: &str = "file_stream";
+/// The feature of an endpoint that takes `file_upload`.
+pub const FEATURE_FILE_UPLOAD: &str = "file_upload";
 
 /// Why the hub turned an endpoint away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +83,12 @@ pub enum EndpointMessage {
         /// which runs none.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hooks: Option<Vec<String>>,
+        /// What this endpoint understands beyond protocol 1's first form,
+        /// by name: the hub sends a message an
+        /// older endpoint would not know only to one that names it here,
+        /// because an unknown message ends the link.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
     },
     /// The owner paused or unpaused this endpoint's data work since the
     /// hello (only to a hub whose welcome set `pause_notices`).
@@ -167,6 +180,26 @@ pub enum HubMessage {
     /// welcome; their data connections are refused and cut.
     Revoked {
         endpoint_ids: Vec<String>,
+    },
+    /// Dial back with `token` (see [`crate::relay`]) and serve the file at
+    /// `path` over that connection as [`crate::file_stream`] says; for a
+    /// grantee when `grant` is present. Sent only to an endpoint whose
+    /// hello named [`FEATURE_FILE_STREAM`].
+    FileStream {
+        token: String,
+        path: crate::wire_path::WirePath,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<ShareGrant>,
+    },
+    /// Dial back with `token` and take (part of) an upload to `path` over
+    /// that connection. Sent only to an endpoint whose hello named
+    /// [`FEATURE_FILE_UPLOAD`].
+    FileUpload {
+        token: String,
+        path: crate::wire_path::WirePath,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant: Option<ShareGrant>,
+        upload: crate::file_stream::UploadAsk,
     },
     /// The answer to `renew_certificate`: the new certificate (PEM), or why not.
     Certificate {
@@ -353,6 +386,19 @@ pub enum EndpointEvent {
         task_id: String,
         through_attempt: Option<u32>,
     },
+    /// Dial back with `token` and serve the file at `path`.
+    FileStream {
+        token: String,
+        path: crate::wire_path::WirePath,
+        grant: Option<ShareGrant>,
+    },
+    /// Dial back with `token` and take an upload to `path`.
+    FileUpload {
+        token: String,
+        path: crate::wire_path::WirePath,
+        grant: Option<ShareGrant>,
+        upload: crate::file_stream::UploadAsk,
+    },
 }
 
 #[derive(Debug)]
@@ -411,6 +457,28 @@ impl EndpointConnection {
         hooks: Option<Vec<String>>,
         handshake_timeout: Duration,
     ) -> Self {
+        Self::with_features(
+            now,
+            software,
+            data_address,
+            paused,
+            hooks,
+            Vec::new(),
+            handshake_timeout,
+        )
+    }
+
+    /// As [`Self::with_hooks`], naming in the hello the features this
+    /// endpoint understands.
+    pub fn with_features(
+        now: Instant,
+        software: &str,
+        data_address: Option<String>,
+        paused: bool,
+        hooks: Option<Vec<String>>,
+        features: Vec<String>,
+        handshake_timeout: Duration,
+    ) -> Self {
         let mut conn = Self {
             state: EndpointState::ExpectWelcome,
             decoder: FrameDecoder::new(MAX_FRAME),
@@ -428,6 +496,7 @@ impl EndpointConnection {
             data_address,
             paused,
             hooks,
+            features,
         });
         conn
     }
@@ -563,6 +632,23 @@ impl EndpointConnection {
             (EndpointState::Ready, HubMessage::Revoked { endpoint_ids }) => {
                 Ok(Some(EndpointEvent::Revoked { endpoint_ids }))
             }
+            (EndpointState::Ready, HubMessage::FileStream { token, path, grant }) => {
+                Ok(Some(EndpointEvent::FileStream { token, path, grant }))
+            }
+            (
+                EndpointState::Ready,
+                HubMessage::FileUpload {
+                    token,
+                    path,
+                    grant,
+                    upload,
+                },
+            ) => Ok(Some(EndpointEvent::FileUpload {
+                token,
+                path,
+                grant,
+                upload,
+            })),
             (EndpointState::Ready, HubMessage::Certificate { cert, refused }) => {
                 let result = match (cert, refused) {
                     (Some(cert), None) => Ok(cert),
@@ -658,6 +744,8 @@ fn hub_message_name(m: &HubMessage) -> &'static str {
         HubMessage::TaskCancel { .. } => "task_cancel",
         HubMessage::Revoked { .. } => "revoked",
         HubMessage::Certificate { .. } => "certificate",
+        HubMessage::FileStream { .. } => "file_stream",
+        HubMessage::FileUpload { .. } => "file_upload",
     }
 }
 
@@ -684,6 +772,8 @@ pub enum HubEvent {
         paused: bool,
         /// Its hooks' names; `None` from an endpoint too old to run any.
         hooks: Option<Vec<String>>,
+        /// The features its hello named (at most [`MAX_FEATURES`]).
+        features: Vec<String>,
     },
     /// The endpoint's owner paused (or unpaused) its data work.
     Paused {
@@ -790,8 +880,10 @@ impl HubConnection {
                     data_address,
                     paused,
                     hooks,
+                    mut features,
                 },
             ) => {
+                features.truncate(MAX_FEATURES);
                 if version < MIN_PROTOCOL_VERSION
                     || min_version > PROTOCOL_VERSION
                     || min_version > version
@@ -814,6 +906,7 @@ impl HubConnection {
                     data_address,
                     paused,
                     hooks,
+                    features,
                 }))
             }
             (HubState::ExpectHello | HubState::Deciding, other) => {
@@ -912,6 +1005,44 @@ impl HubConnection {
         let id = self.next_request;
         self.send(&HubMessage::FsRequest { id, op, grant });
         Ok(id)
+    }
+
+    /// Asks the endpoint to dial back with `token` and serve `path`.
+    pub fn stream_file(
+        &mut self,
+        token: &str,
+        path: crate::wire_path::WirePath,
+        grant: Option<ShareGrant>,
+    ) -> Result<(), ControlError> {
+        if !matches!(self.state, HubState::Ready) {
+            return Err(ControlError::Closed);
+        }
+        self.send(&HubMessage::FileStream {
+            token: token.to_string(),
+            path,
+            grant,
+        });
+        Ok(())
+    }
+
+    /// Asks the endpoint to dial back with `token` and take an upload.
+    pub fn upload_file(
+        &mut self,
+        token: &str,
+        path: crate::wire_path::WirePath,
+        grant: Option<ShareGrant>,
+        upload: crate::file_stream::UploadAsk,
+    ) -> Result<(), ControlError> {
+        if !matches!(self.state, HubState::Ready) {
+            return Err(ControlError::Closed);
+        }
+        self.send(&HubMessage::FileUpload {
+            token: token.to_string(),
+            path,
+            grant,
+            upload,
+        });
+        Ok(())
     }
 
     /// Tells a task's source to start sending.
@@ -1033,6 +1164,7 @@ mod tests {
                 data_address: Some("127.0.0.1:50000".into()),
                 paused: false,
                 hooks: None,
+                features: vec![],
             }]
         );
         hub.accept(now, "ep-1", HB, "key", vec!["gone-1".into()]);
@@ -1247,7 +1379,25 @@ mod tests {
                 data_address: None,
                 paused: false,
                 hooks: None,
+                features: vec![],
             }]
+        );
+        // A newer endpoint names the features it understands; an older
+        // hub ignores the field, an older endpoint sends none.
+        let mut ep = EndpointConnection::with_features(
+            now,
+            "new",
+            None,
+            false,
+            None,
+            vec!["dialback".to_string()],
+            Duration::from_secs(30),
+        );
+        let mut newer = HubConnection::new(now, Duration::from_secs(30));
+        let events = pump_to_hub(&mut ep, &mut newer, now).unwrap();
+        assert!(
+            matches!(&events[..], [HubEvent::Hello { features, .. }] if *features == ["dialback"]),
+            "{events:?}"
         );
         // A newer endpoint names its hooks (none is an empty list, not
         // an older endpoint's silence).
@@ -1362,6 +1512,7 @@ mod tests {
             data_address: None,
             paused: false,
             hooks: None,
+            features: vec![],
         });
         let err = hub.handle_bytes(now, &hello).unwrap_err();
         assert_eq!(

@@ -505,6 +505,9 @@ fn tls_refusal(tls: &rustls::Error, url: &HubUrl, trust: Option<&Trust>) -> Chec
     }
 }
 
+/// A file's answer, read by the caller as it arrives.
+pub type FileResponse = reqwest::Response;
+
 impl HubClient {
     /// A client for the hub at `base_url`, which must be an https URL.
     /// Nothing is sent.
@@ -733,6 +736,83 @@ impl HubClient {
     ) -> Result<R, HubError> {
         self.finish(self.request(reqwest::Method::DELETE, path, auth))
             .await
+    }
+
+    /// `GET` of a file (`/api/v1/endpoints/{id}/files/...`) whose body the
+    /// caller reads itself, as it arrives: the response once its status
+    /// is a success or a 304/416; any other answer is the hub's error.
+    pub async fn get_file(
+        &self,
+        path: &str,
+        auth: Auth<'_>,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::Response, HubError> {
+        self.file_request(reqwest::Method::GET, path, auth, headers, None)
+            .await
+    }
+
+    /// `HEAD` of a file or an upload (`?upload=ID`), as [`Self::get_file`].
+    pub async fn head_file(
+        &self,
+        path: &str,
+        auth: Auth<'_>,
+    ) -> Result<reqwest::Response, HubError> {
+        self.file_request(reqwest::Method::HEAD, path, auth, &[], None)
+            .await
+    }
+
+    /// `PUT` of an upload's piece, as [`Self::get_file`] (a 409 comes back
+    /// as an answer too: it says where the upload stands).
+    pub async fn put_file(
+        &self,
+        path: &str,
+        auth: Auth<'_>,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, HubError> {
+        self.file_request(reqwest::Method::PUT, path, auth, headers, Some(body))
+            .await
+    }
+
+    async fn file_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: Auth<'_>,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response, HubError> {
+        let mut request = self.request(method, path, auth);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.map_err(|e| HubError::Unreachable {
+            url: self.base.clone(),
+            reason: reason(&e),
+        })?;
+        let status = response.status().as_u16();
+        if response.status().is_success() || matches!(status, 304 | 409 | 416) {
+            return Ok(response);
+        }
+        let url = response.url().to_string();
+        let bytes = response.bytes().await.map_err(|e| HubError::Protocol {
+            url: url.clone(),
+            reason: reason(&e),
+        })?;
+        match serde_json::from_slice::<ApiError>(&bytes) {
+            Ok(api) => Err(HubError::Api {
+                status,
+                error: api.error,
+                message: api.message,
+            }),
+            Err(_) => Err(HubError::Protocol {
+                url,
+                reason: format!("HTTP {status}"),
+            }),
+        }
     }
 
     /// `POST /token` with a form (RFC 6749 §4.1.3, §6).
