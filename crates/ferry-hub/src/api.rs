@@ -749,8 +749,10 @@ async fn fs_operation(
     Ok(Json(outcome))
 }
 
-#[derive(Debug, Deserialize)]
-struct UploadQuery {
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(crate) struct UploadQuery {
+    /// A resumable upload's id (8 to 64 ASCII letters and digits): `PUT`
+    /// pieces with `Content-Range`, `HEAD` answers `Upload-Offset`.
     upload: Option<String>,
 }
 

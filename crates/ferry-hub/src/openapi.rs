@@ -63,6 +63,8 @@ pub struct Operation {
     /// `marker` parameters and a `Link: <..>; rel="next"` header while
     /// more remain.
     pub paged: bool,
+    /// Bytes of a file, not JSON: the answer of a `GET`, the body of a `PUT`.
+    pub binary: bool,
 }
 
 const fn op(method: &'static str, path: &'static str, summary: &'static str) -> Operation {
@@ -76,6 +78,7 @@ const fn op(method: &'static str, path: &'static str, summary: &'static str) -> 
         statuses: &[200],
         answer: of::<Value>,
         paged: false,
+        binary: false,
     }
 }
 
@@ -116,12 +119,19 @@ impl Operation {
             ..self
         }
     }
+    const fn binary(self, statuses: &'static [u16]) -> Self {
+        Operation {
+            binary: true,
+            statuses,
+            ..self
+        }
+    }
     const fn auth(self, auth: Auth) -> Self {
         Operation { auth, ..self }
     }
 }
 
-use crate::api::{AuditQuery, SearchQuery, WaitQuery};
+use crate::api::{AuditQuery, SearchQuery, UploadQuery, WaitQuery};
 
 /// Every operation of the REST API (one line per route of the router
 /// under `/api/`; the test below holds the two together).
@@ -270,6 +280,22 @@ pub const OPERATIONS: &[Operation] = &[
     )
     .answers(200, of::<TimerInfo>),
     op("DELETE", "/api/v1/timers/{timer}", "Delete a timer").answers(200, of::<TimerInfo>),
+    op(
+        "GET",
+        "/api/v1/endpoints/{endpoint}/files/{*path}",
+        "Download a file (`Range`, `If-Range`, `If-None-Match`, `If-Modified-Since`); \
+         HEAD with `upload` tells how much of an upload arrived (docs/https.md)",
+    )
+    .query(of::<UploadQuery>)
+    .binary(&[200, 206]),
+    op(
+        "PUT",
+        "/api/v1/endpoints/{endpoint}/files/{*path}",
+        "Upload a file, whole or (with `upload` and `Content-Range`) a piece; \
+         201 when it landed, 204 when a piece arrived (docs/https.md)",
+    )
+    .query(of::<UploadQuery>)
+    .binary(&[201, 204]),
     op("GET", "/api/v1/apps", "The caller's registered apps").answers(200, of::<Vec<AppInfo>>),
     op(
         "POST",
@@ -344,10 +370,17 @@ pub fn document(server_url: &str) -> Value {
                 inline.root_schema_for::<crate::api::PageQuery>(),
             ));
         }
-        let mut answer = json!({
-            "description": o.summary,
-            "content": {"application/json": {"schema": (o.answer)(&mut g)}},
-        });
+        let mut answer = if o.binary && o.method == "GET" {
+            json!({
+                "description": o.summary,
+                "content": {"application/octet-stream": {"schema": {}}},
+            })
+        } else {
+            json!({
+                "description": o.summary,
+                "content": {"application/json": {"schema": (o.answer)(&mut g)}},
+            })
+        };
         if o.paged {
             answer["headers"] = json!({"Link": {
                 "description": "`<URL>; rel=\"next\"` (RFC 8288) while more remain: \
@@ -358,7 +391,14 @@ pub fn document(server_url: &str) -> Value {
         let mut responses: Map<String, Value> = o
             .statuses
             .iter()
-            .map(|status| (status.to_string(), answer.clone()))
+            .map(|status| {
+                let mut answer = answer.clone();
+                if *status == 204 {
+                    // No content: a piece of an upload arrived.
+                    answer.as_object_mut().map(|a| a.remove("content"));
+                }
+                (status.to_string(), answer)
+            })
             .collect();
         responses.insert(
             "default".into(),
@@ -373,6 +413,12 @@ pub fn document(server_url: &str) -> Value {
             "parameters": parameters,
             "responses": responses,
         });
+        if o.binary && o.method == "PUT" {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": {"application/octet-stream": {"schema": {}}},
+            });
+        }
         if let Some(body) = o.body {
             operation["requestBody"] = json!({
                 "required": true,
@@ -384,7 +430,10 @@ pub fn document(server_url: &str) -> Value {
             Auth::BearerOrSetupKey => json!([{"bearer": []}, {"setupKey": []}]),
             Auth::Public => json!([]),
         };
-        let item = paths.entry(o.path.to_string()).or_insert_with(|| json!({}));
+        // A path that runs to the end (`{*path}`) is one parameter.
+        let item = paths
+            .entry(o.path.replace("{*", "{"))
+            .or_insert_with(|| json!({}));
         item[o.method.to_ascii_lowercase()] = operation;
     }
     json!({
@@ -415,6 +464,7 @@ pub fn document(server_url: &str) -> Value {
 fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
     path.split('/')
         .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        .map(|s| s.trim_start_matches('*'))
 }
 
 /// One query parameter per property of a query type's (inlined) schema.
