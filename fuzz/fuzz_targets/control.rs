@@ -285,8 +285,10 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                             data_address,
                             paused,
                             hooks,
+                            mut features,
                         }),
                     ) => {
+                        features.truncate(ferry_proto::control::MAX_FEATURES);
                         if version < MIN_PROTOCOL_VERSION
                             || min_version > PROTOCOL_VERSION
                             || min_version > version
@@ -307,7 +309,8 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                                     software,
                                     data_address,
                                     paused,
-                                    hooks
+                                    hooks,
+                                    features
                                 }])
                             );
                             state = Hub::Deciding;

@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The hub has this long to welcome us after the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
@@ -70,7 +70,7 @@ fn jitter_seed() -> u64 {
 }
 
 /// One dial: resolve, then try each address. The error is the user's line.
-async fn dial(host: &str, port: u16) -> Result<TcpStream, String> {
+pub(crate) async fn dial(host: &str, port: u16) -> Result<TcpStream, String> {
     let addrs: Vec<_> =
         match tokio::time::timeout(DIAL_TIMEOUT, tokio::net::lookup_host((host, port))).await {
             Ok(Ok(addrs)) => addrs.collect(),
@@ -231,12 +231,16 @@ fn renewal_deadline(dir: &EndpointDir) -> Option<Instant> {
 /// After a refused or failed renewal: try again in a minute.
 const RENEWAL_RETRY: Duration = Duration::from_secs(60);
 
-fn tls_config(dir: &EndpointDir) -> Result<Arc<rustls::ClientConfig>, String> {
+/// TLS to the hub as this endpoint (its certificate, the hub's CA), for
+/// the connection `alpn` names: control, or a dial-back.
+pub(crate) fn tls_config(
+    dir: &EndpointDir,
+    alpn: &[u8],
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let roots = ferry_tls::certs_from_file(&dir.hub_ca_file()).map_err(|e| e.to_string())?;
     let chain = ferry_tls::certs_from_file(&dir.cert_file()).map_err(|e| e.to_string())?;
     let key = ferry_tls::key_from_file(&dir.key_file()).map_err(|e| e.to_string())?;
-    ferry_tls::client_config(&roots, Some((chain, key)), &[control::ALPN])
-        .map_err(|e| e.to_string())
+    ferry_tls::client_config(&roots, Some((chain, key)), &[alpn]).map_err(|e| e.to_string())
 }
 
 /// Alerts by which a TLS server refuses the client's certificate.
@@ -256,7 +260,7 @@ fn is_certificate_alert(alert: rustls::AlertDescription) -> bool {
 }
 
 /// Words for a TLS failure, telling whose certificate was the problem.
-fn describe_tls_error(dir: &EndpointDir, e: &std::io::Error) -> String {
+pub(crate) fn describe_tls_error(dir: &EndpointDir, e: &std::io::Error) -> String {
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     match inner {
         Some(rustls::Error::InvalidCertificate(why)) => format!(
@@ -305,7 +309,7 @@ async fn session(
         Ok(t) => t,
         Err(reason) => return fail(reason),
     };
-    let config = match tls_config(&ctx.dir) {
+    let config = match tls_config(&ctx.dir, control::ALPN) {
         Ok(c) => c,
         Err(reason) => return fail(format!("cannot load the endpoint's credentials: {reason}")),
     };

@@ -9,6 +9,7 @@
 mod error;
 mod fs_ops;
 mod hooks;
+mod hub_dial;
 mod hub_link;
 pub mod local_api;
 mod lock;

@@ -66,6 +66,10 @@ struct Handle {
     paused: bool,
     /// The hooks its hello named; `None`: an older endpoint, which runs none.
     hooks: Option<Vec<String>>,
+    /// The features its hello named: messages it understands beyond the
+    /// first form of the protocol.
+    #[allow(dead_code)] // until a feature's message is sent
+    features: Vec<String>,
 }
 
 /// What the hub knows of an endpoint's control link, for people to read.
@@ -326,6 +330,21 @@ impl Registry {
             .and_then(|m| m.get(endpoint_id).map(|h| h.hooks.clone()))
     }
 
+    /// Whether a connected endpoint's hello named `feature` (an endpoint
+    /// that did not must not be sent the messages the feature brings: an
+    /// unknown message ends its link).
+    #[allow(dead_code)] // until a feature's message is sent
+    pub fn has_feature(&self, endpoint_id: &str, feature: &str) -> bool {
+        self.live
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(endpoint_id)
+                    .map(|h| h.features.iter().any(|f| f == feature))
+            })
+            .unwrap_or(false)
+    }
+
     /// An endpoint "connected" with the hooks its hello named, for tests
     /// of what the hub does with them; keep the receiver to stay connected.
     #[cfg(test)]
@@ -335,7 +354,7 @@ impl Registry {
         hooks: Option<Vec<String>>,
     ) -> mpsc::Receiver<Command> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        self.insert(endpoint_id, tx, None, false, hooks);
+        self.insert(endpoint_id, tx, None, false, hooks, Vec::new());
         rx
     }
 
@@ -346,6 +365,7 @@ impl Registry {
         data_address: Option<String>,
         paused: bool,
         hooks: Option<Vec<String>>,
+        features: Vec<String>,
     ) -> u64 {
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut live) = self.live.lock() {
@@ -360,6 +380,7 @@ impl Registry {
                     since: crate::grants::now(),
                     paused,
                     hooks,
+                    features,
                 },
             );
         }
@@ -435,7 +456,7 @@ fn revoked_list(hub: &Hub) -> Vec<String> {
 
 /// Why an endpoint is not (or no longer) admitted.
 #[derive(Debug)]
-enum NotAdmitted {
+pub(crate) enum NotAdmitted {
     /// It may not connect: refused with the reason.
     Refused(RefuseReason, String),
     /// The registry could not be read: nothing is known against the
@@ -450,7 +471,7 @@ impl From<(RefuseReason, String)> for NotAdmitted {
     }
 }
 
-fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, NotAdmitted> {
+pub(crate) fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, NotAdmitted> {
     let cert = cert.ok_or((
         RefuseReason::UnknownEndpoint,
         "no endpoint certificate was presented; run `ferry -setup`".to_string(),
@@ -547,12 +568,12 @@ pub async fn serve_connection<S>(
                     Ok(events) => {
                         for event in events {
                             match event {
-                                HubEvent::Hello { software, data_address, paused, hooks } => match admission(&hub, cert.as_deref()) {
+                                HubEvent::Hello { software, data_address, paused, hooks, features } => match admission(&hub, cert.as_deref()) {
                                     Ok(id) => {
                                         conn.accept(Instant::now(), &id, heartbeat, &hub.signer.public_key(), revoked_list(&hub));
                                         if let Some(tx) = commands_tx.take() {
                                             let hooks = hooks.map(|h| h.into_iter().filter(|n| ferry_proto::task::check_hook_name(n).is_ok()).take(MAX_HOOKS).collect());
-                                            let connection = hub.control.insert(&id, tx, data_address, paused, hooks);
+                                            let connection = hub.control.insert(&id, tx, data_address, paused, hooks, features);
                                             tracing::info!(endpoint = %id, %peer, %software, paused, "endpoint connected");
                                             admitted = Some((id, connection));
                                         }
@@ -742,7 +763,7 @@ mod tests {
         let (registry, mut notices) = Registry::new();
         assert_eq!(registry.link("e1"), Link::Offline { last_seen: None });
         let (commands, _rx) = mpsc::channel(1);
-        let first = registry.insert("e1", commands.clone(), None, false, None);
+        let first = registry.insert("e1", commands.clone(), None, false, None, Vec::new());
         assert!(matches!(
             registry.link("e1"),
             Link::Connected { paused: false, .. }
@@ -754,7 +775,7 @@ mod tests {
         ));
         // A newer connection replaced the first: the first's pause and its
         // end are not the endpoint's any more.
-        let second = registry.insert("e1", commands, None, false, None);
+        let second = registry.insert("e1", commands, None, false, None, Vec::new());
         registry.set_paused("e1", first, true);
         registry.remove("e1", first);
         assert!(matches!(
@@ -987,6 +1008,7 @@ mod tests {
             data_address: None,
             paused: false,
             hooks: None,
+            features: vec![],
         };
         let body = serde_json::to_vec(&hello).unwrap();
         assert!(body.len() > MAX_FRAME - 200 && body.len() <= MAX_FRAME);

@@ -57,6 +57,8 @@ pub struct Hub {
     pub identity_rules: crate::identities::IdentityRules,
     /// The upstream OpenID providers and the sign-ins under way with them.
     pub oidc: crate::oidc::Providers,
+    /// The dial-back connections the hub awaits from endpoints.
+    pub rendezvous: crate::rendezvous::Rendezvous,
 }
 
 impl Hub {
@@ -177,7 +179,11 @@ fn tls_config(dir: &HubDir, config: &HubConfig) -> anyhow::Result<rustls::Server
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .context("the TLS certificate and key do not match")?;
-    tls.alpn_protocols = vec![ferry_proto::control::ALPN.to_vec(), b"http/1.1".to_vec()];
+    tls.alpn_protocols = vec![
+        ferry_proto::control::ALPN.to_vec(),
+        ferry_proto::relay::ALPN.to_vec(),
+        b"http/1.1".to_vec(),
+    ];
     Ok(tls)
 }
 
@@ -225,6 +231,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         task_ended: tokio::sync::Notify::new(),
         metrics: crate::metrics::HubMetrics::new(),
         notifier: crate::notify::Notifier::new(),
+        rendezvous: crate::rendezvous::Rendezvous::default(),
     });
     let listen = listen.unwrap_or_else(|| hub.config.listen.clone());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -334,6 +341,17 @@ async fn accept_loop(
                     drop(address_slot);
                 }
                 crate::control::serve_connection(hub, tls, cert, peer).await;
+            } else if conn.alpn_protocol() == Some(ferry_proto::relay::ALPN) {
+                let cert = conn
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.to_vec());
+                // As for control: the certificate is the admission, and
+                // endpoints behind one address may dial back many times.
+                if cert.is_some() {
+                    drop(address_slot);
+                }
+                crate::rendezvous::serve_connection(hub, tls, cert).await;
             } else {
                 // The peer address feeds the per-address login limit.
                 let router = router.layer(axum::Extension(axum::extract::ConnectInfo(peer)));

@@ -532,6 +532,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
             link_page: "https://hub.test:8443/account".into(),
         },
         oidc: crate::oidc::Providers::default(),
+        rendezvous: crate::rendezvous::Rendezvous::default(),
         store,
         tls_ca_pem: ca.cert_pem.clone(),
         tls_ca_sha256: ca.cert_sha256,

@@ -47,6 +47,8 @@ pub const MAX_FRAME: usize = 2 * 1024 * 1024;
 pub const DEAD_AFTER_INTERVALS: u32 = 3;
 /// The default heartbeat interval the hub announces.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+/// Most feature names the hub keeps of one hello.
+pub const MAX_FEATURES: usize = 64;
 
 /// Why the hub turned an endpoint away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +78,12 @@ pub enum EndpointMessage {
         /// which runs none.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hooks: Option<Vec<String>>,
+        /// What this endpoint understands beyond protocol 1's first form,
+        /// by name: the hub sends a message an
+        /// older endpoint would not know only to one that names it here,
+        /// because an unknown message ends the link.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
     },
     /// The owner paused or unpaused this endpoint's data work since the
     /// hello (only to a hub whose welcome set `pause_notices`).
@@ -411,6 +419,28 @@ impl EndpointConnection {
         hooks: Option<Vec<String>>,
         handshake_timeout: Duration,
     ) -> Self {
+        Self::with_features(
+            now,
+            software,
+            data_address,
+            paused,
+            hooks,
+            Vec::new(),
+            handshake_timeout,
+        )
+    }
+
+    /// As [`Self::with_hooks`], naming in the hello the features this
+    /// endpoint understands.
+    pub fn with_features(
+        now: Instant,
+        software: &str,
+        data_address: Option<String>,
+        paused: bool,
+        hooks: Option<Vec<String>>,
+        features: Vec<String>,
+        handshake_timeout: Duration,
+    ) -> Self {
         let mut conn = Self {
             state: EndpointState::ExpectWelcome,
             decoder: FrameDecoder::new(MAX_FRAME),
@@ -428,6 +458,7 @@ impl EndpointConnection {
             data_address,
             paused,
             hooks,
+            features,
         });
         conn
     }
@@ -684,6 +715,8 @@ pub enum HubEvent {
         paused: bool,
         /// Its hooks' names; `None` from an endpoint too old to run any.
         hooks: Option<Vec<String>>,
+        /// The features its hello named (at most [`MAX_FEATURES`]).
+        features: Vec<String>,
     },
     /// The endpoint's owner paused (or unpaused) its data work.
     Paused {
@@ -790,8 +823,10 @@ impl HubConnection {
                     data_address,
                     paused,
                     hooks,
+                    mut features,
                 },
             ) => {
+                features.truncate(MAX_FEATURES);
                 if version < MIN_PROTOCOL_VERSION
                     || min_version > PROTOCOL_VERSION
                     || min_version > version
@@ -814,6 +849,7 @@ impl HubConnection {
                     data_address,
                     paused,
                     hooks,
+                    features,
                 }))
             }
             (HubState::ExpectHello | HubState::Deciding, other) => {
@@ -1033,6 +1069,7 @@ mod tests {
                 data_address: Some("127.0.0.1:50000".into()),
                 paused: false,
                 hooks: None,
+                features: vec![],
             }]
         );
         hub.accept(now, "ep-1", HB, "key", vec!["gone-1".into()]);
@@ -1247,7 +1284,25 @@ mod tests {
                 data_address: None,
                 paused: false,
                 hooks: None,
+                features: vec![],
             }]
+        );
+        // A newer endpoint names the features it understands; an older
+        // hub ignores the field, an older endpoint sends none.
+        let mut ep = EndpointConnection::with_features(
+            now,
+            "new",
+            None,
+            false,
+            None,
+            vec!["dialback".to_string()],
+            Duration::from_secs(30),
+        );
+        let mut newer = HubConnection::new(now, Duration::from_secs(30));
+        let events = pump_to_hub(&mut ep, &mut newer, now).unwrap();
+        assert!(
+            matches!(&events[..], [HubEvent::Hello { features, .. }] if *features == ["dialback"]),
+            "{events:?}"
         );
         // A newer endpoint names its hooks (none is an empty list, not
         // an older endpoint's silence).
@@ -1362,6 +1417,7 @@ mod tests {
             data_address: None,
             paused: false,
             hooks: None,
+            features: vec![],
         });
         let err = hub.handle_bytes(now, &hello).unwrap_err();
         assert_eq!(

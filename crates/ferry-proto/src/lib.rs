@@ -15,6 +15,7 @@ pub mod human;
 pub mod local_api;
 pub mod notify;
 pub mod rate;
+pub mod relay;
 pub mod setup_key;
 pub mod share;
 pub mod task;
