@@ -23,6 +23,7 @@ mod oidc;
 mod page_auth;
 mod pages;
 mod pki;
+mod relay;
 mod rendezvous;
 #[cfg(test)]
 mod route_walk;

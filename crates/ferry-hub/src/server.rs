@@ -59,6 +59,8 @@ pub struct Hub {
     pub oidc: crate::oidc::Providers,
     /// The dial-back connections the hub awaits from endpoints.
     pub rendezvous: crate::rendezvous::Rendezvous,
+    /// Relayed data streams between endpoints that cannot connect directly.
+    pub relay: crate::relay::Relay,
 }
 
 impl Hub {
@@ -227,6 +229,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
             config.max_password_checks_queued,
         ),
         login_csrf: MacKey::generate().context("no randomness for the sign-in form key")?,
+        relay: crate::relay::Relay::new(&config.relay),
         config,
         task_ended: tokio::sync::Notify::new(),
         metrics: crate::metrics::HubMetrics::new(),
