@@ -202,7 +202,8 @@ struct Place {
 impl Drop for Place {
     fn drop(&mut self) {
         let ended = self.hub.relay.streams().close(&self.task_id);
-        if let Some((attempt, bytes)) = ended {
+        // Nothing relayed (the pairing failed): nothing to tell.
+        if let Some((attempt, bytes)) = ended.filter(|(_, bytes)| *bytes > 0) {
             record(
                 &self.hub,
                 &self.task_id,
