@@ -128,6 +128,7 @@ fn hub_name(m: &HubMessage) -> &'static str {
         HubMessage::Pong { .. } => "pong",
         HubMessage::FsRequest { .. } => "fs_request",
         HubMessage::TaskStart { .. } => "task_start",
+        HubMessage::RelayDial { .. } => "relay_dial",
         HubMessage::TaskCancel { .. } => "task_cancel",
         HubMessage::Revoked { .. } => "revoked",
         HubMessage::Certificate { .. } => "certificate",
@@ -222,6 +223,7 @@ fn drive_hub(t0: Instant, input: &[u8]) {
                         HubMessage::TaskStart {
                             capability: "cap".into(),
                             connect_to: "127.0.0.1:1".into(),
+                            relay: false,
                         },
                         HubMessage::TaskCancel {
                             task_id: "t".into(),
@@ -556,12 +558,31 @@ fn drive_endpoint(t0: Instant, input: &[u8]) {
                         Ok(HubMessage::TaskStart {
                             capability,
                             connect_to,
+                            relay,
                         }),
                     ) => assert_eq!(
                         result,
                         Ok(vec![EndpointEvent::TaskStart {
                             capability,
-                            connect_to
+                            connect_to: Some(connect_to).filter(|c| !c.is_empty()),
+                            relay,
+                        }])
+                    ),
+                    (
+                        Endpoint::Ready,
+                        Ok(HubMessage::RelayDial {
+                            token,
+                            task_id,
+                            attempt,
+                            stream,
+                        }),
+                    ) => assert_eq!(
+                        result,
+                        Ok(vec![EndpointEvent::RelayDial {
+                            token,
+                            task_id,
+                            attempt,
+                            stream,
                         }])
                     ),
                     (

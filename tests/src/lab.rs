@@ -94,6 +94,7 @@ pub struct LabBuilder {
     umask: Option<String>,
     prepare_dst: Vec<Prepare>,
     hub_settings: String,
+    hub_env: Vec<(String, std::ffi::OsString)>,
     src_settings: String,
     dst_settings: String,
     alice_email: Option<String>,
@@ -108,6 +109,7 @@ impl std::fmt::Debug for LabBuilder {
             .field("umask", &self.umask)
             .field("prepare_dst", &self.prepare_dst.len())
             .field("hub_settings", &self.hub_settings)
+            .field("hub_env", &self.hub_env)
             .field("src_settings", &self.src_settings)
             .field("dst_settings", &self.dst_settings)
             .field("alice_email", &self.alice_email)
@@ -149,6 +151,13 @@ impl LabBuilder {
     pub fn hub_config(mut self, extra: &str) -> Self {
         self.hub_settings.push_str(extra);
         self.hub_settings.push('\n');
+        self
+    }
+
+    /// `NAME=VALUE` in the environment of `ferry-hub serve`.
+    pub fn hub_env(mut self, name: &str, value: impl AsRef<OsStr>) -> Self {
+        self.hub_env
+            .push((name.to_string(), value.as_ref().to_os_string()));
         self
     }
 
@@ -217,7 +226,12 @@ impl LabBuilder {
     /// returns once each running daemon says `Hub: connected` (and, with
     /// a data proxy, once `dst` listens behind it).
     pub fn start(self) -> Lab {
-        let mut hub = Hub::start_with(&self.hub_settings);
+        let env: Vec<(&str, &OsStr)> = self
+            .hub_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_os_str()))
+            .collect();
+        let mut hub = Hub::start_with_env(&self.hub_settings, &env);
         match &self.alice_email {
             Some(address) => {
                 hub.add_user_with("alice", "correct horse battery", &["--email", address])
@@ -366,6 +380,7 @@ impl Lab {
             umask: None,
             prepare_dst: Vec::new(),
             hub_settings: String::new(),
+            hub_env: Vec::new(),
             src_settings: String::new(),
             dst_settings: String::new(),
             alice_email: None,

@@ -371,6 +371,28 @@ pub fn html_unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// `command` (its program, arguments, and only the variables it sets,
+/// with `PATH`) run inside network namespace `netns` by `ip netns exec`.
+pub fn in_netns(netns: &str, command: &Command) -> Command {
+    let mut wrapped = Command::new("ip");
+    wrapped
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .args(["netns", "exec", netns])
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(v) => wrapped.env(key, v),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
+}
+
 /// Runs a command to completion and returns what it printed.
 pub fn run_command(cmd: &mut Command) -> Ran {
     cmd.stdin(Stdio::null()).output().unwrap().into()
@@ -387,6 +409,10 @@ pub struct Hub {
     /// it (`AB:CD:...`): what a user is told to compare.
     pub ca_fingerprint: String,
     process: Option<Daemon>,
+    /// Added to the environment of each `ferry-hub serve`.
+    env: Vec<(String, std::ffi::OsString)>,
+    /// The network namespace it serves in, if not the test's own.
+    netns: Option<String>,
 }
 
 impl Default for Hub {
@@ -405,13 +431,41 @@ impl Hub {
     /// As [`Hub::start`], with `settings` (TOML lines) added to
     /// `hub.toml` before it serves.
     pub fn start_with(settings: &str) -> Self {
+        Self::start_with_env(settings, &[])
+    }
+
+    /// As [`Hub::start_with`], with these variables in the environment of
+    /// every `ferry-hub serve` it runs (this one and restarts).
+    pub fn start_with_env(settings: &str, env: &[(&str, &OsStr)]) -> Self {
+        let port = closed_loopback_port();
+        Self::start_at("127.0.0.1", port, None, settings, env)
+    }
+
+    /// A hub serving inside network namespace `netns` (made by the
+    /// test), reached (and listening) at `https://HOST:PORT`.
+    pub fn start_in_netns(
+        netns: &str,
+        host: &str,
+        port: u16,
+        settings: &str,
+        env: &[(&str, &OsStr)],
+    ) -> Self {
+        Self::start_at(host, port, Some(netns), settings, env)
+    }
+
+    fn start_at(
+        host: &str,
+        port: u16,
+        netns: Option<&str>,
+        settings: &str,
+        env: &[(&str, &OsStr)],
+    ) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("ferry-hub-e2e")
             .tempdir()
             .unwrap();
         let dir = tmp.path().join("hub");
-        let port = closed_loopback_port();
-        let url = format!("https://127.0.0.1:{port}");
+        let url = format!("https://{host}:{port}");
         let init = run_command(
             Command::new(hub_bin())
                 .args(["init", "--url", &url, "--json", "--dir"])
@@ -445,6 +499,11 @@ impl Hub {
             port,
             ca_fingerprint,
             process: None,
+            netns: netns.map(str::to_string),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_os_string()))
+                .collect(),
         };
         hub.serve();
         hub
@@ -470,13 +529,18 @@ impl Hub {
 
     fn spawn_serve(&self, port: Option<u16>, env: &[(&str, &OsStr)]) -> Daemon {
         let mut command = Command::new(hub_bin());
-        command.args(["serve", "--dir"]).arg(&self.dir);
+        command
+            .args(["serve", "--dir"])
+            .arg(&self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(port) = port {
             command.arg("--listen").arg(format!("127.0.0.1:{port}"));
         }
+        command.envs(env.iter().copied()).env("FERRY_LOG", "info");
+        if let Some(netns) = &self.netns {
+            command = in_netns(netns, &command);
+        }
         let child = command
-            .envs(env.iter().copied())
-            .env("FERRY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -485,7 +549,12 @@ impl Hub {
         let port = port.unwrap_or(self.port);
         let mut daemon = Daemon::watch(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let listening = |daemon: &Daemon| match &self.netns {
+            // Its port is in another namespace: its log says it listens.
+            Some(_) => daemon.log().contains("ferry-hub serving"),
+            None => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        };
+        while !listening(&daemon) {
             if let Some(status) = daemon.child_mut().try_wait().unwrap() {
                 panic!("ferry-hub exited with {status}: {}", daemon.log());
             }

@@ -346,16 +346,22 @@ where
         .as_ref()
         .map(|t| t.hook_names())
         .unwrap_or_default();
+    // Relayed data streams go through the mover, so only an endpoint
+    // that runs transfers offers them.
+    let mut features = vec![
+        control::FEATURE_FILE_STREAM.to_string(),
+        control::FEATURE_FILE_UPLOAD.to_string(),
+    ];
+    if ctx.transfers.is_some() {
+        features.push(ferry_proto::relay::RELAY_FEATURE.to_string());
+    }
     let mut conn = EndpointConnection::with_features(
         Instant::now(),
         &software,
         data_address,
         *paused.borrow_and_update(),
         Some(hooks),
-        vec![
-            control::FEATURE_FILE_STREAM.to_string(),
-            control::FEATURE_FILE_UPLOAD.to_string(),
-        ],
+        features,
         HANDSHAKE_TIMEOUT,
     );
     let mut reports_guard = ctx.reports.lock().await;
@@ -447,9 +453,13 @@ where
                                     upload,
                                 }));
                             }
-                            EndpointEvent::TaskStart { capability, connect_to } => match &ctx.transfers {
-                                Some(t) => t.start_sending(capability, connect_to),
+                            EndpointEvent::TaskStart { capability, connect_to, relay } => match &ctx.transfers {
+                                Some(t) => t.start_sending(capability, connect_to, relay),
                                 None => tracing::warn!("the hub sent a transfer, but transfers are disabled here (see the start-up log)"),
+                            },
+                            EndpointEvent::RelayDial { token, task_id, attempt, stream } => match &ctx.transfers {
+                                Some(t) => t.relay_dial(token, task_id, attempt, stream),
+                                None => tracing::warn!("the hub asked for a relayed data stream, but transfers are disabled here"),
                             },
                             EndpointEvent::TaskCancel { task_id, through_attempt } => {
                                 if let Some(t) = &ctx.transfers {

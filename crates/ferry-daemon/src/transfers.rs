@@ -6,9 +6,11 @@ use crate::PolicyHandle;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ferry_endpoint::{EndpointDir, EndpointIdentity, parse_port_range};
-use ferry_mover::dest::Sessions;
+use ferry_mover::dest::{DataAcceptor, Sessions};
+use ferry_mover::link::{DataIo, RelayDial, RelayDialer, RelayedIo, Route};
 use ferry_mover::source::SendError;
 use ferry_mover::{Context, Disposition, Report, channel::Identity};
+use ferry_proto::relay::RelayHello;
 use ferry_proto::task::{Capability, TaskReport};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -34,9 +36,55 @@ pub(crate) struct Transfers {
     hub_hears_pause: AtomicBool,
     hub_key: Arc<RwLock<Option<Vec<u8>>>>,
     data_port: Option<u16>,
+    /// Takes data connections: the listener's, and those the hub relays.
+    acceptor: Arc<DataAcceptor>,
+    hub: Arc<HubAt>,
     data_host: Option<String>,
     /// The `[hooks.NAME]` names, for the hub's hello.
     hook_names: Vec<String>,
+}
+
+/// Where the hub is and who this endpoint is to it, for dial-backs.
+#[derive(Debug)]
+struct HubAt {
+    url: String,
+    dir: EndpointDir,
+}
+
+/// Opens relayed data streams of one attempt: a dial to the hub per
+/// stream, naming the task, attempt, stream and why.
+struct HubRelay {
+    hub: Arc<HubAt>,
+    task_id: String,
+    attempt: u32,
+}
+
+impl RelayDialer for HubRelay {
+    fn dial(&self, stream: u16, reason: &str) -> RelayDial {
+        let hub = self.hub.clone();
+        let hello = RelayHello::Relay {
+            task_id: self.task_id.clone(),
+            attempt: self.attempt,
+            stream,
+            reason: cut(reason, ferry_proto::relay::MAX_REASON),
+        };
+        Box::pin(async move {
+            crate::hub_dial::dial_hub(&hub.url, &hub.dir, &hello)
+                .await
+                .map(|tls| Box::new(tls) as Box<dyn RelayedIo>)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// `text`, cut at a character boundary to at most `max` bytes (what a
+/// relay hello may carry).
+fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// What an older hub, deaf to pauses, is told about a paused attempt.
@@ -99,28 +147,29 @@ impl Transfers {
             .as_deref()
             .and_then(parse_port_range)
             .unwrap_or(DEFAULT_PORTS);
-        let listener = bind(range).await;
+        let listen = data_listen_setting(dir)?;
+        let listener = if listen { bind(range).await } else { None };
         let sessions = Arc::new(Sessions::default());
         let (accepting, accepting_rx) = watch::channel(true);
         let data_port = listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
+        // Relayed data connections take the same door as direct ones.
+        let acceptor = DataAcceptor::new(ctx.clone(), sessions.clone(), accepting_rx)
+            .map_err(|e| format!("cannot accept data connections: {e}"))?;
         match listener {
             Some(listener) => {
                 tracing::info!(port = ?data_port, "accepting data connections");
-                tokio::spawn(ferry_mover::dest::serve(
-                    ctx.clone(),
-                    listener,
-                    sessions.clone(),
-                    accepting_rx,
-                    shutdown,
-                ));
+                tokio::spawn(acceptor.clone().serve(listener, shutdown));
             }
+            None if !listen => tracing::info!(
+                "data_listen = false: no data listener; transfers to this endpoint go through the hub's relay"
+            ),
             None => tracing::warn!(
                 first = range.0,
                 last = range.1,
-                "no free data port: this endpoint cannot receive transfers"
+                "no free data port: this endpoint receives transfers only through the hub's relay"
             ),
         }
         Ok((
@@ -133,6 +182,11 @@ impl Transfers {
                 hub_hears_pause: AtomicBool::new(false),
                 hub_key,
                 data_port,
+                acceptor,
+                hub: Arc::new(HubAt {
+                    url: identity.hub_url.clone(),
+                    dir: dir.clone(),
+                }),
                 data_host: identity.data_address.clone(),
                 hook_names,
             }),
@@ -169,8 +223,15 @@ impl Transfers {
         self.hub_hears_pause.store(hears, Ordering::SeqCst);
     }
 
-    /// Starts sending a task attempt, as the hub asked.
-    pub(crate) fn start_sending(self: &Arc<Self>, sealed: String, connect_to: String) {
+    /// Starts sending a task attempt, as the hub asked: to `connect_to`,
+    /// or (when the hub offers it and that cannot be reached, or there
+    /// is none) through the hub's relay.
+    pub(crate) fn start_sending(
+        self: &Arc<Self>,
+        sealed: String,
+        connect_to: Option<String>,
+        relay: bool,
+    ) {
         // The ids are only for reports; the mover verifies the signature.
         let ids = Capability::open(&sealed)
             .ok()
@@ -206,11 +267,21 @@ impl Transfers {
             tracing::warn!(task = %task_id, attempt, "a newer attempt of this task is sending: ignored");
             return;
         };
+        let route = Route {
+            direct: connect_to,
+            relay: relay.then(|| {
+                Arc::new(HubRelay {
+                    hub: self.hub.clone(),
+                    task_id: task_id.clone(),
+                    attempt,
+                }) as Arc<dyn RelayDialer>
+            }),
+        };
         let this = self.clone();
         tokio::spawn(async move {
-            tracing::info!(task = %task_id, attempt, %connect_to, "sending");
+            tracing::info!(task = %task_id, attempt, ?route, "sending");
             let result =
-                ferry_mover::source::send(this.ctx.clone(), sealed, connect_to, cancel_rx).await;
+                ferry_mover::source::send_via(this.ctx.clone(), sealed, route, cancel_rx).await;
             match result {
                 Ok(()) => tracing::info!(task = %task_id, attempt, "sent"),
                 Err(SendError::Canceled) => {
@@ -239,6 +310,38 @@ impl Transfers {
             }
             if let Ok(mut sending) = this.sending.lock() {
                 sending.finished(&task_id, attempt, token);
+            }
+        });
+    }
+
+    /// The hub asks for a relayed data stream into this endpoint: dial it
+    /// back and take the stream as any data connection, through the same
+    /// admission, TLS handshake and capability check. The hub's `task_id`,
+    /// `attempt` and `stream` are only for the log: the capability inside
+    /// decides.
+    pub(crate) fn relay_dial(
+        self: &Arc<Self>,
+        token: String,
+        task_id: String,
+        attempt: u32,
+        stream: u16,
+    ) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let hello = RelayHello::Dialback { token };
+            match crate::hub_dial::dial_hub(&this.hub.url, &this.hub.dir, &hello).await {
+                Ok(tls) => {
+                    let hub = tls
+                        .get_ref()
+                        .0
+                        .peer_addr()
+                        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+                    tracing::debug!(task = %task_id, attempt, stream, "relayed data stream from the hub");
+                    this.acceptor.take(DataIo::Relayed(Box::new(tls)), hub);
+                }
+                Err(e) => {
+                    tracing::warn!(task = %task_id, attempt, stream, error = %e, "cannot dial the hub back for a relayed data stream")
+                }
             }
         });
     }
@@ -349,6 +452,14 @@ impl Transfers {
 }
 
 /// The endpoint's bandwidth cap: `endpoint.toml`'s `bwlimit`, if any.
+fn data_listen_setting(dir: &EndpointDir) -> Result<bool, String> {
+    let file = dir.identity_file();
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    EndpointIdentity::data_listen_in(&text)
+        .map_err(|reason| format!("{}: {reason}", file.display()))
+}
+
 fn bwlimit_setting(dir: &EndpointDir) -> Result<Option<u64>, String> {
     let file = dir.identity_file();
     let text = std::fs::read_to_string(&file)
@@ -503,6 +614,15 @@ impl Senders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_is_cut_to_bytes_at_a_character_boundary() {
+        assert_eq!(cut("abc", 5), "abc");
+        assert_eq!(cut("abcdef", 3), "abc");
+        // 'é' is two bytes: a cut inside it leaves it out.
+        assert_eq!(cut("aé", 2), "a");
+        assert!(cut(&"é".repeat(600), 512).len() <= 512);
+    }
 
     #[test]
     fn an_old_attempt_ending_leaves_the_new_one_cancellable() {

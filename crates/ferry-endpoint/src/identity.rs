@@ -55,6 +55,10 @@ struct EndpointFile {
     /// authentication: keep it on loopback or a trusted interface).
     #[serde(default)]
     metrics_listen: Option<String>,
+    /// `false`: the daemon opens no data listener and advertises no data
+    /// address; its transfers' data goes through the hub's relay.
+    #[serde(default)]
+    data_listen: Option<bool>,
     /// `[hooks.NAME]`: commands a task may ask this endpoint to run once
     /// its files landed (`--on-success NAME`).
     #[serde(default)]
@@ -152,6 +156,7 @@ struct Settings {
     umask: Option<u32>,
     bwlimit: Option<u64>,
     metrics_listen: Option<SocketAddr>,
+    data_listen: bool,
 }
 
 type Hooks = BTreeMap<String, Hook>;
@@ -205,6 +210,7 @@ impl EndpointFile {
                 umask,
                 bwlimit,
                 metrics_listen,
+                data_listen: file.data_listen.unwrap_or(true),
             },
             hooks,
         ))
@@ -263,6 +269,13 @@ impl EndpointIdentity {
     /// `GET /metrics`; `None` when the file sets none (no metrics server).
     pub fn metrics_listen_in(text: &str) -> Result<Option<SocketAddr>, String> {
         EndpointFile::parse(text).map(|(_, s)| s.metrics_listen)
+    }
+
+    /// The `data_listen` setting of an `endpoint.toml`'s text: whether the
+    /// daemon opens a data listener (default `true`). Without one, data
+    /// reaches this endpoint only through the hub's relay.
+    pub fn data_listen_in(text: &str) -> Result<bool, String> {
+        EndpointFile::parse(text).map(|(_, s)| s.data_listen)
     }
 
     /// The `host:port` other endpoints are told to connect to for data:

@@ -44,7 +44,14 @@ pub(crate) enum Command {
     },
     StartTask {
         capability: String,
-        connect_to: String,
+        connect_to: Option<String>,
+        relay: bool,
+    },
+    RelayDial {
+        token: String,
+        task_id: String,
+        attempt: u32,
+        stream: u16,
     },
     CancelTask {
         task_id: String,
@@ -266,18 +273,43 @@ impl Registry {
         })
     }
 
-    /// Tells a task's source endpoint to send.
+    /// Tells a task's source endpoint to send: to `connect_to` and, with
+    /// `relay` (which the scheduler offers only to an endpoint that named
+    /// the feature), through the hub when that fails.
     pub fn start_task(
         &self,
         endpoint_id: &str,
         capability: String,
-        connect_to: String,
+        connect_to: Option<String>,
+        relay: bool,
     ) -> Result<(), CallError> {
         self.command(
             endpoint_id,
             Command::StartTask {
                 capability,
                 connect_to,
+                relay,
+            },
+        )
+    }
+
+    /// Asks a task's destination to dial back for a relayed data stream
+    /// (only one whose hello named the relay feature: the caller checks).
+    pub fn relay_dial(
+        &self,
+        endpoint_id: &str,
+        token: String,
+        task_id: &str,
+        attempt: u32,
+        stream: u16,
+    ) -> Result<(), CallError> {
+        self.command(
+            endpoint_id,
+            Command::RelayDial {
+                token,
+                task_id: task_id.to_string(),
+                attempt,
+                stream,
             },
         )
     }
@@ -408,6 +440,18 @@ impl Registry {
     ) -> mpsc::Receiver<Command> {
         let (tx, rx) = mpsc::channel(QUEUE);
         self.insert(endpoint_id, tx, None, false, hooks, Vec::new());
+        rx
+    }
+
+    /// An endpoint "connected" whose hello named `features`, for tests.
+    #[cfg(test)]
+    pub(crate) fn connect_with_features(
+        &self,
+        endpoint_id: &str,
+        features: Vec<String>,
+    ) -> mpsc::Receiver<Command> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        self.insert(endpoint_id, tx, None, false, None, features);
         rx
     }
 
@@ -709,8 +753,13 @@ pub async fn serve_connection<S>(
                     Ok(id) => { pending.insert(id, reply); }
                     Err(e) => break Err(e.to_string()),
                 },
-                Some(Command::StartTask { capability, connect_to }) => {
-                    if let Err(e) = conn.start_task(&capability, &connect_to) {
+                Some(Command::StartTask { capability, connect_to, relay }) => {
+                    if let Err(e) = conn.start_task_via(&capability, connect_to.as_deref(), relay) {
+                        break Err(e.to_string());
+                    }
+                }
+                Some(Command::RelayDial { token, task_id, attempt, stream }) => {
+                    if let Err(e) = conn.relay_dial(&token, &task_id, attempt, stream) {
                         break Err(e.to_string());
                     }
                 }

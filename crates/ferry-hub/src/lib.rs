@@ -28,6 +28,7 @@ mod openapi;
 mod page_auth;
 mod pages;
 mod pki;
+mod relay;
 mod rendezvous;
 #[cfg(test)]
 mod route_walk;

@@ -63,6 +63,7 @@ pub struct HubMetrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     faults: Family<KindLabels, Counter>,
+    relay_bytes: Counter<u64>,
 }
 
 impl Default for HubMetrics {
@@ -101,20 +102,24 @@ impl HubMetrics {
                 kind: kind.as_str(),
             });
         }
-        // The hub relays no data yet (endpoints connect to each other
-        // directly); the counter is there so dashboards need no change
-        // when it does.
+        let relay_bytes = Counter::<u64>::default();
         registry.register(
             "relay_bytes",
-            "Bytes of task data the hub relayed between endpoints (none: data flows directly)",
-            Counter::<u64>::default(),
+            "Bytes of task data (encrypted end to end) the hub relayed between endpoints that could not connect directly",
+            relay_bytes.clone(),
         );
         Self {
             registry,
             requests,
             latency,
             faults,
+            relay_bytes,
         }
+    }
+
+    /// Counts bytes the relay passed on (either way).
+    pub fn relayed(&self, bytes: u64) {
+        self.relay_bytes.inc_by(bytes);
     }
 
     pub fn fault(&self, kind: FaultKind) {
@@ -376,6 +381,8 @@ mod tests {
         let hub = hub_with_token(None);
         hub.metrics.fault(FaultKind::EndpointOffline);
         hub.metrics.fault(FaultKind::EndpointOffline);
+        hub.metrics.relayed(700);
+        hub.metrics.relayed(42);
         let text = hub.metrics.encode(&hub).unwrap();
         for line in [
             "ferry_hub_faults_total{kind=\"endpoint_offline\"} 2",
@@ -385,7 +392,7 @@ mod tests {
             "ferry_hub_moved_bytes_total 0",
             "ferry_hub_moved_files_total 0",
             "ferry_hub_connected_endpoints 0",
-            "ferry_hub_relay_bytes_total 0",
+            "ferry_hub_relay_bytes_total 742",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
         }

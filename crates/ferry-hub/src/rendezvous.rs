@@ -173,28 +173,72 @@ pub async fn serve_connection(hub: Arc<Hub>, tls: RelayStream, peer_cert: Option
         }
     };
     let within = Duration::from_secs(hub.config.header_timeout_secs);
-    admit(&hub.rendezvous, tls, admitted, within).await;
+    if let Some(onward) = admit(&hub.rendezvous, tls, admitted, within).await {
+        match onward.hello {
+            RelayHello::Relay {
+                task_id,
+                attempt,
+                stream,
+                reason,
+            } => {
+                let ask = crate::relay::Ask {
+                    task_id,
+                    attempt,
+                    stream,
+                    reason,
+                };
+                crate::relay::serve_source(hub, onward.stream, onward.endpoint_id, ask).await;
+            }
+            RelayHello::Dialback { .. } => {}
+        }
+    }
+}
+
+/// A hello another part of the hub answers (a relayed data stream's),
+/// from an admitted endpoint, with its stream.
+pub(crate) struct Onward<S> {
+    pub stream: S,
+    pub endpoint_id: String,
+    pub hello: RelayHello,
 }
 
 /// The protocol of [`serve_connection`] once the certificate was judged
 /// (`admitted`: the endpoint it names, or why it may not dial back).
+/// A hello that is not a dial-back, from an admitted endpoint, is handed
+/// back unanswered.
 pub(crate) async fn admit<S>(
     rendezvous: &Rendezvous<S>,
     mut stream: S,
     admitted: Result<String, String>,
     within: Duration,
-) where
+) -> Option<Onward<S>>
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let hello = match tokio::time::timeout(within, read_hello(&mut stream)).await {
         Ok(Ok(hello)) => hello,
-        Ok(Err(e)) => return tracing::debug!(error = %e, "bad dial-back hello"),
-        Err(_) => return tracing::debug!("no dial-back hello in time"),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "bad dial-back hello");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!("no dial-back hello in time");
+            return None;
+        }
     };
+    if let (Ok(endpoint_id), RelayHello::Relay { .. }) = (&admitted, &hello) {
+        return Some(Onward {
+            endpoint_id: endpoint_id.clone(),
+            stream,
+            hello,
+        });
+    }
     let decided = admitted.and_then(|endpoint_id| match &hello {
         RelayHello::Dialback { token } => rendezvous
             .take(token, &endpoint_id)
             .map(|deliver| (endpoint_id, deliver)),
+        // Handed on above once admitted.
+        RelayHello::Relay { .. } => Err("a relay hello from an endpoint not admitted".into()),
     });
     let answer = match &decided {
         Ok(_) => RelayAnswer::Accepted,
@@ -204,7 +248,10 @@ pub(crate) async fn admit<S>(
     };
     let sent = match relay::encode(&answer) {
         Ok(bytes) => stream.write_all(&bytes).await.and(stream.flush().await),
-        Err(e) => return tracing::warn!(error = %e, "cannot encode a dial-back answer"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode a dial-back answer");
+            return None;
+        }
     };
     match (decided, sent) {
         (Ok((endpoint_id, deliver)), Ok(())) => {
@@ -215,6 +262,7 @@ pub(crate) async fn admit<S>(
         (Ok(_), Err(e)) => tracing::debug!(error = %e, "dial-back answer not delivered"),
         (Err(reason), _) => tracing::info!(%reason, "dial-back refused"),
     }
+    None
 }
 
 async fn read_hello<S: AsyncRead + Unpin>(stream: &mut S) -> Result<RelayHello, String> {

@@ -65,6 +65,8 @@ pub struct Hub {
     pub rendezvous: crate::rendezvous::Rendezvous,
     /// The files each endpoint serves over HTTPS now (bounded).
     pub file_streams: crate::https_files::Streams,
+    /// Relayed data streams between endpoints that cannot connect directly.
+    pub relay: crate::relay::Relay,
 }
 
 impl Hub {
@@ -235,6 +237,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
             config.max_password_checks_queued,
         ),
         login_csrf: crate::cluster::shared_mac_key(&*store, "login_csrf")?,
+        relay: crate::relay::Relay::new(&config.relay),
         config,
         task_ended: tokio::sync::Notify::new(),
         metrics: crate::metrics::HubMetrics::new(),

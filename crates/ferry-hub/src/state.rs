@@ -173,6 +173,94 @@ pub struct HubConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub identity_providers: Vec<IdentityProviderConfig>,
+    /// `[relay]`: data streams the hub carries between endpoints that
+    /// cannot reach each other. Not written by `init` while it holds the
+    /// defaults: a table at the end of `hub.toml` would take in the keys
+    /// an admin appends below it.
+    #[serde(default, skip_serializing_if = "RelayConfig::is_default")]
+    pub relay: RelayConfig,
+}
+
+/// `[relay]` in `hub.toml`: when endpoints cannot reach each other (or
+/// one never listens, `data_listen = false`), their data streams go
+/// through the hub, still encrypted end to end; these bound what that
+/// costs the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// `false`: the hub relays nothing; endpoints that cannot reach each
+    /// other wait, as before relaying.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Most relayed data streams at once, all tasks together.
+    #[serde(default = "default_relay_streams")]
+    pub max_streams: usize,
+    /// Most relayed data streams of one task at once (a task opens up to 64).
+    #[serde(default = "default_relay_task_streams")]
+    pub max_streams_per_task: usize,
+    /// The most the hub relays per second, all tasks together, `RATE` as
+    /// `--bwlimit` spells it (`"100M"`); absent, no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    /// The most the hub relays per second for one task; absent, no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_rate: Option<String>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_streams: default_relay_streams(),
+            max_streams_per_task: default_relay_task_streams(),
+            rate: None,
+            task_rate: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_relay_streams() -> usize {
+    512
+}
+fn default_relay_task_streams() -> usize {
+    64
+}
+
+impl RelayConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The two rates, bytes per second (`None`: no cap).
+    pub fn rates(&self) -> anyhow::Result<(Option<u64>, Option<u64>)> {
+        let parse = |name: &str, text: &Option<String>| -> anyhow::Result<Option<u64>> {
+            text.as_deref()
+                .map(|t| {
+                    ferry_proto::rate::parse_rate(t)
+                        .map_err(|e| anyhow::anyhow!("[relay] {name} {t:?}: {e}"))
+                })
+                .transpose()
+        };
+        Ok((
+            parse("rate", &self.rate)?,
+            parse("task_rate", &self.task_rate)?,
+        ))
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        for (name, count) in [
+            ("max_streams", self.max_streams),
+            ("max_streams_per_task", self.max_streams_per_task),
+        ] {
+            if !(1..=1_000_000).contains(&count) {
+                bail!("[relay] {name} must be 1..=1000000, got {count}");
+            }
+        }
+        self.rates().map(|_| ())
+    }
 }
 
 /// `[smtp]` in `hub.toml`.
@@ -389,6 +477,7 @@ impl HubConfig {
         if let Some(smtp) = &self.smtp {
             smtp.check()?;
         }
+        self.relay.check()?;
         if self.max_password_checks_queued > 1_000_000 {
             bail!(
                 "max_password_checks_queued must be at most 1000000, got {}",
@@ -511,6 +600,7 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
         local_domain: None,
         identity_max_age_hours: default_identity_max_age_hours(),
         identity_providers: Vec::new(),
+        relay: RelayConfig::default(),
     };
     let text = format!(
         "# ferry-hub configuration. Edit, then restart `ferry-hub serve`.\n# To use your institution's certificate, point tls_cert/tls_key at it and\n# tls_ca at the CA that issued it.\n{}",

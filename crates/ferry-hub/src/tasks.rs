@@ -62,6 +62,8 @@ pub mod code {
     pub const HOOK_SUCCEEDED: &str = "HOOK_SUCCEEDED";
     /// It exited otherwise, was killed, timed out, or could not run.
     pub const HOOK_FAILED: &str = "HOOK_FAILED";
+    /// An attempt's data goes through the hub (and why), or how much did.
+    pub const RELAYED: &str = "RELAYED";
 }
 
 /// The event a hook's end makes: one line, its end then its last output
@@ -168,6 +170,8 @@ pub enum Input {
         endpoint_id: String,
         data_address: Option<String>,
         paused: bool,
+        /// It can send and receive relayed data streams.
+        relay: bool,
     },
     Disconnected {
         endpoint_id: String,
@@ -219,7 +223,10 @@ pub enum Action {
         attempt: u32,
         source: String,
         destination: String,
-        connect_to: String,
+        /// The destination's data address (tried first), if it has one.
+        connect_to: Option<String>,
+        /// The hub relays the task's streams when no direct one can be made.
+        relay: bool,
     },
     /// Stop the task's data work on an endpoint; the destination refuses
     /// attempts up to `through_attempt` from then on, keeping what a later
@@ -341,11 +348,15 @@ struct Peer {
     data_address: Option<String>,
     /// Its owner paused its data work: its tasks wait, as for an offline one.
     paused: bool,
+    /// It can send and receive relayed data streams.
+    relay: bool,
 }
 
 /// The scheduler's decisions, without I/O.
 #[derive(Debug, Default)]
 pub struct Core {
+    /// The hub relays data streams (`[relay] enabled`).
+    relay: bool,
     tasks: BTreeMap<String, Live>,
     connected: HashMap<String, Peer>,
     /// Ends decided but not yet recorded, by task: (when to try again,
@@ -354,6 +365,14 @@ pub struct Core {
 }
 
 impl Core {
+    /// A scheduler whose hub relays data streams (or not).
+    pub fn relaying(relay: bool) -> Self {
+        Self {
+            relay,
+            ..Self::default()
+        }
+    }
+
     pub fn handle(&mut self, input: Input, now: i64) -> Vec<Action> {
         let mut out = Vec::new();
         match input {
@@ -368,6 +387,7 @@ impl Core {
                 endpoint_id,
                 data_address,
                 paused,
+                relay,
             } => {
                 // A second connection replaces the first without a
                 // disconnect notice: the daemon restarted or re-dialled, and
@@ -380,6 +400,7 @@ impl Core {
                     Peer {
                         data_address,
                         paused,
+                        relay,
                     },
                 );
             }
@@ -831,10 +852,16 @@ impl Core {
                 .into_iter()
                 .find(|e| self.connected.get(*e).is_some_and(|p| p.paused))
                 .cloned();
-            let connect_to = self
-                .connected
-                .get(&live.destination)
-                .and_then(|p| p.data_address.clone());
+            let relay_possible = self.relay
+                && [&live.source, &live.destination]
+                    .into_iter()
+                    .all(|e| self.connected.get(e).is_some_and(|p| p.relay));
+            let route = crate::relay::route(
+                self.connected
+                    .get(&live.destination)
+                    .and_then(|p| p.data_address.as_deref()),
+                relay_possible,
+            );
             let Some(live) = self.tasks.get_mut(&id) else {
                 continue;
             };
@@ -867,7 +894,7 @@ impl Core {
                 }
                 continue;
             }
-            let Some(connect_to) = connect_to else {
+            let Some(route) = route else {
                 if live.noted != Some(Wait::NoDataAddress) {
                     live.noted = Some(Wait::NoDataAddress);
                     let message = format!(
@@ -897,13 +924,19 @@ impl Core {
                 attempt: live.attempt,
                 source: live.source.clone(),
                 destination: live.destination.clone(),
-                connect_to: connect_to.clone(),
+                connect_to: route.connect_to.clone(),
+                relay: route.relay,
             });
+            let how = match (&route.connect_to, route.relay) {
+                (Some(at), false) => format!("at {at}"),
+                (Some(at), true) => format!("at {at} (or through the hub's relay)"),
+                (None, _) => "through the hub's relay (it takes no direct connections)".into(),
+            };
             out.push(Action::Event {
                 task_id: id.clone(),
                 code: code::STARTED,
                 description: format!(
-                    "attempt {}: '{}' sends to '{}' at {connect_to}",
+                    "attempt {}: '{}' sends to '{}' {how}",
                     live.attempt, live.source_name, live.destination_name
                 ),
                 always: false,
@@ -975,7 +1008,7 @@ pub fn spawn(hub: Arc<Hub>, notices: mpsc::UnboundedReceiver<Notice>) -> Wake {
 }
 
 async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: Wake) {
-    let mut core = Core::default();
+    let mut core = Core::relaying(hub.relay.enabled());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut initial = true;
@@ -1012,6 +1045,7 @@ fn from_notice(hub: &Hub, notice: Notice) -> Input {
             paused,
         } => Input::Connected {
             data_address: hub.control.data_address(&endpoint_id),
+            relay: hub.control.has_feature(&endpoint_id, crate::relay::FEATURE),
             endpoint_id,
             paused,
         },
@@ -1154,6 +1188,7 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                 source,
                 destination,
                 connect_to,
+                relay,
             } => {
                 match hub.store.begin_attempt(&task_id, attempt) {
                     Ok(true) => hub.notifier.moving(&task_id),
@@ -1168,19 +1203,21 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                     }
                 }
                 match capability(hub, &task_id, attempt, &source, &destination) {
-                    Ok(sealed) => match hub.control.start_task(&source, sealed, connect_to) {
-                        Ok(()) => {
-                            tracing::info!(task = %task_id, attempt, "task attempt started")
+                    Ok(sealed) => {
+                        match hub.control.start_task(&source, sealed, connect_to, relay) {
+                            Ok(()) => {
+                                tracing::info!(task = %task_id, attempt, "task attempt started")
+                            }
+                            // A disconnect notice is on its way and ends the attempt.
+                            Err(CallError::Offline) => {}
+                            Err(e) => feedback.push(Input::StartFailed {
+                                task_id,
+                                attempt,
+                                message: format!("the hub could not reach the source: {e}"),
+                                fatal: false,
+                            }),
                         }
-                        // A disconnect notice is on its way and ends the attempt.
-                        Err(CallError::Offline) => {}
-                        Err(e) => feedback.push(Input::StartFailed {
-                            task_id,
-                            attempt,
-                            message: format!("the hub could not reach the source: {e}"),
-                            fatal: false,
-                        }),
-                    },
+                    }
                     Err(Unstartable {
                         deferred: true,
                         message,
@@ -1533,6 +1570,7 @@ mod tests {
                 endpoint_id: id.into(),
                 data_address: Some(format!("{id}.example:50000")),
                 paused: false,
+                relay: false,
             },
             now,
         )
@@ -1647,7 +1685,8 @@ mod tests {
                 attempt: 1,
                 source: SRC.into(),
                 destination: DST.into(),
-                connect_to: "dst.example:50000".into(),
+                connect_to: Some("dst.example:50000".into()),
+                relay: false,
             }]
         };
         let deferred = [Input::StartDeferred {
@@ -1796,7 +1835,8 @@ mod tests {
                 attempt: 1,
                 source: SRC.into(),
                 destination: DST.into(),
-                connect_to: "dst-id.example:50000".into(),
+                connect_to: Some("dst-id.example:50000".into()),
+                relay: false,
             }
         );
         assert_eq!(codes(&out), [code::STARTED]);
@@ -2291,6 +2331,7 @@ mod tests {
                 endpoint_id: DST.into(),
                 data_address: Some("dst.example:50000".into()),
                 paused: true,
+                relay: false,
             },
             0,
         );
@@ -2493,6 +2534,7 @@ mod tests {
                 endpoint_id: DST.into(),
                 data_address: None,
                 paused: false,
+                relay: false,
             },
             0,
         );

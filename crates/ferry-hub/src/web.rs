@@ -532,6 +532,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
             local_domain: None,
             identity_max_age_hours: crate::state::default_identity_max_age_hours(),
             identity_providers: Vec::new(),
+            relay: crate::state::RelayConfig::default(),
         },
         identity_rules: crate::identities::IdentityRules {
             local_domain: "hub.test".into(),
@@ -541,6 +542,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
         oidc: crate::oidc::Providers::default(),
         rendezvous: crate::rendezvous::Rendezvous::default(),
         file_streams: crate::https_files::Streams::default(),
+        relay: crate::relay::Relay::new(&crate::state::RelayConfig::default()),
         store,
         tls_ca_pem: ca.cert_pem.clone(),
         tls_ca_sha256: ca.cert_sha256,

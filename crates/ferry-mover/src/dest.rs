@@ -50,6 +50,7 @@ use crate::digest::{
 };
 use crate::faults::{Faults, Op};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
+use crate::link::DataIo;
 use crate::metrics::{Held, Metrics};
 use crate::plan::{self, Attributes, Verdict};
 use crate::throttle::Throttled;
@@ -68,7 +69,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::server::TlsStream;
 
@@ -90,7 +91,7 @@ const INLINE_CHUNK: usize = 256 * 1024;
 /// How often progress goes to the hub.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-type Stream = TlsStream<ReceiveBuffer<TcpStream>>;
+type Stream = TlsStream<ReceiveBuffer<DataIo>>;
 /// rustls reads the socket 4 KiB at a time: a buffer beneath it turns a
 /// syscall per 4 KiB into one per this much, once the stream is authorised.
 const RECEIVE_BUFFER: usize = 256 * 1024;
@@ -327,49 +328,98 @@ pub async fn serve(
     listener: TcpListener,
     sessions: Arc<Sessions>,
     accepting: watch::Receiver<bool>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let config = match ctx.identity.server_config() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "data listener disabled");
-            return;
+    match DataAcceptor::new(ctx, sessions, accepting) {
+        Ok(acceptor) => acceptor.serve(listener, shutdown).await,
+        Err(e) => tracing::error!(error = %e, "data listener disabled"),
+    }
+}
+
+/// Takes data connections, direct from a listener or relayed by the hub,
+/// through the same admission, TLS handshake and capability check.
+pub struct DataAcceptor {
+    ctx: Arc<Context>,
+    sessions: Arc<Sessions>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    admission: Arc<Admission>,
+    budget: Arc<HandshakeBudget>,
+    accepting: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for DataAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataAcceptor").finish_non_exhaustive()
+    }
+}
+
+impl DataAcceptor {
+    pub fn new(
+        ctx: Arc<Context>,
+        sessions: Arc<Sessions>,
+        accepting: watch::Receiver<bool>,
+    ) -> Result<Arc<Self>, ChannelError> {
+        let config = ctx.identity.server_config()?;
+        Ok(Arc::new(Self {
+            ctx,
+            sessions,
+            acceptor: tokio_rustls::TlsAcceptor::from(config),
+            admission: Arc::new(Admission::default()),
+            budget: Arc::new(HandshakeBudget::new(LARGE_HANDSHAKES)),
+            accepting,
+        }))
+    }
+
+    /// Accepts direct connections until `shutdown`.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "data accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            self.take(DataIo::Direct(tcp), peer.ip());
         }
-    };
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let admission = Arc::new(Admission::default());
-    let budget = Arc::new(HandshakeBudget::new(LARGE_HANDSHAKES));
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "data accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
+    }
+
+    /// Serves one connection: `peer` is who it comes from (for a relayed
+    /// one, the hub), whose share of unauthorised connections it takes.
+    pub fn take(self: &Arc<Self>, io: DataIo, peer: std::net::IpAddr) {
         // Before the TLS handshake costs anything: a peer over its share of
         // unauthorised connections is closed at once.
-        let Some(place) = admission.admit(peer.ip()) else {
-            tracing::debug!(%peer, held = admission.held(), "data connection closed: too many unauthorised connections");
-            drop(tcp);
-            continue;
+        let Some(place) = self.admission.admit(peer) else {
+            tracing::debug!(%peer, held = self.admission.held(), relayed = io.is_relayed(), "data connection closed: too many unauthorised connections");
+            return;
         };
-        let _ = tcp.set_nodelay(true);
-        let (ctx, sessions, acceptor, accepting, budget) = (
-            ctx.clone(),
-            sessions.clone(),
-            acceptor.clone(),
-            accepting.clone(),
-            budget.clone(),
-        );
+        let this = self.clone();
         tokio::spawn(async move {
-            let arrival = Arrival { tcp, place, budget };
-            if let Err(e) = accept_stream(ctx, sessions, acceptor, arrival, accepting).await {
-                tracing::warn!(%peer, error = %e, "data connection refused");
+            let relayed = io.is_relayed();
+            let arrival = Arrival {
+                io,
+                place,
+                budget: this.budget.clone(),
+            };
+            if let Err(e) = accept_stream(
+                this.ctx.clone(),
+                this.sessions.clone(),
+                this.acceptor.clone(),
+                arrival,
+                this.accepting.clone(),
+            )
+            .await
+            {
+                tracing::warn!(%peer, relayed, error = %e, "data connection refused");
             }
         });
     }
@@ -377,7 +427,7 @@ pub async fn serve(
 
 /// A connection not yet authorised, with its place among those.
 struct Arrival {
-    tcp: TcpStream,
+    io: DataIo,
     place: Unauthorised,
     budget: Arc<HandshakeBudget>,
 }
@@ -389,10 +439,10 @@ async fn accept_stream(
     arrival: Arrival,
     accepting: watch::Receiver<bool>,
 ) -> Result<(), ChannelError> {
-    let Arrival { tcp, place, budget } = arrival;
+    let Arrival { io, place, budget } = arrival;
     let handshake = async {
         let mut tls = acceptor
-            .accept(ReceiveBuffer::new(tcp, HANDSHAKE_BUFFER))
+            .accept(ReceiveBuffer::new(io, HANDSHAKE_BUFFER))
             .await?;
         let peer_id = tls
             .get_ref()

@@ -21,6 +21,7 @@ pub mod dest;
 pub mod digest;
 mod faults;
 pub mod journal;
+pub mod link;
 pub mod metrics;
 pub mod plan;
 pub mod served;

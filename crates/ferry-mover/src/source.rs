@@ -38,6 +38,7 @@ use crate::digest::{
     read_chunk_hashes, to_hex,
 };
 use crate::faults::{Faults, Op};
+use crate::link::{DataIo, Route};
 use crate::metrics::Metrics;
 use crate::throttle::{Limiter, Throttled};
 use crate::{Disposition, MoveError, Side, at_once};
@@ -323,6 +324,17 @@ pub async fn send(
     ctx: Arc<Context>,
     sealed: String,
     connect_to: String,
+    cancel: watch::Receiver<bool>,
+) -> Result<(), SendError> {
+    send_via(ctx, sealed, Route::direct(connect_to), cancel).await
+}
+
+/// As [`send`], reaching the destination by `route`: directly when it
+/// can, else (when the hub relays the task) through the hub.
+pub async fn send_via(
+    ctx: Arc<Context>,
+    sealed: String,
+    route: Route,
     mut cancel: watch::Receiver<bool>,
 ) -> Result<(), SendError> {
     let key = (ctx.hub_key)().ok_or_else(|| SendError::Refused("no hub signing key yet".into()))?;
@@ -358,7 +370,7 @@ pub async fn send(
         Some(n) => n.clamp(1, 64) as u16,
         None => choose_streams(&RootedFs::new(policy.clone()), &ctx.home, &cap),
     };
-    tracing::debug!(task = %cap.task_id, attempt = cap.attempt, streams, %connect_to, "connecting");
+    tracing::debug!(task = %cap.task_id, attempt = cap.attempt, streams, ?route, "connecting");
     let config = ctx.identity.client_config()?;
     let server = rustls_pki_types::ServerName::try_from(ferry_proto::api::endpoint_dns_name(
         &cap.destination_endpoint,
@@ -369,14 +381,20 @@ pub async fn send(
     })?;
     let connector = tokio_rustls::TlsConnector::from(config);
     let mut conns = Vec::new();
+    // Why the streams go through the hub, once they do: the rest follow.
+    let mut relaying = route
+        .direct
+        .is_none()
+        .then(|| "the destination takes no direct connections".to_string());
     for index in 0..streams {
-        let open = open_stream(&connector, &server, &connect_to, &sealed, index, streams);
+        let io = connect(&route, &mut relaying, index).await?;
+        let open = open_stream(&connector, &server, io, &sealed, index, streams);
         let tls = tokio::time::timeout(CONNECT_WITHIN, open)
             .await
             .map_err(|_| {
-                SendError::Channel(ChannelError::Protocol(format!(
-                    "timed out connecting to the destination at {connect_to}"
-                )))
+                SendError::Channel(ChannelError::Protocol(
+                    "timed out opening a data stream to the destination".into(),
+                ))
             })??;
         // An older destination would delete what the filters exclude.
         let version = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol());
@@ -550,25 +568,67 @@ pub async fn send(
     outcome
 }
 
-/// Opens stream `index`: TCP, TLS, `Open`, and the destination's answer.
+/// Makes stream `index`'s transport: a TCP connection to the
+/// destination, unless none can be made (or there is none to make) and
+/// the hub relays this task; then a stream relayed by the hub, and the
+/// streams after it too (`relaying` keeps why).
+async fn connect(
+    route: &Route,
+    relaying: &mut Option<String>,
+    index: u16,
+) -> Result<DataIo, SendError> {
+    if relaying.is_none()
+        && let Some(addr) = &route.direct
+    {
+        let why = match tokio::time::timeout(CONNECT_WITHIN, tokio::net::TcpStream::connect(addr))
+            .await
+        {
+            Ok(Ok(tcp)) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok(DataIo::Direct(tcp));
+            }
+            Ok(Err(e)) => format!("cannot connect to the destination at {addr}: {e}"),
+            Err(_) => format!("timed out connecting to the destination at {addr}"),
+        };
+        if route.relay.is_none() {
+            return Err(SendError::Channel(ChannelError::Protocol(why)));
+        }
+        tracing::info!(stream = index, reason = %why, "relaying through the hub");
+        *relaying = Some(why);
+    }
+    let Some(relay) = &route.relay else {
+        return Err(SendError::Refused(
+            "the destination takes no direct connections and the hub relays none for this task"
+                .into(),
+        ));
+    };
+    let reason = relaying.as_deref().unwrap_or_default();
+    let io = tokio::time::timeout(CONNECT_WITHIN, relay.dial(index, reason))
+        .await
+        .map_err(|_| {
+            SendError::Channel(ChannelError::Protocol(
+                "timed out waiting for the hub to relay a data stream".into(),
+            ))
+        })?
+        .map_err(|e| {
+            SendError::Channel(ChannelError::Protocol(format!(
+                "the hub did not relay a data stream: {e}"
+            )))
+        })?;
+    Ok(DataIo::Relayed(io))
+}
+
+/// Opens stream `index` over `io`: TLS, `Open`, and the destination's answer.
 async fn open_stream(
     connector: &tokio_rustls::TlsConnector,
     server: &rustls_pki_types::ServerName<'static>,
-    connect_to: &str,
+    io: DataIo,
     sealed: &str,
     index: u16,
     streams: u16,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, SendError> {
-    let tcp = tokio::net::TcpStream::connect(connect_to)
-        .await
-        .map_err(|e| {
-            SendError::Channel(ChannelError::Protocol(format!(
-                "cannot connect to the destination at {connect_to}: {e}"
-            )))
-        })?;
-    let _ = tcp.set_nodelay(true);
+) -> Result<tokio_rustls::client::TlsStream<DataIo>, SendError> {
     let mut tls = connector
-        .connect(server.clone(), tcp)
+        .connect(server.clone(), io)
         .await
         .map_err(ChannelError::from)?;
     channel::send_message(

@@ -159,10 +159,24 @@ pub enum HubMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grant: Option<ShareGrant>,
     },
-    /// To a task's source: send, connecting to the destination at `connect_to`.
+    /// To a task's source: send, connecting to the destination at
+    /// `connect_to` (empty: it takes no direct connections); with `relay`
+    /// (only to an endpoint whose hello named [`crate::relay::RELAY_FEATURE`]),
+    /// through the hub when that cannot be done.
     TaskStart {
         capability: String,
         connect_to: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        relay: bool,
+    },
+    /// To a task's destination (only one whose hello named
+    /// [`crate::relay::RELAY_FEATURE`]): dial the hub back with `token`
+    /// for a relayed data stream of this attempt.
+    RelayDial {
+        token: String,
+        task_id: String,
+        attempt: u32,
+        stream: u16,
     },
     /// To both endpoints of a task: stop its data work now, and (at the
     /// destination) refuse every data connection for attempts up to
@@ -380,7 +394,18 @@ pub enum EndpointEvent {
     },
     TaskStart {
         capability: String,
-        connect_to: String,
+        /// The destination's data address; `None` when it has none.
+        connect_to: Option<String>,
+        /// The hub relays the attempt's streams when `connect_to` cannot
+        /// be reached (or there is none).
+        relay: bool,
+    },
+    /// Dial the hub back for a relayed data stream into this endpoint.
+    RelayDial {
+        token: String,
+        task_id: String,
+        attempt: u32,
+        stream: u16,
     },
     TaskCancel {
         task_id: String,
@@ -614,10 +639,26 @@ impl EndpointConnection {
                 HubMessage::TaskStart {
                     capability,
                     connect_to,
+                    relay,
                 },
             ) => Ok(Some(EndpointEvent::TaskStart {
                 capability,
-                connect_to,
+                connect_to: Some(connect_to).filter(|c| !c.is_empty()),
+                relay,
+            })),
+            (
+                EndpointState::Ready,
+                HubMessage::RelayDial {
+                    token,
+                    task_id,
+                    attempt,
+                    stream,
+                },
+            ) => Ok(Some(EndpointEvent::RelayDial {
+                token,
+                task_id,
+                attempt,
+                stream,
             })),
             (
                 EndpointState::Ready,
@@ -741,6 +782,7 @@ fn hub_message_name(m: &HubMessage) -> &'static str {
         HubMessage::Pong { .. } => "pong",
         HubMessage::FsRequest { .. } => "fs_request",
         HubMessage::TaskStart { .. } => "task_start",
+        HubMessage::RelayDial { .. } => "relay_dial",
         HubMessage::TaskCancel { .. } => "task_cancel",
         HubMessage::Revoked { .. } => "revoked",
         HubMessage::Certificate { .. } => "certificate",
@@ -1047,12 +1089,46 @@ impl HubConnection {
 
     /// Tells a task's source to start sending.
     pub fn start_task(&mut self, capability: &str, connect_to: &str) -> Result<(), ControlError> {
+        self.start_task_via(capability, Some(connect_to), false)
+    }
+
+    /// Tells a task's source to start sending, to `connect_to` when there
+    /// is one and, with `relay`, through the hub when that fails (the
+    /// caller sends `relay` only to an endpoint that named the feature).
+    pub fn start_task_via(
+        &mut self,
+        capability: &str,
+        connect_to: Option<&str>,
+        relay: bool,
+    ) -> Result<(), ControlError> {
         if !matches!(self.state, HubState::Ready) {
             return Err(ControlError::Closed);
         }
         self.send(&HubMessage::TaskStart {
             capability: capability.to_string(),
-            connect_to: connect_to.to_string(),
+            connect_to: connect_to.unwrap_or_default().to_string(),
+            relay,
+        });
+        Ok(())
+    }
+
+    /// Asks a destination (which named the relay feature) to dial back
+    /// for a relayed data stream.
+    pub fn relay_dial(
+        &mut self,
+        token: &str,
+        task_id: &str,
+        attempt: u32,
+        stream: u16,
+    ) -> Result<(), ControlError> {
+        if !matches!(self.state, HubState::Ready) {
+            return Err(ControlError::Closed);
+        }
+        self.send(&HubMessage::RelayDial {
+            token: token.to_string(),
+            task_id: task_id.to_string(),
+            attempt,
+            stream,
         });
         Ok(())
     }
@@ -1210,6 +1286,45 @@ mod tests {
     }
 
     #[test]
+    fn a_relayed_start_and_a_dial_back_request_reach_the_endpoint() {
+        let now = Instant::now();
+        let (mut ep, mut hub) = connected(now);
+        hub.start_task_via("cap", None, true).unwrap();
+        hub.start_task_via("cap", Some("10.0.0.2:50000"), true)
+            .unwrap();
+        hub.relay_dial("tok", "t1", 2, 7).unwrap();
+        let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
+        assert_eq!(
+            events,
+            vec![
+                EndpointEvent::TaskStart {
+                    capability: "cap".into(),
+                    connect_to: None,
+                    relay: true,
+                },
+                EndpointEvent::TaskStart {
+                    capability: "cap".into(),
+                    connect_to: Some("10.0.0.2:50000".into()),
+                    relay: true,
+                },
+                EndpointEvent::RelayDial {
+                    token: "tok".into(),
+                    task_id: "t1".into(),
+                    attempt: 2,
+                    stream: 7,
+                },
+            ]
+        );
+        // A direct start is the message an older endpoint knows.
+        let plain = encode(&HubMessage::TaskStart {
+            capability: "c".into(),
+            connect_to: "h:1".into(),
+            relay: false,
+        });
+        assert!(!String::from_utf8_lossy(&plain).contains("relay"));
+    }
+
+    #[test]
     fn tasks_start_cancel_and_report() {
         let now = Instant::now();
         let (mut ep, mut hub) = connected(now);
@@ -1222,7 +1337,8 @@ mod tests {
             vec![
                 EndpointEvent::TaskStart {
                     capability: "cap".into(),
-                    connect_to: "127.0.0.1:50001".into()
+                    connect_to: Some("127.0.0.1:50001".into()),
+                    relay: false,
                 },
                 EndpointEvent::TaskCancel {
                     task_id: "t1".into(),

@@ -19,6 +19,14 @@ pub const ALPN: &[u8] = b"ferry-relay/1";
 pub const MAX_FRAME: usize = 4 * 1024;
 /// Largest token a hello may carry (the hub's are 64 hex digits).
 pub const MAX_TOKEN: usize = 128;
+/// The feature (in the control hello) of an endpoint that sends and
+/// receives relayed data streams: the hub may offer it the relay in a
+/// task start and ask it to dial back for one (`relay_dial`).
+pub const RELAY_FEATURE: &str = "relay";
+/// Longest reason a relay hello may give, in bytes.
+pub const MAX_REASON: usize = 512;
+/// Longest task id a relay hello may name, in bytes (they are UUIDs).
+pub const MAX_TASK_ID: usize = 64;
 
 /// The endpoint's first frame on a dial-back connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +34,17 @@ pub const MAX_TOKEN: usize = 128;
 pub enum RelayHello {
     /// The answer to the hub's request for a stream: the token it sent.
     Dialback { token: String },
+    /// A task's source asks for data stream `stream` of `attempt` to be
+    /// relayed to the destination, which it could not reach directly
+    /// (`reason`, for the task's events). The endpoints' own TLS runs
+    /// inside, end to end, once the hub answers `accepted`.
+    Relay {
+        task_id: String,
+        attempt: u32,
+        stream: u16,
+        #[serde(default)]
+        reason: String,
+    },
 }
 
 /// The hub's one answer to a [`RelayHello`].
@@ -59,6 +78,14 @@ pub fn decode_hello(body: &[u8]) -> Result<RelayHello, RelayError> {
     match &hello {
         RelayHello::Dialback { token } if token.is_empty() || token.len() > MAX_TOKEN => Err(
             RelayError::Malformed(format!("a token must be 1 to {MAX_TOKEN} bytes")),
+        ),
+        RelayHello::Relay { task_id, .. } if task_id.is_empty() || task_id.len() > MAX_TASK_ID => {
+            Err(RelayError::Malformed(format!(
+                "a task id must be 1 to {MAX_TASK_ID} bytes"
+            )))
+        }
+        RelayHello::Relay { reason, .. } if reason.len() > MAX_REASON => Err(
+            RelayError::Malformed(format!("a reason must be at most {MAX_REASON} bytes")),
         ),
         _ => Ok(hello),
     }
@@ -108,5 +135,22 @@ mod tests {
         assert!(decode_hello(long.as_bytes()).is_err());
         assert!(decode_hello(br#"{"kind":"unheard_of"}"#).is_err());
         assert!(decode_hello(b"\xff").is_err());
+        let relay = |task: &str, reason: &str| {
+            format!(
+                r#"{{"kind":"relay","task_id":"{task}","attempt":1,"stream":0,"reason":"{reason}"}}"#
+            )
+        };
+        assert!(decode_hello(relay("", "").as_bytes()).is_err());
+        assert!(decode_hello(relay(&"t".repeat(MAX_TASK_ID + 1), "").as_bytes()).is_err());
+        assert!(decode_hello(relay("t", &"r".repeat(MAX_REASON + 1)).as_bytes()).is_err());
+        assert_eq!(
+            decode_hello(relay("t", "cannot connect").as_bytes()).unwrap(),
+            RelayHello::Relay {
+                task_id: "t".into(),
+                attempt: 1,
+                stream: 0,
+                reason: "cannot connect".into()
+            }
+        );
     }
 }
