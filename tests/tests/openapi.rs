@@ -23,7 +23,8 @@ const EXAMPLES: &str = "8";
 /// The whole run's bound.
 const RUN_WITHIN: Duration = Duration::from_secs(600);
 
-/// schemathesis's settings. A file operation needs its endpoint connected:
+/// schemathesis's settings. A file operation (and a file's download or
+/// upload) needs its endpoint connected:
 /// when it is not (schemathesis may well delete or disconnect it: it
 /// calls every operation) the hub answers 503 `endpoint_offline` or 504
 /// `timeout`, which are the endpoint's state, not the hub failing. Every
@@ -37,6 +38,10 @@ fn config(task: &str) -> String {
 
 [[operations]]
 include-path = "/api/v1/endpoints/{{endpoint}}/fs"
+checks.not_a_server_error.expected-statuses = ["2XX", "3XX", "4XX", "503", "504"]
+
+[[operations]]
+include-path = "/api/v1/endpoints/{{endpoint}}/files/{{path}}"
 checks.not_a_server_error.expected-statuses = ["2XX", "3XX", "4XX", "503", "504"]
 "#
     )

@@ -174,8 +174,13 @@ async fn json_errors(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
-    let allow = response.headers().get(header::ALLOW).cloned();
-    let text = axum::body::to_bytes(response.into_body(), 4 * REJECTION_TEXT_MAX)
+    // What the answer says besides its body stays (`Allow`, a 416's
+    // `Content-Range`); only the body and what describes it change.
+    let (parts, body) = response.into_parts();
+    let mut kept = parts.headers;
+    kept.remove(header::CONTENT_TYPE);
+    kept.remove(header::CONTENT_LENGTH);
+    let text = axum::body::to_bytes(body, 4 * REJECTION_TEXT_MAX)
         .await
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
@@ -194,8 +199,10 @@ async fn json_errors(response: Response) -> Response {
         };
     }
     let mut rewritten = Failure::new(status, error_word(status), message).into_response();
-    if let Some(allow) = allow {
-        rewritten.headers_mut().insert(header::ALLOW, allow);
+    for (name, value) in &kept {
+        if !rewritten.headers().contains_key(name) {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
     }
     rewritten
 }
