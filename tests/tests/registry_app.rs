@@ -10,9 +10,9 @@
 //! the registry (`ferry app revoke`) and `/send` fails: the hub refuses
 //! the refresh token.
 //!
-//! The Lab makes alice own both endpoints, so the image sits on her `src`
-//! standing in for the registry's own endpoint (the registry reaches it
-//! with her token, as it would reach a folder its operator shared with her).
+//! The image sits on the registry's own endpoint `registry`, owned by its
+//! operator bob, who shares the image folder read-only with alice: the
+//! registry finds it under her shared-with-me and copies with her token.
 //!
 //! Without Flask (or `requests`) it says SKIPPED, unless
 //! `FERRY_REQUIRE_REGISTRY_APP=1` (as in CI), when it fails instead.
@@ -20,7 +20,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferry_tests::browser::Browser;
-use ferry_tests::{Lab, Ran, skip};
+use ferry_tests::{Lab, Ran, User, skip};
 use serde_json::Value;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -93,9 +93,35 @@ async fn a_registry_portal_sends_an_image_to_its_user_later_until_revoked() {
         return;
     }
     let lab = Lab::new();
+
+    // Bob runs the registry: its endpoint holds the image, and he shares
+    // the image folder read-only with alice.
+    lab.hub.add_user("bob", "bobs password 1");
+    let bob = User::new();
+    let (_, key) = lab.hub.endpoint_key("bob", "registry", &[]);
+    ok(&bob.setup_with_key(&key, "registry"));
+    let _registry_endpoint = bob.start_foreground(&[]);
+    bob.wait_hub_state("connected", Duration::from_secs(120));
     let image = ferry_tests::pattern(3_000_000, 15);
-    std::fs::create_dir_all(lab.src.home.join("images")).unwrap();
-    std::fs::write(lab.src.home.join("images/tools.img"), &image).unwrap();
+    std::fs::create_dir_all(bob.home.join("images")).unwrap();
+    std::fs::write(bob.home.join("images/tools.img"), &image).unwrap();
+    std::fs::write(bob.dir.join("config-paths"), "~/,0,1\n~/images,1,1\n").unwrap();
+    ok(&bob.run(&["-reload"]));
+    let bob_token = lab.hub.token("bob");
+    ok(&bob.run_as(
+        &lab.hub,
+        &bob_token,
+        &[
+            "endpoint",
+            "permission",
+            "create",
+            "registry:/~/images",
+            "--permissions",
+            "r",
+            "--identity",
+            "alice",
+        ],
+    ));
 
     // The registry's developer registers it with its callback.
     let port = free_port();
@@ -128,7 +154,7 @@ async fn a_registry_portal_sends_an_image_to_its_user_later_until_revoked() {
         .env("REGISTRY_CLIENT_ID", &id)
         .env("REGISTRY_CLIENT_SECRET", &secret)
         .env("REGISTRY_REDIRECT_URI", &callback)
-        .env("REGISTRY_SOURCE_ENDPOINT", "src")
+        .env("REGISTRY_SOURCE_ENDPOINT", "registry")
         .env("REGISTRY_IMAGE", "/~/images/tools.img")
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log).unwrap())
