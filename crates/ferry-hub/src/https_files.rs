@@ -96,32 +96,14 @@ pub async fn serve(
     let entry = audit::Entry::new(audit::action::READ, path.as_bytes());
     let (row, grant) = files::authorize(hub, who, endpoint, &[(path.as_bytes(), false)], &entry)?;
     let permission = grant.as_ref().map(|g| g.permission_id.clone());
-    let Some(permit) = hub
-        .file_streams
-        .take(&row.id, hub.config.max_streams_per_endpoint)
-    else {
-        return Err(StreamError::Busy(row.display_name));
-    };
     let broken = |reason: String| StreamError::Broken {
         name: row.display_name.clone(),
         reason,
     };
-    let (token, arrival) = hub
-        .rendezvous
-        .expect(&row.id, DIAL_WITHIN)
-        .map_err(|e| broken(e.to_string()))?;
-    match hub.control.stream_file(&row.id, token, path.clone(), grant) {
-        Ok(()) => {}
-        Err(CallError::Offline) => {
-            return Err(FilesError::Offline {
-                name: row.display_name,
-                id: row.id,
-            }
-            .into());
-        }
-        Err(e) => return Err(broken(e.to_string())),
-    }
-    let mut stream = arrival.wait().await.map_err(|e| broken(e.to_string()))?;
+    let (permit, mut stream) = dial_back(hub, &row, |token| {
+        hub.control.stream_file(&row.id, token, path.clone(), grant)
+    })
+    .await?;
     let head = tokio::time::timeout(DIAL_WITHIN, read_head(&mut stream))
         .await
         .map_err(|_| broken("no answer in time".into()))?
@@ -436,6 +418,43 @@ impl http_body::Body for FileBody {
     }
 }
 
+/// A stream slot of the endpoint and its dial-back connection: `ask`
+/// sends the control message naming the rendezvous token; the endpoint
+/// then dials in. Downloads and uploads alike come this way.
+async fn dial_back(
+    hub: &Hub,
+    row: &crate::store::EndpointRow,
+    ask: impl FnOnce(String) -> Result<(), CallError>,
+) -> Result<(OwnedSemaphorePermit, RelayStream), StreamError> {
+    let broken = |reason: String| StreamError::Broken {
+        name: row.display_name.clone(),
+        reason,
+    };
+    let Some(permit) = hub
+        .file_streams
+        .take(&row.id, hub.config.max_streams_per_endpoint)
+    else {
+        return Err(StreamError::Busy(row.display_name.clone()));
+    };
+    let (token, arrival) = hub
+        .rendezvous
+        .expect(&row.id, DIAL_WITHIN)
+        .map_err(|e| broken(e.to_string()))?;
+    match ask(token) {
+        Ok(()) => {}
+        Err(CallError::Offline) => {
+            return Err(FilesError::Offline {
+                name: row.display_name.clone(),
+                id: row.id.clone(),
+            }
+            .into());
+        }
+        Err(e) => return Err(broken(e.to_string())),
+    }
+    let stream = arrival.wait().await.map_err(|e| broken(e.to_string()))?;
+    Ok((permit, stream))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,20 +641,10 @@ pub async fn upload(
     // endpoint they cannot reach, however they spell the request.
     let piece = piece.map_err(StreamError::Invalid)?;
     let permission = grant.as_ref().map(|g| g.permission_id.clone());
-    let Some(_permit) = hub
-        .file_streams
-        .take(&row.id, hub.config.max_streams_per_endpoint)
-    else {
-        return Err(StreamError::Busy(row.display_name));
-    };
     let broken = |reason: String| StreamError::Broken {
         name: row.display_name.clone(),
         reason,
     };
-    let (token, arrival) = hub
-        .rendezvous
-        .expect(&row.id, DIAL_WITHIN)
-        .map_err(|e| broken(e.to_string()))?;
     let ask = file_stream::UploadAsk {
         id: piece.id.clone(),
         offset: body.as_ref().map(|_| piece.offset),
@@ -643,21 +652,11 @@ pub async fn upload(
         total: piece.total,
         sha256: piece.sha256.clone(),
     };
-    match hub
-        .control
-        .upload_file(&row.id, token, path.clone(), grant, ask)
-    {
-        Ok(()) => {}
-        Err(CallError::Offline) => {
-            return Err(FilesError::Offline {
-                name: row.display_name,
-                id: row.id,
-            }
-            .into());
-        }
-        Err(e) => return Err(broken(e.to_string())),
-    }
-    let mut stream = arrival.wait().await.map_err(|e| broken(e.to_string()))?;
+    let (_permit, mut stream) = dial_back(hub, &row, |token| {
+        hub.control
+            .upload_file(&row.id, token, path.clone(), grant, ask)
+    })
+    .await?;
     let head: file_stream::UploadHead = tokio::time::timeout(DIAL_WITHIN, read_frame(&mut stream))
         .await
         .map_err(|_| broken("no answer in time".into()))?
