@@ -7,8 +7,10 @@ Two kinds of OAuth2 client can get tokens from the hub's ``/token``:
   hub's copy-the-code page as redirect (out of band, what ``ferry login``
   does) or with a loopback redirect to this process (RFC 8252);
   :class:`NativeAppAuthClient`;
-* a *confidential client* an admin registered with ``ferry-hub client
-  add``: the client_credentials grant with its secret;
+* a *confidential client* (a portal or a service account registered with
+  ``ferry app create``, or a client an admin added with ``ferry-hub client
+  add``): the authorization-code flow and refresh tokens for a portal, the
+  client_credentials grant for a service account, each with its secret;
   :class:`ConfidentialAppAuthClient`.
 
 An *authorizer* gives :class:`~ferry_sdk.FerryClient` the ``Authorization``
@@ -366,8 +368,15 @@ class NativeAppAuthClient(_AuthClient):
 
 
 class ConfidentialAppAuthClient(_AuthClient):
-    """A client an admin registered (``ferry-hub client add NAME --user
-    USER``): it acts as that user with the client_credentials grant."""
+    """A client with a secret: a portal (``ferry app create NAME --type
+    portal --redirect-uri URI``), which acts for the users who consent,
+    or a service account (``--type service``, or an admin's ``ferry-hub
+    client add``), which acts as itself with client credentials.
+
+    A portal sends its user to :meth:`authorize_url`, trades the code the
+    hub sends back with :meth:`exchange_code`, keeps the refresh token on
+    its own side and later calls :meth:`refresh` (the hub rotates refresh
+    tokens: keep the newest)."""
 
     def __init__(
         self,
@@ -396,6 +405,38 @@ class ConfidentialAppAuthClient(_AuthClient):
         if scopes:
             form["scope"] = " ".join(scopes)
         return self._token(form)
+
+    def authorize_url(self, redirect_uri: str, scopes: Iterable[str], state: str) -> str:
+        """Where to send the user's browser to sign in and consent.
+        ``redirect_uri`` must be one the app was registered with; ``state``
+        is the caller's own unguessable value, to check on the way back."""
+        if not state:
+            raise LoginError("a sign-in needs a state: an unguessable value kept until the answer")
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.client_id,
+                "redirect_uri": redirect_uri,
+                "scope": " ".join(scopes),
+                "state": state,
+            },
+            quote_via=quote,
+        )
+        return f"{self.hub_url}/authorize?{query}"
+
+    def exchange_code(self, code: str, redirect_uri: str) -> Tokens:
+        """Trades the code the hub sent to ``redirect_uri`` for tokens."""
+        code = code.strip()
+        if not code:
+            raise LoginError("no auth code given")
+        return self._token(
+            {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        )
+
+    def refresh(self, refresh_token: str) -> Tokens:
+        """New tokens for a refresh token. The old one is spent: keep the
+        new one (using a spent one again ends the whole grant)."""
+        return self._token({"grant_type": "refresh_token", "refresh_token": refresh_token})
 
 
 class Authorizer:

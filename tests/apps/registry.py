@@ -18,11 +18,9 @@ import os
 import secrets
 import threading
 
-import requests
 from flask import Flask, abort, jsonify, redirect, request
-from urllib.parse import urlencode
 
-from ferry_sdk import FerryClient, FerryError
+from ferry_sdk import ConfidentialAppAuthClient, FerryClient, FerryError, OAuthError
 
 HUB = os.environ["FERRY_HUB_URL"].rstrip("/")
 CA = os.environ["FERRY_HUB_CA"]
@@ -31,7 +29,7 @@ CLIENT_SECRET = os.environ["REGISTRY_CLIENT_SECRET"]
 REDIRECT_URI = os.environ["REGISTRY_REDIRECT_URI"]
 SOURCE = os.environ["REGISTRY_SOURCE_ENDPOINT"]
 IMAGE = os.environ["REGISTRY_IMAGE"]
-SCOPES = "openid my-endpoints shared-with-me transfer offline_access"
+SCOPES = ["openid", "my-endpoints", "shared-with-me", "transfer", "offline_access"]
 
 app = Flask(__name__)
 # Server-side state: the states of sign-ins under way, and each user's
@@ -39,14 +37,7 @@ app = Flask(__name__)
 lock = threading.Lock()
 pending = set()
 refresh_tokens = {}
-
-
-def token_request(form):
-    """The hub's /token with the registry's secret (HTTP basic)."""
-    reply = requests.post(
-        f"{HUB}/token", data=form, auth=(CLIENT_ID, CLIENT_SECRET), verify=CA, timeout=30
-    )
-    return reply.status_code, reply.json()
+hub_auth = ConfidentialAppAuthClient(HUB, CLIENT_ID, CLIENT_SECRET, ca_file=CA)
 
 
 @app.get("/login")
@@ -54,16 +45,7 @@ def login():
     state = secrets.token_urlsafe(24)
     with lock:
         pending.add(state)
-    query = urlencode(
-        {
-            "response_type": "code",
-            "client_id": CLIENT_ID,
-            "redirect_uri": REDIRECT_URI,
-            "scope": SCOPES,
-            "state": state,
-        }
-    )
-    return redirect(f"{HUB}/authorize?{query}")
+    return redirect(hub_auth.authorize_url(REDIRECT_URI, SCOPES, state))
 
 
 @app.get("/callback")
@@ -76,19 +58,16 @@ def callback():
         abort(400, "unknown sign-in state: start again at /login")
     if "error" in request.args:
         return f"not linked: {request.args['error']}", 403
-    status, tokens = token_request(
-        {
-            "grant_type": "authorization_code",
-            "code": request.args.get("code", ""),
-            "redirect_uri": REDIRECT_URI,
-        }
-    )
-    if status != 200 or "refresh_token" not in tokens:
-        return f"the hub refused the code: {tokens}", 502
-    who = FerryClient(HUB, tokens["access_token"], ca_file=CA).whoami()
+    try:
+        tokens = hub_auth.exchange_code(request.args.get("code", ""), REDIRECT_URI)
+    except FerryError as e:
+        return f"the hub refused the code: {e}", 502
+    if tokens.refresh_token is None:
+        return "the hub gave no refresh token (offline_access not granted)", 502
+    who = FerryClient(HUB, tokens.access_token, ca_file=CA).whoami()
     user = who["username"]
     with lock:
-        refresh_tokens[user] = tokens["refresh_token"]
+        refresh_tokens[user] = tokens.refresh_token
     return f"registry linked to {user}"
 
 
@@ -99,12 +78,13 @@ def send():
         refresh = refresh_tokens.get(user)
     if refresh is None:
         return jsonify(error="not_linked"), 404
-    status, tokens = token_request({"grant_type": "refresh_token", "refresh_token": refresh})
-    if status != 200:
-        return jsonify(error=tokens.get("error", "refused"), hub=tokens), 401
+    try:
+        tokens = hub_auth.refresh(refresh)
+    except OAuthError as e:
+        return jsonify(error=e.code, message=str(e)), 401
     with lock:
-        refresh_tokens[user] = tokens.get("refresh_token", refresh)
-    ferry = FerryClient(HUB, tokens["access_token"], ca_file=CA)
+        refresh_tokens[user] = tokens.refresh_token or refresh
+    ferry = FerryClient(HUB, tokens.access_token, ca_file=CA)
     try:
         reachable = list(ferry.endpoint_search(filter_scope="my-endpoints"))
         reachable += list(ferry.endpoint_search(filter_scope="shared-with-me"))

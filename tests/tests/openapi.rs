@@ -218,6 +218,44 @@ async fn list_verbs_read_every_page() {
     assert_eq!(labels.len(), TASKS, "a task listed twice");
 }
 
+/// The caller's apps come in pages like every other list, and `ferry app
+/// list` reads them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_are_listed_in_pages() {
+    let lab = Lab::builder().dst_offline().start();
+    for name in ["first", "second", "third"] {
+        let out = lab.ferry(&["app", "create", name, "--type", "service"]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+    }
+    let http = lab.hub.web_client();
+    let base = lab.hub.url.trim_end_matches('/').to_string();
+    let first = http
+        .get(format!("{base}/api/v1/apps?limit=2"))
+        .bearer_auth(&lab.token)
+        .send()
+        .await
+        .unwrap();
+    let link = first.headers()["link"].to_str().unwrap().to_string();
+    let page: Vec<Value> = first.json().await.unwrap();
+    assert_eq!(page.len(), 2, "{page:?}");
+    let next = link
+        .strip_prefix('<')
+        .and_then(|l| l.split_once(">; rel=\"next\""))
+        .map(|(url, _)| url.to_string())
+        .unwrap_or_else(|| panic!("no next page in {link}"));
+    let last = http.get(next).bearer_auth(&lab.token).send().await.unwrap();
+    assert!(last.headers().get("link").is_none(), "{:?}", last.headers());
+    let rest: Vec<Value> = last.json().await.unwrap();
+    assert_eq!(rest.len(), 1, "{rest:?}");
+
+    let out = lab.ferry(&["app", "list", "--json"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let listed: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    let mut names: Vec<&str> = listed.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["first", "second", "third"]);
+}
+
 /// A submission id makes one task however often it is sent: the first
 /// POST makes it (201), each retry answers it again (200), and the list
 /// holds it once. The hub hands out ids too; a malformed one is refused.

@@ -26,6 +26,7 @@
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 
 /// Bounds, in milliseconds.
@@ -519,6 +520,68 @@ const scenarios = [
       await seen(page, 'account');
       const text = await mainText(page);
       check(text.includes(alice.name), `the Account page's main does not name the user ${alice.name}`);
+    },
+  ],
+  [
+    'apps: register a portal, consent to it, see and revoke it on the Account page',
+    async () => {
+      const page = need('page');
+      await follow(page, 'Developers');
+      await seen(page, 'developers');
+      const appName = `Web portal ${stamp}`;
+      // The portal's own site: a one-route server on loopback that
+      // answers its callback, so the browser ends somewhere real.
+      const portal = http.createServer((req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/html' });
+        res.end('<!doctype html><title>portal</title><h1>Back at the portal</h1>');
+      });
+      await new Promise((resolve) => portal.listen(0, '127.0.0.1', resolve));
+      // Whatever happens next, the server goes with this scenario.
+      portal.unref();
+      const callback = `http://127.0.0.1:${portal.address().port}/callback`;
+      await page.getByLabel('App name', { exact: true }).fill(appName, { timeout: ACTION });
+      await page.getByLabel('Type', { exact: true }).selectOption('portal', { timeout: ACTION });
+      await page.getByLabel(/^Redirect URIs/).fill(callback, { timeout: ACTION });
+      await Promise.all([
+        page.waitForLoadState('load', { timeout: NAVIGATION }),
+        page.getByRole('button', { name: 'Register app', exact: true }).click({ timeout: ACTION }),
+      ]);
+      await seen(page, 'developers-registered');
+      const secret = page.locator('[data-client-secret]');
+      check((await secret.count()) === 1, "the Developers page does not show the new app's secret once");
+      check((await rowText(page, appName)) !== null, `the Developers page does not list ${appName}`);
+      const shown = await page.locator('.newkey pre').innerText({ timeout: ACTION });
+      const clientId = /client_id=(\S+)/.exec(shown)?.[1];
+      check(clientId !== undefined, `no client_id in what the Developers page showed: ${shown}`);
+      const query = new URLSearchParams({
+        response_type: 'code',
+        client_id: clientId,
+        redirect_uri: callback,
+        scope: 'openid transfer offline_access',
+        state: `st-${stamp}`,
+      });
+      await page.goto(`${hub}/authorize?${query}`, { timeout: NAVIGATION });
+      await seen(page, 'consent', { app: false });
+      const consent = await page.locator('body').innerText();
+      check(consent.includes(appName), `the consent page does not name the app ${appName}`);
+      await Promise.all([
+        page.waitForURL((url) => url.href.startsWith(callback), { timeout: NAVIGATION }),
+        page.getByRole('button', { name: 'Approve', exact: true }).click({ timeout: ACTION }),
+      ]);
+      const back = new URL(page.url());
+      check(back.searchParams.get('state') === `st-${stamp}` && (back.searchParams.get('code') ?? '') !== '', `the hub sent the browser back without a code and the state: ${back.search}`);
+
+      await page.goto(`${hub}/account`, { timeout: NAVIGATION });
+      await seen(page, 'account-connected-app');
+      const connected = page.getByRole('region', { name: 'Connected apps' });
+      check((await connected.innerText()).includes(appName), `the Account page's Connected apps do not list ${appName}`);
+      await Promise.all([
+        page.waitForLoadState('load', { timeout: NAVIGATION }),
+        page.getByRole('button', { name: `Revoke ${appName}`, exact: true }).click({ timeout: ACTION }),
+      ]);
+      await seen(page, 'account-app-revoked');
+      const after = await page.getByRole('region', { name: 'Connected apps' }).innerText();
+      check(!after.includes(appName), `${appName} is still connected after Revoke`);
     },
   ],
 ];

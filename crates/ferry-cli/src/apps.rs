@@ -56,7 +56,7 @@ pub fn app(inv: &Invocation, command: AppCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             AppCommand::List { json } => {
-                let listed: Vec<AppInfo> = client.get_json("/api/v1/apps", &[], auth).await?;
+                let listed: Vec<AppInfo> = client.get_all("/api/v1/apps", &[], auth).await?;
                 if json.json {
                     outln!("{}", serde_json::to_string(&listed)?);
                 } else if listed.is_empty() {
@@ -104,7 +104,7 @@ pub fn app(inv: &Invocation, command: AppCommand) -> anyhow::Result<ExitCode> {
             }
             AppCommand::Consents { json } => {
                 let listed: Vec<ConsentInfo> =
-                    client.get_json("/api/v1/consents", &[], auth).await?;
+                    client.get_all("/api/v1/consents", &[], auth).await?;
                 if json.json {
                     outln!("{}", serde_json::to_string(&listed)?);
                 } else if listed.is_empty() {

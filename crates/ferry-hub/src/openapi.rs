@@ -296,7 +296,9 @@ pub const OPERATIONS: &[Operation] = &[
     )
     .query(of::<UploadQuery>)
     .binary(&[201, 204]),
-    op("GET", "/api/v1/apps", "The caller's registered apps").answers(200, of::<Vec<AppInfo>>),
+    op("GET", "/api/v1/apps", "The caller's registered apps")
+        .paged()
+        .answers(200, of::<Vec<AppInfo>>),
     op(
         "POST",
         "/api/v1/apps",
@@ -322,6 +324,7 @@ pub const OPERATIONS: &[Operation] = &[
         "/api/v1/consents",
         "The apps the caller let act for them",
     )
+    .paged()
     .answers(200, of::<Vec<ConsentInfo>>),
     op(
         "DELETE",

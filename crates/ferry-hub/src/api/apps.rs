@@ -1,14 +1,14 @@
 //! `/api/v1/apps` (the caller's registered apps) and `/api/v1/consents`
 //! (the apps the caller let act for them): thin handlers over [`crate::apps`].
 
-use super::{Caller, Failure, bad};
+use super::{Caller, Failure, LIST_DEFAULT, PageQuery, Paged, bad};
 use crate::apps::{self, App, AppError};
 use crate::authz::ManagesApps;
 use crate::grants;
 use crate::server::Hub;
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, Uri};
 use ferry_proto::api::{AppDeleted, AppInfo, ConsentInfo, CreateApp};
 use std::sync::Arc;
 
@@ -60,13 +60,15 @@ pub(super) async fn create_app(
 pub(super) async fn list_apps(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<ManagesApps>,
-) -> Result<Json<Vec<AppInfo>>, Failure> {
-    Ok(Json(
-        apps::list(&*hub.store, &hub.identity_rules, &who)?
-            .into_iter()
-            .map(app_info)
-            .collect(),
-    ))
+    Query(page): Query<PageQuery>,
+    uri: Uri,
+) -> Result<Paged<AppInfo>, Failure> {
+    let window = page.window(LIST_DEFAULT, LIST_DEFAULT)?;
+    let apps = apps::list(&*hub.store, &hub.identity_rules, &who)?
+        .into_iter()
+        .map(app_info)
+        .collect();
+    Ok(window.page(apps, &hub, &uri))
 }
 
 pub(super) async fn show_app(
@@ -107,18 +109,20 @@ pub(super) async fn delete_app(
 pub(super) async fn list_consents(
     State(hub): State<Arc<Hub>>,
     Caller(who, _): Caller<ManagesApps>,
-) -> Result<Json<Vec<ConsentInfo>>, Failure> {
-    Ok(Json(
-        apps::consents(&*hub.store, &who)?
-            .into_iter()
-            .map(|c| ConsentInfo {
-                client_id: c.client_id,
-                name: c.client_name,
-                scopes: c.scope.split_whitespace().map(str::to_string).collect(),
-                created: c.created,
-            })
-            .collect(),
-    ))
+    Query(page): Query<PageQuery>,
+    uri: Uri,
+) -> Result<Paged<ConsentInfo>, Failure> {
+    let window = page.window(LIST_DEFAULT, LIST_DEFAULT)?;
+    let consents = apps::consents(&*hub.store, &who)?
+        .into_iter()
+        .map(|c| ConsentInfo {
+            client_id: c.client_id,
+            name: c.client_name,
+            scopes: c.scope.split_whitespace().map(str::to_string).collect(),
+            created: c.created,
+        })
+        .collect();
+    Ok(window.page(consents, &hub, &uri))
 }
 
 pub(super) async fn revoke_consent(
