@@ -83,6 +83,7 @@ class TaskInfo(TypedDict):
     bytes: int
     bytes_skipped: int
     bytes_resent: int
+    bytes_relayed: NotRequired[int]
     walk_done: bool
     faults: int
     attempt: int

@@ -97,6 +97,20 @@ fn a_destination_that_never_listens_receives_through_the_hub_which_sees_only_cip
     );
     let bytes = task["bytes"].as_u64().unwrap();
     assert_only_ciphertext(&tee, &marker, bytes);
+    // The task counts what the hub carried for it: every relayed byte,
+    // once its streams closed (they may outlive the task's end briefly).
+    let carried = fs::metadata(&tee).unwrap().len();
+    wait_until(LIMIT, "the task's relayed bytes to be counted", || {
+        lab.show(&id)["bytes_relayed"].as_u64() == Some(carried)
+    });
+    let show = lab.ferry(&["task", "show", &id]);
+    assert!(
+        show.stdout
+            .lines()
+            .any(|l| l.starts_with("Bytes Relayed") && l.contains(&carried.to_string())),
+        "{}",
+        show.stdout
+    );
 }
 
 /// Waits until the destination has begun a file (its temporary exists).

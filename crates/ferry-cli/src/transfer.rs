@@ -828,6 +828,16 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
         ("Attempts", info.attempt.to_string()),
         ("Created", utc_seconds(info.created)),
     ];
+    if info.bytes_relayed > 0 {
+        rows.push((
+            "Bytes Relayed",
+            format!(
+                "{} ({}, encrypted, through the hub)",
+                info.bytes_relayed,
+                human::bytes(info.bytes_relayed)
+            ),
+        ));
+    }
     if !info.filters.is_empty() {
         rows.push(("Filters", filter_flags(&info.filters)));
     }
@@ -1038,6 +1048,7 @@ mod tests {
             bytes: 0,
             bytes_skipped: 0,
             bytes_resent: 0,
+            bytes_relayed: 0,
             walk_done: true,
             faults: 0,
             attempt: 1,

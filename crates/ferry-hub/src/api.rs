@@ -1176,6 +1176,7 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
         bytes: totals.bytes,
         bytes_skipped: totals.bytes_skipped,
         bytes_resent: totals.bytes_resent,
+        bytes_relayed: row.bytes_relayed,
         walk_done: totals.walk_done,
         faults: row.faults,
         attempt: row.attempt,

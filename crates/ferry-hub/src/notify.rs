@@ -750,6 +750,7 @@ mod tests {
             completed: Some(1_000 + 3723),
             last_fault: None,
             fatal_error: None,
+            bytes_relayed: 0,
             on_success: None,
         }
     }

@@ -32,6 +32,9 @@ pub const FEATURE: &str = ferry_proto::relay::RELAY_FEATURE;
 const DIAL_BACK_WITHIN: Duration = Duration::from_secs(10);
 /// Bytes copied at a time, each way.
 const COPY_BUF: usize = 256 * 1024;
+/// A running task's relayed bytes reach its stored count at least this
+/// often (and at each stream's end), so `task show` follows a long relay.
+const SAVE_EVERY: u64 = 64 * 1024 * 1024;
 
 /// How a task's source is told to reach its destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +74,8 @@ struct TaskStreams {
     attempt: u32,
     /// Bytes relayed for this attempt so far (both ways).
     bytes: u64,
+    /// Bytes relayed and not yet added to the task's stored count.
+    unsaved: u64,
     bucket: Option<TokenBucket>,
 }
 
@@ -98,6 +103,7 @@ impl Streams {
                 streams: 0,
                 attempt,
                 bytes: 0,
+                unsaved: 0,
                 bucket: task_rate.map(|r| TokenBucket::new(r, now)),
             });
         if task.streams >= max_per_task {
@@ -121,11 +127,21 @@ impl Streams {
         match self.by_task.get_mut(task_id) {
             Some(task) => {
                 task.bytes = task.bytes.saturating_add(bytes);
+                task.unsaved = task.unsaved.saturating_add(bytes);
                 task.bucket
                     .as_mut()
                     .map_or(Duration::ZERO, |b| b.reserve(bytes, now))
             }
             None => Duration::ZERO,
+        }
+    }
+
+    /// The bytes of `task_id` relayed since the last call, once they are
+    /// `at_least`; else 0 (they wait for a later call).
+    pub fn take_unsaved(&mut self, task_id: &str, at_least: u64) -> u64 {
+        match self.by_task.get_mut(task_id) {
+            Some(task) if task.unsaved >= at_least.max(1) => std::mem::take(&mut task.unsaved),
+            _ => 0,
         }
     }
 
@@ -201,7 +217,14 @@ struct Place {
 
 impl Drop for Place {
     fn drop(&mut self) {
-        let ended = self.hub.relay.streams().close(&self.task_id);
+        let (unsaved, ended) = {
+            let mut streams = self.hub.relay.streams();
+            (
+                streams.take_unsaved(&self.task_id, 0),
+                streams.close(&self.task_id),
+            )
+        };
+        save(&self.hub, &self.task_id, unsaved);
         // Nothing relayed (the pairing failed): nothing to tell.
         if let Some((attempt, bytes)) = ended.filter(|(_, bytes)| *bytes > 0) {
             record(
@@ -213,6 +236,16 @@ impl Drop for Place {
                 ),
             );
         }
+    }
+}
+
+/// Adds relayed bytes to the task's count (`task show`'s Bytes Relayed).
+fn save(hub: &Hub, task_id: &str, bytes: u64) {
+    if bytes == 0 {
+        return;
+    }
+    if let Err(e) = hub.store.add_task_bytes_relayed(task_id, bytes) {
+        tracing::warn!(task = %task_id, error = %e, "cannot count relayed bytes");
     }
 }
 
@@ -389,6 +422,8 @@ where
             tee.write(&buf[..n]);
             hub.metrics.relayed(n as u64);
             let wait = hub.relay.pace(task_id, n as u64);
+            let unsaved = hub.relay.streams().take_unsaved(task_id, SAVE_EVERY);
+            save(hub, task_id, unsaved);
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
@@ -534,8 +569,13 @@ mod tests {
         assert_eq!(s.total(), 3);
         // Bytes are counted per attempt; the last stream's close says them.
         assert_eq!(s.relayed("t1", 1000, now), Duration::ZERO);
+        assert_eq!(s.take_unsaved("t1", 1001), 0, "not enough to save yet");
+        assert_eq!(s.take_unsaved("t1", 1000), 1000);
+        assert_eq!(s.take_unsaved("t1", 0), 0, "saved once");
+        assert_eq!(s.relayed("t1", 24, now), Duration::ZERO);
+        assert_eq!(s.take_unsaved("t1", 0), 24);
         assert_eq!(s.close("t1"), None);
-        assert_eq!(s.close("t1"), Some((1, 1000)));
+        assert_eq!(s.close("t1"), Some((1, 1024)));
         assert_eq!(s.close("t2"), Some((4, 0)));
         assert_eq!(s.total(), 0);
         assert_eq!(s.open("t3", 1, 3, 2, None, now), Ok(true));

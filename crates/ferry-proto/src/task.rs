@@ -575,6 +575,11 @@ pub struct TaskInfo {
     pub bytes_skipped: u64,
     #[serde(default)]
     pub bytes_resent: u64,
+    /// Encrypted bytes the hub's relay carried for this task (both ways,
+    /// all attempts): nonzero only when its endpoints could not connect
+    /// directly. Absent from an older hub.
+    #[serde(default)]
+    pub bytes_relayed: u64,
     /// `files` and `bytes` are totals (the source walked every item);
     /// until then they count what was seen so far.
     #[serde(default)]

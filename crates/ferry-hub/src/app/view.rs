@@ -611,6 +611,7 @@ pub fn task_live(
                 }
                 dt { "Rate" } dd { (rate(row, now)) }
                 @if t.files_skipped > 0 { dt { "Skipped" } dd { (t.files_skipped) " files already there (" (human::bytes(t.bytes_skipped)) ")" } }
+                @if row.bytes_relayed > 0 { dt { "Relayed" } dd { (human::bytes(row.bytes_relayed)) " through the hub, encrypted end to end (the endpoints could not connect directly)" } }
                 dt { "Faults" } dd { (row.faults) }
                 @if let Some(fault) = &row.last_fault { dt { "Last fault" } dd { (fault) } }
                 @if let Some(error) = &row.fatal_error { dt { "Error" } dd class="error-text" { (error) } }

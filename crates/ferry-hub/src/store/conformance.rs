@@ -1112,10 +1112,18 @@ pub fn tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts(
         assert!(s.set_progress("t1", 2, &counters(12, 3, 5, 300)).unwrap());
         s.add_task_event("t1", "FAULT", "attempt 1: reset", 6, false)
             .unwrap();
+        assert_eq!(s.task("t1").unwrap().unwrap().bytes_relayed, 0);
+        s.add_task_bytes_relayed("t1", 1000).unwrap();
+        s.add_task_bytes_relayed("t1", 24).unwrap();
+        s.add_task_bytes_relayed("no such task", 5).unwrap();
     }
     // As after kill -9: only what was committed.
     let s = open();
     let row = s.task("t1").unwrap().unwrap();
+    assert_eq!(
+        row.bytes_relayed, 1024,
+        "relayed bytes add up over attempts"
+    );
     assert_eq!(row.status, TaskStatus::Active);
     assert_eq!(row.attempt, 2);
     assert_eq!(row.faults, 1);

@@ -146,6 +146,7 @@ delegate!(TaskStore {
     fn finish_task(&self, id: &str, status: TaskStatus, last: Option<&TaskCounters>, error: Option<&str>, now: i64) -> Result<bool>;
     fn add_task_event(&self, id: &str, code: &str, description: &str, now: i64, always: bool) -> Result<()>;
     fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>>;
+    fn add_task_bytes_relayed(&self, id: &str, bytes: u64) -> Result<()>;
 });
 
 delegate!(ShareStore {

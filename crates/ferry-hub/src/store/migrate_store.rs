@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 18;
+const SQLITE_SCHEMA: i64 = 19;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -234,6 +234,7 @@ const TABLES: &[Table] = &[
             ("submission_id", Text),
             ("claimed_by", Text),
             ("lease_until", Int),
+            ("bytes_relayed", Int),
         ],
         identity: Some("seq"),
     },

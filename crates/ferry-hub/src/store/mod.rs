@@ -356,6 +356,9 @@ pub struct TaskRow {
     pub completed: Option<i64>,
     pub last_fault: Option<String>,
     pub fatal_error: Option<String>,
+    /// Encrypted bytes the hub's relay carried for it, both ways, over
+    /// all its attempts.
+    pub bytes_relayed: u64,
 }
 
 impl TaskRow {
@@ -601,6 +604,10 @@ pub trait TaskStore {
 
     /// A task's latest `limit` events, oldest first.
     fn task_events(&self, id: &str, limit: usize) -> Result<Vec<TaskEventRow>>;
+
+    /// Adds `bytes` to what the hub's relay carried for the task (no task:
+    /// nothing happens).
+    fn add_task_bytes_relayed(&self, id: &str, bytes: u64) -> Result<()>;
 
     /// Every state that has tasks, with their count and the bytes and
     /// files they moved: one aggregate over the tasks, read at each scrape

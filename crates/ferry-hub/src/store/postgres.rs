@@ -476,6 +476,8 @@ CREATE TABLE hub_secrets (
     value TEXT NOT NULL
 );
 "#,
+    // SQLite's schema 19: relayed bytes.
+    "ALTER TABLE tasks ADD COLUMN bytes_relayed BIGINT NOT NULL DEFAULT 0;",
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -1146,7 +1148,7 @@ const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.des
     t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
     t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
     t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped,
-    t.checksum_algorithm, t.on_success
+    t.checksum_algorithm, t.on_success, t.bytes_relayed
     FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
 
 fn task_row(r: &Row) -> Result<TaskRow> {
@@ -1186,6 +1188,7 @@ fn task_row(r: &Row) -> Result<TaskRow> {
         completed: r.try_get(21)?,
         last_fault: r.try_get(22)?,
         fatal_error: r.try_get(23)?,
+        bytes_relayed: u64_of(r.try_get(34)?),
     })
 }
 
@@ -2810,6 +2813,20 @@ impl TaskStore for PostgresStore {
                 &[&id, &sql_u64(count + 1), &now, &code, &description],
             )?;
             tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn add_task_bytes_relayed(&self, id: &str, bytes: u64) -> Result<()> {
+        self.with_client(|c| {
+            // Saturating: a counter beyond i64 sticks at the top.
+            c.execute(
+                "UPDATE tasks SET bytes_relayed = CASE
+                     WHEN bytes_relayed > 9223372036854775807 - $2 THEN 9223372036854775807
+                     ELSE bytes_relayed + $2 END
+                 WHERE id = $1",
+                &[&id, &sql_u64(bytes)],
+            )?;
             Ok(())
         })
     }

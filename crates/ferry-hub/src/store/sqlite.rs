@@ -455,6 +455,9 @@ CREATE TABLE hub_secrets (
 );
 "#,
     ),
+    // The encrypted bytes the hub's relay carried for a task, over all
+    // its attempts and both ways.
+    Migration::Sql("ALTER TABLE tasks ADD COLUMN bytes_relayed INTEGER NOT NULL DEFAULT 0;"),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -653,7 +656,7 @@ const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.des
     t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
     t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
     t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped,
-    t.checksum_algorithm, t.on_success
+    t.checksum_algorithm, t.on_success, t.bytes_relayed
     FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
 
 fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
@@ -693,6 +696,7 @@ fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
         completed: r.get(21)?,
         last_fault: r.get(22)?,
         fatal_error: r.get(23)?,
+        bytes_relayed: u64_of(r.get(34)?),
     })
 }
 
@@ -2360,6 +2364,20 @@ impl TaskStore for SqliteStore {
                 params![id, sql_u64(count + 1), now, code, description],
             )?;
             tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn add_task_bytes_relayed(&self, id: &str, bytes: u64) -> Result<()> {
+        self.with_conn(|conn| {
+            // Saturating: a counter beyond i64 sticks at the top.
+            conn.execute(
+                "UPDATE tasks SET bytes_relayed = CASE
+                     WHEN bytes_relayed > 9223372036854775807 - ?2 THEN 9223372036854775807
+                     ELSE bytes_relayed + ?2 END
+                 WHERE id = ?1",
+                params![id, sql_u64(bytes)],
+            )?;
             Ok(())
         })
     }
