@@ -508,3 +508,121 @@ fn a_gibibyte_goes_up_and_comes_back_exactly() {
     assert_eq!(ran.code, Some(0), "{ran:?}");
     assert_eq!(sha256_file(&back), want);
 }
+
+/// `ferry`, run with `lab`'s user and hub, not waited for.
+fn spawn_ferry(lab: &Lab, args: &[&std::ffi::OsStr]) -> std::process::Child {
+    Command::new(ferry_tests::ferry_bin())
+        .args(args)
+        .env_clear()
+        .env("HOME", &lab.src.home)
+        .env("FERRY_TOKEN", &lab.token)
+        .env("FERRY_HUB", &lab.hub.url)
+        .env("FERRY_HUB_CA", lab.hub.ca_cert())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (bounded) for a `ferry` the hub's death cut off; its exit code.
+fn cut_off(mut child: std::process::Child) -> Option<i32> {
+    let mut code = None;
+    ferry_tests::wait_until(LIMIT, "ferry to give up on the dead hub", || {
+        code = child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
+        code.is_some()
+    });
+    code
+}
+
+/// A download and an upload cut off by the hub's kill -9 go on from where
+/// they stood once it is back: what arrived is kept on both sides.
+#[test]
+fn get_and_put_resume_across_a_restart_of_the_hub() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    if !on_path("curl") {
+        skip("curl is not installed");
+        return;
+    }
+    let mut lab = Lab::new();
+    // Big enough that the hub dies mid-way; sparse, so it is quick to make.
+    let size: u64 = 768 << 20;
+    let remote = lab.src.home.join("big.bin");
+    let file = fs::File::create(&remote).unwrap();
+    file.set_len(size).unwrap();
+    for i in 0..(size >> 26) {
+        file.write_all_at(&noise(1 << 20, i + 5), i << 26).unwrap();
+    }
+    drop(file);
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = local_dir.path().join("big.bin");
+    let part = local_dir.path().join("big.bin.part");
+
+    let get = spawn_ferry(
+        &lab,
+        &["get".as_ref(), "src:/~/big.bin".as_ref(), local.as_os_str()],
+    );
+    ferry_tests::wait_until(LIMIT, "part of the download to arrive", || {
+        fs::metadata(&part).is_ok_and(|m| m.len() >= 8 << 20)
+    });
+    lab.hub.kill();
+    assert_ne!(cut_off(get), Some(0), "a download cut off reports failure");
+    let kept = fs::metadata(&part).unwrap().len();
+    assert!(kept >= 8 << 20 && kept < size, "{kept}");
+    lab.hub.serve();
+    lab.src.wait_hub_state("connected", LIMIT);
+    let ran = lab.ferry(&["get".as_ref(), "src:/~/big.bin".as_ref(), local.as_os_str()]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(sha256_file(&local), sha256_file(&remote));
+    let audit = lab.ferry(&["endpoint", "audit", "src", "--json"]);
+    assert!(
+        audit
+            .stdout
+            .contains(&format!("https bytes {kept}-{}", size - 1)),
+        "the download started again from 0, not from {kept}: {}",
+        audit.stdout
+    );
+
+    // The upload: its pieces wait at the endpoint while the hub is away.
+    let up = local_dir.path().join("up.bin");
+    fs::write(&up, noise(160 << 20, 21)).unwrap();
+    let target = "src:/~/up.bin";
+    let put = spawn_ferry(&lab, &["put".as_ref(), up.as_os_str(), target.as_ref()]);
+    ferry_tests::wait_until(LIMIT, "a first piece to arrive", || {
+        temporaries(&lab.src.home)
+            .iter()
+            .any(|(_, len)| *len >= 32 << 20)
+    });
+    lab.hub.kill();
+    assert_ne!(cut_off(put), Some(0), "an upload cut off reports failure");
+    lab.hub.serve();
+    lab.src.wait_hub_state("connected", LIMIT);
+    // The hub, back, finds the piece that arrived (the id `ferry put`
+    // derives from the target and the file's size and mtime).
+    let meta = fs::metadata(&up).unwrap();
+    let mut id = Sha256::new();
+    id.update(target.as_bytes());
+    id.update(format!(
+        "\n{}\n{}.{}",
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    ));
+    let id: String = id.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let url = format!(
+        "{}/api/v1/endpoints/{}/files/~/up.bin?upload={id}",
+        lab.hub.url,
+        endpoint_id(&lab.src)
+    );
+    let (status, head, _) = parts(&curl(&lab, Some(&lab.token), &url, &["-I"]));
+    assert_eq!(status, 204, "{head}");
+    let stands: u64 = header(&head, "upload-offset").unwrap().parse().unwrap();
+    assert!(stands >= 32 << 20, "{stands}");
+    let ran = lab.ferry(&["put".as_ref(), up.as_os_str(), target.as_ref()]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(sha256_file(&lab.src.home.join("up.bin")), sha256_file(&up));
+    assert!(temporaries(&lab.src.home).is_empty());
+}
