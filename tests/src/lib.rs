@@ -23,6 +23,7 @@ pub mod fault_proxy;
 pub mod haproxy;
 pub mod lab;
 pub mod postgres;
+pub mod relay_checks;
 
 pub use lab::{Lab, pattern, tree};
 

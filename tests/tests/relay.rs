@@ -6,9 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use ferry_tests::relay_checks::{assert_only_ciphertext, marker, wait_for_temp};
 use ferry_tests::{Lab, pattern, tree, wait_until};
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,17 +27,6 @@ fn relay_lab() -> (Lab, tempfile::TempDir, PathBuf) {
     (lab, tee_dir, tee)
 }
 
-/// 32 random bytes as hex: a string no ciphertext holds by chance.
-fn marker() -> String {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut bytes)
-        .unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A tree with the marker many times over in a text file, and data
 /// spanning several chunks.
 fn dataset(root: &Path, marker: &str) {
@@ -47,22 +36,6 @@ fn dataset(root: &Path, marker: &str) {
     for i in 0..20 {
         fs::write(root.join(format!("small-{i}")), pattern(1000 + i, i as u32)).unwrap();
     }
-}
-
-/// The hub held ciphertext only: it relayed at least the tree's bytes,
-/// and the marker is nowhere in them.
-fn assert_only_ciphertext(tee: &Path, marker: &str, at_least: u64) {
-    let relayed = fs::read(tee).unwrap_or_default();
-    assert!(
-        relayed.len() as u64 >= at_least,
-        "the hub relayed {} bytes, fewer than the {at_least} of the tree",
-        relayed.len()
-    );
-    let needle = marker.as_bytes();
-    assert!(
-        !relayed.windows(needle.len()).any(|w| w == needle),
-        "the marker crossed the hub in the clear"
-    );
 }
 
 fn relayed_events(lab: &Lab, id: &str) -> Vec<String> {
@@ -113,16 +86,6 @@ fn a_destination_that_never_listens_receives_through_the_hub_which_sees_only_cip
     );
 }
 
-/// Waits until the destination has begun a file (its temporary exists).
-fn wait_for_temp(dir: &Path) {
-    wait_until(LIMIT, "a temporary file at the destination", || {
-        fs::read_dir(dir).is_ok_and(|d| {
-            d.filter_map(Result::ok)
-                .any(|e| e.file_name().as_bytes().starts_with(b".ferry."))
-        })
-    });
-}
-
 #[test]
 fn a_relayed_transfer_resumes_after_kill_9_of_either_endpoint() {
     let (mut lab, _tee_dir, tee) = relay_lab();
@@ -131,7 +94,7 @@ fn a_relayed_transfer_resumes_after_kill_9_of_either_endpoint() {
     dataset(&src, &marker);
     fs::write(src.join("huge.bin"), pattern(32 * CHUNK + 5, 8)).unwrap();
     let id = lab.transfer(&["-r", "src:/~/big", "dst:/~/big"]);
-    wait_for_temp(&lab.dst.home.join("big"));
+    wait_for_temp(&lab.dst.home.join("big"), LIMIT);
     lab.kill_dst();
     lab.start_dst();
     let started = |lab: &Lab| {

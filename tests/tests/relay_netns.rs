@@ -13,13 +13,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use ferry_tests::relay_checks::{assert_only_ciphertext, marker, wait_for_temp};
 use ferry_tests::{
     Daemon, Hub, Ran, User, ferry_bin, in_netns, is_root, line_value, on_path, pattern, skip, tree,
     wait_until,
 };
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -272,39 +271,6 @@ impl World {
     }
 }
 
-fn marker() -> String {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut bytes)
-        .unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn assert_only_ciphertext(tee: &Path, marker: &str, at_least: u64) {
-    let relayed = fs::read(tee).unwrap_or_default();
-    assert!(
-        relayed.len() as u64 >= at_least,
-        "the hub relayed {} bytes, fewer than {at_least}",
-        relayed.len()
-    );
-    let needle = marker.as_bytes();
-    assert!(
-        !relayed.windows(needle.len()).any(|w| w == needle),
-        "the marker crossed the hub in the clear"
-    );
-}
-
-fn wait_for_temp(dir: &Path) {
-    wait_until(LIMIT, "a temporary file at the destination", || {
-        fs::read_dir(dir).is_ok_and(|d| {
-            d.filter_map(Result::ok)
-                .any(|e| e.file_name().as_bytes().starts_with(b".ferry."))
-        })
-    });
-}
-
 #[test]
 fn endpoints_that_cannot_reach_each_other_transfer_through_the_hub_and_resume_after_kill_9() {
     if let Some(why) = netns_missing() {
@@ -333,7 +299,7 @@ fn endpoints_that_cannot_reach_each_other_transfer_through_the_hub_and_resume_af
         fs::write(src.join(format!("small-{i}")), pattern(999 + i, i as u32)).unwrap();
     }
     let id = w.transfer(&["-r", "src:/~/data", "dst:/~/data"]);
-    wait_for_temp(&w.dst.home.join("data"));
+    wait_for_temp(&w.dst.home.join("data"), LIMIT);
     World::kill(w.dst_daemon.take());
     w.start_dst();
     let started = |w: &World| {
