@@ -79,6 +79,11 @@ const MAX_REOFFERS: u32 = 3;
 /// Opening one stream (TCP, TLS, and the destination's answer to its
 /// `Open`) is given this long.
 const CONNECT_WITHIN: Duration = Duration::from_secs(15);
+/// A direct TCP connection the hub would relay instead is given this
+/// long: enough for two SYN retransmissions (at 1 s and 3 s) on a lossy
+/// path, short enough that a firewall which drops silently costs an
+/// attempt seconds, not [`CONNECT_WITHIN`].
+const DIRECT_WITHIN_ELSE_RELAY: Duration = Duration::from_secs(5);
 /// Frames from the destination's stream 0 waiting for the send loop.
 const FROM_DESTINATION: usize = 64;
 
@@ -580,9 +585,12 @@ async fn connect(
     if relaying.is_none()
         && let Some(addr) = &route.direct
     {
-        let why = match tokio::time::timeout(CONNECT_WITHIN, tokio::net::TcpStream::connect(addr))
-            .await
-        {
+        let within = if route.relay.is_some() {
+            DIRECT_WITHIN_ELSE_RELAY
+        } else {
+            CONNECT_WITHIN
+        };
+        let why = match tokio::time::timeout(within, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => {
                 let _ = tcp.set_nodelay(true);
                 return Ok(DataIo::Direct(tcp));
