@@ -288,6 +288,9 @@ fn ends_are_mailed_to_the_owner_and_posted_signed_to_her_webhook() {
     };
     let receiver = Receiver::start();
     let lab = Lab::builder()
+        // The receiver is on loopback, which webhooks reach only when
+        // the admin allows it.
+        .hub_setting("webhook_private_addresses = true")
         .hub_config(&smtp_section(smtp.port, false))
         .alice_email("alice@example.org")
         .start();
@@ -523,6 +526,18 @@ fn hostile_webhook_urls_and_notify_settings_are_refused_with_what_to_do() {
         let out = lab.ferry(&["webhook", "add", url]);
         assert_eq!(out.code, Some(1), "{url}: {out:?}");
         assert!(out.stderr.contains(says), "{url}: {out:?}");
+    }
+    // The hub's own host and networks are out of a webhook's reach.
+    for url in [
+        "http://127.0.0.1:5432/",
+        "http://169.254.169.254/latest/meta-data",
+    ] {
+        let out = lab.ferry(&["webhook", "add", url]);
+        assert_eq!(out.code, Some(1), "{url}: {out:?}");
+        assert!(
+            out.stderr.contains("webhook_private_addresses"),
+            "{url}: {out:?}"
+        );
     }
     let long = format!("https://example.org/{}", "a".repeat(3000));
     let out = lab.ferry(&["webhook", "add", &long]);

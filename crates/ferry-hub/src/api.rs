@@ -925,7 +925,14 @@ async fn create_webhook(
     Caller(who, _): Caller<ManagesWebhooks>,
     Json(body): Json<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookInfo>), Failure> {
-    let row = notify::create_webhook(&*hub.store, &who, &body.url, body.events, grants::now())?;
+    let row = notify::create_webhook(
+        &*hub.store,
+        &who,
+        &body.url,
+        body.events,
+        hub.config.webhook_private_addresses,
+        grants::now(),
+    )?;
     Ok((StatusCode::CREATED, Json(webhook_info(row, true))))
 }
 
@@ -1831,6 +1838,7 @@ mod tests {
             &alice,
             "https://hooks.example.org/alice",
             None,
+            false,
             1,
         )
         .unwrap();

@@ -145,7 +145,7 @@ pub fn spawn(hub: Arc<Hub>, dir: &HubDir) -> anyhow::Result<()> {
         Some(smtp) => Some(Mailer::new(smtp, dir, &hub.config.url)?),
         None => None,
     };
-    let posts = webhook_client()?;
+    let posts = Posts::new(hub.config.webhook_private_addresses)?;
     let rx = hub
         .notifier
         .rx
@@ -163,7 +163,7 @@ async fn run(
     hub: Arc<Hub>,
     mut rx: mpsc::Receiver<Job>,
     mailer: Option<Arc<Mailer>>,
-    posts: reqwest::Client,
+    posts: Posts,
 ) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(job) = rx.recv().await {
@@ -273,7 +273,7 @@ fn prepare(
 }
 
 /// Tries a delivery until it goes through or [`TRIES`] are spent.
-async fn deliver(delivery: Delivery, mailer: Option<&Mailer>, posts: &reqwest::Client) {
+async fn deliver(delivery: Delivery, mailer: Option<&Mailer>, posts: &Posts) {
     let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP);
     for attempt in 1..=TRIES {
         let result = match &delivery {
@@ -570,9 +570,35 @@ impl Mailer {
 
 // --- webhooks ---
 
-/// The client every POST goes through: no redirects followed, bounded in time.
-fn webhook_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// What webhook POSTs go through.
+#[derive(Clone)]
+struct Posts {
+    client: reqwest::Client,
+    allow_private: bool,
+}
+
+impl Posts {
+    fn new(allow_private: bool) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: webhook_client(allow_private)?,
+            allow_private,
+        })
+    }
+}
+
+/// The client every POST goes through: no redirects followed, bounded in
+/// time, and (unless `allow_private`) only to public addresses.
+fn webhook_client(allow_private: bool) -> anyhow::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder();
+    let builder = if allow_private {
+        builder
+    } else {
+        // Names resolve to public addresses only, checked on the
+        // addresses the connection will use, so a name that resolves
+        // elsewhere later (DNS rebinding) gains nothing.
+        builder.dns_resolver(PublicOnly)
+    };
+    builder
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .timeout(DELIVERY_TIMEOUT)
@@ -581,17 +607,112 @@ fn webhook_client() -> anyhow::Result<reqwest::Client> {
         .map_err(|e| anyhow::anyhow!("cannot set up the webhook client: {e}"))
 }
 
+/// Resolves a webhook's host to its public addresses only.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let all: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<std::net::SocketAddr> = all
+                .into_iter()
+                .filter(|a| is_public_address(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(not_public(&host).into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+fn not_public(host: &str) -> String {
+    format!(
+        "{host} is not a public address: webhooks reach public addresses only \
+         (an admin may allow others with webhook_private_addresses = true in hub.toml)"
+    )
+}
+
+/// Whether a webhook may reach `ip` when private addresses are not
+/// allowed: unicast addresses routed on the internet, nothing on the
+/// hub's own host or networks.
+pub fn is_public_address(ip: std::net::IpAddr) -> bool {
+    use std::net::{IpAddr, Ipv4Addr};
+    fn v4(ip: Ipv4Addr) -> bool {
+        let [a, b, c, _] = ip.octets();
+        !(ip.is_unspecified()
+            || ip.is_loopback()
+            || ip.is_private()
+            || ip.is_link_local()
+            || ip.is_broadcast()
+            || ip.is_multicast()
+            || ip.is_documentation()
+            || a == 0
+            || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+            || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+            || (a == 198 && (18..20).contains(&b)) // benchmarking
+            || a >= 240) // reserved
+    }
+    match ip {
+        IpAddr::V4(ip) => v4(ip),
+        IpAddr::V6(ip) => {
+            if let Some(mapped) = ip.to_ipv4_mapped() {
+                return v4(mapped);
+            }
+            let s = ip.segments();
+            // NAT64 (64:ff9b::/96) reaches the IPv4 address inside.
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+                let [a, b] = s[6].to_be_bytes();
+                let [c, d] = s[7].to_be_bytes();
+                return v4(Ipv4Addr::new(a, b, c, d));
+            }
+            !(ip.is_unspecified()
+                || ip.is_loopback()
+                || ip.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || s[0..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible, deprecated
+        }
+    }
+}
+
+/// A URL whose host is an address literal (no resolver is asked): its
+/// address must be public unless private ones are allowed.
+fn check_literal_host(url: &str, allow_private: bool) -> Result<(), String> {
+    if allow_private {
+        return Ok(());
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    let host = parsed.host_str().unwrap_or_default();
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    let Ok(ip) = literal.parse::<std::net::IpAddr>() else {
+        return Ok(());
+    };
+    if is_public_address(ip) {
+        Ok(())
+    } else {
+        Err(not_public(&ip.to_string()))
+    }
+}
+
 /// One POST; only a 2xx answer counts. The answer's body is never read.
 async fn post(
-    client: &reqwest::Client,
+    posts: &Posts,
     url: &str,
     secret: &str,
     event: NotifyEvent,
     body: &[u8],
     delivery_id: &str,
 ) -> Result<(), String> {
+    // A literal address reaches no resolver: checked here, at each
+    // delivery (the admin's setting may have changed since creation).
+    check_literal_host(url, posts.allow_private)?;
     let timestamp = crate::grants::now();
-    let answer = client
+    let answer = posts
+        .client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("X-Ferry-Event", event.as_str())
@@ -662,15 +783,20 @@ pub fn check_webhook_url(url: &str) -> Result<(), String> {
 }
 
 /// Adds a webhook for `who`; the row holds the secret, shown this once.
+/// `allow_private` is the hub's `webhook_private_addresses`: without it a
+/// URL naming a non-public address is refused now (a name's addresses
+/// are checked at each delivery).
 pub fn create_webhook(
     store: &dyn Storage,
     who: &Principal,
     url: &str,
     events: Option<NotifyEvents>,
+    allow_private: bool,
     now: i64,
 ) -> Result<WebhookRow, WebhookError> {
     authorize(who, Action::ManageWebhooks, Resource::Any).map_err(WebhookError::Refused)?;
     check_webhook_url(url).map_err(WebhookError::Invalid)?;
+    check_literal_host(url, allow_private).map_err(WebhookError::Invalid)?;
     let events = events.unwrap_or(NotifyEvents::ALL);
     if events.is_empty() {
         return Err(WebhookError::Invalid(
@@ -930,6 +1056,68 @@ mod tests {
         ] {
             assert!(check_webhook_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn webhooks_reach_public_addresses_only_unless_the_admin_allows_others() {
+        use std::net::IpAddr;
+        for public in [
+            "93.184.215.14",
+            "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
+            "1.1.1.1",
+        ] {
+            let ip: IpAddr = public.parse().unwrap();
+            assert!(is_public_address(ip), "{public}");
+        }
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "::7f00:1",
+        ] {
+            let ip: IpAddr = private.parse().unwrap();
+            assert!(!is_public_address(ip), "{private}");
+        }
+        for url in [
+            "http://127.0.0.1:9000/in",
+            "http://[::1]/in",
+            "https://169.254.169.254/latest/meta-data",
+            "http://[::ffff:192.168.0.1]/",
+        ] {
+            let refused = check_literal_host(url, false).unwrap_err();
+            assert!(refused.contains("webhook_private_addresses"), "{refused}");
+            assert_eq!(check_literal_host(url, true), Ok(()), "{url}");
+        }
+        // A name is checked by the resolver, at each delivery.
+        assert_eq!(
+            check_literal_host("https://hooks.example.org/", false),
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_only_to_private_addresses_is_not_posted_to() {
+        use reqwest::dns::Resolve;
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let refused = match PublicOnly.resolve(name).await {
+            Ok(addrs) => panic!("resolved: {:?}", addrs.collect::<Vec<_>>()),
+            Err(e) => e.to_string(),
+        };
+        assert!(refused.contains("not a public address"), "{refused}");
     }
 
     #[test]

@@ -154,6 +154,12 @@ pub struct HubConfig {
     /// removed hourly (`ferry endpoint audit`).
     #[serde(default = "default_audit_retention_days")]
     pub audit_retention_days: u64,
+    /// `true`: webhooks may POST to loopback, private (RFC 1918,
+    /// fc00::/7), link-local and other non-public addresses. Off by
+    /// default: a user's webhook could otherwise reach services on the
+    /// hub's own network (server-side request forgery).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub webhook_private_addresses: bool,
     /// The relay task notifications are e-mailed through; absent, the hub
     /// sends no e-mail (webhooks still go out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -596,6 +602,7 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
         database: None,
         metrics_token: None,
         audit_retention_days: default_audit_retention_days(),
+        webhook_private_addresses: false,
         smtp: None,
         local_domain: None,
         identity_max_age_hours: default_identity_max_age_hours(),

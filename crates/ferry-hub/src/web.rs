@@ -528,6 +528,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
             database: None,
             metrics_token: None,
             audit_retention_days: crate::state::default_audit_retention_days(),
+            webhook_private_addresses: false,
             smtp: None,
             local_domain: None,
             identity_max_age_hours: crate::state::default_identity_max_age_hours(),
