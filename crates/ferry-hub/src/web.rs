@@ -6,8 +6,8 @@
 use crate::server::Hub;
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -351,6 +351,9 @@ pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route(ferry_proto::api::CA_CERT_PATH, get(ca_cert))
         .route("/metrics", get(crate::metrics::serve))
+        .route("/l/{token}", get(link_root))
+        .route("/l/{token}/", get(link_dir))
+        .route("/l/{token}/{*rest}", get(link_beneath))
         .route(
             ferry_proto::api::OPENAPI_PATH,
             get(crate::openapi::serve).layer(map_response(api_headers)),
@@ -365,6 +368,36 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .layer(from_fn_with_state(body_within, body_deadline))
         .layer(map_response(transport_headers))
         .with_state(hub)
+}
+
+// Links: anyone holding the URL reads through it (`crate::links`); `get`
+// answers `HEAD` too.
+async fn link_root(
+    State(hub): State<Arc<Hub>>,
+    Path(token): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    crate::links::serve(&hub, &token, "", false, &method, &headers).await
+}
+
+async fn link_dir(
+    State(hub): State<Arc<Hub>>,
+    Path(token): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    crate::links::serve(&hub, &token, "", true, &method, &headers).await
+}
+
+async fn link_beneath(
+    State(hub): State<Arc<Hub>>,
+    Path((token, rest)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let dir_url = rest.ends_with('/');
+    crate::links::serve(&hub, &token, &rest, dir_url, &method, &headers).await
 }
 
 async fn ca_cert(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
@@ -542,6 +575,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
         oidc: crate::oidc::Providers::default(),
         rendezvous: crate::rendezvous::Rendezvous::default(),
         file_streams: crate::https_files::Streams::default(),
+        link_streams: crate::https_files::Streams::default(),
         relay: crate::relay::Relay::new(&crate::state::RelayConfig::default()),
         store,
         tls_ca_pem: ca.cert_pem.clone(),
