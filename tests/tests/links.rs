@@ -91,6 +91,20 @@ fn anyone_with_a_link_reads_beneath_its_path_until_it_expires_is_deleted_or_used
     assert_eq!(status, 200, "{head}{body}");
     assert_eq!(body, text);
     assert_eq!(header(&head, "accept-ranges").as_deref(), Some("bytes"));
+    // Anyone's bytes on the hub's origin: never run, sniffed or leaked.
+    assert_eq!(
+        header(&head, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert!(
+        header(&head, "content-security-policy")
+            .unwrap()
+            .contains("sandbox")
+    );
+    assert_eq!(
+        header(&head, "referrer-policy").as_deref(),
+        Some("no-referrer")
+    );
     let (status, head, body) = curl(&lab, &url, &["-r", "100-199"]);
     assert_eq!(status, 206);
     assert_eq!(body, text[100..200]);

@@ -351,9 +351,18 @@ pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route(ferry_proto::api::CA_CERT_PATH, get(ca_cert))
         .route("/metrics", get(crate::metrics::serve))
-        .route("/l/{token}", get(link_root))
-        .route("/l/{token}/", get(link_dir))
-        .route("/l/{token}/{*rest}", get(link_beneath))
+        .route(
+            "/l/{token}",
+            get(link_root).layer(map_response(link_headers)),
+        )
+        .route(
+            "/l/{token}/",
+            get(link_dir).layer(map_response(link_headers)),
+        )
+        .route(
+            "/l/{token}/{*rest}",
+            get(link_beneath).layer(map_response(link_headers)),
+        )
         .route(
             ferry_proto::api::OPENAPI_PATH,
             get(crate::openapi::serve).layer(map_response(api_headers)),
@@ -398,6 +407,32 @@ async fn link_beneath(
 ) -> Response {
     let dir_url = rest.ends_with('/');
     crate::links::serve(&hub, &token, &rest, dir_url, &method, &headers).await
+}
+
+/// What a link answers is anyone's file, on the hub's origin: never run
+/// (a sandbox of its own, no sniffing), never framed, never cached, and
+/// the URL (the token) never sent on as a referrer.
+async fn link_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::HeaderName::from_static("x-robots-tag"),
+        HeaderValue::from_static("noindex"),
+    );
+    response
 }
 
 async fn ca_cert(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
