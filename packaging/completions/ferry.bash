@@ -58,7 +58,7 @@ _ferry()
             mapfile -t COMPREPLY < <(compgen -W "native portal service" -- "$cur")
             return
             ;;
-        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --allowed-domains | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success | --redirect-uri)
+        --name | --hub | --setup-key | -restrict-paths | --restrict-paths | --label | --deadline | --timeout | --personal | --display-name | --allowed-domains | --expires | --identity | --group | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success | --redirect-uri | --max-bytes)
             return
             ;;
     esac
@@ -67,10 +67,10 @@ _ferry()
     local verb="" sub="" i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --allowed-domains | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success | --type | --redirect-uri)
+            -dir | --dir | --name | --hub | --hub-ca | --setup-key | -restrict-paths | --restrict-paths | --sync-level | --checksum-algorithm | --label | --deadline | --batch | --timeout | --filter-scope | --personal | --display-name | --allowed-domains | --permissions | --identity | --group | --expires | --include | --exclude | --bwlimit | --interval | --start | --stop-after-runs | --stop-after-date | --since | --notify | --events | --on-success | --type | --redirect-uri | --max-bytes)
                 ((i++))
                 ;;
-            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | get | put | mkdir | rename | rm | transfer | task | group | timer | webhook | app | whoami)
+            -setup | -start | -stop | -status | -pause | -unpause | -reload | paths | login | logout | endpoint | ls | get | put | mkdir | rename | rm | transfer | task | group | link | timer | webhook | app | whoami)
                 if [[ -z $verb ]]; then verb=${words[i]}; fi
                 ;;
             -*) ;;
@@ -82,7 +82,7 @@ _ferry()
 
     local opts="" files=""
     case $verb in
-        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls get put mkdir rename rm transfer task group timer webhook app whoami" ;;
+        "") opts="-setup -start -stop -status -pause -unpause -reload -version -help -dir paths login logout endpoint ls get put mkdir rename rm transfer task group link timer webhook app whoami" ;;
         -setup) opts="--name --hub --hub-ca --force --setup-key --no-gui -dir" ;;
         -start) opts="-detach -restrict-paths -debug -trace -dir" ;;
         -status) opts="--json -dir" ;;
@@ -110,6 +110,13 @@ _ferry()
             case $sub in
                 "") opts="create member list" ;;
                 member) opts="add remove" ;;
+                *) opts="--json" ;;
+            esac
+            ;;
+        link)
+            case $sub in
+                "") opts="create list delete" ;;
+                create) opts="--expires --max-bytes --json" ;;
                 *) opts="--json" ;;
             esac
             ;;

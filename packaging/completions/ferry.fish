@@ -19,9 +19,9 @@ function __ferry_verb
             continue
         end
         switch $t
-            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --allowed-domains --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date --since --notify --events --on-success --type --redirect-uri
+            case -dir --dir --name --hub --hub-ca --setup-key -restrict-paths --restrict-paths --sync-level --checksum-algorithm --label --deadline --batch --timeout --filter-scope --personal --display-name --allowed-domains --permissions --identity --group --expires --include --exclude --bwlimit --interval --start --stop-after-runs --stop-after-date --since --notify --events --on-success --type --redirect-uri --max-bytes
                 set skip 1
-            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls get put mkdir rename rm transfer task group timer webhook app whoami
+            case -setup -start -stop -status -pause -unpause -reload paths login logout endpoint ls get put mkdir rename rm transfer task group link timer webhook app whoami
                 if test (count $found) -eq 0
                     set found $t
                 end
@@ -65,6 +65,7 @@ complete -c ferry -n '__ferry_at ""' -a rm -d 'Remove a path on an endpoint'
 complete -c ferry -n '__ferry_at ""' -a transfer -d 'Submit a transfer task'
 complete -c ferry -n '__ferry_at ""' -a task -d 'Show, wait for, list or cancel tasks'
 complete -c ferry -n '__ferry_at ""' -a group -d 'Groups of users to share with'
+complete -c ferry -n '__ferry_at ""' -a link -d 'HTTPS URLs anyone holding them may download through'
 complete -c ferry -n '__ferry_at ""' -a whoami -d 'Your identity and linked identities'
 complete -c ferry -n '__ferry_at ""' -a webhook -d 'URLs the hub POSTs news of your tasks to'
 complete -c ferry -n '__ferry_at ""' -a app -d 'Apps you registered and apps you let act for you'
@@ -116,6 +117,12 @@ complete -c ferry -n '__ferry_at group create' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at group list' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at whoami' -l linked-identities -d 'Every identity linked to your account'
 complete -c ferry -n '__ferry_at whoami' -l json -d 'JSON output'
+complete -c ferry -n '__ferry_at link' -a 'create list delete'
+complete -c ferry -n 'string match -q "link create*" -- (__ferry_verb)' -l expires -x -d 'When the link stops working (2h, 7d, RFC 3339)'
+complete -c ferry -n 'string match -q "link create*" -- (__ferry_verb)' -l max-bytes -x -d 'Most bytes the link serves in all'
+complete -c ferry -n 'string match -q "link create*" -- (__ferry_verb)' -l json -d 'JSON output'
+complete -c ferry -n 'string match -q "link list*" -- (__ferry_verb)' -l json -d 'JSON output'
+complete -c ferry -n 'string match -q "link delete*" -- (__ferry_verb)' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at webhook' -a 'add list delete'
 complete -c ferry -n 'string match -q "webhook add*" -- (__ferry_verb)' -l events -x -a 'succeeded failed inactive on succeeded,failed,inactive' -d 'Which news (default all)'
 complete -c ferry -n 'string match -q "webhook add*" -- (__ferry_verb)' -l json -d 'JSON output'

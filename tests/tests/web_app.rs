@@ -115,6 +115,9 @@ fn the_web_app_moves_files_and_keeps_users_apart() {
     let lab = Lab::new();
     lab.hub.add_user("mallory", "mallory's own password");
     let entries = make_tree(&lab.src.home.join("tree"));
+    // The tree may be shared: Get link makes a link to one of its files.
+    fs::write(lab.src.dir.join("config-paths"), "~/,0,1\n~/tree,1,1\n").unwrap();
+    assert_eq!(lab.src.run(&["-reload"]).code, Some(0));
     // Where the files land; `sub/extra` is for Delete extra files to remove.
     let arrived = lab.dst.home.join("arrived");
     fs::create_dir_all(arrived.join("sub")).unwrap();
@@ -138,6 +141,8 @@ fn the_web_app_moves_files_and_keeps_users_apart() {
         ),
         ("FERRY_DST_DIR", "/~/arrived/".to_string()),
         ("FERRY_REFUSED_DIR", "/etc/".to_string()),
+        ("FERRY_LINK_ENTRY", "a.txt".to_string()),
+        ("FERRY_LINK_BODY", "alpha\n".to_string()),
         ("FERRY_NEW_ENDPOINT", "web-made".to_string()),
         ("FERRY_SCREENSHOTS", shots.display().to_string()),
         ("FERRY_CHROMIUM", CHROMIUM.to_string()),
@@ -172,6 +177,15 @@ fn the_web_app_moves_files_and_keeps_users_apart() {
         tree(&lab.src.home.join("tree")) == tree(&arrived),
         "dst:/~/arrived/ differs from src:/~/tree/; events:\n{}",
         lab.events(id)
+    );
+
+    // The link the File Manager showed answers anyone, and the owner's
+    // audit log has the read.
+    let url = line_value(&printed, "link-url: ").expect("the suite prints link-url");
+    let audit = lab.ferry(&["endpoint", "audit", "src", "--json"]);
+    assert!(
+        audit.stdout.contains("\"action\":\"link\"") && audit.stdout.contains("anonymous (link "),
+        "no anonymous link read of {url} in the audit log: {audit:?}"
     );
 
     let canceled = line_value(&printed, "canceled-task-id: ").expect("the suite prints it");

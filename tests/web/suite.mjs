@@ -12,6 +12,8 @@
 //   FERRY_SRC_ENTRIES       JSON list of the entry names in it, all sent
 //   FERRY_DST_DIR           where they land on FERRY_DST, e.g. /~/arrived/
 //   FERRY_REFUSED_DIR       a path FERRY_SRC's config-paths refuse (default /etc/)
+//   FERRY_LINK_ENTRY        a file in FERRY_SRC_DIR under a SHARING=1 line, to Get link
+//   FERRY_LINK_BODY         its contents (what the link must answer)
 //   FERRY_NEW_ENDPOINT      the endpoint to create in the browser (default web-made)
 //   FERRY_SCREENSHOTS       where <nn>-<page>.png go (default ./screenshots)
 //   FERRY_CHROMIUM          the browser (default /usr/bin/chromium)
@@ -20,7 +22,7 @@
 //
 // Prints `ok - SCENARIO` per scenario, `page-weight files-first-load: N
 // bytes`, and for the Rust side `setup-key: KEY`, `task-id: ID`,
-// `canceled-task-id: ID`. Exit 0 only if every scenario passed; on a
+// `canceled-task-id: ID`, `link-url: URL`. Exit 0 only if every scenario passed; on a
 // failure, `FAIL - SCENARIO: WHY`, the page's URL and text, and a
 // screenshot `<nn>-FAILED-<scenario>.png`. Every wait is bounded.
 
@@ -54,6 +56,8 @@ const srcDir = env('FERRY_SRC_DIR');
 const dstDir = env('FERRY_DST_DIR');
 const entries = JSON.parse(env('FERRY_SRC_ENTRIES'));
 const refusedDir = env('FERRY_REFUSED_DIR', '/etc/');
+const linkEntry = env('FERRY_LINK_ENTRY');
+const linkBody = env('FERRY_LINK_BODY');
 const newEndpoint = env('FERRY_NEW_ENDPOINT', 'web-made');
 const shots = env('FERRY_SCREENSHOTS', path.resolve('screenshots'));
 const chromiumPath = env('FERRY_CHROMIUM', '/usr/bin/chromium');
@@ -430,6 +434,37 @@ const scenarios = [
       check(/\b(SUBMITTED|STARTED|TRANSFERRING)\b/.test(text), `the task page (${pathname(page)}) shows no events (no SUBMITTED, STARTED or TRANSFERRING)`);
       await seen(page, 'task');
       state.taskUrl = page.url();
+    },
+  ],
+  [
+    'get-link',
+    async ({ browser }) => {
+      const page = need('page');
+      await follow(page, 'File Manager');
+      await openCollection(page, 1, srcName);
+      await openPath(page, 1, srcDir);
+      await entry(page, 1, linkEntry).check({ timeout: ACTION });
+      await panel(page, 1).locator('details.more > summary').click({ timeout: ACTION });
+      await panel(page, 1).getByRole('button', { name: 'Get link', exact: true }).click({ timeout: ACTION });
+      await page.waitForLoadState('load', { timeout: NAVIGATION });
+      const field = page.getByRole('textbox', { name: 'Link URL', exact: true });
+      await field.waitFor({ state: 'visible', timeout: ACTION }).catch(async () => {
+        const alert = await page.getByRole('alert').allInnerTexts();
+        throw new Failure(`after Get link on ${linkEntry} no textbox named "Link URL" appeared` + (alert.length ? `; alert: ${alert.join(' | ')}` : ''));
+      });
+      const url = await field.inputValue();
+      check(url.startsWith(`${hub}/l/`), `the link "${url}" is not under ${hub}/l/`);
+      await seen(page, 'link');
+      // Anyone holding it reads the file: a context with no session.
+      const anonymous = await browser.newContext({ ignoreHTTPSErrors: true });
+      try {
+        const answer = await anonymous.request.get(url, { timeout: NAVIGATION, maxRedirects: 0 });
+        check(answer.status() === 200, `GET ${url} without a session answered ${answer.status()}`);
+        check((await answer.text()) === linkBody, `GET ${url} did not answer the contents of ${linkEntry}`);
+      } finally {
+        await anonymous.close();
+      }
+      console.log(`link-url: ${url}`);
     },
   ],
   [

@@ -462,6 +462,14 @@ mod tests {
         assert!(!page.text.contains("\\-\\-dir"), "{}", page.text);
         assert!(!page.text.contains("\\fBstart\\fR"), "{}", page.text);
         assert!(page.text.contains(".B FERRY_DIR"), "{}", page.text);
+        // Links, with the --max-bytes extension.
+        assert!(
+            page.text.contains(
+                "\\fBferry\\fR \\fBlink\\fR \\fBcreate\\fR [\\fB\\-\\-expires\\fR \\fIWHEN\\fR] [\\fB\\-\\-max\\-bytes\\fR \\fIBYTES\\fR]"
+            ),
+            "{}",
+            page.text
+        );
         assert!(!page.text.lines().any(|l| is_placeholder(l.trim())));
     }
 

@@ -189,6 +189,9 @@ pub enum Command {
     /// Groups of users to share with.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// HTTPS URLs anyone holding them may download a shared path through.
+    #[command(subcommand, after_help = LINK_HELP)]
+    Link(LinkCommand),
     /// Recurring transfers: each run an ordinary task.
     #[command(subcommand)]
     Timer(TimerCommand),
@@ -980,6 +983,52 @@ Examples:
 
 Bob then finds the endpoint with `ferry endpoint search --filter-scope shared-with-me`
 and names it by its id: `ferry ls ID:/~/project/results`.";
+
+#[derive(Debug, Subcommand)]
+pub enum LinkCommand {
+    /// Make an HTTPS URL that anyone holding it can GET EP:PATH (a file,
+    /// or a folder as an index page) through, read-only, until it expires
+    /// or you delete it. PATH must lie under a config-paths line whose
+    /// SHARING flag is 1, and the endpoint must be connected to confirm it.
+    Create {
+        /// The endpoint (id or your name for it) and the path to share.
+        #[arg(value_name = "EP:PATH")]
+        target: std::ffi::OsString,
+        /// When the link stops working: a time from now (90m, 2h, 30d) or
+        /// an RFC 3339 time; default: until deleted.
+        #[arg(long, value_name = "WHEN", value_parser = parse_deadline)]
+        expires: Option<DeadlineArg>,
+        /// Most bytes the link serves in all; then it answers 410 Gone.
+        #[arg(long = "max-bytes", value_name = "BYTES")]
+        max_bytes: Option<u64>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Your links: id, endpoint, path, expiry, bytes served (not their
+    /// URLs: the hub shows a URL once, when it makes the link).
+    List {
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Delete one of your links: its URL answers 410 Gone from now on.
+    Delete {
+        /// The link's id (`ferry link list`).
+        #[arg(value_name = "ID")]
+        id: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+}
+
+const LINK_HELP: &str = "\
+Examples:
+  ferry link create lab:/~/public/results.tar --expires 7d
+  curl -O https://hub.example.org/l/TOKEN
+  ferry link list
+  ferry link delete ID
+
+Anyone holding the URL can read through it: treat it as a secret. Range
+requests are honoured; a folder's URL answers an index of its entries.";
 
 /// Whom a permission is for: exactly one.
 #[derive(Debug, Args)]

@@ -132,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Transfer(args) => transfer::transfer(&ctx, args),
         Command::Task(command) => transfer::task(&ctx, command),
         Command::Group(command) => share::group(&ctx, command),
+        Command::Link(command) => share::link(&ctx, command),
         Command::Timer(command) => timer::timer(&ctx, command),
         Command::Webhook(command) => webhook::webhook(&ctx, command),
         Command::App(command) => apps::app(&ctx, command),

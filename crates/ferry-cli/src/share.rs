@@ -1,16 +1,16 @@
 //! Sharing verbs: `ferry endpoint permission create|list|delete`,
-//! `ferry group create|member add|member remove|list`, and the owner's
-//! `ferry endpoint audit`. The hub decides
+//! `ferry group create|member add|member remove|list`, `ferry link
+//! create|list|delete`, and the owner's `ferry endpoint audit`. The hub decides
 //! who may share what, and the endpoint checks every grantee's request
 //! itself; these verbs only ask and print.
 
-use crate::args::{DeadlineArg, GroupCommand, GroupMemberCommand, PermissionCommand};
+use crate::args::{DeadlineArg, GroupCommand, GroupMemberCommand, LinkCommand, PermissionCommand};
 use crate::hub::{path_segment, session, split_target};
 use crate::terminal::{escape, escape_bytes};
 use crate::{Invocation, client_runtime};
 use ferry_proto::api::{
-    AuditEvent, CreateGroup, CreatePermission, GroupInfo, GroupMember, PermissionDeleted,
-    PermissionInfo,
+    AuditEvent, CreateGroup, CreateLink, CreatePermission, GroupInfo, GroupMember, LinkDeleted,
+    LinkInfo, PermissionDeleted, PermissionInfo,
 };
 use ferry_proto::human::{utc_minutes, utc_seconds};
 use ferry_setup::hub_client::{Auth, HubClient};
@@ -277,4 +277,96 @@ pub fn group(inv: &Invocation, command: GroupCommand) -> anyhow::Result<ExitCode
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `ferry link create|list|delete`.
+pub fn link(inv: &Invocation, command: LinkCommand) -> anyhow::Result<ExitCode> {
+    client_runtime()?.block_on(async {
+        let (client, token) = session(inv).await?;
+        let auth = Auth::Bearer(&token);
+        match command {
+            LinkCommand::Create {
+                target,
+                expires,
+                max_bytes,
+                json,
+            } => {
+                let (endpoint, path) = split_target(&target)?;
+                let expires = expires.map(|e| e.after(crate::transfer::now()));
+                let created: LinkInfo = client
+                    .post_json(
+                        "/api/v1/links",
+                        &CreateLink {
+                            endpoint_id: endpoint,
+                            path,
+                            expires,
+                            max_bytes,
+                        },
+                        auth,
+                    )
+                    .await?;
+                if json.json {
+                    outln!("{}", serde_json::to_string(&created)?);
+                } else {
+                    outln!("Link ID: {}", created.id);
+                    outln!("{}", escape(created.url.as_deref().unwrap_or_default()));
+                    if let Some(at) = created.expires {
+                        outln!("It works until {} UTC.", utc_minutes(at));
+                    }
+                }
+            }
+            LinkCommand::List { json } => {
+                let listed: Vec<LinkInfo> = client.get_all("/api/v1/links", &[], auth).await?;
+                if json.json {
+                    outln!("{}", serde_json::to_string(&listed)?);
+                } else if listed.is_empty() {
+                    outln!("No links. Make one with `ferry link create EP:PATH`.");
+                } else {
+                    print_links(&listed)?;
+                }
+            }
+            LinkCommand::Delete { id, json } => {
+                let deleted: LinkDeleted = client
+                    .delete_json(&format!("/api/v1/links/{}", path_segment(&id)), auth)
+                    .await?;
+                if json.json {
+                    outln!("{}", serde_json::to_string(&deleted)?);
+                } else {
+                    outln!("Link {} deleted", escape(&deleted.id));
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_links(listed: &[LinkInfo]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<36} | {:<36} | {:<20} | {:<12} | Path",
+        "ID", "Endpoint", "Expires (UTC)", "Served"
+    )?;
+    for l in listed {
+        let expires = l.expires.map_or_else(|| "never".to_string(), utc_minutes);
+        let served = match l.max_bytes {
+            Some(max) => format!(
+                "{}/{}",
+                ferry_proto::human::bytes(l.bytes_served),
+                ferry_proto::human::bytes(max)
+            ),
+            None => ferry_proto::human::bytes(l.bytes_served),
+        };
+        write!(
+            out,
+            "{:<36} | {:<36} | {:<20} | {:<12} | ",
+            escape(&l.id),
+            escape(&l.endpoint_id),
+            expires,
+            served
+        )?;
+        out.write_all(&escape_bytes(l.path.as_bytes()))?;
+        writeln!(out)?;
+    }
+    Ok(())
 }

@@ -102,7 +102,11 @@ fn open(
     let resolved =
         ferry_paths::resolve_endpoint_path(home, path.as_bytes()).map_err(|e| (e, false))?;
     let file = RootedFs::new(policy).open_read(&resolved).map_err(|e| {
-        let missing = e.io_kind() == Some(std::io::ErrorKind::NotFound);
+        // A name beneath a file is as missing as a name beneath nothing.
+        let missing = matches!(
+            e.io_kind(),
+            Some(std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory)
+        );
         (e.to_string(), missing)
     })?;
     let meta = file

@@ -37,9 +37,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferry_proto::api::{
-    ApiError, AuditEvent, CreateEndpoint, CreateGroup, CreatePermission, CreateWebhook,
-    EndpointInfo, FilterScope, FsOp, FsOutcome, GroupInfo, GroupMember, PermissionDeleted,
-    PermissionInfo, RegisterEndpoint, UpdateEndpoint, WebhookDeleted, WebhookInfo,
+    ApiError, AuditEvent, CreateEndpoint, CreateGroup, CreateLink, CreatePermission, CreateWebhook,
+    EndpointInfo, FilterScope, FsOp, FsOutcome, GroupInfo, GroupMember, LinkDeleted, LinkInfo,
+    PermissionDeleted, PermissionInfo, RegisterEndpoint, UpdateEndpoint, WebhookDeleted,
+    WebhookInfo,
 };
 use ferry_proto::share::ShareMode;
 use ferry_proto::task::{
@@ -122,6 +123,8 @@ pub fn routes() -> Router<Arc<Hub>> {
             "/api/v1/groups/{group}/members/{user}",
             axum::routing::delete(remove_member),
         )
+        .route("/api/v1/links", post(create_link).get(list_links))
+        .route("/api/v1/links/{link}", axum::routing::delete(delete_link))
         .route("/api/v1/webhooks", post(create_webhook).get(list_webhooks))
         .route(
             "/api/v1/webhooks/{webhook}",
@@ -1053,6 +1056,67 @@ async fn delete_permission(
     }))
 }
 
+// --- links ---
+
+impl From<crate::links::LinkError> for Failure {
+    fn from(e: crate::links::LinkError) -> Self {
+        match e {
+            crate::links::LinkError::Sharing(e) => Failure::from(e),
+            crate::links::LinkError::NotFound(m) => {
+                Failure::new(StatusCode::NOT_FOUND, "not_found", m)
+            }
+        }
+    }
+}
+
+/// A link anyone holding its URL may read a path through (`ferry link
+/// create`); the answer is the one time the hub shows the URL.
+async fn create_link(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<UsesEndpoints>,
+    Json(body): Json<CreateLink>,
+) -> Result<(StatusCode, Json<LinkInfo>), Failure> {
+    let (link, url) = crate::links::create(
+        &hub,
+        &who,
+        crate::links::NewLink {
+            endpoint: body.endpoint_id,
+            path: body.path,
+            expires: body.expires,
+            max_bytes: body.max_bytes,
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::links::info(link, Some(url))),
+    ))
+}
+
+async fn list_links(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<UsesEndpoints>,
+    Query(page): Query<PageQuery>,
+    uri: Uri,
+) -> Result<Paged<LinkInfo>, Failure> {
+    let window = page.window(LIST_DEFAULT, LIST_DEFAULT)?;
+    let listed = crate::links::list(&hub, &who)?
+        .into_iter()
+        .map(|l| crate::links::info(l, None))
+        .collect();
+    Ok(window.page(listed, &hub, &uri))
+}
+
+/// Its URL answers 410 Gone from now on.
+async fn delete_link(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<UsesEndpoints>,
+    Path(id): Path<String>,
+) -> Result<Json<LinkDeleted>, Failure> {
+    crate::links::delete(&hub, &who, &id)?;
+    Ok(Json(LinkDeleted { id }))
+}
+
 // --- the audit log ---
 
 /// Audit events one request returns unless asked for fewer.
@@ -1855,8 +1919,25 @@ mod tests {
         .unwrap()
         .row
         .client_id;
+        let alices_link = "alices-link-0000";
+        s.hub
+            .store
+            .put_link(&crate::store::LinkRow {
+                id: alices_link.into(),
+                token_hash: crate::secrets::token_hash("alices-link-token"),
+                endpoint_id: s.laptop.clone(),
+                path: b"/~/pub".to_vec(),
+                created_by: alice.user_id,
+                created: 1,
+                expires: None,
+                deleted: false,
+                max_bytes: None,
+                bytes_served: 0,
+            })
+            .unwrap();
         let alices = [
             s.laptop.as_str(),
+            alices_link,
             s.cluster.as_str(),
             task.as_str(),
             timer.as_str(),
@@ -2075,6 +2156,27 @@ mod tests {
                 "DELETE",
                 "/api/v1/timers/{timer}",
                 format!("/api/v1/timers/{timer}"),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "GET",
+                "/api/v1/links",
+                "/api/v1/links".into(),
+                None,
+                Bob::OwnOnly,
+            ),
+            (
+                "POST",
+                "/api/v1/links",
+                "/api/v1/links".into(),
+                Some(json!({"endpoint_id": s.laptop, "path": "/~/pub"})),
+                Bob::NotFound,
+            ),
+            (
+                "DELETE",
+                "/api/v1/links/{link}",
+                format!("/api/v1/links/{alices_link}"),
                 None,
                 Bob::NotFound,
             ),

@@ -30,7 +30,7 @@ pub mod action {
     pub const MKDIR: &str = "mkdir";
     pub const RENAME: &str = "rename";
     pub const DELETE: &str = "delete";
-    #[cfg_attr(not(test), allow(dead_code))] // until links land
+    /// A link was made or deleted, or read through (anonymously).
     pub const LINK: &str = "link";
     /// The owner shared a path.
     pub const PERMISSION_CREATE: &str = "permission_create";

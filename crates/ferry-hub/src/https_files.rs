@@ -26,6 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use ferry_proto::file_stream::{self, StreamHead, StreamSend};
 use ferry_proto::frame;
+use ferry_proto::share::ShareGrant;
 use ferry_proto::wire_path::WirePath;
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -60,14 +61,15 @@ pub enum StreamError {
     Invalid(String),
 }
 
-/// The streams each endpoint serves now, bounded by `max_streams_per_endpoint`.
+/// The streams each endpoint (or each link) serves now, bounded by
+/// `max_streams_per_endpoint` (or the links' own bound).
 #[derive(Debug, Default)]
 pub struct Streams {
     per_endpoint: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Streams {
-    fn take(&self, endpoint_id: &str, max: usize) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn take(&self, endpoint_id: &str, max: usize) -> Option<OwnedSemaphorePermit> {
         let mut map = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
         // Endpoints serving nothing hold no entry.
         map.retain(|_, s| s.available_permits() < max);
@@ -96,11 +98,82 @@ pub async fn serve(
     let entry = audit::Entry::new(audit::action::READ, path.as_bytes());
     let (row, grant) = files::authorize(hub, who, endpoint, &[(path.as_bytes(), false)], &entry)?;
     let permission = grant.as_ref().map(|g| g.permission_id.clone());
+    let outcome = stream(
+        hub,
+        &row,
+        path.clone(),
+        grant,
+        method,
+        headers,
+        |_| Ok(()),
+        None,
+    )
+    .await;
+    if let (Some(_), Err(StreamError::Refused { message, .. })) = (&permission, &outcome) {
+        files::refuse(hub, who, &row.id, &entry, message);
+    }
+    let (response, sent) = outcome?;
+    if sent.length > 0 {
+        let detail = match &permission {
+            Some(id) => format!("{}; permission {id}", sent.words()),
+            None => sent.words(),
+        };
+        audit::record_done(
+            &*hub.store,
+            now(),
+            &row.id,
+            Actor::of(who),
+            &[entry.detail(detail)],
+        );
+    }
+    Ok(response)
+}
+
+/// Which bytes of a file an answer carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sent {
+    pub offset: u64,
+    /// 0 when none (HEAD, 304, 416).
+    pub length: u64,
+    pub partial: bool,
+}
+
+impl Sent {
+    /// As the audit log says it: `https`, or `https bytes 10-19`.
+    pub fn words(&self) -> String {
+        if self.partial {
+            format!(
+                "https bytes {}-{}",
+                self.offset,
+                self.offset + self.length.max(1) - 1
+            )
+        } else {
+            "https".to_string()
+        }
+    }
+}
+
+/// Answers `GET` or `HEAD` of the file at `path` of the endpoint `row`,
+/// read under `grant` (whoever is allowed it, the caller decided), with
+/// the request's range and conditions weighed. `admit` is told how many
+/// bytes are about to be asked for and may refuse them; `hold` is kept
+/// until the body is sent.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn stream(
+    hub: &Hub,
+    row: &crate::store::EndpointRow,
+    path: WirePath,
+    grant: Option<ShareGrant>,
+    method: &Method,
+    headers: &HeaderMap,
+    admit: impl FnOnce(u64) -> Result<(), StreamError>,
+    hold: Option<OwnedSemaphorePermit>,
+) -> Result<(Response, Sent), StreamError> {
     let broken = |reason: String| StreamError::Broken {
         name: row.display_name.clone(),
         reason,
     };
-    let (permit, mut stream) = dial_back(hub, &row, |token| {
+    let (permit, mut stream) = dial_back(hub, row, |token| {
         hub.control.stream_file(&row.id, token, path.clone(), grant)
     })
     .await?;
@@ -111,13 +184,11 @@ pub async fn serve(
     let (size, mtime, etag) = match head {
         StreamHead::File { size, mtime, etag } => (size, mtime, etag),
         StreamHead::Failed { message, not_found } => {
-            if permission.is_some() {
-                files::refuse(hub, who, &row.id, &entry, &message);
-            }
             return Err(StreamError::Refused { message, not_found });
         }
     };
     let plan = plan(method, headers, size, mtime, &etag);
+    admit(plan.length)?;
     let send = StreamSend {
         offset: plan.offset,
         length: plan.length,
@@ -128,29 +199,11 @@ pub async fn serve(
         .await
         .map_err(|e| broken(e.to_string()))?;
     stream.flush().await.map_err(|e| broken(e.to_string()))?;
-    if plan.length > 0 {
-        let detail = match (&permission, plan.status) {
-            (Some(id), StatusCode::PARTIAL_CONTENT) => format!(
-                "https bytes {}-{}; permission {id}",
-                plan.offset,
-                plan.offset + plan.length - 1
-            ),
-            (Some(id), _) => format!("https; permission {id}"),
-            (None, StatusCode::PARTIAL_CONTENT) => format!(
-                "https bytes {}-{}",
-                plan.offset,
-                plan.offset + plan.length - 1
-            ),
-            (None, _) => "https".to_string(),
-        };
-        audit::record_done(
-            &*hub.store,
-            now(),
-            &row.id,
-            Actor::of(who),
-            &[entry.detail(detail)],
-        );
-    }
+    let sent = Sent {
+        offset: plan.offset,
+        length: plan.length,
+        partial: plan.status == StatusCode::PARTIAL_CONTENT,
+    };
     let mut h = HeaderMap::new();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -196,12 +249,13 @@ pub async fn serve(
             stream,
             left: plan.length,
             _permit: permit,
+            _hold: hold,
         })
     };
     let mut response = Response::new(body);
     *response.status_mut() = plan.status;
     *response.headers_mut() = h;
-    Ok(response)
+    Ok((response, sent))
 }
 
 async fn read_head(stream: &mut RelayStream) -> Result<StreamHead, String> {
@@ -375,6 +429,7 @@ struct FileBody {
     stream: RelayStream,
     left: u64,
     _permit: OwnedSemaphorePermit,
+    _hold: Option<OwnedSemaphorePermit>,
 }
 
 impl http_body::Body for FileBody {

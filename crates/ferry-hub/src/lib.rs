@@ -19,6 +19,7 @@ mod files;
 mod grants;
 mod https_files;
 mod identities;
+mod links;
 mod metrics;
 mod notify;
 mod oauth;

@@ -14,10 +14,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use ferry_proto::api::{
-    ApiError, AppDeleted, AppInfo, ConsentInfo, CreateApp, CreateEndpoint, CreateGroup,
+    ApiError, AppDeleted, AppInfo, ConsentInfo, CreateApp, CreateEndpoint, CreateGroup, CreateLink,
     CreatePermission, CreateWebhook, CreatedEndpoint, EndpointInfo, FsOp, FsOutcome, GroupInfo,
-    GroupMember, OPENAPI_PATH, PermissionDeleted, PermissionInfo, RegisterEndpoint,
-    RegisteredEndpoint, UpdateEndpoint, WebhookDeleted, WebhookInfo, WhoAmI,
+    GroupMember, LinkDeleted, LinkInfo, OPENAPI_PATH, PermissionDeleted, PermissionInfo,
+    RegisterEndpoint, RegisteredEndpoint, UpdateEndpoint, WebhookDeleted, WebhookInfo, WhoAmI,
 };
 use ferry_proto::task::{
     CreateTimer, CreatedTimer, SubmissionId, SubmitTask, SubmittedTask, TaskEvent, TaskInfo,
@@ -223,6 +223,26 @@ pub const OPERATIONS: &[Operation] = &[
         "Remove a member",
     )
     .answers(200, of::<GroupInfo>),
+    op(
+        "GET",
+        "/api/v1/links",
+        "The caller's links (without their URLs)",
+    )
+    .paged()
+    .answers(200, of::<Vec<LinkInfo>>),
+    op(
+        "POST",
+        "/api/v1/links",
+        "Make a link anyone holding its URL may read a shared path through",
+    )
+    .takes(of::<CreateLink>)
+    .answers(201, of::<LinkInfo>),
+    op(
+        "DELETE",
+        "/api/v1/links/{link}",
+        "Delete a link (its URL answers 410)",
+    )
+    .answers(200, of::<LinkDeleted>),
     op("GET", "/api/v1/webhooks", "The caller's webhooks")
         .paged()
         .answers(200, of::<Vec<WebhookInfo>>),

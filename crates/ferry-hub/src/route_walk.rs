@@ -461,6 +461,31 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             Kind::Public,
             all(StatusCode::OK),
         ),
+        // Links answer anyone alike; an unknown token is simply not found.
+        (
+            "GET",
+            "/l/{token}",
+            "/l/not-a-link".into(),
+            None,
+            Kind::Public,
+            all(StatusCode::NOT_FOUND),
+        ),
+        (
+            "GET",
+            "/l/{token}/",
+            "/l/not-a-link/".into(),
+            None,
+            Kind::Public,
+            all(StatusCode::NOT_FOUND),
+        ),
+        (
+            "GET",
+            "/l/{token}/{*rest}",
+            "/l/not-a-link/a/b".into(),
+            None,
+            Kind::Public,
+            all(StatusCode::NOT_FOUND),
+        ),
         // Open: this hub sets no metrics_token (metrics::tests check one).
         (
             "GET",
@@ -683,6 +708,14 @@ async fn every_route_of_the_router_refuses_no_one_and_forged_sessions_and_hides_
             "POST",
             "/files/share",
             "/files/share".into(),
+            alices_panel(&[("sel1", "d:a")]),
+            Kind::Page,
+            page(unauthorized, refused_form),
+        ),
+        (
+            "POST",
+            "/files/link",
+            "/files/link".into(),
             alices_panel(&[("sel1", "d:a")]),
             Kind::Page,
             page(unauthorized, refused_form),

@@ -65,6 +65,8 @@ pub struct Hub {
     pub rendezvous: crate::rendezvous::Rendezvous,
     /// The files each endpoint serves over HTTPS now (bounded).
     pub file_streams: crate::https_files::Streams,
+    /// The files each link serves now (bounded per link).
+    pub link_streams: crate::https_files::Streams,
     /// Relayed data streams between endpoints that cannot connect directly.
     pub relay: crate::relay::Relay,
 }
@@ -246,6 +248,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
             .context("no randomness for the hub instance's id")?,
         rendezvous: crate::rendezvous::Rendezvous::default(),
         file_streams: crate::https_files::Streams::default(),
+        link_streams: crate::https_files::Streams::default(),
     });
     let listen = listen.unwrap_or_else(|| hub.config.listen.clone());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

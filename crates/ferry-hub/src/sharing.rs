@@ -136,7 +136,7 @@ pub struct NewPermission {
 
 /// The shared path as the hub keeps it: absolute (or `/~/...`), no `..`,
 /// no `.` or repeated `/`, no trailing `/` (but `/` itself).
-fn normalize_root(path: &WirePath) -> Result<Vec<u8>, SharingError> {
+pub(crate) fn normalize_root(path: &WirePath) -> Result<Vec<u8>, SharingError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(invalid(

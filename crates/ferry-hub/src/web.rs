@@ -6,8 +6,8 @@
 use crate::server::Hub;
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -352,6 +352,18 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route(ferry_proto::api::CA_CERT_PATH, get(ca_cert))
         .route("/metrics", get(crate::metrics::serve))
         .route(
+            "/l/{token}",
+            get(link_root).layer(map_response(link_headers)),
+        )
+        .route(
+            "/l/{token}/",
+            get(link_dir).layer(map_response(link_headers)),
+        )
+        .route(
+            "/l/{token}/{*rest}",
+            get(link_beneath).layer(map_response(link_headers)),
+        )
+        .route(
             ferry_proto::api::OPENAPI_PATH,
             get(crate::openapi::serve).layer(map_response(api_headers)),
         )
@@ -365,6 +377,62 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .layer(from_fn_with_state(body_within, body_deadline))
         .layer(map_response(transport_headers))
         .with_state(hub)
+}
+
+// Links: anyone holding the URL reads through it (`crate::links`); `get`
+// answers `HEAD` too.
+async fn link_root(
+    State(hub): State<Arc<Hub>>,
+    Path(token): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    crate::links::serve(&hub, &token, "", false, &method, &headers).await
+}
+
+async fn link_dir(
+    State(hub): State<Arc<Hub>>,
+    Path(token): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    crate::links::serve(&hub, &token, "", true, &method, &headers).await
+}
+
+async fn link_beneath(
+    State(hub): State<Arc<Hub>>,
+    Path((token, rest)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let dir_url = rest.ends_with('/');
+    crate::links::serve(&hub, &token, &rest, dir_url, &method, &headers).await
+}
+
+/// What a link answers is anyone's file, on the hub's origin: never run
+/// (a sandbox of its own, no sniffing), never framed, never cached, and
+/// the URL (the token) never sent on as a referrer.
+async fn link_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::HeaderName::from_static("x-robots-tag"),
+        HeaderValue::from_static("noindex"),
+    );
+    response
 }
 
 async fn ca_cert(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
@@ -543,6 +611,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
         oidc: crate::oidc::Providers::default(),
         rendezvous: crate::rendezvous::Rendezvous::default(),
         file_streams: crate::https_files::Streams::default(),
+        link_streams: crate::https_files::Streams::default(),
         relay: crate::relay::Relay::new(&crate::state::RelayConfig::default()),
         store,
         tls_ca_pem: ca.cert_pem.clone(),

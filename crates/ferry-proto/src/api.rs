@@ -371,6 +371,49 @@ pub struct PermissionDeleted {
     pub tasks_failed: Vec<String>,
 }
 
+/// `POST /api/v1/links`: a URL anyone holding it may read a path through
+/// (`ferry link create`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CreateLink {
+    /// The endpoint, by id or one of the caller's names.
+    pub endpoint_id: String,
+    pub path: WirePath,
+    /// Unix seconds; absent: until deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+    /// Most bytes the link serves in all; absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+}
+
+/// A link as `ferry link create --json` and `ferry link list --json` show
+/// it. The hub keeps only its token's hash: `url` is there only in the
+/// answer to its creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LinkInfo {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub endpoint_id: String,
+    pub path: WirePath,
+    /// Unix seconds; null: until deleted.
+    pub expires: Option<i64>,
+    /// Unix seconds.
+    pub created: i64,
+    /// Null: no limit.
+    pub max_bytes: Option<u64>,
+    pub bytes_served: u64,
+}
+
+/// `DELETE /api/v1/links/{id}`: what ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LinkDeleted {
+    pub id: String,
+}
+
 /// `POST /api/v1/webhooks`: where to POST news of the caller's tasks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

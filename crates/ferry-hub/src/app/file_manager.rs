@@ -617,3 +617,48 @@ pub async fn share(
         Err(said) => refused(&hub, &visitor, &fields, said).await,
     }
 }
+
+/// `POST /files/link`: `Get link` makes a link to the checked entry (a
+/// file, or a folder) and shows its URL, once.
+pub async fn link(
+    State(hub): State<Arc<Hub>>,
+    Posted {
+        visitor, fields, ..
+    }: Posted<UsesEndpoints>,
+) -> Result<Response, AppError> {
+    let panels = panels(&fields);
+    let chosen = (|| {
+        let (from, _) = from_panel(&fields)?;
+        let panel = &panels[from];
+        let id = open_id(panel, "this")?;
+        let mut names = checked(&fields, panel.n)?;
+        if names.len() != 1 {
+            return Err(say("Check exactly one file or folder to get a link to."));
+        }
+        let (name, _) = names.remove(0);
+        Ok((id, join(&panel.path, &name)?))
+    })();
+    let (id, path) = match chosen {
+        Ok(c) => c,
+        Err(said) => return refused(&hub, &visitor, &fields, said).await,
+    };
+    let new = crate::links::NewLink {
+        endpoint: id,
+        path,
+        expires: None,
+        max_bytes: None,
+    };
+    match crate::links::create(&hub, &visitor.who, new).await {
+        Ok((_, url)) => {
+            render(
+                &hub,
+                &visitor,
+                &fields,
+                Some(Notice::Link(url)),
+                StatusCode::OK,
+            )
+            .await
+        }
+        Err(e) => refused(&hub, &visitor, &fields, Said::Sentence(e.to_string())).await,
+    }
+}

@@ -60,6 +60,7 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/files/rename", post(file_manager::rename))
         .route("/files/delete", post(file_manager::delete))
         .route("/files/share", post(file_manager::share))
+        .route("/files/link", post(file_manager::link))
         .route("/activity", get(activity::list))
         .route("/activity/{task}", get(activity::show))
         .route("/activity/{task}/live", get(activity::live))
@@ -166,6 +167,8 @@ pub enum Nav {
 pub enum Notice {
     Error(String),
     Done(String),
+    /// A link was made: its URL, shown this once.
+    Link(String),
     Started {
         task_id: String,
         label: Option<String>,

@@ -686,3 +686,35 @@ async fn connected_apps_are_listed_in_plain_words_and_revoke_ends_their_tokens()
     let again = alice.post(&format!("/account/apps/{id}/revoke"), &[]).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn get_link_is_offered_for_the_checked_entry_and_says_why_it_cannot_make_one() {
+    let alice = Browser::alice();
+    let mut two = panels();
+    two.extend([("from", "1"), ("sel1", "f:a"), ("sel1", "f:b")]);
+    let mut one = panels();
+    one.extend([("from", "1"), ("sel1", "f:results.csv")]);
+    for (form, says) in [
+        (two, "Check exactly one file or folder to get a link to"),
+        // The endpoint must confirm it shares the path: it is not connected.
+        (one, "is not connected"),
+    ] {
+        let answer = alice.post("/files/link", &form).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(answer.body.contains("role=\"alert\""), "{}", answer.body);
+        assert!(answer.body.contains(says), "{says}: {}", answer.body);
+    }
+    assert!(alice.hub.store.links_of(1).unwrap().is_empty());
+    // The control, by its name, in the owner's panel of a listed folder only.
+    let control = r#"formaction="/files/link">Get link</button>"#;
+    assert!(
+        super::view::panel_actions(1, true)
+            .into_string()
+            .contains(control)
+    );
+    assert!(
+        !super::view::panel_actions(1, false)
+            .into_string()
+            .contains(control)
+    );
+}

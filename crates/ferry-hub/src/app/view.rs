@@ -113,6 +113,12 @@ fn notice(notice: &Option<Notice>) -> Markup {
         @match notice {
             Some(Notice::Error(message)) => p class="alert error" role="alert" { (alert_text(message)) },
             Some(Notice::Done(message)) => p class="alert ok" role="status" { (message) },
+            Some(Notice::Link(url)) => div class="alert ok" role="status" {
+                p { "Anyone holding this link can download what you checked, read-only, until you delete it with ferry link delete. Copy it now: it is shown only once." }
+                input type="text" readonly aria-label="Link URL" value=(url);
+                " "
+                a href=(url) { "Open the link" }
+            },
             Some(Notice::Started { task_id, label }) => p class="alert ok" role="status" {
                 "Transfer started: "
                 a href={ "/activity/" (task_id) } data-task-id=(task_id) {
@@ -342,7 +348,7 @@ fn entry_table(panels: &[PanelState; 2], i: usize, entries: &[FsEntry]) -> Marku
     }
 }
 
-fn panel_actions(n: u8, mine: bool) -> Markup {
+pub(super) fn panel_actions(n: u8, mine: bool) -> Markup {
     html! {
         div class="actions" {
             button type="submit" form="act" name="from" value=(n) class="primary" { "Start" }
@@ -363,6 +369,8 @@ fn panel_actions(n: u8, mine: bool) -> Markup {
             @if mine {
                 p {
                     button type="submit" form="act" name="from" value=(n) formaction="/files/share" { "Share the checked folder" }
+                    " "
+                    button type="submit" form="act" name="from" value=(n) formaction="/files/link" { "Get link" }
                 }
             }
         }

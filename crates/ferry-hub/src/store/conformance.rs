@@ -161,6 +161,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         "a_shared_key_is_the_first_one_stored",
         a_shared_key_is_the_first_one_stored,
     ),
+    (
+        "links_are_found_by_token_listed_per_creator_and_charged_within_budget",
+        links_are_found_by_token_listed_per_creator_and_charged_within_budget,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -182,6 +186,53 @@ pub fn run(fresh: &dyn Fn() -> Box<dyn Storage>) {
 pub fn reopen(open: &dyn Fn() -> Box<dyn Storage>) {
     tasks_and_their_counters_survive_a_reopen_and_are_the_furthest_attempts(open);
     instances_claiming_at_once_never_hold_the_same_task(open);
+}
+
+pub fn links_are_found_by_token_listed_per_creator_and_charged_within_budget(s: &dyn Storage) {
+    let alice = two_endpoints(s);
+    let bob = s.add_user("bob", "hash", 0).unwrap();
+    let link = |id: &str, hash: &str, by: i64, max_bytes| LinkRow {
+        id: id.into(),
+        token_hash: hash.into(),
+        endpoint_id: "e1".into(),
+        path: b"/~/pub/r\xffsults".to_vec(),
+        created_by: by,
+        created: 10,
+        expires: Some(100),
+        deleted: false,
+        max_bytes,
+        bytes_served: 0,
+    };
+    let a = link("l-a", "hash-a", alice, Some(100));
+    s.put_link(&a).unwrap();
+    s.put_link(&link("l-b", "hash-b", bob, None)).unwrap();
+    assert!(
+        s.put_link(&link("l-c", "hash-a", alice, None)).is_err(),
+        "a token names one link"
+    );
+    assert_eq!(s.link_by_token("hash-a").unwrap(), Some(a.clone()));
+    assert_eq!(s.link_by_token("hash-x").unwrap(), None);
+    let ids = |uid| -> Vec<String> { s.links_of(uid).unwrap().into_iter().map(|l| l.id).collect() };
+    assert_eq!(ids(alice), ["l-a"]);
+    assert_eq!(ids(bob), ["l-b"]);
+    // Within its budget, then refused without counting.
+    assert!(s.charge_link("l-a", 60).unwrap());
+    assert!(s.charge_link("l-a", 40).unwrap());
+    assert!(!s.charge_link("l-a", 1).unwrap());
+    assert_eq!(
+        s.link_by_token("hash-a").unwrap().unwrap().bytes_served,
+        100
+    );
+    assert!(
+        s.charge_link("l-b", 1 << 40).unwrap(),
+        "no budget: no limit"
+    );
+    // Only its creator deletes it, once; it stays findable, deleted.
+    assert!(!s.delete_link(bob, "l-a").unwrap());
+    assert!(s.delete_link(alice, "l-a").unwrap());
+    assert!(!s.delete_link(alice, "l-a").unwrap());
+    assert!(s.link_by_token("hash-a").unwrap().unwrap().deleted);
+    assert!(ids(alice).is_empty());
 }
 
 fn two_endpoints(s: &dyn Storage) -> i64 {

@@ -164,6 +164,11 @@ delegate!(ShareStore {
     fn put_task_grant(&self, task_id: &str, side: &str, permission_id: &str) -> Result<()>;
     fn task_grants(&self, task_id: &str) -> Result<Vec<(String, String)>>;
     fn active_tasks_of_permission(&self, permission_id: &str) -> Result<Vec<String>>;
+    fn put_link(&self, link: &LinkRow) -> Result<()>;
+    fn link_by_token(&self, token_hash: &str) -> Result<Option<LinkRow>>;
+    fn links_of(&self, user_id: i64) -> Result<Vec<LinkRow>>;
+    fn delete_link(&self, user_id: i64, id: &str) -> Result<bool>;
+    fn charge_link(&self, id: &str, bytes: i64) -> Result<bool>;
 });
 
 delegate!(AuditStore {

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 19;
+const SQLITE_SCHEMA: i64 = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -376,6 +376,22 @@ const TABLES: &[Table] = &[
     Table {
         name: "hub_secrets",
         columns: &[("name", Text), ("value", Text)],
+        identity: None,
+    },
+    Table {
+        name: "links",
+        columns: &[
+            ("id", Text),
+            ("token_hash", Text),
+            ("endpoint_id", Text),
+            ("path", Bytes),
+            ("created_by", Int),
+            ("created", Int),
+            ("expires", Int),
+            ("deleted", Bool),
+            ("max_bytes", Int),
+            ("bytes_served", Int),
+        ],
         identity: None,
     },
 ];

@@ -661,6 +661,25 @@ pub struct PermissionRow {
     pub created_by: i64,
 }
 
+/// A link: whoever holds its token may read `path` (an endpoint path,
+/// raw bytes) and what is beneath it, until `expires` or until deleted,
+/// at most `max_bytes` in all when that is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRow {
+    pub id: String,
+    /// SHA-256 of the URL's token ([`crate::secrets::token_hash`]): the
+    /// token itself is shown once, at creation.
+    pub token_hash: String,
+    pub endpoint_id: String,
+    pub path: Vec<u8>,
+    pub created_by: i64,
+    pub created: i64,
+    pub expires: Option<i64>,
+    pub deleted: bool,
+    pub max_bytes: Option<i64>,
+    pub bytes_served: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupRow {
     pub id: String,
@@ -739,6 +758,24 @@ pub trait ShareStore {
 
     /// ACTIVE tasks that act under `permission_id`.
     fn active_tasks_of_permission(&self, permission_id: &str) -> Result<Vec<String>>;
+
+    // --- links ---
+    /// `Conflict` when the id or token is taken.
+    fn put_link(&self, link: &LinkRow) -> Result<()>;
+
+    /// The link whose token hashes to `token_hash`, deleted or not.
+    fn link_by_token(&self, token_hash: &str) -> Result<Option<LinkRow>>;
+
+    /// The links `user_id` made that are not deleted, oldest first.
+    fn links_of(&self, user_id: i64) -> Result<Vec<LinkRow>>;
+
+    /// Marks a link of `user_id`'s deleted; `false` when there is none
+    /// (or it is deleted already).
+    fn delete_link(&self, user_id: i64, id: &str) -> Result<bool>;
+
+    /// Counts `bytes` more served through the link, unless that would take
+    /// it past its `max_bytes`: `false`, and nothing counted, then.
+    fn charge_link(&self, id: &str, bytes: i64) -> Result<bool>;
 }
 
 /// One entry of an endpoint's audit log: who did what, where, when.

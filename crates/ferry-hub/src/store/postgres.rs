@@ -478,6 +478,22 @@ CREATE TABLE hub_secrets (
 "#,
     // SQLite's schema 19: relayed bytes.
     "ALTER TABLE tasks ADD COLUMN bytes_relayed BIGINT NOT NULL DEFAULT 0;",
+    // Links (SQLite's twin: the links migration).
+    r#"
+CREATE TABLE links (
+    id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    endpoint_id TEXT NOT NULL REFERENCES endpoints(id),
+    path BYTEA NOT NULL,
+    created_by BIGINT NOT NULL REFERENCES users(id),
+    created BIGINT NOT NULL,
+    expires BIGINT,
+    deleted BOOLEAN NOT NULL DEFAULT FALSE,
+    max_bytes BIGINT,
+    bytes_served BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX links_creator ON links(created_by);
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -2367,6 +2383,90 @@ impl ShareStore for PostgresStore {
             )
         })
     }
+
+    fn put_link(&self, l: &LinkRow) -> Result<()> {
+        self.with_client(|c| {
+            c.execute(
+                "INSERT INTO links (id, token_hash, endpoint_id, path, created_by, created, expires, deleted, max_bytes, bytes_served)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[
+                    &l.id,
+                    &l.token_hash,
+                    &l.endpoint_id,
+                    &l.path,
+                    &l.created_by,
+                    &l.created,
+                    &l.expires,
+                    &l.deleted,
+                    &l.max_bytes,
+                    &l.bytes_served,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn link_by_token(&self, token_hash: &str) -> Result<Option<LinkRow>> {
+        self.with_client(|c| {
+            c.query_opt(
+                &format!("SELECT {LINK_COLUMNS} FROM links WHERE token_hash = $1"),
+                &[&token_hash],
+            )?
+            .as_ref()
+            .map(link_row)
+            .transpose()
+        })
+    }
+
+    fn links_of(&self, user_id: i64) -> Result<Vec<LinkRow>> {
+        self.with_client(|c| {
+            rows(
+                c.query(
+                    &format!(
+                        "SELECT {LINK_COLUMNS} FROM links WHERE created_by = $1 AND NOT deleted ORDER BY created, id"
+                    ),
+                    &[&user_id],
+                )?,
+                link_row,
+            )
+        })
+    }
+
+    fn delete_link(&self, user_id: i64, id: &str) -> Result<bool> {
+        self.with_client(|c| {
+            Ok(c.execute(
+                "UPDATE links SET deleted = TRUE WHERE id = $1 AND created_by = $2 AND NOT deleted",
+                &[&id, &user_id],
+            )? == 1)
+        })
+    }
+
+    fn charge_link(&self, id: &str, bytes: i64) -> Result<bool> {
+        self.with_client(|c| {
+            Ok(c.execute(
+                "UPDATE links SET bytes_served = bytes_served + $2
+                 WHERE id = $1 AND (max_bytes IS NULL OR bytes_served + $2 <= max_bytes)",
+                &[&id, &bytes],
+            )? == 1)
+        })
+    }
+}
+
+const LINK_COLUMNS: &str = "id, token_hash, endpoint_id, path, created_by, created, expires, deleted, max_bytes, bytes_served";
+
+fn link_row(r: &Row) -> Result<LinkRow> {
+    Ok(LinkRow {
+        id: r.try_get(0)?,
+        token_hash: r.try_get(1)?,
+        endpoint_id: r.try_get(2)?,
+        path: r.try_get(3)?,
+        created_by: r.try_get(4)?,
+        created: r.try_get(5)?,
+        expires: r.try_get(6)?,
+        deleted: r.try_get(7)?,
+        max_bytes: r.try_get(8)?,
+        bytes_served: r.try_get(9)?,
+    })
 }
 
 impl AuditStore for PostgresStore {

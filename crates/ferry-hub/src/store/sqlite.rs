@@ -458,6 +458,26 @@ CREATE TABLE hub_secrets (
     // The encrypted bytes the hub's relay carried for a task, over all
     // its attempts and both ways.
     Migration::Sql("ALTER TABLE tasks ADD COLUMN bytes_relayed INTEGER NOT NULL DEFAULT 0;"),
+    // Links: an HTTPS URL anyone holding it may read a path through,
+    // read-only (`ferry link create`). Only the token's SHA-256 is kept;
+    // a deleted link stays, so its URL answers 410 rather than 404.
+    Migration::Sql(
+        r#"
+CREATE TABLE links (
+    id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    endpoint_id TEXT NOT NULL REFERENCES endpoints(id),
+    path BLOB NOT NULL,
+    created_by INTEGER NOT NULL REFERENCES users(id),
+    created INTEGER NOT NULL,
+    expires INTEGER,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    max_bytes INTEGER,
+    bytes_served INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX links_creator ON links(created_by);
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -1839,6 +1859,75 @@ impl ShareStore for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
+
+    fn put_link(&self, l: &LinkRow) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO links (id, token_hash, endpoint_id, path, created_by, created, expires, deleted, max_bytes, bytes_served)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![l.id, l.token_hash, l.endpoint_id, l.path, l.created_by, l.created, l.expires, l.deleted, l.max_bytes, l.bytes_served],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn link_by_token(&self, token_hash: &str) -> Result<Option<LinkRow>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {LINK_COLUMNS} FROM links WHERE token_hash = ?1"),
+                    [token_hash],
+                    link_row,
+                )
+                .optional()?)
+        })
+    }
+
+    fn links_of(&self, user_id: i64) -> Result<Vec<LinkRow>> {
+        self.with_conn(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {LINK_COLUMNS} FROM links WHERE created_by = ?1 AND deleted = 0 ORDER BY created, id"
+            ))?;
+            let rows = statement.query_map([user_id], link_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn delete_link(&self, user_id: i64, id: &str) -> Result<bool> {
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                "UPDATE links SET deleted = 1 WHERE id = ?1 AND created_by = ?2 AND deleted = 0",
+                params![id, user_id],
+            )? == 1)
+        })
+    }
+
+    fn charge_link(&self, id: &str, bytes: i64) -> Result<bool> {
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                "UPDATE links SET bytes_served = bytes_served + ?2
+                 WHERE id = ?1 AND (max_bytes IS NULL OR bytes_served + ?2 <= max_bytes)",
+                params![id, bytes],
+            )? == 1)
+        })
+    }
+}
+
+const LINK_COLUMNS: &str = "id, token_hash, endpoint_id, path, created_by, created, expires, deleted, max_bytes, bytes_served";
+
+fn link_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LinkRow> {
+    Ok(LinkRow {
+        id: r.get(0)?,
+        token_hash: r.get(1)?,
+        endpoint_id: r.get(2)?,
+        path: r.get(3)?,
+        created_by: r.get(4)?,
+        created: r.get(5)?,
+        expires: r.get(6)?,
+        deleted: r.get(7)?,
+        max_bytes: r.get(8)?,
+        bytes_served: r.get(9)?,
+    })
 }
 
 impl AuditStore for SqliteStore {
