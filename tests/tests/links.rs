@@ -169,7 +169,14 @@ fn anyone_with_a_link_reads_beneath_its_path_until_it_expires_is_deleted_or_used
         serde_json::from_str(ok(&lab.ferry(&["link", "list", "--json"]))).unwrap();
     let ids: Vec<&str> = listed.iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert!(ids.contains(&file_id.as_str()), "{listed:?}");
-    assert!(listed.iter().all(|l| l.get("url").is_none()), "{listed:?}");
+    // The list says each URL again, the same as when it was made.
+    let listed_url = listed
+        .iter()
+        .find(|l| l["id"] == file_id.as_str())
+        .and_then(|l| l["url"].as_str());
+    assert_eq!(listed_url, Some(url.as_str()), "{listed:?}");
+    let human = ok(&lab.ferry(&["link", "list"])).to_string();
+    assert!(human.contains(&url), "{human}");
     ok(&lab.ferry(&["link", "delete", &file_id]));
     let (status, _, body) = curl(&lab, &url, &[]);
     assert_eq!(status, 410, "{body}");

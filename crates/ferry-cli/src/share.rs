@@ -344,7 +344,7 @@ fn print_links(listed: &[LinkInfo]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<36} | {:<36} | {:<20} | {:<12} | Path",
+        "{:<36} | {:<36} | {:<20} | {:<12} | URL | Path",
         "ID", "Endpoint", "Expires (UTC)", "Served"
     )?;
     for l in listed {
@@ -359,11 +359,12 @@ fn print_links(listed: &[LinkInfo]) -> std::io::Result<()> {
         };
         write!(
             out,
-            "{:<36} | {:<36} | {:<20} | {:<12} | ",
+            "{:<36} | {:<36} | {:<20} | {:<12} | {} | ",
             escape(&l.id),
             escape(&l.endpoint_id),
             expires,
-            served
+            served,
+            escape(l.url.as_deref().unwrap_or("-"))
         )?;
         out.write_all(&escape_bytes(l.path.as_bytes()))?;
         writeln!(out)?;

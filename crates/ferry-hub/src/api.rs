@@ -1076,7 +1076,7 @@ async fn create_link(
     Caller(who, _): Caller<UsesEndpoints>,
     Json(body): Json<CreateLink>,
 ) -> Result<(StatusCode, Json<LinkInfo>), Failure> {
-    let (link, url) = crate::links::create(
+    let (link, _url) = crate::links::create(
         &hub,
         &who,
         crate::links::NewLink {
@@ -1087,10 +1087,7 @@ async fn create_link(
         },
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(crate::links::info(link, Some(url))),
-    ))
+    Ok((StatusCode::CREATED, Json(crate::links::info(&hub, link))))
 }
 
 async fn list_links(
@@ -1102,7 +1099,7 @@ async fn list_links(
     let window = page.window(LIST_DEFAULT, LIST_DEFAULT)?;
     let listed = crate::links::list(&hub, &who)?
         .into_iter()
-        .map(|l| crate::links::info(l, None))
+        .map(|l| crate::links::info(&hub, l))
         .collect();
     Ok(window.page(listed, &hub, &uri))
 }

@@ -2,8 +2,9 @@
 //! a path of an endpoint through, read-only, until it expires or its
 //! creator deletes it (`ferry link create`).
 //!
-//! The token is 32 random bytes; the hub keeps only its SHA-256, so the
-//! URL is shown once, when the link is made. Every request through a link
+//! The token is a MAC of the link's random id under a key every hub
+//! instance shares ([`token`]); the store keeps only the token's SHA-256,
+//! and the hub can give the URL again (`ferry link list`). Every request through a link
 //! reaches the endpoint with an anonymous read-only [`ShareGrant`] rooted
 //! at the link's path: the endpoint narrows its policy by it as for any
 //! grantee, so it reads nothing outside that path, writes nothing, and
@@ -28,8 +29,6 @@ use ferry_proto::api::{FsEntryKind, FsOp, FsOutcome, LinkInfo};
 use ferry_proto::share::{ShareGrant, ShareMode};
 use ferry_proto::wire_path::WirePath;
 
-/// Random bytes in a link's token (base64url: 43 characters).
-const TOKEN_BYTES: usize = 32;
 /// Files one link serves at once, besides the endpoint's own bound.
 pub const STREAMS_PER_LINK: usize = 4;
 /// Links one user keeps at once.
@@ -80,15 +79,27 @@ fn identity(link: &LinkRow) -> String {
     format!("anonymous (link {})", link.id)
 }
 
-/// The URL of a link's token.
-pub fn url(hub: &Hub, token: &str) -> String {
-    format!("{}/l/{token}", hub.config.url.trim_end_matches('/'))
+/// A link's token: a MAC of its (random) id under the hub's link key,
+/// unguessable without the key. The store keeps only the token's hash
+/// (what a read is looked up by); the hub can say the URL again, in
+/// `ferry link list`, because it can make the token again.
+pub fn token(hub: &Hub, link_id: &str) -> String {
+    hub.link_key.tag_text("link token", link_id.as_bytes())
 }
 
-pub fn info(link: LinkRow, url: Option<String>) -> LinkInfo {
+/// A link's URL.
+pub fn url(hub: &Hub, link_id: &str) -> String {
+    format!(
+        "{}/l/{}",
+        hub.config.url.trim_end_matches('/'),
+        token(hub, link_id)
+    )
+}
+
+pub fn info(hub: &Hub, link: LinkRow) -> LinkInfo {
     LinkInfo {
+        url: Some(url(hub, &link.id)),
         id: link.id,
-        url,
         endpoint_id: link.endpoint_id,
         path: WirePath::from_bytes(link.path),
         expires: link.expires,
@@ -124,12 +135,10 @@ pub async fn create(
             "you have as many links as you may keep; delete some with `ferry link delete`",
         ));
     }
-    let token = crate::secrets::random_token(TOKEN_BYTES).map_err(|e| {
-        LinkError::Sharing(SharingError::Unreachable(format!("no randomness: {e}")))
-    })?;
+    let id = uuid::Uuid::new_v4().to_string();
     let link = LinkRow {
-        id: uuid::Uuid::new_v4().to_string(),
-        token_hash: crate::secrets::token_hash(&token),
+        token_hash: crate::secrets::token_hash(&token(hub, &id)),
+        id,
         endpoint_id: endpoint.id.clone(),
         path,
         created_by: who.user_id,
@@ -150,7 +159,7 @@ pub async fn create(
         &[audit::Entry::new(audit::action::LINK, &link.path).detail(detail)],
     )?;
     tracing::info!(endpoint = %endpoint.id, link = %link.id, by = %who.user_name, "link created");
-    let url = url(hub, &token);
+    let url = url(hub, &link.id);
     Ok((link, url))
 }
 

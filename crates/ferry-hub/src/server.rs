@@ -47,6 +47,9 @@ pub struct Hub {
     pub password_checks: PasswordChecks,
     /// Tags the sign-in form's CSRF tokens, so the hub knows its own.
     pub login_csrf: MacKey,
+    /// Makes each link's token from its id ([`crate::links::token`]), so a
+    /// link's URL can be shown again while only its hash is stored.
+    pub link_key: MacKey,
     pub signer: crate::capability::TaskSigner,
     /// Woken whenever a task ends, for clients waiting on one.
     pub task_ended: tokio::sync::Notify,
@@ -239,6 +242,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
             config.max_password_checks_queued,
         ),
         login_csrf: crate::cluster::shared_mac_key(&*store, "login_csrf")?,
+        link_key: crate::cluster::shared_mac_key(&*store, "link")?,
         relay: crate::relay::Relay::new(&config.relay),
         config,
         task_ended: tokio::sync::Notify::new(),

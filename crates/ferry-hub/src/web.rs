@@ -624,6 +624,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
             crate::state::default_password_checks_queued(),
         ),
         login_csrf: crate::secrets::MacKey::generate().unwrap(),
+        link_key: crate::secrets::MacKey::generate().unwrap(),
         signer: crate::capability::TaskSigner::generate(),
         oidc_key: crate::oidc_provider::ProviderKey::generate(),
         task_ended: tokio::sync::Notify::new(),

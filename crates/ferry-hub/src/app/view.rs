@@ -114,7 +114,7 @@ fn notice(notice: &Option<Notice>) -> Markup {
             Some(Notice::Error(message)) => p class="alert error" role="alert" { (alert_text(message)) },
             Some(Notice::Done(message)) => p class="alert ok" role="status" { (message) },
             Some(Notice::Link(url)) => div class="alert ok" role="status" {
-                p { "Anyone holding this link can download what you checked, read-only, until you delete it with ferry link delete. Copy it now: it is shown only once." }
+                p { "Anyone holding this link can download what you checked, read-only, until you delete it with ferry link delete (ferry link list shows it again)." }
                 input type="text" readonly aria-label="Link URL" value=(url);
                 " "
                 a href=(url) { "Open the link" }
