@@ -919,7 +919,7 @@ async fn run_session(
     let mut outgoing = Some(outgoing);
     let session = Arc::new(Session {
         disk: Disk::new(
-            RootedFs::with_cached_roots(policy),
+            RootedFs::with_cached_roots(policy).holding_dirs(),
             Attributes {
                 preserve_mode: cap.options.preserve_mode,
                 preserve_mtime: cap.options.preserve_mtime,
@@ -2336,6 +2336,8 @@ impl Disk {
     /// fsynced once, then journaled as committed. An error leaves every
     /// file of the batch unjournaled.
     fn commit(&self, journal: &Mutex<Option<Journal>>, batch: &[Ready]) -> Result<(), MoveError> {
+        // Held directories are resolved again once per commit batch.
+        self.fs.next_batch();
         let faults = &self.faults;
         for Ready { file: f } in batch {
             let mode = self.attributes.file_mode(f.mode);

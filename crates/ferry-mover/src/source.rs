@@ -424,7 +424,7 @@ pub async fn send_via(
         tracing::info!(task = %cap.task_id, attempt = cap.attempt, asked = %cap.options.checksum_algorithm, "the destination speaks an older data protocol: digests are SHA-256");
     }
     let shared = Arc::new(Shared {
-        fs: RootedFs::with_cached_roots(policy),
+        fs: RootedFs::with_cached_roots(policy).holding_dirs(),
         faults: ctx.faults(),
         offered: Mutex::new(HashMap::new()),
         sent: Mutex::default(),
@@ -1089,8 +1089,10 @@ fn read_needed(
         let job = match jobs.try_recv() {
             Ok(job) => job,
             Err(std::sync::mpsc::TryRecvError::Empty) => {
-                // Out of work for now: what is gathered goes.
+                // Out of work for now: what is gathered goes, and the
+                // next files are a new batch for held directories.
                 out.send_batch()?;
+                s.fs.next_batch();
                 match jobs.recv() {
                     Ok(job) => job,
                     Err(_) => break,
