@@ -702,8 +702,6 @@ struct InFlight {
     /// Bytes of it counted as transferred: they move to `bytes_resent` if
     /// the file is sent again.
     counted: u64,
-    /// Its place in the endpoint's open-files gauge.
-    _open: Held,
 }
 
 impl InFlight {
@@ -1640,7 +1638,6 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
             final_path: path,
             temp_path,
             file,
-            _open: s.ctx.metrics.open_file(),
             size: entry.size,
             mtime_ns: entry.mtime_ns,
             mode: entry.mode,
@@ -2008,17 +2005,17 @@ struct DataSlot {
     settled: AtomicBool,
     /// The session's count of held descriptors, this one's included.
     held: Arc<OpenData>,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug)]
 enum DataState {
-    Held(Arc<File>),
+    /// Counted in the endpoint's open-files gauge while held.
+    Held { file: Arc<File>, _gauge: Held },
     /// On disk, its descriptor closed.
     Closed,
     /// Not created yet: made at full length (a hole) when first needed.
-    Later {
-        size: u64,
-    },
+    Later { size: u64 },
 }
 
 impl DataFile {
@@ -2029,6 +2026,7 @@ impl DataFile {
             state: Mutex::new(DataState::Closed),
             settled: AtomicBool::new(false),
             held: disk.open_data.clone(),
+            metrics: disk.metrics.clone(),
         };
         let mut state = lock(&slot.state);
         *state = slot.hold(Arc::new(file));
@@ -2048,11 +2046,12 @@ impl DataFile {
             state: Mutex::new(DataState::Later { size }),
             settled: AtomicBool::new(false),
             held: disk.open_data.clone(),
+            metrics: disk.metrics.clone(),
         })))
     }
 
     fn is_held(&self) -> bool {
-        matches!(&*lock(&self.0.state), DataState::Held(_))
+        matches!(&*lock(&self.0.state), DataState::Held { .. })
     }
 
     /// Its mode and mtime are set (see [`Disk::set_attributes`]).
@@ -2071,7 +2070,7 @@ impl DataFile {
         let slot = &*self.0;
         let mut state = lock(&slot.state);
         let file = match &*state {
-            DataState::Held(file) => return Ok(file.clone()),
+            DataState::Held { file, .. } => return Ok(file.clone()),
             DataState::Closed => disk
                 .fs
                 .open_temporary(&disk.temporary(&slot.target))
@@ -2098,7 +2097,10 @@ impl DataSlot {
     /// `Held` if the session has room for one more descriptor, else `Closed`.
     fn hold(&self, file: Arc<File>) -> DataState {
         if self.held.count.fetch_add(1, Ordering::Relaxed) < self.held.max {
-            DataState::Held(file)
+            DataState::Held {
+                file,
+                _gauge: self.metrics.open_file(),
+            }
         } else {
             self.held.count.fetch_sub(1, Ordering::Relaxed);
             DataState::Closed
@@ -2108,7 +2110,7 @@ impl DataSlot {
 
 impl Drop for DataSlot {
     fn drop(&mut self) {
-        if matches!(&*lock(&self.state), DataState::Held(_)) {
+        if matches!(&*lock(&self.state), DataState::Held { .. }) {
             self.held.count.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -2779,7 +2781,6 @@ mod tests {
                     final_path,
                     temp_path,
                     file,
-                    _open: Arc::new(crate::metrics::Metrics::default()).open_file(),
                     size: rel.len() as u64,
                     mtime_ns: 1_600_000_000_000_000_000,
                     mode,

@@ -1186,15 +1186,14 @@ fn send_file(
 ) -> Result<FileOutcome, SendError> {
     let entry = &offered.entry;
     let path = offered.path.as_path();
-    let file = at_once(|| {
+    let (file, before) = at_once(|| {
         s.faults
             .check(Op::OpenSource, path)
             .map_err(on_disk("open for reading", path))?;
-        s.fs.open_read(path)
+        s.fs.open_read_with_metadata(path)
             .map_err(|e| MoveError::fs(Side::Source, e))
     })?;
     let _open = s.ctx.metrics.open_file();
-    let before = file.metadata().map_err(on_disk("stat", path))?;
     if before.len() != entry.size {
         return Ok(FileOutcome::Changed);
     }

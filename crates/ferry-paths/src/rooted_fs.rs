@@ -239,6 +239,15 @@ impl RootedFs {
     /// Opens an existing regular file or directory for reading; symlinks are
     /// followed only while they stay beneath the rule's root.
     pub fn open_read(&self, path: &Path) -> Result<File, FsError> {
+        self.open_read_with_metadata(path).map(|(file, _)| file)
+    }
+
+    /// Like [`RootedFs::open_read`], with the metadata of what it opened
+    /// (the `fstat` that checked its kind: a caller needs no second one).
+    pub fn open_read_with_metadata(
+        &self,
+        path: &Path,
+    ) -> Result<(File, std::fs::Metadata), FsError> {
         const OP: &str = "open for reading";
         let prepared = self.prepare(path, Want::Read)?;
         // O_NONBLOCK keeps a FIFO from hanging the open; it is cleared again below.
@@ -251,14 +260,23 @@ impl RootedFs {
                 fd
             }
         };
-        let kind = fstat(OP, &prepared, &fd)?.kind;
-        if !matches!(kind, EntryKind::File | EntryKind::Dir) {
+        let file = File::from(fd);
+        let metadata = file
+            .metadata()
+            .map_err(|source| io_error(OP, &prepared, source))?;
+        let file_type = metadata.file_type();
+        if !(file_type.is_file() || file_type.is_dir()) {
+            let kind = if file_type.is_symlink() {
+                EntryKind::Symlink
+            } else {
+                EntryKind::Other
+            };
             return Err(wrong_kind(OP, &prepared, kind, "regular file or directory"));
         }
         // Some cluster filesystems honour O_NONBLOCK on regular files (a
         // read answers EAGAIN while a lock is contended): clear it.
-        clear_nonblock(OP, &prepared, &fd, flags)?;
-        Ok(File::from(fd))
+        clear_nonblock(OP, &prepared, file.as_fd(), flags)?;
+        Ok((file, metadata))
     }
 
     /// Opens the final component in its held parent directory, decided at
@@ -1056,7 +1074,7 @@ fn fstat(op: &'static str, prepared: &Prepared, fd: &OwnedFd) -> Result<Metadata
 fn clear_nonblock(
     op: &'static str,
     prepared: &Prepared,
-    fd: &OwnedFd,
+    fd: impl AsFd,
     opened: OFlag,
 ) -> Result<(), FsError> {
     let flags = opened & !OFlag::O_NONBLOCK;
