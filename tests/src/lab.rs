@@ -534,11 +534,22 @@ impl Lab {
     /// `umask UMASK && ferry -start` for `dst`: the daemon's own umask, for
     /// when `endpoint.toml` sets none.
     pub fn start_dst_under_umask(&mut self, umask: &str) {
+        self.start_dst_after(&format!("umask {umask}"));
+    }
+
+    /// `ulimit -n LIMIT && ferry -start` for `dst`: its daemon under a low
+    /// open-files limit, soft and hard (so it cannot raise it).
+    pub fn start_dst_with_open_files_limit(&mut self, limit: u32) {
+        self.start_dst_after(&format!("ulimit -n {limit}"));
+    }
+
+    /// `SHELL_COMMAND && ferry -start` for `dst`, the daemon in the shell's stead.
+    fn start_dst_after(&mut self, shell_command: &str) {
         let plain = self.dst.ferry(&["-start"]);
         let mut command = std::process::Command::new("sh");
         command
             .arg("-c")
-            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(format!("{shell_command} && exec \"$0\" \"$@\""))
             .arg(plain.get_program())
             .args(plain.get_args())
             .env_clear()

@@ -483,3 +483,40 @@ fn a_file_over_4_gib_arrives_whole_and_sparse_content_identical() {
         "the copy should stay sparse"
     );
 }
+
+/// A destination under `ulimit -n 128` receives thousands of small files:
+/// it holds a bounded number of descriptors, not one per file the source
+/// has on offer (its window is thousands of files).
+#[test]
+fn many_small_files_arrive_at_a_destination_under_a_low_open_files_limit() {
+    let mut lab = Lab::builder().dst_offline().start();
+    let src = lab.src.home.join("many");
+    for d in 0..4 {
+        let dir = src.join(format!("d{d}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..500 {
+            fs::write(dir.join(format!("f{f}")), pattern(4096, d * 1000 + f)).unwrap();
+        }
+    }
+    lab.start_dst_with_open_files_limit(128);
+    let limits = fs::read_to_string(format!("/proc/{}/limits", lab.dst_daemon().pid())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        open_files
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["128", "128"],
+        "{open_files}"
+    );
+    let id = lab.transfer(&["-r", "src:/~/many", "dst:/~/many"]);
+    let task = lab.wait(&id);
+    assert_eq!(task["files_transferred"], 2000, "{task}");
+    let copy = lab.dst.home.join("many");
+    assert_eq!(tree(&copy), tree(&src));
+    assert!(no_temp_files(&copy));
+}

@@ -406,14 +406,15 @@ async fn serve_client(mut stream: UnixStream, shared: &Shared) {
     }
 }
 
-/// A destination holds every file it has decided on open until it commits
-/// it: thousands at once with many small files. The soft limit (often 1024)
-/// goes up to the hard one, as the hard limit is there to allow.
+/// A receiving session holds at most `dest::OPEN_DATA_FILES` temporaries
+/// open (and up to 64 directories), whatever the source's window, so a
+/// transfer works under a low limit; several at once, and the hub link,
+/// the local API and the metrics server, want more. The soft limit (often
+/// 1024) goes up to the hard one, as the hard limit is there to allow.
 fn raise_open_files_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    /// A source keeps up to its window of files on offer, each of which
-    /// the destination may hold open; plus room for the rest.
-    const COMFORTABLE: u64 = ferry_mover::source::WINDOW as u64 + 1_024;
+    /// A few sessions at once at each end, plus room for the rest.
+    const COMFORTABLE: u64 = 4 * (ferry_mover::dest::OPEN_DATA_FILES as u64 + 64) + 256;
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return;
     };
@@ -426,7 +427,7 @@ fn raise_open_files_limit() {
     if hard < COMFORTABLE {
         tracing::warn!(
             limit = hard,
-            "the open files limit is low for transfers of many small files; raise it (LimitNOFILE= in the unit, or ulimit -Hn)"
+            "the open files limit is low for several transfers at once; raise it (LimitNOFILE= in the unit, or ulimit -Hn)"
         );
     }
 }

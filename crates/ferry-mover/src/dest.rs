@@ -66,6 +66,7 @@ use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -106,6 +107,31 @@ const UNSYNCED_DIRS_KEPT: usize = 4096;
 
 /// How many created directories a session remembers (see `State::created_dirs`).
 const CREATED_DIRS_KEPT: usize = 4096;
+/// Temporary files a session holds open at once, whatever the source's
+/// window: past this, a file is created when its first chunk comes and
+/// its descriptor is closed after each use (opened again, through a held
+/// directory, when needed), so a low `ulimit -n` does not starve the
+/// destination. With the held directories, sockets and journal the
+/// endpoint stays under 256 descriptors. Under a lower open-files limit,
+/// a quarter of it ([`data_files_budget`]).
+pub const OPEN_DATA_FILES: usize = 128;
+
+/// Temporary files a session holds open at once: [`OPEN_DATA_FILES`], or
+/// a quarter of the process's open-files limit if that is less (the rest
+/// is for other sessions, sockets and directories).
+fn data_files_budget() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(u64::MAX, |(soft, _)| soft);
+    let quarter = usize::try_from(soft / 4).unwrap_or(usize::MAX);
+    quarter.clamp(4, OPEN_DATA_FILES)
+}
+
+/// Descriptors of temporary files a session holds, and how many it may.
+#[derive(Debug)]
+struct OpenData {
+    count: AtomicUsize,
+    max: usize,
+}
 
 /// How long an ended or canceled attempt stays refused here: far longer
 /// than a capability lives (the hub signs them for minutes).
@@ -656,7 +682,7 @@ struct InFlight {
     rel: Vec<u8>,
     final_path: PathBuf,
     temp_path: PathBuf,
-    file: Arc<File>,
+    file: DataFile,
     size: u64,
     mtime_ns: i64,
     mode: u32,
@@ -676,8 +702,6 @@ struct InFlight {
     /// Bytes of it counted as transferred: they move to `bytes_resent` if
     /// the file is sent again.
     counted: u64,
-    /// Its place in the endpoint's open-files gauge.
-    _open: Held,
 }
 
 impl InFlight {
@@ -919,7 +943,7 @@ async fn run_session(
     let mut outgoing = Some(outgoing);
     let session = Arc::new(Session {
         disk: Disk::new(
-            RootedFs::with_cached_roots(policy),
+            RootedFs::with_cached_roots(policy).holding_dirs(),
             Attributes {
                 preserve_mode: cap.options.preserve_mode,
                 preserve_mtime: cap.options.preserve_mtime,
@@ -1571,15 +1595,15 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
                         *slot = Some(h);
                     }
                 }
-                (file, false)
+                (DataFile::opened(&s.disk, &path, file), false)
             }
             None => {
-                let file = match s.disk.create_temp_retried(&path, entry.size) {
+                let file = match DataFile::create(&s.disk, &path, entry.size) {
                     // Its directory is missing (a file into a new tree):
                     // made, as `cp --parents` and Globus do.
                     Err(MoveError::Missing(_)) if existing.is_none() => {
                         s.created(s.disk.make_parents(parent_of(&path))?);
-                        s.disk.create_temp_retried(&path, entry.size)?
+                        DataFile::create(&s.disk, &path, entry.size)?
                     }
                     done => done?,
                 };
@@ -1613,8 +1637,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
             rel: entry.path.as_bytes().to_vec(),
             final_path: path,
             temp_path,
-            file: Arc::new(file),
-            _open: s.ctx.metrics.open_file(),
+            file,
             size: entry.size,
             mtime_ns: entry.mtime_ns,
             mode: entry.mode,
@@ -1664,7 +1687,7 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
     let Some(_working) = s.working() else {
         return Ok(());
     };
-    let (file, offset, fresh, temp, generation) = {
+    let (file, offset, fresh, temp, generation, last) = {
         let mut st = s.lock();
         let Some(f) = st.files.get_mut(&header.file) else {
             // A file discarded meanwhile (changed at the source): drop its data.
@@ -1689,7 +1712,16 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
             )));
         }
         let file = f.file.clone();
-        (file, offset, f.fresh, f.temp_path.clone(), f.generation)
+        // The file's last chunk: see below.
+        let last = (f.outstanding == 1).then_some((f.mode, f.mtime_ns));
+        (
+            file,
+            offset,
+            f.fresh,
+            f.temp_path.clone(),
+            f.generation,
+            last,
+        )
     };
     if chunk_hash(s.disk.algorithm, &data) != header.digest {
         Metrics::add(&s.ctx.metrics.chunk_verify_failures, 1);
@@ -1703,11 +1735,23 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
         // inode lock in the kernel, burning the CPU hashing needs.
         let _gate = s.write_gate.lock();
         let written = at_once(|| {
+            let fd = file.get(&s.disk)?;
             s.disk
                 .faults
                 .check(Op::Write, &temp)
-                .and_then(|()| file.write_all_at(&data, offset))
-                .map_err(|e| MoveError::os(Side::Destination, "write", &temp, e))
+                .and_then(|()| fd.write_all_at(&data, offset))
+                .map_err(|e| MoveError::os(Side::Destination, "write", &temp, e))?;
+            // Past the open-files bound this descriptor closes now: the
+            // complete file gets its mode and mtime while it is open, not
+            // opened again for them at its commit.
+            match last {
+                Some((mode, mtime_ns)) if !file.is_held() => {
+                    s.disk.set_attributes(&temp, &fd, mode, mtime_ns)?;
+                    file.settle();
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
         });
         match written {
             Ok(()) => {}
@@ -1764,7 +1808,7 @@ fn start_over(s: &Session, id: u64, generation: u32, cause: MoveError) -> Result
     s.disk.remove_temp(&f.final_path);
     let file = s.disk.create_temp_retried(&f.final_path, f.size)?;
     let count = f.hashes.len();
-    f.file = Arc::new(file);
+    f.file = DataFile::opened(&s.disk, &f.final_path, file);
     f.generation += 1;
     f.retries += 1;
     f.fresh = true;
@@ -1907,7 +1951,7 @@ fn checkpoint_partials(s: &Session) {
 #[derive(Debug)]
 struct Partial {
     key: FileKey,
-    file: Arc<File>,
+    file: DataFile,
     temp_path: PathBuf,
     chunks: ChunkHashes,
 }
@@ -1946,6 +1990,139 @@ fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
     }
 }
 
+/// A temporary file's descriptor, held while the session has room for it
+/// ([`data_files_budget`]) and otherwise opened for each use and closed
+/// after it. Clones share it.
+#[derive(Debug, Clone)]
+struct DataFile(Arc<DataSlot>);
+
+#[derive(Debug)]
+struct DataSlot {
+    /// The temporary's target: the temporary is reached by it.
+    target: PathBuf,
+    state: Mutex<DataState>,
+    /// Its mode and mtime are set already.
+    settled: AtomicBool,
+    /// The session's count of held descriptors, this one's included.
+    held: Arc<OpenData>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug)]
+enum DataState {
+    /// Counted in the endpoint's open-files gauge while held.
+    Held { file: Arc<File>, _gauge: Held },
+    /// On disk, its descriptor closed.
+    Closed,
+    /// Not created yet: made at full length (a hole) when first needed.
+    Later { size: u64 },
+}
+
+impl DataFile {
+    /// An opened temporary, held if there is room.
+    fn opened(disk: &Disk, target: &Path, file: File) -> Self {
+        let slot = DataSlot {
+            target: target.to_path_buf(),
+            state: Mutex::new(DataState::Closed),
+            settled: AtomicBool::new(false),
+            held: disk.open_data.clone(),
+            metrics: disk.metrics.clone(),
+        };
+        let mut state = lock(&slot.state);
+        *state = slot.hold(Arc::new(file));
+        drop(state);
+        DataFile(Arc::new(slot))
+    }
+
+    /// A temporary of `size` bytes for `target`, created now if there is
+    /// room to hold it, else when first needed.
+    fn create(disk: &Disk, target: &Path, size: u64) -> Result<Self, MoveError> {
+        if disk.open_data.count.load(Ordering::Relaxed) < disk.open_data.max {
+            let file = disk.create_temp_retried(target, size)?;
+            return Ok(Self::opened(disk, target, file));
+        }
+        Ok(DataFile(Arc::new(DataSlot {
+            target: target.to_path_buf(),
+            state: Mutex::new(DataState::Later { size }),
+            settled: AtomicBool::new(false),
+            held: disk.open_data.clone(),
+            metrics: disk.metrics.clone(),
+        })))
+    }
+
+    fn is_held(&self) -> bool {
+        matches!(&*lock(&self.0.state), DataState::Held { .. })
+    }
+
+    /// Its mode and mtime are set (see [`Disk::set_attributes`]).
+    fn settle(&self) {
+        self.0.settled.store(true, Ordering::Relaxed);
+    }
+
+    fn settled(&self) -> bool {
+        self.0.settled.load(Ordering::Relaxed)
+    }
+
+    /// Its descriptor: the one held, or the temporary opened (or created)
+    /// now, held if there is room. One not held is closed when the caller
+    /// drops it.
+    fn get(&self, disk: &Disk) -> Result<Arc<File>, MoveError> {
+        let slot = &*self.0;
+        let mut state = lock(&slot.state);
+        let file = match &*state {
+            DataState::Held { file, .. } => return Ok(file.clone()),
+            DataState::Closed => disk
+                .fs
+                .open_temporary(&disk.temporary(&slot.target))
+                .map_err(|e| MoveError::fs(Side::Destination, e))?,
+            DataState::Later { size } => {
+                match disk.create_temp_retried(&slot.target, *size) {
+                    // Its directory went missing meanwhile: made, as when
+                    // created at once.
+                    Err(MoveError::Missing(_)) => {
+                        disk.make_parents(parent_of(&slot.target))?;
+                        disk.create_temp_retried(&slot.target, *size)?
+                    }
+                    done => done?,
+                }
+            }
+        };
+        let file = Arc::new(file);
+        *state = slot.hold(file.clone());
+        Ok(file)
+    }
+}
+
+impl DataSlot {
+    /// `Held` if the session has room for one more descriptor, else `Closed`.
+    fn hold(&self, file: Arc<File>) -> DataState {
+        if self.held.count.fetch_add(1, Ordering::Relaxed) < self.held.max {
+            DataState::Held {
+                file,
+                _gauge: self.metrics.open_file(),
+            }
+        } else {
+            self.held.count.fetch_sub(1, Ordering::Relaxed);
+            DataState::Closed
+        }
+    }
+}
+
+impl Drop for DataSlot {
+    fn drop(&mut self) {
+        if matches!(&*lock(&self.state), DataState::Held { .. }) {
+            self.held.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
 /// A session's disk side: the rooted filesystem, what received entries
 /// get, which created directories are not durable yet, the temporaries
 /// this attempt has, and (in tests) injected failures. Apart from the
@@ -1969,6 +2146,8 @@ struct Disk {
     algorithm: ChecksumAlgorithm,
     /// Where its journal syncs are counted.
     metrics: Arc<Metrics>,
+    /// Temporary files' descriptors held now (see [`DataFile`]).
+    open_data: Arc<OpenData>,
 }
 
 impl Disk {
@@ -1982,6 +2161,10 @@ impl Disk {
             temporaries: Mutex::default(),
             algorithm: ChecksumAlgorithm::Sha256,
             metrics: Arc::default(),
+            open_data: Arc::new(OpenData {
+                count: AtomicUsize::new(0),
+                max: data_files_budget(),
+            }),
         }
     }
 
@@ -2301,9 +2484,10 @@ impl Disk {
             return Ok(());
         }
         for partial in pending {
+            let file = partial.file.get(self)?;
             self.faults
                 .check(Op::SyncFile, &partial.temp_path)
-                .and_then(|()| partial.file.sync_data())
+                .and_then(|()| file.sync_data())
                 .map_err(|e| MoveError::os(Side::Destination, "sync", &partial.temp_path, e))?;
             for (i, h) in partial.chunks {
                 journal.chunk(partial.key, i, &h);
@@ -2330,52 +2514,74 @@ impl Disk {
             })
     }
 
+    /// Gives a complete temporary file the mode (and mtime) it is to have.
+    fn set_attributes(
+        &self,
+        temp_path: &Path,
+        file: &File,
+        source_mode: u32,
+        mtime_ns: i64,
+    ) -> Result<(), MoveError> {
+        let mode = self.attributes.file_mode(source_mode);
+        self.faults
+            .check(Op::SetMode, temp_path)
+            .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
+            .map_err(on_disk("set the mode of", temp_path))?;
+        if self.attributes.preserve_mtime {
+            let mtime = UNIX_EPOCH + Duration::from_nanos(mtime_ns.max(0) as u64);
+            self.faults
+                .check(Op::SetMtime, temp_path)
+                .and_then(|()| file.set_modified(mtime))
+                .map_err(on_disk("set the mtime of", temp_path))?;
+        }
+        Ok(())
+    }
+
     /// Commits verified files: mode and mtime, made durable (one fdatasync
     /// for a lone file, one syncfs per filesystem for a batch: many small
     /// files would otherwise cost a flush each), renamed, each directory
     /// fsynced once, then journaled as committed. An error leaves every
     /// file of the batch unjournaled.
     fn commit(&self, journal: &Mutex<Option<Journal>>, batch: &[Ready]) -> Result<(), MoveError> {
+        // Held directories are resolved again once per commit batch.
+        self.fs.next_batch();
         let faults = &self.faults;
+        // A descriptor not held is closed again after its file's use.
         for Ready { file: f } in batch {
-            let mode = self.attributes.file_mode(f.mode);
-            faults
-                .check(Op::SetMode, &f.temp_path)
-                .and_then(|()| {
-                    f.file
-                        .set_permissions(std::fs::Permissions::from_mode(mode))
-                })
-                .map_err(on_disk("set the mode of", &f.temp_path))?;
-            if self.attributes.preserve_mtime {
-                let mtime = UNIX_EPOCH + Duration::from_nanos(f.mtime_ns.max(0) as u64);
-                faults
-                    .check(Op::SetMtime, &f.temp_path)
-                    .and_then(|()| f.file.set_modified(mtime))
-                    .map_err(on_disk("set the mtime of", &f.temp_path))?;
+            if !f.file.settled() {
+                let file = f.file.get(self)?;
+                self.set_attributes(&f.temp_path, &file, f.mode, f.mtime_ns)?;
             }
         }
         if let [Ready { file: f }] = batch {
+            let file = f.file.get(self)?;
             faults
                 .check(Op::SyncFile, &f.temp_path)
-                .and_then(|()| f.file.sync_data())
+                .and_then(|()| file.sync_data())
                 .map_err(on_disk("sync", &f.temp_path))?;
         } else {
-            // Files in one directory share its filesystem: one fstat per directory.
-            let mut filesystems: HashMap<u64, &InFlight> = HashMap::new();
+            // Files in one directory share its filesystem: one fstat per
+            // directory, one descriptor kept per filesystem.
+            let mut filesystems: HashMap<u64, (&InFlight, Arc<File>)> = HashMap::new();
             let mut dirs_seen = HashSet::new();
-            for Ready { file: f } in batch {
+            // A file whose descriptor is held stands for its directory
+            // first: none is opened again for this.
+            let (held, closed): (Vec<&Ready>, Vec<&Ready>) =
+                batch.iter().partition(|r| r.file.file.is_held());
+            for Ready { file: f } in held.into_iter().chain(closed) {
                 if !dirs_seen.insert(f.temp_path.parent()) {
                     continue;
                 }
-                let meta = f.file.metadata().map_err(on_disk("stat", &f.temp_path))?;
+                let file = f.file.get(self)?;
+                let meta = file.metadata().map_err(on_disk("stat", &f.temp_path))?;
                 filesystems
                     .entry(std::os::unix::fs::MetadataExt::dev(&meta))
-                    .or_insert(f);
+                    .or_insert((f, file));
             }
-            for f in filesystems.values() {
+            for (f, file) in filesystems.values() {
                 faults
                     .check(Op::SyncFilesystem, &f.temp_path)
-                    .and_then(|()| nix::unistd::syncfs(&*f.file).map_err(std::io::Error::from))
+                    .and_then(|()| nix::unistd::syncfs(&**file).map_err(std::io::Error::from))
                     .map_err(on_disk("sync the filesystem of", &f.temp_path))?;
             }
         }
@@ -2567,14 +2773,14 @@ mod tests {
                 .create_temp(&final_path, rel.len() as u64)
                 .unwrap();
             file.write_all(rel.as_bytes()).unwrap();
+            let file = DataFile::opened(&self.disk, &final_path, file);
             Ready {
                 file: InFlight {
                     key: file_key(0, rel.as_bytes()),
                     rel: rel.as_bytes().to_vec(),
                     final_path,
                     temp_path,
-                    file: Arc::new(file),
-                    _open: Arc::new(crate::metrics::Metrics::default()).open_file(),
+                    file,
                     size: rel.len() as u64,
                     mtime_ns: 1_600_000_000_000_000_000,
                     mode,
@@ -2771,6 +2977,38 @@ mod tests {
             Some(&vec![(0, [0; 32])]),
             "only the chunk whose fsync succeeded"
         );
+    }
+
+    #[test]
+    fn past_the_open_files_bound_descriptors_close_after_each_use_and_files_still_commit() {
+        let b = bench(0o022);
+        let max = b.disk.open_data.max;
+        assert!(max > 0 && max <= OPEN_DATA_FILES);
+        let n = max + 72;
+        std::fs::create_dir(b.home.join("many")).unwrap();
+        let batch: Vec<Ready> = (0..n)
+            .map(|i| b.ready(&format!("many/f{i}"), 0o640))
+            .collect();
+        assert_eq!(b.disk.open_data.count.load(Ordering::Relaxed), max);
+        // Created when first needed: nothing of it is there before.
+        let later = DataFile::create(&b.disk, &b.home.join("many/later"), 3).unwrap();
+        assert!(temps_in(&b.home.join("many")).len() == n, "not created yet");
+        later.get(&b.disk).unwrap().write_all_at(b"abc", 0).unwrap();
+        assert_eq!(b.disk.open_data.count.load(Ordering::Relaxed), max);
+        drop(later);
+        b.disk.remove_temp(&b.home.join("many/later"));
+        b.disk.commit(&b.journal, &batch).unwrap();
+        for i in [0, n - 1] {
+            let path = b.home.join(format!("many/f{i}"));
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                format!("many/f{i}").as_bytes()
+            );
+            assert_eq!(mode_of(&path), 0o640);
+        }
+        assert!(temps_in(&b.home.join("many")).is_empty());
+        drop(batch);
+        assert_eq!(b.disk.open_data.count.load(Ordering::Relaxed), 0);
     }
 
     fn temps_in(dir: &Path) -> Vec<String> {

@@ -429,7 +429,7 @@ pub async fn send_via(
         tracing::info!(task = %cap.task_id, attempt = cap.attempt, asked = %cap.options.checksum_algorithm, "the destination speaks an older data protocol: digests are SHA-256");
     }
     let shared = Arc::new(Shared {
-        fs: RootedFs::with_cached_roots(policy),
+        fs: RootedFs::with_cached_roots(policy).holding_dirs(),
         faults: ctx.faults(),
         offered: Mutex::new(HashMap::new()),
         sent: Mutex::default(),
@@ -1097,8 +1097,10 @@ fn read_needed(
         let job = match jobs.try_recv() {
             Ok(job) => job,
             Err(std::sync::mpsc::TryRecvError::Empty) => {
-                // Out of work for now: what is gathered goes.
+                // Out of work for now: what is gathered goes, and the
+                // next files are a new batch for held directories.
                 out.send_batch()?;
+                s.fs.next_batch();
                 match jobs.recv() {
                     Ok(job) => job,
                     Err(_) => break,
@@ -1192,15 +1194,14 @@ fn send_file(
 ) -> Result<FileOutcome, SendError> {
     let entry = &offered.entry;
     let path = offered.path.as_path();
-    let file = at_once(|| {
+    let (file, before) = at_once(|| {
         s.faults
             .check(Op::OpenSource, path)
             .map_err(on_disk("open for reading", path))?;
-        s.fs.open_read(path)
+        s.fs.open_read_with_metadata(path)
             .map_err(|e| MoveError::fs(Side::Source, e))
     })?;
     let _open = s.ctx.metrics.open_file();
-    let before = file.metadata().map_err(on_disk("stat", path))?;
     if before.len() != entry.size {
         return Ok(FileOutcome::Changed);
     }

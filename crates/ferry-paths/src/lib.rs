@@ -17,6 +17,11 @@
 //!   leave the root are refused by the kernel. Where a more specific rule lies
 //!   beneath the root, the opened descriptor's real location is decided again,
 //!   so a symlink into a denied or read-only area is refused too.
+//! - A directory handle held across a batch ([`RootedFs::holding_dirs`]) was
+//!   resolved as above when the batch began and is resolved again in the
+//!   next; within a batch an operation through it acts in that same
+//!   directory object, wherever its owner moves it (not an escape), and a
+//!   symlink swapped in for its path is refused by the next resolution.
 //! - A symlink at the final component is never followed by a write, a removal,
 //!   a rename or `stat`.
 //! - Ferry's temporary files (`.ferry.NAME.TAG.part`) are reached only through

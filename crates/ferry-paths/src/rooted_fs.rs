@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -96,12 +97,54 @@ pub struct Entry {
 
 type OpenRoots = Mutex<HashMap<PathBuf, Arc<OwnedFd>>>;
 
+/// Directories held open at most, per instance (see [`RootedFs::holding_dirs`]).
+pub const HELD_DIRS_MAX: usize = 64;
+/// Operations through held directories in one batch at most: a caller that
+/// never calls [`RootedFs::next_batch`] still has each held directory
+/// resolved again after this many.
+const HELD_BATCH_OPS: u64 = 512;
+
+/// A directory held open across the operations of a batch.
+#[derive(Debug)]
+struct HeldDir {
+    /// `O_PATH` handle, resolved beneath the rule's root when the batch began.
+    fd: Arc<OwnedFd>,
+    /// Where it really was then, as a logical path, where rules nest
+    /// beneath the root (`None`: nothing to decide again).
+    real: Option<PathBuf>,
+    /// The batch it was resolved in: in a later one it is resolved again.
+    batch: u64,
+    /// For eviction, the least recently used first.
+    last_used: u64,
+}
+
+/// Held directories, keyed by rule root and the directory below it.
+#[derive(Debug, Default)]
+struct HeldDirs {
+    dirs: Mutex<HashMap<(PathBuf, PathBuf), HeldDir>>,
+    batch: AtomicU64,
+    ops: AtomicU64,
+}
+
+/// The parent directory of an operation's final component: held across a
+/// batch, or opened for this one operation.
+struct Parent {
+    fd: Arc<OwnedFd>,
+    real: Option<PathBuf>,
+}
+
+/// An opened parent directory, the final component, and the decision at
+/// its real location.
+type OpenedParent<'p> = (Arc<OwnedFd>, &'p OsStr, Decision);
+
 /// The only way the daemon opens user paths. See the crate documentation for the invariants.
 #[derive(Debug, Clone)]
 pub struct RootedFs {
     policy: Arc<Policy>,
     /// Rule roots already opened, for [`RootedFs::with_cached_roots`].
     roots: Option<Arc<OpenRoots>>,
+    /// Parent directories held across a batch, for [`RootedFs::holding_dirs`].
+    held: Option<Arc<HeldDirs>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +180,7 @@ impl RootedFs {
         RootedFs {
             policy,
             roots: None,
+            held: None,
         }
     }
 
@@ -150,7 +194,42 @@ impl RootedFs {
         RootedFs {
             policy,
             roots: Some(Arc::default()),
+            held: None,
         }
+    }
+
+    /// Also holds the parent directories of the paths it works on (up to
+    /// [`HELD_DIRS_MAX`], the least recently used closed first) across the
+    /// operations of a batch, instead of resolving each from its rule's
+    /// root: many files in a few directories cost no resolution each. A
+    /// held directory is resolved again beneath its root (and its real
+    /// location decided again) once per batch: after
+    /// [`RootedFs::next_batch`], or every few hundred operations. Within a
+    /// batch, an operation acts in the very directory that was resolved,
+    /// wherever its owner moves it meanwhile; a symlink put in place of its
+    /// path is seen by the next batch. See ARCHITECTURE.md.
+    pub fn holding_dirs(self) -> Self {
+        RootedFs {
+            held: Some(Arc::default()),
+            ..self
+        }
+    }
+
+    /// Begins a new batch: every held directory is resolved again before
+    /// its next use.
+    pub fn next_batch(&self) {
+        if let Some(held) = &self.held {
+            held.batch.fetch_add(1, Ordering::Relaxed);
+            held.ops.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// How many directories it holds open now.
+    pub fn held_dirs(&self) -> usize {
+        self.held
+            .as_deref()
+            .and_then(|h| h.dirs.lock().ok().map(|d| d.len()))
+            .unwrap_or(0)
     }
 
     pub fn policy(&self) -> &Policy {
@@ -160,20 +239,74 @@ impl RootedFs {
     /// Opens an existing regular file or directory for reading; symlinks are
     /// followed only while they stay beneath the rule's root.
     pub fn open_read(&self, path: &Path) -> Result<File, FsError> {
+        self.open_read_with_metadata(path).map(|(file, _)| file)
+    }
+
+    /// Like [`RootedFs::open_read`], with the metadata of what it opened
+    /// (the `fstat` that checked its kind: a caller needs no second one).
+    pub fn open_read_with_metadata(
+        &self,
+        path: &Path,
+    ) -> Result<(File, std::fs::Metadata), FsError> {
         const OP: &str = "open for reading";
         let prepared = self.prepare(path, Want::Read)?;
         // O_NONBLOCK keeps a FIFO from hanging the open; it is cleared again below.
         let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK;
-        let fd = self.open_beneath(OP, &prepared, &prepared.below_root, flags)?;
-        self.verify_real_location(&prepared, &fd, None, Want::Read)?;
-        let kind = fstat(OP, &prepared, &fd)?.kind;
-        if !matches!(kind, EntryKind::File | EntryKind::Dir) {
+        let fd = match self.open_read_held(OP, &prepared, flags)? {
+            Some(fd) => fd,
+            None => {
+                let fd = self.open_beneath(OP, &prepared, &prepared.below_root, flags)?;
+                self.verify_real_location(&prepared, &fd, None, Want::Read)?;
+                fd
+            }
+        };
+        let file = File::from(fd);
+        let metadata = file
+            .metadata()
+            .map_err(|source| io_error(OP, &prepared, source))?;
+        let file_type = metadata.file_type();
+        if !(file_type.is_file() || file_type.is_dir()) {
+            let kind = if file_type.is_symlink() {
+                EntryKind::Symlink
+            } else {
+                EntryKind::Other
+            };
             return Err(wrong_kind(OP, &prepared, kind, "regular file or directory"));
         }
         // Some cluster filesystems honour O_NONBLOCK on regular files (a
         // read answers EAGAIN while a lock is contended): clear it.
-        clear_nonblock(OP, &prepared, &fd)?;
-        Ok(File::from(fd))
+        clear_nonblock(OP, &prepared, file.as_fd(), flags)?;
+        Ok((file, metadata))
+    }
+
+    /// Opens the final component in its held parent directory, decided at
+    /// that directory's real location before it is touched. `None` when
+    /// no directory is held, or the final component is a symlink (it may
+    /// lead anywhere beneath the root: resolved from there, as without
+    /// held directories) or missing (the held one may be stale).
+    fn open_read_held(
+        &self,
+        op: &'static str,
+        prepared: &Prepared,
+        flags: OFlag,
+    ) -> Result<Option<OwnedFd>, FsError> {
+        let (Some(_), Some(leaf)) = (&self.held, prepared.below_root.file_name()) else {
+            return Ok(None);
+        };
+        let parent = self.parent_dir(op, prepared)?;
+        self.decide_real(prepared, parent.real.as_deref(), Some(leaf), Want::Read)?;
+        let how = OpenHow::new()
+            .flags(flags | OFlag::O_NOFOLLOW)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        match nix::fcntl::openat2(&*parent.fd, leaf, how) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::ELOOP | Errno::EAGAIN | Errno::EXDEV) => Ok(None),
+            Err(Errno::ENOENT) => {
+                self.forget_held(prepared);
+                Ok(None)
+            }
+            Err(errno) => Err(errno_error(op, prepared, errno)),
+        }
     }
 
     /// Opens an existing directory for listing.
@@ -246,18 +379,27 @@ impl RootedFs {
 
     fn create_prepared(&self, prepared: &Prepared, mode: u32) -> Result<File, FsError> {
         const OP: &str = "create";
-        let Some((parent_fd, leaf, _)) = self.open_parent(OP, prepared, Want::Write)? else {
-            return Err(io_error(OP, prepared, io::ErrorKind::AlreadyExists.into()));
-        };
         let flags = OFlag::O_WRONLY
             | OFlag::O_CREAT
             | OFlag::O_EXCL
             | OFlag::O_NOFOLLOW
             | OFlag::O_CLOEXEC
             | OFlag::O_NOCTTY;
-        let fd = nix::fcntl::openat(&parent_fd, leaf, flags, Mode::from_bits_truncate(mode))
-            .map_err(|errno| errno_error(OP, prepared, errno))?;
-        Ok(File::from(fd))
+        let mut fresh = self.held.is_none();
+        loop {
+            let Some((parent_fd, leaf, _)) = self.open_parent(OP, prepared, Want::Write)? else {
+                return Err(io_error(OP, prepared, io::ErrorKind::AlreadyExists.into()));
+            };
+            match nix::fcntl::openat(&*parent_fd, leaf, flags, Mode::from_bits_truncate(mode)) {
+                Ok(fd) => return Ok(File::from(fd)),
+                // A held directory removed meanwhile: resolved afresh once.
+                Err(Errno::ENOENT) if !fresh => {
+                    self.forget_held(prepared);
+                    fresh = true;
+                }
+                Err(errno) => return Err(errno_error(OP, prepared, errno)),
+            }
+        }
     }
 
     /// Opens an existing regular file for writing (no truncation); a symlink at
@@ -278,7 +420,7 @@ impl RootedFs {
         if kind != EntryKind::File {
             return Err(wrong_kind(OP, &prepared, kind, "regular file"));
         }
-        clear_nonblock(OP, &prepared, &fd)?;
+        clear_nonblock(OP, &prepared, &fd, flags)?;
         Ok(File::from(fd))
     }
 
@@ -369,8 +511,10 @@ impl RootedFs {
             return Err(is_rule_root(prepared, &prepared.decision));
         };
         self.refuse_structural_change(prepared, &real_decision, false)?;
-        nix::unistd::unlinkat(&parent_fd, leaf, flag)
-            .map_err(|errno| errno_error(op, prepared, errno))
+        nix::unistd::unlinkat(&*parent_fd, leaf, flag)
+            .map_err(|errno| errno_error(op, prepared, errno))?;
+        self.forget_held_under(prepared);
+        Ok(())
     }
 
     /// Creates the temporary file of a target, for writing; fails if
@@ -407,7 +551,7 @@ impl RootedFs {
         if kind != EntryKind::File {
             return Err(wrong_kind(OP, &prepared, kind, "regular file"));
         }
-        clear_nonblock(OP, &prepared, &fd)?;
+        clear_nonblock(OP, &prepared, &fd, flags)?;
         Ok(File::from(fd))
     }
 
@@ -440,11 +584,19 @@ impl RootedFs {
         to_prepared: &Prepared,
     ) -> Result<(), FsError> {
         const OP: &str = "rename";
-        let Some((from_parent, from_leaf, from_real)) =
-            self.open_parent(OP, from_prepared, Want::Write)?
-        else {
+        let Some(from_leaf) = from_prepared.below_root.file_name() else {
             return Err(is_rule_root(from_prepared, &from_prepared.decision));
         };
+        let Parent {
+            fd: from_parent,
+            real: from_parent_real,
+        } = self.parent_dir(OP, from_prepared)?;
+        let from_real = self.decide_real(
+            from_prepared,
+            from_parent_real.as_deref(),
+            Some(from_leaf),
+            Want::Write,
+        )?;
         // A rename within one directory (a temporary into place) resolves
         // that directory once.
         let same_dir = from_prepared.rule_root == to_prepared.rule_root
@@ -452,8 +604,12 @@ impl RootedFs {
         let to_parent_opened;
         let (to_parent, to_leaf, to_real) = match to_prepared.below_root.file_name() {
             Some(leaf) if same_dir => {
-                let real =
-                    self.verify_real_location(to_prepared, &from_parent, Some(leaf), Want::Write)?;
+                let real = self.decide_real(
+                    to_prepared,
+                    from_parent_real.as_deref(),
+                    Some(leaf),
+                    Want::Write,
+                )?;
                 (&from_parent, leaf, real)
             }
             _ => {
@@ -466,8 +622,12 @@ impl RootedFs {
         };
         self.refuse_structural_change(from_prepared, &from_real, true)?;
         self.refuse_structural_change(to_prepared, &to_real, false)?;
-        nix::fcntl::renameat(&from_parent, from_leaf, to_parent, to_leaf)
-            .map_err(|errno| errno_error(OP, from_prepared, errno))
+        nix::fcntl::renameat(&*from_parent, from_leaf, &**to_parent, to_leaf)
+            .map_err(|errno| errno_error(OP, from_prepared, errno))?;
+        // A directory moved away or replaced: what was held beneath it is not there.
+        self.forget_held_under(from_prepared);
+        self.forget_held_under(to_prepared);
+        Ok(())
     }
 
     /// Decides on `path` and opens its rule's root. Nothing beneath the root is
@@ -573,15 +733,84 @@ impl RootedFs {
         op: &'static str,
         prepared: &'p Prepared,
         want: Want,
-    ) -> Result<Option<(OwnedFd, &'p OsStr, Decision)>, FsError> {
+    ) -> Result<Option<OpenedParent<'p>>, FsError> {
         let Some(leaf) = prepared.below_root.file_name() else {
             return Ok(None);
         };
-        let parent = prepared.below_root.parent().unwrap_or(Path::new(""));
-        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let parent_fd = self.open_beneath(op, prepared, parent, flags)?;
-        let real_decision = self.verify_real_location(prepared, &parent_fd, Some(leaf), want)?;
-        Ok(Some((parent_fd, leaf, real_decision)))
+        let parent = self.parent_dir(op, prepared)?;
+        let real_decision = self.decide_real(prepared, parent.real.as_deref(), Some(leaf), want)?;
+        Ok(Some((parent.fd, leaf, real_decision)))
+    }
+
+    /// The parent directory of the final component: the held one if it was
+    /// resolved in this batch, else resolved beneath the root now (and held,
+    /// if this instance holds directories).
+    fn parent_dir(&self, op: &'static str, prepared: &Prepared) -> Result<Parent, FsError> {
+        let below = prepared.below_root.parent().unwrap_or(Path::new(""));
+        let open = || -> Result<(Arc<OwnedFd>, Option<PathBuf>), FsError> {
+            let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+            let fd = self.open_beneath(op, prepared, below, flags)?;
+            let real = self.real_location(prepared, &fd)?;
+            Ok((Arc::new(fd), real))
+        };
+        let Some(held) = self.held.as_deref() else {
+            let (fd, real) = open()?;
+            return Ok(Parent { fd, real });
+        };
+        let used = held.ops.fetch_add(1, Ordering::Relaxed) + 1;
+        if used % HELD_BATCH_OPS == 0 {
+            held.batch.fetch_add(1, Ordering::Relaxed);
+        }
+        let batch = held.batch.load(Ordering::Relaxed);
+        let key = (prepared.rule_root.clone(), below.to_path_buf());
+        if let Some(dir) = lock(&held.dirs).get_mut(&key) {
+            if dir.batch == batch {
+                dir.last_used = used;
+                return Ok(Parent {
+                    fd: dir.fd.clone(),
+                    real: dir.real.clone(),
+                });
+            }
+        }
+        // Not held, or held since an earlier batch: resolved again.
+        let (fd, real) = open()?;
+        let mut dirs = lock(&held.dirs);
+        if dirs.len() >= HELD_DIRS_MAX && !dirs.contains_key(&key) {
+            let oldest = dirs
+                .iter()
+                .min_by_key(|(_, dir)| dir.last_used)
+                .map(|(key, _)| key.clone());
+            if let Some(oldest) = oldest {
+                dirs.remove(&oldest);
+            }
+        }
+        dirs.insert(
+            key,
+            HeldDir {
+                fd: fd.clone(),
+                real: real.clone(),
+                batch,
+                last_used: used,
+            },
+        );
+        Ok(Parent { fd, real })
+    }
+
+    /// Stops holding the parent directory of `prepared`.
+    fn forget_held(&self, prepared: &Prepared) {
+        if let Some(held) = &self.held {
+            let below = prepared.below_root.parent().unwrap_or(Path::new(""));
+            lock(&held.dirs).remove(&(prepared.rule_root.clone(), below.to_path_buf()));
+        }
+    }
+
+    /// Stops holding `prepared` and every directory beneath it.
+    fn forget_held_under(&self, prepared: &Prepared) {
+        if let Some(held) = &self.held {
+            lock(&held.dirs).retain(|(root, below), _| {
+                *root != prepared.rule_root || !below.starts_with(&prepared.below_root)
+            });
+        }
     }
 
     /// Removing or renaming a rule's root, or moving away a directory with
@@ -670,8 +899,15 @@ impl RootedFs {
         leaf: Option<&OsStr>,
         want: Want,
     ) -> Result<Decision, FsError> {
+        let real = self.real_location(prepared, fd)?;
+        self.decide_real(prepared, real.as_deref(), leaf, want)
+    }
+
+    /// The logical path `fd` really is, where rules nest beneath the root
+    /// (`None`: the decision on the path stands as it is).
+    fn real_location(&self, prepared: &Prepared, fd: &OwnedFd) -> Result<Option<PathBuf>, FsError> {
         if !prepared.has_nested_rules {
-            return Ok(prepared.decision.clone());
+            return Ok(None);
         }
         let real_root = fd_real_path(&prepared.root_fd).map_err(|source| FsError::Io {
             op: "find the real location of",
@@ -690,13 +926,27 @@ impl RootedFs {
                 ),
             ));
         };
-        let logical = prepared.rule_root.join(real_below_root);
+        Ok(Some(prepared.rule_root.join(real_below_root)))
+    }
+
+    /// Decides again at the real location `logical` (of the parent, when
+    /// `leaf` is given), as [`RootedFs::real_location`] found it.
+    fn decide_real(
+        &self,
+        prepared: &Prepared,
+        logical: Option<&Path>,
+        leaf: Option<&OsStr>,
+        want: Want,
+    ) -> Result<Decision, FsError> {
+        let Some(logical) = logical else {
+            return Ok(prepared.decision.clone());
+        };
         let real_decision = match (leaf, &prepared.temporary_of) {
             (Some(leaf), Some(target)) => self
                 .policy
                 .decide_temporary_normalized(logical.join(target), leaf),
             (Some(leaf), None) => self.policy.decide_normalized(logical.join(leaf)),
-            (None, _) => self.policy.decide_normalized(logical),
+            (None, _) => self.policy.decide_normalized(logical.to_path_buf()),
         };
         let allowed = match want {
             Want::Read => real_decision.allows_read(),
@@ -743,6 +993,14 @@ fn refusal(path: &Path, error: PolicyError) -> FsError {
             PolicyError::BadRequestPath { problem, .. } => problem.to_string(),
             other => other.to_string(),
         },
+    }
+}
+
+/// A poisoned lock still holds a consistent map: each change is one call.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -811,10 +1069,15 @@ fn fstat(op: &'static str, prepared: &Prepared, fd: &OwnedFd) -> Result<Metadata
     fstat_raw(op, prepared, fd).map(|stat| metadata_from(&stat))
 }
 
-fn clear_nonblock(op: &'static str, prepared: &Prepared, fd: &OwnedFd) -> Result<(), FsError> {
-    let bits = nix::fcntl::fcntl(fd, FcntlArg::F_GETFL)
-        .map_err(|errno| errno_error(op, prepared, errno))?;
-    let flags = OFlag::from_bits_truncate(bits) & !OFlag::O_NONBLOCK;
+/// Clears `O_NONBLOCK` on `fd`, opened with `opened`: F_SETFL changes only
+/// the status flags, all of which the caller chose, so no F_GETFL first.
+fn clear_nonblock(
+    op: &'static str,
+    prepared: &Prepared,
+    fd: impl AsFd,
+    opened: OFlag,
+) -> Result<(), FsError> {
+    let flags = opened & !OFlag::O_NONBLOCK;
     nix::fcntl::fcntl(fd, FcntlArg::F_SETFL(flags))
         .map(drop)
         .map_err(|errno| errno_error(op, prepared, errno))
@@ -1010,5 +1273,134 @@ mod tests {
                 .unwrap_err()
                 .is_not_allowed()
         );
+    }
+
+    /// Home and an `outside` beside it, seen through a rooted filesystem
+    /// that holds directories (the `~/` rule has nested denies: the
+    /// dot-entries, so real locations are decided).
+    fn holding(top: &Path) -> (PathBuf, PathBuf, RootedFs) {
+        let home = top.join("home");
+        let outside = top.join("outside");
+        std::fs::create_dir_all(home.join("d")).unwrap();
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let policy = Policy::from_config_paths("~/,0,1\n", &home, &home.join(".ferry")).unwrap();
+        let fs = RootedFs::with_cached_roots(Arc::new(policy)).holding_dirs();
+        (home, outside, fs)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_symlink_put_in_place_of_a_held_directory_is_seen_by_the_next_batch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().canonicalize().unwrap();
+        let (home, outside, fs) = holding(&top);
+        fs.create_file(&home.join("d/a"), 0o600).unwrap();
+        assert_eq!(fs.held_dirs(), 1);
+        std::fs::rename(home.join("d"), home.join("d.old")).unwrap();
+        std::os::unix::fs::symlink(&outside, home.join("d")).unwrap();
+        // Within the batch: into the very directory that was resolved.
+        fs.create_file(&home.join("d/b"), 0o600).unwrap();
+        assert_eq!(names(&home.join("d.old")), ["a", "b"]);
+        fs.next_batch();
+        let refused = fs.create_file(&home.join("d/c"), 0o600).unwrap_err();
+        assert!(refused.is_not_allowed(), "{refused}");
+        assert!(
+            fs.open_read(&home.join("d/b"))
+                .unwrap_err()
+                .is_not_allowed()
+        );
+        // Nor into a denied area beneath the root.
+        std::fs::remove_file(home.join("d")).unwrap();
+        std::os::unix::fs::symlink(".ssh", home.join("d")).unwrap();
+        fs.next_batch();
+        let refused = fs.create_file(&home.join("d/c"), 0o600).unwrap_err();
+        assert!(refused.to_string().contains("symlink"), "{refused}");
+        assert!(names(&outside).is_empty());
+        assert!(names(&home.join(".ssh")).is_empty());
+    }
+
+    #[test]
+    fn a_batch_ends_by_itself_after_so_many_operations() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().canonicalize().unwrap();
+        let (home, outside, fs) = holding(&top);
+        fs.create_file(&home.join("d/a"), 0o600).unwrap();
+        std::fs::rename(home.join("d"), home.join("d.old")).unwrap();
+        std::os::unix::fs::symlink(&outside, home.join("d")).unwrap();
+        // Never told of a new batch: the held directory is still resolved
+        // again within a bounded number of operations.
+        let refused = (0..=HELD_BATCH_OPS)
+            .find_map(|i| fs.create_file(&home.join(format!("d/f{i}")), 0o600).err());
+        assert!(refused.is_some_and(|e| e.is_not_allowed()));
+        assert!(names(&outside).is_empty());
+    }
+
+    #[test]
+    fn writes_through_a_held_directory_the_owner_moved_stay_in_that_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().canonicalize().unwrap();
+        let (home, outside, fs) = holding(&top);
+        fs.create_file(&home.join("d/a"), 0o600).unwrap();
+        // The owner moves it out from under the rule's root.
+        std::fs::rename(home.join("d"), outside.join("moved")).unwrap();
+        let temp = Temporary::new(&home.join("d/x"), TASK);
+        fs.create_temporary(&temp, 0o600).unwrap();
+        fs.commit_temporary(&temp).unwrap();
+        assert_eq!(names(&outside.join("moved")), ["a", "x"]);
+        assert!(
+            !home.join("d").exists(),
+            "nothing recreated it at its old path"
+        );
+        fs.next_batch();
+        let gone = fs.create_file(&home.join("d/y"), 0o600).unwrap_err();
+        assert_eq!(gone.io_kind(), Some(io::ErrorKind::NotFound));
+    }
+
+    #[test]
+    fn a_held_directory_removed_and_made_again_is_resolved_afresh() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().canonicalize().unwrap();
+        let (home, _, fs) = holding(&top);
+        fs.create_file(&home.join("d/a"), 0o600).unwrap();
+        // By someone else: the handle held is of a removed directory.
+        std::fs::remove_dir_all(home.join("d")).unwrap();
+        std::fs::create_dir(home.join("d")).unwrap();
+        fs.create_file(&home.join("d/b"), 0o600).unwrap();
+        assert_eq!(names(&home.join("d")), ["b"]);
+        // Through it: what was held beneath is forgotten.
+        fs.create_file(&home.join("d/e/f"), 0o600).unwrap_err();
+        fs.mkdir(&home.join("d/e"), 0o700).unwrap();
+        fs.create_file(&home.join("d/e/f"), 0o600).unwrap();
+        fs.remove_file(&home.join("d/e/f")).unwrap();
+        fs.remove_dir(&home.join("d/e")).unwrap();
+        fs.mkdir(&home.join("d/e"), 0o700).unwrap();
+        fs.create_file(&home.join("d/e/g"), 0o600).unwrap();
+        assert_eq!(names(&home.join("d/e")), ["g"]);
+    }
+
+    #[test]
+    fn held_directories_are_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().canonicalize().unwrap();
+        let (home, _, fs) = holding(&top);
+        for i in 0..HELD_DIRS_MAX + 10 {
+            let dir = home.join(format!("d{i}"));
+            fs.mkdir(&dir, 0o700).unwrap();
+            fs.create_file(&dir.join("f"), 0o600).unwrap();
+            assert!(fs.held_dirs() <= HELD_DIRS_MAX);
+        }
+        assert_eq!(fs.held_dirs(), HELD_DIRS_MAX);
+        // The least recently used went: the newest are still read through.
+        let last = home.join(format!("d{}/f", HELD_DIRS_MAX + 9));
+        assert!(fs.open_read(&last).is_ok());
     }
 }

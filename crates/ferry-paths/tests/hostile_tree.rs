@@ -31,13 +31,15 @@ struct Tree {
 }
 
 impl Tree {
-    /// The same tree seen through a plain rooted filesystem and through
-    /// one that keeps its rule roots open: both must hold every invariant.
-    fn both() -> [Tree; 2] {
-        [Tree::new(false), Tree::new(true)]
+    /// The same tree seen through a plain rooted filesystem, through one
+    /// that keeps its rule roots open, and through one that also holds
+    /// parent directories across a batch (as the mover's): all must hold
+    /// every invariant.
+    fn both() -> [Tree; 3] {
+        [Tree::new(0), Tree::new(1), Tree::new(2)]
     }
 
-    fn new(cached_roots: bool) -> Tree {
+    fn new(held: u8) -> Tree {
         let temp = tempfile::tempdir().unwrap();
         // Canonical, so the expected real locations match what the kernel reports.
         let top = temp.path().canonicalize().unwrap();
@@ -91,10 +93,10 @@ impl Tree {
             _temp: temp,
             top,
             home,
-            fs: if cached_roots {
-                RootedFs::with_cached_roots(Arc::new(policy))
-            } else {
-                RootedFs::new(Arc::new(policy))
+            fs: match held {
+                0 => RootedFs::new(Arc::new(policy)),
+                1 => RootedFs::with_cached_roots(Arc::new(policy)),
+                _ => RootedFs::with_cached_roots(Arc::new(policy)).holding_dirs(),
             },
         }
     }
