@@ -4,6 +4,8 @@
 
   delayline.py --listen 127.0.0.2:2223 --to 127.0.0.1:2222 --delay-ms 25 --rate 1G
   delayline.py --listen 127.0.0.2:50000-50019 --to 127.0.0.1:50000-50019 ...
+  delayline.py --ftp-listen 127.0.0.2:2812 --ftp-to 127.0.0.1:2811 \
+               --listen 127.0.0.2:50700-50739 --to 127.0.0.1:50600-50639 ...
   delayline.py --self-test
 
 What each forwarded connection sees, per direction:
@@ -22,6 +24,16 @@ is passed on as a reset (after `delay`), and the line refuses to listen on or
 connect to anything but loopback addresses. Memory is bounded: about
 2 x window per connection, at most --max-conns connections (more are reset).
 
+FTP (GridFTP) control connections (--ftp-listen/--ftp-to) get one more
+thing: the server's passive-mode replies (227 PASV, 229 EPSV, SPAS) that name
+a port the line forwards (a --to) are rewritten to name the line's matching
+--listen, so the data connections the client opens go through the line too.
+The server binds its data ports on every interface, so the line cannot take
+the same ports on 127.0.0.2; it listens on other ones and rewrites. Active
+mode (PORT/SPOR/EPRT from the client, which GridFTP's parallel MODE E uses
+for a download: the sender connects) gets a listener of the line's, named in
+the rewritten command, that forwards to the client's port.
+
 Limits: it is Python in one thread; its own ceiling (printed by --self-test,
 "line alone") bounds what it can carry, whatever --rate says. It does not
 drop, reorder or model slow start or loss.
@@ -31,6 +43,7 @@ import asyncio
 import collections
 import ipaddress
 import os
+import re
 import signal
 import socket
 import statistics
@@ -41,6 +54,10 @@ import threading
 import time
 
 EOF = object()
+PASV = re.compile(rb"(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
+EPSV = re.compile(rb"\(\|\|\|(\d+)\|\)")
+EPRT = re.compile(rb"\|([12])\|([^|]+)\|(\d+)\|")
+MAX_ACTIVE = 64  # active-mode data listeners one FTP control connection may hold
 
 
 def parse_rate(text):
@@ -97,8 +114,10 @@ class Link:
     def __init__(self, rate):
         self.rate = rate
         self.free_at = 0.0
+        self.bytes = 0
 
     def send(self, now, n):
+        self.bytes += n
         if not self.rate:
             return now
         self.free_at = max(now, self.free_at) + n / self.rate
@@ -118,8 +137,63 @@ class Half:
         self.timer = None
         self.last_at = 0.0
         self.done = False
+        # FTP control: "down" rewrites the server's passive replies (pasv maps
+        # a --to port to its --listen), "up" the client's PORT/SPOR/EPRT.
+        self.ftp = None
+        self.pasv = {}
+        self.partial = b""
+
+    def rewrite(self, data):
+        """Passive-mode replies name the line's ports instead of the server's."""
+        data = self.partial + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) < 65536:
+            self.partial = data
+            return b""
+        lines, self.partial = data[:cut] or data, data[cut:] if cut else b""
+        out = []
+        for line in lines.splitlines(keepends=True):
+            if self.ftp == "down":
+                if line.startswith((b"227", b" ")):
+                    line = PASV.sub(self.sub_pasv, line)
+                elif line.startswith(b"229 "):
+                    line = EPSV.sub(self.sub_epsv, line)
+            elif line[:5].upper() in (b"PORT ", b"SPOR "):
+                line = PASV.sub(self.sub_port, line)
+            elif line[:5].upper() == b"EPRT ":
+                line = EPRT.sub(self.sub_eprt, line)
+            out.append(line)
+        return b"".join(out)
+
+    def sub_port(self, m):
+        """Active mode: the server will connect to the client; make it connect to the line."""
+        hit = self.conn.active(".".join(x.decode() for x in m.groups()[:4]), int(m[5]) * 256 + int(m[6]))
+        if hit is None:
+            return m[0]
+        host, lp = hit
+        return (host.replace(".", ",") + f",{lp >> 8},{lp & 255}").encode()
+
+    def sub_eprt(self, m):
+        hit = self.conn.active(m[2].decode(), int(m[3]))
+        return m[0] if hit is None else f"|{m[1].decode()}|{hit[0]}|{hit[1]}|".encode()
+
+    def sub_pasv(self, m):
+        port = int(m[5]) * 256 + int(m[6])
+        hit = self.pasv.get(port)
+        if hit is None:
+            return m[0]
+        host, lp = hit
+        return (host.replace(".", ",") + f",{lp >> 8},{lp & 255}").encode()
+
+    def sub_epsv(self, m):
+        hit = self.pasv.get(int(m[1]))
+        return m[0] if hit is None else f"(|||{hit[1]}|)".encode()
 
     def on_data(self, data):
+        if self.ftp is not None:
+            data = self.rewrite(data)
+            if not data:
+                return
         cfg = self.conn.cfg
         now = self.conn.loop.time()
         self.in_flight += len(data)
@@ -132,6 +206,9 @@ class Half:
         self.arm()
 
     def on_eof(self):
+        if self.partial:
+            self.ftp, data, self.partial = None, self.partial, b""
+            self.on_data(data)
         at = max(self.conn.loop.time() + self.conn.cfg.delay, self.last_at)
         self.last_at = at
         self.queue.append((at, EOF))
@@ -204,14 +281,58 @@ class Side(asyncio.Protocol):
 class Conn:
     live = 0
 
-    def __init__(self, cfg, target, up_link, down_link):
+    def __init__(self, cfg, target, up_link, down_link, pasv=None, listen_host=None):
         self.cfg, self.target = cfg, target
+        self.links, self.listen_host = (up_link, down_link), listen_host
+        self.actives = collections.OrderedDict()  # (host, port) -> (listen port, server)
         self.loop = asyncio.get_running_loop()
         self.client = Side(self, "client")
         self.server = None
         self.up = Half(self, up_link)      # client -> server
         self.down = Half(self, down_link)  # server -> client
         self.closed = False
+        if pasv is not None:
+            self.up.ftp, self.down.ftp, self.down.pasv = "up", "down", pasv
+
+    def active(self, host, port):
+        """A listener on the line for an active-mode data connection to (host, port)."""
+        try:
+            if not ipaddress.ip_address(host).is_loopback or not 0 < port < 65536:
+                return None
+        except ValueError:
+            return None
+        key = (host, port)
+        if key not in self.actives:
+            sock = socket.socket(socket.AF_INET6 if ":" in self.listen_host else socket.AF_INET)
+            try:
+                sock.bind((self.listen_host, 0))
+                sock.listen(16)
+            except OSError as e:
+                sock.close()
+                print(f"delayline: no port for an active-mode data connection: {e}", file=sys.stderr)
+                return None
+            sock.setblocking(False)
+            up, down = self.links
+            # the server connects and sends toward the client: that is the down link
+            factory = lambda: Conn(self.cfg, key, down, up).client  # noqa: E731
+            task = self.loop.create_task(self.loop.create_server(factory, sock=sock))
+            self.actives[key] = (sock.getsockname()[1], task)
+            while len(self.actives) > MAX_ACTIVE:
+                self.drop_active(self.actives.popitem(last=False)[1])
+        self.actives.move_to_end(key)
+        return self.listen_host, self.actives[key][0]
+
+    @staticmethod
+    def drop_active(entry):
+        task = entry[1]
+        if task.done() and not task.cancelled() and task.exception() is None:
+            task.result().close()
+        else:
+            task.add_done_callback(lambda t: t.cancelled() or t.exception() or t.result().close())
+
+    def drop_actives(self):
+        while self.actives:
+            self.drop_active(self.actives.popitem()[1])
 
     def side_made(self, side):
         if side is self.client:
@@ -250,6 +371,7 @@ class Conn:
             self.close()
 
     def close(self):
+        self.drop_actives()
         if not self.closed:
             self.closed = True
             Conn.live -= 1
@@ -264,6 +386,7 @@ class Conn:
             self.loop.call_later(self.cfg.delay, self.reset_both)
 
     def reset_both(self):
+        self.drop_actives()
         if not self.closed:
             self.closed = True
             Conn.live -= 1
@@ -288,21 +411,25 @@ def reset(transport):
     transport.abort()
 
 
-async def serve(cfg, pairs):
+async def serve(cfg, pairs, ftp_pairs):
     loop = asyncio.get_running_loop()
     up, down = Link(cfg.rate), Link(cfg.rate)
     servers = []
-    for (lhost, lports), (thost, tports) in pairs:
-        for lp, tp in zip(lports, tports):
-            target = (thost, tp)
+    accepted = collections.Counter()
+    pasv = {tp: (lhost, lp) for (lhost, lports), (_, tports) in pairs for lp, tp in zip(lports, tports)}
+    for ftp, group in ((False, pairs), (True, ftp_pairs)):
+        for (lhost, lports), (thost, tports) in group:
+            for lp, tp in zip(lports, tports):
+                target = (thost, tp)
 
-            def factory(target=target):
-                return Conn(cfg, target, up, down).client
+                def factory(target=target, ftp=ftp, key=f"{lhost}:{lports[0]}", lhost=lhost):
+                    accepted[key] += 1
+                    return Conn(cfg, target, up, down, pasv if ftp else None, lhost).client
 
-            try:
-                servers.append(await loop.create_server(factory, lhost, lp, reuse_address=True, backlog=128))
-            except OSError as e:
-                raise SystemExit(f"delayline: cannot listen on {lhost}:{lp}: {e}")
+                try:
+                    servers.append(await loop.create_server(factory, lhost, lp, reuse_address=True, backlog=128))
+                except OSError as e:
+                    raise SystemExit(f"delayline: cannot listen on {lhost}:{lp}: {e}")
     if cfg.ready:
         print("ready", flush=True)
     stop = loop.create_future()
@@ -311,6 +438,10 @@ async def serve(cfg, pairs):
     await stop
     for s in servers:
         s.close()
+    # what went through, so a caller can tell its traffic took the line
+    print(f"delayline: carried {up.bytes} bytes up, {down.bytes} down; connections by listen address"
+          " (active-mode FTP data not counted): "
+          + (", ".join(f"{k} {n}" for k, n in sorted(accepted.items())) or "none"), file=sys.stderr)
 
 
 # ------------------------------------------------------------------ self-test
@@ -460,6 +591,11 @@ def main():
                     help="loopback address to accept on; repeat with --to for several pairs; a port range maps 1:1 onto --to's")
     ap.add_argument("--to", action="append", default=[], metavar="IP:PORT[-LAST]",
                     help="loopback address to forward the matching --listen to")
+    ap.add_argument("--ftp-listen", action="append", default=[], metavar="IP:PORT",
+                    help="like --listen, for an FTP/GridFTP control port: passive-mode replies naming a --to port are "
+                    "rewritten to the matching --listen port, so data connections go through the line")
+    ap.add_argument("--ftp-to", action="append", default=[], metavar="IP:PORT",
+                    help="the FTP server's control address for the matching --ftp-listen")
     ap.add_argument("--delay-ms", type=float, default=25.0, help="one-way delay in ms (default 25: RTT 50 ms)")
     ap.add_argument("--rate", type=parse_rate, default=parse_rate("1G"),
                     help="link cap in bits/s per direction, shared by all connections: 1G = 125 MB/s (default), 0 = none")
@@ -472,18 +608,23 @@ def main():
     a = ap.parse_args()
     if a.self_test:
         return self_test()
-    if not a.listen or len(a.listen) != len(a.to):
-        ap.error("give one --to for each --listen (at least one pair)")
-    pairs = []
-    for lt, tt in zip(a.listen, a.to):
-        l, t = parse_endpoint(lt, "--listen"), parse_endpoint(tt, "--to")
-        if len(l[1]) != len(t[1]):
-            ap.error(f"--listen {lt} and --to {tt} have port ranges of different lengths")
-        pairs.append((l, t))
+    if len(a.listen) != len(a.to) or len(a.ftp_listen) != len(a.ftp_to) or not a.listen + a.ftp_listen:
+        ap.error("give one --to for each --listen and one --ftp-to for each --ftp-listen (at least one pair)")
+
+    def pair_up(listens, tos, flag):
+        out = []
+        for lt, tt in zip(listens, tos):
+            l, t = parse_endpoint(lt, f"--{flag}listen"), parse_endpoint(tt, f"--{flag}to")
+            if len(l[1]) != len(t[1]):
+                ap.error(f"--{flag}listen {lt} and --{flag}to {tt} have port ranges of different lengths")
+            out.append((l, t))
+        return out
+
+    pairs, ftp_pairs = pair_up(a.listen, a.to, ""), pair_up(a.ftp_listen, a.ftp_to, "ftp-")
     a.delay = a.delay_ms / 1000
     if a.delay < 0 or a.delay > 10:
         ap.error("--delay-ms must be between 0 and 10000")
-    asyncio.run(serve(a, pairs))
+    asyncio.run(serve(a, pairs, ftp_pairs))
     return 0
 
 
