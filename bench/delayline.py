@@ -458,7 +458,8 @@ def start_line(target_port, delay_ms, rate, window):
     port = free_port("127.0.0.2")
     p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--listen", f"127.0.0.2:{port}",
                           "--to", f"127.0.0.1:{target_port}", "--delay-ms", str(delay_ms),
-                          "--rate", rate, "--window", window, "--ready"], stdout=subprocess.PIPE, text=True)
+                          "--rate", rate, "--window", window, "--ready"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     if p.stdout.readline().strip() != "ready":
         raise SystemExit("delayline self-test: the line did not start")
     return p, port
@@ -510,7 +511,7 @@ def ping(line_port, n=10):
 
 def bulk(line_port, streams, seconds, sink_counts):
     """Sends for `seconds` on `streams` connections; returns bytes/s the sink got."""
-    sink_counts.clear()
+    base = sum(sink_counts)
     stop = time.monotonic() + seconds
     buf = b"\0" * (256 << 10)
 
@@ -526,8 +527,9 @@ def bulk(line_port, streams, seconds, sink_counts):
         t.start()
     for t in ts:
         t.join()
-    got = sum(sink_counts)
+    got = sum(sink_counts) - base
     elapsed = time.monotonic() - t0
+    time.sleep(1)  # what is still in the line lands before the next measurement starts
     return got / elapsed
 
 

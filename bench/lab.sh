@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the bench scripts: a hub and two endpoints (bench-src,
 # bench-dst) on loopback, release build, config-paths covering the bench
 # stores. Defines lab_start and lab_stop; writes $work/env for ferry-copy.sh.
@@ -17,8 +18,10 @@ lab_start() {
   local bin
   if [ -n "${FERRY_BENCH_BIN:-}" ]; then
     bin=$(cd "$FERRY_BENCH_BIN" && pwd)
-    [ -x "$bin/ferry" ] && [ -x "$bin/ferry-hub" ] ||
-      { echo "lab.sh: FERRY_BENCH_BIN=$FERRY_BENCH_BIN holds no ferry and ferry-hub" >&2; return 1; }
+    if [ ! -x "$bin/ferry" ] || [ ! -x "$bin/ferry-hub" ]; then
+      echo "lab.sh: FERRY_BENCH_BIN=$FERRY_BENCH_BIN holds no ferry and ferry-hub" >&2
+      return 1
+    fi
   else
     if [ "$profile" = release ]; then
       (cd "$repo" && cargo build --release --bins --quiet)
