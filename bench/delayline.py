@@ -493,6 +493,27 @@ def echo(c):
         c.sendall(b)
 
 
+def rst(c):
+    c.recv(1)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+
+
+def reset_seen(line_port):
+    """The server resets after one byte: does the client see a reset too?"""
+    c = socket.create_connection(("127.0.0.2", line_port))
+    c.settimeout(5)
+    c.sendall(b"x")
+    try:
+        return c.recv(1) == b"" and "EOF instead"
+    except ConnectionResetError:
+        return True
+    except OSError as e:
+        return str(e)
+    finally:
+        c.close()
+
+
 def ping(line_port, n=10):
     c = socket.create_connection(("127.0.0.2", line_port))
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -545,7 +566,7 @@ def self_test():
                 return
             counts[i] += len(b)
 
-    echo_srv, sink_srv = listener(echo), listener(sink)
+    echo_srv, sink_srv, rst_srv = listener(echo), listener(sink), listener(rst)
     ok = True
 
     def check(name, value, lo, hi, unit, scale):
@@ -563,6 +584,13 @@ def self_test():
         check("1-byte ping-pong RTT (median of 10)", r, rtt, rtt * 1.4, "ms", 1e-3)
         ok &= eof
         print(f"  {'half-close passed on':<44} {'yes' if eof else 'NO'}")
+    finally:
+        line.terminate(); line.wait()
+    line, port = start_line(rst_srv.getsockname()[1], delay, rate, window)
+    try:
+        seen = reset_seen(port)
+        ok &= seen is True
+        print(f"  {'reset passed on':<44} {'yes' if seen is True else 'NO: ' + str(seen)}")
     finally:
         line.terminate(); line.wait()
     line, port = start_line(sink_srv.getsockname()[1], delay, rate, window)
