@@ -56,6 +56,7 @@ for ds in $DATASETS; do
   esac
 done
 
+rm -f "$res/selftest.txt"
 if [ "${DELAY_SELFTEST:-1}" = 1 ]; then
   python3 bench/delayline.py --self-test | tee "$res/selftest.txt" || true
 fi
@@ -172,4 +173,7 @@ if ("A", "ferry") in rates and cap:
     target("A >= 0.9x the line's cap", rates["A", "ferry"][0] >= 0.9 * cap)
 PY
 echo "line: $(tail -1 "$res/line.err")"
+if [ -f "$res/selftest.txt" ]; then
+  echo "line's own ceiling (self-test, no delay, no cap):$(grep 'line alone' "$res/selftest.txt" | sed 's/.*streams//')"
+fi
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores; a busy machine slows every tool and the line)"
