@@ -12,6 +12,8 @@
 # Unless SHM_TOOLS, DISK_TOOLS or NOOP_TOOLS say otherwise, ferry runs beside
 # the peers the targets name (the set BENCHMARKS.md reports).
 # Then bench/ratios.py prints ferry's speed over each peer's and the targets.
+# Its companion for a far-away path is bench/delay.sh: the same tools on A
+# and B through bench/delayline.py (25 ms each way, a shared cap), one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
