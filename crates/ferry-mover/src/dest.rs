@@ -1410,6 +1410,12 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
         } => {
             let digest = from_hex(&digest)
                 .ok_or_else(|| MoveError::Protocol("malformed digest from the source".into()))?;
+            // Never more than were offered as held.
+            if rejected.len() > data::MAX_HELD {
+                return Err(MoveError::Protocol(
+                    "the source rejected more chunks than were held".into(),
+                ));
+            }
             let mut guard = s.lock();
             let st = &mut *guard;
             if let Some(f) = st.files.get_mut(&id) {
