@@ -600,6 +600,8 @@ fn attach(
     let (cancel_tx, mut cancel_rx) = watch::channel(Stop::No);
     let (done_tx, done_rx) = watch::channel(false);
     let algorithm = algorithm_on(&cap, &tls);
+    let rehash = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol())
+        .is_some_and(ferry_proto::data::rehashes_held_chunks);
     let _ = streams_tx.send((stream, tls));
     live.insert(
         cap.task_id.clone(),
@@ -639,6 +641,7 @@ fn attach(
             let arriving = Arriving {
                 streams,
                 algorithm,
+                rehash,
                 rx: streams_rx,
             };
             run_session(ctx.clone(), cap, arriving, cancel_rx).await;
@@ -672,6 +675,9 @@ struct Arriving {
     streams: u16,
     /// The digests' algorithm (see [`algorithm_on`]).
     algorithm: ChecksumAlgorithm,
+    /// Whether the source compares chunks a kept temporary holds
+    /// unjournaled (`ferry_proto::data::rehashes_held_chunks`).
+    rehash: bool,
     rx: mpsc::UnboundedReceiver<(u16, Stream)>,
 }
 
@@ -689,6 +695,11 @@ struct InFlight {
     hashes: Vec<Option<[u8; 32]>>,
     outstanding: u32,
     unjournaled: Vec<u32>,
+    /// Chunks a kept temporary holds that no journal vouched for: their
+    /// slot in `hashes` is this side's digest of them, offered to the
+    /// source as held; they count only once its `FileDone` did not reject
+    /// them (and the file's digest checks them all the same).
+    unconfirmed: Vec<u32>,
     source_digest: Option<[u8; 32]>,
     /// Created empty at full length: zero chunks can stay holes.
     fresh: bool,
@@ -746,6 +757,9 @@ struct Session {
     /// Taken when the task is over.
     journal: Mutex<Option<Journal>>,
     recovered: Mutex<crate::journal::Recovered>,
+    /// The source compares what kept temporaries hold unjournaled (data
+    /// protocol 4): such chunks are offered as held, not asked for.
+    rehash: bool,
     /// Taken when the session ends, which lets the committer thread finish.
     commit_tx: Mutex<Option<std::sync::mpsc::Sender<Ready>>>,
     to_source: mpsc::UnboundedSender<Message>,
@@ -858,6 +872,7 @@ async fn run_session(
     let Arriving {
         streams,
         algorithm,
+        rehash,
         rx: mut arriving,
     } = arriving;
     let (task_id, attempt) = (cap.task_id.clone(), cap.attempt);
@@ -961,6 +976,7 @@ async fn run_session(
         state: Mutex::new(State::default()),
         journal: Mutex::new(Some(journal)),
         recovered: Mutex::new(recovered),
+        rehash,
         commit_tx: Mutex::new(Some(commit_tx)),
         to_source,
         wake: tokio::sync::Notify::new(),
@@ -1411,14 +1427,26 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
                 let _ = s.to_source.send(Message::Needs { needs });
             }
         }
-        Message::FileDone { id, digest } => {
+        Message::FileDone {
+            id,
+            digest,
+            rejected,
+        } => {
             let digest = from_hex(&digest)
                 .ok_or_else(|| MoveError::Protocol("malformed digest from the source".into()))?;
-            let mut st = s.lock();
+            // Never more than were offered as held.
+            if rejected.len() > data::MAX_HELD {
+                return Err(MoveError::Protocol(
+                    "the source rejected more chunks than were held".into(),
+                ));
+            }
+            let mut guard = s.lock();
+            let st = &mut *guard;
             if let Some(f) = st.files.get_mut(&id) {
                 f.source_digest = Some(digest);
+                settle_held(f, &rejected, &mut st.counters);
             }
-            complete_if_ready(s, &mut st, id)?;
+            complete_if_ready(s, st, id)?;
         }
         Message::Unchanged { id } => {
             let mut st = s.lock();
@@ -1587,40 +1615,67 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
         .and_then(|mut r| r.partial.remove(&key));
     let count = chunk_count(entry.size);
     let mut hashes = vec![None; count as usize];
-    let (file, fresh) =
-        match partial.and_then(|chunks| s.disk.resume_temp(&path, entry.size, &chunks)) {
-            Some((file, verified)) => {
-                for (i, h) in verified {
-                    if let Some(slot) = hashes.get_mut(i as usize) {
-                        *slot = Some(h);
-                    }
+    // A temporary of an earlier attempt may hold chunks written after its
+    // last checkpoint, named in no journal line (nor, if it was begun
+    // then, itself): with a source that compares them it is looked for.
+    let look_unjournaled = s.rehash && s.cap.attempt > 1 && compare.is_none();
+    let resumed = if partial.is_some() || look_unjournaled {
+        s.disk.resume_temp(
+            &path,
+            entry.size,
+            &partial.unwrap_or_default(),
+            look_unjournaled,
+        )
+    } else {
+        None
+    };
+    let mut unconfirmed = Vec::new();
+    let (file, fresh) = match resumed {
+        Some((file, verified, held)) => {
+            for (i, h) in verified {
+                if let Some(slot) = hashes.get_mut(i as usize) {
+                    *slot = Some(h);
                 }
-                (DataFile::opened(&s.disk, &path, file), false)
             }
-            None => {
-                let file = match DataFile::create(&s.disk, &path, entry.size) {
-                    // Its directory is missing (a file into a new tree):
-                    // made, as `cp --parents` and Globus do.
-                    Err(MoveError::Missing(_)) if existing.is_none() => {
-                        s.created(s.disk.make_parents(parent_of(&path))?);
-                        DataFile::create(&s.disk, &path, entry.size)?
-                    }
-                    done => done?,
-                };
-                (file, true)
+            for (i, h) in held {
+                if let Some(slot @ None) = hashes.get_mut(i as usize) {
+                    *slot = Some(h);
+                    unconfirmed.push(i);
+                }
             }
-        };
+            (DataFile::opened(&s.disk, &path, file), false)
+        }
+        None => {
+            let file = match DataFile::create(&s.disk, &path, entry.size) {
+                // Its directory is missing (a file into a new tree):
+                // made, as `cp --parents` and Globus do.
+                Err(MoveError::Missing(_)) if existing.is_none() => {
+                    s.created(s.disk.make_parents(parent_of(&path))?);
+                    DataFile::create(&s.disk, &path, entry.size)?
+                }
+                done => done?,
+            };
+            (file, true)
+        }
+    };
     let missing: Vec<u32> = (0..count)
         .filter(|i| hashes[*i as usize].is_none())
         .collect();
     // What an earlier attempt moved and kept counts as moved by this task.
     let kept: u64 = (0..count)
-        .filter(|i| hashes[*i as usize].is_some())
-        .map(|i| (entry.size - u64::from(i) * CHUNK_SIZE).min(CHUNK_SIZE))
+        .filter(|i| hashes[*i as usize].is_some() && !unconfirmed.contains(i))
+        .map(|i| chunk_len(entry.size, i))
         .sum();
     let need = match compare {
         Some(digest) => Need::SendUnlessDigest {
             digest: to_hex(&digest),
+        },
+        None if !unconfirmed.is_empty() => Need::SendUnlessHeld {
+            missing: ChunkSet::Only(missing.clone()),
+            held: unconfirmed
+                .iter()
+                .filter_map(|&i| Some((i, to_hex(&hashes[i as usize]?))))
+                .collect(),
         },
         None if missing.len() == count as usize => Need::Send {
             missing: ChunkSet::All,
@@ -1644,6 +1699,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
             hashes,
             outstanding: missing.len() as u32,
             unjournaled: Vec::new(),
+            unconfirmed,
             source_digest: None,
             fresh,
             resends: 0,
@@ -1660,6 +1716,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
         if let Some(f) = st.files.get_mut(&entry.id) {
             f.outstanding = count;
             f.hashes = vec![None; count as usize];
+            f.unconfirmed.clear();
             f.recount(&mut st.counters);
         }
     }
@@ -1683,6 +1740,78 @@ fn digest_of(
     Ok(file_digest(algorithm, hashes.iter()))
 }
 
+/// The source's word on the chunks a kept temporary held unjournaled: the
+/// `rejected` ones differ from its own and are on their way (unless here
+/// already); the rest match its digests and count as held, to be
+/// journaled at the next checkpoint like any received chunk.
+fn settle_held(f: &mut InFlight, rejected: &[u32], counters: &mut TaskCounters) {
+    if f.unconfirmed.is_empty() {
+        return;
+    }
+    let mut differ = 0usize;
+    for index in rejected {
+        if let Some(at) = f.unconfirmed.iter().position(|i| i == index) {
+            f.unconfirmed.swap_remove(at);
+            if let Some(slot) = f.hashes.get_mut(*index as usize) {
+                *slot = None;
+            }
+            f.outstanding += 1;
+            differ += 1;
+        }
+    }
+    let held: u64 = f.unconfirmed.iter().map(|&i| chunk_len(f.size, i)).sum();
+    tracing::debug!(
+        file = %String::from_utf8_lossy(&f.rel),
+        held = f.unconfirmed.len(),
+        differ,
+        "unjournaled chunks of a kept temporary compared with the source's"
+    );
+    if differ > 0 {
+        tracing::info!(
+            temp = %f.temp_path.display(),
+            differ,
+            "unjournaled chunks of a kept temporary differ from the source's; they are sent again"
+        );
+    }
+    f.unjournaled.append(&mut f.unconfirmed);
+    f.counted += held;
+    counters.bytes_transferred = counters.bytes_transferred.saturating_add(held);
+}
+
+/// The length of chunk `index` of a file of `size` bytes.
+fn chunk_len(size: u64, index: u32) -> u64 {
+    size.saturating_sub(u64::from(index) * CHUNK_SIZE)
+        .min(CHUNK_SIZE)
+}
+
+/// The chunks of a temporary of `size` bytes that hold data: it was
+/// made at full length as a hole, so with `SEEK_DATA` those never written
+/// are passed over (a filesystem without it reports all as data).
+fn written_chunks(file: &File, size: u64) -> Vec<u32> {
+    use nix::unistd::{Whence, lseek};
+    let mut chunks = Vec::new();
+    let mut at: i64 = 0;
+    let end = i64::try_from(size).unwrap_or(i64::MAX);
+    while at < end {
+        let Ok(data) = lseek(file, at, Whence::SeekData) else {
+            break;
+        };
+        let hole = lseek(file, data, Whence::SeekHole).unwrap_or(end).min(end);
+        if hole <= data {
+            break;
+        }
+        let (first, last) = (data as u64 / CHUNK_SIZE, (hole as u64 - 1) / CHUNK_SIZE);
+        for index in first..=last {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            if chunks.last() != Some(&index) {
+                chunks.push(index);
+            }
+        }
+        at = hole;
+    }
+    chunks
+}
+
 fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), MoveError> {
     let Some(_working) = s.working() else {
         return Ok(());
@@ -1698,7 +1827,8 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
             .hashes
             .get(header.index as usize)
             .ok_or_else(|| MoveError::Protocol("chunk index out of range".into()))?;
-        if slot.is_some() {
+        // A held chunk the source sent: it differs from the source's.
+        if slot.is_some() && !f.unconfirmed.contains(&header.index) {
             st.counters.bytes_resent = st.counters.bytes_resent.saturating_add(data.len() as u64);
             return Ok(());
         }
@@ -1768,6 +1898,13 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
     let st = &mut *guard;
     let counters = &mut st.counters;
     match st.files.get_mut(&header.file) {
+        Some(f) if f.generation == generation && f.unconfirmed.contains(&header.index) => {
+            f.unconfirmed.retain(|i| *i != header.index);
+            f.hashes[header.index as usize] = Some(header.digest);
+            f.unjournaled.push(header.index);
+            f.counted += len;
+            counters.bytes_transferred = counters.bytes_transferred.saturating_add(len);
+        }
         Some(f)
             if f.generation == generation
                 && f.hashes
@@ -1817,6 +1954,7 @@ fn start_over(s: &Session, id: u64, generation: u32, cause: MoveError) -> Result
     f.source_digest = None;
     f.awaiting_verdict = false;
     f.unjournaled.clear();
+    f.unconfirmed.clear();
     let (key, rel) = (f.key, f.rel.clone());
     drop(guard);
     if let Ok(mut j) = s.journal.lock()
@@ -1849,7 +1987,11 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), MoveErr
     let Some(f) = st.files.get(&id) else {
         return Ok(());
     };
-    if f.outstanding > 0 || f.source_digest.is_none() || f.awaiting_verdict {
+    if f.outstanding > 0
+        || f.source_digest.is_none()
+        || f.awaiting_verdict
+        || !f.unconfirmed.is_empty()
+    {
         return Ok(());
     }
     let mut hashes = Vec::with_capacity(f.hashes.len());
@@ -1898,6 +2040,7 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), MoveErr
     f.outstanding = count as u32;
     f.source_digest = None;
     f.unjournaled.clear();
+    f.unconfirmed.clear();
     f.recount(&mut st.counters);
     // What the first sending wrote stays where the second may skip a zero
     // chunk: nothing here is a hole any more.
@@ -2237,18 +2380,32 @@ impl Disk {
 
     /// The temporary an earlier attempt kept for `target`, its journaled
     /// chunks re-hashed from disk: only those that still match count.
+    /// With `unjournaled`, also this side's digests of the chunks it holds
+    /// that no journal line vouches for (data written after the last
+    /// checkpoint, which a kill -9 leaves in place), at most
+    /// [`data::MAX_HELD`]: nothing of them counts until the source's
+    /// digests agree.
     fn resume_temp(
         &self,
         target: &Path,
         size: u64,
         chunks: &[(u32, [u8; 32])],
-    ) -> Option<(File, ChunkHashes)> {
+        unjournaled: bool,
+    ) -> Option<(File, ChunkHashes, ChunkHashes)> {
+        use std::os::unix::fs::MetadataExt;
         let temp = self.temporary(target);
         let file = self.fs.open_temporary(&temp).ok()?;
+        let meta = file.metadata().ok()?;
+        // A temporary of this task's name that no journal line named is
+        // adopted only as a plain file of its own: one linked elsewhere
+        // would have its other name written through.
+        if unjournaled && chunks.is_empty() && meta.nlink() != 1 {
+            return None;
+        }
         self.temporaries()
             .entry(target.to_path_buf())
             .or_insert(false);
-        if file.metadata().ok()?.len() != size {
+        if meta.len() != size {
             return None;
         }
         let mut verified = Vec::new();
@@ -2272,7 +2429,27 @@ impl Disk {
                 "journaled chunks no longer match their hashes on disk; they are sent again"
             );
         }
-        Some((file, verified))
+        let mut held = Vec::new();
+        if unjournaled {
+            let journaled: HashSet<u32> = chunks.iter().map(|(i, _)| *i).collect();
+            for index in written_chunks(&file, size) {
+                if held.len() >= data::MAX_HELD {
+                    break;
+                }
+                if journaled.contains(&index) {
+                    continue;
+                }
+                let offset = u64::from(index) * CHUNK_SIZE;
+                let len = chunk_len(size, index) as usize;
+                if file.read_exact_at(&mut buf[..len], offset).is_ok() {
+                    held.push((index, chunk_hash(self.algorithm, &buf[..len])));
+                }
+            }
+            if !held.is_empty() {
+                tracing::debug!(temp = %temp.path().display(), held = held.len(), journaled = verified.len(), "unjournaled chunks to compare with the source's");
+            }
+        }
+        Some((file, verified, held))
     }
 
     /// Removes the temporary of `target`, if it is there.
@@ -2787,6 +2964,7 @@ mod tests {
                     hashes: Vec::new(),
                     outstanding: 0,
                     unjournaled: Vec::new(),
+                    unconfirmed: Vec::new(),
                     source_digest: None,
                     fresh: true,
                     resends: 0,

@@ -14,6 +14,10 @@
 //! line claims nothing: its temporary may be gone). A torn last line (a
 //! crash mid-append) is ignored.
 //!
+//! What a crash left beyond these lines (chunks written since the last
+//! sync) is not recovered here: a resuming attempt re-hashes it and lets
+//! the source's digests decide (`dest`, data protocol 4).
+//!
 //! A journal is read for one algorithm (the resuming attempt's): chunks
 //! journaled with the other are left out, and so sent again, never taken
 //! on a digest of another algorithm. `K` is the line every earlier

@@ -1113,10 +1113,11 @@ fn read_needed(
         if verdict.is_some() {
             s.window.add_permits(1);
         }
-        let (missing, compare) = match need {
+        let (missing, compare, held) = match need {
             Need::Skip => continue,
-            Need::Send { missing } => (missing, None),
-            Need::SendUnlessDigest { digest } => (ChunkSet::All, from_hex(&digest)),
+            Need::Send { missing } => (missing, None, Vec::new()),
+            Need::SendUnlessDigest { digest } => (ChunkSet::All, from_hex(&digest), Vec::new()),
+            Need::SendUnlessHeld { missing, held } => (missing, None, held_chunks(held)?),
         };
         let offered = match verdict {
             Some(offered) => {
@@ -1136,12 +1137,17 @@ fn read_needed(
                 }
             },
         };
-        let mut sent = send_file(s, &offered, &missing, compare, &mut out);
+        let wants = Wants {
+            missing: &missing,
+            compare,
+            held: &held,
+        };
+        let mut sent = send_file(s, &offered, &wants, &mut out);
         if let Err(SendError::Move(e)) = &sent
             && e.disposition() == Disposition::RetryFile
         {
             tracing::warn!(error = %e, "reading the file once more");
-            sent = send_file(s, &offered, &missing, compare, &mut out);
+            sent = send_file(s, &offered, &wants, &mut out);
         }
         let outcome = match sent {
             Ok(outcome) => outcome,
@@ -1183,15 +1189,42 @@ enum FileOutcome {
     Skipped,
 }
 
+/// The chunks a destination held that it asks to be compared (see
+/// `Need::SendUnlessHeld`), by index; a malformed or oversized list is
+/// the destination's error.
+fn held_chunks(held: Vec<(u32, String)>) -> Result<Vec<(u32, [u8; 32])>, SendError> {
+    if held.len() > ferry_proto::data::MAX_HELD {
+        return Err(
+            MoveError::Protocol("the destination named too many held chunks".into()).into(),
+        );
+    }
+    let mut chunks = held
+        .into_iter()
+        .map(|(index, digest)| from_hex(&digest).map(|d| (index, d)))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| MoveError::Protocol("malformed digest of a held chunk".into()))?;
+    chunks.sort_unstable_by_key(|(index, _)| *index);
+    Ok(chunks)
+}
+
+/// What the destination asked of one file.
+struct Wants<'a> {
+    missing: &'a ChunkSet,
+    /// Its digest of what it has, for `--sync-level checksum`.
+    compare: Option<[u8; 32]>,
+    /// Chunks it holds unjournaled, with its digests, sorted by index.
+    held: &'a [(u32, [u8; 32])],
+}
+
 /// Sends a file's wanted chunks and its digest. A disk error is a
 /// [`SendError::Move`]; the file may be partly sent by then.
 fn send_file(
     s: &Shared,
     offered: &Offered,
-    missing: &ChunkSet,
-    compare: Option<[u8; 32]>,
+    wants: &Wants<'_>,
     out: &mut Outbox,
 ) -> Result<FileOutcome, SendError> {
+    let (missing, compare) = (wants.missing, wants.compare);
     let entry = &offered.entry;
     let path = offered.path.as_path();
     let (file, before) = at_once(|| {
@@ -1230,6 +1263,7 @@ fn send_file(
     }
     // Chunks are read straight into the buffers that travel: no copy.
     let mut hashes = Vec::with_capacity(count as usize);
+    let mut rejected = Vec::new();
     for index in 0..count {
         let (offset, len) = span(entry.size, index);
         let Some(data) = read_span(s, &file, path, offset, len)? else {
@@ -1237,7 +1271,15 @@ fn send_file(
         };
         let hash = chunk_hash(s.algorithm, &data);
         hashes.push(hash);
-        if wanted(index) {
+        // A held chunk that differs from ours is sent, and named as such.
+        let differs = wants
+            .held
+            .binary_search_by_key(&index, |(i, _)| *i)
+            .is_ok_and(|at| wants.held[at].1 != hash);
+        if differs {
+            rejected.push(index);
+        }
+        if wanted(index) || differs {
             let header = ChunkHeader {
                 file: entry.id,
                 index,
@@ -1266,6 +1308,7 @@ fn send_file(
         Message::FileDone {
             id: entry.id,
             digest: to_hex(&file_digest(s.algorithm, hashes.iter())),
+            rejected,
         },
     )?;
     Ok(FileOutcome::Sent)

@@ -775,3 +775,59 @@ async fn include_then_exclude_everything_sends_only_what_is_included() {
         [b"a.csv".to_vec(), b"sub".to_vec(), b"sub/b.csv".to_vec()]
     );
 }
+
+/// A temporary an earlier attempt left with chunks no journal line names
+/// (a kill -9 between two checkpoints) is re-hashed on resume: chunks the
+/// source's digests agree with are not sent again, a corrupted one is,
+/// and the file arrives exact. A source older than data protocol 4 is
+/// asked for everything, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unjournaled_chunks_of_a_kept_temporary_count_only_where_the_source_agrees() {
+    use ferry_mover::metrics::Metrics;
+    use std::os::unix::fs::FileExt;
+    let newest = ferry_proto::data::PROTOCOL_VERSION;
+    for source in [newest, 3] {
+        let mut w = support::world_speaking(source, newest).await;
+        let src = w.a.home.join("d");
+        std::fs::create_dir_all(&src).unwrap();
+        let content = pattern(5 * CHUNK + 100, 7);
+        std::fs::write(src.join("big"), &content).unwrap();
+        let copy = w.b.home.join("d");
+        std::fs::create_dir_all(&copy).unwrap();
+        let temp =
+            ferry_paths::Temporary::new(&copy.join("big"), "11111111-2222-4333-8444-555555555555");
+        // As the killed attempt left it: at full length, chunks 0 to 3
+        // written (2 then damaged on disk), 4 and 5 never.
+        let f = std::fs::File::create(temp.path()).unwrap();
+        f.set_len(content.len() as u64).unwrap();
+        f.write_all_at(&content[..4 * CHUNK], 0).unwrap();
+        f.write_all_at(b"damage", 2 * CHUNK as u64 + 17).unwrap();
+        drop(f);
+        let before = Metrics::get(&w.a.ctx.metrics.sent_bytes);
+        let (verdict, reports) = w
+            .transfer(
+                2,
+                vec![item("/~/d", "/~/d", true)],
+                TransferOptions::default(),
+            )
+            .await;
+        assert!(
+            matches!(verdict, TaskReport::Succeeded { .. }),
+            "{source}: {verdict:?} {reports:?}"
+        );
+        assert_eq!(
+            std::fs::read(copy.join("big")).unwrap(),
+            content,
+            "{source}"
+        );
+        assert!(!temp.path().exists(), "{source}");
+        let sent = Metrics::get(&w.a.ctx.metrics.sent_bytes) - before;
+        let expected = if source >= 4 {
+            // Chunk 2 (damaged), 4 and 5 (never written).
+            2 * CHUNK as u64 + 100
+        } else {
+            content.len() as u64
+        };
+        assert_eq!(sent, expected, "source speaking {source}");
+    }
+}

@@ -39,6 +39,15 @@
 //!   whatever the capability says, so with one both sides do
 //!   ([`digest_algorithm`]): the transfer works and is verified, with
 //!   SHA-256.
+//! - 4 (2026-12, `ferry-data/4`): a resuming destination may answer
+//!   [`Need::SendUnlessHeld`] for a file whose kept temporary holds chunks
+//!   no journal vouches for (written just before a crash): their digests
+//!   by the attempt's algorithm, re-hashed from its disk. The source sends
+//!   those whose digest differs from its own as it sends missing ones, and
+//!   names them in the file's `FileDone` (`rejected`); the others count as
+//!   held, and the file's digest still checks every chunk. With a source
+//!   that speaks only 3 or less, the destination sends such chunks again,
+//!   as it did ([`rehashes_held_chunks`]).
 
 use crate::task::{ChecksumAlgorithm, Side, TaskCounters};
 use crate::wire_path::WirePath;
@@ -69,12 +78,17 @@ pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
 /// accept one above [`MAX_HANDSHAKE_FRAME`] only within a budget they keep.
 pub const MAX_OPEN_FRAME: usize = crate::task::MAX_CAPABILITY + 1024;
 /// The newest data protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// The oldest version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// The ALPN ids of data connections, newest first: the version a stream
 /// speaks is the one TLS settled ([`negotiated_version`]).
-pub const ALPN_PROTOCOLS: &[&[u8]] = &[b"ferry-data/3", b"ferry-data/2", b"ferry-data/1"];
+pub const ALPN_PROTOCOLS: &[&[u8]] = &[
+    b"ferry-data/4",
+    b"ferry-data/3",
+    b"ferry-data/2",
+    b"ferry-data/1",
+];
 
 /// The version a stream speaks, from the ALPN id its TLS handshake settled
 /// (none: version 1, which did not look). `None` for an id this build
@@ -97,6 +111,17 @@ pub fn negotiated_version(alpn: Option<&[u8]>) -> Option<u32> {
 pub fn keeps_alive(version: u32) -> bool {
     version >= 2
 }
+
+/// Whether a source on a stream of `version` answers
+/// [`Need::SendUnlessHeld`] (and says in `FileDone` which chunks it sent).
+pub fn rehashes_held_chunks(version: u32) -> bool {
+    version >= 4
+}
+
+/// Most chunk digests one [`Need::SendUnlessHeld`] carries (1 GiB of
+/// chunks, far more than a crash leaves unjournaled between two
+/// checkpoints): a larger answer would not fit a message.
+pub const MAX_HELD: usize = 256;
 
 /// Whether a peer on a stream of `version` honours a capability's filters.
 pub fn honours_filters(version: u32) -> bool {
@@ -170,6 +195,14 @@ pub enum Need {
     Send { missing: ChunkSet },
     /// Send only if the source's digest differs from this one.
     SendUnlessDigest { digest: String },
+    /// Send the `missing` chunks, and of the `held` ones (index, hex
+    /// digest of what the destination's temporary holds) those whose
+    /// digest differs from the source's; `FileDone` names the latter
+    /// (version 4, at most [`MAX_HELD`]).
+    SendUnlessHeld {
+        missing: ChunkSet,
+        held: Vec<(u32, String)>,
+    },
 }
 
 /// Which chunks of a file: all, or an explicit list of indexes.
@@ -197,7 +230,14 @@ pub enum Message {
     /// Source → destination: a file's content is as the destination has it.
     Unchanged { id: u64 },
     /// Source → destination: all chunks of a file were sent; its digest.
-    FileDone { id: u64, digest: String },
+    FileDone {
+        id: u64,
+        digest: String,
+        /// Chunks the destination said it held that differ from the
+        /// source's, sent with the missing ones (version 4; absent: none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rejected: Vec<u32>,
+    },
     /// Source → destination: the file changed while being read; discard it
     /// (it will be offered again).
     FileChanged { id: u64 },
@@ -423,6 +463,13 @@ mod tests {
                     },
                 ),
                 (4, Need::Skip),
+                (
+                    5,
+                    Need::SendUnlessHeld {
+                        missing: ChunkSet::Only(vec![0]),
+                        held: vec![(1, "ab".repeat(32))],
+                    },
+                ),
             ],
         };
         assert_eq!(roundtrip(&encode_message(&m)), Frame::Message(m));
@@ -434,6 +481,29 @@ mod tests {
         let mut wire = chunk_prefix(&header, 3).to_vec();
         wire.extend_from_slice(b"abc");
         assert_eq!(roundtrip(&wire), Frame::Chunk(header, b"abc".to_vec()));
+    }
+
+    #[test]
+    fn a_file_done_names_rejected_chunks_only_when_there_are_some() {
+        // What a source of version 3 or older sends, and one with nothing
+        // rejected: the same bytes, so either peer reads the other's.
+        let older = br#"{"type":"file_done","id":1,"digest":"00"}"#;
+        let done = Message::FileDone {
+            id: 1,
+            digest: "00".into(),
+            rejected: Vec::new(),
+        };
+        assert_eq!(serde_json::to_vec(&done).unwrap(), older.to_vec());
+        assert_eq!(serde_json::from_slice::<Message>(older).unwrap(), done);
+        let rejected = Message::FileDone {
+            id: 1,
+            digest: "00".into(),
+            rejected: vec![3, 9],
+        };
+        assert_eq!(
+            roundtrip(&encode_message(&rejected)),
+            Frame::Message(rejected)
+        );
     }
 
     #[test]
@@ -559,13 +629,14 @@ mod tests {
 
     #[test]
     fn the_version_comes_from_the_alpn_id_tls_settled() {
-        assert_eq!(ALPN_PROTOCOLS[0], b"ferry-data/3", "newest first");
+        assert_eq!(ALPN_PROTOCOLS[0], b"ferry-data/4", "newest first");
         for (alpn, version) in [
-            (Some(&b"ferry-data/3"[..]), Some(3)),
+            (Some(&b"ferry-data/4"[..]), Some(4)),
+            (Some(b"ferry-data/3"), Some(3)),
             (Some(b"ferry-data/2"), Some(2)),
             (Some(b"ferry-data/1"), Some(1)),
             (None, Some(1)),
-            (Some(b"ferry-data/4"), None),
+            (Some(b"ferry-data/5"), None),
             (Some(b"ferry-data/0"), None),
             (Some(b"ferry-data/"), None),
             (Some(b"ferry-control/1"), None),
@@ -578,6 +649,7 @@ mod tests {
         }
         assert!(keeps_alive(3) && keeps_alive(2) && !keeps_alive(1));
         assert!(honours_filters(3) && !honours_filters(2));
+        assert!(rehashes_held_chunks(4) && !rehashes_held_chunks(3));
         const { assert!(IDLE_LIMIT.as_secs() >= 3 * KEEP_ALIVE_EVERY.as_secs()) };
     }
 
