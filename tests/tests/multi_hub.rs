@@ -123,9 +123,124 @@ fn killing_the_instance_driving_tasks_leaves_them_to_another_and_all_succeed() {
     drop(schema);
 }
 
+/// HAProxy's `balance roundrobin`: every new connection goes to the next
+/// instance, so alice's commands alternate between the instances and
+/// reach the one not holding the endpoint's control link every other
+/// time. Listings, directories made and permissions' probes still answer,
+/// each time; failed sign-ins count across instances.
+#[test]
+fn round_robin_routes_each_command_to_the_instance_holding_the_endpoint() {
+    let server = match postgres::test_server() {
+        Ok(server) => server,
+        Err(why) => {
+            skip(why);
+            return;
+        }
+    };
+    if !Front::available() {
+        assert!(
+            std::env::var("FERRY_REQUIRE_HAPROXY").as_deref() != Ok("1"),
+            "FERRY_REQUIRE_HAPROXY=1 but haproxy is not installed"
+        );
+        skip("no haproxy (Debian: apt-get install haproxy)");
+        return;
+    }
+    let schema = Schema::create(&server);
+    let lab = Lab::builder()
+        .hub_setting(&format!("database = \"{}\"", schema.url()))
+        .instances(2)
+        .balance("roundrobin")
+        .start();
+    lab.src.wait_hub_state("connected", LIMIT);
+    lab.dst.wait_hub_state("connected", LIMIT);
+    wait_until(LIMIT, "both endpoints' links recorded", || {
+        schema.count("control_links") == 2
+    });
+    let links = schema.query("SELECT instance_id FROM control_links ORDER BY endpoint_id");
+    eprintln!("control links on instances: {links:?}");
+
+    fs::create_dir_all(lab.src.home.join("listed")).unwrap();
+    fs::write(lab.src.home.join("listed/marker"), b"here").unwrap();
+    for n in 0..10 {
+        let listed = lab.ferry(&["ls", "src:/~/listed"]);
+        assert_eq!(
+            listed.code,
+            Some(0),
+            "ls #{n}: {}\n{}",
+            listed.stderr,
+            lab.hub_logs()
+        );
+        assert!(
+            listed.stdout.contains("marker"),
+            "ls #{n}: {}",
+            listed.stdout
+        );
+        // Three commands a round: each lands on either instance in turn.
+        let other = lab.ferry(&["ls", "dst:/~/"]);
+        assert_eq!(other.code, Some(0), "ls dst #{n}: {}", other.stderr);
+        let made = lab.ferry(&["mkdir", &format!("dst:/~/made-{n}")]);
+        assert_eq!(made.code, Some(0), "mkdir #{n}: {}", made.stderr);
+        assert!(
+            lab.dst.home.join(format!("made-{n}")).is_dir(),
+            "mkdir #{n}"
+        );
+    }
+    // Both instances served some of them, each over the other's link.
+    let routed = |n: usize| {
+        lab.instance_log(n)
+            .matches("made over this instance's link")
+            .count()
+    };
+    assert!(
+        routed(0) + routed(1) >= 5,
+        "commands routed: {} and {}\n{}",
+        routed(0),
+        routed(1),
+        lab.hub_logs()
+    );
+
+    // Transfers, each driven by the instance holding its source's link,
+    // its destination's reports passed to it from the other instance.
+    for n in 0..10u32 {
+        let name = format!("small-{n}");
+        fs::write(lab.src.home.join(&name), pattern(10_000 + n as usize, n)).unwrap();
+        let id = lab.transfer(&[&format!("src:/~/{name}"), &format!("dst:/~/{name}")]);
+        let task = lab.wait(&id);
+        assert_eq!(task["status"], "SUCCEEDED", "{task}\n{}", lab.hub_logs());
+        assert_eq!(
+            fs::read(lab.dst.home.join(&name)).unwrap(),
+            pattern(10_000 + n as usize, n)
+        );
+    }
+
+    // Five wrong passwords spread over both instances lock alice's
+    // account on each: neither instance saw five in its own memory.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for n in 0..5 {
+        let status = runtime.block_on(sign_in_with(&lab, n % 2, n % 2, "wrong"));
+        assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "failure #{n}");
+    }
+    for to in 0..2 {
+        let status = runtime.block_on(sign_in_with(&lab, to, to, "correct horse battery"));
+        assert_eq!(
+            status,
+            reqwest::StatusCode::TOO_MANY_REQUESTS,
+            "instance {to} let alice in after five failures elsewhere"
+        );
+    }
+    assert!(schema.count("login_failures") >= 1);
+    drop(lab);
+    drop(schema);
+}
+
 /// Fetches the sign-in form from instance `from`, posts it with alice's
 /// password to instance `to`; the answer's status.
 async fn sign_in_across(lab: &Lab, from: usize, to: usize) -> reqwest::StatusCode {
+    sign_in_with(lab, from, to, "correct horse battery").await
+}
+
+/// As [`sign_in_across`], with `password`.
+async fn sign_in_with(lab: &Lab, from: usize, to: usize, password: &str) -> reqwest::StatusCode {
     let http = lab.hub.web_client();
     let page = http
         .get(format!("{}/login", lab.instance_url(from)))
@@ -151,7 +266,7 @@ async fn sign_in_across(lab: &Lab, from: usize, to: usize) -> reqwest::StatusCod
         })
         .collect();
     fields.push(("username".into(), "alice".into()));
-    fields.push(("password".into(), "correct horse battery".into()));
+    fields.push(("password".into(), password.into()));
     http.post(format!("{}/login", lab.instance_url(to)))
         .header("cookie", cookie.join("; "))
         .header("sec-fetch-site", "same-origin")

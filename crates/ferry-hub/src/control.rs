@@ -178,6 +178,8 @@ pub enum CallError {
     Busy,
     #[error("the endpoint's ferry is too old for this; upgrade it")]
     Unsupported,
+    #[error("the endpoint's hub instance did not answer; try again")]
+    Unanswered,
 }
 
 /// The endpoints connected now.
@@ -208,6 +210,12 @@ impl Registry {
 
     fn notify(&self, notice: Notice) {
         let _ = self.notices.send(notice);
+    }
+
+    /// A notice heard by another hub instance, for this one's scheduler
+    /// (`cluster::forward_report`).
+    pub(crate) fn relay_notice(&self, notice: Notice) {
+        self.notify(notice);
     }
 
     /// The endpoint's control link as people read it: connected since when

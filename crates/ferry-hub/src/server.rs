@@ -231,7 +231,13 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
             .with_endpoint_lifetime(config.endpoint_cert_lifetime_secs),
         store: store.clone(),
         control,
-        logins: LoginLimiter::default(),
+        // Instances sharing a database share their counts of failed
+        // sign-ins; one hub on SQLite keeps them in memory, as it always did.
+        logins: if config.database.is_some() {
+            LoginLimiter::shared(store.clone())
+        } else {
+            LoginLimiter::default()
+        },
         password_checks: PasswordChecks::new(
             config.max_password_checks,
             config.max_password_checks_queued,
@@ -256,6 +262,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         // Before the listener, so it hears every endpoint's first connect.
         let wake = crate::tasks::spawn(hub.clone(), notices);
         crate::timers::spawn(hub.clone(), wake.clone());
+        crate::cluster::spawn_messenger(hub.clone());
         accept_loop(hub.clone(), Arc::new(tls), listen, wake).await
     });
     // The scheduler stops with the runtime, so nothing claims again after
