@@ -44,7 +44,7 @@ impl Front {
             .collect();
         let config = format!(
             "global\n    maxconn 512\n\
-             defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 1h\n    timeout server 1h\n\
+             defaults\n    mode tcp\n    option redispatch\n    retries 3\n    timeout connect 2s\n    timeout client 1h\n    timeout server 1h\n\
              frontend hub\n    bind 127.0.0.1:{port}\n    default_backend hubs\n\
              backend hubs\n    balance {how}\n{servers}"
         );

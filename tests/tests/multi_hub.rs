@@ -1,11 +1,14 @@
 //! Several hub instances over one PostgreSQL database behind HAProxy in
 //! TCP mode, as `docs/hub.md` deploys them: two `ferry-hub serve`
 //! processes of one state dir, the endpoints' daemons and alice's verbs
-//! reaching them only through the front (`balance first`: the second
-//! instance stands by). The instance driving the tasks is killed with -9
+//! reaching them only through the front. With `balance first` the second
+//! instance stands by; the instance driving the tasks is killed with -9
 //! while their data flows; the daemons reconnect through the front to the
 //! other instance, which takes the tasks over once their leases end, and
-//! every task succeeds with the trees identical.
+//! every task succeeds with the trees identical. With `balance
+//! roundrobin` the endpoints and alice's commands are spread over both
+//! instances: each command reaches the endpoint through whichever holds
+//! its link, and a kill -9 mid-task still leaves every task SUCCEEDED.
 //!
 //! Without `FERRY_TEST_POSTGRES` (and psql) the test says SKIPPED, a
 //! failure with `FERRY_REQUIRE_POSTGRES=1`; without `haproxy` likewise,
@@ -199,6 +202,21 @@ fn round_robin_routes_each_command_to_the_instance_holding_the_endpoint() {
         lab.hub_logs()
     );
 
+    // HTTPS file reads: the endpoint dials back to the instance serving
+    // the request, told its own address, wherever its link is.
+    fs::write(lab.src.home.join("fetched.txt"), b"fetched over https").unwrap();
+    for n in 0..10 {
+        let got = lab.ferry(&["get", "src:/~/fetched.txt", "-"]);
+        assert_eq!(
+            got.code,
+            Some(0),
+            "get #{n}: {}\n{}",
+            got.stderr,
+            lab.hub_logs()
+        );
+        assert_eq!(got.stdout, "fetched over https", "get #{n}");
+    }
+
     // Transfers, each driven by the instance holding its source's link,
     // its destination's reports passed to it from the other instance.
     for n in 0..10u32 {
@@ -229,6 +247,42 @@ fn round_robin_routes_each_command_to_the_instance_holding_the_endpoint() {
         );
     }
     assert!(schema.count("login_failures") >= 1);
+
+    // kill -9 one instance while tasks run: whichever of source and
+    // destination it held, the daemons redial through the front and every
+    // task still succeeds.
+    let mut lab = lab;
+    let mut tasks = Vec::new();
+    for n in 0..2u32 {
+        let dir = lab.src.home.join(format!("killed-{n}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("large.bin"), pattern(2_000_000 + n as usize, n)).unwrap();
+        fs::write(dir.join("small"), pattern(1000, n)).unwrap();
+        let id = lab.transfer(&[
+            "-r",
+            &format!("src:/~/killed-{n}"),
+            &format!("dst:/~/killed-{n}"),
+            "--bwlimit",
+            "1M",
+        ]);
+        tasks.push((dir, id));
+    }
+    let first = lab.dst.home.join("killed-0");
+    wait_until(LIMIT, "data flowing into the first task", || {
+        fs::read_dir(&first).is_ok_and(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().as_bytes().starts_with(b".ferry."))
+        })
+    });
+    lab.kill_instance(0);
+    lab.src.wait_hub_state("connected", LIMIT);
+    lab.dst.wait_hub_state("connected", LIMIT);
+    for (dir, id) in &tasks {
+        let task = lab.wait(id);
+        assert_eq!(task["status"], "SUCCEEDED", "{task}\n{}", lab.hub_logs());
+        let name = dir.file_name().unwrap();
+        assert_eq!(tree(&lab.dst.home.join(name)), tree(dir), "task {id}");
+    }
     drop(lab);
     drop(schema);
 }

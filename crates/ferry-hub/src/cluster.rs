@@ -47,6 +47,11 @@ pub const LEASE: i64 = 15;
 #[derive(Debug, Clone)]
 pub struct Instance {
     id: String,
+    /// Where others reach this instance itself (its listening socket),
+    /// not the front: where an endpoint dials back for a file this
+    /// instance serves over HTTPS. Unset while it does not listen, or
+    /// when it listens on every address (no one address names it).
+    address: std::sync::OnceLock<String>,
 }
 
 impl Instance {
@@ -55,11 +60,23 @@ impl Instance {
     pub fn new() -> Result<Self, getrandom::Error> {
         Ok(Self {
             id: crate::secrets::random_token(12)?,
+            address: std::sync::OnceLock::new(),
         })
     }
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Records the socket this instance listens on (`server`, once bound).
+    pub fn listening(&self, local: std::net::SocketAddr) {
+        if !local.ip().is_unspecified() {
+            let _ = self.address.set(local.to_string());
+        }
+    }
+
+    fn address(&self) -> Option<String> {
+        self.address.get().cloned()
     }
 }
 
@@ -186,6 +203,13 @@ enum Request {
         task_id: String,
         through_attempt: Option<u32>,
     },
+    /// Dial back to `via` (the asking instance) for an HTTPS file route.
+    DialBack {
+        endpoint_id: String,
+        token: String,
+        what: DialBack,
+        via: String,
+    },
     /// A task's report, from the instance holding the reporter's link to
     /// the one driving the task.
     Report {
@@ -215,6 +239,7 @@ enum Failure {
     Busy,
     Unsupported,
     Unanswered,
+    Elsewhere,
 }
 
 impl From<&CallError> for Failure {
@@ -228,6 +253,7 @@ impl From<&CallError> for Failure {
             CallError::Busy => Failure::Busy,
             CallError::Unsupported => Failure::Unsupported,
             CallError::Unanswered => Failure::Unanswered,
+            CallError::Elsewhere => Failure::Elsewhere,
         }
     }
 }
@@ -241,6 +267,7 @@ impl From<Failure> for CallError {
             Failure::Busy => CallError::Busy,
             Failure::Unsupported => CallError::Unsupported,
             Failure::Unanswered => CallError::Unanswered,
+            Failure::Elsewhere => CallError::Elsewhere,
         }
     }
 }
@@ -413,6 +440,83 @@ pub fn remote_peers(
     inputs
 }
 
+/// What an HTTPS file route asks an endpoint to dial back for.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DialBack {
+    Stream {
+        path: ferry_proto::wire_path::WirePath,
+        #[serde(default)]
+        grant: Option<ShareGrant>,
+    },
+    Upload {
+        path: ferry_proto::wire_path::WirePath,
+        #[serde(default)]
+        grant: Option<ShareGrant>,
+        upload: ferry_proto::file_stream::UploadAsk,
+    },
+}
+
+/// How long asking for a dial-back through another instance may take.
+const DIAL_BACK_WITHIN: Duration = Duration::from_secs(5);
+
+/// Asks the endpoint to dial back with `token` to this instance: over its
+/// link here, or through the instance holding it. Among several instances
+/// the endpoint is told this instance's own address (`Instance::listening`),
+/// since through the front its dial-back could reach another one, which
+/// holds no slot for the token.
+pub async fn dial_back(
+    hub: &Hub,
+    endpoint_id: &str,
+    token: String,
+    what: DialBack,
+) -> Result<(), CallError> {
+    let via = if shared(hub) {
+        hub.instance.address()
+    } else {
+        None
+    };
+    let Some(instance) = elsewhere(hub, endpoint_id)? else {
+        return ask_dial_back(hub, endpoint_id, token, what, via);
+    };
+    let Some(via) = via else {
+        return Err(CallError::Elsewhere);
+    };
+    let request = Request::DialBack {
+        endpoint_id: endpoint_id.to_string(),
+        token,
+        what,
+        via,
+    };
+    match call(hub, &instance, &request, DIAL_BACK_WITHIN).await? {
+        Reply::Done => Ok(()),
+        Reply::Failed { error } => Err(error.into()),
+        Reply::Fs { .. } => Err(CallError::Dropped),
+    }
+}
+
+fn ask_dial_back(
+    hub: &Hub,
+    endpoint_id: &str,
+    token: String,
+    what: DialBack,
+    via: Option<String>,
+) -> Result<(), CallError> {
+    match what {
+        DialBack::Stream { path, grant } => {
+            hub.control
+                .stream_file(endpoint_id, token, path, grant, via)
+        }
+        DialBack::Upload {
+            path,
+            grant,
+            upload,
+        } => hub
+            .control
+            .upload_file(endpoint_id, token, path, grant, upload, via),
+    }
+}
+
 fn post(hub: &Hub, instance: &str, request: &Request, within: Duration) -> Result<i64, CallError> {
     let payload = serde_json::to_string(request).map_err(|e| {
         tracing::error!(error = %e, "cannot encode a message for another hub instance");
@@ -535,6 +639,15 @@ async fn answer(hub: Arc<Hub>, message: crate::store::InstanceMessage) {
             .control
             .cancel_task(&endpoint_id, &task_id, through_attempt)
         {
+            Ok(()) => Reply::Done,
+            Err(e) => Reply::Failed { error: (&e).into() },
+        },
+        Ok(Request::DialBack {
+            endpoint_id,
+            token,
+            what,
+            via,
+        }) => match ask_dial_back(&hub, &endpoint_id, token, what, Some(via)) {
             Ok(()) => Reply::Done,
             Err(e) => Reply::Failed { error: (&e).into() },
         },

@@ -281,6 +281,9 @@ async fn accept_loop(
     let listener = TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    if let Ok(local) = listener.local_addr() {
+        hub.instance.listening(local);
+    }
     let acceptor = TlsAcceptor::from(tls);
     // The task routes wake the scheduler when they change a task.
     let router = crate::web::router(hub.clone()).layer(axum::Extension(wake));
