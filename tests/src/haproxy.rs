@@ -1,8 +1,8 @@
 //! HAProxy in front of several `ferry-hub serve` instances, as
 //! `docs/hub.md` deploys it: TCP mode, so TLS passes through and the hub
-//! still sees each endpoint's client certificate; `balance first`, so
-//! every connection goes to the first live instance and the others stand
-//! by; a health check that finds a dead instance within a second or two.
+//! still sees each endpoint's client certificate; `balance first` (every
+//! connection to the first live instance, the others stand by) or another
+//! algorithm ([`Front::balanced`]); a health check that finds a dead instance within a second or two.
 
 use crate::Daemon;
 use std::process::{Command, Stdio};

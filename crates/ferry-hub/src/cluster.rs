@@ -13,14 +13,20 @@
 //! scheduler that drives it can send the source its start directly.
 //!
 //! A command for an endpoint whose control link another instance holds
-//! (a file operation, a permission's probe, a task's cancel) goes there
-//! through the database ([`fs`], [`cancel_task`]): this instance leaves a
+//! (a file operation, a permission's probe, a task's cancel, an HTTPS
+//! file route's dial-back) goes there through the database ([`fs`],
+//! [`cancel_task`], [`dial_back`]): this instance leaves a
 //! message in `hub_messages` addressed to that instance and waits for its
 //! reply; the addressee's [`spawn_messenger`] takes it (woken by
 //! PostgreSQL's NOTIFY, else within [`POLL`]), makes the call over its
 //! own link, and writes the reply. An instance that died leaves its
 //! messages unanswered: the caller gives up at the call's deadline and
 //! says so ([`CallError::Unanswered`]), and expired rows are deleted.
+//! A destination's reports on a task go to the instance driving it
+//! ([`forward_report`]), and that instance learns from the database where
+//! the destination takes data connections ([`remote_peers`]). A relay
+//! dial-back for a task (`relay`) is still asked only of an endpoint
+//! linked to the driving instance.
 //!
 //! A SQLite database has one instance (it is a local file): a hub on one
 //! forgets every claim when it starts, so a restart resumes its tasks at

@@ -185,7 +185,7 @@ pub enum CallError {
     /// A dial-back (HTTPS file access) asked of an endpoint whose link
     /// another hub instance holds: its dial-back could land anywhere.
     #[error(
-        "the endpoint is connected to another hub instance; retry, or put the instances behind `balance first` (docs/hub.md)"
+        "the endpoint is connected to another hub instance, and this one listens on no address it can be told to dial back to; set `listen` to this instance's own address (docs/hub.md)"
     )]
     Elsewhere,
 }
