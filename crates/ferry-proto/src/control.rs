@@ -1237,6 +1237,26 @@ impl HubConnection {
 
 #[cfg(test)]
 mod tests {
+    /// A dial-back address is `HOST:PORT` or nothing: anything else would
+    /// send an endpoint somewhere the hub did not mean.
+    #[test]
+    fn only_a_host_and_port_is_a_dial_back_address() {
+        for good in ["127.0.0.1:8443", "hub-2.example.org:443", "[::1]:9000"] {
+            assert!(valid_via(good), "{good}");
+        }
+        for bad in [
+            "",
+            "hub",
+            "hub:",
+            ":443",
+            "hub:0",
+            "hub:99999",
+            "a b:1",
+            &"h".repeat(MAX_VIA),
+        ] {
+            assert!(!valid_via(bad), "{bad}");
+        }
+    }
     use super::*;
     use crate::api::FsOutcome;
     use crate::wire_path::WirePath;
