@@ -620,12 +620,23 @@ fn drive_endpoint(t0: Instant, input: &[u8]) {
                     (Endpoint::Ready, Ok(HubMessage::Revoked { endpoint_ids })) => {
                         assert_eq!(result, Ok(vec![EndpointEvent::Revoked { endpoint_ids }]))
                     }
-                    (Endpoint::Ready, Ok(HubMessage::FileStream { token, path, grant })) => {
-                        assert_eq!(
-                            result,
-                            Ok(vec![EndpointEvent::FileStream { token, path, grant }])
-                        )
-                    }
+                    (
+                        Endpoint::Ready,
+                        Ok(HubMessage::FileStream {
+                            token,
+                            path,
+                            grant,
+                            via,
+                        }),
+                    ) => assert_eq!(
+                        result,
+                        Ok(vec![EndpointEvent::FileStream {
+                            token,
+                            path,
+                            grant,
+                            via: via.filter(|v| ferry_proto::control::valid_via(v)),
+                        }])
+                    ),
                     (
                         Endpoint::Ready,
                         Ok(HubMessage::FileUpload {
@@ -633,6 +644,7 @@ fn drive_endpoint(t0: Instant, input: &[u8]) {
                             path,
                             grant,
                             upload,
+                            via,
                         }),
                     ) => assert_eq!(
                         result,
@@ -640,7 +652,8 @@ fn drive_endpoint(t0: Instant, input: &[u8]) {
                             token,
                             path,
                             grant,
-                            upload
+                            upload,
+                            via: via.filter(|v| ferry_proto::control::valid_via(v)),
                         }])
                     ),
                 }

@@ -1,8 +1,8 @@
 //! HAProxy in front of several `ferry-hub serve` instances, as
 //! `docs/hub.md` deploys it: TCP mode, so TLS passes through and the hub
-//! still sees each endpoint's client certificate; `balance first`, so
-//! every connection goes to the first live instance and the others stand
-//! by; a health check that finds a dead instance within a second or two.
+//! still sees each endpoint's client certificate; `balance first` (every
+//! connection to the first live instance, the others stand by) or another
+//! algorithm ([`Front::balanced`]); a health check that finds a dead instance within a second or two.
 
 use crate::Daemon;
 use std::process::{Command, Stdio};
@@ -25,6 +25,14 @@ impl Front {
     /// HAProxy on a free loopback port, forwarding to the instances on
     /// `backends` (loopback ports), in that order of preference.
     pub fn start(backends: &[u16]) -> Self {
+        Self::balanced(backends, "first")
+    }
+
+    /// As [`Front::start`], spreading connections by HAProxy's `balance`
+    /// algorithm `how` (`roundrobin`: each new connection to the next
+    /// instance, so one user's commands and the endpoints' links land on
+    /// different instances).
+    pub fn balanced(backends: &[u16], how: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = crate::closed_loopback_port();
         let servers: String = backends
@@ -36,9 +44,9 @@ impl Front {
             .collect();
         let config = format!(
             "global\n    maxconn 512\n\
-             defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 1h\n    timeout server 1h\n\
+             defaults\n    mode tcp\n    option redispatch\n    retries 3\n    timeout connect 2s\n    timeout client 1h\n    timeout server 1h\n\
              frontend hub\n    bind 127.0.0.1:{port}\n    default_backend hubs\n\
-             backend hubs\n    balance first\n{servers}"
+             backend hubs\n    balance {how}\n{servers}"
         );
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, config).unwrap();

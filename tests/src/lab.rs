@@ -99,6 +99,7 @@ pub struct LabBuilder {
     dst_settings: String,
     alice_email: Option<String>,
     instances: usize,
+    balance: &'static str,
 }
 
 impl std::fmt::Debug for LabBuilder {
@@ -142,6 +143,13 @@ impl LabBuilder {
         assert!(n >= 1, "at least one instance");
         assert!(self.proxy != Some(Proxied::Control), "one way to the hub");
         self.instances = n;
+        self
+    }
+
+    /// The front's `balance` algorithm over the instances (default
+    /// `first`: one instance serves while it lives).
+    pub fn balance(mut self, how: &'static str) -> Self {
+        self.balance = how;
         self
     }
 
@@ -304,7 +312,7 @@ impl LabBuilder {
             }
             let mut backends = vec![hub.port];
             backends.extend(instances.iter().map(|(port, _)| *port));
-            let f = Front::start(&backends);
+            let f = Front::balanced(&backends, self.balance);
             // The hub's certificate names 127.0.0.1, so TLS verifies
             // through the front as it does directly.
             for user in [&src, &dst] {
@@ -385,6 +393,7 @@ impl Lab {
             dst_settings: String::new(),
             alice_email: None,
             instances: 1,
+            balance: "first",
         }
     }
 
@@ -412,6 +421,18 @@ impl Lab {
             n => self.instances[n - 1].0,
         };
         format!("https://127.0.0.1:{port}")
+    }
+
+    /// Instance `n`'s log (0: `lab.hub`'s); empty once it was killed.
+    pub fn instance_log(&self, n: usize) -> String {
+        match n {
+            0 => self.hub.log(),
+            n => self.instances[n - 1]
+                .1
+                .as_ref()
+                .map(|d| d.log())
+                .unwrap_or_default(),
+        }
     }
 
     /// The logs of every hub instance still running, for a failure's message.

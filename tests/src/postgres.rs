@@ -52,6 +52,14 @@ impl Schema {
         )
     }
 
+    /// What `sql` returns in this schema, as `psql -tA` prints it.
+    pub fn query(&self, sql: &str) -> String {
+        psql(
+            &self.server,
+            &format!("SET search_path TO {}; {sql}", self.name),
+        )
+    }
+
     /// How many rows `table` of this schema holds.
     pub fn count(&self, table: &str) -> u64 {
         psql(

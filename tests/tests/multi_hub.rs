@@ -1,11 +1,14 @@
 //! Several hub instances over one PostgreSQL database behind HAProxy in
 //! TCP mode, as `docs/hub.md` deploys them: two `ferry-hub serve`
 //! processes of one state dir, the endpoints' daemons and alice's verbs
-//! reaching them only through the front (`balance first`: the second
-//! instance stands by). The instance driving the tasks is killed with -9
+//! reaching them only through the front. With `balance first` the second
+//! instance stands by; the instance driving the tasks is killed with -9
 //! while their data flows; the daemons reconnect through the front to the
 //! other instance, which takes the tasks over once their leases end, and
-//! every task succeeds with the trees identical.
+//! every task succeeds with the trees identical. With `balance
+//! roundrobin` the endpoints and alice's commands are spread over both
+//! instances: each command reaches the endpoint through whichever holds
+//! its link, and a kill -9 mid-task still leaves every task SUCCEEDED.
 //!
 //! Without `FERRY_TEST_POSTGRES` (and psql) the test says SKIPPED, a
 //! failure with `FERRY_REQUIRE_POSTGRES=1`; without `haproxy` likewise,
@@ -123,9 +126,175 @@ fn killing_the_instance_driving_tasks_leaves_them_to_another_and_all_succeed() {
     drop(schema);
 }
 
+/// HAProxy's `balance roundrobin`: every new connection goes to the next
+/// instance, so alice's commands alternate between the instances and
+/// reach the one not holding the endpoint's control link every other
+/// time. Listings, directories made and permissions' probes still answer,
+/// each time; failed sign-ins count across instances.
+#[test]
+fn round_robin_routes_each_command_to_the_instance_holding_the_endpoint() {
+    let server = match postgres::test_server() {
+        Ok(server) => server,
+        Err(why) => {
+            skip(why);
+            return;
+        }
+    };
+    if !Front::available() {
+        assert!(
+            std::env::var("FERRY_REQUIRE_HAPROXY").as_deref() != Ok("1"),
+            "FERRY_REQUIRE_HAPROXY=1 but haproxy is not installed"
+        );
+        skip("no haproxy (Debian: apt-get install haproxy)");
+        return;
+    }
+    let schema = Schema::create(&server);
+    let lab = Lab::builder()
+        .hub_setting(&format!("database = \"{}\"", schema.url()))
+        .instances(2)
+        .balance("roundrobin")
+        .start();
+    lab.src.wait_hub_state("connected", LIMIT);
+    lab.dst.wait_hub_state("connected", LIMIT);
+    wait_until(LIMIT, "both endpoints' links recorded", || {
+        schema.count("control_links") == 2
+    });
+    let links = schema.query("SELECT instance_id FROM control_links ORDER BY endpoint_id");
+    eprintln!("control links on instances: {links:?}");
+
+    fs::create_dir_all(lab.src.home.join("listed")).unwrap();
+    fs::write(lab.src.home.join("listed/marker"), b"here").unwrap();
+    for n in 0..10 {
+        let listed = lab.ferry(&["ls", "src:/~/listed"]);
+        assert_eq!(
+            listed.code,
+            Some(0),
+            "ls #{n}: {}\n{}",
+            listed.stderr,
+            lab.hub_logs()
+        );
+        assert!(
+            listed.stdout.contains("marker"),
+            "ls #{n}: {}",
+            listed.stdout
+        );
+        // Three commands a round: each lands on either instance in turn.
+        let other = lab.ferry(&["ls", "dst:/~/"]);
+        assert_eq!(other.code, Some(0), "ls dst #{n}: {}", other.stderr);
+        let made = lab.ferry(&["mkdir", &format!("dst:/~/made-{n}")]);
+        assert_eq!(made.code, Some(0), "mkdir #{n}: {}", made.stderr);
+        assert!(
+            lab.dst.home.join(format!("made-{n}")).is_dir(),
+            "mkdir #{n}"
+        );
+    }
+    // Both instances served some of them, each over the other's link.
+    let routed = |n: usize| {
+        lab.instance_log(n)
+            .matches("made over this instance's link")
+            .count()
+    };
+    assert!(
+        routed(0) + routed(1) >= 5,
+        "commands routed: {} and {}\n{}",
+        routed(0),
+        routed(1),
+        lab.hub_logs()
+    );
+
+    // HTTPS file reads: the endpoint dials back to the instance serving
+    // the request, told its own address, wherever its link is.
+    fs::write(lab.src.home.join("fetched.txt"), b"fetched over https").unwrap();
+    for n in 0..10 {
+        let got = lab.ferry(&["get", "src:/~/fetched.txt", "-"]);
+        assert_eq!(
+            got.code,
+            Some(0),
+            "get #{n}: {}\n{}",
+            got.stderr,
+            lab.hub_logs()
+        );
+        assert_eq!(got.stdout, "fetched over https", "get #{n}");
+    }
+
+    // Transfers, each driven by the instance holding its source's link,
+    // its destination's reports passed to it from the other instance.
+    for n in 0..10u32 {
+        let name = format!("small-{n}");
+        fs::write(lab.src.home.join(&name), pattern(10_000 + n as usize, n)).unwrap();
+        let id = lab.transfer(&[&format!("src:/~/{name}"), &format!("dst:/~/{name}")]);
+        let task = lab.wait(&id);
+        assert_eq!(task["status"], "SUCCEEDED", "{task}\n{}", lab.hub_logs());
+        assert_eq!(
+            fs::read(lab.dst.home.join(&name)).unwrap(),
+            pattern(10_000 + n as usize, n)
+        );
+    }
+
+    // Five wrong passwords spread over both instances lock alice's
+    // account on each: neither instance saw five in its own memory.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for n in 0..5 {
+        let status = runtime.block_on(sign_in_with(&lab, n % 2, n % 2, "wrong"));
+        assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "failure #{n}");
+    }
+    for to in 0..2 {
+        let status = runtime.block_on(sign_in_with(&lab, to, to, "correct horse battery"));
+        assert_eq!(
+            status,
+            reqwest::StatusCode::TOO_MANY_REQUESTS,
+            "instance {to} let alice in after five failures elsewhere"
+        );
+    }
+    assert!(schema.count("login_failures") >= 1);
+
+    // kill -9 one instance while tasks run: whichever of source and
+    // destination it held, the daemons redial through the front and every
+    // task still succeeds.
+    let mut lab = lab;
+    let mut tasks = Vec::new();
+    for n in 0..2u32 {
+        let dir = lab.src.home.join(format!("killed-{n}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("large.bin"), pattern(2_000_000 + n as usize, n)).unwrap();
+        fs::write(dir.join("small"), pattern(1000, n)).unwrap();
+        let id = lab.transfer(&[
+            "-r",
+            &format!("src:/~/killed-{n}"),
+            &format!("dst:/~/killed-{n}"),
+            "--bwlimit",
+            "1M",
+        ]);
+        tasks.push((dir, id));
+    }
+    let first = lab.dst.home.join("killed-0");
+    wait_until(LIMIT, "data flowing into the first task", || {
+        fs::read_dir(&first).is_ok_and(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().as_bytes().starts_with(b".ferry."))
+        })
+    });
+    lab.kill_instance(0);
+    lab.src.wait_hub_state("connected", LIMIT);
+    lab.dst.wait_hub_state("connected", LIMIT);
+    for (dir, id) in &tasks {
+        let task = lab.wait(id);
+        assert_eq!(task["status"], "SUCCEEDED", "{task}\n{}", lab.hub_logs());
+        let name = dir.file_name().unwrap();
+        assert_eq!(tree(&lab.dst.home.join(name)), tree(dir), "task {id}");
+    }
+    drop(lab);
+    drop(schema);
+}
+
 /// Fetches the sign-in form from instance `from`, posts it with alice's
 /// password to instance `to`; the answer's status.
 async fn sign_in_across(lab: &Lab, from: usize, to: usize) -> reqwest::StatusCode {
+    sign_in_with(lab, from, to, "correct horse battery").await
+}
+
+/// As [`sign_in_across`], with `password`.
+async fn sign_in_with(lab: &Lab, from: usize, to: usize, password: &str) -> reqwest::StatusCode {
     let http = lab.hub.web_client();
     let page = http
         .get(format!("{}/login", lab.instance_url(from)))
@@ -151,7 +320,7 @@ async fn sign_in_across(lab: &Lab, from: usize, to: usize) -> reqwest::StatusCod
         })
         .collect();
     fields.push(("username".into(), "alice".into()));
-    fields.push(("password".into(), "correct horse battery".into()));
+    fields.push(("password".into(), password.into()));
     http.post(format!("{}/login", lab.instance_url(to)))
         .header("cookie", cookie.join("; "))
         .header("sec-fetch-site", "same-origin")

@@ -4,7 +4,7 @@
 //! hub asks for a grantee, exactly as file operations are: whatever the
 //! hub asks, this endpoint decides what it reads.
 
-use crate::hub_dial::{HubStream, dial_hub};
+use crate::hub_dial::{HubStream, dial_hub_via};
 use ferry_endpoint::EndpointDir;
 use ferry_paths::Temporary;
 use ferry_paths::{Policy, RootedFs};
@@ -39,6 +39,8 @@ pub(crate) struct FileRequest {
     pub token: String,
     pub path: WirePath,
     pub grant: Option<ShareGrant>,
+    /// The hub instance to dial back to, if the hub named one.
+    pub via: Option<String>,
 }
 
 /// Dials back and serves the request; every failure is logged here.
@@ -49,10 +51,11 @@ pub(crate) async fn serve(request: FileRequest) {
     let hello = RelayHello::Dialback {
         token: request.token.clone(),
     };
-    let mut stream = match dial_hub(&request.url, &request.dir, &hello).await {
-        Ok(s) => s,
-        Err(e) => return tracing::warn!(error = %e, "cannot dial the hub back for a file"),
-    };
+    let mut stream =
+        match dial_hub_via(&request.url, request.via.as_deref(), &request.dir, &hello).await {
+            Ok(s) => s,
+            Err(e) => return tracing::warn!(error = %e, "cannot dial the hub back for a file"),
+        };
     let path = request.path.clone();
     let grant = request.grant.clone();
     let (policy, home) = (request.policy.clone(), request.home.clone());
@@ -290,7 +293,7 @@ pub(crate) async fn take_upload(request: UploadRequest) {
     let hello = RelayHello::Dialback {
         token: req.token.clone(),
     };
-    let mut stream = match dial_hub(&req.url, &req.dir, &hello).await {
+    let mut stream = match dial_hub_via(&req.url, req.via.as_deref(), &req.dir, &hello).await {
         Ok(s) => s,
         Err(e) => return tracing::warn!(error = %e, "cannot dial the hub back for an upload"),
     };

@@ -31,11 +31,30 @@ pub(crate) async fn dial_hub(
     dir: &EndpointDir,
     hello: &RelayHello,
 ) -> Result<HubStream, DialError> {
+    dial_hub_via(url, None, dir, hello).await
+}
+
+/// As [`dial_hub`], connecting to `via` (`HOST:PORT`, the hub instance
+/// that waits for this dial-back behind a front) when the hub named one;
+/// the hub's certificate is still verified by `url`'s name.
+pub(crate) async fn dial_hub_via(
+    url: &str,
+    via: Option<&str>,
+    dir: &EndpointDir,
+    hello: &RelayHello,
+) -> Result<HubStream, DialError> {
     let (host, port) = ferry_proto::api::https_host_port(url).map_err(DialError::Connect)?;
     let server_name = rustls_pki_types::ServerName::try_from(host.clone())
         .map_err(|_| DialError::Connect(format!("{host:?} is not a valid hub host name")))?;
     let config = tls_config(dir, relay::ALPN)
         .map_err(|e| DialError::Connect(format!("cannot load the endpoint's credentials: {e}")))?;
+    let (host, port) = match via.and_then(|v| v.rsplit_once(':')) {
+        Some((h, p)) => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse::<u16>().unwrap_or(port),
+        ),
+        None => (host, port),
+    };
     let tcp = dial(&host, port).await.map_err(DialError::Connect)?;
     let _ = tcp.set_nodelay(true);
     let connector = tokio_rustls::TlsConnector::from(config);

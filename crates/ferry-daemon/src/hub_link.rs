@@ -428,7 +428,7 @@ where
                                     let _ = done.blocking_send((id, outcome));
                                 });
                             }
-                            EndpointEvent::FileStream { token, path, grant } => {
+                            EndpointEvent::FileStream { token, path, grant, via } => {
                                 tokio::spawn(crate::file_serve::serve(crate::file_serve::FileRequest {
                                     url: ctx.url.clone(),
                                     dir: ctx.dir.clone(),
@@ -437,9 +437,10 @@ where
                                     token,
                                     path,
                                     grant,
+                                    via,
                                 }));
                             }
-                            EndpointEvent::FileUpload { token, path, grant, upload } => {
+                            EndpointEvent::FileUpload { token, path, grant, upload, via } => {
                                 tokio::spawn(crate::file_serve::take_upload(crate::file_serve::UploadRequest {
                                     file: crate::file_serve::FileRequest {
                                         url: ctx.url.clone(),
@@ -449,6 +450,7 @@ where
                                         token,
                                         path,
                                         grant,
+                                        via,
                                     },
                                     upload,
                                 }));

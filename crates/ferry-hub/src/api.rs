@@ -571,7 +571,7 @@ impl FromRequestParts<Arc<Hub>> for Registrant {
 
 fn info(hub: &Hub, row: EndpointRow) -> EndpointInfo {
     EndpointInfo {
-        connected: hub.control.is_connected(&row.id),
+        connected: crate::cluster::is_connected(hub, &row.id),
         id: row.id,
         display_name: row.display_name,
         owner: row.owner_name,

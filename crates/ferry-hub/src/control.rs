@@ -64,12 +64,14 @@ pub(crate) enum Command {
         token: String,
         path: ferry_proto::wire_path::WirePath,
         grant: Option<ShareGrant>,
+        via: Option<String>,
     },
     FileUpload {
         token: String,
         path: ferry_proto::wire_path::WirePath,
         grant: Option<ShareGrant>,
         upload: ferry_proto::file_stream::UploadAsk,
+        via: Option<String>,
     },
 }
 
@@ -178,6 +180,14 @@ pub enum CallError {
     Busy,
     #[error("the endpoint's ferry is too old for this; upgrade it")]
     Unsupported,
+    #[error("the endpoint's hub instance did not answer; try again")]
+    Unanswered,
+    /// A dial-back (HTTPS file access) asked of an endpoint whose link
+    /// another hub instance holds: its dial-back could land anywhere.
+    #[error(
+        "the endpoint is connected to another hub instance, and this one listens on no address it can be told to dial back to; set `listen` to this instance's own address (docs/hub.md)"
+    )]
+    Elsewhere,
 }
 
 /// The endpoints connected now.
@@ -208,6 +218,12 @@ impl Registry {
 
     fn notify(&self, notice: Notice) {
         let _ = self.notices.send(notice);
+    }
+
+    /// A notice heard by another hub instance, for this one's scheduler
+    /// (`cluster::forward_report`).
+    pub(crate) fn relay_notice(&self, notice: Notice) {
+        self.notify(notice);
     }
 
     /// The endpoint's control link as people read it: connected since when
@@ -314,21 +330,31 @@ impl Registry {
         )
     }
 
-    /// Asks an endpoint to dial back with `token` and serve the file at
-    /// `path` (see `ferry_proto::file_stream`).
+    /// Asks an endpoint to dial back with `token` (to `via`, this hub
+    /// instance's own address, when it is one of several behind a front)
+    /// and serve the file at `path` (see `ferry_proto::file_stream`).
     pub fn stream_file(
         &self,
         endpoint_id: &str,
         token: String,
         path: ferry_proto::wire_path::WirePath,
         grant: Option<ShareGrant>,
+        via: Option<String>,
     ) -> Result<(), CallError> {
         if self.is_connected(endpoint_id)
             && !self.has_feature(endpoint_id, ferry_proto::control::FEATURE_FILE_STREAM)
         {
             return Err(CallError::Unsupported);
         }
-        self.command(endpoint_id, Command::FileStream { token, path, grant })
+        self.command(
+            endpoint_id,
+            Command::FileStream {
+                token,
+                path,
+                grant,
+                via,
+            },
+        )
     }
 
     /// Asks an endpoint to dial back with `token` and take an upload.
@@ -339,6 +365,7 @@ impl Registry {
         path: ferry_proto::wire_path::WirePath,
         grant: Option<ShareGrant>,
         upload: ferry_proto::file_stream::UploadAsk,
+        via: Option<String>,
     ) -> Result<(), CallError> {
         if self.is_connected(endpoint_id)
             && !self.has_feature(endpoint_id, ferry_proto::control::FEATURE_FILE_UPLOAD)
@@ -352,6 +379,7 @@ impl Registry {
                 path,
                 grant,
                 upload,
+                via,
             },
         )
     }
@@ -773,13 +801,13 @@ pub async fn serve_connection<S>(
                         break Err(e.to_string());
                     }
                 }
-                Some(Command::FileStream { token, path, grant }) => {
-                    if let Err(e) = conn.stream_file(&token, path, grant) {
+                Some(Command::FileStream { token, path, grant, via }) => {
+                    if let Err(e) = conn.stream_file(&token, path, grant, via) {
                         break Err(e.to_string());
                     }
                 }
-                Some(Command::FileUpload { token, path, grant, upload }) => {
-                    if let Err(e) = conn.upload_file(&token, path, grant, upload) {
+                Some(Command::FileUpload { token, path, grant, upload, via }) => {
+                    if let Err(e) = conn.upload_file(&token, path, grant, upload, via) {
                         break Err(e.to_string());
                     }
                 }

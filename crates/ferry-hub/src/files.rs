@@ -102,7 +102,7 @@ pub async fn operate(
     let store = &*hub.store;
     let refused = |reason: &str| refuse(hub, who, &row.id, &entry, reason);
     let permission = grant.as_ref().map(|g| g.permission_id.clone());
-    match hub.control.fs(&row.id, op.clone(), grant, FS_WITHIN).await {
+    match crate::cluster::fs(hub, &row.id, op.clone(), grant, FS_WITHIN).await {
         Ok(FsOutcome::Failed { message }) => {
             if permission.is_some() {
                 refused(&message);

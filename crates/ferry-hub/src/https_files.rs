@@ -173,9 +173,14 @@ pub(crate) async fn stream(
         name: row.display_name.clone(),
         reason,
     };
-    let (permit, mut stream) = dial_back(hub, row, |token| {
-        hub.control.stream_file(&row.id, token, path.clone(), grant)
-    })
+    let (permit, mut stream) = dial_back(
+        hub,
+        row,
+        crate::cluster::DialBack::Stream {
+            path: path.clone(),
+            grant,
+        },
+    )
     .await?;
     let head = tokio::time::timeout(DIAL_WITHIN, read_head(&mut stream))
         .await
@@ -479,7 +484,7 @@ impl http_body::Body for FileBody {
 async fn dial_back(
     hub: &Hub,
     row: &crate::store::EndpointRow,
-    ask: impl FnOnce(String) -> Result<(), CallError>,
+    what: crate::cluster::DialBack,
 ) -> Result<(OwnedSemaphorePermit, RelayStream), StreamError> {
     let broken = |reason: String| StreamError::Broken {
         name: row.display_name.clone(),
@@ -495,7 +500,7 @@ async fn dial_back(
         .rendezvous
         .expect(&row.id, DIAL_WITHIN)
         .map_err(|e| broken(e.to_string()))?;
-    match ask(token) {
+    match crate::cluster::dial_back(hub, &row.id, token, what).await {
         Ok(()) => {}
         Err(CallError::Offline) => {
             return Err(FilesError::Offline {
@@ -707,10 +712,15 @@ pub async fn upload(
         total: piece.total,
         sha256: piece.sha256.clone(),
     };
-    let (_permit, mut stream) = dial_back(hub, &row, |token| {
-        hub.control
-            .upload_file(&row.id, token, path.clone(), grant, ask)
-    })
+    let (_permit, mut stream) = dial_back(
+        hub,
+        &row,
+        crate::cluster::DialBack::Upload {
+            path: path.clone(),
+            grant,
+            upload: ask,
+        },
+    )
     .await?;
     let head: file_stream::UploadHead = tokio::time::timeout(DIAL_WITHIN, read_frame(&mut stream))
         .await

@@ -169,15 +169,14 @@ async fn probe(hub: &Hub, endpoint: &EndpointRow, link: &LinkRow) -> Result<(), 
     let shown = String::from_utf8_lossy(&link.path).into_owned();
     let path = WirePath::from_bytes(link.path.clone());
     let unreachable = |e: String| LinkError::Sharing(SharingError::Unreachable(e));
-    match hub
-        .control
-        .fs(
-            &endpoint.id,
-            FsOp::List { path: path.clone() },
-            Some(grant_of(link)),
-            crate::files::FS_WITHIN,
-        )
-        .await
+    match crate::cluster::fs(
+        hub,
+        &endpoint.id,
+        FsOp::List { path: path.clone() },
+        Some(grant_of(link)),
+        crate::files::FS_WITHIN,
+    )
+    .await
     {
         Ok(FsOutcome::Listing { .. }) => return Ok(()),
         Ok(_) => {}
@@ -354,15 +353,14 @@ pub async fn serve(
         )
     };
     // A directory is listed; anything else is read as a file.
-    match hub
-        .control
-        .fs(
-            &row.id,
-            FsOp::List { path: wire.clone() },
-            Some(grant.clone()),
-            crate::files::FS_WITHIN,
-        )
-        .await
+    match crate::cluster::fs(
+        hub,
+        &row.id,
+        FsOp::List { path: wire.clone() },
+        Some(grant.clone()),
+        crate::files::FS_WITHIN,
+    )
+    .await
     {
         Ok(FsOutcome::Listing { entries, truncated }) => {
             drop(hold);

@@ -236,7 +236,13 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
             .with_endpoint_lifetime(config.endpoint_cert_lifetime_secs),
         store: store.clone(),
         control,
-        logins: LoginLimiter::default(),
+        // Instances sharing a database share their counts of failed
+        // sign-ins; one hub on SQLite keeps them in memory, as it always did.
+        logins: if config.database.is_some() {
+            LoginLimiter::shared(store.clone())
+        } else {
+            LoginLimiter::default()
+        },
         password_checks: PasswordChecks::new(
             config.max_password_checks,
             config.max_password_checks_queued,
@@ -263,6 +269,7 @@ pub fn serve(dir: HubDir, listen: Option<String>) -> anyhow::Result<()> {
         // Before the listener, so it hears every endpoint's first connect.
         let wake = crate::tasks::spawn(hub.clone(), notices);
         crate::timers::spawn(hub.clone(), wake.clone());
+        crate::cluster::spawn_messenger(hub.clone());
         accept_loop(hub.clone(), Arc::new(tls), listen, wake).await
     });
     // The scheduler stops with the runtime, so nothing claims again after
@@ -281,6 +288,9 @@ async fn accept_loop(
     let listener = TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    if let Ok(local) = listener.local_addr() {
+        hub.instance.listening(local);
+    }
     let acceptor = TlsAcceptor::from(tls);
     // The task routes wake the scheduler when they change a task.
     let router = crate::web::router(hub.clone()).layer(axum::Extension(wake));

@@ -257,15 +257,14 @@ pub async fn create_permission(
         path: WirePath::from_bytes(permission.path.clone()),
     };
     let shown = String::from_utf8_lossy(&permission.path).into_owned();
-    match hub
-        .control
-        .fs(
-            &endpoint.id,
-            probe,
-            Some(grant_of(&permission)),
-            crate::files::FS_WITHIN,
-        )
-        .await
+    match crate::cluster::fs(
+        hub,
+        &endpoint.id,
+        probe,
+        Some(grant_of(&permission)),
+        crate::files::FS_WITHIN,
+    )
+    .await
     {
         Ok(FsOutcome::Failed { message }) => {
             audit::record(

@@ -1013,11 +1013,22 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut initial = true;
     let mut revocations = Revocations::default();
+    // The links other instances hold of the endpoints of the tasks this
+    // one drives (`cluster::remote_peers`).
+    let mut remote = HashMap::new();
     loop {
         let input = tokio::select! {
             notice = notices.recv() => match notice {
                 Some(notice) => {
                     crate::cluster::noticed(&hub, &notice);
+                    if let Notice::Connected { endpoint_id, .. } | Notice::Disconnected { endpoint_id } = &notice {
+                        // Its link is (or was) this instance's: if another
+                        // instance holds it next, that is news again.
+                        remote.remove(endpoint_id);
+                    }
+                    if crate::cluster::forward_report(&hub, &notice) {
+                        continue;
+                    }
                     vec![from_notice(&hub, notice)]
                 }
                 // The registry is gone: the hub is stopping.
@@ -1025,7 +1036,12 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
             },
             _ = tick.tick() => {
                 revocations.sweep(&hub);
-                sweep(&hub, &mut initial)
+                let mut inputs = sweep(&hub, &mut initial);
+                // Before the sweep's inputs: a task claimed now sees its
+                // remote peers connected when it is scheduled.
+                let mut peers = crate::cluster::remote_peers(&hub, &mut remote);
+                peers.append(&mut inputs);
+                peers
             }
             _ = wake.0.notified() => sweep(&hub, &mut initial),
         };
@@ -1242,9 +1258,8 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                 task_id,
                 through_attempt,
             } => {
-                if let Err(e) = hub
-                    .control
-                    .cancel_task(&endpoint_id, &task_id, through_attempt)
+                if let Err(e) =
+                    crate::cluster::cancel_task(hub, &endpoint_id, &task_id, through_attempt)
                 {
                     tracing::debug!(task = %task_id, endpoint = %endpoint_id, error = %e, "cannot send a task cancel");
                 }

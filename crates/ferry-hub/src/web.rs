@@ -51,9 +51,26 @@ const MAX_TRACKED: usize = 100_000;
 ///
 /// Counts are kept for any account name, existing or not, so being limited
 /// reveals nothing about which accounts exist.
+///
+/// Instances sharing one database ([`LoginLimiter::shared`]) also count
+/// each settled failure there, per account and per address, and refuse
+/// once the database's count reaches the same limits: a guesser spreading
+/// attempts over the instances behind a front meets one limit. The
+/// database counts only settled failures; attempts in flight at once are
+/// counted by each instance in memory, as on a single hub.
 #[derive(Debug, Default)]
 pub struct LoginLimiter {
     failures: Mutex<Failures>,
+    shared: Option<Arc<dyn crate::store::Storage>>,
+}
+
+/// The database's key for an account's or an address's failures.
+fn account_row(account: &AccountKey) -> String {
+    format!("account:{}", crate::secrets::hex(account))
+}
+
+fn address_row(ip: &IpAddr) -> String {
+    format!("address:{ip}")
 }
 
 /// Account names are kept as their SHA-256: a user name may be 2 KiB, and
@@ -173,29 +190,31 @@ fn admit<K: std::hash::Hash + Eq + Clone>(
 /// (`may_clear`) only when no other attempt overlapped it: failures
 /// counted before it was admitted are then all settled ones, and no
 /// attempt admitted while it ran can have its count wiped. Otherwise a
-/// success only takes back its own count.
+/// success only takes back its own count. Whether it cleared the window.
 fn settle<K: std::hash::Hash + Eq>(
     map: &mut HashMap<K, Window>,
     key: &K,
     admitted: Admitted,
     outcome: Outcome,
     may_clear: bool,
-) {
+) -> bool {
     let Some(window) = map.get_mut(key) else {
-        return;
+        return false;
     };
     if window.start != admitted.start {
         // The window ended and another began; this attempt is not in it.
-        return;
+        return false;
     }
     window.in_flight = window.in_flight.saturating_sub(1);
     match outcome {
-        Outcome::Failed => {}
+        Outcome::Failed => false,
         Outcome::Succeeded if may_clear && admitted.alone && window.admitted == admitted.number => {
             map.remove(key);
+            true
         }
         Outcome::Succeeded | Outcome::Unchecked => {
             window.count = window.count.saturating_sub(1);
+            false
         }
     }
 }
@@ -206,6 +225,29 @@ impl LoginLimiter {
         self.failures
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A limiter whose counts every hub instance of `store` shares.
+    pub fn shared(store: Arc<dyn crate::store::Storage>) -> Self {
+        Self {
+            failures: Mutex::default(),
+            shared: Some(store),
+        }
+    }
+
+    /// How long until the database's count of `key`'s failures falls
+    /// under `max`, if it is not under. A database that cannot be read
+    /// says nothing: this instance's own counts still limit.
+    fn shared_block(&self, key: &str, max: u32, now: i64) -> Option<i64> {
+        let store = self.shared.as_ref()?;
+        match store.login_failures(key, now, LOGIN_WINDOW) {
+            Ok(Some((count, start))) if count >= max => Some(start + LOGIN_WINDOW - now),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the shared count of failed sign-ins");
+                None
+            }
+        }
     }
 
     /// Admits one attempt for this account from this address and counts it
@@ -219,17 +261,23 @@ impl LoginLimiter {
     ) -> Result<LoginAttempt<'_>, i64> {
         let account = account_key(account);
         let address = address.map(address_key);
+        let shared = self
+            .shared_block(&account_row(&account), MAX_FAILURES_PER_ACCOUNT, now)
+            .max(address.and_then(|ip| {
+                self.shared_block(&address_row(&ip), MAX_FAILURES_PER_ADDRESS, now)
+            }));
         let mut failures = self.lock();
         let by_account = blocked(&failures.accounts, &account, MAX_FAILURES_PER_ACCOUNT, now);
         let by_address =
             address.and_then(|ip| blocked(&failures.addresses, &ip, MAX_FAILURES_PER_ADDRESS, now));
-        if let Some(wait) = by_account.max(by_address) {
+        if let Some(wait) = by_account.max(by_address).max(shared) {
             return Err(wait);
         }
         let in_account = admit(&mut failures.accounts, account, now);
         let in_address = address.map(|ip| (ip, admit(&mut failures.addresses, ip, now)));
         Ok(LoginAttempt {
             limiter: self,
+            now,
             account,
             in_account,
             in_address,
@@ -245,6 +293,8 @@ impl LoginLimiter {
 #[must_use = "an attempt dropped unsettled counts as a failure"]
 pub struct LoginAttempt<'a> {
     limiter: &'a LoginLimiter,
+    /// When it was admitted: its failure counts in the shared window then.
+    now: i64,
     account: AccountKey,
     in_account: Admitted,
     in_address: Option<(IpAddr, Admitted)>,
@@ -274,16 +324,42 @@ impl LoginAttempt<'_> {
         if std::mem::replace(&mut self.settled, true) {
             return;
         }
-        let mut failures = self.limiter.lock();
-        settle(
-            &mut failures.accounts,
-            &self.account,
-            self.in_account,
-            outcome,
-            true,
-        );
-        if let Some((ip, admitted)) = self.in_address {
-            settle(&mut failures.addresses, &ip, admitted, outcome, false);
+        let cleared = {
+            let mut failures = self.limiter.lock();
+            let cleared = settle(
+                &mut failures.accounts,
+                &self.account,
+                self.in_account,
+                outcome,
+                true,
+            );
+            if let Some((ip, admitted)) = self.in_address {
+                settle(&mut failures.addresses, &ip, admitted, outcome, false);
+            }
+            cleared
+        };
+        let Some(store) = &self.limiter.shared else {
+            return;
+        };
+        let now = self.now;
+        let written = match outcome {
+            Outcome::Failed => store
+                .add_login_failure(&account_row(&self.account), now, LOGIN_WINDOW)
+                .and_then(|_| match self.in_address {
+                    Some((ip, _)) => store
+                        .add_login_failure(&address_row(&ip), now, LOGIN_WINDOW)
+                        .map(|_| ()),
+                    None => Ok(()),
+                }),
+            // The same rule as in memory: only a success no other attempt
+            // overlapped here clears the account's shared count.
+            Outcome::Succeeded if cleared => {
+                store.clear_login_failures(&account_row(&self.account))
+            }
+            Outcome::Succeeded | Outcome::Unchecked => Ok(()),
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot count a sign-in in the shared database");
         }
     }
 }
@@ -661,6 +737,39 @@ mod tests {
 
     fn fail(limiter: &LoginLimiter, account: &str, ip: Option<IpAddr>, now: i64) {
         limiter.begin(account, ip, now).unwrap().failed();
+    }
+
+    #[test]
+    fn limiters_sharing_a_database_count_failures_together() {
+        let store: Arc<dyn crate::store::Storage> =
+            Arc::new(crate::store::SqliteStore::in_memory().unwrap());
+        let (a, b) = (
+            LoginLimiter::shared(store.clone()),
+            LoginLimiter::shared(store.clone()),
+        );
+        for n in 0..MAX_FAILURES_PER_ACCOUNT {
+            let limiter = if n % 2 == 0 { &a } else { &b };
+            assert_eq!(blocked_for(limiter, "alice", None, 1000), None);
+            fail(limiter, "alice", None, 1000);
+        }
+        // Neither counted five in memory; the database did.
+        let fresh = LoginLimiter::shared(store.clone());
+        for limiter in [&a, &b, &fresh] {
+            assert!(blocked_for(limiter, "alice", None, 1001).is_some());
+        }
+        assert_eq!(blocked_for(&fresh, "bob", None, 1001), None);
+        assert_eq!(
+            blocked_for(&fresh, "alice", None, 1000 + LOGIN_WINDOW),
+            None
+        );
+        // A success alone clears the account everywhere.
+        let c = LoginLimiter::shared(store);
+        fail(&c, "carol", None, 2000);
+        c.begin("carol", None, 2001).unwrap().succeeded();
+        assert_eq!(
+            fresh.shared_block(&account_row(&account_key("carol")), 1, 2002),
+            None
+        );
     }
 
     #[test]

@@ -204,6 +204,12 @@ pub enum HubMessage {
         path: crate::wire_path::WirePath,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grant: Option<ShareGrant>,
+        /// Where to dial back (`HOST:PORT`) instead of the hub URL's
+        /// address, still verifying the hub's certificate by the URL's
+        /// name: the hub instance waiting for the connection, when several
+        /// serve behind one front. Absent: the hub URL's address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
     },
     /// Dial back with `token` and take (part of) an upload to `path` over
     /// that connection. Sent only to an endpoint whose hello named
@@ -214,6 +220,9 @@ pub enum HubMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grant: Option<ShareGrant>,
         upload: crate::file_stream::UploadAsk,
+        /// As for `FileStream`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
     },
     /// The answer to `renew_certificate`: the new certificate (PEM), or why not.
     Certificate {
@@ -411,11 +420,13 @@ pub enum EndpointEvent {
         task_id: String,
         through_attempt: Option<u32>,
     },
-    /// Dial back with `token` and serve the file at `path`.
+    /// Dial back with `token` (to `via` when there is one) and serve the
+    /// file at `path`.
     FileStream {
         token: String,
         path: crate::wire_path::WirePath,
         grant: Option<ShareGrant>,
+        via: Option<String>,
     },
     /// Dial back with `token` and take an upload to `path`.
     FileUpload {
@@ -423,7 +434,22 @@ pub enum EndpointEvent {
         path: crate::wire_path::WirePath,
         grant: Option<ShareGrant>,
         upload: crate::file_stream::UploadAsk,
+        via: Option<String>,
     },
+}
+
+/// Most bytes of a dial-back address (`HOST:PORT`).
+pub const MAX_VIA: usize = 300;
+
+/// A dial-back address an endpoint will use: `HOST:PORT`, short, printable,
+/// with a port; anything else is dropped and the endpoint dials the hub
+/// URL's address as before.
+pub fn valid_via(via: &str) -> bool {
+    via.len() <= MAX_VIA
+        && via.bytes().all(|b| b.is_ascii_graphic())
+        && via.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        })
 }
 
 #[derive(Debug)]
@@ -673,9 +699,20 @@ impl EndpointConnection {
             (EndpointState::Ready, HubMessage::Revoked { endpoint_ids }) => {
                 Ok(Some(EndpointEvent::Revoked { endpoint_ids }))
             }
-            (EndpointState::Ready, HubMessage::FileStream { token, path, grant }) => {
-                Ok(Some(EndpointEvent::FileStream { token, path, grant }))
-            }
+            (
+                EndpointState::Ready,
+                HubMessage::FileStream {
+                    token,
+                    path,
+                    grant,
+                    via,
+                },
+            ) => Ok(Some(EndpointEvent::FileStream {
+                token,
+                path,
+                grant,
+                via: via.filter(|v| valid_via(v)),
+            })),
             (
                 EndpointState::Ready,
                 HubMessage::FileUpload {
@@ -683,12 +720,14 @@ impl EndpointConnection {
                     path,
                     grant,
                     upload,
+                    via,
                 },
             ) => Ok(Some(EndpointEvent::FileUpload {
                 token,
                 path,
                 grant,
                 upload,
+                via: via.filter(|v| valid_via(v)),
             })),
             (EndpointState::Ready, HubMessage::Certificate { cert, refused }) => {
                 let result = match (cert, refused) {
@@ -1049,12 +1088,14 @@ impl HubConnection {
         Ok(id)
     }
 
-    /// Asks the endpoint to dial back with `token` and serve `path`.
+    /// Asks the endpoint to dial back with `token` (to `via` if given)
+    /// and serve `path`.
     pub fn stream_file(
         &mut self,
         token: &str,
         path: crate::wire_path::WirePath,
         grant: Option<ShareGrant>,
+        via: Option<String>,
     ) -> Result<(), ControlError> {
         if !matches!(self.state, HubState::Ready) {
             return Err(ControlError::Closed);
@@ -1063,6 +1104,7 @@ impl HubConnection {
             token: token.to_string(),
             path,
             grant,
+            via,
         });
         Ok(())
     }
@@ -1074,6 +1116,7 @@ impl HubConnection {
         path: crate::wire_path::WirePath,
         grant: Option<ShareGrant>,
         upload: crate::file_stream::UploadAsk,
+        via: Option<String>,
     ) -> Result<(), ControlError> {
         if !matches!(self.state, HubState::Ready) {
             return Err(ControlError::Closed);
@@ -1083,6 +1126,7 @@ impl HubConnection {
             path,
             grant,
             upload,
+            via,
         });
         Ok(())
     }
@@ -1193,6 +1237,26 @@ impl HubConnection {
 
 #[cfg(test)]
 mod tests {
+    /// A dial-back address is `HOST:PORT` or nothing: anything else would
+    /// send an endpoint somewhere the hub did not mean.
+    #[test]
+    fn only_a_host_and_port_is_a_dial_back_address() {
+        for good in ["127.0.0.1:8443", "hub-2.example.org:443", "[::1]:9000"] {
+            assert!(valid_via(good), "{good}");
+        }
+        for bad in [
+            "",
+            "hub",
+            "hub:",
+            ":443",
+            "hub:0",
+            "hub:99999",
+            "a b:1",
+            &"h".repeat(MAX_VIA),
+        ] {
+            assert!(!valid_via(bad), "{bad}");
+        }
+    }
     use super::*;
     use crate::api::FsOutcome;
     use crate::wire_path::WirePath;

@@ -165,6 +165,18 @@ pub const CHECKS: &[(&str, Check)] = &[
         "links_are_found_by_token_listed_per_creator_and_charged_within_budget",
         links_are_found_by_token_listed_per_creator_and_charged_within_budget,
     ),
+    (
+        "a_message_between_instances_is_taken_once_answered_and_purged",
+        a_message_between_instances_is_taken_once_answered_and_purged,
+    ),
+    (
+        "failed_sign_ins_count_in_a_window_and_clear",
+        failed_sign_ins_count_in_a_window_and_clear,
+    ),
+    (
+        "a_task_driver_sees_the_links_other_instances_hold_of_its_endpoints",
+        a_task_driver_sees_the_links_other_instances_hold_of_its_endpoints,
+    ),
 ];
 
 /// Runs every check, each on a store `fresh` makes, naming the one that
@@ -1748,4 +1760,110 @@ pub fn a_shared_key_is_the_first_one_stored(s: &dyn Storage) {
     assert_eq!(s.shared_key("login_csrf", "k1").unwrap(), "k1");
     assert_eq!(s.shared_key("login_csrf", "k2").unwrap(), "k1");
     assert_eq!(s.shared_key("other", "k3").unwrap(), "k3");
+}
+
+pub fn a_message_between_instances_is_taken_once_answered_and_purged(s: &dyn Storage) {
+    two_endpoints(s);
+    // Only a live instance's link is where an endpoint is.
+    s.set_control_link("e1", "b", 100).unwrap();
+    assert_eq!(s.control_link("e1", 100).unwrap(), None, "b is not alive");
+    s.claim_tasks("b", 100, 110).unwrap();
+    assert_eq!(s.control_link("e1", 105).unwrap().as_deref(), Some("b"));
+    assert_eq!(s.control_link("e1", 111).unwrap(), None, "b's mark ended");
+    assert_eq!(s.control_link("e2", 105).unwrap(), None);
+
+    let first = s.post_message("b", "{\"one\":1}", 100, 110).unwrap();
+    let second = s.post_message("b", "two", 101, 111).unwrap();
+    let late = s.post_message("b", "late", 90, 99).unwrap();
+    s.post_message("c", "for c", 100, 110).unwrap();
+    let taken = s.take_messages("b", 100, 10).unwrap();
+    let ids: Vec<i64> = taken.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [first, second], "oldest first, none past its deadline");
+    assert_eq!(taken[0].payload, "{\"one\":1}");
+    assert_eq!(taken[0].deadline, 110);
+    assert!(
+        s.take_messages("b", 100, 10).unwrap().is_empty(),
+        "taken once"
+    );
+    assert_eq!(s.message_reply(first).unwrap(), None);
+    s.answer_message(first, "done").unwrap();
+    assert_eq!(s.message_reply(first).unwrap().as_deref(), Some("done"));
+    s.drop_message(first).unwrap();
+    assert_eq!(s.message_reply(first).unwrap(), None);
+    s.answer_message(first, "gone").unwrap();
+    // The expired and the unanswered go at their deadline.
+    s.purge_messages(110, 0).unwrap();
+    assert_eq!(s.message_reply(late).unwrap(), None);
+    s.answer_message(second, "kept").unwrap();
+    assert_eq!(s.message_reply(second).unwrap().as_deref(), Some("kept"));
+    s.purge_messages(112, 0).unwrap();
+    assert_eq!(s.message_reply(second).unwrap(), None);
+    assert!(s.take_messages("c", 111, 10).unwrap().is_empty());
+}
+
+pub fn failed_sign_ins_count_in_a_window_and_clear(s: &dyn Storage) {
+    assert_eq!(s.login_failures("account:a", 100, 60).unwrap(), None);
+    assert_eq!(s.add_login_failure("account:a", 100, 60).unwrap(), 1);
+    assert_eq!(s.add_login_failure("account:a", 130, 60).unwrap(), 2);
+    assert_eq!(s.add_login_failure("address:x", 130, 60).unwrap(), 1);
+    assert_eq!(
+        s.login_failures("account:a", 150, 60).unwrap(),
+        Some((2, 100))
+    );
+    // The window ended: the next failure starts another.
+    assert_eq!(s.login_failures("account:a", 160, 60).unwrap(), None);
+    assert_eq!(s.add_login_failure("account:a", 165, 60).unwrap(), 1);
+    assert_eq!(
+        s.login_failures("account:a", 170, 60).unwrap(),
+        Some((1, 165))
+    );
+    s.clear_login_failures("account:a").unwrap();
+    assert_eq!(s.login_failures("account:a", 170, 60).unwrap(), None);
+    assert_eq!(
+        s.login_failures("address:x", 170, 60).unwrap(),
+        Some((1, 130))
+    );
+    s.purge_messages(0, 131).unwrap();
+    assert_eq!(s.login_failures("address:x", 170, 60).unwrap(), None);
+}
+
+pub fn a_task_driver_sees_the_links_other_instances_hold_of_its_endpoints(s: &dyn Storage) {
+    let uid = two_endpoints(s);
+    s.create_endpoint("e3", uid, "elsewhere", 0).unwrap();
+    s.create_task(&new_task("t1", uid, 1), "SUBMITTED", "x")
+        .unwrap();
+    assert_eq!(s.task_claim("t1").unwrap(), None);
+    assert_eq!(s.claim_tasks("a", 100, 200).unwrap(), ["t1"]);
+    assert_eq!(s.task_claim("t1").unwrap().as_deref(), Some("a"));
+    s.claim_tasks("b", 100, 200).unwrap();
+    // The destination's link is b's; e3 is in no task of a's.
+    s.set_control_link("e2", "b", 101).unwrap();
+    s.set_control_link("e3", "b", 101).unwrap();
+    let details = LinkDetails {
+        data_address: Some("127.0.0.1:7000".into()),
+        relay: true,
+        paused: false,
+    };
+    s.set_link_details("e2", "b", &details).unwrap();
+    // Only the holder writes a link's details.
+    s.set_link_details("e2", "a", &LinkDetails::default())
+        .unwrap();
+    let remote = s.remote_links("a", 150).unwrap();
+    assert_eq!(
+        remote,
+        [RemoteLink {
+            endpoint_id: "e2".into(),
+            instance: "b".into(),
+            since: 101,
+            details,
+        }]
+    );
+    assert!(
+        s.remote_links("b", 150).unwrap().is_empty(),
+        "b holds no task"
+    );
+    assert!(
+        s.remote_links("a", 201).unwrap().is_empty(),
+        "b's mark ended"
+    );
 }

@@ -128,6 +128,19 @@ delegate!(ClusterStore {
     fn set_control_link(&self, endpoint_id: &str, instance: &str, since: i64) -> Result<()>;
     fn drop_control_link(&self, endpoint_id: &str, instance: &str) -> Result<()>;
     fn shared_key(&self, name: &str, candidate: &str) -> Result<String>;
+    fn control_link(&self, endpoint_id: &str, now: i64) -> Result<Option<String>>;
+    fn post_message(&self, to_instance: &str, payload: &str, now: i64, deadline: i64) -> Result<i64>;
+    fn take_messages(&self, instance: &str, now: i64, max: usize) -> Result<Vec<InstanceMessage>>;
+    fn answer_message(&self, id: i64, reply: &str) -> Result<()>;
+    fn message_reply(&self, id: i64) -> Result<Option<String>>;
+    fn drop_message(&self, id: i64) -> Result<()>;
+    fn purge_messages(&self, now: i64, logins_before: i64) -> Result<u64>;
+    fn add_login_failure(&self, key: &str, now: i64, window: i64) -> Result<u32>;
+    fn login_failures(&self, key: &str, now: i64, window: i64) -> Result<Option<(u32, i64)>>;
+    fn clear_login_failures(&self, key: &str) -> Result<()>;
+    fn set_link_details(&self, endpoint_id: &str, instance: &str, link: &LinkDetails) -> Result<()>;
+    fn remote_links(&self, instance: &str, now: i64) -> Result<Vec<RemoteLink>>;
+    fn task_claim(&self, task_id: &str) -> Result<Option<String>>;
 });
 
 delegate!(TaskStore {

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 20;
+const SQLITE_SCHEMA: i64 = 21;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -370,7 +370,14 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "control_links",
-        columns: &[("endpoint_id", Text), ("instance_id", Text), ("since", Int)],
+        columns: &[
+            ("endpoint_id", Text),
+            ("instance_id", Text),
+            ("since", Int),
+            ("data_address", Text),
+            ("relay", Bool),
+            ("paused", Bool),
+        ],
         identity: None,
     },
     Table {
@@ -392,6 +399,27 @@ const TABLES: &[Table] = &[
             ("max_bytes", Int),
             ("bytes_served", Int),
         ],
+        identity: None,
+    },
+    // Transient (a call between instances lives seconds), copied all the
+    // same: a hub being moved is stopped, so what is left is expired and
+    // the first instance's sweep deletes it.
+    Table {
+        name: "hub_messages",
+        columns: &[
+            ("id", Int),
+            ("to_instance", Text),
+            ("payload", Text),
+            ("taken", Bool),
+            ("reply", Text),
+            ("created", Int),
+            ("deadline", Int),
+        ],
+        identity: Some("id"),
+    },
+    Table {
+        name: "login_failures",
+        columns: &[("key", Text), ("window_start", Int), ("count", Int)],
         identity: None,
     },
 ];

@@ -1068,6 +1068,111 @@ pub trait ClusterStore {
     /// stored yet (it is then stored), else the stored one, so that what
     /// one instance signs another verifies.
     fn shared_key(&self, name: &str, candidate: &str) -> Result<String>;
+
+    /// The instance holding `endpoint_id`'s control link, if it is alive
+    /// (its mark of life lasts until `now` or later).
+    fn control_link(&self, endpoint_id: &str, now: i64) -> Result<Option<String>>;
+
+    /// Leaves `payload` (a command, JSON) for `to_instance` until
+    /// `deadline`; its id, to read the reply by.
+    fn post_message(
+        &self,
+        to_instance: &str,
+        payload: &str,
+        now: i64,
+        deadline: i64,
+    ) -> Result<i64>;
+
+    /// Up to `max` messages for `instance` not taken yet and not past
+    /// their deadline, oldest first, each marked taken (only one caller
+    /// gets a message).
+    fn take_messages(&self, instance: &str, now: i64, max: usize) -> Result<Vec<InstanceMessage>>;
+
+    /// Writes the reply to message `id` (nothing if it is gone).
+    fn answer_message(&self, id: i64, reply: &str) -> Result<()>;
+
+    /// The reply to message `id`, once there is one.
+    fn message_reply(&self, id: i64) -> Result<Option<String>>;
+
+    /// Deletes message `id` (its sender has its reply or gave up).
+    fn drop_message(&self, id: i64) -> Result<()>;
+
+    /// Deletes the messages whose deadline is before `now`, and the
+    /// failed sign-ins counted in windows that started before
+    /// `logins_before`; how many rows went.
+    fn purge_messages(&self, now: i64, logins_before: i64) -> Result<u64>;
+
+    /// Counts one failed sign-in against `key` (an account's or an
+    /// address's): in its window if that started less than `window`
+    /// seconds before `now`, else in a new one starting now. The count in
+    /// the window afterwards.
+    fn add_login_failure(&self, key: &str, now: i64, window: i64) -> Result<u32>;
+
+    /// The failed sign-ins counted against `key` in a window still open at
+    /// `now`: how many, and when the window started.
+    fn login_failures(&self, key: &str, now: i64, window: i64) -> Result<Option<(u32, i64)>>;
+
+    /// Forgets `key`'s failed sign-ins (its owner got in).
+    fn clear_login_failures(&self, key: &str) -> Result<()>;
+
+    /// What a task's driver must know of `endpoint_id`'s link, which
+    /// `instance` holds: where it takes data connections, whether it
+    /// relays, whether it is paused (nothing if another instance holds it).
+    fn set_link_details(&self, endpoint_id: &str, instance: &str, link: &LinkDetails)
+    -> Result<()>;
+
+    /// The links that other live instances hold of the sources and
+    /// destinations of the ACTIVE tasks `instance` holds.
+    fn remote_links(&self, instance: &str, now: i64) -> Result<Vec<RemoteLink>>;
+
+    /// The instance holding ACTIVE task `task_id`'s claim, if one does.
+    fn task_claim(&self, task_id: &str) -> Result<Option<String>>;
+
+    /// Calls `wake` whenever a message is left for `instance`, from a
+    /// thread of its own for the life of the process, where the database
+    /// can say so (PostgreSQL's LISTEN); elsewhere nothing, and the
+    /// instance polls.
+    fn listen_for_messages(&self, instance: &str, wake: Box<dyn Fn() + Send>) {
+        let _ = (instance, wake);
+    }
+}
+
+/// What the scheduler knows of a connected endpoint beyond its being so.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkDetails {
+    pub data_address: Option<String>,
+    pub relay: bool,
+    pub paused: bool,
+}
+
+/// An endpoint's control link another instance holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteLink {
+    pub endpoint_id: String,
+    pub instance: String,
+    pub since: i64,
+    pub details: LinkDetails,
+}
+
+/// A command one hub instance left for another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceMessage {
+    pub id: i64,
+    pub payload: String,
+    pub deadline: i64,
+}
+
+/// The PostgreSQL notification channel on which `instance` hears that a
+/// message was left for it (a channel name is an identifier: the
+/// instance's id is random letters and digits, lower-cased here).
+pub fn messages_channel(instance: &str) -> String {
+    let safe: String = instance
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .take(40)
+        .collect();
+    format!("ferry_msg_{safe}")
 }
 
 /// A held lease is renewed once less than half of it is left, not at

@@ -478,6 +478,34 @@ CREATE TABLE links (
 CREATE INDEX links_creator ON links(created_by);
 "#,
     ),
+    // Hub instances calling each other through the database: a command
+    // for an endpoint whose control link another instance holds, and its
+    // answer (`ClusterStore::post_message`); failed sign-ins counted per
+    // account or address for every instance (`ClusterStore::add_login_failure`);
+    // what a task's driver must know of a link another instance holds
+    // (`ClusterStore::remote_links`).
+    Migration::Sql(
+        r#"
+CREATE TABLE hub_messages (
+    id INTEGER PRIMARY KEY,
+    to_instance TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    taken INTEGER NOT NULL DEFAULT 0,
+    reply TEXT,
+    created INTEGER NOT NULL,
+    deadline INTEGER NOT NULL
+);
+CREATE INDEX hub_messages_to ON hub_messages(to_instance, taken);
+CREATE TABLE login_failures (
+    key TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    count INTEGER NOT NULL
+);
+ALTER TABLE control_links ADD COLUMN data_address TEXT;
+ALTER TABLE control_links ADD COLUMN relay INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE control_links ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as

@@ -105,4 +105,201 @@ impl ClusterStore for SqliteStore {
             )?)
         })
     }
+
+    fn control_link(&self, endpoint_id: &str, now: i64) -> Result<Option<String>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT l.instance_id FROM control_links l JOIN hub_instances i ON i.id = l.instance_id
+                     WHERE l.endpoint_id = ?1 AND i.lease_until >= ?2",
+                    params![endpoint_id, now],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+    }
+
+    fn post_message(
+        &self,
+        to_instance: &str,
+        payload: &str,
+        now: i64,
+        deadline: i64,
+    ) -> Result<i64> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO hub_messages (to_instance, payload, created, deadline) VALUES (?1, ?2, ?3, ?4)",
+                params![to_instance, payload, now, deadline],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+    }
+
+    fn take_messages(&self, instance: &str, now: i64, max: usize) -> Result<Vec<InstanceMessage>> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let taken = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, payload, deadline FROM hub_messages
+                     WHERE to_instance = ?1 AND taken = 0 AND deadline >= ?2 ORDER BY id LIMIT ?3",
+                )?;
+                stmt.query_map(params![instance, now, max as i64], |r| {
+                    Ok(InstanceMessage {
+                        id: r.get(0)?,
+                        payload: r.get(1)?,
+                        deadline: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            for m in &taken {
+                tx.execute(
+                    "UPDATE hub_messages SET taken = 1 WHERE id = ?1",
+                    params![m.id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(taken)
+        })
+    }
+
+    fn answer_message(&self, id: i64, reply: &str) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "UPDATE hub_messages SET reply = ?2 WHERE id = ?1",
+                params![id, reply],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn message_reply(&self, id: i64) -> Result<Option<String>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT reply FROM hub_messages WHERE id = ?1",
+                    params![id],
+                    |r| r.get::<_, Option<String>>(0),
+                )
+                .optional()?
+                .flatten())
+        })
+    }
+
+    fn drop_message(&self, id: i64) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute("DELETE FROM hub_messages WHERE id = ?1", params![id])?;
+            Ok(())
+        })
+    }
+
+    fn purge_messages(&self, now: i64, logins_before: i64) -> Result<u64> {
+        self.with_conn(|conn| {
+            let messages =
+                conn.execute("DELETE FROM hub_messages WHERE deadline < ?1", params![now])?;
+            let logins = conn.execute(
+                "DELETE FROM login_failures WHERE window_start < ?1",
+                params![logins_before],
+            )?;
+            Ok((messages + logins) as u64)
+        })
+    }
+
+    fn add_login_failure(&self, key: &str, now: i64, window: i64) -> Result<u32> {
+        self.with_conn(|conn| {
+            let count: i64 = conn.query_row(
+                "INSERT INTO login_failures (key, window_start, count) VALUES (?1, ?2, 1)
+                 ON CONFLICT (key) DO UPDATE SET
+                    count = CASE WHEN login_failures.window_start > ?2 - ?3 THEN login_failures.count + 1 ELSE 1 END,
+                    window_start = CASE WHEN login_failures.window_start > ?2 - ?3 THEN login_failures.window_start ELSE ?2 END
+                 RETURNING count",
+                params![key, now, window],
+                |r| r.get(0),
+            )?;
+            Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        })
+    }
+
+    fn login_failures(&self, key: &str, now: i64, window: i64) -> Result<Option<(u32, i64)>> {
+        self.with_conn(|conn| {
+            let row: Option<(i64, i64)> = conn
+                .query_row(
+                    "SELECT count, window_start FROM login_failures WHERE key = ?1 AND window_start > ?2 - ?3",
+                    params![key, now, window],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            Ok(row.map(|(count, start)| (u32::try_from(count).unwrap_or(u32::MAX), start)))
+        })
+    }
+
+    fn clear_login_failures(&self, key: &str) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute("DELETE FROM login_failures WHERE key = ?1", params![key])?;
+            Ok(())
+        })
+    }
+
+    fn set_link_details(
+        &self,
+        endpoint_id: &str,
+        instance: &str,
+        link: &LinkDetails,
+    ) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "UPDATE control_links SET data_address = ?3, relay = ?4, paused = ?5
+                 WHERE endpoint_id = ?1 AND instance_id = ?2",
+                params![
+                    endpoint_id,
+                    instance,
+                    link.data_address,
+                    link.relay,
+                    link.paused
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn remote_links(&self, instance: &str, now: i64) -> Result<Vec<RemoteLink>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT l.endpoint_id, l.instance_id, l.since, l.data_address, l.relay, l.paused
+                 FROM control_links l JOIN hub_instances i ON i.id = l.instance_id
+                 WHERE l.instance_id <> ?1 AND i.lease_until >= ?2
+                   AND l.endpoint_id IN (
+                       SELECT source_id FROM tasks WHERE status = 'ACTIVE' AND claimed_by = ?1
+                       UNION SELECT destination_id FROM tasks WHERE status = 'ACTIVE' AND claimed_by = ?1)
+                 ORDER BY l.endpoint_id",
+            )?;
+            Ok(stmt
+                .query_map(params![instance, now], |r| {
+                    Ok(RemoteLink {
+                        endpoint_id: r.get(0)?,
+                        instance: r.get(1)?,
+                        since: r.get(2)?,
+                        details: LinkDetails {
+                            data_address: r.get(3)?,
+                            relay: r.get(4)?,
+                            paused: r.get(5)?,
+                        },
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn task_claim(&self, task_id: &str) -> Result<Option<String>> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT claimed_by FROM tasks WHERE id = ?1 AND status = 'ACTIVE'",
+                    params![task_id],
+                    |r| r.get::<_, Option<String>>(0),
+                )
+                .optional()?
+                .flatten())
+        })
+    }
 }
