@@ -476,37 +476,68 @@ fn sha256_file(path: &std::path::Path) -> Vec<u8> {
 }
 
 /// A 1 GiB file, sparse with random blocks, goes up with `ferry put` and
-/// comes back with `ferry get` exactly.
+/// comes back with `ferry get` exactly, each cut off (killed) a quarter of
+/// the way and run again: the second run goes on from what arrived.
 #[test]
-fn a_gibibyte_goes_up_and_comes_back_exactly() {
+fn a_gibibyte_goes_up_and_comes_back_exactly_across_a_cut() {
     use std::os::unix::fs::FileExt;
+    const SIZE: u64 = 1 << 30;
     let lab = Lab::new();
     let local_dir = tempfile::tempdir().unwrap();
     let local = local_dir.path().join("giant.bin");
     let file = fs::File::create(&local).unwrap();
-    file.set_len(1 << 30).unwrap();
-    for (i, at) in (0..(1u64 << 30)).step_by(64 << 20).enumerate() {
+    file.set_len(SIZE).unwrap();
+    for (i, at) in (0..SIZE).step_by(64 << 20).enumerate() {
         file.write_all_at(&noise(1 << 20, i as u64 + 3), at + 4096 * i as u64)
             .unwrap();
     }
     drop(file);
-    let ran = lab.ferry(&[
+    let want = sha256_file(&local);
+
+    let put: [&std::ffi::OsStr; 3] = [
         "put".as_ref(),
         local.as_os_str(),
         "src:/~/giant.bin".as_ref(),
-    ]);
+    ];
+    let mut cut = spawn_ferry(&lab, &put);
+    ferry_tests::wait_until(LIMIT, "a quarter of the upload to arrive", || {
+        temporaries(&lab.src.home)
+            .iter()
+            .any(|(_, len)| *len >= SIZE / 4)
+    });
+    cut.kill().unwrap();
+    let _ = cut.wait();
+    let ran = lab.ferry(&put);
     assert_eq!(ran.code, Some(0), "{ran:?}");
     let landed = lab.src.home.join("giant.bin");
-    let want = sha256_file(&local);
     assert_eq!(sha256_file(&landed), want);
+    assert!(temporaries(&lab.src.home).is_empty());
+
     let back = local_dir.path().join("back.bin");
-    let ran = lab.ferry(&[
+    let part = local_dir.path().join("back.bin.part");
+    let get: [&std::ffi::OsStr; 3] = [
         "get".as_ref(),
         "src:/~/giant.bin".as_ref(),
         back.as_os_str(),
-    ]);
+    ];
+    let mut cut = spawn_ferry(&lab, &get);
+    ferry_tests::wait_until(LIMIT, "a quarter of the download to arrive", || {
+        fs::metadata(&part).is_ok_and(|m| m.len() >= SIZE / 4)
+    });
+    cut.kill().unwrap();
+    let _ = cut.wait();
+    let kept = fs::metadata(&part).unwrap().len();
+    let ran = lab.ferry(&get);
     assert_eq!(ran.code, Some(0), "{ran:?}");
     assert_eq!(sha256_file(&back), want);
+    let audit = lab.ferry(&["endpoint", "audit", "src", "--json"]);
+    assert!(
+        audit
+            .stdout
+            .contains(&format!("https bytes {kept}-{}", SIZE - 1)),
+        "the download started again from 0, not from {kept}: {}",
+        audit.stdout
+    );
 }
 
 /// `ferry`, run with `lab`'s user and hub, not waited for.
