@@ -289,6 +289,69 @@ fn round_robin_routes_each_command_to_the_instance_holding_the_endpoint() {
 
 /// Fetches the sign-in form from instance `from`, posts it with alice's
 /// password to instance `to`; the answer's status.
+/// Under round-robin a relayed task's streams reach either instance: the
+/// one a stream lands on asks the destination to dial back to it, over
+/// its own link or through the instance holding it.
+#[test]
+fn under_round_robin_relayed_streams_are_paired_on_whichever_instance_they_reach() {
+    let server = match postgres::test_server() {
+        Ok(server) => server,
+        Err(why) => {
+            skip(why);
+            return;
+        }
+    };
+    if !Front::available() {
+        assert!(
+            std::env::var("FERRY_REQUIRE_HAPROXY").as_deref() != Ok("1"),
+            "FERRY_REQUIRE_HAPROXY=1 but haproxy is not installed"
+        );
+        skip("no haproxy (Debian: apt-get install haproxy)");
+        return;
+    }
+    let schema = Schema::create(&server);
+    let lab = Lab::builder()
+        .hub_setting(&format!("database = \"{}\"", schema.url()))
+        .instances(2)
+        .balance("roundrobin")
+        .dst_setting("data_listen = false")
+        .start();
+    lab.src.wait_hub_state("connected", LIMIT);
+    lab.dst.wait_hub_state("connected", LIMIT);
+    wait_until(LIMIT, "both endpoints' links recorded", || {
+        schema.count("control_links") == 2
+    });
+    let src = lab.src.home.join("tree");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..8u32 {
+        fs::write(src.join(format!("f{i}")), pattern(300_000 + i as usize, i)).unwrap();
+    }
+    for n in 0..4 {
+        let to = format!("dst:/~/tree-{n}");
+        let id = lab.transfer(&["-r", "src:/~/tree", &to, "--streams", "4"]);
+        let task = lab.wait(&id);
+        assert_eq!(task["status"], "SUCCEEDED", "{task}\n{}", lab.hub_logs());
+        // Counted as the hub's streams close, which may follow the end.
+        wait_until(LIMIT, "relayed bytes counted", || {
+            lab.show(&id)["bytes_relayed"].as_u64().unwrap_or(0) > 0
+        });
+        assert_eq!(tree(&lab.dst.home.join(format!("tree-{n}"))), tree(&src));
+    }
+    // Streams landed on the instance not holding the destination's link,
+    // which asked through the database for its dial-back.
+    let routed: usize = (0..2)
+        .map(|n| {
+            lab.instance_log(n)
+                .lines()
+                .filter(|l| {
+                    l.contains("asked through the instance holding") && l.contains("relayed stream")
+                })
+                .count()
+        })
+        .sum();
+    assert!(routed >= 1, "no dial-back was routed\n{}", lab.hub_logs());
+}
+
 async fn sign_in_across(lab: &Lab, from: usize, to: usize) -> reqwest::StatusCode {
     sign_in_with(lab, from, to, "correct horse battery").await
 }

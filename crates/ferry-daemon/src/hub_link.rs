@@ -459,8 +459,8 @@ where
                                 Some(t) => t.start_sending(capability, connect_to, relay),
                                 None => tracing::warn!("the hub sent a transfer, but transfers are disabled here (see the start-up log)"),
                             },
-                            EndpointEvent::RelayDial { token, task_id, attempt, stream } => match &ctx.transfers {
-                                Some(t) => t.relay_dial(token, task_id, attempt, stream),
+                            EndpointEvent::RelayDial { token, task_id, attempt, stream, via } => match &ctx.transfers {
+                                Some(t) => t.relay_dial(token, task_id, attempt, stream, via),
                                 None => tracing::warn!("the hub asked for a relayed data stream, but transfers are disabled here"),
                             },
                             EndpointEvent::TaskCancel { task_id, through_attempt } => {

@@ -325,11 +325,15 @@ impl Transfers {
         task_id: String,
         attempt: u32,
         stream: u16,
+        via: Option<String>,
     ) {
         let this = self.clone();
         tokio::spawn(async move {
             let hello = RelayHello::Dialback { token };
-            match crate::hub_dial::dial_hub(&this.hub.url, &this.hub.dir, &hello).await {
+            let dialed =
+                crate::hub_dial::dial_hub_via(&this.hub.url, via.as_deref(), &this.hub.dir, &hello)
+                    .await;
+            match dialed {
                 Ok(tls) => {
                     let hub = tls
                         .get_ref()

@@ -446,7 +446,8 @@ pub fn remote_peers(
     inputs
 }
 
-/// What an HTTPS file route asks an endpoint to dial back for.
+/// What an endpoint is asked to dial back for: an HTTPS file route's
+/// read or upload, or a relayed data stream.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DialBack {
@@ -460,6 +461,12 @@ pub enum DialBack {
         #[serde(default)]
         grant: Option<ShareGrant>,
         upload: ferry_proto::file_stream::UploadAsk,
+    },
+    /// A relayed data stream of a task's attempt, into its destination.
+    Relay {
+        task_id: String,
+        attempt: u32,
+        stream: u16,
     },
 }
 
@@ -488,6 +495,12 @@ pub async fn dial_back(
     let Some(via) = via else {
         return Err(CallError::Elsewhere);
     };
+    let kind = match &what {
+        DialBack::Stream { .. } => "file read",
+        DialBack::Upload { .. } => "upload",
+        DialBack::Relay { .. } => "relayed stream",
+    };
+    tracing::info!(endpoint = %endpoint_id, %instance, kind, "a dial-back asked through the instance holding the endpoint's link");
     let request = Request::DialBack {
         endpoint_id: endpoint_id.to_string(),
         token,
@@ -520,6 +533,13 @@ fn ask_dial_back(
         } => hub
             .control
             .upload_file(endpoint_id, token, path, grant, upload, via),
+        DialBack::Relay {
+            task_id,
+            attempt,
+            stream,
+        } => hub
+            .control
+            .relay_dial(endpoint_id, token, &task_id, attempt, stream, via),
     }
 }
 

@@ -52,6 +52,7 @@ pub(crate) enum Command {
         task_id: String,
         attempt: u32,
         stream: u16,
+        via: Option<String>,
     },
     CancelTask {
         task_id: String,
@@ -310,7 +311,9 @@ impl Registry {
     }
 
     /// Asks a task's destination to dial back for a relayed data stream
-    /// (only one whose hello named the relay feature: the caller checks).
+    /// (to `via`, this hub instance's own address, when it is one of
+    /// several; only one whose hello named the relay feature: the caller
+    /// checks).
     pub fn relay_dial(
         &self,
         endpoint_id: &str,
@@ -318,6 +321,7 @@ impl Registry {
         task_id: &str,
         attempt: u32,
         stream: u16,
+        via: Option<String>,
     ) -> Result<(), CallError> {
         self.command(
             endpoint_id,
@@ -326,6 +330,7 @@ impl Registry {
                 task_id: task_id.to_string(),
                 attempt,
                 stream,
+                via,
             },
         )
     }
@@ -786,8 +791,8 @@ pub async fn serve_connection<S>(
                         break Err(e.to_string());
                     }
                 }
-                Some(Command::RelayDial { token, task_id, attempt, stream }) => {
-                    if let Err(e) = conn.relay_dial(&token, &task_id, attempt, stream) {
+                Some(Command::RelayDial { token, task_id, attempt, stream, via }) => {
+                    if let Err(e) = conn.relay_dial(&token, &task_id, attempt, stream, via) {
                         break Err(e.to_string());
                     }
                 }

@@ -292,7 +292,12 @@ fn check(hub: &Hub, source: &str, ask: &Ask) -> Result<String, String> {
             ask.attempt
         ));
     }
-    if !hub.control.has_feature(&row.destination_id, FEATURE) {
+    // Linked to another hub instance: the task's driver gave the source a
+    // relay route only for a destination that relays (it read the link's
+    // features from the database), and that instance asks it to dial back.
+    let linked_elsewhere = !hub.control.is_connected(&row.destination_id)
+        && crate::cluster::is_connected(hub, &row.destination_id);
+    if !hub.control.has_feature(&row.destination_id, FEATURE) && !linked_elsewhere {
         return Err(
             "the destination is not connected, or runs an older ferry that cannot take relayed streams"
                 .into(),
@@ -352,9 +357,18 @@ async fn pair(
         .rendezvous
         .expect(&destination, DIAL_BACK_WITHIN)
         .map_err(|e| e.to_string())?;
-    hub.control
-        .relay_dial(&destination, token, &ask.task_id, ask.attempt, ask.stream)
-        .map_err(|e| format!("cannot reach the destination: {e}"))?;
+    crate::cluster::dial_back(
+        hub,
+        &destination,
+        token,
+        crate::cluster::DialBack::Relay {
+            task_id: ask.task_id.clone(),
+            attempt: ask.attempt,
+            stream: ask.stream,
+        },
+    )
+    .await
+    .map_err(|e| format!("cannot reach the destination: {e}"))?;
     let stream = arrival.wait().await.map_err(|e| e.to_string())?;
     if first {
         record(

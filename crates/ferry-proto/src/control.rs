@@ -177,6 +177,9 @@ pub enum HubMessage {
         task_id: String,
         attempt: u32,
         stream: u16,
+        /// As for `FileStream`: the hub instance waiting for the dial-back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
     },
     /// To both endpoints of a task: stop its data work now, and (at the
     /// destination) refuse every data connection for attempts up to
@@ -409,12 +412,14 @@ pub enum EndpointEvent {
         /// be reached (or there is none).
         relay: bool,
     },
-    /// Dial the hub back for a relayed data stream into this endpoint.
+    /// Dial the hub back (to `via` when there is one) for a relayed data
+    /// stream into this endpoint.
     RelayDial {
         token: String,
         task_id: String,
         attempt: u32,
         stream: u16,
+        via: Option<String>,
     },
     TaskCancel {
         task_id: String,
@@ -679,12 +684,14 @@ impl EndpointConnection {
                     task_id,
                     attempt,
                     stream,
+                    via,
                 },
             ) => Ok(Some(EndpointEvent::RelayDial {
                 token,
                 task_id,
                 attempt,
                 stream,
+                via: via.filter(|v| valid_via(v)),
             })),
             (
                 EndpointState::Ready,
@@ -1164,6 +1171,7 @@ impl HubConnection {
         task_id: &str,
         attempt: u32,
         stream: u16,
+        via: Option<String>,
     ) -> Result<(), ControlError> {
         if !matches!(self.state, HubState::Ready) {
             return Err(ControlError::Closed);
@@ -1173,6 +1181,7 @@ impl HubConnection {
             task_id: task_id.to_string(),
             attempt,
             stream,
+            via,
         });
         Ok(())
     }
@@ -1356,7 +1365,11 @@ mod tests {
         hub.start_task_via("cap", None, true).unwrap();
         hub.start_task_via("cap", Some("10.0.0.2:50000"), true)
             .unwrap();
-        hub.relay_dial("tok", "t1", 2, 7).unwrap();
+        hub.relay_dial("tok", "t1", 2, 7, None).unwrap();
+        hub.relay_dial("tok", "t1", 2, 8, Some("10.0.0.9:443".into()))
+            .unwrap();
+        hub.relay_dial("tok", "t1", 2, 9, Some("no port".into()))
+            .unwrap();
         let events = pump_to_endpoint(&mut hub, &mut ep, now).unwrap();
         assert_eq!(
             events,
@@ -1376,6 +1389,23 @@ mod tests {
                     task_id: "t1".into(),
                     attempt: 2,
                     stream: 7,
+                    via: None,
+                },
+                EndpointEvent::RelayDial {
+                    token: "tok".into(),
+                    task_id: "t1".into(),
+                    attempt: 2,
+                    stream: 8,
+                    via: Some("10.0.0.9:443".into()),
+                },
+                // An address the endpoint would not dial is dropped: it
+                // dials the hub URL's.
+                EndpointEvent::RelayDial {
+                    token: "tok".into(),
+                    task_id: "t1".into(),
+                    attempt: 2,
+                    stream: 9,
+                    via: None,
                 },
             ]
         );
