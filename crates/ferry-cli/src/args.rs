@@ -1004,8 +1004,7 @@ pub enum LinkCommand {
         #[command(flatten)]
         json: JsonArg,
     },
-    /// Your links: id, endpoint, path, expiry, bytes served (not their
-    /// URLs: the hub shows a URL once, when it makes the link).
+    /// Your links: id, endpoint, URL, expiry, bytes served and path.
     List {
         #[command(flatten)]
         json: JsonArg,
