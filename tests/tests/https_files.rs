@@ -657,3 +657,33 @@ fn get_and_put_resume_across_a_restart_of_the_hub() {
     assert_eq!(sha256_file(&lab.src.home.join("up.bin")), sha256_file(&up));
     assert!(temporaries(&lab.src.home).is_empty());
 }
+
+/// As with `scp` and `cp`, a folder stands for the file's own name in it:
+/// `ferry get EP:FILE DIR` and `ferry put FILE EP:DIR/`.
+#[test]
+fn get_into_a_folder_and_put_into_a_remote_folder_keep_the_name() {
+    let lab = Lab::new();
+    fs::write(lab.src.home.join("report.txt"), b"quarterly numbers\n").unwrap();
+    let here = tempfile::tempdir().unwrap();
+    let ran = lab.ferry(&[
+        "get".as_ref(),
+        "src:/~/report.txt".as_ref(),
+        here.path().as_os_str(),
+    ]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(
+        fs::read(here.path().join("report.txt")).unwrap(),
+        b"quarterly numbers\n"
+    );
+    fs::create_dir(lab.src.home.join("inbox")).unwrap();
+    let ran = lab.ferry(&[
+        "put".as_ref(),
+        here.path().join("report.txt").as_os_str(),
+        "src:/~/inbox/".as_ref(),
+    ]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_eq!(
+        fs::read(lab.src.home.join("inbox/report.txt")).unwrap(),
+        b"quarterly numbers\n"
+    );
+}

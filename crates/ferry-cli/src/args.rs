@@ -141,7 +141,8 @@ pub enum Command {
         /// ENDPOINT:PATH of the file, PATH absolute or starting with /~/.
         #[arg(value_name = "EP:PATH")]
         target: std::ffi::OsString,
-        /// Where to write it (default: its name, here); - for stdout.
+        /// Where to write it (default: its name, here; a folder: its name
+        /// in that folder); - for stdout.
         #[arg(value_name = "LOCAL")]
         local: Option<std::ffi::OsString>,
     },
@@ -152,7 +153,8 @@ pub enum Command {
         /// The local file to upload.
         #[arg(value_name = "LOCAL")]
         local: std::ffi::OsString,
-        /// ENDPOINT:PATH it lands at (replacing what is there once complete).
+        /// ENDPOINT:PATH it lands at (replacing what is there once
+        /// complete); a PATH ending in / is a folder: the file's name in it.
         #[arg(value_name = "EP:PATH")]
         target: std::ffi::OsString,
     },

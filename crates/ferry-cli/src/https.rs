@@ -78,7 +78,9 @@ pub fn get(
             out.flush().context("cannot write to stdout")?;
             return Ok(ExitCode::SUCCESS);
         }
+        // A folder, as for `scp` and `cp`: the remote file's name in it.
         let local = match local {
+            Some(l) if Path::new(l).is_dir() => Path::new(l).join(default_local(path.as_bytes())?),
             Some(l) => PathBuf::from(l),
             None => default_local(path.as_bytes())?,
         };
@@ -215,6 +217,21 @@ pub fn put(inv: &Invocation, local: &OsString, target: &OsString) -> anyhow::Res
     use sha2::{Digest, Sha256};
     use std::os::unix::fs::{FileExt, MetadataExt};
     let (endpoint, path) = split_target(target)?;
+    // A folder (a trailing `/`), as for `scp` and `cp`: the local file's
+    // name in it.
+    let path = if path.as_bytes().ends_with(b"/") {
+        let name = Path::new(local).file_name().ok_or_else(|| {
+            crate::UsageError(format!(
+                "{} names no file to upload",
+                Path::new(local).display()
+            ))
+        })?;
+        let mut joined = path.as_bytes().to_vec();
+        joined.extend_from_slice(name.as_bytes());
+        ferry_proto::wire_path::WirePath::from_bytes(joined)
+    } else {
+        path
+    };
     let file = std::fs::File::open(local)
         .with_context(|| format!("cannot read {}", Path::new(local).display()))?;
     let meta = file.metadata()?;
