@@ -575,6 +575,7 @@ fn drive_endpoint(t0: Instant, input: &[u8]) {
                             task_id,
                             attempt,
                             stream,
+                            via,
                         }),
                     ) => assert_eq!(
                         result,
@@ -583,6 +584,7 @@ fn drive_endpoint(t0: Instant, input: &[u8]) {
                             task_id,
                             attempt,
                             stream,
+                            via: via.filter(|v| ferry_proto::control::valid_via(v)),
                         }])
                     ),
                     (
