@@ -563,8 +563,10 @@ pub struct TransferOptionArgs {
         default_value = "blake3"
     )]
     pub checksum_algorithm: ChecksumAlgorithmArg,
-    /// Parallel data streams (1-64); by default the source chooses from
-    /// the sizes of the files it is about to send.
+    /// Parallel data streams (1-64), fixed for the whole task. By default
+    /// the source starts from the sizes of the files it is about to send
+    /// and adds streams (up to 16) while that raises the throughput it
+    /// measures, as on a long or lossy path.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub streams: Option<u32>,
     /// Send what matches PATTERN (with -r), even if a later --exclude

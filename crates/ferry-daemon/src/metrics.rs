@@ -33,7 +33,7 @@ const CONNECTION_WITHIN: Duration = Duration::from_secs(10);
 /// The exposition of `metrics` now.
 pub fn encode(metrics: &Metrics) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
-    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 6] = [
+    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 7] = [
         (
             "sent_bytes",
             "Chunk bytes this endpoint wrote to data streams as a source",
@@ -63,6 +63,11 @@ pub fn encode(metrics: &Metrics) -> String {
             "journal_syncs",
             "Task journal syncs (each makes journaled chunks and files durable)",
             &metrics.journal_syncs,
+        ),
+        (
+            "data_streams_opened",
+            "Data streams opened, sending or receiving",
+            &metrics.streams_opened,
         ),
     ];
     for (name, help, counter) in counters {
@@ -183,6 +188,7 @@ mod tests {
             "ferry_endpoint_received_files_total 3",
             "ferry_endpoint_chunk_verify_failures_total 0",
             "ferry_endpoint_journal_syncs_total 0",
+            "ferry_endpoint_data_streams_opened_total 1",
             "# TYPE ferry_endpoint_data_streams gauge",
             "ferry_endpoint_data_streams 1",
             "ferry_endpoint_open_files 0",

@@ -138,6 +138,7 @@ impl Transfers {
             reports,
             umask,
             liveness: ferry_mover::channel::Liveness::default(),
+            tuning: ferry_mover::tuner::Tuning::default(),
             bwlimit: Arc::new(ferry_mover::throttle::Limiter::new(bwlimit)),
             metrics,
             hooks: Some(hooks),

@@ -29,6 +29,9 @@ pub struct Context {
     /// Keep-alives and the idle limit of data streams (the protocol's
     /// values but in tests).
     pub liveness: crate::channel::Liveness,
+    /// How a sending attempt grows its streams from what it measures
+    /// (the protocol's values but in tests).
+    pub tuning: crate::tuner::Tuning,
     /// The endpoint's bandwidth cap (`bwlimit` in `endpoint.toml`),
     /// shared by every stream it sends or receives; its rate changes in
     /// place when the daemon re-reads its settings.

@@ -600,8 +600,9 @@ fn attach(
     let (cancel_tx, mut cancel_rx) = watch::channel(Stop::No);
     let (done_tx, done_rx) = watch::channel(false);
     let algorithm = algorithm_on(&cap, &tls);
-    let rehash = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol())
-        .is_some_and(ferry_proto::data::rehashes_held_chunks);
+    let version = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol());
+    let rehash = version.is_some_and(ferry_proto::data::rehashes_held_chunks);
+    let grows = version.is_some_and(ferry_proto::data::grows_streams);
     let _ = streams_tx.send((stream, tls));
     live.insert(
         cap.task_id.clone(),
@@ -640,6 +641,7 @@ fn attach(
         if ready {
             let arriving = Arriving {
                 streams,
+                grows,
                 algorithm,
                 rehash,
                 rx: streams_rx,
@@ -671,8 +673,11 @@ fn algorithm_on(cap: &Capability, tls: &Stream) -> ChecksumAlgorithm {
 
 /// An attempt's streams as they arrive, and what the first one settled.
 struct Arriving {
-    /// How many the source opens.
+    /// How many the source opens (or, when it `grows`, at most).
     streams: u16,
+    /// Whether the source may open them while the attempt runs
+    /// (`ferry_proto::data::grows_streams`).
+    grows: bool,
     /// The digests' algorithm (see [`algorithm_on`]).
     algorithm: ChecksumAlgorithm,
     /// Whether the source compares chunks a kept temporary holds
@@ -871,6 +876,7 @@ async fn run_session(
 ) {
     let Arriving {
         streams,
+        grows,
         algorithm,
         rehash,
         rx: mut arriving,
@@ -1048,7 +1054,9 @@ async fn run_session(
                     Some(Err(e)) => break Err(Outcome::Failed(MoveError::Internal(format!("a stream's reader stopped: {e}")))),
                     _ => {}
                 }
-                if readers.is_empty() && connected == streams {
+                // A source that may open more streams later opens none
+                // once every one it opened has closed.
+                if readers.is_empty() && (connected == streams || grows) {
                     let st = session.lock();
                     if !(st.manifest_done && st.files.is_empty() && st.pending_commits == 0) {
                         break Err(Outcome::Failed(MoveError::Connection("the source closed the connection before the end".into())));

@@ -27,6 +27,7 @@ pub mod plan;
 pub mod served;
 pub mod source;
 pub mod throttle;
+pub mod tuner;
 
 pub use context::{Context, Hooks, Landed, Report, narrowed_policy};
 pub use ferry_proto::data::Disposition;

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub chunk_verify_failures: AtomicU64,
     /// Task journal syncs (each makes journaled chunks and files durable).
     pub journal_syncs: AtomicU64,
+    /// Data streams opened, sending or receiving (a source adds streams
+    /// to an attempt as its measured throughput asks: `tuner`).
+    pub streams_opened: AtomicU64,
     /// Data streams open now, sending or receiving.
     pub streams: AtomicI64,
     /// Files open now for transfers: sources being read, temporaries
@@ -44,6 +47,7 @@ impl Metrics {
 
     /// One more data stream, until the guard drops.
     pub fn stream(self: &Arc<Self>) -> Held {
+        Self::add(&self.streams_opened, 1);
         Held::new(self.clone(), Gauge::Streams)
     }
 

@@ -52,6 +52,7 @@ use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::io::AsyncWriteExt;
@@ -391,9 +392,24 @@ pub async fn send_via(
         .direct
         .is_none()
         .then(|| "the destination takes no direct connections".to_string());
+    // What each `Open` says of the stream count, once stream 0 settled
+    // the protocol: the most this attempt will open, when the
+    // destination takes streams later (and the task fixed no count).
+    let tuned = cap.options.streams.is_none();
+    let mut declared = None;
     for index in 0..streams {
         let io = connect(&route, &mut relaying, index).await?;
-        let open = open_stream(&connector, &server, io, &sealed, index, streams);
+        let open = async {
+            let tls = handshake(&connector, &server, io).await?;
+            let grows = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol())
+                .is_some_and(ferry_proto::data::grows_streams);
+            let most = *declared.get_or_insert(if tuned && grows {
+                ctx.tuning.max_streams.clamp(streams, 64)
+            } else {
+                streams
+            });
+            open_on(tls, &sealed, index, most).await
+        };
         let tls = tokio::time::timeout(CONNECT_WITHIN, open)
             .await
             .map_err(|_| {
@@ -401,26 +417,29 @@ pub async fn send_via(
                     "timed out opening a data stream to the destination".into(),
                 ))
             })??;
-        // An older destination would delete what the filters exclude.
-        let version = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol());
-        if !filters.is_empty() && !version.is_some_and(ferry_proto::data::honours_filters) {
-            return Err(MoveError::Unusable {
-                side: Side::Destination,
-                reason: "runs an older ferry that does not honour --include/--exclude; upgrade it to transfer with filters".into(),
-            }
-            .into());
-        }
-        // A peer that speaks only version 1 gets no keep-alive and no deadline.
-        let liveness = ctx.liveness.on(tls.get_ref().1.alpn_protocol());
-        tracing::debug!(
-            stream = index,
-            keep_alive = liveness.is_some(),
-            "data stream open"
-        );
-        conns.push((tls, liveness));
+        check_stream(&tls, &filters)?;
+        conns.push(tls);
     }
+    let most = declared.unwrap_or(streams);
+    let mut tuner = crate::tuner::StreamTuner::new(
+        streams,
+        crate::tuner::Tuning {
+            max_streams: most,
+            ..ctx.tuning
+        },
+        !tuned,
+    );
+    let opener = Opener {
+        connector: connector.clone(),
+        server: server.clone(),
+        route: route.clone(),
+        relaying: relaying.clone(),
+        sealed: sealed.clone(),
+        filters: filters.clone(),
+        most,
+    };
 
-    let algorithm = conns.first().map_or(ChecksumAlgorithm::Sha256, |(tls, _)| {
+    let algorithm = conns.first().map_or(ChecksumAlgorithm::Sha256, |tls| {
         let version = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol())
             .unwrap_or(ferry_proto::data::MIN_PROTOCOL_VERSION);
         ferry_proto::data::digest_algorithm(cap.options.checksum_algorithm, version)
@@ -464,19 +483,17 @@ pub async fn send_via(
     }
     drop(out_tx);
 
+    // Bytes this attempt's streams sent, for the tuner.
+    let sent = Arc::new(AtomicU64::new(0));
     let mut stream0 = None;
-    for (index, (tls, liveness)) in conns.into_iter().enumerate() {
-        let (reader, writer) = tokio::io::split(tls);
-        let writer = Throttled::new(writer, limiters.clone());
-        let keep_alive = liveness.map(|l| l.keep_alive_every);
+    for (index, tls) in conns.into_iter().enumerate() {
         if index == 0 {
+            let liveness = ctx.liveness.on(tls.get_ref().1.alpn_protocol());
+            let (reader, writer) = tokio::io::split(tls);
+            let writer = Throttled::new(writer, limiters.clone());
             stream0 = Some((reader, writer, liveness));
         } else {
-            let out = out_rx.clone();
-            let metrics = ctx.metrics.clone();
-            tasks.spawn(async move { write_stream(writer, out, None, keep_alive, metrics).await });
-            // The destination never writes on data streams; their readers only watch for closing.
-            tasks.spawn(async move { drain(reader).await });
+            spawn_stream(&mut tasks, tls, &ctx, &limiters, &out_rx, &sent);
         }
     }
     let Some((reader0, writer0, liveness0)) = stream0 else {
@@ -487,17 +504,46 @@ pub async fn send_via(
         let out = out_rx.clone();
         let keep_alive = liveness0.map(|l| l.keep_alive_every);
         let metrics = ctx.metrics.clone();
-        tasks.spawn(
-            async move { write_stream(writer0, out, Some(prio_rx), keep_alive, metrics).await },
-        );
+        let sent = sent.clone();
+        tasks.spawn(async move {
+            write_stream(writer0, out, Some(prio_rx), keep_alive, metrics, sent).await
+        });
     }
     // Stream 0 is read on a task of its own: a frame is never cut short
     // by the loop below attending to something else.
     let (from_dest_tx, mut from_dest) = mpsc::channel(FROM_DESTINATION);
     tasks.spawn(read_destination(reader0, liveness0, from_dest_tx));
 
+    // The tuner's samples: the queue's fill looked at a few times a
+    // period (it swings with each chunk taken), the rate once.
+    let mut look = tokio::time::interval(ctx.tuning.sample_every / LOOKS_PER_SAMPLE);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut period = Period::new(0);
+    let mut growing = tokio::task::JoinSet::new();
+    let mut asked = 0u16;
+
     let outcome = loop {
         tokio::select! {
+            _ = look.tick(), if !tuner.settled() => {
+                let in_use = 1.0 - shared.queued_bytes.available_permits() as f64 / (QUEUED_BYTES / QUEUE_UNIT) as f64;
+                if let Some(sample) = period.look(in_use, sent.load(Ordering::Relaxed)) {
+                    if let Some(more) = tuner.sample(sample) {
+                        let first = tuner.streams();
+                        tracing::info!(task = %shared.cap.task_id, attempt = shared.cap.attempt, from = first, to = first + more, mb_per_s = sample.rate / 1e6, "adding data streams");
+                        asked = more;
+                        growing.spawn(opener.clone().open(first, more));
+                    }
+                }
+            }
+            grown = growing.join_next(), if !growing.is_empty() => {
+                let opened = grown.and_then(Result::ok).unwrap_or_default();
+                let n = opened.len() as u16;
+                for tls in opened {
+                    spawn_stream(&mut tasks, tls, &ctx, &limiters, &out_rx, &sent);
+                }
+                tuner.opened(asked, n);
+                period = Period::new(sent.load(Ordering::Relaxed));
+            }
             message = control_rx.recv() => {
                 if let Some(m) = message {
                     let _ = prio_tx.send(Urgent::Message(m));
@@ -626,19 +672,26 @@ async fn connect(
     Ok(DataIo::Relayed(io))
 }
 
-/// Opens stream `index` over `io`: TLS, `Open`, and the destination's answer.
-async fn open_stream(
+/// A data stream's TLS over `io`.
+async fn handshake(
     connector: &tokio_rustls::TlsConnector,
     server: &rustls_pki_types::ServerName<'static>,
     io: DataIo,
+) -> Result<tokio_rustls::client::TlsStream<DataIo>, SendError> {
+    Ok(connector
+        .connect(server.clone(), io)
+        .await
+        .map_err(ChannelError::from)?)
+}
+
+/// Opens stream `index` of (at most) `streams` on `tls`: `Open`, and the
+/// destination's answer.
+async fn open_on(
+    mut tls: tokio_rustls::client::TlsStream<DataIo>,
     sealed: &str,
     index: u16,
     streams: u16,
 ) -> Result<tokio_rustls::client::TlsStream<DataIo>, SendError> {
-    let mut tls = connector
-        .connect(server.clone(), io)
-        .await
-        .map_err(ChannelError::from)?;
     channel::send_message(
         &mut tls,
         &Message::Open(Open {
@@ -657,6 +710,130 @@ async fn open_stream(
             "unexpected {other:?}"
         )))),
     }
+}
+
+/// Refuses a stream whose protocol cannot carry this attempt: an older
+/// destination would delete what the filters exclude.
+fn check_stream(
+    tls: &tokio_rustls::client::TlsStream<DataIo>,
+    filters: &FilterSet,
+) -> Result<(), SendError> {
+    let version = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol());
+    if !filters.is_empty() && !version.is_some_and(ferry_proto::data::honours_filters) {
+        return Err(MoveError::Unusable {
+            side: Side::Destination,
+            reason: "runs an older ferry that does not honour --include/--exclude; upgrade it to transfer with filters".into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Looks at the queue to the streams per tuner sample.
+const LOOKS_PER_SAMPLE: u32 = 8;
+
+/// One tuner period being measured.
+struct Period {
+    started: std::time::Instant,
+    sent_before: u64,
+    looks: u32,
+    in_use: f64,
+}
+
+impl Period {
+    fn new(sent: u64) -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            sent_before: sent,
+            looks: 0,
+            in_use: 0.0,
+        }
+    }
+
+    /// One look at the queue's fill and the bytes sent so far; the
+    /// period's sample at its last look (and the next period begins).
+    fn look(&mut self, in_use: f64, sent: u64) -> Option<crate::tuner::Sample> {
+        self.looks += 1;
+        self.in_use += in_use;
+        if self.looks < LOOKS_PER_SAMPLE {
+            return None;
+        }
+        let seconds = self.started.elapsed().as_secs_f64().max(1e-3);
+        let sample = crate::tuner::Sample {
+            rate: sent.saturating_sub(self.sent_before) as f64 / seconds,
+            backlog: self.in_use / f64::from(self.looks),
+        };
+        *self = Self::new(sent);
+        Some(sample)
+    }
+}
+
+/// What opening streams while an attempt runs needs, owned.
+#[derive(Clone)]
+struct Opener {
+    connector: tokio_rustls::TlsConnector,
+    server: rustls_pki_types::ServerName<'static>,
+    route: Route,
+    relaying: Option<String>,
+    sealed: String,
+    filters: FilterSet,
+    /// What every `Open` of the attempt says of the stream count.
+    most: u16,
+}
+
+impl Opener {
+    /// Streams `first..first + more`, in order, until one cannot be
+    /// opened (the destination or the hub's relay takes no more): those
+    /// opened. A stream that fails here costs the attempt nothing.
+    async fn open(mut self, first: u16, more: u16) -> Vec<tokio_rustls::client::TlsStream<DataIo>> {
+        let mut opened = Vec::new();
+        for index in first..first.saturating_add(more) {
+            let open = async {
+                let io = connect(&self.route, &mut self.relaying, index).await?;
+                let tls = handshake(&self.connector, &self.server, io).await?;
+                check_stream(&tls, &self.filters)?;
+                open_on(tls, &self.sealed, index, self.most).await
+            };
+            match tokio::time::timeout(CONNECT_WITHIN, open).await {
+                Ok(Ok(tls)) => opened.push(tls),
+                Ok(Err(e)) => {
+                    tracing::info!(stream = index, error = %e, "no further data stream");
+                    break;
+                }
+                Err(_) => {
+                    tracing::info!(
+                        stream = index,
+                        "no further data stream: timed out opening it"
+                    );
+                    break;
+                }
+            }
+        }
+        opened
+    }
+}
+
+/// Starts a data stream other than 0: it takes from the shared queue,
+/// and its reader only watches for the destination closing it.
+fn spawn_stream(
+    tasks: &mut tokio::task::JoinSet<Result<(), SendError>>,
+    tls: tokio_rustls::client::TlsStream<DataIo>,
+    ctx: &Context,
+    limiters: &[Arc<Limiter>],
+    out: &Arc<tokio::sync::Mutex<mpsc::Receiver<Outgoing>>>,
+    sent: &Arc<AtomicU64>,
+) {
+    // A peer that speaks only version 1 gets no keep-alive and no deadline.
+    let keep_alive = ctx
+        .liveness
+        .on(tls.get_ref().1.alpn_protocol())
+        .map(|l| l.keep_alive_every);
+    let (reader, writer) = tokio::io::split(tls);
+    let writer = Throttled::new(writer, limiters.to_vec());
+    let (out, metrics, sent) = (out.clone(), ctx.metrics.clone(), sent.clone());
+    tasks.spawn(async move { write_stream(writer, out, None, keep_alive, metrics, sent).await });
+    // The destination never writes on data streams; their readers only watch for closing.
+    tasks.spawn(async move { drain(reader).await });
 }
 
 /// Reads the destination's stream 0 and hands its frames to the send
@@ -728,6 +905,7 @@ async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
     mut priority: Option<mpsc::UnboundedReceiver<Urgent>>,
     keep_alive: Option<Duration>,
     metrics: Arc<Metrics>,
+    sent: Arc<AtomicU64>,
 ) -> Result<(), SendError> {
     let _stream = metrics.stream();
     // A large buffer coalesces many small files into few TLS records and syscalls.
@@ -791,7 +969,8 @@ async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
             }
         }
         for item in batch {
-            write_item(&mut writer, item, &metrics).await?;
+            let bytes = write_item(&mut writer, item, &metrics).await?;
+            sent.fetch_add(bytes, Ordering::Relaxed);
         }
         // Flush conversation messages at once, and data when no more is
         // queued (a locked queue means another stream is waiting: empty).
@@ -805,24 +984,27 @@ async fn write_stream<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
+/// Writes one queued item; the file bytes it carried.
 async fn write_item<W: tokio::io::AsyncWrite + Unpin>(
     writer: &mut W,
     item: Outgoing,
     metrics: &Metrics,
-) -> Result<(), SendError> {
+) -> Result<u64, SendError> {
     let mut pending = vec![item];
+    let mut bytes = 0;
     while let Some(item) = pending.pop() {
         match item {
             Outgoing::Chunk(header, data, _room) => {
                 write_chunk(writer, &header, &data).await?;
                 Metrics::add(&metrics.sent_bytes, data.len() as u64);
+                bytes += data.len() as u64;
                 crate::buffers::give(data);
             }
             Outgoing::Message(m) => write_message(writer, &m).await?,
             Outgoing::Batch(items) => pending.extend(items.into_iter().rev()),
         }
     }
-    Ok(())
+    Ok(bytes)
 }
 
 fn mtime_ns(m: &Metadata) -> i64 {

@@ -5,6 +5,8 @@
 
 mod support;
 
+use ferry_mover::metrics::Metrics;
+use ferry_mover::tuner::Tuning;
 use ferry_proto::filter::FilterRule;
 use ferry_proto::task::{Capability, ChecksumAlgorithm, SyncLevel, TaskReport, TransferOptions};
 use rcgen::SigningKey;
@@ -829,5 +831,44 @@ async fn unjournaled_chunks_of_a_kept_temporary_count_only_where_the_source_agre
             content.len() as u64
         };
         assert_eq!(sent, expected, "source speaking {source}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_adds_streams_while_it_sends_and_an_older_destination_gets_the_count_it_was_told()
+{
+    let newest = ferry_proto::data::PROTOCOL_VERSION;
+    for destination in [newest, 4] {
+        // Grows at every other period, whatever it measures: this is the
+        // growth itself, not the tuner's judgement (unit-tested in `tuner`).
+        let tuning = Tuning::always_grow(std::time::Duration::from_millis(20), 16);
+        let mut w = support::world_tuned_speaking(tuning, destination).await;
+        let src = w.a.home.join("d");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("big.bin"), pattern(24 * CHUNK + 5, 3)).unwrap();
+        std::fs::write(src.join("small-1"), pattern(4096, 1)).unwrap();
+        std::fs::write(src.join("small-2"), b"").unwrap();
+        let (verdict, _) = w
+            .transfer(
+                1,
+                vec![item("/~/d", "/~/d", true)],
+                TransferOptions::default(),
+            )
+            .await;
+        assert!(
+            matches!(verdict, TaskReport::Succeeded { .. }),
+            "{verdict:?}"
+        );
+        assert_eq!(snapshot(&w.b.home.join("d")), snapshot(&src));
+        // Large files start with four streams.
+        let opened = Metrics::get(&w.b.ctx.metrics.streams_opened);
+        if destination == newest {
+            assert!(opened > 4, "the destination took {opened} streams");
+        } else {
+            assert_eq!(
+                opened, 4,
+                "an older destination waits for what the Open said"
+            );
+        }
     }
 }

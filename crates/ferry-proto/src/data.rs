@@ -48,6 +48,13 @@
 //!   held, and the file's digest still checks every chunk. With a source
 //!   that speaks only 3 or less, the destination sends such chunks again,
 //!   as it did ([`rehashes_held_chunks`]).
+//! - 5 (2026-12, `ferry-data/5`): an `Open`'s `streams` is the most the
+//!   source will open, not how many: it may open more streams of the
+//!   attempt while it runs, as its measured throughput asks
+//!   ([`grows_streams`]). The destination takes any that come, up to
+//!   that number, and judges the source gone once every stream it opened
+//!   has closed. With a destination that speaks only 4 or less, the
+//!   source opens every stream it names at the start, as it did.
 
 use crate::task::{ChecksumAlgorithm, Side, TaskCounters};
 use crate::wire_path::WirePath;
@@ -78,12 +85,13 @@ pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
 /// accept one above [`MAX_HANDSHAKE_FRAME`] only within a budget they keep.
 pub const MAX_OPEN_FRAME: usize = crate::task::MAX_CAPABILITY + 1024;
 /// The newest data protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// The oldest version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// The ALPN ids of data connections, newest first: the version a stream
 /// speaks is the one TLS settled ([`negotiated_version`]).
 pub const ALPN_PROTOCOLS: &[&[u8]] = &[
+    b"ferry-data/5",
     b"ferry-data/4",
     b"ferry-data/3",
     b"ferry-data/2",
@@ -116,6 +124,12 @@ pub fn keeps_alive(version: u32) -> bool {
 /// [`Need::SendUnlessHeld`] (and says in `FileDone` which chunks it sent).
 pub fn rehashes_held_chunks(version: u32) -> bool {
     version >= 4
+}
+
+/// Whether a source on a stream of `version` may open more streams of
+/// the attempt while it runs, up to its `Open`'s `streams`.
+pub fn grows_streams(version: u32) -> bool {
+    version >= 5
 }
 
 /// Most chunk digests one [`Need::SendUnlessHeld`] carries (1 GiB of
@@ -629,14 +643,15 @@ mod tests {
 
     #[test]
     fn the_version_comes_from_the_alpn_id_tls_settled() {
-        assert_eq!(ALPN_PROTOCOLS[0], b"ferry-data/4", "newest first");
+        assert_eq!(ALPN_PROTOCOLS[0], b"ferry-data/5", "newest first");
         for (alpn, version) in [
-            (Some(&b"ferry-data/4"[..]), Some(4)),
+            (Some(&b"ferry-data/5"[..]), Some(5)),
+            (Some(b"ferry-data/4"), Some(4)),
             (Some(b"ferry-data/3"), Some(3)),
             (Some(b"ferry-data/2"), Some(2)),
             (Some(b"ferry-data/1"), Some(1)),
             (None, Some(1)),
-            (Some(b"ferry-data/5"), None),
+            (Some(b"ferry-data/6"), None),
             (Some(b"ferry-data/0"), None),
             (Some(b"ferry-data/"), None),
             (Some(b"ferry-control/1"), None),
@@ -650,6 +665,7 @@ mod tests {
         assert!(keeps_alive(3) && keeps_alive(2) && !keeps_alive(1));
         assert!(honours_filters(3) && !honours_filters(2));
         assert!(rehashes_held_chunks(4) && !rehashes_held_chunks(3));
+        assert!(grows_streams(5) && !grows_streams(4));
         const { assert!(IDLE_LIMIT.as_secs() >= 3 * KEEP_ALIVE_EVERY.as_secs()) };
     }
 

@@ -257,6 +257,7 @@ fn endpoint(
         reports,
         umask: 0o022,
         liveness,
+        tuning: crate::tuner::Tuning::default(),
         bwlimit: Arc::default(),
         metrics: Arc::default(),
         hooks: None,

@@ -7,6 +7,7 @@
 use ferry_endpoint::EndpointDir;
 use ferry_mover::channel::{Identity, Liveness};
 use ferry_mover::dest::Sessions;
+use ferry_mover::tuner::Tuning;
 use ferry_mover::{Context, Report};
 use ferry_paths::Policy;
 use ferry_proto::share::ShareGrant;
@@ -53,6 +54,7 @@ pub struct World {
     _shutdown: watch::Sender<bool>,
 }
 
+#[allow(clippy::too_many_arguments)] // a test helper: each is one knob of the world
 fn endpoint(
     id: &str,
     ca: &Issuer<'static, KeyPair>,
@@ -61,6 +63,7 @@ fn endpoint(
     umask: u32,
     liveness: Liveness,
     speaks_up_to: u32,
+    tuning: Tuning,
 ) -> Endpoint {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
@@ -104,6 +107,7 @@ fn endpoint(
         reports: tx,
         umask,
         liveness,
+        tuning,
         bwlimit: Arc::default(),
         metrics: Arc::default(),
         hooks: None,
@@ -130,7 +134,22 @@ pub async fn world_with_umask(umask: u32) -> World {
 /// (b) with `umask`.
 pub async fn world_with(umask: u32, liveness: Liveness) -> World {
     let newest = ferry_proto::data::PROTOCOL_VERSION;
-    world_of(umask, liveness, [newest, newest]).await
+    world_of(umask, liveness, [newest, newest], Tuning::default()).await
+}
+
+/// Two endpoints whose sending side grows its streams by `tuning`.
+#[allow(dead_code)]
+pub async fn world_tuned(tuning: Tuning) -> World {
+    let newest = ferry_proto::data::PROTOCOL_VERSION;
+    world_of(0o022, Liveness::default(), [newest, newest], tuning).await
+}
+
+/// As [`world_tuned`], the destination speaking data protocols up to
+/// `destination`.
+#[allow(dead_code)]
+pub async fn world_tuned_speaking(tuning: Tuning, destination: u32) -> World {
+    let newest = ferry_proto::data::PROTOCOL_VERSION;
+    world_of(0o022, Liveness::default(), [newest, destination], tuning).await
 }
 
 /// Two endpoints of which the source (a) speaks data protocols up to
@@ -138,10 +157,16 @@ pub async fn world_with(umask: u32, liveness: Liveness) -> World {
 /// of different ages do.
 #[allow(dead_code)]
 pub async fn world_speaking(source: u32, destination: u32) -> World {
-    world_of(0o022, Liveness::default(), [source, destination]).await
+    world_of(
+        0o022,
+        Liveness::default(),
+        [source, destination],
+        Tuning::default(),
+    )
+    .await
 }
 
-async fn world_of(umask: u32, liveness: Liveness, speaks_up_to: [u32; 2]) -> World {
+async fn world_of(umask: u32, liveness: Liveness, speaks_up_to: [u32; 2], tuning: Tuning) -> World {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -164,6 +189,7 @@ async fn world_of(umask: u32, liveness: Liveness, speaks_up_to: [u32; 2]) -> Wor
         0o022,
         liveness,
         speaks_up_to[0],
+        tuning,
     );
     let b = endpoint(
         "bbbbbbbb-0000-4000-8000-000000000002",
@@ -173,6 +199,7 @@ async fn world_of(umask: u32, liveness: Liveness, speaks_up_to: [u32; 2]) -> Wor
         umask,
         liveness,
         speaks_up_to[1],
+        tuning,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
