@@ -22,7 +22,8 @@
 #   DELAY_MS=0 DELAY_RATE=0 bench/delay.sh              # same path, no delay, no cap: the reference
 # Env: DELAY_MS [25] one way, DELAY_RATE [1G] bits/s, DELAY_WINDOW [4M],
 #      DELAY_A_MB [2048] MiB, DELAY_B_FILES [20000], DATASETS ["A B"], RUNS [3],
-#      DELAY_TOOLS ["ferry rsync-ssh scp guc"], DELAY_TIMEOUT [120] s a run,
+#      DELAY_TOOLS ["ferry rsync-ssh scp guc"; also ferry-s4: ferry with --streams 4,
+#      no tuning], DELAY_TIMEOUT [120] s a run,
 #      DELAY_SELFTEST [1] runs delayline.py --self-test first (the line's own ceiling),
 #      FERRY_BENCH_SHARED [../shared/bench] where peers.sh and gen_datasets.py are,
 #      FERRY_BENCH_BIN / FERRY_BENCH_PROFILE as bench/lab.sh reads them.
@@ -97,10 +98,13 @@ ssh_line="ssh -F $SC -o HostName=127.0.0.2 -o Port=$SSH_LINE"
 cmd_of() { # TOOL SRC DST
   case "$1" in
     ferry)    echo "bash $repo/bench/ferry-copy.sh $2 $3" ;;
+    # ferry with its stream count fixed at the start's (no tuning): what
+    # adding streams from measured throughput is worth on this path.
+    ferry-s4) echo "FERRY_COPY_ARGS='--streams 4' bash $repo/bench/ferry-copy.sh $2 $3" ;;
     rsync-ssh) echo "rsync -a -e '$ssh_line' benchlo:$2/ $3/" ;;
     scp)      echo "scp -q -r -F $SC -o HostName=127.0.0.2 -o Port=$SSH_LINE benchlo:$2 $3" ;;
     guc)      echo "globus-url-copy -cd -r -fast -pp -p 4 -cc 4 ftp://127.0.0.2:$GFTP$2/ file://$3/" ;;
-    *) echo "bench/delay.sh: unknown tool $1 (ferry rsync-ssh scp guc)" >&2; return 1 ;;
+    *) echo "bench/delay.sh: unknown tool $1 (ferry ferry-s4 rsync-ssh scp guc)" >&2; return 1 ;;
   esac
 }
 tally() { find "$1" -type f -printf '%s\n' 2>/dev/null | awk '{n++; t+=$1} END {printf "%d %d\n", n, t}'; }

@@ -11,7 +11,9 @@ dst=${2:?usage: ferry-copy.sh SRC DST}
 . "${FERRY_BENCH_WORK:-/var/tmp/ferry-bench-work}/env"
 sync=()
 [ -e "$dst" ] && sync=(--sync-level checksum)
-out=$(ferry transfer -r "bench-src:$src" "bench-dst:$dst" "${sync[@]}" --wait --json) || {
+# FERRY_COPY_ARGS: more options for the transfer (e.g. --streams 4).
+read -r -a extra <<< "${FERRY_COPY_ARGS:-}"
+out=$(ferry transfer -r "bench-src:$src" "bench-dst:$dst" "${sync[@]}" "${extra[@]}" --wait --json) || {
   echo "ferry-copy: transfer $src -> $dst did not succeed: $out" >&2
   exit 1
 }

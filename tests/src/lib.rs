@@ -81,6 +81,15 @@ pub struct Ran {
     pub stderr: String,
 }
 
+impl Ran {
+    /// Its output, once it exited 0 (else the test fails with all of it).
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "{self:?}");
+        &self.stdout
+    }
+}
+
 impl From<Output> for Ran {
     fn from(o: Output) -> Self {
         Ran {
@@ -119,6 +128,15 @@ impl User {
             home,
             dir,
         }
+    }
+
+    /// The id `ferry -setup` wrote to this user's `endpoint.toml`.
+    pub fn endpoint_id(&self) -> String {
+        let toml = fs::read_to_string(self.dir.join("endpoint.toml")).unwrap();
+        line_value(&toml, "id = ")
+            .unwrap()
+            .trim_matches('"')
+            .to_string()
     }
 
     /// Writes the files `ferry -setup` would, pointing at a hub URL that

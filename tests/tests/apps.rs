@@ -17,11 +17,6 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-fn ok(ran: &ferry_tests::Ran) -> &str {
-    assert_eq!(ran.code, Some(0), "{ran:?}");
-    &ran.stdout
-}
-
 /// A portal's callback: answers every request with a page, so a browser
 /// sent there stops with the code in its URL.
 fn portal_site() -> String {
@@ -130,23 +125,25 @@ async fn a_portal_acts_only_as_far_as_its_user_let_it_and_a_service_account_as_i
     std::fs::write(lab.src.home.join("a.txt"), b"alpha").unwrap();
 
     // Alice registers her portal; the secret is shown once.
-    let made = ok(&lab.ferry(&[
-        "app",
-        "create",
-        "Lab portal",
-        "--type",
-        "portal",
-        "--redirect-uri",
-        &callback,
-        "--json",
-    ]))
-    .to_string();
+    let made = lab
+        .ferry(&[
+            "app",
+            "create",
+            "Lab portal",
+            "--type",
+            "portal",
+            "--redirect-uri",
+            &callback,
+            "--json",
+        ])
+        .ok()
+        .to_string();
     let made: Value = serde_json::from_str(&made).unwrap();
     let (id, secret) = (
         made["client_id"].as_str().unwrap().to_string(),
         made["client_secret"].as_str().unwrap().to_string(),
     );
-    let listed = ok(&lab.ferry(&["app", "list"])).to_string();
+    let listed = lab.ferry(&["app", "list"]).ok().to_string();
     assert!(
         listed.contains(&id) && listed.contains("Lab portal"),
         "{listed}"
@@ -242,7 +239,7 @@ async fn a_portal_acts_only_as_far_as_its_user_let_it_and_a_service_account_as_i
         &access,
         &["transfer", "src:/~/a.txt", "dst:/~/b.txt"],
     );
-    let task = ferry_tests::line_value(ok(&sent), "Task ID: ")
+    let task = ferry_tests::line_value(sent.ok(), "Task ID: ")
         .unwrap_or_else(|| panic!("{sent:?}"))
         .to_string();
     let done = lab.wait(&task);
@@ -253,10 +250,10 @@ async fn a_portal_acts_only_as_far_as_its_user_let_it_and_a_service_account_as_i
     code_at(&back, &callback);
 
     // She revokes the portal: its refresh and access tokens end at once.
-    let consents = ok(&lab.ferry(&["app", "consents", "--json"])).to_string();
+    let consents = lab.ferry(&["app", "consents", "--json"]).ok().to_string();
     let consents: Value = serde_json::from_str(&consents).unwrap();
     assert_eq!(consents[0]["client_id"], id.as_str(), "{consents}");
-    ok(&lab.ferry(&["app", "revoke", &id]));
+    lab.ferry(&["app", "revoke", &id]).ok();
     let (status, refused) = token_request(
         &lab,
         &id,
@@ -270,8 +267,10 @@ async fn a_portal_acts_only_as_far_as_its_user_let_it_and_a_service_account_as_i
     assert_eq!(status, 401);
 
     // A service account: its own identity, tokens from its secret.
-    let made =
-        ok(&lab.ferry(&["app", "create", "nightly", "--type", "service", "--json"])).to_string();
+    let made = lab
+        .ferry(&["app", "create", "nightly", "--type", "service", "--json"])
+        .ok()
+        .to_string();
     let made: Value = serde_json::from_str(&made).unwrap();
     let (sid, ssecret, identity) = (
         made["client_id"].as_str().unwrap().to_string(),
@@ -289,7 +288,7 @@ async fn a_portal_acts_only_as_far_as_its_user_let_it_and_a_service_account_as_i
     assert_eq!(status, 200, "{tokens}");
     let robot = tokens["access_token"].as_str().unwrap().to_string();
     let me = lab.src.run_as(&lab.hub, &robot, &["whoami"]);
-    assert_eq!(ok(&me).trim(), identity, "{me:?}");
+    assert_eq!(me.ok().trim(), identity, "{me:?}");
     let toml = std::fs::read_to_string(lab.src.dir.join("endpoint.toml")).unwrap();
     let src_id = ferry_tests::line_value(&toml, "id = ")
         .unwrap()
@@ -299,8 +298,8 @@ async fn a_portal_acts_only_as_far_as_its_user_let_it_and_a_service_account_as_i
     let before = lab.src.run_as(&lab.hub, &robot, &["ls", &target]);
     assert_ne!(before.code, Some(0), "not shared yet: {before:?}");
     std::fs::write(lab.src.dir.join("config-paths"), "~/,0,1\n~/shared,1,1\n").unwrap();
-    ok(&lab.src.run(&["-reload"]));
-    ok(&lab.ferry(&[
+    lab.src.run(&["-reload"]).ok();
+    lab.ferry(&[
         "endpoint",
         "permission",
         "create",
@@ -309,9 +308,10 @@ async fn a_portal_acts_only_as_far_as_its_user_let_it_and_a_service_account_as_i
         "r",
         "--identity",
         &identity,
-    ]));
+    ])
+    .ok();
     let after = lab.src.run_as(&lab.hub, &robot, &["ls", &target]);
-    assert!(ok(&after).contains("results.csv"), "{after:?}");
+    assert!(after.ok().contains("results.csv"), "{after:?}");
     // Not beyond the share.
     let outside = lab
         .src
@@ -319,7 +319,7 @@ async fn a_portal_acts_only_as_far_as_its_user_let_it_and_a_service_account_as_i
     assert_ne!(outside.code, Some(0), "{outside:?}");
 
     // Deleting it ends its tokens.
-    ok(&lab.ferry(&["app", "delete", &sid]));
+    lab.ferry(&["app", "delete", &sid]).ok();
     let gone = lab.src.run_as(&lab.hub, &robot, &["ls", &target]);
     assert_ne!(gone.code, Some(0), "{gone:?}");
 }

@@ -7,25 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Lab, Ran, User};
+use ferry_tests::{Lab, User};
 use serde_json::Value;
 use std::fs;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn ok(ran: &Ran) -> &str {
-    assert_eq!(ran.code, Some(0), "{ran:?}");
-    &ran.stdout
-}
-
-fn endpoint_id(user: &User) -> String {
-    let toml = fs::read_to_string(user.dir.join("endpoint.toml")).unwrap();
-    ferry_tests::line_value(&toml, "id = ")
-        .unwrap()
-        .trim_matches('"')
-        .to_string()
-}
 
 /// Events of `action` by `identity` in an audit listing.
 fn by<'a>(events: &'a [Value], identity: &str, action: &str) -> Vec<&'a Value> {
@@ -47,19 +34,19 @@ fn the_owners_audit_lists_a_grantees_listings_and_reads_and_the_endpoint_logs_wh
         "~/,0,1\n~/project/results,1,1\n",
     )
     .unwrap();
-    ok(&lab.src.run(&["-reload"]));
-    let src_id = endpoint_id(&lab.src);
+    lab.src.run(&["-reload"]).ok();
+    let src_id = lab.src.endpoint_id();
 
     lab.hub.add_user("bob", "bobs password 1");
     let bob = User::new();
     let (_, key) = lab.hub.endpoint_key("bob", "bobs-laptop", &[]);
-    ok(&bob.setup_with_key(&key, "bobs-laptop"));
+    bob.setup_with_key(&key, "bobs-laptop").ok();
     let _bobs_daemon = bob.start_foreground(&[]);
     bob.wait_hub_state("connected", LIMIT);
     let bob_token = lab.hub.token("bob");
     let as_bob = |args: &[&str]| bob.run_as(&lab.hub, &bob_token, args);
 
-    ok(&lab.ferry(&[
+    lab.ferry(&[
         "endpoint",
         "permission",
         "create",
@@ -68,21 +55,22 @@ fn the_owners_audit_lists_a_grantees_listings_and_reads_and_the_endpoint_logs_wh
         "r",
         "--identity",
         "bob",
-    ]));
+    ])
+    .ok();
 
     // Bob lists the folder, copies from it, and tries one outside it.
     let shared = format!("{src_id}:/~/project/results");
-    ok(&as_bob(&["ls", &shared]));
+    as_bob(&["ls", &shared]).ok();
     let out = as_bob(&[
         "transfer",
         "-r",
         &format!("{shared}/run1"),
         "bobs-laptop:/~/copy",
     ]);
-    let task = ferry_tests::line_value(ok(&out), "Task ID: ")
+    let task = ferry_tests::line_value(out.ok(), "Task ID: ")
         .unwrap_or_else(|| panic!("{out:?}"))
         .to_string();
-    ok(&as_bob(&["task", "wait", &task, "--timeout", "120"]));
+    as_bob(&["task", "wait", &task, "--timeout", "120"]).ok();
     assert_eq!(
         fs::read(bob.home.join("copy/notes.txt")).unwrap(),
         b"calibrated"
@@ -100,7 +88,7 @@ fn the_owners_audit_lists_a_grantees_listings_and_reads_and_the_endpoint_logs_wh
     let audit = |extra: &[&str]| -> Vec<Value> {
         let mut args = vec!["endpoint", "audit", "src", "--json"];
         args.extend_from_slice(extra);
-        serde_json::from_str::<Value>(ok(&lab.ferry(&args)))
+        serde_json::from_str::<Value>(lab.ferry(&args).ok())
             .unwrap()
             .as_array()
             .unwrap()
@@ -135,7 +123,7 @@ fn the_owners_audit_lists_a_grantees_listings_and_reads_and_the_endpoint_logs_wh
     assert!(audit(&["--since", "2999-01-01T00:00:00Z"]).is_empty());
 
     // For people: one line per event, in columns.
-    let table = ok(&lab.ferry(&["endpoint", "audit", "src"])).to_string();
+    let table = lab.ferry(&["endpoint", "audit", "src"]).ok().to_string();
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), events.len() + 1, "{table}");
     assert!(lines[0].starts_with("Time"), "{table}");
@@ -168,13 +156,13 @@ fn the_owners_audit_lists_a_grantees_listings_and_reads_and_the_endpoint_logs_wh
         &format!("{shared}/run1"),
         "bobs-laptop:/~/copy",
     ]);
-    let sync = ferry_tests::line_value(ok(&out), "Task ID: ")
+    let sync = ferry_tests::line_value(out.ok(), "Task ID: ")
         .unwrap_or_else(|| panic!("{out:?}"))
         .to_string();
-    ok(&as_bob(&["task", "wait", &sync, "--timeout", "120"]));
+    as_bob(&["task", "wait", &sync, "--timeout", "120"]).ok();
     assert!(!bob.home.join("copy/stale.txt").exists());
     let his: Value =
-        serde_json::from_str(ok(&as_bob(&["endpoint", "audit", "bobs-laptop", "--json"]))).unwrap();
+        serde_json::from_str(as_bob(&["endpoint", "audit", "bobs-laptop", "--json"]).ok()).unwrap();
     let his = his.as_array().unwrap();
     let removed = by(his, "bob", "delete");
     assert_eq!(removed.len(), 1, "{his:?}");

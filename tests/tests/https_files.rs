@@ -5,21 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Lab, Ran, User, on_path, run_command, skip};
+use ferry_tests::{Lab, Ran, on_path, run_command, skip};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn endpoint_id(user: &User) -> String {
-    let toml = fs::read_to_string(user.dir.join("endpoint.toml")).unwrap();
-    ferry_tests::line_value(&toml, "id = ")
-        .unwrap()
-        .trim_matches('"')
-        .to_string()
-}
 
 /// `curl` against the hub, trusting its CA; `-i` so headers come first.
 fn curl(lab: &Lab, token: Option<&str>, url: &str, extra: &[&str]) -> Ran {
@@ -71,7 +63,7 @@ fn a_file_comes_whole_in_ranges_and_conditionally_and_grantees_stay_inside_their
     )
     .unwrap();
     assert_eq!(lab.src.run(&["-reload"]).code, Some(0));
-    let id = endpoint_id(&lab.src);
+    let id = lab.src.endpoint_id();
     let base = format!("{}/api/v1/endpoints/{id}/files", lab.hub.url);
     let url = format!("{base}/~/project/results/data.txt");
 
@@ -353,7 +345,7 @@ fn uploads_land_exactly_resume_and_are_checked() {
     assert!(temporaries(&lab.src.home).is_empty());
 
     // curl, in two pieces under one id.
-    let id = endpoint_id(&lab.src);
+    let id = lab.src.endpoint_id();
     let url = format!("{}/api/v1/endpoints/{id}/files/~/pieces.txt", lab.hub.url);
     let text = b"0123456789abcdefghij";
     let piece_dir = tempfile::tempdir().unwrap();
@@ -646,7 +638,7 @@ fn get_and_put_resume_across_a_restart_of_the_hub() {
     let url = format!(
         "{}/api/v1/endpoints/{}/files/~/up.bin?upload={id}",
         lab.hub.url,
-        endpoint_id(&lab.src)
+        lab.src.endpoint_id()
     );
     let (status, head, _) = parts(&curl(&lab, Some(&lab.token), &url, &["-I"]));
     assert_eq!(status, 204, "{head}");

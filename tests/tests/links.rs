@@ -9,24 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Lab, Ran, User, on_path, run_command, skip};
+use ferry_tests::{Lab, on_path, run_command, skip};
 use serde_json::Value;
 use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn ok(ran: &Ran) -> &str {
-    assert_eq!(ran.code, Some(0), "{ran:?}");
-    &ran.stdout
-}
-
-fn endpoint_id(user: &User) -> String {
-    let toml = fs::read_to_string(user.dir.join("endpoint.toml")).unwrap();
-    ferry_tests::line_value(&toml, "id = ")
-        .unwrap()
-        .trim_matches('"')
-        .to_string()
-}
 
 /// `curl` with no credentials at all, trusting the hub's CA; `-i` so
 /// headers come first; `--path-as-is` so `..` reaches the hub as typed.
@@ -58,7 +45,7 @@ fn create(lab: &Lab, args: &[&str]) -> Value {
     let mut all = vec!["link", "create"];
     all.extend_from_slice(args);
     all.push("--json");
-    serde_json::from_str(ok(&lab.ferry(&all))).unwrap()
+    serde_json::from_str(lab.ferry(&all).ok()).unwrap()
 }
 
 #[test]
@@ -75,8 +62,8 @@ fn anyone_with_a_link_reads_beneath_its_path_until_it_expires_is_deleted_or_used
     fs::write(public.join("sub/a b&<c>.txt"), b"in the subfolder\n").unwrap();
     fs::write(lab.src.home.join("secret.txt"), b"not shared\n").unwrap();
     fs::write(lab.src.dir.join("config-paths"), "~/,0,1\n~/public,1,0\n").unwrap();
-    ok(&lab.src.run(&["-reload"]));
-    let src_id = endpoint_id(&lab.src);
+    lab.src.run(&["-reload"]).ok();
+    let src_id = lab.src.endpoint_id();
 
     // A file: the URL is all anyone needs.
     let file = create(&lab, &["src:/~/public/data.txt"]);
@@ -117,7 +104,7 @@ fn anyone_with_a_link_reads_beneath_its_path_until_it_expires_is_deleted_or_used
     assert_eq!(status, 404);
     // The human form prints the id and the URL.
     let human = lab.ferry(&["link", "create", "src:/~/public/data.txt"]);
-    assert!(ok(&human).contains("Link ID: "), "{human:?}");
+    assert!(human.ok().contains("Link ID: "), "{human:?}");
     assert!(human.stdout.contains(&format!("{}/l/", lab.hub.url)));
 
     // A folder: its index links each entry, and the links work.
@@ -166,7 +153,7 @@ fn anyone_with_a_link_reads_beneath_its_path_until_it_expires_is_deleted_or_used
 
     // Listed, then deleted: 410 from then on.
     let listed: Vec<Value> =
-        serde_json::from_str(ok(&lab.ferry(&["link", "list", "--json"]))).unwrap();
+        serde_json::from_str(lab.ferry(&["link", "list", "--json"]).ok()).unwrap();
     let ids: Vec<&str> = listed.iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert!(ids.contains(&file_id.as_str()), "{listed:?}");
     // The list says each URL again, the same as when it was made.
@@ -175,12 +162,12 @@ fn anyone_with_a_link_reads_beneath_its_path_until_it_expires_is_deleted_or_used
         .find(|l| l["id"] == file_id.as_str())
         .and_then(|l| l["url"].as_str());
     assert_eq!(listed_url, Some(url.as_str()), "{listed:?}");
-    let human = ok(&lab.ferry(&["link", "list"])).to_string();
+    let human = lab.ferry(&["link", "list"]).ok().to_string();
     assert!(human.contains(&url), "{human}");
-    ok(&lab.ferry(&["link", "delete", &file_id]));
+    lab.ferry(&["link", "delete", &file_id]).ok();
     let (status, _, body) = curl(&lab, &url, &[]);
     assert_eq!(status, 410, "{body}");
-    let listed = ok(&lab.ferry(&["link", "list", "--json"])).to_string();
+    let listed = lab.ferry(&["link", "list", "--json"]).ok().to_string();
     assert!(!listed.contains(&file_id), "{listed}");
     let again = lab.ferry(&["link", "delete", &file_id]);
     assert_ne!(again.code, Some(0), "{again:?}");
@@ -218,7 +205,7 @@ fn anyone_with_a_link_reads_beneath_its_path_until_it_expires_is_deleted_or_used
 
     // The owner's audit log names each anonymous read.
     let audit: Vec<Value> =
-        serde_json::from_str(ok(&lab.ferry(&["endpoint", "audit", "src", "--json"]))).unwrap();
+        serde_json::from_str(lab.ferry(&["endpoint", "audit", "src", "--json"]).ok()).unwrap();
     let reads: Vec<&Value> = audit
         .iter()
         .filter(|e| {
@@ -234,7 +221,7 @@ fn anyone_with_a_link_reads_beneath_its_path_until_it_expires_is_deleted_or_used
     // The endpoint decides at each read: once ~/public is no longer
     // shared, its links read nothing, whatever the hub holds.
     fs::write(lab.src.dir.join("config-paths"), "~/,0,1\n~/public,0,0\n").unwrap();
-    ok(&lab.src.run(&["-reload"]));
+    lab.src.run(&["-reload"]).ok();
     let (status, _, body) = curl(&lab, &format!("{dir_url}/data.txt"), &[]);
     assert_eq!(status, 403, "{body}");
     assert!(!body.contains("line 0"), "{body}");

@@ -20,17 +20,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferry_tests::browser::Browser;
-use ferry_tests::{Lab, Ran, User, skip};
+use ferry_tests::{Lab, User, skip};
 use serde_json::Value;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn ok(ran: &Ran) -> &str {
-    assert_eq!(ran.code, Some(0), "{ran:?}");
-    &ran.stdout
-}
 
 fn missing_flask() -> Option<String> {
     match Command::new("python3")
@@ -99,16 +94,16 @@ async fn a_registry_portal_sends_an_image_to_its_user_later_until_revoked() {
     lab.hub.add_user("bob", "bobs password 1");
     let bob = User::new();
     let (_, key) = lab.hub.endpoint_key("bob", "registry", &[]);
-    ok(&bob.setup_with_key(&key, "registry"));
+    bob.setup_with_key(&key, "registry").ok();
     let _registry_endpoint = bob.start_foreground(&[]);
     bob.wait_hub_state("connected", Duration::from_secs(120));
     let image = ferry_tests::pattern(3_000_000, 15);
     std::fs::create_dir_all(bob.home.join("images")).unwrap();
     std::fs::write(bob.home.join("images/tools.img"), &image).unwrap();
     std::fs::write(bob.dir.join("config-paths"), "~/,0,1\n~/images,1,1\n").unwrap();
-    ok(&bob.run(&["-reload"]));
+    bob.run(&["-reload"]).ok();
     let bob_token = lab.hub.token("bob");
-    ok(&bob.run_as(
+    bob.run_as(
         &lab.hub,
         &bob_token,
         &[
@@ -121,23 +116,26 @@ async fn a_registry_portal_sends_an_image_to_its_user_later_until_revoked() {
             "--identity",
             "alice",
         ],
-    ));
+    )
+    .ok();
 
     // The registry's developer registers it with its callback.
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let callback = format!("{base}/callback");
-    let made = ok(&lab.ferry(&[
-        "app",
-        "create",
-        "Image registry",
-        "--type",
-        "portal",
-        "--redirect-uri",
-        &callback,
-        "--json",
-    ]))
-    .to_string();
+    let made = lab
+        .ferry(&[
+            "app",
+            "create",
+            "Image registry",
+            "--type",
+            "portal",
+            "--redirect-uri",
+            &callback,
+            "--json",
+        ])
+        .ok()
+        .to_string();
     let made: Value = serde_json::from_str(&made).unwrap();
     let id = made["client_id"].as_str().unwrap().to_string();
     let secret = made["client_secret"].as_str().unwrap().to_string();
@@ -246,7 +244,7 @@ async fn a_registry_portal_sends_an_image_to_its_user_later_until_revoked() {
     );
 
     // Alice revokes the registry: its refresh token is refused.
-    ok(&lab.ferry(&["app", "revoke", &id]));
+    lab.ferry(&["app", "revoke", &id]).ok();
     let (status, refused) = send("dst", "tools-3.img").await;
     assert_eq!(status, 401, "{refused}\n{}", registry.log());
     assert_eq!(refused["error"], "invalid_grant", "{refused}");

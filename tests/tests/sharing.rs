@@ -14,11 +14,6 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn ok(ran: &Ran) -> &str {
-    assert_eq!(ran.code, Some(0), "{ran:?}");
-    &ran.stdout
-}
-
 /// One line on stderr that says why, and a non-zero exit.
 fn refused<'a>(ran: &'a Ran, says: &str) -> &'a str {
     assert_ne!(ran.code, Some(0), "{ran:?}");
@@ -27,13 +22,6 @@ fn refused<'a>(ran: &'a Ran, says: &str) -> &'a str {
 }
 
 /// The endpoint id `ferry -setup` wrote.
-fn endpoint_id(user: &User) -> String {
-    let toml = fs::read_to_string(user.dir.join("endpoint.toml")).unwrap();
-    ferry_tests::line_value(&toml, "id = ")
-        .unwrap()
-        .trim_matches('"')
-        .to_string()
-}
 
 #[test]
 fn a_shared_folder_is_all_a_grantee_reaches_and_deleting_the_share_cuts_them_off() {
@@ -49,15 +37,15 @@ fn a_shared_folder_is_all_a_grantee_reaches_and_deleting_the_share_cuts_them_off
         "~/,0,1\n~/project/results,1,1\n",
     )
     .unwrap();
-    ok(&lab.src.run(&["-reload"]));
-    let src_id = endpoint_id(&lab.src);
+    lab.src.run(&["-reload"]).ok();
+    let src_id = lab.src.endpoint_id();
 
     // Bob and carol, each with an endpoint of their own.
     lab.hub.add_user("bob", "bobs password 1");
     lab.hub.add_user("carol", "carols password 1");
     let bob = User::new();
     let (_, key) = lab.hub.endpoint_key("bob", "bobs-laptop", &[]);
-    ok(&bob.setup_with_key(&key, "bobs-laptop"));
+    bob.setup_with_key(&key, "bobs-laptop").ok();
     let _bobs_daemon = bob.start_foreground(&[]);
     bob.wait_hub_state("connected", LIMIT);
     let bob_token = lab.hub.token("bob");
@@ -76,14 +64,15 @@ fn a_shared_folder_is_all_a_grantee_reaches_and_deleting_the_share_cuts_them_off
         "--identity",
         "bob",
     ]);
-    let bobs_permission = ok(&out)
+    let bobs_permission = out
+        .ok()
         .trim()
         .strip_prefix("Permission ID: ")
         .unwrap_or_else(|| panic!("{out:?}"))
         .to_string();
-    ok(&lab.ferry(&["group", "create", "lab"]));
-    ok(&lab.ferry(&["group", "member", "add", "lab", "carol"]));
-    ok(&lab.ferry(&[
+    lab.ferry(&["group", "create", "lab"]).ok();
+    lab.ferry(&["group", "member", "add", "lab", "carol"]).ok();
+    lab.ferry(&[
         "endpoint",
         "permission",
         "create",
@@ -92,14 +81,12 @@ fn a_shared_folder_is_all_a_grantee_reaches_and_deleting_the_share_cuts_them_off
         "rw",
         "--group",
         "lab",
-    ]));
-    let listed: Value = serde_json::from_str(ok(&lab.ferry(&[
-        "endpoint",
-        "permission",
-        "list",
-        "src",
-        "--json",
-    ])))
+    ])
+    .ok();
+    let listed: Value = serde_json::from_str(
+        lab.ferry(&["endpoint", "permission", "list", "src", "--json"])
+            .ok(),
+    )
     .unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
     // A folder the endpoint does not let her share is refused by the hub,
@@ -119,18 +106,21 @@ fn a_shared_folder_is_all_a_grantee_reaches_and_deleting_the_share_cuts_them_off
     );
 
     // Bob finds it under shared-with-me, by its id.
-    let shared: Value = serde_json::from_str(ok(&as_bob(&[
-        "endpoint",
-        "search",
-        "--filter-scope",
-        "shared-with-me",
-        "--json",
-    ])))
+    let shared: Value = serde_json::from_str(
+        as_bob(&[
+            "endpoint",
+            "search",
+            "--filter-scope",
+            "shared-with-me",
+            "--json",
+        ])
+        .ok(),
+    )
     .unwrap();
     assert_eq!(shared[0]["id"], src_id.as_str(), "{shared}");
     assert_eq!(shared.as_array().unwrap().len(), 1);
     let results = format!("{src_id}:/~/project/results");
-    let listing = ok(&as_bob(&["ls", &results])).to_string();
+    let listing = as_bob(&["ls", &results]).ok().to_string();
     assert!(
         listing.contains("run1/") && listing.contains("big.bin"),
         "{listing}"
@@ -143,13 +133,14 @@ fn a_shared_folder_is_all_a_grantee_reaches_and_deleting_the_share_cuts_them_off
         &format!("{results}/run1"),
         "bobs-laptop:/~/copy",
     ]);
-    let copy = ok(&out)
+    let copy = out
+        .ok()
         .lines()
         .find_map(|l| l.strip_prefix("Task ID: "))
         .unwrap_or_else(|| panic!("{out:?}"))
         .trim()
         .to_string();
-    ok(&as_bob(&["task", "wait", &copy, "--timeout", "120"]));
+    as_bob(&["task", "wait", &copy, "--timeout", "120"]).ok();
     assert_eq!(
         fs::read(bob.home.join("copy/data.csv")).unwrap(),
         b"a,b\n1,2\n"
@@ -183,7 +174,7 @@ fn a_shared_folder_is_all_a_grantee_reaches_and_deleting_the_share_cuts_them_off
     refused(&as_bob(&["ls", "dst:/~/"]), "no endpoint");
 
     // Carol, through the group, writes into it.
-    ok(&as_carol(&["mkdir", &format!("{results}/from-carol")]));
+    as_carol(&["mkdir", &format!("{results}/from-carol")]).ok();
     assert!(project.join("results/from-carol").is_dir());
     refused(
         &as_carol(&["mkdir", &format!("{src_id}:/~/project/x")]),
@@ -198,7 +189,8 @@ fn a_shared_folder_is_all_a_grantee_reaches_and_deleting_the_share_cuts_them_off
         "--bwlimit",
         "100K",
     ]);
-    let task = ok(&out)
+    let task = out
+        .ok()
         .lines()
         .find_map(|l| l.strip_prefix("Task ID: "))
         .unwrap_or_else(|| panic!("{out:?}"))
@@ -211,7 +203,7 @@ fn a_shared_folder_is_all_a_grantee_reaches_and_deleting_the_share_cuts_them_off
     });
     let out = lab.ferry(&["endpoint", "permission", "delete", "src", &bobs_permission]);
     assert!(
-        ok(&out).contains(&task),
+        out.ok().contains(&task),
         "the task that used it is named: {out:?}"
     );
     let ended = as_bob(&["task", "wait", &task, "--timeout", "60"]);
@@ -223,5 +215,5 @@ fn a_shared_folder_is_all_a_grantee_reaches_and_deleting_the_share_cuts_them_off
     assert!(events.contains("permission"), "{events}");
     refused(&as_bob(&["ls", &results]), "no endpoint");
     // Carol's access stays.
-    ok(&as_carol(&["ls", &results]));
+    as_carol(&["ls", &results]).ok();
 }
