@@ -445,6 +445,8 @@ const scenarios = [
       await openPath(page, 1, srcDir);
       await entry(page, 1, linkEntry).check({ timeout: ACTION });
       await panel(page, 1).locator('details.more > summary').click({ timeout: ACTION });
+      await panel(page, 1).getByRole('combobox', { name: 'Link expires', exact: true }).selectOption({ label: 'in 7 days' }, { timeout: ACTION });
+      await panel(page, 1).getByRole('textbox', { name: 'Link serves at most', exact: true }).fill('1G', { timeout: ACTION });
       await panel(page, 1).getByRole('button', { name: 'Get link', exact: true }).click({ timeout: ACTION });
       await page.waitForLoadState('load', { timeout: NAVIGATION });
       const field = page.getByRole('textbox', { name: 'Link URL', exact: true });
@@ -454,6 +456,8 @@ const scenarios = [
       });
       const url = await field.inputValue();
       check(url.startsWith(`${hub}/l/`), `the link "${url}" is not under ${hub}/l/`);
+      const said = (await page.getByRole('status').allInnerTexts()).join(' ');
+      check(said.includes('until ') && !said.includes('until you delete it') && said.includes(' in all'), `the link's notice does not say its expiry and budget: ${said}`);
       await seen(page, 'link');
       // Anyone holding it reads the file: a context with no session.
       const anonymous = await browser.newContext({ ignoreHTTPSErrors: true });

@@ -34,7 +34,14 @@ pub enum RateError {
 /// 1000; either case; a trailing `B` or `/s` is not accepted, to keep one
 /// spelling). At least [`MIN_RATE`].
 pub fn parse_rate(text: &str) -> Result<u64, RateError> {
-    let malformed = || RateError::Malformed(text.to_string());
+    let rate = parse_scaled(text).ok_or_else(|| RateError::Malformed(text.to_string()))?;
+    check_rate(rate).map_err(|_| RateError::TooLow(text.to_string()))
+}
+
+/// A count of bytes as `RATE` spells one: digits with an optional `K`, `M`
+/// or `G` (powers of 1000; either case). `None` for anything else, or one
+/// too large for a `u64`.
+pub fn parse_scaled(text: &str) -> Option<u64> {
     let (digits, scale) = match text.as_bytes().last() {
         Some(b'k' | b'K') => (&text[..text.len() - 1], 1_000),
         Some(b'm' | b'M') => (&text[..text.len() - 1], 1_000_000),
@@ -42,14 +49,9 @@ pub fn parse_rate(text: &str) -> Result<u64, RateError> {
         _ => (text, 1),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(malformed());
+        return None;
     }
-    let rate = digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(malformed)?;
-    check_rate(rate).map_err(|_| RateError::TooLow(text.to_string()))
+    digits.parse::<u64>().ok()?.checked_mul(scale)
 }
 
 /// A rate from the wire or a file, checked as [`parse_rate`] checks one.

@@ -581,6 +581,29 @@ pub async fn delete(
     }
 }
 
+/// The longest expiry the File Manager offers for a link (its list's last
+/// choice); the CLI and the API take any.
+const LINK_EXPIRY_MAX_SECS: i64 = 30 * 24 * 3600;
+
+/// The one entry checked in the panel the form came from: its endpoint,
+/// its path, whether it is a folder, and the panel's number; else
+/// `refusal`.
+fn one_checked(
+    fields: &Fields,
+    panels: &[PanelState],
+    refusal: &str,
+) -> Result<(String, WirePath, bool, u8), Said> {
+    let (from, _) = from_panel(fields)?;
+    let panel = &panels[from];
+    let id = open_id(panel, "this")?;
+    let mut names = checked(fields, panel.n)?;
+    if names.len() != 1 {
+        return Err(say(refusal));
+    }
+    let (name, dir) = names.remove(0);
+    Ok((id, join(&panel.path, &name)?, dir, panel.n))
+}
+
 /// `POST /files/share`: `Share the checked folder` goes to its endpoint's
 /// page with the Share form filled in (sharing is the owner's, there).
 pub async fn share(
@@ -590,21 +613,17 @@ pub async fn share(
     }: Posted<UsesEndpoints>,
 ) -> Result<Response, AppError> {
     let panels = panels(&fields);
-    let chosen = (|| {
-        let (from, _) = from_panel(&fields)?;
-        let panel = &panels[from];
-        let id = open_id(panel, "this")?;
-        // Only its owner shares an endpoint's folders.
-        crate::endpoints::find(&*hub.store, &visitor.who, &id, Action::ManageEndpoint)
-            .map_err(Said::from)?;
-        let mut names = checked(&fields, panel.n)?;
-        match names.as_slice() {
-            [(_, true)] => {}
-            _ => return Err(say("Check exactly one folder to share.")),
-        }
-        let (name, _) = names.remove(0);
-        Ok((id, join(&panel.path, &name)?))
-    })();
+    let chosen = one_checked(&fields, &panels, "Check exactly one folder to share.").and_then(
+        |(id, path, dir, _)| {
+            if !dir {
+                return Err(say("Check exactly one folder to share."));
+            }
+            // Only its owner shares an endpoint's folders.
+            crate::endpoints::find(&*hub.store, &visitor.who, &id, Action::ManageEndpoint)
+                .map_err(Said::from)?;
+            Ok((id, path))
+        },
+    );
     match chosen {
         Ok((id, path)) => {
             let location = format!(
@@ -627,34 +646,59 @@ pub async fn link(
     }: Posted<UsesEndpoints>,
 ) -> Result<Response, AppError> {
     let panels = panels(&fields);
-    let chosen = (|| {
-        let (from, _) = from_panel(&fields)?;
-        let panel = &panels[from];
-        let id = open_id(panel, "this")?;
-        let mut names = checked(&fields, panel.n)?;
-        if names.len() != 1 {
-            return Err(say("Check exactly one file or folder to get a link to."));
-        }
-        let (name, _) = names.remove(0);
-        Ok((id, join(&panel.path, &name)?))
-    })();
-    let (id, path) = match chosen {
-        Ok(c) => c,
+    let chosen = one_checked(
+        &fields,
+        &panels,
+        "Check exactly one file or folder to get a link to.",
+    )
+    .and_then(|(id, path, _, n)| {
+        let expires = match fields.get(&format!("link_expires{n}")).unwrap_or("") {
+            "" => None,
+            secs => {
+                let secs: i64 = secs
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=LINK_EXPIRY_MAX_SECS).contains(s))
+                    .ok_or_else(|| say("Choose when the link expires from the list."))?;
+                Some(crate::grants::now() + secs)
+            }
+        };
+        let max_bytes = match fields
+            .get(&format!("link_max_bytes{n}"))
+            .unwrap_or("")
+            .trim()
+        {
+            "" => None,
+            text => Some(
+                ferry_proto::rate::parse_scaled(text)
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        say("The link's byte budget is a number of bytes with an optional K, M or G (powers of 1000), e.g. 500M or 10G; leave it empty for none.")
+                    })?,
+            ),
+        };
+        Ok(crate::links::NewLink {
+            endpoint: id,
+            path,
+            expires,
+            max_bytes,
+        })
+    });
+    let new = match chosen {
+        Ok(new) => new,
         Err(said) => return refused(&hub, &visitor, &fields, said).await,
     };
-    let new = crate::links::NewLink {
-        endpoint: id,
-        path,
-        expires: None,
-        max_bytes: None,
-    };
     match crate::links::create(&hub, &visitor.who, new).await {
-        Ok((_, url)) => {
+        Ok((row, url)) => {
             render(
                 &hub,
                 &visitor,
                 &fields,
-                Some(Notice::Link(url)),
+                Some(Notice::Link {
+                    url,
+                    expires: row.expires,
+                    max_bytes: row.max_bytes.and_then(|n| u64::try_from(n).ok()),
+                }),
                 StatusCode::OK,
             )
             .await

@@ -167,8 +167,13 @@ pub enum Nav {
 pub enum Notice {
     Error(String),
     Done(String),
-    /// A link was made: its URL, shown this once.
-    Link(String),
+    /// A link was made: its URL, shown this once, when it expires and
+    /// the most bytes it serves.
+    Link {
+        url: String,
+        expires: Option<i64>,
+        max_bytes: Option<u64>,
+    },
     Started {
         task_id: String,
         label: Option<String>,

@@ -694,10 +694,23 @@ async fn get_link_is_offered_for_the_checked_entry_and_says_why_it_cannot_make_o
     two.extend([("from", "1"), ("sel1", "f:a"), ("sel1", "f:b")]);
     let mut one = panels();
     one.extend([("from", "1"), ("sel1", "f:results.csv")]);
+    let mut budget = one.clone();
+    budget.push(("link_max_bytes1", "10 GB"));
+    let mut expiry = one.clone();
+    expiry.push(("link_expires1", "99999999"));
+    // Panel 0's fields are not panel 1's.
+    let mut other_panel = one.clone();
+    other_panel.push(("link_max_bytes0", "lots"));
     for (form, says) in [
         (two, "Check exactly one file or folder to get a link to"),
+        (
+            budget,
+            "The link's byte budget is a number of bytes with an optional K, M or G",
+        ),
+        (expiry, "Choose when the link expires from the list."),
         // The endpoint must confirm it shares the path: it is not connected.
         (one, "is not connected"),
+        (other_panel, "is not connected"),
     ] {
         let answer = alice.post("/files/link", &form).await;
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);

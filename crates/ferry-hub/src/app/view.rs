@@ -113,8 +113,16 @@ fn notice(notice: &Option<Notice>) -> Markup {
         @match notice {
             Some(Notice::Error(message)) => p class="alert error" role="alert" { (alert_text(message)) },
             Some(Notice::Done(message)) => p class="alert ok" role="status" { (message) },
-            Some(Notice::Link(url)) => div class="alert ok" role="status" {
-                p { "Anyone holding this link can download what you checked, read-only, until you delete it with ferry link delete (ferry link list shows it again)." }
+            Some(Notice::Link { url, expires, max_bytes }) => div class="alert ok" role="status" {
+                p {
+                    "Anyone holding this link can download what you checked, read-only, "
+                    @match expires {
+                        Some(at) => { "until " (when(*at)) }
+                        None => "until you delete it",
+                    }
+                    @if let Some(n) = max_bytes { ", up to " (human::bytes(*n)) " in all" }
+                    ". ferry link list shows it again; ferry link delete ends it."
+                }
                 input type="text" readonly aria-label="Link URL" value=(url);
                 " "
                 a href=(url) { "Open the link" }
@@ -369,7 +377,20 @@ pub(super) fn panel_actions(n: u8, mine: bool) -> Markup {
             @if mine {
                 p {
                     button type="submit" form="act" name="from" value=(n) formaction="/files/share" { "Share the checked folder" }
-                    " "
+                }
+                div class="field inline" {
+                    label for={ "link_expires" (n) } { "Link expires" }
+                    select id={ "link_expires" (n) } name={ "link_expires" (n) } form="act" {
+                        option value="" selected { "when deleted" }
+                        option value="3600" { "in 1 hour" }
+                        option value="86400" { "in 1 day" }
+                        option value="604800" { "in 7 days" }
+                        option value="2592000" { "in 30 days" }
+                    }
+                }
+                div class="field inline" {
+                    label for={ "link_max_bytes" (n) } { "Link serves at most" }
+                    input type="text" id={ "link_max_bytes" (n) } name={ "link_max_bytes" (n) } form="act" placeholder="e.g. 10G" autocomplete="off";
                     button type="submit" form="act" name="from" value=(n) formaction="/files/link" { "Get link" }
                 }
             }
