@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Memory of both daemons through one transfer of many small files (default
 # 1,000,000 files of 16 bytes in 1,000 directories, on tmpfs), sampled every
-# second, against the target: each daemon <= 100 MiB RSS, flat in file count.
+# second, against the targets: each daemon <= 100 MiB RSS, flat in file
+# count, and the destination holding <= 256 open descriptors (the most seen
+# in /proc/PID/fd at each sample).
 #
 #   bench/memory.sh            # FILES=1000000 by default
 #   FILES=200000 bench/memory.sh
@@ -35,15 +37,19 @@ echo "before: source VmRSS $(kib VmRSS "$src_pid") KiB, destination VmRSS $(kib 
 t0=$(date +%s.%N)
 id=$(ferry transfer -r "bench-src:$data/src" "bench-dst:$data/dst" --json |
      python3 -c 'import json,sys; print(json.load(sys.stdin)["task_id"])')
-echo "seconds  files_done  source_rss_mib  destination_rss_mib"
+fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+dst_fds_peak=$(fds "$dst_pid")
+echo "seconds  files_done  source_rss_mib  destination_rss_mib  destination_fds"
 status=ACTIVE
 for _ in $(seq 3600); do
+  dst_fds=$(fds "$dst_pid")
+  [ "$dst_fds" -gt "$dst_fds_peak" ] && dst_fds_peak=$dst_fds
   info=$(ferry task show "$id" --json)
   status=$(echo "$info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
   done_files=$(echo "$info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files_transferred"])')
   awk -v now="$(date +%s.%N)" -v t0="$t0" -v files="$done_files" \
-      -v src="$(kib VmRSS "$src_pid")" -v dst="$(kib VmRSS "$dst_pid")" \
-      'BEGIN { printf "%7.0f  %10s  %14.1f  %19.1f\n", now - t0, files, src / 1024, dst / 1024 }'
+      -v src="$(kib VmRSS "$src_pid")" -v dst="$(kib VmRSS "$dst_pid")" -v fds="$dst_fds" \
+      'BEGIN { printf "%7.0f  %10s  %14.1f  %19.1f  %15s\n", now - t0, files, src / 1024, dst / 1024, fds }'
   [ "$status" = ACTIVE ] || break
   sleep 1
 done
@@ -57,4 +63,5 @@ cat <<REPORT
 ferry memory, $files files of 16 bytes, tmpfs, loopback ($(python3 -c "print(round($files/($t1-$t0)))") files/s)
   source peak RSS (VmHWM)       $((src_peak / 1024)) MiB   target <= 100 MiB: $(verdict "$src_peak")
   destination peak RSS (VmHWM)  $((dst_peak / 1024)) MiB   target <= 100 MiB: $(verdict "$dst_peak")
+  destination open descriptors  $dst_fds_peak at most   target <= 256: $([ "$dst_fds_peak" -le 256 ] && echo holds || echo misses)
 REPORT
