@@ -241,3 +241,90 @@ fn anyone_with_a_link_reads_beneath_its_path_until_it_expires_is_deleted_or_used
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[test]
+fn a_link_serves_four_downloads_at_once_and_the_fifth_is_told_to_try_again() {
+    if !on_path("curl") {
+        skip("curl is not installed");
+        return;
+    }
+    let lab = Lab::new();
+    let public = lab.src.home.join("public");
+    fs::create_dir_all(&public).unwrap();
+    // Large enough that a slow reader holds its download for the whole test.
+    let big = public.join("big.bin");
+    fs::File::create(&big)
+        .unwrap()
+        .set_len(256 * 1024 * 1024)
+        .unwrap();
+    fs::write(lab.src.dir.join("config-paths"), "~/,0,1\n~/public,1,0\n").unwrap();
+    lab.src.run(&["-reload"]).ok();
+    let link = create(&lab, &["src:/~/public/big.bin"]);
+    let url = link["url"].as_str().unwrap().to_string();
+
+    // Four downloads read at 50 KB/s: each holds one of the link's streams.
+    let bodies = tempfile::tempdir().unwrap();
+    let mut slow: Vec<_> = (0..4)
+        .map(|i| {
+            Command::new("curl")
+                .args(["-sS", "--fail", "--limit-rate", "50K", "-o"])
+                .arg(bodies.path().join(format!("body-{i}")))
+                .arg("--cacert")
+                .arg(lab.hub.ca_cert())
+                .arg(&url)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // A fifth (one byte) is served until all four have begun, then refused.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let (status, head, body) = curl(&lab, &url, &["-r", "0-0"]);
+        if status == 503 {
+            break (head, body);
+        }
+        assert_eq!(status, 206, "{head}{body}");
+        assert!(
+            Instant::now() < deadline,
+            "a fifth download was never refused"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        refused
+            .1
+            .contains("as many downloads as it may at once; try again shortly"),
+        "{refused:?}"
+    );
+    // Each of the four is being served (curl writes a body only for a
+    // success with --fail, in stdio's buffers' worth).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(0..4)
+        .all(|i| fs::metadata(bodies.path().join(format!("body-{i}"))).is_ok_and(|m| m.len() > 0))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the four downloads did not all get bytes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Once they stop, the link serves again.
+    for child in &mut slow {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, head, body) = curl(&lab, &url, &["-r", "0-0"]);
+        if status == 206 {
+            assert_eq!(body, "\0");
+            break;
+        }
+        assert_eq!(status, 503, "{head}{body}");
+        assert!(
+            Instant::now() < deadline,
+            "the link's streams were never given back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
