@@ -308,20 +308,14 @@ fn uploads_land_exactly_resume_and_are_checked() {
     fs::write(&local, &data).unwrap();
 
     // Killed mid-way: the part that arrived waits, and a second run ends it.
-    let mut child = Command::new(ferry_tests::ferry_bin())
-        .arg("put")
-        .arg(&local)
-        .arg("src:/~/landed.bin")
-        .env_clear()
-        .env("HOME", &lab.src.home)
-        .env("FERRY_TOKEN", &lab.token)
-        .env("FERRY_HUB", &lab.hub.url)
-        .env("FERRY_HUB_CA", lab.hub.ca_cert())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_ferry(
+        &lab,
+        &[
+            "put".as_ref(),
+            local.as_os_str(),
+            "src:/~/landed.bin".as_ref(),
+        ],
+    );
     ferry_tests::wait_until(LIMIT, "a first piece to arrive", || {
         temporaries(&lab.src.home)
             .iter()
