@@ -46,7 +46,7 @@ use crate::channel::{
 use crate::context::Context;
 use crate::digest::{
     CHUNK_SIZE, ChecksumAlgorithm, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads,
-    read_chunk_hashes, to_hex,
+    map_parallel, read_chunk_hashes, to_hex,
 };
 use crate::faults::{Faults, Op};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
@@ -1422,12 +1422,38 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
     match message {
         Message::Manifest { entries } => {
             tracing::debug!(entries = entries.len(), "manifest");
-            let mut needs = Vec::with_capacity(entries.len());
-            for entry in entries {
+            let mut decided = Vec::with_capacity(entries.len());
+            for entry in &entries {
                 if s.is_closing() {
                     return Ok(());
                 }
-                if let Some(need) = decide(s, &entry)? {
+                decided.push(decide(s, entry)?);
+            }
+            // The batch's copies to compare, hashed together: on every core.
+            let to_hash: Vec<(&Path, u64)> = entries
+                .iter()
+                .zip(&decided)
+                .filter_map(|(entry, d)| match d {
+                    Decided::Compare(landed) => Some((landed.path.as_path(), entry.size)),
+                    Decided::Need(_) => None,
+                })
+                .collect();
+            let mut digests = digests_of(&s.disk.fs, s.disk.algorithm, &to_hash).into_iter();
+            let mut needs = Vec::with_capacity(entries.len());
+            for (entry, d) in entries.iter().zip(decided) {
+                if s.is_closing() {
+                    return Ok(());
+                }
+                let need = match d {
+                    Decided::Need(need) => need,
+                    Decided::Compare(landed) => {
+                        let digest = digests.next().ok_or_else(|| {
+                            MoveError::Internal("a digest of the batch is missing".into())
+                        })??;
+                        admit(s, entry, landed, Some(digest))?
+                    }
+                };
+                if let Some(need) = need {
                     needs.push((entry.id, need));
                 }
             }
@@ -1459,7 +1485,10 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
         Message::Unchanged { id } => {
             let mut st = s.lock();
             if let Some(f) = st.files.remove(&id) {
-                s.disk.remove_temp(&f.final_path);
+                // None was made, and no earlier attempt left one behind.
+                if f.file.is_made() || s.cap.attempt > 1 {
+                    s.disk.remove_temp(&f.final_path);
+                }
                 st.counters.files_skipped += 1;
                 st.counters.bytes_skipped = st.counters.bytes_skipped.saturating_add(f.size);
             }
@@ -1514,14 +1543,32 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
     Ok(())
 }
 
-/// What the destination needs of one entry; `None` for directories.
+/// Where deciding an entry stands.
+enum Decided {
+    /// What the destination needs of it; `None` for directories.
+    Need(Option<Need>),
+    /// At checksum level, a file of its size is where it lands: the
+    /// digest of that copy goes to the source ([`admit`] once hashed).
+    Compare(Landed),
+}
+
+/// Where a file lands, decided.
+struct Landed {
+    path: PathBuf,
+    key: FileKey,
+    /// Something is there now.
+    existing: bool,
+}
+
+/// What the destination needs of one entry, or that its copy is to be
+/// hashed first.
 ///
 /// Everything about where the entry lands is decided here, before
 /// anything of it is written: a single file sent onto an existing
 /// directory lands inside it (as `cp FILE DIR` does), a file never
 /// replaces a directory (refused in one line, as `cp` refuses it), and
 /// missing directories above the destination are made.
-fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
+fn decide(s: &Session, entry: &Entry) -> Result<Decided, MoveError> {
     // The source walks only what the filters include; an entry they
     // exclude is a source that does not keep them (or lies).
     if !s
@@ -1561,7 +1608,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
             }
             Err(e) => return Err(MoveError::fs(Side::Destination, e)),
         }
-        return Ok(None);
+        return Ok(Decided::Need(None));
     }
     {
         let mut st = s.lock();
@@ -1578,7 +1625,7 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
         let mut st = s.lock();
         st.counters.files_transferred += 1;
         st.counters.bytes_transferred = st.counters.bytes_transferred.saturating_add(entry.size);
-        return Ok(Some(Need::Skip));
+        return Ok(Decided::Need(Some(Need::Skip)));
     }
     let in_new_dir = path
         .parent()
@@ -1608,13 +1655,33 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
         let mut st = s.lock();
         st.counters.files_skipped += 1;
         st.counters.bytes_skipped = st.counters.bytes_skipped.saturating_add(entry.size);
-        return Ok(Some(Need::Skip));
+        return Ok(Decided::Need(Some(Need::Skip)));
     }
-    let compare = if verdict == Verdict::CompareDigest {
-        Some(digest_of(&s.disk.fs, s.disk.algorithm, &path, entry.size)?)
-    } else {
-        None
+    let landed = Landed {
+        path,
+        key,
+        existing: existing.is_some(),
     };
+    if verdict == Verdict::CompareDigest {
+        return Ok(Decided::Compare(landed));
+    }
+    admit(s, entry, landed, None).map(Decided::Need)
+}
+
+/// What the destination needs of a file that lands at `landed`, given the
+/// digest of the copy there to compare (`--sync-level checksum`): its
+/// temporary file (a resumed one, or one to make) and the chunks to send.
+fn admit(
+    s: &Session,
+    entry: &Entry,
+    landed: Landed,
+    compare: Option<[u8; 32]>,
+) -> Result<Option<Need>, MoveError> {
+    let Landed {
+        path,
+        key,
+        existing,
+    } = landed;
     let temp_path = plan::temp_path(&path, &s.cap.task_id);
     let partial = s
         .recovered
@@ -1653,11 +1720,15 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
             }
             (DataFile::opened(&s.disk, &path, file), false)
         }
+        // At checksum level the source most likely finds the file
+        // unchanged: its temporary is made only if a chunk comes, not
+        // created and removed again for every file of a re-sync.
+        None if compare.is_some() => (DataFile::later(&s.disk, &path, entry.size), true),
         None => {
             let file = match DataFile::create(&s.disk, &path, entry.size) {
                 // Its directory is missing (a file into a new tree):
                 // made, as `cp --parents` and Globus do.
-                Err(MoveError::Missing(_)) if existing.is_none() => {
+                Err(MoveError::Missing(_)) if !existing => {
                     s.created(s.disk.make_parents(parent_of(&path))?);
                     DataFile::create(&s.disk, &path, entry.size)?
                 }
@@ -1731,21 +1802,32 @@ fn decide(s: &Session, entry: &Entry) -> Result<Option<Need>, MoveError> {
     Ok(Some(need))
 }
 
-/// The digest of an existing destination file (for --sync-level checksum),
-/// by the attempt's algorithm: the source compares it with its own by the
-/// same.
-fn digest_of(
+/// The digests of existing destination files of the given sizes (for
+/// --sync-level checksum), by the attempt's algorithm (the source
+/// compares each with its own by the same), in order. Files of one chunk
+/// hash side by side on every core; a larger one has its chunks spread
+/// over the cores, one file at a time.
+fn digests_of(
     fs: &RootedFs,
     algorithm: ChecksumAlgorithm,
-    path: &Path,
-    size: u64,
-) -> Result<[u8; 32], MoveError> {
-    let file = fs
-        .open_read(path)
-        .map_err(|e| MoveError::fs(Side::Destination, e))?;
-    let hashes = read_chunk_hashes(algorithm, &file, size, hashing_threads())
-        .map_err(|e| MoveError::os(Side::Destination, "read", path, e))?;
-    Ok(file_digest(algorithm, hashes.iter()))
+    files: &[(&Path, u64)],
+) -> Vec<Result<[u8; 32], MoveError>> {
+    let one = |(path, size): &(&Path, u64), threads| {
+        let file = fs
+            .open_read(path)
+            .map_err(|e| MoveError::fs(Side::Destination, e))?;
+        let hashes = read_chunk_hashes(algorithm, &file, *size, threads)
+            .map_err(|e| MoveError::os(Side::Destination, "read", path, e))?;
+        Ok(file_digest(algorithm, hashes.iter()))
+    };
+    let small = map_parallel(files, hashing_threads(), |f| {
+        (f.1 <= CHUNK_SIZE).then(|| one(f, 1))
+    });
+    small
+        .into_iter()
+        .zip(files)
+        .map(|(digest, f)| digest.unwrap_or_else(|| one(f, hashing_threads())))
+        .collect()
 }
 
 /// The source's word on the chunks a kept temporary held unjournaled: the
@@ -2192,13 +2274,23 @@ impl DataFile {
             let file = disk.create_temp_retried(target, size)?;
             return Ok(Self::opened(disk, target, file));
         }
-        Ok(DataFile(Arc::new(DataSlot {
+        Ok(Self::later(disk, target, size))
+    }
+
+    /// A temporary of `size` bytes for `target`, created when first needed.
+    fn later(disk: &Disk, target: &Path, size: u64) -> Self {
+        DataFile(Arc::new(DataSlot {
             target: target.to_path_buf(),
             state: Mutex::new(DataState::Later { size }),
             settled: AtomicBool::new(false),
             held: disk.open_data.clone(),
             metrics: disk.metrics.clone(),
-        })))
+        }))
+    }
+
+    /// Whether its temporary is on disk (made by this attempt).
+    fn is_made(&self) -> bool {
+        !matches!(&*lock(&self.0.state), DataState::Later { .. })
     }
 
     fn is_held(&self) -> bool {

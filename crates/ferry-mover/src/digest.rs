@@ -101,8 +101,49 @@ pub fn read_chunk_hashes(
 }
 
 /// Threads for hashing one whole file: the cores there are, up to 4.
+/// Asked of the system once: `available_parallelism` reads the cgroup's
+/// CPU quota from /proc and /sys each time (about 20 system calls), which
+/// cost more than hashing a small file.
 pub fn hashing_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
+}
+
+/// `work` done on every item, on up to `threads` threads, the results in
+/// the items' order. A batch of small files hashes on every core this
+/// way, where [`read_chunk_hashes`] spreads only a large file's chunks.
+pub fn map_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.clamp(1, items.len().max(1));
+    if threads == 1 {
+        return items.iter().map(work).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(at) else {
+                            return out;
+                        };
+                        out.push((at, work(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(at, _)| *at);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// How many chunks a file of `size` bytes has.
@@ -110,8 +151,16 @@ pub fn chunk_count(size: u64) -> u32 {
     size.div_ceil(CHUNK_SIZE) as u32
 }
 
+/// Lower-case hex; a `format!` per byte cost a tenth of a checksum
+/// re-sync's CPU at the destination (one digest per file).
 pub fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 pub fn from_hex(text: &str) -> Option<[u8; 32]> {
@@ -178,6 +227,7 @@ mod tests {
         assert_eq!(chunk_count(CHUNK_SIZE), 1);
         assert_eq!(chunk_count(CHUNK_SIZE + 1), 2);
         assert_eq!(from_hex("zz"), None);
+        assert_eq!(to_hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 
     /// The values of the README's pipelines, computed with `b3sum` 1.2 and
@@ -208,6 +258,31 @@ mod tests {
         assert_eq!(
             digest_of(Sha256, b"abc"),
             "4f8b42c22dd3729b519ba6f68d2da7cc5b2d606d05daed5ad5128cc03e6c6358"
+        );
+    }
+
+    #[test]
+    fn parallel_work_comes_back_in_the_items_order() {
+        let items: Vec<u64> = (0..1000).collect();
+        for threads in [1, 2, 3, 16] {
+            // Uneven work, so threads finish out of order.
+            let got = map_parallel(&items, threads, |i| {
+                if i % 7 == 0 {
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+                i * 3
+            });
+            assert_eq!(got, items.iter().map(|i| i * 3).collect::<Vec<_>>());
+        }
+        assert!(map_parallel(&[] as &[u8], 4, |b| *b).is_empty());
+        let data = patterned();
+        let pieces: Vec<&[u8]> = data.chunks(100_000).collect();
+        assert_eq!(
+            map_parallel(&pieces, 4, |p| chunk_hash(Blake3, p)),
+            pieces
+                .iter()
+                .map(|p| chunk_hash(Blake3, p))
+                .collect::<Vec<_>>()
         );
     }
 

@@ -35,7 +35,7 @@ use crate::channel::{
 use crate::context::Context;
 use crate::digest::{
     CHUNK_SIZE, ChecksumAlgorithm, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads,
-    read_chunk_hashes, to_hex,
+    map_parallel, read_chunk_hashes, to_hex,
 };
 use crate::faults::{Faults, Op};
 use crate::link::{DataIo, Route};
@@ -1276,7 +1276,7 @@ fn read_needed(
     control: &mpsc::UnboundedSender<Message>,
 ) -> Result<(), SendError> {
     loop {
-        let job = match jobs.try_recv() {
+        let first = match jobs.try_recv() {
             Ok(job) => job,
             Err(std::sync::mpsc::TryRecvError::Empty) => {
                 // Out of work for now: what is gathered goes, and the
@@ -1290,77 +1290,170 @@ fn read_needed(
             }
             Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
         };
-        let (id, need) = job;
-        let verdict = s.offered.lock().ok().and_then(|mut o| o.remove(&id));
-        if verdict.is_some() {
-            s.window.add_permits(1);
+        let mut batch = vec![first];
+        while batch.len() < READ_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
         }
-        let (missing, compare, held) = match need {
-            Need::Skip => continue,
-            Need::Send { missing } => (missing, None, Vec::new()),
-            Need::SendUnlessDigest { digest } => (ChunkSet::All, from_hex(&digest), Vec::new()),
-            Need::SendUnlessHeld { missing, held } => (missing, None, held_chunks(held)?),
-        };
-        let offered = match verdict {
-            Some(offered) => {
-                if let Ok(mut sent) = s.sent.lock() {
-                    sent.keep(id, offered.clone());
-                }
-                offered
+        let mut asked = Vec::with_capacity(batch.len());
+        for (id, need) in batch {
+            if let Some(job) = asked_for(s, id, need)? {
+                asked.push(job);
             }
-            // Asked again: its digest did not match, or its temporary file failed.
-            None => match s.sent.lock().ok().and_then(|sent| sent.get(id)) {
-                Some(offered) => offered,
-                None => {
-                    return Err(MoveError::Protocol(format!(
-                        "the destination asked for file {id}, which this source no longer knows"
-                    ))
-                    .into());
-                }
-            },
-        };
-        let wants = Wants {
-            missing: &missing,
-            compare,
-            held: &held,
-        };
-        let mut sent = send_file(s, &offered, &wants, &mut out);
-        if let Err(SendError::Move(e)) = &sent
-            && e.disposition() == Disposition::RetryFile
-        {
-            tracing::warn!(error = %e, "reading the file once more");
-            sent = send_file(s, &offered, &wants, &mut out);
         }
-        let outcome = match sent {
-            Ok(outcome) => outcome,
-            Err(SendError::Move(e)) => {
-                source_error(s, &offered.path, offered.entry.path.as_bytes(), e)?;
-                FileOutcome::Skipped
-            }
-            Err(e) => return Err(e),
+        // The small files to compare, hashed side by side on every core.
+        let small = |job: &Asked| job.compare.is_some() && job.offered.entry.size <= CHUNK_SIZE;
+        let threads = match asked.iter().filter(|job| small(job)).count() {
+            0 | 1 => 1,
+            _ => hashing_threads(),
         };
-        match outcome {
-            FileOutcome::Sent => {
-                Metrics::add(&s.ctx.metrics.sent_files, 1);
-                crate::served::file(
-                    &s.cap.task_id,
-                    s.cap.source_grant.as_ref(),
-                    "read",
-                    &offered.path,
-                );
-            }
-            FileOutcome::Unchanged => {}
-            // The destination must not wait for it.
-            FileOutcome::Skipped => {
-                let _ = control.send(Message::FileChanged { id });
-            }
-            FileOutcome::Changed => {
-                let _ = control.send(Message::FileChanged { id });
-                reoffer(s, control, offered)?;
-            }
+        let same = map_parallel(&asked, threads, |job| {
+            job.compare
+                .filter(|_| job.offered.entry.size <= CHUNK_SIZE)
+                .and_then(|theirs| whole_digest(s, &job.offered).map(|ours| ours == theirs))
+        });
+        for (job, same) in asked.into_iter().zip(same) {
+            read_one(s, job, same, &mut out, control)?;
         }
     }
     out.send_batch()
+}
+
+/// Files the reader takes from the destination's needs at once, to hash
+/// side by side when it asks to compare them.
+const READ_BATCH: usize = 256;
+
+/// One file the destination asked for.
+struct Asked {
+    id: u64,
+    offered: Offered,
+    missing: ChunkSet,
+    /// Its digest of what it has, for `--sync-level checksum`.
+    compare: Option<[u8; 32]>,
+    /// Chunks it holds unjournaled, with its digests, sorted by index.
+    held: Vec<(u32, [u8; 32])>,
+}
+
+/// What the destination asks of file `id`: its window slot is free again,
+/// and the file is remembered in case it asks again; `None` if it needs
+/// nothing.
+fn asked_for(s: &Shared, id: u64, need: Need) -> Result<Option<Asked>, SendError> {
+    let verdict = s.offered.lock().ok().and_then(|mut o| o.remove(&id));
+    if verdict.is_some() {
+        s.window.add_permits(1);
+    }
+    let (missing, compare, held) = match need {
+        Need::Skip => return Ok(None),
+        Need::Send { missing } => (missing, None, Vec::new()),
+        Need::SendUnlessDigest { digest } => (ChunkSet::All, from_hex(&digest), Vec::new()),
+        Need::SendUnlessHeld { missing, held } => (missing, None, held_chunks(held)?),
+    };
+    let offered = match verdict {
+        Some(offered) => {
+            if let Ok(mut sent) = s.sent.lock() {
+                sent.keep(id, offered.clone());
+            }
+            offered
+        }
+        // Asked again: its digest did not match, or its temporary file failed.
+        None => match s.sent.lock().ok().and_then(|sent| sent.get(id)) {
+            Some(offered) => offered,
+            None => {
+                return Err(MoveError::Protocol(format!(
+                    "the destination asked for file {id}, which this source no longer knows"
+                ))
+                .into());
+            }
+        },
+    };
+    Ok(Some(Asked {
+        id,
+        offered,
+        missing,
+        compare,
+        held,
+    }))
+}
+
+/// The digest of an offered file read whole at its offered size, or `None`
+/// if that cannot be had (an error, a file that changed): [`send_file`]
+/// then reads it the careful way, with its errors and retries.
+fn whole_digest(s: &Shared, offered: &Offered) -> Option<[u8; 32]> {
+    let path = offered.path.as_path();
+    s.faults.check(Op::OpenSource, path).ok()?;
+    let (file, metadata) = s.fs.open_read_with_metadata(path).ok()?;
+    let _open = s.ctx.metrics.open_file();
+    if metadata.len() != offered.entry.size {
+        return None;
+    }
+    s.faults.check(Op::ReadSource, path).ok()?;
+    let hashes = read_chunk_hashes(s.algorithm, &file, offered.entry.size, 1).ok()?;
+    Some(file_digest(s.algorithm, hashes.iter()))
+}
+
+/// Sends (or finds unchanged) one file the destination asked for; `same`
+/// is whether its digest, hashed already, matched the destination's.
+fn read_one(
+    s: &Shared,
+    job: Asked,
+    same: Option<bool>,
+    out: &mut Outbox,
+    control: &mpsc::UnboundedSender<Message>,
+) -> Result<(), SendError> {
+    let Asked {
+        id,
+        offered,
+        missing,
+        compare,
+        held,
+    } = job;
+    if same == Some(true) {
+        return send_message(out, Message::Unchanged { id });
+    }
+    let wants = Wants {
+        missing: &missing,
+        // Known to differ: no need to hash it again before sending it.
+        compare: compare.filter(|_| same.is_none()),
+        held: &held,
+    };
+    let mut sent = send_file(s, &offered, &wants, out);
+    if let Err(SendError::Move(e)) = &sent
+        && e.disposition() == Disposition::RetryFile
+    {
+        tracing::warn!(error = %e, "reading the file once more");
+        sent = send_file(s, &offered, &wants, out);
+    }
+    let outcome = match sent {
+        Ok(outcome) => outcome,
+        Err(SendError::Move(e)) => {
+            source_error(s, &offered.path, offered.entry.path.as_bytes(), e)?;
+            FileOutcome::Skipped
+        }
+        Err(e) => return Err(e),
+    };
+    match outcome {
+        FileOutcome::Sent => {
+            Metrics::add(&s.ctx.metrics.sent_files, 1);
+            crate::served::file(
+                &s.cap.task_id,
+                s.cap.source_grant.as_ref(),
+                "read",
+                &offered.path,
+            );
+        }
+        FileOutcome::Unchanged => {}
+        // The destination must not wait for it.
+        FileOutcome::Skipped => {
+            let _ = control.send(Message::FileChanged { id });
+        }
+        FileOutcome::Changed => {
+            let _ = control.send(Message::FileChanged { id });
+            reoffer(s, control, offered)?;
+        }
+    }
+    Ok(())
 }
 
 enum FileOutcome {

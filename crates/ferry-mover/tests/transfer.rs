@@ -268,6 +268,87 @@ async fn either_algorithm_moves_a_tree_and_a_checksum_sync_by_it_sends_only_what
     }
 }
 
+/// A re-sync of a tree wider than a manifest batch, where a few files
+/// differ in content but not in size or time (small ones, hashed side by
+/// side, and ones of several chunks): the mtime level sees none of them,
+/// the checksum level sends exactly those, and no temporary file is left
+/// behind for the files found unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checksum_resync_of_many_files_sends_only_those_whose_content_differs() {
+    let mut w = world().await;
+    let src = w.a.home.join("many");
+    for d in 0..3 {
+        std::fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
+    }
+    let name = |i: usize| format!("d{}/f{i:04}", i % 3);
+    for i in 0..700 {
+        std::fs::write(src.join(name(i)), pattern(100 + i % 50, i as u8)).unwrap();
+    }
+    std::fs::write(src.join("big-a"), pattern(2 * CHUNK + 5, 1)).unwrap();
+    std::fs::write(src.join("big-b"), pattern(3 * CHUNK, 2)).unwrap();
+    let items = vec![item("/~/many", "/~/many", true)];
+    let options = |sync_level| TransferOptions {
+        sync_level: Some(sync_level),
+        ..TransferOptions::default()
+    };
+    let (verdict, _) = w
+        .transfer(1, items.clone(), TransferOptions::default())
+        .await;
+    assert!(
+        matches!(verdict, TaskReport::Succeeded { counters } if counters.files_transferred == 702),
+        "{verdict:?}"
+    );
+    let dst = w.b.home.join("many");
+    assert_eq!(snapshot(&dst), snapshot(&src));
+    // Changed behind the transfer's back, sizes and times kept.
+    let differ = [
+        name(3),
+        name(511),
+        name(512),
+        name(699),
+        "big-b".to_string(),
+    ];
+    for rel in &differ {
+        let path = dst.join(rel);
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut data = std::fs::read(&path).unwrap();
+        let last = data.len() - 1;
+        data[last] ^= 0xff;
+        std::fs::write(&path, &data).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    }
+    assert_ne!(snapshot(&dst), snapshot(&src));
+    let (verdict, _) = w
+        .transfer(2, items.clone(), options(SyncLevel::Mtime))
+        .await;
+    let TaskReport::Succeeded { counters } = verdict else {
+        panic!("{verdict:?}")
+    };
+    assert_eq!(
+        (counters.files_transferred, counters.files_skipped),
+        (0, 702)
+    );
+    let (verdict, _) = w.transfer(3, items, options(SyncLevel::Checksum)).await;
+    let TaskReport::Succeeded { counters } = verdict else {
+        panic!("{verdict:?}")
+    };
+    assert_eq!(
+        (counters.files_transferred, counters.files_skipped),
+        (differ.len() as u64, 702 - differ.len() as u64)
+    );
+    let sent: u64 = differ
+        .iter()
+        .map(|rel| std::fs::metadata(src.join(rel)).unwrap().len())
+        .sum();
+    assert_eq!(counters.bytes_transferred, sent);
+    assert_eq!(snapshot(&dst), snapshot(&src), "no temporary file is left");
+}
+
 /// A daemon upgraded while a task was half done: its journal holds
 /// SHA-256 chunk digests (`K` lines, as every earlier release wrote), and
 /// the resumed attempt hashes with BLAKE3. The kept chunks cannot be
