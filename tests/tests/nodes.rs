@@ -1,0 +1,243 @@
+//! A user's session with an endpoint of two machines (transfer nodes):
+//! alice adds a node to `dst`, sets up a second machine sharing its home
+//! directory as it, sees both connected, moves data while either one is
+//! the endpoint, and removes the node again, which locks it out.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferry_tests::{Lab, User, line_value, pattern, tree};
+use serde_json::Value;
+use std::fs;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn json(out: &ferry_tests::Ran) -> Value {
+    assert_eq!(out.code, Some(0), "{out:?}");
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+}
+
+/// `ferry endpoint add-node EP [ARGS] --json`: the node and its key.
+fn add_node(lab: &Lab, endpoint: &str, args: &[&str]) -> (String, String, String) {
+    let mut all = vec!["endpoint", "add-node", endpoint];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let doc = json(&lab.ferry(&all));
+    (
+        doc["endpoint_id"].as_str().unwrap().to_string(),
+        doc["node"].as_str().unwrap().to_string(),
+        doc["setup_key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The nodes `ferry endpoint nodes EP --json` lists: name and connected.
+fn nodes(lab: &Lab, endpoint: &str) -> Vec<(String, bool)> {
+    json(&lab.ferry(&["endpoint", "nodes", endpoint, "--json"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_string(),
+                n["connected"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn wait_nodes(lab: &Lab, endpoint: &str, want: &[(&str, bool)]) {
+    let want: Vec<(String, bool)> = want.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let got = nodes(lab, endpoint);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nodes {got:?}, never {want:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_second_machine_joins_an_endpoint_as_a_node_and_is_removed_again() {
+    let mut lab = Lab::new();
+    let dst_id = json(&lab.ferry(&["endpoint", "show", "dst", "--json"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // One machine: the endpoint shows its primary only.
+    wait_nodes(&lab, "dst", &[("primary", true)]);
+
+    // Alice asks for a node key and sets a second machine up with it; it
+    // shares dst's home directory, as a second DTN shares a filesystem.
+    let (endpoint_id, node, key) = add_node(&lab, "dst", &[]);
+    assert_eq!(
+        (endpoint_id.as_str(), node.as_str()),
+        (dst_id.as_str(), "node-2")
+    );
+    let second = User::sharing_home(&lab.dst);
+    let setup = second.run(&["-setup", &key]);
+    assert_eq!(setup.code, Some(0), "{setup:?}");
+    assert!(
+        setup
+            .stdout
+            .contains(&format!("joined endpoint {dst_id} as node node-2")),
+        "{setup:?}"
+    );
+    assert!(
+        setup.stdout.contains("setup completed successfully"),
+        "{setup:?}"
+    );
+    assert!(
+        !setup.stdout.contains("registered new endpoint"),
+        "{setup:?}"
+    );
+    // The key worked once.
+    let again = User::sharing_home(&lab.dst).run(&["-setup", &key]);
+    assert_eq!(again.code, Some(1), "{again:?}");
+    assert!(again.stderr.contains("already used"), "{again:?}");
+
+    let daemon = second.start_foreground(&[]);
+    let status = second.wait_hub_state("connected", LIMIT);
+    assert_eq!(
+        line_value(&status.stdout, "Node: "),
+        Some("node-2"),
+        "{status:?}"
+    );
+    assert_eq!(
+        line_value(&status.stdout, "Transfer Status: "),
+        Some("idle")
+    );
+    let doc = json(&second.run(&["-status", "--json"]));
+    assert_eq!(doc["node"], "node-2", "{doc}");
+    assert_eq!(doc["endpoint_id"], dst_id.as_str(), "{doc}");
+    // The primary says nothing of nodes on its status lines.
+    let primary = lab.dst.run(&["-status"]);
+    assert_eq!(line_value(&primary.stdout, "Node: "), None, "{primary:?}");
+    assert_eq!(
+        json(&lab.dst.run(&["-status", "--json"]))["node"],
+        "primary"
+    );
+
+    // Both machines are connected, and the endpoint is one endpoint.
+    wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
+    let shown = json(&lab.ferry(&["endpoint", "show", "dst", "--json"]));
+    assert_eq!(shown["connected"], true, "{shown}");
+    assert_eq!(shown["nodes"].as_array().unwrap().len(), 2, "{shown}");
+    let table = lab.ferry(&["endpoint", "nodes", "dst"]);
+    assert!(table.stdout.contains("node-2"), "{table:?}");
+    let search = json(&lab.ferry(&["endpoint", "search", "--json"]));
+    assert_eq!(
+        search.as_array().unwrap().len(),
+        2,
+        "still two endpoints: {search}"
+    );
+
+    // Data moves to and from the endpoint of two machines.
+    fs::create_dir_all(lab.src.home.join("in")).unwrap();
+    for i in 0..4u32 {
+        fs::write(
+            lab.src.home.join("in").join(format!("f{i}")),
+            pattern(300_000 + i as usize, i),
+        )
+        .unwrap();
+    }
+    let id = lab.transfer(&["-r", "src:/~/in", "dst:/~/got"]);
+    lab.wait(&id);
+    assert_eq!(
+        tree(&lab.src.home.join("in")),
+        tree(&lab.dst.home.join("got"))
+    );
+    let id = lab.transfer(&["-r", "dst:/~/got", "src:/~/back"]);
+    lab.wait(&id);
+    assert_eq!(
+        tree(&lab.src.home.join("in")),
+        tree(&lab.src.home.join("back"))
+    );
+
+    // With its primary stopped, the node is the endpoint: still
+    // connected, and data still moves (to the shared directory).
+    lab.stop_dst();
+    wait_nodes(&lab, "dst", &[("primary", false), ("node-2", true)]);
+    let id = lab.transfer(&["-r", "src:/~/in", "dst:/~/through-node"]);
+    lab.wait(&id);
+    assert_eq!(
+        tree(&lab.src.home.join("in")),
+        tree(&lab.dst.home.join("through-node"))
+    );
+    assert!(
+        daemon.log().contains(&id),
+        "the node received the task: {}",
+        daemon.log()
+    );
+
+    // A node key whose node was removed before it was used registers
+    // nothing; a made-up key is refused too.
+    let (_, node3, key3) = add_node(&lab, "dst", &["--name", "dtn3"]);
+    assert_eq!(node3, "dtn3");
+    let removed = lab.ferry(&["endpoint", "remove-node", "dst", "dtn3"]);
+    assert_eq!(removed.code, Some(0), "{removed:?}");
+    let late = User::sharing_home(&lab.dst).run(&["-setup", &key3]);
+    assert_eq!(late.code, Some(1), "{late:?}");
+    let forged = format!("{}x", &key3[..key3.len() - 1]);
+    let forged = User::sharing_home(&lab.dst).run(&["-setup", &forged]);
+    assert_eq!(forged.code, Some(1), "{forged:?}");
+    // Names are checked and unique per endpoint.
+    let bad = lab.ferry(&["endpoint", "add-node", "dst", "--name", "Bad Name"]);
+    assert_eq!(bad.code, Some(1), "{bad:?}");
+    assert!(bad.stderr.contains("not valid"), "{bad:?}");
+    let taken = lab.ferry(&["endpoint", "add-node", "dst", "--name", "node-2"]);
+    assert_eq!(taken.code, Some(1), "{taken:?}");
+    assert!(taken.stderr.contains("already"), "{taken:?}");
+
+    // Removing node-2 locks its machine out: refused at its next beat,
+    // and its status says so.
+    let removed = lab.ferry(&["endpoint", "remove-node", "dst", "node-2"]);
+    assert_eq!(removed.code, Some(0), "{removed:?}");
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        let status = second.run(&["-status"]);
+        if status
+            .stdout
+            .contains("was removed by the endpoint's owner")
+        {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never said the node was removed: {status:?}\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(line_value(&status.stdout, "Hub: "), Some("disconnected"));
+    wait_nodes(&lab, "dst", &[("primary", false)]);
+    let gone = lab.ferry(&["endpoint", "remove-node", "dst", "node-2"]);
+    assert_eq!(gone.code, Some(1), "{gone:?}");
+    assert!(gone.stderr.contains("no node"), "{gone:?}");
+    // The primary comes back as the endpoint.
+    lab.start_dst();
+    wait_nodes(&lab, "dst", &[("primary", true)]);
+}
+
+/// Someone else's endpoint takes no node of alice's, and alice cannot add
+/// a node to an endpoint that is not hers.
+#[test]
+fn only_an_endpoints_owner_adds_or_lists_its_nodes() {
+    let lab = Lab::new();
+    lab.hub.add_user("bob", "another horse battery");
+    let bob = lab.hub.token("bob");
+    let dst_id = json(&lab.ferry(&["endpoint", "show", "dst", "--json"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for args in [
+        vec!["endpoint", "add-node", dst_id.as_str()],
+        vec!["endpoint", "nodes", dst_id.as_str()],
+        vec!["endpoint", "remove-node", dst_id.as_str(), "primary"],
+    ] {
+        let out = lab.src.run_as(&lab.hub, &bob, &args);
+        assert_eq!(out.code, Some(1), "{args:?}: {out:?}");
+        assert!(out.stderr.contains("no endpoint"), "{args:?}: {out:?}");
+    }
+}
