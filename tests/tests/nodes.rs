@@ -241,3 +241,78 @@ fn only_an_endpoints_owner_adds_or_lists_its_nodes() {
         assert!(out.stderr.contains("no endpoint"), "{args:?}: {out:?}");
     }
 }
+
+/// `ferry endpoint add-node EP`, then `ferry -setup KEY` and `-start` on a
+/// second machine sharing `of`'s home: the node's user and daemon.
+fn join(lab: &Lab, endpoint: &str, of: &User) -> (User, ferry_tests::Daemon) {
+    let (_, _, key) = add_node(lab, endpoint, &[]);
+    let node = User::sharing_home(of);
+    let setup = node.run(&["-setup", &key]);
+    assert_eq!(setup.code, Some(0), "{setup:?}");
+    let daemon = node.start_foreground(&[]);
+    node.wait_hub_state("connected", LIMIT);
+    (node, daemon)
+}
+
+/// Two nodes per side: the task is spread over both pairs, each moves a
+/// part, and the destination's tree is the source's.
+#[test]
+fn a_task_between_two_endpoints_of_two_nodes_is_spread_over_both() {
+    let lab = Lab::new();
+    let (_src2, src2) = join(&lab, "src", &lab.src);
+    let (_dst2, dst2) = join(&lab, "dst", &lab.dst);
+    wait_nodes(&lab, "src", &[("primary", true), ("node-2", true)]);
+    wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
+
+    let root = lab.src.home.join("data");
+    for d in 0..4u32 {
+        let dir = root.join(format!("d{d}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..15u32 {
+            fs::write(
+                dir.join(format!("f{f}")),
+                pattern(1000 + (d * 15 + f) as usize * 37, d * 100 + f),
+            )
+            .unwrap();
+        }
+    }
+    for (i, size) in [3_000_000usize, 5_000_001, 4_194_304]
+        .into_iter()
+        .enumerate()
+    {
+        fs::write(
+            root.join(format!("large{i}")),
+            pattern(size, 9000 + i as u32),
+        )
+        .unwrap();
+    }
+    fs::create_dir_all(root.join("empty")).unwrap();
+
+    let id = lab.transfer(&["-r", "src:/~/data", "dst:/~/copy"]);
+    let task = lab.wait(&id);
+    assert_eq!(tree(&root), tree(&lab.dst.home.join("copy")));
+    assert_eq!(task["files_transferred"], 63, "{task}");
+    let events = lab.events(&id);
+    assert!(events.contains("spread over 2 nodes"), "{events}");
+
+    // Each pair moved a part: both destination machines received files,
+    // and both source machines sent.
+    let received = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains(&id) && l.contains("received"))
+            .any(|l| !l.contains("files=0"))
+    };
+    assert!(
+        received(&lab.dst_daemon().log()),
+        "{}",
+        lab.dst_daemon().log()
+    );
+    assert!(received(&dst2.log()), "{}", dst2.log());
+    for log in [lab.src_daemon().log(), src2.log()] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&id) && l.contains("sending") && l.contains("count: 2")),
+            "{log}"
+        );
+    }
+}

@@ -127,9 +127,18 @@ pub enum Notice {
     },
     Report {
         endpoint_id: String,
+        /// Which machine of the endpoint reported (its node).
+        node: String,
         task_id: String,
         attempt: u32,
         report: TaskReport,
+    },
+    /// A node of a still connected endpoint went away (the endpoint's
+    /// own connect and disconnect notices say nothing of it): a task
+    /// spread over that node lost its part.
+    NodeGone {
+        endpoint_id: String,
+        node: String,
     },
 }
 
@@ -378,6 +387,63 @@ impl Registry {
                 relay,
             },
         )
+    }
+
+    /// The connected nodes of an endpoint that move a shard of a task
+    /// (their hello named `FEATURE_SHARDS`), the one that speaks for it
+    /// first, each with its data address.
+    pub fn shard_nodes(&self, endpoint_id: &str) -> Vec<(String, Option<String>)> {
+        let Ok(live) = self.live.lock() else {
+            return Vec::new();
+        };
+        let Some(handles) = live.get(endpoint_id) else {
+            return Vec::new();
+        };
+        let first = chosen(handles).map(|h| h.connection);
+        let mut nodes: Vec<&Handle> = handles
+            .iter()
+            .filter(|h| {
+                h.features
+                    .iter()
+                    .any(|f| f == ferry_proto::task::FEATURE_SHARDS)
+            })
+            .collect();
+        nodes.sort_by_key(|h| Some(h.connection) != first);
+        nodes
+            .into_iter()
+            .map(|h| (h.node.clone(), h.data_address.clone()))
+            .collect()
+    }
+
+    /// Tells node `node` of a task's source to send its shard (the
+    /// capability names it) to `connect_to`.
+    pub fn start_shard(
+        &self,
+        endpoint_id: &str,
+        node: &str,
+        capability: String,
+        connect_to: String,
+    ) -> Result<(), CallError> {
+        let sender = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(endpoint_id)
+                    .and_then(|hs| hs.iter().find(|h| h.node == node))
+                    .map(|h| h.commands.clone())
+            })
+            .ok_or(CallError::Offline)?;
+        sender
+            .try_send(Command::StartTask {
+                capability,
+                connect_to: Some(connect_to),
+                relay: false,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => CallError::Busy,
+                mpsc::error::TrySendError::Closed(_) => CallError::Offline,
+            })
     }
 
     /// Asks a task's destination to dial back for a relayed data stream
@@ -655,10 +721,16 @@ impl Registry {
             Err(_) => return,
         };
         if let Ok(mut seen) = self.last_seen.lock() {
-            seen.insert((endpoint_id.to_string(), node), crate::grants::now());
+            seen.insert(
+                (endpoint_id.to_string(), node.clone()),
+                crate::grants::now(),
+            );
         }
         match after {
-            After::Same => {}
+            After::Same => self.notify(Notice::NodeGone {
+                endpoint_id: endpoint_id.to_string(),
+                node,
+            }),
             After::Gone => self.notify(Notice::Disconnected {
                 endpoint_id: endpoint_id.to_string(),
             }),
@@ -832,6 +904,8 @@ pub async fn serve_connection<S>(
     let mut commands_tx = Some(commands_tx);
     // The endpoint and this link's connection number.
     let mut admitted: Option<(String, u64)> = None;
+    // Which node of the endpoint this link is, once admitted.
+    let mut node_name = PRIMARY_NODE.to_string();
     let mut pending: HashMap<u64, oneshot::Sender<FsOutcome>> = HashMap::new();
     // Read into spare capacity, never zeroed: on reused heap memory a
     // zero-filled buffer would be made resident in full for every
@@ -865,6 +939,7 @@ pub async fn serve_connection<S>(
                                             let hooks = hooks.map(|h| h.into_iter().filter(|n| ferry_proto::task::check_hook_name(n).is_ok()).take(MAX_HOOKS).collect());
                                             let connection = hub.control.insert(&id, &node, tx, data_address, paused, hooks, features);
                                             tracing::info!(endpoint = %id, %node, %peer, %software, paused, "endpoint connected");
+                                            node_name = node;
                                             admitted = Some((id, connection));
                                         }
                                     }
@@ -901,6 +976,7 @@ pub async fn serve_connection<S>(
                                     if let Some((endpoint_id, _)) = &admitted {
                                         hub.control.notify(Notice::Report {
                                             endpoint_id: endpoint_id.clone(),
+                                            node: node_name.clone(),
                                             task_id,
                                             attempt,
                                             report,
