@@ -245,10 +245,19 @@ fn only_an_endpoints_owner_adds_or_lists_its_nodes() {
 /// `ferry endpoint add-node EP`, then `ferry -setup KEY` and `-start` on a
 /// second machine sharing `of`'s home: the node's user and daemon.
 fn join(lab: &Lab, endpoint: &str, of: &User) -> (User, ferry_tests::Daemon) {
+    join_with(lab, endpoint, of, "")
+}
+
+/// [`join`], with `settings` added to the node's `endpoint.toml`.
+fn join_with(lab: &Lab, endpoint: &str, of: &User, settings: &str) -> (User, ferry_tests::Daemon) {
     let (_, _, key) = add_node(lab, endpoint, &[]);
     let node = User::sharing_home(of);
     let setup = node.run(&["-setup", &key]);
     assert_eq!(setup.code, Some(0), "{setup:?}");
+    let config = node.dir.join("endpoint.toml");
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str(settings);
+    fs::write(&config, text).unwrap();
     let daemon = node.start_foreground(&[]);
     node.wait_hub_state("connected", LIMIT);
     (node, daemon)
@@ -315,4 +324,91 @@ fn a_task_between_two_endpoints_of_two_nodes_is_spread_over_both() {
             "{log}"
         );
     }
+}
+
+/// kill -9 of one destination node mid-task: the attempt ends as a fault,
+/// the next runs on the nodes still there, and what the lost node had
+/// committed is not sent again. Its partial files are: their journal was
+/// in the lost node's own config dir, so today a lost node costs the files
+/// it had open, not only their chunks.
+#[test]
+fn a_destination_node_killed_mid_task_costs_only_its_part_in_flight() {
+    let (port1, port2) = (
+        ferry_tests::closed_loopback_port(),
+        ferry_tests::closed_loopback_port(),
+    );
+    let lab = Lab::builder()
+        .src_setting(&format!("metrics_listen = \"127.0.0.1:{port1}\"\n"))
+        .start();
+    let (_src2, _src2_daemon) = join_with(
+        &lab,
+        "src",
+        &lab.src,
+        &format!("metrics_listen = \"127.0.0.1:{port2}\"\n"),
+    );
+    let (_dst2, dst2) = join(&lab, "dst", &lab.dst);
+    wait_nodes(&lab, "src", &[("primary", true), ("node-2", true)]);
+    wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
+
+    let root = lab.src.home.join("big");
+    fs::create_dir_all(&root).unwrap();
+    const FILES: u32 = 12;
+    const SIZE: usize = 16 << 20;
+    for i in 0..FILES {
+        fs::write(root.join(format!("f{i:02}")), pattern(SIZE, 500 + i)).unwrap();
+    }
+    let dataset = u64::from(FILES) * SIZE as u64;
+
+    // A cap on the task's pace, so the kill lands mid-task.
+    let id = lab.transfer(&["-r", "--bwlimit", "40M", "src:/~/big", "dst:/~/big"]);
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let task = lab.show(&id);
+        let moved = task["bytes_transferred"].as_u64().unwrap_or(0);
+        if moved > dataset / 5 {
+            assert_eq!(task["status"], "ACTIVE", "{task}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never moved: {task}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    dst2.signal(nix::sys::signal::Signal::SIGKILL);
+    dst2.wait_exit(LIMIT);
+
+    let task = lab.wait(&id);
+    assert_eq!(tree(&root), tree(&lab.dst.home.join("big")));
+    let events = lab.events(&id);
+    assert!(
+        events.contains("node node-2 of 'dst' went offline"),
+        "{events}"
+    );
+    // What both source machines sent, by their own count: the dataset,
+    // the lost node's open files and the chunks in flight when the
+    // attempt ended; far from sending the lost node's part, or the task,
+    // again.
+    let sent = sent_bytes(port1) + sent_bytes(port2);
+    println!("dataset {dataset}, sent {sent}: {task}");
+    assert!(sent >= dataset, "{sent}: {task}");
+    assert!(sent < dataset + dataset / 2, "{sent}: {task}\n{events}");
+}
+
+/// `ferry_endpoint_sent_bytes_total` of the daemon serving metrics at `port`.
+fn sent_bytes(port: u16) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("ferry_endpoint_sent_bytes_total "))
+        .unwrap_or_else(|| panic!("{answer}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
