@@ -412,3 +412,61 @@ fn sent_bytes(port: u16) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// CPU seconds (user + system) a process used so far, from /proc.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis; utime and stime
+    // are the 12th and 13th of them, in clock ticks (100 per second).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// Not a test: the figures of one node against two per side (run with
+/// `cargo test -p ferry-tests --test nodes -- --ignored --nocapture`).
+#[test]
+#[ignore = "a measurement: prints figures, asserts nothing about speed"]
+fn measure_one_node_against_two_per_side() {
+    let lab = Lab::new();
+    let many = lab.src.home.join("many");
+    fs::create_dir_all(&many).unwrap();
+    for i in 0..256u32 {
+        fs::write(many.join(format!("f{i:03}")), pattern(1 << 20, i)).unwrap();
+    }
+    let one = lab.src.home.join("one");
+    fs::create_dir_all(&one).unwrap();
+    fs::write(one.join("large"), pattern(1 << 30, 77)).unwrap();
+
+    let run = |what: &str, dir: &str, pids: &[u32]| {
+        let before: f64 = pids.iter().map(|p| cpu_secs(*p)).sum();
+        let started = Instant::now();
+        let id = lab.transfer(&[
+            "-r",
+            &format!("src:/~/{dir}"),
+            &format!("dst:/~/{what}-{dir}"),
+        ]);
+        let task = lab.wait(&id);
+        let secs = started.elapsed().as_secs_f64();
+        let cpu: f64 = pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - before;
+        let bytes = task["bytes_transferred"].as_u64().unwrap() as f64;
+        println!(
+            "{what} {dir}: {:.0} MiB in {secs:.1}s = {:.0} MiB/s; daemons' CPU {cpu:.1}s ({:.2} cores); spread: {}",
+            bytes / 1048576.0,
+            bytes / 1048576.0 / secs,
+            cpu / secs,
+            lab.events(&id).contains("spread over")
+        );
+        fs::remove_dir_all(lab.dst.home.join(format!("{what}-{dir}"))).unwrap();
+    };
+    let primaries = [lab.src_daemon().pid(), lab.dst_daemon().pid()];
+    run("one-node", "many", &primaries);
+    run("one-node", "one", &primaries);
+    let (_s2, s2) = join(&lab, "src", &lab.src);
+    let (_d2, d2) = join(&lab, "dst", &lab.dst);
+    wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
+    let all = [primaries[0], primaries[1], s2.pid(), d2.pid()];
+    run("two-nodes", "many", &all);
+    run("two-nodes", "one", &all);
+}
