@@ -656,13 +656,16 @@ impl Registry {
         features: Vec<String>,
     ) -> u64 {
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let mut replaced = false;
         let speaks = match self.live.lock() {
             Ok(mut live) => {
                 let handles = live.entry(endpoint_id.to_string()).or_default();
                 // A newer connection of the same node replaces the older
                 // one, whose command channel then closes and whose driver
                 // ends.
+                let before = handles.len();
                 handles.retain(|h| h.node != node);
+                replaced = handles.len() < before;
                 handles.push(Handle {
                     node: node.to_string(),
                     connection,
@@ -679,13 +682,18 @@ impl Registry {
         };
         // The scheduler hears of the endpoint only when this link is the
         // one that speaks for it.
-        if let Some((chosen, paused)) = speaks
-            && chosen == connection
-        {
-            self.notify(Notice::Connected {
+        match speaks {
+            Some((chosen, paused)) if chosen == connection => self.notify(Notice::Connected {
                 endpoint_id: endpoint_id.to_string(),
                 paused,
-            });
+            }),
+            // A node that does not speak for the endpoint came back: what
+            // its old link moved of a spread task went with it.
+            _ if replaced => self.notify(Notice::NodeGone {
+                endpoint_id: endpoint_id.to_string(),
+                node: node.to_string(),
+            }),
+            _ => {}
         }
         connection
     }
@@ -1184,6 +1192,75 @@ mod tests {
             endpoint_id: "e1".into(),
             paused: true
         }));
+    }
+
+    /// Each node keeps its own link; the scheduler hears of the endpoint
+    /// when the link that speaks for it changes, of a node when one that
+    /// does not went away, and of the endpoint's end when the last goes.
+    #[test]
+    fn the_registry_keeps_one_link_per_node_and_the_primary_speaks_first() {
+        let (registry, mut notices) = Registry::new();
+        let mut heard = || {
+            let mut all = Vec::new();
+            while let Ok(n) = notices.try_recv() {
+                all.push(n);
+            }
+            all
+        };
+        let (commands, _rx) = mpsc::channel(1);
+        let link = |node: &str, address: &str| {
+            registry.insert(
+                "e1",
+                node,
+                commands.clone(),
+                Some(address.to_string()),
+                false,
+                None,
+                vec![ferry_proto::task::FEATURE_SHARDS.to_string()],
+            )
+        };
+        let n2 = link("node-2", "n2:1");
+        assert!(matches!(heard()[..], [Notice::Connected { .. }]));
+        assert_eq!(registry.data_address("e1").as_deref(), Some("n2:1"));
+        // The primary comes: it speaks for the endpoint from now on.
+        let p = link(PRIMARY_NODE, "p:1");
+        assert!(matches!(heard()[..], [Notice::Connected { .. }]));
+        assert_eq!(registry.data_address("e1").as_deref(), Some("p:1"));
+        let nodes: Vec<String> = registry
+            .shard_nodes("e1")
+            .into_iter()
+            .map(|n| n.0)
+            .collect();
+        assert_eq!(nodes, [PRIMARY_NODE, "node-2"]);
+        // node-2 dials again: its old link is replaced, which a spread
+        // task must hear of; the endpoint's link is the same.
+        let n2b = link("node-2", "n2:2");
+        assert_eq!(
+            heard(),
+            [Notice::NodeGone {
+                endpoint_id: "e1".into(),
+                node: "node-2".into()
+            }]
+        );
+        registry.remove("e1", n2);
+        assert_eq!(heard(), [], "the replaced link's end says nothing");
+        assert_eq!(registry.node_links("e1", &[]).len(), 2);
+        // The primary goes: node-2 speaks for the endpoint.
+        registry.remove("e1", p);
+        assert!(matches!(heard()[..], [Notice::Connected { .. }]));
+        assert_eq!(registry.data_address("e1").as_deref(), Some("n2:2"));
+        assert!(registry.is_connected("e1"));
+        registry.remove("e1", n2b);
+        assert_eq!(
+            heard(),
+            [Notice::Disconnected {
+                endpoint_id: "e1".into()
+            }]
+        );
+        assert!(matches!(
+            registry.link("e1"),
+            Link::Offline { last_seen: Some(_) }
+        ));
     }
     use tokio::io::{DuplexStream, ReadBuf};
 
