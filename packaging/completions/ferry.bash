@@ -93,12 +93,13 @@ _ferry()
         login) opts="--hub --hub-ca" ;;
         endpoint)
             case $sub in
-                "") opts="create search update delete permission audit" ;;
+                "") opts="create search update delete permission audit show add-node nodes remove-node" ;;
                 create) opts="--personal --json" ;;
                 permission) opts="create list delete --permissions --identity --group --all-authenticated --anonymous --expires --json" ;;
                 update) opts="--display-name --allowed-domains --json" ;;
                 audit) opts="--since --json" ;;
-                delete) opts="--json" ;;
+                delete | show | nodes | remove-node) opts="--json" ;;
+                add-node) opts="--name --json" ;;
                 *) opts="--filter-scope --json" ;;
             esac
             ;;

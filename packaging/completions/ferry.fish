@@ -100,7 +100,12 @@ complete -c ferry -n 'string match -q "paths check" -- (__ferry_verb)' -l json -
 # User verbs (talk to the hub's REST API).
 complete -c ferry -n '__ferry_at login' -l hub -x -d 'The hub URL'
 complete -c ferry -n '__ferry_at login' -l hub-ca -r -F -d 'CA certificate of a self-signed hub'
-complete -c ferry -n '__ferry_at endpoint' -a 'create search update delete permission audit'
+complete -c ferry -n '__ferry_at endpoint' -a 'create search update delete permission audit show add-node nodes remove-node'
+complete -c ferry -n 'string match -q "endpoint add-node*" -- (__ferry_verb)' -l name -x -d 'The node name (default: the next free node-N)'
+complete -c ferry -n 'string match -q "endpoint add-node*" -- (__ferry_verb)' -l json -d 'JSON output'
+complete -c ferry -n 'string match -q "endpoint show*" -- (__ferry_verb)' -l json -d 'JSON output'
+complete -c ferry -n 'string match -q "endpoint nodes*" -- (__ferry_verb)' -l json -d 'JSON output'
+complete -c ferry -n 'string match -q "endpoint remove-node*" -- (__ferry_verb)' -l json -d 'JSON output'
 complete -c ferry -n 'string match -q "endpoint audit*" -- (__ferry_verb)' -l since -x -d 'Only events since WHEN (2h, 7d, RFC 3339)'
 complete -c ferry -n 'string match -q "endpoint audit*" -- (__ferry_verb)' -l json -d 'JSON output'
 complete -c ferry -n '__ferry_at endpoint permission' -a 'create list delete'

@@ -139,6 +139,22 @@ impl User {
             .to_string()
     }
 
+    /// A second machine of `other`'s endpoint (a transfer node): the same
+    /// home directory (a shared filesystem), so the same `~/` and the
+    /// same default config-paths, but a config dir of its own.
+    pub fn sharing_home(other: &User) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("ferry-e2e-node")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().join("ferry");
+        User {
+            _tmp: tmp,
+            home: other.home.clone(),
+            dir,
+        }
+    }
+
     /// Writes the files `ferry -setup` would, pointing at a hub URL that
     /// nothing serves, until the hub exists.
     pub fn set_up_endpoint(&self, name: &str) {

@@ -924,6 +924,50 @@ pub enum EndpointCommand {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Show one endpoint: its id, name, owner, whether connected, and each
+    /// of its machines (nodes) and whether it is connected.
+    Show {
+        /// The endpoint: its id or your display name for it.
+        #[arg(value_name = "EP")]
+        endpoint: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Add a machine (a transfer node) to one of your endpoints and print
+    /// a one-time setup key: `ferry -setup KEY` on a machine that shares
+    /// the endpoint's filesystem and config-paths makes it that node.
+    AddNode {
+        /// The endpoint: its id or your display name for it.
+        #[arg(value_name = "EP")]
+        endpoint: String,
+        /// The node's name: 1 to 32 lowercase letters, digits or '-';
+        /// default: the next free node-2, node-3, ...
+        #[arg(long, value_name = "NODE")]
+        name: Option<String>,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// List an endpoint's machines (nodes), primary first, and whether
+    /// each is connected.
+    Nodes {
+        /// The endpoint: its id or your display name for it.
+        #[arg(value_name = "EP")]
+        endpoint: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Remove a node from one of your endpoints: its machine's certificate
+    /// is refused from then on, and its daemon stops dialling.
+    RemoveNode {
+        /// The endpoint: its id or your display name for it.
+        #[arg(value_name = "EP")]
+        endpoint: String,
+        /// The node's name (`ferry endpoint nodes EP`).
+        #[arg(value_name = "NODE")]
+        node: String,
+        #[command(flatten)]
+        json: JsonArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -69,7 +69,10 @@ pub fn setup(ctx: &Invocation, args: SetupArgs) -> anyhow::Result<ExitCode> {
             return refused(e.is_usage(), note, e.into());
         }
     };
-    outln!("registered new endpoint, id: {}", registered.id);
+    match &registered.node {
+        Some(node) => outln!("joined endpoint {} as node {node}", registered.id),
+        None => outln!("registered new endpoint, id: {}", registered.id),
+    }
     if registered.wrote_config_paths {
         outln!(
             "wrote {} allowing your home directory (~/,0,1); edit it to change what transfers may reach",
@@ -230,6 +233,14 @@ fn print_status(report: &StatusReport, dir: &ferry_endpoint::EndpointDir) -> std
         crate::terminal::escape(&report.endpoint_name),
         report.endpoint_id
     );
+    // Only a machine that joined an endpoint as one of its nodes says so.
+    if let Some(node) = report
+        .node
+        .as_deref()
+        .filter(|n| *n != ferry_proto::api::PRIMARY_NODE)
+    {
+        outln!("Node: {}", crate::terminal::escape(node));
+    }
     outln!("Hub URL: {}", report.hub_url);
     outln!("Config dir: {}", report.config_dir);
     match &report.policy {

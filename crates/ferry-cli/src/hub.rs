@@ -1,5 +1,6 @@
 //! The user verbs that talk to the hub's REST API: `login`, `logout`,
-//! `endpoint create|search|update|delete`, `ls`, `mkdir`, `rename`, `rm`.
+//! `endpoint create|search|update|delete|show|add-node|nodes|remove-node`,
+//! `ls`, `mkdir`, `rename`, `rm`.
 
 use crate::args::{EndpointCommand, FilterScopeArg, LoginArgs};
 use crate::endpoint::{CA_FROM_ENV, HUB_FROM_ENV, from_env, refused};
@@ -7,8 +8,8 @@ use crate::terminal::{escape, escape_bytes};
 use crate::{Invocation, client_runtime};
 use anyhow::{Context, bail};
 use ferry_proto::api::{
-    CreateEndpoint, CreatedEndpoint, EndpointInfo, FsEntry, FsEntryKind, FsOp, FsOutcome,
-    UpdateEndpoint, WhoAmI,
+    AddNode, AddedNode, CreateEndpoint, CreatedEndpoint, EndpointInfo, FsEntry, FsEntryKind, FsOp,
+    FsOutcome, NodeInfo, UpdateEndpoint, WhoAmI,
 };
 use ferry_proto::wire_path::WirePath;
 use ferry_setup::hub_client::{Auth, HubClient, HubError, Trust};
@@ -302,9 +303,111 @@ pub fn endpoint(inv: &Invocation, command: EndpointCommand) -> anyhow::Result<Ex
                     );
                 }
             }
+            EndpointCommand::Show { endpoint, json } => {
+                let path = format!("/api/v1/endpoints/{}", path_segment(&endpoint));
+                let shown: EndpointInfo = client.get_json(&path, &[], Auth::Bearer(&token)).await?;
+                if json.json {
+                    outln!("{}", serde_json::to_string(&shown)?);
+                } else {
+                    outln!("ID: {}", shown.id);
+                    outln!("Display Name: {}", escape(&shown.display_name));
+                    outln!("Owner: {}", escape(&shown.owner));
+                    outln!(
+                        "Connected: {}",
+                        match (shown.connected, shown.revoked) {
+                            (true, _) => "yes",
+                            (false, false) => "no",
+                            (false, true) => "no (revoked)",
+                        }
+                    );
+                    outln!("Nodes:");
+                    print_nodes(&shown.nodes)?;
+                }
+            }
+            EndpointCommand::AddNode {
+                endpoint,
+                name,
+                json,
+            } => {
+                let path = format!("/api/v1/endpoints/{}/nodes", path_segment(&endpoint));
+                let added: AddedNode = client
+                    .post_json(&path, &AddNode { name }, Auth::Bearer(&token))
+                    .await?;
+                if json.json {
+                    outln!("{}", serde_json::to_string(&added)?);
+                } else {
+                    outln!("Endpoint ID: {}", added.endpoint_id);
+                    outln!("Node: {}", added.node);
+                    outln!("Setup Key: {}", added.setup_key);
+                    outln!(
+                        "On the node's machine (sharing the endpoint's filesystem and config-paths), run: ferry -setup {}",
+                        added.setup_key
+                    );
+                }
+            }
+            EndpointCommand::Nodes { endpoint, json } => {
+                let path = format!("/api/v1/endpoints/{}/nodes", path_segment(&endpoint));
+                let nodes: Vec<NodeInfo> =
+                    client.get_json(&path, &[], Auth::Bearer(&token)).await?;
+                if json.json {
+                    outln!("{}", serde_json::to_string(&nodes)?);
+                } else {
+                    print_nodes(&nodes)?;
+                }
+            }
+            EndpointCommand::RemoveNode {
+                endpoint,
+                node,
+                json,
+            } => {
+                let path = format!(
+                    "/api/v1/endpoints/{}/nodes/{}",
+                    path_segment(&endpoint),
+                    path_segment(&node)
+                );
+                let left: Vec<NodeInfo> = client.delete_json(&path, Auth::Bearer(&token)).await?;
+                if json.json {
+                    outln!("{}", serde_json::to_string(&left)?);
+                } else {
+                    outln!(
+                        "Node {} removed; its machine can no longer connect",
+                        escape(&node)
+                    );
+                }
+            }
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// One line per node: its name and its link (`connected since TIME`,
+/// `not connected[, last seen TIME]`, `not set up yet`).
+fn print_nodes(nodes: &[NodeInfo]) -> std::io::Result<()> {
+    let width = nodes
+        .iter()
+        .map(|n| n.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    outln!("{:<width$} | State", "Node");
+    for node in nodes {
+        let state = match (node.connected, node.registered, node.since, node.last_seen) {
+            (true, _, Some(since), _) => {
+                format!("connected since {}", ferry_proto::human::utc_seconds(since))
+            }
+            (true, _, None, _) => "connected".to_string(),
+            (false, false, _, _) => "not set up yet".to_string(),
+            (false, true, _, Some(seen)) => {
+                format!(
+                    "not connected, last seen {}",
+                    ferry_proto::human::utc_seconds(seen)
+                )
+            }
+            (false, true, _, None) => "not connected".to_string(),
+        };
+        outln!("{:<width$} | {state}", escape(&node.name));
+    }
+    Ok(())
 }
 
 fn print_endpoints(found: &[EndpointInfo]) -> std::io::Result<()> {

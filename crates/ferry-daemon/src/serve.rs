@@ -305,6 +305,12 @@ impl Shared {
                 Err(poisoned) => poisoned.into_inner().clone(),
             },
             uptime_secs: self.started.elapsed().as_secs(),
+            node: Some(
+                self.identity
+                    .node
+                    .clone()
+                    .unwrap_or_else(|| ferry_proto::api::PRIMARY_NODE.to_string()),
+            ),
         }
     }
 

@@ -237,8 +237,8 @@ impl Transfers {
         let ids = Capability::open(&sealed)
             .ok()
             .and_then(|(body, _)| Capability::parse_verified(&body).ok())
-            .map(|c| (c.task_id, c.attempt, c.destination_endpoint));
-        let Some((task_id, attempt, destination)) = ids else {
+            .map(|c| (c.task_id, c.attempt, c.destination_endpoint, c.shard));
+        let Some((task_id, attempt, destination, shard)) = ids else {
             tracing::warn!("the hub sent an unreadable capability");
             return;
         };
@@ -280,7 +280,7 @@ impl Transfers {
         };
         let this = self.clone();
         tokio::spawn(async move {
-            tracing::info!(task = %task_id, attempt, ?route, "sending");
+            tracing::info!(task = %task_id, attempt, ?route, shard = ?shard, "sending");
             let result =
                 ferry_mover::source::send_via(this.ctx.clone(), sealed, route, cancel_rx).await;
             match result {

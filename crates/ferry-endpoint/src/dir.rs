@@ -216,6 +216,7 @@ mod tests {
             hub_url: "https://127.0.0.1:8443".into(),
             data_ports: None,
             data_address: None,
+            node: None,
         })
         .unwrap();
         for f in [dir.key_file(), dir.cert_file(), dir.hub_ca_file()] {

@@ -26,6 +26,11 @@ pub struct EndpointIdentity {
     /// [`EndpointIdentity::advertised_data_address`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_address: Option<String>,
+    /// The node of the endpoint this machine is, when it joined an
+    /// existing endpoint with a node key (`ferry endpoint add-node`);
+    /// absent: the endpoint's primary machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Everything `endpoint.toml` may hold: the identity and the settings
@@ -42,6 +47,8 @@ struct EndpointFile {
     data_ports: Option<String>,
     #[serde(default)]
     data_address: Option<String>,
+    #[serde(default)]
+    node: Option<String>,
     /// Permission bits received files and directories never get, as octal
     /// text (`"022"`, `"027"`); default: the daemon's own umask.
     #[serde(default)]
@@ -197,12 +204,16 @@ impl EndpointFile {
             Some(text) => Some(parse_metrics_listen(text)?),
             None => None,
         };
+        if let Some(node) = &file.node {
+            ferry_proto::api::check_node_name(node).map_err(|e| format!("`node`: {e}"))?;
+        }
         let identity = EndpointIdentity {
             id: file.id,
             name: file.name,
             hub_url: file.hub_url,
             data_ports: file.data_ports,
             data_address: file.data_address,
+            node: file.node,
         };
         Ok((
             identity,

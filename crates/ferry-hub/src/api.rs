@@ -117,6 +117,14 @@ pub fn routes() -> Router<Arc<Hub>> {
             axum::routing::delete(delete_permission),
         )
         .route("/api/v1/endpoints/{endpoint}/audit", get(endpoint_audit))
+        .route(
+            "/api/v1/endpoints/{endpoint}/nodes",
+            post(add_node).get(list_nodes),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint}/nodes/{node}",
+            axum::routing::delete(remove_node),
+        )
         .route("/api/v1/groups", post(create_group).get(list_groups))
         .route("/api/v1/groups/{group}/members", post(add_member))
         .route(
@@ -417,6 +425,9 @@ impl From<RegistryError> for Failure {
                 "not_found",
                 format!("no endpoint {name:?} among yours; list them with `ferry endpoint search`"),
             ),
+            e @ RegistryError::NoSuchNode(..) => {
+                Failure::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
             RegistryError::Refused(refusal) => Failure::from(refusal),
             RegistryError::Storage(e) => Failure::from(e),
             RegistryError::Internal(e) => Failure::internal(format!("{e:#}")),
@@ -578,6 +589,7 @@ fn info(hub: &Hub, row: EndpointRow) -> EndpointInfo {
         created: row.created,
         revoked: row.revoked,
         allowed_domains: row.allowed_domains,
+        nodes: Vec::new(),
     }
 }
 
@@ -655,7 +667,64 @@ async fn show_endpoint(
     Path(endpoint): Path<String>,
 ) -> Result<Json<EndpointInfo>, Failure> {
     let row = resolve(&hub, &who, &endpoint, Action::SeeEndpoint)?;
-    Ok(Json(info(&hub, row)))
+    let nodes = endpoints::node_infos(&*hub.store, &hub.control, &row)?;
+    Ok(Json(EndpointInfo {
+        nodes,
+        ..info(&hub, row)
+    }))
+}
+
+/// The owner adds a machine to an endpoint (`ferry endpoint add-node`):
+/// the node's name and a one-time key that sets the machine up as it.
+async fn add_node(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<ManagesEndpoints>,
+    Path(endpoint): Path<String>,
+    Json(body): Json<ferry_proto::api::AddNode>,
+) -> Result<(StatusCode, Json<ferry_proto::api::AddedNode>), Failure> {
+    let row = resolve(&hub, &who, &endpoint, Action::ManageEndpoint)?;
+    let added = endpoints::add_node(
+        &*hub.store,
+        &hub.config.url,
+        hub.tls_ca_sha256,
+        &row,
+        body.name.as_deref(),
+        endpoints::SETUP_KEY_TTL,
+    )?;
+    tracing::info!(endpoint = %row.id, node = %added.node, by = %who.user_name, "endpoint node added");
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+/// An endpoint's machines, `primary` first (`ferry endpoint nodes`).
+async fn list_nodes(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<ManagesEndpoints>,
+    Path(endpoint): Path<String>,
+) -> Result<Json<Vec<ferry_proto::api::NodeInfo>>, Failure> {
+    let row = resolve(&hub, &who, &endpoint, Action::ManageEndpoint)?;
+    Ok(Json(endpoints::node_infos(
+        &*hub.store,
+        &hub.control,
+        &row,
+    )?))
+}
+
+/// The owner removes a node (`ferry endpoint remove-node`): its
+/// certificate is refused from then on, its link cut at its next beat.
+/// Answers with the nodes that remain.
+async fn remove_node(
+    State(hub): State<Arc<Hub>>,
+    Caller(who, _): Caller<ManagesEndpoints>,
+    Path((endpoint, node)): Path<(String, String)>,
+) -> Result<Json<Vec<ferry_proto::api::NodeInfo>>, Failure> {
+    let row = resolve(&hub, &who, &endpoint, Action::ManageEndpoint)?;
+    endpoints::remove_node(&*hub.store, &row, &node)?;
+    tracing::info!(endpoint = %row.id, %node, by = %who.user_name, "endpoint node removed");
+    Ok(Json(endpoints::node_infos(
+        &*hub.store,
+        &hub.control,
+        &row,
+    )?))
 }
 
 /// The owner renames an endpoint or sets its identity policy (`ferry
@@ -2069,6 +2138,27 @@ mod tests {
                 "GET",
                 "/api/v1/endpoints/{endpoint}/audit",
                 format!("/api/v1/endpoints/{}/audit?since=0", s.laptop),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "GET",
+                "/api/v1/endpoints/{endpoint}/nodes",
+                format!("/api/v1/endpoints/{}/nodes", s.laptop),
+                None,
+                Bob::NotFound,
+            ),
+            (
+                "POST",
+                "/api/v1/endpoints/{endpoint}/nodes",
+                format!("/api/v1/endpoints/{}/nodes", s.laptop),
+                Some(json!({"name": "bobs-node"})),
+                Bob::NotFound,
+            ),
+            (
+                "DELETE",
+                "/api/v1/endpoints/{endpoint}/nodes/{node}",
+                format!("/api/v1/endpoints/{}/nodes/node-2", s.laptop),
                 None,
                 Bob::NotFound,
             ),

@@ -651,6 +651,7 @@ mod tests {
         let itself = EndpointPrincipal {
             endpoint_id: "e1".into(),
             cert_sha256: "aa".into(),
+            node: None,
         };
         assert_eq!(
             authorize(
@@ -663,6 +664,7 @@ mod tests {
         let other = EndpointPrincipal {
             endpoint_id: "e2".into(),
             cert_sha256: "aa".into(),
+            node: None,
         };
         assert_eq!(
             authorize(

@@ -153,7 +153,7 @@ pub fn noticed(hub: &Hub, notice: &Notice) {
             hub.store
                 .set_link_details(endpoint_id, me, &details(endpoint_id, *paused))
         }
-        Notice::Paused { .. } | Notice::Report { .. } => return,
+        Notice::Paused { .. } | Notice::Report { .. } | Notice::NodeGone { .. } => return,
     };
     if let Err(e) = written {
         tracing::warn!(error = %e, "cannot record which hub instance holds an endpoint's control link");
@@ -360,6 +360,7 @@ pub fn forward_report(hub: &Hub, notice: &Notice) -> bool {
         task_id,
         attempt,
         report,
+        ..
     } = notice
     else {
         return false;
@@ -683,8 +684,11 @@ async fn answer(hub: Arc<Hub>, message: crate::store::InstanceMessage) {
             attempt,
             report,
         }) => {
+            // Only a task spread over nodes asks which node reported, and
+            // it is spread over the nodes of the instance driving it.
             hub.control.relay_notice(Notice::Report {
                 endpoint_id,
+                node: ferry_proto::api::PRIMARY_NODE.to_string(),
                 task_id,
                 attempt,
                 report,

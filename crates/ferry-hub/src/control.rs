@@ -3,7 +3,9 @@
 //!
 //! An endpoint is admitted when its certificate (already verified against
 //! the endpoint CA by TLS) names an endpoint the registry knows, that is not
-//! revoked, and whose registered certificate is this very one. The check is
+//! revoked, and whose registered certificate is this very one: the
+//! endpoint's own for its primary machine, or, for a certificate naming a
+//! node (`ferry_tls::node_of`), that live node's. The check is
 //! repeated on every beat of the hub's heartbeat ([`HubTimeout::Beat`], once
 //! per interval on a fixed schedule whatever the endpoint sends), so
 //! `ferry-hub endpoint revoke` takes effect on a live connection within one
@@ -11,7 +13,7 @@
 
 use crate::secrets::hex;
 use crate::server::Hub;
-use ferry_proto::api::{FsOp, FsOutcome};
+use ferry_proto::api::{FsOp, FsOutcome, PRIMARY_NODE};
 use ferry_proto::control::{ControlError, HubConnection, HubEvent, HubTimeout, RefuseReason};
 use ferry_proto::setup_key::cert_sha256;
 use ferry_proto::share::ShareGrant;
@@ -78,6 +80,8 @@ pub(crate) enum Command {
 
 #[derive(Debug)]
 struct Handle {
+    /// Which machine of the endpoint this is (`PRIMARY_NODE` for its first).
+    node: String,
     connection: u64,
     commands: mpsc::Sender<Command>,
     data_address: Option<String>,
@@ -123,9 +127,18 @@ pub enum Notice {
     },
     Report {
         endpoint_id: String,
+        /// Which machine of the endpoint reported (its node).
+        node: String,
         task_id: String,
         attempt: u32,
         report: TaskReport,
+    },
+    /// A node of a still connected endpoint went away (the endpoint's
+    /// own connect and disconnect notices say nothing of it): a task
+    /// spread over that node lost its part.
+    NodeGone {
+        endpoint_id: String,
+        node: String,
     },
 }
 
@@ -191,15 +204,36 @@ pub enum CallError {
     Elsewhere,
 }
 
-/// The endpoints connected now.
+/// The endpoints connected now: each of an endpoint's machines (nodes)
+/// has its own control link. What the hub asks of "the endpoint" goes to
+/// one of them, [`chosen`]: the primary when it is connected, else the
+/// longest-connected node. The scheduler hears of the endpoint, not of
+/// its nodes: connected when the chosen link is a new one, disconnected
+/// when the last one goes.
 #[derive(Debug)]
 pub struct Registry {
-    live: Mutex<HashMap<String, Handle>>,
-    /// When each endpoint that went away was last connected to this
-    /// process (memory only: a restarted hub knows none).
-    last_seen: Mutex<HashMap<String, i64>>,
+    live: Mutex<HashMap<String, Vec<Handle>>>,
+    /// When each node that went away was last connected to this process
+    /// (memory only: a restarted hub knows none), by endpoint and node.
+    last_seen: Mutex<HashMap<(String, String), i64>>,
     next_connection: AtomicU64,
     notices: mpsc::UnboundedSender<Notice>,
+}
+
+/// The link that speaks for an endpoint: its primary's if connected, else
+/// the node connected longest (the first in the list).
+fn chosen(handles: &[Handle]) -> Option<&Handle> {
+    handles
+        .iter()
+        .find(|h| h.node == PRIMARY_NODE)
+        .or_else(|| handles.first())
+}
+
+/// A node's control link as people read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLink {
+    pub node: String,
+    pub link: Link,
 }
 
 impl Registry {
@@ -230,33 +264,83 @@ impl Registry {
     /// The endpoint's control link as people read it: connected since when
     /// and whether paused, or when it was last seen.
     pub fn link(&self, endpoint_id: &str) -> Link {
-        let live = self
-            .live
-            .lock()
-            .ok()
-            .and_then(|m| m.get(endpoint_id).map(|h| (h.since, h.paused)));
-        match live {
+        match self.with_chosen(endpoint_id, |h| (h.since, h.paused)) {
             Some((since, paused)) => Link::Connected { since, paused },
             None => Link::Offline {
-                last_seen: self
-                    .last_seen
-                    .lock()
-                    .ok()
-                    .and_then(|m| m.get(endpoint_id).copied()),
+                last_seen: self.last_seen.lock().ok().and_then(|m| {
+                    m.iter()
+                        .filter(|((id, _), _)| id == endpoint_id)
+                        .map(|(_, at)| *at)
+                        .max()
+                }),
             },
         }
     }
 
+    /// The control link of each of `nodes` (names) of an endpoint, and of
+    /// any other node of it connected now.
+    pub fn node_links(&self, endpoint_id: &str, nodes: &[String]) -> Vec<NodeLink> {
+        let live: Vec<(String, i64, bool)> = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(endpoint_id).map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.node.clone(), h.since, h.paused))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        let seen = self.last_seen.lock().map(|m| m.clone()).unwrap_or_default();
+        let mut names: Vec<String> = nodes.to_vec();
+        for (node, _, _) in &live {
+            if !names.contains(node) {
+                names.push(node.clone());
+            }
+        }
+        names
+            .into_iter()
+            .map(|node| {
+                let link = match live.iter().find(|(n, _, _)| *n == node) {
+                    Some((_, since, paused)) => Link::Connected {
+                        since: *since,
+                        paused: *paused,
+                    },
+                    None => Link::Offline {
+                        last_seen: seen.get(&(endpoint_id.to_string(), node.clone())).copied(),
+                    },
+                };
+                NodeLink { node, link }
+            })
+            .collect()
+    }
+
+    /// `f` of the link that speaks for the endpoint ([`chosen`]), if any.
+    fn with_chosen<T>(&self, endpoint_id: &str, f: impl FnOnce(&Handle) -> T) -> Option<T> {
+        self.live
+            .lock()
+            .ok()
+            .and_then(|m| m.get(endpoint_id).and_then(|hs| chosen(hs)).map(f))
+    }
+
     /// A connected endpoint's owner paused or unpaused it.
     /// A connection a newer one replaced speaks for the endpoint no more.
+    /// Only the link that speaks for the endpoint pauses its tasks.
     fn set_paused(&self, endpoint_id: &str, connection: u64, paused: bool) {
         let current = match self.live.lock() {
             Ok(mut live) => match live.get_mut(endpoint_id) {
-                Some(h) if h.connection == connection => {
-                    h.paused = paused;
-                    true
+                Some(hs) => {
+                    let speaks = chosen(hs).is_some_and(|h| h.connection == connection);
+                    match hs.iter_mut().find(|h| h.connection == connection) {
+                        Some(h) => {
+                            h.paused = paused;
+                            speaks
+                        }
+                        None => false,
+                    }
                 }
-                _ => false,
+                None => false,
             },
             Err(_) => false,
         };
@@ -271,18 +355,13 @@ impl Registry {
 
     /// Where a connected endpoint accepts data connections, if it does.
     pub fn data_address(&self, endpoint_id: &str) -> Option<String> {
-        self.live
-            .lock()
-            .ok()
-            .and_then(|m| m.get(endpoint_id).and_then(|h| h.data_address.clone()))
+        self.with_chosen(endpoint_id, |h| h.data_address.clone())
+            .flatten()
     }
 
     fn command(&self, endpoint_id: &str, command: Command) -> Result<(), CallError> {
         let sender = self
-            .live
-            .lock()
-            .ok()
-            .and_then(|m| m.get(endpoint_id).map(|h| h.commands.clone()))
+            .with_chosen(endpoint_id, |h| h.commands.clone())
             .ok_or(CallError::Offline)?;
         sender.try_send(command).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => CallError::Busy,
@@ -308,6 +387,63 @@ impl Registry {
                 relay,
             },
         )
+    }
+
+    /// The connected nodes of an endpoint that move a shard of a task
+    /// (their hello named `FEATURE_SHARDS`), the one that speaks for it
+    /// first, each with its data address.
+    pub fn shard_nodes(&self, endpoint_id: &str) -> Vec<(String, Option<String>)> {
+        let Ok(live) = self.live.lock() else {
+            return Vec::new();
+        };
+        let Some(handles) = live.get(endpoint_id) else {
+            return Vec::new();
+        };
+        let first = chosen(handles).map(|h| h.connection);
+        let mut nodes: Vec<&Handle> = handles
+            .iter()
+            .filter(|h| {
+                h.features
+                    .iter()
+                    .any(|f| f == ferry_proto::task::FEATURE_SHARDS)
+            })
+            .collect();
+        nodes.sort_by_key(|h| Some(h.connection) != first);
+        nodes
+            .into_iter()
+            .map(|h| (h.node.clone(), h.data_address.clone()))
+            .collect()
+    }
+
+    /// Tells node `node` of a task's source to send its shard (the
+    /// capability names it) to `connect_to`.
+    pub fn start_shard(
+        &self,
+        endpoint_id: &str,
+        node: &str,
+        capability: String,
+        connect_to: String,
+    ) -> Result<(), CallError> {
+        let sender = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(endpoint_id)
+                    .and_then(|hs| hs.iter().find(|h| h.node == node))
+                    .map(|h| h.commands.clone())
+            })
+            .ok_or(CallError::Offline)?;
+        sender
+            .try_send(Command::StartTask {
+                capability,
+                connect_to: Some(connect_to),
+                relay: false,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => CallError::Busy,
+                mpsc::error::TrySendError::Closed(_) => CallError::Offline,
+            })
     }
 
     /// Asks a task's destination to dial back for a relayed data stream
@@ -392,19 +528,39 @@ impl Registry {
     /// Stops a task's data work on an endpoint; a destination also refuses
     /// attempts up to `through_attempt` from then on (`None`: every
     /// attempt, the task is over).
+    ///
+    /// Every connected node of the endpoint is told: an attempt may have
+    /// run on a node that no longer speaks for it.
     pub fn cancel_task(
         &self,
         endpoint_id: &str,
         task_id: &str,
         through_attempt: Option<u32>,
     ) -> Result<(), CallError> {
-        self.command(
-            endpoint_id,
-            Command::CancelTask {
+        let senders: Vec<mpsc::Sender<Command>> = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(endpoint_id)
+                    .map(|hs| hs.iter().map(|h| h.commands.clone()).collect())
+            })
+            .unwrap_or_default();
+        let mut told = Err(CallError::Offline);
+        for sender in senders {
+            let sent = sender.try_send(Command::CancelTask {
                 task_id: task_id.to_string(),
                 through_attempt,
-            },
-        )
+            });
+            match sent {
+                Ok(()) => told = Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) if told.is_err() => {
+                    told = Err(CallError::Busy)
+                }
+                Err(_) => {}
+            }
+        }
+        told
     }
 
     /// Tells every connected endpoint that these endpoints were revoked.
@@ -412,7 +568,7 @@ impl Registry {
         let senders: Vec<(String, mpsc::Sender<Command>)> = match self.live.lock() {
             Ok(live) => live
                 .iter()
-                .map(|(id, h)| (id.clone(), h.commands.clone()))
+                .flat_map(|(id, hs)| hs.iter().map(|h| (id.clone(), h.commands.clone())))
                 .collect(),
             Err(_) => return,
         };
@@ -443,23 +599,14 @@ impl Registry {
     /// The hooks a connected endpoint named in its hello: `None` when it
     /// is not connected, `Some(None)` when it is too old to run any.
     pub fn hooks(&self, endpoint_id: &str) -> Option<Option<Vec<String>>> {
-        self.live
-            .lock()
-            .ok()
-            .and_then(|m| m.get(endpoint_id).map(|h| h.hooks.clone()))
+        self.with_chosen(endpoint_id, |h| h.hooks.clone())
     }
 
     /// Whether a connected endpoint's hello named `feature` (an endpoint
     /// that did not must not be sent the messages the feature brings: an
     /// unknown message ends its link).
     pub fn has_feature(&self, endpoint_id: &str, feature: &str) -> bool {
-        self.live
-            .lock()
-            .ok()
-            .and_then(|m| {
-                m.get(endpoint_id)
-                    .map(|h| h.features.iter().any(|f| f == feature))
-            })
+        self.with_chosen(endpoint_id, |h| h.features.iter().any(|f| f == feature))
             .unwrap_or(false)
     }
 
@@ -472,7 +619,15 @@ impl Registry {
         hooks: Option<Vec<String>>,
     ) -> mpsc::Receiver<Command> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        self.insert(endpoint_id, tx, None, false, hooks, Vec::new());
+        self.insert(
+            endpoint_id,
+            PRIMARY_NODE,
+            tx,
+            None,
+            false,
+            hooks,
+            Vec::new(),
+        );
         rx
     }
 
@@ -484,13 +639,16 @@ impl Registry {
         features: Vec<String>,
     ) -> mpsc::Receiver<Command> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        self.insert(endpoint_id, tx, None, false, None, features);
+        self.insert(endpoint_id, PRIMARY_NODE, tx, None, false, None, features);
         rx
     }
 
+    // Each argument is a distinct part of a connection's hello.
+    #[allow(clippy::too_many_arguments)]
     fn insert(
         &self,
         endpoint_id: &str,
+        node: &str,
         commands: mpsc::Sender<Command>,
         data_address: Option<String>,
         paused: bool,
@@ -498,12 +656,18 @@ impl Registry {
         features: Vec<String>,
     ) -> u64 {
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut live) = self.live.lock() {
-            // A newer connection of the same endpoint replaces the older one,
-            // whose command channel then closes and whose driver ends.
-            live.insert(
-                endpoint_id.to_string(),
-                Handle {
+        let mut replaced = false;
+        let speaks = match self.live.lock() {
+            Ok(mut live) => {
+                let handles = live.entry(endpoint_id.to_string()).or_default();
+                // A newer connection of the same node replaces the older
+                // one, whose command channel then closes and whose driver
+                // ends.
+                let before = handles.len();
+                handles.retain(|h| h.node != node);
+                replaced = handles.len() < before;
+                handles.push(Handle {
+                    node: node.to_string(),
                     connection,
                     commands,
                     data_address,
@@ -511,35 +675,78 @@ impl Registry {
                     paused,
                     hooks,
                     features,
-                },
-            );
+                });
+                chosen(handles).map(|h| (h.connection, h.paused))
+            }
+            Err(_) => None,
+        };
+        // The scheduler hears of the endpoint only when this link is the
+        // one that speaks for it.
+        match speaks {
+            Some((chosen, paused)) if chosen == connection => self.notify(Notice::Connected {
+                endpoint_id: endpoint_id.to_string(),
+                paused,
+            }),
+            // A node that does not speak for the endpoint came back: what
+            // its old link moved of a spread task went with it.
+            _ if replaced => self.notify(Notice::NodeGone {
+                endpoint_id: endpoint_id.to_string(),
+                node: node.to_string(),
+            }),
+            _ => {}
         }
-        self.notify(Notice::Connected {
-            endpoint_id: endpoint_id.to_string(),
-            paused,
-        });
         connection
     }
 
     fn remove(&self, endpoint_id: &str, connection: u64) {
-        let removed = match self.live.lock() {
-            Ok(mut live)
-                if live
-                    .get(endpoint_id)
-                    .is_some_and(|h| h.connection == connection) =>
-            {
-                live.remove(endpoint_id);
-                true
+        // What the endpoint is after the removal: gone, spoken for by
+        // another link now, or as it was.
+        enum After {
+            Same,
+            Gone,
+            Chosen { paused: bool },
+        }
+        let (node, after) = match self.live.lock() {
+            Ok(mut live) => {
+                let Some(handles) = live.get_mut(endpoint_id) else {
+                    return;
+                };
+                let Some(at) = handles.iter().position(|h| h.connection == connection) else {
+                    return;
+                };
+                let spoke = chosen(handles).is_some_and(|h| h.connection == connection);
+                let node = handles.remove(at).node;
+                let after = match chosen(handles) {
+                    None => After::Gone,
+                    Some(h) if spoke => After::Chosen { paused: h.paused },
+                    Some(_) => After::Same,
+                };
+                if handles.is_empty() {
+                    live.remove(endpoint_id);
+                }
+                (node, after)
             }
-            _ => false,
+            Err(_) => return,
         };
-        if removed {
-            if let Ok(mut seen) = self.last_seen.lock() {
-                seen.insert(endpoint_id.to_string(), crate::grants::now());
-            }
-            self.notify(Notice::Disconnected {
+        if let Ok(mut seen) = self.last_seen.lock() {
+            seen.insert(
+                (endpoint_id.to_string(), node.clone()),
+                crate::grants::now(),
+            );
+        }
+        match after {
+            After::Same => self.notify(Notice::NodeGone {
                 endpoint_id: endpoint_id.to_string(),
-            });
+                node,
+            }),
+            After::Gone => self.notify(Notice::Disconnected {
+                endpoint_id: endpoint_id.to_string(),
+            }),
+            // What the old link ran went with it, as on a reconnection.
+            After::Chosen { paused } => self.notify(Notice::Connected {
+                endpoint_id: endpoint_id.to_string(),
+                paused,
+            }),
         }
     }
 
@@ -552,10 +759,7 @@ impl Registry {
         limit: Duration,
     ) -> Result<FsOutcome, CallError> {
         let sender = self
-            .live
-            .lock()
-            .ok()
-            .and_then(|m| m.get(endpoint_id).map(|h| h.commands.clone()))
+            .with_chosen(endpoint_id, |h| h.commands.clone())
             .ok_or(CallError::Offline)?;
         let (reply, answer) = oneshot::channel();
         sender
@@ -601,7 +805,11 @@ impl From<(RefuseReason, String)> for NotAdmitted {
     }
 }
 
-pub(crate) fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, NotAdmitted> {
+/// An admitted link: the endpoint and which of its machines (its node;
+/// `PRIMARY_NODE` for the machine it was set up on).
+pub(crate) type Admitted = (String, String);
+
+pub(crate) fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<Admitted, NotAdmitted> {
     let cert = cert.ok_or((
         RefuseReason::UnknownEndpoint,
         "no endpoint certificate was presented; run `ferry -setup`".to_string(),
@@ -610,15 +818,21 @@ pub(crate) fn admission(hub: &Hub, cert: Option<&[u8]>) -> Result<String, NotAdm
         RefuseReason::UnknownEndpoint,
         "the certificate names no endpoint".to_string(),
     ))?;
-    admission_of(hub.store.endpoint(&id), &id, cert)
+    let node = ferry_tls::node_of(cert);
+    let nodes = node.as_ref().map(|_| hub.store.endpoint_nodes(&id));
+    admission_of(hub.store.endpoint(&id), nodes, &id, node.as_deref(), cert)
 }
 
-/// The admission decision on what the registry said of endpoint `id`.
+/// The admission decision on what the registry said of endpoint `id`
+/// and, for a node's certificate (one naming `node`), of its nodes: the
+/// presented certificate must be the one registered for that machine.
 fn admission_of(
     looked_up: Result<Option<crate::store::EndpointRow>, crate::store::StoreError>,
+    nodes: Option<Result<Vec<crate::store::NodeRow>, crate::store::StoreError>>,
     id: &str,
+    node: Option<&str>,
     cert: &[u8],
-) -> Result<String, NotAdmitted> {
+) -> Result<Admitted, NotAdmitted> {
     let row = match looked_up {
         Ok(Some(row)) => row,
         Ok(None) => {
@@ -646,15 +860,40 @@ fn admission_of(
             format!("endpoint {id} was revoked by the hub's admin"),
         ));
     }
-    if row.cert_sha256.as_deref() != Some(hex(&cert_sha256(cert)).as_str()) {
+    let presented = hex(&cert_sha256(cert));
+    let (Some(node), Some(nodes)) = (node, nodes) else {
+        if row.cert_sha256.as_deref() != Some(presented.as_str()) {
+            return Err(NotAdmitted::Refused(
+                RefuseReason::Superseded,
+                format!(
+                    "endpoint {id} was set up again elsewhere; this certificate is no longer valid"
+                ),
+            ));
+        }
+        return Ok((id.to_string(), PRIMARY_NODE.to_string()));
+    };
+    let nodes = match nodes {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            tracing::error!(error = %e, endpoint = %id, "registry lookup of nodes failed");
+            return Err(NotAdmitted::Unknowable);
+        }
+    };
+    let Some(registered) = nodes.into_iter().find(|n| n.name == node) else {
+        return Err(NotAdmitted::Refused(
+            RefuseReason::Revoked,
+            format!("node {node} of endpoint {id} was removed by the endpoint's owner"),
+        ));
+    };
+    if registered.cert_sha256.as_deref() != Some(presented.as_str()) {
         return Err(NotAdmitted::Refused(
             RefuseReason::Superseded,
             format!(
-                "endpoint {id} was set up again elsewhere; this certificate is no longer valid"
+                "node {node} of endpoint {id} was set up again elsewhere; this certificate is no longer valid"
             ),
         ));
     }
-    Ok(id.to_string())
+    Ok((id.to_string(), node.to_string()))
 }
 
 /// Runs one control connection until it ends.
@@ -671,7 +910,10 @@ pub async fn serve_connection<S>(
     let heartbeat = Duration::from_secs(hub.config.heartbeat_secs);
     let (commands_tx, mut commands) = mpsc::channel::<Command>(QUEUE);
     let mut commands_tx = Some(commands_tx);
+    // The endpoint and this link's connection number.
     let mut admitted: Option<(String, u64)> = None;
+    // Which node of the endpoint this link is, once admitted.
+    let mut node_name = PRIMARY_NODE.to_string();
     let mut pending: HashMap<u64, oneshot::Sender<FsOutcome>> = HashMap::new();
     // Read into spare capacity, never zeroed: on reused heap memory a
     // zero-filled buffer would be made resident in full for every
@@ -699,12 +941,13 @@ pub async fn serve_connection<S>(
                         for event in events {
                             match event {
                                 HubEvent::Hello { software, data_address, paused, hooks, features } => match admission(&hub, cert.as_deref()) {
-                                    Ok(id) => {
+                                    Ok((id, node)) => {
                                         conn.accept(Instant::now(), &id, heartbeat, &hub.signer.public_key(), revoked_list(&hub));
                                         if let Some(tx) = commands_tx.take() {
                                             let hooks = hooks.map(|h| h.into_iter().filter(|n| ferry_proto::task::check_hook_name(n).is_ok()).take(MAX_HOOKS).collect());
-                                            let connection = hub.control.insert(&id, tx, data_address, paused, hooks, features);
-                                            tracing::info!(endpoint = %id, %peer, %software, paused, "endpoint connected");
+                                            let connection = hub.control.insert(&id, &node, tx, data_address, paused, hooks, features);
+                                            tracing::info!(endpoint = %id, %node, %peer, %software, paused, "endpoint connected");
+                                            node_name = node;
                                             admitted = Some((id, connection));
                                         }
                                     }
@@ -741,6 +984,7 @@ pub async fn serve_connection<S>(
                                     if let Some((endpoint_id, _)) = &admitted {
                                         hub.control.notify(Notice::Report {
                                             endpoint_id: endpoint_id.clone(),
+                                            node: node_name.clone(),
                                             task_id,
                                             attempt,
                                             report,
@@ -816,7 +1060,7 @@ pub async fn serve_connection<S>(
                         break Err(e.to_string());
                     }
                 }
-                None => break Err("replaced by a newer connection of the same endpoint".into()),
+                None => break Err("replaced by a newer connection of the same endpoint node".into()),
             },
             _ = tokio::time::sleep_until(deadline) => match conn.handle_timeout(Instant::now()) {
                 Ok(HubTimeout::Nothing) => {}
@@ -908,7 +1152,15 @@ mod tests {
         let (registry, mut notices) = Registry::new();
         assert_eq!(registry.link("e1"), Link::Offline { last_seen: None });
         let (commands, _rx) = mpsc::channel(1);
-        let first = registry.insert("e1", commands.clone(), None, false, None, Vec::new());
+        let first = registry.insert(
+            "e1",
+            PRIMARY_NODE,
+            commands.clone(),
+            None,
+            false,
+            None,
+            Vec::new(),
+        );
         assert!(matches!(
             registry.link("e1"),
             Link::Connected { paused: false, .. }
@@ -920,7 +1172,7 @@ mod tests {
         ));
         // A newer connection replaced the first: the first's pause and its
         // end are not the endpoint's any more.
-        let second = registry.insert("e1", commands, None, false, None, Vec::new());
+        let second = registry.insert("e1", PRIMARY_NODE, commands, None, false, None, Vec::new());
         registry.set_paused("e1", first, true);
         registry.remove("e1", first);
         assert!(matches!(
@@ -940,6 +1192,75 @@ mod tests {
             endpoint_id: "e1".into(),
             paused: true
         }));
+    }
+
+    /// Each node keeps its own link; the scheduler hears of the endpoint
+    /// when the link that speaks for it changes, of a node when one that
+    /// does not went away, and of the endpoint's end when the last goes.
+    #[test]
+    fn the_registry_keeps_one_link_per_node_and_the_primary_speaks_first() {
+        let (registry, mut notices) = Registry::new();
+        let mut heard = || {
+            let mut all = Vec::new();
+            while let Ok(n) = notices.try_recv() {
+                all.push(n);
+            }
+            all
+        };
+        let (commands, _rx) = mpsc::channel(1);
+        let link = |node: &str, address: &str| {
+            registry.insert(
+                "e1",
+                node,
+                commands.clone(),
+                Some(address.to_string()),
+                false,
+                None,
+                vec![ferry_proto::task::FEATURE_SHARDS.to_string()],
+            )
+        };
+        let n2 = link("node-2", "n2:1");
+        assert!(matches!(heard()[..], [Notice::Connected { .. }]));
+        assert_eq!(registry.data_address("e1").as_deref(), Some("n2:1"));
+        // The primary comes: it speaks for the endpoint from now on.
+        let p = link(PRIMARY_NODE, "p:1");
+        assert!(matches!(heard()[..], [Notice::Connected { .. }]));
+        assert_eq!(registry.data_address("e1").as_deref(), Some("p:1"));
+        let nodes: Vec<String> = registry
+            .shard_nodes("e1")
+            .into_iter()
+            .map(|n| n.0)
+            .collect();
+        assert_eq!(nodes, [PRIMARY_NODE, "node-2"]);
+        // node-2 dials again: its old link is replaced, which a spread
+        // task must hear of; the endpoint's link is the same.
+        let n2b = link("node-2", "n2:2");
+        assert_eq!(
+            heard(),
+            [Notice::NodeGone {
+                endpoint_id: "e1".into(),
+                node: "node-2".into()
+            }]
+        );
+        registry.remove("e1", n2);
+        assert_eq!(heard(), [], "the replaced link's end says nothing");
+        assert_eq!(registry.node_links("e1", &[]).len(), 2);
+        // The primary goes: node-2 speaks for the endpoint.
+        registry.remove("e1", p);
+        assert!(matches!(heard()[..], [Notice::Connected { .. }]));
+        assert_eq!(registry.data_address("e1").as_deref(), Some("n2:2"));
+        assert!(registry.is_connected("e1"));
+        registry.remove("e1", n2b);
+        assert_eq!(
+            heard(),
+            [Notice::Disconnected {
+                endpoint_id: "e1".into()
+            }]
+        );
+        assert!(matches!(
+            registry.link("e1"),
+            Link::Offline { last_seen: Some(_) }
+        ));
     }
     use tokio::io::{DuplexStream, ReadBuf};
 
@@ -1020,13 +1341,15 @@ mod tests {
                 Err(crate::store::StoreError::Unavailable(
                     "disk I/O error".into()
                 )),
+                None,
                 "e1",
+                None,
                 cert
             ),
             Err(NotAdmitted::Unknowable)
         ));
         assert!(matches!(
-            admission_of(Ok(None), "e1", cert),
+            admission_of(Ok(None), None, "e1", None, cert),
             Err(NotAdmitted::Refused(RefuseReason::UnknownEndpoint, _))
         ));
     }

@@ -8,7 +8,7 @@ use crate::pki::CertificateAuthority;
 use crate::secrets::{hex, random_token, token_hash};
 use crate::store::{DeleteOutcome, EndpointRow, PermissionRow, SetupKeyUse, Storage, StoreError};
 use anyhow::Context;
-use ferry_proto::api::{CreatedEndpoint, RegisteredEndpoint};
+use ferry_proto::api::{AddedNode, CreatedEndpoint, RegisteredEndpoint};
 use ferry_proto::setup_key::SetupKey;
 
 /// Setup keys expire after a day unless told otherwise.
@@ -41,6 +41,9 @@ pub enum RegistryError {
     /// (someone else's is as absent as a missing one).
     #[error("no endpoint {0:?} among yours")]
     NotFound(String),
+    /// The endpoint (its display name here) has no node of that name.
+    #[error("endpoint '{0}' has no node {1:?}; list its nodes with `ferry endpoint nodes`")]
+    NoSuchNode(String, String),
     /// The principal may not do this to the endpoint.
     #[error(transparent)]
     Refused(Refusal),
@@ -244,13 +247,177 @@ pub fn register_with_key(
     csr_pem: &str,
 ) -> Result<RegisteredEndpoint, RegistryError> {
     let key = SetupKey::decode(key_text).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-    let endpoint_id = match store.take_setup_key(&token_hash(&key.secret), crate::grants::now())? {
-        SetupKeyUse::Fresh { endpoint_id } => endpoint_id,
-        SetupKeyUse::Used => return Err(RegistryError::KeyUsed),
-        SetupKeyUse::Expired => return Err(RegistryError::KeyExpired),
-        SetupKeyUse::Unknown => return Err(RegistryError::KeyUnknown),
+    let (endpoint_id, node) =
+        match store.take_setup_key(&token_hash(&key.secret), crate::grants::now())? {
+            SetupKeyUse::Fresh { endpoint_id, node } => (endpoint_id, node),
+            SetupKeyUse::Used => return Err(RegistryError::KeyUsed),
+            SetupKeyUse::Expired => return Err(RegistryError::KeyExpired),
+            SetupKeyUse::Unknown => return Err(RegistryError::KeyUnknown),
+        };
+    match node {
+        None => sign(store, endpoint_ca, &endpoint_id, csr_pem),
+        Some(node) => sign_node(store, endpoint_ca, &endpoint_id, &node, csr_pem),
+    }
+}
+
+/// Most nodes one endpoint may have besides its primary.
+pub const MAX_NODES: usize = 32;
+
+/// Adds a node (a machine besides its primary) to `endpoint`, which its
+/// owner found with [`Action::ManageEndpoint`], and a one-time setup key
+/// that registers a machine as it (`ferry -setup KEY`), made as
+/// [`create`] makes an endpoint's. Without a name, the next free `node-N`.
+pub fn add_node(
+    store: &dyn Storage,
+    hub_url: &str,
+    ca_sha256: [u8; 32],
+    endpoint: &EndpointRow,
+    name: Option<&str>,
+    key_ttl: i64,
+) -> Result<AddedNode, RegistryError> {
+    let existing = store.endpoint_nodes(&endpoint.id)?;
+    if existing.len() >= MAX_NODES {
+        return Err(RegistryError::Invalid(format!(
+            "endpoint '{}' has {MAX_NODES} nodes already; remove one with `ferry endpoint remove-node` first",
+            endpoint.display_name
+        )));
+    }
+    let name = match name {
+        Some(name) => {
+            ferry_proto::api::check_node_name(name).map_err(RegistryError::Invalid)?;
+            name.to_string()
+        }
+        None => (2..)
+            .map(|n| format!("node-{n}"))
+            .find(|n| !existing.iter().any(|e| &e.name == n))
+            .unwrap_or_default(),
     };
-    sign(store, endpoint_ca, &endpoint_id, csr_pem)
+    let now = crate::grants::now();
+    let secret = random_token(32).context("no randomness for a setup key")?;
+    store
+        .add_endpoint_node(
+            &endpoint.id,
+            &name,
+            &token_hash(&secret),
+            now + key_ttl,
+            now,
+        )
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => RegistryError::Conflict(format!(
+                "endpoint '{}' has a node named {name:?} already; choose another name",
+                endpoint.display_name
+            )),
+            other => RegistryError::Storage(other),
+        })?;
+    let key = SetupKey {
+        hub_url: hub_url.to_string(),
+        ca_sha256,
+        secret,
+    };
+    Ok(AddedNode {
+        endpoint_id: endpoint.id.clone(),
+        node: name,
+        setup_key: key.encode(),
+    })
+}
+
+/// Every machine of `endpoint`, its primary first, and its control link
+/// as this hub instance knows it.
+pub fn node_infos(
+    store: &dyn Storage,
+    control: &crate::control::Registry,
+    endpoint: &EndpointRow,
+) -> Result<Vec<ferry_proto::api::NodeInfo>, RegistryError> {
+    use ferry_proto::api::{NodeInfo, PRIMARY_NODE};
+    let rows = store.endpoint_nodes(&endpoint.id)?;
+    let mut names = vec![PRIMARY_NODE.to_string()];
+    names.extend(rows.iter().map(|r| r.name.clone()));
+    Ok(control
+        .node_links(&endpoint.id, &names)
+        .into_iter()
+        .map(|l| {
+            let registered = if l.node == PRIMARY_NODE {
+                endpoint.cert_sha256.is_some()
+            } else {
+                rows.iter()
+                    .any(|r| r.name == l.node && r.cert_sha256.is_some())
+            };
+            let (connected, since, last_seen) = match l.link {
+                crate::control::Link::Connected { since, .. } => (true, Some(since), None),
+                crate::control::Link::Offline { last_seen } => (false, None, last_seen),
+            };
+            NodeInfo {
+                name: l.node,
+                connected,
+                since,
+                last_seen,
+                registered,
+            }
+        })
+        .collect())
+}
+
+/// Removes node `name` of `endpoint` (found with
+/// [`Action::ManageEndpoint`]): its certificate is refused from then on
+/// (its daemon is cut at its next beat).
+pub fn remove_node(
+    store: &dyn Storage,
+    endpoint: &EndpointRow,
+    name: &str,
+) -> Result<(), RegistryError> {
+    if store.remove_endpoint_node(&endpoint.id, name)? {
+        Ok(())
+    } else {
+        Err(RegistryError::NoSuchNode(
+            endpoint.display_name.clone(),
+            name.to_string(),
+        ))
+    }
+}
+
+/// Signs the CSR of a machine joining `endpoint_id` as node `node`.
+fn sign_node(
+    store: &dyn Storage,
+    endpoint_ca: &CertificateAuthority,
+    endpoint_id: &str,
+    node: &str,
+    csr_pem: &str,
+) -> Result<RegisteredEndpoint, RegistryError> {
+    let endpoint = store.endpoint(endpoint_id)?.ok_or_else(|| {
+        RegistryError::Internal(anyhow::anyhow!("endpoint {endpoint_id} vanished"))
+    })?;
+    if endpoint.revoked {
+        return Err(RegistryError::Revoked(endpoint_id.to_string()));
+    }
+    sign_node_for(store, endpoint_ca, endpoint, node, csr_pem)
+}
+
+/// Signs `csr_pem` for node `node` of `endpoint` and registers it as the
+/// node's certificate.
+fn sign_node_for(
+    store: &dyn Storage,
+    endpoint_ca: &CertificateAuthority,
+    endpoint: EndpointRow,
+    node: &str,
+    csr_pem: &str,
+) -> Result<RegisteredEndpoint, RegistryError> {
+    let (cert_pem, sha) = endpoint_ca
+        .sign_node_csr(csr_pem, &endpoint.id, Some(node))
+        .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;
+    if !store.set_node_cert(&endpoint.id, node, &hex(&sha), crate::grants::now())? {
+        return Err(RegistryError::Invalid(format!(
+            "node {node} of endpoint '{}' was removed; ask its owner for a new node key (`ferry endpoint add-node`)",
+            endpoint.display_name
+        )));
+    }
+    Ok(RegisteredEndpoint {
+        id: endpoint.id,
+        display_name: endpoint.display_name,
+        owner: endpoint.owner_name,
+        cert_pem,
+        endpoint_ca_pem: endpoint_ca.cert_pem.clone(),
+        node: Some(node.to_string()),
+    })
 }
 
 /// Creates an endpoint for a logged-in user and signs its CSR at once.
@@ -282,13 +449,35 @@ pub fn renew(
     let endpoint = store
         .endpoint(&who.endpoint_id)?
         .ok_or(RegistryError::Refused(Refusal::Hidden))?;
-    authorize(who, Action::RenewCertificate, Resource::Endpoint(&endpoint)).map_err(|refusal| {
-        match refusal {
-            Refusal::Revoked => RegistryError::Revoked(endpoint.id.clone()),
-            other => RegistryError::Refused(other),
+    // A node renews the certificate registered for it: the rule is the
+    // endpoint's, judged against the node's registered certificate.
+    let registered = match &who.node {
+        None => endpoint.clone(),
+        Some(node) => {
+            let row = store
+                .endpoint_nodes(&endpoint.id)?
+                .into_iter()
+                .find(|n| &n.name == node)
+                .ok_or(RegistryError::Refused(Refusal::Hidden))?;
+            EndpointRow {
+                cert_sha256: row.cert_sha256,
+                ..endpoint.clone()
+            }
         }
+    };
+    authorize(
+        who,
+        Action::RenewCertificate,
+        Resource::Endpoint(&registered),
+    )
+    .map_err(|refusal| match refusal {
+        Refusal::Revoked => RegistryError::Revoked(endpoint.id.clone()),
+        other => RegistryError::Refused(other),
     })?;
-    Ok(sign_for(store, endpoint_ca, endpoint, csr_pem)?.cert_pem)
+    Ok(match &who.node {
+        None => sign_for(store, endpoint_ca, endpoint, csr_pem)?.cert_pem,
+        Some(node) => sign_node_for(store, endpoint_ca, endpoint, node, csr_pem)?.cert_pem,
+    })
 }
 
 fn sign(
@@ -323,6 +512,7 @@ fn sign_for(
         owner: endpoint.owner_name,
         cert_pem,
         endpoint_ca_pem: endpoint_ca.cert_pem.clone(),
+        node: None,
     })
 }
 

@@ -45,6 +45,8 @@ pub struct EndpointPrincipal {
     pub endpoint_id: String,
     /// Hex SHA-256 of the presented certificate (DER), as the registry keeps it.
     pub cert_sha256: String,
+    /// The endpoint's node the certificate names; `None`: its primary.
+    pub node: Option<String>,
 }
 
 impl EndpointPrincipal {
@@ -53,6 +55,7 @@ impl EndpointPrincipal {
         Some(Self {
             endpoint_id: crate::pki::endpoint_id_of(der)?,
             cert_sha256: crate::secrets::hex(&ferry_proto::setup_key::cert_sha256(der)),
+            node: ferry_tls::node_of(der),
         })
     }
 }

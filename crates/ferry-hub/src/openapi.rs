@@ -208,6 +208,25 @@ pub const OPERATIONS: &[Operation] = &[
     .query(of::<AuditQuery>)
     .paged()
     .answers(200, of::<Vec<ferry_proto::api::AuditEvent>>),
+    op(
+        "GET",
+        "/api/v1/endpoints/{endpoint}/nodes",
+        "An endpoint's machines (transfer nodes), primary first",
+    )
+    .answers(200, of::<Vec<ferry_proto::api::NodeInfo>>),
+    op(
+        "POST",
+        "/api/v1/endpoints/{endpoint}/nodes",
+        "Add a node to an endpoint and get its one-time setup key",
+    )
+    .takes(of::<ferry_proto::api::AddNode>)
+    .answers(201, of::<ferry_proto::api::AddedNode>),
+    op(
+        "DELETE",
+        "/api/v1/endpoints/{endpoint}/nodes/{node}",
+        "Remove a node (its certificate is refused); the nodes that remain",
+    )
+    .answers(200, of::<Vec<ferry_proto::api::NodeInfo>>),
     op("GET", "/api/v1/groups", "The caller's groups")
         .paged()
         .answers(200, of::<Vec<GroupInfo>>),

@@ -160,6 +160,19 @@ impl CertificateAuthority {
         csr_pem: &str,
         endpoint_id: &str,
     ) -> anyhow::Result<(String, [u8; 32])> {
+        self.sign_node_csr(csr_pem, endpoint_id, None)
+    }
+
+    /// Signs the CSR of one machine of an endpoint: as
+    /// [`Self::sign_endpoint_csr`], and a node other than the primary is
+    /// named in a second URI SAN (`NODE_URI_PREFIX`), so admission knows
+    /// which of the endpoint's registered certificates to compare.
+    pub fn sign_node_csr(
+        &self,
+        csr_pem: &str,
+        endpoint_id: &str,
+        node: Option<&str>,
+    ) -> anyhow::Result<(String, [u8; 32])> {
         if csr_pem.len() > MAX_CSR_PEM {
             bail!("the certificate request is over {MAX_CSR_PEM} bytes");
         }
@@ -185,6 +198,14 @@ impl CertificateAuthority {
                     .context("endpoint id is not DNS-safe")?,
             ),
         ];
+        if let Some(node) = node {
+            let uri = format!("{}{node}", ferry_proto::api::NODE_URI_PREFIX);
+            params.subject_alt_names.push(SanType::URI(
+                uri.as_str()
+                    .try_into()
+                    .context("node name is not URI-safe")?,
+            ));
+        }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ClientAuth,
@@ -236,6 +257,23 @@ mod tests {
         assert!(!cert.is_ca(), "a CSR must not make itself a CA");
         let san = cert.subject_alternative_name().unwrap().unwrap();
         assert_eq!(san.value.general_names.len(), 2, "only the hub's names");
+        assert_eq!(ferry_tls::node_of(&der), None, "the primary names no node");
+    }
+
+    #[test]
+    fn a_node_certificate_names_its_endpoint_and_its_node() {
+        let ca = CertificateAuthority::create("test CA").unwrap();
+        let key = KeyPair::generate().unwrap();
+        let csr = CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let id = "0b5e3a52-8d1c-4a53-9c1e-2f0d2a9b7c11";
+        let (pem, _) = ca.sign_node_csr(&csr, id, Some("node-2")).unwrap();
+        let der = first_cert_der(&pem).unwrap();
+        assert_eq!(endpoint_id_of(&der).as_deref(), Some(id));
+        assert_eq!(ferry_tls::node_of(&der).as_deref(), Some("node-2"));
     }
 
     #[test]

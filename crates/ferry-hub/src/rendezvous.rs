@@ -165,8 +165,9 @@ impl<S> Drop for Arrival<S> {
 /// Serves one `ferry-relay/1` connection: the hello, the checks, the answer,
 /// then the stream goes to its waiter.
 pub async fn serve_connection(hub: Arc<Hub>, tls: RelayStream, peer_cert: Option<Vec<u8>>) {
+    // Any machine (node) of an endpoint dials back for it.
     let admitted = match crate::control::admission(&hub, peer_cert.as_deref()) {
-        Ok(id) => Ok(id),
+        Ok((id, _node)) => Ok(id),
         Err(crate::control::NotAdmitted::Refused(_, message)) => Err(message),
         Err(crate::control::NotAdmitted::Unknowable) => {
             Err("the hub cannot read its registry now".to_string())

@@ -386,6 +386,10 @@ fn check_submission(submit: &SubmitTask, now: i64) -> Result<(), TaskServiceErro
         source_grant: None,
         destination_grant: None,
         label: submit.label.clone(),
+        shard: Some(ferry_proto::task::Shard {
+            index: u32::MAX,
+            count: u32::MAX,
+        }),
     }
     .body();
     if body.len().div_ceil(3) * 4 + 512 > MAX_CAPABILITY {

@@ -183,9 +183,23 @@ pub enum Input {
     },
     Report {
         endpoint_id: String,
+        /// Which machine of the endpoint reported.
+        node: String,
         task_id: String,
         attempt: u32,
         report: TaskReport,
+    },
+    /// A node of a connected endpoint went away.
+    NodeGone {
+        endpoint_id: String,
+        node: String,
+    },
+    /// The attempt was spread over these pairs of nodes (source node,
+    /// destination node), shard `i` on pair `i`.
+    Spread {
+        task_id: String,
+        attempt: u32,
+        pairs: Vec<(String, String)>,
     },
     /// The hub could not start an attempt it decided on; `fatal` when no
     /// retry can help (the stored task is unreadable).
@@ -311,6 +325,51 @@ struct Live {
     /// a task a restarted hub takes up again is recorded again when its
     /// data flows again).
     accessed: bool,
+    /// The running attempt's shards, when it is spread over nodes.
+    spread: Option<Spread>,
+}
+
+/// A running attempt spread over pairs of nodes: what each shard's
+/// destination node last reported, and which shards succeeded.
+#[derive(Debug, Clone, Default)]
+struct Spread {
+    /// (source node, destination node) of shard `i`.
+    pairs: Vec<(String, String)>,
+    progress: Vec<TaskCounters>,
+    succeeded: Vec<Option<TaskCounters>>,
+}
+
+impl Spread {
+    /// The shard a destination node moves.
+    fn shard_of(&self, destination_node: &str) -> Option<usize> {
+        self.pairs.iter().position(|(_, d)| d == destination_node)
+    }
+
+    fn uses(&self, live: &Live, endpoint_id: &str, node: &str) -> bool {
+        self.pairs.iter().any(|(s, d)| {
+            (live.source == endpoint_id && s == node)
+                || (live.destination == endpoint_id && d == node)
+        })
+    }
+}
+
+/// The counters of all shards as one attempt's.
+fn summed(parts: impl Iterator<Item = TaskCounters>) -> TaskCounters {
+    let mut all = TaskCounters {
+        walk_done: true,
+        ..TaskCounters::default()
+    };
+    for c in parts {
+        all.files += c.files;
+        all.files_transferred += c.files_transferred;
+        all.files_skipped += c.files_skipped;
+        all.bytes_transferred += c.bytes_transferred;
+        all.bytes += c.bytes;
+        all.bytes_skipped += c.bytes_skipped;
+        all.bytes_resent += c.bytes_resent;
+        all.walk_done &= c.walk_done;
+    }
+    all
 }
 
 impl Live {
@@ -414,10 +473,71 @@ impl Core {
             } => self.paused(&endpoint_id, paused, now, &mut out),
             Input::Report {
                 endpoint_id,
+                node,
                 task_id,
                 attempt,
                 report,
-            } => self.report(&endpoint_id, &task_id, attempt, report, now, &mut out),
+            } => self.report(
+                &endpoint_id,
+                &node,
+                &task_id,
+                attempt,
+                report,
+                now,
+                &mut out,
+            ),
+            Input::Spread {
+                task_id,
+                attempt,
+                pairs,
+            } => {
+                if let Some(live) = self.tasks.get_mut(&task_id)
+                    && live.running
+                    && live.attempt == attempt
+                {
+                    let k = pairs.len();
+                    let shown: Vec<String> =
+                        pairs.iter().map(|(s, d)| format!("{s}->{d}")).collect();
+                    live.spread = Some(Spread {
+                        pairs,
+                        progress: vec![TaskCounters::default(); k],
+                        succeeded: vec![None; k],
+                    });
+                    out.push(Action::Event {
+                        task_id: task_id.clone(),
+                        code: code::STARTED,
+                        description: format!(
+                            "attempt {attempt}: spread over {k} nodes of each endpoint ({})",
+                            shown.join(", ")
+                        ),
+                        always: false,
+                    });
+                }
+            }
+            Input::NodeGone { endpoint_id, node } => {
+                let hit: Vec<(String, String)> = self
+                    .tasks
+                    .iter()
+                    .filter(|(_, t)| {
+                        t.running
+                            && t.spread
+                                .as_ref()
+                                .is_some_and(|sp| sp.uses(t, &endpoint_id, &node))
+                    })
+                    .map(|(id, t)| (id.clone(), t.name_of(&endpoint_id).to_string()))
+                    .collect();
+                for (id, name) in hit {
+                    // Its shard is lost: the attempt ends as a fault, and
+                    // the next one uses the nodes connected then.
+                    self.fault(
+                        &id,
+                        FaultKind::EndpointOffline,
+                        &format!("node {node} of '{name}' went offline"),
+                        now,
+                        &mut out,
+                    );
+                }
+            }
             Input::StartFailed {
                 task_id,
                 attempt,
@@ -528,9 +648,12 @@ impl Core {
         }
     }
 
+    // Each argument is a distinct part of the report.
+    #[allow(clippy::too_many_arguments)]
     fn report(
         &mut self,
         endpoint_id: &str,
+        node: &str,
         task_id: &str,
         attempt: u32,
         report: TaskReport,
@@ -573,6 +696,17 @@ impl Core {
                 if counters.files_transferred > 0 || counters.bytes_transferred > 0 {
                     live.progressed = true;
                 }
+                // A shard's counters are its part: the attempt's are the sum.
+                let counters = match &mut live.spread {
+                    Some(spread) => {
+                        let Some(i) = spread.shard_of(node) else {
+                            return;
+                        };
+                        spread.progress[i] = counters;
+                        summed(spread.progress.iter().copied())
+                    }
+                    None => counters,
+                };
                 out.push(Action::Progress {
                     task_id: task_id.to_string(),
                     attempt,
@@ -617,6 +751,35 @@ impl Core {
                 }
             }
             TaskReport::Succeeded { counters } if from_destination => {
+                // A spread task succeeded once every shard did.
+                let counters = match &mut live.spread {
+                    Some(spread) => {
+                        let Some(i) = spread.shard_of(node) else {
+                            return;
+                        };
+                        spread.succeeded[i] = Some(counters);
+                        spread.progress[i] = counters;
+                        if spread.succeeded.iter().any(Option::is_none) {
+                            let done = spread.succeeded.iter().filter(|s| s.is_some()).count();
+                            out.push(event(
+                                code::TRANSFERRING,
+                                format!(
+                                    "attempt {attempt}: node {node} of '{}' finished its part ({done} of {})",
+                                    live.destination_name,
+                                    spread.pairs.len()
+                                ),
+                            ));
+                            out.push(Action::Progress {
+                                task_id: task_id.to_string(),
+                                attempt,
+                                counters: summed(spread.progress.iter().copied()),
+                            });
+                            return;
+                        }
+                        summed(spread.succeeded.iter().flatten().copied())
+                    }
+                    None => counters,
+                };
                 self.finish(task_id, TaskStatus::Succeeded, Some(counters), None, out)
             }
             TaskReport::Succeeded { .. } => {}
@@ -917,6 +1080,7 @@ impl Core {
             };
             live.attempt = live.attempt.saturating_add(1);
             live.running = true;
+            live.spread = None;
             live.progressed = false;
             live.noted = None;
             out.push(Action::Start {
@@ -979,6 +1143,7 @@ fn live_of(row: &ActiveTask, initial: bool, now: i64) -> Live {
         source_fault: None,
         deleted: 0,
         accessed: false,
+        spread: None,
         quiet_until: if initial {
             now + STARTUP_GRACE
         } else {
@@ -1075,15 +1240,18 @@ fn from_notice(hub: &Hub, notice: Notice) -> Input {
         },
         Notice::Report {
             endpoint_id,
+            node,
             task_id,
             attempt,
             report,
         } => Input::Report {
             endpoint_id,
+            node,
             task_id,
             attempt,
             report,
         },
+        Notice::NodeGone { endpoint_id, node } => Input::NodeGone { endpoint_id, node },
     }
 }
 
@@ -1218,7 +1386,28 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                         continue;
                     }
                 }
-                match capability(hub, &task_id, attempt, &source, &destination) {
+                if connect_to.is_some()
+                    && let Some(pairs) = spread_plan(hub, &task_id, &source, &destination)
+                {
+                    match start_spread(hub, &task_id, attempt, &source, &destination, &pairs) {
+                        Ok(()) => {
+                            tracing::info!(task = %task_id, attempt, shards = pairs.len(), "task attempt started, spread over nodes");
+                            feedback.push(Input::Spread {
+                                task_id,
+                                attempt,
+                                pairs: pairs.into_iter().map(|(s, d, _)| (s, d)).collect(),
+                            });
+                        }
+                        Err(message) => feedback.push(Input::StartFailed {
+                            task_id,
+                            attempt,
+                            message,
+                            fatal: false,
+                        }),
+                    }
+                    continue;
+                }
+                match capability(hub, &task_id, attempt, &source, &destination, None) {
                     Ok(sealed) => {
                         match hub.control.start_task(&source, sealed, connect_to, relay) {
                             Ok(()) => {
@@ -1462,12 +1651,78 @@ fn task_grants(
 }
 
 /// The signed capability for one attempt of a stored task.
+/// The pairs of nodes (source node, destination node, its data address)
+/// a task's attempt is spread over: `None` for one machine to move it
+/// all. Spread only when both endpoints have two or more nodes that move
+/// shards connected to this instance, each destination node listening
+/// for data, and the task walks a directory; never with `--delete` (one
+/// node's view of the destination is not the task's) or `--on-success`
+/// (the hook runs once, where every file landed).
+fn spread_plan(
+    hub: &Hub,
+    task_id: &str,
+    source: &str,
+    destination: &str,
+) -> Option<Vec<(String, String, String)>> {
+    let sources = hub.control.shard_nodes(source);
+    let destinations: Vec<(String, String)> = hub
+        .control
+        .shard_nodes(destination)
+        .into_iter()
+        .filter_map(|(node, address)| Some((node, address?)))
+        .collect();
+    let k = sources.len().min(destinations.len());
+    if k < 2 {
+        return None;
+    }
+    let work = hub.store.task_work(task_id).ok()??;
+    if work.options.delete
+        || work.options.on_success.is_some()
+        || !work.items.iter().any(|i| i.recursive)
+    {
+        return None;
+    }
+    Some(
+        sources
+            .into_iter()
+            .zip(destinations)
+            .take(k)
+            .map(|((s, _), (d, address))| (s, d, address))
+            .collect(),
+    )
+}
+
+/// Sends each source node its shard of the attempt, to its paired
+/// destination node; the first failure is the attempt's.
+fn start_spread(
+    hub: &Hub,
+    task_id: &str,
+    attempt: u32,
+    source: &str,
+    destination: &str,
+    pairs: &[(String, String, String)],
+) -> Result<(), String> {
+    let count = u32::try_from(pairs.len()).unwrap_or(u32::MAX);
+    for (index, (source_node, _, address)) in (0u32..).zip(pairs) {
+        let shard = ferry_proto::task::Shard { index, count };
+        let sealed = capability(hub, task_id, attempt, source, destination, Some(shard))
+            .map_err(|e| e.message)?;
+        hub.control
+            .start_shard(source, source_node, sealed, address.clone())
+            .map_err(|e| {
+                format!("the hub could not reach node {source_node} of the source: {e}")
+            })?;
+    }
+    Ok(())
+}
+
 fn capability(
     hub: &Hub,
     task_id: &str,
     attempt: u32,
     source: &str,
     destination: &str,
+    shard: Option<ferry_proto::task::Shard>,
 ) -> Result<String, Unstartable> {
     let work = match hub.store.task_work(task_id) {
         Ok(Some(work)) => work,
@@ -1524,6 +1779,7 @@ fn capability(
         source_grant,
         destination_grant,
         label,
+        shard,
     };
     hub.signer.sign(&cap).map_err(|e| Unstartable {
         message: format!("the hub cannot sign the task's capability: {e:#}"),
@@ -1595,6 +1851,7 @@ mod tests {
         core.handle(
             Input::Report {
                 endpoint_id: from.into(),
+                node: ferry_proto::api::PRIMARY_NODE.into(),
                 task_id: "t".into(),
                 attempt,
                 report: r,
@@ -1660,6 +1917,145 @@ mod tests {
         let out = active(&mut core, vec![row("t", None)], 0);
         assert_eq!(starts(&out), [1]);
         core
+    }
+
+    /// A spread attempt: its counters are the shards' sum, it succeeds
+    /// once every shard did, and a node of it going away is a fault whose
+    /// retry is a new attempt (spread or not, as the nodes then allow).
+    #[test]
+    fn a_spread_attempt_sums_its_shards_and_succeeds_only_when_all_did() {
+        let mut core = running();
+        let spread = Input::Spread {
+            task_id: "t".into(),
+            attempt: 1,
+            pairs: vec![
+                ("primary".into(), "primary".into()),
+                ("node-2".into(), "dtn".into()),
+            ],
+        };
+        let out = core.handle(spread, 1);
+        assert!(
+            out.iter().any(|a| matches!(a, Action::Event { description, .. } if description.contains("spread over 2 nodes"))),
+            "{out:?}"
+        );
+        let shard = |core: &mut Core, node: &str, r: TaskReport| {
+            core.handle(
+                Input::Report {
+                    endpoint_id: DST.into(),
+                    node: node.into(),
+                    task_id: "t".into(),
+                    attempt: 1,
+                    report: r,
+                },
+                2,
+            )
+        };
+        let part = |files: u64, walk_done: bool| TaskCounters {
+            files,
+            files_transferred: files,
+            bytes_transferred: files * 10,
+            walk_done,
+            ..TaskCounters::default()
+        };
+        shard(
+            &mut core,
+            "primary",
+            TaskReport::Progress {
+                counters: part(3, true),
+            },
+        );
+        let out = shard(
+            &mut core,
+            "dtn",
+            TaskReport::Progress {
+                counters: part(4, false),
+            },
+        );
+        let Some(Action::Progress { counters, .. }) = out.first() else {
+            panic!("{out:?}");
+        };
+        assert_eq!((counters.files, counters.bytes_transferred), (7, 70));
+        assert!(!counters.walk_done, "one shard still walks");
+        // A node outside the spread speaks for no shard.
+        assert!(
+            shard(
+                &mut core,
+                "other",
+                TaskReport::Succeeded {
+                    counters: part(9, true)
+                }
+            )
+            .is_empty()
+        );
+        let out = shard(
+            &mut core,
+            "primary",
+            TaskReport::Succeeded {
+                counters: part(3, true),
+            },
+        );
+        assert_eq!(finished(&out), None, "one shard is still moving: {out:?}");
+        let out = shard(
+            &mut core,
+            "dtn",
+            TaskReport::Succeeded {
+                counters: part(5, true),
+            },
+        );
+        assert_eq!(
+            finished(&out).map(|f| f.0),
+            Some(TaskStatus::Succeeded),
+            "{out:?}"
+        );
+        let Some(Action::Finish {
+            counters: Some(all),
+            ..
+        }) = out.iter().find(|a| matches!(a, Action::Finish { .. }))
+        else {
+            panic!("{out:?}");
+        };
+        assert_eq!((all.files_transferred, all.walk_done), (8, true));
+
+        // Another run: a node of the spread goes away mid-attempt.
+        let mut core = running();
+        core.handle(
+            Input::Spread {
+                task_id: "t".into(),
+                attempt: 1,
+                pairs: vec![
+                    ("primary".into(), "primary".into()),
+                    ("n2".into(), "n2".into()),
+                ],
+            },
+            1,
+        );
+        // A node the attempt does not use changes nothing.
+        let out = core.handle(
+            Input::NodeGone {
+                endpoint_id: DST.into(),
+                node: "n9".into(),
+            },
+            2,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        let out = core.handle(
+            Input::NodeGone {
+                endpoint_id: DST.into(),
+                node: "n2".into(),
+            },
+            2,
+        );
+        assert!(
+            out.iter()
+                .any(|a| matches!(a, Action::EndAttempt { fault: Some(_), .. })),
+            "{out:?}"
+        );
+        assert!(
+            out.iter()
+                .any(|a| matches!(a, Action::Cancel { endpoint_id, .. } if endpoint_id == DST)),
+            "the other shards are stopped: {out:?}"
+        );
+        assert_eq!(starts(&core.handle(Input::Tick, 100)), [2]);
     }
 
     /// A start that storage could not record is no fault of the task: no
@@ -1733,7 +2129,7 @@ mod tests {
         hub.store.create_task(&task, code::SUBMITTED, "x").unwrap();
 
         let _old = hub.control.connect_for_tests(DST, None);
-        let refused = capability(&hub, "t", 1, SRC, DST).unwrap_err();
+        let refused = capability(&hub, "t", 1, SRC, DST, None).unwrap_err();
         assert!(
             refused.fatal && refused.message.contains("older ferry"),
             "{refused:?}"
@@ -1742,7 +2138,7 @@ mod tests {
         let _new = hub
             .control
             .connect_for_tests(DST, Some(vec!["analyse".into()]));
-        let sealed = capability(&hub, "t", 1, SRC, DST).unwrap();
+        let sealed = capability(&hub, "t", 1, SRC, DST, None).unwrap();
         let (body, _) = Capability::open(&sealed).unwrap();
         let cap = Capability::parse_verified(&body).unwrap();
         assert_eq!(cap.options.on_success.as_deref(), Some("analyse"));

@@ -1116,6 +1116,15 @@ async fn run_session(
                 w.last_word(Message::Done { counters }, ctx.liveness.idle)
                     .await;
             }
+            // Which part of a task spread over nodes landed here.
+            tracing::info!(
+                task = %task_id,
+                attempt,
+                shard = ?session.cap.shard,
+                files = counters.files_transferred,
+                bytes = counters.bytes_transferred,
+                "received"
+            );
             ctx.report(&task_id, attempt, TaskReport::Succeeded { counters });
             if let (Some(hook), Some(hooks)) = (&session.cap.options.on_success, &ctx.hooks) {
                 hooks.landed(crate::context::Landed {

@@ -1096,6 +1096,17 @@ fn walk(
                     {
                         continue;
                     }
+                    // Another node's part of a task spread over nodes:
+                    // directories are every shard's (each makes those
+                    // its files land in), the rest only its own.
+                    if entry.metadata.kind != FsKind::Dir
+                        && !s
+                            .cap
+                            .shard
+                            .is_none_or(|sh| sh.holds(item_index, &child_rel))
+                    {
+                        continue;
+                    }
                     let child = dir.join(&entry.name);
                     match entry.metadata.kind {
                         FsKind::File | FsKind::Dir => {
@@ -1129,7 +1140,7 @@ fn walk(
                 // Reverse so the first subdirectory is walked first.
                 stack.extend(subdirs.into_iter().rev());
             }
-        } else {
+        } else if s.cap.shard.is_none_or(|sh| sh.holds(item_index, b"")) {
             match meta.kind {
                 FsKind::File => offer(
                     s,

@@ -135,6 +135,76 @@ pub struct EndpointInfo {
     /// Identity domains every access needs a session identity from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_domains: Vec<String>,
+    /// Its machines (transfer nodes), `primary` first: filled in when one
+    /// endpoint is shown, empty (and absent) in listings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// One machine of an endpoint (a transfer node) and its control link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct NodeInfo {
+    /// `primary` for the machine the endpoint was set up on.
+    pub name: String,
+    pub connected: bool,
+    /// Unix seconds its link was admitted, when connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// Unix seconds this hub last saw it connected, when offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<i64>,
+    /// Whether a machine has registered as it yet (a node's setup key
+    /// may still be unused).
+    pub registered: bool,
+}
+
+/// `POST /api/v1/endpoints/{id}/nodes`: the new node's name; absent:
+/// the next free `node-N`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AddNode {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A new node of an endpoint and the one-time key that sets a machine up
+/// as it (`ferry -setup KEY`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AddedNode {
+    pub endpoint_id: String,
+    pub node: String,
+    pub setup_key: String,
+}
+
+/// The endpoint's first machine, whose certificate is the endpoint row's.
+pub const PRIMARY_NODE: &str = "primary";
+/// Most bytes of a node name.
+pub const MAX_NODE_NAME: usize = 32;
+
+/// A node's name: a lowercase letter or digit, then up to 31 lowercase
+/// letters, digits or `-` (it goes into a certificate's URI SAN and onto
+/// terminals). `primary` is the endpoint's first machine's and is taken.
+pub fn check_node_name(name: &str) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= MAX_NODE_NAME
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if !ok {
+        return Err(format!(
+            "node name {name:?} is not valid: use 1 to {MAX_NODE_NAME} lowercase letters, digits or '-', starting with a letter or digit"
+        ));
+    }
+    if name == PRIMARY_NODE {
+        return Err(format!(
+            "{PRIMARY_NODE:?} is the endpoint's first machine; choose another node name"
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +236,10 @@ pub struct RegisteredEndpoint {
     pub cert_pem: String,
     /// The CA that signs endpoint certificates (for endpoint-to-endpoint TLS).
     pub endpoint_ca_pem: String,
+    /// The node this machine joined the endpoint as (a node's setup key);
+    /// absent: it is the endpoint's primary machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// What the hub may ask an endpoint to do to its files: a closed set.
@@ -223,6 +297,11 @@ pub const MAX_LIST_ENTRIES: usize = 4000;
 /// followed by the endpoint id.
 pub const ENDPOINT_URI_PREFIX: &str = "urn:ferry:endpoint:";
 
+/// A node's certificate names, besides its endpoint, its node in a second
+/// URI SAN with this prefix followed by the node's name; a certificate
+/// without one is the endpoint's primary machine's.
+pub const NODE_URI_PREFIX: &str = "urn:ferry:node:";
+
 /// The DNS name in an endpoint's certificate, used to verify it as a TLS
 /// server on the data channel.
 pub fn endpoint_dns_name(endpoint_id: &str) -> String {
@@ -267,6 +346,26 @@ pub fn https_host_port(url: &str) -> Result<(String, u16), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_names_are_short_lowercase_and_not_primary() {
+        for ok in ["node-2", "dtn1", "a", &"x".repeat(MAX_NODE_NAME)] {
+            assert!(check_node_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "Node",
+            "a b",
+            "a/b",
+            "a:b",
+            "primary",
+            "é",
+            &"x".repeat(MAX_NODE_NAME + 1),
+        ] {
+            assert!(check_node_name(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn hub_addresses_parse_like_urls() {

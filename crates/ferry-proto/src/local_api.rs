@@ -127,6 +127,11 @@ pub struct StatusReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_problem: Option<String>,
     pub uptime_secs: u64,
+    /// Which machine of its endpoint this daemon is: `primary`, or the
+    /// node it joined as (`ferry endpoint add-node`); absent from an
+    /// older daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -196,6 +201,7 @@ mod tests {
             },
             policy_problem: None,
             uptime_secs: 3,
+            node: None,
         }
     }
 

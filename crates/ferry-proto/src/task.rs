@@ -212,6 +212,48 @@ pub struct Capability {
     /// sent with `options.on_success`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// The part of the task this attempt's pair of nodes moves, when the
+    /// hub spread it over several machines of both endpoints; absent: the
+    /// whole task. Only sent to endpoints whose hello named
+    /// [`FEATURE_SHARDS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// The hello feature of an endpoint that moves a shard of a task (sends
+/// only the entries [`Shard::holds`]).
+pub const FEATURE_SHARDS: &str = "shards";
+
+/// One of `count` parts of a task spread over several nodes: the source
+/// node of shard `index` sends the files and other non-directory entries
+/// whose [`shard_of`] is `index`, and every directory (so each shard makes
+/// the directories its files land in; making one twice is no harm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether the entry at `rel` (bytes, relative to item `item`'s root;
+    /// empty for an item that is one file) is this shard's.
+    pub fn holds(&self, item: u32, rel: &[u8]) -> bool {
+        self.count <= 1 || shard_of(item, rel, self.count) == self.index
+    }
+}
+
+/// Which of `count` shards an entry belongs to: FNV-1a (64 bits) of the
+/// item's index and the entry's path bytes, modulo `count`. Fixed by this
+/// definition (no seeded hasher), so every node computes the same.
+pub fn shard_of(item: u32, rel: &[u8], count: u32) -> u32 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for byte in u64::from(item).to_le_bytes().iter().chain(rel) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    (hash % u64::from(count.max(1))) as u32
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -721,6 +763,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shards_split_entries_the_same_everywhere_and_cover_each_once() {
+        // Fixed values: the definition, not this build's hasher.
+        assert_eq!(shard_of(0, b"", 7), shard_of(0, b"", 7));
+        assert_eq!(shard_of(0, b"a", 1), 0);
+        let fnv = |bytes: &[u8]| {
+            bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        };
+        let mut input = 3u64.to_le_bytes().to_vec();
+        input.extend_from_slice(b"dir/f\xff");
+        assert_eq!(u64::from(shard_of(3, b"dir/f\xff", 5)), fnv(&input) % 5);
+        let mut per = [0u32; 3];
+        for n in 0..300 {
+            let rel = format!("d/file-{n}");
+            let owners: Vec<u32> = (0..3)
+                .filter(|i| {
+                    Shard {
+                        index: *i,
+                        count: 3,
+                    }
+                    .holds(0, rel.as_bytes())
+                })
+                .collect();
+            assert_eq!(owners.len(), 1, "{rel}");
+            per[owners[0] as usize] += 1;
+        }
+        assert!(per.iter().all(|n| *n > 50), "{per:?}");
+        assert!(Shard { index: 0, count: 1 }.holds(9, b"x"));
+    }
+
+    #[test]
     fn task_bodies_keep_their_wire_spelling() {
         let submit: SubmitTask = serde_json::from_str(
             r#"{"source_endpoint":"a","destination_endpoint":"b","items":[{"source":"/x","destination":"/~/y","recursive":false}]}"#,
@@ -794,6 +868,7 @@ mod tests {
             source_grant: None,
             destination_grant: None,
             label: None,
+            shard: None,
         };
         let body = cap.body();
         let sealed = Capability::seal(&body, b"sig");

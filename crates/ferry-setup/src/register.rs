@@ -81,6 +81,9 @@ pub struct Registered {
     pub name: String,
     pub hub_url: String,
     pub wrote_config_paths: bool,
+    /// The node of an existing endpoint this machine joined as (a node's
+    /// setup key); `None`: it is the endpoint.
+    pub node: Option<String>,
 }
 
 fn read_ca(path: &Path) -> Result<String, RegisterError> {
@@ -239,11 +242,13 @@ fn write_files(
         hub_url: hub_url.trim_end_matches('/').to_string(),
         data_ports: None,
         data_address: None,
+        node: registered.node.clone(),
     })?;
     Ok(Registered {
         id: registered.id.clone(),
         name: registered.display_name.clone(),
         hub_url: hub_url.to_string(),
         wrote_config_paths,
+        node: registered.node.clone(),
     })
 }

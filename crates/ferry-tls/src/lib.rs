@@ -120,12 +120,24 @@ pub fn client_config(
 
 /// The endpoint id a certificate names in its URI SAN.
 pub fn endpoint_id_of(cert_der: &[u8]) -> Option<String> {
+    uri_san(cert_der, ferry_proto::api::ENDPOINT_URI_PREFIX)
+}
+
+/// The node of its endpoint a certificate names in its second URI SAN;
+/// `None`: the endpoint's primary machine (every certificate signed before
+/// endpoints had nodes).
+pub fn node_of(cert_der: &[u8]) -> Option<String> {
+    uri_san(cert_der, ferry_proto::api::NODE_URI_PREFIX)
+}
+
+/// The rest of the first URI SAN that starts with `prefix`.
+fn uri_san(cert_der: &[u8], prefix: &str) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     let san = cert.subject_alternative_name().ok()??;
     san.value.general_names.iter().find_map(|name| match name {
-        x509_parser::extensions::GeneralName::URI(uri) => uri
-            .strip_prefix(ferry_proto::api::ENDPOINT_URI_PREFIX)
-            .map(str::to_string),
+        x509_parser::extensions::GeneralName::URI(uri) => {
+            uri.strip_prefix(prefix).map(str::to_string)
+        }
         _ => None,
     })
 }

@@ -167,10 +167,15 @@ fn endpoint_page_proposing(
         permissions: &permissions,
         history: &history,
     };
+    let nodes = endpoints::node_infos(&*hub.store, &hub.control, &row).map_err(|e| match e {
+        RegistryError::Storage(e) => AppError::from(e),
+        other => AppError::Internal(other.to_string()),
+    })?;
     let line = line(hub, row);
     let page = view::endpoint(
         &visitor.frame(Nav::Endpoints),
         &line,
+        &nodes,
         confirm,
         owner.then_some(&shared),
         notice,

@@ -525,6 +525,47 @@ async fn an_endpoints_page_shows_its_owner_the_audit_log_escaped() {
     assert!(!other.body.contains("t-42"), "{}", other.body);
 }
 
+/// An endpoint of several machines lists them under Nodes, each with its
+/// state; an endpoint of one machine shows no such section.
+#[tokio::test]
+async fn an_endpoints_page_lists_its_nodes_and_whether_each_is_connected() {
+    let alice = Browser::alice();
+    let page = alice.get(&format!("/endpoints/{LAPTOP}")).await;
+    assert!(
+        !page.body.contains(r#"aria-label="Nodes""#),
+        "{}",
+        page.body
+    );
+    alice
+        .hub
+        .store
+        .add_endpoint_node(LAPTOP, "node-2", "k2", i64::MAX, 0)
+        .unwrap();
+    alice
+        .hub
+        .store
+        .set_node_cert(LAPTOP, "node-2", "aa", 1)
+        .unwrap();
+    alice
+        .hub
+        .store
+        .add_endpoint_node(LAPTOP, "dtn3", "k3", i64::MAX, 0)
+        .unwrap();
+    let _link = alice.hub.control.connect_for_tests(LAPTOP, None);
+    let page = alice.get(&format!("/endpoints/{LAPTOP}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(r#"aria-label="Nodes""#), "{}", page.body);
+    for (node, class, state) in [
+        ("primary", "on", "connected"),
+        ("node-2", "off", "not connected"),
+        ("dtn3", "off", "not set up yet"),
+    ] {
+        let row =
+            format!(r#"<td><code>{node}</code></td><td><span class="{class}">{state}</span>"#);
+        assert!(page.body.contains(&row), "{row}: {}", page.body);
+    }
+}
+
 /// An identity policy's refusal links to the page that adds the identity;
 /// any other text stays text (escaped).
 #[test]

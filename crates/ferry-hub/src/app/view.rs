@@ -871,6 +871,7 @@ fn sharing(frame: &Frame<'_>, endpoint_id: &str, sharing: &Sharing<'_>) -> Marku
 pub fn endpoint(
     frame: &Frame<'_>,
     line: &EndpointLine,
+    nodes: &[ferry_proto::api::NodeInfo],
     confirm_revoke: bool,
     shared: Option<&Sharing<'_>>,
     notice_: Option<Notice>,
@@ -889,6 +890,32 @@ pub fn endpoint(
                 dt { "Owner" } dd { (row.owner_name) }
                 dt { "Created" } dd { (when(row.created)) }
                 dt { "Set up" } dd { @if row.cert_sha256.is_some() { "yes" } @else { "not yet: run " code { "ferry -setup KEY" } " with its key" } }
+            }
+            @if nodes.len() > 1 {
+                section aria-label="Nodes" {
+                    h2 { "Nodes" }
+                    table class="nodes" {
+                        thead { tr { th scope="col" { "Node" } th scope="col" { "State" } } }
+                        tbody {
+                            @for node in nodes {
+                                tr {
+                                    td { code { (node.name) } }
+                                    td {
+                                        @if node.connected {
+                                            span class="on" { "connected" }
+                                            @if let Some(since) = node.since { " since " (when(since)) }
+                                        } @else if !node.registered {
+                                            span class="off" { "not set up yet" }
+                                        } @else {
+                                            span class="off" { "not connected" }
+                                            @if let Some(seen) = node.last_seen { ", last seen " (when(seen)) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
             @if confirm_revoke {
                 section class="confirm" aria-label="Confirm revoke" {

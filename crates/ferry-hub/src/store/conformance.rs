@@ -54,6 +54,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         setup_keys_work_once_before_expiry,
     ),
     (
+        "nodes_are_named_once_per_endpoint_and_registered_by_their_key",
+        nodes_are_named_once_per_endpoint_and_registered_by_their_key,
+    ),
+    (
         "what_refers_to_a_missing_row_is_not_found",
         what_refers_to_a_missing_row_is_not_found,
     ),
@@ -1032,11 +1036,66 @@ pub fn setup_keys_work_once_before_expiry(s: &dyn Storage) {
     assert_eq!(
         s.take_setup_key("k", 10).unwrap(),
         SetupKeyUse::Fresh {
-            endpoint_id: "e1".into()
+            endpoint_id: "e1".into(),
+            node: None,
         }
     );
     assert_eq!(s.take_setup_key("k", 10).unwrap(), SetupKeyUse::Used);
     assert_eq!(s.take_setup_key("other", 10).unwrap(), SetupKeyUse::Unknown);
+}
+
+pub fn nodes_are_named_once_per_endpoint_and_registered_by_their_key(s: &dyn Storage) {
+    let uid = s.add_user("alice", "hash", 0).unwrap();
+    s.create_endpoint("e1", uid, "cluster", 0).unwrap();
+    s.create_endpoint("e2", uid, "laptop", 0).unwrap();
+    assert_eq!(s.endpoint_nodes("e1").unwrap(), vec![]);
+    s.add_endpoint_node("e1", "node-2", "k2", 100, 5).unwrap();
+    assert!(matches!(
+        s.add_endpoint_node("e1", "node-2", "k3", 100, 6),
+        Err(StoreError::Conflict { what: "node name" })
+    ));
+    assert!(matches!(
+        s.add_endpoint_node("no such endpoint", "node-2", "k4", 100, 6),
+        Err(StoreError::NotFound)
+    ));
+    // Another endpoint may have a node of the same name.
+    s.add_endpoint_node("e2", "node-2", "k5", 100, 6).unwrap();
+    assert_eq!(
+        s.take_setup_key("k2", 10).unwrap(),
+        SetupKeyUse::Fresh {
+            endpoint_id: "e1".into(),
+            node: Some("node-2".into()),
+        }
+    );
+    assert!(s.set_node_cert("e1", "node-2", "abcd", 11).unwrap());
+    assert!(!s.set_node_cert("e1", "node-9", "abcd", 11).unwrap());
+    s.add_endpoint_node("e1", "dtn3", "k6", 100, 7).unwrap();
+    let nodes = s.endpoint_nodes("e1").unwrap();
+    assert_eq!(
+        nodes,
+        vec![
+            NodeRow {
+                endpoint_id: "e1".into(),
+                name: "node-2".into(),
+                cert_sha256: Some("abcd".into()),
+                created: 5,
+                registered: Some(11),
+            },
+            NodeRow {
+                endpoint_id: "e1".into(),
+                name: "dtn3".into(),
+                cert_sha256: None,
+                created: 7,
+                registered: None,
+            },
+        ]
+    );
+    // A removed node's unused key registers nothing.
+    assert!(s.remove_endpoint_node("e1", "dtn3").unwrap());
+    assert!(!s.remove_endpoint_node("e1", "dtn3").unwrap());
+    assert_eq!(s.take_setup_key("k6", 10).unwrap(), SetupKeyUse::Used);
+    assert_eq!(s.endpoint_nodes("e1").unwrap().len(), 1);
+    assert_eq!(s.endpoint_nodes("e2").unwrap().len(), 1);
 }
 
 pub fn endpoint_names_are_unique_per_owner_and_searchable(s: &dyn Storage) {

@@ -120,6 +120,10 @@ delegate!(EndpointStore {
     fn revoked_endpoints(&self, limit: usize) -> Result<Vec<String>>;
     fn put_setup_key(&self, key_hash: &str, endpoint_id: &str, expires: i64) -> Result<()>;
     fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse>;
+    fn add_endpoint_node(&self, endpoint_id: &str, name: &str, key_hash: &str, expires: i64, now: i64) -> Result<()>;
+    fn endpoint_nodes(&self, endpoint_id: &str) -> Result<Vec<NodeRow>>;
+    fn set_node_cert(&self, endpoint_id: &str, name: &str, cert_sha256: &str, now: i64) -> Result<bool>;
+    fn remove_endpoint_node(&self, endpoint_id: &str, name: &str) -> Result<bool>;
 });
 
 delegate!(ClusterStore {

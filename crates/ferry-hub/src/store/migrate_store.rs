@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 21;
+const SQLITE_SCHEMA: i64 = 22;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -151,6 +151,18 @@ const TABLES: &[Table] = &[
             ("endpoint_id", Text),
             ("expires", Int),
             ("used", Bool),
+            ("node", Text),
+        ],
+        identity: None,
+    },
+    Table {
+        name: "endpoint_nodes",
+        columns: &[
+            ("endpoint_id", Text),
+            ("name", Text),
+            ("cert_sha256", Text),
+            ("created", Int),
+            ("registered", Int),
         ],
         identity: None,
     },

@@ -300,9 +300,25 @@ pub enum DeleteOutcome {
     Missing,
 }
 
+/// A machine of an endpoint other than its primary (a transfer node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    pub endpoint_id: String,
+    pub name: String,
+    /// Its certificate's hex SHA-256 once a machine registered as it.
+    pub cert_sha256: Option<String>,
+    pub created: i64,
+    pub registered: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetupKeyUse {
-    Fresh { endpoint_id: String },
+    /// `node`: the key sets a machine up as that node of the endpoint
+    /// (`add_endpoint_node`); `None`: as the endpoint itself.
+    Fresh {
+        endpoint_id: String,
+        node: Option<String>,
+    },
     Used,
     Expired,
     Unknown,
@@ -539,6 +555,36 @@ pub trait EndpointStore {
 
     /// Uses a setup key, atomically: it works once, before it expires.
     fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse>;
+
+    // --- nodes ---
+    /// Adds node `name` to the endpoint, with a setup key that registers a
+    /// machine as it, together. `Conflict { what: "node name" }` when the
+    /// endpoint has a node of that name; `NotFound` without the endpoint.
+    fn add_endpoint_node(
+        &self,
+        endpoint_id: &str,
+        name: &str,
+        key_hash: &str,
+        expires: i64,
+        now: i64,
+    ) -> Result<()>;
+
+    /// The endpoint's nodes (not its primary), oldest first.
+    fn endpoint_nodes(&self, endpoint_id: &str) -> Result<Vec<NodeRow>>;
+
+    /// Registers a certificate as the node's; `false`: no such node (it
+    /// was removed meanwhile).
+    fn set_node_cert(
+        &self,
+        endpoint_id: &str,
+        name: &str,
+        cert_sha256: &str,
+        now: i64,
+    ) -> Result<bool>;
+
+    /// Removes a node: its certificate is refused from then on, and its
+    /// setup key, if unused, no longer works. `false`: no such node.
+    fn remove_endpoint_node(&self, endpoint_id: &str, name: &str) -> Result<bool>;
 }
 
 /// Transfer tasks: their state, attempts, counters and events.

@@ -516,6 +516,18 @@ ALTER TABLE control_links ADD COLUMN data_address TEXT;
 ALTER TABLE control_links ADD COLUMN relay BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE control_links ADD COLUMN paused BOOLEAN NOT NULL DEFAULT FALSE;
 "#,
+    // Transfer nodes (SQLite's twin: the endpoint nodes migration).
+    r#"
+CREATE TABLE endpoint_nodes (
+    endpoint_id TEXT NOT NULL REFERENCES endpoints(id),
+    name TEXT NOT NULL,
+    cert_sha256 TEXT,
+    created BIGINT NOT NULL,
+    registered BIGINT,
+    PRIMARY KEY (endpoint_id, name)
+);
+ALTER TABLE setup_keys ADD COLUMN node TEXT;
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -1758,14 +1770,14 @@ impl EndpointStore for PostgresStore {
         self.with_client(|c| {
             let mut tx = c.transaction()?;
             let row = tx.query_opt(
-                "SELECT endpoint_id, expires, used FROM setup_keys WHERE key_hash = $1 FOR UPDATE",
+                "SELECT endpoint_id, expires, used, node FROM setup_keys WHERE key_hash = $1 FOR UPDATE",
                 &[&key_hash],
             )?;
             let outcome = match row {
                 None => SetupKeyUse::Unknown,
                 Some(r) => {
-                    let (endpoint_id, expires, used): (String, i64, bool) =
-                        (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                    let (endpoint_id, expires, used, node): (String, i64, bool, Option<String>) =
+                        (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
                     if used {
                         SetupKeyUse::Used
                     } else if expires < now {
@@ -1775,12 +1787,89 @@ impl EndpointStore for PostgresStore {
                             "UPDATE setup_keys SET used = TRUE WHERE key_hash = $1",
                             &[&key_hash],
                         )?;
-                        SetupKeyUse::Fresh { endpoint_id }
+                        SetupKeyUse::Fresh { endpoint_id, node }
                     }
                 }
             };
             tx.commit()?;
             Ok(outcome)
+        })
+    }
+
+    fn add_endpoint_node(
+        &self,
+        endpoint_id: &str,
+        name: &str,
+        key_hash: &str,
+        expires: i64,
+        now: i64,
+    ) -> Result<()> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO endpoint_nodes (endpoint_id, name, created) VALUES ($1, $2, $3)",
+                &[&endpoint_id, &name, &now],
+            )
+            .map_err(taken("node name"))?;
+            tx.execute(
+                "INSERT INTO setup_keys (key_hash, endpoint_id, expires, node) VALUES ($1, $2, $3, $4)",
+                &[&key_hash, &endpoint_id, &expires, &name],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn endpoint_nodes(&self, endpoint_id: &str) -> Result<Vec<NodeRow>> {
+        self.with_client(|c| {
+            c.query(
+                "SELECT endpoint_id, name, cert_sha256, created, registered FROM endpoint_nodes
+                 WHERE endpoint_id = $1 ORDER BY created, name",
+                &[&endpoint_id],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(NodeRow {
+                    endpoint_id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    cert_sha256: r.try_get(2)?,
+                    created: r.try_get(3)?,
+                    registered: r.try_get(4)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn set_node_cert(
+        &self,
+        endpoint_id: &str,
+        name: &str,
+        cert_sha256: &str,
+        now: i64,
+    ) -> Result<bool> {
+        self.with_client(|c| {
+            let n = c.execute(
+                "UPDATE endpoint_nodes SET cert_sha256 = $3, registered = $4 WHERE endpoint_id = $1 AND name = $2",
+                &[&endpoint_id, &name, &cert_sha256, &now],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn remove_endpoint_node(&self, endpoint_id: &str, name: &str) -> Result<bool> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM endpoint_nodes WHERE endpoint_id = $1 AND name = $2",
+                &[&endpoint_id, &name],
+            )?;
+            tx.execute(
+                "UPDATE setup_keys SET used = TRUE WHERE endpoint_id = $1 AND node = $2",
+                &[&endpoint_id, &name],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
         })
     }
 }

@@ -506,6 +506,21 @@ ALTER TABLE control_links ADD COLUMN relay INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE control_links ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
 "#,
     ),
+    // An endpoint's machines besides its primary (transfer nodes), each
+    // with its own certificate, and the setup keys that register one.
+    Migration::Sql(
+        r#"
+CREATE TABLE endpoint_nodes (
+    endpoint_id TEXT NOT NULL REFERENCES endpoints(id),
+    name TEXT NOT NULL,
+    cert_sha256 TEXT,
+    created INTEGER NOT NULL,
+    registered INTEGER,
+    PRIMARY KEY (endpoint_id, name)
+);
+ALTER TABLE setup_keys ADD COLUMN node TEXT;
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -1390,27 +1405,104 @@ impl EndpointStore for SqliteStore {
     fn take_setup_key(&self, key_hash: &str, now: i64) -> Result<SetupKeyUse> {
         self.with_conn(|conn| {
             let tx = conn.transaction()?;
-            let row: Option<(String, i64, bool)> = tx
+            let row: Option<(String, i64, bool, Option<String>)> = tx
                 .query_row(
-                    "SELECT endpoint_id, expires, used FROM setup_keys WHERE key_hash = ?1",
+                    "SELECT endpoint_id, expires, used, node FROM setup_keys WHERE key_hash = ?1",
                     [key_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0, r.get(3)?)),
                 )
                 .optional()?;
             let outcome = match row {
                 None => SetupKeyUse::Unknown,
-                Some((_, _, true)) => SetupKeyUse::Used,
-                Some((_, expires, false)) if expires < now => SetupKeyUse::Expired,
-                Some((endpoint_id, _, false)) => {
+                Some((_, _, true, _)) => SetupKeyUse::Used,
+                Some((_, expires, false, _)) if expires < now => SetupKeyUse::Expired,
+                Some((endpoint_id, _, false, node)) => {
                     tx.execute(
                         "UPDATE setup_keys SET used = 1 WHERE key_hash = ?1",
                         [key_hash],
                     )?;
-                    SetupKeyUse::Fresh { endpoint_id }
+                    SetupKeyUse::Fresh { endpoint_id, node }
                 }
             };
             tx.commit()?;
             Ok(outcome)
+        })
+    }
+
+    fn add_endpoint_node(
+        &self,
+        endpoint_id: &str,
+        name: &str,
+        key_hash: &str,
+        expires: i64,
+        now: i64,
+    ) -> Result<()> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO endpoint_nodes (endpoint_id, name, created) VALUES (?1, ?2, ?3)",
+                params![endpoint_id, name, now],
+            )
+            .map_err(taken("node name"))?;
+            tx.execute(
+                "INSERT INTO setup_keys (key_hash, endpoint_id, expires, node) VALUES (?1, ?2, ?3, ?4)",
+                params![key_hash, endpoint_id, expires, name],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn endpoint_nodes(&self, endpoint_id: &str) -> Result<Vec<NodeRow>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT endpoint_id, name, cert_sha256, created, registered FROM endpoint_nodes
+                 WHERE endpoint_id = ?1 ORDER BY created, name",
+            )?;
+            let rows = stmt
+                .query_map([endpoint_id], |r| {
+                    Ok(NodeRow {
+                        endpoint_id: r.get(0)?,
+                        name: r.get(1)?,
+                        cert_sha256: r.get(2)?,
+                        created: r.get(3)?,
+                        registered: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn set_node_cert(
+        &self,
+        endpoint_id: &str,
+        name: &str,
+        cert_sha256: &str,
+        now: i64,
+    ) -> Result<bool> {
+        self.with_conn(|conn| {
+            let n = conn.execute(
+                "UPDATE endpoint_nodes SET cert_sha256 = ?3, registered = ?4 WHERE endpoint_id = ?1 AND name = ?2",
+                params![endpoint_id, name, cert_sha256, now],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    fn remove_endpoint_node(&self, endpoint_id: &str, name: &str) -> Result<bool> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM endpoint_nodes WHERE endpoint_id = ?1 AND name = ?2",
+                params![endpoint_id, name],
+            )?;
+            tx.execute(
+                "UPDATE setup_keys SET used = 1 WHERE endpoint_id = ?1 AND node = ?2",
+                params![endpoint_id, name],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
         })
     }
 }

@@ -351,6 +351,7 @@ impl World {
             source_grant: None,
             destination_grant: None,
             label: None,
+            shard: None,
         };
         let body = cap.body();
         Capability::seal(&body, &self.signer.sign(&body).unwrap())

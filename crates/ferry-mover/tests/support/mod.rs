@@ -256,6 +256,7 @@ impl World {
             source_grant,
             destination_grant,
             label: None,
+            shard: None,
         };
         let body = cap.body();
         Capability::seal(&body, &self.signer.sign(&body).unwrap())

@@ -126,6 +126,12 @@ fn populate(s: &dyn Storage) {
     s.revoke_endpoint("e4").unwrap();
     s.put_setup_key("key", "e1", 9_000_000_000).unwrap();
     s.take_setup_key("key", 12).unwrap();
+    s.add_endpoint_node("e2", "node-2", "nodekey", 9_000_000_000, 13)
+        .unwrap();
+    s.take_setup_key("nodekey", 14).unwrap();
+    s.set_node_cert("e2", "node-2", "bb", 14).unwrap();
+    s.add_endpoint_node("e2", "dtn3", "nodekey3", 9_000_000_000, 15)
+        .unwrap();
     let options = TransferOptions {
         sync_level: Some(SyncLevel::Checksum),
         delete: true,
