@@ -11,8 +11,9 @@
 //! (each its own [`PostgresStore`] and connection pool, as K processes
 //! would have, and its own instance id):
 //!
-//! - take-up: every claim released, the K instances sweep at once until
-//!   the whole queue is held: claims per second of the batch claim;
+//! - take-up: every claim released, the K instances claim at once, each
+//!   at most once a tick, until the whole queue is held: claims per
+//!   second of the batch claim;
 //! - steady state: the K instances sweep as `tasks::run` does (one sweep
 //!   per tick, or back to back when a sweep outlasts the tick) while new
 //!   tasks are submitted through `TaskStore::create_task` at a fixed rate;
@@ -261,6 +262,9 @@ fn take_up(instances: &[(String, PostgresStore)], depth: usize) -> anyhow::Resul
                         let total: usize = held.iter().map(|h| h.load(Ordering::Relaxed)).sum();
                         if total >= depth {
                             done.store(true, Ordering::Relaxed);
+                        } else if let Some(rest) = tasks::TICK.checked_sub(t.elapsed()) {
+                            // The next sweep a tick later, as the hub's.
+                            std::thread::sleep(rest);
                         }
                     })();
                     // One instance's error ends the others' loops too.
