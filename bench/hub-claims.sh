@@ -28,10 +28,16 @@ stop_pg() {
 }
 trap stop_pg EXIT
 
-flags=(--quiet); [ "$profile" = release ] && flags+=(--release)
-cargo build "${flags[@]}" -p ferry-hub --example claim_scale
-bin=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/$profile
+# FERRY_BENCH_BIN=DIR: the binaries already built there (DIR/examples/claim_scale); nothing is built.
+if [ -n "${FERRY_BENCH_BIN:-}" ]; then
+  bin=$(cd "$FERRY_BENCH_BIN" && pwd)
+else
+  flags=(--quiet); [ "$profile" = release ] && flags+=(--release)
+  cargo build "${flags[@]}" -p ferry-hub --example claim_scale
+  bin=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/$profile
+fi
+[ -x "$bin/examples/claim_scale" ] || { echo "hub-claims: no $bin/examples/claim_scale" >&2; exit 1; }
 rm -rf "$work"; mkdir -p "$work"
 
 eval "$(bash .ci/postgres.sh start)"

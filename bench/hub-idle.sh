@@ -53,11 +53,20 @@ trap stop_all EXIT
 # FERRY_BENCH_PROFILE=debug: a quick look without a release build (its
 # figures are not the release build's).
 profile=${FERRY_BENCH_PROFILE:-release}
-flags=(--quiet); [ "$profile" = release ] && flags+=(--release)
-cargo build "${flags[@]}" -p ferry-hub --bins
-cargo build "${flags[@]}" -p ferry-tests --example idle_endpoints
-bin=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/$profile
+# FERRY_BENCH_BIN=DIR: the binaries already built there (DIR/ferry-hub,
+# DIR/examples/idle_endpoints); nothing is built.
+if [ -n "${FERRY_BENCH_BIN:-}" ]; then
+  bin=$(cd "$FERRY_BENCH_BIN" && pwd)
+else
+  flags=(--quiet); [ "$profile" = release ] && flags+=(--release)
+  cargo build "${flags[@]}" -p ferry-hub --bins
+  cargo build "${flags[@]}" -p ferry-tests --example idle_endpoints
+  bin=$(cd "$repo" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/$profile
+fi
+for b in ferry-hub examples/idle_endpoints; do
+  [ -x "$bin/$b" ] || { echo "hub-idle: no $bin/$b" >&2; exit 1; }
+done
 
 # One descriptor per connection on each side, plus headroom.
 need=$((n + 256))

@@ -233,6 +233,9 @@ fn take_up(instances: &[(String, PostgresStore)], depth: usize) -> anyhow::Resul
     let held: Vec<AtomicUsize> = instances.iter().map(|_| AtomicUsize::new(0)).collect();
     let calls = Mutex::new(Vec::new());
     let done = AtomicBool::new(false);
+    // When the queue was all held: not when the last claimer returns, which
+    // may sleep out a tick first.
+    let finished = Mutex::new(None::<Instant>);
     let poisoned = || anyhow::anyhow!("a claimer panicked");
     let start = Instant::now();
     let wall = std::thread::scope(|s| {
@@ -240,7 +243,8 @@ fn take_up(instances: &[(String, PostgresStore)], depth: usize) -> anyhow::Resul
             .iter()
             .zip(&held)
             .map(|((id, store), held_here)| {
-                let (barrier, held, calls, done) = (&barrier, &held, &calls, &done);
+                let (barrier, held, calls, done, finished) =
+                    (&barrier, &held, &calls, &done, &finished);
                 s.spawn(move || -> anyhow::Result<()> {
                     barrier.wait();
                     let claimed = (|| loop {
@@ -261,6 +265,10 @@ fn take_up(instances: &[(String, PostgresStore)], depth: usize) -> anyhow::Resul
                         held_here.store(got.len(), Ordering::Relaxed);
                         let total: usize = held.iter().map(|h| h.load(Ordering::Relaxed)).sum();
                         if total >= depth {
+                            finished
+                                .lock()
+                                .map_err(|_| poisoned())?
+                                .get_or_insert_with(Instant::now);
                             done.store(true, Ordering::Relaxed);
                         } else if let Some(rest) = tasks::TICK.checked_sub(t.elapsed()) {
                             // The next sweep a tick later, as the hub's.
@@ -276,7 +284,11 @@ fn take_up(instances: &[(String, PostgresStore)], depth: usize) -> anyhow::Resul
         for w in workers {
             w.join().map_err(|_| poisoned())??;
         }
-        anyhow::Ok(start.elapsed())
+        let end = finished
+            .lock()
+            .map_err(|_| poisoned())?
+            .unwrap_or_else(Instant::now);
+        anyhow::Ok(end - start)
     })?;
     let mut calls = calls.into_inner().map_err(|_| poisoned())?;
     calls.sort_unstable();
