@@ -8,6 +8,13 @@
 //! the daemon's `hub_link` does. All connections live in this one process.
 //!
 //! While the connections are held the hub's `/proc/PID/status` is sampled.
+//!
+//! Several instances of one hub over one PostgreSQL database (`--hub-pid`
+//! and `--port` once for each, in the same order) share the endpoints:
+//! endpoint i dials instance i mod K directly (round robin in this load
+//! generator, no front in between), and each instance's memory is
+//! sampled and reported on its own. Registration goes through the hub's
+//! URL.
 //! The report ends with a verdict; the exit status is non-zero when a
 //! connection was lost or refused, a heartbeat round was missed, or the
 //! hub's peak RSS went over the limit.
@@ -61,9 +68,14 @@ struct Args {
     /// The hub's state dir: hub.toml (URL, heartbeat, max_connections) and its CA.
     #[arg(long, value_name = "DIR")]
     hub_dir: PathBuf,
-    /// Pid of the running `ferry-hub serve`, whose memory is sampled.
-    #[arg(long, value_name = "PID")]
-    hub_pid: u32,
+    /// Pid of the running `ferry-hub serve`, whose memory is sampled; once
+    /// per instance when several serve one database.
+    #[arg(long, value_name = "PID", required = true)]
+    hub_pid: Vec<u32>,
+    /// The loopback port each instance listens on, in `--hub-pid`'s order
+    /// (default: the port of the hub's URL, for one instance).
+    #[arg(long, value_name = "PORT")]
+    port: Vec<u16>,
     /// Access token with the endpoint:setup scope (`ferry-hub token create`).
     #[arg(long, env = "FERRY_TOKEN", hide_env_values = true)]
     token: String,
@@ -141,7 +153,22 @@ fn run() -> anyhow::Result<bool> {
             hub.url
         );
     }
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let ports = if args.port.is_empty() {
+        vec![port]
+    } else {
+        args.port.clone()
+    };
+    if ports.len() != args.hub_pid.len() {
+        bail!(
+            "{} --hub-pid but {} --port: give one port for each instance, in the same order",
+            args.hub_pid.len(),
+            ports.len()
+        );
+    }
+    let addrs: Vec<SocketAddr> = ports
+        .iter()
+        .map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, *p)))
+        .collect();
     // Each endpoint holds one connection; registration needs a few more.
     let wanted = args.endpoints + args.register_parallel + 16;
     if hub.max_connections < wanted {
@@ -159,27 +186,27 @@ fn run() -> anyhow::Result<bool> {
             config_path.display()
         );
     }
-    let hub_status = ProcStatus::read(args.hub_pid).with_context(|| {
-        format!(
-            "cannot read /proc/{}/status; is the hub running with that pid?",
-            args.hub_pid
-        )
-    })?;
-    if !hub_status.name.starts_with("ferry-hub") {
-        bail!(
-            "pid {} is {:?}, not ferry-hub; pass the pid of `ferry-hub serve`",
-            args.hub_pid,
-            hub_status.name
-        );
-    }
     let need_fds = args.endpoints as u64 + SPARE_FDS;
     raise_fd_limit(need_fds)?;
-    if let Some(hub_fds) = open_files_limit(args.hub_pid)?
-        && hub_fds < need_fds
-    {
-        bail!(
-            "the hub may open only {hub_fds} files (its RLIMIT_NOFILE); start it after `ulimit -n {need_fds}`"
-        );
+    // Each instance holds its share of the connections.
+    let per_instance = args.endpoints.div_ceil(args.hub_pid.len()) as u64 + SPARE_FDS;
+    for &pid in &args.hub_pid {
+        let hub_status = ProcStatus::read(pid).with_context(|| {
+            format!("cannot read /proc/{pid}/status; is the hub running with that pid?")
+        })?;
+        if !hub_status.name.starts_with("ferry-hub") {
+            bail!(
+                "pid {pid} is {:?}, not ferry-hub; pass the pid of `ferry-hub serve`",
+                hub_status.name
+            );
+        }
+        if let Some(hub_fds) = open_files_limit(pid)?
+            && hub_fds < per_instance
+        {
+            bail!(
+                "hub pid {pid} may open only {hub_fds} files (its RLIMIT_NOFILE); start it after `ulimit -n {per_instance}`"
+            );
+        }
     }
     let ca_path = args.hub_dir.join(&hub.tls_ca);
     let roots = ferry_tls::certs_from_file(&ca_path)?;
@@ -188,7 +215,7 @@ fn run() -> anyhow::Result<bool> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(bench(args, hub, addr, roots))
+    runtime.block_on(bench(args, hub, addrs, roots))
 }
 
 /// Raises this process's soft RLIMIT_NOFILE as far as the hard limit allows.
@@ -474,6 +501,8 @@ impl Watcher {
 /// How one endpoint fared.
 #[derive(Debug)]
 struct Outcome {
+    /// The instance it dialled (index into the instances).
+    instance: usize,
     /// Set once the hub welcomed it.
     connected: bool,
     /// Why it ended before the hold was over, if it did.
@@ -493,7 +522,8 @@ enum Progress {
 async fn endpoint(
     index: usize,
     credential: Arc<Credential>,
-    addr: SocketAddr,
+    // The instance it dials (its index) and where.
+    (instance, addr): (usize, SocketAddr),
     handshakes: Arc<Semaphore>,
     progress: mpsc::UnboundedSender<Progress>,
     alive: Arc<AtomicUsize>,
@@ -504,6 +534,7 @@ async fn endpoint(
     let fail = |watcher: Watcher, reason: String| {
         let _ = progress.send(Progress::Failed(reason.clone()));
         Outcome {
+            instance,
             connected: false,
             lost: Some(reason),
             watcher,
@@ -597,6 +628,7 @@ async fn endpoint(
                 watcher.max_hub_ping_gap = watcher.max_hub_ping_gap.max(last.elapsed());
             }
             Outcome {
+                instance,
                 connected,
                 lost: None,
                 watcher,
@@ -605,6 +637,7 @@ async fn endpoint(
         Err(reason) if connected => {
             alive.fetch_sub(1, Ordering::Relaxed);
             Outcome {
+                instance,
                 connected,
                 lost: Some(reason),
                 watcher,
@@ -617,11 +650,8 @@ async fn endpoint(
 /// One wave: every endpoint connects, holds, and lets go.
 #[derive(Debug)]
 struct Wave {
-    before: ProcStatus,
-    connected: ProcStatus,
-    /// The last sample of the hold.
-    end: ProcStatus,
-    peak_rss_kib: u64,
+    /// Each hub instance, in `--hub-pid`'s order.
+    instances: Vec<Sampled>,
     welcomed: usize,
     connect_time: Duration,
     failed: BTreeMap<String, usize>,
@@ -630,9 +660,23 @@ struct Wave {
     min_alive: usize,
     hold_time: Duration,
     hub_gone: Option<String>,
-    hub_cpu: Option<f64>,
-    end_fds: usize,
     heartbeats: Heartbeats,
+}
+
+/// One hub instance's process over a wave.
+#[derive(Debug)]
+struct Sampled {
+    pid: u32,
+    addr: SocketAddr,
+    before: ProcStatus,
+    connected: ProcStatus,
+    /// The last sample of the hold.
+    end: ProcStatus,
+    peak_rss_kib: u64,
+    /// Connections it welcomed.
+    welcomed: usize,
+    cpu: Option<f64>,
+    end_fds: usize,
 }
 
 impl Wave {
@@ -705,28 +749,38 @@ impl Heartbeats {
 
 async fn run_wave(
     args: &Args,
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     configured_heartbeat: Duration,
     credentials: &[Arc<Credential>],
 ) -> anyhow::Result<Wave> {
-    let pid = args.hub_pid;
+    let pids = &args.hub_pid;
     let n = credentials.len();
-    let before = ProcStatus::read(pid)?;
+    let before = pids
+        .iter()
+        .map(|&pid| ProcStatus::read(pid))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
     let alive = Arc::new(AtomicUsize::new(0));
     let handshakes = Arc::new(Semaphore::new(args.connect_parallel));
     eprintln!(
-        "connecting {n} endpoints to {addr} ({} handshakes at a time)",
+        "connecting {n} endpoints to {} ({} handshakes at a time)",
+        addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         args.connect_parallel
     );
     let t0 = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for (index, credential) in credentials.iter().enumerate() {
+        // Round robin: endpoint i to instance i mod K.
+        let instance = index % addrs.len();
         tasks.push(tokio::spawn(endpoint(
             index,
             credential.clone(),
-            addr,
+            (instance, addrs[instance]),
             handshakes.clone(),
             progress_tx.clone(),
             alive.clone(),
@@ -751,27 +805,39 @@ async fn run_wave(
         }
     }
     let connect_time = t0.elapsed();
-    let connected = ProcStatus::read(pid)?;
-    let cpu_at_hold = cpu_secs(pid)?;
+    let connected = pids
+        .iter()
+        .map(|&pid| ProcStatus::read(pid))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cpu_at_hold = pids
+        .iter()
+        .map(|&pid| cpu_secs(pid))
+        .collect::<anyhow::Result<Vec<_>>>()?;
 
     eprintln!("holding {welcomed} connections for {} s", args.hold_secs);
-    let mut peak_rss_kib = connected.rss_kib.max(before.rss_kib);
+    let mut peak_rss_kib: Vec<u64> = connected
+        .iter()
+        .zip(&before)
+        .map(|(c, b)| c.rss_kib.max(b.rss_kib))
+        .collect();
     let mut end = connected.clone();
     let mut min_alive = alive.load(Ordering::Relaxed);
     let hold = Duration::from_secs(args.hold_secs);
     let hold_start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut hub_gone = None;
-    while hold_start.elapsed() < hold {
+    'hold: while hold_start.elapsed() < hold {
         tick.tick().await;
-        match ProcStatus::read(pid) {
-            Ok(status) => {
-                peak_rss_kib = peak_rss_kib.max(status.rss_kib);
-                end = status;
-            }
-            Err(e) => {
-                hub_gone = Some(format!("{e:#}"));
-                break;
+        for (i, &pid) in pids.iter().enumerate() {
+            match ProcStatus::read(pid) {
+                Ok(status) => {
+                    peak_rss_kib[i] = peak_rss_kib[i].max(status.rss_kib);
+                    end[i] = status;
+                }
+                Err(e) => {
+                    hub_gone = Some(format!("{e:#}"));
+                    break 'hold;
+                }
             }
         }
         let now_alive = alive.load(Ordering::Relaxed);
@@ -779,14 +845,21 @@ async fn run_wave(
         let secs = hold_start.elapsed().as_secs();
         if secs % 10 == 0 && secs > 0 {
             eprintln!(
-                "  {secs} s: {now_alive} connected, hub RSS {:.1} MiB",
-                mib(end.rss_kib)
+                "  {secs} s: {now_alive} connected, hub RSS {} MiB",
+                end.iter()
+                    .map(|s| format!("{:.1}", mib(s.rss_kib)))
+                    .collect::<Vec<_>>()
+                    .join(" + ")
             );
         }
     }
     let hold_time = hold_start.elapsed();
-    let hub_cpu = cpu_secs(pid).map(|c| c - cpu_at_hold).ok();
-    let end_fds = open_fds(pid);
+    let cpu: Vec<Option<f64>> = pids
+        .iter()
+        .zip(&cpu_at_hold)
+        .map(|(&pid, at)| cpu_secs(pid).map(|c| c - at).ok())
+        .collect();
+    let end_fds: Vec<usize> = pids.iter().map(|&pid| open_fds(pid)).collect();
     let end_alive = alive.load(Ordering::Relaxed);
     let _ = stop_tx.send(true);
 
@@ -795,16 +868,36 @@ async fn run_wave(
         outcomes.push(task.await.context("a connection task panicked")?);
     }
     let mut lost = BTreeMap::<String, usize>::new();
+    let mut per_instance = vec![0usize; pids.len()];
     for outcome in outcomes.iter().filter(|o| o.connected) {
+        per_instance[outcome.instance] += 1;
         if let Some(reason) = &outcome.lost {
             *lost.entry(reason.clone()).or_default() += 1;
         }
     }
+    let mut instances = Vec::with_capacity(pids.len());
+    for (i, ((((before, connected), end), cpu), end_fds)) in before
+        .into_iter()
+        .zip(connected)
+        .zip(end)
+        .zip(cpu)
+        .zip(end_fds)
+        .enumerate()
+    {
+        instances.push(Sampled {
+            pid: pids[i],
+            addr: addrs[i],
+            before,
+            connected,
+            end,
+            peak_rss_kib: peak_rss_kib[i],
+            welcomed: per_instance[i],
+            cpu,
+            end_fds,
+        });
+    }
     Ok(Wave {
-        before,
-        connected,
-        end,
-        peak_rss_kib,
+        instances,
         welcomed,
         connect_time,
         failed,
@@ -813,8 +906,6 @@ async fn run_wave(
         min_alive,
         hold_time,
         hub_gone,
-        hub_cpu,
-        end_fds,
         heartbeats: Heartbeats::of(&outcomes, configured_heartbeat),
     })
 }
@@ -872,38 +963,62 @@ fn describe(out: &mut String, w: &Wave, n: usize, connect_parallel: usize) {
         h.limit().as_secs_f64(),
         h.max_hub_ping_gap.as_secs_f64()
     );
-    let _ = writeln!(
-        out,
-        "  hub RSS                     before {:.1} MiB, all connected {:.1} MiB, end of hold {:.1} MiB, highest sample {:.1} MiB",
-        mib(w.before.rss_kib),
-        mib(w.connected.rss_kib),
-        mib(w.end.rss_kib),
-        mib(w.peak_rss_kib)
-    );
-    if w.welcomed > 0 {
-        let grown = w
+    let several = w.instances.len() > 1;
+    let (mut grown_total, mut peak_total) = (0u64, 0u64);
+    for (i, inst) in w.instances.iter().enumerate() {
+        let indent = if several {
+            let _ = writeln!(
+                out,
+                "  instance {i} (pid {}, {})    {} connections",
+                inst.pid, inst.addr, inst.welcomed
+            );
+            "  "
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  {indent}hub RSS                   before {:.1} MiB, all connected {:.1} MiB, end of hold {:.1} MiB, highest sample {:.1} MiB",
+            mib(inst.before.rss_kib),
+            mib(inst.connected.rss_kib),
+            mib(inst.end.rss_kib),
+            mib(inst.peak_rss_kib)
+        );
+        let grown = inst
             .end
             .rss_kib
-            .max(w.connected.rss_kib)
-            .saturating_sub(w.before.rss_kib);
+            .max(inst.connected.rss_kib)
+            .saturating_sub(inst.before.rss_kib);
+        grown_total += grown;
+        peak_total += inst.peak_rss_kib;
+        if inst.welcomed > 0 {
+            let _ = writeln!(
+                out,
+                "  {indent}per connection            {:.1} KiB of hub RSS (growth over \"before\" / connections)",
+                grown as f64 / inst.welcomed as f64
+            );
+        }
         let _ = writeln!(
             out,
-            "  per connection              {:.1} KiB of hub RSS (growth over \"before\" / connections)",
-            grown as f64 / w.welcomed as f64
+            "  {indent}hub threads / open fds    {} / {}",
+            inst.end.threads, inst.end_fds
         );
+        if let Some(cpu) = inst.cpu {
+            let _ = writeln!(
+                out,
+                "  {indent}hub CPU while holding     {:.1} s in {:.0} s ({:.1}% of one core)",
+                cpu,
+                w.hold_time.as_secs_f64(),
+                100.0 * cpu / w.hold_time.as_secs_f64().max(1e-9)
+            );
+        }
     }
-    let _ = writeln!(
-        out,
-        "  hub threads / open fds      {} / {}",
-        w.end.threads, w.end_fds
-    );
-    if let Some(cpu) = w.hub_cpu {
+    if several && w.welcomed > 0 {
         let _ = writeln!(
             out,
-            "  hub CPU while holding       {:.1} s in {:.0} s ({:.1}% of one core)",
-            cpu,
-            w.hold_time.as_secs_f64(),
-            100.0 * cpu / w.hold_time.as_secs_f64().max(1e-9)
+            "  all instances               highest samples {:.1} MiB together; {:.1} KiB of RSS per connection over all",
+            mib(peak_total),
+            grown_total as f64 / w.welcomed as f64
         );
     }
 }
@@ -911,11 +1026,10 @@ fn describe(out: &mut String, w: &Wave, n: usize, connect_parallel: usize) {
 async fn bench(
     args: Args,
     hub: HubToml,
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     roots: Vec<CertificateDer<'static>>,
 ) -> anyhow::Result<bool> {
     use std::fmt::Write;
-    let pid = args.hub_pid;
     let n = args.endpoints;
     eprintln!(
         "registering {n} endpoints with the hub at {} ({} at a time)",
@@ -940,7 +1054,7 @@ async fn bench(
         if args.waves > 1 {
             let _ = writeln!(report, " wave {wave} of {}", args.waves);
         }
-        let w = run_wave(&args, addr, configured, &credentials).await?;
+        let w = run_wave(&args, &addrs, configured, &credentials).await?;
         describe(&mut report, &w, n, args.connect_parallel);
         passed &= w.passed(n);
         interval = w.heartbeats.interval;
@@ -949,11 +1063,25 @@ async fn bench(
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
-    // VmHWM covers the hub's whole life, registration included.
-    let hwm_kib = ProcStatus::read(pid).map(|s| s.hwm_kib).unwrap_or(0);
-    let within = hwm_kib > 0 && hwm_kib <= args.limit_mib * 1024;
+    // VmHWM covers each instance's whole life, registration included;
+    // the limit holds for each.
+    let hwm: Vec<u64> = args
+        .hub_pid
+        .iter()
+        .map(|&pid| ProcStatus::read(pid).map(|s| s.hwm_kib).unwrap_or(0))
+        .collect();
+    let hwm_kib = hwm.iter().copied().max().unwrap_or(0);
+    let within = hwm.iter().all(|&h| h > 0 && h <= args.limit_mib * 1024);
     println!(
-        "ferry-hub, {n} idle endpoints ({} cores, loopback, mutual TLS, heartbeat {} s, hold {} s{})",
+        "ferry-hub, {n} idle endpoints{} ({} cores, loopback, mutual TLS, heartbeat {} s, hold {} s{})",
+        if addrs.len() > 1 {
+            format!(
+                " over {} instances (round robin by the load generator)",
+                addrs.len()
+            )
+        } else {
+            String::new()
+        },
         std::thread::available_parallelism()
             .map(|p| p.get())
             .unwrap_or(1),
@@ -972,8 +1100,19 @@ async fn bench(
     );
     print!("{report}");
     println!(
-        "  verdict                     {}: hub peak RSS (VmHWM) {:.1} MiB {} {} MiB{}",
+        "  verdict                     {}: hub peak RSS (VmHWM{}) {:.1} MiB {} {} MiB{}",
         if within && passed { "PASS" } else { "FAIL" },
+        if hwm.len() > 1 {
+            format!(
+                ", each instance: {} MiB",
+                hwm.iter()
+                    .map(|&h| format!("{:.1}", mib(h)))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            )
+        } else {
+            String::new()
+        },
         mib(hwm_kib),
         if within { "<=" } else { ">" },
         args.limit_mib,

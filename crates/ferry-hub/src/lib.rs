@@ -11,6 +11,10 @@ mod app;
 mod apps;
 mod audit;
 mod authz;
+/// Measures the scheduler's claims on PostgreSQL (`bench/hub-scale.sh`):
+/// public only for the `claim_scale` example, which is not the hub.
+#[doc(hidden)]
+pub mod bench;
 mod capability;
 mod cluster;
 mod control;

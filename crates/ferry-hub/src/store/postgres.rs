@@ -643,7 +643,7 @@ impl DatabaseUrl {
     }
 
     /// One connection of its own, outside any pool (see [`Self::tls`]).
-    pub(super) fn connect(&self) -> anyhow::Result<Client> {
+    pub(crate) fn connect(&self) -> anyhow::Result<Client> {
         let client = match self.tls()? {
             Some(tls) => self.config.connect(tls),
             None => self.config.connect(NoTls),
