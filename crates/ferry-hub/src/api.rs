@@ -710,7 +710,8 @@ async fn list_nodes(
 }
 
 /// The owner removes a node (`ferry endpoint remove-node`): its
-/// certificate is refused from then on, its link cut at its next beat.
+/// certificate is refused from then on, and its link is cut at once (held
+/// by another instance of several: within a minute).
 /// Answers with the nodes that remain.
 async fn remove_node(
     State(hub): State<Arc<Hub>>,
@@ -719,6 +720,7 @@ async fn remove_node(
 ) -> Result<Json<Vec<ferry_proto::api::NodeInfo>>, Failure> {
     let row = resolve(&hub, &who, &endpoint, Action::ManageEndpoint)?;
     endpoints::remove_node(&*hub.store, &row, &node)?;
+    hub.control.recheck(&row.id);
     tracing::info!(endpoint = %row.id, %node, by = %who.user_name, "endpoint node removed");
     Ok(Json(endpoints::node_infos(
         &*hub.store,

@@ -28,6 +28,13 @@ use tokio::sync::{mpsc, oneshot};
 
 /// A peer has this long to say hello after the TLS handshake.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
+// A connected endpoint's admission is decided again from the registry
+// every `admission_recheck_secs` (hub.toml, 60 s), not at every
+// heartbeat: with 10,000 endpoints that was 2,000 database reads a second,
+// and heartbeats went out late (BENCHMARKS.md, "Scale"). A revocation is
+// decided at once (the scheduler's revoked-list watch tells every
+// instance's links: `Command::Revoked`), and so are a deletion and a
+// node's removal on the instance that holds the link (`Command::Recheck`).
 /// Requests queued for one endpoint before callers are told it is busy.
 const QUEUE: usize = 64;
 /// Bytes read from a control stream at a time. Control frames are small and
@@ -63,6 +70,8 @@ pub(crate) enum Command {
     Revoked {
         endpoint_ids: Vec<String>,
     },
+    /// Decide this connection's admission again now (its node was removed).
+    Recheck,
     FileStream {
         token: String,
         path: ferry_proto::wire_path::WirePath,
@@ -584,6 +593,22 @@ impl Registry {
         }
     }
 
+    /// Has each connection of the endpoint decide its admission again at
+    /// once (a node of it was removed).
+    pub fn recheck(&self, endpoint_id: &str) {
+        let senders: Vec<mpsc::Sender<Command>> = match self.live.lock() {
+            Ok(live) => live
+                .get(endpoint_id)
+                .map(|hs| hs.iter().map(|h| h.commands.clone()).collect())
+                .unwrap_or_default(),
+            Err(_) => return,
+        };
+        for sender in senders {
+            // A full queue: the periodic recheck decides it.
+            let _ = sender.try_send(Command::Recheck);
+        }
+    }
+
     /// How many endpoints are connected now.
     pub fn connected_count(&self) -> usize {
         self.live.lock().map(|m| m.len()).unwrap_or(0)
@@ -912,6 +937,8 @@ pub async fn serve_connection<S>(
     let mut commands_tx = Some(commands_tx);
     // The endpoint and this link's connection number.
     let mut admitted: Option<(String, u64)> = None;
+    // When admission was last decided (the hello's decides it first).
+    let mut last_check = Instant::now();
     // Which node of the endpoint this link is, once admitted.
     let mut node_name = PRIMARY_NODE.to_string();
     let mut pending: HashMap<u64, oneshot::Sender<FsOutcome>> = HashMap::new();
@@ -1046,9 +1073,18 @@ pub async fn serve_connection<S>(
                     }
                 }
                 Some(Command::Revoked { endpoint_ids }) => {
+                    let me = admitted.as_ref().is_some_and(|(id, _)| endpoint_ids.contains(id));
                     if let Err(e) = conn.notify_revoked(endpoint_ids) {
                         break Err(e.to_string());
                     }
+                    if me {
+                        recheck(&hub, &mut conn, cert.as_deref(), peer);
+                        last_check = Instant::now();
+                    }
+                }
+                Some(Command::Recheck) => {
+                    recheck(&hub, &mut conn, cert.as_deref(), peer);
+                    last_check = Instant::now();
                 }
                 Some(Command::FileStream { token, path, grant, via }) => {
                     if let Err(e) = conn.stream_file(&token, path, grant, via) {
@@ -1065,14 +1101,9 @@ pub async fn serve_connection<S>(
             _ = tokio::time::sleep_until(deadline) => match conn.handle_timeout(Instant::now()) {
                 Ok(HubTimeout::Nothing) => {}
                 Ok(HubTimeout::Beat) => {
-                    match admission(&hub, cert.as_deref()) {
-                        Ok(_) => {}
-                        Err(NotAdmitted::Refused(reason, message)) => {
-                            tracing::warn!(%peer, %message, "endpoint no longer admitted");
-                            conn.refuse(reason, &message);
-                        }
-                        // Logged where it failed; asked again at the next beat.
-                        Err(NotAdmitted::Unknowable) => {}
+                    if last_check.elapsed() >= Duration::from_secs(hub.config.admission_recheck_secs) {
+                        recheck(&hub, &mut conn, cert.as_deref(), peer);
+                        last_check = Instant::now();
                     }
                 }
                 Err(e) => break Err(match e { ControlError::Closed => "closed".into(), other => other.to_string() }),
@@ -1095,6 +1126,20 @@ pub async fn serve_connection<S>(
         }
     }
     break_with(&mut admitted, &hub);
+}
+
+/// Decides a connected endpoint's admission again; refuses it if it may
+/// connect no more.
+fn recheck(hub: &Hub, conn: &mut HubConnection, cert: Option<&[u8]>, peer: SocketAddr) {
+    match admission(hub, cert) {
+        Ok(_) => {}
+        Err(NotAdmitted::Refused(reason, message)) => {
+            tracing::warn!(%peer, %message, "endpoint no longer admitted");
+            conn.refuse(reason, &message);
+        }
+        // Logged where it failed; decided again at the next recheck.
+        Err(NotAdmitted::Unknowable) => {}
+    }
 }
 
 fn break_with(admitted: &mut Option<(String, u64)>, hub: &Hub) {
@@ -1400,6 +1445,7 @@ mod tests {
         )));
         let mut hub = crate::web::test_hub(failing.clone());
         hub.config.heartbeat_secs = 1;
+        hub.config.admission_recheck_secs = 1;
         let hub = Arc::new(hub);
         let id = "0b5e3a52-8d1c-4a53-9c1e-2f0d2a9b7c11";
         let owner = hub.store.add_user("alice", "h", 0).unwrap();

@@ -359,7 +359,7 @@ pub fn node_infos(
 
 /// Removes node `name` of `endpoint` (found with
 /// [`Action::ManageEndpoint`]): its certificate is refused from then on
-/// (its daemon is cut at its next beat).
+/// (its link is cut by `control::Registry::recheck`).
 pub fn remove_node(
     store: &dyn Storage,
     endpoint: &EndpointRow,

@@ -111,6 +111,13 @@ pub struct HubConfig {
     /// Seconds between control-channel heartbeats.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
+    /// Seconds between two reads of a connected endpoint's registration
+    /// (revoked? deleted? its node removed?), at most: a revocation, a
+    /// deletion or a node's removal is acted on at once anyway; this
+    /// bounds how late one made through another hub instance, or in the
+    /// database by hand, is seen.
+    #[serde(default = "default_admission_recheck")]
+    pub admission_recheck_secs: u64,
     /// Most TLS connections served at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -354,6 +361,9 @@ pub(crate) fn default_audit_retention_days() -> u64 {
 fn default_heartbeat() -> u64 {
     15
 }
+fn default_admission_recheck() -> u64 {
+    60
+}
 fn default_max_connections() -> usize {
     20_000
 }
@@ -404,6 +414,12 @@ impl HubConfig {
             bail!(
                 "heartbeat_secs must be 1..=3600, got {}",
                 self.heartbeat_secs
+            );
+        }
+        if !(1..=3600).contains(&self.admission_recheck_secs) {
+            bail!(
+                "admission_recheck_secs must be 1..=3600, got {}",
+                self.admission_recheck_secs
             );
         }
         for (name, secs) in [
@@ -591,6 +607,7 @@ pub fn init(dir: &HubDir, url: &str) -> anyhow::Result<Initialized> {
         tls_key: "server.key".into(),
         tls_ca: "ca.crt".into(),
         heartbeat_secs: default_heartbeat(),
+        admission_recheck_secs: default_admission_recheck(),
         max_connections: default_max_connections(),
         max_connections_per_address: default_max_connections_per_address(),
         header_timeout_secs: default_header_timeout(),

@@ -661,6 +661,7 @@ pub fn test_hub(store: Arc<dyn crate::store::Storage>) -> Hub {
             tls_key: "server.key".into(),
             tls_ca: "ca.crt".into(),
             heartbeat_secs: 15,
+            admission_recheck_secs: 60,
             max_connections: 100,
             max_connections_per_address: crate::state::default_max_connections_per_address(),
             header_timeout_secs: crate::state::default_header_timeout(),
