@@ -60,7 +60,24 @@ fn start_status_pause_stop_like_a_user() {
 
     let stop = user.run(&["-stop"]);
     assert_eq!(stop.code, Some(0), "{stop:?}");
-    // -stop returns only after the daemon exited, so this wait is immediate.
+    // -stop returns only after the daemon's process ended (a zombie: this
+    // test, its parent, has not reaped it yet), not only its lock.
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", daemon.pid()))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .unwrap_or_default();
+    assert!(
+        state.is_empty() || state == "Z",
+        "the daemon still runs (state {state}) after -stop returned"
+    );
+    // So this wait is immediate.
     let exited = daemon.wait_exit(Duration::from_secs(5));
     assert_eq!(exited.code, Some(0), "{exited:?}");
     assert!(!user.socket().exists(), "socket left behind");

@@ -192,6 +192,14 @@ pub fn stop(ctx: &Invocation) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + EXIT_WITHIN;
     while Instant::now() < deadline {
         if DaemonLock::probe(&lock)? == LockState::Free {
+            // The lock goes a moment before the process does (its runtime
+            // winds down): a script that replaces the binary or unloads
+            // the module right after `-stop` must find it gone.
+            if let Some(pid) = pid {
+                while !process_exited(pid) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
             outln!("ferry stopped ({pid_text})");
             return Ok(ExitCode::SUCCESS);
         }
@@ -201,6 +209,19 @@ pub fn stop(ctx: &Invocation) -> anyhow::Result<ExitCode> {
         "the daemon ({pid_text}) did not exit within {}s; it may still be checkpointing. `kill -9` forces it (transfers then resume from their journals)",
         EXIT_WITHIN.as_secs()
     )
+}
+
+/// Whether process `pid` has ended: gone, or a zombie its parent has not
+/// yet reaped (it runs nothing and holds no file).
+fn process_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+        Err(_) => true,
+    }
 }
 
 fn plural(n: usize, noun: &str) -> String {
