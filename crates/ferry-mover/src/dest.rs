@@ -107,6 +107,13 @@ const UNSYNCED_DIRS_KEPT: usize = 4096;
 
 /// How many created directories a session remembers (see `State::created_dirs`).
 const CREATED_DIRS_KEPT: usize = 4096;
+/// Files asked of the source and not yet committed, at most: past it,
+/// manifest batches wait ([`State::waiting`]) until files commit. The
+/// source's window bounds only entries awaiting a verdict; without this a
+/// committer slower than the streams let answered files pile up (150
+/// bytes and more each: 171 MiB through a million small files). Small in
+/// this crate's tests, so that every transfer test goes through the wait.
+pub(crate) const ADMITTED_MAX: usize = if cfg!(test) { 1024 } else { 8192 };
 /// Temporary files a session holds open at once, whatever the source's
 /// window: past this, a file is created when its first chunk comes and
 /// its descriptor is closed after each use (opened again, through a held
@@ -736,12 +743,33 @@ struct Ready {
     file: InFlight,
 }
 
+impl State {
+    /// Every entry answered, every file asked for committed.
+    fn finished(&self) -> bool {
+        self.manifest_done
+            && self.waiting.is_empty()
+            && self.files.is_empty()
+            && self.pending_commits == 0
+    }
+
+    /// Whether the files asked for and not yet committed leave room to
+    /// answer a batch of `entries` (one larger than the room is answered
+    /// alone).
+    fn room_for(&self, entries: usize) -> bool {
+        let admitted = self.files.len() + self.pending_commits;
+        admitted + entries <= ADMITTED_MAX || admitted == 0
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     files: HashMap<u64, InFlight>,
     counters: TaskCounters,
     manifest_done: bool,
     pending_commits: usize,
+    /// Manifest batches received and not yet answered, in order: at most
+    /// the source's window of entries, as it offers no more unanswered.
+    waiting: std::collections::VecDeque<Vec<Entry>>,
     /// Every entry of the manifest, kept only for --delete.
     seen: HashSet<FileKey>,
     /// Directories this attempt created (a bounded few): nothing can
@@ -770,6 +798,9 @@ struct Session {
     to_source: mpsc::UnboundedSender<Message>,
     wake: tokio::sync::Notify,
     write_gate: Mutex<()>,
+    /// Held while manifest batches are answered: one at a time, in order,
+    /// by the conversation's reader or by the committer that made room.
+    answering: Mutex<()>,
     /// `true` while the attempt may touch the disk. Every piece of work a
     /// stream hands over (a chunk, a manifest batch) holds it shared; the
     /// session closes it exclusively when it stops, so nothing of this
@@ -987,6 +1018,7 @@ async fn run_session(
         to_source,
         wake: tokio::sync::Notify::new(),
         write_gate: Mutex::new(()),
+        answering: Mutex::new(()),
         open: std::sync::RwLock::new(true),
         closing: std::sync::atomic::AtomicBool::new(false),
     });
@@ -1007,7 +1039,7 @@ async fn run_session(
             if let Some(failure) = st.failure.take() {
                 break Err(Outcome::Failed(failure));
             }
-            if st.manifest_done && st.files.is_empty() && st.pending_commits == 0 {
+            if st.finished() {
                 break Ok(());
             }
         }
@@ -1058,7 +1090,7 @@ async fn run_session(
                 // once every one it opened has closed.
                 if readers.is_empty() && (connected == streams || grows) {
                     let st = session.lock();
-                    if !(st.manifest_done && st.files.is_empty() && st.pending_commits == 0) {
+                    if !st.finished() {
                         break Err(Outcome::Failed(MoveError::Connection("the source closed the connection before the end".into())));
                     }
                 }
@@ -1431,44 +1463,8 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
     match message {
         Message::Manifest { entries } => {
             tracing::debug!(entries = entries.len(), "manifest");
-            let mut decided = Vec::with_capacity(entries.len());
-            for entry in &entries {
-                if s.is_closing() {
-                    return Ok(());
-                }
-                decided.push(decide(s, entry)?);
-            }
-            // The batch's copies to compare, hashed together: on every core.
-            let to_hash: Vec<(&Path, u64)> = entries
-                .iter()
-                .zip(&decided)
-                .filter_map(|(entry, d)| match d {
-                    Decided::Compare(landed) => Some((landed.path.as_path(), entry.size)),
-                    Decided::Need(_) => None,
-                })
-                .collect();
-            let mut digests = digests_of(&s.disk.fs, s.disk.algorithm, &to_hash).into_iter();
-            let mut needs = Vec::with_capacity(entries.len());
-            for (entry, d) in entries.iter().zip(decided) {
-                if s.is_closing() {
-                    return Ok(());
-                }
-                let need = match d {
-                    Decided::Need(need) => need,
-                    Decided::Compare(landed) => {
-                        let digest = digests.next().ok_or_else(|| {
-                            MoveError::Internal("a digest of the batch is missing".into())
-                        })??;
-                        admit(s, entry, landed, Some(digest))?
-                    }
-                };
-                if let Some(need) = need {
-                    needs.push((entry.id, need));
-                }
-            }
-            if !needs.is_empty() {
-                let _ = s.to_source.send(Message::Needs { needs });
-            }
+            s.lock().waiting.push_back(entries);
+            answer_waiting(s)?;
         }
         Message::FileDone {
             id,
@@ -1550,6 +1546,75 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
         }
     }
     Ok(())
+}
+
+/// Answers the manifest batches waiting, in order, while the files asked
+/// for and not yet committed leave room ([`ADMITTED_MAX`]). Called when a
+/// batch comes and when files commit: whoever holds `answering` re-checks
+/// the room after each batch, and the other waits for it, so no batch is
+/// left waiting with room free.
+fn answer_waiting(s: &Session) -> Result<(), MoveError> {
+    let _one = s.answering.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let entries = {
+            let mut st = s.lock();
+            match st.waiting.front() {
+                Some(next) if st.room_for(next.len()) => {}
+                _ => return Ok(()),
+            }
+            match st.waiting.pop_front() {
+                Some(entries) => entries,
+                None => return Ok(()),
+            }
+        };
+        if !answer_manifest(s, &entries)? {
+            return Ok(());
+        }
+    }
+}
+
+/// Decides one manifest batch and tells the source what it needs; `false`
+/// if the session is closing.
+fn answer_manifest(s: &Session, entries: &[Entry]) -> Result<bool, MoveError> {
+    let mut decided = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if s.is_closing() {
+            return Ok(false);
+        }
+        decided.push(decide(s, entry)?);
+    }
+    // The batch's copies to compare, hashed together: on every core.
+    let to_hash: Vec<(&Path, u64)> = entries
+        .iter()
+        .zip(&decided)
+        .filter_map(|(entry, d)| match d {
+            Decided::Compare(landed) => Some((landed.path.as_path(), entry.size)),
+            Decided::Need(_) => None,
+        })
+        .collect();
+    let mut digests = digests_of(&s.disk.fs, s.disk.algorithm, &to_hash).into_iter();
+    let mut needs = Vec::with_capacity(entries.len());
+    for (entry, d) in entries.iter().zip(decided) {
+        if s.is_closing() {
+            return Ok(false);
+        }
+        let need = match d {
+            Decided::Need(need) => need,
+            Decided::Compare(landed) => {
+                let digest = digests.next().ok_or_else(|| {
+                    MoveError::Internal("a digest of the batch is missing".into())
+                })??;
+                admit(s, entry, landed, Some(digest))?
+            }
+        };
+        if let Some(need) = need {
+            needs.push((entry.id, need));
+        }
+    }
+    if !needs.is_empty() {
+        let _ = s.to_source.send(Message::Needs { needs });
+    }
+    Ok(true)
 }
 
 /// Where deciding an entry stands.
@@ -2227,7 +2292,15 @@ fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
         }
         let mut st = s.lock();
         st.pending_commits = st.pending_commits.saturating_sub(n);
+        let waiting = !st.waiting.is_empty();
         drop(st);
+        // Room was made: batches held back for it are answered now.
+        if waiting
+            && let Some(_working) = s.working()
+            && let Err(e) = answer_waiting(&s)
+        {
+            s.fail(e);
+        }
         s.wake.notify_waiters();
     }
 }

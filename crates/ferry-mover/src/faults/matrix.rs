@@ -764,3 +764,62 @@ async fn work_of_a_replaced_attempt_ends_before_the_newer_one_runs() {
     .await;
     complete(&src, &dst, None).unwrap();
 }
+
+/// A committer slower than the streams holds back the manifest, not
+/// memory: while the first commit stalls, the destination asks for at
+/// most [`crate::dest::ADMITTED_MAX`] files (each asked-for file costs a
+/// temporary and its bookkeeping until it commits), then answers the
+/// rest once files commit, and every file arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_committer_holds_back_the_manifest_and_every_file_arrives() {
+    let mut w = world().await;
+    let src = w.src.home.join("data");
+    let dst = w.dst.home.join("copy");
+    let files = 4 * crate::dest::ADMITTED_MAX;
+    for d in 0..files / 500 + 1 {
+        std::fs::create_dir_all(src.join(format!("d{d:02}"))).unwrap();
+    }
+    for i in 0..files {
+        std::fs::write(
+            src.join(format!("d{:02}/f{i:05}", i / 500)),
+            i.to_le_bytes(),
+        )
+        .unwrap();
+    }
+    let faults = w.dst.ctx.faults();
+    faults.delay(Op::Rename, Duration::from_secs(2), 1);
+
+    let ended = w.attempt(1, TransferOptions::default()).await.unwrap();
+    assert!(
+        matches!(ended.verdict, TaskReport::Succeeded { .. }) && ended.sent.is_ok(),
+        "ended {:?} (the source: {:?})",
+        ended.verdict,
+        ended.sent
+    );
+    complete(&src, &dst, None).unwrap();
+
+    // Temporaries made while the first rename stalled (it is recorded
+    // when it begins, the second once the first batch is done).
+    let ran = faults.ran();
+    let renames: Vec<usize> = ran
+        .iter()
+        .enumerate()
+        .filter(|(_, (op, _))| *op == Op::Rename)
+        .map(|(at, _)| at)
+        .take(2)
+        .collect();
+    assert_eq!(renames.len(), 2, "fewer than two renames ran");
+    let made_while_stalled = ran[renames[0]..renames[1]]
+        .iter()
+        .filter(|(op, _)| *op == Op::CreateTemp)
+        .count();
+    let made_before = ran[..renames[0]]
+        .iter()
+        .filter(|(op, _)| *op == Op::CreateTemp)
+        .count();
+    assert!(
+        made_before + made_while_stalled <= crate::dest::ADMITTED_MAX,
+        "{made_before} temporaries before the stalled commit and {made_while_stalled} while it stalled, of {files} files: more than {} asked for at once",
+        crate::dest::ADMITTED_MAX
+    );
+}
