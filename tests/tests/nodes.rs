@@ -392,8 +392,76 @@ fn a_destination_node_killed_mid_task_costs_only_its_part_in_flight() {
     assert!(sent < dataset + dataset / 2, "{sent}: {task}\n{events}");
 }
 
+/// One large file in a spread task: each pair of nodes moves a part of
+/// it (both destination machines receive bytes of it, by their own
+/// count), the node of its own shard commits it, byte for byte the
+/// source's, and no temporary or sidecar of the parts stays behind.
+#[test]
+fn a_large_file_of_a_spread_task_is_split_over_both_pairs() {
+    let (port1, port2) = (
+        ferry_tests::closed_loopback_port(),
+        ferry_tests::closed_loopback_port(),
+    );
+    let lab = Lab::builder()
+        .dst_setting(&format!("metrics_listen = \"127.0.0.1:{port1}\"\n"))
+        .start();
+    let (_src2, src2) = join(&lab, "src", &lab.src);
+    let (_dst2, dst2) = join_with(
+        &lab,
+        "dst",
+        &lab.dst,
+        &format!("metrics_listen = \"127.0.0.1:{port2}\"\n"),
+    );
+    wait_nodes(&lab, "src", &[("primary", true), ("node-2", true)]);
+    wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
+
+    const CHUNK: usize = 4 << 20;
+    // Eleven chunks, the last one short: parts of six and five.
+    let size = 10 * CHUNK + 12_345;
+    let root = lab.src.home.join("split");
+    fs::create_dir_all(root.join("sub")).unwrap();
+    fs::write(root.join("large"), pattern(size, 4242)).unwrap();
+    fs::write(root.join("small"), pattern(1000, 1)).unwrap();
+    fs::write(root.join("sub/other"), pattern(70_000, 2)).unwrap();
+    let dataset = (size + 1000 + 70_000) as u64;
+
+    let id = lab.transfer(&["-r", "src:/~/split", "dst:/~/split"]);
+    let task = lab.wait(&id);
+    // `tree` lists dot-files too: no `.ferry.*` temporary or sidecar is left.
+    let copy = lab.dst.home.join("split");
+    assert_eq!(tree(&root), tree(&copy));
+    assert_eq!(task["files_transferred"], 3, "{task}");
+    assert_eq!(task["bytes_transferred"], dataset, "{task}");
+    let events = lab.events(&id);
+    assert!(events.contains("spread over 2 nodes"), "{events}");
+
+    // Each destination machine received at least its part of the large
+    // file: five of its eleven chunks.
+    for (port, node) in [(port1, "primary"), (port2, "node-2")] {
+        let received = metric(port, "ferry_endpoint_received_bytes_total");
+        assert!(
+            received >= 5 * CHUNK as u64,
+            "{node} received {received}\n{}\n{}",
+            lab.dst_daemon().log(),
+            dst2.log()
+        );
+    }
+    for log in [lab.src_daemon().log(), src2.log()] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&id) && l.contains("sending") && l.contains("split: true")),
+            "{log}"
+        );
+    }
+}
+
 /// `ferry_endpoint_sent_bytes_total` of the daemon serving metrics at `port`.
 fn sent_bytes(port: u16) -> u64 {
+    metric(port, "ferry_endpoint_sent_bytes_total")
+}
+
+/// The value of the metric `name` of the daemon serving metrics at `port`.
+fn metric(port: u16, name: &str) -> u64 {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
@@ -406,7 +474,7 @@ fn sent_bytes(port: u16) -> u64 {
     stream.read_to_string(&mut answer).unwrap();
     answer
         .lines()
-        .find_map(|l| l.strip_prefix("ferry_endpoint_sent_bytes_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .unwrap_or_else(|| panic!("{answer}"))
         .trim()
         .parse()
