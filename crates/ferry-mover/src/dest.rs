@@ -1264,13 +1264,15 @@ async fn settle(session: Arc<Session>, fate: Fate, told: &watch::Receiver<Stop>)
     let _ = tokio::task::spawn_blocking(move || {
         let s = &session;
         let (task, attempt) = (&s.cap.task_id, s.cap.attempt);
-        // Parts of split files are of this attempt only: unless it
+        // Sidecars of split files are of this attempt only: unless it
         // succeeded (a part another node commits stays for it), they go,
-        // with every node's sidecar of them.
+        // and the shared temporaries with them, or, for a retry, become
+        // plain temporaries the next attempt resumes.
         if fate != Fate::Succeeded {
-            let removed = s.disk.drop_splits();
-            if removed > 0 {
-                tracing::info!(%task, attempt, removed, "temporary files of split files removed");
+            let keep = fate == Fate::Interrupted && !over;
+            let dropped = s.disk.drop_splits(keep);
+            if dropped > 0 {
+                tracing::info!(%task, attempt, dropped, keep, "parts of split files ended with the attempt");
             }
         }
         let why = match (fate, over) {
@@ -1574,7 +1576,7 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
                 f.recount(&mut st.counters);
                 if f.split.is_some() {
                     // Its other parts are of no use either.
-                    s.disk.drop_split(&f.final_path);
+                    s.disk.drop_split(&f.final_path, false);
                 } else {
                     s.disk.remove_temp(&f.final_path);
                 }
@@ -2451,10 +2453,12 @@ fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
                             &ready.file.final_path,
                         );
                         if ready.file.split.is_some() {
-                            s.disk.drop_split(&ready.file.final_path);
+                            s.disk.drop_split(&ready.file.final_path, false);
                         }
                         if s.cap.attempt > 1 {
-                            s.disk.sweep_parts(&ready.file.final_path, ready.file.size);
+                            let split = ready.file.split.is_some();
+                            s.disk
+                                .sweep_parts(&ready.file.final_path, ready.file.size, split);
                         }
                     }
                     s.lock().counters.files_transferred += n as u64;
@@ -2710,16 +2714,41 @@ impl Disk {
         temp.labelled(&format!("s{index}"))
     }
 
-    /// Removes a split file's shared temporary, if still there, and every
-    /// part's sidecar; the target is no longer split. Returns whether
-    /// anything was there.
-    fn drop_split(&self, target: &Path) -> bool {
+    /// Removes every part's sidecar of a split file, and its shared
+    /// temporary if still there; the target is no longer split. With
+    /// `keep`, the temporary is not removed but becomes the target's
+    /// plain temporary of the task, kept for the next attempt like any
+    /// (journaled by name): what every node wrote into it is verified
+    /// chunks (or a chunk cut short by a node's end), which that attempt
+    /// compares with its source's digests before counting any
+    /// (`Need::SendUnlessHeld`), so a lost node costs only its chunks in
+    /// flight. Returns whether anything was there.
+    fn drop_split(&self, target: &Path, keep: bool) -> bool {
         let Some((temp, count)) = lock(&self.splits).remove(target) else {
             return false;
         };
         let mut removed = false;
         let mut names: Vec<Temporary> = (0..count).map(|i| Self::sidecar(&temp, i)).collect();
-        names.push(temp);
+        if keep {
+            let plain = Temporary::new(target, &self.task_id);
+            match self.fs.rename_temporary(&temp, &plain) {
+                Ok(()) => {
+                    self.temporaries()
+                        .entry(target.to_path_buf())
+                        .or_insert(false);
+                    removed = true;
+                }
+                // Another node of the attempt kept it already, or it
+                // was committed.
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot keep the temporary of a split file");
+                    names.push(temp);
+                }
+            }
+        } else {
+            names.push(temp);
+        }
         for t in names {
             match self.fs.remove_temporary(&t) {
                 Ok(()) => removed = true,
@@ -2731,18 +2760,20 @@ impl Disk {
     }
 
     /// [`Disk::drop_split`] for every split file of this attempt not
-    /// committed here; how many had something to remove.
-    fn drop_splits(&self) -> usize {
+    /// committed here; how many had something there.
+    fn drop_splits(&self, keep: bool) -> usize {
         let targets: Vec<PathBuf> = lock(&self.splits).keys().cloned().collect();
-        targets.iter().filter(|t| self.drop_split(t)).count()
+        targets.iter().filter(|t| self.drop_split(t, keep)).count()
     }
 
     /// Removes what earlier attempts' split parts of `target` (of `size`
     /// bytes) left beside it: a node that went away mid-attempt (kill -9)
     /// leaves its part's sidecar, or the shared temporary, and no journal
     /// names them. Looked for only where one can be (a file large enough
-    /// to be split, in a retry).
-    fn sweep_parts(&self, target: &Path, size: u64) {
+    /// to be split, in a retry). With `plain`, the file was committed
+    /// from a split temporary: a plain one an earlier attempt kept of it
+    /// is of no use any more either.
+    fn sweep_parts(&self, target: &Path, size: u64, plain: bool) {
         use ferry_proto::task::{SPLIT_MIN_CHUNKS_PER_SHARD, chunks_of};
         if chunks_of(size) < 2 * SPLIT_MIN_CHUNKS_PER_SHARD {
             return;
@@ -2751,6 +2782,15 @@ impl Disk {
             return;
         };
         let base = Temporary::new(target, &self.task_id);
+        if plain {
+            match self.fs.remove_temporary(&base) {
+                Ok(()) => {
+                    tracing::info!(temp = %base.path().display(), "removed a temporary an earlier attempt kept")
+                }
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot remove a temporary file"),
+            }
+        }
         let Some(stem) = base.name().as_bytes().strip_suffix(b".part") else {
             return;
         };
