@@ -514,7 +514,7 @@ fn measure_one_node_against_two_per_side() {
     fs::create_dir_all(&one).unwrap();
     fs::write(one.join("large"), pattern(1 << 30, 77)).unwrap();
 
-    let run = |what: &str, dir: &str, pids: &[u32]| {
+    let run = |what: &str, dir: &str, pids: &[u32], logs: &[&ferry_tests::Daemon]| {
         let before: f64 = pids.iter().map(|p| cpu_secs(*p)).sum();
         let started = Instant::now();
         let id = lab.transfer(&[
@@ -533,15 +533,24 @@ fn measure_one_node_against_two_per_side() {
             cpu / secs,
             lab.events(&id).contains("spread over")
         );
+        // What each destination machine received of it, by its own log.
+        for log in logs.iter().map(|d| d.log()) {
+            for line in log
+                .lines()
+                .filter(|l| l.contains(&id) && l.contains("received"))
+            {
+                println!("  {}", line.split("INFO ").last().unwrap_or(line));
+            }
+        }
         fs::remove_dir_all(lab.dst.home.join(format!("{what}-{dir}"))).unwrap();
     };
     let primaries = [lab.src_daemon().pid(), lab.dst_daemon().pid()];
-    run("one-node", "many", &primaries);
-    run("one-node", "one", &primaries);
+    run("one-node", "many", &primaries, &[lab.dst_daemon()]);
+    run("one-node", "one", &primaries, &[lab.dst_daemon()]);
     let (_s2, s2) = join(&lab, "src", &lab.src);
     let (_d2, d2) = join(&lab, "dst", &lab.dst);
     wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
     let all = [primaries[0], primaries[1], s2.pid(), d2.pid()];
-    run("two-nodes", "many", &all);
-    run("two-nodes", "one", &all);
+    run("two-nodes", "many", &all, &[lab.dst_daemon(), &d2]);
+    run("two-nodes", "one", &all, &[lab.dst_daemon(), &d2]);
 }
