@@ -327,10 +327,12 @@ fn a_task_between_two_endpoints_of_two_nodes_is_spread_over_both() {
 }
 
 /// kill -9 of one destination node mid-task: the attempt ends as a fault,
-/// the next runs on the nodes still there, and what the lost node had
-/// committed is not sent again. Its partial files are: their journal was
-/// in the lost node's own config dir, so today a lost node costs the files
-/// it had open, not only their chunks.
+/// the next runs on the nodes still there, and what the surviving node
+/// had committed is not sent again. Every file (4 chunks) is split over
+/// both pairs: the survivor keeps their shared temporaries, and the next
+/// attempt sends only the chunks that differ from what they hold. What
+/// the lost node committed is sent again: its journal was in its own
+/// config dir.
 #[test]
 fn a_destination_node_killed_mid_task_costs_only_its_part_in_flight() {
     let (port1, port2) = (
@@ -382,6 +384,11 @@ fn a_destination_node_killed_mid_task_costs_only_its_part_in_flight() {
         events.contains("node node-2 of 'dst' went offline"),
         "{events}"
     );
+    let log = lab.dst_daemon().log();
+    assert!(
+        log.contains("parts of split files ended with the attempt"),
+        "{log}"
+    );
     // What both source machines sent, by their own count: the dataset,
     // the lost node's open files and the chunks in flight when the
     // attempt ended; far from sending the lost node's part, or the task,
@@ -392,8 +399,76 @@ fn a_destination_node_killed_mid_task_costs_only_its_part_in_flight() {
     assert!(sent < dataset + dataset / 2, "{sent}: {task}\n{events}");
 }
 
+/// One large file in a spread task: each pair of nodes moves a part of
+/// it (both destination machines receive bytes of it, by their own
+/// count), the node of its own shard commits it, byte for byte the
+/// source's, and no temporary or sidecar of the parts stays behind.
+#[test]
+fn a_large_file_of_a_spread_task_is_split_over_both_pairs() {
+    let (port1, port2) = (
+        ferry_tests::closed_loopback_port(),
+        ferry_tests::closed_loopback_port(),
+    );
+    let lab = Lab::builder()
+        .dst_setting(&format!("metrics_listen = \"127.0.0.1:{port1}\"\n"))
+        .start();
+    let (_src2, src2) = join(&lab, "src", &lab.src);
+    let (_dst2, dst2) = join_with(
+        &lab,
+        "dst",
+        &lab.dst,
+        &format!("metrics_listen = \"127.0.0.1:{port2}\"\n"),
+    );
+    wait_nodes(&lab, "src", &[("primary", true), ("node-2", true)]);
+    wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
+
+    const CHUNK: usize = 4 << 20;
+    // Eleven chunks, the last one short: parts of six and five.
+    let size = 10 * CHUNK + 12_345;
+    let root = lab.src.home.join("split");
+    fs::create_dir_all(root.join("sub")).unwrap();
+    fs::write(root.join("large"), pattern(size, 4242)).unwrap();
+    fs::write(root.join("small"), pattern(1000, 1)).unwrap();
+    fs::write(root.join("sub/other"), pattern(70_000, 2)).unwrap();
+    let dataset = (size + 1000 + 70_000) as u64;
+
+    let id = lab.transfer(&["-r", "src:/~/split", "dst:/~/split"]);
+    let task = lab.wait(&id);
+    // `tree` lists dot-files too: no `.ferry.*` temporary or sidecar is left.
+    let copy = lab.dst.home.join("split");
+    assert_eq!(tree(&root), tree(&copy));
+    assert_eq!(task["files_transferred"], 3, "{task}");
+    assert_eq!(task["bytes_transferred"], dataset, "{task}");
+    let events = lab.events(&id);
+    assert!(events.contains("spread over 2 nodes"), "{events}");
+
+    // Each destination machine received at least its part of the large
+    // file: five of its eleven chunks (the last one short), or six.
+    for (port, node) in [(port1, "primary"), (port2, "node-2")] {
+        let received = metric(port, "ferry_endpoint_received_bytes_total");
+        assert!(
+            received >= 4 * CHUNK as u64 + 12_345,
+            "{node} received {received}\n{}\n{}",
+            lab.dst_daemon().log(),
+            dst2.log()
+        );
+    }
+    for log in [lab.src_daemon().log(), src2.log()] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&id) && l.contains("sending") && l.contains("split: true")),
+            "{log}"
+        );
+    }
+}
+
 /// `ferry_endpoint_sent_bytes_total` of the daemon serving metrics at `port`.
 fn sent_bytes(port: u16) -> u64 {
+    metric(port, "ferry_endpoint_sent_bytes_total")
+}
+
+/// The value of the metric `name` of the daemon serving metrics at `port`.
+fn metric(port: u16, name: &str) -> u64 {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
@@ -406,7 +481,7 @@ fn sent_bytes(port: u16) -> u64 {
     stream.read_to_string(&mut answer).unwrap();
     answer
         .lines()
-        .find_map(|l| l.strip_prefix("ferry_endpoint_sent_bytes_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .unwrap_or_else(|| panic!("{answer}"))
         .trim()
         .parse()
@@ -439,7 +514,7 @@ fn measure_one_node_against_two_per_side() {
     fs::create_dir_all(&one).unwrap();
     fs::write(one.join("large"), pattern(1 << 30, 77)).unwrap();
 
-    let run = |what: &str, dir: &str, pids: &[u32]| {
+    let run = |what: &str, dir: &str, pids: &[u32], logs: &[&ferry_tests::Daemon]| {
         let before: f64 = pids.iter().map(|p| cpu_secs(*p)).sum();
         let started = Instant::now();
         let id = lab.transfer(&[
@@ -458,15 +533,24 @@ fn measure_one_node_against_two_per_side() {
             cpu / secs,
             lab.events(&id).contains("spread over")
         );
+        // What each destination machine received of it, by its own log.
+        for log in logs.iter().map(|d| d.log()) {
+            for line in log
+                .lines()
+                .filter(|l| l.contains(&id) && l.contains("received"))
+            {
+                println!("  {}", line.split("INFO ").last().unwrap_or(line));
+            }
+        }
         fs::remove_dir_all(lab.dst.home.join(format!("{what}-{dir}"))).unwrap();
     };
     let primaries = [lab.src_daemon().pid(), lab.dst_daemon().pid()];
-    run("one-node", "many", &primaries);
-    run("one-node", "one", &primaries);
+    run("one-node", "many", &primaries, &[lab.dst_daemon()]);
+    run("one-node", "one", &primaries, &[lab.dst_daemon()]);
     let (_s2, s2) = join(&lab, "src", &lab.src);
     let (_d2, d2) = join(&lab, "dst", &lab.dst);
     wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
     let all = [primaries[0], primaries[1], s2.pid(), d2.pid()];
-    run("two-nodes", "many", &all);
-    run("two-nodes", "one", &all);
+    run("two-nodes", "many", &all, &[lab.dst_daemon(), &d2]);
+    run("two-nodes", "one", &all, &[lab.dst_daemon(), &d2]);
 }

@@ -355,6 +355,7 @@ where
     if ctx.transfers.is_some() {
         features.push(ferry_proto::relay::RELAY_FEATURE.to_string());
         features.push(ferry_proto::task::FEATURE_SHARDS.to_string());
+        features.push(ferry_proto::task::FEATURE_SPLIT_FILES.to_string());
     }
     let mut conn = EndpointConnection::with_features(
         Instant::now(),

@@ -424,6 +424,18 @@ impl Registry {
             .collect()
     }
 
+    /// Whether node `node` of an endpoint is connected here and its hello
+    /// named `feature`.
+    pub fn node_has_feature(&self, endpoint_id: &str, node: &str, feature: &str) -> bool {
+        self.live.lock().ok().is_some_and(|live| {
+            live.get(endpoint_id).is_some_and(|handles| {
+                handles
+                    .iter()
+                    .any(|h| h.node == node && h.features.iter().any(|f| f == feature))
+            })
+        })
+    }
+
     /// Tells node `node` of a task's source to send its shard (the
     /// capability names it) to `connect_to`.
     pub fn start_shard(
@@ -1277,6 +1289,13 @@ mod tests {
             .map(|n| n.0)
             .collect();
         assert_eq!(nodes, [PRIMARY_NODE, "node-2"]);
+        // Its hello named `shards` only: its shards split no file.
+        let split = ferry_proto::task::FEATURE_SPLIT_FILES;
+        let shards = ferry_proto::task::FEATURE_SHARDS;
+        assert!(registry.node_has_feature("e1", "node-2", shards));
+        assert!(!registry.node_has_feature("e1", "node-2", split));
+        assert!(!registry.node_has_feature("e1", "node-3", shards));
+        assert!(!registry.node_has_feature("e2", "node-2", shards));
         // node-2 dials again: its old link is replaced, which a spread
         // task must hear of; the endpoint's link is the same.
         let n2b = link("node-2", "n2:2");

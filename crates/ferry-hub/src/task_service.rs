@@ -389,6 +389,7 @@ fn check_submission(submit: &SubmitTask, now: i64) -> Result<(), TaskServiceErro
         shard: Some(ferry_proto::task::Shard {
             index: u32::MAX,
             count: u32::MAX,
+            split: true,
         }),
     }
     .body();

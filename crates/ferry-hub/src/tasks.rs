@@ -1703,8 +1703,30 @@ fn start_spread(
     pairs: &[(String, String, String)],
 ) -> Result<(), String> {
     let count = u32::try_from(pairs.len()).unwrap_or(u32::MAX);
+    // A large file is split over the pairs only when every node of them
+    // knows how (an older node would send or await the file whole), and
+    // not at checksum level: each node would hash the whole file there
+    // to compare, and the file is unchanged more often than not.
+    let feature = ferry_proto::task::FEATURE_SPLIT_FILES;
+    let split = pairs.iter().all(|(source_node, destination_node, _)| {
+        hub.control.node_has_feature(source, source_node, feature)
+            && hub
+                .control
+                .node_has_feature(destination, destination_node, feature)
+    }) && hub
+        .store
+        .task_work(task_id)
+        .ok()
+        .flatten()
+        .is_some_and(|work| {
+            work.options.sync_level != Some(ferry_proto::task::SyncLevel::Checksum)
+        });
     for (index, (source_node, _, address)) in (0u32..).zip(pairs) {
-        let shard = ferry_proto::task::Shard { index, count };
+        let shard = ferry_proto::task::Shard {
+            index,
+            count,
+            split,
+        };
         let sealed = capability(hub, task_id, attempt, source, destination, Some(shard))
             .map_err(|e| e.message)?;
         hub.control

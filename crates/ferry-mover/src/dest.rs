@@ -60,7 +60,7 @@ use ferry_proto::data::{
     self, ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open,
 };
 use ferry_proto::filter::FilterSet;
-use ferry_proto::task::{Capability, TaskCounters, TaskReport};
+use ferry_proto::task::{Capability, Part, SplitPart, TaskCounters, TaskReport, shard_of};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
@@ -725,6 +725,44 @@ struct InFlight {
     /// Bytes of it counted as transferred: they move to `bytes_resent` if
     /// the file is sent again.
     counted: u64,
+    /// This node's part of a file split over the nodes of a spread task.
+    split: Option<Split>,
+}
+
+/// A file split over the nodes of a spread task, as one node sees it:
+/// each destination node writes its chunks into the file's one shared
+/// temporary ([`Disk::split`]), makes them durable and leaves a sidecar
+/// naming their digests ([`SplitPart`]); the node of the file's own shard
+/// commits it once every other part's sidecar is there and fits.
+#[derive(Debug, Clone)]
+struct Split {
+    /// The chunks this node writes.
+    range: std::ops::Range<u32>,
+    /// This node's shard is the file's own ([`shard_of`]): it commits it.
+    owner: bool,
+    index: u32,
+    count: u32,
+}
+
+/// How often a node that commits a split file looks for the other
+/// parts' sidecars.
+const PART_POLL: Duration = Duration::from_millis(20);
+/// How long it waits for them once its own part is in: the parts are of
+/// one size and move side by side, so one this late is a node that is
+/// stuck. The attempt then ends as a fault, and the hub retries it.
+const PART_WAIT: Duration = Duration::from_secs(600);
+
+impl InFlight {
+    /// The chunks this node receives of it, and how it asks for them all.
+    fn all_chunks(&self) -> (u32, ChunkSet) {
+        match &self.split {
+            Some(split) => (
+                split.range.len() as u32,
+                ChunkSet::Only(split.range.clone().collect()),
+            ),
+            None => (self.hashes.len() as u32, ChunkSet::All),
+        }
+    }
 }
 
 impl InFlight {
@@ -880,6 +918,25 @@ impl Session {
         Path::new(item.source.as_os_str())
             .file_name()
             .map(std::ffi::OsStr::to_os_string)
+    }
+
+    /// This node's part of `entry` if it is a file split over the nodes
+    /// of a spread task.
+    fn split_of(&self, entry: &Entry) -> Option<Split> {
+        let shard = self.cap.shard?;
+        if entry.kind != EntryKind::File {
+            return None;
+        }
+        let rel = entry.path.as_bytes();
+        match shard.part(entry.item, rel, entry.size) {
+            Part::Chunks(range) => Some(Split {
+                range,
+                owner: shard_of(entry.item, rel, shard.count) == shard.index,
+                index: shard.index,
+                count: shard.count,
+            }),
+            Part::Whole | Part::None => None,
+        }
     }
 
     /// Directories this attempt made: nothing can stand in them yet.
@@ -1239,6 +1296,17 @@ async fn settle(session: Arc<Session>, fate: Fate, told: &watch::Receiver<Stop>)
     let _ = tokio::task::spawn_blocking(move || {
         let s = &session;
         let (task, attempt) = (&s.cap.task_id, s.cap.attempt);
+        // Sidecars of split files are of this attempt only: unless it
+        // succeeded (a part another node commits stays for it), they go,
+        // and the shared temporaries with them, or, for a retry, become
+        // plain temporaries the next attempt resumes.
+        if fate != Fate::Succeeded {
+            let keep = fate == Fate::Interrupted && !over;
+            let dropped = s.disk.drop_splits(keep);
+            if dropped > 0 {
+                tracing::info!(%task, attempt, dropped, keep, "parts of split files ended with the attempt");
+            }
+        }
         let why = match (fate, over) {
             (Fate::Interrupted, false) => {
                 match s.disk.keep(&s.journal) {
@@ -1502,7 +1570,12 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
             let mut st = s.lock();
             if let Some(mut f) = st.files.remove(&id) {
                 f.recount(&mut st.counters);
-                s.disk.remove_temp(&f.final_path);
+                if f.split.is_some() {
+                    // Its other parts are of no use either.
+                    s.disk.drop_split(&f.final_path, false);
+                } else {
+                    s.disk.remove_temp(&f.final_path);
+                }
                 if let Ok(mut j) = s.journal.lock()
                     && let Some(j) = j.as_mut()
                 {
@@ -1684,16 +1757,23 @@ fn decide(s: &Session, entry: &Entry) -> Result<Decided, MoveError> {
         }
         return Ok(Decided::Need(None));
     }
-    {
+    // A split file counts once, with its own shard (its bytes as each
+    // node receives them); the hub sums the shards.
+    let split = s.split_of(entry);
+    let counts = split.as_ref().is_none_or(|sp| sp.owner);
+    if counts {
         let mut st = s.lock();
         st.counters.files += 1;
         st.counters.bytes = st.counters.bytes.saturating_add(entry.size);
     }
-    let committed = s
-        .recovered
-        .lock()
-        .map(|r| r.committed.contains(&key))
-        .unwrap_or(false);
+    // Only the node that committed a file journals it: a split file is
+    // decided by what stands on the shared filesystem, as every node of
+    // it sees it alike.
+    let committed = split.is_none()
+        && s.recovered
+            .lock()
+            .map(|r| r.committed.contains(&key))
+            .unwrap_or(false);
     if committed {
         // An earlier attempt of this task moved it.
         let mut st = s.lock();
@@ -1726,9 +1806,11 @@ fn decide(s: &Session, entry: &Entry) -> Result<Decided, MoveError> {
     }
     let verdict = plan::verdict(s.cap.options.sync_level, entry, existing.as_ref());
     if verdict == Verdict::Skip {
-        let mut st = s.lock();
-        st.counters.files_skipped += 1;
-        st.counters.bytes_skipped = st.counters.bytes_skipped.saturating_add(entry.size);
+        if counts {
+            let mut st = s.lock();
+            st.counters.files_skipped += 1;
+            st.counters.bytes_skipped = st.counters.bytes_skipped.saturating_add(entry.size);
+        }
         return Ok(Decided::Need(Some(Need::Skip)));
     }
     let landed = Landed {
@@ -1736,10 +1818,74 @@ fn decide(s: &Session, entry: &Entry) -> Result<Decided, MoveError> {
         key,
         existing: existing.is_some(),
     };
+    if let Some(split) = split {
+        // The hub splits no file at checksum level: a node compares none.
+        return admit_part(s, entry, landed, split).map(Decided::Need);
+    }
     if verdict == Verdict::CompareDigest {
         return Ok(Decided::Compare(landed));
     }
     admit(s, entry, landed, None).map(Decided::Need)
+}
+
+/// [`admit`] for this node's part of a split file: the file's shared
+/// temporary of this attempt, made or opened (never resumed: an earlier
+/// attempt's parts may have been anyone's), and this part's chunks.
+fn admit_part(
+    s: &Session,
+    entry: &Entry,
+    landed: Landed,
+    split: Split,
+) -> Result<Option<Need>, MoveError> {
+    let Landed {
+        path,
+        key,
+        existing,
+    } = landed;
+    let temp = s.disk.split(&path, s.cap.attempt, split.count);
+    if let Ok(mut r) = s.recovered.lock() {
+        r.partial.remove(&key);
+    }
+    let file = match DataFile::create(&s.disk, &path, entry.size) {
+        Err(MoveError::Missing(_)) if !existing => {
+            s.created(s.disk.make_parents(parent_of(&path))?);
+            DataFile::create(&s.disk, &path, entry.size)?
+        }
+        done => done?,
+    };
+    let missing: Vec<u32> = split.range.clone().collect();
+    tracing::debug!(file = %String::from_utf8_lossy(entry.path.as_bytes()), chunks = ?split.range, owner = split.owner, "a part of a split file");
+    let mut st = s.lock();
+    st.files.insert(
+        entry.id,
+        InFlight {
+            key,
+            rel: entry.path.as_bytes().to_vec(),
+            final_path: path,
+            temp_path: temp.path().to_path_buf(),
+            file,
+            size: entry.size,
+            mtime_ns: entry.mtime_ns,
+            mode: entry.mode,
+            hashes: vec![None; chunk_count(entry.size) as usize],
+            outstanding: missing.len() as u32,
+            unjournaled: Vec::new(),
+            unconfirmed: Vec::new(),
+            source_digest: None,
+            // Another node may have made the temporary: nothing in it
+            // is known to be a hole.
+            fresh: false,
+            resends: 0,
+            awaiting_verdict: false,
+            generation: 0,
+            retries: 0,
+            counted: 0,
+            split: Some(split),
+        },
+    );
+    Ok(Some(Need::Send {
+        missing: ChunkSet::Only(missing),
+    }))
 }
 
 /// What the destination needs of a file that lands at `landed`, given the
@@ -1860,6 +2006,7 @@ fn admit(
             generation: 0,
             retries: 0,
             counted: kept,
+            split: None,
         },
     );
     st.counters.bytes_transferred = st.counters.bytes_transferred.saturating_add(kept);
@@ -1991,6 +2138,16 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
             .hashes
             .get(header.index as usize)
             .ok_or_else(|| MoveError::Protocol("chunk index out of range".into()))?;
+        if f.split
+            .as_ref()
+            .is_some_and(|sp| !sp.range.contains(&header.index))
+        {
+            return Err(MoveError::Protocol(format!(
+                "chunk {} of {} is another node's part",
+                header.index,
+                ferry_paths::show(&f.final_path)
+            )));
+        }
         // A held chunk the source sent: it differs from the source's.
         if slot.is_some() && !f.unconfirmed.contains(&header.index) {
             st.counters.bytes_resent = st.counters.bytes_resent.saturating_add(data.len() as u64);
@@ -2006,8 +2163,9 @@ fn receive_chunk(s: &Session, header: ChunkHeader, data: Vec<u8>) -> Result<(), 
             )));
         }
         let file = f.file.clone();
-        // The file's last chunk: see below.
-        let last = (f.outstanding == 1).then_some((f.mode, f.mtime_ns));
+        // The file's last chunk: see below. A split file's other parts
+        // may still be written: its own shard sets them at its commit.
+        let last = (f.outstanding == 1 && f.split.is_none()).then_some((f.mode, f.mtime_ns));
         (
             file,
             offset,
@@ -2101,7 +2259,9 @@ fn start_over(s: &Session, id: u64, generation: u32, cause: MoveError) -> Result
         // Another chunk's failure started it over already.
         return Ok(());
     }
-    if f.retries >= MAX_FILE_RETRIES {
+    // A split file's temporary holds other nodes' parts: it is not
+    // started over here, the attempt is.
+    if f.retries >= MAX_FILE_RETRIES || f.split.is_some() {
         return Err(cause);
     }
     tracing::warn!(error = %cause, "starting the file over");
@@ -2158,8 +2318,14 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), MoveErr
     {
         return Ok(());
     }
-    let mut hashes = Vec::with_capacity(f.hashes.len());
-    for h in &f.hashes {
+    // A part of a split file: its own chunks, whose digest is the one
+    // its source sent for them.
+    let chunks = match &f.split {
+        Some(split) => &f.hashes[split.range.start as usize..split.range.end as usize],
+        None => &f.hashes[..],
+    };
+    let mut hashes = Vec::with_capacity(chunks.len());
+    for h in chunks {
         hashes.push(h.ok_or_else(|| MoveError::Internal("a chunk went missing".into()))?);
     }
     let Some(mut f) = st.files.remove(&id) else {
@@ -2200,8 +2366,9 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), MoveErr
     );
     tracing::warn!(file = %path, "digest mismatch; asking for the file again");
     let count = f.hashes.len();
+    let (outstanding, missing) = f.all_chunks();
     f.hashes = vec![None; count];
-    f.outstanding = count as u32;
+    f.outstanding = outstanding;
     f.source_digest = None;
     f.unjournaled.clear();
     f.unconfirmed.clear();
@@ -2216,12 +2383,7 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), MoveErr
     }
     st.files.insert(id, f);
     let _ = s.to_source.send(Message::Needs {
-        needs: vec![(
-            id,
-            Need::Send {
-                missing: ChunkSet::All,
-            },
-        )],
+        needs: vec![(id, Need::Send { missing })],
     });
     Ok(())
 }
@@ -2231,6 +2393,11 @@ fn complete_if_ready(s: &Session, st: &mut State, id: u64) -> Result<(), MoveErr
 fn checkpoint_partials(s: &Session) {
     let pending: Vec<Partial> = {
         let mut st = s.lock();
+        // A split file's part is not resumed (see `admit_part`): nothing
+        // of it is journaled.
+        for f in st.files.values_mut().filter(|f| f.split.is_some()) {
+            f.unjournaled.clear();
+        }
         st.files
             .values_mut()
             .filter(|f| !f.unjournaled.is_empty())
@@ -2263,45 +2430,121 @@ struct Partial {
     chunks: ChunkHashes,
 }
 
-/// Commits verified files in batches (see [`Disk::commit`]).
+/// Commits verified files in batches (see [`Disk::commit`]). A part of
+/// a split file is made durable and its sidecar left ([`Disk::write_part`]);
+/// a split file of this node's own shard waits, without holding up the
+/// others, until every other part is in ([`Disk::gather_parts`]), then is
+/// committed like any file.
 fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
-    while let Ok(first) = ready.recv() {
-        let mut batch = vec![first];
-        while batch.len() < 512 {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut awaiting_parts: Vec<(Ready, std::time::Instant)> = Vec::new();
+    loop {
+        let first = if awaiting_parts.is_empty() {
+            match ready.recv() {
+                Ok(r) => Some(r),
+                Err(_) => break,
+            }
+        } else {
+            match ready.recv_timeout(PART_POLL) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        };
+        let mut batch: Vec<Ready> = first.into_iter().collect();
+        while !batch.is_empty() && batch.len() < 512 {
             match ready.try_recv() {
                 Ok(r) => batch.push(r),
                 Err(_) => break,
             }
         }
-        let n = batch.len();
-        tracing::debug!(n, "committing");
-        match s.disk.commit(&s.journal, &batch) {
-            Ok(()) => {
-                Metrics::add(&s.ctx.metrics.received_files, n as u64);
-                for ready in &batch {
-                    crate::served::file(
-                        &s.cap.task_id,
-                        s.cap.destination_grant.as_ref(),
-                        "write",
-                        &ready.file.final_path,
-                    );
+        let mut finished = 0usize;
+        let mut whole = Vec::with_capacity(batch.len());
+        for r in batch {
+            match r.file.split.as_ref().map(|split| split.owner) {
+                None => whole.push(r),
+                Some(true) => awaiting_parts.push((r, std::time::Instant::now())),
+                Some(false) => {
+                    let Some(split) = &r.file.split else {
+                        continue;
+                    };
+                    match s.disk.write_part(&s.cap, &r.file, split) {
+                        Ok(()) => {
+                            tracing::debug!(file = %String::from_utf8_lossy(&r.file.rel), "part of a split file written")
+                        }
+                        Err(e) => s.fail(e),
+                    }
+                    finished += 1;
                 }
-                s.lock().counters.files_transferred += n as u64;
             }
-            Err(e) => s.fail(e),
         }
-        let mut st = s.lock();
-        st.pending_commits = st.pending_commits.saturating_sub(n);
-        let waiting = !st.waiting.is_empty();
-        drop(st);
-        // Room was made: batches held back for it are answered now.
-        if waiting
-            && let Some(_working) = s.working()
-            && let Err(e) = answer_waiting(&s)
-        {
-            s.fail(e);
+        let mut still = Vec::with_capacity(awaiting_parts.len());
+        for (r, since) in awaiting_parts.drain(..) {
+            let Some(split) = &r.file.split else {
+                continue;
+            };
+            match s.disk.gather_parts(&s.cap, &r.file, split) {
+                Ok(Some(digest)) => {
+                    tracing::debug!(file = %String::from_utf8_lossy(&r.file.rel), parts = split.count, algorithm = %s.disk.algorithm, digest = %to_hex(&digest), "split file verified");
+                    whole.push(r);
+                }
+                Ok(None) if since.elapsed() < PART_WAIT => still.push((r, since)),
+                Ok(None) => {
+                    s.fail(MoveError::SplitFile(format!(
+                        "the other nodes' parts of {} did not come within {}s",
+                        ferry_paths::show(&r.file.final_path),
+                        PART_WAIT.as_secs()
+                    )));
+                    finished += 1;
+                }
+                Err(e) => {
+                    s.fail(e);
+                    finished += 1;
+                }
+            }
         }
-        s.wake.notify_waiters();
+        awaiting_parts = still;
+        let n = whole.len();
+        if n > 0 {
+            tracing::debug!(n, "committing");
+            match s.disk.commit(&s.journal, &whole) {
+                Ok(()) => {
+                    Metrics::add(&s.ctx.metrics.received_files, n as u64);
+                    for ready in &whole {
+                        crate::served::file(
+                            &s.cap.task_id,
+                            s.cap.destination_grant.as_ref(),
+                            "write",
+                            &ready.file.final_path,
+                        );
+                        if ready.file.split.is_some() {
+                            s.disk.drop_split(&ready.file.final_path, false);
+                        }
+                        if s.cap.attempt > 1 {
+                            let split = ready.file.split.is_some();
+                            s.disk
+                                .sweep_parts(&ready.file.final_path, ready.file.size, split);
+                        }
+                    }
+                    s.lock().counters.files_transferred += n as u64;
+                }
+                Err(e) => s.fail(e),
+            }
+        }
+        if n + finished > 0 {
+            let mut st = s.lock();
+            st.pending_commits = st.pending_commits.saturating_sub(n + finished);
+            let batches_wait = !st.waiting.is_empty();
+            drop(st);
+            // Room was made: batches held back for it are answered now.
+            if batches_wait
+                && let Some(_working) = s.working()
+                && let Err(e) = answer_waiting(&s)
+            {
+                s.fail(e);
+            }
+            s.wake.notify_waiters();
+        }
     }
 }
 
@@ -2473,6 +2716,9 @@ struct Disk {
     metrics: Arc<Metrics>,
     /// Temporary files' descriptors held now (see [`DataFile`]).
     open_data: Arc<OpenData>,
+    /// Targets of files split over nodes that this attempt writes a part
+    /// of: their shared temporary and how many parts they have.
+    splits: Mutex<HashMap<PathBuf, (Temporary, u32)>>,
 }
 
 impl Disk {
@@ -2490,6 +2736,7 @@ impl Disk {
                 count: AtomicUsize::new(0),
                 max: data_files_budget(),
             }),
+            splits: Mutex::default(),
         }
     }
 
@@ -2517,9 +2764,247 @@ impl Disk {
         }
     }
 
-    /// The temporary of `target` in this task.
+    /// The temporary of `target` in this task (in this attempt, for a
+    /// split file).
     fn temporary(&self, target: &Path) -> Temporary {
+        if let Some((temp, _)) = lock(&self.splits).get(target) {
+            return temp.clone();
+        }
         Temporary::new(target, &self.task_id)
+    }
+
+    /// Makes `target` a file split into `count` parts in `attempt`: its
+    /// temporary is the one every node of the attempt names alike
+    /// (`.ferry.NAME.TAG.aATTEMPT.part`), an earlier attempt's never.
+    fn split(&self, target: &Path, attempt: u32, count: u32) -> Temporary {
+        let temp = Temporary::new(target, &self.task_id).labelled(&format!("a{attempt}"));
+        lock(&self.splits).insert(target.to_path_buf(), (temp.clone(), count));
+        temp
+    }
+
+    /// The sidecar of part `index` of a split file whose temporary is `temp`.
+    fn sidecar(temp: &Temporary, index: u32) -> Temporary {
+        temp.labelled(&format!("s{index}"))
+    }
+
+    /// Removes every part's sidecar of a split file, and its shared
+    /// temporary if still there; the target is no longer split. With
+    /// `keep`, the temporary is not removed but becomes the target's
+    /// plain temporary of the task, kept for the next attempt like any
+    /// (journaled by name): what every node wrote into it is verified
+    /// chunks (or a chunk cut short by a node's end), which that attempt
+    /// compares with its source's digests before counting any
+    /// (`Need::SendUnlessHeld`), so a lost node costs only its chunks in
+    /// flight. Returns whether anything was there.
+    fn drop_split(&self, target: &Path, keep: bool) -> bool {
+        let Some((temp, count)) = lock(&self.splits).remove(target) else {
+            return false;
+        };
+        let mut removed = false;
+        let mut names: Vec<Temporary> = (0..count).map(|i| Self::sidecar(&temp, i)).collect();
+        if keep {
+            let plain = Temporary::new(target, &self.task_id);
+            match self.fs.rename_temporary(&temp, &plain) {
+                Ok(()) => {
+                    self.temporaries()
+                        .entry(target.to_path_buf())
+                        .or_insert(false);
+                    removed = true;
+                }
+                // Another node of the attempt kept it already, or it
+                // was committed.
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot keep the temporary of a split file");
+                    names.push(temp);
+                }
+            }
+        } else {
+            names.push(temp);
+        }
+        for t in names {
+            match self.fs.remove_temporary(&t) {
+                Ok(()) => removed = true,
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot remove a temporary file"),
+            }
+        }
+        removed
+    }
+
+    /// [`Disk::drop_split`] for every split file of this attempt not
+    /// committed here; how many had something there.
+    fn drop_splits(&self, keep: bool) -> usize {
+        let targets: Vec<PathBuf> = lock(&self.splits).keys().cloned().collect();
+        targets.iter().filter(|t| self.drop_split(t, keep)).count()
+    }
+
+    /// Removes what earlier attempts' split parts of `target` (of `size`
+    /// bytes) left beside it: a node that went away mid-attempt (kill -9)
+    /// leaves its part's sidecar, or the shared temporary, and no journal
+    /// names them. Looked for only where one can be (a file large enough
+    /// to be split, in a retry). With `plain`, the file was committed
+    /// from a split temporary: a plain one an earlier attempt kept of it
+    /// is of no use any more either.
+    fn sweep_parts(&self, target: &Path, size: u64, plain: bool) {
+        use ferry_proto::task::{SPLIT_MIN_CHUNKS_PER_SHARD, chunks_of};
+        if chunks_of(size) < 2 * SPLIT_MIN_CHUNKS_PER_SHARD {
+            return;
+        }
+        let Some(dir) = target.parent() else {
+            return;
+        };
+        let base = Temporary::new(target, &self.task_id);
+        if plain {
+            match self.fs.remove_temporary(&base) {
+                Ok(()) => {
+                    tracing::info!(temp = %base.path().display(), "removed a temporary an earlier attempt kept")
+                }
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot remove a temporary file"),
+            }
+        }
+        let Some(stem) = base.name().as_bytes().strip_suffix(b".part") else {
+            return;
+        };
+        let Ok(entries) = self.fs.read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let name = entry.name.as_bytes();
+            let Some(labels) = name
+                .strip_prefix(stem)
+                .and_then(|rest| rest.strip_prefix(b"."))
+                .and_then(|rest| rest.strip_suffix(b".part"))
+            else {
+                continue;
+            };
+            // `aN` (a shared temporary) or `aN.sM` (a sidecar) only.
+            let labels: Vec<&[u8]> = labels.split(|b| *b == b'.').collect();
+            let shaped = |label: &[u8], first: u8| {
+                label.len() > 1 && label[0] == first && label[1..].iter().all(u8::is_ascii_digit)
+            };
+            let temp = match labels.as_slice() {
+                [a] if shaped(a, b'a') => base.labelled(&String::from_utf8_lossy(a)),
+                [a, sm] if shaped(a, b'a') && shaped(sm, b's') => base
+                    .labelled(&String::from_utf8_lossy(a))
+                    .labelled(&String::from_utf8_lossy(sm)),
+                _ => continue,
+            };
+            match self.fs.remove_temporary(&temp) {
+                Ok(()) => {
+                    tracing::info!(temp = %temp.path().display(), "removed what an earlier attempt's split file left")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot remove a temporary file"),
+            }
+        }
+    }
+
+    /// This node's part of a split file is in and verified: made durable,
+    /// then its sidecar written (and made durable) for the node that
+    /// commits the file.
+    fn write_part(&self, cap: &Capability, f: &InFlight, split: &Split) -> Result<(), MoveError> {
+        use std::io::Write;
+        let file = f.file.get(self)?;
+        self.faults
+            .check(Op::SyncFile, &f.temp_path)
+            .and_then(|()| file.sync_data())
+            .map_err(on_disk("sync", &f.temp_path))?;
+        let part = SplitPart {
+            task_id: cap.task_id.clone(),
+            attempt: cap.attempt,
+            shard: split.index,
+            count: split.count,
+            size: f.size,
+            mtime_ns: f.mtime_ns,
+            digests: f.hashes[split.range.start as usize..split.range.end as usize]
+                .iter()
+                .map(|h| h.map(|h| to_hex(&h)))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| MoveError::Internal("a chunk went missing".into()))?,
+        };
+        let body = serde_json::to_vec(&part).map_err(|e| MoveError::Internal(e.to_string()))?;
+        let sidecar = Self::sidecar(&self.temporary(&f.final_path), split.index);
+        let err = |e| MoveError::fs(Side::Destination, e);
+        let mut out = match self.fs.create_temporary(&sidecar, 0o600) {
+            Ok(out) => out,
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => {
+                self.fs.remove_temporary(&sidecar).map_err(err)?;
+                self.fs.create_temporary(&sidecar, 0o600).map_err(err)?
+            }
+            Err(e) => return Err(err(e)),
+        };
+        out.write_all(&body)
+            .and_then(|()| out.sync_all())
+            .map_err(on_disk("write", sidecar.path()))
+    }
+
+    /// Every other part of a split file this node commits, read from
+    /// their sidecars: `None` while one is missing (or half written);
+    /// else the file's digest over all its chunks' digests in order,
+    /// each part verified by the node that wrote it against its source's
+    /// digests, and all of the file as this node's source offered it. A
+    /// sidecar that is complete but not this attempt's part fails the
+    /// attempt.
+    fn gather_parts(
+        &self,
+        cap: &Capability,
+        f: &InFlight,
+        split: &Split,
+    ) -> Result<Option<[u8; 32]>, MoveError> {
+        use std::io::Read;
+        let temp = self.temporary(&f.final_path);
+        let mut digests = f.hashes.clone();
+        for index in (0..split.count).filter(|i| *i != split.index) {
+            let sidecar = Self::sidecar(&temp, index);
+            let file = match self.fs.open_temporary(&sidecar) {
+                Ok(file) => file,
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(None),
+                Err(e) => return Err(MoveError::fs(Side::Destination, e)),
+            };
+            let mut body = Vec::new();
+            file.take(SplitPart::max_len(f.size))
+                .read_to_end(&mut body)
+                .map_err(on_disk("read", sidecar.path()))?;
+            let Ok(part) = serde_json::from_slice::<SplitPart>(&body) else {
+                return Ok(None);
+            };
+            let fits = part.matches(
+                &cap.task_id,
+                cap.attempt,
+                index,
+                split.count,
+                f.size,
+                f.mtime_ns,
+            );
+            let range = ferry_proto::task::chunk_range(
+                index,
+                split.count,
+                ferry_proto::task::chunks_of(f.size),
+            );
+            if !fits {
+                return Err(MoveError::SplitFile(format!(
+                    "part {index} of {} is not this attempt's (its source file changed between the nodes' reads?)",
+                    ferry_paths::show(&f.final_path)
+                )));
+            }
+            for (slot, hex) in digests[range.start as usize..range.end as usize]
+                .iter_mut()
+                .zip(&part.digests)
+            {
+                *slot = Some(from_hex(hex).ok_or_else(|| {
+                    MoveError::SplitFile(format!(
+                        "part {index} of {} names a malformed digest",
+                        ferry_paths::show(&f.final_path)
+                    ))
+                })?);
+            }
+        }
+        let all = digests
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| MoveError::Internal("a chunk of a split file went missing".into()))?;
+        Ok(Some(file_digest(self.algorithm, all.iter())))
     }
 
     /// A fresh temporary file of `size` bytes (a hole) for `target`,
@@ -2541,6 +3026,9 @@ impl Disk {
         self.faults
             .check(Op::CreateTemp, temp.path())
             .map_err(|e| MoveError::os(Side::Destination, "create", temp.path(), e))?;
+        if lock(&self.splits).contains_key(target) {
+            return self.open_split_temp(&temp, size);
+        }
         // Looking for a stale temporary only when creating fails saves two
         // syscalls per file.
         let file = match self.fs.create_temporary(&temp, 0o600) {
@@ -2557,6 +3045,36 @@ impl Disk {
         // Full length up front: chunks land anywhere, and zero chunks stay holes.
         file.set_len(size)
             .map_err(|e| MoveError::os(Side::Destination, "size", temp.path(), e))?;
+        Ok(file)
+    }
+
+    /// The shared temporary of a split file: made by whichever node comes
+    /// first, opened by the others, never replaced (it holds their parts).
+    /// Its length only grows to `size`: every node of the attempt sizes it
+    /// alike, so none cuts another's chunks off.
+    fn open_split_temp(&self, temp: &Temporary, size: u64) -> Result<File, MoveError> {
+        let err = |e| MoveError::fs(Side::Destination, e);
+        let file = match self.fs.create_temporary(temp, 0o600) {
+            Ok(f) => f,
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => {
+                self.fs.open_temporary(temp).map_err(err)?
+            }
+            Err(e) => return Err(err(e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| MoveError::os(Side::Destination, "stat", temp.path(), e))?
+            .len();
+        if len > size {
+            return Err(MoveError::SplitFile(format!(
+                "{} is longer than the file split over the nodes",
+                ferry_paths::show(temp.path())
+            )));
+        }
+        if len < size {
+            file.set_len(size)
+                .map_err(|e| MoveError::os(Side::Destination, "size", temp.path(), e))?;
+        }
         Ok(file)
     }
 
@@ -3154,6 +3672,7 @@ mod tests {
                     generation: 0,
                     retries: 0,
                     counted: 0,
+                    split: None,
                 },
             }
         }

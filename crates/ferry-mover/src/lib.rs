@@ -173,6 +173,12 @@ pub enum MoveError {
         disposition: Disposition,
         side: Option<Side>,
     },
+    /// A file split over the nodes of a spread task cannot be put
+    /// together in this attempt (its source changed between the nodes'
+    /// reads, another node's part never came or does not fit): the hub
+    /// retries it, with the nodes connected then.
+    #[error("{0}")]
+    SplitFile(String),
     /// The peer was told to stop the attempt (its endpoint paused, or the
     /// hub ended the attempt) and said so: nothing failed, and the hub
     /// hears of it from the peer's endpoint, so this side reports nothing.
@@ -279,6 +285,7 @@ impl MoveError {
             | MoveError::PeerSilent { .. }
             | MoveError::PeerNotReading { .. }
             | MoveError::PeerStopped { .. }
+            | MoveError::SplitFile(_)
             | MoveError::Internal(_) => None,
         }
     }
@@ -295,6 +302,7 @@ impl MoveError {
             | MoveError::PeerSilent { .. }
             | MoveError::PeerNotReading { .. }
             | MoveError::PeerStopped { .. }
+            | MoveError::SplitFile(_)
             | MoveError::Internal(_) => Disposition::RetryLater,
             MoveError::DeviceError(_) => Disposition::RetryFile,
             MoveError::Interrupted(_) => Disposition::RetryChunk,

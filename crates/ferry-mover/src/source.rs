@@ -45,7 +45,7 @@ use crate::{Disposition, MoveError, Side, at_once};
 use ferry_paths::{EntryKind as FsKind, FsError, Metadata, RootedFs, resolve_endpoint_path};
 use ferry_proto::data::{ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open};
 use ferry_proto::filter::FilterSet;
-use ferry_proto::task::{Capability, TaskReport};
+use ferry_proto::task::{Capability, Part, TaskReport};
 use ferry_proto::wire_path::WirePath;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -1098,12 +1098,10 @@ fn walk(
                     }
                     // Another node's part of a task spread over nodes:
                     // directories are every shard's (each makes those
-                    // its files land in), the rest only its own.
+                    // its files land in), a large file's chunks are cut
+                    // among all, the rest only its own.
                     if entry.metadata.kind != FsKind::Dir
-                        && !s
-                            .cap
-                            .shard
-                            .is_none_or(|sh| sh.holds(item_index, &child_rel))
+                        && !is_ours(s, item_index, &child_rel, &entry.metadata)
                     {
                         continue;
                     }
@@ -1140,7 +1138,7 @@ fn walk(
                 // Reverse so the first subdirectory is walked first.
                 stack.extend(subdirs.into_iter().rev());
             }
-        } else if s.cap.shard.is_none_or(|sh| sh.holds(item_index, b"")) {
+        } else if is_ours(s, item_index, b"", &meta) {
             match meta.kind {
                 FsKind::File => offer(
                     s,
@@ -1163,6 +1161,33 @@ fn walk(
     flush_batch(control, &mut batch);
     let _ = control.send(Message::End { files });
     Ok(())
+}
+
+/// Whether this node sends (some of) the entry at `rel` of item `item`:
+/// all of a task not spread over nodes; else its shard's entries and its
+/// part of every large file ([`ferry_proto::task::Shard::part`]).
+fn is_ours(s: &Shared, item: u32, rel: &[u8], meta: &Metadata) -> bool {
+    let size = if meta.kind == FsKind::File {
+        meta.size
+    } else {
+        0
+    };
+    s.cap
+        .shard
+        .is_none_or(|sh| sh.part(item, rel, size) != Part::None)
+}
+
+/// The chunks this node sends of a file split over the nodes of a spread
+/// task; `None` for a file it sends whole.
+fn split_range(s: &Shared, entry: &Entry) -> Option<std::ops::Range<u32>> {
+    match s
+        .cap
+        .shard?
+        .part(entry.item, entry.path.as_bytes(), entry.size)
+    {
+        Part::Chunks(range) => Some(range),
+        Part::Whole | Part::None => None,
+    }
 }
 
 /// An item that cannot be looked at could not be read, in a user's words
@@ -1459,6 +1484,17 @@ fn read_one(
         FileOutcome::Skipped => {
             let _ = control.send(Message::FileChanged { id });
         }
+        // A split file's other parts were read (or are being read) by
+        // other nodes as it was: offered again here, it could be put
+        // together from two versions. The attempt ends instead, and the
+        // next one offers it anew on every node.
+        FileOutcome::Changed if split_range(s, &offered.entry).is_some() => {
+            return Err(MoveError::SplitFile(format!(
+                "{} changed while the nodes read it",
+                ferry_paths::show(&offered.path)
+            ))
+            .into());
+        }
         FileOutcome::Changed => {
             let _ = control.send(Message::FileChanged { id });
             reoffer(s, control, offered)?;
@@ -1529,6 +1565,19 @@ fn send_file(
         ChunkSet::Only(list) => list.binary_search(&i).is_ok(),
     };
     let count = chunk_count(entry.size);
+    // A part of a split file: its chunks and the digest over theirs. The
+    // other parts are read by other nodes, maybe a moment later: each
+    // reads only the file as it was offered, so all read one version.
+    let split = split_range(s, entry);
+    if split.is_some()
+        && std::os::unix::fs::MetadataExt::mtime(&before)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(std::os::unix::fs::MetadataExt::mtime_nsec(&before))
+            != entry.mtime_ns
+    {
+        return Ok(FileOutcome::Changed);
+    }
+    let chunks = split.unwrap_or(0..count);
     // With a digest to compare, hash everything first and send only if different.
     if let Some(theirs) = compare {
         let hashed = s
@@ -1548,9 +1597,9 @@ fn send_file(
         }
     }
     // Chunks are read straight into the buffers that travel: no copy.
-    let mut hashes = Vec::with_capacity(count as usize);
+    let mut hashes = Vec::with_capacity(chunks.len());
     let mut rejected = Vec::new();
-    for index in 0..count {
+    for index in chunks {
         let (offset, len) = span(entry.size, index);
         let Some(data) = read_span(s, &file, path, offset, len)? else {
             return Ok(FileOutcome::Changed);

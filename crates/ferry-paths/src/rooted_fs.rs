@@ -569,6 +569,15 @@ impl RootedFs {
         self.rename_prepared(&from, &to)
     }
 
+    /// Renames one temporary of a target onto another of the same target
+    /// (a split file's shared temporary onto the one a later attempt
+    /// resumes), replacing it; each decided as a temporary of its target.
+    pub fn rename_temporary(&self, from: &Temporary, to: &Temporary) -> Result<(), FsError> {
+        let from = self.prepare_temporary(from)?;
+        let to = self.prepare_temporary(to)?;
+        self.rename_prepared(&from, &to)
+    }
+
     /// Renames `from` to `to`, replacing `to` if it exists (as rename(2) does).
     /// Neither end's final component is followed if it is a symlink.
     pub fn rename(&self, from: &Path, to: &Path) -> Result<(), FsError> {

@@ -65,6 +65,24 @@ impl Temporary {
     pub fn name(&self) -> &OsStr {
         self.path.file_name().unwrap_or(OsStr::new(""))
     }
+
+    /// Another temporary of the same target, named as this one with
+    /// `.LABEL` before the suffix (LABEL: its ASCII letters and digits):
+    /// a file split over several nodes has one for each attempt, which
+    /// every node names alike, and each part's sidecar one of its own.
+    /// Still a temporary's shape, so never taken for a user's file.
+    pub fn labelled(&self, label: &str) -> Temporary {
+        let name = self.name().as_bytes();
+        let stem = name.strip_suffix(SUFFIX).unwrap_or(name);
+        let mut temp = stem.to_vec();
+        temp.push(b'.');
+        temp.extend(label.bytes().filter(u8::is_ascii_alphanumeric));
+        temp.extend_from_slice(SUFFIX);
+        Temporary {
+            target: self.target.clone(),
+            path: self.path.with_file_name(OsString::from_vec(temp)),
+        }
+    }
 }
 
 /// `.ferry.NAME.TAG.part` for a target named `name` in task `task_id`.
@@ -115,6 +133,23 @@ mod tests {
         assert!(is_temp_name(t.name().as_bytes()));
         let top = Temporary::new(Path::new("/home/u/x"), "abc");
         assert_eq!(top.path(), Path::new("/home/u/.ferry.x.abc.part"));
+    }
+
+    #[test]
+    fn a_labelled_temporary_keeps_its_target_and_a_temporarys_shape() {
+        let t = Temporary::new(Path::new("/d/data.h5"), "0b5e3a52-8d1c");
+        let split = t.labelled("a3");
+        assert_eq!(
+            split.path(),
+            Path::new("/d/.ferry.data.h5.0b5e3a52.a3.part")
+        );
+        assert_eq!(split.target(), Path::new("/d/data.h5"));
+        let side = split.labelled("s1/..");
+        assert_eq!(side.name(), ".ferry.data.h5.0b5e3a52.a3.s1.part");
+        assert!(is_temp_name(side.name().as_bytes()));
+        let long = Temporary::new(Path::new(&format!("/d/{}", "x".repeat(255))), "t");
+        let longest = long.labelled("a4294967295").labelled("s4294967295");
+        assert!(longest.name().len() <= 255, "{}", longest.name().len());
     }
 
     #[test]

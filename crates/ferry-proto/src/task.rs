@@ -232,6 +232,39 @@ pub const FEATURE_SHARDS: &str = "shards";
 pub struct Shard {
     pub index: u32,
     pub count: u32,
+    /// Every shard moves a part of each large file ([`Shard::splits`]),
+    /// not only the file's own shard. Only set when every node of the
+    /// attempt's hello named [`FEATURE_SPLIT_FILES`]; absent (an older
+    /// hub): no file is split.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub split: bool,
+}
+
+/// The hello feature of an endpoint that moves its part of a large file
+/// of a spread task ([`Shard::split`]): a source sends only its
+/// [`Shard::chunks`], a destination writes them into the file's shared
+/// temporary and the file's own shard commits it.
+pub const FEATURE_SPLIT_FILES: &str = "split_files";
+
+/// A file of a spread task is split over its shards when it has at least
+/// this many chunks per shard: with fewer, the cost of one more node
+/// writing into it (a temporary opened twice, a sidecar, the owner's
+/// wait) outweighs moving a few chunks side by side.
+pub const SPLIT_MIN_CHUNKS_PER_SHARD: u64 = 2;
+/// A file of more chunks (64 GiB) is not split: a destination node names
+/// the chunks of its part one by one in a needs message, which must stay
+/// well within [`crate::data::MAX_MESSAGE`].
+pub const MAX_SPLIT_CHUNKS: u64 = 16_384;
+
+/// What one shard moves of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Nothing: another shard's file.
+    None,
+    /// All of it: this shard's file.
+    Whole,
+    /// These chunks (by index) of a file split over every shard.
+    Chunks(std::ops::Range<u32>),
 }
 
 impl Shard {
@@ -239,6 +272,95 @@ impl Shard {
     /// empty for an item that is one file) is this shard's.
     pub fn holds(&self, item: u32, rel: &[u8]) -> bool {
         self.count <= 1 || shard_of(item, rel, self.count) == self.index
+    }
+
+    /// Whether a file of `size` bytes is split over every shard.
+    pub fn splits(&self, size: u64) -> bool {
+        let chunks = chunks_of(size);
+        self.split
+            && self.count >= 2
+            && chunks >= u64::from(self.count) * SPLIT_MIN_CHUNKS_PER_SHARD
+            && chunks <= MAX_SPLIT_CHUNKS
+    }
+
+    /// What this shard moves of the file at `rel` of `size` bytes.
+    pub fn part(&self, item: u32, rel: &[u8], size: u64) -> Part {
+        if self.splits(size) {
+            Part::Chunks(chunk_range(self.index, self.count, chunks_of(size)))
+        } else if self.holds(item, rel) {
+            Part::Whole
+        } else {
+            Part::None
+        }
+    }
+}
+
+/// How many chunks of [`crate::data::CHUNK_SIZE`] a file of `size` bytes has.
+pub fn chunks_of(size: u64) -> u64 {
+    size.div_ceil(crate::data::CHUNK_SIZE)
+}
+
+/// The chunks shard `index` of `count` moves of a file of `chunks`
+/// chunks split over all of them: contiguous (each node reads and writes
+/// one stretch of the file), disjoint, together all of them, the first
+/// `chunks % count` shards one chunk more than the rest. Empty for an
+/// index out of range.
+pub fn chunk_range(index: u32, count: u32, chunks: u64) -> std::ops::Range<u32> {
+    if count == 0 || index >= count {
+        return 0..0;
+    }
+    let (count, index) = (u64::from(count), u64::from(index));
+    let (base, extra) = (chunks / count, chunks % count);
+    let start = index * base + index.min(extra);
+    let len = base + u64::from(index < extra);
+    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    clamp(start)..clamp(start + len)
+}
+
+/// What a destination node that is not a split file's own shard leaves
+/// beside the file's shared temporary once its part is written, durable
+/// and verified: the file's own shard commits the file only once every
+/// other shard's is there, and checks the file's digest over all the
+/// chunks' digests. Found by name ([`SplitPart::matches`] says whether
+/// one is of this attempt and file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitPart {
+    pub task_id: String,
+    pub attempt: u32,
+    pub shard: u32,
+    pub count: u32,
+    /// The file as its source offered it: every part must be of the same.
+    pub size: u64,
+    pub mtime_ns: i64,
+    /// The digests (hex) of the part's chunks, in order.
+    pub digests: Vec<String>,
+}
+
+impl SplitPart {
+    /// The most bytes a sidecar of a file of `size` bytes takes.
+    pub fn max_len(size: u64) -> u64 {
+        4096 + chunks_of(size).saturating_mul(70)
+    }
+
+    /// Whether this part is the one shard `shard` of `count` was to write
+    /// of this attempt's file of `size` bytes and `mtime_ns`: its chunks
+    /// and nothing else.
+    pub fn matches(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        shard: u32,
+        count: u32,
+        size: u64,
+        mtime_ns: i64,
+    ) -> bool {
+        self.task_id == task_id
+            && self.attempt == attempt
+            && self.shard == shard
+            && self.count == count
+            && self.size == size
+            && self.mtime_ns == mtime_ns
+            && self.digests.len() == chunk_range(shard, count, chunks_of(size)).len()
     }
 }
 
@@ -783,6 +905,7 @@ mod tests {
                     Shard {
                         index: *i,
                         count: 3,
+                        split: false,
                     }
                     .holds(0, rel.as_bytes())
                 })
@@ -791,7 +914,111 @@ mod tests {
             per[owners[0] as usize] += 1;
         }
         assert!(per.iter().all(|n| *n > 50), "{per:?}");
-        assert!(Shard { index: 0, count: 1 }.holds(9, b"x"));
+        assert!(
+            Shard {
+                index: 0,
+                count: 1,
+                split: false
+            }
+            .holds(9, b"x")
+        );
+    }
+
+    #[test]
+    fn a_split_files_chunks_are_cut_into_contiguous_disjoint_ranges_covering_all() {
+        assert_eq!(chunk_range(0, 2, 10), 0..5);
+        assert_eq!(chunk_range(1, 2, 10), 5..10);
+        assert_eq!(chunk_range(0, 3, 10), 0..4);
+        assert_eq!(chunk_range(1, 3, 10), 4..7);
+        assert_eq!(chunk_range(2, 3, 10), 7..10);
+        assert_eq!(chunk_range(3, 3, 10), 0..0, "no such shard");
+        assert_eq!(chunk_range(0, 0, 10), 0..0);
+        assert_eq!(chunk_range(1, 4, 2), 1..2);
+        assert_eq!(chunk_range(3, 4, 2), 2..2);
+        for count in 1..9u32 {
+            for chunks in 0..70u64 {
+                let mut next = 0u32;
+                let mut lens = Vec::new();
+                for index in 0..count {
+                    let r = chunk_range(index, count, chunks);
+                    assert_eq!(r.start, next, "{index}/{count} of {chunks}");
+                    next = r.end;
+                    lens.push(r.len());
+                }
+                assert_eq!(u64::from(next), chunks, "{count} cover {chunks}");
+                let (min, max) = (lens.iter().min().unwrap(), lens.iter().max().unwrap());
+                assert!(max - min <= 1, "{lens:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_large_file_of_a_splitting_shard_is_split() {
+        use crate::data::CHUNK_SIZE;
+        let shard = |index, count, split| Shard {
+            index,
+            count,
+            split,
+        };
+        // Two shards: four chunks is the least that is split.
+        let just = 3 * CHUNK_SIZE + 1;
+        assert!(shard(0, 2, true).splits(just));
+        assert!(!shard(0, 2, true).splits(3 * CHUNK_SIZE));
+        assert!(!shard(0, 2, false).splits(just), "an older hub's shard");
+        assert!(!shard(0, 1, true).splits(1 << 30));
+        assert!(shard(1, 2, true).splits(MAX_SPLIT_CHUNKS * CHUNK_SIZE));
+        assert!(!shard(1, 2, true).splits(MAX_SPLIT_CHUNKS * CHUNK_SIZE + 1));
+        assert_eq!(shard(0, 2, true).part(0, b"f", just), Part::Chunks(0..2));
+        assert_eq!(shard(1, 2, true).part(0, b"f", just), Part::Chunks(2..4));
+        assert_eq!(chunks_of(0), 0);
+        assert_eq!(chunks_of(1), 1);
+        assert_eq!(chunks_of(CHUNK_SIZE), 1);
+        // A small file stays whole with the one shard that holds it.
+        let owner = shard_of(0, b"f", 2);
+        for index in 0..2 {
+            let want = if index == owner {
+                Part::Whole
+            } else {
+                Part::None
+            };
+            assert_eq!(shard(index, 2, true).part(0, b"f", 10), want);
+        }
+        // What an older hub's capability carries reads as unsplit, and
+        // an unsplit shard is written as an older endpoint reads it.
+        let older: Shard = serde_json::from_str(r#"{"index":1,"count":2}"#).unwrap();
+        assert_eq!(older, shard(1, 2, false));
+        assert_eq!(
+            serde_json::to_string(&shard(1, 2, false)).unwrap(),
+            r#"{"index":1,"count":2}"#
+        );
+    }
+
+    #[test]
+    fn a_split_part_matches_only_its_attempt_shard_and_file() {
+        let part = SplitPart {
+            task_id: "t".into(),
+            attempt: 3,
+            shard: 1,
+            count: 2,
+            size: 10 * crate::data::CHUNK_SIZE,
+            mtime_ns: 7,
+            digests: vec!["00".into(); 5],
+        };
+        let size = 10 * crate::data::CHUNK_SIZE;
+        assert!(part.matches("t", 3, 1, 2, size, 7));
+        assert!(!part.matches("u", 3, 1, 2, size, 7));
+        assert!(!part.matches("t", 2, 1, 2, size, 7), "an older attempt's");
+        assert!(!part.matches("t", 3, 0, 2, size, 7));
+        assert!(!part.matches("t", 3, 1, 3, size, 7));
+        assert!(!part.matches("t", 3, 1, 2, size + 1, 7), "another size");
+        assert!(!part.matches("t", 3, 1, 2, size, 8), "another mtime");
+        let short = SplitPart {
+            digests: vec!["00".into(); 4],
+            ..part.clone()
+        };
+        assert!(!short.matches("t", 3, 1, 2, size, 7), "a chunk missing");
+        let text = serde_json::to_vec(&part).unwrap();
+        assert!(text.len() as u64 <= SplitPart::max_len(size));
     }
 
     #[test]
