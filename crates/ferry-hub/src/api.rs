@@ -1319,6 +1319,7 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
         walk_done: totals.walk_done,
         faults: row.faults,
         attempt: row.attempt,
+        nodes: row.nodes,
         item_count: row.item_count,
         checksum_algorithm: Some(row.checksum_algorithm),
         on_success: row.on_success,
