@@ -496,6 +496,29 @@ impl Lab {
         (node, daemon)
     }
 
+    /// `ferry app create NAME --type portal --redirect-uri CALLBACK` as
+    /// alice: the app's (client id, client secret).
+    pub fn create_portal(&self, name: &str, callback: &str) -> (String, String) {
+        let out = self.ferry(&[
+            "app",
+            "create",
+            name,
+            "--type",
+            "portal",
+            "--redirect-uri",
+            callback,
+            "--json",
+        ]);
+        let made: Value = serde_json::from_str(out.ok()).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        let field = |key: &str| {
+            made[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {key}: {made}"))
+                .to_string()
+        };
+        (field("client_id"), field("client_secret"))
+    }
+
     /// `ferry task show ID --json`.
     pub fn show(&self, id: &str) -> Value {
         let out = self.ferry(&["task", "show", id, "--json"]);

@@ -254,10 +254,23 @@ pub fn register_with_key(
             SetupKeyUse::Expired => return Err(RegistryError::KeyExpired),
             SetupKeyUse::Unknown => return Err(RegistryError::KeyUnknown),
         };
+    let endpoint = live_endpoint(store, &endpoint_id)?;
     match node {
-        None => sign(store, endpoint_ca, &endpoint_id, csr_pem),
-        Some(node) => sign_node(store, endpoint_ca, &endpoint_id, &node, csr_pem),
+        None => sign_for(store, endpoint_ca, endpoint, csr_pem),
+        Some(node) => sign_node_for(store, endpoint_ca, endpoint, &node, csr_pem),
     }
+}
+
+/// The endpoint a setup key was made for (or one just created), to sign
+/// a CSR for: refused once revoked.
+fn live_endpoint(store: &dyn Storage, endpoint_id: &str) -> Result<EndpointRow, RegistryError> {
+    let endpoint = store.endpoint(endpoint_id)?.ok_or_else(|| {
+        RegistryError::Internal(anyhow::anyhow!("endpoint {endpoint_id} vanished"))
+    })?;
+    if endpoint.revoked {
+        return Err(RegistryError::Revoked(endpoint_id.to_string()));
+    }
+    Ok(endpoint)
 }
 
 /// Most nodes one endpoint may have besides its primary.
@@ -375,23 +388,6 @@ pub fn remove_node(
     }
 }
 
-/// Signs the CSR of a machine joining `endpoint_id` as node `node`.
-fn sign_node(
-    store: &dyn Storage,
-    endpoint_ca: &CertificateAuthority,
-    endpoint_id: &str,
-    node: &str,
-    csr_pem: &str,
-) -> Result<RegisteredEndpoint, RegistryError> {
-    let endpoint = store.endpoint(endpoint_id)?.ok_or_else(|| {
-        RegistryError::Internal(anyhow::anyhow!("endpoint {endpoint_id} vanished"))
-    })?;
-    if endpoint.revoked {
-        return Err(RegistryError::Revoked(endpoint_id.to_string()));
-    }
-    sign_node_for(store, endpoint_ca, endpoint, node, csr_pem)
-}
-
 /// Signs `csr_pem` for node `node` of `endpoint` and registers it as the
 /// node's certificate.
 fn sign_node_for(
@@ -433,7 +429,7 @@ pub fn register_new(
     store
         .create_endpoint(&id, owner_id, display_name, crate::grants::now())
         .map_err(name_taken(display_name))?;
-    sign(store, endpoint_ca, &id, csr_pem)
+    sign_for(store, endpoint_ca, live_endpoint(store, &id)?, csr_pem)
 }
 
 /// A connected endpoint's renewal: a new certificate for `csr_pem`,
@@ -478,21 +474,6 @@ pub fn renew(
         None => sign_for(store, endpoint_ca, endpoint, csr_pem)?.cert_pem,
         Some(node) => sign_node_for(store, endpoint_ca, endpoint, node, csr_pem)?.cert_pem,
     })
-}
-
-fn sign(
-    store: &dyn Storage,
-    endpoint_ca: &CertificateAuthority,
-    endpoint_id: &str,
-    csr_pem: &str,
-) -> Result<RegisteredEndpoint, RegistryError> {
-    let endpoint = store.endpoint(endpoint_id)?.ok_or_else(|| {
-        RegistryError::Internal(anyhow::anyhow!("endpoint {endpoint_id} vanished"))
-    })?;
-    if endpoint.revoked {
-        return Err(RegistryError::Revoked(endpoint_id.to_string()));
-    }
-    sign_for(store, endpoint_ca, endpoint, csr_pem)
 }
 
 /// Signs `csr_pem` for `endpoint`, which the caller found and may act on.
