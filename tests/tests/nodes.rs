@@ -83,6 +83,14 @@ fn a_second_machine_joins_an_endpoint_as_a_node_and_is_removed_again() {
     let again = User::sharing_home(&lab.dst).run(&["-setup", &key]);
     assert_eq!(again.code, Some(1), "{again:?}");
     assert!(again.stderr.contains("already used"), "{again:?}");
+    // A new node is what it needs, not a new endpoint.
+    assert!(
+        again
+            .stderr
+            .contains(&format!("`ferry endpoint add-node {dst_id}`"))
+            && !again.stderr.contains("endpoint create"),
+        "{again:?}"
+    );
 
     let daemon = second.start_foreground(&[]);
     let status = second.wait_hub_state("connected", LIMIT);

@@ -1036,7 +1036,13 @@ pub fn setup_keys_work_once_before_expiry(s: &dyn Storage) {
     let uid = s.add_user("alice", "hash", 0).unwrap();
     s.create_endpoint("e1", uid, "laptop", 0).unwrap();
     s.put_setup_key("k", "e1", 100).unwrap();
-    assert_eq!(s.take_setup_key("k", 200).unwrap(), SetupKeyUse::Expired);
+    assert_eq!(
+        s.take_setup_key("k", 200).unwrap(),
+        SetupKeyUse::Expired {
+            endpoint_id: "e1".into(),
+            node: None,
+        }
+    );
     assert_eq!(
         s.take_setup_key("k", 10).unwrap(),
         SetupKeyUse::Fresh {
@@ -1044,7 +1050,13 @@ pub fn setup_keys_work_once_before_expiry(s: &dyn Storage) {
             node: None,
         }
     );
-    assert_eq!(s.take_setup_key("k", 10).unwrap(), SetupKeyUse::Used);
+    assert_eq!(
+        s.take_setup_key("k", 10).unwrap(),
+        SetupKeyUse::Used {
+            endpoint_id: "e1".into(),
+            node: None,
+        }
+    );
     assert_eq!(s.take_setup_key("other", 10).unwrap(), SetupKeyUse::Unknown);
 }
 
@@ -1097,9 +1109,24 @@ pub fn nodes_are_named_once_per_endpoint_and_registered_by_their_key(s: &dyn Sto
     // A removed node's unused key registers nothing.
     assert!(s.remove_endpoint_node("e1", "dtn3").unwrap());
     assert!(!s.remove_endpoint_node("e1", "dtn3").unwrap());
-    assert_eq!(s.take_setup_key("k6", 10).unwrap(), SetupKeyUse::Used);
+    assert_eq!(
+        s.take_setup_key("k6", 10).unwrap(),
+        SetupKeyUse::Used {
+            endpoint_id: "e1".into(),
+            node: Some("dtn3".into()),
+        }
+    );
     assert_eq!(s.endpoint_nodes("e1").unwrap().len(), 1);
     assert_eq!(s.endpoint_nodes("e2").unwrap().len(), 1);
+    // A node's key past its day says which node it was for.
+    s.add_endpoint_node("e1", "dtn4", "k7", 100, 8).unwrap();
+    assert_eq!(
+        s.take_setup_key("k7", 200).unwrap(),
+        SetupKeyUse::Expired {
+            endpoint_id: "e1".into(),
+            node: Some("dtn4".into()),
+        }
+    );
 }
 
 pub fn endpoint_names_are_unique_per_owner_and_searchable(s: &dyn Storage) {

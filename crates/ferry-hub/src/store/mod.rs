@@ -319,8 +319,16 @@ pub enum SetupKeyUse {
         endpoint_id: String,
         node: Option<String>,
     },
-    Used,
-    Expired,
+    /// Used already (or its node was removed): for that endpoint (and
+    /// node), so the refusal can say how to make another.
+    Used {
+        endpoint_id: String,
+        node: Option<String>,
+    },
+    Expired {
+        endpoint_id: String,
+        node: Option<String>,
+    },
     Unknown,
 }
 

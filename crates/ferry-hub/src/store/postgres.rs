@@ -1782,9 +1782,9 @@ impl EndpointStore for PostgresStore {
                     let (endpoint_id, expires, used, node): (String, i64, bool, Option<String>) =
                         (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
                     if used {
-                        SetupKeyUse::Used
+                        SetupKeyUse::Used { endpoint_id, node }
                     } else if expires < now {
-                        SetupKeyUse::Expired
+                        SetupKeyUse::Expired { endpoint_id, node }
                     } else {
                         tx.execute(
                             "UPDATE setup_keys SET used = TRUE WHERE key_hash = $1",

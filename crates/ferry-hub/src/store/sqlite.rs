@@ -1418,8 +1418,10 @@ impl EndpointStore for SqliteStore {
                 .optional()?;
             let outcome = match row {
                 None => SetupKeyUse::Unknown,
-                Some((_, _, true, _)) => SetupKeyUse::Used,
-                Some((_, expires, false, _)) if expires < now => SetupKeyUse::Expired,
+                Some((endpoint_id, _, true, node)) => SetupKeyUse::Used { endpoint_id, node },
+                Some((endpoint_id, expires, false, node)) if expires < now => {
+                    SetupKeyUse::Expired { endpoint_id, node }
+                }
                 Some((endpoint_id, _, false, node)) => {
                     tx.execute(
                         "UPDATE setup_keys SET used = 1 WHERE key_hash = ?1",
