@@ -87,6 +87,8 @@ class TaskInfo(TypedDict):
     walk_done: bool
     faults: int
     attempt: int
+    #: Over how many nodes of each endpoint the latest attempt was spread (1: not spread).
+    nodes: NotRequired[int]
     item_count: int
     checksum_algorithm: NotRequired[str]
     on_success: NotRequired[str]

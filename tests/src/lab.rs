@@ -462,6 +462,63 @@ impl Lab {
             .to_string()
     }
 
+    /// `ferry endpoint add-node ENDPOINT [ARGS] --json` as alice: the
+    /// endpoint's id, the node's name and its setup key.
+    pub fn add_node(&self, endpoint: &str, args: &[&str]) -> (String, String, String) {
+        let mut all = vec!["endpoint", "add-node", endpoint];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let out = self.ferry(&all);
+        let doc: Value = serde_json::from_str(out.ok()).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        let field = |key: &str| {
+            doc[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {key}: {doc}"))
+                .to_string()
+        };
+        (field("endpoint_id"), field("node"), field("setup_key"))
+    }
+
+    /// A second machine joins `endpoint` as a node (docs/nodes.md): `ferry
+    /// endpoint add-node`, then `ferry -setup KEY` as a user sharing `of`'s
+    /// home, `settings` added to its `endpoint.toml`, and `-start`, once
+    /// connected; the node's user and daemon.
+    pub fn join_node(&self, endpoint: &str, of: &User, settings: &str) -> (User, Daemon) {
+        let (_, _, key) = self.add_node(endpoint, &[]);
+        let node = User::sharing_home(of);
+        node.run(&["-setup", &key]).ok();
+        let config = node.dir.join("endpoint.toml");
+        let mut text = fs::read_to_string(&config).unwrap();
+        text.push_str(settings);
+        fs::write(&config, text).unwrap();
+        let daemon = node.start_foreground(&[]);
+        node.wait_hub_state("connected", LIMIT);
+        (node, daemon)
+    }
+
+    /// `ferry app create NAME --type portal --redirect-uri CALLBACK` as
+    /// alice: the app's (client id, client secret).
+    pub fn create_portal(&self, name: &str, callback: &str) -> (String, String) {
+        let out = self.ferry(&[
+            "app",
+            "create",
+            name,
+            "--type",
+            "portal",
+            "--redirect-uri",
+            callback,
+            "--json",
+        ]);
+        let made: Value = serde_json::from_str(out.ok()).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        let field = |key: &str| {
+            made[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {key}: {made}"))
+                .to_string()
+        };
+        (field("client_id"), field("client_secret"))
+    }
+
     /// `ferry task show ID --json`.
     pub fn show(&self, id: &str) -> Value {
         let out = self.ferry(&["task", "show", id, "--json"]);

@@ -125,24 +125,7 @@ async fn a_portal_acts_only_as_far_as_its_user_let_it_and_a_service_account_as_i
     std::fs::write(lab.src.home.join("a.txt"), b"alpha").unwrap();
 
     // Alice registers her portal; the secret is shown once.
-    let made = lab
-        .ferry(&[
-            "app",
-            "create",
-            "Lab portal",
-            "--type",
-            "portal",
-            "--redirect-uri",
-            &callback,
-            "--json",
-        ])
-        .ok()
-        .to_string();
-    let made: Value = serde_json::from_str(&made).unwrap();
-    let (id, secret) = (
-        made["client_id"].as_str().unwrap().to_string(),
-        made["client_secret"].as_str().unwrap().to_string(),
-    );
+    let (id, secret) = lab.create_portal("Lab portal", &callback);
     let listed = lab.ferry(&["app", "list"]).ok().to_string();
     assert!(
         listed.contains(&id) && listed.contains("Lab portal"),

@@ -17,19 +17,6 @@ fn json(out: &ferry_tests::Ran) -> Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
 }
 
-/// `ferry endpoint add-node EP [ARGS] --json`: the node and its key.
-fn add_node(lab: &Lab, endpoint: &str, args: &[&str]) -> (String, String, String) {
-    let mut all = vec!["endpoint", "add-node", endpoint];
-    all.extend_from_slice(args);
-    all.push("--json");
-    let doc = json(&lab.ferry(&all));
-    (
-        doc["endpoint_id"].as_str().unwrap().to_string(),
-        doc["node"].as_str().unwrap().to_string(),
-        doc["setup_key"].as_str().unwrap().to_string(),
-    )
-}
-
 /// The nodes `ferry endpoint nodes EP --json` lists: name and connected.
 fn nodes(lab: &Lab, endpoint: &str) -> Vec<(String, bool)> {
     json(&lab.ferry(&["endpoint", "nodes", endpoint, "--json"]))
@@ -70,7 +57,7 @@ fn a_second_machine_joins_an_endpoint_as_a_node_and_is_removed_again() {
 
     // Alice asks for a node key and sets a second machine up with it; it
     // shares dst's home directory, as a second DTN shares a filesystem.
-    let (endpoint_id, node, key) = add_node(&lab, "dst", &[]);
+    let (endpoint_id, node, key) = lab.add_node("dst", &[]);
     assert_eq!(
         (endpoint_id.as_str(), node.as_str()),
         (dst_id.as_str(), "node-2")
@@ -96,6 +83,14 @@ fn a_second_machine_joins_an_endpoint_as_a_node_and_is_removed_again() {
     let again = User::sharing_home(&lab.dst).run(&["-setup", &key]);
     assert_eq!(again.code, Some(1), "{again:?}");
     assert!(again.stderr.contains("already used"), "{again:?}");
+    // A new node is what it needs, not a new endpoint.
+    assert!(
+        again
+            .stderr
+            .contains(&format!("`ferry endpoint add-node {dst_id}`"))
+            && !again.stderr.contains("endpoint create"),
+        "{again:?}"
+    );
 
     let daemon = second.start_foreground(&[]);
     let status = second.wait_hub_state("connected", LIMIT);
@@ -143,7 +138,10 @@ fn a_second_machine_joins_an_endpoint_as_a_node_and_is_removed_again() {
         .unwrap();
     }
     let id = lab.transfer(&["-r", "src:/~/in", "dst:/~/got"]);
-    lab.wait(&id);
+    // One machine of `src`: not spread, and `task show` says nothing of nodes.
+    assert_eq!(lab.wait(&id)["nodes"], 1);
+    let shown = lab.ferry(&["task", "show", &id]);
+    assert!(!shown.stdout.contains("Nodes:"), "{shown:?}");
     assert_eq!(
         tree(&lab.src.home.join("in")),
         tree(&lab.dst.home.join("got"))
@@ -173,7 +171,7 @@ fn a_second_machine_joins_an_endpoint_as_a_node_and_is_removed_again() {
 
     // A node key whose node was removed before it was used registers
     // nothing; a made-up key is refused too.
-    let (_, node3, key3) = add_node(&lab, "dst", &["--name", "dtn3"]);
+    let (_, node3, key3) = lab.add_node("dst", &["--name", "dtn3"]);
     assert_eq!(node3, "dtn3");
     let removed = lab.ferry(&["endpoint", "remove-node", "dst", "dtn3"]);
     assert_eq!(removed.code, Some(0), "{removed:?}");
@@ -242,25 +240,9 @@ fn only_an_endpoints_owner_adds_or_lists_its_nodes() {
     }
 }
 
-/// `ferry endpoint add-node EP`, then `ferry -setup KEY` and `-start` on a
-/// second machine sharing `of`'s home: the node's user and daemon.
+/// A second machine sharing `of`'s home joins `endpoint` as a node.
 fn join(lab: &Lab, endpoint: &str, of: &User) -> (User, ferry_tests::Daemon) {
-    join_with(lab, endpoint, of, "")
-}
-
-/// [`join`], with `settings` added to the node's `endpoint.toml`.
-fn join_with(lab: &Lab, endpoint: &str, of: &User, settings: &str) -> (User, ferry_tests::Daemon) {
-    let (_, _, key) = add_node(lab, endpoint, &[]);
-    let node = User::sharing_home(of);
-    let setup = node.run(&["-setup", &key]);
-    assert_eq!(setup.code, Some(0), "{setup:?}");
-    let config = node.dir.join("endpoint.toml");
-    let mut text = fs::read_to_string(&config).unwrap();
-    text.push_str(settings);
-    fs::write(&config, text).unwrap();
-    let daemon = node.start_foreground(&[]);
-    node.wait_hub_state("connected", LIMIT);
-    (node, daemon)
+    lab.join_node(endpoint, of, "")
 }
 
 /// Two nodes per side: the task is spread over both pairs, each moves a
@@ -303,6 +285,15 @@ fn a_task_between_two_endpoints_of_two_nodes_is_spread_over_both() {
     assert_eq!(task["files_transferred"], 63, "{task}");
     let events = lab.events(&id);
     assert!(events.contains("spread over 2 nodes"), "{events}");
+    // `task show` says so too: JSON `nodes`, and a line a person reads.
+    assert_eq!(task["nodes"], 2, "{task}");
+    let shown = lab.ferry(&["task", "show", &id]);
+    assert_eq!(shown.code, Some(0), "{shown:?}");
+    assert_eq!(
+        line_value(&shown.stdout, "Nodes:").map(str::trim),
+        Some("2 per endpoint"),
+        "{shown:?}"
+    );
 
     // Each pair moved a part: both destination machines received files,
     // and both source machines sent.
@@ -342,8 +333,7 @@ fn a_destination_node_killed_mid_task_costs_only_its_part_in_flight() {
     let lab = Lab::builder()
         .src_setting(&format!("metrics_listen = \"127.0.0.1:{port1}\"\n"))
         .start();
-    let (_src2, _src2_daemon) = join_with(
-        &lab,
+    let (_src2, _src2_daemon) = lab.join_node(
         "src",
         &lab.src,
         &format!("metrics_listen = \"127.0.0.1:{port2}\"\n"),
@@ -389,6 +379,8 @@ fn a_destination_node_killed_mid_task_costs_only_its_part_in_flight() {
         log.contains("parts of split files ended with the attempt"),
         "{log}"
     );
+    // The attempt that finished ran on one machine of each endpoint.
+    assert_eq!(task["nodes"], 1, "{task}");
     // What both source machines sent, by their own count: the dataset,
     // the lost node's open files and the chunks in flight when the
     // attempt ended; far from sending the lost node's part, or the task,

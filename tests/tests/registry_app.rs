@@ -123,22 +123,7 @@ async fn a_registry_portal_sends_an_image_to_its_user_later_until_revoked() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let callback = format!("{base}/callback");
-    let made = lab
-        .ferry(&[
-            "app",
-            "create",
-            "Image registry",
-            "--type",
-            "portal",
-            "--redirect-uri",
-            &callback,
-            "--json",
-        ])
-        .ok()
-        .to_string();
-    let made: Value = serde_json::from_str(&made).unwrap();
-    let id = made["client_id"].as_str().unwrap().to_string();
-    let secret = made["client_secret"].as_str().unwrap().to_string();
+    let (id, secret) = lab.create_portal("Image registry", &callback);
 
     let root = repo_root();
     let log = lab.hub.dir.join("registry.log");

@@ -1,7 +1,8 @@
 //! The hub's web app in a real browser: a [`Lab`] (hub, alice's `src` and
 //! `dst` with their daemons) and mallory, driven by `tests/web/suite.mjs`
 //! (playwright-core and Chromium) through sign-in, Endpoints, the File
-//! Manager, Activity, a task's page and cancel, as alice and as mallory;
+//! Manager, Activity, a task's page and cancel, an endpoint's Nodes (`dst`
+//! has a second machine), as alice and as mallory;
 //! then the files the browser sent are checked on `dst`'s disk, and the
 //! setup key the browser was shown is used by `ferry -setup`.
 //!
@@ -123,6 +124,9 @@ fn the_web_app_moves_files_and_keeps_users_apart() {
     fs::create_dir_all(arrived.join("sub")).unwrap();
     fs::write(arrived.join("sub/extra"), b"not in the source").unwrap();
 
+    // `dst` is two machines (docs/nodes.md): its page lists both under Nodes.
+    let (_dst2, _dst2_daemon) = lab.join_node("dst", &lab.dst, "");
+
     let shots = bin_dir().parent().unwrap().join("web-screenshots");
     let _ = fs::remove_dir_all(&shots);
     fs::create_dir_all(&shots).unwrap();
@@ -144,6 +148,8 @@ fn the_web_app_moves_files_and_keeps_users_apart() {
         ("FERRY_LINK_ENTRY", "a.txt".to_string()),
         ("FERRY_LINK_BODY", "alpha\n".to_string()),
         ("FERRY_NEW_ENDPOINT", "web-made".to_string()),
+        ("FERRY_NODES_ENDPOINT", "dst".to_string()),
+        ("FERRY_NODES", r#"["primary","node-2"]"#.to_string()),
         ("FERRY_SCREENSHOTS", shots.display().to_string()),
         ("FERRY_CHROMIUM", CHROMIUM.to_string()),
         ("PATH", std::env::var("PATH").unwrap_or_default()),

@@ -15,6 +15,8 @@
 //   FERRY_LINK_ENTRY        a file in FERRY_SRC_DIR under a SHARING=1 line, to Get link
 //   FERRY_LINK_BODY         its contents (what the link must answer)
 //   FERRY_NEW_ENDPOINT      the endpoint to create in the browser (default web-made)
+//   FERRY_NODES_ENDPOINT    an endpoint of several machines (default FERRY_DST)
+//   FERRY_NODES             JSON list of its nodes' names, all connected, e.g. ["primary","node-2"]
 //   FERRY_SCREENSHOTS       where <nn>-<page>.png go (default ./screenshots)
 //   FERRY_CHROMIUM          the browser (default /usr/bin/chromium)
 //   FERRY_WEB_KEEP_GOING=1  run every scenario and report all failures
@@ -59,6 +61,8 @@ const refusedDir = env('FERRY_REFUSED_DIR', '/etc/');
 const linkEntry = env('FERRY_LINK_ENTRY');
 const linkBody = env('FERRY_LINK_BODY');
 const newEndpoint = env('FERRY_NEW_ENDPOINT', 'web-made');
+const nodesEndpoint = env('FERRY_NODES_ENDPOINT', dstName);
+const nodeNames = JSON.parse(env('FERRY_NODES'));
 const shots = env('FERRY_SCREENSHOTS', path.resolve('screenshots'));
 const chromiumPath = env('FERRY_CHROMIUM', '/usr/bin/chromium');
 const keepGoing = process.env.FERRY_WEB_KEEP_GOING === '1';
@@ -73,6 +77,10 @@ for (const host of [new URL(hub).hostname]) {
 }
 if (!Array.isArray(entries) || entries.length === 0) {
   console.error('FAIL - setup: FERRY_SRC_ENTRIES must be a non-empty JSON list of names');
+  process.exit(2);
+}
+if (!Array.isArray(nodeNames) || nodeNames.length < 2) {
+  console.error('FAIL - setup: FERRY_NODES must be a JSON list of at least two node names');
   process.exit(2);
 }
 fs.mkdirSync(shots, { recursive: true });
@@ -394,6 +402,31 @@ const scenarios = [
       await seen(page, 'endpoint-created');
       console.log(`setup-key: ${key}`);
       state.setupKey = key;
+    },
+  ],
+  [
+    'endpoint nodes',
+    async () => {
+      const page = need('page');
+      await follow(page, 'Endpoints');
+      await follow(page, nodesEndpoint);
+      const section = page.getByRole('region', { name: 'Nodes', exact: true });
+      await section.waitFor({ state: 'visible', timeout: ACTION }).catch(() => {
+        throw new Failure(`the page of ${nodesEndpoint} (${pathname(page)}) has no section named "Nodes"`);
+      });
+      await seen(page, 'endpoint-nodes');
+      for (const node of nodeNames) {
+        const cell = section.getByRole('cell', { name: node, exact: true });
+        check((await cell.count()) === 1, `the Nodes section of ${nodesEndpoint} has no cell named "${node}"`);
+        const named = page.getByRole('cell', { name: node, exact: true });
+        const row = (await section.getByRole('row').filter({ has: named }).innerText()).trim();
+        check(
+          /\bconnected since\b/.test(row) && !/\bnot connected\b/.test(row),
+          `the Nodes section of ${nodesEndpoint} does not say node ${node} is connected: ${row}`,
+        );
+      }
+      const listed = (await section.getByRole('row').count()) - 1; // less the header
+      check(listed === nodeNames.length, `the Nodes section of ${nodesEndpoint} lists ${listed} nodes, not ${nodeNames.length}`);
     },
   ],
   [

@@ -828,6 +828,9 @@ fn print_task(info: &TaskInfo) -> std::io::Result<()> {
         ("Attempts", info.attempt.to_string()),
         ("Created", utc_seconds(info.created)),
     ];
+    if info.nodes > 1 {
+        rows.push(("Nodes", format!("{} per endpoint", info.nodes)));
+    }
     if info.bytes_relayed > 0 {
         rows.push((
             "Bytes Relayed",
@@ -1052,6 +1055,7 @@ mod tests {
             walk_done: true,
             faults: 0,
             attempt: 1,
+            nodes: 1,
             item_count: 1,
             checksum_algorithm: None,
             on_success: None,

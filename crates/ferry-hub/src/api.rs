@@ -412,8 +412,9 @@ impl From<RegistryError> for Failure {
         match e {
             RegistryError::Invalid(m) => Failure::new(StatusCode::BAD_REQUEST, "invalid", m),
             RegistryError::Conflict(m) => Failure::new(StatusCode::CONFLICT, "conflict", m),
-            e
-            @ (RegistryError::KeyUsed | RegistryError::KeyExpired | RegistryError::KeyUnknown) => {
+            e @ (RegistryError::KeyUsed(_)
+            | RegistryError::KeyExpired(_)
+            | RegistryError::KeyUnknown) => {
                 Failure::new(StatusCode::UNAUTHORIZED, "invalid_setup_key", e.to_string())
             }
             e @ RegistryError::Revoked(_) => {
@@ -1319,6 +1320,7 @@ fn task_info(hub: &Hub, row: TaskRow) -> TaskInfo {
         walk_done: totals.walk_done,
         faults: row.faults,
         attempt: row.attempt,
+        nodes: row.nodes,
         item_count: row.item_count,
         checksum_algorithm: Some(row.checksum_algorithm),
         on_success: row.on_success,

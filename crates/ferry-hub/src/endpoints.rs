@@ -24,10 +24,10 @@ pub enum RegistryError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("the setup key was already used; create a new one with `ferry endpoint create`")]
-    KeyUsed,
-    #[error("the setup key has expired; create a new one with `ferry endpoint create`")]
-    KeyExpired,
+    #[error("the setup key was already used; {}", another_key(.0.as_ref()))]
+    KeyUsed(Option<KeyNode>),
+    #[error("the setup key has expired; {}", another_key(.0.as_ref()))]
+    KeyExpired(Option<KeyNode>),
     #[error(
         "the setup key is not known to this hub; check you copied it whole and use the hub it came from"
     )]
@@ -52,6 +52,25 @@ pub enum RegistryError {
     Storage(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// The node a refused setup key was made for.
+#[derive(Debug)]
+pub struct KeyNode {
+    pub endpoint_id: String,
+    pub node: String,
+}
+
+/// How to make another key like a refused one: an endpoint's, or a
+/// node's (named by its endpoint's id, which `add-node` takes).
+fn another_key(node: Option<&KeyNode>) -> String {
+    match node {
+        None => "create a new one with `ferry endpoint create`".into(),
+        Some(k) => format!(
+            "it was for node {} of endpoint {}: the endpoint's owner makes a new node with `ferry endpoint add-node {}`",
+            k.node, k.endpoint_id, k.endpoint_id
+        ),
+    }
 }
 
 /// A storage error of a write that gives an endpoint `display_name`: a
@@ -250,14 +269,35 @@ pub fn register_with_key(
     let (endpoint_id, node) =
         match store.take_setup_key(&token_hash(&key.secret), crate::grants::now())? {
             SetupKeyUse::Fresh { endpoint_id, node } => (endpoint_id, node),
-            SetupKeyUse::Used => return Err(RegistryError::KeyUsed),
-            SetupKeyUse::Expired => return Err(RegistryError::KeyExpired),
+            SetupKeyUse::Used { endpoint_id, node } => {
+                return Err(RegistryError::KeyUsed(key_node(endpoint_id, node)));
+            }
+            SetupKeyUse::Expired { endpoint_id, node } => {
+                return Err(RegistryError::KeyExpired(key_node(endpoint_id, node)));
+            }
             SetupKeyUse::Unknown => return Err(RegistryError::KeyUnknown),
         };
+    let endpoint = live_endpoint(store, &endpoint_id)?;
     match node {
-        None => sign(store, endpoint_ca, &endpoint_id, csr_pem),
-        Some(node) => sign_node(store, endpoint_ca, &endpoint_id, &node, csr_pem),
+        None => sign_for(store, endpoint_ca, endpoint, csr_pem),
+        Some(node) => sign_node_for(store, endpoint_ca, endpoint, &node, csr_pem),
     }
+}
+
+fn key_node(endpoint_id: String, node: Option<String>) -> Option<KeyNode> {
+    node.map(|node| KeyNode { endpoint_id, node })
+}
+
+/// The endpoint a setup key was made for (or one just created), to sign
+/// a CSR for: refused once revoked.
+fn live_endpoint(store: &dyn Storage, endpoint_id: &str) -> Result<EndpointRow, RegistryError> {
+    let endpoint = store.endpoint(endpoint_id)?.ok_or_else(|| {
+        RegistryError::Internal(anyhow::anyhow!("endpoint {endpoint_id} vanished"))
+    })?;
+    if endpoint.revoked {
+        return Err(RegistryError::Revoked(endpoint_id.to_string()));
+    }
+    Ok(endpoint)
 }
 
 /// Most nodes one endpoint may have besides its primary.
@@ -375,23 +415,6 @@ pub fn remove_node(
     }
 }
 
-/// Signs the CSR of a machine joining `endpoint_id` as node `node`.
-fn sign_node(
-    store: &dyn Storage,
-    endpoint_ca: &CertificateAuthority,
-    endpoint_id: &str,
-    node: &str,
-    csr_pem: &str,
-) -> Result<RegisteredEndpoint, RegistryError> {
-    let endpoint = store.endpoint(endpoint_id)?.ok_or_else(|| {
-        RegistryError::Internal(anyhow::anyhow!("endpoint {endpoint_id} vanished"))
-    })?;
-    if endpoint.revoked {
-        return Err(RegistryError::Revoked(endpoint_id.to_string()));
-    }
-    sign_node_for(store, endpoint_ca, endpoint, node, csr_pem)
-}
-
 /// Signs `csr_pem` for node `node` of `endpoint` and registers it as the
 /// node's certificate.
 fn sign_node_for(
@@ -433,7 +456,7 @@ pub fn register_new(
     store
         .create_endpoint(&id, owner_id, display_name, crate::grants::now())
         .map_err(name_taken(display_name))?;
-    sign(store, endpoint_ca, &id, csr_pem)
+    sign_for(store, endpoint_ca, live_endpoint(store, &id)?, csr_pem)
 }
 
 /// A connected endpoint's renewal: a new certificate for `csr_pem`,
@@ -478,21 +501,6 @@ pub fn renew(
         None => sign_for(store, endpoint_ca, endpoint, csr_pem)?.cert_pem,
         Some(node) => sign_node_for(store, endpoint_ca, endpoint, node, csr_pem)?.cert_pem,
     })
-}
-
-fn sign(
-    store: &dyn Storage,
-    endpoint_ca: &CertificateAuthority,
-    endpoint_id: &str,
-    csr_pem: &str,
-) -> Result<RegisteredEndpoint, RegistryError> {
-    let endpoint = store.endpoint(endpoint_id)?.ok_or_else(|| {
-        RegistryError::Internal(anyhow::anyhow!("endpoint {endpoint_id} vanished"))
-    })?;
-    if endpoint.revoked {
-        return Err(RegistryError::Revoked(endpoint_id.to_string()));
-    }
-    sign_for(store, endpoint_ca, endpoint, csr_pem)
 }
 
 /// Signs `csr_pem` for `endpoint`, which the caller found and may act on.
@@ -566,5 +574,45 @@ mod tests {
             renew(&store, &ca, &holder, &csr()),
             Err(RegistryError::Revoked(_))
         ));
+    }
+
+    /// A key used twice says how to make another: an endpoint's with
+    /// `endpoint create`, a node's with `endpoint add-node`.
+    #[test]
+    fn a_used_key_says_which_command_makes_another() {
+        let store = SqliteStore::in_memory().unwrap();
+        let ca = CertificateAuthority::create("test CA").unwrap();
+        let alice = store.add_user("alice", "h", 0).unwrap();
+        let url = "https://hub.example.org:8443";
+        let made = create(&store, url, [7; 32], alice, "cluster", 60).unwrap();
+        register_with_key(&store, &ca, &made.setup_key, &csr()).unwrap();
+        let again = register_with_key(&store, &ca, &made.setup_key, &csr()).unwrap_err();
+        assert!(matches!(again, RegistryError::KeyUsed(None)), "{again:?}");
+        assert!(
+            again.to_string().contains("`ferry endpoint create`"),
+            "{again}"
+        );
+
+        let endpoint = store.endpoint(&made.id).unwrap().unwrap();
+        let node = add_node(&store, url, [7; 32], &endpoint, None, 60).unwrap();
+        register_with_key(&store, &ca, &node.setup_key, &csr()).unwrap();
+        let again = register_with_key(&store, &ca, &node.setup_key, &csr())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            again.contains(&format!("node node-2 of endpoint {}", made.id))
+                && again.contains(&format!("`ferry endpoint add-node {}`", made.id))
+                && !again.contains("endpoint create"),
+            "{again}"
+        );
+        let stale = add_node(&store, url, [7; 32], &endpoint, None, -1).unwrap();
+        let expired = register_with_key(&store, &ca, &stale.setup_key, &csr())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            expired.starts_with("the setup key has expired; it was for node node-3")
+                && expired.contains("`ferry endpoint add-node "),
+            "{expired}"
+        );
     }
 }

@@ -877,6 +877,7 @@ mod tests {
             last_fault: None,
             fatal_error: None,
             bytes_relayed: 0,
+            nodes: 1,
             on_success: None,
         }
     }

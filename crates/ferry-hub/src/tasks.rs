@@ -1392,6 +1392,12 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                     match start_spread(hub, &task_id, attempt, &source, &destination, &pairs) {
                         Ok(()) => {
                             tracing::info!(task = %task_id, attempt, shards = pairs.len(), "task attempt started, spread over nodes");
+                            // Only what `task show` says: the attempt runs
+                            // spread whether or not this is recorded.
+                            let nodes = u32::try_from(pairs.len()).unwrap_or(u32::MAX);
+                            if let Err(e) = hub.store.spread_attempt(&task_id, attempt, nodes) {
+                                tracing::warn!(task = %task_id, error = %e, "cannot record over how many nodes the attempt runs");
+                            }
                             feedback.push(Input::Spread {
                                 task_id,
                                 attempt,

@@ -712,6 +712,10 @@ impl std::fmt::Display for TaskStatus {
     }
 }
 
+fn one_node() -> u32 {
+    1
+}
+
 /// `GET /api/v1/tasks/{id}` (and each entry of the list).
 ///
 /// The counters are the task's (see [`TaskCounters`]), the most any
@@ -751,6 +755,11 @@ pub struct TaskInfo {
     pub faults: u64,
     /// How many times the hub started the data work.
     pub attempt: u32,
+    /// Over how many nodes (machines) of each endpoint the latest attempt
+    /// was spread: 1 when one machine of each moved it all (and from an
+    /// older hub).
+    #[serde(default = "one_node")]
+    pub nodes: u32,
     /// How many items (source/destination pairs) the task lists.
     pub item_count: u64,
     /// The task's digest algorithm (endpoints of an older release hash

@@ -315,6 +315,29 @@ async fn cancel_on_a_task_page_ends_an_active_task() {
     assert!(!page.body.contains(">Cancel</button>"));
 }
 
+/// A task's page says over how many nodes of each endpoint its latest
+/// attempt was spread, and nothing of nodes when it was not.
+#[tokio::test]
+async fn a_task_page_says_over_how_many_nodes_it_was_spread() {
+    let alice = Browser::alice();
+    let mut form = panels();
+    form.extend([("from", "1"), ("sel1", "f:a")]);
+    alice.post("/files/transfer", &form).await;
+    let task_id = alice.hub.store.tasks_of(1, 1).unwrap().remove(0).id;
+    let line = "<dt>Nodes</dt><dd>2 per endpoint";
+    let page = alice.get(&format!("/activity/{task_id}")).await;
+    assert!(!page.body.contains("<dt>Nodes</dt>"), "{}", page.body);
+    assert!(alice.hub.store.begin_attempt(&task_id, 1).unwrap());
+    assert!(alice.hub.store.spread_attempt(&task_id, 1, 2).unwrap());
+    for uri in [
+        format!("/activity/{task_id}"),
+        format!("/activity/{task_id}/live"),
+    ] {
+        let page = alice.get(&uri).await;
+        assert!(page.body.contains(line), "{uri}: {}", page.body);
+    }
+}
+
 #[tokio::test]
 async fn a_token_made_on_the_account_page_works_for_scripts_until_revoked() {
     let alice = Browser::alice();

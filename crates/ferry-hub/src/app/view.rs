@@ -640,6 +640,7 @@ pub fn task_live(
                 }
                 dt { "Rate" } dd { (rate(row, now)) }
                 @if t.files_skipped > 0 { dt { "Skipped" } dd { (t.files_skipped) " files already there (" (human::bytes(t.bytes_skipped)) ")" } }
+                @if row.nodes > 1 { dt { "Nodes" } dd { (row.nodes) " per endpoint: the latest attempt was spread over several machines of each" } }
                 @if row.bytes_relayed > 0 { dt { "Relayed" } dd { (human::bytes(row.bytes_relayed)) " through the hub, encrypted end to end (the endpoints could not connect directly)" } }
                 dt { "Faults" } dd { (row.faults) }
                 @if let Some(fault) = &row.last_fault { dt { "Last fault" } dd { (fault) } }

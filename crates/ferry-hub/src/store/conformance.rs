@@ -82,6 +82,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         a_failed_task_keeps_the_running_attempts_counters_and_its_reason,
     ),
     (
+        "a_tasks_latest_attempt_says_over_how_many_nodes_it_ran",
+        a_tasks_latest_attempt_says_over_how_many_nodes_it_ran,
+    ),
+    (
         "task_lists_are_per_owner_newest_first_and_bounded",
         task_lists_are_per_owner_newest_first_and_bounded,
     ),
@@ -1032,7 +1036,13 @@ pub fn setup_keys_work_once_before_expiry(s: &dyn Storage) {
     let uid = s.add_user("alice", "hash", 0).unwrap();
     s.create_endpoint("e1", uid, "laptop", 0).unwrap();
     s.put_setup_key("k", "e1", 100).unwrap();
-    assert_eq!(s.take_setup_key("k", 200).unwrap(), SetupKeyUse::Expired);
+    assert_eq!(
+        s.take_setup_key("k", 200).unwrap(),
+        SetupKeyUse::Expired {
+            endpoint_id: "e1".into(),
+            node: None,
+        }
+    );
     assert_eq!(
         s.take_setup_key("k", 10).unwrap(),
         SetupKeyUse::Fresh {
@@ -1040,7 +1050,13 @@ pub fn setup_keys_work_once_before_expiry(s: &dyn Storage) {
             node: None,
         }
     );
-    assert_eq!(s.take_setup_key("k", 10).unwrap(), SetupKeyUse::Used);
+    assert_eq!(
+        s.take_setup_key("k", 10).unwrap(),
+        SetupKeyUse::Used {
+            endpoint_id: "e1".into(),
+            node: None,
+        }
+    );
     assert_eq!(s.take_setup_key("other", 10).unwrap(), SetupKeyUse::Unknown);
 }
 
@@ -1093,9 +1109,24 @@ pub fn nodes_are_named_once_per_endpoint_and_registered_by_their_key(s: &dyn Sto
     // A removed node's unused key registers nothing.
     assert!(s.remove_endpoint_node("e1", "dtn3").unwrap());
     assert!(!s.remove_endpoint_node("e1", "dtn3").unwrap());
-    assert_eq!(s.take_setup_key("k6", 10).unwrap(), SetupKeyUse::Used);
+    assert_eq!(
+        s.take_setup_key("k6", 10).unwrap(),
+        SetupKeyUse::Used {
+            endpoint_id: "e1".into(),
+            node: Some("dtn3".into()),
+        }
+    );
     assert_eq!(s.endpoint_nodes("e1").unwrap().len(), 1);
     assert_eq!(s.endpoint_nodes("e2").unwrap().len(), 1);
+    // A node's key past its day says which node it was for.
+    s.add_endpoint_node("e1", "dtn4", "k7", 100, 8).unwrap();
+    assert_eq!(
+        s.take_setup_key("k7", 200).unwrap(),
+        SetupKeyUse::Expired {
+            endpoint_id: "e1".into(),
+            node: Some("dtn4".into()),
+        }
+    );
 }
 
 pub fn endpoint_names_are_unique_per_owner_and_searchable(s: &dyn Storage) {
@@ -1170,6 +1201,42 @@ pub fn a_failed_task_keeps_the_running_attempts_counters_and_its_reason(s: &dyn 
     assert_eq!(row.current, TaskCounters::default());
     assert_eq!(row.fatal_error.as_deref(), Some("deadline passed"));
     assert_eq!(row.faults, 1);
+}
+
+pub fn a_tasks_latest_attempt_says_over_how_many_nodes_it_ran(s: &dyn Storage) {
+    let uid = two_endpoints(s);
+    s.create_task(&new_task("t1", uid, 5), "SUBMITTED", "x")
+        .unwrap();
+    assert_eq!(s.task("t1").unwrap().unwrap().nodes, 1, "not started yet");
+    assert!(s.begin_attempt("t1", 1).unwrap());
+    assert!(s.spread_attempt("t1", 1, 3).unwrap());
+    assert_eq!(s.task("t1").unwrap().unwrap().nodes, 3);
+    assert!(
+        !s.spread_attempt("t1", 7, 2).unwrap(),
+        "not the running attempt"
+    );
+    assert!(s.end_attempt("t1", 1, Some("node gone")).unwrap());
+    assert_eq!(
+        s.task("t1").unwrap().unwrap().nodes,
+        3,
+        "the latest attempt's"
+    );
+    // The next attempt runs on one machine of each endpoint.
+    assert!(s.begin_attempt("t1", 2).unwrap());
+    assert_eq!(s.task("t1").unwrap().unwrap().nodes, 1);
+    assert!(s.begin_attempt("t1", 3).unwrap());
+    assert!(s.spread_attempt("t1", 3, 2).unwrap());
+    assert!(
+        s.finish_task("t1", TaskStatus::Succeeded, None, None, 9)
+            .unwrap()
+    );
+    assert_eq!(
+        s.task("t1").unwrap().unwrap().nodes,
+        2,
+        "kept once it ended"
+    );
+    assert!(!s.spread_attempt("t1", 3, 4).unwrap(), "it ended");
+    assert_eq!(s.tasks_of(uid, 10).unwrap()[0].nodes, 2);
 }
 
 pub fn task_lists_are_per_owner_newest_first_and_bounded(s: &dyn Storage) {

@@ -157,6 +157,7 @@ delegate!(TaskStore {
     fn active_tasks(&self) -> Result<Vec<ActiveTask>>;
     fn task_work(&self, id: &str) -> Result<Option<TaskWork>>;
     fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool>;
+    fn spread_attempt(&self, id: &str, attempt: u32, nodes: u32) -> Result<bool>;
     fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool>;
     fn end_attempt(&self, id: &str, attempt: u32, fault: Option<&str>) -> Result<bool>;
     fn note_fault(&self, id: &str, fault: &str) -> Result<bool>;

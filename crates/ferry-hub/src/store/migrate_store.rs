@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 22;
+const SQLITE_SCHEMA: i64 = 23;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -247,6 +247,7 @@ const TABLES: &[Table] = &[
             ("claimed_by", Text),
             ("lease_until", Int),
             ("bytes_relayed", Int),
+            ("nodes", Int),
         ],
         identity: Some("seq"),
     },

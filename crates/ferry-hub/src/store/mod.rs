@@ -319,8 +319,16 @@ pub enum SetupKeyUse {
         endpoint_id: String,
         node: Option<String>,
     },
-    Used,
-    Expired,
+    /// Used already (or its node was removed): for that endpoint (and
+    /// node), so the refusal can say how to make another.
+    Used {
+        endpoint_id: String,
+        node: Option<String>,
+    },
+    Expired {
+        endpoint_id: String,
+        node: Option<String>,
+    },
     Unknown,
 }
 
@@ -375,6 +383,9 @@ pub struct TaskRow {
     /// Encrypted bytes the hub's relay carried for it, both ways, over
     /// all its attempts.
     pub bytes_relayed: u64,
+    /// Over how many nodes of each endpoint its latest attempt was spread
+    /// (1: one machine of each moved it all).
+    pub nodes: u32,
 }
 
 impl TaskRow {
@@ -615,6 +626,11 @@ pub trait TaskStore {
     /// Records that attempt `attempt` starts, with fresh counters; `false`
     /// when the task is no longer ACTIVE.
     fn begin_attempt(&self, id: &str, attempt: u32) -> Result<bool>;
+
+    /// Records that attempt `attempt` runs spread over `nodes` nodes of
+    /// each endpoint ([`Self::begin_attempt`] counts 1); `false` when the
+    /// task is no longer ACTIVE or runs another attempt.
+    fn spread_attempt(&self, id: &str, attempt: u32, nodes: u32) -> Result<bool>;
 
     /// The running attempt's counters, as its destination last reported them.
     fn set_progress(&self, id: &str, attempt: u32, counters: &TaskCounters) -> Result<bool>;

@@ -528,6 +528,8 @@ CREATE TABLE endpoint_nodes (
 );
 ALTER TABLE setup_keys ADD COLUMN node TEXT;
 "#,
+    // Task nodes (SQLite's twin: the task nodes migration).
+    "ALTER TABLE tasks ADD COLUMN nodes BIGINT NOT NULL DEFAULT 1;",
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -1198,7 +1200,7 @@ const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.des
     t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
     t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
     t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped,
-    t.checksum_algorithm, t.on_success, t.bytes_relayed
+    t.checksum_algorithm, t.on_success, t.bytes_relayed, t.nodes
     FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
 
 fn task_row(r: &Row) -> Result<TaskRow> {
@@ -1239,6 +1241,7 @@ fn task_row(r: &Row) -> Result<TaskRow> {
         last_fault: r.try_get(22)?,
         fatal_error: r.try_get(23)?,
         bytes_relayed: u64_of(r.try_get(34)?),
+        nodes: u32::try_from(r.try_get::<_, i64>(35)?).unwrap_or(1),
     })
 }
 
@@ -1779,9 +1782,9 @@ impl EndpointStore for PostgresStore {
                     let (endpoint_id, expires, used, node): (String, i64, bool, Option<String>) =
                         (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
                     if used {
-                        SetupKeyUse::Used
+                        SetupKeyUse::Used { endpoint_id, node }
                     } else if expires < now {
-                        SetupKeyUse::Expired
+                        SetupKeyUse::Expired { endpoint_id, node }
                     } else {
                         tx.execute(
                             "UPDATE setup_keys SET used = TRUE WHERE key_hash = $1",
@@ -2923,9 +2926,18 @@ impl TaskStore for PostgresStore {
         self.with_client(|c| {
             Ok(c.execute(
                 &format!(
-                    "UPDATE tasks SET attempt = $2, {FOLD_CURRENT} WHERE id = $1 AND status = 'ACTIVE'"
+                    "UPDATE tasks SET attempt = $2, nodes = 1, {FOLD_CURRENT} WHERE id = $1 AND status = 'ACTIVE'"
                 ),
                 &[&id, &i64::from(attempt)],
+            )? > 0)
+        })
+    }
+
+    fn spread_attempt(&self, id: &str, attempt: u32, nodes: u32) -> Result<bool> {
+        self.with_client(|c| {
+            Ok(c.execute(
+                "UPDATE tasks SET nodes = $3 WHERE id = $1 AND attempt = $2 AND status = 'ACTIVE'",
+                &[&id, &i64::from(attempt), &i64::from(nodes)],
             )? > 0)
         })
     }

@@ -521,6 +521,9 @@ CREATE TABLE endpoint_nodes (
 ALTER TABLE setup_keys ADD COLUMN node TEXT;
 "#,
     ),
+    // Over how many nodes of each endpoint a task's latest attempt ran
+    // (1: not spread).
+    Migration::Sql("ALTER TABLE tasks ADD COLUMN nodes INTEGER NOT NULL DEFAULT 1;"),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -719,7 +722,7 @@ const TASK_COLUMNS: &str = "t.id, t.owner_id, t.source_id, s.display_name, t.des
     t.faults, t.created, t.completed, t.last_fault, t.fatal_error,
     t.bytes, t.bytes_resent, t.walk_done, t.bytes_skipped,
     t.cur_bytes, t.cur_bytes_resent, t.cur_walk_done, t.cur_bytes_skipped,
-    t.checksum_algorithm, t.on_success, t.bytes_relayed
+    t.checksum_algorithm, t.on_success, t.bytes_relayed, t.nodes
     FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
 
 fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
@@ -760,6 +763,7 @@ fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
         last_fault: r.get(22)?,
         fatal_error: r.get(23)?,
         bytes_relayed: u64_of(r.get(34)?),
+        nodes: u32::try_from(r.get::<_, i64>(35)?).unwrap_or(1),
     })
 }
 
@@ -1414,8 +1418,10 @@ impl EndpointStore for SqliteStore {
                 .optional()?;
             let outcome = match row {
                 None => SetupKeyUse::Unknown,
-                Some((_, _, true, _)) => SetupKeyUse::Used,
-                Some((_, expires, false, _)) if expires < now => SetupKeyUse::Expired,
+                Some((endpoint_id, _, true, node)) => SetupKeyUse::Used { endpoint_id, node },
+                Some((endpoint_id, expires, false, node)) if expires < now => {
+                    SetupKeyUse::Expired { endpoint_id, node }
+                }
                 Some((endpoint_id, _, false, node)) => {
                     tx.execute(
                         "UPDATE setup_keys SET used = 1 WHERE key_hash = ?1",
@@ -2484,9 +2490,18 @@ impl TaskStore for SqliteStore {
         self.with_conn(|conn| {
             Ok(conn.execute(
                 &format!(
-                    "UPDATE tasks SET attempt = ?2, {FOLD_CURRENT} WHERE id = ?1 AND status = 'ACTIVE'"
+                    "UPDATE tasks SET attempt = ?2, nodes = 1, {FOLD_CURRENT} WHERE id = ?1 AND status = 'ACTIVE'"
                 ),
                 params![id, attempt],
+            )? > 0)
+        })
+    }
+
+    fn spread_attempt(&self, id: &str, attempt: u32, nodes: u32) -> Result<bool> {
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                "UPDATE tasks SET nodes = ?3 WHERE id = ?1 AND attempt = ?2 AND status = 'ACTIVE'",
+                params![id, attempt, nodes],
             )? > 0)
         })
     }
