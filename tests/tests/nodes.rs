@@ -405,8 +405,7 @@ fn a_large_file_of_a_spread_task_is_split_over_both_pairs() {
         .dst_setting(&format!("metrics_listen = \"127.0.0.1:{port1}\"\n"))
         .start();
     let (_src2, src2) = join(&lab, "src", &lab.src);
-    let (_dst2, dst2) = join_with(
-        &lab,
+    let (_dst2, dst2) = lab.join_node(
         "dst",
         &lab.dst,
         &format!("metrics_listen = \"127.0.0.1:{port2}\"\n"),
