@@ -5,7 +5,7 @@
 # the queue to each of DEPTHS ACTIVE tasks (default 1000,10000,100000) and
 # at each depth measures, with 1 and with INSTANCES (default 3) hub
 # instances claiming at once: the take-up of the whole queue (claims/s),
-# the sweeps' claim_tasks and active_tasks times (p50/p99) over STEADY_SECS
+# the sweeps' times (one claim_changes each, p50/p99) over STEADY_SECS
 # (default 20), and the time from insert to claim of RATE (default 20) new
 # tasks a second. Then a short second pass at the deepest queue with
 # auto_explain on the server logs the plans (EXPLAIN ANALYZE) of the
@@ -80,10 +80,11 @@ import re, sys
 text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
 entries = re.split(r"\n(?=\d{4}-\d\d-\d\d )", text)
 wanted = {
-    "claim_tasks: the claim": "WITH free AS",
-    "claim_tasks: the let-go of sources linked elsewhere": "claimed_by = $1 AND EXISTS",
-    "claim_tasks: the tasks held": "AND claimed_by = $1 AND lease_until >= $2",
-    "active_tasks": "JOIN endpoints s ON s.id = t.source_id",
+    "claim_changes: the claim of free tasks": "WITH free AS",
+    "claim_changes: the take-over of dead instances": "DELETE FROM hub_instances WHERE id IN",
+    "claim_changes: the links held elsewhere": "SELECT l.endpoint_id FROM control_links",
+    "claim_changes: the read of what changed": "WHERE t.changed >=",
+    "claim_changes: the whole picture": "WHERE t.status = 'ACTIVE'",
 }
 for name, needle in wanted.items():
     found = [e for e in entries if "plan:" in e and needle in e]

@@ -3,9 +3,9 @@
 //! `claim_scale` example): not a test, and no part of `serve`.
 //!
 //! The hub has no per-task claim: every instance's scheduler sweeps every
-//! [`tasks::TICK`], and a sweep is `ClusterStore::claim_tasks` (take every
-//! free ACTIVE task, renew the leases that are half gone) then
-//! `TaskStore::active_tasks` (read every ACTIVE task). So this measures,
+//! [`tasks::TICK`], and a sweep is one `ClusterStore::claim_changes` (renew
+//! the instance's lease, take every free ACTIVE task, read what changed
+//! since the last sweep; everything on the first). So this measures,
 //! at each queue depth (ACTIVE tasks whose endpoints never connect, as
 //! tasks queued for offline endpoints wait) and with 1 and K instances
 //! (each its own [`PostgresStore`] and connection pool, as K processes
@@ -17,8 +17,8 @@
 //! - steady state: the K instances sweep as `tasks::run` does (one sweep
 //!   per tick, or back to back when a sweep outlasts the tick) while new
 //!   tasks are submitted through `TaskStore::create_task` at a fixed rate;
-//!   per sweep the time of each call, per new task the time from its
-//!   insert until an instance's claim returned it.
+//!   per sweep its time, per new task the time from its insert until an
+//!   instance's sweep returned it held.
 //!
 //! The queue is filled in bulk with SQL (a copy of one task made through
 //! the store, `INSERT ... SELECT` over `generate_series`, its columns read
@@ -32,7 +32,7 @@ use crate::{cluster, grants, tasks};
 use anyhow::bail;
 use ferry_proto::task::{TransferItem, TransferOptions};
 use ferry_proto::wire_path::WirePath;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
@@ -155,8 +155,10 @@ pub fn claims(b: &ClaimBench) -> anyhow::Result<String> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             store.release_task_claims(None)?;
             let load = loadavg();
-            let took = take_up(&instances, depth_now)?;
-            let steady = steady(&instances, &store, b, &template, run)?;
+            let mut sweeping: Vec<Sweeping> =
+                instances.iter().map(|_| Sweeping::default()).collect();
+            let took = take_up(&instances, &mut sweeping, depth_now)?;
+            let steady = steady(&instances, &mut sweeping, &store, b, &template, run)?;
             describe(&mut report, depth_now, k, &load, &took, &steady);
             // Whatever the next phase measures starts from no claim.
             store.release_task_claims(None)?;
@@ -185,8 +187,8 @@ fn task(id: &str, owner_id: i64, source: &str, destination: &str, now: i64) -> N
     }
 }
 
-/// The columns of `table` a copy of a row takes over: all but `key` and
-/// the identity column `seq`.
+/// The columns of `table` a copy of a row takes over: all but `key`, the
+/// identity column `seq` and the change mark `changed` (the copy's own).
 fn copied_columns(sql: &mut ::postgres::Client, table: &str, key: &str) -> anyhow::Result<String> {
     let rows = sql.query(
         "SELECT column_name::TEXT FROM information_schema.columns
@@ -202,7 +204,7 @@ fn copied_columns(sql: &mut ::postgres::Client, table: &str, key: &str) -> anyho
     }
     Ok(columns
         .into_iter()
-        .filter(|c| c != key && c != "seq")
+        .filter(|c| c != key && c != "seq" && c != "changed")
         .collect::<Vec<_>>()
         .join(", "))
 }
@@ -228,7 +230,39 @@ struct TakeUp {
     split: Vec<usize>,
 }
 
-fn take_up(instances: &[(String, PostgresStore)], depth: usize) -> anyhow::Result<TakeUp> {
+/// One instance's sweeps, as its scheduler keeps them: where it is in the
+/// store's changes and which tasks it holds.
+#[derive(Debug, Default)]
+struct Sweeping {
+    since: Option<i64>,
+    held: HashSet<String>,
+}
+
+impl Sweeping {
+    /// One sweep; the tasks it newly holds.
+    fn sweep(&mut self, id: &str, store: &PostgresStore) -> anyhow::Result<Vec<String>> {
+        let now = grants::now();
+        let changes = store.claim_changes(id, now, now + cluster::LEASE, self.since)?;
+        self.since = Some(changes.next);
+        if changes.whole {
+            self.held.clear();
+        }
+        for gone in changes.elsewhere.iter().chain(&changes.ended) {
+            self.held.remove(gone);
+        }
+        Ok(changes
+            .held
+            .into_iter()
+            .filter_map(|t| self.held.insert(t.id.clone()).then_some(t.id))
+            .collect())
+    }
+}
+
+fn take_up(
+    instances: &[(String, PostgresStore)],
+    sweeping: &mut [Sweeping],
+    depth: usize,
+) -> anyhow::Result<TakeUp> {
     let barrier = Barrier::new(instances.len());
     let held: Vec<AtomicUsize> = instances.iter().map(|_| AtomicUsize::new(0)).collect();
     let calls = Mutex::new(Vec::new());
@@ -242,7 +276,8 @@ fn take_up(instances: &[(String, PostgresStore)], depth: usize) -> anyhow::Resul
         let workers: Vec<_> = instances
             .iter()
             .zip(&held)
-            .map(|((id, store), held_here)| {
+            .zip(sweeping.iter_mut())
+            .map(|(((id, store), held_here), sweeping)| {
                 let (barrier, held, calls, done, finished) =
                     (&barrier, &held, &calls, &done, &finished);
                 s.spawn(move || -> anyhow::Result<()> {
@@ -258,11 +293,10 @@ fn take_up(instances: &[(String, PostgresStore)], depth: usize) -> anyhow::Resul
                                 TAKE_UP_LIMIT.as_secs()
                             );
                         }
-                        let now = grants::now();
                         let t = Instant::now();
-                        let got = store.claim_tasks(id, now, now + cluster::LEASE)?;
+                        sweeping.sweep(id, store)?;
                         calls.lock().map_err(|_| poisoned())?.push(t.elapsed());
-                        held_here.store(got.len(), Ordering::Relaxed);
+                        held_here.store(sweeping.held.len(), Ordering::Relaxed);
                         let total: usize = held.iter().map(|h| h.load(Ordering::Relaxed)).sum();
                         if total >= depth {
                             finished
@@ -302,8 +336,6 @@ fn take_up(instances: &[(String, PostgresStore)], depth: usize) -> anyhow::Resul
 /// The steady phase: sweeps as the hub runs them, new tasks coming in.
 #[derive(Debug, Default)]
 struct Steady {
-    claim: Vec<Duration>,
-    active: Vec<Duration>,
     sweep: Vec<Duration>,
     /// From a new task's insert until a claim returned it.
     latency: Vec<Duration>,
@@ -316,6 +348,7 @@ struct Steady {
 
 fn steady(
     instances: &[(String, PostgresStore)],
+    sweeping: &mut [Sweeping],
     api: &PostgresStore,
     b: &ClaimBench,
     template: &NewTask,
@@ -329,27 +362,21 @@ fn steady(
     let t0 = Instant::now();
     std::thread::scope(|s| -> anyhow::Result<()> {
         let mut workers = Vec::new();
-        for (id, store) in instances {
+        for ((id, store), sweeping) in instances.iter().zip(sweeping.iter_mut()) {
             let (pending, out, stop) = (&pending, &out, &stop);
             workers.push(s.spawn(move || -> anyhow::Result<()> {
                 while !stop.load(Ordering::Relaxed) {
                     let begin = Instant::now();
-                    let now = grants::now();
-                    let held = store.claim_tasks(id, now, now + cluster::LEASE)?;
-                    let claimed = Instant::now();
-                    let tasks = store.active_tasks()?;
+                    let held = sweeping.sweep(id, store)?;
                     let end = Instant::now();
-                    drop(tasks);
                     {
                         let mut pending = pending.lock().map_err(|_| poisoned())?;
                         let mut o = out.lock().map_err(|_| poisoned())?;
                         for id in held.iter().filter(|id| id.starts_with(NEW)) {
                             if let Some(inserted) = pending.remove(id) {
-                                o.latency.push(claimed.saturating_duration_since(inserted));
+                                o.latency.push(end.saturating_duration_since(inserted));
                             }
                         }
-                        o.claim.push(claimed - begin);
-                        o.active.push(end - claimed);
                         o.sweep.push(end - begin);
                         o.over_tick += usize::from(end - begin > tasks::TICK);
                     }
@@ -404,13 +431,7 @@ fn steady(
     let mut o = out.into_inner().map_err(|_| poisoned())?;
     o.elapsed = t0.elapsed();
     o.load_end = loadavg();
-    for v in [
-        &mut o.claim,
-        &mut o.active,
-        &mut o.sweep,
-        &mut o.latency,
-        &mut o.insert,
-    ] {
+    for v in [&mut o.sweep, &mut o.latency, &mut o.insert] {
         v.sort_unstable();
     }
     Ok(o)
@@ -439,13 +460,9 @@ fn describe(out: &mut String, depth: usize, k: usize, load: &str, t: &TakeUp, s:
     );
     let _ = writeln!(
         out,
-        "    sweep        {} sweeps in {:.0} s: claim_tasks p50 {} / p99 {} ms, active_tasks p50 {} / p99 {} ms, whole sweep p50 {} / p99 {} ms; {} over the {} ms tick",
+        "    sweep        {} sweeps in {:.0} s: claim_changes (the whole sweep) p50 {} / p99 {} ms; {} over the {} ms tick",
         s.sweep.len(),
         s.elapsed.as_secs_f64(),
-        ms(&s.claim, 50),
-        ms(&s.claim, 99),
-        ms(&s.active, 50),
-        ms(&s.active, 99),
         ms(&s.sweep, 50),
         ms(&s.sweep, 99),
         s.over_tick,

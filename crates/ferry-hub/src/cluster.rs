@@ -3,10 +3,13 @@
 //!
 //! Each `ferry-hub serve` is an instance with an id drawn at its start. Its
 //! scheduler drives only the ACTIVE tasks it holds a claim on
-//! (`ClusterStore::claim_tasks`), renewed at every sweep for [`LEASE`]
-//! seconds. An instance that dies stops renewing; once its leases ended,
-//! the next instance to sweep takes its tasks up as a restarted hub does
-//! (a new attempt). One that stops cleanly lets go of its claims at once.
+//! (`ClusterStore::claim_changes`). A claim holds while the instance's
+//! lease does: one row, renewed at every sweep for [`LEASE`] seconds, not
+//! a lease per task, so a sweep's cost follows what changed, not how many
+//! tasks are queued. An instance that dies stops renewing; once its lease
+//! ended, the next instance to sweep frees its tasks and takes them up as
+//! a restarted hub does (a new attempt). One that stops cleanly lets go of
+//! its claims at once.
 //!
 //! A task goes to the instance that holds its source's control link
 //! (recorded in the database as endpoints connect and go), so the
@@ -42,11 +45,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a claim lasts unless renewed, in seconds: how long the tasks of
-/// an instance that died wait before another takes them. Each sweep
-/// (`tasks::TICK`) renews a lease with less than half left, so a slow
-/// database or a paused process has many sweeps' margin before it loses
-/// what it drives.
+/// How long an instance's lease lasts unless renewed, in seconds: how long
+/// the tasks of an instance that died wait before another takes them. Each
+/// sweep (`tasks::TICK`) renews it, so a slow database or a paused process
+/// has many sweeps' margin before it loses what it drives.
 pub const LEASE: i64 = 15;
 
 /// This process among the hub instances of its database.
@@ -115,14 +117,16 @@ pub fn stopping(hub: &Hub) {
     }
 }
 
-/// Claims what is free and renews what this instance holds: the ACTIVE
-/// tasks its scheduler drives until the next sweep.
-pub fn claim(hub: &Hub, now: i64) -> Result<HashSet<String>, StoreError> {
-    Ok(hub
-        .store
-        .claim_tasks(hub.instance.id(), now, now + LEASE)?
-        .into_iter()
-        .collect())
+/// Renews this instance's lease and claims what is free: what changed in
+/// the ACTIVE tasks its scheduler drives since the sweep that returned
+/// `since` (`ClusterStore::claim_changes`).
+pub fn claim(
+    hub: &Hub,
+    now: i64,
+    since: Option<i64>,
+) -> Result<crate::store::ClaimChanges, StoreError> {
+    hub.store
+        .claim_changes(hub.instance.id(), now, now + LEASE, since)
 }
 
 /// Records which instance holds an endpoint's control link, so that the

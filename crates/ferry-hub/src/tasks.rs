@@ -160,6 +160,13 @@ pub enum Input {
         tasks: Vec<ActiveTask>,
         initial: bool,
     },
+    /// What changed since the last sweep (`ClusterStore::claim_changes`):
+    /// ACTIVE tasks this instance holds that changed (new claims among
+    /// them; one already known stays as it is), and tasks that ended.
+    Changed {
+        tasks: Vec<ActiveTask>,
+        ended: Vec<String>,
+    },
     /// ACTIVE tasks another hub instance holds now (`cluster`): this
     /// scheduler forgets them without a word to their endpoints, since the
     /// task goes on there.
@@ -436,6 +443,13 @@ impl Core {
         let mut out = Vec::new();
         match input {
             Input::Active { tasks, initial } => self.sync(tasks, initial, now, &mut out),
+            Input::Changed { tasks, ended } => {
+                for id in &ended {
+                    self.unrecorded.remove(id);
+                }
+                self.stop_gone(ended, &mut out);
+                self.take_up(tasks, false, now, &mut out);
+            }
             Input::Released { task_ids } => {
                 for id in &task_ids {
                     self.tasks.remove(id);
@@ -610,14 +624,19 @@ impl Core {
             .filter(|t| !self.unrecorded.contains_key(&t.id))
             .collect();
         let active: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
-        // Ended outside the scheduler (canceled through the API): make sure
-        // its endpoints stop, even if a start crossed the cancel.
         let gone: Vec<String> = self
             .tasks
             .keys()
             .filter(|id| !active.contains(id.as_str()))
             .cloned()
             .collect();
+        self.stop_gone(gone, out);
+        self.take_up(tasks, initial, now, out);
+    }
+
+    /// Tasks that ended outside the scheduler (canceled through the API):
+    /// make sure their endpoints stop, even if a start crossed the cancel.
+    fn stop_gone(&mut self, gone: Vec<String>, out: &mut Vec<Action>) {
         // Also between attempts: the destination may keep temporaries of
         // an earlier one for a resume that will not come.
         for id in gone {
@@ -627,7 +646,16 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// ACTIVE tasks this scheduler drives: new ones are taken up, and one
+    /// whose endpoint was revoked fails. An end waiting to be recorded
+    /// stays decided: its task is not taken up again.
+    fn take_up(&mut self, tasks: Vec<ActiveTask>, initial: bool, now: i64, out: &mut Vec<Action>) {
         for row in tasks {
+            if self.unrecorded.contains_key(&row.id) {
+                continue;
+            }
             if row.source_revoked || row.destination_revoked {
                 let name = if row.source_revoked {
                     &row.source_name
@@ -1176,7 +1204,10 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
     let mut core = Core::relaying(hub.relay.enabled());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut initial = true;
+    let mut sweeps = Sweeps {
+        since: None,
+        initial: true,
+    };
     let mut revocations = Revocations::default();
     // The links other instances hold of the endpoints of the tasks this
     // one drives (`cluster::remote_peers`).
@@ -1200,15 +1231,19 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
                 None => return,
             },
             _ = tick.tick() => {
-                revocations.sweep(&hub);
-                let mut inputs = sweep(&hub, &mut initial);
+                if revocations.sweep(&hub) {
+                    // A revocation changes no task's row: the tasks it
+                    // fails are found in the whole picture.
+                    sweeps.since = None;
+                }
+                let mut inputs = sweep(&hub, &mut sweeps);
                 // Before the sweep's inputs: a task claimed now sees its
                 // remote peers connected when it is scheduled.
                 let mut peers = crate::cluster::remote_peers(&hub, &mut remote);
                 peers.append(&mut inputs);
                 peers
             }
-            _ = wake.0.notified() => sweep(&hub, &mut initial),
+            _ = wake.0.notified() => sweep(&hub, &mut sweeps),
         };
         // A stack: the first input is handled first.
         let mut inputs: Vec<Input> = input.into_iter().rev().collect();
@@ -1266,16 +1301,18 @@ struct Revocations {
 }
 
 impl Revocations {
-    fn sweep(&mut self, hub: &Hub) {
+    /// Whether endpoints were revoked (or deleted) since the last sweep,
+    /// or this is the first (a sweep may have read the tasks before it).
+    fn sweep(&mut self, hub: &Hub) -> bool {
         let count = match hub.store.revoked_endpoint_count() {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot count the revoked endpoints");
-                return;
+                return false;
             }
         };
         if self.known.as_ref().is_some_and(|(n, _)| *n == count) {
-            return;
+            return false;
         }
         let listed = match hub
             .store
@@ -1284,7 +1321,7 @@ impl Revocations {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the revoked endpoints");
-                return;
+                return false;
             }
         };
         let fresh: Vec<String> = match &self.known {
@@ -1300,39 +1337,52 @@ impl Revocations {
             hub.control.broadcast_revoked(&fresh);
         }
         self.known = Some((count, listed.into_iter().collect()));
+        true
     }
 }
 
+/// Where this instance's sweeps are in the store's changes
+/// (`ClusterStore::claim_changes`): `None` until the first sweep, and
+/// whenever the whole picture must be read again.
+#[derive(Debug, Default)]
+struct Sweeps {
+    since: Option<i64>,
+    initial: bool,
+}
+
 /// The ACTIVE tasks this hub instance holds (`cluster::claim`), and
-/// those it no longer does. Claimed before the tasks are read: a task
-/// that ends between the two reads is then missing from the second and
-/// stopped as ended, never mistaken for one another instance holds.
-fn sweep(hub: &Hub, initial: &mut bool) -> Vec<Input> {
-    let held = match crate::cluster::claim(hub, crate::grants::now()) {
-        Ok(held) => held,
+/// those it no longer does: what changed since the last sweep, or
+/// everything on the first. Claimed and read in one transaction, so a task
+/// that ends meanwhile is told as ended, never mistaken for one another
+/// instance holds.
+fn sweep(hub: &Hub, sweeps: &mut Sweeps) -> Vec<Input> {
+    let changes = match crate::cluster::claim(hub, crate::grants::now(), sweeps.since) {
+        Ok(changes) => changes,
         Err(e) => {
             tracing::warn!(error = %e, "cannot claim or renew this instance's tasks");
             return vec![Input::Tick];
         }
     };
-    match hub.store.active_tasks() {
-        Ok(tasks) => {
-            let (tasks, elsewhere): (Vec<ActiveTask>, Vec<ActiveTask>) =
-                tasks.into_iter().partition(|t| held.contains(&t.id));
-            vec![
-                Input::Released {
-                    task_ids: elsewhere.into_iter().map(|t| t.id).collect(),
-                },
-                Input::Active {
-                    tasks,
-                    initial: std::mem::take(initial),
-                },
-            ]
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the active tasks");
-            vec![Input::Tick]
-        }
+    sweeps.since = Some(changes.next);
+    let released = Input::Released {
+        task_ids: changes.elsewhere,
+    };
+    if changes.whole {
+        vec![
+            released,
+            Input::Active {
+                tasks: changes.held,
+                initial: std::mem::take(&mut sweeps.initial),
+            },
+        ]
+    } else {
+        vec![
+            released,
+            Input::Changed {
+                tasks: changes.held,
+                ended: changes.ended,
+            },
+        ]
     }
 }
 
@@ -2917,6 +2967,36 @@ mod tests {
         taken_back.attempt = 3;
         let out = active(&mut core, vec![taken_back], 3);
         assert_eq!(starts(&out), [4]);
+    }
+
+    /// A sweep that tells only what changed: a task it does not mention
+    /// goes on, a new one is taken up, one told again stays as it is, and
+    /// one that ended stops its endpoints.
+    #[test]
+    fn a_sweep_of_changes_takes_up_new_tasks_and_stops_ended_ones() {
+        let mut core = running();
+        let changed = |core: &mut Core, tasks: Vec<ActiveTask>, ended: Vec<String>, now| {
+            core.handle(Input::Changed { tasks, ended }, now)
+        };
+        let out = changed(&mut core, vec![], vec![], 1);
+        assert!(out.is_empty(), "{out:?}");
+        assert!(core.is_running("t", 1));
+        let out = changed(&mut core, vec![row("t", None), row("u", None)], vec![], 2);
+        assert!(
+            !out.iter()
+                .any(|a| matches!(a, Action::Start { task_id, .. } if task_id == "t")),
+            "t goes on: {out:?}"
+        );
+        assert!(core.is_running("t", 1) && core.tasks.contains_key("u"));
+        let out = changed(&mut core, vec![], vec!["t".into(), "gone".into()], 3);
+        assert_eq!(cancels(&out), [DST, SRC]);
+        assert!(finished(&out).is_none(), "the API recorded the end");
+        assert!(!core.tasks.contains_key("t") && core.tasks.contains_key("u"));
+        // A revoked endpoint, told by a whole picture, fails the task.
+        let mut revoked = row("u", None);
+        revoked.source_revoked = true;
+        let out = active(&mut core, vec![revoked], 4);
+        assert_eq!(finished(&out).unwrap().0, TaskStatus::Failed);
     }
 
     fn cancels_through(actions: &[Action]) -> Vec<Option<u32>> {

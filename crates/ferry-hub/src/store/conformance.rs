@@ -166,6 +166,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         a_task_goes_to_the_live_instance_holding_its_sources_link,
     ),
     (
+        "a_claim_holds_while_its_instance_lives_and_sweeps_hear_only_changes",
+        a_claim_holds_while_its_instance_lives_and_sweeps_hear_only_changes,
+    ),
+    (
         "a_shared_key_is_the_first_one_stored",
         a_shared_key_is_the_first_one_stored,
     ),
@@ -1811,6 +1815,95 @@ pub fn a_task_is_held_by_one_instance_until_its_lease_ends(s: &dyn Storage) {
     // A single-instance hub starting forgets every claim.
     assert_eq!(s.release_task_claims(None).unwrap(), 1);
     assert_eq!(s.claim_tasks("c", 126, 136).unwrap(), ["t2"]);
+}
+
+/// A claim holds while its instance's lease does, which the instance
+/// renews without claiming its tasks again. Each sweep tells what changed
+/// since the last (a change may be told twice); an instance whose lease
+/// had ended gets the whole picture.
+pub fn a_claim_holds_while_its_instance_lives_and_sweeps_hear_only_changes(s: &dyn Storage) {
+    use std::collections::BTreeSet;
+    let uid = two_endpoints(s);
+    for (n, id) in ["t1", "t2"].into_iter().enumerate() {
+        s.create_task(&new_task(id, uid, n as i64), "SUBMITTED", "x")
+            .unwrap();
+    }
+    let held =
+        |c: &ClaimChanges| -> BTreeSet<String> { c.held.iter().map(|t| t.id.clone()).collect() };
+    let set = |ids: &[&str]| -> BTreeSet<String> { ids.iter().map(|id| id.to_string()).collect() };
+    let a = s.claim_changes("a", 100, 110, None).unwrap();
+    assert!(
+        a.whole && a.elsewhere.is_empty() && a.ended.is_empty(),
+        "{a:?}"
+    );
+    assert_eq!(held(&a), set(&["t1", "t2"]));
+    let t1 = a.held.iter().find(|t| t.id == "t1").unwrap();
+    assert_eq!(
+        (
+            t1.source_id.as_str(),
+            t1.source_name.as_str(),
+            t1.destination_name.as_str()
+        ),
+        ("e1", "laptop", "cluster")
+    );
+    assert!(!t1.source_revoked && !t1.destination_revoked);
+    let b = s.claim_changes("b", 101, 111, None).unwrap();
+    assert!(b.whole && b.held.is_empty(), "{b:?}");
+    assert_eq!(b.elsewhere.iter().collect::<BTreeSet<_>>().len(), 2);
+    let (mut a_since, mut b_since) = (a.next, b.next);
+    // a renews its lease for several of its lengths: b never takes its
+    // tasks, nor hears that any ended (the backends' own tests check that
+    // no task row is rewritten).
+    for (round, now) in [105, 114, 123, 132].into_iter().enumerate() {
+        let a = s.claim_changes("a", now, now + 10, Some(a_since)).unwrap();
+        assert!(!a.whole, "round {round}: a's lease lasted");
+        assert!(a.elsewhere.is_empty() && a.ended.is_empty(), "{a:?}");
+        assert!(held(&a).is_subset(&set(&["t1", "t2"])), "{a:?}");
+        a_since = a.next;
+        let b = s
+            .claim_changes("b", now + 1, now + 11, Some(b_since))
+            .unwrap();
+        assert!(!b.whole && b.held.is_empty(), "round {round}: {b:?}");
+        assert!(b.ended.is_empty(), "round {round}: {b:?}");
+        assert!(
+            b.elsewhere.iter().all(|id| id == "t1" || id == "t2"),
+            "round {round}: {b:?}"
+        );
+        b_since = b.next;
+    }
+    // a ends t1, then stops renewing (it died): b hears of the end, and
+    // takes t2 at its first sweep after a's lease ended (at 142).
+    s.finish_task("t1", TaskStatus::Succeeded, None, None, 134)
+        .unwrap();
+    let b = s.claim_changes("b", 142, 152, Some(b_since)).unwrap();
+    assert_eq!(
+        (b.ended.as_slice(), b.held.len()),
+        (&["t1".to_string()][..], 0),
+        "{b:?}"
+    );
+    let b = s.claim_changes("b", 143, 153, Some(b.next)).unwrap();
+    assert!(!b.whole, "{b:?}");
+    assert_eq!(held(&b), set(&["t2"]));
+    assert_eq!(s.task_claim("t2").unwrap().as_deref(), Some("b"));
+    // a comes back: its lease had ended, so it hears the whole picture.
+    let a = s.claim_changes("a", 144, 154, Some(a_since)).unwrap();
+    assert!(a.whole && a.held.is_empty(), "{a:?}");
+    assert_eq!(a.elsewhere, ["t2"]);
+    // A new task goes to the first to sweep; the other hears it is not its.
+    s.create_task(&new_task("t3", uid, 3), "SUBMITTED", "x")
+        .unwrap();
+    let a = s.claim_changes("a", 145, 155, Some(a.next)).unwrap();
+    assert_eq!(held(&a), set(&["t3"]), "{a:?}");
+    let b = s.claim_changes("b", 146, 156, Some(b.next)).unwrap();
+    assert!(
+        !held(&b).contains("t3") && b.elsewhere.contains(&"t3".to_string()),
+        "{b:?}"
+    );
+    // a stops cleanly: b takes its task at its next sweep.
+    s.release_task_claims(Some("a")).unwrap();
+    let b = s.claim_changes("b", 147, 157, Some(b.next)).unwrap();
+    assert!(held(&b).contains("t3"), "{b:?}");
+    assert_eq!(s.task_claim("t3").unwrap().as_deref(), Some("b"));
 }
 
 /// Two instances (two stores over one database) claiming at the same time,

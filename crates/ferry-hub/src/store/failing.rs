@@ -127,7 +127,7 @@ delegate!(EndpointStore {
 });
 
 delegate!(ClusterStore {
-    fn claim_tasks(&self, instance: &str, now: i64, lease_until: i64) -> Result<Vec<String>>;
+    fn claim_changes(&self, instance: &str, now: i64, lease_until: i64, since: Option<i64>) -> Result<ClaimChanges>;
     fn release_task_claims(&self, instance: Option<&str>) -> Result<u64>;
     fn set_control_link(&self, endpoint_id: &str, instance: &str, since: i64) -> Result<()>;
     fn drop_control_link(&self, endpoint_id: &str, instance: &str) -> Result<()>;

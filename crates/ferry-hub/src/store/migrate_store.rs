@@ -22,7 +22,12 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 23;
+const SQLITE_SCHEMA: i64 = 24;
+
+/// Columns each backend fills its own way, not copied: a task's change
+/// mark is a counter in SQLite and a transaction id in PostgreSQL, whose
+/// default marks each copied row as written by the copy.
+const NOT_COPIED: &[(&str, &str)] = &[("tasks", "changed")];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -597,6 +602,7 @@ pub fn sqlite_to_postgres(sqlite: &Path, url: &DatabaseUrl) -> anyhow::Result<Ve
         let mut found: Vec<String> = stmt
             .query_map([table.name], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
+        found.retain(|c| !NOT_COPIED.contains(&(table.name, c.as_str())));
         found.sort();
         let mut known: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
         known.sort_unstable();

@@ -617,7 +617,9 @@ pub trait TaskStore {
     /// A user's tasks, newest first, at most `limit`.
     fn tasks_of(&self, owner_id: i64, limit: usize) -> Result<Vec<TaskRow>>;
 
-    /// Every ACTIVE task, oldest first.
+    /// Every ACTIVE task, oldest first (tests: the scheduler reads them
+    /// through `ClusterStore::claim_changes`).
+    #[cfg(test)]
     fn active_tasks(&self) -> Result<Vec<ActiveTask>>;
 
     /// A task's items (in order) and options, for its capability.
@@ -1097,26 +1099,50 @@ pub trait AppStore {
 }
 
 /// Several hub instances over one database: which instance drives each
-/// ACTIVE task. A claim is a lease: the instance renews it while it runs,
-/// and a task whose lease ran out (its instance died) is taken by the next
-/// instance that claims.
+/// ACTIVE task. A task's claim names its instance and holds while that
+/// instance's lease (its mark of life in `hub_instances`, one row it
+/// renews at every sweep) lasts: no task is rewritten to keep its claim.
+/// The tasks of an instance whose lease ran out (it died) are taken by the
+/// next instance that claims.
 pub trait ClusterStore {
-    /// Marks `instance` alive until `lease_until`; claims for it, until
-    /// then, every ACTIVE task that no live lease holds (never claimed, or
-    /// its lease ended before `now`) and renews the leases it holds that
-    /// have less than half left (`renew_before`). A task
-    /// goes to the instance that holds its source's control link: one whose
-    /// source is linked to another live instance is neither claimed nor
-    /// renewed (let go, so that instance takes it). Returns the ACTIVE
-    /// tasks `instance` holds afterwards. Of two instances claiming at
-    /// once, each task goes to one.
-    fn claim_tasks(&self, instance: &str, now: i64, lease_until: i64) -> Result<Vec<String>>;
+    /// Marks `instance` alive until `lease_until`; frees the tasks of
+    /// instances whose lease ended before `now` and claims for `instance`
+    /// every ACTIVE task no live instance holds. A task goes to the
+    /// instance that holds its source's control link: one whose source is
+    /// linked to another live instance is not claimed, and `instance` lets
+    /// it go if it held it (so that instance takes it). Of two instances
+    /// claiming at once, each task goes to one.
+    ///
+    /// Tells what changed since the call that returned `since` as its
+    /// `next` (a scheduler's sweep, whose cost then follows the changes,
+    /// not the queue's length): the whole picture instead when `since` is
+    /// `None` or when `instance`'s lease had ended (or it had none), since
+    /// another instance may then have taken any of its tasks. A task may be
+    /// told again in a later call (a change made by a transaction that was
+    /// still open at this one); as it is then, so telling it twice is
+    /// harmless.
+    fn claim_changes(
+        &self,
+        instance: &str,
+        now: i64,
+        lease_until: i64,
+        since: Option<i64>,
+    ) -> Result<ClaimChanges>;
 
-    /// Ends claims: `instance`'s, with its control links and its mark of
-    /// life (it stops, so others take its tasks at once), or with `None`
-    /// every claim and link (a hub that is the only instance of its
-    /// database starting: nothing else can hold one). How many tasks were
-    /// released.
+    /// The tasks `instance` holds after a claim, by id (tests: the whole
+    /// picture of [`ClusterStore::claim_changes`]).
+    #[cfg(test)]
+    fn claim_tasks(&self, instance: &str, now: i64, lease_until: i64) -> Result<Vec<String>> {
+        let mut held: Vec<String> = self
+            .claim_changes(instance, now, lease_until, None)?
+            .held
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        held.sort();
+        Ok(held)
+    }
+
     fn release_task_claims(&self, instance: Option<&str>) -> Result<u64>;
 
     /// Records that `instance` holds `endpoint_id`'s control link (a newer
@@ -1237,11 +1263,22 @@ pub fn messages_channel(instance: &str) -> String {
     format!("ferry_msg_{safe}")
 }
 
-/// A held lease is renewed once less than half of it is left, not at
-/// every claim: a claim then rewrites a task's row every few seconds, not
-/// at every scheduler tick.
-fn renew_before(now: i64, lease_until: i64) -> i64 {
-    now + (lease_until - now) / 2
+/// What one sweep's claim tells an instance ([`ClusterStore::claim_changes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimChanges {
+    /// The whole picture: `held` and `elsewhere` list every ACTIVE task,
+    /// and a task the instance knew of that is in neither has ended.
+    pub whole: bool,
+    /// ACTIVE tasks the instance holds: all of them when `whole`, else
+    /// those that changed (its new claims among them).
+    pub held: Vec<ActiveTask>,
+    /// ACTIVE tasks it does not hold (another instance's or no one's):
+    /// all of them when `whole`, else those that changed.
+    pub elsewhere: Vec<String>,
+    /// Tasks that ended since `since` (none when `whole`).
+    pub ended: Vec<String>,
+    /// `since` for the next call.
+    pub next: i64,
 }
 
 /// Everything the hub keeps: what it holds, as `Arc<dyn Storage>`.

@@ -530,6 +530,30 @@ ALTER TABLE setup_keys ADD COLUMN node TEXT;
 "#,
     // Task nodes (SQLite's twin: the task nodes migration).
     "ALTER TABLE tasks ADD COLUMN nodes BIGINT NOT NULL DEFAULT 1;",
+    // A claim held by its instance's lease, and each task's change mark
+    // (SQLite's twin: the change marks migration). The mark is the id of
+    // the transaction that wrote the row (`txid_current()`): a reader
+    // that starts from the oldest transaction still open at its last read
+    // (`txid_snapshot_xmin`) misses no change, however late it commits.
+    // The default is set after the column is added, so existing rows are
+    // not rewritten.
+    r#"
+ALTER TABLE tasks ADD COLUMN changed BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE tasks ALTER COLUMN changed SET DEFAULT txid_current();
+CREATE INDEX tasks_changed ON tasks(changed);
+CREATE INDEX tasks_claims ON tasks(claimed_by) WHERE status = 'ACTIVE';
+CREATE INDEX tasks_active_source ON tasks(source_id, claimed_by) WHERE status = 'ACTIVE';
+CREATE INDEX tasks_active_destination ON tasks(destination_id, claimed_by) WHERE status = 'ACTIVE';
+CREATE OR REPLACE FUNCTION ferry_task_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.changed := txid_current();
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER tasks_changed BEFORE UPDATE OF status, claimed_by ON tasks FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.claimed_by IS DISTINCT FROM NEW.claimed_by)
+    EXECUTE PROCEDURE ferry_task_changed();
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a
@@ -2806,6 +2830,7 @@ impl TaskStore for PostgresStore {
         })
     }
 
+    #[cfg(test)]
     fn active_tasks(&self) -> Result<Vec<ActiveTask>> {
         self.with_client(|c| {
             rows(

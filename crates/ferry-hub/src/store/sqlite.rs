@@ -524,6 +524,31 @@ ALTER TABLE setup_keys ADD COLUMN node TEXT;
     // Over how many nodes of each endpoint a task's latest attempt ran
     // (1: not spread).
     Migration::Sql("ALTER TABLE tasks ADD COLUMN nodes INTEGER NOT NULL DEFAULT 1;"),
+    // A task's claim holds while its instance's lease (`hub_instances`)
+    // does: `tasks.lease_until` is no longer written. Each task carries a
+    // change mark (`changed`), the next number whenever it is created,
+    // ends or changes hands, so a sweep reads only the tasks that changed
+    // since its last (`ClusterStore::claim_changes`); and the indexes
+    // that find an instance's tasks, the free ones, and its tasks of an
+    // endpoint another instance holds the link of.
+    Migration::Sql(
+        r#"
+ALTER TABLE tasks ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX tasks_changed ON tasks(changed);
+CREATE INDEX tasks_claims ON tasks(claimed_by) WHERE status = 'ACTIVE';
+CREATE INDEX tasks_active_source ON tasks(source_id, claimed_by) WHERE status = 'ACTIVE';
+CREATE INDEX tasks_active_destination ON tasks(destination_id, claimed_by) WHERE status = 'ACTIVE';
+CREATE TRIGGER tasks_changed_insert AFTER INSERT ON tasks
+BEGIN
+    UPDATE tasks SET changed = (SELECT MAX(changed) FROM tasks) + 1 WHERE id = NEW.id;
+END;
+CREATE TRIGGER tasks_changed_update AFTER UPDATE OF status, claimed_by ON tasks
+WHEN OLD.status IS NOT NEW.status OR OLD.claimed_by IS NOT NEW.claimed_by
+BEGIN
+    UPDATE tasks SET changed = (SELECT MAX(changed) FROM tasks) + 1 WHERE id = NEW.id;
+END;
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as
@@ -2369,6 +2394,7 @@ impl TaskStore for SqliteStore {
         })
     }
 
+    #[cfg(test)]
     fn active_tasks(&self) -> Result<Vec<ActiveTask>> {
         self.with_conn(|conn| {
             let mut stmt = conn.prepare(

@@ -11,56 +11,142 @@ const SOURCE_ELSEWHERE: &str =
     "EXISTS (SELECT 1 FROM control_links l JOIN hub_instances i ON i.id = l.instance_id
     WHERE l.endpoint_id = tasks.source_id AND l.instance_id <> $1 AND i.lease_until >= $2)";
 
+/// An ACTIVE task as a sweep reads it: whether `$1` holds it, then the
+/// columns of [`ActiveTask`].
+const SWEPT: &str = "SELECT t.id, t.status = 'ACTIVE', t.claimed_by IS NOT DISTINCT FROM $1,
+    t.source_id, s.display_name, s.revoked, t.destination_id, d.display_name, d.revoked, t.attempt, t.deadline
+    FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
+
+/// Renews `instance`'s lease and claims for it (`ClusterStore::claim_changes`),
+/// in the caller's transaction; whether its lease had ended before (or it
+/// had none), so that what it held may be another instance's now.
+fn claim(
+    tx: &mut ::postgres::Transaction<'_>,
+    instance: &str,
+    now: i64,
+    lease_until: i64,
+) -> Result<bool> {
+    // Its own row locked first: an instance taking this one's tasks
+    // locks that row too (below), so the two never overlap. It either
+    // took them and deleted the row, and this one finds no lease; or it
+    // skips the row this one holds, and this one renews in time.
+    let before: Option<i64> = tx
+        .query_opt(
+            "SELECT lease_until FROM hub_instances WHERE id = $1 FOR UPDATE",
+            &[&instance],
+        )?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    tx.execute(
+        "INSERT INTO hub_instances (id, lease_until) VALUES ($1, $2)
+         ON CONFLICT (id) DO UPDATE SET lease_until = EXCLUDED.lease_until",
+        &[&instance, &lease_until],
+    )?;
+    // Instances whose lease ended died: their tasks are free and their
+    // rows go (a row another claim locked is that one's to handle).
+    let dead = rows(
+        tx.query(
+            "DELETE FROM hub_instances WHERE id IN (
+                SELECT id FROM hub_instances WHERE lease_until < $1 AND id <> $2
+                FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+            &[&now, &instance],
+        )?,
+        |r| Ok(r.try_get::<_, String>(0)?),
+    )?;
+    if !dead.is_empty() {
+        tx.execute(
+            "UPDATE tasks SET claimed_by = NULL WHERE status = 'ACTIVE' AND claimed_by = ANY($1)",
+            &[&dead],
+        )?;
+    }
+    // The source went to another instance: that one drives it now. The
+    // links (few) first, then this instance's tasks of those sources by
+    // index: a join left to the planner scanned every task held.
+    let elsewhere = rows(
+        tx.query(
+            "SELECT l.endpoint_id FROM control_links l JOIN hub_instances i ON i.id = l.instance_id
+             WHERE l.instance_id <> $1 AND i.lease_until >= $2",
+            &[&instance, &now],
+        )?,
+        |r| Ok(r.try_get::<_, String>(0)?),
+    )?;
+    if !elsewhere.is_empty() {
+        tx.execute(
+            "UPDATE tasks SET claimed_by = NULL
+             WHERE status = 'ACTIVE' AND source_id = ANY($2) AND claimed_by = $1",
+            &[&instance, &elsewhere],
+        )?;
+    }
+    // A row another transaction holds is skipped, not waited for: free, it
+    // is claimed at the next sweep.
+    tx.execute(
+        &format!(
+            "WITH free AS (
+                SELECT id FROM tasks
+                WHERE status = 'ACTIVE' AND claimed_by IS NULL AND NOT {SOURCE_ELSEWHERE}
+                FOR UPDATE SKIP LOCKED
+             )
+             UPDATE tasks SET claimed_by = $1 FROM free WHERE tasks.id = free.id"
+        ),
+        &[&instance, &now],
+    )?;
+    Ok(before.is_none_or(|until| until < now))
+}
+
 impl ClusterStore for PostgresStore {
-    fn claim_tasks(&self, instance: &str, now: i64, lease_until: i64) -> Result<Vec<String>> {
+    fn claim_changes(
+        &self,
+        instance: &str,
+        now: i64,
+        lease_until: i64,
+        since: Option<i64>,
+    ) -> Result<ClaimChanges> {
         self.with_client(|c| {
             let mut tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO hub_instances (id, lease_until) VALUES ($1, $2)
-                 ON CONFLICT (id) DO UPDATE SET lease_until = EXCLUDED.lease_until",
-                &[&instance, &lease_until],
-            )?;
-            // The source went to another instance: that one drives it now.
-            tx.execute(
-                &format!(
-                    "UPDATE tasks SET claimed_by = NULL, lease_until = NULL
-                     WHERE status = 'ACTIVE' AND claimed_by = $1 AND {SOURCE_ELSEWHERE}"
-                ),
-                &[&instance, &now],
-            )?;
-            // A row another transaction holds is skipped, not waited for:
-            // free, it is claimed at the next sweep; ours (a write on the
-            // task, say its end), its lease is renewed then.
-            tx.execute(
-                &format!(
-                    "WITH free AS (
-                        SELECT id FROM tasks
-                        WHERE status = 'ACTIVE'
-                          AND (claimed_by IS NULL OR lease_until IS NULL OR lease_until < $2
-                               OR (claimed_by = $1 AND lease_until < $4))
-                          AND NOT {SOURCE_ELSEWHERE}
-                        FOR UPDATE SKIP LOCKED
-                     )
-                     UPDATE tasks SET claimed_by = $1, lease_until = $3
-                     FROM free WHERE tasks.id = free.id"
-                ),
-                &[&instance, &now, &lease_until, &super::super::renew_before(now, lease_until)],
-            )?;
-            // Read apart from the update: a task of ours skipped above
-            // because a write locked it is still ours while its lease
-            // lasts. One whose lease ended is not, even if the row still
-            // names us: it was skipped because another instance is taking
-            // it over, and that claim commits after this read.
-            let held = rows(
-                tx.query(
-                    "SELECT id FROM tasks
-                     WHERE status = 'ACTIVE' AND claimed_by = $1 AND lease_until >= $2 ORDER BY seq",
-                    &[&instance, &now],
+            // Every transaction that had not committed when this statement
+            // ran has an id from here on, and the rows it writes carry it
+            // (`tasks.changed`): the next call reads them, whenever they
+            // commit.
+            let next: i64 = tx
+                .query_one("SELECT txid_snapshot_xmin(txid_current_snapshot())", &[])?
+                .try_get(0)?;
+            let lapsed = claim(&mut tx, instance, now, lease_until)?;
+            let since = since.filter(|_| !lapsed);
+            let found = match since {
+                Some(since) => tx.query(
+                    &format!("{SWEPT} WHERE t.changed >= $2"),
+                    &[&instance, &since],
                 )?,
-                |r| Ok(r.try_get(0)?),
-            )?;
+                None => tx.query(&format!("{SWEPT} WHERE t.status = 'ACTIVE'"), &[&instance])?,
+            };
+            let mut out = ClaimChanges {
+                whole: since.is_none(),
+                next,
+                ..ClaimChanges::default()
+            };
+            for r in found {
+                let id: String = r.try_get(0)?;
+                if !r.try_get::<_, bool>(1)? {
+                    out.ended.push(id);
+                } else if !r.try_get::<_, bool>(2)? {
+                    out.elsewhere.push(id);
+                } else {
+                    out.held.push(ActiveTask {
+                        id,
+                        source_id: r.try_get(3)?,
+                        source_name: r.try_get(4)?,
+                        source_revoked: r.try_get(5)?,
+                        destination_id: r.try_get(6)?,
+                        destination_name: r.try_get(7)?,
+                        destination_revoked: r.try_get(8)?,
+                        attempt: u32::try_from(r.try_get::<_, i64>(9)?).unwrap_or_default(),
+                        deadline: r.try_get(10)?,
+                    });
+                }
+            }
             tx.commit()?;
-            Ok(held)
+            Ok(out)
         })
     }
 
@@ -319,12 +405,15 @@ impl ClusterStore for PostgresStore {
         self.with_client(|c| {
             rows(
                 c.query(
+                    // From the links (few) to the tasks, not the other
+                    // way: this runs at every sweep.
                     "SELECT l.endpoint_id, l.instance_id, l.since, l.data_address, l.relay, l.paused
                      FROM control_links l JOIN hub_instances i ON i.id = l.instance_id
                      WHERE l.instance_id <> $1 AND i.lease_until >= $2
-                       AND l.endpoint_id IN (
-                           SELECT source_id FROM tasks WHERE status = 'ACTIVE' AND claimed_by = $1
-                           UNION SELECT destination_id FROM tasks WHERE status = 'ACTIVE' AND claimed_by = $1)
+                       AND (EXISTS (SELECT 1 FROM tasks t WHERE t.status = 'ACTIVE'
+                                    AND t.source_id = l.endpoint_id AND t.claimed_by = $1)
+                            OR EXISTS (SELECT 1 FROM tasks t WHERE t.status = 'ACTIVE'
+                                       AND t.destination_id = l.endpoint_id AND t.claimed_by = $1))
                      ORDER BY l.endpoint_id",
                     &[&instance, &now],
                 )?,

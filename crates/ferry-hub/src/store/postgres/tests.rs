@@ -102,6 +102,52 @@ fn postgres_passes_the_conformance_suite() {
     conformance::reopen(&|| Box::new(open(&url)));
 }
 
+/// An instance's renewals rewrite no task row (each row's version stays
+/// the one its claim wrote), and a sweep hears of a change whose
+/// transaction was still open when the sweep before it read.
+#[test]
+fn renewals_rewrite_no_task_and_a_sweep_misses_no_late_commit() {
+    let Some(schemas) = test_server() else {
+        return;
+    };
+    let url = schemas.fresh();
+    let s = open(&url);
+    let uid = s.add_user("alice", "h", 0).unwrap();
+    s.create_endpoint("e1", uid, "laptop", 0).unwrap();
+    s.create_endpoint("e2", uid, "cluster", 0).unwrap();
+    for (n, id) in ["t1", "t2"].into_iter().enumerate() {
+        s.create_task(&new_task(id, uid, n as i64), "SUBMITTED", "x")
+            .unwrap();
+    }
+    let first = s.claim_changes("a", 100, 110, None).unwrap();
+    assert_eq!(first.held.len(), 2, "{first:?}");
+    let mut sql = url.connect().unwrap();
+    let versions = |sql: &mut Client| -> Vec<String> {
+        sql.query("SELECT xmin::TEXT FROM tasks ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let before = versions(&mut sql);
+    let mut since = first.next;
+    for now in [105, 114, 123] {
+        let sweep = s.claim_changes("a", now, now + 10, Some(since)).unwrap();
+        assert!(!sweep.whole && sweep.ended.is_empty(), "{sweep:?}");
+        since = sweep.next;
+    }
+    assert_eq!(versions(&mut sql), before, "a renewal rewrote a task");
+    // A cancel whose transaction is open across a sweep.
+    let mut tx = sql.transaction().unwrap();
+    tx.execute("UPDATE tasks SET status = 'FAILED' WHERE id = 't1'", &[])
+        .unwrap();
+    let during = s.claim_changes("a", 124, 134, Some(since)).unwrap();
+    assert!(during.ended.is_empty(), "{during:?}");
+    tx.commit().unwrap();
+    let after = s.claim_changes("a", 125, 135, Some(during.next)).unwrap();
+    assert_eq!(after.ended, ["t1"], "{after:?}");
+}
+
 #[test]
 fn migrations_are_idempotent_and_refuse_a_newer_schema() {
     let Some(schemas) = test_server() else {

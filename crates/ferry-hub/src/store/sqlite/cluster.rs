@@ -11,42 +11,134 @@ const SOURCE_ELSEWHERE: &str =
     "EXISTS (SELECT 1 FROM control_links l JOIN hub_instances i ON i.id = l.instance_id
     WHERE l.endpoint_id = tasks.source_id AND l.instance_id <> ?1 AND i.lease_until >= ?2)";
 
+/// An ACTIVE task as a sweep reads it: whether `?1` holds it, then the
+/// columns of [`ActiveTask`].
+const SWEPT: &str = "SELECT t.id, t.status = 'ACTIVE', t.claimed_by IS NOT NULL AND t.claimed_by = ?1,
+    t.source_id, s.display_name, s.revoked, t.destination_id, d.display_name, d.revoked, t.attempt, t.deadline
+    FROM tasks t JOIN endpoints s ON s.id = t.source_id JOIN endpoints d ON d.id = t.destination_id";
+
+/// Renews `instance`'s lease and claims for it (`ClusterStore::claim_changes`),
+/// in the caller's transaction; whether its lease had ended before (or it
+/// had none), so that what it held may be another instance's now.
+fn claim(tx: &Transaction<'_>, instance: &str, now: i64, lease_until: i64) -> Result<bool> {
+    let before: Option<i64> = tx
+        .query_row(
+            "SELECT lease_until FROM hub_instances WHERE id = ?1",
+            params![instance],
+            |r| r.get(0),
+        )
+        .optional()?;
+    tx.execute(
+        "INSERT INTO hub_instances (id, lease_until) VALUES (?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until",
+        params![instance, lease_until],
+    )?;
+    // Instances whose lease ended died: their tasks are free and their
+    // rows go.
+    tx.execute(
+        "UPDATE tasks SET claimed_by = NULL WHERE status = 'ACTIVE' AND claimed_by IN (
+            SELECT id FROM hub_instances WHERE lease_until < ?1)",
+        params![now],
+    )?;
+    tx.execute(
+        "DELETE FROM hub_instances WHERE lease_until < ?1",
+        params![now],
+    )?;
+    // The source went to another instance: that one drives it now. The
+    // links (few) first, then this instance's tasks of each source by
+    // index.
+    let elsewhere: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT l.endpoint_id FROM control_links l JOIN hub_instances i ON i.id = l.instance_id
+             WHERE l.instance_id <> ?1 AND i.lease_until >= ?2",
+        )?;
+        stmt.query_map(params![instance, now], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    for source in &elsewhere {
+        tx.execute(
+            "UPDATE tasks SET claimed_by = NULL
+             WHERE status = 'ACTIVE' AND source_id = ?1 AND claimed_by = ?2",
+            params![source, instance],
+        )?;
+    }
+    tx.execute(
+        &format!(
+            "UPDATE tasks SET claimed_by = ?1
+             WHERE status = 'ACTIVE' AND claimed_by IS NULL AND NOT {SOURCE_ELSEWHERE}"
+        ),
+        params![instance, now],
+    )?;
+    Ok(before.is_none_or(|until| until < now))
+}
+
+fn swept(r: &rusqlite::Row<'_>) -> rusqlite::Result<(bool, bool, ActiveTask)> {
+    Ok((
+        r.get::<_, i64>(1)? != 0,
+        r.get::<_, i64>(2)? != 0,
+        ActiveTask {
+            id: r.get(0)?,
+            source_id: r.get(3)?,
+            source_name: r.get(4)?,
+            source_revoked: r.get::<_, i64>(5)? != 0,
+            destination_id: r.get(6)?,
+            destination_name: r.get(7)?,
+            destination_revoked: r.get::<_, i64>(8)? != 0,
+            attempt: u32::try_from(r.get::<_, i64>(9)?).unwrap_or_default(),
+            deadline: r.get(10)?,
+        },
+    ))
+}
+
 impl ClusterStore for SqliteStore {
-    fn claim_tasks(&self, instance: &str, now: i64, lease_until: i64) -> Result<Vec<String>> {
+    fn claim_changes(
+        &self,
+        instance: &str,
+        now: i64,
+        lease_until: i64,
+        since: Option<i64>,
+    ) -> Result<ClaimChanges> {
         self.with_conn(|conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
-                "INSERT INTO hub_instances (id, lease_until) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until",
-                params![instance, lease_until],
-            )?;
-            tx.execute(
-                &format!(
-                    "UPDATE tasks SET claimed_by = NULL, lease_until = NULL
-                     WHERE status = 'ACTIVE' AND claimed_by = ?1 AND {SOURCE_ELSEWHERE}"
-                ),
-                params![instance, now],
-            )?;
-            tx.execute(
-                &format!(
-                    "UPDATE tasks SET claimed_by = ?1, lease_until = ?3
-                     WHERE status = 'ACTIVE'
-                       AND (claimed_by IS NULL OR lease_until IS NULL OR lease_until < ?2
-                            OR (claimed_by = ?1 AND lease_until < ?4))
-                       AND NOT {SOURCE_ELSEWHERE}"
-                ),
-                params![instance, now, lease_until, super::super::renew_before(now, lease_until)],
-            )?;
-            let held = {
-                let mut stmt = tx.prepare(
-                    "SELECT id FROM tasks
-                     WHERE status = 'ACTIVE' AND claimed_by = ?1 AND lease_until >= ?2 ORDER BY seq",
-                )?;
-                stmt.query_map(params![instance, now], |r| r.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()?
+            // Writing from the start: no other writer between the claim and
+            // the read of the changes, so `next` misses none.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let lapsed = claim(&tx, instance, now, lease_until)?;
+            let since = since.filter(|_| !lapsed);
+            // Writers take the write lock in turn and mark a change with
+            // the next number (the `tasks_changed` triggers), so one past
+            // the highest now is where the next call starts.
+            let next: i64 =
+                tx.query_row("SELECT COALESCE(MAX(changed), 0) + 1 FROM tasks", [], |r| {
+                    r.get(0)
+                })?;
+            let found = {
+                let mut stmt;
+                let rows = match since {
+                    Some(since) => {
+                        stmt = tx.prepare(&format!("{SWEPT} WHERE t.changed >= ?2"))?;
+                        stmt.query_map(params![instance, since], swept)?
+                    }
+                    None => {
+                        stmt = tx.prepare(&format!("{SWEPT} WHERE t.status = 'ACTIVE'"))?;
+                        stmt.query_map(params![instance], swept)?
+                    }
+                };
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
             tx.commit()?;
-            Ok(held)
+            let mut out = ClaimChanges {
+                whole: since.is_none(),
+                next,
+                ..ClaimChanges::default()
+            };
+            for (active, held, task) in found {
+                match (active, held) {
+                    (false, _) => out.ended.push(task.id),
+                    (true, false) => out.elsewhere.push(task.id),
+                    (true, true) => out.held.push(task),
+                }
+            }
+            Ok(out)
         })
     }
 
