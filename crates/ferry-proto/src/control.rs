@@ -814,8 +814,12 @@ impl EndpointConnection {
         matches!(self.state, EndpointState::Ready)
     }
 
+    /// Closes the link: it sends nothing more, not even what frames that
+    /// came in the same read as the fault queued (a pong to a ping before a
+    /// bad frame; found by the `control` fuzz target).
     fn close(&mut self, e: ControlError) -> ControlError {
         self.state = EndpointState::Closed;
+        self.outbox.clear();
         e
     }
 }
@@ -1510,6 +1514,23 @@ mod tests {
                 report: TaskReport::Started
             }]
         );
+    }
+
+    /// A welcome and a ping, then a bad frame header, in one read: the
+    /// link closes and sends nothing, not the pong the ping queued (the
+    /// `control` fuzz target's finding).
+    #[test]
+    fn a_closed_link_sends_nothing_queued_in_the_read_that_closed_it() {
+        let now = Instant::now();
+        let mut ep = EndpointConnection::new(now, "ferry test", None, HB);
+        while ep.poll_transmit().is_some() {}
+        let welcome = br#"{"type":"welcome","version":1,"endpoint_id":"e","heartbeat_secs":10}"#;
+        let mut read = frame::encode(welcome, MAX_FRAME).unwrap();
+        read.extend(frame::encode(br#"{"type":"ping","seq":9}"#, MAX_FRAME).unwrap());
+        read.extend(b"\xff\xff\xff\xff");
+        assert!(ep.handle_bytes(now, &read).is_err());
+        assert_eq!(ep.poll_transmit(), None);
+        assert_eq!(ep.poll_timeout(), None);
     }
 
     #[test]
