@@ -365,9 +365,10 @@ fn a_corrupted_partial_file_is_detected_on_resume() {
     let mut lab = Lab::new();
     let src = lab.src.home.join("c");
     fs::create_dir_all(&src).unwrap();
-    let content = pattern(200 * CHUNK, 3);
+    let content = pattern(48 * CHUNK, 3);
     fs::write(src.join("large.bin"), &content).unwrap();
-    let id = lab.transfer(&["-r", "src:/~/c", "dst:/~/c"]);
+    // Capped so the crash lands mid-file however fast this machine is.
+    let id = lab.transfer(&["-r", "--bwlimit", "40M", "src:/~/c", "dst:/~/c"]);
     let temp = wait_for_temp(&lab.dst.home.join("c"));
     // Crash once the journal vouches for some chunks of the partial file.
     let journal = lab.dst.dir.join("state").join(format!("{id}.journal"));
@@ -382,7 +383,7 @@ fn a_corrupted_partial_file_is_detected_on_resume() {
     {
         use std::os::unix::fs::FileExt;
         let f = fs::OpenOptions::new().write(true).open(&temp).unwrap();
-        for i in 0..200u64 {
+        for i in 0..48u64 {
             f.write_all_at(b"corruption", i * CHUNK as u64 + 100)
                 .unwrap();
         }
