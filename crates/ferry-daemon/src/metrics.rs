@@ -33,7 +33,7 @@ const CONNECTION_WITHIN: Duration = Duration::from_secs(10);
 /// The exposition of `metrics` now.
 pub fn encode(metrics: &Metrics) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
-    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 7] = [
+    let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 8] = [
         (
             "sent_bytes",
             "Chunk bytes this endpoint wrote to data streams as a source",
@@ -48,6 +48,11 @@ pub fn encode(metrics: &Metrics) -> String {
             "sent_files",
             "Files this endpoint sent in full as a source",
             &metrics.sent_files,
+        ),
+        (
+            "hashed_ahead_files",
+            "Files this endpoint hashed as a source while the destination hashed its copies to compare (--sync-level checksum)",
+            &metrics.hashed_ahead_files,
         ),
         (
             "received_files",
@@ -185,6 +190,7 @@ mod tests {
             "ferry_endpoint_sent_bytes_total 4194304",
             "ferry_endpoint_received_bytes_total 0",
             "ferry_endpoint_sent_files_total 0",
+            "ferry_endpoint_hashed_ahead_files_total 0",
             "ferry_endpoint_received_files_total 3",
             "ferry_endpoint_chunk_verify_failures_total 0",
             "ferry_endpoint_journal_syncs_total 0",

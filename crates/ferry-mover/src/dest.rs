@@ -45,8 +45,8 @@ use crate::channel::{
 };
 use crate::context::Context;
 use crate::digest::{
-    CHUNK_SIZE, ChecksumAlgorithm, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads,
-    map_parallel, read_chunk_hashes, to_hex,
+    CHUNK_SIZE, ChecksumAlgorithm, chunk_count, chunk_hash, file_digest, from_hex,
+    read_chunk_hashes, to_hex,
 };
 use crate::faults::{Faults, Op};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
@@ -610,6 +610,7 @@ fn attach(
     let version = ferry_proto::data::negotiated_version(tls.get_ref().1.alpn_protocol());
     let rehash = version.is_some_and(ferry_proto::data::rehashes_held_chunks);
     let grows = version.is_some_and(ferry_proto::data::grows_streams);
+    let announce_comparisons = version.is_some_and(ferry_proto::data::announces_comparisons);
     let _ = streams_tx.send((stream, tls));
     live.insert(
         cap.task_id.clone(),
@@ -651,6 +652,7 @@ fn attach(
                 grows,
                 algorithm,
                 rehash,
+                announce_comparisons,
                 rx: streams_rx,
             };
             run_session(ctx.clone(), cap, arriving, cancel_rx).await;
@@ -690,6 +692,10 @@ struct Arriving {
     /// Whether the source compares chunks a kept temporary holds
     /// unjournaled (`ferry_proto::data::rehashes_held_chunks`).
     rehash: bool,
+    /// Whether the source hashes, as this side does, the files this side
+    /// names before comparing them
+    /// (`ferry_proto::data::announces_comparisons`).
+    announce_comparisons: bool,
     rx: mpsc::UnboundedReceiver<(u16, Stream)>,
 }
 
@@ -831,6 +837,9 @@ struct Session {
     /// The source compares what kept temporaries hold unjournaled (data
     /// protocol 4): such chunks are offered as held, not asked for.
     rehash: bool,
+    /// The source takes `Comparing` (data protocol 6): files this side
+    /// hashes to compare are named to it first.
+    announce_comparisons: bool,
     /// Taken when the session ends, which lets the committer thread finish.
     commit_tx: Mutex<Option<std::sync::mpsc::Sender<Ready>>>,
     to_source: mpsc::UnboundedSender<Message>,
@@ -967,6 +976,7 @@ async fn run_session(
         grows,
         algorithm,
         rehash,
+        announce_comparisons,
         rx: mut arriving,
     } = arriving;
     let (task_id, attempt) = (cap.task_id.clone(), cap.attempt);
@@ -1071,6 +1081,7 @@ async fn run_session(
         journal: Mutex::new(Some(journal)),
         recovered: Mutex::new(recovered),
         rehash,
+        announce_comparisons,
         commit_tx: Mutex::new(Some(commit_tx)),
         to_source,
         wake: tokio::sync::Notify::new(),
@@ -1665,6 +1676,16 @@ fn answer_manifest(s: &Session, entries: &[Entry]) -> Result<bool, MoveError> {
             Decided::Need(_) => None,
         })
         .collect();
+    // Named first, so the source hashes its copies while this side does.
+    if s.announce_comparisons && !to_hash.is_empty() {
+        let ids = entries
+            .iter()
+            .zip(&decided)
+            .filter(|(_, d)| matches!(d, Decided::Compare(_)))
+            .map(|(entry, _)| entry.id)
+            .collect();
+        let _ = s.to_source.send(Message::Comparing { ids });
+    }
     let mut digests = digests_of(&s.disk.fs, s.disk.algorithm, &to_hash).into_iter();
     let mut needs = Vec::with_capacity(entries.len());
     for (entry, d) in entries.iter().zip(decided) {
@@ -2033,22 +2054,18 @@ fn digests_of(
     algorithm: ChecksumAlgorithm,
     files: &[(&Path, u64)],
 ) -> Vec<Result<[u8; 32], MoveError>> {
-    let one = |(path, size): &(&Path, u64), threads| {
-        let file = fs
-            .open_read(path)
-            .map_err(|e| MoveError::fs(Side::Destination, e))?;
-        let hashes = read_chunk_hashes(algorithm, &file, *size, threads)
-            .map_err(|e| MoveError::os(Side::Destination, "read", path, e))?;
-        Ok(file_digest(algorithm, hashes.iter()))
-    };
-    let small = map_parallel(files, hashing_threads(), |f| {
-        (f.1 <= CHUNK_SIZE).then(|| one(f, 1))
-    });
-    small
-        .into_iter()
-        .zip(files)
-        .map(|(digest, f)| digest.unwrap_or_else(|| one(f, hashing_threads())))
-        .collect()
+    crate::digest::each_file(
+        files,
+        |(_, size)| *size,
+        |(path, size), threads| {
+            let file = fs
+                .open_read(path)
+                .map_err(|e| MoveError::fs(Side::Destination, e))?;
+            let hashes = read_chunk_hashes(algorithm, &file, *size, threads)
+                .map_err(|e| MoveError::os(Side::Destination, "read", path, e))?;
+            Ok(file_digest(algorithm, hashes.iter()))
+        },
+    )
 }
 
 /// The source's word on the chunks a kept temporary held unjournaled: the

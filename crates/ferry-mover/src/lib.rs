@@ -24,6 +24,7 @@ pub mod journal;
 pub mod link;
 pub mod metrics;
 pub mod plan;
+mod prehash;
 pub mod served;
 pub mod source;
 pub mod throttle;

@@ -14,6 +14,10 @@ pub struct Metrics {
     pub sent_bytes: AtomicU64,
     /// Files whose every needed chunk and digest this endpoint sent.
     pub sent_files: AtomicU64,
+    /// Files this endpoint, as a source, hashed while the destination
+    /// hashed its copies to compare (`--sync-level checksum`, data
+    /// protocol 6), and compared without hashing them again.
+    pub hashed_ahead_files: AtomicU64,
     /// Chunk bytes that arrived here, verified, and were written.
     pub received_bytes: AtomicU64,
     /// Files received, verified and committed under their real names.

@@ -292,6 +292,9 @@ struct Shared {
     /// The digests' algorithm: the task's, unless the destination speaks a
     /// data protocol older than 3 (then SHA-256, which it verifies with).
     algorithm: ChecksumAlgorithm,
+    /// Digests of the files the destination said it compares, hashed
+    /// while it hashes its copies (data protocol 6).
+    prehashed: crate::prehash::Prehashed,
 }
 
 impl Shared {
@@ -460,6 +463,7 @@ pub async fn send_via(
         cap,
         filters,
         algorithm,
+        prehashed: Default::default(),
     });
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Message>();
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(QUEUED_ITEMS);
@@ -482,6 +486,16 @@ pub async fn send_via(
         tasks.spawn_blocking(move || read_needed(&shared, jobs_rx, Outbox::new(out), &control));
     }
     drop(out_tx);
+    // Hasher: a blocking thread hashing ahead the files the destination
+    // says it compares.
+    let (comparing_tx, comparing_rx) = std::sync::mpsc::channel::<Vec<Announced>>();
+    {
+        let shared = shared.clone();
+        tasks.spawn_blocking(move || {
+            hash_ahead(&shared, comparing_rx);
+            Ok(())
+        });
+    }
 
     // Bytes this attempt's streams sent, for the tuner.
     let sent = Arc::new(AtomicU64::new(0));
@@ -558,6 +572,12 @@ pub async fn send_via(
                         }
                     }
                 }
+                Some(Ok(Frame::Message(Message::Comparing { ids }))) => {
+                    let announced = announced(&shared, ids);
+                    if !announced.is_empty() {
+                        let _ = comparing_tx.send(announced);
+                    }
+                }
                 Some(Ok(Frame::Message(Message::Done { .. }))) => {
                     tracing::debug!("destination done");
                     break Ok(());
@@ -586,6 +606,7 @@ pub async fn send_via(
         }
     };
     drop(jobs_tx);
+    drop(comparing_tx);
     // The walker and the reader may wait for room that nothing makes now.
     shared.window.close();
     shared.queued_bytes.close();
@@ -1339,18 +1360,43 @@ fn read_needed(
                 asked.push(job);
             }
         }
-        // The small files to compare, hashed side by side on every core.
-        let small = |job: &Asked| job.compare.is_some() && job.offered.entry.size <= CHUNK_SIZE;
-        let threads = match asked.iter().filter(|job| small(job)).count() {
+        // Files to compare that were hashed ahead, as the destination
+        // hashed its copies; the rest that are small hashed now, side by
+        // side on every core.
+        let ahead: Vec<Option<bool>> = asked
+            .iter()
+            .map(|job| {
+                let theirs = job.compare?;
+                s.prehashed.take(job.id).map(|ours| ours == theirs)
+            })
+            .collect();
+        let small = |job: &Asked, ahead: &Option<bool>| {
+            job.compare.is_some() && ahead.is_none() && job.offered.entry.size <= CHUNK_SIZE
+        };
+        let threads = match asked
+            .iter()
+            .zip(&ahead)
+            .filter(|(j, a)| small(j, a))
+            .count()
+        {
             0 | 1 => 1,
             _ => hashing_threads(),
         };
-        let same = map_parallel(&asked, threads, |job| {
+        let hashed_ahead = ahead.iter().filter(|a| a.is_some()).count();
+        Metrics::add(&s.ctx.metrics.hashed_ahead_files, hashed_ahead as u64);
+        let jobs: Vec<(Asked, Option<bool>)> = asked.into_iter().zip(ahead).collect();
+        let same = map_parallel(&jobs, threads, |(job, ahead)| {
+            if ahead.is_some() {
+                return *ahead;
+            }
             job.compare
-                .filter(|_| job.offered.entry.size <= CHUNK_SIZE)
-                .and_then(|theirs| whole_digest(s, &job.offered).map(|ours| ours == theirs))
+                .filter(|_| small(job, ahead))
+                .and_then(|theirs| {
+                    let offered = &job.offered;
+                    whole_digest(s, &offered.path, offered.entry.size, 1).map(|ours| ours == theirs)
+                })
         });
-        for (job, same) in asked.into_iter().zip(same) {
+        for ((job, _), same) in jobs.into_iter().zip(same) {
             read_one(s, job, same, &mut out, control)?;
         }
     }
@@ -1379,6 +1425,9 @@ fn asked_for(s: &Shared, id: u64, need: Need) -> Result<Option<Asked>, SendError
     let verdict = s.offered.lock().ok().and_then(|mut o| o.remove(&id));
     if verdict.is_some() {
         s.window.add_permits(1);
+    }
+    if !matches!(need, Need::SendUnlessDigest { .. }) {
+        s.prehashed.forget(id);
     }
     let (missing, compare, held) = match need {
         Need::Skip => return Ok(None),
@@ -1413,20 +1462,70 @@ fn asked_for(s: &Shared, id: u64, need: Need) -> Result<Option<Asked>, SendError
     }))
 }
 
-/// The digest of an offered file read whole at its offered size, or `None`
-/// if that cannot be had (an error, a file that changed): [`send_file`]
-/// then reads it the careful way, with its errors and retries.
-fn whole_digest(s: &Shared, offered: &Offered) -> Option<[u8; 32]> {
-    let path = offered.path.as_path();
+/// The digest of an offered file read whole at its offered size, on
+/// `threads`, or `None` if that cannot be had (an error, a file that
+/// changed): [`send_file`] then reads it the careful way, with its errors
+/// and retries.
+fn whole_digest(s: &Shared, path: &Path, size: u64, threads: usize) -> Option<[u8; 32]> {
     s.faults.check(Op::OpenSource, path).ok()?;
     let (file, metadata) = s.fs.open_read_with_metadata(path).ok()?;
     let _open = s.ctx.metrics.open_file();
-    if metadata.len() != offered.entry.size {
+    if metadata.len() != size {
         return None;
     }
     s.faults.check(Op::ReadSource, path).ok()?;
-    let hashes = read_chunk_hashes(s.algorithm, &file, offered.entry.size, 1).ok()?;
+    let hashes = read_chunk_hashes(s.algorithm, &file, size, threads).ok()?;
     Some(file_digest(s.algorithm, hashes.iter()))
+}
+
+/// A file the destination said it compares: its id, path and offered size.
+struct Announced {
+    id: u64,
+    path: PathBuf,
+    size: u64,
+}
+
+/// Which of the files the destination says it compares are to be hashed
+/// ahead: those offered and not yet answered, each once, and none a part
+/// of a split file (whose digest covers only its chunks). Anything else
+/// named is the destination's mistake and means nothing: the need that
+/// follows decides.
+fn announced(s: &Shared, ids: Vec<u64>) -> Vec<Announced> {
+    let Ok(offered) = s.offered.lock() else {
+        return Vec::new();
+    };
+    ids.into_iter()
+        .filter_map(|id| {
+            let o = offered.get(&id)?;
+            if o.entry.kind != EntryKind::File || split_range(s, &o.entry).is_some() {
+                return None;
+            }
+            s.prehashed.queue(id).then(|| Announced {
+                id,
+                path: o.path.clone(),
+                size: o.entry.size,
+            })
+        })
+        .collect()
+}
+
+/// Hashes the announced files the reader has not taken yet, a batch at a
+/// time, until the attempt ends.
+fn hash_ahead(s: &Shared, batches: std::sync::mpsc::Receiver<Vec<Announced>>) {
+    while let Ok(batch) = batches.recv() {
+        let claim = s.prehashed.claim(batch.iter().map(|a| a.id));
+        // In the batch's order, which the claim keeps.
+        let claimed: Vec<&Announced> = batch
+            .iter()
+            .filter(|a| claim.ids().contains(&a.id))
+            .collect();
+        let digests = crate::digest::each_file(
+            &claimed,
+            |a| a.size,
+            |a, threads| whole_digest(s, &a.path, a.size, threads),
+        );
+        claim.settle(digests);
+    }
 }
 
 /// Sends (or finds unchanged) one file the destination asked for; `same`

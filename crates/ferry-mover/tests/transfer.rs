@@ -333,6 +333,7 @@ async fn a_checksum_resync_of_many_files_sends_only_those_whose_content_differs(
         (counters.files_transferred, counters.files_skipped),
         (0, 702)
     );
+    let before = Metrics::get(&w.a.ctx.metrics.hashed_ahead_files);
     let (verdict, _) = w.transfer(3, items, options(SyncLevel::Checksum)).await;
     let TaskReport::Succeeded { counters } = verdict else {
         panic!("{verdict:?}")
@@ -347,6 +348,13 @@ async fn a_checksum_resync_of_many_files_sends_only_those_whose_content_differs(
         .sum();
     assert_eq!(counters.bytes_transferred, sent);
     assert_eq!(snapshot(&dst), snapshot(&src), "no temporary file is left");
+    // The destination named the copies it hashed, and the source hashed
+    // its own meanwhile (data protocol 6): each compared once, not twice.
+    let hashed_ahead = Metrics::get(&w.a.ctx.metrics.hashed_ahead_files) - before;
+    assert!(
+        (1..=702).contains(&hashed_ahead),
+        "{hashed_ahead} files hashed ahead"
+    );
 }
 
 /// A daemon upgraded while a task was half done: its journal holds

@@ -55,6 +55,13 @@
 //!   that number, and judges the source gone once every stream it opened
 //!   has closed. With a destination that speaks only 4 or less, the
 //!   source opens every stream it names at the start, as it did.
+//! - 6 (2026-12, `ferry-data/6`): at `--sync-level checksum` the
+//!   destination names the files whose copies it is about to hash
+//!   ([`Message::Comparing`]) before it hashes them, so the source hashes
+//!   its own meanwhile and both ends hash at once; its `Needs` follow as
+//!   before ([`announces_comparisons`]). With a source that speaks only 5
+//!   or less, nothing is announced and the ends hash one after the other,
+//!   as they did.
 
 use crate::task::{ChecksumAlgorithm, Side, TaskCounters};
 use crate::wire_path::WirePath;
@@ -85,12 +92,13 @@ pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
 /// accept one above [`MAX_HANDSHAKE_FRAME`] only within a budget they keep.
 pub const MAX_OPEN_FRAME: usize = crate::task::MAX_CAPABILITY + 1024;
 /// The newest data protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// The oldest version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// The ALPN ids of data connections, newest first: the version a stream
 /// speaks is the one TLS settled ([`negotiated_version`]).
 pub const ALPN_PROTOCOLS: &[&[u8]] = &[
+    b"ferry-data/6",
     b"ferry-data/5",
     b"ferry-data/4",
     b"ferry-data/3",
@@ -130,6 +138,13 @@ pub fn rehashes_held_chunks(version: u32) -> bool {
 /// the attempt while it runs, up to its `Open`'s `streams`.
 pub fn grows_streams(version: u32) -> bool {
     version >= 5
+}
+
+/// Whether a destination on a stream of `version` announces the files it
+/// is about to hash to compare ([`Message::Comparing`]): only a source of
+/// 6 or later knows the message.
+pub fn announces_comparisons(version: u32) -> bool {
+    version >= 6
 }
 
 /// Most chunk digests one [`Need::SendUnlessHeld`] carries (1 GiB of
@@ -241,6 +256,12 @@ pub enum Message {
     Manifest { entries: Vec<Entry> },
     /// Destination → source.
     Needs { needs: Vec<(u64, Need)> },
+    /// Destination → source (version 6): the destination is hashing its
+    /// copies of these offered files to compare them (`--sync-level
+    /// checksum`), and its `Needs` for them follow; the source may hash its
+    /// own meanwhile. At most one manifest batch's files; an id the
+    /// source did not offer, or names twice, means nothing.
+    Comparing { ids: Vec<u64> },
     /// Source → destination: a file's content is as the destination has it.
     Unchanged { id: u64 },
     /// Source → destination: all chunks of a file were sent; its digest.
@@ -487,6 +508,10 @@ mod tests {
             ],
         };
         assert_eq!(roundtrip(&encode_message(&m)), Frame::Message(m));
+        let m = Message::Comparing { ids: vec![5, 9] };
+        let wire = encode_message(&m);
+        assert!(String::from_utf8_lossy(&wire).contains(r#"{"type":"comparing","ids":[5,9]}"#));
+        assert_eq!(roundtrip(&wire), Frame::Message(m));
         let header = ChunkHeader {
             file: 7,
             index: 2,
@@ -643,15 +668,16 @@ mod tests {
 
     #[test]
     fn the_version_comes_from_the_alpn_id_tls_settled() {
-        assert_eq!(ALPN_PROTOCOLS[0], b"ferry-data/5", "newest first");
+        assert_eq!(ALPN_PROTOCOLS[0], b"ferry-data/6", "newest first");
         for (alpn, version) in [
-            (Some(&b"ferry-data/5"[..]), Some(5)),
+            (Some(&b"ferry-data/6"[..]), Some(6)),
+            (Some(b"ferry-data/5"), Some(5)),
             (Some(b"ferry-data/4"), Some(4)),
             (Some(b"ferry-data/3"), Some(3)),
             (Some(b"ferry-data/2"), Some(2)),
             (Some(b"ferry-data/1"), Some(1)),
             (None, Some(1)),
-            (Some(b"ferry-data/6"), None),
+            (Some(b"ferry-data/7"), None),
             (Some(b"ferry-data/0"), None),
             (Some(b"ferry-data/"), None),
             (Some(b"ferry-control/1"), None),
@@ -666,6 +692,7 @@ mod tests {
         assert!(honours_filters(3) && !honours_filters(2));
         assert!(rehashes_held_chunks(4) && !rehashes_held_chunks(3));
         assert!(grows_streams(5) && !grows_streams(4));
+        assert!(announces_comparisons(6) && !announces_comparisons(5));
         const { assert!(IDLE_LIMIT.as_secs() >= 3 * KEEP_ALIVE_EVERY.as_secs()) };
     }
 
