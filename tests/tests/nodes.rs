@@ -357,7 +357,7 @@ fn a_destination_node_killed_mid_task_costs_only_its_part_in_flight() {
     loop {
         let task = lab.show(&id);
         let moved = task["bytes_transferred"].as_u64().unwrap_or(0);
-        if moved > dataset / 5 {
+        if moved > dataset / 2 {
             assert_eq!(task["status"], "ACTIVE", "{task}");
             break;
         }
@@ -381,14 +381,16 @@ fn a_destination_node_killed_mid_task_costs_only_its_part_in_flight() {
     );
     // The attempt that finished ran on one machine of each endpoint.
     assert_eq!(task["nodes"], 1, "{task}");
-    // What both source machines sent, by their own count: the dataset,
-    // the lost node's open files and the chunks in flight when the
-    // attempt ended; far from sending the lost node's part, or the task,
-    // again.
+    // What both source machines sent, by their own count: the dataset
+    // and the chunks in flight when the attempt ended. Not the files the
+    // lost node committed (its journal went with it: the retry compares
+    // their digests), nor what its open files held (re-hashed and
+    // compared), nor its part again (before the first: the dataset and
+    // 92 to 108 MiB more; now 12 to 20).
     let sent = sent_bytes(port1) + sent_bytes(port2);
     println!("dataset {dataset}, sent {sent}: {task}");
     assert!(sent >= dataset, "{sent}: {task}");
-    assert!(sent < dataset + dataset / 2, "{sent}: {task}\n{events}");
+    assert!(sent < dataset + dataset / 4, "{sent}: {task}\n{events}");
 }
 
 /// One large file in a spread task: each pair of nodes moves a part of

@@ -759,6 +759,42 @@ const PART_POLL: Duration = Duration::from_millis(20);
 const PART_WAIT: Duration = Duration::from_secs(600);
 
 impl InFlight {
+    /// `entry` admitted to arrive in `file` (the temporary at
+    /// `temp_path`), nothing of it received or counted yet: every chunk
+    /// outstanding.
+    fn admitted(
+        entry: &Entry,
+        key: FileKey,
+        final_path: PathBuf,
+        temp_path: PathBuf,
+        file: DataFile,
+        fresh: bool,
+    ) -> Self {
+        let count = chunk_count(entry.size);
+        InFlight {
+            key,
+            rel: entry.path.as_bytes().to_vec(),
+            final_path,
+            temp_path,
+            file,
+            size: entry.size,
+            mtime_ns: entry.mtime_ns,
+            mode: entry.mode,
+            hashes: vec![None; count as usize],
+            outstanding: count,
+            unjournaled: Vec::new(),
+            unconfirmed: Vec::new(),
+            source_digest: None,
+            fresh,
+            resends: 0,
+            awaiting_verdict: false,
+            generation: 0,
+            retries: 0,
+            counted: 0,
+            split: None,
+        }
+    }
+
     /// The chunks this node receives of it, and how it asks for them all.
     fn all_chunks(&self) -> (u32, ChunkSet) {
         match &self.split {
@@ -845,6 +881,9 @@ struct Session {
     to_source: mpsc::UnboundedSender<Message>,
     wake: tokio::sync::Notify,
     write_gate: Mutex<()>,
+    /// The committer made room and asked for the waiting batches to be
+    /// answered; not yet begun.
+    answer_scheduled: AtomicBool,
     /// Held while manifest batches are answered: one at a time, in order,
     /// by the conversation's reader or by the committer that made room.
     answering: Mutex<()>,
@@ -1086,13 +1125,15 @@ async fn run_session(
         to_source,
         wake: tokio::sync::Notify::new(),
         write_gate: Mutex::new(()),
+        answer_scheduled: AtomicBool::new(false),
         answering: Mutex::new(()),
         open: std::sync::RwLock::new(true),
         closing: std::sync::atomic::AtomicBool::new(false),
     });
     let committer = {
         let session = session.clone();
-        std::thread::spawn(move || committer(session, commit_rx))
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::spawn(move || committer(session, commit_rx, runtime))
     };
     ctx.report(&task_id, attempt, TaskReport::Started);
 
@@ -1573,8 +1614,17 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
                 if f.file.is_made() || s.cap.attempt > 1 {
                     s.disk.remove_temp(&f.final_path);
                 }
-                st.counters.files_skipped += 1;
-                st.counters.bytes_skipped = st.counters.bytes_skipped.saturating_add(f.size);
+                // With no sync level, only a retry compares: the file is
+                // one an earlier attempt moved (`plan::verdict`), and
+                // counts as moved, as a journaled one does.
+                if s.cap.options.sync_level.is_none() {
+                    st.counters.files_transferred += 1;
+                    st.counters.bytes_transferred =
+                        st.counters.bytes_transferred.saturating_add(f.size);
+                } else {
+                    st.counters.files_skipped += 1;
+                    st.counters.bytes_skipped = st.counters.bytes_skipped.saturating_add(f.size);
+                }
             }
         }
         Message::FileChanged { id } => {
@@ -1825,7 +1875,12 @@ fn decide(s: &Session, entry: &Entry) -> Result<Decided, MoveError> {
             ),
         });
     }
-    let verdict = plan::verdict(s.cap.options.sync_level, entry, existing.as_ref());
+    let verdict = plan::verdict(
+        s.cap.options.sync_level,
+        entry,
+        existing.as_ref(),
+        s.cap.attempt,
+    );
     if verdict == Verdict::Skip {
         if counts {
             let mut st = s.lock();
@@ -1877,31 +1932,15 @@ fn admit_part(
     let missing: Vec<u32> = split.range.clone().collect();
     tracing::debug!(file = %String::from_utf8_lossy(entry.path.as_bytes()), chunks = ?split.range, owner = split.owner, "a part of a split file");
     let mut st = s.lock();
+    let temp_path = temp.path().to_path_buf();
     st.files.insert(
         entry.id,
         InFlight {
-            key,
-            rel: entry.path.as_bytes().to_vec(),
-            final_path: path,
-            temp_path: temp.path().to_path_buf(),
-            file,
-            size: entry.size,
-            mtime_ns: entry.mtime_ns,
-            mode: entry.mode,
-            hashes: vec![None; chunk_count(entry.size) as usize],
             outstanding: missing.len() as u32,
-            unjournaled: Vec::new(),
-            unconfirmed: Vec::new(),
-            source_digest: None,
+            split: Some(split),
             // Another node may have made the temporary: nothing in it
             // is known to be a hole.
-            fresh: false,
-            resends: 0,
-            awaiting_verdict: false,
-            generation: 0,
-            retries: 0,
-            counted: 0,
-            split: Some(split),
+            ..InFlight::admitted(entry, key, path, temp_path, file, false)
         },
     );
     Ok(Some(Need::Send {
@@ -2008,26 +2047,12 @@ fn admit(
     st.files.insert(
         entry.id,
         InFlight {
-            key,
-            rel: entry.path.as_bytes().to_vec(),
-            final_path: path,
-            temp_path,
-            file,
-            size: entry.size,
-            mtime_ns: entry.mtime_ns,
-            mode: entry.mode,
             hashes,
             outstanding: missing.len() as u32,
-            unjournaled: Vec::new(),
             unconfirmed,
-            source_digest: None,
-            fresh,
-            resends: 0,
             awaiting_verdict: matches!(need, Need::SendUnlessDigest { .. }),
-            generation: 0,
-            retries: 0,
             counted: kept,
-            split: None,
+            ..InFlight::admitted(entry, key, path, temp_path, file, fresh)
         },
     );
     st.counters.bytes_transferred = st.counters.bytes_transferred.saturating_add(kept);
@@ -2452,7 +2477,11 @@ struct Partial {
 /// a split file of this node's own shard waits, without holding up the
 /// others, until every other part is in ([`Disk::gather_parts`]), then is
 /// committed like any file.
-fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
+fn committer(
+    s: Arc<Session>,
+    ready: std::sync::mpsc::Receiver<Ready>,
+    runtime: tokio::runtime::Handle,
+) {
     use std::sync::mpsc::RecvTimeoutError;
     let mut awaiting_parts: Vec<(Ready, std::time::Instant)> = Vec::new();
     loop {
@@ -2553,12 +2582,22 @@ fn committer(s: Arc<Session>, ready: std::sync::mpsc::Receiver<Ready>) {
             st.pending_commits = st.pending_commits.saturating_sub(n + finished);
             let batches_wait = !st.waiting.is_empty();
             drop(st);
-            // Room was made: batches held back for it are answered now.
-            if batches_wait
-                && let Some(_working) = s.working()
-                && let Err(e) = answer_waiting(&s)
-            {
-                s.fail(e);
+            // Room was made: batches held back for it are answered now,
+            // elsewhere (at checksum level answering hashes, and commits
+            // must not wait for that).
+            if batches_wait && !s.answer_scheduled.swap(true, Ordering::AcqRel) {
+                let s = s.clone();
+                runtime.spawn_blocking(move || {
+                    // Cleared first: room made from now on schedules
+                    // another look, and `answer_waiting` re-checks the
+                    // room after each batch it answers.
+                    s.answer_scheduled.store(false, Ordering::Release);
+                    if let Some(_working) = s.working()
+                        && let Err(e) = answer_waiting(&s)
+                    {
+                        s.fail(e);
+                    }
+                });
             }
             s.wake.notify_waiters();
         }

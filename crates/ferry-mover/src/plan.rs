@@ -7,7 +7,7 @@ use ferry_proto::task::SyncLevel;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -18,15 +18,36 @@ pub enum Verdict {
     CompareDigest,
 }
 
-/// What a destination file's state means under `level`. `None` (no sync
-/// level) always sends.
-pub fn verdict(level: Option<SyncLevel>, source: &Entry, existing: Option<&Metadata>) -> Verdict {
-    let (Some(level), Some(existing)) = (level, existing) else {
+/// What a destination file's state means under `level`, in attempt
+/// `attempt` of its task. `None` (no sync level) sends, except in a
+/// retry a file whose size and modification time (to the nanosecond) are
+/// the source's: most likely one an earlier attempt committed that this
+/// side's journal does not name (a kill -9 between its rename and its
+/// journal line, or another node of the endpoint, whose journal is its
+/// own). Its digests are compared instead: it is sent again only if its
+/// content differs.
+pub fn verdict(
+    level: Option<SyncLevel>,
+    source: &Entry,
+    existing: Option<&Metadata>,
+    attempt: u32,
+) -> Verdict {
+    let Some(existing) = existing.filter(|e| e.kind == FsKind::File) else {
         return Verdict::Send;
     };
-    if existing.kind != FsKind::File {
-        return Verdict::Send;
-    }
+    let Some(level) = level else {
+        let moved_before = attempt > 1
+            && existing.size == source.size
+            && existing.mtime.duration_since(UNIX_EPOCH).ok()
+                == u64::try_from(source.mtime_ns)
+                    .ok()
+                    .map(Duration::from_nanos);
+        return if moved_before {
+            Verdict::CompareDigest
+        } else {
+            Verdict::Send
+        };
+    };
     let same_size = existing.size == source.size;
     match level {
         SyncLevel::Exists => Verdict::Skip,
@@ -193,34 +214,37 @@ mod tests {
     #[test]
     fn sync_levels_decide_as_documented() {
         let src = entry(10, 100);
-        assert_eq!(verdict(None, &src, Some(&meta(10, 100))), Verdict::Send);
-        assert_eq!(verdict(Some(SyncLevel::Exists), &src, None), Verdict::Send);
+        assert_eq!(verdict(None, &src, Some(&meta(10, 100)), 1), Verdict::Send);
         assert_eq!(
-            verdict(Some(SyncLevel::Exists), &src, Some(&meta(3, 1))),
-            Verdict::Skip
-        );
-        assert_eq!(
-            verdict(Some(SyncLevel::Size), &src, Some(&meta(10, 1))),
-            Verdict::Skip
-        );
-        assert_eq!(
-            verdict(Some(SyncLevel::Size), &src, Some(&meta(11, 100))),
+            verdict(Some(SyncLevel::Exists), &src, None, 1),
             Verdict::Send
         );
         assert_eq!(
-            verdict(Some(SyncLevel::Mtime), &src, Some(&meta(10, 100))),
+            verdict(Some(SyncLevel::Exists), &src, Some(&meta(3, 1)), 1),
             Verdict::Skip
         );
         assert_eq!(
-            verdict(Some(SyncLevel::Mtime), &src, Some(&meta(10, 101))),
+            verdict(Some(SyncLevel::Size), &src, Some(&meta(10, 1)), 1),
+            Verdict::Skip
+        );
+        assert_eq!(
+            verdict(Some(SyncLevel::Size), &src, Some(&meta(11, 100)), 1),
             Verdict::Send
         );
         assert_eq!(
-            verdict(Some(SyncLevel::Checksum), &src, Some(&meta(10, 1))),
+            verdict(Some(SyncLevel::Mtime), &src, Some(&meta(10, 100)), 1),
+            Verdict::Skip
+        );
+        assert_eq!(
+            verdict(Some(SyncLevel::Mtime), &src, Some(&meta(10, 101)), 1),
+            Verdict::Send
+        );
+        assert_eq!(
+            verdict(Some(SyncLevel::Checksum), &src, Some(&meta(10, 1)), 1),
             Verdict::CompareDigest
         );
         assert_eq!(
-            verdict(Some(SyncLevel::Checksum), &src, Some(&meta(9, 100))),
+            verdict(Some(SyncLevel::Checksum), &src, Some(&meta(9, 100)), 1),
             Verdict::Send
         );
         let dir = Metadata {
@@ -228,8 +252,33 @@ mod tests {
             ..meta(10, 100)
         };
         assert_eq!(
-            verdict(Some(SyncLevel::Exists), &src, Some(&dir)),
+            verdict(Some(SyncLevel::Exists), &src, Some(&dir), 1),
             Verdict::Send
+        );
+    }
+
+    #[test]
+    fn a_retry_compares_a_file_that_matches_the_source_to_the_nanosecond() {
+        let src = entry(10, 100);
+        let moved = Metadata {
+            mtime: UNIX_EPOCH + Duration::from_nanos(src.mtime_ns as u64),
+            ..meta(10, 100)
+        };
+        assert_eq!(verdict(None, &src, Some(&moved), 1), Verdict::Send);
+        assert_eq!(verdict(None, &src, Some(&moved), 2), Verdict::CompareDigest);
+        // The same second is not enough, nor the same time at another size.
+        assert_eq!(verdict(None, &src, Some(&meta(10, 100)), 2), Verdict::Send);
+        let grown = Metadata { size: 11, ..moved };
+        assert_eq!(verdict(None, &src, Some(&grown), 2), Verdict::Send);
+        let dir = Metadata {
+            kind: FsKind::Dir,
+            ..moved
+        };
+        assert_eq!(verdict(None, &src, Some(&dir), 2), Verdict::Send);
+        // A sync level decides as it always does.
+        assert_eq!(
+            verdict(Some(SyncLevel::Size), &src, Some(&moved), 2),
+            Verdict::Skip
         );
     }
 
