@@ -448,6 +448,9 @@ pub struct Hub {
     env: Vec<(String, std::ffi::OsString)>,
     /// The network namespace it serves in, if not the test's own.
     netns: Option<String>,
+    /// Its PostgreSQL schema, when the suite runs every hub on PostgreSQL
+    /// ([`postgres::every_hub`]); dropped with the hub.
+    _schema: Option<postgres::Schema>,
 }
 
 impl Default for Hub {
@@ -521,13 +524,23 @@ impl Hub {
             "heartbeat_secs = 15",
             "heartbeat_secs = 1",
         );
+        // A test that names its database keeps it; any other hub is on
+        // PostgreSQL when the suite runs that way.
+        let schema = (!settings.contains("database ="))
+            .then(postgres::every_hub)
+            .flatten();
+        let database = schema
+            .as_ref()
+            .map(|schema| format!("database = \"{}\"\n", schema.url()))
+            .unwrap_or_default();
         fs::OpenOptions::new()
             .append(true)
             .open(dir.join("hub.toml"))
             .unwrap()
-            .write_all(settings.as_bytes())
+            .write_all(format!("{database}{settings}").as_bytes())
             .unwrap();
         let mut hub = Hub {
+            _schema: schema,
             _tmp: tmp,
             dir,
             url,

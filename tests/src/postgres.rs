@@ -23,6 +23,20 @@ pub fn test_server() -> Result<String, &'static str> {
     }
 }
 
+/// A schema of its own for a hub the test did not put on a database,
+/// when `FERRY_TEST_EVERY_HUB_ON_POSTGRES=1`: the whole suite then runs
+/// with every hub on PostgreSQL (`FERRY_TEST_POSTGRES` names the server).
+pub fn every_hub() -> Option<Schema> {
+    if std::env::var("FERRY_TEST_EVERY_HUB_ON_POSTGRES").as_deref() != Ok("1") {
+        return None;
+    }
+    let server = std::env::var("FERRY_TEST_POSTGRES")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .expect("FERRY_TEST_EVERY_HUB_ON_POSTGRES=1 needs FERRY_TEST_POSTGRES");
+    Some(Schema::create(&server))
+}
+
 #[derive(Debug)]
 pub struct Schema {
     server: String,
