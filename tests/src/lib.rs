@@ -433,6 +433,11 @@ pub fn run_command(cmd: &mut Command) -> Ran {
     cmd.stdin(Stdio::null()).output().unwrap().into()
 }
 
+/// A line for a hub's settings that keeps it on SQLite when the suite
+/// runs every other hub on PostgreSQL ([`postgres::every_hub`]): for a
+/// test of SQLite itself, or of moving off it.
+pub const ON_SQLITE: &str = "# ferry-tests: this hub stays on SQLite";
+
 /// A real `ferry-hub` serving on a loopback port, with its own state dir.
 #[derive(Debug)]
 pub struct Hub {
@@ -524,11 +529,14 @@ impl Hub {
             "heartbeat_secs = 15",
             "heartbeat_secs = 1",
         );
-        // A test that names its database keeps it; any other hub is on
-        // PostgreSQL when the suite runs that way.
-        let schema = (!settings.contains("database ="))
-            .then(postgres::every_hub)
-            .flatten();
+        // A test that names its database (or SQLite's, `ON_SQLITE`) keeps
+        // it, and a hub in a network namespace of its own cannot reach the
+        // server on this one's loopback; any other hub is on PostgreSQL
+        // when the suite runs that way.
+        let schema =
+            (!settings.contains("database =") && !settings.contains(ON_SQLITE) && netns.is_none())
+                .then(postgres::every_hub)
+                .flatten();
         let database = schema
             .as_ref()
             .map(|schema| format!("database = \"{}\"\n", schema.url()))

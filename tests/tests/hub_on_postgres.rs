@@ -27,7 +27,7 @@ fn a_hub_moved_to_postgres_serves_its_old_tasks_and_runs_new_ones() {
         }
     };
     let schema = Schema::create(&server);
-    let mut lab = Lab::new();
+    let mut lab = Lab::builder().hub_setting(ferry_tests::ON_SQLITE).start();
 
     // A task on SQLite, finished.
     fs::write(lab.src.home.join("before"), b"moved with the hub").unwrap();
