@@ -148,8 +148,9 @@ pub fn map_parallel<T: Sync, R: Send>(
 
 /// `digest` of every file, each with the threads it may hash on: files of
 /// one chunk or less side by side on every core, a larger one alone on
-/// all of them (its chunks spread by [`read_chunk_hashes`]). What both
-/// ends use to hash the files a checksum comparison names.
+/// all of them (its chunks spread by [`read_chunk_hashes`]). What the
+/// destination hashes a batch's copies to compare with (the source's
+/// hasher settles each large file as it goes instead: `source::hash_ahead`).
 pub fn each_file<T: Sync, R: Send>(
     files: &[T],
     size: impl Fn(&T) -> u64 + Sync,

@@ -1510,21 +1510,31 @@ fn announced(s: &Shared, ids: Vec<u64>) -> Vec<Announced> {
 }
 
 /// Hashes the announced files the reader has not taken yet, a batch at a
-/// time, until the attempt ends.
+/// time, until the attempt ends: the small ones side by side on every
+/// core, settled together; then each large one, claimed just before it
+/// is hashed and settled as soon as it is, so the reader sends or passes
+/// over the first while the next is hashed, and takes itself one it
+/// reaches still queued.
 fn hash_ahead(s: &Shared, batches: std::sync::mpsc::Receiver<Vec<Announced>>) {
     while let Ok(batch) = batches.recv() {
-        let claim = s.prehashed.claim(batch.iter().map(|a| a.id));
+        let (small, large): (Vec<&Announced>, Vec<&Announced>) =
+            batch.iter().partition(|a| a.size <= CHUNK_SIZE);
+        let claim = s.prehashed.claim(small.iter().map(|a| a.id));
         // In the batch's order, which the claim keeps.
-        let claimed: Vec<&Announced> = batch
-            .iter()
+        let claimed: Vec<&Announced> = small
+            .into_iter()
             .filter(|a| claim.ids().contains(&a.id))
             .collect();
-        let digests = crate::digest::each_file(
-            &claimed,
-            |a| a.size,
-            |a, threads| whole_digest(s, &a.path, a.size, threads),
-        );
+        let digests = map_parallel(&claimed, hashing_threads(), |a| {
+            whole_digest(s, &a.path, a.size, 1)
+        });
         claim.settle(digests);
+        for a in large {
+            let claim = s.prehashed.claim([a.id]);
+            if !claim.ids().is_empty() {
+                claim.settle([whole_digest(s, &a.path, a.size, hashing_threads())]);
+            }
+        }
     }
 }
 
