@@ -3707,28 +3707,21 @@ mod tests {
                 .unwrap();
             file.write_all(rel.as_bytes()).unwrap();
             let file = DataFile::opened(&self.disk, &final_path, file);
+            let entry = Entry {
+                id: 0,
+                item: 0,
+                path: ferry_proto::wire_path::WirePath::from_bytes(rel.as_bytes().to_vec()),
+                kind: EntryKind::File,
+                size: rel.len() as u64,
+                mtime_ns: 1_600_000_000_000_000_000,
+                mode,
+            };
+            let key = file_key(0, rel.as_bytes());
             Ready {
                 file: InFlight {
-                    key: file_key(0, rel.as_bytes()),
-                    rel: rel.as_bytes().to_vec(),
-                    final_path,
-                    temp_path,
-                    file,
-                    size: rel.len() as u64,
-                    mtime_ns: 1_600_000_000_000_000_000,
-                    mode,
                     hashes: Vec::new(),
                     outstanding: 0,
-                    unjournaled: Vec::new(),
-                    unconfirmed: Vec::new(),
-                    source_digest: None,
-                    fresh: true,
-                    resends: 0,
-                    awaiting_verdict: false,
-                    generation: 0,
-                    retries: 0,
-                    counted: 0,
-                    split: None,
+                    ..InFlight::admitted(&entry, key, final_path, temp_path, file, true)
                 },
             }
         }
