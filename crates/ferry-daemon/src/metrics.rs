@@ -51,7 +51,7 @@ pub fn encode(metrics: &Metrics) -> String {
         ),
         (
             "hashed_ahead_files",
-            "Files this endpoint hashed as a source while the destination hashed its copies to compare (--sync-level checksum)",
+            "Files this endpoint hashed as a source while the destination hashed its copies to compare (--sync-level checksum, or a retry checking what an earlier attempt moved)",
             &metrics.hashed_ahead_files,
         ),
         (

@@ -45,8 +45,8 @@ use crate::channel::{
 };
 use crate::context::Context;
 use crate::digest::{
-    CHUNK_SIZE, ChecksumAlgorithm, chunk_count, chunk_hash, file_digest, from_hex,
-    read_chunk_hashes, to_hex,
+    CHUNK_SIZE, ChecksumAlgorithm, chunk_count, chunk_hash, file_digest, from_hex, hashing_threads,
+    map_parallel, read_chunk_hashes, to_hex,
 };
 use crate::faults::{Faults, Op};
 use crate::journal::{ChunkHashes, FileKey, Journal, file_key};
@@ -1718,22 +1718,16 @@ fn answer_manifest(s: &Session, entries: &[Entry]) -> Result<bool, MoveError> {
         decided.push(decide(s, entry)?);
     }
     // The batch's copies to compare, hashed together: on every core.
-    let to_hash: Vec<(&Path, u64)> = entries
+    let (ids, to_hash): (Vec<u64>, Vec<(&Path, u64)>) = entries
         .iter()
         .zip(&decided)
         .filter_map(|(entry, d)| match d {
-            Decided::Compare(landed) => Some((landed.path.as_path(), entry.size)),
+            Decided::Compare(landed) => Some((entry.id, (landed.path.as_path(), entry.size))),
             Decided::Need(_) => None,
         })
-        .collect();
+        .unzip();
     // Named first, so the source hashes its copies while this side does.
-    if s.announce_comparisons && !to_hash.is_empty() {
-        let ids = entries
-            .iter()
-            .zip(&decided)
-            .filter(|(_, d)| matches!(d, Decided::Compare(_)))
-            .map(|(entry, _)| entry.id)
-            .collect();
+    if s.announce_comparisons && !ids.is_empty() {
         let _ = s.to_source.send(Message::Comparing { ids });
     }
     let mut digests = digests_of(&s.disk.fs, s.disk.algorithm, &to_hash).into_iter();
@@ -2079,18 +2073,22 @@ fn digests_of(
     algorithm: ChecksumAlgorithm,
     files: &[(&Path, u64)],
 ) -> Vec<Result<[u8; 32], MoveError>> {
-    crate::digest::each_file(
-        files,
-        |(_, size)| *size,
-        |(path, size), threads| {
-            let file = fs
-                .open_read(path)
-                .map_err(|e| MoveError::fs(Side::Destination, e))?;
-            let hashes = read_chunk_hashes(algorithm, &file, *size, threads)
-                .map_err(|e| MoveError::os(Side::Destination, "read", path, e))?;
-            Ok(file_digest(algorithm, hashes.iter()))
-        },
-    )
+    let one = |(path, size): &(&Path, u64), threads| {
+        let file = fs
+            .open_read(path)
+            .map_err(|e| MoveError::fs(Side::Destination, e))?;
+        let hashes = read_chunk_hashes(algorithm, &file, *size, threads)
+            .map_err(|e| MoveError::os(Side::Destination, "read", path, e))?;
+        Ok(file_digest(algorithm, hashes.iter()))
+    };
+    let small = map_parallel(files, hashing_threads(), |f| {
+        (f.1 <= CHUNK_SIZE).then(|| one(f, 1))
+    });
+    small
+        .into_iter()
+        .zip(files)
+        .map(|(digest, f)| digest.unwrap_or_else(|| one(f, hashing_threads())))
+        .collect()
 }
 
 /// The source's word on the chunks a kept temporary held unjournaled: the

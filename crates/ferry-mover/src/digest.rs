@@ -146,26 +146,6 @@ pub fn map_parallel<T: Sync, R: Send>(
     done.into_iter().map(|(_, r)| r).collect()
 }
 
-/// `digest` of every file, each with the threads it may hash on: files of
-/// one chunk or less side by side on every core, a larger one alone on
-/// all of them (its chunks spread by [`read_chunk_hashes`]). What the
-/// destination hashes a batch's copies to compare with (the source's
-/// hasher settles each large file as it goes instead: `source::hash_ahead`).
-pub fn each_file<T: Sync, R: Send>(
-    files: &[T],
-    size: impl Fn(&T) -> u64 + Sync,
-    digest: impl Fn(&T, usize) -> R + Sync,
-) -> Vec<R> {
-    let small = map_parallel(files, hashing_threads(), |f| {
-        (size(f) <= CHUNK_SIZE).then(|| digest(f, 1))
-    });
-    small
-        .into_iter()
-        .zip(files)
-        .map(|(done, f)| done.unwrap_or_else(|| digest(f, hashing_threads())))
-        .collect()
-}
-
 /// How many chunks a file of `size` bytes has.
 pub fn chunk_count(size: u64) -> u32 {
     size.div_ceil(CHUNK_SIZE) as u32

@@ -15,8 +15,9 @@ pub struct Metrics {
     /// Files whose every needed chunk and digest this endpoint sent.
     pub sent_files: AtomicU64,
     /// Files this endpoint, as a source, hashed while the destination
-    /// hashed its copies to compare (`--sync-level checksum`, data
-    /// protocol 6), and compared without hashing them again.
+    /// hashed its copies to compare (`--sync-level checksum`, or a retry
+    /// checking what an earlier attempt moved; data protocol 6), and
+    /// compared without hashing them again.
     pub hashed_ahead_files: AtomicU64,
     /// Chunk bytes that arrived here, verified, and were written.
     pub received_bytes: AtomicU64,

@@ -36,12 +36,13 @@ pub fn verdict(
         return Verdict::Send;
     };
     let Some(level) = level else {
+        let source_mtime = u64::try_from(source.mtime_ns).map(Duration::from_nanos);
         let moved_before = attempt > 1
             && existing.size == source.size
-            && existing.mtime.duration_since(UNIX_EPOCH).ok()
-                == u64::try_from(source.mtime_ns)
-                    .ok()
-                    .map(Duration::from_nanos);
+            && matches!(
+                (existing.mtime.duration_since(UNIX_EPOCH), source_mtime),
+                (Ok(ours), Ok(theirs)) if ours == theirs
+            );
         return if moved_before {
             Verdict::CompareDigest
         } else {
@@ -275,6 +276,16 @@ mod tests {
             ..moved
         };
         assert_eq!(verdict(None, &src, Some(&dir), 2), Verdict::Send);
+        // Times before 1970 do not count as equal for being unreadable.
+        let old = Entry {
+            mtime_ns: -5,
+            ..entry(10, 100)
+        };
+        let before_epoch = Metadata {
+            mtime: UNIX_EPOCH - Duration::from_secs(1),
+            ..meta(10, 100)
+        };
+        assert_eq!(verdict(None, &old, Some(&before_epoch), 2), Verdict::Send);
         // A sync level decides as it always does.
         assert_eq!(
             verdict(Some(SyncLevel::Size), &src, Some(&moved), 2),

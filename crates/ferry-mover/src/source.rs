@@ -1520,10 +1520,11 @@ fn hash_ahead(s: &Shared, batches: std::sync::mpsc::Receiver<Vec<Announced>>) {
         let (small, large): (Vec<&Announced>, Vec<&Announced>) =
             batch.iter().partition(|a| a.size <= CHUNK_SIZE);
         let claim = s.prehashed.claim(small.iter().map(|a| a.id));
-        // In the batch's order, which the claim keeps.
+        // The claim keeps the batch's order: its ids are a subsequence.
+        let mut ids = claim.ids().iter().peekable();
         let claimed: Vec<&Announced> = small
             .into_iter()
-            .filter(|a| claim.ids().contains(&a.id))
+            .filter(|a| ids.next_if_eq(&&a.id).is_some())
             .collect();
         let digests = map_parallel(&claimed, hashing_threads(), |a| {
             whole_digest(s, &a.path, a.size, 1)
