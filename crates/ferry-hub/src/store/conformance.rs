@@ -174,6 +174,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         a_shared_key_is_the_first_one_stored,
     ),
     (
+        "node_links_name_the_live_instance_holding_each_node",
+        node_links_name_the_live_instance_holding_each_node,
+    ),
+    (
         "links_are_found_by_token_listed_per_creator_and_charged_within_budget",
         links_are_found_by_token_listed_per_creator_and_charged_within_budget,
     ),
@@ -1973,6 +1977,64 @@ pub fn a_task_goes_to_the_live_instance_holding_its_sources_link(s: &dyn Storage
     s.release_task_claims(Some("c")).unwrap();
     assert_eq!(s.claim_tasks("a", 117, 127).unwrap(), ["t1"]);
     s.drop_control_link("e1", "c").unwrap();
+}
+
+pub fn node_links_name_the_live_instance_holding_each_node(s: &dyn Storage) {
+    let link = |node: &str, instance: &str, since: i64, features: &[&str]| NodeLinkRow {
+        endpoint_id: "e1".into(),
+        node: node.into(),
+        instance: instance.into(),
+        since,
+        data_address: Some(format!("{node}:1")),
+        features: features.iter().map(|f| f.to_string()).collect(),
+    };
+    let names = |links: Vec<NodeLinkRow>| -> Vec<(String, String)> {
+        links.into_iter().map(|l| (l.node, l.instance)).collect()
+    };
+    let pair = |node: &str, instance: &str| (node.to_string(), instance.to_string());
+    // Both instances alive until 200.
+    s.claim_tasks("a", 100, 200).unwrap();
+    s.claim_tasks("b", 100, 200).unwrap();
+    let a_nodes = [
+        link("primary", "a", 100, &[]),
+        link("node-2", "a", 101, &["shards", "split_files"]),
+    ];
+    s.sync_node_links("e1", "a", &a_nodes).unwrap();
+    let seen = s.remote_nodes("e1", "b", 150).unwrap();
+    assert_eq!(seen, a_nodes, "oldest link first, every field kept");
+    assert!(
+        s.remote_nodes("e1", "a", 150).unwrap().is_empty(),
+        "its own"
+    );
+    assert!(s.remote_nodes("e2", "b", 150).unwrap().is_empty());
+    // node-2 redials and lands on b, and a hears its old link end after:
+    // a forgets only what it still held.
+    s.sync_node_links("e1", "b", &[link("node-2", "b", 120, &["shards"])])
+        .unwrap();
+    s.sync_node_links("e1", "a", &a_nodes[..1]).unwrap();
+    assert_eq!(
+        names(s.remote_nodes("e1", "a", 150).unwrap()),
+        [pair("node-2", "b")]
+    );
+    assert_eq!(
+        names(s.remote_nodes("e1", "b", 150).unwrap()),
+        [pair("primary", "a")]
+    );
+    // Only a live instance's links count.
+    s.claim_tasks("b", 150, 250).unwrap();
+    assert!(s.remote_nodes("e1", "b", 201).unwrap().is_empty(), "a died");
+    assert_eq!(
+        names(s.remote_nodes("e1", "a", 201).unwrap()),
+        [pair("node-2", "b")]
+    );
+    // A clean stop forgets the instance's links; so does an empty list.
+    s.release_task_claims(Some("b")).unwrap();
+    s.claim_tasks("a", 202, 300).unwrap();
+    assert!(s.remote_nodes("e1", "a", 203).unwrap().is_empty());
+    s.claim_tasks("b", 203, 300).unwrap();
+    assert_eq!(s.remote_nodes("e1", "b", 204).unwrap().len(), 1);
+    s.sync_node_links("e1", "a", &[]).unwrap();
+    assert!(s.remote_nodes("e1", "b", 204).unwrap().is_empty());
 }
 
 pub fn a_shared_key_is_the_first_one_stored(s: &dyn Storage) {

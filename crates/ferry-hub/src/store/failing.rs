@@ -145,6 +145,8 @@ delegate!(ClusterStore {
     fn set_link_details(&self, endpoint_id: &str, instance: &str, link: &LinkDetails) -> Result<()>;
     fn remote_links(&self, instance: &str, now: i64) -> Result<Vec<RemoteLink>>;
     fn task_claim(&self, task_id: &str) -> Result<Option<String>>;
+    fn sync_node_links(&self, endpoint_id: &str, instance: &str, nodes: &[NodeLinkRow]) -> Result<()>;
+    fn remote_nodes(&self, endpoint_id: &str, instance: &str, now: i64) -> Result<Vec<NodeLinkRow>>;
 });
 
 delegate!(TaskStore {

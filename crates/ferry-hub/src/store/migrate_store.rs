@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The SQLite schema whose tables [`TABLES`] lists.
-const SQLITE_SCHEMA: i64 = 24;
+const SQLITE_SCHEMA: i64 = 25;
 
 /// Columns each backend fills its own way, not copied: a task's change
 /// mark is a counter in SQLite and a transaction id in PostgreSQL, whose
@@ -384,6 +384,18 @@ const TABLES: &[Table] = &[
     Table {
         name: "hub_instances",
         columns: &[("id", Text), ("lease_until", Int)],
+        identity: None,
+    },
+    Table {
+        name: "node_links",
+        columns: &[
+            ("endpoint_id", Text),
+            ("node", Text),
+            ("instance_id", Text),
+            ("since", Int),
+            ("data_address", Text),
+            ("features", Text),
+        ],
         identity: None,
     },
     Table {

@@ -1216,6 +1216,23 @@ pub trait ClusterStore {
     /// The instance holding ACTIVE task `task_id`'s claim, if one does.
     fn task_claim(&self, task_id: &str) -> Result<Option<String>>;
 
+    /// Records the nodes of `endpoint_id` whose control links `instance`
+    /// holds now, `nodes` (all of one endpoint and instance): a node's
+    /// newer link replaces its older one wherever it was, and a node no
+    /// longer in `nodes` is forgotten if `instance` still held it.
+    fn sync_node_links(
+        &self,
+        endpoint_id: &str,
+        instance: &str,
+        nodes: &[NodeLinkRow],
+    ) -> Result<()>;
+
+    /// The node links of `endpoint_id` that live instances other than
+    /// `instance` hold (their mark of life lasts until `now` or later),
+    /// by node name.
+    fn remote_nodes(&self, endpoint_id: &str, instance: &str, now: i64)
+    -> Result<Vec<NodeLinkRow>>;
+
     /// Calls `wake` whenever a message is left for `instance`, from a
     /// thread of its own for the life of the process, where the database
     /// can say so (PostgreSQL's LISTEN); elsewhere nothing, and the
@@ -1240,6 +1257,25 @@ pub struct RemoteLink {
     pub instance: String,
     pub since: i64,
     pub details: LinkDetails,
+}
+
+/// One machine (node) of an endpoint linked to a hub instance, as a task's
+/// driver on another instance must know it to spread the task over it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLinkRow {
+    pub endpoint_id: String,
+    pub node: String,
+    pub instance: String,
+    pub since: i64,
+    pub data_address: Option<String>,
+    /// The features its hello named (`ferry_proto::task::FEATURE_SHARDS`,
+    /// ...), as the driver asks `Registry::node_has_feature` of its own.
+    pub features: Vec<String>,
+}
+
+/// The features of a [`NodeLinkRow`] as stored: words apart.
+pub(crate) fn split_features(stored: &str) -> Vec<String> {
+    stored.split_whitespace().map(str::to_string).collect()
 }
 
 /// A command one hub instance left for another.

@@ -554,6 +554,18 @@ CREATE TRIGGER tasks_changed BEFORE UPDATE OF status, claimed_by ON tasks FOR EA
     WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.claimed_by IS DISTINCT FROM NEW.claimed_by)
     EXECUTE PROCEDURE ferry_task_changed();
 "#,
+    // Node links (SQLite's twin: the node links migration).
+    r#"
+CREATE TABLE node_links (
+    endpoint_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    since BIGINT NOT NULL,
+    data_address TEXT,
+    features TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (endpoint_id, node)
+);
+"#,
 ];
 
 /// Brings the schema up to date, in the caller's transaction; refuses a

@@ -549,6 +549,23 @@ BEGIN
 END;
 "#,
     ),
+    // Which instance holds each node's control link, with what a task's
+    // driver on another instance needs to spread the task over the node
+    // (`ClusterStore::sync_node_links`). `control_links` keeps naming one
+    // instance per endpoint, for commands to the endpoint.
+    Migration::Sql(
+        r#"
+CREATE TABLE node_links (
+    endpoint_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    data_address TEXT,
+    features TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (endpoint_id, node)
+);
+"#,
+    ),
 ];
 
 /// Schema 5: a task's options in columns of their own and its items as

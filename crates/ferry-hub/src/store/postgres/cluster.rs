@@ -163,6 +163,10 @@ impl ClusterStore for PostgresStore {
                 &[&instance],
             )?;
             tx.execute(
+                "DELETE FROM node_links WHERE $1::TEXT IS NULL OR instance_id = $1",
+                &[&instance],
+            )?;
+            tx.execute(
                 "DELETE FROM hub_instances WHERE $1::TEXT IS NULL OR id = $1",
                 &[&instance],
             )?;
@@ -442,6 +446,62 @@ impl ClusterStore for PostgresStore {
             .map(|r| r.try_get::<_, Option<String>>(0))
             .transpose()?
             .flatten())
+        })
+    }
+
+    fn sync_node_links(
+        &self,
+        endpoint_id: &str,
+        instance: &str,
+        nodes: &[NodeLinkRow],
+    ) -> Result<()> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            let names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+            tx.execute(
+                "DELETE FROM node_links WHERE endpoint_id = $1 AND instance_id = $2 AND NOT (node = ANY($3))",
+                &[&endpoint_id, &instance, &names],
+            )?;
+            for n in nodes {
+                tx.execute(
+                    "INSERT INTO node_links (endpoint_id, node, instance_id, since, data_address, features)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (endpoint_id, node) DO UPDATE SET instance_id = EXCLUDED.instance_id,
+                         since = EXCLUDED.since, data_address = EXCLUDED.data_address, features = EXCLUDED.features",
+                    &[&endpoint_id, &n.node, &instance, &n.since, &n.data_address, &n.features.join(" ")],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn remote_nodes(
+        &self,
+        endpoint_id: &str,
+        instance: &str,
+        now: i64,
+    ) -> Result<Vec<NodeLinkRow>> {
+        self.with_client(|c| {
+            c.query(
+                "SELECT l.node, l.instance_id, l.since, l.data_address, l.features
+                 FROM node_links l JOIN hub_instances i ON i.id = l.instance_id
+                 WHERE l.endpoint_id = $1 AND l.instance_id <> $2 AND i.lease_until >= $3
+                 ORDER BY l.since, l.node",
+                &[&endpoint_id, &instance, &now],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(NodeLinkRow {
+                    endpoint_id: endpoint_id.to_string(),
+                    node: r.try_get(0)?,
+                    instance: r.try_get(1)?,
+                    since: r.try_get(2)?,
+                    data_address: r.try_get(3)?,
+                    features: split_features(r.try_get::<_, &str>(4)?),
+                })
+            })
+            .collect()
         })
     }
 }

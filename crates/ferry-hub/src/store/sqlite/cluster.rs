@@ -155,6 +155,10 @@ impl ClusterStore for SqliteStore {
                 params![instance],
             )?;
             tx.execute(
+                "DELETE FROM node_links WHERE ?1 IS NULL OR instance_id = ?1",
+                params![instance],
+            )?;
+            tx.execute(
                 "DELETE FROM hub_instances WHERE ?1 IS NULL OR id = ?1",
                 params![instance],
             )?;
@@ -392,6 +396,72 @@ impl ClusterStore for SqliteStore {
                 )
                 .optional()?
                 .flatten())
+        })
+    }
+
+    fn sync_node_links(
+        &self,
+        endpoint_id: &str,
+        instance: &str,
+        nodes: &[NodeLinkRow],
+    ) -> Result<()> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut held =
+                    tx.prepare("SELECT node FROM node_links WHERE endpoint_id = ?1 AND instance_id = ?2")?;
+                let gone: Vec<String> = held
+                    .query_map(params![endpoint_id, instance], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+                    .into_iter()
+                    .filter(|node| !nodes.iter().any(|n| n.node == *node))
+                    .collect();
+                for node in gone {
+                    tx.execute(
+                        "DELETE FROM node_links WHERE endpoint_id = ?1 AND node = ?2 AND instance_id = ?3",
+                        params![endpoint_id, node, instance],
+                    )?;
+                }
+            }
+            for n in nodes {
+                tx.execute(
+                    "INSERT INTO node_links (endpoint_id, node, instance_id, since, data_address, features)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (endpoint_id, node) DO UPDATE SET instance_id = excluded.instance_id,
+                         since = excluded.since, data_address = excluded.data_address, features = excluded.features",
+                    params![endpoint_id, n.node, instance, n.since, n.data_address, n.features.join(" ")],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn remote_nodes(
+        &self,
+        endpoint_id: &str,
+        instance: &str,
+        now: i64,
+    ) -> Result<Vec<NodeLinkRow>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT l.node, l.instance_id, l.since, l.data_address, l.features
+                 FROM node_links l JOIN hub_instances i ON i.id = l.instance_id
+                 WHERE l.endpoint_id = ?1 AND l.instance_id <> ?2 AND i.lease_until >= ?3
+                 ORDER BY l.since, l.node",
+            )?;
+            Ok(stmt
+                .query_map(params![endpoint_id, instance, now], |r| {
+                    Ok(NodeLinkRow {
+                        endpoint_id: endpoint_id.to_string(),
+                        node: r.get(0)?,
+                        instance: r.get(1)?,
+                        since: r.get(2)?,
+                        data_address: r.get(3)?,
+                        features: split_features(&r.get::<_, String>(4)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
 }
