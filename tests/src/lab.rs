@@ -484,12 +484,35 @@ impl Lab {
     /// home, `settings` added to its `endpoint.toml`, and `-start`, once
     /// connected; the node's user and daemon.
     pub fn join_node(&self, endpoint: &str, of: &User, settings: &str) -> (User, Daemon) {
+        self.join_node_edited(endpoint, of, |text| text + settings)
+    }
+
+    /// As [`Lab::join_node`], the node's `hub_url` naming hub instance `n`
+    /// itself rather than the front: among several instances, its control
+    /// link lands there whatever the front would choose.
+    pub fn join_node_at_instance(&self, endpoint: &str, of: &User, n: usize) -> (User, Daemon) {
+        let url = self.instance_url(n);
+        self.join_node_edited(endpoint, of, |text| {
+            text.lines()
+                .map(|line| match line.starts_with("hub_url") {
+                    true => format!("hub_url = \"{url}\"\n"),
+                    false => format!("{line}\n"),
+                })
+                .collect()
+        })
+    }
+
+    fn join_node_edited(
+        &self,
+        endpoint: &str,
+        of: &User,
+        edit: impl FnOnce(String) -> String,
+    ) -> (User, Daemon) {
         let (_, _, key) = self.add_node(endpoint, &[]);
         let node = User::sharing_home(of);
         node.run(&["-setup", &key]).ok();
         let config = node.dir.join("endpoint.toml");
-        let mut text = fs::read_to_string(&config).unwrap();
-        text.push_str(settings);
+        let text = edit(fs::read_to_string(&config).unwrap());
         fs::write(&config, text).unwrap();
         let daemon = node.start_foreground(&[]);
         node.wait_hub_state("connected", LIMIT);

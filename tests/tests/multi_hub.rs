@@ -25,13 +25,14 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-#[test]
-fn killing_the_instance_driving_tasks_leaves_them_to_another_and_all_succeed() {
+/// The PostgreSQL server to test on, if it and HAProxy are here (else the
+/// test says SKIPPED, or fails where CI requires them).
+fn prerequisites() -> Option<String> {
     let server = match postgres::test_server() {
         Ok(server) => server,
         Err(why) => {
             skip(why);
-            return;
+            return None;
         }
     };
     if !Front::available() {
@@ -40,8 +41,16 @@ fn killing_the_instance_driving_tasks_leaves_them_to_another_and_all_succeed() {
             "FERRY_REQUIRE_HAPROXY=1 but haproxy is not installed"
         );
         skip("no haproxy (Debian: apt-get install haproxy)");
-        return;
+        return None;
     }
+    Some(server)
+}
+
+#[test]
+fn killing_the_instance_driving_tasks_leaves_them_to_another_and_all_succeed() {
+    let Some(server) = prerequisites() else {
+        return;
+    };
     let schema = Schema::create(&server);
     let mut lab = Lab::builder()
         .hub_setting(&format!("database = \"{}\"", schema.url()))
@@ -133,21 +142,9 @@ fn killing_the_instance_driving_tasks_leaves_them_to_another_and_all_succeed() {
 /// each time; failed sign-ins count across instances.
 #[test]
 fn round_robin_routes_each_command_to_the_instance_holding_the_endpoint() {
-    let server = match postgres::test_server() {
-        Ok(server) => server,
-        Err(why) => {
-            skip(why);
-            return;
-        }
-    };
-    if !Front::available() {
-        assert!(
-            std::env::var("FERRY_REQUIRE_HAPROXY").as_deref() != Ok("1"),
-            "FERRY_REQUIRE_HAPROXY=1 but haproxy is not installed"
-        );
-        skip("no haproxy (Debian: apt-get install haproxy)");
+    let Some(server) = prerequisites() else {
         return;
-    }
+    };
     let schema = Schema::create(&server);
     let lab = Lab::builder()
         .hub_setting(&format!("database = \"{}\"", schema.url()))
@@ -294,21 +291,9 @@ fn round_robin_routes_each_command_to_the_instance_holding_the_endpoint() {
 /// its own link or through the instance holding it.
 #[test]
 fn under_round_robin_relayed_streams_are_paired_on_whichever_instance_they_reach() {
-    let server = match postgres::test_server() {
-        Ok(server) => server,
-        Err(why) => {
-            skip(why);
-            return;
-        }
-    };
-    if !Front::available() {
-        assert!(
-            std::env::var("FERRY_REQUIRE_HAPROXY").as_deref() != Ok("1"),
-            "FERRY_REQUIRE_HAPROXY=1 but haproxy is not installed"
-        );
-        skip("no haproxy (Debian: apt-get install haproxy)");
+    let Some(server) = prerequisites() else {
         return;
-    }
+    };
     let schema = Schema::create(&server);
     let lab = Lab::builder()
         .hub_setting(&format!("database = \"{}\"", schema.url()))
@@ -350,6 +335,107 @@ fn under_round_robin_relayed_streams_are_paired_on_whichever_instance_they_reach
         })
         .sum();
     assert!(routed >= 1, "no dial-back was routed\n{}", lab.hub_logs());
+}
+
+/// The nodes of one endpoint linked to different instances: the second
+/// machine of each endpoint dials instance 1 itself, while the front
+/// (`balance first`) took the primaries to instance 0. The newest link of
+/// the source is on instance 1, which drives the task; it spreads it over
+/// both pairs all the same, the primary's shard started through the
+/// database by instance 0, and the destination primary's reports passed
+/// back. Then the destination's primary is killed -9 mid-task: the driver
+/// hears of it from the database, and its next attempt runs on what is
+/// left.
+#[test]
+fn a_task_is_spread_over_nodes_linked_to_another_instance() {
+    let Some(server) = prerequisites() else {
+        return;
+    };
+    let schema = Schema::create(&server);
+    let mut lab = Lab::builder()
+        .hub_setting(&format!("database = \"{}\"", schema.url()))
+        .instances(2)
+        .start();
+    let (_src2, src2) = lab.join_node_at_instance("src", &lab.src, 1);
+    let (_dst2, dst2) = lab.join_node_at_instance("dst", &lab.dst, 1);
+    wait_until(LIMIT, "four node links recorded", || {
+        schema.count("node_links") == 4
+    });
+    let on = schema.query("SELECT node, instance_id FROM node_links ORDER BY endpoint_id, node");
+    eprintln!("node links: {on:?}");
+
+    let root = lab.src.home.join("spread");
+    for d in 0..3u32 {
+        let dir = root.join(format!("d{d}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..10u32 {
+            let n = d * 10 + f;
+            fs::write(
+                dir.join(format!("f{f}")),
+                pattern(2000 + n as usize * 51, n),
+            )
+            .unwrap();
+        }
+    }
+    // Split over both pairs (4 chunks).
+    fs::write(root.join("large"), pattern(16 << 20, 77)).unwrap();
+    let id = lab.transfer(&["-r", "src:/~/spread", "dst:/~/spread"]);
+    let task = lab.wait(&id);
+    assert_eq!(task["status"], "SUCCEEDED", "{task}\n{}", lab.hub_logs());
+    assert_eq!(tree(&root), tree(&lab.dst.home.join("spread")));
+    assert_eq!(task["nodes"], 2, "{task}\n{}", lab.events(&id));
+    assert!(lab.events(&id).contains("spread over 2 nodes"));
+    // Every machine moved a part.
+    for log in [lab.dst_daemon().log(), dst2.log()] {
+        let received = log
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("received") && !l.contains("files=0"));
+        assert!(received, "{log}");
+    }
+    for log in [lab.src_daemon().log(), src2.log()] {
+        let sent = log
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("sending") && l.contains("count: 2"));
+        assert!(sent, "{log}");
+    }
+    // Instance 1 drove it; instance 0 started the primary's shard for it.
+    assert!(
+        lab.instance_log(1).contains("spread over nodes"),
+        "{}",
+        lab.hub_logs()
+    );
+    assert!(
+        lab.instance_log(0)
+            .contains("made over this instance's link"),
+        "{}",
+        lab.hub_logs()
+    );
+
+    // kill -9 of the destination's primary, linked to instance 0, mid-task.
+    let big = lab.src.home.join("big");
+    fs::create_dir_all(&big).unwrap();
+    for i in 0..8u32 {
+        fs::write(big.join(format!("f{i}")), pattern(4 << 20, 300 + i)).unwrap();
+    }
+    let id = lab.transfer(&["-r", "--bwlimit", "4M", "src:/~/big", "dst:/~/big"]);
+    wait_until(LIMIT, "the primary receiving", || {
+        lab.dst_daemon().log().contains(&id)
+    });
+    lab.kill_dst();
+    let task = lab.wait(&id);
+    assert_eq!(task["status"], "SUCCEEDED", "{task}\n{}", lab.hub_logs());
+    assert_eq!(tree(&big), tree(&lab.dst.home.join("big")));
+    let events = lab.events(&id);
+    assert!(
+        events.contains("node primary of 'dst' went offline"),
+        "{events}\n{}",
+        lab.hub_logs()
+    );
+    assert_eq!(task["nodes"], 1, "{task}");
+    drop(src2);
+    drop(dst2);
+    drop(lab);
+    drop(schema);
 }
 
 async fn sign_in_across(lab: &Lab, from: usize, to: usize) -> reqwest::StatusCode {

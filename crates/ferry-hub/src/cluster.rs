@@ -41,7 +41,7 @@ use crate::store::StoreError;
 use ferry_proto::api::{FsOp, FsOutcome};
 use ferry_proto::share::ShareGrant;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +60,11 @@ pub struct Instance {
     /// instance serves over HTTPS. Unset while it does not listen, or
     /// when it listens on every address (no one address names it).
     address: std::sync::OnceLock<String>,
+    /// The nodes linked to other instances that tasks this one drives were
+    /// spread over, by (endpoint, node): the instance and the link (its
+    /// start) each was on. A node whose link is no longer that one lost its
+    /// part ([`remote_nodes_gone`]).
+    spread_over: Arc<std::sync::Mutex<HashMap<(String, String), (String, i64)>>>,
 }
 
 impl Instance {
@@ -69,6 +74,7 @@ impl Instance {
         Ok(Self {
             id: crate::secrets::random_token(12)?,
             address: std::sync::OnceLock::new(),
+            spread_over: Arc::default(),
         })
     }
 
@@ -149,7 +155,10 @@ pub fn noticed(hub: &Hub, notice: &Notice) {
                 hub.store
                     .set_link_details(endpoint_id, me, &details(endpoint_id, *paused))
             }),
-        Notice::Disconnected { endpoint_id } => hub.store.drop_control_link(endpoint_id, me),
+        Notice::Disconnected { endpoint_id } => hub
+            .store
+            .drop_control_link(endpoint_id, me)
+            .map(|()| hand_over(hub, endpoint_id)),
         Notice::Paused {
             endpoint_id,
             paused,
@@ -157,10 +166,33 @@ pub fn noticed(hub: &Hub, notice: &Notice) {
             hub.store
                 .set_link_details(endpoint_id, me, &details(endpoint_id, *paused))
         }
-        Notice::Paused { .. } | Notice::Report { .. } | Notice::NodeGone { .. } => return,
+        Notice::Nodes { endpoint_id } if shared(hub) => {
+            hub.store
+                .sync_node_links(endpoint_id, me, &hub.control.linked_nodes(endpoint_id, me))
+        }
+        Notice::Paused { .. }
+        | Notice::Report { .. }
+        | Notice::NodeGone { .. }
+        | Notice::Nodes { .. } => return,
     };
     if let Err(e) = written {
         tracing::warn!(error = %e, "cannot record which hub instance holds an endpoint's control link");
+    }
+}
+
+/// The endpoint's last link here went, but a node of it may still be
+/// linked to another instance: that instance is asked to record itself as
+/// the endpoint's, so commands and tasks find the endpoint there.
+fn hand_over(hub: &Hub, endpoint_id: &str) {
+    // The newest link: the least likely to be on its way out.
+    let Some(heir) = other_nodes(hub, endpoint_id).pop() else {
+        return;
+    };
+    let request = Request::Relink {
+        endpoint_id: endpoint_id.to_string(),
+    };
+    if let Err(e) = post(hub, &heir.instance, &request, NOTICE_WITHIN) {
+        tracing::warn!(endpoint = %endpoint_id, error = %e, "cannot hand the endpoint over to the instance holding its other node");
     }
 }
 
@@ -224,10 +256,32 @@ enum Request {
     /// the one driving the task.
     Report {
         endpoint_id: String,
+        /// The node that reported (an older instance's message names none:
+        /// its tasks were spread over its own nodes only).
+        #[serde(default = "primary_node")]
+        node: String,
         task_id: String,
         attempt: u32,
         report: ferry_proto::task::TaskReport,
     },
+    /// Start a shard of a task on a node linked to the addressee, for the
+    /// `driver` instance (told if the node cannot be reached).
+    StartShard {
+        endpoint_id: String,
+        node: String,
+        capability: String,
+        connect_to: String,
+        driver: String,
+    },
+    /// A node a task of the addressee's was spread over lost its part.
+    NodeGone { endpoint_id: String, node: String },
+    /// Record this instance as the one holding the endpoint's link, if a
+    /// node of it is linked here ([`hand_over`]).
+    Relink { endpoint_id: String },
+}
+
+fn primary_node() -> String {
+    ferry_proto::api::PRIMARY_NODE.to_string()
 }
 
 /// How the other instance's call went.
@@ -342,17 +396,179 @@ pub fn cancel_task(
     task_id: &str,
     through_attempt: Option<u32>,
 ) -> Result<(), CallError> {
-    let Some(instance) = elsewhere(hub, endpoint_id)? else {
-        return hub
-            .control
-            .cancel_task(endpoint_id, task_id, through_attempt);
-    };
     let request = Request::Cancel {
         endpoint_id: endpoint_id.to_string(),
         task_id: task_id.to_string(),
         through_attempt,
     };
+    // A spread attempt may run on nodes linked to other instances too.
+    let mut told: HashSet<String> = HashSet::new();
+    for node in other_nodes(hub, endpoint_id) {
+        if told.insert(node.instance.clone()) {
+            let _ = post(hub, &node.instance, &request, NOTICE_WITHIN);
+        }
+    }
+    let Some(instance) = elsewhere(hub, endpoint_id)? else {
+        return match hub
+            .control
+            .cancel_task(endpoint_id, task_id, through_attempt)
+        {
+            Err(CallError::Offline) if !told.is_empty() => Ok(()),
+            done => done,
+        };
+    };
+    if told.contains(&instance) {
+        return Ok(());
+    }
     post(hub, &instance, &request, NOTICE_WITHIN).map(|_| ())
+}
+
+/// The endpoint's nodes linked to other live instances, oldest link first
+/// (none on SQLite, or when they cannot be read: then only this
+/// instance's are used).
+fn other_nodes(hub: &Hub, endpoint_id: &str) -> Vec<crate::store::NodeLinkRow> {
+    if !shared(hub) {
+        return Vec::new();
+    }
+    hub.store
+        .remote_nodes(endpoint_id, hub.instance.id(), crate::grants::now())
+        .unwrap_or_else(|e| {
+            tracing::warn!(endpoint = %endpoint_id, error = %e, "cannot read the endpoint's nodes linked to other hub instances");
+            Vec::new()
+        })
+}
+
+/// A node a task's attempt can run a shard on: linked to this instance
+/// (`instance` is `None`) or to another live one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardNode {
+    pub node: String,
+    pub instance: Option<String>,
+    /// When its link started (a new link of the node is another one).
+    pub since: i64,
+    pub data_address: Option<String>,
+    /// Its hello named `ferry_proto::task::FEATURE_SPLIT_FILES`.
+    pub splits: bool,
+}
+
+/// The nodes of an endpoint that move shards of a task (their hello named
+/// `FEATURE_SHARDS`): this instance's first, the one speaking for the
+/// endpoint before them, then those other instances hold, oldest link
+/// first. A node linked to two instances (a redial) counts once, here.
+pub fn shard_nodes(hub: &Hub, endpoint_id: &str) -> Vec<ShardNode> {
+    let split = ferry_proto::task::FEATURE_SPLIT_FILES;
+    let mut nodes: Vec<ShardNode> = hub
+        .control
+        .shard_nodes(endpoint_id)
+        .into_iter()
+        .map(|(node, data_address)| ShardNode {
+            splits: hub.control.node_has_feature(endpoint_id, &node, split),
+            since: 0,
+            node,
+            instance: None,
+            data_address,
+        })
+        .collect();
+    for link in other_nodes(hub, endpoint_id) {
+        let has = |f: &str| link.features.iter().any(|x| x == f);
+        if !has(ferry_proto::task::FEATURE_SHARDS) || nodes.iter().any(|n| n.node == link.node) {
+            continue;
+        }
+        nodes.push(ShardNode {
+            splits: has(split),
+            node: link.node,
+            instance: Some(link.instance),
+            since: link.since,
+            data_address: link.data_address,
+        });
+    }
+    nodes
+}
+
+/// Watches `node` for as long as a task is spread over it, if it is linked
+/// to another instance: no notice of this one's registry says when it
+/// goes ([`remote_nodes_gone`]).
+pub fn watch(hub: &Hub, endpoint_id: &str, node: &ShardNode) {
+    let Some(instance) = &node.instance else {
+        return;
+    };
+    if let Ok(mut watched) = hub.instance.spread_over.lock() {
+        watched.insert(
+            (endpoint_id.to_string(), node.node.clone()),
+            (instance.clone(), node.since),
+        );
+    }
+}
+
+/// Tells source node `node` to send its shard to `connect_to`: over this
+/// instance's link, or through the instance holding the node's (which
+/// tells this one if the node cannot be reached: [`Request::NodeGone`]).
+pub fn start_shard(
+    hub: &Hub,
+    endpoint_id: &str,
+    node: &ShardNode,
+    capability: String,
+    connect_to: String,
+) -> Result<(), CallError> {
+    let Some(instance) = &node.instance else {
+        return hub
+            .control
+            .start_shard(endpoint_id, &node.node, capability, connect_to);
+    };
+    let request = Request::StartShard {
+        endpoint_id: endpoint_id.to_string(),
+        node: node.node.clone(),
+        capability,
+        connect_to,
+        driver: hub.instance.id().to_string(),
+    };
+    post(hub, instance, &request, NOTICE_WITHIN).map(|_| ())
+}
+
+/// The watched nodes ([`watch`]) whose link is not the one a task was
+/// spread over any more (gone, or a new one): each as the scheduler's
+/// `NodeGone`, once.
+pub fn remote_nodes_gone(hub: &Hub) -> Vec<crate::tasks::Input> {
+    let watched: Vec<((String, String), (String, i64))> = match hub.instance.spread_over.lock() {
+        Ok(w) if !w.is_empty() => w.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        _ => return Vec::new(),
+    };
+    let endpoints: HashSet<&String> = watched.iter().map(|((e, _), _)| e).collect();
+    let mut linked: HashSet<(String, String, String, i64)> = HashSet::new();
+    for endpoint_id in endpoints {
+        match hub
+            .store
+            .remote_nodes(endpoint_id, hub.instance.id(), crate::grants::now())
+        {
+            Ok(nodes) => linked.extend(
+                nodes
+                    .into_iter()
+                    .map(|n| (n.endpoint_id, n.node, n.instance, n.since)),
+            ),
+            // Unknown: asked again at the next tick.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the nodes other hub instances hold");
+                return Vec::new();
+            }
+        }
+    }
+    let mut gone = Vec::new();
+    if let Ok(mut w) = hub.instance.spread_over.lock() {
+        for ((endpoint_id, node), (instance, since)) in watched {
+            let key = (endpoint_id, node);
+            let still = linked.contains(&(key.0.clone(), key.1.clone(), instance.clone(), since));
+            // Rewatched meanwhile (another task's spread): that one counts.
+            if still || w.get(&key) != Some(&(instance, since)) {
+                continue;
+            }
+            w.remove(&key);
+            gone.push(crate::tasks::Input::NodeGone {
+                endpoint_id: key.0,
+                node: key.1,
+            });
+        }
+    }
+    gone
 }
 
 /// A report on a task another instance drives goes to that instance
@@ -361,10 +577,10 @@ pub fn cancel_task(
 pub fn forward_report(hub: &Hub, notice: &Notice) -> bool {
     let Notice::Report {
         endpoint_id,
+        node,
         task_id,
         attempt,
         report,
-        ..
     } = notice
     else {
         return false;
@@ -382,6 +598,7 @@ pub fn forward_report(hub: &Hub, notice: &Notice) -> bool {
     };
     let request = Request::Report {
         endpoint_id: endpoint_id.clone(),
+        node: node.clone(),
         task_id: task_id.clone(),
         attempt: *attempt,
         report: report.clone(),
@@ -684,19 +901,56 @@ async fn answer(hub: Arc<Hub>, message: crate::store::InstanceMessage) {
         },
         Ok(Request::Report {
             endpoint_id,
+            node,
             task_id,
             attempt,
             report,
         }) => {
-            // Only a task spread over nodes asks which node reported, and
-            // it is spread over the nodes of the instance driving it.
             hub.control.relay_notice(Notice::Report {
                 endpoint_id,
-                node: ferry_proto::api::PRIMARY_NODE.to_string(),
+                node,
                 task_id,
                 attempt,
                 report,
             });
+            Reply::Done
+        }
+        Ok(Request::StartShard {
+            endpoint_id,
+            node,
+            capability,
+            connect_to,
+            driver,
+        }) => match hub
+            .control
+            .start_shard(&endpoint_id, &node, capability, connect_to)
+        {
+            Ok(()) => Reply::Done,
+            Err(e) => {
+                // Its part will not move: to the driver, the node is gone.
+                tracing::warn!(endpoint = %endpoint_id, %node, error = %e, "cannot start a shard on a node linked here");
+                let gone = Request::NodeGone { endpoint_id, node };
+                if let Err(e) = post(&hub, &driver, &gone, NOTICE_WITHIN) {
+                    tracing::warn!(error = %e, "cannot tell the driving instance that a shard did not start");
+                }
+                Reply::Failed { error: (&e).into() }
+            }
+        },
+        Ok(Request::NodeGone { endpoint_id, node }) => {
+            hub.control
+                .relay_notice(Notice::NodeGone { endpoint_id, node });
+            Reply::Done
+        }
+        Ok(Request::Relink { endpoint_id }) => {
+            if let crate::control::Link::Connected { paused, .. } = hub.control.link(&endpoint_id) {
+                noticed(
+                    &hub,
+                    &Notice::Connected {
+                        endpoint_id,
+                        paused,
+                    },
+                );
+            }
             Reply::Done
         }
     };

@@ -13,6 +13,7 @@
 
 use crate::secrets::hex;
 use crate::server::Hub;
+use crate::store::NodeLinkRow;
 use ferry_proto::api::{FsOp, FsOutcome, PRIMARY_NODE};
 use ferry_proto::control::{ControlError, HubConnection, HubEvent, HubTimeout, RefuseReason};
 use ferry_proto::setup_key::cert_sha256;
@@ -148,6 +149,12 @@ pub enum Notice {
     NodeGone {
         endpoint_id: String,
         node: String,
+    },
+    /// The endpoint's nodes linked here changed (one came or went): for
+    /// the record other hub instances read (`cluster::noticed`), not the
+    /// scheduler.
+    Nodes {
+        endpoint_id: String,
     },
 }
 
@@ -422,6 +429,29 @@ impl Registry {
             .into_iter()
             .map(|h| (h.node.clone(), h.data_address.clone()))
             .collect()
+    }
+
+    /// Every node of an endpoint linked here, as other hub instances
+    /// must know it to spread a task over it (`instance`: this one).
+    pub fn linked_nodes(&self, endpoint_id: &str, instance: &str) -> Vec<NodeLinkRow> {
+        let Ok(live) = self.live.lock() else {
+            return Vec::new();
+        };
+        live.get(endpoint_id)
+            .map(|handles| {
+                handles
+                    .iter()
+                    .map(|h| NodeLinkRow {
+                        endpoint_id: endpoint_id.to_string(),
+                        node: h.node.clone(),
+                        instance: instance.to_string(),
+                        since: h.since,
+                        data_address: h.data_address.clone(),
+                        features: h.features.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Whether node `node` of an endpoint is connected here and its hello
@@ -732,6 +762,9 @@ impl Registry {
             }),
             _ => {}
         }
+        self.notify(Notice::Nodes {
+            endpoint_id: endpoint_id.to_string(),
+        });
         connection
     }
 
@@ -785,6 +818,9 @@ impl Registry {
                 paused,
             }),
         }
+        self.notify(Notice::Nodes {
+            endpoint_id: endpoint_id.to_string(),
+        });
     }
 
     /// Asks a connected endpoint to do a file operation.
@@ -1257,10 +1293,19 @@ mod tests {
     #[test]
     fn the_registry_keeps_one_link_per_node_and_the_primary_speaks_first() {
         let (registry, mut notices) = Registry::new();
+        // What the scheduler hears; each change of the nodes linked here is
+        // also told for the record other instances read.
+        let changes = std::cell::Cell::new(0);
         let mut heard = || {
             let mut all = Vec::new();
             while let Ok(n) = notices.try_recv() {
-                all.push(n);
+                match n {
+                    Notice::Nodes { endpoint_id } => {
+                        assert_eq!(endpoint_id, "e1");
+                        changes.set(changes.get() + 1);
+                    }
+                    n => all.push(n),
+                }
             }
             all
         };
@@ -1309,6 +1354,22 @@ mod tests {
         registry.remove("e1", n2);
         assert_eq!(heard(), [], "the replaced link's end says nothing");
         assert_eq!(registry.node_links("e1", &[]).len(), 2);
+        let linked = registry.linked_nodes("e1", "me");
+        assert_eq!(
+            linked
+                .iter()
+                .map(|n| (
+                    n.node.as_str(),
+                    n.data_address.as_deref(),
+                    n.instance.as_str()
+                ))
+                .collect::<Vec<_>>(),
+            [
+                (PRIMARY_NODE, Some("p:1"), "me"),
+                ("node-2", Some("n2:2"), "me")
+            ]
+        );
+        assert_eq!(linked[1].features, [ferry_proto::task::FEATURE_SHARDS]);
         // The primary goes: node-2 speaks for the endpoint.
         registry.remove("e1", p);
         assert!(matches!(heard()[..], [Notice::Connected { .. }]));
@@ -1325,6 +1386,8 @@ mod tests {
             registry.link("e1"),
             Link::Offline { last_seen: Some(_) }
         ));
+        // Three links came and two went; the replaced one's end is none.
+        assert_eq!(changes.get(), 5);
     }
     use tokio::io::{DuplexStream, ReadBuf};
 

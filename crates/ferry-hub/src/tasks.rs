@@ -18,6 +18,7 @@
 //! sweep loads the ACTIVE tasks again; each starts a fresh attempt once its
 //! endpoints reconnect, and reports for older attempts are ignored.
 
+use crate::cluster::ShardNode;
 use crate::control::{CallError, Notice};
 use crate::server::Hub;
 use crate::store::ActiveTask;
@@ -1225,7 +1226,10 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
                     if crate::cluster::forward_report(&hub, &notice) {
                         continue;
                     }
-                    vec![from_notice(&hub, notice)]
+                    match from_notice(&hub, notice) {
+                        Some(input) => vec![input],
+                        None => continue,
+                    }
                 }
                 // The registry is gone: the hub is stopping.
                 None => return,
@@ -1240,6 +1244,7 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
                 // Before the sweep's inputs: a task claimed now sees its
                 // remote peers connected when it is scheduled.
                 let mut peers = crate::cluster::remote_peers(&hub, &mut remote);
+                peers.append(&mut crate::cluster::remote_nodes_gone(&hub));
                 peers.append(&mut inputs);
                 peers
             }
@@ -1254,8 +1259,8 @@ async fn run(hub: Arc<Hub>, mut notices: mpsc::UnboundedReceiver<Notice>, wake: 
     }
 }
 
-fn from_notice(hub: &Hub, notice: Notice) -> Input {
-    match notice {
+fn from_notice(hub: &Hub, notice: Notice) -> Option<Input> {
+    Some(match notice {
         Notice::Connected {
             endpoint_id,
             paused,
@@ -1287,7 +1292,9 @@ fn from_notice(hub: &Hub, notice: Notice) -> Input {
             report,
         },
         Notice::NodeGone { endpoint_id, node } => Input::NodeGone { endpoint_id, node },
-    }
+        // For the record other instances read (`cluster::noticed`).
+        Notice::Nodes { .. } => return None,
+    })
 }
 
 /// Revocations made while endpoints are connected (`ferry-hub endpoint
@@ -1451,7 +1458,10 @@ fn apply(hub: &Hub, actions: Vec<Action>) -> Vec<Input> {
                             feedback.push(Input::Spread {
                                 task_id,
                                 attempt,
-                                pairs: pairs.into_iter().map(|(s, d, _)| (s, d)).collect(),
+                                pairs: pairs
+                                    .into_iter()
+                                    .map(|(s, d, _)| (s.node, d.node))
+                                    .collect(),
                             });
                         }
                         Err(message) => feedback.push(Input::StartFailed {
@@ -1707,25 +1717,27 @@ fn task_grants(
 }
 
 /// The signed capability for one attempt of a stored task.
-/// The pairs of nodes (source node, destination node, its data address)
-/// a task's attempt is spread over: `None` for one machine to move it
-/// all. Spread only when both endpoints have two or more nodes that move
-/// shards connected to this instance, each destination node listening
-/// for data, and the task walks a directory; never with `--delete` (one
-/// node's view of the destination is not the task's) or `--on-success`
-/// (the hook runs once, where every file landed).
+/// The pairs of nodes (source node, destination node and its data
+/// address) a task's attempt is spread over: `None` for one machine to
+/// move it all. Spread only when both endpoints have two or more nodes
+/// that move shards connected to the hub (to this instance or, among
+/// several, to any live one: `cluster::shard_nodes`), each destination
+/// node listening for data, and the task walks a directory; never with
+/// `--delete` (one node's view of the destination is not the task's) or
+/// `--on-success` (the hook runs once, where every file landed).
 fn spread_plan(
     hub: &Hub,
     task_id: &str,
     source: &str,
     destination: &str,
-) -> Option<Vec<(String, String, String)>> {
-    let sources = hub.control.shard_nodes(source);
-    let destinations: Vec<(String, String)> = hub
-        .control
-        .shard_nodes(destination)
+) -> Option<Vec<(ShardNode, ShardNode, String)>> {
+    let sources = crate::cluster::shard_nodes(hub, source);
+    let destinations: Vec<(ShardNode, String)> = crate::cluster::shard_nodes(hub, destination)
         .into_iter()
-        .filter_map(|(node, address)| Some((node, address?)))
+        .filter_map(|node| {
+            let address = node.data_address.clone()?;
+            Some((node, address))
+        })
         .collect();
     let k = sources.len().min(destinations.len());
     if k < 2 {
@@ -1743,7 +1755,7 @@ fn spread_plan(
             .into_iter()
             .zip(destinations)
             .take(k)
-            .map(|((s, _), (d, address))| (s, d, address))
+            .map(|(s, (d, address))| (s, d, address))
             .collect(),
     )
 }
@@ -1756,28 +1768,23 @@ fn start_spread(
     attempt: u32,
     source: &str,
     destination: &str,
-    pairs: &[(String, String, String)],
+    pairs: &[(ShardNode, ShardNode, String)],
 ) -> Result<(), String> {
     let count = u32::try_from(pairs.len()).unwrap_or(u32::MAX);
     // A large file is split over the pairs only when every node of them
     // knows how (an older node would send or await the file whole), and
     // not at checksum level: each node would hash the whole file there
     // to compare, and the file is unchanged more often than not.
-    let feature = ferry_proto::task::FEATURE_SPLIT_FILES;
-    let split = pairs.iter().all(|(source_node, destination_node, _)| {
-        hub.control.node_has_feature(source, source_node, feature)
-            && hub
-                .control
-                .node_has_feature(destination, destination_node, feature)
-    }) && hub
-        .store
-        .task_work(task_id)
-        .ok()
-        .flatten()
-        .is_some_and(|work| {
-            work.options.sync_level != Some(ferry_proto::task::SyncLevel::Checksum)
-        });
-    for (index, (source_node, _, address)) in (0u32..).zip(pairs) {
+    let split = pairs.iter().all(|(s, d, _)| s.splits && d.splits)
+        && hub
+            .store
+            .task_work(task_id)
+            .ok()
+            .flatten()
+            .is_some_and(|work| {
+                work.options.sync_level != Some(ferry_proto::task::SyncLevel::Checksum)
+            });
+    for (index, (source_node, destination_node, address)) in (0u32..).zip(pairs) {
         let shard = ferry_proto::task::Shard {
             index,
             count,
@@ -1785,11 +1792,17 @@ fn start_spread(
         };
         let sealed = capability(hub, task_id, attempt, source, destination, Some(shard))
             .map_err(|e| e.message)?;
-        hub.control
-            .start_shard(source, source_node, sealed, address.clone())
-            .map_err(|e| {
-                format!("the hub could not reach node {source_node} of the source: {e}")
-            })?;
+        // Watched before the start: a node that goes at once is heard of.
+        crate::cluster::watch(hub, source, source_node);
+        crate::cluster::watch(hub, destination, destination_node);
+        crate::cluster::start_shard(hub, source, source_node, sealed, address.clone()).map_err(
+            |e| {
+                format!(
+                    "the hub could not reach node {} of the source: {e}",
+                    source_node.node
+                )
+            },
+        )?;
     }
     Ok(())
 }
