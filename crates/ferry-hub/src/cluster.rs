@@ -64,8 +64,13 @@ pub struct Instance {
     /// spread over, by (endpoint, node): the instance and the link (its
     /// start) each was on. A node whose link is no longer that one lost its
     /// part ([`remote_nodes_gone`]).
-    spread_over: Arc<std::sync::Mutex<HashMap<(String, String), (String, i64)>>>,
+    spread_over: Arc<std::sync::Mutex<HashMap<NodeKey, LinkKey>>>,
 }
+
+/// A node by (endpoint, node name).
+type NodeKey = (String, String);
+/// A link by (instance holding it, when it started).
+type LinkKey = (String, i64);
 
 impl Instance {
     /// A fresh identity: random, so a restarted process never inherits
@@ -529,7 +534,7 @@ pub fn start_shard(
 /// spread over any more (gone, or a new one): each as the scheduler's
 /// `NodeGone`, once.
 pub fn remote_nodes_gone(hub: &Hub) -> Vec<crate::tasks::Input> {
-    let watched: Vec<((String, String), (String, i64))> = match hub.instance.spread_over.lock() {
+    let watched: Vec<(NodeKey, LinkKey)> = match hub.instance.spread_over.lock() {
         Ok(w) if !w.is_empty() => w.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         _ => return Vec::new(),
     };
