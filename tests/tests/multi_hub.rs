@@ -363,6 +363,22 @@ fn a_task_is_spread_over_nodes_linked_to_another_instance() {
     });
     let on = schema.query("SELECT node, instance_id FROM node_links ORDER BY endpoint_id, node");
     eprintln!("node links: {on:?}");
+    // Whichever instance answers, every machine is connected.
+    for endpoint in ["src", "dst"] {
+        let listed = lab.ferry(&["endpoint", "nodes", endpoint, "--json"]);
+        let nodes: serde_json::Value = serde_json::from_str(listed.ok()).unwrap();
+        let connected: Vec<(&str, bool)> = nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["name"].as_str().unwrap(), n["connected"] == true))
+            .collect();
+        assert_eq!(
+            connected,
+            [("primary", true), ("node-2", true)],
+            "{endpoint}"
+        );
+    }
 
     let root = lab.src.home.join("spread");
     for d in 0..3u32 {

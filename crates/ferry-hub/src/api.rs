@@ -668,7 +668,7 @@ async fn show_endpoint(
     Path(endpoint): Path<String>,
 ) -> Result<Json<EndpointInfo>, Failure> {
     let row = resolve(&hub, &who, &endpoint, Action::SeeEndpoint)?;
-    let nodes = endpoints::node_infos(&*hub.store, &hub.control, &row)?;
+    let nodes = endpoints::node_infos(&hub, &row)?;
     Ok(Json(EndpointInfo {
         nodes,
         ..info(&hub, row)
@@ -703,11 +703,7 @@ async fn list_nodes(
     Path(endpoint): Path<String>,
 ) -> Result<Json<Vec<ferry_proto::api::NodeInfo>>, Failure> {
     let row = resolve(&hub, &who, &endpoint, Action::ManageEndpoint)?;
-    Ok(Json(endpoints::node_infos(
-        &*hub.store,
-        &hub.control,
-        &row,
-    )?))
+    Ok(Json(endpoints::node_infos(&hub, &row)?))
 }
 
 /// The owner removes a node (`ferry endpoint remove-node`): its
@@ -723,11 +719,7 @@ async fn remove_node(
     endpoints::remove_node(&*hub.store, &row, &node)?;
     hub.control.recheck(&row.id);
     tracing::info!(endpoint = %row.id, %node, by = %who.user_name, "endpoint node removed");
-    Ok(Json(endpoints::node_infos(
-        &*hub.store,
-        &hub.control,
-        &row,
-    )?))
+    Ok(Json(endpoints::node_infos(&hub, &row)?))
 }
 
 /// The owner renames an endpoint or sets its identity policy (`ferry

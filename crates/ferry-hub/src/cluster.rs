@@ -431,7 +431,7 @@ pub fn cancel_task(
 /// The endpoint's nodes linked to other live instances, oldest link first
 /// (none on SQLite, or when they cannot be read: then only this
 /// instance's are used).
-fn other_nodes(hub: &Hub, endpoint_id: &str) -> Vec<crate::store::NodeLinkRow> {
+pub(crate) fn other_nodes(hub: &Hub, endpoint_id: &str) -> Vec<crate::store::NodeLinkRow> {
     if !shared(hub) {
         return Vec::new();
     }

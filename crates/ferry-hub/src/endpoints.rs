@@ -361,18 +361,19 @@ pub fn add_node(
     })
 }
 
-/// Every machine of `endpoint`, its primary first, and its control link
-/// as this hub instance knows it.
+/// Every machine of `endpoint`, its primary first, and its control link:
+/// as this hub instance knows it, or connected to another live one.
 pub fn node_infos(
-    store: &dyn Storage,
-    control: &crate::control::Registry,
+    hub: &crate::server::Hub,
     endpoint: &EndpointRow,
 ) -> Result<Vec<ferry_proto::api::NodeInfo>, RegistryError> {
     use ferry_proto::api::{NodeInfo, PRIMARY_NODE};
-    let rows = store.endpoint_nodes(&endpoint.id)?;
+    let rows = hub.store.endpoint_nodes(&endpoint.id)?;
     let mut names = vec![PRIMARY_NODE.to_string()];
     names.extend(rows.iter().map(|r| r.name.clone()));
-    Ok(control
+    let elsewhere = crate::cluster::other_nodes(hub, &endpoint.id);
+    Ok(hub
+        .control
         .node_links(&endpoint.id, &names)
         .into_iter()
         .map(|l| {
@@ -384,7 +385,12 @@ pub fn node_infos(
             };
             let (connected, since, last_seen) = match l.link {
                 crate::control::Link::Connected { since, .. } => (true, Some(since), None),
-                crate::control::Link::Offline { last_seen } => (false, None, last_seen),
+                crate::control::Link::Offline { last_seen } => {
+                    match elsewhere.iter().find(|n| n.node == l.node) {
+                        Some(n) => (true, Some(n.since), None),
+                        None => (false, None, last_seen),
+                    }
+                }
             };
             NodeInfo {
                 name: l.node,
