@@ -167,7 +167,7 @@ fn endpoint_page_proposing(
         permissions: &permissions,
         history: &history,
     };
-    let nodes = endpoints::node_infos(&hub, &row).map_err(|e| match e {
+    let nodes = endpoints::node_infos(hub, &row).map_err(|e| match e {
         RegistryError::Storage(e) => AppError::from(e),
         other => AppError::Internal(other.to_string()),
     })?;
