@@ -566,7 +566,7 @@ impl RootedFs {
     pub fn commit_temporary(&self, temp: &Temporary) -> Result<(), FsError> {
         let from = self.prepare_temporary(temp)?;
         let to = self.prepare(temp.target(), Want::Write)?;
-        self.rename_prepared(&from, &to)
+        self.rename_prepared(&from, &to, true)
     }
 
     /// Renames one temporary of a target onto another of the same target
@@ -575,7 +575,20 @@ impl RootedFs {
     pub fn rename_temporary(&self, from: &Temporary, to: &Temporary) -> Result<(), FsError> {
         let from = self.prepare_temporary(from)?;
         let to = self.prepare_temporary(to)?;
-        self.rename_prepared(&from, &to)
+        self.rename_prepared(&from, &to, true)
+    }
+
+    /// Like [`RootedFs::rename_temporary`], only if nothing has `to`'s name
+    /// (a link, then the old name's removal: what NFS does too), so that a
+    /// file another process made there, and writes into, is never replaced
+    /// (an earlier attempt's kept temporary becoming a split file's shared
+    /// one, which another node may have made first). An error of kind
+    /// `AlreadyExists` if something has that name; after a crash between
+    /// the two steps, both names are left to the same file.
+    pub fn adopt_temporary(&self, from: &Temporary, to: &Temporary) -> Result<(), FsError> {
+        let from = self.prepare_temporary(from)?;
+        let to = self.prepare_temporary(to)?;
+        self.rename_prepared(&from, &to, false)
     }
 
     /// Renames `from` to `to`, replacing `to` if it exists (as rename(2) does).
@@ -584,13 +597,14 @@ impl RootedFs {
         // Both ends are judged before either is touched.
         let from_prepared = self.prepare(from, Want::Write)?;
         let to_prepared = self.prepare(to, Want::Write)?;
-        self.rename_prepared(&from_prepared, &to_prepared)
+        self.rename_prepared(&from_prepared, &to_prepared, true)
     }
 
     fn rename_prepared(
         &self,
         from_prepared: &Prepared,
         to_prepared: &Prepared,
+        replace: bool,
     ) -> Result<(), FsError> {
         const OP: &str = "rename";
         let Some(from_leaf) = from_prepared.below_root.file_name() else {
@@ -631,8 +645,21 @@ impl RootedFs {
         };
         self.refuse_structural_change(from_prepared, &from_real, true)?;
         self.refuse_structural_change(to_prepared, &to_real, false)?;
-        nix::fcntl::renameat(&*from_parent, from_leaf, &**to_parent, to_leaf)
-            .map_err(|errno| errno_error(OP, from_prepared, errno))?;
+        if replace {
+            nix::fcntl::renameat(&*from_parent, from_leaf, &**to_parent, to_leaf)
+        } else {
+            nix::unistd::linkat(
+                &*from_parent,
+                from_leaf,
+                &**to_parent,
+                to_leaf,
+                nix::fcntl::AtFlags::empty(),
+            )
+            .and_then(|()| {
+                nix::unistd::unlinkat(&*from_parent, from_leaf, UnlinkatFlags::NoRemoveDir)
+            })
+        }
+        .map_err(|errno| errno_error(OP, from_prepared, errno))?;
         // A directory moved away or replaced: what was held beneath it is not there.
         self.forget_held_under(from_prepared);
         self.forget_held_under(to_prepared);
@@ -1217,6 +1244,37 @@ mod tests {
         fs.create_temporary(&temp, 0o600).unwrap();
         fs.remove_temporary(&temp).unwrap();
         assert!(!temp.path().exists());
+    }
+
+    /// An adopted temporary takes the other name only while it is free: a
+    /// file another process made there stays, and so does the one adopted.
+    #[test]
+    fn a_temporary_is_adopted_under_another_name_only_if_that_is_free() {
+        use std::io::Write;
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path();
+        let fs = rooted(home);
+        let kept = Temporary::new(&home.join("x"), TASK);
+        let shared = kept.labelled("a2");
+        fs.create_temporary(&kept, 0o600)
+            .unwrap()
+            .write_all(b"kept")
+            .unwrap();
+        fs.adopt_temporary(&kept, &shared).unwrap();
+        assert!(!kept.path().exists());
+        assert_eq!(std::fs::read(shared.path()).unwrap(), b"kept");
+        // The name is taken now: nothing is replaced.
+        fs.create_temporary(&kept, 0o600)
+            .unwrap()
+            .write_all(b"other")
+            .unwrap();
+        let taken = fs.adopt_temporary(&kept, &shared).unwrap_err();
+        assert_eq!(taken.io_kind(), Some(io::ErrorKind::AlreadyExists));
+        assert_eq!(std::fs::read(shared.path()).unwrap(), b"kept");
+        assert_eq!(std::fs::read(kept.path()).unwrap(), b"other");
+        fs.remove_temporary(&kept).unwrap();
+        let gone = fs.adopt_temporary(&kept, &shared.labelled("b")).unwrap_err();
+        assert_eq!(gone.io_kind(), Some(io::ErrorKind::NotFound));
     }
 
     #[test]
