@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferry_tests::{Lab, User, line_value, pattern, tree};
+use ferry_tests::{Lab, User, line_value, pattern, tree, wait_until};
 use serde_json::Value;
 use std::fs;
 use std::time::{Duration, Instant};
@@ -453,6 +453,74 @@ fn a_large_file_of_a_spread_task_is_split_over_both_pairs() {
             "{log}"
         );
     }
+}
+
+/// A large file split over both pairs whose attempt stops midway (the
+/// destination paused), then spread again: each destination node of the
+/// next attempt takes up what the nodes of the first had written (their
+/// records beside the kept temporary, each chunk hashed again), so the
+/// sources send the file and the chunks in flight at the pause, not what
+/// was in again.
+#[test]
+fn a_split_file_stopped_midway_is_taken_up_by_the_next_split_attempt() {
+    let (port1, port2) = (
+        ferry_tests::closed_loopback_port(),
+        ferry_tests::closed_loopback_port(),
+    );
+    let lab = Lab::builder()
+        .src_setting(&format!("metrics_listen = \"127.0.0.1:{port1}\"\n"))
+        .start();
+    let (_src2, _src2_daemon) = lab.join_node(
+        "src",
+        &lab.src,
+        &format!("metrics_listen = \"127.0.0.1:{port2}\"\n"),
+    );
+    let (_dst2, dst2) = join(&lab, "dst", &lab.dst);
+    wait_nodes(&lab, "src", &[("primary", true), ("node-2", true)]);
+    wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
+
+    // 24 chunks: twelve for each pair.
+    const SIZE: usize = 96 << 20;
+    let root = lab.src.home.join("one");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(root.join("large"), pattern(SIZE, 31)).unwrap();
+    let dataset = SIZE as u64;
+    let id = lab.transfer(&["-r", "--bwlimit", "24M", "src:/~/one", "dst:/~/one"]);
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let task = lab.show(&id);
+        if task["bytes_transferred"].as_u64().unwrap_or(0) > dataset / 2 {
+            break;
+        }
+        assert_eq!(task["status"], "ACTIVE", "{task}");
+        assert!(Instant::now() < deadline, "never moved: {task}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let paused = lab.dst.run(&["-pause"]);
+    assert_eq!(paused.code, Some(0), "{paused:?}");
+    wait_until(LIMIT, "the pause among the task's events", || {
+        lab.events(&id).contains("PAUSED")
+    });
+    let unpaused = lab.dst.run(&["-unpause"]);
+    assert_eq!(unpaused.code, Some(0), "{unpaused:?}");
+
+    let task = lab.wait(&id);
+    assert_eq!(tree(&root), tree(&lab.dst.home.join("one")));
+    let events = lab.events(&id);
+    assert_eq!(events.matches("spread over 2 nodes").count(), 2, "{events}");
+    assert_eq!(task["nodes"], 2, "{task}");
+    let logs = format!("{}\n{}", lab.dst_daemon().log(), dst2.log());
+    assert!(
+        logs.contains("chunks of this part an earlier attempt kept"),
+        "{logs}"
+    );
+    // What both source machines sent: the file and the chunks in flight
+    // at the pause (about three of each pair's twelve), not the half that
+    // was in already (without the records: the file and a half again).
+    let sent = sent_bytes(port1) + sent_bytes(port2);
+    println!("dataset {dataset}, sent {sent}: {task}");
+    assert!(sent >= dataset, "{sent}: {task}");
+    assert!(sent < dataset + dataset / 4, "{sent}: {task}\n{events}");
 }
 
 /// `ferry_endpoint_sent_bytes_total` of the daemon serving metrics at `port`.

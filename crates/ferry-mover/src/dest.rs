@@ -60,7 +60,9 @@ use ferry_proto::data::{
     self, ChunkHeader, ChunkSet, Entry, EntryKind, Frame, Message, Need, Open,
 };
 use ferry_proto::filter::FilterSet;
-use ferry_proto::task::{Capability, Part, SplitPart, TaskCounters, TaskReport, shard_of};
+use ferry_proto::task::{
+    Capability, KeptChunks, Part, SplitPart, TaskCounters, TaskReport, shard_of,
+};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
@@ -750,6 +752,47 @@ struct Split {
     count: u32,
 }
 
+/// A kept split file's records are looked for by part index below this
+/// (a split over more nodes is resumed from the records of these parts).
+const KEPT_RECORDS: u32 = 64;
+
+/// Whether a file of `size` bytes may be split over the nodes (at least
+/// two chunks for each of two).
+fn splittable(size: u64) -> bool {
+    use ferry_proto::task::{SPLIT_MIN_CHUNKS_PER_SHARD, chunks_of};
+    chunks_of(size) >= 2 * SPLIT_MIN_CHUNKS_PER_SHARD
+}
+
+/// What this node verified of its part of a split file that it had not
+/// finished when the attempt ended: the file's version as its source
+/// offered it, and the digests of the chunks in (see [`Disk::drop_split`]).
+#[derive(Debug)]
+struct OwnPart {
+    size: u64,
+    mtime_ns: i64,
+    digests: Vec<(u32, [u8; 32])>,
+}
+
+impl OwnPart {
+    fn of(f: &InFlight) -> Option<(PathBuf, OwnPart)> {
+        let split = f.split.as_ref()?;
+        let digests = split
+            .range
+            .clone()
+            .filter(|i| !f.unconfirmed.contains(i))
+            .filter_map(|i| Some((i, (*f.hashes.get(i as usize)?)?)))
+            .collect();
+        Some((
+            f.final_path.clone(),
+            OwnPart {
+                size: f.size,
+                mtime_ns: f.mtime_ns,
+                digests,
+            },
+        ))
+    }
+}
+
 /// How often a node that commits a split file looks for the other
 /// parts' sidecars.
 const PART_POLL: Duration = Duration::from_millis(20);
@@ -1354,7 +1397,11 @@ async fn settle(session: Arc<Session>, fate: Fate, told: &watch::Receiver<Stop>)
         // plain temporaries the next attempt resumes.
         if fate != Fate::Succeeded {
             let keep = fate == Fate::Interrupted && !over;
-            let dropped = s.disk.drop_splits(keep);
+            let own: HashMap<PathBuf, OwnPart> = match keep {
+                true => s.lock().files.values().filter_map(OwnPart::of).collect(),
+                false => HashMap::new(),
+            };
+            let dropped = s.disk.drop_splits(keep, &own);
             if dropped > 0 {
                 tracing::info!(%task, attempt, dropped, keep, "parts of split files ended with the attempt");
             }
@@ -1633,7 +1680,7 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
                 f.recount(&mut st.counters);
                 if f.split.is_some() {
                     // Its other parts are of no use either.
-                    s.disk.drop_split(&f.final_path, false);
+                    s.disk.drop_split(&f.final_path, false, None);
                 } else {
                     s.disk.remove_temp(&f.final_path);
                 }
@@ -1912,10 +1959,16 @@ fn admit_part(
         key,
         existing,
     } = landed;
-    let temp = s.disk.split(&path, s.cap.attempt, split.count);
+    let temp = s.disk.split(&path, s.cap.attempt, split.count, split.index);
     if let Ok(mut r) = s.recovered.lock() {
         r.partial.remove(&key);
     }
+    // An earlier attempt's kept temporary becomes this attempt's shared
+    // one, unless a node of this attempt made that first.
+    let kept = match s.cap.attempt > 1 {
+        true => s.disk.adopt_kept(&path, &temp, entry.size, entry.mtime_ns),
+        false => Vec::new(),
+    };
     let file = match DataFile::create(&s.disk, &path, entry.size) {
         Err(MoveError::Missing(_)) if !existing => {
             s.created(s.disk.make_parents(parent_of(&path))?);
@@ -1923,14 +1976,42 @@ fn admit_part(
         }
         done => done?,
     };
-    let missing: Vec<u32> = split.range.clone().collect();
+    // Of this part's chunks, those the kept record names that are still
+    // there, hashed again: held, not sent.
+    let mut hashes = vec![None; chunk_count(entry.size) as usize];
+    let mut kept_bytes = 0u64;
+    if !kept.is_empty() {
+        let on_disk = file.get(&s.disk)?;
+        let mut buf = vec![0u8; CHUNK_SIZE as usize];
+        for (index, digest) in kept.into_iter().filter(|(i, _)| split.range.contains(i)) {
+            let len = chunk_len(entry.size, index) as usize;
+            let offset = u64::from(index) * CHUNK_SIZE;
+            if on_disk.read_exact_at(&mut buf[..len], offset).is_ok()
+                && chunk_hash(s.disk.algorithm, &buf[..len]) == digest
+            {
+                hashes[index as usize] = Some(digest);
+                kept_bytes += len as u64;
+            }
+        }
+    }
+    let missing: Vec<u32> = split
+        .range
+        .clone()
+        .filter(|i| hashes[*i as usize].is_none())
+        .collect();
+    if kept_bytes > 0 {
+        tracing::info!(file = %String::from_utf8_lossy(entry.path.as_bytes()), held = split.range.len() - missing.len(), of = split.range.len(), "chunks of this part an earlier attempt kept, hashed again: not sent again");
+    }
     tracing::debug!(file = %String::from_utf8_lossy(entry.path.as_bytes()), chunks = ?split.range, owner = split.owner, "a part of a split file");
     let mut st = s.lock();
     let temp_path = temp.path().to_path_buf();
+    st.counters.bytes_transferred = st.counters.bytes_transferred.saturating_add(kept_bytes);
     st.files.insert(
         entry.id,
         InFlight {
             outstanding: missing.len() as u32,
+            hashes,
+            counted: kept_bytes,
             split: Some(split),
             // Another node may have made the temporary: nothing in it
             // is known to be a hole.
@@ -1957,11 +2038,21 @@ fn admit(
         existing,
     } = landed;
     let temp_path = plan::temp_path(&path, &s.cap.task_id);
-    let partial = s
+    let mut partial = s
         .recovered
         .lock()
         .ok()
         .and_then(|mut r| r.partial.remove(&key));
+    // A file an earlier attempt split over the nodes and kept: what its
+    // nodes knew of its chunks, whichever node's journal names it.
+    if s.cap.attempt > 1 && splittable(entry.size) {
+        let kept = s.disk.read_kept(&path, entry.size, entry.mtime_ns);
+        if !kept.is_empty() {
+            let chunks = partial.get_or_insert_with(Vec::new);
+            let journaled: HashSet<u32> = chunks.iter().map(|(i, _)| *i).collect();
+            chunks.extend(kept.into_iter().filter(|(i, _)| !journaled.contains(i)));
+        }
+    }
     let count = chunk_count(entry.size);
     let mut hashes = vec![None; count as usize];
     // A temporary of an earlier attempt may hold chunks written after its
@@ -2507,7 +2598,21 @@ fn committer(
         for r in batch {
             match r.file.split.as_ref().map(|split| split.owner) {
                 None => whole.push(r),
-                Some(true) => awaiting_parts.push((r, std::time::Instant::now())),
+                // Its own part's sidecar too: should the attempt end
+                // before the file commits, the node that keeps the file
+                // for the retry records every finished part's digests.
+                Some(true) => match r
+                    .file
+                    .split
+                    .as_ref()
+                    .map(|split| s.disk.write_part(&s.cap, &r.file, split))
+                {
+                    Some(Err(e)) => {
+                        s.fail(e);
+                        finished += 1;
+                    }
+                    _ => awaiting_parts.push((r, std::time::Instant::now())),
+                },
                 Some(false) => {
                     let Some(split) = &r.file.split else {
                         continue;
@@ -2562,7 +2667,7 @@ fn committer(
                             &ready.file.final_path,
                         );
                         if ready.file.split.is_some() {
-                            s.disk.drop_split(&ready.file.final_path, false);
+                            s.disk.drop_split(&ready.file.final_path, false, None);
                         }
                         if s.cap.attempt > 1 {
                             let split = ready.file.split.is_some();
@@ -2771,8 +2876,9 @@ struct Disk {
     /// Temporary files' descriptors held now (see [`DataFile`]).
     open_data: Arc<OpenData>,
     /// Targets of files split over nodes that this attempt writes a part
-    /// of: their shared temporary and how many parts they have.
-    splits: Mutex<HashMap<PathBuf, (Temporary, u32)>>,
+    /// of: their shared temporary, how many parts they have and which one
+    /// is this node's.
+    splits: Mutex<HashMap<PathBuf, (Temporary, u32, u32)>>,
 }
 
 impl Disk {
@@ -2821,18 +2927,18 @@ impl Disk {
     /// The temporary of `target` in this task (in this attempt, for a
     /// split file).
     fn temporary(&self, target: &Path) -> Temporary {
-        if let Some((temp, _)) = lock(&self.splits).get(target) {
+        if let Some((temp, _, _)) = lock(&self.splits).get(target) {
             return temp.clone();
         }
         Temporary::new(target, &self.task_id)
     }
 
-    /// Makes `target` a file split into `count` parts in `attempt`: its
-    /// temporary is the one every node of the attempt names alike
-    /// (`.ferry.NAME.TAG.aATTEMPT.part`), an earlier attempt's never.
-    fn split(&self, target: &Path, attempt: u32, count: u32) -> Temporary {
+    /// Makes `target` a file split into `count` parts in `attempt`, of
+    /// which this node writes part `index`: its temporary is the one every
+    /// node of the attempt names alike (`.ferry.NAME.TAG.aATTEMPT.part`).
+    fn split(&self, target: &Path, attempt: u32, count: u32, index: u32) -> Temporary {
         let temp = Temporary::new(target, &self.task_id).labelled(&format!("a{attempt}"));
-        lock(&self.splits).insert(target.to_path_buf(), (temp.clone(), count));
+        lock(&self.splits).insert(target.to_path_buf(), (temp.clone(), count, index));
         temp
     }
 
@@ -2849,9 +2955,14 @@ impl Disk {
     /// chunks (or a chunk cut short by a node's end), which that attempt
     /// compares with its source's digests before counting any
     /// (`Need::SendUnlessHeld`), so a lost node costs only its chunks in
-    /// flight. Returns whether anything was there.
-    fn drop_split(&self, target: &Path, keep: bool) -> bool {
-        let Some((temp, count)) = lock(&self.splits).remove(target) else {
+    /// flight. Each node that keeps it leaves beside it what it knew of
+    /// the file's chunks ([`KeptChunks`]: `own`, its digests of a part it
+    /// had not finished, and, on the node that renamed the temporary,
+    /// every finished part's sidecar), so the retry's nodes take those
+    /// chunks as held once they have hashed them again; without `keep`
+    /// those records go too. Returns whether anything was there.
+    fn drop_split(&self, target: &Path, keep: bool, own: Option<&OwnPart>) -> bool {
+        let Some((temp, count, index)) = lock(&self.splits).remove(target) else {
             return false;
         };
         let mut removed = false;
@@ -2863,11 +2974,14 @@ impl Disk {
                     self.temporaries()
                         .entry(target.to_path_buf())
                         .or_insert(false);
+                    self.record_kept(target, index, own, Some((&temp, count)));
                     removed = true;
                 }
-                // Another node of the attempt kept it already, or it
-                // was committed.
-                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {}
+                // Another node of the attempt kept it already (which
+                // recorded the finished parts), or it was committed.
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
+                    self.record_kept(target, index, own, None);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot keep the temporary of a split file");
                     names.push(temp);
@@ -2875,6 +2989,7 @@ impl Disk {
             }
         } else {
             names.push(temp);
+            names.extend((0..KEPT_RECORDS).map(|i| self.kept_record(target, i)));
         }
         for t in names {
             match self.fs.remove_temporary(&t) {
@@ -2887,10 +3002,181 @@ impl Disk {
     }
 
     /// [`Disk::drop_split`] for every split file of this attempt not
-    /// committed here; how many had something there.
-    fn drop_splits(&self, keep: bool) -> usize {
+    /// committed here, with this node's digests of the parts it had not
+    /// finished (by target); how many had something there.
+    fn drop_splits(&self, keep: bool, own: &HashMap<PathBuf, OwnPart>) -> usize {
         let targets: Vec<PathBuf> = lock(&self.splits).keys().cloned().collect();
-        targets.iter().filter(|t| self.drop_split(t, keep)).count()
+        targets
+            .iter()
+            .filter(|t| self.drop_split(t, keep, own.get(*t)))
+            .count()
+    }
+
+    /// An earlier attempt's kept temporary of `target` becomes `temp`, a
+    /// split file's shared temporary of this attempt, unless something has
+    /// that name already (a node of this attempt made it, or took it
+    /// first); the digests its record names for this file version
+    /// ([`Disk::read_kept`]) when it was taken, by this node or another,
+    /// else none (a fresh temporary holds none of them).
+    fn adopt_kept(
+        &self,
+        target: &Path,
+        temp: &Temporary,
+        size: u64,
+        mtime_ns: i64,
+    ) -> Vec<(u32, [u8; 32])> {
+        let plain = Temporary::new(target, &self.task_id);
+        match self.fs.adopt_temporary(&plain, temp) {
+            Ok(()) => {
+                tracing::info!(temp = %temp.path().display(), "an earlier attempt's kept temporary taken up");
+            }
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "an earlier attempt's kept temporary is not taken up");
+                return Vec::new();
+            }
+        }
+        self.read_kept(target, size, mtime_ns)
+    }
+
+    /// The record of what part `index`'s node knew of a kept split file's
+    /// chunks ([`KeptChunks`]), beside its kept temporary.
+    fn kept_record(&self, target: &Path, index: u32) -> Temporary {
+        Temporary::new(target, &self.task_id).labelled(&format!("kept{index}"))
+    }
+
+    /// Writes this node's record of a split file just kept
+    /// ([`Disk::drop_split`]), of part `index`: `own`'s digests and, with
+    /// `parts` (the attempt's shared temporary and its number of parts),
+    /// those in every part's sidecar, over those of an earlier record of
+    /// the same file version. Best effort: a record lost or torn costs
+    /// only chunks sent again.
+    fn record_kept(
+        &self,
+        target: &Path,
+        index: u32,
+        own: Option<&OwnPart>,
+        parts: Option<(&Temporary, u32)>,
+    ) {
+        use std::io::{Read, Write};
+        let mut version = own.map(|o| (o.size, o.mtime_ns));
+        let mut known: std::collections::BTreeMap<u32, String> = own
+            .map(|o| o.digests.iter().map(|(i, h)| (*i, to_hex(h))).collect())
+            .unwrap_or_default();
+        let (temp, count) = match parts {
+            Some((temp, count)) => (Some(temp), count),
+            None => (None, 0),
+        };
+        for part_index in 0..count {
+            let Some(Ok(file)) =
+                temp.map(|t| self.fs.open_temporary(&Self::sidecar(t, part_index)))
+            else {
+                continue;
+            };
+            let mut body = Vec::new();
+            let limit = version.map_or(1 << 20, |(size, _)| SplitPart::max_len(size));
+            if file.take(limit).read_to_end(&mut body).is_err() {
+                continue;
+            }
+            let Ok(part) = serde_json::from_slice::<SplitPart>(&body) else {
+                continue;
+            };
+            let (size, mtime_ns) = *version.get_or_insert((part.size, part.mtime_ns));
+            if !part.matches(
+                &self.task_id,
+                part.attempt,
+                part_index,
+                count,
+                size,
+                mtime_ns,
+            ) {
+                continue;
+            }
+            let range = ferry_proto::task::chunk_range(
+                part_index,
+                count,
+                ferry_proto::task::chunks_of(size),
+            );
+            known.extend(range.zip(part.digests));
+        }
+        let Some((size, mtime_ns)) = version else {
+            return;
+        };
+        if known.is_empty() {
+            return;
+        }
+        for (chunk, digest) in self.read_record(&self.kept_record(target, index), size, mtime_ns) {
+            known.entry(chunk).or_insert_with(|| to_hex(&digest));
+        }
+        let record = KeptChunks {
+            task_id: self.task_id.clone(),
+            size,
+            mtime_ns,
+            digests: known.into_iter().collect(),
+        };
+        let name = self.kept_record(target, index);
+        let written = serde_json::to_vec(&record)
+            .map_err(|e| e.to_string())
+            .and_then(|body| {
+                let _ = self.fs.remove_temporary(&name);
+                let mut out = self
+                    .fs
+                    .create_temporary(&name, 0o600)
+                    .map_err(|e| e.to_string())?;
+                out.write_all(&body)
+                    .and_then(|()| out.sync_all())
+                    .map_err(|e| e.to_string())
+            });
+        match written {
+            Ok(()) => {
+                tracing::debug!(temp = %name.path().display(), chunks = record.digests.len(), "what the attempt knew of a kept split file recorded")
+            }
+            Err(e) => {
+                tracing::warn!(temp = %name.path().display(), error = %e, "cannot record what the attempt knew of a kept split file; its chunks are compared or sent again")
+            }
+        }
+    }
+
+    /// The digests the records of a kept split file name (those of every
+    /// node that kept it: [`Disk::record_kept`]), of this file version
+    /// (`size`, `mtime_ns`); nothing if there are none.
+    fn read_kept(&self, target: &Path, size: u64, mtime_ns: i64) -> Vec<(u32, [u8; 32])> {
+        let mut known: HashMap<u32, [u8; 32]> = HashMap::new();
+        for index in 0..KEPT_RECORDS {
+            known.extend(self.read_record(&self.kept_record(target, index), size, mtime_ns));
+        }
+        let mut known: Vec<(u32, [u8; 32])> = known.into_iter().collect();
+        known.sort_unstable_by_key(|(i, _)| *i);
+        known
+    }
+
+    /// The digests one kept record names, if it is of this file version.
+    fn read_record(&self, name: &Temporary, size: u64, mtime_ns: i64) -> Vec<(u32, [u8; 32])> {
+        use std::io::Read;
+        let Ok(file) = self.fs.open_temporary(name) else {
+            return Vec::new();
+        };
+        let mut body = Vec::new();
+        if file
+            .take(KeptChunks::max_len(size))
+            .read_to_end(&mut body)
+            .is_err()
+        {
+            return Vec::new();
+        }
+        let Ok(record) = serde_json::from_slice::<KeptChunks>(&body) else {
+            return Vec::new();
+        };
+        if !record.matches(&self.task_id, size, mtime_ns) {
+            return Vec::new();
+        }
+        let count = ferry_proto::task::chunks_of(size);
+        record
+            .digests
+            .iter()
+            .filter(|(i, _)| u64::from(*i) < count)
+            .filter_map(|(i, hex)| Some((*i, from_hex(hex)?)))
+            .collect()
     }
 
     /// Removes what earlier attempts' split parts of `target` (of `size`
@@ -2901,8 +3187,7 @@ impl Disk {
     /// from a split temporary: a plain one an earlier attempt kept of it
     /// is of no use any more either.
     fn sweep_parts(&self, target: &Path, size: u64, plain: bool) {
-        use ferry_proto::task::{SPLIT_MIN_CHUNKS_PER_SHARD, chunks_of};
-        if chunks_of(size) < 2 * SPLIT_MIN_CHUNKS_PER_SHARD {
+        if !splittable(size) {
             return;
         }
         let Some(dir) = target.parent() else {
@@ -2933,12 +3218,16 @@ impl Disk {
             else {
                 continue;
             };
-            // `aN` (a shared temporary) or `aN.sM` (a sidecar) only.
+            // `aN` (a shared temporary), `aN.sM` (a sidecar) or `keptM`
+            // (what a node knew of a kept one) only.
             let labels: Vec<&[u8]> = labels.split(|b| *b == b'.').collect();
             let shaped = |label: &[u8], first: u8| {
                 label.len() > 1 && label[0] == first && label[1..].iter().all(u8::is_ascii_digit)
             };
             let temp = match labels.as_slice() {
+                [kept] if kept.starts_with(b"kept") && kept[4..].iter().all(u8::is_ascii_digit) => {
+                    base.labelled(&String::from_utf8_lossy(kept))
+                }
                 [a] if shaped(a, b'a') => base.labelled(&String::from_utf8_lossy(a)),
                 [a, sm] if shaped(a, b'a') && shaped(sm, b's') => base
                     .labelled(&String::from_utf8_lossy(a))
@@ -3208,8 +3497,26 @@ impl Disk {
 
     /// Removes the temporary of `target`, if it is there.
     fn remove_temp(&self, target: &Path) -> bool {
-        let removed = match self.fs.remove_temporary(&self.temporary(target)) {
-            Ok(()) => true,
+        let temp = self.temporary(target);
+        // A large one may be a split file kept, with its nodes' records.
+        let large = match self.fs.open_temporary(&temp) {
+            Ok(file) => file.metadata().is_ok_and(|m| splittable(m.len())),
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
+                self.temporaries().remove(target);
+                return false;
+            }
+            // Not a file of ours (a symlink at its name): removed as such.
+            Err(_) => false,
+        };
+        let removed = match self.fs.remove_temporary(&temp) {
+            Ok(()) => {
+                if large {
+                    for index in 0..KEPT_RECORDS {
+                        let _ = self.fs.remove_temporary(&self.kept_record(target, index));
+                    }
+                }
+                true
+            }
             Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => false,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot remove a temporary file");

@@ -1273,7 +1273,9 @@ mod tests {
         assert_eq!(std::fs::read(shared.path()).unwrap(), b"kept");
         assert_eq!(std::fs::read(kept.path()).unwrap(), b"other");
         fs.remove_temporary(&kept).unwrap();
-        let gone = fs.adopt_temporary(&kept, &shared.labelled("b")).unwrap_err();
+        let gone = fs
+            .adopt_temporary(&kept, &shared.labelled("b"))
+            .unwrap_err();
         assert_eq!(gone.io_kind(), Some(io::ErrorKind::NotFound));
     }
 

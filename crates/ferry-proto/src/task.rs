@@ -364,6 +364,34 @@ impl SplitPart {
     }
 }
 
+/// What the destination nodes of a split file knew of its chunks when
+/// their attempt ended and its shared temporary was kept for a retry:
+/// each chunk's digest (hex) that some node verified against its source's,
+/// by index. Left beside the kept temporary (`.ferry.NAME.TAG.kept.part`),
+/// so the retry's nodes, whichever they are, take those chunks as held
+/// once each hashes them again from disk; the file's digest is checked
+/// against the source's all the same. [`KeptChunks::matches`] says
+/// whether it is of the file as the retry's source offers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptChunks {
+    pub task_id: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub digests: Vec<(u32, String)>,
+}
+
+impl KeptChunks {
+    /// The most bytes a record of a file of `size` bytes takes.
+    pub fn max_len(size: u64) -> u64 {
+        4096 + chunks_of(size).saturating_mul(84)
+    }
+
+    /// Whether it is of this task's file of `size` bytes and `mtime_ns`.
+    pub fn matches(&self, task_id: &str, size: u64, mtime_ns: i64) -> bool {
+        self.task_id == task_id && self.size == size && self.mtime_ns == mtime_ns
+    }
+}
+
 /// Which of `count` shards an entry belongs to: FNV-1a (64 bits) of the
 /// item's index and the entry's path bytes, modulo `count`. Fixed by this
 /// definition (no seeded hasher), so every node computes the same.
