@@ -509,11 +509,6 @@ fn a_split_file_stopped_midway_is_taken_up_by_the_next_split_attempt() {
     let events = lab.events(&id);
     assert_eq!(events.matches("spread over 2 nodes").count(), 2, "{events}");
     assert_eq!(task["nodes"], 2, "{task}");
-    let logs = format!("{}\n{}", lab.dst_daemon().log(), dst2.log());
-    assert!(
-        logs.contains("chunks of this part an earlier attempt kept"),
-        "{logs}"
-    );
     // What both source machines sent: the file and the chunks in flight
     // at the pause (about three of each pair's twelve), not the half that
     // was in already (without the records: the file and a half again).
@@ -521,6 +516,11 @@ fn a_split_file_stopped_midway_is_taken_up_by_the_next_split_attempt() {
     println!("dataset {dataset}, sent {sent}: {task}");
     assert!(sent >= dataset, "{sent}: {task}");
     assert!(sent < dataset + dataset / 4, "{sent}: {task}\n{events}");
+    let logs = format!("{}\n{}", lab.dst_daemon().log(), dst2.log());
+    assert!(
+        logs.contains("chunks of this part an earlier attempt kept"),
+        "{logs}"
+    );
 }
 
 /// `ferry_endpoint_sent_bytes_total` of the daemon serving metrics at `port`.
