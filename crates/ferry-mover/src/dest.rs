@@ -752,6 +752,10 @@ struct Split {
     count: u32,
 }
 
+/// How long a split retry's node waits for the nodes of the attempt
+/// before to keep their shared temporary ([`Disk::adopt_kept`]).
+const KEPT_WITHIN: Duration = Duration::from_secs(10);
+
 /// A kept split file's records are looked for by part index below this
 /// (a split over more nodes is resumed from the records of these parts).
 const KEPT_RECORDS: u32 = 64;
@@ -1966,7 +1970,9 @@ fn admit_part(
     // An earlier attempt's kept temporary becomes this attempt's shared
     // one, unless a node of this attempt made that first.
     let kept = match s.cap.attempt > 1 {
-        true => s.disk.adopt_kept(&path, &temp, entry.size, entry.mtime_ns),
+        true => s
+            .disk
+            .adopt_kept(&path, &temp, s.cap.attempt, entry.size, entry.mtime_ns),
         false => Vec::new(),
     };
     let file = match DataFile::create(&s.disk, &path, entry.size) {
@@ -1976,21 +1982,45 @@ fn admit_part(
         }
         done => done?,
     };
-    // Of this part's chunks, those the kept record names that are still
-    // there, hashed again: held, not sent.
+    // Of this part's chunks, those the kept records name that are still
+    // there, hashed again: in, not sent. Any other this part holds (a
+    // record that came late, or none), with a source that compares them:
+    // this side's digests, at most `data::MAX_HELD`, counted once the
+    // source's agree (`Need::SendUnlessHeld`).
     let mut hashes = vec![None; chunk_count(entry.size) as usize];
     let mut kept_bytes = 0u64;
-    if !kept.is_empty() {
+    let mut unconfirmed = Vec::new();
+    if s.cap.attempt > 1 {
         let on_disk = file.get(&s.disk)?;
         let mut buf = vec![0u8; CHUNK_SIZE as usize];
-        for (index, digest) in kept.into_iter().filter(|(i, _)| split.range.contains(i)) {
+        let mut hash_at = |index: u32| {
             let len = chunk_len(entry.size, index) as usize;
             let offset = u64::from(index) * CHUNK_SIZE;
-            if on_disk.read_exact_at(&mut buf[..len], offset).is_ok()
-                && chunk_hash(s.disk.algorithm, &buf[..len]) == digest
+            on_disk
+                .read_exact_at(&mut buf[..len], offset)
+                .ok()
+                .map(|()| (chunk_hash(s.disk.algorithm, &buf[..len]), len as u64))
+        };
+        for (index, digest) in kept.into_iter().filter(|(i, _)| split.range.contains(i)) {
+            if let Some((hash, len)) = hash_at(index)
+                && hash == digest
             {
                 hashes[index as usize] = Some(digest);
-                kept_bytes += len as u64;
+                kept_bytes += len;
+            }
+        }
+        if s.rehash {
+            for index in written_chunks(&on_disk, entry.size) {
+                if unconfirmed.len() >= data::MAX_HELD {
+                    break;
+                }
+                if !split.range.contains(&index) || hashes[index as usize].is_some() {
+                    continue;
+                }
+                if let Some((hash, _)) = hash_at(index) {
+                    hashes[index as usize] = Some(hash);
+                    unconfirmed.push(index);
+                }
             }
         }
     }
@@ -1999,18 +2029,31 @@ fn admit_part(
         .clone()
         .filter(|i| hashes[*i as usize].is_none())
         .collect();
-    if kept_bytes > 0 {
-        tracing::info!(file = %String::from_utf8_lossy(entry.path.as_bytes()), held = split.range.len() - missing.len(), of = split.range.len(), "chunks of this part an earlier attempt kept, hashed again: not sent again");
+    if kept_bytes > 0 || !unconfirmed.is_empty() {
+        tracing::info!(file = %String::from_utf8_lossy(entry.path.as_bytes()), held = split.range.len() - missing.len() - unconfirmed.len(), compared = unconfirmed.len(), of = split.range.len(), "chunks of this part an earlier attempt kept, hashed again: not sent again");
     }
     tracing::debug!(file = %String::from_utf8_lossy(entry.path.as_bytes()), chunks = ?split.range, owner = split.owner, "a part of a split file");
     let mut st = s.lock();
     let temp_path = temp.path().to_path_buf();
     st.counters.bytes_transferred = st.counters.bytes_transferred.saturating_add(kept_bytes);
+    let need = match unconfirmed.is_empty() {
+        true => Need::Send {
+            missing: ChunkSet::Only(missing.clone()),
+        },
+        false => Need::SendUnlessHeld {
+            missing: ChunkSet::Only(missing.clone()),
+            held: unconfirmed
+                .iter()
+                .filter_map(|&i| Some((i, to_hex(&hashes[i as usize]?))))
+                .collect(),
+        },
+    };
     st.files.insert(
         entry.id,
         InFlight {
             outstanding: missing.len() as u32,
             hashes,
+            unconfirmed,
             counted: kept_bytes,
             split: Some(split),
             // Another node may have made the temporary: nothing in it
@@ -2018,9 +2061,7 @@ fn admit_part(
             ..InFlight::admitted(entry, key, path, temp_path, file, false)
         },
     );
-    Ok(Some(Need::Send {
-        missing: ChunkSet::Only(missing),
-    }))
+    Ok(Some(need))
 }
 
 /// What the destination needs of a file that lands at `landed`, given the
@@ -2879,6 +2920,9 @@ struct Disk {
     /// of: their shared temporary, how many parts they have and which one
     /// is this node's.
     splits: Mutex<HashMap<PathBuf, (Temporary, u32, u32)>>,
+    /// Until when a split retry waits for the attempt before it to keep
+    /// its split files ([`Disk::adopt_kept`]): set at the first wait.
+    kept_until: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl Disk {
@@ -2897,6 +2941,7 @@ impl Disk {
                 max: data_files_budget(),
             }),
             splits: Mutex::default(),
+            kept_until: std::sync::OnceLock::new(),
         }
     }
 
@@ -3022,10 +3067,28 @@ impl Disk {
         &self,
         target: &Path,
         temp: &Temporary,
+        attempt: u32,
         size: u64,
         mtime_ns: i64,
     ) -> Vec<(u32, [u8; 32])> {
         let plain = Temporary::new(target, &self.task_id);
+        // The nodes of the attempt before this one may be stopping still
+        // (the hub starts the next once it heard of the end): their shared
+        // temporary is kept (renamed) by the first of them to settle.
+        // Taken over while they still wrote into it, a chunk could change
+        // under this attempt's feet, so this waits for it, a while.
+        let before = plain.labelled(&format!("a{}", attempt.saturating_sub(1)));
+        while self.fs.open_temporary(&before).is_ok() {
+            // One wait for the whole attempt, not one for each file.
+            let until = *self
+                .kept_until
+                .get_or_init(|| std::time::Instant::now() + KEPT_WITHIN);
+            if std::time::Instant::now() >= until {
+                tracing::warn!(temp = %before.path().display(), "the attempt before this one never kept its split file; its chunks are sent again");
+                return Vec::new();
+            }
+            std::thread::sleep(PART_POLL);
+        }
         match self.fs.adopt_temporary(&plain, temp) {
             Ok(()) => {
                 tracing::info!(temp = %temp.path().display(), "an earlier attempt's kept temporary taken up");
@@ -3497,7 +3560,9 @@ impl Disk {
 
     /// Removes the temporary of `target`, if it is there.
     fn remove_temp(&self, target: &Path) -> bool {
-        let temp = self.temporary(target);
+        // The plain temporary: a split file's shared one holds other
+        // nodes' parts and goes only with [`Disk::drop_split`].
+        let temp = Temporary::new(target, &self.task_id);
         // A large one may be a split file kept, with its nodes' records.
         let large = match self.fs.open_temporary(&temp) {
             Ok(file) => file.metadata().is_ok_and(|m| splittable(m.len())),
