@@ -448,8 +448,9 @@ fn a_large_file_of_a_spread_task_is_split_over_both_pairs() {
     }
     for log in [lab.src_daemon().log(), src2.log()] {
         assert!(
-            log.lines()
-                .any(|l| l.contains(&id) && l.contains("sending") && l.contains("split: true")),
+            log.lines().any(|l| l.contains(&id)
+                && l.contains("sending")
+                && l.contains("split: true, large: true")),
             "{log}"
         );
     }
@@ -507,7 +508,11 @@ fn a_split_file_stopped_midway_is_taken_up_by_the_next_split_attempt() {
     let task = lab.wait(&id);
     assert_eq!(tree(&root), tree(&lab.dst.home.join("one")));
     let events = lab.events(&id);
-    assert_eq!(events.matches("spread over 2 nodes").count(), 2, "{events}");
+    // Spread again after the pause.
+    assert!(
+        events.matches("spread over 2 nodes").count() >= 2,
+        "{events}"
+    );
     assert_eq!(task["nodes"], 2, "{task}");
     // What both source machines sent: the file and the chunks in flight
     // at the pause (about three of each pair's twelve), not the half that
@@ -515,8 +520,11 @@ fn a_split_file_stopped_midway_is_taken_up_by_the_next_split_attempt() {
     let sent = sent_bytes(port1) + sent_bytes(port2);
     println!("dataset {dataset}, sent {sent}: {task}");
     assert!(sent >= dataset, "{sent}: {task}");
-    assert!(sent < dataset + dataset / 4, "{sent}: {task}\n{events}");
     let logs = format!("{}\n{}", lab.dst_daemon().log(), dst2.log());
+    assert!(
+        sent < dataset + dataset / 4,
+        "{sent}: {task}\n{events}\n{logs}"
+    );
     assert!(
         logs.contains("chunks of this part an earlier attempt kept"),
         "{logs}"

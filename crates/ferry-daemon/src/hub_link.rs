@@ -356,6 +356,7 @@ where
         features.push(ferry_proto::relay::RELAY_FEATURE.to_string());
         features.push(ferry_proto::task::FEATURE_SHARDS.to_string());
         features.push(ferry_proto::task::FEATURE_SPLIT_FILES.to_string());
+        features.push(ferry_proto::task::FEATURE_SPLIT_LARGE_FILES.to_string());
     }
     let mut conn = EndpointConnection::with_features(
         Instant::now(),

@@ -452,8 +452,15 @@ pub struct ShardNode {
     /// When its link started (a new link of the node is another one).
     pub since: i64,
     pub data_address: Option<String>,
-    /// Its hello named `ferry_proto::task::FEATURE_SPLIT_FILES`.
-    pub splits: bool,
+    /// The features its hello named.
+    pub features: Vec<String>,
+}
+
+impl ShardNode {
+    /// Whether its hello named `feature`.
+    pub fn has(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
 }
 
 /// The nodes of an endpoint that move shards of a task (their hello named
@@ -461,30 +468,32 @@ pub struct ShardNode {
 /// endpoint before them, then those other instances hold, oldest link
 /// first. A node linked to two instances (a redial) counts once, here.
 pub fn shard_nodes(hub: &Hub, endpoint_id: &str) -> Vec<ShardNode> {
-    let split = ferry_proto::task::FEATURE_SPLIT_FILES;
     let mut nodes: Vec<ShardNode> = hub
         .control
         .shard_nodes(endpoint_id)
         .into_iter()
-        .map(|(node, data_address)| ShardNode {
-            splits: hub.control.node_has_feature(endpoint_id, &node, split),
+        .map(|(node, data_address, features)| ShardNode {
             since: 0,
             node,
             instance: None,
             data_address,
+            features,
         })
         .collect();
     for link in other_nodes(hub, endpoint_id) {
-        let has = |f: &str| link.features.iter().any(|x| x == f);
-        if !has(ferry_proto::task::FEATURE_SHARDS) || nodes.iter().any(|n| n.node == link.node) {
+        let shards = link
+            .features
+            .iter()
+            .any(|f| f == ferry_proto::task::FEATURE_SHARDS);
+        if !shards || nodes.iter().any(|n| n.node == link.node) {
             continue;
         }
         nodes.push(ShardNode {
-            splits: has(split),
             node: link.node,
             instance: Some(link.instance),
             since: link.since,
             data_address: link.data_address,
+            features: link.features,
         });
     }
     nodes

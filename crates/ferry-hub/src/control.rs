@@ -407,8 +407,8 @@ impl Registry {
 
     /// The connected nodes of an endpoint that move a shard of a task
     /// (their hello named `FEATURE_SHARDS`), the one that speaks for it
-    /// first, each with its data address.
-    pub fn shard_nodes(&self, endpoint_id: &str) -> Vec<(String, Option<String>)> {
+    /// first, each with its data address and the features its hello named.
+    pub fn shard_nodes(&self, endpoint_id: &str) -> Vec<(String, Option<String>, Vec<String>)> {
         let Ok(live) = self.live.lock() else {
             return Vec::new();
         };
@@ -427,7 +427,7 @@ impl Registry {
         nodes.sort_by_key(|h| Some(h.connection) != first);
         nodes
             .into_iter()
-            .map(|h| (h.node.clone(), h.data_address.clone()))
+            .map(|h| (h.node.clone(), h.data_address.clone(), h.features.clone()))
             .collect()
     }
 
@@ -452,18 +452,6 @@ impl Registry {
                     .collect()
             })
             .unwrap_or_default()
-    }
-
-    /// Whether node `node` of an endpoint is connected here and its hello
-    /// named `feature`.
-    pub fn node_has_feature(&self, endpoint_id: &str, node: &str, feature: &str) -> bool {
-        self.live.lock().ok().is_some_and(|live| {
-            live.get(endpoint_id).is_some_and(|handles| {
-                handles
-                    .iter()
-                    .any(|h| h.node == node && h.features.iter().any(|f| f == feature))
-            })
-        })
     }
 
     /// Tells node `node` of a task's source to send its shard (the
@@ -1335,12 +1323,13 @@ mod tests {
             .collect();
         assert_eq!(nodes, [PRIMARY_NODE, "node-2"]);
         // Its hello named `shards` only: its shards split no file.
-        let split = ferry_proto::task::FEATURE_SPLIT_FILES;
-        let shards = ferry_proto::task::FEATURE_SHARDS;
-        assert!(registry.node_has_feature("e1", "node-2", shards));
-        assert!(!registry.node_has_feature("e1", "node-2", split));
-        assert!(!registry.node_has_feature("e1", "node-3", shards));
-        assert!(!registry.node_has_feature("e2", "node-2", shards));
+        let features: Vec<Vec<String>> = registry
+            .shard_nodes("e1")
+            .into_iter()
+            .map(|n| n.2)
+            .collect();
+        assert_eq!(features[1], [ferry_proto::task::FEATURE_SHARDS]);
+        assert!(registry.shard_nodes("e2").is_empty());
         // node-2 dials again: its old link is replaced, which a spread
         // task must hear of; the endpoint's link is the same.
         let n2b = link("node-2", "n2:2");

@@ -390,6 +390,7 @@ fn check_submission(submit: &SubmitTask, now: i64) -> Result<(), TaskServiceErro
             index: u32::MAX,
             count: u32::MAX,
             split: true,
+            large: true,
         }),
     }
     .body();

@@ -1775,7 +1775,12 @@ fn start_spread(
     // knows how (an older node would send or await the file whole), and
     // not at checksum level: each node would hash the whole file there
     // to compare, and the file is unchanged more often than not.
-    let split = pairs.iter().all(|(s, d, _)| s.splits && d.splits)
+    let every = |feature: &str| {
+        pairs
+            .iter()
+            .all(|(s, d, _)| s.has(feature) && d.has(feature))
+    };
+    let split = every(ferry_proto::task::FEATURE_SPLIT_FILES)
         && hub
             .store
             .task_work(task_id)
@@ -1789,6 +1794,8 @@ fn start_spread(
             index,
             count,
             split,
+            // Larger files too, where every node cuts them alike.
+            large: split && every(ferry_proto::task::FEATURE_SPLIT_LARGE_FILES),
         };
         let sealed = capability(hub, task_id, attempt, source, destination, Some(shard))
             .map_err(|e| e.message)?;

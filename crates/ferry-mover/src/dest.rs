@@ -1800,8 +1800,8 @@ fn answer_manifest(s: &Session, entries: &[Entry]) -> Result<bool, MoveError> {
             needs.push((entry.id, need));
         }
     }
-    if !needs.is_empty() {
-        let _ = s.to_source.send(Message::Needs { needs });
+    for message in data::needs_messages(needs) {
+        let _ = s.to_source.send(message);
     }
     Ok(true)
 }
@@ -1858,15 +1858,17 @@ fn decide(s: &Session, entry: &Entry) -> Result<Decided, MoveError> {
                 });
             }
             Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => {
-                let mut made = match s.disk.make_dir(&path, entry.mode) {
+                let (mut made, this) = match s.disk.make_dir(&path, entry.mode) {
                     Err(MoveError::Missing(_)) => {
                         let parents = s.disk.make_parents(parent_of(&path))?;
-                        s.disk.make_dir(&path, entry.mode)?;
-                        parents
+                        let this = s.disk.make_dir(&path, entry.mode)?;
+                        (parents, this)
                     }
-                    done => done.map(|()| Vec::new())?,
+                    done => (Vec::new(), done?),
                 };
-                made.push(path);
+                if this {
+                    made.push(path);
+                }
                 s.created(made);
             }
             Err(e) => return Err(MoveError::fs(Side::Destination, e)),
@@ -3691,20 +3693,31 @@ impl Disk {
         };
         let made = plan::dirs_to_make(existing, dir);
         for path in &made {
-            match self.make_dir_exact(path, self.attributes.parent_dir_mode()) {
-                // Made meanwhile: there it is.
-                Err(MoveError::Io(f))
-                    if f.source.kind() == std::io::ErrorKind::AlreadyExists
-                        && self.fs.stat(path).is_ok_and(|m| m.kind == FsKind::Dir) => {}
-                done => done?,
-            }
+            self.make_dir_once(path, self.attributes.parent_dir_mode())?;
         }
         Ok(made)
     }
 
-    /// Creates a directory the source has, with the mode it gets here.
-    fn make_dir(&self, path: &Path, source_mode: u32) -> Result<(), MoveError> {
-        self.make_dir_exact(path, self.attributes.dir_mode(source_mode))
+    /// Creates a directory the source has, with the mode it gets here;
+    /// whether this call made it (see [`Disk::make_dir_once`]).
+    fn make_dir(&self, path: &Path, source_mode: u32) -> Result<bool, MoveError> {
+        self.make_dir_once(path, self.attributes.dir_mode(source_mode))
+    }
+
+    /// [`Disk::make_dir_exact`], unless a directory is at `path` by the
+    /// time it tries: made meanwhile (by another node of a spread
+    /// attempt, which makes every directory too). Whether this call made it.
+    fn make_dir_once(&self, path: &Path, mode: u32) -> Result<bool, MoveError> {
+        match self.make_dir_exact(path, mode) {
+            Ok(()) => Ok(true),
+            Err(MoveError::Io(f))
+                if f.source.kind() == std::io::ErrorKind::AlreadyExists
+                    && self.fs.stat(path).is_ok_and(|m| m.kind == FsKind::Dir) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates a directory with exactly `mode`, to be made durable before
@@ -4178,6 +4191,22 @@ mod tests {
             );
             assert!(b.journaled().committed.is_empty(), "{op:?}");
         }
+    }
+
+    /// Two nodes of a spread attempt make every directory: the one that
+    /// comes second finds it made, which is no fault, and says it did not
+    /// make it; a file in the way still is one.
+    #[test]
+    fn a_directory_made_meanwhile_is_no_fault() {
+        let b = bench(0o022);
+        assert!(b.disk.make_dir(&b.home.join("both"), 0o755).unwrap());
+        assert!(!b.disk.make_dir(&b.home.join("both"), 0o755).unwrap());
+        std::fs::write(b.home.join("file"), b"x").unwrap();
+        assert!(b.disk.make_dir(&b.home.join("file"), 0o755).is_err());
+        assert_eq!(
+            b.disk.make_parents(&b.home.join("both/a/b")).unwrap().len(),
+            2
+        );
     }
 
     #[test]

@@ -242,6 +242,71 @@ pub enum ChunkSet {
     Only(Vec<u32>),
 }
 
+impl Need {
+    /// At least as many bytes as this need takes in a `Needs` message's
+    /// JSON (with its file id), for [`needs_messages`] to keep each
+    /// message within [`MAX_MESSAGE`].
+    pub fn encoded_len_bound(&self) -> usize {
+        // An index: its digits and a comma.
+        fn listed(set: &ChunkSet) -> usize {
+            match set {
+                ChunkSet::All => 8,
+                ChunkSet::Only(list) => {
+                    16 + list.iter().map(|i| decimal_digits(*i) + 1).sum::<usize>()
+                }
+            }
+        }
+        64 + match self {
+            Need::Skip => 8,
+            Need::Send { missing } => listed(missing),
+            Need::SendUnlessDigest { digest } => 32 + digest.len(),
+            Need::SendUnlessHeld { missing, held } => {
+                listed(missing)
+                    + 16
+                    + held
+                        .iter()
+                        .map(|(i, d)| decimal_digits(*i) + d.len() + 8)
+                        .sum::<usize>()
+            }
+        }
+    }
+}
+
+fn decimal_digits(n: u32) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// Most bytes of needs [`needs_messages`] puts in one message: half of
+/// [`MAX_MESSAGE`], for the margin its estimate leaves.
+pub const NEEDS_PER_MESSAGE: usize = MAX_MESSAGE / 2;
+
+/// A destination's needs, in order, as `Needs` messages of at most
+/// [`NEEDS_PER_MESSAGE`] bytes each (a need larger than that alone in one):
+/// a batch of large files resumed, or the parts of large split files,
+/// name many chunks each, and one message must stay within
+/// [`MAX_MESSAGE`]. A source takes each need as it comes, whatever message
+/// it came in.
+pub fn needs_messages(needs: Vec<(u64, Need)>) -> Vec<Message> {
+    let mut messages = Vec::new();
+    let mut current: Vec<(u64, Need)> = Vec::new();
+    let mut bytes = 0usize;
+    for (id, need) in needs {
+        let len = need.encoded_len_bound();
+        if !current.is_empty() && bytes + len > NEEDS_PER_MESSAGE {
+            messages.push(Message::Needs {
+                needs: std::mem::take(&mut current),
+            });
+            bytes = 0;
+        }
+        bytes += len;
+        current.push((id, need));
+    }
+    if !current.is_empty() {
+        messages.push(Message::Needs { needs: current });
+    }
+    messages
+}
+
 /// Conversation messages (stream 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -479,6 +544,42 @@ pub fn decode(mut frame: Vec<u8>) -> Result<Frame, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// However many chunks a batch's needs name, each message stays
+    /// within the limit, and the needs arrive whole and in order.
+    #[test]
+    fn needs_go_in_as_many_messages_as_their_size_asks() {
+        let part = |n: u32| Need::Send {
+            missing: ChunkSet::Only((0..n).map(|i| i * 7 + 4_000_000_000).collect()),
+        };
+        let mut needs: Vec<(u64, Need)> = (0..40u64).map(|id| (id, part(65_536))).collect();
+        needs.push((40, Need::Skip));
+        needs.push((
+            41,
+            Need::SendUnlessHeld {
+                missing: ChunkSet::All,
+                held: (0..MAX_HELD as u32).map(|i| (i, "ab".repeat(32))).collect(),
+            },
+        ));
+        let messages = needs_messages(needs.clone());
+        assert!(messages.len() > 1, "{}", messages.len());
+        let mut back = Vec::new();
+        for message in messages {
+            let encoded = encode_message(&message);
+            assert!(encoded.len() <= MAX_MESSAGE, "{}", encoded.len());
+            let Message::Needs { needs: part } = message else {
+                panic!("{message:?}");
+            };
+            // The estimate bounds what JSON makes of them.
+            let json = serde_json::to_vec(&part).unwrap().len();
+            let bound: usize = part.iter().map(|(_, n)| n.encoded_len_bound()).sum();
+            assert!(json <= bound, "{json} > {bound}");
+            back.extend(part);
+        }
+        assert_eq!(back, needs);
+        assert!(needs_messages(Vec::new()).is_empty());
+        assert_eq!(needs_messages(vec![(1, Need::Skip)]).len(), 1);
+    }
     use proptest::prelude::*;
 
     fn roundtrip(bytes: &[u8]) -> Frame {

@@ -238,6 +238,12 @@ pub struct Shard {
     /// hub): no file is split.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub split: bool,
+    /// With `split`, files of up to [`MAX_SPLIT_CHUNKS_LARGE`] chunks are
+    /// split too, not only up to [`MAX_SPLIT_CHUNKS`]. Only set when every
+    /// node of the attempt's hello named [`FEATURE_SPLIT_LARGE_FILES`]:
+    /// every node must cut the same files.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub large: bool,
 }
 
 /// The hello feature of an endpoint that moves its part of a large file
@@ -245,6 +251,13 @@ pub struct Shard {
 /// [`Shard::chunks`], a destination writes them into the file's shared
 /// temporary and the file's own shard commits it.
 pub const FEATURE_SPLIT_FILES: &str = "split_files";
+
+/// The hello feature of an endpoint that splits files of up to
+/// [`MAX_SPLIT_CHUNKS_LARGE`] chunks ([`Shard::large`]): its destination
+/// sends a batch's needs in as many messages as their size asks
+/// (`data::needs_messages`), so a part's list of chunks never outgrows a
+/// message.
+pub const FEATURE_SPLIT_LARGE_FILES: &str = "split_large_files";
 
 /// A file of a spread task is split over its shards when it has at least
 /// this many chunks per shard: with fewer, the cost of one more node
@@ -255,6 +268,11 @@ pub const SPLIT_MIN_CHUNKS_PER_SHARD: u64 = 2;
 /// the chunks of its part one by one in a needs message, which must stay
 /// well within [`crate::data::MAX_MESSAGE`].
 pub const MAX_SPLIT_CHUNKS: u64 = 16_384;
+
+/// A file of more chunks (1 TiB) is not split even with [`Shard::large`]:
+/// a part's chunks (at most half the file's), named one by one, then
+/// fill at most a quarter of a message (`data::MAX_MESSAGE`).
+pub const MAX_SPLIT_CHUNKS_LARGE: u64 = 262_144;
 
 /// What one shard moves of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,7 +298,11 @@ impl Shard {
         self.split
             && self.count >= 2
             && chunks >= u64::from(self.count) * SPLIT_MIN_CHUNKS_PER_SHARD
-            && chunks <= MAX_SPLIT_CHUNKS
+            && chunks
+                <= match self.large {
+                    true => MAX_SPLIT_CHUNKS_LARGE,
+                    false => MAX_SPLIT_CHUNKS,
+                }
     }
 
     /// What this shard moves of the file at `rel` of `size` bytes.
@@ -943,6 +965,7 @@ mod tests {
                         index: *i,
                         count: 3,
                         split: false,
+                        large: false,
                     }
                     .holds(0, rel.as_bytes())
                 })
@@ -955,7 +978,8 @@ mod tests {
             Shard {
                 index: 0,
                 count: 1,
-                split: false
+                split: false,
+                large: false,
             }
             .holds(9, b"x")
         );
@@ -996,6 +1020,7 @@ mod tests {
             index,
             count,
             split,
+            large: false,
         };
         // Two shards: four chunks is the least that is split.
         let just = 3 * CHUNK_SIZE + 1;
@@ -1005,6 +1030,28 @@ mod tests {
         assert!(!shard(0, 1, true).splits(1 << 30));
         assert!(shard(1, 2, true).splits(MAX_SPLIT_CHUNKS * CHUNK_SIZE));
         assert!(!shard(1, 2, true).splits(MAX_SPLIT_CHUNKS * CHUNK_SIZE + 1));
+        // Larger ones only where every node agreed to cut them.
+        let large = Shard {
+            large: true,
+            ..shard(1, 2, true)
+        };
+        assert!(large.splits(MAX_SPLIT_CHUNKS * CHUNK_SIZE + 1));
+        assert!(large.splits(MAX_SPLIT_CHUNKS_LARGE * CHUNK_SIZE));
+        assert!(!large.splits(MAX_SPLIT_CHUNKS_LARGE * CHUNK_SIZE + 1));
+        assert!(
+            !Shard {
+                split: false,
+                ..large
+            }
+            .splits(1 << 40)
+        );
+        // The largest part of the largest, named chunk by chunk, fits a
+        // message four times over.
+        let chunks = MAX_SPLIT_CHUNKS_LARGE as u32;
+        let part = crate::data::Need::Send {
+            missing: crate::data::ChunkSet::Only(chunk_range(1, 2, chunks.into()).collect()),
+        };
+        assert!(part.encoded_len_bound() <= crate::data::MAX_MESSAGE / 4);
         assert_eq!(shard(0, 2, true).part(0, b"f", just), Part::Chunks(0..2));
         assert_eq!(shard(1, 2, true).part(0, b"f", just), Part::Chunks(2..4));
         assert_eq!(chunks_of(0), 0);
