@@ -486,11 +486,11 @@ fn a_split_file_stopped_midway_is_taken_up_by_the_next_split_attempt() {
     fs::create_dir_all(&root).unwrap();
     fs::write(root.join("large"), pattern(SIZE, 31)).unwrap();
     let dataset = SIZE as u64;
-    let id = lab.transfer(&["-r", "--bwlimit", "24M", "src:/~/one", "dst:/~/one"]);
+    let id = lab.transfer(&["-r", "--bwlimit", "16M", "src:/~/one", "dst:/~/one"]);
     let deadline = Instant::now() + LIMIT;
     loop {
         let task = lab.show(&id);
-        if task["bytes_transferred"].as_u64().unwrap_or(0) > dataset / 2 {
+        if task["bytes_transferred"].as_u64().unwrap_or(0) > dataset / 4 {
             break;
         }
         assert_eq!(task["status"], "ACTIVE", "{task}");
@@ -515,8 +515,8 @@ fn a_split_file_stopped_midway_is_taken_up_by_the_next_split_attempt() {
     );
     assert_eq!(task["nodes"], 2, "{task}");
     // What both source machines sent: the file and the chunks in flight
-    // at the pause (about three of each pair's twelve), not the half that
-    // was in already (without the records: the file and a half again).
+    // at the pause, not what was in already (without the records: all
+    // that was sent before the pause, again).
     let sent = sent_bytes(port1) + sent_bytes(port2);
     println!("dataset {dataset}, sent {sent}: {task}");
     assert!(sent >= dataset, "{sent}: {task}");
@@ -528,6 +528,63 @@ fn a_split_file_stopped_midway_is_taken_up_by_the_next_split_attempt() {
     assert!(
         logs.contains("chunks of this part an earlier attempt kept"),
         "{logs}"
+    );
+}
+
+/// A split file the first attempt committed (on the node of its own
+/// shard, whose journal alone names it) before the attempt stopped: the
+/// retry finds it with its source's size and modification time, every
+/// node compares the whole file's digest with its source node's, and
+/// none sends it again.
+#[test]
+fn a_split_file_committed_before_a_retry_is_compared_not_sent_again() {
+    let (port1, port2) = (
+        ferry_tests::closed_loopback_port(),
+        ferry_tests::closed_loopback_port(),
+    );
+    let lab = Lab::builder()
+        .src_setting(&format!("metrics_listen = \"127.0.0.1:{port1}\"\n"))
+        .start();
+    let (_src2, _src2_daemon) = lab.join_node(
+        "src",
+        &lab.src,
+        &format!("metrics_listen = \"127.0.0.1:{port2}\"\n"),
+    );
+    let (_dst2, dst2) = join(&lab, "dst", &lab.dst);
+    wait_nodes(&lab, "src", &[("primary", true), ("node-2", true)]);
+    wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
+
+    let root = lab.src.home.join("two");
+    fs::create_dir_all(root.join("b")).unwrap();
+    fs::write(root.join("a"), pattern(32 << 20, 51)).unwrap();
+    fs::write(root.join("b/later"), pattern(64 << 20, 52)).unwrap();
+    let dataset = 96u64 << 20;
+    let id = lab.transfer(&["-r", "--bwlimit", "16M", "src:/~/two", "dst:/~/two"]);
+    let first = lab.dst.home.join("two/a");
+    wait_until(LIMIT, "the first file committed", || {
+        fs::metadata(&first).is_ok_and(|m| m.len() == 32 << 20)
+    });
+    assert_eq!(lab.show(&id)["status"], "ACTIVE");
+    let paused = lab.dst.run(&["-pause"]);
+    assert_eq!(paused.code, Some(0), "{paused:?}");
+    wait_until(LIMIT, "the pause among the task's events", || {
+        lab.events(&id).contains("PAUSED")
+    });
+    let unpaused = lab.dst.run(&["-unpause"]);
+    assert_eq!(unpaused.code, Some(0), "{unpaused:?}");
+
+    let task = lab.wait(&id);
+    assert_eq!(tree(&root), tree(&lab.dst.home.join("two")));
+    assert_eq!(task["files_transferred"], 2, "{task}");
+    assert_eq!(task["bytes_transferred"], dataset, "{task}");
+    let sent = sent_bytes(port1) + sent_bytes(port2);
+    println!("dataset {dataset}, sent {sent}: {task}");
+    let logs = format!("{}\n{}", lab.dst_daemon().log(), dst2.log());
+    // Without the comparison: the first file again (a third more).
+    assert!(
+        sent < dataset + dataset / 6,
+        "{sent}: {task}\n{}\n{logs}",
+        lab.events(&id)
     );
 }
 

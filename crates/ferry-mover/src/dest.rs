@@ -1665,10 +1665,16 @@ fn converse(s: &Session, message: Message) -> Result<(), MoveError> {
                 if f.file.is_made() || s.cap.attempt > 1 {
                     s.disk.remove_temp(&f.final_path);
                 }
-                // With no sync level, only a retry compares: the file is
-                // one an earlier attempt moved (`plan::verdict`), and
-                // counts as moved, as a journaled one does.
-                if s.cap.options.sync_level.is_none() {
+                // A split file counts with its own shard only.
+                if f.split.is_some() {
+                    s.disk.drop_split(&f.final_path, false, None);
+                }
+                if f.split.as_ref().is_some_and(|split| !split.owner) {
+                    // Counted by the node of its own shard.
+                } else if s.cap.options.sync_level.is_none() {
+                    // With no sync level, only a retry compares: the file
+                    // is one an earlier attempt moved (`plan::verdict`),
+                    // and counts as moved, as a journaled one does.
                     st.counters.files_transferred += 1;
                     st.counters.bytes_transferred =
                         st.counters.bytes_transferred.saturating_add(f.size);
@@ -1773,7 +1779,7 @@ fn answer_manifest(s: &Session, entries: &[Entry]) -> Result<bool, MoveError> {
         .iter()
         .zip(&decided)
         .filter_map(|(entry, d)| match d {
-            Decided::Compare(landed) => Some((entry.id, (landed.path.as_path(), entry.size))),
+            Decided::Compare(landed, _) => Some((entry.id, (landed.path.as_path(), entry.size))),
             Decided::Need(_) => None,
         })
         .unzip();
@@ -1789,11 +1795,14 @@ fn answer_manifest(s: &Session, entries: &[Entry]) -> Result<bool, MoveError> {
         }
         let need = match d {
             Decided::Need(need) => need,
-            Decided::Compare(landed) => {
+            Decided::Compare(landed, split) => {
                 let digest = digests.next().ok_or_else(|| {
                     MoveError::Internal("a digest of the batch is missing".into())
                 })??;
-                admit(s, entry, landed, Some(digest))?
+                match split {
+                    Some(split) => admit_part_compared(s, entry, landed, split, digest),
+                    None => admit(s, entry, landed, Some(digest))?,
+                }
             }
         };
         if let Some(need) = need {
@@ -1811,8 +1820,10 @@ enum Decided {
     /// What the destination needs of it; `None` for directories.
     Need(Option<Need>),
     /// At checksum level, a file of its size is where it lands: the
-    /// digest of that copy goes to the source ([`admit`] once hashed).
-    Compare(Landed),
+    /// digest of that copy goes to the source ([`admit`] once hashed). With
+    /// a split, this node's part of a split file a retry compares
+    /// ([`admit_part_compared`]).
+    Compare(Landed, Option<Split>),
 }
 
 /// Where a file lands, decided.
@@ -1941,12 +1952,13 @@ fn decide(s: &Session, entry: &Entry) -> Result<Decided, MoveError> {
         key,
         existing: existing.is_some(),
     };
-    if let Some(split) = split {
-        // The hub splits no file at checksum level: a node compares none.
-        return admit_part(s, entry, landed, split).map(Decided::Need);
-    }
     if verdict == Verdict::CompareDigest {
-        return Ok(Decided::Compare(landed));
+        // The hub splits no file at checksum level; a retry compares one it
+        // finds as the source has it, on every node alike.
+        return Ok(Decided::Compare(landed, split));
+    }
+    if let Some(split) = split {
+        return admit_part(s, entry, landed, split).map(Decided::Need);
     }
     admit(s, entry, landed, None).map(Decided::Need)
 }
@@ -2064,6 +2076,40 @@ fn admit_part(
         },
     );
     Ok(Some(need))
+}
+
+/// This node's part of a split file that a retry finds where it lands with
+/// its source's size and modification time (probably an earlier attempt's
+/// commit, which only the committing node's journal names): the digest of
+/// the whole copy goes to the source, which answers `Unchanged` if it is
+/// the same, and otherwise sends its part. Every node of the attempt
+/// hashes the same copy and its source node the same file, so all decide
+/// alike: either the file stays as it is, or every part moves and the
+/// file's own node commits it. The part's temporary is made only if a
+/// chunk comes.
+fn admit_part_compared(
+    s: &Session,
+    entry: &Entry,
+    landed: Landed,
+    split: Split,
+    digest: [u8; 32],
+) -> Option<Need> {
+    let Landed { path, key, .. } = landed;
+    let temp = s.disk.split(&path, s.cap.attempt, split.count, split.index);
+    let file = DataFile::later(&s.disk, &path, entry.size);
+    let mut st = s.lock();
+    st.files.insert(
+        entry.id,
+        InFlight {
+            outstanding: split.range.len() as u32,
+            awaiting_verdict: true,
+            split: Some(split),
+            ..InFlight::admitted(entry, key, path, temp.path().to_path_buf(), file, false)
+        },
+    );
+    Some(Need::SendUnlessDigest {
+        digest: to_hex(&digest),
+    })
 }
 
 /// What the destination needs of a file that lands at `landed`, given the
