@@ -25,6 +25,14 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// Two hub instances over `schema` behind the front (`balance first`).
+fn two_instances(schema: &Schema) -> Lab {
+    Lab::builder()
+        .hub_setting(&format!("database = \"{}\"", schema.url()))
+        .instances(2)
+        .start()
+}
+
 /// The PostgreSQL server to test on, if it and HAProxy are here (else the
 /// test says SKIPPED, or fails where CI requires them).
 fn prerequisites() -> Option<String> {
@@ -52,10 +60,7 @@ fn killing_the_instance_driving_tasks_leaves_them_to_another_and_all_succeed() {
         return;
     };
     let schema = Schema::create(&server);
-    let mut lab = Lab::builder()
-        .hub_setting(&format!("database = \"{}\"", schema.url()))
-        .instances(2)
-        .start();
+    let mut lab = two_instances(&schema);
 
     // A browser's sign-in form from one instance signs in on the other:
     // the form's key is shared through the database.
@@ -352,10 +357,7 @@ fn a_task_is_spread_over_nodes_linked_to_another_instance() {
         return;
     };
     let schema = Schema::create(&server);
-    let mut lab = Lab::builder()
-        .hub_setting(&format!("database = \"{}\"", schema.url()))
-        .instances(2)
-        .start();
+    let mut lab = two_instances(&schema);
     let (_src2, src2) = lab.join_node_at_instance("src", &lab.src, 1);
     let (_dst2, dst2) = lab.join_node_at_instance("dst", &lab.dst, 1);
     wait_until(LIMIT, "four node links recorded", || {

@@ -393,27 +393,46 @@ fn a_destination_node_killed_mid_task_costs_only_its_part_in_flight() {
     assert!(sent < dataset + dataset / 4, "{sent}: {task}\n{events}");
 }
 
+/// Two machines (nodes) on each side, all connected; the destination's
+/// serve metrics at `ports` (primary, node-2).
+struct TwoByTwo {
+    lab: Lab,
+    ports: [u16; 2],
+    src2: (User, ferry_tests::Daemon),
+    dst2: (User, ferry_tests::Daemon),
+}
+
+fn two_by_two_counting_dst() -> TwoByTwo {
+    let ports = [
+        ferry_tests::closed_loopback_port(),
+        ferry_tests::closed_loopback_port(),
+    ];
+    let metrics = |port: u16| format!("metrics_listen = \"127.0.0.1:{port}\"\n");
+    let lab = Lab::builder().dst_setting(&metrics(ports[0])).start();
+    let src2 = join(&lab, "src", &lab.src);
+    let dst2 = lab.join_node("dst", &lab.dst, &metrics(ports[1]));
+    wait_nodes(&lab, "src", &[("primary", true), ("node-2", true)]);
+    wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
+    TwoByTwo {
+        lab,
+        ports,
+        src2,
+        dst2,
+    }
+}
+
 /// One large file in a spread task: each pair of nodes moves a part of
 /// it (both destination machines receive bytes of it, by their own
 /// count), the node of its own shard commits it, byte for byte the
 /// source's, and no temporary or sidecar of the parts stays behind.
 #[test]
 fn a_large_file_of_a_spread_task_is_split_over_both_pairs() {
-    let (port1, port2) = (
-        ferry_tests::closed_loopback_port(),
-        ferry_tests::closed_loopback_port(),
-    );
-    let lab = Lab::builder()
-        .dst_setting(&format!("metrics_listen = \"127.0.0.1:{port1}\"\n"))
-        .start();
-    let (_src2, src2) = join(&lab, "src", &lab.src);
-    let (_dst2, dst2) = lab.join_node(
-        "dst",
-        &lab.dst,
-        &format!("metrics_listen = \"127.0.0.1:{port2}\"\n"),
-    );
-    wait_nodes(&lab, "src", &[("primary", true), ("node-2", true)]);
-    wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
+    let TwoByTwo {
+        lab,
+        ports: [port1, port2],
+        src2: (_src2, src2),
+        dst2: (_dst2, dst2),
+    } = two_by_two_counting_dst();
 
     const CHUNK: usize = 4 << 20;
     // Eleven chunks, the last one short: parts of six and five.
@@ -459,26 +478,16 @@ fn a_large_file_of_a_spread_task_is_split_over_both_pairs() {
 /// A large file split over both pairs whose attempt stops midway (the
 /// destination paused), then spread again: each destination node of the
 /// next attempt takes up what the nodes of the first had written (their
-/// records beside the kept temporary, each chunk hashed again), so the
-/// sources send the file and the chunks in flight at the pause, not what
-/// was in again.
+/// records beside the kept temporary, each chunk hashed again), so what
+/// was in at the pause is not written again.
 #[test]
 fn a_split_file_stopped_midway_is_taken_up_by_the_next_split_attempt() {
-    let (port1, port2) = (
-        ferry_tests::closed_loopback_port(),
-        ferry_tests::closed_loopback_port(),
-    );
-    let lab = Lab::builder()
-        .dst_setting(&format!("metrics_listen = \"127.0.0.1:{port1}\"\n"))
-        .start();
-    let (_src2, _src2_daemon) = join(&lab, "src", &lab.src);
-    let (_dst2, dst2) = lab.join_node(
-        "dst",
-        &lab.dst,
-        &format!("metrics_listen = \"127.0.0.1:{port2}\"\n"),
-    );
-    wait_nodes(&lab, "src", &[("primary", true), ("node-2", true)]);
-    wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
+    let TwoByTwo {
+        lab,
+        ports: [port1, port2],
+        src2: _src2,
+        dst2: (_dst2, dst2),
+    } = two_by_two_counting_dst();
 
     // 32 chunks: sixteen for each pair.
     const SIZE: usize = 128 << 20;
@@ -533,21 +542,12 @@ fn a_split_file_stopped_midway_is_taken_up_by_the_next_split_attempt() {
 /// none sends it again.
 #[test]
 fn a_split_file_committed_before_a_retry_is_compared_not_sent_again() {
-    let (port1, port2) = (
-        ferry_tests::closed_loopback_port(),
-        ferry_tests::closed_loopback_port(),
-    );
-    let lab = Lab::builder()
-        .dst_setting(&format!("metrics_listen = \"127.0.0.1:{port1}\"\n"))
-        .start();
-    let (_src2, _src2_daemon) = join(&lab, "src", &lab.src);
-    let (_dst2, dst2) = lab.join_node(
-        "dst",
-        &lab.dst,
-        &format!("metrics_listen = \"127.0.0.1:{port2}\"\n"),
-    );
-    wait_nodes(&lab, "src", &[("primary", true), ("node-2", true)]);
-    wait_nodes(&lab, "dst", &[("primary", true), ("node-2", true)]);
+    let TwoByTwo {
+        lab,
+        ports: [port1, port2],
+        src2: _src2,
+        dst2: (_dst2, dst2),
+    } = two_by_two_counting_dst();
 
     let root = lab.src.home.join("two");
     fs::create_dir_all(root.join("b")).unwrap();
