@@ -33,31 +33,29 @@ fn two_instances(schema: &Schema) -> Lab {
         .start()
 }
 
-/// The PostgreSQL server to test on, if it and HAProxy are here (else the
-/// test says SKIPPED, or fails where CI requires them).
-fn prerequisites() -> Option<String> {
-    let server = match postgres::test_server() {
-        Ok(server) => server,
-        Err(why) => {
-            skip(why);
-            return None;
-        }
-    };
+/// The PostgreSQL server to test on, if it and HAProxy are here; else
+/// why not, for the test to say SKIPPED (a failure where CI requires
+/// HAProxy).
+fn prerequisites() -> Result<String, &'static str> {
+    let server = postgres::test_server()?;
     if !Front::available() {
         assert!(
             std::env::var("FERRY_REQUIRE_HAPROXY").as_deref() != Ok("1"),
             "FERRY_REQUIRE_HAPROXY=1 but haproxy is not installed"
         );
-        skip("no haproxy (Debian: apt-get install haproxy)");
-        return None;
+        return Err("no haproxy (Debian: apt-get install haproxy)");
     }
-    Some(server)
+    Ok(server)
 }
 
 #[test]
 fn killing_the_instance_driving_tasks_leaves_them_to_another_and_all_succeed() {
-    let Some(server) = prerequisites() else {
-        return;
+    let server = match prerequisites() {
+        Ok(server) => server,
+        Err(why) => {
+            skip(why);
+            return;
+        }
     };
     let schema = Schema::create(&server);
     let mut lab = two_instances(&schema);
@@ -147,8 +145,12 @@ fn killing_the_instance_driving_tasks_leaves_them_to_another_and_all_succeed() {
 /// each time; failed sign-ins count across instances.
 #[test]
 fn round_robin_routes_each_command_to_the_instance_holding_the_endpoint() {
-    let Some(server) = prerequisites() else {
-        return;
+    let server = match prerequisites() {
+        Ok(server) => server,
+        Err(why) => {
+            skip(why);
+            return;
+        }
     };
     let schema = Schema::create(&server);
     let lab = Lab::builder()
@@ -296,8 +298,12 @@ fn round_robin_routes_each_command_to_the_instance_holding_the_endpoint() {
 /// its own link or through the instance holding it.
 #[test]
 fn under_round_robin_relayed_streams_are_paired_on_whichever_instance_they_reach() {
-    let Some(server) = prerequisites() else {
-        return;
+    let server = match prerequisites() {
+        Ok(server) => server,
+        Err(why) => {
+            skip(why);
+            return;
+        }
     };
     let schema = Schema::create(&server);
     let lab = Lab::builder()
@@ -353,8 +359,12 @@ fn under_round_robin_relayed_streams_are_paired_on_whichever_instance_they_reach
 /// left.
 #[test]
 fn a_task_is_spread_over_nodes_linked_to_another_instance() {
-    let Some(server) = prerequisites() else {
-        return;
+    let server = match prerequisites() {
+        Ok(server) => server,
+        Err(why) => {
+            skip(why);
+            return;
+        }
     };
     let schema = Schema::create(&server);
     let mut lab = two_instances(&schema);

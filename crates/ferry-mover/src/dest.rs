@@ -800,9 +800,11 @@ impl OwnPart {
 /// How often a node that commits a split file looks for the other
 /// parts' sidecars.
 const PART_POLL: Duration = Duration::from_millis(20);
-/// How long it waits for them once its own part is in: the parts are of
-/// one size and move side by side, so one this late is a node that is
-/// stuck. The attempt then ends as a fault, and the hub retries it.
+/// How long it waits for them once its own part is in while nothing is
+/// written into the file's shared temporary: a node whose part makes no
+/// progress for this long is stuck (one that went away ends the attempt
+/// at once: the hub hears of it). The attempt then ends as a fault, and
+/// the hub retries it. A slower part that still moves is waited for.
 const PART_WAIT: Duration = Duration::from_secs(600);
 
 impl InFlight {
@@ -2661,7 +2663,18 @@ fn committer(
     runtime: tokio::runtime::Handle,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
-    let mut awaiting_parts: Vec<(Ready, std::time::Instant)> = Vec::new();
+    // Each with when its wait (re)started and the shared temporary's
+    // modification time then.
+    let mut awaiting_parts: Vec<(Ready, std::time::Instant, Option<std::time::SystemTime>)> =
+        Vec::new();
+    let written_at = |r: &Ready| {
+        r.file
+            .file
+            .get(&s.disk)
+            .ok()
+            .and_then(|f| f.metadata().ok())
+            .and_then(|m| m.modified().ok())
+    };
     loop {
         let first = if awaiting_parts.is_empty() {
             match ready.recv() {
@@ -2700,7 +2713,10 @@ fn committer(
                         s.fail(e);
                         finished += 1;
                     }
-                    _ => awaiting_parts.push((r, std::time::Instant::now())),
+                    _ => {
+                        let at = written_at(&r);
+                        awaiting_parts.push((r, std::time::Instant::now(), at));
+                    }
                 },
                 Some(false) => {
                     let Some(split) = &r.file.split else {
@@ -2717,7 +2733,7 @@ fn committer(
             }
         }
         let mut still = Vec::with_capacity(awaiting_parts.len());
-        for (r, since) in awaiting_parts.drain(..) {
+        for (r, since, at) in awaiting_parts.drain(..) {
             let Some(split) = &r.file.split else {
                 continue;
             };
@@ -2726,10 +2742,16 @@ fn committer(
                     tracing::debug!(file = %String::from_utf8_lossy(&r.file.rel), parts = split.count, algorithm = %s.disk.algorithm, digest = %to_hex(&digest), "split file verified");
                     whole.push(r);
                 }
-                Ok(None) if since.elapsed() < PART_WAIT => still.push((r, since)),
+                Ok(None) if since.elapsed() < PART_WAIT => still.push((r, since, at)),
+                // The other nodes still write into the shared temporary
+                // (a slower part of a large file): another wait.
+                Ok(None) if written_at(&r) != at => {
+                    let now = written_at(&r);
+                    still.push((r, std::time::Instant::now(), now));
+                }
                 Ok(None) => {
                     s.fail(MoveError::SplitFile(format!(
-                        "the other nodes' parts of {} did not come within {}s",
+                        "the other nodes' parts of {} made no progress in {}s",
                         ferry_paths::show(&r.file.final_path),
                         PART_WAIT.as_secs()
                     )));
@@ -3185,7 +3207,9 @@ impl Disk {
                 continue;
             };
             let mut body = Vec::new();
-            let limit = version.map_or(1 << 20, |(size, _)| SplitPart::max_len(size));
+            // Until a part says the file's size: the largest split.
+            let largest = ferry_proto::task::MAX_SPLIT_CHUNKS_LARGE * CHUNK_SIZE;
+            let limit = SplitPart::max_len(version.map_or(largest, |(size, _)| size));
             if file.take(limit).read_to_end(&mut body).is_err() {
                 continue;
             }
