@@ -767,6 +767,51 @@ fn splittable(size: u64) -> bool {
     chunks_of(size) >= 2 * SPLIT_MIN_CHUNKS_PER_SHARD
 }
 
+/// Of a kept temporary of `size` bytes, the chunks within `within` that
+/// `recorded` names (by a journal or a kept split file's record) and that
+/// still hash to their digest; and, with `others`, this side's digests of
+/// at most [`data::MAX_HELD`] more chunks within `within` that hold data
+/// and no record names, to compare with the source's
+/// (`Need::SendUnlessHeld`).
+fn rehash_kept(
+    file: &File,
+    size: u64,
+    algorithm: ChecksumAlgorithm,
+    recorded: &[(u32, [u8; 32])],
+    others: bool,
+    within: std::ops::Range<u32>,
+) -> (ChunkHashes, ChunkHashes) {
+    let mut buf = vec![0u8; CHUNK_SIZE as usize];
+    let mut hash_at = |index: u32| {
+        let len = chunk_len(size, index) as usize;
+        let offset = u64::from(index) * CHUNK_SIZE;
+        (len > 0 && file.read_exact_at(&mut buf[..len], offset).is_ok())
+            .then(|| chunk_hash(algorithm, &buf[..len]))
+    };
+    let verified: ChunkHashes = recorded
+        .iter()
+        .filter(|(i, _)| within.contains(i))
+        .filter(|&&(i, digest)| hash_at(i) == Some(digest))
+        .copied()
+        .collect();
+    let mut held = Vec::new();
+    if others {
+        let named: HashSet<u32> = recorded.iter().map(|(i, _)| *i).collect();
+        for index in written_chunks(file, size) {
+            if held.len() >= data::MAX_HELD {
+                break;
+            }
+            if !within.contains(&index) || named.contains(&index) {
+                continue;
+            }
+            if let Some(digest) = hash_at(index) {
+                held.push((index, digest));
+            }
+        }
+    }
+    (verified, held)
+}
+
 /// What this node verified of its part of a split file that it had not
 /// finished when the attempt ended: the file's version as its source
 /// offered it, and the digests of the chunks in (see [`Disk::drop_split`]).
@@ -2008,36 +2053,21 @@ fn admit_part(
     let mut unconfirmed = Vec::new();
     if s.cap.attempt > 1 {
         let on_disk = file.get(&s.disk)?;
-        let mut buf = vec![0u8; CHUNK_SIZE as usize];
-        let mut hash_at = |index: u32| {
-            let len = chunk_len(entry.size, index) as usize;
-            let offset = u64::from(index) * CHUNK_SIZE;
-            on_disk
-                .read_exact_at(&mut buf[..len], offset)
-                .ok()
-                .map(|()| (chunk_hash(s.disk.algorithm, &buf[..len]), len as u64))
-        };
-        for (index, digest) in kept.into_iter().filter(|(i, _)| split.range.contains(i)) {
-            if let Some((hash, len)) = hash_at(index)
-                && hash == digest
-            {
-                hashes[index as usize] = Some(digest);
-                kept_bytes += len;
-            }
+        let (verified, held) = rehash_kept(
+            &on_disk,
+            entry.size,
+            s.disk.algorithm,
+            &kept,
+            s.rehash,
+            split.range.clone(),
+        );
+        for (index, digest) in verified {
+            hashes[index as usize] = Some(digest);
+            kept_bytes += chunk_len(entry.size, index);
         }
-        if s.rehash {
-            for index in written_chunks(&on_disk, entry.size) {
-                if unconfirmed.len() >= data::MAX_HELD {
-                    break;
-                }
-                if !split.range.contains(&index) || hashes[index as usize].is_some() {
-                    continue;
-                }
-                if let Some((hash, _)) = hash_at(index) {
-                    hashes[index as usize] = Some(hash);
-                    unconfirmed.push(index);
-                }
-            }
+        for (index, digest) in held {
+            hashes[index as usize] = Some(digest);
+            unconfirmed.push(index);
         }
     }
     let missing: Vec<u32> = split
@@ -3586,18 +3616,8 @@ impl Disk {
         if meta.len() != size {
             return None;
         }
-        let mut verified = Vec::new();
-        let mut buf = vec![0u8; CHUNK_SIZE as usize];
-        for &(index, hash) in chunks {
-            let offset = u64::from(index) * CHUNK_SIZE;
-            let len = (size.saturating_sub(offset)).min(CHUNK_SIZE) as usize;
-            if len == 0 || file.read_exact_at(&mut buf[..len], offset).is_err() {
-                continue;
-            }
-            if chunk_hash(self.algorithm, &buf[..len]) == hash {
-                verified.push((index, hash));
-            }
-        }
+        let all = 0..chunk_count(size);
+        let (verified, held) = rehash_kept(&file, size, self.algorithm, chunks, unjournaled, all);
         let stale = chunks.len() - verified.len();
         if stale > 0 {
             tracing::warn!(
@@ -3607,25 +3627,8 @@ impl Disk {
                 "journaled chunks no longer match their hashes on disk; they are sent again"
             );
         }
-        let mut held = Vec::new();
-        if unjournaled {
-            let journaled: HashSet<u32> = chunks.iter().map(|(i, _)| *i).collect();
-            for index in written_chunks(&file, size) {
-                if held.len() >= data::MAX_HELD {
-                    break;
-                }
-                if journaled.contains(&index) {
-                    continue;
-                }
-                let offset = u64::from(index) * CHUNK_SIZE;
-                let len = chunk_len(size, index) as usize;
-                if file.read_exact_at(&mut buf[..len], offset).is_ok() {
-                    held.push((index, chunk_hash(self.algorithm, &buf[..len])));
-                }
-            }
-            if !held.is_empty() {
-                tracing::debug!(temp = %temp.path().display(), held = held.len(), journaled = verified.len(), "unjournaled chunks to compare with the source's");
-            }
+        if !held.is_empty() {
+            tracing::debug!(temp = %temp.path().display(), held = held.len(), journaled = verified.len(), "unjournaled chunks to compare with the source's");
         }
         Some((file, verified, held))
     }
